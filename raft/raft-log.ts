@@ -64,8 +64,12 @@ export class RaftLog {
 
   /** The term of `index`, or undefined when it is compacted or beyond the log. */
   maybeTerm(index: number): number | undefined {
+    const unstableTerm = this.unstable.maybeTerm(index);
+    if (unstableTerm !== undefined) return unstableTerm;
+    // Bounds first: this runs for every entry received, and exceptions are slow.
+    if (index + 1 < this.firstIndex() || index > this.lastIndex()) return undefined;
     try {
-      return this.term(index);
+      return this.storage.term(index);
     } catch (error) {
       if (isLogUnavailable(error)) return undefined;
       throw error;

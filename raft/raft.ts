@@ -353,6 +353,15 @@ export class Raft {
       throw error;
     }
     assert(!isEmptySnapshot(snapshot), 'need a non-empty snapshot to catch up a follower');
+    const cs = snapshot.metadata.confState;
+    if (!cs.voters.includes(to) && !cs.learners.includes(to) && !cs.votersOutgoing.includes(to)) {
+      // The follower would refuse it (it is not a member at that index) and ask again forever.
+      // The application must keep a snapshot taken after the last applied conf change.
+      this.logger.warn(
+        `${this.id} not sending snapshot [index: ${snapshot.metadata.index}] to ${to}: it predates ${to}'s membership`,
+      );
+      return false;
+    }
     this.logger.info(
       `${this.id} [firstindex: ${this.log.firstIndex()}, commit: ${this.log.committed}] sent snapshot ` +
         `[index: ${snapshot.metadata.index}, term: ${snapshot.metadata.term}] to ${to} [${pr.describe()}]`,
@@ -1101,6 +1110,13 @@ export class Raft {
       // Only followers receive snapshots; if this ever fires, refuse rather than corrupt state.
       this.logger.warn(`${this.id} attempted to restore snapshot as ${this.role}; should never happen`);
       this.becomeFollower(this.term + 1, NONE);
+      return false;
+    }
+    if (this.log.applying > this.log.applied) {
+      // Committed entries (possibly conf changes) are being applied from a Ready not yet
+      // advanced; replacing the configuration under them would apply them to the wrong one.
+      // Refuse for now: the leader sends the snapshot again.
+      this.logger.info(`${this.id} postponing snapshot [index: ${index}]: entries up to ${this.log.applying} are still being applied`);
       return false;
     }
     const member = [confState.voters, confState.learners, confState.votersOutgoing].some((ids) => ids.includes(this.id));

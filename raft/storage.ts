@@ -60,7 +60,12 @@ export interface LogStorage {
   term(index: number): number;
   firstIndex(): number;
   lastIndex(): number;
-  /** The most recent snapshot (EMPTY_SNAPSHOT if none was ever taken). */
+  /**
+   * The most recent snapshot (EMPTY_SNAPSHOT if none was ever taken). Once the log is compacted,
+   * the snapshot must be at or after the last applied configuration change: a new member only
+   * accepts a snapshot whose configuration includes it (take one after applying a conf change,
+   * or build it on demand from the current state, as etcd does).
+   */
   snapshot(): Snapshot;
 }
 

@@ -1,4 +1,45 @@
+/**
+ * The `dkv` command. Each subcommand lives in its own module and is loaded only when used.
+ */
+
+export const usage = `dkv — Clustron DKV
+
+Usage: dkv <command> [options]
+
+Commands:
+  demo           run a 3-node Raft group in this process on a simulated network and narrate
+                 an election, replication, a leader crash, failover and catch-up (npm start)
+  sim            run the deterministic Raft simulator over many random fault schedules
+                 (partitions, loss, duplication, reordering, crashes, membership changes)
+  bench raft     measure the Raft core's throughput in-process (zero-latency simulation)
+  help           show this text; "dkv <command> --help" shows a command's options
+
+The etcd-compatible server (dkv server, dkv dev) arrives with the server issue.
+`;
+
 export async function main(args: string[]): Promise<number> {
-  console.log('args', args);
-  return 0;
+  const [command, ...rest] = args;
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(usage);
+      return 0;
+    case 'demo': {
+      const { demoCommand } = await import('./demo');
+      return demoCommand(rest);
+    }
+    case 'sim': {
+      const { simCommand } = await import('./sim');
+      return simCommand(rest);
+    }
+    case 'bench': {
+      const { benchCommand } = await import('./bench');
+      return benchCommand(rest);
+    }
+    default:
+      process.stderr.write(`dkv: unknown command "${command}"\n\n${usage}`);
+      return 2;
+  }
 }

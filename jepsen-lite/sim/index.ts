@@ -1,0 +1,16 @@
+/** The deterministic Raft simulator: front door. */
+export { SimCluster, SimNode, SIM_DEFAULTS, type SimClusterOptions, type SimStats, type RaftOptions } from './cluster';
+export { SimNetwork, type NetworkParams, QUIET_NETWORK, ZERO_LATENCY_NETWORK } from './network';
+export { SafetyChecker, SafetyViolation, type ViolationKind } from './safety';
+export {
+  runScenario,
+  scenarioForSeed,
+  scenarioArbitrary,
+  faultArbitrary,
+  describeFault,
+  recoveryTicksMax,
+  type SimScenario,
+  type SimResult,
+  type Fault,
+  type ScheduledFault,
+} from './scenario';

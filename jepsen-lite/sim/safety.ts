@@ -1,0 +1,230 @@
+/**
+ * Raft's safety properties, checked incrementally while a simulation runs:
+ *
+ * - election safety: at most one leader per term;
+ * - log matching: an (index, term) pair names one entry, with one predecessor term;
+ * - leader completeness: a new leader's log holds every entry committed so far;
+ * - state machine safety: every node applies the same entry at each index, in order (checked by
+ *   a hash chain over the applied sequence, so restored snapshots are checked too);
+ * - read safety: a ReadIndex answer is at or beyond everything committed when the read began.
+ *
+ * The first violation throws a SafetyViolation, which the simulator reports with its seed.
+ */
+import type { Entry, Raft } from '../../raft/index';
+
+export type ViolationKind =
+  | 'election-safety'
+  | 'log-matching'
+  | 'leader-completeness'
+  | 'state-machine-safety'
+  | 'commit-safety'
+  | 'read-safety'
+  | 'liveness'
+  | 'assertion';
+
+export class SafetyViolation extends Error {
+  override readonly name = 'SafetyViolation';
+  constructor(
+    readonly kind: ViolationKind,
+    message: string,
+  ) {
+    super(`${kind}: ${message}`);
+  }
+}
+
+/** A 64-bit-ish digest of an applied prefix, as two 32-bit halves. */
+export interface ChainHash {
+  readonly a: number;
+  readonly b: number;
+}
+
+export const CHAIN_START: ChainHash = Object.freeze({ a: 0x811c9dc5, b: 0x01000193 });
+
+function mix(h: number, value: number): number {
+  h ^= value & 0xff;
+  h = Math.imul(h, 0x01000193);
+  h ^= (value >>> 8) & 0xff;
+  h = Math.imul(h, 0x01000193);
+  h ^= (value >>> 16) & 0xff;
+  h = Math.imul(h, 0x01000193);
+  h ^= value >>> 24;
+  return Math.imul(h, 0x01000193) >>> 0;
+}
+
+export function hashBytes(h: number, data: Uint8Array): number {
+  for (let i = 0; i < data.length; i++) {
+    h ^= data[i]!;
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** Extends the chain with one applied entry. */
+export function extendChain(chain: ChainHash, entry: Entry): ChainHash {
+  let a = mix(chain.a, entry.index);
+  a = mix(a, entry.term);
+  a = hashBytes(a, entry.data);
+  let b = mix(chain.b ^ 0x5bd1e995, entry.term);
+  b = mix(b, entry.index);
+  b = hashBytes(Math.imul(b, 0x2545f491) >>> 0, entry.data);
+  return { a, b };
+}
+
+function entryKey(entry: Entry): string {
+  const h = hashBytes(0x811c9dc5, entry.data);
+  return `${entry.type}:${entry.data.byteLength}:${h.toString(16)}`;
+}
+
+interface RecordedEntry {
+  readonly key: string;
+  readonly prevTerm: number | undefined;
+}
+
+export class SafetyChecker {
+  private readonly leaderOfTerm = new Map<number, number>();
+  private readonly leadersChecked = new Set<string>();
+  /** index -> term -> entry identity */
+  private readonly entries = new Map<number, Map<number, RecordedEntry>>();
+  /** index -> term of the committed entry */
+  private readonly committedTerm = new Map<number, number>();
+  private readonly committedRecordedTo = new Map<number, number>();
+  private readonly appliedChain = new Map<number, ChainHash>();
+  maxCommitted = 0;
+  leadersElected = 0;
+
+  /** A node became (or is) leader: one leader per term, and it must hold every committed entry. */
+  observeLeader(raft: Raft): void {
+    const key = `${raft.id}@${raft.term}`;
+    if (this.leadersChecked.has(key)) return;
+    this.leadersChecked.add(key);
+    const other = this.leaderOfTerm.get(raft.term);
+    if (other !== undefined && other !== raft.id) {
+      throw new SafetyViolation('election-safety', `nodes ${other} and ${raft.id} both leader in term ${raft.term}`);
+    }
+    this.leaderOfTerm.set(raft.term, raft.id);
+    this.leadersElected++;
+    const lastIndex = raft.log.lastIndex();
+    if (lastIndex < this.maxCommitted) {
+      throw new SafetyViolation(
+        'leader-completeness',
+        `leader ${raft.id} of term ${raft.term} has last index ${lastIndex} < committed ${this.maxCommitted}`,
+      );
+    }
+    const first = raft.log.firstIndex();
+    for (let index = this.maxCommitted; index >= first; index--) {
+      const term = this.committedTerm.get(index);
+      if (term === undefined) continue;
+      const ours = raft.log.maybeTerm(index);
+      if (ours !== term) {
+        throw new SafetyViolation(
+          'leader-completeness',
+          `leader ${raft.id} of term ${raft.term} has term ${ours} at index ${index}, committed term is ${term}`,
+        );
+      }
+    }
+  }
+
+  /** Entries handed out for persisting: (index, term) must always name the same entry. */
+  observeEntries(raft: Raft, entries: readonly Entry[]): void {
+    for (const entry of entries) {
+      const prevTerm = raft.log.maybeTerm(entry.index - 1);
+      let byTerm = this.entries.get(entry.index);
+      if (byTerm === undefined) {
+        byTerm = new Map();
+        this.entries.set(entry.index, byTerm);
+      }
+      const key = entryKey(entry);
+      const seen = byTerm.get(entry.term);
+      if (seen === undefined) {
+        byTerm.set(entry.term, { key, prevTerm });
+        continue;
+      }
+      if (seen.key !== key) {
+        throw new SafetyViolation(
+          'log-matching',
+          `node ${raft.id} has a different entry at index ${entry.index} term ${entry.term} (${key} vs ${seen.key})`,
+        );
+      }
+      if (seen.prevTerm !== undefined && prevTerm !== undefined && seen.prevTerm !== prevTerm) {
+        throw new SafetyViolation(
+          'log-matching',
+          `node ${raft.id}: entry ${entry.index}/${entry.term} follows term ${prevTerm}, elsewhere term ${seen.prevTerm}`,
+        );
+      }
+    }
+  }
+
+  /** Records what a node's commit index says is committed; it must never change. */
+  observeCommit(raft: Raft): void {
+    const committed = raft.log.committed;
+    const from = this.committedRecordedTo.get(raft.id) ?? 0;
+    if (committed <= from) return;
+    const first = Math.max(from + 1, raft.log.firstIndex());
+    for (let index = first; index <= committed; index++) {
+      const term = raft.log.maybeTerm(index);
+      if (term === undefined) continue;
+      const known = this.committedTerm.get(index);
+      if (known === undefined) this.committedTerm.set(index, term);
+      else if (known !== term) {
+        throw new SafetyViolation(
+          'commit-safety',
+          `node ${raft.id} committed term ${term} at index ${index}, but term ${known} was committed there`,
+        );
+      }
+    }
+    this.committedRecordedTo.set(raft.id, committed);
+    if (committed > this.maxCommitted) this.maxCommitted = committed;
+  }
+
+  /** A node restarted: its commit index starts again from what it persisted. */
+  forgetNode(id: number): void {
+    this.committedRecordedTo.delete(id);
+  }
+
+  /** A node applied `entry`, producing `chain`; every node must produce the same chain. */
+  observeApply(nodeId: number, previousIndex: number, entry: Entry, chain: ChainHash): void {
+    if (entry.index !== previousIndex + 1) {
+      throw new SafetyViolation(
+        'state-machine-safety',
+        `node ${nodeId} applied index ${entry.index} after ${previousIndex} (gap or repeat)`,
+      );
+    }
+    const committed = this.committedTerm.get(entry.index);
+    if (committed !== undefined && committed !== entry.term) {
+      throw new SafetyViolation(
+        'state-machine-safety',
+        `node ${nodeId} applied ${entry.index}/${entry.term} but ${entry.index}/${committed} is committed`,
+      );
+    }
+    this.checkChain(nodeId, entry.index, chain, 'applied');
+  }
+
+  /** A node restored a snapshot of the applied prefix up to `index`. */
+  observeSnapshotRestore(nodeId: number, index: number, chain: ChainHash): void {
+    this.checkChain(nodeId, index, chain, 'restored snapshot');
+  }
+
+  private checkChain(nodeId: number, index: number, chain: ChainHash, what: string): void {
+    const known = this.appliedChain.get(index);
+    if (known === undefined) {
+      this.appliedChain.set(index, chain);
+      return;
+    }
+    if (known.a !== chain.a || known.b !== chain.b) {
+      throw new SafetyViolation(
+        'state-machine-safety',
+        `node ${nodeId} ${what} a different sequence up to index ${index} than another node`,
+      );
+    }
+  }
+
+  /** A read that began when `requiredIndex` was committed was answered at `index`. */
+  observeRead(nodeId: number, index: number, requiredIndex: number): void {
+    if (index < requiredIndex) {
+      throw new SafetyViolation(
+        'read-safety',
+        `node ${nodeId} got read index ${index}, but ${requiredIndex} was committed before the read began`,
+      );
+    }
+  }
+}
