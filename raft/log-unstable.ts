@@ -91,6 +91,10 @@ export class UnstableLog {
 
   truncateAndAppend(entries: readonly Entry[]): void {
     const from = entries[0]!.index;
+    assert(
+      from <= this.offset + this.entries.length,
+      () => `appending at ${from} would leave a gap after ${this.offset + this.entries.length - 1}`,
+    );
     if (from === this.offset + this.entries.length) {
       for (const entry of entries) this.entries.push(entry);
     } else if (from <= this.offset) {

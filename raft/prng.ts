@@ -19,7 +19,10 @@ export class SeededPrng implements Prng {
 
   constructor(seed: number) {
     if (!Number.isSafeInteger(seed)) throw new TypeError(`seed must be a safe integer, got ${seed}`);
-    let state = (seed ^ Math.floor(seed / 0x1_0000_0000)) >>> 0;
+    // The low 32 bits seed the mixer; the high bits (and the sign) are mixed in separately so
+    // that every safe-integer seed gives its own stream.
+    let state = seed >>> 0;
+    const high = Math.floor(seed / 0x1_0000_0000) >>> 0;
     const next = (): number => {
       state = (state + 0x9e3779b9) >>> 0;
       let z = state;
@@ -31,6 +34,13 @@ export class SeededPrng implements Prng {
     this.b = next();
     this.c = next();
     this.d = next();
+    if (high !== 0) {
+      state = (state ^ high) >>> 0;
+      this.a ^= next();
+      this.b ^= next();
+      this.c ^= next();
+      this.d ^= next();
+    }
     for (let i = 0; i < 12; i++) this.nextUint32();
   }
 

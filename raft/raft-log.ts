@@ -109,6 +109,7 @@ export class RaftLog {
     if (entries.length === 0) return this.lastIndex();
     const after = entries[0]!.index - 1;
     assert(after >= this.committed, () => `appending after ${after} would overwrite committed ${this.committed}`);
+    assert(after <= this.lastIndex(), () => `appending after ${after} would leave a gap after ${this.lastIndex()}`);
     this.unstable.truncateAndAppend(entries);
     return this.lastIndex();
   }

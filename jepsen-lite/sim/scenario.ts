@@ -5,7 +5,7 @@
  * ticks. A scenario is a pure function of its seed, so a failing seed replays exactly.
  */
 import fc from 'fast-check';
-import { type ConfChange, RaftAssertionError, SeededPrng, type ConfChangeSingle } from '../../raft/index';
+import { type ConfChange, type ConfState, RaftAssertionError, SeededPrng, type ConfChangeSingle } from '../../raft/index';
 import { SimCluster, SIM_DEFAULTS, type SimStats } from './cluster';
 import { type NetworkParams, QUIET_NETWORK } from './network';
 import { SafetyViolation, type ViolationKind } from './safety';
@@ -32,8 +32,26 @@ export interface ScheduledFault {
   readonly fault: Fault;
 }
 
+/** Raft flow-control limits; tight values force one entry per message, full windows, refusals. */
+export interface FlowLimits {
+  readonly messageBytesMax: number;
+  readonly inflightMessagesMax: number;
+  readonly inflightBytesMax: number;
+  readonly uncommittedEntriesBytesMax: number;
+  readonly committedEntriesBytesPerReadyMax: number;
+}
+
+export const DEFAULT_FLOW: FlowLimits = Object.freeze({
+  messageBytesMax: 1024 * 1024,
+  inflightMessagesMax: 256,
+  inflightBytesMax: 32 * 1024 * 1024,
+  uncommittedEntriesBytesMax: 64 * 1024 * 1024,
+  committedEntriesBytesPerReadyMax: 16 * 1024 * 1024,
+});
+
 export interface SimScenario {
   readonly seed: number;
+  readonly flow: FlowLimits;
   readonly nodeCount: number;
   readonly faultPhaseTicks: number;
   readonly network: NetworkParams;
@@ -58,13 +76,34 @@ export interface SimResult {
   readonly violation?: { readonly kind: ViolationKind; readonly message: string; readonly atMs: number };
   /** Ticks from healing to a committed proposal (undefined if not reached). */
   readonly recoveryTicks?: number;
+  /** The bound recoveryTicks had to meet. */
+  readonly recoveryBound?: number;
   readonly traceHash: number;
   readonly trace: readonly string[];
   readonly stats: SimStats & { readonly leadersElected: number; readonly simulatedMs: number };
 }
 
-/** After the faults heal, a leader must commit a proposal on every member within this many ticks. */
+/**
+ * After the faults heal, a leader must commit a proposal on every member within this many ticks,
+ * plus the time the slowest member needs to catch up its backlog (see recoveryBoundTicks).
+ */
 export const recoveryTicksMax = 60;
+
+/**
+ * Entries per tick a lagging member is guaranteed to catch up at under the flow limits, counting
+ * sim entries as at most 64 bytes on the wire and 16 of payload, and one message round trip plus
+ * one disk write per tick (a round trip after healing is at most 2 x 5 ms + 30 ms of disk).
+ */
+export function catchUpEntriesPerTick(flow: FlowLimits): number {
+  const perMessage = Math.max(1, Math.floor(flow.messageBytesMax / 64));
+  const perReady = Math.max(1, Math.floor(flow.committedEntriesBytesPerReadyMax / 16));
+  return Math.max(1, Math.min(perMessage * flow.inflightMessagesMax, perReady));
+}
+
+/** The recovery bound for a backlog (entries between the longest log and the slowest apply). */
+export function recoveryBoundTicks(flow: FlowLimits, backlogEntries: number): number {
+  return recoveryTicksMax + Math.ceil(backlogEntries / catchUpEntriesPerTick(flow));
+}
 export const tickIntervalMs = 100;
 
 const nodeRef = fc.nat({ max: 1000 });
@@ -93,6 +132,21 @@ export const faultArbitrary: fc.Arbitrary<Fault> = fc.oneof(
 export const scenarioArbitrary: fc.Arbitrary<SimScenario> = fc
   .record({
     seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+    flow: fc.oneof(
+      { weight: 2, arbitrary: fc.constant(DEFAULT_FLOW) },
+      {
+        weight: 1,
+        arbitrary: fc
+          .record({
+            messageBytesMax: fc.constantFrom(30, 100, 1000),
+            inflightMessagesMax: fc.constantFrom(1, 2, 8),
+            inflightBytes: fc.constantFrom(0, 1, 4),
+            uncommittedEntriesBytesMax: fc.constantFrom(8, 40, 1000),
+            committedEntriesBytesPerReadyMax: fc.constantFrom(1, 20, 200),
+          })
+          .map(({ inflightBytes, ...f }) => ({ ...f, inflightBytesMax: inflightBytes * f.messageBytesMax })),
+      },
+    ),
     nodeCount: fc.constantFrom(3, 3, 5),
     faultPhaseTicks: fc.integer({ min: 60, max: 300 }),
     network: fc.record({
@@ -137,6 +191,7 @@ export function runScenario(scenario: SimScenario, options: SimRunOptions = {}):
     tickIntervalMs,
     clockDrift: scenario.clockDrift,
     raft: {
+      ...(scenario.flow ?? DEFAULT_FLOW),
       electionTicks: scenario.electionTicks,
       heartbeatTicks: 1,
       preVote: true,
@@ -167,6 +222,7 @@ export function runScenario(scenario: SimScenario, options: SimRunOptions = {}):
     ok: violation === undefined,
     violation,
     recoveryTicks,
+    recoveryBound: run.recoveryBound,
     traceHash: cluster.traceHash,
     trace: cluster.trace,
     stats: { ...cluster.stats, leadersElected: cluster.checker?.leadersElected ?? 0, simulatedMs: cluster.now },
@@ -181,6 +237,9 @@ class ScenarioRun {
   /** Pending membership steps, executed one at a time at the leader. */
   private membershipPlan: { steps: ConfChange[]; victim: number; newNode: number } | undefined;
   private faultPhaseOver = false;
+  recoveryBound: number | undefined;
+  /** The newest applied configuration (applied somewhere means committed). */
+  private latestConfig: { index: number; confState: ConfState };
   /** Nodes being replaced -> the leader's last index when the replacement was planned. */
   private readonly pendingVictims = new Map<number, number>();
 
@@ -190,6 +249,11 @@ class ScenarioRun {
   ) {
     this.random = new SeededPrng(scenario.seed ^ 0x5eed);
     this.nextNodeId = scenario.nodeCount + 1;
+    const initial = Array.from({ length: scenario.nodeCount }, (_, i) => i + 1);
+    this.latestConfig = {
+      index: scenario.nodeCount,
+      confState: { voters: initial, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false },
+    };
     cluster.onConfChangeApplied((node, _cc, index) => this.onConfChangeApplied(node.id, index));
   }
 
@@ -227,12 +291,9 @@ class ScenarioRun {
     }
   }
 
-  /** Members: nodes that are voters or learners in the configuration the leader (or most) knows. */
+  /** Members: voters and learners of the newest configuration any node has applied. */
   private members(): number[] {
-    const leader = this.cluster.leader();
-    const source = leader ?? this.cluster.upNodes().sort((a, b) => b.appliedIndex - a.appliedIndex)[0];
-    if (source === undefined) return [...this.cluster.nodes.keys()].filter((id) => this.cluster.nodes.get(id)!.status !== 'decommissioned');
-    const cs = source.raw?.raft.tracker.confState() ?? source.confState;
+    const cs = this.latestConfig.confState;
     return [...new Set([...cs.voters, ...cs.votersOutgoing, ...cs.learners])].sort((a, b) => a - b);
   }
 
@@ -392,6 +453,7 @@ class ScenarioRun {
    */
   private onConfChangeApplied(nodeId: number, index: number): void {
     const cs = this.cluster.nodes.get(nodeId)!.confState;
+    if (index > this.latestConfig.index) this.latestConfig = { index, confState: cs };
     for (const [victim, plannedAt] of this.pendingVictims) {
       if (index <= plannedAt) continue;
       const member = cs.voters.includes(victim) || cs.votersOutgoing.includes(victim) || cs.learners.includes(victim);
@@ -410,7 +472,12 @@ class ScenarioRun {
     c.network.params = QUIET_NETWORK;
     for (const node of c.nodes.values()) if (node.status === 'down') c.restart(node.id);
     const start = c.now;
-    const deadline = start + recoveryTicksMax * tickIntervalMs;
+    // Members far behind (tight flow limits, slow applies) need time in proportion to it.
+    const members = this.members().map((id) => c.nodes.get(id)).filter((n) => n !== undefined && n.status === 'up');
+    const longest = Math.max(0, ...members.map((n) => n!.raw!.raft.log.lastIndex()));
+    const slowest = Math.min(longest, ...members.map((n) => n!.appliedIndex));
+    this.recoveryBound = recoveryBoundTicks(this.scenario.flow ?? DEFAULT_FLOW, longest - slowest);
+    const deadline = start + this.recoveryBound * tickIntervalMs;
     const probe = encoder.encode(`probe-${this.scenario.seed}`);
     let proposedAt = -Infinity;
     // The probe's index, once any node applied it; the state machine safety check guarantees
@@ -436,7 +503,7 @@ class ScenarioRun {
       }
       c.runFor(10);
     }
-    if (committedEverywhere()) return recoveryTicksMax;
+    if (committedEverywhere()) return this.recoveryBound;
     const states = [...c.nodes.values()]
       .map((n) => `${n.id}:${n.status}${n.raw ? `/${n.raw.raft.role}/t${n.raw.raft.term}/c${n.raw.raft.log.committed}/a${n.appliedIndex}` : ''}`)
       .join(' ');
@@ -445,7 +512,7 @@ class ScenarioRun {
     const progressText = progress === undefined ? 'no leader' : [...progress].map(([id, p]) => `${id}:${p.state}/m${p.match}/n${p.next}${p.paused ? '/paused' : ''}${p.recentActive ? '' : '/inactive'}`).join(' ');
     throw new SafetyViolation(
       'liveness',
-      `no proposal committed on every member within ${recoveryTicksMax} ticks after healing (members ${this.members().join(',')}; ${states}; leader progress ${progressText})`,
+      `no proposal committed on every member within ${this.recoveryBound} ticks after healing (members ${this.members().join(',')}; ${states}; leader progress ${progressText})`,
     );
   }
 
