@@ -48,11 +48,15 @@ describe('dkv command', () => {
     expect(r.stdout).toMatch(/done: 6 seeds in [\d.]+ s .* 0 failures/);
   });
 
-  it('sim exits non-zero when the broken core is caught', () => {
-    // Seed 5 produces two leaders in one term when a node may vote twice (see the sim tests).
-    const r = dkv('sim', '--seed', '5', '--unsafe-vote-twice');
-    expect(r.code).toBe(1);
-    expect(r.stdout).toContain('VIOLATION election-safety');
+  it('sim exits non-zero when the broken core is caught, and passes with the real one', () => {
+    // A saved scenario in which a node that may vote twice produces two leaders in one term.
+    const scenario = join(import.meta.dirname, '..', 'fixtures', 'double-vote-scenario.json');
+    const broken = dkv('sim', '--replay', scenario, '--unsafe-vote-twice');
+    expect(broken.code).toBe(1);
+    expect(broken.stdout).toContain('VIOLATION election-safety');
+    const correct = dkv('sim', '--replay', scenario);
+    expect(correct.code).toBe(0);
+    expect(correct.stdout).toContain('ok: safe');
   });
 
   it('rejects bad option values with a clear message', () => {
