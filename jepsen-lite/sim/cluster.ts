@@ -265,65 +265,58 @@ export class SimCluster {
   // Client operations
 
   propose(id: number, data: Uint8Array): DropReason | 'down' | undefined {
-    const node = this.nodes.get(id);
-    if (node?.raw === undefined) return 'down';
-    this.stats.proposals++;
-    const reason = this.guard(() => node.raw!.propose(data));
-    if (reason !== undefined) this.stats.proposalsDropped++;
-    this.record(`propose ${id} ${reason ?? 'ok'}`);
-    this.pump(node);
-    return reason;
+    return this.proposeCommands(id, [data], true);
   }
 
   proposeMany(id: number, commands: Uint8Array[]): DropReason | 'down' | undefined {
-    const node = this.nodes.get(id);
-    if (node?.raw === undefined) return 'down';
+    return this.proposeCommands(id, commands, false);
+  }
+
+  private proposeCommands(id: number, commands: Uint8Array[], record: boolean): DropReason | 'down' | undefined {
+    const reason = this.onNode(id, record ? 'propose' : undefined, (raw) =>
+      commands.length === 1 ? raw.propose(commands[0]!) : raw.proposeMany(commands),
+    );
+    if (reason === 'down') return reason;
     this.stats.proposals += commands.length;
-    const reason = this.guard(() => node.raw!.proposeMany(commands));
     if (reason !== undefined) this.stats.proposalsDropped += commands.length;
-    this.pump(node);
     return reason;
   }
 
   proposeConfChange(id: number, cc: ConfChange): DropReason | 'down' | undefined {
-    const node = this.nodes.get(id);
-    if (node?.raw === undefined) return 'down';
-    const reason = this.guard(() => node.raw!.proposeConfChange(cc));
-    this.record(`propose-conf-change ${id} ${cc.changes.map((c) => `${c.type}:${c.nodeId}`).join(',')} ${reason ?? 'ok'}`);
-    this.pump(node);
-    return reason;
+    const changes = cc.changes.map((c) => `${c.type}:${c.nodeId}`).join(',');
+    return this.onNode(id, `propose-conf-change ${changes}`, (raw) => raw.proposeConfChange(cc));
   }
 
   /** Starts a ReadIndex at a node; the safety checker verifies the answer. */
   readIndex(id: number): DropReason | 'down' | undefined {
-    const node = this.nodes.get(id);
-    if (node?.raw === undefined) return 'down';
     const key = `r${++this.readContextSeq}`;
     const context = Uint8Array.from(key, (c) => c.charCodeAt(0));
-    const reason = this.guard(() => node.raw!.readIndex(context));
-    if (reason === undefined) node.pendingReads.set(key, this.checker?.maxCommitted ?? 0);
-    this.record(`read-index ${id} ${key} ${reason ?? 'ok'}`);
-    this.pump(node);
+    const reason = this.onNode(id, `read-index ${key}`, (raw) => raw.readIndex(context));
+    if (reason === undefined) this.nodes.get(id)!.pendingReads.set(key, this.checker?.maxCommitted ?? 0);
     return reason;
   }
 
   transferLeader(id: number, to: number): DropReason | 'down' | undefined {
-    const node = this.nodes.get(id);
-    if (node?.raw === undefined) return 'down';
-    const reason = this.guard(() => node.raw!.transferLeader(to));
-    this.record(`transfer-leader ${id}->${to} ${reason ?? 'ok'}`);
-    this.pump(node);
-    return reason;
+    return this.onNode(id, `transfer-leader to ${to}`, (raw) => raw.transferLeader(to));
   }
 
-  private guard(action: () => void): DropReason | undefined {
+  /**
+   * Runs a client call on an up node: a refusal comes back as its reason, and the node's Ready
+   * is handed out afterwards. `label` (when given) goes into the trace with the outcome.
+   */
+  private onNode(id: number, label: string | undefined, call: (raw: RawNode) => void): DropReason | 'down' | undefined {
+    const node = this.nodes.get(id);
+    if (node?.raw === undefined) return 'down';
+    let reason: DropReason | undefined;
     try {
-      action();
-      return undefined;
+      call(node.raw);
     } catch (error) {
-      if (error instanceof ProposalDroppedError) return error.reason;
-      throw error;
+      if (!(error instanceof ProposalDroppedError)) throw error;
+      reason = error.reason;
     }
+    if (label !== undefined) this.record(`${label} at ${id}: ${reason ?? 'ok'}`);
+    this.pump(node);
+    return reason;
   }
 
   // -------------------------------------------------------------------------------------------
