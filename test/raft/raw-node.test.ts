@@ -1,0 +1,266 @@
+/**
+ * The RawNode contract: configuration validation, the Ready/advance cycle, and every reason a
+ * proposal (or request) is refused.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  type ConfChange,
+  MemoryLogStorage,
+  type Message,
+  ProposalDroppedError,
+  RaftAssertionError,
+  RaftConfigError,
+  type RaftConfig,
+  RawNode,
+  SeededPrng,
+  limits,
+} from '../../raft/index';
+
+const none = new Uint8Array(0);
+const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
+
+/** A tiny synchronous cluster: persist, send and apply every Ready until nothing moves. */
+class Group {
+  readonly nodes = new Map<number, RawNode>();
+  readonly storages = new Map<number, MemoryLogStorage>();
+  readonly applied = new Map<number, string[]>();
+  readonly down = new Set<number>();
+
+  constructor(ids: readonly number[], options: Partial<RaftConfig> = {}) {
+    for (const id of ids) {
+      const storage = MemoryLogStorage.withMembers(ids);
+      this.storages.set(id, storage);
+      this.applied.set(id, []);
+      this.nodes.set(id, new RawNode({ id, storage, random: new SeededPrng(id), ...options }));
+    }
+  }
+
+  node(id: number): RawNode {
+    return this.nodes.get(id)!;
+  }
+
+  stabilize(): void {
+    for (let round = 0; round < 1000; round++) {
+      const outbox: Message[] = [];
+      let moved = false;
+      for (const [id, node] of this.nodes) {
+        if (this.down.has(id) || !node.hasReady()) continue;
+        moved = true;
+        const rd = node.ready();
+        const storage = this.storages.get(id)!;
+        if (rd.snapshot !== undefined) storage.applySnapshot(rd.snapshot);
+        storage.append(rd.entries);
+        if (rd.hardState !== undefined) storage.setHardState(rd.hardState);
+        outbox.push(...rd.messages, ...rd.messagesAfterPersist);
+        for (const entry of rd.committedEntries) {
+          if (entry.type === 'conf-change') continue;
+          if (entry.data.byteLength > 0) this.applied.get(id)!.push(new TextDecoder().decode(entry.data));
+        }
+        node.advance();
+      }
+      if (!moved) return;
+      for (const m of outbox) if (this.nodes.has(m.to) && !this.down.has(m.to)) this.node(m.to).step(m);
+    }
+    throw new Error('group did not stabilize');
+  }
+
+  elect(id: number): void {
+    this.node(id).campaign();
+    this.stabilize();
+    expect(this.node(id).status().role).toBe('leader');
+  }
+}
+
+function refusal(action: () => void): string {
+  try {
+    action();
+  } catch (error) {
+    if (error instanceof ProposalDroppedError) return error.reason;
+    throw error;
+  }
+  return 'accepted';
+}
+
+describe('RawNode configuration', () => {
+  const base = { storage: new MemoryLogStorage(), random: new SeededPrng(1) };
+
+  it.each([
+    [{ id: 0 }, 'id must be a positive safe integer'],
+    [{ id: 1.5 }, 'id must be a positive safe integer'],
+    [{ id: 1, electionTicks: 1 }, 'electionTicks must be in'],
+    [{ id: 1, electionTicks: 5, heartbeatTicks: 5 }, 'electionTicks must be greater than heartbeatTicks'],
+    [{ id: 1, heartbeatTicks: 0 }, 'heartbeatTicks must be a positive integer'],
+    [{ id: 1, messageBytesMax: -1 }, 'messageBytesMax must be a positive integer'],
+    [{ id: 1, inflightMessagesMax: 0 }, 'inflightMessagesMax must be a positive integer'],
+    [{ id: 1, messageBytesMax: 1000, inflightBytesMax: 10 }, 'inflightBytesMax must be 0 (unlimited) or at least messageBytesMax'],
+    [{ id: 1, readOnlyOption: 'lease-based' as const, checkQuorum: false }, 'lease-based reads are only safe with checkQuorum'],
+  ])('refuses %o', (fields, message) => {
+    expect(() => new RawNode({ ...base, ...fields })).toThrow(RaftConfigError);
+    expect(() => new RawNode({ ...base, ...fields })).toThrow(message);
+  });
+
+  it('accepts lease-based reads with checkQuorum on', () => {
+    expect(() => new RawNode({ ...base, id: 1, readOnlyOption: 'lease-based', checkQuorum: true })).not.toThrow();
+  });
+
+  it('refuses a stored commit index beyond the stored log', () => {
+    const storage = MemoryLogStorage.withMembers([1]);
+    storage.setHardState({ term: 1, vote: 1, commit: 5 });
+    expect(() => new RawNode({ id: 1, storage, random: new SeededPrng(1) })).toThrow(RaftAssertionError);
+  });
+});
+
+describe('the Ready cycle', () => {
+  it('a single node elects itself only after its (pre-)votes are persisted', () => {
+    const g = new Group([1]);
+    const node = g.node(1);
+    node.campaign();
+    expect(node.status().role).toBe('pre-candidate');
+    // The pre-vote changes no durable state; its own pre-vote counts on advance.
+    const preVote = node.ready();
+    expect(preVote.hardState).toBeUndefined();
+    node.advance();
+    expect(node.status().role).toBe('candidate');
+    const vote = node.ready();
+    expect(vote.hardState).toEqual({ term: 1, vote: 1, commit: 0 });
+    expect(vote.mustSync).toBe(true);
+    expect(node.status().role).toBe('candidate');
+    node.advance();
+    expect(node.status().role).toBe('leader');
+  });
+
+  it('refuses a second ready() before advance(), and advance() without ready()', () => {
+    const g = new Group([1]);
+    g.node(1).campaign();
+    g.node(1).ready();
+    expect(g.node(1).hasReady()).toBe(false);
+    expect(() => g.node(1).ready()).toThrow(RaftAssertionError);
+    g.node(1).advance();
+    expect(() => g.node(1).advance()).toThrow(RaftAssertionError);
+  });
+
+  it('keeps acknowledgements for after the persist and lets appends go at once', () => {
+    const g = new Group([1, 2, 3]);
+    g.elect(1);
+    g.node(1).propose(bytes('x'));
+    const leaderReady = g.node(1).ready();
+    expect(leaderReady.entries.map((e) => e.index)).toEqual([2]);
+    expect(leaderReady.messages.every((m) => m.type === 'MsgApp')).toBe(true);
+    expect(leaderReady.messagesAfterPersist).toEqual([]);
+    const append = leaderReady.messages.find((m) => m.to === 2)!;
+    g.node(1).advance();
+    g.node(2).step(append);
+    const followerReady = g.node(2).ready();
+    expect(followerReady.messages).toEqual([]);
+    expect(followerReady.messagesAfterPersist.map((m) => [m.type, m.index])).toEqual([['MsgAppResp', 2]]);
+    g.node(2).advance();
+  });
+
+  it('rejects local message types from the network', () => {
+    const g = new Group([1]);
+    expect(() => g.node(1).step({ ...emptyMessage(), type: 'MsgHup' })).toThrow(TypeError);
+  });
+
+  it('reports status with progress only on the leader', () => {
+    const g = new Group([1, 2, 3]);
+    g.elect(1);
+    g.node(1).propose(bytes('x'));
+    g.stabilize();
+    const status = g.node(1).status();
+    expect(status).toMatchObject({ id: 1, role: 'leader', lead: 1, term: 1, commit: 2, applied: 2, lastIndex: 2 });
+    expect([...status.progress!.keys()]).toEqual([1, 2, 3]);
+    expect(status.progress!.get(2)).toMatchObject({ match: 2, next: 3, state: 'replicate' });
+    expect(g.node(2).status().progress).toBeUndefined();
+    expect(g.applied.get(3)).toEqual(['x']);
+  });
+});
+
+function emptyMessage(): Message {
+  return { type: 'MsgApp', to: 1, from: 2, term: 0, logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0 };
+}
+
+describe('refusals carry a reason', () => {
+  it('no-leader: a follower that knows no leader, and a candidate', () => {
+    const g = new Group([1, 2, 3]);
+    expect(refusal(() => g.node(2).propose(bytes('x')))).toBe('no-leader');
+    expect(refusal(() => g.node(2).readIndex(bytes('r')))).toBe('no-leader');
+    g.node(2).campaign();
+    expect(g.node(2).status().role).toBe('pre-candidate');
+    expect(refusal(() => g.node(2).propose(bytes('x')))).toBe('no-leader');
+  });
+
+  it('forwarding-disabled: a follower that may not forward proposals', () => {
+    const g = new Group([1, 2, 3], { disableProposalForwarding: true });
+    g.elect(1);
+    expect(refusal(() => g.node(2).propose(bytes('x')))).toBe('forwarding-disabled');
+  });
+
+  it('a follower forwards proposals to the leader when allowed', () => {
+    const g = new Group([1, 2, 3]);
+    g.elect(1);
+    expect(refusal(() => g.node(2).propose(bytes('via-2')))).toBe('accepted');
+    g.stabilize();
+    expect(g.applied.get(1)).toEqual(['via-2']);
+  });
+
+  it('uncommitted-size-limit: a leader whose followers do not acknowledge', () => {
+    const g = new Group([1, 2, 3], { uncommittedEntriesBytesMax: 10 });
+    g.elect(1);
+    g.down.add(2);
+    g.down.add(3);
+    // One proposal is always admitted when nothing is uncommitted, however large.
+    expect(refusal(() => g.node(1).propose(new Uint8Array(100)))).toBe('accepted');
+    expect(refusal(() => g.node(1).propose(bytes('y')))).toBe('uncommitted-size-limit');
+    g.down.clear();
+    g.stabilize();
+    g.node(1).tick(); // a heartbeat round brings the followers' acknowledgements
+    g.stabilize();
+    expect(refusal(() => g.node(1).propose(bytes('z')))).toBe('accepted');
+  });
+
+  it('too-many-entries: one proposal with more entries than allowed', () => {
+    const g = new Group([1]);
+    g.elect(1);
+    const commands = Array.from({ length: limits.proposalEntriesMax + 1 }, () => bytes('c'));
+    expect(refusal(() => g.node(1).proposeMany(commands))).toBe('too-many-entries');
+  });
+
+  it('conf-change-pending, -in-joint, -not-joint and -invalid', () => {
+    const g = new Group([1, 2, 3]);
+    g.elect(1);
+    const node = g.node(1);
+    const change = (cc: Partial<ConfChange>): ConfChange => ({ transition: 'auto', changes: [], context: none, ...cc });
+    expect(refusal(() => node.proposeConfChange(change({})))).toBe('conf-change-not-joint');
+    expect(refusal(() => node.proposeConfChange(change({ changes: [{ type: 'remove', nodeId: 1 }, { type: 'remove', nodeId: 2 }, { type: 'remove', nodeId: 3 }] })))).toBe(
+      'conf-change-invalid',
+    );
+    expect(refusal(() => node.proposeConfChange(change({ changes: [{ type: 'add-voter', nodeId: 0 }] })))).toBe('conf-change-invalid');
+    const joint = change({ transition: 'joint-explicit', changes: [{ type: 'add-learner', nodeId: 4 }] });
+    expect(refusal(() => node.proposeConfChange(joint))).toBe('accepted');
+    expect(refusal(() => node.proposeConfChange(change({ changes: [{ type: 'add-learner', nodeId: 5 }] })))).toBe('conf-change-pending');
+    // Apply the joint change everywhere, as the application does.
+    for (const id of [1, 2, 3]) g.node(id).applyConfChange(joint);
+    g.stabilize();
+    expect(node.status().config.votersOutgoing).toEqual([1, 2, 3]);
+    expect(refusal(() => node.proposeConfChange(change({ changes: [{ type: 'add-learner', nodeId: 5 }] })))).toBe('conf-change-in-joint');
+    expect(refusal(() => node.proposeConfChange(change({})))).toBe('accepted');
+  });
+
+  it('transfer-in-progress: proposals wait while leadership moves', () => {
+    const g = new Group([1, 2, 3]);
+    g.elect(1);
+    g.down.add(3);
+    g.node(1).transferLeader(3);
+    expect(refusal(() => g.node(1).propose(bytes('x')))).toBe('transfer-in-progress');
+  });
+
+  it('read-index-queue-full: reads waiting for a heartbeat quorum that never answers', () => {
+    const g = new Group([1, 2, 3]);
+    g.elect(1);
+    g.down.add(2);
+    g.down.add(3);
+    const leader = g.node(1);
+    for (let i = 0; i < limits.readIndexPendingMax; i++) leader.readIndex(bytes(`read-${i}`));
+    expect(refusal(() => leader.readIndex(bytes('one-too-many')))).toBe('read-index-queue-full');
+  });
+});
