@@ -29,9 +29,16 @@ export const readIndexPendingMax = 16_384;
 export const readIndexContextBytesMax = 1024;
 /** Entries in one proposal message. */
 export const proposalEntriesMax = 16_384;
+/**
+ * Lease-based reads: how much faster one node's ticks may run than another's (as a fraction).
+ * A leader's lease is shortened by this much so that no follower can vote for a new leader
+ * before the lease ends, as long as tick rates differ by less than this.
+ */
+export const leaseClockRateErrorMax = 0.25;
 /** Bytes a message's entries are counted with beyond their payload (term, index, type, framing). */
 export const entryHeaderBytes = 24;
 
+assert(leaseClockRateErrorMax > 0 && leaseClockRateErrorMax < 1, 'the lease clock error is a fraction');
 assert(electionTicksMin >= 2, 'an election timeout must leave room for a heartbeat');
 assert(heartbeatTicksDefault < electionTicksDefault, 'heartbeats must come faster than elections');
 assert(electionTicksDefault >= electionTicksMin, 'default election timeout below the minimum');

@@ -22,10 +22,11 @@ import {
   readIndexPendingMax,
   uncommittedEntriesBytesMaxDefault,
   committedEntriesBytesPerReadyMaxDefault,
+  leaseClockRateErrorMax,
 } from './limits';
 import type { Prng } from './prng';
 import { Progress } from './progress';
-import { jointVoteResult } from './quorum';
+import { jointCommittedIndex, jointVoteResult } from './quorum';
 import { RaftLog } from './raft-log';
 import { ReadOnlyQueue } from './read-only';
 import { type LogStorage, isLogUnavailable, payloadBytes } from './storage';
@@ -171,6 +172,19 @@ export class Raft {
 
   electionElapsed = 0;
   heartbeatElapsed = 0;
+  /** Leader: ticks since it became leader (stamped on heartbeats for the lease). */
+  leaderTicks = 0;
+  /** Leader: per follower, 1 + the leader tick of the newest heartbeat it acknowledged. */
+  private readonly heartbeatAcks = new Map<number, number>();
+  /** Leader: a transfer was started this term; a forced election may follow, so no lease. */
+  private leaseForfeited = false;
+  /**
+   * With lease-based reads, a node that just started does not vote for an election timeout: it
+   * may have acknowledged a leader's heartbeat before it restarted and forgotten it.
+   */
+  private startupLeaseTicksLeft = 0;
+  /** Leader ticks a lease lasts after the heartbeat a quorum acknowledged (0: no lease reads). */
+  readonly leaseTicks: number;
   randomizedElectionTimeout = 0;
   readonly electionTimeout: number;
   readonly heartbeatTimeout: number;
@@ -238,6 +252,13 @@ export class Raft {
     this.random = config.random;
     this.voteTwiceInTerm = config.unsafeTestingKnobs?.voteTwiceInTerm ?? false;
     this.readOnly = new ReadOnlyQueue(this.readOnlyOption);
+    // A follower that acknowledged a heartbeat refuses votes for at least electionTimeout - 1 of
+    // its own ticks after receiving it; the leader counts from sending it, on its own clock.
+    this.leaseTicks =
+      this.readOnlyOption === 'lease-based'
+        ? Math.max(0, Math.floor((this.electionTimeout - 1) * (1 - leaseClockRateErrorMax)))
+        : 0;
+    this.startupLeaseTicksLeft = this.readOnlyOption === 'lease-based' ? this.electionTimeout : 0;
     this.tracker = new ProgressTracker(this.inflightMessagesMax, this.inflightBytesMax);
 
     this.log = new RaftLog(config.storage, applyingBytesMax);
@@ -374,7 +395,9 @@ export class Raft {
   private sendHeartbeat(to: number, context: Uint8Array | undefined): void {
     // A follower may not have the leader's whole log yet: never tell it to commit beyond its match.
     const commit = Math.min(this.tracker.progress.get(to)!.match, this.log.committed);
-    this.send(makeMessage({ type: 'MsgHeartbeat', to, commit, context }));
+    // With leases, `index` carries the leader's tick; the follower echoes it back.
+    const index = this.leaseTicks > 0 ? this.leaderTicks : 0;
+    this.send(makeMessage({ type: 'MsgHeartbeat', to, commit, index, context }));
   }
 
   private bcastAppend(): void {
@@ -422,6 +445,9 @@ export class Raft {
     this.readOnly = new ReadOnlyQueue(this.readOnlyOption);
     // Reads queued for a former leadership would be answered with another term's index.
     this.pendingReadIndexMessages = [];
+    this.leaderTicks = 0;
+    this.heartbeatAcks.clear();
+    this.leaseForfeited = false;
   }
 
   private resetRandomizedElectionTimeout(): void {
@@ -571,6 +597,7 @@ export class Raft {
 
   private tickElection(): void {
     this.electionElapsed++;
+    if (this.startupLeaseTicksLeft > 0) this.startupLeaseTicksLeft--;
     if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
       this.electionElapsed = 0;
       this.step(makeMessage({ type: 'MsgHup', from: this.id }));
@@ -580,6 +607,7 @@ export class Raft {
   private tickHeartbeat(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
+    this.leaderTicks++;
     if (this.electionElapsed >= this.electionTimeout) {
       this.electionElapsed = 0;
       if (this.checkQuorum) this.step(makeMessage({ type: 'MsgCheckQuorum', from: this.id }));
@@ -604,7 +632,9 @@ export class Raft {
     } else if (m.term > this.term) {
       if (m.type === 'MsgVote' || m.type === 'MsgPreVote') {
         const force = isCampaignTransfer(m.context);
-        const inLease = this.checkQuorum && this.lead !== NONE && this.electionElapsed < this.electionTimeout;
+        const inLease =
+          this.checkQuorum &&
+          ((this.lead !== NONE && this.electionElapsed < this.electionTimeout) || this.startupLeaseTicksLeft > 0);
         if (!force && inLease) {
           // We heard from a live leader within the minimum election timeout: this candidate is
           // most likely a disruptive rejoining node. Do not change term, do not answer.
@@ -844,14 +874,30 @@ export class Raft {
   }
 
   private startReadIndex(m: Message): void {
-    if (this.readOnly.option === 'safe') {
-      this.readOnly.add(this.log.committed, m);
-      this.readOnly.recvAck(this.id, m.context);
-      this.bcastHeartbeat(m.context);
-    } else {
-      // Lease-based: CheckQuorum guarantees no other leader was elected within the lease.
+    if (this.readOnly.option === 'lease-based' && this.leaseValid()) {
+      // No other leader can exist before the lease ends: our commit index is the latest.
       this.respondToReadIndex(m, this.log.committed);
+      return;
     }
+    // Confirm leadership with a heartbeat quorum round (also the fallback without a lease).
+    this.readOnly.add(this.log.committed, m);
+    this.readOnly.recvAck(this.id, m.context);
+    this.bcastHeartbeat(m.context);
+  }
+
+  /**
+   * Whether this leader holds a lease: a quorum acknowledged a heartbeat sent at tick T, so none
+   * of them votes before T + leaseTicks (in our ticks, allowing for clock-rate error).
+   */
+  leaseValid(): boolean {
+    if (this.leaseTicks === 0 || this.leaseForfeited || this.leadTransferee !== NONE || this.role !== 'leader') {
+      return false;
+    }
+    const start = jointCommittedIndex(this.tracker.config.voters, (id) =>
+      id === this.id ? this.leaderTicks + 1 : this.heartbeatAcks.get(id),
+    );
+    if (!Number.isFinite(start) || start === 0) return false;
+    return this.leaderTicks < start - 1 + this.leaseTicks;
   }
 
   private releasePendingReadIndexMessages(): void {
@@ -922,7 +968,10 @@ export class Raft {
     pr.recentActive = true;
     pr.msgAppFlowPaused = false;
     if (pr.match < this.log.lastIndex()) this.maybeSendAppend(m.from, true);
-    if (this.readOnly.option !== 'safe' || m.context === undefined || m.context.byteLength === 0) return;
+    if (this.leaseTicks > 0 && m.index <= this.leaderTicks) {
+      this.heartbeatAcks.set(m.from, Math.max(this.heartbeatAcks.get(m.from) ?? 0, m.index + 1));
+    }
+    if (m.context === undefined || m.context.byteLength === 0) return;
     const acks = this.readOnly.recvAck(m.from, m.context);
     if (acks === undefined) return;
     if (jointVoteResult(this.tracker.config.voters, acks) !== 'won') return;
@@ -949,6 +998,8 @@ export class Raft {
     // The transfer must finish within an election timeout.
     this.electionElapsed = 0;
     this.leadTransferee = transferee;
+    // The transferee's election bypasses the followers' lease, whenever TimeoutNow arrives.
+    this.leaseForfeited = true;
     if (pr.match === this.log.lastIndex()) {
       this.logger.info(`${this.id} sends MsgTimeoutNow to ${transferee} immediately as it already has up-to-date log`);
       this.send(makeMessage({ type: 'MsgTimeoutNow', to: transferee }));
@@ -1086,7 +1137,7 @@ export class Raft {
 
   private handleHeartbeat(m: Message): void {
     this.log.commitTo(m.commit);
-    this.send(makeMessage({ type: 'MsgHeartbeatResp', to: m.from, context: m.context }));
+    this.send(makeMessage({ type: 'MsgHeartbeatResp', to: m.from, index: m.index, context: m.context }));
   }
 
   private handleSnapshot(m: Message): void {

@@ -61,6 +61,8 @@ export interface SimScenario {
   readonly snapshotEveryEntries: number;
   readonly proposalIntervalMs: number;
   readonly readIntervalMs: number;
+  /** How leaders answer ReadIndex: a heartbeat round per batch, or a lease when one holds. */
+  readonly readOnlyOption: 'safe' | 'lease-based';
   readonly faults: readonly ScheduledFault[];
 }
 
@@ -68,6 +70,8 @@ export interface SimRunOptions {
   readonly traceEvents?: boolean;
   /** Breaks the core on purpose (tests prove the checker catches it). */
   readonly unsafeVoteTwiceInTerm?: boolean;
+  /** Overrides the scenario's read mode. */
+  readonly readOnlyOption?: 'safe' | 'lease-based';
 }
 
 export interface SimResult {
@@ -161,6 +165,7 @@ export const scenarioArbitrary: fc.Arbitrary<SimScenario> = fc
     snapshotEveryEntries: fc.constantFrom(0, 20, 100),
     proposalIntervalMs: fc.constantFrom(20, 50, 200),
     readIntervalMs: fc.constantFrom(0, 100, 400),
+    readOnlyOption: fc.constantFrom('safe' as const, 'safe' as const, 'lease-based' as const),
     // Fault times are drawn in thousandths of the fault phase, then scaled to ticks.
     faults: fc.array(fc.record({ at: fc.nat({ max: 999 }), fault: faultArbitrary }), { maxLength: 24, size: 'large' }),
   })
@@ -197,6 +202,7 @@ export function runScenario(scenario: SimScenario, options: SimRunOptions = {}):
       preVote: true,
       checkQuorum: true,
       unsafeTestingKnobs: options.unsafeVoteTwiceInTerm === true ? { voteTwiceInTerm: true } : undefined,
+      readOnlyOption: options.readOnlyOption ?? scenario.readOnlyOption ?? 'safe',
     },
     snapshotEveryEntries: scenario.snapshotEveryEntries,
     snapshotKeepEntries: 5,

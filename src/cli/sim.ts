@@ -17,11 +17,12 @@ export const simHelp = `Usage: dkv sim [options]
 
 Runs the real Raft core on a simulated network, disk and clock. Each seed draws a scenario:
 3 or 5 nodes, network loss/duplication/delay, partitions (majority/minority, isolated node,
-one-way, bridge), crashes that lose unpersisted writes, restarts, leadership transfers and member
-replacements (joint consensus or learner-then-promote), with client proposals and ReadIndex
-reads. After every event it checks election safety, log matching, leader completeness, state
-machine safety and read safety; after healing, a proposal must commit on every member within
-${recoveryTicksMax} ticks. A seed replays exactly.
+one-way, bridge), crashes that lose unpersisted writes, restarts, leadership transfers, member
+replacements (joint consensus or learner-then-promote), tight flow-control limits, client
+proposals and ReadIndex reads (safe or lease-based). After every event it checks election
+safety, log matching, leader completeness, state machine safety and read safety; after healing,
+a proposal must commit on every member within ${recoveryTicksMax} ticks plus the time the slowest member
+needs to catch up. A seed replays exactly.
 
 Options:
   --seeds N            run N seeds (default 100)
@@ -86,7 +87,8 @@ function runOne(scenario: SimScenario, trace: boolean, unsafe: boolean, seedText
   process.stdout.write(
     `${label}: ${scenario.nodeCount} nodes, ${scenario.faultPhaseTicks} ticks of faults, election timeout ` +
       `${scenario.electionTicks} ticks, network drop ${scenario.network.dropRate} dup ${scenario.network.duplicateRate} ` +
-      `delay ${scenario.network.delayMinMs}-${scenario.network.delayMaxMs} ms, snapshot every ${scenario.snapshotEveryEntries || 'never'}\n`,
+      `delay ${scenario.network.delayMinMs}-${scenario.network.delayMaxMs} ms, snapshot every ${scenario.snapshotEveryEntries || 'never'}, ` +
+      `${scenario.readOnlyOption ?? 'safe'} reads\n`,
   );
   for (const { atTick, fault } of scenario.faults) process.stdout.write(`  tick ${String(atTick).padStart(3)}: ${describeFault(fault)}\n`);
   const result = runScenario(scenario, { traceEvents: trace, unsafeVoteTwiceInTerm: unsafe });

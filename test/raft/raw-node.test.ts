@@ -264,3 +264,78 @@ describe('refusals carry a reason', () => {
     expect(refusal(() => leader.readIndex(bytes('one-too-many')))).toBe('read-index-queue-full');
   });
 });
+
+describe('lease-based reads', () => {
+  const leaseGroup = (): Group => new Group([1, 2, 3], { readOnlyOption: 'lease-based', checkQuorum: true, electionTicks: 10 });
+
+  it('lease ticks leave room for clock-rate error', () => {
+    // (electionTicks - 1) * (1 - leaseClockRateErrorMax), rounded down.
+    expect(leaseGroup().node(1).raft.leaseTicks).toBe(Math.floor(9 * (1 - limits.leaseClockRateErrorMax)));
+    expect(new Group([1]).node(1).raft.leaseTicks).toBe(0);
+  });
+
+  it('are answered at once while a quorum acknowledged a recent heartbeat', () => {
+    const g = leaseGroup();
+    for (let i = 0; i < 10; i++) for (const id of [1, 2, 3]) g.node(id).tick(); // past the startup guard
+    g.elect(1);
+    const leader = g.node(1);
+    expect(leader.raft.leaseValid()).toBe(false); // no heartbeat acknowledged yet
+    leader.tick(); // heartbeat, stamped with the leader's tick
+    g.stabilize();
+    expect(leader.raft.leaseValid()).toBe(true);
+    leader.readIndex(bytes('lease-read'));
+    const rd = leader.ready();
+    expect(rd.readStates).toEqual([{ index: leader.status().commit, requestContext: bytes('lease-read') }]);
+    expect(rd.messages).toEqual([]); // no quorum round was needed
+    leader.advance();
+  });
+
+  it('fall back to a heartbeat round once the lease ran out', () => {
+    const g = leaseGroup();
+    for (let i = 0; i < 10; i++) for (const id of [1, 2, 3]) g.node(id).tick();
+    g.elect(1);
+    const leader = g.node(1);
+    leader.tick();
+    g.stabilize();
+    g.down.add(2);
+    g.down.add(3);
+    for (let i = 0; i < leader.raft.leaseTicks; i++) leader.tick();
+    g.stabilize();
+    expect(leader.raft.leaseValid()).toBe(false);
+    leader.readIndex(bytes('late-read'));
+    const rd = leader.ready();
+    expect(rd.readStates).toEqual([]);
+    expect(rd.messages.filter((m) => m.type === 'MsgHeartbeat' && m.context !== undefined)).toHaveLength(2);
+    leader.advance();
+  });
+
+  it('are given up for the rest of the term once a leadership transfer starts', () => {
+    const g = leaseGroup();
+    for (let i = 0; i < 10; i++) for (const id of [1, 2, 3]) g.node(id).tick();
+    g.elect(1);
+    const leader = g.node(1);
+    leader.tick();
+    g.stabilize();
+    expect(leader.raft.leaseValid()).toBe(true);
+    g.down.add(3);
+    leader.transferLeader(3);
+    for (let i = 0; i < 10; i++) leader.tick(); // the transfer times out and is aborted
+    g.stabilize();
+    expect(leader.status().leadTransferee).toBe(0);
+    leader.tick();
+    g.stabilize();
+    expect(leader.raft.leaseValid()).toBe(false);
+  });
+
+  it('a node that just started refuses votes for an election timeout', () => {
+    const g = leaseGroup();
+    g.node(1).campaign();
+    g.stabilize();
+    expect(g.node(1).status().role).toBe('pre-candidate');
+    expect(g.node(2).status().term).toBe(0);
+    for (let i = 0; i < 10; i++) for (const id of [2, 3]) g.node(id).tick();
+    g.stabilize();
+    g.node(1).raft.becomeFollower(g.node(1).raft.term, 0);
+    g.elect(1);
+  });
+});
