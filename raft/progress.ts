@@ -17,6 +17,8 @@ export class Progress {
   state: ProgressState = 'probe';
   /** In `snapshot` state: the index of the snapshot being sent. */
   pendingSnapshot = 0;
+  /** The highest commit index sent to this follower (in an append or a heartbeat). */
+  sentCommit = 0;
   /** Heard from since the last CheckQuorum round (always true for the leader itself). */
   recentActive: boolean;
   /** Sending appends is paused until an acknowledgement or heartbeat response arrives. */
@@ -63,6 +65,7 @@ export class Progress {
       this.resetState('probe');
       this.next = this.match + 1;
     }
+    this.sentCommit = Math.min(this.sentCommit, this.next - 1);
     this.checkInvariant();
   }
 
@@ -76,6 +79,7 @@ export class Progress {
     this.resetState('snapshot');
     this.pendingSnapshot = snapshotIndex;
     this.next = Math.max(snapshotIndex + 1, this.match + 1);
+    this.sentCommit = snapshotIndex;
     this.checkInvariant();
   }
 
@@ -131,6 +135,14 @@ export class Progress {
     return true;
   }
 
+  /**
+   * Whether sending `commit` could move the follower's commit index: it was not sent one that
+   * already covers everything the follower has (up to next - 1).
+   */
+  canBumpCommit(commit: number): boolean {
+    return commit > this.sentCommit && this.sentCommit < this.next - 1;
+  }
+
   isPaused(): boolean {
     switch (this.state) {
       case 'probe':
@@ -151,6 +163,7 @@ export class Progress {
     });
     copy.state = this.state;
     copy.pendingSnapshot = this.pendingSnapshot;
+    copy.sentCommit = this.sentCommit;
     copy.msgAppFlowPaused = this.msgAppFlowPaused;
     return copy;
   }

@@ -355,6 +355,7 @@ export class Raft {
       makeMessage({ type: 'MsgApp', to, index: prevIndex, logTerm: prevTerm, entries, commit: this.log.committed }),
     );
     pr.sentEntries(entries.length, payloadBytes(entries));
+    pr.sentCommit = this.log.committed;
     return true;
   }
 
@@ -398,6 +399,7 @@ export class Raft {
     // With leases, `index` carries the leader's tick; the follower echoes it back.
     const index = this.leaseTicks > 0 ? this.leaderTicks : 0;
     this.send(makeMessage({ type: 'MsgHeartbeat', to, commit, index, context }));
+    this.tracker.progress.get(to)!.sentCommit = commit;
   }
 
   private bcastAppend(): void {
@@ -951,6 +953,10 @@ export class Raft {
     if (this.maybeCommit()) {
       this.releasePendingReadIndexMessages();
       this.bcastAppend();
+    } else if (m.from !== this.id && pr.canBumpCommit(this.log.committed)) {
+      // The commit broadcast may have skipped this follower (it was paused): tell it now
+      // rather than at the next heartbeat.
+      this.maybeSendAppend(m.from, true);
     }
     if (m.from !== this.id) {
       // Fill the window: the acknowledgement may have made room for more.

@@ -123,7 +123,10 @@ class Demo {
     }
     this.say(`failover took ${((c.now - crashedAt) / 1000).toFixed(1)} s of simulated time`);
 
-    const follower = survivors.find((n) => n.id !== c.leader()!.id)!;
+    const newLeader = c.leader()!.id;
+    const follower = survivors.find((n) => n.id !== newLeader)!;
+    // A follower forwards proposals once it has heard from the new leader.
+    await this.runUntil(() => follower.raw!.raft.lead === newLeader, 5_000);
     this.say(`writing through follower node ${follower.id}: it forwards the proposal to the leader`);
     await this.write(follower.id, 'config/db=postgres://db-2', survivors);
 

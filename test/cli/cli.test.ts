@@ -1,7 +1,11 @@
 /** The `dkv` command as users run it: a real process through bin/dkv.js. */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runScenario } from '../../jepsen-lite/sim/index';
+import { contentiousSample } from '../jepsen-lite/contentious';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 
@@ -49,8 +53,11 @@ describe('dkv command', () => {
   });
 
   it('sim exits non-zero when the broken core is caught, and passes with the real one', () => {
-    // A saved scenario in which a node that may vote twice produces two leaders in one term.
-    const scenario = join(import.meta.dirname, '..', 'fixtures', 'double-vote-scenario.json');
+    // A scenario in which a node that may vote twice produces two leaders in one term.
+    const violating = contentiousSample(40).find((s) => !runScenario(s, { unsafeVoteTwiceInTerm: true }).ok);
+    expect(violating).toBeDefined();
+    const scenario = join(mkdtempSync(join(tmpdir(), 'dkv-sim-')), 'double-vote.json');
+    writeFileSync(scenario, JSON.stringify(violating));
     const broken = dkv('sim', '--replay', scenario, '--unsafe-vote-twice');
     expect(broken.code).toBe(1);
     expect(broken.stdout).toContain('VIOLATION election-safety');

@@ -1,6 +1,6 @@
-import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { runScenario, scenarioArbitrary, scenarioForSeed, type SimScenario } from '../../jepsen-lite/sim/index';
+import { runScenario, scenarioForSeed } from '../../jepsen-lite/sim/index';
+import { contentiousSample } from './contentious';
 
 describe('simulation determinism', () => {
   it('a numbered seed always yields the same scenario', () => {
@@ -28,16 +28,7 @@ describe('simulation determinism', () => {
 });
 
 describe('the checker catches a broken core', () => {
-  // Contentious elections: a slow, lossy network, short timeouts and five nodes.
-  const contentious = scenarioArbitrary.map(
-    (s): SimScenario => ({
-      ...s,
-      nodeCount: 5,
-      electionTicks: 5,
-      network: { dropRate: 0.05, duplicateRate: 0, delayMinMs: 1, delayMaxMs: 150 },
-    }),
-  );
-  const samples = fc.sample(contentious, { seed: 42, numRuns: 40 });
+  const samples = contentiousSample(40);
 
   it('a node that may vote twice in a term produces two leaders in one term', () => {
     const violations = samples

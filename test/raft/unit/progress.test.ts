@@ -221,3 +221,29 @@ describe('Progress.clone and describe', () => {
     expect(pr.describe()).toBe('snapshot match=3 next=10 learner paused pendingSnap=9 inactive');
   });
 });
+
+describe('Progress.sentCommit and canBumpCommit', () => {
+  const make = (match: number, next: number): Progress =>
+    new Progress({ match, next, inflights: new Inflights(4, 0), isLearner: false, recentActive: true });
+
+  it('can bump until a commit covering everything up to next - 1 was sent', () => {
+    const pr = make(5, 8);
+    expect(pr.canBumpCommit(3)).toBe(true);
+    pr.sentCommit = 3;
+    expect(pr.canBumpCommit(3)).toBe(false); // nothing new
+    expect(pr.canBumpCommit(6)).toBe(true);
+    pr.sentCommit = 7; // covers next - 1
+    expect(pr.canBumpCommit(9)).toBe(false);
+  });
+
+  it('is lowered when probing restarts below it and set by a snapshot', () => {
+    const pr = make(5, 8);
+    pr.sentCommit = 7;
+    pr.becomeProbe();
+    expect(pr.next).toBe(6);
+    expect(pr.sentCommit).toBe(5);
+    pr.becomeSnapshot(20);
+    expect(pr.sentCommit).toBe(20);
+    expect(pr.clone().sentCommit).toBe(20);
+  });
+});
