@@ -268,6 +268,19 @@ describe('refusals carry a reason', () => {
 describe('lease-based reads', () => {
   const leaseGroup = (): Group => new Group([1, 2, 3], { readOnlyOption: 'lease-based', checkQuorum: true, electionTicks: 10 });
 
+  /** Node 1 leads, past the startup vote guard, after one acknowledged heartbeat round. */
+  function leaseLeader(): { g: Group; leader: RawNode } {
+    const g = leaseGroup();
+    for (let i = 0; i < 10; i++) for (const id of [1, 2, 3]) g.node(id).tick();
+    g.elect(1);
+    const leader = g.node(1);
+    expect(leader.raft.leaseValid()).toBe(false); // no heartbeat acknowledged yet
+    leader.tick(); // heartbeat, stamped with the leader's tick
+    g.stabilize();
+    expect(leader.raft.leaseValid()).toBe(true);
+    return { g, leader };
+  }
+
   it('lease ticks leave room for clock-rate error', () => {
     // (electionTicks - 1) * (1 - leaseClockRateErrorMax), rounded down.
     expect(leaseGroup().node(1).raft.leaseTicks).toBe(Math.floor(9 * (1 - limits.leaseClockRateErrorMax)));
@@ -275,14 +288,7 @@ describe('lease-based reads', () => {
   });
 
   it('are answered at once while a quorum acknowledged a recent heartbeat', () => {
-    const g = leaseGroup();
-    for (let i = 0; i < 10; i++) for (const id of [1, 2, 3]) g.node(id).tick(); // past the startup guard
-    g.elect(1);
-    const leader = g.node(1);
-    expect(leader.raft.leaseValid()).toBe(false); // no heartbeat acknowledged yet
-    leader.tick(); // heartbeat, stamped with the leader's tick
-    g.stabilize();
-    expect(leader.raft.leaseValid()).toBe(true);
+    const { g, leader } = leaseLeader();
     leader.readIndex(bytes('lease-read'));
     const rd = leader.ready();
     expect(rd.readStates).toEqual([{ index: leader.status().commit, requestContext: bytes('lease-read') }]);
@@ -291,12 +297,7 @@ describe('lease-based reads', () => {
   });
 
   it('fall back to a heartbeat round once the lease ran out', () => {
-    const g = leaseGroup();
-    for (let i = 0; i < 10; i++) for (const id of [1, 2, 3]) g.node(id).tick();
-    g.elect(1);
-    const leader = g.node(1);
-    leader.tick();
-    g.stabilize();
+    const { g, leader } = leaseLeader();
     g.down.add(2);
     g.down.add(3);
     for (let i = 0; i < leader.raft.leaseTicks; i++) leader.tick();
@@ -310,13 +311,7 @@ describe('lease-based reads', () => {
   });
 
   it('are given up for the rest of the term once a leadership transfer starts', () => {
-    const g = leaseGroup();
-    for (let i = 0; i < 10; i++) for (const id of [1, 2, 3]) g.node(id).tick();
-    g.elect(1);
-    const leader = g.node(1);
-    leader.tick();
-    g.stabilize();
-    expect(leader.raft.leaseValid()).toBe(true);
+    const { g, leader } = leaseLeader();
     g.down.add(3);
     leader.transferLeader(3);
     for (let i = 0; i < 10; i++) leader.tick(); // the transfer times out and is aborted
