@@ -478,12 +478,26 @@ class ScenarioRun {
     c.network.params = QUIET_NETWORK;
     for (const node of c.nodes.values()) if (node.status === 'down') c.restart(node.id);
     const start = c.now;
-    // Members far behind (tight flow limits, slow applies) need time in proportion to it.
-    const members = this.members().map((id) => c.nodes.get(id)).filter((n) => n !== undefined && n.status === 'up');
-    const longest = Math.max(0, ...members.map((n) => n!.raw!.raft.log.lastIndex()));
-    const slowest = Math.min(longest, ...members.map((n) => n!.appliedIndex));
-    this.recoveryBound = recoveryBoundTicks(this.scenario.flow ?? DEFAULT_FLOW, longest - slowest);
-    const deadline = start + this.recoveryBound * tickIntervalMs;
+    // A member far behind (tight flow limits, slow applies) needs time in proportion to its
+    // backlog; a member that joins during recovery (a replacement the faults had held up) adds
+    // its own catch-up time from when it joins.
+    const flow = this.scenario.flow ?? DEFAULT_FLOW;
+    const counted = new Set<number>();
+    let catchUpTicks = 0;
+    const countNewMembers = (): void => {
+      const longest = Math.max(0, ...[...c.nodes.values()].map((n) => n.raw?.raft.log.lastIndex() ?? 0));
+      for (const id of this.members()) {
+        const node = c.nodes.get(id);
+        if (counted.has(id) || node === undefined || node.status !== 'up') continue;
+        counted.add(id);
+        const ticksFromStart = Math.ceil((c.now - start) / tickIntervalMs);
+        const needed = ticksFromStart + recoveryBoundTicks(flow, Math.max(0, longest - node.appliedIndex)) - recoveryTicksMax;
+        catchUpTicks = Math.max(catchUpTicks, needed);
+      }
+      this.recoveryBound = recoveryTicksMax + catchUpTicks;
+    };
+    countNewMembers();
+    const deadline = (): number => start + this.recoveryBound! * tickIntervalMs;
     const probe = encoder.encode(`probe-${this.scenario.seed}`);
     let proposedAt = -Infinity;
     // The probe's index, once any node applied it; the state machine safety check guarantees
@@ -500,7 +514,8 @@ class ScenarioRun {
         return node !== undefined && node.status === 'up' && node.appliedIndex >= index;
       });
     };
-    while (c.now < deadline) {
+    while (c.now < deadline()) {
+      countNewMembers();
       if (committedEverywhere()) return Math.ceil((c.now - start) / tickIntervalMs);
       const leader = c.leader();
       // Propose (again) when a leader exists and the last attempt had time to fail.
@@ -509,7 +524,7 @@ class ScenarioRun {
       }
       c.runFor(10);
     }
-    if (committedEverywhere()) return this.recoveryBound;
+    if (committedEverywhere()) return this.recoveryBound!;
     const states = [...c.nodes.values()]
       .map((n) => `${n.id}:${n.status}${n.raw ? `/${n.raw.raft.role}/t${n.raw.raft.term}/c${n.raw.raft.log.committed}/a${n.appliedIndex}` : ''}`)
       .join(' ');
