@@ -4,6 +4,9 @@
  * (writes, awaited because a durable store writes asynchronously), never through an
  * implementation's internals, so the in-memory store and the LevelDB store run the same checks.
  *
+ * Writes respect what Raft guarantees of its own writes: a hard state's commit index never
+ * exceeds the last index (a durable store may refuse to recover such a state as damaged).
+ *
  * Usage, from a `*.test.ts` file:
  *
  *   describeLogStorageConformance('MemoryLogStorage', async () => {
@@ -227,8 +230,9 @@ async function step(writer: LogStorageWriter, m: Model, op: Op): Promise<void> {
   const last = modelLast(m);
   switch (op.kind) {
     case 'append': {
-      // From slightly inside the compacted prefix (those entries are dropped) up to lastIndex + 1.
-      const at = pick(op.at, Math.max(1, first - 2), last + 1);
+      // From slightly inside the compacted prefix (those entries are dropped) up to lastIndex + 1,
+      // never replacing a committed entry (Raft never does).
+      const at = pick(op.at, Math.min(last + 1, Math.max(1, first - 2, m.hardState.commit + 1)), last + 1);
       let term = at - 1 >= m.offset ? modelTerm(m, at - 1) : m.offsetTerm;
       const batch: Entry[] = [];
       for (let i = 0; i < op.count; i++) {
@@ -246,8 +250,9 @@ async function step(writer: LogStorageWriter, m: Model, op: Op): Promise<void> {
       return;
     }
     case 'snapshot': {
-      // Newer than both the snapshot and the compaction point; may lie beyond the log.
-      const at = pick(op.at, first, last + 3);
+      // Newer than the snapshot, the compaction point and the commit index (Raft only restores a
+      // snapshot beyond what it has committed); may lie beyond the log.
+      const at = pick(op.at, Math.max(first, m.hardState.commit + 1), last + 3);
       const baseTerm = at <= last ? modelTerm(m, at) : modelTerm(m, last);
       const s = snapshot(at, Math.max(baseTerm, 1) + op.termBump, confState(op.voters, op.learners), at % 7);
       await writer.applySnapshot(s);
@@ -255,7 +260,8 @@ async function step(writer: LogStorageWriter, m: Model, op: Op): Promise<void> {
       return;
     }
     case 'hard-state': {
-      const hs = { term: op.term, vote: op.vote, commit: op.commit };
+      // Raft never persists a commit index beyond the last index (a durable store may check it).
+      const hs = { term: op.term, vote: op.vote, commit: pick(op.commit, 0, last) };
       await writer.setHardState(hs);
       m.hardState = hs;
       return;
@@ -549,8 +555,8 @@ function compactionTests(f: Fixture): void {
     });
 
     it('leaves the snapshot and the hard state alone', async () => {
-      await f.writer.setHardState({ term: 5, vote: 1, commit: 4 });
       await f.writer.append(run(1, [1, 2, 3, 4, 5]));
+      await f.writer.setHardState({ term: 5, vote: 1, commit: 4 });
       await f.writer.compact(4);
       expect(f.storage.snapshot().metadata.index).toBe(0);
       expect(hardView(f.storage.initialState().hardState)).toEqual({ term: 5, vote: 1, commit: 4 });
@@ -611,6 +617,7 @@ function applySnapshotTests(f: Fixture): void {
     });
 
     it('leaves the hard state alone', async () => {
+      await f.writer.append(run(1, [1, 2, 4]));
       await f.writer.setHardState({ term: 4, vote: 2, commit: 3 });
       await f.writer.applySnapshot(snapshot(10, 4, cs));
       expect(hardView(f.storage.initialState().hardState)).toEqual({ term: 4, vote: 2, commit: 3 });
@@ -621,6 +628,7 @@ function applySnapshotTests(f: Fixture): void {
 function hardStateTests(f: Fixture): void {
   describe('setHardState', () => {
     it('round-trips through initialState, the last write winning', async () => {
+      await f.writer.append(run(1, [1, 1, 2, 3, 3, 4]));
       await f.writer.setHardState({ term: 3, vote: 2, commit: 5 });
       expect(hardView(f.storage.initialState().hardState)).toEqual({ term: 3, vote: 2, commit: 5 });
       await f.writer.setHardState({ term: 4, vote: 0, commit: 6 });

@@ -1,0 +1,5 @@
+export { LevelLogStore, type LevelLogStoreOptions, type LogStoreStats } from './store';
+export { ShardLog, type ShardUpdate } from './shard-log';
+export { StorageCorruptionError, StorageFailedError } from './errors';
+export * as logLimits from './limits';
+export { entryKey, shardKey, chunkKey, Kind as RecordKind, hex as keyHex } from './keys';

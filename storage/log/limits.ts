@@ -1,0 +1,39 @@
+/**
+ * Every limit of the LevelDB log store, in one place (units last). Load-time asserts say how they
+ * relate.
+ */
+import { assert } from '../../raft/assert';
+
+/** Bytes of snapshot data per stored chunk record; a snapshot is never one LevelDB value. */
+export const snapshotChunkBytesMax = 1024 * 1024;
+
+/**
+ * Bytes of already-applied entries each shard keeps in its in-memory tail cache, so a leader
+ * sends fresh appends (and a slightly lagging follower's) without reading LevelDB. Entries not
+ * yet applied always stay in memory whatever this says: the apply loop must never wait on disk.
+ */
+export const tailCacheBytesMax = 4 * 1024 * 1024;
+
+/** Applied entries the tail cache keeps even when they are larger than `tailCacheBytesMax`. */
+export const tailCacheEntriesMin = 64;
+
+/** Bytes one background load of older entries (for a far-behind follower) reads at most. */
+export const loadBytesMax = 8 * 1024 * 1024;
+
+/** Older-entry ranges kept loaded per shard at once (one per far-behind follower, roughly). */
+export const loadedRangesMax = 4;
+
+/**
+ * Entry keys one background compaction step deletes. Each step is one small unsynced batch, so
+ * a save waits at most for one step, never for a whole compaction.
+ */
+export const compactionDeleteKeysMax = 1024;
+
+/** Shard ids are unsigned 32-bit integers (they are 4 bytes of every key). */
+export const shardIdMax = 0xffff_ffff;
+
+/** The on-disk format this code writes and reads. */
+export const formatVersion = 1;
+
+assert(tailCacheBytesMax <= loadBytesMax, 'a load must be able to refill what the cache holds');
+assert(compactionDeleteKeysMax > 0 && tailCacheEntriesMin > 0, 'limits are positive');

@@ -1,0 +1,643 @@
+/**
+ * The node's log store: one LevelDB database holding the Raft state of every shard the node hosts.
+ *
+ * Writes: `save(updates)` validates and applies the updates in memory at once (reads see them
+ * immediately, as the Raft core expects after `ready()`), and queues their LevelDB operations.
+ * Everything queued in one event-loop turn, plus everything queued while the previous write was
+ * in flight, goes out as ONE synced batch: many shards, one fsync (group commit). A failed write
+ * stops the store for good, since memory is then ahead of disk.
+ *
+ * Compaction: the new first index is part of the synced batch; the entry records below it are
+ * deleted afterwards, a bounded step at a time, so a save never waits behind a large deletion.
+ *
+ * Recovery: `open` reads every shard back and checks it; damage stops the node with a
+ * StorageCorruptionError naming shard, index and key.
+ */
+import { Level } from 'level';
+import { type Entry, type Snapshot, isEmptySnapshot } from '../../raft/index';
+import { assert } from '../../raft/assert';
+import { crc32c } from '../checksum';
+import { StorageCorruptionError, StorageFailedError } from './errors';
+import {
+  FORMAT_KEY,
+  Kind,
+  chunkKey,
+  entryKey,
+  parseShardKey,
+  shardKey,
+  shardRange,
+} from './keys';
+import {
+  compactionDeleteKeysMax,
+  formatVersion,
+  loadBytesMax,
+  snapshotChunkBytesMax,
+  tailCacheBytesMax as defaultTailCacheBytesMax,
+} from './limits';
+import {
+  type SnapshotDescriptor,
+  decodeConfState,
+  decodeEntry,
+  decodeFormat,
+  decodeHardState,
+  decodeIndex,
+  decodeSnapshotDescriptor,
+  decodeTruncated,
+  encodeConfState,
+  encodeEntry,
+  encodeFormat,
+  encodeHardState,
+  encodeIndex,
+  encodeSnapshotDescriptor,
+  encodeTruncated,
+  seal,
+  unseal,
+} from './records';
+import { ShardLog, type ShardLogHost, type ShardUpdate } from './shard-log';
+
+type BatchOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
+
+export interface LevelLogStoreOptions {
+  /** The database directory (created if missing). */
+  readonly path: string;
+  /**
+   * true (default): every save of one turn, and every save made while a write is in flight, share
+   * one synced batch. false: each save is its own synced batch (only for the benchmark that
+   * compares the two).
+   */
+  readonly groupCommit?: boolean;
+  /** Sync (fsync) every batch; default true. Only tests that measure something else turn it off. */
+  readonly sync?: boolean;
+  readonly tailCacheBytesMax?: number;
+  /** Called once if the store fails after open (a write error, damage found by a background load). */
+  readonly onFatal?: (error: Error) => void;
+}
+
+export interface LogStoreStats {
+  /** Batches written with sync (each one fsync). */
+  syncedBatches: number;
+  /** save() calls resolved. */
+  saves: number;
+  /** Entry records deleted by background compaction. */
+  compactedKeys: number;
+  /** Background loads of older entries. */
+  loads: number;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+interface Pending {
+  ops: BatchOp[];
+  waiters: Waiter[];
+}
+
+/** A range of entry indexes (from, to] of one shard whose records are to be deleted. */
+interface DeletionTask {
+  shard: number;
+  from: number;
+  to: number;
+}
+
+export class LevelLogStore implements ShardLogHost {
+  private readonly shardLogs = new Map<number, ShardLog>();
+  private pending: Pending = { ops: [], waiters: [] };
+  private flushScheduled = false;
+  private writing = false;
+  private failure: Error | undefined;
+  private closed = false;
+  private readonly deletions: DeletionTask[] = [];
+  private readonly background = new Set<Promise<unknown>>();
+  private idleWaiters: Array<() => void> = [];
+  readonly stats: LogStoreStats = { syncedBatches: 0, saves: 0, compactedKeys: 0, loads: 0 };
+  private readonly groupCommit: boolean;
+  private readonly sync: boolean;
+  private readonly tailBytes: number;
+
+  private constructor(
+    private readonly db: Level<Uint8Array, Uint8Array>,
+    private readonly options: LevelLogStoreOptions,
+  ) {
+    this.groupCommit = options.groupCommit ?? true;
+    this.sync = options.sync ?? true;
+    this.tailBytes = options.tailCacheBytesMax ?? defaultTailCacheBytesMax;
+  }
+
+  /** Opens (or creates) the store and recovers every shard; rejects on damaged data. */
+  static async open(options: LevelLogStoreOptions): Promise<LevelLogStore> {
+    const db = new Level<Uint8Array, Uint8Array>(options.path, { keyEncoding: 'view', valueEncoding: 'view' });
+    await db.open();
+    const store = new LevelLogStore(db, options);
+    try {
+      await store.recover();
+    } catch (error) {
+      await db.close();
+      throw error;
+    }
+    return store;
+  }
+
+  /** The log of `shard`; a shard never seen before starts empty (nothing is written until a save). */
+  shard(shard: number): ShardLog {
+    let log = this.shardLogs.get(shard);
+    if (log === undefined) {
+      log = new ShardLog(shard, this, this.tailBytes);
+      this.shardLogs.set(shard, log);
+    }
+    return log;
+  }
+
+  /** Shards that have state in this store. */
+  shards(): number[] {
+    return [...this.shardLogs.keys()].sort((a, b) => a - b);
+  }
+
+  // ---- Writes --------------------------------------------------------------------------------
+
+  save(updates: readonly ShardUpdate[]): Promise<void> {
+    if (this.closed) return Promise.reject(new StorageFailedError('the log store is closed'));
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    const seen = new Set<number>();
+    for (const update of updates) {
+      assert(!seen.has(update.shard), `save: shard ${update.shard} appears twice in one save`);
+      seen.add(update.shard);
+      const problem = this.problemWith(update);
+      if (problem !== undefined) return Promise.reject(new RangeError(`shard ${update.shard}: ${problem}`));
+    }
+    const ops: BatchOp[] = [];
+    for (const update of updates) this.stage(update, ops);
+    if (ops.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      if (!this.groupCommit) {
+        this.writeAlone(ops, { resolve, reject });
+        return;
+      }
+      for (const op of ops) this.pending.ops.push(op);
+      this.pending.waiters.push({ resolve, reject });
+      this.scheduleFlush();
+    });
+  }
+
+  /** Checks an update against the shard's state as it will be when the update is applied. */
+  private problemWith(update: ShardUpdate): string | undefined {
+    const log = this.shard(update.shard);
+    let offset = log.offset;
+    let last = log.last;
+    const snap = update.snapshot;
+    if (snap !== undefined && !isEmptySnapshot(snap)) {
+      const index = snap.metadata.index;
+      if (!Number.isSafeInteger(index) || index <= log.snapshotValue.metadata.index) {
+        return `snapshot at index ${index} is not newer than the stored one at ${log.snapshotValue.metadata.index}`;
+      }
+      offset = index;
+      last = index;
+    }
+    const entries = update.entries ?? [];
+    const firstLive = entries.find((e) => e.index > offset);
+    if (firstLive !== undefined) {
+      if (firstLive.index > last + 1) return `gap: appending index ${firstLive.index} after last index ${last}`;
+    }
+    if (snap === undefined || isEmptySnapshot(snap)) {
+      const problem = log.appendProblem(entries);
+      if (problem !== undefined) return problem;
+    }
+    if (entries.length > 0) last = Math.max(offset, entries[entries.length - 1]!.index);
+    if (update.compact !== undefined) {
+      if (!Number.isSafeInteger(update.compact) || update.compact < 0) return `bad compact index ${update.compact}`;
+      if (update.compact > last) return `cannot compact to ${update.compact} beyond the last index ${last}`;
+    }
+    if (update.applied !== undefined && (!Number.isSafeInteger(update.applied) || update.applied < 0)) {
+      return `bad applied index ${update.applied}`;
+    }
+    return undefined;
+  }
+
+  /** Applies a validated update in memory and adds its LevelDB operations to `ops`. */
+  private stage(update: ShardUpdate, ops: BatchOp[]): void {
+    const log = this.shard(update.shard);
+    const shard = update.shard;
+    if (update.snapshot !== undefined && !isEmptySnapshot(update.snapshot)) this.stageSnapshot(log, update.snapshot, ops);
+    if (update.entries !== undefined && update.entries.length > 0) {
+      const live = log.livePart(update.entries);
+      if (live.length > 0) {
+        const { removedFrom, removedTo } = log.applyAppend(live);
+        for (const e of live) {
+          const key = entryKey(shard, e.index);
+          ops.push({ type: 'put', key, value: seal(key, encodeEntry(e)) });
+        }
+        // A replaced suffix longer than the new entries: its tail goes in the same batch.
+        for (let i = removedFrom; i <= removedTo; i++) ops.push({ type: 'del', key: entryKey(shard, i) });
+      }
+    }
+    if (update.hardState !== undefined) {
+      log.hardState = { ...update.hardState };
+      const key = shardKey(shard, Kind.HardState);
+      ops.push({ type: 'put', key, value: seal(key, encodeHardState(update.hardState)) });
+    }
+    if (update.confState !== undefined) {
+      log.confState = update.confState;
+      const key = shardKey(shard, Kind.ConfState);
+      ops.push({ type: 'put', key, value: seal(key, encodeConfState(update.confState)) });
+    }
+    if (update.applied !== undefined) {
+      log.applied = Math.max(log.applied, update.applied);
+      const key = shardKey(shard, Kind.Applied);
+      ops.push({ type: 'put', key, value: seal(key, encodeIndex(log.applied)) });
+    }
+    if (update.compact !== undefined && update.compact > log.offset) {
+      const oldOffset = log.applyCompact(update.compact);
+      const key = shardKey(shard, Kind.Truncated);
+      ops.push({ type: 'put', key, value: seal(key, encodeTruncated({ index: log.offset, term: log.offsetTerm })) });
+      this.deletions.push({ shard, from: oldOffset, to: log.offset });
+    }
+    log.evict();
+  }
+
+  private stageSnapshot(log: ShardLog, snapshot: Snapshot, ops: BatchOp[]): void {
+    const shard = log.shard;
+    const old = log.snapshotValue.metadata.index;
+    const oldChunks = log.snapshotChunks;
+    const data = snapshot.data;
+    const chunks = Math.ceil(data.length / snapshotChunkBytesMax);
+    const { oldOffset, oldLast } = log.applySnapshotInMemory(snapshot, chunks);
+    const index = snapshot.metadata.index;
+    for (let n = 0; n < oldChunks; n++) ops.push({ type: 'del', key: chunkKey(shard, old, n) });
+    for (let n = 0; n < chunks; n++) {
+      const key = chunkKey(shard, index, n);
+      ops.push({ type: 'put', key, value: seal(key, data.subarray(n * snapshotChunkBytesMax, (n + 1) * snapshotChunkBytesMax)) });
+    }
+    const descriptor: SnapshotDescriptor = {
+      index,
+      term: snapshot.metadata.term,
+      confState: snapshot.metadata.confState,
+      dataBytes: data.length,
+      chunks,
+      dataCrc: crc32c(data),
+    };
+    const metaKey = shardKey(shard, Kind.SnapshotMeta);
+    ops.push({ type: 'put', key: metaKey, value: seal(metaKey, encodeSnapshotDescriptor(descriptor)) });
+    const truncKey = shardKey(shard, Kind.Truncated);
+    ops.push({ type: 'put', key: truncKey, value: seal(truncKey, encodeTruncated({ index, term: snapshot.metadata.term })) });
+    const confKey = shardKey(shard, Kind.ConfState);
+    ops.push({ type: 'put', key: confKey, value: seal(confKey, encodeConfState(snapshot.metadata.confState)) });
+    // Entries after the snapshot index must not survive a restart: delete them in this batch.
+    for (let i = Math.max(index, oldOffset) + 1; i <= oldLast; i++) ops.push({ type: 'del', key: entryKey(shard, i) });
+    if (Math.min(index, oldLast) > oldOffset) this.deletions.push({ shard, from: oldOffset, to: Math.min(index, oldLast) });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.writing) return;
+    this.flushScheduled = true;
+    // setImmediate, not a microtask: every save made during this turn joins the batch.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    if (this.writing) return;
+    const batch = this.pending;
+    if (batch.ops.length === 0 && this.deletions.length === 0) {
+      this.notifyIdle();
+      return;
+    }
+    this.pending = { ops: [], waiters: [] };
+    // One bounded compaction step rides along with each batch (the write path is the only writer).
+    const ops = this.takeDeletionStep().concat(batch.ops);
+    const synced = batch.waiters.length > 0 && this.sync;
+    this.writing = true;
+    this.db.batch(ops, { sync: synced }).then(
+      () => {
+        this.writing = false;
+        if (synced) this.stats.syncedBatches++;
+        this.stats.saves += batch.waiters.length;
+        for (const waiter of batch.waiters) waiter.resolve();
+        // What queued meanwhile goes out now, as the next group.
+        if (this.pending.ops.length > 0 || this.deletions.length > 0) this.flush();
+        else this.notifyIdle();
+      },
+      (error: unknown) => {
+        this.writing = false;
+        this.fail(new StorageFailedError(`log store write failed: ${String(error)}`, { cause: error }));
+        for (const waiter of batch.waiters) waiter.reject(this.failure!);
+      },
+    );
+  }
+
+  private writeAlone(ops: BatchOp[], waiter: Waiter): void {
+    this.db.batch(ops, { sync: this.sync }).then(
+      () => {
+        this.stats.syncedBatches++;
+        this.stats.saves++;
+        waiter.resolve();
+      },
+      (error: unknown) => {
+        this.fail(new StorageFailedError(`log store write failed: ${String(error)}`, { cause: error }));
+        waiter.reject(this.failure!);
+      },
+    );
+  }
+
+  private takeDeletionStep(): BatchOp[] {
+    const ops: BatchOp[] = [];
+    while (ops.length < compactionDeleteKeysMax && this.deletions.length > 0) {
+      const task = this.deletions[0]!;
+      const to = Math.min(task.to, task.from + (compactionDeleteKeysMax - ops.length));
+      for (let i = task.from + 1; i <= to; i++) ops.push({ type: 'del', key: entryKey(task.shard, i) });
+      task.from = to;
+      if (task.from >= task.to) this.deletions.shift();
+    }
+    this.stats.compactedKeys += ops.length;
+    return ops;
+  }
+
+  private fail(error: Error): void {
+    if (this.failure !== undefined) return;
+    this.failure = error;
+    for (const waiter of this.pending.waiters) waiter.reject(error);
+    this.pending = { ops: [], waiters: [] };
+    this.options.onFatal?.(error);
+    this.notifyIdle();
+  }
+
+  // ---- Background loads of older entries ------------------------------------------------
+
+  loadEntries(shard: number, lo: number, hi: number): void {
+    const log = this.shard(shard);
+    if (log.loading.has(lo) || this.failure !== undefined || this.closed) return;
+    log.loading.add(lo);
+    const epoch = log.epoch;
+    const task = this.readEntries(shard, lo, hi).then(
+      (entries) => {
+        log.loading.delete(lo);
+        this.stats.loads++;
+        log.addLoaded(lo, entries, epoch);
+      },
+      (error: unknown) => {
+        log.loading.delete(lo);
+        // A record that no longer exists was compacted meanwhile; anything else is damage.
+        if (error instanceof StorageCorruptionError && log.epoch === epoch && lo > log.offset) this.fail(error);
+      },
+    );
+    this.track(task);
+  }
+
+  private async readEntries(shard: number, lo: number, hi: number): Promise<Entry[]> {
+    const entries: Entry[] = [];
+    let bytes = 0;
+    let expected = lo;
+    for await (const [key, value] of this.db.iterator({ gte: entryKey(shard, lo), lt: entryKey(shard, hi) })) {
+      const entry = this.decodeEntryRecord(shard, key, value, expected);
+      entries.push(entry);
+      expected++;
+      bytes += entry.data.length;
+      if (bytes >= loadBytesMax) break;
+    }
+    return entries;
+  }
+
+  private decodeEntryRecord(shard: number, key: Uint8Array, value: Uint8Array, expected: number): Entry {
+    const parsed = parseShardKey(key);
+    const index = parsed?.index ?? expected;
+    if (parsed === undefined || parsed.kind !== Kind.Entry || parsed.shard !== shard) {
+      throw new StorageCorruptionError(shard, expected, key, 'unexpected key among the log entries');
+    }
+    if (index !== expected) throw new StorageCorruptionError(shard, expected, key, `gap in the log: expected index ${expected}, found ${index}`);
+    const payload = unseal(key, value);
+    const entry = payload === undefined ? undefined : decodeEntry(index, payload);
+    if (entry === undefined) throw new StorageCorruptionError(shard, index, key, 'undecodable log entry (checksum or layout)');
+    return entry;
+  }
+
+  private track(task: Promise<unknown>): void {
+    this.background.add(task);
+    void task.finally(() => {
+      this.background.delete(task);
+      this.notifyIdle();
+    });
+  }
+
+  // ---- Snapshot data streaming ---------------------------------------------------------
+
+  /** The stored snapshot data of `shard`, chunk by chunk, read from disk and checked. */
+  async *readSnapshotChunks(shard: number): AsyncGenerator<Uint8Array> {
+    const log = this.shard(shard);
+    const index = log.snapshotValue.metadata.index;
+    const chunks = log.snapshotChunks;
+    for (let n = 0; n < chunks; n++) {
+      const key = chunkKey(shard, index, n);
+      const value = await this.db.get(key);
+      const payload = value === undefined ? undefined : unseal(key, value);
+      if (payload === undefined) throw new StorageCorruptionError(shard, index, key, `snapshot chunk ${n} is missing or damaged`);
+      yield payload;
+    }
+  }
+
+  // ---- Shard removal, idle, close --------------------------------------------------------
+
+  /** Removes every record of `shard` (after pending writes); its log is empty afterwards. */
+  async dropShard(shard: number): Promise<void> {
+    await this.idle();
+    for (let i = this.deletions.length - 1; i >= 0; i--) if (this.deletions[i]!.shard === shard) this.deletions.splice(i, 1);
+    this.shardLogs.delete(shard);
+    await this.db.clear(shardRange(shard));
+  }
+
+  /** Resolves when no write, compaction step or load is outstanding. */
+  idle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private isIdle(): boolean {
+    const drained = this.failure !== undefined || (this.pending.ops.length === 0 && this.deletions.length === 0);
+    return drained && !this.writing && !this.flushScheduled && this.background.size === 0;
+  }
+
+  private notifyIdle(): void {
+    if (this.deletions.length > 0 && !this.writing && this.failure === undefined && !this.closed) {
+      this.scheduleFlush();
+      return;
+    }
+    if (!this.isIdle()) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.idle();
+    this.closed = true;
+    await this.db.close();
+  }
+
+  // ---- Recovery ------------------------------------------------------------------------
+
+  private async recover(): Promise<void> {
+    const format = await this.db.get(FORMAT_KEY);
+    if (format === undefined) {
+      const first = await this.db.keys({ limit: 1 }).all();
+      if (first.length > 0) throw new StorageCorruptionError(undefined, undefined, first[0]!, 'records exist but the format version record is missing');
+      await this.db.put(FORMAT_KEY, seal(FORMAT_KEY, encodeFormat(formatVersion)), { sync: true });
+    } else {
+      const payload = unseal(FORMAT_KEY, format);
+      const version = payload === undefined ? undefined : decodeFormat(payload);
+      if (version !== formatVersion) {
+        throw new StorageCorruptionError(undefined, undefined, FORMAT_KEY, `unknown store format ${version ?? '(undecodable)'}; this build reads ${formatVersion}`);
+      }
+    }
+    let current: ShardRecovery | undefined;
+    for await (const [key, value] of this.db.iterator({ gt: FORMAT_KEY })) {
+      const parsed = parseShardKey(key);
+      if (parsed === undefined) throw new StorageCorruptionError(undefined, undefined, key, 'a key this store does not write');
+      if (current === undefined || current.shard !== parsed.shard) {
+        if (current !== undefined) this.finishShard(current);
+        current = new ShardRecovery(parsed.shard, this.shard(parsed.shard));
+      }
+      current.take(parsed.kind, parsed.index, parsed.chunk, key, value, this);
+    }
+    if (current !== undefined) this.finishShard(current);
+    if (this.deletions.length > 0) this.scheduleFlush();
+  }
+
+  private finishShard(recovery: ShardRecovery): void {
+    const leftover = recovery.finish();
+    if (leftover !== undefined) this.deletions.push(leftover);
+  }
+
+  /** Used by recovery; public only to ShardRecovery. */
+  decodeEntryForRecovery(shard: number, key: Uint8Array, value: Uint8Array, expected: number): Entry {
+    return this.decodeEntryRecord(shard, key, value, expected);
+  }
+}
+
+/** Rebuilds one shard from its records, which arrive in key order (small records, chunks, log). */
+class ShardRecovery {
+  private hardKey: Uint8Array | undefined;
+  private truncated: { index: number; term: number } | undefined;
+  private descriptor: SnapshotDescriptor | undefined;
+  private descriptorKey: Uint8Array | undefined;
+  private chunks: Uint8Array[] = [];
+  private readonly entries: Entry[] = [];
+  private garbageFrom: number | undefined;
+  private garbageTo = 0;
+  private snapshotDone = false;
+
+  constructor(
+    readonly shard: number,
+    private readonly log: ShardLog,
+  ) {}
+
+  private corrupt(key: Uint8Array, index: number | undefined, reason: string): never {
+    throw new StorageCorruptionError(this.shard, index, key, reason);
+  }
+
+  private payload(key: Uint8Array, value: Uint8Array, index: number | undefined, what: string): Uint8Array {
+    const payload = unseal(key, value);
+    if (payload === undefined) this.corrupt(key, index, `undecodable ${what} record (checksum mismatch)`);
+    return payload;
+  }
+
+  take(kind: number, index: number | undefined, chunk: number | undefined, key: Uint8Array, value: Uint8Array, store: LevelLogStore): void {
+    switch (kind) {
+      case Kind.HardState: {
+        const hs = decodeHardState(this.payload(key, value, undefined, 'hard state'));
+        if (hs === undefined) this.corrupt(key, undefined, 'undecodable hard state record');
+        this.log.hardState = hs;
+        this.hardKey = key;
+        return;
+      }
+      case Kind.ConfState: {
+        const cs = decodeConfState(this.payload(key, value, undefined, 'conf state'));
+        if (cs === undefined) this.corrupt(key, undefined, 'undecodable conf state record');
+        this.log.confState = cs;
+        return;
+      }
+      case Kind.Applied: {
+        const applied = decodeIndex(this.payload(key, value, undefined, 'applied index'));
+        if (applied === undefined) this.corrupt(key, undefined, 'undecodable applied index record');
+        this.log.applied = applied;
+        return;
+      }
+      case Kind.Truncated: {
+        const t = decodeTruncated(this.payload(key, value, undefined, 'truncation'));
+        if (t === undefined) this.corrupt(key, undefined, 'undecodable truncation record');
+        this.truncated = t;
+        this.log.offset = t.index;
+        this.log.offsetTerm = t.term;
+        return;
+      }
+      case Kind.SnapshotMeta: {
+        const d = decodeSnapshotDescriptor(this.payload(key, value, undefined, 'snapshot descriptor'));
+        if (d === undefined) this.corrupt(key, undefined, 'undecodable snapshot descriptor');
+        this.descriptor = d;
+        this.descriptorKey = key;
+        return;
+      }
+      case Kind.SnapshotChunk: {
+        const d = this.descriptor;
+        if (d === undefined || index !== d.index) this.corrupt(key, index, `a snapshot chunk without its descriptor (descriptor is at ${d?.index ?? 'none'})`);
+        if (chunk !== this.chunks.length) this.corrupt(key, index, `snapshot chunk ${chunk} where chunk ${this.chunks.length} was expected`);
+        this.chunks.push(this.payload(key, value, index, 'snapshot chunk'));
+        return;
+      }
+      case Kind.Entry: {
+        this.finishSnapshot();
+        const i = index!;
+        if (i <= this.log.offset) {
+          // Below the compaction point: left over from an interrupted background deletion.
+          this.garbageFrom ??= i - 1;
+          this.garbageTo = i;
+          return;
+        }
+        const expected = this.log.offset + 1 + this.entries.length;
+        const entry = store.decodeEntryForRecovery(this.shard, key, value, expected);
+        const previousTerm = this.entries.length > 0 ? this.entries[this.entries.length - 1]!.term : this.log.offsetTerm;
+        if (entry.term < previousTerm) this.corrupt(key, i, `term goes down from ${previousTerm} to ${entry.term}`);
+        this.entries.push(entry);
+        return;
+      }
+    }
+  }
+
+  private finishSnapshot(): void {
+    if (this.snapshotDone) return;
+    this.snapshotDone = true;
+    const d = this.descriptor;
+    if (d === undefined) return;
+    const key = this.descriptorKey!;
+    if (this.chunks.length !== d.chunks) this.corrupt(key, d.index, `snapshot has ${this.chunks.length} of its ${d.chunks} chunks`);
+    const data = new Uint8Array(d.dataBytes);
+    let at = 0;
+    for (const chunk of this.chunks) {
+      if (at + chunk.length > data.length) this.corrupt(key, d.index, 'snapshot chunks are longer than the descriptor says');
+      data.set(chunk, at);
+      at += chunk.length;
+    }
+    if (at !== d.dataBytes || crc32c(data) !== d.dataCrc) this.corrupt(key, d.index, 'snapshot data does not match its descriptor (length or checksum)');
+    this.chunks = [];
+    this.log.snapshotValue = { metadata: { index: d.index, term: d.term, confState: d.confState }, data };
+    this.log.snapshotChunks = d.chunks;
+    if (this.truncated === undefined || this.truncated.index < d.index) {
+      this.corrupt(key, d.index, `the log starts at ${(this.truncated?.index ?? 0) + 1}, before the snapshot at ${d.index}`);
+    }
+  }
+
+  /** Checks the shard as a whole and installs its log; returns leftover records to delete. */
+  finish(): DeletionTask | undefined {
+    this.finishSnapshot();
+    this.log.recover(this.entries);
+    const hs = this.log.hardState;
+    if (hs.commit > this.log.last) {
+      this.corrupt(this.hardKey!, hs.commit, `hard state commit ${hs.commit} is beyond the last index ${this.log.last}`);
+    }
+    if (this.log.applied > this.log.last) {
+      this.corrupt(shardKey(this.shard, Kind.Applied), this.log.applied, `applied index ${this.log.applied} is beyond the last index ${this.log.last}`);
+    }
+    return this.garbageFrom === undefined ? undefined : { shard: this.shard, from: this.garbageFrom, to: this.garbageTo };
+  }
+}
