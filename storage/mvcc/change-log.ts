@@ -1,0 +1,141 @@
+/**
+ * The change log: every change the store made, in (revision, sub-revision) order, as
+ * (revision, key) pairs packed into fixed-size chunks. The sub-revision is not stored: the changes
+ * of one revision are consecutive and numbered from 0. Compaction drops whole revisions from the
+ * front and frees whole chunks, so the log costs about key bytes + 12 bytes per retained change.
+ */
+import { assert } from './errors';
+import { changeLogChunkEntries } from './limits';
+
+class Chunk {
+  readonly revisions = new Float64Array(changeLogChunkEntries);
+  /** End offset of entry i's key in `keys`. */
+  readonly keyEnds = new Uint32Array(changeLogChunkEntries);
+  keys = new Uint8Array(1024);
+  count = 0;
+
+  keyStart(entry: number): number {
+    return entry === 0 ? 0 : this.keyEnds[entry - 1]!;
+  }
+
+  key(entry: number): Uint8Array {
+    return this.keys.subarray(this.keyStart(entry), this.keyEnds[entry]!);
+  }
+
+  append(revision: number, key: Uint8Array): void {
+    const start = this.keyStart(this.count);
+    if (start + key.length > this.keys.length) {
+      const keys = new Uint8Array(Math.max(start + key.length, this.keys.length * 2));
+      keys.set(this.keys.subarray(0, start));
+      this.keys = keys;
+    }
+    this.keys.set(key, start);
+    this.revisions[this.count] = revision;
+    this.keyEnds[this.count] = start + key.length;
+    this.count++;
+  }
+
+  /** Gives back the unused key room of a full chunk. */
+  trim(): void {
+    const used = this.keyStart(this.count);
+    if (this.keys.length - used > used >>> 3) this.keys = this.keys.slice(0, used);
+  }
+}
+
+export type ChangeVisitor = (revision: number, sub: number, key: Uint8Array) => void;
+
+export class ChangeLog {
+  private readonly chunks: Chunk[] = [];
+  /** Entries of chunks[0] already dropped by compaction. */
+  private start = 0;
+  private entries = 0;
+
+  get length(): number {
+    return this.entries;
+  }
+
+  append(revision: number, key: Uint8Array): void {
+    let last = this.chunks[this.chunks.length - 1];
+    if (last !== undefined) {
+      const lastRevision = last.count > 0 ? last.revisions[last.count - 1]! : 0;
+      assert(revision >= lastRevision, 'change log revisions must not go back');
+    }
+    if (last === undefined || last.count === changeLogChunkEntries) {
+      last?.trim();
+      last = new Chunk();
+      this.chunks.push(last);
+    }
+    last.append(revision, key);
+    this.entries++;
+  }
+
+  /** Visits the changes with fromRevision <= revision <= toRevision in order. */
+  forEach(fromRevision: number, toRevision: number, visit: ChangeVisitor): void {
+    let chunkNumber = this.firstChunkReaching(fromRevision);
+    if (chunkNumber < 0) return;
+    let entry = this.firstEntryReaching(chunkNumber, fromRevision);
+    let previousRevision = -1;
+    let sub = 0;
+    for (; chunkNumber < this.chunks.length; chunkNumber++, entry = 0) {
+      const chunk = this.chunks[chunkNumber]!;
+      for (; entry < chunk.count; entry++) {
+        const revision = chunk.revisions[entry]!;
+        if (revision > toRevision) return;
+        sub = revision === previousRevision ? sub + 1 : 0;
+        previousRevision = revision;
+        visit(revision, sub, chunk.key(entry));
+      }
+    }
+  }
+
+  /** Drops every change with revision <= `revision`, visiting each dropped key. */
+  dropThrough(revision: number, visit: (key: Uint8Array) => void): void {
+    while (this.chunks.length > 0) {
+      const chunk = this.chunks[0]!;
+      while (this.start < chunk.count && chunk.revisions[this.start]! <= revision) {
+        visit(chunk.key(this.start));
+        this.start++;
+        this.entries--;
+      }
+      if (this.start < chunk.count) return;
+      if (chunk.count < changeLogChunkEntries) {
+        // The tail chunk: keep it for appends, empty.
+        assert(this.chunks.length === 1, 'only the last chunk may be partly filled');
+        this.chunks.pop();
+        this.start = 0;
+        return;
+      }
+      this.chunks.shift();
+      this.start = 0;
+    }
+  }
+
+  private firstChunkReaching(revision: number): number {
+    let low = 0;
+    let high = this.chunks.length - 1;
+    let found = -1;
+    while (low <= high) {
+      const middle = (low + high) >>> 1;
+      const chunk = this.chunks[middle]!;
+      if (chunk.count > 0 && chunk.revisions[chunk.count - 1]! >= revision) {
+        found = middle;
+        high = middle - 1;
+      } else {
+        low = middle + 1;
+      }
+    }
+    return found;
+  }
+
+  private firstEntryReaching(chunkNumber: number, revision: number): number {
+    const chunk = this.chunks[chunkNumber]!;
+    let low = chunkNumber === 0 ? this.start : 0;
+    let high = chunk.count;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (chunk.revisions[middle]! < revision) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+}

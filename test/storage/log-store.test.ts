@@ -1,0 +1,234 @@
+/**
+ * What the LevelDB log store does beyond the LogStorage contract: group commit, several shards in
+ * one database, the tail cache with background loads, bounded background compaction, snapshot
+ * chunks, and recovery.
+ */
+import { Level } from 'level';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Entry, type Snapshot, isLogUnavailable } from '../../raft/index';
+import { LevelLogStore, entryKey, logLimits } from '../../storage/log/index';
+import { tempDir } from './temp-dir';
+
+function entry(index: number, term: number, size = 8): Entry {
+  const data = new Uint8Array(size);
+  for (let i = 0; i < size; i++) data[i] = (index * 7 + i) & 0xff;
+  return { index, term, type: 'normal', data };
+}
+
+function entries(from: number, to: number, term: number, size = 8): Entry[] {
+  const out: Entry[] = [];
+  for (let i = from; i <= to; i++) out.push(entry(i, term, size));
+  return out;
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+async function openStore(options: { sync?: boolean; tailCacheBytesMax?: number } = {}): Promise<{ store: LevelLogStore; path: string; reopen(): Promise<LevelLogStore> }> {
+  const dir = tempDir('log-store');
+  let store = await LevelLogStore.open({ path: dir.path, ...options });
+  cleanups.push(async () => {
+    await store.close();
+    dir.remove();
+  });
+  return {
+    store,
+    path: dir.path,
+    reopen: async () => {
+      await store.close();
+      store = await LevelLogStore.open({ path: dir.path, ...options });
+      return store;
+    },
+  };
+}
+
+async function countEntryRecords(path: string, shard: number): Promise<number> {
+  const db = new Level<Uint8Array, Uint8Array>(path, { keyEncoding: 'view', valueEncoding: 'view' });
+  await db.open();
+  const keys = await db.keys({ gte: entryKey(shard, 0), lte: entryKey(shard, Number.MAX_SAFE_INTEGER) }).all();
+  await db.close();
+  return keys.length;
+}
+
+describe('group commit', () => {
+  it('saves made in one turn share one synced batch', async () => {
+    const { store } = await openStore();
+    const saves: Promise<void>[] = [];
+    for (let shard = 1; shard <= 8; shard++) saves.push(store.save([{ shard, entries: entries(1, 10, 1) }]));
+    await Promise.all(saves);
+    expect(store.stats.syncedBatches).toBe(1);
+    expect(store.stats.saves).toBe(8);
+  });
+
+  it('saves made while a write is in flight go out together as the next batch', async () => {
+    const { store } = await openStore();
+    const first = store.save([{ shard: 1, entries: entries(1, 1, 1) }]);
+    // Let the first batch start writing, then queue three more in later turns.
+    await new Promise((resolve) => setImmediate(resolve));
+    const later = [2, 3, 4].map((shard) => store.save([{ shard, entries: entries(1, 1, 1) }]));
+    await Promise.all([first, ...later]);
+    expect(store.stats.saves).toBe(4);
+    expect(store.stats.syncedBatches).toBeLessThanOrEqual(2);
+  });
+
+  it('one save carries many shards atomically, and all of them come back after a reopen', async () => {
+    const { store, reopen } = await openStore();
+    await store.save([
+      { shard: 0, entries: entries(1, 3, 1), hardState: { term: 1, vote: 1, commit: 2 } },
+      { shard: 1, entries: entries(1, 5, 2), hardState: { term: 2, vote: 3, commit: 5 }, applied: 4 },
+      { shard: 0xffff_ffff, entries: entries(1, 1, 9), hardState: { term: 9, vote: 0, commit: 1 } },
+    ]);
+    const again = await reopen();
+    expect(again.shards()).toEqual([0, 1, 0xffff_ffff]);
+    expect(again.shard(0).lastIndex()).toBe(3);
+    expect(again.shard(1).initialState().hardState).toEqual({ term: 2, vote: 3, commit: 5 });
+    expect(again.shard(1).applied).toBe(4);
+    expect(again.shard(0xffff_ffff).term(1)).toBe(9);
+    expect(Array.from(again.shard(1).entries(5, 6, 1e9)[0]!.data)).toEqual(Array.from(entry(5, 2).data));
+  });
+
+  it('refuses a whole save when one of its updates is invalid, changing nothing', async () => {
+    const { store } = await openStore();
+    await store.save([{ shard: 1, entries: entries(1, 2, 1) }]);
+    await expect(
+      store.save([
+        { shard: 2, entries: entries(1, 2, 1) },
+        { shard: 1, entries: entries(5, 6, 1) },
+      ]),
+    ).rejects.toThrow(/shard 1: gap/);
+    expect(store.shard(2).lastIndex()).toBe(0);
+    expect(store.shard(1).lastIndex()).toBe(2);
+  });
+});
+
+describe('the tail cache and background loads', () => {
+  it('keeps unapplied entries in memory and loads evicted applied ones on demand', async () => {
+    const { store } = await openStore({ sync: false, tailCacheBytesMax: 4096 });
+    const log = store.shard(3);
+    await store.save([{ shard: 3, entries: entries(1, 2000, 1, 64) }]);
+    // Nothing is applied yet: everything stays in memory.
+    expect(log.cacheStats().entries).toBe(2000);
+    await store.save([{ shard: 3, applied: 1500, hardState: { term: 1, vote: 1, commit: 1500 } }]);
+    const stats = log.cacheStats();
+    expect(stats.first).toBeGreaterThan(1);
+    expect(stats.first).toBeLessThanOrEqual(1501);
+    expect(stats.entries).toBeGreaterThanOrEqual(logLimits.tailCacheEntriesMin);
+    // Terms are answered without the entries.
+    expect(log.term(1)).toBe(1);
+    // An old entry is loaded in the background: temporarily unavailable, then served.
+    let error: unknown;
+    try {
+      log.entries(10, 20, 1e9);
+    } catch (e) {
+      error = e;
+    }
+    expect(isLogUnavailable(error, 'temporarily-unavailable')).toBe(true);
+    await store.idle();
+    const got = log.entries(10, 20, 1e9);
+    expect(got.map((e) => e.index)).toEqual([10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+    expect(Array.from(got[0]!.data)).toEqual(Array.from(entry(10, 1, 64).data));
+    // A read spanning loaded and cached entries joins them.
+    const span = log.entries(stats.first - 2, stats.first + 2, 1e9).map((e) => e.index);
+    expect(span[0]).toBe(stats.first - 2);
+  });
+
+  it('drops a load whose entries were replaced while it ran', async () => {
+    const { store } = await openStore({ sync: false, tailCacheBytesMax: 1024 });
+    const log = store.shard(3);
+    await store.save([{ shard: 3, entries: entries(1, 500, 1, 64), applied: 500, hardState: { term: 1, vote: 0, commit: 500 } }]);
+    expect(() => log.entries(5, 6, 1e9)).toThrow();
+    // A snapshot replaces the log before the load finishes.
+    const snap: Snapshot = { metadata: { index: 600, term: 2, confState: { voters: [1], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } }, data: new Uint8Array(3) };
+    await store.save([{ shard: 3, snapshot: snap }]);
+    await store.idle();
+    expect(log.cacheStats().loadedRanges).toBe(0);
+    expect(() => log.entries(5, 6, 1e9)).toThrow(/compacted/);
+  });
+});
+
+describe('background compaction', () => {
+  it('deletes compacted records in bounded steps while saves go on', async () => {
+    const { store, path } = await openStore({ sync: false });
+    const total = logLimits.compactionDeleteKeysMax * 5;
+    await store.save([{ shard: 2, entries: entries(1, total, 1), applied: total, hardState: { term: 1, vote: 0, commit: total } }]);
+    await store.save([{ shard: 2, compact: total - 10 }]);
+    // The next save resolves long before the whole deletion is done.
+    await store.save([{ shard: 2, entries: entries(total + 1, total + 1, 1) }]);
+    expect(store.stats.compactedKeys).toBeLessThan(total - 10);
+    await store.idle();
+    expect(store.stats.compactedKeys).toBe(total - 10);
+    expect(store.shard(2).firstIndex()).toBe(total - 9);
+    await store.close();
+    expect(await countEntryRecords(path, 2)).toBe(11);
+  });
+
+  it('finishes an interrupted deletion after a restart and keeps the log intact', async () => {
+    const { store, reopen, path } = await openStore({ sync: false });
+    await store.save([{ shard: 2, entries: entries(1, 3000, 1), applied: 3000, hardState: { term: 1, vote: 0, commit: 3000 } }]);
+    // Compact, then close before the deletion runs (close waits, so reopen the raw DB to re-add some
+    // compacted records, as an interrupted deletion would leave them).
+    await store.save([{ shard: 2, compact: 2000 }]);
+    await store.close();
+    const db = new Level<Uint8Array, Uint8Array>(path, { keyEncoding: 'view', valueEncoding: 'view' });
+    await db.open();
+    const orphan = await db.get(entryKey(2, 2500));
+    expect(orphan).toBeDefined();
+    // Records 1500..1600 below the compaction point reappear as leftovers of a deletion.
+    const { seal } = await import('../../storage/log/records');
+    const { encodeEntry } = await import('../../storage/log/records');
+    for (let i = 1500; i <= 1600; i++) await db.put(entryKey(2, i), seal(entryKey(2, i), encodeEntry(entry(i, 1))));
+    await db.close();
+    const again = await reopen();
+    expect(again.shard(2).firstIndex()).toBe(2001);
+    expect(again.shard(2).lastIndex()).toBe(3000);
+    await again.idle();
+    await again.close();
+    expect(await countEntryRecords(path, 2)).toBe(1000);
+  });
+});
+
+describe('snapshots', () => {
+  it('stores large snapshot data in chunks and streams it back', async () => {
+    const { store, reopen } = await openStore({ sync: false });
+    const data = new Uint8Array(logLimits.snapshotChunkBytesMax * 2 + 123);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 13) & 0xff;
+    const snap: Snapshot = { metadata: { index: 50, term: 3, confState: { voters: [1, 2, 3], votersOutgoing: [], learners: [4], learnersNext: [], autoLeave: false } }, data };
+    await store.save([{ shard: 5, entries: entries(1, 60, 2) }]);
+    await store.save([{ shard: 5, snapshot: snap, hardState: { term: 3, vote: 1, commit: 50 } }]);
+    const again = await reopen();
+    const log = again.shard(5);
+    expect(log.firstIndex()).toBe(51);
+    expect(log.lastIndex()).toBe(50);
+    expect(log.snapshot().metadata.index).toBe(50);
+    expect(Buffer.from(log.snapshot().data).equals(Buffer.from(data))).toBe(true);
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of again.readSnapshotChunks(5)) chunks.push(chunk);
+    expect(chunks.length).toBe(3);
+    expect(chunks.every((c) => c.length <= logLimits.snapshotChunkBytesMax)).toBe(true);
+    expect(Buffer.concat(chunks).equals(Buffer.from(data))).toBe(true);
+    // A newer snapshot replaces the old chunks.
+    await again.save([{ shard: 5, snapshot: { ...snap, metadata: { ...snap.metadata, index: 70 }, data: new Uint8Array(5) } }]);
+    const third = await reopen();
+    expect(third.shard(5).snapshot().data.length).toBe(5);
+  });
+
+  it('removes a shard entirely', async () => {
+    const { store, path } = await openStore({ sync: false });
+    await store.save([{ shard: 9, entries: entries(1, 100, 1) }, { shard: 10, entries: entries(1, 5, 1) }]);
+    await store.dropShard(9);
+    expect(store.shards()).toEqual([10]);
+    await store.close();
+    expect(await countEntryRecords(path, 9)).toBe(0);
+    expect(await countEntryRecords(path, 10)).toBe(5);
+  });
+});
+
+describe('after close', () => {
+  it('refuses saves', async () => {
+    const { store } = await openStore();
+    await store.close();
+    await expect(store.save([{ shard: 1, entries: entries(1, 1, 1) }])).rejects.toThrow(/closed/);
+  });
+});
