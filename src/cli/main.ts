@@ -12,6 +12,7 @@ Commands:
   sim            run the deterministic Raft simulator over many random fault schedules
                  (partitions, loss, duplication, reordering, crashes, membership changes)
   bench raft     measure the Raft core's throughput in-process (zero-latency simulation)
+  bench log      measure the LevelDB log store's group commit (1 and 8 shards, synced)
   help           show this text; "dkv <command> --help" shows a command's options
 
 The etcd-compatible server (dkv server, dkv dev) arrives with the server issue.

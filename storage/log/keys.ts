@@ -32,11 +32,17 @@ export const FORMAT_KEY = Uint8Array.of(NODE_PREFIX, 0x76);
 
 const TWO_32 = 0x1_0000_0000;
 
+function writeU32(target: Uint8Array, at: number, value: number): void {
+  target[at] = value >>> 24;
+  target[at + 1] = (value >>> 16) & 0xff;
+  target[at + 2] = (value >>> 8) & 0xff;
+  target[at + 3] = value & 0xff;
+}
+
 export function writeU64(target: Uint8Array, at: number, value: number): void {
   assert(Number.isSafeInteger(value) && value >= 0, `not a u64-safe integer: ${value}`);
-  const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
-  view.setUint32(at, Math.floor(value / TWO_32));
-  view.setUint32(at + 4, value % TWO_32);
+  writeU32(target, at, Math.floor(value / TWO_32));
+  writeU32(target, at + 4, value % TWO_32);
 }
 
 export function readU64(source: Uint8Array, at: number): number {
@@ -61,8 +67,11 @@ export function shardKey(shard: number, kind: Kind): Uint8Array {
 }
 
 export function entryKey(shard: number, index: number): Uint8Array {
+  assertShard(shard);
   const key = new Uint8Array(14);
-  key.set(shardKey(shard, Kind.Entry));
+  key[0] = SHARD_PREFIX;
+  writeU32(key, 1, shard);
+  key[5] = Kind.Entry;
   writeU64(key, 6, index);
   return key;
 }

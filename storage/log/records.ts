@@ -103,6 +103,20 @@ class Writer {
 
 const ENTRY_TYPES: readonly EntryType[] = ['normal', 'conf-change'];
 
+/** The sealed record of an entry, built in one buffer (the hot path of every save). */
+export function sealedEntry(key: Uint8Array, entry: Entry): Uint8Array {
+  const value = new Uint8Array(CRC_BYTES + 9 + entry.data.length);
+  value[CRC_BYTES] = entry.type === 'normal' ? 0 : 1;
+  writeU64(value, CRC_BYTES + 1, entry.term);
+  value.set(entry.data, CRC_BYTES + 9);
+  const crc = crc32c(value.subarray(CRC_BYTES), crc32c(key));
+  value[0] = crc >>> 24;
+  value[1] = (crc >>> 16) & 0xff;
+  value[2] = (crc >>> 8) & 0xff;
+  value[3] = crc & 0xff;
+  return value;
+}
+
 export function encodeEntry(entry: Entry): Uint8Array {
   return new Writer(9 + entry.data.length)
     .u8(ENTRY_TYPES.indexOf(entry.type))

@@ -276,6 +276,16 @@ export class Segment implements RecordSource {
     this.view = new DataView(arena.buffer);
   }
 
+  /** Gives back arena room a finished bulk load will not use (restore). */
+  shrink(): void {
+    const room = this.arena.length - this.used;
+    if (room <= this.used >>> 3) return;
+    const arena = new Uint8Array(Math.max(this.used + (this.used >>> 4), 64));
+    arena.set(this.arena.subarray(0, this.used));
+    this.arena = arena;
+    this.view = new DataView(arena.buffer);
+  }
+
   insertSlot(slot: number, head: number): void {
     assert(slot >= 0 && slot <= this.count && this.count < this.heads.length, 'insert slot out of bounds');
     this.heads.copyWithin(slot + 1, slot, this.count);

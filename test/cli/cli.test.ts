@@ -18,7 +18,14 @@ describe('dkv command', () => {
   it('prints help listing the commands that exist', () => {
     const r = dkv('--help');
     expect(r.code).toBe(0);
-    for (const command of ['demo', 'sim', 'bench raft']) expect(r.stdout).toContain(command);
+    for (const command of ['demo', 'sim', 'bench raft', 'bench log']) expect(r.stdout).toContain(command);
+  });
+
+  it('bench log measures group commit against a synced batch per shard', () => {
+    const r = dkv('bench', 'log', '--seconds', '1');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/8 shards +shared batch \(one save\) +[\d,]+ entries\/s/);
+    expect(r.stdout).toMatch(/one shared synced batch writes [\d.]+x the entries\/s of a synced batch per shard/);
   });
 
   it('refuses an unknown command with exit code 2', () => {

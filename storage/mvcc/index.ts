@@ -1,0 +1,36 @@
+/**
+ * storage/mvcc: the in-memory MVCC segment store (one per shard). The front door: other folders
+ * import only from here.
+ */
+export { MvccStore, initialRevision, type StoreCapture } from './store';
+export { encodeSnapshot, restoreSnapshot } from './snapshot';
+export { MvccError, SnapshotError, MvccAssertionError, mvccErrorMessages, type MvccErrorCode } from './errors';
+export { hashKvInitial, hashKvVersion, hashKvFinish, type HashedVersion } from './hash';
+export { compareBytes } from './segments';
+export * as mvccLimits from './limits';
+export type {
+  ChangesRequest,
+  Compare,
+  CompareResult,
+  CompareTarget,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  DeleteRangeResult,
+  HashKvResult,
+  KeyValue,
+  MvccEvent,
+  MvccStoreOptions,
+  PutOptions,
+  PutRequest,
+  PutResponse,
+  PutResult,
+  RangeRequest,
+  RangeResponse,
+  RequestOp,
+  ResponseOp,
+  SortOrder,
+  SortTarget,
+  TxnRequest,
+  TxnResponse,
+  TxnResult,
+} from './types';
