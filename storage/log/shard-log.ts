@@ -178,16 +178,16 @@ export class ShardLog implements LogStorage, LogStorageWriter {
     return skip === 0 ? batch : batch.slice(skip);
   }
 
-  /** Why `batch` cannot be appended, or undefined when it can. */
-  appendProblem(batch: readonly Entry[]): string | undefined {
+  /** Why `batch` cannot be appended after `last`, or undefined when it can. */
+  appendProblem(batch: readonly Entry[], last: number, offset: number): string | undefined {
     for (let i = 0; i < batch.length; i++) {
       const e = batch[i]!;
       if (!Number.isSafeInteger(e.index) || !Number.isSafeInteger(e.term) || e.term < 0) return `bad entry at position ${i}`;
       if (i > 0 && e.index !== batch[i - 1]!.index + 1) return `entries are not contiguous at index ${e.index}`;
     }
-    const first = batch[0];
-    if (first !== undefined && first.index > this.last + 1) {
-      return `gap: appending index ${first.index} after last index ${this.last}`;
+    const firstLive = batch.find((e) => e.index > offset);
+    if (firstLive !== undefined && firstLive.index > last + 1) {
+      return `gap: appending index ${firstLive.index} after last index ${last}`;
     }
     return undefined;
   }

@@ -197,14 +197,8 @@ export class LevelLogStore implements ShardLogHost {
       last = index;
     }
     const entries = update.entries ?? [];
-    const firstLive = entries.find((e) => e.index > offset);
-    if (firstLive !== undefined) {
-      if (firstLive.index > last + 1) return `gap: appending index ${firstLive.index} after last index ${last}`;
-    }
-    if (snap === undefined || isEmptySnapshot(snap)) {
-      const problem = log.appendProblem(entries);
-      if (problem !== undefined) return problem;
-    }
+    const problem = log.appendProblem(entries, last, offset);
+    if (problem !== undefined) return problem;
     if (entries.length > 0) last = Math.max(offset, entries[entries.length - 1]!.index);
     if (update.compact !== undefined) {
       if (!Number.isSafeInteger(update.compact) || update.compact < 0) return `bad compact index ${update.compact}`;

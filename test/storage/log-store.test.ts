@@ -232,3 +232,22 @@ describe('after close', () => {
     await expect(store.save([{ shard: 1, entries: entries(1, 1, 1) }])).rejects.toThrow(/closed/);
   });
 });
+
+describe('validation of a save', () => {
+  it('checks entries that follow a snapshot in the same save', async () => {
+    const { store } = await openStore({ sync: false });
+    const snap: Snapshot = { metadata: { index: 10, term: 2, confState: { voters: [1], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } }, data: new Uint8Array(1) };
+    await expect(store.save([{ shard: 1, snapshot: snap, entries: entries(12, 13, 2) }])).rejects.toThrow(/gap: appending index 12 after last index 10/);
+    await expect(store.save([{ shard: 1, snapshot: snap, entries: [entry(11, 2), entry(13, 2)] }])).rejects.toThrow(/not contiguous/);
+    await store.save([{ shard: 1, snapshot: snap, entries: entries(11, 12, 2), hardState: { term: 2, vote: 1, commit: 11 } }]);
+    expect([store.shard(1).firstIndex(), store.shard(1).lastIndex()]).toEqual([11, 12]);
+  });
+
+  it('refuses compaction past the last index and bad indexes', async () => {
+    const { store } = await openStore({ sync: false });
+    await store.save([{ shard: 1, entries: entries(1, 3, 1) }]);
+    await expect(store.save([{ shard: 1, compact: 4 }])).rejects.toThrow(/beyond the last index 3/);
+    await expect(store.save([{ shard: 1, applied: -1 }])).rejects.toThrow(/bad applied index/);
+    await expect(store.save([{ shard: 1, entries: [{ index: 4, term: 1.5, type: 'normal', data: new Uint8Array(0) }] }])).rejects.toThrow(/bad entry/);
+  });
+});
