@@ -27,6 +27,11 @@ export interface ShardUpdate {
   readonly shard: number;
   /** Installs a snapshot: replaces the whole log, sets the conf state from its metadata. */
   readonly snapshot?: Snapshot;
+  /**
+   * Stores a snapshot this node took of its own applied state (at an index within the log): it
+   * becomes what `snapshot()` returns, and the log is kept. Written after `entries`.
+   */
+  readonly snapshotTaken?: Snapshot;
   /** Appends, replacing any suffix from entries[0].index on; entries at or below the compaction point are dropped. */
   readonly entries?: readonly Entry[];
   readonly hardState?: HardState;

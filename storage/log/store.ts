@@ -200,6 +200,17 @@ export class LevelLogStore implements ShardLogHost {
     const problem = log.appendProblem(entries, last, offset);
     if (problem !== undefined) return problem;
     if (entries.length > 0) last = Math.max(offset, entries[entries.length - 1]!.index);
+    const taken = update.snapshotTaken;
+    if (taken !== undefined) {
+      const index = taken.metadata.index;
+      const newest = Math.max(log.snapshotValue.metadata.index, snap?.metadata.index ?? 0);
+      if (!Number.isSafeInteger(index) || index <= newest || index > last || index < offset) {
+        return `a taken snapshot at ${index} must be newer than the stored one (${newest}) and within the log [${offset}, ${last}]`;
+      }
+      if (snap === undefined && entries.length === 0 && log.term(index) !== taken.metadata.term) {
+        return `a taken snapshot at ${index} has term ${taken.metadata.term}, the log has ${log.term(index)}`;
+      }
+    }
     if (update.compact !== undefined) {
       if (!Number.isSafeInteger(update.compact) || update.compact < 0) return `bad compact index ${update.compact}`;
       if (update.compact > last) return `cannot compact to ${update.compact} beyond the last index ${last}`;
@@ -227,6 +238,7 @@ export class LevelLogStore implements ShardLogHost {
         for (let i = removedFrom; i <= removedTo; i++) ops.push({ type: 'del', key: entryKey(shard, i) });
       }
     }
+    if (update.snapshotTaken !== undefined) this.stageTakenSnapshot(log, update.snapshotTaken, ops);
     if (update.hardState !== undefined) {
       log.hardState = { ...update.hardState };
       const key = shardKey(shard, Kind.HardState);
@@ -251,15 +263,14 @@ export class LevelLogStore implements ShardLogHost {
     log.evict();
   }
 
-  private stageSnapshot(log: ShardLog, snapshot: Snapshot, ops: BatchOp[]): void {
+  /** Writes a snapshot's descriptor and chunks in place of the previous snapshot's. */
+  private writeSnapshotRecords(log: ShardLog, snapshot: Snapshot, ops: BatchOp[]): number {
     const shard = log.shard;
     const old = log.snapshotValue.metadata.index;
-    const oldChunks = log.snapshotChunks;
+    for (let n = 0; n < log.snapshotChunks; n++) ops.push({ type: 'del', key: chunkKey(shard, old, n) });
     const data = snapshot.data;
     const chunks = Math.ceil(data.length / snapshotChunkBytesMax);
-    const { oldOffset, oldLast } = log.applySnapshotInMemory(snapshot, chunks);
     const index = snapshot.metadata.index;
-    for (let n = 0; n < oldChunks; n++) ops.push({ type: 'del', key: chunkKey(shard, old, n) });
     for (let n = 0; n < chunks; n++) {
       const key = chunkKey(shard, index, n);
       ops.push({ type: 'put', key, value: seal(key, data.subarray(n * snapshotChunkBytesMax, (n + 1) * snapshotChunkBytesMax)) });
@@ -274,6 +285,20 @@ export class LevelLogStore implements ShardLogHost {
     };
     const metaKey = shardKey(shard, Kind.SnapshotMeta);
     ops.push({ type: 'put', key: metaKey, value: seal(metaKey, encodeSnapshotDescriptor(descriptor)) });
+    return chunks;
+  }
+
+  private stageTakenSnapshot(log: ShardLog, snapshot: Snapshot, ops: BatchOp[]): void {
+    const chunks = this.writeSnapshotRecords(log, snapshot, ops);
+    log.snapshotValue = snapshot;
+    log.snapshotChunks = chunks;
+  }
+
+  private stageSnapshot(log: ShardLog, snapshot: Snapshot, ops: BatchOp[]): void {
+    const shard = log.shard;
+    const chunks = this.writeSnapshotRecords(log, snapshot, ops);
+    const { oldOffset, oldLast } = log.applySnapshotInMemory(snapshot, chunks);
+    const index = snapshot.metadata.index;
     const truncKey = shardKey(shard, Kind.Truncated);
     ops.push({ type: 'put', key: truncKey, value: seal(truncKey, encodeTruncated({ index, term: snapshot.metadata.term })) });
     const confKey = shardKey(shard, Kind.ConfState);
@@ -539,6 +564,7 @@ class ShardRecovery {
   private garbageFrom: number | undefined;
   private garbageTo = 0;
   private snapshotDone = false;
+  private snapshotKey: Uint8Array | undefined;
 
   constructor(
     readonly shard: number,
@@ -635,15 +661,17 @@ class ShardRecovery {
     this.chunks = [];
     this.log.snapshotValue = { metadata: { index: d.index, term: d.term, confState: d.confState }, data };
     this.log.snapshotChunks = d.chunks;
-    if (this.truncated === undefined || this.truncated.index < d.index) {
-      this.corrupt(key, d.index, `the log starts at ${(this.truncated?.index ?? 0) + 1}, before the snapshot at ${d.index}`);
-    }
+    this.snapshotKey = key;
   }
 
   /** Checks the shard as a whole and installs its log; returns leftover records to delete. */
   finish(): DeletionTask | undefined {
     this.finishSnapshot();
     this.log.recover(this.entries);
+    const snapshotIndex = this.log.snapshotValue.metadata.index;
+    if (this.snapshotKey !== undefined && snapshotIndex > this.log.last) {
+      this.corrupt(this.snapshotKey, snapshotIndex, `the snapshot at ${snapshotIndex} is beyond the log, which ends at ${this.log.last}`);
+    }
     const hs = this.log.hardState;
     if (hs.commit > this.log.last) {
       this.corrupt(this.hardKey!, hs.commit, `hard state commit ${hs.commit} is beyond the last index ${this.log.last}`);

@@ -251,3 +251,29 @@ describe('validation of a save', () => {
     await expect(store.save([{ shard: 1, entries: [{ index: 4, term: 1.5, type: 'normal', data: new Uint8Array(0) }] }])).rejects.toThrow(/bad entry/);
   });
 });
+
+describe('snapshots this node takes of its own state', () => {
+  const cs = { voters: [1, 2, 3], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+
+  it('are stored beside the log, which stays, and come back after a reopen', async () => {
+    const { store, reopen } = await openStore({ sync: false });
+    await store.save([{ shard: 1, entries: entries(1, 20, 3), hardState: { term: 3, vote: 1, commit: 20 } }]);
+    await store.save([{ shard: 1, snapshotTaken: { metadata: { index: 15, term: 3, confState: cs }, data: Uint8Array.of(1, 2, 3) }, applied: 15, compact: 10 }]);
+    const again = await reopen();
+    const log = again.shard(1);
+    expect(log.snapshot().metadata.index).toBe(15);
+    expect(Array.from(log.snapshot().data)).toEqual([1, 2, 3]);
+    expect([log.firstIndex(), log.lastIndex()]).toEqual([11, 20]);
+    expect(log.entries(11, 21, 1e9).length).toBe(10);
+  });
+
+  it('are refused beyond the log, below the stored snapshot, or with the wrong term', async () => {
+    const { store } = await openStore({ sync: false });
+    await store.save([{ shard: 1, entries: entries(1, 20, 3) }]);
+    const at = (index: number, term = 3) => ({ metadata: { index, term, confState: cs }, data: new Uint8Array(0) });
+    await expect(store.save([{ shard: 1, snapshotTaken: at(21) }])).rejects.toThrow(/within the log/);
+    await expect(store.save([{ shard: 1, snapshotTaken: at(10, 2) }])).rejects.toThrow(/has term 2, the log has 3/);
+    await store.save([{ shard: 1, snapshotTaken: at(10) }]);
+    await expect(store.save([{ shard: 1, snapshotTaken: at(9) }])).rejects.toThrow(/newer than the stored one/);
+  });
+});
