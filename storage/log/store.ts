@@ -292,6 +292,10 @@ export class LevelLogStore implements ShardLogHost {
     const chunks = this.writeSnapshotRecords(log, snapshot, ops);
     log.snapshotValue = snapshot;
     log.snapshotChunks = chunks;
+    // A restart replays the log after the snapshot, conf changes included, onto this configuration.
+    log.confState = snapshot.metadata.confState;
+    const confKey = shardKey(log.shard, Kind.ConfState);
+    ops.push({ type: 'put', key: confKey, value: seal(confKey, encodeConfState(snapshot.metadata.confState)) });
   }
 
   private stageSnapshot(log: ShardLog, snapshot: Snapshot, ops: BatchOp[]): void {

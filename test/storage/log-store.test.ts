@@ -265,6 +265,7 @@ describe('snapshots this node takes of its own state', () => {
     expect(Array.from(log.snapshot().data)).toEqual([1, 2, 3]);
     expect([log.firstIndex(), log.lastIndex()]).toEqual([11, 20]);
     expect(log.entries(11, 21, 1e9).length).toBe(10);
+    expect(log.initialState().confState).toEqual(cs);
   });
 
   it('are refused beyond the log, below the stored snapshot, or with the wrong term', async () => {

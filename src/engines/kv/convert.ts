@@ -1,0 +1,182 @@
+/**
+ * etcd wire messages (decoded protobuf, snake_case) to the MVCC store's requests and back. Pure
+ * functions; validation of sizes and required fields happens before, at the request edge.
+ */
+import type {
+  Compare,
+  CompareResult,
+  CompareTarget,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  KeyValue,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  RequestOp,
+  ResponseOp,
+  SortOrder,
+  SortTarget,
+  TxnRequest,
+  TxnResponse,
+} from '../../../storage/mvcc/index';
+import {
+  int64,
+  type WireCompare,
+  type WireDeleteRangeRequest,
+  type WireKeyValue,
+  type WirePutRequest,
+  type WireRangeRequest,
+  type WireRequestOp,
+  type WireTxnRequest,
+} from '../../etcd-proto';
+
+const SORT_ORDERS: readonly SortOrder[] = ['none', 'ascend', 'descend'];
+const SORT_TARGETS: readonly SortTarget[] = ['key', 'version', 'create', 'mod', 'value'];
+const COMPARE_RESULTS: readonly CompareResult[] = ['equal', 'greater', 'less', 'not-equal'];
+const COMPARE_TARGETS: readonly CompareTarget[] = ['version', 'create', 'mod', 'value', 'lease'];
+
+export class WireValueError extends Error {
+  override readonly name = 'WireValueError';
+}
+
+const EMPTY = new Uint8Array(0);
+
+function bytes(value: Uint8Array | undefined | null): Uint8Array {
+  return value ?? EMPTY;
+}
+
+function optionalEnd(end: Uint8Array | undefined | null): Uint8Array | undefined {
+  return end === undefined || end === null || end.length === 0 ? undefined : end;
+}
+
+function pick<T>(table: readonly T[], value: number | undefined, what: string): T {
+  const found = table[value ?? 0];
+  if (found === undefined) throw new WireValueError(`unknown ${what} ${value}`);
+  return found;
+}
+
+export function rangeFromWire(r: WireRangeRequest): RangeRequest {
+  return {
+    key: bytes(r.key),
+    rangeEnd: optionalEnd(r.range_end),
+    revision: int64(r.revision),
+    limit: int64(r.limit),
+    countOnly: r.count_only === true,
+    keysOnly: r.keys_only === true,
+    sortOrder: pick(SORT_ORDERS, r.sort_order, 'sort order'),
+    sortTarget: pick(SORT_TARGETS, r.sort_target, 'sort target'),
+    minModRevision: int64(r.min_mod_revision),
+    maxModRevision: int64(r.max_mod_revision),
+    minCreateRevision: int64(r.min_create_revision),
+    maxCreateRevision: int64(r.max_create_revision),
+  };
+}
+
+export function putFromWire(r: WirePutRequest): PutRequest {
+  return {
+    key: bytes(r.key),
+    value: bytes(r.value),
+    lease: int64(r.lease),
+    prevKv: r.prev_kv === true,
+    ignoreValue: r.ignore_value === true,
+    ignoreLease: r.ignore_lease === true,
+  };
+}
+
+export function deleteRangeFromWire(r: WireDeleteRangeRequest): DeleteRangeRequest {
+  return { key: bytes(r.key), rangeEnd: optionalEnd(r.range_end), prevKv: r.prev_kv === true };
+}
+
+export function compareFromWire(c: WireCompare): Compare {
+  const target = pick(COMPARE_TARGETS, c.target, 'compare target');
+  let value: number | Uint8Array;
+  switch (target) {
+    case 'version':
+      value = int64(c.version);
+      break;
+    case 'create':
+      value = int64(c.create_revision);
+      break;
+    case 'mod':
+      value = int64(c.mod_revision);
+      break;
+    case 'lease':
+      value = int64(c.lease);
+      break;
+    case 'value':
+      value = bytes(c.value);
+      break;
+  }
+  return { key: bytes(c.key), rangeEnd: optionalEnd(c.range_end), target, result: pick(COMPARE_RESULTS, c.result, 'compare result'), value };
+}
+
+export function requestOpFromWire(op: WireRequestOp): RequestOp {
+  if (op.request_range) return { type: 'range', range: rangeFromWire(op.request_range) };
+  if (op.request_put) return { type: 'put', put: putFromWire(op.request_put) };
+  if (op.request_delete_range) return { type: 'deleteRange', deleteRange: deleteRangeFromWire(op.request_delete_range) };
+  if (op.request_txn) return { type: 'txn', txn: txnFromWire(op.request_txn) };
+  throw new WireValueError('a txn operation with no request set');
+}
+
+export function txnFromWire(t: WireTxnRequest): TxnRequest {
+  return {
+    compare: (t.compare ?? []).map(compareFromWire),
+    success: (t.success ?? []).map(requestOpFromWire),
+    failure: (t.failure ?? []).map(requestOpFromWire),
+  };
+}
+
+// ---- Responses (without the header, which the server adds) ----------------------------------
+
+export function keyValueToWire(kv: KeyValue): WireKeyValue {
+  return {
+    key: kv.key,
+    create_revision: kv.createRevision,
+    mod_revision: kv.modRevision,
+    version: kv.version,
+    value: kv.value,
+    lease: kv.lease,
+  };
+}
+
+export interface WireRangeResponse {
+  kvs: WireKeyValue[];
+  more: boolean;
+  count: number;
+}
+
+export function rangeToWire(r: RangeResponse): WireRangeResponse {
+  return { kvs: r.kvs.map(keyValueToWire), more: r.more, count: r.count };
+}
+
+export function putToWire(r: PutResponse): { prev_kv?: WireKeyValue } {
+  return r.prevKv === undefined ? {} : { prev_kv: keyValueToWire(r.prevKv) };
+}
+
+export function deleteRangeToWire(r: DeleteRangeResponse): { deleted: number; prev_kvs: WireKeyValue[] } {
+  return { deleted: r.deleted, prev_kvs: (r.prevKvs ?? []).map(keyValueToWire) };
+}
+
+export interface WireTxnResponse {
+  succeeded: boolean;
+  responses: object[];
+}
+
+function responseOpToWire(op: ResponseOp, header: object): object {
+  switch (op.type) {
+    case 'range':
+      return { response_range: { header, ...rangeToWire(op.range) } };
+    case 'put':
+      return { response_put: { header, ...putToWire(op.put) } };
+    case 'deleteRange':
+      return { response_delete_range: { header, ...deleteRangeToWire(op.deleteRange) } };
+    case 'txn':
+      return { response_txn: { header, ...txnToWire(op.txn, header) } };
+  }
+}
+
+/** Nested responses carry the same header as the outer one, as etcd's do. */
+export function txnToWire(r: TxnResponse, header: object): WireTxnResponse {
+  return { succeeded: r.succeeded, responses: r.responses.map((op) => responseOpToWire(op, header)) };
+}

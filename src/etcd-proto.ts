@@ -1,0 +1,125 @@
+/**
+ * The etcd v3 protos (proto/etcd), loaded once with protobufjs, and the shapes of the decoded
+ * messages this code reads. Field names stay as in the .proto files (snake_case); int64 fields
+ * decode as `Long` and are converted to numbers once, here at the edge (`int64`).
+ */
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
+
+const base = join(dirname(fileURLToPath(import.meta.url)), '..', 'proto', 'etcd');
+
+function loadRoot(): protobuf.Root {
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => (target.startsWith(base) ? target : join(base, target));
+  root.loadSync('etcdserverpb/rpc.proto', { keepCase: true });
+  root.resolveAll();
+  return root;
+}
+
+export const etcdRoot = loadRoot();
+
+export function etcdType(name: string): protobuf.Type {
+  return etcdRoot.lookupType(name);
+}
+
+export function etcdService(name: string): protobuf.Service {
+  return etcdRoot.lookupService(name);
+}
+
+/** What protobufjs hands back for an int64/uint64 field. */
+export interface LongLike {
+  toNumber(): number;
+  high: number;
+  low: number;
+}
+
+export type Int64 = number | LongLike | string | undefined | null;
+
+/**
+ * An int64 from the wire as a JS number. Values beyond 2^53 lose precision; revisions, lease ids
+ * and member ids never get there (they are created below 2^53 by this code).
+ */
+export function int64(value: Int64): number {
+  if (value === undefined || value === null) return 0;
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string') return Number(value);
+  return value.toNumber();
+}
+
+export interface WireRangeRequest {
+  key: Uint8Array;
+  range_end: Uint8Array;
+  limit: Int64;
+  revision: Int64;
+  sort_order: number;
+  sort_target: number;
+  serializable: boolean;
+  keys_only: boolean;
+  count_only: boolean;
+  min_mod_revision: Int64;
+  max_mod_revision: Int64;
+  min_create_revision: Int64;
+  max_create_revision: Int64;
+}
+
+export interface WirePutRequest {
+  key: Uint8Array;
+  value: Uint8Array;
+  lease: Int64;
+  prev_kv: boolean;
+  ignore_value: boolean;
+  ignore_lease: boolean;
+}
+
+export interface WireDeleteRangeRequest {
+  key: Uint8Array;
+  range_end: Uint8Array;
+  prev_kv: boolean;
+}
+
+export interface WireCompare {
+  result: number;
+  target: number;
+  key: Uint8Array;
+  version?: Int64;
+  create_revision?: Int64;
+  mod_revision?: Int64;
+  value?: Uint8Array;
+  lease?: Int64;
+  range_end: Uint8Array;
+}
+
+export interface WireRequestOp {
+  request_range?: WireRangeRequest;
+  request_put?: WirePutRequest;
+  request_delete_range?: WireDeleteRangeRequest;
+  request_txn?: WireTxnRequest;
+}
+
+export interface WireTxnRequest {
+  compare: WireCompare[];
+  success: WireRequestOp[];
+  failure: WireRequestOp[];
+}
+
+export interface WireCompactionRequest {
+  revision: Int64;
+  physical: boolean;
+}
+
+export interface WireKeyValue {
+  key: Uint8Array;
+  create_revision: number;
+  mod_revision: number;
+  version: number;
+  value: Uint8Array;
+  lease: number;
+}
+
+export interface WireResponseHeader {
+  cluster_id: number;
+  member_id: number;
+  revision: number;
+  raft_term: number;
+}

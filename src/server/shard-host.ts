@@ -1,0 +1,477 @@
+/**
+ * The shard host: one loop drives every Raft group (shard) of this node.
+ *
+ * Each cycle: proposals and reads queued since the last cycle go into their groups (one
+ * ReadIndex round per shard per cycle serves every read that arrived meanwhile); `ready()` of
+ * every group; messages that need no persistence go out at once (the leader's appends travel in
+ * parallel with its own write); ONE group-commit save for all groups; then the messages that
+ * needed persistence (acks, votes), the committed entries are applied, waiting requests resolve,
+ * and every group advances. One cycle runs at a time; whatever arrives meanwhile waits for the
+ * next, which is what batches the work.
+ */
+import {
+  type ConfChange,
+  type Entry,
+  type Message,
+  type Prng,
+  ProposalDroppedError,
+  RawNode,
+  type Ready,
+  type RaftLogger,
+  decodeConfChange,
+  silentLogger,
+} from '../../raft/index';
+import type { LevelLogStore, ShardUpdate } from '../../storage/log/index';
+import { encodeSnapshot, restoreSnapshot } from '../../storage/mvcc/index';
+import type { AppliedCommand } from '../engines/kv/state-machine';
+import { KvStateMachine } from '../engines/kv/state-machine';
+
+export interface HostTransport {
+  send(to: number, shard: number, messages: readonly Message[]): void;
+}
+
+export interface ShardHostOptions {
+  readonly memberId: number;
+  readonly logStore: LevelLogStore;
+  readonly transport: HostTransport;
+  readonly random: Prng;
+  readonly tickMs: number;
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  /** Applied entries between snapshots of a shard's state (etcd's --snapshot-count). */
+  readonly snapshotCount: number;
+  /** Entries kept in the log behind a snapshot, so a slightly lagging follower needs no snapshot. */
+  readonly snapshotCatchUpEntries: number;
+  readonly logger?: RaftLogger;
+  /** Called after each cycle's group-commit save, with how long it took (for the fsync metric). */
+  readonly onSave?: (seconds: number) => void;
+  readonly onApplied?: (shard: number, command: AppliedCommand) => void;
+  readonly onLeaderChange?: (shard: number, leader: number, term: number) => void;
+}
+
+/** Why a request could not be carried out by the Raft layer. */
+export class HostError extends Error {
+  override readonly name = 'HostError';
+  constructor(
+    readonly code: 'no-leader' | 'leader-transfer' | 'proposals-over-limit' | 'stopped' | 'not-found',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface PendingProposal {
+  readonly data: Uint8Array;
+  readonly requestId: number;
+}
+
+interface Waiter {
+  resolve(applied: AppliedCommand): void;
+  reject(error: Error): void;
+}
+
+interface ReadBatch {
+  readonly waiters: Array<{ resolve(): void; reject(error: Error): void }>;
+  index?: number;
+}
+
+export class Shard {
+  readonly node: RawNode;
+  machine: KvStateMachine;
+  /** Index of the last snapshot taken or installed. */
+  snapshotIndex: number;
+  readonly proposals: PendingProposal[] = [];
+  readonly confChanges: Array<{ change: ConfChange; resolve(): void; reject(error: Error): void }> = [];
+  readonly waiters = new Map<number, Waiter>();
+  /** Reads waiting for the next ReadIndex round. */
+  queuedReads: ReadBatch['waiters'] = [];
+  /** ReadIndex rounds in flight, by context. */
+  readonly readRounds = new Map<string, ReadBatch>();
+  /** Rounds whose index is known, waiting for apply to reach it. */
+  readonly readsAwaitingApply: ReadBatch[] = [];
+  leader = 0;
+  term = 0;
+  readRound = 0;
+  confWaiters: Array<{ index: number; resolve(): void }> = [];
+
+  constructor(
+    readonly id: number,
+    node: RawNode,
+    machine: KvStateMachine,
+  ) {
+    this.node = node;
+    this.machine = machine;
+    this.snapshotIndex = machine.appliedIndex;
+  }
+}
+
+/** Concatenates a snapshot's chunks into the single buffer a Raft snapshot carries. */
+function joinChunks(chunks: Iterable<Uint8Array>): Uint8Array {
+  const list = [...chunks];
+  let size = 0;
+  for (const c of list) size += c.length;
+  const data = new Uint8Array(size);
+  let at = 0;
+  for (const c of list) {
+    data.set(c, at);
+    at += c.length;
+  }
+  return data;
+}
+
+/** The state machine a stored snapshot describes (an empty one when there is none). */
+async function machineFromSnapshot(data: Uint8Array): Promise<KvStateMachine> {
+  if (data.length === 0) return new KvStateMachine();
+  return new KvStateMachine(await restoreSnapshot([data]));
+}
+
+const encoder = new TextEncoder();
+
+export class ShardHost {
+  private readonly shards = new Map<number, Shard>();
+  private cycleRunning = false;
+  private cycleScheduled = false;
+  private ticker: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private nextRequestId = 1;
+  private failure: Error | undefined;
+
+  constructor(private readonly options: ShardHostOptions) {}
+
+  /**
+   * Adds a group whose state is in the log store (a new group must be bootstrapped there first).
+   * The state machine starts from the stored snapshot; Raft then re-delivers every committed
+   * entry after it.
+   */
+  async addShard(shardId: number): Promise<Shard> {
+    const storage = this.options.logStore.shard(shardId);
+    const machine = await machineFromSnapshot(storage.snapshot().data);
+    const node = new RawNode({
+      id: this.options.memberId,
+      storage,
+      random: this.options.random,
+      electionTicks: this.options.electionTicks,
+      heartbeatTicks: this.options.heartbeatTicks,
+      applied: machine.appliedIndex,
+      checkQuorum: true,
+      preVote: true,
+      logger: this.options.logger ?? silentLogger,
+    });
+    const shard = new Shard(shardId, node, machine);
+    this.shards.set(shardId, shard);
+    return shard;
+  }
+
+  shard(shardId: number): Shard | undefined {
+    return this.shards.get(shardId);
+  }
+
+  shardIds(): number[] {
+    return [...this.shards.keys()];
+  }
+
+  isKnownShard = (shardId: number): boolean => this.shards.has(shardId);
+
+  start(): void {
+    this.ticker = setInterval(() => this.tick(), this.options.tickMs);
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.ticker !== undefined) clearInterval(this.ticker);
+    const error = new HostError('stopped', 'etcdserver: server stopped');
+    for (const shard of this.shards.values()) this.failShard(shard, error);
+    while (this.cycleRunning) await new Promise((resolve) => setImmediate(resolve));
+  }
+
+  private tick(): void {
+    for (const shard of this.shards.values()) shard.node.tick();
+    this.schedule();
+  }
+
+  /** Messages from a peer for our groups. */
+  receive(batch: ReadonlyArray<{ shard: number; message: Message }>): void {
+    for (const { shard: shardId, message } of batch) {
+      const shard = this.shards.get(shardId);
+      if (shard === undefined) continue;
+      shard.node.step(message);
+    }
+    this.schedule();
+  }
+
+  /** Proposes a command built by `encode(requestId)`; resolves when it is applied here. */
+  propose(shardId: number, encode: (proposer: number, requestId: number) => Uint8Array): Promise<AppliedCommand> {
+    const shard = this.requireShard(shardId);
+    const requestId = this.nextRequestId++;
+    const data = encode(this.options.memberId, requestId);
+    return new Promise<AppliedCommand>((resolve, reject) => {
+      shard.waiters.set(requestId, { resolve, reject });
+      shard.proposals.push({ data, requestId });
+      this.schedule();
+    });
+  }
+
+  /** Resolves once this node has applied everything committed when the read arrived (ReadIndex). */
+  linearizableRead(shardId: number): Promise<void> {
+    const shard = this.requireShard(shardId);
+    return new Promise<void>((resolve, reject) => {
+      shard.queuedReads.push({ resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Proposes a configuration change; resolves when it is applied here. */
+  proposeConfChange(shardId: number, change: ConfChange): Promise<void> {
+    const shard = this.requireShard(shardId);
+    return new Promise<void>((resolve, reject) => {
+      shard.confChanges.push({ change, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  campaign(shardId: number): void {
+    this.requireShard(shardId).node.campaign();
+    this.schedule();
+  }
+
+  transferLeader(shardId: number, to: number): void {
+    this.requireShard(shardId).node.transferLeader(to);
+    this.schedule();
+  }
+
+  reportUnreachable(peer: number, shards: readonly number[]): void {
+    for (const id of shards) this.shards.get(id)?.node.reportUnreachable(peer);
+  }
+
+  reportSnapshot(peer: number, shardId: number, ok: boolean): void {
+    this.shards.get(shardId)?.node.reportSnapshot(peer, ok);
+    this.schedule();
+  }
+
+  private requireShard(shardId: number): Shard {
+    if (this.failure !== undefined) throw this.failure;
+    const shard = this.shards.get(shardId);
+    if (shard === undefined) throw new HostError('not-found', `shard ${shardId} is not hosted here`);
+    return shard;
+  }
+
+  private schedule(): void {
+    if (this.cycleScheduled || this.cycleRunning || this.stopped) return;
+    this.cycleScheduled = true;
+    setImmediate(() => {
+      this.cycleScheduled = false;
+      this.cycleRunning = true;
+      this.cycle().then(
+        () => {
+          this.cycleRunning = false;
+          if (this.hasWork()) this.schedule();
+        },
+        (error: unknown) => {
+          this.cycleRunning = false;
+          this.fatal(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
+    });
+  }
+
+  private hasWork(): boolean {
+    for (const shard of this.shards.values()) {
+      if (shard.proposals.length > 0 || shard.queuedReads.length > 0 || shard.confChanges.length > 0 || shard.node.hasReady()) return true;
+    }
+    return false;
+  }
+
+  private fatal(error: Error): void {
+    this.failure = error;
+    this.stopped = true;
+    if (this.ticker !== undefined) clearInterval(this.ticker);
+    for (const shard of this.shards.values()) this.failShard(shard, error);
+    this.options.logger?.warn(`shard host stopped: ${error.stack ?? error.message}`);
+  }
+
+  private failShard(shard: Shard, error: Error): void {
+    for (const waiter of shard.waiters.values()) waiter.reject(error);
+    shard.waiters.clear();
+    for (const read of shard.queuedReads) read.reject(error);
+    shard.queuedReads = [];
+    for (const batch of [...shard.readRounds.values(), ...shard.readsAwaitingApply]) for (const w of batch.waiters) w.reject(error);
+    shard.readRounds.clear();
+    shard.readsAwaitingApply.length = 0;
+    for (const cc of shard.confChanges) cc.reject(error);
+    shard.confChanges.length = 0;
+  }
+
+  private async cycle(): Promise<void> {
+    for (const shard of this.shards.values()) this.feed(shard);
+    const readies: Array<[Shard, Ready]> = [];
+    for (const shard of this.shards.values()) {
+      if (shard.node.hasReady()) readies.push([shard, shard.node.ready()]);
+    }
+    if (readies.length === 0) return;
+    const updates: ShardUpdate[] = [];
+    for (const [shard, ready] of readies) {
+      this.noteSoftState(shard, ready);
+      this.send(shard, ready.messages);
+      if (ready.entries.length > 0 || ready.hardState !== undefined || ready.snapshot !== undefined) {
+        updates.push({ shard: shard.id, entries: ready.entries, hardState: ready.hardState, snapshot: ready.snapshot });
+      }
+    }
+    if (updates.length > 0) {
+      const started = performance.now();
+      await this.options.logStore.save(updates);
+      this.options.onSave?.((performance.now() - started) / 1000);
+    }
+    const snapshots: ShardUpdate[] = [];
+    for (const [shard, ready] of readies) {
+      this.send(shard, ready.messagesAfterPersist);
+      if (ready.snapshot !== undefined) await this.installSnapshot(shard, ready.snapshot.data);
+      this.applyCommitted(shard, ready.committedEntries);
+      this.handleReadStates(shard, ready);
+      shard.node.advance();
+      this.releaseReads(shard);
+      const taken = this.maybeTakeSnapshot(shard);
+      if (taken !== undefined) snapshots.push(taken);
+    }
+    if (snapshots.length > 0) await this.options.logStore.save(snapshots);
+  }
+
+  private async installSnapshot(shard: Shard, data: Uint8Array): Promise<void> {
+    shard.machine = await machineFromSnapshot(data);
+    shard.snapshotIndex = shard.machine.appliedIndex;
+  }
+
+  /**
+   * Every `snapshotCount` applied entries: a snapshot of the state machine, stored beside the
+   * log, which is then compacted up to `snapshotCatchUpEntries` behind it. The applied index is
+   * recorded with it: entries up to there need never be applied again after a restart.
+   */
+  private maybeTakeSnapshot(shard: Shard): ShardUpdate | undefined {
+    const applied = shard.machine.appliedIndex;
+    if (applied - shard.snapshotIndex < this.options.snapshotCount) return undefined;
+    const storage = this.options.logStore.shard(shard.id);
+    const data = joinChunks(encodeSnapshot(shard.machine.mvcc));
+    const snapshot = { metadata: { index: applied, term: storage.term(applied), confState: shard.node.status().config }, data };
+    shard.snapshotIndex = applied;
+    const compact = applied - this.options.snapshotCatchUpEntries;
+    return { shard: shard.id, snapshotTaken: snapshot, applied, compact: compact > storage.offset ? compact : undefined };
+  }
+
+  /** Moves queued proposals, conf changes and reads into the group. */
+  private feed(shard: Shard): void {
+    if (shard.proposals.length > 0) {
+      const batch = shard.proposals.splice(0);
+      try {
+        shard.node.proposeMany(batch.map((p) => p.data));
+      } catch (error) {
+        const refusal = this.refusal(error);
+        for (const p of batch) {
+          shard.waiters.get(p.requestId)?.reject(refusal);
+          shard.waiters.delete(p.requestId);
+        }
+      }
+    }
+    for (const cc of shard.confChanges.splice(0)) {
+      try {
+        shard.node.proposeConfChange(cc.change);
+        const index = shard.node.status().lastIndex;
+        shard.confWaiters.push({ index, resolve: cc.resolve });
+      } catch (error) {
+        cc.reject(this.refusal(error));
+      }
+    }
+    if (shard.queuedReads.length > 0) {
+      const context = `${this.options.memberId}:${++shard.readRound}`;
+      shard.readRounds.set(context, { waiters: shard.queuedReads });
+      shard.queuedReads = [];
+      shard.node.readIndex(encoder.encode(context));
+    }
+  }
+
+  private refusal(error: unknown): Error {
+    if (error instanceof ProposalDroppedError) {
+      if (error.reason === 'no-leader') return new HostError('no-leader', 'etcdserver: no leader');
+      if (error.reason === 'transfer-in-progress') return new HostError('leader-transfer', 'etcdserver: leader changed');
+      return new HostError('proposals-over-limit', 'etcdserver: too many requests');
+    }
+    return error instanceof Error ? error : new Error(String(error));
+  }
+
+  private noteSoftState(shard: Shard, ready: Ready): void {
+    const soft = ready.softState;
+    if (soft !== undefined && soft.lead !== shard.leader) {
+      shard.leader = soft.lead;
+      shard.term = shard.node.status().term;
+      this.options.onLeaderChange?.(shard.id, soft.lead, shard.term);
+      // Reads in flight were asked of the old leader; they will never complete there.
+      if (soft.lead === 0) this.failReadRounds(shard, new HostError('no-leader', 'etcdserver: no leader'));
+    }
+    if (ready.hardState !== undefined) shard.term = ready.hardState.term;
+  }
+
+  private failReadRounds(shard: Shard, error: Error): void {
+    for (const batch of shard.readRounds.values()) for (const w of batch.waiters) w.reject(error);
+    shard.readRounds.clear();
+  }
+
+  private send(shard: Shard, messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    // Group by destination so the transport queues one list per peer.
+    const byPeer = new Map<number, Message[]>();
+    for (const m of messages) {
+      let list = byPeer.get(m.to);
+      if (list === undefined) byPeer.set(m.to, (list = []));
+      list.push(m);
+    }
+    for (const [to, list] of byPeer) this.options.transport.send(to, shard.id, list);
+  }
+
+  private applyCommitted(shard: Shard, entries: readonly Entry[]): number | undefined {
+    let last: number | undefined;
+    for (const entry of entries) {
+      last = entry.index;
+      if (entry.type === 'conf-change') {
+        if (entry.index > shard.machine.appliedIndex) {
+          shard.node.applyConfChange(decodeConfChange(entry.data));
+          shard.machine.mvcc.appliedIndex = entry.index;
+        }
+        continue;
+      }
+      const applied = shard.machine.apply(entry);
+      if (applied === undefined) continue;
+      this.options.onApplied?.(shard.id, applied);
+      if (applied.proposer !== this.options.memberId) continue;
+      const waiter = shard.waiters.get(applied.requestId);
+      if (waiter === undefined) continue;
+      shard.waiters.delete(applied.requestId);
+      waiter.resolve(applied);
+    }
+    if (last !== undefined) {
+      const still: typeof shard.confWaiters = [];
+      for (const w of shard.confWaiters) (w.index <= last ? w.resolve() : still.push(w));
+      shard.confWaiters = still;
+    }
+    return last;
+  }
+
+  private handleReadStates(shard: Shard, ready: Ready): void {
+    for (const state of ready.readStates) {
+      const context = new TextDecoder().decode(state.requestContext);
+      const batch = shard.readRounds.get(context);
+      if (batch === undefined) continue;
+      shard.readRounds.delete(context);
+      batch.index = state.index;
+      shard.readsAwaitingApply.push(batch);
+    }
+  }
+
+  private releaseReads(shard: Shard): void {
+    const applied = shard.machine.appliedIndex;
+    let kept = 0;
+    for (const batch of shard.readsAwaitingApply) {
+      if (batch.index !== undefined && batch.index <= applied) for (const w of batch.waiters) w.resolve();
+      else shard.readsAwaitingApply[kept++] = batch;
+    }
+    shard.readsAwaitingApply.length = kept;
+  }
+}
