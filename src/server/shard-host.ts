@@ -382,9 +382,15 @@ export class ShardHost {
     }
     if (shard.queuedReads.length > 0) {
       const context = `${this.options.memberId}:${++shard.readRound}`;
-      shard.readRounds.set(context, { waiters: shard.queuedReads });
+      const waiters = shard.queuedReads;
       shard.queuedReads = [];
-      shard.node.readIndex(encoder.encode(context));
+      try {
+        shard.node.readIndex(encoder.encode(context));
+        shard.readRounds.set(context, { waiters });
+      } catch (error) {
+        const refusal = this.refusal(error);
+        for (const w of waiters) w.reject(refusal);
+      }
     }
   }
 

@@ -1,0 +1,187 @@
+/**
+ * The etcd `KV` service over the default store's shard. Writes go through Raft (the request's
+ * own bytes become the command); reads are linearizable through the shard host's batched
+ * ReadIndex unless `serializable`, then served from this node's state machine.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { MvccError, type MvccErrorCode } from '../../storage/mvcc/index';
+import { CommandKind, encodeCommand } from '../engines/kv/command';
+import { WireValueError, deleteRangeToWire, putToWire, rangeFromWire, rangeToWire, txnToWire } from '../engines/kv/convert';
+import type { AppliedCommand } from '../engines/kv/state-machine';
+import {
+  type WireDeleteRangeRequest,
+  type WirePutRequest,
+  type WireRangeRequest,
+  type WireRequestOp,
+  type WireResponseHeader,
+  type WireTxnRequest,
+  int64,
+} from '../etcd-proto';
+import { type ErrorCode, DkvError, dkvError, toGrpcError } from '../errors';
+import { type Incoming, serviceDefinition } from './grpc-service';
+import { HostError, type ShardHost } from './shard-host';
+
+/** etcd's limit on operations in each branch of a txn. */
+export const txnOperationsMax = 128;
+
+export interface KvServiceContext {
+  readonly host: ShardHost;
+  /** The shard that holds the default store. */
+  readonly shardId: number;
+  readonly clusterId: () => number;
+  readonly memberId: number;
+  readonly maxRequestBytes: number;
+  readonly requestTimeoutMs: number;
+}
+
+const MVCC_CODES: Record<MvccErrorCode, ErrorCode> = {
+  'future-revision': 'future-revision',
+  compacted: 'compacted',
+  'key-not-found': 'key-not-found',
+  'too-many-operations': 'too-many-ops',
+  'duplicate-key': 'duplicate-key',
+  'empty-key': 'empty-key',
+  'value-provided': 'value-provided',
+  'lease-provided': 'lease-provided',
+};
+
+const HOST_CODES: Record<HostError['code'], ErrorCode> = {
+  'no-leader': 'no-leader',
+  'leader-transfer': 'leader-changed',
+  'proposals-over-limit': 'too-many-requests',
+  stopped: 'stopped',
+  'not-found': 'wrong-shard',
+};
+
+/** Client-facing form of anything a request can fail with. */
+export function clientError(error: unknown): DkvError | unknown {
+  if (error instanceof DkvError) return error;
+  if (error instanceof MvccError) return dkvError(MVCC_CODES[error.code]);
+  if (error instanceof HostError) return dkvError(HOST_CODES[error.code]);
+  if (error instanceof WireValueError) return dkvError('invalid-argument' as ErrorCode, error.message);
+  return error;
+}
+
+// ---- Validation at the edge (etcd's rules, in etcd's order) ---------------------------------
+
+function checkKey(key: Uint8Array | undefined): void {
+  if (key === undefined || key.length === 0) throw dkvError('empty-key');
+}
+
+function checkPut(r: WirePutRequest): void {
+  checkKey(r.key);
+  if (r.ignore_value && r.value !== undefined && r.value.length !== 0) throw dkvError('value-provided');
+  if (r.ignore_lease && int64(r.lease) !== 0) throw dkvError('lease-provided');
+}
+
+function checkOps(ops: readonly WireRequestOp[]): void {
+  for (const op of ops) {
+    if (op.request_range) checkKey(op.request_range.key);
+    else if (op.request_put) checkPut(op.request_put);
+    else if (op.request_delete_range) checkKey(op.request_delete_range.key);
+    else if (op.request_txn) checkTxn(op.request_txn);
+  }
+}
+
+export function checkTxn(r: WireTxnRequest): void {
+  const compares = r.compare ?? [];
+  const success = r.success ?? [];
+  const failure = r.failure ?? [];
+  if (compares.length > txnOperationsMax || success.length > txnOperationsMax || failure.length > txnOperationsMax) {
+    throw dkvError('too-many-ops');
+  }
+  for (const c of compares) checkKey(c.key);
+  checkOps(success);
+  checkOps(failure);
+}
+
+export function createKvService(ctx: KvServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
+  const header = (revision: number): WireResponseHeader => ({
+    cluster_id: ctx.clusterId(),
+    member_id: ctx.memberId,
+    revision,
+    raft_term: ctx.host.shard(ctx.shardId)?.term ?? 0,
+  });
+
+  const withTimeout = <T>(promise: Promise<T>): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(dkvError('timeout')), ctx.requestTimeoutMs);
+      promise.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+
+  const checkSize = (raw: Buffer): void => {
+    if (raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
+  };
+
+  const propose = async (kind: CommandKind, raw: Buffer): Promise<AppliedCommand> => {
+    const applied = await withTimeout(
+      ctx.host.propose(ctx.shardId, (proposer, requestId) => encodeCommand({ kind, proposer, requestId, payload: raw })),
+    );
+    if (applied.outcome.kind === 'error') throw applied.outcome.error;
+    return applied;
+  };
+
+  const machine = () => {
+    const shard = ctx.host.shard(ctx.shardId);
+    if (shard === undefined) throw dkvError('wrong-shard');
+    return shard.machine;
+  };
+
+  function unary<Req>(handle: (request: Incoming<Req>) => Promise<object>): grpc.handleUnaryCall<Incoming<Req>, object> {
+    return (call, callback) => {
+      handle(call.request).then(
+        (response) => callback(null, response),
+        (error: unknown) => callback(toGrpcError(clientError(error)) as grpc.ServiceError),
+      );
+    };
+  }
+
+  const implementation: grpc.UntypedServiceImplementation = {
+    Range: unary<WireRangeRequest>(async ({ raw, message }) => {
+      checkSize(raw);
+      checkKey(message.key);
+      if (!message.serializable) await withTimeout(ctx.host.linearizableRead(ctx.shardId));
+      const mvcc = machine().mvcc;
+      const result = mvcc.range(rangeFromWire(message));
+      return { header: header(mvcc.revision), ...rangeToWire(result) };
+    }),
+    Put: unary<WirePutRequest>(async ({ raw, message }) => {
+      checkSize(raw);
+      checkPut(message);
+      const applied = await propose(CommandKind.Put, raw);
+      if (applied.outcome.kind !== 'put') throw new Error(`put applied as ${applied.outcome.kind}`);
+      return { header: header(applied.outcome.result.revision), ...putToWire(applied.outcome.result) };
+    }),
+    DeleteRange: unary<WireDeleteRangeRequest>(async ({ raw, message }) => {
+      checkSize(raw);
+      checkKey(message.key);
+      const applied = await propose(CommandKind.DeleteRange, raw);
+      if (applied.outcome.kind !== 'delete-range') throw new Error(`delete applied as ${applied.outcome.kind}`);
+      return { header: header(applied.outcome.result.revision), ...deleteRangeToWire(applied.outcome.result) };
+    }),
+    Txn: unary<WireTxnRequest>(async ({ raw, message }) => {
+      checkSize(raw);
+      checkTxn(message);
+      const applied = await propose(CommandKind.Txn, raw);
+      if (applied.outcome.kind !== 'txn') throw new Error(`txn applied as ${applied.outcome.kind}`);
+      const h = header(applied.outcome.result.revision);
+      return { header: h, ...txnToWire(applied.outcome.result, h) };
+    }),
+    Compact: unary<object>(async ({ raw }) => {
+      checkSize(raw);
+      const applied = await propose(CommandKind.Compaction, raw);
+      if (applied.outcome.kind !== 'compaction') throw new Error(`compaction applied as ${applied.outcome.kind}`);
+      return { header: header(applied.outcome.revision) };
+    }),
+  };
+  return { definition: serviceDefinition('etcdserverpb.KV'), implementation };
+}
