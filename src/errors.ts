@@ -1,0 +1,213 @@
+/**
+ * Every error a client can see, in one table: a stable code (kebab-case), the gRPC status it is
+ * sent with, and the message. Where etcd has the error, the message is etcd's exact string and the
+ * status is etcd's, because clients match on them: Go's clientv3 maps the status message back to
+ * its error values by exact string (rpctypes.Error), and the etcd3 npm client by substring. So the
+ * message of an etcd error is sent as is, never decorated with details.
+ *
+ * Source of the etcd strings and statuses: etcd v3.5 `api/v3rpc/rpctypes/error.go` (errors sent as
+ * gRPC statuses), `server/mvcc` (the `mvcc:` strings a watch carries in its cancel reason) and
+ * `client/v3/concurrency` (election errors, which etcd's v3election server returns as plain Go
+ * errors, so they reach clients with status UNKNOWN).
+ *
+ * DKV's own errors (extension: true) start with "dkv: " and may carry a detail after the message.
+ *
+ * Programmer errors (bad internal arguments, broken invariants) are not here: they are plain
+ * TypeErrors or assertion failures, and reach a client only as the generic internal error.
+ */
+import { status } from '@grpc/grpc-js';
+
+/** How the error reaches a client: as the call's gRPC status, or as a watch's cancel_reason. */
+export type ErrorSurface = 'status' | 'watch-cancel';
+
+export interface ErrorSpec {
+  readonly grpcStatus: status;
+  readonly message: string;
+  /** True for DKV's own errors; false means `message` and `grpcStatus` are etcd's exactly. */
+  readonly extension: boolean;
+  readonly surface: ErrorSurface;
+}
+
+function etcd(grpcStatus: status, message: string, surface: ErrorSurface = 'status'): ErrorSpec {
+  return { grpcStatus, message, extension: false, surface };
+}
+
+function dkv(grpcStatus: status, message: string): ErrorSpec {
+  return { grpcStatus, message, extension: true, surface: 'status' };
+}
+
+/** The table. Keys are the stable codes; never rename one, only add. */
+export const errorTable = {
+  // --- KV requests
+  'empty-key': etcd(status.INVALID_ARGUMENT, 'etcdserver: key is not provided'),
+  'key-not-found': etcd(status.INVALID_ARGUMENT, 'etcdserver: key not found'),
+  'value-provided': etcd(status.INVALID_ARGUMENT, 'etcdserver: value is provided'),
+  'lease-provided': etcd(status.INVALID_ARGUMENT, 'etcdserver: lease is provided'),
+  'too-many-ops': etcd(status.INVALID_ARGUMENT, 'etcdserver: too many operations in txn request'),
+  'duplicate-key': etcd(status.INVALID_ARGUMENT, 'etcdserver: duplicate key given in txn request'),
+  compacted: etcd(status.OUT_OF_RANGE, 'etcdserver: mvcc: required revision has been compacted'),
+  'future-revision': etcd(status.OUT_OF_RANGE, 'etcdserver: mvcc: required revision is a future revision'),
+  'no-space': etcd(status.RESOURCE_EXHAUSTED, 'etcdserver: mvcc: database space exceeded'),
+
+  // --- Watch (sent in WatchResponse.cancel_reason, not as a status; the status is what a
+  // unary wrapper would use)
+  'watch-compacted': etcd(status.OUT_OF_RANGE, 'mvcc: required revision has been compacted', 'watch-cancel'),
+  'watch-range-empty': etcd(status.INVALID_ARGUMENT, 'mvcc: watcher range is empty', 'watch-cancel'),
+  'watch-duplicate-id': etcd(
+    status.INVALID_ARGUMENT,
+    'mvcc: duplicate watch ID provided on the WatchStream',
+    'watch-cancel',
+  ),
+
+  // --- Leases
+  'lease-not-found': etcd(status.NOT_FOUND, 'etcdserver: requested lease not found'),
+  'lease-exists': etcd(status.FAILED_PRECONDITION, 'etcdserver: lease already exists'),
+  'lease-ttl-too-large': etcd(status.OUT_OF_RANGE, 'etcdserver: too large lease TTL'),
+
+  // --- Cluster membership
+  'member-exists': etcd(status.FAILED_PRECONDITION, 'etcdserver: member ID already exist'),
+  'peer-url-exists': etcd(status.FAILED_PRECONDITION, 'etcdserver: Peer URLs already exists'),
+  'member-not-enough-started': etcd(
+    status.FAILED_PRECONDITION,
+    'etcdserver: re-configuration failed due to not enough started members',
+  ),
+  // etcd has no separate "bad member ID" error: an unknown or zero ID is member-not-found.
+  'member-bad-urls': etcd(status.INVALID_ARGUMENT, 'etcdserver: given member URLs are invalid'),
+  'member-not-found': etcd(status.NOT_FOUND, 'etcdserver: member not found'),
+  'member-not-learner': etcd(status.FAILED_PRECONDITION, 'etcdserver: can only promote a learner member'),
+  'learner-not-ready': etcd(
+    status.FAILED_PRECONDITION,
+    'etcdserver: can only promote a learner member which is in sync with leader',
+  ),
+  'too-many-learners': etcd(status.FAILED_PRECONDITION, 'etcdserver: too many learner members in cluster'),
+
+  // --- Request limits
+  'request-too-large': etcd(status.INVALID_ARGUMENT, 'etcdserver: request is too large'),
+  'too-many-requests': etcd(status.RESOURCE_EXHAUSTED, 'etcdserver: too many requests'),
+
+  // --- Auth
+  'root-user-not-exist': etcd(status.FAILED_PRECONDITION, 'etcdserver: root user does not exist'),
+  'root-role-not-exist': etcd(status.FAILED_PRECONDITION, 'etcdserver: root user does not have root role'),
+  'user-already-exists': etcd(status.FAILED_PRECONDITION, 'etcdserver: user name already exists'),
+  'user-empty': etcd(status.INVALID_ARGUMENT, 'etcdserver: user name is empty'),
+  'user-not-found': etcd(status.FAILED_PRECONDITION, 'etcdserver: user name not found'),
+  'role-already-exists': etcd(status.FAILED_PRECONDITION, 'etcdserver: role name already exists'),
+  'role-not-found': etcd(status.FAILED_PRECONDITION, 'etcdserver: role name not found'),
+  'role-empty': etcd(status.INVALID_ARGUMENT, 'etcdserver: role name is empty'),
+  'auth-failed': etcd(status.INVALID_ARGUMENT, 'etcdserver: authentication failed, invalid user ID or password'),
+  'permission-denied': etcd(status.PERMISSION_DENIED, 'etcdserver: permission denied'),
+  'role-not-granted': etcd(status.FAILED_PRECONDITION, 'etcdserver: role is not granted to the user'),
+  'permission-not-granted': etcd(status.FAILED_PRECONDITION, 'etcdserver: permission is not granted to the role'),
+  'auth-not-enabled': etcd(status.FAILED_PRECONDITION, 'etcdserver: authentication is not enabled'),
+  'invalid-auth-token': etcd(status.UNAUTHENTICATED, 'etcdserver: invalid auth token'),
+  'invalid-auth-mgmt': etcd(status.INVALID_ARGUMENT, 'etcdserver: invalid auth management'),
+
+  // --- Leadership, availability, health
+  'no-leader': etcd(status.UNAVAILABLE, 'etcdserver: no leader'),
+  'not-leader': etcd(status.FAILED_PRECONDITION, 'etcdserver: not leader'),
+  'leader-changed': etcd(status.UNAVAILABLE, 'etcdserver: leader changed'),
+  'not-capable': etcd(status.UNAVAILABLE, 'etcdserver: not capable'),
+  stopped: etcd(status.UNAVAILABLE, 'etcdserver: server stopped'),
+  timeout: etcd(status.UNAVAILABLE, 'etcdserver: request timed out'),
+  'timeout-due-to-leader-fail': etcd(
+    status.UNAVAILABLE,
+    'etcdserver: request timed out, possibly due to previous leader failure',
+  ),
+  'timeout-due-to-connection-lost': etcd(
+    status.UNAVAILABLE,
+    'etcdserver: request timed out, possibly due to connection lost',
+  ),
+  unhealthy: etcd(status.UNAVAILABLE, 'etcdserver: unhealthy cluster'),
+  corrupt: etcd(status.DATA_LOSS, 'etcdserver: corrupt cluster'),
+  'not-supported-for-learner': etcd(status.UNAVAILABLE, 'etcdserver: rpc not supported for learner'),
+  'bad-leader-transferee': etcd(status.FAILED_PRECONDITION, 'etcdserver: bad leader transferee'),
+
+  // --- Election service (plain errors in etcd, hence UNKNOWN on the wire)
+  'election-not-leader': etcd(status.UNKNOWN, 'election: not leader'),
+  'election-no-leader': etcd(status.UNKNOWN, 'election: no leader'),
+
+  // --- DKV extensions
+  'cross-shard-txn': dkv(status.FAILED_PRECONDITION, 'dkv: txn keys span more than one shard'),
+  'wrong-shard': dkv(status.UNAVAILABLE, 'dkv: this node does not serve the shard that owns the key'),
+  'store-not-found': dkv(status.NOT_FOUND, 'dkv: store not found'),
+  'store-exists': dkv(status.ALREADY_EXISTS, 'dkv: store already exists'),
+  'index-not-found': dkv(status.NOT_FOUND, 'dkv: index not found'),
+  'counter-overflow': dkv(status.OUT_OF_RANGE, 'dkv: counter would leave the int64 range'),
+  'too-many-watchers': dkv(status.RESOURCE_EXHAUSTED, 'dkv: too many watchers on this stream'),
+  'shard-splitting': dkv(status.UNAVAILABLE, 'dkv: shard is splitting, retry'),
+  internal: dkv(status.INTERNAL, 'dkv: internal error'),
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof errorTable;
+
+export const errorCodes: readonly ErrorCode[] = Object.keys(errorTable) as ErrorCode[];
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(errorTable, value);
+}
+
+/** An error meant for a client. */
+export class DkvError extends Error {
+  override readonly name = 'DkvError';
+  readonly code: ErrorCode;
+  readonly grpcStatus: status;
+  /** Extra context for logs; sent to clients only for DKV extensions (etcd strings stay exact). */
+  readonly detail: string | undefined;
+
+  constructor(code: ErrorCode, detail?: string) {
+    const spec: ErrorSpec = errorTable[code];
+    super(spec.message);
+    this.code = code;
+    this.grpcStatus = spec.grpcStatus;
+    this.detail = detail;
+  }
+
+  /** The message a client receives. */
+  get wireMessage(): string {
+    const spec: ErrorSpec = errorTable[this.code];
+    return spec.extension && this.detail !== undefined && this.detail !== ''
+      ? `${spec.message}: ${this.detail}`
+      : spec.message;
+  }
+}
+
+export function dkvError(code: ErrorCode, detail?: string): DkvError {
+  return new DkvError(code, detail);
+}
+
+export function isDkvError(error: unknown, code?: ErrorCode): error is DkvError {
+  return error instanceof DkvError && (code === undefined || error.code === code);
+}
+
+/** The shape a grpc-js unary callback or `call.emit('error', …)` takes. */
+export interface GrpcErrorObject {
+  code: status;
+  details: string;
+}
+
+/**
+ * Turns anything thrown while serving a call into a status for the client. Unknown errors become
+ * the generic internal error: their text and stack may hold paths or data and stay in the log.
+ */
+export function toGrpcError(error: unknown): GrpcErrorObject {
+  if (error instanceof DkvError) return { code: error.grpcStatus, details: error.wireMessage };
+  return { code: errorTable.internal.grpcStatus, details: errorTable.internal.message };
+}
+
+const codeByMessage: ReadonlyMap<string, ErrorCode> = new Map(
+  errorCodes.filter((code) => errorTable[code].surface === 'status').map((code) => [errorTable[code].message, code]),
+);
+
+/**
+ * The reverse of toGrpcError, for errors that come back from another node (forwarded proposals)
+ * or from a server in the client: the code of a known message, or undefined. DKV extensions match
+ * with or without a detail.
+ */
+export function errorCodeOfMessage(message: string): ErrorCode | undefined {
+  const exact = codeByMessage.get(message);
+  if (exact !== undefined) return exact;
+  const separator = message.indexOf(': ', 'dkv: '.length);
+  if (!message.startsWith('dkv: ') || separator < 0) return undefined;
+  const code = codeByMessage.get(message.slice(0, separator));
+  return code !== undefined && errorTable[code].extension ? code : undefined;
+}

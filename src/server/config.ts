@@ -1,0 +1,1030 @@
+/**
+ * Configuration of `dkv server`, an etcd-compatible node, with etcd's flag names and config file
+ * keys so that etcd users feel at home.
+ *
+ * Sources, as in etcd 3.5:
+ *   - command-line flags, `--flag value`, `--flag=value` (or a single dash, as Go's flag package
+ *     allows); boolean flags take `--flag` or `--flag=false`;
+ *   - environment variables `DKV_<FLAG>` (`DKV_INITIAL_CLUSTER` for `--initial-cluster`), used only
+ *     where the flag is not given (etcd's `ETCD_` variables work the same way);
+ *   - a YAML file given by `--config-file` (or `DKV_CONFIG_FILE`) with the keys of etcd's config
+ *     file. When a config file is given, every other flag and environment variable is ignored, as
+ *     etcd 3.5 does; the ignored ones are listed in `warnings`.
+ *
+ * Every problem is one ConfigError naming the field; the CLI prints it and exits with code 2.
+ * This module reads the config file and nothing else (no environment unless passed, no clock).
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { limits as raftLimits } from '../../raft/index';
+
+// ---------------------------------------------------------------------------------------------
+// Limits and defaults (units last)
+
+export const tickMsDefault = 100;
+export const tickMsMin = 1;
+export const tickMsMax = 10_000;
+export const heartbeatTicksDefault = raftLimits.heartbeatTicksDefault;
+export const heartbeatTicksMin = 1;
+export const heartbeatTicksMax = 1_000;
+export const electionTicksDefault = raftLimits.electionTicksDefault;
+export const electionTicksMin = raftLimits.electionTicksMin;
+export const electionTicksMax = 100_000;
+/** etcd: "--election-timeout should be at least as 5 times as --heartbeat-interval". */
+export const electionToHeartbeatRatioMin = 5;
+/** etcd refuses election timeouts over 50 s. */
+export const electionTimeoutMsMax = 50_000;
+export const snapshotCountDefault = 10_000;
+export const snapshotCountMin = 1;
+export const snapshotCountMax = 1_000_000_000;
+/** etcd's default request size limit, 1.5 MiB. */
+export const requestBytesMaxDefault = 1_572_864;
+export const requestBytesMaxMin = 1;
+/** Beyond this, one request would stall the apply loop and every shard's group commit. */
+export const requestBytesMaxMax = 64 * 1024 * 1024;
+/** Member names longer than this are a mistake, not a name. */
+export const nameLengthMax = 256;
+
+const defaults = {
+  name: 'default',
+  listenClientUrls: 'http://127.0.0.1:2379',
+  listenPeerUrls: 'http://127.0.0.1:2380',
+  initialClusterState: 'new',
+  initialClusterToken: 'dkv-cluster',
+} as const;
+
+if (heartbeatTicksDefault * electionToHeartbeatRatioMin > electionTicksDefault) {
+  throw new Error('default election ticks must be at least 5 times the default heartbeat ticks');
+}
+if (electionTicksDefault * tickMsDefault > electionTimeoutMsMax) {
+  throw new Error('the default election timeout is over the maximum');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Types
+
+export type UrlScheme = 'http' | 'https' | 'unix';
+
+export interface ServerUrl {
+  readonly scheme: UrlScheme;
+  /** Host name or IP (IPv6 without brackets); for `unix`, the socket path. */
+  readonly host: string;
+  /** 0 for `unix`. */
+  readonly port: number;
+  /** Normalised: lower-case scheme and host, no trailing slash. */
+  readonly href: string;
+}
+
+export interface TlsConfig {
+  readonly certFile: string | undefined;
+  readonly keyFile: string | undefined;
+  readonly trustedCaFile: string | undefined;
+  readonly clientCertAuth: boolean;
+}
+
+export interface ClusterMember {
+  readonly name: string;
+  readonly peerUrls: readonly ServerUrl[];
+}
+
+export type InitialClusterState = 'new' | 'existing';
+
+export interface ServerConfig {
+  readonly name: string;
+  readonly dataDir: string;
+  readonly listenClientUrls: readonly ServerUrl[];
+  readonly advertiseClientUrls: readonly ServerUrl[];
+  readonly listenPeerUrls: readonly ServerUrl[];
+  readonly initialAdvertisePeerUrls: readonly ServerUrl[];
+  readonly initialCluster: readonly ClusterMember[];
+  readonly initialClusterState: InitialClusterState;
+  readonly initialClusterToken: string;
+  readonly listenMetricsUrls: readonly ServerUrl[];
+  readonly clientTls: TlsConfig;
+  readonly peerTls: TlsConfig;
+  readonly tickMs: number;
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  readonly snapshotCount: number;
+  readonly maxRequestBytes: number;
+  readonly logFile: string | undefined;
+  /** The config file the settings came from, if any. */
+  readonly configFile: string | undefined;
+  /** Things the operator should know but that do not stop the server (log them at start). */
+  readonly warnings: readonly string[];
+}
+
+/** A configuration problem, naming the flag (without dashes) it concerns. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The flags: one table drives parsing, environment variables, the config file and the help text
+
+type FlagKind = 'string' | 'urls' | 'cluster' | 'int' | 'bool';
+
+interface FlagSpec {
+  readonly flag: string;
+  readonly kind: FlagKind;
+  readonly defaultText: string;
+  readonly help: string;
+  readonly group: 'member' | 'clustering' | 'security' | 'dkv' | 'etcd';
+  /** Where the setting sits in the YAML file; undefined for flags the file cannot set. */
+  readonly yamlPath: readonly string[] | undefined;
+}
+
+function spec(
+  flag: string,
+  kind: FlagKind,
+  group: FlagSpec['group'],
+  defaultText: string,
+  help: string,
+  yamlPath: readonly string[] | undefined = [flag],
+): FlagSpec {
+  return { flag, kind, group, defaultText, help, yamlPath };
+}
+
+const clientTlsKey = 'client-transport-security';
+const peerTlsKey = 'peer-transport-security';
+
+const flagSpecs: readonly FlagSpec[] = [
+  spec(
+    'config-file',
+    'string',
+    'member',
+    '',
+    'path to a YAML config file with etcd\'s keys; when given, all other flags and DKV_* variables are ignored.',
+    undefined,
+  ),
+  spec('name', 'string', 'member', defaults.name, 'human-readable name for this member.'),
+  spec('data-dir', 'string', 'member', '${name}.dkv', 'path to the data directory.'),
+  spec(
+    'listen-client-urls',
+    'urls',
+    'member',
+    defaults.listenClientUrls,
+    'list of URLs to listen on for client traffic (http, https or unix).',
+  ),
+  spec(
+    'listen-peer-urls',
+    'urls',
+    'member',
+    defaults.listenPeerUrls,
+    'list of URLs to listen on for peer traffic.',
+  ),
+  spec(
+    'listen-metrics-urls',
+    'urls',
+    'member',
+    '',
+    'list of URLs to serve /metrics and /health on (none by default).',
+  ),
+  spec(
+    'advertise-client-urls',
+    'urls',
+    'clustering',
+    '${listen-client-urls}',
+    'list of this member\'s client URLs to advertise to the rest of the cluster.',
+  ),
+  spec(
+    'initial-advertise-peer-urls',
+    'urls',
+    'clustering',
+    '${listen-peer-urls}',
+    'list of this member\'s peer URLs to advertise; must equal its entry in --initial-cluster.',
+  ),
+  spec(
+    'initial-cluster',
+    'cluster',
+    'clustering',
+    '${name}=${initial-advertise-peer-urls}',
+    'initial cluster configuration for bootstrapping: name=url,name=url (repeat a name for more URLs).',
+  ),
+  spec(
+    'initial-cluster-state',
+    'string',
+    'clustering',
+    defaults.initialClusterState,
+    'initial cluster state (\'new\' or \'existing\').',
+  ),
+  spec(
+    'initial-cluster-token',
+    'string',
+    'clustering',
+    defaults.initialClusterToken,
+    'initial cluster token; member and cluster ids derive from it.',
+  ),
+  spec('cert-file', 'string', 'security', '', 'path to the client server TLS cert file.', [clientTlsKey, 'cert-file']),
+  spec('key-file', 'string', 'security', '', 'path to the client server TLS key file.', [clientTlsKey, 'key-file']),
+  spec('trusted-ca-file', 'string', 'security', '', 'path to the client server TLS trusted CA cert file.', [
+    clientTlsKey,
+    'trusted-ca-file',
+  ]),
+  spec('client-cert-auth', 'bool', 'security', 'false', 'enable client cert authentication (needs --trusted-ca-file).', [
+    clientTlsKey,
+    'client-cert-auth',
+  ]),
+  spec('peer-cert-file', 'string', 'security', '', 'path to the peer server TLS cert file.', [peerTlsKey, 'cert-file']),
+  spec('peer-key-file', 'string', 'security', '', 'path to the peer server TLS key file.', [peerTlsKey, 'key-file']),
+  spec('peer-trusted-ca-file', 'string', 'security', '', 'path to the peer server TLS trusted CA file.', [
+    peerTlsKey,
+    'trusted-ca-file',
+  ]),
+  spec(
+    'peer-client-cert-auth',
+    'bool',
+    'security',
+    'false',
+    'enable peer client cert authentication (needs --peer-trusted-ca-file).',
+    [peerTlsKey, 'client-cert-auth'],
+  ),
+  spec('tick-ms', 'int', 'dkv', String(tickMsDefault), `milliseconds per Raft tick (${tickMsMin}..${tickMsMax}).`),
+  spec(
+    'election-ticks',
+    'int',
+    'dkv',
+    String(electionTicksDefault),
+    `ticks before a follower campaigns; at least ${electionToHeartbeatRatioMin} x --heartbeat-ticks, ` +
+      `and election-ticks x tick-ms <= ${electionTimeoutMsMax} ms.`,
+  ),
+  spec(
+    'heartbeat-ticks',
+    'int',
+    'dkv',
+    String(heartbeatTicksDefault),
+    `ticks between leader heartbeats (${heartbeatTicksMin}..${heartbeatTicksMax}).`,
+  ),
+  spec('snapshot-count', 'int', 'dkv', String(snapshotCountDefault), 'committed entries between snapshots of a shard.'),
+  spec(
+    'max-request-bytes',
+    'int',
+    'dkv',
+    String(requestBytesMaxDefault),
+    `largest client request in bytes (${requestBytesMaxMin}..${requestBytesMaxMax}).`,
+  ),
+  spec('log-file', 'string', 'dkv', '', 'write the log to this file instead of stderr.'),
+  spec(
+    'heartbeat-interval',
+    'int',
+    'etcd',
+    '',
+    'etcd\'s form: milliseconds per heartbeat; sets --tick-ms, with --heartbeat-ticks 1.',
+  ),
+  spec(
+    'election-timeout',
+    'int',
+    'etcd',
+    '',
+    'etcd\'s form: election timeout in milliseconds; sets --election-ticks to it / heartbeat interval.',
+  ),
+];
+
+const specByFlag: ReadonlyMap<string, FlagSpec> = new Map(flagSpecs.map((s) => [s.flag, s]));
+
+/**
+ * Keys of etcd's config file that DKV does not implement. A file holding them still loads (so an
+ * etcd config file works as is), with a warning; any other unknown key is an error, to catch typos.
+ */
+const etcdKeysIgnored: ReadonlySet<string> = new Set([
+  'wal-dir',
+  'max-snapshots',
+  'max-wals',
+  'quota-backend-bytes',
+  'backend-batch-limit',
+  'backend-batch-interval',
+  'max-txn-ops',
+  'grpc-keepalive-min-time',
+  'grpc-keepalive-interval',
+  'grpc-keepalive-timeout',
+  'strict-reconfig-check',
+  'enable-v2',
+  'enable-pprof',
+  'enable-grpc-gateway',
+  'proxy',
+  'proxy-failure-wait',
+  'proxy-refresh-interval',
+  'proxy-dial-timeout',
+  'proxy-write-timeout',
+  'proxy-read-timeout',
+  'discovery',
+  'discovery-fallback',
+  'discovery-proxy',
+  'discovery-srv',
+  'discovery-srv-name',
+  'cors',
+  'host-whitelist',
+  'auto-compaction-mode',
+  'auto-compaction-retention',
+  'force-new-cluster',
+  'logger',
+  'log-level',
+  'log-outputs',
+  'debug',
+  'metrics',
+  'self-signed-cert-validity',
+  'cipher-suites',
+  'tls-min-version',
+  'tls-max-version',
+  'initial-election-tick-advance',
+  'pre-vote',
+  'auth-token',
+  'bcrypt-cost',
+  'unsafe-no-fsync',
+  'socket-reuse-port',
+  'socket-reuse-address',
+]);
+
+const tlsKeysIgnored: ReadonlySet<string> = new Set([
+  'auto-tls',
+  'client-cert-file',
+  'client-key-file',
+  'crl-file',
+  'allowed-cn',
+  'allowed-hostname',
+]);
+
+// ---------------------------------------------------------------------------------------------
+// Collecting raw settings from argv, the environment and the config file
+
+type Source = { kind: 'flag' } | { kind: 'env'; variable: string } | { kind: 'file'; path: string };
+
+interface RawSetting {
+  readonly text: string;
+  readonly source: Source;
+}
+
+type RawSettings = Map<string, RawSetting>;
+
+export function envVariableOf(flag: string): string {
+  return `DKV_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** How a message names a field: as the user wrote it. */
+function labelOf(flag: string, raw: RawSettings): string {
+  const source = raw.get(flag)?.source;
+  if (source?.kind === 'env') return source.variable;
+  if (source?.kind === 'file') {
+    const path = specByFlag.get(flag)?.yamlPath ?? [flag];
+    return `${path.join('.')} (in ${source.path})`;
+  }
+  return `--${flag}`;
+}
+
+function fail(flag: string, raw: RawSettings, problem: string): never {
+  throw new ConfigError(flag, `${labelOf(flag, raw)}: ${problem}`);
+}
+
+/** True when argv asks for help; the CLI prints `serverHelp` instead of parsing. */
+export function wantsHelp(argv: readonly string[]): boolean {
+  return argv.some((arg) => arg === '-h' || arg === '--help' || arg === '-help');
+}
+
+function parseArgv(argv: readonly string[]): RawSettings {
+  const raw: RawSettings = new Map();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    if (!arg.startsWith('-') || arg === '-' || arg === '--') {
+      throw new ConfigError('argv', `unexpected argument "${arg}": dkv server takes only flags`);
+    }
+    const body = arg.replace(/^--?/, '');
+    const equals = body.indexOf('=');
+    const flag = equals < 0 ? body : body.slice(0, equals);
+    const spec = specByFlag.get(flag);
+    if (spec === undefined) throw new ConfigError(flag, `--${flag}: unknown flag (see dkv server --help)`);
+    if (raw.has(flag)) throw new ConfigError(flag, `--${flag}: given more than once`);
+    let text: string;
+    if (equals >= 0) {
+      text = body.slice(equals + 1);
+    } else if (spec.kind === 'bool') {
+      text = 'true';
+    } else {
+      const next = argv[i + 1];
+      if (next === undefined || (next.startsWith('-') && next.length > 1)) {
+        throw new ConfigError(flag, `--${flag}: needs a value`);
+      }
+      text = next;
+      i++;
+    }
+    raw.set(flag, { text, source: { kind: 'flag' } });
+  }
+  return raw;
+}
+
+function addEnvironment(raw: RawSettings, env: Readonly<Record<string, string | undefined>>, warnings: string[]): void {
+  const known = new Set<string>();
+  for (const spec of flagSpecs) {
+    const variable = envVariableOf(spec.flag);
+    known.add(variable);
+    const text = env[variable];
+    if (text === undefined || text === '') continue;
+    if (raw.has(spec.flag)) {
+      warnings.push(`${variable} is ignored: --${spec.flag} is given on the command line`);
+    } else {
+      raw.set(spec.flag, { text, source: { kind: 'env', variable } });
+    }
+  }
+  for (const variable of Object.keys(env).sort()) {
+    if (variable.startsWith('DKV_') && !known.has(variable) && env[variable] !== undefined) {
+      warnings.push(`${variable} is not a dkv server setting; ignored`);
+    }
+  }
+}
+
+function readConfigFile(path: string, raw: RawSettings): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    fail('config-file', raw, `cannot read "${path}": ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+  try {
+    return parseYaml(text) ?? {};
+  } catch (error) {
+    const firstLine = String((error as Error).message).split('\n', 1)[0];
+    fail('config-file', raw, `"${path}" is not valid YAML: ${firstLine}`);
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The settings of a config file; the caller then ignores every flag and variable but the path. */
+function settingsFromFile(path: string, raw: RawSettings, warnings: string[]): RawSettings {
+  const document = readConfigFile(path, raw);
+  if (!isPlainObject(document)) fail('config-file', raw, `"${path}" must hold a YAML mapping of etcd's keys`);
+  const byPath = new Map(flagSpecs.filter((s) => s.yamlPath !== undefined).map((s) => [s.yamlPath?.join('.'), s]));
+  const settings: RawSettings = new Map();
+  const ignored: string[] = [];
+  const source: Source = { kind: 'file', path };
+  const take = (key: string, value: unknown): void => {
+    const spec = byPath.get(key);
+    if (spec === undefined) throw new ConfigError(key, `config file ${path}: unknown key "${key}"`);
+    if (value === null || value === undefined) return;
+    settings.set(spec.flag, { text: yamlValueText(spec, key, value, path), source });
+  };
+  for (const [key, value] of Object.entries(document)) {
+    if (key === clientTlsKey || key === peerTlsKey) {
+      if (value === null) continue;
+      if (!isPlainObject(value)) throw new ConfigError(key, `config file ${path}: ${key} must be a mapping`);
+      for (const [inner, innerValue] of Object.entries(value)) {
+        if (tlsKeysIgnored.has(inner)) ignored.push(`${key}.${inner}`);
+        else take(`${key}.${inner}`, innerValue);
+      }
+    } else if (etcdKeysIgnored.has(key)) {
+      ignored.push(key);
+    } else {
+      take(key, value);
+    }
+  }
+  if (ignored.length > 0) warnings.push(`config file ${path}: etcd settings DKV does not use, ignored: ${ignored.join(', ')}`);
+  return settings;
+}
+
+function yamlValueText(spec: FlagSpec, key: string, value: unknown, path: string): string {
+  const problem = (what: string): never => {
+    throw new ConfigError(spec.flag, `${key} (in ${path}): must be ${what}`);
+  };
+  switch (spec.kind) {
+    case 'bool':
+      return typeof value === 'boolean' ? String(value) : problem('true or false');
+    case 'int':
+      return typeof value === 'number' || typeof value === 'string' ? String(value) : problem('a whole number');
+    case 'urls':
+    case 'cluster':
+      if (Array.isArray(value) && value.every((item) => typeof item === 'string')) return value.join(',');
+      return typeof value === 'string' ? value : problem('a string or a list of strings');
+    case 'string':
+      return typeof value === 'string' || typeof value === 'number' ? String(value) : problem('a string');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed values
+
+const namePattern = /^[^\s=,]+$/;
+
+function nameValue(flag: string, text: string, raw: RawSettings): string {
+  if (text === '') fail(flag, raw, 'must not be empty');
+  if (text.length > nameLengthMax) fail(flag, raw, `must be at most ${nameLengthMax} characters`);
+  if (!namePattern.test(text)) fail(flag, raw, `"${text}" must not contain spaces, "=" or ","`);
+  return text;
+}
+
+function stringValue(flag: string, raw: RawSettings): string | undefined {
+  const setting = raw.get(flag);
+  if (setting === undefined) return undefined;
+  if (setting.text.trim() === '') fail(flag, raw, 'must not be empty');
+  return setting.text;
+}
+
+function intValue(flag: string, raw: RawSettings, fallback: number, min: number, max: number): number {
+  const setting = raw.get(flag);
+  if (setting === undefined) return fallback;
+  const text = setting.text.trim();
+  if (!/^\d+$/.test(text)) fail(flag, raw, `must be a whole number, got "${setting.text}"`);
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    fail(flag, raw, `must be between ${min} and ${max}, got ${text}`);
+  }
+  return value;
+}
+
+function boolValue(flag: string, raw: RawSettings): boolean {
+  const setting = raw.get(flag);
+  if (setting === undefined) return false;
+  const text = setting.text.trim().toLowerCase();
+  if (text === 'true' || text === '1') return true;
+  if (text === 'false' || text === '0') return false;
+  return fail(flag, raw, `must be true or false, got "${setting.text}"`);
+}
+
+const httpUrlPattern = /^(https?):\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d*))?(\/.*)?$/i;
+
+/** Parses one URL; `problem` receives the failure, already quoting the URL. */
+export function parseServerUrl(text: string, allowUnix: boolean, problem: (message: string) => never): ServerUrl {
+  const trimmed = text.trim();
+  if (trimmed === '') return problem('has an empty URL in its list');
+  if (allowUnix && /^unix:\/\//i.test(trimmed)) {
+    const socketPath = trimmed.slice('unix://'.length);
+    if (socketPath === '') return problem(`"${trimmed}" names no socket`);
+    return { scheme: 'unix', host: socketPath, port: 0, href: `unix://${socketPath}` };
+  }
+  const match = httpUrlPattern.exec(trimmed);
+  if (match === null) return problem(`"${trimmed}" is not an http(s) URL`);
+  const [, schemeText = '', hostText = '', portText, pathText] = match;
+  if (pathText !== undefined && pathText !== '/') return problem(`"${trimmed}" must not have a path`);
+  if (portText === undefined || portText === '') return problem(`"${trimmed}" has no port`);
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 1 || port > 65_535) {
+    return problem(`"${trimmed}" has port ${portText}, outside 1..65535`);
+  }
+  const scheme = schemeText.toLowerCase() as 'http' | 'https';
+  const host = hostText.replace(/^\[|\]$/g, '').toLowerCase();
+  const hostInUrl = host.includes(':') ? `[${host}]` : host;
+  return { scheme, host, port, href: `${scheme}://${hostInUrl}:${port}` };
+}
+
+function urlsValue(
+  flag: string,
+  raw: RawSettings,
+  fallback: string | undefined,
+  allowUnix = false,
+): ServerUrl[] | undefined {
+  const text = raw.get(flag)?.text ?? fallback;
+  if (text === undefined) return undefined;
+  if (text.trim() === '') fail(flag, raw, 'must list at least one URL');
+  const urls = text.split(',').map((item) => parseServerUrl(item, allowUnix, (m) => fail(flag, raw, m)));
+  assertNoDuplicateUrls(flag, raw, urls);
+  return urls;
+}
+
+function assertNoDuplicateUrls(flag: string, raw: RawSettings, urls: readonly ServerUrl[]): void {
+  const seen = new Set<string>();
+  for (const url of urls) {
+    if (seen.has(url.href)) fail(flag, raw, `"${url.href}" is listed twice`);
+    seen.add(url.href);
+  }
+}
+
+function clusterValue(raw: RawSettings, text: string): ClusterMember[] {
+  const flag = 'initial-cluster';
+  if (text.trim() === '') fail(flag, raw, 'must list at least one member');
+  const members = new Map<string, ServerUrl[]>();
+  const owner = new Map<string, string>();
+  for (const item of text.split(',').map((entry) => entry.trim())) {
+    const equals = item.indexOf('=');
+    const name = equals < 0 ? item : item.slice(0, equals);
+    const urlText = equals < 0 ? '' : item.slice(equals + 1);
+    if (name === '') fail(flag, raw, `entry "${item}" has no member name`);
+    if (!namePattern.test(name)) fail(flag, raw, `member name "${name}" must not contain spaces`);
+    if (urlText.trim() === '') fail(flag, raw, `member "${name}" has no URL`);
+    const url = parseServerUrl(urlText, false, (m) => fail(flag, raw, `member "${name}": ${m}`));
+    const previous = owner.get(url.href);
+    if (previous === name) fail(flag, raw, `member "${name}" lists "${url.href}" twice`);
+    if (previous !== undefined) fail(flag, raw, `"${url.href}" is given for both "${previous}" and "${name}"`);
+    owner.set(url.href, name);
+    // As in etcd, a repeated name adds a URL to that member rather than naming a second member.
+    members.set(name, [...(members.get(name) ?? []), url]);
+  }
+  return [...members].map(([name, peerUrls]) => ({ name, peerUrls }));
+}
+
+/** Advertise URLs default to the listen URLs, which only works if those name a reachable host. */
+function advertiseDefault(
+  advertiseFlag: string,
+  listenFlag: string,
+  listen: readonly ServerUrl[],
+  raw: RawSettings,
+): ServerUrl[] {
+  const reachable = listen.filter((url) => url.scheme !== 'unix');
+  const wildcard = reachable.find((url) => url.host === '0.0.0.0' || url.host === '::');
+  if (wildcard !== undefined) {
+    fail(advertiseFlag, raw, `must be given: --${listenFlag} listens on all interfaces (${wildcard.href})`);
+  }
+  if (reachable.length === 0) fail(advertiseFlag, raw, `must be given: --${listenFlag} has only unix sockets`);
+  return reachable;
+}
+
+interface Timing {
+  readonly tickMs: number;
+  readonly heartbeatTicks: number;
+  readonly electionTicks: number;
+}
+
+function timingValue(raw: RawSettings): Timing {
+  const etcdForm = ['heartbeat-interval', 'election-timeout'].find((flag) => raw.has(flag));
+  if (etcdForm === undefined) {
+    const timing = {
+      tickMs: intValue('tick-ms', raw, tickMsDefault, tickMsMin, tickMsMax),
+      heartbeatTicks: intValue('heartbeat-ticks', raw, heartbeatTicksDefault, heartbeatTicksMin, heartbeatTicksMax),
+      electionTicks: intValue('election-ticks', raw, electionTicksDefault, electionTicksMin, electionTicksMax),
+    };
+    assertTiming(timing, raw);
+    return timing;
+  }
+  const dkvForm = ['tick-ms', 'heartbeat-ticks', 'election-ticks'].find((flag) => raw.has(flag));
+  if (dkvForm !== undefined) {
+    fail(etcdForm, raw, `cannot be combined with ${labelOf(dkvForm, raw)}; use etcd's milliseconds or DKV's ticks`);
+  }
+  const heartbeatMs = intValue('heartbeat-interval', raw, tickMsDefault, tickMsMin, tickMsMax);
+  const electionMs = intValue('election-timeout', raw, tickMsDefault * electionTicksDefault, 1, electionTimeoutMsMax);
+  if (electionMs < electionToHeartbeatRatioMin * heartbeatMs) {
+    fail(
+      'election-timeout',
+      raw,
+      `must be at least ${electionToHeartbeatRatioMin} times --heartbeat-interval ` +
+        `(${electionToHeartbeatRatioMin * heartbeatMs} ms), got ${electionMs}`,
+    );
+  }
+  // etcd's election ticks are the timeout divided by the heartbeat interval, rounded down.
+  return { tickMs: heartbeatMs, heartbeatTicks: 1, electionTicks: Math.floor(electionMs / heartbeatMs) };
+}
+
+function assertTiming(timing: Timing, raw: RawSettings): void {
+  const heartbeatFloor = electionToHeartbeatRatioMin * timing.heartbeatTicks;
+  if (timing.electionTicks < heartbeatFloor) {
+    fail(
+      'election-ticks',
+      raw,
+      `must be at least ${electionToHeartbeatRatioMin} times --heartbeat-ticks (${heartbeatFloor}), ` +
+        `got ${timing.electionTicks}`,
+    );
+  }
+  const electionMs = timing.electionTicks * timing.tickMs;
+  if (electionMs > electionTimeoutMsMax) {
+    fail(
+      'election-ticks',
+      raw,
+      `election timeout ${electionMs} ms (election-ticks x tick-ms) is over the ${electionTimeoutMsMax} ms maximum`,
+    );
+  }
+}
+
+function tlsValue(raw: RawSettings, prefix: '' | 'peer-'): TlsConfig {
+  const tls: TlsConfig = {
+    certFile: stringValue(`${prefix}cert-file`, raw),
+    keyFile: stringValue(`${prefix}key-file`, raw),
+    trustedCaFile: stringValue(`${prefix}trusted-ca-file`, raw),
+    clientCertAuth: boolValue(`${prefix}client-cert-auth`, raw),
+  };
+  if (tls.certFile !== undefined && tls.keyFile === undefined) {
+    fail(`${prefix}key-file`, raw, `must be given with ${labelOf(`${prefix}cert-file`, raw)}`);
+  }
+  if (tls.keyFile !== undefined && tls.certFile === undefined) {
+    fail(`${prefix}cert-file`, raw, `must be given with ${labelOf(`${prefix}key-file`, raw)}`);
+  }
+  if (tls.clientCertAuth && tls.trustedCaFile === undefined) {
+    fail(`${prefix}trusted-ca-file`, raw, `must be given with ${labelOf(`${prefix}client-cert-auth`, raw)}`);
+  }
+  return tls;
+}
+
+/** https URLs need the matching cert and key; TLS files with no https URL are unused. */
+function checkTlsUse(
+  raw: RawSettings,
+  tls: TlsConfig,
+  urlLists: ReadonlyArray<readonly [string, readonly ServerUrl[]]>,
+  certFlag: string,
+  keyFlag: string,
+  warnings: string[],
+): void {
+  let anyHttps = false;
+  for (const [flag, urls] of urlLists) {
+    const https = urls.find((url) => url.scheme === 'https');
+    if (https === undefined) continue;
+    anyHttps = true;
+    if (tls.certFile === undefined) fail(flag, raw, `"${https.href}" needs --${certFlag} and --${keyFlag}`);
+  }
+  if (!anyHttps && tls.certFile !== undefined) {
+    warnings.push(`--${certFlag} is given but no URL it serves is https; TLS is not used there`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// parseServerConfig
+
+/**
+ * Parses `dkv server` arguments. `env` is the environment to read `DKV_*` variables from; the CLI
+ * passes `process.env`, and it defaults to none so that a call depends only on its arguments.
+ * Throws ConfigError for any problem.
+ */
+export function parseServerConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = {},
+): ServerConfig {
+  const warnings: string[] = [];
+  let raw = parseArgv(argv);
+  addEnvironment(raw, env, warnings);
+  const configFile = stringValue('config-file', raw);
+  if (configFile !== undefined) {
+    const overridden = [...raw.keys()].filter((flag) => flag !== 'config-file');
+    raw = settingsFromFile(configFile, raw, warnings);
+    if (overridden.length > 0) {
+      warnings.push(
+        `a config file is given, so these settings from flags or DKV_* variables are ignored (as in etcd): ` +
+          overridden.map((flag) => `--${flag}`).join(', '),
+      );
+    }
+  }
+  return resolve(raw, configFile, warnings);
+}
+
+function resolve(raw: RawSettings, configFile: string | undefined, warnings: string[]): ServerConfig {
+  const name = nameValue('name', raw.get('name')?.text ?? defaults.name, raw);
+  const dataDir = stringValue('data-dir', raw) ?? `${name}.dkv`;
+  const listenClientUrls = urlsValue('listen-client-urls', raw, defaults.listenClientUrls, true) ?? [];
+  const listenPeerUrls = urlsValue('listen-peer-urls', raw, defaults.listenPeerUrls) ?? [];
+  const listenMetricsUrls = urlsValue('listen-metrics-urls', raw, undefined, true) ?? [];
+  const advertiseClientUrls =
+    urlsValue('advertise-client-urls', raw, undefined) ??
+    advertiseDefault('advertise-client-urls', 'listen-client-urls', listenClientUrls, raw);
+  const initialAdvertisePeerUrls =
+    urlsValue('initial-advertise-peer-urls', raw, undefined) ??
+    advertiseDefault('initial-advertise-peer-urls', 'listen-peer-urls', listenPeerUrls, raw);
+  const clusterText =
+    raw.get('initial-cluster')?.text ?? initialAdvertisePeerUrls.map((url) => `${name}=${url.href}`).join(',');
+  const initialCluster = clusterValue(raw, clusterText);
+  const initialClusterState = clusterStateValue(raw);
+  const initialClusterToken = stringValue('initial-cluster-token', raw) ?? defaults.initialClusterToken;
+  const timing = timingValue(raw);
+  const snapshotCount = intValue('snapshot-count', raw, snapshotCountDefault, snapshotCountMin, snapshotCountMax);
+  const maxRequestBytes = intValue(
+    'max-request-bytes',
+    raw,
+    requestBytesMaxDefault,
+    requestBytesMaxMin,
+    requestBytesMaxMax,
+  );
+  const logFile = stringValue('log-file', raw);
+  const clientTls = tlsValue(raw, '');
+  const peerTls = tlsValue(raw, 'peer-');
+
+  checkMembership(raw, name, initialAdvertisePeerUrls, initialCluster);
+  checkTlsUse(
+    raw,
+    clientTls,
+    [
+      ['listen-client-urls', listenClientUrls],
+      ['advertise-client-urls', advertiseClientUrls],
+      ['listen-metrics-urls', listenMetricsUrls],
+    ],
+    'cert-file',
+    'key-file',
+    warnings,
+  );
+  checkTlsUse(
+    raw,
+    peerTls,
+    [
+      ['listen-peer-urls', listenPeerUrls],
+      ['initial-advertise-peer-urls', initialAdvertisePeerUrls],
+      ['initial-cluster', initialCluster.flatMap((member) => member.peerUrls)],
+    ],
+    'peer-cert-file',
+    'peer-key-file',
+    warnings,
+  );
+
+  return {
+    name,
+    dataDir,
+    listenClientUrls,
+    advertiseClientUrls,
+    listenPeerUrls,
+    initialAdvertisePeerUrls,
+    initialCluster,
+    initialClusterState,
+    initialClusterToken,
+    listenMetricsUrls,
+    clientTls,
+    peerTls,
+    ...timing,
+    snapshotCount,
+    maxRequestBytes,
+    logFile,
+    configFile,
+    warnings,
+  };
+}
+
+function clusterStateValue(raw: RawSettings): InitialClusterState {
+  const text = raw.get('initial-cluster-state')?.text ?? defaults.initialClusterState;
+  if (text !== 'new' && text !== 'existing') fail('initial-cluster-state', raw, `must be "new" or "existing", got "${text}"`);
+  return text;
+}
+
+/** This member is in the initial cluster, under exactly the peer URLs it advertises (etcd checks this). */
+function checkMembership(
+  raw: RawSettings,
+  name: string,
+  advertised: readonly ServerUrl[],
+  cluster: readonly ClusterMember[],
+): void {
+  const self = cluster.find((member) => member.name === name);
+  if (self === undefined) {
+    const names = cluster.map((member) => member.name).join(', ');
+    fail('initial-cluster', raw, `has no member named "${name}" (this member's --name); it lists ${names}`);
+  }
+  const listed = self.peerUrls.map((url) => url.href).sort();
+  const given = advertised.map((url) => url.href).sort();
+  if (listed.join(',') !== given.join(',')) {
+    fail(
+      'initial-advertise-peer-urls',
+      raw,
+      `${given.join(',')} does not match member "${name}" in --initial-cluster (${listed.join(',')})`,
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Help
+
+function helpGroup(title: string, group: FlagSpec['group']): string {
+  const lines = [`${title}:`, ''];
+  for (const s of flagSpecs.filter((f) => f.group === group)) {
+    lines.push(`  --${s.flag} '${s.defaultText}'`, `      ${s.help}`);
+  }
+  return lines.join('\n');
+}
+
+/** The text of `dkv server --help`: every flag with its default. */
+export const serverHelp = `Usage: dkv server [flags]
+
+Start an etcd-compatible DKV node. Flags use etcd's names; "--flag value" and "--flag=value"
+both work. Each flag can also be set by an environment variable DKV_<FLAG> (for example
+DKV_INITIAL_CLUSTER for --initial-cluster); a flag on the command line wins over the variable.
+
+${helpGroup('Member flags', 'member')}
+
+${helpGroup('Clustering flags', 'clustering')}
+
+${helpGroup('Security flags', 'security')}
+
+${helpGroup('DKV flags', 'dkv')}
+
+${helpGroup('etcd timing flags (instead of the tick flags)', 'etcd')}
+
+Config file: --config-file takes a YAML file with the keys of etcd's config file (name, data-dir,
+listen-client-urls, initial-cluster, …, client-transport-security: {cert-file, key-file,
+trusted-ca-file, client-cert-auth}, peer-transport-security: {…}) plus DKV's tick-ms,
+election-ticks, heartbeat-ticks, snapshot-count, max-request-bytes and log-file. As in etcd 3.5,
+when a config file is given every other flag and DKV_* variable is ignored (a warning lists them).
+etcd keys DKV does not use (wal-dir, quota-backend-bytes, log-level, …) are ignored with a warning;
+other unknown keys are an error.
+
+https URLs need --cert-file/--key-file (client side) or --peer-cert-file/--peer-key-file (peer side).
+Errors name the flag and exit with code 2.
+`;
+
+// ---------------------------------------------------------------------------------------------
+// Member and cluster ids
+
+/** Ids are Raft node ids: positive JS safe integers (53 bits). */
+function idFromHash(parts: readonly unknown[]): number {
+  const digest = createHash('sha256').update(JSON.stringify(parts)).digest();
+  const id = Number(digest.readBigUInt64BE(0) >> 11n);
+  // Zero means "no node" in Raft; a hash of zero (odds 2^-53) takes the next id.
+  return id === 0 ? 1 : id;
+}
+
+/** A member's id: deterministic from its name, its peer URLs (in any order) and the cluster token. */
+export function memberId(name: string, peerUrls: readonly (string | ServerUrl)[], clusterToken: string): number {
+  const urls = peerUrls.map((url) => (typeof url === 'string' ? url : url.href)).sort();
+  return idFromHash(['dkv-member-v1', name, urls, clusterToken]);
+}
+
+/** The cluster's id: deterministic from its initial members' ids (in any order) and the token. */
+export function clusterId(memberIds: readonly number[], clusterToken: string): number {
+  for (const id of memberIds) assertId(id);
+  const ids = [...memberIds].sort((a, b) => a - b);
+  return idFromHash(['dkv-cluster-v1', ids, clusterToken]);
+}
+
+/** Lower-case hex without padding, as etcd prints member and cluster ids. */
+export function formatId(id: number): string {
+  assertId(id);
+  return id.toString(16);
+}
+
+function assertId(id: number): void {
+  if (!Number.isSafeInteger(id) || id <= 0) throw new TypeError(`an id must be a positive safe integer, got ${id}`);
+}
+
+/** The ids of a configuration's initial members and cluster, for a new cluster. */
+export function initialIds(config: ServerConfig): { memberIds: Map<string, number>; clusterId: number } {
+  const memberIds = new Map(
+    config.initialCluster.map((m) => [m.name, memberId(m.name, m.peerUrls, config.initialClusterToken)]),
+  );
+  return { memberIds, clusterId: clusterId([...memberIds.values()], config.initialClusterToken) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Local development cluster layout (`dkv dev`)
+
+export interface DevClusterOptions {
+  /** Members, 1 to devNodesMax. */
+  readonly nodes: number;
+  /** Node 1's client port; node i uses basePort + 10 (i - 1), its peer port +1, metrics +2. */
+  readonly basePort: number;
+  /** Parent directory of every node's data dir and log. */
+  readonly dataDir: string;
+}
+
+export interface DevNode {
+  readonly name: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly metricsPort: number;
+  readonly clientUrl: string;
+  readonly peerUrl: string;
+  readonly metricsUrl: string;
+  readonly dataDir: string;
+  readonly logFile: string;
+  /** The `dkv server` arguments that start this node. */
+  readonly args: readonly string[];
+}
+
+export interface DevClusterLayout {
+  readonly nodes: readonly DevNode[];
+  readonly initialCluster: string;
+}
+
+export const devNodesMax = 99;
+const devPortStride = 10;
+const devHost = '127.0.0.1';
+
+export function devClusterLayout(options: DevClusterOptions): DevClusterLayout {
+  const { nodes, basePort, dataDir } = options;
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > devNodesMax) {
+    throw new ConfigError('nodes', `--nodes: must be between 1 and ${devNodesMax}, got ${nodes}`);
+  }
+  const lastPort = basePort + devPortStride * (nodes - 1) + 2;
+  if (!Number.isInteger(basePort) || basePort < 1 || lastPort > 65_535) {
+    throw new ConfigError('base-port', `--base-port: ${basePort} leaves no room for ${nodes} nodes below 65536`);
+  }
+  if (dataDir === '') throw new ConfigError('data-dir', '--data-dir: must not be empty');
+  const dir = dataDir.replace(/\/+$/, '') || '/';
+  const placed = Array.from({ length: nodes }, (_, i) => {
+    const clientPort = basePort + devPortStride * i;
+    return { name: `dkv${i + 1}`, clientPort, peerPort: clientPort + 1, metricsPort: clientPort + 2 };
+  });
+  const initialCluster = placed.map((n) => `${n.name}=http://${devHost}:${n.peerPort}`).join(',');
+  return {
+    initialCluster,
+    nodes: placed.map((n) => {
+      const node = {
+        ...n,
+        clientUrl: `http://${devHost}:${n.clientPort}`,
+        peerUrl: `http://${devHost}:${n.peerPort}`,
+        metricsUrl: `http://${devHost}:${n.metricsPort}`,
+        dataDir: `${dir === '/' ? '' : dir}/${n.name}`,
+        logFile: `${dir === '/' ? '' : dir}/${n.name}.log`,
+      };
+      return { ...node, args: devNodeArgs(node, initialCluster) };
+    }),
+  };
+}
+
+function devNodeArgs(node: Omit<DevNode, 'args'>, initialCluster: string): string[] {
+  return [
+    `--name=${node.name}`,
+    `--data-dir=${node.dataDir}`,
+    `--listen-client-urls=${node.clientUrl}`,
+    `--advertise-client-urls=${node.clientUrl}`,
+    `--listen-peer-urls=${node.peerUrl}`,
+    `--initial-advertise-peer-urls=${node.peerUrl}`,
+    `--listen-metrics-urls=${node.metricsUrl}`,
+    `--initial-cluster=${initialCluster}`,
+    '--initial-cluster-state=new',
+    `--log-file=${node.logFile}`,
+  ];
+}

@@ -1,0 +1,513 @@
+/**
+ * A small Prometheus registry (counters, gauges, histograms, with labels) rendered in the text
+ * exposition format 0.0.4, the node's predefined metrics (etcd's names where the meaning is the
+ * same, so etcd dashboards and alerts work), and the HTTP server for `/metrics` and `/health`.
+ *
+ * No dependency: the format is small, and the hot path (inc/observe) is a map lookup and an add.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type Labels = Readonly<Record<string, string>>;
+
+const metricNamePattern = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const labelNamePattern = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/** Series (distinct label sets) one metric may hold; a guard against unbounded label values. */
+export const seriesPerMetricMax = 10_000;
+/** Buckets one histogram may have. */
+export const histogramBucketsMax = 64;
+
+export interface MetricOptions {
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames?: readonly string[];
+}
+
+type MetricType = 'counter' | 'gauge' | 'histogram';
+
+interface Series<V> {
+  readonly labelValues: readonly string[];
+  value: V;
+}
+
+/** What every metric shares: its name, help, label names and series keyed by label values. */
+abstract class Metric<V> {
+  abstract readonly type: MetricType;
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames: readonly string[];
+  protected readonly series = new Map<string, Series<V>>();
+
+  constructor(options: MetricOptions) {
+    if (!metricNamePattern.test(options.name)) throw new TypeError(`bad metric name "${options.name}"`);
+    this.name = options.name;
+    this.help = options.help;
+    this.labelNames = options.labelNames ?? [];
+    for (const label of this.labelNames) {
+      if (!labelNamePattern.test(label) || label.startsWith('__')) {
+        throw new TypeError(`${this.name}: bad label name "${label}"`);
+      }
+    }
+    if (new Set(this.labelNames).size !== this.labelNames.length) {
+      throw new TypeError(`${this.name}: duplicate label names`);
+    }
+  }
+
+  protected abstract initial(): V;
+
+  /** The series for these labels, created on first use. */
+  protected seriesFor(labels: Labels): Series<V> {
+    const labelValues = this.labelValuesOf(labels);
+    const key = labelValues.join('\u0000');
+    let series = this.series.get(key);
+    if (series === undefined) {
+      if (this.series.size >= seriesPerMetricMax) {
+        throw new TypeError(`${this.name}: more than ${seriesPerMetricMax} label sets`);
+      }
+      series = { labelValues, value: this.initial() };
+      this.series.set(key, series);
+    }
+    return series;
+  }
+
+  private labelValuesOf(labels: Labels): string[] {
+    const given = Object.keys(labels);
+    if (given.length !== this.labelNames.length || given.some((name) => !this.labelNames.includes(name))) {
+      throw new TypeError(`${this.name}: labels {${given.join(',')}} are not {${this.labelNames.join(',')}}`);
+    }
+    return this.labelNames.map((name) => labels[name] ?? '');
+  }
+
+  /** Removes every series (for tests, and for labels whose subject went away, e.g. a removed peer). */
+  reset(): void {
+    this.series.clear();
+  }
+
+  /** Appends this metric's lines; a labelled metric with no series yet is left out, as in Go. */
+  render(lines: string[]): void {
+    this.beforeRender();
+    if (this.labelNames.length === 0 && this.series.size === 0) this.seriesFor({});
+    if (this.series.size === 0) return;
+    lines.push(`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} ${this.type}`);
+    for (const series of this.series.values()) this.renderSeries(series, lines);
+  }
+
+  protected beforeRender(): void {}
+
+  protected abstract renderSeries(series: Series<V>, lines: string[]): void;
+
+  protected labelText(labelValues: readonly string[], extra?: readonly [string, string]): string {
+    const pairs = this.labelNames.map((name, i) => `${name}="${escapeLabelValue(labelValues[i] ?? '')}"`);
+    if (extra !== undefined) pairs.push(`${extra[0]}="${escapeLabelValue(extra[1])}"`);
+    return pairs.length === 0 ? '' : `{${pairs.join(',')}}`;
+  }
+}
+
+export interface CollectedMetricOptions extends MetricOptions {
+  /** Read at scrape time instead of being updated (unlabelled only), like Go's GaugeFunc. */
+  readonly collect?: () => number;
+}
+
+export class Counter extends Metric<number> {
+  readonly type = 'counter';
+  private readonly collect: (() => number) | undefined;
+
+  constructor(options: CollectedMetricOptions) {
+    super(options);
+    this.collect = options.collect;
+    if (this.collect !== undefined && this.labelNames.length > 0) {
+      throw new TypeError(`${this.name}: a collected metric takes no labels`);
+    }
+  }
+
+  protected initial(): number {
+    return 0;
+  }
+
+  inc(by = 1, labels: Labels = {}): void {
+    if (!(by >= 0) || !Number.isFinite(by)) throw new TypeError(`${this.name}: a counter only goes up, got ${by}`);
+    this.seriesFor(labels).value += by;
+  }
+
+  get(labels: Labels = {}): number {
+    return this.seriesFor(labels).value;
+  }
+
+  protected override beforeRender(): void {
+    if (this.collect !== undefined) this.seriesFor({}).value = this.collect();
+  }
+
+  protected renderSeries(series: Series<number>, lines: string[]): void {
+    lines.push(`${this.name}${this.labelText(series.labelValues)} ${formatNumber(series.value)}`);
+  }
+}
+
+export class Gauge extends Metric<number> {
+  readonly type = 'gauge';
+  private readonly collect: (() => number) | undefined;
+
+  constructor(options: CollectedMetricOptions) {
+    super(options);
+    this.collect = options.collect;
+    if (this.collect !== undefined && this.labelNames.length > 0) {
+      throw new TypeError(`${this.name}: a collected metric takes no labels`);
+    }
+  }
+
+  protected initial(): number {
+    return 0;
+  }
+
+  set(value: number, labels: Labels = {}): void {
+    this.seriesFor(labels).value = value;
+  }
+
+  inc(by = 1, labels: Labels = {}): void {
+    this.seriesFor(labels).value += by;
+  }
+
+  dec(by = 1, labels: Labels = {}): void {
+    this.seriesFor(labels).value -= by;
+  }
+
+  get(labels: Labels = {}): number {
+    return this.seriesFor(labels).value;
+  }
+
+  protected override beforeRender(): void {
+    if (this.collect !== undefined) this.seriesFor({}).value = this.collect();
+  }
+
+  protected renderSeries(series: Series<number>, lines: string[]): void {
+    lines.push(`${this.name}${this.labelText(series.labelValues)} ${formatNumber(series.value)}`);
+  }
+}
+
+interface HistogramValue {
+  /** Observations per bucket, not cumulative; the last slot is the +Inf bucket. */
+  readonly bucketCounts: number[];
+  sum: number;
+  count: number;
+}
+
+export interface HistogramOptions extends MetricOptions {
+  /** Upper bounds, ascending and finite; the +Inf bucket is implicit. */
+  readonly buckets: readonly number[];
+}
+
+export class Histogram extends Metric<HistogramValue> {
+  readonly type = 'histogram';
+  readonly buckets: readonly number[];
+
+  constructor(options: HistogramOptions) {
+    super(options);
+    if (this.labelNames.includes('le')) throw new TypeError(`${this.name}: "le" is reserved in a histogram`);
+    const buckets = options.buckets;
+    if (buckets.length === 0 || buckets.length > histogramBucketsMax) {
+      throw new TypeError(`${this.name}: needs 1 to ${histogramBucketsMax} buckets`);
+    }
+    for (let i = 0; i < buckets.length; i++) {
+      const bound = buckets[i] ?? Number.NaN;
+      if (!Number.isFinite(bound) || (i > 0 && bound <= (buckets[i - 1] ?? Number.NaN))) {
+        throw new TypeError(`${this.name}: buckets must be finite and ascending`);
+      }
+    }
+    this.buckets = [...buckets];
+  }
+
+  protected initial(): HistogramValue {
+    return { bucketCounts: new Array<number>(this.buckets.length + 1).fill(0), sum: 0, count: 0 };
+  }
+
+  observe(value: number, labels: Labels = {}): void {
+    if (Number.isNaN(value)) throw new TypeError(`${this.name}: cannot observe NaN`);
+    const series = this.seriesFor(labels).value;
+    let bucket = 0;
+    while (bucket < this.buckets.length && value > (this.buckets[bucket] ?? Number.POSITIVE_INFINITY)) bucket++;
+    series.bucketCounts[bucket] = (series.bucketCounts[bucket] ?? 0) + 1;
+    series.sum += value;
+    series.count += 1;
+  }
+
+  /** Observes the seconds elapsed since `startNs` (from process.hrtime.bigint()). */
+  observeSince(startNs: bigint, labels: Labels = {}): void {
+    this.observe(Number(process.hrtime.bigint() - startNs) / 1e9, labels);
+  }
+
+  get(labels: Labels = {}): { readonly sum: number; readonly count: number } {
+    const value = this.seriesFor(labels).value;
+    return { sum: value.sum, count: value.count };
+  }
+
+  protected renderSeries(series: Series<HistogramValue>, lines: string[]): void {
+    let cumulative = 0;
+    for (let i = 0; i <= this.buckets.length; i++) {
+      cumulative += series.value.bucketCounts[i] ?? 0;
+      const le = i < this.buckets.length ? formatNumber(this.buckets[i] ?? 0) : '+Inf';
+      lines.push(`${this.name}_bucket${this.labelText(series.labelValues, ['le', le])} ${cumulative}`);
+    }
+    const labelText = this.labelText(series.labelValues);
+    lines.push(`${this.name}_sum${labelText} ${formatNumber(series.value.sum)}`);
+    lines.push(`${this.name}_count${labelText} ${series.value.count}`);
+  }
+}
+
+/** `count` buckets starting at `start`, each `factor` times the previous (Go's ExponentialBuckets). */
+export function exponentialBuckets(start: number, factor: number, count: number): number[] {
+  if (!(start > 0) || !(factor > 1) || !Number.isInteger(count) || count < 1) {
+    throw new TypeError('exponentialBuckets needs start > 0, factor > 1 and count >= 1');
+  }
+  // Rounded to 15 significant digits so that 0.001 * 2^k prints as 0.008, not 0.008000000000000002.
+  return Array.from({ length: count }, (_, k) => Number((start * factor ** k).toPrecision(15)));
+}
+
+/** Metrics of one node, rendered in registration order. */
+export class Registry {
+  private readonly metrics = new Map<string, Counter | Gauge | Histogram>();
+
+  counter(options: CollectedMetricOptions): Counter {
+    return this.add(new Counter(options));
+  }
+
+  gauge(options: CollectedMetricOptions): Gauge {
+    return this.add(new Gauge(options));
+  }
+
+  histogram(options: HistogramOptions): Histogram {
+    return this.add(new Histogram(options));
+  }
+
+  get(name: string): Counter | Gauge | Histogram | undefined {
+    return this.metrics.get(name);
+  }
+
+  private add<M extends Counter | Gauge | Histogram>(metric: M): M {
+    if (this.metrics.has(metric.name)) throw new TypeError(`metric ${metric.name} is already registered`);
+    this.metrics.set(metric.name, metric);
+    return metric;
+  }
+
+  /** The text exposition format 0.0.4. */
+  render(): string {
+    const lines: string[] = [];
+    for (const metric of this.metrics.values()) metric.render(lines);
+    return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+  }
+}
+
+export const metricsContentType = 'text/plain; version=0.0.4; charset=utf-8';
+
+/** HELP text escapes backslash and newline. */
+export function escapeHelp(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+
+/** Label values escape backslash, double quote and newline. */
+export function escapeLabelValue(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+export function formatNumber(value: number): string {
+  if (Number.isNaN(value)) return 'NaN';
+  if (value === Number.POSITIVE_INFINITY) return '+Inf';
+  if (value === Number.NEGATIVE_INFINITY) return '-Inf';
+  return String(value);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The node's metrics
+
+/** etcd's buckets for WAL fsync and backend commit latency: 1 ms to about 8 s, doubling. */
+export const diskLatencyBuckets: readonly number[] = exponentialBuckets(0.001, 2, 14);
+
+export interface ServerMetrics {
+  readonly registry: Registry;
+  /** 1 when every shard this node hosts knows a leader, else 0 (etcd: the one Raft group). */
+  readonly hasLeader: Gauge;
+  readonly leaderChanges: Counter;
+  /** Gauges, as in etcd: the committed and applied indexes summed over local shards. */
+  readonly proposalsCommitted: Gauge;
+  readonly proposalsApplied: Gauge;
+  readonly proposalsPending: Gauge;
+  readonly proposalsFailed: Counter;
+  readonly walFsyncSeconds: Histogram;
+  readonly backendCommitSeconds: Histogram;
+  /** Labelled `To` / `From` with the peer's member id in hex, as etcd labels them. */
+  readonly peerSentBytes: Counter;
+  readonly peerReceivedBytes: Counter;
+  readonly dbTotalSizeBytes: Gauge;
+  readonly keysTotal: Gauge;
+  readonly shards: Gauge;
+  readonly shardLeaders: Gauge;
+}
+
+/** Registers the node's metrics (and the process basics) on a fresh registry. */
+export function createServerMetrics(registry: Registry = new Registry()): ServerMetrics {
+  const metrics: ServerMetrics = {
+    registry,
+    hasLeader: registry.gauge({
+      name: 'etcd_server_has_leader',
+      help: 'Whether or not a leader exists. 1 is existence, 0 is not.',
+    }),
+    leaderChanges: registry.counter({
+      name: 'etcd_server_leader_changes_seen_total',
+      help: 'The number of leader changes seen.',
+    }),
+    proposalsCommitted: registry.gauge({
+      name: 'etcd_server_proposals_committed_total',
+      help: 'The total number of consensus proposals committed.',
+    }),
+    proposalsApplied: registry.gauge({
+      name: 'etcd_server_proposals_applied_total',
+      help: 'The total number of consensus proposals applied.',
+    }),
+    proposalsPending: registry.gauge({
+      name: 'etcd_server_proposals_pending',
+      help: 'The current number of pending proposals to commit.',
+    }),
+    proposalsFailed: registry.counter({
+      name: 'etcd_server_proposals_failed_total',
+      help: 'The total number of failed proposals seen.',
+    }),
+    walFsyncSeconds: registry.histogram({
+      name: 'etcd_disk_wal_fsync_duration_seconds',
+      help: 'The latency distributions of fsync called by WAL.',
+      buckets: diskLatencyBuckets,
+    }),
+    backendCommitSeconds: registry.histogram({
+      name: 'etcd_disk_backend_commit_duration_seconds',
+      help: 'The latency distributions of commit called by backend.',
+      buckets: diskLatencyBuckets,
+    }),
+    peerSentBytes: registry.counter({
+      name: 'etcd_network_peer_sent_bytes_total',
+      help: 'The total number of bytes sent to peers.',
+      labelNames: ['To'],
+    }),
+    peerReceivedBytes: registry.counter({
+      name: 'etcd_network_peer_received_bytes_total',
+      help: 'The total number of bytes received from peers.',
+      labelNames: ['From'],
+    }),
+    dbTotalSizeBytes: registry.gauge({
+      name: 'etcd_mvcc_db_total_size_in_bytes',
+      help: 'Total size of the underlying database physically allocated in bytes.',
+    }),
+    keysTotal: registry.gauge({ name: 'etcd_debugging_mvcc_keys_total', help: 'Total number of keys.' }),
+    shards: registry.gauge({ name: 'dkv_shards', help: 'Shard replicas hosted on this node.' }),
+    shardLeaders: registry.gauge({ name: 'dkv_shard_leaders', help: 'Shards whose leader is this node.' }),
+  };
+  registerProcessMetrics(registry);
+  return metrics;
+}
+
+/** process_* metrics as Prometheus clients name them, read at scrape time. */
+export function registerProcessMetrics(registry: Registry): void {
+  const startTimeSeconds = Math.floor(Date.now() / 1000 - process.uptime());
+  registry.counter({
+    name: 'process_cpu_seconds_total',
+    help: 'Total user and system CPU time spent in seconds.',
+    collect: () => {
+      const usage = process.cpuUsage();
+      return (usage.user + usage.system) / 1e6;
+    },
+  });
+  registry.gauge({
+    name: 'process_resident_memory_bytes',
+    help: 'Resident memory size in bytes.',
+    collect: () => process.memoryUsage.rss(),
+  });
+  registry.gauge({
+    name: 'process_start_time_seconds',
+    help: 'Start time of the process since unix epoch in seconds.',
+    collect: () => startTimeSeconds,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The HTTP endpoint
+
+export interface HealthStatus {
+  readonly health: boolean;
+  readonly reason?: string;
+}
+
+export interface MetricsHandlerOptions {
+  readonly registry: Registry;
+  readonly health: () => HealthStatus | Promise<HealthStatus>;
+}
+
+export interface MetricsServerOptions extends MetricsHandlerOptions {
+  readonly host: string;
+  /** 0 picks a free port (tests). */
+  readonly port: number;
+}
+
+export interface MetricsServer {
+  readonly host: string;
+  readonly port: number;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Answers `GET /metrics` and `GET /health` like etcd; usable on any node:http server. */
+export function metricsRequestHandler(
+  options: MetricsHandlerOptions,
+): (request: IncomingMessage, response: ServerResponse) => void {
+  return (request, response) => {
+    const path = (request.url ?? '/').split('?', 1)[0];
+    if (path !== '/metrics' && path !== '/health') {
+      send(response, 404, 'text/plain; charset=utf-8', '404 page not found\n');
+    } else if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.setHeader('Allow', 'GET, HEAD');
+      send(response, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+    } else if (path === '/metrics') {
+      send(response, 200, metricsContentType, options.registry.render());
+    } else {
+      void answerHealth(options, response);
+    }
+  };
+}
+
+async function answerHealth(options: MetricsHandlerOptions, response: ServerResponse): Promise<void> {
+  let result: HealthStatus;
+  try {
+    result = await options.health();
+  } catch {
+    result = { health: false, reason: 'health check failed' };
+  }
+  const body = result.health
+    ? { health: 'true' }
+    : { health: 'false', reason: result.reason ?? 'unhealthy' };
+  send(response, result.health ? 200 : 503, 'application/json', `${JSON.stringify(body)}\n`);
+}
+
+function send(response: ServerResponse, statusCode: number, contentType: string, body: string): void {
+  response.writeHead(statusCode, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
+  response.end(response.req.method === 'HEAD' ? undefined : body);
+}
+
+/** Starts the metrics listener; resolves once it is listening. */
+export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
+  const server: Server = createServer(metricsRequestHandler(options));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const hostInUrl = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return {
+    host: options.host,
+    port,
+    url: `http://${hostInUrl}:${port}`,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((error) => (error === undefined ? resolve() : reject(error)));
+        server.closeAllConnections();
+      }),
+  };
+}

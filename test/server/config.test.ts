@@ -1,0 +1,695 @@
+/** `dkv server` configuration: flags, environment, YAML file, validation messages, ids, dev layout. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  ConfigError,
+  type ServerConfig,
+  clusterId,
+  devClusterLayout,
+  formatId,
+  initialIds,
+  memberId,
+  parseServerConfig,
+  serverHelp,
+  wantsHelp,
+} from '../../src/server/config';
+
+const tempDir = mkdtempSync(join(tmpdir(), 'dkv-config-'));
+afterAll(() => rmSync(tempDir, { recursive: true, force: true }));
+
+let fileCount = 0;
+function yamlFile(text: string): string {
+  const path = join(tempDir, `config-${++fileCount}.yaml`);
+  writeFileSync(path, text);
+  return path;
+}
+
+function configError(argv: string[], env: Record<string, string> = {}): ConfigError {
+  try {
+    parseServerConfig(argv, env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error(`expected a ConfigError for ${argv.join(' ')}`);
+}
+
+const hrefs = (urls: ServerConfig['listenClientUrls']): string[] => urls.map((url) => url.href);
+
+const threeNodes = 'n1=http://10.0.0.1:2380,n2=http://10.0.0.2:2380,n3=http://10.0.0.3:2380';
+const n1Flags = [
+  '--name',
+  'n1',
+  '--initial-advertise-peer-urls',
+  'http://10.0.0.1:2380',
+  '--listen-peer-urls',
+  'http://10.0.0.1:2380',
+  '--initial-cluster',
+  threeNodes,
+];
+
+describe('defaults', () => {
+  it('match etcd\'s, with DKV\'s data dir and timing', () => {
+    const config = parseServerConfig([]);
+    expect(config).toMatchObject({
+      name: 'default',
+      dataDir: 'default.dkv',
+      initialClusterState: 'new',
+      initialClusterToken: 'dkv-cluster',
+      tickMs: 100,
+      electionTicks: 10,
+      heartbeatTicks: 1,
+      snapshotCount: 10_000,
+      maxRequestBytes: 1_572_864,
+      logFile: undefined,
+      configFile: undefined,
+      warnings: [],
+    });
+    expect(hrefs(config.listenClientUrls)).toEqual(['http://127.0.0.1:2379']);
+    expect(hrefs(config.advertiseClientUrls)).toEqual(['http://127.0.0.1:2379']);
+    expect(hrefs(config.listenPeerUrls)).toEqual(['http://127.0.0.1:2380']);
+    expect(hrefs(config.initialAdvertisePeerUrls)).toEqual(['http://127.0.0.1:2380']);
+    expect(config.listenMetricsUrls).toEqual([]);
+    expect(config.initialCluster).toEqual([
+      { name: 'default', peerUrls: [{ scheme: 'http', host: '127.0.0.1', port: 2380, href: 'http://127.0.0.1:2380' }] },
+    ]);
+    expect(config.clientTls).toEqual({
+      certFile: undefined,
+      keyFile: undefined,
+      trustedCaFile: undefined,
+      clientCertAuth: false,
+    });
+  });
+
+  it('derive the data dir and initial cluster from --name', () => {
+    const config = parseServerConfig(['--name', 'alpha']);
+    expect(config.dataDir).toBe('alpha.dkv');
+    expect(config.initialCluster.map((m) => m.name)).toEqual(['alpha']);
+  });
+});
+
+describe('flags', () => {
+  it('accepts every flag, in both --flag value and --flag=value forms', () => {
+    const config = parseServerConfig([
+      '--name=n1',
+      '--data-dir',
+      '/var/lib/dkv',
+      '--listen-client-urls=https://10.0.0.1:2379,unix://dkv.sock',
+      '--advertise-client-urls',
+      'https://n1.example.com:2379',
+      '--listen-peer-urls=https://10.0.0.1:2380',
+      '--initial-advertise-peer-urls',
+      'https://10.0.0.1:2380',
+      '--initial-cluster',
+      'n1=https://10.0.0.1:2380,n2=https://10.0.0.2:2380',
+      '--initial-cluster-state=existing',
+      '--initial-cluster-token',
+      'prod-1',
+      '--listen-metrics-urls=http://0.0.0.0:2381',
+      '--cert-file=/tls/server.crt',
+      '--key-file',
+      '/tls/server.key',
+      '--trusted-ca-file=/tls/ca.crt',
+      '--client-cert-auth',
+      '--peer-cert-file=/tls/peer.crt',
+      '--peer-key-file=/tls/peer.key',
+      '--peer-trusted-ca-file=/tls/ca.crt',
+      '--peer-client-cert-auth=true',
+      '--tick-ms',
+      '50',
+      '--election-ticks=20',
+      '--heartbeat-ticks=2',
+      '--snapshot-count=5000',
+      '--max-request-bytes',
+      '4194304',
+      '--log-file=/var/log/dkv.log',
+    ]);
+    expect(config).toMatchObject({
+      name: 'n1',
+      dataDir: '/var/lib/dkv',
+      initialClusterState: 'existing',
+      initialClusterToken: 'prod-1',
+      tickMs: 50,
+      electionTicks: 20,
+      heartbeatTicks: 2,
+      snapshotCount: 5000,
+      maxRequestBytes: 4_194_304,
+      logFile: '/var/log/dkv.log',
+      clientTls: {
+        certFile: '/tls/server.crt',
+        keyFile: '/tls/server.key',
+        trustedCaFile: '/tls/ca.crt',
+        clientCertAuth: true,
+      },
+      peerTls: { certFile: '/tls/peer.crt', keyFile: '/tls/peer.key', trustedCaFile: '/tls/ca.crt', clientCertAuth: true },
+    });
+    expect(config.listenClientUrls).toEqual([
+      { scheme: 'https', host: '10.0.0.1', port: 2379, href: 'https://10.0.0.1:2379' },
+      { scheme: 'unix', host: 'dkv.sock', port: 0, href: 'unix://dkv.sock' },
+    ]);
+    expect(hrefs(config.advertiseClientUrls)).toEqual(['https://n1.example.com:2379']);
+    expect(hrefs(config.listenMetricsUrls)).toEqual(['http://0.0.0.0:2381']);
+    expect(config.initialCluster.map((m) => [m.name, hrefs(m.peerUrls)])).toEqual([
+      ['n1', ['https://10.0.0.1:2380']],
+      ['n2', ['https://10.0.0.2:2380']],
+    ]);
+    expect(config.warnings).toEqual([]);
+  });
+
+  it('accepts a single dash and explicit false for booleans, as Go flags do', () => {
+    const config = parseServerConfig(['-name', 'x', '--client-cert-auth=false']);
+    expect(config.name).toBe('x');
+    expect(config.clientTls.clientCertAuth).toBe(false);
+  });
+
+  it('normalises URLs: case, trailing slash, IPv6 brackets', () => {
+    const config = parseServerConfig([
+      '--listen-client-urls',
+      'HTTP://LOCALHOST:2379/, http://[::1]:2379',
+      '--advertise-client-urls=http://localhost:2379',
+    ]);
+    expect(config.listenClientUrls).toEqual([
+      { scheme: 'http', host: 'localhost', port: 2379, href: 'http://localhost:2379' },
+      { scheme: 'http', host: '::1', port: 2379, href: 'http://[::1]:2379' },
+    ]);
+  });
+
+  it('accepts etcd\'s --heartbeat-interval and --election-timeout in milliseconds', () => {
+    const config = parseServerConfig(['--heartbeat-interval=200', '--election-timeout=2500']);
+    expect(config).toMatchObject({ tickMs: 200, heartbeatTicks: 1, electionTicks: 12 });
+  });
+
+  it('lets one member have several peer URLs by repeating its name, as etcd does', () => {
+    const config = parseServerConfig([
+      '--name=n1',
+      '--listen-peer-urls=http://10.0.0.1:2380,http://10.0.1.1:2380',
+      '--initial-advertise-peer-urls=http://10.0.1.1:2380,http://10.0.0.1:2380',
+      '--initial-cluster=n1=http://10.0.0.1:2380,n1=http://10.0.1.1:2380,n2=http://10.0.0.2:2380',
+    ]);
+    expect(config.initialCluster.map((m) => [m.name, hrefs(m.peerUrls)])).toEqual([
+      ['n1', ['http://10.0.0.1:2380', 'http://10.0.1.1:2380']],
+      ['n2', ['http://10.0.0.2:2380']],
+    ]);
+  });
+
+  it('detects --help', () => {
+    expect(wantsHelp(['--name', 'x', '--help'])).toBe(true);
+    expect(wantsHelp(['-h'])).toBe(true);
+    expect(wantsHelp(['--name', 'x'])).toBe(false);
+  });
+});
+
+describe('environment variables', () => {
+  it('read DKV_<FLAG> where the flag is not given, and warn when a flag shadows one', () => {
+    const config = parseServerConfig(['--name', 'from-flag'], {
+      DKV_NAME: 'from-env',
+      DKV_SNAPSHOT_COUNT: '77',
+      DKV_CLIENT_CERT_AUTH: '',
+      DKV_NOT_A_SETTING: 'x',
+      HOME: '/root',
+    });
+    expect(config.name).toBe('from-flag');
+    expect(config.snapshotCount).toBe(77);
+    expect(config.warnings).toEqual([
+      'DKV_NAME is ignored: --name is given on the command line',
+      'DKV_NOT_A_SETTING is not a dkv server setting; ignored',
+    ]);
+  });
+
+  it('name the variable in errors', () => {
+    const error = configError([], { DKV_TICK_MS: 'fast' });
+    expect(error.field).toBe('tick-ms');
+    expect(error.message).toBe('DKV_TICK_MS: must be a whole number, got "fast"');
+  });
+});
+
+describe('config file', () => {
+  const etcdStyle = `# an etcd 3.5 style config file
+name: n2
+data-dir: /data/n2
+wal-dir: ''
+snapshot-count: 20000
+heartbeat-interval: 100
+election-timeout: 1000
+quota-backend-bytes: 0
+listen-peer-urls: https://10.0.0.2:2380
+listen-client-urls: https://10.0.0.2:2379,https://127.0.0.1:2379
+advertise-client-urls: https://10.0.0.2:2379
+initial-advertise-peer-urls: https://10.0.0.2:2380
+initial-cluster: ${threeNodes.replace(/http:/g, 'https:')}
+initial-cluster-token: etcd-cluster-1
+initial-cluster-state: new
+listen-metrics-urls: http://127.0.0.1:2381
+max-request-bytes: 2097152
+log-level: info
+client-transport-security:
+  cert-file: /tls/n2.crt
+  key-file: /tls/n2.key
+  client-cert-auth: true
+  trusted-ca-file: /tls/ca.crt
+  auto-tls: false
+peer-transport-security:
+  cert-file: /tls/n2-peer.crt
+  key-file: /tls/n2-peer.key
+  client-cert-auth: true
+  trusted-ca-file: /tls/ca.crt
+`;
+
+  it('loads etcd\'s keys, including the transport-security sections', () => {
+    const path = yamlFile(etcdStyle);
+    const config = parseServerConfig(['--config-file', path]);
+    expect(config).toMatchObject({
+      name: 'n2',
+      dataDir: '/data/n2',
+      snapshotCount: 20_000,
+      tickMs: 100,
+      heartbeatTicks: 1,
+      electionTicks: 10,
+      initialClusterToken: 'etcd-cluster-1',
+      maxRequestBytes: 2_097_152,
+      configFile: path,
+      clientTls: { certFile: '/tls/n2.crt', keyFile: '/tls/n2.key', trustedCaFile: '/tls/ca.crt', clientCertAuth: true },
+      peerTls: {
+        certFile: '/tls/n2-peer.crt',
+        keyFile: '/tls/n2-peer.key',
+        trustedCaFile: '/tls/ca.crt',
+        clientCertAuth: true,
+      },
+    });
+    expect(hrefs(config.listenClientUrls)).toEqual(['https://10.0.0.2:2379', 'https://127.0.0.1:2379']);
+    expect(config.initialCluster).toHaveLength(3);
+    expect(config.warnings).toEqual([
+      `config file ${path}: etcd settings DKV does not use, ignored: wal-dir, quota-backend-bytes, log-level, ` +
+        'client-transport-security.auto-tls',
+    ]);
+  });
+
+  it('ignores every other flag and DKV_* variable, as etcd 3.5 does, and says so', () => {
+    const path = yamlFile('name: from-file\ntick-ms: 20\nelection-ticks: 10\n');
+    const config = parseServerConfig(['--name', 'from-flag', `--config-file=${path}`, '--snapshot-count=3'], {
+      DKV_DATA_DIR: '/from/env',
+    });
+    expect(config.name).toBe('from-file');
+    expect(config.dataDir).toBe('from-file.dkv');
+    expect(config.snapshotCount).toBe(10_000);
+    expect(config.tickMs).toBe(20);
+    expect(config.warnings).toEqual([
+      'a config file is given, so these settings from flags or DKV_* variables are ignored (as in etcd): ' +
+        '--name, --snapshot-count, --data-dir',
+    ]);
+  });
+
+  it('is found through DKV_CONFIG_FILE too, and accepts lists for URL keys', () => {
+    const path = yamlFile(
+      'name: n1\nlisten-client-urls: [http://127.0.0.1:2379, http://127.0.0.1:22379]\n' +
+        'advertise-client-urls: http://127.0.0.1:2379\n',
+    );
+    const config = parseServerConfig([], { DKV_CONFIG_FILE: path });
+    expect(hrefs(config.listenClientUrls)).toEqual(['http://127.0.0.1:2379', 'http://127.0.0.1:22379']);
+  });
+
+  it('treats an empty file as all defaults', () => {
+    expect(parseServerConfig(['--config-file', yamlFile('')]).name).toBe('default');
+  });
+
+  it('names the file and key in errors', () => {
+    const path = yamlFile('name: n1\nlisten-client-urls: htp://x\n');
+    const error = configError(['--config-file', path]);
+    expect(error.field).toBe('listen-client-urls');
+    expect(error.message).toBe(`listen-client-urls (in ${path}): "htp://x" is not an http(s) URL`);
+
+    const tlsPath = yamlFile('client-transport-security:\n  client-cert-auth: "yes"\n');
+    expect(configError(['--config-file', tlsPath]).message).toBe(
+      `client-transport-security.client-cert-auth (in ${tlsPath}): must be true or false`,
+    );
+  });
+
+  it('rejects unknown keys, bad YAML, a non-mapping and a missing file', () => {
+    const typo = yamlFile('nmae: n1\n');
+    expect(configError(['--config-file', typo])).toMatchObject({
+      field: 'nmae',
+      message: `config file ${typo}: unknown key "nmae"`,
+    });
+    const bad = yamlFile('name: [unclosed\n');
+    expect(configError(['--config-file', bad]).message).toMatch(
+      new RegExp(`^--config-file: "${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}" is not valid YAML: `),
+    );
+    const list = yamlFile('- a\n- b\n');
+    expect(configError(['--config-file', list]).message).toBe(
+      `--config-file: "${list}" must hold a YAML mapping of etcd's keys`,
+    );
+    const missing = join(tempDir, 'missing.yaml');
+    expect(configError(['--config-file', missing])).toMatchObject({
+      field: 'config-file',
+      message: `--config-file: cannot read "${missing}": ENOENT`,
+    });
+  });
+});
+
+describe('validation: one clear message naming the field', () => {
+  const cases: ReadonlyArray<readonly [string, string[], string, string]> = [
+    ['unknown flag', ['--nmae', 'x'], 'nmae', '--nmae: unknown flag (see dkv server --help)'],
+    ['missing value', ['--name'], 'name', '--name: needs a value'],
+    ['flag as value', ['--name', '--data-dir', 'x'], 'name', '--name: needs a value'],
+    ['repeated flag', ['--name=a', '--name=b'], 'name', '--name: given more than once'],
+    ['positional', ['server'], 'argv', 'unexpected argument "server": dkv server takes only flags'],
+    ['empty name', ['--name='], 'name', '--name: must not be empty'],
+    ['name with =', ['--name=a=b'], 'name', '--name: "a=b" must not contain spaces, "=" or ","'],
+    ['empty data dir', ['--data-dir='], 'data-dir', '--data-dir: must not be empty'],
+    [
+      'bad scheme',
+      ['--listen-client-urls', 'htp://x'],
+      'listen-client-urls',
+      '--listen-client-urls: "htp://x" is not an http(s) URL',
+    ],
+    [
+      'no port',
+      ['--listen-peer-urls', 'http://10.0.0.1'],
+      'listen-peer-urls',
+      '--listen-peer-urls: "http://10.0.0.1" has no port',
+    ],
+    [
+      'port out of range',
+      ['--listen-peer-urls', 'http://10.0.0.1:70000'],
+      'listen-peer-urls',
+      '--listen-peer-urls: "http://10.0.0.1:70000" has port 70000, outside 1..65535',
+    ],
+    [
+      'path',
+      ['--advertise-client-urls', 'http://a:2379/v3'],
+      'advertise-client-urls',
+      '--advertise-client-urls: "http://a:2379/v3" must not have a path',
+    ],
+    [
+      'unix where only http(s) works',
+      ['--listen-peer-urls', 'unix://peer.sock'],
+      'listen-peer-urls',
+      '--listen-peer-urls: "unix://peer.sock" is not an http(s) URL',
+    ],
+    [
+      'empty list item',
+      ['--listen-client-urls', 'http://a:1,'],
+      'listen-client-urls',
+      '--listen-client-urls: has an empty URL in its list',
+    ],
+    [
+      'duplicate URL',
+      ['--listen-client-urls', 'http://a:1,http://A:1/', '--advertise-client-urls=http://a:1'],
+      'listen-client-urls',
+      '--listen-client-urls: "http://a:1" is listed twice',
+    ],
+    [
+      'member without URL',
+      ['--name=n1', '--initial-cluster', 'n1=http://127.0.0.1:2380,n2'],
+      'initial-cluster',
+      '--initial-cluster: member "n2" has no URL',
+    ],
+    [
+      'member with empty URL',
+      ['--name=n1', '--initial-cluster', 'n1=http://127.0.0.1:2380,n2='],
+      'initial-cluster',
+      '--initial-cluster: member "n2" has no URL',
+    ],
+    [
+      'entry without name',
+      ['--initial-cluster', '=http://127.0.0.1:2380'],
+      'initial-cluster',
+      '--initial-cluster: entry "=http://127.0.0.1:2380" has no member name',
+    ],
+    [
+      'bad member URL',
+      ['--initial-cluster', 'default=htp://x'],
+      'initial-cluster',
+      '--initial-cluster: member "default": "htp://x" is not an http(s) URL',
+    ],
+    [
+      'one URL for two members',
+      ['--initial-cluster', 'default=http://127.0.0.1:2380,other=http://127.0.0.1:2380'],
+      'initial-cluster',
+      '--initial-cluster: "http://127.0.0.1:2380" is given for both "default" and "other"',
+    ],
+    [
+      'member listed twice',
+      ['--initial-cluster', 'default=http://127.0.0.1:2380,default=http://127.0.0.1:2380'],
+      'initial-cluster',
+      '--initial-cluster: member "default" lists "http://127.0.0.1:2380" twice',
+    ],
+    [
+      'this member missing',
+      ['--name', 'n4', '--initial-cluster', threeNodes],
+      'initial-cluster',
+      '--initial-cluster: has no member named "n4" (this member\'s --name); it lists n1, n2, n3',
+    ],
+    [
+      'advertise mismatch',
+      ['--name', 'n1', '--initial-advertise-peer-urls', 'http://10.0.0.9:2380', '--initial-cluster', threeNodes],
+      'initial-advertise-peer-urls',
+      '--initial-advertise-peer-urls: http://10.0.0.9:2380 does not match member "n1" in --initial-cluster ' +
+        '(http://10.0.0.1:2380)',
+    ],
+    [
+      'default advertise mismatch',
+      ['--name', 'n1', '--initial-cluster', threeNodes],
+      'initial-advertise-peer-urls',
+      '--initial-advertise-peer-urls: http://127.0.0.1:2380 does not match member "n1" in --initial-cluster ' +
+        '(http://10.0.0.1:2380)',
+    ],
+    [
+      'wildcard listen without advertise',
+      ['--listen-client-urls', 'http://0.0.0.0:2379'],
+      'advertise-client-urls',
+      '--advertise-client-urls: must be given: --listen-client-urls listens on all interfaces (http://0.0.0.0:2379)',
+    ],
+    [
+      'bad cluster state',
+      ['--initial-cluster-state', 'old'],
+      'initial-cluster-state',
+      '--initial-cluster-state: must be "new" or "existing", got "old"',
+    ],
+    ['empty token', ['--initial-cluster-token='], 'initial-cluster-token', '--initial-cluster-token: must not be empty'],
+    ['tick not a number', ['--tick-ms', 'fast'], 'tick-ms', '--tick-ms: must be a whole number, got "fast"'],
+    ['tick zero', ['--tick-ms=0'], 'tick-ms', '--tick-ms: must be between 1 and 10000, got 0'],
+    ['tick too large', ['--tick-ms=20000'], 'tick-ms', '--tick-ms: must be between 1 and 10000, got 20000'],
+    ['heartbeat zero', ['--heartbeat-ticks=0'], 'heartbeat-ticks', '--heartbeat-ticks: must be between 1 and 1000, got 0'],
+    ['election one', ['--election-ticks=1'], 'election-ticks', '--election-ticks: must be between 2 and 100000, got 1'],
+    [
+      'election too close to heartbeat',
+      ['--heartbeat-ticks=3', '--election-ticks=10'],
+      'election-ticks',
+      '--election-ticks: must be at least 5 times --heartbeat-ticks (15), got 10',
+    ],
+    [
+      'election timeout too long',
+      ['--tick-ms=1000', '--election-ticks=60'],
+      'election-ticks',
+      '--election-ticks: election timeout 60000 ms (election-ticks x tick-ms) is over the 50000 ms maximum',
+    ],
+    [
+      'etcd and DKV timing mixed',
+      ['--heartbeat-interval=100', '--tick-ms=100'],
+      'heartbeat-interval',
+      '--heartbeat-interval: cannot be combined with --tick-ms; use etcd\'s milliseconds or DKV\'s ticks',
+    ],
+    [
+      'etcd election timeout too short',
+      ['--heartbeat-interval=100', '--election-timeout=400'],
+      'election-timeout',
+      '--election-timeout: must be at least 5 times --heartbeat-interval (500 ms), got 400',
+    ],
+    ['snapshot count zero', ['--snapshot-count=0'], 'snapshot-count', '--snapshot-count: must be between 1 and 1000000000, got 0'],
+    [
+      'request size too large',
+      ['--max-request-bytes=999999999'],
+      'max-request-bytes',
+      '--max-request-bytes: must be between 1 and 67108864, got 999999999',
+    ],
+    ['empty log file', ['--log-file='], 'log-file', '--log-file: must not be empty'],
+    ['bad boolean', ['--client-cert-auth=yes'], 'client-cert-auth', '--client-cert-auth: must be true or false, got "yes"'],
+    ['cert without key', ['--cert-file=/c'], 'key-file', '--key-file: must be given with --cert-file'],
+    ['key without cert', ['--peer-key-file=/k'], 'peer-cert-file', '--peer-cert-file: must be given with --peer-key-file'],
+    [
+      'client cert auth without CA',
+      ['--client-cert-auth'],
+      'trusted-ca-file',
+      '--trusted-ca-file: must be given with --client-cert-auth',
+    ],
+    [
+      'https client URL without cert',
+      ['--listen-client-urls=https://127.0.0.1:2379'],
+      'listen-client-urls',
+      '--listen-client-urls: "https://127.0.0.1:2379" needs --cert-file and --key-file',
+    ],
+    [
+      'https peer URL without peer cert',
+      ['--listen-peer-urls=https://127.0.0.1:2380', '--cert-file=/c', '--key-file=/k'],
+      'listen-peer-urls',
+      '--listen-peer-urls: "https://127.0.0.1:2380" needs --peer-cert-file and --peer-key-file',
+    ],
+  ];
+
+  for (const [title, argv, field, message] of cases) {
+    it(title, () => {
+      const error = configError(argv);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect({ field: error.field, message: error.message }).toEqual({ field, message });
+    });
+  }
+
+  it('warns about TLS files that no https URL uses', () => {
+    const config = parseServerConfig(['--cert-file=/c', '--key-file=/k']);
+    expect(config.warnings).toEqual(['--cert-file is given but no URL it serves is https; TLS is not used there']);
+  });
+
+  it('accepts a valid three-member configuration', () => {
+    const config = parseServerConfig(n1Flags);
+    expect(config.initialCluster.map((m) => m.name)).toEqual(['n1', 'n2', 'n3']);
+  });
+});
+
+describe('help', () => {
+  it('lists every flag with its default', () => {
+    const flags = [
+      ['name', 'default'],
+      ['data-dir', '${name}.dkv'],
+      ['listen-client-urls', 'http://127.0.0.1:2379'],
+      ['advertise-client-urls', '${listen-client-urls}'],
+      ['listen-peer-urls', 'http://127.0.0.1:2380'],
+      ['initial-advertise-peer-urls', '${listen-peer-urls}'],
+      ['initial-cluster', '${name}=${initial-advertise-peer-urls}'],
+      ['initial-cluster-state', 'new'],
+      ['initial-cluster-token', 'dkv-cluster'],
+      ['listen-metrics-urls', ''],
+      ['config-file', ''],
+      ['cert-file', ''],
+      ['key-file', ''],
+      ['trusted-ca-file', ''],
+      ['client-cert-auth', 'false'],
+      ['peer-cert-file', ''],
+      ['peer-key-file', ''],
+      ['peer-trusted-ca-file', ''],
+      ['peer-client-cert-auth', 'false'],
+      ['tick-ms', '100'],
+      ['election-ticks', '10'],
+      ['heartbeat-ticks', '1'],
+      ['snapshot-count', '10000'],
+      ['max-request-bytes', '1572864'],
+      ['log-file', ''],
+    ];
+    for (const [flag, value] of flags) expect(serverHelp).toContain(`  --${flag} '${value}'\n`);
+    expect(serverHelp).toMatch(/config file is given every other flag and DKV_\* variable is ignored/);
+  });
+});
+
+describe('ids', () => {
+  it('are deterministic, order-independent in URLs, and differ by every input', () => {
+    const id = memberId('n1', ['http://10.0.0.1:2380', 'http://10.0.1.1:2380'], 'tok');
+    expect(memberId('n1', ['http://10.0.1.1:2380', 'http://10.0.0.1:2380'], 'tok')).toBe(id);
+    expect(memberId('n2', ['http://10.0.0.1:2380', 'http://10.0.1.1:2380'], 'tok')).not.toBe(id);
+    expect(memberId('n1', ['http://10.0.0.1:2380'], 'tok')).not.toBe(id);
+    expect(memberId('n1', ['http://10.0.0.1:2380', 'http://10.0.1.1:2380'], 'tok2')).not.toBe(id);
+    expect(clusterId([3, 1, 2], 'tok')).toBe(clusterId([1, 2, 3], 'tok'));
+    expect(clusterId([1, 2, 3], 'tok')).not.toBe(clusterId([1, 2, 3], 'other'));
+    expect(clusterId([1, 2], 'tok')).not.toBe(clusterId([1, 2, 3], 'tok'));
+  });
+
+  it('stay positive safe integers below 2^53, using the whole range', () => {
+    let largest = 0;
+    for (let i = 0; i < 2000; i++) {
+      const id = memberId(`n${i}`, [`http://10.0.${i % 256}.1:2380`], 'dkv-cluster');
+      expect(Number.isSafeInteger(id)).toBe(true);
+      expect(id).toBeGreaterThan(0);
+      expect(id).toBeLessThan(2 ** 53);
+      largest = Math.max(largest, id);
+    }
+    expect(largest).toBeGreaterThan(2 ** 52);
+  });
+
+  it('are stable across releases (golden values: changing them breaks existing data dirs)', () => {
+    const id = memberId('default', ['http://127.0.0.1:2380'], 'dkv-cluster');
+    expect(formatId(id)).toMatchInlineSnapshot(`"1cb1c8075545"`);
+    expect(formatId(clusterId([id], 'dkv-cluster'))).toMatchInlineSnapshot(`"9257c10c2448b"`);
+  });
+
+  it('print as lower-case hex like etcd, and reject non-ids', () => {
+    expect(formatId(0x8e9e05c52164)).toBe('8e9e05c52164');
+    expect(formatId(2 ** 53 - 1)).toBe('1fffffffffffff');
+    expect(() => formatId(0)).toThrow(TypeError);
+    expect(() => formatId(2 ** 53)).toThrow(TypeError);
+    expect(() => clusterId([1.5], 't')).toThrow(TypeError);
+  });
+
+  it('follow a configuration', () => {
+    const config = parseServerConfig(n1Flags);
+    const ids = initialIds(config);
+    expect(ids.memberIds.get('n1')).toBe(memberId('n1', ['http://10.0.0.1:2380'], 'dkv-cluster'));
+    expect(ids.clusterId).toBe(clusterId([...ids.memberIds.values()], 'dkv-cluster'));
+    expect(new Set(ids.memberIds.values()).size).toBe(3);
+  });
+});
+
+describe('dev cluster layout', () => {
+  it('places nodes 10 ports apart on loopback, with the matching initial cluster', () => {
+    const layout = devClusterLayout({ nodes: 3, basePort: 2379, dataDir: '/tmp/dev/' });
+    expect(layout.initialCluster).toBe(
+      'dkv1=http://127.0.0.1:2380,dkv2=http://127.0.0.1:2390,dkv3=http://127.0.0.1:2400',
+    );
+    expect(layout.nodes.map(({ args: _args, ...node }) => node)).toEqual([
+      {
+        name: 'dkv1',
+        clientPort: 2379,
+        peerPort: 2380,
+        metricsPort: 2381,
+        clientUrl: 'http://127.0.0.1:2379',
+        peerUrl: 'http://127.0.0.1:2380',
+        metricsUrl: 'http://127.0.0.1:2381',
+        dataDir: '/tmp/dev/dkv1',
+        logFile: '/tmp/dev/dkv1.log',
+      },
+      {
+        name: 'dkv2',
+        clientPort: 2389,
+        peerPort: 2390,
+        metricsPort: 2391,
+        clientUrl: 'http://127.0.0.1:2389',
+        peerUrl: 'http://127.0.0.1:2390',
+        metricsUrl: 'http://127.0.0.1:2391',
+        dataDir: '/tmp/dev/dkv2',
+        logFile: '/tmp/dev/dkv2.log',
+      },
+      {
+        name: 'dkv3',
+        clientPort: 2399,
+        peerPort: 2400,
+        metricsPort: 2401,
+        clientUrl: 'http://127.0.0.1:2399',
+        peerUrl: 'http://127.0.0.1:2400',
+        metricsUrl: 'http://127.0.0.1:2401',
+        dataDir: '/tmp/dev/dkv3',
+        logFile: '/tmp/dev/dkv3.log',
+      },
+    ]);
+  });
+
+  it('gives each node server arguments that parse back to its layout', () => {
+    const layout = devClusterLayout({ nodes: 3, basePort: 32379, dataDir: 'dev' });
+    for (const node of layout.nodes) {
+      const config = parseServerConfig([...node.args]);
+      expect(config.name).toBe(node.name);
+      expect(config.dataDir).toBe(`dev/${node.name}`);
+      expect(config.logFile).toBe(`dev/${node.name}.log`);
+      expect(hrefs(config.listenClientUrls)).toEqual([node.clientUrl]);
+      expect(hrefs(config.listenPeerUrls)).toEqual([node.peerUrl]);
+      expect(hrefs(config.listenMetricsUrls)).toEqual([node.metricsUrl]);
+      expect(config.initialCluster.map((m) => m.name)).toEqual(['dkv1', 'dkv2', 'dkv3']);
+      expect(config.warnings).toEqual([]);
+    }
+  });
+
+  it('rejects impossible layouts', () => {
+    expect(() => devClusterLayout({ nodes: 0, basePort: 2379, dataDir: 'd' })).toThrow(/--nodes/);
+    expect(() => devClusterLayout({ nodes: 3, basePort: 65_530, dataDir: 'd' })).toThrow(/--base-port/);
+    expect(() => devClusterLayout({ nodes: 1, basePort: 2379, dataDir: '' })).toThrow(/--data-dir/);
+  });
+});
