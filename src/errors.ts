@@ -83,6 +83,7 @@ export const errorTable = {
 
   // --- Request limits
   'request-too-large': etcd(status.INVALID_ARGUMENT, 'etcdserver: request is too large'),
+  'invalid-sort-option': etcd(status.INVALID_ARGUMENT, 'etcdserver: invalid sort option'),
   'too-many-requests': etcd(status.RESOURCE_EXHAUSTED, 'etcdserver: too many requests'),
 
   // --- Auth
@@ -127,6 +128,7 @@ export const errorTable = {
   'election-no-leader': etcd(status.UNKNOWN, 'election: no leader'),
 
   // --- DKV extensions
+  'invalid-argument': dkv(status.INVALID_ARGUMENT, 'dkv: invalid argument'),
   'cross-shard-txn': dkv(status.FAILED_PRECONDITION, 'dkv: txn keys span more than one shard'),
   'wrong-shard': dkv(status.UNAVAILABLE, 'dkv: this node does not serve the shard that owns the key'),
   'store-not-found': dkv(status.NOT_FOUND, 'dkv: store not found'),

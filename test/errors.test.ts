@@ -49,6 +49,7 @@ const etcdErrors: ReadonlyArray<readonly [ErrorCode, status, string]> = [
   ],
   ['too-many-learners', status.FAILED_PRECONDITION, 'etcdserver: too many learner members in cluster'],
   ['request-too-large', status.INVALID_ARGUMENT, 'etcdserver: request is too large'],
+  ['invalid-sort-option', status.INVALID_ARGUMENT, 'etcdserver: invalid sort option'],
   ['too-many-requests', status.RESOURCE_EXHAUSTED, 'etcdserver: too many requests'],
   ['root-user-not-exist', status.FAILED_PRECONDITION, 'etcdserver: root user does not exist'],
   ['root-role-not-exist', status.FAILED_PRECONDITION, 'etcdserver: root user does not have root role'],

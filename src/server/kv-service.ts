@@ -58,7 +58,9 @@ export function clientError(error: unknown): DkvError | unknown {
   if (error instanceof DkvError) return error;
   if (error instanceof MvccError) return dkvError(MVCC_CODES[error.code]);
   if (error instanceof HostError) return dkvError(HOST_CODES[error.code]);
-  if (error instanceof WireValueError) return dkvError('invalid-argument' as ErrorCode, error.message);
+  if (error instanceof WireValueError) {
+    return /sort/.test(error.message) ? dkvError('invalid-sort-option') : dkvError('invalid-argument', error.message);
+  }
   return error;
 }
 
