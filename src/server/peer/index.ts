@@ -1,0 +1,29 @@
+/**
+ * The peer transport's front door: Raft messages of every shard between nodes, one gRPC stream
+ * per pair of nodes. Other folders import only from here.
+ */
+export {
+  PeerTransport,
+  type PeerTransportOptions,
+  type PeerTransportStats,
+  type PeerTlsOptions,
+  type PeerLogLevel,
+  peerStreamPath,
+  peerTarget,
+  reconnectDelayMs,
+} from './transport';
+export {
+  PeerProtocolError,
+  type PeerFrame,
+  type PeerHello,
+  type ShardMessage,
+  decodeFrame,
+  encodeBatch,
+  encodeHello,
+  encodeSnapshotHeader,
+  encodeSnapshotChunk,
+  messageBytes,
+  batchFrameBytes,
+  wireMessageTypes,
+} from './codec';
+export * as peerLimits from './limits';

@@ -1,0 +1,777 @@
+/**
+ * The peer transport: Raft messages of every shard between the nodes of a cluster, over ONE gRPC
+ * bidirectional stream per pair of nodes (`/dkv.peer.v1.Peer/Stream`). The node with the smaller
+ * id dials, the other accepts; both directions flow on that stream. Frames are our own binary
+ * codec (codec.ts); gRPC's serializers are the identity on Buffer.
+ *
+ * Sending is fire-and-forget, as Raft wants it: `send` queues, and once per event-loop turn
+ * (setImmediate) each peer's queue goes out as one batch frame. A peer without a live stream
+ * loses the messages and the host hears `onUnreachable` (at most once per turn per peer).
+ * Snapshots larger than `snapshotChunkBytes` travel as a header and chunk frames, in order, with
+ * nothing interleaved, and are reassembled by the receiver before they are delivered.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { isLocalMessage, type Message } from '../../../raft/index';
+import {
+  PeerProtocolError,
+  batchFrameOverheadBytes,
+  batchItemOverheadBytes,
+  decodeFrame,
+  encodeBatch,
+  encodeHello,
+  encodeSnapshotChunk,
+  encodeSnapshotHeader,
+  messageBytes,
+  type PeerFrame,
+  type PeerHello,
+  type ShardMessage,
+} from './codec';
+import {
+  frameBytesMax,
+  frameBytesTarget,
+  frameMessagesMax,
+  grpcMessageSlackBytes,
+  helloTimeoutMs,
+  keepaliveTimeMs,
+  keepaliveTimeoutMs,
+  peerQueueBytesMax,
+  peerQueueMessagesMax,
+  peerQueueSnapshotsMax,
+  protocolVersion,
+  reconnectDelayMsMax,
+  reconnectDelayMsMin,
+  snapshotChunkBytes,
+  unknownShardsLoggedMax,
+} from './limits';
+
+export const peerStreamPath = '/dkv.peer.v1.Peer/Stream';
+
+export type PeerLogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface PeerTlsOptions {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  /** Trusted CA for the other side's certificate (system roots when absent). */
+  readonly ca?: Buffer;
+  /** Require and verify a client certificate on accepted streams (etcd's --peer-client-cert-auth). */
+  readonly clientCertAuth?: boolean;
+}
+
+export interface PeerTransportOptions {
+  readonly localId: number;
+  readonly clusterId: number;
+  readonly listenHost: string;
+  /** 0 picks a free port; `boundPort` tells which. */
+  readonly listenPort: number;
+  /** Member id -> 'host:port' or 'http(s)://host:port'. */
+  readonly peers: ReadonlyMap<number, string>;
+  readonly tls?: PeerTlsOptions;
+  /** The host steps them. Called synchronously from the stream's data event. */
+  onMessages(from: number, batch: ShardMessage[]): void;
+  /** Messages for unknown shards are refused and logged. */
+  isKnownShard(shard: number): boolean;
+  /** Messages to `peer` were dropped because it is down or its queue is full. */
+  onUnreachable?(peer: number, shards: number[]): void;
+  /** A MsgSnap was (ok) or was not delivered to the stream. */
+  onSnapshotStatus?(peer: number, shard: number, ok: boolean): void;
+  log?(level: PeerLogLevel, message: string): void;
+  /** For backoff jitter; tests pass a seeded one. */
+  random?: () => number;
+}
+
+export interface PeerTransportStats {
+  /** Frames written, of every kind (hello, batch, snapshot header and chunks). */
+  framesSent: number;
+  framesReceived: number;
+  /** Messages written (a chunked snapshot counts once, when its last chunk is written). */
+  messagesSent: number;
+  /** Messages delivered to `onMessages`. */
+  messagesReceived: number;
+  /** Messages dropped on the sending side (no live stream, queue full, stream lost, too large). */
+  dropped: number;
+  /** Streams refused (bad hello, protocol errors) plus messages refused for unknown shards. */
+  refused: number;
+  /** Dial attempts that retried after a failed or lost stream. */
+  reconnects: number;
+}
+
+/** Jittered exponential backoff: about `min · 2^attempt`, ±25 %, within [min, max]. */
+export function reconnectDelayMs(attempt: number, random: () => number): number {
+  const base = Math.min(reconnectDelayMsMax, reconnectDelayMsMin * 2 ** Math.min(attempt, 30));
+  const jittered = Math.round(base * (0.75 + 0.5 * random()));
+  return Math.max(reconnectDelayMsMin, Math.min(reconnectDelayMsMax, jittered));
+}
+
+/** 'http(s)://host:port[/]' or 'host:port' -> 'host:port'. */
+export function peerTarget(address: string): string {
+  const target = address.replace(/^https?:\/\//, '').replace(/\/+$/, '');
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):\d{1,5}$/.test(target)) {
+    throw new TypeError(`peer address must be host:port or http(s)://host:port, got '${address}'`);
+  }
+  return target;
+}
+
+type PeerStream = grpc.ClientDuplexStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>;
+
+const identity = (bytes: Buffer): Buffer => bytes;
+
+const peerService: grpc.ServiceDefinition = {
+  Stream: {
+    path: peerStreamPath,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  },
+};
+
+const grpcMessageBytesMax = frameBytesMax + grpcMessageSlackBytes;
+
+interface QueuedMessage {
+  readonly shard: number;
+  readonly message: Message;
+  /** Encoded bytes in a batch frame (for a chunked snapshot: without its data). */
+  readonly bytes: number;
+  readonly chunked: boolean;
+}
+
+interface OutgoingSnapshot {
+  readonly shard: number;
+  readonly message: Message;
+  readonly data: Uint8Array;
+  offset: number;
+}
+
+interface IncomingSnapshot {
+  readonly shard: number;
+  readonly message: Message;
+  readonly totalBytes: number;
+  readonly chunks: Uint8Array[];
+  received: number;
+  /** The shard is unknown: the chunks are read and thrown away. */
+  readonly discard: boolean;
+}
+
+/** One gRPC stream to or from a peer. `live` once both hellos were exchanged. */
+class Connection {
+  peerId: number | undefined;
+  live = false;
+  closed = false;
+  /** Closed on purpose by `clearPeer`: its peer's state is no longer this stream's business. */
+  detached = false;
+  writeBlocked = false;
+  sending: OutgoingSnapshot | undefined;
+  receiving: IncomingSnapshot | undefined;
+  helloTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly side: 'dial' | 'accept',
+    readonly stream: PeerStream,
+    readonly client: grpc.Client | undefined,
+    peerId: number | undefined,
+  ) {
+    this.peerId = peerId;
+  }
+
+  describe(): string {
+    return `${this.side === 'dial' ? 'dialed' : 'accepted'} stream ${this.peerId === undefined ? '(before hello)' : `with member ${this.peerId}`}`;
+  }
+}
+
+interface PeerState {
+  readonly id: number;
+  target: string;
+  queue: QueuedMessage[];
+  queueBytes: number;
+  queueSnapshots: number;
+  /** The live stream, if any. */
+  connection: Connection | undefined;
+  /** A dial whose hello has not come back yet (dialing side only). */
+  dialing: Connection | undefined;
+  reconnectTimer: NodeJS.Timeout | undefined;
+  /** Consecutive failed dials; reset when a stream goes live. */
+  attempt: number;
+}
+
+function checkId(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value <= 0) throw new TypeError(`${what} must be a positive safe integer, got ${value}`);
+}
+
+function checkShard(shard: number): void {
+  if (!Number.isInteger(shard) || shard < 0 || shard > 0xffff_ffff) throw new TypeError(`shard must be a u32, got ${shard}`);
+}
+
+export class PeerTransport {
+  private readonly options: PeerTransportOptions;
+  private readonly peers = new Map<number, PeerState>();
+  private readonly connections = new Set<Connection>();
+  private readonly random: () => number;
+  private readonly log: (level: PeerLogLevel, message: string) => void;
+  private server: grpc.Server | undefined;
+  private running = false;
+  private port = 0;
+  private flushScheduled: NodeJS.Immediate | undefined;
+  private readonly pendingUnreachable = new Map<number, Set<number>>();
+  private readonly pendingSnapshotStatus: Array<{ peer: number; shard: number; ok: boolean }> = [];
+  private readonly unknownShardsLogged = new Set<number>();
+  private readonly counters: PeerTransportStats = {
+    framesSent: 0,
+    framesReceived: 0,
+    messagesSent: 0,
+    messagesReceived: 0,
+    dropped: 0,
+    refused: 0,
+    reconnects: 0,
+  };
+
+  constructor(options: PeerTransportOptions) {
+    checkId(options.localId, 'localId');
+    checkId(options.clusterId, 'clusterId');
+    if (!Number.isInteger(options.listenPort) || options.listenPort < 0 || options.listenPort > 65535) {
+      throw new TypeError(`listenPort must be 0..65535, got ${options.listenPort}`);
+    }
+    if (options.tls?.clientCertAuth === true && options.tls.ca === undefined) {
+      throw new TypeError('peer TLS client certificate auth needs a CA');
+    }
+    this.options = options;
+    this.random = options.random ?? Math.random;
+    this.log = options.log ?? (() => {});
+    for (const [id, address] of options.peers) {
+      if (id !== options.localId) this.peers.set(id, this.newPeer(id, address));
+    }
+  }
+
+  get boundPort(): number {
+    return this.port;
+  }
+
+  stats(): PeerTransportStats {
+    return { ...this.counters };
+  }
+
+  /** Members with a live stream now. */
+  connectedPeers(): number[] {
+    return [...this.peers.values()].filter((peer) => peer.connection?.live === true).map((peer) => peer.id);
+  }
+
+  async start(): Promise<void> {
+    if (this.running || this.server !== undefined) throw new Error('peer transport already started');
+    const server = new grpc.Server({
+      'grpc.max_receive_message_length': grpcMessageBytesMax,
+      'grpc.max_send_message_length': grpcMessageBytesMax,
+      'grpc.keepalive_time_ms': keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
+    });
+    server.addService(peerService, { Stream: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.accept(call) });
+    const credentials = this.serverCredentials();
+    const host = this.options.listenHost.includes(':') ? `[${this.options.listenHost}]` : this.options.listenHost;
+    this.port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`${host}:${this.options.listenPort}`, credentials, (error, port) => {
+        if (error === null) {
+          resolve(port);
+          return;
+        }
+        server.forceShutdown();
+        reject(error);
+      });
+    });
+    this.server = server;
+    this.running = true;
+    this.log('info', `peer transport of member ${this.options.localId} listening on ${host}:${this.port}`);
+    for (const peer of this.peers.values()) this.maybeDial(peer);
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    if (this.flushScheduled !== undefined) clearImmediate(this.flushScheduled);
+    this.flushScheduled = undefined;
+    for (const peer of this.peers.values()) this.clearPeer(peer);
+    for (const connection of [...this.connections]) this.close(connection, grpc.status.UNAVAILABLE, 'peer transport stopping');
+    this.pendingUnreachable.clear();
+    this.pendingSnapshotStatus.length = 0;
+    const server = this.server;
+    this.server = undefined;
+    server?.forceShutdown();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
+  addPeer(id: number, address: string): void {
+    checkId(id, 'peer id');
+    if (id === this.options.localId) throw new TypeError(`member ${id} is this node`);
+    if (this.peers.has(id)) throw new TypeError(`member ${id} is already a peer`);
+    const peer = this.newPeer(id, address);
+    this.peers.set(id, peer);
+    this.maybeDial(peer);
+  }
+
+  removePeer(id: number): void {
+    const peer = this.peers.get(id);
+    if (peer === undefined) return;
+    this.peers.delete(id);
+    this.clearPeer(peer);
+  }
+
+  updatePeer(id: number, address: string): void {
+    const peer = this.peers.get(id);
+    if (peer === undefined) throw new TypeError(`member ${id} is not a peer`);
+    const target = peerTarget(address);
+    if (target === peer.target) return;
+    peer.target = target;
+    // Only the dialing side uses the address; a fresh dial picks it up.
+    if (this.dials(peer)) {
+      this.clearPeer(peer);
+      this.maybeDial(peer);
+    }
+  }
+
+  /** Queues `messages` for `to`; they go out on the next turn. Never throws for network reasons. */
+  send(to: number, shard: number, messages: readonly Message[]): void {
+    checkShard(shard);
+    const peer = this.peers.get(to);
+    for (const message of messages) {
+      if (isLocalMessage(message.type)) throw new TypeError(`local message ${message.type} cannot be sent to a peer`);
+      if (peer === undefined || peer.connection?.live !== true || !this.running) {
+        this.drop(to, shard, message);
+        continue;
+      }
+      this.enqueue(peer, shard, message);
+    }
+    this.scheduleFlush();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sending
+
+  private enqueue(peer: PeerState, shard: number, message: Message): void {
+    const chunked = message.type === 'MsgSnap' && message.snapshot !== undefined && message.snapshot.data.byteLength > snapshotChunkBytes;
+    const full = messageBytes(message);
+    const bytes = chunked ? full - (message.snapshot?.data.byteLength ?? 0) : full;
+    if (batchFrameOverheadBytes + batchItemOverheadBytes + bytes > frameBytesMax) {
+      this.log('error', `dropping a ${message.type} of ${bytes} bytes to member ${peer.id}: larger than a frame`);
+      this.drop(peer.id, shard, message);
+      return;
+    }
+    if (
+      peer.queue.length >= peerQueueMessagesMax ||
+      peer.queueBytes + bytes > peerQueueBytesMax ||
+      (chunked && peer.queueSnapshots >= peerQueueSnapshotsMax)
+    ) {
+      this.drop(peer.id, shard, message);
+      return;
+    }
+    peer.queue.push({ shard, message, bytes, chunked });
+    peer.queueBytes += bytes;
+    if (chunked) peer.queueSnapshots += 1;
+  }
+
+  private drop(peer: number, shard: number, message: Message): void {
+    this.counters.dropped += 1;
+    let shards = this.pendingUnreachable.get(peer);
+    if (shards === undefined) {
+      shards = new Set();
+      this.pendingUnreachable.set(peer, shards);
+    }
+    shards.add(shard);
+    if (message.type === 'MsgSnap') this.pendingSnapshotStatus.push({ peer, shard, ok: false });
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled !== undefined || !this.running) return;
+    this.flushScheduled = setImmediate(() => {
+      this.flushScheduled = undefined;
+      for (const peer of this.peers.values()) this.pump(peer);
+      this.report();
+    });
+  }
+
+  /** Hands pending unreachable and snapshot reports to the host (never from inside `send`). */
+  private report(): void {
+    if (!this.running) return;
+    const unreachable = [...this.pendingUnreachable];
+    this.pendingUnreachable.clear();
+    const statuses = this.pendingSnapshotStatus.splice(0);
+    for (const [peer, shards] of unreachable) this.options.onUnreachable?.(peer, [...shards]);
+    for (const { peer, shard, ok } of statuses) this.options.onSnapshotStatus?.(peer, shard, ok);
+  }
+
+  /** Writes what the peer's queue holds until it is empty or the stream asks to wait for 'drain'. */
+  private pump(peer: PeerState): void {
+    const connection = peer.connection;
+    if (connection === undefined || !connection.live) return;
+    while (!connection.writeBlocked && !connection.closed) {
+      if (connection.sending !== undefined) {
+        this.writeChunk(peer, connection, connection.sending);
+        continue;
+      }
+      const head = peer.queue[0];
+      if (head === undefined) break;
+      if (head.chunked) {
+        this.dequeue(peer, 1);
+        const data = head.message.snapshot?.data ?? new Uint8Array(0);
+        connection.sending = { shard: head.shard, message: head.message, data, offset: 0 };
+        this.write(peer, connection, encodeSnapshotHeader(head.shard, head.message));
+        continue;
+      }
+      this.writeBatch(peer, connection);
+    }
+  }
+
+  private dequeue(peer: PeerState, count: number): QueuedMessage[] {
+    const taken = peer.queue.splice(0, count);
+    for (const item of taken) {
+      peer.queueBytes -= item.bytes;
+      if (item.chunked) peer.queueSnapshots -= 1;
+    }
+    return taken;
+  }
+
+  /** One batch frame of the queue's leading unchunked messages, up to about `frameBytesTarget`. */
+  private writeBatch(peer: PeerState, connection: Connection): void {
+    let count = 0;
+    let bytes = batchFrameOverheadBytes;
+    for (const item of peer.queue) {
+      if (item.chunked || count >= frameMessagesMax) break;
+      if (count > 0 && bytes + batchItemOverheadBytes + item.bytes > frameBytesTarget) break;
+      bytes += batchItemOverheadBytes + item.bytes;
+      count += 1;
+    }
+    const taken = this.dequeue(peer, count);
+    this.write(peer, connection, encodeBatch(taken));
+    this.counters.messagesSent += taken.length;
+    for (const item of taken) {
+      if (item.message.type === 'MsgSnap') this.pendingSnapshotStatus.push({ peer: peer.id, shard: item.shard, ok: true });
+    }
+  }
+
+  private writeChunk(peer: PeerState, connection: Connection, sending: OutgoingSnapshot): void {
+    const end = Math.min(sending.offset + snapshotChunkBytes, sending.data.byteLength);
+    const index = sending.message.snapshot?.metadata.index ?? 0;
+    const frame = encodeSnapshotChunk(sending.shard, index, sending.offset, sending.data.subarray(sending.offset, end));
+    sending.offset = end;
+    if (end === sending.data.byteLength) {
+      connection.sending = undefined;
+      this.counters.messagesSent += 1;
+      this.pendingSnapshotStatus.push({ peer: peer.id, shard: sending.shard, ok: true });
+    }
+    this.write(peer, connection, frame);
+  }
+
+  private write(peer: PeerState, connection: Connection, frame: Buffer): void {
+    this.counters.framesSent += 1;
+    if (connection.stream.write(frame)) return;
+    connection.writeBlocked = true;
+    this.log('debug', `member ${this.options.localId}: ${connection.describe()} is full, waiting for drain`);
+    connection.stream.once('drain', () => {
+      connection.writeBlocked = false;
+      if (connection.closed) return;
+      this.pump(peer);
+      this.report();
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Streams
+
+  private dials(peer: PeerState): boolean {
+    return this.options.localId < peer.id;
+  }
+
+  private maybeDial(peer: PeerState): void {
+    if (!this.running || !this.dials(peer)) return;
+    if (peer.connection !== undefined || peer.dialing !== undefined || peer.reconnectTimer !== undefined) return;
+    this.dial(peer);
+  }
+
+  private dial(peer: PeerState): void {
+    const client = new grpc.Client(peer.target, this.channelCredentials(), {
+      'grpc.max_receive_message_length': grpcMessageBytesMax,
+      'grpc.max_send_message_length': grpcMessageBytesMax,
+      'grpc.keepalive_time_ms': keepaliveTimeMs,
+      'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
+      // Each dial is a fresh channel; we run the backoff ourselves.
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.initial_reconnect_backoff_ms': reconnectDelayMsMin,
+      'grpc.max_reconnect_backoff_ms': reconnectDelayMsMax,
+    });
+    const stream = client.makeBidiStreamRequest(peerStreamPath, identity, identity, new grpc.Metadata());
+    const connection = new Connection('dial', stream, client, peer.id);
+    peer.dialing = connection;
+    this.attach(connection);
+    this.writeHello(connection, peer.id);
+  }
+
+  private accept(call: grpc.ServerDuplexStream<Buffer, Buffer>): void {
+    if (!this.running) {
+      call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'peer transport stopping' });
+      return;
+    }
+    this.attach(new Connection('accept', call, undefined, undefined));
+  }
+
+  private attach(connection: Connection): void {
+    this.connections.add(connection);
+    const stream = connection.stream;
+    stream.on('data', (frame: Buffer) => this.onFrame(connection, frame));
+    stream.on('error', (error: Partial<grpc.ServiceError>) => {
+      this.close(connection, error.code ?? grpc.status.UNAVAILABLE, `stream error: ${error.details ?? error.message ?? String(error)}`);
+    });
+    stream.on('end', () => this.close(connection, grpc.status.OK, 'peer ended the stream'));
+    stream.on('close', () => this.close(connection, grpc.status.OK, 'stream closed'));
+    if (connection.side === 'accept') stream.on('cancelled', () => this.close(connection, grpc.status.CANCELLED, 'peer cancelled the stream'));
+    connection.helloTimer = setTimeout(() => {
+      if (connection.side === 'accept') this.counters.refused += 1;
+      this.close(connection, grpc.status.DEADLINE_EXCEEDED, `no hello within ${helloTimeoutMs} ms`);
+    }, helloTimeoutMs);
+  }
+
+  private writeHello(connection: Connection, toId: number): void {
+    const hello: PeerHello = { clusterId: this.options.clusterId, fromId: this.options.localId, toId, protocolVersion };
+    this.counters.framesSent += 1;
+    connection.stream.write(encodeHello(hello));
+  }
+
+  /** Closes a stream once; a dialed stream is cancelled, an accepted one ends with `code`. */
+  private close(connection: Connection, code: grpc.status, reason: string): void {
+    if (connection.closed) return;
+    connection.closed = true;
+    this.connections.delete(connection);
+    clearTimeout(connection.helloTimer);
+    const refused = code === grpc.status.PERMISSION_DENIED || code === grpc.status.FAILED_PRECONDITION || code === grpc.status.INVALID_ARGUMENT;
+    const level: PeerLogLevel = this.running && (connection.live || refused) ? 'warn' : 'debug';
+    this.log(level, `member ${this.options.localId}: ${connection.describe()} closed: ${reason}`);
+    if (connection.client !== undefined) {
+      (connection.stream as grpc.ClientDuplexStream<Buffer, Buffer>).cancel();
+      connection.client.close();
+    } else if (code === grpc.status.OK) {
+      connection.stream.end();
+    } else {
+      connection.stream.emit('error', { code, details: reason });
+    }
+    this.onClosed(connection);
+  }
+
+  private onClosed(connection: Connection): void {
+    const peer = connection.peerId === undefined ? undefined : this.peers.get(connection.peerId);
+    if (peer === undefined || connection.detached) return;
+    if (connection.sending !== undefined) this.drop(peer.id, connection.sending.shard, connection.sending.message);
+    if (peer.dialing === connection) peer.dialing = undefined;
+    if (peer.connection !== connection) {
+      // A dial that never went live, or a stream that was replaced.
+      if (this.dials(peer) && peer.connection === undefined && peer.dialing === undefined) this.scheduleReconnect(peer);
+      return;
+    }
+    peer.connection = undefined;
+    for (const item of this.dequeue(peer, peer.queue.length)) this.drop(peer.id, item.shard, item.message);
+    if (this.dials(peer)) this.scheduleReconnect(peer);
+  }
+
+  private scheduleReconnect(peer: PeerState): void {
+    if (!this.running || peer.reconnectTimer !== undefined || this.peers.get(peer.id) !== peer) return;
+    const delay = reconnectDelayMs(peer.attempt, this.random);
+    peer.attempt += 1;
+    peer.reconnectTimer = setTimeout(() => {
+      peer.reconnectTimer = undefined;
+      if (!this.running || this.peers.get(peer.id) !== peer) return;
+      this.counters.reconnects += 1;
+      this.dial(peer);
+    }, delay);
+  }
+
+  /** Stops dialing and closes every stream of `peer`; its queue is discarded. */
+  private clearPeer(peer: PeerState): void {
+    clearTimeout(peer.reconnectTimer);
+    peer.reconnectTimer = undefined;
+    peer.attempt = 0;
+    const streams = [peer.connection, peer.dialing];
+    peer.connection = undefined;
+    peer.dialing = undefined;
+    this.counters.dropped += this.dequeue(peer, peer.queue.length).length;
+    for (const connection of streams) {
+      if (connection !== undefined) {
+        connection.detached = true;
+        this.close(connection, grpc.status.UNAVAILABLE, `member ${peer.id} removed or moved`);
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Receiving
+
+  private onFrame(connection: Connection, bytes: Buffer): void {
+    if (connection.closed) return;
+    let frame: PeerFrame;
+    try {
+      frame = decodeFrame(bytes);
+    } catch (error) {
+      if (!(error instanceof PeerProtocolError)) throw error;
+      this.refuse(connection, grpc.status.INVALID_ARGUMENT, error.message);
+      return;
+    }
+    this.counters.framesReceived += 1;
+    if (!connection.live) {
+      if (frame.kind !== 'hello') this.refuse(connection, grpc.status.FAILED_PRECONDITION, `first frame must be hello, got ${frame.kind}`);
+      else this.onHello(connection, frame.hello);
+      return;
+    }
+    switch (frame.kind) {
+      case 'hello':
+        this.refuse(connection, grpc.status.FAILED_PRECONDITION, 'second hello on a stream');
+        return;
+      case 'batch':
+        if (connection.receiving !== undefined) this.refuse(connection, grpc.status.INVALID_ARGUMENT, 'batch inside a snapshot');
+        else this.deliver(connection, frame.messages);
+        return;
+      case 'snapshot-header':
+        this.onSnapshotHeader(connection, frame.shard, frame.totalBytes, frame.message);
+        return;
+      case 'snapshot-chunk':
+        this.onSnapshotChunk(connection, frame.shard, frame.snapshotIndex, frame.offset, frame.data);
+        return;
+    }
+  }
+
+  private refuse(connection: Connection, code: grpc.status, reason: string): void {
+    this.counters.refused += 1;
+    this.log('warn', `member ${this.options.localId}: refusing ${connection.describe()}: ${reason}`);
+    this.close(connection, code, reason);
+  }
+
+  /** Why a hello is refused, or undefined when it is fine. */
+  private helloProblem(connection: Connection, hello: PeerHello): [grpc.status, string] | undefined {
+    const local = this.options.localId;
+    if (hello.protocolVersion !== protocolVersion) {
+      return [grpc.status.FAILED_PRECONDITION, `peer protocol version ${hello.protocolVersion}, this node speaks ${protocolVersion}`];
+    }
+    if (hello.clusterId !== this.options.clusterId) {
+      return [grpc.status.PERMISSION_DENIED, `cluster id mismatch: member ${hello.fromId} is in cluster ${hello.clusterId}, this node is in cluster ${this.options.clusterId}`];
+    }
+    if (hello.toId !== local) return [grpc.status.PERMISSION_DENIED, `hello addressed to member ${hello.toId}, this is member ${local}`];
+    if (hello.fromId === local) return [grpc.status.PERMISSION_DENIED, `peer claims to be this member (${local})`];
+    if (!this.peers.has(hello.fromId)) return [grpc.status.PERMISSION_DENIED, `member ${hello.fromId} is not a configured member of this node`];
+    if (connection.side === 'dial' && hello.fromId !== connection.peerId) {
+      return [grpc.status.PERMISSION_DENIED, `dialed member ${connection.peerId} but member ${hello.fromId} answered`];
+    }
+    if (connection.side === 'accept' && hello.fromId > local) {
+      return [grpc.status.FAILED_PRECONDITION, `member ${hello.fromId} must accept, not dial: the smaller id dials`];
+    }
+    return undefined;
+  }
+
+  private onHello(connection: Connection, hello: PeerHello): void {
+    const problem = this.helloProblem(connection, hello);
+    if (problem !== undefined) {
+      this.refuse(connection, problem[0], problem[1]);
+      return;
+    }
+    const peer = this.peers.get(hello.fromId);
+    if (peer === undefined) return;
+    clearTimeout(connection.helloTimer);
+    connection.peerId = peer.id;
+    connection.live = true;
+    if (connection.side === 'accept') {
+      this.writeHello(connection, peer.id);
+      const previous = peer.connection;
+      peer.connection = connection;
+      // The dialer started over; the old stream is dead or dying. Its queue carries over.
+      if (previous !== undefined) this.close(previous, grpc.status.ABORTED, 'replaced by a new stream from the same member');
+    } else {
+      peer.dialing = undefined;
+      peer.connection = connection;
+      peer.attempt = 0;
+    }
+    this.log('info', `member ${this.options.localId}: ${connection.describe()} is live`);
+  }
+
+  private deliver(connection: Connection, messages: ShardMessage[]): void {
+    const from = connection.peerId;
+    if (from === undefined) return;
+    const known: ShardMessage[] = [];
+    for (const item of messages) {
+      if (this.options.isKnownShard(item.shard)) known.push(item);
+      else this.refuseShard(from, item.shard);
+    }
+    if (known.length === 0) return;
+    this.counters.messagesReceived += known.length;
+    this.options.onMessages(from, known);
+  }
+
+  private refuseShard(from: number, shard: number): void {
+    this.counters.refused += 1;
+    if (this.unknownShardsLogged.has(shard) || this.unknownShardsLogged.size >= unknownShardsLoggedMax) return;
+    this.unknownShardsLogged.add(shard);
+    this.log('warn', `member ${this.options.localId}: refusing messages from member ${from} for unknown shard ${shard}`);
+  }
+
+  private onSnapshotHeader(connection: Connection, shard: number, totalBytes: number, message: Message): void {
+    if (connection.receiving !== undefined) {
+      this.refuse(connection, grpc.status.INVALID_ARGUMENT, 'snapshot header inside another snapshot');
+      return;
+    }
+    const discard = !this.options.isKnownShard(shard);
+    if (discard && connection.peerId !== undefined) this.refuseShard(connection.peerId, shard);
+    connection.receiving = { shard, message, totalBytes, chunks: [], received: 0, discard };
+  }
+
+  private onSnapshotChunk(connection: Connection, shard: number, index: number, offset: number, data: Uint8Array): void {
+    const receiving = connection.receiving;
+    const from = connection.peerId;
+    if (receiving === undefined || from === undefined) {
+      this.refuse(connection, grpc.status.INVALID_ARGUMENT, 'snapshot chunk without a header');
+      return;
+    }
+    const expectedIndex = receiving.message.snapshot?.metadata.index;
+    if (shard !== receiving.shard || index !== expectedIndex || offset !== receiving.received) {
+      this.refuse(connection, grpc.status.INVALID_ARGUMENT, `snapshot chunk out of order (shard ${shard}, index ${index}, offset ${offset})`);
+      return;
+    }
+    if (offset + data.byteLength > receiving.totalBytes) {
+      this.refuse(connection, grpc.status.INVALID_ARGUMENT, 'snapshot chunk beyond the announced size');
+      return;
+    }
+    receiving.received += data.byteLength;
+    if (!receiving.discard) receiving.chunks.push(data);
+    if (receiving.received < receiving.totalBytes) return;
+    connection.receiving = undefined;
+    if (receiving.discard) return;
+    const snapshot = receiving.message.snapshot;
+    if (snapshot === undefined) return;
+    const full = new Uint8Array(Buffer.concat(receiving.chunks, receiving.totalBytes));
+    const message: Message = { ...receiving.message, snapshot: { metadata: snapshot.metadata, data: full } };
+    this.counters.messagesReceived += 1;
+    this.options.onMessages(from, [{ shard, message }]);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Setup
+
+  private newPeer(id: number, address: string): PeerState {
+    checkId(id, 'peer id');
+    return {
+      id,
+      target: peerTarget(address),
+      queue: [],
+      queueBytes: 0,
+      queueSnapshots: 0,
+      connection: undefined,
+      dialing: undefined,
+      reconnectTimer: undefined,
+      attempt: 0,
+    };
+  }
+
+  private serverCredentials(): grpc.ServerCredentials {
+    const tls = this.options.tls;
+    if (tls === undefined) return grpc.ServerCredentials.createInsecure();
+    return grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.clientCertAuth ?? false);
+  }
+
+  private channelCredentials(): grpc.ChannelCredentials {
+    const tls = this.options.tls;
+    if (tls === undefined) return grpc.credentials.createInsecure();
+    return grpc.credentials.createSsl(tls.ca ?? null, tls.key, tls.cert);
+  }
+}
