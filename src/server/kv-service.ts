@@ -4,64 +4,28 @@
  * ReadIndex unless `serializable`, then served from this node's state machine.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { MvccError, type MvccErrorCode } from '../../storage/mvcc/index';
 import { CommandKind, encodeCommand } from '../engines/kv/command';
-import { WireValueError, deleteRangeToWire, putToWire, rangeFromWire, rangeToWire, txnToWire } from '../engines/kv/convert';
+import { deleteRangeToWire, putToWire, rangeFromWire, rangeToWire, txnToWire } from '../engines/kv/convert';
 import type { AppliedCommand } from '../engines/kv/state-machine';
 import {
   type WireDeleteRangeRequest,
   type WirePutRequest,
   type WireRangeRequest,
   type WireRequestOp,
-  type WireResponseHeader,
   type WireTxnRequest,
   int64,
 } from '../etcd-proto';
-import { type ErrorCode, DkvError, dkvError, toGrpcError } from '../errors';
-import { type Incoming, serviceDefinition } from './grpc-service';
-import { HostError, type ShardHost } from './shard-host';
+import { dkvError } from '../errors';
+import { serviceDefinition } from './grpc-service';
+import { type ServiceContext, responseHeader, unary, withTimeout } from './service-common';
 
 /** etcd's limit on operations in each branch of a txn. */
 export const txnOperationsMax = 128;
 
-export interface KvServiceContext {
-  readonly host: ShardHost;
+export interface KvServiceContext extends ServiceContext {
   /** The shard that holds the default store. */
   readonly shardId: number;
-  readonly clusterId: () => number;
-  readonly memberId: number;
   readonly maxRequestBytes: number;
-  readonly requestTimeoutMs: number;
-}
-
-const MVCC_CODES: Record<MvccErrorCode, ErrorCode> = {
-  'future-revision': 'future-revision',
-  compacted: 'compacted',
-  'key-not-found': 'key-not-found',
-  'too-many-operations': 'too-many-ops',
-  'duplicate-key': 'duplicate-key',
-  'empty-key': 'empty-key',
-  'value-provided': 'value-provided',
-  'lease-provided': 'lease-provided',
-};
-
-const HOST_CODES: Record<HostError['code'], ErrorCode> = {
-  'no-leader': 'no-leader',
-  'leader-transfer': 'leader-changed',
-  'proposals-over-limit': 'too-many-requests',
-  stopped: 'stopped',
-  'not-found': 'wrong-shard',
-};
-
-/** Client-facing form of anything a request can fail with. */
-export function clientError(error: unknown): DkvError | unknown {
-  if (error instanceof DkvError) return error;
-  if (error instanceof MvccError) return dkvError(MVCC_CODES[error.code]);
-  if (error instanceof HostError) return dkvError(HOST_CODES[error.code]);
-  if (error instanceof WireValueError) {
-    return /sort/.test(error.message) ? dkvError('invalid-sort-option') : dkvError('invalid-argument', error.message);
-  }
-  return error;
 }
 
 // ---- Validation at the edge (etcd's rules, in etcd's order) ---------------------------------
@@ -98,27 +62,7 @@ export function checkTxn(r: WireTxnRequest): void {
 }
 
 export function createKvService(ctx: KvServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
-  const header = (revision: number): WireResponseHeader => ({
-    cluster_id: ctx.clusterId(),
-    member_id: ctx.memberId,
-    revision,
-    raft_term: ctx.host.shard(ctx.shardId)?.term ?? 0,
-  });
-
-  const withTimeout = <T>(promise: Promise<T>): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(dkvError('timeout')), ctx.requestTimeoutMs);
-      promise.then(
-        (value) => {
-          clearTimeout(timer);
-          resolve(value);
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      );
-    });
+  const header = (revision: number) => responseHeader(ctx, ctx.shardId, revision);
 
   const checkSize = (raw: Buffer): void => {
     if (raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
@@ -126,6 +70,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
 
   const propose = async (kind: CommandKind, raw: Buffer): Promise<AppliedCommand> => {
     const applied = await withTimeout(
+      ctx,
       ctx.host.propose(ctx.shardId, (proposer, requestId) => encodeCommand({ kind, proposer, requestId, payload: raw })),
     );
     if (applied.outcome.kind === 'error') throw applied.outcome.error;
@@ -138,20 +83,11 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     return shard.machine;
   };
 
-  function unary<Req>(handle: (request: Incoming<Req>) => Promise<object>): grpc.handleUnaryCall<Incoming<Req>, object> {
-    return (call, callback) => {
-      handle(call.request).then(
-        (response) => callback(null, response),
-        (error: unknown) => callback(toGrpcError(clientError(error)) as grpc.ServiceError),
-      );
-    };
-  }
-
   const implementation: grpc.UntypedServiceImplementation = {
     Range: unary<WireRangeRequest>(async ({ raw, message }) => {
       checkSize(raw);
       checkKey(message.key);
-      if (!message.serializable) await withTimeout(ctx.host.linearizableRead(ctx.shardId));
+      if (!message.serializable) await withTimeout(ctx, ctx.host.linearizableRead(ctx.shardId));
       const mvcc = machine().mvcc;
       const result = mvcc.range(rangeFromWire(message));
       return { header: header(mvcc.revision), ...rangeToWire(result) };

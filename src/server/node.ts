@@ -1,82 +1,150 @@
 /**
- * One DKV node process: the log store, the shard host with its groups (shard 0: meta, shard 1:
- * the default store), the peer transport, and the client gRPC server.
+ * One DKV node process: the log store, the shard host with its groups (shard 0: meta — members;
+ * shard 1: the default store's data), the peer transport, the client gRPC server (KV, Cluster,
+ * Maintenance) and the metrics/health HTTP server.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { type Message, type RaftLogger, SeededPrng, bootstrapEntries } from '../../raft/index';
-import { LevelLogStore } from '../../storage/log/index';
+import { type ConfChange, type Entry, SeededPrng, encodeConfChange } from '../../raft/index';
+import { LevelLogStore, type ShardUpdate } from '../../storage/log/index';
+import { CommandKind, encodeCommand } from '../engines/kv/command';
+import { etcdType } from '../etcd-proto';
+import { createClusterService } from './cluster-service';
+import { type ServerConfig, type ServerUrl, type TlsConfig, clusterId as computeClusterId, memberId as computeMemberId } from './config';
 import { createKvService } from './kv-service';
-import { type HostTransport, ShardHost } from './shard-host';
+import { createMaintenanceService } from './maintenance-service';
+import { type Member, applyMembershipChange, attributesKey, encodeAttributes, encodeMemberContext, listMembers } from './members';
+import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics';
+import { PeerTransport } from './peer/index';
+import { type Shard, ShardHost, wrapConfContext } from './shard-host';
 
 /** Shard 0 holds cluster metadata; shard 1 the default store's data. */
 export const META_SHARD = 0;
 export const DEFAULT_STORE_SHARD = 1;
+export const HOSTED_SHARDS = [META_SHARD, DEFAULT_STORE_SHARD] as const;
 
 /** gRPC adds framing around a request; etcd allows this much on top of --max-request-bytes. */
 export const grpcOverheadBytes = 512 * 1024;
 
-export interface NodeMember {
-  readonly id: number;
-  readonly name: string;
-  readonly peerUrls: readonly string[];
-  readonly clientUrls: readonly string[];
+/** The etcd API version DKV speaks (reported by Status; clients gate features on it). */
+export const etcdApiVersion = '3.5.0';
+
+export interface NodeLogger {
+  info(message: string): void;
+  warn(message: string): void;
+  debug(message: string): void;
 }
 
 export interface DkvNodeOptions {
-  readonly memberId: number;
-  readonly clusterId: number;
-  readonly name: string;
-  readonly dataDir: string;
-  readonly initialMembers: readonly NodeMember[];
-  /** host:port to serve clients on (plain gRPC here; TLS is configured by the caller's credentials). */
-  readonly clientListen: string;
-  readonly clientCredentials?: grpc.ServerCredentials;
-  readonly tickMs: number;
-  readonly electionTicks: number;
-  readonly heartbeatTicks: number;
-  readonly snapshotCount: number;
-  readonly maxRequestBytes: number;
-  readonly transport: HostTransport & { start?(): Promise<void>; stop?(): Promise<void> };
-  readonly logger?: RaftLogger;
-  readonly seed?: number;
+  /** The node cannot go on (storage failed, an invariant broke); the process should exit. */
+  readonly onFatal?: (error: Error) => void;
+}
+
+/** This member's identity, written to the data directory on first start. */
+interface Identity {
+  memberId: number;
+  clusterId: number;
+  name: string;
+  clusterToken: string;
+}
+
+const PutRequestType = etcdType('etcdserverpb.PutRequest');
+
+function hostPort(url: ServerUrl): string {
+  return url.host.includes(':') ? `[${url.host}]:${url.port}` : `${url.host}:${url.port}`;
+}
+
+function readTls(tls: TlsConfig): { cert: Buffer; key: Buffer; ca?: Buffer; clientCertAuth: boolean } | undefined {
+  if (tls.certFile === undefined || tls.keyFile === undefined) return undefined;
+  return {
+    cert: readFileSync(tls.certFile),
+    key: readFileSync(tls.keyFile),
+    ca: tls.trustedCaFile === undefined ? undefined : readFileSync(tls.trustedCaFile),
+    clientCertAuth: tls.clientCertAuth,
+  };
 }
 
 export class DkvNode {
+  readonly etcdApiVersion = etcdApiVersion;
   readonly host: ShardHost;
+  readonly transport: PeerTransport;
+  readonly metrics: ServerMetrics;
   private grpcServer: grpc.Server | undefined;
-  clientPort = 0;
+  private metricsServer: { close(): Promise<void> } | undefined;
+  private stopping = false;
+  private publishTimer: NodeJS.Timeout | undefined;
+  readonly clientPorts: number[] = [];
+  metricsPort = 0;
 
   private constructor(
-    readonly options: DkvNodeOptions,
+    readonly config: ServerConfig,
+    readonly identity: Identity,
     readonly logStore: LevelLogStore,
+    private readonly logger: NodeLogger,
+    private readonly options: DkvNodeOptions,
   ) {
+    this.metrics = createServerMetrics();
+    const peers = new Map<number, string>();
+    for (const member of this.initialPeers()) if (member.id !== identity.memberId) peers.set(member.id, member.url);
+    const peerListen = config.listenPeerUrls[0]!;
+    const peerTls = config.listenPeerUrls.some((u) => u.scheme === 'https') ? readTls(config.peerTls) : undefined;
+    this.transport = new PeerTransport({
+      localId: identity.memberId,
+      clusterId: identity.clusterId,
+      listenHost: peerListen.host,
+      listenPort: peerListen.port,
+      peers,
+      tls: peerTls,
+      onMessages: (_from, batch) => this.host.receive(batch),
+      isKnownShard: (shard) => this.host.isKnownShard(shard),
+      onUnreachable: (peer, shards) => this.host.reportUnreachable(peer, shards),
+      onSnapshotStatus: (peer, shard, ok) => this.host.reportSnapshot(peer, shard, ok),
+      log: (level, message) => (level === 'error' || level === 'warn' ? logger.warn(message) : level === 'info' ? logger.info(message) : logger.debug(message)),
+    });
     this.host = new ShardHost({
-      memberId: options.memberId,
+      memberId: identity.memberId,
       logStore,
-      transport: options.transport,
-      random: new SeededPrng(options.seed ?? Date.now() + options.memberId),
-      tickMs: options.tickMs,
-      electionTicks: options.electionTicks,
-      heartbeatTicks: options.heartbeatTicks,
-      snapshotCount: options.snapshotCount,
-      snapshotCatchUpEntries: Math.min(5000, options.snapshotCount),
-      logger: options.logger,
+      transport: this.transport,
+      random: new SeededPrng((Date.now() ^ identity.memberId) >>> 0),
+      tickMs: config.tickMs,
+      electionTicks: config.electionTicks,
+      heartbeatTicks: config.heartbeatTicks,
+      snapshotCount: config.snapshotCount,
+      snapshotCatchUpEntries: Math.min(5000, config.snapshotCount),
+      logger: { debug: (m) => logger.debug(m), info: (m) => logger.debug(m), warn: (m) => logger.warn(m) },
+      onSave: (seconds) => this.metrics.walFsyncSeconds.observe(seconds),
+      onLeaderChange: (shard, leader, term) => {
+        logger.info(`shard ${shard}: leader is now ${leader === 0 ? 'unknown' : leader.toString(16)} (term ${term})`);
+        if (shard === DEFAULT_STORE_SHARD) {
+          this.metrics.leaderChanges.inc();
+          this.metrics.hasLeader.set(leader === 0 ? 0 : 1);
+        }
+      },
+      onApplied: () => this.metrics.proposalsApplied.inc(),
+      onConfChange: (shard, change) => this.confChangeApplied(shard, change),
+      onFatal: (error) => this.options.onFatal?.(error),
+      onSnapshotInstalled: (shard) => {
+        if (shard.id === META_SHARD) this.refreshPeers();
+      },
     });
   }
 
-  static async start(options: DkvNodeOptions): Promise<DkvNode> {
-    mkdirSync(options.dataDir, { recursive: true });
-    const logStore = await LevelLogStore.open({ path: join(options.dataDir, 'raft') });
-    const node = new DkvNode(options, logStore);
+  /** Starts a node from its configuration; resolves when it serves clients. */
+  static async start(config: ServerConfig, logger: NodeLogger, options: DkvNodeOptions = {}): Promise<DkvNode> {
+    mkdirSync(config.dataDir, { recursive: true });
+    const identity = DkvNode.identity(config);
+    const logStore = await LevelLogStore.open({ path: join(config.dataDir, 'raft') });
+    const node = new DkvNode(config, identity, logStore, logger, options);
     try {
       await node.bootstrapIfNew();
-      await node.host.addShard(META_SHARD);
-      await node.host.addShard(DEFAULT_STORE_SHARD);
-      await options.transport.start?.();
+      for (const shard of HOSTED_SHARDS) await node.host.addShard(shard);
+      await node.transport.start();
       node.host.start();
       await node.serveClients();
+      await node.serveMetrics();
+      node.publishAttributes();
+      logger.info(`member ${identity.memberId.toString(16)} of cluster ${identity.clusterId.toString(16)} serving clients on ${config.advertiseClientUrls.map((u) => u.href).join(',')}`);
     } catch (error) {
       await node.stop();
       throw error;
@@ -84,51 +152,181 @@ export class DkvNode {
     return node;
   }
 
+  /** Reads this member's identity from its data directory, or creates it from the configuration. */
+  private static identity(config: ServerConfig): Identity {
+    const file = join(config.dataDir, 'member.json');
+    if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as Identity;
+    const token = config.initialClusterToken;
+    // A member of a new cluster is known by its name and URLs; one added later (state existing)
+    // by its URLs only, as MemberAdd computes it.
+    const memberId =
+      config.initialClusterState === 'new'
+        ? computeMemberId(config.name, config.initialAdvertisePeerUrls, token)
+        : computeMemberId('', config.initialAdvertisePeerUrls, token);
+    const identity: Identity = { memberId, clusterId: clusterIdOf(token), name: config.name, clusterToken: token };
+    writeFileSync(`${file}.tmp`, JSON.stringify(identity));
+    renameSync(`${file}.tmp`, file);
+    return identity;
+  }
+
+  private initialPeers(): Array<{ id: number; url: string }> {
+    const token = this.identity.clusterToken;
+    return this.config.initialCluster.map((m) => {
+      const isSelf = m.name === this.config.name;
+      const id = isSelf ? this.identity.memberId : this.config.initialClusterState === 'new' ? computeMemberId(m.name, m.peerUrls, token) : undefined;
+      return { id: id ?? 0, url: m.peerUrls[0]!.href };
+    }).filter((p) => p.id !== 0);
+  }
+
   /** A node of a new cluster writes the bootstrap configuration of every group once. */
   private async bootstrapIfNew(): Promise<void> {
-    const voters = this.options.initialMembers.map((m) => m.id);
-    const updates = [];
-    for (const shard of [META_SHARD, DEFAULT_STORE_SHARD]) {
+    if (this.config.initialClusterState !== 'new') return;
+    const token = this.identity.clusterToken;
+    const members = this.config.initialCluster.map((m) => ({
+      id: computeMemberId(m.name, m.peerUrls, token),
+      name: m.name,
+      peerUrls: m.peerUrls.map((u) => u.href),
+      isLearner: false,
+    }));
+    const updates: ShardUpdate[] = [];
+    for (const shard of HOSTED_SHARDS) {
       const log = this.logStore.shard(shard);
       if (log.lastIndex() > 0 || log.snapshot().metadata.index > 0) continue;
-      const { entries, hardState } = bootstrapEntries(voters);
-      updates.push({ shard, entries, hardState });
+      const entries: Entry[] = members.map((member, i) => {
+        const change: ConfChange = {
+          transition: 'auto',
+          changes: [{ type: 'add-voter', nodeId: member.id }],
+          context: wrapConfContext(0, 0, encodeMemberContext(member)),
+        };
+        return { index: i + 1, term: 1, type: 'conf-change', data: encodeConfChange(change) };
+      });
+      updates.push({ shard, entries, hardState: { term: 1, vote: 0, commit: entries.length } });
     }
     if (updates.length > 0) await this.logStore.save(updates);
   }
 
+  private confChangeApplied(shard: Shard, change: ConfChange): void {
+    if (shard.id !== META_SHARD) return;
+    applyMembershipChange(shard.machine.mvcc, change);
+    this.refreshPeers();
+  }
+
+  /** Points the transport at the members the meta shard knows. */
+  private refreshPeers(): void {
+    const members = this.members();
+    if (members.length === 0) return;
+    const wanted = new Map<number, string>();
+    for (const m of members) if (m.id !== this.identity.memberId && m.peerUrls[0] !== undefined) wanted.set(m.id, m.peerUrls[0]);
+    const known = new Set(this.transport.peerIds());
+    for (const [id, url] of wanted) {
+      if (known.has(id)) this.transport.updatePeer(id, url);
+      else this.transport.addPeer(id, url);
+    }
+    for (const id of known) if (!wanted.has(id)) this.transport.removePeer(id);
+  }
+
+  members(): Member[] {
+    const meta = this.host.shard(META_SHARD);
+    return meta === undefined ? [] : listMembers(meta.machine.mvcc);
+  }
+
+  /** Publishes this member's name and client URLs through the meta shard (retried until done). */
+  private publishAttributes(): void {
+    const attributes = { name: this.config.name, clientUrls: this.config.advertiseClientUrls.map((u) => u.href) };
+    const attempt = (): void => {
+      if (this.stopping) return;
+      const current = this.members().find((m) => m.id === this.identity.memberId);
+      if (current !== undefined && current.name === attributes.name && JSON.stringify(current.clientUrls) === JSON.stringify(attributes.clientUrls)) return;
+      const payload = PutRequestType.encode({ key: attributesKey(this.identity.memberId), value: encodeAttributes(attributes) }).finish();
+      this.host
+        .propose(META_SHARD, (proposer, requestId) => encodeCommand({ kind: CommandKind.Put, proposer, requestId, payload }))
+        .then(
+          () => undefined,
+          () => {
+            this.publishTimer = setTimeout(attempt, this.config.tickMs * this.config.electionTicks);
+          },
+        );
+    };
+    this.publishTimer = setTimeout(attempt, 0);
+  }
+
+  private clientCredentials(): grpc.ServerCredentials {
+    const tls = this.config.listenClientUrls.some((u) => u.scheme === 'https') ? readTls(this.config.clientTls) : undefined;
+    if (tls === undefined) return grpc.ServerCredentials.createInsecure();
+    return grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], tls.clientCertAuth);
+  }
+
   private async serveClients(): Promise<void> {
     const server = new grpc.Server({
-      'grpc.max_receive_message_length': this.options.maxRequestBytes + grpcOverheadBytes,
+      'grpc.max_receive_message_length': this.config.maxRequestBytes + grpcOverheadBytes,
       'grpc.max_send_message_length': 2 ** 31 - 1,
     });
-    const kv = createKvService({
+    const common = {
       host: this.host,
-      shardId: DEFAULT_STORE_SHARD,
-      clusterId: () => this.options.clusterId,
-      memberId: this.options.memberId,
-      maxRequestBytes: this.options.maxRequestBytes,
-      requestTimeoutMs: 5000 + 2 * this.options.electionTicks * this.options.tickMs,
-    });
+      clusterId: () => this.identity.clusterId,
+      memberId: this.identity.memberId,
+      requestTimeoutMs: 5000 + 2 * this.config.electionTicks * this.config.tickMs,
+    };
+    const kv = createKvService({ ...common, shardId: DEFAULT_STORE_SHARD, maxRequestBytes: this.config.maxRequestBytes });
     server.addService(kv.definition, kv.implementation);
-    this.clientPort = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(this.options.clientListen, this.options.clientCredentials ?? grpc.ServerCredentials.createInsecure(), (error, port) =>
-        error ? reject(error) : resolve(port),
-      );
-    });
+    const cluster = createClusterService({ ...common, node: this });
+    server.addService(cluster.definition, cluster.implementation);
+    const maintenance = createMaintenanceService({ ...common, node: this });
+    server.addService(maintenance.definition, maintenance.implementation);
+    const credentials = this.clientCredentials();
+    for (const url of this.config.listenClientUrls) {
+      const port = await new Promise<number>((resolve, reject) => {
+        server.bindAsync(hostPort(url), credentials, (error, bound) => (error ? reject(error) : resolve(bound)));
+      });
+      this.clientPorts.push(port);
+    }
     this.grpcServer = server;
   }
 
-  /** Messages from a peer. */
-  receive(batch: ReadonlyArray<{ shard: number; message: Message }>): void {
-    this.host.receive(batch);
+  private async serveMetrics(): Promise<void> {
+    const url = this.config.listenMetricsUrls[0];
+    if (url === undefined) return;
+    const server = await startMetricsServer({
+      host: url.host,
+      port: url.port,
+      registry: this.metrics.registry,
+      health: () => {
+        const leader = this.host.shard(DEFAULT_STORE_SHARD)?.leader ?? 0;
+        return leader !== 0 ? { health: true } : { health: false, reason: 'RAFT NO LEADER' };
+      },
+    });
+    this.metricsPort = server.port;
+    this.metricsServer = server;
   }
 
   async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearTimeout(this.publishTimer);
     const server = this.grpcServer;
-    if (server !== undefined) await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    if (server !== undefined) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2000);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    await this.metricsServer?.close();
     await this.host.stop();
-    await this.options.transport.stop?.();
+    await this.transport.stop();
     await this.logStore.close();
   }
+}
+
+/**
+ * The cluster id. It depends only on the cluster token, so a member that joins later knows it
+ * without asking; give every cluster its own --initial-cluster-token.
+ */
+export function clusterIdOf(token: string): number {
+  return computeClusterId([], token);
 }

@@ -47,6 +47,12 @@ export interface ShardHostOptions {
   readonly onSave?: (seconds: number) => void;
   readonly onApplied?: (shard: number, command: AppliedCommand) => void;
   readonly onLeaderChange?: (shard: number, leader: number, term: number) => void;
+  /** A configuration change was applied to `shard` (its state machine may record it). */
+  readonly onConfChange?: (shard: Shard, change: ConfChange) => void;
+  /** The host stopped for good (a storage failure or a broken invariant). */
+  readonly onFatal?: (error: Error) => void;
+  /** `shard`'s state machine was replaced by a snapshot from the leader. */
+  readonly onSnapshotInstalled?: (shard: Shard) => void;
 }
 
 /** Why a request could not be carried out by the Raft layer. */
@@ -81,7 +87,8 @@ export class Shard {
   /** Index of the last snapshot taken or installed. */
   snapshotIndex: number;
   readonly proposals: PendingProposal[] = [];
-  readonly confChanges: Array<{ change: ConfChange; resolve(): void; reject(error: Error): void }> = [];
+  readonly confChanges: Array<{ change: ConfChange; requestId: number }> = [];
+  readonly confWaiters = new Map<number, { resolve(): void; reject(error: Error): void }>();
   readonly waiters = new Map<number, Waiter>();
   /** Reads waiting for the next ReadIndex round. */
   queuedReads: ReadBatch['waiters'] = [];
@@ -92,7 +99,6 @@ export class Shard {
   leader = 0;
   term = 0;
   readRound = 0;
-  confWaiters: Array<{ index: number; resolve(): void }> = [];
 
   constructor(
     readonly id: number,
@@ -103,6 +109,32 @@ export class Shard {
     this.machine = machine;
     this.snapshotIndex = machine.appliedIndex;
   }
+}
+
+const CONTEXT_HEADER_BYTES = 16;
+const TWO_32 = 0x1_0000_0000;
+
+/** A conf change context: who proposed it and under which request id, then the payload. */
+export function wrapConfContext(proposer: number, requestId: number, payload: Uint8Array): Uint8Array {
+  const bytes = new Uint8Array(CONTEXT_HEADER_BYTES + payload.length);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, Math.floor(proposer / TWO_32));
+  view.setUint32(4, proposer % TWO_32);
+  view.setUint32(8, Math.floor(requestId / TWO_32));
+  view.setUint32(12, requestId % TWO_32);
+  bytes.set(payload, CONTEXT_HEADER_BYTES);
+  return bytes;
+}
+
+export function unwrapConfContext(context: Uint8Array): { proposer: number; requestId: number; payload: Uint8Array } {
+  // A leave-joint change (empty context) comes from Raft itself, not from a proposer.
+  if (context.length < CONTEXT_HEADER_BYTES) return { proposer: 0, requestId: 0, payload: context };
+  const view = new DataView(context.buffer, context.byteOffset, context.byteLength);
+  return {
+    proposer: view.getUint32(0) * TWO_32 + view.getUint32(4),
+    requestId: view.getUint32(8) * TWO_32 + view.getUint32(12),
+    payload: context.subarray(CONTEXT_HEADER_BYTES),
+  };
 }
 
 /** Concatenates a snapshot's chunks into the single buffer a Raft snapshot carries. */
@@ -221,11 +253,17 @@ export class ShardHost {
     });
   }
 
-  /** Proposes a configuration change; resolves when it is applied here. */
+  /**
+   * Proposes a configuration change (through any member: Raft forwards it to the leader);
+   * resolves when it is applied here. Its context is wrapped with who proposed it.
+   */
   proposeConfChange(shardId: number, change: ConfChange): Promise<void> {
     const shard = this.requireShard(shardId);
+    const requestId = this.nextRequestId++;
+    const wrapped = { ...change, context: wrapConfContext(this.options.memberId, requestId, change.context) };
     return new Promise<void>((resolve, reject) => {
-      shard.confChanges.push({ change, resolve, reject });
+      shard.confWaiters.set(requestId, { resolve, reject });
+      shard.confChanges.push({ change: wrapped, requestId });
       this.schedule();
     });
   }
@@ -288,6 +326,7 @@ export class ShardHost {
     if (this.ticker !== undefined) clearInterval(this.ticker);
     for (const shard of this.shards.values()) this.failShard(shard, error);
     this.options.logger?.warn(`shard host stopped: ${error.stack ?? error.message}`);
+    this.options.onFatal?.(error);
   }
 
   private failShard(shard: Shard, error: Error): void {
@@ -298,7 +337,8 @@ export class ShardHost {
     for (const batch of [...shard.readRounds.values(), ...shard.readsAwaitingApply]) for (const w of batch.waiters) w.reject(error);
     shard.readRounds.clear();
     shard.readsAwaitingApply.length = 0;
-    for (const cc of shard.confChanges) cc.reject(error);
+    for (const waiter of shard.confWaiters.values()) waiter.reject(error);
+    shard.confWaiters.clear();
     shard.confChanges.length = 0;
   }
 
@@ -339,6 +379,7 @@ export class ShardHost {
   private async installSnapshot(shard: Shard, data: Uint8Array): Promise<void> {
     shard.machine = await machineFromSnapshot(data);
     shard.snapshotIndex = shard.machine.appliedIndex;
+    this.options.onSnapshotInstalled?.(shard);
   }
 
   /**
@@ -374,10 +415,9 @@ export class ShardHost {
     for (const cc of shard.confChanges.splice(0)) {
       try {
         shard.node.proposeConfChange(cc.change);
-        const index = shard.node.status().lastIndex;
-        shard.confWaiters.push({ index, resolve: cc.resolve });
       } catch (error) {
-        cc.reject(this.refusal(error));
+        shard.confWaiters.get(cc.requestId)?.reject(this.refusal(error));
+        shard.confWaiters.delete(cc.requestId);
       }
     }
     if (shard.queuedReads.length > 0) {
@@ -438,8 +478,15 @@ export class ShardHost {
       last = entry.index;
       if (entry.type === 'conf-change') {
         if (entry.index > shard.machine.appliedIndex) {
-          shard.node.applyConfChange(decodeConfChange(entry.data));
+          const change = decodeConfChange(entry.data);
+          shard.node.applyConfChange(change);
+          const { proposer, requestId, payload } = unwrapConfContext(change.context);
+          this.options.onConfChange?.(shard, { ...change, context: payload });
           shard.machine.mvcc.appliedIndex = entry.index;
+          if (proposer === this.options.memberId) {
+            shard.confWaiters.get(requestId)?.resolve();
+            shard.confWaiters.delete(requestId);
+          }
         }
         continue;
       }
@@ -451,11 +498,6 @@ export class ShardHost {
       if (waiter === undefined) continue;
       shard.waiters.delete(applied.requestId);
       waiter.resolve(applied);
-    }
-    if (last !== undefined) {
-      const still: typeof shard.confWaiters = [];
-      for (const w of shard.confWaiters) (w.index <= last ? w.resolve() : still.push(w));
-      shard.confWaiters = still;
     }
     return last;
   }

@@ -307,6 +307,11 @@ export class PeerTransport {
     this.maybeDial(peer);
   }
 
+  /** Member ids this transport talks to. */
+  peerIds(): number[] {
+    return [...this.peers.keys()];
+  }
+
   removePeer(id: number): void {
     const peer = this.peers.get(id);
     if (peer === undefined) return;

@@ -1,0 +1,62 @@
+/** `dkv server`: one etcd-compatible node, configured with etcd's flag names. */
+import { appendFileSync } from 'node:fs';
+import { ConfigError, parseServerConfig, serverHelp, wantsHelp } from '../server/config';
+import type { NodeLogger } from '../server/node';
+
+function makeLogger(name: string, file: string | undefined, debug: boolean): NodeLogger {
+  const write = (level: string, message: string): void => {
+    const line = `${new Date().toISOString()} ${level} ${name}: ${message}\n`;
+    if (file === undefined) process.stderr.write(line);
+    else appendFileSync(file, line);
+  };
+  return {
+    info: (m) => write('INFO', m),
+    warn: (m) => write('WARN', m),
+    debug: (m) => {
+      if (debug) write('DEBUG', m);
+    },
+  };
+}
+
+export async function serverCommand(args: string[]): Promise<number> {
+  if (wantsHelp(args)) {
+    process.stdout.write(serverHelp);
+    return 0;
+  }
+  let config;
+  try {
+    config = parseServerConfig(args, process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`dkv server: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  const logger = makeLogger(config.name, config.logFile, process.env.DKV_DEBUG === '1');
+  for (const warning of config.warnings) logger.warn(warning);
+  const { DkvNode } = await import('../server/node');
+  return new Promise<number>((resolve, reject) => {
+    const fatal = (error: Error): void => {
+      logger.warn(`fatal: ${error.stack ?? error.message}`);
+      process.stderr.write(`dkv server: fatal: ${error.message}\n`);
+      resolve(1);
+      // Sockets and timers of the broken node would keep the process alive: leave now.
+      setTimeout(() => process.exit(1), 100);
+    };
+    DkvNode.start(config, logger, { onFatal: fatal }).then((node) => {
+      process.once('SIGTERM', () => shutdown(node, 'SIGTERM'));
+      process.once('SIGINT', () => shutdown(node, 'SIGINT'));
+    }, reject);
+    const shutdown = (node: { stop(): Promise<void> }, signal: string): void => {
+      logger.info(`${signal}: stopping`);
+      node.stop().then(
+        () => resolve(0),
+        (error: unknown) => {
+          logger.warn(`stop failed: ${String(error)}`);
+          resolve(1);
+        },
+      );
+    };
+  });
+}

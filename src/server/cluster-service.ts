@@ -1,0 +1,121 @@
+/**
+ * The etcd `Cluster` service. Membership changes are Raft configuration changes of every group
+ * the node hosts (the meta shard first, which records the member); the member list is read from
+ * the meta shard.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import type { ConfChange } from '../../raft/index';
+import { int64, type Int64 } from '../etcd-proto';
+import { dkvError } from '../errors';
+import { memberId as computeMemberId } from './config';
+import { serviceDefinition } from './grpc-service';
+import { type Member, encodeMemberContext, isRemoved } from './members';
+import type { DkvNode } from './node';
+import { type ServiceContext, responseHeader, unary, withTimeout } from './service-common';
+
+/** etcd allows one learner at a time. */
+export const learnersMax = 1;
+/** A learner is ready for promotion once it holds this share of the leader's log (etcd's rule). */
+export const learnerReadyRatio = 0.9;
+
+export interface ClusterServiceContext extends ServiceContext {
+  readonly node: DkvNode;
+}
+
+interface WireMember {
+  ID: number;
+  name: string;
+  peerURLs: string[];
+  clientURLs: string[];
+  isLearner: boolean;
+}
+
+function toWire(member: Member): WireMember {
+  return { ID: member.id, name: member.name, peerURLs: [...member.peerUrls], clientURLs: [...member.clientUrls], isLearner: member.isLearner };
+}
+
+function checkPeerUrls(urls: readonly string[]): string[] {
+  if (urls.length === 0) throw dkvError('member-bad-urls');
+  return urls.map((text) => {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      throw dkvError('member-bad-urls');
+    }
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.port === '' || url.pathname.length > 1) throw dkvError('member-bad-urls');
+    return `${url.protocol}//${url.host}`;
+  });
+}
+
+export function createClusterService(ctx: ClusterServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
+  const node = ctx.node;
+  const shards = (): number[] => node.host.shardIds().sort((a, b) => a - b);
+  const header = () => responseHeader(ctx, 0, 0);
+  const members = () => node.members().map(toWire);
+  const find = (id: number): Member => {
+    const member = node.members().find((m) => m.id === id);
+    if (member === undefined) throw dkvError('member-not-found');
+    return member;
+  };
+  /** Carries a change out on every group, meta shard first. */
+  const everyGroup = async (change: ConfChange): Promise<void> => {
+    for (const shard of shards()) await withTimeout(ctx, node.host.proposeConfChange(shard, change));
+  };
+
+  const implementation: grpc.UntypedServiceImplementation = {
+    MemberList: unary<object>(async () => ({ header: header(), members: members() })),
+
+    MemberAdd: unary<{ peerURLs: string[]; isLearner: boolean }>(async ({ message }) => {
+      const peerUrls = checkPeerUrls(message.peerURLs ?? []);
+      const current = node.members();
+      if (current.some((m) => m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
+      const id = computeMemberId('', peerUrls, node.identity.clusterToken);
+      const meta = node.host.shard(0);
+      if (current.some((m) => m.id === id) || (meta !== undefined && isRemoved(meta.machine.mvcc, id))) throw dkvError('member-exists');
+      const isLearner = message.isLearner === true;
+      if (isLearner && current.filter((m) => m.isLearner).length >= learnersMax) throw dkvError('too-many-learners');
+      const record = { id, name: '', peerUrls, isLearner };
+      await everyGroup({
+        transition: 'auto',
+        changes: [{ type: isLearner ? 'add-learner' : 'add-voter', nodeId: id }],
+        context: encodeMemberContext(record),
+      });
+      return { header: header(), member: toWire({ ...record, clientUrls: [] }), members: members() };
+    }),
+
+    MemberRemove: unary<{ ID: Int64 }>(async ({ message }) => {
+      const member = find(int64(message.ID));
+      // The data groups first: the meta shard's record (and the transport's peer) goes last.
+      for (const shard of shards().reverse()) {
+        await withTimeout(ctx, node.host.proposeConfChange(shard, { transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) }));
+      }
+      return { header: header(), members: members() };
+    }),
+
+    MemberUpdate: unary<{ ID: Int64; peerURLs: string[] }>(async ({ message }) => {
+      const member = find(int64(message.ID));
+      const peerUrls = checkPeerUrls(message.peerURLs ?? []);
+      if (node.members().some((m) => m.id !== member.id && m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
+      await withTimeout(
+        ctx,
+        node.host.proposeConfChange(0, { transition: 'auto', changes: [{ type: 'update', nodeId: member.id }], context: encodeMemberContext({ ...member, peerUrls }) }),
+      );
+      return { header: header(), members: members() };
+    }),
+
+    MemberPromote: unary<{ ID: Int64 }>(async ({ message }) => {
+      const member = find(int64(message.ID));
+      if (!member.isLearner) throw dkvError('member-not-learner');
+      // Readiness is known where the leader is; etcd forwards promotion there, we check when we lead.
+      for (const shardId of shards()) {
+        const status = node.host.shard(shardId)?.node.status();
+        const progress = status?.progress?.get(member.id);
+        if (status !== undefined && progress !== undefined && progress.match < status.lastIndex * learnerReadyRatio) throw dkvError('learner-not-ready');
+      }
+      await everyGroup({ transition: 'auto', changes: [{ type: 'add-voter', nodeId: member.id }], context: encodeMemberContext({ ...member, isLearner: false }) });
+      return { header: header(), members: members() };
+    }),
+  };
+  return { definition: serviceDefinition('etcdserverpb.Cluster'), implementation };
+}

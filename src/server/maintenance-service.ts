@@ -1,0 +1,124 @@
+/**
+ * The etcd `Maintenance` service: status, hashes, alarms, defragment (a no-op: the store is in
+ * memory and compacts itself), a consistent snapshot stream, and leadership transfer.
+ */
+import { createHash } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { encodeSnapshot } from '../../storage/mvcc/index';
+import { int64, type Int64 } from '../etcd-proto';
+import { dkvError, toGrpcError } from '../errors';
+import { serviceDefinition, type Incoming } from './grpc-service';
+import type { DkvNode } from './node';
+import { type ServiceContext, clientError, responseHeader, unary } from './service-common';
+
+export const DEFAULT_STORE_SHARD = 1;
+
+/** The first bytes of a file written by `etcdctl snapshot save` against DKV. */
+export const SNAPSHOT_FILE_MAGIC = new TextEncoder().encode('DKVSNAP1');
+/** Like etcd, a SHA-256 of everything before it ends the snapshot stream, so a torn file is caught. */
+export const SNAPSHOT_HASH_BYTES = 32;
+
+export interface MaintenanceServiceContext extends ServiceContext {
+  readonly node: DkvNode;
+}
+
+export function createMaintenanceService(ctx: MaintenanceServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
+  const node = ctx.node;
+  const data = () => {
+    const shard = node.host.shard(DEFAULT_STORE_SHARD);
+    if (shard === undefined) throw dkvError('wrong-shard');
+    return shard;
+  };
+  const header = () => responseHeader(ctx, DEFAULT_STORE_SHARD, data().machine.mvcc.revision);
+
+  const implementation: grpc.UntypedServiceImplementation = {
+    Status: unary<object>(async () => {
+      const shard = data();
+      const status = shard.node.status();
+      return {
+        header: header(),
+        version: node.etcdApiVersion,
+        dbSize: shard.machine.mvcc.arenaBytes,
+        dbSizeInUse: shard.machine.mvcc.arenaBytes,
+        leader: status.lead,
+        raftIndex: status.commit,
+        raftTerm: status.term,
+        raftAppliedIndex: shard.machine.appliedIndex,
+        errors: [],
+        isLearner: status.config.learners.includes(node.identity.memberId),
+      };
+    }),
+
+    Hash: unary<object>(async () => ({ header: header(), hash: data().machine.mvcc.hashKV(0).hash })),
+
+    HashKV: unary<{ revision: Int64 }>(async ({ message }) => {
+      const mvcc = data().machine.mvcc;
+      const result = mvcc.hashKV(int64(message.revision));
+      return { header: header(), hash: result.hash, compact_revision: result.compactRevision, hash_revision: result.revision };
+    }),
+
+    Alarm: unary<object>(async () => ({ header: header(), alarms: [] })),
+
+    Defragment: unary<object>(async () => ({ header: header() })),
+
+    MoveLeader: unary<{ targetID: Int64 }>(async ({ message }) => {
+      const target = int64(message.targetID);
+      const shard = data();
+      const status = shard.node.status();
+      if (status.lead !== node.identity.memberId) throw dkvError('not-leader');
+      if (!status.config.voters.includes(target) || target === node.identity.memberId) throw dkvError('bad-leader-transferee');
+      for (const id of node.host.shardIds()) {
+        if (node.host.shard(id)?.node.status().lead === node.identity.memberId) node.host.transferLeader(id, target);
+      }
+      await waitFor(() => data().leader === target, ctx.requestTimeoutMs);
+      return { header: header() };
+    }),
+
+    Snapshot: (call: grpc.ServerWritableStream<Incoming<object>, object>) => {
+      streamSnapshot(call, header, () => data().machine.mvcc).catch((error: unknown) => {
+        call.emit('error', toGrpcError(clientError(error)));
+      });
+    },
+  };
+  return { definition: serviceDefinition('etcdserverpb.Maintenance'), implementation };
+}
+
+function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const check = (): void => {
+      if (condition()) resolve();
+      else if (Date.now() - started > timeoutMs) reject(dkvError('timeout'));
+      else setTimeout(check, 20);
+    };
+    check();
+  });
+}
+
+/**
+ * Streams a consistent snapshot of the default store: the magic, the MVCC snapshot frames (the
+ * state is captured when the call starts), then a SHA-256 of all of it.
+ */
+async function streamSnapshot(
+  call: grpc.ServerWritableStream<Incoming<object>, object>,
+  header: () => object,
+  store: () => Parameters<typeof encodeSnapshot>[0],
+): Promise<void> {
+  const frames = [...encodeSnapshot(store())];
+  const hash = createHash('sha256');
+  hash.update(SNAPSHOT_FILE_MAGIC);
+  let remaining = SNAPSHOT_FILE_MAGIC.length + SNAPSHOT_HASH_BYTES;
+  for (const frame of frames) {
+    remaining += frame.length;
+    hash.update(frame);
+  }
+  const blobs = [SNAPSHOT_FILE_MAGIC, ...frames, new Uint8Array(hash.digest())];
+  const h = header();
+  for (const blob of blobs) {
+    remaining -= blob.length;
+    if (!call.write({ header: h, remaining_bytes: remaining, blob })) {
+      await new Promise<void>((resolve) => call.once('drain', () => resolve()));
+    }
+  }
+  call.end();
+}

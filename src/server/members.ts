@@ -1,0 +1,120 @@
+/**
+ * Cluster membership, kept in the meta shard's MVCC store so it is replicated, snapshotted and
+ * restored with everything else:
+ *
+ *   members/<id hex>  {id, name, peerUrls, isLearner}   written when a conf change is applied
+ *   attrs/<id hex>    {name, clientUrls}                 published by the member itself (a Put)
+ *   removed/<id hex>  {}                                 ids that may never come back
+ *
+ * Configuration changes carry the member record in their context, so applying the same log
+ * gives every replica the same membership.
+ */
+import type { ConfChange } from '../../raft/index';
+import type { MvccStore } from '../../storage/mvcc/index';
+
+export interface MemberRecord {
+  readonly id: number;
+  readonly name: string;
+  readonly peerUrls: readonly string[];
+  readonly isLearner: boolean;
+}
+
+export interface MemberAttributes {
+  readonly name: string;
+  readonly clientUrls: readonly string[];
+}
+
+export interface Member extends MemberRecord {
+  readonly clientUrls: readonly string[];
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function idHex(id: number): string {
+  return id.toString(16).padStart(14, '0');
+}
+
+export const memberKey = (id: number): Uint8Array => encoder.encode(`members/${idHex(id)}`);
+export const attributesKey = (id: number): Uint8Array => encoder.encode(`attrs/${idHex(id)}`);
+export const removedKey = (id: number): Uint8Array => encoder.encode(`removed/${idHex(id)}`);
+
+export function encodeMemberContext(record: MemberRecord): Uint8Array {
+  return encoder.encode(JSON.stringify(record));
+}
+
+export function encodeAttributes(attributes: MemberAttributes): Uint8Array {
+  return encoder.encode(JSON.stringify(attributes));
+}
+
+function parse<T>(bytes: Uint8Array): T | undefined {
+  if (bytes.length === 0) return undefined;
+  return JSON.parse(decoder.decode(bytes)) as T;
+}
+
+/**
+ * Applies a configuration change to the membership records (meta shard only). Deterministic: it
+ * reads only the change and the store.
+ */
+export function applyMembershipChange(mvcc: MvccStore, change: ConfChange): void {
+  const context = parse<MemberRecord>(change.context);
+  for (const single of change.changes) {
+    const existing = readRecord(mvcc, single.nodeId);
+    switch (single.type) {
+      case 'add-voter':
+      case 'add-learner': {
+        const base: MemberRecord = existing ?? {
+          id: single.nodeId,
+          name: context?.id === single.nodeId ? context.name : '',
+          peerUrls: context?.id === single.nodeId ? context.peerUrls : [],
+          isLearner: false,
+        };
+        mvcc.put(memberKey(single.nodeId), encoder.encode(JSON.stringify({ ...base, isLearner: single.type === 'add-learner' })));
+        break;
+      }
+      case 'remove':
+        mvcc.deleteRange({ key: memberKey(single.nodeId) });
+        mvcc.deleteRange({ key: attributesKey(single.nodeId) });
+        mvcc.put(removedKey(single.nodeId), encoder.encode('{}'));
+        break;
+      case 'update':
+        if (existing !== undefined && context !== undefined) {
+          mvcc.put(memberKey(single.nodeId), encoder.encode(JSON.stringify({ ...existing, peerUrls: context.peerUrls })));
+        }
+        break;
+    }
+  }
+}
+
+function readRecord(mvcc: MvccStore, id: number): MemberRecord | undefined {
+  const kv = mvcc.range({ key: memberKey(id) }).kvs[0];
+  return kv === undefined ? undefined : parse<MemberRecord>(kv.value);
+}
+
+function prefixEnd(prefix: string): Uint8Array {
+  const bytes = encoder.encode(prefix);
+  bytes[bytes.length - 1]! += 1;
+  return bytes;
+}
+
+/** Every member, with its published attributes, ordered by id. */
+export function listMembers(mvcc: MvccStore): Member[] {
+  const attributes = new Map<number, MemberAttributes>();
+  for (const kv of mvcc.range({ key: encoder.encode('attrs/'), rangeEnd: prefixEnd('attrs/') }).kvs) {
+    const id = Number.parseInt(decoder.decode(kv.key).slice('attrs/'.length), 16);
+    const parsed = parse<MemberAttributes>(kv.value);
+    if (parsed !== undefined) attributes.set(id, parsed);
+  }
+  const members: Member[] = [];
+  for (const kv of mvcc.range({ key: encoder.encode('members/'), rangeEnd: prefixEnd('members/') }).kvs) {
+    const record = parse<MemberRecord>(kv.value);
+    if (record === undefined) continue;
+    const attrs = attributes.get(record.id);
+    members.push({ ...record, name: attrs?.name ?? record.name, clientUrls: attrs?.clientUrls ?? [] });
+  }
+  return members.sort((a, b) => a.id - b.id);
+}
+
+export function isRemoved(mvcc: MvccStore, id: number): boolean {
+  return mvcc.range({ key: removedKey(id), countOnly: true }).count > 0;
+}
