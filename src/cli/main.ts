@@ -35,6 +35,10 @@ export async function main(args: string[]): Promise<number> {
       const { simCommand } = await import('./sim');
       return simCommand(rest);
     }
+    case 'dev': {
+      const { devCommand } = await import('./dev');
+      return devCommand(rest);
+    }
     case 'server': {
       const { serverCommand } = await import('./server');
       return serverCommand(rest);

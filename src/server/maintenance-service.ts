@@ -2,21 +2,16 @@
  * The etcd `Maintenance` service: status, hashes, alarms, defragment (a no-op: the store is in
  * memory and compacts itself), a consistent snapshot stream, and leadership transfer.
  */
-import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { encodeSnapshot } from '../../storage/mvcc/index';
 import { int64, type Int64 } from '../etcd-proto';
 import { dkvError, toGrpcError } from '../errors';
 import { serviceDefinition, type Incoming } from './grpc-service';
 import type { DkvNode } from './node';
+import { snapshotFileParts } from './snapshot-file';
 import { type ServiceContext, clientError, responseHeader, unary } from './service-common';
 
 export const DEFAULT_STORE_SHARD = 1;
-
-/** The first bytes of a file written by `etcdctl snapshot save` against DKV. */
-export const SNAPSHOT_FILE_MAGIC = new TextEncoder().encode('DKVSNAP1');
-/** Like etcd, a SHA-256 of everything before it ends the snapshot stream, so a torn file is caught. */
-export const SNAPSHOT_HASH_BYTES = 32;
 
 export interface MaintenanceServiceContext extends ServiceContext {
   readonly node: DkvNode;
@@ -104,17 +99,11 @@ async function streamSnapshot(
   header: () => object,
   store: () => Parameters<typeof encodeSnapshot>[0],
 ): Promise<void> {
-  const frames = [...encodeSnapshot(store())];
-  const hash = createHash('sha256');
-  hash.update(SNAPSHOT_FILE_MAGIC);
-  let remaining = SNAPSHOT_FILE_MAGIC.length + SNAPSHOT_HASH_BYTES;
-  for (const frame of frames) {
-    remaining += frame.length;
-    hash.update(frame);
-  }
-  const blobs = [SNAPSHOT_FILE_MAGIC, ...frames, new Uint8Array(hash.digest())];
+  const parts = snapshotFileParts([...encodeSnapshot(store())]);
+  let remaining = 0;
+  for (const part of parts) remaining += part.length;
   const h = header();
-  for (const blob of blobs) {
+  for (const blob of parts) {
     remaining -= blob.length;
     if (!call.write({ header: h, remaining_bytes: remaining, blob })) {
       await new Promise<void>((resolve) => call.once('drain', () => resolve()));

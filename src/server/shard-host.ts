@@ -25,6 +25,7 @@ import type { LevelLogStore, ShardUpdate } from '../../storage/log/index';
 import { encodeSnapshot, restoreSnapshot } from '../../storage/mvcc/index';
 import type { AppliedCommand } from '../engines/kv/state-machine';
 import { KvStateMachine } from '../engines/kv/state-machine';
+import { joinFrames, splitFrames } from './snapshot-file';
 
 export interface HostTransport {
   send(to: number, shard: number, messages: readonly Message[]): void;
@@ -137,24 +138,10 @@ export function unwrapConfContext(context: Uint8Array): { proposer: number; requ
   };
 }
 
-/** Concatenates a snapshot's chunks into the single buffer a Raft snapshot carries. */
-function joinChunks(chunks: Iterable<Uint8Array>): Uint8Array {
-  const list = [...chunks];
-  let size = 0;
-  for (const c of list) size += c.length;
-  const data = new Uint8Array(size);
-  let at = 0;
-  for (const c of list) {
-    data.set(c, at);
-    at += c.length;
-  }
-  return data;
-}
-
 /** The state machine a stored snapshot describes (an empty one when there is none). */
 async function machineFromSnapshot(data: Uint8Array): Promise<KvStateMachine> {
   if (data.length === 0) return new KvStateMachine();
-  return new KvStateMachine(await restoreSnapshot([data]));
+  return new KvStateMachine(await restoreSnapshot(splitFrames(data)));
 }
 
 const encoder = new TextEncoder();
@@ -391,7 +378,7 @@ export class ShardHost {
     const applied = shard.machine.appliedIndex;
     if (applied - shard.snapshotIndex < this.options.snapshotCount) return undefined;
     const storage = this.options.logStore.shard(shard.id);
-    const data = joinChunks(encodeSnapshot(shard.machine.mvcc));
+    const data = joinFrames(encodeSnapshot(shard.machine.mvcc));
     const snapshot = { metadata: { index: applied, term: storage.term(applied), confState: shard.node.status().config }, data };
     shard.snapshotIndex = applied;
     const compact = applied - this.options.snapshotCatchUpEntries;
