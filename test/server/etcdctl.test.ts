@@ -1,0 +1,143 @@
+/**
+ * The etcdctl compatibility suite: the real `etcdctl` (Debian's etcd-client) against a real
+ * 3-node DKV cluster of `dkv server` processes.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TestCluster, etcdctl } from './cluster-harness';
+
+let cluster: TestCluster;
+const run = (args: string[], input?: string) => etcdctl(cluster.endpoints, args, input);
+const ok = (args: string[], input?: string): string => {
+  const r = run(args, input);
+  if (r.code !== 0) throw new Error(`etcdctl ${args.join(' ')} failed (${r.code}): ${r.stderr}\n${cluster.logs()}`);
+  return r.stdout;
+};
+
+beforeAll(async () => {
+  cluster = await TestCluster.start({ nodes: 3 });
+}, 60_000);
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+describe('etcdctl against a 3-node DKV cluster', () => {
+  it('puts and gets, with print-value-only and json output', () => {
+    expect(ok(['put', 'foo', 'bar'])).toBe('OK\n');
+    expect(ok(['get', 'foo'])).toBe('foo\nbar\n');
+    expect(ok(['get', 'foo', '--print-value-only'])).toBe('bar\n');
+    const json = JSON.parse(ok(['get', 'foo', '-w', 'json'])) as { header: Record<string, number>; kvs: Array<Record<string, unknown>>; count: number };
+    expect(json.header.cluster_id).toBeGreaterThan(0);
+    expect(json.header.member_id).toBeGreaterThan(0);
+    expect(json.header.raft_term).toBeGreaterThan(0);
+    expect(json.count).toBe(1);
+    expect(json.kvs[0]).toMatchObject({ key: Buffer.from('foo').toString('base64'), value: Buffer.from('bar').toString('base64'), version: 1 });
+    expect(json.kvs[0]!.create_revision).toBe(json.kvs[0]!.mod_revision);
+  });
+
+  it('reads every node the same, linearizable and serializable', () => {
+    ok(['put', 'everywhere', 'yes']);
+    for (let i = 0; i < 3; i++) {
+      expect(etcdctl(cluster.endpoint(i), ['get', 'everywhere', '--print-value-only']).stdout).toBe('yes\n');
+      expect(etcdctl(cluster.endpoint(i), ['get', 'everywhere', '--print-value-only', '--consistency=s']).stdout).toBe('yes\n');
+    }
+  });
+
+  it('ranges by prefix, from a key, with limit, sort, keys-only and count-only', () => {
+    for (const [k, v] of [['p/a', '3'], ['p/b', '1'], ['p/c', '2'], ['q', 'x']]) ok(['put', k!, v!]);
+    expect(ok(['get', 'p/', '--prefix', '--keys-only'])).toBe('p/a\n\np/b\n\np/c\n\n');
+    expect(ok(['get', 'p/', '--prefix', '--limit=2'])).toBe('p/a\n3\np/b\n1\n');
+    expect(ok(['get', 'p/', '--prefix', '--sort-by=VALUE', '--order=DESCEND', '--print-value-only'])).toBe('3\n2\n1\n');
+    expect(ok(['get', 'p/', '--prefix', '--sort-by=KEY', '--order=DESCEND', '--keys-only'])).toBe('p/c\n\np/b\n\np/a\n\n');
+    expect(ok(['get', 'p/b', '--from-key', '--keys-only'])).toBe('p/b\n\np/c\n\nq\n\n');
+    const limited = JSON.parse(ok(['get', 'p/', '--prefix', '--limit=1', '-w', 'json'])) as { count: number; more: boolean };
+    expect([limited.count, limited.more]).toEqual([3, true]);
+  });
+
+  it('reads at a past revision', () => {
+    const first = JSON.parse(ok(['put', 'rev', 'one', '-w', 'json'])) as { header: { revision: number } };
+    ok(['put', 'rev', 'two']);
+    expect(ok(['get', 'rev', `--rev=${first.header.revision}`, '--print-value-only'])).toBe('one\n');
+    expect(ok(['get', 'rev', '--print-value-only'])).toBe('two\n');
+  });
+
+  it('deletes by prefix and with prev-kv', () => {
+    ok(['put', 'd/1', 'a']);
+    ok(['put', 'd/2', 'b']);
+    expect(ok(['del', 'd/1', '--prev-kv'])).toBe('1\nd/1\na\n');
+    expect(ok(['del', 'd/', '--prefix'])).toBe('1\n');
+    expect(ok(['del', 'nothing-here'])).toBe('0\n');
+  });
+
+  it('runs an interactive txn on both branches', () => {
+    ok(['put', 'tx', 'v1']);
+    const success = ok(['txn'], 'value("tx") = "v1"\n\nput tx v2\nput tx-side yes\n\nget tx\n\n');
+    expect(success).toBe('SUCCESS\n\nOK\n\nOK\n');
+    const failure = ok(['txn'], 'value("tx") = "v1"\n\nput tx v3\n\nget tx\n\n');
+    expect(failure).toBe('FAILURE\n\ntx\nv2\n');
+    const dup = run(['txn'], '\nput dup a\nput dup b\n\n\n');
+    expect(dup.code).not.toBe(0);
+    expect(dup.stderr).toContain('etcdserver: duplicate key given in txn request');
+  });
+
+  it('compacts, then refuses reads of compacted revisions', () => {
+    const r1 = JSON.parse(ok(['put', 'c', '1', '-w', 'json'])) as { header: { revision: number } };
+    const r2 = JSON.parse(ok(['put', 'c', '2', '-w', 'json'])) as { header: { revision: number } };
+    expect(ok(['compact', String(r2.header.revision)])).toBe(`compacted revision ${r2.header.revision}\n`);
+    const old = run(['get', 'c', `--rev=${r1.header.revision}`]);
+    expect(old.code).not.toBe(0);
+    expect(old.stderr).toContain('etcdserver: mvcc: required revision has been compacted');
+    const future = run(['get', 'c', '--rev=1000000']);
+    expect(future.stderr).toContain('etcdserver: mvcc: required revision is a future revision');
+  });
+
+  it('refuses an empty key and an oversized value with etcd errors', () => {
+    const empty = run(['put', '', 'x']);
+    expect(empty.stderr).toContain('etcdserver: key is not provided');
+    const big = run(['put', 'big'], 'x'.repeat(2 * 1024 * 1024));
+    expect(big.code).not.toBe(0);
+    expect(big.stderr).toMatch(/request is too large|trying to send message larger than max/);
+    expect(ok(['get', 'foo', '--print-value-only'])).toBe('bar\n');
+  });
+
+  it('lists members with names and URLs, and reports every endpoint healthy with equal hashes', () => {
+    const members = JSON.parse(ok(['member', 'list', '-w', 'json'])) as { members: Array<{ name: string; peerURLs: string[]; clientURLs: string[] }> };
+    expect(members.members.map((m) => m.name).sort()).toEqual(['dkv1', 'dkv2', 'dkv3']);
+    for (const m of members.members) {
+      const node = cluster.nodes.find((n) => n.name === m.name)!;
+      expect(m.peerURLs).toEqual([node.peerUrl]);
+      expect(m.clientURLs).toEqual([node.clientUrl]);
+    }
+    const health = run(['endpoint', 'health']);
+    expect(health.code).toBe(0);
+    expect(health.stderr.match(/is healthy/g)?.length ?? health.stdout.match(/is healthy/g)?.length).toBe(3);
+    const status = JSON.parse(ok(['endpoint', 'status', '-w', 'json'])) as Array<{ Status: { leader: number; header: { member_id: number } } }>;
+    expect(new Set(status.map((s) => s.Status.leader)).size).toBe(1);
+    expect(status.filter((s) => s.Status.leader === s.Status.header.member_id).length).toBe(1);
+    const hashes = JSON.parse(ok(['endpoint', 'hashkv', '-w', 'json'])) as Array<{ HashKV: { hash: number } }>;
+    expect(new Set(hashes.map((h) => h.HashKV.hash)).size).toBe(1);
+  });
+
+  it('saves a snapshot to a file', () => {
+    const file = join(cluster.dir, 'snap.db');
+    const r = etcdctl(cluster.endpoint(0), ['snapshot', 'save', file]);
+    expect(r.code).toBe(0);
+    expect(existsSync(file)).toBe(true);
+    expect(statSync(file).size % 512).toBe(32);
+  });
+
+  it('moves the leader', () => {
+    const status = JSON.parse(ok(['endpoint', 'status', '-w', 'json'])) as Array<{ Endpoint: string; Status: { leader: number; header: { member_id: number } } }>;
+    const leader = status.find((s) => s.Status.leader === s.Status.header.member_id)!;
+    const target = status.find((s) => s !== leader)!;
+    const moved = etcdctl(leader.Endpoint, ['move-leader', target.Status.header.member_id.toString(16)]);
+    expect(moved.code).toBe(0);
+    expect(moved.stdout).toContain('Leadership transferred');
+    const after = JSON.parse(ok(['endpoint', 'status', '-w', 'json'])) as Array<{ Status: { leader: number } }>;
+    expect(after.every((s) => s.Status.leader === target.Status.header.member_id)).toBe(true);
+    const notLeader = etcdctl(target === status[0] ? status[1]!.Endpoint : status[0]!.Endpoint, ['move-leader', leader.Status.header.member_id.toString(16)]);
+    if (notLeader.code !== 0) expect(notLeader.stderr).toMatch(/not leader|no leader endpoint/);
+  });
+});
