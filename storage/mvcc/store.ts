@@ -139,6 +139,13 @@ export class MvccStore {
     return this.index.segments.length;
   }
 
+  /** Bytes of arena capacity over all segments (for tests and metrics). */
+  get arenaBytes(): number {
+    let bytes = 0;
+    for (const segment of this.index.segments) bytes += segment.arena.length;
+    return bytes;
+  }
+
   /** Changes kept for `changes()` (for tests and metrics). */
   get changeLogLength(): number {
     return this.log.length;

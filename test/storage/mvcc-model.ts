@@ -240,7 +240,16 @@ export class MvccModel {
   private checkOps(t: TxnRequest, budget: number): void {
     const n = Math.max(t.compare.length, t.success.length, t.failure.length);
     if (n > budget) throw new MvccError('too-many-operations');
-    for (const op of [...t.success, ...t.failure]) if (op.type === 'txn') this.checkOps(op.txn, budget - n);
+    for (const c of t.compare) if (c.key.length === 0) throw new MvccError('empty-key');
+    for (const op of [...t.success, ...t.failure]) {
+      if (op.type === 'txn') this.checkOps(op.txn, budget - n);
+      else if (op.type === 'put') {
+        const p = op.put;
+        if (p.key.length === 0) throw new MvccError('empty-key');
+        if (p.ignoreValue && p.value.length > 0) throw new MvccError('value-provided');
+        if (p.ignoreLease && (p.lease ?? 0) !== 0) throw new MvccError('lease-provided');
+      } else if ((op.type === 'range' ? op.range.key : op.deleteRange.key).length === 0) throw new MvccError('empty-key');
+    }
   }
 
   txn(t: TxnRequest) {

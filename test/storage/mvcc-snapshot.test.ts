@@ -1,0 +1,152 @@
+/**
+ * Snapshot encode → restore: round trips give the same HashKV, ranges and change history at every
+ * retained revision; damaged, reordered and truncated streams are rejected.
+ */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { crc32c } from '../../storage/checksum';
+import { encodeSnapshot, MvccStore, mvccLimits, restoreSnapshot, SnapshotError } from '../../storage/mvcc/index';
+
+const enc = (text: string) => new TextEncoder().encode(text);
+
+type Op = { kind: 'put'; key: number; size: number } | { kind: 'delete'; key: number; span: number } | { kind: 'compact'; back: number };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { arbitrary: fc.record({ kind: fc.constant('put' as const), key: fc.integer({ min: 0, max: 40 }), size: fc.integer({ min: 0, max: 300 }) }), weight: 6 },
+  { arbitrary: fc.record({ kind: fc.constant('delete' as const), key: fc.integer({ min: 0, max: 40 }), span: fc.integer({ min: 0, max: 5 }) }), weight: 2 },
+  { arbitrary: fc.record({ kind: fc.constant('compact' as const), back: fc.integer({ min: 0, max: 10 }) }), weight: 1 },
+);
+
+function key(n: number): Uint8Array {
+  return enc(`k${n.toString().padStart(3, '0')}`);
+}
+
+function build(ops: Op[], segmentKeysMax: number): MvccStore {
+  const store = new MvccStore({ segmentKeysMax });
+  let counter = 0;
+  for (const op of ops) {
+    if (op.kind === 'put') store.put(key(op.key), new Uint8Array(op.size).fill(counter++ & 0xff), { lease: op.key % 3 });
+    else if (op.kind === 'delete') store.deleteRange({ key: key(op.key), rangeEnd: op.span === 0 ? undefined : key(op.key + op.span) });
+    else {
+      const revision = store.revision - op.back;
+      if (revision > store.compactRevision) store.compact(revision);
+    }
+  }
+  store.appliedIndex = ops.length * 3;
+  return store;
+}
+
+/** A CRC-32C over every byte and number of a result (cheap to compare for big stores). */
+function digest(value: unknown, crc = 0): number {
+  if (value instanceof Uint8Array) return crc32c(value, crc32c(Uint8Array.of(value.length & 0xff, value.length >>> 8), crc));
+  if (Array.isArray(value)) return value.reduce((c: number, v: unknown) => digest(v, c), crc32c(Uint8Array.of(0x5b), crc));
+  if (value !== null && typeof value === 'object') {
+    let c = crc;
+    for (const [k, v] of Object.entries(value).sort(([x], [y]) => (x < y ? -1 : 1))) c = digest(v, crc32c(new TextEncoder().encode(k), c));
+    return c;
+  }
+  return crc32c(new TextEncoder().encode(String(value)), crc);
+}
+
+function expectSameStore(a: MvccStore, b: MvccStore): void {
+  expect(b.revision).toBe(a.revision);
+  expect(b.compactRevision).toBe(a.compactRevision);
+  expect(b.appliedIndex).toBe(a.appliedIndex);
+  expect(b.keyCount).toBe(a.keyCount);
+  const all = { key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]) };
+  const first = Math.max(1, a.compactRevision);
+  const step = Math.max(1, Math.floor((a.revision - first) / 12));
+  for (let revision = first; revision <= a.revision; revision += step) {
+    expect(b.hashKV(revision)).toEqual(a.hashKV(revision));
+    expect(digest(b.range({ ...all, revision }))).toEqual(digest(a.range({ ...all, revision })));
+  }
+  expect(digest(b.changes({ fromRevision: a.compactRevision + 1 }))).toEqual(digest(a.changes({ fromRevision: a.compactRevision + 1 })));
+  b.checkInvariants();
+}
+
+async function* asAsync(chunks: Iterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  for (const chunk of chunks) yield chunk;
+}
+
+describe('snapshot round trip', () => {
+  it('restores an equal store (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { maxLength: 120 }), fc.constantFrom(4, 16, 512), async (ops, segmentKeysMax) => {
+        const store = build(ops, segmentKeysMax);
+        const restored = await restoreSnapshot(encodeSnapshot(store), { segmentKeysMax });
+        expectSameStore(store, restored);
+        // The restored store keeps working like the original.
+        store.put(key(7), enc('after'));
+        restored.put(key(7), enc('after'));
+        expect(restored.hashKV()).toEqual(store.hashKV());
+      }),
+      { numRuns: 120 },
+    );
+  });
+
+  it('restores an empty store', async () => {
+    const restored = await restoreSnapshot(encodeSnapshot(new MvccStore()));
+    expect(restored.revision).toBe(1);
+    expect(restored.segmentCount).toBe(0);
+    expect(restored.hashKV()).toEqual(new MvccStore().hashKV());
+  });
+
+  it('keeps every chunk within snapshotChunkBytesMax, values larger than a chunk included', async () => {
+    const store = new MvccStore();
+    const big = new Uint8Array(2 * 1024 * 1024 + 17).map((_v, i) => i & 0xff);
+    store.put(enc('big-a'), big);
+    store.put(enc('big-b'), big.subarray(5));
+    for (let i = 0; i < 2000; i++) store.put(enc(`small-${i}`), enc(`value-${i}`));
+    const chunks = [...encodeSnapshot(store)];
+    expect(chunks.length).toBeGreaterThan(4);
+    for (const chunk of chunks) expect(chunk.length).toBeLessThanOrEqual(mvccLimits.snapshotChunkBytesMax);
+    expectSameStore(store, await restoreSnapshot(asAsync(chunks)));
+  });
+
+  it('captures the state when called: later writes do not leak into the stream', async () => {
+    const store = build([{ kind: 'put', key: 1, size: 10 }, { kind: 'put', key: 2, size: 10 }], 4);
+    const before = store.hashKV();
+    const stream = encodeSnapshot(store);
+    for (let i = 0; i < 50; i++) store.put(key(i), enc(`x${i}`));
+    store.compact(store.revision - 1);
+    const restored = await restoreSnapshot(stream, { segmentKeysMax: 4 });
+    expect(restored.hashKV()).toEqual(before);
+  });
+});
+
+describe('snapshot damage', () => {
+  const store = new MvccStore();
+  for (let i = 0; i < 3000; i++) store.put(enc(`key-${i}`), new Uint8Array(400).fill(i & 0xff));
+  store.deleteRange({ key: enc('key-1'), rangeEnd: enc('key-2') });
+  const chunks = [...encodeSnapshot(store)];
+
+  it('has several chunks to damage', () => expect(chunks.length).toBeGreaterThan(3));
+
+  it('rejects a flipped byte', async () => {
+    const damaged = chunks.map((c) => c.slice());
+    const target = damaged[2]!;
+    target[500] = target[500]! ^ 0x40;
+    await expect(restoreSnapshot(damaged)).rejects.toThrow(/checksum/);
+  });
+
+  it('rejects a stream without its end', async () => {
+    await expect(restoreSnapshot(chunks.slice(0, -1))).rejects.toThrow(SnapshotError);
+    await expect(restoreSnapshot(chunks.slice(0, -1))).rejects.toThrow(/truncated/);
+  });
+
+  it('rejects a missing or reordered chunk', async () => {
+    await expect(restoreSnapshot([...chunks.slice(0, 2), ...chunks.slice(3)])).rejects.toThrow(/expected/);
+    await expect(restoreSnapshot([chunks[0]!, chunks[2]!, chunks[1]!, ...chunks.slice(3)])).rejects.toThrow(SnapshotError);
+  });
+
+  it('rejects a cut chunk, an empty stream and trailing data', async () => {
+    await expect(restoreSnapshot([chunks[0]!, chunks[1]!.subarray(0, 1000)])).rejects.toThrow(/truncated/);
+    await expect(restoreSnapshot([])).rejects.toThrow(/truncated/);
+    await expect(restoreSnapshot([...chunks, chunks[1]!])).rejects.toThrow(/after the end/);
+    await expect(restoreSnapshot([new Uint8Array(64)])).rejects.toThrow(SnapshotError);
+  });
+
+  it('accepts the undamaged stream', async () => {
+    expectSameStore(store, await restoreSnapshot(asAsync(chunks)));
+  });
+});
