@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Entry } from '../raft/index';
-import { LevelLogStore, type ShardUpdate } from '../storage/log/index';
+import { LevelLogStore, type ShardUpdate } from '../storage/index';
 
 export interface GroupCommitBenchOptions {
   readonly seconds: number;

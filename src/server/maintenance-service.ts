@@ -3,7 +3,7 @@
  * memory and compacts itself), a consistent snapshot stream, and leadership transfer.
  */
 import * as grpc from '@grpc/grpc-js';
-import { encodeSnapshot } from '../../storage/mvcc/index';
+import { encodeSnapshot } from '../../storage/index';
 import { int64, type Int64 } from '../etcd-proto';
 import { dkvError, toGrpcError } from '../errors';
 import { serviceDefinition, type Incoming } from './grpc-service';

@@ -10,7 +10,7 @@
  * gives every replica the same membership.
  */
 import type { ConfChange } from '../../raft/index';
-import type { MvccStore } from '../../storage/mvcc/index';
+import type { MvccStore } from '../../storage/index';
 
 export interface MemberRecord {
   readonly id: number;

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { type ConfChange, type Entry, SeededPrng, encodeConfChange } from '../../raft/index';
-import { LevelLogStore, type ShardUpdate } from '../../storage/log/index';
+import { LevelLogStore, type ShardUpdate } from '../../storage/index';
 import { CommandKind, encodeCommand } from '../engines/kv/command';
 import { etcdType } from '../etcd-proto';
 import { createClusterService } from './cluster-service';

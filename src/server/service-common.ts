@@ -1,6 +1,6 @@
 /** What every client service needs: response headers, request timeouts, unary call plumbing. */
 import type * as grpc from '@grpc/grpc-js';
-import { MvccError, type MvccErrorCode } from '../../storage/mvcc/index';
+import { MvccError, type MvccErrorCode } from '../../storage/index';
 import { WireValueError } from '../engines/kv/convert';
 import type { WireResponseHeader } from '../etcd-proto';
 import { type ErrorCode, DkvError, dkvError, toGrpcError } from '../errors';

@@ -21,8 +21,8 @@ import {
   decodeConfChange,
   silentLogger,
 } from '../../raft/index';
-import type { LevelLogStore, ShardUpdate } from '../../storage/log/index';
-import { encodeSnapshot, restoreSnapshot } from '../../storage/mvcc/index';
+import type { LevelLogStore, ShardUpdate } from '../../storage/index';
+import { encodeSnapshot, restoreSnapshot } from '../../storage/index';
 import type { AppliedCommand } from '../engines/kv/state-machine';
 import { KvStateMachine } from '../engines/kv/state-machine';
 import { joinFrames, splitFrames } from './snapshot-file';

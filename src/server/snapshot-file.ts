@@ -8,7 +8,7 @@
  * database's pages) plus the 32-byte hash; the hash lets a torn or altered file be refused.
  */
 import { createHash } from 'node:crypto';
-import { mvccLimits } from '../../storage/mvcc/index';
+import { mvccLimits } from '../../storage/index';
 
 export const SNAPSHOT_FILE_MAGIC = new TextEncoder().encode('DKVSNAP1');
 export const SNAPSHOT_HASH_BYTES = 32;

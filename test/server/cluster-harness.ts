@@ -21,7 +21,7 @@ function portFree(port: number): Promise<boolean> {
 }
 
 /** A base port whose whole block (10 per node) is free now. */
-async function freeBase(nodes: number): Promise<number> {
+export async function freeBase(nodes: number): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {
     const base = 20000 + 10 * Math.floor(Math.random() * 3500);
     const ports: number[] = [];

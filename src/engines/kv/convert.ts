@@ -19,7 +19,7 @@ import type {
   SortTarget,
   TxnRequest,
   TxnResponse,
-} from '../../../storage/mvcc/index';
+} from '../../../storage/index';
 import {
   int64,
   type WireCompare,

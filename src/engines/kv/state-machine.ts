@@ -12,7 +12,7 @@ import {
   MvccStore,
   type PutResult,
   type TxnResult,
-} from '../../../storage/mvcc/index';
+} from '../../../storage/index';
 import {
   etcdType,
   int64,
