@@ -238,14 +238,23 @@ export class DkvNode {
       const current = this.members().find((m) => m.id === this.identity.memberId);
       if (current !== undefined && current.name === attributes.name && JSON.stringify(current.clientUrls) === JSON.stringify(attributes.clientUrls)) return;
       const payload = PutRequestType.encode({ key: attributesKey(this.identity.memberId), value: encodeAttributes(attributes) }).finish();
+      const retryMs = this.config.tickMs * this.config.electionTicks;
+      // A forwarded proposal can be lost with a leader; try again after an election timeout.
+      let settled = false;
+      const retry = (): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(this.publishTimer);
+        this.publishTimer = setTimeout(attempt, retryMs);
+      };
+      this.publishTimer = setTimeout(retry, 2 * retryMs);
       this.host
         .propose(META_SHARD, (proposer, requestId) => encodeCommand({ kind: CommandKind.Put, proposer, requestId, payload }))
-        .then(
-          () => undefined,
-          () => {
-            this.publishTimer = setTimeout(attempt, this.config.tickMs * this.config.electionTicks);
-          },
-        );
+        .then(() => {
+          settled = true;
+          clearTimeout(this.publishTimer);
+          attempt();
+        }, retry);
     };
     this.publishTimer = setTimeout(attempt, 0);
   }

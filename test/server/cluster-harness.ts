@@ -48,6 +48,7 @@ export class TestCluster {
     const cluster = new TestCluster(dir, layout.nodes, options.args ?? []);
     for (let i = 0; i < count; i++) cluster.startNode(i);
     await cluster.waitForLeader();
+    await cluster.waitForMembersPublished();
     return cluster;
   }
 
@@ -98,6 +99,20 @@ export class TestCluster {
       const ok = await Promise.all(running.map((i) => this.healthy(i)));
       if (running.length > 0 && ok.every(Boolean)) return;
       if (Date.now() - started > timeoutMs) throw new Error(`no leader within ${timeoutMs} ms\n${this.logs()}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** Waits until every member has published its name and client URLs (etcd's "started"). */
+  async waitForMembersPublished(timeoutMs = 30_000): Promise<void> {
+    const started = Date.now();
+    for (;;) {
+      const r = etcdctl(this.endpoints, ['member', 'list', '-w', 'json']);
+      if (r.code === 0) {
+        const members = (JSON.parse(r.stdout) as { members?: Array<{ name?: string; clientURLs?: string[] }> }).members ?? [];
+        if (members.length === this.nodes.length && members.every((m) => (m.name ?? '') !== '' && (m.clientURLs ?? []).length > 0)) return;
+      }
+      if (Date.now() - started > timeoutMs) throw new Error(`members did not publish within ${timeoutMs} ms\n${this.logs()}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }

@@ -172,11 +172,12 @@ function responseOpToWire(op: ResponseOp, header: object): object {
     case 'deleteRange':
       return { response_delete_range: { header, ...deleteRangeToWire(op.deleteRange) } };
     case 'txn':
-      return { response_txn: { header, ...txnToWire(op.txn, header) } };
+      return { response_txn: { header, ...txnToWire(op.txn, header as { revision: number }) } };
   }
 }
 
-/** Nested responses carry the same header as the outer one, as etcd's do. */
-export function txnToWire(r: TxnResponse, header: object): WireTxnResponse {
-  return { succeeded: r.succeeded, responses: r.responses.map((op) => responseOpToWire(op, header)) };
+/** Responses inside a txn carry a header with only the revision, as etcd's do. */
+export function txnToWire(r: TxnResponse, header: { revision: number }): WireTxnResponse {
+  const inner = { revision: header.revision };
+  return { succeeded: r.succeeded, responses: r.responses.map((op) => responseOpToWire(op, inner)) };
 }
