@@ -2,18 +2,44 @@
 import { intOption, parseOptions, UsageError, withUsage } from './args';
 
 export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
+       dkv bench put|range|txn-put [--endpoints E] [--conns N] [--clients N] [--total N] ...
 
-  raft   the Raft core's throughput: a 3-node group in one process on the simulator with zero
-         network and disk latency; committed entries per second with one proposal per round and
-         with batches of 64 and 1,024 proposals (goals: 50,000 rounds/s; 1,000,000 entries/s)
-  log    the LevelDB log store's group commit: synced entries per second with 1 shard and with
-         8 shards sharing one synced batch per round, against one synced batch per shard
-         (written under the system's temporary directory)
+  raft     the Raft core's throughput: a 3-node group in one process on the simulator with zero
+           network and disk latency; committed entries per second with one proposal per round and
+           with batches of 64 and 1,024 proposals (goals: 50,000 rounds/s; 1,000,000 entries/s)
+  log      the LevelDB log store's group commit: synced entries per second with 1 shard and with
+           8 shards sharing one synced batch per round, against one synced batch per shard
+           (written under the system's temporary directory)
+  put      etcd v3 Put requests against a running cluster (DKV or etcd), like etcd's
+           "benchmark put"; prints requests/s, latency p50/p90/p99/max and errors by message
+  range    etcd v3 Range requests of one key each, linearizable or serializable
+  txn-put  etcd v3 Txn requests with no compares and --txn-ops puts in the success branch
 
-Options:
+Options (raft, log):
   --seconds S   how long each measurement runs (default 3)
-  -h, --help    show this text
+
+Options (put, range, txn-put; as in etcd's benchmark tool):
+  --endpoints E         comma-separated host:port (http:// accepted) (default 127.0.0.1:2379)
+  --conns N             gRPC connections, spread over the endpoints round-robin (default 1)
+  --clients N           concurrent requests in flight; client i uses connection i mod N (default 1)
+  --total N             requests to send (default 10000)
+  --key-size N          key bytes; key n is Go's varint of n, zero-padded (default 8)
+  --val-size N          value bytes (put, txn-put) (default 8)
+  --key-space-size N    distinct keys, drawn at random unless --sequential-keys (default 1)
+  --sequential-keys     request i uses key i mod key-space-size
+  --consistency l|s     range: linearizable (l) or serializable (s) (default l)
+  --txn-ops N           txn-put: puts on distinct keys per txn (default 1)
+  --rate N              requests per second over all clients, 0 = unlimited (default 0)
+  --json                print one JSON line instead of the summary
+  -h, --help            show this text
 `;
+
+const loadTargets = ['put', 'range', 'txn-put'] as const;
+type LoadTarget = (typeof loadTargets)[number];
+
+function isLoadTarget(target: string): target is LoadTarget {
+  return (loadTargets as readonly string[]).includes(target);
+}
 
 export async function benchCommand(args: string[]): Promise<number> {
   return withUsage(benchHelp, async () => {
@@ -22,6 +48,7 @@ export async function benchCommand(args: string[]): Promise<number> {
       process.stdout.write(benchHelp);
       return target === undefined ? 2 : 0;
     }
+    if (isLoadTarget(target)) return loadCommand(target, rest);
     if (target !== 'raft' && target !== 'log') throw new UsageError(`unknown benchmark "${target}"`);
     const o = parseOptions(rest, { seconds: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
     if (o.help === true) {
@@ -41,4 +68,82 @@ export async function benchCommand(args: string[]): Promise<number> {
     runRaftBench({ seconds, print });
     return 0;
   });
+}
+
+/** host:port list; an http:// scheme is dropped, https:// refused (the generator has no TLS). */
+export function parseEndpoints(value: string): string[] {
+  const endpoints = value.split(',').map((e) => e.trim()).filter((e) => e !== '');
+  if (endpoints.length === 0) throw new UsageError('--endpoints must name at least one host:port');
+  return endpoints.map((endpoint) => {
+    if (/^https:\/\//i.test(endpoint)) throw new UsageError(`--endpoints: TLS is not supported by dkv bench, got "${endpoint}"`);
+    const bare = endpoint.replace(/^http:\/\//i, '').replace(/\/$/, '');
+    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(bare);
+    const port = match === null ? NaN : Number(match[2]);
+    if (match === null || port < 1 || port > 65535) {
+      throw new UsageError(`--endpoints: expected host:port, got "${endpoint}"`);
+    }
+    return bare;
+  });
+}
+
+async function loadCommand(workload: LoadTarget, args: string[]): Promise<number> {
+  const o = parseOptions(args, {
+    endpoints: { type: 'string' },
+    conns: { type: 'string' },
+    clients: { type: 'string' },
+    total: { type: 'string' },
+    'key-size': { type: 'string' },
+    'val-size': { type: 'string' },
+    'key-space-size': { type: 'string' },
+    'sequential-keys': { type: 'boolean' },
+    consistency: { type: 'string' },
+    'txn-ops': { type: 'string' },
+    rate: { type: 'string' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (o.help === true) {
+    process.stdout.write(benchHelp);
+    return 0;
+  }
+  const { describeLoad, formatLoadResult, loadLimits: limits, loadResultJson, runLoad, varintLength } = await import('../../bench/etcd-load');
+  if (o.consistency !== undefined && workload !== 'range') throw new UsageError(`--consistency applies to range only, not ${workload}`);
+  if (o.consistency !== undefined && o.consistency !== 'l' && o.consistency !== 's') {
+    throw new UsageError(`--consistency must be l (linearizable) or s (serializable), got "${o.consistency}"`);
+  }
+  if (o['txn-ops'] !== undefined && workload !== 'txn-put') throw new UsageError(`--txn-ops applies to txn-put only, not ${workload}`);
+  if (o['val-size'] !== undefined && workload === 'range') throw new UsageError('--val-size applies to put and txn-put, not range');
+  const keySpaceSize = intOption(o['key-space-size'], 'key-space-size', 1, 1, limits.keySpaceSizeMax);
+  const keySize = intOption(o['key-size'], 'key-size', 8, 1, limits.keySizeMax);
+  const keyBytesNeeded = varintLength(keySpaceSize - 1);
+  if (keySize < keyBytesNeeded) {
+    throw new UsageError(`--key-size ${keySize} is too small for --key-space-size ${keySpaceSize}: keys need at least ${keyBytesNeeded} bytes`);
+  }
+  const txnOps = intOption(o['txn-ops'], 'txn-ops', 1, 1, limits.txnOpsMax);
+  if (txnOps > keySpaceSize) throw new UsageError(`--txn-ops ${txnOps} needs --key-space-size of at least ${txnOps} (a txn may not put one key twice)`);
+  const options = {
+    workload,
+    endpoints: parseEndpoints(o.endpoints ?? '127.0.0.1:2379'),
+    conns: intOption(o.conns, 'conns', 1, 1, limits.connsMax),
+    clients: intOption(o.clients, 'clients', 1, 1, limits.clientsMax),
+    total: intOption(o.total, 'total', 10_000, 1, limits.totalMax),
+    keySize,
+    valSize: intOption(o['val-size'], 'val-size', 8, 0, limits.valSizeMax),
+    keySpaceSize,
+    sequentialKeys: o['sequential-keys'] === true,
+    consistency: o.consistency === 's' ? 's' : 'l',
+    rate: intOption(o.rate, 'rate', 0, 0, limits.rateMax),
+    txnOps,
+  } as const;
+  const json = o.json === true;
+  if (!json) process.stdout.write(`${describeLoad(options)}\n`);
+  let result;
+  try {
+    result = await runLoad(options);
+  } catch (error) {
+    process.stderr.write(`dkv bench ${workload}: ${(error as Error).message}\n`);
+    return 1;
+  }
+  process.stdout.write(json ? `${loadResultJson(result)}\n` : `${formatLoadResult(result).join('\n')}\n`);
+  return result.errors === 0 ? 0 : 1;
 }

@@ -7,15 +7,16 @@ export const usage = `dkv — Clustron DKV
 Usage: dkv <command> [options]
 
 Commands:
+  dev            start a local cluster of dkv server processes (npm start)
+  server         run one etcd-compatible node (etcd's flag names; --help lists them)
+  snapshot       restore a new cluster's data directories from an etcdctl snapshot file
   demo           run a 3-node Raft group in this process on a simulated network and narrate
-                 an election, replication, a leader crash, failover and catch-up (npm start)
+                 an election, replication, a leader crash, failover and catch-up (npm run demo)
   sim            run the deterministic Raft simulator over many random fault schedules
                  (partitions, loss, duplication, reordering, crashes, membership changes)
   bench raft     measure the Raft core's throughput in-process (zero-latency simulation)
   bench log      measure the LevelDB log store's group commit (1 and 8 shards, synced)
   help           show this text; "dkv <command> --help" shows a command's options
-
-The etcd-compatible server (dkv server, dkv dev) arrives with the server issue.
 `;
 
 export async function main(args: string[]): Promise<number> {
@@ -38,6 +39,10 @@ export async function main(args: string[]): Promise<number> {
     case 'dev': {
       const { devCommand } = await import('./dev');
       return devCommand(rest);
+    }
+    case 'snapshot': {
+      const { snapshotCommand } = await import('./snapshot');
+      return snapshotCommand(rest);
     }
     case 'server': {
       const { serverCommand } = await import('./server');

@@ -7,10 +7,9 @@ import type * as grpc from '@grpc/grpc-js';
 import type { ConfChange } from '../../raft/index';
 import { int64, type Int64 } from '../etcd-proto';
 import { dkvError } from '../errors';
-import { memberId as computeMemberId } from './config';
 import { serviceDefinition } from './grpc-service';
 import { type Member, encodeMemberContext, isRemoved } from './members';
-import type { DkvNode } from './node';
+import { type DkvNode, memberIdOf } from './node';
 import { type ServiceContext, responseHeader, unary, withTimeout } from './service-common';
 
 /** etcd allows one learner at a time. */
@@ -70,7 +69,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       const peerUrls = checkPeerUrls(message.peerURLs ?? []);
       const current = node.members();
       if (current.some((m) => m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
-      const id = computeMemberId('', peerUrls, node.identity.clusterToken);
+      const id = memberIdOf(peerUrls, node.identity.clusterToken);
       const meta = node.host.shard(0);
       if (current.some((m) => m.id === id) || (meta !== undefined && isRemoved(meta.machine.mvcc, id))) throw dkvError('member-exists');
       const isLearner = message.isLearner === true;

@@ -14,7 +14,7 @@ import { createClusterService } from './cluster-service';
 import { type ServerConfig, type ServerUrl, type TlsConfig, clusterId as computeClusterId, memberId as computeMemberId } from './config';
 import { createKvService } from './kv-service';
 import { createMaintenanceService } from './maintenance-service';
-import { type Member, applyMembershipChange, attributesKey, encodeAttributes, encodeMemberContext, listMembers } from './members';
+import { type Member, type MemberRecord, applyMembershipChange, attributesKey, encodeAttributes, encodeMemberContext, listMembers } from './members';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics';
 import { PeerTransport } from './peer/index';
 import { type Shard, ShardHost, wrapConfContext } from './shard-host';
@@ -42,7 +42,7 @@ export interface DkvNodeOptions {
 }
 
 /** This member's identity, written to the data directory on first start. */
-interface Identity {
+export interface Identity {
   memberId: number;
   clusterId: number;
   name: string;
@@ -125,6 +125,7 @@ export class DkvNode {
       onConfChange: (shard, change) => this.confChangeApplied(shard, change),
       onFatal: (error) => this.options.onFatal?.(error),
       onSnapshotInstalled: (shard) => {
+        logger.info(`shard ${shard.id}: state restored from the leader's snapshot at index ${shard.machine.appliedIndex}`);
         if (shard.id === META_SHARD) this.refreshPeers();
       },
     });
@@ -133,7 +134,7 @@ export class DkvNode {
   /** Starts a node from its configuration; resolves when it serves clients. */
   static async start(config: ServerConfig, logger: NodeLogger, options: DkvNodeOptions = {}): Promise<DkvNode> {
     mkdirSync(config.dataDir, { recursive: true });
-    const identity = DkvNode.identity(config);
+    const identity = DkvNode.identityOf(config);
     const logStore = await LevelLogStore.open({ path: join(config.dataDir, 'raft') });
     const node = new DkvNode(config, identity, logStore, logger, options);
     try {
@@ -153,16 +154,11 @@ export class DkvNode {
   }
 
   /** Reads this member's identity from its data directory, or creates it from the configuration. */
-  private static identity(config: ServerConfig): Identity {
+  static identityOf(config: ServerConfig): Identity {
     const file = join(config.dataDir, 'member.json');
     if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as Identity;
     const token = config.initialClusterToken;
-    // A member of a new cluster is known by its name and URLs; one added later (state existing)
-    // by its URLs only, as MemberAdd computes it.
-    const memberId =
-      config.initialClusterState === 'new'
-        ? computeMemberId(config.name, config.initialAdvertisePeerUrls, token)
-        : computeMemberId('', config.initialAdvertisePeerUrls, token);
+    const memberId = memberIdOf(config.initialAdvertisePeerUrls, token);
     const identity: Identity = { memberId, clusterId: clusterIdOf(token), name: config.name, clusterToken: token };
     writeFileSync(`${file}.tmp`, JSON.stringify(identity));
     renameSync(`${file}.tmp`, file);
@@ -171,36 +167,17 @@ export class DkvNode {
 
   private initialPeers(): Array<{ id: number; url: string }> {
     const token = this.identity.clusterToken;
-    return this.config.initialCluster.map((m) => {
-      const isSelf = m.name === this.config.name;
-      const id = isSelf ? this.identity.memberId : this.config.initialClusterState === 'new' ? computeMemberId(m.name, m.peerUrls, token) : undefined;
-      return { id: id ?? 0, url: m.peerUrls[0]!.href };
-    }).filter((p) => p.id !== 0);
+    return this.config.initialCluster.map((m) => ({ id: memberIdOf(m.peerUrls, token), url: m.peerUrls[0]!.href }));
   }
 
   /** A node of a new cluster writes the bootstrap configuration of every group once. */
   private async bootstrapIfNew(): Promise<void> {
     if (this.config.initialClusterState !== 'new') return;
-    const token = this.identity.clusterToken;
-    const members = this.config.initialCluster.map((m) => ({
-      id: computeMemberId(m.name, m.peerUrls, token),
-      name: m.name,
-      peerUrls: m.peerUrls.map((u) => u.href),
-      isLearner: false,
-    }));
     const updates: ShardUpdate[] = [];
     for (const shard of HOSTED_SHARDS) {
       const log = this.logStore.shard(shard);
       if (log.lastIndex() > 0 || log.snapshot().metadata.index > 0) continue;
-      const entries: Entry[] = members.map((member, i) => {
-        const change: ConfChange = {
-          transition: 'auto',
-          changes: [{ type: 'add-voter', nodeId: member.id }],
-          context: wrapConfContext(0, 0, encodeMemberContext(member)),
-        };
-        return { index: i + 1, term: 1, type: 'conf-change', data: encodeConfChange(change) };
-      });
-      updates.push({ shard, entries, hardState: { term: 1, vote: 0, commit: entries.length } });
+      updates.push({ shard, ...bootstrapLog(this.config) });
     }
     if (updates.length > 0) await this.logStore.save(updates);
   }
@@ -330,6 +307,46 @@ export class DkvNode {
     await this.transport.stop();
     await this.logStore.close();
   }
+}
+
+/** The initial members of a new cluster, from --initial-cluster. */
+export function initialMembers(config: ServerConfig): MemberRecord[] {
+  return config.initialCluster.map((m) => ({
+    id: memberIdOf(m.peerUrls, config.initialClusterToken),
+    name: m.name,
+    peerUrls: m.peerUrls.map((u) => u.href),
+    isLearner: false,
+  }));
+}
+
+/**
+ * A new group's log: one configuration change per initial member (carrying its record for the
+ * meta shard), committed from the start, as etcd bootstraps.
+ */
+export function bootstrapLog(config: ServerConfig): { entries: Entry[]; hardState: { term: number; vote: number; commit: number } } {
+  const entries: Entry[] = initialMembers(config).map((member, i) => {
+    const change: ConfChange = {
+      transition: 'auto',
+      changes: [{ type: 'add-voter', nodeId: member.id }],
+      context: wrapConfContext(0, 0, encodeMemberContext(member)),
+    };
+    return { index: i + 1, term: 1, type: 'conf-change', data: encodeConfChange(change) };
+  });
+  return { entries, hardState: { term: 1, vote: 0, commit: entries.length } };
+}
+
+/** Reads or creates the member identity file in `dataDir`. */
+export function memberIdentity(config: ServerConfig): Identity {
+  return DkvNode.identityOf(config);
+}
+
+/**
+ * A member's id: from its peer URLs and the cluster token only, so every member can work out
+ * every other's from --initial-cluster, and MemberAdd gives an added member the id it will
+ * compute for itself.
+ */
+export function memberIdOf(peerUrls: ReadonlyArray<string | ServerUrl>, token: string): number {
+  return computeMemberId('', peerUrls, token);
 }
 
 /**

@@ -2,10 +2,13 @@
  * The etcdctl compatibility suite: the real `etcdctl` (Debian's etcd-client) against a real
  * 3-node DKV cluster of `dkv server` processes.
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, etcdctl } from './cluster-harness';
+import { TestCluster, etcdctl, freeBase } from './cluster-harness';
+
+const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 
 let cluster: TestCluster;
 const run = (args: string[], input?: string) => etcdctl(cluster.endpoints, args, input);
@@ -120,13 +123,46 @@ describe('etcdctl against a 3-node DKV cluster', () => {
     expect(new Set(hashes.map((h) => h.HashKV.hash)).size).toBe(1);
   });
 
-  it('saves a snapshot to a file', () => {
+  it('saves a snapshot that dkv restores a new cluster from', async () => {
     const file = join(cluster.dir, 'snap.db');
+    const before = JSON.parse(ok(['get', '', '--prefix', '-w', 'json'])) as { header: { revision: number }; count: number };
     const r = etcdctl(cluster.endpoint(0), ['snapshot', 'save', file]);
     expect(r.code).toBe(0);
     expect(existsSync(file)).toBe(true);
     expect(statSync(file).size % 512).toBe(32);
-  });
+
+    const base = await freeBase(1);
+    const peer = `http://127.0.0.1:${base + 1}`;
+    const flags = ['--name', 'r1', '--data-dir', join(cluster.dir, 'restored'), '--initial-cluster', `r1=${peer}`, '--initial-advertise-peer-urls', peer,
+      '--listen-peer-urls', peer, '--listen-client-urls', `http://127.0.0.1:${base}`, '--advertise-client-urls', `http://127.0.0.1:${base}`,
+      '--listen-metrics-urls', `http://127.0.0.1:${base + 2}`, '--initial-cluster-token', 'restored'];
+    const restore = spawnSync(process.execPath, [dkvBin, 'snapshot', 'restore', file, ...flags], { encoding: 'utf8' });
+    expect(restore.status, restore.stderr).toBe(0);
+    expect(restore.stdout).toMatch(/restored \d+ keys at revision \d+/);
+    const again = spawnSync(process.execPath, [dkvBin, 'snapshot', 'restore', file, ...flags], { encoding: 'utf8' });
+    expect(again.status).toBe(1);
+    expect(again.stderr).toContain('is not empty');
+
+    const server = spawn(process.execPath, [dkvBin, 'server', ...flags], { stdio: 'ignore' });
+    try {
+      const endpoint = `127.0.0.1:${base}`;
+      const started = Date.now();
+      while (etcdctl(endpoint, ['endpoint', 'health']).code !== 0) {
+        if (Date.now() - started > 20_000) throw new Error('the restored cluster did not come up');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const after = JSON.parse(etcdctl(endpoint, ['get', '', '--prefix', '-w', 'json']).stdout) as { header: { revision: number }; count: number };
+      expect([after.count, after.header.revision]).toEqual([before.count, before.header.revision]);
+      expect(etcdctl(endpoint, ['get', 'foo', '--print-value-only']).stdout).toBe('bar\n');
+      const members = JSON.parse(etcdctl(endpoint, ['member', 'list', '-w', 'json']).stdout) as { members: Array<{ name: string }> };
+      expect(members.members.map((m) => m.name)).toEqual(['r1']);
+    } finally {
+      await new Promise((resolve) => {
+        server.once('exit', resolve);
+        server.kill('SIGTERM');
+      });
+    }
+  }, 60_000);
 
   it('moves the leader', () => {
     const status = JSON.parse(ok(['endpoint', 'status', '-w', 'json'])) as Array<{ Endpoint: string; Status: { leader: number; header: { member_id: number } } }>;
