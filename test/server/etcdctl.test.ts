@@ -3,7 +3,7 @@
  * 3-node DKV cluster of `dkv server` processes.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, etcdctl, freeBase } from './cluster-harness';
@@ -156,6 +156,51 @@ describe('etcdctl against a 3-node DKV cluster', () => {
       expect(etcdctl(endpoint, ['get', 'foo', '--print-value-only']).stdout).toBe('bar\n');
       const members = JSON.parse(etcdctl(endpoint, ['member', 'list', '-w', 'json']).stdout) as { members: Array<{ name: string }> };
       expect(members.members.map((m) => m.name)).toEqual(['r1']);
+    } finally {
+      await new Promise((resolve) => {
+        server.once('exit', resolve);
+        server.kill('SIGTERM');
+      });
+    }
+  }, 60_000);
+
+  it('adds a learner that catches up, promotes it, then removes it', async () => {
+    const base = await freeBase(1);
+    const peer = `http://127.0.0.1:${base + 1}`;
+    const added = run(['member', 'add', 'dkv4', `--peer-urls=${peer}`, '--learner']);
+    expect(added.code, added.stderr).toBe(0);
+    expect(added.stdout).toMatch(/Member +[0-9a-f]+ added to cluster +[0-9a-f]+/);
+    const id = /Member +([0-9a-f]+) added/.exec(added.stdout)![1]!;
+    const initialCluster = /ETCD_INITIAL_CLUSTER="([^"]+)"/.exec(added.stdout)![1]!;
+    expect(initialCluster).toContain(`dkv4=${peer}`);
+    const listed = JSON.parse(ok(['member', 'list', '-w', 'json']).replace(/"ID":(\d+)/g, '"ID":"$1"')) as { members: Array<{ ID: string; isLearner?: boolean }> };
+    expect(listed.members.find((m) => BigInt(m.ID).toString(16) === id)?.isLearner).toBe(true);
+
+    const flags = ['--name', 'dkv4', '--data-dir', join(cluster.dir, 'dkv4'), '--initial-cluster', initialCluster, '--initial-cluster-state', 'existing',
+      '--initial-advertise-peer-urls', peer, '--listen-peer-urls', peer, '--listen-client-urls', `http://127.0.0.1:${base}`,
+      '--advertise-client-urls', `http://127.0.0.1:${base}`, '--listen-metrics-urls', `http://127.0.0.1:${base + 2}`];
+    const logFile = join(cluster.dir, 'dkv4.log');
+    const server = spawn(process.execPath, [dkvBin, 'server', ...flags, '--log-file', logFile], { stdio: 'ignore' });
+    try {
+      const endpoint = `127.0.0.1:${base}`;
+      const started = Date.now();
+      while (etcdctl(endpoint, ['get', 'foo', '--print-value-only', '--consistency=s']).stdout !== 'bar\n') {
+        if (Date.now() - started > 20_000) throw new Error(`the learner did not catch up\n${readFileSync(logFile, 'utf8')}\n${cluster.logs()}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const promoted = run(['member', 'promote', id]);
+      expect(promoted.code, promoted.stderr).toBe(0);
+      expect(promoted.stdout).toContain('promoted');
+      const four = JSON.parse(ok(['member', 'list', '-w', 'json'])) as { members: Array<{ isLearner?: boolean; name: string }> };
+      expect(four.members.length).toBe(4);
+      expect(four.members.every((m) => m.isLearner !== true)).toBe(true);
+      expect(etcdctl(endpoint, ['put', 'via-dkv4', 'ok']).stdout).toBe('OK\n');
+      const removed = run(['member', 'remove', id]);
+      expect(removed.code, removed.stderr).toBe(0);
+      expect(removed.stdout).toContain('removed from cluster');
+      const three = JSON.parse(ok(['member', 'list', '-w', 'json'])) as { members: unknown[] };
+      expect(three.members.length).toBe(3);
+      expect(ok(['get', 'via-dkv4', '--print-value-only'])).toBe('ok\n');
     } finally {
       await new Promise((resolve) => {
         server.once('exit', resolve);
