@@ -74,6 +74,7 @@ export class DkvNode {
   private metricsServer: { close(): Promise<void> } | undefined;
   private stopping = false;
   private publishTimer: NodeJS.Timeout | undefined;
+  private gaugeTimer: NodeJS.Timeout | undefined;
   readonly clientPorts: number[] = [];
   metricsPort = 0;
 
@@ -118,10 +119,8 @@ export class DkvNode {
         logger.info(`shard ${shard}: leader is now ${leader === 0 ? 'unknown' : leader.toString(16)} (term ${term})`);
         if (shard === DEFAULT_STORE_SHARD) {
           this.metrics.leaderChanges.inc();
-          this.metrics.hasLeader.set(leader === 0 ? 0 : 1);
         }
       },
-      onApplied: () => this.metrics.proposalsApplied.inc(),
       onConfChange: (shard, change) => this.confChangeApplied(shard, change),
       onFatal: (error) => this.options.onFatal?.(error),
       onSnapshotInstalled: (shard) => {
@@ -269,7 +268,38 @@ export class DkvNode {
     this.grpcServer = server;
   }
 
+  /** Gauges that describe state rather than events, refreshed once a second. */
+  private refreshGauges(): void {
+    let committed = 0;
+    let applied = 0;
+    let pending = 0;
+    let leaders = 0;
+    let allHaveLeaders = true;
+    for (const id of this.host.shardIds()) {
+      const shard = this.host.shard(id)!;
+      const status = shard.node.status();
+      committed += status.commit;
+      applied += shard.machine.appliedIndex;
+      pending += shard.waiters.size;
+      if (status.lead === this.identity.memberId) leaders++;
+      if (status.lead === 0) allHaveLeaders = false;
+    }
+    const data = this.host.shard(DEFAULT_STORE_SHARD)?.machine.mvcc;
+    const m = this.metrics;
+    m.proposalsCommitted.set(committed);
+    m.proposalsApplied.set(applied);
+    m.proposalsPending.set(pending);
+    m.hasLeader.set(allHaveLeaders ? 1 : 0);
+    m.shards.set(this.host.shardIds().length);
+    m.shardLeaders.set(leaders);
+    m.dbTotalSizeBytes.set(data?.arenaBytes ?? 0);
+    m.keysTotal.set(data?.keyCount ?? 0);
+  }
+
   private async serveMetrics(): Promise<void> {
+    this.gaugeTimer = setInterval(() => this.refreshGauges(), 1000);
+    this.gaugeTimer.unref();
+    this.refreshGauges();
     const url = this.config.listenMetricsUrls[0];
     if (url === undefined) return;
     const server = await startMetricsServer({
@@ -289,6 +319,7 @@ export class DkvNode {
     if (this.stopping) return;
     this.stopping = true;
     clearTimeout(this.publishTimer);
+    clearInterval(this.gaugeTimer);
     const server = this.grpcServer;
     if (server !== undefined) {
       await new Promise<void>((resolve) => {

@@ -123,6 +123,26 @@ describe('etcdctl against a 3-node DKV cluster', () => {
     expect(new Set(hashes.map((h) => h.HashKV.hash)).size).toBe(1);
   });
 
+  it('serves /metrics with etcd metric names and /health', async () => {
+    const node = cluster.nodes[0]!;
+    const health = await fetch(`${node.metricsUrl}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ health: 'true' });
+    // Gauges refresh once a second; wait for a refresh that has seen the writes above.
+    const started = Date.now();
+    let text = '';
+    do {
+      text = await (await fetch(`${node.metricsUrl}/metrics`)).text();
+      if (/^etcd_debugging_mvcc_keys_total [1-9]/m.test(text)) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    } while (Date.now() - started < 5000);
+    expect(text).toMatch(/^etcd_server_has_leader 1$/m);
+    expect(text).toMatch(/^etcd_disk_wal_fsync_duration_seconds_bucket\{le="0\.001"\} \d+$/m);
+    expect(text).toMatch(/^etcd_disk_wal_fsync_duration_seconds_count [1-9]\d*$/m);
+    expect(text).toMatch(/^etcd_server_proposals_committed_total [1-9]\d*$/m);
+    expect(text).toMatch(/^etcd_debugging_mvcc_keys_total [1-9]\d*$/m);
+  });
+
   it('saves a snapshot that dkv restores a new cluster from', async () => {
     const file = join(cluster.dir, 'snap.db');
     const before = JSON.parse(ok(['get', '', '--prefix', '-w', 'json'])) as { header: { revision: number }; count: number };
