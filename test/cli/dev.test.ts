@@ -3,7 +3,7 @@
  * there is a leader, stops cleanly on Ctrl-C, and resumes with its data when started again.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -66,6 +66,39 @@ describe('dkv server', () => {
       expect(r.stdout).toContain(flag);
     }
   });
+
+  it('starts from an etcd-style YAML config file and stops cleanly on SIGTERM', async () => {
+    const base = await freeBase(1);
+    const file = join(dir, 'node.yaml');
+    writeFileSync(
+      file,
+      [
+        'name: y1',
+        `data-dir: ${join(dir, 'y1')}`,
+        `listen-client-urls: http://127.0.0.1:${base}`,
+        `advertise-client-urls: http://127.0.0.1:${base}`,
+        `listen-peer-urls: http://127.0.0.1:${base + 1}`,
+        `initial-advertise-peer-urls: http://127.0.0.1:${base + 1}`,
+        `initial-cluster: y1=http://127.0.0.1:${base + 1}`,
+        'initial-cluster-token: yaml-test',
+        `listen-metrics-urls: http://127.0.0.1:${base + 2}`,
+        '',
+      ].join('\n'),
+    );
+    const child = spawn(process.execPath, [bin, 'server', '--config-file', file], { stdio: 'ignore' });
+    const endpoint = `127.0.0.1:${base}`;
+    const started = Date.now();
+    while (etcdctl(endpoint, ['put', 'from-yaml', 'yes']).code !== 0) {
+      if (Date.now() - started > 20_000) throw new Error('the node from the config file did not come up');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(etcdctl(endpoint, ['get', 'from-yaml', '--print-value-only']).stdout).toBe('yes\n');
+    const code = await new Promise<number | null>((resolve) => {
+      child.once('exit', (c) => resolve(c));
+      child.kill('SIGTERM');
+    });
+    expect(code).toBe(0);
+  }, 40_000);
 
   it('names the bad field and exits 2', () => {
     const r = spawnSync(process.execPath, [bin, 'server', '--initial-cluster-state', 'sideways'], { encoding: 'utf8' });
