@@ -38,6 +38,8 @@ function checkPut(r: WirePutRequest): void {
   checkKey(r.key);
   if (r.ignore_value && r.value !== undefined && r.value.length !== 0) throw dkvError('value-provided');
   if (r.ignore_lease && int64(r.lease) !== 0) throw dkvError('lease-provided');
+  // No lease can exist until the Lease service does, so every lease id is unknown, as etcd says.
+  if (int64(r.lease) !== 0) throw dkvError('lease-not-found');
 }
 
 function checkOps(ops: readonly WireRequestOp[]): void {

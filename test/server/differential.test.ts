@@ -49,6 +49,7 @@ const SCRIPT: Array<[string[], string?]> = [
   [['get', 'a', '--rev=500']],
   [['compact', '3']],
   [['put', '', 'x']],
+  [['put', 'leased', 'x', '--lease=1234abcd']],
   [['get', '', '--prefix', '-w', 'json']],
   [['del', '', '--prefix']],
   [['get', '', '--prefix', '--count-only']],
