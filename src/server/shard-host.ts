@@ -73,8 +73,26 @@ interface PendingProposal {
 }
 
 interface Waiter {
+  /** The command as proposed: an applied entry completes this request only if it is these bytes. */
+  readonly data: Uint8Array;
   resolve(applied: AppliedCommand): void;
   reject(error: Error): void;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * The first request id of this process: the start time in milliseconds times 1024, so ids never
+ * repeat across restarts (an entry proposed before a crash may commit after it and must not
+ * complete a new request) unless a process issued more than 1024 requests per millisecond of its
+ * life. Stays below 2^53 until the year 2250.
+ */
+export function firstRequestId(nowMs: number): number {
+  return Math.floor(nowMs) * 1024 + 1;
 }
 
 interface ReadBatch {
@@ -152,7 +170,7 @@ export class ShardHost {
   private cycleScheduled = false;
   private ticker: NodeJS.Timeout | undefined;
   private stopped = false;
-  private nextRequestId = 1;
+  private nextRequestId = firstRequestId(Date.now());
   private failure: Error | undefined;
 
   constructor(private readonly options: ShardHostOptions) {}
@@ -225,7 +243,7 @@ export class ShardHost {
     const requestId = this.nextRequestId++;
     const data = encode(this.options.memberId, requestId);
     return new Promise<AppliedCommand>((resolve, reject) => {
-      shard.waiters.set(requestId, { resolve, reject });
+      shard.waiters.set(requestId, { data, resolve, reject });
       shard.proposals.push({ data, requestId });
       this.schedule();
     });
@@ -482,7 +500,8 @@ export class ShardHost {
       this.options.onApplied?.(shard.id, applied);
       if (applied.proposer !== this.options.memberId) continue;
       const waiter = shard.waiters.get(applied.requestId);
-      if (waiter === undefined) continue;
+      // An id from before a restart (ids are unique per process start; this checks it anyway).
+      if (waiter === undefined || !sameBytes(waiter.data, entry.data)) continue;
       shard.waiters.delete(applied.requestId);
       waiter.resolve(applied);
     }

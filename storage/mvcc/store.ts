@@ -67,6 +67,8 @@ interface TxnPath {
 }
 
 /** A consistent, immutable view of every segment (arenas are never changed once written). */
+const EMPTY_VALUE = new Uint8Array(0);
+
 export interface StoreCapture {
   readonly revision: number;
   readonly compactRevision: number;
@@ -189,7 +191,9 @@ export class MvccStore {
     const count = this.visitRange(request.key, request.rangeEnd, (source, head) => {
       const offset = versionAt(source, head, revision);
       if (offset === noRecord || recordIsTombstone(source, offset)) return false;
-      if (kvs.length < fetch) kvs.push(recordToKeyValue(source, offset, request.keysOnly === true));
+      // Values are kept until after the sort (sorting by value with keys_only sorts by value, as
+      // etcd does) and dropped below.
+      if (kvs.length < fetch) kvs.push(recordToKeyValue(source, offset, request.keysOnly === true && sortTarget !== 'value'));
       return true;
     });
     if (filtered) kvs = kvs.filter((kv) => passesFilters(kv, request));
@@ -199,6 +203,7 @@ export class MvccStore {
       kvs = kvs.slice(0, limit);
       more = true;
     }
+    if (request.keysOnly === true && sortTarget === 'value') kvs = kvs.map((kv) => ({ ...kv, value: EMPTY_VALUE }));
     return { kvs, more, count, revision: visible };
   }
 

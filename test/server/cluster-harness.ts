@@ -8,6 +8,8 @@ import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { etcdService } from '../../src/etcd-proto';
 import { devClusterLayout, type DevNode } from '../../src/server/config';
 
 const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
@@ -23,13 +25,39 @@ function portFree(port: number): Promise<boolean> {
 /** A base port whose whole block (10 per node) is free now. */
 export async function freeBase(nodes: number): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {
-    const base = 20000 + 10 * Math.floor(Math.random() * 3500);
+    // Below the kernel's ephemeral range (32768+ on Linux), so a client's outgoing connection can
+    // never take a port a restarted node needs.
+    const base = 20000 + 10 * Math.floor(Math.random() * 1200);
     const ports: number[] = [];
     for (let i = 0; i < nodes; i++) ports.push(base + 10 * i, base + 10 * i + 1, base + 10 * i + 2);
     const free = await Promise.all(ports.map(portFree));
     if (free.every(Boolean)) return base;
   }
   throw new Error('no free port block found');
+}
+
+export interface TestClusterOptions {
+  /** Nodes in the cluster (3 by default). */
+  readonly nodes?: number;
+  /** Flags added to every node's command line. */
+  readonly args?: readonly string[];
+  /** Flags added to node i's command line only. */
+  readonly nodeArgs?: (i: number) => readonly string[];
+  /** https client and peer URLs (the metrics URL stays http); give the TLS flags in `args`. */
+  readonly https?: boolean;
+  /** Flags the harness's own etcdctl calls need (TLS: --cacert, --cert, --key). */
+  readonly etcdctlArgs?: readonly string[];
+}
+
+/** The dev layout's node with its client and peer URLs switched to https. */
+function withHttps(node: DevNode): DevNode {
+  const swap = (text: string): string => text.replaceAll('http://', 'https://');
+  return {
+    ...node,
+    clientUrl: swap(node.clientUrl),
+    peerUrl: swap(node.peerUrl),
+    args: node.args.map((arg) => (arg.startsWith('--listen-metrics-urls=') ? arg : swap(arg))),
+  };
 }
 
 export class TestCluster {
@@ -39,16 +67,27 @@ export class TestCluster {
     readonly dir: string,
     readonly nodes: readonly DevNode[],
     private readonly extraArgs: readonly string[],
+    private readonly nodeArgs: (i: number) => readonly string[],
+    /** Flags every etcdctl call of the harness adds (TLS clusters: --cacert and friends). */
+    readonly etcdctlArgs: readonly string[],
   ) {}
 
-  static async start(options: { nodes?: number; args?: readonly string[] } = {}): Promise<TestCluster> {
+  static async start(options: TestClusterOptions = {}): Promise<TestCluster> {
     const count = options.nodes ?? 3;
     const dir = mkdtempSync(join(tmpdir(), 'dkv-cluster-'));
     const layout = devClusterLayout({ nodes: count, basePort: await freeBase(count), dataDir: dir });
-    const cluster = new TestCluster(dir, layout.nodes, options.args ?? []);
+    const nodes = options.https === true ? layout.nodes.map(withHttps) : layout.nodes;
+    const cluster = new TestCluster(dir, nodes, options.args ?? [], options.nodeArgs ?? (() => []), options.etcdctlArgs ?? []);
     for (let i = 0; i < count; i++) cluster.startNode(i);
-    await cluster.waitForLeader();
-    await cluster.waitForMembersPublished();
+    try {
+      await cluster.waitForLeader();
+      await cluster.waitForMembersPublished();
+    } catch (error) {
+      // A cluster that never came up must not outlive the test that asked for it (the error
+      // already carries the nodes' logs).
+      await cluster.stop();
+      throw error;
+    }
     return cluster;
   }
 
@@ -65,12 +104,27 @@ export class TestCluster {
     return `127.0.0.1:${this.nodes[i]!.clientPort}`;
   }
 
+  /** Starts node i (again, after `kill`: it resumes from its data directory). */
   startNode(i: number): void {
+    if (this.processes.has(i)) throw new Error(`node ${i} is already running`);
     const node = this.nodes[i]!;
     const log = openSync(node.logFile, 'a');
-    const child = spawn(process.execPath, [dkvBin, 'server', ...node.args, ...this.extraArgs], { stdio: ['ignore', log, log] });
+    const args = [dkvBin, 'server', ...node.args, ...this.extraArgs, ...this.nodeArgs(i)];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', log, log] });
     this.processes.set(i, child);
-    child.on('exit', () => this.processes.delete(i));
+    child.on('exit', () => {
+      if (this.processes.get(i) === child) this.processes.delete(i);
+    });
+  }
+
+  /** True while node i's process runs (a crash shows here as false). */
+  running(i: number): boolean {
+    return this.processes.has(i);
+  }
+
+  /** Node i's process id, to check that a node survived something. */
+  pid(i: number): number | undefined {
+    return this.processes.get(i)?.pid;
   }
 
   /** SIGKILLs node i and waits for it to be gone. */
@@ -91,6 +145,11 @@ export class TestCluster {
     }
   }
 
+  /** Waits until node i's process runs and its /health reports a leader. */
+  async waitForHealthy(i: number, timeoutMs = 30_000): Promise<void> {
+    await waitUntil(() => this.running(i) && this.healthy(i), timeoutMs, () => `node ${this.nodes[i]!.name} not healthy\n${this.logs()}`);
+  }
+
   /** Waits until every running node reports a leader. */
   async waitForLeader(timeoutMs = 30_000): Promise<void> {
     const started = Date.now();
@@ -107,7 +166,7 @@ export class TestCluster {
   async waitForMembersPublished(timeoutMs = 30_000): Promise<void> {
     const started = Date.now();
     for (;;) {
-      const r = etcdctl(this.endpoints, ['member', 'list', '-w', 'json']);
+      const r = etcdctl(this.endpoints, ['member', 'list', '-w', 'json'], undefined, this.etcdctlArgs);
       if (r.code === 0) {
         const members = (JSON.parse(r.stdout) as { members?: Array<{ name?: string; clientURLs?: string[] }> }).members ?? [];
         if (members.length === this.nodes.length && members.every((m) => (m.name ?? '') !== '' && (m.clientURLs ?? []).length > 0)) return;
@@ -146,8 +205,8 @@ export interface CommandResult {
 }
 
 /** Runs the real etcdctl (API v3). A missing etcdctl fails the test: CI installs it. */
-export function etcdctl(endpoints: string, args: readonly string[], input?: string): CommandResult {
-  const result = spawnSync('etcdctl', [`--endpoints=${endpoints}`, '--command-timeout=10s', ...args], {
+export function etcdctl(endpoints: string, args: readonly string[], input?: string, globalArgs: readonly string[] = []): CommandResult {
+  const result = spawnSync('etcdctl', [`--endpoints=${endpoints}`, '--command-timeout=10s', ...globalArgs, ...args], {
     encoding: 'utf8',
     input,
     env: { ...process.env, ETCDCTL_API: '3' },
@@ -155,4 +214,102 @@ export function etcdctl(endpoints: string, args: readonly string[], input?: stri
   });
   if (result.error !== undefined) throw new Error(`etcdctl could not run (is Debian's etcd-client installed?): ${result.error.message}`);
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Polls `condition` until it holds; fails with `describe()` after `timeoutMs`. */
+export async function waitUntil(
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  describe: () => string = () => 'condition',
+  intervalMs = 50,
+): Promise<void> {
+  const started = Date.now();
+  for (;;) {
+    if (await condition()) return;
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${describe()}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A raw gRPC client of the etcd API, built from the same protos as the server (no etcd3 retries
+// or load balancing in the way: one channel to one endpoint, every failure reported as is).
+
+/** A decoded response: int64 fields as numbers, bytes as Buffers, defaults filled in. */
+export type Decoded = Record<string, unknown>;
+
+export interface EtcdRpcError extends Error {
+  code: number;
+  details: string;
+}
+
+export class RawEtcdClient {
+  private readonly clients = new Map<string, grpc.Client>();
+
+  constructor(
+    readonly endpoint: string,
+    private readonly options: { credentials?: grpc.ChannelCredentials; channelOptions?: grpc.ChannelOptions } = {},
+  ) {}
+
+  private client(serviceName: string): { client: grpc.Client; service: ReturnType<typeof etcdService> } {
+    const service = etcdService(serviceName);
+    let client = this.clients.get(serviceName);
+    if (client === undefined) {
+      client = new grpc.Client(this.endpoint, this.options.credentials ?? grpc.credentials.createInsecure(), {
+        'grpc.max_send_message_length': 64 * 1024 * 1024,
+        'grpc.max_receive_message_length': 64 * 1024 * 1024,
+        ...this.options.channelOptions,
+      });
+      this.clients.set(serviceName, client);
+    }
+    return { client, service };
+  }
+
+  /**
+   * One unary call, e.g. `call('etcdserverpb.KV', 'Put', { key, value })`; rejects with the
+   * gRPC status (`code`, `details`) on failure.
+   */
+  call(serviceName: string, method: string, request: object, timeoutMs = 10_000): Promise<Decoded> {
+    const { client, service } = this.client(serviceName);
+    const definition = service.methods[method];
+    if (definition === undefined) throw new TypeError(`no method ${serviceName}.${method}`);
+    definition.resolve();
+    const requestType = definition.resolvedRequestType!;
+    const responseType = definition.resolvedResponseType!;
+    return new Promise((resolve, reject) => {
+      client.makeUnaryRequest(
+        `/${serviceName}/${method}`,
+        (value: object) => Buffer.from(requestType.encode(requestType.fromObject(value)).finish()),
+        (bytes: Buffer) => responseType.toObject(responseType.decode(bytes), { longs: Number, defaults: true, arrays: true }),
+        request,
+        { deadline: Date.now() + timeoutMs },
+        (error, response) => (error ? reject(error) : resolve(response as Decoded)),
+      );
+    });
+  }
+
+  kv(method: string, request: object, timeoutMs?: number): Promise<Decoded> {
+    return this.call('etcdserverpb.KV', method, request, timeoutMs);
+  }
+
+  maintenance(method: string, request: object, timeoutMs?: number): Promise<Decoded> {
+    return this.call('etcdserverpb.Maintenance', method, request, timeoutMs);
+  }
+
+  close(): void {
+    for (const client of this.clients.values()) client.close();
+    this.clients.clear();
+  }
+}
+
+/** The etcd range_end that selects every key starting with `prefix`. */
+export function prefixEnd(prefix: string): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
 }

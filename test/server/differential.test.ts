@@ -28,6 +28,7 @@ const SCRIPT: Array<[string[], string?]> = [
   [['get', 'b', '--from-key']],
   [['get', '', '--prefix', '--limit=2', '-w', 'json']],
   [['get', '', '--prefix', '--sort-by=VALUE', '--order=DESCEND']],
+  [['get', '', '--prefix', '--sort-by=VALUE', '--order=DESCEND', '--keys-only']],
   [['get', '', '--prefix', '--sort-by=MODIFY', '--order=ASCEND', '--keys-only']],
   [['get', '', '--prefix', '--sort-by=VERSION', '--order=DESCEND', '--keys-only']],
   [['get', '', '--prefix', '--sort-by=CREATE', '--order=DESCEND', '--keys-only']],
