@@ -35,7 +35,8 @@ export const electionTicksMax = 100_000;
 export const electionToHeartbeatRatioMin = 5;
 /** etcd refuses election timeouts over 50 s. */
 export const electionTimeoutMsMax = 50_000;
-export const snapshotCountDefault = 10_000;
+/** As etcd 3.4 and 3.5: a snapshot every 100,000 applied entries. */
+export const snapshotCountDefault = 100_000;
 export const snapshotCountMin = 1;
 export const snapshotCountMax = 1_000_000_000;
 /** etcd's default request size limit, 1.5 MiB. */

@@ -4,9 +4,10 @@
  * Each cycle: proposals and reads queued since the last cycle go into their groups (one
  * ReadIndex round per shard per cycle serves every read that arrived meanwhile); `ready()` of
  * every group; messages that need no persistence go out at once (the leader's appends travel in
- * parallel with its own write); ONE group-commit save for all groups; then the messages that
- * needed persistence (acks, votes), the committed entries are applied, waiting requests resolve,
- * and every group advances. One cycle runs at a time; whatever arrives meanwhile waits for the
+ * parallel with its own write); ONE group-commit save for all groups starts, and while it runs
+ * the committed entries (already durable on a quorum) are applied and waiting requests resolve;
+ * once the save is done, the messages that needed it (acks, votes) leave and every group
+ * advances. One cycle runs at a time; whatever arrives meanwhile waits for the
  * next, which is what batches the work.
  */
 import {
@@ -355,24 +356,33 @@ export class ShardHost {
     }
     if (readies.length === 0) return;
     const updates: ShardUpdate[] = [];
+    let mustSync = false;
     for (const [shard, ready] of readies) {
       this.noteSoftState(shard, ready);
       this.send(shard, ready.messages);
       if (ready.entries.length > 0 || ready.hardState !== undefined || ready.snapshot !== undefined) {
         updates.push({ shard: shard.id, entries: ready.entries, hardState: ready.hardState, snapshot: ready.snapshot });
+        mustSync ||= ready.mustSync;
       }
     }
-    if (updates.length > 0) {
-      const started = performance.now();
-      await this.options.logStore.save(updates);
-      this.options.onSave?.((performance.now() - started) / 1000);
-    }
-    const snapshots: ShardUpdate[] = [];
+    // One write for every group; synced only when some group needs it (entries, a vote, a new
+    // term, a snapshot), not for a commit index alone.
+    const started = performance.now();
+    const saved = updates.length > 0 ? this.options.logStore.save(updates, { sync: mustSync }) : undefined;
+    // Committed entries are durable on a quorum already: apply them while our own write runs.
     for (const [shard, ready] of readies) {
-      this.send(shard, ready.messagesAfterPersist);
       if (ready.snapshot !== undefined) await this.installSnapshot(shard, ready.snapshot.data);
       this.applyCommitted(shard, ready.committedEntries);
       this.handleReadStates(shard, ready);
+    }
+    if (saved !== undefined) {
+      await saved;
+      if (mustSync) this.options.onSave?.((performance.now() - started) / 1000);
+    }
+    const snapshots: ShardUpdate[] = [];
+    for (const [shard, ready] of readies) {
+      // Acknowledgements and votes promise what the write made durable: only now may they leave.
+      this.send(shard, ready.messagesAfterPersist);
       shard.node.advance();
       this.releaseReads(shard);
       const taken = this.maybeTakeSnapshot(shard);
@@ -380,6 +390,7 @@ export class ShardHost {
     }
     if (snapshots.length > 0) await this.options.logStore.save(snapshots);
   }
+
 
   private async installSnapshot(shard: Shard, data: Uint8Array): Promise<void> {
     shard.machine = await machineFromSnapshot(data);

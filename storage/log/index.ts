@@ -1,4 +1,4 @@
-export { LevelLogStore, type LevelLogStoreOptions, type LogStoreStats } from './store';
+export { LevelLogStore, type LevelLogStoreOptions, type LogStoreStats, type SaveOptions } from './store';
 export { ShardLog, type ShardUpdate } from './shard-log';
 export { StorageCorruptionError, StorageFailedError } from './errors';
 export * as logLimits from './limits';

@@ -92,6 +92,17 @@ interface Waiter {
 interface Pending {
   ops: BatchOp[];
   waiters: Waiter[];
+  /** Some save in this group asked for an fsync. */
+  mustSync: boolean;
+}
+
+export interface SaveOptions {
+  /**
+   * Whether the batch must be synced before the save resolves (default true). Raft needs it for
+   * entries, votes and term changes; a change of the commit index alone may be written without
+   * (etcd does the same: a lost commit index is learned again from the leader).
+   */
+  readonly sync?: boolean;
 }
 
 /** A range of entry indexes (from, to] of one shard whose records are to be deleted. */
@@ -103,7 +114,7 @@ interface DeletionTask {
 
 export class LevelLogStore implements ShardLogHost {
   private readonly shardLogs = new Map<number, ShardLog>();
-  private pending: Pending = { ops: [], waiters: [] };
+  private pending: Pending = { ops: [], waiters: [], mustSync: false };
   private flushScheduled = false;
   private writing = false;
   /** Writes in flight in the no-group-commit mode (the benchmark's comparison). */
@@ -158,7 +169,7 @@ export class LevelLogStore implements ShardLogHost {
 
   // ---- Writes --------------------------------------------------------------------------------
 
-  save(updates: readonly ShardUpdate[]): Promise<void> {
+  save(updates: readonly ShardUpdate[], options: SaveOptions = {}): Promise<void> {
     if (this.closed) return Promise.reject(new StorageFailedError('the log store is closed'));
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const seen = new Set<number>();
@@ -178,6 +189,7 @@ export class LevelLogStore implements ShardLogHost {
       }
       for (const op of ops) this.pending.ops.push(op);
       this.pending.waiters.push({ resolve, reject });
+      if (options.sync !== false) this.pending.mustSync = true;
       this.scheduleFlush();
     });
   }
@@ -329,10 +341,10 @@ export class LevelLogStore implements ShardLogHost {
       this.notifyIdle();
       return;
     }
-    this.pending = { ops: [], waiters: [] };
+    this.pending = { ops: [], waiters: [], mustSync: false };
     // One bounded compaction step rides along with each batch (the write path is the only writer).
     const ops = this.takeDeletionStep().concat(batch.ops);
-    const synced = batch.waiters.length > 0 && this.sync;
+    const synced = batch.mustSync && this.sync;
     this.writing = true;
     this.writeBatch(ops, synced).then(
       () => {
@@ -400,7 +412,7 @@ export class LevelLogStore implements ShardLogHost {
     if (this.failure !== undefined) return;
     this.failure = error;
     for (const waiter of this.pending.waiters) waiter.reject(error);
-    this.pending = { ops: [], waiters: [] };
+    this.pending = { ops: [], waiters: [], mustSync: false };
     this.options.onFatal?.(error);
     this.notifyIdle();
   }

@@ -61,7 +61,7 @@ describe('defaults', () => {
       tickMs: 100,
       electionTicks: 10,
       heartbeatTicks: 1,
-      snapshotCount: 10_000,
+      snapshotCount: 100_000,
       maxRequestBytes: 1_572_864,
       logFile: undefined,
       configFile: undefined,
@@ -293,7 +293,7 @@ peer-transport-security:
     });
     expect(config.name).toBe('from-file');
     expect(config.dataDir).toBe('from-file.dkv');
-    expect(config.snapshotCount).toBe(10_000);
+    expect(config.snapshotCount).toBe(100_000);
     expect(config.tickMs).toBe(20);
     expect(config.warnings).toEqual([
       'a config file is given, so these settings from flags or DKV_* variables are ignored (as in etcd): ' +
@@ -573,7 +573,7 @@ describe('help', () => {
       ['tick-ms', '100'],
       ['election-ticks', '10'],
       ['heartbeat-ticks', '1'],
-      ['snapshot-count', '10000'],
+      ['snapshot-count', '100000'],
       ['max-request-bytes', '1572864'],
       ['log-file', ''],
     ];

@@ -229,6 +229,25 @@ describe('etcdctl against a 3-node DKV cluster', () => {
     }
   }, 60_000);
 
+  it('updates a member\'s peer URLs, lists no alarms and defragments', () => {
+    const members = JSON.parse(ok(['member', 'list', '-w', 'json']).replace(/"ID":(\d+)/g, '"ID":"$1"')) as { members: Array<{ ID: string; name: string; peerURLs: string[] }> };
+    const target = members.members.find((m) => m.name === 'dkv3')!;
+    const id = BigInt(target.ID).toString(16);
+    // The same URL under a different spelling of the port list: an update that keeps the node reachable.
+    const updated = run(['member', 'update', id, `--peer-urls=${target.peerURLs[0]}`]);
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(updated.stdout).toMatch(new RegExp(`Member +${id} updated in cluster`));
+    const clash = run(['member', 'update', id, `--peer-urls=${members.members.find((m) => m.name === 'dkv1')!.peerURLs[0]}`]);
+    expect(clash.code).not.toBe(0);
+    expect(clash.stderr).toContain('etcdserver: Peer URLs already exists');
+    const missing = run(['member', 'remove', 'abcdef']);
+    expect(missing.stderr).toContain('etcdserver: member not found');
+    expect(ok(['alarm', 'list'])).toBe('');
+    const defrag = run(['defrag']);
+    expect(defrag.code, defrag.stderr).toBe(0);
+    expect(defrag.stdout.match(/Finished defragmenting etcd member/g)?.length).toBe(3);
+  });
+
   it('moves the leader', () => {
     const status = JSON.parse(ok(['endpoint', 'status', '-w', 'json'])) as Array<{ Endpoint: string; Status: { leader: number; header: { member_id: number } } }>;
     const leader = status.find((s) => s.Status.leader === s.Status.header.member_id)!;

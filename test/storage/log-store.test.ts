@@ -62,6 +62,20 @@ describe('group commit', () => {
     expect(store.stats.saves).toBe(8);
   });
 
+  it('syncs a group only when one of its saves asks for it', async () => {
+    const { store } = await openStore();
+    await store.save([{ shard: 1, entries: entries(1, 2, 1) }]);
+    expect(store.stats.syncedBatches).toBe(1);
+    await store.save([{ shard: 1, hardState: { term: 1, vote: 0, commit: 2 } }], { sync: false });
+    expect(store.stats.syncedBatches).toBe(1);
+    await Promise.all([
+      store.save([{ shard: 2, hardState: { term: 1, vote: 0, commit: 0 } }], { sync: false }),
+      store.save([{ shard: 3, entries: entries(1, 1, 1) }]),
+    ]);
+    expect(store.stats.syncedBatches).toBe(2);
+    expect(store.stats.saves).toBe(4);
+  });
+
   it('saves made while a write is in flight go out together as the next batch', async () => {
     const { store } = await openStore();
     const first = store.save([{ shard: 1, entries: entries(1, 1, 1) }]);

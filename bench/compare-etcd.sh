@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# DKV against real etcd, same load generator (dkv bench put|range|txn-put), same machine.
+#
+# Starts a 3-member etcd and a 3-node DKV (dkv dev) on loopback with temporary data directories,
+# waits until both are healthy, runs each workload against etcd and then DKV, prints a table with
+# the DKV/etcd ratio, and stops both clusters and removes the directories on exit (also on error
+# or Ctrl-C). Never run in CI: the numbers depend on the machine.
+#
+# Usage: bench/compare-etcd.sh
+# Environment:
+#   COMPARE_SCALE=F     multiply every workload's --total by F (default 1; 0.2 for a quick look)
+#   COMPARE_KEEP=1      keep the temporary directory (logs, raw results) instead of removing it
+#   ETCD=/path/etcd     the etcd binary (default: etcd on PATH; needs 3.4 or later)
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+etcd_bin="${ETCD:-etcd}"
+scale="${COMPARE_SCALE:-1}"
+health_wait_s=30
+stop_wait_s=10
+
+fail() {
+  echo "compare-etcd.sh: $*" >&2
+  exit 1
+}
+
+command -v "$etcd_bin" >/dev/null 2>&1 \
+  || fail "etcd not found (looked for \"$etcd_bin\"); install it (Debian: apt-get install etcd-server etcd-client) or set ETCD=/path/to/etcd"
+command -v etcdctl >/dev/null 2>&1 || fail "etcdctl not found; install it (Debian: apt-get install etcd-client)"
+command -v node >/dev/null 2>&1 || fail "node not found"
+[[ -d "$repo/node_modules" ]] || fail "run npm install in $repo first"
+[[ "$scale" =~ ^[0-9]*\.?[0-9]+$ ]] || fail "COMPARE_SCALE must be a positive number, got \"$scale\""
+etcd_version="$("$etcd_bin" --version 2>/dev/null | head -n 1 || true)"
+[[ "$etcd_version" == *"Version: 3."* ]] || fail "\"$etcd_bin --version\" does not report etcd 3.x: $etcd_version"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/dkv-compare-etcd.XXXXXX")"
+etcd_pids=()
+dkv_pid=""
+bench_pid=""
+
+stop_pid() { # pid signal: signal it, wait up to stop_wait_s, then SIGKILL
+  local pid="$1" signal="$2"
+  kill -"$signal" "$pid" 2>/dev/null || return 0
+  for _ in $(seq $((stop_wait_s * 10))); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  echo "compare-etcd.sh: pid $pid did not stop after SIG$signal; killing it" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [[ -n "$bench_pid" ]]; then kill -TERM "$bench_pid" 2>/dev/null || true; fi
+  if [[ -n "$dkv_pid" ]]; then
+    # dkv dev stops its dkv server processes on SIGTERM; remember them in case it cannot. (TERM,
+    # not INT: a non-interactive shell starts background jobs with SIGINT ignored.)
+    local servers
+    servers="$(pgrep -P "$dkv_pid" || true)"
+    stop_pid "$dkv_pid" TERM
+    for pid in $servers; do stop_pid "$pid" TERM; done
+  fi
+  for pid in "${etcd_pids[@]}"; do stop_pid "$pid" TERM; done
+  if [[ "${COMPARE_KEEP:-0}" == 1 ]]; then
+    echo "kept $work"
+  else
+    rm -rf "$work"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- Ports: one free block of 3 DKV nodes (client, peer, metrics = P, P+1, P+2, step 10) and
+# ---- 3 etcd members (client, peer = E, E+1, step 10) at E = P + 100. Below 32768, the start of
+# ---- Linux's usual ephemeral range, so an outgoing connection cannot take a port meanwhile.
+port_free() { ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
+pick_base() {
+  local base p ok
+  for _ in $(seq 100); do
+    base=$((20000 + 200 * (RANDOM % 60)))
+    ok=1
+    for p in $base $((base + 1)) $((base + 2)) $((base + 10)) $((base + 11)) $((base + 12)) \
+      $((base + 20)) $((base + 21)) $((base + 22)) \
+      $((base + 100)) $((base + 101)) $((base + 110)) $((base + 111)) $((base + 120)) $((base + 121)); do
+      port_free "$p" || { ok=0; break; }
+    done
+    if [[ $ok == 1 ]]; then echo "$base"; return 0; fi
+  done
+  return 1
+}
+base="$(pick_base)" || fail "no free port block found in 20000-31999"
+dkv_endpoints="127.0.0.1:$base,127.0.0.1:$((base + 10)),127.0.0.1:$((base + 20))"
+e=$((base + 100))
+etcd_endpoints="127.0.0.1:$e,127.0.0.1:$((e + 10)),127.0.0.1:$((e + 20))"
+
+# ---- Start etcd (3 members, no TLS, default snapshot count).
+initial_cluster="e1=http://127.0.0.1:$((e + 1)),e2=http://127.0.0.1:$((e + 11)),e3=http://127.0.0.1:$((e + 21))"
+for i in 1 2 3; do
+  c=$((e + 10 * (i - 1)))
+  # Unset ETCD_* so a caller's environment cannot change the members' configuration.
+  env $(env | grep -o '^ETCD_[A-Z_]*' | sed 's/^/-u /') "$etcd_bin" \
+    --name "e$i" --data-dir "$work/etcd$i" \
+    --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
+    --listen-peer-urls "http://127.0.0.1:$((c + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((c + 1))" \
+    --initial-cluster "$initial_cluster" --initial-cluster-state new --initial-cluster-token "dkv-compare-$$" \
+    >"$work/etcd$i.log" 2>&1 &
+  etcd_pids+=($!)
+done
+
+# ---- Start DKV (dkv dev: 3 dkv server processes).
+node "$repo/bin/dkv.js" dev --base-port "$base" --data-dir "$work/dkv" >"$work/dkv-dev.log" 2>&1 &
+dkv_pid=$!
+
+wait_healthy() { # name endpoints
+  local name="$1" endpoints="$2"
+  for _ in $(seq $((health_wait_s * 2))); do
+    if ETCDCTL_API=3 etcdctl --endpoints="$endpoints" --command-timeout=2s endpoint health >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "compare-etcd.sh: $name is not healthy after ${health_wait_s} s; last log lines:" >&2
+  tail -n 20 "$work"/"$name"*.log >&2 || true
+  exit 1
+}
+wait_healthy etcd "$etcd_endpoints"
+wait_healthy dkv "$dkv_endpoints"
+echo "etcd:  $etcd_version  at $etcd_endpoints"
+echo "DKV:   dkv dev (3 nodes)  at $dkv_endpoints"
+echo "host:  $(nproc) CPUs, $(uname -sr), data in $work"
+echo
+
+# ---- Workloads: name | bench target | flags (both targets get the same flags).
+n() { awk -v t="$1" -v s="$scale" 'BEGIN { v = int(t * s); print (v < 1 ? 1 : v) }'; }
+workloads=(
+  "put 1 client|put|--conns 1 --clients 1 --total $(n 2000) --key-size 8 --val-size 256 --key-space-size 100000"
+  "put 100 clients, 10 conns|put|--conns 10 --clients 100 --total $(n 20000) --key-size 8 --val-size 256 --key-space-size 100000"
+  "range l 1 client|range|--conns 1 --clients 1 --total $(n 2000) --consistency l"
+  "range l 100 clients, 10 conns|range|--conns 10 --clients 100 --total $(n 40000) --consistency l"
+  "range s 100 clients, 10 conns|range|--conns 10 --clients 100 --total $(n 40000) --consistency s"
+  "txn-put 100 clients, 10 conns|txn-put|--conns 10 --clients 100 --total $(n 20000) --key-size 8 --val-size 256 --key-space-size 100000"
+)
+
+run_bench() { # target endpoints flags...: one JSON line into $work/bench.json; status in $?
+  node "$repo/bin/dkv.js" bench "$1" --endpoints "$2" --json "${@:3}" >"$work/bench.json" 2>"$work/bench.err" &
+  bench_pid=$!
+  # wait (not a foreground child) so a signal to this script is handled at once.
+  wait "$bench_pid"
+}
+bench() { # target endpoints flags...: as run_bench; a run with errors still counts (dkv bench exits 1)
+  local status=0
+  run_bench "$@" || status=$?
+  if ((status >= 128)); then
+    # Killed by a signal from outside (a shared machine); one more try before giving up.
+    echo "compare-etcd.sh: dkv bench $1 was killed (status $status); running it again" >&2
+    status=0
+    run_bench "$@" || status=$?
+  fi
+  bench_pid=""
+  if [[ $status != 0 && $status != 1 ]]; then
+    echo "compare-etcd.sh: dkv bench $* exited with status $status:" >&2
+    cat "$work/bench.err" >&2
+    return 1
+  fi
+}
+
+# Warm-up (not reported): JIT-compile DKV's request path, fill etcd's and DKV's key 0 for range.
+for endpoints in "$etcd_endpoints" "$dkv_endpoints"; do
+  bench put "$endpoints" --conns 10 --clients 50 --total "$(n 5000)" --val-size 256 || fail "warm-up against $endpoints failed"
+done
+
+results="$work/results.jsonl"
+: >"$results"
+for workload in "${workloads[@]}"; do
+  IFS='|' read -r name target flags <<<"$workload"
+  for system in etcd dkv; do
+    endpoints="$etcd_endpoints"
+    [[ $system == dkv ]] && endpoints="$dkv_endpoints"
+    # shellcheck disable=SC2086 # flags are words on purpose
+    bench "$target" "$endpoints" $flags || fail "dkv bench $target against $system failed"
+    line="$(cat "$work/bench.json")"
+    printf '{"name":"%s","system":"%s","result":%s}\n' "$name" "$system" "$line" >>"$results"
+    node -e 'const [name, system, line] = process.argv.slice(1); const r = JSON.parse(line);
+      console.log(`${name.padEnd(32)} ${system.padEnd(5)} ${r.requestsPerSecond.toFixed(0).padStart(8)} req/s` +
+        `  p50 ${r.latencyMs.p50.toFixed(2).padStart(7)} ms  p99 ${r.latencyMs.p99.toFixed(2).padStart(7)} ms  errors ${r.errors}`);' \
+      "$name" "$system" "$line"
+  done
+done
+
+echo
+node - "$results" <<'EOF'
+const { readFileSync } = require('node:fs');
+const rows = readFileSync(process.argv[2], 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const names = [...new Set(rows.map((r) => r.name))];
+const get = (name, system) => rows.find((r) => r.name === name && r.system === system).result;
+const f = (v, d = 0) => v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+const header = ['workload', 'etcd req/s', 'DKV req/s', 'DKV/etcd', 'etcd p50/p99 ms', 'DKV p50/p99 ms', 'errors e/d'];
+const table = [header];
+for (const name of names) {
+  const e = get(name, 'etcd');
+  const d = get(name, 'dkv');
+  table.push([
+    name, f(e.requestsPerSecond), f(d.requestsPerSecond), `${(d.requestsPerSecond / e.requestsPerSecond).toFixed(2)}x`,
+    `${f(e.latencyMs.p50, 2)} / ${f(e.latencyMs.p99, 2)}`, `${f(d.latencyMs.p50, 2)} / ${f(d.latencyMs.p99, 2)}`,
+    `${e.errors}/${d.errors}`,
+  ]);
+}
+const widths = header.map((_, i) => Math.max(...table.map((row) => row[i].length)));
+const line = (row) => `| ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join(' | ')} |`;
+console.log(line(table[0]));
+console.log(`|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`);
+for (const row of table.slice(1)) console.log(line(row));
+EOF

@@ -1,0 +1,273 @@
+/**
+ * A load generator for the etcd v3 KV API (`dkv bench put|range|txn-put`), shaped like etcd's own
+ * `benchmark` tool so one generator measures both DKV and real etcd: `conns` gRPC channels over
+ * the endpoints round-robin, `clients` loops each keeping one request in flight, client i on
+ * channel i mod conns (etcd's mustCreateClients), channel j on endpoint j mod endpoints.
+ *
+ * It talks raw @grpc/grpc-js with the protobufjs-loaded etcd protos rather than the `etcd3`
+ * client: requests are encoded once per distinct key and responses are never decoded (a failed
+ * call arrives as a gRPC status), so the generator spends its CPU on calls, not on objects.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { etcdType } from '../src/etcd-proto';
+
+export type Workload = 'put' | 'range' | 'txn-put';
+export const workloads: readonly Workload[] = ['put', 'range', 'txn-put'];
+
+/** Limits the CLI checks flags against (named here so the help and the checks agree). */
+export const loadLimits = {
+  connsMax: 1_000,
+  clientsMax: 10_000,
+  totalMax: 100_000_000,
+  keySizeMax: 1_024 * 1_024,
+  valSizeMax: 16 * 1_024 * 1_024,
+  keySpaceSizeMax: 1_000_000_000,
+  rateMax: 10_000_000,
+  txnOpsMax: 128,
+  /** Distinct pre-encoded requests kept; past this, requests are encoded per call. */
+  encodedCacheMax: 100_000,
+  /** A request that takes longer counts as an error rather than hanging the run. */
+  requestTimeoutMs: 30_000,
+  connectTimeoutMs: 10_000,
+} as const;
+
+export interface LoadOptions {
+  readonly workload: Workload;
+  /** host:port, no scheme. */
+  readonly endpoints: readonly string[];
+  readonly conns: number;
+  readonly clients: number;
+  readonly total: number;
+  readonly keySize: number;
+  readonly valSize: number;
+  readonly keySpaceSize: number;
+  readonly sequentialKeys: boolean;
+  /** Range only: linearizable (l) or serializable (s). */
+  readonly consistency: 'l' | 's';
+  /** Requests per second over all clients; 0 = as fast as they go. */
+  readonly rate: number;
+  /** txn-put only: puts (on distinct keys) in the txn's success branch. */
+  readonly txnOps: number;
+}
+
+export interface LoadResult {
+  readonly workload: Workload;
+  readonly total: number;
+  readonly seconds: number;
+  readonly requestsPerSecond: number;
+  /** Latencies of the successful requests, in milliseconds. */
+  readonly latencyMs: { readonly p50: number; readonly p90: number; readonly p99: number; readonly max: number; readonly mean: number };
+  readonly errors: number;
+  readonly errorsByMessage: ReadonlyMap<string, number>;
+}
+
+const path = {
+  put: '/etcdserverpb.KV/Put',
+  range: '/etcdserverpb.KV/Range',
+  'txn-put': '/etcdserverpb.KV/Txn',
+} as const satisfies Record<Workload, string>;
+
+/** The bytes a zig-zag varint of `n` takes (Go's binary.PutVarint, which etcd's tool uses). */
+export function varintLength(n: number): number {
+  let zigzag = BigInt(n) * 2n;
+  let length = 1;
+  while (zigzag >= 0x80n) {
+    zigzag >>= 7n;
+    length++;
+  }
+  return length;
+}
+
+/** etcd's benchmark key: `keySize` bytes, Go's binary.PutVarint(k, n) at the front, zeroes after. */
+export function benchKey(n: number, keySize: number): Buffer {
+  const key = Buffer.alloc(keySize);
+  let zigzag = BigInt(n) * 2n; // n >= 0, so zig-zag is 2n
+  let i = 0;
+  while (zigzag >= 0x80n) {
+    key[i++] = Number(zigzag & 0x7fn) | 0x80;
+    zigzag >>= 7n;
+  }
+  key[i] = Number(zigzag);
+  return key;
+}
+
+/** Builds the encoded request for key number n (and the n+1 … that a multi-op txn adds). */
+function requestEncoder(options: LoadOptions): (n: number) => Buffer {
+  const value = randomBytes(options.valSize);
+  const keyOf = (n: number): Buffer => benchKey(n % options.keySpaceSize, options.keySize);
+  switch (options.workload) {
+    case 'put': {
+      const type = etcdType('etcdserverpb.PutRequest');
+      return (n) => Buffer.from(type.encode({ key: keyOf(n), value }).finish());
+    }
+    case 'range': {
+      const type = etcdType('etcdserverpb.RangeRequest');
+      const serializable = options.consistency === 's';
+      return (n) => Buffer.from(type.encode({ key: keyOf(n), serializable }).finish());
+    }
+    case 'txn-put': {
+      const type = etcdType('etcdserverpb.TxnRequest');
+      return (n) => {
+        const success = [];
+        for (let op = 0; op < options.txnOps; op++) success.push({ request_put: { key: keyOf(n + op), value } });
+        return Buffer.from(type.encode({ compare: [], success, failure: [] }).finish());
+      };
+    }
+  }
+}
+
+/** Request bytes by key number, encoded once while the key space is small enough to keep. */
+function requestSource(options: LoadOptions): (sequence: number) => Buffer {
+  const encode = requestEncoder(options);
+  const pick = options.sequentialKeys
+    ? (sequence: number) => sequence % options.keySpaceSize
+    : () => Math.floor(Math.random() * options.keySpaceSize);
+  if (options.keySpaceSize > loadLimits.encodedCacheMax) return (sequence) => encode(pick(sequence));
+  const cache = new Array<Buffer | undefined>(options.keySpaceSize);
+  return (sequence) => {
+    const n = pick(sequence);
+    return (cache[n] ??= encode(n));
+  };
+}
+
+function openChannels(options: LoadOptions): grpc.Client[] {
+  const channels: grpc.Client[] = [];
+  for (let j = 0; j < options.conns; j++) {
+    const endpoint = options.endpoints[j % options.endpoints.length]!;
+    // grpc-js shares one connection among clients with equal targets and options unless each has
+    // its own subchannel pool; etcd's tool opens a real connection per --conns.
+    channels.push(new grpc.Client(endpoint, grpc.credentials.createInsecure(), {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.max_receive_message_length': -1,
+    }));
+  }
+  return channels;
+}
+
+function waitForReady(channel: grpc.Client, endpoint: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    channel.waitForReady(Date.now() + loadLimits.connectTimeoutMs, (error) => {
+      if (error) reject(new Error(`cannot connect to ${endpoint} within ${loadLimits.connectTimeoutMs / 1000} s: ${error.message}`));
+      else resolve();
+    });
+  });
+}
+
+const identity = (buffer: Buffer): Buffer => buffer;
+
+function call(channel: grpc.Client, method: string, request: Buffer): Promise<grpc.ServiceError | null> {
+  return new Promise((resolve) => {
+    channel.makeUnaryRequest(method, identity, identity, request, { deadline: Date.now() + loadLimits.requestTimeoutMs }, (error) => {
+      resolve(error ?? null);
+    });
+  });
+}
+
+/** Hands out send times at `rate` per second over all clients (0: no pacing). */
+function pacer(rate: number): () => Promise<void> {
+  if (rate === 0) return () => Promise.resolve();
+  const intervalMs = 1000 / rate;
+  let next = performance.now();
+  return () => {
+    const now = performance.now();
+    const slot = Math.max(now, next);
+    next = slot + intervalMs;
+    const waitMs = slot - now;
+    return waitMs < 1 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, waitMs));
+  };
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return 0;
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index]!;
+}
+
+export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  if (options.endpoints.length === 0) throw new TypeError('no endpoints');
+  const channels = openChannels(options);
+  try {
+    await Promise.all(channels.map((channel, j) => waitForReady(channel, options.endpoints[j % options.endpoints.length]!)));
+    const nextRequest = requestSource(options);
+    const method = path[options.workload];
+    const latencies = new Float64Array(options.total);
+    const errorsByMessage = new Map<string, number>();
+    const pace = pacer(options.rate);
+    let issued = 0;
+    let succeeded = 0;
+    let errors = 0;
+    const clientLoop = async (channel: grpc.Client): Promise<void> => {
+      while (issued < options.total) {
+        const sequence = issued++;
+        await pace();
+        const request = nextRequest(sequence);
+        const started = performance.now();
+        const error = await call(channel, method, request);
+        if (error === null) {
+          latencies[succeeded++] = performance.now() - started;
+        } else {
+          errors++;
+          const message = error.details || error.message;
+          errorsByMessage.set(message, (errorsByMessage.get(message) ?? 0) + 1);
+        }
+      }
+    };
+    const started = performance.now();
+    const loops: Promise<void>[] = [];
+    for (let i = 0; i < options.clients; i++) loops.push(clientLoop(channels[i % channels.length]!));
+    await Promise.all(loops);
+    const seconds = (performance.now() - started) / 1000;
+    const ok = latencies.subarray(0, succeeded).sort();
+    let sum = 0;
+    for (const latency of ok) sum += latency;
+    return {
+      workload: options.workload,
+      total: options.total,
+      seconds,
+      requestsPerSecond: options.total / seconds,
+      latencyMs: {
+        p50: percentile(ok, 50),
+        p90: percentile(ok, 90),
+        p99: percentile(ok, 99),
+        max: ok.length === 0 ? 0 : ok[ok.length - 1]!,
+        mean: ok.length === 0 ? 0 : sum / ok.length,
+      },
+      errors,
+      errorsByMessage,
+    };
+  } finally {
+    for (const channel of channels) channel.close();
+  }
+}
+
+const ms = (value: number): string => value.toFixed(value < 10 ? 3 : 1);
+
+export function describeLoad(options: LoadOptions): string {
+  const detail = options.workload === 'range'
+    ? `, ${options.consistency === 'l' ? 'linearizable' : 'serializable'}`
+    : `, value ${options.valSize} B${options.workload === 'txn-put' ? `, ${options.txnOps} put(s) per txn` : ''}`;
+  return `${options.workload}: ${options.total} requests, ${options.clients} client(s) over ${options.conns} conn(s) to ${options.endpoints.join(',')}; ` +
+    `key ${options.keySize} B, key space ${options.keySpaceSize}${options.sequentialKeys ? ' (sequential)' : ''}${detail}` +
+    `${options.rate > 0 ? `, rate ${options.rate}/s` : ''}`;
+}
+
+export function formatLoadResult(result: LoadResult): string[] {
+  const l = result.latencyMs;
+  const lines = [
+    `  total        ${result.total}`,
+    `  seconds      ${result.seconds.toFixed(3)}`,
+    `  requests/s   ${result.requestsPerSecond.toFixed(1)}`,
+    `  latency ms   p50 ${ms(l.p50)}  p90 ${ms(l.p90)}  p99 ${ms(l.p99)}  max ${ms(l.max)}  (mean ${ms(l.mean)})`,
+    `  errors       ${result.errors}`,
+  ];
+  const byCount = [...result.errorsByMessage].sort((a, b) => b[1] - a[1]);
+  for (const [message, count] of byCount) lines.push(`    ${String(count).padStart(8)}  ${message}`);
+  return lines;
+}
+
+/** One JSON line per run, for scripts (bench/compare-etcd.sh). */
+export function loadResultJson(result: LoadResult): string {
+  return JSON.stringify({ ...result, errorsByMessage: Object.fromEntries(result.errorsByMessage) });
+}

@@ -1,0 +1,41 @@
+/**
+ * `dkv bench put|range|txn-put` as users run it, without a cluster: help and flag checking only
+ * (the load itself is measured by bench/compare-etcd.sh, which never runs in CI).
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const bin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
+
+function dkv(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('dkv bench put|range|txn-put', () => {
+  it('prints help with the etcd benchmark flags', () => {
+    const r = dkv('bench', 'put', '--help');
+    expect(r.code).toBe(0);
+    for (const flag of ['--endpoints', '--conns', '--clients', '--total', '--key-size', '--val-size', '--key-space-size', '--sequential-keys', '--consistency', '--rate']) {
+      expect(r.stdout).toContain(flag);
+    }
+  });
+
+  it('refuses bad flags with exit code 2 and a clear message, before connecting anywhere', () => {
+    const cases: [string[], string][] = [
+      [['put', '--clients', '0'], '--clients must be between 1'],
+      [['put', '--frobnicate'], "Unknown option '--frobnicate'"],
+      [['range', '--consistency', 'x'], '--consistency must be l (linearizable) or s (serializable)'],
+      [['put', '--consistency', 's'], '--consistency applies to range only'],
+      [['put', '--endpoints', 'localhost'], '--endpoints: expected host:port, got "localhost"'],
+      [['put', '--key-size', '1', '--key-space-size', '1000'], 'keys need at least 2 bytes'],
+      [['txn-put', '--txn-ops', '3'], '--txn-ops 3 needs --key-space-size of at least 3'],
+    ];
+    for (const [args, message] of cases) {
+      const r = dkv('bench', ...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(message);
+    }
+  });
+});
