@@ -375,9 +375,13 @@ export class ShardHost {
       this.applyCommitted(shard, ready.committedEntries);
       this.handleReadStates(shard, ready);
     }
-    if (saved !== undefined) {
+    if (saved !== undefined && mustSync) {
       await saved;
-      if (mustSync) this.options.onSave?.((performance.now() - started) / 1000);
+      this.options.onSave?.((performance.now() - started) / 1000);
+    } else if (saved !== undefined) {
+      // Only commit indexes changed: nothing waits on it (the store keeps writes in order, and a
+      // failed write stops the host).
+      saved.catch((error: unknown) => this.fatal(error instanceof Error ? error : new Error(String(error))));
     }
     const snapshots: ShardUpdate[] = [];
     for (const [shard, ready] of readies) {

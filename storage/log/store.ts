@@ -327,8 +327,9 @@ export class LevelLogStore implements ShardLogHost {
   private scheduleFlush(): void {
     if (this.flushScheduled || this.writing) return;
     this.flushScheduled = true;
-    // setImmediate, not a microtask: every save made during this turn joins the batch.
-    setImmediate(() => {
+    // At the end of the current task: every save made during it joins the batch, and the write
+    // starts without waiting for a later phase of the event loop.
+    queueMicrotask(() => {
       this.flushScheduled = false;
       this.flush();
     });
