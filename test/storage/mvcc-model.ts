@@ -93,7 +93,8 @@ export class MvccModel {
     const all = this.liveKvs(r.key, r.rangeEnd, revision);
     const count = all.length;
     if (r.countOnly) return { kvs: [], more: false, count, revision: visible };
-    let kvs = all.map((v) => toKv(v, r.keysOnly === true));
+    // Values go only after sorting and the limit (etcd sorts by value even for keys_only).
+    let kvs = all.map((v) => toKv(v));
     const f = (x: number | undefined) => x ?? 0;
     kvs = kvs.filter(
       (kv) =>
@@ -121,6 +122,7 @@ export class MvccModel {
       kvs = kvs.slice(0, limit);
       more = true;
     }
+    if (r.keysOnly === true) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY }));
     return { kvs, more, count, revision: visible };
   }
 
