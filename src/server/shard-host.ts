@@ -18,6 +18,7 @@ import {
   ProposalDroppedError,
   RawNode,
   type Ready,
+  type Snapshot,
   type RaftLogger,
   decodeConfChange,
   silentLogger,
@@ -106,6 +107,8 @@ export class Shard {
   machine: KvStateMachine;
   /** Index of the last snapshot taken or installed. */
   snapshotIndex: number;
+  /** A snapshot of this shard is being encoded and stored. */
+  snapshotInProgress = false;
   readonly proposals: PendingProposal[] = [];
   readonly confChanges: Array<{ change: ConfChange; requestId: number }> = [];
   readonly confWaiters = new Map<number, { resolve(): void; reject(error: Error): void }>();
@@ -383,16 +386,13 @@ export class ShardHost {
       // failed write stops the host).
       saved.catch((error: unknown) => this.fatal(error instanceof Error ? error : new Error(String(error))));
     }
-    const snapshots: ShardUpdate[] = [];
     for (const [shard, ready] of readies) {
       // Acknowledgements and votes promise what the write made durable: only now may they leave.
       this.send(shard, ready.messagesAfterPersist);
       shard.node.advance();
       this.releaseReads(shard);
-      const taken = this.maybeTakeSnapshot(shard);
-      if (taken !== undefined) snapshots.push(taken);
+      this.maybeTakeSnapshot(shard);
     }
-    if (snapshots.length > 0) await this.options.logStore.save(snapshots);
   }
 
 
@@ -406,16 +406,46 @@ export class ShardHost {
    * Every `snapshotCount` applied entries: a snapshot of the state machine, stored beside the
    * log, which is then compacted up to `snapshotCatchUpEntries` behind it. The applied index is
    * recorded with it: entries up to there need never be applied again after a restart.
+   *
+   * The state is captured now (the store's arenas are immutable, so the capture costs no copy)
+   * and encoded chunk by chunk in later turns, so a large store never stalls the loop for long.
    */
-  private maybeTakeSnapshot(shard: Shard): ShardUpdate | undefined {
+  private maybeTakeSnapshot(shard: Shard): void {
     const applied = shard.machine.appliedIndex;
-    if (applied - shard.snapshotIndex < this.options.snapshotCount) return undefined;
+    if (shard.snapshotInProgress || applied - shard.snapshotIndex < this.options.snapshotCount) return;
     const storage = this.options.logStore.shard(shard.id);
-    const data = joinFrames(encodeSnapshot(shard.machine.mvcc));
-    const snapshot = { metadata: { index: applied, term: storage.term(applied), confState: shard.node.status().config }, data };
+    const metadata = { index: applied, term: storage.term(applied), confState: shard.node.status().config };
+    const frames = encodeSnapshot(shard.machine.mvcc);
     shard.snapshotIndex = applied;
-    const compact = applied - this.options.snapshotCatchUpEntries;
-    return { shard: shard.id, snapshotTaken: snapshot, applied, compact: compact > storage.offset ? compact : undefined };
+    shard.snapshotInProgress = true;
+    this.encodeAndStore(shard, metadata, frames).then(
+      () => {
+        shard.snapshotInProgress = false;
+      },
+      (error: unknown) => this.fatal(error instanceof Error ? error : new Error(String(error))),
+    );
+  }
+
+  private async encodeAndStore(shard: Shard, metadata: Snapshot['metadata'], frames: Iterator<Uint8Array>): Promise<void> {
+    const chunks: Uint8Array[] = [];
+    for (let next = frames.next(); next.done !== true; next = frames.next()) {
+      chunks.push(next.value);
+      // One chunk per turn: requests keep flowing while a large store is encoded.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.stopped) return;
+    }
+    const storage = this.options.logStore.shard(shard.id);
+    // A snapshot installed from the leader meanwhile is newer: this one is no longer needed.
+    if (this.stopped || storage.snapshot().metadata.index >= metadata.index || storage.offset > metadata.index) return;
+    const compact = metadata.index - this.options.snapshotCatchUpEntries;
+    await this.options.logStore.save([
+      {
+        shard: shard.id,
+        snapshotTaken: { metadata, data: joinFrames(chunks) },
+        applied: metadata.index,
+        compact: compact > storage.offset ? compact : undefined,
+      },
+    ]);
   }
 
   /** Moves queued proposals, conf changes and reads into the group. */
