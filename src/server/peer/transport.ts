@@ -5,7 +5,7 @@
  * codec (codec.ts); gRPC's serializers are the identity on Buffer.
  *
  * Sending is fire-and-forget, as Raft wants it: `send` queues, and once per event-loop turn
- * (setImmediate) each peer's queue goes out as one batch frame. A peer without a live stream
+ * (at the end of the current task) each peer's queue goes out as one batch frame. A peer without a live stream
  * loses the messages and the host hears `onUnreachable` (at most once per turn per peer).
  * Snapshots larger than `snapshotChunkBytes` travel as a header and chunk frames, in order, with
  * nothing interleaved, and are reassembled by the receiver before they are delivered.
@@ -212,7 +212,7 @@ export class PeerTransport {
   private server: grpc.Server | undefined;
   private running = false;
   private port = 0;
-  private flushScheduled: NodeJS.Immediate | undefined;
+  private flushScheduled = false;
   private readonly pendingUnreachable = new Map<number, Set<number>>();
   private readonly pendingSnapshotStatus: Array<{ peer: number; shard: number; ok: boolean }> = [];
   private readonly unknownShardsLogged = new Set<number>();
@@ -286,8 +286,7 @@ export class PeerTransport {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    if (this.flushScheduled !== undefined) clearImmediate(this.flushScheduled);
-    this.flushScheduled = undefined;
+    this.flushScheduled = false;
     for (const peer of this.peers.values()) this.clearPeer(peer);
     for (const connection of [...this.connections]) this.close(connection, grpc.status.UNAVAILABLE, 'peer transport stopping');
     this.pendingUnreachable.clear();
@@ -385,9 +384,13 @@ export class PeerTransport {
   }
 
   private scheduleFlush(): void {
-    if (this.flushScheduled !== undefined || !this.running) return;
-    this.flushScheduled = setImmediate(() => {
-      this.flushScheduled = undefined;
+    if (this.flushScheduled || !this.running) return;
+    this.flushScheduled = true;
+    // At the end of the current task: everything sent during it goes out as one frame per peer,
+    // without waiting for a later phase of the event loop.
+    queueMicrotask(() => {
+      if (!this.flushScheduled) return;
+      this.flushScheduled = false;
       for (const peer of this.peers.values()) this.pump(peer);
       this.report();
     });
