@@ -14,6 +14,8 @@ import { createClusterService } from './cluster-service';
 import { type ServerConfig, type ServerUrl, type TlsConfig, clusterId as computeClusterId, memberId as computeMemberId } from './config';
 import { createKvService } from './kv-service';
 import { createMaintenanceService } from './maintenance-service';
+import { createWatchService } from './watch-service';
+import { WatchHub, watchLimits } from '../engines/watch/index';
 import { type Member, type MemberRecord, applyMembershipChange, attributesKey, encodeAttributes, encodeMemberContext, listMembers } from './members';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics';
 import { PeerTransport } from './peer/index';
@@ -39,6 +41,8 @@ export interface NodeLogger {
 export interface DkvNodeOptions {
   /** The node cannot go on (storage failed, an invariant broke); the process should exit. */
   readonly onFatal?: (error: Error) => void;
+  /** How often idle watchers with progress_notify hear the revision (etcd: 10 minutes). */
+  readonly watchProgressIntervalMs?: number;
 }
 
 /** This member's identity, written to the data directory on first start. */
@@ -70,6 +74,8 @@ export class DkvNode {
   readonly host: ShardHost;
   readonly transport: PeerTransport;
   readonly metrics: ServerMetrics;
+  /** Watchers of the default store. */
+  readonly watchHub: WatchHub;
   private grpcServer: grpc.Server | undefined;
   private metricsServer: { close(): Promise<void> } | undefined;
   private stopping = false;
@@ -86,6 +92,7 @@ export class DkvNode {
     private readonly options: DkvNodeOptions,
   ) {
     this.metrics = createServerMetrics();
+    this.watchHub = new WatchHub(() => this.host.shard(DEFAULT_STORE_SHARD)!.machine.mvcc);
     const peers = new Map<number, string>();
     for (const member of this.initialPeers()) if (member.id !== identity.memberId) peers.set(member.id, member.url);
     const peerListen = config.listenPeerUrls[0]!;
@@ -122,10 +129,14 @@ export class DkvNode {
         }
       },
       onConfChange: (shard, change) => this.confChangeApplied(shard, change),
+      onApplied: (shard, applied) => {
+        if (shard === DEFAULT_STORE_SHARD) this.watchHub.onApplied(applied.events);
+      },
       onFatal: (error) => this.options.onFatal?.(error),
       onSnapshotInstalled: (shard) => {
         logger.info(`shard ${shard.id}: state restored from the leader's snapshot at index ${shard.machine.appliedIndex}`);
         if (shard.id === META_SHARD) this.refreshPeers();
+        if (shard.id === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
       },
     });
   }
@@ -258,6 +269,15 @@ export class DkvNode {
     server.addService(cluster.definition, cluster.implementation);
     const maintenance = createMaintenanceService({ ...common, node: this });
     server.addService(maintenance.definition, maintenance.implementation);
+    const watch = createWatchService({
+      ...common,
+      shardId: DEFAULT_STORE_SHARD,
+      hub: () => this.watchHub,
+      currentRevision: () => this.host.shard(DEFAULT_STORE_SHARD)!.machine.mvcc.revision,
+      maxRequestBytes: this.config.maxRequestBytes,
+      progressIntervalMs: this.options.watchProgressIntervalMs ?? watchLimits.watchProgressIntervalMsDefault,
+    });
+    server.addService(watch.definition, watch.implementation);
     const credentials = this.clientCredentials();
     for (const url of this.config.listenClientUrls) {
       const port = await new Promise<number>((resolve, reject) => {

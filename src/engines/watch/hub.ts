@@ -1,0 +1,227 @@
+/**
+ * The watch engine of one shard: which watchers want which keys, and how events reach them.
+ *
+ * A watcher is **synced** when it has been given every matching event up to the store's current
+ * revision: new events go to it as they are applied. Otherwise it is **unsynced** and catches up
+ * from the store's history (`changes()`), a bounded batch at a time, whenever its stream has room.
+ * Everything runs on the one event-loop thread, so a watcher that catches up to the current
+ * revision and is marked synced in the same step can miss nothing: the next event is applied
+ * after that step.
+ *
+ * A slow stream never loses events silently: when its buffer is full, the watchers that could not
+ * be given an event become unsynced at that event's revision and catch up later; if the history
+ * they need was compacted meanwhile, they are canceled with `compactRevision`.
+ */
+import type { KeyValue, MvccEvent, MvccStore } from '../../../storage/index';
+import { watchCatchUpRevisionsMax } from './limits';
+
+/** Where a watcher's responses go (one client stream). */
+export interface WatchSink {
+  /**
+   * Queues `events` (whole revisions, in order) for `watcher`; `headerRevision` is the revision the
+   * response reports. Returns false — and queues nothing — when the stream's buffer is full.
+   */
+  deliver(watcher: Watcher, events: readonly MvccEvent[], headerRevision: number): boolean;
+  /** The watcher's start revision was compacted: cancel it with `compactRevision`. */
+  compacted(watcher: Watcher, compactRevision: number): void;
+  /** Whether the stream has room for more (catch-up waits until it has). */
+  hasRoom(): boolean;
+}
+
+export interface WatcherOptions {
+  readonly key: Uint8Array;
+  /** undefined: the single key; empty: every key >= key; else [key, rangeEnd). */
+  readonly rangeEnd: Uint8Array | undefined;
+  /** The first revision wanted (already resolved: 0 means "from now" is the caller's business). */
+  readonly startRevision: number;
+  readonly noPut: boolean;
+  readonly noDelete: boolean;
+  readonly prevKv: boolean;
+}
+
+export class Watcher {
+  /** The next revision this watcher must be given events from. */
+  nextRevision: number;
+  synced = false;
+  /** Set once the watcher is canceled or its stream closed; nothing is delivered afterwards. */
+  closed = false;
+
+  constructor(
+    readonly id: number,
+    readonly options: WatcherOptions,
+    readonly sink: WatchSink,
+  ) {
+    this.nextRevision = options.startRevision;
+  }
+
+  matchesKey(key: Uint8Array): boolean {
+    const { key: start, rangeEnd } = this.options;
+    if (rangeEnd === undefined) return compare(key, start) === 0;
+    if (compare(key, start) < 0) return false;
+    return rangeEnd.length === 0 || compare(key, rangeEnd) < 0;
+  }
+
+  /** The events of one revision this watcher gets (filters applied, prevKv as asked). */
+  select(events: readonly MvccEvent[]): MvccEvent[] {
+    const out: MvccEvent[] = [];
+    for (const event of events) {
+      if (!this.matchesKey(event.kv.key)) continue;
+      if (event.type === 'put' ? this.options.noPut : this.options.noDelete) continue;
+      out.push(this.options.prevKv || event.prevKv === undefined ? event : { type: event.type, kv: event.kv });
+    }
+    return out;
+  }
+}
+
+function compare(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
+}
+
+function keyString(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
+}
+
+export class WatchHub {
+  /** Synced single-key watchers by key, and synced range watchers. */
+  private readonly byKey = new Map<string, Set<Watcher>>();
+  private readonly ranges = new Set<Watcher>();
+  private readonly unsynced = new Set<Watcher>();
+  private catchUpScheduled = false;
+
+  constructor(private readonly store: () => MvccStore) {}
+
+  get watcherCount(): number {
+    let n = this.ranges.size + this.unsynced.size;
+    for (const set of this.byKey.values()) n += set.size;
+    return n;
+  }
+
+  /** Adds a watcher; one starting in the past (or whose history must be checked) catches up first. */
+  add(watcher: Watcher): void {
+    this.unsynced.add(watcher);
+    this.catchUp(watcher);
+  }
+
+  remove(watcher: Watcher): void {
+    watcher.closed = true;
+    this.unsynced.delete(watcher);
+    this.unsubscribe(watcher);
+  }
+
+  /** Every watcher is synced (progress notifications are true only then). */
+  allSynced(watchers: Iterable<Watcher>): boolean {
+    for (const w of watchers) if (!w.synced) return false;
+    return true;
+  }
+
+  /** The events of one applied command (one revision), in order. */
+  onApplied(events: readonly MvccEvent[]): void {
+    if (events.length === 0) return;
+    const revision = events[0]!.kv.modRevision;
+    const candidates = new Set<Watcher>(this.ranges);
+    for (const event of events) {
+      const set = this.byKey.get(keyString(event.kv.key));
+      if (set !== undefined) for (const w of set) candidates.add(w);
+    }
+    for (const watcher of candidates) {
+      if (!watcher.synced || watcher.nextRevision > revision) continue;
+      const selected = watcher.select(events);
+      if (selected.length === 0) {
+        watcher.nextRevision = revision + 1;
+        continue;
+      }
+      if (watcher.sink.deliver(watcher, selected, revision)) {
+        watcher.nextRevision = revision + 1;
+      } else {
+        // The stream is full: this revision waits in the history until there is room.
+        this.desync(watcher);
+      }
+    }
+  }
+
+  /** The store was replaced (a snapshot from the leader): everyone re-checks against its history. */
+  onStoreReplaced(): void {
+    for (const set of this.byKey.values()) for (const w of set) this.desync(w);
+    for (const w of [...this.ranges]) this.desync(w);
+    this.scheduleCatchUp();
+  }
+
+  /** A stream has room again: let its unsynced watchers catch up. */
+  onRoom(): void {
+    this.scheduleCatchUp();
+  }
+
+  private desync(watcher: Watcher): void {
+    this.unsubscribe(watcher);
+    watcher.synced = false;
+    this.unsynced.add(watcher);
+    this.scheduleCatchUp();
+  }
+
+  private subscribe(watcher: Watcher): void {
+    watcher.synced = true;
+    this.unsynced.delete(watcher);
+    if (watcher.options.rangeEnd !== undefined) {
+      this.ranges.add(watcher);
+      return;
+    }
+    const key = keyString(watcher.options.key);
+    let set = this.byKey.get(key);
+    if (set === undefined) this.byKey.set(key, (set = new Set()));
+    set.add(watcher);
+  }
+
+  private unsubscribe(watcher: Watcher): void {
+    this.ranges.delete(watcher);
+    if (watcher.options.rangeEnd === undefined) {
+      const key = keyString(watcher.options.key);
+      const set = this.byKey.get(key);
+      set?.delete(watcher);
+      if (set !== undefined && set.size === 0) this.byKey.delete(key);
+    }
+  }
+
+  private scheduleCatchUp(): void {
+    if (this.catchUpScheduled || this.unsynced.size === 0) return;
+    this.catchUpScheduled = true;
+    setImmediate(() => {
+      this.catchUpScheduled = false;
+      for (const watcher of [...this.unsynced]) this.catchUp(watcher);
+      // Watchers still behind (a full stream or a long history) continue on a later turn.
+      if ([...this.unsynced].some((w) => w.sink.hasRoom())) this.scheduleCatchUp();
+    });
+  }
+
+  /** One bounded step of catching `watcher` up from the history; synced once it reaches now. */
+  private catchUp(watcher: Watcher): void {
+    if (watcher.closed || watcher.synced || !watcher.sink.hasRoom()) return;
+    const store = this.store();
+    const current = store.revision;
+    if (watcher.nextRevision <= store.compactRevision) {
+      this.unsynced.delete(watcher);
+      watcher.closed = true;
+      watcher.sink.compacted(watcher, store.compactRevision);
+      return;
+    }
+    if (watcher.nextRevision <= current) {
+      const to = Math.min(current, watcher.nextRevision + watchCatchUpRevisionsMax - 1);
+      const { key, rangeEnd } = watcher.options;
+      const changes = store.changes({ fromRevision: watcher.nextRevision, toRevision: to, key, rangeEnd: rangeEnd ?? undefined });
+      const selected = watcher.select(changes);
+      if (selected.length > 0 && !watcher.sink.deliver(watcher, selected, current)) {
+        this.scheduleCatchUp();
+        return;
+      }
+      watcher.nextRevision = to + 1;
+      if (to < current) {
+        this.scheduleCatchUp();
+        return;
+      }
+    }
+    this.subscribe(watcher);
+  }
+}
+
+export type { KeyValue };

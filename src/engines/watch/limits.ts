@@ -1,0 +1,13 @@
+/** Limits of the watch engine (units last). */
+
+/** Revisions of history one catch-up step reads for one watcher. */
+export const watchCatchUpRevisionsMax = 1000;
+
+/** Bytes of responses a watch stream may hold for a slow client before its watchers fall back to history. */
+export const watchStreamBufferBytesMax = 16 * 1024 * 1024;
+
+/** Watchers one stream may hold. */
+export const watchersPerStreamMax = 10_000;
+
+/** How often watchers with progress_notify hear the current revision when idle (etcd: 10 minutes). */
+export const watchProgressIntervalMsDefault = 10 * 60 * 1000;

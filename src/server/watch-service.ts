@@ -1,0 +1,250 @@
+/**
+ * The etcd `Watch` service: one bidirectional stream carries many watchers. Requests create,
+ * cancel and ask for progress; responses carry `created`, events (a revision is never split
+ * across responses, unless the client allowed `fragment`), `canceled` with `cancel_reason` or
+ * `compact_revision`, and progress notifications that are sent only when true for every watcher
+ * on the stream.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import type { KeyValue, MvccEvent } from '../../storage/index';
+import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index';
+import { int64, type Int64 } from '../etcd-proto';
+import { errorTable } from '../errors';
+import { type Incoming, serviceDefinition } from './grpc-service';
+import type { ServiceContext } from './service-common';
+
+/** etcd's id for "no watcher" / "every watcher on the stream". */
+export const INVALID_WATCH_ID = -1;
+
+export interface WatchServiceContext extends ServiceContext {
+  readonly shardId: number;
+  /** The watch engine of the shard, and its store's current revision. */
+  readonly hub: () => WatchHub;
+  readonly currentRevision: () => number;
+  readonly maxRequestBytes: number;
+  readonly progressIntervalMs: number;
+}
+
+interface WireWatchRequest {
+  create_request?: {
+    key: Uint8Array;
+    range_end: Uint8Array;
+    start_revision: Int64;
+    progress_notify: boolean;
+    filters: number[];
+    prev_kv: boolean;
+    watch_id: Int64;
+    fragment: boolean;
+  };
+  cancel_request?: { watch_id: Int64 };
+  progress_request?: object;
+}
+
+function kvToWire(kv: KeyValue): object {
+  return { key: kv.key, create_revision: kv.createRevision, mod_revision: kv.modRevision, version: kv.version, value: kv.value, lease: kv.lease };
+}
+
+function eventToWire(event: MvccEvent): object {
+  return { type: event.type === 'put' ? 0 : 1, kv: kvToWire(event.kv), prev_kv: event.prevKv === undefined ? undefined : kvToWire(event.prevKv) };
+}
+
+function eventBytes(event: MvccEvent): number {
+  const kv = event.kv;
+  const prev = event.prevKv;
+  return 48 + kv.key.length + kv.value.length + (prev === undefined ? 0 : 48 + prev.key.length + prev.value.length);
+}
+
+interface WatcherState {
+  readonly watcher: Watcher;
+  readonly progressNotify: boolean;
+  readonly fragment: boolean;
+  /** Events went out since the last periodic progress tick (then no progress is due). */
+  sentSinceTick: boolean;
+}
+
+/** One client stream: its watchers and a bounded queue of responses for a slow reader. */
+class WatchStream implements WatchSink {
+  private readonly states = new Map<number, WatcherState>();
+  private nextAutoId = 0;
+  private queue: Array<{ response: object; bytes: number }> = [];
+  private queuedBytes = 0;
+  private waitingForDrain = false;
+  private closed = false;
+  private readonly progressTimer: NodeJS.Timeout;
+
+  constructor(
+    private readonly call: grpc.ServerDuplexStream<Incoming<WireWatchRequest>, object>,
+    private readonly ctx: WatchServiceContext,
+  ) {
+    this.progressTimer = setInterval(() => this.progressTick(), ctx.progressIntervalMs);
+    this.progressTimer.unref();
+    call.on('data', (request: Incoming<WireWatchRequest>) => this.onRequest(request.message));
+    call.on('end', () => this.close(true));
+    call.on('error', () => this.close(false));
+    call.on('close', () => this.close(false));
+    call.on('drain', () => this.drain());
+  }
+
+  private header(revision: number): object {
+    const shard = this.ctx.host.shard(this.ctx.shardId);
+    return { cluster_id: this.ctx.clusterId(), member_id: this.ctx.memberId, revision, raft_term: shard?.term ?? 0 };
+  }
+
+  private onRequest(request: WireWatchRequest): void {
+    if (this.closed) return;
+    if (request.create_request) this.create(request.create_request);
+    else if (request.cancel_request) this.cancel(int64(request.cancel_request.watch_id));
+    else if (request.progress_request) this.progressAll();
+  }
+
+  private create(r: NonNullable<WireWatchRequest['create_request']>): void {
+    const current = this.ctx.currentRevision();
+    const start = int64(r.start_revision);
+    const refuse = (reason: string): void => {
+      this.push({ header: this.header(current), watch_id: INVALID_WATCH_ID, created: true, canceled: true, cancel_reason: reason });
+    };
+    if (start < 0) return refuse(errorTable.compacted.message);
+    let id = int64(r.watch_id);
+    if (id !== 0 && this.states.has(id)) return refuse(errorTable['watch-duplicate-id'].message);
+    if (this.states.size >= watchLimits.watchersPerStreamMax) return refuse(errorTable['too-many-watchers'].message);
+    if (id === 0) {
+      while (this.states.has(this.nextAutoId)) this.nextAutoId++;
+      id = this.nextAutoId++;
+    }
+    // etcd's key conventions: an empty key is \0 (the smallest); range_end \0 means "every key >= key".
+    const key = r.key !== undefined && r.key.length > 0 ? r.key : Uint8Array.of(0);
+    const rawEnd = r.range_end !== undefined && r.range_end.length > 0 ? r.range_end : undefined;
+    const rangeEnd = rawEnd !== undefined && rawEnd.length === 1 && rawEnd[0] === 0 ? new Uint8Array(0) : rawEnd;
+    const filters = r.filters ?? [];
+    const watcher = new Watcher(
+      id,
+      {
+        key,
+        rangeEnd,
+        startRevision: start === 0 ? current + 1 : start,
+        noPut: filters.includes(0),
+        noDelete: filters.includes(1),
+        prevKv: r.prev_kv === true,
+      },
+      this,
+    );
+    this.states.set(id, { watcher, progressNotify: r.progress_notify === true, fragment: r.fragment === true, sentSinceTick: false });
+    // `created` goes out before any event of the watcher (the hub may deliver at once).
+    this.push({ header: this.header(current), watch_id: id, created: true });
+    this.ctx.hub().add(watcher);
+  }
+
+  private cancel(id: number): void {
+    const state = this.states.get(id);
+    if (state === undefined) return;
+    this.states.delete(id);
+    this.ctx.hub().remove(state.watcher);
+    this.push({ header: this.header(this.ctx.currentRevision()), watch_id: id, canceled: true });
+  }
+
+  /** A progress request: answered (watch_id -1) only if every watcher of the stream is synced. */
+  private progressAll(): void {
+    const watchers = [...this.states.values()].map((s) => s.watcher);
+    if (!this.ctx.hub().allSynced(watchers)) return;
+    this.push({ header: this.header(this.ctx.currentRevision()), watch_id: INVALID_WATCH_ID });
+  }
+
+  /** Periodic progress for idle, synced watchers that asked for it. */
+  private progressTick(): void {
+    if (this.closed) return;
+    for (const state of this.states.values()) {
+      if (state.progressNotify && !state.sentSinceTick && state.watcher.synced) {
+        this.push({ header: this.header(this.ctx.currentRevision()), watch_id: state.watcher.id });
+      }
+      state.sentSinceTick = false;
+    }
+  }
+
+  // ---- WatchSink ------------------------------------------------------------------------
+
+  hasRoom(): boolean {
+    return !this.closed && this.queuedBytes < watchLimits.watchStreamBufferBytesMax;
+  }
+
+  deliver(watcher: Watcher, events: readonly MvccEvent[], headerRevision: number): boolean {
+    if (this.closed || watcher.closed) return true;
+    if (!this.hasRoom()) return false;
+    const state = this.states.get(watcher.id);
+    if (state === undefined) return true;
+    state.sentSinceTick = true;
+    const header = this.header(headerRevision);
+    let bytes = 0;
+    for (const e of events) bytes += eventBytes(e);
+    if (!state.fragment || bytes < this.ctx.maxRequestBytes || events.length < 2) {
+      this.push({ header, watch_id: watcher.id, events: events.map(eventToWire) }, bytes);
+      return true;
+    }
+    // Fragments: pieces under the request size limit; every piece but the last says fragment.
+    let piece: object[] = [];
+    let pieceBytes = 0;
+    for (let i = 0; i < events.length; i++) {
+      const size = eventBytes(events[i]!);
+      if (piece.length > 0 && pieceBytes + size >= this.ctx.maxRequestBytes) {
+        this.push({ header, watch_id: watcher.id, events: piece, fragment: true }, pieceBytes);
+        piece = [];
+        pieceBytes = 0;
+      }
+      piece.push(eventToWire(events[i]!));
+      pieceBytes += size;
+    }
+    this.push({ header, watch_id: watcher.id, events: piece }, pieceBytes);
+    return true;
+  }
+
+  compacted(watcher: Watcher, compactRevision: number): void {
+    if (!this.states.delete(watcher.id)) return;
+    this.push({ header: this.header(this.ctx.currentRevision()), watch_id: watcher.id, canceled: true, compact_revision: compactRevision });
+  }
+
+  // ---- Output ---------------------------------------------------------------------------
+
+  private push(response: object, bytes = 64): void {
+    if (this.closed) return;
+    this.queue.push({ response, bytes });
+    this.queuedBytes += bytes;
+    this.flush();
+  }
+
+  /** Writes queued responses until gRPC asks us to wait ('drain'). */
+  private flush(): void {
+    while (!this.waitingForDrain && this.queue.length > 0 && !this.closed) {
+      const { response, bytes } = this.queue.shift()!;
+      this.queuedBytes -= bytes;
+      if (!this.call.write(response)) this.waitingForDrain = true;
+    }
+  }
+
+  private drain(): void {
+    this.waitingForDrain = false;
+    this.flush();
+    if (this.hasRoom()) this.ctx.hub().onRoom();
+  }
+
+  private close(ended: boolean): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.progressTimer);
+    const hub = this.ctx.hub();
+    for (const state of this.states.values()) hub.remove(state.watcher);
+    this.states.clear();
+    this.queue = [];
+    this.queuedBytes = 0;
+    if (ended) this.call.end();
+  }
+}
+
+export function createWatchService(ctx: WatchServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
+  const implementation: grpc.UntypedServiceImplementation = {
+    Watch: (call: grpc.ServerDuplexStream<Incoming<WireWatchRequest>, object>) => {
+      new WatchStream(call, ctx);
+    },
+  };
+  return { definition: serviceDefinition('etcdserverpb.Watch'), implementation };
+}
+
+export { WatchHub };
