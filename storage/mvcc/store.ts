@@ -475,13 +475,15 @@ export class MvccStore {
     this.compactedRevision = revision;
     this.index.floor = revision;
     // Only keys changed since the last compaction can have versions to drop; the log knows them.
+    // The log keeps the changes AT the compact revision (a watch may start there, as in etcd),
+    // and drops everything before it.
     const affected = new Set<number>();
     const cursor = this.cursor;
-    this.log.dropThrough(revision, (key) => {
-      const found = this.index.lookup(key, cursor);
-      assert(found, 'a logged key is missing from the index');
-      affected.add(cursor.segment);
-    });
+    const note = (key: Uint8Array): void => {
+      if (this.index.lookup(key, cursor)) affected.add(cursor.segment);
+    };
+    this.log.dropThrough(revision - 1, note);
+    this.log.forEach(revision, revision, (_revision, _sub, key) => note(key));
     for (const segmentNumber of affected) this.compactSegment(segmentNumber);
     this.index.rebalance();
   }
@@ -546,22 +548,29 @@ export class MvccStore {
   changes(request: ChangesRequest): MvccEvent[] {
     assert(!this.writing, 'changes called during a write');
     assertSafeInteger(request.fromRevision, 'fromRevision');
-    if (request.fromRevision <= this.compactedRevision) throw new MvccError('compacted');
+    // As etcd: history is readable from the compact revision on; at that revision only what
+    // compaction kept (the puts made there) is left.
+    if (request.fromRevision < this.compactedRevision || request.fromRevision < 1) throw new MvccError('compacted');
     const to = Math.min(request.toRevision ?? this.currentRevision, this.currentRevision);
     const events: MvccEvent[] = [];
     const cursor = this.cursor;
+    const floor = this.compactedRevision;
     this.log.forEach(request.fromRevision, to, (revision, sub, key) => {
       if (request.key !== undefined && !inRange(key, request.key, request.rangeEnd)) return;
-      assert(this.index.lookup(key, cursor), 'a logged key is missing from the index');
+      const found = this.index.lookup(key, cursor);
+      if (!found && revision === floor) return; // a delete at the compact revision, compacted away
+      assert(found, 'a logged key is missing from the index');
       const segment = this.index.segments[cursor.segment]!;
       let offset = segment.heads[cursor.slot]!;
       while (offset !== noRecord && (recordModRevision(segment, offset) !== revision || recordSub(segment, offset) !== sub)) {
         offset = recordPrevious(segment, offset);
       }
+      if (offset === noRecord && revision === floor) return;
       assert(offset !== noRecord, 'a logged change is missing from its key');
       const kv = recordToKeyValue(segment, offset);
       const type = recordIsTombstone(segment, offset) ? 'delete' : 'put';
-      const previous = liveVersionBefore(segment, offset, revision);
+      // prevKv is the key read at revision - 1, which is gone when that is below the compact revision.
+      const previous = revision - 1 < floor ? noRecord : liveVersionBefore(segment, offset, revision);
       events.push(previous === noRecord ? { type, kv } : { type, kv, prevKv: recordToKeyValue(segment, previous) });
     });
     return events;
@@ -640,6 +649,22 @@ export class MvccStore {
       segmentOf[position] = segmentNumber;
       slotOf[position] = slot;
     });
+    // Changes at the floor itself survive compaction only partly (puts made there): keep the ones
+    // that are left, in sub-revision order, ahead of the rest.
+    const atFloor: Array<{ sub: number; key: Uint8Array }> = [];
+    if (floor > 0) {
+      for (const segment of segments) {
+        for (let slot = 0; slot < segment.count; slot++) {
+          scratch.length = 0;
+          retainedChain(segment, segment.heads[slot]!, floor, scratch);
+          for (const offset of scratch) {
+            if (recordModRevision(segment, offset) === floor) atFloor.push({ sub: recordSub(segment, offset), key: segment.keyAt(slot) });
+          }
+        }
+      }
+    }
+    atFloor.sort((a, b) => a.sub - b.sub);
+    for (const change of atFloor) this.log.append(floor, change.key);
     let revision = floor + 1;
     for (let position = 0; position < total; position++) {
       while (starts[revision - floor + 1]! <= position) revision++;

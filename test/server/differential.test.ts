@@ -6,7 +6,7 @@
  * response headers are replaced by placeholders — the ids are random per cluster and the term
  * depends on election timing. Nothing else is touched.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,6 +50,9 @@ const SCRIPT: Array<[string[], string?]> = [
   [['get', '', '--prefix', '--rev=3']],
   [['txn'], 'mod("a") < "100"\nversion("c") != "0"\ncreate("a") = "1"\n\nput x 1\n\nput y 1\n\n'],
   [['txn'], 'lease("a") = "0"\nvalue("a") > "a"\n\nget a\n\n\n'],
+  [['watch', '', '--prefix', '--rev=2', '-w', 'json']],
+  [['watch', 'a', '--rev=1', '--prev-kv']],
+  [['watch', 'a', 'c', '--rev=3']],
   [['put', 'e', 'x']],
   [['put', 'e', 'y']],
   [['compact', '5']],
@@ -57,6 +60,8 @@ const SCRIPT: Array<[string[], string?]> = [
   [['get', 'a', '--rev=5']],
   [['get', 'a', '--rev=500']],
   [['compact', '3']],
+  [['watch', 'a', '--rev=2']],
+  [['watch', '', '--prefix', '--rev=5', '--prev-kv', '-w', 'json']],
   [['put', '', 'x']],
   [['put', 'leased', 'x', '--lease=1234abcd']],
   [['get', '', '--prefix', '-w', 'json']],
@@ -78,9 +83,15 @@ function lastLine(text: string): string {
   return lines[lines.length - 1] ?? '';
 }
 
+/** `etcdctl watch` never exits by itself: it runs for a moment and is interrupted. */
+function watchFor(endpoint: string, args: readonly string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync('timeout', ['-s', 'INT', '2', 'etcdctl', `--endpoints=${endpoint}`, ...args], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
 function runScript(endpoint: string): string[] {
   return SCRIPT.map(([args, input]) => {
-    const r = etcdctl(endpoint, args, input);
+    const r = args[0] === 'watch' ? watchFor(endpoint, args) : etcdctl(endpoint, args, input);
     return `$ etcdctl ${args.join(' ')}\nexit ${r.code}\n${normalise(r.stdout)}${r.code === 0 ? '' : `stderr: ${lastLine(r.stderr)}\n`}`;
   });
 }

@@ -322,7 +322,7 @@ export class MvccModel {
   }
 
   changes(from: number, to: number | undefined, key?: Uint8Array, rangeEnd?: Uint8Array): MvccEvent[] {
-    if (from <= this.compactRevision) throw new MvccError('compacted');
+    if (from < this.compactRevision || from < 1) throw new MvccError('compacted');
     const last = Math.min(to ?? this.revision, this.revision);
     const all: { v: Version; prev: Version | undefined }[] = [];
     for (const history of this.versions.values()) {

@@ -199,7 +199,8 @@ export class WatchHub {
     if (watcher.closed || watcher.synced || !watcher.sink.hasRoom()) return;
     const store = this.store();
     const current = store.revision;
-    if (watcher.nextRevision <= store.compactRevision) {
+    // As etcd: a watch may start at the compact revision itself, not before it.
+    if (watcher.nextRevision < store.compactRevision) {
       this.unsynced.delete(watcher);
       watcher.closed = true;
       watcher.sink.compacted(watcher, store.compactRevision);
@@ -208,7 +209,9 @@ export class WatchHub {
     if (watcher.nextRevision <= current) {
       const to = Math.min(current, watcher.nextRevision + watchCatchUpRevisionsMax - 1);
       const { key, rangeEnd } = watcher.options;
-      const changes = store.changes({ fromRevision: watcher.nextRevision, toRevision: to, key, rangeEnd: rangeEnd ?? undefined });
+      // The store's range convention: [0] means "every key >= key" (our empty rangeEnd).
+      const storeEnd = rangeEnd === undefined ? undefined : rangeEnd.length === 0 ? Uint8Array.of(0) : rangeEnd;
+      const changes = store.changes({ fromRevision: watcher.nextRevision, toRevision: to, key, rangeEnd: storeEnd });
       const selected = watcher.select(changes);
       if (selected.length > 0 && !watcher.sink.deliver(watcher, selected, current)) {
         this.scheduleCatchUp();
