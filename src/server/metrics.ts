@@ -340,6 +340,11 @@ export interface ServerMetrics {
   readonly keysTotal: Gauge;
   readonly shards: Gauge;
   readonly shardLeaders: Gauge;
+  readonly watchers: Gauge;
+  /** Watchers catching up from history (etcd: unsynced watchers). */
+  readonly slowWatchers: Gauge;
+  /** Times a watcher fell back to history because its stream's buffer was full. */
+  readonly watchSlowFallbacks: Gauge;
 }
 
 /** Registers the node's metrics (and the process basics) on a fresh registry. */
@@ -397,6 +402,12 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
     keysTotal: registry.gauge({ name: 'etcd_debugging_mvcc_keys_total', help: 'Total number of keys.' }),
     shards: registry.gauge({ name: 'dkv_shards', help: 'Shard replicas hosted on this node.' }),
     shardLeaders: registry.gauge({ name: 'dkv_shard_leaders', help: 'Shards whose leader is this node.' }),
+    watchers: registry.gauge({ name: 'etcd_debugging_mvcc_watcher_total', help: 'Total number of watchers.' }),
+    slowWatchers: registry.gauge({ name: 'etcd_debugging_mvcc_slow_watcher_total', help: 'Total number of unsynced slow watchers.' }),
+    watchSlowFallbacks: registry.gauge({
+      name: 'dkv_watch_slow_fallbacks_total',
+      help: 'Times a watcher fell back to the history because its stream was full (it catches up; nothing is lost).',
+    }),
   };
   registerProcessMetrics(registry);
   return metrics;

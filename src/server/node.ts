@@ -314,6 +314,9 @@ export class DkvNode {
     m.shardLeaders.set(leaders);
     m.dbTotalSizeBytes.set(data?.arenaBytes ?? 0);
     m.keysTotal.set(data?.keyCount ?? 0);
+    m.watchers.set(this.watchHub.watcherCount);
+    m.slowWatchers.set(this.watchHub.unsyncedCount);
+    m.watchSlowFallbacks.set(this.watchHub.slowFallbacks);
   }
 
   private async serveMetrics(): Promise<void> {

@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import {
   checkWatch,
   checkWatches,
+  violationsPerWatchMax,
   type CheckResult,
   type Compaction,
   type WatchEvent,
@@ -207,6 +208,24 @@ describe('watch checker: correct streams pass', () => {
     expectOk(checkWatch(compacted, record([created(7), events(HISTORY, atC, [4, 5, 6, 7])], atC)));
   });
 
+  it('what compaction removed may be missing: tombstones at C, prevKv at or below C', () => {
+    // Compaction at 7 (txn: delete a, put b=2): a watch from 7 gets only the put, without prevKv.
+    const at7 = { ...HISTORY, compactions: [{ revision: 7 }] };
+    const from7: WatchParams = { ...ALL, startRevision: 7 };
+    const putB = { ...eventsOf(HISTORY, from7, [7])[1]!, prevKv: undefined };
+    expectOk(checkWatch(at7, record([created(7), { kind: 'events', headerRevision: 7, events: [putB] }], from7)));
+    // Compaction at 5 (delete b): a watch from 5 may begin at 6.
+    const at5 = { ...HISTORY, compactions: [{ revision: 5 }] };
+    const from5: WatchParams = { ...ALL, startRevision: 5 };
+    expectOk(checkWatch(at5, record([created(7), events(HISTORY, from5, [6, 7])], from5)));
+    // A prevKv that is there must still be right.
+    const wrong = { ...putB, prevKv: { key: bytes('b'), value: bytes('9'), createRevision: 3, modRevision: 3, version: 1 } };
+    expectOnly(checkWatch(at7, record([created(7), { kind: 'events', headerRevision: 7, events: [wrong] }], from7)), 'reliable', 7, /wrong prevKv/);
+    // Without the compaction, the missing tombstone and prevKv are violations.
+    const bare = checkWatch(HISTORY, record([created(7), { kind: 'events', headerRevision: 7, events: [putB] }], from7));
+    expect(guarantees(bare)).toEqual(['reliable', 'resumable']);
+  });
+
   it('a compaction after the watch was created does not apply to it', () => {
     const later = { ...HISTORY, compactions: [{ revision: 6, atRevision: 7 }] };
     expectOk(checkWatch(later, record([created(5), events(HISTORY, ALL, [2, 3, 4, 5, 6, 7])])));
@@ -344,6 +363,14 @@ describe('watch checker: each broken stream fails under its guarantee', () => {
     expect(result.violations.length).toBe(3);
   });
 
+  it('keeps at most violationsPerWatchMax violations per watch and counts the rest', () => {
+    const again = events(HISTORY, ALL, [2]);
+    const result = checkWatch(HISTORY, record([created(7), ...Array.from({ length: violationsPerWatchMax + 51 }, () => again)]));
+    expect(result.violations.length).toBe(violationsPerWatchMax);
+    expect(result.omitted).toBe(50);
+    expect(guarantees(result)).toEqual(['unique']);
+  });
+
   it('malformed history is a programmer error', () => {
     const twice: WatchHistory = { revisions: [{ revision: 2, events: [] }, { revision: 2, events: [] }] };
     expect(() => checkWatch(twice, record([]))).toThrow(TypeError);
@@ -422,10 +449,22 @@ function simulate(groups: readonly (readonly Write[])[], params: WatchParams, co
     return { history, record: { ...base, responses: [created(header), cancel], end: 'canceled' } };
   }
   const from = start > 0 ? start : header + 1;
-  const matching = history.revisions.filter((r) => r.revision >= from && r.events.some((e) => wants(params, e))).map((r) => r.revision);
+  const served = start > 0 && start === compactedAt && tape.chance(50) ? compactedView(history, compactedAt, tape) : history;
+  const matching = served.revisions.filter((r) => r.revision >= from && r.events.some((e) => wants(params, e))).map((r) => r.revision);
   const count = tape.chance(60) ? matching.length : tape.int(0, matching.length);
-  const responses = batch(history, params, matching, count, from, tape);
+  const responses = batch(served, params, matching, count, from, tape);
   return { history, record: { ...base, responses: [created(header), ...responses], end: tape.chance(50) ? 'client-closed' : 'broken' } };
+}
+
+/** The history as a server reads it after compacting at `floor`: tombstones there dropped, prevKv at or below it maybe gone. */
+function compactedView(history: WatchHistory, floor: number, tape: Tape): WatchHistory {
+  const revisions = history.revisions.map(({ revision, events }) => ({
+    revision,
+    events: events
+      .filter((e) => revision !== floor || e.type === 'put')
+      .map((e) => (revision <= floor && tape.chance(50) ? { ...e, prevKv: undefined } : e)),
+  }));
+  return { ...history, revisions: revisions.filter((r) => r.events.length > 0) };
 }
 
 /** The first `count` matching revisions in whole-revision batches, some fragmented, with true progress notifications between. */
@@ -484,6 +523,7 @@ function candidateMutations(record: WatchRecord): Array<[Mutation, number]> {
 /** Dropping the only event of the last delivered revision just looks like an earlier end, unless a later progress notification covers it. */
 function dropIsVisible(record: WatchRecord, all: readonly Spot[], spot: Spot): boolean {
   const revision = spot.value.modRevision;
+  if (spot.value.type === 'delete' && record.params.startRevision === revision) return false; // maybe compacted
   const last = all.at(-1)!.value.modRevision;
   const sameRevision = all.filter((s) => s.value.modRevision === revision).length;
   const covered = record.responses.some((r, i) => i > spot.response && r.kind === 'progress' && r.headerRevision >= revision);

@@ -115,6 +115,12 @@ describe('Watch', () => {
     await w.waitFor(() => w.events(0).length === 320, 30_000, 'all events after the pause');
     expect(w.events(0).map((e) => e.modRevision)).toEqual(revisions);
     expect(w.events(0).map((e) => e.value.split(':')[0])).toEqual(revisions.map((_, i) => String(i)));
+    // The buffer did fill: the watcher fell back to history at least once (metrics refresh each second).
+    await waitUntil(
+      async () => /^dkv_watch_slow_fallbacks_total [1-9]/m.test(await (await fetch(`${cluster.nodes[0]!.metricsUrl}/metrics`)).text()),
+      5_000,
+      () => 'a slow-watcher fallback on node 1',
+    );
   }, 60_000);
 
   it('serves 1,000 watchers on one stream, each getting its events in order', async () => {

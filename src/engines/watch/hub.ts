@@ -89,8 +89,15 @@ export class WatchHub {
   private readonly ranges = new Set<Watcher>();
   private readonly unsynced = new Set<Watcher>();
   private catchUpScheduled = false;
+  /** Times a watcher fell back to history because its stream's buffer was full. */
+  slowFallbacks = 0;
 
   constructor(private readonly store: () => MvccStore) {}
+
+  /** Watchers behind the current revision (catching up from history). */
+  get unsyncedCount(): number {
+    return this.unsynced.size;
+  }
 
   get watcherCount(): number {
     let n = this.ranges.size + this.unsynced.size;
@@ -136,6 +143,7 @@ export class WatchHub {
         watcher.nextRevision = revision + 1;
       } else {
         // The stream is full: this revision waits in the history until there is room.
+        this.slowFallbacks++;
         this.desync(watcher);
       }
     }
