@@ -19,6 +19,19 @@ function loadRoot(): protobuf.Root {
 
 export const etcdRoot = loadRoot();
 
+const protoBase = join(dirname(fileURLToPath(import.meta.url)), '..', 'proto');
+
+/** DKV's own extensions (proto/dkv), which import etcd's messages. */
+function loadDkvRoot(): protobuf.Root {
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => (target.startsWith(protoBase) ? target : join(protoBase, target));
+  root.loadSync('dkv/v1/watch.proto', { keepCase: true });
+  root.resolveAll();
+  return root;
+}
+
+export const dkvRoot = loadDkvRoot();
+
 export function etcdType(name: string): protobuf.Type {
   return etcdRoot.lookupType(name);
 }

@@ -14,8 +14,8 @@ export interface Incoming<T> {
 
 export type ServiceDefinition = grpc.ServiceDefinition<grpc.UntypedServiceImplementation>;
 
-export function serviceDefinition(fullName: string): ServiceDefinition {
-  const service: protobuf.Service = etcdService(fullName);
+export function serviceDefinition(fullName: string, root?: protobuf.Root): ServiceDefinition {
+  const service: protobuf.Service = root === undefined ? etcdService(fullName) : root.lookupService(fullName);
   const definition: Record<string, grpc.MethodDefinition<Incoming<unknown>, object>> = {};
   for (const method of service.methodsArray) {
     method.resolve();

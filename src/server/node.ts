@@ -15,6 +15,7 @@ import { type ServerConfig, type ServerUrl, type TlsConfig, clusterId as compute
 import { createKvService } from './kv-service';
 import { createMaintenanceService } from './maintenance-service';
 import { createWatchService } from './watch-service';
+import { createPrefixWatchService } from './prefix-watch-service';
 import { WatchHub, watchLimits } from '../engines/watch/index';
 import { type Member, type MemberRecord, applyMembershipChange, attributesKey, encodeAttributes, encodeMemberContext, listMembers } from './members';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics';
@@ -278,6 +279,11 @@ export class DkvNode {
       progressIntervalMs: this.options.watchProgressIntervalMs ?? watchLimits.watchProgressIntervalMsDefault,
     });
     server.addService(watch.definition, watch.implementation);
+    const prefixWatch = createPrefixWatchService({
+      hub: () => this.watchHub,
+      store: () => this.host.shard(DEFAULT_STORE_SHARD)!.machine.mvcc,
+    });
+    server.addService(prefixWatch.definition, prefixWatch.implementation);
     const credentials = this.clientCredentials();
     for (const url of this.config.listenClientUrls) {
       const port = await new Promise<number>((resolve, reject) => {

@@ -1,0 +1,157 @@
+/**
+ * `dkv.v1.Watch/WatchPrefix` (a DKV extension): snapshot + live. In one step on the event loop the
+ * keys under the prefix are read at the current revision R and a watcher is registered from R + 1,
+ * so nothing can fall between the snapshot and the first event. The snapshot goes out in pieces
+ * (keys in order, `snapshot_done` on the last); events follow, whole revisions in order.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import type { KeyValue, MvccEvent } from '../../storage/index';
+import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index';
+import { dkvRoot, int64, type Int64 } from '../etcd-proto';
+import { errorTable } from '../errors';
+import { type Incoming, serviceDefinition } from './grpc-service';
+
+/** Keys per snapshot response (each piece stays well under gRPC's message limits). */
+export const prefixSnapshotKeysPerResponse = 1000;
+
+export interface PrefixWatchContext {
+  readonly hub: () => WatchHub;
+  readonly store: () => { revision: number; compactRevision: number; range(r: { key: Uint8Array; rangeEnd?: Uint8Array; revision?: number }): { kvs: KeyValue[] } };
+}
+
+interface WireRequest {
+  prefix: Uint8Array;
+  snapshot: boolean;
+  prev_kv: boolean;
+  start_revision: Int64;
+}
+
+function kvToWire(kv: KeyValue): object {
+  return { key: kv.key, create_revision: kv.createRevision, mod_revision: kv.modRevision, version: kv.version, value: kv.value, lease: kv.lease };
+}
+
+/** The end of a prefix range; [0] ("every key") for an empty prefix or one of all 0xff. */
+export function prefixRangeEnd(prefix: Uint8Array): Uint8Array {
+  const end = Uint8Array.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Uint8Array.of(0);
+}
+
+class PrefixStream implements WatchSink {
+  private readonly queue: Array<{ response: object; bytes: number }> = [];
+  private queuedBytes = 0;
+  private waiting = false;
+  private closed = false;
+  private watcher: Watcher | undefined;
+
+  constructor(
+    private readonly call: grpc.ServerWritableStream<Incoming<WireRequest>, object>,
+    private readonly ctx: PrefixWatchContext,
+  ) {
+    call.on('drain', () => {
+      this.waiting = false;
+      this.flush();
+      if (this.hasRoom()) this.ctx.hub().onRoom();
+    });
+    call.on('cancelled', () => this.close());
+    call.on('close', () => this.close());
+    call.on('error', () => this.close());
+    this.start(call.request.message);
+  }
+
+  private start(r: WireRequest): void {
+    const prefix = r.prefix ?? new Uint8Array(0);
+    const store = this.ctx.store();
+    const key = prefix.length === 0 ? Uint8Array.of(0) : prefix;
+    const storeEnd = prefixRangeEnd(prefix);
+    let from = int64(r.start_revision);
+    if (r.snapshot === true) {
+      // Read and register in the same step: the next event applied is R + 1 at the earliest.
+      const revision = store.revision;
+      const kvs = store.range({ key, rangeEnd: storeEnd }).kvs;
+      for (let i = 0; i < kvs.length || i === 0; i += prefixSnapshotKeysPerResponse) {
+        const piece = kvs.slice(i, i + prefixSnapshotKeysPerResponse);
+        const done = i + prefixSnapshotKeysPerResponse >= kvs.length;
+        let bytes = 64;
+        for (const kv of piece) bytes += kv.key.length + kv.value.length + 32;
+        this.push({ revision, snapshot_kvs: piece.map(kvToWire), snapshot_done: done }, bytes);
+        if (done) break;
+      }
+      from = revision + 1;
+    } else if (from <= 0) {
+      from = store.revision + 1;
+    }
+    // The hub's range convention: empty rangeEnd = every key >= key.
+    const rangeEnd = storeEnd.length === 1 && storeEnd[0] === 0 ? new Uint8Array(0) : storeEnd;
+    this.watcher = new Watcher(0, { key, rangeEnd, startRevision: from, noPut: false, noDelete: false, prevKv: r.prev_kv === true }, this);
+    this.ctx.hub().add(this.watcher);
+  }
+
+  hasRoom(): boolean {
+    return !this.closed && this.queuedBytes < watchLimits.watchStreamBufferBytesMax;
+  }
+
+  deliver(_watcher: Watcher, events: readonly MvccEvent[], headerRevision: number): boolean {
+    if (this.closed) return true;
+    if (!this.hasRoom()) return false;
+    let bytes = 64;
+    for (const e of events) bytes += e.kv.key.length + e.kv.value.length + 48;
+    this.push(
+      {
+        revision: headerRevision,
+        events: events.map((e) => ({ type: e.type === 'put' ? 0 : 1, kv: kvToWire(e.kv), prev_kv: e.prevKv === undefined ? undefined : kvToWire(e.prevKv) })),
+      },
+      bytes,
+    );
+    return true;
+  }
+
+  compacted(_watcher: Watcher, compactRevision: number): void {
+    this.push({ revision: this.ctx.store().revision, canceled: true, compact_revision: compactRevision, cancel_reason: errorTable.compacted.message }, 64);
+    this.endAfterFlush = true;
+    this.flush();
+  }
+
+  private endAfterFlush = false;
+
+  private push(response: object, bytes: number): void {
+    if (this.closed) return;
+    this.queue.push({ response, bytes });
+    this.queuedBytes += bytes;
+    this.flush();
+  }
+
+  private flush(): void {
+    while (!this.waiting && this.queue.length > 0 && !this.closed) {
+      const { response, bytes } = this.queue.shift()!;
+      this.queuedBytes -= bytes;
+      if (!this.call.write(response)) this.waiting = true;
+    }
+    if (this.endAfterFlush && this.queue.length === 0 && !this.closed) {
+      this.close();
+      this.call.end();
+    }
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.watcher !== undefined) this.ctx.hub().remove(this.watcher);
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+  }
+}
+
+export function createPrefixWatchService(ctx: PrefixWatchContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
+  const implementation: grpc.UntypedServiceImplementation = {
+    WatchPrefix: (call: grpc.ServerWritableStream<Incoming<WireRequest>, object>) => {
+      new PrefixStream(call, ctx);
+    },
+  };
+  return { definition: serviceDefinition('dkv.v1.Watch', dkvRoot), implementation };
+}
