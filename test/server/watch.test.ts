@@ -133,6 +133,39 @@ describe('Watch', () => {
     for (let id = 0; id < 1000; id++) expect(w.events(id).map((e) => e.modRevision)).toEqual(revisions[id % 10]);
   }, 60_000);
 
+  it('cancels a stalled watcher with compact_revision when the history it needs is compacted', async () => {
+    const w = watchOn(2);
+    w.create({ key: 'stall/', rangeEnd: prefixEnd('stall/') });
+    await w.waitFor((rs) => rs.some((r) => r.created === true));
+    w.pause();
+    const big = 'y'.repeat(64 * 1024);
+    let last = 0;
+    for (let i = 0; i < 320; i++) last = await put(`stall/${i % 10}`, `${i}:${big}`);
+    await kv.kv('Compact', { revision: last });
+    w.resume();
+    await w.waitFor((rs) => rs.some((r) => r.canceled === true), 30_000, 'the cancel');
+    const canceled = w.responses.find((r) => r.canceled === true)!;
+    expect(canceled.compact_revision).toBe(last);
+    // What it did get before the cancel is a gap-free, ordered prefix of the writes.
+    const got = w.events(0).map((e) => Number(e.value.split(':')[0]));
+    expect(got).toEqual(got.map((_, i) => i));
+    expect(got.length).toBeLessThan(320);
+  }, 60_000);
+
+  it('serves 10,000 watchers over 100 streams while a writer runs', async () => {
+    const streams = Array.from({ length: 100 }, (_, s) => watchOn(s % 3));
+    streams.forEach((w) => {
+      for (let i = 0; i < 100; i++) w.create({ key: `wide/${i % 20}` });
+    });
+    await Promise.all(streams.map((w) => w.waitFor((rs) => rs.filter((r) => r.created === true).length === 100, 30_000, '100 created')));
+    const revisions: number[][] = Array.from({ length: 20 }, () => []);
+    for (let i = 0; i < 60; i++) revisions[i % 20]!.push(await put(`wide/${i % 20}`, String(i)));
+    for (const w of streams) {
+      await w.waitFor(() => Array.from({ length: 100 }, (_, id) => w.events(id).length).every((n) => n === 3), 30_000, 'every watcher has its 3 events');
+      for (let id = 0; id < 100; id++) expect(w.events(id).map((e) => e.modRevision)).toEqual(revisions[id % 20]);
+    }
+  }, 90_000);
+
   it('works with the etcd3 npm client\'s watch builder', async () => {
     const client = new Etcd3({ hosts: cluster.endpoint(2) });
     try {
