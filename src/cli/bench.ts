@@ -3,6 +3,7 @@ import { intOption, parseOptions, UsageError, withUsage } from './args';
 
 export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
        dkv bench put|range|txn-put [--endpoints E] [--conns N] [--clients N] [--total N] ...
+       dkv bench watch [--endpoints E] [--conns N] [--streams N] [--watch-per-stream N] ...
 
   raft     the Raft core's throughput: a 3-node group in one process on the simulator with zero
            network and disk latency; committed entries per second with one proposal per round and
@@ -14,6 +15,10 @@ export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
            "benchmark put"; prints requests/s, latency p50/p90/p99/max and errors by message
   range    etcd v3 Range requests of one key each, linearizable or serializable
   txn-put  etcd v3 Txn requests with no compares and --txn-ops puts in the success branch
+  watch    etcd v3 Watch, like etcd's "benchmark watch": opens --streams streams with
+           --watch-per-stream watchers each, waits until all are created, then puts at --put-rate;
+           prints events delivered per second, put-to-delivery latency p50/p90/p99/max and
+           errors, and checks that every watcher got exactly its key's puts in revision order
 
 Options (raft, log):
   --seconds S   how long each measurement runs (default 3)
@@ -30,6 +35,24 @@ Options (put, range, txn-put; as in etcd's benchmark tool):
   --consistency l|s     range: linearizable (l) or serializable (s) (default l)
   --txn-ops N           txn-put: puts on distinct keys per txn (default 1)
   --rate N              requests per second over all clients, 0 = unlimited (default 0)
+  --json                print one JSON line instead of the summary
+  -h, --help            show this text
+
+Options (watch):
+  --endpoints E         comma-separated host:port (http:// accepted) (default 127.0.0.1:2379)
+  --conns N             gRPC connections over the endpoints round-robin; stream s and the
+                        putter's worker w use connection s (w) mod N (default 1)
+  --streams N           watch streams (default 10)
+  --watch-per-stream N  watchers per stream; watcher g = s*N+i watches key g mod key-space-size
+                        (default 100)
+  --key-space-size N    watched keys; put n writes key n mod N, so a put reaches about
+                        streams*watch-per-stream/N watchers (default 100)
+  --prefix              watch the prefix only that key has (a range watch) instead of the key
+  --put-total N         puts to make (default 1000)
+  --put-rate N          puts per second, 0 = as fast as they go; at most 100 puts are in
+                        flight either way (default 0)
+  --key-size N          key bytes; key n is Go's varint of n, zero-padded (default 8)
+  --val-size N          value bytes; the first bytes carry the put's number (default 8)
   --json                print one JSON line instead of the summary
   -h, --help            show this text
 `;
@@ -49,6 +72,7 @@ export async function benchCommand(args: string[]): Promise<number> {
       return target === undefined ? 2 : 0;
     }
     if (isLoadTarget(target)) return loadCommand(target, rest);
+    if (target === 'watch') return watchCommand(rest);
     if (target !== 'raft' && target !== 'log') throw new UsageError(`unknown benchmark "${target}"`);
     const o = parseOptions(rest, { seconds: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
     if (o.help === true) {
@@ -145,5 +169,73 @@ async function loadCommand(workload: LoadTarget, args: string[]): Promise<number
     return 1;
   }
   process.stdout.write(json ? `${loadResultJson(result)}\n` : `${formatLoadResult(result).join('\n')}\n`);
+  return result.errors === 0 ? 0 : 1;
+}
+
+async function watchCommand(args: string[]): Promise<number> {
+  const o = parseOptions(args, {
+    endpoints: { type: 'string' },
+    conns: { type: 'string' },
+    streams: { type: 'string' },
+    'watch-per-stream': { type: 'string' },
+    'put-rate': { type: 'string' },
+    'put-total': { type: 'string' },
+    'key-size': { type: 'string' },
+    'val-size': { type: 'string' },
+    'key-space-size': { type: 'string' },
+    prefix: { type: 'boolean' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (o.help === true) {
+    process.stdout.write(benchHelp);
+    return 0;
+  }
+  const { varintLength } = await import('../../bench/etcd-load');
+  const { describeWatchLoad, expectedEventCount, formatWatchLoadResult, runWatchLoad, seqBytesFor, watchLoadLimits: limits, watchLoadResultJson } =
+    await import('../../bench/watch-load');
+  const streams = intOption(o.streams, 'streams', 10, 1, limits.streamsMax);
+  const watchPerStream = intOption(o['watch-per-stream'], 'watch-per-stream', 100, 1, limits.watchPerStreamMax);
+  if (streams * watchPerStream > limits.watchersMax) {
+    throw new UsageError(`--streams ${streams} × --watch-per-stream ${watchPerStream} is more than ${limits.watchersMax} watchers`);
+  }
+  const keySpaceSize = intOption(o['key-space-size'], 'key-space-size', 100, 1, limits.keySpaceSizeMax);
+  const keySize = intOption(o['key-size'], 'key-size', 8, 1, limits.keySizeMax);
+  const keyBytesNeeded = varintLength(keySpaceSize - 1);
+  if (keySize < keyBytesNeeded) {
+    throw new UsageError(`--key-size ${keySize} is too small for --key-space-size ${keySpaceSize}: keys need at least ${keyBytesNeeded} bytes`);
+  }
+  const putTotal = intOption(o['put-total'], 'put-total', 1_000, 1, limits.putTotalMax);
+  const valSize = intOption(o['val-size'], 'val-size', 8, 1, limits.valSizeMax);
+  const seqBytes = seqBytesFor(putTotal);
+  if (valSize < seqBytes) {
+    throw new UsageError(`--val-size ${valSize} is too small for --put-total ${putTotal}: values carry the put's number in at least ${seqBytes} bytes`);
+  }
+  const options = {
+    endpoints: parseEndpoints(o.endpoints ?? '127.0.0.1:2379'),
+    conns: intOption(o.conns, 'conns', 1, 1, limits.connsMax),
+    streams,
+    watchPerStream,
+    putRate: intOption(o['put-rate'], 'put-rate', 0, 0, limits.putRateMax),
+    putTotal,
+    keySize,
+    valSize,
+    keySpaceSize,
+    prefix: o.prefix === true,
+  } as const;
+  const expected = expectedEventCount(options);
+  if (expected > limits.eventsMax) {
+    throw new UsageError(`this run would deliver ${expected} events, more than ${limits.eventsMax}: lower --put-total or the watchers per key`);
+  }
+  const json = o.json === true;
+  if (!json) process.stdout.write(`${describeWatchLoad(options)}\n`);
+  let result;
+  try {
+    result = await runWatchLoad(options);
+  } catch (error) {
+    process.stderr.write(`dkv bench watch: ${(error as Error).message}\n`);
+    return 1;
+  }
+  process.stdout.write(json ? `${watchLoadResultJson(result)}\n` : `${formatWatchLoadResult(result).join('\n')}\n`);
   return result.errors === 0 ? 0 : 1;
 }

@@ -70,6 +70,8 @@ class WatchStream implements WatchSink {
   private queuedBytes = 0;
   private waitingForDrain = false;
   private closed = false;
+  /** A progress request waits for every watcher to be synced. */
+  private progressPending = false;
   private readonly progressTimer: NodeJS.Timeout;
 
   constructor(
@@ -140,13 +142,29 @@ class WatchStream implements WatchSink {
     this.states.delete(id);
     this.ctx.hub().remove(state.watcher);
     this.push({ header: this.header(this.ctx.currentRevision()), watch_id: id, canceled: true });
+    this.answerProgress();
   }
 
-  /** A progress request: answered (watch_id -1) only if every watcher of the stream is synced. */
+  /**
+   * A progress request: answered (watch_id -1, the current revision) once every watcher of the
+   * stream is synced — at once if they are, else as soon as the last one catches up. An answer
+   * while a watcher is behind would promise events it has not been given.
+   */
   private progressAll(): void {
+    this.progressPending = true;
+    this.answerProgress();
+  }
+
+  private answerProgress(): void {
+    if (!this.progressPending) return;
     const watchers = [...this.states.values()].map((s) => s.watcher);
     if (!this.ctx.hub().allSynced(watchers)) return;
+    this.progressPending = false;
     this.push({ header: this.header(this.ctx.currentRevision()), watch_id: INVALID_WATCH_ID });
+  }
+
+  synced(): void {
+    this.answerProgress();
   }
 
   /** Periodic progress for idle, synced watchers that asked for it. */
@@ -199,6 +217,7 @@ class WatchStream implements WatchSink {
   compacted(watcher: Watcher, compactRevision: number): void {
     if (!this.states.delete(watcher.id)) return;
     this.push({ header: this.header(this.ctx.currentRevision()), watch_id: watcher.id, canceled: true, compact_revision: compactRevision });
+    this.answerProgress();
   }
 
   // ---- Output ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 /**
- * `dkv bench put|range|txn-put` as users run it, without a cluster: help and flag checking only
+ * `dkv bench put|range|txn-put|watch` as users run it, without a cluster: help and flag checking only
  * (the load itself is measured by bench/compare-etcd.sh, which never runs in CI).
  */
 import { spawnSync } from 'node:child_process';
@@ -34,6 +34,33 @@ describe('dkv bench put|range|txn-put', () => {
     ];
     for (const [args, message] of cases) {
       const r = dkv('bench', ...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(message);
+    }
+  });
+});
+
+describe('dkv bench watch', () => {
+  it('prints help with the etcd benchmark watch flags', () => {
+    const r = dkv('bench', 'watch', '--help');
+    expect(r.code).toBe(0);
+    for (const flag of ['--endpoints', '--conns', '--streams', '--watch-per-stream', '--put-rate', '--put-total', '--key-size', '--val-size', '--key-space-size', '--prefix', '--json']) {
+      expect(r.stdout).toContain(flag);
+    }
+  });
+
+  it('refuses bad flags with exit code 2 and a clear message, before connecting anywhere', () => {
+    const cases: [string[], string][] = [
+      [['--streams', '0'], '--streams must be between 1'],
+      [['--put-rate=-1'], '--put-rate must be between 0'],
+      [['--watch-per-stream', '20000'], '--watch-per-stream must be between 1 and 10000'],
+      [['--put-total', '1000000', '--key-space-size', '1'], 'more than 20000000'],
+      [['--clients', '5'], "Unknown option '--clients'"],
+      [['--val-size', '1', '--put-total', '1000'], 'values carry the put\'s number in at least 2 bytes'],
+      [['--key-size', '1', '--key-space-size', '1000'], 'keys need at least 2 bytes'],
+    ];
+    for (const [args, message] of cases) {
+      const r = dkv('bench', 'watch', ...args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toContain(message);
     }

@@ -4,6 +4,7 @@
  * same events in the same order on every node, compacted start revisions, slow consumers that
  * fall back to history, and many watchers on one stream.
  */
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
 import { RawEtcdClient, TestCluster, prefixEnd, waitUntil } from './cluster-harness';
@@ -165,6 +166,33 @@ describe('Watch', () => {
       for (let id = 0; id < 100; id++) expect(w.events(id).map((e) => e.modRevision)).toEqual(revisions[id % 20]);
     }
   }, 90_000);
+
+  it('answers etcdctl watch -i progress requests only once every watcher has caught up', async () => {
+    const first = await put('inter/a', '1');
+    await put('inter/a', '2');
+    const last = await put('inter/b', '3');
+    const r = spawnSync('sh', ['-c', `(printf 'watch inter/ --prefix --rev=${first}\\nprogress\\n'; sleep 1.5) | timeout -s INT 2 etcdctl --endpoints=${cluster.endpoint(1)} watch -i`], { encoding: 'utf8' });
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toEqual(['PUT', 'inter/a', '1', 'PUT', 'inter/a', '2', 'PUT', 'inter/b', '3', `progress notify: ${last}`]);
+  });
+
+  it('splits a revision larger than the request limit into fragments only for watchers that allow it', async () => {
+    const big = (c: string) => c.repeat(500_000);
+    for (const k of ['a', 'b', 'c']) await put(`frag/${k}`, big('p'));
+    const w = watchOn(0);
+    w.create({ key: 'frag/', rangeEnd: prefixEnd('frag/'), prevKv: true, fragment: true });
+    w.create({ key: 'frag/', rangeEnd: prefixEnd('frag/'), prevKv: true });
+    await w.waitFor((rs) => rs.filter((r) => r.created === true).length === 2);
+    // One txn, one revision, ~3 MB of events with their previous values.
+    await kv.kv('Txn', { success: ['a', 'b', 'c'].map((k) => ({ request_put: { key: Buffer.from(`frag/${k}`), value: Buffer.from(big('n')) } })) });
+    await w.waitFor(() => w.events(0).length === 3 && w.events(1).length === 3, 20_000);
+    const pieces = w.responses.filter((r) => r.watch_id === 0 && ((r.events as unknown[]) ?? []).length > 0);
+    expect(pieces.map((r) => r.fragment)).toEqual([true, true, false]);
+    const whole = w.responses.filter((r) => r.watch_id === 1 && ((r.events as unknown[]) ?? []).length > 0);
+    expect(whole.length).toBe(1);
+    expect(w.events(0).map((e) => e.key)).toEqual(['frag/a', 'frag/b', 'frag/c']);
+    expect(new Set(w.events(0).map((e) => e.modRevision)).size).toBe(1);
+  }, 30_000);
 
   it('works with the etcd3 npm client\'s watch builder', async () => {
     const client = new Etcd3({ hosts: cluster.endpoint(2) });

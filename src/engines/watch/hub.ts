@@ -26,6 +26,8 @@ export interface WatchSink {
   compacted(watcher: Watcher, compactRevision: number): void;
   /** Whether the stream has room for more (catch-up waits until it has). */
   hasRoom(): boolean;
+  /** The watcher caught up and now gets events as they are applied. */
+  synced?(watcher: Watcher): void;
 }
 
 export interface WatcherOptions {
@@ -171,6 +173,7 @@ export class WatchHub {
   private subscribe(watcher: Watcher): void {
     watcher.synced = true;
     this.unsynced.delete(watcher);
+    watcher.sink.synced?.(watcher);
     if (watcher.options.rangeEnd !== undefined) {
       this.ranges.add(watcher);
       return;
