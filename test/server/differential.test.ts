@@ -55,7 +55,8 @@ const SCRIPT: Array<[string[], string?]> = [
   [['watch', 'a', 'c', '--rev=3']],
   // (No `progress` here: etcd 3.4.23 answers a progress request before unsynced watchers have
   // caught up, then sends older events — a bug fixed in later etcd; DKV waits. See watch.test.ts.)
-  [['watch', '-i'], 'watch a --rev=5\nwatch b --prefix --rev=2\n'],
+  // One watch per interactive session: etcdctl prints concurrent watches from concurrent goroutines.
+  [['watch', '-i'], 'watch b --prefix --rev=2 --prev-kv\n'],
   [['put', 'e', 'x']],
   [['put', 'e', 'y']],
   [['compact', '5']],
