@@ -10,6 +10,7 @@ import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch
 import { dkvRoot, int64, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
+import { ResponseQueue } from './response-queue';
 
 /** Keys per snapshot response (each piece stays well under gRPC's message limits). */
 export const prefixSnapshotKeysPerResponse = 1000;
@@ -43,9 +44,7 @@ export function prefixRangeEnd(prefix: Uint8Array): Uint8Array {
 }
 
 class PrefixStream implements WatchSink {
-  private readonly queue: Array<{ response: object; bytes: number }> = [];
-  private queuedBytes = 0;
-  private waiting = false;
+  private readonly out: ResponseQueue;
   private closed = false;
   private watcher: Watcher | undefined;
 
@@ -53,10 +52,9 @@ class PrefixStream implements WatchSink {
     private readonly call: grpc.ServerWritableStream<Incoming<WireRequest>, object>,
     private readonly ctx: PrefixWatchContext,
   ) {
-    call.on('drain', () => {
-      this.waiting = false;
-      this.flush();
-      if (this.hasRoom()) this.ctx.hub().onRoom();
+    this.out = new ResponseQueue(call, watchLimits.watchStreamBufferBytesMax, () => {
+      this.ctx.hub().onRoom();
+      this.endIfDone();
     });
     call.on('cancelled', () => this.close());
     call.on('close', () => this.close());
@@ -93,7 +91,7 @@ class PrefixStream implements WatchSink {
   }
 
   hasRoom(): boolean {
-    return !this.closed && this.queuedBytes < watchLimits.watchStreamBufferBytesMax;
+    return !this.closed && this.out.hasRoom();
   }
 
   deliver(_watcher: Watcher, events: readonly MvccEvent[], headerRevision: number): boolean {
@@ -114,25 +112,18 @@ class PrefixStream implements WatchSink {
   compacted(_watcher: Watcher, compactRevision: number): void {
     this.push({ revision: this.ctx.store().revision, canceled: true, compact_revision: compactRevision, cancel_reason: errorTable.compacted.message }, 64);
     this.endAfterFlush = true;
-    this.flush();
+    this.endIfDone();
   }
 
   private endAfterFlush = false;
 
   private push(response: object, bytes: number): void {
-    if (this.closed) return;
-    this.queue.push({ response, bytes });
-    this.queuedBytes += bytes;
-    this.flush();
+    if (!this.closed) this.out.push(response, bytes);
   }
 
-  private flush(): void {
-    while (!this.waiting && this.queue.length > 0 && !this.closed) {
-      const { response, bytes } = this.queue.shift()!;
-      this.queuedBytes -= bytes;
-      if (!this.call.write(response)) this.waiting = true;
-    }
-    if (this.endAfterFlush && this.queue.length === 0 && !this.closed) {
+  /** After a cancel: end the call once everything before it is written. */
+  private endIfDone(): void {
+    if (this.endAfterFlush && this.out.isEmpty && !this.closed) {
       this.close();
       this.call.end();
     }
@@ -142,8 +133,7 @@ class PrefixStream implements WatchSink {
     if (this.closed) return;
     this.closed = true;
     if (this.watcher !== undefined) this.ctx.hub().remove(this.watcher);
-    this.queue.length = 0;
-    this.queuedBytes = 0;
+    this.out.close();
   }
 }
 

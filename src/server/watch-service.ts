@@ -11,6 +11,7 @@ import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch
 import { int64, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
+import { ResponseQueue } from './response-queue';
 import type { ServiceContext } from './service-common';
 
 /** etcd's id for "no watcher" / "every watcher on the stream". */
@@ -66,9 +67,7 @@ interface WatcherState {
 class WatchStream implements WatchSink {
   private readonly states = new Map<number, WatcherState>();
   private nextAutoId = 0;
-  private queue: Array<{ response: object; bytes: number }> = [];
-  private queuedBytes = 0;
-  private waitingForDrain = false;
+  private readonly out: ResponseQueue;
   private closed = false;
   /** A progress request waits for every watcher to be synced. */
   private progressPending = false;
@@ -78,13 +77,13 @@ class WatchStream implements WatchSink {
     private readonly call: grpc.ServerDuplexStream<Incoming<WireWatchRequest>, object>,
     private readonly ctx: WatchServiceContext,
   ) {
+    this.out = new ResponseQueue(call, watchLimits.watchStreamBufferBytesMax, () => this.ctx.hub().onRoom());
     this.progressTimer = setInterval(() => this.progressTick(), ctx.progressIntervalMs);
     this.progressTimer.unref();
     call.on('data', (request: Incoming<WireWatchRequest>) => this.onRequest(request.message));
     call.on('end', () => this.close(true));
     call.on('error', () => this.close(false));
     call.on('close', () => this.close(false));
-    call.on('drain', () => this.drain());
   }
 
   private header(revision: number): object {
@@ -181,7 +180,7 @@ class WatchStream implements WatchSink {
   // ---- WatchSink ------------------------------------------------------------------------
 
   hasRoom(): boolean {
-    return !this.closed && this.queuedBytes < watchLimits.watchStreamBufferBytesMax;
+    return !this.closed && this.out.hasRoom();
   }
 
   deliver(watcher: Watcher, events: readonly MvccEvent[], headerRevision: number): boolean {
@@ -223,25 +222,7 @@ class WatchStream implements WatchSink {
   // ---- Output ---------------------------------------------------------------------------
 
   private push(response: object, bytes = 64): void {
-    if (this.closed) return;
-    this.queue.push({ response, bytes });
-    this.queuedBytes += bytes;
-    this.flush();
-  }
-
-  /** Writes queued responses until gRPC asks us to wait ('drain'). */
-  private flush(): void {
-    while (!this.waitingForDrain && this.queue.length > 0 && !this.closed) {
-      const { response, bytes } = this.queue.shift()!;
-      this.queuedBytes -= bytes;
-      if (!this.call.write(response)) this.waitingForDrain = true;
-    }
-  }
-
-  private drain(): void {
-    this.waitingForDrain = false;
-    this.flush();
-    if (this.hasRoom()) this.ctx.hub().onRoom();
+    if (!this.closed) this.out.push(response, bytes);
   }
 
   private close(ended: boolean): void {
@@ -251,8 +232,7 @@ class WatchStream implements WatchSink {
     const hub = this.ctx.hub();
     for (const state of this.states.values()) hub.remove(state.watcher);
     this.states.clear();
-    this.queue = [];
-    this.queuedBytes = 0;
+    this.out.close();
     if (ended) this.call.end();
   }
 }

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DkvClient, type WatchedEvent, type WatchedKeyValue } from '../../src/client/index';
-import { RawEtcdClient, TestCluster, waitUntil } from './cluster-harness';
+import { RawEtcdClient, TestCluster, etcdctl, waitUntil } from './cluster-harness';
 
 let cluster: TestCluster;
 
@@ -25,8 +25,15 @@ describe('watchPrefix with a snapshot', () => {
     const kv = new RawEtcdClient(cluster.endpoint(0));
     for (let i = 0; i < 1200; i++) await kv.kv('Put', { key: Buffer.from(`cfg/${String(i).padStart(4, '0')}`), value: Buffer.from(`v${i}`) });
     await kv.kv('Put', { key: Buffer.from('other'), value: Buffer.from('x') });
-    // Watch through the last node (a follower or the leader, it does not matter).
-    const client = new DkvClient({ endpoints: [cluster.endpoint(2), cluster.endpoint(1)] });
+    // Watch through a follower, which is then killed (killing the leader would only add timeouts
+    // for the writer, the failover suite's business).
+    const status = JSON.parse(etcdctl(cluster.endpoints, ['endpoint', 'status', '-w', 'json']).stdout) as Array<{ Endpoint: string; Status: { leader: number; header: { member_id: number } } }>;
+    const follower = [1, 2].find((i) => {
+      const s = status.find((x) => x.Endpoint === cluster.endpoint(i));
+      return s !== undefined && s.Status.leader !== s.Status.header.member_id;
+    })!;
+    const other = [0, 1, 2].find((i) => i !== follower && i !== 0) ?? 0;
+    const client = new DkvClient({ endpoints: [cluster.endpoint(follower), cluster.endpoint(other)] });
     const view = new Map<string, string>();
     let snapshotRevision = 0;
     const seen: WatchedEvent[] = [];
@@ -52,7 +59,7 @@ describe('watchPrefix with a snapshot', () => {
       }
     };
     await writer(0, 100);
-    await cluster.kill(2);
+    await cluster.kill(follower);
     await writer(100, 200);
     const final = ((await kv.kv('Range', { key: Buffer.from('cfg/0000') })).header as { revision: number }).revision;
     await waitUntil(() => watch.revision >= final, 20_000, () => `the watch to reach ${final} (at ${watch.revision})`);
@@ -68,7 +75,7 @@ describe('watchPrefix with a snapshot', () => {
     watch.close();
     client.close();
     kv.close();
-    cluster.startNode(2);
-    await cluster.waitForHealthy(2);
+    cluster.startNode(follower);
+    await cluster.waitForHealthy(follower);
   }, 90_000);
 });
