@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DKV against real etcd, same load generator (dkv bench put|range|txn-put), same machine.
+# DKV against real etcd, same load generator (dkv bench put|range|txn-put|watch), same machine.
 #
 # Starts a 3-member etcd and a 3-node DKV (dkv dev) on loopback with temporary data directories,
 # waits until both are healthy, runs each workload against etcd and then DKV, prints a table with
@@ -8,7 +8,7 @@
 #
 # Usage: bench/compare-etcd.sh
 # Environment:
-#   COMPARE_SCALE=F     multiply every workload's --total by F (default 1; 0.2 for a quick look)
+#   COMPARE_SCALE=F     multiply every workload's --total (--put-total) by F (default 1; 0.2 for a quick look)
 #   COMPARE_KEEP=1      keep the temporary directory (logs, raw results) instead of removing it
 #   ETCD=/path/etcd     the etcd binary (default: etcd on PATH; needs 3.4 or later)
 set -euo pipefail
@@ -141,6 +141,12 @@ workloads=(
   "range l 100 clients, 10 conns|range|--conns 10 --clients 100 --total $(n 40000) --consistency l"
   "range s 100 clients, 10 conns|range|--conns 10 --clients 100 --total $(n 40000) --consistency s"
   "txn-put 100 clients, 10 conns|txn-put|--conns 10 --clients 100 --total $(n 20000) --key-size 8 --val-size 256 --key-space-size 100000"
+  # Watch: 10 streams x 100 watchers over 10 conns, key space 100, so every put reaches 10 watchers.
+  "watch 10x100, 500 puts/s|watch|--conns 10 --streams 10 --watch-per-stream 100 --key-space-size 100 --put-total $(n 2000) --put-rate 500 --val-size 256"
+  "watch 10x100, puts unpaced|watch|--conns 10 --streams 10 --watch-per-stream 100 --key-space-size 100 --put-total $(n 4000) --put-rate 0 --val-size 256"
+  "watch 10x100 prefix, unpaced|watch|--conns 10 --streams 10 --watch-per-stream 100 --key-space-size 100 --put-total $(n 4000) --put-rate 0 --val-size 256 --prefix"
+  # Fan-out: one key, so every put reaches all 1,000 watchers.
+  "watch 10x100 one key, unpaced|watch|--conns 10 --streams 10 --watch-per-stream 100 --key-space-size 1 --put-total $(n 300) --put-rate 0 --val-size 256"
 )
 
 run_bench() { # target endpoints flags...: one JSON line into $work/bench.json; status in $?
@@ -183,8 +189,10 @@ for workload in "${workloads[@]}"; do
     line="$(cat "$work/bench.json")"
     printf '{"name":"%s","system":"%s","result":%s}\n' "$name" "$system" "$line" >>"$results"
     node -e 'const [name, system, line] = process.argv.slice(1); const r = JSON.parse(line);
-      console.log(`${name.padEnd(32)} ${system.padEnd(5)} ${r.requestsPerSecond.toFixed(0).padStart(8)} req/s` +
-        `  p50 ${r.latencyMs.p50.toFixed(2).padStart(7)} ms  p99 ${r.latencyMs.p99.toFixed(2).padStart(7)} ms  errors ${r.errors}`);' \
+      const watch = r.workload === "watch";
+      console.log(`${name.padEnd(32)} ${system.padEnd(5)} ${(watch ? r.eventsPerSecond : r.requestsPerSecond).toFixed(0).padStart(8)} ${watch ? "events/s" : "req/s"}` +
+        `  p50 ${r.latencyMs.p50.toFixed(2).padStart(7)} ms  p99 ${r.latencyMs.p99.toFixed(2).padStart(7)} ms  errors ${r.errors}` +
+        (watch ? `  (puts ${r.putsPerSecond.toFixed(0)}/s, ${(r.events / Math.max(1, r.eventResponses)).toFixed(1)} events/response)` : ""));' \
       "$name" "$system" "$line"
   done
 done
@@ -193,23 +201,37 @@ echo
 node - "$results" <<'EOF'
 const { readFileSync } = require('node:fs');
 const rows = readFileSync(process.argv[2], 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-const names = [...new Set(rows.map((r) => r.name))];
 const get = (name, system) => rows.find((r) => r.name === name && r.system === system).result;
 const f = (v, d = 0) => v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
-const header = ['workload', 'etcd req/s', 'DKV req/s', 'DKV/etcd', 'etcd p50/p99 ms', 'DKV p50/p99 ms', 'errors e/d'];
-const table = [header];
-for (const name of names) {
-  const e = get(name, 'etcd');
-  const d = get(name, 'dkv');
-  table.push([
-    name, f(e.requestsPerSecond), f(d.requestsPerSecond), `${(d.requestsPerSecond / e.requestsPerSecond).toFixed(2)}x`,
-    `${f(e.latencyMs.p50, 2)} / ${f(e.latencyMs.p99, 2)}`, `${f(d.latencyMs.p50, 2)} / ${f(d.latencyMs.p99, 2)}`,
-    `${e.errors}/${d.errors}`,
-  ]);
-}
-const widths = header.map((_, i) => Math.max(...table.map((row) => row[i].length)));
-const line = (row) => `| ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join(' | ')} |`;
-console.log(line(table[0]));
-console.log(`|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`);
-for (const row of table.slice(1)) console.log(line(row));
+// KV workloads: requests/s and request latency. Watch workloads: events delivered/s, put-to-event
+// latency, and the puts/s the putter reached.
+const print = (watch) => {
+  const names = [...new Set(rows.filter((r) => (r.result.workload === 'watch') === watch).map((r) => r.name))];
+  if (names.length === 0) return;
+  const unit = watch ? 'events/s' : 'req/s';
+  const rate = (r) => (watch ? r.eventsPerSecond : r.requestsPerSecond);
+  const header = ['workload', `etcd ${unit}`, `DKV ${unit}`, 'DKV/etcd', 'etcd p50/p99 ms', 'DKV p50/p99 ms'];
+  if (watch) header.push('puts/s e/d');
+  header.push('errors e/d');
+  const table = [header];
+  for (const name of names) {
+    const e = get(name, 'etcd');
+    const d = get(name, 'dkv');
+    const row = [
+      name, f(rate(e)), f(rate(d)), `${(rate(d) / rate(e)).toFixed(2)}x`,
+      `${f(e.latencyMs.p50, 2)} / ${f(e.latencyMs.p99, 2)}`, `${f(d.latencyMs.p50, 2)} / ${f(d.latencyMs.p99, 2)}`,
+    ];
+    if (watch) row.push(`${f(e.putsPerSecond)} / ${f(d.putsPerSecond)}`);
+    row.push(`${e.errors}/${d.errors}`);
+    table.push(row);
+  }
+  const widths = header.map((_, i) => Math.max(...table.map((row) => row[i].length)));
+  const line = (row) => `| ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join(' | ')} |`;
+  console.log(line(table[0]));
+  console.log(`|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`);
+  for (const row of table.slice(1)) console.log(line(row));
+};
+print(false);
+console.log();
+print(true);
 EOF

@@ -132,7 +132,8 @@ function requestSource(options: LoadOptions): (sequence: number) => Buffer {
   };
 }
 
-function openChannels(options: LoadOptions): grpc.Client[] {
+/** `conns` real connections, connection j to endpoint j mod endpoints (as etcd's tool). */
+export function openChannels(options: { readonly endpoints: readonly string[]; readonly conns: number }): grpc.Client[] {
   const channels: grpc.Client[] = [];
   for (let j = 0; j < options.conns; j++) {
     const endpoint = options.endpoints[j % options.endpoints.length]!;
@@ -146,16 +147,16 @@ function openChannels(options: LoadOptions): grpc.Client[] {
   return channels;
 }
 
-function waitForReady(channel: grpc.Client, endpoint: string): Promise<void> {
+export function waitForReady(channel: grpc.Client, endpoint: string, timeoutMs: number = loadLimits.connectTimeoutMs): Promise<void> {
   return new Promise((resolve, reject) => {
-    channel.waitForReady(Date.now() + loadLimits.connectTimeoutMs, (error) => {
-      if (error) reject(new Error(`cannot connect to ${endpoint} within ${loadLimits.connectTimeoutMs / 1000} s: ${error.message}`));
+    channel.waitForReady(Date.now() + timeoutMs, (error) => {
+      if (error) reject(new Error(`cannot connect to ${endpoint} within ${timeoutMs / 1000} s: ${error.message}`));
       else resolve();
     });
   });
 }
 
-const identity = (buffer: Buffer): Buffer => buffer;
+export const identity = (buffer: Buffer): Buffer => buffer;
 
 function call(channel: grpc.Client, method: string, request: Buffer): Promise<grpc.ServiceError | null> {
   return new Promise((resolve) => {
@@ -166,7 +167,7 @@ function call(channel: grpc.Client, method: string, request: Buffer): Promise<gr
 }
 
 /** Hands out send times at `rate` per second over all clients (0: no pacing). */
-function pacer(rate: number): () => Promise<void> {
+export function pacer(rate: number): () => Promise<void> {
   if (rate === 0) return () => Promise.resolve();
   const intervalMs = 1000 / rate;
   let next = performance.now();

@@ -117,7 +117,7 @@ class PrefixStream implements WatchSink {
 
   private endAfterFlush = false;
 
-  private push(response: object, bytes: number): void {
+  private push(response: Record<string, unknown>, bytes: number): void {
     if (!this.closed) this.out.push(response, bytes);
   }
 

@@ -9,8 +9,20 @@ interface Writable extends EventEmitter {
   write(response: object): boolean;
 }
 
+/** A queued response; while `isPending`, its owner may still add to it (and `grow` its bytes). */
+export interface QueuedResponse {
+  readonly response: Record<string, unknown>;
+  bytes: number;
+  readonly seq: number;
+}
+
 export class ResponseQueue {
-  private readonly queue: Array<{ response: object; bytes: number }> = [];
+  /** Queued responses are queue[head..]; the consumed front is cut off in large steps. */
+  private queue: QueuedResponse[] = [];
+  private head = 0;
+  private nextSeq = 0;
+  /** Responses written so far (every queued response with a lower seq is written). */
+  private writtenSeq = 0;
   private queuedBytes = 0;
   private waiting = false;
   private closed = false;
@@ -33,28 +45,52 @@ export class ResponseQueue {
   }
 
   get isEmpty(): boolean {
-    return this.queue.length === 0;
+    return this.head === this.queue.length;
   }
 
-  push(response: object, bytes: number): void {
-    if (this.closed) return;
-    this.queue.push({ response, bytes });
+  /** Whether `item` is still waiting in the queue (not yet handed to gRPC). */
+  isPending(item: QueuedResponse): boolean {
+    return !this.closed && item.seq >= this.writtenSeq;
+  }
+
+  /** Counts `extraBytes` more for a pending item its owner added to. */
+  grow(item: QueuedResponse, extraBytes: number): void {
+    item.bytes += extraBytes;
+    this.queuedBytes += extraBytes;
+  }
+
+  push(response: Record<string, unknown>, bytes: number): QueuedResponse {
+    const item: QueuedResponse = { response, bytes, seq: this.nextSeq++ };
+    if (this.closed) return item;
+    this.queue.push(item);
     this.queuedBytes += bytes;
     this.flush();
+    return item;
   }
 
   /** Writes queued responses until gRPC asks us to wait. */
   flush(): void {
-    while (!this.waiting && this.queue.length > 0 && !this.closed) {
-      const { response, bytes } = this.queue.shift()!;
+    while (!this.waiting && this.head < this.queue.length && !this.closed) {
+      const { response, bytes } = this.queue[this.head]!;
+      this.head++;
+      this.writtenSeq++;
       this.queuedBytes -= bytes;
       if (!this.call.write(response)) this.waiting = true;
+    }
+    // shift() is O(n) on a long queue: drop the written front only once it is most of the array.
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
     }
   }
 
   close(): void {
     this.closed = true;
-    this.queue.length = 0;
+    this.queue = [];
+    this.head = 0;
     this.queuedBytes = 0;
   }
 }

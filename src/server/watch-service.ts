@@ -11,7 +11,7 @@ import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch
 import { int64, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
-import { ResponseQueue } from './response-queue';
+import { type QueuedResponse, ResponseQueue } from './response-queue';
 import type { ServiceContext } from './service-common';
 
 /** etcd's id for "no watcher" / "every watcher on the stream". */
@@ -68,6 +68,8 @@ class WatchStream implements WatchSink {
   private readonly states = new Map<number, WatcherState>();
   private nextAutoId = 0;
   private readonly out: ResponseQueue;
+  /** Each watcher's latest events response, which may still be waiting in the queue. */
+  private readonly lastQueued = new Map<number, QueuedResponse>();
   private closed = false;
   /** A progress request waits for every watcher to be synced. */
   private progressPending = false;
@@ -139,6 +141,7 @@ class WatchStream implements WatchSink {
     const state = this.states.get(id);
     if (state === undefined) return;
     this.states.delete(id);
+    this.lastQueued.delete(id);
     this.ctx.hub().remove(state.watcher);
     this.push({ header: this.header(this.ctx.currentRevision()), watch_id: id, canceled: true });
     this.answerProgress();
@@ -192,8 +195,20 @@ class WatchStream implements WatchSink {
     const header = this.header(headerRevision);
     let bytes = 0;
     for (const e of events) bytes += eventBytes(e);
+    if (!state.fragment) {
+      // While the client is behind, later revisions join the watcher's response still waiting in
+      // the queue (whole revisions, in order), as etcd batches for a lagging watcher.
+      const waiting = this.lastQueued.get(watcher.id);
+      if (waiting !== undefined && this.out.isPending(waiting) && waiting.bytes + bytes < this.ctx.maxRequestBytes) {
+        (waiting.response.events as object[]).push(...events.map(eventToWire));
+        waiting.response.header = header;
+        this.out.grow(waiting, bytes);
+        return true;
+      }
+    }
     if (!state.fragment || bytes < this.ctx.maxRequestBytes || events.length < 2) {
-      this.push({ header, watch_id: watcher.id, events: events.map(eventToWire) }, bytes);
+      const item = this.out.push({ header, watch_id: watcher.id, events: events.map(eventToWire) }, bytes);
+      if (!state.fragment) this.lastQueued.set(watcher.id, item);
       return true;
     }
     // Fragments: pieces under the request size limit; every piece but the last says fragment.
@@ -221,8 +236,12 @@ class WatchStream implements WatchSink {
 
   // ---- Output ---------------------------------------------------------------------------
 
-  private push(response: object, bytes = 64): void {
-    if (!this.closed) this.out.push(response, bytes);
+  /** Queues a control response (created, canceled, progress). */
+  private push(response: Record<string, unknown>, bytes = 64): void {
+    if (this.closed) return;
+    // Events may not join a response queued before this one: they would overtake it.
+    this.lastQueued.clear();
+    this.out.push(response, bytes);
   }
 
   private close(ended: boolean): void {
