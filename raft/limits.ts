@@ -15,6 +15,8 @@ export const electionTicksMax = 1_000_000;
 
 /** Bytes of entries in one append message (at least one entry is always sent). */
 export const messageBytesMaxDefault = 1024 * 1024;
+/** Readies in flight at once unless configured (1: persist, then advance, then the next). */
+export const readiesInFlightMaxDefault = 1;
 /** Append messages in flight to one follower in the replicate state. */
 export const inflightMessagesMaxDefault = 256;
 /** Payload bytes in flight to one follower in the replicate state. */

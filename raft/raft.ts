@@ -123,6 +123,12 @@ export interface RaftConfig {
   readonly logger?: RaftLogger;
   /** Breaks safety on purpose so tests can prove the checkers catch it. Never set in production. */
   readonly unsafeTestingKnobs?: { readonly voteTwiceInTerm?: boolean };
+  /**
+   * Readies that may be in flight at once (handed out by `ready()`, not yet `advance()`d), so
+   * the application can persist one while it sends and applies the next. Default 1. A Ready
+   * with a snapshot is never handed out beside another.
+   */
+  readonly readiesInFlightMax?: number;
 }
 
 export class RaftConfigError extends Error {

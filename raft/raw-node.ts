@@ -14,7 +14,7 @@
  */
 import { assert } from './assert';
 import { encodeConfChange } from './codec';
-import { readIndexContextBytesMax } from './limits';
+import { readIndexContextBytesMax, readiesInFlightMaxDefault } from './limits';
 import { type DropReason, ProposalDroppedError, Raft, type RaftConfig } from './raft';
 import { payloadBytes } from './storage';
 import type { ProgressState } from './progress';
@@ -94,10 +94,14 @@ export class RawNode {
   readonly raft: Raft;
   private prevSoftState: SoftState;
   private prevHardState: HardState;
-  private inFlight: InFlightReady | undefined;
+  /** Readies handed out and not yet advanced, oldest first. */
+  private readonly inFlight: InFlightReady[] = [];
+  private readonly readiesInFlightMax: number;
 
   constructor(config: RaftConfig) {
     this.raft = new Raft(config);
+    this.readiesInFlightMax = config.readiesInFlightMax ?? readiesInFlightMaxDefault;
+    assert(Number.isSafeInteger(this.readiesInFlightMax) && this.readiesInFlightMax >= 1, 'readiesInFlightMax must be a positive integer');
     this.prevSoftState = this.raft.softState();
     this.prevHardState = this.raft.hardState();
   }
@@ -187,7 +191,7 @@ export class RawNode {
 
   /** Whether `ready()` would return anything (always false while a Ready is in flight). */
   hasReady(): boolean {
-    if (this.inFlight !== undefined) return false;
+    if (!this.mayHandOutReady()) return false;
     const r = this.raft;
     const soft = r.softState();
     if (soft.lead !== this.prevSoftState.lead || soft.role !== this.prevSoftState.role) return true;
@@ -201,7 +205,7 @@ export class RawNode {
 
   /** Everything to persist, send and apply; call `advance()` when done with it. */
   ready(): Ready {
-    assert(this.inFlight === undefined, 'ready() called again before advance()');
+    assert(this.mayHandOutReady(), () => `ready() with ${this.inFlight.length} Ready(s) in flight (at most ${this.readiesInFlightMax}, and a snapshot travels alone)`);
     const r = this.raft;
     const entries = r.log.unstable.nextEntries();
     const snapshot = r.log.unstable.nextSnapshot();
@@ -233,12 +237,12 @@ export class RawNode {
       lastCommitted = { index, bytes };
     }
     const last = entries[entries.length - 1];
-    this.inFlight = {
+    this.inFlight.push({
       lastEntry: last === undefined ? undefined : { index: last.index, term: last.term },
       snapshotIndex: snapshot?.metadata.index,
       lastCommitted,
       stepsOnAdvance,
-    };
+    });
     r.messages = [];
     r.messagesAfterAppend = [];
     const readStates = r.readStates;
@@ -259,11 +263,21 @@ export class RawNode {
     };
   }
 
-  /** The last Ready was persisted, sent and applied. */
+  /**
+   * Whether another Ready may be handed out: fewer than `readiesInFlightMax` in flight, and no
+   * snapshot in flight or waiting (a snapshot replaces the log; it is never pipelined).
+   */
+  private mayHandOutReady(): boolean {
+    if (this.inFlight.length === 0) return true;
+    if (this.inFlight.length >= this.readiesInFlightMax) return false;
+    if (this.inFlight.some((f) => f.snapshotIndex !== undefined)) return false;
+    return this.raft.log.unstable.nextSnapshot() === undefined;
+  }
+
+  /** The oldest Ready in flight was persisted, sent and applied (Readies advance in order). */
   advance(): void {
-    const done = this.inFlight;
+    const done = this.inFlight.shift();
     assert(done !== undefined, 'advance() without a ready()');
-    this.inFlight = undefined;
     const r = this.raft;
     if (done.snapshotIndex !== undefined) r.appliedSnapshot(done.snapshotIndex);
     if (done.lastEntry !== undefined) r.log.stableTo(done.lastEntry.index, done.lastEntry.term);
@@ -278,7 +292,7 @@ export class RawNode {
 
   /** Whether a Ready was handed out and not yet advanced. */
   get readyInFlight(): boolean {
-    return this.inFlight !== undefined;
+    return this.inFlight.length > 0;
   }
 
   status(): Status {

@@ -58,6 +58,12 @@ export interface ShardHostOptions {
   readonly onSnapshotInstalled?: (shard: Shard) => void;
 }
 
+/**
+ * Readies of one group in flight at once: while one is being written, the next one's messages
+ * (the leader's next appends) already go out and its committed entries are applied.
+ */
+export const pipelinedReadiesMax = 4;
+
 /** Why a request could not be carried out by the Raft layer. */
 export class HostError extends Error {
   override readonly name = 'HostError';
@@ -170,7 +176,12 @@ const encoder = new TextEncoder();
 
 export class ShardHost {
   private readonly shards = new Map<number, Shard>();
-  private cycleRunning = false;
+  /** A cycle is in its first half (only one at a time). */
+  private firstHalfRunning = false;
+  /** Cycles started and not finished (first halves plus pending second halves). */
+  private cyclesRunning = 0;
+  /** The second halves of running cycles, chained in order. */
+  private secondHalves: Promise<void> = Promise.resolve();
   private cycleScheduled = false;
   private ticker: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -194,6 +205,7 @@ export class ShardHost {
       electionTicks: this.options.electionTicks,
       heartbeatTicks: this.options.heartbeatTicks,
       applied: machine.appliedIndex,
+      readiesInFlightMax: pipelinedReadiesMax,
       checkQuorum: true,
       preVote: true,
       logger: this.options.logger ?? silentLogger,
@@ -223,7 +235,7 @@ export class ShardHost {
     if (this.ticker !== undefined) clearInterval(this.ticker);
     const error = new HostError('stopped', 'etcdserver: server stopped');
     for (const shard of this.shards.values()) this.failShard(shard, error);
-    while (this.cycleRunning) await new Promise((resolve) => setImmediate(resolve));
+    while (this.cyclesRunning > 0) await new Promise((resolve) => setImmediate(resolve));
   }
 
   private tick(): void {
@@ -303,19 +315,28 @@ export class ShardHost {
     return shard;
   }
 
+  /**
+   * Starts a cycle at the end of this turn. A cycle's first half (ready, send, start the save,
+   * apply) never overlaps another's; its second half (wait for the save, acknowledge, advance)
+   * runs while later cycles start, in order behind the second halves before it, so Readies
+   * are advanced in the order they were handed out.
+   */
   private schedule(): void {
-    if (this.cycleScheduled || this.cycleRunning || this.stopped) return;
+    if (this.cycleScheduled || this.firstHalfRunning || this.stopped) return;
     this.cycleScheduled = true;
     setImmediate(() => {
       this.cycleScheduled = false;
-      this.cycleRunning = true;
+      if (this.stopped) return;
+      this.firstHalfRunning = true;
+      this.cyclesRunning++;
       this.cycle().then(
         () => {
-          this.cycleRunning = false;
+          this.cyclesRunning--;
           if (this.hasWork()) this.schedule();
         },
         (error: unknown) => {
-          this.cycleRunning = false;
+          this.cyclesRunning--;
+          this.firstHalfRunning = false;
           this.fatal(error instanceof Error ? error : new Error(String(error)));
         },
       );
@@ -357,7 +378,10 @@ export class ShardHost {
     for (const shard of this.shards.values()) {
       if (shard.node.hasReady()) readies.push([shard, shard.node.ready()]);
     }
-    if (readies.length === 0) return;
+    if (readies.length === 0) {
+      this.firstHalfRunning = false;
+      return;
+    }
     const updates: ShardUpdate[] = [];
     let mustSync = false;
     for (const [shard, ready] of readies) {
@@ -378,22 +402,33 @@ export class ShardHost {
       this.applyCommitted(shard, ready.committedEntries);
       this.handleReadStates(shard, ready);
     }
-    if (saved !== undefined && mustSync) {
-      await saved;
-      this.options.onSave?.((performance.now() - started) / 1000);
-    } else if (saved !== undefined) {
-      // Only commit indexes changed: nothing waits on it (the store keeps writes in order, and a
-      // failed write stops the host).
-      saved.catch((error: unknown) => this.fatal(error instanceof Error ? error : new Error(String(error))));
-    }
-    for (const [shard, ready] of readies) {
-      // Acknowledgements and votes promise what the write made durable: only now may they leave.
-      this.send(shard, ready.messagesAfterPersist);
-      shard.node.advance();
-      this.releaseReads(shard);
-      this.maybeTakeSnapshot(shard);
-    }
+    // The next cycle may start now (its Readies go out while this save runs); this one's second
+    // half waits for the save and for every earlier second half.
+    this.firstHalfRunning = false;
+    if (this.hasWork()) this.schedule();
+    const previous = this.secondHalves;
+    const secondHalf = (async () => {
+      await previous;
+      if (saved !== undefined && mustSync) {
+        await saved;
+        this.options.onSave?.((performance.now() - started) / 1000);
+      } else if (saved !== undefined) {
+        // Only commit indexes changed: nothing waits on it (the store keeps writes in order, and
+        // a failed write stops the host).
+        saved.catch((error: unknown) => this.fatal(error instanceof Error ? error : new Error(String(error))));
+      }
+      for (const [shard, ready] of readies) {
+        // Acknowledgements and votes promise what the write made durable: only now may they leave.
+        this.send(shard, ready.messagesAfterPersist);
+        shard.node.advance();
+        this.releaseReads(shard);
+        this.maybeTakeSnapshot(shard);
+      }
+    })();
+    this.secondHalves = secondHalf.catch(() => undefined);
+    await secondHalf;
   }
+
 
 
   private async installSnapshot(shard: Shard, data: Uint8Array): Promise<void> {

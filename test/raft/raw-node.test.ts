@@ -334,3 +334,57 @@ describe('lease-based reads', () => {
     g.elect(1);
   });
 });
+
+describe('pipelined Readies (readiesInFlightMax)', () => {
+  it('hands out new entries while earlier Readies are in flight, never twice, and commits them in order', () => {
+    const storage = MemoryLogStorage.withMembers([1]);
+    const node = new RawNode({ id: 1, storage, random: new SeededPrng(1), readiesInFlightMax: 3 });
+    node.campaign();
+    // Become leader (one-node group) with the usual cycle.
+    for (let i = 0; i < 5 && node.hasReady(); i++) {
+      const rd = node.ready();
+      storage.append(rd.entries);
+      if (rd.hardState !== undefined) storage.setHardState(rd.hardState);
+      node.advance();
+    }
+    expect(node.status().role).toBe('leader');
+    const inFlight: Array<ReturnType<RawNode['ready']>> = [];
+    for (const text of ['a', 'b', 'c']) {
+      node.propose(bytes(text));
+      expect(node.hasReady()).toBe(true);
+      const rd = node.ready();
+      inFlight.push(rd);
+      // Only the new proposal: earlier ones are in flight already.
+      expect(rd.entries.map((e) => new TextDecoder().decode(e.data))).toEqual([text]);
+    }
+    // At most three in flight.
+    node.propose(bytes('d'));
+    expect(node.hasReady()).toBe(false);
+    expect(() => node.ready()).toThrow(RaftAssertionError);
+    // Persist and advance in order; each advance commits its entry (the leader's own ack).
+    const applied: string[] = [];
+    for (const rd of inFlight) {
+      storage.append(rd.entries);
+      if (rd.hardState !== undefined) storage.setHardState(rd.hardState);
+      node.advance();
+    }
+    while (node.hasReady()) {
+      const rd = node.ready();
+      storage.append(rd.entries);
+      if (rd.hardState !== undefined) storage.setHardState(rd.hardState);
+      for (const e of rd.committedEntries) if (e.data.length > 0) applied.push(new TextDecoder().decode(e.data));
+      node.advance();
+    }
+    expect(applied).toEqual(['a', 'b', 'c', 'd']);
+    expect(node.status().commit).toBe(storage.lastIndex());
+  });
+
+  it('keeps one Ready in flight by default', () => {
+    const storage = MemoryLogStorage.withMembers([1]);
+    const node = new RawNode({ id: 1, storage, random: new SeededPrng(1) });
+    node.campaign();
+    node.ready();
+    expect(node.hasReady()).toBe(false);
+    expect(() => node.ready()).toThrow(RaftAssertionError);
+  });
+});
