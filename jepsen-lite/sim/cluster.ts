@@ -72,7 +72,10 @@ export class SimNode {
   status: NodeStatus = 'up';
   /** Bumped on every crash and restart: events of an earlier incarnation are ignored. */
   incarnation = 0;
-  inFlight: Ready | undefined;
+  /** Readies handed out and not yet persisted, oldest first (more than one when pipelined). */
+  inFlight: Ready[] = [];
+  /** When this node's last write completes (simulated ms): writes complete in order. */
+  lastPersistAt = 0;
   appliedIndex = 0;
   chain: ChainHash = CHAIN_START;
   confState: ConfState = { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
@@ -220,7 +223,8 @@ export class SimCluster {
     this.stats.crashes++;
     node.status = 'down';
     node.raw = undefined;
-    node.inFlight = undefined; // never persisted: lost
+    node.inFlight = []; // never persisted: lost
+    node.lastPersistAt = 0;
     node.incarnation++;
     node.pendingReads.clear();
     node.applied.length = 0; // volatile state: rebuilt from the snapshot and log on restart
@@ -242,7 +246,7 @@ export class SimCluster {
     this.record(`decommission ${id}`);
     node.status = 'decommissioned';
     node.raw = undefined;
-    node.inFlight = undefined;
+    node.inFlight = [];
     node.incarnation++;
   }
 
@@ -446,15 +450,24 @@ export class SimCluster {
 
   private pump(node: SimNode): void {
     const raw = node.raw;
-    if (raw === undefined || node.inFlight !== undefined || !raw.hasReady()) return;
-    const rd = raw.ready();
-    this.checker?.observeEntries(raw.raft, rd.entries);
-    for (const rs of rd.readStates) this.completeRead(node, rs.index, rs.requestContext);
-    for (const m of rd.messages) this.send(m);
-    node.inFlight = rd;
-    const disk = this.options;
-    const latency = disk.diskLatencyMinMs + this.diskRandom.nextInt(disk.diskLatencyMaxMs - disk.diskLatencyMinMs + 1);
-    this.schedule(latency, { kind: 'persisted', node: node.id, incarnation: node.incarnation });
+    // Without pipelining (the default) one Ready at a time; with it, as many as RawNode allows.
+    while (raw !== undefined && (node.inFlight.length === 0 || this.pipelined) && raw.hasReady()) {
+      const rd = raw.ready();
+      this.checker?.observeEntries(raw.raft, rd.entries);
+      for (const rs of rd.readStates) this.completeRead(node, rs.index, rs.requestContext);
+      for (const m of rd.messages) this.send(m);
+      node.inFlight.push(rd);
+      const disk = this.options;
+      const latency = disk.diskLatencyMinMs + this.diskRandom.nextInt(disk.diskLatencyMaxMs - disk.diskLatencyMinMs + 1);
+      // A disk completes writes in order: a later write is never durable before an earlier one.
+      const at = Math.max(latency, node.lastPersistAt - this.now);
+      node.lastPersistAt = this.now + at;
+      this.schedule(at, { kind: 'persisted', node: node.id, incarnation: node.incarnation });
+    }
+  }
+
+  private get pipelined(): boolean {
+    return (this.options.raft.readiesInFlightMax ?? 1) > 1;
   }
 
   private completeRead(node: SimNode, index: number, context: Uint8Array): void {
@@ -472,8 +485,7 @@ export class SimCluster {
     const node = this.nodes.get(id)!;
     if (node.incarnation !== incarnation || node.raw === undefined) return;
     const raw = node.raw;
-    const rd = node.inFlight!;
-    node.inFlight = undefined;
+    const rd = node.inFlight.shift()!;
     if (rd.snapshot !== undefined) this.installSnapshot(node, rd.snapshot);
     node.storage.append(rd.entries);
     if (rd.hardState !== undefined) node.storage.setHardState(rd.hardState);

@@ -59,6 +59,8 @@ export interface SimScenario {
   readonly clockDrift: number;
   readonly electionTicks: number;
   readonly snapshotEveryEntries: number;
+  /** Readies a node may have in flight (pipelined persistence); absent in older saved scenarios: 1. */
+  readonly readiesInFlightMax?: number;
   readonly proposalIntervalMs: number;
   readonly readIntervalMs: number;
   /** How leaders answer ReadIndex: a heartbeat round per batch, or a lease when one holds. */
@@ -163,6 +165,7 @@ export const scenarioArbitrary: fc.Arbitrary<SimScenario> = fc
     clockDrift: fc.constantFrom(0, 0.02, 0.1),
     electionTicks: fc.constantFrom(5, 10),
     snapshotEveryEntries: fc.constantFrom(0, 20, 100),
+    readiesInFlightMax: fc.constantFrom(1, 1, 2, 4),
     proposalIntervalMs: fc.constantFrom(20, 50, 200),
     readIntervalMs: fc.constantFrom(0, 100, 400),
     readOnlyOption: fc.constantFrom('safe' as const, 'safe' as const, 'lease-based' as const),
@@ -203,6 +206,7 @@ export function runScenario(scenario: SimScenario, options: SimRunOptions = {}):
       checkQuorum: true,
       unsafeTestingKnobs: options.unsafeVoteTwiceInTerm === true ? { voteTwiceInTerm: true } : undefined,
       readOnlyOption: options.readOnlyOption ?? scenario.readOnlyOption ?? 'safe',
+      readiesInFlightMax: scenario.readiesInFlightMax ?? 1,
     },
     snapshotEveryEntries: scenario.snapshotEveryEntries,
     snapshotKeepEntries: 5,

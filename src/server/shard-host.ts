@@ -7,8 +7,9 @@
  * parallel with its own write); ONE group-commit save for all groups starts, and while it runs
  * the committed entries (already durable on a quorum) are applied and waiting requests resolve;
  * once the save is done, the messages that needed it (acks, votes) leave and every group
- * advances. One cycle runs at a time; whatever arrives meanwhile waits for the
- * next, which is what batches the work.
+ * advances. The first halves of cycles run one at a time (whatever arrives meanwhile waits for
+ * the next one, which is what batches the work); up to `pipelinedReadiesMax` second halves may
+ * wait for their saves at once, finishing in order.
  */
 import {
   type ConfChange,
