@@ -33,7 +33,7 @@ command -v node >/dev/null 2>&1 || fail "node not found"
 etcd_version="$("$etcd_bin" --version 2>/dev/null | head -n 1 || true)"
 [[ "$etcd_version" == *"Version: 3."* ]] || fail "\"$etcd_bin --version\" does not report etcd 3.x: $etcd_version"
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/dkv-compare-etcd.XXXXXX")"
+work="$(mktemp -d)"  # a fresh temporary directory for both clusters
 etcd_pids=()
 dkv_pid=""
 bench_pid=""

@@ -11,20 +11,20 @@ import type { DkvNode } from './node';
 import { snapshotFileParts } from './snapshot-file';
 import { type ServiceContext, clientError, responseHeader, unary } from './service-common';
 
-export const DEFAULT_STORE_SHARD = 1;
-
 export interface MaintenanceServiceContext extends ServiceContext {
   readonly node: DkvNode;
+  /** The shard that holds the default store (what status, hashes and snapshots describe). */
+  readonly shardId: number;
 }
 
 export function createMaintenanceService(ctx: MaintenanceServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
   const node = ctx.node;
   const data = () => {
-    const shard = node.host.shard(DEFAULT_STORE_SHARD);
+    const shard = node.host.shard(ctx.shardId);
     if (shard === undefined) throw dkvError('wrong-shard');
     return shard;
   };
-  const header = () => responseHeader(ctx, DEFAULT_STORE_SHARD, data().machine.mvcc.revision);
+  const header = () => responseHeader(ctx, ctx.shardId, data().machine.mvcc.revision);
 
   const implementation: grpc.UntypedServiceImplementation = {
     Status: unary<object>(async () => {

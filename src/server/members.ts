@@ -10,7 +10,7 @@
  * gives every replica the same membership.
  */
 import type { ConfChange } from '../../raft/index';
-import type { MvccStore } from '../../storage/index';
+import { type MvccStore, prefixEnd } from '../../storage/index';
 
 export interface MemberRecord {
   readonly id: number;
@@ -91,22 +91,17 @@ function readRecord(mvcc: MvccStore, id: number): MemberRecord | undefined {
   return kv === undefined ? undefined : parse<MemberRecord>(kv.value);
 }
 
-function prefixEnd(prefix: string): Uint8Array {
-  const bytes = encoder.encode(prefix);
-  bytes[bytes.length - 1]! += 1;
-  return bytes;
-}
 
 /** Every member, with its published attributes, ordered by id. */
 export function listMembers(mvcc: MvccStore): Member[] {
   const attributes = new Map<number, MemberAttributes>();
-  for (const kv of mvcc.range({ key: encoder.encode('attrs/'), rangeEnd: prefixEnd('attrs/') }).kvs) {
+  for (const kv of mvcc.range({ key: encoder.encode('attrs/'), rangeEnd: prefixEnd(encoder.encode('attrs/')) }).kvs) {
     const id = Number.parseInt(decoder.decode(kv.key).slice('attrs/'.length), 16);
     const parsed = parse<MemberAttributes>(kv.value);
     if (parsed !== undefined) attributes.set(id, parsed);
   }
   const members: Member[] = [];
-  for (const kv of mvcc.range({ key: encoder.encode('members/'), rangeEnd: prefixEnd('members/') }).kvs) {
+  for (const kv of mvcc.range({ key: encoder.encode('members/'), rangeEnd: prefixEnd(encoder.encode('members/')) }).kvs) {
     const record = parse<MemberRecord>(kv.value);
     if (record === undefined) continue;
     const attrs = attributes.get(record.id);

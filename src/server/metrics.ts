@@ -109,8 +109,11 @@ export interface CollectedMetricOptions extends MetricOptions {
   readonly collect?: () => number;
 }
 
-export class Counter extends Metric<number> {
-  readonly type = 'counter';
+/**
+ * A number per label set, updated by the caller or, with `collect`, read at scrape time
+ * (unlabelled only) — what counters and gauges share.
+ */
+abstract class NumberMetric extends Metric<number> {
   private readonly collect: (() => number) | undefined;
 
   constructor(options: CollectedMetricOptions) {
@@ -123,11 +126,6 @@ export class Counter extends Metric<number> {
 
   protected initial(): number {
     return 0;
-  }
-
-  inc(by = 1, labels: Labels = {}): void {
-    if (!(by >= 0) || !Number.isFinite(by)) throw new TypeError(`${this.name}: a counter only goes up, got ${by}`);
-    this.seriesFor(labels).value += by;
   }
 
   get(labels: Labels = {}): number {
@@ -143,21 +141,17 @@ export class Counter extends Metric<number> {
   }
 }
 
-export class Gauge extends Metric<number> {
+export class Counter extends NumberMetric {
+  readonly type = 'counter';
+
+  inc(by = 1, labels: Labels = {}): void {
+    if (!(by >= 0) || !Number.isFinite(by)) throw new TypeError(`${this.name}: a counter only goes up, got ${by}`);
+    this.seriesFor(labels).value += by;
+  }
+}
+
+export class Gauge extends NumberMetric {
   readonly type = 'gauge';
-  private readonly collect: (() => number) | undefined;
-
-  constructor(options: CollectedMetricOptions) {
-    super(options);
-    this.collect = options.collect;
-    if (this.collect !== undefined && this.labelNames.length > 0) {
-      throw new TypeError(`${this.name}: a collected metric takes no labels`);
-    }
-  }
-
-  protected initial(): number {
-    return 0;
-  }
 
   set(value: number, labels: Labels = {}): void {
     this.seriesFor(labels).value = value;
@@ -169,18 +163,6 @@ export class Gauge extends Metric<number> {
 
   dec(by = 1, labels: Labels = {}): void {
     this.seriesFor(labels).value -= by;
-  }
-
-  get(labels: Labels = {}): number {
-    return this.seriesFor(labels).value;
-  }
-
-  protected override beforeRender(): void {
-    if (this.collect !== undefined) this.seriesFor({}).value = this.collect();
-  }
-
-  protected renderSeries(series: Series<number>, lines: string[]): void {
-    lines.push(`${this.name}${this.labelText(series.labelValues)} ${formatNumber(series.value)}`);
   }
 }
 

@@ -268,7 +268,7 @@ export class DkvNode {
     server.addService(kv.definition, kv.implementation);
     const cluster = createClusterService({ ...common, node: this });
     server.addService(cluster.definition, cluster.implementation);
-    const maintenance = createMaintenanceService({ ...common, node: this });
+    const maintenance = createMaintenanceService({ ...common, node: this, shardId: DEFAULT_STORE_SHARD });
     server.addService(maintenance.definition, maintenance.implementation);
     const watch = createWatchService({
       ...common,

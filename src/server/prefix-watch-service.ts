@@ -5,7 +5,8 @@
  * (keys in order, `snapshot_done` on the last); events follow, whole revisions in order.
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { KeyValue, MvccEvent } from '../../storage/index';
+import { type KeyValue, type MvccEvent, prefixEnd } from '../../storage/index';
+import { eventToWire, keyValueToWire } from '../engines/kv/convert';
 import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index';
 import { dkvRoot, int64, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
@@ -27,21 +28,7 @@ interface WireRequest {
   start_revision: Int64;
 }
 
-function kvToWire(kv: KeyValue): object {
-  return { key: kv.key, create_revision: kv.createRevision, mod_revision: kv.modRevision, version: kv.version, value: kv.value, lease: kv.lease };
-}
 
-/** The end of a prefix range; [0] ("every key") for an empty prefix or one of all 0xff. */
-export function prefixRangeEnd(prefix: Uint8Array): Uint8Array {
-  const end = Uint8Array.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]! += 1;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Uint8Array.of(0);
-}
 
 class PrefixStream implements WatchSink {
   private readonly out: ResponseQueue;
@@ -66,7 +53,7 @@ class PrefixStream implements WatchSink {
     const prefix = r.prefix ?? new Uint8Array(0);
     const store = this.ctx.store();
     const key = prefix.length === 0 ? Uint8Array.of(0) : prefix;
-    const storeEnd = prefixRangeEnd(prefix);
+    const storeEnd = prefixEnd(prefix);
     let from = int64(r.start_revision);
     if (r.snapshot === true) {
       // Read and register in the same step: the next event applied is R + 1 at the earliest.
@@ -77,16 +64,14 @@ class PrefixStream implements WatchSink {
         const done = i + prefixSnapshotKeysPerResponse >= kvs.length;
         let bytes = 64;
         for (const kv of piece) bytes += kv.key.length + kv.value.length + 32;
-        this.push({ revision, snapshot_kvs: piece.map(kvToWire), snapshot_done: done }, bytes);
+        this.push({ revision, snapshot_kvs: piece.map(keyValueToWire), snapshot_done: done }, bytes);
         if (done) break;
       }
       from = revision + 1;
     } else if (from <= 0) {
       from = store.revision + 1;
     }
-    // The hub's range convention: empty rangeEnd = every key >= key.
-    const rangeEnd = storeEnd.length === 1 && storeEnd[0] === 0 ? new Uint8Array(0) : storeEnd;
-    this.watcher = new Watcher(0, { key, rangeEnd, startRevision: from, noPut: false, noDelete: false, prevKv: r.prev_kv === true }, this);
+    this.watcher = new Watcher(0, { key, rangeEnd: storeEnd, startRevision: from, noPut: false, noDelete: false, prevKv: r.prev_kv === true }, this);
     this.ctx.hub().add(this.watcher);
   }
 
@@ -102,7 +87,7 @@ class PrefixStream implements WatchSink {
     this.push(
       {
         revision: headerRevision,
-        events: events.map((e) => ({ type: e.type === 'put' ? 0 : 1, kv: kvToWire(e.kv), prev_kv: e.prevKv === undefined ? undefined : kvToWire(e.prevKv) })),
+        events: events.map(eventToWire),
       },
       bytes,
     );

@@ -25,7 +25,7 @@ import {
   silentLogger,
 } from '../../raft/index';
 import type { LevelLogStore, ShardUpdate } from '../../storage/index';
-import { encodeSnapshot, restoreSnapshot } from '../../storage/index';
+import { encodeSnapshot, readU64, restoreSnapshot, writeU64 } from '../../storage/index';
 import type { AppliedCommand } from '../engines/kv/state-machine';
 import { KvStateMachine } from '../engines/kv/state-machine';
 import { joinFrames, splitFrames } from './snapshot-file';
@@ -142,16 +142,11 @@ export class Shard {
 }
 
 const CONTEXT_HEADER_BYTES = 16;
-const TWO_32 = 0x1_0000_0000;
-
 /** A conf change context: who proposed it and under which request id, then the payload. */
 export function wrapConfContext(proposer: number, requestId: number, payload: Uint8Array): Uint8Array {
   const bytes = new Uint8Array(CONTEXT_HEADER_BYTES + payload.length);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, Math.floor(proposer / TWO_32));
-  view.setUint32(4, proposer % TWO_32);
-  view.setUint32(8, Math.floor(requestId / TWO_32));
-  view.setUint32(12, requestId % TWO_32);
+  writeU64(bytes, 0, proposer);
+  writeU64(bytes, 8, requestId);
   bytes.set(payload, CONTEXT_HEADER_BYTES);
   return bytes;
 }
@@ -159,12 +154,7 @@ export function wrapConfContext(proposer: number, requestId: number, payload: Ui
 export function unwrapConfContext(context: Uint8Array): { proposer: number; requestId: number; payload: Uint8Array } {
   // A leave-joint change (empty context) comes from Raft itself, not from a proposer.
   if (context.length < CONTEXT_HEADER_BYTES) return { proposer: 0, requestId: 0, payload: context };
-  const view = new DataView(context.buffer, context.byteOffset, context.byteLength);
-  return {
-    proposer: view.getUint32(0) * TWO_32 + view.getUint32(4),
-    requestId: view.getUint32(8) * TWO_32 + view.getUint32(12),
-    payload: context.subarray(CONTEXT_HEADER_BYTES),
-  };
+  return { proposer: readU64(context, 0), requestId: readU64(context, 8), payload: context.subarray(CONTEXT_HEADER_BYTES) };
 }
 
 /** The state machine a stored snapshot describes (an empty one when there is none). */
@@ -174,6 +164,7 @@ async function machineFromSnapshot(data: Uint8Array): Promise<KvStateMachine> {
 }
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 export class ShardHost {
   private readonly shards = new Map<number, Shard>();
@@ -591,7 +582,7 @@ export class ShardHost {
 
   private handleReadStates(shard: Shard, ready: Ready): void {
     for (const state of ready.readStates) {
-      const context = new TextDecoder().decode(state.requestContext);
+      const context = decoder.decode(state.requestContext);
       const batch = shard.readRounds.get(context);
       if (batch === undefined) continue;
       shard.readRounds.delete(context);

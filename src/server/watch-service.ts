@@ -6,13 +6,14 @@
  * on the stream.
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { KeyValue, MvccEvent } from '../../storage/index';
+import type { MvccEvent } from '../../storage/index';
+import { eventToWire } from '../engines/kv/convert';
 import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index';
 import { int64, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
 import { type QueuedResponse, ResponseQueue } from './response-queue';
-import type { ServiceContext } from './service-common';
+import { type ServiceContext, responseHeader } from './service-common';
 
 /** etcd's id for "no watcher" / "every watcher on the stream". */
 export const INVALID_WATCH_ID = -1;
@@ -39,14 +40,6 @@ interface WireWatchRequest {
   };
   cancel_request?: { watch_id: Int64 };
   progress_request?: object;
-}
-
-function kvToWire(kv: KeyValue): object {
-  return { key: kv.key, create_revision: kv.createRevision, mod_revision: kv.modRevision, version: kv.version, value: kv.value, lease: kv.lease };
-}
-
-function eventToWire(event: MvccEvent): object {
-  return { type: event.type === 'put' ? 0 : 1, kv: kvToWire(event.kv), prev_kv: event.prevKv === undefined ? undefined : kvToWire(event.prevKv) };
 }
 
 function eventBytes(event: MvccEvent): number {
@@ -89,8 +82,7 @@ class WatchStream implements WatchSink {
   }
 
   private header(revision: number): object {
-    const shard = this.ctx.host.shard(this.ctx.shardId);
-    return { cluster_id: this.ctx.clusterId(), member_id: this.ctx.memberId, revision, raft_term: shard?.term ?? 0 };
+    return responseHeader(this.ctx, this.ctx.shardId, revision);
   }
 
   private onRequest(request: WireWatchRequest): void {
@@ -114,10 +106,10 @@ class WatchStream implements WatchSink {
       while (this.states.has(this.nextAutoId)) this.nextAutoId++;
       id = this.nextAutoId++;
     }
-    // etcd's key conventions: an empty key is \0 (the smallest); range_end \0 means "every key >= key".
+    // etcd's key conventions, which the store shares: an empty key is \0 (the smallest), an empty
+    // range_end the single key, range_end \0 every key >= key.
     const key = r.key !== undefined && r.key.length > 0 ? r.key : Uint8Array.of(0);
-    const rawEnd = r.range_end !== undefined && r.range_end.length > 0 ? r.range_end : undefined;
-    const rangeEnd = rawEnd !== undefined && rawEnd.length === 1 && rawEnd[0] === 0 ? new Uint8Array(0) : rawEnd;
+    const rangeEnd = r.range_end !== undefined && r.range_end.length > 0 ? r.range_end : undefined;
     const filters = r.filters ?? [];
     const watcher = new Watcher(
       id,

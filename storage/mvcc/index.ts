@@ -6,7 +6,7 @@ export { MvccStore, initialRevision, type StoreCapture } from './store';
 export { encodeSnapshot, restoreSnapshot } from './snapshot';
 export { MvccError, SnapshotError, MvccAssertionError, mvccErrorMessages, type MvccErrorCode } from './errors';
 export { hashKvInitial, hashKvVersion, hashKvFinish, type HashedVersion } from './hash';
-export { compareBytes } from './segments';
+export { beforeEnd, compareBytes, isOpenEnd, prefixEnd } from './segments';
 export * as mvccLimits from './limits';
 export type {
   ChangesRequest,

@@ -64,6 +64,18 @@ function compareRegion(arena: Uint8Array, start: number, length: number, b: Uint
   return length - b.length;
 }
 
+/** The range end that selects every key starting with `prefix` ([0], every key, for an empty or all-0xff prefix). */
+export function prefixEnd(prefix: Uint8Array): Uint8Array {
+  const end = Uint8Array.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Uint8Array.of(0);
+}
+
 /** True when `end` means "every key from the start on" (etcd's rangeEnd "\0"). */
 export function isOpenEnd(end: Uint8Array): boolean {
   return end.length === 1 && end[0] === 0;

@@ -9,11 +9,10 @@
  * the command is applied; every other replica ignores them. Applying is deterministic: nothing in
  * the header but the kind and payload affects state.
  */
-import { assert } from '../../../raft/assert';
+import { readU64, writeU64 } from '../../../storage/index';
 
 export const COMMAND_VERSION = 1;
 const HEADER_BYTES = 18;
-const TWO_32 = 0x1_0000_0000;
 
 export const CommandKind = {
   Put: 1,
@@ -37,18 +36,6 @@ export class CommandDecodeError extends Error {
   override readonly name = 'CommandDecodeError';
 }
 
-function writeU64(target: Uint8Array, at: number, value: number): void {
-  assert(Number.isSafeInteger(value) && value >= 0, `command header field must be a safe integer, got ${value}`);
-  const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
-  view.setUint32(at, Math.floor(value / TWO_32));
-  view.setUint32(at + 4, value % TWO_32);
-}
-
-function readU64(source: Uint8Array, at: number): number {
-  const view = new DataView(source.buffer, source.byteOffset, source.byteLength);
-  return view.getUint32(at) * TWO_32 + view.getUint32(at + 4);
-}
-
 export function encodeCommand(command: Command): Uint8Array {
   const bytes = new Uint8Array(HEADER_BYTES + command.payload.length);
   bytes[0] = COMMAND_VERSION;
@@ -64,10 +51,13 @@ export function decodeCommand(bytes: Uint8Array): Command {
   if (bytes[0] !== COMMAND_VERSION) throw new CommandDecodeError(`unknown command version ${bytes[0]}`);
   const kind = bytes[1]!;
   if (!KINDS.has(kind)) throw new CommandDecodeError(`unknown command kind ${kind}`);
+  const proposer = readU64(bytes, 2);
+  const requestId = readU64(bytes, 10);
+  if (Number.isNaN(proposer) || Number.isNaN(requestId)) throw new CommandDecodeError('command header ids beyond 2^53');
   return {
     kind: kind as CommandKind,
-    proposer: readU64(bytes, 2),
-    requestId: readU64(bytes, 10),
+    proposer,
+    requestId,
     payload: bytes.subarray(HEADER_BYTES),
   };
 }

@@ -9,6 +9,7 @@ import type {
   DeleteRangeRequest,
   DeleteRangeResponse,
   KeyValue,
+  MvccEvent,
   PutRequest,
   PutResponse,
   RangeRequest,
@@ -137,6 +138,15 @@ export function keyValueToWire(kv: KeyValue): WireKeyValue {
     version: kv.version,
     value: kv.value,
     lease: kv.lease,
+  };
+}
+
+/** An MVCC event as mvccpb.Event (type PUT = 0, DELETE = 1; prev_kv when the event has one). */
+export function eventToWire(event: MvccEvent): object {
+  return {
+    type: event.type === 'put' ? 0 : 1,
+    kv: keyValueToWire(event.kv),
+    prev_kv: event.prevKv === undefined ? undefined : keyValueToWire(event.prevKv),
   };
 }
 

@@ -12,7 +12,7 @@
  * be given an event become unsynced at that event's revision and catch up later; if the history
  * they need was compacted meanwhile, they are canceled with `compactRevision`.
  */
-import type { KeyValue, MvccEvent, MvccStore } from '../../../storage/index';
+import { type KeyValue, type MvccEvent, type MvccStore, beforeEnd, compareBytes } from '../../../storage/index';
 import { watchCatchUpRevisionsMax } from './limits';
 
 /** Where a watcher's responses go (one client stream). */
@@ -32,7 +32,7 @@ export interface WatchSink {
 
 export interface WatcherOptions {
   readonly key: Uint8Array;
-  /** undefined: the single key; empty: every key >= key; else [key, rangeEnd). */
+  /** The store's range convention: undefined = the single key; [0] = every key >= key; else [key, rangeEnd). */
   readonly rangeEnd: Uint8Array | undefined;
   /** The first revision wanted (already resolved: 0 means "from now" is the caller's business). */
   readonly startRevision: number;
@@ -58,9 +58,8 @@ export class Watcher {
 
   matchesKey(key: Uint8Array): boolean {
     const { key: start, rangeEnd } = this.options;
-    if (rangeEnd === undefined) return compare(key, start) === 0;
-    if (compare(key, start) < 0) return false;
-    return rangeEnd.length === 0 || compare(key, rangeEnd) < 0;
+    if (rangeEnd === undefined) return compareBytes(key, start) === 0;
+    return compareBytes(key, start) >= 0 && beforeEnd(key, rangeEnd);
   }
 
   /** The events of one revision this watcher gets (filters applied, prevKv as asked). */
@@ -73,12 +72,6 @@ export class Watcher {
     }
     return out;
   }
-}
-
-function compare(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-  return a.length - b.length;
 }
 
 function keyString(key: Uint8Array): string {
@@ -220,9 +213,7 @@ export class WatchHub {
     if (watcher.nextRevision <= current) {
       const to = Math.min(current, watcher.nextRevision + watchCatchUpRevisionsMax - 1);
       const { key, rangeEnd } = watcher.options;
-      // The store's range convention: [0] means "every key >= key" (our empty rangeEnd).
-      const storeEnd = rangeEnd === undefined ? undefined : rangeEnd.length === 0 ? Uint8Array.of(0) : rangeEnd;
-      const changes = store.changes({ fromRevision: watcher.nextRevision, toRevision: to, key, rangeEnd: storeEnd });
+      const changes = store.changes({ fromRevision: watcher.nextRevision, toRevision: to, key, rangeEnd });
       const selected = watcher.select(changes);
       if (selected.length > 0 && !watcher.sink.deliver(watcher, selected, current)) {
         this.scheduleCatchUp();
