@@ -16,7 +16,7 @@ Commands:
                  (partitions, loss, duplication, reordering, crashes, membership changes)
   bench raft     measure the Raft core's throughput in-process (zero-latency simulation)
   bench log      measure the LevelDB log store's group commit (1 and 8 shards, synced)
-  bench put|range|txn-put
+  bench put|range|txn-put|watch
                  load an etcd-API cluster (DKV or etcd) like etcd's benchmark tool
   help           show this text; "dkv <command> --help" shows a command's options
 `;
