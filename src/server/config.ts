@@ -110,6 +110,11 @@ export interface ServerConfig {
   readonly snapshotCount: number;
   readonly maxRequestBytes: number;
   readonly logFile: string | undefined;
+  /**
+   * Test only: serve linearizable reads from this node's state without ReadIndex, which breaks
+   * linearizability on purpose (jepsen-lite's tests prove their checker catches it).
+   */
+  readonly unsafeStaleReads: boolean;
   /** The config file the settings came from, if any. */
   readonly configFile: string | undefined;
   /** Things the operator should know but that do not stop the server (log them at start). */
@@ -272,6 +277,13 @@ const flagSpecs: readonly FlagSpec[] = [
     `largest client request in bytes (${requestBytesMaxMin}..${requestBytesMaxMax}).`,
   ),
   spec('log-file', 'string', 'dkv', '', 'write the log to this file instead of stderr.'),
+  spec(
+    'unsafe-stale-reads',
+    'bool',
+    'dkv',
+    'false',
+    'TEST ONLY: serve linearizable reads without ReadIndex (stale reads; breaks linearizability on purpose).',
+  ),
   spec(
     'heartbeat-interval',
     'int',
@@ -786,6 +798,8 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     requestBytesMaxMax,
   );
   const logFile = stringValue('log-file', raw);
+  const unsafeStaleReads = boolValue('unsafe-stale-reads', raw);
+  if (unsafeStaleReads) warnings.push('--unsafe-stale-reads: linearizable reads skip ReadIndex and may be stale (test only)');
   const clientTls = tlsValue(raw, '');
   const peerTls = tlsValue(raw, 'peer-');
 
@@ -832,6 +846,7 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     snapshotCount,
     maxRequestBytes,
     logFile,
+    unsafeStaleReads,
     configFile,
     warnings,
   };

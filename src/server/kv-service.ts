@@ -26,6 +26,8 @@ export interface KvServiceContext extends ServiceContext {
   /** The shard that holds the default store. */
   readonly shardId: number;
   readonly maxRequestBytes: number;
+  /** Test only (`--unsafe-stale-reads`): skip ReadIndex for linearizable reads. */
+  readonly unsafeStaleReads?: boolean;
 }
 
 // ---- Validation at the edge (etcd's rules, in etcd's order) ---------------------------------
@@ -89,7 +91,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     Range: unary<WireRangeRequest>(async ({ raw, message }) => {
       checkSize(raw);
       checkKey(message.key);
-      if (!message.serializable) await withTimeout(ctx, ctx.host.linearizableRead(ctx.shardId));
+      if (!message.serializable && ctx.unsafeStaleReads !== true) await withTimeout(ctx, ctx.host.linearizableRead(ctx.shardId));
       const mvcc = machine().mvcc;
       const result = mvcc.range(rangeFromWire(message));
       return { header: header(mvcc.revision), ...rangeToWire(result) };

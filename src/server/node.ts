@@ -264,7 +264,12 @@ export class DkvNode {
       memberId: this.identity.memberId,
       requestTimeoutMs: 5000 + 2 * this.config.electionTicks * this.config.tickMs,
     };
-    const kv = createKvService({ ...common, shardId: DEFAULT_STORE_SHARD, maxRequestBytes: this.config.maxRequestBytes });
+    const kv = createKvService({
+      ...common,
+      shardId: DEFAULT_STORE_SHARD,
+      maxRequestBytes: this.config.maxRequestBytes,
+      unsafeStaleReads: this.config.unsafeStaleReads,
+    });
     server.addService(kv.definition, kv.implementation);
     const cluster = createClusterService({ ...common, node: this });
     server.addService(cluster.definition, cluster.implementation);

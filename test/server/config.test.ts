@@ -50,6 +50,16 @@ const n1Flags = [
   threeNodes,
 ];
 
+describe('--unsafe-stale-reads', () => {
+  it('is off by default, and warns when turned on (test only)', () => {
+    expect(parseServerConfig([]).unsafeStaleReads).toBe(false);
+    const config = parseServerConfig(['--unsafe-stale-reads']);
+    expect(config.unsafeStaleReads).toBe(true);
+    expect(config.warnings.join('\n')).toMatch(/unsafe-stale-reads.*stale/);
+    expect(serverHelp).toContain('--unsafe-stale-reads');
+  });
+});
+
 describe('defaults', () => {
   it('match etcd\'s, with DKV\'s data dir and timing', () => {
     const config = parseServerConfig([]);
@@ -64,6 +74,7 @@ describe('defaults', () => {
       snapshotCount: 100_000,
       maxRequestBytes: 1_572_864,
       logFile: undefined,
+      unsafeStaleReads: false,
       configFile: undefined,
       warnings: [],
     });
