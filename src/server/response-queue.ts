@@ -11,7 +11,7 @@ interface Writable extends EventEmitter {
 
 /** A queued response; while `isPending`, its owner may still add to it (and `grow` its bytes). */
 export interface QueuedResponse {
-  readonly response: Record<string, unknown>;
+  readonly response: object;
   bytes: number;
   readonly seq: number;
 }
@@ -59,7 +59,7 @@ export class ResponseQueue {
     this.queuedBytes += extraBytes;
   }
 
-  push(response: Record<string, unknown>, bytes: number): QueuedResponse {
+  push(response: object, bytes: number): QueuedResponse {
     const item: QueuedResponse = { response, bytes, seq: this.nextSeq++ };
     if (this.closed) return item;
     this.queue.push(item);

@@ -6,10 +6,11 @@
  * on the stream.
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { MvccEvent } from '../../storage/index';
+import protobuf from 'protobufjs';
+import type { KeyValue, MvccEvent } from '../../storage/index';
 import { eventToWire } from '../engines/kv/convert';
 import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index';
-import { int64, type Int64 } from '../etcd-proto';
+import { etcdType, int64, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
 import { type QueuedResponse, ResponseQueue } from './response-queue';
@@ -48,6 +49,56 @@ function eventBytes(event: MvccEvent): number {
   return 48 + kv.key.length + kv.value.length + (prev === undefined ? 0 : 48 + prev.key.length + prev.value.length);
 }
 
+const EventType = etcdType('mvccpb.Event');
+const WatchResponseType = etcdType('etcdserverpb.WatchResponse');
+const ResponseHeaderType = etcdType('etcdserverpb.ResponseHeader');
+
+/**
+ * An event's encoding, made once however many watchers get it (a put watched by a thousand
+ * watchers is encoded once, not a thousand times). Keyed by the event's KeyValue, which is one
+ * object per event; [0] without prevKv, [1] with it.
+ */
+const encodedEvents = new WeakMap<KeyValue, [Uint8Array | undefined, Uint8Array | undefined]>();
+
+export function encodeEvent(event: MvccEvent): Uint8Array {
+  const withPrev = event.prevKv === undefined ? 0 : 1;
+  let cached = encodedEvents.get(event.kv);
+  if (cached === undefined) {
+    cached = [undefined, undefined];
+    encodedEvents.set(event.kv, cached);
+  }
+  return (cached[withPrev] ??= EventType.encode(eventToWire(event)).finish());
+}
+
+/** A response carrying events, already encoded; the stream's serializer writes it field by field. */
+export class EventsResponse {
+  constructor(
+    public header: Uint8Array,
+    readonly watchId: number,
+    readonly events: Uint8Array[],
+    readonly fragment: boolean,
+  ) {}
+}
+
+// WatchResponse field tags (field number << 3 | wire type): header 1 and events 11 are
+// length-delimited, watch_id 2 and fragment 7 are varints.
+const tagHeader = (1 << 3) | 2;
+const tagWatchId = 2 << 3;
+const tagFragment = 7 << 3;
+const tagEvent = (11 << 3) | 2;
+
+/** Serializes a Watch response: pre-encoded events by concatenation, anything else by protobufjs. */
+export function serializeWatchResponse(value: object): Buffer {
+  if (!(value instanceof EventsResponse)) return Buffer.from(WatchResponseType.encode(value).finish());
+  const writer = protobuf.Writer.create();
+  writer.uint32(tagHeader).bytes(value.header);
+  if (value.watchId !== 0) writer.uint32(tagWatchId).int64(value.watchId);
+  if (value.fragment) writer.uint32(tagFragment).bool(true);
+  for (const event of value.events) writer.uint32(tagEvent).bytes(event);
+  const bytes = writer.finish();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 interface WatcherState {
   readonly watcher: Watcher;
   readonly progressNotify: boolean;
@@ -83,6 +134,18 @@ class WatchStream implements WatchSink {
 
   private header(revision: number): object {
     return responseHeader(this.ctx, this.ctx.shardId, revision);
+  }
+
+  /** The last encoded header, reused while the revision and term stay the same. */
+  private encodedHeader: { revision: number; term: number; bytes: Uint8Array } | undefined;
+
+  private headerBytes(revision: number): Uint8Array {
+    const header = this.header(revision) as { raft_term: number };
+    const cached = this.encodedHeader;
+    if (cached !== undefined && cached.revision === revision && cached.term === header.raft_term) return cached.bytes;
+    const bytes = ResponseHeaderType.encode(header).finish();
+    this.encodedHeader = { revision, term: header.raft_term, bytes };
+    return bytes;
   }
 
   private onRequest(request: WireWatchRequest): void {
@@ -184,7 +247,7 @@ class WatchStream implements WatchSink {
     const state = this.states.get(watcher.id);
     if (state === undefined) return true;
     state.sentSinceTick = true;
-    const header = this.header(headerRevision);
+    const header = this.headerBytes(headerRevision);
     let bytes = 0;
     for (const e of events) bytes += eventBytes(e);
     if (!state.fragment) {
@@ -192,31 +255,32 @@ class WatchStream implements WatchSink {
       // the queue (whole revisions, in order), as etcd batches for a lagging watcher.
       const waiting = this.lastQueued.get(watcher.id);
       if (waiting !== undefined && this.out.isPending(waiting) && waiting.bytes + bytes < this.ctx.maxRequestBytes) {
-        (waiting.response.events as object[]).push(...events.map(eventToWire));
-        waiting.response.header = header;
+        const response = waiting.response as EventsResponse;
+        for (const e of events) response.events.push(encodeEvent(e));
+        response.header = header;
         this.out.grow(waiting, bytes);
         return true;
       }
     }
     if (!state.fragment || bytes < this.ctx.maxRequestBytes || events.length < 2) {
-      const item = this.out.push({ header, watch_id: watcher.id, events: events.map(eventToWire) }, bytes);
+      const item = this.out.push(new EventsResponse(header, watcher.id, events.map(encodeEvent), false), bytes);
       if (!state.fragment) this.lastQueued.set(watcher.id, item);
       return true;
     }
     // Fragments: pieces under the request size limit; every piece but the last says fragment.
-    let piece: object[] = [];
+    let piece: Uint8Array[] = [];
     let pieceBytes = 0;
     for (let i = 0; i < events.length; i++) {
       const size = eventBytes(events[i]!);
       if (piece.length > 0 && pieceBytes + size >= this.ctx.maxRequestBytes) {
-        this.push({ header, watch_id: watcher.id, events: piece, fragment: true }, pieceBytes);
+        this.push(new EventsResponse(header, watcher.id, piece, true), pieceBytes);
         piece = [];
         pieceBytes = 0;
       }
-      piece.push(eventToWire(events[i]!));
+      piece.push(encodeEvent(events[i]!));
       pieceBytes += size;
     }
-    this.push({ header, watch_id: watcher.id, events: piece }, pieceBytes);
+    this.push(new EventsResponse(header, watcher.id, piece, false), pieceBytes);
     return true;
   }
 
@@ -228,8 +292,8 @@ class WatchStream implements WatchSink {
 
   // ---- Output ---------------------------------------------------------------------------
 
-  /** Queues a control response (created, canceled, progress). */
-  private push(response: Record<string, unknown>, bytes = 64): void {
+  /** Queues a control response (created, canceled, progress) or a fragment. */
+  private push(response: object, bytes = 64): void {
     if (this.closed) return;
     // Events may not join a response queued before this one: they would overtake it.
     this.lastQueued.clear();
@@ -254,7 +318,9 @@ export function createWatchService(ctx: WatchServiceContext): { definition: Retu
       new WatchStream(call, ctx);
     },
   };
-  return { definition: serviceDefinition('etcdserverpb.Watch'), implementation };
+  const generic = serviceDefinition('etcdserverpb.Watch');
+  const definition: typeof generic = { ...generic, Watch: { ...generic['Watch']!, responseSerialize: serializeWatchResponse } };
+  return { definition, implementation };
 }
 
 export { WatchHub };

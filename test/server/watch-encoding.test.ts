@@ -1,0 +1,64 @@
+/** Watch responses built from pre-encoded events decode exactly as protobufjs's own encoding. */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { eventToWire } from '../../src/engines/kv/convert';
+import { etcdType } from '../../src/etcd-proto';
+import { EventsResponse, encodeEvent, serializeWatchResponse } from '../../src/server/watch-service';
+import type { KeyValue, MvccEvent } from '../../storage/index';
+
+const WatchResponse = etcdType('etcdserverpb.WatchResponse');
+const ResponseHeader = etcdType('etcdserverpb.ResponseHeader');
+
+const bytes = fc.uint8Array({ minLength: 0, maxLength: 12 });
+const keyValue: fc.Arbitrary<KeyValue> = fc.record({
+  key: fc.uint8Array({ minLength: 1, maxLength: 12 }),
+  value: bytes,
+  createRevision: fc.integer({ min: 1, max: 2 ** 40 }),
+  modRevision: fc.integer({ min: 1, max: 2 ** 40 }),
+  version: fc.integer({ min: 1, max: 1000 }),
+  lease: fc.constantFrom(0, 7, 2 ** 35),
+});
+const event: fc.Arbitrary<MvccEvent> = fc.record(
+  { type: fc.constantFrom('put' as const, 'delete' as const), kv: keyValue, prevKv: keyValue },
+  { requiredKeys: ['type', 'kv'] },
+);
+const header = fc.record({
+  cluster_id: fc.integer({ min: 0, max: 2 ** 52 }),
+  member_id: fc.integer({ min: 0, max: 2 ** 52 }),
+  revision: fc.integer({ min: 1, max: 2 ** 45 }),
+  raft_term: fc.integer({ min: 0, max: 1000 }),
+});
+
+function decoded(bytes: Uint8Array): unknown {
+  return WatchResponse.toObject(WatchResponse.decode(bytes), { longs: String, bytes: String, defaults: true });
+}
+
+describe('serializeWatchResponse', () => {
+  it('writes pre-encoded events that decode to the same response as a direct encoding', () => {
+    fc.assert(
+      fc.property(header, fc.integer({ min: 0, max: 2 ** 40 }), fc.array(event, { maxLength: 6 }), fc.boolean(), (h, watchId, events, fragment) => {
+        const fast = serializeWatchResponse(
+          new EventsResponse(ResponseHeader.encode(h).finish(), watchId, events.map(encodeEvent), fragment),
+        );
+        const direct = WatchResponse.encode({ header: h, watch_id: watchId, fragment, events: events.map(eventToWire) }).finish();
+        expect(decoded(fast)).toEqual(decoded(direct));
+      }),
+      { numRuns: 300, seed: 4242 },
+    );
+  });
+
+  it('encodes an event once per prevKv variant and reuses it', () => {
+    const kv: KeyValue = { key: Buffer.from('k'), value: Buffer.from('v'), createRevision: 2, modRevision: 3, version: 2, lease: 0 };
+    const prevKv: KeyValue = { ...kv, value: Buffer.from('old'), modRevision: 2, version: 1 };
+    const withPrev = encodeEvent({ type: 'put', kv, prevKv });
+    const without = encodeEvent({ type: 'put', kv });
+    expect(encodeEvent({ type: 'put', kv, prevKv })).toBe(withPrev);
+    expect(encodeEvent({ type: 'put', kv })).toBe(without);
+    expect(withPrev.length).toBeGreaterThan(without.length);
+  });
+
+  it('leaves control responses (created, canceled, progress) to protobufjs', () => {
+    const response = { header: { revision: 9 }, watch_id: -1, canceled: true, cancel_reason: 'x', compact_revision: 4 };
+    expect(decoded(serializeWatchResponse(response))).toEqual(decoded(WatchResponse.encode(response).finish()));
+  });
+});
