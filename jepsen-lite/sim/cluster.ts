@@ -50,7 +50,37 @@ export interface SimClusterOptions {
   readonly traceEvents: boolean;
   /** Keep every applied command per node (for the demo). */
   readonly recordApplied?: boolean;
+  /**
+   * Each node's replicated application (absent: the log alone, checked by its chain hash). Its
+   * snapshot travels in Raft snapshots after the cluster's own 16-byte chain header.
+   */
+  readonly application?: (nodeId: number) => SimApplication;
+  /**
+   * Message types the network never duplicates. A forwarded proposal (MsgProp) delivered twice
+   * is appended twice — Raft does not deduplicate commands — so a run that models the peer
+   * transport (a stream that never repeats a message) excludes it.
+   */
+  readonly neverDuplicate?: readonly Message['type'][];
 }
+
+/**
+ * A node's state machine, driven by the log: what the shard host's apply loop does in a server.
+ * Every call happens inside one simulated event; a `restore` that returns a promise must be
+ * awaited before the next event (drive the cluster with `runUntilAsync` then).
+ */
+export interface SimApplication {
+  /** Applies one committed entry (normal or conf change), in index order. */
+  apply(entry: Entry): void;
+  /** The state at the last applied index, as bytes (taken for a Raft snapshot). */
+  snapshot(): Uint8Array;
+  /** Replaces the state by a snapshot's (empty bytes: the initial, empty state). */
+  restore(data: Uint8Array): Promise<void> | void;
+  /** The process died: volatile state is gone (a restart restores from the last snapshot). */
+  crash(): void;
+}
+
+/** Bytes of the cluster's own header at the front of every snapshot's data. */
+export const SNAPSHOT_CHAIN_BYTES = 16;
 
 export const SIM_DEFAULTS: Omit<SimClusterOptions, 'seed' | 'nodeIds'> = Object.freeze({
   network: { dropRate: 0, duplicateRate: 0, delayMinMs: 1, delayMaxMs: 5 },
@@ -82,6 +112,12 @@ export class SimNode {
   readonly applied: string[] = [];
   /** Outstanding ReadIndex requests: context key -> commit index required when it began. */
   readonly pendingReads = new Map<string, number>();
+  /** Callers waiting for a ReadIndex answer, by context key. */
+  readonly readWaiters = new Map<string, (index: number) => void>();
+  application: SimApplication | undefined;
+  /** A paused process handles nothing; the events addressed to it wait here until it resumes. */
+  paused = false;
+  readonly parked: SimEvent[] = [];
 
   constructor(
     readonly id: number,
@@ -95,7 +131,7 @@ type SimEvent =
   | { readonly kind: 'tick'; readonly node: number; readonly incarnation: number }
   | { readonly kind: 'deliver'; readonly message: Message; readonly senderIncarnation: number }
   | { readonly kind: 'persisted'; readonly node: number; readonly incarnation: number }
-  | { readonly kind: 'call'; readonly label: string; readonly run: () => void };
+  | { readonly kind: 'call'; readonly label: string; readonly run: () => void; readonly node?: number };
 
 export interface SimStats {
   events: number;
@@ -150,6 +186,8 @@ export class SimCluster {
   private readonly nodeRandom: SeededPrng;
   private readContextSeq = 0;
   private readonly applyListeners: ApplyListener[] = [];
+  /** Application restores started and not yet finished (see runUntilAsync). */
+  private readonly restoring: Promise<void>[] = [];
   private readonly confChangeListeners: Array<(node: SimNode, cc: ConfChange, index: number) => void> = [];
 
   constructor(options: SimClusterOptions) {
@@ -179,6 +217,7 @@ export class SimCluster {
     const skew = drift === 0 ? 1 : 1 + (random.nextFloat() * 2 - 1) * drift;
     const period = Math.max(1, Math.round(this.options.tickIntervalMs * skew));
     const node = new SimNode(id, storage, random, period);
+    node.application = this.options.application?.(id);
     this.nodes.set(id, node);
     this.boot(node);
     return node;
@@ -203,6 +242,7 @@ export class SimCluster {
       node.chain = CHAIN_START;
     }
     node.confState = snapshot.metadata.confState;
+    this.restoreApplication(node, applied > 0 ? snapshot.data : undefined);
     node.raw = new RawNode({
       ...this.options.raft,
       id: node.id,
@@ -227,8 +267,30 @@ export class SimCluster {
     node.lastPersistAt = 0;
     node.incarnation++;
     node.pendingReads.clear();
+    node.readWaiters.clear();
     node.applied.length = 0; // volatile state: rebuilt from the snapshot and log on restart
+    // Whatever waited in a paused process's socket buffers dies with it.
+    node.paused = false;
+    node.parked.length = 0;
+    node.application?.crash();
     this.checker?.forgetNode(id);
+  }
+
+  /** Stops a process (SIGSTOP): it handles nothing until resumed; what arrives for it waits. */
+  pause(id: number): void {
+    const node = this.nodes.get(id);
+    if (node === undefined || node.status !== 'up' || node.paused) return;
+    this.record(`pause ${id}`);
+    node.paused = true;
+  }
+
+  /** Continues a paused process (SIGCONT): everything that waited for it runs now, in order. */
+  resume(id: number): void {
+    const node = this.nodes.get(id);
+    if (node === undefined || !node.paused) return;
+    this.record(`resume ${id}`);
+    node.paused = false;
+    for (const event of node.parked.splice(0, node.parked.length)) this.schedule(0, event);
   }
 
   restart(id: number): void {
@@ -291,12 +353,19 @@ export class SimCluster {
     return this.onNode(id, `propose-conf-change ${changes}`, (raw) => raw.proposeConfChange(cc));
   }
 
-  /** Starts a ReadIndex at a node; the safety checker verifies the answer. */
-  readIndex(id: number): DropReason | 'down' | undefined {
+  /**
+   * Starts a ReadIndex at a node; the safety checker verifies the answer, and `onIndex` (when
+   * given) hears the read index once the node learns it (never, if the request is lost).
+   */
+  readIndex(id: number, onIndex?: (index: number) => void): DropReason | 'down' | undefined {
     const key = `r${++this.readContextSeq}`;
     const context = Uint8Array.from(key, (c) => c.charCodeAt(0));
+    const node = this.nodes.get(id);
+    // Registered first: a leader that may answer at once (lease-based) answers inside the call.
+    if (onIndex !== undefined) node?.readWaiters.set(key, onIndex);
     const reason = this.onNode(id, `read-index ${key}`, (raw) => raw.readIndex(context));
-    if (reason === undefined) this.nodes.get(id)!.pendingReads.set(key, this.checker?.maxCommitted ?? 0);
+    if (reason === undefined) node!.pendingReads.set(key, this.checker?.maxCommitted ?? 0);
+    else node?.readWaiters.delete(key);
     return reason;
   }
 
@@ -335,6 +404,11 @@ export class SimCluster {
     this.schedule(delayMs, { kind: 'call', label, run });
   }
 
+  /** Like `at`, but the call is work done by node `id`: it waits while that node is paused. */
+  atNode(id: number, delayMs: number, label: string, run: () => void): void {
+    this.schedule(delayMs, { kind: 'call', label, run, node: id });
+  }
+
   /** Processes events until simulated time passes `time`. */
   runUntil(time: number): void {
     for (;;) {
@@ -343,6 +417,26 @@ export class SimCluster {
       this.processNext();
     }
     if (time > this.now) this.now = time;
+  }
+
+  /**
+   * `runUntil` for applications whose restore is asynchronous: after any event that started a
+   * restore, waits for it before the next event, so the run is the same as if it were instant.
+   */
+  async runUntilAsync(time: number): Promise<void> {
+    for (;;) {
+      if (this.restoring.length > 0) await this.settle();
+      const next = this.events.peekTime();
+      if (next === undefined || next > time) break;
+      this.processNext();
+    }
+    if (this.restoring.length > 0) await this.settle();
+    if (time > this.now) this.now = time;
+  }
+
+  /** Waits for the restores in progress (see runUntilAsync). */
+  async settle(): Promise<void> {
+    while (this.restoring.length > 0) await Promise.all(this.restoring.splice(0, this.restoring.length));
   }
 
   runFor(ms: number): void {
@@ -364,10 +458,16 @@ export class SimCluster {
   }
 
   private processNext(): void {
+    if (this.restoring.length > 0) throw new TypeError('an application restore is in progress: drive the cluster with runUntilAsync');
     const popped = this.events.pop()!;
     this.now = popped.time;
-    this.stats.events++;
     const event = popped.item;
+    const target = this.targetOf(event);
+    if (target !== undefined && target.paused) {
+      target.parked.push(event);
+      return;
+    }
+    this.stats.events++;
     switch (event.kind) {
       case 'tick':
         this.onTick(event.node, event.incarnation);
@@ -382,6 +482,19 @@ export class SimCluster {
         this.record(`call ${event.label}`);
         event.run();
         break;
+    }
+  }
+
+  /** The node an event is work for (a paused node holds it back). */
+  private targetOf(event: SimEvent): SimNode | undefined {
+    switch (event.kind) {
+      case 'tick':
+      case 'persisted':
+        return this.nodes.get(event.node);
+      case 'deliver':
+        return this.nodes.get(event.message.to);
+      case 'call':
+        return event.node === undefined ? undefined : this.nodes.get(event.node);
     }
   }
 
@@ -414,6 +527,7 @@ export class SimCluster {
     if (m.type === 'MsgSnap') this.stats.snapshotsSent++;
     const incarnation = this.nodes.get(m.from)?.incarnation ?? 0;
     const deliveries = this.network.deliveries();
+    if (deliveries.length > 1 && this.options.neverDuplicate?.includes(m.type) === true) deliveries.length = 1;
     for (const delay of deliveries) this.schedule(delay, { kind: 'deliver', message: m, senderIncarnation: incarnation });
     // A lost snapshot stream fails at the sender after a while.
     if (deliveries.length === 0 && m.type === 'MsgSnap') {
@@ -427,7 +541,7 @@ export class SimCluster {
    */
   private reportToSender(m: Message, senderIncarnation: number, delivered: boolean): void {
     const sender = this.nodes.get(m.from);
-    if (sender?.raw === undefined || sender.incarnation !== senderIncarnation) return;
+    if (sender?.raw === undefined || sender.incarnation !== senderIncarnation || sender.paused) return;
     if (m.type === 'MsgSnap') {
       sender.raw.reportSnapshot(m.to, delivered);
     } else if (!delivered && (m.type === 'MsgApp' || m.type === 'MsgHeartbeat')) {
@@ -473,12 +587,16 @@ export class SimCluster {
   private completeRead(node: SimNode, index: number, context: Uint8Array): void {
     let key = '';
     for (const byte of context) key += String.fromCharCode(byte);
+    const waiter = node.readWaiters.get(key);
+    node.readWaiters.delete(key);
     const required = node.pendingReads.get(key);
-    if (required === undefined) return;
-    node.pendingReads.delete(key);
-    this.stats.readsCompleted++;
-    this.record(`read-state ${node.id} ${key} index=${index} required=${required}`);
-    this.checker?.observeRead(node.id, index, required);
+    if (required !== undefined) {
+      node.pendingReads.delete(key);
+      this.stats.readsCompleted++;
+      this.record(`read-state ${node.id} ${key} index=${index} required=${required}`);
+      this.checker?.observeRead(node.id, index, required);
+    }
+    waiter?.(index);
   }
 
   private onPersisted(id: number, incarnation: number): void {
@@ -507,6 +625,7 @@ export class SimCluster {
     node.appliedIndex = restored.appliedIndex;
     node.chain = restored.chain;
     node.confState = snapshot.metadata.confState;
+    this.restoreApplication(node, snapshot.data);
     this.record(`install-snapshot ${node.id} index=${snapshot.metadata.index}`);
     this.checker?.observeSnapshotRestore(node.id, restored.appliedIndex, restored.chain);
   }
@@ -528,7 +647,17 @@ export class SimCluster {
     } else if (this.options.recordApplied === true && entry.data.byteLength > 0) {
       node.applied.push(new TextDecoder().decode(entry.data));
     }
+    node.application?.apply(entry);
     for (const listener of this.applyListeners) listener(node, entry);
+  }
+
+  /** Hands the application its part of a snapshot's data (undefined: no snapshot, start empty). */
+  private restoreApplication(node: SimNode, data: Uint8Array | undefined): void {
+    const application = node.application;
+    if (application === undefined) return;
+    const own = data === undefined ? new Uint8Array(0) : data.subarray(SNAPSHOT_CHAIN_BYTES);
+    const pending = application.restore(own);
+    if (pending !== undefined) this.restoring.push(pending);
   }
 
   /**
@@ -542,10 +671,20 @@ export class SimCluster {
     if (node.appliedIndex === snapshotIndex) return;
     const due = node.appliedIndex - snapshotIndex >= every || (confChanged && snapshotIndex > 0);
     if (!due) return;
-    node.storage.createSnapshot(node.appliedIndex, node.confState, encodeSnapshotData(node.appliedIndex, node.chain));
+    node.storage.createSnapshot(node.appliedIndex, node.confState, this.snapshotData(node));
     const compactTo = node.appliedIndex - this.options.snapshotKeepEntries;
     if (compactTo >= node.storage.firstIndex()) node.storage.compact(compactTo);
     this.record(`snapshot ${node.id} index=${node.appliedIndex} compact=${compactTo}`);
+  }
+
+  private snapshotData(node: SimNode): Uint8Array {
+    const chain = encodeSnapshotData(node.appliedIndex, node.chain);
+    if (node.application === undefined) return chain;
+    const own = node.application.snapshot();
+    const data = new Uint8Array(SNAPSHOT_CHAIN_BYTES + own.byteLength);
+    data.set(chain);
+    data.set(own, SNAPSHOT_CHAIN_BYTES);
+    return data;
   }
 
   // -------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 /** The deterministic Raft simulator: front door. */
-export { SimCluster, SimNode, SIM_DEFAULTS, type SimClusterOptions, type SimStats, type RaftOptions } from './cluster';
+export { SimCluster, SimNode, SIM_DEFAULTS, SNAPSHOT_CHAIN_BYTES, type SimClusterOptions, type SimStats, type RaftOptions, type SimApplication } from './cluster';
 export { SimNetwork, type NetworkParams, QUIET_NETWORK, ZERO_LATENCY_NETWORK } from './network';
 export { SafetyChecker, SafetyViolation, type ViolationKind } from './safety';
 export {

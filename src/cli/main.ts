@@ -14,6 +14,10 @@ Commands:
                  an election, replication, a leader crash, failover and catch-up (npm run demo)
   sim            run the deterministic Raft simulator over many random fault schedules
                  (partitions, loss, duplication, reordering, crashes, membership changes)
+  jepsen sim     partition tests of the real Raft core and KV state machine on a simulated
+                 cluster, clients' histories checked for linearizability and watch guarantees
+  jepsen run     partition tests of a real local cluster (DKV, or etcd with --target etcd):
+                 proxied peer links, kills, pauses; writes a report with an HTML timeline
   bench raft     measure the Raft core's throughput in-process (zero-latency simulation)
   bench log      measure the LevelDB log store's group commit (1 and 8 shards, synced)
   bench put|range|txn-put|watch
@@ -37,6 +41,10 @@ export async function main(args: string[]): Promise<number> {
     case 'sim': {
       const { simCommand } = await import('./sim');
       return simCommand(rest);
+    }
+    case 'jepsen': {
+      const { jepsenCommand } = await import('./jepsen');
+      return jepsenCommand(rest);
     }
     case 'dev': {
       const { devCommand } = await import('./dev');

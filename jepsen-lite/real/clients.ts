@@ -1,0 +1,283 @@
+/**
+ * The clients of a real run: N processes, each with one gRPC channel bound to one member, one
+ * operation at a time (inputs from the workload generator), each with a deadline; after an error
+ * a client moves to the next member. Every operation is recorded as an `Operation`. In the watch
+ * workload some clients are watchers instead: a Watch stream on the run's key prefix with prevKv,
+ * recorded as a `WatchRecord`; a broken stream resumes on another member from the first revision
+ * not yet seen (`resumedFrom`).
+ */
+import type { WatchEvent, WatchKeyValue, WatchRecord, WatchResponse } from '../check/index';
+import type { Operation, OpStatus } from '../history';
+import {
+  classifyError,
+  describeError,
+  fromEtcdResponse,
+  toEtcdCall,
+  type EtcdMethod,
+  type Generator,
+  type WorkloadInput,
+  type WorkloadOutput,
+} from '../workload/index';
+import { type Decoded, EtcdClient, type RpcError, type WatchStream, prefixEnd } from './etcd-client';
+
+/** Deadline of one operation; past it the client gives up and records `info` (or `fail` for a read). */
+export const opTimeoutMs = 1500;
+/** Pause after an error before the next operation, so a client facing a dead cluster does not spin. */
+export const errorPauseMs = 100;
+/** Pause between a client's operations: keeps the history small enough for the checker. */
+export const opIntervalMs = 10;
+/** Pause before a broken watch stream is reopened. */
+export const watchReopenPauseMs = 200;
+/** Watchers per run of the watch workload: a third of the clients, at least one. */
+export const watcherFraction = 1 / 3;
+
+const grpcMethod: Readonly<Record<EtcdMethod, 'Range' | 'Put' | 'DeleteRange' | 'Txn'>> = {
+  range: 'Range',
+  put: 'Put',
+  deleteRange: 'DeleteRange',
+  txn: 'Txn',
+};
+
+export interface ClientCluster {
+  readonly members: readonly { readonly name: string }[];
+  endpoint(name: string): string;
+}
+
+export interface ClientsOptions {
+  readonly cluster: ClientCluster;
+  readonly generator: Generator;
+  readonly keyPrefix: string;
+  /** Processes that issue operations. */
+  readonly clients: number;
+  /** Watch streams kept open (0 outside the watch workload). */
+  readonly watchers: number;
+  /** ms since the run began. */
+  readonly now: () => number;
+  /** Called as each operation completes (progress). */
+  readonly onOperation?: (op: Operation) => void;
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function watchersFor(workload: string, clients: number): number {
+  if (workload !== 'watch' || clients < 2) return 0;
+  return Math.max(1, Math.floor(clients * watcherFraction));
+}
+
+/** Runs the clients and the watchers until `signal` aborts; then returns what they recorded. */
+export class ClientPool {
+  private nextId = 0;
+  private readonly operations: Operation[] = [];
+  private readonly watches: WatchRecord[] = [];
+  private readonly openStreams = new Set<() => void>();
+
+  constructor(private readonly options: ClientsOptions) {}
+
+  async run(signal: AbortSignal): Promise<{ operations: Operation[]; watches: WatchRecord[] }> {
+    const { clients, watchers } = this.options;
+    const workers: Promise<void>[] = [];
+    for (let p = 0; p < clients; p++) workers.push(this.client(p, signal));
+    for (let w = 0; w < watchers; w++) workers.push(this.watcher(w, signal));
+    signal.addEventListener('abort', () => {
+      for (const close of [...this.openStreams]) close();
+    }, { once: true });
+    await Promise.all(workers);
+    const operations = [...this.operations].sort((a, b) => a.id - b.id);
+    return { operations, watches: this.watches };
+  }
+
+  private memberName(index: number): string {
+    const members = this.options.cluster.members;
+    return members[index % members.length]!.name;
+  }
+
+  /**
+   * Client `first`'s loop. An operation that ends `info` never returned, so its process stays
+   * busy with it forever: the client goes on as a new process (+ clients), as Jepsen does.
+   */
+  private async client(first: number, signal: AbortSignal): Promise<void> {
+    const { generator, now, cluster, clients } = this.options;
+    let process = first;
+    let node = first;
+    let client = new EtcdClient(cluster.endpoint(this.memberName(node)));
+    try {
+      while (!signal.aborted) {
+        const input = generator.next(process) as WorkloadInput;
+        const id = this.nextId++;
+        const call = now();
+        const name = this.memberName(node);
+        const op = await this.invoke(client, input);
+        const ret = now();
+        const base = { id, process, call, input, node: name };
+        let recorded: Operation;
+        if (op.status === 'ok') {
+          generator.observe(input, op.output);
+          recorded = { ...base, ret, status: 'ok', output: op.output };
+        } else {
+          // A deadline means we never heard back: the operation has no return.
+          recorded = { ...base, ...(op.heardBack ? { ret } : {}), status: op.status, error: op.error };
+        }
+        this.operations.push(recorded);
+        this.options.onOperation?.(recorded);
+        if (op.status === 'info') process += clients;
+        if (op.status !== 'ok') {
+          client.close();
+          node++;
+          client = new EtcdClient(cluster.endpoint(this.memberName(node)));
+          await pause(errorPauseMs);
+        } else {
+          await pause(opIntervalMs);
+        }
+      }
+    } finally {
+      client.close();
+    }
+  }
+
+  private async invoke(
+    client: EtcdClient,
+    input: WorkloadInput,
+  ): Promise<{ status: 'ok'; output: WorkloadOutput } | { status: Exclude<OpStatus, 'ok'>; error: string; heardBack: boolean }> {
+    const call = toEtcdCall(input, this.options.keyPrefix);
+    let response: Decoded;
+    try {
+      response = await client.kv(grpcMethod[call.method], call.request, opTimeoutMs);
+    } catch (error) {
+      const heardBack = (error as RpcError).code !== deadlineExceeded;
+      return { status: classifyError(error, input), error: describeError(error), heardBack };
+    }
+    // A response the mapping cannot read is a harness or server bug; the op may have happened.
+    try {
+      return { status: 'ok', output: fromEtcdResponse(input, response) };
+    } catch (error) {
+      return { status: 'info', error: `unreadable response: ${(error as Error).message}`, heardBack: true };
+    }
+  }
+
+  // ---- watchers ------------------------------------------------------------------------------
+
+  private async watcher(index: number, signal: AbortSignal): Promise<void> {
+    const key = Buffer.from(this.options.keyPrefix);
+    const rangeEnd = prefixEnd(key);
+    let node = index + 1;
+    /** The first revision not yet seen, once there is one. */
+    let resumeFrom: number | undefined;
+    for (let stream = 0; !signal.aborted; stream++) {
+      const name = this.memberName(node);
+      const params = { key, rangeEnd, startRevision: resumeFrom ?? 0, prevKv: true };
+      const result = await this.watchOnce(name, params, signal);
+      this.watches.push({
+        name: `w${index}.${stream}@${name}`,
+        params,
+        responses: result.responses,
+        end: result.end,
+        ...(resumeFrom === undefined ? {} : { resumedFrom: resumeFrom }),
+      });
+      if (result.nextRevision !== undefined) resumeFrom = result.nextRevision;
+      if (signal.aborted) break;
+      node++;
+      await pause(watchReopenPauseMs);
+    }
+  }
+
+  /** One Watch stream until it breaks, is canceled, or the run ends. */
+  private watchOnce(
+    member: string,
+    params: { key: Buffer; rangeEnd: Buffer; startRevision: number; prevKv: boolean },
+    signal: AbortSignal,
+  ): Promise<{ responses: WatchResponse[]; end: WatchRecord['end']; nextRevision: number | undefined }> {
+    const client = new EtcdClient(this.options.cluster.endpoint(member));
+    const responses: WatchResponse[] = [];
+    let nextRevision: number | undefined = params.startRevision > 0 ? params.startRevision : undefined;
+    return new Promise((resolve) => {
+      let stream: WatchStream | undefined;
+      const close = (): void => stream?.close();
+      stream = client.watch({
+        onResponse: (raw) => {
+          const response = watchResponseOf(raw);
+          responses.push(response);
+          if (response.kind === 'created' && nextRevision === undefined && response.headerRevision !== undefined) {
+            nextRevision = response.headerRevision + 1;
+          } else if (response.kind === 'events') {
+            const last = response.events[response.events.length - 1];
+            if (last !== undefined) nextRevision = Math.max(nextRevision ?? 0, last.modRevision + 1);
+          } else if (response.kind === 'progress') {
+            nextRevision = Math.max(nextRevision ?? 0, response.headerRevision + 1);
+          } else if (response.kind === 'canceled') {
+            stream?.close();
+          }
+        },
+        onEnd: (error) => {
+          this.openStreams.delete(close);
+          client.close();
+          const canceled = responses.some((r) => r.kind === 'canceled');
+          const end = canceled ? 'canceled' : error === undefined ? 'client-closed' : 'broken';
+          resolve({ responses, end, nextRevision });
+        },
+      });
+      this.openStreams.add(close);
+      if (signal.aborted) close();
+      stream.send({
+        create_request: {
+          key: params.key,
+          range_end: params.rangeEnd,
+          start_revision: params.startRevision,
+          prev_kv: params.prevKv,
+          progress_notify: false,
+        },
+      });
+    });
+  }
+}
+
+const deadlineExceeded = 4;
+
+interface WireKv {
+  key?: Uint8Array;
+  value?: Uint8Array;
+  create_revision?: number;
+  mod_revision?: number;
+  version?: number;
+  lease?: number;
+}
+
+function keyValueOf(kv: WireKv): WatchKeyValue {
+  return {
+    key: Buffer.from(kv.key ?? []),
+    value: Buffer.from(kv.value ?? []),
+    createRevision: Number(kv.create_revision ?? 0),
+    modRevision: Number(kv.mod_revision ?? 0),
+    version: Number(kv.version ?? 0),
+    lease: Number(kv.lease ?? 0),
+  };
+}
+
+/** etcd's mvccpb.Event.EventType: PUT = 0, DELETE = 1. */
+const eventTypeDelete = 1;
+
+export function watchEventOf(raw: { type?: number; kv?: WireKv | null; prev_kv?: WireKv | null }): WatchEvent {
+  const kv = keyValueOf(raw.kv ?? {});
+  const type = raw.type === eventTypeDelete ? 'delete' : 'put';
+  const prev = raw.prev_kv === null || raw.prev_kv === undefined || (raw.prev_kv.key?.length ?? 0) === 0 ? undefined : keyValueOf(raw.prev_kv);
+  const event: WatchEvent =
+    type === 'put'
+      ? { type, key: kv.key, value: kv.value, createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version, lease: kv.lease }
+      : { type, key: kv.key, createRevision: 0, modRevision: kv.modRevision, version: 0 };
+  return prev === undefined ? event : { ...event, prevKv: prev };
+}
+
+/** A decoded etcd WatchResponse as the watch checker reads it. */
+export function watchResponseOf(raw: Decoded): WatchResponse {
+  const header = raw.header as { revision?: number } | null | undefined;
+  const headerRevision = Number(header?.revision ?? 0);
+  if (raw.canceled === true) {
+    const compactRevision = Number(raw.compact_revision ?? 0);
+    return { kind: 'canceled', reason: String(raw.cancel_reason ?? ''), ...(compactRevision > 0 ? { compactRevision } : {}) };
+  }
+  if (raw.created === true) return { kind: 'created', headerRevision };
+  const events = (raw.events as Array<Parameters<typeof watchEventOf>[0]> | undefined) ?? [];
+  if (events.length === 0) return { kind: 'progress', headerRevision };
+  return { kind: 'events', headerRevision, events: events.map(watchEventOf), ...(raw.fragment === true ? { fragment: true } : {}) };
+}

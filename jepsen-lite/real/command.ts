@@ -1,0 +1,253 @@
+/**
+ * `dkv jepsen run`: a partition test against a real local cluster (DKV or etcd), from the
+ * command line. Parses the options, runs `runReal` with a progress bar, writes the report folder
+ * and prints the verdict. Exit codes: 0 ok, 1 violation, 2 unknown (the checker ran out of time,
+ * the committed history could not be read, or the run was interrupted), a usage error or a
+ * harness error (the cluster did not start, …).
+ */
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ProgressBar, writeReport } from '../report/index';
+import { isWorkloadName, workloadNames, type WorkloadName } from '../workload/index';
+import type { RealCluster, Target } from './cluster';
+import { defaultEtcdBin } from './cluster';
+import { type FaultKind, faultKinds, isFaultKind } from './nemesis';
+import { type RealRunOutcome, checkTimeBudgetMsDefault, runReal } from './run';
+
+export const nodesMax = 9;
+export const timeSecondsMin = 5;
+export const timeSecondsMax = 3600;
+export const clientsMax = 64;
+export const checkBudgetSecondsMax = 3600;
+
+export const jepsenRunHelp = `Usage: dkv jepsen run [--nodes N] [--time S] [--workload register|kv|watch]
+                      [--faults partition,kill,pause,delay] [--target dkv|etcd] [--clients N]
+                      [--seed S] [--out DIR] [--etcd-bin PATH] [--unsafe-stale-reads]
+
+Starts a real local cluster on 127.0.0.1 (DKV servers, or etcd with --target etcd), routes
+every member's peer traffic through a TCP proxy that can blackhole, delay or cut each direction
+of each link, and runs concurrent clients through the etcd gRPC API while a nemesis injects
+faults: network partitions (majority/minority, an isolated node, the isolated leader, one-way),
+SIGKILL and restart of a member, SIGSTOP/SIGCONT, and latency on links. Faults last a few
+seconds with healthy gaps; the last fifth of the run is healed. The recorded history is checked
+for linearizability (register: per key; kv and watch: etcd's key space with revisions), watch
+streams against etcd's watch guarantees, and every acknowledged write against the committed
+history read back at the end. The report folder gets history.json, results.json and index.html
+(a timeline of every operation with the fault windows and any violation highlighted).
+
+Options:
+  --nodes N          cluster members (default 3, at most ${nodesMax})
+  --time S           seconds of load and faults (default 60)
+  --workload W       register (read/write/cas per key), kv (get/put/delete/txn) or watch
+                     (kv writes while a third of the clients hold Watch streams) (default register)
+  --faults LIST      comma-separated: ${faultKinds.join(', ')}; "none" for none (default all)
+  --target T         dkv (node bin/dkv.js server) or etcd (default dkv)
+  --etcd-bin PATH    the etcd binary for --target etcd (default ${defaultEtcdBin})
+  --clients N        concurrent clients (default 5)
+  --seed S           seeds the fault schedule and the operations (default: time-based, printed)
+  --out DIR          the report folder; cluster data and logs go to DIR/cluster
+                     (default .dkv/jepsen/<time>-<target>-<workload>)
+  --check-budget S   seconds the linearizability search may take before it answers unknown
+                     (default ${checkTimeBudgetMsDefault / 1000})
+  --unsafe-stale-reads
+                     DKV only, test only: start the servers with --unsafe-stale-reads, so
+                     reads skip ReadIndex and may be stale; the checker must report it
+  -h, --help         show this text
+
+Exit status: 0 ok, 1 violation, 2 unknown, interrupted, usage or harness error.
+`;
+
+class UsageError extends Error {}
+
+function intOption(value: string | undefined, name: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (!/^-?\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got "${value}"`);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${value}`);
+  return n;
+}
+
+function parseFaults(value: string | undefined): FaultKind[] {
+  if (value === undefined) return [...faultKinds];
+  if (value === 'none' || value === '') return [];
+  const faults = value.split(',').map((f) => f.trim()).filter((f) => f !== '');
+  for (const fault of faults) {
+    if (!isFaultKind(fault)) throw new UsageError(`--faults: unknown fault "${fault}" (choose from ${faultKinds.join(', ')})`);
+  }
+  return [...new Set(faults as FaultKind[])];
+}
+
+export interface JepsenRunConfig {
+  readonly target: Target;
+  readonly nodes: number;
+  readonly timeMs: number;
+  readonly workload: WorkloadName;
+  readonly faults: FaultKind[];
+  readonly clients: number;
+  readonly seed: number;
+  readonly outDir: string;
+  readonly etcdBin: string;
+  readonly checkTimeBudgetMs: number;
+  readonly unsafeStaleReads: boolean;
+}
+
+/** Parses the command line; undefined means --help. Throws UsageError. */
+export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): JepsenRunConfig | undefined {
+  let values;
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        nodes: { type: 'string' },
+        time: { type: 'string' },
+        workload: { type: 'string' },
+        faults: { type: 'string' },
+        target: { type: 'string' },
+        'etcd-bin': { type: 'string' },
+        clients: { type: 'string' },
+        seed: { type: 'string' },
+        out: { type: 'string' },
+        'check-budget': { type: 'string' },
+        'unsafe-stale-reads': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (values.help === true) return undefined;
+  const target = values.target ?? 'dkv';
+  if (target !== 'dkv' && target !== 'etcd') throw new UsageError(`--target must be dkv or etcd, got "${target}"`);
+  const workload = values.workload ?? 'register';
+  if (!isWorkloadName(workload)) throw new UsageError(`--workload must be one of ${workloadNames.join(', ')}, got "${workload}"`);
+  const unsafeStaleReads = values['unsafe-stale-reads'] === true;
+  if (unsafeStaleReads && target !== 'dkv') throw new UsageError('--unsafe-stale-reads works only with --target dkv');
+  const stamp = now.toISOString().replace(/[:.]/g, '-');
+  return {
+    target,
+    nodes: intOption(values.nodes, 'nodes', 3, 1, nodesMax),
+    timeMs: 1000 * intOption(values.time, 'time', 60, timeSecondsMin, timeSecondsMax),
+    workload,
+    faults: parseFaults(values.faults),
+    clients: intOption(values.clients, 'clients', 5, 1, clientsMax),
+    seed: intOption(values.seed, 'seed', now.getTime() % 1_000_000_000, 0, Number.MAX_SAFE_INTEGER),
+    outDir: resolve(values.out ?? join('.dkv', 'jepsen', `${stamp}-${target}-${workload}`)),
+    etcdBin: values['etcd-bin'] ?? defaultEtcdBin,
+    checkTimeBudgetMs: 1000 * intOption(values['check-budget'], 'check-budget', checkTimeBudgetMsDefault / 1000, 1, checkBudgetSecondsMax),
+    unsafeStaleReads,
+  };
+}
+
+/** The command line that reruns a configuration (same seed, same schedule). */
+export function rerunCommand(config: JepsenRunConfig): string {
+  const parts = [
+    'dkv jepsen run',
+    `--target ${config.target}`,
+    `--nodes ${config.nodes}`,
+    `--time ${config.timeMs / 1000}`,
+    `--workload ${config.workload}`,
+    `--faults ${config.faults.length === 0 ? 'none' : config.faults.join(',')}`,
+    `--clients ${config.clients}`,
+    `--seed ${config.seed}`,
+  ];
+  if (config.target === 'etcd' && config.etcdBin !== defaultEtcdBin) parts.push(`--etcd-bin ${config.etcdBin}`);
+  if (config.unsafeStaleReads) parts.push('--unsafe-stale-reads');
+  return parts.join(' ');
+}
+
+export function exitCodeOf(outcome: Pick<RealRunOutcome, 'results' | 'interrupted'>): number {
+  if (outcome.results.verdict === 'violation') return 1;
+  if (outcome.results.verdict === 'unknown' || outcome.interrupted) return 2;
+  return 0;
+}
+
+function summary(outcome: RealRunOutcome): string[] {
+  const { results, linearizability, acknowledged, watch } = outcome;
+  const stats = results.stats;
+  const lines = [
+    `verdict: ${results.verdict}${outcome.interrupted ? ' (interrupted)' : ''}`,
+    `  operations: ${stats.operations ?? 0} (ok ${stats.ok ?? 0}, fail ${stats.fail ?? 0}, info ${stats.info ?? 0})`,
+    `  faults: ${stats.faults ?? 0} (partition ${stats['faults.partition'] ?? 0}, kill ${stats['faults.kill'] ?? 0}, pause ${stats['faults.pause'] ?? 0}, delay ${stats['faults.delay'] ?? 0})`,
+    `  linearizability (${linearizability.model}): ${linearizability.verdict}, ${linearizability.partitions.length} partition(s), ${Math.round(linearizability.elapsedMs)} ms`,
+  ];
+  for (const partition of linearizability.partitions) {
+    if (partition.verdict !== 'ok') lines.push(`    ${partition.key === '' ? '(whole history)' : partition.key}: ${partition.verdict}: ${partition.message ?? ''}`);
+  }
+  if (watch !== undefined) {
+    lines.push(`  watch: ${watch.ok ? 'ok' : 'violation'} over ${results.watch?.streams ?? 0} stream(s), ${results.watch?.events ?? 0} event(s)`);
+    for (const violation of watch.violations.slice(0, 10)) lines.push(`    ${violation.message}`);
+  }
+  if (acknowledged !== undefined) {
+    lines.push(`  acknowledged writes: ${acknowledged.checked - acknowledged.missing} of ${acknowledged.checked} found in the committed history`);
+    for (const problem of acknowledged.problems) lines.push(`    ${problem}`);
+  }
+  if (outcome.committedError !== undefined) lines.push(`  committed history not read: ${outcome.committedError}`);
+  return lines;
+}
+
+export async function jepsenRunCommand(argv: string[]): Promise<number> {
+  let config: JepsenRunConfig | undefined;
+  try {
+    config = parseJepsenRunArgs(argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`dkv jepsen run: ${error.message}\n\n${jepsenRunHelp}`);
+    return 2;
+  }
+  if (config === undefined) {
+    process.stdout.write(jepsenRunHelp);
+    return 0;
+  }
+  return runCommand(config);
+}
+
+async function runCommand(config: JepsenRunConfig): Promise<number> {
+  mkdirSync(config.outDir, { recursive: true });
+  const command = rerunCommand(config);
+  process.stdout.write(`${command}\nreport folder: ${config.outDir}\n`);
+  const interrupt = new AbortController();
+  let cluster: RealCluster | undefined;
+  // Whatever happens, no member outlives us: a second Ctrl-C kills them now and leaves.
+  const onExit = (): void => cluster?.killAllNow();
+  const onSigint = (): void => {
+    if (interrupt.signal.aborted) {
+      onExit();
+      process.exit(130);
+    }
+    process.stderr.write('\ninterrupted: stopping the run (Ctrl-C again to kill everything now)\n');
+    interrupt.abort();
+  };
+  process.on('exit', onExit);
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
+  const bar = new ProgressBar(process.stderr, config.timeMs, `${config.target} ${config.workload}`);
+  try {
+    const outcome = await runReal({
+      ...config,
+      command,
+      signal: interrupt.signal,
+      onCluster: (c) => {
+        cluster = c;
+      },
+      onProgress: (elapsedMs, counts) => bar.update(elapsedMs, counts),
+      log: (message) => {
+        if (process.env.DKV_JEPSEN_VERBOSE === '1') process.stderr.write(`${message}\n`);
+      },
+    });
+    bar.done();
+    const paths = await writeReport(config.outDir, outcome.info, outcome.history, outcome.results);
+    process.stdout.write(`${summary(outcome).join('\n')}\nreport: ${paths.htmlPath}\n`);
+    return exitCodeOf(outcome);
+  } catch (error) {
+    bar.done();
+    process.stderr.write(`dkv jepsen run: ${(error as Error).message}\n`);
+    return 2;
+  } finally {
+    process.off('exit', onExit);
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
+  }
+}

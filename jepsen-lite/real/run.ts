@@ -1,0 +1,222 @@
+/**
+ * One real-mode run, end to end: start the cluster behind the proxies, run the clients and the
+ * nemesis for the run's time (its last fifth healed), read the committed history back from the
+ * healed cluster, check everything, and stop every process — on success, on error and on abort.
+ * `command.ts` adds the command line, the progress bar and the report folder.
+ */
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { type CheckResult, type LinearizabilityResult, type WatchHistory, checkLinearizability, checkWatches } from '../check/index';
+import type { FaultWindow, ModelName, Operation } from '../history';
+import type { RunHistory, RunInfo, RunResults, RunVerdict } from '../report/index';
+import { Generator, modelOf, type WorkloadName } from '../workload/index';
+import { SeededPrng } from '../../raft/index';
+import { ClientPool, watchersFor } from './clients';
+import { RealCluster, leaderWaitMs, type Target } from './cluster';
+import { type AcknowledgedCheck, checkAcknowledgedWrites, readCommittedHistory } from './committed';
+import { type FaultKind, Nemesis, planFaults } from './nemesis';
+
+/** Wall time the linearizability search may take before it answers unknown. */
+export const checkTimeBudgetMsDefault = 60_000;
+/** The run's keys live under this prefix (the cluster is fresh, so it is only for readability). */
+export const keyPrefix = 'jepsen/';
+
+export interface RealRunOptions {
+  readonly target: Target;
+  readonly nodes: number;
+  readonly timeMs: number;
+  readonly workload: WorkloadName;
+  readonly faults: readonly FaultKind[];
+  readonly clients: number;
+  readonly seed: number;
+  /** Cluster data and logs go under `<outDir>/cluster`. */
+  readonly outDir: string;
+  readonly etcdBin?: string;
+  readonly checkTimeBudgetMs?: number;
+  /** DKV only, test only: servers skip ReadIndex for reads (the checker must object). */
+  readonly unsafeStaleReads?: boolean;
+  /** Aborting ends the run early (SIGINT); what was recorded is still checked. */
+  readonly signal?: AbortSignal;
+  readonly log?: (message: string) => void;
+  /** Called about once a second and at the end with the elapsed time and the ops so far. */
+  readonly onProgress?: (elapsedMs: number, counts: OperationCounts) => void;
+  /** Called once the cluster runs (the command arms its last-resort cleanup with it). */
+  readonly onCluster?: (cluster: RealCluster) => void;
+  /** The command line that reruns this run (for the report). */
+  readonly command: string;
+}
+
+export interface OperationCounts {
+  ok: number;
+  fail: number;
+  info: number;
+}
+
+export interface RealRunOutcome {
+  readonly info: RunInfo;
+  readonly history: RunHistory;
+  readonly results: RunResults;
+  readonly linearizability: LinearizabilityResult;
+  readonly watch?: CheckResult;
+  readonly acknowledged?: AcknowledgedCheck;
+  /** Set when the committed history could not be read (the verdict is then at best unknown). */
+  readonly committedError?: string;
+  readonly interrupted: boolean;
+}
+
+const progressIntervalMs = 1000;
+
+export async function runReal(options: RealRunOptions): Promise<RealRunOutcome> {
+  const log = options.log ?? (() => undefined);
+  const startedAt = new Date().toISOString();
+  const cluster = await RealCluster.start({
+    target: options.target,
+    nodes: options.nodes,
+    dir: join(options.outDir, 'cluster'),
+    etcdBin: options.etcdBin,
+    token: `jepsen-${options.seed}`,
+    log,
+    unsafeStaleReads: options.unsafeStaleReads,
+  });
+  options.onCluster?.(cluster);
+  try {
+    return await runOnCluster(options, cluster, startedAt);
+  } finally {
+    await cluster.stop();
+  }
+}
+
+async function runOnCluster(options: RealRunOptions, cluster: RealCluster, startedAt: string): Promise<RealRunOutcome> {
+  const log = options.log ?? (() => undefined);
+  const random = new SeededPrng(options.seed);
+  const generator = new Generator(options.workload, () => random.nextFloat(), { keyPrefix });
+  const origin = performance.now();
+  const now = (): number => Math.round(performance.now() - origin);
+  const counts: OperationCounts = { ok: 0, fail: 0, info: 0 };
+
+  const stop = new AbortController();
+  const outer = options.signal;
+  const abort = (): void => stop.abort();
+  outer?.addEventListener('abort', abort, { once: true });
+  const runTimer = setTimeout(abort, options.timeMs);
+  const progress = setInterval(() => options.onProgress?.(now(), counts), progressIntervalMs);
+
+  const plan = planFaults({ seed: options.seed, faults: options.faults, runMs: options.timeMs, nodes: options.nodes });
+  const nemesis = new Nemesis({ plan, cluster, now, log });
+  const pool = new ClientPool({
+    cluster,
+    generator,
+    keyPrefix,
+    clients: options.clients,
+    watchers: watchersFor(options.workload, options.clients),
+    now,
+    onOperation: (op) => counts[op.status]++,
+  });
+  let recorded: { operations: Operation[]; watches: RunHistory['watches'] };
+  try {
+    const [, fromClients] = await Promise.all([nemesis.run(stop.signal), pool.run(stop.signal)]);
+    recorded = fromClients;
+  } finally {
+    clearTimeout(runTimer);
+    clearInterval(progress);
+    outer?.removeEventListener('abort', abort);
+    await nemesis.healAll();
+  }
+  const durationMs = now();
+  options.onProgress?.(durationMs, counts);
+  const interrupted = outer?.aborted === true;
+
+  let watchHistory: WatchHistory | undefined;
+  let committedError: string | undefined;
+  try {
+    const leader = await cluster.waitForLeader(leaderWaitMs);
+    watchHistory = await readCommittedHistory(cluster.endpoint(leader));
+  } catch (error) {
+    committedError = (error as Error).message;
+    log(`could not read the committed history: ${committedError}`);
+  }
+
+  const model: ModelName = modelOf(options.workload);
+  const linearizability = checkLinearizability(model, recorded.operations, {
+    timeBudgetMs: options.checkTimeBudgetMs ?? checkTimeBudgetMsDefault,
+  });
+  const watches = recorded.watches ?? [];
+  const watch = watchHistory !== undefined && watches.length > 0 ? checkWatches(watchHistory, watches) : undefined;
+  const acknowledged = watchHistory === undefined ? undefined : checkAcknowledgedWrites(recorded.operations, watchHistory, keyPrefix);
+
+  const faults: FaultWindow[] = nemesis.windows;
+  const verdict = combineVerdict(linearizability.verdict, watch, acknowledged, committedError);
+  const info: RunInfo = {
+    mode: 'real',
+    target: options.target,
+    workload: options.workload,
+    model,
+    seed: options.seed,
+    nodes: cluster.members.map((m) => m.name),
+    startedAt,
+    durationMs,
+    command: options.command,
+  };
+  const history: RunHistory = {
+    operations: recorded.operations,
+    faults,
+    ...(watches.length > 0 ? { watches } : {}),
+    ...(watchHistory !== undefined && watches.length > 0 ? { watchHistory } : {}),
+  };
+  const results: RunResults = {
+    verdict,
+    linearizability: {
+      model: linearizability.model,
+      verdict: linearizability.verdict,
+      partitions: linearizability.partitions,
+      elapsedMs: linearizability.elapsedMs,
+      operations: linearizability.operations,
+    },
+    ...(watch !== undefined
+      ? {
+          watch: {
+            ...watch,
+            streams: watches.length,
+            events: watches.reduce((sum, w) => sum + w.responses.reduce((n, r) => n + (r.kind === 'events' ? r.events.length : 0), 0), 0),
+          },
+        }
+      : {}),
+    stats: {
+      operations: recorded.operations.length,
+      ok: counts.ok,
+      fail: counts.fail,
+      info: counts.info,
+      faults: faults.length,
+      ...Object.fromEntries(['partition', 'kill', 'pause', 'delay'].map((k) => [`faults.${k}`, faults.filter((f) => f.kind === k).length])),
+      committedRevisions: watchHistory?.revisions.length ?? 0,
+      acknowledgedWritesChecked: acknowledged?.checked ?? 0,
+      acknowledgedWritesMissing: acknowledged?.missing ?? 0,
+      proxyConnections: cluster.proxies.stats.accepted,
+      proxyUnidentified: cluster.proxies.stats.unidentified,
+      proxyCuts: cluster.proxies.stats.cut,
+    },
+  };
+  return {
+    info,
+    history,
+    results,
+    linearizability,
+    ...(watch !== undefined ? { watch } : {}),
+    ...(acknowledged !== undefined ? { acknowledged } : {}),
+    ...(committedError !== undefined ? { committedError } : {}),
+    interrupted,
+  };
+}
+
+/** Any violation wins; then anything unchecked makes it unknown. */
+export function combineVerdict(
+  linearizability: RunVerdict,
+  watch: CheckResult | undefined,
+  acknowledged: AcknowledgedCheck | undefined,
+  committedError: string | undefined,
+): RunVerdict {
+  if (linearizability === 'violation' || watch?.ok === false || (acknowledged?.missing ?? 0) > 0) return 'violation';
+  if (linearizability === 'unknown' || committedError !== undefined) return 'unknown';
+  return 'ok';
+}
+

@@ -1,0 +1,30 @@
+/** jepsen-lite/report: a run's report folder (JSON + HTML) and the progress bar. The front door. */
+export type {
+  ReportLinearizability,
+  ReportPartition,
+  RunHistory,
+  RunInfo,
+  RunResults,
+  RunVerdict,
+  WatchResults,
+} from './types';
+export {
+  ReportFormatError,
+  bytesMarker,
+  decodeBytes,
+  deserializeWatchHistory,
+  deserializeWatchRecord,
+  encodeBytes,
+  historyFormat,
+  historyJson,
+  parseHistoryJson,
+  resultsFormat,
+  resultsJson,
+  serializeWatchHistory,
+  serializeWatchRecord,
+  type SerializedWatchHistory,
+  type SerializedWatchRecord,
+} from './json';
+export { blockedIds, escapeHtml, renderHtml, scriptJson, timelineOpsMax } from './html';
+export { ProgressBar, progressBarWidth, progressStepPercent, type ProgressCounts } from './progress';
+export { htmlFileName, historyFileName, resultsFileName, writeReport, type ReportPaths } from './write';

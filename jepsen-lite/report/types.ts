@@ -1,0 +1,48 @@
+/** What a report is made of: the run's description, its recorded history and the checkers' results. */
+import type { CheckResult, LinearizabilityResult, PartitionResult, Verdict, WatchHistory, WatchRecord } from '../check/index';
+import type { FaultWindow, ModelName, Operation } from '../history';
+
+/** The run's verdict: violation if any checker found one, else unknown if any ran out of budget, else ok. */
+export type RunVerdict = Verdict;
+
+export interface RunInfo {
+  readonly mode: 'sim' | 'real';
+  readonly target: 'dkv' | 'etcd';
+  readonly workload: string;
+  readonly model: ModelName;
+  /** The seed (sim mode: replays the run exactly). */
+  readonly seed?: number;
+  readonly nodes: readonly string[];
+  /** ISO 8601. */
+  readonly startedAt: string;
+  readonly durationMs: number;
+  /** The command that replays (sim) or reruns (real) this run. */
+  readonly command: string;
+}
+
+/** One independently checked part of the history (a key, or '' for the whole history). */
+export type ReportPartition = PartitionResult;
+export type ReportLinearizability = LinearizabilityResult;
+
+/** The watch checker's result and what it looked at. */
+export interface WatchResults extends CheckResult {
+  /** Watch streams checked. */
+  readonly streams: number;
+  /** Events delivered over all streams. */
+  readonly events: number;
+}
+
+export interface RunResults {
+  readonly verdict: RunVerdict;
+  readonly linearizability: ReportLinearizability;
+  readonly watch?: WatchResults;
+  readonly stats: Readonly<Record<string, number>>;
+}
+
+export interface RunHistory {
+  readonly operations: readonly Operation[];
+  readonly faults: readonly FaultWindow[];
+  readonly watches?: readonly WatchRecord[];
+  /** The store's committed history the watches were checked against, when recorded. */
+  readonly watchHistory?: WatchHistory;
+}

@@ -1,0 +1,167 @@
+/** `dkv jepsen sim`: seeds of the simulated cluster under faults, each history checked. */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { RunInfo, RunResults } from '../../report/index';
+import { writeReport } from '../../report/index';
+import { isWorkloadName, modelOf, workloadNames, type WorkloadName } from '../../workload/index';
+import { describePlan, simFaultKinds } from './faults';
+import { type JepsenSimOptions, type JepsenSimResult, jepsenClientsDefault, jepsenNodeCounts, recoveryMs, runJepsenSim } from './run';
+
+export const jepsenSimSeedsDefault = 10;
+export const jepsenSimTimeMsDefault = 10_000;
+export const jepsenSimTimeMsMax = 3_600_000;
+export const jepsenSimClientsMax = 64;
+export const jepsenSimOutDefault = 'jepsen-sim-failures';
+
+export const jepsenSimHelp = `Usage: dkv jepsen sim [options]
+
+Runs seeds of a simulated DKV cluster: the real Raft core and the real KV state machine (MVCC
+store, commands encoded as the server encodes them, real MVCC snapshots) on a simulated network,
+disk and clock, all driven by the seed. A nemesis injects faults (${simFaultKinds.join(', ')}) for
+--time simulated ms while ${jepsenClientsDefault} clients run the workload; then everything heals, the clients
+go on for ${recoveryMs} ms, the replicas must converge, and the history goes to the linearizability
+checker (and, for the watch workload, the watch streams to the watch checker). A seed replays
+exactly: a failing seed prints the command that replays it and writes its report folder.
+
+Options:
+  --seeds N              run N seeds (default ${jepsenSimSeedsDefault}; 1 with --seed)
+  --seed S               the first seed (default 0)
+  --workload W           ${workloadNames.join(' | ')} (default register)
+  --swarm                draw the fault kinds and rates from each seed
+  --nodes N              ${jepsenNodeCounts.join(' or ')} (default 3)
+  --time MS              simulated milliseconds of faults per seed (default ${jepsenSimTimeMsDefault})
+  --clients N            client processes (default ${jepsenClientsDefault})
+  --out DIR              where failing seeds' reports go (default ${jepsenSimOutDefault}/)
+  --unsafe-stale-reads   break the system on purpose: reads skip ReadIndex (the checker must object)
+  -h, --help             show this text
+`;
+
+class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+function whole(value: string | undefined, name: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got "${value}"`);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${value}`);
+  return n;
+}
+
+function parse(argv: string[]): { help: boolean; first: number; count: number; base: Omit<JepsenSimOptions, 'seed'>; out: string } {
+  let values;
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        seeds: { type: 'string' },
+        seed: { type: 'string' },
+        workload: { type: 'string' },
+        swarm: { type: 'boolean' },
+        nodes: { type: 'string' },
+        time: { type: 'string' },
+        clients: { type: 'string' },
+        out: { type: 'string' },
+        'unsafe-stale-reads': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const workload = values.workload ?? 'register';
+  if (!isWorkloadName(workload)) throw new UsageError(`--workload must be one of ${workloadNames.join(', ')}, got "${workload}"`);
+  const nodes = whole(values.nodes, 'nodes', 3, 3, 5);
+  if (!jepsenNodeCounts.includes(nodes)) throw new UsageError(`--nodes must be ${jepsenNodeCounts.join(' or ')}, got ${nodes}`);
+  const first = whole(values.seed, 'seed', 0, 0, 2 ** 31 - 1);
+  const count = whole(values.seeds, 'seeds', values.seed === undefined ? jepsenSimSeedsDefault : 1, 1, 100_000_000);
+  const clients = whole(values.clients, 'clients', jepsenClientsDefault, 1, jepsenSimClientsMax);
+  const base: Omit<JepsenSimOptions, 'seed'> = {
+    workload: workload as WorkloadName,
+    nodes,
+    durationMs: whole(values.time, 'time', jepsenSimTimeMsDefault, 0, jepsenSimTimeMsMax),
+    swarm: values.swarm === true,
+    ...(clients === jepsenClientsDefault ? {} : { clients }),
+    ...(values['unsafe-stale-reads'] === true ? { unsafe: { staleReads: true } } : {}),
+  };
+  return { help: values.help === true, first, count, base, out: values.out ?? jepsenSimOutDefault };
+}
+
+/** The one-line reason a seed failed. */
+export function describeOutcome(result: JepsenSimResult): string {
+  if (result.failure !== undefined) return result.failure;
+  const parts: string[] = [];
+  for (const p of result.linearizability.partitions) {
+    if (p.verdict !== 'ok') parts.push(`${p.key === '' ? 'history' : `key ${p.key}`}: ${p.message ?? p.verdict}`);
+  }
+  for (const v of result.watch?.violations ?? []) parts.push(v.message);
+  return parts[0] === undefined ? result.verdict : `${parts[0]}${parts.length > 1 ? ` (+${parts.length - 1} more)` : ''}`;
+}
+
+async function writeFailure(dir: string, result: JepsenSimResult): Promise<string> {
+  const o = result.options;
+  const info: RunInfo = {
+    mode: 'sim',
+    target: 'dkv',
+    workload: o.workload,
+    model: modelOf(o.workload),
+    seed: o.seed,
+    nodes: Array.from({ length: o.nodes }, (_, i) => `n${i + 1}`),
+    // Simulated time starts at the epoch: the run has no wall-clock start (it replays anywhere).
+    startedAt: new Date(0).toISOString(),
+    durationMs: result.stats.simulatedMs,
+    command: result.replayCommand,
+  };
+  const watchEvents = result.stats.watchEvents;
+  const results: RunResults = {
+    verdict: result.verdict,
+    linearizability: result.linearizability,
+    ...(result.watch === undefined ? {} : { watch: { ...result.watch, streams: result.stats.watchStreams, events: watchEvents } }),
+    stats: { ...result.stats },
+  };
+  const folder = join(dir, `seed-${o.seed}-${o.workload}`);
+  await writeReport(folder, info, { operations: result.operations, faults: result.faults, watches: result.watches, watchHistory: result.watchHistory }, results);
+  return folder;
+}
+
+export async function jepsenSimCommand(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parse(argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`dkv: ${error.message}\n\n${jepsenSimHelp}`);
+    return 2;
+  }
+  if (parsed.help) {
+    process.stdout.write(jepsenSimHelp);
+    return 0;
+  }
+  const { first, count, base, out } = parsed;
+  process.stdout.write(
+    `dkv jepsen sim: ${count} seed${count === 1 ? '' : 's'} from ${first}, workload ${base.workload}, ${base.nodes} nodes, ` +
+      `${base.durationMs} ms of faults${base.swarm ? ' (swarm)' : ''}${base.unsafe?.staleReads === true ? ', UNSAFE stale reads' : ''}\n`,
+  );
+  const began = performance.now();
+  let operations = 0;
+  let violations = 0;
+  let unknowns = 0;
+  for (let seed = first; seed < first + count; seed++) {
+    const result = await runJepsenSim({ ...base, seed });
+    operations += result.operations.length;
+    if (count === 1) process.stdout.write(`  ${describePlan(result.plan)}\n  ${result.faults.length} fault windows; trace hash ${result.stats.traceHash.toString(16).padStart(8, '0')}\n`);
+    if (result.verdict === 'ok') continue;
+    if (result.verdict === 'violation') violations++;
+    else unknowns++;
+    const folder = await writeFailure(out, result);
+    process.stdout.write(`seed ${seed}: ${result.verdict.toUpperCase()}: ${describeOutcome(result)}\n  replay: ${result.replayCommand}\n  report: ${folder}\n`);
+  }
+  const seconds = (performance.now() - began) / 1000;
+  process.stdout.write(
+    `${count} seeds, ${operations} operations, ${violations} violation${violations === 1 ? '' : 's'}, ${unknowns} unknown, ` +
+      `${(count / Math.max(seconds, 1e-9)).toFixed(2)} seeds/s\n`,
+  );
+  return violations > 0 ? 1 : 0;
+}

@@ -1,0 +1,317 @@
+/**
+ * The sim-mode nemesis: fault windows drawn from the seed, in three independent lanes so faults
+ * of different sorts overlap —
+ *
+ * - network:  partitions (majority | minority), bridge, ring, isolating the leader;
+ * - process:  crash then restart (unsynced writes are lost), pause then resume;
+ * - link:     message loss, long delays, duplication, reordering (wide random delays).
+ *
+ * Each lane waits a drawn gap, opens a window of a drawn kind and length, closes it, and so on
+ * until the fault phase ends; every window is recorded as a FaultWindow. `--swarm` draws, per
+ * seed, which kinds are on and the lanes' rates (swarm testing: a seed that leaves a fault out
+ * reaches states the full mix hides).
+ */
+import { SeededPrng } from '../../../raft/index';
+import type { FaultWindow } from '../../history';
+import type { SimCluster } from '../cluster';
+import { type NetworkParams, QUIET_NETWORK } from '../network';
+
+export const networkFaultKinds = ['partition', 'bridge', 'ring', 'isolate-leader'] as const;
+export const processFaultKinds = ['crash', 'pause'] as const;
+export const linkFaultKinds = ['drop', 'delay', 'duplicate', 'reorder'] as const;
+export type NetworkFaultKind = (typeof networkFaultKinds)[number];
+export type ProcessFaultKind = (typeof processFaultKinds)[number];
+export type LinkFaultKind = (typeof linkFaultKinds)[number];
+export type SimFaultKind = NetworkFaultKind | ProcessFaultKind | LinkFaultKind;
+export const simFaultKinds: readonly SimFaultKind[] = [...networkFaultKinds, ...processFaultKinds, ...linkFaultKinds];
+
+export interface LaneParams {
+  /** Quiet time between two windows of the lane, uniform in [min, max] simulated ms. */
+  readonly gapMsMin: number;
+  readonly gapMsMax: number;
+  /** A window's length, uniform in [min, max]. */
+  readonly windowMsMin: number;
+  readonly windowMsMax: number;
+}
+
+export interface FaultPlan {
+  /** The kinds this run may inject (a lane with none stays quiet). */
+  readonly kinds: readonly SimFaultKind[];
+  readonly network: LaneParams;
+  readonly process: LaneParams;
+  readonly link: LaneParams;
+  /** Link faults' strength. */
+  readonly dropRate: number;
+  readonly duplicateRate: number;
+  readonly delayMaxMs: number;
+  readonly reorderDelayMaxMs: number;
+  /** Percent of process faults aimed at the current leader (the rest at a random node). */
+  readonly leaderTargetPercent: number;
+}
+
+/** The plan without --swarm: every kind, moderate rates. */
+export const DEFAULT_FAULT_PLAN: FaultPlan = Object.freeze({
+  kinds: simFaultKinds,
+  network: { gapMsMin: 300, gapMsMax: 1500, windowMsMin: 500, windowMsMax: 3000 },
+  process: { gapMsMin: 500, gapMsMax: 2500, windowMsMin: 300, windowMsMax: 2500 },
+  link: { gapMsMin: 300, gapMsMax: 2000, windowMsMin: 300, windowMsMax: 2000 },
+  dropRate: 0.1,
+  duplicateRate: 0.1,
+  delayMaxMs: 150,
+  reorderDelayMaxMs: 40,
+  leaderTargetPercent: 50,
+});
+
+/** Swarm draws: the choices each parameter is drawn from. */
+const swarmGapsMs = [[100, 600], [300, 1500], [1000, 4000]] as const;
+const swarmWindowsMs = [[100, 800], [500, 3000], [2000, 6000]] as const;
+const swarmDropRates = [0.02, 0.1, 0.3] as const;
+const swarmDuplicateRates = [0.02, 0.1, 0.3] as const;
+const swarmDelaysMaxMs = [50, 150, 400] as const;
+const swarmReorderDelaysMaxMs = [10, 40, 100] as const;
+const swarmLeaderTargetPercents = [0, 50, 100] as const;
+/** Percent chance each kind is on in a swarm seed (at least one always is). */
+const swarmKindOnPercent = 50;
+
+function pickFrom<T>(random: SeededPrng, choices: readonly T[]): T {
+  return choices[random.nextInt(choices.length)]!;
+}
+
+function swarmLane(random: SeededPrng): LaneParams {
+  const [gapMsMin, gapMsMax] = pickFrom(random, swarmGapsMs);
+  const [windowMsMin, windowMsMax] = pickFrom(random, swarmWindowsMs);
+  return { gapMsMin, gapMsMax, windowMsMin, windowMsMax };
+}
+
+/** The fault plan of a seed: the default, or with `swarm` one drawn from the seed. */
+export function faultPlanFor(seed: number, swarm: boolean): FaultPlan {
+  if (!swarm) return DEFAULT_FAULT_PLAN;
+  const random = new SeededPrng(seed ^ 0x5a4d);
+  let kinds = simFaultKinds.filter(() => random.nextInt(100) < swarmKindOnPercent);
+  if (kinds.length === 0) kinds = [pickFrom(random, simFaultKinds)];
+  return {
+    kinds,
+    network: swarmLane(random),
+    process: swarmLane(random),
+    link: swarmLane(random),
+    dropRate: pickFrom(random, swarmDropRates),
+    duplicateRate: pickFrom(random, swarmDuplicateRates),
+    delayMaxMs: pickFrom(random, swarmDelaysMaxMs),
+    reorderDelayMaxMs: pickFrom(random, swarmReorderDelaysMaxMs),
+    leaderTargetPercent: pickFrom(random, swarmLeaderTargetPercents),
+  };
+}
+
+export function describePlan(plan: FaultPlan): string {
+  const lane = (l: LaneParams): string => `gap ${l.gapMsMin}-${l.gapMsMax} ms, window ${l.windowMsMin}-${l.windowMsMax} ms`;
+  return (
+    `faults ${plan.kinds.join(',')}; network ${lane(plan.network)}; process ${lane(plan.process)}; link ${lane(plan.link)}; ` +
+    `drop ${plan.dropRate}, duplicate ${plan.duplicateRate}, delay ≤${plan.delayMaxMs} ms, reorder ≤${plan.reorderDelayMaxMs} ms, ` +
+    `${plan.leaderTargetPercent}% at the leader`
+  );
+}
+
+/** What the nemesis needs from the run beyond the cluster (clients hear of crashes). */
+export interface NemesisHooks {
+  crash(node: number): void;
+  restart(node: number): void;
+}
+
+interface OpenWindow {
+  readonly kind: SimFaultKind;
+  readonly start: number;
+  readonly description: string;
+  readonly undo: () => void;
+}
+
+const name = (id: number): string => `n${id}`;
+
+/** Injects a plan's faults into a cluster during [0, until) and records their windows. */
+export class Nemesis {
+  readonly windows: FaultWindow[] = [];
+  private readonly open = new Map<'network' | 'process' | 'link', OpenWindow>();
+  private over = false;
+
+  constructor(
+    private readonly cluster: SimCluster,
+    private readonly plan: FaultPlan,
+    private readonly random: SeededPrng,
+    private readonly hooks: NemesisHooks,
+  ) {}
+
+  /** Schedules the lanes; faults start only before `untilMs`. */
+  start(untilMs: number): void {
+    this.lane('network', this.plan.network, networkFaultKinds, untilMs);
+    this.lane('process', this.plan.process, processFaultKinds, untilMs);
+    this.lane('link', this.plan.link, linkFaultKinds, untilMs);
+  }
+
+  private lane<K extends SimFaultKind>(lane: 'network' | 'process' | 'link', params: LaneParams, all: readonly K[], untilMs: number): void {
+    const kinds = all.filter((k) => this.plan.kinds.includes(k));
+    if (kinds.length === 0) return;
+    const c = this.cluster;
+    const between = (min: number, max: number): number => min + this.random.nextInt(max - min + 1);
+    const next = (): void => {
+      if (this.over || c.now >= untilMs) return;
+      const kind = pickFrom(this.random, kinds);
+      const window = this.inject(kind);
+      if (window === undefined) {
+        c.at(between(params.gapMsMin, params.gapMsMax), `nemesis ${lane}`, next);
+        return;
+      }
+      this.open.set(lane, window);
+      c.at(between(params.windowMsMin, params.windowMsMax), `nemesis ${lane} end`, () => {
+        if (this.open.get(lane) !== window) return;
+        this.close(lane);
+        c.at(between(params.gapMsMin, params.gapMsMax), `nemesis ${lane}`, next);
+      });
+    };
+    c.at(between(params.gapMsMin, params.gapMsMax), `nemesis ${lane}`, next);
+  }
+
+  private close(lane: 'network' | 'process' | 'link'): void {
+    const window = this.open.get(lane);
+    if (window === undefined) return;
+    this.open.delete(lane);
+    window.undo();
+    this.windows.push({ kind: window.kind, start: window.start, end: this.cluster.now, description: window.description });
+  }
+
+  /** Ends every open window and heals everything: network, links, crashed and paused nodes. */
+  healAll(): void {
+    this.over = true;
+    for (const lane of ['network', 'process', 'link'] as const) this.close(lane);
+    const c = this.cluster;
+    c.network.heal();
+    c.network.params = QUIET_NETWORK;
+    for (const node of c.nodes.values()) {
+      if (node.paused) c.resume(node.id);
+      if (node.status === 'down') this.hooks.restart(node.id);
+    }
+    this.windows.sort((a, b) => a.start - b.start || a.kind.localeCompare(b.kind));
+  }
+
+  private ids(): number[] {
+    return [...this.cluster.nodes.keys()].sort((a, b) => a - b);
+  }
+
+  private shuffled(): number[] {
+    const ids = this.ids();
+    for (let i = ids.length - 1; i > 0; i--) {
+      const j = this.random.nextInt(i + 1);
+      [ids[i], ids[j]] = [ids[j]!, ids[i]!];
+    }
+    return ids;
+  }
+
+  private window(kind: SimFaultKind, description: string, undo: () => void): OpenWindow {
+    this.cluster.record(`fault ${kind}: ${description}`);
+    return { kind, start: this.cluster.now, description, undo };
+  }
+
+  private inject(kind: SimFaultKind): OpenWindow | undefined {
+    switch (kind) {
+      case 'partition':
+      case 'bridge':
+      case 'ring':
+      case 'isolate-leader':
+        return this.injectNetwork(kind);
+      case 'crash':
+      case 'pause':
+        return this.injectProcess(kind);
+      case 'drop':
+      case 'delay':
+      case 'duplicate':
+      case 'reorder':
+        return this.injectLink(kind);
+    }
+  }
+
+  private injectNetwork(kind: NetworkFaultKind): OpenWindow {
+    const net = this.cluster.network;
+    const heal = (): void => net.heal();
+    const ids = this.shuffled();
+    switch (kind) {
+      case 'partition': {
+        const minority = ids.slice(0, Math.floor((ids.length - 1) / 2));
+        const majority = ids.slice(minority.length);
+        net.partition([minority, majority]);
+        return this.window(kind, `${minority.map(name).join(' ')} | ${majority.map(name).join(' ')}`, heal);
+      }
+      case 'bridge': {
+        // Two halves that cannot talk, both still reaching the bridge node.
+        const [bridge, ...others] = ids;
+        const half = Math.floor(others.length / 2);
+        const left = others.slice(0, half);
+        const right = others.slice(half);
+        net.partition([left, right]);
+        return this.window(kind, `${left.map(name).join(' ')} | ${right.map(name).join(' ')} bridged by ${name(bridge!)}`, heal);
+      }
+      case 'ring': {
+        // Each node reaches only its two neighbours in a random ring.
+        for (let i = 0; i < ids.length; i++) {
+          for (let j = 0; j < ids.length; j++) {
+            const distance = Math.min(Math.abs(i - j), ids.length - Math.abs(i - j));
+            if (distance > 1) net.cutLink(ids[i]!, ids[j]!);
+          }
+        }
+        return this.window(kind, `ring ${ids.map(name).join('-')}-${name(ids[0]!)}`, heal);
+      }
+      case 'isolate-leader': {
+        const leader = this.cluster.leader()?.id ?? ids[0]!;
+        net.partition([[leader], this.ids().filter((id) => id !== leader)]);
+        return this.window(kind, `${name(leader)} (leader) | rest`, heal);
+      }
+    }
+  }
+
+  private processVictim(): number | undefined {
+    const c = this.cluster;
+    const leader = c.leader();
+    if (leader !== undefined && !leader.paused && this.random.nextInt(100) < this.plan.leaderTargetPercent) return leader.id;
+    const up = c.upNodes().filter((n) => !n.paused).map((n) => n.id);
+    return up.length === 0 ? undefined : pickFrom(this.random, up);
+  }
+
+  private injectProcess(kind: ProcessFaultKind): OpenWindow | undefined {
+    const victim = this.processVictim();
+    if (victim === undefined) return undefined;
+    const c = this.cluster;
+    if (kind === 'crash') {
+      this.hooks.crash(victim);
+      return this.window(kind, `kill ${name(victim)}, restart at the end`, () => this.hooks.restart(victim));
+    }
+    c.pause(victim);
+    return this.window(kind, `SIGSTOP ${name(victim)}`, () => c.resume(victim));
+  }
+
+  private injectLink(kind: LinkFaultKind): OpenWindow {
+    const p = this.plan;
+    const base = QUIET_NETWORK;
+    let params: NetworkParams;
+    let description: string;
+    switch (kind) {
+      case 'drop':
+        params = { ...base, dropRate: p.dropRate };
+        description = `drop ${p.dropRate * 100}% of messages`;
+        break;
+      case 'delay':
+        params = { ...base, delayMinMs: Math.floor(p.delayMaxMs / 2), delayMaxMs: p.delayMaxMs };
+        description = `delay messages ${Math.floor(p.delayMaxMs / 2)}-${p.delayMaxMs} ms`;
+        break;
+      case 'duplicate':
+        params = { ...base, duplicateRate: p.duplicateRate };
+        description = `duplicate ${p.duplicateRate * 100}% of messages`;
+        break;
+      case 'reorder':
+        params = { ...base, delayMinMs: 0, delayMaxMs: p.reorderDelayMaxMs };
+        description = `reorder messages (delay 0-${p.reorderDelayMaxMs} ms)`;
+        break;
+    }
+    const c = this.cluster;
+    c.network.params = params;
+    return this.window(kind, description, () => {
+      c.network.params = base;
+    });
+  }
+}

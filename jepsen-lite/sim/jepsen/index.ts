@@ -1,0 +1,30 @@
+/** `dkv jepsen sim`: the simulated cluster with the real KV state machine, clients, nemesis and checkers. */
+export {
+  runJepsenSim,
+  replayCommand,
+  jepsenClientsDefault,
+  jepsenWatchersDefault,
+  jepsenNodeCounts,
+  jepsenKeyPrefix,
+  recoveryMs,
+  setupMsMax,
+  convergenceMsMax,
+  type JepsenSimOptions,
+  type JepsenSimResult,
+  type JepsenSimStats,
+  type JepsenVerdict,
+} from './run';
+export {
+  Nemesis,
+  faultPlanFor,
+  describePlan,
+  DEFAULT_FAULT_PLAN,
+  simFaultKinds,
+  type FaultPlan,
+  type LaneParams,
+  type SimFaultKind,
+} from './faults';
+export { SimKvApplication, joinSnapshotFrames, splitSnapshotFrames, type KvAppObserver } from './kv-app';
+export { clientTimeoutMs, clientLinkDelayMsMin, clientLinkDelayMsMax, clientThinkMsMax, clientBackoffMs } from './clients';
+export { watchHistoryOf, toWatchEvent, watchMoveMsMin, watchMoveMsMax } from './watchers';
+export { jepsenSimCommand, jepsenSimHelp, describeOutcome } from './command';

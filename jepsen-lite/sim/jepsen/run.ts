@@ -1,0 +1,271 @@
+/**
+ * One `dkv jepsen sim` run: a simulated cluster of real Raft cores and real KV state machines
+ * (MVCC store, commands encoded as the server encodes them), a nemesis drawn from the seed,
+ * concurrent clients recording a history, and the checkers over it. Everything — network, disk,
+ * clocks, faults, the clients' choices — comes from the one seed, so a seed replays exactly.
+ *
+ * Phases: faults for `durationMs` (simulated); then everything heals and the clients go on for
+ * `recoveryMs`, so the history ends on a healthy cluster; then the clients stop, outstanding
+ * operations are answered or time out, and the replicas must converge (same applied index,
+ * same HashKV). A Raft safety violation (the simulator's own checks) also fails the run.
+ */
+import { RaftAssertionError, SeededPrng } from '../../../raft/index';
+import { type CheckResult, type LinearizabilityResult, type WatchHistory, type WatchRecord, checkLinearizability, checkWatches } from '../../check/index';
+import type { FaultWindow, Operation } from '../../history';
+import { Generator, type WorkloadName, modelOf } from '../../workload/index';
+import { SIM_DEFAULTS, SimCluster } from '../cluster';
+import { QUIET_NETWORK } from '../network';
+import { SafetyViolation } from '../safety';
+import { SimClients, clientLinkDelayMsMax, clientTimeoutMs } from './clients';
+import { type FaultPlan, Nemesis, faultPlanFor } from './faults';
+import { SimKvApplication } from './kv-app';
+import { SimWatchers, watchHistoryOf } from './watchers';
+
+export type JepsenVerdict = 'ok' | 'violation' | 'unknown';
+
+export interface JepsenSimOptions {
+  readonly seed: number;
+  readonly workload: WorkloadName;
+  /** 3 or 5. */
+  readonly nodes: number;
+  /** Simulated milliseconds of faults (the run lasts longer: recovery and drain follow). */
+  readonly durationMs: number;
+  /** Draw the fault kinds and rates from the seed. */
+  readonly swarm: boolean;
+  /** Client processes issuing operations (default `jepsenClientsDefault`). */
+  readonly clients?: number;
+  /** Test-only switches that break the system on purpose. */
+  readonly unsafe?: { readonly staleReads?: boolean };
+  /** Wall-clock budget of the linearizability search (default the checker's). */
+  readonly checkBudgetMs?: number;
+}
+
+export interface JepsenSimStats {
+  readonly simulatedMs: number;
+  readonly events: number;
+  readonly ok: number;
+  readonly fail: number;
+  readonly info: number;
+  readonly crashes: number;
+  readonly leadersElected: number;
+  readonly snapshotsSent: number;
+  readonly watchStreams: number;
+  readonly watchEvents: number;
+  /** A digest of every simulated event: equal for equal runs. */
+  readonly traceHash: number;
+}
+
+export interface JepsenSimResult {
+  readonly options: JepsenSimOptions;
+  readonly plan: FaultPlan;
+  readonly operations: readonly Operation[];
+  readonly faults: readonly FaultWindow[];
+  readonly watches?: readonly WatchRecord[];
+  readonly watchHistory?: WatchHistory;
+  readonly linearizability: LinearizabilityResult;
+  readonly watch?: CheckResult;
+  /** A failure found by the simulator itself (Raft safety, replicas diverging or not recovering). */
+  readonly failure?: string;
+  readonly verdict: JepsenVerdict;
+  readonly replayCommand: string;
+  readonly stats: JepsenSimStats;
+}
+
+export const jepsenClientsDefault = 5;
+/** Watch streams in the watch workload (besides the writing clients). */
+export const jepsenWatchersDefault = 2;
+export const jepsenNodeCounts: readonly number[] = [3, 5];
+/** Before the clients start, the cluster gets this long (simulated ms) to elect a leader. */
+export const setupMsMax = 10_000;
+const setupStepMs = 10;
+/** After healing, clients go on this long (simulated ms) so the history ends healthy. */
+export const recoveryMs = 2000;
+/** After the clients stop: every operation is answered or has timed out within this. */
+const drainMs = clientTimeoutMs + 2 * clientLinkDelayMsMax + 1;
+/** Once healed, the replicas must reach the same applied index within this (simulated ms). */
+export const convergenceMsMax = 10_000;
+const convergenceStepMs = 50;
+/** Keys of the run live under this prefix. */
+export const jepsenKeyPrefix = 'jepsen/';
+
+const tickIntervalMs = 100;
+const electionTicks = 10;
+/** Small, so snapshots (real MVCC snapshots) are taken, sent and restored often. */
+const snapshotEveryEntries = 40;
+const snapshotKeepEntries = 5;
+const diskLatencyMsMax = 5;
+const clockDrift = 0.02;
+
+export function replayCommand(options: JepsenSimOptions): string {
+  const parts = ['dkv jepsen sim', `--seed ${options.seed}`, `--workload ${options.workload}`, `--nodes ${options.nodes}`, `--time ${options.durationMs}`];
+  if (options.swarm) parts.push('--swarm');
+  if (options.clients !== undefined && options.clients !== jepsenClientsDefault) parts.push(`--clients ${options.clients}`);
+  if (options.unsafe?.staleReads === true) parts.push('--unsafe-stale-reads');
+  return parts.join(' ');
+}
+
+function validate(options: JepsenSimOptions): void {
+  if (!Number.isSafeInteger(options.seed) || options.seed < 0) throw new TypeError(`seed must be a non-negative safe integer, got ${options.seed}`);
+  if (!jepsenNodeCounts.includes(options.nodes)) throw new TypeError(`nodes must be 3 or 5, got ${options.nodes}`);
+  if (!Number.isSafeInteger(options.durationMs) || options.durationMs < 0) throw new TypeError(`durationMs must be a non-negative integer, got ${options.durationMs}`);
+  const clients = options.clients ?? jepsenClientsDefault;
+  if (!Number.isSafeInteger(clients) || clients < 1) throw new TypeError(`clients must be a positive integer, got ${clients}`);
+}
+
+export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSimResult> {
+  validate(options);
+  const plan = faultPlanFor(options.seed, options.swarm);
+  const master = new SeededPrng(options.seed);
+  const generatorRandom = master.fork();
+  const clientRandom = master.fork();
+  const nemesisRandom = master.fork();
+  const watchRandom = master.fork();
+  const clientCount = options.clients ?? jepsenClientsDefault;
+
+  // The applications report to the clients and watchers, which need the cluster: bound late.
+  let clients: SimClients | undefined;
+  let watchers: SimWatchers | undefined;
+  const applications = new Map<number, SimKvApplication>();
+  const nodeIds = Array.from({ length: options.nodes }, (_, i) => i + 1);
+  const cluster = new SimCluster({
+    ...SIM_DEFAULTS,
+    seed: options.seed,
+    nodeIds,
+    network: QUIET_NETWORK,
+    diskLatencyMinMs: 1,
+    diskLatencyMaxMs: diskLatencyMsMax,
+    tickIntervalMs,
+    clockDrift,
+    raft: { electionTicks, heartbeatTicks: 1, preVote: true, checkQuorum: true, readOnlyOption: 'safe' },
+    snapshotEveryEntries,
+    snapshotKeepEntries,
+    checkSafety: true,
+    traceEvents: false,
+    neverDuplicate: ['MsgProp'],
+    application: (id) => {
+      const app = new SimKvApplication(id, {
+        applied: (node, applied, entry) => {
+          clients?.applied(node, applied, entry);
+          watchers?.applied(node, applied);
+        },
+        replaced: (node) => {
+          watchers?.replaced(node);
+          clients?.releaseReads(node);
+        },
+      });
+      applications.set(id, app);
+      return app;
+    },
+  });
+  const generator = new Generator(options.workload, () => generatorRandom.nextFloat(), { keyPrefix: jepsenKeyPrefix });
+  clients = new SimClients({
+    cluster,
+    applications,
+    generator,
+    random: clientRandom,
+    processes: Array.from({ length: clientCount }, (_, i) => i),
+    processStride: clientCount,
+    keyPrefix: jepsenKeyPrefix,
+    staleReads: options.unsafe?.staleReads === true,
+  });
+  if (options.workload === 'watch') watchers = new SimWatchers(cluster, applications, watchRandom, jepsenWatchersDefault, jepsenKeyPrefix);
+  const nemesis = new Nemesis(cluster, plan, nemesisRandom, {
+    crash: (node) => {
+      cluster.crash(node);
+      clients?.crashed(node);
+      watchers?.crashed(node);
+    },
+    restart: (node) => cluster.restart(node),
+  });
+
+  let failure: string | undefined;
+  try {
+    // Set-up, as Jepsen does it: the history starts once the cluster has a leader.
+    for (let waited = 0; cluster.leader() === undefined && waited < setupMsMax; waited += setupStepMs) {
+      await cluster.runUntilAsync(cluster.now + setupStepMs);
+    }
+    const faultsEnd = cluster.now + options.durationMs;
+    nemesis.start(faultsEnd);
+    clients.start();
+    watchers?.start();
+    await cluster.runUntilAsync(faultsEnd);
+    nemesis.healAll();
+    clients.issueUntil = cluster.now + recoveryMs;
+    await cluster.runUntilAsync(clients.issueUntil);
+    await cluster.runUntilAsync(cluster.now + drainMs);
+    failure = await converge(cluster, applications);
+  } catch (error) {
+    if (!(error instanceof SafetyViolation || error instanceof RaftAssertionError)) throw error;
+    failure = `${error.message} (at ${cluster.now} simulated ms)`;
+    nemesis.healAll();
+  }
+
+  const operations = clients.history();
+  const watches = watchers?.finish();
+  const head = mostAdvanced(applications);
+  const watchHistory = watches === undefined || head === undefined ? undefined : watchHistoryOf(head.mvcc);
+  const linearizability = checkLinearizability(
+    modelOf(options.workload),
+    operations,
+    options.checkBudgetMs === undefined ? {} : { timeBudgetMs: options.checkBudgetMs },
+  );
+  const watch = watches === undefined || watchHistory === undefined ? undefined : checkWatches(watchHistory, watches);
+  const verdict: JepsenVerdict =
+    failure !== undefined || linearizability.verdict === 'violation' || watch?.ok === false ? 'violation' : linearizability.verdict === 'unknown' ? 'unknown' : 'ok';
+  const count = (status: string): number => operations.filter((op) => op.status === status).length;
+  return {
+    options,
+    plan,
+    operations,
+    faults: nemesis.windows,
+    ...(watches === undefined ? {} : { watches, watchHistory }),
+    linearizability,
+    ...(watch === undefined ? {} : { watch }),
+    ...(failure === undefined ? {} : { failure }),
+    verdict,
+    replayCommand: replayCommand(options),
+    stats: {
+      simulatedMs: cluster.now,
+      events: cluster.stats.events,
+      ok: count('ok'),
+      fail: count('fail'),
+      info: count('info'),
+      crashes: cluster.stats.crashes,
+      leadersElected: cluster.checker?.leadersElected ?? 0,
+      snapshotsSent: cluster.stats.snapshotsSent,
+      watchStreams: watches?.length ?? 0,
+      watchEvents: (watches ?? []).reduce((n, w) => n + w.responses.reduce((m, r) => m + (r.kind === 'events' ? r.events.length : 0), 0), 0),
+      traceHash: cluster.traceHash,
+    },
+  };
+}
+
+function mostAdvanced(applications: ReadonlyMap<number, SimKvApplication>): SimKvApplication['machine'] {
+  let best: SimKvApplication['machine'];
+  for (const app of applications.values()) {
+    const machine = app.machine;
+    if (machine !== undefined && (best === undefined || machine.appliedIndex > best.appliedIndex)) best = machine;
+  }
+  return best;
+}
+
+/**
+ * After healing, every replica must apply the same prefix and hold the same state (HashKV).
+ * Returns what went wrong, if anything.
+ */
+async function converge(cluster: SimCluster, applications: ReadonlyMap<number, SimKvApplication>): Promise<string | undefined> {
+  const deadline = cluster.now + convergenceMsMax;
+  const lagging = (): string | undefined => {
+    const committed = Math.max(...[...cluster.nodes.values()].map((n) => n.raw?.raft.log.committed ?? 0));
+    const behind = [...applications.values()].filter((app) => app.appliedIndex < committed);
+    return behind.length === 0 ? undefined : `${behind.map((a) => `n${a.nodeId} applied ${a.appliedIndex}`).join(', ')} < committed ${committed}`;
+  };
+  while (lagging() !== undefined && cluster.now < deadline) await cluster.runUntilAsync(cluster.now + convergenceStepMs);
+  const behind = lagging();
+  if (behind !== undefined) return `replicas did not converge within ${convergenceMsMax} ms after healing: ${behind}`;
+  const hashes = [...applications.values()].map((app) => ({ node: app.nodeId, hash: app.machine!.mvcc.hashKV().hash, index: app.appliedIndex }));
+  const first = hashes[0]!;
+  const differing = hashes.filter((h) => h.index === first.index && h.hash !== first.hash);
+  if (differing.length > 0) return `replicas diverged: HashKV ${hashes.map((h) => `n${h.node}=${h.hash}@${h.index}`).join(' ')}`;
+  return undefined;
+}

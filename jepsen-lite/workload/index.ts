@@ -1,0 +1,47 @@
+/** jepsen-lite/workload: generators and the etcd request/response mapping. The front door. */
+export {
+  Generator,
+  isWorkloadName,
+  kvMix,
+  modelOf,
+  registerMix,
+  txnSecondKeyPercent,
+  watchMix,
+  workloadDefaults,
+  workloadKeysDefault,
+  workloadKeysMax,
+  workloadKeysMin,
+  workloadNames,
+  type WorkloadInput,
+  type WorkloadName,
+  type WorkloadOptions,
+  type WorkloadOutput,
+} from './generator';
+export {
+  ResponseShapeError,
+  compareResultEqual,
+  compareTarget,
+  etcdKey,
+  fromEtcdResponse,
+  isReadOnly,
+  prefixRange,
+  toEtcdCall,
+  type EtcdCall,
+  type EtcdMethod,
+  type EtcdResponse,
+  type WireKeyValueIn,
+  type WireResponseOpIn,
+} from './etcd';
+export { EtcdCallError, classifyError, definiteMessages, describeError, errorParts, grpcCode } from './errors';
+export {
+  applyCall,
+  clientErrorOf,
+  encodeRequest,
+  isWriteCall,
+  readResponse,
+  writeCommand,
+  writeResponse,
+  type HeaderFields,
+  type RangeCall,
+  type WriteCall,
+} from './apply';

@@ -1,0 +1,203 @@
+/**
+ * `dkv jepsen sim`: a seed replays exactly, the test-only fault switch (reads without ReadIndex)
+ * is caught by the checker, and the building blocks (pause, MVCC snapshots through Raft
+ * snapshots, the fault plan) do what they say.
+ */
+import { describe, expect, it } from 'vitest';
+import { SIM_DEFAULTS, SimCluster } from '../../jepsen-lite/sim/cluster';
+import {
+  DEFAULT_FAULT_PLAN,
+  SimKvApplication,
+  faultPlanFor,
+  joinSnapshotFrames,
+  runJepsenSim,
+  simFaultKinds,
+  splitSnapshotFrames,
+} from '../../jepsen-lite/sim/jepsen/index';
+import { jepsenSimCommand } from '../../jepsen-lite/sim/jepsen/command';
+import { CommandKind, encodeCommand } from '../../src/engines/kv/command';
+import { etcdType } from '../../src/etcd-proto';
+
+describe('jepsen sim determinism', () => {
+  it('the same seed gives the same history, faults and trace', async () => {
+    for (const workload of ['register', 'watch'] as const) {
+      const options = { seed: 77, workload, nodes: 3, durationMs: 1500, swarm: true };
+      const first = await runJepsenSim(options);
+      const second = await runJepsenSim(options);
+      expect(first.operations.length).toBeGreaterThan(50);
+      expect(second.operations).toEqual(first.operations);
+      expect(second.faults).toEqual(first.faults);
+      expect(second.watches).toEqual(first.watches);
+      expect(second.stats).toEqual(first.stats);
+      expect(second.replayCommand).toBe(first.replayCommand);
+    }
+  });
+
+  it('a different seed gives a different history', async () => {
+    const a = await runJepsenSim({ seed: 1, workload: 'register', nodes: 3, durationMs: 1000, swarm: false });
+    const b = await runJepsenSim({ seed: 2, workload: 'register', nodes: 3, durationMs: 1000, swarm: false });
+    expect(b.stats.traceHash).not.toBe(a.stats.traceHash);
+  });
+
+  it('the replay command names every option that shapes the run', async () => {
+    const r = await runJepsenSim({ seed: 5, workload: 'kv', nodes: 5, durationMs: 300, swarm: true, unsafe: { staleReads: true } });
+    expect(r.replayCommand).toBe('dkv jepsen sim --seed 5 --workload kv --nodes 5 --time 300 --swarm --unsafe-stale-reads');
+  });
+});
+
+describe('the harness can fail', () => {
+  it('reads served without ReadIndex (unsafe.staleReads) are caught as not linearizable', async () => {
+    const verdicts: string[] = [];
+    for (let seed = 0; seed < 6; seed++) {
+      const r = await runJepsenSim({ seed, workload: 'register', nodes: 3, durationMs: 2500, swarm: false, unsafe: { staleReads: true } });
+      verdicts.push(r.verdict);
+      if (r.verdict === 'violation') {
+        // The violation is the checker's (a stale read), not the simulator's own checks.
+        expect(r.failure).toBeUndefined();
+        expect(r.linearizability.verdict).toBe('violation');
+        expect(r.linearizability.partitions.some((p) => p.verdict === 'violation' && (p.blocked ?? []).length > 0)).toBe(true);
+      }
+    }
+    expect(verdicts.filter((v) => v === 'violation').length).toBeGreaterThan(0);
+  });
+
+  it('the same seeds pass with ReadIndex', async () => {
+    for (let seed = 0; seed < 3; seed++) {
+      const r = await runJepsenSim({ seed, workload: 'register', nodes: 3, durationMs: 2500, swarm: false });
+      expect(r.verdict).toBe('ok');
+    }
+  });
+});
+
+describe('fault plans', () => {
+  it('without --swarm every fault kind is on; with it the plan is drawn from the seed', () => {
+    expect(faultPlanFor(3, false)).toBe(DEFAULT_FAULT_PLAN);
+    expect(DEFAULT_FAULT_PLAN.kinds).toEqual(simFaultKinds);
+    const plans = Array.from({ length: 40 }, (_, seed) => faultPlanFor(seed, true));
+    expect(faultPlanFor(7, true)).toEqual(faultPlanFor(7, true));
+    for (const plan of plans) expect(plan.kinds.length).toBeGreaterThan(0);
+    expect(new Set(plans.map((p) => p.kinds.join(','))).size).toBeGreaterThan(10);
+    // Over many seeds every kind is drawn at least once.
+    for (const kind of simFaultKinds) expect(plans.some((p) => p.kinds.includes(kind))).toBe(true);
+  });
+
+  it('a run records fault windows of several kinds within the fault phase', async () => {
+    const r = await runJepsenSim({ seed: 11, workload: 'register', nodes: 5, durationMs: 8000, swarm: false });
+    const kinds = new Set(r.faults.map((f) => f.kind));
+    expect(kinds.size).toBeGreaterThanOrEqual(4);
+    for (const f of r.faults) {
+      expect(f.end).toBeDefined();
+      expect(f.end!).toBeGreaterThanOrEqual(f.start);
+      expect(f.description.length).toBeGreaterThan(0);
+    }
+    expect(r.verdict).toBe('ok');
+  });
+});
+
+const PutRequest = etcdType('etcdserverpb.PutRequest');
+const put = (key: string, value: string, requestId: number): Uint8Array =>
+  encodeCommand({
+    kind: CommandKind.Put,
+    proposer: 0,
+    requestId,
+    payload: PutRequest.encode(PutRequest.fromObject({ key: Buffer.from(key), value: Buffer.from(value) })).finish(),
+  });
+
+function kvCluster(seed: number, snapshotEveryEntries: number): { cluster: SimCluster; apps: Map<number, SimKvApplication> } {
+  const apps = new Map<number, SimKvApplication>();
+  const cluster = new SimCluster({
+    ...SIM_DEFAULTS,
+    seed,
+    nodeIds: [1, 2, 3],
+    snapshotEveryEntries,
+    snapshotKeepEntries: 2,
+    application: (id) => {
+      const app = new SimKvApplication(id, { applied: () => undefined, replaced: () => undefined });
+      apps.set(id, app);
+      return app;
+    },
+  });
+  return { cluster, apps };
+}
+
+describe('the KV application in the simulated cluster', () => {
+  it('snapshot frames survive joining and splitting', () => {
+    const frames = [new Uint8Array([1, 2, 3]), new Uint8Array(0), new Uint8Array([9])];
+    expect(splitSnapshotFrames(joinSnapshotFrames(frames))).toEqual(frames);
+    expect(() => splitSnapshotFrames(new Uint8Array([0, 0, 0, 5, 1]))).toThrow(TypeError);
+  });
+
+  it('a node that crashed and missed compacted entries is rebuilt from a real MVCC snapshot', async () => {
+    const { cluster, apps } = kvCluster(4, 10);
+    await cluster.runUntilAsync(3000);
+    const leader = cluster.leader()!;
+    const victim = [1, 2, 3].find((id) => id !== leader.id)!;
+    cluster.crash(victim);
+    for (let i = 0; i < 60; i++) {
+      expect(cluster.propose(leader.id, put(`k${i % 7}`, `v${i}`, i + 1))).toBeUndefined();
+      await cluster.runUntilAsync(cluster.now + 20);
+    }
+    cluster.restart(victim);
+    await cluster.runUntilAsync(cluster.now + 3000);
+    expect(cluster.stats.snapshotsSent).toBeGreaterThan(0);
+    const hashes = [1, 2, 3].map((id) => apps.get(id)!.machine!.mvcc.hashKV());
+    expect(hashes[0]!.revision).toBe(61);
+    expect(new Set(hashes.map((h) => h.hash)).size).toBe(1);
+    // Every version is there, not only the latest: the snapshot carried the history.
+    expect(apps.get(victim)!.machine!.mvcc.changes({ fromRevision: 1 }).length).toBe(60);
+  });
+
+  it('a paused node handles nothing until resumed, then catches up', async () => {
+    const { cluster, apps } = kvCluster(9, 0);
+    await cluster.runUntilAsync(3000);
+    const leader = cluster.leader()!;
+    const paused = [1, 2, 3].find((id) => id !== leader.id)!;
+    cluster.pause(paused);
+    const before = cluster.nodes.get(paused)!.raw!.raft.log.lastIndex();
+    for (let i = 0; i < 5; i++) cluster.propose(leader.id, put('p', `v${i}`, i + 1));
+    await cluster.runUntilAsync(cluster.now + 2000);
+    expect(cluster.nodes.get(paused)!.raw!.raft.log.lastIndex()).toBe(before);
+    expect(apps.get(leader.id)!.machine!.mvcc.revision).toBe(6);
+    cluster.resume(paused);
+    await cluster.runUntilAsync(cluster.now + 1000);
+    expect(apps.get(paused)!.machine!.mvcc.revision).toBe(6);
+  });
+
+  it('the synchronous runner refuses to run past an asynchronous restore', () => {
+    const { cluster } = kvCluster(4, 5);
+    cluster.runUntil(3000);
+    const leader = cluster.leader()!;
+    const victim = [1, 2, 3].find((id) => id !== leader.id)!;
+    cluster.crash(victim);
+    for (let i = 0; i < 20; i++) {
+      cluster.propose(leader.id, put('k', `v${i}`, i + 1));
+      cluster.runUntil(cluster.now + 20);
+    }
+    expect(() => {
+      cluster.restart(victim);
+      cluster.runUntil(cluster.now + 3000);
+    }).toThrow(/runUntilAsync/);
+  });
+});
+
+describe('dkv jepsen sim command', () => {
+  it('prints its usage with --help and refuses bad options', async () => {
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    const writeErr = process.stderr.write.bind(process.stderr);
+    process.stdout.write = ((chunk: string) => (out.push(chunk), true)) as typeof process.stdout.write;
+    process.stderr.write = ((chunk: string) => (out.push(chunk), true)) as typeof process.stderr.write;
+    try {
+      expect(await jepsenSimCommand(['--help'])).toBe(0);
+      expect(out.join('')).toContain('Usage: dkv jepsen sim');
+      expect(await jepsenSimCommand(['--nodes', '4'])).toBe(2);
+      expect(await jepsenSimCommand(['--workload', 'bank'])).toBe(2);
+      out.length = 0;
+      expect(await jepsenSimCommand(['--seed', '3', '--time', '300'])).toBe(0);
+      expect(out.join('')).toMatch(/1 seeds, \d+ operations, 0 violations, 0 unknown/);
+    } finally {
+      process.stdout.write = write;
+      process.stderr.write = writeErr;
+    }
+  });
+});

@@ -1,0 +1,4 @@
+import { describe } from 'vitest';
+import { jepsenSimSeeds } from './jsim-seeds';
+
+describe('jepsen sim, kv workload', () => jepsenSimSeeds({ workload: 'kv', first: 2000, count: 60, durationMs: 1500 }));

@@ -1,0 +1,44 @@
+/**
+ * Shared body of the `dkv jepsen sim` seed suites: each seed runs the simulated cluster (real
+ * Raft, real KV state machine) under faults and its history must check out: linearizable, every
+ * watch guarantee kept, replicas converged.
+ */
+import { expect, it } from 'vitest';
+import { describeOutcome, runJepsenSim } from '../../jepsen-lite/sim/jepsen/index';
+import type { WorkloadName } from '../../jepsen-lite/workload/index';
+
+/** Generous: these histories check in well under a second; a budget overrun must not pass as ok. */
+const checkBudgetMs = 20_000;
+
+export function jepsenSimSeeds(options: { workload: WorkloadName; first: number; count: number; durationMs: number }): void {
+  it(`${options.count} seeds of the ${options.workload} workload under faults: 0 violations`, async () => {
+    const failures: string[] = [];
+    let operations = 0;
+    let faults = 0;
+    let okOps = 0;
+    const began = performance.now();
+    for (let i = 0; i < options.count; i++) {
+      const seed = options.first + i;
+      // Every other seed is a swarm seed; every fourth a five-node cluster.
+      const result = await runJepsenSim({
+        seed,
+        workload: options.workload,
+        nodes: i % 4 === 3 ? 5 : 3,
+        durationMs: options.durationMs,
+        swarm: i % 2 === 1,
+        checkBudgetMs,
+      });
+      operations += result.operations.length;
+      okOps += result.stats.ok;
+      faults += result.faults.length;
+      if (result.verdict !== 'ok') failures.push(`${describeOutcome(result)}\n  replay: ${result.replayCommand}`);
+      if (options.workload === 'watch') expect(result.stats.watchEvents).toBeGreaterThan(0);
+    }
+    const seconds = (performance.now() - began) / 1000;
+    console.log(`jepsen sim ${options.workload}: ${options.count} seeds, ${operations} ops, ${faults} fault windows, ${(options.count / seconds).toFixed(2)} seeds/s`);
+    expect(failures).toEqual([]);
+    // The runs did something: faults were injected and most operations went through.
+    expect(faults).toBeGreaterThanOrEqual(options.count);
+    expect(okOps).toBeGreaterThan(options.count * 50);
+  });
+}

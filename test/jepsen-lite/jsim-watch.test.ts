@@ -1,0 +1,4 @@
+import { describe } from 'vitest';
+import { jepsenSimSeeds } from './jsim-seeds';
+
+describe('jepsen sim, watch workload', () => jepsenSimSeeds({ workload: 'watch', first: 3000, count: 60, durationMs: 1500 }));
