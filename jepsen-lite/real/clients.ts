@@ -12,13 +12,14 @@ import {
   classifyError,
   describeError,
   fromEtcdResponse,
+  prefixRange,
   toEtcdCall,
   type EtcdMethod,
   type Generator,
   type WorkloadInput,
   type WorkloadOutput,
 } from '../workload/index';
-import { type Decoded, EtcdClient, type RpcError, type WatchStream, prefixEnd } from './etcd-client';
+import { type Decoded, EtcdClient, type RpcError, type WatchStream } from './etcd-client';
 
 /** Deadline of one operation; past it the client gives up and records `info` (or `fail` for a read). */
 export const opTimeoutMs = 1500;
@@ -159,8 +160,7 @@ export class ClientPool {
   // ---- watchers ------------------------------------------------------------------------------
 
   private async watcher(index: number, signal: AbortSignal): Promise<void> {
-    const key = Buffer.from(this.options.keyPrefix);
-    const rangeEnd = prefixEnd(key);
+    const { key, rangeEnd } = prefixRange(this.options.keyPrefix);
     let node = index + 1;
     /** The first revision not yet seen, once there is one. */
     let resumeFrom: number | undefined;
@@ -185,7 +185,7 @@ export class ClientPool {
   /** One Watch stream until it breaks, is canceled, or the run ends. */
   private watchOnce(
     member: string,
-    params: { key: Buffer; rangeEnd: Buffer; startRevision: number; prevKv: boolean },
+    params: { key: Uint8Array; rangeEnd: Uint8Array; startRevision: number; prevKv: boolean },
     signal: AbortSignal,
   ): Promise<{ responses: WatchResponse[]; end: WatchRecord['end']; nextRevision: number | undefined }> {
     const client = new EtcdClient(this.options.cluster.endpoint(member));

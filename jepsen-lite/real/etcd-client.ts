@@ -132,15 +132,3 @@ export class EtcdClient {
     this.client.close();
   }
 }
-
-/** The etcd range_end that selects every key starting with `prefix`. */
-export function prefixEnd(prefix: Uint8Array): Buffer {
-  const end = Buffer.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]! += 1;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Buffer.from([0]);
-}
