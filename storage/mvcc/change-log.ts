@@ -42,7 +42,8 @@ class Chunk {
   }
 }
 
-export type ChangeVisitor = (revision: number, sub: number, key: Uint8Array) => void;
+/** Visits one change; returning false stops the walk there. */
+export type ChangeVisitor = (revision: number, sub: number, key: Uint8Array) => boolean | void;
 
 export class ChangeLog {
   private readonly chunks: Chunk[] = [];
@@ -83,7 +84,7 @@ export class ChangeLog {
         if (revision > toRevision) return;
         sub = revision === previousRevision ? sub + 1 : 0;
         previousRevision = revision;
-        visit(revision, sub, chunk.key(entry));
+        if (visit(revision, sub, chunk.key(entry)) === false) return;
       }
     }
   }

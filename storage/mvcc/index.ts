@@ -9,6 +9,7 @@ export { hashKvInitial, hashKvVersion, hashKvFinish, type HashedVersion } from '
 export { beforeEnd, compareBytes, isOpenEnd, prefixEnd } from './segments';
 export * as mvccLimits from './limits';
 export type {
+  ChangesPage,
   ChangesRequest,
   Compare,
   CompareResult,

@@ -36,6 +36,7 @@ import {
   versionAt,
 } from './segments';
 import type {
+  ChangesPage,
   ChangesRequest,
   Compare,
   DeleteRangeRequest,
@@ -546,6 +547,14 @@ export class MvccStore {
 
   /** Events with revision in [fromRevision, toRevision] in (revision, sub) order, with prevKv. */
   changes(request: ChangesRequest): MvccEvent[] {
+    return this.changesPage(request).events;
+  }
+
+  /**
+   * As `changes`, stopping early (at a revision boundary) once `bytesMax` bytes of events are
+   * gathered; `throughRevision` says how far the page is complete.
+   */
+  changesPage(request: ChangesRequest): ChangesPage {
     assert(!this.writing, 'changes called during a write');
     assertSafeInteger(request.fromRevision, 'fromRevision');
     // As etcd: history is readable from the compact revision on; at that revision only what
@@ -555,8 +564,16 @@ export class MvccStore {
     const events: MvccEvent[] = [];
     const cursor = this.cursor;
     const floor = this.compactedRevision;
+    const bytesMax = request.bytesMax ?? Number.POSITIVE_INFINITY;
+    let bytes = 0;
+    let throughRevision = to;
     this.log.forEach(request.fromRevision, to, (revision, sub, key) => {
-      if (request.key !== undefined && !inRange(key, request.key, request.rangeEnd)) return;
+      if (request.key !== undefined && !inRange(key, request.key, request.rangeEnd)) return true;
+      const lastRevision = events.length === 0 ? 0 : events[events.length - 1]!.kv.modRevision;
+      if (bytes >= bytesMax && revision !== lastRevision) {
+        throughRevision = revision - 1;
+        return false;
+      }
       const found = this.index.lookup(key, cursor);
       if (!found && revision === floor) return; // a delete at the compact revision, compacted away
       assert(found, 'a logged key is missing from the index');
@@ -571,9 +588,12 @@ export class MvccStore {
       const type = recordIsTombstone(segment, offset) ? 'delete' : 'put';
       // prevKv is the key read at revision - 1, which is gone when that is below the compact revision.
       const previous = revision - 1 < floor ? noRecord : liveVersionBefore(segment, offset, revision);
-      events.push(previous === noRecord ? { type, kv } : { type, kv, prevKv: recordToKeyValue(segment, previous) });
+      const prevKv = previous === noRecord ? undefined : recordToKeyValue(segment, previous);
+      events.push(prevKv === undefined ? { type, kv } : { type, kv, prevKv });
+      bytes += kv.key.length + kv.value.length + (prevKv === undefined ? 0 : prevKv.key.length + prevKv.value.length);
+      return true;
     });
-    return events;
+    return { events, throughRevision };
   }
 
   // -------------------------------------------------------------------------------------------

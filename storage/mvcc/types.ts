@@ -139,6 +139,17 @@ export interface ChangesRequest {
   /** Key filter with range semantics as in RangeRequest; undefined = every key. */
   readonly key?: Uint8Array;
   readonly rangeEnd?: Uint8Array;
+  /**
+   * Stop at a revision boundary once the events gathered hold this many key and value bytes
+   * (prevKv included); at least one revision's events are always returned. Default: no limit.
+   */
+  readonly bytesMax?: number;
+}
+
+/** A page of `changesPage`: the events, complete for every revision up to `throughRevision`. */
+export interface ChangesPage {
+  readonly events: MvccEvent[];
+  readonly throughRevision: number;
 }
 
 export interface HashKvResult {

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MvccError, MvccStore } from '../../storage/mvcc/index';
-import type { Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest } from '../../storage/mvcc/index';
+import type { ChangesRequest, Compare, DeleteRangeRequest, MvccEvent, PutRequest, RangeRequest, RequestOp, TxnRequest } from '../../storage/mvcc/index';
 import { MvccModel } from './mvcc-model';
 
 const byteArb = fc.constantFrom(0x00, 0x61, 0x62, 0x63, 0xff);
@@ -96,7 +96,7 @@ type Step =
   | { kind: 'txn'; txn: TxnRequest }
   | { kind: 'compact'; back: number }
   | { kind: 'range'; range: RangeRequest }
-  | { kind: 'changes'; from: number; to: number | undefined; key?: Uint8Array; rangeEnd?: Uint8Array }
+  | { kind: 'changes'; from: number; to: number | undefined; key?: Uint8Array; rangeEnd?: Uint8Array; bytesMax: number }
   | { kind: 'hash'; back: number };
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
@@ -107,7 +107,13 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { arbitrary: rangeArb.map((range) => ({ kind: 'range', range }) as Step), weight: 3 },
   {
     arbitrary: fc
-      .record({ from: fc.integer({ min: 0, max: 60 }), to: fc.option(fc.integer({ min: 0, max: 60 }), { nil: undefined }), key: fc.option(keyArb, { nil: undefined }), rangeEnd: endArb })
+      .record({
+        from: fc.integer({ min: 0, max: 60 }),
+        to: fc.option(fc.integer({ min: 0, max: 60 }), { nil: undefined }),
+        key: fc.option(keyArb, { nil: undefined }),
+        rangeEnd: endArb,
+        bytesMax: fc.integer({ min: 1, max: 64 }),
+      })
       .map((c) => ({ kind: 'changes', ...c }) as Step),
     weight: 2,
   },
@@ -124,6 +130,26 @@ function plain(value: unknown): unknown {
     return out;
   }
   return value;
+}
+
+/** `changes` read page by page with `changesPage` and a byte limit; checks each page's bounds. */
+function pagedChanges(store: MvccStore, request: ChangesRequest, bytesMax: number): MvccEvent[] {
+  const to = Math.min(request.toRevision ?? store.revision, store.revision);
+  const events: MvccEvent[] = [];
+  for (let from = request.fromRevision; ; ) {
+    const page = store.changesPage({ ...request, fromRevision: from, bytesMax });
+    for (const event of page.events) {
+      expect(event.kv.modRevision).toBeGreaterThanOrEqual(from);
+      expect(event.kv.modRevision).toBeLessThanOrEqual(page.throughRevision);
+    }
+    events.push(...page.events);
+    if (page.throughRevision >= to) return events;
+    // A cut page holds at least one revision and reached the limit.
+    expect(page.throughRevision).toBeGreaterThanOrEqual(from);
+    const bytes = page.events.reduce((n, e) => n + e.kv.key.length + e.kv.value.length + (e.prevKv === undefined ? 0 : e.prevKv.key.length + e.prevKv.value.length), 0);
+    expect(bytes).toBeGreaterThanOrEqual(bytesMax);
+    from = page.throughRevision + 1;
+  }
 }
 
 function outcome(run: () => unknown): unknown {
@@ -164,10 +190,14 @@ function runSteps(steps: Step[], segmentKeysMax: number): void {
         actual = outcome(() => store.range(step.range));
         expected = outcome(() => model.range(step.range));
         break;
-      case 'changes':
-        actual = outcome(() => store.changes({ fromRevision: step.from, toRevision: step.to, key: step.key, rangeEnd: step.rangeEnd }));
+      case 'changes': {
+        const request = { fromRevision: step.from, toRevision: step.to, key: step.key, rangeEnd: step.rangeEnd };
+        actual = outcome(() => store.changes(request));
         expected = outcome(() => model.changes(step.from, step.to, step.key, step.rangeEnd));
+        // Paging with a byte limit returns the same events, cut only between revisions.
+        expect(outcome(() => pagedChanges(store, request, step.bytesMax))).toEqual(actual);
         break;
+      }
       case 'hash': {
         const revision = store.revision - step.back;
         actual = outcome(() => store.hashKV(revision).hash);

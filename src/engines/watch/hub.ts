@@ -13,7 +13,7 @@
  * they need was compacted meanwhile, they are canceled with `compactRevision`.
  */
 import { type KeyValue, type MvccEvent, type MvccStore, beforeEnd, compareBytes } from '../../../storage/index';
-import { watchCatchUpRevisionsMax } from './limits';
+import { watchCatchUpBytesMax, watchCatchUpRevisionsMax } from './limits';
 
 /** Where a watcher's responses go (one client stream). */
 export interface WatchSink {
@@ -213,14 +213,14 @@ export class WatchHub {
     if (watcher.nextRevision <= current) {
       const to = Math.min(current, watcher.nextRevision + watchCatchUpRevisionsMax - 1);
       const { key, rangeEnd } = watcher.options;
-      const changes = store.changes({ fromRevision: watcher.nextRevision, toRevision: to, key, rangeEnd });
-      const selected = watcher.select(changes);
+      const page = store.changesPage({ fromRevision: watcher.nextRevision, toRevision: to, key, rangeEnd, bytesMax: watchCatchUpBytesMax });
+      const selected = watcher.select(page.events);
       if (selected.length > 0 && !watcher.sink.deliver(watcher, selected, current)) {
         this.scheduleCatchUp();
         return;
       }
-      watcher.nextRevision = to + 1;
-      if (to < current) {
+      watcher.nextRevision = page.throughRevision + 1;
+      if (page.throughRevision < current) {
         this.scheduleCatchUp();
         return;
       }

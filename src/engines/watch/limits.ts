@@ -3,6 +3,13 @@
 /** Revisions of history one catch-up step reads for one watcher. */
 export const watchCatchUpRevisionsMax = 1000;
 
+/**
+ * Key and value bytes one catch-up step reads for one watcher (whole revisions; at least one):
+ * a watcher far behind on large values catches up in pieces of about this size, not in one
+ * response of a thousand revisions' worth.
+ */
+export const watchCatchUpBytesMax = 4 * 1024 * 1024;
+
 /** Bytes of responses a watch stream may hold for a slow client before its watchers fall back to history. */
 export const watchStreamBufferBytesMax = 16 * 1024 * 1024;
 
