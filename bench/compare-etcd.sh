@@ -9,6 +9,8 @@
 # Usage: bench/compare-etcd.sh
 # Environment:
 #   COMPARE_SCALE=F     multiply every workload's --total (--put-total) by F (default 1; 0.2 for a quick look)
+#   COMPARE_ONLY=RE     run only the workloads whose name matches the extended regex RE
+#                       (e.g. COMPARE_ONLY='one key' or COMPARE_ONLY='^put')
 #   COMPARE_KEEP=1      keep the temporary directory (logs, raw results) instead of removing it
 #   ETCD=/path/etcd     the etcd binary (default: etcd on PATH; needs 3.4 or later)
 set -euo pipefail
@@ -181,6 +183,7 @@ results="$work/results.jsonl"
 : >"$results"
 for workload in "${workloads[@]}"; do
   IFS='|' read -r name target flags <<<"$workload"
+  [[ -n "${COMPARE_ONLY:-}" ]] && ! [[ "$name" =~ $COMPARE_ONLY ]] && continue
   for system in etcd dkv; do
     endpoints="$etcd_endpoints"
     [[ $system == dkv ]] && endpoints="$dkv_endpoints"

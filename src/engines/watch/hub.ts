@@ -12,7 +12,7 @@
  * be given an event become unsynced at that event's revision and catch up later; if the history
  * they need was compacted meanwhile, they are canceled with `compactRevision`.
  */
-import { type KeyValue, type MvccEvent, type MvccStore, beforeEnd, compareBytes } from '../../../storage/index';
+import { type ChangesPage, type KeyValue, type MvccEvent, type MvccStore, beforeEnd, compareBytes } from '../../../storage/index';
 import { watchCatchUpBytesMax, watchCatchUpRevisionsMax } from './limits';
 
 /** Where a watcher's responses go (one client stream). */
@@ -192,14 +192,17 @@ export class WatchHub {
     this.catchUpScheduled = true;
     setImmediate(() => {
       this.catchUpScheduled = false;
-      for (const watcher of [...this.unsynced]) this.catchUp(watcher);
+      // Watchers that fell behind together (many on one key) read the same page of history: read
+      // it once per pass, so its events are shared objects (and encoded once by the stream).
+      const pages = new Map<string, ChangesPage>();
+      for (const watcher of [...this.unsynced]) this.catchUp(watcher, pages);
       // Watchers still behind (a full stream or a long history) continue on a later turn.
       if ([...this.unsynced].some((w) => w.sink.hasRoom())) this.scheduleCatchUp();
     });
   }
 
   /** One bounded step of catching `watcher` up from the history; synced once it reaches now. */
-  private catchUp(watcher: Watcher): void {
+  private catchUp(watcher: Watcher, pages?: Map<string, ChangesPage>): void {
     if (watcher.closed || watcher.synced || !watcher.sink.hasRoom()) return;
     const store = this.store();
     const current = store.revision;
@@ -213,7 +216,12 @@ export class WatchHub {
     if (watcher.nextRevision <= current) {
       const to = Math.min(current, watcher.nextRevision + watchCatchUpRevisionsMax - 1);
       const { key, rangeEnd } = watcher.options;
-      const page = store.changesPage({ fromRevision: watcher.nextRevision, toRevision: to, key, rangeEnd, bytesMax: watchCatchUpBytesMax });
+      const pageKey = pages === undefined ? '' : `${watcher.nextRevision} ${to} ${key.length} ${keyString(key)}${rangeEnd === undefined ? '' : keyString(rangeEnd)}`;
+      let page = pages?.get(pageKey);
+      if (page === undefined) {
+        page = store.changesPage({ fromRevision: watcher.nextRevision, toRevision: to, key, rangeEnd, bytesMax: watchCatchUpBytesMax });
+        pages?.set(pageKey, page);
+      }
       const selected = watcher.select(page.events);
       if (selected.length > 0 && !watcher.sink.deliver(watcher, selected, current)) {
         this.scheduleCatchUp();
