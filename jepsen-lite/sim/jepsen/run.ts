@@ -51,6 +51,8 @@ export interface JepsenSimStats {
   readonly snapshotsSent: number;
   readonly watchStreams: number;
   readonly watchEvents: number;
+  /** Times the watch engine found a stream full and let the watcher fall back to the history. */
+  readonly watchSlowFallbacks: number;
   /** A digest of every simulated event: equal for equal runs. */
   readonly traceHash: number;
 }
@@ -235,6 +237,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
       snapshotsSent: cluster.stats.snapshotsSent,
       watchStreams: watches?.length ?? 0,
       watchEvents: (watches ?? []).reduce((n, w) => n + w.responses.reduce((m, r) => m + (r.kind === 'events' ? r.events.length : 0), 0), 0),
+      watchSlowFallbacks: watchers?.slowFallbacks ?? 0,
       traceHash: cluster.traceHash,
     },
   };

@@ -1,16 +1,17 @@
 /**
- * Watch streams in the simulated cluster. A watcher watches the workload's key prefix on one
- * node and receives the events that node applies — first what its store already holds from the
- * watcher's next revision (catch-up from the MVCC history, as the watch engine does), then each
- * applied revision as it happens. When the node crashes the stream ends `broken`; from time to
- * time the client also closes it itself. Either way the watcher reopens on another node from its
- * last seen revision + 1 (`resumedFrom`), so the checker's resumable guarantee is exercised.
- *
- * Events are fed directly from the applied commands rather than through `WatchHub`, whose
- * catch-up runs on `setImmediate` — outside the simulated clock, so not replayable from a seed.
+ * Watch streams in the simulated cluster, served by the real watch engine: each node has a
+ * `WatchHub` over its own MVCC store (catch-up scheduled in simulated time, as work of that
+ * node), fed the events the node applies, told when a snapshot replaces its store. A watcher
+ * watches the workload's key prefix (with prevKv) on one node through a simulated client that
+ * reads slowly: its stream holds a few responses and drains one at a time, so a full stream
+ * makes the engine fall back to the history and catch up once there is room — the slow path
+ * is exercised too. When the node crashes the stream ends `broken`; from time to time the
+ * client also closes it itself. Either way the watcher reopens on another node from its last
+ * seen revision + 1 (`resumedFrom`), so the checker's resumable guarantee is exercised.
  */
 import type { SeededPrng } from '../../../raft/index';
 import type { AppliedCommand } from '../../../src/engines/kv/state-machine';
+import { WatchHub, Watcher as EngineWatcher, type WatchSink } from '../../../src/engines/watch/index';
 import { type KeyValue, type MvccEvent, type MvccStore, prefixEnd } from '../../../storage/index';
 import type { HistoryRevision, WatchEnd, WatchEvent, WatchHistory, WatchKeyValue, WatchParams, WatchRecord, WatchResponse } from '../../check/index';
 import type { SimCluster } from '../cluster';
@@ -21,6 +22,10 @@ export const watchMoveMsMin = 800;
 export const watchMoveMsMax = 3000;
 /** Delay before a watcher whose stream ended (or found no node) opens the next one. */
 export const watchReopenDelayMs = 20;
+/** Responses a stream holds before the client has read them: drawn per stream in [1, max]. */
+export const watchStreamResponsesMax = 16;
+/** Simulated ms the client takes to read one response: drawn per stream in [0, max]. */
+export const watchReadMsMax = 4;
 
 interface Stream {
   readonly node: number;
@@ -29,6 +34,11 @@ interface Stream {
   readonly resumedFrom?: number;
   /** Guards against a move scheduled for an earlier stream. */
   readonly serial: number;
+  readonly engine: EngineWatcher;
+  /** Responses sent and not yet read by the client. */
+  unread: number;
+  readonly capacity: number;
+  readonly readMs: number;
 }
 
 interface Watcher {
@@ -82,6 +92,7 @@ export class SimWatchers {
   private readonly watchers: Watcher[];
   private readonly key: Uint8Array;
   private readonly rangeEnd: Uint8Array;
+  private readonly hubs = new Map<number, WatchHub>();
   private serial = 0;
   private finished = false;
 
@@ -95,6 +106,23 @@ export class SimWatchers {
     this.key = new TextEncoder().encode(keyPrefix);
     this.rangeEnd = prefixEnd(this.key);
     this.watchers = Array.from({ length: count }, (_, i) => ({ name: `w${i}`, nextRevision: 1, stream: undefined, streams: 0, records: [] }));
+  }
+
+  /** Watch engine statistics over every node, for the run's stats. */
+  get slowFallbacks(): number {
+    let n = 0;
+    for (const hub of this.hubs.values()) n += hub.slowFallbacks;
+    return n;
+  }
+
+  private hub(node: number): WatchHub {
+    let hub = this.hubs.get(node);
+    if (hub === undefined) {
+      const store = (): MvccStore => this.applications.get(node)!.machine!.mvcc;
+      hub = new WatchHub(store, (run) => this.cluster.atNode(node, 0, `watch catch-up n${node}`, run));
+      this.hubs.set(node, hub);
+    }
+    return hub;
   }
 
   start(): void {
@@ -118,15 +146,26 @@ export class SimWatchers {
     }
     const first = watcher.streams === 0;
     watcher.streams++;
+    const params: WatchParams = { key: this.key, rangeEnd: this.rangeEnd, startRevision: watcher.nextRevision, prevKv: true };
+    const sink = this.sinkFor(watcher);
+    const engine = new EngineWatcher(
+      watcher.streams,
+      { key: this.key, rangeEnd: this.rangeEnd, startRevision: watcher.nextRevision, noPut: false, noDelete: false, prevKv: true },
+      sink,
+    );
     const stream: Stream = {
       node,
-      params: { key: this.key, rangeEnd: this.rangeEnd, startRevision: watcher.nextRevision, prevKv: true },
+      params,
       responses: [{ kind: 'created', headerRevision: machine.mvcc.revision }],
       resumedFrom: first ? undefined : watcher.nextRevision,
       serial: ++this.serial,
+      engine,
+      unread: 0,
+      capacity: 1 + this.random.nextInt(watchStreamResponsesMax),
+      readMs: this.random.nextInt(watchReadMsMax + 1),
     };
     watcher.stream = stream;
-    this.catchUp(watcher, machine.mvcc);
+    this.hub(node).add(engine);
     const moveAfter = watchMoveMsMin + this.random.nextInt(watchMoveMsMax - watchMoveMsMin + 1);
     this.cluster.at(moveAfter, `watch ${watcher.name} move`, () => {
       if (watcher.stream?.serial !== stream.serial) return;
@@ -135,29 +174,45 @@ export class SimWatchers {
     });
   }
 
-  /** Delivers what the node's store holds from the watcher's next revision on. */
-  private catchUp(watcher: Watcher, store: MvccStore): void {
-    const stream = watcher.stream!;
-    if (watcher.nextRevision > store.revision) return;
-    if (watcher.nextRevision < store.compactRevision) {
-      stream.responses.push({ kind: 'canceled', reason: 'compacted', compactRevision: store.compactRevision });
-      this.end(watcher, 'canceled');
-      return;
-    }
-    const changes = store.changes({ fromRevision: watcher.nextRevision, key: this.key, rangeEnd: this.rangeEnd });
-    for (const events of byRevision(changes)) this.deliver(watcher, events, store.revision);
-    watcher.nextRevision = store.revision + 1;
-  }
-
-  private deliver(watcher: Watcher, events: readonly MvccEvent[], headerRevision: number): void {
-    watcher.stream!.responses.push({ kind: 'events', headerRevision, events: events.map(toWatchEvent) });
-    watcher.nextRevision = events[0]!.kv.modRevision + 1;
+  /** The stream's end of the engine: a bounded buffer the simulated client reads slowly. */
+  private sinkFor(watcher: Watcher): WatchSink {
+    const current = (engine: EngineWatcher): Stream | undefined => (watcher.stream?.engine === engine ? watcher.stream : undefined);
+    const sink: WatchSink = {
+      hasRoom: () => {
+        const stream = watcher.stream;
+        return stream !== undefined && stream.unread < stream.capacity;
+      },
+      deliver: (engine, events, headerRevision) => {
+        const stream = current(engine);
+        if (stream === undefined) return true;
+        if (stream.unread >= stream.capacity) return false;
+        stream.responses.push({ kind: 'events', headerRevision, events: events.map(toWatchEvent) });
+        watcher.nextRevision = events[events.length - 1]!.kv.modRevision + 1;
+        stream.unread++;
+        this.cluster.at(stream.readMs * stream.unread, `watch ${watcher.name} read`, () => {
+          if (watcher.stream !== stream) return;
+          const wasFull = stream.unread >= stream.capacity;
+          stream.unread--;
+          // Room again: the node's engine lets unsynced watchers catch up (work of that node).
+          if (wasFull) this.cluster.atNode(stream.node, 0, `watch ${watcher.name} room`, () => this.hubs.get(stream.node)?.onRoom());
+        });
+        return true;
+      },
+      compacted: (engine, compactRevision) => {
+        const stream = current(engine);
+        if (stream === undefined) return;
+        stream.responses.push({ kind: 'canceled', reason: 'compacted', compactRevision });
+        this.end(watcher, 'canceled');
+      },
+    };
+    return sink;
   }
 
   private end(watcher: Watcher, end: WatchEnd): void {
     const stream = watcher.stream;
     if (stream === undefined) return;
     watcher.stream = undefined;
+    this.hubs.get(stream.node)?.remove(stream.engine);
     watcher.records.push({
       name: `${watcher.name}#${watcher.records.length + 1}@n${stream.node}`,
       params: stream.params,
@@ -171,22 +226,15 @@ export class SimWatchers {
     return this.watchers.filter((w) => w.stream?.node === node);
   }
 
-  /** A node applied a command: its watchers get the revision's matching events. */
+  /** A node applied a command: its watch engine gets the revision's events. */
   applied(node: number, applied: AppliedCommand): void {
     if (applied.events.length === 0) return;
-    for (const watcher of this.onNode(node)) {
-      const revision = applied.events[0]!.kv.modRevision;
-      if (revision < watcher.nextRevision) continue;
-      const events = applied.events.filter((e) => watcher.stream!.params.key.length === 0 || inPrefix(e.kv.key, this.key));
-      if (events.length > 0) this.deliver(watcher, events, revision);
-    }
+    this.hubs.get(node)?.onApplied(applied.events);
   }
 
-  /** A node's store was replaced by a snapshot: its watchers catch up from the new history. */
+  /** A node's store was replaced by a snapshot: its watchers re-check against the new history. */
   replaced(node: number): void {
-    const machine = this.applications.get(node)!.machine;
-    if (machine === undefined) return;
-    for (const watcher of this.onNode(node)) this.catchUp(watcher, machine.mvcc);
+    this.hubs.get(node)?.onStoreReplaced();
   }
 
   /** A node crashed: its streams break and reopen elsewhere. */
@@ -203,10 +251,4 @@ export class SimWatchers {
     for (const watcher of this.watchers) this.end(watcher, 'client-closed');
     return this.watchers.flatMap((w) => w.records);
   }
-}
-
-function inPrefix(key: Uint8Array, prefix: Uint8Array): boolean {
-  if (key.length < prefix.length) return false;
-  for (let i = 0; i < prefix.length; i++) if (key[i] !== prefix[i]) return false;
-  return true;
 }

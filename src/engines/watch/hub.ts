@@ -87,7 +87,14 @@ export class WatchHub {
   /** Times a watcher fell back to history because its stream's buffer was full. */
   slowFallbacks = 0;
 
-  constructor(private readonly store: () => MvccStore) {}
+  /**
+   * `schedule` runs catch-up work on a later turn (default `setImmediate`; the simulator passes
+   * its own, so catch-up happens in simulated time and replays from a seed).
+   */
+  constructor(
+    private readonly store: () => MvccStore,
+    private readonly schedule: (run: () => void) => void = setImmediate,
+  ) {}
 
   /** Watchers behind the current revision (catching up from history). */
   get unsyncedCount(): number {
@@ -190,7 +197,7 @@ export class WatchHub {
   private scheduleCatchUp(): void {
     if (this.catchUpScheduled || this.unsynced.size === 0) return;
     this.catchUpScheduled = true;
-    setImmediate(() => {
+    this.schedule(() => {
       this.catchUpScheduled = false;
       // Watchers that fell behind together (many on one key) read the same page of history: read
       // it once per pass, so its events are shared objects (and encoded once by the stream).
