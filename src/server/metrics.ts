@@ -327,6 +327,9 @@ export interface ServerMetrics {
   readonly slowWatchers: Gauge;
   /** Times a watcher fell back to history because its stream's buffer was full. */
   readonly watchSlowFallbacks: Gauge;
+  /** Bytes watch streams hold for slow clients now, and the most they ever held. */
+  readonly watchBufferedBytes: Gauge;
+  readonly watchBufferedBytesPeak: Gauge;
 }
 
 /** Registers the node's metrics (and the process basics) on a fresh registry. */
@@ -389,6 +392,14 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
     watchSlowFallbacks: registry.gauge({
       name: 'dkv_watch_slow_fallbacks_total',
       help: 'Times a watcher fell back to the history because its stream was full (it catches up; nothing is lost).',
+    }),
+    watchBufferedBytes: registry.gauge({
+      name: 'dkv_watch_buffered_bytes',
+      help: 'Bytes of watch responses waiting for slow clients, over every stream (each stream is bounded).',
+    }),
+    watchBufferedBytesPeak: registry.gauge({
+      name: 'dkv_watch_buffered_bytes_peak',
+      help: 'The most bytes of watch responses ever waiting for clients at once since the node started.',
     }),
   };
   registerProcessMetrics(registry);

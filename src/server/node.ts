@@ -14,6 +14,7 @@ import { createClusterService } from './cluster-service';
 import { type ServerConfig, type ServerUrl, type TlsConfig, clusterId as computeClusterId, memberId as computeMemberId } from './config';
 import { createKvService } from './kv-service';
 import { createMaintenanceService } from './maintenance-service';
+import { BufferedBytes } from './response-queue';
 import { createWatchService } from './watch-service';
 import { createPrefixWatchService } from './prefix-watch-service';
 import { WatchHub, watchLimits } from '../engines/watch/index';
@@ -77,6 +78,8 @@ export class DkvNode {
   readonly metrics: ServerMetrics;
   /** Watchers of the default store. */
   readonly watchHub: WatchHub;
+  /** Bytes every watch stream of this node holds for slow clients. */
+  readonly watchBuffered = new BufferedBytes();
   private grpcServer: grpc.Server | undefined;
   private metricsServer: { close(): Promise<void> } | undefined;
   private stopping = false;
@@ -282,11 +285,13 @@ export class DkvNode {
       currentRevision: () => this.host.shard(DEFAULT_STORE_SHARD)!.machine.mvcc.revision,
       maxRequestBytes: this.config.maxRequestBytes,
       progressIntervalMs: this.options.watchProgressIntervalMs ?? watchLimits.watchProgressIntervalMsDefault,
+      buffered: this.watchBuffered,
     });
     server.addService(watch.definition, watch.implementation);
     const prefixWatch = createPrefixWatchService({
       hub: () => this.watchHub,
       store: () => this.host.shard(DEFAULT_STORE_SHARD)!.machine.mvcc,
+      buffered: this.watchBuffered,
     });
     server.addService(prefixWatch.definition, prefixWatch.implementation);
     const credentials = this.clientCredentials();
@@ -328,6 +333,8 @@ export class DkvNode {
     m.watchers.set(this.watchHub.watcherCount);
     m.slowWatchers.set(this.watchHub.unsyncedCount);
     m.watchSlowFallbacks.set(this.watchHub.slowFallbacks);
+    m.watchBufferedBytes.set(this.watchBuffered.bytes);
+    m.watchBufferedBytesPeak.set(this.watchBuffered.peak);
   }
 
   private async serveMetrics(): Promise<void> {

@@ -11,7 +11,7 @@ import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch
 import { dkvRoot, int64, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
-import { ResponseQueue } from './response-queue';
+import { type BufferedBytes, ResponseQueue } from './response-queue';
 
 /** Keys per snapshot response (each piece stays well under gRPC's message limits). */
 export const prefixSnapshotKeysPerResponse = 1000;
@@ -19,6 +19,8 @@ export const prefixSnapshotKeysPerResponse = 1000;
 export interface PrefixWatchContext {
   readonly hub: () => WatchHub;
   readonly store: () => { revision: number; compactRevision: number; range(r: { key: Uint8Array; rangeEnd?: Uint8Array; revision?: number }): { kvs: KeyValue[] } };
+  /** Counts the bytes every stream holds for slow clients (for metrics). */
+  readonly buffered?: BufferedBytes;
 }
 
 interface WireRequest {
@@ -39,10 +41,15 @@ class PrefixStream implements WatchSink {
     private readonly call: grpc.ServerWritableStream<Incoming<WireRequest>, object>,
     private readonly ctx: PrefixWatchContext,
   ) {
-    this.out = new ResponseQueue(call, watchLimits.watchStreamBufferBytesMax, () => {
-      this.ctx.hub().onRoom();
-      this.endIfDone();
-    });
+    this.out = new ResponseQueue(
+      call,
+      watchLimits.watchStreamBufferBytesMax,
+      () => {
+        this.ctx.hub().onRoom();
+        this.endIfDone();
+      },
+      ctx.buffered,
+    );
     call.on('cancelled', () => this.close());
     call.on('close', () => this.close());
     call.on('error', () => this.close());

@@ -9,6 +9,17 @@ interface Writable extends EventEmitter {
   write(response: object): boolean;
 }
 
+/** Bytes waiting in every queue that shares this tally (a node's watch streams), and the most ever. */
+export class BufferedBytes {
+  bytes = 0;
+  peak = 0;
+
+  add(delta: number): void {
+    this.bytes += delta;
+    if (this.bytes > this.peak) this.peak = this.bytes;
+  }
+}
+
 /** A queued response; while `isPending`, its owner may still add to it (and `grow` its bytes). */
 export interface QueuedResponse {
   readonly response: object;
@@ -27,11 +38,12 @@ export class ResponseQueue {
   private waiting = false;
   private closed = false;
 
-  /** `onRoom` runs after a drain left room below `bytesMax`. */
+  /** `onRoom` runs after a drain left room below `bytesMax`; `tally` counts the queued bytes too. */
   constructor(
     private readonly call: Writable,
     private readonly bytesMax: number,
     private readonly onRoom: () => void,
+    private readonly tally: BufferedBytes = new BufferedBytes(),
   ) {
     call.on('drain', () => {
       this.waiting = false;
@@ -57,6 +69,7 @@ export class ResponseQueue {
   grow(item: QueuedResponse, extraBytes: number): void {
     item.bytes += extraBytes;
     this.queuedBytes += extraBytes;
+    this.tally.add(extraBytes);
   }
 
   push(response: object, bytes: number): QueuedResponse {
@@ -64,6 +77,7 @@ export class ResponseQueue {
     if (this.closed) return item;
     this.queue.push(item);
     this.queuedBytes += bytes;
+    this.tally.add(bytes);
     this.flush();
     return item;
   }
@@ -75,6 +89,7 @@ export class ResponseQueue {
       this.head++;
       this.writtenSeq++;
       this.queuedBytes -= bytes;
+      this.tally.add(-bytes);
       if (!this.call.write(response)) this.waiting = true;
     }
     // shift() is O(n) on a long queue: drop the written front only once it is most of the array.
@@ -91,6 +106,7 @@ export class ResponseQueue {
     this.closed = true;
     this.queue = [];
     this.head = 0;
+    this.tally.add(-this.queuedBytes);
     this.queuedBytes = 0;
   }
 }

@@ -13,7 +13,7 @@ import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch
 import { etcdType, int64, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
-import { type QueuedResponse, ResponseQueue } from './response-queue';
+import { type BufferedBytes, type QueuedResponse, ResponseQueue } from './response-queue';
 import { type ServiceContext, responseHeader } from './service-common';
 
 /** etcd's id for "no watcher" / "every watcher on the stream". */
@@ -26,6 +26,8 @@ export interface WatchServiceContext extends ServiceContext {
   readonly currentRevision: () => number;
   readonly maxRequestBytes: number;
   readonly progressIntervalMs: number;
+  /** Counts the bytes every stream holds for slow clients (for metrics). */
+  readonly buffered?: BufferedBytes;
 }
 
 interface WireWatchRequest {
@@ -123,7 +125,7 @@ class WatchStream implements WatchSink {
     private readonly call: grpc.ServerDuplexStream<Incoming<WireWatchRequest>, object>,
     private readonly ctx: WatchServiceContext,
   ) {
-    this.out = new ResponseQueue(call, watchLimits.watchStreamBufferBytesMax, () => this.ctx.hub().onRoom());
+    this.out = new ResponseQueue(call, watchLimits.watchStreamBufferBytesMax, () => this.ctx.hub().onRoom(), ctx.buffered);
     this.progressTimer = setInterval(() => this.progressTick(), ctx.progressIntervalMs);
     this.progressTimer.unref();
     call.on('data', (request: Incoming<WireWatchRequest>) => this.onRequest(request.message));

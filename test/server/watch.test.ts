@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
+import { watchLimits } from '../../src/engines/watch/index';
 import { RawEtcdClient, TestCluster, prefixEnd, waitUntil } from './cluster-harness';
 import { WatchClient } from './watch-client';
 
@@ -110,18 +111,25 @@ describe('Watch', () => {
     w.pause();
     const big = 'x'.repeat(64 * 1024);
     const revisions: number[] = [];
-    // ~20 MiB of events: more than the stream buffer, so the watcher falls back to history.
-    for (let i = 0; i < 320; i++) revisions.push(await put(`slow/${i % 10}`, `${i}:${big}`));
+    const writes = 480;
+    // ~30 MiB of events, about twice the stream's buffer: the watcher must fall back to history.
+    for (let i = 0; i < writes; i++) revisions.push(await put(`slow/${i % 10}`, `${i}:${big}`));
+    // While the client reads nothing, the server holds at most the stream's buffer for it (plus
+    // the one response that found it full), not everything written (metrics refresh each second).
+    const metric = async (name: string): Promise<number> => {
+      const text = await (await fetch(`${cluster.nodes[0]!.metricsUrl}/metrics`)).text();
+      return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+    };
+    await waitUntil(async () => (await metric('dkv_watch_slow_fallbacks_total')) > 0, 5_000, () => 'a slow-watcher fallback on node 1');
+    const peak = await metric('dkv_watch_buffered_bytes_peak');
+    expect(peak).toBeGreaterThan(watchLimits.watchStreamBufferBytesMax / 2);
+    expect(peak).toBeLessThan(watchLimits.watchStreamBufferBytesMax + 2 * big.length);
     w.resume();
-    await w.waitFor(() => w.events(0).length === 320, 30_000, 'all events after the pause');
+    await w.waitFor(() => w.events(0).length === writes, 30_000, 'all events after the pause');
     expect(w.events(0).map((e) => e.modRevision)).toEqual(revisions);
     expect(w.events(0).map((e) => e.value.split(':')[0])).toEqual(revisions.map((_, i) => String(i)));
-    // The buffer did fill: the watcher fell back to history at least once (metrics refresh each second).
-    await waitUntil(
-      async () => /^dkv_watch_slow_fallbacks_total [1-9]/m.test(await (await fetch(`${cluster.nodes[0]!.metricsUrl}/metrics`)).text()),
-      5_000,
-      () => 'a slow-watcher fallback on node 1',
-    );
+    // Once it has read everything, nothing is left waiting for it.
+    await waitUntil(async () => (await metric('dkv_watch_buffered_bytes')) < 64 * 1024, 5_000, () => 'the buffer drained');
   }, 60_000);
 
   it('serves 1,000 watchers on one stream, each getting its events in order', async () => {
