@@ -17,6 +17,8 @@ export function jepsenSimSeeds(options: { workload: WorkloadName; first: number;
     let faults = 0;
     let okOps = 0;
     let slowFallbacks = 0;
+    let compactions = 0;
+    let compactedCancels = 0;
     const began = performance.now();
     for (let i = 0; i < options.count; i++) {
       const seed = options.first + i;
@@ -35,14 +37,19 @@ export function jepsenSimSeeds(options: { workload: WorkloadName; first: number;
       if (result.verdict !== 'ok') failures.push(`${describeOutcome(result)}\n  replay: ${result.replayCommand}`);
       if (options.workload === 'watch') expect(result.stats.watchEvents).toBeGreaterThan(0);
       slowFallbacks += result.stats.watchSlowFallbacks;
+      compactions += result.stats.compactions;
+      compactedCancels += (result.watches ?? []).filter((w) => w.responses.some((r) => r.kind === 'canceled' && r.compactRevision !== undefined)).length;
     }
     const seconds = (performance.now() - began) / 1000;
-    console.log(`jepsen sim ${options.workload}: ${options.count} seeds, ${operations} ops, ${faults} fault windows, ${slowFallbacks} watch fall-backs, ${(options.count / seconds).toFixed(2)} seeds/s`);
+    console.log(`jepsen sim ${options.workload}: ${options.count} seeds, ${operations} ops, ${faults} fault windows, ${slowFallbacks} watch fall-backs, ${compactions} compactions, ${compactedCancels} watches cancelled by compaction, ${(options.count / seconds).toFixed(2)} seeds/s`);
     expect(failures).toEqual([]);
     // The runs did something: faults were injected and most operations went through.
     expect(faults).toBeGreaterThanOrEqual(options.count);
     expect(okOps).toBeGreaterThan(options.count * 50);
     // Slow readers filled their streams: the engine's fall-back-and-catch-up path ran too.
     if (options.workload === 'watch') expect(slowFallbacks).toBeGreaterThan(0);
+    // Compactions happened, and some watchers met compacted history (and watched afresh).
+    if (options.workload === 'watch') expect(compactions).toBeGreaterThan(0);
+    if (options.workload === 'watch') expect(compactedCancels).toBeGreaterThan(0);
   });
 }

@@ -26,5 +26,5 @@ export {
 } from './faults';
 export { SimKvApplication, joinSnapshotFrames, splitSnapshotFrames, type KvAppObserver } from './kv-app';
 export { clientTimeoutMs, clientLinkDelayMsMin, clientLinkDelayMsMax, clientThinkMsMax, clientBackoffMs } from './clients';
-export { watchHistoryOf, toWatchEvent, watchMoveMsMin, watchMoveMsMax } from './watchers';
+export { HistoryRecorder, SimCompactor, toWatchEvent, watchMoveMsMin, watchMoveMsMax } from './watchers';
 export { jepsenSimCommand, jepsenSimHelp, describeOutcome } from './command';

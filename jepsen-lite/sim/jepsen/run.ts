@@ -19,7 +19,7 @@ import { SafetyViolation } from '../safety';
 import { SimClients, clientLinkDelayMsMax, clientTimeoutMs } from './clients';
 import { type FaultPlan, Nemesis, faultPlanFor } from './faults';
 import { SimKvApplication } from './kv-app';
-import { SimWatchers, watchHistoryOf } from './watchers';
+import { HistoryRecorder, SimCompactor, SimWatchers } from './watchers';
 
 export type JepsenVerdict = 'ok' | 'violation' | 'unknown';
 
@@ -53,6 +53,8 @@ export interface JepsenSimStats {
   readonly watchEvents: number;
   /** Times the watch engine found a stream full and let the watcher fall back to the history. */
   readonly watchSlowFallbacks: number;
+  /** Compactions applied (the watch workload compacts now and then). */
+  readonly compactions: number;
   /** A digest of every simulated event: equal for equal runs. */
   readonly traceHash: number;
 }
@@ -122,6 +124,8 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
   const clientRandom = master.fork();
   const nemesisRandom = master.fork();
   const watchRandom = master.fork();
+  const compactRandom = master.fork();
+  const recorder = new HistoryRecorder();
   const clientCount = options.clients ?? jepsenClientsDefault;
 
   // The applications report to the clients and watchers, which need the cluster: bound late.
@@ -148,6 +152,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
       const app = new SimKvApplication(id, {
         applied: (node, applied, entry) => {
           clients?.applied(node, applied, entry);
+          recorder.applied(applied, applications.get(node)!.machine!.mvcc);
           watchers?.applied(node, applied);
         },
         replaced: (node) => {
@@ -190,6 +195,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
     nemesis.start(faultsEnd);
     clients.start();
     watchers?.start();
+    if (watchers !== undefined) new SimCompactor(cluster, applications, compactRandom).start(faultsEnd);
     await cluster.runUntilAsync(faultsEnd);
     nemesis.healAll();
     clients.issueUntil = cluster.now + recoveryMs;
@@ -205,7 +211,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
   const operations = clients.history();
   const watches = watchers?.finish();
   const head = mostAdvanced(applications);
-  const watchHistory = watches === undefined || head === undefined ? undefined : watchHistoryOf(head.mvcc);
+  const watchHistory = watches === undefined || head === undefined ? undefined : recorder.history(head.mvcc.revision);
   const linearizability = checkLinearizability(
     modelOf(options.workload),
     operations,
@@ -238,6 +244,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
       watchStreams: watches?.length ?? 0,
       watchEvents: (watches ?? []).reduce((n, w) => n + w.responses.reduce((m, r) => m + (r.kind === 'events' ? r.events.length : 0), 0), 0),
       watchSlowFallbacks: watchers?.slowFallbacks ?? 0,
+      compactions: recorder.compactionCount,
       traceHash: cluster.traceHash,
     },
   };

@@ -10,7 +10,9 @@
  * seen revision + 1 (`resumedFrom`), so the checker's resumable guarantee is exercised.
  */
 import type { SeededPrng } from '../../../raft/index';
+import { CommandKind, encodeCommand } from '../../../src/engines/kv/command';
 import type { AppliedCommand } from '../../../src/engines/kv/state-machine';
+import { etcdType } from '../../../src/etcd-proto';
 import { WatchHub, Watcher as EngineWatcher, type WatchSink } from '../../../src/engines/watch/index';
 import { type KeyValue, type MvccEvent, type MvccStore, prefixEnd } from '../../../storage/index';
 import type { HistoryRevision, WatchEnd, WatchEvent, WatchHistory, WatchKeyValue, WatchParams, WatchRecord, WatchResponse } from '../../check/index';
@@ -22,10 +24,20 @@ export const watchMoveMsMin = 800;
 export const watchMoveMsMax = 3000;
 /** Delay before a watcher whose stream ended (or found no node) opens the next one. */
 export const watchReopenDelayMs = 20;
+/** After closing a stream itself, a watcher stays away up to this much longer (simulated ms). */
+export const watchAwayMsMax = 400;
 /** Responses a stream holds before the client has read them: drawn per stream in [1, max]. */
 export const watchStreamResponsesMax = 16;
 /** Simulated ms the client takes to read one response: drawn per stream in [0, max]. */
 export const watchReadMsMax = 4;
+/** The compactor proposes a compaction every [min, max] simulated ms during the fault phase... */
+export const compactEveryMsMin = 100;
+export const compactEveryMsMax = 600;
+/** ...keeping this many revisions of history behind the node's current revision. */
+export const compactKeepRevisions = 2;
+/** Request ids of compactions: far above any client's, so no client mistakes one for its own. */
+const compactRequestIdBase = 2 ** 40;
+const CompactionRequestType = etcdType('etcdserverpb.CompactionRequest');
 
 interface Stream {
   readonly node: number;
@@ -45,6 +57,8 @@ interface Watcher {
   readonly name: string;
   /** The first revision this watcher has not seen yet. */
   nextRevision: number;
+  /** The next stream starts afresh (after a compaction cancelled the last): no resumedFrom. */
+  fresh: boolean;
   stream: Stream | undefined;
   streams: number;
   readonly records: WatchRecord[];
@@ -68,26 +82,6 @@ export function toWatchEvent(event: MvccEvent): WatchEvent {
   };
 }
 
-/** Events grouped by revision, in order. */
-function byRevision(events: readonly MvccEvent[]): MvccEvent[][] {
-  const groups: MvccEvent[][] = [];
-  for (const event of events) {
-    const last = groups[groups.length - 1];
-    if (last !== undefined && last[0]!.kv.modRevision === event.kv.modRevision) last.push(event);
-    else groups.push([event]);
-  }
-  return groups;
-}
-
-/** The committed history of a store, every revision from 1 (what the watch checker compares against). */
-export function watchHistoryOf(store: MvccStore): WatchHistory {
-  const revisions: HistoryRevision[] = byRevision(store.changes({ fromRevision: 1 })).map((events) => ({
-    revision: events[0]!.kv.modRevision,
-    events: events.map(toWatchEvent),
-  }));
-  return { revisions, headRevision: store.revision };
-}
-
 export class SimWatchers {
   private readonly watchers: Watcher[];
   private readonly key: Uint8Array;
@@ -105,7 +99,7 @@ export class SimWatchers {
   ) {
     this.key = new TextEncoder().encode(keyPrefix);
     this.rangeEnd = prefixEnd(this.key);
-    this.watchers = Array.from({ length: count }, (_, i) => ({ name: `w${i}`, nextRevision: 1, stream: undefined, streams: 0, records: [] }));
+    this.watchers = Array.from({ length: count }, (_, i) => ({ name: `w${i}`, nextRevision: 1, fresh: true, stream: undefined, streams: 0, records: [] }));
   }
 
   /** Watch engine statistics over every node, for the run's stats. */
@@ -144,7 +138,8 @@ export class SimWatchers {
       this.cluster.at(watchReopenDelayMs, `watch ${watcher.name} retry`, () => this.open(watcher));
       return;
     }
-    const first = watcher.streams === 0;
+    const first = watcher.fresh;
+    watcher.fresh = false;
     watcher.streams++;
     const params: WatchParams = { key: this.key, rangeEnd: this.rangeEnd, startRevision: watcher.nextRevision, prevKv: true };
     const sink = this.sinkFor(watcher);
@@ -170,7 +165,9 @@ export class SimWatchers {
     this.cluster.at(moveAfter, `watch ${watcher.name} move`, () => {
       if (watcher.stream?.serial !== stream.serial) return;
       this.end(watcher, 'client-closed');
-      this.cluster.at(watchReopenDelayMs, `watch ${watcher.name} reopen`, () => this.open(watcher));
+      // A client that closed its stream may stay away a while (long enough to meet compaction).
+      const away = watchReopenDelayMs + this.random.nextInt(watchAwayMsMax + 1);
+      this.cluster.at(away, `watch ${watcher.name} reopen`, () => this.open(watcher));
     });
   }
 
@@ -203,6 +200,10 @@ export class SimWatchers {
         if (stream === undefined) return;
         stream.responses.push({ kind: 'canceled', reason: 'compacted', compactRevision });
         this.end(watcher, 'canceled');
+        // What was compacted is gone: watch afresh from the compact revision (as a client must).
+        watcher.nextRevision = compactRevision;
+        watcher.fresh = true;
+        this.cluster.at(watchReopenDelayMs, `watch ${watcher.name} reopen after compaction`, () => this.open(watcher));
       },
     };
     return sink;
@@ -250,5 +251,78 @@ export class SimWatchers {
     this.finished = true;
     for (const watcher of this.watchers) this.end(watcher, 'client-closed');
     return this.watchers.flatMap((w) => w.records);
+  }
+}
+
+/**
+ * The committed history as the nodes applied it: each revision's events from the first node to
+ * apply it (replicas apply the same), and each compaction with the store revision it took effect
+ * at. Unlike one store's `changes()`, it survives compaction.
+ */
+export class HistoryRecorder {
+  private readonly revisions = new Map<number, readonly MvccEvent[]>();
+  /** Compact revision -> the store's revision when it took effect. */
+  private readonly compactions = new Map<number, number>();
+
+  applied(applied: AppliedCommand, store: MvccStore): void {
+    if (applied.events.length > 0) {
+      const revision = applied.events[0]!.kv.modRevision;
+      if (!this.revisions.has(revision)) this.revisions.set(revision, applied.events);
+    } else if (applied.outcome.kind === 'compaction' && !this.compactions.has(store.compactRevision)) {
+      this.compactions.set(store.compactRevision, applied.outcome.revision);
+    }
+  }
+
+  get compactionCount(): number {
+    return this.compactions.size;
+  }
+
+  history(headRevision: number): WatchHistory {
+    const revisions: HistoryRevision[] = [...this.revisions.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([revision, events]) => ({ revision, events: events.map(toWatchEvent) }));
+    const compactions = [...this.compactions.entries()].sort(([a], [b]) => a - b).map(([revision, atRevision]) => ({ revision, atRevision }));
+    return { revisions, compactions, headRevision };
+  }
+}
+
+/**
+ * Proposes compactions now and then through a random live node, as an operator's periodic
+ * compaction would, so watchers meet compacted history under faults.
+ */
+export class SimCompactor {
+  private proposed = 0;
+
+  constructor(
+    private readonly cluster: SimCluster,
+    private readonly applications: ReadonlyMap<number, SimKvApplication>,
+    private readonly random: SeededPrng,
+  ) {}
+
+  start(until: number): void {
+    const next = (): void => {
+      const delay = compactEveryMsMin + this.random.nextInt(compactEveryMsMax - compactEveryMsMin + 1);
+      if (this.cluster.now + delay >= until) return;
+      this.cluster.at(delay, 'compactor', () => {
+        this.compact();
+        next();
+      });
+    };
+    next();
+  }
+
+  private compact(): void {
+    const ids = [...this.cluster.nodes.keys()].sort((a, b) => a - b);
+    const node = ids[this.random.nextInt(ids.length)]!;
+    this.cluster.atNode(node, 0, `compact via n${node}`, () => {
+      const machine = this.applications.get(node)?.machine;
+      if (this.cluster.nodes.get(node)?.status !== 'up' || machine === undefined) return;
+      const revision = machine.mvcc.revision - compactKeepRevisions;
+      if (revision <= machine.mvcc.compactRevision) return;
+      const payload = CompactionRequestType.encode({ revision }).finish();
+      const data = encodeCommand({ kind: CommandKind.Compaction, proposer: node, requestId: compactRequestIdBase + ++this.proposed, payload });
+      // A refusal (no leader, …) just means no compaction this time.
+      this.cluster.propose(node, data);
+    });
   }
 }
