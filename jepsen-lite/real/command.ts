@@ -7,7 +7,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { UsageError, parseFlags, wholeOption } from '../args';
 import { ProgressBar, writeReport } from '../report/index';
 import { isWorkloadName, workloadNames, type WorkloadName } from '../workload/index';
 import type { RealCluster, Target } from './cluster';
@@ -58,16 +58,6 @@ Options:
 Exit status: 0 ok, 1 violation, 2 unknown, interrupted, usage or harness error.
 `;
 
-class UsageError extends Error {}
-
-function intOption(value: string | undefined, name: string, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (!/^-?\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got "${value}"`);
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${value}`);
-  return n;
-}
-
 function parseFaults(value: string | undefined): FaultKind[] {
   if (value === undefined) return [...faultKinds];
   if (value === 'none' || value === '') return [];
@@ -94,30 +84,20 @@ export interface JepsenRunConfig {
 
 /** Parses the command line; undefined means --help. Throws UsageError. */
 export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): JepsenRunConfig | undefined {
-  let values;
-  try {
-    values = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        nodes: { type: 'string' },
-        time: { type: 'string' },
-        workload: { type: 'string' },
-        faults: { type: 'string' },
-        target: { type: 'string' },
-        'etcd-bin': { type: 'string' },
-        clients: { type: 'string' },
-        seed: { type: 'string' },
-        out: { type: 'string' },
-        'check-budget': { type: 'string' },
-        'unsafe-stale-reads': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }).values;
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const values = parseFlags(argv, {
+    nodes: { type: 'string' },
+    time: { type: 'string' },
+    workload: { type: 'string' },
+    faults: { type: 'string' },
+    target: { type: 'string' },
+    'etcd-bin': { type: 'string' },
+    clients: { type: 'string' },
+    seed: { type: 'string' },
+    out: { type: 'string' },
+    'check-budget': { type: 'string' },
+    'unsafe-stale-reads': { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (values.help === true) return undefined;
   const target = values.target ?? 'dkv';
   if (target !== 'dkv' && target !== 'etcd') throw new UsageError(`--target must be dkv or etcd, got "${target}"`);
@@ -128,15 +108,15 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
   const stamp = now.toISOString().replace(/[:.]/g, '-');
   return {
     target,
-    nodes: intOption(values.nodes, 'nodes', 3, 1, nodesMax),
-    timeMs: 1000 * intOption(values.time, 'time', 60, timeSecondsMin, timeSecondsMax),
+    nodes: wholeOption(values.nodes, 'nodes', 3, 1, nodesMax),
+    timeMs: 1000 * wholeOption(values.time, 'time', 60, timeSecondsMin, timeSecondsMax),
     workload,
     faults: parseFaults(values.faults),
-    clients: intOption(values.clients, 'clients', 5, 1, clientsMax),
-    seed: intOption(values.seed, 'seed', now.getTime() % 1_000_000_000, 0, Number.MAX_SAFE_INTEGER),
+    clients: wholeOption(values.clients, 'clients', 5, 1, clientsMax),
+    seed: wholeOption(values.seed, 'seed', now.getTime() % 1_000_000_000, 0, Number.MAX_SAFE_INTEGER),
     outDir: resolve(values.out ?? join('.dkv', 'jepsen', `${stamp}-${target}-${workload}`)),
     etcdBin: values['etcd-bin'] ?? defaultEtcdBin,
-    checkTimeBudgetMs: 1000 * intOption(values['check-budget'], 'check-budget', checkTimeBudgetMsDefault / 1000, 1, checkBudgetSecondsMax),
+    checkTimeBudgetMs: 1000 * wholeOption(values['check-budget'], 'check-budget', checkTimeBudgetMsDefault / 1000, 1, checkBudgetSecondsMax),
     unsafeStaleReads,
   };
 }

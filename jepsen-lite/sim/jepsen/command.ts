@@ -1,6 +1,6 @@
 /** `dkv jepsen sim`: seeds of the simulated cluster under faults, each history checked. */
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { UsageError, parseFlags, wholeOption } from '../../args';
 import type { RunInfo, RunResults } from '../../report/index';
 import { writeReport } from '../../report/index';
 import { isWorkloadName, modelOf, workloadNames, type WorkloadName } from '../../workload/index';
@@ -36,52 +36,30 @@ Options:
   -h, --help             show this text
 `;
 
-class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
-
-function whole(value: string | undefined, name: string, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got "${value}"`);
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${value}`);
-  return n;
-}
-
 function parse(argv: string[]): { help: boolean; first: number; count: number; base: Omit<JepsenSimOptions, 'seed'>; out: string } {
-  let values;
-  try {
-    values = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        seeds: { type: 'string' },
-        seed: { type: 'string' },
-        workload: { type: 'string' },
-        swarm: { type: 'boolean' },
-        nodes: { type: 'string' },
-        time: { type: 'string' },
-        clients: { type: 'string' },
-        out: { type: 'string' },
-        'unsafe-stale-reads': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }).values;
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const values = parseFlags(argv, {
+    seeds: { type: 'string' },
+    seed: { type: 'string' },
+    workload: { type: 'string' },
+    swarm: { type: 'boolean' },
+    nodes: { type: 'string' },
+    time: { type: 'string' },
+    clients: { type: 'string' },
+    out: { type: 'string' },
+    'unsafe-stale-reads': { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
   const workload = values.workload ?? 'register';
   if (!isWorkloadName(workload)) throw new UsageError(`--workload must be one of ${workloadNames.join(', ')}, got "${workload}"`);
-  const nodes = whole(values.nodes, 'nodes', 3, 3, 5);
+  const nodes = wholeOption(values.nodes, 'nodes', 3, 3, 5);
   if (!jepsenNodeCounts.includes(nodes)) throw new UsageError(`--nodes must be ${jepsenNodeCounts.join(' or ')}, got ${nodes}`);
-  const first = whole(values.seed, 'seed', 0, 0, 2 ** 31 - 1);
-  const count = whole(values.seeds, 'seeds', values.seed === undefined ? jepsenSimSeedsDefault : 1, 1, 100_000_000);
-  const clients = whole(values.clients, 'clients', jepsenClientsDefault, 1, jepsenSimClientsMax);
+  const first = wholeOption(values.seed, 'seed', 0, 0, 2 ** 31 - 1);
+  const count = wholeOption(values.seeds, 'seeds', values.seed === undefined ? jepsenSimSeedsDefault : 1, 1, 100_000_000);
+  const clients = wholeOption(values.clients, 'clients', jepsenClientsDefault, 1, jepsenSimClientsMax);
   const base: Omit<JepsenSimOptions, 'seed'> = {
     workload: workload as WorkloadName,
     nodes,
-    durationMs: whole(values.time, 'time', jepsenSimTimeMsDefault, 0, jepsenSimTimeMsMax),
+    durationMs: wholeOption(values.time, 'time', jepsenSimTimeMsDefault, 0, jepsenSimTimeMsMax),
     swarm: values.swarm === true,
     ...(clients === jepsenClientsDefault ? {} : { clients }),
     ...(values['unsafe-stale-reads'] === true ? { unsafe: { staleReads: true } } : {}),
@@ -132,7 +110,7 @@ export async function jepsenSimCommand(argv: string[]): Promise<number> {
     parsed = parse(argv);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`dkv: ${error.message}\n\n${jepsenSimHelp}`);
+    process.stderr.write(`dkv jepsen sim: ${error.message}\n\n${jepsenSimHelp}`);
     return 2;
   }
   if (parsed.help) {
