@@ -56,7 +56,9 @@ const definiteCodes: ReadonlySet<number> = new Set([
  *   reads and lease renewals, never after proposing a KV write;
  * - "raft proposal dropped": etcd's raft refused the proposal locally (no leader known, or a
  *   leader transfer), so it never entered a log;
- * - DKV's cross-shard txn refusal, checked at the edge.
+ * - DKV's cross-shard txn refusal, checked at the edge;
+ * - grpc-js's "No connection established" (UNAVAILABLE): the call never had a connection, so
+ *   the request was never sent (a connection lost mid-call says something else and stays `info`).
  * A timeout (any of etcd's "request timed out" forms), "server stopped" and connection errors
  * stay `info`: the proposal may be in the log.
  */
@@ -67,6 +69,7 @@ export const definiteMessages: readonly string[] = [
   'etcdserver: leader changed',
   'raft proposal dropped',
   'dkv: txn keys span more than one shard',
+  'No connection established',
 ];
 
 /** An etcd error as a client sees it: what sim mode throws where real mode gets a gRPC status. */

@@ -253,7 +253,10 @@ describe('classifyError', () => {
     [grpcCode.UNAVAILABLE, 'etcdserver: request timed out', 'info'],
     [grpcCode.UNAVAILABLE, 'etcdserver: request timed out, possibly due to previous leader failure', 'info'],
     [grpcCode.UNAVAILABLE, 'etcdserver: server stopped', 'info'],
-    [grpcCode.UNAVAILABLE, 'No connection established', 'info'],
+    // grpc-js: the call never had a connection (never sent) vs a connection lost mid-call.
+    [grpcCode.UNAVAILABLE, 'No connection established. Last error: connect ECONNREFUSED 127.0.0.1:2379', 'fail'],
+    [grpcCode.UNAVAILABLE, 'Connection dropped', 'info'],
+    [grpcCode.UNAVAILABLE, 'read ECONNRESET', 'info'],
     [grpcCode.DEADLINE_EXCEEDED, 'Deadline exceeded', 'info'],
     [grpcCode.CANCELLED, 'Cancelled on client', 'info'],
     [grpcCode.RESOURCE_EXHAUSTED, 'Received message larger than max', 'info'],
