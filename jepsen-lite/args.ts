@@ -1,6 +1,7 @@
 /**
- * Option parsing shared by `dkv jepsen sim` and `dkv jepsen run` (jepsen-lite keeps its commands
- * beside the code they drive and does not import `src/cli/`).
+ * Flag parsing for every `dkv` command: `src/cli/args.ts` re-exports it, and `dkv jepsen sim` /
+ * `dkv jepsen run` use it here (jepsen-lite keeps its commands beside the code they drive and
+ * may not import `src/cli/`).
  */
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { type CheckResult, type LinearizabilityResult, type WatchHistory, checkLinearizability, checkWatches } from '../check/index';
 import type { FaultWindow, ModelName, Operation } from '../history';
 import type { RunHistory, RunInfo, RunResults, RunVerdict } from '../report/index';
-import { Generator, modelOf, type WorkloadName } from '../workload/index';
+import { Generator, modelOf, type WorkloadName, workloadDefaults } from '../workload/index';
 import { SeededPrng } from '../../raft/index';
 import { ClientPool, watchersFor } from './clients';
 import { RealCluster, leaderWaitMs, type Target } from './cluster';
@@ -18,8 +18,8 @@ import { type FaultKind, Nemesis, planFaults } from './nemesis';
 
 /** Wall time the linearizability search may take before it answers unknown. */
 export const checkTimeBudgetMsDefault = 60_000;
-/** The run's keys live under this prefix (the cluster is fresh, so it is only for readability). */
-export const keyPrefix = 'jepsen/';
+/** The run's keys live under the workloads' prefix (the cluster is fresh: only for readability). */
+const keyPrefix = workloadDefaults.keyPrefix;
 
 export interface RealRunOptions {
   readonly target: Target;

@@ -13,7 +13,6 @@ import { checkLinearizability } from '../../jepsen-lite/check/index';
 import type { Operation } from '../../jepsen-lite/history';
 import { Generator, applyCall, fromEtcdResponse, modelOf, toEtcdCall, type WorkloadName } from '../../jepsen-lite/workload/index';
 
-const DRAWS = 2 ** 32;
 const OPS = 120;
 const PROCESSES = 3;
 const RUNS = 15;
@@ -21,7 +20,7 @@ const BUDGET_MS = 5000;
 
 function sequentialHistory(workload: WorkloadName, seed: number): Operation[] {
   const prng = new SeededPrng(seed);
-  const generator = new Generator(workload, () => prng.nextInt(DRAWS) / DRAWS);
+  const generator = new Generator(workload, () => prng.nextFloat());
   const machine = new KvStateMachine();
   return Array.from({ length: OPS }, (_, id) => {
     const process = id % PROCESSES;
@@ -61,7 +60,7 @@ const CONCURRENT_OPS = 60;
  */
 function concurrentHistory(workload: WorkloadName, seed: number): Operation[] {
   const prng = new SeededPrng(seed);
-  const random = () => prng.nextInt(DRAWS) / DRAWS;
+  const random = () => prng.nextFloat();
   const generator = new Generator(workload, random);
   const machine = new KvStateMachine();
   const busyUntil = new Map<number, number>();

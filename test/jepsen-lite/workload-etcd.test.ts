@@ -26,10 +26,9 @@ import {
   type WorkloadName,
 } from '../../jepsen-lite/workload/index';
 
-const DRAWS = 2 ** 32;
 const seeded = (seed: number): (() => number) => {
   const prng = new SeededPrng(seed);
-  return () => prng.nextInt(DRAWS) / DRAWS;
+  return () => prng.nextFloat();
 };
 const PREFIX = 'jepsen/';
 const RUNS = 40;

@@ -5,7 +5,6 @@ export {
   jepsenClientsDefault,
   jepsenWatchersDefault,
   jepsenNodeCounts,
-  jepsenKeyPrefix,
   recoveryMs,
   setupMsMax,
   convergenceMsMax,

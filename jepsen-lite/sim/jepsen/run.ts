@@ -12,7 +12,7 @@
 import { RaftAssertionError, SeededPrng } from '../../../raft/index';
 import { type CheckResult, type LinearizabilityResult, type WatchHistory, type WatchRecord, checkLinearizability, checkWatches } from '../../check/index';
 import type { FaultWindow, Operation } from '../../history';
-import { Generator, type WorkloadName, modelOf } from '../../workload/index';
+import { Generator, type WorkloadName, modelOf, workloadDefaults } from '../../workload/index';
 import { SIM_DEFAULTS, SimCluster } from '../cluster';
 import { QUIET_NETWORK } from '../network';
 import { SafetyViolation } from '../safety';
@@ -90,7 +90,7 @@ const drainMs = clientTimeoutMs + 2 * clientLinkDelayMsMax + 1;
 export const convergenceMsMax = 10_000;
 const convergenceStepMs = 50;
 /** Keys of the run live under this prefix. */
-export const jepsenKeyPrefix = 'jepsen/';
+const jepsenKeyPrefix = workloadDefaults.keyPrefix;
 
 const tickIntervalMs = 100;
 const electionTicks = 10;
@@ -152,7 +152,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
       const app = new SimKvApplication(id, {
         applied: (node, applied, entry) => {
           clients?.applied(node, applied, entry);
-          recorder.applied(applied, applications.get(node)!.machine!.mvcc);
+          if (options.workload === 'watch') recorder.applied(applied, applications.get(node)!.machine!.mvcc);
           watchers?.applied(node, applied);
         },
         replaced: (node) => {
