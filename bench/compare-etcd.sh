@@ -140,6 +140,7 @@ workloads=(
   "put 1 client|put|--conns 1 --clients 1 --total $(n 2000) --key-size 8 --val-size 256 --key-space-size 100000"
   "put 100 clients, 10 conns|put|--conns 10 --clients 100 --total $(n 20000) --key-size 8 --val-size 256 --key-space-size 100000"
   "range l 1 client|range|--conns 1 --clients 1 --total $(n 2000) --consistency l"
+  "range s 1 client|range|--conns 1 --clients 1 --total $(n 2000) --consistency s"
   "range l 100 clients, 10 conns|range|--conns 10 --clients 100 --total $(n 40000) --consistency l"
   "range s 100 clients, 10 conns|range|--conns 10 --clients 100 --total $(n 40000) --consistency s"
   "txn-put 100 clients, 10 conns|txn-put|--conns 10 --clients 100 --total $(n 20000) --key-size 8 --val-size 256 --key-space-size 100000"

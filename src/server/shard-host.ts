@@ -385,9 +385,9 @@ export class ShardHost {
       }
     }
     // One write for every group; synced only when some group needs it (entries, a vote, a new
-    // term, a snapshot), not for a commit index alone.
+    // term, a snapshot). A commit index alone is not waited for: it rides with the next batch.
     const started = performance.now();
-    const saved = updates.length > 0 ? this.options.logStore.save(updates, { sync: mustSync }) : undefined;
+    const saved = updates.length > 0 ? this.options.logStore.save(updates, { sync: mustSync, deferrable: !mustSync }) : undefined;
     // Committed entries are durable on a quorum already: apply them while our own write runs.
     for (const [shard, ready] of readies) {
       if (ready.snapshot !== undefined) await this.installSnapshot(shard, ready.snapshot.data);

@@ -29,6 +29,13 @@ export const loadedRangesMax = 4;
  */
 export const compactionDeleteKeysMax = 1024;
 
+/**
+ * Milliseconds a deferrable save (a commit index change alone) may wait for another save's batch
+ * before it is written by itself. A crash loses at most this much of the commit index, which the
+ * leader tells again.
+ */
+export const deferredWriteDelayMs = 100;
+
 /** Shard ids are unsigned 32-bit integers (they are 4 bytes of every key). */
 export const shardIdMax = 0xffff_ffff;
 

@@ -29,6 +29,7 @@ import {
 } from './keys';
 import {
   compactionDeleteKeysMax,
+  deferredWriteDelayMs,
   formatVersion,
   loadBytesMax,
   snapshotChunkBytesMax,
@@ -94,6 +95,12 @@ interface Pending {
   waiters: Waiter[];
   /** Some save in this group asked for an fsync. */
   mustSync: boolean;
+  /** Some save in this group may not wait for a later batch (see `SaveOptions.deferrable`). */
+  eager: boolean;
+}
+
+function emptyPending(): Pending {
+  return { ops: [], waiters: [], mustSync: false, eager: false };
 }
 
 export interface SaveOptions {
@@ -103,6 +110,14 @@ export interface SaveOptions {
    * (etcd does the same: a lost commit index is learned again from the leader).
    */
   readonly sync?: boolean;
+  /**
+   * Nothing waits for this write (only with `sync: false`): instead of a batch of its own it
+   * joins the next batch some other save starts, or goes out `deferredWriteDelayMs` later,
+   * whichever comes first. Reads see it at once; `idle()` and `close()` write it out. For a change
+   * of the commit index alone: its own batch would cost a thread-pool round trip per commit, and
+   * a batch that depends on it (a snapshot at a newer index) is always written after it.
+   */
+  readonly deferrable?: boolean;
 }
 
 /** A range of entry indexes (from, to] of one shard whose records are to be deleted. */
@@ -114,7 +129,9 @@ interface DeletionTask {
 
 export class LevelLogStore implements ShardLogHost {
   private readonly shardLogs = new Map<number, ShardLog>();
-  private pending: Pending = { ops: [], waiters: [], mustSync: false };
+  private pending: Pending = emptyPending();
+  /** Writes a deferred-only pending batch out when nothing else did in time. */
+  private deferredTimer: NodeJS.Timeout | undefined;
   private flushScheduled = false;
   private writing = false;
   /** Writes in flight in the no-group-commit mode (the benchmark's comparison). */
@@ -190,6 +207,11 @@ export class LevelLogStore implements ShardLogHost {
       for (const op of ops) this.pending.ops.push(op);
       this.pending.waiters.push({ resolve, reject });
       if (options.sync !== false) this.pending.mustSync = true;
+      if (options.deferrable === true && options.sync === false) {
+        this.armDeferredTimer();
+        return;
+      }
+      this.pending.eager = true;
       this.scheduleFlush();
     });
   }
@@ -335,6 +357,15 @@ export class LevelLogStore implements ShardLogHost {
     });
   }
 
+  private armDeferredTimer(): void {
+    if (this.deferredTimer !== undefined) return;
+    this.deferredTimer = setTimeout(() => {
+      this.deferredTimer = undefined;
+      if (this.pending.ops.length > 0) this.scheduleFlush();
+    }, deferredWriteDelayMs);
+    this.deferredTimer.unref();
+  }
+
   private flush(): void {
     if (this.writing) return;
     const batch = this.pending;
@@ -342,7 +373,9 @@ export class LevelLogStore implements ShardLogHost {
       this.notifyIdle();
       return;
     }
-    this.pending = { ops: [], waiters: [], mustSync: false };
+    if (this.deferredTimer !== undefined) clearTimeout(this.deferredTimer);
+    this.deferredTimer = undefined;
+    this.pending = emptyPending();
     // One bounded compaction step rides along with each batch (the write path is the only writer).
     const ops = this.takeDeletionStep().concat(batch.ops);
     const synced = batch.mustSync && this.sync;
@@ -353,9 +386,12 @@ export class LevelLogStore implements ShardLogHost {
         if (synced) this.stats.syncedBatches++;
         this.stats.saves += batch.waiters.length;
         for (const waiter of batch.waiters) waiter.resolve();
-        // What queued meanwhile goes out now, as the next group.
-        if (this.pending.ops.length > 0 || this.deletions.length > 0) this.flush();
-        else this.notifyIdle();
+        // What queued meanwhile goes out now, as the next group (deferred saves alone wait).
+        if (this.pending.eager || this.deletions.length > 0 || (this.idleWaiters.length > 0 && this.pending.ops.length > 0)) this.flush();
+        else {
+          if (this.pending.ops.length > 0) this.armDeferredTimer();
+          this.notifyIdle();
+        }
       },
       (error: unknown) => {
         this.writing = false;
@@ -413,7 +449,9 @@ export class LevelLogStore implements ShardLogHost {
     if (this.failure !== undefined) return;
     this.failure = error;
     for (const waiter of this.pending.waiters) waiter.reject(error);
-    this.pending = { ops: [], waiters: [], mustSync: false };
+    this.pending = emptyPending();
+    if (this.deferredTimer !== undefined) clearTimeout(this.deferredTimer);
+    this.deferredTimer = undefined;
     this.options.onFatal?.(error);
     this.notifyIdle();
   }
@@ -501,9 +539,10 @@ export class LevelLogStore implements ShardLogHost {
     await this.db.clear(shardRange(shard));
   }
 
-  /** Resolves when no write, compaction step or load is outstanding. */
+  /** Resolves when no write, compaction step or load is outstanding (deferred saves go out now). */
   idle(): Promise<void> {
     if (this.isIdle()) return Promise.resolve();
+    if (this.pending.ops.length > 0 && this.failure === undefined) this.scheduleFlush();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 

@@ -76,6 +76,62 @@ describe('group commit', () => {
     expect(store.stats.saves).toBe(4);
   });
 
+  it('a deferrable save (a commit index alone) waits for the next batch and is written with it', async () => {
+    const { store, reopen } = await openStore();
+    await store.save([{ shard: 1, entries: entries(1, 4, 1), hardState: { term: 1, vote: 1, commit: 1 } }]);
+    const before = { ...store.stats };
+    let deferredDone = false;
+    const deferred = store.save([{ shard: 1, hardState: { term: 1, vote: 1, commit: 3 } }], { sync: false, deferrable: true }).then(() => {
+      deferredDone = true;
+    });
+    // Reads see it at once; the disk does not yet.
+    expect(store.shard(1).initialState().hardState.commit).toBe(3);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(deferredDone).toBe(false);
+    expect(store.stats.saves).toBe(before.saves);
+    // The next save of any kind takes it along: one synced batch for both.
+    await store.save([{ shard: 2, entries: entries(1, 1, 1) }]);
+    await deferred;
+    expect(store.stats.saves).toBe(before.saves + 2);
+    expect(store.stats.syncedBatches).toBe(before.syncedBatches + 1);
+    expect((await reopen()).shard(1).initialState().hardState).toEqual({ term: 1, vote: 1, commit: 3 });
+  });
+
+  it(`a deferrable save goes out by itself after ${logLimits.deferredWriteDelayMs} ms, unsynced`, async () => {
+    const { store } = await openStore();
+    await store.save([{ shard: 1, entries: entries(1, 2, 1) }]);
+    const before = { ...store.stats };
+    const started = performance.now();
+    await store.save([{ shard: 1, hardState: { term: 1, vote: 0, commit: 2 } }], { sync: false, deferrable: true });
+    expect(performance.now() - started).toBeGreaterThanOrEqual(logLimits.deferredWriteDelayMs - 5);
+    expect(store.stats.saves).toBe(before.saves + 1);
+    expect(store.stats.syncedBatches).toBe(before.syncedBatches);
+  });
+
+  it('a deferrable save does not start a batch of its own behind a write in flight', async () => {
+    const { store } = await openStore();
+    const first = store.save([{ shard: 1, entries: entries(1, 3, 1) }]);
+    await new Promise((resolve) => setImmediate(resolve));
+    let deferredDone = false;
+    const deferred = store.save([{ shard: 1, hardState: { term: 1, vote: 0, commit: 3 } }], { sync: false, deferrable: true }).then(() => {
+      deferredDone = true;
+    });
+    await first;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(deferredDone).toBe(false);
+    await store.idle();
+    await deferred;
+    expect(deferredDone).toBe(true);
+  });
+
+  it('idle() and close() write deferred saves out', async () => {
+    const { store, reopen } = await openStore();
+    await store.save([{ shard: 1, entries: entries(1, 2, 1) }]);
+    void store.save([{ shard: 1, hardState: { term: 1, vote: 0, commit: 2 } }], { sync: false, deferrable: true });
+    const again = await reopen();
+    expect(again.shard(1).initialState().hardState.commit).toBe(2);
+  });
+
   it('saves made while a write is in flight go out together as the next batch', async () => {
     const { store } = await openStore();
     const first = store.save([{ shard: 1, entries: entries(1, 1, 1) }]);
