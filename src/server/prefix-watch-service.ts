@@ -11,7 +11,7 @@ import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch
 import { dkvRoot, int64, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
-import { type BufferedBytes, ResponseQueue } from './response-queue';
+import { type BufferedBytes, ResponseQueue, grpcFrame } from './response-queue';
 
 /** Keys per snapshot response (each piece stays well under gRPC's message limits). */
 export const prefixSnapshotKeysPerResponse = 1000;
@@ -40,16 +40,17 @@ class PrefixStream implements WatchSink {
   constructor(
     private readonly call: grpc.ServerWritableStream<Incoming<WireRequest>, object>,
     private readonly ctx: PrefixWatchContext,
+    serialize: (response: object) => Buffer,
   ) {
-    this.out = new ResponseQueue(
-      call,
-      watchLimits.watchStreamBufferBytesMax,
-      () => {
+    this.out = new ResponseQueue(call, watchLimits.watchStreamBufferBytesMax, {
+      onRoom: () => {
         this.ctx.hub().onRoom();
         this.endIfDone();
       },
-      ctx.buffered,
-    );
+      onEmpty: () => this.endIfDone(),
+      tally: ctx.buffered,
+      frame: grpcFrame(serialize),
+    });
     call.on('cancelled', () => this.close());
     call.on('close', () => this.close());
     call.on('error', () => this.close());
@@ -130,10 +131,12 @@ class PrefixStream implements WatchSink {
 }
 
 export function createPrefixWatchService(ctx: PrefixWatchContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
+  const definition = serviceDefinition('dkv.v1.Watch', dkvRoot);
+  const serialize = definition['WatchPrefix']!.responseSerialize as (response: object) => Buffer;
   const implementation: grpc.UntypedServiceImplementation = {
     WatchPrefix: (call: grpc.ServerWritableStream<Incoming<WireRequest>, object>) => {
-      new PrefixStream(call, ctx);
+      new PrefixStream(call, ctx, serialize);
     },
   };
-  return { definition: serviceDefinition('dkv.v1.Watch', dkvRoot), implementation };
+  return { definition, implementation };
 }

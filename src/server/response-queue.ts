@@ -1,12 +1,71 @@
 /**
- * Responses waiting for a server stream: written as fast as gRPC takes them; when gRPC asks to
- * wait ('drain'), they queue here. The queue's bytes are what a slow client costs the server, so
- * its owner checks `hasRoom()` against a named limit before adding more.
+ * Responses waiting for a server stream. Responses pushed during one task are written together
+ * at its end; when the stream asks to wait ('drain'), they queue here. The queue's bytes are
+ * what a slow client costs the server, so its owner checks `hasRoom()` against a named limit
+ * before adding more.
+ *
+ * Two ways out. With a framer, and when the grpc-js call exposes its HTTP/2 stream, each
+ * flush frames every response itself (gRPC's 5-byte length prefix) and hands the stream ONE
+ * write: a watch stream that gets a hundred responses in one apply pass costs one HTTP/2 write,
+ * not a hundred trips through grpc-js's per-message Writable chain. (gRPC lets messages split or
+ * share DATA frames any way; clients reassemble them from the prefixes.) Otherwise each response
+ * goes through `call.write`, as grpc-js intends.
  */
 import type { EventEmitter } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
 
-interface Writable extends EventEmitter {
+interface GrpcWritable extends EventEmitter {
   write(response: object): boolean;
+  sendMetadata(metadata: grpc.Metadata): void;
+}
+
+/** The part of an HTTP/2 stream the framed path uses. */
+interface RawStream extends EventEmitter {
+  write(chunk: Buffer, callback?: (error?: Error | null) => void): boolean;
+  readonly destroyed: boolean;
+  readonly writableEnded: boolean;
+}
+
+/** Bytes of responses one flush hands to the stream at most (then it flushes again). */
+export const flushBytesTarget = 256 * 1024;
+
+/** gRPC's length prefix: a compressed flag (0) and a big-endian 32-bit length. */
+const grpcPrefixBytes = 5;
+
+/** A framer (see `ResponseQueueOptions.frame`) from a method's response serializer. */
+export function grpcFrame(serialize: (response: object) => Buffer): (response: object) => Buffer {
+  return (response) => {
+    const body = serialize(response);
+    const out = Buffer.allocUnsafe(grpcPrefixBytes + body.length);
+    out[0] = 0;
+    out.writeUInt32BE(body.length, 1);
+    body.copy(out, grpcPrefixBytes);
+    return out;
+  };
+}
+
+/**
+ * The HTTP/2 stream under a grpc-js server call, if grpc-js (the version pinned in
+ * package-lock.json) exposes it as it does today: the call's `call` is the interceptor chain,
+ * whose innermost link holds `stream`. Anything else (another version, interceptors that hide
+ * it) gives undefined, and the queue uses `call.write`.
+ */
+export function rawHttp2Stream(call: object): RawStream | undefined {
+  let link: unknown = (call as { call?: unknown }).call;
+  for (let depth = 0; depth < 8 && link !== null && typeof link === 'object'; depth++) {
+    const stream = (link as { stream?: unknown }).stream;
+    if (
+      stream !== null &&
+      typeof stream === 'object' &&
+      typeof (stream as RawStream).write === 'function' &&
+      typeof (stream as { respond?: unknown }).respond === 'function' &&
+      typeof (stream as { sendTrailers?: unknown }).sendTrailers === 'function'
+    ) {
+      return stream as RawStream;
+    }
+    link = (link as { nextCall?: unknown }).nextCall;
+  }
+  return undefined;
 }
 
 /** Bytes waiting in every queue that shares this tally (a node's watch streams), and the most ever. */
@@ -27,6 +86,20 @@ export interface QueuedResponse {
   readonly seq: number;
 }
 
+export interface ResponseQueueOptions {
+  /** Runs after a drain left room below `bytesMax`. */
+  readonly onRoom: () => void;
+  /** Counts the queued bytes too (shared by a node's streams, for metrics). */
+  readonly tally?: BufferedBytes;
+  /**
+   * A response as a whole gRPC message (5-byte length prefix included): with it, responses are
+   * written to the HTTP/2 stream together. `grpcFrame(serialize)` makes one from a serializer.
+   */
+  readonly frame?: (response: object) => Buffer;
+  /** Runs after a flush that left the queue empty. */
+  readonly onEmpty?: () => void;
+}
+
 export class ResponseQueue {
   /** Queued responses are queue[head..]; the consumed front is cut off in large steps. */
   private queue: QueuedResponse[] = [];
@@ -36,20 +109,34 @@ export class ResponseQueue {
   private writtenSeq = 0;
   private queuedBytes = 0;
   private waiting = false;
+  private flushScheduled = false;
   private closed = false;
+  private readonly tally: BufferedBytes;
+  /** The HTTP/2 stream the framed path writes to (undefined: `call.write`). */
+  private readonly raw: RawStream | undefined;
+  private metadataSent = false;
+  /** Times the stream asked us to wait for 'drain' (a slow client). */
+  waits = 0;
 
-  /** `onRoom` runs after a drain left room below `bytesMax`; `tally` counts the queued bytes too. */
   constructor(
-    private readonly call: Writable,
+    private readonly call: GrpcWritable,
     private readonly bytesMax: number,
-    private readonly onRoom: () => void,
-    private readonly tally: BufferedBytes = new BufferedBytes(),
+    private readonly options: ResponseQueueOptions,
   ) {
-    call.on('drain', () => {
+    this.tally = options.tally ?? new BufferedBytes();
+    this.raw = options.frame === undefined ? undefined : rawHttp2Stream(call);
+    const drained = (): void => {
+      if (!this.waiting) return;
       this.waiting = false;
       this.flush();
-      if (this.hasRoom()) this.onRoom();
-    });
+      if (this.hasRoom()) this.options.onRoom();
+    };
+    (this.raw ?? call).on('drain', drained);
+  }
+
+  /** Whether responses are framed here and written to the HTTP/2 stream in one write per flush. */
+  get framed(): boolean {
+    return this.raw !== undefined;
   }
 
   hasRoom(): boolean {
@@ -72,34 +159,77 @@ export class ResponseQueue {
     this.tally.add(extraBytes);
   }
 
+  /** Queues a response; it is written at the end of the current task, with the others queued in it. */
   push(response: object, bytes: number): QueuedResponse {
     const item: QueuedResponse = { response, bytes, seq: this.nextSeq++ };
     if (this.closed) return item;
     this.queue.push(item);
     this.queuedBytes += bytes;
     this.tally.add(bytes);
-    this.flush();
+    if (!this.flushScheduled && !this.waiting) {
+      this.flushScheduled = true;
+      queueMicrotask(() => {
+        this.flushScheduled = false;
+        this.flush();
+      });
+    }
     return item;
   }
 
-  /** Writes queued responses until gRPC asks us to wait. */
+  /** Writes queued responses until the stream asks us to wait. */
   flush(): void {
     while (!this.waiting && this.head < this.queue.length && !this.closed) {
-      const { response, bytes } = this.queue[this.head]!;
-      this.head++;
-      this.writtenSeq++;
+      // Take about `flushBytesTarget` of responses (at least one).
+      const from = this.head;
+      let bytes = 0;
+      while (this.head < this.queue.length && (this.head === from || bytes < flushBytesTarget)) {
+        bytes += this.queue[this.head]!.bytes;
+        this.head++;
+      }
+      this.writtenSeq += this.head - from;
       this.queuedBytes -= bytes;
       this.tally.add(-bytes);
-      if (!this.call.write(response)) this.waiting = true;
+      if (!this.write(from, this.head)) {
+        this.waiting = true;
+        this.waits++;
+      }
     }
     // shift() is O(n) on a long queue: drop the written front only once it is most of the array.
     if (this.head === this.queue.length) {
       this.queue = [];
       this.head = 0;
+      if (!this.closed) this.options.onEmpty?.();
     } else if (this.head >= 1024 && this.head * 2 >= this.queue.length) {
       this.queue = this.queue.slice(this.head);
       this.head = 0;
     }
+  }
+
+  /** Writes queue[from..to); false when the stream wants us to wait for 'drain'. */
+  private write(from: number, to: number): boolean {
+    const raw = this.raw;
+    if (raw === undefined) {
+      let more = true;
+      for (let i = from; i < to; i++) more = this.call.write(this.queue[i]!.response) && more;
+      return more;
+    }
+    if (raw.destroyed || raw.writableEnded) return true;
+    if (!this.metadataSent) {
+      // The response headers go first, exactly as grpc-js sends them (a no-op if it already did).
+      this.call.sendMetadata(new grpc.Metadata());
+      this.metadataSent = true;
+    }
+    const frame = this.options.frame!;
+    let out: Buffer;
+    if (to - from === 1) out = frame(this.queue[from]!.response);
+    else {
+      const frames: Buffer[] = [];
+      for (let i = from; i < to; i++) frames.push(frame(this.queue[i]!.response));
+      out = Buffer.concat(frames);
+    }
+    // A failed write means the stream is gone; grpc-js reports that to the call ('cancelled',
+    // 'error', 'close'), which closes this queue.
+    return raw.write(out, () => undefined);
   }
 
   close(): void {

@@ -6,7 +6,6 @@
  * on the stream.
  */
 import type * as grpc from '@grpc/grpc-js';
-import protobuf from 'protobufjs';
 import type { KeyValue, MvccEvent } from '../../storage/index';
 import { eventToWire } from '../engines/kv/convert';
 import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index';
@@ -89,16 +88,73 @@ const tagWatchId = 2 << 3;
 const tagFragment = 7 << 3;
 const tagEvent = (11 << 3) | 2;
 
-/** Serializes a Watch response: pre-encoded events by concatenation, anything else by protobufjs. */
+function varintBytes(value: number): number {
+  let n = 1;
+  while (value >= 0x80) {
+    value = Math.floor(value / 128);
+    n++;
+  }
+  return n;
+}
+
+function writeVarint(out: Buffer, offset: number, value: number): number {
+  while (value >= 0x80) {
+    out[offset++] = (value % 128) | 0x80;
+    value = Math.floor(value / 128);
+  }
+  out[offset++] = value;
+  return offset;
+}
+
+/** gRPC's length prefix in front of every message: a compressed flag (0) and a 32-bit length. */
+const grpcPrefixBytes = 5;
+
+/**
+ * A Watch response as a whole gRPC message (length prefix included): pre-encoded events by
+ * concatenation, in one allocation; anything else (created, canceled, progress) by protobufjs.
+ */
+export function frameWatchResponse(value: object): Buffer {
+  if (!(value instanceof EventsResponse)) {
+    const body = WatchResponseType.encode(value).finish();
+    const out = Buffer.allocUnsafe(grpcPrefixBytes + body.length);
+    out[0] = 0;
+    out.writeUInt32BE(body.length, 1);
+    out.set(body, grpcPrefixBytes);
+    return out;
+  }
+  // watch_id is an int64 that is never negative on an events response: a plain varint.
+  let size = 1 + varintBytes(value.header.length) + value.header.length;
+  if (value.watchId !== 0) size += 1 + varintBytes(value.watchId);
+  if (value.fragment) size += 2;
+  for (const event of value.events) size += 1 + varintBytes(event.length) + event.length;
+  const out = Buffer.allocUnsafe(grpcPrefixBytes + size);
+  out[0] = 0;
+  out.writeUInt32BE(size, 1);
+  let at = grpcPrefixBytes;
+  out[at++] = tagHeader;
+  at = writeVarint(out, at, value.header.length);
+  out.set(value.header, at);
+  at += value.header.length;
+  if (value.watchId !== 0) {
+    out[at++] = tagWatchId;
+    at = writeVarint(out, at, value.watchId);
+  }
+  if (value.fragment) {
+    out[at++] = tagFragment;
+    out[at++] = 1;
+  }
+  for (const event of value.events) {
+    out[at++] = tagEvent;
+    at = writeVarint(out, at, event.length);
+    out.set(event, at);
+    at += event.length;
+  }
+  return out;
+}
+
+/** Serializes a Watch response (the message alone, for grpc-js's own framing). */
 export function serializeWatchResponse(value: object): Buffer {
-  if (!(value instanceof EventsResponse)) return Buffer.from(WatchResponseType.encode(value).finish());
-  const writer = protobuf.Writer.create();
-  writer.uint32(tagHeader).bytes(value.header);
-  if (value.watchId !== 0) writer.uint32(tagWatchId).int64(value.watchId);
-  if (value.fragment) writer.uint32(tagFragment).bool(true);
-  for (const event of value.events) writer.uint32(tagEvent).bytes(event);
-  const bytes = writer.finish();
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return frameWatchResponse(value).subarray(grpcPrefixBytes);
 }
 
 interface WatcherState {
@@ -125,7 +181,11 @@ class WatchStream implements WatchSink {
     private readonly call: grpc.ServerDuplexStream<Incoming<WireWatchRequest>, object>,
     private readonly ctx: WatchServiceContext,
   ) {
-    this.out = new ResponseQueue(call, watchLimits.watchStreamBufferBytesMax, () => this.ctx.hub().onRoom(), ctx.buffered);
+    this.out = new ResponseQueue(call, watchLimits.watchStreamBufferBytesMax, {
+      onRoom: () => this.ctx.hub().onRoom(),
+      tally: ctx.buffered,
+      frame: frameWatchResponse,
+    });
     this.progressTimer = setInterval(() => this.progressTick(), ctx.progressIntervalMs);
     this.progressTimer.unref();
     call.on('data', (request: Incoming<WireWatchRequest>) => this.onRequest(request.message));
