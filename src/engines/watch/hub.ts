@@ -14,6 +14,7 @@
  */
 import { type ChangesPage, type KeyValue, type MvccEvent, type MvccStore, beforeEnd, compareBytes } from '../../../storage/index';
 import { watchCatchUpBytesMax, watchCatchUpRevisionsMax } from './limits';
+import { RangeIndex } from './range-index';
 
 /** Where a watcher's responses go (one client stream). */
 export interface WatchSink {
@@ -79,9 +80,9 @@ function keyString(key: Uint8Array): string {
 }
 
 export class WatchHub {
-  /** Synced single-key watchers by key, and synced range watchers. */
+  /** Synced single-key watchers by key, and synced range watchers by range. */
   private readonly byKey = new Map<string, Set<Watcher>>();
-  private readonly ranges = new Set<Watcher>();
+  private readonly ranges = new RangeIndex<Watcher>();
   private readonly unsynced = new Set<Watcher>();
   private catchUpScheduled = false;
   /** Times a watcher fell back to history because its stream's buffer was full. */
@@ -129,32 +130,50 @@ export class WatchHub {
   onApplied(events: readonly MvccEvent[]): void {
     if (events.length === 0) return;
     const revision = events[0]!.kv.modRevision;
-    const candidates = new Set<Watcher>(this.ranges);
+    if (events.length === 1) {
+      // One key: its single-key watchers and the ranges holding it never overlap.
+      const key = events[0]!.kv.key;
+      const set = this.byKey.get(keyString(key));
+      // (A watcher that desyncs leaves `set` while it is being iterated, which Set allows.)
+      if (set !== undefined) for (const watcher of set) this.offer(watcher, events, revision);
+      const inRange: Watcher[] = [];
+      this.ranges.stab(key, inRange);
+      for (const watcher of inRange) this.offer(watcher, events, revision);
+      return;
+    }
+    // Several keys (a txn): a watcher may hold more than one of them, and hears the revision once.
+    const candidates = new Set<Watcher>();
+    const inRange: Watcher[] = [];
     for (const event of events) {
       const set = this.byKey.get(keyString(event.kv.key));
       if (set !== undefined) for (const w of set) candidates.add(w);
+      this.ranges.stab(event.kv.key, inRange);
     }
-    for (const watcher of candidates) {
-      if (!watcher.synced || watcher.nextRevision > revision) continue;
-      const selected = watcher.select(events);
-      if (selected.length === 0) {
-        watcher.nextRevision = revision + 1;
-        continue;
-      }
-      if (watcher.sink.deliver(watcher, selected, revision)) {
-        watcher.nextRevision = revision + 1;
-      } else {
-        // The stream is full: this revision waits in the history until there is room.
-        this.slowFallbacks++;
-        this.desync(watcher);
-      }
+    for (const w of inRange) candidates.add(w);
+    for (const watcher of candidates) this.offer(watcher, events, revision);
+  }
+
+  /** Gives a synced watcher its part of one revision's events. */
+  private offer(watcher: Watcher, events: readonly MvccEvent[], revision: number): void {
+    if (!watcher.synced || watcher.nextRevision > revision) return;
+    const selected = watcher.select(events);
+    if (selected.length === 0) {
+      watcher.nextRevision = revision + 1;
+      return;
+    }
+    if (watcher.sink.deliver(watcher, selected, revision)) {
+      watcher.nextRevision = revision + 1;
+    } else {
+      // The stream is full: this revision waits in the history until there is room.
+      this.slowFallbacks++;
+      this.desync(watcher);
     }
   }
 
   /** The store was replaced (a snapshot from the leader): everyone re-checks against its history. */
   onStoreReplaced(): void {
     for (const set of this.byKey.values()) for (const w of set) this.desync(w);
-    for (const w of [...this.ranges]) this.desync(w);
+    for (const w of this.ranges.all()) this.desync(w);
     this.scheduleCatchUp();
   }
 
@@ -175,7 +194,7 @@ export class WatchHub {
     this.unsynced.delete(watcher);
     watcher.sink.synced?.(watcher);
     if (watcher.options.rangeEnd !== undefined) {
-      this.ranges.add(watcher);
+      this.ranges.add(watcher, watcher.options.key, watcher.options.rangeEnd);
       return;
     }
     const key = keyString(watcher.options.key);
