@@ -11,7 +11,7 @@ import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch
 import { dkvRoot, int64, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
-import { type BufferedBytes, ResponseQueue, grpcFrame } from './response-queue';
+import { type BufferedBytes, ResponseQueue, grpcFrames } from './response-queue';
 
 /** Keys per snapshot response (each piece stays well under gRPC's message limits). */
 export const prefixSnapshotKeysPerResponse = 1000;
@@ -49,7 +49,7 @@ class PrefixStream implements WatchSink {
       },
       onEmpty: () => this.endIfDone(),
       tally: ctx.buffered,
-      frame: grpcFrame(serialize),
+      frames: grpcFrames(serialize),
     });
     call.on('cancelled', () => this.close());
     call.on('close', () => this.close());

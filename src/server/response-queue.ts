@@ -4,7 +4,7 @@
  * what a slow client costs the server, so its owner checks `hasRoom()` against a named limit
  * before adding more.
  *
- * Two ways out. With a framer, and when the grpc-js call exposes its HTTP/2 stream, each
+ * Two ways out. With a frame encoder, and when the grpc-js call exposes its HTTP/2 stream, each
  * flush frames every response itself (gRPC's 5-byte length prefix) and hands the stream ONE
  * write: a watch stream that gets a hundred responses in one apply pass costs one HTTP/2 write,
  * not a hundred trips through grpc-js's per-message Writable chain. (gRPC lets messages split or
@@ -32,15 +32,38 @@ export const flushBytesTarget = 256 * 1024;
 /** gRPC's length prefix: a compressed flag (0) and a big-endian 32-bit length. */
 const grpcPrefixBytes = 5;
 
-/** A framer (see `ResponseQueueOptions.frame`) from a method's response serializer. */
-export function grpcFrame(serialize: (response: object) => Buffer): (response: object) => Buffer {
-  return (response) => {
-    const body = serialize(response);
-    const out = Buffer.allocUnsafe(grpcPrefixBytes + body.length);
-    out[0] = 0;
-    out.writeUInt32BE(body.length, 1);
-    body.copy(out, grpcPrefixBytes);
-    return out;
+/**
+ * Writes responses as whole gRPC messages (5-byte length prefix included) into a buffer the queue
+ * allocates once per flush: `bytes(r)` is asked first for every response of the flush, then
+ * `write(r, ...)` for each, in the same order.
+ */
+export interface FrameEncoder {
+  bytes(response: object): number;
+  /** Writes the `bytes(response)` bytes of the framed response at `offset`. */
+  write(response: object, out: Buffer, offset: number): void;
+}
+
+/** Writes gRPC's length prefix for a message of `length` bytes at `offset`. */
+export function writeGrpcPrefix(out: Buffer, offset: number, length: number): void {
+  out[offset] = 0;
+  out.writeUInt32BE(length, offset + 1);
+}
+
+/** A frame encoder from a method's response serializer (each body is serialized once). */
+export function grpcFrames(serialize: (response: object) => Uint8Array): FrameEncoder {
+  const bodies = new Map<object, Uint8Array>();
+  return {
+    bytes(response) {
+      const body = serialize(response);
+      bodies.set(response, body);
+      return grpcPrefixBytes + body.length;
+    },
+    write(response, out, offset) {
+      const body = bodies.get(response) ?? serialize(response);
+      bodies.delete(response);
+      writeGrpcPrefix(out, offset, body.length);
+      out.set(body, offset + grpcPrefixBytes);
+    },
   };
 }
 
@@ -92,10 +115,10 @@ export interface ResponseQueueOptions {
   /** Counts the queued bytes too (shared by a node's streams, for metrics). */
   readonly tally?: BufferedBytes;
   /**
-   * A response as a whole gRPC message (5-byte length prefix included): with it, responses are
-   * written to the HTTP/2 stream together. `grpcFrame(serialize)` makes one from a serializer.
+   * Frames responses as whole gRPC messages: with it, the responses of a flush are written to the
+   * HTTP/2 stream together. `grpcFrames(serialize)` makes one from a serializer.
    */
-  readonly frame?: (response: object) => Buffer;
+  readonly frames?: FrameEncoder;
   /** Runs after a flush that left the queue empty. */
   readonly onEmpty?: () => void;
 }
@@ -124,7 +147,7 @@ export class ResponseQueue {
     private readonly options: ResponseQueueOptions,
   ) {
     this.tally = options.tally ?? new BufferedBytes();
-    this.raw = options.frame === undefined ? undefined : rawHttp2Stream(call);
+    this.raw = options.frames === undefined ? undefined : rawHttp2Stream(call);
     const drained = (): void => {
       if (!this.waiting) return;
       this.waiting = false;
@@ -219,13 +242,19 @@ export class ResponseQueue {
       this.call.sendMetadata(new grpc.Metadata());
       this.metadataSent = true;
     }
-    const frame = this.options.frame!;
-    let out: Buffer;
-    if (to - from === 1) out = frame(this.queue[from]!.response);
-    else {
-      const frames: Buffer[] = [];
-      for (let i = from; i < to; i++) frames.push(frame(this.queue[i]!.response));
-      out = Buffer.concat(frames);
+    const frames = this.options.frames!;
+    const sizes: number[] = [];
+    let total = 0;
+    for (let i = from; i < to; i++) {
+      const size = frames.bytes(this.queue[i]!.response);
+      sizes.push(size);
+      total += size;
+    }
+    const out = Buffer.allocUnsafe(total);
+    let offset = 0;
+    for (let i = from; i < to; i++) {
+      frames.write(this.queue[i]!.response, out, offset);
+      offset += sizes[i - from]!;
     }
     // A failed write means the stream is gone; grpc-js reports that to the call ('cancelled',
     // 'error', 'close'), which closes this queue.

@@ -12,7 +12,7 @@ import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch
 import { etcdType, int64, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
-import { type BufferedBytes, type QueuedResponse, ResponseQueue } from './response-queue';
+import { type BufferedBytes, type FrameEncoder, type QueuedResponse, ResponseQueue, grpcFrames, writeGrpcPrefix } from './response-queue';
 import { type ServiceContext, responseHeader } from './service-common';
 
 /** etcd's id for "no watcher" / "every watcher on the stream". */
@@ -109,28 +109,20 @@ function writeVarint(out: Buffer, offset: number, value: number): number {
 /** gRPC's length prefix in front of every message: a compressed flag (0) and a 32-bit length. */
 const grpcPrefixBytes = 5;
 
-/**
- * A Watch response as a whole gRPC message (length prefix included): pre-encoded events by
- * concatenation, in one allocation; anything else (created, canceled, progress) by protobufjs.
- */
-export function frameWatchResponse(value: object): Buffer {
-  if (!(value instanceof EventsResponse)) {
-    const body = WatchResponseType.encode(value).finish();
-    const out = Buffer.allocUnsafe(grpcPrefixBytes + body.length);
-    out[0] = 0;
-    out.writeUInt32BE(body.length, 1);
-    out.set(body, grpcPrefixBytes);
-    return out;
-  }
+/** The encoded size of an events response's message (without the gRPC prefix). */
+function eventsMessageBytes(value: EventsResponse): number {
   // watch_id is an int64 that is never negative on an events response: a plain varint.
   let size = 1 + varintBytes(value.header.length) + value.header.length;
   if (value.watchId !== 0) size += 1 + varintBytes(value.watchId);
   if (value.fragment) size += 2;
   for (const event of value.events) size += 1 + varintBytes(event.length) + event.length;
-  const out = Buffer.allocUnsafe(grpcPrefixBytes + size);
-  out[0] = 0;
-  out.writeUInt32BE(size, 1);
-  let at = grpcPrefixBytes;
+  return size;
+}
+
+/** Writes an events response's message of `size` bytes, prefix first, at `offset`. */
+function writeEventsFrame(value: EventsResponse, size: number, out: Buffer, offset: number): void {
+  writeGrpcPrefix(out, offset, size);
+  let at = offset + grpcPrefixBytes;
   out[at++] = tagHeader;
   at = writeVarint(out, at, value.header.length);
   out.set(value.header, at);
@@ -149,12 +141,30 @@ export function frameWatchResponse(value: object): Buffer {
     out.set(event, at);
     at += event.length;
   }
-  return out;
 }
+
+const controlFrames = grpcFrames((value) => WatchResponseType.encode(value).finish());
+
+/**
+ * Watch responses as whole gRPC messages, written straight into the queue's output buffer:
+ * pre-encoded events by concatenation; anything else (created, canceled, progress) by protobufjs.
+ */
+export const watchFrames: FrameEncoder = {
+  bytes(value) {
+    if (!(value instanceof EventsResponse)) return controlFrames.bytes(value);
+    return grpcPrefixBytes + eventsMessageBytes(value);
+  },
+  write(value, out, offset) {
+    if (!(value instanceof EventsResponse)) controlFrames.write(value, out, offset);
+    else writeEventsFrame(value, eventsMessageBytes(value), out, offset);
+  },
+};
 
 /** Serializes a Watch response (the message alone, for grpc-js's own framing). */
 export function serializeWatchResponse(value: object): Buffer {
-  return frameWatchResponse(value).subarray(grpcPrefixBytes);
+  const out = Buffer.allocUnsafe(watchFrames.bytes(value));
+  watchFrames.write(value, out, 0);
+  return out.subarray(grpcPrefixBytes);
 }
 
 interface WatcherState {
@@ -184,7 +194,7 @@ class WatchStream implements WatchSink {
     this.out = new ResponseQueue(call, watchLimits.watchStreamBufferBytesMax, {
       onRoom: () => this.ctx.hub().onRoom(),
       tally: ctx.buffered,
-      frame: frameWatchResponse,
+      frames: watchFrames,
     });
     this.progressTimer = setInterval(() => this.progressTick(), ctx.progressIntervalMs);
     this.progressTimer.unref();
@@ -202,9 +212,10 @@ class WatchStream implements WatchSink {
   private encodedHeader: { revision: number; term: number; bytes: Uint8Array } | undefined;
 
   private headerBytes(revision: number): Uint8Array {
-    const header = this.header(revision) as { raft_term: number };
+    const term = this.ctx.host.shard(this.ctx.shardId)?.term ?? 0;
     const cached = this.encodedHeader;
-    if (cached !== undefined && cached.revision === revision && cached.term === header.raft_term) return cached.bytes;
+    if (cached !== undefined && cached.revision === revision && cached.term === term) return cached.bytes;
+    const header = this.header(revision) as { raft_term: number };
     const bytes = ResponseHeaderType.encode(header).finish();
     this.encodedHeader = { revision, term: header.raft_term, bytes };
     return bytes;

@@ -57,3 +57,26 @@ describe('WatchHub catch-up', () => {
     }
   });
 });
+
+describe('Watcher.select', () => {
+  const kv = (key: string, modRevision = 5) => ({ key: Buffer.from(key), value: Buffer.from('v'), createRevision: 2, modRevision, version: 3, lease: 0 });
+  const options = { key: Buffer.from('a'), rangeEnd: Buffer.from('c'), startRevision: 1, noPut: false, noDelete: false, prevKv: true };
+  const events: MvccEvent[] = [
+    { type: 'put', kv: kv('a'), prevKv: kv('a', 4) },
+    { type: 'delete', kv: kv('b') },
+  ];
+
+  it('gives the revision itself, not a copy, when every event passes unchanged', () => {
+    expect(new Watcher(1, options, new RecordingSink()).select(events)).toBe(events);
+  });
+
+  it('copies when a key, a filter or prevKv leaves something out', () => {
+    const outOfRange = new Watcher(1, { ...options, rangeEnd: Buffer.from('b') }, new RecordingSink()).select(events);
+    expect(outOfRange).toEqual([events[0]]);
+    const noDelete = new Watcher(1, { ...options, noDelete: true }, new RecordingSink()).select(events);
+    expect(noDelete).toEqual([events[0]]);
+    const noPrev = new Watcher(1, { ...options, prevKv: false }, new RecordingSink()).select(events);
+    expect(noPrev).toEqual([{ type: 'put', kv: events[0]!.kv }, events[1]]);
+    expect(events[0]!.prevKv).toBeDefined();
+  });
+});

@@ -6,7 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ResponseQueue, flushBytesTarget, grpcFrame } from '../../src/server/response-queue';
+import { ResponseQueue, flushBytesTarget, grpcFrames } from '../../src/server/response-queue';
 
 const path = '/test.Queue/Stream';
 const encode = (value: object): Buffer => Buffer.from(JSON.stringify(value));
@@ -40,7 +40,7 @@ async function serve(count: number, size: number, framed: boolean, bytesMax = 64
             call.end();
           }
         },
-        frame: framed ? grpcFrame(encode) : undefined,
+        frames: framed ? grpcFrames(encode) : undefined,
       });
       queues.push(queue);
       const fill = (): void => {

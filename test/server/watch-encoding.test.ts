@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { eventToWire } from '../../src/engines/kv/convert';
 import { etcdType } from '../../src/etcd-proto';
-import { EventsResponse, encodeEvent, frameWatchResponse, serializeWatchResponse } from '../../src/server/watch-service';
+import { EventsResponse, encodeEvent, serializeWatchResponse, watchFrames } from '../../src/server/watch-service';
 import type { KeyValue, MvccEvent } from '../../storage/index';
 
 const WatchResponse = etcdType('etcdserverpb.WatchResponse');
@@ -67,7 +67,8 @@ describe('serializeWatchResponse', () => {
     const h = ResponseHeader.encode({ cluster_id: 1, member_id: 2, revision: 300, raft_term: 4 }).finish();
     const kv: KeyValue = { key: Buffer.from('k'), value: Buffer.alloc(300, 1), createRevision: 2, modRevision: 300, version: 7, lease: 0 };
     for (const response of [new EventsResponse(h, 2 ** 33, [encodeEvent({ type: 'put', kv })], true), { header: { revision: 9 }, watch_id: 3, created: true }]) {
-      const frame = frameWatchResponse(response);
+      const frame = Buffer.alloc(watchFrames.bytes(response));
+      watchFrames.write(response, frame, 0);
       expect(frame[0]).toBe(0);
       expect(frame.readUInt32BE(1)).toBe(frame.length - 5);
       expect(Buffer.compare(frame.subarray(5), serializeWatchResponse(response))).toBe(0);

@@ -63,15 +63,26 @@ export class Watcher {
     return compareBytes(key, start) >= 0 && beforeEnd(key, rangeEnd);
   }
 
-  /** The events of one revision this watcher gets (filters applied, prevKv as asked). */
-  select(events: readonly MvccEvent[]): MvccEvent[] {
-    const out: MvccEvent[] = [];
-    for (const event of events) {
-      if (!this.matchesKey(event.kv.key)) continue;
-      if (event.type === 'put' ? this.options.noPut : this.options.noDelete) continue;
-      out.push(this.options.prevKv || event.prevKv === undefined ? event : { type: event.type, kv: event.kv });
+  /**
+   * The events of one revision this watcher gets (filters applied, prevKv as asked): `events`
+   * itself when it gets all of them unchanged (no copy for the common case of many watchers on
+   * one key), else a new array.
+   */
+  select(events: readonly MvccEvent[]): readonly MvccEvent[] {
+    let out: MvccEvent[] | undefined;
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!;
+      let given: MvccEvent | undefined;
+      if (this.matchesKey(event.kv.key) && !(event.type === 'put' ? this.options.noPut : this.options.noDelete)) {
+        given = this.options.prevKv || event.prevKv === undefined ? event : { type: event.type, kv: event.kv };
+      }
+      if (out === undefined) {
+        if (given === event) continue;
+        out = events.slice(0, i);
+      }
+      if (given !== undefined) out.push(given);
     }
-    return out;
+    return out ?? events;
   }
 }
 
