@@ -26,8 +26,8 @@ export class WatchClient {
   readonly responses: Decoded[] = [];
   ended = false;
 
-  constructor(endpoint: string) {
-    this.client = new grpc.Client(endpoint, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
+  constructor(endpoint: string, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()) {
+    this.client = new grpc.Client(endpoint, credentials, { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
     this.call = this.client.makeBidiStreamRequest(
       '/etcdserverpb.Watch/Watch',
       (value: object) => Buffer.from(WatchRequest.encode(WatchRequest.fromObject(value)).finish()),
