@@ -102,13 +102,6 @@ export class BufferedBytes {
   }
 }
 
-/** A queued response; while `isPending`, its owner may still add to it (and `grow` its bytes). */
-export interface QueuedResponse {
-  readonly response: object;
-  bytes: number;
-  readonly seq: number;
-}
-
 export interface ResponseQueueOptions {
   /** Runs after a drain left room below `bytesMax`. */
   readonly onRoom: () => void;
@@ -124,12 +117,14 @@ export interface ResponseQueueOptions {
 }
 
 export class ResponseQueue {
-  /** Queued responses are queue[head..]; the consumed front is cut off in large steps. */
-  private queue: QueuedResponse[] = [];
+  /**
+   * Queued responses are queue[head..], their byte counts sizes[head..]; the response at index i
+   * has sequence number baseSeq + i. The consumed front is cut off in large steps.
+   */
+  private queue: object[] = [];
+  private sizes: number[] = [];
   private head = 0;
-  private nextSeq = 0;
-  /** Responses written so far (every queued response with a lower seq is written). */
-  private writtenSeq = 0;
+  private baseSeq = 0;
   private queuedBytes = 0;
   private waiting = false;
   private flushScheduled = false;
@@ -170,23 +165,37 @@ export class ResponseQueue {
     return this.head === this.queue.length;
   }
 
-  /** Whether `item` is still waiting in the queue (not yet handed to gRPC). */
-  isPending(item: QueuedResponse): boolean {
-    return !this.closed && item.seq >= this.writtenSeq;
+  /**
+   * The response pushed as `seq` while it still waits in the queue (not yet handed to gRPC): its
+   * owner may add to it, and then `grow` its bytes. Undefined once it is written.
+   */
+  pending(seq: number): object | undefined {
+    const index = seq - this.baseSeq;
+    return this.closed || index < this.head || index >= this.queue.length ? undefined : this.queue[index];
   }
 
-  /** Counts `extraBytes` more for a pending item its owner added to. */
-  grow(item: QueuedResponse, extraBytes: number): void {
-    item.bytes += extraBytes;
+  /** The bytes counted for the pending response `seq` (0 once it is written). */
+  pendingBytes(seq: number): number {
+    return this.pending(seq) === undefined ? 0 : this.sizes[seq - this.baseSeq]!;
+  }
+
+  /** Counts `extraBytes` more for the pending response `seq`, which its owner added to. */
+  grow(seq: number, extraBytes: number): void {
+    if (this.pending(seq) === undefined) return;
+    this.sizes[seq - this.baseSeq]! += extraBytes;
     this.queuedBytes += extraBytes;
     this.tally.add(extraBytes);
   }
 
-  /** Queues a response; it is written at the end of the current task, with the others queued in it. */
-  push(response: object, bytes: number): QueuedResponse {
-    const item: QueuedResponse = { response, bytes, seq: this.nextSeq++ };
-    if (this.closed) return item;
-    this.queue.push(item);
+  /**
+   * Queues a response and returns its sequence number; it is written at the end of the current
+   * task, with the others queued in it.
+   */
+  push(response: object, bytes: number): number {
+    const seq = this.baseSeq + this.queue.length;
+    if (this.closed) return seq;
+    this.queue.push(response);
+    this.sizes.push(bytes);
     this.queuedBytes += bytes;
     this.tally.add(bytes);
     if (!this.flushScheduled && !this.waiting) {
@@ -196,7 +205,7 @@ export class ResponseQueue {
         this.flush();
       });
     }
-    return item;
+    return seq;
   }
 
   /** Writes queued responses until the stream asks us to wait. */
@@ -206,10 +215,9 @@ export class ResponseQueue {
       const from = this.head;
       let bytes = 0;
       while (this.head < this.queue.length && (this.head === from || bytes < flushBytesTarget)) {
-        bytes += this.queue[this.head]!.bytes;
+        bytes += this.sizes[this.head]!;
         this.head++;
       }
-      this.writtenSeq += this.head - from;
       this.queuedBytes -= bytes;
       this.tally.add(-bytes);
       if (!this.write(from, this.head)) {
@@ -217,13 +225,18 @@ export class ResponseQueue {
         this.waits++;
       }
     }
+    if (this.closed) return;
     // shift() is O(n) on a long queue: drop the written front only once it is most of the array.
     if (this.head === this.queue.length) {
+      this.baseSeq += this.queue.length;
       this.queue = [];
+      this.sizes = [];
       this.head = 0;
-      if (!this.closed) this.options.onEmpty?.();
+      this.options.onEmpty?.();
     } else if (this.head >= 1024 && this.head * 2 >= this.queue.length) {
+      this.baseSeq += this.head;
       this.queue = this.queue.slice(this.head);
+      this.sizes = this.sizes.slice(this.head);
       this.head = 0;
     }
   }
@@ -233,7 +246,7 @@ export class ResponseQueue {
     const raw = this.raw;
     if (raw === undefined) {
       let more = true;
-      for (let i = from; i < to; i++) more = this.call.write(this.queue[i]!.response) && more;
+      for (let i = from; i < to; i++) more = this.call.write(this.queue[i]!) && more;
       return more;
     }
     if (raw.destroyed || raw.writableEnded) return true;
@@ -246,14 +259,14 @@ export class ResponseQueue {
     const sizes: number[] = [];
     let total = 0;
     for (let i = from; i < to; i++) {
-      const size = frames.bytes(this.queue[i]!.response);
+      const size = frames.bytes(this.queue[i]!);
       sizes.push(size);
       total += size;
     }
     const out = Buffer.allocUnsafe(total);
     let offset = 0;
     for (let i = from; i < to; i++) {
-      frames.write(this.queue[i]!.response, out, offset);
+      frames.write(this.queue[i]!, out, offset);
       offset += sizes[i - from]!;
     }
     // A failed write means the stream is gone; grpc-js reports that to the call ('cancelled',
@@ -264,6 +277,7 @@ export class ResponseQueue {
   close(): void {
     this.closed = true;
     this.queue = [];
+    this.sizes = [];
     this.head = 0;
     this.tally.add(-this.queuedBytes);
     this.queuedBytes = 0;

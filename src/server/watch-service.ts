@@ -12,7 +12,7 @@ import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch
 import { etcdType, int64, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
-import { type BufferedBytes, type FrameEncoder, type QueuedResponse, ResponseQueue, grpcFrames, writeGrpcPrefix } from './response-queue';
+import { type BufferedBytes, type FrameEncoder, ResponseQueue, grpcFrames, writeGrpcPrefix } from './response-queue';
 import { type ServiceContext, responseHeader } from './service-common';
 
 /** etcd's id for "no watcher" / "every watcher on the stream". */
@@ -181,7 +181,7 @@ class WatchStream implements WatchSink {
   private nextAutoId = 0;
   private readonly out: ResponseQueue;
   /** Each watcher's latest events response, which may still be waiting in the queue. */
-  private readonly lastQueued = new Map<number, QueuedResponse>();
+  private readonly lastQueued = new Map<number, number>();
   private closed = false;
   /** A progress request waits for every watcher to be synced. */
   private progressPending = false;
@@ -326,12 +326,12 @@ class WatchStream implements WatchSink {
     if (!state.fragment) {
       // While the client is behind, later revisions join the watcher's response still waiting in
       // the queue (whole revisions, in order), as etcd batches for a lagging watcher.
-      const waiting = this.lastQueued.get(watcher.id);
-      if (waiting !== undefined && this.out.isPending(waiting) && waiting.bytes + bytes < this.ctx.maxRequestBytes) {
-        const response = waiting.response as EventsResponse;
-        for (const e of events) response.events.push(encodeEvent(e));
-        response.header = header;
-        this.out.grow(waiting, bytes);
+      const seq = this.lastQueued.get(watcher.id);
+      const waiting = seq === undefined ? undefined : (this.out.pending(seq) as EventsResponse | undefined);
+      if (waiting !== undefined && this.out.pendingBytes(seq!) + bytes < this.ctx.maxRequestBytes) {
+        for (const e of events) waiting.events.push(encodeEvent(e));
+        waiting.header = header;
+        this.out.grow(seq!, bytes);
         return true;
       }
     }

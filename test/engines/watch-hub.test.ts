@@ -80,3 +80,62 @@ describe('Watcher.select', () => {
     expect(events[0]!.prevKv).toBeDefined();
   });
 });
+
+/** A sink whose stream can be closed to play a stalled client. */
+class GateSink implements WatchSink {
+  open = true;
+  readonly deliveries: MvccEvent[][] = [];
+  deliver(_watcher: Watcher, events: readonly MvccEvent[]): boolean {
+    if (!this.open) return false;
+    this.deliveries.push([...events]);
+    return true;
+  }
+  compacted(): void {
+    throw new Error('not compacted in this test');
+  }
+  hasRoom(): boolean {
+    return this.open;
+  }
+}
+
+describe('WatchHub recent revisions', () => {
+  async function fallBehind(puts: number, valueBytes: number): Promise<{ applied: MvccEvent[]; delivered: MvccEvent[] }> {
+    const store = new MvccStore();
+    const hub = new WatchHub(() => store);
+    const sink = new GateSink();
+    const watcher = new Watcher(1, { key: Buffer.from('k'), rangeEnd: undefined, startRevision: 2, noPut: false, noDelete: false, prevKv: false }, sink);
+    hub.add(watcher);
+    await untilSynced(watcher);
+    const applied: MvccEvent[] = [];
+    for (let i = 0; i < puts; i++) {
+      // The client stalls after the first few puts; the watcher falls back to catching up.
+      if (i === 3) sink.open = false;
+      const { events } = store.put(Buffer.from('k'), Buffer.alloc(valueBytes, i));
+      hub.onApplied(events);
+      applied.push(...events);
+    }
+    expect(watcher.synced).toBe(false);
+    sink.open = true;
+    hub.onRoom();
+    await untilSynced(watcher);
+    return { applied, delivered: sink.deliveries.flat() };
+  }
+
+  it('catches a watcher that fell behind up from the applied event objects themselves, in order', async () => {
+    const { applied, delivered } = await fallBehind(500, 100);
+    expect(delivered.length).toBe(applied.length);
+    // The same KeyValue objects (whose encodings a stream already made), not copies read from the store.
+    for (let i = 0; i < applied.length; i++) expect(delivered[i]!.kv).toBe(applied[i]!.kv);
+  });
+
+  it(`falls back to the store's history for revisions beyond the last ${watchLimits.watchRecentEventsBytesMax / 1024 / 1024} MiB`, async () => {
+    const valueBytes = 256 * 1024;
+    const puts = Math.ceil((2 * watchLimits.watchRecentEventsBytesMax) / valueBytes);
+    const { applied, delivered } = await fallBehind(puts, valueBytes);
+    expect(delivered.map((e) => e.kv.modRevision)).toEqual(applied.map((e) => e.kv.modRevision));
+    expect(delivered.map((e) => e.kv.value[0])).toEqual(applied.map((e) => e.kv.value[0]));
+    // The oldest revisions came from the store (new objects), the newest from the recent ones.
+    expect(delivered[3]!.kv).not.toBe(applied[3]!.kv);
+    expect(delivered.at(-1)!.kv).toBe(applied.at(-1)!.kv);
+  });
+});

@@ -13,7 +13,7 @@
  * they need was compacted meanwhile, they are canceled with `compactRevision`.
  */
 import { type ChangesPage, type KeyValue, type MvccEvent, type MvccStore, beforeEnd, compareBytes } from '../../../storage/index';
-import { watchCatchUpBytesMax, watchCatchUpRevisionsMax } from './limits';
+import { watchCatchUpBytesMax, watchCatchUpRevisionsMax, watchRecentEventsBytesMax } from './limits';
 import { RangeIndex } from './range-index';
 
 /** Where a watcher's responses go (one client stream). */
@@ -96,6 +96,15 @@ export class WatchHub {
   private readonly ranges = new RangeIndex<Watcher>();
   private readonly unsynced = new Set<Watcher>();
   private catchUpScheduled = false;
+  /**
+   * The most recently applied revisions, oldest first and without gaps: recent[recentHead + i] is
+   * revision recentStart + i (its events as applied), recentSizes its key and value bytes.
+   */
+  private recent: Array<readonly MvccEvent[]> = [];
+  private recentSizes: number[] = [];
+  private recentHead = 0;
+  private recentStart = 0;
+  private recentBytes = 0;
   /** Times a watcher fell back to history because its stream's buffer was full. */
   slowFallbacks = 0;
 
@@ -141,6 +150,7 @@ export class WatchHub {
   onApplied(events: readonly MvccEvent[]): void {
     if (events.length === 0) return;
     const revision = events[0]!.kv.modRevision;
+    this.remember(revision, events);
     if (events.length === 1) {
       // One key: its single-key watchers and the ranges holding it never overlap.
       const key = events[0]!.kv.key;
@@ -181,8 +191,37 @@ export class WatchHub {
     }
   }
 
+  /** Keeps `events` of `revision` among the recent revisions (a gap starts them afresh). */
+  private remember(revision: number, events: readonly MvccEvent[]): void {
+    if (this.recent.length > this.recentHead && revision !== this.recentStart + this.recent.length - this.recentHead) this.forgetRecent();
+    if (this.recent.length === this.recentHead) this.recentStart = revision;
+    let bytes = 0;
+    for (const e of events) bytes += e.kv.key.length + e.kv.value.length + (e.prevKv === undefined ? 0 : e.prevKv.value.length);
+    this.recent.push(events);
+    this.recentSizes.push(bytes);
+    this.recentBytes += bytes;
+    while (this.recentBytes > watchRecentEventsBytesMax && this.recent.length - this.recentHead > 1) {
+      this.recentBytes -= this.recentSizes[this.recentHead]!;
+      this.recentHead++;
+      this.recentStart++;
+    }
+    if (this.recentHead >= 1024 && this.recentHead * 2 >= this.recent.length) {
+      this.recent = this.recent.slice(this.recentHead);
+      this.recentSizes = this.recentSizes.slice(this.recentHead);
+      this.recentHead = 0;
+    }
+  }
+
+  private forgetRecent(): void {
+    this.recent = [];
+    this.recentSizes = [];
+    this.recentHead = 0;
+    this.recentBytes = 0;
+  }
+
   /** The store was replaced (a snapshot from the leader): everyone re-checks against its history. */
   onStoreReplaced(): void {
+    this.forgetRecent();
     for (const set of this.byKey.values()) for (const w of set) this.desync(w);
     for (const w of this.ranges.all()) this.desync(w);
     this.scheduleCatchUp();
@@ -250,6 +289,7 @@ export class WatchHub {
       watcher.sink.compacted(watcher, store.compactRevision);
       return;
     }
+    if (watcher.nextRevision <= current && this.catchUpFromRecent(watcher, current)) return;
     if (watcher.nextRevision <= current) {
       const to = Math.min(current, watcher.nextRevision + watchCatchUpRevisionsMax - 1);
       const { key, rangeEnd } = watcher.options;
@@ -271,6 +311,41 @@ export class WatchHub {
       }
     }
     this.subscribe(watcher);
+  }
+
+  /**
+   * One catch-up step from the recent revisions, when they reach back to the watcher's next
+   * revision and up to the store's current one (else the store's history serves it): the same
+   * bounds as a step from the store, and the events are the applied objects themselves.
+   */
+  private catchUpFromRecent(watcher: Watcher, current: number): boolean {
+    const held = this.recent.length - this.recentHead;
+    if (held === 0 || watcher.nextRevision < this.recentStart || this.recentStart + held - 1 !== current) return false;
+    const to = Math.min(current, watcher.nextRevision + watchCatchUpRevisionsMax - 1);
+    const out: MvccEvent[] = [];
+    let bytes = 0;
+    let through = watcher.nextRevision - 1;
+    for (let revision = watcher.nextRevision; revision <= to; revision++) {
+      const index = this.recentHead + revision - this.recentStart;
+      const selected = watcher.select(this.recent[index]!);
+      if (selected.length > 0) {
+        let size = 0;
+        for (const e of selected) size += e.kv.key.length + e.kv.value.length;
+        // Whole revisions, at least one, about watchCatchUpBytesMax at most.
+        if (out.length > 0 && bytes + size > watchCatchUpBytesMax) break;
+        for (const e of selected) out.push(e);
+        bytes += size;
+      }
+      through = revision;
+    }
+    if (out.length > 0 && !watcher.sink.deliver(watcher, out, current)) {
+      this.scheduleCatchUp();
+      return true;
+    }
+    watcher.nextRevision = through + 1;
+    if (through < current) this.scheduleCatchUp();
+    else this.subscribe(watcher);
+    return true;
   }
 }
 

@@ -10,6 +10,13 @@ export const watchCatchUpRevisionsMax = 1000;
  */
 export const watchCatchUpBytesMax = 4 * 1024 * 1024;
 
+/**
+ * Key and value bytes of the most recent revisions the hub keeps as they were applied, so
+ * watchers that fell a little behind catch up from those same event objects (whose encodings the
+ * streams already made) instead of re-reading and re-encoding the store's history.
+ */
+export const watchRecentEventsBytesMax = 8 * 1024 * 1024;
+
 /** Bytes of responses a watch stream may hold for a slow client before its watchers fall back to history. */
 export const watchStreamBufferBytesMax = 16 * 1024 * 1024;
 
