@@ -132,6 +132,29 @@ describe('Watch', () => {
     await waitUntil(async () => (await metric('dkv_watch_buffered_bytes')) < 64 * 1024, 5_000, () => 'the buffer drained');
   }, 60_000);
 
+  it('releases what it held for a stalled client the moment that client goes away', async () => {
+    const w = watchOn(0);
+    w.create({ key: 'gone/', rangeEnd: prefixEnd('gone/') });
+    await w.waitFor((rs) => rs.some((r) => r.created === true));
+    w.pause();
+    const big = 'z'.repeat(64 * 1024);
+    for (let i = 0; i < 200; i++) await put(`gone/${i % 10}`, `${i}:${big}`);
+    const metric = async (name: string): Promise<number> => {
+      const text = await (await fetch(`${cluster.nodes[0]!.metricsUrl}/metrics`)).text();
+      return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+    };
+    await waitUntil(async () => (await metric('dkv_watch_buffered_bytes')) > 1024 * 1024, 5_000, () => 'the server holding events for the stalled client');
+    w.close();
+    await waitUntil(async () => (await metric('dkv_watch_buffered_bytes')) === 0, 5_000, () => 'the buffer released after the client left');
+    // The node keeps serving watchers.
+    const next = watchOn(0);
+    next.create({ key: 'gone/after' });
+    await next.waitFor((rs) => rs.some((r) => r.created === true));
+    const revision = await put('gone/after', 'v');
+    await next.waitFor(() => next.events(0).length === 1);
+    expect(next.events(0)[0]!.modRevision).toBe(revision);
+  }, 60_000);
+
   it('serves 1,000 watchers on one stream, each getting its events in order', async () => {
     const w = watchOn(1);
     for (let i = 0; i < 1000; i++) w.create({ key: `many/${i % 10}` });
