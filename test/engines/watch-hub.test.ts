@@ -139,3 +139,21 @@ describe('WatchHub recent revisions', () => {
     expect(delivered.at(-1)!.kv).toBe(applied.at(-1)!.kv);
   });
 });
+
+describe('WatchHub at the compact revision', () => {
+  it("serves a watch starting at the compact revision from the store's history: no prevKv read below it", async () => {
+    const store = new MvccStore();
+    const hub = new WatchHub(() => store);
+    for (const value of ['1', '2', '3']) hub.onApplied(store.put(Buffer.from('k'), Buffer.from(value)).events);
+    store.compact(3);
+    const sink = new RecordingSink();
+    const watcher = new Watcher(1, { key: Buffer.from('k'), rangeEnd: undefined, startRevision: 3, noPut: false, noDelete: false, prevKv: true }, sink);
+    hub.add(watcher);
+    await untilSynced(watcher);
+    const got = sink.deliveries.flat();
+    expect(got.map((e) => e.kv.modRevision)).toEqual([3, 4]);
+    // Revision 2 is compacted away, so the event at 3 has no previous value (as etcd); 4 has 3's.
+    expect(got[0]!.prevKv).toBeUndefined();
+    expect(got[1]!.prevKv?.modRevision).toBe(3);
+  });
+});

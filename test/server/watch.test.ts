@@ -32,6 +32,12 @@ function watchOn(node: number): WatchClient {
   return w;
 }
 
+/** A metric of node 1 (metrics refresh each second). */
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`${cluster.nodes[0]!.metricsUrl}/metrics`)).text();
+  return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+}
+
 async function put(key: string, value: string): Promise<number> {
   const r = await kv.kv('Put', { key: Buffer.from(key), value: Buffer.from(value) });
   return (r.header as { revision: number }).revision;
@@ -115,11 +121,7 @@ describe('Watch', () => {
     // ~30 MiB of events, about twice the stream's buffer: the watcher must fall back to history.
     for (let i = 0; i < writes; i++) revisions.push(await put(`slow/${i % 10}`, `${i}:${big}`));
     // While the client reads nothing, the server holds at most the stream's buffer for it (plus
-    // the one response that found it full), not everything written (metrics refresh each second).
-    const metric = async (name: string): Promise<number> => {
-      const text = await (await fetch(`${cluster.nodes[0]!.metricsUrl}/metrics`)).text();
-      return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
-    };
+    // the one response that found it full), not everything written.
     await waitUntil(async () => (await metric('dkv_watch_slow_fallbacks_total')) > 0, 5_000, () => 'a slow-watcher fallback on node 1');
     const peak = await metric('dkv_watch_buffered_bytes_peak');
     expect(peak).toBeGreaterThan(watchLimits.watchStreamBufferBytesMax / 2);
@@ -139,10 +141,6 @@ describe('Watch', () => {
     w.pause();
     const big = 'z'.repeat(64 * 1024);
     for (let i = 0; i < 200; i++) await put(`gone/${i % 10}`, `${i}:${big}`);
-    const metric = async (name: string): Promise<number> => {
-      const text = await (await fetch(`${cluster.nodes[0]!.metricsUrl}/metrics`)).text();
-      return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
-    };
     await waitUntil(async () => (await metric('dkv_watch_buffered_bytes')) > 1024 * 1024, 5_000, () => 'the server holding events for the stalled client');
     w.close();
     await waitUntil(async () => (await metric('dkv_watch_buffered_bytes')) === 0, 5_000, () => 'the buffer released after the client left');

@@ -289,7 +289,9 @@ export class WatchHub {
       watcher.sink.compacted(watcher, store.compactRevision);
       return;
     }
-    if (watcher.nextRevision <= current && this.catchUpFromRecent(watcher, current)) return;
+    // At the compact revision itself the store's history is what a watcher gets (etcd: no
+    // tombstones there, no prevKv read below it), so the recent revisions serve only later ones.
+    if (watcher.nextRevision <= current && watcher.nextRevision > store.compactRevision && this.catchUpFromRecent(watcher, current)) return;
     if (watcher.nextRevision <= current) {
       const to = Math.min(current, watcher.nextRevision + watchCatchUpRevisionsMax - 1);
       const { key, rangeEnd } = watcher.options;
