@@ -43,6 +43,21 @@ async function put(key: string, value: string): Promise<number> {
   return (r.header as { revision: number }).revision;
 }
 
+/**
+ * A prefix watch on node 1 whose client stops reading, then `writes` puts of 64 KiB values
+ * ("i:xxx…") under the prefix; returns the watch, the puts' revisions and the filler.
+ */
+async function stalledPrefixWatch(prefix: string, writes: number): Promise<{ w: WatchClient; revisions: number[]; big: string }> {
+  const w = watchOn(0);
+  w.create({ key: prefix, rangeEnd: prefixEnd(prefix) });
+  await w.waitFor((rs) => rs.some((r) => r.created === true));
+  w.pause();
+  const big = 'x'.repeat(64 * 1024);
+  const revisions: number[] = [];
+  for (let i = 0; i < writes; i++) revisions.push(await put(`${prefix}${i % 10}`, `${i}:${big}`));
+  return { w, revisions, big };
+}
+
 describe('Watch', () => {
   it('creates, delivers live events with prev_kv and filters, cancels, and answers progress requests', async () => {
     const w = watchOn(1);
@@ -111,15 +126,9 @@ describe('Watch', () => {
   });
 
   it('gives a slow consumer every event in order once it reads again', async () => {
-    const w = watchOn(0);
-    w.create({ key: 'slow/', rangeEnd: prefixEnd('slow/') });
-    await w.waitFor((rs) => rs.some((r) => r.created === true));
-    w.pause();
-    const big = 'x'.repeat(64 * 1024);
-    const revisions: number[] = [];
     const writes = 480;
     // ~30 MiB of events, about twice the stream's buffer: the watcher must fall back to history.
-    for (let i = 0; i < writes; i++) revisions.push(await put(`slow/${i % 10}`, `${i}:${big}`));
+    const { w, revisions, big } = await stalledPrefixWatch('slow/', writes);
     // While the client reads nothing, the server holds at most the stream's buffer for it (plus
     // the one response that found it full), not everything written.
     await waitUntil(async () => (await metric('dkv_watch_slow_fallbacks_total')) > 0, 5_000, () => 'a slow-watcher fallback on node 1');
@@ -135,12 +144,7 @@ describe('Watch', () => {
   }, 60_000);
 
   it('releases what it held for a stalled client the moment that client goes away', async () => {
-    const w = watchOn(0);
-    w.create({ key: 'gone/', rangeEnd: prefixEnd('gone/') });
-    await w.waitFor((rs) => rs.some((r) => r.created === true));
-    w.pause();
-    const big = 'z'.repeat(64 * 1024);
-    for (let i = 0; i < 200; i++) await put(`gone/${i % 10}`, `${i}:${big}`);
+    const { w } = await stalledPrefixWatch('gone/', 200);
     await waitUntil(async () => (await metric('dkv_watch_buffered_bytes')) > 1024 * 1024, 5_000, () => 'the server holding events for the stalled client');
     w.close();
     await waitUntil(async () => (await metric('dkv_watch_buffered_bytes')) === 0, 5_000, () => 'the buffer released after the client left');
