@@ -179,8 +179,11 @@ bench() { # target endpoints flags...: as run_bench; a run with errors still cou
 # for range. Both systems get the same warm-up.
 for endpoints in "$etcd_endpoints" "$dkv_endpoints"; do
   bench put "$endpoints" --conns 10 --clients 50 --total "$(n 5000)" --val-size 256 || fail "warm-up against $endpoints failed"
-  bench watch "$endpoints" --conns 10 --streams 10 --watch-per-stream 100 --key-space-size 10 --put-total "$(n 2000)" --put-rate 0 --val-size 256 ||
-    fail "watch warm-up against $endpoints failed"
+  for prefix in "" --prefix; do
+    # shellcheck disable=SC2086 # an empty $prefix is no argument
+    bench watch "$endpoints" --conns 10 --streams 10 --watch-per-stream 100 --key-space-size 10 --put-total "$(n 2000)" --put-rate 0 --val-size 256 $prefix ||
+      fail "watch warm-up against $endpoints failed"
+  done
 done
 
 results="$work/results.jsonl"
