@@ -25,7 +25,6 @@ describe('RangeIndex', () => {
         const model = new Map<number, { start: Uint8Array; end: Uint8Array }>();
         for (const o of ops) {
           if (o.kind === 'add') {
-            if (model.has(o.member)) continue;
             index.add(o.member, o.start, o.end);
             model.set(o.member, { start: o.start, end: o.end });
           } else if (o.kind === 'delete') {
@@ -59,12 +58,17 @@ describe('RangeIndex', () => {
     expect(build()).toEqual(first);
   });
 
-  it('refuses a member twice and ignores deleting one it does not hold', () => {
+  it('moves a member added again, and ignores deleting one it does not hold', () => {
     const index = new RangeIndex<string>();
     index.add('a', Uint8Array.of(1), Uint8Array.of(2));
-    expect(() => index.add('a', Uint8Array.of(1), Uint8Array.of(3))).toThrow(/already indexed/);
+    index.add('a', Uint8Array.of(5), Uint8Array.of(6));
     index.delete('b');
     expect(index.size).toBe(1);
     expect(index.rangeCount).toBe(1);
+    const found: string[] = [];
+    index.stab(Uint8Array.of(1), found);
+    expect(found).toEqual([]);
+    index.stab(Uint8Array.of(5), found);
+    expect(found).toEqual(['a']);
   });
 });

@@ -124,10 +124,10 @@ export class RangeIndex<T> {
 
   /**
    * Adds `member` for the range [start, rangeEnd) in the store's convention: rangeEnd [0] means
-   * every key from `start` on. A member is in at most one range.
+   * every key from `start` on. A member is in at most one range: adding it again moves it.
    */
   add(member: T, start: Uint8Array, rangeEnd: Uint8Array): void {
-    if (this.rangeOf.has(member)) throw new Error('RangeIndex.add: member is already indexed');
+    this.delete(member);
     const end = isOpenEnd(rangeEnd) ? undefined : rangeEnd;
     const name = `${start.length}:${latin1(start)}${end === undefined ? '' : latin1(end)}${end === undefined ? '+' : '.'}`;
     let interval = this.byName.get(name);
