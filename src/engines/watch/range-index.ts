@@ -151,10 +151,6 @@ export class RangeIndex<T> {
     this.root = remove(this.root, interval);
   }
 
-  has(member: T): boolean {
-    return this.rangeOf.has(member);
-  }
-
   /** Every member whose range holds `key`, appended to `out` in range order. */
   stab(key: Uint8Array, out: T[]): void {
     stabFrom(this.root, key, out);
