@@ -30,7 +30,7 @@ interface RawStream extends EventEmitter {
 export const flushBytesTarget = 256 * 1024;
 
 /** gRPC's length prefix: a compressed flag (0) and a big-endian 32-bit length. */
-const grpcPrefixBytes = 5;
+export const grpcPrefixBytes = 5;
 
 /**
  * Writes responses as whole gRPC messages (5-byte length prefix included) into a buffer the queue

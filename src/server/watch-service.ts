@@ -12,7 +12,7 @@ import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch
 import { etcdType, int64, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
-import { type BufferedBytes, type FrameEncoder, ResponseQueue, grpcFrames, writeGrpcPrefix } from './response-queue';
+import { type BufferedBytes, type FrameEncoder, ResponseQueue, grpcFrames, grpcPrefixBytes, writeGrpcPrefix } from './response-queue';
 import { type ServiceContext, responseHeader } from './service-common';
 
 /** etcd's id for "no watcher" / "every watcher on the stream". */
@@ -105,9 +105,6 @@ function writeVarint(out: Buffer, offset: number, value: number): number {
   out[offset++] = value;
   return offset;
 }
-
-/** gRPC's length prefix in front of every message: a compressed flag (0) and a 32-bit length. */
-const grpcPrefixBytes = 5;
 
 /** The encoded size of an events response's message (without the gRPC prefix). */
 function eventsMessageBytes(value: EventsResponse): number {

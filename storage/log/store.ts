@@ -366,6 +366,11 @@ export class LevelLogStore implements ShardLogHost {
     this.deferredTimer.unref();
   }
 
+  private clearDeferredTimer(): void {
+    if (this.deferredTimer !== undefined) clearTimeout(this.deferredTimer);
+    this.deferredTimer = undefined;
+  }
+
   private flush(): void {
     if (this.writing) return;
     const batch = this.pending;
@@ -373,8 +378,7 @@ export class LevelLogStore implements ShardLogHost {
       this.notifyIdle();
       return;
     }
-    if (this.deferredTimer !== undefined) clearTimeout(this.deferredTimer);
-    this.deferredTimer = undefined;
+    this.clearDeferredTimer();
     this.pending = emptyPending();
     // One bounded compaction step rides along with each batch (the write path is the only writer).
     const ops = this.takeDeletionStep().concat(batch.ops);
@@ -450,8 +454,7 @@ export class LevelLogStore implements ShardLogHost {
     this.failure = error;
     for (const waiter of this.pending.waiters) waiter.reject(error);
     this.pending = emptyPending();
-    if (this.deferredTimer !== undefined) clearTimeout(this.deferredTimer);
-    this.deferredTimer = undefined;
+    this.clearDeferredTimer();
     this.options.onFatal?.(error);
     this.notifyIdle();
   }
