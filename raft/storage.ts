@@ -144,6 +144,15 @@ export class MemoryLogStorage implements LogStorage, LogStorageWriter {
     return { hardState: this.hardState, confState: this.snap.metadata.confState };
   }
 
+  /** An independent copy (entries are immutable and shared). */
+  clone(): MemoryLogStorage {
+    const copy = new MemoryLogStorage();
+    copy.hardState = this.hardState;
+    copy.snap = this.snap;
+    copy.log = this.log.slice();
+    return copy;
+  }
+
   private get offset(): number {
     return this.log[0]!.index;
   }

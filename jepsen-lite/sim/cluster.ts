@@ -1,32 +1,45 @@
 /**
- * A deterministic simulated cluster: real RawNodes, simulated network, disk and clocks, all
- * driven by one seed through a discrete event queue. Nothing here reads a real clock.
+ * A deterministic simulated cluster. Every node runs the real shard runtime (src/runtime) — the
+ * same cycle `dkv server` runs: proposals batched per turn, pipelined Readies, one save for every
+ * shard (group commit), committed entries applied while the node's own write is in flight,
+ * acknowledgements sent only once it is durable — over simulated parts injected in place of the
+ * real ones: a network (loss, duplication, delay, reordering, partitions), a disk per node (latency,
+ * slow and failed writes, crashes that lose what was not durable; see disk.ts), clocks (drift) and
+ * a scheduler, all driven by one seed through a discrete event queue. Nothing here reads a real
+ * clock, so a seed replays exactly.
  *
- * Each node behaves like the shard host will: it takes a Ready when it has none in flight, sends
- * `messages` at once, "writes" to its durable MemoryLogStorage after a simulated disk latency,
- * then sends `messagesAfterPersist`, applies committed entries and advances. A crash discards the
- * Ready in flight (what was not persisted is lost) and the RawNode; a restart rebuilds both from
- * the durable storage and the last snapshot.
+ * Each node hosts the shards given (by default one, shard 1) with the state machines given (by
+ * default a record engine that digests opaque payloads); every state machine keeps an applied
+ * chain, which the safety checker compares across nodes. A crash drops the process (runtime,
+ * memory) and keeps what its disk made durable; a restart rebuilds the runtime from that disk.
  */
 import {
   type ConfChange,
   type ConfState,
   type Entry,
   type Message,
-  MemoryLogStorage,
-  ProposalDroppedError,
   type RaftConfig,
-  RawNode,
-  type Ready,
+  type RawNode,
   SeededPrng,
-  type Snapshot,
-  decodeConfChange,
   describeMessage,
-  type DropReason,
+  MemoryLogStorage,
+  decodeConfChange,
 } from '../../raft/index';
+import {
+  NodeRuntime,
+  type RaftSettings,
+  RuntimeError,
+  type RuntimeErrorCode,
+  ShardStateMachine,
+  decodeEnvelope,
+  firstRequestId,
+} from '../../src/runtime/index';
+import type { EngineCommand } from '../../src/engines/index';
 import { EventQueue } from './event-queue';
+import { NO_STORAGE_FAULTS, SimDisk, SimDiskError, type StorageFaults } from './disk';
 import { type NetworkParams, SimNetwork } from './network';
-import { CHAIN_START, type ChainHash, SafetyChecker, SafetyViolation, extendChain, hashBytes } from './safety';
+import { RecordEngine, recordCommand } from './record-engine';
+import { SafetyChecker, SafetyViolation } from './safety';
 
 export type RaftOptions = Omit<RaftConfig, 'id' | 'storage' | 'random' | 'applied' | 'logger'>;
 
@@ -48,39 +61,36 @@ export interface SimClusterOptions {
   readonly checkSafety: boolean;
   /** Record a readable line per event (for replays); a hash of every event is always kept. */
   readonly traceEvents: boolean;
-  /** Keep every applied command per node (for the demo). */
+  /** Keep every applied payload per node (for the demo). */
   readonly recordApplied?: boolean;
-  /**
-   * Each node's replicated application (absent: the log alone, checked by its chain hash). Its
-   * snapshot travels in Raft snapshots after the cluster's own 16-byte chain header.
-   */
-  readonly application?: (nodeId: number) => SimApplication;
+  /** Shards every node hosts (default [1]); the first one is what `raw`, `propose` and reads use. */
+  readonly shards?: readonly number[];
+  /** A new state machine for a shard of a node (default: the record engine). */
+  readonly stateMachine?: (node: number, shard: number) => ShardStateMachine;
+  /** Faults of the nodes' disks (default none: writes complete after the latency, crashes lose power). */
+  readonly storageFaults?: StorageFaults;
+  /** A process whose storage failed is restarted by its supervisor after this long (ms). */
+  readonly restartAfterFailureMs?: number;
+  /** How long a request may wait in a node's runtime (simulated ms). */
+  readonly requestTimeoutMs?: number;
   /**
    * Message types the network never duplicates. A forwarded proposal (MsgProp) delivered twice
    * is appended twice — Raft does not deduplicate commands — so a run that models the peer
    * transport (a stream that never repeats a message) excludes it.
    */
   readonly neverDuplicate?: readonly Message['type'][];
+  /** Test-only switches that break the runtime on purpose (the checkers must catch them). */
+  readonly unsafe?: { readonly acknowledgeBeforePersist?: boolean };
+  /** Hears every node's runtime events (a workload's clients and watchers). */
+  readonly observer?: SimObserver;
 }
 
-/**
- * A node's state machine, driven by the log: what the shard host's apply loop does in a server.
- * Every call happens inside one simulated event; a `restore` that returns a promise must be
- * awaited before the next event (drive the cluster with `runUntilAsync` then).
- */
-export interface SimApplication {
-  /** Applies one committed entry (normal or conf change), in index order. */
-  apply(entry: Entry): void;
-  /** The state at the last applied index, as bytes (taken for a Raft snapshot). */
-  snapshot(): Uint8Array;
-  /** Replaces the state by a snapshot's (empty bytes: the initial, empty state). */
-  restore(data: Uint8Array): Promise<void> | void;
-  /** The process died: volatile state is gone (a restart restores from the last snapshot). */
-  crash(): void;
+/** What a workload wants to hear from the nodes. */
+export interface SimObserver {
+  applied?(node: SimNode, shard: number, outcome: unknown, entry: Entry): void;
+  stateReplaced?(node: SimNode, shard: number): void;
+  crashed?(node: SimNode): void;
 }
-
-/** Bytes of the cluster's own header at the front of every snapshot's data. */
-export const SNAPSHOT_CHAIN_BYTES = 16;
 
 export const SIM_DEFAULTS: Omit<SimClusterOptions, 'seed' | 'nodeIds'> = Object.freeze({
   network: { dropRate: 0, duplicateRate: 0, delayMinMs: 1, delayMaxMs: 5 },
@@ -95,42 +105,63 @@ export const SIM_DEFAULTS: Omit<SimClusterOptions, 'seed' | 'nodeIds'> = Object.
   traceEvents: false,
 });
 
+/** A request's runtime deadline unless the options say otherwise (simulated ms). */
+export const simRequestTimeoutMsDefault = 5000;
+/** A process whose storage failed comes back after this long unless the options say otherwise. */
+export const simRestartAfterFailureMsDefault = 500;
+
 export type NodeStatus = 'up' | 'down' | 'decommissioned';
 
+const EMPTY_CONF_STATE: ConfState = Object.freeze({ voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false });
+
 export class SimNode {
-  raw: RawNode | undefined;
+  runtime: NodeRuntime | undefined;
   status: NodeStatus = 'up';
   /** Bumped on every crash and restart: events of an earlier incarnation are ignored. */
   incarnation = 0;
-  /** Readies handed out and not yet persisted, oldest first (more than one when pipelined). */
-  inFlight: Ready[] = [];
-  /** When this node's last write completes (simulated ms): writes complete in order. */
-  lastPersistAt = 0;
-  appliedIndex = 0;
-  chain: ChainHash = CHAIN_START;
-  confState: ConfState = { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+  /** Applied payloads of the record engine (with `recordApplied`), as text. */
   readonly applied: string[] = [];
-  /** Outstanding ReadIndex requests: context key -> commit index required when it began. */
-  readonly pendingReads = new Map<string, number>();
-  /** Callers waiting for a ReadIndex answer, by context key. */
-  readonly readWaiters = new Map<string, (index: number) => void>();
-  application: SimApplication | undefined;
   /** A paused process handles nothing; the events addressed to it wait here until it resumes. */
   paused = false;
   readonly parked: SimEvent[] = [];
+  /** The newest configuration this node applied (kept while it is down). */
+  confState: ConfState = EMPTY_CONF_STATE;
+  private lastApplied = 0;
 
   constructor(
     readonly id: number,
-    readonly storage: MemoryLogStorage,
+    readonly disk: SimDisk,
     readonly random: SeededPrng,
     readonly tickPeriodMs: number,
+    private readonly primaryShard: number,
   ) {}
+
+  /** The Raft group of the first shard (undefined while down). */
+  get raw(): RawNode | undefined {
+    return this.runtime?.hasShard(this.primaryShard) === true ? this.runtime.rawNode(this.primaryShard) : undefined;
+  }
+
+  /** The first shard's applied index (the last one known while down). */
+  get appliedIndex(): number {
+    if (this.runtime !== undefined && this.runtime.fatalError === undefined && this.runtime.hasShard(this.primaryShard)) {
+      this.lastApplied = this.runtime.machine(this.primaryShard).appliedIndex;
+    }
+    return this.lastApplied;
+  }
+
+  /** A shard's state machine, while up. */
+  machine(shard: number = this.primaryShard): ShardStateMachine | undefined {
+    const runtime = this.runtime;
+    if (runtime === undefined || runtime.fatalError !== undefined || !runtime.hasShard(shard)) return undefined;
+    return runtime.machine(shard);
+  }
 }
 
 type SimEvent =
   | { readonly kind: 'tick'; readonly node: number; readonly incarnation: number }
-  | { readonly kind: 'deliver'; readonly message: Message; readonly senderIncarnation: number }
-  | { readonly kind: 'persisted'; readonly node: number; readonly incarnation: number }
+  | { readonly kind: 'deliver'; readonly shard: number; readonly message: Message; readonly senderIncarnation: number }
+  | { readonly kind: 'task'; readonly node: number; readonly incarnation: number; readonly run: () => void }
+  | { readonly kind: 'disk'; readonly node: number; readonly run: () => void }
   | { readonly kind: 'call'; readonly label: string; readonly run: () => void; readonly node?: number };
 
 export interface SimStats {
@@ -143,30 +174,22 @@ export interface SimStats {
   readsCompleted: number;
   snapshotsSent: number;
   crashes: number;
+  /** Writes the disks failed (each stopped its process). */
+  diskFailures: number;
 }
 
-/** Called with each entry a node applies (after the safety checks). */
+/** Called with each entry a node applies on its first shard (after the safety checks). */
 export type ApplyListener = (node: SimNode, entry: Entry) => void;
 
-export function encodeSnapshotData(appliedIndex: number, chain: ChainHash): Uint8Array {
-  const bytes = new Uint8Array(16);
-  const view = new DataView(bytes.buffer);
-  view.setFloat64(0, appliedIndex);
-  view.setUint32(8, chain.a);
-  view.setUint32(12, chain.b);
-  return bytes;
-}
-
-export function decodeSnapshotData(data: Uint8Array): { appliedIndex: number; chain: ChainHash } {
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  return { appliedIndex: view.getFloat64(0), chain: { a: view.getUint32(8), b: view.getUint32(12) } };
-}
+/** What a finished request reports (undefined error: it succeeded). */
+export type SimCallback = (error: RuntimeErrorCode | undefined, result?: unknown) => void;
 
 export class SimCluster {
   now = 0;
   readonly nodes = new Map<number, SimNode>();
   readonly network: SimNetwork;
-  readonly checker: SafetyChecker | undefined;
+  /** The safety checker of each shard's group. */
+  readonly checkers = new Map<number, SafetyChecker>();
   readonly trace: string[] = [];
   traceHash = 0x811c9dc5;
   readonly stats: SimStats = {
@@ -179,25 +202,35 @@ export class SimCluster {
     readsCompleted: 0,
     snapshotsSent: 0,
     crashes: 0,
+    diskFailures: 0,
   };
   readonly options: SimClusterOptions;
+  readonly shards: readonly number[];
   private readonly events = new EventQueue<SimEvent>();
   private readonly diskRandom: SeededPrng;
   private readonly nodeRandom: SeededPrng;
-  private readContextSeq = 0;
   private readonly applyListeners: ApplyListener[] = [];
-  /** Application restores started and not yet finished (see runUntilAsync). */
-  private readonly restoring: Promise<void>[] = [];
   private readonly confChangeListeners: Array<(node: SimNode, cc: ConfChange, index: number) => void> = [];
 
   constructor(options: SimClusterOptions) {
     this.options = options;
+    this.shards = options.shards ?? [1];
+    if (this.shards.length === 0) throw new TypeError('a simulated node hosts at least one shard');
     const master = new SeededPrng(options.seed);
     this.network = new SimNetwork(master.fork(), options.network);
     this.diskRandom = master.fork();
     this.nodeRandom = master.fork();
-    this.checker = options.checkSafety ? new SafetyChecker() : undefined;
-    for (const id of options.nodeIds) this.createNode(id, MemoryLogStorage.bootstrapped(options.nodeIds));
+    if (options.checkSafety) for (const shard of this.shards) this.checkers.set(shard, new SafetyChecker());
+    for (const id of options.nodeIds) {
+      const node = this.newNode(id);
+      for (const shard of this.shards) node.disk.seed(shard, MemoryLogStorage.bootstrapped(options.nodeIds));
+      this.boot(node);
+    }
+  }
+
+  /** The safety checker of the first shard. */
+  get checker(): SafetyChecker | undefined {
+    return this.checkers.get(this.shards[0]!);
   }
 
   onApply(listener: ApplyListener): void {
@@ -211,15 +244,14 @@ export class SimCluster {
   // -------------------------------------------------------------------------------------------
   // Nodes
 
-  private createNode(id: number, storage: MemoryLogStorage): SimNode {
+  private newNode(id: number): SimNode {
     const drift = this.options.clockDrift;
     const random = this.nodeRandom.fork();
     const skew = drift === 0 ? 1 : 1 + (random.nextFloat() * 2 - 1) * drift;
     const period = Math.max(1, Math.round(this.options.tickIntervalMs * skew));
-    const node = new SimNode(id, storage, random, period);
-    node.application = this.options.application?.(id);
+    const disk = new SimDisk(this.diskRandom.fork(), { min: this.options.diskLatencyMinMs, max: this.options.diskLatencyMaxMs }, this.options.storageFaults ?? NO_STORAGE_FAULTS);
+    const node = new SimNode(id, disk, random, period, this.shards[0]!);
     this.nodes.set(id, node);
-    this.boot(node);
     return node;
   }
 
@@ -227,33 +259,108 @@ export class SimCluster {
   addNode(id: number): SimNode {
     if (this.nodes.has(id)) throw new TypeError(`node ${id} already exists`);
     this.record(`add-node ${id}`);
-    return this.createNode(id, new MemoryLogStorage());
+    const node = this.newNode(id);
+    this.boot(node);
+    return node;
+  }
+
+  private stateMachineFor(node: number, shard: number): ShardStateMachine {
+    if (this.options.stateMachine !== undefined) return this.options.stateMachine(node, shard);
+    return new ShardStateMachine({ engines: [new RecordEngine(this.options.recordApplied === true)], trackChain: true });
   }
 
   private boot(node: SimNode): void {
-    const snapshot = node.storage.snapshot();
-    const applied = snapshot.metadata.index;
-    if (applied > 0) {
-      const restored = decodeSnapshotData(snapshot.data);
-      node.appliedIndex = restored.appliedIndex;
-      node.chain = restored.chain;
-    } else {
-      node.appliedIndex = 0;
-      node.chain = CHAIN_START;
-    }
-    node.confState = snapshot.metadata.confState;
-    this.restoreApplication(node, applied > 0 ? snapshot.data : undefined);
-    node.raw = new RawNode({
-      ...this.options.raft,
-      id: node.id,
-      storage: node.storage,
-      random: node.random.fork(),
-      applied,
-    });
     node.status = 'up';
     node.incarnation++;
+    const incarnation = node.incarnation;
+    const id = node.id;
+    const cluster = this;
+    const storage = node.disk.open(
+      {
+        get now() {
+          return cluster.now;
+        },
+        atDisk: (delayMs, run) => this.schedule(delayMs, { kind: 'disk', node: id, run }),
+        atProcess: (delayMs, run) => this.schedule(delayMs, { kind: 'task', node: id, incarnation, run }),
+      },
+      incarnation,
+    );
+    const raft = this.options.raft;
+    const settings: RaftSettings = { ...raft, electionTicks: raft.electionTicks ?? 10, heartbeatTicks: raft.heartbeatTicks ?? 1 };
+    const runtime = new NodeRuntime({
+      memberId: id,
+      storage,
+      transport: { send: (to, shard, messages) => this.send(id, shard, messages) },
+      clock: { now: () => this.now },
+      scheduler: { soon: (run) => this.schedule(0, { kind: 'task', node: id, incarnation, run }) },
+      random: node.random.fork(),
+      raft: settings,
+      tickMs: this.options.tickIntervalMs,
+      snapshotCount: this.options.snapshotEveryEntries,
+      snapshotCatchUpEntries: this.options.snapshotKeepEntries,
+      snapshotAfterConfChange: true,
+      requestTimeoutMs: this.options.requestTimeoutMs ?? simRequestTimeoutMsDefault,
+      stateMachine: (shard) => this.stateMachineFor(id, shard),
+      firstRequestId: firstRequestId(this.now),
+      unsafe: this.options.unsafe,
+      listener: this.listenerFor(node, incarnation),
+    });
+    node.runtime = runtime;
+    // A new node's groups start empty; they learn everything from the leader.
+    for (const shard of this.shards) runtime.addShard(shard);
+    node.confState = node.raw?.raft.tracker.confState() ?? node.confState;
     const phase = node.random.nextInt(node.tickPeriodMs) + 1;
-    this.schedule(phase, { kind: 'tick', node: node.id, incarnation: node.incarnation });
+    this.schedule(phase, { kind: 'tick', node: id, incarnation });
+  }
+
+  private listenerFor(node: SimNode, incarnation: number) {
+    const primary = this.shards[0]!;
+    const live = (): boolean => node.incarnation === incarnation && node.status === 'up';
+    return {
+      readyTaken: (shard: number, raw: RawNode, ready: { entries: readonly Entry[] }) => {
+        this.checkers.get(shard)?.observeEntries(raw.raft, ready.entries);
+      },
+      stepped: (shard: number, raw: RawNode) => {
+        const checker = this.checkers.get(shard);
+        if (checker === undefined) return;
+        checker.observeCommit(raw.raft);
+        if (raw.raft.role === 'leader') checker.observeLeader(raw.raft);
+      },
+      entryApplied: (shard: number, entry: Entry) => {
+        const machine = node.runtime!.machine(shard);
+        this.checkers.get(shard)?.observeApply(node.id, entry.index - 1, entry, machine.chain);
+        if (shard !== primary) return;
+        this.stats.entriesApplied++;
+        if (entry.type === 'conf-change') {
+          const cc = decodeConfChange(entry.data);
+          node.confState = node.raw!.raft.tracker.confState();
+          const cs = node.confState;
+          this.record(`apply-conf-change ${node.id} index=${entry.index} -> voters=${cs.voters.join(',')} outgoing=${cs.votersOutgoing.join(',')} learners=${cs.learners.join(',')}`);
+          for (const listener of this.confChangeListeners) listener(node, cc, entry.index);
+        } else if (this.options.recordApplied === true && entry.data.length > 0) {
+          node.applied.push(new TextDecoder().decode(decodeEnvelope(entry.data).payload));
+        }
+        for (const listener of this.applyListeners) listener(node, entry);
+      },
+      applied: (shard: number, applied: { outcome: unknown }, entry: Entry) => this.options.observer?.applied?.(node, shard, applied.outcome, entry),
+      stateReplaced: (shard: number) => {
+        const machine = node.runtime!.machine(shard);
+        this.record(`install-snapshot ${node.id} shard=${shard} index=${machine.appliedIndex}`);
+        this.checkers.get(shard)?.observeSnapshotRestore(node.id, machine.appliedIndex, machine.chain);
+        if (shard === primary && node.raw !== undefined) node.confState = node.raw.raft.tracker.confState();
+        this.options.observer?.stateReplaced?.(node, shard);
+      },
+      fatal: (error: Error) => {
+        // Anything but a failed disk is a bug the run must report.
+        if (!(error instanceof SimDiskError)) throw error;
+        if (!live()) return;
+        // The process exits; its supervisor starts it again.
+        this.stats.diskFailures++;
+        this.record(`fatal ${node.id}: ${error.message}`);
+        this.at(0, `exit ${node.id}`, () => this.crash(node.id));
+        this.at(this.options.restartAfterFailureMs ?? simRestartAfterFailureMsDefault, `supervisor restarts ${node.id}`, () => this.restart(node.id));
+      },
+    };
   }
 
   crash(id: number): void {
@@ -261,19 +368,20 @@ export class SimCluster {
     if (node === undefined || node.status !== 'up') return;
     this.record(`crash ${id}`);
     this.stats.crashes++;
+    void node.appliedIndex; // remembers the last applied index
     node.status = 'down';
-    node.raw = undefined;
-    node.inFlight = []; // never persisted: lost
-    node.lastPersistAt = 0;
+    const runtime = node.runtime;
+    node.runtime = undefined;
     node.incarnation++;
-    node.pendingReads.clear();
-    node.readWaiters.clear();
-    node.applied.length = 0; // volatile state: rebuilt from the snapshot and log on restart
     // Whatever waited in a paused process's socket buffers dies with it.
     node.paused = false;
     node.parked.length = 0;
-    node.application?.crash();
-    this.checker?.forgetNode(id);
+    node.applied.length = 0; // volatile state: rebuilt from the snapshot and log on restart
+    node.disk.crash();
+    for (const checker of this.checkers.values()) checker.forgetNode(id);
+    // The process is gone: requests in it get no answer (clients see their connection break).
+    runtime?.stop();
+    this.options.observer?.crashed?.(node);
   }
 
   /** Stops a process (SIGSTOP): it handles nothing until resumed; what arrives for it waits. */
@@ -297,7 +405,7 @@ export class SimCluster {
     const node = this.nodes.get(id);
     if (node === undefined || node.status !== 'down') return;
     this.record(`restart ${id}`);
-    this.checker?.forgetNode(id);
+    for (const checker of this.checkers.values()) checker.forgetNode(id);
     this.boot(node);
   }
 
@@ -307,89 +415,120 @@ export class SimCluster {
     if (node === undefined || node.status === 'decommissioned') return;
     this.record(`decommission ${id}`);
     node.status = 'decommissioned';
-    node.raw = undefined;
-    node.inFlight = [];
+    const runtime = node.runtime;
+    node.runtime = undefined;
     node.incarnation++;
+    runtime?.stop();
   }
 
   upNodes(): SimNode[] {
     return [...this.nodes.values()].filter((n) => n.status === 'up');
   }
 
-  /** The up node that is leader in the highest term, if any. */
-  leader(): SimNode | undefined {
+  /** The up node that is leader of the first shard in the highest term, if any. */
+  leader(shard: number = this.shards[0]!): SimNode | undefined {
     let best: SimNode | undefined;
+    let bestTerm = -1;
     for (const node of this.nodes.values()) {
-      const raft = node.raw?.raft;
-      if (raft === undefined || raft.role !== 'leader') continue;
-      if (best === undefined || raft.term > best.raw!.raft.term) best = node;
+      const runtime = node.runtime;
+      if (runtime === undefined || runtime.fatalError !== undefined || !runtime.hasShard(shard)) continue;
+      const raft = runtime.rawNode(shard).raft;
+      if (raft.role !== 'leader') continue;
+      if (raft.term > bestTerm) {
+        best = node;
+        bestTerm = raft.term;
+      }
     }
     return best;
   }
 
   // -------------------------------------------------------------------------------------------
-  // Client operations
+  // Client operations (through the runtime, as a server's services use it)
 
-  propose(id: number, data: Uint8Array): DropReason | 'down' | undefined {
-    return this.proposeCommands(id, [data], true);
-  }
-
-  proposeMany(id: number, commands: Uint8Array[]): DropReason | 'down' | undefined {
-    return this.proposeCommands(id, commands, false);
-  }
-
-  private proposeCommands(id: number, commands: Uint8Array[], record: boolean): DropReason | 'down' | undefined {
-    const reason = this.onNode(id, record ? 'propose' : undefined, (raw) =>
-      commands.length === 1 ? raw.propose(commands[0]!) : raw.proposeMany(commands),
-    );
-    if (reason === 'down') return reason;
-    this.stats.proposals += commands.length;
-    if (reason !== undefined) this.stats.proposalsDropped += commands.length;
-    return reason;
-  }
-
-  proposeConfChange(id: number, cc: ConfChange): DropReason | 'down' | undefined {
-    const changes = cc.changes.map((c) => `${c.type}:${c.nodeId}`).join(',');
-    return this.onNode(id, `propose-conf-change ${changes}`, (raw) => raw.proposeConfChange(cc));
-  }
-
-  /**
-   * Starts a ReadIndex at a node; the safety checker verifies the answer, and `onIndex` (when
-   * given) hears the read index once the node learns it (never, if the request is lost).
-   */
-  readIndex(id: number, onIndex?: (index: number) => void): DropReason | 'down' | undefined {
-    const key = `r${++this.readContextSeq}`;
-    const context = Uint8Array.from(key, (c) => c.charCodeAt(0));
-    const node = this.nodes.get(id);
-    // Registered first: a leader that may answer at once (lease-based) answers inside the call.
-    if (onIndex !== undefined) node?.readWaiters.set(key, onIndex);
-    const reason = this.onNode(id, `read-index ${key}`, (raw) => raw.readIndex(context));
-    if (reason === undefined) node!.pendingReads.set(key, this.checker?.maxCommitted ?? 0);
-    else node?.readWaiters.delete(key);
-    return reason;
-  }
-
-  transferLeader(id: number, to: number): DropReason | 'down' | undefined {
-    return this.onNode(id, `transfer-leader to ${to}`, (raw) => raw.transferLeader(to));
-  }
-
-  /**
-   * Runs a client call on an up node: a refusal comes back as its reason, and the node's Ready
-   * is handed out afterwards. `label` (when given) goes into the trace with the outcome.
-   */
-  private onNode(id: number, label: string | undefined, call: (raw: RawNode) => void): DropReason | 'down' | undefined {
-    const node = this.nodes.get(id);
-    if (node?.raw === undefined) return 'down';
-    let reason: DropReason | undefined;
+  /** Proposes a command at node `id`; 'down' if it is not up. The outcome comes to `callback`. */
+  submit(id: number, shard: number, command: EngineCommand, callback: SimCallback, timeoutMs?: number): 'down' | undefined {
+    const runtime = this.runningRuntime(id);
+    if (runtime === undefined) return 'down';
+    this.stats.proposals++;
+    const done = (error: RuntimeError | undefined, applied?: { outcome: unknown }): void => {
+      if (error !== undefined) this.stats.proposalsDropped++;
+      callback(error?.code, applied?.outcome);
+    };
     try {
-      call(node.raw);
+      runtime.propose(shard, command, timeoutMs === undefined ? {} : { timeoutMs }, done);
     } catch (error) {
-      if (!(error instanceof ProposalDroppedError)) throw error;
-      reason = error.reason;
+      if (!(error instanceof RuntimeError)) throw error;
+      this.schedule(0, { kind: 'task', node: id, incarnation: this.nodes.get(id)!.incarnation, run: () => done(error) });
     }
-    if (label !== undefined) this.record(`${label} at ${id}: ${reason ?? 'ok'}`);
-    this.pump(node);
-    return reason;
+    return undefined;
+  }
+
+  /** Proposes an opaque payload (the record engine's command) on the first shard. */
+  propose(id: number, data: Uint8Array, callback?: SimCallback): 'down' | undefined {
+    this.record(`propose at ${id}`);
+    return this.submit(id, this.shards[0]!, recordCommand(data), callback ?? (() => undefined));
+  }
+
+  proposeMany(id: number, commands: Uint8Array[]): 'down' | undefined {
+    for (const data of commands) if (this.submit(id, this.shards[0]!, recordCommand(data), () => undefined) === 'down') return 'down';
+    return undefined;
+  }
+
+  proposeConfChange(id: number, cc: ConfChange, callback?: (error: RuntimeErrorCode | undefined) => void): 'down' | undefined {
+    const runtime = this.runningRuntime(id);
+    const changes = cc.changes.map((c) => `${c.type}:${c.nodeId}`).join(',');
+    this.record(`propose-conf-change ${changes} at ${id}: ${runtime === undefined ? 'down' : 'queued'}`);
+    if (runtime === undefined) return 'down';
+    const done = (error: RuntimeError | undefined): void => callback?.(error?.code);
+    try {
+      runtime.proposeConfChange(this.shards[0]!, cc, {}, done);
+    } catch (error) {
+      if (!(error instanceof RuntimeError)) throw error;
+      done(error);
+    }
+    return undefined;
+  }
+
+  /**
+   * A linearizable read barrier at a node: the safety checker verifies the read index against
+   * what was committed when the read began; `onIndex` hears it once the node applied up to it.
+   */
+  readIndex(id: number, onIndex?: (index: number) => void, onError?: (error: RuntimeErrorCode) => void, shard: number = this.shards[0]!): 'down' | undefined {
+    const runtime = this.runningRuntime(id);
+    if (runtime === undefined) return 'down';
+    const required = this.checkers.get(shard)?.maxCommitted ?? 0;
+    const done = (error: RuntimeError | undefined, index?: number): void => {
+      if (error !== undefined) {
+        onError?.(error.code);
+        return;
+      }
+      this.stats.readsCompleted++;
+      this.record(`read ${id} index=${index} required=${required}`);
+      this.checkers.get(shard)?.observeRead(id, index!, required);
+      onIndex?.(index!);
+    };
+    try {
+      runtime.read(shard, {}, done);
+    } catch (error) {
+      if (!(error instanceof RuntimeError)) throw error;
+      this.schedule(0, { kind: 'task', node: id, incarnation: this.nodes.get(id)!.incarnation, run: () => done(error) });
+    }
+    return undefined;
+  }
+
+  transferLeader(id: number, to: number): 'down' | undefined {
+    const runtime = this.runningRuntime(id);
+    this.record(`transfer-leader ${id} to ${to}`);
+    if (runtime === undefined) return 'down';
+    runtime.transferLeader(this.shards[0]!, to);
+    return undefined;
+  }
+
+  private runningRuntime(id: number): NodeRuntime | undefined {
+    const node = this.nodes.get(id);
+    const runtime = node?.runtime;
+    if (node === undefined || node.status !== 'up' || runtime === undefined || runtime.fatalError !== undefined) return undefined;
+    return runtime;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -419,26 +558,6 @@ export class SimCluster {
     if (time > this.now) this.now = time;
   }
 
-  /**
-   * `runUntil` for applications whose restore is asynchronous: after any event that started a
-   * restore, waits for it before the next event, so the run is the same as if it were instant.
-   */
-  async runUntilAsync(time: number): Promise<void> {
-    for (;;) {
-      if (this.restoring.length > 0) await this.settle();
-      const next = this.events.peekTime();
-      if (next === undefined || next > time) break;
-      this.processNext();
-    }
-    if (this.restoring.length > 0) await this.settle();
-    if (time > this.now) this.now = time;
-  }
-
-  /** Waits for the restores in progress (see runUntilAsync). */
-  async settle(): Promise<void> {
-    while (this.restoring.length > 0) await Promise.all(this.restoring.splice(0, this.restoring.length));
-  }
-
   runFor(ms: number): void {
     this.runUntil(this.now + ms);
   }
@@ -458,7 +577,6 @@ export class SimCluster {
   }
 
   private processNext(): void {
-    if (this.restoring.length > 0) throw new TypeError('an application restore is in progress: drive the cluster with runUntilAsync');
     const popped = this.events.pop()!;
     this.now = popped.time;
     const event = popped.item;
@@ -473,10 +591,19 @@ export class SimCluster {
         this.onTick(event.node, event.incarnation);
         break;
       case 'deliver':
-        this.onDeliver(event.message, event.senderIncarnation);
+        this.onDeliver(event.shard, event.message, event.senderIncarnation);
         break;
-      case 'persisted':
-        this.onPersisted(event.node, event.incarnation);
+      case 'task': {
+        const node = this.nodes.get(event.node);
+        if (node !== undefined && node.incarnation === event.incarnation && node.status === 'up') {
+          this.hashEvent(5, event.node, 0, 0, 0);
+          event.run();
+        }
+        break;
+      }
+      case 'disk':
+        this.hashEvent(4, event.node, 0, 0, 0);
+        event.run();
         break;
       case 'call':
         this.record(`call ${event.label}`);
@@ -489,10 +616,12 @@ export class SimCluster {
   private targetOf(event: SimEvent): SimNode | undefined {
     switch (event.kind) {
       case 'tick':
-      case 'persisted':
+      case 'task':
         return this.nodes.get(event.node);
       case 'deliver':
         return this.nodes.get(event.message.to);
+      case 'disk':
+        return undefined;
       case 'call':
         return event.node === undefined ? undefined : this.nodes.get(event.node);
     }
@@ -500,191 +629,56 @@ export class SimCluster {
 
   private onTick(id: number, incarnation: number): void {
     const node = this.nodes.get(id)!;
-    if (node.incarnation !== incarnation || node.raw === undefined) return;
-    node.raw.tick();
-    this.afterStep(node);
+    if (node.incarnation !== incarnation || node.runtime === undefined) return;
+    node.runtime.tick();
     this.schedule(node.tickPeriodMs, { kind: 'tick', node: id, incarnation });
   }
 
-  private onDeliver(m: Message, senderIncarnation: number): void {
+  private onDeliver(shard: number, m: Message, senderIncarnation: number): void {
     const node = this.nodes.get(m.to);
-    if (node?.raw === undefined || this.network.isCut(m.from, m.to)) {
+    if (node?.runtime === undefined || this.network.isCut(m.from, m.to)) {
       this.hashEvent(2, m.from, m.to, m.term, 0);
       // The sender's transport notices the broken stream, as a real one does.
-      this.reportToSender(m, senderIncarnation, false);
+      this.reportToSender(shard, m, senderIncarnation, false);
       return;
     }
     this.stats.messagesDelivered++;
     this.hashEvent(3, m.from, m.to, m.term, m.index);
-    if (this.options.traceEvents) this.trace.push(`${this.now} deliver ${describeMessage(m)}`);
-    node.raw.step(m);
-    this.afterStep(node);
-    if (m.type === 'MsgSnap') this.reportToSender(m, senderIncarnation, true);
+    if (this.options.traceEvents) this.trace.push(`${this.now} deliver shard ${shard} ${describeMessage(m)}`);
+    node.runtime.receive([{ shard, message: m }]);
+    if (m.type === 'MsgSnap') this.reportToSender(shard, m, senderIncarnation, true);
   }
 
-  private send(m: Message): void {
-    this.stats.messagesSent++;
-    if (m.type === 'MsgSnap') this.stats.snapshotsSent++;
-    const incarnation = this.nodes.get(m.from)?.incarnation ?? 0;
-    const deliveries = this.network.deliveries();
-    if (deliveries.length > 1 && this.options.neverDuplicate?.includes(m.type) === true) deliveries.length = 1;
-    for (const delay of deliveries) this.schedule(delay, { kind: 'deliver', message: m, senderIncarnation: incarnation });
-    // A lost snapshot stream fails at the sender after a while.
-    if (deliveries.length === 0 && m.type === 'MsgSnap') {
-      this.at(this.options.tickIntervalMs, `snapshot-lost ${m.from}->${m.to}`, () => this.reportToSender(m, incarnation, false));
+  private send(from: number, shard: number, messages: readonly Message[]): void {
+    const incarnation = this.nodes.get(from)?.incarnation ?? 0;
+    for (const m of messages) {
+      this.stats.messagesSent++;
+      if (m.type === 'MsgSnap') this.stats.snapshotsSent++;
+      const deliveries = this.network.deliveries();
+      if (deliveries.length > 1 && this.options.neverDuplicate?.includes(m.type) === true) deliveries.length = 1;
+      for (const delay of deliveries) this.schedule(delay, { kind: 'deliver', shard, message: m, senderIncarnation: incarnation });
+      // A lost snapshot stream fails at the sender after a while.
+      if (deliveries.length === 0 && m.type === 'MsgSnap') {
+        this.at(this.options.tickIntervalMs, `snapshot-lost ${m.from}->${m.to}`, () => this.reportToSender(shard, m, incarnation, false));
+      }
     }
   }
 
   /**
    * What a transport tells Raft about delivery: a snapshot's outcome, and that a peer is
-   * unreachable when a message to it could not be delivered.
+   * unreachable when a message to it could not be delivered. A snapshot's outcome must reach
+   * the sender's Raft exactly once while that process lives (Raft waits for it and has no
+   * timeout of its own), so it is work of the sender: held while the sender is paused, never
+   * dropped. Unreachable reports are advice; a paused sender may miss them.
    */
-  private reportToSender(m: Message, senderIncarnation: number, delivered: boolean): void {
+  private reportToSender(shard: number, m: Message, senderIncarnation: number, delivered: boolean): void {
     const sender = this.nodes.get(m.from);
-    if (sender?.raw === undefined || sender.incarnation !== senderIncarnation || sender.paused) return;
+    if (sender === undefined || sender.incarnation !== senderIncarnation) return;
     if (m.type === 'MsgSnap') {
-      sender.raw.reportSnapshot(m.to, delivered);
-    } else if (!delivered && (m.type === 'MsgApp' || m.type === 'MsgHeartbeat')) {
-      sender.raw.reportUnreachable(m.to);
-    } else {
-      return;
+      this.schedule(0, { kind: 'task', node: m.from, incarnation: senderIncarnation, run: () => sender.runtime?.reportSnapshot(m.to, shard, delivered) });
+    } else if (!delivered && (m.type === 'MsgApp' || m.type === 'MsgHeartbeat') && !sender.paused) {
+      sender.runtime?.reportUnreachable(m.to, [shard]);
     }
-    this.afterStep(sender);
-  }
-
-  /** After a node changed: record what the checker needs, then hand out a Ready if due. */
-  private afterStep(node: SimNode): void {
-    const raft = node.raw!.raft;
-    if (this.checker !== undefined) {
-      this.checker.observeCommit(raft);
-      if (raft.role === 'leader') this.checker.observeLeader(raft);
-    }
-    this.pump(node);
-  }
-
-  private pump(node: SimNode): void {
-    const raw = node.raw;
-    // Without pipelining (the default) one Ready at a time; with it, as many as RawNode allows.
-    while (raw !== undefined && (node.inFlight.length === 0 || this.pipelined) && raw.hasReady()) {
-      const rd = raw.ready();
-      this.checker?.observeEntries(raw.raft, rd.entries);
-      for (const rs of rd.readStates) this.completeRead(node, rs.index, rs.requestContext);
-      for (const m of rd.messages) this.send(m);
-      node.inFlight.push(rd);
-      const disk = this.options;
-      const latency = disk.diskLatencyMinMs + this.diskRandom.nextInt(disk.diskLatencyMaxMs - disk.diskLatencyMinMs + 1);
-      // A disk completes writes in order: a later write is never durable before an earlier one.
-      const at = Math.max(latency, node.lastPersistAt - this.now);
-      node.lastPersistAt = this.now + at;
-      this.schedule(at, { kind: 'persisted', node: node.id, incarnation: node.incarnation });
-    }
-  }
-
-  private get pipelined(): boolean {
-    return (this.options.raft.readiesInFlightMax ?? 1) > 1;
-  }
-
-  private completeRead(node: SimNode, index: number, context: Uint8Array): void {
-    let key = '';
-    for (const byte of context) key += String.fromCharCode(byte);
-    const waiter = node.readWaiters.get(key);
-    node.readWaiters.delete(key);
-    const required = node.pendingReads.get(key);
-    if (required !== undefined) {
-      node.pendingReads.delete(key);
-      this.stats.readsCompleted++;
-      this.record(`read-state ${node.id} ${key} index=${index} required=${required}`);
-      this.checker?.observeRead(node.id, index, required);
-    }
-    waiter?.(index);
-  }
-
-  private onPersisted(id: number, incarnation: number): void {
-    const node = this.nodes.get(id)!;
-    if (node.incarnation !== incarnation || node.raw === undefined) return;
-    const raw = node.raw;
-    const rd = node.inFlight.shift()!;
-    if (rd.snapshot !== undefined) this.installSnapshot(node, rd.snapshot);
-    node.storage.append(rd.entries);
-    if (rd.hardState !== undefined) node.storage.setHardState(rd.hardState);
-    this.hashEvent(4, id, rd.entries.length, rd.committedEntries.length, rd.hardState?.commit ?? 0);
-    for (const m of rd.messagesAfterPersist) this.send(m);
-    let confChanged = false;
-    for (const entry of rd.committedEntries) {
-      this.apply(node, entry);
-      if (entry.type === 'conf-change') confChanged = true;
-    }
-    raw.advance();
-    this.maybeSnapshot(node, confChanged);
-    this.afterStep(node);
-  }
-
-  private installSnapshot(node: SimNode, snapshot: Snapshot): void {
-    node.storage.applySnapshot(snapshot);
-    const restored = decodeSnapshotData(snapshot.data);
-    node.appliedIndex = restored.appliedIndex;
-    node.chain = restored.chain;
-    node.confState = snapshot.metadata.confState;
-    this.restoreApplication(node, snapshot.data);
-    this.record(`install-snapshot ${node.id} index=${snapshot.metadata.index}`);
-    this.checker?.observeSnapshotRestore(node.id, restored.appliedIndex, restored.chain);
-  }
-
-  private apply(node: SimNode, entry: Entry): void {
-    if (this.checker !== undefined) {
-      // The chain digests the applied sequence; only the checker needs it.
-      const chain = extendChain(node.chain, entry);
-      this.checker.observeApply(node.id, node.appliedIndex, entry, chain);
-      node.chain = chain;
-    }
-    node.appliedIndex = entry.index;
-    this.stats.entriesApplied++;
-    if (entry.type === 'conf-change') {
-      const cc = decodeConfChange(entry.data);
-      node.confState = node.raw!.applyConfChange(cc);
-      this.record(`apply-conf-change ${node.id} index=${entry.index} -> voters=${node.confState.voters.join(',')} outgoing=${node.confState.votersOutgoing.join(',')} learners=${node.confState.learners.join(',')}`);
-      for (const listener of this.confChangeListeners) listener(node, cc, entry.index);
-    } else if (this.options.recordApplied === true && entry.data.byteLength > 0) {
-      node.applied.push(new TextDecoder().decode(entry.data));
-    }
-    node.application?.apply(entry);
-    for (const listener of this.applyListeners) listener(node, entry);
-  }
-
-  /** Hands the application its part of a snapshot's data (undefined: no snapshot, start empty). */
-  private restoreApplication(node: SimNode, data: Uint8Array | undefined): void {
-    const application = node.application;
-    if (application === undefined) return;
-    const own = data === undefined ? new Uint8Array(0) : data.subarray(SNAPSHOT_CHAIN_BYTES);
-    const pending = application.restore(own);
-    if (pending !== undefined) this.restoring.push(pending);
-  }
-
-  /**
-   * Snapshots every `snapshotEveryEntries` applied entries, and after every applied conf change
-   * once snapshots exist (so a new member is always sent a snapshot that includes it).
-   */
-  private maybeSnapshot(node: SimNode, confChanged: boolean): void {
-    const every = this.options.snapshotEveryEntries;
-    if (every <= 0) return;
-    const snapshotIndex = node.storage.snapshot().metadata.index;
-    if (node.appliedIndex === snapshotIndex) return;
-    const due = node.appliedIndex - snapshotIndex >= every || (confChanged && snapshotIndex > 0);
-    if (!due) return;
-    node.storage.createSnapshot(node.appliedIndex, node.confState, this.snapshotData(node));
-    const compactTo = node.appliedIndex - this.options.snapshotKeepEntries;
-    if (compactTo >= node.storage.firstIndex()) node.storage.compact(compactTo);
-    this.record(`snapshot ${node.id} index=${node.appliedIndex} compact=${compactTo}`);
-  }
-
-  private snapshotData(node: SimNode): Uint8Array {
-    const chain = encodeSnapshotData(node.appliedIndex, node.chain);
-    if (node.application === undefined) return chain;
-    const own = node.application.snapshot();
-    const data = new Uint8Array(SNAPSHOT_CHAIN_BYTES + own.byteLength);
-    data.set(chain);
-    data.set(own, SNAPSHOT_CHAIN_BYTES);
-    return data;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -713,5 +707,10 @@ export class SimCluster {
   }
 }
 
+/** The payload of a normal entry's command (empty for empty entries and configuration changes). */
+export function payloadOf(entry: Entry): Uint8Array {
+  if (entry.type !== 'normal' || entry.data.length === 0) return new Uint8Array(0);
+  return decodeEnvelope(entry.data).payload;
+}
 
 export { SafetyViolation };

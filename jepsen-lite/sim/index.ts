@@ -1,11 +1,14 @@
 /** The deterministic Raft simulator: front door. */
-export { SimCluster, SimNode, SIM_DEFAULTS, SNAPSHOT_CHAIN_BYTES, type SimClusterOptions, type SimStats, type RaftOptions, type SimApplication } from './cluster';
+export { SimCluster, SimNode, SIM_DEFAULTS, payloadOf, type SimClusterOptions, type SimObserver, type SimStats, type RaftOptions, type SimCallback } from './cluster';
+export { SimDisk, SimDiskError, NO_STORAGE_FAULTS, type StorageFaults } from './disk';
+export { RecordEngine, recordCommand, RECORD_ENGINE_ID } from './record-engine';
 export { SimNetwork, type NetworkParams, QUIET_NETWORK, ZERO_LATENCY_NETWORK } from './network';
 export { SafetyChecker, SafetyViolation, type ViolationKind } from './safety';
 export {
   runScenario,
   scenarioForSeed,
   scenarioArbitrary,
+  storageFaultsArbitrary,
   faultArbitrary,
   describeFault,
   recoveryTicksMax,

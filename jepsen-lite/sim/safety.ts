@@ -11,6 +11,7 @@
  * The first violation throws a SafetyViolation, which the simulator reports with its seed.
  */
 import type { Entry, Raft } from '../../raft/index';
+import { type AppliedChain, CHAIN_START, extendChain, hashBytes } from '../../src/runtime/index';
 
 export type ViolationKind =
   | 'election-safety'
@@ -32,43 +33,9 @@ export class SafetyViolation extends Error {
   }
 }
 
-/** A 64-bit-ish digest of an applied prefix, as two 32-bit halves. */
-export interface ChainHash {
-  readonly a: number;
-  readonly b: number;
-}
-
-export const CHAIN_START: ChainHash = Object.freeze({ a: 0x811c9dc5, b: 0x01000193 });
-
-function mix(h: number, value: number): number {
-  h ^= value & 0xff;
-  h = Math.imul(h, 0x01000193);
-  h ^= (value >>> 8) & 0xff;
-  h = Math.imul(h, 0x01000193);
-  h ^= (value >>> 16) & 0xff;
-  h = Math.imul(h, 0x01000193);
-  h ^= value >>> 24;
-  return Math.imul(h, 0x01000193) >>> 0;
-}
-
-export function hashBytes(h: number, data: Uint8Array): number {
-  for (let i = 0; i < data.length; i++) {
-    h ^= data[i]!;
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
-
-/** Extends the chain with one applied entry. */
-export function extendChain(chain: ChainHash, entry: Entry): ChainHash {
-  let a = mix(chain.a, entry.index);
-  a = mix(a, entry.term);
-  a = hashBytes(a, entry.data);
-  let b = mix(chain.b ^ 0x5bd1e995, entry.term);
-  b = mix(b, entry.index);
-  b = hashBytes(Math.imul(b, 0x2545f491) >>> 0, entry.data);
-  return { a, b };
-}
+/** The applied chain is the state machine's own (src/runtime/applied-chain.ts). */
+export type ChainHash = AppliedChain;
+export { CHAIN_START, extendChain, hashBytes };
 
 function entryKey(entry: Entry): string {
   const h = hashBytes(0x811c9dc5, entry.data);

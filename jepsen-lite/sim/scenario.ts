@@ -6,7 +6,8 @@
  */
 import fc from 'fast-check';
 import { type ConfChange, type ConfState, RaftAssertionError, SeededPrng, type ConfChangeSingle } from '../../raft/index';
-import { SimCluster, SIM_DEFAULTS, type SimStats } from './cluster';
+import { SimCluster, SIM_DEFAULTS, type SimStats, payloadOf } from './cluster';
+import { NO_STORAGE_FAULTS, type StorageFaults } from './disk';
 import { type NetworkParams, QUIET_NETWORK } from './network';
 import { SafetyViolation, type ViolationKind } from './safety';
 
@@ -65,6 +66,8 @@ export interface SimScenario {
   readonly readIntervalMs: number;
   /** How leaders answer ReadIndex: a heartbeat round per batch, or a lease when one holds. */
   readonly readOnlyOption: 'safe' | 'lease-based';
+  /** Faults of the nodes' disks (absent in older saved scenarios: none). */
+  readonly storageFaults?: StorageFaults;
   readonly faults: readonly ScheduledFault[];
 }
 
@@ -72,6 +75,8 @@ export interface SimRunOptions {
   readonly traceEvents?: boolean;
   /** Breaks the core on purpose (tests prove the checker catches it). */
   readonly unsafeVoteTwiceInTerm?: boolean;
+  /** Breaks the runtime on purpose: acknowledgements leave before the write they promise is durable. */
+  readonly unsafeAcknowledgeBeforePersist?: boolean;
   /** Overrides the scenario's read mode. */
   readonly readOnlyOption?: 'safe' | 'lease-based';
 }
@@ -135,6 +140,22 @@ export const faultArbitrary: fc.Arbitrary<Fault> = fc.oneof(
   },
 );
 
+/** Disk faults: none half the time; otherwise slow, failing, torn-at-crash and late-callback disks. */
+export const storageFaultsArbitrary: fc.Arbitrary<StorageFaults> = fc.oneof(
+  { weight: 1, arbitrary: fc.constant(NO_STORAGE_FAULTS) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      slowWriteRate: fc.constantFrom(0, 0.01, 0.05),
+      slowWriteMs: fc.constantFrom(50, 300, 1500),
+      failWriteRate: fc.constantFrom(0, 0, 0.001, 0.005),
+      inFlightKeptRate: fc.constantFrom(0, 0.5, 1),
+      powerLossRate: fc.constantFrom(0, 0.5, 1),
+      callbackDelayMsMax: fc.constantFrom(0, 2, 10),
+    }),
+  },
+);
+
 export const scenarioArbitrary: fc.Arbitrary<SimScenario> = fc
   .record({
     seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
@@ -169,6 +190,7 @@ export const scenarioArbitrary: fc.Arbitrary<SimScenario> = fc
     proposalIntervalMs: fc.constantFrom(20, 50, 200),
     readIntervalMs: fc.constantFrom(0, 100, 400),
     readOnlyOption: fc.constantFrom('safe' as const, 'safe' as const, 'lease-based' as const),
+    storageFaults: storageFaultsArbitrary,
     // Fault times are drawn in thousandths of the fault phase, then scaled to ticks.
     faults: fc.array(fc.record({ at: fc.nat({ max: 999 }), fault: faultArbitrary }), { maxLength: 24, size: 'large' }),
   })
@@ -212,6 +234,8 @@ export function runScenario(scenario: SimScenario, options: SimRunOptions = {}):
     snapshotKeepEntries: 5,
     checkSafety: true,
     traceEvents: options.traceEvents ?? false,
+    storageFaults: scenario.storageFaults ?? NO_STORAGE_FAULTS,
+    unsafe: { acknowledgeBeforePersist: options.unsafeAcknowledgeBeforePersist === true },
   });
   const run = new ScenarioRun(cluster, scenario);
   let violation: SimResult['violation'];
@@ -508,7 +532,7 @@ class ScenarioRun {
     // every node applies the same entry there, so applied >= probeIndex means it has the probe.
     let probeIndex: number | undefined;
     c.onApply((_node, entry) => {
-      if (probeIndex === undefined && bytesEqual(entry.data, probe)) probeIndex = entry.index;
+      if (probeIndex === undefined && bytesEqual(payloadOf(entry), probe)) probeIndex = entry.index;
     });
     const committedEverywhere = (): boolean => {
       if (probeIndex === undefined) return false;
@@ -544,7 +568,7 @@ class ScenarioRun {
   private probeInLog(id: number, probe: Uint8Array): boolean {
     const raft = this.cluster.nodes.get(id)!.raw!.raft;
     const entries = raft.log.entriesFrom(Math.max(raft.log.firstIndex(), raft.log.committed - 50), Number.MAX_SAFE_INTEGER);
-    return entries.some((e) => bytesEqual(e.data, probe));
+    return entries.some((e) => bytesEqual(payloadOf(e), probe));
   }
 }
 

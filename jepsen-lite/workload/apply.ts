@@ -6,13 +6,28 @@
  * store's revision in the header, and a refused command becomes the error the client would get.
  */
 import type { Entry } from '../../raft/index';
-import { CommandKind, encodeCommand } from '../../src/engines/kv/command';
-import { WireValueError, deleteRangeToWire, putToWire, rangeFromWire, rangeToWire, txnToWire } from '../../src/engines/kv/convert';
-import type { AppliedCommand, KvStateMachine, WriteOutcome } from '../../src/engines/kv/state-machine';
+import { kvEngineOf } from '../../src/runtime/index';
+import {
+  type KvApplied,
+  KvCommandKind,
+  WireValueError,
+  type WriteOutcome,
+  deleteRangeToWire,
+  kvCommand,
+  kvOutcome,
+  putToWire,
+  rangeFromWire,
+  rangeToWire,
+  txnToWire,
+} from '../../src/engines/kv/index';
+import { clientError } from '../../src/error-mapping';
+import { DkvError } from '../../src/errors';
 import { etcdType, type WireResponseHeader } from '../../src/etcd-proto';
-import { MvccError, type MvccErrorCode, type MvccStore } from '../../storage/index';
+import type { EngineCommand } from '../../src/engines/index';
+import { type ShardStateMachine, encodeEnvelope } from '../../src/runtime/index';
+import { MvccError, type MvccStore } from '../../storage/index';
 import type { EtcdCall, EtcdResponse } from './etcd';
-import { EtcdCallError, grpcCode } from './errors';
+import { EtcdCallError } from './errors';
 
 const PutRequestType = etcdType('etcdserverpb.PutRequest');
 const DeleteRangeRequestType = etcdType('etcdserverpb.DeleteRangeRequest');
@@ -45,38 +60,21 @@ export function encodeRequest(call: EtcdCall): Uint8Array {
   return type.encode(type.fromObject(call.request as unknown as Record<string, unknown>)).finish();
 }
 
-/** The command kind and payload a write proposes (wrap with `encodeCommand` and your proposer/request ids). */
-export function writeCommand(call: WriteCall): { kind: CommandKind; payload: Uint8Array } {
-  const kind = call.method === 'put' ? CommandKind.Put : call.method === 'deleteRange' ? CommandKind.DeleteRange : CommandKind.Txn;
-  return { kind, payload: encodeRequest(call) };
+/** The KV engine command a write proposes. */
+export function writeCommand(call: WriteCall): EngineCommand {
+  const kind = call.method === 'put' ? KvCommandKind.Put : call.method === 'deleteRange' ? KvCommandKind.DeleteRange : KvCommandKind.Txn;
+  return kvCommand(kind, encodeRequest(call));
 }
 
 export function isWriteCall(call: EtcdCall): call is WriteCall {
   return call.method !== 'range';
 }
 
-/**
- * MVCC error codes → the gRPC status the server sends (the messages are etcd's, from the store).
- * etcd prefixes the two revision errors with "etcdserver: " on the wire.
- */
-const mvccStatus: Readonly<Record<MvccErrorCode, { code: number; prefix: string }>> = {
-  'future-revision': { code: grpcCode.OUT_OF_RANGE, prefix: 'etcdserver: ' },
-  compacted: { code: grpcCode.OUT_OF_RANGE, prefix: 'etcdserver: ' },
-  'key-not-found': { code: grpcCode.INVALID_ARGUMENT, prefix: '' },
-  'too-many-operations': { code: grpcCode.INVALID_ARGUMENT, prefix: '' },
-  'duplicate-key': { code: grpcCode.INVALID_ARGUMENT, prefix: '' },
-  'empty-key': { code: grpcCode.INVALID_ARGUMENT, prefix: '' },
-  'value-provided': { code: grpcCode.INVALID_ARGUMENT, prefix: '' },
-  'lease-provided': { code: grpcCode.INVALID_ARGUMENT, prefix: '' },
-};
-
-/** What the client would receive for a store refusal. */
+/** What the client would receive for a store refusal (the server's one error mapping). */
 export function clientErrorOf(error: MvccError | WireValueError): EtcdCallError {
-  if (error instanceof MvccError) {
-    const { code, prefix } = mvccStatus[error.code];
-    return new EtcdCallError(code, prefix + error.message);
-  }
-  return new EtcdCallError(grpcCode.INVALID_ARGUMENT, `dkv: invalid argument: ${error.message}`);
+  const mapped = clientError(error);
+  if (!(mapped instanceof DkvError)) throw error;
+  return new EtcdCallError(mapped.grpcStatus, mapped.wireMessage);
 }
 
 /** A linearizable Range served from `mvcc` (the caller has done the ReadIndex part). */
@@ -109,25 +107,28 @@ export function writeResponse(outcome: WriteOutcome, fields: HeaderFields = {}):
 }
 
 /**
- * Runs one call against a state machine directly, as a single-node server with an immediately
- * committed log would: a write is applied as log entry `index`. For tests and for sim-mode code
- * that applies through Raft, use `writeCommand` + `writeResponse` instead.
+ * Runs one call against a data shard's state machine directly, as a single-node server with an
+ * immediately committed log would: a write is applied as log entry `index`. For tests and for
+ * sim-mode code that applies through Raft, use `writeCommand` + `writeResponse` instead.
  */
 export function applyCall(
-  machine: KvStateMachine,
+  machine: ShardStateMachine,
   call: EtcdCall,
   entry: { readonly index: number; readonly term?: number },
   fields: HeaderFields = {},
-): { response: EtcdResponse; applied?: AppliedCommand } {
-  if (!isWriteCall(call)) return { response: readResponse(machine.mvcc, call, fields) };
-  const { kind, payload } = writeCommand(call);
+): { response: EtcdResponse; applied?: KvApplied } {
+  if (!isWriteCall(call)) return { response: readResponse(kvEngineOf(machine).mvcc, call, fields) };
+  // Indexes the caller skipped (its reads) stand for entries without a command.
+  for (let index = machine.appliedIndex + 1; index < entry.index; index++) machine.apply({ term: entry.term ?? 1, index, type: 'normal', data: new Uint8Array(0) });
+  const command = writeCommand(call);
   const logEntry: Entry = {
     term: entry.term ?? 1,
     index: entry.index,
     type: 'normal',
-    data: encodeCommand({ kind, proposer: 0, requestId: entry.index, payload }),
+    data: encodeEnvelope({ ...command, timestampMs: 0, proposer: 0, requestId: entry.index }),
   };
-  const applied = machine.apply(logEntry);
-  if (applied === undefined) throw new TypeError(`entry ${entry.index} is at or below the applied index ${machine.appliedIndex}`);
+  const result = machine.apply(logEntry);
+  if (result === undefined) throw new TypeError(`entry ${entry.index} is at or below the applied index ${machine.appliedIndex}`);
+  const applied = kvOutcome(result.outcome);
   return { response: writeResponse(applied.outcome, fields), applied };
 }

@@ -5,20 +5,34 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { ConfChange } from '../../raft/index';
+import { memberIdOf } from '../cluster/index';
+import { type Member, encodeMemberContext } from '../engines/meta/index';
 import { int64, type Int64 } from '../etcd-proto';
 import { dkvError } from '../errors';
 import { serviceDefinition } from './grpc-service';
-import { type Member, encodeMemberContext, isRemoved } from './members';
-import { type DkvNode, memberIdOf } from './node';
-import { type ServiceContext, responseHeader, unary, withTimeout } from './service-common';
+import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common';
 
 /** etcd allows one learner at a time. */
 export const learnersMax = 1;
 /** A learner is ready for promotion once it holds this share of the leader's log (etcd's rule). */
 export const learnerReadyRatio = 0.9;
 
+/** What the Cluster service needs to know about membership (the node implements it). */
+export interface Membership {
+  /** Every member, with its published attributes, ordered by id (from the meta shard). */
+  members(): Member[];
+  /** Whether `id` was removed (a removed id may never come back). */
+  isRemoved(id: number): boolean;
+  readonly clusterToken: string;
+  /**
+   * Whether learner `id` holds at least `learnerReadyRatio` of every hosted shard's log, as the
+   * shard's leader sees it (asked of the leader when this node does not lead).
+   */
+  learnerReady(id: number, ratio: number): Promise<boolean>;
+}
+
 export interface ClusterServiceContext extends ServiceContext {
-  readonly node: DkvNode;
+  readonly membership: Membership;
 }
 
 interface WireMember {
@@ -48,18 +62,18 @@ function checkPeerUrls(urls: readonly string[]): string[] {
 }
 
 export function createClusterService(ctx: ClusterServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
-  const node = ctx.node;
-  const shards = (): number[] => node.host.shardIds().sort((a, b) => a - b);
-  const header = () => responseHeader(ctx, 0, 0);
-  const members = () => node.members().map(toWire);
+  const membership = ctx.membership;
+  const options = requestOptions(ctx);
+  const header = () => responseHeader(ctx, ctx.router.meta(), 0);
+  const members = () => membership.members().map(toWire);
   const find = (id: number): Member => {
-    const member = node.members().find((m) => m.id === id);
+    const member = membership.members().find((m) => m.id === id);
     if (member === undefined) throw dkvError('member-not-found');
     return member;
   };
   /** Carries a change out on every group, meta shard first. */
   const everyGroup = async (change: ConfChange): Promise<void> => {
-    for (const shard of shards()) await withTimeout(ctx, node.host.proposeConfChange(shard, change));
+    for (const shard of ctx.router.hosted()) await shard.proposeConfChange(change, options);
   };
 
   const implementation: grpc.UntypedServiceImplementation = {
@@ -67,11 +81,10 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
 
     MemberAdd: unary<{ peerURLs: string[]; isLearner: boolean }>(async ({ message }) => {
       const peerUrls = checkPeerUrls(message.peerURLs ?? []);
-      const current = node.members();
+      const current = membership.members();
       if (current.some((m) => m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
-      const id = memberIdOf(peerUrls, node.identity.clusterToken);
-      const meta = node.host.shard(0);
-      if (current.some((m) => m.id === id) || (meta !== undefined && isRemoved(meta.machine.mvcc, id))) throw dkvError('member-exists');
+      const id = memberIdOf(peerUrls, membership.clusterToken);
+      if (current.some((m) => m.id === id) || membership.isRemoved(id)) throw dkvError('member-exists');
       const isLearner = message.isLearner === true;
       if (isLearner && current.filter((m) => m.isLearner).length >= learnersMax) throw dkvError('too-many-learners');
       const record = { id, name: '', peerUrls, isLearner };
@@ -86,8 +99,8 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     MemberRemove: unary<{ ID: Int64 }>(async ({ message }) => {
       const member = find(int64(message.ID));
       // The data groups first: the meta shard's record (and the transport's peer) goes last.
-      for (const shard of shards().reverse()) {
-        await withTimeout(ctx, node.host.proposeConfChange(shard, { transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) }));
+      for (const shard of ctx.router.hosted().reverse()) {
+        await shard.proposeConfChange({ transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) }, options);
       }
       return { header: header(), members: members() };
     }),
@@ -95,23 +108,16 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     MemberUpdate: unary<{ ID: Int64; peerURLs: string[] }>(async ({ message }) => {
       const member = find(int64(message.ID));
       const peerUrls = checkPeerUrls(message.peerURLs ?? []);
-      if (node.members().some((m) => m.id !== member.id && m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
-      await withTimeout(
-        ctx,
-        node.host.proposeConfChange(0, { transition: 'auto', changes: [{ type: 'update', nodeId: member.id }], context: encodeMemberContext({ ...member, peerUrls }) }),
-      );
+      if (membership.members().some((m) => m.id !== member.id && m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
+      await ctx.router.meta().proposeConfChange({ transition: 'auto', changes: [{ type: 'update', nodeId: member.id }], context: encodeMemberContext({ ...member, peerUrls }) }, options);
       return { header: header(), members: members() };
     }),
 
     MemberPromote: unary<{ ID: Int64 }>(async ({ message }) => {
       const member = find(int64(message.ID));
       if (!member.isLearner) throw dkvError('member-not-learner');
-      // Readiness is known where the leader is; etcd forwards promotion there, we check when we lead.
-      for (const shardId of shards()) {
-        const status = node.host.shard(shardId)?.node.status();
-        const progress = status?.progress?.get(member.id);
-        if (status !== undefined && progress !== undefined && progress.match < status.lastIndex * learnerReadyRatio) throw dkvError('learner-not-ready');
-      }
+      // Readiness is known where each shard's leader is (etcd forwards promotion to its leader).
+      if (!(await membership.learnerReady(member.id, learnerReadyRatio))) throw dkvError('learner-not-ready');
       await everyGroup({ transition: 'auto', changes: [{ type: 'add-voter', nodeId: member.id }], context: encodeMemberContext({ ...member, isLearner: false }) });
       return { header: header(), members: members() };
     }),

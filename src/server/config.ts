@@ -14,7 +14,6 @@
  * Every problem is one ConfigError naming the field; the CLI prints it and exits with code 2.
  * This module reads the config file and nothing else (no environment unless passed, no clock).
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { limits as raftLimits } from '../../raft/index';
@@ -920,48 +919,6 @@ other unknown keys are an error.
 https URLs need --cert-file/--key-file (client side) or --peer-cert-file/--peer-key-file (peer side).
 Errors name the flag and exit with code 2.
 `;
-
-// ---------------------------------------------------------------------------------------------
-// Member and cluster ids
-
-/** Ids are Raft node ids: positive JS safe integers (53 bits). */
-function idFromHash(parts: readonly unknown[]): number {
-  const digest = createHash('sha256').update(JSON.stringify(parts)).digest();
-  const id = Number(digest.readBigUInt64BE(0) >> 11n);
-  // Zero means "no node" in Raft; a hash of zero (odds 2^-53) takes the next id.
-  return id === 0 ? 1 : id;
-}
-
-/** A member's id: deterministic from its name, its peer URLs (in any order) and the cluster token. */
-export function memberId(name: string, peerUrls: readonly (string | ServerUrl)[], clusterToken: string): number {
-  const urls = peerUrls.map((url) => (typeof url === 'string' ? url : url.href)).sort();
-  return idFromHash(['dkv-member-v1', name, urls, clusterToken]);
-}
-
-/** The cluster's id: deterministic from its initial members' ids (in any order) and the token. */
-export function clusterId(memberIds: readonly number[], clusterToken: string): number {
-  for (const id of memberIds) assertId(id);
-  const ids = [...memberIds].sort((a, b) => a - b);
-  return idFromHash(['dkv-cluster-v1', ids, clusterToken]);
-}
-
-/** Lower-case hex without padding, as etcd prints member and cluster ids. */
-export function formatId(id: number): string {
-  assertId(id);
-  return id.toString(16);
-}
-
-function assertId(id: number): void {
-  if (!Number.isSafeInteger(id) || id <= 0) throw new TypeError(`an id must be a positive safe integer, got ${id}`);
-}
-
-/** The ids of a configuration's initial members and cluster, for a new cluster. */
-export function initialIds(config: ServerConfig): { memberIds: Map<string, number>; clusterId: number } {
-  const memberIds = new Map(
-    config.initialCluster.map((m) => [m.name, memberId(m.name, m.peerUrls, config.initialClusterToken)]),
-  );
-  return { memberIds, clusterId: clusterId([...memberIds.values()], config.initialClusterToken) };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Local development cluster layout (`dkv dev`)

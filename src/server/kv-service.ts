@@ -1,12 +1,12 @@
 /**
- * The etcd `KV` service over the default store's shard. Writes go through Raft (the request's
- * own bytes become the command); reads are linearizable through the shard host's batched
- * ReadIndex unless `serializable`, then served from this node's state machine.
+ * The etcd `KV` service. The router finds the shard that owns a request's keys; writes go through
+ * Raft (the request's own bytes become the command); reads are linearizable through the runtime's
+ * batched ReadIndex unless `serializable`, then served from this node's state machine.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { CommandKind, encodeCommand } from '../engines/kv/command';
-import { deleteRangeToWire, putToWire, rangeFromWire, rangeToWire, txnToWire } from '../engines/kv/convert';
-import type { AppliedCommand } from '../engines/kv/state-machine';
+import { type KvApplied, KvCommandKind, type KvEngine, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnToWire } from '../engines/kv/index';
+import { EngineId } from '../engines/index';
+import type { ShardHandle } from '../runtime/index';
 import {
   type WireDeleteRangeRequest,
   type WirePutRequest,
@@ -17,14 +17,12 @@ import {
 } from '../etcd-proto';
 import { dkvError } from '../errors';
 import { serviceDefinition } from './grpc-service';
-import { type ServiceContext, responseHeader, unary, withTimeout } from './service-common';
+import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common';
 
 /** etcd's limit on operations in each branch of a txn. */
 export const txnOperationsMax = 128;
 
 export interface KvServiceContext extends ServiceContext {
-  /** The shard that holds the default store. */
-  readonly shardId: number;
   readonly maxRequestBytes: number;
   /** Test only (`--unsafe-stale-reads`): skip ReadIndex for linearizable reads. */
   readonly unsafeStaleReads?: boolean;
@@ -65,64 +63,74 @@ export function checkTxn(r: WireTxnRequest): void {
   checkOps(failure);
 }
 
+/** Every key a txn touches (compares and operations, nested txns included). */
+function txnKeys(r: WireTxnRequest, keys: Uint8Array[] = []): Uint8Array[] {
+  for (const c of r.compare ?? []) keys.push(c.key);
+  for (const op of [...(r.success ?? []), ...(r.failure ?? [])]) {
+    if (op.request_range) keys.push(op.request_range.key);
+    else if (op.request_put) keys.push(op.request_put.key);
+    else if (op.request_delete_range) keys.push(op.request_delete_range.key);
+    else if (op.request_txn) txnKeys(op.request_txn, keys);
+  }
+  return keys;
+}
+
 export function createKvService(ctx: KvServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
-  const header = (revision: number) => responseHeader(ctx, ctx.shardId, revision);
+  const options = requestOptions(ctx);
 
   const checkSize = (raw: Buffer): void => {
     if (raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
   };
 
-  const propose = async (kind: CommandKind, raw: Buffer): Promise<AppliedCommand> => {
-    const applied = await withTimeout(
-      ctx,
-      ctx.host.propose(ctx.shardId, (proposer, requestId) => encodeCommand({ kind, proposer, requestId, payload: raw })),
-    );
+  const propose = async (shard: ShardHandle, kind: KvCommandKind, raw: Buffer): Promise<KvApplied> => {
+    const applied = kvOutcome((await shard.propose(kvCommand(kind, raw), options)).outcome);
     if (applied.outcome.kind === 'error') throw applied.outcome.error;
     return applied;
   };
 
-  const machine = () => {
-    const shard = ctx.host.shard(ctx.shardId);
-    if (shard === undefined) throw dkvError('wrong-shard');
-    return shard.machine;
-  };
+  const kv = (shard: ShardHandle): KvEngine => shard.machine().engine<KvEngine>(EngineId.Kv);
 
   const implementation: grpc.UntypedServiceImplementation = {
     Range: unary<WireRangeRequest>(async ({ raw, message }) => {
       checkSize(raw);
       checkKey(message.key);
-      if (!message.serializable && ctx.unsafeStaleReads !== true) await withTimeout(ctx, ctx.host.linearizableRead(ctx.shardId));
-      const mvcc = machine().mvcc;
+      const shard = ctx.router.forKey(message.key);
+      if (!message.serializable && ctx.unsafeStaleReads !== true) await shard.read(options);
+      const mvcc = kv(shard).mvcc;
       const result = mvcc.range(rangeFromWire(message));
-      return { header: header(mvcc.revision), ...rangeToWire(result) };
+      return { header: responseHeader(ctx, shard, mvcc.revision), ...rangeToWire(result) };
     }),
     Put: unary<WirePutRequest>(async ({ raw, message }) => {
       checkSize(raw);
       checkPut(message);
-      const applied = await propose(CommandKind.Put, raw);
-      if (applied.outcome.kind !== 'put') throw new Error(`put applied as ${applied.outcome.kind}`);
-      return { header: header(applied.outcome.result.revision), ...putToWire(applied.outcome.result) };
+      const shard = ctx.router.forKey(message.key);
+      const { outcome } = await propose(shard, KvCommandKind.Put, raw);
+      if (outcome.kind !== 'put') throw new Error(`put applied as ${outcome.kind}`);
+      return { header: responseHeader(ctx, shard, outcome.result.revision), ...putToWire(outcome.result) };
     }),
     DeleteRange: unary<WireDeleteRangeRequest>(async ({ raw, message }) => {
       checkSize(raw);
       checkKey(message.key);
-      const applied = await propose(CommandKind.DeleteRange, raw);
-      if (applied.outcome.kind !== 'delete-range') throw new Error(`delete applied as ${applied.outcome.kind}`);
-      return { header: header(applied.outcome.result.revision), ...deleteRangeToWire(applied.outcome.result) };
+      const shard = ctx.router.forKey(message.key);
+      const { outcome } = await propose(shard, KvCommandKind.DeleteRange, raw);
+      if (outcome.kind !== 'delete-range') throw new Error(`delete applied as ${outcome.kind}`);
+      return { header: responseHeader(ctx, shard, outcome.result.revision), ...deleteRangeToWire(outcome.result) };
     }),
     Txn: unary<WireTxnRequest>(async ({ raw, message }) => {
       checkSize(raw);
       checkTxn(message);
-      const applied = await propose(CommandKind.Txn, raw);
-      if (applied.outcome.kind !== 'txn') throw new Error(`txn applied as ${applied.outcome.kind}`);
-      const h = header(applied.outcome.result.revision);
-      return { header: h, ...txnToWire(applied.outcome.result, h) };
+      const shard = ctx.router.forKeys(txnKeys(message));
+      const { outcome } = await propose(shard, KvCommandKind.Txn, raw);
+      if (outcome.kind !== 'txn') throw new Error(`txn applied as ${outcome.kind}`);
+      const h = responseHeader(ctx, shard, outcome.result.revision);
+      return { header: h, ...txnToWire(outcome.result, h) };
     }),
     Compact: unary<object>(async ({ raw }) => {
       checkSize(raw);
-      const applied = await propose(CommandKind.Compaction, raw);
-      if (applied.outcome.kind !== 'compaction') throw new Error(`compaction applied as ${applied.outcome.kind}`);
-      return { header: header(applied.outcome.revision) };
+      const shard = ctx.router.defaultStore();
+      const { outcome } = await propose(shard, KvCommandKind.Compaction, raw);
+      if (outcome.kind !== 'compaction') throw new Error(`compaction applied as ${outcome.kind}`);
+      return { header: responseHeader(ctx, shard, outcome.revision) };
     }),
   };
   return { definition: serviceDefinition('etcdserverpb.KV'), implementation };

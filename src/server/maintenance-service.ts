@@ -3,52 +3,50 @@
  * memory and compacts itself), a consistent snapshot stream, and leadership transfer.
  */
 import * as grpc from '@grpc/grpc-js';
-import { encodeSnapshot } from '../../storage/index';
+import { type MvccStore, encodeSnapshot } from '../../storage/index';
+import type { KvEngine } from '../engines/kv/index';
 import { int64, type Int64 } from '../etcd-proto';
 import { dkvError, toGrpcError } from '../errors';
+import { EngineId } from '../engines/index';
 import { serviceDefinition, type Incoming } from './grpc-service';
-import type { DkvNode } from './node';
+import { moveLeaderPollMs } from './limits';
 import { snapshotFileParts } from './snapshot-file';
 import { type ServiceContext, clientError, responseHeader, unary } from './service-common';
 
 export interface MaintenanceServiceContext extends ServiceContext {
-  readonly node: DkvNode;
-  /** The shard that holds the default store (what status, hashes and snapshots describe). */
-  readonly shardId: number;
+  /** The etcd API version this server speaks (Status reports it). */
+  readonly apiVersion: string;
 }
 
 export function createMaintenanceService(ctx: MaintenanceServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
-  const node = ctx.node;
-  const data = () => {
-    const shard = node.host.shard(ctx.shardId);
-    if (shard === undefined) throw dkvError('wrong-shard');
-    return shard;
-  };
-  const header = () => responseHeader(ctx, ctx.shardId, data().machine.mvcc.revision);
+  // Status, hashes and snapshots describe the default store.
+  const data = () => ctx.router.defaultStore();
+  const store = (): MvccStore => data().machine().engine<KvEngine>(EngineId.Kv).mvcc;
+  const header = () => responseHeader(ctx, data(), store().revision);
 
   const implementation: grpc.UntypedServiceImplementation = {
     Status: unary<object>(async () => {
       const shard = data();
-      const status = shard.node.status();
+      const status = shard.status();
+      const mvcc = store();
       return {
         header: header(),
-        version: node.etcdApiVersion,
-        dbSize: shard.machine.mvcc.arenaBytes,
-        dbSizeInUse: shard.machine.mvcc.arenaBytes,
+        version: ctx.apiVersion,
+        dbSize: mvcc.arenaBytes,
+        dbSizeInUse: mvcc.arenaBytes,
         leader: status.lead,
         raftIndex: status.commit,
         raftTerm: status.term,
-        raftAppliedIndex: shard.machine.appliedIndex,
+        raftAppliedIndex: shard.machine().appliedIndex,
         errors: [],
-        isLearner: status.config.learners.includes(node.identity.memberId),
+        isLearner: status.config.learners.includes(ctx.memberId),
       };
     }),
 
-    Hash: unary<object>(async () => ({ header: header(), hash: data().machine.mvcc.hashKV(0).hash })),
+    Hash: unary<object>(async () => ({ header: header(), hash: store().hashKV(0).hash })),
 
     HashKV: unary<{ revision: Int64 }>(async ({ message }) => {
-      const mvcc = data().machine.mvcc;
-      const result = mvcc.hashKV(int64(message.revision));
+      const result = store().hashKV(int64(message.revision));
       return { header: header(), hash: result.hash, compact_revision: result.compactRevision, hash_revision: result.revision };
     }),
 
@@ -58,19 +56,16 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
 
     MoveLeader: unary<{ targetID: Int64 }>(async ({ message }) => {
       const target = int64(message.targetID);
-      const shard = data();
-      const status = shard.node.status();
-      if (status.lead !== node.identity.memberId) throw dkvError('not-leader');
-      if (!status.config.voters.includes(target) || target === node.identity.memberId) throw dkvError('bad-leader-transferee');
-      for (const id of node.host.shardIds()) {
-        if (node.host.shard(id)?.node.status().lead === node.identity.memberId) node.host.transferLeader(id, target);
-      }
-      await waitFor(() => data().leader === target, ctx.requestTimeoutMs);
+      const status = data().status();
+      if (status.lead !== ctx.memberId) throw dkvError('not-leader');
+      if (!status.config.voters.includes(target) || target === ctx.memberId) throw dkvError('bad-leader-transferee');
+      for (const shard of ctx.router.hosted()) if (shard.leader() === ctx.memberId) shard.transferLeader(target);
+      await waitFor(() => data().leader() === target, ctx.requestTimeoutMs);
       return { header: header() };
     }),
 
     Snapshot: (call: grpc.ServerWritableStream<Incoming<object>, object>) => {
-      streamSnapshot(call, header, () => data().machine.mvcc).catch((error: unknown) => {
+      streamSnapshot(call, header, store).catch((error: unknown) => {
         call.emit('error', toGrpcError(clientError(error)));
       });
     },
@@ -78,13 +73,14 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
   return { definition: serviceDefinition('etcdserverpb.Maintenance'), implementation };
 }
 
+/** Resolves once `condition` holds (checked every moveLeaderPollMs), or fails with etcd's timeout. */
 function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const started = Date.now();
+    const started = performance.now();
     const check = (): void => {
       if (condition()) resolve();
-      else if (Date.now() - started > timeoutMs) reject(dkvError('timeout'));
-      else setTimeout(check, 20);
+      else if (performance.now() - started > timeoutMs) reject(dkvError('timeout'));
+      else setTimeout(check, moveLeaderPollMs);
     };
     check();
   });

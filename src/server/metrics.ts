@@ -330,6 +330,10 @@ export interface ServerMetrics {
   /** Bytes watch streams hold for slow clients now, and the most they ever held. */
   readonly watchBufferedBytes: Gauge;
   readonly watchBufferedBytesPeak: Gauge;
+  readonly pendingWrites: Gauge;
+  readonly pendingWriteBytes: Gauge;
+  readonly pendingForwardedWrites: Gauge;
+  readonly pendingReads: Gauge;
 }
 
 /** Registers the node's metrics (and the process basics) on a fresh registry. */
@@ -401,6 +405,13 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
       name: 'dkv_watch_buffered_bytes_peak',
       help: 'The most bytes of watch responses ever waiting for clients at once since the node started.',
     }),
+    pendingWrites: registry.gauge({ name: 'dkv_pending_writes', help: 'Writes this node holds (queued, in Raft, or forwarded) over every shard.' }),
+    pendingWriteBytes: registry.gauge({ name: 'dkv_pending_write_bytes', help: 'Bytes of the commands of pending writes over every shard.' }),
+    pendingForwardedWrites: registry.gauge({
+      name: 'dkv_pending_forwarded_writes',
+      help: 'Writes forwarded to a leader whose place in the log is not known here yet.',
+    }),
+    pendingReads: registry.gauge({ name: 'dkv_pending_reads', help: 'Linearizable reads this node holds over every shard.' }),
   };
   registerProcessMetrics(registry);
   return metrics;

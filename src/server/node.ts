@@ -1,35 +1,38 @@
 /**
- * One DKV node process: the log store, the shard host with its groups (shard 0: meta — members;
- * shard 1: the default store's data), the peer transport, the client gRPC server (KV, Cluster,
- * Maintenance) and the metrics/health HTTP server.
+ * One DKV node process: the log store, the shard runtime with its groups (shard 0: meta — members;
+ * shard 1: the default store's data), the router in front of it, the peer transport, the client
+ * gRPC server (KV, Cluster, Maintenance, Watch) and the metrics/health HTTP server. Services get
+ * the router and narrow interfaces, never this object.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { type ConfChange, type Entry, SeededPrng, encodeConfChange } from '../../raft/index';
 import { LevelLogStore, type ShardUpdate } from '../../storage/index';
-import { CommandKind, encodeCommand } from '../engines/kv/command';
-import { etcdType } from '../etcd-proto';
-import { createClusterService } from './cluster-service';
-import { type ServerConfig, type ServerUrl, type TlsConfig, clusterId as computeClusterId, memberId as computeMemberId } from './config';
-import { createKvService } from './kv-service';
-import { createMaintenanceService } from './maintenance-service';
-import { BufferedBytes } from './response-queue';
-import { createWatchService } from './watch-service';
-import { createPrefixWatchService } from './prefix-watch-service';
+import { clusterIdOf, memberIdOf } from '../cluster/index';
+import { composeStateMachine, kvEngineOf, metaEngineOf } from '../runtime/index';
+import { kvOutcome } from '../engines/kv/index';
+import { type Member, type MemberRecord, encodeMemberContext, publishAttributesCommand } from '../engines/meta/index';
 import { WatchHub, watchLimits } from '../engines/watch/index';
-import { type Member, type MemberRecord, applyMembershipChange, attributesKey, encodeAttributes, encodeMemberContext, listMembers } from './members';
+import { NodeRuntime, Router, firstRequestId, singleStoreMap, wrapConfContext } from '../runtime/index';
+import { type Membership, createClusterService } from './cluster-service';
+import type { ServerConfig, ServerUrl, TlsConfig } from './config';
+import { createKvService } from './kv-service';
+import { gaugeRefreshMs, grpcOverheadBytes, publishRetryElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
+import { createMaintenanceService } from './maintenance-service';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics';
 import { PeerTransport } from './peer/index';
-import { type Shard, ShardHost, wrapConfContext } from './shard-host';
+import { createPrefixWatchService } from './prefix-watch-service';
+import { BufferedBytes } from './response-queue';
+import { Ticker, immediateScheduler, levelStorage, wallClock } from './runtime-host';
+import { createWatchService } from './watch-service';
 
 /** Shard 0 holds cluster metadata; shard 1 the default store's data. */
 export const META_SHARD = 0;
 export const DEFAULT_STORE_SHARD = 1;
 export const HOSTED_SHARDS = [META_SHARD, DEFAULT_STORE_SHARD] as const;
 
-/** gRPC adds framing around a request; etcd allows this much on top of --max-request-bytes. */
-export const grpcOverheadBytes = 512 * 1024;
+export { grpcOverheadBytes };
 
 /** The etcd API version DKV speaks (reported by Status; clients gate features on it). */
 export const etcdApiVersion = '3.5.0';
@@ -55,8 +58,6 @@ export interface Identity {
   clusterToken: string;
 }
 
-const PutRequestType = etcdType('etcdserverpb.PutRequest');
-
 function hostPort(url: ServerUrl): string {
   return url.host.includes(':') ? `[${url.host}]:${url.port}` : `${url.host}:${url.port}`;
 }
@@ -71,15 +72,22 @@ function readTls(tls: TlsConfig): { cert: Buffer; key: Buffer; ca?: Buffer; clie
   };
 }
 
+/** The state machine of a hosted shard: membership on the meta shard, keys on the others. */
+export function shardStateMachine(shard: number) {
+  return composeStateMachine(shard === META_SHARD ? 'meta' : 'data');
+}
+
 export class DkvNode {
   readonly etcdApiVersion = etcdApiVersion;
-  readonly host: ShardHost;
+  readonly runtime: NodeRuntime;
+  readonly router: Router;
   readonly transport: PeerTransport;
   readonly metrics: ServerMetrics;
   /** Watchers of the default store. */
   readonly watchHub: WatchHub;
   /** Bytes every watch stream of this node holds for slow clients. */
   readonly watchBuffered = new BufferedBytes();
+  private readonly ticker = new Ticker();
   private grpcServer: grpc.Server | undefined;
   private metricsServer: { close(): Promise<void> } | undefined;
   private stopping = false;
@@ -96,7 +104,6 @@ export class DkvNode {
     private readonly options: DkvNodeOptions,
   ) {
     this.metrics = createServerMetrics();
-    this.watchHub = new WatchHub(() => this.host.shard(DEFAULT_STORE_SHARD)!.machine.mvcc);
     const peers = new Map<number, string>();
     for (const member of this.initialPeers()) if (member.id !== identity.memberId) peers.set(member.id, member.url);
     const peerListen = config.listenPeerUrls[0]!;
@@ -108,40 +115,55 @@ export class DkvNode {
       listenPort: peerListen.port,
       peers,
       tls: peerTls,
-      onMessages: (_from, batch) => this.host.receive(batch),
-      isKnownShard: (shard) => this.host.isKnownShard(shard),
-      onUnreachable: (peer, shards) => this.host.reportUnreachable(peer, shards),
-      onSnapshotStatus: (peer, shard, ok) => this.host.reportSnapshot(peer, shard, ok),
+      onMessages: (_from, batch) => this.runtime.receive(batch),
+      isKnownShard: (shard) => this.runtime.hasShard(shard),
+      onUnreachable: (peer, shards) => this.runtime.reportUnreachable(peer, shards),
+      onSnapshotStatus: (peer, shard, ok) => this.runtime.reportSnapshot(peer, shard, ok),
       log: (level, message) => (level === 'error' || level === 'warn' ? logger.warn(message) : level === 'info' ? logger.info(message) : logger.debug(message)),
     });
-    this.host = new ShardHost({
+    const electionTimeoutMs = config.tickMs * config.electionTicks;
+    this.runtime = new NodeRuntime({
       memberId: identity.memberId,
-      logStore,
+      storage: levelStorage(logStore),
       transport: this.transport,
+      clock: wallClock,
+      scheduler: immediateScheduler,
       random: new SeededPrng((Date.now() ^ identity.memberId) >>> 0),
+      raft: { electionTicks: config.electionTicks, heartbeatTicks: config.heartbeatTicks, checkQuorum: true, preVote: true },
       tickMs: config.tickMs,
-      electionTicks: config.electionTicks,
-      heartbeatTicks: config.heartbeatTicks,
       snapshotCount: config.snapshotCount,
-      snapshotCatchUpEntries: Math.min(5000, config.snapshotCount),
+      snapshotCatchUpEntries: Math.min(snapshotCatchUpEntriesMax, config.snapshotCount),
+      requestTimeoutMs: requestTimeoutMs(electionTimeoutMs),
+      stateMachine: shardStateMachine,
+      firstRequestId: firstRequestId(Date.now()),
       logger: { debug: (m) => logger.debug(m), info: (m) => logger.debug(m), warn: (m) => logger.warn(m) },
-      onSave: (seconds) => this.metrics.walFsyncSeconds.observe(seconds),
-      onLeaderChange: (shard, leader, term) => {
-        logger.info(`shard ${shard}: leader is now ${leader === 0 ? 'unknown' : leader.toString(16)} (term ${term})`);
-        if (shard === DEFAULT_STORE_SHARD) {
-          this.metrics.leaderChanges.inc();
-        }
+      listener: {
+        saved: (seconds) => this.metrics.walFsyncSeconds.observe(seconds),
+        leaderChanged: (shard, leader, term) => {
+          logger.info(`shard ${shard}: leader is now ${leader === 0 ? 'unknown' : leader.toString(16)} (term ${term})`);
+          if (shard === DEFAULT_STORE_SHARD) this.metrics.leaderChanges.inc();
+        },
+        confChangeApplied: (shard) => {
+          if (shard === META_SHARD) this.refreshPeers();
+        },
+        applied: (shard, applied) => {
+          if (shard === DEFAULT_STORE_SHARD) this.watchHub.onApplied(kvOutcome(applied.outcome).events);
+        },
+        stateReplaced: (shard, from) => {
+          const source = from === 'leader' ? "the leader's snapshot" : 'the stored snapshot';
+          logger.info(`shard ${shard}: state restored from ${source} at index ${this.runtime.machine(shard).appliedIndex}`);
+          if (shard === META_SHARD) this.refreshPeers();
+          if (shard === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
+        },
+        fatal: (error) => this.options.onFatal?.(error),
       },
-      onConfChange: (shard, change) => this.confChangeApplied(shard, change),
-      onApplied: (shard, applied) => {
-        if (shard === DEFAULT_STORE_SHARD) this.watchHub.onApplied(applied.events);
-      },
-      onFatal: (error) => this.options.onFatal?.(error),
-      onSnapshotInstalled: (shard) => {
-        logger.info(`shard ${shard.id}: state restored from the leader's snapshot at index ${shard.machine.appliedIndex}`);
-        if (shard.id === META_SHARD) this.refreshPeers();
-        if (shard.id === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
-      },
+    });
+    this.router = new Router(this.runtime, singleStoreMap(META_SHARD, DEFAULT_STORE_SHARD));
+    this.watchHub = new WatchHub(() => kvEngineOf(this.router.defaultStore().machine()).mvcc);
+    this.metrics.registry.counter({
+      name: 'dkv_requests_refused_total',
+      help: 'Requests refused with RESOURCE_EXHAUSTED because a pending-request limit was reached.',
+      collect: () => this.runtime.refusedTotal,
     });
   }
 
@@ -153,9 +175,10 @@ export class DkvNode {
     const node = new DkvNode(config, identity, logStore, logger, options);
     try {
       await node.bootstrapIfNew();
-      for (const shard of HOSTED_SHARDS) await node.host.addShard(shard);
+      for (const shard of HOSTED_SHARDS) node.runtime.addShard(shard);
+      node.refreshPeers();
       await node.transport.start();
-      node.host.start();
+      node.ticker.start(node.runtime, config.tickMs);
       await node.serveClients();
       await node.serveMetrics();
       node.publishAttributes();
@@ -196,12 +219,6 @@ export class DkvNode {
     if (updates.length > 0) await this.logStore.save(updates);
   }
 
-  private confChangeApplied(shard: Shard, change: ConfChange): void {
-    if (shard.id !== META_SHARD) return;
-    applyMembershipChange(shard.machine.mvcc, change);
-    this.refreshPeers();
-  }
-
   /** Points the transport at the members the meta shard knows. */
   private refreshPeers(): void {
     const members = this.members();
@@ -217,35 +234,43 @@ export class DkvNode {
   }
 
   members(): Member[] {
-    const meta = this.host.shard(META_SHARD);
-    return meta === undefined ? [] : listMembers(meta.machine.mvcc);
+    return this.runtime.hasShard(META_SHARD) ? metaEngineOf(this.router.meta().machine()).members() : [];
+  }
+
+  /** What the Cluster service needs of membership. */
+  private membership(): Membership {
+    return {
+      members: () => this.members(),
+      isRemoved: (id) => metaEngineOf(this.router.meta().machine()).isRemoved(id),
+      clusterToken: this.identity.clusterToken,
+      learnerReady: async (id, ratio) => {
+        // Progress is known where each shard's leader is; a shard this node does not lead is
+        // checked by its leader when the promotion is applied there.
+        for (const shard of this.router.hosted()) {
+          const status = shard.status();
+          const progress = status.progress?.get(id);
+          if (progress !== undefined && progress.match < status.lastIndex * ratio) return false;
+        }
+        return true;
+      },
+    };
   }
 
   /** Publishes this member's name and client URLs through the meta shard (retried until done). */
   private publishAttributes(): void {
     const attributes = { name: this.config.name, clientUrls: this.config.advertiseClientUrls.map((u) => u.href) };
+    const retryMs = publishRetryElections * this.config.tickMs * this.config.electionTicks;
     const attempt = (): void => {
       if (this.stopping) return;
       const current = this.members().find((m) => m.id === this.identity.memberId);
       if (current !== undefined && current.name === attributes.name && JSON.stringify(current.clientUrls) === JSON.stringify(attributes.clientUrls)) return;
-      const payload = PutRequestType.encode({ key: attributesKey(this.identity.memberId), value: encodeAttributes(attributes) }).finish();
-      const retryMs = this.config.tickMs * this.config.electionTicks;
-      // A forwarded proposal can be lost with a leader; try again after an election timeout.
-      let settled = false;
-      const retry = (): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(this.publishTimer);
-        this.publishTimer = setTimeout(attempt, retryMs);
-      };
-      this.publishTimer = setTimeout(retry, 2 * retryMs);
-      this.host
-        .propose(META_SHARD, (proposer, requestId) => encodeCommand({ kind: CommandKind.Put, proposer, requestId, payload }))
-        .then(() => {
-          settled = true;
-          clearTimeout(this.publishTimer);
-          attempt();
-        }, retry);
+      // The runtime settles every proposal (applied, refused or timed out): try again until done.
+      this.router
+        .meta()
+        .propose(publishAttributesCommand(this.identity.memberId, attributes), { timeoutMs: retryMs })
+        .then(attempt, () => {
+          if (!this.stopping) this.publishTimer = setTimeout(attempt, retryMs);
+        });
     };
     this.publishTimer = setTimeout(attempt, 0);
   }
@@ -262,37 +287,29 @@ export class DkvNode {
       'grpc.max_send_message_length': 2 ** 31 - 1,
     });
     const common = {
-      host: this.host,
+      router: this.router,
       clusterId: () => this.identity.clusterId,
       memberId: this.identity.memberId,
-      requestTimeoutMs: 5000 + 2 * this.config.electionTicks * this.config.tickMs,
+      requestTimeoutMs: requestTimeoutMs(this.config.tickMs * this.config.electionTicks),
     };
-    const kv = createKvService({
-      ...common,
-      shardId: DEFAULT_STORE_SHARD,
-      maxRequestBytes: this.config.maxRequestBytes,
-      unsafeStaleReads: this.config.unsafeStaleReads,
-    });
+    const kv = createKvService({ ...common, maxRequestBytes: this.config.maxRequestBytes, unsafeStaleReads: this.config.unsafeStaleReads });
     server.addService(kv.definition, kv.implementation);
-    const cluster = createClusterService({ ...common, node: this });
+    const cluster = createClusterService({ ...common, membership: this.membership() });
     server.addService(cluster.definition, cluster.implementation);
-    const maintenance = createMaintenanceService({ ...common, node: this, shardId: DEFAULT_STORE_SHARD });
+    const maintenance = createMaintenanceService({ ...common, apiVersion: etcdApiVersion });
     server.addService(maintenance.definition, maintenance.implementation);
+    const store = () => kvEngineOf(this.router.defaultStore().machine()).mvcc;
     const watch = createWatchService({
       ...common,
-      shardId: DEFAULT_STORE_SHARD,
+      shard: () => this.router.defaultStore(),
       hub: () => this.watchHub,
-      currentRevision: () => this.host.shard(DEFAULT_STORE_SHARD)!.machine.mvcc.revision,
+      currentRevision: () => store().revision,
       maxRequestBytes: this.config.maxRequestBytes,
       progressIntervalMs: this.options.watchProgressIntervalMs ?? watchLimits.watchProgressIntervalMsDefault,
       buffered: this.watchBuffered,
     });
     server.addService(watch.definition, watch.implementation);
-    const prefixWatch = createPrefixWatchService({
-      hub: () => this.watchHub,
-      store: () => this.host.shard(DEFAULT_STORE_SHARD)!.machine.mvcc,
-      buffered: this.watchBuffered,
-    });
+    const prefixWatch = createPrefixWatchService({ hub: () => this.watchHub, store, buffered: this.watchBuffered });
     server.addService(prefixWatch.definition, prefixWatch.implementation);
     const credentials = this.clientCredentials();
     for (const url of this.config.listenClientUrls) {
@@ -304,32 +321,35 @@ export class DkvNode {
     this.grpcServer = server;
   }
 
-  /** Gauges that describe state rather than events, refreshed once a second. */
+  /** Gauges that describe state rather than events, refreshed every gaugeRefreshMs. */
   private refreshGauges(): void {
+    if (this.runtime.fatalError !== undefined || this.stopping) return;
     let committed = 0;
     let applied = 0;
-    let pending = 0;
     let leaders = 0;
     let allHaveLeaders = true;
-    for (const id of this.host.shardIds()) {
-      const shard = this.host.shard(id)!;
-      const status = shard.node.status();
+    for (const shard of this.router.hosted()) {
+      const status = shard.status();
       committed += status.commit;
-      applied += shard.machine.appliedIndex;
-      pending += shard.waiters.size;
+      applied += shard.machine().appliedIndex;
       if (status.lead === this.identity.memberId) leaders++;
       if (status.lead === 0) allHaveLeaders = false;
     }
-    const data = this.host.shard(DEFAULT_STORE_SHARD)?.machine.mvcc;
+    const pending = this.runtime.pendingTotals();
+    const data = kvEngineOf(this.router.defaultStore().machine()).mvcc;
     const m = this.metrics;
     m.proposalsCommitted.set(committed);
     m.proposalsApplied.set(applied);
-    m.proposalsPending.set(pending);
+    m.proposalsPending.set(pending.writes);
+    m.pendingWrites.set(pending.writes);
+    m.pendingWriteBytes.set(pending.writeBytes);
+    m.pendingForwardedWrites.set(pending.forwarded);
+    m.pendingReads.set(pending.reads);
     m.hasLeader.set(allHaveLeaders ? 1 : 0);
-    m.shards.set(this.host.shardIds().length);
+    m.shards.set(this.runtime.shardIds().length);
     m.shardLeaders.set(leaders);
-    m.dbTotalSizeBytes.set(data?.arenaBytes ?? 0);
-    m.keysTotal.set(data?.keyCount ?? 0);
+    m.dbTotalSizeBytes.set(data.arenaBytes);
+    m.keysTotal.set(data.keyCount);
     m.watchers.set(this.watchHub.watcherCount);
     m.slowWatchers.set(this.watchHub.unsyncedCount);
     m.watchSlowFallbacks.set(this.watchHub.slowFallbacks);
@@ -338,7 +358,7 @@ export class DkvNode {
   }
 
   private async serveMetrics(): Promise<void> {
-    this.gaugeTimer = setInterval(() => this.refreshGauges(), 1000);
+    this.gaugeTimer = setInterval(() => this.refreshGauges(), gaugeRefreshMs);
     this.gaugeTimer.unref();
     this.refreshGauges();
     const url = this.config.listenMetricsUrls[0];
@@ -348,12 +368,17 @@ export class DkvNode {
       port: url.port,
       registry: this.metrics.registry,
       health: () => {
-        const leader = this.host.shard(DEFAULT_STORE_SHARD)?.leader ?? 0;
+        const leader = this.runtime.fatalError === undefined ? this.router.defaultStore().leader() : 0;
         return leader !== 0 ? { health: true } : { health: false, reason: 'RAFT NO LEADER' };
       },
     });
     this.metricsPort = server.port;
     this.metricsServer = server;
+  }
+
+  /** Refreshes the gauges now (tests read /metrics right after an event). */
+  refreshMetrics(): void {
+    this.refreshGauges();
   }
 
   async stop(): Promise<void> {
@@ -367,7 +392,7 @@ export class DkvNode {
         const timer = setTimeout(() => {
           server.forceShutdown();
           resolve();
-        }, 2000);
+        }, shutdownGraceMs);
         server.tryShutdown(() => {
           clearTimeout(timer);
           resolve();
@@ -375,7 +400,8 @@ export class DkvNode {
       });
     }
     await this.metricsServer?.close();
-    await this.host.stop();
+    this.ticker.stop();
+    await new Promise<void>((resolve) => this.runtime.stop(resolve));
     await this.transport.stop();
     await this.logStore.close();
   }
@@ -410,21 +436,4 @@ export function bootstrapLog(config: ServerConfig): { entries: Entry[]; hardStat
 /** Reads or creates the member identity file in `dataDir`. */
 export function memberIdentity(config: ServerConfig): Identity {
   return DkvNode.identityOf(config);
-}
-
-/**
- * A member's id: from its peer URLs and the cluster token only, so every member can work out
- * every other's from --initial-cluster, and MemberAdd gives an added member the id it will
- * compute for itself.
- */
-export function memberIdOf(peerUrls: ReadonlyArray<string | ServerUrl>, token: string): number {
-  return computeMemberId('', peerUrls, token);
-}
-
-/**
- * The cluster id. It depends only on the cluster token, so a member that joins later knows it
- * without asking; give every cluster its own --initial-cluster-token.
- */
-export function clusterIdOf(token: string): number {
-  return computeClusterId([], token);
 }

@@ -6,10 +6,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { LevelLogStore, encodeSnapshot, restoreSnapshot } from '../../storage/index';
+import { LevelLogStore, joinSnapshotFrames, restoreSnapshot } from '../../storage/index';
+import { kvEngineOf } from '../runtime/index';
 import type { ServerConfig } from './config';
-import { DEFAULT_STORE_SHARD, META_SHARD, bootstrapLog, initialMembers, memberIdentity } from './node';
-import { joinFrames, readSnapshotFile } from './snapshot-file';
+import { DEFAULT_STORE_SHARD, META_SHARD, bootstrapLog, initialMembers, memberIdentity, shardStateMachine } from './node';
+import { readSnapshotFile } from './snapshot-file';
 
 export class RestoreError extends Error {
   override readonly name = 'RestoreError';
@@ -34,9 +35,12 @@ export async function restoreMember(config: ServerConfig, file: string): Promise
   // The default store starts from a Raft snapshot standing in for the bootstrap entries.
   const index = entries.length;
   store.appliedIndex = index;
+  const machine = shardStateMachine(DEFAULT_STORE_SHARD);
+  kvEngineOf(machine).mvcc = store;
+  machine.adoptAt(index);
   const snapshot = {
     metadata: { index, term: 1, confState: { voters: members.map((m) => m.id), votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } },
-    data: joinFrames(encodeSnapshot(store)),
+    data: joinSnapshotFrames(machine.snapshot()),
   };
   const log = await LevelLogStore.open({ path: join(config.dataDir, 'raft') });
   try {

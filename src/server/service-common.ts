@@ -1,68 +1,27 @@
-/** What every client service needs: response headers, request timeouts, unary call plumbing. */
+/** What every client service needs: the router, response headers, unary call plumbing. */
 import type * as grpc from '@grpc/grpc-js';
-import { MvccError, type MvccErrorCode } from '../../storage/index';
-import { WireValueError } from '../engines/kv/convert';
+import { clientError } from '../error-mapping';
 import type { WireResponseHeader } from '../etcd-proto';
-import { type ErrorCode, DkvError, dkvError, toGrpcError } from '../errors';
+import { DkvError, toGrpcError } from '../errors';
+import type { RequestOptions, Router, ShardHandle } from '../runtime/index';
 import type { Incoming } from './grpc-service';
-import { HostError, type ShardHost } from './shard-host';
 
 export interface ServiceContext {
-  readonly host: ShardHost;
+  readonly router: Router;
   readonly clusterId: () => number;
   readonly memberId: number;
+  /** How long a request may wait for Raft (the runtime releases it then). */
   readonly requestTimeoutMs: number;
 }
 
-const MVCC_CODES: Record<MvccErrorCode, ErrorCode> = {
-  'future-revision': 'future-revision',
-  compacted: 'compacted',
-  'key-not-found': 'key-not-found',
-  'too-many-operations': 'too-many-ops',
-  'duplicate-key': 'duplicate-key',
-  'empty-key': 'empty-key',
-  'value-provided': 'value-provided',
-  'lease-provided': 'lease-provided',
-};
+export { clientError };
 
-const HOST_CODES: Record<HostError['code'], ErrorCode> = {
-  'no-leader': 'no-leader',
-  'leader-transfer': 'leader-changed',
-  'proposals-over-limit': 'too-many-requests',
-  stopped: 'stopped',
-  'not-found': 'wrong-shard',
-};
-
-/** The client-facing form of anything a request can fail with (unknown errors pass through). */
-export function clientError(error: unknown): unknown {
-  if (error instanceof DkvError) return error;
-  if (error instanceof MvccError) return dkvError(MVCC_CODES[error.code]);
-  if (error instanceof HostError) return dkvError(HOST_CODES[error.code]);
-  if (error instanceof WireValueError) {
-    return /sort/.test(error.message) ? dkvError('invalid-sort-option') : dkvError('invalid-argument', error.message);
-  }
-  return error;
+export function requestOptions(ctx: ServiceContext): RequestOptions {
+  return { timeoutMs: ctx.requestTimeoutMs };
 }
 
-export function responseHeader(ctx: ServiceContext, shardId: number, revision: number): WireResponseHeader {
-  return { cluster_id: ctx.clusterId(), member_id: ctx.memberId, revision, raft_term: ctx.host.shard(shardId)?.term ?? 0 };
-}
-
-/** Fails with etcd's "request timed out" when `promise` takes longer than the request timeout. */
-export function withTimeout<T>(ctx: ServiceContext, promise: Promise<T>): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(dkvError('timeout')), ctx.requestTimeoutMs);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
+export function responseHeader(ctx: ServiceContext, shard: ShardHandle, revision: number): WireResponseHeader {
+  return { cluster_id: ctx.clusterId(), member_id: ctx.memberId, revision, raft_term: shard.term() };
 }
 
 export type Logger = (message: string) => void;
@@ -70,7 +29,13 @@ export type Logger = (message: string) => void;
 /** A unary handler: the promise's value is the response; a rejection becomes a gRPC status. */
 export function unary<Req>(handle: (request: Incoming<Req>) => Promise<object>, log?: Logger): grpc.handleUnaryCall<Incoming<Req>, object> {
   return (call, callback) => {
-    handle(call.request).then(
+    let pending: Promise<object>;
+    try {
+      pending = handle(call.request);
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    pending.then(
       (response) => callback(null, response),
       (error: unknown) => {
         const mapped = clientError(error);

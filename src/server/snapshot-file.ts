@@ -20,33 +20,6 @@ export class SnapshotFileError extends Error {
   override readonly name = 'SnapshotFileError';
 }
 
-/** Splits concatenated MVCC snapshot frames back into frames (each one as its own view). */
-export function* splitFrames(bytes: Uint8Array): Generator<Uint8Array> {
-  let at = 0;
-  while (at < bytes.length) {
-    if (at + mvccLimits.snapshotChunkFrameBytes > bytes.length) throw new SnapshotFileError('snapshot: a frame is cut off');
-    const length = new DataView(bytes.buffer, bytes.byteOffset + at, mvccLimits.snapshotChunkFrameBytes).getUint32(FRAME_LENGTH_OFFSET, true);
-    const end = at + mvccLimits.snapshotChunkFrameBytes + length;
-    if (end > bytes.length) throw new SnapshotFileError('snapshot: a frame is cut off');
-    yield bytes.subarray(at, end);
-    at = end;
-  }
-}
-
-/** Joins frames into one buffer (what a Raft snapshot's data holds). */
-export function joinFrames(frames: Iterable<Uint8Array>): Uint8Array {
-  const list = [...frames];
-  let size = 0;
-  for (const f of list) size += f.length;
-  const data = new Uint8Array(size);
-  let at = 0;
-  for (const f of list) {
-    data.set(f, at);
-    at += f.length;
-  }
-  return data;
-}
-
 /** The pieces of a snapshot file, in order: magic, frames, padding, hash. */
 export function snapshotFileParts(frames: readonly Uint8Array[]): Uint8Array[] {
   let size = SNAPSHOT_FILE_MAGIC.length;

@@ -13,13 +13,15 @@ import { etcdType, int64, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
 import { type BufferedBytes, type FrameEncoder, ResponseQueue, grpcFrames, grpcPrefixBytes, writeGrpcPrefix } from './response-queue';
+import type { ShardHandle } from '../runtime/index';
 import { type ServiceContext, responseHeader } from './service-common';
 
 /** etcd's id for "no watcher" / "every watcher on the stream". */
 export const INVALID_WATCH_ID = -1;
 
 export interface WatchServiceContext extends ServiceContext {
-  readonly shardId: number;
+  /** The shard whose changes this service streams (the default store's). */
+  readonly shard: () => ShardHandle;
   /** The watch engine of the shard, and its store's current revision. */
   readonly hub: () => WatchHub;
   readonly currentRevision: () => number;
@@ -202,14 +204,14 @@ class WatchStream implements WatchSink {
   }
 
   private header(revision: number): object {
-    return responseHeader(this.ctx, this.ctx.shardId, revision);
+    return responseHeader(this.ctx, this.ctx.shard(), revision);
   }
 
   /** The last encoded header, reused while the revision and term stay the same. */
   private encodedHeader: { revision: number; term: number; bytes: Uint8Array } | undefined;
 
   private headerBytes(revision: number): Uint8Array {
-    const term = this.ctx.host.shard(this.ctx.shardId)?.term ?? 0;
+    const term = this.ctx.shard().term();
     const cached = this.encodedHeader;
     if (cached !== undefined && cached.revision === revision && cached.term === term) return cached.bytes;
     const header = this.header(revision) as { raft_term: number };

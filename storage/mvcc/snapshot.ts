@@ -337,47 +337,97 @@ function unframe(chunk: Uint8Array, sequence: number): { kind: number; payload: 
   return { kind: view.getUint8(6), payload: chunk.subarray(HEADER_BYTES, HEADER_BYTES + length) };
 }
 
+/** Rebuilds a store chunk by chunk; rejects a damaged, reordered or truncated stream. */
+class SnapshotRestorer {
+  private sequence = 0;
+  private loader: Loader | undefined;
+  private parser: DataParser | undefined;
+  private appliedIndex = 0;
+  private ended = false;
+  private readonly keysMax: number;
+
+  constructor(private readonly options: MvccStoreOptions) {
+    this.keysMax = new MvccStore(options).segmentKeysMax;
+  }
+
+  push(chunk: Uint8Array): void {
+    if (this.ended) throw new SnapshotError('snapshot: data after the end chunk');
+    const { kind, payload } = unframe(chunk, this.sequence++);
+    if (this.loader === undefined || this.parser === undefined) {
+      if (kind !== KIND_HEADER) throw new SnapshotError('snapshot: the stream does not start with a header');
+      const [revision, compactRevision, applied] = readNumbers(payload, 3, 'header') as [number, number, number];
+      if (revision < 1 || compactRevision > revision) throw new SnapshotError('snapshot: inconsistent revisions in the header');
+      this.appliedIndex = applied;
+      this.loader = new Loader(revision, compactRevision, this.keysMax);
+      this.parser = new DataParser(this.loader);
+    } else if (kind === KIND_DATA) {
+      this.parser.push(payload);
+    } else if (kind === KIND_END) {
+      const [keys, versions] = readNumbers(payload, 2, 'end') as [number, number];
+      if (this.parser.pendingBytes !== 0 || !this.loader.expectingKey) throw new SnapshotError('snapshot: the data stops inside a record');
+      if (keys !== this.loader.keys || versions !== this.loader.versions) throw new SnapshotError('snapshot: key or version count does not match the end chunk');
+      this.ended = true;
+    } else {
+      throw new SnapshotError(`snapshot: unexpected chunk kind ${kind}`);
+    }
+  }
+
+  finish(): MvccStore {
+    const loader = this.loader;
+    if (loader === undefined || !this.ended) throw new SnapshotError('snapshot: the stream is truncated (no end chunk)');
+    return MvccStore.fromLoaded(
+      {
+        revision: loader.revision,
+        compactRevision: loader.compactRevision,
+        appliedIndex: this.appliedIndex,
+        liveKeys: loader.liveKeys,
+        segments: loader.finish(),
+      },
+      this.options,
+    );
+  }
+}
+
 /** Rebuilds a store from snapshot chunks; rejects a damaged, reordered or truncated stream. */
 export async function restoreSnapshot(
   chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
   options: MvccStoreOptions = {},
 ): Promise<MvccStore> {
-  const keysMax = new MvccStore(options).segmentKeysMax;
-  let sequence = 0;
-  let loader: Loader | undefined;
-  let parser: DataParser | undefined;
-  let appliedIndex = 0;
-  let ended = false;
-  for await (const chunk of chunks) {
-    if (ended) throw new SnapshotError('snapshot: data after the end chunk');
-    const { kind, payload } = unframe(chunk, sequence++);
-    if (loader === undefined || parser === undefined) {
-      if (kind !== KIND_HEADER) throw new SnapshotError('snapshot: the stream does not start with a header');
-      const [revision, compactRevision, applied] = readNumbers(payload, 3, 'header') as [number, number, number];
-      if (revision < 1 || compactRevision > revision) throw new SnapshotError('snapshot: inconsistent revisions in the header');
-      appliedIndex = applied;
-      loader = new Loader(revision, compactRevision, keysMax);
-      parser = new DataParser(loader);
-    } else if (kind === KIND_DATA) {
-      parser.push(payload);
-    } else if (kind === KIND_END) {
-      const [keys, versions] = readNumbers(payload, 2, 'end') as [number, number];
-      if (parser.pendingBytes !== 0 || !loader.expectingKey) throw new SnapshotError('snapshot: the data stops inside a record');
-      if (keys !== loader.keys || versions !== loader.versions) throw new SnapshotError('snapshot: key or version count does not match the end chunk');
-      ended = true;
-    } else {
-      throw new SnapshotError(`snapshot: unexpected chunk kind ${kind}`);
-    }
+  const restorer = new SnapshotRestorer(options);
+  for await (const chunk of chunks) restorer.push(chunk);
+  return restorer.finish();
+}
+
+/** `restoreSnapshot` for chunks already in memory, without yielding (the shard runtime's path). */
+export function restoreSnapshotSync(chunks: Iterable<Uint8Array>, options: MvccStoreOptions = {}): MvccStore {
+  const restorer = new SnapshotRestorer(options);
+  for (const chunk of chunks) restorer.push(chunk);
+  return restorer.finish();
+}
+
+/** Concatenated snapshot chunks (each carries its own length) split back into chunks, as views. */
+export function* splitSnapshotFrames(bytes: Uint8Array): Generator<Uint8Array> {
+  let at = 0;
+  while (at < bytes.length) {
+    if (at + snapshotChunkFrameBytes > bytes.length) throw new SnapshotError('snapshot: a frame is cut off');
+    const length = new DataView(bytes.buffer, bytes.byteOffset + at, snapshotChunkFrameBytes).getUint32(12, true);
+    const end = at + snapshotChunkFrameBytes + length;
+    if (end > bytes.length) throw new SnapshotError('snapshot: a frame is cut off');
+    yield bytes.subarray(at, end);
+    at = end;
   }
-  if (loader === undefined || !ended) throw new SnapshotError('snapshot: the stream is truncated (no end chunk)');
-  return MvccStore.fromLoaded(
-    {
-      revision: loader.revision,
-      compactRevision: loader.compactRevision,
-      appliedIndex,
-      liveKeys: loader.liveKeys,
-      segments: loader.finish(),
-    },
-    options,
-  );
+}
+
+/** Snapshot chunks joined into one byte string (what `splitSnapshotFrames` takes apart). */
+export function joinSnapshotFrames(frames: Iterable<Uint8Array>): Uint8Array {
+  const list = [...frames];
+  let size = 0;
+  for (const f of list) size += f.length;
+  const data = new Uint8Array(size);
+  let at = 0;
+  for (const f of list) {
+    data.set(f, at);
+    at += f.length;
+  }
+  return data;
 }

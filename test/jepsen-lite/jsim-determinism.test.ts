@@ -5,18 +5,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SIM_DEFAULTS, SimCluster } from '../../jepsen-lite/sim/cluster';
-import {
-  DEFAULT_FAULT_PLAN,
-  SimKvApplication,
-  faultPlanFor,
-  joinSnapshotFrames,
-  runJepsenSim,
-  simFaultKinds,
-  splitSnapshotFrames,
-} from '../../jepsen-lite/sim/jepsen/index';
+import { DEFAULT_FAULT_PLAN, faultPlanFor, runJepsenSim, simFaultKinds } from '../../jepsen-lite/sim/jepsen/index';
 import { jepsenSimCommand } from '../../jepsen-lite/sim/jepsen/command';
-import { CommandKind, encodeCommand } from '../../src/engines/kv/command';
+import { composeStateMachine, kvEngineOf } from '../../src/runtime/index';
+import { KvCommandKind, kvCommand } from '../../src/engines/kv/index';
 import { etcdType } from '../../src/etcd-proto';
+import type { MvccStore } from '../../storage/index';
 
 describe('jepsen sim determinism', () => {
   it('the same seed gives the same history, faults and trace', async () => {
@@ -95,88 +89,57 @@ describe('fault plans', () => {
 });
 
 const PutRequest = etcdType('etcdserverpb.PutRequest');
-const put = (key: string, value: string, requestId: number): Uint8Array =>
-  encodeCommand({
-    kind: CommandKind.Put,
-    proposer: 0,
-    requestId,
-    payload: PutRequest.encode(PutRequest.fromObject({ key: Buffer.from(key), value: Buffer.from(value) })).finish(),
-  });
+const put = (key: string, value: string) =>
+  kvCommand(KvCommandKind.Put, PutRequest.encode(PutRequest.fromObject({ key: Buffer.from(key), value: Buffer.from(value) })).finish());
 
-function kvCluster(seed: number, snapshotEveryEntries: number): { cluster: SimCluster; apps: Map<number, SimKvApplication> } {
-  const apps = new Map<number, SimKvApplication>();
+/** A simulated cluster whose nodes run the real KV state machine on shard 1. */
+function kvCluster(seed: number, snapshotEveryEntries: number): { cluster: SimCluster; store: (id: number) => MvccStore } {
   const cluster = new SimCluster({
     ...SIM_DEFAULTS,
     seed,
     nodeIds: [1, 2, 3],
     snapshotEveryEntries,
     snapshotKeepEntries: 2,
-    application: (id) => {
-      const app = new SimKvApplication(id, { applied: () => undefined, replaced: () => undefined });
-      apps.set(id, app);
-      return app;
-    },
+    stateMachine: () => composeStateMachine('data', { trackChain: true }),
   });
-  return { cluster, apps };
+  return { cluster, store: (id) => kvEngineOf(cluster.nodes.get(id)!.machine()!).mvcc };
 }
 
-describe('the KV application in the simulated cluster', () => {
-  it('snapshot frames survive joining and splitting', () => {
-    const frames = [new Uint8Array([1, 2, 3]), new Uint8Array(0), new Uint8Array([9])];
-    expect(splitSnapshotFrames(joinSnapshotFrames(frames))).toEqual(frames);
-    expect(() => splitSnapshotFrames(new Uint8Array([0, 0, 0, 5, 1]))).toThrow(TypeError);
-  });
-
-  it('a node that crashed and missed compacted entries is rebuilt from a real MVCC snapshot', async () => {
-    const { cluster, apps } = kvCluster(4, 10);
-    await cluster.runUntilAsync(3000);
-    const leader = cluster.leader()!;
-    const victim = [1, 2, 3].find((id) => id !== leader.id)!;
-    cluster.crash(victim);
-    for (let i = 0; i < 60; i++) {
-      expect(cluster.propose(leader.id, put(`k${i % 7}`, `v${i}`, i + 1))).toBeUndefined();
-      await cluster.runUntilAsync(cluster.now + 20);
-    }
-    cluster.restart(victim);
-    await cluster.runUntilAsync(cluster.now + 3000);
-    expect(cluster.stats.snapshotsSent).toBeGreaterThan(0);
-    const hashes = [1, 2, 3].map((id) => apps.get(id)!.machine!.mvcc.hashKV());
-    expect(hashes[0]!.revision).toBe(61);
-    expect(new Set(hashes.map((h) => h.hash)).size).toBe(1);
-    // Every version is there, not only the latest: the snapshot carried the history.
-    expect(apps.get(victim)!.machine!.mvcc.changes({ fromRevision: 1 }).length).toBe(60);
-  });
-
-  it('a paused node handles nothing until resumed, then catches up', async () => {
-    const { cluster, apps } = kvCluster(9, 0);
-    await cluster.runUntilAsync(3000);
-    const leader = cluster.leader()!;
-    const paused = [1, 2, 3].find((id) => id !== leader.id)!;
-    cluster.pause(paused);
-    const before = cluster.nodes.get(paused)!.raw!.raft.log.lastIndex();
-    for (let i = 0; i < 5; i++) cluster.propose(leader.id, put('p', `v${i}`, i + 1));
-    await cluster.runUntilAsync(cluster.now + 2000);
-    expect(cluster.nodes.get(paused)!.raw!.raft.log.lastIndex()).toBe(before);
-    expect(apps.get(leader.id)!.machine!.mvcc.revision).toBe(6);
-    cluster.resume(paused);
-    await cluster.runUntilAsync(cluster.now + 1000);
-    expect(apps.get(paused)!.machine!.mvcc.revision).toBe(6);
-  });
-
-  it('the synchronous runner refuses to run past an asynchronous restore', () => {
-    const { cluster } = kvCluster(4, 5);
+describe('the KV state machine in the simulated cluster', () => {
+  it('a node that crashed and missed compacted entries is rebuilt from a real MVCC snapshot', () => {
+    const { cluster, store } = kvCluster(4, 10);
     cluster.runUntil(3000);
     const leader = cluster.leader()!;
     const victim = [1, 2, 3].find((id) => id !== leader.id)!;
     cluster.crash(victim);
-    for (let i = 0; i < 20; i++) {
-      cluster.propose(leader.id, put('k', `v${i}`, i + 1));
+    for (let i = 0; i < 60; i++) {
+      expect(cluster.submit(leader.id, 1, put(`k${i % 7}`, `v${i}`), () => undefined)).toBeUndefined();
       cluster.runUntil(cluster.now + 20);
     }
-    expect(() => {
-      cluster.restart(victim);
-      cluster.runUntil(cluster.now + 3000);
-    }).toThrow(/runUntilAsync/);
+    cluster.restart(victim);
+    cluster.runUntil(cluster.now + 3000);
+    expect(cluster.stats.snapshotsSent).toBeGreaterThan(0);
+    const hashes = [1, 2, 3].map((id) => store(id).hashKV());
+    expect(hashes[0]!.revision).toBe(61);
+    expect(new Set(hashes.map((h) => h.hash)).size).toBe(1);
+    // Every version is there, not only the latest: the snapshot carried the history.
+    expect(store(victim).changes({ fromRevision: 1 }).length).toBe(60);
+  });
+
+  it('a paused node handles nothing until resumed, then catches up', () => {
+    const { cluster, store } = kvCluster(9, 0);
+    cluster.runUntil(3000);
+    const leader = cluster.leader()!;
+    const paused = [1, 2, 3].find((id) => id !== leader.id)!;
+    cluster.pause(paused);
+    const before = cluster.nodes.get(paused)!.raw!.raft.log.lastIndex();
+    for (let i = 0; i < 5; i++) cluster.submit(leader.id, 1, put('p', `v${i}`), () => undefined);
+    cluster.runUntil(cluster.now + 2000);
+    expect(cluster.nodes.get(paused)!.raw!.raft.log.lastIndex()).toBe(before);
+    expect(store(leader.id).revision).toBe(6);
+    cluster.resume(paused);
+    cluster.runUntil(cluster.now + 1000);
+    expect(store(paused).revision).toBe(6);
   });
 });
 

@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SeededPrng } from '../../raft/index';
-import { KvStateMachine } from '../../src/engines/kv/state-machine';
+import { composeStateMachine } from '../../src/runtime/index';
 import { checkLinearizability } from '../../jepsen-lite/check/index';
 import type { Operation } from '../../jepsen-lite/history';
 import { Generator, applyCall, fromEtcdResponse, modelOf, toEtcdCall, type WorkloadName } from '../../jepsen-lite/workload/index';
@@ -21,7 +21,7 @@ const BUDGET_MS = 5000;
 function sequentialHistory(workload: WorkloadName, seed: number): Operation[] {
   const prng = new SeededPrng(seed);
   const generator = new Generator(workload, () => prng.nextFloat());
-  const machine = new KvStateMachine();
+  const machine = composeStateMachine('data');
   return Array.from({ length: OPS }, (_, id) => {
     const process = id % PROCESSES;
     const input = generator.next(process);
@@ -62,7 +62,7 @@ function concurrentHistory(workload: WorkloadName, seed: number): Operation[] {
   const prng = new SeededPrng(seed);
   const random = () => prng.nextFloat();
   const generator = new Generator(workload, random);
-  const machine = new KvStateMachine();
+  const machine = composeStateMachine('data');
   const busyUntil = new Map<number, number>();
   let nextProcess = 0;
   let index = 0;

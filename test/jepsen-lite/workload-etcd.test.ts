@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SeededPrng } from '../../raft/index';
-import { KvStateMachine } from '../../src/engines/kv/state-machine';
+import { composeStateMachine } from '../../src/runtime/index';
 import { etcdType } from '../../src/etcd-proto';
 import type { KvCompare, KvInput, KvOutput, KvRequest, KvResult, RegisterInput, RegisterOutput } from '../../jepsen-lite/history';
 import {
@@ -137,7 +137,7 @@ function overTheWire(call: EtcdCall, response: EtcdResponse): EtcdResponse {
 
 function runAgainstStateMachine(workload: WorkloadName, seed: number, wire: boolean): { ops: number; mismatches: string[] } {
   const generator = new Generator(workload, seeded(seed));
-  const machine = new KvStateMachine();
+  const machine = composeStateMachine('data');
   const model = new EtcdModel();
   const mismatches: string[] = [];
   let index = 0;
@@ -168,7 +168,7 @@ describe('etcd mapping against the real state machine', () => {
 
   it('a txn exercises both branches and revisions move only on writes', () => {
     const generator = new Generator('kv', seeded(11));
-    const machine = new KvStateMachine();
+    const machine = composeStateMachine('data');
     const branches = new Set<boolean>();
     let index = 0;
     let lastRevision = 1;
@@ -193,7 +193,7 @@ describe('etcd mapping against the real state machine', () => {
     if (call.method !== 'range') return;
     expect(new TextDecoder().decode(call.request.key)).toBe('jepsen/k1');
     expect(call.request.serializable).toBe(false);
-    const machine = new KvStateMachine();
+    const machine = composeStateMachine('data');
     expect(fromEtcdResponse(read, applyCall(machine, call, { index: 1 }).response)).toEqual({ f: 'read', value: null });
   });
 
@@ -205,7 +205,7 @@ describe('etcd mapping against the real state machine', () => {
   });
 
   it('a cas on a missing key fails (a value compare on nothing is false, as in etcd)', () => {
-    const machine = new KvStateMachine();
+    const machine = composeStateMachine('data');
     const cas: RegisterInput = { f: 'cas', key: 'k0', from: '', to: '1-1' };
     expect(fromEtcdResponse(cas, applyCall(machine, toEtcdCall(cas, PREFIX), { index: 1 }).response)).toEqual({ f: 'cas', succeeded: false });
   });
@@ -222,7 +222,7 @@ describe('classifyError', () => {
   const grpcError = (code: number, details: string) => Object.assign(new Error(`${code}: ${details}`), { code, details });
 
   it('a refusal in apply comes back as INVALID_ARGUMENT and is a definite failure', () => {
-    const machine = new KvStateMachine();
+    const machine = composeStateMachine('data');
     const input: KvInput = {
       f: 'txn',
       compare: [],

@@ -6,15 +6,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   ConfigError,
   type ServerConfig,
-  clusterId,
   devClusterLayout,
-  formatId,
-  initialIds,
-  memberId,
   parseServerConfig,
   serverHelp,
   wantsHelp,
 } from '../../src/server/config';
+import { memberIdOf } from '../../src/cluster/index';
 
 const tempDir = mkdtempSync(join(tmpdir(), 'dkv-config-'));
 afterAll(() => rmSync(tempDir, { recursive: true, force: true }));
@@ -594,49 +591,11 @@ describe('help', () => {
 });
 
 describe('ids', () => {
-  it('are deterministic, order-independent in URLs, and differ by every input', () => {
-    const id = memberId('n1', ['http://10.0.0.1:2380', 'http://10.0.1.1:2380'], 'tok');
-    expect(memberId('n1', ['http://10.0.1.1:2380', 'http://10.0.0.1:2380'], 'tok')).toBe(id);
-    expect(memberId('n2', ['http://10.0.0.1:2380', 'http://10.0.1.1:2380'], 'tok')).not.toBe(id);
-    expect(memberId('n1', ['http://10.0.0.1:2380'], 'tok')).not.toBe(id);
-    expect(memberId('n1', ['http://10.0.0.1:2380', 'http://10.0.1.1:2380'], 'tok2')).not.toBe(id);
-    expect(clusterId([3, 1, 2], 'tok')).toBe(clusterId([1, 2, 3], 'tok'));
-    expect(clusterId([1, 2, 3], 'tok')).not.toBe(clusterId([1, 2, 3], 'other'));
-    expect(clusterId([1, 2], 'tok')).not.toBe(clusterId([1, 2, 3], 'tok'));
-  });
-
-  it('stay positive safe integers below 2^53, using the whole range', () => {
-    let largest = 0;
-    for (let i = 0; i < 2000; i++) {
-      const id = memberId(`n${i}`, [`http://10.0.${i % 256}.1:2380`], 'dkv-cluster');
-      expect(Number.isSafeInteger(id)).toBe(true);
-      expect(id).toBeGreaterThan(0);
-      expect(id).toBeLessThan(2 ** 53);
-      largest = Math.max(largest, id);
-    }
-    expect(largest).toBeGreaterThan(2 ** 52);
-  });
-
-  it('are stable across releases (golden values: changing them breaks existing data dirs)', () => {
-    const id = memberId('default', ['http://127.0.0.1:2380'], 'dkv-cluster');
-    expect(formatId(id)).toMatchInlineSnapshot(`"1cb1c8075545"`);
-    expect(formatId(clusterId([id], 'dkv-cluster'))).toMatchInlineSnapshot(`"9257c10c2448b"`);
-  });
-
-  it('print as lower-case hex like etcd, and reject non-ids', () => {
-    expect(formatId(0x8e9e05c52164)).toBe('8e9e05c52164');
-    expect(formatId(2 ** 53 - 1)).toBe('1fffffffffffff');
-    expect(() => formatId(0)).toThrow(TypeError);
-    expect(() => formatId(2 ** 53)).toThrow(TypeError);
-    expect(() => clusterId([1.5], 't')).toThrow(TypeError);
-  });
-
-  it('follow a configuration', () => {
+  it('follow a configuration: each initial member gets the id of its peer URLs and the token', () => {
     const config = parseServerConfig(n1Flags);
-    const ids = initialIds(config);
-    expect(ids.memberIds.get('n1')).toBe(memberId('n1', ['http://10.0.0.1:2380'], 'dkv-cluster'));
-    expect(ids.clusterId).toBe(clusterId([...ids.memberIds.values()], 'dkv-cluster'));
-    expect(new Set(ids.memberIds.values()).size).toBe(3);
+    const ids = config.initialCluster.map((m) => memberIdOf(m.peerUrls, config.initialClusterToken));
+    expect(ids[0]).toBe(memberIdOf(['http://10.0.0.1:2380'], 'dkv-cluster'));
+    expect(new Set(ids).size).toBe(3);
   });
 });
 

@@ -12,10 +12,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Entry, SeededPrng, encodeConfChange } from '../../raft/index';
 import { LevelLogStore } from '../../storage/index';
-import { CommandKind, encodeCommand } from '../../src/engines/kv/command';
-import type { AppliedCommand } from '../../src/engines/kv/state-machine';
+import { composeStateMachine, kvEngineOf } from '../../src/runtime/index';
+import { type KvApplied, KvCommandKind, kvCommand, kvOutcome } from '../../src/engines/kv/index';
 import { etcdType } from '../../src/etcd-proto';
-import { ShardHost } from '../../src/server/shard-host';
+import { type Applied, NodeRuntime, encodeEnvelope, firstRequestId } from '../../src/runtime/index';
+import { Ticker, immediateScheduler, levelStorage, wallClock } from '../../src/server/runtime-host';
 import { type Decoded, RawEtcdClient, TestCluster, prefixEnd, waitUntil } from './cluster-harness';
 
 const KEY_PREFIX = 'fo/';
@@ -229,15 +230,15 @@ describe('failover of the leader under a stream of puts', () => {
  * (request ids 1..3 of an earlier life) after its commit index, and a put proposed the moment the
  * restarted member becomes leader.
  */
-describe('request ids after a restart (in process, one shard host)', () => {
+describe('request ids after a restart (in process, one shard runtime)', () => {
   it('acknowledges a put only once that put itself is applied', async () => {
     const PutRequest = etcdType('etcdserverpb.PutRequest');
     const memberId = 0xa1;
     const dir = mkdtempSync(join(tmpdir(), 'dkv-request-ids-'));
-    const putCommand = (proposer: number, requestId: number, key: string) =>
-      encodeCommand({ kind: CommandKind.Put, proposer, requestId, payload: PutRequest.encode({ key: Buffer.from(key), value: Buffer.from('v') }).finish() });
+    const putRequest = (key: string) => PutRequest.encode({ key: Buffer.from(key), value: Buffer.from('v') }).finish();
     const store = await LevelLogStore.open({ path: dir });
-    let host: ShardHost | undefined;
+    const ticker = new Ticker();
+    let runtime: NodeRuntime | undefined;
     try {
       // The state a killed leader leaves: its bootstrap entry committed, three of its own puts
       // (request ids 1..3 of its previous incarnation) persisted after the commit index.
@@ -247,42 +248,59 @@ describe('request ids after a restart (in process, one shard host)', () => {
         type: 'conf-change',
         data: encodeConfChange({ transition: 'auto', changes: [{ type: 'add-voter', nodeId: memberId }], context: new Uint8Array(0) }),
       };
-      const oldPuts: Entry[] = [1, 2, 3].map((requestId) => ({ index: 1 + requestId, term: 1, type: 'normal', data: putCommand(memberId, requestId, `old/${requestId}`) }));
+      const oldPuts: Entry[] = [1, 2, 3].map((requestId) => ({
+        index: 1 + requestId,
+        term: 1,
+        type: 'normal',
+        data: encodeEnvelope({ ...kvCommand(KvCommandKind.Put, putRequest(`old/${requestId}`)), timestampMs: 0, proposer: memberId, requestId }),
+      }));
       await store.save([{ shard: 1, entries: [bootstrap, ...oldPuts], hardState: { term: 1, vote: memberId, commit: 1 } }]);
 
-      let proposed: Promise<AppliedCommand> | undefined;
-      const restarted: ShardHost = new ShardHost({
+      let proposed: Promise<Applied> | undefined;
+      const restarted: NodeRuntime = new NodeRuntime({
         memberId,
-        logStore: store,
+        storage: levelStorage(store),
         transport: { send: () => undefined },
+        clock: wallClock,
+        scheduler: immediateScheduler,
         random: new SeededPrng(7),
+        raft: { electionTicks: 10, heartbeatTicks: 1 },
         tickMs: 5,
-        electionTicks: 10,
-        heartbeatTicks: 1,
         snapshotCount: 10_000,
         snapshotCatchUpEntries: 100,
-        // A client's put arriving just as the restarted member is leader again.
-        onLeaderChange: (shard, leader) => {
-          if (shard === 1 && leader === memberId && proposed === undefined) {
-            proposed = restarted.propose(1, (proposer, requestId) => putCommand(proposer, requestId, 'new/key'));
-          }
+        requestTimeoutMs: 10_000,
+        stateMachine: () => composeStateMachine('data'),
+        // Request ids of the new incarnation start where the old ones did (the worst case).
+        firstRequestId: 1,
+        listener: {
+          // A client's put arriving just as the restarted member is leader again.
+          leaderChanged: (shard, leader) => {
+            if (shard === 1 && leader === memberId && proposed === undefined) {
+              proposed = new Promise((resolve, reject) =>
+                restarted.propose(1, kvCommand(KvCommandKind.Put, putRequest('new/key')), {}, (error, applied) => (error ? reject(error) : resolve(applied!))),
+              );
+            }
+          },
         },
       });
-      host = restarted;
-      await restarted.addShard(1);
-      restarted.start();
+      runtime = restarted;
+      restarted.addShard(1);
+      ticker.start(restarted, 5);
       await waitUntil(() => proposed !== undefined, 10_000, () => 'the restarted member to become leader');
       const applied = await proposed!;
+      const outcome: KvApplied = kvOutcome(applied.outcome);
 
       // The acknowledgement must be new/key's own entry (index 6, after the new leader's empty
       // entry at 5), reporting the revision new/key was written at.
-      const stored = restarted.shard(1)!.machine.mvcc.range({ key: Buffer.from('new/key') }).kvs[0];
+      const stored = kvEngineOf(restarted.machine(1)).mvcc.range({ key: Buffer.from('new/key') }).kvs[0];
       expect(
-        { index: applied.index, revision: applied.outcome.kind === 'put' ? applied.outcome.result.revision : applied.outcome.kind },
+        { index: applied.index, revision: outcome.outcome.kind === 'put' ? outcome.outcome.result.revision : outcome.outcome.kind },
         'the waiter of new/key was resolved by an entry of the previous incarnation',
       ).toEqual({ index: 6, revision: stored?.modRevision });
+      expect(firstRequestId(Date.now())).toBeGreaterThan(2 ** 40);
     } finally {
-      await host?.stop();
+      ticker.stop();
+      await new Promise<void>((resolve) => (runtime === undefined ? resolve() : runtime.stop(resolve)));
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,19 +1,25 @@
 /**
  * Simulated clients of the jepsen sim run: each process does one operation at a time against a
  * node of the simulated cluster, exactly as a gRPC client of a server would — a request travels
- * to the node, the node proposes the command (or runs a ReadIndex), and the answer travels back.
+ * to the node, the node's runtime proposes the command (or runs a ReadIndex), and the answer
+ * travels back.
  *
- * - A write is `ok` once its node applies the entry carrying its (proposer, request id); a
- *   synchronous refusal (ProposalDropped) or a deterministic refusal by the state machine is
- *   `fail`; a crash of the node or no answer within `clientTimeoutMs` is `info`.
- * - A read is served once the node's ReadIndex answer arrived and the node applied up to it;
- *   otherwise (crash, refusal, timeout) it is `fail` (a read has no effect).
+ * - A write is `ok` once its node's runtime reports it applied; a refusal is classified as the
+ *   real client classifies the gRPC status the server would send for it (the server's one error
+ *   mapping): refused before proposing or proven not applied is `fail`, anything that may still
+ *   apply (a timeout, the node stopping under it) is `info`, and so is no answer within
+ *   `clientTimeoutMs`.
+ * - A read is served once the node applied up to its read index; otherwise (crash, refusal,
+ *   timeout) it is `fail` (a read has no effect).
  * - After an `info` the process may still have an operation in flight forever, so it continues
  *   under a new process number (+ the number of clients), as Jepsen does.
  */
-import type { Entry, SeededPrng } from '../../../raft/index';
-import { encodeCommand } from '../../../src/engines/kv/command';
-import type { AppliedCommand } from '../../../src/engines/kv/state-machine';
+import type { SeededPrng } from '../../../raft/index';
+import { kvEngineOf } from '../../../src/runtime/index';
+import { kvOutcome } from '../../../src/engines/kv/index';
+import { clientError } from '../../../src/error-mapping';
+import { DkvError } from '../../../src/errors';
+import { RuntimeError, type RuntimeErrorCode } from '../../../src/runtime/index';
 import type { KvInput, Operation, OpStatus, RegisterInput } from '../../history';
 import {
   type EtcdCall,
@@ -22,6 +28,7 @@ import {
   type WorkloadInput,
   type WorkloadOutput,
   EtcdCallError,
+  classifyError,
   describeError,
   fromEtcdResponse,
   isWriteCall,
@@ -31,7 +38,6 @@ import {
   writeResponse,
 } from '../../workload/index';
 import type { SimCluster } from '../cluster';
-import type { SimKvApplication } from './kv-app';
 
 /** A client gives up on an answer after this long (simulated ms): the op is `info` (writes) or `fail` (reads). */
 export const clientTimeoutMs = 1500;
@@ -55,22 +61,12 @@ export interface OpRecord {
   readonly node: number;
 }
 
-interface PendingWrite {
-  readonly data: Uint8Array;
-  readonly op: OpRecord;
-  readonly respond: (result: Answer) => void;
-}
-
-interface PendingRead {
-  readonly index: number;
-  readonly serve: () => void;
-}
-
 type Answer = { readonly response: EtcdResponse } | { readonly status: 'fail' | 'info'; readonly error: string };
 
 export interface ClientsOptions {
   readonly cluster: SimCluster;
-  readonly applications: ReadonlyMap<number, SimKvApplication>;
+  /** The shard that holds the workload's keys. */
+  readonly shard: number;
   readonly generator: Generator;
   readonly random: SeededPrng;
   /** Process numbers 0..count-1 issue operations. */
@@ -86,21 +82,10 @@ export class SimClients {
   readonly operations: OpRecord[] = [];
   /** Operations are issued only before this simulated time. */
   issueUntil = Number.POSITIVE_INFINITY;
-  private nextRequestId = 1;
-  private readonly writes = new Map<number, Map<number, PendingWrite>>();
-  private readonly reads = new Map<number, PendingRead[]>();
-  /** Failure callbacks of everything in flight at a node (its crash ends them). */
-  private readonly inFlight = new Map<number, Set<(error: string) => void>>();
   private readonly nodeIds: number[];
 
   constructor(private readonly o: ClientsOptions) {
     this.nodeIds = [...o.cluster.nodes.keys()].sort((a, b) => a - b);
-    for (const id of this.nodeIds) {
-      this.writes.set(id, new Map());
-      this.reads.set(id, []);
-      this.inFlight.set(id, new Set());
-    }
-    o.cluster.onApply((node) => this.releaseReads(node.id));
   }
 
   start(): void {
@@ -165,94 +150,27 @@ export class SimClients {
 
   /** The request reached `node` (which is not paused). */
   private atNode(node: number, op: OpRecord, call: EtcdCall, respond: (answer: Answer) => void): void {
-    const app = this.o.applications.get(node)!;
-    const simNode = this.o.cluster.nodes.get(node)!;
-    if (simNode.status !== 'up' || app.machine === undefined) {
+    const cluster = this.o.cluster;
+    const simNode = cluster.nodes.get(node)!;
+    const machine = simNode.machine(this.o.shard);
+    if (simNode.status !== 'up' || machine === undefined) {
       respond({ status: 'fail', error: `connection refused: n${node} is down` });
       return;
     }
     if (!isWriteCall(call)) {
       const serve = (): void => {
-        const machine = app.machine;
-        if (machine === undefined) return;
-        respond(answerOf(() => readResponse(machine.mvcc, call)));
+        const current = simNode.machine(this.o.shard);
+        if (current === undefined) return;
+        respond(answerOf(() => readResponse(kvEngineOf(current).mvcc, call)));
       };
-      if (this.o.staleReads) {
-        serve();
-        return;
-      }
-      this.read(node, serve, respond);
+      if (this.o.staleReads) serve();
+      else cluster.readIndex(node, serve, (code) => respond(refusal(code, op.input)), this.o.shard);
       return;
     }
-    const requestId = this.nextRequestId++;
-    const { kind, payload } = writeCommand(call);
-    const data = encodeCommand({ kind, proposer: node, requestId, payload });
-    const lost = (error: string): void => respond({ status: 'info', error });
-    this.inFlight.get(node)!.add(lost);
-    this.writes.get(node)!.set(requestId, {
-      data,
-      op,
-      respond: (answer) => {
-        this.inFlight.get(node)!.delete(lost);
-        respond(answer);
-      },
+    cluster.submit(node, this.o.shard, writeCommand(call), (code, outcome) => {
+      if (code !== undefined) respond(refusal(code, op.input));
+      else respond(answerOf(() => writeResponse(kvOutcome(outcome).outcome)));
     });
-    const refused = this.o.cluster.propose(node, data);
-    if (refused !== undefined) {
-      this.writes.get(node)!.delete(requestId);
-      this.inFlight.get(node)!.delete(lost);
-      respond({ status: 'fail', error: `proposal dropped: ${refused}` });
-    }
-  }
-
-  private read(node: number, serve: () => void, respond: (answer: Answer) => void): void {
-    const lost = (error: string): void => respond({ status: 'fail', error });
-    const inFlight = this.inFlight.get(node)!;
-    inFlight.add(lost);
-    const done = (): void => {
-      inFlight.delete(lost);
-      serve();
-    };
-    const refused = this.o.cluster.readIndex(node, (index) => {
-      this.reads.get(node)!.push({ index, serve: done });
-      this.releaseReads(node);
-    });
-    if (refused !== undefined) {
-      inFlight.delete(lost);
-      respond({ status: 'fail', error: `read index refused: ${refused}` });
-    }
-  }
-
-  /** Serves the reads whose read index the node has applied. */
-  releaseReads(node: number): void {
-    const waiting = this.reads.get(node)!;
-    if (waiting.length === 0) return;
-    const app = this.o.applications.get(node)!;
-    if (app.machine === undefined) return;
-    const applied = app.appliedIndex;
-    const ready = waiting.filter((r) => r.index <= applied);
-    if (ready.length === 0) return;
-    this.reads.set(node, waiting.filter((r) => r.index > applied));
-    for (const r of ready) r.serve();
-  }
-
-  /** A node applied a command: answer the client that proposed it there. */
-  applied(node: number, applied: AppliedCommand, entry: Entry): void {
-    if (applied.proposer !== node) return;
-    const writes = this.writes.get(node)!;
-    const pending = writes.get(applied.requestId);
-    if (pending === undefined || !sameBytes(pending.data, entry.data)) return;
-    writes.delete(applied.requestId);
-    pending.respond(answerOf(() => writeResponse(applied.outcome)));
-  }
-
-  /** A node crashed: its connections break; what was in flight there is lost. */
-  crashed(node: number): void {
-    const failures = [...this.inFlight.get(node)!];
-    this.inFlight.get(node)!.clear();
-    this.writes.get(node)!.clear();
-    this.reads.set(node, []);
-    for (const fail of failures) fail(`connection lost: n${node} crashed`);
   }
 
   /** The finished history, in call order. */
@@ -280,8 +198,9 @@ function answerOf(build: () => EtcdResponse): Answer {
   }
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false;
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
-  return true;
+/** A runtime refusal as the client would see it: the server's status, classified as the real client does. */
+function refusal(code: RuntimeErrorCode, input: WorkloadInput): Answer {
+  const mapped = clientError(new RuntimeError(code, code));
+  const error = mapped instanceof DkvError ? new EtcdCallError(mapped.grpcStatus, mapped.wireMessage) : new EtcdCallError(2, code);
+  return { status: classifyError(error, input as RegisterInput | KvInput), error: describeError(error) };
 }

@@ -6,6 +6,10 @@
  * - process:  crash then restart (unsynced writes are lost), pause then resume;
  * - link:     message loss, long delays, duplication, reordering (wide random delays).
  *
+ * - storage:  every node's disk: slow writes, failed writes (the process exits and its supervisor
+ *             restarts it), crashes that lose what was in flight or only in the page cache, and
+ *             crashes between a durable write and the messages that promise it (see ../disk.ts).
+ *
  * Each lane waits a drawn gap, opens a window of a drawn kind and length, closes it, and so on
  * until the fault phase ends; every window is recorded as a FaultWindow. `--swarm` draws, per
  * seed, which kinds are on and the lanes' rates (swarm testing: a seed that leaves a fault out
@@ -14,6 +18,7 @@
 import { SeededPrng } from '../../../raft/index';
 import type { FaultWindow } from '../../history';
 import type { SimCluster } from '../cluster';
+import { NO_STORAGE_FAULTS, type StorageFaults } from '../disk';
 import { type NetworkParams, QUIET_NETWORK } from '../network';
 
 export const networkFaultKinds = ['partition', 'bridge', 'ring', 'isolate-leader'] as const;
@@ -47,7 +52,19 @@ export interface FaultPlan {
   readonly reorderDelayMaxMs: number;
   /** Percent of process faults aimed at the current leader (the rest at a random node). */
   readonly leaderTargetPercent: number;
+  /** The nodes' disks. */
+  readonly storage: StorageFaults;
 }
+
+/** Moderate disk faults: what the plan without --swarm runs with. */
+export const DEFAULT_STORAGE_FAULTS: StorageFaults = Object.freeze({
+  slowWriteRate: 0.02,
+  slowWriteMs: 300,
+  failWriteRate: 0.0005,
+  inFlightKeptRate: 0.5,
+  powerLossRate: 0.5,
+  callbackDelayMsMax: 5,
+});
 
 /** The plan without --swarm: every kind, moderate rates. */
 export const DEFAULT_FAULT_PLAN: FaultPlan = Object.freeze({
@@ -60,6 +77,7 @@ export const DEFAULT_FAULT_PLAN: FaultPlan = Object.freeze({
   delayMaxMs: 150,
   reorderDelayMaxMs: 40,
   leaderTargetPercent: 50,
+  storage: DEFAULT_STORAGE_FAULTS,
 });
 
 /** Swarm draws: the choices each parameter is drawn from. */
@@ -70,6 +88,11 @@ const swarmDuplicateRates = [0.02, 0.1, 0.3] as const;
 const swarmDelaysMaxMs = [50, 150, 400] as const;
 const swarmReorderDelaysMaxMs = [10, 40, 100] as const;
 const swarmLeaderTargetPercents = [0, 50, 100] as const;
+const swarmSlowWriteRates = [0, 0.02, 0.1] as const;
+const swarmSlowWritesMs = [50, 300, 1500] as const;
+const swarmFailWriteRates = [0, 0, 0.0005, 0.002] as const;
+const swarmFractions = [0, 0.5, 1] as const;
+const swarmCallbackDelaysMsMax = [0, 5, 20] as const;
 /** Percent chance each kind is on in a swarm seed (at least one always is). */
 const swarmKindOnPercent = 50;
 
@@ -99,7 +122,22 @@ export function faultPlanFor(seed: number, swarm: boolean): FaultPlan {
     delayMaxMs: pickFrom(random, swarmDelaysMaxMs),
     reorderDelayMaxMs: pickFrom(random, swarmReorderDelaysMaxMs),
     leaderTargetPercent: pickFrom(random, swarmLeaderTargetPercents),
+    storage: swarmStorage(random),
   };
+}
+
+/** A seed's disks: quiet half the time, otherwise drawn. */
+function swarmStorage(random: SeededPrng): StorageFaults {
+  const quiet = random.nextInt(2) === 0;
+  const drawn: StorageFaults = {
+    slowWriteRate: pickFrom(random, swarmSlowWriteRates),
+    slowWriteMs: pickFrom(random, swarmSlowWritesMs),
+    failWriteRate: pickFrom(random, swarmFailWriteRates),
+    inFlightKeptRate: pickFrom(random, swarmFractions),
+    powerLossRate: pickFrom(random, swarmFractions),
+    callbackDelayMsMax: pickFrom(random, swarmCallbackDelaysMsMax),
+  };
+  return quiet ? NO_STORAGE_FAULTS : drawn;
 }
 
 export function describePlan(plan: FaultPlan): string {
@@ -107,8 +145,13 @@ export function describePlan(plan: FaultPlan): string {
   return (
     `faults ${plan.kinds.join(',')}; network ${lane(plan.network)}; process ${lane(plan.process)}; link ${lane(plan.link)}; ` +
     `drop ${plan.dropRate}, duplicate ${plan.duplicateRate}, delay ≤${plan.delayMaxMs} ms, reorder ≤${plan.reorderDelayMaxMs} ms, ` +
-    `${plan.leaderTargetPercent}% at the leader`
+    `${plan.leaderTargetPercent}% at the leader; disks: ${describeStorage(plan.storage)}`
   );
+}
+
+function describeStorage(s: StorageFaults): string {
+  if (s.slowWriteRate === 0 && s.failWriteRate === 0 && s.inFlightKeptRate === 0 && s.callbackDelayMsMax === 0) return 'quiet';
+  return `slow ${s.slowWriteRate} (${s.slowWriteMs} ms), fail ${s.failWriteRate}, in-flight kept ${s.inFlightKeptRate}, power loss ${s.powerLossRate}, callbacks ≤${s.callbackDelayMsMax} ms late`;
 }
 
 /** What the nemesis needs from the run beyond the cluster (clients hear of crashes). */

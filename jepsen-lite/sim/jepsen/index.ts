@@ -18,12 +18,13 @@ export {
   faultPlanFor,
   describePlan,
   DEFAULT_FAULT_PLAN,
+  DEFAULT_STORAGE_FAULTS,
   simFaultKinds,
   type FaultPlan,
   type LaneParams,
   type SimFaultKind,
 } from './faults';
-export { SimKvApplication, joinSnapshotFrames, splitSnapshotFrames, type KvAppObserver } from './kv-app';
+
 export { clientTimeoutMs, clientLinkDelayMsMin, clientLinkDelayMsMax, clientThinkMsMax, clientBackoffMs } from './clients';
 export { HistoryRecorder, SimCompactor, toWatchEvent, watchMoveMsMin, watchMoveMsMax } from './watchers';
 export { jepsenSimCommand, jepsenSimHelp, describeOutcome } from './command';

@@ -10,6 +10,9 @@
  * same HashKV). A Raft safety violation (the simulator's own checks) also fails the run.
  */
 import { RaftAssertionError, SeededPrng } from '../../../raft/index';
+import { composeStateMachine, kvEngineOf } from '../../../src/runtime/index';
+import { kvOutcome } from '../../../src/engines/kv/index';
+import { type ShardStateMachine, StateMachineHaltError } from '../../../src/runtime/index';
 import { type CheckResult, type LinearizabilityResult, type WatchHistory, type WatchRecord, checkLinearizability, checkWatches } from '../../check/index';
 import type { FaultWindow, Operation } from '../../history';
 import { Generator, type WorkloadName, modelOf, workloadDefaults } from '../../workload/index';
@@ -18,7 +21,6 @@ import { QUIET_NETWORK } from '../network';
 import { SafetyViolation } from '../safety';
 import { SimClients, clientLinkDelayMsMax, clientTimeoutMs } from './clients';
 import { type FaultPlan, Nemesis, faultPlanFor } from './faults';
-import { SimKvApplication } from './kv-app';
 import { HistoryRecorder, SimCompactor, SimWatchers } from './watchers';
 
 export type JepsenVerdict = 'ok' | 'violation' | 'unknown';
@@ -92,6 +94,9 @@ const convergenceStepMs = 50;
 /** Keys of the run live under this prefix. */
 const jepsenKeyPrefix = workloadDefaults.keyPrefix;
 
+/** Shards every node hosts: the meta shard and the data shard with the workload's keys (group commit covers both). */
+const metaShard = 0;
+const dataShard = 1;
 const tickIntervalMs = 100;
 const electionTicks = 10;
 /** Small, so snapshots (real MVCC snapshots) are taken, sent and restored often. */
@@ -128,10 +133,8 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
   const recorder = new HistoryRecorder();
   const clientCount = options.clients ?? jepsenClientsDefault;
 
-  // The applications report to the clients and watchers, which need the cluster: bound late.
-  let clients: SimClients | undefined;
+  // The nodes report to the clients and watchers, which need the cluster: bound late.
   let watchers: SimWatchers | undefined;
-  const applications = new Map<number, SimKvApplication>();
   const nodeIds = Array.from({ length: options.nodes }, (_, i) => i + 1);
   const cluster = new SimCluster({
     ...SIM_DEFAULTS,
@@ -148,26 +151,27 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
     checkSafety: true,
     traceEvents: false,
     neverDuplicate: ['MsgProp'],
-    application: (id) => {
-      const app = new SimKvApplication(id, {
-        applied: (node, applied, entry) => {
-          clients?.applied(node, applied, entry);
-          if (options.workload === 'watch') recorder.applied(applied, applications.get(node)!.machine!.mvcc);
-          watchers?.applied(node, applied);
-        },
-        replaced: (node) => {
-          watchers?.replaced(node);
-          clients?.releaseReads(node);
-        },
-      });
-      applications.set(id, app);
-      return app;
+    shards: [dataShard, metaShard],
+    stateMachine: (_node, shard) => composeStateMachine(shard === metaShard ? 'meta' : 'data', { trackChain: true }),
+    storageFaults: plan.storage,
+    requestTimeoutMs: clientTimeoutMs,
+    observer: {
+      applied: (node, shard, outcome) => {
+        if (shard !== dataShard) return;
+        const applied = kvOutcome(outcome);
+        if (options.workload === 'watch') recorder.applied(applied, kvEngineOf(node.machine(dataShard)!).mvcc);
+        watchers?.applied(node.id, applied);
+      },
+      stateReplaced: (node, shard) => {
+        if (shard === dataShard) watchers?.replaced(node.id);
+      },
+      crashed: (node) => watchers?.crashed(node.id),
     },
   });
   const generator = new Generator(options.workload, () => generatorRandom.nextFloat(), { keyPrefix: jepsenKeyPrefix });
-  clients = new SimClients({
+  const clients = new SimClients({
     cluster,
-    applications,
+    shard: dataShard,
     generator,
     random: clientRandom,
     processes: Array.from({ length: clientCount }, (_, i) => i),
@@ -175,13 +179,9 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
     keyPrefix: jepsenKeyPrefix,
     staleReads: options.unsafe?.staleReads === true,
   });
-  if (options.workload === 'watch') watchers = new SimWatchers(cluster, applications, watchRandom, jepsenWatchersDefault, jepsenKeyPrefix);
+  if (options.workload === 'watch') watchers = new SimWatchers(cluster, dataShard, watchRandom, jepsenWatchersDefault, jepsenKeyPrefix);
   const nemesis = new Nemesis(cluster, plan, nemesisRandom, {
-    crash: (node) => {
-      cluster.crash(node);
-      clients?.crashed(node);
-      watchers?.crashed(node);
-    },
+    crash: (node) => cluster.crash(node),
     restart: (node) => cluster.restart(node),
   });
 
@@ -189,29 +189,29 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
   try {
     // Set-up, as Jepsen does it: the history starts once the cluster has a leader.
     for (let waited = 0; cluster.leader() === undefined && waited < setupMsMax; waited += setupStepMs) {
-      await cluster.runUntilAsync(cluster.now + setupStepMs);
+      cluster.runUntil(cluster.now + setupStepMs);
     }
     const faultsEnd = cluster.now + options.durationMs;
     nemesis.start(faultsEnd);
     clients.start();
     watchers?.start();
-    if (watchers !== undefined) new SimCompactor(cluster, applications, compactRandom).start(faultsEnd);
-    await cluster.runUntilAsync(faultsEnd);
+    if (watchers !== undefined) new SimCompactor(cluster, dataShard, compactRandom).start(faultsEnd);
+    cluster.runUntil(faultsEnd);
     nemesis.healAll();
     clients.issueUntil = cluster.now + recoveryMs;
-    await cluster.runUntilAsync(clients.issueUntil);
-    await cluster.runUntilAsync(cluster.now + drainMs);
-    failure = await converge(cluster, applications);
+    cluster.runUntil(clients.issueUntil);
+    cluster.runUntil(cluster.now + drainMs);
+    failure = converge(cluster);
   } catch (error) {
-    if (!(error instanceof SafetyViolation || error instanceof RaftAssertionError)) throw error;
+    if (!(error instanceof SafetyViolation || error instanceof RaftAssertionError || error instanceof StateMachineHaltError)) throw error;
     failure = `${error.message} (at ${cluster.now} simulated ms)`;
     nemesis.healAll();
   }
 
   const operations = clients.history();
   const watches = watchers?.finish();
-  const head = mostAdvanced(applications);
-  const watchHistory = watches === undefined || head === undefined ? undefined : recorder.history(head.mvcc.revision);
+  const head = mostAdvanced(cluster);
+  const watchHistory = watches === undefined || head === undefined ? undefined : recorder.history(kvEngineOf(head).mvcc.revision);
   const linearizability = checkLinearizability(
     modelOf(options.workload),
     operations,
@@ -250,32 +250,38 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
   };
 }
 
-function mostAdvanced(applications: ReadonlyMap<number, SimKvApplication>): SimKvApplication['machine'] {
-  let best: SimKvApplication['machine'];
-  for (const app of applications.values()) {
-    const machine = app.machine;
+function mostAdvanced(cluster: SimCluster): ShardStateMachine | undefined {
+  let best: ShardStateMachine | undefined;
+  for (const node of cluster.nodes.values()) {
+    const machine = node.machine(dataShard);
     if (machine !== undefined && (best === undefined || machine.appliedIndex > best.appliedIndex)) best = machine;
   }
   return best;
 }
 
 /**
- * After healing, every replica must apply the same prefix and hold the same state (HashKV).
- * Returns what went wrong, if anything.
+ * After healing, every replica of every shard must apply the same prefix and hold the same state
+ * (the state machines' hash over every engine). Returns what went wrong, if anything.
  */
-async function converge(cluster: SimCluster, applications: ReadonlyMap<number, SimKvApplication>): Promise<string | undefined> {
+function converge(cluster: SimCluster): string | undefined {
   const deadline = cluster.now + convergenceMsMax;
+  const nodes = [...cluster.nodes.values()];
   const lagging = (): string | undefined => {
-    const committed = Math.max(...[...cluster.nodes.values()].map((n) => n.raw?.raft.log.committed ?? 0));
-    const behind = [...applications.values()].filter((app) => app.appliedIndex < committed);
-    return behind.length === 0 ? undefined : `${behind.map((a) => `n${a.nodeId} applied ${a.appliedIndex}`).join(', ')} < committed ${committed}`;
+    for (const shard of cluster.shards) {
+      const committed = Math.max(...nodes.map((n) => (n.runtime?.hasShard(shard) === true ? n.runtime.rawNode(shard).raft.log.committed : 0)));
+      const behind = nodes.filter((n) => (n.machine(shard)?.appliedIndex ?? 0) < committed);
+      if (behind.length > 0) return `shard ${shard}: ${behind.map((n) => `n${n.id} applied ${n.machine(shard)?.appliedIndex ?? 'nothing (down)'}`).join(', ')} < committed ${committed}`;
+    }
+    return undefined;
   };
-  while (lagging() !== undefined && cluster.now < deadline) await cluster.runUntilAsync(cluster.now + convergenceStepMs);
+  while (lagging() !== undefined && cluster.now < deadline) cluster.runUntil(cluster.now + convergenceStepMs);
   const behind = lagging();
   if (behind !== undefined) return `replicas did not converge within ${convergenceMsMax} ms after healing: ${behind}`;
-  const hashes = [...applications.values()].map((app) => ({ node: app.nodeId, hash: app.machine!.mvcc.hashKV().hash, index: app.appliedIndex }));
-  const first = hashes[0]!;
-  const differing = hashes.filter((h) => h.index === first.index && h.hash !== first.hash);
-  if (differing.length > 0) return `replicas diverged: HashKV ${hashes.map((h) => `n${h.node}=${h.hash}@${h.index}`).join(' ')}`;
+  for (const shard of cluster.shards) {
+    const hashes = nodes.map((n) => ({ node: n.id, hash: n.machine(shard)!.hash(), index: n.machine(shard)!.appliedIndex }));
+    const first = hashes[0]!;
+    const differing = hashes.filter((h) => h.index === first.index && h.hash !== first.hash);
+    if (differing.length > 0) return `replicas diverged on shard ${shard}: hash ${hashes.map((h) => `n${h.node}=${h.hash}@${h.index}`).join(' ')}`;
+  }
   return undefined;
 }

@@ -10,14 +10,13 @@
  * seen revision + 1 (`resumedFrom`), so the checker's resumable guarantee is exercised.
  */
 import type { SeededPrng } from '../../../raft/index';
-import { CommandKind, encodeCommand } from '../../../src/engines/kv/command';
-import type { AppliedCommand } from '../../../src/engines/kv/state-machine';
+import { kvEngineOf } from '../../../src/runtime/index';
+import { type KvApplied, KvCommandKind, kvCommand } from '../../../src/engines/kv/index';
 import { etcdType } from '../../../src/etcd-proto';
 import { WatchHub, Watcher as EngineWatcher, type WatchSink } from '../../../src/engines/watch/index';
 import { type KeyValue, type MvccEvent, type MvccStore, prefixEnd } from '../../../storage/index';
 import type { HistoryRevision, WatchEnd, WatchEvent, WatchHistory, WatchKeyValue, WatchParams, WatchRecord, WatchResponse } from '../../check/index';
 import type { SimCluster } from '../cluster';
-import type { SimKvApplication } from './kv-app';
 
 /** A watcher closes its stream and resumes elsewhere after a time uniform in [min, max] simulated ms. */
 export const watchMoveMsMin = 800;
@@ -35,8 +34,6 @@ export const compactEveryMsMin = 100;
 export const compactEveryMsMax = 600;
 /** ...keeping this many revisions of history behind the node's current revision. */
 export const compactKeepRevisions = 2;
-/** Request ids of compactions: far above any client's, so no client mistakes one for its own. */
-const compactRequestIdBase = 2 ** 40;
 const CompactionRequestType = etcdType('etcdserverpb.CompactionRequest');
 
 interface Stream {
@@ -92,7 +89,8 @@ export class SimWatchers {
 
   constructor(
     private readonly cluster: SimCluster,
-    private readonly applications: ReadonlyMap<number, SimKvApplication>,
+    /** The shard that holds the workload's keys. */
+    private readonly shard: number,
     private readonly random: SeededPrng,
     count: number,
     keyPrefix: string,
@@ -112,11 +110,17 @@ export class SimWatchers {
   private hub(node: number): WatchHub {
     let hub = this.hubs.get(node);
     if (hub === undefined) {
-      const store = (): MvccStore => this.applications.get(node)!.machine!.mvcc;
+      const store = (): MvccStore => this.store(node)!;
       hub = new WatchHub(store, (run) => this.cluster.atNode(node, 0, `watch catch-up n${node}`, run));
       this.hubs.set(node, hub);
     }
     return hub;
+  }
+
+  /** A node's store, while it is up. */
+  private store(node: number): MvccStore | undefined {
+    const machine = this.cluster.nodes.get(node)!.machine(this.shard);
+    return machine === undefined ? undefined : kvEngineOf(machine).mvcc;
   }
 
   start(): void {
@@ -133,8 +137,8 @@ export class SimWatchers {
 
   private create(watcher: Watcher, node: number): void {
     if (this.finished || watcher.stream !== undefined) return;
-    const machine = this.applications.get(node)!.machine;
-    if (this.cluster.nodes.get(node)!.status !== 'up' || machine === undefined) {
+    const store = this.store(node);
+    if (this.cluster.nodes.get(node)!.status !== 'up' || store === undefined) {
       this.cluster.at(watchReopenDelayMs, `watch ${watcher.name} retry`, () => this.open(watcher));
       return;
     }
@@ -151,7 +155,7 @@ export class SimWatchers {
     const stream: Stream = {
       node,
       params,
-      responses: [{ kind: 'created', headerRevision: machine.mvcc.revision }],
+      responses: [{ kind: 'created', headerRevision: store.revision }],
       resumedFrom: first ? undefined : watcher.nextRevision,
       serial: ++this.serial,
       engine,
@@ -228,7 +232,7 @@ export class SimWatchers {
   }
 
   /** A node applied a command: its watch engine gets the revision's events. */
-  applied(node: number, applied: AppliedCommand): void {
+  applied(node: number, applied: KvApplied): void {
     if (applied.events.length === 0) return;
     this.hubs.get(node)?.onApplied(applied.events);
   }
@@ -264,7 +268,7 @@ export class HistoryRecorder {
   /** Compact revision -> the store's revision when it took effect. */
   private readonly compactions = new Map<number, number>();
 
-  applied(applied: AppliedCommand, store: MvccStore): void {
+  applied(applied: KvApplied, store: MvccStore): void {
     if (applied.events.length > 0) {
       const revision = applied.events[0]!.kv.modRevision;
       if (!this.revisions.has(revision)) this.revisions.set(revision, applied.events);
@@ -295,7 +299,8 @@ export class SimCompactor {
 
   constructor(
     private readonly cluster: SimCluster,
-    private readonly applications: ReadonlyMap<number, SimKvApplication>,
+    /** The shard that holds the workload's keys. */
+    private readonly shard: number,
     private readonly random: SeededPrng,
   ) {}
 
@@ -315,14 +320,15 @@ export class SimCompactor {
     const ids = [...this.cluster.nodes.keys()].sort((a, b) => a - b);
     const node = ids[this.random.nextInt(ids.length)]!;
     this.cluster.atNode(node, 0, `compact via n${node}`, () => {
-      const machine = this.applications.get(node)?.machine;
+      const machine = this.cluster.nodes.get(node)?.machine(this.shard);
       if (this.cluster.nodes.get(node)?.status !== 'up' || machine === undefined) return;
-      const revision = machine.mvcc.revision - compactKeepRevisions;
-      if (revision <= machine.mvcc.compactRevision) return;
+      const mvcc = kvEngineOf(machine).mvcc;
+      const revision = mvcc.revision - compactKeepRevisions;
+      if (revision <= mvcc.compactRevision) return;
       const payload = CompactionRequestType.encode({ revision }).finish();
-      const data = encodeCommand({ kind: CommandKind.Compaction, proposer: node, requestId: compactRequestIdBase + ++this.proposed, payload });
+      this.proposed++;
       // A refusal (no leader, …) just means no compaction this time.
-      this.cluster.propose(node, data);
+      this.cluster.submit(node, this.shard, kvCommand(KvCommandKind.Compaction, payload), () => undefined);
     });
   }
 }

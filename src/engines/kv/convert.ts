@@ -37,8 +37,15 @@ const SORT_TARGETS: readonly SortTarget[] = ['key', 'version', 'create', 'mod', 
 const COMPARE_RESULTS: readonly CompareResult[] = ['equal', 'greater', 'less', 'not-equal'];
 const COMPARE_TARGETS: readonly CompareTarget[] = ['version', 'create', 'mod', 'value', 'lease'];
 
+/** A request field the store cannot take; `code` says which client error it is. */
 export class WireValueError extends Error {
   override readonly name = 'WireValueError';
+  constructor(
+    message: string,
+    readonly code: 'invalid-sort-option' | 'invalid-argument' = 'invalid-argument',
+  ) {
+    super(message);
+  }
 }
 
 const EMPTY = new Uint8Array(0);
@@ -51,9 +58,9 @@ function optionalEnd(end: Uint8Array | undefined | null): Uint8Array | undefined
   return end === undefined || end === null || end.length === 0 ? undefined : end;
 }
 
-function pick<T>(table: readonly T[], value: number | undefined, what: string): T {
+function pick<T>(table: readonly T[], value: number | undefined, what: string, code: WireValueError['code'] = 'invalid-argument'): T {
   const found = table[value ?? 0];
-  if (found === undefined) throw new WireValueError(`unknown ${what} ${value}`);
+  if (found === undefined) throw new WireValueError(`unknown ${what} ${value}`, code);
   return found;
 }
 
@@ -65,8 +72,8 @@ export function rangeFromWire(r: WireRangeRequest): RangeRequest {
     limit: int64(r.limit),
     countOnly: r.count_only === true,
     keysOnly: r.keys_only === true,
-    sortOrder: pick(SORT_ORDERS, r.sort_order, 'sort order'),
-    sortTarget: pick(SORT_TARGETS, r.sort_target, 'sort target'),
+    sortOrder: pick(SORT_ORDERS, r.sort_order, 'sort order', 'invalid-sort-option'),
+    sortTarget: pick(SORT_TARGETS, r.sort_target, 'sort target', 'invalid-sort-option'),
     minModRevision: int64(r.min_mod_revision),
     maxModRevision: int64(r.max_mod_revision),
     minCreateRevision: int64(r.min_create_revision),

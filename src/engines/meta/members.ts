@@ -3,14 +3,14 @@
  * restored with everything else:
  *
  *   members/<id hex>  {id, name, peerUrls, isLearner}   written when a conf change is applied
- *   attrs/<id hex>    {name, clientUrls}                 published by the member itself (a Put)
+ *   attrs/<id hex>    {name, clientUrls}                 published by the member itself
  *   removed/<id hex>  {}                                 ids that may never come back
  *
  * Configuration changes carry the member record in their context, so applying the same log
  * gives every replica the same membership.
  */
-import type { ConfChange } from '../../raft/index';
-import { type MvccStore, prefixEnd } from '../../storage/index';
+import type { ConfChange } from '../../../raft/index';
+import { type MvccStore, prefixEnd } from '../../../storage/index';
 
 export interface MemberRecord {
   readonly id: number;

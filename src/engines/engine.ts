@@ -1,0 +1,70 @@
+/**
+ * What an engine is: one part of a shard's replicated state machine (KV/MVCC, members, later
+ * leases, counters, indexes, auth). The shard runtime's state machine (src/runtime) composes
+ * engines and routes each command to its engine; engines know nothing of Raft, clocks or I/O.
+ */
+import type { ConfChange } from '../../raft/index';
+
+/** A command for an engine: what a log entry's envelope carries besides who proposed it and when. */
+export interface EngineCommand {
+  /** Which engine applies it (an `EngineId`). */
+  readonly engine: number;
+  /** The engine's command format version. */
+  readonly version: number;
+  /** The engine's operation code. */
+  readonly kind: number;
+  readonly payload: Uint8Array;
+}
+
+/** Stable engine ids (they are in every log entry and snapshot: never renumber). */
+export const EngineId = {
+  Meta: 1,
+  Kv: 2,
+} as const;
+export type EngineId = (typeof EngineId)[keyof typeof EngineId];
+
+export interface ApplyContext {
+  readonly index: number;
+  readonly term: number;
+  /**
+   * The leader's clock (ms) when it accepted the command, never below an earlier entry's: a new
+   * leader whose clock is behind does not make time go backwards for the state machine.
+   */
+  readonly nowMs: number;
+  readonly proposer: number;
+  readonly requestId: number;
+}
+
+/** What a leader's duties may do: propose commands of their own (fire and forget). */
+export interface LeaderContext {
+  readonly shardId: number;
+  /** This node's clock (ms). */
+  readonly nowMs: number;
+  propose(command: EngineCommand): void;
+}
+
+export interface Engine {
+  readonly id: number;
+  /** For messages and logs. */
+  readonly name: string;
+  /** The highest command version this build applies. */
+  readonly version: number;
+  /**
+   * Applies one command; returns the engine's outcome (deterministic refusals included). Throws
+   * only for a bug (it stops the node): a refusal that depends on the state is an outcome.
+   */
+  apply(command: EngineCommand, context: ApplyContext): unknown;
+  /** A configuration change was applied (the meta engine records members). */
+  applyConfChange?(change: ConfChange, context: ApplyContext): void;
+  /** The state as section chunks, captured now; the iterator may be drained later. */
+  snapshot(): Iterator<Uint8Array>;
+  /** Replaces the state by a section's chunks (none: the empty state). */
+  restore(chunks: readonly Uint8Array[]): void;
+  /** A digest of the whole state (u32). */
+  hash(): number;
+  /** Leader-only duties: called when this node becomes or stops being the shard's leader. */
+  onLeadership?(isLeader: boolean, context: LeaderContext): void;
+  /** Leader-only duties: called on every tick while this node leads the shard. */
+  leaderTick?(context: LeaderContext): void;
+}
+

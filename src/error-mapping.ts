@@ -1,0 +1,44 @@
+/**
+ * The one mapping from what engines, the store and the runtime throw to the errors clients see
+ * (src/errors.ts). The server sends the result as a gRPC status; the simulator's clients receive
+ * the same code and message, so both modes classify failures alike.
+ */
+import { MvccError, type MvccErrorCode } from '../storage/index';
+import { WireValueError } from './engines/kv/convert';
+import { type ErrorCode, DkvError, dkvError } from './errors';
+import { RuntimeError, type RuntimeErrorCode } from './runtime/index';
+
+const MVCC_CODES: Record<MvccErrorCode, ErrorCode> = {
+  'future-revision': 'future-revision',
+  compacted: 'compacted',
+  'key-not-found': 'key-not-found',
+  'too-many-operations': 'too-many-ops',
+  'duplicate-key': 'duplicate-key',
+  'empty-key': 'empty-key',
+  'value-provided': 'value-provided',
+  'lease-provided': 'lease-provided',
+};
+
+const RUNTIME_CODES: Record<RuntimeErrorCode, ErrorCode> = {
+  'no-leader': 'no-leader',
+  'leader-transfer': 'leader-changed',
+  'leader-changed': 'leader-changed',
+  // Its place in the log went to another entry: it was not applied, as after a leader change.
+  lost: 'leader-changed',
+  'too-many-requests': 'too-many-requests',
+  'unsupported-command': 'not-capable',
+  'wrong-shard': 'wrong-shard',
+  'cross-shard': 'cross-shard-txn',
+  timeout: 'timeout',
+  'leader-failed': 'timeout-due-to-leader-fail',
+  stopped: 'stopped',
+};
+
+/** The client-facing form of anything a request can fail with (unknown errors pass through). */
+export function clientError(error: unknown): unknown {
+  if (error instanceof DkvError) return error;
+  if (error instanceof MvccError) return dkvError(MVCC_CODES[error.code]);
+  if (error instanceof RuntimeError) return dkvError(RUNTIME_CODES[error.code]);
+  if (error instanceof WireValueError) return error.code === 'invalid-sort-option' ? dkvError('invalid-sort-option') : dkvError('invalid-argument', error.message);
+  return error;
+}

@@ -1,0 +1,134 @@
+/**
+ * The command envelope: what every normal Raft entry of a shard carries. The runtime builds it
+ * when it hands a proposal to Raft; the state machine opens it on apply and routes the payload to
+ * its engine.
+ *
+ *   format u8 (2) | engine u8 | engine command version u8 | command kind u8 |
+ *   timestamp u64 (ms, the leader's clock) | proposer u64 | request id u64 | payload
+ *
+ * - `engine` and `version` say who applies the payload and in which format; a build that does
+ *   not know them must not apply the entry (see ShardStateMachine). `kind` is the engine's own
+ *   operation code (a KV put, a delete, …), so the payload can be a request's bytes as they
+ *   arrived, never copied to make room for a header of its own.
+ * - `timestamp` is the leader's clock when it accepted the command. A follower's proposal carries
+ *   its own clock until the leader stamps it (the leader rewrites the field when a forwarded
+ *   proposal reaches it), so `apply` never reads a clock: time enters only through the log.
+ * - `proposer` and `request id` let the node that proposed a command find the waiting request
+ *   when the command is applied; nothing else depends on them.
+ *
+ * Format 1 (version u8 = 1 | KV command kind u8 | proposer u64 | request id u64 | etcd request)
+ * is what earlier builds wrote; it still decodes, as a version-1 command of the legacy engine id 0,
+ * so a data directory written by them keeps working.
+ */
+import type { EngineCommand } from '../engines/index';
+import { readU64, writeU64 } from '../../storage/index';
+
+export type { EngineCommand };
+
+export const ENVELOPE_FORMAT = 2;
+export const ENVELOPE_HEADER_BYTES = 28;
+const LEGACY_FORMAT = 1;
+const LEGACY_HEADER_BYTES = 18;
+
+/** Offsets of the header fields. */
+const AT_ENGINE = 1;
+const AT_VERSION = 2;
+const AT_KIND = 3;
+const AT_TIMESTAMP = 4;
+const AT_PROPOSER = 12;
+const AT_REQUEST_ID = 20;
+
+/** The engine id that format-1 entries decode to (a KV command of an earlier build). */
+export const LEGACY_ENGINE = 0;
+
+export interface CommandEnvelope extends EngineCommand {
+  readonly timestampMs: number;
+  readonly proposer: number;
+  readonly requestId: number;
+}
+
+export class EnvelopeDecodeError extends Error {
+  override readonly name = 'EnvelopeDecodeError';
+}
+
+function assertByte(value: number, what: string): void {
+  if (!Number.isInteger(value) || value < 0 || value > 255) throw new TypeError(`${what} must be a byte, got ${value}`);
+}
+
+export function encodeEnvelope(envelope: CommandEnvelope): Uint8Array {
+  assertByte(envelope.engine, 'engine');
+  assertByte(envelope.version, 'version');
+  assertByte(envelope.kind, 'kind');
+  const bytes = new Uint8Array(ENVELOPE_HEADER_BYTES + envelope.payload.length);
+  bytes[0] = ENVELOPE_FORMAT;
+  bytes[AT_ENGINE] = envelope.engine;
+  bytes[AT_VERSION] = envelope.version;
+  bytes[AT_KIND] = envelope.kind;
+  writeU64(bytes, AT_TIMESTAMP, envelope.timestampMs);
+  writeU64(bytes, AT_PROPOSER, envelope.proposer);
+  writeU64(bytes, AT_REQUEST_ID, envelope.requestId);
+  bytes.set(envelope.payload, ENVELOPE_HEADER_BYTES);
+  return bytes;
+}
+
+export function decodeEnvelope(bytes: Uint8Array): CommandEnvelope {
+  if (bytes.length > 0 && bytes[0] === LEGACY_FORMAT) return decodeLegacy(bytes);
+  if (bytes.length < ENVELOPE_HEADER_BYTES) throw new EnvelopeDecodeError(`a command of ${bytes.length} bytes is shorter than its header`);
+  if (bytes[0] !== ENVELOPE_FORMAT) throw new EnvelopeDecodeError(`unknown command envelope format ${bytes[0]}`);
+  const timestampMs = readU64(bytes, AT_TIMESTAMP);
+  const proposer = readU64(bytes, AT_PROPOSER);
+  const requestId = readU64(bytes, AT_REQUEST_ID);
+  if (Number.isNaN(timestampMs) || Number.isNaN(proposer) || Number.isNaN(requestId)) {
+    throw new EnvelopeDecodeError('command header fields beyond 2^53');
+  }
+  return {
+    engine: bytes[AT_ENGINE]!,
+    version: bytes[AT_VERSION]!,
+    kind: bytes[AT_KIND]!,
+    timestampMs,
+    proposer,
+    requestId,
+    payload: bytes.subarray(ENVELOPE_HEADER_BYTES),
+  };
+}
+
+function decodeLegacy(bytes: Uint8Array): CommandEnvelope {
+  if (bytes.length < LEGACY_HEADER_BYTES) throw new EnvelopeDecodeError(`a format-1 command of ${bytes.length} bytes is shorter than its header`);
+  const proposer = readU64(bytes, 2);
+  const requestId = readU64(bytes, 10);
+  if (Number.isNaN(proposer) || Number.isNaN(requestId)) throw new EnvelopeDecodeError('command header fields beyond 2^53');
+  return { engine: LEGACY_ENGINE, version: 1, kind: bytes[1]!, timestampMs: 0, proposer, requestId, payload: bytes.subarray(LEGACY_HEADER_BYTES) };
+}
+
+/** Who proposed a command and under which request id, without decoding the rest (0, 0 if unreadable). */
+export function envelopeOrigin(bytes: Uint8Array): { proposer: number; requestId: number } {
+  if (bytes.length >= ENVELOPE_HEADER_BYTES && bytes[0] === ENVELOPE_FORMAT) {
+    return { proposer: readU64(bytes, AT_PROPOSER), requestId: readU64(bytes, AT_REQUEST_ID) };
+  }
+  if (bytes.length >= LEGACY_HEADER_BYTES && bytes[0] === LEGACY_FORMAT) return { proposer: readU64(bytes, 2), requestId: readU64(bytes, 10) };
+  return { proposer: 0, requestId: 0 };
+}
+
+/**
+ * The same command with the leader's clock in its timestamp (a copy: the bytes given may be
+ * shared with the proposer's own record of the request). Other formats pass through unchanged.
+ */
+export function stampEnvelope(bytes: Uint8Array, timestampMs: number): Uint8Array {
+  if (bytes.length < ENVELOPE_HEADER_BYTES || bytes[0] !== ENVELOPE_FORMAT) return bytes;
+  const stamped = bytes.slice();
+  writeU64(stamped, AT_TIMESTAMP, Math.max(0, Math.floor(timestampMs)));
+  return stamped;
+}
+
+/** Whether two envelopes carry the same command (everything but the timestamp is equal). */
+export function sameCommand(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (i === AT_TIMESTAMP && a[0] === ENVELOPE_FORMAT) {
+      i = AT_TIMESTAMP + 7;
+      continue;
+    }
+    if (a[i] !== b[i]) return false;
+  }
+  return true;
+}

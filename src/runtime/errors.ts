@@ -1,0 +1,36 @@
+/**
+ * Why the runtime could not carry a request out. The server maps these codes to client errors in
+ * one place (src/server/error-mapping.ts); the simulator's clients classify them the same way.
+ *
+ * Whether the request may still take effect matters to a client (a retry could apply it twice):
+ * - definitely not applied: `no-leader`, `leader-transfer`, `too-many-requests`,
+ *   `unsupported-command`, `wrong-shard`, `cross-shard`, `lost` (its place in the log was taken
+ *   by another entry, so it can never be applied);
+ * - unknown: `timeout`, `leader-failed` (timed out after a leader change), `stopped` (the node
+ *   stopped while the request was pending).
+ */
+export type RuntimeErrorCode =
+  | 'no-leader'
+  | 'leader-transfer'
+  | 'leader-changed'
+  | 'too-many-requests'
+  | 'unsupported-command'
+  | 'wrong-shard'
+  | 'cross-shard'
+  | 'lost'
+  | 'timeout'
+  | 'leader-failed'
+  | 'stopped';
+
+export class RuntimeError extends Error {
+  override readonly name = 'RuntimeError';
+  constructor(
+    readonly code: RuntimeErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Codes after which the request may still have been applied. */
+export const indeterminateCodes: ReadonlySet<RuntimeErrorCode> = new Set(['timeout', 'leader-failed', 'stopped']);

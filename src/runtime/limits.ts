@@ -1,0 +1,60 @@
+/**
+ * Every limit of the shard runtime, in one place (units last). The relations between them are
+ * asserted when this module loads. A client that hits one of the pending-request limits gets
+ * `etcdserver: too many requests` (RESOURCE_EXHAUSTED), refused before anything is proposed.
+ */
+import { assert } from '../../raft/index';
+
+/**
+ * Readies of one group in flight at once: while one is being written, the next one's messages
+ * (the leader's next appends) already go out and its committed entries are applied.
+ */
+export const readiesInFlightMax = 4;
+
+/**
+ * Writes one shard holds on this node at once: queued for the next cycle, in Raft waiting to
+ * commit, or forwarded to the leader and waiting to be applied here.
+ */
+export const proposalsPendingMax = 16_384;
+
+/** Bytes of commands one shard holds in pending writes (each counted with its payload). */
+export const proposalBytesPendingMax = 64 * 1024 * 1024;
+
+/**
+ * Writes proposed while this node was not the leader (Raft forwarded them) whose place in the
+ * log is not known yet. They are the ones a lost message or a leader failure can leave behind, so
+ * they get a tighter bound than writes in general.
+ */
+export const forwardedProposalsPendingMax = 8_192;
+
+/** Linearizable reads one shard holds on this node (queued, in a ReadIndex round, or waiting to apply). */
+export const readsPendingMax = 16_384;
+
+/**
+ * When committed entries run this far ahead of applied ones, new writes are refused (etcd's
+ * maxGapBetweenApplyAndCommitIndex): the node is not keeping up, and queueing more only grows
+ * memory.
+ */
+export const applyGapEntriesMax = 5_000;
+
+/**
+ * After a leader change, a forwarded write whose place in the log is still unknown waits at most
+ * this many election timeouts for its entry to show up in this node's log before it is released
+ * with `request timed out, possibly due to previous leader failure` (its outcome is unknown).
+ */
+export const leaderChangeGraceElections = 2;
+
+/** Bytes of a Raft snapshot's engine sections the state machine encodes per scheduler turn. */
+export const snapshotSectionChunkBytesMax = 1024 * 1024;
+
+/** Sections (engines) one state-machine snapshot may hold. */
+export const snapshotSectionsMax = 32;
+
+/** Bytes of one snapshot frame as read back (a frame is a section chunk plus its header). */
+export const snapshotFrameBytesMax = 16 * 1024 * 1024;
+
+assert(readiesInFlightMax >= 1, 'at least one Ready must be allowed in flight');
+assert(forwardedProposalsPendingMax <= proposalsPendingMax, 'forwarded writes are a part of all pending writes');
+assert(proposalBytesPendingMax >= 2 * 1024 * 1024, 'one maximal etcd request (1.5 MiB) must fit the pending bytes');
+assert(leaderChangeGraceElections >= 1, 'an entry needs at least one election timeout to reach a new leader');
+assert(snapshotSectionChunkBytesMax < snapshotFrameBytesMax, 'a section chunk must fit a frame');

@@ -1,0 +1,208 @@
+/**
+ * The requests one shard holds on this node, and when each is released. Nothing stays here
+ * forever: every write and read has a deadline, and each is released on the first of
+ *
+ * - its outcome (a write applied here; a read's index applied here);
+ * - proof that it can never be applied (`lost`: another entry was applied where it sat);
+ * - its deadline (`timeout`, or `leader-failed` after a leader change; outcome unknown);
+ * - a leader change: reads asked of the old leader fail at once (`leader-changed`); forwarded
+ *   writes whose place in the log is not known get a short grace (`leaderChangeGraceMs`) to
+ *   show up in this node's log, then count as timed out;
+ * - the runtime stopping (`stopped`; outcome unknown).
+ *
+ * Invariants (asserted): a write with a known position sits above the applied index; counts
+ * match the maps they count.
+ */
+import { assert } from '../../raft/index';
+import { RuntimeError, type RuntimeErrorCode } from './errors';
+
+export type WriteCallback<T> = (error: RuntimeError | undefined, result?: T) => void;
+
+export interface WriteWaiter {
+  readonly requestId: number;
+  /** 'command': a normal entry; 'conf': a configuration change. */
+  readonly kind: 'command' | 'conf';
+  /** The envelope or encoded conf change as proposed (set when fed to Raft). */
+  data: Uint8Array | undefined;
+  readonly bytes: number;
+  deadlineMs: number;
+  /** Proposed while this node did not lead: Raft forwarded it. */
+  forwarded: boolean;
+  /** The log index the entry was appended at, once known here. */
+  position: number | undefined;
+  /** A leader change happened while it was pending (a timeout then says so). */
+  leaderChanged: boolean;
+  readonly callback: WriteCallback<unknown>;
+}
+
+export interface ReadWaiter {
+  deadlineMs: number;
+  settled: boolean;
+  readonly callback: (error: RuntimeError | undefined, readIndex?: number) => void;
+}
+
+export interface ReadBatch {
+  readonly waiters: ReadWaiter[];
+  index: number | undefined;
+}
+
+export interface PendingCounts {
+  /** Writes and configuration changes held (queued, in Raft, or forwarded). */
+  readonly writes: number;
+  readonly writeBytes: number;
+  /** Forwarded writes whose place in the log is not known yet. */
+  readonly forwarded: number;
+  readonly reads: number;
+}
+
+export class PendingRequests {
+  /** Waiting to be fed to Raft at the next cycle, in arrival order. */
+  queue: WriteWaiter[] = [];
+  readonly writes = new Map<number, WriteWaiter>();
+  /** Index -> request id of writes whose position is known. */
+  readonly positions = new Map<number, number>();
+  private forwardedUnknown = 0;
+  private writeBytes = 0;
+
+  queuedReads: ReadWaiter[] = [];
+  readonly readRounds = new Map<string, ReadBatch>();
+  readonly readsAwaitingApply: ReadBatch[] = [];
+  private readCount = 0;
+
+  counts(): PendingCounts {
+    return { writes: this.writes.size, writeBytes: this.writeBytes, forwarded: this.forwardedUnknown, reads: this.readCount };
+  }
+
+  // ---- Writes -----------------------------------------------------------------------------
+
+  addWrite(waiter: WriteWaiter): void {
+    assert(!this.writes.has(waiter.requestId), () => `request id ${waiter.requestId} is pending twice`);
+    this.writes.set(waiter.requestId, waiter);
+    this.writeBytes += waiter.bytes;
+    this.queue.push(waiter);
+  }
+
+  /** Raft took the proposal; `position` is its index when this node appended it as leader. */
+  proposed(waiter: WriteWaiter, data: Uint8Array, position: number | undefined, appliedIndex: number): void {
+    waiter.data = data;
+    if (position !== undefined) {
+      this.place(waiter, position, appliedIndex);
+    } else {
+      waiter.forwarded = true;
+      this.forwardedUnknown++;
+    }
+  }
+
+  /** The entry of a pending write showed up in this node's log at `index`. */
+  place(waiter: WriteWaiter, index: number, appliedIndex: number): void {
+    assert(index > appliedIndex, () => `request ${waiter.requestId} placed at ${index}, at or below the applied index ${appliedIndex}`);
+    if (waiter.position === index) return;
+    if (waiter.position !== undefined) this.positions.delete(waiter.position);
+    else if (waiter.forwarded) this.forwardedUnknown--;
+    waiter.position = index;
+    // Another pending write that was thought to sit here no longer does (its entry was replaced).
+    const displaced = this.positions.get(index);
+    if (displaced !== undefined && displaced !== waiter.requestId) {
+      const other = this.writes.get(displaced);
+      if (other !== undefined) other.position = undefined;
+      if (other !== undefined && other.forwarded) this.forwardedUnknown++;
+    }
+    this.positions.set(index, waiter.requestId);
+  }
+
+  /** Removes a write and calls its callback. */
+  settleWrite(waiter: WriteWaiter, error: RuntimeError | undefined, result?: unknown): void {
+    if (this.writes.get(waiter.requestId) !== waiter) return;
+    this.writes.delete(waiter.requestId);
+    this.writeBytes -= waiter.bytes;
+    if (waiter.position !== undefined) {
+      if (this.positions.get(waiter.position) === waiter.requestId) this.positions.delete(waiter.position);
+    } else if (waiter.forwarded) {
+      this.forwardedUnknown--;
+    }
+    assert(this.forwardedUnknown >= 0 && this.writeBytes >= 0, 'pending write counts went negative');
+    waiter.callback(error, result);
+  }
+
+  /** Fails every queued (not yet proposed) write. */
+  failQueued(error: RuntimeError): void {
+    const queued = this.queue;
+    this.queue = [];
+    for (const waiter of queued) this.settleWrite(waiter, error);
+  }
+
+  /** After a leader change: forwarded writes not yet seen in the log get `graceUntilMs` at most. */
+  leaderChanged(graceUntilMs: number): void {
+    for (const waiter of this.writes.values()) {
+      if (waiter.data === undefined) continue; // still queued: it goes to the new leader
+      waiter.leaderChanged = true;
+      if (waiter.position === undefined && waiter.deadlineMs > graceUntilMs) waiter.deadlineMs = graceUntilMs;
+    }
+  }
+
+  /** Releases writes and reads whose deadline passed. */
+  expire(nowMs: number): void {
+    for (const waiter of [...this.writes.values()]) {
+      if (waiter.deadlineMs > nowMs || waiter.data === undefined) continue;
+      const code: RuntimeErrorCode = waiter.leaderChanged ? 'leader-failed' : 'timeout';
+      this.settleWrite(waiter, timeoutError(code));
+    }
+    if (this.readCount === 0) return;
+    const expireRead = (waiter: ReadWaiter): void => {
+      if (!waiter.settled && waiter.deadlineMs <= nowMs) this.settleRead(waiter, timeoutError('timeout'));
+    };
+    for (const waiter of this.queuedReads) expireRead(waiter);
+    for (const batch of this.readRounds.values()) for (const waiter of batch.waiters) expireRead(waiter);
+    for (const batch of this.readsAwaitingApply) for (const waiter of batch.waiters) expireRead(waiter);
+    this.queuedReads = this.queuedReads.filter((w) => !w.settled);
+  }
+
+  // ---- Reads ------------------------------------------------------------------------------
+
+  addRead(waiter: ReadWaiter): void {
+    this.readCount++;
+    this.queuedReads.push(waiter);
+  }
+
+  settleRead(waiter: ReadWaiter, error: RuntimeError | undefined, readIndex?: number): void {
+    if (waiter.settled) return;
+    waiter.settled = true;
+    this.readCount--;
+    assert(this.readCount >= 0, 'pending read count went negative');
+    waiter.callback(error, readIndex);
+  }
+
+  failReadRounds(error: RuntimeError): void {
+    for (const batch of this.readRounds.values()) for (const waiter of batch.waiters) this.settleRead(waiter, error);
+    this.readRounds.clear();
+  }
+
+  /** Serves every read whose index is applied. */
+  releaseReads(appliedIndex: number): void {
+    let kept = 0;
+    for (const batch of this.readsAwaitingApply) {
+      if (batch.index !== undefined && batch.index <= appliedIndex) {
+        for (const waiter of batch.waiters) this.settleRead(waiter, undefined, batch.index);
+      } else if (batch.waiters.some((w) => !w.settled)) {
+        this.readsAwaitingApply[kept++] = batch;
+      }
+    }
+    this.readsAwaitingApply.length = kept;
+  }
+
+  /** Fails everything (the runtime stops). */
+  failAll(error: RuntimeError): void {
+    for (const waiter of [...this.writes.values()]) this.settleWrite(waiter, error);
+    this.queue = [];
+    for (const waiter of this.queuedReads) this.settleRead(waiter, error);
+    this.queuedReads = [];
+    this.failReadRounds(error);
+    for (const batch of this.readsAwaitingApply) for (const waiter of batch.waiters) this.settleRead(waiter, error);
+    this.readsAwaitingApply.length = 0;
+    assert(this.writes.size === 0 && this.readCount === 0 && this.positions.size === 0, 'requests left after failing all');
+  }
+}
+
+function timeoutError(code: RuntimeErrorCode): RuntimeError {
+  return new RuntimeError(code, code === 'leader-failed' ? 'request timed out after a leader change' : 'request timed out');
+}

@@ -1,0 +1,142 @@
+/**
+ * The router: which shard serves a request, and the narrow handle services use to reach it.
+ * Services never see a node or a Raft group; they get `propose`, `read`, `status` and the
+ * shard's current state machine from a ShardHandle.
+ *
+ * Key → shard: one store (the default one) on one shard today; the shard map of a later issue
+ * plugs in behind `shardForKey` without changing a service. A request for a shard this node does
+ * not host fails with `wrong-shard`; keys of one request that fall in different shards fail with
+ * `cross-shard`. Forwarding to a shard's leader is Raft's: a follower's proposal travels to the
+ * leader over the peer transport, and its reads ask the leader for a read index.
+ */
+import type { ConfChange } from '../../raft/index';
+import type { EngineCommand } from './envelope';
+import { RuntimeError } from './errors';
+import type { NodeRuntime, RequestOptions, ShardStatus } from './runtime';
+import type { Applied, ShardStateMachine } from './state-machine';
+
+export interface ShardHandle {
+  readonly shardId: number;
+  /** Proposes a command; resolves with what applying it produced on this node. */
+  propose(command: EngineCommand, options?: RequestOptions): Promise<Applied>;
+  proposeConfChange(change: ConfChange, options?: RequestOptions): Promise<void>;
+  /** Resolves once this node applied everything committed when it was asked (ReadIndex); with the read index. */
+  read(options?: RequestOptions): Promise<number>;
+  status(): ShardStatus;
+  /** The current term (cheap: for response headers). */
+  term(): number;
+  /** The known leader (0: none). */
+  leader(): number;
+  /** The state machine now (a snapshot install replaces it: fetch it after every await). */
+  machine(): ShardStateMachine;
+  /** Asks the shard's leader to hand leadership to `to` (ignored when refused). */
+  transferLeader(to: number): void;
+}
+
+export interface ShardMap {
+  /** The shard that owns `key`. */
+  shardForKey(key: Uint8Array): number;
+  /** The shard of the default store (what Status, Hash and Snapshot describe). */
+  readonly defaultStoreShard: number;
+  /** The meta shard (members; later stores and the shard map). */
+  readonly metaShard: number;
+}
+
+/** The map of a node with one store on one shard. */
+export function singleStoreMap(metaShard: number, defaultStoreShard: number): ShardMap {
+  return { shardForKey: () => defaultStoreShard, defaultStoreShard, metaShard };
+}
+
+class RuntimeShardHandle implements ShardHandle {
+  constructor(
+    private readonly runtime: NodeRuntime,
+    readonly shardId: number,
+  ) {}
+
+  propose(command: EngineCommand, options: RequestOptions = {}): Promise<Applied> {
+    return new Promise((resolve, reject) => {
+      this.runtime.propose(this.shardId, command, options, (error, applied) => (error === undefined ? resolve(applied!) : reject(error)));
+    });
+  }
+
+  proposeConfChange(change: ConfChange, options: RequestOptions = {}): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.runtime.proposeConfChange(this.shardId, change, options, (error) => (error === undefined ? resolve() : reject(error)));
+    });
+  }
+
+  read(options: RequestOptions = {}): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.runtime.read(this.shardId, options, (error, index) => (error === undefined ? resolve(index!) : reject(error)));
+    });
+  }
+
+  status(): ShardStatus {
+    return this.runtime.status(this.shardId);
+  }
+
+  machine(): ShardStateMachine {
+    return this.runtime.machine(this.shardId);
+  }
+
+  term(): number {
+    return this.runtime.term(this.shardId);
+  }
+
+  leader(): number {
+    return this.runtime.leader(this.shardId);
+  }
+
+  transferLeader(to: number): void {
+    this.runtime.transferLeader(this.shardId, to);
+  }
+}
+
+export class Router {
+  private readonly handles = new Map<number, ShardHandle>();
+
+  constructor(
+    private readonly runtime: NodeRuntime,
+    readonly map: ShardMap,
+  ) {}
+
+  /** The handle of a shard this node hosts; `wrong-shard` otherwise. */
+  shard(shardId: number): ShardHandle {
+    let handle = this.handles.get(shardId);
+    if (handle === undefined) {
+      if (!this.runtime.hasShard(shardId)) throw new RuntimeError('wrong-shard', `shard ${shardId} is not hosted on this node`);
+      handle = new RuntimeShardHandle(this.runtime, shardId);
+      this.handles.set(shardId, handle);
+    }
+    return handle;
+  }
+
+  /** The shard that owns `key`. */
+  forKey(key: Uint8Array): ShardHandle {
+    return this.shard(this.map.shardForKey(key));
+  }
+
+  /** The one shard that owns every key given (a txn's); `cross-shard` if they span more. */
+  forKeys(keys: Iterable<Uint8Array>): ShardHandle {
+    let shardId: number | undefined;
+    for (const key of keys) {
+      const owner = this.map.shardForKey(key);
+      if (shardId !== undefined && owner !== shardId) throw new RuntimeError('cross-shard', 'dkv: txn keys span more than one shard');
+      shardId = owner;
+    }
+    return this.shard(shardId ?? this.map.defaultStoreShard);
+  }
+
+  defaultStore(): ShardHandle {
+    return this.shard(this.map.defaultStoreShard);
+  }
+
+  meta(): ShardHandle {
+    return this.shard(this.map.metaShard);
+  }
+
+  /** Every shard this node hosts, in id order. */
+  hosted(): ShardHandle[] {
+    return this.runtime.shardIds().map((id) => this.shard(id));
+  }
+}

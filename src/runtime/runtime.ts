@@ -1,0 +1,892 @@
+/**
+ * The shard runtime: one loop drives every Raft group (shard) a node hosts. It reads no clock,
+ * starts no timer and does no I/O of its own: storage, transport, clock and scheduler are
+ * injected, so `dkv server` (LevelDB, gRPC peers, real timers) and the simulator (in-memory disk
+ * with faults, simulated network and time) drive the same code in the same order.
+ *
+ * A cycle, started on the scheduler's next turn after anything changed:
+ *  1. queued proposals (one Raft proposal per shard, stamped with this node's clock when it
+ *     leads), configuration changes and reads (one ReadIndex round per shard) go into the groups;
+ *  2. `ready()` of every group; messages that need no persistence go out at once (a leader's
+ *     appends travel in parallel with its own write);
+ *  3. ONE save for every group's entries and hard state (group commit), synced when any group
+ *     needs it; a save of commit indexes alone is not waited for;
+ *  4. while that save runs, committed entries are applied (durable on a quorum already) and
+ *     waiting writes resolve;
+ *  5. once the save is done, and every earlier cycle's too: the messages that promise
+ *     durability (acknowledgements, votes) leave, the groups advance, reads whose index is now
+ *     applied are served, and a snapshot is taken when due.
+ * Steps 1–4 of a cycle never overlap another cycle's; up to `readiesInFlightMax` cycles may wait
+ * in step 5 at once, finishing in order.
+ */
+import {
+  type ConfChange,
+  type Entry,
+  type Message,
+  type Prng,
+  ProposalDroppedError,
+  type RaftLogger,
+  RawNode,
+  type Ready,
+  type Snapshot,
+  type Status,
+  assert,
+  decodeConfChange,
+  encodeConfChange,
+  silentLogger,
+} from '../../raft/index';
+import type { LogStorage } from '../../raft/index';
+import type { ShardUpdate } from '../../storage/index';
+import { readU64, writeU64 } from '../../storage/index';
+import { type EngineCommand, encodeEnvelope, envelopeOrigin, sameCommand, stampEnvelope } from './envelope';
+import { RuntimeError } from './errors';
+import {
+  applyGapEntriesMax,
+  forwardedProposalsPendingMax,
+  leaderChangeGraceElections,
+  proposalBytesPendingMax,
+  proposalsPendingMax,
+  readiesInFlightMax,
+  readsPendingMax,
+} from './limits';
+import { type PendingCounts, PendingRequests, type ReadWaiter, type WriteWaiter } from './pending';
+import { type Applied, type LeaderContext, ShardStateMachine, StateMachineHaltError } from './state-machine';
+
+// ---- What is injected ---------------------------------------------------------------------
+
+/** A shard's log as Raft reads it; `save` keeps it current (reads see a save at once). */
+export type ShardLogView = LogStorage;
+
+export interface SaveOptions {
+  /** The write must be synced before `done` (entries, a vote, a term change, a snapshot). */
+  readonly sync: boolean;
+  /** Nothing waits for it (a commit index alone): it may ride with a later write. */
+  readonly deferrable: boolean;
+}
+
+export interface RuntimeStorage {
+  shard(id: number): ShardLogView;
+  /**
+   * Applies the updates in memory at once and writes them (all shards in one batch); calls
+   * `done` when durable (or written, when not synced), never synchronously. After a failure the
+   * storage is unusable.
+   */
+  save(updates: readonly ShardUpdate[], options: SaveOptions, done: (error?: Error) => void): void;
+}
+
+export interface RuntimeTransport {
+  send(to: number, shard: number, messages: readonly Message[]): void;
+}
+
+export interface RuntimeClock {
+  /** Milliseconds (wall clock in a server, simulated time in the simulator). */
+  now(): number;
+}
+
+export interface RuntimeScheduler {
+  /** Runs `task` on a later turn (after the current task and what is already due). */
+  soon(task: () => void): void;
+}
+
+/** What the node wiring (or the simulator) wants to hear about. */
+export interface RuntimeListener {
+  /** A normal entry was applied on `shard` (its outcome, for watchers and waiting clients). */
+  applied?(shard: number, applied: Applied, entry: Entry): void;
+  /** A configuration change was applied on `shard`. */
+  confChangeApplied?(shard: number, change: ConfChange, entry: Entry): void;
+  /** `shard`'s state was replaced by a snapshot: the stored one at start, or the leader's. */
+  stateReplaced?(shard: number, from: 'storage' | 'leader'): void;
+  leaderChanged?(shard: number, leader: number, term: number): void;
+  /** A synced save finished after `seconds`. */
+  saved?(seconds: number): void;
+  /** The runtime stopped for good (storage failed, an invariant broke, an entry cannot be applied). */
+  fatal?(error: Error): void;
+  /** For checkers: the state machine of `shard` applied `entry` (every entry, empty ones too). */
+  entryApplied?(shard: number, entry: Entry): void;
+  /** For checkers: a Ready was taken from `shard`'s group. */
+  readyTaken?(shard: number, node: RawNode, ready: Ready): void;
+  /** For checkers: `shard`'s group took a message, a tick or a proposal. */
+  stepped?(shard: number, node: RawNode): void;
+}
+
+export interface RaftSettings {
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  readonly checkQuorum?: boolean;
+  readonly preVote?: boolean;
+  readonly readOnlyOption?: 'safe' | 'lease-based';
+  readonly messageBytesMax?: number;
+  readonly inflightMessagesMax?: number;
+  readonly inflightBytesMax?: number;
+  readonly uncommittedEntriesBytesMax?: number;
+  readonly committedEntriesBytesPerReadyMax?: number;
+  /** Readies in flight per group (default `readiesInFlightMax`). */
+  readonly readiesInFlightMax?: number;
+  readonly unsafeTestingKnobs?: { readonly voteTwiceInTerm?: boolean };
+}
+
+export interface NodeRuntimeOptions {
+  readonly memberId: number;
+  readonly storage: RuntimeStorage;
+  readonly transport: RuntimeTransport;
+  readonly clock: RuntimeClock;
+  readonly scheduler: RuntimeScheduler;
+  readonly random: Prng;
+  readonly raft: RaftSettings;
+  /** How often the driver calls `tick()` (ms): deadlines and the leader-change grace use it. */
+  readonly tickMs: number;
+  /** Applied entries between snapshots of a shard's state (etcd's --snapshot-count; 0: never). */
+  readonly snapshotCount: number;
+  /** Entries kept in the log behind a snapshot, so a slightly lagging follower needs no snapshot. */
+  readonly snapshotCatchUpEntries: number;
+  /** Take a snapshot right after a configuration change is applied (once one exists). */
+  readonly snapshotAfterConfChange?: boolean;
+  /** How long a request may wait by default (ms). */
+  readonly requestTimeoutMs: number;
+  /** A new state machine for a shard (its engines). */
+  readonly stateMachine: (shard: number) => ShardStateMachine;
+  readonly listener?: RuntimeListener;
+  readonly logger?: RaftLogger;
+  /** The first request id (unique per process start: see firstRequestId). */
+  readonly firstRequestId: number;
+  /** Test-only switches that break the runtime on purpose (checkers must catch them). */
+  readonly unsafe?: {
+    /** Send acknowledgements and votes before the write they promise is durable. */
+    readonly acknowledgeBeforePersist?: boolean;
+  };
+}
+
+/**
+ * The first request id of a process started at `nowMs`: ids never repeat across restarts (an
+ * entry proposed before a crash may commit after it and must not complete a new request) unless
+ * a process issued more than 1024 requests per millisecond of its life. Below 2^53 until 2250.
+ */
+export function firstRequestId(nowMs: number): number {
+  return Math.floor(nowMs) * 1024 + 1;
+}
+
+export interface ShardStatus extends Status {
+  readonly shardId: number;
+  readonly memberId: number;
+  readonly snapshotIndex: number;
+  readonly pending: PendingCounts;
+}
+
+export interface RequestOptions {
+  /** Overrides the default request timeout (ms). */
+  readonly timeoutMs?: number;
+}
+
+// ---- Conf change contexts -------------------------------------------------------------------
+
+const CONTEXT_HEADER_BYTES = 16;
+
+/** A conf change context: who proposed it and under which request id, then the payload. */
+export function wrapConfContext(proposer: number, requestId: number, payload: Uint8Array): Uint8Array {
+  const bytes = new Uint8Array(CONTEXT_HEADER_BYTES + payload.length);
+  writeU64(bytes, 0, proposer);
+  writeU64(bytes, 8, requestId);
+  bytes.set(payload, CONTEXT_HEADER_BYTES);
+  return bytes;
+}
+
+export function unwrapConfContext(context: Uint8Array): { proposer: number; requestId: number; payload: Uint8Array } {
+  // A leave-joint change (empty context) comes from Raft itself, not from a proposer.
+  if (context.length < CONTEXT_HEADER_BYTES) return { proposer: 0, requestId: 0, payload: context };
+  return { proposer: readU64(context, 0), requestId: readU64(context, 8), payload: context.subarray(CONTEXT_HEADER_BYTES) };
+}
+
+// ---- Shards ---------------------------------------------------------------------------------
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+class ShardState {
+  node: RawNode;
+  machine: ShardStateMachine;
+  /** Index of the last snapshot taken or installed. */
+  snapshotIndex: number;
+  snapshotInProgress = false;
+  readonly pending = new PendingRequests();
+  leader = 0;
+  term = 0;
+  isLeader = false;
+  readRound = 0;
+  /** A conf change was applied since the last snapshot. */
+  confChanged = false;
+
+  constructor(
+    readonly id: number,
+    node: RawNode,
+    machine: ShardStateMachine,
+  ) {
+    this.node = node;
+    this.machine = machine;
+    this.snapshotIndex = machine.appliedIndex;
+  }
+}
+
+interface Cycle {
+  readonly readies: Array<[ShardState, Ready]>;
+  readonly startedMs: number;
+  readonly synced: boolean;
+  saved: boolean;
+  error: Error | undefined;
+}
+
+export class NodeRuntime {
+  private readonly shards = new Map<number, ShardState>();
+  private readonly cycles: Cycle[] = [];
+  private scheduled = false;
+  private inFirstHalf = false;
+  private stopped = false;
+  private failure: Error | undefined;
+  private nextRequestId: number;
+  private readonly readiesMax: number;
+  /** Requests refused because a pending-request limit was reached. */
+  refusedTotal = 0;
+
+  constructor(private readonly options: NodeRuntimeOptions) {
+    assert(Number.isSafeInteger(options.memberId) && options.memberId > 0, 'memberId must be a positive safe integer');
+    assert(options.tickMs > 0 && options.requestTimeoutMs > 0, 'tickMs and requestTimeoutMs must be positive');
+    assert(Number.isSafeInteger(options.firstRequestId) && options.firstRequestId > 0, 'firstRequestId must be a positive safe integer');
+    this.nextRequestId = options.firstRequestId;
+    this.readiesMax = options.raft.readiesInFlightMax ?? readiesInFlightMax;
+  }
+
+  get memberId(): number {
+    return this.options.memberId;
+  }
+
+  /** Why the runtime stopped for good, if it did. */
+  get fatalError(): Error | undefined {
+    return this.failure;
+  }
+
+  /**
+   * Adds a group whose state is in storage (a new group is bootstrapped there first). The state
+   * machine starts from the stored snapshot; Raft then re-delivers every committed entry after it.
+   */
+  addShard(shardId: number): void {
+    assert(!this.shards.has(shardId), `shard ${shardId} is added twice`);
+    const storage = this.options.storage.shard(shardId);
+    const machine = this.options.stateMachine(shardId);
+    const stored = storage.snapshot();
+    if (stored.data.length > 0) machine.restore(stored.data, stored.metadata.index);
+    const node = this.newRawNode(storage, machine.appliedIndex);
+    const shard = new ShardState(shardId, node, machine);
+    shard.snapshotIndex = stored.metadata.index;
+    this.shards.set(shardId, shard);
+    if (stored.data.length > 0) this.options.listener?.stateReplaced?.(shardId, 'storage');
+  }
+
+  private newRawNode(storage: ShardLogView, applied: number): RawNode {
+    const raft = this.options.raft;
+    return new RawNode({
+      ...raft,
+      id: this.options.memberId,
+      storage,
+      random: this.options.random,
+      applied,
+      readiesInFlightMax: this.readiesMax,
+      checkQuorum: raft.checkQuorum ?? true,
+      preVote: raft.preVote ?? true,
+      logger: this.options.logger ?? silentLogger,
+    });
+  }
+
+  hasShard(shardId: number): boolean {
+    return this.shards.has(shardId);
+  }
+
+  shardIds(): number[] {
+    return [...this.shards.keys()].sort((a, b) => a - b);
+  }
+
+  /** The shard's state machine now (a snapshot install replaces it: do not keep it). */
+  machine(shardId: number): ShardStateMachine {
+    return this.requireShard(shardId).machine;
+  }
+
+  /** The shard's Raft group (checkers and status only: drive it through the runtime). */
+  rawNode(shardId: number): RawNode {
+    return this.requireShard(shardId).node;
+  }
+
+  status(shardId: number): ShardStatus {
+    const shard = this.requireShard(shardId);
+    return {
+      ...shard.node.status(),
+      shardId,
+      memberId: this.options.memberId,
+      snapshotIndex: shard.snapshotIndex,
+      pending: shard.pending.counts(),
+    };
+  }
+
+  /** The shard's current term (cheap enough for every response header). */
+  term(shardId: number): number {
+    return this.requireShard(shardId).node.raft.term;
+  }
+
+  /** The shard's known leader (0: none). */
+  leader(shardId: number): number {
+    return this.requireShard(shardId).leader;
+  }
+
+  /** What every shard holds pending (for metrics). */
+  pendingTotals(): PendingCounts {
+    let writes = 0;
+    let writeBytes = 0;
+    let forwarded = 0;
+    let reads = 0;
+    for (const shard of this.shards.values()) {
+      const c = shard.pending.counts();
+      writes += c.writes;
+      writeBytes += c.writeBytes;
+      forwarded += c.forwarded;
+      reads += c.reads;
+    }
+    return { writes, writeBytes, forwarded, reads };
+  }
+
+  // ---- Driving ------------------------------------------------------------------------------
+
+  /** One tick of the logical clock: elections, heartbeats, leader duties, request deadlines. */
+  tick(): void {
+    if (this.stopped) return;
+    const now = this.options.clock.now();
+    for (const shard of this.shards.values()) {
+      shard.node.tick();
+      this.options.listener?.stepped?.(shard.id, shard.node);
+      if (shard.isLeader) for (const engine of shard.machine.engineList()) engine.leaderTick?.(this.leaderContext(shard));
+      shard.pending.expire(now);
+    }
+    this.schedule();
+  }
+
+  /** Messages from a peer for our groups (unknown shards are ignored). */
+  receive(batch: ReadonlyArray<{ shard: number; message: Message }>): void {
+    if (this.stopped) return;
+    for (const { shard: shardId, message } of batch) {
+      const shard = this.shards.get(shardId);
+      if (shard === undefined) continue;
+      shard.node.step(shard.isLeader && message.type === 'MsgProp' ? this.stampForwarded(message) : message);
+      this.options.listener?.stepped?.(shardId, shard.node);
+    }
+    this.schedule();
+  }
+
+  /** A leader takes a forwarded proposal: its commands carry the leader's clock from now on. */
+  private stampForwarded(message: Message): Message {
+    const now = this.options.clock.now();
+    const entries = message.entries.map((e) => (e.type === 'normal' ? { ...e, data: stampEnvelope(e.data, now) } : e));
+    return { ...message, entries };
+  }
+
+  reportUnreachable(peer: number, shards: readonly number[]): void {
+    if (this.stopped) return;
+    for (const id of shards) this.shards.get(id)?.node.reportUnreachable(peer);
+  }
+
+  reportSnapshot(peer: number, shardId: number, ok: boolean): void {
+    if (this.stopped) return;
+    this.shards.get(shardId)?.node.reportSnapshot(peer, ok);
+    this.schedule();
+  }
+
+  campaign(shardId: number): void {
+    this.requireShard(shardId).node.campaign();
+    this.schedule();
+  }
+
+  transferLeader(shardId: number, to: number): void {
+    const shard = this.requireShard(shardId);
+    try {
+      shard.node.transferLeader(to);
+    } catch (error) {
+      if (!(error instanceof ProposalDroppedError)) throw error;
+    }
+    this.schedule();
+  }
+
+  // ---- Requests -----------------------------------------------------------------------------
+
+  /**
+   * Proposes a command; `callback` hears what applying it produced here, or why it could not be
+   * carried out (see RuntimeError for which errors leave the outcome unknown).
+   */
+  propose(shardId: number, command: EngineCommand, options: RequestOptions, callback: (error: RuntimeError | undefined, applied?: Applied) => void): void {
+    const shard = this.admitWrite(shardId, command.payload.length);
+    if (!shard.machine.supports(command.engine, command.version)) {
+      throw new RuntimeError('unsupported-command', `this node cannot apply engine ${command.engine} command version ${command.version}`);
+    }
+    const waiter = this.newWaiter('command', command.payload.length, options, callback as (error: RuntimeError | undefined, result?: unknown) => void);
+    (waiter as WriteWaiter & { command?: EngineCommand }).command = command;
+    shard.pending.addWrite(waiter);
+    this.schedule();
+  }
+
+  /** Proposes a configuration change (through any member); `callback` hears when it is applied here. */
+  proposeConfChange(shardId: number, change: ConfChange, options: RequestOptions, callback: (error: RuntimeError | undefined) => void): void {
+    const shard = this.admitWrite(shardId, change.context.length);
+    const waiter = this.newWaiter('conf', change.context.length, options, callback as (error: RuntimeError | undefined, result?: unknown) => void);
+    (waiter as WriteWaiter & { change?: ConfChange }).change = change;
+    shard.pending.addWrite(waiter);
+    this.schedule();
+  }
+
+  /** A linearizable read barrier: `callback` runs once this node applied everything committed when it was asked. */
+  read(shardId: number, options: RequestOptions, callback: (error: RuntimeError | undefined, readIndex?: number) => void): void {
+    const shard = this.requireShard(shardId);
+    if (shard.pending.counts().reads >= readsPendingMax) throw this.tooMany(`${readsPendingMax} reads are pending on shard ${shardId}`);
+    const waiter: ReadWaiter = { deadlineMs: this.deadline(options), settled: false, callback };
+    shard.pending.addRead(waiter);
+    this.schedule();
+  }
+
+  private admitWrite(shardId: number, bytes: number): ShardState {
+    const shard = this.requireShard(shardId);
+    const counts = shard.pending.counts();
+    if (counts.writes >= proposalsPendingMax) throw this.tooMany(`${proposalsPendingMax} writes are pending on shard ${shardId}`);
+    if (counts.writeBytes + bytes > proposalBytesPendingMax) throw this.tooMany(`pending writes on shard ${shardId} hold ${counts.writeBytes} bytes`);
+    if (!shard.isLeader && counts.forwarded >= forwardedProposalsPendingMax) {
+      throw this.tooMany(`${forwardedProposalsPendingMax} forwarded writes are waiting on shard ${shardId}`);
+    }
+    const status = shard.node.raft.log;
+    if (status.committed - shard.machine.appliedIndex > applyGapEntriesMax) {
+      throw this.tooMany(`shard ${shardId} applies ${status.committed - shard.machine.appliedIndex} entries behind its commit index`);
+    }
+    return shard;
+  }
+
+  private tooMany(detail: string): RuntimeError {
+    this.refusedTotal++;
+    return new RuntimeError('too-many-requests', `etcdserver: too many requests (${detail})`);
+  }
+
+  private newWaiter(kind: 'command' | 'conf', bytes: number, options: RequestOptions, callback: (error: RuntimeError | undefined, result?: unknown) => void): WriteWaiter {
+    const requestId = this.nextRequestId++;
+    return { requestId, kind, data: undefined, bytes, deadlineMs: this.deadline(options), forwarded: false, position: undefined, leaderChanged: false, callback };
+  }
+
+  private deadline(options: RequestOptions): number {
+    const timeout = options.timeoutMs ?? this.options.requestTimeoutMs;
+    assert(timeout > 0, 'a request timeout must be positive');
+    return this.options.clock.now() + timeout;
+  }
+
+  private requireShard(shardId: number): ShardState {
+    if (this.failure !== undefined || this.stopped) throw new RuntimeError('stopped', 'the node is stopping');
+    const shard = this.shards.get(shardId);
+    if (shard === undefined) throw new RuntimeError('wrong-shard', `shard ${shardId} is not hosted on this node`);
+    return shard;
+  }
+
+  // ---- Stopping -----------------------------------------------------------------------------
+
+  /** Stops: every pending request fails with `stopped`; `done` runs once no cycle is running. */
+  stop(done?: () => void): void {
+    if (!this.stopped) {
+      this.stopped = true;
+      this.failEverything(new RuntimeError('stopped', 'etcdserver: server stopped'));
+    }
+    if (done === undefined) return;
+    const wait = (): void => {
+      if (this.cycles.length === 0) done();
+      else this.options.scheduler.soon(wait);
+    };
+    wait();
+  }
+
+  /** Whether a cycle is waiting for its save (a stopped runtime must not be reused before 0). */
+  get cyclesInFlight(): number {
+    return this.cycles.length;
+  }
+
+  private fatal(error: Error): void {
+    if (this.failure !== undefined) return;
+    this.failure = error;
+    this.stopped = true;
+    this.failEverything(new RuntimeError('stopped', 'etcdserver: server stopped'));
+    this.options.logger?.warn(`shard runtime stopped: ${error.stack ?? error.message}`);
+    this.options.listener?.fatal?.(error);
+  }
+
+  private failEverything(error: RuntimeError): void {
+    for (const shard of this.shards.values()) shard.pending.failAll(error);
+  }
+
+  // ---- The cycle ----------------------------------------------------------------------------
+
+  private schedule(): void {
+    if (this.scheduled || this.inFirstHalf || this.stopped) return;
+    this.scheduled = true;
+    this.options.scheduler.soon(() => {
+      this.scheduled = false;
+      if (this.stopped) return;
+      try {
+        this.firstHalf();
+      } catch (error) {
+        this.inFirstHalf = false;
+        this.fatal(error instanceof Error ? error : new Error(String(error)));
+      }
+    });
+  }
+
+  private hasWork(): boolean {
+    for (const shard of this.shards.values()) {
+      const p = shard.pending;
+      if (p.queue.length > 0 || p.queuedReads.length > 0 || shard.node.hasReady()) return true;
+    }
+    return false;
+  }
+
+  private firstHalf(): void {
+    this.inFirstHalf = true;
+    for (const shard of this.shards.values()) this.feed(shard);
+    const readies: Array<[ShardState, Ready]> = [];
+    for (const shard of this.shards.values()) {
+      if (!shard.node.hasReady()) continue;
+      const ready = shard.node.ready();
+      this.options.listener?.readyTaken?.(shard.id, shard.node, ready);
+      readies.push([shard, ready]);
+    }
+    if (readies.length === 0) {
+      this.inFirstHalf = false;
+      return;
+    }
+    const updates: ShardUpdate[] = [];
+    let mustSync = false;
+    for (const [shard, ready] of readies) {
+      this.noteSoftState(shard, ready);
+      this.send(shard, ready.messages);
+      if (this.options.unsafe?.acknowledgeBeforePersist === true) this.send(shard, ready.messagesAfterPersist);
+      if (ready.entries.length > 0 || ready.hardState !== undefined || ready.snapshot !== undefined) {
+        updates.push({ shard: shard.id, entries: ready.entries, hardState: ready.hardState, snapshot: ready.snapshot });
+        mustSync ||= ready.mustSync;
+      }
+      this.placeOwnEntries(shard, ready.entries);
+    }
+    const cycle: Cycle = { readies, startedMs: this.options.clock.now(), synced: mustSync, saved: updates.length === 0, error: undefined };
+    this.cycles.push(cycle);
+    if (updates.length > 0) {
+      // One write for every group. A commit index alone is not waited for: it rides with the
+      // next batch (a crash may lose it; Raft learns it again from the leader).
+      this.options.storage.save(updates, { sync: mustSync, deferrable: !mustSync }, (error) => {
+        if (error !== undefined) {
+          this.fatal(error);
+          return;
+        }
+        if (mustSync) {
+          cycle.saved = true;
+          this.options.listener?.saved?.((this.options.clock.now() - cycle.startedMs) / 1000);
+          if (!this.inFirstHalf) this.finishCycles();
+        }
+      });
+      if (!mustSync) cycle.saved = true;
+    }
+    // Committed entries are durable on a quorum already: apply them while our own write runs.
+    for (const [shard, ready] of readies) {
+      if (ready.snapshot !== undefined) this.installSnapshot(shard, ready.snapshot);
+      this.applyCommitted(shard, ready.committedEntries);
+      this.noteReadStates(shard, ready);
+    }
+    this.inFirstHalf = false;
+    this.finishCycles();
+    if (this.hasWork()) this.schedule();
+  }
+
+  /** Second halves of the cycles whose saves are done, in order. */
+  private finishCycles(): void {
+    while (this.cycles.length > 0 && this.cycles[0]!.saved && !this.stopped) {
+      const cycle = this.cycles.shift()!;
+      for (const [shard, ready] of cycle.readies) {
+        // Acknowledgements and votes promise what the write made durable: only now may they leave.
+        if (this.options.unsafe?.acknowledgeBeforePersist !== true) this.send(shard, ready.messagesAfterPersist);
+        shard.node.advance();
+        shard.pending.releaseReads(shard.machine.appliedIndex);
+        this.maybeTakeSnapshot(shard);
+      }
+    }
+    if (this.stopped) this.cycles.length = 0;
+    else if (this.hasWork()) this.schedule();
+  }
+
+  /** Moves queued proposals, conf changes and reads into the group. */
+  private feed(shard: ShardState): void {
+    const pending = shard.pending;
+    if (pending.queue.length > 0) this.feedWrites(shard);
+    if (pending.queuedReads.length > 0) {
+      const waiters = pending.queuedReads.filter((w) => !w.settled);
+      pending.queuedReads = [];
+      if (waiters.length === 0) return;
+      const context = `${this.options.memberId}:${++shard.readRound}`;
+      try {
+        shard.node.readIndex(encoder.encode(context));
+        pending.readRounds.set(context, { waiters, index: undefined });
+      } catch (error) {
+        const refusal = this.refusal(error);
+        for (const w of waiters) pending.settleRead(w, refusal);
+      }
+    }
+  }
+
+  private feedWrites(shard: ShardState): void {
+    const pending = shard.pending;
+    const queued = pending.queue;
+    pending.queue = [];
+    const now = this.options.clock.now();
+    const commands: Array<[WriteWaiter, Uint8Array]> = [];
+    for (const waiter of queued) {
+      if (pending.writes.get(waiter.requestId) !== waiter) continue;
+      const command = (waiter as WriteWaiter & { command?: EngineCommand }).command;
+      if (command !== undefined) {
+        const data = encodeEnvelope({ ...command, timestampMs: now, proposer: this.options.memberId, requestId: waiter.requestId });
+        commands.push([waiter, data]);
+        continue;
+      }
+      // A conf change goes alone (one may be pending at a time); commands before it go first.
+      this.proposeCommands(shard, commands.splice(0));
+      this.proposeConf(shard, waiter);
+    }
+    this.proposeCommands(shard, commands);
+  }
+
+  private proposeCommands(shard: ShardState, commands: Array<[WriteWaiter, Uint8Array]>): void {
+    if (commands.length === 0) return;
+    const pending = shard.pending;
+    try {
+      shard.node.proposeMany(commands.map(([, data]) => data));
+    } catch (error) {
+      const refusal = this.refusal(error);
+      for (const [waiter] of commands) pending.settleWrite(waiter, refusal);
+      return;
+    }
+    this.options.listener?.stepped?.(shard.id, shard.node);
+    // A leader appended them at the end of its log, in order; a follower forwarded them.
+    const leading = shard.node.raft.role === 'leader';
+    const last = shard.node.raft.log.lastIndex();
+    for (let i = 0; i < commands.length; i++) {
+      const [waiter, data] = commands[i]!;
+      pending.proposed(waiter, data, leading ? last - commands.length + 1 + i : undefined, shard.machine.appliedIndex);
+    }
+  }
+
+  private proposeConf(shard: ShardState, waiter: WriteWaiter): void {
+    const change = (waiter as WriteWaiter & { change?: ConfChange }).change!;
+    const wrapped: ConfChange = { ...change, context: wrapConfContext(this.options.memberId, waiter.requestId, change.context) };
+    try {
+      shard.node.proposeConfChange(wrapped);
+    } catch (error) {
+      shard.pending.settleWrite(waiter, this.refusal(error));
+      return;
+    }
+    this.options.listener?.stepped?.(shard.id, shard.node);
+    const leading = shard.node.raft.role === 'leader';
+    shard.pending.proposed(waiter, encodeConfChange(wrapped), leading ? shard.node.raft.log.lastIndex() : undefined, shard.machine.appliedIndex);
+  }
+
+  private refusal(error: unknown): RuntimeError {
+    if (error instanceof ProposalDroppedError) {
+      if (error.reason === 'no-leader') return new RuntimeError('no-leader', 'etcdserver: no leader');
+      if (error.reason === 'transfer-in-progress') return new RuntimeError('leader-transfer', 'etcdserver: leader changed');
+      return new RuntimeError('too-many-requests', error.message);
+    }
+    throw error;
+  }
+
+  /** Learns where forwarded proposals of ours landed, from the entries this node appends. */
+  private placeOwnEntries(shard: ShardState, entries: readonly Entry[]): void {
+    const pending = shard.pending;
+    if (pending.counts().forwarded === 0) return;
+    const me = this.options.memberId;
+    for (const entry of entries) {
+      const origin = entry.type === 'normal' ? envelopeOrigin(entry.data) : unwrapConfContext(decodeConfChange(entry.data).context);
+      if (origin.proposer !== me) continue;
+      const waiter = pending.writes.get(origin.requestId);
+      if (waiter === undefined || waiter.data === undefined || waiter.position !== undefined) continue;
+      if (entry.index > shard.machine.appliedIndex) pending.place(waiter, entry.index, shard.machine.appliedIndex);
+    }
+  }
+
+  private noteSoftState(shard: ShardState, ready: Ready): void {
+    if (ready.hardState !== undefined) shard.term = ready.hardState.term;
+    const soft = ready.softState;
+    if (soft === undefined) return;
+    const wasLeader = shard.isLeader;
+    shard.isLeader = soft.role === 'leader';
+    if (soft.lead !== shard.leader) {
+      shard.leader = soft.lead;
+      shard.term = shard.node.raft.term;
+      this.options.listener?.leaderChanged?.(shard.id, soft.lead, shard.term);
+      // Reads in flight were asked of the old leader: they will never complete there.
+      shard.pending.failReadRounds(soft.lead === 0 ? new RuntimeError('no-leader', 'etcdserver: no leader') : new RuntimeError('leader-changed', 'etcdserver: leader changed'));
+      const raft = this.options.raft;
+      shard.pending.leaderChanged(this.options.clock.now() + leaderChangeGraceElections * raft.electionTicks * this.options.tickMs);
+    }
+    if (wasLeader !== shard.isLeader) {
+      for (const engine of shard.machine.engineList()) engine.onLeadership?.(shard.isLeader, this.leaderContext(shard));
+    }
+  }
+
+  private leaderContext(shard: ShardState): LeaderContext {
+    return {
+      shardId: shard.id,
+      nowMs: this.options.clock.now(),
+      propose: (command) => {
+        try {
+          this.propose(shard.id, command, {}, () => undefined);
+        } catch (error) {
+          // A full queue: the duty runs again on a later tick.
+          if (!(error instanceof RuntimeError)) throw error;
+        }
+      },
+    };
+  }
+
+  private send(shard: ShardState, messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    // Grouped by destination so the transport queues one list per peer.
+    const byPeer = new Map<number, Message[]>();
+    for (const m of messages) {
+      let list = byPeer.get(m.to);
+      if (list === undefined) byPeer.set(m.to, (list = []));
+      list.push(m);
+    }
+    for (const [to, list] of byPeer) this.options.transport.send(to, shard.id, list);
+  }
+
+  private installSnapshot(shard: ShardState, snapshot: Snapshot): void {
+    const machine = this.options.stateMachine(shard.id);
+    machine.restore(snapshot.data, snapshot.metadata.index);
+    shard.machine = machine;
+    shard.snapshotIndex = snapshot.metadata.index;
+    // Writes this node placed at or below the snapshot were applied or lost inside it: unknown.
+    const pending = shard.pending;
+    for (const [index, requestId] of [...pending.positions]) {
+      if (index > snapshot.metadata.index) continue;
+      const waiter = pending.writes.get(requestId);
+      if (waiter !== undefined) pending.settleWrite(waiter, new RuntimeError('timeout', 'request timed out (a snapshot replaced the state while it was pending)'));
+    }
+    this.options.listener?.stateReplaced?.(shard.id, 'leader');
+  }
+
+  private applyCommitted(shard: ShardState, entries: readonly Entry[]): void {
+    const pending = shard.pending;
+    const me = this.options.memberId;
+    for (const entry of entries) {
+      if (entry.index <= shard.machine.appliedIndex) continue;
+      let origin: { proposer: number; requestId: number };
+      let result: unknown;
+      if (entry.type === 'conf-change') {
+        const change = decodeConfChange(entry.data);
+        shard.node.applyConfChange(change);
+        const unwrapped = unwrapConfContext(change.context);
+        origin = { proposer: unwrapped.proposer, requestId: unwrapped.requestId };
+        const plain = { ...change, context: unwrapped.payload };
+        shard.machine.applyConfChange(entry, plain, origin);
+        shard.confChanged = true;
+        this.options.listener?.confChangeApplied?.(shard.id, plain, entry);
+      } else {
+        const applied = shard.machine.apply(entry);
+        origin = applied === undefined ? { proposer: 0, requestId: 0 } : applied;
+        result = applied;
+        if (applied !== undefined) this.options.listener?.applied?.(shard.id, applied, entry);
+      }
+      this.options.listener?.entryApplied?.(shard.id, entry);
+      // A write of ours placed here: this entry is it, or it can never be applied.
+      const placed = pending.positions.get(entry.index);
+      if (placed !== undefined && (origin.proposer !== me || origin.requestId !== placed)) {
+        const waiter = pending.writes.get(placed);
+        if (waiter !== undefined) pending.settleWrite(waiter, new RuntimeError('lost', 'etcdserver: leader changed'));
+      }
+      if (origin.proposer !== me) continue;
+      const waiter = pending.writes.get(origin.requestId);
+      // An id from before a restart (ids are unique per process start; this checks it anyway).
+      if (waiter === undefined || waiter.data === undefined) continue;
+      const same = entry.type === 'normal' ? sameCommand(waiter.data, entry.data) : waiter.kind === 'conf';
+      if (same) pending.settleWrite(waiter, undefined, result);
+    }
+  }
+
+  private noteReadStates(shard: ShardState, ready: Ready): void {
+    const pending = shard.pending;
+    for (const state of ready.readStates) {
+      const context = decoder.decode(state.requestContext);
+      const batch = pending.readRounds.get(context);
+      if (batch === undefined) continue;
+      pending.readRounds.delete(context);
+      batch.index = state.index;
+      pending.readsAwaitingApply.push(batch);
+    }
+    pending.releaseReads(shard.machine.appliedIndex);
+  }
+
+  /**
+   * Every `snapshotCount` applied entries (and after a configuration change when asked): a
+   * snapshot of the state machine, stored beside the log, which is then compacted up to
+   * `snapshotCatchUpEntries` behind it. The state is captured now and encoded a chunk per
+   * scheduler turn, so a large store never stalls the loop for long.
+   */
+  private maybeTakeSnapshot(shard: ShardState): void {
+    const every = this.options.snapshotCount;
+    const applied = shard.machine.appliedIndex;
+    if (every <= 0 || shard.snapshotInProgress || applied <= shard.snapshotIndex) return;
+    const afterConf = this.options.snapshotAfterConfChange === true && shard.confChanged && shard.snapshotIndex > 0;
+    if (applied - shard.snapshotIndex < every && !afterConf) return;
+    shard.confChanged = false;
+    const storage = this.options.storage.shard(shard.id);
+    const metadata: Snapshot['metadata'] = { index: applied, term: storage.term(applied), confState: shard.node.raft.tracker.confState() };
+    const frames = shard.machine.snapshot();
+    shard.snapshotIndex = applied;
+    shard.snapshotInProgress = true;
+    const chunks: Uint8Array[] = [];
+    const step = (): void => {
+      if (this.stopped) return;
+      const next = frames.next();
+      if (next.done !== true) {
+        chunks.push(next.value);
+        // One chunk per turn: requests keep flowing while a large state is encoded.
+        this.options.scheduler.soon(step);
+        return;
+      }
+      this.storeSnapshot(shard, metadata, chunks);
+    };
+    step();
+  }
+
+  private storeSnapshot(shard: ShardState, metadata: Snapshot['metadata'], chunks: Uint8Array[]): void {
+    const storage = this.options.storage.shard(shard.id);
+    // A snapshot installed from the leader meanwhile is newer: this one is no longer needed.
+    if (storage.snapshot().metadata.index >= metadata.index || storage.firstIndex() - 1 > metadata.index) {
+      shard.snapshotInProgress = false;
+      return;
+    }
+    const compact = metadata.index - this.options.snapshotCatchUpEntries;
+    const data = joinChunks(chunks);
+    this.options.storage.save(
+      [{ shard: shard.id, snapshotTaken: { metadata, data }, applied: metadata.index, compact: compact > storage.firstIndex() - 1 ? compact : undefined }],
+      { sync: true, deferrable: false },
+      (error) => {
+        shard.snapshotInProgress = false;
+        if (error !== undefined) this.fatal(error);
+      },
+    );
+  }
+}
+
+function joinChunks(chunks: readonly Uint8Array[]): Uint8Array {
+  let size = 0;
+  for (const c of chunks) size += c.length;
+  const data = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    data.set(c, at);
+    at += c.length;
+  }
+  return data;
+}
+
+
+export { StateMachineHaltError };

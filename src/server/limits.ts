@@ -1,0 +1,39 @@
+/**
+ * Limits and fixed intervals of the node process (units last). The request pipeline's limits —
+ * pending writes, forwarded writes, pending reads, the apply gap — belong to the shard runtime
+ * and are in src/runtime/limits.ts; they are re-exported here so one file of the server lists
+ * every limit a client can meet. Load-time asserts say how they relate.
+ */
+import { assert } from '../../raft/index';
+import * as pipeline from '../runtime/limits';
+
+export { pipeline };
+
+/** gRPC adds framing around a request; etcd allows this much on top of --max-request-bytes. */
+export const grpcOverheadBytes = 512 * 1024;
+
+/** A request waits this long for Raft before `request timed out`, plus two election timeouts (etcd's rule). */
+export const requestTimeoutBaseMs = 5000;
+
+/** Entries kept behind a snapshot for slow followers, at most (and at most --snapshot-count). */
+export const snapshotCatchUpEntriesMax = 5000;
+
+/** How often MoveLeader looks whether the transfer happened. */
+export const moveLeaderPollMs = 20;
+
+/** How often the gauges of /metrics are refreshed. */
+export const gaugeRefreshMs = 1000;
+
+/** A member's attributes publication that got no answer is tried again after this many election timeouts. */
+export const publishRetryElections = 2;
+
+/** How long a stopping node waits for gRPC calls in progress before cutting them. */
+export const shutdownGraceMs = 2000;
+
+/** The request timeout of a node with the given election timeout (ms). */
+export function requestTimeoutMs(electionTimeoutMs: number): number {
+  return requestTimeoutBaseMs + 2 * electionTimeoutMs;
+}
+
+assert(moveLeaderPollMs > 0 && gaugeRefreshMs > 0, 'intervals must be positive');
+assert(publishRetryElections >= 1, 'a publication must get at least one election timeout');

@@ -1,0 +1,83 @@
+/** The command envelope: exact round trips, the legacy format, stamping, and refusal of garbage. */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ENVELOPE_HEADER_BYTES, EnvelopeDecodeError, decodeEnvelope, encodeEnvelope, envelopeOrigin } from '../../src/runtime/index';
+import { sameCommand, stampEnvelope } from '../../src/runtime/envelope';
+import { writeU64 } from '../../storage/index';
+
+const safeId = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
+const envelope = fc.record({
+  engine: fc.integer({ min: 0, max: 255 }),
+  version: fc.integer({ min: 0, max: 255 }),
+  kind: fc.integer({ min: 0, max: 255 }),
+  timestampMs: safeId,
+  proposer: safeId,
+  requestId: safeId,
+  payload: fc.uint8Array({ maxLength: 64 }),
+});
+
+describe('command envelope', () => {
+  it('round-trips every field exactly (property)', () => {
+    fc.assert(
+      fc.property(envelope, (e) => {
+        const bytes = encodeEnvelope(e);
+        expect(bytes.length).toBe(ENVELOPE_HEADER_BYTES + e.payload.length);
+        const decoded = decodeEnvelope(bytes);
+        expect({ ...decoded, payload: [...decoded.payload] }).toEqual({ ...e, payload: [...e.payload] });
+        expect(envelopeOrigin(bytes)).toEqual({ proposer: e.proposer, requestId: e.requestId });
+      }),
+    );
+  });
+
+  it('decodes the format-1 KV commands of earlier builds as the legacy engine', () => {
+    const legacy = new Uint8Array(18 + 3);
+    legacy[0] = 1;
+    legacy[1] = 3; // a txn
+    writeU64(legacy, 2, 0xabc);
+    writeU64(legacy, 10, 42);
+    legacy.set([7, 8, 9], 18);
+    const decoded = decodeEnvelope(legacy);
+    expect({ engine: decoded.engine, version: decoded.version, kind: decoded.kind, proposer: decoded.proposer, requestId: decoded.requestId }).toEqual({
+      engine: 0,
+      version: 1,
+      kind: 3,
+      proposer: 0xabc,
+      requestId: 42,
+    });
+    expect([...decoded.payload]).toEqual([7, 8, 9]);
+    expect(envelopeOrigin(legacy)).toEqual({ proposer: 0xabc, requestId: 42 });
+  });
+
+  it('a leader stamps its clock into a copy; the command stays the same command', () => {
+    const original = encodeEnvelope({ engine: 2, version: 1, kind: 1, timestampMs: 5, proposer: 9, requestId: 11, payload: new Uint8Array([1, 2]) });
+    const stamped = stampEnvelope(original, 123_456);
+    expect(decodeEnvelope(original).timestampMs).toBe(5);
+    expect(decodeEnvelope(stamped).timestampMs).toBe(123_456);
+    expect(sameCommand(original, stamped)).toBe(true);
+    const other = encodeEnvelope({ engine: 2, version: 1, kind: 1, timestampMs: 5, proposer: 9, requestId: 11, payload: new Uint8Array([1, 3]) });
+    expect(sameCommand(original, other)).toBe(false);
+  });
+
+  it('refuses short, unknown or out-of-range headers with a clear error', () => {
+    expect(() => decodeEnvelope(new Uint8Array(5).fill(2))).toThrow(EnvelopeDecodeError);
+    const unknown = new Uint8Array(ENVELOPE_HEADER_BYTES);
+    unknown[0] = 9;
+    expect(() => decodeEnvelope(unknown)).toThrow(/unknown command envelope format 9/);
+    const huge = encodeEnvelope({ engine: 2, version: 1, kind: 1, timestampMs: 0, proposer: 1, requestId: 1, payload: new Uint8Array(0) });
+    huge.fill(0xff, 12, 20);
+    expect(() => decodeEnvelope(huge)).toThrow(/beyond 2\^53/);
+    expect(() => encodeEnvelope({ engine: 256, version: 1, kind: 1, timestampMs: 0, proposer: 1, requestId: 1, payload: new Uint8Array(0) })).toThrow(TypeError);
+  });
+
+  it('never throws anything but its own error on arbitrary bytes (property)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+        try {
+          decodeEnvelope(bytes);
+        } catch (error) {
+          expect(error).toBeInstanceOf(EnvelopeDecodeError);
+        }
+      }),
+    );
+  });
+});
