@@ -14,6 +14,7 @@ export {
 } from './transport';
 export {
   PeerProtocolError,
+  type PeerAnswer,
   type PeerFrame,
   type PeerHello,
   type ShardMessage,
@@ -22,6 +23,10 @@ export {
   encodeHello,
   encodeSnapshotHeader,
   encodeSnapshotChunk,
+  encodeRequest,
+  encodeResponse,
+  requestFrameOverheadBytes,
+  responseFrameOverheadBytes,
   messageBytes,
   batchFrameBytes,
   wireMessageTypes,
