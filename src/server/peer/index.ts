@@ -1,11 +1,13 @@
 /**
- * The peer transport's front door: Raft messages of every shard between nodes, one gRPC stream
- * per pair of nodes. Other folders import only from here.
+ * The peer transport's front door: Raft messages of every shard between nodes, and requests with
+ * their answers, over one gRPC stream per pair of nodes. Other folders import only from here.
  */
 export {
   PeerTransport,
   type PeerTransportOptions,
   type PeerTransportStats,
+  type PeerRequestOptions,
+  peerFeaturesMetadataKey,
   type PeerTlsOptions,
   type PeerLogLevel,
   peerStreamPath,
@@ -31,4 +33,10 @@ export {
   batchFrameBytes,
   wireMessageTypes,
 } from './codec';
+export {
+  PeerRequestError,
+  PeerRequestRefusal,
+  type PeerRequestErrorCode,
+  type PeerRequestReach,
+} from './requests';
 export * as peerLimits from './limits';
