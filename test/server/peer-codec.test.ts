@@ -7,11 +7,16 @@ import {
   decodeFrame,
   encodeBatch,
   encodeHello,
+  encodeRequest,
+  encodeResponse,
   encodeSnapshotChunk,
   encodeSnapshotHeader,
   messageBytes,
   peerLimits,
+  requestFrameOverheadBytes,
+  responseFrameOverheadBytes,
   wireMessageTypes,
+  type PeerAnswer,
   type ShardMessage,
 } from '../../src/server/peer/index';
 
@@ -57,6 +62,21 @@ const message: fc.Arbitrary<Message> = fc
 const batch: fc.Arbitrary<ShardMessage[]> = fc.array(
   fc.record({ shard: fc.integer({ min: 0, max: 0xffff_ffff }), message }),
   { minLength: 1, maxLength: 6 },
+);
+
+const requestId = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
+const refusalCode = fc
+  .tuple(fc.constantFrom(...'abz09'), fc.array(fc.constantFrom(...'az09._-'), { maxLength: peerLimits.refusalCodeBytesMax - 1 }))
+  .map(([first, rest]) => first + rest.join(''));
+const answer: fc.Arbitrary<PeerAnswer> = fc.oneof(
+  bytes(256).map((payload) => ({ status: 'ok' as const, payload })),
+  fc.record({ status: fc.constant('refused' as const), code: refusalCode, message: fc.string({ unit: 'grapheme', maxLength: 100 }).filter((m) => Buffer.byteLength(m) <= peerLimits.refusalMessageBytesMax) }),
+  fc.constant({ status: 'busy' as const }),
+  fc.constant({ status: 'unsupported' as const }),
+);
+const rpcFrame: fc.Arbitrary<Buffer> = fc.oneof(
+  fc.tuple(requestId, bytes(64)).map(([id, payload]) => encodeRequest(id, payload)),
+  fc.tuple(requestId, answer).map(([id, a]) => encodeResponse(id, a)),
 );
 
 /** Decoded byte fields are Uint8Array views; compare them as plain arrays of numbers. */
@@ -121,7 +141,7 @@ describe('peer codec', () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 512 }), onlyProtocolErrors), { numRuns: 2000 });
     // Random bytes behind a valid header reach the deeper decoders.
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 5 }), fc.uint8Array({ maxLength: 512 }), (kind, body) => {
+      fc.property(fc.integer({ min: 1, max: 7 }), fc.uint8Array({ maxLength: 512 }), (kind, body) => {
         onlyProtocolErrors(new Uint8Array([peerLimits.protocolVersion, kind, ...body]));
       }),
       { numRuns: 2000 },
@@ -171,5 +191,92 @@ describe('peer codec', () => {
     expect(() => encodeBatch([{ shard: -1, message: makeMessage({ type: 'MsgApp' }) }])).toThrow(TypeError);
     expect(() => encodeBatch([])).toThrow(TypeError);
     expect(messageBytes(makeMessage({ type: 'MsgHeartbeat' }))).toBe(62);
+  });
+});
+
+describe('peer codec: requests and responses', () => {
+  it('round-trips request frames and every kind of response, with exact overheads', () => {
+    fc.assert(
+      fc.property(requestId, bytes(512), (id, payload) => {
+        const frame = encodeRequest(id, payload);
+        expect(frame.byteLength).toBe(requestFrameOverheadBytes + payload.byteLength);
+        expect(plain(decodeFrame(frame))).toEqual(plain({ kind: 'request', id, payload }));
+      }),
+      { numRuns: 300 },
+    );
+    fc.assert(
+      fc.property(requestId, answer, (id, a) => {
+        const frame = encodeResponse(id, a);
+        if (a.status === 'ok') expect(frame.byteLength).toBe(responseFrameOverheadBytes + a.payload.byteLength);
+        expect(plain(decodeFrame(frame))).toEqual(plain({ kind: 'response', id, answer: a }));
+      }),
+      { numRuns: 300 },
+    );
+    expect(requestFrameOverheadBytes).toBeLessThanOrEqual(peerLimits.requestFrameHeaderBytesMax);
+    expect(responseFrameOverheadBytes + 4).toBeLessThanOrEqual(peerLimits.requestFrameHeaderBytesMax);
+  });
+
+  it('every truncation and every single-byte corruption is a PeerProtocolError or decodes', () => {
+    fc.assert(
+      fc.property(rpcFrame, fc.nat(), fc.integer({ min: 0, max: 255 }), (frame, at, value) => {
+        const cut = at % frame.byteLength;
+        expect(() => decodeFrame(frame.subarray(0, cut))).toThrow(PeerProtocolError);
+        const corrupt = Buffer.from(frame);
+        corrupt[cut] = value;
+        onlyProtocolErrors(corrupt);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('refuses reserved ids, unknown statuses, bad codes, bad UTF-8 and lengths beyond the limits', () => {
+    const request = encodeRequest(7, new Uint8Array([1, 2, 3]));
+    const zeroId = Buffer.from(request);
+    zeroId.fill(0, 2, 10);
+    expect(() => decodeFrame(zeroId)).toThrow(/request id 0/);
+    const hugeRequest = Buffer.from(request);
+    hugeRequest.writeUInt32BE(peerLimits.requestPayloadBytesMax + 1, 10);
+    expect(() => decodeFrame(hugeRequest)).toThrow(/request payload of \d+ bytes exceeds the limit/);
+    const lying = Buffer.from(request);
+    lying.writeUInt32BE(4, 10);
+    expect(() => decodeFrame(lying)).toThrow(/truncated/);
+    expect(() => decodeFrame(Buffer.concat([request, Buffer.from([0])]))).toThrow(/trailing bytes/);
+
+    const busy = encodeResponse(7, { status: 'busy' });
+    const badStatus = Buffer.from(busy);
+    badStatus[10] = 4;
+    expect(() => decodeFrame(badStatus)).toThrow(/unknown response status 4/);
+    const ok = encodeResponse(7, { status: 'ok', payload: new Uint8Array(2) });
+    const hugeResponse = Buffer.from(ok);
+    hugeResponse.writeUInt32BE(peerLimits.responsePayloadBytesMax + 1, 11);
+    expect(() => decodeFrame(hugeResponse)).toThrow(/response payload of \d+ bytes exceeds the limit/);
+
+    const refusal = encodeResponse(7, { status: 'refused', code: 'ab', message: 'xy' });
+    // header 2 | id 8 | status 1 | code length 4 | 'ab' | message length 4 | 'xy'
+    const upper = Buffer.from(refusal);
+    upper[15] = 'A'.charCodeAt(0);
+    expect(() => decodeFrame(upper)).toThrow(/refusal code is not a token/);
+    const emptyCode = Buffer.concat([refusal.subarray(0, 11), Buffer.from([0, 0, 0, 0]), refusal.subarray(17)]);
+    expect(() => decodeFrame(emptyCode)).toThrow(/refusal code is not a token/);
+    const longCode = Buffer.from(refusal);
+    longCode.writeUInt32BE(peerLimits.refusalCodeBytesMax + 1, 11);
+    expect(() => decodeFrame(longCode)).toThrow(/refusal code of \d+ bytes exceeds the limit/);
+    const badUtf8 = Buffer.from(refusal);
+    badUtf8[21] = 0xff;
+    expect(() => decodeFrame(badUtf8)).toThrow(/not UTF-8/);
+    const longMessage = Buffer.from(refusal);
+    longMessage.writeUInt32BE(peerLimits.refusalMessageBytesMax + 1, 17);
+    expect(() => decodeFrame(longMessage)).toThrow(/refusal message of \d+ bytes exceeds the limit/);
+  });
+
+  it('refuses to encode what the other side would refuse', () => {
+    expect(() => encodeRequest(0, new Uint8Array(0))).toThrow(TypeError);
+    expect(() => encodeRequest(2 ** 53, new Uint8Array(0))).toThrow(TypeError);
+    expect(() => encodeRequest(1, new Uint8Array(peerLimits.requestPayloadBytesMax + 1))).toThrow(TypeError);
+    expect(() => encodeResponse(1, { status: 'ok', payload: new Uint8Array(peerLimits.responsePayloadBytesMax + 1) })).toThrow(TypeError);
+    expect(() => encodeResponse(1, { status: 'refused', code: 'Bad', message: '' })).toThrow(TypeError);
+    expect(() => encodeResponse(1, { status: 'refused', code: 'ok', message: 'x'.repeat(peerLimits.refusalMessageBytesMax + 1) })).toThrow(TypeError);
+    // The largest payloads fit a frame.
+    expect(decodeFrame(encodeRequest(1, new Uint8Array(peerLimits.requestPayloadBytesMax))).kind).toBe('request');
   });
 });

@@ -29,6 +29,7 @@ export interface NodeOptions {
   readonly peers?: ReadonlyMap<number, string>;
   readonly isKnownShard?: (shard: number) => boolean;
   readonly tls?: PeerTlsOptions;
+  readonly onRequest?: (from: number, payload: Uint8Array) => Promise<Uint8Array>;
 }
 
 /** mulberry32: a small seeded PRNG for backoff jitter. */
@@ -65,6 +66,7 @@ export async function startNode(options: NodeOptions): Promise<TestNode> {
     onSnapshotStatus: (peer, shard, ok) => snapshotStatus.push({ peer, shard, ok }),
     log: (level, message) => logs.push(`${level}: ${message}`),
     random: seeded(options.id),
+    onRequest: options.onRequest,
   });
   await transport.start();
   const address = `127.0.0.1:${transport.boundPort}`;

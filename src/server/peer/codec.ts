@@ -8,6 +8,15 @@
  *   batch    (kind 2) = count u32 | count × (shard u32 | message)
  *   snapshot header (kind 3) = shard u32 | totalBytes u32 | message (a MsgSnap whose data is empty)
  *   snapshot chunk  (kind 4) = shard u32 | snapshotIndex u64 | offset u32 | length u32 | bytes
+ *   request  (kind 5) = requestId u64 | length u32 | payload
+ *   response (kind 6) = requestId u64 | status u8 | answer
+ *
+ *   answer   = status 0 ok:          length u32 | payload
+ *              status 1 refused:     codeLength u32 | code (1..64 bytes of [a-z0-9._-]) |
+ *                                    messageLength u32 | message (UTF-8, at most 1024 bytes)
+ *              status 2 busy:        (nothing) the receiver was handling too many requests of the
+ *                                    sender; its handler did not run
+ *              status 3 unsupported: (nothing) the receiver has no request handler
  *
  *   message  = type u8 | flags u8 (1 reject, 2 snapshot, 4 context) | to, from, term, logTerm,
  *              index, commit, rejectHint: u64 | entryCount u32 | entries | [snapshot] | [context]
@@ -20,6 +29,14 @@
  * `PeerProtocolError` on anything else; no length read from the wire is trusted before it is
  * checked against the bytes that remain, so garbage cannot make the decoder allocate. Decoded
  * byte fields are views into the frame (no copy).
+ *
+ * Protocol version: request and response frames (kinds 5 and 6) were added WITHOUT bumping
+ * `protocolVersion`. A node of the previous build checks the hello's version for equality, so a
+ * bump would have made old and new nodes refuse each other's streams and broken rolling upgrades.
+ * Instead a node sends kinds 5 and 6 only on a stream whose other side advertised them in the gRPC
+ * metadata of the stream (`dkv-peer-features: requests`, see transport.ts), which older nodes
+ * neither send nor read: an older node never receives a frame it does not know. (Had it received
+ * one, it would have refused that stream with INVALID_ARGUMENT, not crashed.)
  */
 import type { ConfState, Entry, EntryType, Message, MessageType, Snapshot } from '../../../raft/index';
 import {
@@ -29,6 +46,11 @@ import {
   messageContextBytesMax,
   messageEntriesMax,
   protocolVersion,
+  refusalCodeBytesMax,
+  refusalMessageBytesMax,
+  requestFrameHeaderBytesMax,
+  requestPayloadBytesMax,
+  responsePayloadBytesMax,
   snapshotBytesMax,
   snapshotChunkBytes,
 } from './limits';
@@ -49,6 +71,16 @@ export interface ShardMessage {
   readonly message: Message;
 }
 
+/** The answer a response frame carries. */
+export type PeerAnswer =
+  | { readonly status: 'ok'; readonly payload: Uint8Array }
+  /** The receiver's handler refused; `code` and `message` are its own. */
+  | { readonly status: 'refused'; readonly code: string; readonly message: string }
+  /** The receiver was handling too many requests of the sender; the handler did not run. */
+  | { readonly status: 'busy' }
+  /** The receiver has no request handler. */
+  | { readonly status: 'unsupported' };
+
 export type PeerFrame =
   | { readonly kind: 'hello'; readonly hello: PeerHello }
   | { readonly kind: 'batch'; readonly messages: ShardMessage[] }
@@ -65,12 +97,22 @@ export type PeerFrame =
       readonly snapshotIndex: number;
       readonly offset: number;
       readonly data: Uint8Array;
-    };
+    }
+  | { readonly kind: 'request'; readonly id: number; readonly payload: Uint8Array }
+  | { readonly kind: 'response'; readonly id: number; readonly answer: PeerAnswer };
 
 const KIND_HELLO = 1;
 const KIND_BATCH = 2;
 const KIND_SNAPSHOT_HEADER = 3;
 const KIND_SNAPSHOT_CHUNK = 4;
+const KIND_REQUEST = 5;
+const KIND_RESPONSE = 6;
+
+/** The stable wire codes of response statuses. Never renumber; add new ones at the end. */
+const ANSWER_STATUSES: readonly PeerAnswer['status'][] = ['ok', 'refused', 'busy', 'unsupported'];
+
+/** A refusal code: a short lower-case token, so that callers can switch on it. */
+const REFUSAL_CODE = /^[a-z0-9][a-z0-9._-]*$/;
 
 /**
  * The stable wire codes of message types. Never renumber; add new types at the end. Local
@@ -117,6 +159,29 @@ export const batchFrameOverheadBytes = FRAME_HEADER_BYTES + 4;
 export const batchItemOverheadBytes = 4;
 /** Bytes of a chunk frame beyond its data. */
 export const snapshotChunkOverheadBytes = FRAME_HEADER_BYTES + 4 + 8 + 4 + 4;
+/** Bytes of a request frame beyond its payload. */
+export const requestFrameOverheadBytes = FRAME_HEADER_BYTES + 8 + 4;
+/** Bytes of an 'ok' response frame beyond its payload (a refusal adds a second length prefix). */
+export const responseFrameOverheadBytes = FRAME_HEADER_BYTES + 8 + 1 + 4;
+
+if (requestFrameOverheadBytes > requestFrameHeaderBytesMax || responseFrameOverheadBytes + 4 > requestFrameHeaderBytesMax) {
+  throw new Error('peer/codec: request and response headers must fit requestFrameHeaderBytesMax');
+}
+
+/** Whether `code` may be a refusal's code (a token of [a-z0-9._-], 1..refusalCodeBytesMax bytes). */
+export function isRefusalCode(code: string): boolean {
+  return code.length > 0 && code.length <= refusalCodeBytesMax && REFUSAL_CODE.test(code);
+}
+
+/** `text` cut to at most `bytesMax` bytes of UTF-8, at a character boundary. */
+export function truncateUtf8(text: string, bytesMax: number): string {
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.byteLength <= bytesMax) return text;
+  let end = bytesMax;
+  // Back off over continuation bytes (10xxxxxx) so no character is split.
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end -= 1;
+  return bytes.subarray(0, end).toString('utf8');
+}
 
 // ---------------------------------------------------------------------------------------------
 // Encoding
@@ -302,6 +367,56 @@ export function encodeSnapshotChunk(shard: number, snapshotIndex: number, offset
   return writer.finish();
 }
 
+export function encodeRequest(id: number, payload: Uint8Array): Buffer {
+  if (id === 0) throw new TypeError('request id 0 is reserved');
+  if (payload.byteLength > requestPayloadBytesMax) {
+    throw new TypeError(`request payload of ${payload.byteLength} bytes exceeds ${requestPayloadBytesMax}`);
+  }
+  const writer = frameWriter(KIND_REQUEST, requestFrameOverheadBytes - FRAME_HEADER_BYTES + payload.byteLength);
+  writer.u64(id, 'request id');
+  writer.lengthPrefixed(payload, 'request payload length');
+  return writer.finish();
+}
+
+export function encodeResponse(id: number, answer: PeerAnswer): Buffer {
+  if (id === 0) throw new TypeError('request id 0 is reserved');
+  const status = ANSWER_STATUSES.indexOf(answer.status);
+  const fixed = FRAME_HEADER_BYTES + 8 + 1;
+  let writer: Writer;
+  switch (answer.status) {
+    case 'ok':
+      if (answer.payload.byteLength > responsePayloadBytesMax) {
+        throw new TypeError(`response payload of ${answer.payload.byteLength} bytes exceeds ${responsePayloadBytesMax}`);
+      }
+      writer = frameWriter(KIND_RESPONSE, fixed - FRAME_HEADER_BYTES + 4 + answer.payload.byteLength);
+      writer.u64(id, 'request id');
+      writer.u8(status);
+      writer.lengthPrefixed(answer.payload, 'response payload length');
+      break;
+    case 'refused': {
+      if (!isRefusalCode(answer.code)) throw new TypeError(`refusal code '${answer.code}' is not a token of [a-z0-9._-] of 1..${refusalCodeBytesMax} bytes`);
+      const code = Buffer.from(answer.code, 'latin1');
+      const message = Buffer.from(answer.message, 'utf8');
+      if (message.byteLength > refusalMessageBytesMax) {
+        throw new TypeError(`refusal message of ${message.byteLength} bytes exceeds ${refusalMessageBytesMax}`);
+      }
+      writer = frameWriter(KIND_RESPONSE, fixed - FRAME_HEADER_BYTES + 4 + code.byteLength + 4 + message.byteLength);
+      writer.u64(id, 'request id');
+      writer.u8(status);
+      writer.lengthPrefixed(code, 'refusal code length');
+      writer.lengthPrefixed(message, 'refusal message length');
+      break;
+    }
+    case 'busy':
+    case 'unsupported':
+      writer = frameWriter(KIND_RESPONSE, fixed - FRAME_HEADER_BYTES);
+      writer.u64(id, 'request id');
+      writer.u8(status);
+      break;
+  }
+  return writer.finish();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
@@ -466,6 +581,55 @@ function readSnapshotChunk(reader: Reader): PeerFrame {
   return { kind: 'snapshot-chunk', shard, snapshotIndex, offset, data };
 }
 
+function readRequestId(reader: Reader): number {
+  const id = reader.u64('request id');
+  if (id === 0) throw new PeerProtocolError('request id 0 is reserved');
+  return id;
+}
+
+function readRequest(reader: Reader): PeerFrame {
+  const id = readRequestId(reader);
+  const payload = reader.lengthPrefixed('request payload', requestPayloadBytesMax);
+  return { kind: 'request', id, payload };
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function readRefusal(reader: Reader): PeerAnswer {
+  const codeBytes = reader.lengthPrefixed('refusal code', refusalCodeBytesMax);
+  const code = Buffer.from(codeBytes.buffer, codeBytes.byteOffset, codeBytes.byteLength).toString('latin1');
+  if (!isRefusalCode(code)) throw new PeerProtocolError('refusal code is not a token of [a-z0-9._-]');
+  const messageBytes = reader.lengthPrefixed('refusal message', refusalMessageBytesMax);
+  let message: string;
+  try {
+    message = utf8.decode(messageBytes);
+  } catch {
+    throw new PeerProtocolError('refusal message is not UTF-8');
+  }
+  return { status: 'refused', code, message };
+}
+
+function readResponse(reader: Reader): PeerFrame {
+  const id = readRequestId(reader);
+  const statusCode = reader.u8('response status');
+  const status = ANSWER_STATUSES[statusCode];
+  if (status === undefined) throw new PeerProtocolError(`unknown response status ${statusCode}`);
+  let answer: PeerAnswer;
+  switch (status) {
+    case 'ok':
+      answer = { status, payload: reader.lengthPrefixed('response payload', responsePayloadBytesMax) };
+      break;
+    case 'refused':
+      answer = readRefusal(reader);
+      break;
+    case 'busy':
+    case 'unsupported':
+      answer = { status };
+      break;
+  }
+  return { kind: 'response', id, answer };
+}
+
 export function decodeFrame(bytes: Uint8Array): PeerFrame {
   if (bytes.byteLength > frameBytesMax) {
     throw new PeerProtocolError(`peer frame of ${bytes.byteLength} bytes exceeds frameBytesMax ${frameBytesMax}`);
@@ -487,6 +651,12 @@ export function decodeFrame(bytes: Uint8Array): PeerFrame {
       break;
     case KIND_SNAPSHOT_CHUNK:
       frame = readSnapshotChunk(reader);
+      break;
+    case KIND_REQUEST:
+      frame = readRequest(reader);
+      break;
+    case KIND_RESPONSE:
+      frame = readResponse(reader);
       break;
     default:
       throw new PeerProtocolError(`unknown peer frame kind ${kind}`);

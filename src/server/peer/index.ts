@@ -1,11 +1,13 @@
 /**
- * The peer transport's front door: Raft messages of every shard between nodes, one gRPC stream
- * per pair of nodes. Other folders import only from here.
+ * The peer transport's front door: Raft messages of every shard between nodes, and requests with
+ * their answers, over one gRPC stream per pair of nodes. Other folders import only from here.
  */
 export {
   PeerTransport,
   type PeerTransportOptions,
   type PeerTransportStats,
+  type PeerRequestOptions,
+  peerFeaturesMetadataKey,
   type PeerTlsOptions,
   type PeerLogLevel,
   peerStreamPath,
@@ -14,6 +16,7 @@ export {
 } from './transport';
 export {
   PeerProtocolError,
+  type PeerAnswer,
   type PeerFrame,
   type PeerHello,
   type ShardMessage,
@@ -22,8 +25,18 @@ export {
   encodeHello,
   encodeSnapshotHeader,
   encodeSnapshotChunk,
+  encodeRequest,
+  encodeResponse,
+  requestFrameOverheadBytes,
+  responseFrameOverheadBytes,
   messageBytes,
   batchFrameBytes,
   wireMessageTypes,
 } from './codec';
+export {
+  PeerRequestError,
+  PeerRequestRefusal,
+  type PeerRequestErrorCode,
+  type PeerRequestReach,
+} from './requests';
 export * as peerLimits from './limits';

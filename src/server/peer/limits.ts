@@ -53,6 +53,41 @@ export const keepaliveTimeoutMs = 5000;
 /** Distinct unknown shard ids a transport remembers having logged (each is logged once). */
 export const unknownShardsLoggedMax = 1024;
 
+// Requests and responses (`PeerTransport.request`, `onRequest`).
+
+/**
+ * Bytes the request and response frames add around their payload (frame header, request id,
+ * status, length). The codec asserts that its headers fit; a refusal's code and message are
+ * bounded separately below.
+ */
+export const requestFrameHeaderBytesMax = 32;
+/** Bytes of one request's payload (the default --max-request-bytes is 1.5 MiB; leave room). */
+export const requestPayloadBytesMax = 8 * 1024 * 1024;
+/** Bytes of one response's payload (answers to forwarded requests are small; see the budget below). */
+export const responsePayloadBytesMax = 4 * 1024 * 1024;
+/** Bytes of a refusal's code: a short token of [a-z0-9._-] chosen by the answering handler. */
+export const refusalCodeBytesMax = 64;
+/** Bytes of a refusal's message (UTF-8); longer messages are cut at a character boundary. */
+export const refusalMessageBytesMax = 1024;
+/** Outgoing requests to one peer awaiting their answer (queued or written). */
+export const requestsPendingPerPeerMax = 1024;
+/** Bytes of outgoing request frames queued for one peer and not yet handed to the stream. */
+export const requestQueueBytesMax = 64 * 1024 * 1024;
+/**
+ * Incoming requests of one peer being handled at once (counted until the answer is handed to the
+ * stream); beyond it a request is answered 'busy' at once and its handler does not run.
+ */
+export const requestsHandlingPerPeerMax = 256;
+/** 'busy' and 'unsupported' answers queued on one stream; beyond it the request gets no answer. */
+export const refusalsQueuedPerPeerMax = 1024;
+/** The longest timeout a caller may give one request. */
+export const requestTimeoutMsMax = 5 * 60 * 1000;
+/**
+ * Worst-case memory of the answers queued for one peer while its stream is stalled:
+ * `requestsHandlingPerPeerMax` full responses.
+ */
+export const responseQueueBytesBudget = 1024 * 1024 * 1024;
+
 assert(frameBytesTarget < frameBytesMax, 'the frame target must leave room below the maximum');
 assert(
   raftLimits.messageBytesMaxDefault + 64 * 1024 <= frameBytesMax - frameBytesTarget,
@@ -67,3 +102,18 @@ assert(
   raftLimits.readIndexContextBytesMax <= messageContextBytesMax,
   'the transport must carry any context the Raft core produces',
 );
+assert(requestPayloadBytesMax + requestFrameHeaderBytesMax <= frameBytesMax, 'a full request must fit a frame');
+assert(responsePayloadBytesMax + requestFrameHeaderBytesMax <= frameBytesMax, 'a full response must fit a frame');
+assert(
+  requestFrameHeaderBytesMax + 8 + refusalCodeBytesMax + refusalMessageBytesMax <= frameBytesMax,
+  'a refusal (two length prefixes, code and message) must fit a frame',
+);
+assert(refusalCodeBytesMax >= 'unsupported'.length, 'the transport\'s own refusal codes must fit');
+assert(requestQueueBytesMax >= requestPayloadBytesMax + requestFrameHeaderBytesMax, 'a request queue must hold one full request');
+assert(requestsPendingPerPeerMax > 0 && requestsHandlingPerPeerMax > 0, 'request limits must be positive');
+assert(
+  requestsHandlingPerPeerMax * responsePayloadBytesMax <= responseQueueBytesBudget,
+  'the answers one peer may have queued (a slot is held until its answer is written) must stay within budget',
+);
+assert(refusalsQueuedPerPeerMax >= requestsPendingPerPeerMax, 'a peer of this build must always get its busy answers');
+assert(Number.isSafeInteger(requestTimeoutMsMax) && requestTimeoutMsMax <= 2 ** 31 - 1, 'request timeouts must fit setTimeout');

@@ -8,7 +8,16 @@
  * (at the end of the current task) each peer's queue goes out as one batch frame. A peer without a live stream
  * loses the messages and the host hears `onUnreachable` (at most once per turn per peer).
  * Snapshots larger than `snapshotChunkBytes` travel as a header and chunk frames, in order, with
- * nothing interleaved, and are reassembled by the receiver before they are delivered.
+ * no Raft frame interleaved, and are reassembled by the receiver before they are delivered.
+ *
+ * Requests ride the same stream: `request(to, payload)` queues a request frame (written on the
+ * turn's flush, ahead of the Raft frames and between snapshot chunks) and resolves with the
+ * peer's answer, which its `onRequest` handler produced; many requests are in flight at once and
+ * answers may come back in any order (each carries its request id). Every pending request ends:
+ * answered, refused, timed out, or rejected when its stream breaks, its peer is removed or the
+ * transport stops. A node advertises that it handles requests in the stream's gRPC metadata
+ * (`dkv-peer-features: requests`, see codec.ts on compatibility); requests go only to peers that
+ * did.
  */
 import * as grpc from '@grpc/grpc-js';
 import { isLocalMessage, type Message } from '../../../raft/index';
@@ -19,9 +28,12 @@ import {
   decodeFrame,
   encodeBatch,
   encodeHello,
+  encodeRequest,
+  encodeResponse,
   encodeSnapshotChunk,
   encodeSnapshotHeader,
   messageBytes,
+  type PeerAnswer,
   type PeerFrame,
   type PeerHello,
   type ShardMessage,
@@ -40,11 +52,27 @@ import {
   protocolVersion,
   reconnectDelayMsMax,
   reconnectDelayMsMin,
+  refusalsQueuedPerPeerMax,
+  requestPayloadBytesMax,
+  requestQueueBytesMax,
+  requestsHandlingPerPeerMax,
+  requestsPendingPerPeerMax,
+  requestTimeoutMsMax,
+  responsePayloadBytesMax,
   snapshotChunkBytes,
   unknownShardsLoggedMax,
 } from './limits';
+import { PeerRequestError, PeerRequestRefusal, type PeerRequestErrorCode } from './requests';
 
 export const peerStreamPath = '/dkv.peer.v1.Peer/Stream';
+
+/**
+ * The gRPC metadata key in which each side of a stream lists what it supports beyond the base
+ * protocol (dialer: request metadata; acceptor: response headers). Older nodes neither send nor
+ * read it. The one feature today: `requests` (this node answers request frames).
+ */
+export const peerFeaturesMetadataKey = 'dkv-peer-features';
+const FEATURE_REQUESTS = 'requests';
 
 export type PeerLogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -74,13 +102,25 @@ export interface PeerTransportOptions {
   onUnreachable?(peer: number, shards: number[]): void;
   /** A MsgSnap was (ok) or was not delivered to the stream. */
   onSnapshotStatus?(peer: number, shard: number, ok: boolean): void;
+  /**
+   * Answers a request of `from` (see `request`); the resolved bytes go back as the answer (at
+   * most `responsePayloadBytesMax`). Throw a `PeerRequestRefusal` to refuse with a code and
+   * message of your own; any other error is refused as code 'internal' and logged. Without this
+   * option the node does not advertise requests, and peers do not send it any.
+   */
+  onRequest?(from: number, payload: Uint8Array): Promise<Uint8Array>;
   log?(level: PeerLogLevel, message: string): void;
   /** For backoff jitter; tests pass a seeded one. */
   random?: () => number;
 }
 
+export interface PeerRequestOptions {
+  /** The request fails with 'timeout' if no answer came within this time (1..requestTimeoutMsMax). */
+  readonly timeoutMs: number;
+}
+
 export interface PeerTransportStats {
-  /** Frames written, of every kind (hello, batch, snapshot header and chunks). */
+  /** Frames written, of every kind (hello, batch, snapshot header and chunks, request, response). */
   framesSent: number;
   framesReceived: number;
   /** Messages written (a chunked snapshot counts once, when its last chunk is written). */
@@ -93,6 +133,18 @@ export interface PeerTransportStats {
   refused: number;
   /** Dial attempts that retried after a failed or lost stream. */
   reconnects: number;
+  /** Outgoing requests awaiting their answer now (queued or written). */
+  requestsPending: number;
+  /** Incoming requests whose handler runs or whose answer is not yet written, now. */
+  requestsHandling: number;
+  /** Request frames written. */
+  requestsSent: number;
+  /** Request frames received (handled or not). */
+  requestsReceived: number;
+  /** Incoming requests answered busy or unsupported, or left unanswered (refusal queue full). */
+  requestsRefused: number;
+  /** Answers that came after their request had ended (timed out) and were ignored. */
+  responsesLate: number;
 }
 
 /** Jittered exponential backoff: about `min · 2^attempt`, ±25 %, within [min, max]. */
@@ -144,6 +196,27 @@ interface OutgoingSnapshot {
   offset: number;
 }
 
+interface PendingRequest {
+  readonly id: number;
+  /** The stream it was queued on; only that stream can carry its answer. */
+  readonly connection: Connection;
+  /** Bytes of its frame (the frame itself lives in the queue until written, not here). */
+  readonly frameBytes: number;
+  /** Handed to the stream: from now on the peer may have handled it. */
+  written: boolean;
+  readonly timer: NodeJS.Timeout;
+  readonly resolve: (payload: Uint8Array) => void;
+  readonly reject: (error: PeerRequestError) => void;
+}
+
+/** A request or response frame waiting for its turn on a stream. */
+type OutgoingRpc =
+  | { readonly kind: 'request'; readonly request: PendingRequest; readonly frame: Buffer }
+  /** An answer from the handler; it holds one of `peer`'s handling slots until written. */
+  | { readonly kind: 'answer'; readonly frame: Buffer; readonly peer: PeerState }
+  /** A busy or unsupported answer (no slot). */
+  | { readonly kind: 'refusal'; readonly frame: Buffer };
+
 interface IncomingSnapshot {
   readonly shard: number;
   readonly message: Message;
@@ -165,6 +238,12 @@ class Connection {
   sending: OutgoingSnapshot | undefined;
   receiving: IncomingSnapshot | undefined;
   helloTimer: NodeJS.Timeout | undefined;
+  /** The other side advertised that it answers requests (gRPC metadata). */
+  peerHandlesRequests = false;
+  /** Request and response frames to write, ahead of the Raft frames. */
+  readonly rpcQueue: OutgoingRpc[] = [];
+  /** 'refusal' items in `rpcQueue`. */
+  refusalsQueued = 0;
 
   constructor(
     readonly side: 'dial' | 'accept',
@@ -193,10 +272,32 @@ interface PeerState {
   reconnectTimer: NodeJS.Timeout | undefined;
   /** Consecutive failed dials; reset when a stream goes live. */
   attempt: number;
+  /** Outgoing requests awaiting an answer, by id. invariant: size <= requestsPendingPerPeerMax. */
+  readonly requests: Map<number, PendingRequest>;
+  /** Bytes of this peer's request frames queued and not yet written. */
+  requestQueueBytes: number;
+  /** Incoming requests being handled. invariant: 0 <= handling <= requestsHandlingPerPeerMax. */
+  handling: number;
 }
 
 function checkId(value: number, what: string): void {
   if (!Number.isSafeInteger(value) || value <= 0) throw new TypeError(`${what} must be a positive safe integer, got ${value}`);
+}
+
+function assert(condition: boolean, message: string): asserts condition {
+  if (!condition) throw new Error(`peer transport: ${message}`);
+}
+
+function featuresMetadata(handlesRequests: boolean): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  if (handlesRequests) metadata.set(peerFeaturesMetadataKey, FEATURE_REQUESTS);
+  return metadata;
+}
+
+function advertisesRequests(metadata: grpc.Metadata): boolean {
+  return metadata
+    .get(peerFeaturesMetadataKey)
+    .some((value) => String(value).split(',').some((feature) => feature.trim() === FEATURE_REQUESTS));
 }
 
 function checkShard(shard: number): void {
@@ -216,7 +317,10 @@ export class PeerTransport {
   private readonly pendingUnreachable = new Map<number, Set<number>>();
   private readonly pendingSnapshotStatus: Array<{ peer: number; shard: number; ok: boolean }> = [];
   private readonly unknownShardsLogged = new Set<number>();
-  private readonly counters: PeerTransportStats = {
+  private nextRequestId = 1;
+  /** Incoming requests in flight, over every peer (removed ones included until they finish). */
+  private handlingTotal = 0;
+  private readonly counters: Omit<PeerTransportStats, 'requestsPending' | 'requestsHandling'> = {
     framesSent: 0,
     framesReceived: 0,
     messagesSent: 0,
@@ -224,6 +328,10 @@ export class PeerTransport {
     dropped: 0,
     refused: 0,
     reconnects: 0,
+    requestsSent: 0,
+    requestsReceived: 0,
+    requestsRefused: 0,
+    responsesLate: 0,
   };
 
   constructor(options: PeerTransportOptions) {
@@ -248,7 +356,9 @@ export class PeerTransport {
   }
 
   stats(): PeerTransportStats {
-    return { ...this.counters };
+    let requestsPending = 0;
+    for (const peer of this.peers.values()) requestsPending += peer.requests.size;
+    return { ...this.counters, requestsPending, requestsHandling: this.handlingTotal };
   }
 
   /** Members with a live stream now. */
@@ -287,7 +397,7 @@ export class PeerTransport {
     if (!this.running) return;
     this.running = false;
     this.flushScheduled = false;
-    for (const peer of this.peers.values()) this.clearPeer(peer);
+    for (const peer of this.peers.values()) this.clearPeer(peer, 'stopped');
     for (const connection of [...this.connections]) this.close(connection, grpc.status.UNAVAILABLE, 'peer transport stopping');
     this.pendingUnreachable.clear();
     this.pendingSnapshotStatus.length = 0;
@@ -315,7 +425,7 @@ export class PeerTransport {
     const peer = this.peers.get(id);
     if (peer === undefined) return;
     this.peers.delete(id);
-    this.clearPeer(peer);
+    this.clearPeer(peer, 'unreachable');
   }
 
   updatePeer(id: number, address: string): void {
@@ -326,7 +436,7 @@ export class PeerTransport {
     peer.target = target;
     // Only the dialing side uses the address; a fresh dial picks it up.
     if (this.dials(peer)) {
-      this.clearPeer(peer);
+      this.clearPeer(peer, 'unreachable');
       this.maybeDial(peer);
     }
   }
@@ -344,6 +454,210 @@ export class PeerTransport {
       this.enqueue(peer, shard, message);
     }
     this.scheduleFlush();
+  }
+
+  /**
+   * Sends `payload` to `to`'s `onRequest` handler and resolves with its answer. Rejects with a
+   * `PeerRequestError` (never anything else for network reasons); its `reachedHandler` tells
+   * whether the peer can have acted on the request. Throws a TypeError for bad arguments.
+   */
+  request(to: number, payload: Uint8Array, options: PeerRequestOptions): Promise<Uint8Array> {
+    checkId(to, 'peer id');
+    if (to === this.options.localId) throw new TypeError(`member ${to} is this node`);
+    if (!(payload instanceof Uint8Array)) throw new TypeError('request payload must be a Uint8Array');
+    if (payload.byteLength > requestPayloadBytesMax) {
+      throw new TypeError(`request payload of ${payload.byteLength} bytes exceeds requestPayloadBytesMax ${requestPayloadBytesMax}`);
+    }
+    const timeoutMs = options.timeoutMs;
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > requestTimeoutMsMax) {
+      throw new TypeError(`request timeoutMs must be an integer in 1..${requestTimeoutMsMax}, got ${timeoutMs}`);
+    }
+    const refusal = this.requestProblem(to);
+    if (refusal !== undefined) return Promise.reject(refusal);
+    const peer = this.peers.get(to);
+    const connection = peer?.connection;
+    assert(peer !== undefined && connection !== undefined, 'requestProblem vouched for a live stream');
+    const id = this.nextRequestId;
+    this.nextRequestId += 1;
+    assert(Number.isSafeInteger(id), 'request ids are safe integers');
+    const frame = encodeRequest(id, payload);
+    if (peer.requestQueueBytes + frame.byteLength > requestQueueBytesMax) {
+      return Promise.reject(new PeerRequestError('too-many', 'no', `${requestQueueBytesMax} bytes of requests already queued for member ${to}`));
+    }
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const timedOut = peer.requests.get(id);
+        if (timedOut !== undefined) this.failRequest(peer, timedOut, 'timeout', `no answer from member ${to} within ${timeoutMs} ms`);
+      }, timeoutMs);
+      const pending: PendingRequest = { id, connection, frameBytes: frame.byteLength, written: false, timer, resolve, reject };
+      peer.requests.set(id, pending);
+      assert(peer.requests.size <= requestsPendingPerPeerMax, 'pending requests beyond their limit');
+      peer.requestQueueBytes += frame.byteLength;
+      connection.rpcQueue.push({ kind: 'request', request: pending, frame });
+      this.scheduleFlush();
+    });
+  }
+
+  /** Why a request to `to` cannot be sent now (certainly not delivered), or undefined. */
+  private requestProblem(to: number): PeerRequestError | undefined {
+    if (!this.running) return new PeerRequestError('stopped', 'no', 'peer transport is not running');
+    const peer = this.peers.get(to);
+    if (peer === undefined) return new PeerRequestError('unreachable', 'no', `member ${to} is not a peer`);
+    const connection = peer.connection;
+    if (connection === undefined || !connection.live || connection.closed) {
+      return new PeerRequestError('unreachable', 'no', `no live stream to member ${to}`);
+    }
+    if (!connection.peerHandlesRequests) return new PeerRequestError('unsupported', 'no', `member ${to} does not answer requests`);
+    if (peer.requests.size >= requestsPendingPerPeerMax) {
+      return new PeerRequestError('too-many', 'no', `${requestsPendingPerPeerMax} requests to member ${to} already pending`);
+    }
+    return undefined;
+  }
+
+  /** Ends a pending request with an error; 'no' or 'maybe' by whether it was written. */
+  private failRequest(peer: PeerState, pending: PendingRequest, code: PeerRequestErrorCode, message: string): void {
+    if (!this.endRequest(peer, pending)) return;
+    pending.reject(new PeerRequestError(code, pending.written ? 'maybe' : 'no', message));
+  }
+
+  /** Forgets a pending request (withdrawing it if still queued); false if it had already ended. */
+  private endRequest(peer: PeerState, pending: PendingRequest): boolean {
+    if (peer.requests.get(pending.id) !== pending) return false;
+    peer.requests.delete(pending.id);
+    clearTimeout(pending.timer);
+    if (!pending.written) {
+      const queue = pending.connection.rpcQueue;
+      const at = queue.findIndex((item) => item.kind === 'request' && item.request === pending);
+      if (at >= 0) queue.splice(at, 1);
+      peer.requestQueueBytes -= pending.frameBytes;
+      assert(peer.requestQueueBytes >= 0, 'request queue bytes went negative');
+    }
+    return true;
+  }
+
+  /** Fails every pending request of `peer` (of one stream, or all of them). */
+  private failRequests(peer: PeerState, connection: Connection | undefined, code: PeerRequestErrorCode, reason: string): void {
+    for (const pending of [...peer.requests.values()]) {
+      if (connection === undefined || pending.connection === connection) this.failRequest(peer, pending, code, `request to member ${peer.id}: ${reason}`);
+    }
+  }
+
+  private onAnswer(connection: Connection, id: number, answer: PeerAnswer): void {
+    const peer = connection.peerId === undefined ? undefined : this.peers.get(connection.peerId);
+    const pending = peer?.requests.get(id);
+    if (peer === undefined || pending === undefined || pending.connection !== connection || !pending.written) {
+      this.counters.responsesLate += 1;
+      return;
+    }
+    this.endRequest(peer, pending);
+    switch (answer.status) {
+      case 'ok':
+        pending.resolve(answer.payload);
+        return;
+      case 'refused':
+        pending.reject(
+          new PeerRequestError('refused', 'yes', `member ${peer.id} refused the request: ${answer.code}: ${answer.message}`, {
+            code: answer.code,
+            message: answer.message,
+          }),
+        );
+        return;
+      case 'busy':
+        pending.reject(new PeerRequestError('too-many', 'no', `member ${peer.id} is handling too many requests of this node`));
+        return;
+      case 'unsupported':
+        pending.reject(new PeerRequestError('unsupported', 'no', `member ${peer.id} does not answer requests`));
+        return;
+    }
+  }
+
+  /** Runs the handler for an incoming request, or answers busy / unsupported at once. */
+  private onIncomingRequest(connection: Connection, id: number, payload: Uint8Array): void {
+    const from = connection.peerId;
+    const peer = from === undefined ? undefined : this.peers.get(from);
+    if (from === undefined || peer === undefined) return;
+    this.counters.requestsReceived += 1;
+    const handler = this.options.onRequest;
+    if (handler === undefined || peer.handling >= requestsHandlingPerPeerMax) {
+      this.queueRefusal(connection, id, { status: handler === undefined ? 'unsupported' : 'busy' });
+      return;
+    }
+    peer.handling += 1;
+    this.handlingTotal += 1;
+    assert(peer.handling <= requestsHandlingPerPeerMax, 'incoming requests beyond their limit');
+    // A microtask later: a handler that throws synchronously is refused like one that rejects.
+    void Promise.resolve()
+      .then(() => handler(from, payload))
+      .then(
+        (result) => this.queueAnswer(connection, peer, id, this.checkedAnswer(from, result)),
+        (error: unknown) => this.queueAnswer(connection, peer, id, this.refusalAnswer(from, error)),
+      );
+  }
+
+  private checkedAnswer(from: number, result: unknown): PeerAnswer {
+    if (result instanceof Uint8Array && result.byteLength <= responsePayloadBytesMax) return { status: 'ok', payload: result };
+    const what = result instanceof Uint8Array ? `${result.byteLength} bytes, more than ${responsePayloadBytesMax}` : 'not a Uint8Array';
+    return this.refusalAnswer(from, new Error(`the request handler's answer is ${what}`));
+  }
+
+  private refusalAnswer(from: number, error: unknown): PeerAnswer {
+    if (error instanceof PeerRequestRefusal) return { status: 'refused', code: error.code, message: error.message };
+    // Not a refusal: a fault of the handler. The caller on the other node still gets an answer
+    // (rather than waiting for its timeout); this node logs it as an error.
+    const message = error instanceof Error ? error.message : String(error);
+    this.log('error', `member ${this.options.localId}: request handler failed on a request of member ${from}: ${message}`);
+    const refusal = new PeerRequestRefusal('internal', message);
+    return { status: 'refused', code: refusal.code, message: refusal.message };
+  }
+
+  private queueAnswer(connection: Connection, peer: PeerState, id: number, answer: PeerAnswer): void {
+    if (connection.closed) {
+      this.releaseHandling(peer);
+      return;
+    }
+    connection.rpcQueue.push({ kind: 'answer', frame: encodeResponse(id, answer), peer });
+    this.scheduleFlush();
+  }
+
+  private queueRefusal(connection: Connection, id: number, answer: PeerAnswer): void {
+    this.counters.requestsRefused += 1;
+    if (connection.refusalsQueued >= refusalsQueuedPerPeerMax) return;
+    connection.refusalsQueued += 1;
+    connection.rpcQueue.push({ kind: 'refusal', frame: encodeResponse(id, answer) });
+    this.scheduleFlush();
+  }
+
+  private releaseHandling(peer: PeerState): void {
+    peer.handling -= 1;
+    this.handlingTotal -= 1;
+    assert(peer.handling >= 0 && this.handlingTotal >= 0, 'handling count went negative');
+  }
+
+  private writeRpc(peer: PeerState, connection: Connection, item: OutgoingRpc): void {
+    switch (item.kind) {
+      case 'request':
+        item.request.written = true;
+        peer.requestQueueBytes -= item.request.frameBytes;
+        this.counters.requestsSent += 1;
+        this.write(peer, connection, item.frame);
+        return;
+      case 'answer':
+        this.releaseHandling(item.peer);
+        this.write(peer, connection, item.frame);
+        return;
+      case 'refusal':
+        connection.refusalsQueued -= 1;
+        this.write(peer, connection, item.frame);
+        return;
+    }
+  }
+
+  /** A closed stream's unwritten frames: answers give their slots back; requests fail elsewhere. */
+  private discardRpcQueue(connection: Connection): void {
+    for (const item of connection.rpcQueue.splice(0)) {
+      if (item.kind === 'answer') this.releaseHandling(item.peer);
+    }
+    connection.refusalsQueued = 0;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -411,6 +725,12 @@ export class PeerTransport {
     const connection = peer.connection;
     if (connection === undefined || !connection.live) return;
     while (!connection.writeBlocked && !connection.closed) {
+      // Requests and answers first: they are few and small, and may go between snapshot chunks.
+      const rpc = connection.rpcQueue.shift();
+      if (rpc !== undefined) {
+        this.writeRpc(peer, connection, rpc);
+        continue;
+      }
       if (connection.sending !== undefined) {
         this.writeChunk(peer, connection, connection.sending);
         continue;
@@ -505,8 +825,13 @@ export class PeerTransport {
       'grpc.initial_reconnect_backoff_ms': reconnectDelayMsMin,
       'grpc.max_reconnect_backoff_ms': reconnectDelayMsMax,
     });
-    const stream = client.makeBidiStreamRequest(peerStreamPath, identity, identity, new grpc.Metadata());
+    const metadata = featuresMetadata(this.options.onRequest !== undefined);
+    const stream = client.makeBidiStreamRequest(peerStreamPath, identity, identity, metadata);
     const connection = new Connection('dial', stream, client, peer.id);
+    // The acceptor's response headers arrive before its hello, so this is known once live.
+    stream.on('metadata', (headers: grpc.Metadata) => {
+      connection.peerHandlesRequests = advertisesRequests(headers);
+    });
     peer.dialing = connection;
     this.attach(connection);
     this.writeHello(connection, peer.id);
@@ -517,7 +842,10 @@ export class PeerTransport {
       call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'peer transport stopping' });
       return;
     }
-    this.attach(new Connection('accept', call, undefined, undefined));
+    const connection = new Connection('accept', call, undefined, undefined);
+    connection.peerHandlesRequests = advertisesRequests(call.metadata);
+    call.sendMetadata(featuresMetadata(this.options.onRequest !== undefined));
+    this.attach(connection);
   }
 
   private attach(connection: Connection): void {
@@ -548,6 +876,7 @@ export class PeerTransport {
     connection.closed = true;
     this.connections.delete(connection);
     clearTimeout(connection.helloTimer);
+    this.discardRpcQueue(connection);
     const refused = code === grpc.status.PERMISSION_DENIED || code === grpc.status.FAILED_PRECONDITION || code === grpc.status.INVALID_ARGUMENT;
     const level: PeerLogLevel = this.running && (connection.live || refused) ? 'warn' : 'debug';
     this.log(level, `member ${this.options.localId}: ${connection.describe()} closed: ${reason}`);
@@ -565,6 +894,7 @@ export class PeerTransport {
   private onClosed(connection: Connection): void {
     const peer = connection.peerId === undefined ? undefined : this.peers.get(connection.peerId);
     if (peer === undefined || connection.detached) return;
+    this.failRequests(peer, connection, 'unreachable', 'the stream closed before the answer');
     if (connection.sending !== undefined) this.drop(peer.id, connection.sending.shard, connection.sending.message);
     if (peer.dialing === connection) peer.dialing = undefined;
     if (peer.connection !== connection) {
@@ -589,8 +919,9 @@ export class PeerTransport {
     }, delay);
   }
 
-  /** Stops dialing and closes every stream of `peer`; its queue is discarded. */
-  private clearPeer(peer: PeerState): void {
+  /** Stops dialing and closes every stream of `peer`; its queue is discarded, its requests fail with `code`. */
+  private clearPeer(peer: PeerState, code: 'unreachable' | 'stopped'): void {
+    this.failRequests(peer, undefined, code, code === 'stopped' ? 'the transport stopped' : 'member removed or moved');
     clearTimeout(peer.reconnectTimer);
     peer.reconnectTimer = undefined;
     peer.attempt = 0;
@@ -638,6 +969,13 @@ export class PeerTransport {
         return;
       case 'snapshot-chunk':
         this.onSnapshotChunk(connection, frame.shard, frame.snapshotIndex, frame.offset, frame.data);
+        return;
+      // Requests and answers may arrive between the chunks of a snapshot.
+      case 'request':
+        this.onIncomingRequest(connection, frame.id, frame.payload);
+        return;
+      case 'response':
+        this.onAnswer(connection, frame.id, frame.answer);
         return;
     }
   }
@@ -768,6 +1106,9 @@ export class PeerTransport {
       dialing: undefined,
       reconnectTimer: undefined,
       attempt: 0,
+      requests: new Map(),
+      requestQueueBytes: 0,
+      handling: 0,
     };
   }
 
