@@ -4,13 +4,15 @@
  * the endpoints round-robin, `clients` loops each keeping one request in flight, client i on
  * channel i mod conns (etcd's mustCreateClients), channel j on endpoint j mod endpoints.
  *
- * It talks raw @grpc/grpc-js with the protobufjs-loaded etcd protos rather than the `etcd3`
- * client: requests are encoded once per distinct key and responses are never decoded (a failed
- * call arrives as a gRPC status), so the generator spends its CPU on calls, not on objects.
+ * It talks through src/client's `EtcdChannel` (raw gRPC, the protobufjs-loaded etcd protos)
+ * rather than the `etcd3` client: requests are encoded once per distinct key and sent as bytes,
+ * responses are never decoded (a failed call arrives as a gRPC status), so the generator spends
+ * its CPU on calls, not on objects.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { EtcdChannel, methodPath } from '../src/client/index';
 import { etcdType } from '../src/etcd-proto';
 
 export type Workload = 'put' | 'range' | 'txn-put';
@@ -63,11 +65,11 @@ export interface LoadResult {
   readonly errorsByMessage: ReadonlyMap<string, number>;
 }
 
-const path = {
-  put: '/etcdserverpb.KV/Put',
-  range: '/etcdserverpb.KV/Range',
-  'txn-put': '/etcdserverpb.KV/Txn',
-} as const satisfies Record<Workload, string>;
+const path: Readonly<Record<Workload, string>> = {
+  put: methodPath('etcdserverpb.KV', 'Put'),
+  range: methodPath('etcdserverpb.KV', 'Range'),
+  'txn-put': methodPath('etcdserverpb.KV', 'Txn'),
+};
 
 /** The bytes a zig-zag varint of `n` takes (Go's binary.PutVarint, which etcd's tool uses). */
 export function varintLength(n: number): number {
@@ -133,34 +135,18 @@ function requestSource(options: LoadOptions): (sequence: number) => Buffer {
 }
 
 /** `conns` real connections, connection j to endpoint j mod endpoints (as etcd's tool). */
-export function openChannels(options: { readonly endpoints: readonly string[]; readonly conns: number }): grpc.Client[] {
-  const channels: grpc.Client[] = [];
+export function openChannels(options: { readonly endpoints: readonly string[]; readonly conns: number }): EtcdChannel[] {
+  const channels: EtcdChannel[] = [];
   for (let j = 0; j < options.conns; j++) {
-    const endpoint = options.endpoints[j % options.endpoints.length]!;
-    // grpc-js shares one connection among clients with equal targets and options unless each has
-    // its own subchannel pool; etcd's tool opens a real connection per --conns.
-    channels.push(new grpc.Client(endpoint, grpc.credentials.createInsecure(), {
-      'grpc.use_local_subchannel_pool': 1,
-      'grpc.max_receive_message_length': -1,
-    }));
+    // etcd's tool opens a real connection per --conns (grpc-js would share one among equal channels).
+    channels.push(new EtcdChannel(options.endpoints[j % options.endpoints.length]!, { ownConnection: true, messageBytesMax: -1 }));
   }
   return channels;
 }
 
-export function waitForReady(channel: grpc.Client, endpoint: string, timeoutMs: number = loadLimits.connectTimeoutMs): Promise<void> {
-  return new Promise((resolve, reject) => {
-    channel.waitForReady(Date.now() + timeoutMs, (error) => {
-      if (error) reject(new Error(`cannot connect to ${endpoint} within ${timeoutMs / 1000} s: ${error.message}`));
-      else resolve();
-    });
-  });
-}
-
-export const identity = (buffer: Buffer): Buffer => buffer;
-
-function call(channel: grpc.Client, method: string, request: Buffer): Promise<grpc.ServiceError | null> {
+function call(channel: EtcdChannel, method: string, request: Buffer): Promise<grpc.ServiceError | null> {
   return new Promise((resolve) => {
-    channel.makeUnaryRequest(method, identity, identity, request, { deadline: Date.now() + loadLimits.requestTimeoutMs }, (error) => {
+    channel.unaryBytes(method, request, loadLimits.requestTimeoutMs, (error) => {
       resolve(error ?? null);
     });
   });
@@ -190,7 +176,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   if (options.endpoints.length === 0) throw new TypeError('no endpoints');
   const channels = openChannels(options);
   try {
-    await Promise.all(channels.map((channel, j) => waitForReady(channel, options.endpoints[j % options.endpoints.length]!)));
+    await Promise.all(channels.map((channel) => channel.waitForReady(loadLimits.connectTimeoutMs)));
     const nextRequest = requestSource(options);
     const method = path[options.workload];
     const latencies = new Float64Array(options.total);
@@ -199,7 +185,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     let issued = 0;
     let succeeded = 0;
     let errors = 0;
-    const clientLoop = async (channel: grpc.Client): Promise<void> => {
+    const clientLoop = async (channel: EtcdChannel): Promise<void> => {
       while (issued < options.total) {
         const sequence = issued++;
         await pace();

@@ -14,13 +14,15 @@
  * At the end every watcher must have received exactly the puts of its key, each once, in revision
  * order, with the revision the put's response reported; anything else counts as an error.
  *
- * Raw @grpc/grpc-js with the protobufjs-loaded etcd protos, as bench/etcd-load.ts.
+ * Pre-encoded requests and raw response bytes over src/client's `EtcdChannel`, as
+ * bench/etcd-load.ts; watch and put responses are decoded here as protobufjs messages.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { type EtcdChannel, methodPath } from '../src/client/index';
 import { etcdType, int64, type Int64 } from '../src/etcd-proto';
-import { benchKey, identity, openChannels, pacer, waitForReady } from './etcd-load';
+import { benchKey, openChannels, pacer } from './etcd-load';
 
 /** Limits the CLI checks flags against (named here so the help and the checks agree). */
 export const watchLoadLimits = {
@@ -157,6 +159,8 @@ export async function runWatchLoad(options: WatchLoadOptions): Promise<WatchLoad
   const watchResponse = etcdType('etcdserverpb.WatchResponse');
   const putRequest = etcdType('etcdserverpb.PutRequest');
   const putResponse = etcdType('etcdserverpb.PutResponse');
+  const watchPath = methodPath('etcdserverpb.Watch', 'Watch');
+  const putPath = methodPath('etcdserverpb.KV', 'Put');
   const K = options.keySpaceSize;
   const watcherTotal = options.streams * options.watchPerStream;
   const expectedTotal = expectedEventCount(options);
@@ -190,7 +194,7 @@ export async function runWatchLoad(options: WatchLoadOptions): Promise<WatchLoad
   const channels = openChannels(options);
   const calls: grpc.ClientDuplexStream<Buffer, Buffer>[] = [];
   try {
-    await Promise.all(channels.map((channel, j) => waitForReady(channel, options.endpoints[j % options.endpoints.length]!, watchLoadLimits.connectTimeoutMs)));
+    await Promise.all(channels.map((channel) => channel.waitForReady(watchLoadLimits.connectTimeoutMs)));
 
     // ---- Streams and watchers -------------------------------------------------------------
     let createdTotal = 0;
@@ -198,7 +202,7 @@ export async function runWatchLoad(options: WatchLoadOptions): Promise<WatchLoad
     let onCreated: () => void = () => {};
     const createStarted = performance.now();
     for (let s = 0; s < options.streams; s++) {
-      const call = channels[s % channels.length]!.makeBidiStreamRequest('/etcdserverpb.Watch/Watch', identity, identity);
+      const call = channels[s % channels.length]!.bidiStreamBytes(watchPath);
       calls.push(call);
       const watcherById = new Map<number, number>();
       let createdOnStream = 0;
@@ -308,13 +312,13 @@ export async function runWatchLoad(options: WatchLoadOptions): Promise<WatchLoad
     let putsAnswered = 0;
     let lastPutDone = 0;
     const firstPutAt = performance.now();
-    const putOne = (seq: number, channel: grpc.Client): Promise<void> => {
+    const putOne = (seq: number, channel: EtcdChannel): Promise<void> => {
       const v = Buffer.from(value);
       for (let b = seqBytes - 1, n = seq; b >= 0; b--, n = Math.floor(n / 256)) v[b] = n % 256;
       const request = Buffer.from(putRequest.encode({ key: benchKey(seq % K, options.keySize), value: v }).finish());
       return new Promise((resolve) => {
         putSent[seq] = performance.now();
-        channel.makeUnaryRequest('/etcdserverpb.KV/Put', identity, identity, request, { deadline: Date.now() + watchLoadLimits.requestTimeoutMs }, (e, response) => {
+        channel.unaryBytes(putPath, request, watchLoadLimits.requestTimeoutMs, (e, response) => {
           const now = performance.now();
           putLatency[seq] = now - putSent[seq]!;
           lastPutDone = now;

@@ -19,7 +19,7 @@ import {
   type WorkloadInput,
   type WorkloadOutput,
 } from '../workload/index';
-import { type Decoded, EtcdClient, type RpcError, type WatchStream } from './etcd-client';
+import { type Decoded, EtcdChannel, grpcStatus, type KvMethod, type RpcError, type WatchStream } from '../../src/client/index';
 
 /** Deadline of one operation; past it the client gives up and records `info` (or `fail` for a read). */
 export const opTimeoutMs = 1500;
@@ -31,8 +31,19 @@ export const opIntervalMs = 10;
 export const watchReopenPauseMs = 200;
 /** Watchers per run of the watch workload: a third of the clients, at least one. */
 export const watcherFraction = 1 / 3;
+/** The largest message either way (a final history read may be large). */
+export const messageBytesMax = 64 * 1024 * 1024;
 
-const grpcMethod: Readonly<Record<EtcdMethod, 'Range' | 'Put' | 'DeleteRange' | 'Txn'>> = {
+/**
+ * A channel to one member, as every part of a real run opens it: no retries (src/client's channel
+ * has none), and quick reconnects, so a client fails fast while a node is down instead of backing
+ * off for up to 2 minutes.
+ */
+export function memberChannel(endpoint: string): EtcdChannel {
+  return new EtcdChannel(endpoint, { messageBytesMax, reconnectBackoffMs: { initial: 100, max: 1000 } });
+}
+
+const grpcMethod: Readonly<Record<EtcdMethod, KvMethod>> = {
   range: 'Range',
   put: 'Put',
   deleteRange: 'DeleteRange',
@@ -102,7 +113,7 @@ export class ClientPool {
     const { generator, now, cluster, clients } = this.options;
     let process = first;
     let node = first;
-    let client = new EtcdClient(cluster.endpoint(this.memberName(node)));
+    let client = memberChannel(cluster.endpoint(this.memberName(node)));
     try {
       while (!signal.aborted) {
         const input = generator.next(process) as WorkloadInput;
@@ -126,7 +137,7 @@ export class ClientPool {
         if (op.status !== 'ok') {
           client.close();
           node++;
-          client = new EtcdClient(cluster.endpoint(this.memberName(node)));
+          client = memberChannel(cluster.endpoint(this.memberName(node)));
           await pause(errorPauseMs);
         } else {
           await pause(opIntervalMs);
@@ -138,15 +149,15 @@ export class ClientPool {
   }
 
   private async invoke(
-    client: EtcdClient,
+    client: EtcdChannel,
     input: WorkloadInput,
   ): Promise<{ status: 'ok'; output: WorkloadOutput } | { status: Exclude<OpStatus, 'ok'>; error: string; heardBack: boolean }> {
     const call = toEtcdCall(input, this.options.keyPrefix);
     let response: Decoded;
     try {
-      response = await client.kv(grpcMethod[call.method], call.request, opTimeoutMs);
+      response = await client.kv(grpcMethod[call.method], call.request, { timeoutMs: opTimeoutMs });
     } catch (error) {
-      const heardBack = (error as RpcError).code !== deadlineExceeded;
+      const heardBack = (error as RpcError).code !== grpcStatus.DEADLINE_EXCEEDED;
       return { status: classifyError(error, input), error: describeError(error), heardBack };
     }
     // A response the mapping cannot read is a harness or server bug; the op may have happened.
@@ -188,7 +199,7 @@ export class ClientPool {
     params: { key: Uint8Array; rangeEnd: Uint8Array; startRevision: number; prevKv: boolean },
     signal: AbortSignal,
   ): Promise<{ responses: WatchResponse[]; end: WatchRecord['end']; nextRevision: number | undefined }> {
-    const client = new EtcdClient(this.options.cluster.endpoint(member));
+    const client = memberChannel(this.options.cluster.endpoint(member));
     const responses: WatchResponse[] = [];
     let nextRevision: number | undefined = params.startRevision > 0 ? params.startRevision : undefined;
     return new Promise((resolve) => {
@@ -231,8 +242,6 @@ export class ClientPool {
     });
   }
 }
-
-const deadlineExceeded = 4;
 
 interface WireKv {
   key?: Uint8Array;

@@ -10,7 +10,8 @@ import { mkdirSync, openSync, closeSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EtcdClient } from './etcd-client';
+import type { EtcdChannel } from '../../src/client/index';
+import { memberChannel } from './clients';
 import { ProxyNetwork, proxyHost } from './proxy';
 
 export type Target = 'dkv' | 'etcd';
@@ -130,7 +131,7 @@ export class RealCluster {
   readonly proxies: ProxyNetwork;
   private readonly processes = new Map<string, ChildProcess>();
   private readonly paused = new Set<string>();
-  private readonly clients = new Map<string, EtcdClient>();
+  private readonly clients = new Map<string, EtcdChannel>();
   private readonly memberIds = new Map<number, string>();
   private readonly initialCluster: string;
   private readonly token: string;
@@ -246,10 +247,10 @@ export class RealCluster {
     this.paused.delete(name);
   }
 
-  private client(name: string): EtcdClient {
+  private client(name: string): EtcdChannel {
     let client = this.clients.get(name);
     if (client === undefined) {
-      client = new EtcdClient(this.endpoint(name));
+      client = memberChannel(this.endpoint(name));
       this.clients.set(name, client);
     }
     return client;
@@ -259,7 +260,7 @@ export class RealCluster {
   async status(name: string): Promise<MemberStatus | undefined> {
     if (!this.running(name) || this.paused.has(name)) return undefined;
     try {
-      const response = await this.client(name).status(statusTimeoutMs);
+      const response = await this.client(name).maintenance('Status', {}, { timeoutMs: statusTimeoutMs });
       const header = response.header as { member_id?: number; raft_term?: number } | undefined;
       const memberId = Number(header?.member_id ?? 0);
       if (memberId !== 0) this.memberIds.set(memberId, name);

@@ -8,8 +8,8 @@
 import type { HistoryRevision, WatchEvent, WatchHistory } from '../check/index';
 import type { KvInput, KvOutput, KvRequest, KvResult, Operation, RegisterInput, RegisterOutput } from '../history';
 import { etcdKey } from '../workload/index';
-import { EtcdClient } from './etcd-client';
-import { watchResponseOf } from './clients';
+import type { EtcdChannel } from '../../src/client/index';
+import { memberChannel, watchResponseOf } from './clients';
 
 /** How long reading the committed history may take. */
 export const committedReadTimeoutMs = 20_000;
@@ -20,9 +20,9 @@ const wholeKeySpace = { key: Buffer.from([0]), rangeEnd: Buffer.from([0]) };
 
 /** Reads every committed revision up to the store's current one from the member at `endpoint`. */
 export async function readCommittedHistory(endpoint: string, timeoutMs = committedReadTimeoutMs): Promise<WatchHistory> {
-  const client = new EtcdClient(endpoint);
+  const client = memberChannel(endpoint);
   try {
-    const range = await client.kv('Range', { key: wholeKeySpace.key, range_end: wholeKeySpace.rangeEnd, count_only: true }, timeoutMs);
+    const range = await client.kv('Range', { key: wholeKeySpace.key, range_end: wholeKeySpace.rangeEnd, count_only: true }, { timeoutMs });
     const head = Number((range.header as { revision?: number } | undefined)?.revision ?? 0);
     const revisions = head > 1 ? await watchUpTo(client, head, timeoutMs) : [];
     return { revisions, headRevision: Math.max(head, 1) };
@@ -31,7 +31,7 @@ export async function readCommittedHistory(endpoint: string, timeoutMs = committ
   }
 }
 
-function watchUpTo(client: EtcdClient, head: number, timeoutMs: number): Promise<HistoryRevision[]> {
+function watchUpTo(client: EtcdChannel, head: number, timeoutMs: number): Promise<HistoryRevision[]> {
   return new Promise((resolve, reject) => {
     const byRevision = new Map<number, WatchEvent[]>();
     let last = 1;

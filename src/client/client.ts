@@ -5,11 +5,12 @@
  * so the consumer sees every change once and in order; if that history was compacted meanwhile,
  * the watch ends with an error saying so (take a new snapshot).
  */
-import * as grpc from '@grpc/grpc-js';
-import { dkvRoot, int64, type Int64 } from '../etcd-proto';
+import type * as grpc from '@grpc/grpc-js';
+import { int64, type Int64 } from '../etcd-proto';
+import { EtcdChannel, methodCodec } from './etcd-channel';
 
-const Request = dkvRoot.lookupType('dkv.v1.WatchPrefixRequest');
-const Response = dkvRoot.lookupType('dkv.v1.WatchPrefixResponse');
+/** Responses stay protobufjs messages (int64 as Long, converted once by `int64`). */
+const watchPrefixMethod = methodCodec<object>('dkv.v1.Watch', 'WatchPrefix', 'message');
 
 /** How long the client waits before trying the next endpoint after a stream broke. */
 export const reconnectDelayMs = 100;
@@ -102,13 +103,7 @@ export class PrefixWatch {
       prev_kv: this.options.prevKv === true,
       start_revision: resume ? this.revision + 1 : 0,
     };
-    const channel = this.client.channel(this.endpointIndex);
-    const call = channel.makeServerStreamRequest(
-      '/dkv.v1.Watch/WatchPrefix',
-      (value: object) => Buffer.from(Request.encode(Request.fromObject(value)).finish()),
-      (bytes: Buffer) => Response.decode(bytes) as unknown as object,
-      request,
-    );
+    const call = this.client.channel(this.endpointIndex).serverStream(watchPrefixMethod, request);
     this.call = call;
     call.on('data', (response: object) => this.onResponse(response as Record<string, unknown>));
     call.on('error', () => this.reconnect(call));
@@ -165,11 +160,11 @@ export class PrefixWatch {
 }
 
 export class DkvClient {
-  private readonly channels: grpc.Client[];
+  private readonly channels: EtcdChannel[];
 
-  constructor(private readonly options: DkvClientOptions) {
+  constructor(options: DkvClientOptions) {
     if (options.endpoints.length === 0) throw new TypeError('DkvClient needs at least one endpoint');
-    this.channels = options.endpoints.map((e) => new grpc.Client(e, options.credentials ?? grpc.credentials.createInsecure()));
+    this.channels = options.endpoints.map((e) => new EtcdChannel(e, { credentials: options.credentials }));
   }
 
   get endpointCount(): number {
@@ -177,7 +172,7 @@ export class DkvClient {
   }
 
   /** @internal */
-  channel(index: number): grpc.Client {
+  channel(index: number): EtcdChannel {
     return this.channels[index % this.channels.length]!;
   }
 

@@ -10,7 +10,8 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdType } from '../../src/etcd-proto';
 import { peerStreamPath } from '../../src/server/peer/index';
-import { type Decoded, RawEtcdClient, TestCluster, waitUntil } from './cluster-harness';
+import { type Decoded, type EtcdChannel, methodPath } from '../../src/client/index';
+import { etcdChannel, TestCluster, waitUntil } from './cluster-harness';
 
 /** etcd's default --max-request-bytes, which DKV keeps. */
 const MAX_REQUEST_BYTES = 1_572_864;
@@ -18,14 +19,14 @@ const INVALID_ARGUMENT = grpc.status.INVALID_ARGUMENT;
 const OUT_OF_RANGE = grpc.status.OUT_OF_RANGE;
 
 let cluster: TestCluster;
-let clients: RawEtcdClient[] = [];
+let clients: EtcdChannel[] = [];
 let pids: Array<number | undefined> = [];
 /** Every put acknowledged so far: key -> value. */
 const acknowledged = new Map<string, string>();
 
 beforeAll(async () => {
   cluster = await TestCluster.start({ nodes: 3 });
-  clients = cluster.nodes.map((_, i) => new RawEtcdClient(cluster.endpoint(i)));
+  clients = cluster.nodes.map((_, i) => etcdChannel(cluster.endpoint(i)));
   pids = cluster.nodes.map((_, i) => cluster.pid(i));
   for (let i = 0; i < 10; i++) await put(i % 3, `before/${i}`, `value-${i}`);
 }, 60_000);
@@ -221,11 +222,11 @@ describe('bad input to a 3-node cluster', () => {
   });
 
   it('answers a KV call whose body is not protobuf with an error and keeps serving', async () => {
-    const client = new grpc.Client(cluster.endpoint(0), grpc.credentials.createInsecure());
+    const client = etcdChannel(cluster.endpoint(0));
     try {
       for (const [label, body] of [['random', garbage(3, 300)], ['truncated', Buffer.from([0x0a, 0x7f, 0x61])]] as const) {
         const error = await new Promise<grpc.ServiceError | null>((resolve) => {
-          client.makeUnaryRequest('/etcdserverpb.KV/Put', (b: Buffer) => b, (b: Buffer) => b, body, { deadline: Date.now() + 5000 }, (e) => resolve(e));
+          client.unaryBytes(methodPath('etcdserverpb.KV', 'Put'), body, 5000, (e) => resolve(e));
         });
         expect(error, `a put whose body is ${label} bytes`).not.toBeNull();
         expect(error!.code, error!.details).not.toBe(grpc.status.DEADLINE_EXCEEDED);

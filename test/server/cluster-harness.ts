@@ -8,8 +8,7 @@ import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { etcdService } from '../../src/etcd-proto';
+import { EtcdChannel, type EtcdChannelOptions } from '../../src/client/index';
 import { devClusterLayout, type DevNode } from '../../src/server/config';
 
 const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
@@ -232,74 +231,20 @@ export async function waitUntil(
 }
 
 // ---------------------------------------------------------------------------------------------
-// A raw gRPC client of the etcd API, built from the same protos as the server (no etcd3 retries
-// or load balancing in the way: one channel to one endpoint, every failure reported as is).
+// Talking to the cluster over gRPC: src/client's EtcdChannel (no etcd3 retries or load balancing in
+// the way: one channel to one endpoint, every failure reported as is).
 
-/** A decoded response: int64 fields as numbers, bytes as Buffers, defaults filled in. */
-export type Decoded = Record<string, unknown>;
+/** Tests' messages may be large (a whole keyspace read back). */
+export const testMessageBytesMax = 64 * 1024 * 1024;
+/** The deadline of a test's unary call that names none. */
+export const testCallTimeoutMs = 10_000;
 
-export interface EtcdRpcError extends Error {
-  code: number;
-  details: string;
-}
-
-export class RawEtcdClient {
-  private readonly clients = new Map<string, grpc.Client>();
-
-  constructor(
-    readonly endpoint: string,
-    private readonly options: { credentials?: grpc.ChannelCredentials; channelOptions?: grpc.ChannelOptions } = {},
-  ) {}
-
-  private client(serviceName: string): { client: grpc.Client; service: ReturnType<typeof etcdService> } {
-    const service = etcdService(serviceName);
-    let client = this.clients.get(serviceName);
-    if (client === undefined) {
-      client = new grpc.Client(this.endpoint, this.options.credentials ?? grpc.credentials.createInsecure(), {
-        'grpc.max_send_message_length': 64 * 1024 * 1024,
-        'grpc.max_receive_message_length': 64 * 1024 * 1024,
-        ...this.options.channelOptions,
-      });
-      this.clients.set(serviceName, client);
-    }
-    return { client, service };
-  }
-
-  /**
-   * One unary call, e.g. `call('etcdserverpb.KV', 'Put', { key, value })`; rejects with the
-   * gRPC status (`code`, `details`) on failure.
-   */
-  call(serviceName: string, method: string, request: object, timeoutMs = 10_000): Promise<Decoded> {
-    const { client, service } = this.client(serviceName);
-    const definition = service.methods[method];
-    if (definition === undefined) throw new TypeError(`no method ${serviceName}.${method}`);
-    definition.resolve();
-    const requestType = definition.resolvedRequestType!;
-    const responseType = definition.resolvedResponseType!;
-    return new Promise((resolve, reject) => {
-      client.makeUnaryRequest(
-        `/${serviceName}/${method}`,
-        (value: object) => Buffer.from(requestType.encode(requestType.fromObject(value)).finish()),
-        (bytes: Buffer) => responseType.toObject(responseType.decode(bytes), { longs: Number, defaults: true, arrays: true }),
-        request,
-        { deadline: Date.now() + timeoutMs },
-        (error, response) => (error ? reject(error) : resolve(response as Decoded)),
-      );
-    });
-  }
-
-  kv(method: string, request: object, timeoutMs?: number): Promise<Decoded> {
-    return this.call('etcdserverpb.KV', method, request, timeoutMs);
-  }
-
-  maintenance(method: string, request: object, timeoutMs?: number): Promise<Decoded> {
-    return this.call('etcdserverpb.Maintenance', method, request, timeoutMs);
-  }
-
-  close(): void {
-    for (const client of this.clients.values()) client.close();
-    this.clients.clear();
-  }
+/**
+ * A channel to one node as tests use it: responses decoded with int64 as numbers, bytes as
+ * Buffers and defaults filled in; 64 MiB messages; a 10 s deadline unless a call names one.
+ */
+export function etcdChannel(endpoint: string, options: EtcdChannelOptions = {}): EtcdChannel {
+  return new EtcdChannel(endpoint, { messageBytesMax: testMessageBytesMax, callTimeoutMs: testCallTimeoutMs, ...options });
 }
 
 /** The etcd range_end that selects every key starting with `prefix`. */

@@ -17,7 +17,8 @@ import { type KvApplied, KvCommandKind, kvCommand, kvOutcome } from '../../src/e
 import { etcdType } from '../../src/etcd-proto';
 import { type Applied, NodeRuntime, encodeEnvelope, firstRequestId } from '../../src/runtime/index';
 import { Ticker, immediateScheduler, levelStorage, wallClock } from '../../src/server/runtime-host';
-import { type Decoded, RawEtcdClient, TestCluster, prefixEnd, waitUntil } from './cluster-harness';
+import type { Decoded, EtcdChannel } from '../../src/client/index';
+import { etcdChannel, TestCluster, prefixEnd, waitUntil } from './cluster-harness';
 
 const KEY_PREFIX = 'fo/';
 /** Writers per endpoint (each has one put in flight at a time). */
@@ -31,11 +32,11 @@ const RETRY_BACKOFF_MS = 25;
 const PHASE_TIMEOUT_MS = 20_000;
 
 let cluster: TestCluster;
-let clients: RawEtcdClient[] = [];
+let clients: EtcdChannel[] = [];
 
 beforeAll(async () => {
   cluster = await TestCluster.start({ nodes: 3 });
-  clients = cluster.nodes.map((_, i) => new RawEtcdClient(cluster.endpoint(i)));
+  clients = cluster.nodes.map((_, i) => etcdChannel(cluster.endpoint(i)));
 }, 60_000);
 
 afterAll(async () => {
@@ -73,7 +74,7 @@ class Writers {
       const key = `${KEY_PREFIX}${String(n).padStart(7, '0')}`;
       const value = `value-${n}-via-${node}`;
       try {
-        const response = await clients[node]!.kv('Put', { key: Buffer.from(key), value: Buffer.from(value) }, PUT_TIMEOUT_MS);
+        const response = await clients[node]!.kv('Put', { key: Buffer.from(key), value: Buffer.from(value) }, { timeoutMs: PUT_TIMEOUT_MS });
         const header = response.header as { revision: number };
         this.acked.set(key, { value, revision: header.revision, node });
         this.ackedByNode[node]!++;
@@ -104,7 +105,7 @@ async function leaderIndex(memberIds: readonly number[], asking: readonly number
   await waitUntil(async () => {
     for (const node of asking) {
       try {
-        const status = await clients[node]!.maintenance('Status', {}, 2000);
+        const status = await clients[node]!.maintenance('Status', {}, { timeoutMs: 2000 });
         found = memberIds.indexOf(status.leader as number);
         if (found >= 0) return true;
       } catch {
@@ -117,7 +118,7 @@ async function leaderIndex(memberIds: readonly number[], asking: readonly number
 }
 
 async function rangePrefix(node: number, serializable: boolean): Promise<Map<string, { value: string; modRevision: number }>> {
-  const response = await clients[node]!.kv('Range', { key: Buffer.from(KEY_PREFIX), range_end: prefixEnd(KEY_PREFIX), serializable }, 10_000);
+  const response = await clients[node]!.kv('Range', { key: Buffer.from(KEY_PREFIX), range_end: prefixEnd(KEY_PREFIX), serializable }, { timeoutMs: 10_000 });
   const kvs = response.kvs as Array<{ key: Buffer; value: Buffer; mod_revision: number }>;
   expect(response.more).toBe(false);
   return new Map(kvs.map((kv) => [kv.key.toString(), { value: kv.value.toString(), modRevision: kv.mod_revision }]));
@@ -129,7 +130,7 @@ async function putSurely(key: string, value: string): Promise<Decoded> {
   await waitUntil(async () => {
     for (const client of clients) {
       try {
-        response = await client.kv('Put', { key: Buffer.from(key), value: Buffer.from(value) }, PUT_TIMEOUT_MS);
+        response = await client.kv('Put', { key: Buffer.from(key), value: Buffer.from(value) }, { timeoutMs: PUT_TIMEOUT_MS });
         return true;
       } catch {
         // try the next node

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DkvClient, type WatchedEvent, type WatchedKeyValue } from '../../src/client/index';
-import { RawEtcdClient, TestCluster, etcdctl, waitUntil } from './cluster-harness';
+import { etcdChannel, TestCluster, etcdctl, waitUntil } from './cluster-harness';
 
 let cluster: TestCluster;
 
@@ -22,7 +22,7 @@ const text = (b: Uint8Array): string => Buffer.from(b).toString();
 
 describe('watchPrefix with a snapshot', () => {
   it('gives the keys at R, then every change after R, across a node failure', async () => {
-    const kv = new RawEtcdClient(cluster.endpoint(0));
+    const kv = etcdChannel(cluster.endpoint(0));
     for (let i = 0; i < 1200; i++) await kv.kv('Put', { key: Buffer.from(`cfg/${String(i).padStart(4, '0')}`), value: Buffer.from(`v${i}`) });
     await kv.kv('Put', { key: Buffer.from('other'), value: Buffer.from('x') });
     // Watch through a follower, which is then killed (killing the leader would only add timeouts

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RawEtcdClient, TestCluster, etcdctl } from './cluster-harness';
+import { etcdChannel, TestCluster, etcdctl } from './cluster-harness';
 import { WatchClient } from './watch-client';
 
 let dir = '';
@@ -143,14 +143,14 @@ describe('https client and peer URLs, server authentication only', () => {
       expect(r.stdout).not.toContain('tls-value');
     }
 
-    const plaintext = new RawEtcdClient(cluster.endpoint(0));
+    const plaintext = etcdChannel(cluster.endpoint(0));
     try {
-      const error = await plaintext.kv('Range', { key: Buffer.from('tls-key') }, 3000).then(() => null, (e: grpc.ServiceError) => e);
+      const error = await plaintext.kv('Range', { key: Buffer.from('tls-key') }, { timeoutMs: 3000 }).then(() => null, (e: grpc.ServiceError) => e);
       expect(error?.code).toBe(grpc.status.UNAVAILABLE);
     } finally {
       plaintext.close();
     }
-    const trusting = new RawEtcdClient(cluster.endpoint(1), { credentials: grpc.credentials.createSsl(readFileSync(file('ca.crt'))) });
+    const trusting = etcdChannel(cluster.endpoint(1), { credentials: grpc.credentials.createSsl(readFileSync(file('ca.crt'))) });
     try {
       const response = await trusting.kv('Range', { key: Buffer.from('tls-key') });
       expect((response.kvs as Array<{ value: Buffer }>)[0]?.value.toString()).toBe('tls-value');
@@ -161,7 +161,7 @@ describe('https client and peer URLs, server authentication only', () => {
 
   it('streams watch events over TLS, every one in order, from a follower and the leader alike', async () => {
     const watchers = [0, 1, 2].map((i) => new WatchClient(cluster.endpoint(i), grpc.credentials.createSsl(readFileSync(file('ca.crt')))));
-    const writer = new RawEtcdClient(cluster.endpoint(0), { credentials: grpc.credentials.createSsl(readFileSync(file('ca.crt'))) });
+    const writer = etcdChannel(cluster.endpoint(0), { credentials: grpc.credentials.createSsl(readFileSync(file('ca.crt'))) });
     try {
       for (const w of watchers) w.create({ key: 'tls-watch/', rangeEnd: 'tls-watch0' });
       for (const w of watchers) await w.waitFor((rs) => rs.some((r) => r.created === true));
@@ -231,12 +231,12 @@ describe('https with --client-cert-auth and --peer-client-cert-auth', () => {
     }
 
     const ca = readFileSync(file('ca.crt'));
-    const anonymous = new RawEtcdClient(cluster.endpoint(0), { credentials: grpc.credentials.createSsl(ca) });
-    const certified = new RawEtcdClient(cluster.endpoint(0), {
+    const anonymous = etcdChannel(cluster.endpoint(0), { credentials: grpc.credentials.createSsl(ca) });
+    const certified = etcdChannel(cluster.endpoint(0), {
       credentials: grpc.credentials.createSsl(ca, readFileSync(file('client.key')), readFileSync(file('client.crt'))),
     });
     try {
-      const error = await anonymous.kv('Range', { key: Buffer.from('mtls-key') }, 3000).then(() => null, (e: grpc.ServiceError) => e);
+      const error = await anonymous.kv('Range', { key: Buffer.from('mtls-key') }, { timeoutMs: 3000 }).then(() => null, (e: grpc.ServiceError) => e);
       expect(error?.code).toBe(grpc.status.UNAVAILABLE);
       const response = await certified.kv('Range', { key: Buffer.from('mtls-key') });
       expect((response.kvs as Array<{ value: Buffer }>)[0]?.value.toString()).toBe('mtls-value');

@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type WatchHistory, type WatchParams, type WatchRecord, type WatchResponse, checkWatches, type HistoryRevision, type WatchEvent } from '../../jepsen-lite/check/index';
 import { SeededPrng } from '../../raft/index';
-import { type Decoded, RawEtcdClient, TestCluster, etcdctl, prefixEnd, waitUntil } from './cluster-harness';
+import type { Decoded } from '../../src/client/index';
+import { etcdChannel, TestCluster, etcdctl, prefixEnd, waitUntil } from './cluster-harness';
 import { WatchClient } from './watch-client';
 
 let cluster: TestCluster;
@@ -81,7 +82,7 @@ describe('watches under a randomized workload with the watched node killed', () 
       return s !== undefined && s.Status.leader !== s.Status.header.member_id;
     });
     const writerNode = [0, 1, 2].find((i) => i !== watched)!;
-    const kv = new RawEtcdClient(cluster.endpoint(writerNode));
+    const kv = etcdChannel(cluster.endpoint(writerNode));
     // The history: every change from revision 1, recorded on a node that is never killed.
     const historyClient = new WatchClient(cluster.endpoint(writerNode));
     historyClient.create({ key: '\0', rangeEnd: '\0', startRevision: 1, prevKv: true });

@@ -3,12 +3,12 @@
  * response in order, and wait for conditions on them. `pause()`/`resume()` stop and restart
  * reading, to play a slow consumer.
  */
-import * as grpc from '@grpc/grpc-js';
-import { etcdType } from '../../src/etcd-proto';
-import { type Decoded, waitUntil } from './cluster-harness';
+import type * as grpc from '@grpc/grpc-js';
+import { type Decoded, EtcdChannel, methodCodec } from '../../src/client/index';
+import { testMessageBytesMax, waitUntil } from './cluster-harness';
 
-const WatchRequest = etcdType('etcdserverpb.WatchRequest');
-const WatchResponse = etcdType('etcdserverpb.WatchResponse');
+/** Responses as plain objects: int64 as numbers, enums as numbers, defaults filled in. */
+const watchMethod = methodCodec('etcdserverpb.Watch', 'Watch');
 
 export interface WatchEvent {
   type: 'PUT' | 'DELETE';
@@ -21,18 +21,15 @@ export interface WatchEvent {
 }
 
 export class WatchClient {
-  private readonly client: grpc.Client;
+  private readonly channel: EtcdChannel;
   private readonly call: grpc.ClientDuplexStream<object, Decoded>;
   readonly responses: Decoded[] = [];
   ended = false;
 
-  constructor(endpoint: string, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()) {
-    this.client = new grpc.Client(endpoint, credentials, { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
-    this.call = this.client.makeBidiStreamRequest(
-      '/etcdserverpb.Watch/Watch',
-      (value: object) => Buffer.from(WatchRequest.encode(WatchRequest.fromObject(value)).finish()),
-      (bytes: Buffer) => WatchResponse.toObject(WatchResponse.decode(bytes), { longs: Number, defaults: true, arrays: true, enums: Number }) as Decoded,
-    );
+  constructor(endpoint: string, credentials?: grpc.ChannelCredentials) {
+    this.channel = new EtcdChannel(endpoint, { credentials, messageBytesMax: testMessageBytesMax });
+    // The raw stream rather than EtcdChannel.watch: pause() and resume() play a slow consumer.
+    this.call = this.channel.bidiStream(watchMethod);
     this.call.on('data', (response: Decoded) => this.responses.push(response));
     this.call.on('error', () => (this.ended = true));
     this.call.on('end', () => (this.ended = true));
@@ -98,6 +95,6 @@ export class WatchClient {
   close(): void {
     this.call.end();
     this.call.cancel();
-    this.client.close();
+    this.channel.close();
   }
 }

@@ -8,16 +8,17 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
 import { watchLimits } from '../../src/engines/watch/index';
-import { RawEtcdClient, TestCluster, prefixEnd, waitUntil } from './cluster-harness';
+import type { EtcdChannel } from '../../src/client/index';
+import { etcdChannel, TestCluster, prefixEnd, waitUntil } from './cluster-harness';
 import { WatchClient } from './watch-client';
 
 let cluster: TestCluster;
-let kv: RawEtcdClient;
+let kv: EtcdChannel;
 const watchers: WatchClient[] = [];
 
 beforeAll(async () => {
   cluster = await TestCluster.start({ nodes: 3 });
-  kv = new RawEtcdClient(cluster.endpoint(0));
+  kv = etcdChannel(cluster.endpoint(0));
 }, 60_000);
 
 afterAll(async () => {
