@@ -3,9 +3,37 @@
  * messages this code reads. Field names stay as in the .proto files (snake_case); int64 fields
  * decode as `Long` and are converted to numbers once, here at the edge (`int64`).
  */
+import { strict as assert } from 'node:assert';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
+import { mvccLimits } from '../storage/index';
+
+// ---- Message nesting -------------------------------------------------------------------------
+
+/**
+ * Levels of txn nesting a request may have and still decode. Deeper than `txnDepthMax` is refused
+ * by the KV service's checkTxn with etcd's own error; decoding twice that far means a request
+ * nested a little too deep gets that error rather than grpc's "Error deserializing request".
+ * Beyond this (absurd nesting) the decoder itself refuses the call. Either way nothing is proposed.
+ */
+export const txnDepthDecodedMax = 2 * mvccLimits.txnDepthMax;
+
+/**
+ * How deep protobufjs nests messages when it decodes, encodes or converts (its default is protoc's
+ * 100, which cut etcd's txns off at 50 levels). protobufjs counts from 0 at the top message: a txn
+ * at depth d is at 2(d-1) (TxnRequest, RequestOp, TxnRequest, …), its ops' requests at 2d, and a
+ * response reaches one level more (a KeyValue in a RangeResponse or a PutResponse's prev_kv at
+ * 2d+1). So 2·depth + 1 covers a request and its response at that depth.
+ */
+export const messageDepthMax = 2 * txnDepthDecodedMax + 1;
+
+protobuf.util.recursionLimit = messageDepthMax;
+protobuf.Reader.recursionLimit = messageDepthMax;
+// Every response to a txn the store accepts must encode (and every request it can get, decode).
+assert(messageDepthMax >= 2 * mvccLimits.txnDepthMax + 1, 'a txn response at the depth limit must encode');
+assert(txnDepthDecodedMax > mvccLimits.txnDepthMax, 'a request past the depth limit must decode, to be refused clearly');
+
 
 const base = join(dirname(fileURLToPath(import.meta.url)), '..', 'proto', 'etcd');
 

@@ -10,7 +10,15 @@
 import { ChangeLog } from './change-log';
 import { assert, assertSafeInteger, MvccError, SnapshotError, unreachable } from './errors';
 import { hashKvFinish, hashKvInitial, hashKvVersion } from './hash';
-import { keyBytesMax, segmentKeysMaxDefault, segmentKeysMaxLimit, segmentKeysMaxMin, txnOperationsMax, valueBytesMax } from './limits';
+import {
+  keyBytesMax,
+  segmentKeysMaxDefault,
+  segmentKeysMaxLimit,
+  segmentKeysMaxMin,
+  txnDepthMax,
+  txnOperationsMax,
+  valueBytesMax,
+} from './limits';
 import {
   beforeEnd,
   compareBytes,
@@ -805,14 +813,16 @@ function compareKeyValue(compare: Compare, kv: KeyValue): boolean {
  * etcd's checkTxnRequest: the compares and each branch may hold at most `maxOperations`; a nested
  * transaction gets what its parent left (maxOperations minus the parent's largest list).
  */
-function checkTxnRequest(request: TxnRequest, maxOperations: number): void {
+function checkTxnRequest(request: TxnRequest, maxOperations: number, depth = 1): void {
+  // invariant: depth <= txnDepthMax, because every enclosing level spent at least one operation.
+  assert(depth <= txnDepthMax && maxOperations >= 0, 'txn nesting beyond what the operations budget allows');
   const operations = Math.max(request.compare.length, request.success.length, request.failure.length);
   if (operations > maxOperations) throw new MvccError('too-many-operations');
   for (const compare of request.compare) if (compare.key.length === 0) throw new MvccError('empty-key');
-  for (const op of [...request.success, ...request.failure]) checkRequestOp(op, maxOperations - operations);
+  for (const op of [...request.success, ...request.failure]) checkRequestOp(op, maxOperations - operations, depth);
 }
 
-function checkRequestOp(op: RequestOp, maxOperations: number): void {
+function checkRequestOp(op: RequestOp, maxOperations: number, depth: number): void {
   switch (op.type) {
     case 'range':
       if (op.range.key.length === 0) throw new MvccError('empty-key');
@@ -824,7 +834,7 @@ function checkRequestOp(op: RequestOp, maxOperations: number): void {
       if (op.deleteRange.key.length === 0) throw new MvccError('empty-key');
       return;
     case 'txn':
-      checkTxnRequest(op.txn, maxOperations);
+      checkTxnRequest(op.txn, maxOperations, depth + 1);
       return;
     default:
       unreachable(op, 'request op');
