@@ -76,6 +76,7 @@ export function clientErrorOf(error: MvccError | WireValueError): EtcdCallError 
     const { code, prefix } = mvccStatus[error.code];
     return new EtcdCallError(code, prefix + error.message);
   }
+  if (error.code === 'invalid-sort-option') return new EtcdCallError(grpcCode.INVALID_ARGUMENT, 'etcdserver: invalid sort option');
   return new EtcdCallError(grpcCode.INVALID_ARGUMENT, `dkv: invalid argument: ${error.message}`);
 }
 

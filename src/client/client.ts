@@ -6,7 +6,7 @@
  * the watch ends with an error saying so (take a new snapshot).
  */
 import * as grpc from '@grpc/grpc-js';
-import { dkvRoot, int64, type Int64 } from '../etcd-proto';
+import { dkvRoot, int64Exact, int64Safe, type Int64, WireValueError } from '../etcd-proto';
 
 const Request = dkvRoot.lookupType('dkv.v1.WatchPrefixRequest');
 const Response = dkvRoot.lookupType('dkv.v1.WatchPrefixResponse');
@@ -26,7 +26,8 @@ export interface WatchedKeyValue {
   readonly createRevision: number;
   readonly modRevision: number;
   readonly version: number;
-  readonly lease: number;
+  /** Lease id, exact over the whole int64 range; 0n = none. */
+  readonly lease: bigint;
 }
 
 export interface WatchedEvent {
@@ -65,10 +66,10 @@ function fromWire(kv: WireKv): WatchedKeyValue {
   return {
     key: kv.key,
     value: kv.value,
-    createRevision: int64(kv.create_revision),
-    modRevision: int64(kv.mod_revision),
-    version: int64(kv.version),
-    lease: int64(kv.lease),
+    createRevision: int64Safe(kv.create_revision, 'create_revision'),
+    modRevision: int64Safe(kv.mod_revision, 'mod_revision'),
+    version: int64Safe(kv.version, 'version'),
+    lease: int64Exact(kv.lease),
   };
 }
 
@@ -110,17 +111,26 @@ export class PrefixWatch {
       request,
     );
     this.call = call;
-    call.on('data', (response: object) => this.onResponse(response as Record<string, unknown>));
+    call.on('data', (response: object) => {
+      try {
+        this.onResponse(response as Record<string, unknown>);
+      } catch (error) {
+        // A response this client cannot read exactly (a revision past 2^53) ends the watch.
+        if (!(error instanceof WireValueError)) throw error;
+        this.close();
+        this.handlers.onError?.(error);
+      }
+    });
     call.on('error', () => this.reconnect(call));
     call.on('end', () => this.reconnect(call));
   }
 
   private onResponse(r: Record<string, unknown>): void {
     if (this.closed) return;
-    const revision = int64(r.revision as Int64);
+    const revision = int64Safe(r.revision as Int64, 'revision');
     if (r.canceled === true) {
       this.close();
-      const compact = int64(r.compact_revision as Int64);
+      const compact = int64Safe(r.compact_revision as Int64, 'compact_revision');
       this.handlers.onError?.(new Error(`watch canceled: ${String(r.cancel_reason ?? '')}${compact > 0 ? ` (compacted at ${compact})` : ''}`));
       return;
     }

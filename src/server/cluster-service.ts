@@ -5,7 +5,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { ConfChange } from '../../raft/index';
-import { int64, type Int64 } from '../etcd-proto';
+import { int64IfSafe, type Int64 } from '../etcd-proto';
 import { dkvError } from '../errors';
 import { serviceDefinition } from './grpc-service';
 import { type Member, encodeMemberContext, isRemoved } from './members';
@@ -52,8 +52,13 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
   const shards = (): number[] => node.host.shardIds().sort((a, b) => a - b);
   const header = () => responseHeader(ctx, 0, 0);
   const members = () => node.members().map(toWire);
-  const find = (id: number): Member => {
-    const member = node.members().find((m) => m.id === id);
+  /**
+   * The member a request's uint64 ID names. Member ids are created below 2^53 (config.ts), so an ID
+   * that is not a safe integer names no member: compared exactly, never rounded onto another.
+   */
+  const find = (wireId: Int64): Member => {
+    const id = int64IfSafe(wireId);
+    const member = id === undefined ? undefined : node.members().find((m) => m.id === id);
     if (member === undefined) throw dkvError('member-not-found');
     return member;
   };
@@ -84,7 +89,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     }),
 
     MemberRemove: unary<{ ID: Int64 }>(async ({ message }) => {
-      const member = find(int64(message.ID));
+      const member = find(message.ID);
       // The data groups first: the meta shard's record (and the transport's peer) goes last.
       for (const shard of shards().reverse()) {
         await withTimeout(ctx, node.host.proposeConfChange(shard, { transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) }));
@@ -93,7 +98,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     }),
 
     MemberUpdate: unary<{ ID: Int64; peerURLs: string[] }>(async ({ message }) => {
-      const member = find(int64(message.ID));
+      const member = find(message.ID);
       const peerUrls = checkPeerUrls(message.peerURLs ?? []);
       if (node.members().some((m) => m.id !== member.id && m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
       await withTimeout(
@@ -104,7 +109,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     }),
 
     MemberPromote: unary<{ ID: Int64 }>(async ({ message }) => {
-      const member = find(int64(message.ID));
+      const member = find(message.ID);
       if (!member.isLearner) throw dkvError('member-not-learner');
       // Readiness is known where the leader is; etcd forwards promotion there, we check when we lead.
       for (const shardId of shards()) {

@@ -15,7 +15,7 @@ import {
   type WireRangeRequest,
   type WireRequestOp,
   type WireTxnRequest,
-  int64,
+  int64Exact,
 } from '../etcd-proto';
 import { dkvError } from '../errors';
 import { serviceDefinition } from './grpc-service';
@@ -43,9 +43,10 @@ function checkKey(key: Uint8Array | undefined): void {
 function checkPut(r: WirePutRequest): void {
   checkKey(r.key);
   if (r.ignore_value && r.value !== undefined && r.value.length !== 0) throw dkvError('value-provided');
-  if (r.ignore_lease && int64(r.lease) !== 0) throw dkvError('lease-provided');
+  const lease = int64Exact(r.lease);
+  if (r.ignore_lease && lease !== 0n) throw dkvError('lease-provided');
   // No lease can exist until the Lease service does, so every lease id is unknown, as etcd says.
-  if (int64(r.lease) !== 0) throw dkvError('lease-not-found');
+  if (lease !== 0n) throw dkvError('lease-not-found');
 }
 
 function checkOps(ops: readonly WireRequestOp[], operationsLeft: number, depth: number): void {

@@ -4,7 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { encodeSnapshot } from '../../storage/index';
-import { int64, type Int64 } from '../etcd-proto';
+import { int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto';
 import { dkvError, toGrpcError } from '../errors';
 import { serviceDefinition, type Incoming } from './grpc-service';
 import type { DkvNode } from './node';
@@ -48,7 +48,8 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
 
     HashKV: unary<{ revision: Int64 }>(async ({ message }) => {
       const mvcc = data().machine.mvcc;
-      const result = mvcc.hashKV(int64(message.revision));
+      // Saturated: past 2^53 still a future revision, below -2^53 still "current" (as etcd).
+      const result = mvcc.hashKV(int64Saturated(message.revision));
       return { header: header(), hash: result.hash, compact_revision: result.compactRevision, hash_revision: result.revision };
     }),
 
@@ -57,11 +58,12 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
     Defragment: unary<object>(async () => ({ header: header() })),
 
     MoveLeader: unary<{ targetID: Int64 }>(async ({ message }) => {
-      const target = int64(message.targetID);
+      // Member ids are below 2^53: a target that is not a safe integer is no member (exact, never rounded).
+      const target = int64IfSafe(message.targetID);
       const shard = data();
       const status = shard.node.status();
       if (status.lead !== node.identity.memberId) throw dkvError('not-leader');
-      if (!status.config.voters.includes(target) || target === node.identity.memberId) throw dkvError('bad-leader-transferee');
+      if (target === undefined || !status.config.voters.includes(target) || target === node.identity.memberId) throw dkvError('bad-leader-transferee');
       for (const id of node.host.shardIds()) {
         if (node.host.shard(id)?.node.status().lead === node.identity.memberId) node.host.transferLeader(id, target);
       }

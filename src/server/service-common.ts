@@ -1,7 +1,7 @@
 /** What every client service needs: response headers, request timeouts, unary call plumbing. */
 import type * as grpc from '@grpc/grpc-js';
 import { MvccError, type MvccErrorCode } from '../../storage/index';
-import { WireValueError } from '../engines/kv/convert';
+import { WireValueError } from '../etcd-proto';
 import type { WireResponseHeader } from '../etcd-proto';
 import { type ErrorCode, DkvError, dkvError, toGrpcError } from '../errors';
 import type { Incoming } from './grpc-service';
@@ -39,7 +39,7 @@ export function clientError(error: unknown): unknown {
   if (error instanceof MvccError) return dkvError(MVCC_CODES[error.code]);
   if (error instanceof HostError) return dkvError(HOST_CODES[error.code]);
   if (error instanceof WireValueError) {
-    return /sort/.test(error.message) ? dkvError('invalid-sort-option') : dkvError('invalid-argument', error.message);
+    return error.code === 'invalid-argument' ? dkvError('invalid-argument', error.message) : dkvError(error.code);
   }
   return error;
 }

@@ -43,13 +43,22 @@ export const txnOperationsMax = 128;
  */
 export const txnDepthMax = txnOperationsMax + 1;
 
+/**
+ * Highest revision the store may reach. One below Number.MAX_SAFE_INTEGER, so that a wire int64
+ * beyond the safe range can be saturated to MAX_SAFE_INTEGER and still compare above every
+ * revision, version and count the store holds (see src/etcd-proto.ts int64Saturated).
+ */
+export const revisionMax = Number.MAX_SAFE_INTEGER - 1;
+
 /** Change-log entries per chunk; compaction frees whole chunks. */
 export const changeLogChunkEntries = 4096;
 
 /** Largest snapshot chunk, header and CRC included. */
 export const snapshotChunkBytesMax = 1024 * 1024;
-/** Snapshot format this code writes and reads. */
-export const snapshotFormatVersion = 1;
+/** Snapshot format this code writes (2: lease ids are exact int64s; 1 held them as f64). */
+export const snapshotFormatVersion = 2;
+/** Oldest snapshot format this code still reads. */
+export const snapshotFormatVersionMin = 1;
 /** Bytes of a snapshot chunk's frame: header (16) and trailing CRC (4). */
 export const snapshotChunkFrameBytes = 20;
 
@@ -62,3 +71,5 @@ assert(keyBytesMax + valueBytesMax + 64 < arenaBytesMax, 'one record must fit an
 assert(snapshotChunkBytesMax > snapshotChunkFrameBytes + 64, 'a snapshot chunk must carry payload');
 assert(txnOperationsMax > 0, 'a transaction must admit one operation');
 assert(txnDepthMax === txnOperationsMax + 1, 'the depth limit is what the shared operations budget allows');
+assert(revisionMax < Number.MAX_SAFE_INTEGER, 'a saturated wire revision must stay above every revision');
+assert(snapshotFormatVersionMin <= snapshotFormatVersion, 'snapshot formats out of order');

@@ -15,14 +15,15 @@ import {
 } from '../../../storage/index';
 import {
   etcdType,
-  int64,
+  int64Saturated,
+  WireValueError,
   type WireCompactionRequest,
   type WireDeleteRangeRequest,
   type WirePutRequest,
   type WireTxnRequest,
 } from '../../etcd-proto';
 import { type Command, CommandKind, decodeCommand } from './command';
-import { WireValueError, deleteRangeFromWire, putFromWire, txnFromWire } from './convert';
+import { deleteRangeFromWire, putFromWire, txnFromWire } from './convert';
 
 const PutRequestType = etcdType('etcdserverpb.PutRequest');
 const DeleteRangeRequestType = etcdType('etcdserverpb.DeleteRangeRequest');
@@ -87,7 +88,8 @@ export class KvStateMachine {
         }
         case CommandKind.Compaction: {
           const request = CompactionRequestType.decode(command.payload) as unknown as WireCompactionRequest;
-          this.mvcc.compact(int64(request.revision));
+          // Saturated: past 2^53 still a future revision, below -2^53 still compacted (as etcd).
+          this.mvcc.compact(int64Saturated(request.revision));
           return { kind: 'compaction', revision: this.mvcc.revision };
         }
       }
