@@ -21,7 +21,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { type EtcdChannel, methodPath } from '../src/client/index';
-import { etcdType, int64, type Int64 } from '../src/etcd-proto';
+import { etcdType, int64Saturated, type Int64 } from '../src/etcd-proto';
 import { benchKey, openChannels, pacer } from './etcd-load';
 
 /** Limits the CLI checks flags against (named here so the help and the checks agree). */
@@ -210,7 +210,7 @@ export async function runWatchLoad(options: WatchLoadOptions): Promise<WatchLoad
         const now = performance.now();
         if (finished) return;
         const response = watchResponse.decode(bytes) as unknown as WireWatchResponse;
-        const id = int64(response.watch_id);
+        const id = int64Saturated(response.watch_id);
         if (response.created) {
           if (response.canceled) {
             error(`watch create refused: ${response.cancel_reason || 'canceled'}`);
@@ -224,7 +224,7 @@ export async function runWatchLoad(options: WatchLoadOptions): Promise<WatchLoad
           onCreated();
           if (response.events === undefined || response.events.length === 0) return;
         } else if (response.canceled) {
-          const compact = int64(response.compact_revision);
+          const compact = int64Saturated(response.compact_revision);
           error(`watch canceled: ${response.cancel_reason || (compact > 0 ? `compacted at ${compact}` : 'by the server')}`);
           streamFailed = true;
           onProgress();
@@ -244,7 +244,7 @@ export async function runWatchLoad(options: WatchLoadOptions): Promise<WatchLoad
             error('an event that is not a put');
             continue;
           }
-          const revision = int64(kv.mod_revision);
+          const revision = int64Saturated(kv.mod_revision);
           let seq = 0;
           for (let b = 0; b < seqBytes && b < kv.value.length; b++) seq = seq * 256 + kv.value[b]!;
           if (kv.value.length !== options.valSize || seq >= options.putTotal || putSent[seq] === 0 || seq % K !== g % K) {
@@ -326,7 +326,7 @@ export async function runWatchLoad(options: WatchLoadOptions): Promise<WatchLoad
           if (e) error(`put: ${e.details || e.message}`);
           else if (response !== undefined) {
             const decoded = putResponse.decode(response) as unknown as { header?: { revision: Int64 } };
-            putRevision[seq] = int64(decoded.header?.revision);
+            putRevision[seq] = int64Saturated(decoded.header?.revision);
           }
           resolve();
         });

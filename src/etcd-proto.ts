@@ -1,11 +1,39 @@
 /**
  * The etcd v3 protos (proto/etcd), loaded once with protobufjs, and the shapes of the decoded
  * messages this code reads. Field names stay as in the .proto files (snake_case); int64 fields
- * decode as `Long` and are converted to numbers once, here at the edge (`int64`).
+ * decode as `Long` and are converted once, here at the edge, by the int64 functions below, each
+ * saying what happens to a value beyond 2^53.
  */
+import { strict as assert } from 'node:assert';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
+import { mvccLimits } from '../storage/index';
+
+// ---- Message nesting -------------------------------------------------------------------------
+
+/**
+ * Levels of txn nesting a request may have and still decode. Deeper than `txnDepthMax` is refused
+ * by the KV service's checkTxn with etcd's own error; decoding twice that far means a request
+ * nested a little too deep gets that error rather than grpc's "Error deserializing request".
+ * Beyond this (absurd nesting) the decoder itself refuses the call. Either way nothing is proposed.
+ */
+export const txnDepthDecodedMax = 2 * mvccLimits.txnDepthMax;
+
+/**
+ * How deep protobufjs nests messages when it decodes, encodes or converts (its default is protoc's
+ * 100, which cut etcd's txns off at 50 levels). protobufjs counts from 0 at the top message: a txn
+ * at depth d is at 2(d-1) (TxnRequest, RequestOp, TxnRequest, …), its ops' requests at 2d, and a
+ * response reaches one level more (a KeyValue in a RangeResponse or a PutResponse's prev_kv at
+ * 2d+1). So 2·depth + 1 covers a request and its response at that depth.
+ */
+export const messageDepthMax = 2 * txnDepthDecodedMax + 1;
+
+protobuf.util.recursionLimit = messageDepthMax;
+protobuf.Reader.recursionLimit = messageDepthMax;
+// Every response to a txn the store accepts must encode (and every request it can get, decode).
+assert(messageDepthMax >= 2 * mvccLimits.txnDepthMax + 1, 'a txn response at the depth limit must encode');
+assert(txnDepthDecodedMax > mvccLimits.txnDepthMax, 'a request past the depth limit must decode, to be refused clearly');
 
 const base = join(dirname(fileURLToPath(import.meta.url)), '..', 'proto', 'etcd');
 
@@ -40,24 +68,110 @@ export function etcdService(name: string): protobuf.Service {
   return etcdRoot.lookupService(name);
 }
 
-/** What protobufjs hands back for an int64/uint64 field. */
+// ---- int64 fields ----------------------------------------------------------------------------
+
+/** What protobufjs hands back for an int64/uint64 field (a long.js `Long`). */
 export interface LongLike {
   toNumber(): number;
   high: number;
   low: number;
+  unsigned?: boolean;
 }
 
-export type Int64 = number | LongLike | string | undefined | null;
+export type Int64 = number | LongLike | string | bigint | undefined | null;
 
 /**
- * An int64 from the wire as a JS number. Values beyond 2^53 lose precision; revisions, lease ids
- * and member ids never get there (they are created below 2^53 by this code).
+ * A wire value the request edge refuses (gRPC INVALID_ARGUMENT). Deterministic, so the apply path
+ * returns it to the client instead of stopping the node. `code` says which client error it is.
+ */
+export class WireValueError extends Error {
+  override readonly name = 'WireValueError';
+
+  constructor(
+    message: string,
+    readonly code: 'invalid-argument' | 'invalid-sort-option' = 'invalid-argument',
+  ) {
+    super(message);
+  }
+}
+
+const INT64_MIN = -(2n ** 63n);
+const UINT64_MAX = 2n ** 64n - 1n;
+const maxSafe = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * The exact value of an int64 or uint64 field, as a bigint (lease ids, and wherever a value past
+ * 2^53 must not change). Absent is 0n. A number must be an integer (it is taken as it is).
+ */
+export function int64Exact(value: Int64): bigint {
+  if (value === undefined || value === null) return 0n;
+  if (typeof value === 'bigint') return value;
+  if (typeof value === 'number') return BigInt(value);
+  if (typeof value === 'string') {
+    if (!/^-?[0-9]+$/.test(value)) throw new WireValueError(`${JSON.stringify(value)} is not a decimal integer`);
+    const parsed = BigInt(value);
+    if (parsed < INT64_MIN || parsed > UINT64_MAX) throw new WireValueError(`${value} is outside the 64-bit range`);
+    return parsed;
+  }
+  const bits = (BigInt(value.high >>> 0) << 32n) | BigInt(value.low >>> 0);
+  return value.unsigned === true ? bits : BigInt.asIntN(64, bits);
+}
+
+/**
+ * The value as the nearest double. Rounding is monotonic, so the result is a safe integer exactly
+ * when the value is one, and has the value's sign.
+ */
+function nearestNumber(value: Exclude<Int64, undefined | null>): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'bigint') return Number(value);
+  if (typeof value === 'string') return Number(int64Exact(value));
+  return value.toNumber();
+}
+
+/** The value as a number when it is a safe integer (|v| < 2^53), else undefined. Absent is 0. */
+export function int64IfSafe(value: Int64): number | undefined {
+  if (value === undefined || value === null) return 0;
+  const number = nearestNumber(value);
+  return Number.isSafeInteger(number) ? number : undefined;
+}
+
+/**
+ * Saturating: the exact value inside ±(2^53 - 1), else the nearest of those bounds. For
+ * revisions, versions, limits and revision filters, whose meaning this keeps: the store never
+ * reaches Number.MAX_SAFE_INTEGER (`revisionMax` is one below), so a saturated value compares
+ * with every revision, version and count exactly as the int64 would (a revision past 2^53 is
+ * still a future revision, a limit past 2^53 still "no limit", a negative one still "current").
+ */
+export function int64Saturated(value: Int64): number {
+  if (value === undefined || value === null) return 0;
+  const number = nearestNumber(value);
+  if (Number.isSafeInteger(number)) return number;
+  assert(!Number.isNaN(number), 'an int64 field is not a number');
+  return number > 0 ? Number.MAX_SAFE_INTEGER : -Number.MAX_SAFE_INTEGER;
+}
+
+/** The value as a number, refusing (WireValueError: invalid argument) one that is not a safe integer. */
+export function int64Safe(value: Int64, what: string): number {
+  const safe = int64IfSafe(value);
+  if (safe === undefined) throw new WireValueError(`${what} ${int64Exact(value)} is not a safe integer (|v| < 2^53)`);
+  return safe;
+}
+
+/**
+ * A bigint for an int64 field of a message protobufjs encodes. protobufjs takes numbers, Longs and
+ * decimal strings (never a bigint: it would silently encode 0), so safe values go as numbers and
+ * the rest as exact decimal strings.
+ */
+export function int64ToWire(value: bigint): number | string {
+  return value >= -maxSafe && value <= maxSafe ? Number(value) : value.toString();
+}
+
+/**
+ * @deprecated Say what a value past 2^53 should do: `int64Saturated` (which this is), `int64Safe`,
+ * `int64IfSafe` or `int64Exact`.
  */
 export function int64(value: Int64): number {
-  if (value === undefined || value === null) return 0;
-  if (typeof value === 'number') return value;
-  if (typeof value === 'string') return Number(value);
-  return value.toNumber();
+  return int64Saturated(value);
 }
 
 export interface WireRangeRequest {
@@ -127,7 +241,8 @@ export interface WireKeyValue {
   mod_revision: number;
   version: number;
   value: Uint8Array;
-  lease: number;
+  /** int64ToWire of the lease id (exact past 2^53). */
+  lease: number | string;
 }
 
 export interface WireResponseHeader {

@@ -6,7 +6,7 @@
  * the watch ends with an error saying so (take a new snapshot).
  */
 import type * as grpc from '@grpc/grpc-js';
-import { int64, type Int64 } from '../etcd-proto';
+import { int64Exact, int64Safe, type Int64, WireValueError } from '../etcd-proto';
 import { EtcdChannel, methodCodec } from './etcd-channel';
 
 /** Responses stay protobufjs messages (int64 as Long, converted once by `int64`). */
@@ -27,7 +27,8 @@ export interface WatchedKeyValue {
   readonly createRevision: number;
   readonly modRevision: number;
   readonly version: number;
-  readonly lease: number;
+  /** Lease id, exact over the whole int64 range; 0n = none. */
+  readonly lease: bigint;
 }
 
 export interface WatchedEvent {
@@ -66,10 +67,10 @@ function fromWire(kv: WireKv): WatchedKeyValue {
   return {
     key: kv.key,
     value: kv.value,
-    createRevision: int64(kv.create_revision),
-    modRevision: int64(kv.mod_revision),
-    version: int64(kv.version),
-    lease: int64(kv.lease),
+    createRevision: int64Safe(kv.create_revision, 'create_revision'),
+    modRevision: int64Safe(kv.mod_revision, 'mod_revision'),
+    version: int64Safe(kv.version, 'version'),
+    lease: int64Exact(kv.lease),
   };
 }
 
@@ -105,17 +106,26 @@ export class PrefixWatch {
     };
     const call = this.client.channel(this.endpointIndex).serverStream(watchPrefixMethod, request);
     this.call = call;
-    call.on('data', (response: object) => this.onResponse(response as Record<string, unknown>));
+    call.on('data', (response: object) => {
+      try {
+        this.onResponse(response as Record<string, unknown>);
+      } catch (error) {
+        // A response this client cannot read exactly (a revision past 2^53) ends the watch.
+        if (!(error instanceof WireValueError)) throw error;
+        this.close();
+        this.handlers.onError?.(error);
+      }
+    });
     call.on('error', () => this.reconnect(call));
     call.on('end', () => this.reconnect(call));
   }
 
   private onResponse(r: Record<string, unknown>): void {
     if (this.closed) return;
-    const revision = int64(r.revision as Int64);
+    const revision = int64Safe(r.revision as Int64, 'revision');
     if (r.canceled === true) {
       this.close();
-      const compact = int64(r.compact_revision as Int64);
+      const compact = int64Safe(r.compact_revision as Int64, 'compact_revision');
       this.handlers.onError?.(new Error(`watch canceled: ${String(r.cancel_reason ?? '')}${compact > 0 ? ` (compacted at ${compact})` : ''}`));
       return;
     }

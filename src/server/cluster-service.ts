@@ -7,7 +7,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { ConfChange } from '../../raft/index';
 import { memberIdOf } from '../cluster/index';
 import { type Member, encodeMemberContext } from '../engines/meta/index';
-import { int64, type Int64 } from '../etcd-proto';
+import { int64IfSafe, type Int64 } from '../etcd-proto';
 import { dkvError } from '../errors';
 import { serviceDefinition } from './grpc-service';
 import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common';
@@ -66,8 +66,13 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
   const options = requestOptions(ctx);
   const header = () => responseHeader(ctx, ctx.router.meta(), 0);
   const members = () => membership.members().map(toWire);
-  const find = (id: number): Member => {
-    const member = membership.members().find((m) => m.id === id);
+  /**
+   * The member a request's uint64 ID names. Member ids are created below 2^53 (src/cluster), so an
+   * ID that is not a safe integer names no member: compared exactly, never rounded onto another.
+   */
+  const find = (wireId: Int64): Member => {
+    const id = int64IfSafe(wireId);
+    const member = id === undefined ? undefined : membership.members().find((m) => m.id === id);
     if (member === undefined) throw dkvError('member-not-found');
     return member;
   };
@@ -97,7 +102,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     }),
 
     MemberRemove: unary<{ ID: Int64 }>(async ({ message }) => {
-      const member = find(int64(message.ID));
+      const member = find(message.ID);
       // The data groups first: the meta shard's record (and the transport's peer) goes last.
       for (const shard of ctx.router.hosted().reverse()) {
         await shard.proposeConfChange({ transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) }, options);
@@ -106,7 +111,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     }),
 
     MemberUpdate: unary<{ ID: Int64; peerURLs: string[] }>(async ({ message }) => {
-      const member = find(int64(message.ID));
+      const member = find(message.ID);
       const peerUrls = checkPeerUrls(message.peerURLs ?? []);
       if (membership.members().some((m) => m.id !== member.id && m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
       await ctx.router.meta().proposeConfChange({ transition: 'auto', changes: [{ type: 'update', nodeId: member.id }], context: encodeMemberContext({ ...member, peerUrls }) }, options);
@@ -114,7 +119,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     }),
 
     MemberPromote: unary<{ ID: Int64 }>(async ({ message }) => {
-      const member = find(int64(message.ID));
+      const member = find(message.ID);
       if (!member.isLearner) throw dkvError('member-not-learner');
       // Readiness is known where each shard's leader is (etcd forwards promotion to its leader).
       if (!(await membership.learnerReady(member.id, learnerReadyRatio))) throw dkvError('learner-not-ready');

@@ -3,7 +3,9 @@
  * Raft (the request's own bytes become the command); reads are linearizable through the runtime's
  * batched ReadIndex unless `serializable`, then served from this node's state machine.
  */
+import { strict as assert } from 'node:assert';
 import type * as grpc from '@grpc/grpc-js';
+import { mvccLimits } from '../../storage/index';
 import { type KvApplied, KvCommandKind, type KvEngine, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnToWire } from '../engines/kv/index';
 import { EngineId } from '../engines/index';
 import type { ShardHandle } from '../runtime/index';
@@ -13,14 +15,16 @@ import {
   type WireRangeRequest,
   type WireRequestOp,
   type WireTxnRequest,
-  int64,
+  int64Exact,
 } from '../etcd-proto';
 import { dkvError } from '../errors';
 import { serviceDefinition } from './grpc-service';
 import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common';
 
-/** etcd's limit on operations in each branch of a txn. */
-export const txnOperationsMax = 128;
+/** etcd's limit on operations in each branch of a txn, shared down nested txns (storage/mvcc/limits.ts). */
+export const txnOperationsMax = mvccLimits.txnOperationsMax;
+/** The deepest txn nesting that budget allows (storage/mvcc/limits.ts says why). */
+export const txnDepthMax = mvccLimits.txnDepthMax;
 
 export interface KvServiceContext extends ServiceContext {
   readonly maxRequestBytes: number;
@@ -37,30 +41,39 @@ function checkKey(key: Uint8Array | undefined): void {
 function checkPut(r: WirePutRequest): void {
   checkKey(r.key);
   if (r.ignore_value && r.value !== undefined && r.value.length !== 0) throw dkvError('value-provided');
-  if (r.ignore_lease && int64(r.lease) !== 0) throw dkvError('lease-provided');
+  const lease = int64Exact(r.lease);
+  if (r.ignore_lease && lease !== 0n) throw dkvError('lease-provided');
   // No lease can exist until the Lease service does, so every lease id is unknown, as etcd says.
-  if (int64(r.lease) !== 0) throw dkvError('lease-not-found');
+  if (lease !== 0n) throw dkvError('lease-not-found');
 }
 
-function checkOps(ops: readonly WireRequestOp[]): void {
+function checkOps(ops: readonly WireRequestOp[], operationsLeft: number, depth: number): void {
   for (const op of ops) {
     if (op.request_range) checkKey(op.request_range.key);
     else if (op.request_put) checkPut(op.request_put);
     else if (op.request_delete_range) checkKey(op.request_delete_range.key);
-    else if (op.request_txn) checkTxn(op.request_txn);
+    else if (op.request_txn) checkTxn(op.request_txn, operationsLeft, depth + 1);
   }
 }
 
-export function checkTxn(r: WireTxnRequest): void {
+/**
+ * etcd's checkTxnRequest, before anything is proposed: the compares and each branch hold at most
+ * `operationsLeft`, and a nested txn gets what its parent left (etcd passes maxTxnOps - opc down).
+ * That budget is also what bounds nesting: a txn deeper than `txnDepthMax` always overdraws it, so
+ * it is refused here with etcd's own error, as etcd 3.4 refuses it. The store applies the same
+ * rule (deterministically, on every replica); this copy keeps a refused txn out of the Raft log.
+ */
+export function checkTxn(r: WireTxnRequest, operationsLeft: number = txnOperationsMax, depth = 1): void {
+  // invariant: depth <= txnDepthMax, since every enclosing level spent at least one operation.
+  assert(depth <= txnDepthMax && operationsLeft >= 0, 'txn nesting beyond what the operations budget allows');
   const compares = r.compare ?? [];
   const success = r.success ?? [];
   const failure = r.failure ?? [];
-  if (compares.length > txnOperationsMax || success.length > txnOperationsMax || failure.length > txnOperationsMax) {
-    throw dkvError('too-many-ops');
-  }
+  const operations = Math.max(compares.length, success.length, failure.length);
+  if (operations > operationsLeft) throw dkvError('too-many-ops');
   for (const c of compares) checkKey(c.key);
-  checkOps(success);
-  checkOps(failure);
+  checkOps(success, operationsLeft - operations, depth);
+  checkOps(failure, operationsLeft - operations, depth);
 }
 
 /** Every key a txn touches (compares and operations, nested txns included). */

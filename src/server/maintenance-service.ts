@@ -5,7 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { type MvccStore, encodeSnapshot } from '../../storage/index';
 import type { KvEngine } from '../engines/kv/index';
-import { int64, type Int64 } from '../etcd-proto';
+import { int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto';
 import { dkvError, toGrpcError } from '../errors';
 import { EngineId } from '../engines/index';
 import { serviceDefinition, type Incoming } from './grpc-service';
@@ -46,7 +46,8 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
     Hash: unary<object>(async () => ({ header: header(), hash: store().hashKV(0).hash })),
 
     HashKV: unary<{ revision: Int64 }>(async ({ message }) => {
-      const result = store().hashKV(int64(message.revision));
+      // Saturated: past 2^53 still a future revision, below -2^53 still "current" (as etcd).
+      const result = store().hashKV(int64Saturated(message.revision));
       return { header: header(), hash: result.hash, compact_revision: result.compactRevision, hash_revision: result.revision };
     }),
 
@@ -55,10 +56,11 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
     Defragment: unary<object>(async () => ({ header: header() })),
 
     MoveLeader: unary<{ targetID: Int64 }>(async ({ message }) => {
-      const target = int64(message.targetID);
+      // Member ids are below 2^53: a target that is not a safe integer is no member (exact, never rounded).
+      const target = int64IfSafe(message.targetID);
       const status = data().status();
       if (status.lead !== ctx.memberId) throw dkvError('not-leader');
-      if (!status.config.voters.includes(target) || target === ctx.memberId) throw dkvError('bad-leader-transferee');
+      if (target === undefined || !status.config.voters.includes(target) || target === ctx.memberId) throw dkvError('bad-leader-transferee');
       for (const shard of ctx.router.hosted()) if (shard.leader() === ctx.memberId) shard.transferLeader(target);
       await waitFor(() => data().leader() === target, ctx.requestTimeoutMs);
       return { header: header() };

@@ -8,7 +8,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { type KeyValue, type MvccEvent, prefixEnd } from '../../storage/index';
 import { eventToWire, keyValueToWire } from '../engines/kv/convert';
 import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index';
-import { dkvRoot, int64, type Int64 } from '../etcd-proto';
+import { dkvRoot, int64Saturated, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
 import { type BufferedBytes, ResponseQueue, grpcFrames } from './response-queue';
@@ -62,7 +62,8 @@ class PrefixStream implements WatchSink {
     const store = this.ctx.store();
     const key = prefix.length === 0 ? Uint8Array.of(0) : prefix;
     const storeEnd = prefixEnd(prefix);
-    let from = int64(r.start_revision);
+    // Saturated: a start revision past 2^53 is still one the store never reaches.
+    let from = int64Saturated(r.start_revision);
     if (r.snapshot === true) {
       // Read and register in the same step: the next event applied is R + 1 at the earliest.
       const revision = store.revision;

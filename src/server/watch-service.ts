@@ -9,7 +9,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { KeyValue, MvccEvent } from '../../storage/index';
 import { eventToWire } from '../engines/kv/convert';
 import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index';
-import { etcdType, int64, type Int64 } from '../etcd-proto';
+import { etcdType, int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';
 import { type Incoming, serviceDefinition } from './grpc-service';
 import { type BufferedBytes, type FrameEncoder, ResponseQueue, grpcFrames, grpcPrefixBytes, writeGrpcPrefix } from './response-queue';
@@ -90,6 +90,7 @@ const tagWatchId = 2 << 3;
 const tagFragment = 7 << 3;
 const tagEvent = (11 << 3) | 2;
 
+/** Bytes of a varint of a non-negative safe integer. */
 function varintBytes(value: number): number {
   let n = 1;
   while (value >= 0x80) {
@@ -108,11 +109,29 @@ function writeVarint(out: Buffer, offset: number, value: number): number {
   return offset;
 }
 
+/** A negative int64 is a 10-byte varint of its two's complement (protobuf's int64 encoding). */
+const negativeInt64VarintBytes = 10;
+
+function int64VarintBytes(value: number): number {
+  return value < 0 ? negativeInt64VarintBytes : varintBytes(value);
+}
+
+function writeInt64Varint(out: Buffer, offset: number, value: number): number {
+  if (value >= 0) return writeVarint(out, offset, value);
+  let bits = BigInt.asUintN(64, BigInt(value));
+  for (let i = 0; i < negativeInt64VarintBytes - 1; i++) {
+    out[offset++] = Number(bits & 0x7fn) | 0x80;
+    bits >>= 7n;
+  }
+  out[offset++] = Number(bits);
+  return offset;
+}
+
 /** The encoded size of an events response's message (without the gRPC prefix). */
 function eventsMessageBytes(value: EventsResponse): number {
-  // watch_id is an int64 that is never negative on an events response: a plain varint.
+  // watch_id is an int64: the client may choose a negative one (etcd echoes it).
   let size = 1 + varintBytes(value.header.length) + value.header.length;
-  if (value.watchId !== 0) size += 1 + varintBytes(value.watchId);
+  if (value.watchId !== 0) size += 1 + int64VarintBytes(value.watchId);
   if (value.fragment) size += 2;
   for (const event of value.events) size += 1 + varintBytes(event.length) + event.length;
   return size;
@@ -128,7 +147,7 @@ function writeEventsFrame(value: EventsResponse, size: number, out: Buffer, offs
   at += value.header.length;
   if (value.watchId !== 0) {
     out[at++] = tagWatchId;
-    at = writeVarint(out, at, value.watchId);
+    at = writeInt64Varint(out, at, value.watchId);
   }
   if (value.fragment) {
     out[at++] = tagFragment;
@@ -223,18 +242,27 @@ class WatchStream implements WatchSink {
   private onRequest(request: WireWatchRequest): void {
     if (this.closed) return;
     if (request.create_request) this.create(request.create_request);
-    else if (request.cancel_request) this.cancel(int64(request.cancel_request.watch_id));
+    else if (request.cancel_request) {
+      // Watch ids here are safe integers (a create with any other is refused), so an id that is
+      // not one names no watcher: compared exactly, never rounded onto another.
+      const id = int64IfSafe(request.cancel_request.watch_id);
+      if (id !== undefined) this.cancel(id);
+    }
     else if (request.progress_request) this.progressAll();
   }
 
   private create(r: NonNullable<WireWatchRequest['create_request']>): void {
     const current = this.ctx.currentRevision();
-    const start = int64(r.start_revision);
+    // Saturated: a start revision past 2^53 is still one the store never reaches.
+    const start = int64Saturated(r.start_revision);
     const refuse = (reason: string): void => {
       this.push({ header: this.header(current), watch_id: INVALID_WATCH_ID, created: true, canceled: true, cancel_reason: reason });
     };
     if (start < 0) return refuse(errorTable.compacted.message);
-    let id = int64(r.watch_id);
+    // A client-chosen id must be a safe integer: etcd echoes any int64 exactly, and rounding or
+    // saturating would fold different ids into one, so any other is refused.
+    let id = int64IfSafe(r.watch_id);
+    if (id === undefined) return refuse(`${errorTable['invalid-argument'].message}: watch_id is not a safe integer (|v| < 2^53)`);
     if (id !== 0 && this.states.has(id)) return refuse(errorTable['watch-duplicate-id'].message);
     if (this.states.size >= watchLimits.watchersPerStreamMax) return refuse(errorTable['too-many-watchers'].message);
     if (id === 0) {

@@ -5,7 +5,7 @@
  *   hash = crc32c over, for each key in byte order, for each retained version of it with
  *          modRevision <= the hashed revision in ascending (modRevision, sub) order:
  *            key length u32 | key | modRevision f64 | sub u32 | createRevision f64 |
- *            version f64 | lease f64 | tombstone u8 | value length u32 | value
+ *            version f64 | lease i64 | tombstone u8 | value length u32 | value
  *          then compactRevision f64            (all little-endian)
  *
  * A tombstone hashes with createRevision, version and lease 0 and an empty value.
@@ -18,7 +18,7 @@ export interface HashedVersion {
   readonly sub: number;
   readonly createRevision: number;
   readonly version: number;
-  readonly lease: number;
+  readonly lease: bigint;
   readonly tombstone: boolean;
   readonly value: Uint8Array;
 }
@@ -39,7 +39,8 @@ export function hashKvVersion(crc: number, version: HashedVersion): number {
   scratchView.setUint32(8, version.sub, true);
   scratchView.setFloat64(12, version.tombstone ? 0 : version.createRevision, true);
   scratchView.setFloat64(20, version.tombstone ? 0 : version.version, true);
-  scratchView.setFloat64(28, version.tombstone ? 0 : version.lease, true);
+  // i64: lease 0 hashes the same bytes as the f64 0 of the older encoding.
+  scratchView.setBigInt64(28, version.tombstone ? 0n : version.lease, true);
   scratch[36] = version.tombstone ? 1 : 0;
   const value = version.tombstone ? new Uint8Array(0) : version.value;
   scratchView.setUint32(37, value.length, true);

@@ -29,16 +29,36 @@ export const arenaGarbageHalvesMax = 1;
 export const keyBytesMax = 1536 * 1024;
 /** Bytes of one value. */
 export const valueBytesMax = 16 * 1024 * 1024;
-/** Operations in one branch (or the compares) of a transaction: etcd's --max-txn-ops default. */
+/**
+ * Operations in one branch (or the compares) of a transaction: etcd's --max-txn-ops default. As in
+ * etcd, the budget is shared down a path of nested transactions: a nested txn gets what its parent
+ * left (this minus the parent's largest list).
+ */
 export const txnOperationsMax = 128;
+/**
+ * Deepest nesting of transactions (the request itself is depth 1). Not a separate rule: it is
+ * what the shared operations budget allows, since each level that holds a nested txn spends at
+ * least one operation: 128 one-operation levels around an empty txn. etcd 3.4 accepts exactly
+ * this (measured) and refuses one level more with "too many operations in txn request".
+ */
+export const txnDepthMax = txnOperationsMax + 1;
+
+/**
+ * Highest revision the store may reach. One below Number.MAX_SAFE_INTEGER, so that a wire int64
+ * beyond the safe range can be saturated to MAX_SAFE_INTEGER and still compare above every
+ * revision, version and count the store holds (see src/etcd-proto.ts int64Saturated).
+ */
+export const revisionMax = Number.MAX_SAFE_INTEGER - 1;
 
 /** Change-log entries per chunk; compaction frees whole chunks. */
 export const changeLogChunkEntries = 4096;
 
 /** Largest snapshot chunk, header and CRC included. */
 export const snapshotChunkBytesMax = 1024 * 1024;
-/** Snapshot format this code writes and reads. */
-export const snapshotFormatVersion = 1;
+/** Snapshot format this code writes (2: lease ids are exact int64s; 1 held them as f64). */
+export const snapshotFormatVersion = 2;
+/** Oldest snapshot format this code still reads. */
+export const snapshotFormatVersionMin = 1;
 /** Bytes of a snapshot chunk's frame: header (16) and trailing CRC (4). */
 export const snapshotChunkFrameBytes = 20;
 
@@ -50,3 +70,6 @@ assert(arenaGrowthQuarters > 4, 'arenas must grow');
 assert(keyBytesMax + valueBytesMax + 64 < arenaBytesMax, 'one record must fit an arena');
 assert(snapshotChunkBytesMax > snapshotChunkFrameBytes + 64, 'a snapshot chunk must carry payload');
 assert(txnOperationsMax > 0, 'a transaction must admit one operation');
+assert(txnDepthMax === txnOperationsMax + 1, 'the depth limit is what the shared operations budget allows');
+assert(revisionMax < Number.MAX_SAFE_INTEGER, 'a saturated wire revision must stay above every revision');
+assert(snapshotFormatVersionMin <= snapshotFormatVersion, 'snapshot formats out of order');

@@ -3,7 +3,7 @@
  * search over their first keys. A segment packs every version of its keys into one byte arena:
  *
  *   record = header (49 bytes, little-endian) + key bytes + value bytes
- *   header = modRevision f64 | createRevision f64 | version f64 | lease f64 |
+ *   header = modRevision f64 | createRevision f64 | version f64 | lease i64 |
  *            sub u32 | previous-version offset u32 | key length u32 | value length u32 | flags u8
  *
  * and keeps one column per key, `heads` (offset of the key's newest record), in key order. Older
@@ -41,6 +41,27 @@ const FLAG_TOMBSTONE = 1;
 export const noRecord = 0xffff_ffff;
 
 const EMPTY = new Uint8Array(0);
+/** The lease id of a record without one (shared: reading it allocates nothing). */
+export const noLease = 0n;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** Whether a lease id fits the record's i64 field exactly. */
+export function isInt64(value: bigint): boolean {
+  return value >= INT64_MIN && value <= INT64_MAX;
+}
+
+/** Writes a lease id as i64 (little-endian); almost none has one, and 0 needs no BigInt work. */
+export function writeLease(view: DataView, at: number, lease: bigint): void {
+  if (lease === noLease) {
+    view.setUint32(at, 0, true);
+    view.setUint32(at + 4, 0, true);
+    return;
+  }
+  // setBigInt64 would wrap a value outside int64 silently.
+  assert(isInt64(lease), 'a lease id must be an int64');
+  view.setBigInt64(at, lease, true);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Bytes
@@ -103,7 +124,7 @@ export interface RecordFields {
   readonly sub: number;
   readonly createRevision: number;
   readonly version: number;
-  readonly lease: number;
+  readonly lease: bigint;
   readonly tombstone: boolean;
 }
 
@@ -116,8 +137,11 @@ export function recordCreateRevision(source: RecordSource, offset: number): numb
 export function recordVersion(source: RecordSource, offset: number): number {
   return source.view.getFloat64(offset + OFFSET_VERSION, true);
 }
-export function recordLease(source: RecordSource, offset: number): number {
-  return source.view.getFloat64(offset + OFFSET_LEASE, true);
+export function recordLease(source: RecordSource, offset: number): bigint {
+  const view = source.view;
+  // Almost no record has a lease: answer those without allocating a BigInt.
+  if (view.getUint32(offset + OFFSET_LEASE, true) === 0 && view.getUint32(offset + OFFSET_LEASE + 4, true) === 0) return noLease;
+  return view.getBigInt64(offset + OFFSET_LEASE, true);
 }
 export function recordSub(source: RecordSource, offset: number): number {
   return source.view.getUint32(offset + OFFSET_SUB, true);
@@ -150,7 +174,7 @@ export function recordValue(source: RecordSource, offset: number): Uint8Array {
 export function recordToKeyValue(source: RecordSource, offset: number, keysOnly = false): KeyValue {
   const key = recordKey(source, offset);
   if (recordIsTombstone(source, offset)) {
-    return { key, createRevision: 0, modRevision: recordModRevision(source, offset), version: 0, value: EMPTY, lease: 0 };
+    return { key, createRevision: 0, modRevision: recordModRevision(source, offset), version: 0, value: EMPTY, lease: noLease };
   }
   return {
     key,
@@ -254,7 +278,7 @@ export class Segment implements RecordSource {
     view.setFloat64(offset + OFFSET_MOD, fields.modRevision, true);
     view.setFloat64(offset + OFFSET_CREATE, fields.createRevision, true);
     view.setFloat64(offset + OFFSET_VERSION, fields.version, true);
-    view.setFloat64(offset + OFFSET_LEASE, fields.lease, true);
+    writeLease(view, offset + OFFSET_LEASE, fields.lease);
     view.setUint32(offset + OFFSET_SUB, fields.sub, true);
     view.setUint32(offset + OFFSET_PREV, previous, true);
     view.setUint32(offset + OFFSET_KEY_LENGTH, key.length, true);

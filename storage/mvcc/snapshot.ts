@@ -10,17 +10,30 @@
  * kind 1 (header, first): revision f64 | compactRevision f64 | appliedIndex f64
  * kind 2 (data): a byte stream cut at any point, continued by the next data chunk, of key groups
  *   key length u32 | key | version count u32 | versions, oldest first:
- *   modRevision f64 | sub u32 | createRevision f64 | version f64 | lease f64 | flags u8 |
+ *   modRevision f64 | sub u32 | createRevision f64 | version f64 | lease i64 | flags u8 |
  *   value length u32 | value
  * kind 3 (end, last): keys f64 | versions f64
+ *
+ * Format 2 (written) holds the lease id as an exact int64. Format 1 held it as an f64 of a safe
+ * integer; it is still read (the only difference), so snapshots written before stay restorable.
+ * Every chunk of one stream carries the same format version.
  *
  * Chunk boundaries must survive transport (send each chunk as one message).
  */
 import { crc32c } from '../checksum';
 import { assert, SnapshotError } from './errors';
-import { keyBytesMax, segmentBytesMax, snapshotChunkBytesMax, snapshotChunkFrameBytes, snapshotFormatVersion, valueBytesMax } from './limits';
+import {
+  keyBytesMax,
+  segmentBytesMax,
+  snapshotChunkBytesMax,
+  snapshotChunkFrameBytes,
+  snapshotFormatVersion,
+  snapshotFormatVersionMin,
+  valueBytesMax,
+} from './limits';
 import {
   compareBytes,
+  noLease,
   noRecord,
   recordCreateRevision,
   recordIsTombstone,
@@ -32,6 +45,7 @@ import {
   recordVersion,
   retainedChain,
   Segment,
+  writeLease,
 } from './segments';
 import { MvccStore } from './store';
 import type { MvccStoreOptions } from './types';
@@ -144,7 +158,7 @@ function* encodeCapture(capture: ReturnType<MvccStore['capture']>): Generator<Ui
         view.setUint32(8, recordSub(source, offset), true);
         view.setFloat64(12, recordCreateRevision(source, offset), true);
         view.setFloat64(20, recordVersion(source, offset), true);
-        view.setFloat64(28, recordLease(source, offset), true);
+        writeLease(view, 28, recordLease(source, offset));
         view.setUint8(36, recordIsTombstone(source, offset) ? FLAG_TOMBSTONE : 0);
         view.setUint32(37, value.length, true);
         writer.writeScratch(VERSION_FIXED_BYTES);
@@ -212,11 +226,11 @@ class Loader {
     this.keys++;
   }
 
-  addVersion(fields: { modRevision: number; sub: number; createRevision: number; version: number; lease: number; tombstone: boolean }, value: Uint8Array): void {
+  addVersion(fields: { modRevision: number; sub: number; createRevision: number; version: number; lease: bigint; tombstone: boolean }, value: Uint8Array): void {
     const segment = this.segment;
     if (segment === undefined || this.versionsLeft === 0) throw new SnapshotError('snapshot: a version without its key');
     const { modRevision, sub } = fields;
-    if (!isCount(modRevision) || !isCount(sub) || !isCount(fields.createRevision) || !isCount(fields.version) || !isCount(fields.lease)) {
+    if (!isCount(modRevision) || !isCount(sub) || !isCount(fields.createRevision) || !isCount(fields.version)) {
       throw new SnapshotError('snapshot: a version field is not a non-negative safe integer');
     }
     if (modRevision > this.revision) throw new SnapshotError('snapshot: a version newer than the snapshot');
@@ -253,7 +267,20 @@ class Loader {
 class DataParser {
   private carry: Uint8Array = new Uint8Array(0);
 
-  constructor(private readonly loader: Loader) {}
+  constructor(
+    private readonly loader: Loader,
+    /** The stream's format version (1 held lease ids as f64). */
+    private readonly format: number,
+  ) {}
+
+  private lease(view: DataView, at: number): bigint {
+    // Almost no version has a lease (0 has the same bytes in both formats): no BigInt for those.
+    if (view.getUint32(at, true) === 0 && view.getUint32(at + 4, true) === 0) return noLease;
+    if (this.format >= 2) return view.getBigInt64(at, true);
+    const lease = view.getFloat64(at, true);
+    if (!Number.isSafeInteger(lease) || lease < 0) throw new SnapshotError('snapshot: a format 1 lease id is not a non-negative safe integer');
+    return BigInt(lease);
+  }
 
   push(payload: Uint8Array): void {
     let bytes = payload;
@@ -287,7 +314,7 @@ class DataParser {
             sub: view.getUint32(at + 8, true),
             createRevision: view.getFloat64(at + 12, true),
             version: view.getFloat64(at + 20, true),
-            lease: view.getFloat64(at + 28, true),
+            lease: this.lease(view, at + 28),
             tombstone: flags === FLAG_TOMBSTONE,
           },
           bytes.subarray(at + VERSION_FIXED_BYTES, at + VERSION_FIXED_BYTES + valueLength),
@@ -319,22 +346,22 @@ function readNumbers(payload: Uint8Array, count: number, what: string): number[]
   return values;
 }
 
-/** Checks one chunk's frame; returns its kind and payload. */
-function unframe(chunk: Uint8Array, sequence: number): { kind: number; payload: Uint8Array } {
+/** Checks one chunk's frame; returns its format version, kind and payload. */
+function unframe(chunk: Uint8Array, sequence: number): { format: number; kind: number; payload: Uint8Array } {
   if (chunk.length < snapshotChunkFrameBytes || chunk.length > snapshotChunkBytesMax) {
     throw new SnapshotError(`snapshot: chunk ${sequence} has ${chunk.length} bytes`);
   }
   const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   if (view.getUint32(0, true) !== MAGIC) throw new SnapshotError(`snapshot: chunk ${sequence} is not an MVCC snapshot chunk`);
   const format = view.getUint16(4, true);
-  if (format !== snapshotFormatVersion) throw new SnapshotError(`snapshot: format version ${format} is not supported`);
+  if (format < snapshotFormatVersionMin || format > snapshotFormatVersion) throw new SnapshotError(`snapshot: format version ${format} is not supported`);
   const length = view.getUint32(12, true);
   if (length !== chunk.length - snapshotChunkFrameBytes) throw new SnapshotError(`snapshot: chunk ${sequence} is truncated`);
   if (view.getUint32(HEADER_BYTES + length, true) !== crc32c(chunk.subarray(0, HEADER_BYTES + length))) {
     throw new SnapshotError(`snapshot: chunk ${sequence} fails its checksum`);
   }
   if (view.getUint32(8, true) !== sequence) throw new SnapshotError(`snapshot: chunk ${view.getUint32(8, true)} arrived where ${sequence} was expected`);
-  return { kind: view.getUint8(6), payload: chunk.subarray(HEADER_BYTES, HEADER_BYTES + length) };
+  return { format, kind: view.getUint8(6), payload: chunk.subarray(HEADER_BYTES, HEADER_BYTES + length) };
 }
 
 /** Rebuilds a store chunk by chunk; rejects a damaged, reordered or truncated stream. */
@@ -344,6 +371,7 @@ class SnapshotRestorer {
   private parser: DataParser | undefined;
   private appliedIndex = 0;
   private ended = false;
+  private streamFormat: number | undefined;
   private readonly keysMax: number;
 
   constructor(private readonly options: MvccStoreOptions) {
@@ -352,14 +380,16 @@ class SnapshotRestorer {
 
   push(chunk: Uint8Array): void {
     if (this.ended) throw new SnapshotError('snapshot: data after the end chunk');
-    const { kind, payload } = unframe(chunk, this.sequence++);
+    const { format, kind, payload } = unframe(chunk, this.sequence++);
+    if (this.streamFormat !== undefined && format !== this.streamFormat) throw new SnapshotError(`snapshot: format version ${format} in a format ${this.streamFormat} stream`);
+    this.streamFormat = format;
     if (this.loader === undefined || this.parser === undefined) {
       if (kind !== KIND_HEADER) throw new SnapshotError('snapshot: the stream does not start with a header');
       const [revision, compactRevision, applied] = readNumbers(payload, 3, 'header') as [number, number, number];
       if (revision < 1 || compactRevision > revision) throw new SnapshotError('snapshot: inconsistent revisions in the header');
       this.appliedIndex = applied;
       this.loader = new Loader(revision, compactRevision, this.keysMax);
-      this.parser = new DataParser(this.loader);
+      this.parser = new DataParser(this.loader, format);
     } else if (kind === KIND_DATA) {
       this.parser.push(payload);
     } else if (kind === KIND_END) {

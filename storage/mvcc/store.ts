@@ -10,13 +10,24 @@
 import { ChangeLog } from './change-log';
 import { assert, assertSafeInteger, MvccError, SnapshotError, unreachable } from './errors';
 import { hashKvFinish, hashKvInitial, hashKvVersion } from './hash';
-import { keyBytesMax, segmentKeysMaxDefault, segmentKeysMaxLimit, segmentKeysMaxMin, txnOperationsMax, valueBytesMax } from './limits';
+import {
+  keyBytesMax,
+  revisionMax,
+  segmentKeysMaxDefault,
+  segmentKeysMaxLimit,
+  segmentKeysMaxMin,
+  txnDepthMax,
+  txnOperationsMax,
+  valueBytesMax,
+} from './limits';
 import {
   beforeEnd,
   compareBytes,
   type Cursor,
+  isInt64,
   isOpenEnd,
   liveVersionBefore,
+  noLease,
   noRecord,
   recordBytes,
   recordCreateRevision,
@@ -276,6 +287,7 @@ export class MvccStore {
     this.writing = false;
     if (this.pendingChanges > 0) this.currentRevision++;
     assertSafeInteger(this.currentRevision, 'revision');
+    assert(this.currentRevision <= revisionMax, 'the store ran out of revisions');
     const events = this.pendingEvents;
     this.pendingEvents = [];
     this.pendingChanges = 0;
@@ -305,8 +317,7 @@ export class MvccStore {
     assert(live || !(request.ignoreValue || request.ignoreLease), 'ignore flags on a missing key passed the checks');
     const prevKv = request.prevKv && live ? recordToKeyValue(segment, head) : undefined;
     const value = request.ignoreValue ? recordValue(segment, head) : request.value;
-    const lease = request.ignoreLease ? recordLease(segment, head) : (request.lease ?? 0);
-    assertSafeInteger(lease, 'lease');
+    const lease = request.ignoreLease ? recordLease(segment, head) : (request.lease ?? noLease);
     const offset = segment.append(
       {
         modRevision: revision,
@@ -337,7 +348,7 @@ export class MvccStore {
       if (recordIsTombstone(segment, head)) return false;
       prevKvs?.push(recordToKeyValue(segment, head));
       const offset = segment.append(
-        { modRevision: revision, sub: this.pendingChanges, createRevision: 0, version: 0, lease: 0, tombstone: true },
+        { modRevision: revision, sub: this.pendingChanges, createRevision: 0, version: 0, lease: noLease, tombstone: true },
         recordKey(segment, head),
         EMPTY,
         head,
@@ -399,7 +410,7 @@ export class MvccStore {
     if (kvs.length === 0) {
       // No way to represent a missing value on the wire: a value compare on nothing fails.
       if (compare.target === 'value') return false;
-      return compareKeyValue(compare, { key: compare.key, createRevision: 0, modRevision: 0, version: 0, value: new Uint8Array(0), lease: 0 });
+      return compareKeyValue(compare, { key: compare.key, createRevision: 0, modRevision: 0, version: 0, value: new Uint8Array(0), lease: noLease });
     }
     return kvs.every((kv) => compareKeyValue(compare, kv));
   }
@@ -718,8 +729,8 @@ function validatePut(request: { key: Uint8Array; value: Uint8Array } & PutOption
   validateKey(request.key);
   assert(request.value.length <= valueBytesMax, () => `value of ${request.value.length} bytes is over valueBytesMax`);
   if (request.ignoreValue && request.value.length !== 0) throw new MvccError('value-provided');
-  if (request.ignoreLease && (request.lease ?? 0) !== 0) throw new MvccError('lease-provided');
-  if (request.lease !== undefined) assertSafeInteger(request.lease, 'lease');
+  if (request.ignoreLease && (request.lease ?? noLease) !== noLease) throw new MvccError('lease-provided');
+  if (request.lease !== undefined) assert(typeof request.lease === 'bigint' && isInt64(request.lease), 'a lease id must be an int64 bigint');
 }
 
 /** Whether `key` is in the range (key, rangeEnd) with etcd's rangeEnd rules. */
@@ -781,10 +792,13 @@ function compareKeyValue(compare: Compare, kv: KeyValue): boolean {
   if (compare.target === 'value') {
     assert(compare.value instanceof Uint8Array, 'a value compare needs a Uint8Array');
     result = Math.sign(compareBytes(kv.value, compare.value));
+  } else if (compare.target === 'lease') {
+    // Lease ids are compared exactly over the whole int64 range (signed, as etcd's are).
+    assert(typeof compare.value === 'bigint', 'a lease compare needs a bigint');
+    result = kv.lease === compare.value ? 0 : kv.lease > compare.value ? 1 : -1;
   } else {
-    assert(typeof compare.value === 'number', 'a revision, version or lease compare needs a number');
-    const actual =
-      compare.target === 'version' ? kv.version : compare.target === 'create' ? kv.createRevision : compare.target === 'mod' ? kv.modRevision : kv.lease;
+    assert(typeof compare.value === 'number', 'a revision or version compare needs a number');
+    const actual = compare.target === 'version' ? kv.version : compare.target === 'create' ? kv.createRevision : kv.modRevision;
     result = Math.sign(actual - compare.value);
   }
   switch (compare.result) {
@@ -805,14 +819,16 @@ function compareKeyValue(compare: Compare, kv: KeyValue): boolean {
  * etcd's checkTxnRequest: the compares and each branch may hold at most `maxOperations`; a nested
  * transaction gets what its parent left (maxOperations minus the parent's largest list).
  */
-function checkTxnRequest(request: TxnRequest, maxOperations: number): void {
+function checkTxnRequest(request: TxnRequest, maxOperations: number, depth = 1): void {
+  // invariant: depth <= txnDepthMax, because every enclosing level spent at least one operation.
+  assert(depth <= txnDepthMax && maxOperations >= 0, 'txn nesting beyond what the operations budget allows');
   const operations = Math.max(request.compare.length, request.success.length, request.failure.length);
   if (operations > maxOperations) throw new MvccError('too-many-operations');
   for (const compare of request.compare) if (compare.key.length === 0) throw new MvccError('empty-key');
-  for (const op of [...request.success, ...request.failure]) checkRequestOp(op, maxOperations - operations);
+  for (const op of [...request.success, ...request.failure]) checkRequestOp(op, maxOperations - operations, depth);
 }
 
-function checkRequestOp(op: RequestOp, maxOperations: number): void {
+function checkRequestOp(op: RequestOp, maxOperations: number, depth: number): void {
   switch (op.type) {
     case 'range':
       if (op.range.key.length === 0) throw new MvccError('empty-key');
@@ -824,7 +840,7 @@ function checkRequestOp(op: RequestOp, maxOperations: number): void {
       if (op.deleteRange.key.length === 0) throw new MvccError('empty-key');
       return;
     case 'txn':
-      checkTxnRequest(op.txn, maxOperations);
+      checkTxnRequest(op.txn, maxOperations, depth + 1);
       return;
     default:
       unreachable(op, 'request op');

@@ -1,6 +1,7 @@
 /**
  * The MVCC store's requests, responses and events: etcd 3.5's KV API shapes with camelCase names.
- * Keys and values are `Uint8Array`s; revisions and lease ids are safe-integer numbers.
+ * Keys and values are `Uint8Array`s; revisions, versions and counts are safe-integer numbers (at
+ * most `revisionMax`); lease ids are `bigint`s anywhere in the int64 range, as etcd's are.
  *
  * Views handed out (`kv.key`, `kv.value`) may share memory with the store; they are read-only by
  * contract and stay valid (unchanged) for as long as the caller holds them.
@@ -15,8 +16,8 @@ export interface KeyValue {
   /** 1.. within a generation. */
   readonly version: number;
   readonly value: Uint8Array;
-  /** Lease id; 0 = none. */
-  readonly lease: number;
+  /** Lease id, any int64; 0n = none. */
+  readonly lease: bigint;
 }
 
 export type SortOrder = 'none' | 'ascend' | 'descend';
@@ -49,7 +50,8 @@ export interface RangeResponse {
 }
 
 export interface PutOptions {
-  readonly lease?: number;
+  /** Lease id, any int64; 0n or undefined = none. */
+  readonly lease?: bigint;
   readonly prevKv?: boolean;
   readonly ignoreValue?: boolean;
   readonly ignoreLease?: boolean;
@@ -85,8 +87,8 @@ export interface Compare {
   readonly rangeEnd?: Uint8Array;
   readonly target: CompareTarget;
   readonly result: CompareResult;
-  /** A Uint8Array for target 'value', a number for every other target. */
-  readonly value: number | Uint8Array;
+  /** A Uint8Array for target 'value', a bigint for 'lease', a number for the others. */
+  readonly value: number | bigint | Uint8Array;
 }
 
 export type RequestOp =

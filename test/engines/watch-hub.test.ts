@@ -59,7 +59,7 @@ describe('WatchHub catch-up', () => {
 });
 
 describe('Watcher.select', () => {
-  const kv = (key: string, modRevision = 5) => ({ key: Buffer.from(key), value: Buffer.from('v'), createRevision: 2, modRevision, version: 3, lease: 0 });
+  const kv = (key: string, modRevision = 5) => ({ key: Buffer.from(key), value: Buffer.from('v'), createRevision: 2, modRevision, version: 3, lease: 0n });
   const options = { key: Buffer.from('a'), rangeEnd: Buffer.from('c'), startRevision: 1, noPut: false, noDelete: false, prevKv: true };
   const events: MvccEvent[] = [
     { type: 'put', kv: kv('a'), prevKv: kv('a', 4) },

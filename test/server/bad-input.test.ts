@@ -12,6 +12,7 @@ import { etcdType } from '../../src/etcd-proto';
 import { peerStreamPath } from '../../src/server/peer/index';
 import { type Decoded, type EtcdChannel, methodPath } from '../../src/client/index';
 import { etcdChannel, TestCluster, waitUntil } from './cluster-harness';
+import { WatchClient } from './watch-client';
 
 /** etcd's default --max-request-bytes, which DKV keeps. */
 const MAX_REQUEST_BYTES = 1_572_864;
@@ -219,6 +220,76 @@ describe('bad input to a 3-node cluster', () => {
     expect((await clients[2]!.kv('Range', { key: Buffer.from('ops/'), range_end: Buffer.from('ops0'), count_only: true })).count).toBe(128);
     acknowledged.set('ops/127', Buffer.from('127').toString('base64'));
     await stillServing(1, 'too-many-ops');
+  });
+
+  it('keeps int64 fields exact past 2^53: revisions saturate into etcd\'s errors, ids never round onto another', async () => {
+    const future = { code: OUT_OF_RANGE, details: 'etcdserver: mvcc: required revision is a future revision' };
+    const compacted = { code: OUT_OF_RANGE, details: 'etcdserver: mvcc: required revision has been compacted' };
+    const written = await put(0, 'int64/k', 'v');
+    const revision = (written.header as { revision: number }).revision;
+    const past53 = (2n ** 53n + 1n).toString();
+    for (let node = 0; node < 3; node++) {
+      for (const serializable of [false, true]) {
+        expect(await failure(clients[node]!.kv('Range', { key: Buffer.from('int64/k'), revision: past53, serializable }))).toEqual(future);
+        expect(await failure(clients[node]!.kv('Range', { key: Buffer.from('int64/k'), revision: (2n ** 63n - 1n).toString(), serializable }))).toEqual(future);
+      }
+      // Below -2^53 is still "the current revision", a limit past 2^53 still "no limit", as in etcd.
+      const current = await clients[node]!.kv('Range', { key: Buffer.from('int64/'), range_end: Buffer.from('int640'), revision: (-(2n ** 63n)).toString(), limit: (2n ** 63n - 1n).toString() });
+      expect((current.kvs as Array<{ value: Buffer }>).map((kv) => kv.value.toString())).toEqual(['v']);
+    }
+    // Inside a txn the read is checked when the txn is applied, on every replica: etcd's refusal,
+    // not a node that stops on a revision it cannot represent.
+    expect(await failure(clients[1]!.kv('Txn', { success: [{ request_range: { key: Buffer.from('int64/k'), revision: (2n ** 60n).toString() } }] }))).toEqual(future);
+    expect(await failure(clients[2]!.kv('Compact', { revision: past53 }))).toEqual(future);
+    expect(await failure(clients[2]!.kv('Compact', { revision: (-(2n ** 63n)).toString() }))).toEqual(compacted);
+    expect(await failure(clients[0]!.maintenance('HashKV', { revision: past53 }))).toEqual(future);
+    // A revision compare past 2^53 is greater than every revision: LESS holds, EQUAL does not.
+    const less = await clients[0]!.kv('Txn', { compare: [{ key: Buffer.from('int64/k'), target: 'MOD', result: 'LESS', mod_revision: past53 }] });
+    expect(less.succeeded).toBe(true);
+    // Lease ids are exact: there is no Lease service yet, so every id is unknown, whatever its size.
+    const leaseNotFound = { code: grpc.status.NOT_FOUND, details: 'etcdserver: requested lease not found' };
+    for (const lease of [past53, (2n ** 63n - 1n).toString(), '-1', (-(2n ** 63n)).toString()]) {
+      expect(await failure(clients[0]!.kv('Put', { key: Buffer.from('int64/k'), value: Buffer.from('x'), lease }))).toEqual(leaseNotFound);
+    }
+    const leaseLess = await clients[0]!.kv('Txn', { compare: [{ key: Buffer.from('int64/k'), target: 'LEASE', result: 'LESS', lease: (2n ** 63n - 1n).toString() }] });
+    expect(leaseLess.succeeded).toBe(true);
+
+    // Member ids are below 2^53; one past it names no member (compared exactly, never rounded).
+    const memberNotFound = { code: grpc.status.NOT_FOUND, details: 'etcdserver: member not found' };
+    const members = (await clients[0]!.call('etcdserverpb.Cluster', 'MemberList', {})).members as Array<{ ID: number }>;
+    for (const member of members) {
+      for (const id of [(2n ** 53n + BigInt(member.ID)).toString(), (2n ** 64n - 1n - BigInt(member.ID)).toString()]) {
+        expect(await failure(clients[1]!.call('etcdserverpb.Cluster', 'MemberRemove', { ID: id }))).toEqual(memberNotFound);
+        expect(await failure(clients[1]!.call('etcdserverpb.Cluster', 'MemberPromote', { ID: id }))).toEqual(memberNotFound);
+        expect(await failure(clients[1]!.call('etcdserverpb.Cluster', 'MemberUpdate', { ID: id, peerURLs: ['http://127.0.0.1:1'] }))).toEqual(memberNotFound);
+        // MoveLeader: the leader says bad transferee, the others that they are not the leader.
+        for (let node = 0; node < 3; node++) {
+          const moved = await failure(clients[node]!.maintenance('MoveLeader', { targetID: id }));
+          expect(['etcdserver: bad leader transferee', 'etcdserver: not leader']).toContain(moved.details);
+        }
+      }
+    }
+    expect(((await clients[2]!.call('etcdserverpb.Cluster', 'MemberList', {})).members as unknown[]).length).toBe(3);
+
+    // Watch ids: a client-chosen id must be a safe integer (refused otherwise, never folded onto
+    // another); a negative one is echoed exactly on events.
+    const watch = new WatchClient(cluster.endpoint(0));
+    try {
+      watch.create({ key: 'int64/k', watchId: past53 });
+      watch.create({ key: 'int64/k', watchId: -5, startRevision: revision });
+      await watch.waitFor((rs) => rs.some((r) => r.canceled === true) && rs.some((r) => r.watch_id === -5 && ((r.events as unknown[]) ?? []).length > 0));
+      const refused = watch.responses.find((r) => r.canceled === true)!;
+      expect([refused.watch_id, refused.cancel_reason]).toEqual([-1, 'dkv: invalid argument: watch_id is not a safe integer (|v| < 2^53)']);
+      expect(watch.events(-5).map((e) => [e.key, e.value, e.modRevision])).toEqual([['int64/k', 'v', revision]]);
+      // Cancelling an id past 2^53 cancels nothing.
+      watch.cancel(past53);
+      watch.cancel(-5);
+      await watch.waitFor((rs) => rs.filter((r) => r.canceled === true).length === 2);
+      expect(watch.responses.filter((r) => r.canceled === true).map((r) => r.watch_id)).toEqual([-1, -5]);
+    } finally {
+      watch.close();
+    }
+    for (let node = 0; node < 3; node++) await stillServing(node, `int64-${node}`);
   });
 
   it('answers a KV call whose body is not protobuf with an error and keeps serving', async () => {

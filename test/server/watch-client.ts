@@ -35,7 +35,7 @@ export class WatchClient {
     this.call.on('end', () => (this.ended = true));
   }
 
-  create(options: { key: string; rangeEnd?: Buffer | string; startRevision?: number; prevKv?: boolean; filters?: number[]; watchId?: number; progressNotify?: boolean; fragment?: boolean }): void {
+  create(options: { key: string; rangeEnd?: Buffer | string; startRevision?: number; prevKv?: boolean; filters?: number[]; watchId?: number | string; progressNotify?: boolean; fragment?: boolean }): void {
     this.call.write({
       create_request: {
         key: Buffer.from(options.key),
@@ -50,7 +50,7 @@ export class WatchClient {
     });
   }
 
-  cancel(watchId: number): void {
+  cancel(watchId: number | string): void {
     this.call.write({ cancel_request: { watch_id: watchId } });
   }
 

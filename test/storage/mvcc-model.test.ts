@@ -22,10 +22,17 @@ const endArb = fc.oneof(
 const valueArb = fc.array(fc.constantFrom(0x00, 0x31, 0x32, 0x33), { maxLength: 3 }).map((b) => new Uint8Array(b));
 const revisionArb = fc.integer({ min: -1, max: 60 });
 
+/** Lease ids: mostly none or small, sometimes anywhere in the int64 range (exact past 2^53). */
+const leaseArb = fc.oneof(
+  { arbitrary: fc.constantFrom(0n, 0n, 1n, 7n), weight: 4 },
+  { arbitrary: fc.constantFrom(2n ** 53n + 1n, 2n ** 63n - 1n, -(2n ** 63n), -1n), weight: 1 },
+  { arbitrary: fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }), weight: 1 },
+);
+
 const putArb: fc.Arbitrary<PutRequest> = fc.record({
   key: keyArb,
   value: valueArb,
-  lease: fc.constantFrom(0, 0, 1, 7),
+  lease: leaseArb,
   prevKv: fc.boolean(),
   ignoreValue: fc.constantFrom(false, false, false, false, false, true),
   ignoreLease: fc.constantFrom(false, false, false, false, false, true),
@@ -35,7 +42,7 @@ const putArb: fc.Arbitrary<PutRequest> = fc.record({
   .map(({ keepProvided, ...p }) => ({
     ...p,
     value: p.ignoreValue && !keepProvided ? new Uint8Array(0) : p.value,
-    lease: p.ignoreLease && !keepProvided ? 0 : p.lease,
+    lease: p.ignoreLease && !keepProvided ? 0n : p.lease,
   }));
 
 const deleteArb: fc.Arbitrary<DeleteRangeRequest> = fc.record({ key: keyArb, rangeEnd: endArb, prevKv: fc.boolean() });
@@ -62,16 +69,23 @@ const compareArb: fc.Arbitrary<Compare> = fc.oneof(
   fc.record({
     key: keyArb,
     rangeEnd: endArb,
-    target: fc.constantFrom('version', 'create', 'mod', 'lease') as fc.Arbitrary<Compare['target']>,
+    target: fc.constantFrom('version', 'create', 'mod') as fc.Arbitrary<Compare['target']>,
     result: fc.constantFrom('equal', 'greater', 'less', 'not-equal') as fc.Arbitrary<Compare['result']>,
-    value: fc.integer({ min: 0, max: 20 }) as fc.Arbitrary<number | Uint8Array>,
+    value: fc.integer({ min: 0, max: 20 }) as fc.Arbitrary<Compare['value']>,
+  }),
+  fc.record({
+    key: keyArb,
+    rangeEnd: endArb,
+    target: fc.constant('lease') as fc.Arbitrary<Compare['target']>,
+    result: fc.constantFrom('equal', 'greater', 'less', 'not-equal') as fc.Arbitrary<Compare['result']>,
+    value: leaseArb as fc.Arbitrary<Compare['value']>,
   }),
   fc.record({
     key: keyArb,
     rangeEnd: endArb,
     target: fc.constant('value') as fc.Arbitrary<Compare['target']>,
     result: fc.constantFrom('equal', 'greater', 'less', 'not-equal') as fc.Arbitrary<Compare['result']>,
-    value: valueArb as fc.Arbitrary<number | Uint8Array>,
+    value: valueArb as fc.Arbitrary<Compare['value']>,
   }),
 );
 
@@ -123,6 +137,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
 /** Uint8Arrays as hex so results compare as plain data. */
 function plain(value: unknown): unknown {
   if (value instanceof Uint8Array) return Buffer.from(value).toString('hex');
+  if (typeof value === 'bigint') return `${value}n`;
   if (Array.isArray(value)) return value.map(plain);
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};

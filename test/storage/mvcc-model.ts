@@ -25,7 +25,7 @@ interface Version {
   sub: number;
   createRevision: number;
   version: number;
-  lease: number;
+  lease: bigint;
   tombstone: boolean;
   value: Uint8Array;
 }
@@ -50,7 +50,7 @@ export function modelInRange(key: Uint8Array, start: Uint8Array, end: Uint8Array
 }
 
 function toKv(v: Version, keysOnly = false): KeyValue {
-  if (v.tombstone) return { key: v.key, createRevision: 0, modRevision: v.modRevision, version: 0, value: EMPTY, lease: 0 };
+  if (v.tombstone) return { key: v.key, createRevision: 0, modRevision: v.modRevision, version: 0, value: EMPTY, lease: 0n };
   return { key: v.key, createRevision: v.createRevision, modRevision: v.modRevision, version: v.version, value: keysOnly ? EMPTY : v.value, lease: v.lease };
 }
 
@@ -147,7 +147,7 @@ export class MvccModel {
     this.write(p.key, (l) => ({
       createRevision: l ? l.createRevision : this.revision + 1,
       version: l ? l.version + 1 : 1,
-      lease: p.ignoreLease ? l!.lease : (p.lease ?? 0),
+      lease: p.ignoreLease ? l!.lease : (p.lease ?? 0n),
       tombstone: false,
       value: p.ignoreValue ? l!.value : p.value.slice(),
     }));
@@ -156,7 +156,7 @@ export class MvccModel {
 
   private doDelete(d: DeleteRangeRequest): { revision: number; deleted: number; prevKvs?: KeyValue[] } {
     const live = this.liveKvs(d.key, d.rangeEnd, this.visible());
-    for (const v of live) this.write(v.key, () => ({ createRevision: 0, version: 0, lease: 0, tombstone: true, value: EMPTY }));
+    for (const v of live) this.write(v.key, () => ({ createRevision: 0, version: 0, lease: 0n, tombstone: true, value: EMPTY }));
     const out = { revision: this.visible(), deleted: live.length };
     return d.prevKv ? { ...out, prevKvs: live.map((v) => toKv(v)) } : out;
   }
@@ -176,7 +176,7 @@ export class MvccModel {
   put(p: PutRequest) {
     if (p.key.length === 0) throw new MvccError('empty-key');
     if (p.ignoreValue && p.value.length > 0) throw new MvccError('value-provided');
-    if (p.ignoreLease && (p.lease ?? 0) !== 0) throw new MvccError('lease-provided');
+    if (p.ignoreLease && (p.lease ?? 0n) !== 0n) throw new MvccError('lease-provided');
     if ((p.ignoreValue || p.ignoreLease) && !this.hasLive(p.key)) throw new MvccError('key-not-found');
     const response = this.doPut(p);
     return { ...response, events: this.finish() };
@@ -194,13 +194,12 @@ export class MvccModel {
       const r =
         c.target === 'value'
           ? Math.sign(cmp(kv.value, c.value as Uint8Array))
-          : Math.sign(
-              (c.target === 'version' ? kv.version : c.target === 'create' ? kv.createRevision : c.target === 'mod' ? kv.modRevision : kv.lease) -
-                (c.value as number),
-            );
+          : c.target === 'lease'
+            ? Number(kv.lease - (c.value as bigint) > 0n) - Number(kv.lease - (c.value as bigint) < 0n)
+            : Math.sign((c.target === 'version' ? kv.version : c.target === 'create' ? kv.createRevision : kv.modRevision) - (c.value as number));
       return c.result === 'equal' ? r === 0 : c.result === 'not-equal' ? r !== 0 : c.result === 'greater' ? r > 0 : r < 0;
     };
-    if (kvs.length === 0) return c.target === 'value' ? false : check({ key: c.key, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0 });
+    if (kvs.length === 0) return c.target === 'value' ? false : check({ key: c.key, createRevision: 0, modRevision: 0, version: 0, value: EMPTY, lease: 0n });
     return kvs.every(check);
   }
 
@@ -249,7 +248,7 @@ export class MvccModel {
         const p = op.put;
         if (p.key.length === 0) throw new MvccError('empty-key');
         if (p.ignoreValue && p.value.length > 0) throw new MvccError('value-provided');
-        if (p.ignoreLease && (p.lease ?? 0) !== 0) throw new MvccError('lease-provided');
+        if (p.ignoreLease && (p.lease ?? 0n) !== 0n) throw new MvccError('lease-provided');
       } else if ((op.type === 'range' ? op.range.key : op.deleteRange.key).length === 0) throw new MvccError('empty-key');
     }
   }

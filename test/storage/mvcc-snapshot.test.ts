@@ -25,7 +25,7 @@ function build(ops: Op[], segmentKeysMax: number): MvccStore {
   const store = new MvccStore({ segmentKeysMax });
   let counter = 0;
   for (const op of ops) {
-    if (op.kind === 'put') store.put(key(op.key), new Uint8Array(op.size).fill(counter++ & 0xff), { lease: op.key % 3 });
+    if (op.kind === 'put') store.put(key(op.key), new Uint8Array(op.size).fill(counter++ & 0xff), { lease: BigInt(op.key % 3) });
     else if (op.kind === 'delete') store.deleteRange({ key: key(op.key), rangeEnd: op.span === 0 ? undefined : key(op.key + op.span) });
     else {
       const revision = store.revision - op.back;
@@ -148,5 +148,73 @@ describe('snapshot damage', () => {
 
   it('accepts the undamaged stream', async () => {
     expectSameStore(store, await restoreSnapshot(asAsync(chunks)));
+  });
+});
+
+describe('lease ids are exact int64s', () => {
+  const int64Arb = fc.oneof(
+    fc.constantFrom(0n, 1n, -1n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n, 2n ** 63n - 1n, -(2n ** 63n), -(2n ** 53n) - 1n),
+    fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
+  );
+
+  it('survive put, range, snapshot, restore and HashKV over the whole int64 range (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(int64Arb, { minLength: 1, maxLength: 40 }), fc.constantFrom(4, 512), async (leases, segmentKeysMax) => {
+        const store = new MvccStore({ segmentKeysMax });
+        // Each key gets two versions (the older one's lease must survive too) and a lease compare.
+        leases.forEach((lease, i) => store.put(key(i), enc(`a${i}`), { lease: ~lease }));
+        leases.forEach((lease, i) => store.put(key(i), enc(`b${i}`), { lease }));
+        const read = (s: MvccStore, revision = 0) => s.range({ key: key(0), rangeEnd: new Uint8Array([0]), revision }).kvs.map((kv) => kv.lease);
+        expect(read(store)).toEqual(leases);
+        const restored = await restoreSnapshot(encodeSnapshot(store), { segmentKeysMax });
+        expect(read(restored)).toEqual(leases);
+        const older = 1 + leases.length;
+        expect(read(restored, older)).toEqual(read(store, older));
+        expect(restored.hashKV()).toEqual(store.hashKV());
+        expect(restored.hashKV(older)).toEqual(store.hashKV(older));
+        // Compare LEASE is exact: the stored id equals itself and nothing one away from it.
+        leases.forEach((lease, i) => {
+          const compare = (value: bigint, result: 'equal' | 'greater' | 'less') => ({ compare: [{ key: key(i), target: 'lease' as const, result, value }], success: [], failure: [] });
+          expect(restored.txn(compare(lease, 'equal')).succeeded).toBe(true);
+          if (lease < 2n ** 63n - 1n) expect(restored.txn(compare(lease + 1n, 'less')).succeeded).toBe(true);
+          if (lease > -(2n ** 63n)) expect(restored.txn(compare(lease - 1n, 'greater')).succeeded).toBe(true);
+        });
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  it('hashes lease ids past 2^53 exactly: two ids one apart hash differently', () => {
+    const a = new MvccStore();
+    const b = new MvccStore();
+    a.put(key(0), enc('v'), { lease: 2n ** 53n });
+    b.put(key(0), enc('v'), { lease: 2n ** 53n + 1n });
+    expect(a.hashKV().hash).not.toBe(b.hashKV().hash);
+  });
+
+  it('refuses a lease id outside int64 (a programmer error, not a client one)', () => {
+    expect(() => new MvccStore().put(key(0), enc('v'), { lease: 2n ** 63n })).toThrow(/int64/);
+  });
+
+  it('still reads format 1 snapshots, whose lease ids were f64s', async () => {
+    const store = new MvccStore();
+    store.put(enc('k'), enc('v'), { lease: 7n });
+    store.appliedIndex = 3;
+    const chunks = [...encodeSnapshot(store)].map((chunk) => chunk.slice());
+    // Rewrite as format 1: the frame's version and the lease field (header 16 bytes, then the key
+    // group: key length 4 + key 1 + version count 4, then the version: lease at 28).
+    const data = chunks[1]!;
+    const view = new DataView(data.buffer);
+    view.setFloat64(16 + 4 + 1 + 4 + 28, 7, true);
+    for (const chunk of chunks) {
+      const v = new DataView(chunk.buffer);
+      v.setUint16(4, 1, true);
+      v.setUint32(chunk.length - 4, crc32c(chunk.subarray(0, chunk.length - 4)), true);
+    }
+    const restored = await restoreSnapshot(chunks);
+    expect(restored.range({ key: enc('k') }).kvs[0]!.lease).toBe(7n);
+    expect(restored.hashKV()).toEqual(store.hashKV());
+    // A stream mixing formats is refused.
+    await expect(restoreSnapshot([chunks[0]!, ...[...encodeSnapshot(store)].slice(1)])).rejects.toThrow(/format version 2 in a format 1 stream/);
   });
 });

@@ -64,23 +64,23 @@ describe('revisions and generations', () => {
 
   it('put returns prevKv and events with prevKv', () => {
     const store = abc();
-    const result = store.put(enc('b'), enc('x'), { prevKv: true, lease: 9 });
+    const result = store.put(enc('b'), enc('x'), { prevKv: true, lease: 9n });
     expect(dec(result.prevKv!.value)).toBe('1');
     expect(result.events).toHaveLength(1);
     expect(result.events[0]!.prevKv!.modRevision).toBe(3);
-    expect(result.events[0]!.kv.lease).toBe(9);
+    expect(result.events[0]!.kv.lease).toBe(9n);
   });
 
   it('ignoreValue / ignoreLease keep the old value / lease and need the key', () => {
     const store = abc();
-    store.put(enc('b'), enc('x'), { lease: 7 });
-    store.put(enc('b'), new Uint8Array(0), { ignoreValue: true, lease: 8 });
-    expect(store.range({ key: enc('b') }).kvs[0]).toMatchObject({ value: enc('x'), lease: 8 });
+    store.put(enc('b'), enc('x'), { lease: 7n });
+    store.put(enc('b'), new Uint8Array(0), { ignoreValue: true, lease: 8n });
+    expect(store.range({ key: enc('b') }).kvs[0]).toMatchObject({ value: enc('x'), lease: 8n });
     store.put(enc('b'), enc('y'), { ignoreLease: true });
-    expect(store.range({ key: enc('b') }).kvs[0]).toMatchObject({ value: enc('y'), lease: 8 });
+    expect(store.range({ key: enc('b') }).kvs[0]).toMatchObject({ value: enc('y'), lease: 8n });
     expect(errorCode(() => store.put(enc('nope'), new Uint8Array(0), { ignoreValue: true }))).toBe('key-not-found');
     expect(errorCode(() => store.put(enc('b'), enc('v'), { ignoreValue: true }))).toBe('value-provided');
-    expect(errorCode(() => store.put(enc('b'), enc('v'), { ignoreLease: true, lease: 1 }))).toBe('lease-provided');
+    expect(errorCode(() => store.put(enc('b'), enc('v'), { ignoreLease: true, lease: 1n }))).toBe('lease-provided');
     expect(errorCode(() => store.put(new Uint8Array(0), enc('v')))).toBe('empty-key');
   });
 

@@ -61,8 +61,18 @@ interface Watcher {
   readonly records: WatchRecord[];
 }
 
+/**
+ * Histories keep lease ids as JSON numbers. The workloads never attach a lease (there is no Lease
+ * service yet), so every id is 0; one that does not fit a number stops the run rather than round.
+ */
+function historyLease(lease: bigint): number {
+  const number = Number(lease);
+  if (!Number.isSafeInteger(number)) throw new Error(`lease id ${lease} does not fit the history format`);
+  return number;
+}
+
 export function toWatchKeyValue(kv: KeyValue): WatchKeyValue {
-  return { key: kv.key, value: kv.value, createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version, lease: kv.lease };
+  return { key: kv.key, value: kv.value, createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version, lease: historyLease(kv.lease) };
 }
 
 export function toWatchEvent(event: MvccEvent): WatchEvent {
@@ -74,7 +84,7 @@ export function toWatchEvent(event: MvccEvent): WatchEvent {
     createRevision: kv.createRevision,
     modRevision: kv.modRevision,
     version: kv.version,
-    lease: kv.lease,
+    lease: historyLease(kv.lease),
     prevKv: event.prevKv === undefined ? undefined : toWatchKeyValue(event.prevKv),
   };
 }

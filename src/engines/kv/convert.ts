@@ -1,6 +1,12 @@
 /**
  * etcd wire messages (decoded protobuf, snake_case) to the MVCC store's requests and back. Pure
  * functions; validation of sizes and required fields happens before, at the request edge.
+ *
+ * int64 fields, field by field (see src/etcd-proto.ts):
+ * - lease ids (Put.lease, Compare LEASE, KeyValue.lease): exact bigints both ways, any int64.
+ * - revisions, versions, the range limit and the revision filters: saturated to ±(2^53 - 1),
+ *   which keeps their meaning (the store stays below that): past 2^53 a range revision is still
+ *   a future revision, a limit still no limit, a compare still greater than every revision.
  */
 import type {
   Compare,
@@ -22,7 +28,10 @@ import type {
   TxnResponse,
 } from '../../../storage/index';
 import {
-  int64,
+  int64Exact,
+  int64Saturated,
+  int64ToWire,
+  WireValueError,
   type WireCompare,
   type WireDeleteRangeRequest,
   type WireKeyValue,
@@ -37,16 +46,7 @@ const SORT_TARGETS: readonly SortTarget[] = ['key', 'version', 'create', 'mod', 
 const COMPARE_RESULTS: readonly CompareResult[] = ['equal', 'greater', 'less', 'not-equal'];
 const COMPARE_TARGETS: readonly CompareTarget[] = ['version', 'create', 'mod', 'value', 'lease'];
 
-/** A request field the store cannot take; `code` says which client error it is. */
-export class WireValueError extends Error {
-  override readonly name = 'WireValueError';
-  constructor(
-    message: string,
-    readonly code: 'invalid-sort-option' | 'invalid-argument' = 'invalid-argument',
-  ) {
-    super(message);
-  }
-}
+export { WireValueError };
 
 const EMPTY = new Uint8Array(0);
 
@@ -68,16 +68,16 @@ export function rangeFromWire(r: WireRangeRequest): RangeRequest {
   return {
     key: bytes(r.key),
     rangeEnd: optionalEnd(r.range_end),
-    revision: int64(r.revision),
-    limit: int64(r.limit),
+    revision: int64Saturated(r.revision),
+    limit: int64Saturated(r.limit),
     countOnly: r.count_only === true,
     keysOnly: r.keys_only === true,
     sortOrder: pick(SORT_ORDERS, r.sort_order, 'sort order', 'invalid-sort-option'),
     sortTarget: pick(SORT_TARGETS, r.sort_target, 'sort target', 'invalid-sort-option'),
-    minModRevision: int64(r.min_mod_revision),
-    maxModRevision: int64(r.max_mod_revision),
-    minCreateRevision: int64(r.min_create_revision),
-    maxCreateRevision: int64(r.max_create_revision),
+    minModRevision: int64Saturated(r.min_mod_revision),
+    maxModRevision: int64Saturated(r.max_mod_revision),
+    minCreateRevision: int64Saturated(r.min_create_revision),
+    maxCreateRevision: int64Saturated(r.max_create_revision),
   };
 }
 
@@ -85,7 +85,7 @@ export function putFromWire(r: WirePutRequest): PutRequest {
   return {
     key: bytes(r.key),
     value: bytes(r.value),
-    lease: int64(r.lease),
+    lease: int64Exact(r.lease),
     prevKv: r.prev_kv === true,
     ignoreValue: r.ignore_value === true,
     ignoreLease: r.ignore_lease === true,
@@ -98,19 +98,19 @@ export function deleteRangeFromWire(r: WireDeleteRangeRequest): DeleteRangeReque
 
 export function compareFromWire(c: WireCompare): Compare {
   const target = pick(COMPARE_TARGETS, c.target, 'compare target');
-  let value: number | Uint8Array;
+  let value: number | bigint | Uint8Array;
   switch (target) {
     case 'version':
-      value = int64(c.version);
+      value = int64Saturated(c.version);
       break;
     case 'create':
-      value = int64(c.create_revision);
+      value = int64Saturated(c.create_revision);
       break;
     case 'mod':
-      value = int64(c.mod_revision);
+      value = int64Saturated(c.mod_revision);
       break;
     case 'lease':
-      value = int64(c.lease);
+      value = int64Exact(c.lease);
       break;
     case 'value':
       value = bytes(c.value);
@@ -144,7 +144,7 @@ export function keyValueToWire(kv: KeyValue): WireKeyValue {
     mod_revision: kv.modRevision,
     version: kv.version,
     value: kv.value,
-    lease: kv.lease,
+    lease: int64ToWire(kv.lease),
   };
 }
 

@@ -18,7 +18,7 @@ import {
 } from '../../../storage/index';
 import {
   etcdType,
-  int64,
+  int64Saturated,
   type WireCompactionRequest,
   type WireDeleteRangeRequest,
   type WirePutRequest,
@@ -98,7 +98,8 @@ export class KvEngine implements Engine {
         }
         case KvCommandKind.Compaction: {
           const request = CompactionRequestType.decode(payload) as unknown as WireCompactionRequest;
-          this.mvcc.compact(int64(request.revision));
+          // Saturated: past 2^53 still a future revision, below -2^53 still compacted (as etcd).
+          this.mvcc.compact(int64Saturated(request.revision));
           return { kind: 'compaction', revision: this.mvcc.revision };
         }
         default:
