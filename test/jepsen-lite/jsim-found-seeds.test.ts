@@ -1,0 +1,33 @@
+/**
+ * Seeds that long `dkv jepsen sim` runs found failing, replayed exactly as the command line did.
+ * Each entry is only `runJepsenSim` options, so it keeps guarding whatever host the simulator
+ * runs Raft in; the `cause` says what broke, for whoever sees it fail again.
+ */
+import { describe, expect, it } from 'vitest';
+import { type JepsenSimOptions, describeOutcome, runJepsenSim } from '../../jepsen-lite/sim/jepsen/index';
+
+interface FoundSeed {
+  readonly options: JepsenSimOptions;
+  readonly cause: string;
+}
+
+const foundSeeds: readonly FoundSeed[] = [
+  {
+    // dkv jepsen sim --seed 1020 --workload register --nodes 3 --time 10000 --swarm
+    options: { seed: 1020, workload: 'register', nodes: 3, durationMs: 10_000, swarm: true },
+    cause:
+      'a MsgSnap to a lagging follower was dropped; its failure report came due while the leader ' +
+      'was paused (SIGSTOP) and was discarded, so the leader kept that follower in snapshot state ' +
+      'forever and it never caught up (n3 applied 86 < committed 177)',
+  },
+];
+
+describe('jepsen sim seeds found by long runs', () => {
+  for (const { options, cause } of foundSeeds) {
+    it(`seed ${options.seed} (${options.workload}, ${options.nodes} nodes${options.swarm ? ', swarm' : ''}): ok`, async () => {
+      const result = await runJepsenSim(options);
+      const outcome = result.verdict === 'ok' ? 'ok' : `${result.verdict}: ${describeOutcome(result)} (once caused by: ${cause})`;
+      expect(outcome).toBe('ok');
+    });
+  }
+});
