@@ -209,6 +209,8 @@ export class SimCluster {
   private readonly events = new EventQueue<SimEvent>();
   private readonly diskRandom: SeededPrng;
   private readonly nodeRandom: SeededPrng;
+  /** Tests: messages this returns true for are lost on the wire. */
+  dropWhere: ((shard: number, message: Message) => boolean) | undefined;
   private readonly applyListeners: ApplyListener[] = [];
   private readonly confChangeListeners: Array<(node: SimNode, cc: ConfChange, index: number) => void> = [];
 
@@ -655,6 +657,7 @@ export class SimCluster {
       this.stats.messagesSent++;
       if (m.type === 'MsgSnap') this.stats.snapshotsSent++;
       const deliveries = this.network.deliveries();
+      if (this.dropWhere?.(shard, m) === true) deliveries.length = 0;
       if (deliveries.length > 1 && this.options.neverDuplicate?.includes(m.type) === true) deliveries.length = 1;
       for (const delay of deliveries) this.schedule(delay, { kind: 'deliver', shard, message: m, senderIncarnation: incarnation });
       // A lost snapshot stream fails at the sender after a while.

@@ -720,8 +720,9 @@ export class NodeRuntime {
       shard.leader = soft.lead;
       shard.term = shard.node.raft.term;
       this.options.listener?.leaderChanged?.(shard.id, soft.lead, shard.term);
-      // Reads in flight were asked of the old leader: they will never complete there.
-      shard.pending.failReadRounds(soft.lead === 0 ? new RuntimeError('no-leader', 'etcdserver: no leader') : new RuntimeError('leader-changed', 'etcdserver: leader changed'));
+      // Reads in flight were asked of the old leader: they will never complete there (etcd says
+      // "leader changed" whether or not a new leader is known yet).
+      shard.pending.failReadRounds(new RuntimeError('leader-changed', 'etcdserver: leader changed'));
       const raft = this.options.raft;
       shard.pending.leaderChanged(this.options.clock.now() + leaderChangeGraceElections * raft.electionTicks * this.options.tickMs);
     }

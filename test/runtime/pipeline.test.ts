@@ -1,0 +1,197 @@
+/**
+ * The runtime's request pipeline on the deterministic simulator (real runtimes, simulated time):
+ * every pending write and read is released — on its outcome, on proof it can never apply, on its
+ * deadline, on a leader change, on shutdown — and the limits refuse what would grow memory.
+ */
+import { describe, expect, it } from 'vitest';
+import { SIM_DEFAULTS, SimCluster } from '../../jepsen-lite/sim/cluster';
+import { recordCommand } from '../../jepsen-lite/sim/record-engine';
+import type { RuntimeErrorCode } from '../../src/runtime/index';
+import { RuntimeError, runtimeLimits } from '../../src/runtime/index';
+
+const SHARD = 1;
+const requestTimeoutMs = 3000;
+
+function cluster(seed: number): SimCluster {
+  const c = new SimCluster({ ...SIM_DEFAULTS, seed, nodeIds: [1, 2, 3], requestTimeoutMs });
+  expect(c.runUntilCondition(() => c.leader() !== undefined, 10_000)).toBe(true);
+  c.runFor(500);
+  return c;
+}
+
+function pending(c: SimCluster, id: number): { writes: number; forwarded: number; reads: number } {
+  const totals = c.nodes.get(id)!.runtime!.pendingTotals();
+  return { writes: totals.writes, forwarded: totals.forwarded, reads: totals.reads };
+}
+
+const idle = { writes: 0, forwarded: 0, reads: 0 };
+
+/** Outcomes of requests, each of which must be heard exactly once. */
+class Outcomes {
+  readonly heard = new Map<number, RuntimeErrorCode | 'ok'>();
+  private next = 0;
+
+  callback(): (error: RuntimeErrorCode | undefined) => void {
+    const id = this.next++;
+    return (error) => {
+      expect(this.heard.has(id), `request ${id} answered twice`).toBe(false);
+      this.heard.set(id, error ?? 'ok');
+    };
+  }
+
+  get issued(): number {
+    return this.next;
+  }
+
+  codes(): string[] {
+    return [...new Set(this.heard.values())].sort();
+  }
+}
+
+const payload = (text: string) => new TextEncoder().encode(text);
+
+/** A linearizable read at `id` whose outcome `outcomes` hears once. */
+function read(c: SimCluster, id: number, outcomes: Outcomes): void {
+  const heard = outcomes.callback();
+  c.readIndex(id, () => heard(undefined), (code) => heard(code));
+}
+
+describe('the request pipeline releases everything it holds', () => {
+  it('a forwarded proposal lost on the wire is released at its deadline', () => {
+    const c = cluster(11);
+    const leader = c.leader()!.id;
+    const follower = [1, 2, 3].find((id) => id !== leader)!;
+    c.dropWhere = (_shard, m) => m.type === 'MsgProp';
+    const outcomes = new Outcomes();
+    c.propose(follower, payload('lost'), outcomes.callback());
+    c.runFor(1000);
+    expect(pending(c, follower)).toEqual({ writes: 1, forwarded: 1, reads: 0 });
+    c.runFor(requestTimeoutMs);
+    expect(outcomes.codes()).toEqual(['timeout']);
+    expect(pending(c, follower)).toEqual(idle);
+    // The pipeline still works once the wire does.
+    c.dropWhere = undefined;
+    c.propose(follower, payload('delivered'), outcomes.callback());
+    c.runFor(500);
+    expect(outcomes.heard.get(1)).toBe('ok');
+    expect(pending(c, follower)).toEqual(idle);
+  });
+
+  it('a leader change A→B releases pending reads at once and every write by its outcome or deadline', () => {
+    const c = cluster(12);
+    const a = c.leader()!.id;
+    const others = [1, 2, 3].filter((id) => id !== a);
+    const reads = new Outcomes();
+    const writes = new Outcomes();
+    // Writes the old leader appended itself (their place is known there) and writes and reads at
+    // a follower, all in flight as A is cut off.
+    for (let i = 0; i < 20; i++) c.submit(a, SHARD, recordCommand(payload(`a${i}`)), writes.callback(), 60_000);
+    for (let i = 0; i < 20; i++) c.propose(others[0]!, payload(`f${i}`), writes.callback());
+    c.dropWhere = (_shard, m) => m.from === a || m.to === a;
+    for (let i = 0; i < 10; i++) read(c, others[0]!, reads);
+    c.runUntilCondition(() => c.leader() !== undefined && c.leader()!.id !== a, 10_000);
+    const b = c.leader()!.id;
+    expect(b).not.toBe(a);
+    c.runFor(requestTimeoutMs + 1000);
+    // The follower holds nothing any more: its reads failed or were served, its writes applied or timed out.
+    expect(pending(c, others[0]!)).toEqual(idle);
+    expect(pending(c, b)).toEqual(idle);
+    // The old leader still holds its own writes (it cannot learn their fate while cut off)...
+    expect(pending(c, a).writes).toBeGreaterThan(0);
+    // ...until it hears from B and applies past them: the entries B's log put in their place
+    // prove they never apply.
+    c.dropWhere = undefined;
+    for (let i = 0; i < 30; i++) c.propose(b, payload(`b${i}`));
+    c.runFor(2000);
+    expect(pending(c, a)).toEqual(idle);
+    expect(writes.heard.size).toBe(writes.issued);
+    expect(writes.codes()).toContain('lost');
+    for (const code of writes.heard.values()) expect(['ok', 'lost', 'timeout', 'leader-failed', 'no-leader', 'leader-changed', 'leader-transfer']).toContain(code);
+  });
+
+  it('a read asked of a leader that lost its leadership fails with leader-changed', () => {
+    const c = cluster(13);
+    const a = c.leader()!.id;
+    const follower = [1, 2, 3].find((id) => id !== a)!;
+    const reads = new Outcomes();
+    // The read index request reaches A, but its answer never comes back.
+    c.dropWhere = (_shard, m) => m.type === 'MsgReadIndexResp';
+    read(c, follower, reads);
+    c.runFor(50);
+    expect(pending(c, follower).reads).toBe(1);
+    c.transferLeader(a, [1, 2, 3].find((id) => id !== a && id !== follower)!);
+    c.runUntilCondition(() => reads.heard.size === 1, 5000);
+    expect(reads.codes()).toEqual(['leader-changed']);
+    expect(pending(c, follower)).toEqual(idle);
+  });
+
+  it('stopping a node fails everything it holds with stopped', () => {
+    const c = cluster(14);
+    const leader = c.leader()!.id;
+    const outcomes = new Outcomes();
+    c.dropWhere = () => true;
+    for (const id of [1, 2, 3]) {
+      for (let i = 0; i < 5; i++) c.propose(id, payload(`s${id}-${i}`), outcomes.callback());
+      read(c, id, outcomes);
+    }
+    c.runFor(20);
+    expect(pending(c, leader).writes).toBe(5);
+    for (const id of [1, 2, 3]) c.nodes.get(id)!.runtime!.stop();
+    for (const id of [1, 2, 3]) expect(pending(c, id)).toEqual(idle);
+    expect([...outcomes.heard.values()].filter((code) => code !== 'stopped')).toEqual([]);
+    expect(outcomes.heard.size).toBe(3 * 6);
+  });
+});
+
+describe('the pipeline limits', () => {
+  it('refuses writes and reads beyond their limits with too-many-requests, holding no more', () => {
+    const c = cluster(15);
+    const leader = c.leader()!.id;
+    const runtime = c.nodes.get(leader)!.runtime!;
+    const command = recordCommand(payload('x'));
+    // Queued within one turn: nothing runs in between, so the queue is as full as a flood makes it.
+    for (let i = 0; i < runtimeLimits.proposalsPendingMax; i++) runtime.propose(SHARD, command, {}, () => undefined);
+    expect(() => runtime.propose(SHARD, command, {}, () => undefined)).toThrow(RuntimeError);
+    for (let i = 0; i < runtimeLimits.readsPendingMax; i++) runtime.read(SHARD, {}, () => undefined);
+    let refused: RuntimeError | undefined;
+    try {
+      runtime.read(SHARD, {}, () => undefined);
+    } catch (error) {
+      refused = error as RuntimeError;
+    }
+    expect(refused?.code).toBe('too-many-requests');
+    expect(runtime.pendingTotals().writes).toBe(runtimeLimits.proposalsPendingMax);
+    expect(runtime.pendingTotals().reads).toBe(runtimeLimits.readsPendingMax);
+    expect(runtime.refusedTotal).toBe(2);
+    // They drain: everything applies or is served.
+    c.runFor(5000);
+    expect(pending(c, leader)).toEqual(idle);
+  });
+
+  it('bounds the bytes of pending writes and the writes forwarded to a leader', () => {
+    const c = cluster(16);
+    const leader = c.leader()!.id;
+    const follower = [1, 2, 3].find((id) => id !== leader)!;
+    const runtime = c.nodes.get(follower)!.runtime!;
+    c.dropWhere = (_shard, m) => m.type === 'MsgProp';
+    const big = recordCommand(new Uint8Array(1024 * 1024));
+    let accepted = 0;
+    try {
+      for (;;) {
+        runtime.propose(SHARD, big, {}, () => undefined);
+        accepted++;
+      }
+    } catch (error) {
+      expect((error as RuntimeError).code).toBe('too-many-requests');
+    }
+    expect(accepted * 1024 * 1024).toBeLessThanOrEqual(runtimeLimits.proposalBytesPendingMax);
+    c.runFor(requestTimeoutMs + 500);
+    expect(pending(c, follower)).toEqual(idle);
+    // Forwarded writes whose place is unknown are bounded on their own.
+    const small = recordCommand(payload('f'));
+    for (let i = 0; i < runtimeLimits.forwardedProposalsPendingMax; i++) runtime.propose(SHARD, small, {}, () => undefined);
+    c.runFor(10);
+    expect(pending(c, follower).forwarded).toBe(runtimeLimits.forwardedProposalsPendingMax);
+    expect(() => runtime.propose(SHARD, small, {}, () => undefined)).toThrow(/forwarded writes/);
+  });
+});
