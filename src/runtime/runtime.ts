@@ -145,6 +145,11 @@ export interface NodeRuntimeOptions {
   readonly requestTimeoutMs: number;
   /** A new state machine for a shard (its engines). */
   readonly stateMachine: (shard: number) => ShardStateMachine;
+  /**
+   * Whether every member can apply `command` (a newer command version waits until every member
+   * runs a build that applies it). Absent: only this build's support is checked.
+   */
+  readonly membersSupport?: (engine: number, version: number) => boolean;
   readonly listener?: RuntimeListener;
   readonly logger?: RaftLogger;
   /** The first request id (unique per process start: see firstRequestId). */
@@ -420,6 +425,9 @@ export class NodeRuntime {
     const shard = this.admitWrite(shardId, command.payload.length);
     if (!shard.machine.supports(command.engine, command.version)) {
       throw new RuntimeError('unsupported-command', `this node cannot apply engine ${command.engine} command version ${command.version}`);
+    }
+    if (this.options.membersSupport?.(command.engine, command.version) === false) {
+      throw new RuntimeError('unsupported-command', `a member of the cluster cannot apply engine ${command.engine} command version ${command.version} yet`);
     }
     const waiter = this.newWaiter('command', command.payload.length, options, callback as (error: RuntimeError | undefined, result?: unknown) => void);
     (waiter as WriteWaiter & { command?: EngineCommand }).command = command;

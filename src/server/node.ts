@@ -12,7 +12,7 @@ import { LevelLogStore, type ShardUpdate } from '../../storage/index';
 import { clusterIdOf, memberIdOf } from '../cluster/index';
 import { composeStateMachine, kvEngineOf, metaEngineOf } from '../runtime/index';
 import { kvOutcome } from '../engines/kv/index';
-import { type Member, type MemberRecord, encodeMemberContext, publishAttributesCommand } from '../engines/meta/index';
+import { type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index';
 import { WatchHub, watchLimits } from '../engines/watch/index';
 import { NodeRuntime, Router, firstRequestId, singleStoreMap, wrapConfContext } from '../runtime/index';
 import { type Membership, createClusterService } from './cluster-service';
@@ -26,6 +26,7 @@ import { createPrefixWatchService } from './prefix-watch-service';
 import { BufferedBytes } from './response-queue';
 import { Ticker, immediateScheduler, levelStorage, wallClock } from './runtime-host';
 import { createWatchService } from './watch-service';
+import { answerLeaderQuery, learnerProgress } from './leader-queries';
 
 /** Shard 0 holds cluster metadata; shard 1 the default store's data. */
 export const META_SHARD = 0;
@@ -70,6 +71,13 @@ function readTls(tls: TlsConfig): { cert: Buffer; key: Buffer; ca?: Buffer; clie
     ca: tls.trustedCaFile === undefined ? undefined : readFileSync(tls.trustedCaFile),
     clientCertAuth: tls.clientCertAuth,
   };
+}
+
+/** The highest command version of every engine this build applies (published with the member's attributes). */
+export function buildEngineVersions(): Record<string, number> {
+  const versions: Record<string, number> = {};
+  for (const kind of ['meta', 'data'] as const) for (const engine of composeStateMachine(kind).engineList()) versions[String(engine.id)] = engine.version;
+  return versions;
 }
 
 /** The state machine of a hosted shard: membership on the meta shard, keys on the others. */
@@ -119,6 +127,7 @@ export class DkvNode {
       isKnownShard: (shard) => this.runtime.hasShard(shard),
       onUnreachable: (peer, shards) => this.runtime.reportUnreachable(peer, shards),
       onSnapshotStatus: (peer, shard, ok) => this.runtime.reportSnapshot(peer, shard, ok),
+      onRequest: async (_from, payload) => answerLeaderQuery(this.runtime, payload),
       log: (level, message) => (level === 'error' || level === 'warn' ? logger.warn(message) : level === 'info' ? logger.info(message) : logger.debug(message)),
     });
     const electionTimeoutMs = config.tickMs * config.electionTicks;
@@ -135,6 +144,7 @@ export class DkvNode {
       snapshotCatchUpEntries: Math.min(snapshotCatchUpEntriesMax, config.snapshotCount),
       requestTimeoutMs: requestTimeoutMs(electionTimeoutMs),
       stateMachine: shardStateMachine,
+      membersSupport: (engine, version) => membersSupport(this.members(), engine, version),
       firstRequestId: firstRequestId(Date.now()),
       logger: { debug: (m) => logger.debug(m), info: (m) => logger.debug(m), warn: (m) => logger.warn(m) },
       listener: {
@@ -244,12 +254,11 @@ export class DkvNode {
       isRemoved: (id) => metaEngineOf(this.router.meta().machine()).isRemoved(id),
       clusterToken: this.identity.clusterToken,
       learnerReady: async (id, ratio) => {
-        // Progress is known where each shard's leader is; a shard this node does not lead is
-        // checked by its leader when the promotion is applied there.
-        for (const shard of this.router.hosted()) {
-          const status = shard.status();
-          const progress = status.progress?.get(id);
-          if (progress !== undefined && progress.match < status.lastIndex * ratio) return false;
+        // Progress is known where each shard's leader is: asked of it when this node does not lead.
+        const timeoutMs = requestTimeoutMs(this.config.tickMs * this.config.electionTicks);
+        for (const shard of this.runtime.shardIds()) {
+          const progress = await learnerProgress(this.runtime, this.transport, shard, id, timeoutMs);
+          if (progress.match < progress.lastIndex * ratio) return false;
         }
         return true;
       },
@@ -258,12 +267,12 @@ export class DkvNode {
 
   /** Publishes this member's name and client URLs through the meta shard (retried until done). */
   private publishAttributes(): void {
-    const attributes = { name: this.config.name, clientUrls: this.config.advertiseClientUrls.map((u) => u.href) };
+    const attributes = { name: this.config.name, clientUrls: this.config.advertiseClientUrls.map((u) => u.href), engines: buildEngineVersions() };
     const retryMs = publishRetryElections * this.config.tickMs * this.config.electionTicks;
     const attempt = (): void => {
       if (this.stopping) return;
       const current = this.members().find((m) => m.id === this.identity.memberId);
-      if (current !== undefined && current.name === attributes.name && JSON.stringify(current.clientUrls) === JSON.stringify(attributes.clientUrls)) return;
+      if (current !== undefined && JSON.stringify([current.name, current.clientUrls, current.engines]) === JSON.stringify([attributes.name, attributes.clientUrls, attributes.engines])) return;
       // The runtime settles every proposal (applied, refused or timed out): try again until done.
       this.router
         .meta()

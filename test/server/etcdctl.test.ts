@@ -196,6 +196,14 @@ describe('etcdctl against a 3-node DKV cluster', () => {
     const listed = JSON.parse(ok(['member', 'list', '-w', 'json']).replace(/"ID":(\d+)/g, '"ID":"$1"')) as { members: Array<{ ID: string; isLearner?: boolean }> };
     expect(listed.members.find((m) => BigInt(m.ID).toString(16) === id)?.isLearner).toBe(true);
 
+    // Not started, so not in sync: every node refuses to promote it, whether or not it leads a
+    // shard (each shard's leader is asked).
+    for (let node = 0; node < 3; node++) {
+      const early = etcdctl(cluster.endpoint(node), ['member', 'promote', id]);
+      expect(early.code, `promote through node ${node}`).not.toBe(0);
+      expect(early.stderr).toContain('can only promote a learner member which is in sync with leader');
+    }
+
     const flags = ['--name', 'dkv4', '--data-dir', join(cluster.dir, 'dkv4'), '--initial-cluster', initialCluster, '--initial-cluster-state', 'existing',
       '--initial-advertise-peer-urls', peer, '--listen-peer-urls', peer, '--listen-client-urls', `http://127.0.0.1:${base}`,
       '--advertise-client-urls', `http://127.0.0.1:${base}`, '--listen-metrics-urls', `http://127.0.0.1:${base + 2}`];
@@ -208,7 +216,14 @@ describe('etcdctl against a 3-node DKV cluster', () => {
         if (Date.now() - started > 20_000) throw new Error(`the learner did not catch up\n${readFileSync(logFile, 'utf8')}\n${cluster.logs()}`);
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
-      const promoted = run(['member', 'promote', id]);
+      // As etcd's runbook says: a learner not yet in sync with a leader cannot be promoted; try
+      // again. Every shard's leader must see it in sync (the data shard was waited for above; the
+      // meta shard's leader may still be a heartbeat behind).
+      let promoted = run(['member', 'promote', id]);
+      while (promoted.code !== 0 && promoted.stderr.includes('in sync with leader') && Date.now() - started < 20_000) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        promoted = run(['member', 'promote', id]);
+      }
       expect(promoted.code, promoted.stderr).toBe(0);
       expect(promoted.stdout).toContain('promoted');
       const four = JSON.parse(ok(['member', 'list', '-w', 'json'])) as { members: Array<{ isLearner?: boolean; name: string }> };

@@ -15,7 +15,7 @@ import { type Member, type MemberAttributes, applyMembershipChange, attributesKe
 
 /** The meta engine's operation codes (in every meta log entry: never renumber). */
 export const MetaCommandKind = {
-  /** A member publishes its name and client URLs: payload `{ id, name, clientUrls }` (JSON). */
+  /** A member publishes its name, client URLs and engine versions: payload `{ id, name, clientUrls, engines }` (JSON). */
   PublishAttributes: 1,
 } as const;
 
@@ -30,7 +30,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export function publishAttributesCommand(id: number, attributes: MemberAttributes): EngineCommand {
-  const payload = encoder.encode(JSON.stringify({ id, name: attributes.name, clientUrls: attributes.clientUrls }));
+  const payload = encoder.encode(JSON.stringify({ id, name: attributes.name, clientUrls: attributes.clientUrls, engines: attributes.engines ?? {} }));
   return { engine: EngineId.Meta, version: META_COMMAND_VERSION, kind: MetaCommandKind.PublishAttributes, payload };
 }
 
@@ -45,17 +45,18 @@ export class MetaEngine implements Engine {
   apply(command: EngineCommand, _context: ApplyContext): MetaOutcome {
     if (command.engine === 0) return this.applyLegacy(command);
     if (command.kind !== MetaCommandKind.PublishAttributes) return { kind: 'error', message: `unknown meta command kind ${command.kind}` };
-    let parsed: { id?: unknown; name?: unknown; clientUrls?: unknown };
+    let parsed: { id?: unknown; name?: unknown; clientUrls?: unknown; engines?: unknown };
     try {
       parsed = JSON.parse(decoder.decode(command.payload)) as typeof parsed;
     } catch {
       return { kind: 'error', message: 'member attributes are not JSON' };
     }
-    const { id, name, clientUrls } = parsed;
+    const { id, name, clientUrls, engines } = parsed;
     if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0 || typeof name !== 'string' || !Array.isArray(clientUrls) || !clientUrls.every((u) => typeof u === 'string')) {
       return { kind: 'error', message: 'member attributes are malformed' };
     }
-    this.store.put(attributesKey(id), encodeAttributes({ name, clientUrls: clientUrls as string[] }));
+    if (!isEngineVersions(engines)) return { kind: 'error', message: 'member engine versions are malformed' };
+    this.store.put(attributesKey(id), encodeAttributes({ name, clientUrls: clientUrls as string[], engines }));
     return { kind: 'ok' };
   }
 
@@ -92,4 +93,10 @@ export class MetaEngine implements Engine {
   isRemoved(id: number): boolean {
     return isRemoved(this.store, id);
   }
+}
+
+function isEngineVersions(value: unknown): value is Record<string, number> {
+  if (value === undefined) return true;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  return Object.entries(value).every(([engine, version]) => /^[0-9]{1,3}$/.test(engine) && Number.isSafeInteger(version) && (version as number) >= 1);
 }

@@ -3,7 +3,7 @@
  * restored with everything else:
  *
  *   members/<id hex>  {id, name, peerUrls, isLearner}   written when a conf change is applied
- *   attrs/<id hex>    {name, clientUrls}                 published by the member itself
+ *   attrs/<id hex>    {name, clientUrls, engines}        published by the member itself
  *   removed/<id hex>  {}                                 ids that may never come back
  *
  * Configuration changes carry the member record in their context, so applying the same log
@@ -22,10 +22,25 @@ export interface MemberRecord {
 export interface MemberAttributes {
   readonly name: string;
   readonly clientUrls: readonly string[];
+  /** The highest command version of each engine (by id) the member's build applies. */
+  readonly engines?: Readonly<Record<string, number>>;
 }
 
 export interface Member extends MemberRecord {
   readonly clientUrls: readonly string[];
+  /** What the member's build applies (absent until it published, or from a build before engines). */
+  readonly engines?: Readonly<Record<string, number>>;
+}
+
+/**
+ * Whether every member can apply version `version` of `engine`'s commands. Version 1 of an engine
+ * this build has is the baseline every member that runs it applies; anything newer waits until
+ * every member published a build that applies it, so a mixed-version cluster never puts in the
+ * log an entry one of its members would have to refuse.
+ */
+export function membersSupport(members: readonly Member[], engine: number, version: number): boolean {
+  if (version <= 1) return true;
+  return members.every((m) => (m.engines?.[String(engine)] ?? 1) >= version);
 }
 
 const encoder = new TextEncoder();
@@ -105,7 +120,12 @@ export function listMembers(mvcc: MvccStore): Member[] {
     const record = parse<MemberRecord>(kv.value);
     if (record === undefined) continue;
     const attrs = attributes.get(record.id);
-    members.push({ ...record, name: attrs?.name ?? record.name, clientUrls: attrs?.clientUrls ?? [] });
+    members.push({
+      ...record,
+      name: attrs?.name ?? record.name,
+      clientUrls: attrs?.clientUrls ?? [],
+      ...(attrs?.engines === undefined ? {} : { engines: attrs.engines }),
+    });
   }
   return members.sort((a, b) => a.id - b.id);
 }

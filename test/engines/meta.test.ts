@@ -1,0 +1,47 @@
+/** The meta engine: members from configuration changes, published attributes, removed ids, and version gating. */
+import { describe, expect, it } from 'vitest';
+import type { ConfChange } from '../../raft/index';
+import { EngineId, MetaEngine } from '../../src/engines/index';
+import { encodeMemberContext, membersSupport, publishAttributesCommand } from '../../src/engines/meta/index';
+
+const context = { index: 1, term: 1, nowMs: 0, proposer: 0, requestId: 0 };
+const add = (id: number): ConfChange => ({
+  transition: 'auto',
+  changes: [{ type: 'add-voter', nodeId: id }],
+  context: encodeMemberContext({ id, name: `n${id}`, peerUrls: [`http://h${id}:2380`], isLearner: false }),
+});
+
+describe('meta engine', () => {
+  it('records members, their attributes and engine versions, and removed ids', () => {
+    const meta = new MetaEngine();
+    meta.applyConfChange(add(1), context);
+    meta.applyConfChange(add(2), context);
+    expect(meta.apply(publishAttributesCommand(1, { name: 'one', clientUrls: ['http://h1:2379'], engines: { [EngineId.Kv]: 2 } }), context)).toEqual({ kind: 'ok' });
+    expect(meta.members().map((m) => [m.id, m.name, m.clientUrls, m.engines])).toEqual([
+      [1, 'one', ['http://h1:2379'], { [EngineId.Kv]: 2 }],
+      [2, 'n2', [], undefined],
+    ]);
+    meta.applyConfChange({ transition: 'auto', changes: [{ type: 'remove', nodeId: 2 }], context: new Uint8Array(0) }, context);
+    expect(meta.members().map((m) => m.id)).toEqual([1]);
+    expect(meta.isRemoved(2)).toBe(true);
+  });
+
+  it('refuses malformed attributes deterministically, changing nothing', () => {
+    const meta = new MetaEngine();
+    const before = meta.hash();
+    const bad = { ...publishAttributesCommand(1, { name: 'x', clientUrls: [] }), payload: new TextEncoder().encode('{"id":1,"name":"x","clientUrls":[],"engines":{"kv":"two"}}') };
+    expect(meta.apply(bad, context)).toEqual({ kind: 'error', message: 'member engine versions are malformed' });
+    expect(meta.apply({ ...bad, payload: new TextEncoder().encode('not json') }, context)).toEqual({ kind: 'error', message: 'member attributes are not JSON' });
+    expect(meta.hash()).toBe(before);
+  });
+
+  it('lets a newer command version through only once every member applies it', () => {
+    const members = [
+      { id: 1, name: 'a', peerUrls: [], isLearner: false, clientUrls: [], engines: { [EngineId.Kv]: 2 } },
+      { id: 2, name: 'b', peerUrls: [], isLearner: false, clientUrls: [] },
+    ];
+    expect(membersSupport(members, EngineId.Kv, 1)).toBe(true);
+    expect(membersSupport(members, EngineId.Kv, 2)).toBe(false);
+    expect(membersSupport([members[0]!, { ...members[1]!, engines: { [EngineId.Kv]: 3 } }], EngineId.Kv, 2)).toBe(true);
+  });
+});
