@@ -423,6 +423,12 @@ export class SimCluster {
     runtime?.stop();
   }
 
+  /** Heals every disk: writes complete after the usual latency from now on (those in flight still finish late). */
+  healStorage(): void {
+    this.record('heal-storage');
+    for (const node of this.nodes.values()) node.disk.faults = NO_STORAGE_FAULTS;
+  }
+
   upNodes(): SimNode[] {
     return [...this.nodes.values()].filter((n) => n.status === 'up');
   }

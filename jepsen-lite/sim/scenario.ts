@@ -504,6 +504,7 @@ class ScenarioRun {
     c.record('heal-all');
     c.network.heal();
     c.network.params = QUIET_NETWORK;
+    c.healStorage();
     for (const node of c.nodes.values()) if (node.status === 'down') c.restart(node.id);
     const start = c.now;
     // A member far behind (tight flow limits, slow applies) needs time in proportion to its

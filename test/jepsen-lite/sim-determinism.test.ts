@@ -43,3 +43,20 @@ describe('the checker catches a broken core', () => {
     expect(failures.map((r) => r.violation)).toEqual([]);
   });
 });
+
+describe('the simulator catches a broken runtime', () => {
+  // Crashes lose what was not durable; a host that acknowledges before its write is durable lets
+  // a quorum "remember" entries that are gone, and the checks must see it.
+  const scenarios = Array.from({ length: 60 }, (_, seed) => scenarioForSeed(seed));
+
+  it('acknowledging appends and votes before they are persisted breaks Raft, and the checks say so', () => {
+    const broken = scenarios.map((scenario) => runScenario(scenario, { unsafeAcknowledgeBeforePersist: true })).filter((result) => !result.ok);
+    expect(broken.length).toBeGreaterThan(0);
+    for (const result of broken) expect(['assertion', 'commit-safety', 'state-machine-safety', 'leader-completeness', 'log-matching', 'read-safety']).toContain(result.violation!.kind);
+  });
+
+  it('the same scenarios pass with the runtime as it is', () => {
+    const failures = scenarios.slice(0, 20).map((scenario) => runScenario(scenario)).filter((r) => !r.ok);
+    expect(failures.map((r) => r.violation)).toEqual([]);
+  });
+});

@@ -220,13 +220,14 @@ export class Nemesis {
     this.windows.push({ kind: window.kind, start: window.start, end: this.cluster.now, description: window.description });
   }
 
-  /** Ends every open window and heals everything: network, links, crashed and paused nodes. */
+  /** Ends every open window and heals everything: network, links, disks, crashed and paused nodes. */
   healAll(): void {
     this.over = true;
     for (const lane of ['network', 'process', 'link'] as const) this.close(lane);
     const c = this.cluster;
     c.network.heal();
     c.network.params = QUIET_NETWORK;
+    c.healStorage();
     for (const node of c.nodes.values()) {
       if (node.paused) c.resume(node.id);
       if (node.status === 'down') this.hooks.restart(node.id);
