@@ -7,7 +7,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { UsageError, parseFlags, wholeOption } from '../args';
+import { UsageError, intOption, parseOptions } from '../../src/cli/args';
 import { ProgressBar, writeReport } from '../report/index';
 import { isWorkloadName, workloadNames, type WorkloadName } from '../workload/index';
 import type { RealCluster, Target } from './cluster';
@@ -84,7 +84,7 @@ export interface JepsenRunConfig {
 
 /** Parses the command line; undefined means --help. Throws UsageError. */
 export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): JepsenRunConfig | undefined {
-  const values = parseFlags(argv, {
+  const values = parseOptions(argv, {
     nodes: { type: 'string' },
     time: { type: 'string' },
     workload: { type: 'string' },
@@ -108,15 +108,15 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
   const stamp = now.toISOString().replace(/[:.]/g, '-');
   return {
     target,
-    nodes: wholeOption(values.nodes, 'nodes', 3, 1, nodesMax),
-    timeMs: 1000 * wholeOption(values.time, 'time', 60, timeSecondsMin, timeSecondsMax),
+    nodes: intOption(values.nodes, 'nodes', 3, 1, nodesMax),
+    timeMs: 1000 * intOption(values.time, 'time', 60, timeSecondsMin, timeSecondsMax),
     workload,
     faults: parseFaults(values.faults),
-    clients: wholeOption(values.clients, 'clients', 5, 1, clientsMax),
-    seed: wholeOption(values.seed, 'seed', now.getTime() % 1_000_000_000, 0, Number.MAX_SAFE_INTEGER),
+    clients: intOption(values.clients, 'clients', 5, 1, clientsMax),
+    seed: intOption(values.seed, 'seed', now.getTime() % 1_000_000_000, 0, Number.MAX_SAFE_INTEGER),
     outDir: resolve(values.out ?? join('.dkv', 'jepsen', `${stamp}-${target}-${workload}`)),
     etcdBin: values['etcd-bin'] ?? defaultEtcdBin,
-    checkTimeBudgetMs: 1000 * wholeOption(values['check-budget'], 'check-budget', checkTimeBudgetMsDefault / 1000, 1, checkBudgetSecondsMax),
+    checkTimeBudgetMs: 1000 * intOption(values['check-budget'], 'check-budget', checkTimeBudgetMsDefault / 1000, 1, checkBudgetSecondsMax),
     unsafeStaleReads,
   };
 }

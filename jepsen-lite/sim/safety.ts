@@ -3,7 +3,8 @@
  *
  * - election safety: at most one leader per term;
  * - log matching: an (index, term) pair names one entry, with one predecessor term;
- * - leader completeness: a new leader's log holds every entry committed so far;
+ * - leader completeness: a leader's log holds every entry committed in an earlier term (a leader
+ *   of a stale term, elected late by votes cast before a newer term committed more, need not);
  * - state machine safety: every node applies the same entry at each index, in order (checked by
  *   a hash chain over the applied sequence, so restored snapshots are checked too);
  * - read safety: a ReadIndex answer is at or beyond everything committed when the read began.
@@ -54,6 +55,8 @@ export class SafetyChecker {
   private readonly entries = new Map<number, Map<number, RecordedEntry>>();
   /** index -> term of the committed entry */
   private readonly committedTerm = new Map<number, number>();
+  /** index -> the lowest term of a node seen committing it (it was committed in that term or before). */
+  private readonly committedInTerm = new Map<number, number>();
   private readonly committedRecordedTo = new Map<number, number>();
   private readonly appliedChain = new Map<number, ChainHash>();
   maxCommitted = 0;
@@ -70,15 +73,18 @@ export class SafetyChecker {
     }
     this.leaderOfTerm.set(raft.term, raft.id);
     this.leadersElected++;
+    // Commits grow in index as terms grow: what earlier terms committed is a prefix.
+    let required = this.maxCommitted;
+    while (required > 0 && (this.committedInTerm.get(required) ?? 0) >= raft.term) required--;
     const lastIndex = raft.log.lastIndex();
-    if (lastIndex < this.maxCommitted) {
+    if (lastIndex < required) {
       throw new SafetyViolation(
         'leader-completeness',
-        `leader ${raft.id} of term ${raft.term} has last index ${lastIndex} < committed ${this.maxCommitted}`,
+        `leader ${raft.id} of term ${raft.term} has last index ${lastIndex} < ${required}, committed in an earlier term`,
       );
     }
     const first = raft.log.firstIndex();
-    for (let index = this.maxCommitted; index >= first; index--) {
+    for (let index = required; index >= first; index--) {
       const term = this.committedTerm.get(index);
       if (term === undefined) continue;
       const ours = raft.log.maybeTerm(index);
@@ -130,6 +136,8 @@ export class SafetyChecker {
     for (let index = first; index <= committed; index++) {
       const term = raft.log.maybeTerm(index);
       if (term === undefined) continue;
+      const seenIn = this.committedInTerm.get(index);
+      if (seenIn === undefined || raft.term < seenIn) this.committedInTerm.set(index, raft.term);
       const known = this.committedTerm.get(index);
       if (known === undefined) this.committedTerm.set(index, term);
       else if (known !== term) {

@@ -1,9 +1,34 @@
-/** Small helpers for parsing subcommand options with clear errors. */
-// One implementation of the flag helpers for every command (jepsen-lite's commands use it too,
-// and jepsen-lite may not import src/cli).
-import { UsageError } from '../../jepsen-lite/args';
+/**
+ * Flag parsing for every `dkv` command, `dkv jepsen sim` and `dkv jepsen run` included (jepsen-lite
+ * keeps its commands beside the code they drive and imports this file for their flags).
+ */
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 
-export { UsageError, parseFlags as parseOptions, wholeOption as intOption } from '../../jepsen-lite/args';
+/** A bad command line: the command prints the message and its usage, and exits 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** `parseArgs` with flags only (no positionals), its errors as UsageError. */
+export function parseOptions<T extends NonNullable<ParseArgsConfig['options']>>(
+  args: string[],
+  options: T,
+): ReturnType<typeof parseArgs<{ args: string[]; options: T; strict: true; allowPositionals: false }>>['values'] {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+/** A whole number option within [min, max]; undefined keeps the fallback. */
+export function intOption(value: string | undefined, name: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (!/^-?\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, got "${value}"`);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${value}`);
+  return n;
+}
 
 /** Runs a command body, turning usage errors into a message and exit code 2. */
 export async function withUsage(help: string, body: () => Promise<number> | number): Promise<number> {

@@ -5,7 +5,7 @@
  * every limit a client can meet. Load-time asserts say how they relate.
  */
 import { assert } from '../../raft/index';
-import * as pipeline from '../runtime/limits';
+import { runtimeLimits as pipeline } from '../runtime/index';
 
 export { pipeline };
 

@@ -6,7 +6,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { type KeyValue, type MvccEvent, prefixEnd } from '../../storage/index';
-import { eventToWire, keyValueToWire } from '../engines/kv/convert';
+import { eventToWire, keyValueToWire } from '../engines/kv/index';
 import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index';
 import { dkvRoot, int64Saturated, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';

@@ -7,7 +7,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { KeyValue, MvccEvent } from '../../storage/index';
-import { eventToWire } from '../engines/kv/convert';
+import { eventToWire } from '../engines/kv/index';
 import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index';
 import { etcdType, int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto';
 import { errorTable } from '../errors';

@@ -8,7 +8,7 @@
  *   [0x01, shard:u32, 0x06, index:u64, n:u32]   snapshot data chunk n of the snapshot at index
  *   [0x01, shard:u32, 0x10, index:u64]          log entry
  */
-import { assert } from '../../raft/assert';
+import { assert } from '../../raft/index';
 import { shardIdMax } from './limits';
 
 export const NODE_PREFIX = 0x00;

@@ -19,7 +19,7 @@ import {
   entryBytes,
   limitSize,
 } from '../../raft/index';
-import { assert } from '../../raft/assert';
+import { assert } from '../../raft/index';
 import { loadedRangesMax, tailCacheEntriesMin } from './limits';
 
 /** What `save` writes for one shard; fields are applied in this order: snapshot, entries, … */

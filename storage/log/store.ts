@@ -15,7 +15,7 @@
  */
 import { Level } from 'level';
 import { type Entry, type Snapshot, isEmptySnapshot } from '../../raft/index';
-import { assert } from '../../raft/assert';
+import { assert } from '../../raft/index';
 import { crc32c } from '../checksum';
 import { StorageCorruptionError, StorageFailedError } from './errors';
 import {

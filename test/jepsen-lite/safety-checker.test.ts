@@ -47,6 +47,20 @@ describe('SafetyChecker', () => {
     expect(violationOf(() => checker.observeLeader(fakeRaft(4, 5, [1, 2, 2, 5], 3)))).toBe('none');
   });
 
+  it('leader completeness covers earlier terms only: a stale-term leader elected late is no violation', () => {
+    // Found by the simulator: a candidate of term 3, paused, receives its last vote after term 4
+    // committed more entries; Raft promises the term-4 commits only to leaders of later terms.
+    const checker = (): SafetyChecker => {
+      const c = new SafetyChecker();
+      c.observeCommit(fakeRaft(1, 2, [1, 2], 2));
+      c.observeCommit(fakeRaft(2, 4, [1, 2, 2, 4], 4));
+      return c;
+    };
+    expect(violationOf(() => checker().observeLeader(fakeRaft(3, 3, [1, 2], 2)))).toBe('none');
+    expect(violationOf(() => checker().observeLeader(fakeRaft(3, 3, [1], 1)))).toBe('leader-completeness');
+    expect(violationOf(() => checker().observeLeader(fakeRaft(4, 5, [1, 2, 2], 2)))).toBe('leader-completeness');
+  });
+
   it('commit safety: a different term committed at an index', () => {
     const checker = new SafetyChecker();
     checker.observeCommit(fakeRaft(1, 2, [1, 2], 2));

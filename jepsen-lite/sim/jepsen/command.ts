@@ -1,6 +1,6 @@
 /** `dkv jepsen sim`: seeds of the simulated cluster under faults, each history checked. */
 import { join } from 'node:path';
-import { UsageError, parseFlags, wholeOption } from '../../args';
+import { UsageError, intOption, parseOptions } from '../../../src/cli/args';
 import type { RunInfo, RunResults } from '../../report/index';
 import { writeReport } from '../../report/index';
 import { isWorkloadName, modelOf, workloadNames, type WorkloadName } from '../../workload/index';
@@ -37,7 +37,7 @@ Options:
 `;
 
 function parse(argv: string[]): { help: boolean; first: number; count: number; base: Omit<JepsenSimOptions, 'seed'>; out: string } {
-  const values = parseFlags(argv, {
+  const values = parseOptions(argv, {
     seeds: { type: 'string' },
     seed: { type: 'string' },
     workload: { type: 'string' },
@@ -51,15 +51,15 @@ function parse(argv: string[]): { help: boolean; first: number; count: number; b
   });
   const workload = values.workload ?? 'register';
   if (!isWorkloadName(workload)) throw new UsageError(`--workload must be one of ${workloadNames.join(', ')}, got "${workload}"`);
-  const nodes = wholeOption(values.nodes, 'nodes', 3, 3, 5);
+  const nodes = intOption(values.nodes, 'nodes', 3, 3, 5);
   if (!jepsenNodeCounts.includes(nodes)) throw new UsageError(`--nodes must be ${jepsenNodeCounts.join(' or ')}, got ${nodes}`);
-  const first = wholeOption(values.seed, 'seed', 0, 0, 2 ** 31 - 1);
-  const count = wholeOption(values.seeds, 'seeds', values.seed === undefined ? jepsenSimSeedsDefault : 1, 1, 100_000_000);
-  const clients = wholeOption(values.clients, 'clients', jepsenClientsDefault, 1, jepsenSimClientsMax);
+  const first = intOption(values.seed, 'seed', 0, 0, 2 ** 31 - 1);
+  const count = intOption(values.seeds, 'seeds', values.seed === undefined ? jepsenSimSeedsDefault : 1, 1, 100_000_000);
+  const clients = intOption(values.clients, 'clients', jepsenClientsDefault, 1, jepsenSimClientsMax);
   const base: Omit<JepsenSimOptions, 'seed'> = {
     workload: workload as WorkloadName,
     nodes,
-    durationMs: wholeOption(values.time, 'time', jepsenSimTimeMsDefault, 0, jepsenSimTimeMsMax),
+    durationMs: intOption(values.time, 'time', jepsenSimTimeMsDefault, 0, jepsenSimTimeMsMax),
     swarm: values.swarm === true,
     ...(clients === jepsenClientsDefault ? {} : { clients }),
     ...(values['unsafe-stale-reads'] === true ? { unsafe: { staleReads: true } } : {}),

@@ -40,6 +40,8 @@ export interface JepsenSimOptions {
   readonly unsafe?: { readonly staleReads?: boolean };
   /** Wall-clock budget of the linearizability search (default the checker's). */
   readonly checkBudgetMs?: number;
+  /** Keep a readable line per simulated event (`result.trace`), for replays. */
+  readonly trace?: boolean;
 }
 
 export interface JepsenSimStats {
@@ -75,6 +77,8 @@ export interface JepsenSimResult {
   readonly verdict: JepsenVerdict;
   readonly replayCommand: string;
   readonly stats: JepsenSimStats;
+  /** With `trace`: every simulated event. */
+  readonly trace?: readonly string[];
 }
 
 export const jepsenClientsDefault = 5;
@@ -149,7 +153,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
     snapshotEveryEntries,
     snapshotKeepEntries,
     checkSafety: true,
-    traceEvents: false,
+    traceEvents: options.trace === true,
     neverDuplicate: ['MsgProp'],
     shards: [dataShard, metaShard],
     stateMachine: (_node, shard) => composeStateMachine(shard === metaShard ? 'meta' : 'data', { trackChain: true }),
@@ -232,6 +236,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
     ...(failure === undefined ? {} : { failure }),
     verdict,
     replayCommand: replayCommand(options),
+    ...(options.trace === true ? { trace: cluster.trace } : {}),
     stats: {
       simulatedMs: cluster.now,
       events: cluster.stats.events,
