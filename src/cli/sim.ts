@@ -15,9 +15,10 @@ import { UsageError, intOption, parseOptions, withUsage } from './args';
 
 export const simHelp = `Usage: dkv sim [options]
 
-Runs the real Raft core on a simulated network, disk and clock. Each seed draws a scenario:
-3 or 5 nodes, network loss/duplication/delay, partitions (majority/minority, isolated node,
-one-way, bridge), crashes that lose unpersisted writes, restarts, leadership transfers, member
+Runs the server's shard runtime (the Raft core, the cycle, the state machine) on a simulated
+network, disk and clock. Each seed draws a scenario: 3 or 5 nodes, network loss/duplication/delay,
+partitions (majority/minority, isolated node, one-way, bridge), crashes that lose unpersisted
+writes, slow and failing disks, restarts, leadership transfers, member
 replacements (joint consensus or learner-then-promote), tight flow-control limits, client
 proposals and ReadIndex reads (safe or lease-based). After every event it checks election
 safety, log matching, leader completeness, state machine safety and read safety; after healing,

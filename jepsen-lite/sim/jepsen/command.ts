@@ -15,9 +15,10 @@ export const jepsenSimOutDefault = 'jepsen-sim-failures';
 
 export const jepsenSimHelp = `Usage: dkv jepsen sim [options]
 
-Runs seeds of a simulated DKV cluster: the real Raft core and the real KV state machine (MVCC
-store, commands encoded as the server encodes them, real MVCC snapshots) on a simulated network,
-disk and clock, all driven by the seed. A nemesis injects faults (${simFaultKinds.join(', ')}) for
+Runs seeds of a simulated DKV cluster: every node runs the server's shard runtime and engines (the
+meta shard and a KV shard, commands encoded as the server encodes them, real MVCC snapshots) on a
+simulated network, disk (slow, failing and crashing writes) and clock, all driven by the seed. A
+nemesis injects faults (${simFaultKinds.join(', ')}, and the disks') for
 --time simulated ms while ${jepsenClientsDefault} clients run the workload; then everything heals, the clients
 go on for ${recoveryMs} ms, the replicas must converge, and the history goes to the linearizability
 checker (and, for the watch workload, the watch streams to the watch checker). A seed replays
