@@ -37,7 +37,7 @@ import {
 } from '../../raft/index';
 import type { LogStorage } from '../../raft/index';
 import type { ShardUpdate } from '../../storage/index';
-import { readU64, writeU64 } from '../../storage/index';
+import { joinSnapshotFrames, readU64, writeU64 } from '../../storage/index';
 import { type EngineCommand, encodeEnvelope, envelopeOrigin, sameCommand, stampEnvelope } from './envelope';
 import { RuntimeError } from './errors';
 import {
@@ -873,7 +873,7 @@ export class NodeRuntime {
       return;
     }
     const compact = metadata.index - this.options.snapshotCatchUpEntries;
-    const data = joinChunks(chunks);
+    const data = joinSnapshotFrames(chunks);
     this.options.storage.save(
       [{ shard: shard.id, snapshotTaken: { metadata, data }, applied: metadata.index, compact: compact > storage.firstIndex() - 1 ? compact : undefined }],
       { sync: true, deferrable: false },
@@ -885,17 +885,6 @@ export class NodeRuntime {
   }
 }
 
-function joinChunks(chunks: readonly Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const c of chunks) size += c.length;
-  const data = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    data.set(c, at);
-    at += c.length;
-  }
-  return data;
-}
 
 
 export { StateMachineHaltError };

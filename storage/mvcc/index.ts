@@ -3,7 +3,7 @@
  * import only from here.
  */
 export { MvccStore, initialRevision, type StoreCapture } from './store';
-export { encodeSnapshot, joinSnapshotFrames, restoreSnapshot, restoreSnapshotSync, splitSnapshotFrames } from './snapshot';
+export { encodeSnapshot, joinSnapshotFrames, restoreSnapshot, restoreSnapshotPieces, restoreSnapshotSync, splitSnapshotFrames } from './snapshot';
 export { MvccError, SnapshotError, MvccAssertionError, mvccErrorMessages, type MvccErrorCode } from './errors';
 export { hashKvInitial, hashKvVersion, hashKvFinish, type HashedVersion } from './hash';
 export { beforeEnd, compareBytes, isOpenEnd, prefixEnd } from './segments';

@@ -435,6 +435,14 @@ export function restoreSnapshotSync(chunks: Iterable<Uint8Array>, options: MvccS
   return restorer.finish();
 }
 
+/**
+ * A store from snapshot data held in memory: each piece is one chunk or several concatenated (an
+ * engine's snapshot section, or an earlier build's whole Raft snapshot data).
+ */
+export function restoreSnapshotPieces(pieces: readonly Uint8Array[], options: MvccStoreOptions = {}): MvccStore {
+  return restoreSnapshotSync(pieces.flatMap((piece) => [...splitSnapshotFrames(piece)]), options);
+}
+
 /** Concatenated snapshot chunks (each carries its own length) split back into chunks, as views. */
 export function* splitSnapshotFrames(bytes: Uint8Array): Generator<Uint8Array> {
   let at = 0;

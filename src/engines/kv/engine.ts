@@ -13,8 +13,7 @@ import {
   type PutResult,
   type TxnResult,
   encodeSnapshot,
-  restoreSnapshotSync,
-  splitSnapshotFrames,
+  restoreSnapshotPieces,
 } from '../../../storage/index';
 import {
   etcdType,
@@ -121,8 +120,8 @@ export class KvEngine implements Engine {
 
   restore(chunks: readonly Uint8Array[]): void {
     // Chunks written by `snapshot()` are whole MVCC frames; an earlier build's snapshot arrives as
-    // one chunk of concatenated frames. Both split the same way.
-    this.mvcc = chunks.length === 0 ? new MvccStore() : restoreSnapshotSync(chunks.flatMap((chunk) => [...splitSnapshotFrames(chunk)]));
+    // one chunk of concatenated frames.
+    this.mvcc = chunks.length === 0 ? new MvccStore() : restoreSnapshotPieces(chunks);
   }
 
   hash(): number {

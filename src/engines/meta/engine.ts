@@ -8,7 +8,7 @@
  * restored and hashed like any other; nothing here reads a clock.
  */
 import type { ConfChange } from '../../../raft/index';
-import { MvccStore, encodeSnapshot, restoreSnapshotSync, splitSnapshotFrames } from '../../../storage/index';
+import { MvccStore, encodeSnapshot, restoreSnapshotPieces } from '../../../storage/index';
 import { etcdType } from '../../etcd-proto';
 import { type ApplyContext, type Engine, type EngineCommand, EngineId } from '../engine';
 import { type Member, type MemberAttributes, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers } from './members';
@@ -77,7 +77,7 @@ export class MetaEngine implements Engine {
   }
 
   restore(chunks: readonly Uint8Array[]): void {
-    this.store = chunks.length === 0 ? new MvccStore() : restoreSnapshotSync(chunks.flatMap((chunk) => [...splitSnapshotFrames(chunk)]));
+    this.store = chunks.length === 0 ? new MvccStore() : restoreSnapshotPieces(chunks);
   }
 
   hash(): number {
