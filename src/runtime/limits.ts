@@ -44,6 +44,13 @@ export const applyGapEntriesMax = 5_000;
  */
 export const leaderChangeGraceElections = 2;
 
+/**
+ * Callbacks of settled requests run per scheduler turn. A ReadIndex round can release thousands
+ * of reads at once, and each answer is a response to build and write: spread over turns, the
+ * loop still ticks and heartbeats in between.
+ */
+export const callbacksPerTurnMax = 512;
+
 /** Bytes of a Raft snapshot's engine sections the state machine encodes per scheduler turn. */
 export const snapshotSectionChunkBytesMax = 1024 * 1024;
 
@@ -53,6 +60,7 @@ export const snapshotSectionsMax = 32;
 /** Bytes of one snapshot frame as read back (a frame is a section chunk plus its header). */
 export const snapshotFrameBytesMax = 16 * 1024 * 1024;
 
+assert(callbacksPerTurnMax >= 1, 'at least one callback must run per turn');
 assert(readiesInFlightMax >= 1, 'at least one Ready must be allowed in flight');
 assert(forwardedProposalsPendingMax <= proposalsPendingMax, 'forwarded writes are a part of all pending writes');
 assert(proposalBytesPendingMax >= 2 * 1024 * 1024, 'one maximal etcd request (1.5 MiB) must fit the pending bytes');

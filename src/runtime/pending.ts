@@ -56,6 +56,13 @@ export interface PendingCounts {
 }
 
 export class PendingRequests {
+  /**
+   * How a settled request's callback is run: the runtime spreads a large batch (16,000 reads
+   * released by one ReadIndex round) over several turns, so answering them never stalls the event
+   * loop for longer than an election can wait.
+   */
+  constructor(private readonly deliver: (run: () => void) => void = (run) => run()) {}
+
   /** Waiting to be fed to Raft at the next cycle, in arrival order. */
   queue: WriteWaiter[] = [];
   readonly writes = new Map<number, WriteWaiter>();
@@ -121,7 +128,7 @@ export class PendingRequests {
       this.forwardedUnknown--;
     }
     assert(this.forwardedUnknown >= 0 && this.writeBytes >= 0, 'pending write counts went negative');
-    waiter.callback(error, result);
+    this.deliver(() => waiter.callback(error, result));
   }
 
   /** Fails every queued (not yet proposed) write. */
@@ -169,7 +176,7 @@ export class PendingRequests {
     waiter.settled = true;
     this.readCount--;
     assert(this.readCount >= 0, 'pending read count went negative');
-    waiter.callback(error, readIndex);
+    this.deliver(() => waiter.callback(error, readIndex));
   }
 
   failReadRounds(error: RuntimeError): void {

@@ -42,6 +42,7 @@ import { type EngineCommand, encodeEnvelope, envelopeOrigin, sameCommand, stampE
 import { RuntimeError } from './errors';
 import {
   applyGapEntriesMax,
+  callbacksPerTurnMax,
   forwardedProposalsPendingMax,
   leaderChangeGraceElections,
   proposalBytesPendingMax,
@@ -212,7 +213,7 @@ class ShardState {
   /** Index of the last snapshot taken or installed. */
   snapshotIndex: number;
   snapshotInProgress = false;
-  readonly pending = new PendingRequests();
+  readonly pending: PendingRequests;
   leader = 0;
   term = 0;
   isLeader = false;
@@ -224,7 +225,9 @@ class ShardState {
     readonly id: number,
     node: RawNode,
     machine: ShardStateMachine,
+    deliver: (run: () => void) => void,
   ) {
+    this.pending = new PendingRequests(deliver);
     this.node = node;
     this.machine = machine;
     this.snapshotIndex = machine.appliedIndex;
@@ -250,6 +253,11 @@ export class NodeRuntime {
   private readonly readiesMax: number;
   /** Requests refused because a pending-request limit was reached. */
   refusedTotal = 0;
+  /** Callbacks of settled requests not run yet (see callbacksPerTurnMax). */
+  private readonly deliveries: Array<() => void> = [];
+  private deliveryScheduled = false;
+  /** Callbacks run in the current turn (reset when a turn of the runtime starts). */
+  private deliveredThisTurn = 0;
 
   constructor(private readonly options: NodeRuntimeOptions) {
     assert(Number.isSafeInteger(options.memberId) && options.memberId > 0, 'memberId must be a positive safe integer');
@@ -279,7 +287,7 @@ export class NodeRuntime {
     const stored = storage.snapshot();
     if (stored.data.length > 0) machine.restore(stored.data, stored.metadata.index);
     const node = this.newRawNode(storage, machine.appliedIndex);
-    const shard = new ShardState(shardId, node, machine);
+    const shard = new ShardState(shardId, node, machine, (run) => this.deliver(run));
     shard.snapshotIndex = stored.metadata.index;
     this.shards.set(shardId, shard);
     if (stored.data.length > 0) this.options.listener?.stateReplaced?.(shardId, 'storage');
@@ -360,6 +368,7 @@ export class NodeRuntime {
   /** One tick of the logical clock: elections, heartbeats, leader duties, request deadlines. */
   tick(): void {
     if (this.stopped) return;
+    this.deliveredThisTurn = 0;
     const now = this.options.clock.now();
     for (const shard of this.shards.values()) {
       shard.node.tick();
@@ -491,6 +500,34 @@ export class NodeRuntime {
     return shard;
   }
 
+  // ---- Answering ----------------------------------------------------------------------------
+
+  /** Runs a settled request's callback: now, unless this turn already ran its share. */
+  private deliver(run: () => void): void {
+    if (this.stopped || (this.deliveries.length === 0 && this.deliveredThisTurn < callbacksPerTurnMax)) {
+      this.deliveredThisTurn++;
+      run();
+      return;
+    }
+    this.deliveries.push(run);
+    if (!this.deliveryScheduled) {
+      this.deliveryScheduled = true;
+      this.options.scheduler.soon(() => this.runDeliveries());
+    }
+  }
+
+  private runDeliveries(): void {
+    this.deliveryScheduled = false;
+    this.deliveredThisTurn = 0;
+    const batch = this.deliveries.splice(0, callbacksPerTurnMax);
+    this.deliveredThisTurn = batch.length;
+    if (this.deliveries.length > 0) {
+      this.deliveryScheduled = true;
+      this.options.scheduler.soon(() => this.runDeliveries());
+    }
+    for (const run of batch) run();
+  }
+
   // ---- Stopping -----------------------------------------------------------------------------
 
   /** Stops: every pending request fails with `stopped`; `done` runs once no cycle is running. */
@@ -523,6 +560,8 @@ export class NodeRuntime {
 
   private failEverything(error: RuntimeError): void {
     for (const shard of this.shards.values()) shard.pending.failAll(error);
+    // Answers already settled go out now: nothing runs on a stopped runtime's turns.
+    for (const run of this.deliveries.splice(0)) run();
   }
 
   // ---- The cycle ----------------------------------------------------------------------------
@@ -552,6 +591,7 @@ export class NodeRuntime {
 
   private firstHalf(): void {
     this.inFirstHalf = true;
+    this.deliveredThisTurn = 0;
     for (const shard of this.shards.values()) this.feed(shard);
     const readies: Array<[ShardState, Ready]> = [];
     for (const shard of this.shards.values()) {
@@ -589,7 +629,11 @@ export class NodeRuntime {
         if (mustSync) {
           cycle.saved = true;
           this.options.listener?.saved?.((this.options.clock.now() - cycle.startedMs) / 1000);
-          if (!this.inFirstHalf) this.finishCycles();
+          if (!this.inFirstHalf) {
+            // A turn of its own (the storage's completion).
+            this.deliveredThisTurn = 0;
+            this.finishCycles();
+          }
         }
       });
       if (!mustSync) cycle.saved = true;
