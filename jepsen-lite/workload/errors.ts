@@ -56,7 +56,10 @@ const definiteCodes: ReadonlySet<number> = new Set([
  *   reads and lease renewals, never after proposing a KV write;
  * - "raft proposal dropped": etcd's raft refused the proposal locally (no leader known, or a
  *   leader transfer), so it never entered a log;
- * - DKV's cross-shard txn refusal, checked at the edge;
+ * - "not capable": etcd refuses a request its cluster version does not allow yet, DKV a command
+ *   version some member's build cannot apply — both before proposing;
+ * - DKV's cross-shard txn refusal, checked at the edge, and its wrong-shard refusal (this node
+ *   does not host the shard: nothing was proposed);
  * - grpc-js's "No connection established" (UNAVAILABLE): the call never had a connection, so
  *   the request was never sent (a connection lost mid-call says something else and stays `info`).
  * A timeout (any of etcd's "request timed out" forms), "server stopped" and connection errors
@@ -68,7 +71,9 @@ export const definiteMessages: readonly string[] = [
   'etcdserver: no leader',
   'etcdserver: leader changed',
   'raft proposal dropped',
+  'etcdserver: not capable',
   'dkv: txn keys span more than one shard',
+  'dkv: this node does not serve the shard that owns the key',
   'No connection established',
 ];
 

@@ -1,0 +1,53 @@
+/**
+ * The one mapping from store, engine and runtime errors to client errors: every runtime code maps
+ * to a client error, and a client classifying that error (jepsen-lite's classifier, which follows
+ * what etcd clients may assume) reaches the same verdict the runtime states: refused or proven not
+ * applied is a definite failure; timed out or stopped may still apply.
+ */
+import { status } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import { classifyError } from '../jepsen-lite/workload/index';
+import { WireValueError } from '../src/engines/kv/index';
+import { clientError } from '../src/error-mapping';
+import { DkvError } from '../src/errors';
+import { RuntimeError, type RuntimeErrorCode, indeterminateCodes } from '../src/runtime/index';
+import { MvccError } from '../storage/index';
+
+const runtimeCodes: RuntimeErrorCode[] = [
+  'no-leader',
+  'leader-transfer',
+  'leader-changed',
+  'too-many-requests',
+  'unsupported-command',
+  'wrong-shard',
+  'cross-shard',
+  'lost',
+  'timeout',
+  'leader-failed',
+  'stopped',
+];
+
+describe('error mapping', () => {
+  it('maps every runtime code to a client error that classifies as the runtime says', () => {
+    for (const code of runtimeCodes) {
+      const mapped = clientError(new RuntimeError(code, code));
+      expect(mapped, code).toBeInstanceOf(DkvError);
+      const error = mapped as DkvError;
+      const seen = { code: error.grpcStatus, details: error.wireMessage };
+      expect(classifyError(seen), `${code} → ${error.wireMessage}`).toBe(indeterminateCodes.has(code) ? 'info' : 'fail');
+    }
+  });
+
+  it('sends a full pipeline as etcd sends an overloaded server: RESOURCE_EXHAUSTED, too many requests', () => {
+    const error = clientError(new RuntimeError('too-many-requests', 'etcdserver: too many requests (16384 reads are pending on shard 1)')) as DkvError;
+    expect([error.grpcStatus, error.wireMessage]).toEqual([status.RESOURCE_EXHAUSTED, 'etcdserver: too many requests']);
+  });
+
+  it('maps store and wire refusals by their codes, never by message text', () => {
+    expect((clientError(new MvccError('compacted')) as DkvError).code).toBe('compacted');
+    expect((clientError(new WireValueError('unknown sort order 9', 'invalid-sort-option')) as DkvError).code).toBe('invalid-sort-option');
+    expect((clientError(new WireValueError('sort of something')) as DkvError).code).toBe('invalid-argument');
+    const unknown = new Error('boom');
+    expect(clientError(unknown)).toBe(unknown);
+  });
+});
