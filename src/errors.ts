@@ -137,6 +137,9 @@ export const errorTable = {
   'counter-overflow': dkv(status.OUT_OF_RANGE, 'dkv: counter would leave the int64 range'),
   'too-many-watchers': dkv(status.RESOURCE_EXHAUSTED, 'dkv: too many watchers on this stream'),
   'shard-splitting': dkv(status.UNAVAILABLE, 'dkv: shard is splitting, retry'),
+  'membership-change-pending': dkv(status.FAILED_PRECONDITION, 'dkv: a membership change is still in progress, retry once it is applied'),
+  'invalid-membership-change': dkv(status.INVALID_ARGUMENT, 'dkv: the membership change does not fit the current configuration'),
+  'not-member': dkv(status.FAILED_PRECONDITION, 'dkv: this node is no longer a member of the shard'),
   internal: dkv(status.INTERNAL, 'dkv: internal error'),
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -105,6 +105,9 @@ export const SIM_DEFAULTS: Omit<SimClusterOptions, 'seed' | 'nodeIds'> = Object.
   traceEvents: false,
 });
 
+/** With clock drift, each node's clock is also off by up to this much (so leaders stamp different times). */
+export const simClockOffsetMsMax = 1000;
+
 /** A request's runtime deadline unless the options say otherwise (simulated ms). */
 export const simRequestTimeoutMsDefault = 5000;
 /** A process whose storage failed comes back after this long unless the options say otherwise. */
@@ -133,6 +136,8 @@ export class SimNode {
     readonly disk: SimDisk,
     readonly random: SeededPrng,
     readonly tickPeriodMs: number,
+    /** This node's wall clock runs this far ahead of simulated time (behind when negative). */
+    readonly clockOffsetMs: number,
     private readonly primaryShard: number,
   ) {}
 
@@ -251,8 +256,9 @@ export class SimCluster {
     const random = this.nodeRandom.fork();
     const skew = drift === 0 ? 1 : 1 + (random.nextFloat() * 2 - 1) * drift;
     const period = Math.max(1, Math.round(this.options.tickIntervalMs * skew));
+    const offset = drift === 0 ? 0 : Math.round((random.nextFloat() * 2 - 1) * simClockOffsetMsMax);
     const disk = new SimDisk(this.diskRandom.fork(), { min: this.options.diskLatencyMinMs, max: this.options.diskLatencyMaxMs }, this.options.storageFaults ?? NO_STORAGE_FAULTS);
-    const node = new SimNode(id, disk, random, period, this.shards[0]!);
+    const node = new SimNode(id, disk, random, period, offset, this.shards[0]!);
     this.nodes.set(id, node);
     return node;
   }
@@ -293,7 +299,7 @@ export class SimCluster {
       memberId: id,
       storage,
       transport: { send: (to, shard, messages) => this.send(id, shard, messages) },
-      clock: { now: () => this.now },
+      clock: { now: () => Math.max(0, this.now + node.clockOffsetMs) },
       scheduler: { soon: (run) => this.schedule(0, { kind: 'task', node: id, incarnation, run }) },
       random: node.random.fork(),
       raft: settings,
@@ -303,7 +309,7 @@ export class SimCluster {
       snapshotAfterConfChange: true,
       requestTimeoutMs: this.options.requestTimeoutMs ?? simRequestTimeoutMsDefault,
       stateMachine: (shard) => this.stateMachineFor(id, shard),
-      firstRequestId: firstRequestId(this.now),
+      firstRequestId: firstRequestId(Math.max(0, this.now + node.clockOffsetMs)),
       unsafe: this.options.unsafe,
       listener: this.listenerFor(node, incarnation),
     });
@@ -421,6 +427,11 @@ export class SimCluster {
     node.runtime = undefined;
     node.incarnation++;
     runtime?.stop();
+  }
+
+  /** Tests: delivers `message` of `shard` after `delayMs`, as if the network had held it back. */
+  inject(shard: number, message: Message, delayMs = 0): void {
+    this.schedule(delayMs, { kind: 'deliver', shard, message, senderIncarnation: 0 });
   }
 
   /** Heals every disk: writes complete after the usual latency from now on (those in flight still finish late). */

@@ -100,12 +100,14 @@ export class SimDisk {
       if (landed.length === this.inFlight.indexOf(write) && this.random.nextFloat() < this.faults.inFlightKeptRate) landed.push(write);
     }
     const candidates = [...this.pageCache, ...landed];
-    // Without power, only what a sync covered survives: everything up to the last synced write
-    // (LevelDB's log is sequential). With power, the OS writes the rest out too.
+    // Without power, what a sync covered survives (everything up to the last synced write:
+    // LevelDB's log is sequential), and of what followed, whatever prefix writeback had reached.
+    // With power, the OS writes the rest out too.
     let survive = candidates.length;
     if (powerLoss) {
-      survive = 0;
-      for (let i = 0; i < candidates.length; i++) if (candidates[i]!.sync) survive = i + 1;
+      let synced = 0;
+      for (let i = 0; i < candidates.length; i++) if (candidates[i]!.sync) synced = i + 1;
+      survive = synced + this.random.nextInt(candidates.length - synced + 1);
     }
     for (const write of candidates.slice(0, survive)) this.makeDurable(write);
     this.pageCache = [];
@@ -142,18 +144,17 @@ export class SimDisk {
         this.lastCompleteAt = at;
         host.atDisk(at - host.now, () => {
           if (write.done) return; // a crash decided its fate
-          write.done = true;
-          this.inFlight.splice(this.inFlight.indexOf(write), 1);
-          // After a failed write the store is unusable: nothing written after it lands either.
+          // A failed write is not known durable, nor is any after it (the store is unusable);
+          // they stay in flight, so the crash that follows decides whether they landed (a
+          // failed fsync may still have written the data).
           if (fails || failed) {
             failed = true;
             this.writesFailed++;
-            // Nothing written after a failed write may land, not even at a crash.
-            for (const later of this.inFlight) later.done = true;
-            this.inFlight = [];
             host.atProcess(callbackDelay, () => done(new SimDiskError('simulated disk: a write failed')));
             return;
           }
+          write.done = true;
+          this.inFlight.splice(this.inFlight.indexOf(write), 1);
           if (write.sync) {
             for (const cachedWrite of this.pageCache) this.makeDurable(cachedWrite);
             this.pageCache = [];

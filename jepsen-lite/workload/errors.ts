@@ -72,6 +72,8 @@ export const definiteMessages: readonly string[] = [
   'etcdserver: leader changed',
   'raft proposal dropped',
   'etcdserver: not capable',
+  'dkv: a membership change is still in progress',
+  'dkv: this node is no longer a member of the shard',
   'dkv: txn keys span more than one shard',
   'dkv: this node does not serve the shard that owns the key',
   'No connection established',

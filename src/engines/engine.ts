@@ -68,3 +68,12 @@ export interface Engine {
   leaderTick?(context: LeaderContext): void;
 }
 
+
+/**
+ * An engine was handed a command it does not understand (an unknown kind under a version it
+ * knows). Apply must not turn that into an outcome — a build that understands it would apply it
+ * and the replicas would diverge — so the state machine stops the node instead.
+ */
+export class UnknownCommandError extends Error {
+  override readonly name = 'UnknownCommandError';
+}

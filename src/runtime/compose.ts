@@ -4,7 +4,7 @@
  * The server and the simulator compose shards the same way.
  */
 import { EngineId, KvEngine, MetaEngine } from '../engines/index';
-import { ShardStateMachine } from './state-machine';
+import { ShardStateMachine, type ShardStateView } from './state-machine';
 
 export type ShardKind = 'meta' | 'data';
 
@@ -20,11 +20,11 @@ export function composeStateMachine(kind: ShardKind, options: ComposeOptions = {
 }
 
 /** The KV engine of a data shard's state machine. */
-export function kvEngineOf(machine: ShardStateMachine): KvEngine {
+export function kvEngineOf(machine: ShardStateView): KvEngine {
   return machine.engine<KvEngine>(EngineId.Kv);
 }
 
 /** The meta engine of the meta shard's state machine. */
-export function metaEngineOf(machine: ShardStateMachine): MetaEngine {
+export function metaEngineOf(machine: ShardStateView): MetaEngine {
   return machine.engine<MetaEngine>(EngineId.Meta);
 }

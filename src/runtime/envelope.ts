@@ -100,6 +100,12 @@ function decodeLegacy(bytes: Uint8Array): CommandEnvelope {
   return { engine: LEGACY_ENGINE, version: 1, kind: bytes[1]!, timestampMs: 0, proposer, requestId, payload: bytes.subarray(LEGACY_HEADER_BYTES) };
 }
 
+/** The engine and version of a command, without decoding the rest (undefined if not format 2). */
+export function envelopeKind(bytes: Uint8Array): { engine: number; version: number } | undefined {
+  if (bytes.length < ENVELOPE_HEADER_BYTES || bytes[0] !== ENVELOPE_FORMAT) return undefined;
+  return { engine: bytes[AT_ENGINE]!, version: bytes[AT_VERSION]! };
+}
+
 /** Who proposed a command and under which request id, without decoding the rest (0, 0 if unreadable). */
 export function envelopeOrigin(bytes: Uint8Array): { proposer: number; requestId: number } {
   if (bytes.length >= ENVELOPE_HEADER_BYTES && bytes[0] === ENVELOPE_FORMAT) {

@@ -1,11 +1,13 @@
 /**
  * Why the runtime could not carry a request out. The server maps these codes to client errors in
- * one place (src/server/error-mapping.ts); the simulator's clients classify them the same way.
+ * one place (src/error-mapping.ts); the simulator's clients classify them the same way.
  *
  * Whether the request may still take effect matters to a client (a retry could apply it twice):
  * - definitely not applied: `no-leader`, `leader-transfer`, `too-many-requests`,
- *   `unsupported-command`, `wrong-shard`, `cross-shard`, `lost` (its place in the log was taken
- *   by another entry, so it can never be applied);
+ *   `unsupported-command`, `wrong-shard`, `cross-shard`, `conf-change-pending`,
+ *   `invalid-conf-change`, `not-member`, `lost` (its place in the log was taken by another entry,
+ *   so it can never be applied: this relies on the peer transport never delivering a forwarded
+ *   proposal twice, which a stream that does not resend guarantees);
  * - unknown: `timeout`, `leader-failed` (timed out after a leader change), `stopped` (the node
  *   stopped while the request was pending).
  */
@@ -18,6 +20,9 @@ export type RuntimeErrorCode =
   | 'wrong-shard'
   | 'cross-shard'
   | 'lost'
+  | 'conf-change-pending'
+  | 'invalid-conf-change'
+  | 'not-member'
   | 'timeout'
   | 'leader-failed'
   | 'stopped';

@@ -20,6 +20,7 @@ export { composeStateMachine, kvEngineOf, metaEngineOf, type ComposeOptions, typ
 export {
   type Applied,
   ShardStateMachine,
+  type ShardStateView,
   type ShardStateMachineOptions,
   SnapshotFormatError,
   StateMachineHaltError,

@@ -51,6 +51,12 @@ export const leaderChangeGraceElections = 2;
  */
 export const callbacksPerTurnMax = 512;
 
+/**
+ * Request ids a process may issue per millisecond of its life: ids start at the start time times
+ * this, so a restarted process never reuses an id an entry of its previous life may still carry.
+ */
+export const requestIdsPerMs = 1024;
+
 /** Bytes of a Raft snapshot's engine sections the state machine encodes per scheduler turn. */
 export const snapshotSectionChunkBytesMax = 1024 * 1024;
 

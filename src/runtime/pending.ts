@@ -13,7 +13,8 @@
  * Invariants (asserted): a write with a known position sits above the applied index; counts
  * match the maps they count.
  */
-import { assert } from '../../raft/index';
+import { type ConfChange, assert } from '../../raft/index';
+import type { EngineCommand } from '../engines/index';
 import { RuntimeError, type RuntimeErrorCode } from './errors';
 
 export type WriteCallback<T> = (error: RuntimeError | undefined, result?: T) => void;
@@ -22,6 +23,9 @@ export interface WriteWaiter {
   readonly requestId: number;
   /** 'command': a normal entry; 'conf': a configuration change. */
   readonly kind: 'command' | 'conf';
+  /** What to propose (the one matching `kind`). */
+  command: EngineCommand | undefined;
+  change: ConfChange | undefined;
   /** The envelope or encoded conf change as proposed (set when fed to Raft). */
   data: Uint8Array | undefined;
   readonly bytes: number;
@@ -53,6 +57,8 @@ export interface PendingCounts {
   /** Forwarded writes whose place in the log is not known yet. */
   readonly forwarded: number;
   readonly reads: number;
+  /** ReadIndex rounds in flight or waiting to apply (each holds its reads). */
+  readonly readRounds: number;
 }
 
 export class PendingRequests {
@@ -77,7 +83,13 @@ export class PendingRequests {
   private readCount = 0;
 
   counts(): PendingCounts {
-    return { writes: this.writes.size, writeBytes: this.writeBytes, forwarded: this.forwardedUnknown, reads: this.readCount };
+    return {
+      writes: this.writes.size,
+      writeBytes: this.writeBytes,
+      forwarded: this.forwardedUnknown,
+      reads: this.readCount,
+      readRounds: this.readRounds.size + this.readsAwaitingApply.length,
+    };
   }
 
   // ---- Writes -----------------------------------------------------------------------------
@@ -149,11 +161,9 @@ export class PendingRequests {
 
   /** Releases writes and reads whose deadline passed. */
   expire(nowMs: number): void {
-    for (const waiter of [...this.writes.values()]) {
-      if (waiter.deadlineMs > nowMs || waiter.data === undefined) continue;
-      const code: RuntimeErrorCode = waiter.leaderChanged ? 'leader-failed' : 'timeout';
-      this.settleWrite(waiter, timeoutError(code));
-    }
+    const expired: WriteWaiter[] = [];
+    for (const waiter of this.writes.values()) if (waiter.deadlineMs <= nowMs && waiter.data !== undefined) expired.push(waiter);
+    for (const waiter of expired) this.settleWrite(waiter, timeoutError(waiter.leaderChanged ? 'leader-failed' : 'timeout'));
     if (this.readCount === 0) return;
     const expireRead = (waiter: ReadWaiter): void => {
       if (!waiter.settled && waiter.deadlineMs <= nowMs) this.settleRead(waiter, timeoutError('timeout'));
@@ -162,6 +172,11 @@ export class PendingRequests {
     for (const batch of this.readRounds.values()) for (const waiter of batch.waiters) expireRead(waiter);
     for (const batch of this.readsAwaitingApply) for (const waiter of batch.waiters) expireRead(waiter);
     this.queuedReads = this.queuedReads.filter((w) => !w.settled);
+    // A round whose every read timed out is forgotten (its answer, if it ever comes, serves no one).
+    for (const [context, batch] of this.readRounds) if (batch.waiters.every((w) => w.settled)) this.readRounds.delete(context);
+    let kept = 0;
+    for (const batch of this.readsAwaitingApply) if (batch.waiters.some((w) => !w.settled)) this.readsAwaitingApply[kept++] = batch;
+    this.readsAwaitingApply.length = kept;
   }
 
   // ---- Reads ------------------------------------------------------------------------------

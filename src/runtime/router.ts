@@ -13,7 +13,7 @@ import type { ConfChange } from '../../raft/index';
 import type { EngineCommand } from './envelope';
 import { RuntimeError } from './errors';
 import type { NodeRuntime, RequestOptions, ShardStatus } from './runtime';
-import type { Applied, ShardStateMachine } from './state-machine';
+import type { Applied, ShardStateView } from './state-machine';
 
 export interface ShardHandle {
   readonly shardId: number;
@@ -27,8 +27,8 @@ export interface ShardHandle {
   term(): number;
   /** The known leader (0: none). */
   leader(): number;
-  /** The state machine now (a snapshot install replaces it: fetch it after every await). */
-  machine(): ShardStateMachine;
+  /** The state machine now, to read (a snapshot install replaces it: fetch it after every await). */
+  machine(): ShardStateView;
   /** Asks the shard's leader to hand leadership to `to` (ignored when refused). */
   transferLeader(to: number): void;
 }
@@ -75,7 +75,7 @@ class RuntimeShardHandle implements ShardHandle {
     return this.runtime.status(this.shardId);
   }
 
-  machine(): ShardStateMachine {
+  machine(): ShardStateView {
     return this.runtime.machine(this.shardId);
   }
 

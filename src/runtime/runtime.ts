@@ -38,11 +38,12 @@ import {
 import type { LogStorage } from '../../raft/index';
 import type { ShardUpdate } from '../../storage/index';
 import { joinSnapshotFrames, readU64, writeU64 } from '../../storage/index';
-import { type EngineCommand, encodeEnvelope, envelopeOrigin, sameCommand, stampEnvelope } from './envelope';
+import { type EngineCommand, encodeEnvelope, envelopeKind, envelopeOrigin, sameCommand, stampEnvelope } from './envelope';
 import { RuntimeError } from './errors';
 import {
   applyGapEntriesMax,
   callbacksPerTurnMax,
+  requestIdsPerMs,
   forwardedProposalsPendingMax,
   leaderChangeGraceElections,
   proposalBytesPendingMax,
@@ -165,10 +166,11 @@ export interface NodeRuntimeOptions {
 /**
  * The first request id of a process started at `nowMs`: ids never repeat across restarts (an
  * entry proposed before a crash may commit after it and must not complete a new request) unless
- * a process issued more than 1024 requests per millisecond of its life. Below 2^53 until 2250.
+ * a process issued more than `requestIdsPerMs` requests per millisecond of its life. Below 2^53
+ * until 2250.
  */
 export function firstRequestId(nowMs: number): number {
-  return Math.floor(nowMs) * 1024 + 1;
+  return Math.floor(nowMs) * requestIdsPerMs + 1;
 }
 
 export interface ShardStatus extends Status {
@@ -236,6 +238,11 @@ class ShardState {
 
 interface Cycle {
   readonly readies: Array<[ShardState, Ready]>;
+  /**
+   * Configuration changes of ours applied in this cycle, answered only once Raft has advanced
+   * past them: until then Raft still counts them pending and refuses the next change.
+   */
+  readonly confApplied: Array<() => void>;
   readonly startedMs: number;
   readonly synced: boolean;
   saved: boolean;
@@ -353,14 +360,16 @@ export class NodeRuntime {
     let writeBytes = 0;
     let forwarded = 0;
     let reads = 0;
+    let readRounds = 0;
     for (const shard of this.shards.values()) {
       const c = shard.pending.counts();
       writes += c.writes;
       writeBytes += c.writeBytes;
       forwarded += c.forwarded;
       reads += c.reads;
+      readRounds += c.readRounds;
     }
-    return { writes, writeBytes, forwarded, reads };
+    return { writes, writeBytes, forwarded, reads, readRounds };
   }
 
   // ---- Driving ------------------------------------------------------------------------------
@@ -385,17 +394,38 @@ export class NodeRuntime {
     for (const { shard: shardId, message } of batch) {
       const shard = this.shards.get(shardId);
       if (shard === undefined) continue;
-      shard.node.step(shard.isLeader && message.type === 'MsgProp' ? this.stampForwarded(message) : message);
+      const stepped = message.type === 'MsgProp' && shard.node.raft.role === 'leader' ? this.stampForwarded(shard, message) : message;
+      if (stepped.type === 'MsgProp' && stepped.entries.length === 0) continue;
+      shard.node.step(stepped);
       this.options.listener?.stepped?.(shardId, shard.node);
     }
     this.schedule();
   }
 
-  /** A leader takes a forwarded proposal: its commands carry the leader's clock from now on. */
-  private stampForwarded(message: Message): Message {
+  /**
+   * A leader takes a forwarded proposal: its commands carry the leader's clock from now on, and
+   * a command some member cannot apply is dropped here (its proposer checked the same, so only a
+   * proposer with a stale view of the members sends one; it times out).
+   */
+  private stampForwarded(shard: ShardState, message: Message): Message {
     const now = this.options.clock.now();
-    const entries = message.entries.map((e) => (e.type === 'normal' ? { ...e, data: stampEnvelope(e.data, now) } : e));
+    const entries: Entry[] = [];
+    for (const e of message.entries) {
+      if (e.type !== 'normal') {
+        entries.push(e);
+        continue;
+      }
+      const kind = envelopeKind(e.data);
+      if (kind !== undefined && !this.admissible(shard, kind.engine, kind.version)) continue;
+      entries.push({ ...e, data: stampEnvelope(e.data, now) });
+    }
     return { ...message, entries };
+  }
+
+  /** Whether this node and every member can apply a command of `engine` at `version`. */
+  private admissible(shard: ShardState, engine: number, version: number): boolean {
+    if (!shard.machine.supports(engine, version)) return false;
+    return version <= 1 || this.options.membersSupport?.(engine, version) !== false;
   }
 
   reportUnreachable(peer: number, shards: readonly number[]): void {
@@ -432,14 +462,11 @@ export class NodeRuntime {
    */
   propose(shardId: number, command: EngineCommand, options: RequestOptions, callback: (error: RuntimeError | undefined, applied?: Applied) => void): void {
     const shard = this.admitWrite(shardId, command.payload.length);
-    if (!shard.machine.supports(command.engine, command.version)) {
-      throw new RuntimeError('unsupported-command', `this node cannot apply engine ${command.engine} command version ${command.version}`);
-    }
-    if (this.options.membersSupport?.(command.engine, command.version) === false) {
-      throw new RuntimeError('unsupported-command', `a member of the cluster cannot apply engine ${command.engine} command version ${command.version} yet`);
+    if (!this.admissible(shard, command.engine, command.version)) {
+      throw new RuntimeError('unsupported-command', `engine ${command.engine} command version ${command.version} is not applied by this node or every member yet`);
     }
     const waiter = this.newWaiter('command', command.payload.length, options, callback as (error: RuntimeError | undefined, result?: unknown) => void);
-    (waiter as WriteWaiter & { command?: EngineCommand }).command = command;
+    waiter.command = command;
     shard.pending.addWrite(waiter);
     this.schedule();
   }
@@ -448,7 +475,7 @@ export class NodeRuntime {
   proposeConfChange(shardId: number, change: ConfChange, options: RequestOptions, callback: (error: RuntimeError | undefined) => void): void {
     const shard = this.admitWrite(shardId, change.context.length);
     const waiter = this.newWaiter('conf', change.context.length, options, callback as (error: RuntimeError | undefined, result?: unknown) => void);
-    (waiter as WriteWaiter & { change?: ConfChange }).change = change;
+    waiter.change = change;
     shard.pending.addWrite(waiter);
     this.schedule();
   }
@@ -484,7 +511,7 @@ export class NodeRuntime {
 
   private newWaiter(kind: 'command' | 'conf', bytes: number, options: RequestOptions, callback: (error: RuntimeError | undefined, result?: unknown) => void): WriteWaiter {
     const requestId = this.nextRequestId++;
-    return { requestId, kind, data: undefined, bytes, deadlineMs: this.deadline(options), forwarded: false, position: undefined, leaderChanged: false, callback };
+    return { requestId, kind, command: undefined, change: undefined, data: undefined, bytes, deadlineMs: this.deadline(options), forwarded: false, position: undefined, leaderChanged: false, callback };
   }
 
   private deadline(options: RequestOptions): number {
@@ -553,6 +580,8 @@ export class NodeRuntime {
     if (this.failure !== undefined) return;
     this.failure = error;
     this.stopped = true;
+    // Cycles waiting for a save that will never succeed: nothing is left to finish.
+    this.cycles.length = 0;
     this.failEverything(new RuntimeError('stopped', 'etcdserver: server stopped'));
     this.options.logger?.warn(`shard runtime stopped: ${error.stack ?? error.message}`);
     this.options.listener?.fatal?.(error);
@@ -604,6 +633,15 @@ export class NodeRuntime {
       this.inFirstHalf = false;
       return;
     }
+    // A snapshot from the leader is restored before anything is written: damaged data stops the
+    // node here, before it is stored (a stored bad snapshot would fail every restart).
+    const installs = new Map<ShardState, ShardStateMachine>();
+    for (const [shard, ready] of readies) {
+      if (ready.snapshot === undefined) continue;
+      const machine = this.options.stateMachine(shard.id);
+      machine.restore(ready.snapshot.data, ready.snapshot.metadata.index);
+      installs.set(shard, machine);
+    }
     const updates: ShardUpdate[] = [];
     let mustSync = false;
     for (const [shard, ready] of readies) {
@@ -616,7 +654,7 @@ export class NodeRuntime {
       }
       this.placeOwnEntries(shard, ready.entries);
     }
-    const cycle: Cycle = { readies, startedMs: this.options.clock.now(), synced: mustSync, saved: updates.length === 0, error: undefined };
+    const cycle: Cycle = { readies, confApplied: [], startedMs: this.options.clock.now(), synced: mustSync, saved: updates.length === 0, error: undefined };
     this.cycles.push(cycle);
     if (updates.length > 0) {
       // One write for every group. A commit index alone is not waited for: it rides with the
@@ -640,8 +678,8 @@ export class NodeRuntime {
     }
     // Committed entries are durable on a quorum already: apply them while our own write runs.
     for (const [shard, ready] of readies) {
-      if (ready.snapshot !== undefined) this.installSnapshot(shard, ready.snapshot);
-      this.applyCommitted(shard, ready.committedEntries);
+      if (ready.snapshot !== undefined) this.installSnapshot(shard, ready.snapshot, installs.get(shard)!);
+      this.applyCommitted(shard, ready.committedEntries, cycle.confApplied);
       this.noteReadStates(shard, ready);
     }
     this.inFirstHalf = false;
@@ -649,8 +687,16 @@ export class NodeRuntime {
     if (this.hasWork()) this.schedule();
   }
 
-  /** Second halves of the cycles whose saves are done, in order. */
+  /** Second halves of the cycles whose saves are done, in order (a broken invariant stops the runtime). */
   private finishCycles(): void {
+    try {
+      this.finishCyclesUnguarded();
+    } catch (error) {
+      this.fatal(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  private finishCyclesUnguarded(): void {
     while (this.cycles.length > 0 && this.cycles[0]!.saved && !this.stopped) {
       const cycle = this.cycles.shift()!;
       for (const [shard, ready] of cycle.readies) {
@@ -660,6 +706,7 @@ export class NodeRuntime {
         shard.pending.releaseReads(shard.machine.appliedIndex);
         this.maybeTakeSnapshot(shard);
       }
+      for (const answer of cycle.confApplied) answer();
     }
     if (this.stopped) this.cycles.length = 0;
     else if (this.hasWork()) this.schedule();
@@ -673,7 +720,8 @@ export class NodeRuntime {
       const waiters = pending.queuedReads.filter((w) => !w.settled);
       pending.queuedReads = [];
       if (waiters.length === 0) return;
-      const context = `${this.options.memberId}:${++shard.readRound}`;
+      // Unique across restarts too: a late answer for an earlier process must match no round of this one.
+      const context = `${this.options.memberId}:${this.options.firstRequestId}:${++shard.readRound}`;
       try {
         shard.node.readIndex(encoder.encode(context));
         pending.readRounds.set(context, { waiters, index: undefined });
@@ -692,7 +740,7 @@ export class NodeRuntime {
     const commands: Array<[WriteWaiter, Uint8Array]> = [];
     for (const waiter of queued) {
       if (pending.writes.get(waiter.requestId) !== waiter) continue;
-      const command = (waiter as WriteWaiter & { command?: EngineCommand }).command;
+      const command = waiter.command;
       if (command !== undefined) {
         const data = encodeEnvelope({ ...command, timestampMs: now, proposer: this.options.memberId, requestId: waiter.requestId });
         commands.push([waiter, data]);
@@ -726,7 +774,7 @@ export class NodeRuntime {
   }
 
   private proposeConf(shard: ShardState, waiter: WriteWaiter): void {
-    const change = (waiter as WriteWaiter & { change?: ConfChange }).change!;
+    const change = waiter.change!;
     const wrapped: ConfChange = { ...change, context: wrapConfContext(this.options.memberId, waiter.requestId, change.context) };
     try {
       shard.node.proposeConfChange(wrapped);
@@ -740,12 +788,23 @@ export class NodeRuntime {
   }
 
   private refusal(error: unknown): RuntimeError {
-    if (error instanceof ProposalDroppedError) {
-      if (error.reason === 'no-leader') return new RuntimeError('no-leader', 'etcdserver: no leader');
-      if (error.reason === 'transfer-in-progress') return new RuntimeError('leader-transfer', 'etcdserver: leader changed');
-      return new RuntimeError('too-many-requests', error.message);
+    if (!(error instanceof ProposalDroppedError)) throw error;
+    switch (error.reason) {
+      case 'no-leader':
+        return new RuntimeError('no-leader', 'etcdserver: no leader');
+      case 'transfer-in-progress':
+        return new RuntimeError('leader-transfer', 'etcdserver: leader changed');
+      case 'conf-change-pending':
+      case 'conf-change-in-joint':
+        return new RuntimeError('conf-change-pending', error.message);
+      case 'conf-change-not-joint':
+      case 'conf-change-invalid':
+        return new RuntimeError('invalid-conf-change', error.message);
+      case 'not-member':
+        return new RuntimeError('not-member', error.message);
+      default:
+        return new RuntimeError('too-many-requests', error.message);
     }
-    throw error;
   }
 
   /** Learns where forwarded proposals of ours landed, from the entries this node appends. */
@@ -810,9 +869,7 @@ export class NodeRuntime {
     for (const [to, list] of byPeer) this.options.transport.send(to, shard.id, list);
   }
 
-  private installSnapshot(shard: ShardState, snapshot: Snapshot): void {
-    const machine = this.options.stateMachine(shard.id);
-    machine.restore(snapshot.data, snapshot.metadata.index);
+  private installSnapshot(shard: ShardState, snapshot: Snapshot, machine: ShardStateMachine): void {
     shard.machine = machine;
     shard.snapshotIndex = snapshot.metadata.index;
     // Writes this node placed at or below the snapshot were applied or lost inside it: unknown.
@@ -825,7 +882,7 @@ export class NodeRuntime {
     this.options.listener?.stateReplaced?.(shard.id, 'leader');
   }
 
-  private applyCommitted(shard: ShardState, entries: readonly Entry[]): void {
+  private applyCommitted(shard: ShardState, entries: readonly Entry[], confApplied: Array<() => void>): void {
     const pending = shard.pending;
     const me = this.options.memberId;
     for (const entry of entries) {
@@ -858,8 +915,11 @@ export class NodeRuntime {
       const waiter = pending.writes.get(origin.requestId);
       // An id from before a restart (ids are unique per process start; this checks it anyway).
       if (waiter === undefined || waiter.data === undefined) continue;
-      const same = entry.type === 'normal' ? sameCommand(waiter.data, entry.data) : waiter.kind === 'conf';
-      if (same) pending.settleWrite(waiter, undefined, result);
+      if (entry.type === 'normal') {
+        if (sameCommand(waiter.data, entry.data)) pending.settleWrite(waiter, undefined, result);
+      } else if (waiter.kind === 'conf') {
+        confApplied.push(() => pending.settleWrite(waiter, undefined));
+      }
     }
   }
 
@@ -897,7 +957,13 @@ export class NodeRuntime {
     const chunks: Uint8Array[] = [];
     const step = (): void => {
       if (this.stopped) return;
-      const next = frames.next();
+      let next: IteratorResult<Uint8Array>;
+      try {
+        next = frames.next();
+      } catch (error) {
+        this.fatal(error instanceof Error ? error : new Error(String(error)));
+        return;
+      }
       if (next.done !== true) {
         chunks.push(next.value);
         // One chunk per turn: requests keep flowing while a large state is encoded.

@@ -20,9 +20,9 @@ import type { ConfChange, Entry } from '../../raft/index';
 import { assert } from '../../raft/index';
 import { crc32c } from '../../storage/index';
 import { type AppliedChain, CHAIN_START, extendChain } from './applied-chain';
-import { type ApplyContext, type Engine, type EngineCommand, type EngineId, type LeaderContext } from '../engines/index';
+import { type ApplyContext, type Engine, type EngineCommand, type EngineId, type LeaderContext, UnknownCommandError } from '../engines/index';
 import { type CommandEnvelope, LEGACY_ENGINE, decodeEnvelope } from './envelope';
-import { snapshotSectionChunkBytesMax, snapshotSectionsMax } from './limits';
+import { snapshotFrameBytesMax, snapshotSectionChunkBytesMax, snapshotSectionsMax } from './limits';
 
 /** What applying one normal entry produced (undefined for empty entries). */
 export interface Applied {
@@ -31,6 +31,14 @@ export interface Applied {
   readonly proposer: number;
   readonly requestId: number;
   readonly outcome: unknown;
+}
+
+/** What services may see of a shard's state machine: reads, never apply or restore. */
+export interface ShardStateView {
+  readonly appliedIndex: number;
+  readonly timestampMs: number;
+  engine<E extends Engine>(id: number): E;
+  hash(): number;
 }
 
 /** The state machine cannot apply a committed entry; the node must stop (never skip it). */
@@ -91,6 +99,7 @@ function* frames(data: Uint8Array): Generator<DecodedFrame> {
   while (at < data.length) {
     if (at + FRAME_HEADER_BYTES > data.length) throw new SnapshotFormatError('state machine snapshot: a frame header is cut off');
     const length = view.getUint32(at + 4);
+    if (length > snapshotFrameBytesMax) throw new SnapshotFormatError(`state machine snapshot: a frame of ${length} bytes is over the limit`);
     const end = at + FRAME_HEADER_BYTES + length;
     if (end > data.length) throw new SnapshotFormatError('state machine snapshot: a frame is cut off');
     yield { kind: data[at]!, engine: data[at + 1]!, version: data[at + 2]!, payload: data.subarray(at + FRAME_HEADER_BYTES, end), at };
@@ -115,7 +124,7 @@ function* bounded(chunks: Iterator<Uint8Array>): Generator<Uint8Array> {
   }
 }
 
-export class ShardStateMachine {
+export class ShardStateMachine implements ShardStateView {
   private readonly engines = new Map<number, Engine>();
   private readonly legacyEngine: Engine | undefined;
   private appliedIndexValue = 0;
@@ -191,7 +200,13 @@ export class ShardStateMachine {
     }
     if (envelope.timestampMs > this.lastTimestampMs) this.lastTimestampMs = envelope.timestampMs;
     const context: ApplyContext = { index: entry.index, term: entry.term, nowMs: this.lastTimestampMs, proposer: envelope.proposer, requestId: envelope.requestId };
-    const outcome = engine.apply(envelope, context);
+    let outcome: unknown;
+    try {
+      outcome = engine.apply(envelope, context);
+    } catch (error) {
+      if (error instanceof UnknownCommandError) throw new StateMachineHaltError(`entry ${entry.index} (term ${entry.term}): ${error.message}: upgrade this member before it rejoins`);
+      throw error;
+    }
     this.advance(entry);
     return { index: entry.index, engine: engine.id, proposer: envelope.proposer, requestId: envelope.requestId, outcome };
   }
@@ -222,9 +237,11 @@ export class ShardStateMachine {
 
   /** A digest of every engine's state (u32); equal on replicas at the same applied index. */
   hash(): number {
-    const parts = new Uint8Array(8 * this.engines.size);
+    // The leader-stamped time is replicated state too (engines with deadlines read it).
+    const parts = new Uint8Array(8 * this.engines.size + 8);
     const view = new DataView(parts.buffer);
-    let at = 0;
+    view.setFloat64(0, this.lastTimestampMs);
+    let at = 8;
     for (const id of [...this.engines.keys()].sort((a, b) => a - b)) {
       view.setUint32(at, id);
       view.setUint32(at + 4, this.engines.get(id)!.hash() >>> 0);

@@ -49,11 +49,28 @@ export async function learnerProgress(runtime: NodeRuntime, transport: PeerTrans
   if (status.progress !== undefined) return { match: status.progress.get(member)?.match ?? 0, lastIndex: status.lastIndex };
   if (status.lead === 0) throw dkvError('no-leader');
   const query: LearnerProgressQuery = { op: 'learner-progress', shard, member };
+  let answer: Uint8Array;
   try {
-    const answer = await transport.request(status.lead, encoder.encode(JSON.stringify(query)), { timeoutMs });
-    return JSON.parse(decoder.decode(answer)) as LearnerProgress;
+    answer = await transport.request(status.lead, encoder.encode(JSON.stringify(query)), { timeoutMs });
   } catch (error) {
-    if (error instanceof PeerRequestError) throw error.code === 'timeout' ? dkvError('timeout') : dkvError('no-leader');
-    throw error;
+    if (!(error instanceof PeerRequestError)) throw error;
+    if (error.code === 'timeout') throw dkvError('timeout');
+    // A leader of an older build cannot answer: the check cannot be made until it is upgraded.
+    if (error.code === 'unsupported') throw dkvError('not-capable');
+    throw dkvError('no-leader');
   }
+  return parseProgress(answer);
+}
+
+/** The leader's answer, checked: anything else than two indexes is refused, never read as "ready". */
+function parseProgress(answer: Uint8Array): LearnerProgress {
+  let parsed: Partial<LearnerProgress>;
+  try {
+    parsed = JSON.parse(decoder.decode(answer)) as Partial<LearnerProgress>;
+  } catch {
+    throw dkvError('internal', 'the leader answered a progress query with something that is not JSON');
+  }
+  const index = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+  if (!index(parsed.match) || !index(parsed.lastIndex)) throw dkvError('internal', 'the leader answered a progress query without its indexes');
+  return { match: parsed.match, lastIndex: parsed.lastIndex };
 }

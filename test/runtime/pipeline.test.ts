@@ -6,8 +6,11 @@
 import { describe, expect, it } from 'vitest';
 import { SIM_DEFAULTS, SimCluster } from '../../jepsen-lite/sim/cluster';
 import { recordCommand } from '../../jepsen-lite/sim/record-engine';
-import type { RuntimeErrorCode } from '../../src/runtime/index';
-import { RuntimeError, runtimeLimits } from '../../src/runtime/index';
+import { MemoryLogStorage, type Message, SeededPrng } from '../../raft/index';
+import { applyUpdate } from '../../jepsen-lite/sim/disk';
+import { RecordEngine } from '../../jepsen-lite/sim/record-engine';
+import type { RuntimeErrorCode, RuntimeStorage } from '../../src/runtime/index';
+import { NodeRuntime, RuntimeError, ShardStateMachine, runtimeLimits } from '../../src/runtime/index';
 
 const SHARD = 1;
 const requestTimeoutMs = 3000;
@@ -19,12 +22,12 @@ function cluster(seed: number): SimCluster {
   return c;
 }
 
-function pending(c: SimCluster, id: number): { writes: number; forwarded: number; reads: number } {
+function pending(c: SimCluster, id: number): { writes: number; forwarded: number; reads: number; readRounds: number } {
   const totals = c.nodes.get(id)!.runtime!.pendingTotals();
-  return { writes: totals.writes, forwarded: totals.forwarded, reads: totals.reads };
+  return { writes: totals.writes, forwarded: totals.forwarded, reads: totals.reads, readRounds: totals.readRounds };
 }
 
-const idle = { writes: 0, forwarded: 0, reads: 0 };
+const idle = { writes: 0, forwarded: 0, reads: 0, readRounds: 0 };
 
 /** Outcomes of requests, each of which must be heard exactly once. */
 class Outcomes {
@@ -65,7 +68,7 @@ describe('the request pipeline releases everything it holds', () => {
     const outcomes = new Outcomes();
     c.propose(follower, payload('lost'), outcomes.callback());
     c.runFor(1000);
-    expect(pending(c, follower)).toEqual({ writes: 1, forwarded: 1, reads: 0 });
+    expect(pending(c, follower)).toEqual({ writes: 1, forwarded: 1, reads: 0, readRounds: 0 });
     c.runFor(requestTimeoutMs);
     expect(outcomes.codes()).toEqual(['timeout']);
     expect(pending(c, follower)).toEqual(idle);
@@ -119,6 +122,7 @@ describe('the request pipeline releases everything it holds', () => {
     read(c, follower, reads);
     c.runFor(50);
     expect(pending(c, follower).reads).toBe(1);
+    expect(pending(c, follower).readRounds).toBe(1);
     c.transferLeader(a, [1, 2, 3].find((id) => id !== a && id !== follower)!);
     c.runUntilCondition(() => reads.heard.size === 1, 5000);
     expect(reads.codes()).toEqual(['leader-changed']);
@@ -193,5 +197,129 @@ describe('the pipeline limits', () => {
     c.runFor(10);
     expect(pending(c, follower).forwarded).toBe(runtimeLimits.forwardedProposalsPendingMax);
     expect(() => runtime.propose(SHARD, small, {}, () => undefined)).toThrow(/forwarded writes/);
+  });
+});
+
+describe('the pipeline, found by review', () => {
+  it('forgets a ReadIndex round whose reads all timed out, though the leader never changed', () => {
+    const c = cluster(17);
+    const leader = c.leader()!.id;
+    const follower = [1, 2, 3].find((id) => id !== leader)!;
+    c.dropWhere = (_shard, m) => m.type === 'MsgReadIndex';
+    const reads = new Outcomes();
+    for (let i = 0; i < 50; i++) {
+      read(c, follower, reads);
+      c.runFor(5);
+    }
+    expect(pending(c, follower).readRounds).toBeGreaterThan(1);
+    c.runFor(requestTimeoutMs + 500);
+    expect(c.leader()!.id).toBe(leader);
+    expect(reads.codes()).toEqual(['timeout']);
+    expect(pending(c, follower)).toEqual(idle);
+  });
+
+  it('a late ReadIndex answer meant for an earlier process serves no read of the restarted one', () => {
+    const c = cluster(7);
+    const leader = c.leader()!.id;
+    const follower = [1, 2, 3].find((id) => id !== leader)!;
+    for (let i = 0; i < 5; i++) c.propose(leader, payload(`a${i}`));
+    c.runFor(500);
+    let held: Message | undefined;
+    c.dropWhere = (_shard, m) => {
+      if (m.type !== 'MsgReadIndexResp' || m.to !== follower || held !== undefined) return false;
+      held = m;
+      return true;
+    };
+    read(c, follower, new Outcomes());
+    c.runFor(200);
+    expect(held).toBeDefined();
+    c.dropWhere = undefined;
+    c.crash(follower);
+    c.runFor(50);
+    c.restart(follower);
+    c.runFor(1000);
+    for (let i = 0; i < 20; i++) c.propose(leader, payload(`b${i}`));
+    c.runFor(1000);
+    // The restarted process asks again; its real answer is held back and the old one delivered.
+    c.dropWhere = (_shard, m) => m.type === 'MsgReadIndex' && m.from === follower;
+    const reads = new Outcomes();
+    read(c, follower, reads);
+    c.runFor(10);
+    c.inject(1, held!);
+    // The safety checker throws on a read served below what was committed when it began.
+    c.runFor(100);
+    expect(reads.heard.size).toBe(0);
+    c.runFor(requestTimeoutMs);
+    expect(reads.codes()).toEqual(['timeout']);
+  });
+
+  it('answers a membership change only once Raft takes the next one', () => {
+    for (const seed of [1, 2, 3]) {
+      const c = cluster(seed);
+      const leader = c.leader()!.id;
+      c.addNode(4);
+      for (let t = 0; t < 2000; t++) c.at(t, 'load', () => c.propose(leader, payload(`w${t}`)));
+      const results: string[] = [];
+      c.proposeConfChange(leader, { transition: 'auto', changes: [{ type: 'add-learner', nodeId: 4 }], context: new Uint8Array(0) }, (first) => {
+        results.push(first ?? 'ok');
+        // A client that sends its next change the moment it hears the first applied.
+        c.at(0, 'second', () =>
+          c.proposeConfChange(leader, { transition: 'auto', changes: [{ type: 'remove', nodeId: 4 }], context: new Uint8Array(0) }, (second) =>
+            results.push(second ?? 'ok'),
+          ),
+        );
+      });
+      c.runFor(3000);
+      expect(results, `seed ${seed}`).toEqual(['ok', 'ok']);
+    }
+  });
+
+  it('stops cleanly after its storage failed', () => {
+    const tasks: Array<() => void> = [];
+    const log = MemoryLogStorage.bootstrapped([1]);
+    let saves = 0;
+    const storage: RuntimeStorage = {
+      shard: () => log,
+      save: (updates, _options, done) => {
+        for (const update of updates) applyUpdate(log, update);
+        const fail = ++saves > 3;
+        tasks.push(() => done(fail ? new Error('disk failed') : undefined));
+      },
+    };
+    let fatal: Error | undefined;
+    const runtime = new NodeRuntime({
+      memberId: 1,
+      storage,
+      transport: { send: () => undefined },
+      clock: { now: () => 0 },
+      scheduler: { soon: (task) => void tasks.push(task) },
+      random: new SeededPrng(1),
+      raft: { electionTicks: 10, heartbeatTicks: 1 },
+      tickMs: 100,
+      snapshotCount: 0,
+      snapshotCatchUpEntries: 0,
+      requestTimeoutMs: 5000,
+      stateMachine: () => new ShardStateMachine({ engines: [new RecordEngine()] }),
+      firstRequestId: 1,
+      listener: { fatal: (error) => (fatal = error) },
+    });
+    runtime.addShard(1);
+    const outcomes = new Outcomes();
+    for (let turn = 0; turn < 200 && fatal === undefined; turn++) {
+      runtime.tick();
+      if (turn > 20) {
+        const heard = outcomes.callback();
+        runtime.propose(1, recordCommand(payload(`x${turn}`)), {}, (error) => heard(error?.code));
+      }
+      for (let i = 0; i < 50 && tasks.length > 0; i++) tasks.shift()!();
+    }
+    expect(fatal?.message).toBe('disk failed');
+    expect(runtime.cyclesInFlight).toBe(0);
+    let stopped = false;
+    runtime.stop(() => (stopped = true));
+    for (let i = 0; i < 100 && tasks.length > 0; i++) tasks.shift()!();
+    expect(stopped).toBe(true);
+    expect(runtime.pendingTotals().writes).toBe(0);
+    expect(outcomes.heard.size).toBe(outcomes.issued);
   });
 });

@@ -23,7 +23,7 @@ import {
   type WirePutRequest,
   type WireTxnRequest,
 } from '../../etcd-proto';
-import { type ApplyContext, type Engine, type EngineCommand, EngineId } from '../engine';
+import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError } from '../engine';
 import { WireValueError, deleteRangeFromWire, putFromWire, txnFromWire } from './convert';
 
 /** The KV engine's operation codes (in every KV log entry: never renumber). */
@@ -69,15 +69,10 @@ export class KvEngine implements Engine {
 
   constructor(public mvcc: MvccStore = new MvccStore()) {}
 
-  apply(command: EngineCommand, context: ApplyContext): KvApplied {
+  apply(command: EngineCommand, _context: ApplyContext): KvApplied {
     const outcome = this.execute(command.kind, command.payload);
-    this.mvcc.appliedIndex = context.index;
     const events = outcome.kind === 'put' || outcome.kind === 'delete-range' || outcome.kind === 'txn' ? outcome.result.events : [];
     return { outcome, events };
-  }
-
-  applyConfChange(_change: ConfChange, context: ApplyContext): void {
-    this.mvcc.appliedIndex = context.index;
   }
 
   private execute(kind: number, payload: Uint8Array): WriteOutcome {
@@ -102,9 +97,8 @@ export class KvEngine implements Engine {
           return { kind: 'compaction', revision: this.mvcc.revision };
         }
         default:
-          // Every replica refuses it the same way; the proposer checked the kind, so this is a
-          // command from a build with more KV operations under the same version: a bug there.
-          return { kind: 'error', error: new WireValueError(`unknown KV command kind ${kind}`) };
+          // A build with more KV operations under the same version: stop, never diverge.
+          throw new UnknownCommandError(`unknown KV command kind ${kind}`);
       }
     } catch (error) {
       // Deterministic refusals (the same on every replica) go back to the client; anything else

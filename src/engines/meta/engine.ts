@@ -10,7 +10,7 @@
 import type { ConfChange } from '../../../raft/index';
 import { MvccStore, encodeSnapshot, restoreSnapshotPieces } from '../../../storage/index';
 import { etcdType } from '../../etcd-proto';
-import { type ApplyContext, type Engine, type EngineCommand, EngineId } from '../engine';
+import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError } from '../engine';
 import { type Member, type MemberAttributes, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers } from './members';
 
 /** The meta engine's operation codes (in every meta log entry: never renumber). */
@@ -44,7 +44,7 @@ export class MetaEngine implements Engine {
 
   apply(command: EngineCommand, _context: ApplyContext): MetaOutcome {
     if (command.engine === 0) return this.applyLegacy(command);
-    if (command.kind !== MetaCommandKind.PublishAttributes) return { kind: 'error', message: `unknown meta command kind ${command.kind}` };
+    if (command.kind !== MetaCommandKind.PublishAttributes) throw new UnknownCommandError(`unknown meta command kind ${command.kind}`);
     let parsed: { id?: unknown; name?: unknown; clientUrls?: unknown; engines?: unknown };
     try {
       parsed = JSON.parse(decoder.decode(command.payload)) as typeof parsed;
@@ -62,7 +62,7 @@ export class MetaEngine implements Engine {
 
   /** An earlier build published attributes as a KV Put of `attrs/<id>` into the meta store. */
   private applyLegacy(command: EngineCommand): MetaOutcome {
-    if (command.kind !== LEGACY_KV_PUT) return { kind: 'error', message: `legacy meta command kind ${command.kind} is not a put` };
+    if (command.kind !== LEGACY_KV_PUT) throw new UnknownCommandError(`legacy meta command kind ${command.kind} is not a put`);
     const put = PutRequestType.decode(command.payload) as unknown as { key: Uint8Array; value: Uint8Array };
     this.store.put(put.key, put.value);
     return { kind: 'ok' };
