@@ -4,6 +4,7 @@
  * the same code and message, so both modes classify failures alike.
  */
 import { MvccError, type MvccErrorCode } from '../storage/index';
+import { EngineError, type EngineErrorCode } from './engines/index';
 import { WireValueError } from './engines/kv/convert';
 import { type ErrorCode, DkvError, dkvError } from './errors';
 import { RuntimeError, type RuntimeErrorCode } from './runtime/index';
@@ -17,6 +18,13 @@ const MVCC_CODES: Record<MvccErrorCode, ErrorCode> = {
   'empty-key': 'empty-key',
   'value-provided': 'value-provided',
   'lease-provided': 'lease-provided',
+  'lease-not-found': 'lease-not-found',
+};
+
+const ENGINE_CODES: Record<EngineErrorCode, ErrorCode> = {
+  'lease-not-found': 'lease-not-found',
+  'lease-exists': 'lease-exists',
+  'lease-ttl-too-large': 'lease-ttl-too-large',
 };
 
 const RUNTIME_CODES: Record<RuntimeErrorCode, ErrorCode> = {
@@ -42,6 +50,7 @@ export function clientError(error: unknown): unknown {
   if (error instanceof DkvError) return error;
   if (error instanceof MvccError) return dkvError(MVCC_CODES[error.code]);
   if (error instanceof RuntimeError) return dkvError(RUNTIME_CODES[error.code]);
+  if (error instanceof EngineError) return dkvError(ENGINE_CODES[error.code]);
   if (error instanceof WireValueError) return error.code === 'invalid-sort-option' ? dkvError('invalid-sort-option') : dkvError('invalid-argument', error.message);
   return error;
 }

@@ -17,6 +17,8 @@ const frontDoors = [
   'src/engines/index.ts',
   'src/engines/kv/index.ts',
   'src/engines/meta/index.ts',
+  'src/engines/lease/index.ts',
+  'src/engines/expiry/index.ts',
   'src/engines/watch/index.ts',
   'src/client/index.ts',
   'src/cluster/index.ts',

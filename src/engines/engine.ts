@@ -4,6 +4,7 @@
  * engines and routes each command to its engine; engines know nothing of Raft, clocks or I/O.
  */
 import type { ConfChange } from '../../raft/index';
+import type { MvccEvent } from '../../storage/index';
 
 /** A command for an engine: what a log entry's envelope carries besides who proposed it and when. */
 export interface EngineCommand {
@@ -20,6 +21,7 @@ export interface EngineCommand {
 export const EngineId = {
   Meta: 1,
   Kv: 2,
+  Lease: 3,
 } as const;
 export type EngineId = (typeof EngineId)[keyof typeof EngineId];
 
@@ -38,6 +40,8 @@ export interface ApplyContext {
 /** What a leader's duties may do: propose commands of their own (fire and forget). */
 export interface LeaderContext {
   readonly shardId: number;
+  /** The term this node leads in. */
+  readonly term: number;
   /** This node's clock (ms). */
   readonly nowMs: number;
   propose(command: EngineCommand): void;
@@ -76,4 +80,31 @@ export interface Engine {
  */
 export class UnknownCommandError extends Error {
   override readonly name = 'UnknownCommandError';
+}
+
+/** Every code an engine's deterministic refusal can carry (src/error-mapping.ts maps each to a client error). */
+export type EngineErrorCode = 'lease-not-found' | 'lease-exists' | 'lease-ttl-too-large';
+
+/**
+ * A deterministic refusal of a command by an engine (the same on every replica): it is the
+ * command's outcome, returned to the client, never a reason to stop.
+ */
+export class EngineError extends Error {
+  override readonly name = 'EngineError';
+
+  constructor(
+    readonly code: EngineErrorCode,
+    detail?: string,
+  ) {
+    super(detail === undefined ? code : `${code}: ${detail}`);
+  }
+}
+
+/**
+ * The changes to a store's keys an outcome carries: every data-shard engine that writes keys (KV,
+ * leases, later TTLs and counters) returns them as `events`, in order, for the watch engine.
+ */
+export function eventsOf(outcome: unknown): readonly MvccEvent[] {
+  if (typeof outcome !== 'object' || outcome === null || !('events' in outcome)) return [];
+  return (outcome as { events: readonly MvccEvent[] }).events;
 }

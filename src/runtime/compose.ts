@@ -3,7 +3,7 @@
  * engine); a data shard holds a store's keys (the KV engine; later leases, counters, indexes).
  * The server and the simulator compose shards the same way.
  */
-import { EngineId, KvEngine, MetaEngine } from '../engines/index';
+import { EngineId, KvEngine, LeaseEngine, MetaEngine } from '../engines/index';
 import { ShardStateMachine, type ShardStateView } from './state-machine';
 
 export type ShardKind = 'meta' | 'data';
@@ -11,12 +11,27 @@ export type ShardKind = 'meta' | 'data';
 export interface ComposeOptions {
   /** Keep a digest chain over every applied entry (the simulator's safety check). */
   readonly trackChain?: boolean;
+  /** One election timeout (ms): the grace a new leader gives every lease (default: 10 ticks of 100 ms). */
+  readonly electionTimeoutMs?: number;
 }
+
+/** The election timeout of the default configuration (10 ticks of 100 ms). */
+const electionTimeoutMsDefault = 1000;
 
 /** A new, empty state machine for a shard of `kind`. */
 export function composeStateMachine(kind: ShardKind, options: ComposeOptions = {}): ShardStateMachine {
   if (kind === 'meta') return new ShardStateMachine({ engines: [new MetaEngine()], legacyEngine: EngineId.Meta, trackChain: options.trackChain });
-  return new ShardStateMachine({ engines: [new KvEngine()], legacyEngine: EngineId.Kv, trackChain: options.trackChain });
+  const kv = new KvEngine();
+  const leases = new LeaseEngine({ kv, electionTimeoutMs: options.electionTimeoutMs ?? electionTimeoutMsDefault });
+  kv.connect({ leaseExists: (id) => leases.has(id), observer: leases });
+  // Order matters: engines restore in this order, and the lease engine rebuilds its attachments
+  // from the KV engine's restored store.
+  return new ShardStateMachine({ engines: [kv, leases], legacyEngine: EngineId.Kv, trackChain: options.trackChain });
+}
+
+/** The lease engine of a data shard's state machine. */
+export function leaseEngineOf(machine: ShardStateView): LeaseEngine {
+  return machine.engine<LeaseEngine>(EngineId.Lease);
 }
 
 /** The KV engine of a data shard's state machine. */

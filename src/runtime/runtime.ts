@@ -845,6 +845,7 @@ export class NodeRuntime {
   private leaderContext(shard: ShardState): LeaderContext {
     return {
       shardId: shard.id,
+      term: shard.term,
       nowMs: this.options.clock.now(),
       propose: (command) => {
         try {

@@ -41,10 +41,8 @@ function checkKey(key: Uint8Array | undefined): void {
 function checkPut(r: WirePutRequest): void {
   checkKey(r.key);
   if (r.ignore_value && r.value !== undefined && r.value.length !== 0) throw dkvError('value-provided');
-  const lease = int64Exact(r.lease);
-  if (r.ignore_lease && lease !== 0n) throw dkvError('lease-provided');
-  // No lease can exist until the Lease service does, so every lease id is unknown, as etcd says.
-  if (lease !== 0n) throw dkvError('lease-not-found');
+  // Whether the lease exists is decided where it is applied (the lease engine's table).
+  if (r.ignore_lease && int64Exact(r.lease) !== 0n) throw dkvError('lease-provided');
 }
 
 function checkOps(ops: readonly WireRequestOp[], operationsLeft: number, depth: number): void {

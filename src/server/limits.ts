@@ -30,6 +30,9 @@ export const publishRetryElections = 2;
 /** How long a stopping node waits for gRPC calls in progress before cutting them. */
 export const shutdownGraceMs = 2000;
 
+/** Keep-alives one stream may have waiting for Raft before the server stops reading it (backpressure). */
+export const leaseKeepAlivesPendingPerStreamMax = 256;
+
 /** The request timeout of a node with the given election timeout (ms). */
 export function requestTimeoutMs(electionTimeoutMs: number): number {
   return requestTimeoutBaseMs + 2 * electionTimeoutMs;
@@ -37,3 +40,4 @@ export function requestTimeoutMs(electionTimeoutMs: number): number {
 
 assert(moveLeaderPollMs > 0 && gaugeRefreshMs > 0, 'intervals must be positive');
 assert(publishRetryElections >= 1, 'a publication must get at least one election timeout');
+assert(leaseKeepAlivesPendingPerStreamMax >= 1, 'a keep-alive stream must be able to renew');

@@ -43,7 +43,9 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
       };
     }),
 
-    Hash: unary<object>(async () => ({ header: header(), hash: store().hashKV(0).hash })),
+    // etcd hashes its whole backend (leases included); here: every engine of the default store's
+    // state machine (keys, leases, the leader-stamped time), equal on replicas at one applied index.
+    Hash: unary<object>(async () => ({ header: header(), hash: data().machine().hash() })),
 
     HashKV: unary<{ revision: Int64 }>(async ({ message }) => {
       // Saturated: past 2^53 still a future revision, below -2^53 still "current" (as etcd).

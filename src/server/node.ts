@@ -11,13 +11,14 @@ import { type ConfChange, type Entry, SeededPrng, encodeConfChange } from '../..
 import { LevelLogStore, type ShardUpdate } from '../../storage/index';
 import { clusterIdOf, memberIdOf } from '../cluster/index';
 import { composeStateMachine, kvEngineOf, metaEngineOf } from '../runtime/index';
-import { kvOutcome } from '../engines/kv/index';
+import { eventsOf } from '../engines/index';
 import { type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index';
 import { WatchHub, watchLimits } from '../engines/watch/index';
 import { NodeRuntime, Router, firstRequestId, singleStoreMap, wrapConfContext } from '../runtime/index';
 import { type Membership, createClusterService } from './cluster-service';
 import type { ServerConfig, ServerUrl, TlsConfig } from './config';
 import { createKvService } from './kv-service';
+import { createLeaseService, leaseTtlSecondsMinFor } from './lease-service';
 import { gaugeRefreshMs, grpcOverheadBytes, publishRetryElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
 import { createMaintenanceService } from './maintenance-service';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics';
@@ -81,8 +82,8 @@ export function buildEngineVersions(): Record<string, number> {
 }
 
 /** The state machine of a hosted shard: membership on the meta shard, keys on the others. */
-export function shardStateMachine(shard: number) {
-  return composeStateMachine(shard === META_SHARD ? 'meta' : 'data');
+export function shardStateMachine(shard: number, electionTimeoutMs?: number) {
+  return composeStateMachine(shard === META_SHARD ? 'meta' : 'data', { electionTimeoutMs });
 }
 
 export class DkvNode {
@@ -143,7 +144,7 @@ export class DkvNode {
       snapshotCount: config.snapshotCount,
       snapshotCatchUpEntries: Math.min(snapshotCatchUpEntriesMax, config.snapshotCount),
       requestTimeoutMs: requestTimeoutMs(electionTimeoutMs),
-      stateMachine: shardStateMachine,
+      stateMachine: (shard) => shardStateMachine(shard, electionTimeoutMs),
       membersSupport: (engine, version) => membersSupport(this.members(), engine, version),
       firstRequestId: firstRequestId(Date.now()),
       logger: { debug: (m) => logger.debug(m), info: (m) => logger.debug(m), warn: (m) => logger.warn(m) },
@@ -157,7 +158,7 @@ export class DkvNode {
           if (shard === META_SHARD) this.refreshPeers();
         },
         applied: (shard, applied) => {
-          if (shard === DEFAULT_STORE_SHARD) this.watchHub.onApplied(kvOutcome(applied.outcome).events);
+          if (shard === DEFAULT_STORE_SHARD) this.watchHub.onApplied(eventsOf(applied.outcome));
         },
         stateReplaced: (shard, from) => {
           const source = from === 'leader' ? "the leader's snapshot" : 'the stored snapshot';
@@ -307,6 +308,13 @@ export class DkvNode {
     server.addService(cluster.definition, cluster.implementation);
     const maintenance = createMaintenanceService({ ...common, apiVersion: etcdApiVersion });
     server.addService(maintenance.definition, maintenance.implementation);
+    const lease = createLeaseService({
+      ...common,
+      maxRequestBytes: this.config.maxRequestBytes,
+      leaseTtlSecondsMin: leaseTtlSecondsMinFor(this.config.tickMs * this.config.electionTicks),
+      now: () => Date.now(),
+    });
+    server.addService(lease.definition, lease.implementation);
     const store = () => kvEngineOf(this.router.defaultStore().machine()).mvcc;
     const watch = createWatchService({
       ...common,

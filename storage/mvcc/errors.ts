@@ -14,6 +14,7 @@ export const mvccErrorMessages = {
   'empty-key': 'etcdserver: key is not provided',
   'value-provided': 'etcdserver: value is provided',
   'lease-provided': 'etcdserver: lease is provided',
+  'lease-not-found': 'etcdserver: requested lease not found',
 } as const;
 
 export type MvccErrorCode = keyof typeof mvccErrorMessages;

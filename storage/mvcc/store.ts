@@ -72,6 +72,12 @@ import type {
 export const initialRevision = 1;
 
 /** Which branch each (nested) transaction of a request takes, decided before anything runs. */
+/** Checks a write makes against state outside the store (the lease engine's table). */
+export interface WriteChecks {
+  /** Whether a lease exists; a put naming one that does not fails with `lease-not-found`. */
+  readonly leaseExists?: (lease: bigint) => boolean;
+}
+
 interface TxnPath {
   readonly succeeded: boolean;
   /** One entry per nested transaction of the taken branch, in order. */
@@ -256,8 +262,12 @@ export class MvccStore {
   // -------------------------------------------------------------------------------------------
   // Put and DeleteRange
 
-  put(key: Uint8Array, value: Uint8Array, options: PutOptions = {}): PutResult {
+  put(key: Uint8Array, value: Uint8Array, options: PutOptions = {}, checks: WriteChecks = {}): PutResult {
     validatePut({ key, value, ...options });
+    // etcd's order: the lease is looked up before ignore_value / ignore_lease need the key.
+    if (checks.leaseExists !== undefined && (options.lease ?? noLease) !== noLease && !checks.leaseExists(options.lease!)) {
+      throw new MvccError('lease-not-found');
+    }
     if ((options.ignoreValue || options.ignoreLease) && this.liveHead(key) === undefined) {
       throw new MvccError('key-not-found');
     }
@@ -273,6 +283,20 @@ export class MvccStore {
     const response = this.deleteInWrite(request);
     const events = this.endWrite();
     return { ...response, revision: this.currentRevision, events };
+  }
+
+  /**
+   * Deletes each of `keys` that is live, all in ONE revision (a lease revocation or a batch of
+   * expiries: a watcher sees every delete in one response). Returns the events; no revision is
+   * used when none of the keys is live.
+   */
+  deleteKeys(keys: readonly Uint8Array[]): { revision: number; deleted: number; events: MvccEvent[] } {
+    for (const key of keys) validateKey(key);
+    this.beginWrite();
+    let deleted = 0;
+    for (const key of keys) deleted += this.deleteInWrite({ key }).deleted;
+    const events = this.endWrite();
+    return { revision: this.currentRevision, deleted, events };
   }
 
   private beginWrite(): void {
@@ -378,12 +402,12 @@ export class MvccStore {
   // -------------------------------------------------------------------------------------------
   // Txn
 
-  txn(request: TxnRequest): TxnResult {
+  txn(request: TxnRequest, options: WriteChecks = {}): TxnResult {
     checkTxnRequest(request, txnOperationsMax);
     checkIntervals(request.success);
     checkIntervals(request.failure);
     const path = this.decide(request);
-    this.checkRequests(request, path);
+    this.checkRequests(request, path, options);
     this.beginWrite();
     const response = this.executeTxn(request, path);
     const events = this.endWrite();
@@ -419,12 +443,12 @@ export class MvccStore {
    * etcd's checkRequests on the taken path, against the state before the txn: ignore_value /
    * ignore_lease need the key to exist, range revisions must be in bounds.
    */
-  private checkRequests(request: TxnRequest, path: TxnPath): void {
+  private checkRequests(request: TxnRequest, path: TxnPath, checks: WriteChecks): void {
     const deletes: DeleteRangeRequest[] = [];
-    this.checkPath(request, path, deletes);
+    this.checkPath(request, path, deletes, checks);
   }
 
-  private checkPath(request: TxnRequest, path: TxnPath, deletes: DeleteRangeRequest[]): void {
+  private checkPath(request: TxnRequest, path: TxnPath, deletes: DeleteRangeRequest[], checks: WriteChecks): void {
     let nested = 0;
     for (const op of path.succeeded ? request.success : request.failure) {
       switch (op.type) {
@@ -432,6 +456,9 @@ export class MvccStore {
           this.checkReadRevision(op.range.revision ?? 0, this.currentRevision);
           break;
         case 'put':
+          if (checks.leaseExists !== undefined && (op.put.lease ?? noLease) !== noLease && !checks.leaseExists(op.put.lease!)) {
+            throw new MvccError('lease-not-found');
+          }
           if (op.put.ignoreValue || op.put.ignoreLease) {
             if (this.liveHead(op.put.key) === undefined) throw new MvccError('key-not-found');
             // etcd lets a delete with rangeEnd "\0" past its overlap check and then panics when
@@ -443,7 +470,7 @@ export class MvccStore {
           deletes.push(op.deleteRange);
           break;
         case 'txn':
-          this.checkPath(op.txn, path.nested[nested++]!, deletes);
+          this.checkPath(op.txn, path.nested[nested++]!, deletes, checks);
           break;
         default:
           unreachable(op, 'request op');

@@ -156,7 +156,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
     traceEvents: options.trace === true,
     neverDuplicate: ['MsgProp'],
     shards: [dataShard, metaShard],
-    stateMachine: (_node, shard) => composeStateMachine(shard === metaShard ? 'meta' : 'data', { trackChain: true }),
+    stateMachine: (_node, shard) => composeStateMachine(shard === metaShard ? 'meta' : 'data', { trackChain: true, electionTimeoutMs: electionTicks * tickIntervalMs }),
     storageFaults: plan.storage,
     requestTimeoutMs: clientTimeoutMs,
     observer: {

@@ -14,6 +14,7 @@ import {
   type TxnResult,
   encodeSnapshot,
   restoreSnapshotPieces,
+  type WriteChecks,
 } from '../../../storage/index';
 import {
   etcdType,
@@ -62,16 +63,39 @@ export function kvCommand(kind: KvCommandKind, request: Uint8Array): EngineComma
   return { engine: EngineId.Kv, version: KV_COMMAND_VERSION, kind, payload: request };
 }
 
+/** An engine that follows every write to the store (lease attachments, TTL bookkeeping). */
+export interface KvWriteObserver {
+  written(events: readonly MvccEvent[]): void;
+}
+
 export class KvEngine implements Engine {
   readonly id = EngineId.Kv;
   readonly name = 'kv';
   readonly version = KV_COMMAND_VERSION;
+  private readonly observers: KvWriteObserver[] = [];
+  private checks: WriteChecks = { leaseExists: () => false };
 
   constructor(public mvcc: MvccStore = new MvccStore()) {}
+
+  /**
+   * Joins the engines of one state machine: `leaseExists` answers for the lease engine (without
+   * one, every lease is unknown, as etcd answers), and observers see every write's events.
+   */
+  connect(options: { readonly leaseExists?: (lease: bigint) => boolean; readonly observer?: KvWriteObserver }): void {
+    if (options.leaseExists !== undefined) this.checks = { leaseExists: options.leaseExists };
+    if (options.observer !== undefined) this.observers.push(options.observer);
+  }
+
+  /** Every write to the store goes through here once applied (engines that write call it too). */
+  written(events: readonly MvccEvent[]): void {
+    if (events.length === 0) return;
+    for (const observer of this.observers) observer.written(events);
+  }
 
   apply(command: EngineCommand, _context: ApplyContext): KvApplied {
     const outcome = this.execute(command.kind, command.payload);
     const events = outcome.kind === 'put' || outcome.kind === 'delete-range' || outcome.kind === 'txn' ? outcome.result.events : [];
+    this.written(events);
     return { outcome, events };
   }
 
@@ -80,7 +104,7 @@ export class KvEngine implements Engine {
       switch (kind) {
         case KvCommandKind.Put: {
           const put = putFromWire(PutRequestType.decode(payload) as unknown as WirePutRequest);
-          return { kind: 'put', result: this.mvcc.put(put.key, put.value, put) };
+          return { kind: 'put', result: this.mvcc.put(put.key, put.value, put, this.checks) };
         }
         case KvCommandKind.DeleteRange: {
           const request = deleteRangeFromWire(DeleteRangeRequestType.decode(payload) as unknown as WireDeleteRangeRequest);
@@ -88,7 +112,7 @@ export class KvEngine implements Engine {
         }
         case KvCommandKind.Txn: {
           const request = txnFromWire(TxnRequestType.decode(payload) as unknown as WireTxnRequest);
-          return { kind: 'txn', result: this.mvcc.txn(request) };
+          return { kind: 'txn', result: this.mvcc.txn(request, this.checks) };
         }
         case KvCommandKind.Compaction: {
           const request = CompactionRequestType.decode(payload) as unknown as WireCompactionRequest;

@@ -1,0 +1,14 @@
+export {
+  LeaseEngine,
+  LeaseCommandKind,
+  LEASE_COMMAND_VERSION,
+  grantCommand,
+  revokeCommand,
+  renewCommand,
+  expireCommand,
+  leaseOutcome,
+  type Lease,
+  type LeaseOutcome,
+  type LeaseEngineOptions,
+} from './engine';
+export * as leaseLimits from './limits';

@@ -1,0 +1,192 @@
+/**
+ * The etcd `Lease` service. Grants, revocations and renewals are lease-engine commands proposed
+ * through Raft on the shard of the default store (a follower's proposal travels to the leader
+ * over the peer stream it already has, and the answer comes back when this node applies it), so
+ * every keep-alive answered is a deadline every replica knows. TimeToLive and Leases read this
+ * node's state machine after a ReadIndex round, as a linearizable Range does.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { type EngineCommand, EngineError } from '../engines/index';
+import { type LeaseOutcome, grantCommand, leaseLimits, leaseOutcome, renewCommand, revokeCommand } from '../engines/lease/index';
+import { type Int64, int64Exact, int64ToWire } from '../etcd-proto';
+import { dkvError, toGrpcError } from '../errors';
+import { compareBytes } from '../../storage/index';
+import { type ShardHandle, kvEngineOf, leaseEngineOf } from '../runtime/index';
+import { type Incoming, serviceDefinition } from './grpc-service';
+import { type ServiceContext, clientError, requestOptions, responseHeader, unary } from './service-common';
+import { leaseKeepAlivesPendingPerStreamMax } from './limits';
+
+export interface LeaseServiceContext extends ServiceContext {
+  readonly maxRequestBytes: number;
+  /** etcd's minimum TTL: 1.5 election timeouts, rounded up to seconds; shorter grants are raised to it. */
+  readonly leaseTtlSecondsMin: number;
+  /** The clock remaining TTLs are measured on (ms). */
+  readonly now: () => number;
+}
+
+/** etcd's minimum lease TTL for an election timeout: 1.5 × it, rounded up to whole seconds. */
+export function leaseTtlSecondsMinFor(electionTimeoutMs: number): number {
+  return Math.ceil((3 * electionTimeoutMs) / 2 / 1000);
+}
+
+const INT63_MASK = (1n << 63n) - 1n;
+
+/**
+ * Lease ids this member proposes for grants that ask for none: its id's low 16 bits, then the
+ * time it started (ms) shifted by 8 bits plus a counter, kept positive (etcd's scheme). Chosen by
+ * the proposer and carried in the entry; apply never draws one.
+ */
+export class LeaseIdGenerator {
+  private next: bigint;
+
+  constructor(memberId: number, startMs: number) {
+    this.next = (BigInt(memberId & 0xffff) << 48n) | ((BigInt(Math.floor(startMs)) << 8n) & ((1n << 48n) - 1n));
+  }
+
+  take(): bigint {
+    this.next = (this.next + 1n) & INT63_MASK;
+    if (this.next === 0n) this.next = 1n;
+    return this.next;
+  }
+}
+
+interface WireLeaseId {
+  ID?: Int64;
+}
+
+interface WireLeaseGrantRequest extends WireLeaseId {
+  TTL?: Int64;
+}
+
+interface WireLeaseTimeToLiveRequest extends WireLeaseId {
+  keys?: boolean;
+}
+
+export function createLeaseService(ctx: LeaseServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
+  const options = requestOptions(ctx);
+  const ids = new LeaseIdGenerator(ctx.memberId, ctx.now());
+
+  const checkSize = (raw: Buffer): void => {
+    if (raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
+  };
+
+  const propose = async (shard: ShardHandle, command: EngineCommand): Promise<LeaseOutcome> => {
+    const outcome = leaseOutcome((await shard.propose(command, options)).outcome);
+    if (outcome.kind === 'error') throw outcome.error;
+    return outcome;
+  };
+
+  const revision = (shard: ShardHandle): number => kvEngineOf(shard.machine()).mvcc.revision;
+
+  const implementation: grpc.UntypedServiceImplementation = {
+    LeaseGrant: unary<WireLeaseGrantRequest>(async ({ raw, message }) => {
+      checkSize(raw);
+      const ttl = int64Exact(message.TTL);
+      if (ttl > BigInt(leaseLimits.leaseTtlSecondsMax)) throw dkvError('lease-ttl-too-large');
+      const ttlSeconds = Math.max(ctx.leaseTtlSecondsMin, Number(ttl));
+      const requested = int64Exact(message.ID);
+      const id = requested === 0n ? ids.take() : requested;
+      const shard = ctx.router.defaultStore();
+      const outcome = await propose(shard, grantCommand(id, ttlSeconds));
+      if (outcome.kind !== 'granted') throw new Error(`grant applied as ${outcome.kind}`);
+      return { header: responseHeader(ctx, shard, revision(shard)), ID: int64ToWire(outcome.id), TTL: outcome.ttlSeconds, error: '' };
+    }),
+    LeaseRevoke: unary<WireLeaseId>(async ({ raw, message }) => {
+      checkSize(raw);
+      const id = int64Exact(message.ID);
+      if (id === 0n) throw dkvError('lease-not-found');
+      const shard = ctx.router.defaultStore();
+      const outcome = await propose(shard, revokeCommand(id));
+      if (outcome.kind !== 'revoked') throw new Error(`revoke applied as ${outcome.kind}`);
+      return { header: responseHeader(ctx, shard, outcome.revision) };
+    }),
+    LeaseTimeToLive: unary<WireLeaseTimeToLiveRequest>(async ({ raw, message }) => {
+      checkSize(raw);
+      const id = int64Exact(message.ID);
+      const shard = ctx.router.defaultStore();
+      await shard.read(options);
+      const machine = shard.machine();
+      const engine = leaseEngineOf(machine);
+      const lease = engine.get(id);
+      const header = responseHeader(ctx, shard, kvEngineOf(machine).mvcc.revision);
+      // etcd answers an unknown (expired or revoked) lease with TTL -1, not an error.
+      if (lease === undefined) return { header, ID: int64ToWire(id), TTL: -1, grantedTTL: 0, keys: [] };
+      const remainingMs = engine.remainingMs(id, ctx.now(), shard.term()) ?? 0;
+      const keys = message.keys === true ? [...lease.keys.values()].sort(compareBytes).slice(0, leaseLimits.leaseKeysListedMax) : [];
+      return { header, ID: int64ToWire(id), TTL: Math.floor(remainingMs / 1000), grantedTTL: lease.ttlSeconds, keys };
+    }),
+    LeaseLeases: unary<object>(async ({ raw }) => {
+      checkSize(raw);
+      const shard = ctx.router.defaultStore();
+      await shard.read(options);
+      const machine = shard.machine();
+      const leases = leaseEngineOf(machine).ids().map((id) => ({ ID: int64ToWire(id) }));
+      return { header: responseHeader(ctx, shard, kvEngineOf(machine).mvcc.revision), leases };
+    }),
+    LeaseKeepAlive: (call: grpc.ServerDuplexStream<Incoming<WireLeaseId>, object>) => keepAliveStream(ctx, call, options),
+  };
+  return { definition: serviceDefinition('etcdserverpb.Lease'), implementation };
+}
+
+/**
+ * One keep-alive stream: each request renews its lease through Raft and is answered in order
+ * (TTL 0 for a lease that does not exist, as etcd answers). Any other failure ends the stream
+ * with its status, as etcd's does; clients open a new one. A client that sends faster than
+ * renewals commit is paused (the stream stops reading) past leaseKeepAlivesPendingPerStreamMax.
+ */
+function keepAliveStream(ctx: LeaseServiceContext, call: grpc.ServerDuplexStream<Incoming<WireLeaseId>, object>, options: ReturnType<typeof requestOptions>): void {
+  let chain: Promise<void> = Promise.resolve();
+  let pending = 0;
+  let ended = false;
+  const fail = (error: unknown): void => {
+    if (ended) return;
+    ended = true;
+    call.emit('error', toGrpcError(clientError(error)));
+  };
+  call.on('data', (request: Incoming<WireLeaseId>) => {
+    if (ended) return;
+    let id: bigint;
+    try {
+      if (request.raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
+      id = int64Exact(request.message.ID);
+    } catch (error) {
+      fail(error);
+      return;
+    }
+    pending++;
+    if (pending >= leaseKeepAlivesPendingPerStreamMax) call.pause();
+    // Proposed at once (renewals of one turn share a Raft append), answered in request order.
+    const shard = ctx.router.defaultStore();
+    const renewal = id === 0n ? Promise.resolve(undefined) : shard.propose(renewCommand([id]), options);
+    chain = chain.then(async () => {
+      try {
+        const applied = await renewal;
+        if (ended) return;
+        const outcome = applied === undefined ? undefined : leaseOutcome(applied.outcome);
+        if (outcome !== undefined && outcome.kind !== 'renewed') throw outcome.kind === 'error' ? outcome.error : new Error(`renewal applied as ${outcome.kind}`);
+        const ttl = outcome?.renewals[0]?.ttlSeconds ?? 0;
+        call.write({ header: responseHeader(ctx, shard, kvEngineOf(shard.machine()).mvcc.revision), ID: int64ToWire(id), TTL: ttl });
+      } catch (error) {
+        fail(error instanceof EngineError ? dkvError(error.code) : error);
+      } finally {
+        pending--;
+        if (pending < leaseKeepAlivesPendingPerStreamMax && !ended) call.resume();
+      }
+    });
+    renewal.catch(() => undefined);
+  });
+  call.on('end', () => {
+    void chain.then(() => {
+      if (!ended) {
+        ended = true;
+        call.end();
+      }
+    });
+  });
+  call.on('error', () => {
+    ended = true;
+  });
+  call.on('cancelled', () => {
+    ended = true;
+  });
+}
