@@ -18,6 +18,7 @@ Commands:
                  cluster, clients' histories checked for linearizability and watch guarantees
   jepsen run     partition tests of a real local cluster (DKV, or etcd with --target etcd):
                  proxied peer links, kills, pauses; writes a report with an HTML timeline
+  lease          etcd leases: grant, revoke, keep-alive, timetolive, list
   bench raft     measure the Raft core's throughput in-process (zero-latency simulation)
   bench log      measure the LevelDB log store's group commit (1 and 8 shards, synced)
   bench put|range|txn-put|watch
@@ -57,6 +58,10 @@ export async function main(args: string[]): Promise<number> {
     case 'server': {
       const { serverCommand } = await import('./server');
       return serverCommand(rest);
+    }
+    case 'lease': {
+      const { leaseCommand } = await import('./lease');
+      return leaseCommand(rest);
     }
     case 'bench': {
       const { benchCommand } = await import('./bench');

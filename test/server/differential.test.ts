@@ -75,6 +75,55 @@ const SCRIPT: Array<[string[], string?]> = [
   [['get', '', '--prefix', '--count-only']],
 ];
 
+/**
+ * A lease session: `$ID` stands for the lease the first grant made. Lease ids are chosen by each
+ * server (random in etcd), so outputs name them ID1, ID2… in grant order (hex and decimal forms),
+ * and a remaining TTL may differ by the second it was read in: `remaining(Ns)`, `"ttl":N`.
+ */
+const LEASE_SCRIPT: Array<[string[], string?]> = [
+  [['lease', 'grant', '60']],
+  [['put', 'lk', 'v', '--lease=$ID']],
+  [['put', 'lk2', 'v', '--lease=$ID']],
+  [['lease', 'timetolive', '$ID', '--keys']],
+  [['lease', 'timetolive', '$ID', '--keys', '-w', 'json']],
+  [['get', 'lk', '-w', 'json']],
+  [['lease', 'keep-alive', '--once', '$ID']],
+  [['lease', 'list']],
+  [['put', 'lk', 'v2']],
+  [['put', 'lk2', '--ignore-lease', 'v3']],
+  [['lease', 'timetolive', '$ID', '--keys']],
+  [['txn'], '\nput lk3 x --lease=$ID\n\n\n'],
+  [['lease', 'revoke', '$ID']],
+  [['get', '', '--prefix']],
+  [['lease', 'timetolive', '$ID']],
+  [['lease', 'timetolive', '$ID', '-w', 'json']],
+  [['lease', 'revoke', '$ID']],
+  [['lease', 'keep-alive', '--once', '$ID']],
+  [['put', 'x', 'y', '--lease=$ID']],
+  [['lease', 'grant', '1']],
+  [['lease', 'grant', '9000000001']],
+  [['put', 'x', 'y', '--lease=abc']],
+  [['lease', 'timetolive', '123', '-w', 'json']],
+];
+
+function runLeaseScript(endpoint: string): string[] {
+  const ids: string[] = [];
+  const named = (text: string): string => {
+    let out = text;
+    ids.forEach((hex, i) => {
+      out = out.replaceAll(hex, `ID${i + 1}`).replaceAll(BigInt(`0x${hex}`).toString(), `DEC${i + 1}`);
+    });
+    return out.replace(/remaining\(\d+s\)/g, 'remaining(Ns)').replace(/"ttl":\d+/g, '"ttl":N');
+  };
+  return LEASE_SCRIPT.map(([args, input]) => {
+    const substitute = (text: string) => text.replaceAll('$ID', ids[0] ?? 'none');
+    const r = etcdctl(endpoint, args.map(substitute), input === undefined ? undefined : substitute(input));
+    const granted = /^lease ([0-9a-f]+) granted/.exec(r.stdout);
+    if (granted !== null) ids.push(granted[1]!);
+    return `$ etcdctl ${args.join(' ')}\nexit ${r.code}\n${named(normalise(r.stdout))}${r.code === 0 ? '' : `stderr: ${named(lastLine(r.stderr))}\n`}`;
+  });
+}
+
 function normalise(text: string): string {
   return text
     .replace(/"cluster_id":\d+/g, '"cluster_id":CLUSTER')
@@ -153,5 +202,17 @@ describe('etcdctl output: DKV against real etcd', () => {
     const fromEtcd = runScript(etcd.endpoint);
     const fromDkv = runScript(dkv.endpoint(0));
     for (let i = 0; i < SCRIPT.length; i++) expect(fromDkv[i]).toBe(fromEtcd[i]);
+  });
+
+  it('matches on a lease session step by step', () => {
+    const fromEtcd = runLeaseScript(etcd.endpoint);
+    const fromDkv = runLeaseScript(dkv.endpoint(0));
+    // The session did what it says on etcd (so an equal answer means something).
+    expect(fromEtcd[0]).toContain('lease ID1 granted with TTL(60s)');
+    expect(fromEtcd[10]).toContain('attached keys([lk2])');
+    expect(fromEtcd[13]).toContain('\nlk\nv2\n');
+    expect(fromEtcd[13]).not.toContain('lk2');
+    expect(fromEtcd[19]).toContain('granted with TTL(2s)');
+    for (let i = 0; i < LEASE_SCRIPT.length; i++) expect(fromDkv[i]).toBe(fromEtcd[i]);
   });
 });

@@ -198,3 +198,34 @@ describe('the etcd3 npm client against a 3-node DKV cluster', () => {
     expect(alarms.alarms).toEqual([]);
   });
 });
+
+describe('the etcd3 client’s leases', () => {
+  it('grants, attaches keys, keeps alive on its own, and revokes (keys deleted)', async () => {
+    const lease = client.lease(3);
+    const id = await lease.grant();
+    expect(BigInt(id)).toBeGreaterThan(0n);
+    await lease.put('e3lease/a').value('1');
+    await lease.put('e3lease/b').value('2');
+    const kv = (await client.get('e3lease/a').exec()).kvs[0]!;
+    expect(kv.lease).toBe(id);
+    const once = await lease.keepaliveOnce();
+    expect([once.ID, once.TTL]).toEqual([id, '3']);
+    // The client's own keep-alive loop (every TTL/3) holds the lease past several TTLs.
+    let succeeded = 0;
+    lease.on('keepaliveSucceeded', () => succeeded++);
+    await waitUntil(() => succeeded >= 6, 15_000, () => `six keep-alives (got ${succeeded})`);
+    expect(await client.get('e3lease/a').string()).toBe('1');
+    await lease.revoke();
+    expect(await client.getAll().prefix('e3lease/').keys()).toEqual([]);
+  }, 30_000);
+
+  it('loses a lease that is revoked elsewhere, and a put with it then fails', async () => {
+    const lease = client.lease(10, { autoKeepAlive: false });
+    const id = await lease.grant();
+    await client.lease(10, { autoKeepAlive: false }); // an unrelated lease object must not matter
+    await perNode[1]!.leaseClient.leaseRevoke({ ID: id });
+    await expect(lease.put('e3lease/c').value('x')).rejects.toThrow(/requested lease not found/);
+    const ttl = await perNode[2]!.leaseClient.leaseTimeToLive({ ID: id, keys: false });
+    expect(ttl.TTL).toBe('-1');
+  });
+});

@@ -4,6 +4,8 @@
  * through any node (a follower forwards them over the peer stream), leases across a leader
  * change and a full restart.
  */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { methodCodec, longsAsStrings } from '../../src/client/index';
 import { TestCluster, etcdChannel, etcdctl, prefixEnd, waitUntil } from './cluster-harness';
@@ -89,6 +91,27 @@ describe('etcdctl lease against a 3-node DKV cluster', () => {
       channel.close();
     }
   });
+});
+
+describe('dkv lease', () => {
+  const dkv = (args: string[]) => {
+    const r = spawnSync(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'dkv.js'), 'lease', ...args, `--endpoints=${cluster.endpoints}`], { encoding: 'utf8', timeout: 30_000 });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+
+  it('grants with a chosen id, keeps alive once, lists, reports and revokes; errors exit 1, bad usage 2', () => {
+    expect(dkv(['grant', '40', '--id', 'cafe'])).toMatchObject({ code: 0, stdout: 'lease cafe granted with TTL(40s)\n' });
+    ok(['put', 'cli/k', 'v', '--lease=cafe']);
+    expect(dkv(['timetolive', 'cafe', '--keys']).stdout).toMatch(/^lease cafe granted with TTL\(40s\), remaining\(\d+s\), attached keys\(\[cli\/k\]\)\n$/);
+    expect(dkv(['keep-alive', 'cafe', '--once'])).toMatchObject({ code: 0, stdout: 'lease cafe keepalived with TTL(40)\n' });
+    expect(dkv(['list']).stdout).toContain('\ncafe\n');
+    expect(dkv(['revoke', 'cafe'])).toMatchObject({ code: 0, stdout: 'lease cafe revoked\n' });
+    expect(dkv(['timetolive', 'cafe'])).toMatchObject({ code: 0, stdout: 'lease cafe already expired\n' });
+    expect(dkv(['revoke', 'cafe'])).toMatchObject({ code: 1, stderr: 'Error: etcdserver: requested lease not found\n' });
+    expect(dkv(['keep-alive', 'cafe'])).toMatchObject({ code: 1, stderr: 'lease cafe expired or revoked.\n' });
+    expect(dkv(['grant', 'ten']).code).toBe(2);
+    expect(dkv(['revoke', 'xyz']).code).toBe(2);
+  }, 60_000);
 });
 
 describe('revocation and expiry', () => {

@@ -1,0 +1,172 @@
+/** `dkv lease …`: etcd leases from the command line, printed as etcdctl prints them. */
+import { type Decoded, longsAsStrings, methodCodec } from '../client/index';
+import { UsageError, parseCommand, withUsage } from './args';
+import { Endpoints, parseEndpoints, reportFailure, exitFailure } from './remote';
+
+export const leaseHelp = `Usage: dkv lease grant TTL [--id HEX] [options]
+       dkv lease revoke ID [options]
+       dkv lease keep-alive ID [--once] [options]
+       dkv lease timetolive ID [--keys] [options]
+       dkv lease list [options]
+
+  grant       grants a lease of TTL seconds (raised to the server's minimum, 1.5 election
+              timeouts); the server picks the id unless --id gives one
+  revoke      revokes a lease: every key attached to it is deleted, all in one revision
+  keep-alive  renews the lease every third of its TTL until interrupted (Ctrl-C), printing each
+              renewal; exits 1 when the lease is gone. --once renews once
+  timetolive  the lease's granted and remaining TTL; --keys lists the keys attached to it
+  list        every lease's id
+
+Lease ids are hexadecimal, as etcdctl prints them.
+
+Options:
+  --endpoints E   comma-separated host:port (http:// accepted); the next one is tried when one
+                  is unreachable (default 127.0.0.1:2379)
+  --json          print the server's answer as one JSON line
+  -h, --help      show this text
+
+Exit status: 0 done, 1 the server refused or could not be reached, 2 bad command line.
+`;
+
+const codec = (method: string) => methodCodec('etcdserverpb.Lease', method, longsAsStrings);
+
+/** A lease id on the command line: hex, as etcdctl takes it (any int64, printed unsigned). */
+function parseLeaseId(text: string | undefined): string {
+  if (text === undefined || !/^[0-9a-fA-F]{1,16}$/.test(text)) throw new UsageError(`a lease id is 1 to 16 hex digits, got "${text ?? ''}"`);
+  return BigInt.asIntN(64, BigInt(`0x${text}`)).toString();
+}
+
+function hex(id: unknown): string {
+  return BigInt.asUintN(64, BigInt(String(id))).toString(16);
+}
+
+function json(response: Decoded): string {
+  return `${JSON.stringify(response, (_key, value: unknown) => (Buffer.isBuffer(value) ? value.toString('base64') : value))}\n`;
+}
+
+export async function leaseCommand(args: string[]): Promise<number> {
+  return withUsage(leaseHelp, async () => {
+    const [action, ...rest] = args;
+    if (action === undefined || action === '--help' || action === '-h') {
+      process.stdout.write(leaseHelp);
+      return action === undefined ? 2 : 0;
+    }
+    const { values: o, positionals: positional } = parseCommand(rest, {
+      endpoints: { type: 'string' },
+      id: { type: 'string' },
+      once: { type: 'boolean' },
+      keys: { type: 'boolean' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    });
+    if (o.help === true) {
+      process.stdout.write(leaseHelp);
+      return 0;
+    }
+    const endpoints = new Endpoints(parseEndpoints(o.endpoints));
+    const print = (response: Decoded, simple: string): void => {
+      process.stdout.write(o.json === true ? json(response) : simple);
+    };
+    try {
+      switch (action) {
+        case 'grant': {
+          const ttl = positional[0];
+          if (ttl === undefined || !/^\d+$/.test(ttl)) throw new UsageError(`grant needs a TTL in whole seconds, got "${ttl ?? ''}"`);
+          const r = await endpoints.unary(codec('LeaseGrant'), { TTL: ttl, ID: o.id === undefined ? '0' : parseLeaseId(o.id) });
+          print(r, `lease ${hex(r.ID)} granted with TTL(${String(r.TTL)}s)\n`);
+          return 0;
+        }
+        case 'revoke': {
+          const id = parseLeaseId(positional[0]);
+          const r = await endpoints.unary(codec('LeaseRevoke'), { ID: id });
+          print(r, `lease ${hex(id)} revoked\n`);
+          return 0;
+        }
+        case 'timetolive': {
+          const id = parseLeaseId(positional[0]);
+          const r = await endpoints.unary(codec('LeaseTimeToLive'), { ID: id, keys: o.keys === true });
+          if (String(r.TTL) === '-1') {
+            print(r, `lease ${hex(id)} already expired\n`);
+            return 0;
+          }
+          const keys = o.keys === true ? `, attached keys([${(r.keys as Buffer[]).map((k) => k.toString()).join(' ')}])` : '';
+          print(r, `lease ${hex(id)} granted with TTL(${String(r.grantedTTL)}s), remaining(${String(r.TTL)}s)${keys}\n`);
+          return 0;
+        }
+        case 'list': {
+          const r = await endpoints.unary(codec('LeaseLeases'), {});
+          const leases = (r.leases as Array<{ ID: string }>).map((l) => hex(l.ID));
+          print(r, `found ${leases.length} leases\n${leases.map((l) => `${l}\n`).join('')}`);
+          return 0;
+        }
+        case 'keep-alive':
+          return await keepAlive(endpoints, parseLeaseId(positional[0]), o.once === true, print);
+        default:
+          throw new UsageError(`unknown lease command "${action}"`);
+      }
+    } catch (error) {
+      if (error instanceof UsageError) throw error;
+      return reportFailure(error);
+    } finally {
+      endpoints.close();
+    }
+  });
+}
+
+/**
+ * Renews through one keep-alive stream every third of the TTL (the server's answer says the TTL).
+ * A stream that fails is opened again on the next endpoint; a TTL of 0 means the lease is gone.
+ */
+async function keepAlive(endpoints: Endpoints, id: string, once: boolean, print: (r: Decoded, simple: string) => void): Promise<number> {
+  let endpoint = 0;
+  let stopped = false;
+  const stop = (): void => {
+    stopped = true;
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    for (let failures = 0; !stopped; ) {
+      const outcome = await new Promise<{ code: number } | { retry: unknown }>((resolve) => {
+        const stream = endpoints.channel(endpoint).bidiStream(codec('LeaseKeepAlive'));
+        let timer: NodeJS.Timeout | undefined;
+        let check: NodeJS.Timeout | undefined;
+        const finish = (result: { code: number } | { retry: unknown }): void => {
+          clearTimeout(timer);
+          clearInterval(check);
+          stream.removeAllListeners();
+          stream.on('error', () => undefined);
+          stream.cancel();
+          resolve(result);
+        };
+        stream.on('data', (r: Decoded) => {
+          failures = 0;
+          if (String(r.TTL) === '0') {
+            process.stderr.write(`lease ${hex(id)} expired or revoked.\n`);
+            finish({ code: exitFailure });
+            return;
+          }
+          print(r, `lease ${hex(id)} keepalived with TTL(${String(r.TTL)})\n`);
+          if (once || stopped) return finish({ code: 0 });
+          timer = setTimeout(() => stream.write({ ID: id }), (Number(r.TTL) * 1000) / 3);
+        });
+        stream.on('error', (error) => finish({ retry: error }));
+        stream.on('end', () => finish({ retry: new Error('the keep-alive stream ended') }));
+        // A signal ends the wait for the next renewal.
+        check = setInterval(() => {
+          if (stopped) finish({ code: 0 });
+        }, 100);
+        stream.write({ ID: id });
+      });
+      if ('code' in outcome) return outcome.code;
+      failures++;
+      if (failures >= endpoints.list.length * 3) return reportFailure(outcome.retry);
+      endpoint++;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 100 * failures)));
+    }
+    return 0;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
