@@ -66,6 +66,11 @@ export interface Engine {
   restore(chunks: readonly Uint8Array[]): void;
   /** A digest of the whole state (u32). */
   hash(): number;
+  /**
+   * The state was just restored from another cluster's backup into a new log: forget what
+   * depended on that cluster's clocks (every replica of the new cluster does the same).
+   */
+  restoredAsNew?(): void;
   /** Leader-only duties: called when this node becomes or stops being the shard's leader. */
   onLeadership?(isLeader: boolean, context: LeaderContext): void;
   /** Leader-only duties: called on every tick while this node leads the shard. */

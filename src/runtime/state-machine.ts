@@ -39,6 +39,8 @@ export interface ShardStateView {
   readonly timestampMs: number;
   engine<E extends Engine>(id: number): E;
   hash(): number;
+  /** The whole state as snapshot frames, captured now (a backup). */
+  snapshot(): Iterator<Uint8Array>;
 }
 
 /** The state machine cannot apply a committed entry; the node must stop (never skip it). */
@@ -337,6 +339,22 @@ export class ShardStateMachine implements ShardStateView {
     this.appliedIndexValue = header.applied;
     this.lastTimestampMs = header.time;
     this.chainValue = header.chain;
+  }
+
+  /**
+   * Restores a snapshot another cluster took (a backup file) as the state at `index` of a new
+   * log. Engines forget what depended on the old cluster's clocks (lease deadlines start over
+   * from the new leader's clock, as etcd's restored leases do).
+   */
+  restoreAsNew(data: Uint8Array, index: number): void {
+    assert(this.appliedIndexValue === 0, 'restoreAsNew on a state machine that applied entries');
+    if (!isStateMachineSnapshot(data)) throw new SnapshotFormatError('snapshot data is not in the state machine format');
+    const header = data.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + HEADER_PAYLOAD_BYTES);
+    const applied = new DataView(header.buffer, header.byteOffset, header.byteLength).getFloat64(8);
+    this.restore(data, applied);
+    this.appliedIndexValue = index;
+    this.chainValue = CHAIN_START;
+    for (const engine of this.engines.values()) engine.restoredAsNew?.();
   }
 
   /** Snapshot data of an earlier build: bare MVCC frames, restored by the legacy engine. */

@@ -21,6 +21,9 @@ export const snapshotCatchUpEntriesMax = 5000;
 /** How often MoveLeader looks whether the transfer happened. */
 export const moveLeaderPollMs = 20;
 
+/** How long the metrics listener keeps an idle connection open (longer than its clients do). */
+export const metricsKeepAliveMs = 65_000;
+
 /** How often the gauges of /metrics are refreshed. */
 export const gaugeRefreshMs = 1000;
 

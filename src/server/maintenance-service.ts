@@ -3,7 +3,8 @@
  * memory and compacts itself), a consistent snapshot stream, and leadership transfer.
  */
 import * as grpc from '@grpc/grpc-js';
-import { type MvccStore, encodeSnapshot } from '../../storage/index';
+import type { MvccStore } from '../../storage/index';
+import type { ShardStateView } from '../runtime/index';
 import type { KvEngine } from '../engines/kv/index';
 import { int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto';
 import { dkvError, toGrpcError } from '../errors';
@@ -69,7 +70,7 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
     }),
 
     Snapshot: (call: grpc.ServerWritableStream<Incoming<object>, object>) => {
-      streamSnapshot(call, header, store).catch((error: unknown) => {
+      streamSnapshot(call, header, () => data().machine()).catch((error: unknown) => {
         call.emit('error', toGrpcError(clientError(error)));
       });
     },
@@ -91,15 +92,15 @@ function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
 }
 
 /**
- * Streams a consistent snapshot of the default store: the magic, the MVCC snapshot frames (the
- * state is captured when the call starts), then a SHA-256 of all of it.
+ * Streams a consistent snapshot of the default store: its state machine snapshot (every engine;
+ * the state is captured when the call starts) in the snapshot file format (snapshot-file.ts).
  */
 async function streamSnapshot(
   call: grpc.ServerWritableStream<Incoming<object>, object>,
   header: () => object,
-  store: () => Parameters<typeof encodeSnapshot>[0],
+  machine: () => ShardStateView,
 ): Promise<void> {
-  const parts = snapshotFileParts([...encodeSnapshot(store())]);
+  const parts = snapshotFileParts([...iterate(machine().snapshot())]);
   let remaining = 0;
   for (const part of parts) remaining += part.length;
   const h = header();
@@ -110,4 +111,8 @@ async function streamSnapshot(
     }
   }
   call.end();
+}
+
+function* iterate<T>(iterator: Iterator<T>): Generator<T> {
+  for (let next = iterator.next(); next.done !== true; next = iterator.next()) yield next.value;
 }

@@ -7,6 +7,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { metricsKeepAliveMs } from './limits';
 
 export type Labels = Readonly<Record<string, string>>;
 
@@ -506,6 +507,10 @@ function send(response: ServerResponse, statusCode: number, contentType: string,
 /** Starts the metrics listener; resolves once it is listening. */
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
   const server: Server = createServer(metricsRequestHandler(options));
+  // Idle connections stay open longer than a client keeps them (undici: 4 s; Prometheus scrapes
+  // every 15-60 s on one connection), so the client, not the server, closes an idle one: a
+  // client that reuses a connection the server closed a moment ago gets "other side closed".
+  server.keepAliveTimeout = metricsKeepAliveMs;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {

@@ -10,7 +10,7 @@ import { LevelLogStore, joinSnapshotFrames, restoreSnapshot } from '../../storag
 import { kvEngineOf } from '../runtime/index';
 import type { ServerConfig } from './config';
 import { DEFAULT_STORE_SHARD, META_SHARD, bootstrapLog, initialMembers, memberIdentity, shardStateMachine } from './node';
-import { readSnapshotFile } from './snapshot-file';
+import { type SnapshotFileContents, readSnapshotFile } from './snapshot-file';
 
 export class RestoreError extends Error {
   override readonly name = 'RestoreError';
@@ -21,23 +21,33 @@ export async function restoreMember(config: ServerConfig, file: string): Promise
   if (existsSync(config.dataDir) && readdirSync(config.dataDir).length > 0) {
     throw new RestoreError(`data dir ${config.dataDir} is not empty; restore only into a new one`);
   }
-  let frames: Uint8Array[];
+  let contents: SnapshotFileContents;
   try {
-    frames = readSnapshotFile(readFileSync(file));
+    contents = readSnapshotFile(readFileSync(file));
   } catch (error) {
     throw new RestoreError(`${file}: ${error instanceof Error ? error.message : String(error)}`);
   }
-  const store = await restoreSnapshot(frames);
   mkdirSync(config.dataDir, { recursive: true });
   memberIdentity({ ...config, initialClusterState: 'new' });
   const { entries, hardState } = bootstrapLog(config);
   const members = initialMembers(config);
   // The default store starts from a Raft snapshot standing in for the bootstrap entries.
   const index = entries.length;
-  store.appliedIndex = index;
   const machine = shardStateMachine(DEFAULT_STORE_SHARD);
-  kvEngineOf(machine).mvcc = store;
-  machine.adoptAt(index);
+  if (contents.format === 2) {
+    try {
+      machine.restoreAsNew(contents.stateMachine, index);
+    } catch (error) {
+      throw new RestoreError(`${file}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  } else {
+    // An earlier build's file: keys only.
+    const restored = await restoreSnapshot(contents.mvccFrames);
+    restored.appliedIndex = index;
+    kvEngineOf(machine).mvcc = restored;
+    machine.adoptAt(index);
+  }
+  const store = kvEngineOf(machine).mvcc;
   const snapshot = {
     metadata: { index, term: 1, confState: { voters: members.map((m) => m.id), votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } },
     data: joinSnapshotFrames(machine.snapshot()),

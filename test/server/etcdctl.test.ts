@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, etcdctl, freeBase } from './cluster-harness';
+import { TestCluster, etcdctl, freeBase, waitUntil } from './cluster-harness';
 
 const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 
@@ -145,6 +145,8 @@ describe('etcdctl against a 3-node DKV cluster', () => {
 
   it('saves a snapshot that dkv restores a new cluster from', async () => {
     const file = join(cluster.dir, 'snap.db');
+    const lease = /^lease ([0-9a-f]+) granted/.exec(ok(['lease', 'grant', '300']))![1]!;
+    ok(['put', 'snap-leased', 'v', `--lease=${lease}`]);
     const before = JSON.parse(ok(['get', '', '--prefix', '-w', 'json'])) as { header: { revision: number }; count: number };
     const r = etcdctl(cluster.endpoint(0), ['snapshot', 'save', file]);
     expect(r.code).toBe(0);
@@ -174,6 +176,9 @@ describe('etcdctl against a 3-node DKV cluster', () => {
       const after = JSON.parse(etcdctl(endpoint, ['get', '', '--prefix', '-w', 'json']).stdout) as { header: { revision: number }; count: number };
       expect([after.count, after.header.revision]).toEqual([before.count, before.header.revision]);
       expect(etcdctl(endpoint, ['get', 'foo', '--print-value-only']).stdout).toBe('bar\n');
+      // Leases come back with their keys, renewed to their full TTL by the new cluster's leader.
+      await waitUntil(() => /remaining\((29\d|300)s\)/.test(etcdctl(endpoint, ['lease', 'timetolive', lease]).stdout), 10_000, () => 'the restored lease');
+      expect(etcdctl(endpoint, ['lease', 'timetolive', '--keys', lease]).stdout).toMatch(new RegExp(`^lease ${lease} granted with TTL\\(300s\\), remaining\\(\\d+s\\), attached keys\\(\\[snap-leased\\]\\)\n$`));
       const members = JSON.parse(etcdctl(endpoint, ['member', 'list', '-w', 'json']).stdout) as { members: Array<{ name: string }> };
       expect(members.members.map((m) => m.name)).toEqual(['r1']);
     } finally {

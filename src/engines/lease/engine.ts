@@ -263,6 +263,15 @@ export class LeaseEngine implements Engine {
     return { revision: result.revision, events: result.events };
   }
 
+  /**
+   * A backup restored into a new cluster: its deadlines were stamped by another cluster's
+   * clocks. Each lease's deadline becomes 0, "not yet set": the first leader renews it to its full
+   * TTL from its own clock (a Renew through Raft, so every replica agrees) instead of expiring it.
+   */
+  restoredAsNew(): void {
+    for (const lease of this.leases.values()) this.setDeadline(lease, 0, 0);
+  }
+
   /** The KV engine's writes: keys move between leases. */
   written(events: readonly MvccEvent[]): void {
     for (const event of events) {
@@ -289,6 +298,7 @@ export class LeaseEngine implements Engine {
   leaderTick(context: LeaderContext): void {
     if (this.leaderTerm === 0) this.leaderTerm = context.term;
     const due: Array<{ id: bigint; deadlineMs: number }> = [];
+    const unset: bigint[] = [];
     const budget = leaseExpiriesPerCommandMax * leaseExpireCommandsPerTickMax;
     const wheel = this.wheel;
     if (wheel === undefined) return;
@@ -296,6 +306,12 @@ export class LeaseEngine implements Engine {
       const lease = this.leases.get(timer.item);
       if (lease === undefined || lease.timer !== timer) continue;
       lease.timer = undefined;
+      if (lease.deadlineMs === 0) {
+        // Restored from a backup: renewed to its full TTL from this leader's clock.
+        unset.push(lease.id);
+        lease.timer = wheel.schedule(lease.id, context.nowMs + this.electionTimeoutMs);
+        continue;
+      }
       // A deadline an earlier leader set gets one election timeout more from this one.
       const effective = lease.deadlineTerm < context.term ? lease.deadlineMs + this.electionTimeoutMs : lease.deadlineMs;
       if (effective > context.nowMs) {
@@ -307,6 +323,7 @@ export class LeaseEngine implements Engine {
       lease.timer = wheel.schedule(lease.id, context.nowMs + this.electionTimeoutMs);
     }
     for (let at = 0; at < due.length; at += leaseExpiriesPerCommandMax) context.propose(expireCommand(due.slice(at, at + leaseExpiriesPerCommandMax)));
+    for (let at = 0; at < unset.length; at += leaseRenewalsPerCommandMax) context.propose(renewCommand(unset.slice(at, at + leaseRenewalsPerCommandMax)));
   }
 
   /** When lease `id` expires as this node sees it now (ms on its clock), or undefined. */
