@@ -184,6 +184,25 @@ describe('lease engine', () => {
     expect(shard.machine.hash()).not.toBe(copy.hash());
   });
 
+  it('a backup restored into a new cluster renews its leases to their full TTL from the first leader, never expiring them on old deadlines', () => {
+    const shard = new Shard();
+    shard.apply(grantCommand(1n, 30), 1_000);
+    shard.apply(put('a', 1n), 1_000);
+    const fresh = composeStateMachine('data', { electionTimeoutMs });
+    fresh.restoreAsNew(joinSnapshotFrames(shard.machine.snapshot()), 3);
+    expect(fresh.appliedIndex).toBe(3);
+    const leases = leaseEngineOf(fresh);
+    expect(leases.get(1n)).toMatchObject({ deadlineMs: 0, deadlineTerm: 0 });
+    expect([...leases.get(1n)!.keys.keys()]).toEqual(['a']);
+    const proposed: EngineCommand[] = [];
+    // Hours later on the new cluster's clock: a renewal, not an expiry.
+    leases.leaderTick({ shardId: 1, term: 2, nowMs: 10_000_000, propose: (c) => proposed.push(c) });
+    expect(proposed.length).toBe(1);
+    const entry: Entry = { index: 4, term: 2, type: 'normal', data: encodeEnvelope({ ...proposed[0]!, timestampMs: 10_000_000, proposer: 1, requestId: 1 }) };
+    expect(leaseOutcome(fresh.apply(entry)!.outcome)).toMatchObject({ kind: 'renewed', renewals: [{ id: 1n, ttlSeconds: 30 }] });
+    expect(leases.get(1n)).toMatchObject({ deadlineMs: 10_030_000, deadlineTerm: 2 });
+  });
+
   it('property: attachments always equal what the store says each key holds', () => {
     const op = fc.oneof(
       fc.record({ type: fc.constant('grant' as const), id: fc.integer({ min: 1, max: 4 }) }),
