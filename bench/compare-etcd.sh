@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# DKV against real etcd, same load generator (dkv bench put|range|txn-put|watch), same machine.
+# DKV against real etcd, same load generator (dkv bench put|range|txn-put|watch|lease-keepalive|
+# lease-grant), same machine.
 #
 # Starts a 3-member etcd and a 3-node DKV (dkv dev) on loopback with temporary data directories,
 # waits until both are healthy, runs each workload against etcd and then DKV, prints a table with
@@ -10,7 +11,7 @@
 # Environment:
 #   COMPARE_SCALE=F     multiply every workload's --total (--put-total) by F (default 1; 0.2 for a quick look)
 #   COMPARE_ONLY=RE     run only the workloads whose name matches the extended regex RE
-#                       (e.g. COMPARE_ONLY='one key' or COMPARE_ONLY='^put')
+#                       (e.g. COMPARE_ONLY='one key', COMPARE_ONLY='^put' or COMPARE_ONLY='^lease')
 #   COMPARE_KEEP=1      keep the temporary directory (logs, raw results) instead of removing it
 #   ETCD=/path/etcd     the etcd binary (default: etcd on PATH; needs 3.4 or later)
 set -euo pipefail
@@ -150,7 +151,15 @@ workloads=(
   "watch 10x100 prefix, unpaced|watch|--conns 10 --streams 10 --watch-per-stream 100 --key-space-size 100 --put-total $(n 4000) --put-rate 0 --val-size 256 --prefix"
   # Fan-out: one key, so every put reaches all 1,000 watchers.
   "watch 10x100 one key, unpaced|watch|--conns 10 --streams 10 --watch-per-stream 100 --key-space-size 1 --put-total $(n 300) --put-rate 0 --val-size 256"
+  # Leases: renewals over one keep-alive stream per client (one lease each), and grant -> revoke cycles.
+  "lease-keepalive 1 client|lease-keepalive|--conns 1 --clients 1 --total $(n 2000)"
+  "lease-keepalive 100 clients, 10 conns|lease-keepalive|--conns 10 --clients 100 --total $(n 20000)"
+  "lease-grant 1 client|lease-grant|--conns 1 --clients 1 --total $(n 1000)"
+  "lease-grant 10 clients, 10 conns|lease-grant|--conns 10 --clients 10 --total $(n 5000)"
 )
+selected() { # name: whether COMPARE_ONLY lets this workload run
+  [[ -z "${COMPARE_ONLY:-}" || "$1" =~ $COMPARE_ONLY ]]
+}
 
 run_bench() { # target endpoints flags...: one JSON line into $work/bench.json; status in $?
   node "$repo/bin/dkv.js" bench "$1" --endpoints "$2" --json "${@:3}" >"$work/bench.json" 2>"$work/bench.err" &
@@ -185,12 +194,24 @@ for endpoints in "$etcd_endpoints" "$dkv_endpoints"; do
       fail "watch warm-up against $endpoints failed"
   done
 done
+# The lease paths get a warm-up of their own, only when a lease workload runs.
+lease_selected=0
+for workload in "${workloads[@]}"; do
+  IFS='|' read -r name target _ <<<"$workload"
+  if [[ $target == lease-* ]] && selected "$name"; then lease_selected=1; fi
+done
+if [[ $lease_selected == 1 ]]; then
+  for endpoints in "$etcd_endpoints" "$dkv_endpoints"; do
+    bench lease-keepalive "$endpoints" --conns 10 --clients 10 --total "$(n 2000)" || fail "lease-keepalive warm-up against $endpoints failed"
+    bench lease-grant "$endpoints" --conns 10 --clients 10 --total "$(n 500)" || fail "lease-grant warm-up against $endpoints failed"
+  done
+fi
 
 results="$work/results.jsonl"
 : >"$results"
 for workload in "${workloads[@]}"; do
   IFS='|' read -r name target flags <<<"$workload"
-  [[ -n "${COMPARE_ONLY:-}" ]] && ! [[ "$name" =~ $COMPARE_ONLY ]] && continue
+  selected "$name" || continue
   for system in etcd dkv; do
     endpoints="$etcd_endpoints"
     [[ $system == dkv ]] && endpoints="$dkv_endpoints"
@@ -200,9 +221,13 @@ for workload in "${workloads[@]}"; do
     printf '{"name":"%s","system":"%s","result":%s}\n' "$name" "$system" "$line" >>"$results"
     node -e 'const [name, system, line] = process.argv.slice(1); const r = JSON.parse(line);
       const watch = r.workload === "watch";
-      console.log(`${name.padEnd(32)} ${system.padEnd(5)} ${(watch ? r.eventsPerSecond : r.requestsPerSecond).toFixed(0).padStart(8)} ${watch ? "events/s" : "req/s"}` +
+      const grant = r.workload === "lease-grant";
+      const rate = watch ? r.eventsPerSecond : grant ? r.cyclesPerSecond : r.requestsPerSecond;
+      const unit = watch ? "events/s" : grant ? "cycles/s" : "req/s";
+      console.log(`${name.padEnd(37)} ${system.padEnd(5)} ${rate.toFixed(0).padStart(8)} ${unit}` +
         `  p50 ${r.latencyMs.p50.toFixed(2).padStart(7)} ms  p99 ${r.latencyMs.p99.toFixed(2).padStart(7)} ms  errors ${r.errors}` +
-        (watch ? `  (puts ${r.putsPerSecond.toFixed(0)}/s, ${(r.events / Math.max(1, r.eventResponses)).toFixed(1)} events/response)` : ""));' \
+        (watch ? `  (puts ${r.putsPerSecond.toFixed(0)}/s, ${(r.events / Math.max(1, r.eventResponses)).toFixed(1)} events/response)` : "") +
+        (grant ? `  (a cycle; grant p50 ${r.grantLatencyMs.p50.toFixed(2)} ms, revoke p50 ${r.revokeLatencyMs.p50.toFixed(2)} ms)` : ""));' \
       "$name" "$system" "$line"
   done
 done
@@ -214,14 +239,20 @@ const rows = readFileSync(process.argv[2], 'utf8').trim().split('\n').map((l) =>
 const get = (name, system) => rows.find((r) => r.name === name && r.system === system).result;
 const f = (v, d = 0) => v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
 // KV workloads: requests/s and request latency. Watch workloads: events delivered/s, put-to-event
-// latency, and the puts/s the putter reached.
-const print = (watch) => {
-  const names = [...new Set(rows.filter((r) => (r.result.workload === 'watch') === watch).map((r) => r.name))];
+// latency, and the puts/s the putter reached. Lease workloads: keep-alive requests/s or grant ->
+// revoke cycles/s (one rate column, so the ratio reads the same), latency per request or per
+// cycle, and for cycles the grant and revoke p50s.
+const kind = (r) => (r.workload === 'watch' ? 'watch' : r.workload.startsWith('lease-') ? 'lease' : 'kv');
+const print = (which) => {
+  const names = [...new Set(rows.filter((r) => kind(r.result) === which).map((r) => r.name))];
   if (names.length === 0) return;
-  const unit = watch ? 'events/s' : 'req/s';
-  const rate = (r) => (watch ? r.eventsPerSecond : r.requestsPerSecond);
+  const watch = which === 'watch';
+  const lease = which === 'lease';
+  const unit = watch ? 'events/s' : lease ? 'req or cycles/s' : 'req/s';
+  const rate = (r) => (watch ? r.eventsPerSecond : r.workload === 'lease-grant' ? r.cyclesPerSecond : r.requestsPerSecond);
   const header = ['workload', `etcd ${unit}`, `DKV ${unit}`, 'DKV/etcd', 'etcd p50/p99 ms', 'DKV p50/p99 ms'];
   if (watch) header.push('puts/s e/d');
+  if (lease) header.push('grant p50 e/d', 'revoke p50 e/d');
   header.push('errors e/d');
   const table = [header];
   for (const name of names) {
@@ -232,16 +263,18 @@ const print = (watch) => {
       `${f(e.latencyMs.p50, 2)} / ${f(e.latencyMs.p99, 2)}`, `${f(d.latencyMs.p50, 2)} / ${f(d.latencyMs.p99, 2)}`,
     ];
     if (watch) row.push(`${f(e.putsPerSecond)} / ${f(d.putsPerSecond)}`);
+    if (lease) {
+      const cycles = e.workload === 'lease-grant';
+      row.push(cycles ? `${f(e.grantLatencyMs.p50, 2)} / ${f(d.grantLatencyMs.p50, 2)}` : '-');
+      row.push(cycles ? `${f(e.revokeLatencyMs.p50, 2)} / ${f(d.revokeLatencyMs.p50, 2)}` : '-');
+    }
     row.push(`${e.errors}/${d.errors}`);
     table.push(row);
   }
   const widths = header.map((_, i) => Math.max(...table.map((row) => row[i].length)));
   const line = (row) => `| ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join(' | ')} |`;
-  console.log(line(table[0]));
-  console.log(`|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`);
-  for (const row of table.slice(1)) console.log(line(row));
+  const rule = `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
+  return [line(table[0]), rule, ...table.slice(1).map(line)].join('\n');
 };
-print(false);
-console.log();
-print(true);
+console.log(['kv', 'watch', 'lease'].map(print).filter((t) => t !== undefined).join('\n\n'));
 EOF

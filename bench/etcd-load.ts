@@ -60,7 +60,7 @@ export interface LoadResult {
   readonly seconds: number;
   readonly requestsPerSecond: number;
   /** Latencies of the successful requests, in milliseconds. */
-  readonly latencyMs: { readonly p50: number; readonly p90: number; readonly p99: number; readonly max: number; readonly mean: number };
+  readonly latencyMs: Percentiles;
   readonly errors: number;
   readonly errorsByMessage: ReadonlyMap<string, number>;
 }
@@ -166,10 +166,23 @@ export function pacer(rate: number): () => Promise<void> {
   };
 }
 
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return 0;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index]!;
+/** Latency percentiles (ms) of a sample set; all zero for no samples. */
+export interface Percentiles {
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly max: number;
+  readonly mean: number;
+}
+
+/** Sorts `samples` in place and reads its percentiles (nearest rank). */
+export function percentiles(samples: Float64Array): Percentiles {
+  const sorted = samples.sort();
+  if (sorted.length === 0) return { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 };
+  const at = (p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+  let sum = 0;
+  for (const v of sorted) sum += v;
+  return { p50: at(50), p90: at(90), p99: at(99), max: sorted[sorted.length - 1]!, mean: sum / sorted.length };
 }
 
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
@@ -206,21 +219,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     for (let i = 0; i < options.clients; i++) loops.push(clientLoop(channels[i % channels.length]!));
     await Promise.all(loops);
     const seconds = (performance.now() - started) / 1000;
-    const ok = latencies.subarray(0, succeeded).sort();
-    let sum = 0;
-    for (const latency of ok) sum += latency;
     return {
       workload: options.workload,
       total: options.total,
       seconds,
       requestsPerSecond: options.total / seconds,
-      latencyMs: {
-        p50: percentile(ok, 50),
-        p90: percentile(ok, 90),
-        p99: percentile(ok, 99),
-        max: ok.length === 0 ? 0 : ok[ok.length - 1]!,
-        mean: ok.length === 0 ? 0 : sum / ok.length,
-      },
+      latencyMs: percentiles(latencies.subarray(0, succeeded)),
       errors,
       errorsByMessage,
     };

@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { type EtcdChannel, methodPath } from '../src/client/index';
 import { etcdType, int64Saturated, type Int64 } from '../src/etcd-proto';
-import { benchKey, openChannels, pacer } from './etcd-load';
+import { type Percentiles, benchKey, openChannels, pacer, percentiles } from './etcd-load';
 
 /** Limits the CLI checks flags against (named here so the help and the checks agree). */
 export const watchLoadLimits = {
@@ -64,14 +64,6 @@ export interface WatchLoadOptions {
   readonly keySpaceSize: number;
   /** Watch the prefix only key g mod keySpaceSize has, instead of the key itself. */
   readonly prefix: boolean;
-}
-
-export interface Percentiles {
-  readonly p50: number;
-  readonly p90: number;
-  readonly p99: number;
-  readonly max: number;
-  readonly mean: number;
 }
 
 export interface WatchLoadResult {
@@ -127,15 +119,6 @@ function prefixEnd(prefix: Buffer): Buffer {
   const end = Buffer.from(prefix);
   end[end.length - 1]!++; // the last varint byte is < 0x80: no carry
   return end;
-}
-
-function percentiles(samples: Float64Array): Percentiles {
-  const sorted = samples.sort();
-  if (sorted.length === 0) return { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 };
-  const at = (p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-  let sum = 0;
-  for (const v of sorted) sum += v;
-  return { p50: at(50), p90: at(90), p99: at(99), max: sorted[sorted.length - 1]!, mean: sum / sorted.length };
 }
 
 interface WireEvent {

@@ -4,6 +4,7 @@ import { intOption, parseOptions, UsageError, withUsage } from './args';
 export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
        dkv bench put|range|txn-put [--endpoints E] [--conns N] [--clients N] [--total N] ...
        dkv bench watch [--endpoints E] [--conns N] [--streams N] [--watch-per-stream N] ...
+       dkv bench lease-keepalive|lease-grant [--endpoints E] [--conns N] [--clients N] [--total N]
 
   raft     the Raft core's throughput: a 3-node group in one process on the simulator with zero
            network and disk latency; committed entries per second with one proposal per round and
@@ -19,6 +20,15 @@ export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
            --watch-per-stream watchers each, waits until all are created, then puts at --put-rate;
            prints events delivered per second, put-to-delivery latency p50/p90/p99/max and
            errors, and checks that every watcher got exactly its key's puts in revision order
+  lease-keepalive
+           etcd v3 LeaseKeepAlive, like etcd's "benchmark lease-keepalive": each client grants a
+           lease (TTL 100 s) and renews it over a stream of its own, one renewal in flight, until
+           --total renewals; prints requests/s, latency p50/p90/p99/max and errors by message
+           (an answer with TTL 0, a lost lease, is an error); the leases are revoked at the end.
+           DKV proposes every renewal through Raft; etcd renews in its leader's memory
+  lease-grant
+           etcd v3 LeaseGrant then LeaseRevoke of that lease, one call in flight per client,
+           --total cycles; prints cycles/s and the latency of grants, revokes and whole cycles
 
 Options (raft, log):
   --seconds S   how long each measurement runs (default 3)
@@ -55,6 +65,14 @@ Options (watch):
   --val-size N          value bytes; the first bytes carry the put's number (default 8)
   --json                print one JSON line instead of the summary
   -h, --help            show this text
+
+Options (lease-keepalive, lease-grant):
+  --endpoints E         comma-separated host:port (http:// accepted) (default 127.0.0.1:2379)
+  --conns N             gRPC connections, spread over the endpoints round-robin (default 1)
+  --clients N           concurrent clients; client i uses connection i mod N (default 1)
+  --total N             keep-alive requests, or grant+revoke cycles, to send (default 10000)
+  --json                print one JSON line instead of the summary
+  -h, --help            show this text
 `;
 
 const loadTargets = ['put', 'range', 'txn-put'] as const;
@@ -62,6 +80,13 @@ type LoadTarget = (typeof loadTargets)[number];
 
 function isLoadTarget(target: string): target is LoadTarget {
   return (loadTargets as readonly string[]).includes(target);
+}
+
+const leaseTargets = ['lease-keepalive', 'lease-grant'] as const;
+type LeaseTarget = (typeof leaseTargets)[number];
+
+function isLeaseTarget(target: string): target is LeaseTarget {
+  return (leaseTargets as readonly string[]).includes(target);
 }
 
 export async function benchCommand(args: string[]): Promise<number> {
@@ -73,6 +98,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     }
     if (isLoadTarget(target)) return loadCommand(target, rest);
     if (target === 'watch') return watchCommand(rest);
+    if (isLeaseTarget(target)) return leaseLoadCommand(target, rest);
     if (target !== 'raft' && target !== 'log') throw new UsageError(`unknown benchmark "${target}"`);
     const o = parseOptions(rest, { seconds: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
     if (o.help === true) {
@@ -237,5 +263,39 @@ async function watchCommand(args: string[]): Promise<number> {
     return 1;
   }
   process.stdout.write(json ? `${watchLoadResultJson(result)}\n` : `${formatWatchLoadResult(result).join('\n')}\n`);
+  return result.errors === 0 ? 0 : 1;
+}
+
+async function leaseLoadCommand(workload: LeaseTarget, args: string[]): Promise<number> {
+  const o = parseOptions(args, {
+    endpoints: { type: 'string' },
+    conns: { type: 'string' },
+    clients: { type: 'string' },
+    total: { type: 'string' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (o.help === true) {
+    process.stdout.write(benchHelp);
+    return 0;
+  }
+  const { describeLeaseLoad, formatLeaseLoadResult, leaseLoadLimits: limits, leaseLoadResultJson, runLeaseLoad } = await import('../../bench/lease-load');
+  const options = {
+    workload,
+    endpoints: parseEndpoints(o.endpoints ?? '127.0.0.1:2379'),
+    conns: intOption(o.conns, 'conns', 1, 1, limits.connsMax),
+    clients: intOption(o.clients, 'clients', 1, 1, limits.clientsMax),
+    total: intOption(o.total, 'total', 10_000, 1, limits.totalMax),
+  } as const;
+  const json = o.json === true;
+  if (!json) process.stdout.write(`${describeLeaseLoad(options)}\n`);
+  let result;
+  try {
+    result = await runLeaseLoad(options);
+  } catch (error) {
+    process.stderr.write(`dkv bench ${workload}: ${(error as Error).message}\n`);
+    return 1;
+  }
+  process.stdout.write(json ? `${leaseLoadResultJson(result)}\n` : `${formatLeaseLoadResult(result).join('\n')}\n`);
   return result.errors === 0 ? 0 : 1;
 }

@@ -21,7 +21,7 @@ Commands:
   lease          etcd leases: grant, revoke, keep-alive, timetolive, list
   bench raft     measure the Raft core's throughput in-process (zero-latency simulation)
   bench log      measure the LevelDB log store's group commit (1 and 8 shards, synced)
-  bench put|range|txn-put|watch
+  bench put|range|txn-put|watch|lease-keepalive|lease-grant
                  load an etcd-API cluster (DKV or etcd) like etcd's benchmark tool
   help           show this text; "dkv <command> --help" shows a command's options
 `;

@@ -1,6 +1,6 @@
 /**
- * `dkv bench put|range|txn-put|watch` as users run it, without a cluster: help and flag checking only
- * (the load itself is measured by bench/compare-etcd.sh, which never runs in CI).
+ * `dkv bench put|range|txn-put|watch|lease-keepalive|lease-grant` as users run it, without a cluster:
+ * help and flag checking only (the load itself is measured by bench/compare-etcd.sh, which never runs in CI).
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -61,6 +61,39 @@ describe('dkv bench watch', () => {
     ];
     for (const [args, message] of cases) {
       const r = dkv('bench', 'watch', ...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(message);
+    }
+  });
+});
+
+describe('dkv bench lease-keepalive|lease-grant', () => {
+  it('is listed in dkv --help and dkv bench --help', () => {
+    expect(dkv('--help').stdout).toContain('lease-keepalive|lease-grant');
+    const r = dkv('bench', '--help');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('lease-keepalive');
+    expect(r.stdout).toContain('lease-grant');
+  });
+
+  it('prints help with the etcd benchmark flags', () => {
+    for (const target of ['lease-keepalive', 'lease-grant']) {
+      const r = dkv('bench', target, '--help');
+      expect(r.code, target).toBe(0);
+      for (const flag of ['--endpoints', '--conns', '--clients', '--total', '--json']) expect(r.stdout).toContain(flag);
+    }
+  });
+
+  it('refuses bad flags with exit code 2 and a clear message, before connecting anywhere', () => {
+    const cases: [string[], string][] = [
+      [['lease-keepalive', '--clients', '0'], '--clients must be between 1'],
+      [['lease-keepalive', '--total', '0'], '--total must be between 1'],
+      [['lease-grant', '--conns', 'x'], '--conns must be a whole number'],
+      [['lease-grant', '--val-size', '8'], "Unknown option '--val-size'"],
+      [['lease-keepalive', '--endpoints', 'https://127.0.0.1:2379'], 'TLS is not supported'],
+    ];
+    for (const [args, message] of cases) {
+      const r = dkv('bench', ...args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toContain(message);
     }
