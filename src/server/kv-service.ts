@@ -6,15 +6,17 @@
 import { strict as assert } from 'node:assert';
 import type * as grpc from '@grpc/grpc-js';
 import { mvccLimits } from '../../storage/index';
-import { type KvApplied, KvCommandKind, type KvEngine, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnToWire } from '../engines/kv/index';
+import type { DeleteRangeResult, TxnResult } from '../../storage/index';
+import { KvCommandKind, type KvEngine, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnToWire } from '../engines/kv/index';
 import { EngineId } from '../engines/index';
-import type { ShardHandle } from '../runtime/index';
+import type { RequestOptions, ShardHandle } from '../runtime/index';
 import {
   type WireDeleteRangeRequest,
   type WirePutRequest,
   type WireRangeRequest,
   type WireRequestOp,
   type WireTxnRequest,
+  etcdType,
   int64Exact,
 } from '../etcd-proto';
 import { dkvError } from '../errors';
@@ -88,6 +90,37 @@ function txnKeys(r: WireTxnRequest, keys: Uint8Array[] = []): Uint8Array[] {
   return keys;
 }
 
+// ---- Writes through Raft (this service's, and those the Lock and Election services build) ----
+
+const TxnRequestType = etcdType('etcdserverpb.TxnRequest');
+const DeleteRangeRequestType = etcdType('etcdserverpb.DeleteRangeRequest');
+
+/** Proposes a KV command (an etcd request's bytes); a deterministic refusal at apply rejects. */
+export async function proposeKv(shard: ShardHandle, kind: KvCommandKind, raw: Uint8Array, options: RequestOptions): Promise<WriteOutcome> {
+  const { outcome } = kvOutcome((await shard.propose(kvCommand(kind, raw), options)).outcome);
+  if (outcome.kind === 'error') throw outcome.error;
+  return outcome;
+}
+
+/**
+ * A txn another service builds (Lock, Election): checked exactly as a client's txn (etcd's rules,
+ * and what the KV layer requires of the leases it names), encoded, proposed.
+ */
+export async function proposeTxn(shard: ShardHandle, request: WireTxnRequest, options: RequestOptions): Promise<TxnResult> {
+  checkTxn(request);
+  const outcome = await proposeKv(shard, KvCommandKind.Txn, TxnRequestType.encode(request).finish(), options);
+  if (outcome.kind !== 'txn') throw new Error(`txn applied as ${outcome.kind}`);
+  return outcome.result;
+}
+
+/** Deletes one key, as a client's DeleteRange of it would. */
+export async function proposeDelete(shard: ShardHandle, key: Uint8Array, options: RequestOptions): Promise<DeleteRangeResult> {
+  checkKey(key);
+  const outcome = await proposeKv(shard, KvCommandKind.DeleteRange, DeleteRangeRequestType.encode({ key }).finish(), options);
+  if (outcome.kind !== 'delete-range') throw new Error(`delete applied as ${outcome.kind}`);
+  return outcome.result;
+}
+
 export function createKvService(ctx: KvServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
   const options = requestOptions(ctx);
 
@@ -95,11 +128,9 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     if (raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
   };
 
-  const propose = async (shard: ShardHandle, kind: KvCommandKind, raw: Buffer): Promise<KvApplied> => {
-    const applied = kvOutcome((await shard.propose(kvCommand(kind, raw), options)).outcome);
-    if (applied.outcome.kind === 'error') throw applied.outcome.error;
-    return applied;
-  };
+  const propose = async (shard: ShardHandle, kind: KvCommandKind, raw: Buffer): Promise<{ outcome: WriteOutcome }> => ({
+    outcome: await proposeKv(shard, kind, raw, options),
+  });
 
   const kv = (shard: ShardHandle): KvEngine => shard.machine().engine<KvEngine>(EngineId.Kv);
 
