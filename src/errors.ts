@@ -209,6 +209,17 @@ export function toGrpcError(error: unknown): GrpcErrorObject {
   return { code: errorTable.internal.grpcStatus, details: errorTable.internal.message };
 }
 
+/**
+ * How etcd's Lock and Election services send an error. Their servers run etcd's concurrency recipes
+ * through a client inside the server, and what that client returns is a plain Go error: every etcd
+ * error reaches the caller with status UNKNOWN and its message unchanged (`etcdserver: key is not
+ * provided`, `etcdserver: requested lease not found`, …). DKV's own errors keep their status.
+ */
+export function toGrpcErrorOfRecipe(error: unknown): GrpcErrorObject {
+  const sent = toGrpcError(error);
+  return error instanceof DkvError && !errorTable[error.code].extension ? { code: status.UNKNOWN, details: sent.details } : sent;
+}
+
 const codeByMessage: ReadonlyMap<string, ErrorCode> = new Map(
   errorCodes.filter((code) => errorTable[code].surface === 'status').map((code) => [errorTable[code].message, code]),
 );

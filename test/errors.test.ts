@@ -10,6 +10,7 @@ import {
   errorTable,
   isDkvError,
   toGrpcError,
+  toGrpcErrorOfRecipe,
 } from '../src/errors';
 
 /**
@@ -175,6 +176,13 @@ describe('DkvError and toGrpcError', () => {
       code: status.FAILED_PRECONDITION,
       details: 'dkv: txn keys span more than one shard',
     });
+  });
+
+  it('sends etcd errors of the Lock and Election services with status UNKNOWN, as etcd does; DKV\'s keep theirs', () => {
+    expect(toGrpcErrorOfRecipe(dkvError('lease-not-found'))).toEqual({ code: status.UNKNOWN, details: 'etcdserver: requested lease not found' });
+    expect(toGrpcErrorOfRecipe(dkvError('election-no-leader'))).toEqual({ code: status.UNKNOWN, details: 'election: no leader' });
+    expect(toGrpcErrorOfRecipe(dkvError('empty-name'))).toEqual({ code: status.INVALID_ARGUMENT, details: 'dkv: lock or election name is not provided' });
+    expect(toGrpcErrorOfRecipe(new Error('secret'))).toEqual({ code: status.INTERNAL, details: 'dkv: internal error' });
   });
 
   it('hides unknown errors behind a generic internal error', () => {

@@ -19,7 +19,7 @@ import {
   int64Saturated,
   int64ToWire,
 } from '../etcd-proto';
-import { dkvError, toGrpcError } from '../errors';
+import { dkvError, toGrpcErrorOfRecipe } from '../errors';
 import type { ShardHandle } from '../runtime/index';
 import {
   type ConcurrencyContext,
@@ -166,7 +166,7 @@ class ObserveStream implements WatchSink {
   /** Ends the call with `error` as its status, after the responses already queued. */
   private fail(error: unknown): void {
     if (this.closed) return;
-    const status = toGrpcError(clientErrorLogged(error, this.log));
+    const status = toGrpcErrorOfRecipe(clientErrorLogged(error, this.log));
     this.close();
     // Not framed: the queue wrote through the call, whose end waits for those writes.
     this.call.emit('error', status);
@@ -213,7 +213,7 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
       } finally {
         release();
       }
-    }, log),
+    }, log, toGrpcErrorOfRecipe),
     Proclaim: unary<WireProclaimRequest>(async ({ raw, message }) => {
       checkRequestSize(ctx, raw);
       const leader = leaderKeyOf(message.leader);
@@ -222,7 +222,7 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
       const result = await putIfCreatedAt(ctx, shard, { key: leader.key, rev: leader.rev, value, lease: leader.lease });
       if (!result.succeeded) throw dkvError('election-not-leader');
       return { header: responseHeader(ctx, shard, result.revision) };
-    }, log),
+    }, log, toGrpcErrorOfRecipe),
     Leader: unary<WireLeaderRequest>(async ({ raw, message }) => {
       checkRequestSize(ctx, raw);
       const name = checkName(message.name);
@@ -232,7 +232,7 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
       const leader = ownerAt(store, namePrefix(name));
       if (leader === undefined) throw dkvError('election-no-leader');
       return { header: responseHeader(ctx, shard, store.revision), kv: keyValueToWire(leader) };
-    }, log),
+    }, log, toGrpcErrorOfRecipe),
     Observe: (call: grpc.ServerWritableStream<Incoming<WireLeaderRequest>, object>) => {
       let stream: ObserveStream;
       try {
@@ -240,7 +240,7 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
         const name = checkName(call.request.message.name);
         stream = new ObserveStream(call, ctx, ctx.router.forKey(name), namePrefix(name), log);
       } catch (error) {
-        call.emit('error', toGrpcError(clientErrorLogged(error, log)));
+        call.emit('error', toGrpcErrorOfRecipe(clientErrorLogged(error, log)));
         return;
       }
       void stream.start();
@@ -252,7 +252,7 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
       const shard = ctx.router.forKey(leader.key);
       const result = await deleteIfCreatedAt(ctx, shard, leader.key, leader.rev);
       return { header: responseHeader(ctx, shard, result.revision) };
-    }, log),
+    }, log, toGrpcErrorOfRecipe),
   };
   return { definition: serviceDefinition('v3electionpb.Election'), implementation };
 }

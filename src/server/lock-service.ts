@@ -4,7 +4,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { type WireLockRequest, type WireUnlockRequest, int64Exact } from '../etcd-proto';
-import { dkvError } from '../errors';
+import { dkvError, toGrpcErrorOfRecipe } from '../errors';
 import { type ConcurrencyContext, checkClientKey, checkName, checkRequestSize, joinQueue, leaveQueue, namePrefix, waitForTurn } from './concurrency';
 import { serviceDefinition } from './grpc-service';
 import { proposeDelete } from './kv-service';
@@ -37,7 +37,7 @@ export function createLockService(ctx: ConcurrencyContext, log?: Logger): { defi
       } finally {
         release();
       }
-    }, log),
+    }, log, toGrpcErrorOfRecipe),
     // etcd deletes the key whoever holds it, and answers with a header even if there was none.
     Unlock: unary<WireUnlockRequest>(async ({ raw, message }) => {
       checkRequestSize(ctx, raw);
@@ -45,7 +45,7 @@ export function createLockService(ctx: ConcurrencyContext, log?: Logger): { defi
       const shard = ctx.router.forKey(key);
       const result = await proposeDelete(shard, key, requestOptions(ctx));
       return { header: responseHeader(ctx, shard, result.revision) };
-    }, log),
+    }, log, toGrpcErrorOfRecipe),
   };
   return { definition: serviceDefinition('v3lockpb.Lock'), implementation };
 }

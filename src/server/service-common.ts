@@ -2,7 +2,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { clientError } from '../error-mapping';
 import type { WireResponseHeader } from '../etcd-proto';
-import { DkvError, dkvError, toGrpcError } from '../errors';
+import { DkvError, type GrpcErrorObject, dkvError, toGrpcError } from '../errors';
 import type { RequestOptions, Router, ShardHandle } from '../runtime/index';
 import type { Incoming } from './grpc-service';
 
@@ -26,9 +26,12 @@ export function responseHeader(ctx: ServiceContext, shard: ShardHandle, revision
 
 export type Logger = (message: string) => void;
 
+/** How a service turns what a request failed with into the status its client gets. */
+export type ToStatus = (error: unknown) => GrpcErrorObject;
+
 /** A unary handler: the promise's value is the response; a rejection becomes a gRPC status. */
-export function unary<Req>(handle: (request: Incoming<Req>) => Promise<object>, log?: Logger): grpc.handleUnaryCall<Incoming<Req>, object> {
-  return (call, callback) => answer(() => handle(call.request), callback, log);
+export function unary<Req>(handle: (request: Incoming<Req>) => Promise<object>, log?: Logger, toStatus: ToStatus = toGrpcError): grpc.handleUnaryCall<Incoming<Req>, object> {
+  return (call, callback) => answer(() => handle(call.request), callback, log, toStatus);
 }
 
 /**
@@ -38,17 +41,18 @@ export function unary<Req>(handle: (request: Incoming<Req>) => Promise<object>, 
 export function waitingUnary<Req>(
   handle: (request: Incoming<Req>, signal: AbortSignal) => Promise<object>,
   log?: Logger,
+  toStatus: ToStatus = toGrpcError,
 ): grpc.handleUnaryCall<Incoming<Req>, object> {
   return (call, callback) => {
     const controller = new AbortController();
     const cancel = (): void => controller.abort(dkvError('canceled'));
     if (call.cancelled) cancel();
     else call.once('cancelled', cancel);
-    answer(() => handle(call.request, controller.signal), callback, log);
+    answer(() => handle(call.request, controller.signal), callback, log, toStatus);
   };
 }
 
-function answer(handle: () => Promise<object>, callback: grpc.sendUnaryData<object>, log: Logger | undefined): void {
+function answer(handle: () => Promise<object>, callback: grpc.sendUnaryData<object>, log: Logger | undefined, toStatus: ToStatus): void {
   let pending: Promise<object>;
   try {
     pending = handle();
@@ -57,7 +61,7 @@ function answer(handle: () => Promise<object>, callback: grpc.sendUnaryData<obje
   }
   pending.then(
     (response) => callback(null, response),
-    (error: unknown) => callback(toGrpcError(clientErrorLogged(error, log)) as grpc.ServiceError),
+    (error: unknown) => callback(toStatus(clientErrorLogged(error, log)) as grpc.ServiceError),
   );
 }
 
