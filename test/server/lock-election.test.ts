@@ -53,16 +53,33 @@ const freshName = (what: string): Buffer => Buffer.from(`${what}-${++names}-${Da
 
 type Header = { revision: number; member_id: number; cluster_id: number; raft_term: number };
 type LockResponse = { header: Header; key: Buffer };
-type LeaderKey = { name: Buffer; key: Buffer; rev: number; lease: number };
+/** `lease` exact: a session lease's id may pass 2^53 (etcd's do). */
+type LeaderKey = { name: Buffer; key: Buffer; rev: number; lease: string };
 type KeyValue = { key: Buffer; value: Buffer; create_revision: number; mod_revision: number; version: number; lease: number };
 
 const lock = (c: EtcdChannel, name: Buffer, options: { lease?: number; timeoutMs?: number } = {}): Promise<LockResponse> =>
   c.call('v3lockpb.Lock', 'Lock', { name, lease: options.lease ?? 0 }, { timeoutMs: options.timeoutMs ?? 60_000 }) as Promise<LockResponse>;
 const unlock = (c: EtcdChannel, key: Buffer): Promise<{ header: Header }> => c.call('v3lockpb.Lock', 'Unlock', { key }) as Promise<{ header: Header }>;
-const campaign = (c: EtcdChannel, name: Buffer, value: string, options: { lease?: number; timeoutMs?: number } = {}): Promise<{ header: Header; leader: LeaderKey }> =>
-  c.call('v3electionpb.Election', 'Campaign', { name, value: Buffer.from(value), lease: options.lease ?? 0 }, { timeoutMs: options.timeoutMs ?? 60_000 }) as Promise<{ header: Header; leader: LeaderKey }>;
+const campaignCodec = methodCodec('v3electionpb.Election', 'Campaign', longsAsStrings);
+const leaderCodec = methodCodec('v3electionpb.Election', 'Leader', longsAsStrings);
+
+async function campaign(c: EtcdChannel, name: Buffer, value: string, options: { timeoutMs?: number } = {}): Promise<{ header: Header; leader: LeaderKey }> {
+  const request = { name, value: Buffer.from(value), lease: 0 };
+  const r = (await c.unary(campaignCodec, request, { timeoutMs: options.timeoutMs ?? 60_000 })) as { header: { revision: string }; leader: Omit<LeaderKey, 'rev'> & { rev: string } };
+  return { header: { ...r.header, revision: Number(r.header.revision) } as Header, leader: { ...r.leader, rev: Number(r.leader.rev) } };
+}
+
 const election = (c: EtcdChannel, method: 'Proclaim' | 'Leader' | 'Resign', request: object): Promise<Decoded> => c.call('v3electionpb.Election', method, request);
-const leaderOf = async (c: EtcdChannel, name: Buffer): Promise<{ header: Header; kv: KeyValue }> => (await election(c, 'Leader', { name })) as { header: Header; kv: KeyValue };
+
+/** The leader's key and value (revisions as numbers, its lease exact). */
+async function leaderOf(c: EtcdChannel, name: Buffer): Promise<{ header: Header; kv: Omit<KeyValue, 'lease'> & { lease: string } }> {
+  const r = (await c.unary(leaderCodec, { name })) as { header: { revision: string }; kv: Record<string, unknown> & { key: Buffer; value: Buffer; lease: string } };
+  const n = (field: string): number => Number(r.kv[field]);
+  return {
+    header: { ...r.header, revision: Number(r.header.revision) } as Header,
+    kv: { key: r.kv.key, value: r.kv.value, create_revision: n('create_revision'), mod_revision: n('mod_revision'), version: n('version'), lease: r.kv.lease },
+  };
+}
 
 /** The keys under `name/`, oldest first. */
 async function queue(name: Buffer): Promise<KeyValue[]> {
@@ -277,9 +294,10 @@ describe('Election (raw gRPC, lease 0)', () => {
     expect(leader.name.equals(name)).toBe(true);
     expect(leader.key.subarray(0, name.length + 1).toString()).toBe(`${name}/`);
     expect(leader.rev).toBe(won.header.revision);
-    expect(leader.lease).toBe(0);
     const read = await leaderOf(follower(2), name);
     expect(read.kv.key.equals(leader.key)).toBe(true);
+    // 0 until the Lease service grants lease-0 sessions a lease (as etcd does): the key's either way.
+    expect(leader.lease).toBe(read.kv.lease);
     expect(read.kv.value.toString()).toBe('v1');
     expect(read.kv.create_revision).toBe(leader.rev);
 
@@ -529,13 +547,23 @@ describe('Lock and Election with a lease (need the Lease service)', () => {
 
 // ---- Clients that run the recipes themselves (they need the Lease service) ----------------------
 
-function etcdctlProcess(args: readonly string[]): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+interface EtcdctlProcess {
+  readonly child: ChildProcess;
+  /** What it printed on stdout so far. */
+  output(): string;
+  /** stdout and stderr, for a failure's message. */
+  log(): string;
+  readonly exited: Promise<number | null>;
+}
+
+function etcdctlProcess(args: readonly string[]): EtcdctlProcess {
   const child = spawn('etcdctl', [`--endpoints=${cluster.endpoints}`, ...args], { env: { ...process.env, ETCDCTL_API: '3' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, output: () => output, exited };
+  return { child, output: () => stdout, log: () => `${stdout}\n--- stderr ---\n${stderr}`, exited };
 }
 
 async function exitWithin<T>(exited: Promise<T>, ms: number, what: string): Promise<T> {
@@ -554,18 +582,18 @@ describe('etcdctl lock and elect (client-side recipes over KV, Watch and Lease)'
     const file = (f: string): string => join(scratch, `${name}-${f}`);
     // The first holder's command runs until the test creates `release`.
     const first = etcdctlProcess(['lock', name, '--', 'sh', '-c', `date +%s%N > ${file('start1')}; while [ ! -e ${file('release')} ]; do sleep 0.05; done; date +%s%N > ${file('end1')}`]);
-    await waitUntil(() => existsSync(file('start1')) || first.child.exitCode !== null, 20_000, () => `first lock held\n${first.output()}`);
-    expect(first.child.exitCode, first.output()).toBeNull();
+    await waitUntil(() => existsSync(file('start1')) || first.child.exitCode !== null, 20_000, () => `first lock held\n${first.log()}`);
+    expect(first.child.exitCode, first.log()).toBeNull();
     const second = etcdctlProcess(['lock', name, '--', 'sh', '-c', `date +%s%N > ${file('start2')}; echo "$ETCD_LOCK_KEY"`]);
     await waitForQueue(Buffer.from(name), 2);
     expect(existsSync(file('start2'))).toBe(false);
     writeFileSync(file('release'), '');
-    expect(await exitWithin(first.exited, 20_000, 'the first etcdctl lock'), first.output()).toBe(0);
-    expect(await exitWithin(second.exited, 20_000, 'the second etcdctl lock'), second.output()).toBe(0);
+    expect(await exitWithin(first.exited, 20_000, 'the first etcdctl lock'), first.log()).toBe(0);
+    expect(await exitWithin(second.exited, 20_000, 'the second etcdctl lock'), second.log()).toBe(0);
     const end1 = BigInt(readFileSync(file('end1'), 'utf8').trim());
     const start2 = BigInt(readFileSync(file('start2'), 'utf8').trim());
     expect(start2 >= end1).toBe(true);
-    expect(second.output()).toMatch(new RegExp(`^${name}/[0-9a-f]+\\n`));
+    expect(second.output(), second.log()).toMatch(new RegExp(`^${name}/[0-9a-f]+\\n`));
     expect(await queue(Buffer.from(name))).toEqual([]);
   });
 
@@ -573,19 +601,19 @@ describe('etcdctl lock and elect (client-side recipes over KV, Watch and Lease)'
     const name = `ctl-elect-${Date.now()}`;
     const listener = etcdctlProcess(['elect', '--listen', name]);
     const one = etcdctlProcess(['elect', name, 'one']);
-    await waitUntil(() => one.output().includes('one\n') || one.child.exitCode !== null, 20_000, () => `first candidate elected\n${one.output()}`);
-    expect(one.output()).toMatch(new RegExp(`^${name}/[0-9a-f]+\\none\\n$`));
+    await waitUntil(() => one.output().includes('one\n') || one.child.exitCode !== null, 20_000, () => `first candidate elected\n${one.log()}`);
+    expect(one.output(), one.log()).toMatch(new RegExp(`^${name}/[0-9a-f]+\\none\\n$`));
     const two = etcdctlProcess(['elect', name, 'two']);
     await waitForQueue(Buffer.from(name), 2);
     expect(two.output()).toBe('');
     one.child.kill('SIGINT');
-    expect(await exitWithin(one.exited, 20_000, 'etcdctl elect one'), one.output()).toBe(0);
-    await waitUntil(() => two.output().includes('two\n'), 20_000, () => `second candidate elected\n${two.output()}`);
-    await waitUntil(() => listener.output().includes('two\n'), 20_000, () => `listener saw two\n${listener.output()}`);
-    expect(listener.output()).toMatch(new RegExp(`^${name}/[0-9a-f]+\\none\\n${name}/[0-9a-f]+\\ntwo\\n$`));
+    expect(await exitWithin(one.exited, 20_000, 'etcdctl elect one'), one.log()).toBe(0);
+    await waitUntil(() => two.output().includes('two\n'), 20_000, () => `second candidate elected\n${two.log()}`);
+    await waitUntil(() => listener.output().includes('two\n'), 20_000, () => `listener saw two\n${listener.log()}`);
+    expect(listener.output(), listener.log()).toMatch(new RegExp(`^${name}/[0-9a-f]+\\none\\n${name}/[0-9a-f]+\\ntwo\\n$`));
     two.child.kill('SIGINT');
     listener.child.kill('SIGINT');
-    expect(await exitWithin(two.exited, 20_000, 'etcdctl elect two'), two.output()).toBe(0);
+    expect(await exitWithin(two.exited, 20_000, 'etcdctl elect two'), two.log()).toBe(0);
     await exitWithin(listener.exited, 20_000, 'etcdctl elect --listen');
     expect(await queue(Buffer.from(name))).toEqual([]);
   });
@@ -610,28 +638,23 @@ describe('the etcd3 npm client\'s lock() and election() (client-side recipes, wi
   it('election(): campaign, observe, proclaim, resign hands over', async () => {
     const e = client.election(`npm-elect-${Date.now()}`, 10);
     const observer = await e.observe();
-    const seen: Array<string | undefined> = [];
-    observer.on('change', (value) => seen.push(value));
     try {
-      await campaignAndHandOver(e, seen);
+      const a = await e.campaign('a').wait();
+      expect(await e.leader()).toBe('a');
+      const b = e.campaign('b');
+      await waitUntil(() => observer.leader() === 'a', 20_000, () => `the observer has ${observer.leader()}`);
+      await a.proclaim('a2');
+      expect(await e.leader()).toBe('a2');
+      await waitUntil(() => observer.leader() === 'a2', 20_000, () => `the observer has ${observer.leader()}`);
+      await a.resign();
+      await b.wait();
+      expect(await e.leader()).toBe('b');
+      await waitUntil(() => observer.leader() === 'b', 20_000, () => `the observer has ${observer.leader()}`);
+      await b.resign();
     } finally {
       await observer.cancel();
     }
   });
-
-  async function campaignAndHandOver(e: ReturnType<Etcd3['election']>, seen: Array<string | undefined>): Promise<void> {
-    const a = await e.campaign('a').wait();
-    const b = e.campaign('b');
-    await waitUntil(() => seen.includes('a'), 20_000, () => `observed ${JSON.stringify(seen)}`);
-    await a.proclaim('a2');
-    expect(await e.leader()).toBe('a2');
-    await a.resign();
-    await b.wait();
-    expect(await e.leader()).toBe('b');
-    await waitUntil(() => seen.includes('b'), 20_000, () => `observed ${JSON.stringify(seen)}`);
-    expect(seen.filter((v) => v !== undefined)).toEqual(['a', 'a2', 'b']);
-    await b.resign();
-  }
 });
 
 // ---- Last: a node stopping under waiting calls ---------------------------------------------------
