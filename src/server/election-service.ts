@@ -163,7 +163,10 @@ class ObserveStream implements WatchSink {
     this.fail(dkvError('compacted'));
   }
 
-  /** Ends the call with `error` as its status, after the responses already queued. */
+  /**
+   * Ends the call with `error` as its status: after the responses already handed to gRPC; any still
+   * queued here for a slow reader are dropped with the call.
+   */
   private fail(error: unknown): void {
     if (this.closed) return;
     const status = toGrpcErrorOfRecipe(clientErrorLogged(error, this.log));

@@ -128,9 +128,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     if (raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
   };
 
-  const propose = async (shard: ShardHandle, kind: KvCommandKind, raw: Buffer): Promise<{ outcome: WriteOutcome }> => ({
-    outcome: await proposeKv(shard, kind, raw, options),
-  });
+  const propose = (shard: ShardHandle, kind: KvCommandKind, raw: Buffer): Promise<WriteOutcome> => proposeKv(shard, kind, raw, options);
 
   const kv = (shard: ShardHandle): KvEngine => shard.machine().engine<KvEngine>(EngineId.Kv);
 
@@ -148,7 +146,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkSize(raw);
       checkPut(message);
       const shard = ctx.router.forKey(message.key);
-      const { outcome } = await propose(shard, KvCommandKind.Put, raw);
+      const outcome = await propose(shard, KvCommandKind.Put, raw);
       if (outcome.kind !== 'put') throw new Error(`put applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.result.revision), ...putToWire(outcome.result) };
     }),
@@ -156,7 +154,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkSize(raw);
       checkKey(message.key);
       const shard = ctx.router.forKey(message.key);
-      const { outcome } = await propose(shard, KvCommandKind.DeleteRange, raw);
+      const outcome = await propose(shard, KvCommandKind.DeleteRange, raw);
       if (outcome.kind !== 'delete-range') throw new Error(`delete applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.result.revision), ...deleteRangeToWire(outcome.result) };
     }),
@@ -164,7 +162,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkSize(raw);
       checkTxn(message);
       const shard = ctx.router.forKeys(txnKeys(message));
-      const { outcome } = await propose(shard, KvCommandKind.Txn, raw);
+      const outcome = await propose(shard, KvCommandKind.Txn, raw);
       if (outcome.kind !== 'txn') throw new Error(`txn applied as ${outcome.kind}`);
       const h = responseHeader(ctx, shard, outcome.result.revision);
       return { header: h, ...txnToWire(outcome.result, h) };
@@ -172,7 +170,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     Compact: unary<object>(async ({ raw }) => {
       checkSize(raw);
       const shard = ctx.router.defaultStore();
-      const { outcome } = await propose(shard, KvCommandKind.Compaction, raw);
+      const outcome = await propose(shard, KvCommandKind.Compaction, raw);
       if (outcome.kind !== 'compaction') throw new Error(`compaction applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.revision) };
     }),

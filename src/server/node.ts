@@ -1,8 +1,8 @@
 /**
  * One DKV node process: the log store, the shard runtime with its groups (shard 0: meta — members;
  * shard 1: the default store's data), the router in front of it, the peer transport, the client
- * gRPC server (KV, Cluster, Maintenance, Watch, Lock, Election) and the metrics/health HTTP server. Services get
- * the router and narrow interfaces, never this object.
+ * gRPC server (KV, Cluster, Maintenance, Watch, Lock, Election) and the metrics/health HTTP
+ * server. Services get the router and narrow interfaces, never this object.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
