@@ -279,9 +279,8 @@ export async function waitForTurn(
   // The store's first write is revision 2, and max_create_revision 0 would mean "no bound".
   assert(joined.rev >= 2, 'a session key is created at revision 2 or later');
   for (;;) {
-    signal.throwIfAborted();
-    await shard.read(requestOptions(ctx));
-    signal.throwIfAborted();
+    // A read has no effect: a cancel or the node stopping need not wait for it to finish.
+    await untilAborted(shard.read(requestOptions(ctx)), signal);
     // From here to the watcher's registration nothing yields: no write can come between.
     const store = storeOf(shard);
     const revision = store.revision;
@@ -300,6 +299,25 @@ export async function waitForTurn(
     }
     await waitForDelete(ctx.watchHub(shard), before.key, revision + 1, signal);
   }
+}
+
+/** `promise`, or the signal's reason as soon as it aborts (the promise then settles unheard). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error as Error);
+      },
+    );
+  });
 }
 
 /**
