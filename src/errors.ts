@@ -7,8 +7,9 @@
  *
  * Source of the etcd strings and statuses: etcd v3.5 `api/v3rpc/rpctypes/error.go` (errors sent as
  * gRPC statuses), `server/mvcc` (the `mvcc:` strings a watch carries in its cancel reason) and
- * `client/v3/concurrency` (election errors, which etcd's v3election server returns as plain Go
- * errors, so they reach clients with status UNKNOWN).
+ * `client/v3/concurrency` and `server/etcdserver/api/v3election` (election and mutex errors, which
+ * etcd's v3lock and v3election servers return as plain Go errors, so they reach clients with status
+ * UNKNOWN).
  *
  * DKV's own errors (extension: true) start with "dkv: " and may carry a detail after the message.
  *
@@ -123,12 +124,21 @@ export const errorTable = {
   'not-supported-for-learner': etcd(status.UNAVAILABLE, 'etcdserver: rpc not supported for learner'),
   'bad-leader-transferee': etcd(status.FAILED_PRECONDITION, 'etcdserver: bad leader transferee'),
 
-  // --- Election service (plain errors in etcd, hence UNKNOWN on the wire)
+  canceled: etcd(status.CANCELLED, 'etcdserver: request canceled'),
+
+  // --- Lock and Election services (plain errors in etcd, hence UNKNOWN on the wire)
   'election-not-leader': etcd(status.UNKNOWN, 'election: not leader'),
   'election-no-leader': etcd(status.UNKNOWN, 'election: no leader'),
+  // v3election's ErrMissingLeaderKey (Proclaim and Resign without `leader`).
+  'missing-leader-key': etcd(status.UNKNOWN, '"leader" field must be provided'),
+  // concurrency.ErrSessionExpired of etcd 3.5's Mutex: the waiter's own key was gone once its turn came.
+  'mutex-session-expired': etcd(status.UNKNOWN, 'mutex: session is expired'),
 
   // --- DKV extensions
   'invalid-argument': dkv(status.INVALID_ARGUMENT, 'dkv: invalid argument'),
+  // etcd takes an empty lock or election name (its keys are then "/<lease>"); DKV refuses it.
+  'empty-name': dkv(status.INVALID_ARGUMENT, 'dkv: lock or election name is not provided'),
+  'name-too-large': dkv(status.INVALID_ARGUMENT, 'dkv: lock or election name is too large'),
   'cross-shard-txn': dkv(status.FAILED_PRECONDITION, 'dkv: txn keys span more than one shard'),
   'wrong-shard': dkv(status.UNAVAILABLE, 'dkv: this node does not serve the shard that owns the key'),
   'store-not-found': dkv(status.NOT_FOUND, 'dkv: store not found'),
@@ -197,6 +207,17 @@ export interface GrpcErrorObject {
 export function toGrpcError(error: unknown): GrpcErrorObject {
   if (error instanceof DkvError) return { code: error.grpcStatus, details: error.wireMessage };
   return { code: errorTable.internal.grpcStatus, details: errorTable.internal.message };
+}
+
+/**
+ * How etcd's Lock and Election services send an error. Their servers run etcd's concurrency recipes
+ * through a client inside the server, and what that client returns is a plain Go error: every etcd
+ * error reaches the caller with status UNKNOWN and its message unchanged (`etcdserver: key is not
+ * provided`, `etcdserver: requested lease not found`, …). DKV's own errors keep their status.
+ */
+export function toGrpcErrorOfRecipe(error: unknown): GrpcErrorObject {
+  const sent = toGrpcError(error);
+  return error instanceof DkvError && !errorTable[error.code].extension ? { code: status.UNKNOWN, details: sent.details } : sent;
 }
 
 const codeByMessage: ReadonlyMap<string, ErrorCode> = new Map(

@@ -1,6 +1,7 @@
 /**
- * The etcd v3 protos (proto/etcd), loaded once with protobufjs, and the shapes of the decoded
- * messages this code reads. Field names stay as in the .proto files (snake_case); int64 fields
+ * The etcd v3 protos (proto/etcd: etcdserverpb's services, and the Lock and Election services of
+ * v3lockpb and v3electionpb), loaded once with protobufjs, and the shapes of the decoded messages
+ * this code reads. Field names stay as in the .proto files (snake_case); int64 fields
  * decode as `Long` and are converted once, here at the edge, by the int64 functions below, each
  * saying what happens to a value beyond 2^53.
  */
@@ -40,7 +41,8 @@ const base = join(dirname(fileURLToPath(import.meta.url)), '..', 'proto', 'etcd'
 function loadRoot(): protobuf.Root {
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => (target.startsWith(base) ? target : join(base, target));
-  root.loadSync('etcdserverpb/rpc.proto', { keepCase: true });
+  // The lock and election services import rpc.proto's messages: one root holds them all.
+  root.loadSync(['etcdserverpb/rpc.proto', 'v3lockpb/v3lock.proto', 'v3electionpb/v3election.proto'], { keepCase: true });
   root.resolveAll();
   return root;
 }
@@ -250,4 +252,42 @@ export interface WireResponseHeader {
   member_id: number;
   revision: number;
   raft_term: number;
+}
+
+// ---- Lock and Election (v3lockpb, v3electionpb) ---------------------------------------------
+
+export interface WireLockRequest {
+  name: Uint8Array;
+  lease: Int64;
+}
+
+export interface WireUnlockRequest {
+  key: Uint8Array;
+}
+
+export interface WireCampaignRequest {
+  name: Uint8Array;
+  lease: Int64;
+  value: Uint8Array;
+}
+
+export interface WireLeaderKey {
+  name: Uint8Array;
+  key: Uint8Array;
+  rev: Int64;
+  lease: Int64;
+}
+
+export interface WireLeaderRequest {
+  name: Uint8Array;
+}
+
+export interface WireProclaimRequest {
+  /** Absent when the client sent none (etcd: `"leader" field must be provided`). */
+  leader?: WireLeaderKey | null;
+  value: Uint8Array;
+}
+
+export interface WireResignRequest {
+  leader?: WireLeaderKey | null;
 }

@@ -10,6 +10,7 @@ import {
   errorTable,
   isDkvError,
   toGrpcError,
+  toGrpcErrorOfRecipe,
 } from '../src/errors';
 
 /**
@@ -86,9 +87,15 @@ const etcdErrors: ReadonlyArray<readonly [ErrorCode, status, string]> = [
   ['corrupt', status.DATA_LOSS, 'etcdserver: corrupt cluster'],
   ['not-supported-for-learner', status.UNAVAILABLE, 'etcdserver: rpc not supported for learner'],
   ['bad-leader-transferee', status.FAILED_PRECONDITION, 'etcdserver: bad leader transferee'],
+  ['canceled', status.CANCELLED, 'etcdserver: request canceled'],
   ['election-not-leader', status.UNKNOWN, 'election: not leader'],
   ['election-no-leader', status.UNKNOWN, 'election: no leader'],
+  ['missing-leader-key', status.UNKNOWN, '"leader" field must be provided'],
+  ['mutex-session-expired', status.UNKNOWN, 'mutex: session is expired'],
 ];
+
+/** Plain Go errors of etcd's concurrency recipes and v3election server: sent with status UNKNOWN. */
+const plainGoErrors = /^(election-.*|mutex-.*|missing-leader-key)$/;
 
 describe('error table', () => {
   it('holds every etcd error, with etcd\'s exact message and gRPC status', () => {
@@ -119,6 +126,10 @@ describe('error table', () => {
         expect(spec.message, code).toMatch(/^mvcc: /);
       } else if (code.startsWith('election-')) {
         expect(spec.message, code).toMatch(/^election: /);
+      } else if (code.startsWith('mutex-')) {
+        expect(spec.message, code).toMatch(/^mutex: /);
+      } else if (code === 'missing-leader-key') {
+        expect(spec.message, code).toBe('"leader" field must be provided');
       } else {
         expect(spec.message, code).toMatch(/^etcdserver: /);
       }
@@ -128,7 +139,7 @@ describe('error table', () => {
   it('never sends OK, and sends UNKNOWN only where etcd does', () => {
     for (const code of errorCodes) {
       expect(errorTable[code].grpcStatus).not.toBe(status.OK);
-      if (errorTable[code].grpcStatus === status.UNKNOWN) expect(code).toMatch(/^election-/);
+      if (errorTable[code].grpcStatus === status.UNKNOWN) expect(code).toMatch(plainGoErrors);
     }
   });
 });
@@ -165,6 +176,13 @@ describe('DkvError and toGrpcError', () => {
       code: status.FAILED_PRECONDITION,
       details: 'dkv: txn keys span more than one shard',
     });
+  });
+
+  it('sends etcd errors of the Lock and Election services with status UNKNOWN, as etcd does; DKV\'s keep theirs', () => {
+    expect(toGrpcErrorOfRecipe(dkvError('lease-not-found'))).toEqual({ code: status.UNKNOWN, details: 'etcdserver: requested lease not found' });
+    expect(toGrpcErrorOfRecipe(dkvError('election-no-leader'))).toEqual({ code: status.UNKNOWN, details: 'election: no leader' });
+    expect(toGrpcErrorOfRecipe(dkvError('empty-name'))).toEqual({ code: status.INVALID_ARGUMENT, details: 'dkv: lock or election name is not provided' });
+    expect(toGrpcErrorOfRecipe(new Error('secret'))).toEqual({ code: status.INTERNAL, details: 'dkv: internal error' });
   });
 
   it('hides unknown errors behind a generic internal error', () => {

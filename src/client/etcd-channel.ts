@@ -24,6 +24,8 @@ export type ServiceName =
   | 'etcdserverpb.Cluster'
   | 'etcdserverpb.Maintenance'
   | 'etcdserverpb.Auth'
+  | 'v3lockpb.Lock'
+  | 'v3electionpb.Election'
   | 'dkv.v1.Watch';
 
 export type KvMethod = 'Range' | 'Put' | 'DeleteRange' | 'Txn' | 'Compact';

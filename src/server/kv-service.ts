@@ -6,15 +6,17 @@
 import { strict as assert } from 'node:assert';
 import type * as grpc from '@grpc/grpc-js';
 import { mvccLimits } from '../../storage/index';
-import { type KvApplied, KvCommandKind, type KvEngine, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnToWire } from '../engines/kv/index';
+import type { DeleteRangeResult, TxnResult } from '../../storage/index';
+import { KvCommandKind, type KvEngine, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnToWire } from '../engines/kv/index';
 import { EngineId } from '../engines/index';
-import type { ShardHandle } from '../runtime/index';
+import type { RequestOptions, ShardHandle } from '../runtime/index';
 import {
   type WireDeleteRangeRequest,
   type WirePutRequest,
   type WireRangeRequest,
   type WireRequestOp,
   type WireTxnRequest,
+  etcdType,
   int64Exact,
 } from '../etcd-proto';
 import { dkvError } from '../errors';
@@ -86,6 +88,37 @@ function txnKeys(r: WireTxnRequest, keys: Uint8Array[] = []): Uint8Array[] {
   return keys;
 }
 
+// ---- Writes through Raft (this service's, and those the Lock and Election services build) ----
+
+const TxnRequestType = etcdType('etcdserverpb.TxnRequest');
+const DeleteRangeRequestType = etcdType('etcdserverpb.DeleteRangeRequest');
+
+/** Proposes a KV command (an etcd request's bytes); a deterministic refusal at apply rejects. */
+export async function proposeKv(shard: ShardHandle, kind: KvCommandKind, raw: Uint8Array, options: RequestOptions): Promise<WriteOutcome> {
+  const { outcome } = kvOutcome((await shard.propose(kvCommand(kind, raw), options)).outcome);
+  if (outcome.kind === 'error') throw outcome.error;
+  return outcome;
+}
+
+/**
+ * A txn another service builds (Lock, Election): checked exactly as a client's txn (etcd's rules,
+ * and what the KV layer requires of the leases it names), encoded, proposed.
+ */
+export async function proposeTxn(shard: ShardHandle, request: WireTxnRequest, options: RequestOptions): Promise<TxnResult> {
+  checkTxn(request);
+  const outcome = await proposeKv(shard, KvCommandKind.Txn, TxnRequestType.encode(request).finish(), options);
+  if (outcome.kind !== 'txn') throw new Error(`txn applied as ${outcome.kind}`);
+  return outcome.result;
+}
+
+/** Deletes one key, as a client's DeleteRange of it would. */
+export async function proposeDelete(shard: ShardHandle, key: Uint8Array, options: RequestOptions): Promise<DeleteRangeResult> {
+  checkKey(key);
+  const outcome = await proposeKv(shard, KvCommandKind.DeleteRange, DeleteRangeRequestType.encode({ key }).finish(), options);
+  if (outcome.kind !== 'delete-range') throw new Error(`delete applied as ${outcome.kind}`);
+  return outcome.result;
+}
+
 export function createKvService(ctx: KvServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
   const options = requestOptions(ctx);
 
@@ -93,11 +126,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     if (raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
   };
 
-  const propose = async (shard: ShardHandle, kind: KvCommandKind, raw: Buffer): Promise<KvApplied> => {
-    const applied = kvOutcome((await shard.propose(kvCommand(kind, raw), options)).outcome);
-    if (applied.outcome.kind === 'error') throw applied.outcome.error;
-    return applied;
-  };
+  const propose = (shard: ShardHandle, kind: KvCommandKind, raw: Buffer): Promise<WriteOutcome> => proposeKv(shard, kind, raw, options);
 
   const kv = (shard: ShardHandle): KvEngine => shard.machine().engine<KvEngine>(EngineId.Kv);
 
@@ -115,7 +144,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkSize(raw);
       checkPut(message);
       const shard = ctx.router.forKey(message.key);
-      const { outcome } = await propose(shard, KvCommandKind.Put, raw);
+      const outcome = await propose(shard, KvCommandKind.Put, raw);
       if (outcome.kind !== 'put') throw new Error(`put applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.result.revision), ...putToWire(outcome.result) };
     }),
@@ -123,7 +152,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkSize(raw);
       checkKey(message.key);
       const shard = ctx.router.forKey(message.key);
-      const { outcome } = await propose(shard, KvCommandKind.DeleteRange, raw);
+      const outcome = await propose(shard, KvCommandKind.DeleteRange, raw);
       if (outcome.kind !== 'delete-range') throw new Error(`delete applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.result.revision), ...deleteRangeToWire(outcome.result) };
     }),
@@ -131,7 +160,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkSize(raw);
       checkTxn(message);
       const shard = ctx.router.forKeys(txnKeys(message));
-      const { outcome } = await propose(shard, KvCommandKind.Txn, raw);
+      const outcome = await propose(shard, KvCommandKind.Txn, raw);
       if (outcome.kind !== 'txn') throw new Error(`txn applied as ${outcome.kind}`);
       const h = responseHeader(ctx, shard, outcome.result.revision);
       return { header: h, ...txnToWire(outcome.result, h) };
@@ -139,7 +168,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     Compact: unary<object>(async ({ raw }) => {
       checkSize(raw);
       const shard = ctx.router.defaultStore();
-      const { outcome } = await propose(shard, KvCommandKind.Compaction, raw);
+      const outcome = await propose(shard, KvCommandKind.Compaction, raw);
       if (outcome.kind !== 'compaction') throw new Error(`compaction applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.revision) };
     }),

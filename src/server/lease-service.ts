@@ -22,6 +22,8 @@ export interface LeaseServiceContext extends ServiceContext {
   readonly leaseTtlSecondsMin: number;
   /** The clock remaining TTLs are measured on (ms). */
   readonly now: () => number;
+  /** Where ids come from for grants that name none (shared with the Lock and Election session leases). */
+  readonly ids: LeaseIdGenerator;
 }
 
 /** etcd's minimum lease TTL for an election timeout: 1.5 × it, rounded up to whole seconds. */
@@ -50,6 +52,17 @@ export class LeaseIdGenerator {
   }
 }
 
+/**
+ * Grants a lease of `ttlSeconds` with an id from `ids` on `shard` (a Lock or Campaign with lease 0
+ * gets such a session lease, as etcd's server gives one).
+ */
+export async function grantLease(shard: ShardHandle, ids: LeaseIdGenerator, ttlSeconds: number, options: ReturnType<typeof requestOptions>): Promise<bigint> {
+  const outcome = leaseOutcome((await shard.propose(grantCommand(ids.take(), ttlSeconds), options)).outcome);
+  if (outcome.kind === 'error') throw outcome.error;
+  if (outcome.kind !== 'granted') throw new Error(`grant applied as ${outcome.kind}`);
+  return outcome.id;
+}
+
 interface WireLeaseId {
   ID?: Int64;
 }
@@ -64,7 +77,7 @@ interface WireLeaseTimeToLiveRequest extends WireLeaseId {
 
 export function createLeaseService(ctx: LeaseServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
   const options = requestOptions(ctx);
-  const ids = new LeaseIdGenerator(ctx.memberId, ctx.now());
+  const ids = ctx.ids;
 
   const checkSize = (raw: Buffer): void => {
     if (raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
@@ -85,9 +98,8 @@ export function createLeaseService(ctx: LeaseServiceContext): { definition: Retu
       if (ttl > BigInt(leaseLimits.leaseTtlSecondsMax)) throw dkvError('lease-ttl-too-large');
       const ttlSeconds = Math.max(ctx.leaseTtlSecondsMin, Number(ttl));
       const requested = int64Exact(message.ID);
-      const id = requested === 0n ? ids.take() : requested;
       const shard = ctx.router.defaultStore();
-      const outcome = await propose(shard, grantCommand(id, ttlSeconds));
+      const outcome = await propose(shard, grantCommand(requested === 0n ? ids.take() : requested, ttlSeconds));
       if (outcome.kind !== 'granted') throw new Error(`grant applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, revision(shard)), ID: int64ToWire(outcome.id), TTL: outcome.ttlSeconds, error: '' };
     }),

@@ -5,6 +5,7 @@
  * every limit a client can meet. Load-time asserts say how they relate.
  */
 import { assert } from '../../raft/index';
+import { mvccLimits } from '../../storage/index';
 import { runtimeLimits as pipeline } from '../runtime/index';
 
 export { pipeline };
@@ -36,11 +37,38 @@ export const shutdownGraceMs = 2000;
 /** Keep-alives one stream may have waiting for Raft before the server stops reading it (backpressure). */
 export const leaseKeepAlivesPendingPerStreamMax = 256;
 
+/**
+ * A lock or election key is name + "/" + the lease id in hex (Go's %x of an int64): at most 16
+ * hex digits, or 17 with the sign of a negative id, after the slash.
+ */
+export const lockKeySuffixBytesMax = 1 + 17;
+
+/** The longest lock or election name: its keys must stay within the store's key limit. */
+export const lockNameBytesMax = mvccLimits.keyBytesMax - lockKeySuffixBytesMax;
+
+/**
+ * etcd's server runs a Lock or Campaign with lease 0 under a session lease it grants with this
+ * TTL (concurrency's defaultSessionTTL) and never keeps alive.
+ */
+export const sessionLeaseTtlSeconds = 60;
+
+/**
+ * Times a Lock or Campaign with lease 0 draws a new random key suffix when the one it drew is
+ * taken (64 random bits: a second draw is already beyond belief).
+ */
+export const sessionKeyDrawsMax = 4;
+
+/** Bytes of responses an Election Observe stream holds for a slow client before it falls back to history. */
+export const observeBufferBytesMax = 4 * 1024 * 1024;
+
 /** The request timeout of a node with the given election timeout (ms). */
 export function requestTimeoutMs(electionTimeoutMs: number): number {
   return requestTimeoutBaseMs + 2 * electionTimeoutMs;
 }
 
 assert(moveLeaderPollMs > 0 && gaugeRefreshMs > 0, 'intervals must be positive');
+assert(lockNameBytesMax > 0, 'a lock name must fit a key');
+assert(sessionKeyDrawsMax >= 1 && sessionLeaseTtlSeconds > 0, 'a lease-0 session needs a key and a TTL');
+assert(observeBufferBytesMax > 0, 'an observer needs room for a response');
 assert(publishRetryElections >= 1, 'a publication must get at least one election timeout');
 assert(leaseKeepAlivesPendingPerStreamMax >= 1, 'a keep-alive stream must be able to renew');

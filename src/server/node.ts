@@ -1,24 +1,27 @@
 /**
  * One DKV node process: the log store, the shard runtime with its groups (shard 0: meta — members;
  * shard 1: the default store's data), the router in front of it, the peer transport, the client
- * gRPC server (KV, Cluster, Maintenance, Watch) and the metrics/health HTTP server. Services get
- * the router and narrow interfaces, never this object.
+ * gRPC server (KV, Cluster, Maintenance, Watch, Lock, Election) and the metrics/health HTTP
+ * server. Services get the router and narrow interfaces, never this object.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { type ConfChange, type Entry, SeededPrng, encodeConfChange } from '../../raft/index';
+import { type ConfChange, type Entry, SeededPrng, assert, encodeConfChange } from '../../raft/index';
 import { LevelLogStore, type ShardUpdate } from '../../storage/index';
 import { clusterIdOf, memberIdOf } from '../cluster/index';
 import { composeStateMachine, kvEngineOf, metaEngineOf } from '../runtime/index';
 import { eventsOf } from '../engines/index';
 import { type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index';
 import { WatchHub, watchLimits } from '../engines/watch/index';
-import { NodeRuntime, Router, firstRequestId, singleStoreMap, wrapConfContext } from '../runtime/index';
+import { dkvError } from '../errors';
+import { NodeRuntime, type RequestOptions, Router, type ShardHandle, firstRequestId, singleStoreMap, wrapConfContext } from '../runtime/index';
 import { type Membership, createClusterService } from './cluster-service';
 import type { ServerConfig, ServerUrl, TlsConfig } from './config';
+import { createElectionService } from './election-service';
 import { createKvService } from './kv-service';
-import { createLeaseService, leaseTtlSecondsMinFor } from './lease-service';
+import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service';
+import { createLockService } from './lock-service';
 import { gaugeRefreshMs, grpcOverheadBytes, publishRetryElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
 import { createMaintenanceService } from './maintenance-service';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics';
@@ -97,6 +100,8 @@ export class DkvNode {
   /** Bytes every watch stream of this node holds for slow clients. */
   readonly watchBuffered = new BufferedBytes();
   private readonly ticker = new Ticker();
+  /** Aborted as the node stops: Lock and Campaign waits and Observe streams end with `stopped`. */
+  private readonly servicesStopping = new AbortController();
   private grpcServer: grpc.Server | undefined;
   private metricsServer: { close(): Promise<void> } | undefined;
   private stopping = false;
@@ -308,11 +313,13 @@ export class DkvNode {
     server.addService(cluster.definition, cluster.implementation);
     const maintenance = createMaintenanceService({ ...common, apiVersion: etcdApiVersion });
     server.addService(maintenance.definition, maintenance.implementation);
+    const leaseIds = new LeaseIdGenerator(this.identity.memberId, Date.now());
     const lease = createLeaseService({
       ...common,
       maxRequestBytes: this.config.maxRequestBytes,
       leaseTtlSecondsMin: leaseTtlSecondsMinFor(this.config.tickMs * this.config.electionTicks),
       now: () => Date.now(),
+      ids: leaseIds,
     });
     server.addService(lease.definition, lease.implementation);
     const store = () => kvEngineOf(this.router.defaultStore().machine()).mvcc;
@@ -328,6 +335,22 @@ export class DkvNode {
     server.addService(watch.definition, watch.implementation);
     const prefixWatch = createPrefixWatchService({ hub: () => this.watchHub, store, buffered: this.watchBuffered });
     server.addService(prefixWatch.definition, prefixWatch.implementation);
+    const concurrency = {
+      ...common,
+      maxRequestBytes: this.config.maxRequestBytes,
+      watchHub: (shard: { shardId: number }) => {
+        assert(shard.shardId === DEFAULT_STORE_SHARD, 'the default store is the only data shard, and the watch hub is its');
+        return this.watchHub;
+      },
+      stopping: this.servicesStopping.signal,
+      // etcd's server gives a Lock or Campaign with lease 0 a session lease it never keeps alive.
+      sessionLeases: { grant: (shard: ShardHandle, ttlSeconds: number, options: RequestOptions) => grantLease(shard, leaseIds, ttlSeconds, options) },
+    };
+    const serviceLog = (message: string): void => this.logger.warn(message);
+    const lock = createLockService(concurrency, serviceLog);
+    server.addService(lock.definition, lock.implementation);
+    const election = createElectionService(concurrency, serviceLog);
+    server.addService(election.definition, election.implementation);
     const credentials = this.clientCredentials();
     for (const url of this.config.listenClientUrls) {
       const port = await new Promise<number>((resolve, reject) => {
@@ -403,6 +426,8 @@ export class DkvNode {
     this.stopping = true;
     clearTimeout(this.publishTimer);
     clearInterval(this.gaugeTimer);
+    // Calls that wait (Lock, Campaign, Observe) end now rather than hold the shutdown's grace period.
+    this.servicesStopping.abort(dkvError('stopped'));
     const server = this.grpcServer;
     if (server !== undefined) {
       await new Promise<void>((resolve) => {

@@ -2,7 +2,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { clientError } from '../error-mapping';
 import type { WireResponseHeader } from '../etcd-proto';
-import { DkvError, toGrpcError } from '../errors';
+import { DkvError, type GrpcErrorObject, dkvError, toGrpcError } from '../errors';
 import type { RequestOptions, Router, ShardHandle } from '../runtime/index';
 import type { Incoming } from './grpc-service';
 
@@ -26,22 +26,69 @@ export function responseHeader(ctx: ServiceContext, shard: ShardHandle, revision
 
 export type Logger = (message: string) => void;
 
+/** How a service turns what a request failed with into the status its client gets. */
+export type ToStatus = (error: unknown) => GrpcErrorObject;
+
 /** A unary handler: the promise's value is the response; a rejection becomes a gRPC status. */
-export function unary<Req>(handle: (request: Incoming<Req>) => Promise<object>, log?: Logger): grpc.handleUnaryCall<Incoming<Req>, object> {
+export function unary<Req>(handle: (request: Incoming<Req>) => Promise<object>, log?: Logger, toStatus: ToStatus = toGrpcError): grpc.handleUnaryCall<Incoming<Req>, object> {
+  return (call, callback) => answer(() => handle(call.request), callback, log, toStatus);
+}
+
+/**
+ * A unary handler that may wait for long (Lock, Campaign): `signal` aborts with `canceled` once
+ * the client cancels the call or its deadline passes (grpc-js reports both as 'cancelled').
+ */
+export function waitingUnary<Req>(
+  handle: (request: Incoming<Req>, signal: AbortSignal) => Promise<object>,
+  log?: Logger,
+  toStatus: ToStatus = toGrpcError,
+): grpc.handleUnaryCall<Incoming<Req>, object> {
   return (call, callback) => {
-    let pending: Promise<object>;
-    try {
-      pending = handle(call.request);
-    } catch (error) {
-      pending = Promise.reject(error);
-    }
-    pending.then(
-      (response) => callback(null, response),
-      (error: unknown) => {
-        const mapped = clientError(error);
-        if (!(mapped instanceof DkvError)) log?.(`request failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-        callback(toGrpcError(mapped) as grpc.ServiceError);
-      },
-    );
+    const controller = new AbortController();
+    const cancel = (): void => controller.abort(dkvError('canceled'));
+    if (call.cancelled) cancel();
+    else call.once('cancelled', cancel);
+    answer(() => handle(call.request, controller.signal), callback, log, toStatus);
   };
+}
+
+function answer(handle: () => Promise<object>, callback: grpc.sendUnaryData<object>, log: Logger | undefined, toStatus: ToStatus): void {
+  let pending: Promise<object>;
+  try {
+    pending = handle();
+  } catch (error) {
+    pending = Promise.reject(error);
+  }
+  pending.then(
+    (response) => callback(null, response),
+    (error: unknown) => callback(toStatus(clientErrorLogged(error, log)) as grpc.ServiceError),
+  );
+}
+
+/** The client-facing form of `error`; anything that is not a client error is logged. */
+export function clientErrorLogged(error: unknown, log: Logger | undefined): unknown {
+  const mapped = clientError(error);
+  if (!(mapped instanceof DkvError)) log?.(`request failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  return mapped;
+}
+
+/**
+ * A signal that aborts with the reason of whichever of `a` and `b` aborts first. `release()`
+ * detaches it from both (a node-wide signal must not collect a listener per request).
+ */
+export function linkedSignal(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; release(): void } {
+  const controller = new AbortController();
+  const fromA = (): void => controller.abort(a.reason);
+  const fromB = (): void => controller.abort(b.reason);
+  const release = (): void => {
+    a.removeEventListener('abort', fromA);
+    b.removeEventListener('abort', fromB);
+  };
+  if (a.aborted) fromA();
+  else if (b.aborted) fromB();
+  else {
+    a.addEventListener('abort', fromA, { once: true });
+    b.addEventListener('abort', fromB, { once: true });
+  }
+  return { signal: controller.signal, release };
 }

@@ -197,6 +197,42 @@ function readLog(file: string): string {
   }
 }
 
+/** A real etcd (Debian's etcd-server 3.4), one member started fresh, for differential tests. */
+export class RealEtcd {
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly dir: string,
+    readonly endpoint: string,
+  ) {}
+
+  static async start(): Promise<RealEtcd> {
+    const base = await freeBase(1);
+    const dir = mkdtempSync(join(tmpdir(), 'etcd-diff-'));
+    const client = `http://127.0.0.1:${base}`;
+    const peer = `http://127.0.0.1:${base + 1}`;
+    const child = spawn(
+      'etcd',
+      ['--name', 'e1', '--data-dir', join(dir, 'data'), '--listen-client-urls', client, '--advertise-client-urls', client, '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `e1=${peer}`],
+      { stdio: 'ignore' },
+    );
+    const etcd = new RealEtcd(child, dir, `127.0.0.1:${base}`);
+    const started = Date.now();
+    while (etcdctl(etcd.endpoint, ['endpoint', 'health']).code !== 0) {
+      if (Date.now() - started > 20_000) throw new Error('etcd did not become healthy');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return etcd;
+  }
+
+  async stop(): Promise<void> {
+    await new Promise((resolve) => {
+      this.child.once('exit', resolve);
+      this.child.kill('SIGTERM');
+    });
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
 export interface CommandResult {
   code: number | null;
   stdout: string;

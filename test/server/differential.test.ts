@@ -6,12 +6,9 @@
  * response headers are replaced by placeholders — the ids are random per cluster and the term
  * depends on election timing. Nothing else is touched.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, etcdctl, freeBase } from './cluster-harness';
+import { RealEtcd, TestCluster, etcdctl } from './cluster-harness';
 
 /** [args, stdin] — each step's stdout, stderr's last line and exit status are compared. */
 const SCRIPT: Array<[string[], string?]> = [
@@ -149,41 +146,6 @@ function runScript(endpoint: string): string[] {
     const r = args[0] === 'watch' ? watchFor(endpoint, args, input) : etcdctl(endpoint, args, input);
     return `$ etcdctl ${args.join(' ')}\nexit ${r.code}\n${normalise(r.stdout)}${r.code === 0 ? '' : `stderr: ${lastLine(r.stderr)}\n`}`;
   });
-}
-
-class RealEtcd {
-  private constructor(
-    private readonly child: ChildProcess,
-    readonly dir: string,
-    readonly endpoint: string,
-  ) {}
-
-  static async start(): Promise<RealEtcd> {
-    const base = await freeBase(1);
-    const dir = mkdtempSync(join(tmpdir(), 'etcd-diff-'));
-    const client = `http://127.0.0.1:${base}`;
-    const peer = `http://127.0.0.1:${base + 1}`;
-    const child = spawn(
-      'etcd',
-      ['--name', 'e1', '--data-dir', join(dir, 'data'), '--listen-client-urls', client, '--advertise-client-urls', client, '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `e1=${peer}`],
-      { stdio: 'ignore' },
-    );
-    const etcd = new RealEtcd(child, dir, `127.0.0.1:${base}`);
-    const started = Date.now();
-    while (etcdctl(etcd.endpoint, ['endpoint', 'health']).code !== 0) {
-      if (Date.now() - started > 20_000) throw new Error('etcd did not become healthy');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    return etcd;
-  }
-
-  async stop(): Promise<void> {
-    await new Promise((resolve) => {
-      this.child.once('exit', resolve);
-      this.child.kill('SIGTERM');
-    });
-    rmSync(this.dir, { recursive: true, force: true });
-  }
 }
 
 let etcd: RealEtcd;
