@@ -283,6 +283,25 @@ describe('TTL engine: expiry', () => {
     shard.ttls.checkInvariants();
   });
 
+  it('finishes cascading a dense slot of the wheel within the tick, so its keys are not a tick late', () => {
+    const shard = new Shard();
+    // 20,000 TTLs due over ticks 64..127 of the wheel (640..1,270 ms): one level-1 slot holding
+    // more timers than one advance of the wheel moves. No key is written: only the duty is run.
+    const count = 20_000;
+    for (let i = 0; i < count; i++) shard.ttls.setTtl(b(`dense/${i}`), 640 + (i % 64) * 10, 5);
+    const keysProposed = (commands: EngineCommand[]): number => {
+      let keys = 0;
+      for (const command of commands) {
+        const view = new DataView(command.payload.buffer, command.payload.byteOffset, command.payload.byteLength);
+        for (let at = 0; at < view.byteLength; at += 12 + view.getUint32(at + 8)) keys++;
+      }
+      return keys;
+    };
+    expect(keysProposed(shard.leaderTick(639))).toBe(0);
+    // Every tick of the slot proposes exactly the keys due at it, the first one included.
+    for (let j = 0; j < 64; j++) expect(keysProposed(shard.leaderTick(640 + 10 * j)), `tick ${64 + j}`).toBe(Math.floor(count / 64) + (j < count % 64 ? 1 : 0));
+  });
+
   it('a lost expiry is proposed again one election timeout later; a key written meanwhile is not', () => {
     const shard = new Shard();
     shard.ttl(dkvPut('lost', 1_000), 0);

@@ -10,7 +10,8 @@
  *   etcd put or delete, a lease revocation, a counter write, a dkv write without TTL) clears it.
  *   So, invariant: every TTL names a live key at its current mod revision.
  * - Only the leader expires. The keys sit in a time wheel kept on every replica by apply and
- *   advanced only by the leader (`leaderTick`), at most `ttlExpiriesPerTickMax` keys a tick. It
+ *   advanced only by the leader (`leaderTick`), at most `ttlExpiriesPerTickMax` keys and
+ *   `ttlWheelAdvancesPerTickMax` bounded calls of the wheel a tick. It
  *   proposes Expire commands naming (key, mod revision) pairs; apply deletes, in ONE revision per
  *   command, each named key whose TTL is still that one and due at the stamped time — a key
  *   written meanwhile survives. The leader looks at every key it proposed again one election
@@ -43,6 +44,7 @@ import {
   ttlExpiriesPerCommandMax,
   ttlExpiriesPerTickMax,
   ttlSnapshotRecordsPerChunk,
+  ttlWheelAdvancesPerTickMax,
   ttlWheelResolutionMs,
 } from './limits';
 
@@ -379,14 +381,20 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
     const wheel = this.wheel;
     if (wheel === undefined) return;
     const due: TtlRecord[] = [];
-    for (const timer of wheel.advance(context.nowMs, ttlExpiriesPerTickMax)) {
-      const record = timer.item;
-      // invariant: a TTL that is cleared has its timer cancelled, so only live TTLs come back.
-      assert(this.records.get(record.name) === record, 'a due timer belongs to a live TTL');
-      // Written before this node took office: one election timeout more.
-      const effective = record.modRevision <= this.graceThroughRevision ? record.deadlineMs + this.electionTimeoutMs : record.deadlineMs;
-      if (effective > context.nowMs) wheel.reschedule(timer, effective);
-      else due.push(record);
+    let taken = 0;
+    for (let advances = 0; advances < ttlWheelAdvancesPerTickMax && taken < ttlExpiriesPerTickMax; advances++) {
+      const timers = wheel.advance(context.nowMs, ttlExpiriesPerTickMax - taken);
+      taken += timers.length;
+      for (const timer of timers) {
+        const record = timer.item;
+        // invariant: a TTL that is cleared has its timer cancelled, so only live TTLs come back.
+        assert(this.records.get(record.name) === record, 'a due timer belongs to a live TTL');
+        // Written before this node took office: one election timeout more.
+        const effective = record.modRevision <= this.graceThroughRevision ? record.deadlineMs + this.electionTimeoutMs : record.deadlineMs;
+        if (effective > context.nowMs) wheel.reschedule(timer, effective);
+        else due.push(record);
+      }
+      if (!wheel.behind) break;
     }
     this.proposeExpiries(due, context, wheel);
   }

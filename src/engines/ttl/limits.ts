@@ -26,6 +26,13 @@ export const ttlExpireCommandsPerTickMax = 8;
 /** Keys a leader takes from the wheel per tick. */
 export const ttlExpiriesPerTickMax = ttlExpiriesPerCommandMax * ttlExpireCommandsPerTickMax;
 
+/**
+ * Calls to the wheel's `advance` per tick while it is behind (each bounded by the wheel's limits):
+ * a dense slot (a million TTLs over 30 s put ~21,000 timers in each 640 ms slot of level 1)
+ * takes more than one call to cascade, and its keys would otherwise wait a tick more.
+ */
+export const ttlWheelAdvancesPerTickMax = 4;
+
 /** Records one snapshot chunk of the TTL section holds (the section is encoded a chunk at a time). */
 export const ttlSnapshotRecordsPerChunk = 16_384;
 
@@ -33,4 +40,5 @@ export const ttlSnapshotRecordsPerChunk = 16_384;
 assert(Number.isSafeInteger(keyTtlMsMax * 1000), 'deadlines (leader time plus a TTL) must stay exact integers');
 assert(ttlExpiriesPerCommandMax >= 1 && ttlExpireCommandsPerTickMax >= 1, 'a leader must be able to expire something per tick');
 assert(ttlExpiriesPerTickMax <= wheelLimits.wheelTimersDuePerAdvanceMax, "a tick's expiries are one advance of the wheel");
+assert(ttlWheelAdvancesPerTickMax >= 1, 'a leader advances the wheel every tick');
 assert(ttlExpireCommandKeyBytesMax >= 1024, 'an Expire command must hold more than a few keys');
