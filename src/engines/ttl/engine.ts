@@ -10,11 +10,10 @@
  *   etcd put or delete, a lease revocation, a counter write, a dkv write without TTL) clears it.
  *   So, invariant: every TTL names a live key at its current mod revision.
  * - Only the leader expires. The keys sit in a time wheel kept on every replica by apply and
- *   advanced only by the leader (`leaderTick`), at most `ttlExpiriesPerTickMax` keys and
- *   `ttlWheelAdvancesPerTickMax` bounded calls of the wheel a tick. It
- *   proposes Expire commands naming (key, mod revision) pairs; apply deletes, in ONE revision per
- *   command, each named key whose TTL is still that one and due at the stamped time — a key
- *   written meanwhile survives. The leader looks at every key it proposed again one election
+ *   advanced only by the leader (`leaderTick`: at most `ttlExpiriesPerTickMax` keys and
+ *   `ttlWheelAdvancesPerTickMax` bounded calls of the wheel a tick). It proposes Expire commands
+ *   naming (key, mod revision) pairs; apply deletes, in ONE revision per command, each named key
+ *   whose TTL is still that one and due at the stamped time — a key written meanwhile survives. The leader looks at every key it proposed again one election
  *   timeout later, so an Expire that was lost (a leader change, a full queue) is proposed again.
  * - A new leader gives the keys written before it took office one election timeout more (as the
  *   lease engine gives deadlines of earlier terms): a leader whose clock runs ahead of its

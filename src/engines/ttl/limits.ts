@@ -8,7 +8,10 @@ import { wheelLimits } from '../expiry/index';
 /** The longest TTL a key may have: 10 years (a longer one is refused at the edge and in apply). */
 export const keyTtlMsMax = 10 * 365 * 24 * 60 * 60 * 1000;
 
-/** Entries of a txn's `ttls` (more could never matter: a branch puts at most this many keys at its top level). */
+/**
+ * Entries of a txn's `ttls`. More could never matter: the branch a txn takes, nested txns
+ * included, holds at most txnOperationsMax operations (each level gets what its parent left).
+ */
 export const keyTtlsPerTxnMax = mvccLimits.txnOperationsMax;
 
 /** The expiry wheel's resolution: a key is proposed for expiry at most this late beyond its deadline and a tick. */
