@@ -203,6 +203,8 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
   private leaderTerm = 0;
   /** Keys at or below this mod revision were written before this node took office: they get the grace. */
   private graceThroughRevision = 0;
+  /** True while an expiry reports its own deletes to the KV engine's observers. */
+  private expiring = false;
 
   constructor(options: TtlEngineOptions) {
     assert(Number.isSafeInteger(options.electionTimeoutMs) && options.electionTimeoutMs > 0, 'an election timeout in ms');
@@ -286,6 +288,8 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
 
   /** Every write to the store: a write to a key with a TTL at another revision clears the TTL. */
   written(events: readonly MvccEvent[]): void {
+    // An expiry's deletes: their TTLs are gone already (`expire` removed them).
+    if (this.expiring) return;
     for (const event of events) {
       if (this.records.size === 0) return;
       const record = this.records.get(keyName(event.kv.key));
@@ -351,20 +355,23 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
   }
 
   private expire(due: ReadonlyArray<{ key: Uint8Array; modRevision: number }>, context: ApplyContext): TtlOutcome {
-    const keys = new Map<string, Uint8Array>();
+    const keys: Uint8Array[] = [];
     for (const { key, modRevision } of due) {
-      const name = keyName(key);
-      const record = this.records.get(name);
-      // Written again (or deleted) since the leader looked, or not due at the stamped time: it stays.
+      const record = this.records.get(keyName(key));
+      // Written again (or deleted) since the leader looked, or not due at the stamped time: it
+      // stays. (A key named twice is taken once: its record is gone after the first.)
       if (record === undefined || record.modRevision !== modRevision || context.nowMs < record.deadlineMs) continue;
-      keys.set(name, key);
+      this.remove(record);
+      keys.push(key);
     }
-    if (keys.size === 0) return { kind: 'expired', revision: this.kv.mvcc.revision, deleted: 0, events: NO_EVENTS };
-    const result = this.kv.mvcc.deleteKeys([...keys.values()]);
+    if (keys.length === 0) return { kind: 'expired', revision: this.kv.mvcc.revision, deleted: 0, events: NO_EVENTS };
+    const result = this.kv.mvcc.deleteKeys(keys);
     // invariant: every TTL names a live key at its mod revision, so each named key was deleted.
-    assert(result.deleted === keys.size, () => `an expiry of ${keys.size} keys deleted ${result.deleted}`);
-    // The deletes clear the TTLs (this engine observes them) and detach leases.
+    assert(result.deleted === keys.length, () => `an expiry of ${keys.length} keys deleted ${result.deleted}`);
+    // The other observers (leases) see the deletes; this one removed the TTLs above already.
+    this.expiring = true;
     this.kv.written(result.events);
+    this.expiring = false;
     return { kind: 'expired', revision: result.revision, deleted: result.deleted, events: result.events };
   }
 
@@ -386,8 +393,8 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
       taken += timers.length;
       for (const timer of timers) {
         const record = timer.item;
-        // invariant: a TTL that is cleared has its timer cancelled, so only live TTLs come back.
-        assert(this.records.get(record.name) === record, 'a due timer belongs to a live TTL');
+        // invariant: a TTL that is cleared has its timer cancelled, so only live TTLs come back
+        // (checkInvariants counts one timer per TTL).
         // Written before this node took office: one election timeout more.
         const effective = record.modRevision <= this.graceThroughRevision ? record.deadlineMs + this.electionTimeoutMs : record.deadlineMs;
         if (effective > context.nowMs) wheel.reschedule(timer, effective);
