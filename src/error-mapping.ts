@@ -25,6 +25,7 @@ const ENGINE_CODES: Record<EngineErrorCode, ErrorCode> = {
   'lease-not-found': 'lease-not-found',
   'lease-exists': 'lease-exists',
   'lease-ttl-too-large': 'lease-ttl-too-large',
+  'fence-stale': 'fence-stale',
 };
 
 const RUNTIME_CODES: Record<RuntimeErrorCode, ErrorCode> = {
@@ -50,7 +51,7 @@ export function clientError(error: unknown): unknown {
   if (error instanceof DkvError) return error;
   if (error instanceof MvccError) return dkvError(MVCC_CODES[error.code]);
   if (error instanceof RuntimeError) return dkvError(RUNTIME_CODES[error.code]);
-  if (error instanceof EngineError) return dkvError(ENGINE_CODES[error.code]);
+  if (error instanceof EngineError) return dkvError(ENGINE_CODES[error.code], error.detail);
   if (error instanceof WireValueError) return error.code === 'invalid-sort-option' ? dkvError('invalid-sort-option') : dkvError('invalid-argument', error.message);
   return error;
 }

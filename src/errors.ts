@@ -150,6 +150,8 @@ export const errorTable = {
   'membership-change-pending': dkv(status.FAILED_PRECONDITION, 'dkv: a membership change is still in progress, retry once it is applied'),
   'invalid-membership-change': dkv(status.INVALID_ARGUMENT, 'dkv: the membership change does not fit the current configuration'),
   'not-member': dkv(status.FAILED_PRECONDITION, 'dkv: this node is no longer a member of the shard'),
+  // A dkv.v1.KV write's fence (a lock key and its create revision) no longer holds.
+  'fence-stale': dkv(status.FAILED_PRECONDITION, 'dkv: fencing token is stale (the lock key has another owner or is gone)'),
   internal: dkv(status.INTERNAL, 'dkv: internal error'),
 } as const satisfies Record<string, ErrorSpec>;
 

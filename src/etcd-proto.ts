@@ -54,13 +54,21 @@ const protoBase = join(dirname(fileURLToPath(import.meta.url)), '..', 'proto');
 /** DKV's own extensions (proto/dkv), which import etcd's messages. */
 function loadDkvRoot(): protobuf.Root {
   const root = new protobuf.Root();
-  root.resolvePath = (_origin, target) => (target.startsWith(protoBase) ? target : join(protoBase, target));
-  root.loadSync('dkv/v1/watch.proto', { keepCase: true });
+  // etcd's files import each other relative to proto/etcd; DKV's name them from proto/.
+  root.resolvePath = (origin, target) => {
+    if (target.startsWith(protoBase)) return target;
+    return join(origin.startsWith(base) ? base : protoBase, target);
+  };
+  root.loadSync(['dkv/v1/watch.proto', 'dkv/v1/kv.proto'], { keepCase: true });
   root.resolveAll();
   return root;
 }
 
 export const dkvRoot = loadDkvRoot();
+
+export function dkvType(name: string): protobuf.Type {
+  return dkvRoot.lookupType(name);
+}
 
 export function etcdType(name: string): protobuf.Type {
   return etcdRoot.lookupType(name);
@@ -290,4 +298,28 @@ export interface WireProclaimRequest {
 
 export interface WireResignRequest {
   leader?: WireLeaderKey | null;
+}
+
+// ---- dkv.v1.KV (proto/dkv/v1/kv.proto) -----------------------------------------------------
+
+/** An unset message field decodes as null. */
+export interface WireFence {
+  key: Uint8Array;
+  token: Int64;
+}
+
+export interface WireDkvPutRequest extends WirePutRequest {
+  ttl_ms: Int64;
+  fence?: WireFence | null;
+}
+
+export interface WireKeyTtl {
+  key: Uint8Array;
+  ttl_ms: Int64;
+}
+
+export interface WireDkvTxnRequest {
+  txn?: WireTxnRequest | null;
+  ttls: WireKeyTtl[];
+  fence?: WireFence | null;
 }

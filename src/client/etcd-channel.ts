@@ -26,7 +26,8 @@ export type ServiceName =
   | 'etcdserverpb.Auth'
   | 'v3lockpb.Lock'
   | 'v3electionpb.Election'
-  | 'dkv.v1.Watch';
+  | 'dkv.v1.Watch'
+  | 'dkv.v1.KV';
 
 export type KvMethod = 'Range' | 'Put' | 'DeleteRange' | 'Txn' | 'Compact';
 export type MaintenanceMethod = 'Alarm' | 'Status' | 'Defragment' | 'Hash' | 'HashKV' | 'MoveLeader';

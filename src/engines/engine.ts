@@ -22,6 +22,8 @@ export const EngineId = {
   Meta: 1,
   Kv: 2,
   Lease: 3,
+  /** Per-key TTLs and the dkv.v1.KV writes that set them (id 5 is the counter engine's). */
+  Ttl: 4,
 } as const;
 export type EngineId = (typeof EngineId)[keyof typeof EngineId];
 
@@ -88,7 +90,7 @@ export class UnknownCommandError extends Error {
 }
 
 /** Every code an engine's deterministic refusal can carry (src/error-mapping.ts maps each to a client error). */
-export type EngineErrorCode = 'lease-not-found' | 'lease-exists' | 'lease-ttl-too-large';
+export type EngineErrorCode = 'lease-not-found' | 'lease-exists' | 'lease-ttl-too-large' | 'fence-stale';
 
 /**
  * A deterministic refusal of a command by an engine (the same on every replica): it is the
@@ -99,10 +101,27 @@ export class EngineError extends Error {
 
   constructor(
     readonly code: EngineErrorCode,
-    detail?: string,
+    /** Sent to clients only for DKV's own errors (etcd's messages stay exact). */
+    readonly detail?: string,
   ) {
     super(detail === undefined ? code : `${code}: ${detail}`);
   }
+}
+
+/**
+ * Per-key TTLs as other engines set them (the TTL engine implements it): an engine that writes a
+ * key with a TTL in its own apply (a counter increment with a TTL) records the TTL right after
+ * the write, with the revision the write gave the key. Any later write to the key clears it (the
+ * TTL engine follows every write), so only the writer that wants a TTL has to say so.
+ */
+export interface KeyTtlScheduler {
+  /**
+   * Key `key`, live at mod revision `modRevision` (just written), expires at `deadlineMs` on the
+   * leader's clock (`context.nowMs` of the apply plus the TTL). Replaces any TTL it had.
+   */
+  setTtl(key: Uint8Array, deadlineMs: number, modRevision: number): void;
+  /** Key `key` has no TTL any more (nothing happens if it had none). */
+  clearTtl(key: Uint8Array): void;
 }
 
 /**

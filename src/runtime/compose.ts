@@ -1,9 +1,10 @@
 /**
  * How a shard's state machine is composed of engines: the meta shard holds membership (the meta
- * engine); a data shard holds a store's keys (the KV engine; later leases, counters, indexes).
+ * engine); a data shard holds a store's keys (the KV engine, leases, per-key TTLs; later
+ * counters, indexes).
  * The server and the simulator compose shards the same way.
  */
-import { EngineId, KvEngine, LeaseEngine, MetaEngine } from '../engines/index';
+import { EngineId, KvEngine, LeaseEngine, MetaEngine, TtlEngine } from '../engines/index';
 import { ShardStateMachine, type ShardStateView } from './state-machine';
 
 export type ShardKind = 'meta' | 'data';
@@ -21,12 +22,24 @@ const electionTimeoutMsDefault = 1000;
 /** A new, empty state machine for a shard of `kind`. */
 export function composeStateMachine(kind: ShardKind, options: ComposeOptions = {}): ShardStateMachine {
   if (kind === 'meta') return new ShardStateMachine({ engines: [new MetaEngine()], legacyEngine: EngineId.Meta, trackChain: options.trackChain });
+  const electionTimeoutMs = options.electionTimeoutMs ?? electionTimeoutMsDefault;
   const kv = new KvEngine();
-  const leases = new LeaseEngine({ kv, electionTimeoutMs: options.electionTimeoutMs ?? electionTimeoutMsDefault });
+  const leases = new LeaseEngine({ kv, electionTimeoutMs });
+  // The TTL engine's wheel starts at the state machine's (leader-stamped) time: made below.
+  let machine: ShardStateMachine | undefined;
+  const ttls = new TtlEngine({ kv, electionTimeoutMs, appliedTimeMs: () => machine?.timestampMs ?? 0 });
   kv.connect({ leaseExists: (id) => leases.has(id), observer: leases });
+  kv.connect({ observer: ttls });
   // Order matters: engines restore in this order, and the lease engine rebuilds its attachments
-  // from the KV engine's restored store.
-  return new ShardStateMachine({ engines: [kv, leases], legacyEngine: EngineId.Kv, trackChain: options.trackChain });
+  // from the KV engine's restored store (the TTL engine's section stands alone, but its TTLs name
+  // the restored keys).
+  machine = new ShardStateMachine({ engines: [kv, leases, ttls], legacyEngine: EngineId.Kv, trackChain: options.trackChain });
+  return machine;
+}
+
+/** The TTL engine of a data shard's state machine. */
+export function ttlEngineOf(machine: ShardStateView): TtlEngine {
+  return machine.engine<TtlEngine>(EngineId.Ttl);
 }
 
 /** The lease engine of a data shard's state machine. */

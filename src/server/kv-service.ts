@@ -40,7 +40,7 @@ function checkKey(key: Uint8Array | undefined): void {
   if (key === undefined || key.length === 0) throw dkvError('empty-key');
 }
 
-function checkPut(r: WirePutRequest): void {
+export function checkPut(r: WirePutRequest): void {
   checkKey(r.key);
   if (r.ignore_value && r.value !== undefined && r.value.length !== 0) throw dkvError('value-provided');
   // Whether the lease exists is decided where it is applied (the lease engine's table).
@@ -77,7 +77,7 @@ export function checkTxn(r: WireTxnRequest, operationsLeft: number = txnOperatio
 }
 
 /** Every key a txn touches (compares and operations, nested txns included). */
-function txnKeys(r: WireTxnRequest, keys: Uint8Array[] = []): Uint8Array[] {
+export function txnKeys(r: WireTxnRequest, keys: Uint8Array[] = []): Uint8Array[] {
   for (const c of r.compare ?? []) keys.push(c.key);
   for (const op of [...(r.success ?? []), ...(r.failure ?? [])]) {
     if (op.request_range) keys.push(op.request_range.key);

@@ -1,8 +1,8 @@
 /**
  * One DKV node process: the log store, the shard runtime with its groups (shard 0: meta — members;
  * shard 1: the default store's data), the router in front of it, the peer transport, the client
- * gRPC server (KV, Cluster, Maintenance, Watch, Lock, Election) and the metrics/health HTTP
- * server. Services get the router and narrow interfaces, never this object.
+ * gRPC server (KV, Cluster, Maintenance, Watch, Lease, Lock, Election; dkv.v1 Watch and KV) and
+ * the metrics/health HTTP server. Services get the router and narrow interfaces, never this object.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { NodeRuntime, type RequestOptions, Router, type ShardHandle, firstReques
 import { type Membership, createClusterService } from './cluster-service';
 import type { ServerConfig, ServerUrl, TlsConfig } from './config';
 import { createElectionService } from './election-service';
+import { createDkvKvService } from './dkv-kv-service';
 import { createKvService } from './kv-service';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service';
 import { createLockService } from './lock-service';
@@ -322,6 +323,8 @@ export class DkvNode {
       ids: leaseIds,
     });
     server.addService(lease.definition, lease.implementation);
+    const dkvKv = createDkvKvService({ ...common, maxRequestBytes: this.config.maxRequestBytes });
+    server.addService(dkvKv.definition, dkvKv.implementation);
     const store = () => kvEngineOf(this.router.defaultStore().machine()).mvcc;
     const watch = createWatchService({
       ...common,

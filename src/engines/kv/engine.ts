@@ -10,7 +10,9 @@ import {
   MvccError,
   type MvccEvent,
   MvccStore,
+  type PutRequest,
   type PutResult,
+  type TxnRequest,
   type TxnResult,
   encodeSnapshot,
   restoreSnapshotPieces,
@@ -90,6 +92,24 @@ export class KvEngine implements Engine {
   written(events: readonly MvccEvent[]): void {
     if (events.length === 0) return;
     for (const observer of this.observers) observer.written(events);
+  }
+
+  /**
+   * A put on behalf of another engine (the TTL engine's dkv.v1 writes): with this engine's checks
+   * (the lease must exist), its events reported to every observer. Throws MvccError on a refusal,
+   * before anything changed.
+   */
+  putFor(request: PutRequest): PutResult {
+    const result = this.mvcc.put(request.key, request.value, request, this.checks);
+    this.written(result.events);
+    return result;
+  }
+
+  /** A txn on behalf of another engine, as `putFor`. */
+  txnFor(request: TxnRequest): TxnResult {
+    const result = this.mvcc.txn(request, this.checks);
+    this.written(result.events);
+    return result;
   }
 
   apply(command: EngineCommand, _context: ApplyContext): KvApplied {

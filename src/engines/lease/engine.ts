@@ -389,8 +389,11 @@ export class LeaseEngine implements Engine {
       }
       let earliest = Infinity;
       for (const lease of this.leases.values()) earliest = Math.min(earliest, lease.deadlineMs);
-      const wheel = this.wheelAt(earliest);
-      for (const lease of this.leases.values()) lease.timer = wheel.schedule(lease.id, lease.deadlineMs);
+      // An empty table (count 0) makes no wheel: there is no deadline to start it at.
+      if (this.leases.size > 0) {
+        const wheel = this.wheelAt(earliest);
+        for (const lease of this.leases.values()) lease.timer = wheel.schedule(lease.id, lease.deadlineMs);
+      }
     }
     this.rebuildAttachments();
   }

@@ -1,0 +1,67 @@
+/**
+ * `dkv.v1.KV` (a DKV extension, proto/dkv/v1/kv.proto): etcd's Put and Txn with per-key TTLs and
+ * fencing tokens. Each call is one TTL-engine command carrying the request's own bytes, so the
+ * fence check, the write and the TTLs happen in one apply; a follower's proposal travels to the
+ * leader through Raft. Requests are checked here first with etcd's rules (kv-service.ts) plus
+ * the TTL and fence rules the engine applies again, so a refused request never reaches the log.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { putToWire, txnToWire } from '../engines/kv/index';
+import { type TtlOutcome, dkvPutCommand, dkvTxnCommand, fenceFromWire, keyTtlsFromWire, ttlMsFromWire, ttlOutcome } from '../engines/ttl/index';
+import type { EngineCommand } from '../engines/index';
+import { type WireDkvPutRequest, type WireDkvTxnRequest, dkvRoot } from '../etcd-proto';
+import { dkvError } from '../errors';
+import type { ShardHandle } from '../runtime/index';
+import { serviceDefinition } from './grpc-service';
+import { checkPut, checkTxn, txnKeys } from './kv-service';
+import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common';
+
+export interface DkvKvServiceContext extends ServiceContext {
+  readonly maxRequestBytes: number;
+}
+
+const emptyTxn = { compare: [], success: [], failure: [] };
+
+export function createDkvKvService(ctx: DkvKvServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
+  const options = requestOptions(ctx);
+
+  const checkSize = (raw: Buffer): void => {
+    if (raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
+  };
+
+  const propose = async (shard: ShardHandle, command: EngineCommand): Promise<TtlOutcome> => {
+    const outcome = ttlOutcome((await shard.propose(command, options)).outcome);
+    if (outcome.kind === 'error') throw outcome.error;
+    return outcome;
+  };
+
+  const implementation: grpc.UntypedServiceImplementation = {
+    Put: unary<WireDkvPutRequest>(async ({ raw, message }) => {
+      checkSize(raw);
+      checkPut(message);
+      ttlMsFromWire(message.ttl_ms);
+      const fence = fenceFromWire(message.fence);
+      // The fence key must live on the shard that applies the write.
+      const shard = ctx.router.forKeys(fence === undefined ? [message.key] : [message.key, fence.key]);
+      const outcome = await propose(shard, dkvPutCommand(raw));
+      if (outcome.kind !== 'put') throw new Error(`dkv put applied as ${outcome.kind}`);
+      return { header: responseHeader(ctx, shard, outcome.result.revision), ...putToWire(outcome.result) };
+    }),
+    Txn: unary<WireDkvTxnRequest>(async ({ raw, message }) => {
+      checkSize(raw);
+      const txn = message.txn ?? emptyTxn;
+      checkTxn(txn);
+      const ttls = keyTtlsFromWire(message.ttls);
+      const fence = fenceFromWire(message.fence);
+      const keys = txnKeys(txn);
+      for (const name of ttls.keys()) keys.push(Buffer.from(name, 'latin1'));
+      if (fence !== undefined) keys.push(fence.key);
+      const shard = ctx.router.forKeys(keys);
+      const outcome = await propose(shard, dkvTxnCommand(raw));
+      if (outcome.kind !== 'txn') throw new Error(`dkv txn applied as ${outcome.kind}`);
+      const header = responseHeader(ctx, shard, outcome.result.revision);
+      return { header, ...txnToWire(outcome.result, header) };
+    }),
+  };
+  return { definition: serviceDefinition('dkv.v1.KV', dkvRoot), implementation };
+}
