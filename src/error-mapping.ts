@@ -25,6 +25,8 @@ const ENGINE_CODES: Record<EngineErrorCode, ErrorCode> = {
   'lease-not-found': 'lease-not-found',
   'lease-exists': 'lease-exists',
   'lease-ttl-too-large': 'lease-ttl-too-large',
+  'counter-not-a-number': 'counter-not-a-number',
+  'counter-overflow': 'counter-overflow',
 };
 
 const RUNTIME_CODES: Record<RuntimeErrorCode, ErrorCode> = {

@@ -18,6 +18,7 @@ const frontDoors = [
   'src/engines/kv/index.ts',
   'src/engines/meta/index.ts',
   'src/engines/lease/index.ts',
+  'src/engines/counter/index.ts',
   'src/engines/expiry/index.ts',
   'src/engines/watch/index.ts',
   'src/client/index.ts',

@@ -22,6 +22,8 @@ export const EngineId = {
   Meta: 1,
   Kv: 2,
   Lease: 3,
+  // 4: the TTL engine.
+  Counter: 5,
 } as const;
 export type EngineId = (typeof EngineId)[keyof typeof EngineId];
 
@@ -83,7 +85,7 @@ export class UnknownCommandError extends Error {
 }
 
 /** Every code an engine's deterministic refusal can carry (src/error-mapping.ts maps each to a client error). */
-export type EngineErrorCode = 'lease-not-found' | 'lease-exists' | 'lease-ttl-too-large';
+export type EngineErrorCode = 'lease-not-found' | 'lease-exists' | 'lease-ttl-too-large' | 'counter-not-a-number' | 'counter-overflow';
 
 /**
  * A deterministic refusal of a command by an engine (the same on every replica): it is the

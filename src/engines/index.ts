@@ -6,3 +6,4 @@ export { type ApplyContext, type Engine, type EngineCommand, EngineError, type E
 export { KvEngine } from './kv/index';
 export { MetaEngine } from './meta/index';
 export { LeaseEngine } from './lease/index';
+export { CounterEngine } from './counter/index';

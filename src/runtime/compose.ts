@@ -1,9 +1,10 @@
 /**
  * How a shard's state machine is composed of engines: the meta shard holds membership (the meta
- * engine); a data shard holds a store's keys (the KV engine; later leases, counters, indexes).
+ * engine); a data shard holds a store's keys (the KV engine), its leases and its counters (kept
+ * as keys of the store); later indexes.
  * The server and the simulator compose shards the same way.
  */
-import { EngineId, KvEngine, LeaseEngine, MetaEngine } from '../engines/index';
+import { CounterEngine, EngineId, KvEngine, LeaseEngine, MetaEngine } from '../engines/index';
 import { ShardStateMachine, type ShardStateView } from './state-machine';
 
 export type ShardKind = 'meta' | 'data';
@@ -24,9 +25,17 @@ export function composeStateMachine(kind: ShardKind, options: ComposeOptions = {
   const kv = new KvEngine();
   const leases = new LeaseEngine({ kv, electionTimeoutMs: options.electionTimeoutMs ?? electionTimeoutMsDefault });
   kv.connect({ leaseExists: (id) => leases.has(id), observer: leases });
+  // No TTL scheduler yet: counter writes with a TTL are version-2 commands, which this build
+  // neither proposes (the Counter service refuses them) nor applies.
+  const counters = new CounterEngine({ kv });
   // Order matters: engines restore in this order, and the lease engine rebuilds its attachments
   // from the KV engine's restored store.
-  return new ShardStateMachine({ engines: [kv, leases], legacyEngine: EngineId.Kv, trackChain: options.trackChain });
+  return new ShardStateMachine({ engines: [kv, leases, counters], legacyEngine: EngineId.Kv, trackChain: options.trackChain });
+}
+
+/** The counter engine of a data shard's state machine. */
+export function counterEngineOf(machine: ShardStateView): CounterEngine {
+  return machine.engine<CounterEngine>(EngineId.Counter);
 }
 
 /** The lease engine of a data shard's state machine. */
