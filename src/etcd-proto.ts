@@ -52,8 +52,10 @@ const protoBase = join(dirname(fileURLToPath(import.meta.url)), '..', 'proto');
 /** DKV's own extensions (proto/dkv), which import etcd's messages. */
 function loadDkvRoot(): protobuf.Root {
   const root = new protobuf.Root();
-  root.resolvePath = (_origin, target) => (target.startsWith(protoBase) ? target : join(protoBase, target));
-  root.loadSync('dkv/v1/watch.proto', { keepCase: true });
+  // DKV's files import etcd's as "etcd/…"; etcd's own files import each other from proto/etcd.
+  root.resolvePath = (_origin, target) =>
+    target.startsWith(protoBase) ? target : join(protoBase, target.startsWith('dkv/') || target.startsWith('etcd/') ? '' : 'etcd', target);
+  root.loadSync(['dkv/v1/watch.proto', 'dkv/v1/counter.proto'], { keepCase: true });
   root.resolveAll();
   return root;
 }

@@ -24,7 +24,8 @@ export type ServiceName =
   | 'etcdserverpb.Cluster'
   | 'etcdserverpb.Maintenance'
   | 'etcdserverpb.Auth'
-  | 'dkv.v1.Watch';
+  | 'dkv.v1.Watch'
+  | 'dkv.v1.Counter';
 
 export type KvMethod = 'Range' | 'Put' | 'DeleteRange' | 'Txn' | 'Compact';
 export type MaintenanceMethod = 'Alarm' | 'Status' | 'Defragment' | 'Hash' | 'HashKV' | 'MoveLeader';

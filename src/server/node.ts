@@ -1,8 +1,8 @@
 /**
  * One DKV node process: the log store, the shard runtime with its groups (shard 0: meta — members;
  * shard 1: the default store's data), the router in front of it, the peer transport, the client
- * gRPC server (KV, Cluster, Maintenance, Watch) and the metrics/health HTTP server. Services get
- * the router and narrow interfaces, never this object.
+ * gRPC server (KV, Cluster, Maintenance, Lease, Watch; dkv.v1 Counter and Watch) and the
+ * metrics/health HTTP server. Services get the router and narrow interfaces, never this object.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import { WatchHub, watchLimits } from '../engines/watch/index';
 import { NodeRuntime, Router, firstRequestId, singleStoreMap, wrapConfContext } from '../runtime/index';
 import { type Membership, createClusterService } from './cluster-service';
 import type { ServerConfig, ServerUrl, TlsConfig } from './config';
+import { createCounterService } from './counter-service';
 import { createKvService } from './kv-service';
 import { createLeaseService, leaseTtlSecondsMinFor } from './lease-service';
 import { gaugeRefreshMs, grpcOverheadBytes, publishRetryElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
@@ -315,6 +316,8 @@ export class DkvNode {
       now: () => Date.now(),
     });
     server.addService(lease.definition, lease.implementation);
+    const counter = createCounterService({ ...common, maxRequestBytes: this.config.maxRequestBytes });
+    server.addService(counter.definition, counter.implementation);
     const store = () => kvEngineOf(this.router.defaultStore().machine()).mvcc;
     const watch = createWatchService({
       ...common,
