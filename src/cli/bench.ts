@@ -1,5 +1,5 @@
 /** `dkv bench <target>`: benchmarks that print numbers (they never gate CI). */
-import { intOption, parseOptions, UsageError, withUsage } from './args';
+import { intOption, parseEndpoints, parseOptions, UsageError, withUsage } from './args';
 
 export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
        dkv bench put|range|txn-put [--endpoints E] [--conns N] [--clients N] [--total N] ...
@@ -94,21 +94,7 @@ export async function benchCommand(args: string[]): Promise<number> {
   });
 }
 
-/** host:port list; an http:// scheme is dropped, https:// refused (the generator has no TLS). */
-export function parseEndpoints(value: string): string[] {
-  const endpoints = value.split(',').map((e) => e.trim()).filter((e) => e !== '');
-  if (endpoints.length === 0) throw new UsageError('--endpoints must name at least one host:port');
-  return endpoints.map((endpoint) => {
-    if (/^https:\/\//i.test(endpoint)) throw new UsageError(`--endpoints: TLS is not supported by dkv bench, got "${endpoint}"`);
-    const bare = endpoint.replace(/^http:\/\//i, '').replace(/\/$/, '');
-    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(bare);
-    const port = match === null ? NaN : Number(match[2]);
-    if (match === null || port < 1 || port > 65535) {
-      throw new UsageError(`--endpoints: expected host:port, got "${endpoint}"`);
-    }
-    return bare;
-  });
-}
+export { parseEndpoints };
 
 async function loadCommand(workload: LoadTarget, args: string[]): Promise<number> {
   const o = parseOptions(args, {
