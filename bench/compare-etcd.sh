@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DKV against real etcd, same load generator (dkv bench put|range|txn-put|watch), same machine.
+# DKV against real etcd, same load generator (dkv bench put|range|txn-put|watch|counter), same machine.
 #
 # Starts a 3-member etcd and a 3-node DKV (dkv dev) on loopback with temporary data directories,
 # waits until both are healthy, runs each workload against etcd and then DKV, prints a table with
@@ -150,6 +150,12 @@ workloads=(
   "watch 10x100 prefix, unpaced|watch|--conns 10 --streams 10 --watch-per-stream 100 --key-space-size 100 --put-total $(n 4000) --put-rate 0 --val-size 256 --prefix"
   # Fan-out: one key, so every put reaches all 1,000 watchers.
   "watch 10x100 one key, unpaced|watch|--conns 10 --streams 10 --watch-per-stream 100 --key-space-size 1 --put-total $(n 300) --put-rate 0 --val-size 256"
+  # Counters: dkv.v1.Counter on DKV; on etcd a Range + Txn compare-and-swap loop (dkv bench counter
+  # picks by what the endpoint serves). One key: every client contends on it.
+  "counter 1 client|counter|--conns 1 --clients 1 --total $(n 2000)"
+  "counter 10 clients, 10 conns|counter|--conns 10 --clients 10 --total $(n 1000)"
+  "counter 100 clients, 10 conns|counter|--conns 10 --clients 100 --total $(n 1000)"
+  "counter 100 clients, 100 keys|counter|--conns 10 --clients 100 --counters 100 --total $(n 10000)"
 )
 
 run_bench() { # target endpoints flags...: one JSON line into $work/bench.json; status in $?
@@ -184,6 +190,7 @@ for endpoints in "$etcd_endpoints" "$dkv_endpoints"; do
     bench watch "$endpoints" --conns 10 --streams 10 --watch-per-stream 100 --key-space-size 10 --put-total "$(n 2000)" --put-rate 0 --val-size 256 $prefix ||
       fail "watch warm-up against $endpoints failed"
   done
+  bench counter "$endpoints" --conns 10 --clients 10 --counters 10 --total "$(n 2000)" || fail "counter warm-up against $endpoints failed"
 done
 
 results="$work/results.jsonl"
@@ -200,9 +207,11 @@ for workload in "${workloads[@]}"; do
     printf '{"name":"%s","system":"%s","result":%s}\n' "$name" "$system" "$line" >>"$results"
     node -e 'const [name, system, line] = process.argv.slice(1); const r = JSON.parse(line);
       const watch = r.workload === "watch";
-      console.log(`${name.padEnd(32)} ${system.padEnd(5)} ${(watch ? r.eventsPerSecond : r.requestsPerSecond).toFixed(0).padStart(8)} ${watch ? "events/s" : "req/s"}` +
+      const counter = r.workload === "counter";
+      console.log(`${name.padEnd(32)} ${system.padEnd(5)} ${(watch ? r.eventsPerSecond : r.requestsPerSecond).toFixed(0).padStart(8)} ${watch ? "events/s" : counter ? "incr/s" : "req/s"}` +
         `  p50 ${r.latencyMs.p50.toFixed(2).padStart(7)} ms  p99 ${r.latencyMs.p99.toFixed(2).padStart(7)} ms  errors ${r.errors}` +
-        (watch ? `  (puts ${r.putsPerSecond.toFixed(0)}/s, ${(r.events / Math.max(1, r.eventResponses)).toFixed(1)} events/response)` : ""));' \
+        (watch ? `  (puts ${r.putsPerSecond.toFixed(0)}/s, ${(r.events / Math.max(1, r.eventResponses)).toFixed(1)} events/response)` : "") +
+        (counter ? `  (${r.method}, ${r.rpcsPerIncrement.toFixed(2)} RPCs/increment, check ${r.consistent ? "ok" : "MISMATCH"})` : ""));' \
       "$name" "$system" "$line"
   done
 done
@@ -214,14 +223,19 @@ const rows = readFileSync(process.argv[2], 'utf8').trim().split('\n').map((l) =>
 const get = (name, system) => rows.find((r) => r.name === name && r.system === system).result;
 const f = (v, d = 0) => v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
 // KV workloads: requests/s and request latency. Watch workloads: events delivered/s, put-to-event
-// latency, and the puts/s the putter reached.
-const print = (watch) => {
-  const names = [...new Set(rows.filter((r) => (r.result.workload === 'watch') === watch).map((r) => r.name))];
+// latency, and the puts/s the putter reached. Counter workloads: increments/s, increment latency
+// and the RPCs each increment took.
+const kindOf = (r) => (r.result.workload === 'watch' || r.result.workload === 'counter' ? r.result.workload : 'kv');
+const print = (kind) => {
+  const watch = kind === 'watch';
+  const counter = kind === 'counter';
+  const names = [...new Set(rows.filter((r) => kindOf(r) === kind).map((r) => r.name))];
   if (names.length === 0) return;
-  const unit = watch ? 'events/s' : 'req/s';
+  const unit = watch ? 'events/s' : counter ? 'incr/s' : 'req/s';
   const rate = (r) => (watch ? r.eventsPerSecond : r.requestsPerSecond);
   const header = ['workload', `etcd ${unit}`, `DKV ${unit}`, 'DKV/etcd', 'etcd p50/p99 ms', 'DKV p50/p99 ms'];
   if (watch) header.push('puts/s e/d');
+  if (counter) header.push('RPCs/incr e/d');
   header.push('errors e/d');
   const table = [header];
   for (const name of names) {
@@ -232,6 +246,7 @@ const print = (watch) => {
       `${f(e.latencyMs.p50, 2)} / ${f(e.latencyMs.p99, 2)}`, `${f(d.latencyMs.p50, 2)} / ${f(d.latencyMs.p99, 2)}`,
     ];
     if (watch) row.push(`${f(e.putsPerSecond)} / ${f(d.putsPerSecond)}`);
+    if (counter) row.push(`${f(e.rpcsPerIncrement, 2)} / ${f(d.rpcsPerIncrement, 2)}`);
     row.push(`${e.errors}/${d.errors}`);
     table.push(row);
   }
@@ -241,7 +256,11 @@ const print = (watch) => {
   console.log(`|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`);
   for (const row of table.slice(1)) console.log(line(row));
 };
-print(false);
-console.log();
-print(true);
+let first = true;
+for (const kind of ['kv', 'watch', 'counter']) {
+  if (!rows.some((r) => kindOf(r) === kind)) continue;
+  if (!first) console.log();
+  first = false;
+  print(kind);
+}
 EOF

@@ -24,6 +24,7 @@ Commands:
   bench log      measure the LevelDB log store's group commit (1 and 8 shards, synced)
   bench put|range|txn-put|watch
                  load an etcd-API cluster (DKV or etcd) like etcd's benchmark tool
+  bench counter  atomic increments: dkv.v1.Counter on DKV, a Txn compare-and-swap loop on etcd
   help           show this text; "dkv <command> --help" shows a command's options
 `;
 

@@ -1,6 +1,6 @@
 /**
- * `dkv bench put|range|txn-put|watch` as users run it, without a cluster: help and flag checking only
- * (the load itself is measured by bench/compare-etcd.sh, which never runs in CI).
+ * `dkv bench put|range|txn-put|watch|counter` as users run it, without a cluster: help and flag
+ * checking only (the load itself is measured by bench/compare-etcd.sh, which never runs in CI).
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -61,6 +61,24 @@ describe('dkv bench watch', () => {
     ];
     for (const [args, message] of cases) {
       const r = dkv('bench', 'watch', ...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(message);
+    }
+  });
+});
+
+describe('dkv bench counter', () => {
+  it('prints help with its flags and refuses bad ones with exit code 2, before connecting anywhere', () => {
+    const help = dkv('bench', 'counter', '--help');
+    expect(help.code).toBe(0);
+    for (const flag of ['--endpoints', '--conns', '--clients', '--total', '--counters', '--method', '--json']) expect(help.stdout).toContain(flag);
+    const cases: [string[], string][] = [
+      [['--method', 'x'], '--method must be counter, cas or auto, got "x"'],
+      [['--counters', '0'], '--counters must be between 1'],
+      [['--key-size', '8'], "Unknown option '--key-size'"],
+    ];
+    for (const [args, message] of cases) {
+      const r = dkv('bench', 'counter', ...args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toContain(message);
     }

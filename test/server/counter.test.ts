@@ -178,6 +178,19 @@ describe('dkv.v1.Counter on a 3-node cluster', () => {
   });
 });
 
+describe('dkv bench counter', () => {
+  it('measures increments through dkv.v1.Counter and through a Txn compare-and-swap loop, and both check out', () => {
+    for (const method of ['counter', 'cas']) {
+      const result = spawnSync(process.execPath, [dkvBin, 'bench', 'counter', '--endpoints', cluster.endpoints, '--conns', '3', '--clients', '10', '--counters', '2', '--total', '200', '--method', method, '--json'], { encoding: 'utf8', timeout: 60_000 });
+      expect(result.status, result.stderr).toBe(0);
+      const run = JSON.parse(result.stdout) as { method: string; errors: number; counted: string; consistent: boolean; rpcsPerIncrement: number };
+      expect(run).toMatchObject({ method, errors: 0, counted: '200', consistent: true });
+      if (method === 'cas') expect(run.rpcsPerIncrement).toBeGreaterThanOrEqual(2);
+      else expect(run.rpcsPerIncrement).toBe(1);
+    }
+  }, 60_000);
+});
+
 describe('dkv counter', () => {
   it('increments, decrements, sets, gets and deletes, printing the value', () => {
     const endpoints = ['--endpoints', cluster.endpoints];
