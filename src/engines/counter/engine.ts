@@ -95,6 +95,8 @@ export function encodeCounterValue(value: bigint): Uint8Array {
   const text = value.toString();
   const bytes = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  // Paired with the parse that reads it back: what a counter writes, it can always increment.
+  assert(parseCounterValue(bytes) === value, () => `counter text ${text} does not read back as ${value}`);
   return bytes;
 }
 
