@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # DKV against real etcd, same load generator (dkv bench put|range|txn-put|watch|lease-keepalive|
-# lease-grant), same machine.
+# lease-grant|counter), same machine.
 #
 # Starts a 3-member etcd and a 3-node DKV (dkv dev) on loopback with temporary data directories,
 # waits until both are healthy, runs each workload against etcd and then DKV, prints a table with
@@ -156,6 +156,12 @@ workloads=(
   "lease-keepalive 100 clients, 10 conns|lease-keepalive|--conns 10 --clients 100 --total $(n 20000)"
   "lease-grant 1 client|lease-grant|--conns 1 --clients 1 --total $(n 1000)"
   "lease-grant 10 clients, 10 conns|lease-grant|--conns 10 --clients 10 --total $(n 5000)"
+  # Counters: dkv.v1.Counter on DKV; on etcd a Range + Txn compare-and-swap loop (dkv bench counter
+  # picks by what the endpoint serves). One key: every client contends on it.
+  "counter 1 client|counter|--conns 1 --clients 1 --total $(n 2000)"
+  "counter 10 clients, 10 conns|counter|--conns 10 --clients 10 --total $(n 1000)"
+  "counter 100 clients, 10 conns|counter|--conns 10 --clients 100 --total $(n 1000)"
+  "counter 100 clients, 100 keys|counter|--conns 10 --clients 100 --counters 100 --total $(n 10000)"
 )
 selected() { # name: whether COMPARE_ONLY lets this workload run
   [[ -z "${COMPARE_ONLY:-}" || "$1" =~ $COMPARE_ONLY ]]
@@ -200,6 +206,16 @@ for workload in "${workloads[@]}"; do
   IFS='|' read -r name target _ <<<"$workload"
   if [[ $target == lease-* ]] && selected "$name"; then lease_selected=1; fi
 done
+counter_selected=0
+for workload in "${workloads[@]}"; do
+  IFS='|' read -r name target _ <<<"$workload"
+  if [[ $target == counter ]] && selected "$name"; then counter_selected=1; fi
+done
+if [[ $counter_selected == 1 ]]; then
+  for endpoints in "$etcd_endpoints" "$dkv_endpoints"; do
+    bench counter "$endpoints" --conns 10 --clients 10 --counters 10 --total "$(n 2000)" || fail "counter warm-up against $endpoints failed"
+  done
+fi
 if [[ $lease_selected == 1 ]]; then
   for endpoints in "$etcd_endpoints" "$dkv_endpoints"; do
     bench lease-keepalive "$endpoints" --conns 10 --clients 10 --total "$(n 2000)" || fail "lease-keepalive warm-up against $endpoints failed"
@@ -222,12 +238,14 @@ for workload in "${workloads[@]}"; do
     node -e 'const [name, system, line] = process.argv.slice(1); const r = JSON.parse(line);
       const watch = r.workload === "watch";
       const grant = r.workload === "lease-grant";
+      const counter = r.workload === "counter";
       const rate = watch ? r.eventsPerSecond : grant ? r.cyclesPerSecond : r.requestsPerSecond;
-      const unit = watch ? "events/s" : grant ? "cycles/s" : "req/s";
+      const unit = watch ? "events/s" : grant ? "cycles/s" : counter ? "incr/s" : "req/s";
       console.log(`${name.padEnd(37)} ${system.padEnd(5)} ${rate.toFixed(0).padStart(8)} ${unit}` +
         `  p50 ${r.latencyMs.p50.toFixed(2).padStart(7)} ms  p99 ${r.latencyMs.p99.toFixed(2).padStart(7)} ms  errors ${r.errors}` +
         (watch ? `  (puts ${r.putsPerSecond.toFixed(0)}/s, ${(r.events / Math.max(1, r.eventResponses)).toFixed(1)} events/response)` : "") +
-        (grant ? `  (a cycle; grant p50 ${r.grantLatencyMs.p50.toFixed(2)} ms, revoke p50 ${r.revokeLatencyMs.p50.toFixed(2)} ms)` : ""));' \
+        (grant ? `  (a cycle; grant p50 ${r.grantLatencyMs.p50.toFixed(2)} ms, revoke p50 ${r.revokeLatencyMs.p50.toFixed(2)} ms)` : "") +
+        (counter ? `  (${r.method}, ${r.rpcsPerIncrement.toFixed(2)} RPCs/increment, check ${r.consistent ? "ok" : "MISMATCH"})` : ""));' \
       "$name" "$system" "$line"
   done
 done
@@ -241,18 +259,21 @@ const f = (v, d = 0) => v.toLocaleString('en-US', { minimumFractionDigits: d, ma
 // KV workloads: requests/s and request latency. Watch workloads: events delivered/s, put-to-event
 // latency, and the puts/s the putter reached. Lease workloads: keep-alive requests/s or grant ->
 // revoke cycles/s (one rate column, so the ratio reads the same), latency per request or per
-// cycle, and for cycles the grant and revoke p50s.
-const kind = (r) => (r.workload === 'watch' ? 'watch' : r.workload.startsWith('lease-') ? 'lease' : 'kv');
+// cycle, and for cycles the grant and revoke p50s. Counter workloads: increments/s, increment
+// latency and the RPCs each increment took.
+const kind = (r) => (r.workload === 'watch' || r.workload === 'counter' ? r.workload : r.workload.startsWith('lease-') ? 'lease' : 'kv');
 const print = (which) => {
   const names = [...new Set(rows.filter((r) => kind(r.result) === which).map((r) => r.name))];
   if (names.length === 0) return;
   const watch = which === 'watch';
   const lease = which === 'lease';
-  const unit = watch ? 'events/s' : lease ? 'req or cycles/s' : 'req/s';
+  const counter = which === 'counter';
+  const unit = watch ? 'events/s' : lease ? 'req or cycles/s' : counter ? 'incr/s' : 'req/s';
   const rate = (r) => (watch ? r.eventsPerSecond : r.workload === 'lease-grant' ? r.cyclesPerSecond : r.requestsPerSecond);
   const header = ['workload', `etcd ${unit}`, `DKV ${unit}`, 'DKV/etcd', 'etcd p50/p99 ms', 'DKV p50/p99 ms'];
   if (watch) header.push('puts/s e/d');
   if (lease) header.push('grant p50 e/d', 'revoke p50 e/d');
+  if (counter) header.push('RPCs/incr e/d');
   header.push('errors e/d');
   const table = [header];
   for (const name of names) {
@@ -268,6 +289,7 @@ const print = (which) => {
       row.push(cycles ? `${f(e.grantLatencyMs.p50, 2)} / ${f(d.grantLatencyMs.p50, 2)}` : '-');
       row.push(cycles ? `${f(e.revokeLatencyMs.p50, 2)} / ${f(d.revokeLatencyMs.p50, 2)}` : '-');
     }
+    if (counter) row.push(`${f(e.rpcsPerIncrement, 2)} / ${f(d.rpcsPerIncrement, 2)}`);
     row.push(`${e.errors}/${d.errors}`);
     table.push(row);
   }
@@ -276,5 +298,5 @@ const print = (which) => {
   const rule = `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
   return [line(table[0]), rule, ...table.slice(1).map(line)].join('\n');
 };
-console.log(['kv', 'watch', 'lease'].map(print).filter((t) => t !== undefined).join('\n\n'));
+console.log(['kv', 'watch', 'lease', 'counter'].map(print).filter((t) => t !== undefined).join('\n\n'));
 EOF

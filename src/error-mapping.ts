@@ -26,6 +26,8 @@ const ENGINE_CODES: Record<EngineErrorCode, ErrorCode> = {
   'lease-exists': 'lease-exists',
   'lease-ttl-too-large': 'lease-ttl-too-large',
   'fence-stale': 'fence-stale',
+  'counter-not-a-number': 'counter-not-a-number',
+  'counter-overflow': 'counter-overflow',
 };
 
 const RUNTIME_CODES: Record<RuntimeErrorCode, ErrorCode> = {

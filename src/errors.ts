@@ -145,6 +145,9 @@ export const errorTable = {
   'store-exists': dkv(status.ALREADY_EXISTS, 'dkv: store already exists'),
   'index-not-found': dkv(status.NOT_FOUND, 'dkv: index not found'),
   'counter-overflow': dkv(status.OUT_OF_RANGE, 'dkv: counter would leave the int64 range'),
+  'counter-not-a-number': dkv(status.FAILED_PRECONDITION, 'dkv: value is not a 64-bit integer'),
+  // UNIMPLEMENTED, not UNAVAILABLE: retrying cannot help until the server's build has a TTL engine.
+  'counter-ttl-unavailable': dkv(status.UNIMPLEMENTED, 'dkv: counter TTLs need the TTL engine'),
   'too-many-watchers': dkv(status.RESOURCE_EXHAUSTED, 'dkv: too many watchers on this stream'),
   'shard-splitting': dkv(status.UNAVAILABLE, 'dkv: shard is splitting, retry'),
   'membership-change-pending': dkv(status.FAILED_PRECONDITION, 'dkv: a membership change is still in progress, retry once it is applied'),

@@ -19,6 +19,7 @@ const frontDoors = [
   'src/engines/meta/index.ts',
   'src/engines/lease/index.ts',
   'src/engines/ttl/index.ts',
+  'src/engines/counter/index.ts',
   'src/engines/expiry/index.ts',
   'src/engines/watch/index.ts',
   'src/client/index.ts',

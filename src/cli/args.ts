@@ -54,3 +54,19 @@ export async function withUsage(help: string, body: () => Promise<number> | numb
     throw error;
   }
 }
+
+/** host:port list; an http:// scheme is dropped, https:// refused (`command` has no TLS). */
+export function parseEndpoints(value: string, command = 'dkv bench'): string[] {
+  const endpoints = value.split(',').map((e) => e.trim()).filter((e) => e !== '');
+  if (endpoints.length === 0) throw new UsageError('--endpoints must name at least one host:port');
+  return endpoints.map((endpoint) => {
+    if (/^https:\/\//i.test(endpoint)) throw new UsageError(`--endpoints: TLS is not supported by ${command}, got "${endpoint}"`);
+    const bare = endpoint.replace(/^http:\/\//i, '').replace(/\/$/, '');
+    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(bare);
+    const port = match === null ? NaN : Number(match[2]);
+    if (match === null || port < 1 || port > 65535) {
+      throw new UsageError(`--endpoints: expected host:port, got "${endpoint}"`);
+    }
+    return bare;
+  });
+}

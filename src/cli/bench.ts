@@ -1,10 +1,11 @@
 /** `dkv bench <target>`: benchmarks that print numbers (they never gate CI). */
-import { intOption, parseOptions, UsageError, withUsage } from './args';
+import { intOption, parseEndpoints, parseOptions, UsageError, withUsage } from './args';
 
 export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
        dkv bench put|range|txn-put [--endpoints E] [--conns N] [--clients N] [--total N] ...
        dkv bench watch [--endpoints E] [--conns N] [--streams N] [--watch-per-stream N] ...
        dkv bench lease-keepalive|lease-grant [--endpoints E] [--conns N] [--clients N] [--total N]
+       dkv bench counter [--endpoints E] [--conns N] [--clients N] [--total N] [--counters N] ...
 
   raft     the Raft core's throughput: a 3-node group in one process on the simulator with zero
            network and disk latency; committed entries per second with one proposal per round and
@@ -29,6 +30,11 @@ export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
   lease-grant
            etcd v3 LeaseGrant then LeaseRevoke of that lease, one call in flight per client,
            --total cycles; prints cycles/s and the latency of grants, revokes and whole cycles
+  counter  atomic increments of --counters keys: dkv.v1.Counter/Increment against DKV; against
+           etcd (which has no counter) a compare-and-swap loop: a linearizable Range, then a Txn
+           comparing the key's mod_revision and putting value + 1, retried on a lost race;
+           prints increments/s, latency p50/p90/p99/max, RPCs per increment and errors, and
+           checks that the counters moved by exactly the increments acknowledged
 
 Options (raft, log):
   --seconds S   how long each measurement runs (default 3)
@@ -73,6 +79,19 @@ Options (lease-keepalive, lease-grant):
   --total N             keep-alive requests, or grant+revoke cycles, to send (default 10000)
   --json                print one JSON line instead of the summary
   -h, --help            show this text
+
+Options (counter):
+  --endpoints E         comma-separated host:port (http:// accepted) (default 127.0.0.1:2379)
+  --conns N             gRPC connections over the endpoints round-robin (default 1)
+  --clients N           concurrent increments in flight; client i uses connection i mod N
+                        (default 1)
+  --total N             increments to make (default 10000)
+  --counters N          counters (keys bench/counter/0 …), each increment picks one at random;
+                        1 puts every client on one key (default 1)
+  --method M            counter, cas, or auto: counter when the first endpoint serves
+                        dkv.v1.Counter, else cas (default auto)
+  --json                print one JSON line instead of the summary
+  -h, --help            show this text
 `;
 
 const loadTargets = ['put', 'range', 'txn-put'] as const;
@@ -99,6 +118,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     if (isLoadTarget(target)) return loadCommand(target, rest);
     if (target === 'watch') return watchCommand(rest);
     if (isLeaseTarget(target)) return leaseLoadCommand(target, rest);
+    if (target === 'counter') return counterCommand(rest);
     if (target !== 'raft' && target !== 'log') throw new UsageError(`unknown benchmark "${target}"`);
     const o = parseOptions(rest, { seconds: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
     if (o.help === true) {
@@ -120,21 +140,7 @@ export async function benchCommand(args: string[]): Promise<number> {
   });
 }
 
-/** host:port list; an http:// scheme is dropped, https:// refused (the generator has no TLS). */
-export function parseEndpoints(value: string): string[] {
-  const endpoints = value.split(',').map((e) => e.trim()).filter((e) => e !== '');
-  if (endpoints.length === 0) throw new UsageError('--endpoints must name at least one host:port');
-  return endpoints.map((endpoint) => {
-    if (/^https:\/\//i.test(endpoint)) throw new UsageError(`--endpoints: TLS is not supported by dkv bench, got "${endpoint}"`);
-    const bare = endpoint.replace(/^http:\/\//i, '').replace(/\/$/, '');
-    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(bare);
-    const port = match === null ? NaN : Number(match[2]);
-    if (match === null || port < 1 || port > 65535) {
-      throw new UsageError(`--endpoints: expected host:port, got "${endpoint}"`);
-    }
-    return bare;
-  });
-}
+export { parseEndpoints };
 
 async function loadCommand(workload: LoadTarget, args: string[]): Promise<number> {
   const o = parseOptions(args, {
@@ -298,4 +304,43 @@ async function leaseLoadCommand(workload: LeaseTarget, args: string[]): Promise<
   }
   process.stdout.write(json ? `${leaseLoadResultJson(result)}\n` : `${formatLeaseLoadResult(result).join('\n')}\n`);
   return result.errors === 0 ? 0 : 1;
+}
+
+async function counterCommand(args: string[]): Promise<number> {
+  const o = parseOptions(args, {
+    endpoints: { type: 'string' },
+    conns: { type: 'string' },
+    clients: { type: 'string' },
+    total: { type: 'string' },
+    counters: { type: 'string' },
+    method: { type: 'string' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (o.help === true) {
+    process.stdout.write(benchHelp);
+    return 0;
+  }
+  const method = o.method ?? 'auto';
+  if (method !== 'auto' && method !== 'counter' && method !== 'cas') throw new UsageError(`--method must be counter, cas or auto, got "${method}"`);
+  const { counterLoadLimits: limits, counterLoadResultJson, describeCounterLoad, formatCounterLoadResult, runCounterLoad } = await import('../../bench/counter');
+  const options = {
+    endpoints: parseEndpoints(o.endpoints ?? '127.0.0.1:2379'),
+    conns: intOption(o.conns, 'conns', 1, 1, limits.connsMax),
+    clients: intOption(o.clients, 'clients', 1, 1, limits.clientsMax),
+    total: intOption(o.total, 'total', 10_000, 1, limits.totalMax),
+    counters: intOption(o.counters, 'counters', 1, 1, limits.countersMax),
+    method,
+  } as const;
+  const json = o.json === true;
+  if (!json) process.stdout.write(`${describeCounterLoad(options)}\n`);
+  let result;
+  try {
+    result = await runCounterLoad(options);
+  } catch (error) {
+    process.stderr.write(`dkv bench counter: ${(error as Error).message}\n`);
+    return 1;
+  }
+  process.stdout.write(json ? `${counterLoadResultJson(result)}\n` : `${formatCounterLoadResult(result).join('\n')}\n`);
+  return result.errors === 0 && result.consistent ? 0 : 1;
 }

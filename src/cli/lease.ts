@@ -1,7 +1,7 @@
 /** `dkv lease …`: etcd leases from the command line, printed as etcdctl prints them. */
 import { type Decoded, longsAsStrings, methodCodec } from '../client/index';
-import { UsageError, parseCommand, withUsage } from './args';
-import { Endpoints, parseEndpoints, reportFailure, exitFailure } from './remote';
+import { UsageError, parseCommand, parseEndpoints, withUsage } from './args';
+import { Endpoints, endpointsDefault, exitFailure, reportFailure } from './remote';
 
 export const leaseHelp = `Usage: dkv lease grant TTL [--id HEX] [options]
        dkv lease revoke ID [options]
@@ -63,7 +63,7 @@ export async function leaseCommand(args: string[]): Promise<number> {
       process.stdout.write(leaseHelp);
       return 0;
     }
-    const endpoints = new Endpoints(parseEndpoints(o.endpoints));
+    const endpoints = new Endpoints(parseEndpoints(o.endpoints ?? endpointsDefault, 'dkv lease'));
     const print = (response: Decoded, simple: string): void => {
       process.stdout.write(o.json === true ? json(response) : simple);
     };

@@ -10,6 +10,8 @@ Commands:
   dev            start a local cluster of dkv server processes (npm start)
   server         run one etcd-compatible node (etcd's flag names; --help lists them)
   snapshot       restore a new cluster's data directories from an etcdctl snapshot file
+  counter incr|decr|get|set|del KEY [N]
+                 atomic 64-bit counters of a running cluster (dkv.v1.Counter)
   demo           run a 3-node Raft group in this process on a simulated network and narrate
                  an election, replication, a leader crash, failover and catch-up (npm run demo)
   sim            run the deterministic Raft simulator over many random fault schedules
@@ -23,6 +25,7 @@ Commands:
   bench log      measure the LevelDB log store's group commit (1 and 8 shards, synced)
   bench put|range|txn-put|watch|lease-keepalive|lease-grant
                  load an etcd-API cluster (DKV or etcd) like etcd's benchmark tool
+  bench counter  atomic increments: dkv.v1.Counter on DKV, a Txn compare-and-swap loop on etcd
   help           show this text; "dkv <command> --help" shows a command's options
 `;
 
@@ -54,6 +57,10 @@ export async function main(args: string[]): Promise<number> {
     case 'snapshot': {
       const { snapshotCommand } = await import('./snapshot');
       return snapshotCommand(rest);
+    }
+    case 'counter': {
+      const { counterCommand } = await import('./counter');
+      return counterCommand(rest);
     }
     case 'server': {
       const { serverCommand } = await import('./server');

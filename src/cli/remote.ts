@@ -3,7 +3,6 @@
  * call that tries the next endpoint when one is unreachable, and how a failed call is printed.
  */
 import { EtcdChannel, type MethodCodec, grpcStatus } from '../client/index';
-import { UsageError } from './args';
 
 export const endpointsDefault = '127.0.0.1:2379';
 
@@ -12,17 +11,6 @@ export const commandTimeoutMs = 5000;
 
 /** Exit code of a command the server refused or that could not reach it (usage errors exit 2). */
 export const exitFailure = 1;
-
-/** host:port endpoints from a comma-separated list (http:// prefixes accepted, as etcdctl takes them). */
-export function parseEndpoints(text: string | undefined): string[] {
-  const endpoints = (text ?? endpointsDefault)
-    .split(',')
-    .map((e) => e.trim().replace(/^https?:\/\//, '').replace(/\/$/, ''))
-    .filter((e) => e.length > 0);
-  if (endpoints.length === 0) throw new UsageError('--endpoints names no endpoint');
-  for (const e of endpoints) if (!/^[^:\s]+:\d+$/.test(e) && !/^\[[0-9a-fA-F:]+\]:\d+$/.test(e)) throw new UsageError(`--endpoints: "${e}" is not host:port`);
-  return endpoints;
-}
 
 /** A channel per endpoint, opened on first use; `close()` closes them all. */
 export class Endpoints {

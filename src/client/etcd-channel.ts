@@ -27,7 +27,8 @@ export type ServiceName =
   | 'v3lockpb.Lock'
   | 'v3electionpb.Election'
   | 'dkv.v1.Watch'
-  | 'dkv.v1.KV';
+  | 'dkv.v1.KV'
+  | 'dkv.v1.Counter';
 
 export type KvMethod = 'Range' | 'Put' | 'DeleteRange' | 'Txn' | 'Compact';
 export type MaintenanceMethod = 'Alarm' | 'Status' | 'Defragment' | 'Hash' | 'HashKV' | 'MoveLeader';

@@ -24,6 +24,8 @@ export const EngineId = {
   Lease: 3,
   /** Per-key TTLs and the dkv.v1.KV writes that set them (id 5 is the counter engine's). */
   Ttl: 4,
+  /** Counters kept as decimal keys of the store. */
+  Counter: 5,
 } as const;
 export type EngineId = (typeof EngineId)[keyof typeof EngineId];
 
@@ -90,7 +92,7 @@ export class UnknownCommandError extends Error {
 }
 
 /** Every code an engine's deterministic refusal can carry (src/error-mapping.ts maps each to a client error). */
-export type EngineErrorCode = 'lease-not-found' | 'lease-exists' | 'lease-ttl-too-large' | 'fence-stale';
+export type EngineErrorCode = 'lease-not-found' | 'lease-exists' | 'lease-ttl-too-large' | 'fence-stale' | 'counter-not-a-number' | 'counter-overflow';
 
 /**
  * A deterministic refusal of a command by an engine (the same on every replica): it is the

@@ -7,3 +7,4 @@ export { KvEngine } from './kv/index';
 export { MetaEngine } from './meta/index';
 export { LeaseEngine } from './lease/index';
 export { TtlEngine } from './ttl/index';
+export { CounterEngine } from './counter/index';

@@ -1,10 +1,10 @@
 /**
  * How a shard's state machine is composed of engines: the meta shard holds membership (the meta
- * engine); a data shard holds a store's keys (the KV engine, leases, per-key TTLs; later
- * counters, indexes).
+ * engine); a data shard holds a store's keys (the KV engine), its leases, per-key TTLs and
+ * counters (kept as keys of the store); later indexes.
  * The server and the simulator compose shards the same way.
  */
-import { EngineId, KvEngine, LeaseEngine, MetaEngine, TtlEngine } from '../engines/index';
+import { CounterEngine, EngineId, KvEngine, LeaseEngine, MetaEngine, TtlEngine } from '../engines/index';
 import { ShardStateMachine, type ShardStateView } from './state-machine';
 
 export type ShardKind = 'meta' | 'data';
@@ -30,16 +30,22 @@ export function composeStateMachine(kind: ShardKind, options: ComposeOptions = {
   const ttls = new TtlEngine({ kv, electionTimeoutMs, appliedTimeMs: () => machine?.timestampMs ?? 0 });
   kv.connect({ leaseExists: (id) => leases.has(id), observer: leases });
   kv.connect({ observer: ttls });
+  const counters = new CounterEngine({ kv, ttl: ttls });
   // Order matters: engines restore in this order, and the lease engine rebuilds its attachments
   // from the KV engine's restored store (the TTL engine's section stands alone, but its TTLs name
   // the restored keys).
-  machine = new ShardStateMachine({ engines: [kv, leases, ttls], legacyEngine: EngineId.Kv, trackChain: options.trackChain });
+  machine = new ShardStateMachine({ engines: [kv, leases, ttls, counters], legacyEngine: EngineId.Kv, trackChain: options.trackChain });
   return machine;
 }
 
 /** The TTL engine of a data shard's state machine. */
 export function ttlEngineOf(machine: ShardStateView): TtlEngine {
   return machine.engine<TtlEngine>(EngineId.Ttl);
+}
+
+/** The counter engine of a data shard's state machine. */
+export function counterEngineOf(machine: ShardStateView): CounterEngine {
+  return machine.engine<CounterEngine>(EngineId.Counter);
 }
 
 /** The lease engine of a data shard's state machine. */

@@ -1,8 +1,9 @@
 /**
  * One DKV node process: the log store, the shard runtime with its groups (shard 0: meta — members;
  * shard 1: the default store's data), the router in front of it, the peer transport, the client
- * gRPC server (KV, Cluster, Maintenance, Watch, Lease, Lock, Election; dkv.v1 Watch and KV) and
- * the metrics/health HTTP server. Services get the router and narrow interfaces, never this object.
+ * gRPC server (KV, Cluster, Maintenance, Watch, Lease, Lock, Election; dkv.v1 Watch, KV and
+ * Counter) and the metrics/health HTTP server. Services get the router and narrow interfaces,
+ * never this object.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +21,7 @@ import { type Membership, createClusterService } from './cluster-service';
 import type { ServerConfig, ServerUrl, TlsConfig } from './config';
 import { createElectionService } from './election-service';
 import { createDkvKvService } from './dkv-kv-service';
+import { createCounterService } from './counter-service';
 import { createKvService } from './kv-service';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service';
 import { createLockService } from './lock-service';
@@ -325,6 +327,8 @@ export class DkvNode {
     server.addService(lease.definition, lease.implementation);
     const dkvKv = createDkvKvService({ ...common, maxRequestBytes: this.config.maxRequestBytes });
     server.addService(dkvKv.definition, dkvKv.implementation);
+    const counter = createCounterService({ ...common, maxRequestBytes: this.config.maxRequestBytes });
+    server.addService(counter.definition, counter.implementation);
     const store = () => kvEngineOf(this.router.defaultStore().machine()).mvcc;
     const watch = createWatchService({
       ...common,

@@ -1,5 +1,5 @@
 /**
- * `dkv bench put|range|txn-put|watch|lease-keepalive|lease-grant` as users run it, without a cluster:
+ * `dkv bench put|range|txn-put|watch|lease-keepalive|lease-grant|counter` as users run it, without a cluster:
  * help and flag checking only (the load itself is measured by bench/compare-etcd.sh, which never runs in CI).
  */
 import { spawnSync } from 'node:child_process';
@@ -94,6 +94,24 @@ describe('dkv bench lease-keepalive|lease-grant', () => {
     ];
     for (const [args, message] of cases) {
       const r = dkv('bench', ...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(message);
+    }
+  });
+});
+
+describe('dkv bench counter', () => {
+  it('prints help with its flags and refuses bad ones with exit code 2, before connecting anywhere', () => {
+    const help = dkv('bench', 'counter', '--help');
+    expect(help.code).toBe(0);
+    for (const flag of ['--endpoints', '--conns', '--clients', '--total', '--counters', '--method', '--json']) expect(help.stdout).toContain(flag);
+    const cases: [string[], string][] = [
+      [['--method', 'x'], '--method must be counter, cas or auto, got "x"'],
+      [['--counters', '0'], '--counters must be between 1'],
+      [['--key-size', '8'], "Unknown option '--key-size'"],
+    ];
+    for (const [args, message] of cases) {
+      const r = dkv('bench', 'counter', ...args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toContain(message);
     }

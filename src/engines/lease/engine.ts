@@ -387,10 +387,10 @@ export class LeaseEngine implements Engine {
         };
         this.leases.set(lease.id, lease);
       }
-      let earliest = Infinity;
-      for (const lease of this.leases.values()) earliest = Math.min(earliest, lease.deadlineMs);
       // An empty table (count 0) makes no wheel: there is no deadline to start it at.
       if (this.leases.size > 0) {
+        let earliest = Infinity;
+        for (const lease of this.leases.values()) earliest = Math.min(earliest, lease.deadlineMs);
         const wheel = this.wheelAt(earliest);
         for (const lease of this.leases.values()) lease.timer = wheel.schedule(lease.id, lease.deadlineMs);
       }
