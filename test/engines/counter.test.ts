@@ -97,7 +97,8 @@ describe('counter values', () => {
 describe('counter engine', () => {
   it('increments and decrements from an absent key at 0, stored as decimal text', () => {
     const shard = new Shard();
-    expect(counterEngineOf(shard.machine).version).toBe(COUNTER_COMMAND_VERSION);
+    // Composed with the TTL engine as its scheduler: this build applies TTL commands too.
+    expect(counterEngineOf(shard.machine).version).toBe(COUNTER_COMMAND_VERSION_TTL);
     expect(shard.counter(incrementCommand(k('c'), 5n))).toMatchObject({ kind: 'incremented', value: 5n, revision: 2 });
     expect(shard.counter(incrementCommand(k('c'), 2n))).toMatchObject({ kind: 'incremented', value: 7n, revision: 3 });
     expect(shard.counter(incrementCommand(k('c'), -10n))).toMatchObject({ kind: 'incremented', value: -3n, revision: 4 });
@@ -203,8 +204,10 @@ describe('counter engine', () => {
   });
 
   it('a build without a TTL scheduler stops at a command with a TTL rather than diverge', () => {
-    const shard = new Shard();
-    expect(counterEngineOf(shard.machine).ttlCapable).toBe(false);
+    const kv = new KvEngine();
+    const counters = new CounterEngine({ kv });
+    expect([counters.ttlCapable, counters.version]).toEqual([false, COUNTER_COMMAND_VERSION]);
+    const shard = new Shard(new ShardStateMachine({ engines: [kv, counters], legacyEngine: EngineId.Kv }));
     expect(() => shard.apply(incrementCommand(k('t'), 1n, 5000))).toThrow(StateMachineHaltError);
   });
 

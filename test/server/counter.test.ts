@@ -141,16 +141,28 @@ describe('dkv.v1.Counter on a 3-node cluster', () => {
     }
   });
 
+  it('expires a counter written with a TTL (an increment with a TTL slides it; one without clears it)', async () => {
+    const started = Date.now();
+    expect(await increment(0, 'ttl/gone', 5)).toBe(5n);
+    await counter(1, 'Increment', { key: key('ttl/gone'), delta: '1', ttl_ms: 800 });
+    await counter(2, 'Set', { key: key('ttl/kept'), value: '9', ttl_ms: 800 });
+    // A write without a TTL clears it: that counter stays.
+    await counter(0, 'Increment', { key: key('ttl/kept'), delta: '1' });
+    await waitUntil(async () => (await get(0, 'ttl/gone')).exists === false, 10_000, () => 'the counter expired');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(800);
+    expect(await increment(1, 'ttl/kept', 0n + 1n)).toBe(11n);
+    const cli = dkv('incr', 'cli/ttl', '--ttl-ms', '500', '--endpoints', cluster.endpoints);
+    expect(cli).toMatchObject({ code: 0, stdout: '1\n' });
+    await waitUntil(async () => (await get(2, 'cli/ttl')).exists === false, 10_000, () => 'the CLI counter expired');
+  }, 60_000);
+
   it('refuses bad requests and impossible steps with stable codes, changing nothing', async () => {
-    const { INVALID_ARGUMENT, OUT_OF_RANGE, FAILED_PRECONDITION, UNIMPLEMENTED } = grpcStatus;
+    const { INVALID_ARGUMENT, OUT_OF_RANGE, FAILED_PRECONDITION } = grpcStatus;
     expect(await refusal(counter(0, 'Increment', { key: Buffer.alloc(0), delta: '1' }))).toEqual([INVALID_ARGUMENT, 'etcdserver: key is not provided']);
     expect(await refusal(counter(1, 'Get', {}))).toEqual([INVALID_ARGUMENT, 'etcdserver: key is not provided']);
     expect(await refusal(counter(1, 'Increment', { key: key('e/zero') }))).toEqual([INVALID_ARGUMENT, 'dkv: invalid argument: delta must not be 0']);
     expect(await refusal(counter(2, 'Set', { key: key('e/ttl'), value: '1', ttl_ms: -1 }))).toEqual([INVALID_ARGUMENT, 'dkv: invalid argument: ttl_ms must be between 0 and 9000000000000, got -1']);
     expect((await refusal(counter(2, 'Increment', { key: key('e/ttl'), delta: '1', ttl_ms: '9000000000001' })))[0]).toBe(INVALID_ARGUMENT);
-    // This build has no TTL engine: a TTL is refused before anything is proposed.
-    expect(await refusal(counter(0, 'Increment', { key: key('e/ttl'), delta: '1', ttl_ms: 1000 }))).toEqual([UNIMPLEMENTED, 'dkv: counter TTLs need the TTL engine']);
-    expect(await refusal(counter(0, 'Set', { key: key('e/ttl'), value: '1', ttl_ms: 1000 }))).toEqual([UNIMPLEMENTED, 'dkv: counter TTLs need the TTL engine']);
     expect((await get(0, 'e/ttl')).exists).toBe(false);
     const tooLarge = Buffer.alloc(1536 * 1024 + 1, 'k');
     expect(await refusal(counter(0, 'Increment', { key: tooLarge, delta: '1' }))).toEqual([INVALID_ARGUMENT, 'etcdserver: request is too large']);
@@ -212,8 +224,6 @@ describe('dkv counter', () => {
     expect(dkv('set', 'cli/max', '9223372036854775807', ...endpoints).code).toBe(0);
     const overflow = dkv('incr', 'cli/max', ...endpoints);
     expect([overflow.code, overflow.stdout, overflow.stderr]).toEqual([1, '', 'dkv counter incr: dkv: counter would leave the int64 range\n']);
-    const ttl = dkv('incr', 'cli/ttl', '--ttl-ms', '500', ...endpoints);
-    expect([ttl.code, ttl.stderr]).toEqual([1, 'dkv counter incr: dkv: counter TTLs need the TTL engine\n']);
     expect(dkv('incr', 'cli/x', 'abc', ...endpoints).code).toBe(2);
     expect(dkv('frob', 'cli/x', ...endpoints).code).toBe(2);
     expect(dkv('get', 'cli/x', '--ttl-ms', '5', ...endpoints).code).toBe(2);
