@@ -183,6 +183,17 @@ describe('lease engine', () => {
     }
   });
 
+  it('restores a snapshot of an empty table (every data shard snapshot has one), then schedules what comes', () => {
+    const shard = new Shard();
+    shard.apply(grantCommand(1n, 2), 1_000);
+    shard.apply(revokeCommand(1n), 1_100);
+    const copy = new Shard();
+    copy.machine.restore(joinSnapshotFrames(shard.machine.snapshot()), shard.machine.appliedIndex);
+    expect(copy.leases.size).toBe(0);
+    copy.apply(grantCommand(2n, 2), 1_200);
+    expect(copy.leaderTick(3_210).length).toBe(1);
+  });
+
   it('snapshots the table, rebuilds attachments on restore, and hashes equal replicas equally', () => {
     const shard = new Shard();
     shard.apply(grantCommand(1n, 30), 100);

@@ -377,14 +377,20 @@ export class LeaseEngine implements Engine {
         };
         this.leases.set(lease.id, lease);
       }
-      // The earliest stamped time that set a deadline (each is its deadline less its TTL): later
-      // deadlines are set from later stamped times, so all of them come after the wheel's start.
-      let earliest = Infinity;
-      for (const lease of this.leases.values()) earliest = Math.min(earliest, lease.deadlineMs - lease.ttlSeconds * 1000);
-      const wheel = this.wheelAt(earliest);
-      for (const lease of this.leases.values()) lease.timer = wheel.schedule(lease.id, lease.deadlineMs);
     }
+    this.scheduleRestored();
     this.rebuildAttachments();
+  }
+
+  /** Schedules the restored leases (none: the wheel waits for the first deadline set). */
+  private scheduleRestored(): void {
+    if (this.leases.size === 0) return;
+    // The earliest stamped time that set a deadline (each is its deadline less its TTL): later
+    // deadlines are set from later stamped times, so all of them come after the wheel's start.
+    let earliest = Infinity;
+    for (const lease of this.leases.values()) earliest = Math.min(earliest, lease.deadlineMs - lease.ttlSeconds * 1000);
+    const wheel = this.wheelAt(earliest);
+    for (const lease of this.leases.values()) lease.timer = wheel.schedule(lease.id, lease.deadlineMs);
   }
 
   private rebuildAttachments(): void {
