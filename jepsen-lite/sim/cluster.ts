@@ -53,6 +53,11 @@ export interface SimClusterOptions {
   readonly tickIntervalMs: number;
   /** Each node's clock runs up to this fraction fast or slow. */
   readonly clockDrift: number;
+  /**
+   * With clock drift, how far each node's clock may be off simulated time (ms; default
+   * `simClockOffsetMsMax`): two nodes' clocks differ by up to twice this.
+   */
+  readonly clockOffsetMsMax?: number;
   readonly raft: RaftOptions;
   /** Applied entries between snapshots (0: never snapshot). */
   readonly snapshotEveryEntries: number;
@@ -90,6 +95,8 @@ export interface SimObserver {
   applied?(node: SimNode, shard: number, outcome: unknown, entry: Entry): void;
   stateReplaced?(node: SimNode, shard: number): void;
   crashed?(node: SimNode): void;
+  /** A node learned of a new leader of `shard` (0: none known) in `term`; `leader === node.id` when it took office. */
+  leaderChanged?(node: SimNode, shard: number, leader: number, term: number): void;
 }
 
 export const SIM_DEFAULTS: Omit<SimClusterOptions, 'seed' | 'nodeIds'> = Object.freeze({
@@ -256,7 +263,7 @@ export class SimCluster {
     const random = this.nodeRandom.fork();
     const skew = drift === 0 ? 1 : 1 + (random.nextFloat() * 2 - 1) * drift;
     const period = Math.max(1, Math.round(this.options.tickIntervalMs * skew));
-    const offset = drift === 0 ? 0 : Math.round((random.nextFloat() * 2 - 1) * simClockOffsetMsMax);
+    const offset = drift === 0 ? 0 : Math.round((random.nextFloat() * 2 - 1) * (this.options.clockOffsetMsMax ?? simClockOffsetMsMax));
     const disk = new SimDisk(this.diskRandom.fork(), { min: this.options.diskLatencyMinMs, max: this.options.diskLatencyMaxMs }, this.options.storageFaults ?? NO_STORAGE_FAULTS);
     const node = new SimNode(id, disk, random, period, offset, this.shards[0]!);
     this.nodes.set(id, node);
@@ -351,6 +358,9 @@ export class SimCluster {
         for (const listener of this.applyListeners) listener(node, entry);
       },
       applied: (shard: number, applied: { outcome: unknown }, entry: Entry) => this.options.observer?.applied?.(node, shard, applied.outcome, entry),
+      leaderChanged: (shard: number, leader: number, term: number) => {
+        if (live()) this.options.observer?.leaderChanged?.(node, shard, leader, term);
+      },
       stateReplaced: (shard: number) => {
         const machine = node.runtime!.machine(shard);
         this.record(`install-snapshot ${node.id} shard=${shard} index=${machine.appliedIndex}`);

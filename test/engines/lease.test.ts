@@ -25,11 +25,9 @@ const del = (key: string): EngineCommand => kvCommand(KvCommandKind.DeleteRange,
 /** A data shard's state machine fed entries with a given leader time and term. */
 class Shard {
   readonly machine: ShardStateMachine = composeStateMachine('data', { electionTimeoutMs });
-  private index = 0;
-
   apply(command: EngineCommand, timestampMs: number, term = 1): unknown {
-    this.index++;
-    const entry: Entry = { index: this.index, term, type: 'normal', data: encodeEnvelope({ ...command, timestampMs, proposer: 1, requestId: this.index }) };
+    const index = this.machine.appliedIndex + 1;
+    const entry: Entry = { index, term, type: 'normal', data: encodeEnvelope({ ...command, timestampMs, proposer: 1, requestId: index }) };
     return this.machine.apply(entry)?.outcome;
   }
 
@@ -165,6 +163,35 @@ describe('lease engine', () => {
     expect(shard.leaderTick(2_000).length).toBe(1);
     expect(shard.leaderTick(2_500)).toEqual([]);
     expect(shard.leaderTick(3_000).length).toBe(1);
+  });
+
+  it('a lease is due at its own deadline, whatever the deadlines of leases granted before it (fresh and restored wheels)', () => {
+    // jepsen sim --workload lease, seed 258: a 2 s lease granted after a 5 s one expired 190 ms
+    // late, held behind another lease's later deadline (the wheel started at the first deadline,
+    // ahead of the leader's clock, so earlier deadlines queued in the order they were set).
+    const fresh = new Shard();
+    fresh.apply(grantCommand(1n, 5), 1_000); // deadline 6,000: the wheel's first
+    const restored = new Shard();
+    restored.machine.restore(joinSnapshotFrames(fresh.machine.snapshot()), fresh.machine.appliedIndex);
+    for (const shard of [fresh, restored]) {
+      shard.apply(grantCommand(2n, 2), 1_000); // deadline 3,000
+      shard.apply(grantCommand(3n, 3), 1_000); // deadline 4,000
+      shard.apply(renewCommand([2n]), 1_500); // deadline 3,500, set after lease 3's
+      expect(shard.leaderTick(3_499)).toEqual([]);
+      expect(shard.leaderTick(3_510).length).toBe(1);
+      expect(shard.leaderTick(4_010).length).toBe(1);
+    }
+  });
+
+  it('restores a snapshot of an empty table (every data shard snapshot has one), then schedules what comes', () => {
+    const shard = new Shard();
+    shard.apply(grantCommand(1n, 2), 1_000);
+    shard.apply(revokeCommand(1n), 1_100);
+    const copy = new Shard();
+    copy.machine.restore(joinSnapshotFrames(shard.machine.snapshot()), shard.machine.appliedIndex);
+    expect(copy.leases.size).toBe(0);
+    copy.apply(grantCommand(2n, 2), 1_200);
+    expect(copy.leaderTick(3_210).length).toBe(1);
   });
 
   it('snapshots the table, rebuilds attachments on restore, and hashes equal replicas equally', () => {

@@ -1,4 +1,5 @@
 /** `dkv jepsen sim`: seeds of the simulated cluster under faults, each history checked. */
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError, intOption, parseOptions } from '../../../src/cli/args';
 import type { RunInfo, RunResults } from '../../report/index';
@@ -6,6 +7,7 @@ import { writeReport } from '../../report/index';
 import { isWorkloadName, modelOf, workloadNames, type WorkloadName } from '../../workload/index';
 import { describePlan, simFaultKinds } from './faults';
 import { type JepsenSimOptions, type JepsenSimResult, jepsenClientsDefault, jepsenNodeCounts, recoveryMs, runJepsenSim } from './run';
+import { type LeaseSimOptions, type LeaseSimResult, leaseHistoryJson, leaseHoldersDefault, leaseRecoveryMs, runLeaseSim } from './leases';
 
 export const jepsenSimSeedsDefault = 10;
 export const jepsenSimTimeMsDefault = 10_000;
@@ -24,20 +26,36 @@ go on for ${recoveryMs} ms, the replicas must converge, and the history goes to 
 checker (and, for the watch workload, the watch streams to the watch checker). A seed replays
 exactly: a failing seed prints the command that replays it and writes its report folder.
 
+--workload lease checks the lease promise instead: ${leaseHoldersDefault} holders (--clients) grant leases, attach
+keys, and renew them every TTL/3 through some node, or abandon or release them, under the same
+faults and faults of their own (cut from the nodes, paused); after healing they go on for
+${leaseRecoveryMs} ms, then stop. No lease may expire before an acknowledged renewal's TTL ran out
+(counted from its send); every lease must be revoked within its deadline, one election timeout
+if a later leader inherited it, and a tick once the cluster healed; leases renewed on the healed
+cluster must survive; at the end no replica holds a lease or its key. A failing seed's report
+folder holds lease-history.json.
+
 Options:
   --seeds N              run N seeds (default ${jepsenSimSeedsDefault}; 1 with --seed)
   --seed S               the first seed (default 0)
-  --workload W           ${workloadNames.join(' | ')} (default register)
+  --workload W           ${[...workloadNames, 'lease'].join(' | ')} (default register)
   --swarm                draw the fault kinds and rates from each seed
   --nodes N              ${jepsenNodeCounts.join(' or ')} (default 3)
   --time MS              simulated milliseconds of faults per seed (default ${jepsenSimTimeMsDefault})
-  --clients N            client processes (default ${jepsenClientsDefault})
+  --clients N            client processes (default ${jepsenClientsDefault}; lease holders: ${leaseHoldersDefault})
   --out DIR              where failing seeds' reports go (default ${jepsenSimOutDefault}/)
   --unsafe-stale-reads   break the system on purpose: reads skip ReadIndex (the checker must object)
+  --unsafe-no-lease-grace   (lease) a new leader gives inherited deadlines 1 ms, not an election timeout
+  --unsafe-no-expiry        (lease) leaders never expire leases
+  --unsafe-clock-skew       (lease) clocks up to two election timeouts apart, past what the grace covers
   -h, --help             show this text
 `;
 
-function parse(argv: string[]): { help: boolean; first: number; count: number; base: Omit<JepsenSimOptions, 'seed'>; out: string } {
+type Parsed =
+  | { readonly help: boolean; readonly first: number; readonly count: number; readonly out: string; readonly lease: false; readonly base: Omit<JepsenSimOptions, 'seed'> }
+  | { readonly help: boolean; readonly first: number; readonly count: number; readonly out: string; readonly lease: true; readonly base: Omit<LeaseSimOptions, 'seed'> };
+
+function parse(argv: string[]): Parsed {
   const values = parseOptions(argv, {
     seeds: { type: 'string' },
     seed: { type: 'string' },
@@ -48,24 +66,42 @@ function parse(argv: string[]): { help: boolean; first: number; count: number; b
     clients: { type: 'string' },
     out: { type: 'string' },
     'unsafe-stale-reads': { type: 'boolean' },
+    'unsafe-no-lease-grace': { type: 'boolean' },
+    'unsafe-no-expiry': { type: 'boolean' },
+    'unsafe-clock-skew': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
   const workload = values.workload ?? 'register';
-  if (!isWorkloadName(workload)) throw new UsageError(`--workload must be one of ${workloadNames.join(', ')}, got "${workload}"`);
+  const lease = workload === 'lease';
+  if (!lease && !isWorkloadName(workload)) throw new UsageError(`--workload must be one of ${[...workloadNames, 'lease'].join(', ')}, got "${workload}"`);
   const nodes = intOption(values.nodes, 'nodes', 3, 3, 5);
   if (!jepsenNodeCounts.includes(nodes)) throw new UsageError(`--nodes must be ${jepsenNodeCounts.join(' or ')}, got ${nodes}`);
   const first = intOption(values.seed, 'seed', 0, 0, 2 ** 31 - 1);
   const count = intOption(values.seeds, 'seeds', values.seed === undefined ? jepsenSimSeedsDefault : 1, 1, 100_000_000);
-  const clients = intOption(values.clients, 'clients', jepsenClientsDefault, 1, jepsenSimClientsMax);
-  const base: Omit<JepsenSimOptions, 'seed'> = {
-    workload: workload as WorkloadName,
-    nodes,
-    durationMs: intOption(values.time, 'time', jepsenSimTimeMsDefault, 0, jepsenSimTimeMsMax),
-    swarm: values.swarm === true,
-    ...(clients === jepsenClientsDefault ? {} : { clients }),
-    ...(values['unsafe-stale-reads'] === true ? { unsafe: { staleReads: true } } : {}),
+  const clientsDefault = lease ? leaseHoldersDefault : jepsenClientsDefault;
+  const clients = intOption(values.clients, 'clients', clientsDefault, 1, jepsenSimClientsMax);
+  const durationMs = intOption(values.time, 'time', jepsenSimTimeMsDefault, 0, jepsenSimTimeMsMax);
+  const swarm = values.swarm === true;
+  const common = { help: values.help === true, first, count, out: values.out ?? jepsenSimOutDefault };
+  const leaseUnsafe = { noLeaderGrace: values['unsafe-no-lease-grace'] === true, noExpiry: values['unsafe-no-expiry'] === true, clockSkewBeyondGrace: values['unsafe-clock-skew'] === true };
+  if (lease) {
+    if (values['unsafe-stale-reads'] === true) throw new UsageError('--unsafe-stale-reads breaks reads, which the lease workload does not make');
+    const unsafe = Object.values(leaseUnsafe).some((on) => on) ? { unsafe: leaseUnsafe } : {};
+    return { ...common, lease, base: { nodes, durationMs, swarm, ...(clients === clientsDefault ? {} : { holders: clients }), ...unsafe } };
+  }
+  if (Object.values(leaseUnsafe).some((on) => on)) throw new UsageError('--unsafe-no-lease-grace, --unsafe-no-expiry and --unsafe-clock-skew are for --workload lease');
+  return {
+    ...common,
+    lease,
+    base: {
+      workload: workload as WorkloadName,
+      nodes,
+      durationMs,
+      swarm,
+      ...(clients === clientsDefault ? {} : { clients }),
+      ...(values['unsafe-stale-reads'] === true ? { unsafe: { staleReads: true } } : {}),
+    },
   };
-  return { help: values.help === true, first, count, base, out: values.out ?? jepsenSimOutDefault };
 }
 
 /** The one-line reason a seed failed. */
@@ -118,6 +154,7 @@ export async function jepsenSimCommand(argv: string[]): Promise<number> {
     process.stdout.write(jepsenSimHelp);
     return 0;
   }
+  if (parsed.lease) return leaseSeeds(parsed.first, parsed.count, parsed.base, parsed.out);
   const { first, count, base, out } = parsed;
   process.stdout.write(
     `dkv jepsen sim: ${count} seed${count === 1 ? '' : 's'} from ${first}, workload ${base.workload}, ${base.nodes} nodes, ` +
@@ -143,4 +180,46 @@ export async function jepsenSimCommand(argv: string[]): Promise<number> {
       `${(count / Math.max(seconds, 1e-9)).toFixed(2)} seeds/s\n`,
   );
   return violations > 0 ? 1 : 0;
+}
+
+/** `--workload lease`: seeds of the lease workload (leases.ts), each checked by the lease checker. */
+async function leaseSeeds(first: number, count: number, base: Omit<LeaseSimOptions, 'seed'>, out: string): Promise<number> {
+  const unsafe = Object.entries(base.unsafe ?? {}).filter(([, on]) => on).map(([name]) => name);
+  process.stdout.write(
+    `dkv jepsen sim: ${count} seed${count === 1 ? '' : 's'} from ${first}, workload lease, ${base.nodes} nodes, ` +
+      `${base.durationMs} ms of faults${base.swarm ? ' (swarm)' : ''}${unsafe.length > 0 ? `, UNSAFE ${unsafe.join(', ')}` : ''}\n`,
+  );
+  const began = performance.now();
+  let leases = 0;
+  let renewals = 0;
+  let violations = 0;
+  for (let seed = first; seed < first + count; seed++) {
+    const result = await runLeaseSim({ ...base, seed });
+    leases += result.stats.leases;
+    renewals += result.stats.acknowledged;
+    if (count === 1) {
+      process.stdout.write(
+        `  ${describePlan(result.plan)}; holders: ${result.holderFaults.join(',') || 'no faults'}\n` +
+          `  ${result.faults.length} fault windows, ${result.stats.leases} leases, ${result.stats.expired} expired, ${result.stats.revoked} revoked; trace hash ${result.stats.traceHash.toString(16).padStart(8, '0')}\n`,
+      );
+    }
+    if (result.verdict === 'ok') continue;
+    violations++;
+    const folder = await writeLeaseFailure(out, result);
+    const more = result.failures.length > 1 ? ` (+${result.failures.length - 1} more)` : '';
+    process.stdout.write(`seed ${seed}: VIOLATION: ${result.failures[0]}${more}\n  replay: ${result.replayCommand}\n  report: ${folder}\n`);
+  }
+  const seconds = (performance.now() - began) / 1000;
+  process.stdout.write(
+    `${count} seeds, ${leases} leases, ${renewals} acknowledged grants and renewals, ${violations} violation${violations === 1 ? '' : 's'}, ` +
+      `${(count / Math.max(seconds, 1e-9)).toFixed(2)} seeds/s\n`,
+  );
+  return violations > 0 ? 1 : 0;
+}
+
+async function writeLeaseFailure(dir: string, result: LeaseSimResult): Promise<string> {
+  const folder = join(dir, `seed-${result.options.seed}-lease`);
+  await mkdir(folder, { recursive: true });
+  await writeFile(join(folder, 'lease-history.json'), leaseHistoryJson(result));
+  return folder;
 }

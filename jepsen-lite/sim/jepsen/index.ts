@@ -28,3 +28,39 @@ export {
 export { clientTimeoutMs, clientLinkDelayMsMin, clientLinkDelayMsMax, clientThinkMsMax, clientBackoffMs } from './clients';
 export { HistoryRecorder, SimCompactor, toWatchEvent, watchMoveMsMin, watchMoveMsMax } from './watchers';
 export { jepsenSimCommand, jepsenSimHelp, describeOutcome } from './command';
+export {
+  runLeaseSim,
+  leaseReplayCommand,
+  leaseHistoryJson,
+  holderFaultsFor,
+  leaseHoldersDefault,
+  leaseRecoveryMs,
+  leaseTailMsMax,
+  leaseClockOffsetMsMax,
+  type LeaseSimOptions,
+  type LeaseSimResult,
+  type LeaseSimStats,
+  type LeaseSimVerdict,
+} from './leases';
+export {
+  checkLeases,
+  leaseCommitMsMax,
+  livenessSlackMs,
+  type LeaderSpan,
+  type LeaseCheckResult,
+  type LeaseDeadline,
+  type LeaseHistory,
+  type LeaseTimeline,
+} from './lease-check';
+export {
+  LeaseHolders,
+  holderFaultKinds,
+  holderKey,
+  leaseTtlSecondsChoices,
+  type HeldLease,
+  type HolderFaultKind,
+  type LeaseBehaviour,
+  type LeaseRequest,
+  type LeaseRequestKind,
+  type LeaseRequestResult,
+} from './lease-holders';

@@ -16,7 +16,7 @@ import { type ShardStateMachine, StateMachineHaltError } from '../../../src/runt
 import { type CheckResult, type LinearizabilityResult, type WatchHistory, type WatchRecord, checkLinearizability, checkWatches } from '../../check/index';
 import type { FaultWindow, Operation } from '../../history';
 import { Generator, type WorkloadName, modelOf, workloadDefaults } from '../../workload/index';
-import { SIM_DEFAULTS, SimCluster } from '../cluster';
+import { SIM_DEFAULTS, SimCluster, type SimObserver } from '../cluster';
 import { QUIET_NETWORK } from '../network';
 import { SafetyViolation } from '../safety';
 import { SimClients, clientLinkDelayMsMax, clientTimeoutMs } from './clients';
@@ -100,9 +100,11 @@ const jepsenKeyPrefix = workloadDefaults.keyPrefix;
 
 /** Shards every node hosts: the meta shard and the data shard with the workload's keys (group commit covers both). */
 const metaShard = 0;
-const dataShard = 1;
+export const dataShard = 1;
 const tickIntervalMs = 100;
 const electionTicks = 10;
+/** One election timeout (ms): what the lease engine is composed with. */
+export const electionTimeoutMs = electionTicks * tickIntervalMs;
 /** Small, so snapshots (real MVCC snapshots) are taken, sent and restored often. */
 const snapshotEveryEntries = 40;
 const snapshotKeepEntries = 5;
@@ -125,6 +127,64 @@ function validate(options: JepsenSimOptions): void {
   if (!Number.isSafeInteger(clients) || clients < 1) throw new TypeError(`clients must be a positive integer, got ${clients}`);
 }
 
+export interface JepsenClusterOptions {
+  readonly seed: number;
+  readonly nodes: number;
+  readonly plan: FaultPlan;
+  readonly trace: boolean;
+  readonly observer: SimObserver;
+  /** How far a node's clock may be off (default the simulator's). */
+  readonly clockOffsetMsMax?: number;
+  /** Applied entries between snapshots (default `snapshotEveryEntries`). */
+  readonly snapshotEveryEntries?: number;
+  /** Test-only: the election timeout the lease engine is composed with (default the Raft one). */
+  readonly leaseElectionTimeoutMs?: number;
+  /** Test-only: changes each data shard's state machine after it is composed. */
+  readonly alterDataShard?: (machine: ShardStateMachine) => void;
+}
+
+/**
+ * The simulated cluster every `dkv jepsen sim` workload runs on: the server's shards on every
+ * node (the meta shard and a data shard composed as `dkv server` composes them), the seed's disk
+ * faults, clocks that drift, snapshots taken often.
+ */
+export function jepsenCluster(options: JepsenClusterOptions): SimCluster {
+  return new SimCluster({
+    ...SIM_DEFAULTS,
+    seed: options.seed,
+    nodeIds: Array.from({ length: options.nodes }, (_, i) => i + 1),
+    network: QUIET_NETWORK,
+    diskLatencyMinMs: 1,
+    diskLatencyMaxMs: diskLatencyMsMax,
+    tickIntervalMs,
+    clockDrift,
+    ...(options.clockOffsetMsMax === undefined ? {} : { clockOffsetMsMax: options.clockOffsetMsMax }),
+    raft: { electionTicks, heartbeatTicks: 1, preVote: true, checkQuorum: true, readOnlyOption: 'safe' },
+    snapshotEveryEntries: options.snapshotEveryEntries ?? snapshotEveryEntries,
+    snapshotKeepEntries,
+    checkSafety: true,
+    traceEvents: options.trace,
+    neverDuplicate: ['MsgProp'],
+    shards: [dataShard, metaShard],
+    stateMachine: (_node, shard) => {
+      if (shard === metaShard) return composeStateMachine('meta', { trackChain: true });
+      const machine = composeStateMachine('data', { trackChain: true, electionTimeoutMs: options.leaseElectionTimeoutMs ?? electionTimeoutMs });
+      options.alterDataShard?.(machine);
+      return machine;
+    },
+    storageFaults: options.plan.storage,
+    requestTimeoutMs: clientTimeoutMs,
+    observer: options.observer,
+  });
+}
+
+/** Set-up, as Jepsen does it: a history starts once the cluster has a leader (or `setupMsMax` passed). */
+export function awaitLeader(cluster: SimCluster): void {
+  for (let waited = 0; cluster.leader() === undefined && waited < setupMsMax; waited += setupStepMs) {
+    cluster.runUntil(cluster.now + setupStepMs);
+  }
+}
+
 export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSimResult> {
   validate(options);
   const plan = faultPlanFor(options.seed, options.swarm);
@@ -139,26 +199,11 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
 
   // The nodes report to the clients and watchers, which need the cluster: bound late.
   let watchers: SimWatchers | undefined;
-  const nodeIds = Array.from({ length: options.nodes }, (_, i) => i + 1);
-  const cluster = new SimCluster({
-    ...SIM_DEFAULTS,
+  const cluster = jepsenCluster({
     seed: options.seed,
-    nodeIds,
-    network: QUIET_NETWORK,
-    diskLatencyMinMs: 1,
-    diskLatencyMaxMs: diskLatencyMsMax,
-    tickIntervalMs,
-    clockDrift,
-    raft: { electionTicks, heartbeatTicks: 1, preVote: true, checkQuorum: true, readOnlyOption: 'safe' },
-    snapshotEveryEntries,
-    snapshotKeepEntries,
-    checkSafety: true,
-    traceEvents: options.trace === true,
-    neverDuplicate: ['MsgProp'],
-    shards: [dataShard, metaShard],
-    stateMachine: (_node, shard) => composeStateMachine(shard === metaShard ? 'meta' : 'data', { trackChain: true, electionTimeoutMs: electionTicks * tickIntervalMs }),
-    storageFaults: plan.storage,
-    requestTimeoutMs: clientTimeoutMs,
+    nodes: options.nodes,
+    plan,
+    trace: options.trace === true,
     observer: {
       applied: (node, shard, outcome) => {
         if (shard !== dataShard) return;
@@ -191,10 +236,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
 
   let failure: string | undefined;
   try {
-    // Set-up, as Jepsen does it: the history starts once the cluster has a leader.
-    for (let waited = 0; cluster.leader() === undefined && waited < setupMsMax; waited += setupStepMs) {
-      cluster.runUntil(cluster.now + setupStepMs);
-    }
+    awaitLeader(cluster);
     const faultsEnd = cluster.now + options.durationMs;
     nemesis.start(faultsEnd);
     clients.start();
@@ -268,7 +310,7 @@ function mostAdvanced(cluster: SimCluster): ShardStateMachine | undefined {
  * After healing, every replica of every shard must apply the same prefix and hold the same state
  * (the state machines' hash over every engine). Returns what went wrong, if anything.
  */
-function converge(cluster: SimCluster): string | undefined {
+export function converge(cluster: SimCluster): string | undefined {
   const deadline = cluster.now + convergenceMsMax;
   const nodes = [...cluster.nodes.values()];
   const lagging = (): string | undefined => {

@@ -138,7 +138,11 @@ export class LeaseEngine implements Engine {
   readonly name = 'lease';
   readonly version = LEASE_COMMAND_VERSION;
   private readonly leases = new Map<bigint, LeaseRecord>();
-  /** Made at the first deadline, so its cursor starts near the leader clocks' time. */
+  /**
+   * Made when the first deadline is set, its cursor at the stamped time that set it (never at a
+   * deadline: a wheel whose cursor is ahead of the leader's clock puts every earlier deadline in
+   * its due list, which it returns in the order scheduled, stopping at the first one not yet due).
+   */
   private wheel: TimeWheel<bigint> | undefined;
   private readonly kv: KvEngine;
   private readonly electionTimeoutMs: number;
@@ -204,7 +208,7 @@ export class LeaseEngine implements Engine {
             renewals.push({ id, ttlSeconds: 0 });
             continue;
           }
-          this.setDeadline(lease, context.nowMs + lease.ttlSeconds * 1000, context.term);
+          this.setDeadline(lease, context, lease.ttlSeconds);
           renewals.push({ id, ttlSeconds: lease.ttlSeconds });
         }
         return { kind: 'renewed', renewals, events: NO_EVENTS };
@@ -238,14 +242,17 @@ export class LeaseEngine implements Engine {
     const ttlSeconds = Math.max(1, Number(ttl));
     const lease: LeaseRecord = { id, ttlSeconds, deadlineMs: 0, deadlineTerm: 0, keys: new Map(), timer: undefined };
     this.leases.set(id, lease);
-    this.setDeadline(lease, context.nowMs + ttlSeconds * 1000, context.term);
+    this.setDeadline(lease, context, ttlSeconds);
     return { kind: 'granted', id, ttlSeconds, events: NO_EVENTS };
   }
 
-  private setDeadline(lease: LeaseRecord, deadlineMs: number, term: number): void {
+  /** The lease runs `ttlSeconds` from the stamped time of the entry applied. */
+  private setDeadline(lease: LeaseRecord, context: ApplyContext, ttlSeconds: number): void {
+    const deadlineMs = context.nowMs + ttlSeconds * 1000;
     lease.deadlineMs = deadlineMs;
-    lease.deadlineTerm = term;
-    const wheel = this.wheelAt(deadlineMs);
+    lease.deadlineTerm = context.term;
+    // invariant: stamped times never decrease, so every deadline set is after the wheel's start.
+    const wheel = this.wheelAt(context.nowMs);
     lease.timer = lease.timer === undefined ? wheel.schedule(lease.id, deadlineMs) : wheel.reschedule(lease.timer, deadlineMs);
   }
 
@@ -269,7 +276,12 @@ export class LeaseEngine implements Engine {
    * TTL from its own clock (a Renew through Raft, so every replica agrees) instead of expiring it.
    */
   restoredAsNew(): void {
-    for (const lease of this.leases.values()) this.setDeadline(lease, 0, 0);
+    for (const lease of this.leases.values()) {
+      lease.deadlineMs = 0;
+      lease.deadlineTerm = 0;
+      // Due at once: the first leader's first tick renews it.
+      if (lease.timer !== undefined && this.wheel !== undefined) lease.timer = this.wheel.reschedule(lease.timer, this.wheel.cursorMs);
+    }
   }
 
   /** The KV engine's writes: keys move between leases. */
@@ -387,15 +399,20 @@ export class LeaseEngine implements Engine {
         };
         this.leases.set(lease.id, lease);
       }
-      // An empty table (count 0) makes no wheel: there is no deadline to start it at.
-      if (this.leases.size > 0) {
-        let earliest = Infinity;
-        for (const lease of this.leases.values()) earliest = Math.min(earliest, lease.deadlineMs);
-        const wheel = this.wheelAt(earliest);
-        for (const lease of this.leases.values()) lease.timer = wheel.schedule(lease.id, lease.deadlineMs);
-      }
     }
+    this.scheduleRestored();
     this.rebuildAttachments();
+  }
+
+  /** Schedules the restored leases (none: the wheel waits for the first deadline set). */
+  private scheduleRestored(): void {
+    if (this.leases.size === 0) return;
+    // The earliest stamped time that set a deadline (each is its deadline less its TTL): later
+    // deadlines are set from later stamped times, so all of them come after the wheel's start.
+    let earliest = Infinity;
+    for (const lease of this.leases.values()) earliest = Math.min(earliest, lease.deadlineMs - lease.ttlSeconds * 1000);
+    const wheel = this.wheelAt(earliest);
+    for (const lease of this.leases.values()) lease.timer = wheel.schedule(lease.id, lease.deadlineMs);
   }
 
   private rebuildAttachments(): void {
