@@ -75,7 +75,8 @@ const SCRIPT: Array<[string[], string?]> = [
 /**
  * A lease session: `$ID` stands for the lease the first grant made. Lease ids are chosen by each
  * server (random in etcd), so outputs name them ID1, ID2… in grant order (hex and decimal forms),
- * and a remaining TTL may differ by the second it was read in: `remaining(Ns)`, `"ttl":N`.
+ * and a remaining TTL may differ by the second it was read in: `remaining(Ns)`, `"ttl":N`; a
+ * lease's attached keys are compared sorted (etcd lists them in Go map order).
  */
 const LEASE_SCRIPT: Array<[string[], string?]> = [
   [['lease', 'grant', '60']],
@@ -110,7 +111,13 @@ function runLeaseScript(endpoint: string): string[] {
     ids.forEach((hex, i) => {
       out = out.replaceAll(hex, `ID${i + 1}`).replaceAll(BigInt(`0x${hex}`).toString(), `DEC${i + 1}`);
     });
-    return out.replace(/remaining\(\d+s\)/g, 'remaining(Ns)').replace(/"ttl":\d+/g, '"ttl":N');
+    // etcd lists a lease's keys in Go map order (random); DKV in key order: compare them sorted.
+    const sorted = (list: string, separator: string) => list.split(separator).sort().join(separator);
+    return out
+      .replace(/remaining\(\d+s\)/g, 'remaining(Ns)')
+      .replace(/"ttl":\d+/g, '"ttl":N')
+      .replace(/attached keys\(\[([^\]]*)\]\)/g, (_m, keys: string) => `attached keys([${sorted(keys, ' ')}])`)
+      .replace(/"keys":\[([^\]]*)\]/g, (_m, keys: string) => `"keys":[${sorted(keys, ',')}]`);
   };
   return LEASE_SCRIPT.map(([args, input]) => {
     const substitute = (text: string) => text.replaceAll('$ID', ids[0] ?? 'none');
