@@ -425,7 +425,7 @@ export class NodeRuntime {
   /** Whether this node and every member can apply a command of `engine` at `version`. */
   private admissible(shard: ShardState, engine: number, version: number): boolean {
     if (!shard.machine.supports(engine, version)) return false;
-    return version <= 1 || this.options.membersSupport?.(engine, version) !== false;
+    return this.options.membersSupport?.(engine, version) !== false;
   }
 
   reportUnreachable(peer: number, shards: readonly number[]): void {

@@ -153,7 +153,7 @@ export class DkvNode {
       snapshotCatchUpEntries: Math.min(snapshotCatchUpEntriesMax, config.snapshotCount),
       requestTimeoutMs: requestTimeoutMs(electionTimeoutMs),
       stateMachine: (shard) => shardStateMachine(shard, electionTimeoutMs),
-      membersSupport: (engine, version) => membersSupport(this.members(), engine, version),
+      membersSupport: (engine, version) => this.membersSupportCached(engine, version),
       firstRequestId: firstRequestId(Date.now()),
       logger: { debug: (m) => logger.debug(m), info: (m) => logger.debug(m), warn: (m) => logger.warn(m) },
       listener: {
@@ -250,6 +250,24 @@ export class DkvNode {
       else this.transport.addPeer(id, url);
     }
     for (const id of known) if (!wanted.has(id)) this.transport.removePeer(id);
+  }
+
+  /** Answers of membersSupport for the meta shard's state now (asked on every proposal). */
+  private supportAnswers: { machine: unknown; index: number; answers: Map<number, boolean> } = { machine: undefined, index: -1, answers: new Map() };
+
+  private membersSupportCached(engine: number, version: number): boolean {
+    if (!this.runtime.hasShard(META_SHARD)) return true;
+    const machine = this.router.meta().machine();
+    if (this.supportAnswers.machine !== machine || this.supportAnswers.index !== machine.appliedIndex) {
+      this.supportAnswers = { machine, index: machine.appliedIndex, answers: new Map() };
+    }
+    const key = engine * 256 + version;
+    let answer = this.supportAnswers.answers.get(key);
+    if (answer === undefined) {
+      answer = membersSupport(this.members(), engine, version);
+      this.supportAnswers.answers.set(key, answer);
+    }
+    return answer;
   }
 
   members(): Member[] {

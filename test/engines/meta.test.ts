@@ -38,10 +38,23 @@ describe('meta engine', () => {
   it('lets a newer command version through only once every member applies it', () => {
     const members = [
       { id: 1, name: 'a', peerUrls: [], isLearner: false, clientUrls: [], engines: { [EngineId.Kv]: 2 } },
-      { id: 2, name: 'b', peerUrls: [], isLearner: false, clientUrls: [] },
+      // Published, from a build before engine versions were published: meta and KV version 1 only.
+      { id: 2, name: 'b', peerUrls: [], isLearner: false, clientUrls: ['http://b:2379'] },
     ];
     expect(membersSupport(members, EngineId.Kv, 1)).toBe(true);
     expect(membersSupport(members, EngineId.Kv, 2)).toBe(false);
     expect(membersSupport([members[0]!, { ...members[1]!, engines: { [EngineId.Kv]: 3 } }], EngineId.Kv, 2)).toBe(true);
+  });
+
+  it('lets commands of an engine a member does not publish through only once it does (a rolling upgrade)', () => {
+    const upgraded = { id: 1, name: 'a', peerUrls: [], isLearner: false, clientUrls: ['http://a:2379'], engines: { [EngineId.Kv]: 1, [EngineId.Lease]: 1 } };
+    const old = { id: 2, name: 'b', peerUrls: [], isLearner: false, clientUrls: ['http://b:2379'], engines: { [EngineId.Kv]: 1 } };
+    const older = { id: 3, name: 'c', peerUrls: [], isLearner: false, clientUrls: ['http://c:2379'] };
+    const notStarted = { id: 4, name: '', peerUrls: [], isLearner: true, clientUrls: [] };
+    expect(membersSupport([upgraded, old], EngineId.Lease, 1)).toBe(false);
+    expect(membersSupport([upgraded, older], EngineId.Lease, 1)).toBe(false);
+    expect(membersSupport([upgraded, notStarted], EngineId.Lease, 1)).toBe(true);
+    expect(membersSupport([upgraded, { ...old, engines: { ...old.engines, [EngineId.Lease]: 1 } }], EngineId.Lease, 1)).toBe(true);
+    expect(membersSupport([upgraded, old, older], EngineId.Kv, 1)).toBe(true);
   });
 });

@@ -20,7 +20,7 @@
  *   reach it (and covers clock skew between leaders up to that much).
  */
 import { assert } from '../../../raft/index';
-import type { MvccEvent } from '../../../storage/index';
+import { type MvccEvent, compareBytes } from '../../../storage/index';
 import { etcdType, int64Exact, type Int64 } from '../../etcd-proto';
 import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, type LeaderContext, UnknownCommandError } from '../engine';
 import { TimeWheel, type WheelTimer } from '../expiry/index';
@@ -204,7 +204,9 @@ export class LeaseEngine implements Engine {
         for (let at = 0; at < view.byteLength; at += 8) {
           const id = view.getBigInt64(at);
           const lease = this.leases.get(id);
-          if (lease === undefined) {
+          // Gone, or past its deadline as the renewing leader counts it (the expiry may not have
+          // applied yet): not renewed, TTL 0, as etcd's leader answers a lease past its expiry.
+          if (lease === undefined || this.expiredAt(lease, context.nowMs, context.term)) {
             renewals.push({ id, ttlSeconds: 0 });
             continue;
           }
@@ -261,7 +263,10 @@ export class LeaseEngine implements Engine {
     this.leases.delete(lease.id);
     if (lease.timer !== undefined) this.wheel?.cancel(lease.timer);
     lease.timer = undefined;
-    const keys = [...lease.keys.values()];
+    // In key order, as etcd's lessor revokes: a replica restored from a snapshot holds the
+    // attachments in another order than one that applied the puts, and the deletes' order is
+    // replicated state (their sub-revisions, the events).
+    const keys = [...lease.keys.values()].sort(compareBytes);
     lease.keys.clear();
     if (keys.length === 0) return { revision: this.kv.mvcc.revision, events: [] };
     const result = this.kv.mvcc.deleteKeys(keys);
@@ -338,6 +343,17 @@ export class LeaseEngine implements Engine {
     for (let at = 0; at < unset.length; at += leaseRenewalsPerCommandMax) context.propose(renewCommand(unset.slice(at, at + leaseRenewalsPerCommandMax)));
   }
 
+  /**
+   * Whether the lease's deadline has passed at `nowMs` for a leader of `term` (a deadline set in
+   * an earlier term counts one election timeout later; an unset one, from a restored backup,
+   * has not passed).
+   */
+  private expiredAt(lease: LeaseRecord, nowMs: number, term: number): boolean {
+    if (lease.deadlineMs === 0) return false;
+    const effective = lease.deadlineTerm < term ? lease.deadlineMs + this.electionTimeoutMs : lease.deadlineMs;
+    return nowMs > effective;
+  }
+
   /** When lease `id` expires as this node sees it now (ms on its clock), or undefined. */
   remainingMs(id: bigint, nowMs: number, term: number): number | undefined {
     const lease = this.leases.get(id);
@@ -350,6 +366,8 @@ export class LeaseEngine implements Engine {
 
   /** Section: count u32, then per lease (ascending id) id i64 | ttl f64 | deadline f64 | term f64. */
   snapshot(): Iterator<Uint8Array> {
+    // No leases, no section: a member whose build lacks this engine can still restore the snapshot.
+    if (this.leases.size === 0) return [][Symbol.iterator]();
     return [this.encodeTable()][Symbol.iterator]();
   }
 

@@ -33,15 +33,27 @@ export interface Member extends MemberRecord {
 }
 
 /**
- * Whether every member can apply version `version` of `engine`'s commands. Version 1 of an engine
- * this build has is the baseline every member that runs it applies; anything newer waits until
- * every member published a build that applies it, so a mixed-version cluster never puts in the
- * log an entry one of its members would have to refuse.
+ * Whether every member can apply version `version` of `engine`'s commands, so a mixed-version
+ * cluster never puts in the log an entry one of its members would have to refuse (it would stop).
+ * A member's published engine versions decide. The engines every build has had (meta and KV)
+ * count as version 1 for a member that published none (a build from before they were
+ * published); any other engine missing from what a member published is one its build lacks. A
+ * member that never published anything (added, not started yet) is not counted: it publishes
+ * what it applies when it starts, and a build that cannot apply the log stops with a message.
  */
 export function membersSupport(members: readonly Member[], engine: number, version: number): boolean {
-  if (version <= 1) return true;
-  return members.every((m) => (m.engines?.[String(engine)] ?? 1) >= version);
+  const baseline = engine === BASELINE_META_ENGINE || engine === BASELINE_KV_ENGINE ? 1 : 0;
+  return members.every((m) => {
+    const published = m.engines?.[String(engine)];
+    if (published !== undefined) return published >= version;
+    if (m.engines === undefined && m.clientUrls.length === 0) return true;
+    return baseline >= version;
+  });
 }
+
+/** Engine ids every build has had (src/engines/engine.ts's EngineId.Meta and EngineId.Kv). */
+const BASELINE_META_ENGINE = 1;
+const BASELINE_KV_ENGINE = 2;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -21,7 +21,7 @@
  * - Other engines set TTLs in their own apply through `KeyTtlScheduler` (`setTtl`, `clearTtl`).
  */
 import { assert } from '../../../raft/index';
-import { MvccError, type MvccEvent, type PutResult, type TxnResult, crc32c } from '../../../storage/index';
+import { MvccError, type MvccEvent, type PutResult, type TxnResult, crc32c, mvccLimits } from '../../../storage/index';
 import { type Int64, type WireDkvPutRequest, type WireDkvTxnRequest, type WireFence, type WireKeyTtl, dkvType, int64Exact, int64Saturated } from '../../etcd-proto';
 import {
   type ApplyContext,
@@ -148,6 +148,8 @@ export function ttlMsFromWire(value: Int64): number {
 export function fenceFromWire(fence: WireFence | null | undefined): { key: Uint8Array; token: number } | undefined {
   if (fence === null || fence === undefined) return undefined;
   if (fence.key === undefined || fence.key === null || fence.key.length === 0) throw new WireValueError('fence.key is empty');
+  // A key the store could never hold (the store asserts its limit): refused, never proposed.
+  if (fence.key.length > mvccLimits.keyBytesMax) throw new WireValueError(`fence.key of ${fence.key.length} bytes is over the key limit`);
   const token = int64Saturated(fence.token);
   if (token <= 0) throw new WireValueError(`fence.token must be > 0 (a create revision), got ${token}`);
   return { key: fence.key, token };
@@ -443,6 +445,8 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
    * keys and their values), encoded as the iterator is drained.
    */
   snapshot(): Iterator<Uint8Array> {
+    // No TTLs, no section: a member whose build lacks this engine can still restore the snapshot.
+    if (this.records.size === 0) return [][Symbol.iterator]();
     const header = new Uint8Array(12);
     const view = new DataView(header.buffer);
     view.setUint32(0, this.records.size);
