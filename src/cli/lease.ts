@@ -1,7 +1,9 @@
 /** `dkv lease …`: etcd leases from the command line, printed as etcdctl prints them. */
 import { type Decoded, longsAsStrings, methodCodec } from '../client/index';
 import { UsageError, parseCommand, parseEndpoints, withUsage } from './args';
+import { Interrupts } from './holding';
 import { Endpoints, endpointsDefault, exitFailure, reportFailure } from './remote';
+import { LeaseKeeper, describeLoss, leaseHex } from './session';
 
 export const leaseHelp = `Usage: dkv lease grant TTL [--id HEX] [options]
        dkv lease revoke ID [options]
@@ -34,10 +36,6 @@ const codec = (method: string) => methodCodec('etcdserverpb.Lease', method, long
 function parseLeaseId(text: string | undefined): string {
   if (text === undefined || !/^[0-9a-fA-F]{1,16}$/.test(text)) throw new UsageError(`a lease id is 1 to 16 hex digits, got "${text ?? ''}"`);
   return BigInt.asIntN(64, BigInt(`0x${text}`)).toString();
-}
-
-function hex(id: unknown): string {
-  return BigInt.asUintN(64, BigInt(String(id))).toString(16);
 }
 
 function json(response: Decoded): string {
@@ -73,29 +71,29 @@ export async function leaseCommand(args: string[]): Promise<number> {
           const ttl = positional[0];
           if (ttl === undefined || !/^\d+$/.test(ttl)) throw new UsageError(`grant needs a TTL in whole seconds, got "${ttl ?? ''}"`);
           const r = await endpoints.unary(codec('LeaseGrant'), { TTL: ttl, ID: o.id === undefined ? '0' : parseLeaseId(o.id) });
-          print(r, `lease ${hex(r.ID)} granted with TTL(${String(r.TTL)}s)\n`);
+          print(r, `lease ${leaseHex(r.ID)} granted with TTL(${String(r.TTL)}s)\n`);
           return 0;
         }
         case 'revoke': {
           const id = parseLeaseId(positional[0]);
           const r = await endpoints.unary(codec('LeaseRevoke'), { ID: id });
-          print(r, `lease ${hex(id)} revoked\n`);
+          print(r, `lease ${leaseHex(id)} revoked\n`);
           return 0;
         }
         case 'timetolive': {
           const id = parseLeaseId(positional[0]);
           const r = await endpoints.unary(codec('LeaseTimeToLive'), { ID: id, keys: o.keys === true });
           if (String(r.TTL) === '-1') {
-            print(r, `lease ${hex(id)} already expired\n`);
+            print(r, `lease ${leaseHex(id)} already expired\n`);
             return 0;
           }
           const keys = o.keys === true ? `, attached keys([${(r.keys as Buffer[]).map((k) => k.toString()).join(' ')}])` : '';
-          print(r, `lease ${hex(id)} granted with TTL(${String(r.grantedTTL)}s), remaining(${String(r.TTL)}s)${keys}\n`);
+          print(r, `lease ${leaseHex(id)} granted with TTL(${String(r.grantedTTL)}s), remaining(${String(r.TTL)}s)${keys}\n`);
           return 0;
         }
         case 'list': {
           const r = await endpoints.unary(codec('LeaseLeases'), {});
-          const leases = (r.leases as Array<{ ID: string }>).map((l) => hex(l.ID));
+          const leases = (r.leases as Array<{ ID: string }>).map((l) => leaseHex(l.ID));
           print(r, `found ${leases.length} leases\n${leases.map((l) => `${l}\n`).join('')}`);
           return 0;
         }
@@ -114,59 +112,34 @@ export async function leaseCommand(args: string[]): Promise<number> {
 }
 
 /**
- * Renews through one keep-alive stream every third of the TTL (the server's answer says the TTL).
- * A stream that fails is opened again on the next endpoint; a TTL of 0 means the lease is gone.
+ * Renews until interrupted (or once), printing each renewal; exits 1 when the server answers TTL
+ * 0 (the lease is gone) or no renewal gets through before the lease's deadline (before the
+ * first, after three failures per endpoint).
  */
 async function keepAlive(endpoints: Endpoints, id: string, once: boolean, print: (r: Decoded, simple: string) => void): Promise<number> {
-  let endpoint = 0;
-  let stopped = false;
-  const stop = (): void => {
-    stopped = true;
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  const interrupts = new Interrupts();
   try {
-    for (let failures = 0; !stopped; ) {
-      const outcome = await new Promise<{ code: number } | { retry: unknown }>((resolve) => {
-        const stream = endpoints.channel(endpoint).bidiStream(codec('LeaseKeepAlive'));
-        let timer: NodeJS.Timeout | undefined;
-        let check: NodeJS.Timeout | undefined;
-        const finish = (result: { code: number } | { retry: unknown }): void => {
-          clearTimeout(timer);
-          clearInterval(check);
-          stream.removeAllListeners();
-          stream.on('error', () => undefined);
-          stream.cancel();
-          resolve(result);
-        };
-        stream.on('data', (r: Decoded) => {
-          failures = 0;
-          if (String(r.TTL) === '0') {
-            process.stderr.write(`lease ${hex(id)} expired or revoked.\n`);
-            finish({ code: exitFailure });
-            return;
-          }
-          print(r, `lease ${hex(id)} keepalived with TTL(${String(r.TTL)})\n`);
-          if (once || stopped) return finish({ code: 0 });
-          timer = setTimeout(() => stream.write({ ID: id }), (Number(r.TTL) * 1000) / 3);
-        });
-        stream.on('error', (error) => finish({ retry: error }));
-        stream.on('end', () => finish({ retry: new Error('the keep-alive stream ended') }));
-        // A signal ends the wait for the next renewal.
-        check = setInterval(() => {
-          if (stopped) finish({ code: 0 });
-        }, 100);
-        stream.write({ ID: id });
+    return await new Promise<number>((resolve) => {
+      const keeper = new LeaseKeeper(endpoints, id, {
+        onRenewed: (r) => {
+          print(r, `lease ${leaseHex(id)} keepalived with TTL(${String(r.TTL)})\n`);
+          if (!once) return;
+          keeper.stop();
+          resolve(0);
+        },
+        onLost: (loss) => {
+          if (loss.kind === 'gone') process.stderr.write(`lease ${leaseHex(id)} expired or revoked.\n`);
+          else reportFailure(loss.error ?? new Error(describeLoss(id, loss)));
+          resolve(exitFailure);
+        },
       });
-      if ('code' in outcome) return outcome.code;
-      failures++;
-      if (failures >= endpoints.list.length * 3) return reportFailure(outcome.retry);
-      endpoint++;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 100 * failures)));
-    }
-    return 0;
+      interrupts.signal.addEventListener('abort', () => {
+        keeper.stop();
+        resolve(0);
+      });
+      keeper.start();
+    });
   } finally {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
+    interrupts.dispose();
   }
 }

@@ -21,6 +21,11 @@ Commands:
   jepsen run     partition tests of a real local cluster (DKV, or etcd with --target etcd):
                  proxied peer links, kills, pauses; writes a report with an HTML timeline
   lease          etcd leases: grant, revoke, keep-alive, timetolive, list
+  lock NAME [-- COMMAND…]
+                 hold a lock of a running cluster (etcdctl lock), printing or passing on its
+                 fencing token; with COMMAND, run it holding the lock
+  elect NAME VALUE | elect NAME --listen
+                 campaign in an election until interrupted, or print its leaders (etcdctl elect)
   bench raft     measure the Raft core's throughput in-process (zero-latency simulation)
   bench log      measure the LevelDB log store's group commit (1 and 8 shards, synced)
   bench put|range|txn-put|watch|lease-keepalive|lease-grant
@@ -69,6 +74,14 @@ export async function main(args: string[]): Promise<number> {
     case 'lease': {
       const { leaseCommand } = await import('./lease');
       return leaseCommand(rest);
+    }
+    case 'lock': {
+      const { lockCommand } = await import('./lock');
+      return lockCommand(rest);
+    }
+    case 'elect': {
+      const { electCommand } = await import('./elect');
+      return electCommand(rest);
     }
     case 'bench': {
       const { benchCommand } = await import('./bench');

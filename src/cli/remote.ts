@@ -2,7 +2,7 @@
  * What the `dkv` commands that talk to a running cluster share: the --endpoints list, a unary
  * call that tries the next endpoint when one is unreachable, and how a failed call is printed.
  */
-import { EtcdChannel, type MethodCodec, grpcStatus } from '../client/index';
+import { type CallOptions, EtcdChannel, type MethodCodec, grpcStatus } from '../client/index';
 
 export const endpointsDefault = '127.0.0.1:2379';
 
@@ -30,26 +30,36 @@ export class Endpoints {
   }
 
   /** One unary call; an unreachable endpoint (UNAVAILABLE) passes the call to the next one. */
-  async unary<R>(codec: MethodCodec<R>, request: object): Promise<R> {
+  async unary<R>(codec: MethodCodec<R>, request: object, options: CallOptions = {}): Promise<R> {
     let lastError: unknown;
     for (let attempt = 0; attempt < this.list.length; attempt++) {
       const index = (this.preferred + attempt) % this.list.length;
       try {
-        const response = await this.channel(index).unary(codec, request);
+        const response = await this.channel(index).unary(codec, request, options);
         this.preferred = index;
         return response;
       } catch (error) {
         lastError = error;
-        if ((error as { code?: number }).code !== grpcStatus.UNAVAILABLE) throw error;
+        if (!isUnavailable(error) || options.signal?.aborted === true) throw error;
       }
     }
     throw lastError;
+  }
+
+  /** Makes the next endpoint the preferred one (after a call on this one failed). */
+  failover(): void {
+    this.preferred = (this.preferred + 1) % this.list.length;
   }
 
   close(): void {
     for (const channel of this.channels.values()) channel.close();
     this.channels.clear();
   }
+}
+
+/** The call never reached a server that could answer it (or it stopped, or lost its leader). */
+export function isUnavailable(error: unknown): boolean {
+  return (error as { code?: number }).code === grpcStatus.UNAVAILABLE;
 }
 
 /** Prints a failed call as etcdctl does ("Error: <message>") and returns the failure exit code. */

@@ -138,8 +138,13 @@ export interface EtcdChannelOptions {
 }
 
 export interface CallOptions {
-  /** Fail with DEADLINE_EXCEEDED after this long (unary: the channel's `callTimeoutMs` when absent). */
+  /**
+   * Fail with DEADLINE_EXCEEDED after this long (unary: the channel's `callTimeoutMs` when absent;
+   * `Infinity`: no deadline, for calls that wait, such as a Lock).
+   */
   readonly timeoutMs?: number;
+  /** Cancels a unary call when it aborts: the call then rejects with CANCELLED. */
+  readonly signal?: AbortSignal;
 }
 
 /** An etcd Watch stream as `EtcdChannel.watch` opens it. */
@@ -159,7 +164,7 @@ export interface WatchHandlers {
 const identity = (bytes: Buffer): Buffer => bytes;
 
 function deadlineOf(timeoutMs: number | undefined): grpc.CallOptions {
-  return timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs };
+  return timeoutMs === undefined || timeoutMs === Infinity ? {} : { deadline: Date.now() + timeoutMs };
 }
 
 function channelOptionsOf(options: EtcdChannelOptions): grpc.ChannelOptions {
@@ -207,11 +212,16 @@ export class EtcdChannel {
   unary<Response>(codec: MethodCodec<Response>, request: object, options: CallOptions = {}): Promise<Response> {
     return new Promise((resolve, reject) => {
       const callOptions = deadlineOf(options.timeoutMs ?? this.callTimeoutMs);
-      this.client.makeUnaryRequest(codec.path, codec.encode, codec.decode, request, callOptions, (error, response) => {
+      const signal = options.signal;
+      const cancel = (): void => call.cancel();
+      const call = this.client.makeUnaryRequest(codec.path, codec.encode, codec.decode, request, callOptions, (error, response) => {
+        signal?.removeEventListener('abort', cancel);
         if (error !== null) reject(error);
         else if (response === undefined) reject(new Error(`${codec.path}: empty response`));
         else resolve(response);
       });
+      if (signal?.aborted === true) cancel();
+      else signal?.addEventListener('abort', cancel, { once: true });
     });
   }
 
