@@ -140,6 +140,8 @@ export interface EtcdChannelOptions {
 export interface CallOptions {
   /** Fail with DEADLINE_EXCEEDED after this long (unary: the channel's `callTimeoutMs` when absent). */
   readonly timeoutMs?: number;
+  /** Unary calls: aborting cancels the call (it then fails with CANCELLED). */
+  readonly signal?: AbortSignal;
 }
 
 /** An etcd Watch stream as `EtcdChannel.watch` opens it. */
@@ -207,11 +209,16 @@ export class EtcdChannel {
   unary<Response>(codec: MethodCodec<Response>, request: object, options: CallOptions = {}): Promise<Response> {
     return new Promise((resolve, reject) => {
       const callOptions = deadlineOf(options.timeoutMs ?? this.callTimeoutMs);
-      this.client.makeUnaryRequest(codec.path, codec.encode, codec.decode, request, callOptions, (error, response) => {
+      const signal = options.signal;
+      const cancel = (): void => call.cancel();
+      const call = this.client.makeUnaryRequest(codec.path, codec.encode, codec.decode, request, callOptions, (error, response) => {
+        signal?.removeEventListener('abort', cancel);
         if (error !== null) reject(error);
         else if (response === undefined) reject(new Error(`${codec.path}: empty response`));
         else resolve(response);
       });
+      if (signal?.aborted === true) call.cancel();
+      else signal?.addEventListener('abort', cancel, { once: true });
     });
   }
 
