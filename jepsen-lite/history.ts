@@ -82,8 +82,17 @@ export type LockInput =
 export type LockOutput =
   | { readonly f: 'acquire'; readonly token: number }
   | { readonly f: 'release' }
-  | { readonly f: 'write'; readonly accepted: boolean }
+  /** `revision`: where the resource applied an accepted write, when the recorder knows it (the fencing check orders by it). */
+  | { readonly f: 'write'; readonly accepted: boolean; readonly revision?: number }
   | { readonly f: 'read'; readonly value: string | null };
+
+/**
+ * The lock workload's unfenced write: a plain put by a client that believes it holds `lock`
+ * (mutual exclusion by lease alone), tagged with the token it holds. Not an op of the lock model:
+ * `check/fencing.ts` counts how such writes of different holders overlapped.
+ */
+export type UnfencedWriteInput = { readonly f: 'unfenced-write'; readonly lock: string; readonly token: number; readonly value: string };
+export type UnfencedWriteOutput = { readonly f: 'unfenced-write'; readonly revision: number };
 
 export type ModelName = 'register' | 'kv' | 'set' | 'counter' | 'lock';
 

@@ -54,3 +54,16 @@ export {
   type CounterState,
   type LockState,
 } from './models/index';
+export {
+  checkFencing,
+  holderIntervals,
+  isStaleRefusal,
+  fenceStaleError,
+  fencingViolationsListedMax,
+  fencingOverlapExamplesMax,
+  type FencingResult,
+  type FencingOptions,
+  type FencedCounts,
+  type UnfencedCounts,
+  type HolderInterval,
+} from './fencing';

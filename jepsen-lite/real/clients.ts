@@ -7,12 +7,15 @@
  * not yet seen (`resumedFrom`).
  */
 import type { WatchEvent, WatchKeyValue, WatchRecord, WatchResponse } from '../check/index';
-import type { Operation, OpStatus } from '../history';
+import type { CounterInput, CounterOutput, Operation, OpStatus } from '../history';
 import {
+  type CounterGenerator,
   classifyError,
   describeError,
+  fromCounterResponse,
   fromEtcdResponse,
   prefixRange,
+  toCounterCall,
   toEtcdCall,
   type EtcdMethod,
   type Generator,
@@ -55,9 +58,68 @@ export interface ClientCluster {
   endpoint(name: string): string;
 }
 
+/** What one operation came to. */
+export type Invoked<O> = { readonly status: 'ok'; readonly output: O } | { readonly status: Exclude<OpStatus, 'ok'>; readonly error: string; readonly heardBack: boolean };
+
+/** What the clients run: the next input of a process, and how one input is called on a member. */
+export interface ClientWorkload<I = unknown, O = unknown> {
+  next(process: number): I;
+  /** Feedback: what an ok operation returned. */
+  observe?(input: I, output: O): void;
+  invoke(client: EtcdChannel, input: I): Promise<Invoked<O>>;
+}
+
+function failureOf(error: unknown, status: Exclude<OpStatus, 'ok'>): Invoked<never> {
+  // A deadline means we never heard back: the operation has no return.
+  const heardBack = (error as RpcError).code !== grpcStatus.DEADLINE_EXCEEDED;
+  return { status, error: describeError(error), heardBack };
+}
+
+/** The register, kv and watch workloads: the generator's inputs as etcd KV calls. */
+export function etcdWorkload(generator: Generator, keyPrefix: string): ClientWorkload<WorkloadInput, WorkloadOutput> {
+  return {
+    next: (process) => generator.next(process),
+    observe: (input, output) => generator.observe(input, output),
+    async invoke(client, input) {
+      const call = toEtcdCall(input, keyPrefix);
+      let response: Decoded;
+      try {
+        response = await client.kv(grpcMethod[call.method], call.request, { timeoutMs: opTimeoutMs });
+      } catch (error) {
+        return failureOf(error, classifyError(error, input));
+      }
+      // A response the mapping cannot read is a harness or server bug; the op may have happened.
+      try {
+        return { status: 'ok', output: fromEtcdResponse(input, response) };
+      } catch (error) {
+        return { status: 'info', error: `unreadable response: ${(error as Error).message}`, heardBack: true };
+      }
+    },
+  };
+}
+
+/** The counter workload: dkv.v1.Counter Increment and (linearizable) Get. */
+export function counterWorkload(generator: CounterGenerator, keyPrefix: string): ClientWorkload<CounterInput, CounterOutput> {
+  return {
+    next: (process) => generator.next(process),
+    async invoke(client, input) {
+      const call = toCounterCall(input, keyPrefix);
+      let response: Decoded;
+      try {
+        response = await client.call('dkv.v1.Counter', call.method, call.request, { timeoutMs: opTimeoutMs });
+      } catch (error) {
+        // A Get changes nothing: any error of it is a definite failure.
+        return failureOf(error, input.f === 'read' ? 'fail' : classifyError(error));
+      }
+      return { status: 'ok', output: fromCounterResponse(input, response) };
+    },
+  };
+}
+
 export interface ClientsOptions {
   readonly cluster: ClientCluster;
-  readonly generator: Generator;
+  readonly workload: ClientWorkload;
+  /** The watchers' prefix. */
   readonly keyPrefix: string;
   /** Processes that issue operations. */
   readonly clients: number;
@@ -110,25 +172,24 @@ export class ClientPool {
    * busy with it forever: the client goes on as a new process (+ clients), as Jepsen does.
    */
   private async client(first: number, signal: AbortSignal): Promise<void> {
-    const { generator, now, cluster, clients } = this.options;
+    const { workload, now, cluster, clients } = this.options;
     let process = first;
     let node = first;
     let client = memberChannel(cluster.endpoint(this.memberName(node)));
     try {
       while (!signal.aborted) {
-        const input = generator.next(process) as WorkloadInput;
+        const input = workload.next(process);
         const id = this.nextId++;
         const call = now();
         const name = this.memberName(node);
-        const op = await this.invoke(client, input);
+        const op = await workload.invoke(client, input);
         const ret = now();
         const base = { id, process, call, input, node: name };
         let recorded: Operation;
         if (op.status === 'ok') {
-          generator.observe(input, op.output);
+          workload.observe?.(input, op.output);
           recorded = { ...base, ret, status: 'ok', output: op.output };
         } else {
-          // A deadline means we never heard back: the operation has no return.
           recorded = { ...base, ...(op.heardBack ? { ret } : {}), status: op.status, error: op.error };
         }
         this.operations.push(recorded);
@@ -145,26 +206,6 @@ export class ClientPool {
       }
     } finally {
       client.close();
-    }
-  }
-
-  private async invoke(
-    client: EtcdChannel,
-    input: WorkloadInput,
-  ): Promise<{ status: 'ok'; output: WorkloadOutput } | { status: Exclude<OpStatus, 'ok'>; error: string; heardBack: boolean }> {
-    const call = toEtcdCall(input, this.options.keyPrefix);
-    let response: Decoded;
-    try {
-      response = await client.kv(grpcMethod[call.method], call.request, { timeoutMs: opTimeoutMs });
-    } catch (error) {
-      const heardBack = (error as RpcError).code !== grpcStatus.DEADLINE_EXCEEDED;
-      return { status: classifyError(error, input), error: describeError(error), heardBack };
-    }
-    // A response the mapping cannot read is a harness or server bug; the op may have happened.
-    try {
-      return { status: 'ok', output: fromEtcdResponse(input, response) };
-    } catch (error) {
-      return { status: 'info', error: `unreadable response: ${(error as Error).message}`, heardBack: true };
     }
   }
 

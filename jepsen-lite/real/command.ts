@@ -8,12 +8,13 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError, intOption, parseOptions } from '../../src/cli/args';
+import type { FencingResult } from '../check/index';
 import { ProgressBar, writeReport } from '../report/index';
-import { isWorkloadName, workloadNames, type WorkloadName } from '../workload/index';
 import type { RealCluster, Target } from './cluster';
 import { defaultEtcdBin } from './cluster';
 import { type FaultKind, faultKinds, isFaultKind } from './nemesis';
 import { type RealRunOutcome, checkTimeBudgetMsDefault, runReal } from './run';
+import { type RealWorkloadName, isRealWorkloadName, realWorkloadNames, unsupportedReason } from './workloads';
 
 export const nodesMax = 9;
 export const timeSecondsMin = 5;
@@ -21,7 +22,7 @@ export const timeSecondsMax = 3600;
 export const clientsMax = 64;
 export const checkBudgetSecondsMax = 3600;
 
-export const jepsenRunHelp = `Usage: dkv jepsen run [--nodes N] [--time S] [--workload register|kv|watch]
+export const jepsenRunHelp = `Usage: dkv jepsen run [--nodes N] [--time S] [--workload register|kv|watch|counter|lock]
                       [--faults partition,kill,pause,delay] [--target dkv|etcd] [--clients N]
                       [--seed S] [--out DIR] [--etcd-bin PATH] [--unsafe-stale-reads]
 
@@ -31,17 +32,25 @@ of each link, and runs concurrent clients through the etcd gRPC API while a neme
 faults: network partitions (majority/minority, an isolated node, the isolated leader, one-way),
 SIGKILL and restart of a member, SIGSTOP/SIGCONT, and latency on links. Faults last a few
 seconds with healthy gaps; the last fifth of the run is healed. The recorded history is checked
-for linearizability (register: per key; kv and watch: etcd's key space with revisions), watch
-streams against etcd's watch guarantees, and every acknowledged write against the committed
-history read back at the end. The report folder gets history.json, results.json and index.html
+for linearizability (register, counter: per key; kv and watch: etcd's key space with revisions;
+lock: fencing tokens), watch streams against etcd's watch guarantees, every acknowledged write
+against the committed history read back at the end, and (lock) fenced writes for interleaving. The report folder gets history.json, results.json and index.html
 (a timeline of every operation with the fault windows and any violation highlighted).
 
 Options:
   --nodes N          cluster members (default 3, at most ${nodesMax})
   --time S           seconds of load and faults (default 60)
-  --workload W       register (read/write/cas per key), kv (get/put/delete/txn) or watch
-                     (kv writes while a third of the clients hold Watch streams) (default register)
-  --faults LIST      comma-separated: ${faultKinds.join(', ')}; "none" for none (default all)
+  --workload W       register (read/write/cas per key), kv (get/put/delete/txn), watch
+                     (kv writes while a third of the clients hold Watch streams), counter
+                     (dkv.v1.Counter increments and reads, checked with a counter model; DKV
+                     only) or lock (clients take one etcd lock with 2 s leases they keep alive
+                     and write a shared resource fenced — dkv.v1.KV Put with the lock key's
+                     create revision as fencing token, DKV only — and unfenced — a plain Put
+                     trusting the lease; holders are also paused past their lease, as by a GC
+                     pause, then write as if nothing happened. Interleaved fenced writes are a
+                     violation; lease-only overlaps are counted and reported) (default register)
+  --faults LIST      comma-separated: ${faultKinds.join(', ')}; "none" for none (default all);
+                     the lock workload pauses its holders whatever this says
   --target T         dkv (node bin/dkv.js server) or etcd (default dkv)
   --etcd-bin PATH    the etcd binary for --target etcd (default ${defaultEtcdBin})
   --clients N        concurrent clients (default 5)
@@ -72,7 +81,7 @@ export interface JepsenRunConfig {
   readonly target: Target;
   readonly nodes: number;
   readonly timeMs: number;
-  readonly workload: WorkloadName;
+  readonly workload: RealWorkloadName;
   readonly faults: FaultKind[];
   readonly clients: number;
   readonly seed: number;
@@ -102,7 +111,9 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
   const target = values.target ?? 'dkv';
   if (target !== 'dkv' && target !== 'etcd') throw new UsageError(`--target must be dkv or etcd, got "${target}"`);
   const workload = values.workload ?? 'register';
-  if (!isWorkloadName(workload)) throw new UsageError(`--workload must be one of ${workloadNames.join(', ')}, got "${workload}"`);
+  if (!isRealWorkloadName(workload)) throw new UsageError(`--workload must be one of ${realWorkloadNames.join(', ')}, got "${workload}"`);
+  const unsupported = unsupportedReason(workload, target);
+  if (unsupported !== undefined) throw new UsageError(unsupported);
   const unsafeStaleReads = values['unsafe-stale-reads'] === true;
   if (unsafeStaleReads && target !== 'dkv') throw new UsageError('--unsafe-stale-reads works only with --target dkv');
   const stamp = now.toISOString().replace(/[:.]/g, '-');
@@ -150,7 +161,7 @@ function summary(outcome: RealRunOutcome): string[] {
   const lines = [
     `verdict: ${results.verdict}${outcome.interrupted ? ' (interrupted)' : ''}`,
     `  operations: ${stats.operations ?? 0} (ok ${stats.ok ?? 0}, fail ${stats.fail ?? 0}, info ${stats.info ?? 0})`,
-    `  faults: ${stats.faults ?? 0} (partition ${stats['faults.partition'] ?? 0}, kill ${stats['faults.kill'] ?? 0}, pause ${stats['faults.pause'] ?? 0}, delay ${stats['faults.delay'] ?? 0})`,
+    `  faults: ${stats.faults ?? 0} (partition ${stats['faults.partition'] ?? 0}, kill ${stats['faults.kill'] ?? 0}, pause ${stats['faults.pause'] ?? 0}, delay ${stats['faults.delay'] ?? 0}${outcome.fencing === undefined ? '' : `, holder pause ${stats['faults.holder-pause'] ?? 0}`})`,
     `  linearizability (${linearizability.model}): ${linearizability.verdict}, ${linearizability.partitions.length} partition(s), ${Math.round(linearizability.elapsedMs)} ms`,
   ];
   for (const partition of linearizability.partitions) {
@@ -164,7 +175,20 @@ function summary(outcome: RealRunOutcome): string[] {
     lines.push(`  acknowledged writes: ${acknowledged.checked - acknowledged.missing} of ${acknowledged.checked} found in the committed history`);
     for (const problem of acknowledged.problems) lines.push(`    ${problem}`);
   }
+  if (outcome.fencing !== undefined) lines.push(...fencingSummary(outcome.fencing, results.stats['faults.holder-pause'] ?? 0, outcome.info.target));
   if (outcome.committedError !== undefined) lines.push(`  committed history not read: ${outcome.committedError}`);
+  return lines;
+}
+
+function fencingSummary(fencing: FencingResult, holderPauses: number, target: Target): string[] {
+  const { fenced, unfenced } = fencing;
+  const lines = [
+    target === 'dkv'
+      ? `  fencing: ${fencing.ok ? 'ok' : 'violation'}: fenced writes accepted ${fenced.accepted}, refused stale ${fenced.refusedStale}, refused otherwise ${fenced.refusedOther}, unknown ${fenced.unknown}`
+      : '  fencing: not run (etcd has no fenced write; dkv.v1.KV is a DKV extension)',
+    `  lease-only: ${unfenced.overlaps} overlap(s) between holders, ${unfenced.interleavings} interleaved write(s), over ${unfenced.holders} holder(s); holder pauses ${holderPauses} (expected with pauses, not a failure)`,
+  ];
+  for (const violation of fencing.violations.slice(0, 10)) lines.push(`    ${violation}`);
   return lines;
 }
 

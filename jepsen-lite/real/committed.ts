@@ -6,7 +6,7 @@
  * acknowledged is in it, at the revision it was acknowledged at.
  */
 import type { HistoryRevision, WatchEvent, WatchHistory } from '../check/index';
-import type { KvInput, KvOutput, KvRequest, KvResult, Operation, RegisterInput, RegisterOutput } from '../history';
+import type { CounterInput, CounterOutput, KvInput, KvOutput, KvRequest, KvResult, Operation, RegisterInput, RegisterOutput } from '../history';
 import { etcdKey } from '../workload/index';
 import type { EtcdChannel } from '../../src/client/index';
 import { memberChannel, watchResponseOf } from './clients';
@@ -113,7 +113,13 @@ function expectedWrites(op: Operation, keyPrefix: string): ExpectedWrite[] {
   if (op.status !== 'ok' || op.output === undefined) return [];
   const input = op.input as RegisterInput | KvInput;
   const output = op.output as RegisterOutput | KvOutput;
+  const counter = op.input as CounterInput;
+  const counterOutput = op.output as CounterOutput;
   const key = (k: string): string => decoder.decode(etcdKey(keyPrefix, k));
+  // A counter is a key holding its value's decimal text; with positive deltas each value is unique per key.
+  if (counter.f === 'add' && counterOutput.f === 'add' && counterOutput.value !== undefined) {
+    return [{ op: op.id, type: 'put', key: key(counter.key), value: String(counterOutput.value) }];
+  }
   if (input.f === 'write') return [{ op: op.id, type: 'put', key: key(input.key), value: input.value }];
   if (input.f === 'cas' && output.f === 'cas' && output.succeeded) return [{ op: op.id, type: 'put', key: key(input.key), value: input.to }];
   if (input.f === 'put' && output.f === 'put') return [{ op: op.id, type: 'put', key: key(input.key), value: input.value, revision: output.revision }];
@@ -126,7 +132,8 @@ function expectedWrites(op: Operation, keyPrefix: string): ExpectedWrite[] {
 
 /**
  * Every acknowledged write is in the committed history: kv writes at the revision their
- * response carried, register writes (whose responses carry no revision) by their unique value.
+ * response carried, register writes and counter increments (whose responses carry no revision)
+ * by their unique value.
  */
 export function checkAcknowledgedWrites(operations: readonly Operation[], history: WatchHistory, keyPrefix: string): AcknowledgedCheck {
   const atRevision = new Map<number, Array<{ type: string; key: string; value: string | undefined }>>();

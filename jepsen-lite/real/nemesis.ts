@@ -287,3 +287,49 @@ export class Nemesis {
     };
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Lock holders paused past their lease (the lock workload's client-side fault)
+
+/**
+ * A lock holder's "GC pause": the holder stops renewing its lease and does nothing for
+ * `ttlFactor` × its lease's TTL, then carries on with its protected writes as if nothing had
+ * happened. Clients run in this process, so the pause is simulated in the client (no keep-alives,
+ * no writes) rather than with SIGSTOP. `at` is when the pause becomes due: the first holder to
+ * reach its critical section after it takes it.
+ */
+export interface PlannedHolderPause {
+  readonly at: number;
+  readonly ttlFactor: number;
+}
+
+/** The first holder pause is due this long after the run starts (every run gets one if it fits). */
+export const holderPauseFirstAtMs = 1500;
+export const holderPauseGapMsMin = 2000;
+export const holderPauseGapMsMax = 5000;
+/** A pause lasts this many lease TTLs: long past the lease's expiry, however late the leader expires it. */
+export const holderPauseTtlFactorMin = 2.5;
+export const holderPauseTtlFactorMax = 3.5;
+
+/**
+ * The holder pauses of a run, deterministic from the seed: the first due at
+ * `holderPauseFirstAtMs`, then one every few seconds, each planned to end (at `leaseTtlMs` ×
+ * its factor) before the healed last fifth of the run.
+ */
+export function planHolderPauses(options: { readonly seed: number; readonly runMs: number; readonly leaseTtlMs: number }): PlannedHolderPause[] {
+  const { seed, runMs, leaseTtlMs } = options;
+  if (!Number.isInteger(runMs) || runMs < 0) throw new TypeError(`runMs must be a non-negative integer, got ${runMs}`);
+  if (!(leaseTtlMs > 0)) throw new TypeError(`leaseTtlMs must be positive, got ${leaseTtlMs}`);
+  // A fork: a stream of its own, so the server faults a seed names do not depend on the workload.
+  const random = new SeededPrng(seed).fork();
+  const pausesEnd = Math.floor(runMs * (1 - healedTailFraction));
+  const pauses: PlannedHolderPause[] = [];
+  for (let at = holderPauseFirstAtMs; ; ) {
+    const ttlFactor = holderPauseTtlFactorMin + random.nextFloat() * (holderPauseTtlFactorMax - holderPauseTtlFactorMin);
+    const durationMs = Math.ceil(ttlFactor * leaseTtlMs);
+    if (at + durationMs > pausesEnd) break;
+    pauses.push({ at, ttlFactor });
+    at += durationMs + between(random, holderPauseGapMsMin, holderPauseGapMsMax);
+  }
+  return pauses;
+}

@@ -6,15 +6,26 @@
  */
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { type CheckResult, type LinearizabilityResult, type WatchHistory, checkLinearizability, checkWatches } from '../check/index';
+import {
+  type CheckResult,
+  type FencingResult,
+  type LinearizabilityResult,
+  type WatchHistory,
+  type WatchRecord,
+  checkFencing,
+  checkLinearizability,
+  checkWatches,
+} from '../check/index';
 import type { FaultWindow, ModelName, Operation } from '../history';
 import type { RunHistory, RunInfo, RunResults, RunVerdict } from '../report/index';
-import { Generator, modelOf, type WorkloadName, workloadDefaults } from '../workload/index';
+import { CounterGenerator, Generator, lockKeys, workloadDefaults } from '../workload/index';
 import { SeededPrng } from '../../raft/index';
-import { ClientPool, watchersFor } from './clients';
+import { ClientPool, type ClientWorkload, counterWorkload, etcdWorkload, watchersFor } from './clients';
 import { RealCluster, leaderWaitMs, type Target } from './cluster';
 import { type AcknowledgedCheck, checkAcknowledgedWrites, readCommittedHistory } from './committed';
-import { type FaultKind, Nemesis, planFaults } from './nemesis';
+import { HolderPauses, LockClients, leaseTtlSecondsRequested } from './lock-clients';
+import { type FaultKind, Nemesis, healedTailFraction, planFaults, planHolderPauses } from './nemesis';
+import { type RealWorkloadName, realModelOf } from './workloads';
 
 /** Wall time the linearizability search may take before it answers unknown. */
 export const checkTimeBudgetMsDefault = 60_000;
@@ -25,7 +36,7 @@ export interface RealRunOptions {
   readonly target: Target;
   readonly nodes: number;
   readonly timeMs: number;
-  readonly workload: WorkloadName;
+  readonly workload: RealWorkloadName;
   readonly faults: readonly FaultKind[];
   readonly clients: number;
   readonly seed: number;
@@ -59,6 +70,8 @@ export interface RealRunOutcome {
   readonly linearizability: LinearizabilityResult;
   readonly watch?: CheckResult;
   readonly acknowledged?: AcknowledgedCheck;
+  /** The lock workload's fencing check. */
+  readonly fencing?: FencingResult;
   /** Set when the committed history could not be read (the verdict is then at best unknown). */
   readonly committedError?: string;
   readonly interrupted: boolean;
@@ -86,10 +99,54 @@ export async function runReal(options: RealRunOptions): Promise<RealRunOutcome> 
   }
 }
 
+/** What the clients recorded. */
+interface Recorded {
+  readonly operations: Operation[];
+  readonly watches: WatchRecord[];
+  /** Faults the clients injected into themselves (the lock workload's holder pauses). */
+  readonly clientFaults: FaultWindow[];
+}
+
+interface Clients {
+  run(signal: AbortSignal): Promise<Recorded>;
+}
+
+/** The clients of `options.workload`. */
+function clientsFor(options: RealRunOptions, cluster: RealCluster, now: () => number, onOperation: (op: Operation) => void): Clients {
+  const random = new SeededPrng(options.seed);
+  const draw = (): number => random.nextFloat();
+  if (options.workload === 'lock') {
+    const plan = planHolderPauses({ seed: options.seed, runMs: options.timeMs, leaseTtlMs: 1000 * leaseTtlSecondsRequested });
+    const pauses = new HolderPauses(plan, Math.floor(options.timeMs * (1 - healedTailFraction)));
+    const clients = new LockClients({ cluster, target: options.target, keyPrefix, clients: options.clients, pauses, now, onOperation, log: options.log });
+    return {
+      run: async (signal) => {
+        const recorded = await clients.run(signal);
+        return { operations: recorded.operations, watches: [], clientFaults: recorded.pauses };
+      },
+    };
+  }
+  const workload: ClientWorkload =
+    options.workload === 'counter'
+      ? counterWorkload(new CounterGenerator(draw), keyPrefix)
+      : etcdWorkload(new Generator(options.workload, draw, { keyPrefix }), keyPrefix);
+  const pool = new ClientPool({ cluster, workload, keyPrefix, clients: options.clients, watchers: watchersFor(options.workload, options.clients), now, onOperation });
+  return {
+    run: async (signal) => {
+      const recorded = await pool.run(signal);
+      return { ...recorded, clientFaults: [] };
+    },
+  };
+}
+
+/** The ops the linearizability model checks (the lock workload's unfenced writes are not the lock model's). */
+function modelOperations(model: ModelName, operations: readonly Operation[]): Operation[] {
+  if (model !== 'lock') return [...operations];
+  return operations.filter((op) => (op.input as { f?: unknown }).f !== 'unfenced-write');
+}
+
 async function runOnCluster(options: RealRunOptions, cluster: RealCluster, startedAt: string): Promise<RealRunOutcome> {
   const log = options.log ?? (() => undefined);
-  const random = new SeededPrng(options.seed);
-  const generator = new Generator(options.workload, () => random.nextFloat(), { keyPrefix });
   const origin = performance.now();
   const now = (): number => Math.round(performance.now() - origin);
   const counts: OperationCounts = { ok: 0, fail: 0, info: 0 };
@@ -103,18 +160,10 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
 
   const plan = planFaults({ seed: options.seed, faults: options.faults, runMs: options.timeMs, nodes: options.nodes });
   const nemesis = new Nemesis({ plan, cluster, now, log });
-  const pool = new ClientPool({
-    cluster,
-    generator,
-    keyPrefix,
-    clients: options.clients,
-    watchers: watchersFor(options.workload, options.clients),
-    now,
-    onOperation: (op) => counts[op.status]++,
-  });
-  let recorded: { operations: Operation[]; watches: RunHistory['watches'] };
+  const clients = clientsFor(options, cluster, now, (op) => counts[op.status]++);
+  let recorded: Recorded;
   try {
-    const [, fromClients] = await Promise.all([nemesis.run(stop.signal), pool.run(stop.signal)]);
+    const [, fromClients] = await Promise.all([nemesis.run(stop.signal), clients.run(stop.signal)]);
     recorded = fromClients;
   } finally {
     clearTimeout(runTimer);
@@ -136,16 +185,22 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
     log(`could not read the committed history: ${committedError}`);
   }
 
-  const model: ModelName = modelOf(options.workload);
-  const linearizability = checkLinearizability(model, recorded.operations, {
+  const model: ModelName = realModelOf(options.workload);
+  const linearizability = checkLinearizability(model, modelOperations(model, recorded.operations), {
     timeBudgetMs: options.checkTimeBudgetMs ?? checkTimeBudgetMsDefault,
   });
-  const watches = recorded.watches ?? [];
+  const watches = recorded.watches;
   const watch = watchHistory !== undefined && watches.length > 0 ? checkWatches(watchHistory, watches) : undefined;
-  const acknowledged = watchHistory === undefined ? undefined : checkAcknowledgedWrites(recorded.operations, watchHistory, keyPrefix);
+  // The lock workload's writes are checked against the committed history by the fencing check.
+  const acknowledged =
+    watchHistory === undefined || options.workload === 'lock' ? undefined : checkAcknowledgedWrites(recorded.operations, watchHistory, keyPrefix);
+  const fencing =
+    options.workload !== 'lock'
+      ? undefined
+      : checkFencing(recorded.operations, watchHistory === undefined ? {} : { committed: { history: watchHistory, resourceKey: lockKeys(keyPrefix).resource } });
 
-  const faults: FaultWindow[] = nemesis.windows;
-  const verdict = combineVerdict(linearizability.verdict, watch, acknowledged, committedError);
+  const faults: FaultWindow[] = [...nemesis.windows, ...recorded.clientFaults].sort((a, b) => a.start - b.start);
+  const verdict = combineVerdict(linearizability.verdict, watch, acknowledged, committedError, fencing);
   const info: RunInfo = {
     mode: 'real',
     target: options.target,
@@ -181,13 +236,15 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
           },
         }
       : {}),
+    ...(fencing !== undefined ? { fencing } : {}),
     stats: {
       operations: recorded.operations.length,
       ok: counts.ok,
       fail: counts.fail,
       info: counts.info,
       faults: faults.length,
-      ...Object.fromEntries(['partition', 'kill', 'pause', 'delay'].map((k) => [`faults.${k}`, faults.filter((f) => f.kind === k).length])),
+      ...Object.fromEntries(['partition', 'kill', 'pause', 'delay', 'holder-pause'].map((k) => [`faults.${k}`, faults.filter((f) => f.kind === k).length])),
+      ...(fencing !== undefined ? fencingStats(fencing) : {}),
       committedRevisions: watchHistory?.revisions.length ?? 0,
       acknowledgedWritesChecked: acknowledged?.checked ?? 0,
       acknowledgedWritesMissing: acknowledged?.missing ?? 0,
@@ -203,8 +260,25 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
     linearizability,
     ...(watch !== undefined ? { watch } : {}),
     ...(acknowledged !== undefined ? { acknowledged } : {}),
+    ...(fencing !== undefined ? { fencing } : {}),
     ...(committedError !== undefined ? { committedError } : {}),
     interrupted,
+  };
+}
+
+/** The fencing check's numbers, flat, for the stats table. */
+export function fencingStats(fencing: FencingResult): Record<string, number> {
+  return {
+    'lock.fencedAccepted': fencing.fenced.accepted,
+    'lock.fencedRefusedStale': fencing.fenced.refusedStale,
+    'lock.fencedRefusedOther': fencing.fenced.refusedOther,
+    'lock.fencedUnknown': fencing.fenced.unknown,
+    'lock.fencedCommitted': fencing.fenced.committed,
+    'lock.fenceViolations': fencing.violations.length + fencing.omitted,
+    'lock.unfencedWrites': fencing.unfenced.acknowledged,
+    'lock.holders': fencing.unfenced.holders,
+    'lock.leaseOnlyOverlaps': fencing.unfenced.overlaps,
+    'lock.leaseOnlyInterleavings': fencing.unfenced.interleavings,
   };
 }
 
@@ -214,9 +288,9 @@ export function combineVerdict(
   watch: CheckResult | undefined,
   acknowledged: AcknowledgedCheck | undefined,
   committedError: string | undefined,
+  fencing?: FencingResult,
 ): RunVerdict {
-  if (linearizability === 'violation' || watch?.ok === false || (acknowledged?.missing ?? 0) > 0) return 'violation';
+  if (linearizability === 'violation' || watch?.ok === false || (acknowledged?.missing ?? 0) > 0 || fencing?.ok === false) return 'violation';
   if (linearizability === 'unknown' || committedError !== undefined) return 'unknown';
   return 'ok';
 }
-

@@ -10,6 +10,7 @@
  * Tooltips come from the operations embedded as JSON. Every piece of recorded text (keys, values,
  * error messages, node names) is escaped: a history can hold anything.
  */
+import type { HolderInterval } from '../check/index';
 import type { FaultWindow, Operation } from '../history';
 import type { ReportPartition, RunHistory, RunInfo, RunResults, RunVerdict } from './types';
 
@@ -68,6 +69,10 @@ function banner(results: RunResults): string {
   const lin = results.linearizability;
   parts.push(`linearizability (${escapeHtml(lin.model)}): ${escapeHtml(lin.verdict)}`);
   if (results.watch !== undefined) parts.push(`watch guarantees: ${results.watch.ok ? 'held' : `${results.watch.violations.length + results.watch.omitted} violation(s)`}`);
+  if (results.fencing !== undefined) {
+    const fencing = results.fencing;
+    parts.push(`fencing: ${fencing.ok ? 'held' : `${fencing.violations.length + fencing.omitted} violation(s)`}, lease-only overlaps: ${fencing.unfenced.overlaps}`);
+  }
   return `<div id="verdict" class="banner ${escapeHtml(results.verdict)}"><strong>${escapeHtml(verdictText[results.verdict])}</strong><span>${parts.join(' · ')}</span></div>`;
 }
 
@@ -231,6 +236,36 @@ ${left > 0 ? `<p class="note">${left} more violation(s) not shown</p>` : ''}
 </section>`;
 }
 
+function interval(h: HolderInterval): string {
+  return `process ${h.process} token ${h.token} believed it held the lock ${seconds(h.start)}–${seconds(h.end)}`;
+}
+
+function fencingSection(results: RunResults): string {
+  const fencing = results.fencing;
+  if (fencing === undefined) return '';
+  const { fenced, unfenced } = fencing;
+  const rows: [string, string][] = [
+    ['fenced writes accepted', String(fenced.accepted)],
+    ['fenced writes refused: fence stale', String(fenced.refusedStale)],
+    ['fenced writes refused otherwise', String(fenced.refusedOther)],
+    ['fenced writes unknown', String(fenced.unknown)],
+    ['resource puts in the committed history', fenced.committed < 0 ? 'not read' : String(fenced.committed)],
+    ['unfenced (lease-only) writes acknowledged', String(unfenced.acknowledged)],
+    ['holders with unfenced writes', String(unfenced.holders)],
+    ['lease-only overlaps (holder pairs)', String(unfenced.overlaps)],
+    ['lease-only interleavings (writes by an older holder after a newer one)', String(unfenced.interleavings)],
+  ];
+  const violations = fencing.violations.map((v) => `<li>${escapeHtml(v)}</li>`);
+  const examples = unfenced.overlapExamples.map(([a, b]) => `<li>${escapeHtml(interval(a))}; ${escapeHtml(interval(b))}</li>`);
+  return `<section id="fencing"><h2>Fencing: ${fencing.ok ? 'held' : 'violated'}</h2>
+<p>Fenced writes must never interleave (tokens non-decreasing in revision order). Lease-only overlaps are what a lock without fencing allows when a holder pauses past its lease: expected, not a failure.</p>
+${table(rows.map(([k, v]) => [k, escapeHtml(v)]))}
+${violations.length === 0 ? '' : `<ul class="violations">${violations.join('')}</ul>`}
+${fencing.omitted > 0 ? `<p class="note">${fencing.omitted} more violation(s) not shown</p>` : ''}
+${examples.length === 0 ? '' : `<details><summary>overlapping holders (first ${examples.length})</summary><ul>${examples.join('')}</ul></details>`}
+</section>`;
+}
+
 // ---- Page -----------------------------------------------------------------------------------
 
 const css = `
@@ -318,6 +353,7 @@ ${runInfo(info, history.operations)}
 ${timeline(info, history, blockedIds(results))}
 ${linearizability(results, byId)}
 ${watchSection(results)}
+${fencingSection(results)}
 ${stats(results)}
 <div id="tip" hidden></div>
 <script id="ops-data" type="application/json">${scriptJson(history.operations)}</script>

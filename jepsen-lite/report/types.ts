@@ -1,5 +1,5 @@
 /** What a report is made of: the run's description, its recorded history and the checkers' results. */
-import type { CheckResult, LinearizabilityResult, PartitionResult, Verdict, WatchHistory, WatchRecord } from '../check/index';
+import type { CheckResult, FencingResult, LinearizabilityResult, PartitionResult, Verdict, WatchHistory, WatchRecord } from '../check/index';
 import type { FaultWindow, ModelName, Operation } from '../history';
 
 /** The run's verdict: violation if any checker found one, else unknown if any ran out of budget, else ok. */
@@ -36,6 +36,8 @@ export interface RunResults {
   readonly verdict: RunVerdict;
   readonly linearizability: ReportLinearizability;
   readonly watch?: WatchResults;
+  /** The lock workload: fenced writes checked, unfenced (lease-only) overlaps counted. */
+  readonly fencing?: FencingResult;
   readonly stats: Readonly<Record<string, number>>;
 }
 

@@ -45,3 +45,25 @@ export {
   type RangeCall,
   type WriteCall,
 } from './apply';
+export {
+  CounterGenerator,
+  counterDeltaMax,
+  counterKeysDefault,
+  counterMix,
+  fromCounterResponse,
+  toCounterCall,
+  type CounterCall,
+  type CounterResponse,
+} from './counter';
+export {
+  fencedPutRequest,
+  isFenceStale,
+  leaseGrantRequest,
+  lockKeys,
+  lockName,
+  lockRequest,
+  lockWriteValue,
+  unfencedPutRequest,
+  unlockRequest,
+  type LockKeys,
+} from './lock';
