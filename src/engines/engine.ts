@@ -121,7 +121,7 @@ export interface KeyTtlScheduler {
    * Key `key`, live at mod revision `modRevision` (just written), expires at `deadlineMs` on the
    * leader's clock (`context.nowMs` of the apply plus the TTL). Replaces any TTL it had.
    */
-  setTtl(key: Uint8Array, deadlineMs: number, modRevision: number): void;
+  setTtl(key: Uint8Array, deadlineMs: number, modRevision: number, term: number): void;
   /** Key `key` has no TTL any more (nothing happens if it had none). */
   clearTtl(key: Uint8Array): void;
 }

@@ -175,7 +175,7 @@ describe('TTL engine: setting and clearing TTLs', () => {
     const shard = new Shard();
     shard.apply(etcdPut('counter'), 0);
     const revision = shard.modRevision('counter');
-    shard.ttls.setTtl(b('counter'), 3_000, revision);
+    shard.ttls.setTtl(b('counter'), 3_000, revision, 1);
     expect(shard.table()).toEqual({ counter: [3_000, revision] });
     // The write's own events arriving after setTtl (an engine that sets first) keep the TTL.
     kvEngineOf(shard.machine).written([{ type: 'put', kv: shard.mvcc.range({ key: b('counter') }).kvs[0]! }]);
@@ -288,7 +288,7 @@ describe('TTL engine: expiry', () => {
     // 20,000 TTLs due over ticks 64..127 of the wheel (640..1,270 ms): one level-1 slot holding
     // more timers than one advance of the wheel moves. No key is written: only the duty is run.
     const count = 20_000;
-    for (let i = 0; i < count; i++) shard.ttls.setTtl(b(`dense/${i}`), 640 + (i % 64) * 10, 5);
+    for (let i = 0; i < count; i++) shard.ttls.setTtl(b(`dense/${i}`), 640 + (i % 64) * 10, 5, 1);
     const keysProposed = (commands: EngineCommand[]): number => {
       let keys = 0;
       for (const command of commands) {
@@ -323,6 +323,17 @@ describe('TTL engine: expiry', () => {
     expect(shard.tickAndApply(1_500, 2)).toEqual(['new']);
     expect(shard.tickAndApply(1_990, 2)).toEqual([]);
     expect(shard.tickAndApply(2_000, 2)).toEqual(['old']);
+  });
+
+  it("gives the grace to an earlier term's key applied after the new leader's first tick", () => {
+    const shard = new Shard(false);
+    shard.ttl(dkvPut('a', 5_000), 0, 1);
+    shard.ttls.onLeadership(true, { shardId: 1, term: 2, nowMs: 10, propose: () => undefined });
+    expect(shard.leaderTick(10, 2)).toEqual([]);
+    // Committed in term 1, applied after the term-2 leader's tick: still a term-1 deadline.
+    shard.ttl(dkvPut('b', 5_000), 0, 1);
+    expect(shard.tickAndApply(5_100, 2)).toEqual([]);
+    expect(shard.tickAndApply(6_000, 2).sort()).toEqual(['a', 'b']);
   });
 });
 

@@ -43,7 +43,7 @@ export const COUNTER_COMMAND_VERSION_TTL = 2;
 /** Per-key deadlines (the TTL engine): what the counter engine needs of it. */
 export interface CounterTtlScheduler {
   /** Expire `key` at `deadlineMs` (the leader's clock) unless it is written again after `modRevision`. */
-  setTtl(key: Uint8Array, deadlineMs: number, modRevision: number): void;
+  setTtl(key: Uint8Array, deadlineMs: number, modRevision: number, term: number): void;
   /** Forget `key`'s deadline. */
   clearTtl(key: Uint8Array): void;
 }
@@ -228,7 +228,7 @@ export class CounterEngine implements Engine {
       // decodeAmount let a TTL through only in a version-2 command, which only a build with a
       // scheduler is handed.
       assert(this.ttl !== undefined, 'a counter TTL without a scheduler');
-      this.ttl.setTtl(key, context.nowMs + ttlMs, result.revision);
+      this.ttl.setTtl(key, context.nowMs + ttlMs, result.revision, context.term);
     } else {
       this.ttl?.clearTtl(key);
     }

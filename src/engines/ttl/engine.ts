@@ -83,6 +83,8 @@ interface TtlRecord {
   readonly name: string;
   deadlineMs: number;
   modRevision: number;
+  /** The Raft term of the entry that set the deadline (a later term's leader adds its grace). */
+  term: number;
   timer: WheelTimer<TtlRecord>;
 }
 
@@ -203,8 +205,6 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
   private readonly appliedTimeMs: () => number;
   /** The term this node leads in (0: not leading). */
   private leaderTerm = 0;
-  /** Keys at or below this mod revision were written before this node took office: they get the grace. */
-  private graceThroughRevision = 0;
   /** True while an expiry reports its own deletes to the KV engine's observers. */
   private expiring = false;
 
@@ -262,18 +262,20 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
 
   // ---- KeyTtlScheduler -----------------------------------------------------------------------
 
-  setTtl(key: Uint8Array, deadlineMs: number, modRevision: number): void {
+  setTtl(key: Uint8Array, deadlineMs: number, modRevision: number, term: number): void {
     assert(Number.isSafeInteger(deadlineMs) && deadlineMs >= 0, () => `a deadline is a time in ms, got ${deadlineMs}`);
     assert(Number.isSafeInteger(modRevision) && modRevision > 0, () => `a TTL belongs to a revision, got ${modRevision}`);
+    assert(Number.isSafeInteger(term) && term >= 0, () => `a TTL is set in a term, got ${term}`);
     const name = keyName(key);
     const record = this.records.get(name);
     if (record !== undefined) {
       record.deadlineMs = deadlineMs;
       record.modRevision = modRevision;
+      record.term = term;
       this.wheel!.reschedule(record.timer, deadlineMs);
       return;
     }
-    const created = { name, deadlineMs, modRevision } as TtlRecord;
+    const created = { name, deadlineMs, modRevision, term } as TtlRecord;
     created.timer = this.wheelNow().schedule(created, deadlineMs);
     this.records.set(name, created);
   }
@@ -337,7 +339,7 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
     const put = putFromWire(request);
     // The KV engine tells every observer, this one included: a TTL the key had is cleared.
     const result = this.kv.putFor(put);
-    if (ttlMs > 0) this.setTtl(put.key, context.nowMs + ttlMs, result.revision);
+    if (ttlMs > 0) this.setTtl(put.key, context.nowMs + ttlMs, result.revision, context.term);
     return { kind: 'put', result, events: result.events };
   }
 
@@ -350,7 +352,7 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
       for (const event of result.events) {
         if (event.type !== 'put') continue;
         const ttlMs = ttls.get(keyName(event.kv.key));
-        if (ttlMs !== undefined && ttlMs > 0) this.setTtl(event.kv.key, context.nowMs + ttlMs, event.kv.modRevision);
+        if (ttlMs !== undefined && ttlMs > 0) this.setTtl(event.kv.key, context.nowMs + ttlMs, event.kv.modRevision, context.term);
       }
     }
     return { kind: 'txn', result, events: result.events };
@@ -381,7 +383,6 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
 
   onLeadership(isLeader: boolean, context: LeaderContext): void {
     this.leaderTerm = isLeader ? context.term : 0;
-    this.graceThroughRevision = isLeader ? this.kv.mvcc.revision : 0;
   }
 
   leaderTick(context: LeaderContext): void {
@@ -397,8 +398,9 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
         const record = timer.item;
         // invariant: a TTL that is cleared has its timer cancelled, so only live TTLs come back
         // (checkInvariants counts one timer per TTL).
-        // Written before this node took office: one election timeout more.
-        const effective = record.modRevision <= this.graceThroughRevision ? record.deadlineMs + this.electionTimeoutMs : record.deadlineMs;
+        // Set in an earlier term than this leader's: one election timeout more (it covers the
+        // difference between the clock that stamped the deadline and this leader's).
+        const effective = record.term < context.term ? record.deadlineMs + this.electionTimeoutMs : record.deadlineMs;
         if (effective > context.nowMs) wheel.reschedule(timer, effective);
         else due.push(record);
       }
@@ -462,16 +464,18 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
     const names = [...this.records.keys()].sort();
     const deadlines = new Float64Array(names.length);
     const revisions = new Float64Array(names.length);
+    const terms = new Float64Array(names.length);
     names.forEach((name, i) => {
       const record = this.records.get(name)!;
       deadlines[i] = record.deadlineMs;
       revisions[i] = record.modRevision;
+      terms[i] = record.term;
     });
     return (function* () {
       for (let first = 0; first < names.length; first += ttlSnapshotRecordsPerChunk) {
         const end = Math.min(names.length, first + ttlSnapshotRecordsPerChunk);
         let size = 0;
-        for (let i = first; i < end; i++) size += 20 + names[i]!.length;
+        for (let i = first; i < end; i++) size += 28 + names[i]!.length;
         const chunk = Buffer.allocUnsafe(size);
         let at = 0;
         for (let i = first; i < end; i++) {
@@ -481,7 +485,8 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
           at += 4 + name.length;
           chunk.writeDoubleBE(deadlines[i]!, at);
           chunk.writeDoubleBE(revisions[i]!, at + 8);
-          at += 16;
+          chunk.writeDoubleBE(terms[i]!, at + 16);
+          at += 24;
         }
         yield chunk;
       }
@@ -503,11 +508,11 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
     for (let i = 0; i < count; i++) {
       assert(at + 4 <= bytes.length, 'a TTL snapshot section is cut off');
       const length = bytes.readUInt32BE(at);
-      assert(at + 20 + length <= bytes.length, 'a TTL snapshot section is cut off');
+      assert(at + 28 + length <= bytes.length, 'a TTL snapshot section is cut off');
       const name = bytes.toString('latin1', at + 4, at + 4 + length);
       at += 4 + length;
-      const record = { name, deadlineMs: bytes.readDoubleBE(at), modRevision: bytes.readDoubleBE(at + 8) } as TtlRecord;
-      at += 16;
+      const record = { name, deadlineMs: bytes.readDoubleBE(at), modRevision: bytes.readDoubleBE(at + 8), term: bytes.readDoubleBE(at + 16) } as TtlRecord;
+      at += 24;
       record.timer = this.wheel.schedule(record, record.deadlineMs);
       this.records.set(name, record);
     }
