@@ -18,6 +18,7 @@ const frontDoors = [
   'src/engines/kv/index.ts',
   'src/engines/meta/index.ts',
   'src/engines/watch/index.ts',
+  'src/engines/expiry/index.ts',
   'src/client/index.ts',
   'src/cluster/index.ts',
   'src/server/peer/index.ts',

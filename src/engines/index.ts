@@ -5,3 +5,4 @@
 export { type ApplyContext, type Engine, type EngineCommand, EngineId, type LeaderContext, UnknownCommandError } from './engine';
 export { KvEngine } from './kv/index';
 export { MetaEngine } from './meta/index';
+export { type AdvanceWork, TimeWheel, type TimeWheelOptions, type WheelTimer, wheelLimits } from './expiry/index';
