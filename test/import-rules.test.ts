@@ -22,6 +22,7 @@ const frontDoors = [
   'src/engines/counter/index.ts',
   'src/engines/expiry/index.ts',
   'src/engines/watch/index.ts',
+  'src/engines/expiry/index.ts',
   'src/client/index.ts',
   'src/cluster/index.ts',
   'src/server/peer/index.ts',

@@ -8,3 +8,4 @@ export { MetaEngine } from './meta/index';
 export { LeaseEngine } from './lease/index';
 export { TtlEngine } from './ttl/index';
 export { CounterEngine } from './counter/index';
+export { type AdvanceWork, TimeWheel, type TimeWheelOptions, type WheelTimer, wheelLimits } from './expiry/index';

@@ -5,15 +5,18 @@
 import { assert } from '../../../raft/index';
 
 /**
- * Slots of one level of the wheel. Each level keeps an occupancy bitmap of two 32-bit words, so
- * finding the next occupied slot is a few bit operations, never a walk over empty slots.
+ * The base of the wheel's digits: a level-L slot spans wheelSlotsPerLevel^L ticks. Each level is
+ * a ring of twice this many slots — the cursor's block of the level above and the next one — so
+ * the next block's timers can be cascaded down ahead of time, a bounded number per call, instead
+ * of all at once when the cursor reaches them. Each ring keeps an occupancy bitmap of 32-bit
+ * words, so finding the next occupied slot is a few bit operations, never a walk over empty slots.
  */
 export const wheelSlotsPerLevel = 64;
 
 /**
- * Levels of the wheel. A level-L slot covers wheelSlotsPerLevel^L ticks; deadlines beyond the
- * top level (64^6 ticks: 795 days at 1 ms resolution, 218 years at 100 ms) wait in an overflow
- * list that is sorted into the wheel once per turn of the top level.
+ * Levels of the wheel. Deadlines beyond the top level's next turn (a turn is 64^6 ticks: 795
+ * days at 1 ms resolution, 218 years at 100 ms) wait in an overflow list that is sorted into the
+ * wheel once per turn.
  */
 export const wheelLevels = 6;
 
@@ -25,15 +28,19 @@ export const wheelLevels = 6;
 export const wheelSlotsPerAdvanceMax = 1024;
 
 /**
- * Timers one `advance` call moves: cascaded from a higher-level slot to a lower one (or to the
- * due list), or sorted out of the overflow list. A slot holding more is finished on the next call.
+ * Timers one `advance` call moves: cascaded from a higher-level slot to a lower one, or sorted
+ * out of the overflow list. A slot holding more is finished on the next calls; only a cursor far
+ * behind ever has to wait for one (the cascade is otherwise done a whole slot ahead of time).
  */
-export const wheelTimersMovedPerAdvanceMax = 16_384;
+export const wheelTimersMovedPerAdvanceMax = 8_192;
 
-/** Due timers one `advance` call may be asked to return (its `budget`). */
-export const wheelTimersDuePerAdvanceMax = 16_384;
+/**
+ * Due timers one `advance` call may be asked to return (its `budget`). Each becomes a command to
+ * propose (a lease revoke, a key delete), so this stays well below the runtime's pending writes.
+ */
+export const wheelTimersDuePerAdvanceMax = 4_096;
 
-assert(wheelSlotsPerLevel === 64, 'the occupancy bitmap of a level is two 32-bit words');
+assert(wheelSlotsPerLevel === 64, 'the occupancy bitmap of a ring (128 slots) is four 32-bit words');
 assert(wheelLevels >= 2, 'a wheel of one level is a plain ring: make the ring bigger instead');
 assert(
   Number.isSafeInteger(wheelSlotsPerLevel ** (wheelLevels + 1)),

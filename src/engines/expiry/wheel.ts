@@ -9,18 +9,26 @@
  *
  * Time is cut into ticks of `resolutionMs` on a fixed grid (tick k is the time k·resolutionMs). A
  * timer is due at tick `ceil(deadlineMs / resolutionMs)`: the first grid time at or after its
- * deadline, so it never fires early. The cursor is the last tick processed. Level L has 64 slots
- * of 64^L ticks each; a timer sits at the lowest level where its due tick and the cursor agree on
- * every base-64 digit above L, in the slot of its own digit L. So
+ * deadline, so it never fires early. The cursor is the last tick processed. Ticks are counted
+ * from the origin (startMs rounded down to the grid).
  *
- *   invariant: every occupied slot of level L is strictly after the cursor's digit L, within the
- *   cursor's current level-(L+1) block — except, while the cursor's tick is being processed, the
- *   slots of that tick itself (cascades not finished, or due timers the budget left).
+ * A level-L slot spans 64^L ticks. Level L is a ring of 128 slots holding two level-(L+1) slots'
+ * worth of ticks: the one the cursor is in and the next. A timer sits at the lowest level whose
+ * window holds its tick, in the slot of its tick's level-L number (tick / 64^L) modulo 128. So
  *
- * When the cursor reaches the first tick of a level-L slot, that slot's timers cascade to lower
- * levels (or, due at that very tick, to its level-0 slot). Deadlines beyond the top level wait in
- * an overflow list, sorted into the wheel each time the cursor enters a new turn of the top
- * level. Deadlines at or below the cursor go to a due list, returned first by the next `advance`.
+ *   invariant: a timer at level 0 is due at or after the cursor's tick (at it only while that
+ *   tick's due timers are being returned); a timer at level L >= 1 is due after the end of the
+ *   cursor's level-L slot; every timer is due before the end of the level-(L+1) slot after the
+ *   cursor's.
+ *
+ * When the cursor enters a level-L slot, the level-L slot after it becomes **eligible**: its
+ * timers now fit the level below, and are cascaded there with whatever budget an advance has
+ * left, ahead of time. Only if that is not done when the cursor reaches the slot (a cursor that
+ * jumps far ahead) does the cascade happen on the way, holding the cursor until it is done.
+ * Deadlines beyond the top level's next turn wait in an overflow list, which becomes eligible
+ * (and is sorted into the top level) each time the cursor enters a new turn. Deadlines at or
+ * below the cursor go to a due list, returned first by the next `advance`; so do timers a
+ * cascade finds already due (the cursor is behind: it returns them as it goes).
  *
  * Each level keeps an occupancy bitmap, so the cursor jumps to the next tick where anything
  * happens instead of walking empty slots. `advance` bounds the slots it visits, the timers it
@@ -66,23 +74,46 @@ export interface AdvanceWork {
 /** The span in ticks of one slot of each level; spans[wheelLevels] is one turn of the top level. */
 const spans: readonly number[] = Array.from({ length: wheelLevels + 1 }, (_, level) => wheelSlotsPerLevel ** level);
 const topTurnTicks = spans[wheelLevels]!;
+/** Slots of one level's ring: the cursor's block of the level above and the next one. */
+const ringSlots = 2 * wheelSlotsPerLevel;
+const wordsPerRing = ringSlots / 32;
 const notASlot = -1;
+/**
+ * A deadline is stored as two integers below 2^31, high * 2^30 + low: V8 keeps such a field
+ * unboxed, but a larger number (epoch ms) in a heap object of its own — 16 more bytes and one
+ * more allocation per timer, for every timer once any one timer holds such a number.
+ */
+const deadlineSplit = 2 ** 30;
 
 class Timer<T> implements WheelTimer<T> {
   readonly item: T;
-  deadlineMs: number;
+  deadlineHigh = 0;
+  deadlineLow = 0;
   prev: Timer<T> | null = null;
   next: Timer<T> | null = null;
-  /** The list holding it; null once returned by `advance` or cancelled. */
-  list: TimerList<T> | null = null;
+  /** The list holding it; the wheel's `detached` list (never linked into) once returned or cancelled. */
+  list: TimerList<T>;
 
-  constructor(item: T, deadlineMs: number) {
+  constructor(item: T, deadlineMs: number, list: TimerList<T>) {
     this.item = item;
-    this.deadlineMs = deadlineMs;
+    this.setDeadline(deadlineMs);
+    this.list = list;
+  }
+
+  get deadlineMs(): number {
+    return this.deadlineHigh * deadlineSplit + this.deadlineLow;
+  }
+
+  setDeadline(deadlineMs: number): void {
+    // `| 0` makes both small integers V8 stores as such (an arithmetic result may be a boxed
+    // number even when it is a small integer). Both are below 2^30: deadlines are below 2^53.
+    const high = Math.floor(deadlineMs / deadlineSplit);
+    this.deadlineHigh = high | 0;
+    this.deadlineLow = (deadlineMs - high * deadlineSplit) | 0;
   }
 }
 
-/** An intrusive doubly linked list: a slot of the wheel, the overflow, or the due list. */
+/** An intrusive doubly linked list: a slot of the wheel, the overflow, the due list. */
 class TimerList<T> {
   head: Timer<T> | null = null;
   tail: Timer<T> | null = null;
@@ -91,24 +122,30 @@ class TimerList<T> {
     readonly wheel: TimeWheel<T>,
     /** The level of a slot, or `notASlot`. */
     readonly level: number,
+    /** The slot's place in its level's ring. */
     readonly slot: number,
   ) {}
 }
 
 export class TimeWheel<T> {
   private readonly resolutionMs: number;
+  /** startMs rounded down to the grid: ticks count from here. */
+  private readonly originMs: number;
   private readonly slotsPerAdvanceMax: number;
   private readonly timersMovedPerAdvanceMax: number;
-  /** slots[level * 64 + slot]. */
+  /** slots[level * 128 + slot]. */
   private readonly slots: TimerList<T>[] = [];
-  /** Two 32-bit words per level: bit s of level L is set iff slot s of level L holds a timer. */
-  private readonly occupied = new Uint32Array(wheelLevels * 2);
-  /** Deadlines beyond the top level's current turn. */
+  /** Four 32-bit words per level: bit s of level L is set iff slot s of level L holds a timer. */
+  private readonly occupied = new Uint32Array(wheelLevels * wordsPerRing);
+  /** Deadlines beyond the top level's next turn. */
   private overflow: TimerList<T>;
-  /** The overflow as it was when the cursor entered the current top turn, being sorted out. */
+  /** The overflow as it was when the cursor entered the current turn: the eligible part of it. */
   private rescan: TimerList<T>;
-  /** Deadlines at or below the cursor when scheduled. */
+  /** Deadlines at or below the cursor when scheduled, and timers a cascade found already due. */
   private readonly due: TimerList<T>;
+  /** Where returned and cancelled timers point (nothing is ever linked into it). */
+  private readonly detached: TimerList<T>;
+  /** The cursor's tick, from the origin. */
   private cursorTick: number;
   private cursorAtMs: number;
   /** The largest nowMs an advance was given: the cursor is behind while below it. */
@@ -131,15 +168,17 @@ export class TimeWheel<T> {
       () => `timersMovedPerAdvanceMax must be in [1, ${wheelTimersMovedPerAdvanceMax}], got ${this.timersMovedPerAdvanceMax}`,
     );
     this.resolutionMs = resolutionMs;
+    this.originMs = Math.floor(startMs / resolutionMs) * resolutionMs;
     for (let level = 0; level < wheelLevels; level++) {
-      for (let slot = 0; slot < wheelSlotsPerLevel; slot++) this.slots.push(new TimerList(this, level, slot));
+      for (let slot = 0; slot < ringSlots; slot++) this.slots.push(new TimerList(this, level, slot));
     }
     this.overflow = new TimerList(this, notASlot, 0);
     this.rescan = new TimerList(this, notASlot, 0);
     this.due = new TimerList(this, notASlot, 0);
+    this.detached = new TimerList(this, notASlot, 0);
     this.cursorAtMs = startMs;
     this.requestedMs = startMs;
-    this.cursorTick = Math.floor(startMs / resolutionMs);
+    this.cursorTick = 0;
   }
 
   /** Timers scheduled and not yet returned or cancelled. */
@@ -154,11 +193,12 @@ export class TimeWheel<T> {
 
   /**
    * True if there may be due timers left that a limit cut off (the budget, or the slots and
-   * timers one call may handle): call `advance` again soon. False means every timer due at the
-   * last advance's nowMs (rounded down to the grid) has been returned.
+   * timers one call may handle): call `advance` again soon. False means every timer whose
+   * deadline, rounded up to the grid, is at or below the largest nowMs given to `advance` has
+   * been returned, and so has every timer scheduled at or below the cursor.
    */
   get behind(): boolean {
-    return this.due.head !== null || this.cursorMs < this.requestedMs || this.tickUnfinished();
+    return this.due.head !== null || this.cursorAtMs < this.requestedMs || this.slots[this.cursorTick % ringSlots]!.head !== null;
   }
 
   /** What the last `advance` did. */
@@ -169,7 +209,7 @@ export class TimeWheel<T> {
   /** O(1). A deadline at or below the cursor is due at the next advance. */
   schedule(item: T, deadlineMs: number): WheelTimer<T> {
     assertTime(deadlineMs, 'deadlineMs');
-    const timer = new Timer(item, deadlineMs);
+    const timer = new Timer(item, deadlineMs, this.detached);
     this.insert(timer);
     this.count++;
     return timer;
@@ -178,7 +218,7 @@ export class TimeWheel<T> {
   /** O(1). False if the timer was already returned by `advance` or cancelled. */
   cancel(timer: WheelTimer<T>): boolean {
     const own = this.own(timer);
-    if (own.list === null) return false;
+    if (own.list === this.detached) return false;
     this.unlink(own);
     this.count--;
     return true;
@@ -191,9 +231,9 @@ export class TimeWheel<T> {
   reschedule(timer: WheelTimer<T>, deadlineMs: number): WheelTimer<T> {
     assertTime(deadlineMs, 'deadlineMs');
     const own = this.own(timer);
-    if (own.list === null) this.count++;
+    if (own.list === this.detached) this.count++;
     else this.unlink(own);
-    own.deadlineMs = deadlineMs;
+    own.setDeadline(deadlineMs);
     this.insert(own);
     return own;
   }
@@ -202,8 +242,9 @@ export class TimeWheel<T> {
    * Moves the cursor toward `nowMs` and returns due timers (deadline <= nowMs), at most `budget`
    * of them, visiting at most `slotsPerAdvanceMax` slots and moving at most
    * `timersMovedPerAdvanceMax` timers; the rest are returned on later calls (`behind` says so).
-   * Returned timers are removed from the wheel. Timers due at the same tick come back in the
-   * order they were scheduled; those scheduled at or below the cursor come first.
+   * Returned timers are removed from the wheel. Those in the due list come first (scheduled at
+   * or below the cursor, or found due by a cascade while the cursor was behind), then by due
+   * tick; within a tick, in an order fixed by the operations.
    *
    * A `nowMs` below the cursor (this node's clock stepped back) moves nothing, and nothing whose
    * deadline is after `nowMs` is returned.
@@ -214,8 +255,8 @@ export class TimeWheel<T> {
     if (nowMs > this.requestedMs) this.requestedMs = nowMs;
     const run: AdvanceRun<T> = { out: [], budget, nowMs, slotsLeft: this.slotsPerAdvanceMax, movedLeft: this.timersMovedPerAdvanceMax };
     this.takeDue(this.due, run);
-    const targetTick = Math.floor(nowMs / this.resolutionMs);
-    while (this.finishTick(run) && nowMs > this.cursorAtMs) {
+    const targetTick = Math.floor((nowMs - this.originMs) / this.resolutionMs);
+    while (this.takeDue(this.slots[this.cursorTick % ringSlots]!, run) && nowMs > this.cursorAtMs) {
       const next = this.nextEventTick();
       if (next > targetTick) {
         // Nothing happens between the cursor and nowMs: jump there.
@@ -226,8 +267,15 @@ export class TimeWheel<T> {
       const slots = this.slotsAt(next);
       if (slots > run.slotsLeft) break;
       run.slotsLeft -= slots;
+      // Nothing happens before `next`: stand on the tick before it, where what starts at `next`
+      // is eligible, and cascade that first.
+      this.approach(next - 1);
+      if (!this.cascadeBefore(next, run)) break;
       this.enter(next, targetTick, nowMs);
     }
+    this.cascadeAhead(run);
+    // What the cascades found due.
+    this.takeDue(this.due, run);
     this.work = { slots: this.slotsPerAdvanceMax - run.slotsLeft, moved: this.timersMovedPerAdvanceMax - run.movedLeft, due: run.out.length };
     assert(run.out.length <= budget, 'an advance returns at most its budget');
     return run.out;
@@ -238,26 +286,26 @@ export class TimeWheel<T> {
    * throws.
    */
   checkInvariants(): void {
-    let seen = 0;
     const cursor = this.cursorTick;
-    assert(cursor === Math.floor(this.cursorAtMs / this.resolutionMs), 'the cursor tick is the cursor time on the grid');
+    assert(cursor === Math.floor((this.cursorAtMs - this.originMs) / this.resolutionMs), 'the cursor tick is the cursor time on the grid');
     assert(this.cursorAtMs <= this.requestedMs, 'the cursor never passes the time asked for');
+    let seen = 0;
     for (const list of this.slots) {
-      const occupied = (this.occupied[list.level * 2 + (list.slot >>> 5)]! & (1 << (list.slot & 31))) !== 0;
-      assert(occupied === (list.head !== null), () => `occupancy bit of level ${list.level} slot ${list.slot}`);
-      const block = Math.floor(cursor / spans[list.level + 1]!);
-      const cursorDigit = digit(cursor, list.level);
+      const level = list.level;
+      const occupied = (this.occupied[level * wordsPerRing + (list.slot >>> 5)]! & (1 << (list.slot & 31))) !== 0;
+      assert(occupied === (list.head !== null), () => `occupancy bit of level ${level} slot ${list.slot}`);
       seen += this.checkList(list, (tick) => {
-        assert(Math.floor(tick / spans[list.level + 1]!) === block, 'a slot holds ticks of the cursor block');
-        assert(digit(tick, list.level) === list.slot, 'a timer sits in the slot of its digit');
-        // Only the cursor's own tick may hold timers in the cursor's slot (being processed).
-        assert(list.slot > cursorDigit || tick === cursor || (list.level > 0 && tick >= cursor && cursor % spans[list.level]! === 0), 'a timer is after the cursor');
+        assert(Math.floor(tick / spans[level]!) % ringSlots === list.slot, 'a timer sits in the slot of its tick');
+        assert(Math.floor(tick / spans[level + 1]!) <= Math.floor(cursor / spans[level + 1]!) + 1, "a timer is within its level's window");
+        if (level === 0) assert(tick >= cursor, 'a timer at level 0 is not overdue');
+        else assert(Math.floor(tick / spans[level]!) > Math.floor(cursor / spans[level]!), "a timer at level >= 1 is after the cursor's slot");
       });
     }
-    seen += this.checkList(this.overflow, (tick) => assert(Math.floor(tick / topTurnTicks) > Math.floor(cursor / topTurnTicks), 'overflow is beyond the top turn'));
-    seen += this.checkList(this.rescan, (tick) => assert(tick >= cursor, 'a timer being sorted out is not overdue'));
+    seen += this.checkList(this.overflow, (tick) => assert(Math.floor(tick / topTurnTicks) >= Math.floor(cursor / topTurnTicks) + 2, 'overflow is beyond the next turn'));
+    seen += this.checkList(this.rescan, (tick) => assert(Math.floor(tick / topTurnTicks) >= Math.floor(cursor / topTurnTicks) + 1, 'the eligible overflow is beyond this turn'));
     seen += this.checkList(this.due, () => {});
-    assert(this.rescan.head === null || cursor % topTurnTicks === 0, 'the overflow is sorted out only at the start of a top turn');
+    for (let timer = this.due.head; timer !== null; timer = timer.next) assert(timer.deadlineMs <= this.requestedMs, 'the due list is due');
+    assert(this.checkList(this.detached, () => {}) === 0, 'nothing is linked into the detached list');
     assert(seen === this.count, () => `size ${this.count} but ${seen} timers held`);
   }
 
@@ -277,12 +325,13 @@ export class TimeWheel<T> {
   private own(timer: WheelTimer<T>): Timer<T> {
     assert(timer instanceof Timer, 'a timer comes from a wheel');
     const own = timer as Timer<T>;
-    assert(own.list === null || own.list.wheel === this, 'a timer is cancelled or rescheduled on its own wheel');
+    assert(own.list.wheel === this, 'a timer is cancelled or rescheduled on its own wheel');
     return own;
   }
 
+  /** The tick a timer is due at, from the origin. */
   private tickOf(timer: Timer<T>): number {
-    return Math.ceil(timer.deadlineMs / this.resolutionMs);
+    return Math.ceil((timer.deadlineMs - this.originMs) / this.resolutionMs);
   }
 
   private insert(timer: Timer<T>): void {
@@ -290,15 +339,15 @@ export class TimeWheel<T> {
     else this.place(timer);
   }
 
-  /** Puts a timer due at or after the cursor's tick into its slot (or the overflow). */
+  /** Puts a timer due after the cursor's tick at the lowest level whose window holds it (or the overflow). */
   private place(timer: Timer<T>): void {
     const tick = this.tickOf(timer);
     const cursor = this.cursorTick;
-    assert(tick >= cursor, 'a timer placed in the wheel is not overdue');
+    assert(tick > cursor, 'a timer placed in the wheel is due after the cursor');
     for (let level = 0; level < wheelLevels; level++) {
       const above = spans[level + 1]!;
-      if (Math.floor(tick / above) === Math.floor(cursor / above)) {
-        this.append(this.slots[level * wheelSlotsPerLevel + digit(tick, level)]!, timer);
+      if (Math.floor(tick / above) <= Math.floor(cursor / above) + 1) {
+        this.append(this.slots[level * ringSlots + (Math.floor(tick / spans[level]!) % ringSlots)]!, timer);
         return;
       }
     }
@@ -311,22 +360,22 @@ export class TimeWheel<T> {
     timer.next = null;
     if (list.tail === null) {
       list.head = timer;
-      if (list.level !== notASlot) this.occupied[list.level * 2 + (list.slot >>> 5)]! |= 1 << (list.slot & 31);
+      if (list.level !== notASlot) this.occupied[list.level * wordsPerRing + (list.slot >>> 5)]! |= 1 << (list.slot & 31);
     } else list.tail.next = timer;
     list.tail = timer;
   }
 
   private unlink(timer: Timer<T>): void {
     const list = timer.list;
-    assert(list !== null, 'an unlinked timer is in a list');
+    assert(list !== this.detached, 'an unlinked timer is in a list');
     if (timer.prev === null) list.head = timer.next;
     else timer.prev.next = timer.next;
     if (timer.next === null) list.tail = timer.prev;
     else timer.next.prev = timer.prev;
     timer.prev = null;
     timer.next = null;
-    timer.list = null;
-    if (list.head === null && list.level !== notASlot) this.occupied[list.level * 2 + (list.slot >>> 5)]! &= ~(1 << (list.slot & 31));
+    timer.list = this.detached;
+    if (list.head === null && list.level !== notASlot) this.occupied[list.level * wordsPerRing + (list.slot >>> 5)]! &= ~(1 << (list.slot & 31));
   }
 
   /** Returns timers from the head of `list` until it is empty, the budget is spent or one is not due. */
@@ -341,97 +390,121 @@ export class TimeWheel<T> {
     return true;
   }
 
-  /** Moves the timers of `list` to where they belong relative to the cursor, within the run's bound. */
+  /**
+   * Moves the timers of an eligible `list` to their level below, within the run's bound. One
+   * already due at the run's nowMs (the cursor is behind) goes to the due list instead, so a
+   * cursor catching up returns due timers while it cascades rather than after.
+   */
   private moveAll(list: TimerList<T>, run: AdvanceRun<T>): boolean {
     while (list.head !== null) {
       if (run.movedLeft === 0) return false;
       const timer = list.head;
       this.unlink(timer);
-      this.place(timer);
+      if (timer.deadlineMs <= run.nowMs) this.append(this.due, timer);
+      else this.place(timer);
+      assert(timer.list !== list, 'a cascaded timer moves down');
       run.movedLeft--;
     }
     return true;
   }
 
   /**
-   * Processes the cursor's tick: cascades the higher-level slots that start there, sorts out the
-   * overflow at the start of a top turn, returns the timers due at the tick. False if a bound
-   * stopped it (the cursor must then stay on this tick).
+   * Before the cursor enters `tick` (standing on the tick before it): cascades what is still
+   * eligible and starts there — the level-L slots that start at it, the eligible overflow if a
+   * turn starts at it. False if the run's bound stopped it (the cursor must then stay).
    */
-  private finishTick(run: AdvanceRun<T>): boolean {
-    const cursor = this.cursorTick;
-    if (cursor % wheelSlotsPerLevel === 0) {
-      for (let level = wheelLevels - 2; level >= 1; level--) {
-        if (!this.moveAll(this.slots[level * wheelSlotsPerLevel + digit(cursor, level)]!, run)) return false;
-      }
-      if (!this.moveAll(this.rescan, run)) return false;
+  private cascadeBefore(tick: number, run: AdvanceRun<T>): boolean {
+    if (tick % wheelSlotsPerLevel !== 0) return true;
+    for (let level = wheelLevels - 1; level >= 1; level--) {
+      if (tick % spans[level]! === 0 && !this.moveAll(this.slots[level * ringSlots + (Math.floor(tick / spans[level]!) % ringSlots)]!, run)) return false;
     }
-    return this.takeDue(this.slots[digit(cursor, 0)]!, run);
+    return tick % topTurnTicks !== 0 || this.moveAll(this.rescan, run);
   }
 
-  /** Whether the cursor's tick still has timers to cascade, sort out or return. */
-  private tickUnfinished(): boolean {
+  /** With what the run has left, cascades the eligible slots (the level-L slot after the cursor's), lowest level first. */
+  private cascadeAhead(run: AdvanceRun<T>): void {
     const cursor = this.cursorTick;
-    if (this.slots[digit(cursor, 0)]!.head !== null) return true;
-    if (cursor % wheelSlotsPerLevel !== 0) return false;
-    if (this.rescan.head !== null) return true;
-    for (let level = 1; level < wheelLevels; level++) if (this.slots[level * wheelSlotsPerLevel + digit(cursor, level)]!.head !== null) return true;
-    return false;
-  }
-
-  /**
-   * The first tick after the cursor where something happens: a level-0 slot to return, a
-   * higher-level slot to cascade, or a new top turn with overflow to sort out. Infinity if none.
-   */
-  private nextEventTick(): number {
-    const cursor = this.cursorTick;
-    // The lowest level with an occupied slot after the cursor's digit wins: a level-L slot ahead
-    // of the cursor starts after the end of the cursor's level-(L-1) block, which holds every
-    // occupied slot of the levels below.
-    for (let level = 0; level < wheelLevels; level++) {
-      const slot = this.nextOccupied(level, digit(cursor, level) + 1);
-      if (slot >= 0) return Math.floor(cursor / spans[level + 1]!) * spans[level + 1]! + slot * spans[level]!;
+    for (let level = 1; level < wheelLevels; level++) {
+      const list = this.slots[level * ringSlots + ((Math.floor(cursor / spans[level]!) + 1) % ringSlots)]!;
+      if (list.head === null) continue;
+      if (run.slotsLeft === 0) return;
+      run.slotsLeft--;
+      if (!this.moveAll(list, run)) return;
     }
-    if (this.overflow.head !== null) return (Math.floor(cursor / topTurnTicks) + 1) * topTurnTicks;
-    return Infinity;
-  }
-
-  /** The slots processing `tick` visits: its level-0 slot, the slots it cascades, the overflow. */
-  private slotsAt(tick: number): number {
-    let slots = 1;
-    if (tick % wheelSlotsPerLevel === 0) {
-      for (let level = 1; level < wheelLevels; level++) {
-        if (tick % spans[level]! === 0 && this.slots[level * wheelSlotsPerLevel + digit(tick, level)]!.head !== null) slots++;
-      }
-      if (tick % topTurnTicks === 0 && this.overflow.head !== null) slots++;
+    if (this.rescan.head !== null && run.slotsLeft > 0) {
+      run.slotsLeft--;
+      this.moveAll(this.rescan, run);
     }
-    return slots;
   }
 
-  /** Moves the cursor onto `tick`, an event tick whose slots the caller has counted. */
+  /** Moves the cursor onto `tick` if it is behind it: nothing happens on the way (no event before `tick + 1`). */
+  private approach(tick: number): void {
+    if (tick <= this.cursorTick) return;
+    this.cursorTick = tick;
+    this.cursorAtMs = this.originMs + tick * this.resolutionMs;
+  }
+
+  /** Moves the cursor onto `tick`, an event tick whose slots the caller has counted and cascaded. */
   private enter(tick: number, targetTick: number, nowMs: number): void {
     // invariant: the cursor only moves forward, and never past nowMs.
     assert(tick > this.cursorTick && tick <= targetTick, 'the next event is after the cursor and not after nowMs');
     this.cursorTick = tick;
-    this.cursorAtMs = tick === targetTick ? nowMs : tick * this.resolutionMs;
+    this.cursorAtMs = tick === targetTick ? nowMs : this.originMs + tick * this.resolutionMs;
     if (tick % topTurnTicks === 0 && this.overflow.head !== null) {
-      // A new top turn: the overflow is sorted out from a list of its own, so timers that still
-      // belong beyond the top level can go back to the (new, empty) overflow.
-      assert(this.rescan.head === null, 'the previous turn sorted out its overflow');
+      // A new turn: the overflow of the turn after it becomes eligible. It is sorted out from a
+      // list of its own, so timers that still belong further out can go back to the overflow.
+      assert(this.rescan.head === null, 'the eligible overflow was sorted out before the turn');
       const rescan = this.overflow;
       this.overflow = this.rescan;
       this.rescan = rescan;
     }
   }
 
-  /** The first occupied slot of `level` at or after `from` (0..64), or -1. */
-  private nextOccupied(level: number, from: number): number {
-    if (from < 32) {
-      const low = lowestBitFrom(this.occupied[level * 2]!, from);
-      if (low >= 0) return low;
+  /**
+   * The first tick after the cursor where something happens: a level-0 slot to return, the start
+   * of an occupied higher-level slot (its cascade must be done by then), or a new turn with
+   * overflow. Infinity if none.
+   */
+  private nextEventTick(): number {
+    const cursor = this.cursorTick;
+    let next = Infinity;
+    for (let level = 0; level < wheelLevels; level++) {
+      const number = Math.floor(cursor / spans[level]!);
+      const from = number % ringSlots;
+      const slot = this.nextOccupied(level, from);
+      if (slot >= 0) next = Math.min(next, (number + ((slot - from + ringSlots) % ringSlots)) * spans[level]!);
     }
-    const high = lowestBitFrom(this.occupied[level * 2 + 1]!, Math.max(0, from - 32));
-    return high >= 0 ? high + 32 : -1;
+    if (this.overflow.head !== null || this.rescan.head !== null) next = Math.min(next, (Math.floor(cursor / topTurnTicks) + 1) * topTurnTicks);
+    return next;
+  }
+
+  /** The slots entering `tick` visits: its level-0 slot, the slots cascaded on the way, the eligible overflow. */
+  private slotsAt(tick: number): number {
+    let slots = 1;
+    if (tick % wheelSlotsPerLevel !== 0) return slots;
+    for (let level = 1; level < wheelLevels; level++) {
+      if (tick % spans[level]! === 0 && this.slots[level * ringSlots + (Math.floor(tick / spans[level]!) % ringSlots)]!.head !== null) slots++;
+    }
+    if (tick % topTurnTicks === 0 && this.rescan.head !== null) slots++;
+    return slots;
+  }
+
+  /** The first occupied slot of `level` after `from`, going round the ring (never `from` itself), or -1. */
+  private nextOccupied(level: number, from: number): number {
+    const slot = this.lowestOccupied(level, from + 1);
+    if (slot >= 0) return slot;
+    const wrapped = this.lowestOccupied(level, 0);
+    return wrapped < from ? wrapped : -1;
+  }
+
+  /** The lowest occupied slot of `level` at or after `from` (0..128), or -1. */
+  private lowestOccupied(level: number, from: number): number {
+    for (let word = from >>> 5; word < wordsPerRing; word++) {
+      const bits = this.occupied[level * wordsPerRing + word]!;
+      const masked = word === from >>> 5 ? (bits & (-1 << (from & 31))) >>> 0 : bits;
+      if (masked !== 0) return word * 32 + 31 - Math.clz32(masked & -masked);
+    }
+    return -1;
   }
 }
 
@@ -445,17 +518,4 @@ interface AdvanceRun<T> {
 
 function assertTime(ms: number, what: string): void {
   assert(Number.isSafeInteger(ms) && ms >= 0, () => `${what} must be a non-negative integer (ms), got ${ms}`);
-}
-
-/** Digit `level` of `tick` in base 64. */
-function digit(tick: number, level: number): number {
-  return Math.floor(tick / spans[level]!) % wheelSlotsPerLevel;
-}
-
-/** The lowest set bit of `word` at position >= from (0..32), or -1. */
-function lowestBitFrom(word: number, from: number): number {
-  if (from >= 32) return -1;
-  const masked = (word & (-1 << from)) >>> 0;
-  if (masked === 0) return -1;
-  return 31 - Math.clz32(masked & -masked);
 }
