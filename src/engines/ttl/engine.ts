@@ -33,7 +33,7 @@ import {
   type LeaderContext,
   UnknownCommandError,
 } from '../engine';
-import { TimeWheel, type WheelTimer } from '../expiry/index';
+import { TimeWheel, type WheelTimer, wheelLimits } from '../expiry/index';
 import { type KvEngine, type KvWriteObserver, WireValueError, putFromWire, txnFromWire } from '../kv/index';
 import {
   keyTtlMsMax,
@@ -392,7 +392,7 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
     const due: TtlRecord[] = [];
     let taken = 0;
     for (let advances = 0; advances < ttlWheelAdvancesPerTickMax && taken < ttlExpiriesPerTickMax; advances++) {
-      const timers = wheel.advance(context.nowMs, ttlExpiriesPerTickMax - taken);
+      const timers = wheel.advance(context.nowMs, Math.min(ttlExpiriesPerTickMax - taken, wheelLimits.wheelTimersDuePerAdvanceMax));
       taken += timers.length;
       for (const timer of timers) {
         const record = timer.item;

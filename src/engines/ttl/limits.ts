@@ -42,6 +42,6 @@ export const ttlSnapshotRecordsPerChunk = 16_384;
 // Leader clocks are ms since 1970 (~2^41 now): a deadline that far plus the longest TTL stays exact.
 assert(Number.isSafeInteger(keyTtlMsMax * 1000), 'deadlines (leader time plus a TTL) must stay exact integers');
 assert(ttlExpiriesPerCommandMax >= 1 && ttlExpireCommandsPerTickMax >= 1, 'a leader must be able to expire something per tick');
-assert(ttlExpiriesPerTickMax <= wheelLimits.wheelTimersDuePerAdvanceMax, "a tick's expiries are one advance of the wheel");
+assert(ttlExpiriesPerTickMax <= ttlWheelAdvancesPerTickMax * wheelLimits.wheelTimersDuePerAdvanceMax, "a tick's expiries fit the wheel advances it makes");
 assert(ttlWheelAdvancesPerTickMax >= 1, 'a leader advances the wheel every tick');
 assert(ttlExpireCommandKeyBytesMax >= 1024, 'an Expire command must hold more than a few keys');
