@@ -246,7 +246,7 @@ describe('bad input to a 3-node cluster', () => {
     // A revision compare past 2^53 is greater than every revision: LESS holds, EQUAL does not.
     const less = await clients[0]!.kv('Txn', { compare: [{ key: Buffer.from('int64/k'), target: 'MOD', result: 'LESS', mod_revision: past53 }] });
     expect(less.succeeded).toBe(true);
-    // Lease ids are exact: there is no Lease service yet, so every id is unknown, whatever its size.
+    // Lease ids are exact: none of these was granted, so each is unknown, whatever its size.
     const leaseNotFound = { code: grpc.status.NOT_FOUND, details: 'etcdserver: requested lease not found' };
     for (const lease of [past53, (2n ** 63n - 1n).toString(), '-1', (-(2n ** 63n)).toString()]) {
       expect(await failure(clients[0]!.kv('Put', { key: Buffer.from('int64/k'), value: Buffer.from('x'), lease }))).toEqual(leaseNotFound);

@@ -1,11 +1,11 @@
 /**
- * Differential test of the Lock and Election services: one script of raw gRPC calls (lease 0,
- * so DKV needs no Lease service) runs against a real etcd (Debian's etcd-server 3.4) and against
+ * Differential test of the Lock and Election services: one script of raw gRPC calls (lease 0:
+ * each server grants a session lease) runs against a real etcd (Debian's etcd-server 3.4) and against
  * DKV, each a single member started fresh; the transcripts must match.
  *
  * Normalisations (the only ones): `cluster_id`, `member_id` and `raft_term` in headers; the hex
- * id at the end of a lock or election key (etcd names it after the lease it grants, DKV after a
- * random id until it has leases); lease ids (etcd's granted lease, DKV's 0). Where DKV differs on
+ * id at the end of a lock or election key (each names it after the session lease it grants); lease
+ * ids (each server picks its own). Where DKV differs on
  * purpose, the test states etcd's behaviour and DKV's explicitly, after the transcript.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,6 +1,6 @@
 /**
  * etcd's Lock and Election services against a real 3-node DKV cluster of `dkv server` processes:
- * the raw gRPC calls (lease 0, which needs no Lease service), waiting and ordering on every node,
+ * the raw gRPC calls (lease 0: the server grants a session lease, as etcd's), waiting and ordering on every node,
  * cancellation, Observe, bad input, the watch engine's watcher count coming back after every wait,
  * a node stopping under waiting calls; then the clients that run the recipes themselves over KV,
  * Watch and Lease (`etcdctl lock`, `etcdctl elect`, the etcd3 npm client's lock() and election()).
@@ -296,7 +296,7 @@ describe('Election (raw gRPC, lease 0)', () => {
     expect(leader.rev).toBe(won.header.revision);
     const read = await leaderOf(follower(2), name);
     expect(read.kv.key.equals(leader.key)).toBe(true);
-    // 0 until the Lease service grants lease-0 sessions a lease (as etcd does): the key's either way.
+    // The session lease the server granted for lease 0 (as etcd's does): the key's.
     expect(leader.lease).toBe(read.kv.lease);
     expect(read.kv.value.toString()).toBe('v1');
     expect(read.kv.create_revision).toBe(leader.rev);
@@ -485,9 +485,9 @@ describe('the watch engine after waits', () => {
   });
 });
 
-// ---- With leases (need the Lease service) ----------------------------------------------------------
+// ---- With leases the client grants ----------------------------------------------------------------
 
-describe('Lock and Election with a lease (need the Lease service)', () => {
+describe('Lock and Election with a lease the client grants', () => {
   /** Lease ids may pass 2^53: int64 fields as decimal strings here. */
   let exact: EtcdChannel;
   beforeAll(() => {
@@ -545,7 +545,7 @@ describe('Lock and Election with a lease (need the Lease service)', () => {
   });
 });
 
-// ---- Clients that run the recipes themselves (they need the Lease service) ----------------------
+// ---- Clients that run the recipes themselves (over KV, Watch and Lease) ----------------------------
 
 interface EtcdctlProcess {
   readonly child: ChildProcess;
