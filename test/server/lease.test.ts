@@ -186,6 +186,38 @@ describe('revocation and expiry', () => {
   }, 30_000);
 });
 
+describe('a keep-alive flood', () => {
+  it('gets one answer per request (5,000 written at once), while the node keeps serving others', async () => {
+    const id = grant(60);
+    const id10 = BigInt(`0x${id}`).toString();
+    const channel = etcdChannel(cluster.endpoint(1));
+    const other = etcdChannel(cluster.endpoint(1));
+    const stream = channel.bidiStream(methodCodec('etcdserverpb.Lease', 'LeaseKeepAlive', longsAsStrings));
+    const flood = 5_000;
+    let answered = 0;
+    let wrong = 0;
+    stream.on('data', (r: { ID: string; TTL: string }) => {
+      answered++;
+      if (r.ID !== id10 || r.TTL !== '60') wrong++;
+    });
+    stream.on('error', () => undefined);
+    try {
+      // All written at once, faster than renewals commit: the server reads at its own pace.
+      for (let i = 0; i < flood; i++) stream.write({ ID: id10 });
+      // Meanwhile the node serves other clients.
+      await other.kv('Put', { key: Buffer.from('flood/other'), value: Buffer.from('x') });
+      await waitUntil(() => answered === flood, 60_000, () => `${answered} of ${flood} keep-alives answered`);
+      expect(wrong).toBe(0);
+      expect(ok(['lease', 'timetolive', id])).toMatch(/remaining\((59|60)s\)/);
+    } finally {
+      stream.end();
+      channel.close();
+      other.close();
+    }
+    expect(ok(['lease', 'revoke', id])).toBe(`lease ${id} revoked\n`);
+  }, 90_000);
+});
+
 describe('leases survive leader changes and restarts', () => {
   it('a lease kept alive is not revoked across a leader kill; an abandoned one still expires', async () => {
     const kept = grant(5);
