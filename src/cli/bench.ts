@@ -191,17 +191,15 @@ async function loadCommand(workload: LoadTarget, args: string[]): Promise<number
     rate: intOption(o.rate, 'rate', 0, 0, limits.rateMax),
     txnOps,
   } as const;
-  const json = o.json === true;
-  if (!json) process.stdout.write(`${describeLoad(options)}\n`);
-  let result;
-  try {
-    result = await runLoad(options);
-  } catch (error) {
-    process.stderr.write(`dkv bench ${workload}: ${(error as Error).message}\n`);
-    return 1;
-  }
-  process.stdout.write(json ? `${loadResultJson(result)}\n` : `${formatLoadResult(result).join('\n')}\n`);
-  return result.errors === 0 ? 0 : 1;
+  return report({
+    name: `dkv bench ${workload}`,
+    json: o.json === true,
+    describe: () => describeLoad(options),
+    run: () => runLoad(options),
+    toJson: loadResultJson,
+    format: formatLoadResult,
+    ok: (r) => r.errors === 0,
+  });
 }
 
 async function watchCommand(args: string[]): Promise<number> {
@@ -259,17 +257,15 @@ async function watchCommand(args: string[]): Promise<number> {
   if (expected > limits.eventsMax) {
     throw new UsageError(`this run would deliver ${expected} events, more than ${limits.eventsMax}: lower --put-total or the watchers per key`);
   }
-  const json = o.json === true;
-  if (!json) process.stdout.write(`${describeWatchLoad(options)}\n`);
-  let result;
-  try {
-    result = await runWatchLoad(options);
-  } catch (error) {
-    process.stderr.write(`dkv bench watch: ${(error as Error).message}\n`);
-    return 1;
-  }
-  process.stdout.write(json ? `${watchLoadResultJson(result)}\n` : `${formatWatchLoadResult(result).join('\n')}\n`);
-  return result.errors === 0 ? 0 : 1;
+  return report({
+    name: `dkv bench watch`,
+    json: o.json === true,
+    describe: () => describeWatchLoad(options),
+    run: () => runWatchLoad(options),
+    toJson: watchLoadResultJson,
+    format: formatWatchLoadResult,
+    ok: (r) => r.errors === 0,
+  });
 }
 
 async function leaseLoadCommand(workload: LeaseTarget, args: string[]): Promise<number> {
@@ -293,17 +289,15 @@ async function leaseLoadCommand(workload: LeaseTarget, args: string[]): Promise<
     clients: intOption(o.clients, 'clients', 1, 1, limits.clientsMax),
     total: intOption(o.total, 'total', 10_000, 1, limits.totalMax),
   } as const;
-  const json = o.json === true;
-  if (!json) process.stdout.write(`${describeLeaseLoad(options)}\n`);
-  let result;
-  try {
-    result = await runLeaseLoad(options);
-  } catch (error) {
-    process.stderr.write(`dkv bench ${workload}: ${(error as Error).message}\n`);
-    return 1;
-  }
-  process.stdout.write(json ? `${leaseLoadResultJson(result)}\n` : `${formatLeaseLoadResult(result).join('\n')}\n`);
-  return result.errors === 0 ? 0 : 1;
+  return report({
+    name: `dkv bench ${workload}`,
+    json: o.json === true,
+    describe: () => describeLeaseLoad(options),
+    run: () => runLeaseLoad(options),
+    toJson: leaseLoadResultJson,
+    format: formatLeaseLoadResult,
+    ok: (r) => r.errors === 0,
+  });
 }
 
 async function counterCommand(args: string[]): Promise<number> {
@@ -332,15 +326,38 @@ async function counterCommand(args: string[]): Promise<number> {
     counters: intOption(o.counters, 'counters', 1, 1, limits.countersMax),
     method,
   } as const;
-  const json = o.json === true;
-  if (!json) process.stdout.write(`${describeCounterLoad(options)}\n`);
-  let result;
+  return report({
+    name: `dkv bench counter`,
+    json: o.json === true,
+    describe: () => describeCounterLoad(options),
+    run: () => runCounterLoad(options),
+    toJson: counterLoadResultJson,
+    format: formatCounterLoadResult,
+    ok: (r) => r.errors === 0 && r.consistent,
+  });
+}
+
+/**
+ * The end every load command shares: its description (unless --json), the run, then the result as
+ * one JSON line or the summary lines; exit 0 when it went well, 1 when anything failed.
+ */
+async function report<R>(how: {
+  readonly name: string;
+  readonly json: boolean;
+  describe(): string;
+  run(): Promise<R>;
+  toJson(result: R): string;
+  format(result: R): string[];
+  ok(result: R): boolean;
+}): Promise<number> {
+  if (!how.json) process.stdout.write(`${how.describe()}\n`);
+  let result: R;
   try {
-    result = await runCounterLoad(options);
+    result = await how.run();
   } catch (error) {
-    process.stderr.write(`dkv bench counter: ${(error as Error).message}\n`);
+    process.stderr.write(`${how.name}: ${(error as Error).message}\n`);
     return 1;
   }
-  process.stdout.write(json ? `${counterLoadResultJson(result)}\n` : `${formatCounterLoadResult(result).join('\n')}\n`);
-  return result.errors === 0 && result.consistent ? 0 : 1;
+  process.stdout.write(how.json ? `${how.toJson(result)}\n` : `${how.format(result).join('\n')}\n`);
+  return how.ok(result) ? 0 : 1;
 }
