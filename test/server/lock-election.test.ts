@@ -641,13 +641,18 @@ describe('the etcd3 npm client\'s lock() and election() (client-side recipes, wi
     try {
       const a = await e.campaign('a').wait();
       expect(await e.leader()).toBe('a');
+      // wait() at once: the etcd3 client's Campaign.wait() only listens for a later 'elected'
+      // event, so a wait() called after b is elected never settles. b's election can come before
+      // a.resign() returns (the revoke's answer and b's delete event travel separately), which
+      // hung this test twice.
       const b = e.campaign('b');
+      const bElected = b.wait();
       await waitUntil(() => observer.leader() === 'a', 20_000, () => `the observer has ${observer.leader()}`);
       await a.proclaim('a2');
       expect(await e.leader()).toBe('a2');
       await waitUntil(() => observer.leader() === 'a2', 20_000, () => `the observer has ${observer.leader()}`);
       await a.resign();
-      await b.wait();
+      await bElected;
       expect(await e.leader()).toBe('b');
       await waitUntil(() => observer.leader() === 'b', 20_000, () => `the observer has ${observer.leader()}`);
       await b.resign();
