@@ -144,7 +144,8 @@ export function createLeaseService(ctx: LeaseServiceContext): { definition: Retu
  * One keep-alive stream: each request renews its lease through Raft and is answered in order
  * (TTL 0 for a lease that does not exist, as etcd answers). Any other failure ends the stream
  * with its status, as etcd's does; clients open a new one. A client that sends faster than
- * renewals commit is paused (the stream stops reading) past leaseKeepAlivesPendingPerStreamMax.
+ * renewals commit, or than it reads their answers, is paused (the stream stops reading) while
+ * leaseKeepAlivesPendingPerStreamMax requests are read and unanswered or answered and unsent.
  */
 function keepAliveStream(ctx: LeaseServiceContext, call: grpc.ServerDuplexStream<Incoming<WireLeaseId>, object>, options: ReturnType<typeof requestOptions>): void {
   let chain: Promise<void> = Promise.resolve();
@@ -153,8 +154,22 @@ function keepAliveStream(ctx: LeaseServiceContext, call: grpc.ServerDuplexStream
   const fail = (error: unknown): void => {
     if (ended) return;
     ended = true;
+    settleDrained();
     call.emit('error', toGrpcError(clientError(error)));
   };
+  // Settles when the stream's write buffer drains, or when the stream ends (nothing more is written).
+  let drained: Promise<void> = Promise.resolve();
+  let settleDrained: () => void = () => undefined;
+  const armDrained = (): void => {
+    drained = new Promise<void>((resolve) => {
+      settleDrained = resolve;
+    });
+  };
+  armDrained();
+  call.on('drain', () => {
+    settleDrained();
+    armDrained();
+  });
   call.on('data', (request: Incoming<WireLeaseId>) => {
     if (ended) return;
     let id: bigint;
@@ -177,7 +192,9 @@ function keepAliveStream(ctx: LeaseServiceContext, call: grpc.ServerDuplexStream
         const outcome = applied === undefined ? undefined : leaseOutcome(applied.outcome);
         if (outcome !== undefined && outcome.kind !== 'renewed') throw outcome.kind === 'error' ? outcome.error : new Error(`renewal applied as ${outcome.kind}`);
         const ttl = outcome?.renewals[0]?.ttlSeconds ?? 0;
-        call.write({ header: responseHeader(ctx, shard, kvEngineOf(shard.machine()).mvcc.revision), ID: int64ToWire(id), TTL: ttl });
+        // An answer the client has not taken stays pending: a client that writes and never
+        // reads stops being read once its answers fill the stream's buffers and flow control.
+        if (!call.write({ header: responseHeader(ctx, shard, kvEngineOf(shard.machine()).mvcc.revision), ID: int64ToWire(id), TTL: ttl })) await drained;
       } catch (error) {
         fail(error instanceof EngineError ? dkvError(error.code) : error);
       } finally {
@@ -197,8 +214,14 @@ function keepAliveStream(ctx: LeaseServiceContext, call: grpc.ServerDuplexStream
   });
   call.on('error', () => {
     ended = true;
+    settleDrained();
   });
   call.on('cancelled', () => {
     ended = true;
+    settleDrained();
+  });
+  call.on('close', () => {
+    ended = true;
+    settleDrained();
   });
 }

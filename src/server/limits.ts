@@ -34,7 +34,10 @@ export const publishRetryElections = 2;
 /** How long a stopping node waits for gRPC calls in progress before cutting them. */
 export const shutdownGraceMs = 2000;
 
-/** Keep-alives one stream may have waiting for Raft before the server stops reading it (backpressure). */
+/**
+ * Keep-alives one stream may have read and not yet answered, or answered into a full stream
+ * buffer, before the server stops reading it (backpressure).
+ */
 export const leaseKeepAlivesPendingPerStreamMax = 256;
 
 /**

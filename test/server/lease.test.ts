@@ -5,9 +5,12 @@
  * change and a full restart.
  */
 import { spawnSync } from 'node:child_process';
+import http2 from 'node:http2';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { methodCodec, longsAsStrings } from '../../src/client/index';
+import { etcdType } from '../../src/etcd-proto';
+import { leaseKeepAlivesPendingPerStreamMax } from '../../src/server/limits';
 import { TestCluster, etcdChannel, etcdctl, prefixEnd, waitUntil } from './cluster-harness';
 
 let cluster: TestCluster;
@@ -216,6 +219,58 @@ describe('a keep-alive flood', () => {
     }
     expect(ok(['lease', 'revoke', id])).toBe(`lease ${id} revoked\n`);
   }, 90_000);
+
+  it('stops reading a client that sends and never reads: renewals stop at the bound, then all are answered once it reads', async () => {
+    const id = grant(60);
+    const node = 1;
+    const status = etcdChannel(cluster.endpoint(node));
+    const raftIndex = async (): Promise<number> => Number((await status.maintenance('Status', {}))['raftIndex']);
+    // A raw HTTP/2 client, so that nothing reads the answers until the test says so (gRPC
+    // clients read ahead into buffers of their own).
+    const session = http2.connect(`http://${cluster.endpoint(node)}`);
+    session.on('error', () => undefined);
+    const stream = session.request({ ':method': 'POST', ':path': '/etcdserverpb.Lease/LeaseKeepAlive', 'content-type': 'application/grpc', te: 'trailers' });
+    stream.on('error', () => undefined);
+    stream.pause();
+    const request = etcdType('etcdserverpb.LeaseKeepAliveRequest');
+    const body = Buffer.from(request.encode({ ID: BigInt(`0x${id}`).toString() }).finish());
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, body.length]), body]);
+    const flood = 20_000;
+    try {
+      const before = await raftIndex();
+      for (let i = 0; i < flood; i++) stream.write(frame);
+      // One Raft entry per renewal: the index stops moving once the server stops reading.
+      let last = -1;
+      let stableSince = performance.now();
+      await waitUntil(async () => {
+        const now = await raftIndex();
+        if (now !== last) {
+          last = now;
+          stableSince = performance.now();
+        }
+        return performance.now() - stableSince >= 1000;
+      }, 30_000, () => `the Raft index still moving at ${last}`);
+      const renewedUnread = last - before; // 1,869 here; 20,000 (all) when answers were written regardless
+      // The bound, plus what flow control lets through: the client's 64 KiB window of answers
+      // and the server's stream buffer.
+      expect(renewedUnread).toBeGreaterThan(leaseKeepAlivesPendingPerStreamMax);
+      expect(renewedUnread).toBeLessThan(leaseKeepAlivesPendingPerStreamMax + 65_536 / 20);
+      // Reading now, the client gets every answer.
+      let bytes = 0;
+      stream.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+      });
+      stream.resume();
+      await waitUntil(async () => (await raftIndex()) - before >= flood, 60_000, () => 'every renewal committed');
+      await waitUntil(() => bytes >= flood * 10, 60_000, () => `${bytes} bytes of answers`);
+    } finally {
+      stream.close();
+      session.close();
+      status.close();
+    }
+    expect(ok(['lease', 'timetolive', id])).toMatch(/remaining\((59|60)s\)/);
+    expect(ok(['lease', 'revoke', id])).toBe(`lease ${id} revoked\n`);
+  }, 120_000);
 });
 
 describe('leases survive leader changes and restarts', () => {
