@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, etcdctl, freeBase, waitUntil } from './cluster-harness';
+import { TestCluster, etcdChannel, etcdctl, freeBase, waitUntil } from './cluster-harness';
 
 const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 
@@ -147,9 +147,17 @@ describe('etcdctl against a 3-node DKV cluster', () => {
     const file = join(cluster.dir, 'snap.db');
     const lease = /^lease ([0-9a-f]+) granted/.exec(ok(['lease', 'grant', '300']))![1]!;
     ok(['put', 'snap-leased', 'v', `--lease=${lease}`]);
+    // Per-key TTLs keep their absolute deadlines: one that passes before the restore, one far off.
+    const dkv = etcdChannel(cluster.endpoint(0));
+    const shortTtlMs = 1500;
+    const shortDeadline = Date.now() + shortTtlMs;
+    await dkv.call('dkv.v1.KV', 'Put', { key: Buffer.from('snap-ttl-short'), value: Buffer.from('s'), ttl_ms: shortTtlMs });
+    await dkv.call('dkv.v1.KV', 'Put', { key: Buffer.from('snap-ttl-long'), value: Buffer.from('l'), ttl_ms: 3_600_000 });
+    dkv.close();
     const before = JSON.parse(ok(['get', '', '--prefix', '-w', 'json'])) as { header: { revision: number }; count: number };
     const r = etcdctl(cluster.endpoint(0), ['snapshot', 'save', file]);
     expect(r.code).toBe(0);
+    expect(Date.now()).toBeLessThan(shortDeadline);
     expect(existsSync(file)).toBe(true);
     expect(statSync(file).size % 512).toBe(32);
 
@@ -165,6 +173,8 @@ describe('etcdctl against a 3-node DKV cluster', () => {
     expect(again.status).toBe(1);
     expect(again.stderr).toContain('is not empty');
 
+    // The restored member starts after the short TTL's deadline has passed.
+    await waitUntil(() => Date.now() > shortDeadline, 10_000, () => 'the short TTL\'s deadline');
     const server = spawn(process.execPath, [dkvBin, 'server', ...flags], { stdio: 'ignore' });
     try {
       const endpoint = `127.0.0.1:${base}`;
@@ -174,7 +184,11 @@ describe('etcdctl against a 3-node DKV cluster', () => {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       const after = JSON.parse(etcdctl(endpoint, ['get', '', '--prefix', '-w', 'json']).stdout) as { header: { revision: number }; count: number };
-      expect([after.count, after.header.revision]).toEqual([before.count, before.header.revision]);
+      // Everything came back; the passed deadline may already have been acted on (one more revision).
+      const expired = etcdctl(endpoint, ['get', 'snap-ttl-short', '--print-value-only']).stdout === '';
+      expect([after.count, after.header.revision]).toEqual(expired ? [before.count - 1, before.header.revision + 1] : [before.count, before.header.revision]);
+      await waitUntil(() => etcdctl(endpoint, ['get', 'snap-ttl-short', '--print-value-only']).stdout === '', 10_000, () => 'the passed TTL expiring');
+      expect(etcdctl(endpoint, ['get', 'snap-ttl-long', '--print-value-only']).stdout).toBe('l\n');
       expect(etcdctl(endpoint, ['get', 'foo', '--print-value-only']).stdout).toBe('bar\n');
       // Leases come back with their keys, renewed to their full TTL by the new cluster's leader.
       await waitUntil(() => /remaining\((29\d|300)s\)/.test(etcdctl(endpoint, ['lease', 'timetolive', lease]).stdout), 10_000, () => 'the restored lease');
