@@ -20,6 +20,8 @@ export interface LeaseServiceContext extends ServiceContext {
   readonly maxRequestBytes: number;
   /** etcd's minimum TTL: 1.5 election timeouts, rounded up to seconds; shorter grants are raised to it. */
   readonly leaseTtlSecondsMin: number;
+  /** Counts each keep-alive request read from a client's stream (the `dkv_lease_keepalives_total` metric). */
+  readonly keepAliveRead?: () => void;
   /** The clock remaining TTLs are measured on (ms). */
   readonly now: () => number;
   /** Where ids come from for grants that name none (shared with the Lock and Election session leases). */
@@ -75,6 +77,56 @@ interface WireLeaseTimeToLiveRequest extends WireLeaseId {
   keys?: boolean;
 }
 
+/**
+ * Renewals from every keep-alive stream of a node, gathered over one turn of the event loop and
+ * proposed as one Renew command per `leaseRenewalsPerCommandMax` leases: one Raft entry (and one
+ * apply) for many keep-alives, each still answered with its own lease's outcome.
+ */
+export class RenewalBatcher {
+  private batch: Array<{ readonly id: bigint; readonly resolve: (ttlSeconds: number) => void; readonly reject: (error: unknown) => void }> = [];
+  private scheduled = false;
+
+  constructor(
+    private readonly shard: () => ShardHandle,
+    private readonly options: ReturnType<typeof requestOptions>,
+  ) {}
+
+  /** The renewed lease's TTL in seconds, or 0 when the lease is gone or past its deadline (etcd's answer). */
+  renew(id: bigint): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      this.batch.push({ id, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const batch = this.batch;
+    this.batch = [];
+    const shard = this.shard();
+    for (let from = 0; from < batch.length; from += leaseLimits.leaseRenewalsPerCommandMax) {
+      const part = batch.slice(from, from + leaseLimits.leaseRenewalsPerCommandMax);
+      shard.propose(renewCommand(part.map((r) => r.id)), this.options).then(
+        (applied) => {
+          const outcome = leaseOutcome(applied.outcome);
+          if (outcome.kind !== 'renewed') {
+            const error = outcome.kind === 'error' ? outcome.error : new Error(`renewal applied as ${outcome.kind}`);
+            for (const r of part) r.reject(error);
+            return;
+          }
+          part.forEach((r, i) => r.resolve(outcome.renewals[i]!.ttlSeconds));
+        },
+        (error: unknown) => {
+          for (const r of part) r.reject(error);
+        },
+      );
+    }
+  }
+}
+
 export function createLeaseService(ctx: LeaseServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
   const options = requestOptions(ctx);
   const ids = ctx.ids;
@@ -90,6 +142,7 @@ export function createLeaseService(ctx: LeaseServiceContext): { definition: Retu
   };
 
   const revision = (shard: ShardHandle): number => kvEngineOf(shard.machine()).mvcc.revision;
+  const renewals = new RenewalBatcher(() => ctx.router.defaultStore(), options);
 
   const implementation: grpc.UntypedServiceImplementation = {
     LeaseGrant: unary<WireLeaseGrantRequest>(async ({ raw, message }) => {
@@ -135,7 +188,7 @@ export function createLeaseService(ctx: LeaseServiceContext): { definition: Retu
       const leases = leaseEngineOf(machine).ids().map((id) => ({ ID: int64ToWire(id) }));
       return { header: responseHeader(ctx, shard, kvEngineOf(machine).mvcc.revision), leases };
     }),
-    LeaseKeepAlive: (call: grpc.ServerDuplexStream<Incoming<WireLeaseId>, object>) => keepAliveStream(ctx, call, options),
+    LeaseKeepAlive: (call: grpc.ServerDuplexStream<Incoming<WireLeaseId>, object>) => keepAliveStream(ctx, call, renewals),
   };
   return { definition: serviceDefinition('etcdserverpb.Lease'), implementation };
 }
@@ -147,7 +200,7 @@ export function createLeaseService(ctx: LeaseServiceContext): { definition: Retu
  * renewals commit, or than it reads their answers, is paused (the stream stops reading) while
  * leaseKeepAlivesPendingPerStreamMax requests are read and unanswered or answered and unsent.
  */
-function keepAliveStream(ctx: LeaseServiceContext, call: grpc.ServerDuplexStream<Incoming<WireLeaseId>, object>, options: ReturnType<typeof requestOptions>): void {
+function keepAliveStream(ctx: LeaseServiceContext, call: grpc.ServerDuplexStream<Incoming<WireLeaseId>, object>, renewals: RenewalBatcher): void {
   let chain: Promise<void> = Promise.resolve();
   let pending = 0;
   let ended = false;
@@ -180,18 +233,16 @@ function keepAliveStream(ctx: LeaseServiceContext, call: grpc.ServerDuplexStream
       fail(error);
       return;
     }
+    ctx.keepAliveRead?.();
     pending++;
     if (pending >= leaseKeepAlivesPendingPerStreamMax) call.pause();
-    // Proposed at once (renewals of one turn share a Raft append), answered in request order.
+    // Proposed at once (with every stream's renewals of this turn, in one command), answered in request order.
     const shard = ctx.router.defaultStore();
-    const renewal = id === 0n ? Promise.resolve(undefined) : shard.propose(renewCommand([id]), options);
+    const renewal = id === 0n ? Promise.resolve(0) : renewals.renew(id);
     chain = chain.then(async () => {
       try {
-        const applied = await renewal;
+        const ttl = await renewal;
         if (ended) return;
-        const outcome = applied === undefined ? undefined : leaseOutcome(applied.outcome);
-        if (outcome !== undefined && outcome.kind !== 'renewed') throw outcome.kind === 'error' ? outcome.error : new Error(`renewal applied as ${outcome.kind}`);
-        const ttl = outcome?.renewals[0]?.ttlSeconds ?? 0;
         // An answer the client has not taken stays pending: a client that writes and never
         // reads stops being read once its answers fill the stream's buffers and flow control.
         if (!call.write({ header: responseHeader(ctx, shard, kvEngineOf(shard.machine()).mvcc.revision), ID: int64ToWire(id), TTL: ttl })) await drained;

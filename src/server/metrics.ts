@@ -335,6 +335,8 @@ export interface ServerMetrics {
   readonly pendingWriteBytes: Gauge;
   readonly pendingForwardedWrites: Gauge;
   readonly pendingReads: Gauge;
+  /** Keep-alive requests read from clients' LeaseKeepAlive streams. */
+  readonly leaseKeepAlives: Counter;
 }
 
 /** Registers the node's metrics (and the process basics) on a fresh registry. */
@@ -413,6 +415,10 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
       help: 'Writes forwarded to a leader whose place in the log is not known here yet.',
     }),
     pendingReads: registry.gauge({ name: 'dkv_pending_reads', help: 'Linearizable reads this node holds over every shard.' }),
+    leaseKeepAlives: registry.counter({
+      name: 'dkv_lease_keepalives_total',
+      help: 'Lease keep-alive requests read from clients (a stream is not read while its pending renewals and unsent answers are at their bound).',
+    }),
   };
   registerProcessMetrics(registry);
   return metrics;

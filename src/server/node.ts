@@ -341,6 +341,7 @@ export class DkvNode {
       leaseTtlSecondsMin: leaseTtlSecondsMinFor(this.config.tickMs * this.config.electionTicks),
       now: () => Date.now(),
       ids: leaseIds,
+      keepAliveRead: () => this.metrics.leaseKeepAlives.inc(),
     });
     server.addService(lease.definition, lease.implementation);
     const dkvKv = createDkvKvService({ ...common, maxRequestBytes: this.config.maxRequestBytes });
