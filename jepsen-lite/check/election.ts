@@ -395,13 +395,27 @@ function describeOp(op: ElectionOp): string {
   return `#${op.id} (process ${op.process}${op.node === undefined ? '' : ` via ${op.node}`}, ${op.call}–${op.ret ?? '?'} ms)`;
 }
 
+function leaderName(state: LeaderState | undefined): string {
+  return state === undefined ? 'nobody' : `${state.key} (created at ${state.createRevision})`;
+}
+
+/** Who led at revisions lo..hi, a term at a time: "K (created at c) at 3–12; nobody at 13–13; …". */
 function leadersBetween(timeline: Timeline, lo: number, hi: number): string {
-  const first = stateAt(timeline, lo);
-  const names = new Set<string>([describeState(timeline.states[first])]);
+  const parts: string[] = [];
+  let from = lo;
+  let current = timeline.states[stateAt(timeline, lo)];
   for (const point of timeline.points) {
-    if (point.revision > lo && point.revision <= hi) names.add(describeState(timeline.states[point.state]));
+    if (point.revision <= lo) continue;
+    if (point.revision > hi) break;
+    const next = timeline.states[point.state];
+    if (leaderName(next) !== leaderName(current)) {
+      parts.push(`${leaderName(current)} at ${from}–${point.revision - 1}`);
+      from = point.revision;
+    }
+    current = next;
   }
-  return [...names].join('; ');
+  parts.push(`${leaderName(current)} at ${from}–${hi}`);
+  return parts.join('; ');
 }
 
 function checkCampaigns(ops: readonly ElectionOp[], timeline: Timeline, bounds: RevisionBounds, head: number, violations: Violations): void {
@@ -415,7 +429,14 @@ function checkCampaigns(ops: readonly ElectionOp[], timeline: Timeline, bounds: 
     if (lo > hi) {
       violations.add('campaign', `${acknowledged}, but revisions went backwards around it: revision ${lo} was reached before its call, yet an operation called after its return saw ${hi}`);
     } else if (term === undefined) {
-      violations.add('campaign', `${acknowledged}, but that key never led; between revisions ${lo} and ${hi} the leader was ${leadersBetween(timeline, lo, hi)}`);
+      const life = timeline.lives.get(generation(key, rev));
+      const why =
+        life === undefined
+          ? 'it is not in the committed history'
+          : life.end === Infinity
+            ? 'it was still waiting when the history ends'
+            : `it was deleted at revision ${life.end} while a key created before it was alive (a campaign must fail once its own key is gone)`;
+      violations.add('campaign', `${acknowledged}, but that key never led: ${why}; between revisions ${lo} and ${hi} the leader was ${leadersBetween(timeline, lo, hi)}`);
     } else if (term.end - 1 < lo || term.start > hi) {
       const led = `it led at revisions ${term.start}–${term.end === Infinity ? 'end' : term.end - 1}`;
       violations.add('campaign', `${acknowledged}, but between revisions ${lo} and ${hi} (when it can have been acknowledged) the leader was ${leadersBetween(timeline, lo, hi)}; ${led}`);
