@@ -50,14 +50,18 @@ import { LeaseKeeper, leaseTtlSecondsRequested, revokeTimeoutMs } from './lock-c
 /** Campaign's deadline: long enough to wait behind a few terms and a lapsed lease. */
 export const campaignWaitMsMax = 10_000;
 export const proclaimsPerTermMin = 2;
-export const proclaimsPerTermMax = 5;
+export const proclaimsPerTermMax = 4;
 /** Pause between a leader's proclaims. */
-export const proclaimIntervalMs = 150;
+export const proclaimIntervalMs = 100;
 /** Observers per run (each starts on its own member, wrapping around). */
 export const electionObservers = 3;
-/** How a term ends, with relative weights. */
+/**
+ * How a term ends, with relative weights. A lapse or a stale leader leaves the election without a
+ * leader until the lease expires (a TTL or more), a resign hands over at once: mostly resigns, so a
+ * short run still sees many leader changes.
+ */
 export type TermEnd = 'resign' | 'lapse' | 'stale';
-export const termEndWeights: Readonly<Record<TermEnd, number>> = { resign: 6, lapse: 2, stale: 2 };
+export const termEndWeights: Readonly<Record<TermEnd, number>> = { resign: 7, lapse: 2, stale: 1 };
 /** A stale leader pauses this many lease TTLs: long past its lease, however late the store expires it. */
 export const leaderPauseTtlFactorMin = 2.5;
 export const leaderPauseTtlFactorMax = 3.5;
