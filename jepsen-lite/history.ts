@@ -94,6 +94,23 @@ export type LockOutput =
 export type UnfencedWriteInput = { readonly f: 'unfenced-write'; readonly lock: string; readonly token: number; readonly value: string };
 export type UnfencedWriteOutput = { readonly f: 'unfenced-write'; readonly revision: number };
 
+/**
+ * The election workload (real mode): candidates campaign on one etcd election
+ * (`v3electionpb.Election`), proclaim new values while they lead, and resign. Keys are the
+ * election's session keys as text (`name/<lease hex>`); `rev` is a leader key's create revision
+ * (etcd's `LeaderKey.rev`); `revision` is the response header's. Checked by `check/election.ts`
+ * (and, mapped to acquire / fenced write / release, by the `lock` model).
+ */
+export type ElectionInput =
+  | { readonly f: 'campaign'; readonly election: string; readonly value: string }
+  | { readonly f: 'proclaim'; readonly election: string; readonly key: string; readonly rev: number; readonly value: string }
+  | { readonly f: 'resign'; readonly election: string; readonly key: string; readonly rev: number };
+export type ElectionOutput =
+  /** Campaign answered: `key` leads (created at `rev`); `revision` is the header's (etcd: the txn that joined). */
+  | { readonly f: 'campaign'; readonly key: string; readonly rev: number; readonly revision: number }
+  | { readonly f: 'proclaim'; readonly revision: number }
+  | { readonly f: 'resign'; readonly revision: number };
+
 export type ModelName = 'register' | 'kv' | 'set' | 'counter' | 'lock';
 
 export interface ModelIo {

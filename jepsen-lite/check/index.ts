@@ -67,3 +67,16 @@ export {
   type UnfencedCounts,
   type HolderInterval,
 } from './fencing';
+export {
+  checkElection,
+  electionLockOperations,
+  electionViolationsListedMax,
+  type ElectionCheckOptions,
+  type ElectionProperty,
+  type ElectionResult,
+  type ElectionStats,
+  type ElectionViolation,
+  type ObservedLeader,
+  type ObserverSegment,
+  type ObserverStats,
+} from './election';

@@ -8,10 +8,11 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError, intOption, parseOptions } from '../../src/cli/args';
-import type { FencingResult } from '../check/index';
+import type { ElectionResult, FencingResult } from '../check/index';
 import { ProgressBar, writeReport } from '../report/index';
 import type { RealCluster, Target } from './cluster';
 import { defaultEtcdBin } from './cluster';
+import { electionObservers } from './election-clients';
 import { type FaultKind, faultKinds, isFaultKind } from './nemesis';
 import { type RealRunOutcome, checkTimeBudgetMsDefault, runReal } from './run';
 import { type RealWorkloadName, isRealWorkloadName, realWorkloadNames, unsupportedReason } from './workloads';
@@ -22,7 +23,7 @@ export const timeSecondsMax = 3600;
 export const clientsMax = 64;
 export const checkBudgetSecondsMax = 3600;
 
-export const jepsenRunHelp = `Usage: dkv jepsen run [--nodes N] [--time S] [--workload register|kv|watch|counter|lock]
+export const jepsenRunHelp = `Usage: dkv jepsen run [--nodes N] [--time S] [--workload register|kv|watch|counter|lock|election]
                       [--faults partition,kill,pause,delay] [--target dkv|etcd] [--clients N]
                       [--seed S] [--out DIR] [--etcd-bin PATH] [--unsafe-stale-reads]
 
@@ -34,7 +35,8 @@ SIGKILL and restart of a member, SIGSTOP/SIGCONT, and latency on links. Faults l
 seconds with healthy gaps; the last fifth of the run is healed. The recorded history is checked
 for linearizability (register, counter: per key; kv and watch: etcd's key space with revisions;
 lock: fencing tokens), watch streams against etcd's watch guarantees, every acknowledged write
-against the committed history read back at the end, and (lock) fenced writes for interleaving. The report folder gets history.json, results.json and index.html
+against the committed history read back at the end, (lock) fenced writes for interleaving and
+(election) the election's leaders against the committed history. The report folder gets history.json, results.json and index.html
 (a timeline of every operation with the fault windows and any violation highlighted).
 
 Options:
@@ -48,9 +50,17 @@ Options:
                      create revision as fencing token, DKV only — and unfenced — a plain Put
                      trusting the lease; holders are also paused past their lease, as by a GC
                      pause, then write as if nothing happened. Interleaved fenced writes are a
-                     violation; lease-only overlaps are counted and reported) (default register)
+                     violation; lease-only overlaps are counted and reported) or election
+                     (the clients campaign on one etcd election with 2 s leases they keep
+                     alive, proclaim new values while they lead, then resign, let the lease
+                     lapse, or pause past it and proclaim as if still leading; ${electionObservers}
+                     observers hold Observe streams, reopened on another member when they
+                     break. Checked against the committed history: at most one leader per
+                     revision, acknowledged campaigns led, observers see leaders in the true
+                     order, acknowledged proclaims came from the leader) (default register)
   --faults LIST      comma-separated: ${faultKinds.join(', ')}; "none" for none (default all);
-                     the lock workload pauses its holders whatever this says
+                     the lock workload pauses its holders and the election workload its
+                     leaders whatever this says
   --target T         dkv (node bin/dkv.js server) or etcd (default dkv)
   --etcd-bin PATH    the etcd binary for --target etcd (default ${defaultEtcdBin})
   --clients N        concurrent clients (default 5)
@@ -161,7 +171,7 @@ function summary(outcome: RealRunOutcome): string[] {
   const lines = [
     `verdict: ${results.verdict}${outcome.interrupted ? ' (interrupted)' : ''}`,
     `  operations: ${stats.operations ?? 0} (ok ${stats.ok ?? 0}, fail ${stats.fail ?? 0}, info ${stats.info ?? 0})`,
-    `  faults: ${stats.faults ?? 0} (partition ${stats['faults.partition'] ?? 0}, kill ${stats['faults.kill'] ?? 0}, pause ${stats['faults.pause'] ?? 0}, delay ${stats['faults.delay'] ?? 0}${outcome.fencing === undefined ? '' : `, holder pause ${stats['faults.holder-pause'] ?? 0}`})`,
+    `  faults: ${stats.faults ?? 0} (partition ${stats['faults.partition'] ?? 0}, kill ${stats['faults.kill'] ?? 0}, pause ${stats['faults.pause'] ?? 0}, delay ${stats['faults.delay'] ?? 0}${outcome.fencing === undefined ? '' : `, holder pause ${stats['faults.holder-pause'] ?? 0}`}${outcome.election === undefined ? '' : `, leader pause ${stats['faults.leader-pause'] ?? 0}`})`,
     `  linearizability (${linearizability.model}): ${linearizability.verdict}, ${linearizability.partitions.length} partition(s), ${Math.round(linearizability.elapsedMs)} ms`,
   ];
   for (const partition of linearizability.partitions) {
@@ -176,6 +186,7 @@ function summary(outcome: RealRunOutcome): string[] {
     for (const problem of acknowledged.problems) lines.push(`    ${problem}`);
   }
   if (outcome.fencing !== undefined) lines.push(...fencingSummary(outcome.fencing, results.stats['faults.holder-pause'] ?? 0, outcome.info.target));
+  if (outcome.election !== undefined) lines.push(...electionSummary(outcome.election, results.stats['faults.leader-pause'] ?? 0));
   if (outcome.committedError !== undefined) lines.push(`  committed history not read: ${outcome.committedError}`);
   return lines;
 }
@@ -189,6 +200,19 @@ function fencingSummary(fencing: FencingResult, holderPauses: number, target: Ta
     `  lease-only: ${unfenced.overlaps} overlap(s) between holders, ${unfenced.interleavings} interleaved write(s), over ${unfenced.holders} holder(s); holder pauses ${holderPauses} (expected with pauses, not a failure)`,
   ];
   for (const violation of fencing.violations.slice(0, 10)) lines.push(`    ${violation}`);
+  return lines;
+}
+
+function electionSummary(election: ElectionResult, leaderPauses: number): string[] {
+  const { stats } = election;
+  const known = (n: number): string => (n < 0 ? 'not read' : String(n));
+  const lines = [
+    `  election: ${election.ok ? 'ok' : 'violation'}: campaigns won ${stats.campaignsWon} of ${stats.campaigns}, proclaims acknowledged ${stats.proclaimsAcknowledged} (refused ${stats.proclaimsRefused}, unknown ${stats.proclaimsUnknown}), resigns ${stats.resignsAcknowledged} of ${stats.resigns}, leader pauses ${leaderPauses}`,
+    `    committed history: ${known(stats.leaders)} leader(s), ${known(stats.leaderChanges)} leader change(s), ${known(stats.states)} leader state(s); ${stats.eventsChecked} event(s) checked`,
+    `    observers: ${stats.observers.map((o) => `o${o.observer} saw ${o.leaderChanges} leader change(s) over ${o.segments} stream(s)${o.skipped > 0 ? `, skipped ${o.skipped} state(s)` : ''}`).join('; ')}`,
+  ];
+  for (const violation of election.violations.slice(0, 10)) lines.push(`    ${violation.property}: ${violation.message}`);
+  if (election.violations.length + election.omitted > 10) lines.push(`    … ${election.violations.length + election.omitted - 10} more in results.json`);
   return lines;
 }
 

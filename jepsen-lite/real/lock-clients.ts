@@ -134,7 +134,7 @@ interface KeeperOptions {
  * (the server's deadline counts from when it applied it, later). A broken stream is reopened on
  * the next member at the next renewal.
  */
-class LeaseKeeper {
+export class LeaseKeeper {
   /** ms since the run began. */
   validUntil: number;
   /** A renewal answered TTL 0: the lease is gone. */

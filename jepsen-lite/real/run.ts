@@ -8,21 +8,26 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
   type CheckResult,
+  type ElectionResult,
   type FencingResult,
+  type ObserverSegment,
   type LinearizabilityResult,
   type WatchHistory,
   type WatchRecord,
+  checkElection,
   checkFencing,
   checkLinearizability,
+  electionLockOperations,
   checkWatches,
 } from '../check/index';
 import type { FaultWindow, ModelName, Operation } from '../history';
 import type { RunHistory, RunInfo, RunResults, RunVerdict } from '../report/index';
-import { CounterGenerator, Generator, lockKeys, workloadDefaults } from '../workload/index';
+import { CounterGenerator, Generator, electionKeys, lockKeys, workloadDefaults } from '../workload/index';
 import { SeededPrng } from '../../raft/index';
 import { ClientPool, type ClientWorkload, counterWorkload, etcdWorkload, watchersFor } from './clients';
 import { RealCluster, leaderWaitMs, type Target } from './cluster';
 import { type AcknowledgedCheck, checkAcknowledgedWrites, readCommittedHistory } from './committed';
+import { ElectionClients, electionObservers } from './election-clients';
 import { HolderPauses, LockClients, leaseTtlSecondsRequested } from './lock-clients';
 import { type FaultKind, Nemesis, healedTailFraction, planFaults, planHolderPauses } from './nemesis';
 import { type RealWorkloadName, realModelOf } from './workloads';
@@ -72,6 +77,8 @@ export interface RealRunOutcome {
   readonly acknowledged?: AcknowledgedCheck;
   /** The lock workload's fencing check. */
   readonly fencing?: FencingResult;
+  /** The election workload's check. */
+  readonly election?: ElectionResult;
   /** Set when the committed history could not be read (the verdict is then at best unknown). */
   readonly committedError?: string;
   readonly interrupted: boolean;
@@ -103,8 +110,10 @@ export async function runReal(options: RealRunOptions): Promise<RealRunOutcome> 
 interface Recorded {
   readonly operations: Operation[];
   readonly watches: WatchRecord[];
-  /** Faults the clients injected into themselves (the lock workload's holder pauses). */
+  /** Faults the clients injected into themselves (the lock workload's holder pauses, the election's leader pauses). */
   readonly clientFaults: FaultWindow[];
+  /** The election workload's Observe streams. */
+  readonly observers?: ObserverSegment[];
 }
 
 interface Clients {
@@ -123,6 +132,15 @@ function clientsFor(options: RealRunOptions, cluster: RealCluster, now: () => nu
       run: async (signal) => {
         const recorded = await clients.run(signal);
         return { operations: recorded.operations, watches: [], clientFaults: recorded.pauses };
+      },
+    };
+  }
+  if (options.workload === 'election') {
+    const clients = new ElectionClients({ cluster, keyPrefix, candidates: options.clients, observers: electionObservers, seed: options.seed, now, onOperation, log: options.log });
+    return {
+      run: async (signal) => {
+        const recorded = await clients.run(signal);
+        return { operations: recorded.operations, watches: [], clientFaults: recorded.pauses, observers: recorded.observers };
       },
     };
   }
@@ -186,21 +204,32 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
   }
 
   const model: ModelName = realModelOf(options.workload);
-  const linearizability = checkLinearizability(model, modelOperations(model, recorded.operations), {
+  // The election's campaigns, proclaims and resigns are the lock model's acquires, fenced writes and releases.
+  const modelOps = options.workload === 'election' ? electionLockOperations(recorded.operations) : modelOperations(model, recorded.operations);
+  const linearizability = checkLinearizability(model, modelOps, {
     timeBudgetMs: options.checkTimeBudgetMs ?? checkTimeBudgetMsDefault,
   });
   const watches = recorded.watches;
   const watch = watchHistory !== undefined && watches.length > 0 ? checkWatches(watchHistory, watches) : undefined;
-  // The lock workload's writes are checked against the committed history by the fencing check.
+  // The lock and election workloads' writes are checked against the committed history by their own checks.
   const acknowledged =
-    watchHistory === undefined || options.workload === 'lock' ? undefined : checkAcknowledgedWrites(recorded.operations, watchHistory, keyPrefix);
+    watchHistory === undefined || options.workload === 'lock' || options.workload === 'election' ? undefined : checkAcknowledgedWrites(recorded.operations, watchHistory, keyPrefix);
   const fencing =
     options.workload !== 'lock'
       ? undefined
       : checkFencing(recorded.operations, watchHistory === undefined ? {} : { committed: { history: watchHistory, resourceKey: lockKeys(keyPrefix).resource } });
 
+  const election =
+    options.workload !== 'election'
+      ? undefined
+      : checkElection(recorded.operations, recorded.observers ?? [], {
+          ...(watchHistory === undefined ? {} : { committed: { history: watchHistory, prefix: electionKeys(keyPrefix).prefix } }),
+          // DKV's Observe sends every change of leader or value; etcd's recipe may skip a short term.
+          observeComplete: options.target === 'dkv',
+        });
+
   const faults: FaultWindow[] = [...nemesis.windows, ...recorded.clientFaults].sort((a, b) => a.start - b.start);
-  const verdict = combineVerdict(linearizability.verdict, watch, acknowledged, committedError, fencing);
+  const verdict = combineVerdict(linearizability.verdict, watch, acknowledged, committedError, fencing, election);
   const info: RunInfo = {
     mode: 'real',
     target: options.target,
@@ -216,7 +245,9 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
     operations: recorded.operations,
     faults,
     ...(watches.length > 0 ? { watches } : {}),
-    ...(watchHistory !== undefined && watches.length > 0 ? { watchHistory } : {}),
+    // The election's check reads it too: kept so that a violation's revisions can be looked up.
+    ...(watchHistory !== undefined && (watches.length > 0 || recorded.observers !== undefined) ? { watchHistory } : {}),
+    ...(recorded.observers !== undefined ? { observers: recorded.observers } : {}),
   };
   const results: RunResults = {
     verdict,
@@ -237,14 +268,16 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
         }
       : {}),
     ...(fencing !== undefined ? { fencing } : {}),
+    ...(election !== undefined ? { election } : {}),
     stats: {
       operations: recorded.operations.length,
       ok: counts.ok,
       fail: counts.fail,
       info: counts.info,
       faults: faults.length,
-      ...Object.fromEntries(['partition', 'kill', 'pause', 'delay', 'holder-pause'].map((k) => [`faults.${k}`, faults.filter((f) => f.kind === k).length])),
+      ...Object.fromEntries(['partition', 'kill', 'pause', 'delay', 'holder-pause', 'leader-pause'].map((k) => [`faults.${k}`, faults.filter((f) => f.kind === k).length])),
       ...(fencing !== undefined ? fencingStats(fencing) : {}),
+      ...(election !== undefined ? electionStats(election) : {}),
       committedRevisions: watchHistory?.revisions.length ?? 0,
       acknowledgedWritesChecked: acknowledged?.checked ?? 0,
       acknowledgedWritesMissing: acknowledged?.missing ?? 0,
@@ -261,6 +294,7 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
     ...(watch !== undefined ? { watch } : {}),
     ...(acknowledged !== undefined ? { acknowledged } : {}),
     ...(fencing !== undefined ? { fencing } : {}),
+    ...(election !== undefined ? { election } : {}),
     ...(committedError !== undefined ? { committedError } : {}),
     interrupted,
   };
@@ -282,6 +316,31 @@ export function fencingStats(fencing: FencingResult): Record<string, number> {
   };
 }
 
+/** The election check's numbers, flat, for the stats table (per observer: `election.o<i>.…`). */
+export function electionStats(election: ElectionResult): Record<string, number> {
+  const { stats } = election;
+  const flat: Record<string, number> = {
+    'election.campaigns': stats.campaigns,
+    'election.campaignsWon': stats.campaignsWon,
+    'election.proclaims': stats.proclaims,
+    'election.proclaimsAcknowledged': stats.proclaimsAcknowledged,
+    'election.proclaimsRefused': stats.proclaimsRefused,
+    'election.resigns': stats.resigns,
+    'election.resignsAcknowledged': stats.resignsAcknowledged,
+    'election.leaders': stats.leaders,
+    'election.leaderChanges': stats.leaderChanges,
+    'election.states': stats.states,
+    'election.eventsChecked': stats.eventsChecked,
+    'election.violations': election.violations.length + election.omitted,
+  };
+  for (const o of stats.observers) {
+    flat[`election.o${o.observer}.streams`] = o.segments;
+    flat[`election.o${o.observer}.leaderChanges`] = o.leaderChanges;
+    flat[`election.o${o.observer}.skipped`] = o.skipped;
+  }
+  return flat;
+}
+
 /** Any violation wins; then anything unchecked makes it unknown. */
 export function combineVerdict(
   linearizability: RunVerdict,
@@ -289,8 +348,9 @@ export function combineVerdict(
   acknowledged: AcknowledgedCheck | undefined,
   committedError: string | undefined,
   fencing?: FencingResult,
+  election?: ElectionResult,
 ): RunVerdict {
-  if (linearizability === 'violation' || watch?.ok === false || (acknowledged?.missing ?? 0) > 0 || fencing?.ok === false) return 'violation';
+  if (linearizability === 'violation' || watch?.ok === false || (acknowledged?.missing ?? 0) > 0 || fencing?.ok === false || election?.ok === false) return 'violation';
   if (linearizability === 'unknown' || committedError !== undefined) return 'unknown';
   return 'ok';
 }

@@ -10,7 +10,7 @@
  * Tooltips come from the operations embedded as JSON. Every piece of recorded text (keys, values,
  * error messages, node names) is escaped: a history can hold anything.
  */
-import type { HolderInterval } from '../check/index';
+import type { ElectionResult, HolderInterval } from '../check/index';
 import type { FaultWindow, Operation } from '../history';
 import type { ReportPartition, RunHistory, RunInfo, RunResults, RunVerdict } from './types';
 
@@ -72,6 +72,10 @@ function banner(results: RunResults): string {
   if (results.fencing !== undefined) {
     const fencing = results.fencing;
     parts.push(`fencing: ${fencing.ok ? 'held' : `${fencing.violations.length + fencing.omitted} violation(s)`}, lease-only overlaps: ${fencing.unfenced.overlaps}`);
+  }
+  if (results.election !== undefined) {
+    const election = results.election;
+    parts.push(`election: ${election.ok ? 'held' : `${election.violations.length + election.omitted} violation(s)`}, leader changes: ${election.stats.leaderChanges}`);
   }
   return `<div id="verdict" class="banner ${escapeHtml(results.verdict)}"><strong>${escapeHtml(verdictText[results.verdict])}</strong><span>${parts.join(' · ')}</span></div>`;
 }
@@ -266,6 +270,32 @@ ${examples.length === 0 ? '' : `<details><summary>overlapping holders (first ${e
 </section>`;
 }
 
+function electionSection(election: ElectionResult | undefined): string {
+  if (election === undefined) return '';
+  const { stats } = election;
+  const known = (n: number): string => (n < 0 ? 'not read' : String(n));
+  const rows: [string, string][] = [
+    ['campaigns (won / refused / unknown)', `${stats.campaigns} (${stats.campaignsWon} / ${stats.campaignsFailed} / ${stats.campaignsUnknown})`],
+    ['proclaims (acknowledged / refused / unknown)', `${stats.proclaims} (${stats.proclaimsAcknowledged} / ${stats.proclaimsRefused} / ${stats.proclaimsUnknown})`],
+    ['resigns (acknowledged)', `${stats.resigns} (${stats.resignsAcknowledged})`],
+    ['leader terms in the committed history', known(stats.leaders)],
+    ['leader changes in the committed history', known(stats.leaderChanges)],
+    ['leader states (leader and value) in the committed history', known(stats.states)],
+    ['events checked', String(stats.eventsChecked)],
+  ];
+  const observers = stats.observers.map(
+    (o) => `<tr><td>o${o.observer}</td><td>${o.segments}</td><td>${o.states}</td><td>${o.leaders}</td><td>${o.leaderChanges}</td><td>${o.skipped < 0 ? '—' : o.skipped}</td></tr>`,
+  );
+  const violations = election.violations.map((v) => `<li><span class="tag">${escapeHtml(v.property)}</span> ${escapeHtml(v.message)}</li>`);
+  return `<section id="election"><h2>Election: ${election.ok ? 'held' : 'violated'}</h2>
+<p>From the committed history, the leader at a revision is the key under the election's prefix with the lowest create revision alive there. Checked: at most one leader per revision; every acknowledged campaign's key led when it can have been acknowledged; every observer saw leaders in the true order (a reopened stream may miss what changed in its gap); every acknowledged proclaim was written by the leader.</p>
+${table(rows.map(([k, v]) => [k, escapeHtml(v)]))}
+<h3>Observers</h3><table class="list"><tr><th>observer</th><th>streams</th><th>leader states seen</th><th>leaders seen</th><th>leader changes seen</th><th>states skipped inside a stream</th></tr>${observers.join('')}</table>
+${violations.length === 0 ? '' : `<ul class="violations">${violations.join('')}</ul>`}
+${election.omitted > 0 ? `<p class="note">${election.omitted} more violation(s) not shown</p>` : ''}
+</section>`;
+}
+
 // ---- Page -----------------------------------------------------------------------------------
 
 const css = `
@@ -354,6 +384,7 @@ ${timeline(info, history, blockedIds(results))}
 ${linearizability(results, byId)}
 ${watchSection(results)}
 ${fencingSection(results)}
+${electionSection(results.election)}
 ${stats(results)}
 <div id="tip" hidden></div>
 <script id="ops-data" type="application/json">${scriptJson(history.operations)}</script>

@@ -7,6 +7,7 @@
  */
 import type {
   HistoryRevision,
+  ObserverSegment,
   WatchEvent,
   WatchHistory,
   WatchKeyValue,
@@ -135,6 +136,7 @@ export function historyJson(info: RunInfo, history: RunHistory): string {
   ];
   if (history.watches !== undefined) parts.push(`  "watches": ${lines(history.watches.map(serializeWatchRecord))}`);
   if (history.watchHistory !== undefined) parts.push(`  "watchHistory": ${JSON.stringify(serializeWatchHistory(history.watchHistory))}`);
+  if (history.observers !== undefined) parts.push(`  "observers": ${lines(history.observers)}`);
   return `{\n${parts.join(',\n')}\n}\n`;
 }
 
@@ -153,6 +155,7 @@ interface HistoryFile {
   operations?: Operation[];
   watches?: SerializedWatchRecord[];
   watchHistory?: SerializedWatchHistory;
+  observers?: ObserverSegment[];
 }
 
 /** Reads a `history.json` back: the run info and the history, watch bytes restored. */
@@ -167,6 +170,7 @@ export function parseHistoryJson(text: string): { info: RunInfo; history: RunHis
     faults: file.faults,
     ...(file.watches === undefined ? {} : { watches: file.watches.map(deserializeWatchRecord) }),
     ...(file.watchHistory === undefined ? {} : { watchHistory: deserializeWatchHistory(file.watchHistory) }),
+    ...(file.observers === undefined ? {} : { observers: file.observers }),
   };
   return { info: file.info, history };
 }

@@ -1,5 +1,5 @@
 /** What a report is made of: the run's description, its recorded history and the checkers' results. */
-import type { CheckResult, FencingResult, LinearizabilityResult, PartitionResult, Verdict, WatchHistory, WatchRecord } from '../check/index';
+import type { CheckResult, ElectionResult, FencingResult, LinearizabilityResult, ObserverSegment, PartitionResult, Verdict, WatchHistory, WatchRecord } from '../check/index';
 import type { FaultWindow, ModelName, Operation } from '../history';
 
 /** The run's verdict: violation if any checker found one, else unknown if any ran out of budget, else ok. */
@@ -38,6 +38,8 @@ export interface RunResults {
   readonly watch?: WatchResults;
   /** The lock workload: fenced writes checked, unfenced (lease-only) overlaps counted. */
   readonly fencing?: FencingResult;
+  /** The election workload: one leader per revision, campaigns, observers' order, proclaims. */
+  readonly election?: ElectionResult;
   readonly stats: Readonly<Record<string, number>>;
 }
 
@@ -47,4 +49,6 @@ export interface RunHistory {
   readonly watches?: readonly WatchRecord[];
   /** The store's committed history the watches were checked against, when recorded. */
   readonly watchHistory?: WatchHistory;
+  /** The election workload's Observe streams (plain JSON). */
+  readonly observers?: readonly ObserverSegment[];
 }

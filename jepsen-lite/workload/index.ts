@@ -67,3 +67,15 @@ export {
   unlockRequest,
   type LockKeys,
 } from './lock';
+export {
+  campaignRequest,
+  electionKeys,
+  electionName,
+  electionValue,
+  isNotLeader,
+  leaderRequest,
+  notLeaderMessage,
+  proclaimRequest,
+  resignRequest,
+  type ElectionKeys,
+} from './election';
