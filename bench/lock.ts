@@ -208,8 +208,8 @@ async function release(channel: EtcdChannel, key: Buffer, errors: Errors): Promi
   return last;
 }
 
-/** Keys under `prefix`, counted linearizably. */
-async function countKeys(channel: EtcdChannel, prefix: Buffer): Promise<number> {
+/** Keys under `prefix`, counted linearizably (the leftover check). */
+export async function countKeys(channel: EtcdChannel, prefix: Buffer): Promise<number> {
   const end = Buffer.from(prefix);
   end[end.length - 1]! += 1;
   const answer = await unary(channel, paths.range, Buffer.from(RangeRequest.encode({ key: prefix, range_end: end, count_only: true }).finish()));
