@@ -268,6 +268,15 @@ async function forget(ctx: ConcurrencyContext, shard: ShardHandle, key: Uint8Arr
  * deletion of the newest such key. Then, in the same step as that last read, checks that the
  * waiter's own key is still the one created at `rev` (`held`; etcd 3.5's Mutex checks this too).
  * Returns the revision of that read.
+ *
+ * The reads are of this node's state as it is, without a ReadIndex round first (etcd's recipe,
+ * a client of the KV API, reads linearizably). They need none: this node applied the join
+ * (a write resolves once its proposer applied it), so its state holds every key created before
+ * ours that was not deleted since, and no key created later can come before ours. A state
+ * behind the leader's can only still show keys that are gone, which makes the waiter wait for a
+ * delete it will see applied here; "none left" read here was true at the revision read, which
+ * was committed after the join, within the request. The round cost a heartbeat to a quorum on
+ * every handoff of a contended lock, after the holder's delete was already applied here.
  */
 export async function waitForTurn(
   ctx: ConcurrencyContext,
@@ -279,11 +288,12 @@ export async function waitForTurn(
   // The store's first write is revision 2, and max_create_revision 0 would mean "no bound".
   assert(joined.rev >= 2, 'a session key is created at revision 2 or later');
   for (;;) {
-    // A read has no effect: a cancel or the node stopping need not wait for it to finish.
-    await untilAborted(shard.read(requestOptions(ctx)), signal);
+    signal.throwIfAborted();
     // From here to the watcher's registration nothing yields: no write can come between.
     const store = storeOf(shard);
     const revision = store.revision;
+    // invariant: this node applied the join (see above), so its state is at or after it.
+    assert(revision >= joined.txnRevision, 'the waiter reads a state that holds its own join');
     const before = store.range({
       key: prefix,
       rangeEnd: prefixEnd(prefix),
@@ -299,25 +309,6 @@ export async function waitForTurn(
     }
     await waitForDelete(ctx.watchHub(shard), before.key, revision + 1, signal);
   }
-}
-
-/** `promise`, or the signal's reason as soon as it aborts (the promise then settles unheard). */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error as Error);
-      },
-    );
-  });
 }
 
 /**
