@@ -6,8 +6,9 @@
  * largest create revision below their own, and look again, until none is left.
  *
  * Writes are KV txns proposed through Raft on the shard that owns the name (any node: a follower's
- * proposal goes to the leader, as KV's do); reads are linearizable (ReadIndex), then taken from
- * this node's state machine. Waiting uses the shard's watch engine: a watcher on the awaited key,
+ * proposal goes to the leader, as KV's do); a waiter's reads are of this node's state machine,
+ * which already holds its join (see `waitForTurn` for why no ReadIndex round is needed; the
+ * election service's Leader reads take one). Waiting uses the shard's watch engine: a watcher on the awaited key,
  * registered in the same event-loop step as the read that found it, from the revision after it, so
  * no delete can fall between the read and the watch. Every watcher is released when its wait ends:
  * done, canceled by the client, or the node stopping.
@@ -164,7 +165,7 @@ function rangeKvs(op: ResponseOp | undefined): KeyValue[] {
   return op.range.kvs;
 }
 
-// ---- Reads of the state machine (after a ReadIndex) ------------------------------------------
+// ---- Reads of the state machine ---------------------------------------------------------------
 
 export function storeOf(shard: ShardHandle): MvccStore {
   return kvEngineOf(shard.machine()).mvcc;
