@@ -6,8 +6,8 @@
  * its own is left, and says when its own key is gone.
  */
 import { describe, expect, it } from 'vitest';
+import { EngineId } from '../../src/engines/index';
 import { WatchHub } from '../../src/engines/watch/index';
-import { EngineId } from '../../src/engines/engine';
 import type { ShardHandle } from '../../src/runtime/index';
 import { type ConcurrencyContext, type Joined, namePrefix, sessionKey, waitForTurn } from '../../src/server/concurrency';
 import { MvccStore } from '../../storage/index';
