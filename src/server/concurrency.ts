@@ -7,10 +7,10 @@
  *
  * Writes are KV txns proposed through Raft on the shard that owns the name (any node: a follower's
  * proposal goes to the leader, as KV's do); a waiter's reads are of this node's state machine,
- * which already holds its join (see `waitForTurn` for why no ReadIndex round is needed; the
- * election service's Leader reads take one). Waiting uses the shard's watch engine: a watcher on the awaited key,
- * registered in the same event-loop step as the read that found it, from the revision after it, so
- * no delete can fall between the read and the watch. Every watcher is released when its wait ends:
+ * which already holds its join (`waitForTurn` says why no ReadIndex round is needed; the
+ * election service's Leader and Observe take one). Waiting uses the shard's watch engine: a
+ * watcher on the awaited key, registered in the same event-loop step as the read that found it,
+ * from the revision after it, so no delete can fall between the read and the watch. Every watcher is released when its wait ends:
  * done, canceled by the client, or the node stopping.
  */
 import { randomBytes } from 'node:crypto';
@@ -278,6 +278,11 @@ async function forget(ctx: ConcurrencyContext, shard: ShardHandle, key: Uint8Arr
  * delete it will see applied here; "none left" read here was true at the revision read, which
  * was committed after the join, within the request. The round cost a heartbeat to a quorum on
  * every handoff of a contended lock, after the holder's delete was already applied here.
+ * What it gives up is freshness on a node that lags (catching up after a partition): it may find
+ * the waiter's own key still there at the revision it reads though the cluster deleted it since
+ * (the session was lost), and answer a holder that no longer holds. That is the lease-only
+ * overlap any lease-based lock has after a lost session, and the fencing token refuses its writes.
+ * A ReadIndex would narrow the window, not close it: the key can go right after the read.
  */
 export async function waitForTurn(
   ctx: ConcurrencyContext,
