@@ -10,8 +10,8 @@
  * which already holds its join (`waitForTurn` says why no ReadIndex round is needed; the
  * election service's Leader and Observe take one). Waiting uses the shard's watch engine: a
  * watcher on the awaited key, registered in the same event-loop step as the read that found it,
- * from the revision after it, so no delete can fall between the read and the watch. Every watcher is released when its wait ends:
- * done, canceled by the client, or the node stopping.
+ * from the revision after it, so no delete can fall between the read and the watch. Every
+ * watcher is released when its wait ends: done, canceled by the client, or the node stopping.
  */
 import { randomBytes } from 'node:crypto';
 import { strict as assert } from 'node:assert';
