@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # DKV against real etcd, same load generator (dkv bench put|range|txn-put|watch|lease-keepalive|
-# lease-grant|counter), same machine.
+# lease-grant|counter|lock), same machine.
 #
 # Starts a 3-member etcd and a 3-node DKV (dkv dev) on loopback with temporary data directories,
 # waits until both are healthy, runs each workload against etcd and then DKV, prints a table with
@@ -162,6 +162,9 @@ workloads=(
   "counter 10 clients, 10 conns|counter|--conns 10 --clients 10 --total $(n 1000)"
   "counter 100 clients, 10 conns|counter|--conns 10 --clients 100 --total $(n 1000)"
   "counter 100 clients, 100 keys|counter|--conns 10 --clients 100 --counters 100 --total $(n 10000)"
+  # Locks: v3lockpb Lock -> Unlock cycles, one session lease per client, every client on one lock.
+  "lock --clients 10|lock|--conns 10 --clients 10 --total $(n 2000)"
+  "lock --clients 100|lock|--conns 10 --clients 100 --total $(n 3000)"
 )
 selected() { # name: whether COMPARE_ONLY lets this workload run
   [[ -z "${COMPARE_ONLY:-}" || "$1" =~ $COMPARE_ONLY ]]
@@ -207,13 +210,20 @@ for workload in "${workloads[@]}"; do
   if [[ $target == lease-* ]] && selected "$name"; then lease_selected=1; fi
 done
 counter_selected=0
+lock_selected=0
 for workload in "${workloads[@]}"; do
   IFS='|' read -r name target _ <<<"$workload"
   if [[ $target == counter ]] && selected "$name"; then counter_selected=1; fi
+  if [[ $target == lock ]] && selected "$name"; then lock_selected=1; fi
 done
 if [[ $counter_selected == 1 ]]; then
   for endpoints in "$etcd_endpoints" "$dkv_endpoints"; do
     bench counter "$endpoints" --conns 10 --clients 10 --counters 10 --total "$(n 2000)" || fail "counter warm-up against $endpoints failed"
+  done
+fi
+if [[ $lock_selected == 1 ]]; then
+  for endpoints in "$etcd_endpoints" "$dkv_endpoints"; do
+    bench lock "$endpoints" --conns 10 --clients 10 --total "$(n 500)" || fail "lock warm-up against $endpoints failed"
   done
 fi
 if [[ $lease_selected == 1 ]]; then
@@ -239,13 +249,16 @@ for workload in "${workloads[@]}"; do
       const watch = r.workload === "watch";
       const grant = r.workload === "lease-grant";
       const counter = r.workload === "counter";
-      const rate = watch ? r.eventsPerSecond : grant ? r.cyclesPerSecond : r.requestsPerSecond;
-      const unit = watch ? "events/s" : grant ? "cycles/s" : counter ? "incr/s" : "req/s";
+      const lock = r.workload === "lock";
+      const rate = watch ? r.eventsPerSecond : grant || lock ? r.cyclesPerSecond : r.requestsPerSecond;
+      const unit = watch ? "events/s" : grant || lock ? "cycles/s" : counter ? "incr/s" : "req/s";
       console.log(`${name.padEnd(37)} ${system.padEnd(5)} ${rate.toFixed(0).padStart(8)} ${unit}` +
         `  p50 ${r.latencyMs.p50.toFixed(2).padStart(7)} ms  p99 ${r.latencyMs.p99.toFixed(2).padStart(7)} ms  errors ${r.errors}` +
         (watch ? `  (puts ${r.putsPerSecond.toFixed(0)}/s, ${(r.events / Math.max(1, r.eventResponses)).toFixed(1)} events/response)` : "") +
         (grant ? `  (a cycle; grant p50 ${r.grantLatencyMs.p50.toFixed(2)} ms, revoke p50 ${r.revokeLatencyMs.p50.toFixed(2)} ms)` : "") +
-        (counter ? `  (${r.method}, ${r.rpcsPerIncrement.toFixed(2)} RPCs/increment, check ${r.consistent ? "ok" : "MISMATCH"})` : ""));' \
+        (counter ? `  (${r.method}, ${r.rpcsPerIncrement.toFixed(2)} RPCs/increment, check ${r.consistent ? "ok" : "MISMATCH"})` : "") +
+        (lock ? `  (a cycle; acquire p50 ${r.acquireLatencyMs.p50.toFixed(2)} ms, release p50 ${r.releaseLatencyMs.p50.toFixed(2)} ms, ` +
+          `${r.overlaps} overlaps, ${r.leftoverKeys} keys left)` : ""));' \
       "$name" "$system" "$line"
   done
 done
@@ -260,20 +273,26 @@ const f = (v, d = 0) => v.toLocaleString('en-US', { minimumFractionDigits: d, ma
 // latency, and the puts/s the putter reached. Lease workloads: keep-alive requests/s or grant ->
 // revoke cycles/s (one rate column, so the ratio reads the same), latency per request or per
 // cycle, and for cycles the grant and revoke p50s. Counter workloads: increments/s, increment
-// latency and the RPCs each increment took.
-const kind = (r) => (r.workload === 'watch' || r.workload === 'counter' ? r.workload : r.workload.startsWith('lease-') ? 'lease' : 'kv');
+// latency and the RPCs each increment took. Lock workloads: Lock -> Unlock cycles/s, the latency
+// of acquires (the wait for the lock included) and of releases, and the run's own checks.
+const kind = (r) => (['watch', 'counter', 'lock'].includes(r.workload) ? r.workload : r.workload.startsWith('lease-') ? 'lease' : 'kv');
 const print = (which) => {
   const names = [...new Set(rows.filter((r) => kind(r.result) === which).map((r) => r.name))];
   if (names.length === 0) return;
   const watch = which === 'watch';
   const lease = which === 'lease';
   const counter = which === 'counter';
-  const unit = watch ? 'events/s' : lease ? 'req or cycles/s' : counter ? 'incr/s' : 'req/s';
-  const rate = (r) => (watch ? r.eventsPerSecond : r.workload === 'lease-grant' ? r.cyclesPerSecond : r.requestsPerSecond);
-  const header = ['workload', `etcd ${unit}`, `DKV ${unit}`, 'DKV/etcd', 'etcd p50/p99 ms', 'DKV p50/p99 ms'];
+  const lock = which === 'lock';
+  const unit = watch ? 'events/s' : lease ? 'req or cycles/s' : counter ? 'incr/s' : lock ? 'cycles/s' : 'req/s';
+  const rate = (r) => (watch ? r.eventsPerSecond : r.workload === 'lease-grant' || lock ? r.cyclesPerSecond : r.requestsPerSecond);
+  // A lock's latency columns are its acquires' (the wait included); its releases' p50/p99 follow.
+  const latency = (r) => (lock ? r.acquireLatencyMs : r.latencyMs);
+  const what = lock ? 'acquire ' : '';
+  const header = ['workload', `etcd ${unit}`, `DKV ${unit}`, 'DKV/etcd', `etcd ${what}p50/p99 ms`, `DKV ${what}p50/p99 ms`];
   if (watch) header.push('puts/s e/d');
   if (lease) header.push('grant p50 e/d', 'revoke p50 e/d');
   if (counter) header.push('RPCs/incr e/d');
+  if (lock) header.push('etcd release p50/p99 ms', 'DKV release p50/p99 ms', 'overlaps e/d', 'keys left e/d');
   header.push('errors e/d');
   const table = [header];
   for (const name of names) {
@@ -281,7 +300,7 @@ const print = (which) => {
     const d = get(name, 'dkv');
     const row = [
       name, f(rate(e)), f(rate(d)), `${(rate(d) / rate(e)).toFixed(2)}x`,
-      `${f(e.latencyMs.p50, 2)} / ${f(e.latencyMs.p99, 2)}`, `${f(d.latencyMs.p50, 2)} / ${f(d.latencyMs.p99, 2)}`,
+      `${f(latency(e).p50, 2)} / ${f(latency(e).p99, 2)}`, `${f(latency(d).p50, 2)} / ${f(latency(d).p99, 2)}`,
     ];
     if (watch) row.push(`${f(e.putsPerSecond)} / ${f(d.putsPerSecond)}`);
     if (lease) {
@@ -290,6 +309,10 @@ const print = (which) => {
       row.push(cycles ? `${f(e.revokeLatencyMs.p50, 2)} / ${f(d.revokeLatencyMs.p50, 2)}` : '-');
     }
     if (counter) row.push(`${f(e.rpcsPerIncrement, 2)} / ${f(d.rpcsPerIncrement, 2)}`);
+    if (lock) {
+      row.push(`${f(e.releaseLatencyMs.p50, 2)} / ${f(e.releaseLatencyMs.p99, 2)}`, `${f(d.releaseLatencyMs.p50, 2)} / ${f(d.releaseLatencyMs.p99, 2)}`);
+      row.push(`${e.overlaps}/${d.overlaps}`, `${e.leftoverKeys}/${d.leftoverKeys}`);
+    }
     row.push(`${e.errors}/${d.errors}`);
     table.push(row);
   }
@@ -298,5 +321,5 @@ const print = (which) => {
   const rule = `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
   return [line(table[0]), rule, ...table.slice(1).map(line)].join('\n');
 };
-console.log(['kv', 'watch', 'lease', 'counter'].map(print).filter((t) => t !== undefined).join('\n\n'));
+console.log(['kv', 'watch', 'lease', 'counter', 'lock'].map(print).filter((t) => t !== undefined).join('\n\n'));
 EOF

@@ -99,9 +99,10 @@ interface WireLeaseAnswer {
 }
 
 /** What one call brought back: its response bytes, or why it failed. */
-type Answer = { readonly response: Buffer; readonly error?: undefined } | { readonly error: string };
+export type Answer = { readonly response: Buffer; readonly error?: undefined } | { readonly error: string };
 
-class Errors {
+/** Errors counted by message (shared with bench/lock.ts). */
+export class Errors {
   total = 0;
   readonly byMessage = new Map<string, number>();
 
@@ -111,9 +112,9 @@ class Errors {
   }
 }
 
-function unary(channel: EtcdChannel, path: string, request: Buffer): Promise<Answer> {
+export function unary(channel: EtcdChannel, path: string, request: Buffer, timeoutMs: number = leaseLoadLimits.requestTimeoutMs): Promise<Answer> {
   return new Promise((resolve) => {
-    channel.unaryBytes(path, request, leaseLoadLimits.requestTimeoutMs, (error, response) => {
+    channel.unaryBytes(path, request, timeoutMs, (error, response) => {
       if (error !== null) resolve({ error: error.details || error.message });
       else if (response === undefined) resolve({ error: 'an empty response' });
       else resolve({ response });
@@ -140,7 +141,7 @@ function revokeRequest(id: bigint): Buffer {
  * One client's LeaseKeepAlive stream with one renewal in flight. A stream that fails or ends
  * fails the renewal in flight and is opened again for the next one.
  */
-class KeepAliveStream {
+export class KeepAliveStream {
   private call: grpc.ClientDuplexStream<Buffer, Buffer> | undefined;
   private waiting: ((answer: Answer) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -160,7 +161,13 @@ class KeepAliveStream {
     });
   }
 
+  /** Ends the stream; a renewal still in flight is answered with an error at once. */
   close(): void {
+    this.endCall();
+    if (this.waiting !== undefined) this.answer({ error: 'the keep-alive stream was closed' });
+  }
+
+  private endCall(): void {
     const call = this.call;
     this.call = undefined;
     call?.cancel();
@@ -182,7 +189,7 @@ class KeepAliveStream {
 
   /** The stream is given up on: the renewal in flight fails, the next one opens a new stream. */
   private fail(message: string): void {
-    this.close();
+    this.endCall();
     this.answer({ error: message });
   }
 
@@ -199,7 +206,7 @@ class KeepAliveStream {
 }
 
 /** Why a keep-alive answer is wrong for lease `id`, or undefined when it is right. */
-function keepAliveProblem(answer: Answer, id: bigint): string | undefined {
+export function keepAliveProblem(answer: Answer, id: bigint): string | undefined {
   if (answer.error !== undefined) return answer.error;
   const response = etcdType('etcdserverpb.LeaseKeepAliveResponse').decode(answer.response) as unknown as WireLeaseAnswer;
   const ttl = int64Saturated(response.TTL);
@@ -208,9 +215,12 @@ function keepAliveProblem(answer: Answer, id: bigint): string | undefined {
   return undefined;
 }
 
-/** Each client's lease, granted concurrently; throws (after revoking the ones granted) if any grant fails. */
-async function grantClientLeases(channels: readonly EtcdChannel[], clients: number): Promise<bigint[]> {
-  const request = Buffer.from(etcdType('etcdserverpb.LeaseGrantRequest').encode({ TTL: leaseLoadLimits.keepAliveTtlSeconds }).finish());
+/**
+ * Each client's lease (client i's through channel i mod channels), granted concurrently; throws
+ * (after revoking the ones granted) if any grant fails.
+ */
+export async function grantClientLeases(channels: readonly EtcdChannel[], clients: number, ttlSeconds: number): Promise<bigint[]> {
+  const request = Buffer.from(etcdType('etcdserverpb.LeaseGrantRequest').encode({ TTL: ttlSeconds }).finish());
   const granted = await Promise.all(Array.from({ length: clients }, (_, i) => grant(channels[i % channels.length]!, request)));
   const ids = granted.filter((g): g is bigint => typeof g === 'bigint');
   const failure = granted.find((g): g is string => typeof g === 'string');
@@ -221,14 +231,14 @@ async function grantClientLeases(channels: readonly EtcdChannel[], clients: numb
   return ids;
 }
 
-async function revokeAll(channels: readonly EtcdChannel[], ids: readonly bigint[], errors: Errors): Promise<void> {
+export async function revokeAll(channels: readonly EtcdChannel[], ids: readonly bigint[], errors: Errors): Promise<void> {
   const answers = await Promise.all(ids.map((id, i) => unary(channels[i % channels.length]!, paths.revoke, revokeRequest(id))));
   for (const answer of answers) if (answer.error !== undefined) errors.add(`revoke after the run: ${answer.error}`);
 }
 
 async function runKeepAlive(options: LeaseLoadOptions, channels: readonly EtcdChannel[]): Promise<LeaseKeepAliveResult> {
   const errors = new Errors();
-  const ids = await grantClientLeases(channels, options.clients);
+  const ids = await grantClientLeases(channels, options.clients, leaseLoadLimits.keepAliveTtlSeconds);
   const keepAliveRequest = etcdType('etcdserverpb.LeaseKeepAliveRequest');
   const streams = ids.map((id, i) => new KeepAliveStream(channels[i % channels.length]!, Buffer.from(keepAliveRequest.encode({ ID: int64ToWire(id) }).finish()), errors));
   let revoked = false;
@@ -339,7 +349,7 @@ export async function runLeaseLoad(options: LeaseLoadOptions): Promise<LeaseLoad
 }
 
 const ms = (value: number): string => value.toFixed(value < 10 ? 3 : 1);
-const latencyLine = (l: Percentiles): string => `p50 ${ms(l.p50)}  p90 ${ms(l.p90)}  p99 ${ms(l.p99)}  max ${ms(l.max)}  (mean ${ms(l.mean)})`;
+export const latencyLine = (l: Percentiles): string => `p50 ${ms(l.p50)}  p90 ${ms(l.p90)}  p99 ${ms(l.p99)}  max ${ms(l.max)}  (mean ${ms(l.mean)})`;
 
 export function describeLeaseLoad(options: LeaseLoadOptions): string {
   const what = options.workload === 'lease-keepalive'

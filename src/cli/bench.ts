@@ -6,6 +6,7 @@ export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
        dkv bench watch [--endpoints E] [--conns N] [--streams N] [--watch-per-stream N] ...
        dkv bench lease-keepalive|lease-grant [--endpoints E] [--conns N] [--clients N] [--total N]
        dkv bench counter [--endpoints E] [--conns N] [--clients N] [--total N] [--counters N] ...
+       dkv bench lock [--endpoints E] [--conns N] [--clients N] [--total N | --duration S] [--locks N]
 
   raft     the Raft core's throughput: a 3-node group in one process on the simulator with zero
            network and disk latency; committed entries per second with one proposal per round and
@@ -35,6 +36,13 @@ export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
            comparing the key's mod_revision and putting value + 1, retried on a lost race;
            prints increments/s, latency p50/p90/p99/max, RPCs per increment and errors, and
            checks that the counters moved by exactly the increments acknowledged
+  lock     etcd v3 Lock service (v3lockpb, served by DKV and etcd alike) under contention: each
+           client has a session lease (TTL 60 s, kept alive on a LeaseKeepAlive stream of its
+           own) and loops Lock(name, lease) → Unlock(key) on one of --locks names, one call in
+           flight; prints acquire → release cycles/s, latency p50/p90/p99/max of acquires (the
+           wait included), releases and whole cycles, and errors; checks that no two clients
+           ever held one lock at once (each hold, from Lock answered to Unlock sent, against the
+           others of its name) and that no lock key is left after the run
 
 Options (raft, log):
   --seconds S   how long each measurement runs (default 3)
@@ -92,6 +100,18 @@ Options (counter):
                         dkv.v1.Counter, else cas (default auto)
   --json                print one JSON line instead of the summary
   -h, --help            show this text
+
+Options (lock):
+  --endpoints E         comma-separated host:port (http:// accepted) (default 127.0.0.1:2379)
+  --conns N             gRPC connections over the endpoints round-robin (default 1)
+  --clients N           concurrent clients, each with its own session lease; client i uses
+                        connection i mod N (default 1)
+  --total N             acquire → release cycles to start (default 10000)
+  --duration S          instead of --total: start cycles for S seconds
+  --locks N             lock names (bench/lock/<run id>/0 …), each cycle picks one at random;
+                        1 puts every client on one lock (default 1)
+  --json                print one JSON line instead of the summary
+  -h, --help            show this text
 `;
 
 const loadTargets = ['put', 'range', 'txn-put'] as const;
@@ -119,6 +139,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     if (target === 'watch') return watchCommand(rest);
     if (isLeaseTarget(target)) return leaseLoadCommand(target, rest);
     if (target === 'counter') return counterCommand(rest);
+    if (target === 'lock') return lockCommand(rest);
     if (target !== 'raft' && target !== 'log') throw new UsageError(`unknown benchmark "${target}"`);
     const o = parseOptions(rest, { seconds: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
     if (o.help === true) {
@@ -334,6 +355,43 @@ async function counterCommand(args: string[]): Promise<number> {
     toJson: counterLoadResultJson,
     format: formatCounterLoadResult,
     ok: (r) => r.errors === 0 && r.consistent,
+  });
+}
+
+async function lockCommand(args: string[]): Promise<number> {
+  const o = parseOptions(args, {
+    endpoints: { type: 'string' },
+    conns: { type: 'string' },
+    clients: { type: 'string' },
+    total: { type: 'string' },
+    duration: { type: 'string' },
+    locks: { type: 'string' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (o.help === true) {
+    process.stdout.write(benchHelp);
+    return 0;
+  }
+  if (o.total !== undefined && o.duration !== undefined) throw new UsageError('give --total or --duration, not both');
+  const { describeLockLoad, formatLockLoadResult, lockLoadLimits: limits, lockLoadOk, lockLoadResultJson, runLockLoad } = await import('../../bench/lock');
+  const durationSeconds = o.duration === undefined ? undefined : intOption(o.duration, 'duration', 10, 1, limits.durationSecondsMax);
+  const options = {
+    endpoints: parseEndpoints(o.endpoints ?? '127.0.0.1:2379'),
+    conns: intOption(o.conns, 'conns', 1, 1, limits.connsMax),
+    clients: intOption(o.clients, 'clients', 1, 1, limits.clientsMax),
+    total: durationSeconds === undefined ? intOption(o.total, 'total', 10_000, 1, limits.totalMax) : undefined,
+    durationSeconds,
+    locks: intOption(o.locks, 'locks', 1, 1, limits.locksMax),
+  } as const;
+  return report({
+    name: `dkv bench lock`,
+    json: o.json === true,
+    describe: () => describeLockLoad(options),
+    run: () => runLockLoad(options),
+    toJson: lockLoadResultJson,
+    format: formatLockLoadResult,
+    ok: lockLoadOk,
   });
 }
 

@@ -31,6 +31,7 @@ Commands:
   bench put|range|txn-put|watch|lease-keepalive|lease-grant
                  load an etcd-API cluster (DKV or etcd) like etcd's benchmark tool
   bench counter  atomic increments: dkv.v1.Counter on DKV, a Txn compare-and-swap loop on etcd
+  bench lock     Lock → Unlock cycles per second under contention (etcd's Lock service)
   help           show this text; "dkv <command> --help" shows a command's options
 `;
 

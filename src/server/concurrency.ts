@@ -6,11 +6,12 @@
  * largest create revision below their own, and look again, until none is left.
  *
  * Writes are KV txns proposed through Raft on the shard that owns the name (any node: a follower's
- * proposal goes to the leader, as KV's do); reads are linearizable (ReadIndex), then taken from
- * this node's state machine. Waiting uses the shard's watch engine: a watcher on the awaited key,
- * registered in the same event-loop step as the read that found it, from the revision after it, so
- * no delete can fall between the read and the watch. Every watcher is released when its wait ends:
- * done, canceled by the client, or the node stopping.
+ * proposal goes to the leader, as KV's do); a waiter's reads are of this node's state machine,
+ * which already holds its join (`waitForTurn` says why no ReadIndex round is needed; the
+ * election service's Leader and Observe take one). Waiting uses the shard's watch engine: a
+ * watcher on the awaited key, registered in the same event-loop step as the read that found it,
+ * from the revision after it, so no delete can fall between the read and the watch. Every
+ * watcher is released when its wait ends: done, canceled by the client, or the node stopping.
  */
 import { randomBytes } from 'node:crypto';
 import { strict as assert } from 'node:assert';
@@ -164,7 +165,7 @@ function rangeKvs(op: ResponseOp | undefined): KeyValue[] {
   return op.range.kvs;
 }
 
-// ---- Reads of the state machine (after a ReadIndex) ------------------------------------------
+// ---- Reads of the state machine ---------------------------------------------------------------
 
 export function storeOf(shard: ShardHandle): MvccStore {
   return kvEngineOf(shard.machine()).mvcc;
@@ -268,6 +269,20 @@ async function forget(ctx: ConcurrencyContext, shard: ShardHandle, key: Uint8Arr
  * deletion of the newest such key. Then, in the same step as that last read, checks that the
  * waiter's own key is still the one created at `rev` (`held`; etcd 3.5's Mutex checks this too).
  * Returns the revision of that read.
+ *
+ * The reads are of this node's state as it is, without a ReadIndex round first (etcd's recipe,
+ * a client of the KV API, reads linearizably). They need none: this node applied the join
+ * (a write resolves once its proposer applied it), so its state holds every key created before
+ * ours that was not deleted since, and no key created later can come before ours. A state
+ * behind the leader's can only still show keys that are gone, which makes the waiter wait for a
+ * delete it will see applied here; "none left" read here was true at the revision read, which
+ * was committed after the join, within the request. The round cost a heartbeat to a quorum on
+ * every handoff of a contended lock, after the holder's delete was already applied here.
+ * What it gives up is freshness on a node that lags (catching up after a partition): it may find
+ * the waiter's own key still there at the revision it reads though the cluster deleted it since
+ * (the session was lost), and answer a holder that no longer holds. That is the lease-only
+ * overlap any lease-based lock has after a lost session, and the fencing token refuses its writes.
+ * A ReadIndex would narrow the window, not close it: the key can go right after the read.
  */
 export async function waitForTurn(
   ctx: ConcurrencyContext,
@@ -279,11 +294,12 @@ export async function waitForTurn(
   // The store's first write is revision 2, and max_create_revision 0 would mean "no bound".
   assert(joined.rev >= 2, 'a session key is created at revision 2 or later');
   for (;;) {
-    // A read has no effect: a cancel or the node stopping need not wait for it to finish.
-    await untilAborted(shard.read(requestOptions(ctx)), signal);
+    signal.throwIfAborted();
     // From here to the watcher's registration nothing yields: no write can come between.
     const store = storeOf(shard);
     const revision = store.revision;
+    // invariant: this node applied the join (see above), so its state is at or after it.
+    assert(revision >= joined.txnRevision, 'the waiter reads a state that holds its own join');
     const before = store.range({
       key: prefix,
       rangeEnd: prefixEnd(prefix),
@@ -299,25 +315,6 @@ export async function waitForTurn(
     }
     await waitForDelete(ctx.watchHub(shard), before.key, revision + 1, signal);
   }
-}
-
-/** `promise`, or the signal's reason as soon as it aborts (the promise then settles unheard). */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason as Error);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error as Error);
-      },
-    );
-  });
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
- * `dkv bench put|range|txn-put|watch|lease-keepalive|lease-grant|counter` as users run it, without a cluster:
- * help and flag checking only (the load itself is measured by bench/compare-etcd.sh, which never runs in CI).
+ * `dkv bench put|range|txn-put|watch|lease-keepalive|lease-grant|counter|lock` as users run it, without a cluster:
+ * help and flag checking only (the load itself is measured by bench/compare-etcd.sh, which never runs in CI;
+ * bench-lock.test.ts runs `dkv bench lock` against a real cluster for its checks).
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -112,6 +113,32 @@ describe('dkv bench counter', () => {
     ];
     for (const [args, message] of cases) {
       const r = dkv('bench', 'counter', ...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(message);
+    }
+  });
+});
+
+describe('dkv bench lock', () => {
+  it('is listed in dkv --help and described in dkv bench --help with its flags', () => {
+    expect(dkv('--help').stdout).toContain('bench lock');
+    const r = dkv('bench', 'lock', '--help');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('dkv bench lock [--endpoints E]');
+    expect(r.stdout).toContain('Options (lock):');
+    for (const flag of ['--endpoints', '--conns', '--clients', '--total', '--duration', '--locks', '--json']) expect(r.stdout).toContain(flag);
+  });
+
+  it('refuses bad flags with exit code 2 and a clear message, before connecting anywhere', () => {
+    const cases: [string[], string][] = [
+      [['--total', '10', '--duration', '5'], 'give --total or --duration, not both'],
+      [['--duration', '0'], '--duration must be between 1'],
+      [['--locks', '0'], '--locks must be between 1'],
+      [['--clients', 'many'], '--clients must be a whole number'],
+      [['--counters', '3'], "Unknown option '--counters'"],
+    ];
+    for (const [args, message] of cases) {
+      const r = dkv('bench', 'lock', ...args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toContain(message);
     }
