@@ -5,7 +5,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { ConfChange } from '../../raft/index';
-import { memberIdOf } from '../cluster/index';
+import { addedMemberIdOf } from '../cluster/index';
 import { type Member, encodeMemberContext } from '../engines/meta/index';
 import { int64IfSafe, type Int64 } from '../etcd-proto';
 import { dkvError } from '../errors';
@@ -88,8 +88,12 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       const peerUrls = checkPeerUrls(message.peerURLs ?? []);
       const current = membership.members();
       if (current.some((m) => m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
-      const id = memberIdOf(peerUrls, membership.clusterToken);
-      if (current.some((m) => m.id === id) || membership.isRemoved(id)) throw dkvError('member-exists');
+      // A removed id never comes back: re-adding a removed member's peer URLs gives a new id.
+      let id = 0;
+      for (let attempt = 0; id === 0; attempt++) {
+        const candidate = addedMemberIdOf(peerUrls, membership.clusterToken, attempt);
+        if (!current.some((m) => m.id === candidate) && !membership.isRemoved(candidate)) id = candidate;
+      }
       const isLearner = message.isLearner === true;
       if (isLearner && current.filter((m) => m.isLearner).length >= learnersMax) throw dkvError('too-many-learners');
       const record = { id, name: '', peerUrls, isLearner };
