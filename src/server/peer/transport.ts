@@ -130,6 +130,8 @@ export interface PeerTransportOptions {
   onRemoved?(reportedBy: number): void;
   /** The answer to `peerClusterPath` (without it the call is UNIMPLEMENTED). */
   clusterInfo?(): Uint8Array;
+  /** Removal probes' timing (tests shorten it); `removedProbeAfterMs` / `removedProbeIntervalMs` by default. */
+  readonly removedProbe?: { readonly afterMs: number; readonly intervalMs: number };
   /** For backoff jitter; tests pass a seeded one. */
   random?: () => number;
 }
@@ -457,7 +459,7 @@ export class PeerTransport {
     this.log('info', `peer transport of member ${this.options.localId.toString(16)} listening on ${host}:${this.port}`);
     for (const peer of this.peers.values()) this.maybeDial(peer);
     if (this.options.onRemoved !== undefined) {
-      this.probeTimer = setInterval(() => this.probeSilentPeers(), removedProbeIntervalMs);
+      this.probeTimer = setInterval(() => this.probeSilentPeers(), Math.max(10, Math.floor(this.probeTiming().intervalMs / 4)));
       this.probeTimer.unref();
     }
   }
@@ -469,11 +471,16 @@ export class PeerTransport {
    * have dropped this member from the cluster. Dial it once: it refuses the hello either by the
    * side rule (this member is still known) or as a removed member's, which `onRemoved` hears.
    */
+  private probeTiming(): { afterMs: number; intervalMs: number } {
+    return this.options.removedProbe ?? { afterMs: removedProbeAfterMs, intervalMs: removedProbeIntervalMs };
+  }
+
   private probeSilentPeers(): void {
     const now = Date.now();
+    const { afterMs, intervalMs } = this.probeTiming();
     for (const peer of this.peers.values()) {
       if (!this.running || this.dials(peer) || peer.connection !== undefined) continue;
-      if (now - peer.lastLive < removedProbeAfterMs || now - peer.lastProbe < removedProbeIntervalMs) continue;
+      if (now - peer.lastLive < afterMs || now - peer.lastProbe < intervalMs) continue;
       peer.lastProbe = now;
       this.probe(peer);
     }
