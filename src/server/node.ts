@@ -25,11 +25,11 @@ import { createCounterService } from './counter-service';
 import { createKvService } from './kv-service';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service';
 import { createLockService } from './lock-service';
-import { gaugeRefreshMs, grpcOverheadBytes, publishRetryElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
+import { gaugeRefreshMs, grpcOverheadBytes, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
 import { createMaintenanceService } from './maintenance-service';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics';
 import { PeerTransport } from './peer/index';
-import { StartupError, checkRecoveredState, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup';
+import { type KnownPeer, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup';
 import { guardLearner } from './learner-guard';
 import { createPrefixWatchService } from './prefix-watch-service';
 import { BufferedBytes } from './response-queue';
@@ -75,6 +75,10 @@ export interface Identity {
 /** The member learnt that it was removed from the cluster; it stops and the process exits non-zero. */
 export class MemberRemovedError extends Error {
   override readonly name = 'MemberRemovedError';
+}
+
+function peerTlsOf(config: ServerConfig): ReturnType<typeof readTls> {
+  return config.listenPeerUrls.some((u) => u.scheme === 'https') ? readTls(config.peerTls) : undefined;
 }
 
 function hostPort(url: ServerUrl): string {
@@ -130,10 +134,18 @@ export class DkvNode {
     readonly logStore: LevelLogStore,
     private readonly logger: NodeLogger,
     private readonly options: DkvNodeOptions,
+    /** Members a cluster query named (ids the meta shard may not know yet). */
+    queried: readonly KnownPeer[] = [],
   ) {
+    for (const peer of queried) if (peer.id !== identity.memberId) this.queriedPeers.set(peer.id, peer.url);
     this.metrics = createServerMetrics();
     const peers = new Map<number, string>();
     for (const member of this.initialPeers()) if (member.id !== identity.memberId) peers.set(member.id, member.url);
+    // A joiner's query answer wins: --initial-cluster names founding ids, which replaced members no longer have.
+    if (this.queriedPeers.size > 0) {
+      peers.clear();
+      for (const [id, url] of this.queriedPeers) peers.set(id, url);
+    }
     const peerListen = config.listenPeerUrls[0]!;
     const peerTls = config.listenPeerUrls.some((u) => u.scheme === 'https') ? readTls(config.peerTls) : undefined;
     this.transport = new PeerTransport({
@@ -213,6 +225,7 @@ export class DkvNode {
     const file = identityFile(config.dataDir);
     const restarting = existsSync(file);
     let identity: Identity;
+    let queried: KnownPeer[] = [];
     if (restarting) {
       identity = JSON.parse(readFileSync(file, 'utf8')) as Identity;
       if (identity.name !== config.name) {
@@ -228,10 +241,10 @@ export class DkvNode {
         logger.warn(`data dir ${config.dataDir}: removing what an unfinished start left behind (${raftDir})`);
         rmSync(raftDir, { recursive: true, force: true });
       }
-      identity = await resolveNewIdentity(config, config.listenPeerUrls.some((u) => u.scheme === 'https') ? readTls(config.peerTls) : undefined);
+      ({ identity, peers: queried } = await resolveNewIdentity(config, peerTlsOf(config)));
     }
     const logStore = await LevelLogStore.open({ path: join(config.dataDir, 'raft') });
-    const node = new DkvNode(config, identity, logStore, logger, options);
+    const node = new DkvNode(config, identity, logStore, logger, options, queried);
     try {
       if (!restarting) {
         await node.bootstrapIfNew();
@@ -247,6 +260,7 @@ export class DkvNode {
       await node.serveMetrics();
       node.publishAttributes();
       node.started = true;
+      if (restarting) node.learnCurrentPeers();
       logger.info(`member ${identity.memberId.toString(16)} of cluster ${identity.clusterId.toString(16)} serving clients on ${config.advertiseClientUrls.map((u) => u.href).join(',')}`);
     } catch (error) {
       await node.stop();
@@ -284,13 +298,14 @@ export class DkvNode {
       `the data dir ${this.config.dataDir} can never be used again: delete it, add the member back with etcdctl member add, ` +
       'and start it with --initial-cluster-state existing (docs/replace-member.md)';
     this.logger.warn(message);
-    // Off the apply path: the runtime is in the middle of applying the change.
-    setImmediate(() => {
+    // Off the apply path (the runtime is in the middle of applying the change), after a grace
+    // period in which answers to forwarded requests and the last heartbeats still go out.
+    setTimeout(() => {
       this.stop().then(
         () => this.options.onFatal?.(new MemberRemovedError(message)),
         () => this.options.onFatal?.(new MemberRemovedError(message)),
       );
-    });
+    }, removedStopGraceElections * this.config.tickMs * this.config.electionTicks);
   }
 
   private initialPeers(): Array<{ id: number; url: string }> {
@@ -310,12 +325,39 @@ export class DkvNode {
     if (updates.length > 0) await this.logStore.save(updates);
   }
 
-  /** Points the transport at the members the meta shard knows. */
+  /** Members learnt from a cluster query that the meta shard has not recorded (yet). */
+  private readonly queriedPeers = new Map<number, string>();
+
+  /**
+   * A restarted member's meta shard may be behind: members replaced while it was down have new
+   * ids it cannot know, and it needs their streams to catch up. Ask the peers once who the
+   * members are now (best effort, in the background).
+   */
+  private learnCurrentPeers(): void {
+    const urls = [...this.config.initialCluster.flatMap((m) => m.peerUrls.map((u) => u.href)), ...this.members().flatMap((m) => m.peerUrls)];
+    const own = new Set(this.config.initialAdvertisePeerUrls.map((u) => u.href));
+    currentPeers(urls.filter((u) => !own.has(u)), peerTlsOf(this.config), this.identity.clusterId).then(
+      ({ peers }) => {
+        if (this.stopping) return;
+        for (const peer of peers) if (peer.id !== this.identity.memberId) this.queriedPeers.set(peer.id, peer.url);
+        this.refreshPeers();
+      },
+      () => {},
+    );
+  }
+
+  /** Points the transport at the members the meta shard knows (and queried ones it does not know of yet). */
   private refreshPeers(): void {
     const members = this.members();
-    if (members.length === 0) return;
+    if (members.length === 0 && this.queriedPeers.size === 0) return;
+    const meta = this.runtime.hasShard(META_SHARD) ? metaEngineOf(this.router.meta().machine()) : undefined;
     const wanted = new Map<number, string>();
     for (const m of members) if (m.id !== this.identity.memberId && m.peerUrls[0] !== undefined) wanted.set(m.id, m.peerUrls[0]);
+    for (const [id, url] of this.queriedPeers) {
+      // Kept until the meta shard records the member (then its record rules) or its removal.
+      if (members.some((m) => m.id === id) || meta?.isRemoved(id) === true) this.queriedPeers.delete(id);
+      else wanted.set(id, url);
+    }
     const known = new Set(this.transport.peerIds());
     for (const [id, url] of wanted) {
       if (known.has(id)) this.transport.updatePeer(id, url);

@@ -106,8 +106,39 @@ async function askPeers(urls: readonly string[], tls: PeerTlsOptions | undefined
 
 const replaceHint = 'remove it (etcdctl member remove ID), add it back (etcdctl member add), and start it on an empty data dir with --initial-cluster-state existing (docs/replace-member.md)';
 
-/** The identity of a member whose data directory is new, from its flags and the cluster's answer. */
-export async function resolveNewIdentity(config: ServerConfig, tls: PeerTlsOptions | undefined): Promise<StartIdentity> {
+/** A member the cluster query named: whom to dial before the meta shard says it. */
+export interface KnownPeer {
+  readonly id: number;
+  readonly url: string;
+}
+
+/** The members (with a peer URL) and the removed ids of the answers that came back. */
+function peersOf(infos: ReadonlyArray<{ info: ClusterInfo }>): { peers: KnownPeer[]; removed: Set<number> } {
+  const removed = new Set<number>();
+  const peers = new Map<number, string>();
+  for (const { info } of infos) {
+    for (const id of info.removed ?? []) removed.add(id);
+    for (const m of info.members) if (m.peerUrls[0] !== undefined) peers.set(m.id, m.peerUrls[0]);
+  }
+  return { peers: [...peers].filter(([id]) => !removed.has(id)).map(([id, url]) => ({ id, url })), removed };
+}
+
+/**
+ * Asks the members at `urls` who the members are now (best effort: the ones that answer, for
+ * `clusterId`): a restarted member whose state is behind learns the ids of members replaced
+ * meanwhile, so it can reach them.
+ */
+export async function currentPeers(urls: readonly string[], tls: PeerTlsOptions | undefined, clusterId: number): Promise<{ peers: KnownPeer[]; removed: Set<number> }> {
+  const answers = await askPeers([...new Set(urls)], tls);
+  return peersOf(answers.flatMap((a) => ('info' in a && a.info.clusterId === clusterId ? [a] : [])));
+}
+
+/**
+ * The identity of a member whose data directory is new, from its flags and the cluster's answer,
+ * with the members the answer named (a member joining a cluster whose members were replaced
+ * cannot work their ids out from --initial-cluster).
+ */
+export async function resolveNewIdentity(config: ServerConfig, tls: PeerTlsOptions | undefined): Promise<{ identity: StartIdentity; peers: KnownPeer[] }> {
   const founding = foundingIdentity(config);
   const ownUrls = config.initialAdvertisePeerUrls.map((u) => u.href);
   const answers = await askPeers(peersToAsk(config), tls);
@@ -132,11 +163,11 @@ export async function resolveNewIdentity(config: ServerConfig, tls: PeerTlsOptio
         );
       }
     }
-    return founding;
+    return { identity: founding, peers: peersOf(infos).peers };
   }
   // existing: the cluster chose this member's id when it was added.
   if (infos.length === 0) {
-    if (answers.length > 0 && answers.every((a) => 'unimplemented' in a && a.unimplemented)) return founding; // peers of a build without the query
+    if (answers.length > 0 && answers.every((a) => 'unimplemented' in a && a.unimplemented)) return { identity: founding, peers: [] }; // peers of a build without the query
     const why = answers.map((a) => `${a.url}: ${'error' in a ? a.error : ''}`).join('; ');
     throw new StartupError(`--initial-cluster-state existing: no member of the cluster answered (${why || 'no other member in --initial-cluster'}); start this member once the cluster is reachable`);
   }
@@ -150,7 +181,7 @@ export async function resolveNewIdentity(config: ServerConfig, tls: PeerTlsOptio
   if (self.clientUrls.length > 0) {
     throw new StartupError(`member ${formatId(self.id)} (${self.name || config.name}) has already been bootstrapped and its data dir ${config.dataDir} is empty: restore the data dir, or ${replaceHint}`);
   }
-  return { ...founding, memberId: self.id };
+  return { identity: { ...founding, memberId: self.id }, peers: peersOf(infos).peers };
 }
 
 /** What a restart checks once the meta shard's state is recovered. */
