@@ -29,6 +29,12 @@ export interface Membership {
    * shard's leader sees it (asked of the leader when this node does not lead).
    */
   learnerReady(id: number, ratio: number): Promise<boolean>;
+  /**
+   * Settles once this member knows it was removed (it applied its removal, or a peer refused it
+   * as removed). A member removing itself may never apply the meta shard's change: the others
+   * stop replicating to it once they apply it.
+   */
+  removedSelf(): Promise<void>;
 }
 
 export interface ClusterServiceContext extends ServiceContext {
@@ -108,10 +114,18 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     MemberRemove: unary<{ ID: Int64 }>(async ({ message }) => {
       const member = find(message.ID);
       // The data groups first: the meta shard's record (and the transport's peer) goes last.
+      const meta = ctx.router.meta();
       for (const shard of ctx.router.hosted().reverse()) {
-        await shard.proposeConfChange({ transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) }, options);
+        const proposal = shard.proposeConfChange({ transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) }, options);
+        if (member.id === ctx.memberId && shard.shardId === meta.shardId) {
+          // Removing itself: done once it hears of its removal by any path.
+          proposal.catch(() => {});
+          await Promise.race([proposal, membership.removedSelf()]);
+        } else {
+          await proposal;
+        }
       }
-      return { header: header(), members: members() };
+      return { header: header(), members: members().filter((m) => m.ID !== member.id) };
     }),
 
     MemberUpdate: unary<{ ID: Int64; peerURLs: string[] }>(async ({ message }) => {

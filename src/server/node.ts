@@ -272,6 +272,11 @@ export class DkvNode {
   /** Whether this member is a learner now (refreshed on every membership change). */
   private learner = false;
   private removedNoticed = false;
+  private readonly removedSelf = (() => {
+    let settle = (): void => {};
+    const promise = new Promise<void>((resolve) => (settle = resolve));
+    return { promise, settle };
+  })();
   /** Set once start() finished. */
   private started = false;
 
@@ -293,6 +298,7 @@ export class DkvNode {
     // heard from a peer comes again with its next dial.
     if (this.removedNoticed || this.stopping || !this.started) return;
     this.removedNoticed = true;
+    this.removedSelf.settle();
     const message =
       `the member has been permanently removed from the cluster (${how}); ` +
       `the data dir ${this.config.dataDir} can never be used again: delete it, add the member back with etcdctl member add, ` +
@@ -394,6 +400,7 @@ export class DkvNode {
       members: () => this.members(),
       isRemoved: (id) => metaEngineOf(this.router.meta().machine()).isRemoved(id),
       clusterToken: this.identity.clusterToken,
+      removedSelf: () => this.removedSelf.promise,
       learnerReady: async (id, ratio) => {
         // Progress is known where each shard's leader is: asked of it when this node does not lead.
         const timeoutMs = requestTimeoutMs(this.config.tickMs * this.config.electionTicks);
