@@ -18,6 +18,9 @@ function makeLogger(name: string, file: string | undefined, debug: boolean): Nod
   };
 }
 
+/** The exit code of a member that stopped because it was removed from its cluster. */
+export const removedMemberExitCode = 3;
+
 export async function serverCommand(args: string[]): Promise<number> {
   if (wantsHelp(args)) {
     process.stdout.write(serverHelp);
@@ -41,9 +44,10 @@ export async function serverCommand(args: string[]): Promise<number> {
       // A removed member's error is the whole story; anything else is a bug worth its stack.
       logger.warn(`fatal: ${error.name === 'MemberRemovedError' ? error.message : (error.stack ?? error.message)}`);
       process.stderr.write(`dkv server: fatal: ${error.message}\n`);
-      resolve(1);
+      const code = error.name === 'MemberRemovedError' ? removedMemberExitCode : 1;
+      resolve(code);
       // Sockets and timers of the broken node would keep the process alive: leave now.
-      setTimeout(() => process.exit(1), 100);
+      setTimeout(() => process.exit(code), 100);
     };
     DkvNode.start(config, logger, { onFatal: fatal }).then((node) => {
       process.once('SIGTERM', () => shutdown(node, 'SIGTERM'));

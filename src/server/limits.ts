@@ -34,6 +34,10 @@ export const gaugeRefreshMs = 1000;
  * leader, say) and its last heartbeats still go out.
  */
 export const removedStopGraceElections = 1;
+/** A member that proposed its own removal asks its peers' member lists this often whether it is done… */
+export const ownRemovalPollMs = 200;
+/** …for at most this long. */
+export const ownRemovalWatchMs = 30_000;
 
 /** A member's attributes publication that got no answer is tried again after this many election timeouts. */
 export const publishRetryElections = 2;

@@ -25,7 +25,7 @@ import { createCounterService } from './counter-service';
 import { createKvService } from './kv-service';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service';
 import { createLockService } from './lock-service';
-import { gaugeRefreshMs, grpcOverheadBytes, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
+import { gaugeRefreshMs, grpcOverheadBytes, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
 import { createMaintenanceService } from './maintenance-service';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics';
 import { PeerTransport } from './peer/index';
@@ -162,6 +162,8 @@ export class DkvNode {
       onRequest: async (_from, payload) => answerLeaderQuery(this.runtime, payload),
       isRemoved: (id) => this.runtime.hasShard(META_SHARD) && metaEngineOf(this.router.meta().machine()).isRemoved(id),
       onRemoved: (by) => this.removed(`member ${formatId(by)} refused this member's messages: it was removed from the cluster`),
+      // Silent peers are probed after two election timeouts: a removed member hears of it soon.
+      removedProbe: { afterMs: 2 * config.tickMs * config.electionTicks, intervalMs: 2 * config.tickMs * config.electionTicks },
       clusterInfo: () => encodeClusterInfo(this.identity.clusterId, this.members(), metaEngineOf(this.router.meta().machine()).removedIds()),
       log: (level, message) => (level === 'error' || level === 'warn' ? logger.warn(message) : level === 'info' ? logger.info(message) : logger.debug(message)),
     });
@@ -279,6 +281,30 @@ export class DkvNode {
   })();
   /** Set once start() finished. */
   private started = false;
+
+  private watchingOwnRemoval = false;
+
+  /**
+   * This member proposed its own removal: the others stop replicating to it once they apply it,
+   * so it may never apply it itself. Ask the peers' member lists until one says it is removed.
+   */
+  private watchForOwnRemoval(): void {
+    if (this.watchingOwnRemoval) return;
+    this.watchingOwnRemoval = true;
+    const deadline = Date.now() + ownRemovalWatchMs;
+    const poll = (): void => {
+      if (this.stopping || this.removedNoticed || Date.now() > deadline) return;
+      const urls = this.members().filter((m) => m.id !== this.identity.memberId).flatMap((m) => m.peerUrls);
+      currentPeers(urls, peerTlsOf(this.config), this.identity.clusterId).then(
+        ({ removed }) => {
+          if (removed.has(this.identity.memberId)) this.removed("a peer's member list says so");
+          else setTimeout(poll, ownRemovalPollMs);
+        },
+        () => setTimeout(poll, ownRemovalPollMs),
+      );
+    };
+    setTimeout(poll, ownRemovalPollMs);
+  }
 
   /** The meta shard changed membership (a change applied, a snapshot installed). */
   private membershipChanged(): void {
@@ -400,7 +426,10 @@ export class DkvNode {
       members: () => this.members(),
       isRemoved: (id) => metaEngineOf(this.router.meta().machine()).isRemoved(id),
       clusterToken: this.identity.clusterToken,
-      removedSelf: () => this.removedSelf.promise,
+      removedSelf: () => {
+        this.watchForOwnRemoval();
+        return this.removedSelf.promise;
+      },
       learnerReady: async (id, ratio) => {
         // Progress is known where each shard's leader is: asked of it when this node does not lead.
         const timeoutMs = requestTimeoutMs(this.config.tickMs * this.config.electionTicks);
