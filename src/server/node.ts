@@ -27,6 +27,9 @@ import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor
 import { createLockService } from './lock-service';
 import { gaugeRefreshMs, grpcOverheadBytes, publishRetryElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
 import { createMaintenanceService } from './maintenance-service';
+import { AutoCompactor } from './auto-compaction';
+import { Defragmenter } from './defragment';
+import { BackendQuota } from './quota';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics';
 import { PeerTransport } from './peer/index';
 import { createPrefixWatchService } from './prefix-watch-service';
@@ -110,6 +113,10 @@ export class DkvNode {
   private stopping = false;
   private publishTimer: NodeJS.Timeout | undefined;
   private gaugeTimer: NodeJS.Timeout | undefined;
+  /** --quota-backend-bytes: checked by the services before they propose a write. */
+  readonly quota: BackendQuota;
+  readonly defragmenter: Defragmenter;
+  private readonly autoCompactor: AutoCompactor;
   readonly clientPorts: number[] = [];
   metricsPort = 0;
 
@@ -179,6 +186,10 @@ export class DkvNode {
     });
     this.router = new Router(this.runtime, singleStoreMap(META_SHARD, DEFAULT_STORE_SHARD));
     this.watchHub = new WatchHub(() => kvEngineOf(this.router.defaultStore().machine()).mvcc);
+    const info = (message: string): void => logger.info(message);
+    this.quota = new BackendQuota({ quotaBytes: config.quotaBackendBytes, memberId: identity.memberId, log: info });
+    this.defragmenter = new Defragmenter(this.router, info);
+    this.autoCompactor = new AutoCompactor({ router: this.router, memberId: identity.memberId, config: config.autoCompaction, log: info });
     this.metrics.registry.counter({
       name: 'dkv_requests_refused_total',
       help: 'Requests refused with RESOURCE_EXHAUSTED because a pending-request limit was reached.',
@@ -201,6 +212,7 @@ export class DkvNode {
       await node.serveClients();
       await node.serveMetrics();
       node.publishAttributes();
+      node.autoCompactor.start();
       logger.info(`member ${identity.memberId.toString(16)} of cluster ${identity.clusterId.toString(16)} serving clients on ${config.advertiseClientUrls.map((u) => u.href).join(',')}`);
     } catch (error) {
       await node.stop();
@@ -327,12 +339,13 @@ export class DkvNode {
       clusterId: () => this.identity.clusterId,
       memberId: this.identity.memberId,
       requestTimeoutMs: requestTimeoutMs(this.config.tickMs * this.config.electionTicks),
+      quota: this.quota,
     };
     const kv = createKvService({ ...common, maxRequestBytes: this.config.maxRequestBytes, unsafeStaleReads: this.config.unsafeStaleReads });
     server.addService(kv.definition, kv.implementation);
     const cluster = createClusterService({ ...common, membership: this.membership() });
     server.addService(cluster.definition, cluster.implementation);
-    const maintenance = createMaintenanceService({ ...common, apiVersion: etcdApiVersion });
+    const maintenance = createMaintenanceService({ ...common, apiVersion: etcdApiVersion, defragmenter: this.defragmenter, log: (m) => this.logger.info(m) });
     server.addService(maintenance.definition, maintenance.implementation);
     const leaseIds = new LeaseIdGenerator(this.identity.memberId, Date.now());
     const lease = createLeaseService({
@@ -414,7 +427,7 @@ export class DkvNode {
     m.hasLeader.set(allHaveLeaders ? 1 : 0);
     m.shards.set(this.runtime.shardIds().length);
     m.shardLeaders.set(leaders);
-    m.dbTotalSizeBytes.set(data.arenaBytes);
+    m.dbTotalSizeBytes.set(data.sizeBytes);
     m.keysTotal.set(data.keyCount);
     m.watchers.set(this.watchHub.watcherCount);
     m.slowWatchers.set(this.watchHub.unsyncedCount);
@@ -452,6 +465,7 @@ export class DkvNode {
     this.stopping = true;
     clearTimeout(this.publishTimer);
     clearInterval(this.gaugeTimer);
+    this.autoCompactor.stop();
     // Calls that wait (Lock, Campaign, Observe) end now rather than hold the shutdown's grace period.
     this.servicesStopping.abort(dkvError('stopped'));
     const server = this.grpcServer;
