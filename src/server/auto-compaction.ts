@@ -21,7 +21,8 @@ import { autoCompactionPeriodicCheckMsMax, autoCompactionPeriodicCheckMsMin, aut
 const CompactionRequestType = etcdType('etcdserverpb.CompactionRequest');
 
 export interface AutoCompactorOptions {
-  readonly router: Router;
+  /** The shards this node hosts (the router, or a stand-in in tests). */
+  readonly router: Pick<Router, 'hosted' | 'map'>;
   readonly memberId: number;
   readonly config: AutoCompactionConfig;
   readonly log?: (message: string) => void;
