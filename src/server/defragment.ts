@@ -79,8 +79,15 @@ export class Defragmenter {
       }
       afterBytes += kvEngineOf(shard.machine()).mvcc.sizeBytes;
     }
+    const memoryBefore = process.memoryUsage();
     const collected = fullGc();
-    this.log?.(`defragmented: store ${beforeBytes} -> ${afterBytes} bytes${collected ? ', full GC' : ''} in ${Math.round(performance.now() - started)} ms`);
+    const memoryAfter = process.memoryUsage();
+    const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);
+    const memory = (m: NodeJS.MemoryUsage): string => `rss ${mb(m.rss)} heap ${mb(m.heapUsed)}/${mb(m.heapTotal)} external ${mb(m.external)} (buffers ${mb(m.arrayBuffers)}) MB`;
+    this.log?.(
+      `defragmented: store ${beforeBytes} -> ${afterBytes} bytes in ${Math.round(performance.now() - started)} ms; ` +
+        (collected ? `full GC: ${memory(memoryBefore)} -> ${memory(memoryAfter)}` : 'no full GC (V8 does not expose it)'),
+    );
     return { beforeBytes, afterBytes, collected };
   }
 }
