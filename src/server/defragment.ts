@@ -55,6 +55,8 @@ export class Defragmenter {
   constructor(
     private readonly router: Router,
     private readonly log?: (message: string) => void,
+    /** Called before the collection: other holders of store views let go (the watch hub's recent events). */
+    private readonly releaseViews?: () => void,
   ) {}
 
   /** One defragmentation at a time: a call while one runs waits for that one. */
@@ -79,6 +81,7 @@ export class Defragmenter {
       }
       afterBytes += kvEngineOf(shard.machine()).mvcc.sizeBytes;
     }
+    this.releaseViews?.();
     const memoryBefore = process.memoryUsage();
     const collected = fullGc();
     const memoryAfter = process.memoryUsage();

@@ -188,7 +188,7 @@ export class DkvNode {
     this.watchHub = new WatchHub(() => kvEngineOf(this.router.defaultStore().machine()).mvcc);
     const info = (message: string): void => logger.info(message);
     this.quota = new BackendQuota({ quotaBytes: config.quotaBackendBytes, memberId: identity.memberId, log: info });
-    this.defragmenter = new Defragmenter(this.router, info);
+    this.defragmenter = new Defragmenter(this.router, info, () => this.watchHub.releaseRecentEvents());
     this.autoCompactor = new AutoCompactor({ router: this.router, memberId: identity.memberId, config: config.autoCompaction, log: info });
     this.metrics.registry.counter({
       name: 'dkv_requests_refused_total',
