@@ -20,6 +20,9 @@ import {
   limitSize,
 } from '../../raft/index';
 import { assert } from '../../raft/index';
+
+/** What a dropped cache slot holds until the array's dead front is sliced away. */
+const droppedEntry: Entry = { index: 0, term: 0, type: 'normal', data: new Uint8Array(0) };
 import { loadedRangesMax, tailCacheEntriesMin } from './limits';
 
 /** What `save` writes for one shard; fields are applied in this order: snapshot, entries, … */
@@ -288,6 +291,8 @@ export class ShardLog implements LogStorage, LogStorageWriter {
 
   private dropCacheHead(): void {
     this.cacheBytes -= entryBytes(this.cache[this.cacheHead]!);
+    // Let go of the entry now, not at the next slice (a large value would stay in memory).
+    this.cache[this.cacheHead] = droppedEntry;
     this.cacheHead++;
     this.cacheFirst++;
     // Reclaim the array's dead front once it is large and most of the array.
