@@ -9,7 +9,9 @@ import type { Entry } from '../../raft/index';
 import { AlarmEngine, AlarmType, activateAlarmCommand, alarmOutcome, deactivateAlarmCommand, EngineError, type EngineCommand } from '../../src/engines/index';
 import { KvCommandKind, kvCommand, kvOutcome } from '../../src/engines/kv/index';
 import { grantCommand, leaseOutcome, revokeCommand } from '../../src/engines/lease/index';
-import { etcdType } from '../../src/etcd-proto';
+import { counterOutcome, incrementCommand } from '../../src/engines/counter/index';
+import { dkvPutCommand, ttlOutcome } from '../../src/engines/ttl/index';
+import { dkvType, etcdType } from '../../src/etcd-proto';
 import { type ShardStateMachine, alarmEngineOf, composeStateMachine, encodeEnvelope, kvEngineOf } from '../../src/runtime/index';
 import { joinSnapshotFrames } from '../../storage/index';
 
@@ -74,8 +76,14 @@ describe('AlarmEngine', () => {
     const mvcc = kvEngineOf(log.machine).mvcc;
     expect(kvError(log.apply(compact(mvcc.revision)))).toBeUndefined();
     expect(mvcc.keyCount).toBe(0);
+    // DKV's own writes grow the store too: a dkv.v1 put with a TTL and a counter write.
+    const dkvPut = ttlOutcome(log.apply(dkvPutCommand(dkvType('dkv.v1.PutRequest').encode({ key: Buffer.from('t'), value: Buffer.from('1'), ttl_ms: 60_000 }).finish())));
+    expect(dkvPut.kind === 'error' ? (dkvPut.error as EngineError).code : dkvPut.kind).toBe('no-space');
+    const counter = counterOutcome(log.apply(incrementCommand(Buffer.from('n'), 1n)));
+    expect(counter.kind === 'error' ? counter.error.code : counter.kind).toBe('no-space');
     log.apply(deactivateAlarmCommand(9, AlarmType.NoSpace));
     expect(kvError(log.apply(put('c', '1')))).toBeUndefined();
+    expect(counterOutcome(log.apply(incrementCommand(Buffer.from('n'), 1n))).kind).toBe('incremented');
   });
 
   it('is in the snapshot and the hash; a restored replica is capped too', () => {

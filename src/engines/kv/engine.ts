@@ -90,6 +90,11 @@ export class KvEngine implements Engine {
     if (options.observer !== undefined) this.observers.push(options.observer);
   }
 
+  /** Whether writes that grow the store are refused (a NOSPACE alarm): engines that write through this one ask. */
+  get capped(): boolean {
+    return this.cap.capped;
+  }
+
   /** Every write to the store goes through here once applied (engines that write call it too). */
   written(events: readonly MvccEvent[]): void {
     if (events.length === 0) return;
