@@ -190,6 +190,13 @@ export class DkvNode {
     this.quota = new BackendQuota({ quotaBytes: config.quotaBackendBytes, memberId: identity.memberId, log: info });
     this.defragmenter = new Defragmenter(this.router, info, () => this.watchHub.releaseRecentEvents());
     this.autoCompactor = new AutoCompactor({ router: this.router, memberId: identity.memberId, config: config.autoCompaction, log: info });
+    // As etcd: the quota, and the store's bytes in use beside its total (the quota counts the total).
+    this.metrics.registry.gauge({ name: 'etcd_server_quota_backend_bytes', help: 'Current backend storage quota size in bytes.', collect: () => this.quota.quotaBytes });
+    this.metrics.registry.gauge({
+      name: 'etcd_mvcc_db_total_size_in_use_in_bytes',
+      help: 'Total size of the underlying database logically in use in bytes.',
+      collect: () => (this.runtime.fatalError === undefined ? kvEngineOf(this.router.defaultStore().machine()).mvcc.sizeInUseBytes : 0),
+    });
     this.metrics.registry.counter({
       name: 'dkv_requests_refused_total',
       help: 'Requests refused with RESOURCE_EXHAUSTED because a pending-request limit was reached.',

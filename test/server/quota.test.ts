@@ -66,6 +66,10 @@ describe('a 3-node cluster with a 4 MiB quota', () => {
     // etcdctl endpoint status shows the counted size.
     const endpoint = JSON.parse(run(['endpoint', 'status', '-w', 'json'], 0).stdout) as Array<{ Status: { dbSize: number } }>;
     expect(endpoint[0]!.Status.dbSize).toBe(status.dbSize);
+    // etcd's quota metrics.
+    const metrics = await (await fetch(`${cluster.nodes[0]!.metricsUrl}/metrics`)).text();
+    expect(metrics).toContain(`etcd_server_quota_backend_bytes ${quotaBytes}\n`);
+    expect(metrics).toMatch(/etcd_mvcc_db_total_size_in_use_in_bytes [1-9]\d*\n/);
   }, 120_000);
 
   it('refuses puts and lease grants on every member; reads and deletes still work', () => {
