@@ -27,6 +27,9 @@ import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor
 import { createLockService } from './lock-service';
 import { gaugeRefreshMs, grpcOverheadBytes, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
 import { createMaintenanceService } from './maintenance-service';
+import { AutoCompactor } from './auto-compaction';
+import { Defragmenter } from './defragment';
+import { BackendQuota } from './quota';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics';
 import { PeerTransport } from './peer/index';
 import { type KnownPeer, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup';
@@ -125,6 +128,10 @@ export class DkvNode {
   private stopping = false;
   private publishTimer: NodeJS.Timeout | undefined;
   private gaugeTimer: NodeJS.Timeout | undefined;
+  /** --quota-backend-bytes: checked by the services before they propose a write. */
+  readonly quota: BackendQuota;
+  readonly defragmenter: Defragmenter;
+  private readonly autoCompactor: AutoCompactor;
   readonly clientPorts: number[] = [];
   metricsPort = 0;
 
@@ -214,6 +221,17 @@ export class DkvNode {
     });
     this.router = new Router(this.runtime, singleStoreMap(META_SHARD, DEFAULT_STORE_SHARD));
     this.watchHub = new WatchHub(() => kvEngineOf(this.router.defaultStore().machine()).mvcc);
+    const info = (message: string): void => logger.info(message);
+    this.quota = new BackendQuota({ quotaBytes: config.quotaBackendBytes, memberId: identity.memberId, log: info });
+    this.defragmenter = new Defragmenter(this.router, info, () => this.watchHub.releaseRecentEvents());
+    this.autoCompactor = new AutoCompactor({ router: this.router, memberId: identity.memberId, config: config.autoCompaction, log: info });
+    // As etcd: the quota, and the store's bytes in use beside its total (the quota counts the total).
+    this.metrics.registry.gauge({ name: 'etcd_server_quota_backend_bytes', help: 'Current backend storage quota size in bytes.', collect: () => this.quota.quotaBytes });
+    this.metrics.registry.gauge({
+      name: 'etcd_mvcc_db_total_size_in_use_in_bytes',
+      help: 'Total size of the underlying database logically in use in bytes.',
+      collect: () => (this.runtime.fatalError === undefined ? kvEngineOf(this.router.defaultStore().machine()).mvcc.sizeInUseBytes : 0),
+    });
     this.metrics.registry.counter({
       name: 'dkv_requests_refused_total',
       help: 'Requests refused with RESOURCE_EXHAUSTED because a pending-request limit was reached.',
@@ -261,6 +279,7 @@ export class DkvNode {
       await node.serveClients();
       await node.serveMetrics();
       node.publishAttributes();
+      node.autoCompactor.start();
       node.started = true;
       if (restarting) node.learnCurrentPeers();
       logger.info(`member ${identity.memberId.toString(16)} of cluster ${identity.clusterId.toString(16)} serving clients on ${config.advertiseClientUrls.map((u) => u.href).join(',')}`);
@@ -477,6 +496,7 @@ export class DkvNode {
       clusterId: () => this.identity.clusterId,
       memberId: this.identity.memberId,
       requestTimeoutMs: requestTimeoutMs(this.config.tickMs * this.config.electionTicks),
+      quota: this.quota,
     };
     // A learner serves what etcd's learner serves (Status, serializable Range); anything else gets
     // etcd's `rpc not supported for learner`, so clients move on to a voting member.
@@ -486,7 +506,7 @@ export class DkvNode {
     addService(kv);
     const cluster = createClusterService({ ...common, membership: this.membership() });
     addService(cluster);
-    const maintenance = createMaintenanceService({ ...common, apiVersion: etcdApiVersion });
+    const maintenance = createMaintenanceService({ ...common, apiVersion: etcdApiVersion, defragmenter: this.defragmenter, log: (m) => this.logger.info(m) });
     addService(maintenance);
     const leaseIds = new LeaseIdGenerator(this.identity.memberId, Date.now());
     const lease = createLeaseService({
@@ -568,7 +588,7 @@ export class DkvNode {
     m.hasLeader.set(allHaveLeaders ? 1 : 0);
     m.shards.set(this.runtime.shardIds().length);
     m.shardLeaders.set(leaders);
-    m.dbTotalSizeBytes.set(data.arenaBytes);
+    m.dbTotalSizeBytes.set(data.sizeBytes);
     m.keysTotal.set(data.keyCount);
     m.watchers.set(this.watchHub.watcherCount);
     m.slowWatchers.set(this.watchHub.unsyncedCount);
@@ -606,6 +626,7 @@ export class DkvNode {
     this.stopping = true;
     clearTimeout(this.publishTimer);
     clearInterval(this.gaugeTimer);
+    this.autoCompactor.stop();
     // Calls that wait (Lock, Campaign, Observe) end now rather than hold the shutdown's grace period.
     this.servicesStopping.abort(dkvError('stopped'));
     const server = this.grpcServer;
