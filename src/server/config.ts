@@ -118,6 +118,11 @@ export interface ServerConfig {
    * linearizability on purpose (jepsen-lite's tests prove their checker catches it).
    */
   readonly unsafeStaleReads: boolean;
+  /**
+   * The settings given (flag, variable or file) that differ from DKV's defaults, as
+   * `--flag=value (source)`; the start-up log lists them.
+   */
+  readonly changedSettings: readonly string[];
   /** The config file the settings came from, if any. */
   readonly configFile: string | undefined;
   /** Things the operator should know but that do not stop the server (log them at start). */
@@ -1002,10 +1007,22 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     logFile,
     logLevel,
     logOutputs,
+    changedSettings: changedSettingsOf(raw),
     unsafeStaleReads,
     configFile,
     warnings,
   };
+}
+
+function changedSettingsOf(raw: RawSettings): string[] {
+  const changed: string[] = [];
+  for (const [flag, setting] of raw) {
+    const spec = specByFlag.get(flag);
+    if (spec === undefined || spec.group === 'no-effect' || setting.text === spec.defaultText) continue;
+    const source = setting.source.kind === 'flag' ? 'flag' : setting.source.kind === 'env' ? setting.source.variable : 'config file';
+    changed.push(`--${flag}=${setting.text} (${source})`);
+  }
+  return changed;
 }
 
 function loggingValue(raw: RawSettings, logFile: string | undefined): { logLevel: LogLevel; logOutputs: string[] } {

@@ -7,7 +7,7 @@ import type { MvccStore } from '../../storage/index';
 import type { ShardStateView } from '../runtime/index';
 import type { KvEngine } from '../engines/kv/index';
 import { int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto';
-import { dkvError, toGrpcError } from '../errors';
+import { dkvError, errorTable, toGrpcError } from '../errors';
 import { EngineId } from '../engines/index';
 import { serviceDefinition, type Incoming } from './grpc-service';
 import { moveLeaderPollMs } from './limits';
@@ -39,7 +39,8 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
         raftIndex: status.commit,
         raftTerm: status.term,
         raftAppliedIndex: shard.machine().appliedIndex,
-        errors: [],
+        // As etcd: a member without a leader says so in `endpoint status`'s ERRORS column.
+        errors: status.lead === 0 ? [errorTable['no-leader'].message] : [],
         isLearner: status.config.learners.includes(ctx.memberId),
       };
     }),

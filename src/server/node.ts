@@ -34,6 +34,8 @@ import { BufferedBytes } from './response-queue';
 import { Ticker, immediateScheduler, levelStorage, wallClock } from './runtime-host';
 import { createWatchService } from './watch-service';
 import { answerLeaderQuery, learnerProgress } from './leader-queries';
+import { MembershipLog, type RecoveredShard, startupLines } from './operator-log';
+import { idHex } from './logger';
 
 /** Shard 0 holds cluster metadata; shard 1 the default store's data. */
 export const META_SHARD = 0;
@@ -42,8 +44,9 @@ export const HOSTED_SHARDS = [META_SHARD, DEFAULT_STORE_SHARD] as const;
 
 export { grpcOverheadBytes };
 
-/** The etcd API version DKV speaks (reported by Status; clients gate features on it). */
-export const etcdApiVersion = '3.5.0';
+import { etcdApiVersion } from './version';
+
+export { etcdApiVersion };
 
 export interface NodeLogger {
   info(message: string): void;
@@ -103,6 +106,7 @@ export class DkvNode {
   /** Bytes every watch stream of this node holds for slow clients. */
   readonly watchBuffered = new BufferedBytes();
   private readonly ticker = new Ticker();
+  private readonly membershipLog: MembershipLog;
   /** Aborted as the node stops: Lock and Campaign waits and Observe streams end with `stopped`. */
   private readonly servicesStopping = new AbortController();
   private grpcServer: grpc.Server | undefined;
@@ -121,6 +125,7 @@ export class DkvNode {
     private readonly options: DkvNodeOptions,
   ) {
     this.metrics = createServerMetrics();
+    this.membershipLog = new MembershipLog(identity.clusterId, (line) => logger.info(line));
     const peers = new Map<number, string>();
     for (const member of this.initialPeers()) if (member.id !== identity.memberId) peers.set(member.id, member.url);
     const peerListen = config.listenPeerUrls[0]!;
@@ -159,10 +164,11 @@ export class DkvNode {
       listener: {
         saved: (seconds) => this.metrics.walFsyncSeconds.observe(seconds),
         leaderChanged: (shard, leader, term) => {
-          logger.info(`shard ${shard}: leader is now ${leader === 0 ? 'unknown' : leader.toString(16)} (term ${term})`);
+          logger.info(`shard ${shard}: ${leader === 0 ? 'no leader' : `leader is now ${idHex(leader)}`} (term ${term})`);
           if (shard === DEFAULT_STORE_SHARD) this.metrics.leaderChanges.inc();
         },
         confChangeApplied: (shard) => {
+          if (shard === META_SHARD) this.membershipLog.changed(this.members());
           if (shard === META_SHARD) this.refreshPeers();
         },
         applied: (shard, applied) => {
@@ -171,6 +177,7 @@ export class DkvNode {
         stateReplaced: (shard, from) => {
           const source = from === 'leader' ? "the leader's snapshot" : 'the stored snapshot';
           logger.info(`shard ${shard}: state restored from ${source} at index ${this.runtime.machine(shard).appliedIndex}`);
+          if (shard === META_SHARD) this.membershipLog.changed(this.members(), from !== 'leader');
           if (shard === META_SHARD) this.refreshPeers();
           if (shard === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
         },
@@ -192,6 +199,11 @@ export class DkvNode {
     const identity = DkvNode.identityOf(config);
     const logStore = await LevelLogStore.open({ path: join(config.dataDir, 'raft') });
     const node = new DkvNode(config, identity, logStore, logger, options);
+    const recovered = HOSTED_SHARDS.map((shard): RecoveredShard => {
+      const log = logStore.shard(shard);
+      const { hardState } = log.initialState();
+      return { shard, lastIndex: log.lastIndex(), snapshotIndex: log.snapshot().metadata.index, term: hardState.term, commit: hardState.commit };
+    });
     try {
       await node.bootstrapIfNew();
       for (const shard of HOSTED_SHARDS) node.runtime.addShard(shard);
@@ -201,7 +213,9 @@ export class DkvNode {
       await node.serveClients();
       await node.serveMetrics();
       node.publishAttributes();
-      logger.info(`member ${identity.memberId.toString(16)} of cluster ${identity.clusterId.toString(16)} serving clients on ${config.advertiseClientUrls.map((u) => u.href).join(',')}`);
+      const applied = HOSTED_SHARDS.map((shard) => ({ shard, appliedIndex: node.runtime.machine(shard).appliedIndex, revision: shard === DEFAULT_STORE_SHARD ? kvEngineOf(node.runtime.machine(shard)).mvcc.revision : undefined }));
+      for (const line of startupLines({ config, memberId: identity.memberId, clusterId: identity.clusterId, recovered, applied })) logger.info(line);
+      logger.info(`serving clients on ${config.advertiseClientUrls.map((u) => u.href).join(',')}`);
     } catch (error) {
       await node.stop();
       throw error;
