@@ -34,7 +34,7 @@ import { BufferedBytes } from './response-queue';
 import { Ticker, immediateScheduler, levelStorage, wallClock } from './runtime-host';
 import { createWatchService } from './watch-service';
 import { answerLeaderQuery, learnerProgress } from './leader-queries';
-import { MembershipLog, type RecoveredShard, startupLines } from './operator-log';
+import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log';
 import { idHex } from './logger';
 
 /** Shard 0 holds cluster metadata; shard 1 the default store's data. */
@@ -107,6 +107,7 @@ export class DkvNode {
   readonly watchBuffered = new BufferedBytes();
   private readonly ticker = new Ticker();
   private readonly membershipLog: MembershipLog;
+  private recoveryLog: RecoveryLog | undefined;
   /** Aborted as the node stops: Lock and Campaign waits and Observe streams end with `stopped`. */
   private readonly servicesStopping = new AbortController();
   private grpcServer: grpc.Server | undefined;
@@ -182,6 +183,7 @@ export class DkvNode {
           if (shard === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
         },
         fatal: (error) => this.options.onFatal?.(error),
+        entryApplied: (shard, entry) => this.recoveryLog?.entryApplied(shard, entry.index),
       },
     });
     this.router = new Router(this.runtime, singleStoreMap(META_SHARD, DEFAULT_STORE_SHARD));
@@ -204,6 +206,7 @@ export class DkvNode {
       const { hardState } = log.initialState();
       return { shard, lastIndex: log.lastIndex(), snapshotIndex: log.snapshot().metadata.index, term: hardState.term, commit: hardState.commit };
     });
+    node.recoveryLog = new RecoveryLog(recovered, (shard) => (shard === DEFAULT_STORE_SHARD ? kvEngineOf(node.runtime.machine(shard)).mvcc.revision : undefined), (line) => logger.info(line));
     try {
       await node.bootstrapIfNew();
       for (const shard of HOSTED_SHARDS) node.runtime.addShard(shard);

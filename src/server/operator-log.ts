@@ -55,8 +55,8 @@ export function startupLines(facts: StartupFacts): string[] {
       const state = facts.applied.find((a) => a.shard === shard.shard);
       const revision = state?.revision === undefined ? '' : `, revision ${state.revision}`;
       lines.push(
-        `shard ${shard.shard} recovered: snapshot index ${shard.snapshotIndex}, last log index ${shard.lastIndex}, ` +
-          `commit ${shard.commit}, term ${shard.term}, applied index ${state?.appliedIndex ?? 0}${revision}`,
+        `shard ${shard.shard} stored: snapshot index ${shard.snapshotIndex}, last log index ${shard.lastIndex}, ` +
+          `commit ${shard.commit}, term ${shard.term}; applied index ${state?.appliedIndex ?? 0}${revision} before replaying the log`,
       );
     }
   }
@@ -111,5 +111,29 @@ export class MembershipLog {
     if (members.length === 0) return;
     if (!quiet) for (const change of memberChanges(this.known, members)) this.log(memberChangeLine(change, this.clusterId));
     this.known = members.map((member) => ({ id: member.id, name: member.name, peerUrls: [...member.peerUrls], isLearner: member.isLearner }));
+  }
+}
+
+/**
+ * On a restart, says when each shard has applied again everything it had committed before it
+ * stopped (the recovered applied index and revision an operator compares with other members).
+ */
+export class RecoveryLog {
+  private readonly waiting: Map<number, number>;
+
+  constructor(
+    recovered: readonly RecoveredShard[],
+    private readonly revisionOf: (shard: number) => number | undefined,
+    private readonly log: (line: string) => void,
+  ) {
+    this.waiting = new Map(recovered.filter((shard) => shard.commit > shard.snapshotIndex).map((shard) => [shard.shard, shard.commit]));
+  }
+
+  entryApplied(shard: number, index: number): void {
+    const target = this.waiting.get(shard);
+    if (target === undefined || index < target) return;
+    this.waiting.delete(shard);
+    const revision = this.revisionOf(shard);
+    this.log(`shard ${shard} recovered: applied index ${index}${revision === undefined ? '' : `, revision ${revision}`} (the commit index it stored)`);
   }
 }
