@@ -213,7 +213,7 @@ const etcdFlagsWithoutEffect: readonly EtcdFlagWithoutEffect[] = [
   noEffect('grpc-keepalive-min-time', 'duration', '5s', grpcDefaults),
   noEffect('grpc-keepalive-interval', 'duration', '2h', grpcDefaults),
   noEffect('grpc-keepalive-timeout', 'duration', '20s', grpcDefaults),
-  noEffect('initial-election-tick-advance', 'bool', 'true', 'election ticks are not fast-forwarded at start'),
+  noEffect('initial-election-tick-advance', 'bool', 'true', 'DKV always advances election ticks at start; pre-vote keeps that from disrupting a live leader'),
   noEffect('discovery', 'string', '', noDiscovery),
   noEffect('discovery-fallback', 'string', 'proxy', noDiscovery),
   noEffect('discovery-proxy', 'string', '', noDiscovery),
