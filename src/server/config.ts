@@ -273,7 +273,7 @@ const flagSpecs: readonly FlagSpec[] = [
     'string',
     'member',
     '',
-    'path to a YAML config file with etcd\'s keys; when given, all other flags and DKV_* variables are ignored.',
+    'path to a YAML config file with etcd\'s keys; when given, all other flags and DKV_*/ETCD_* variables are ignored.',
     undefined,
   ),
   spec('name', 'string', 'member', defaults.name, 'human-readable name for this member.'),
@@ -1138,7 +1138,7 @@ Config file: --config-file takes a YAML file with the keys of etcd's config file
 listen-client-urls, initial-cluster, …, client-transport-security: {cert-file, key-file,
 trusted-ca-file, client-cert-auth}, peer-transport-security: {…}) plus DKV's tick-ms,
 election-ticks, heartbeat-ticks, snapshot-count, max-request-bytes and log-file. As in etcd 3.5,
-when a config file is given every other flag and DKV_* variable is ignored (a warning lists them).
+when a config file is given every other flag and DKV_*/ETCD_* variable is ignored (a warning lists them).
 etcd keys DKV does not use are ignored with a warning; other unknown keys are an error.
 
 ${noEffectHelp()}
