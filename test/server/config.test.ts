@@ -587,7 +587,7 @@ describe('help', () => {
       ['log-file', ''],
     ];
     for (const [flag, value] of flags) expect(serverHelp).toContain(`  --${flag} '${value}'\n`);
-    expect(serverHelp).toMatch(/config file is given every other flag and DKV_\* variable is ignored/);
+    expect(serverHelp).toMatch(/config file is given every other flag and DKV_\*\/ETCD_\* variable is ignored/);
   });
 });
 
@@ -769,6 +769,11 @@ describe('logging flags', () => {
     });
     expect(parseServerConfig(['--debug']).logLevel).toBe('debug');
     expect(parseServerConfig(['--log-file=/tmp/y.log']).logOutputs).toEqual(['/tmp/y.log']);
+  });
+
+  it('are read from etcd\'s config file keys (log-outputs as a YAML list)', () => {
+    const path = yamlFile('log-level: debug\nlogger: zap\nlog-outputs: [stderr, /var/log/dkv.log]\n');
+    expect(parseServerConfig(['--config-file', path])).toMatchObject({ logLevel: 'debug', logOutputs: ['stderr', '/var/log/dkv.log'], warnings: [] });
   });
 
   it('refuse bad values', () => {
