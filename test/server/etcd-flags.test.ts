@@ -124,6 +124,15 @@ describe('a node started from an etcd unit file', () => {
     // Every line: ISO time, level, member name.
     for (const line of text.split('\n').filter((l) => l !== '')) expect(line).toMatch(/^\d{4}-\d\d-\d\dT\S+Z (DEBUG|INFO|WARN|ERROR) etcd1: /);
     expect(text).not.toMatch(/ DEBUG /);
+
+    // A membership change applied is one line each, id in hex, as etcdctl prints it.
+    const added = etcdctl(endpoint, ['member', 'add', 'learner1', '--learner', '--peer-urls=http://127.0.0.1:9']);
+    const learnerHex = /Member\s+([0-9a-f]+) added/.exec(added.stdout)?.[1];
+    expect(learnerHex, added.stdout + added.stderr).toBeDefined();
+    expect(etcdctl(endpoint, ['member', 'remove', learnerHex!]).code).toBe(0);
+    const learnerLine = `member ${learnerHex} (unstarted) (learner, peer URLs http://127.0.0.1:9) of cluster ${clusterHex}`;
+    await waitUntil(() => log().includes(`INFO etcd1: removed ${learnerLine}`), 10_000, () => `the removal logged\n${log()}`);
+    expect(log()).toContain(`INFO etcd1: added ${learnerLine}`);
   });
 });
 
