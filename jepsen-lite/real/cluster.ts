@@ -3,14 +3,16 @@
  * loopback, each member's peer traffic behind the proxy network (proxy.ts). Member i (from 1) uses
  * base + 10·(i−1) for clients, + 1 for its real peer port, + 2 for metrics and + 3 for its proxy,
  * which is the peer URL it advertises. The harness can SIGKILL and restart a member (same data
- * directory), SIGSTOP and SIGCONT it, and ask each member who leads (Maintenance.Status).
+ * directory), SIGSTOP and SIGCONT it, ask each member who leads (Maintenance.Status), and replace
+ * a member as etcd's runbook does (MemberRemove, an empty data directory, MemberAdd on the same
+ * peer URL, start with --initial-cluster-state existing).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { EtcdChannel } from '../../src/client/index';
+import { EtcdChannel, longsAsStrings } from '../../src/client/index';
 import { memberChannel } from './clients';
 import { ProxyNetwork, proxyHost } from './proxy';
 
@@ -26,6 +28,10 @@ const basePortAttemptsMax = 200;
 /** How long a cluster may take to elect a leader that every running member knows. */
 export const leaderWaitMs = 30_000;
 const leaderPollMs = 100;
+/** A removed member exits by itself (DKV and etcd both); past this it is killed. */
+export const removedExitWaitMs = 10_000;
+/** The deadline of a membership call (MemberList, MemberRemove, MemberAdd). */
+export const membershipCallTimeoutMs = 10_000;
 /** Deadline of a Status call. */
 export const statusTimeoutMs = 1000;
 /** SIGKILL of a member: how long its exit may take to be seen. */
@@ -100,7 +106,7 @@ export async function freeBasePort(nodes: number, random: () => number = Math.ra
   throw new Error('no free port block found');
 }
 
-function memberArgs(target: Target, member: Member, initialCluster: string, token: string, unsafeStaleReads: boolean): string[] {
+function memberArgs(target: Target, member: Member, initialCluster: string, token: string, unsafeStaleReads: boolean, state: 'new' | 'existing' = 'new'): string[] {
   const common = [
     `--name=${member.name}`,
     `--data-dir=${member.dataDir}`,
@@ -110,7 +116,7 @@ function memberArgs(target: Target, member: Member, initialCluster: string, toke
     `--initial-advertise-peer-urls=${url(member.proxyPort)}`,
     `--listen-metrics-urls=${url(member.metricsPort)}`,
     `--initial-cluster=${initialCluster}`,
-    '--initial-cluster-state=new',
+    `--initial-cluster-state=${state}`,
     `--initial-cluster-token=${token}`,
   ];
   if (target === 'dkv') {
@@ -198,12 +204,15 @@ export class RealCluster {
     return this.paused.has(name);
   }
 
-  /** Starts a member (again, after `kill`: it resumes from its data directory). */
-  startMember(name: string): void {
+  /**
+   * Starts a member (again, after `kill`: it resumes from its data directory; a data directory a
+   * restart finds ignores the initial-cluster flags, so `existing` matters only on an empty one).
+   */
+  startMember(name: string, state: 'new' | 'existing' = 'new'): void {
     if (this.processes.has(name)) throw new Error(`${name} is already running`);
     const member = this.member(name);
     const log = openSync(member.logFile, 'a');
-    const args = memberArgs(this.options.target, member, this.initialCluster, this.token, this.options.unsafeStaleReads === true);
+    const args = memberArgs(this.options.target, member, this.initialCluster, this.token, this.options.unsafeStaleReads === true, state);
     const command = this.options.target === 'dkv' ? process.execPath : (this.options.etcdBin ?? defaultEtcdBin);
     const child = spawn(command, args, { stdio: ['ignore', log, log] });
     closeSync(log);
@@ -297,6 +306,68 @@ export class RealCluster {
       }
       if (Date.now() - started > timeoutMs) throw new Error(`no leader within ${timeoutMs} ms (logs in ${this.options.dir})`);
       await new Promise((resolve) => setTimeout(resolve, leaderPollMs));
+    }
+  }
+
+  /**
+   * Replaces member `name` as etcd's runbook does, through member `via`: MemberRemove (the
+   * removed process exits by itself; killed after `removedExitWaitMs`), an empty data directory,
+   * MemberAdd with the same peer URL, and a start with --initial-cluster-state existing. Ids stay
+   * exact (etcd's go past 2^53). Returns the old and the new id (decimal strings).
+   */
+  async replaceMember(name: string, via: string): Promise<{ oldId: string; newId: string; exitedByItself: boolean }> {
+    const member = this.member(name);
+    const peerUrl = url(member.proxyPort);
+    const admin = new EtcdChannel(this.endpoint(via), { decode: longsAsStrings, callTimeoutMs: membershipCallTimeoutMs });
+    const listed = async (): Promise<{ ID: string } | undefined> => {
+      const list = (await admin.call('etcdserverpb.Cluster', 'MemberList', {})) as { members?: Array<{ ID: string; peerURLs: string[] }> };
+      return (list.members ?? []).find((m) => m.peerURLs.includes(peerUrl));
+    };
+    /**
+     * A membership call whose answer may be lost (a removed leader, no leader for a moment): the
+     * member list judges whether it happened; if not, it is made again, until the deadline.
+     */
+    const settle = async (call: () => Promise<unknown>, done: () => Promise<boolean>, what: string): Promise<void> => {
+      const deadline = Date.now() + 3 * membershipCallTimeoutMs;
+      for (;;) {
+        let failure: unknown;
+        try {
+          await call();
+          return;
+        } catch (error) {
+          failure = error;
+        }
+        if (await done().catch(() => false)) return;
+        if (Date.now() > deadline) throw new Error(`${what}: ${failure instanceof Error ? failure.message : String(failure)}`);
+        await new Promise((resolve) => setTimeout(resolve, 5 * leaderPollMs));
+      }
+    };
+    try {
+      const old = await listed();
+      if (old === undefined) throw new Error(`${name} (${peerUrl}) is not in the member list`);
+      const child = this.processes.get(name);
+      const exited = child === undefined ? Promise.resolve(true) : new Promise<boolean>((resolve) => child.once('exit', () => resolve(true)));
+      await settle(() => admin.call('etcdserverpb.Cluster', 'MemberRemove', { ID: old.ID }), async () => (await listed()) === undefined, 'MemberRemove');
+      this.resume(name);
+      const exitedByItself = await Promise.race([exited, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), removedExitWaitMs))]);
+      await this.kill(name);
+      rmSync(member.dataDir, { recursive: true, force: true });
+      let newId = '';
+      await settle(
+        async () => {
+          const added = (await admin.call('etcdserverpb.Cluster', 'MemberAdd', { peerURLs: [peerUrl] })) as { member?: { ID: string } };
+          newId = added.member?.ID ?? '';
+        },
+        async () => {
+          newId = (await listed())?.ID ?? '';
+          return newId !== '';
+        },
+        'MemberAdd',
+      );
+      this.startMember(name, 'existing');
+      return { oldId: old.ID, newId, exitedByItself };
+    } finally {
+      admin.close();
     }
   }
 

@@ -13,7 +13,7 @@ import { ProgressBar, writeReport } from '../report/index';
 import type { RealCluster, Target } from './cluster';
 import { defaultEtcdBin } from './cluster';
 import { electionObservers } from './election-clients';
-import { type FaultKind, faultKinds, isFaultKind } from './nemesis';
+import { type FaultKind, defaultFaultKinds, faultKinds, isFaultKind } from './nemesis';
 import { type RealRunOutcome, checkTimeBudgetMsDefault, runReal } from './run';
 import { type RealWorkloadName, isRealWorkloadName, realWorkloadNames, unsupportedReason } from './workloads';
 
@@ -24,14 +24,16 @@ export const clientsMax = 64;
 export const checkBudgetSecondsMax = 3600;
 
 export const jepsenRunHelp = `Usage: dkv jepsen run [--nodes N] [--time S] [--workload register|kv|watch|counter|lock|election]
-                      [--faults partition,kill,pause,delay] [--target dkv|etcd] [--clients N]
+                      [--faults partition,kill,pause,delay,membership] [--target dkv|etcd] [--clients N]
                       [--seed S] [--out DIR] [--etcd-bin PATH] [--unsafe-stale-reads]
 
 Starts a real local cluster on 127.0.0.1 (DKV servers, or etcd with --target etcd), routes
 every member's peer traffic through a TCP proxy that can blackhole, delay or cut each direction
 of each link, and runs concurrent clients through the etcd gRPC API while a nemesis injects
 faults: network partitions (majority/minority, an isolated node, the isolated leader, one-way),
-SIGKILL and restart of a member, SIGSTOP/SIGCONT, and latency on links. Faults last a few
+SIGKILL and restart of a member, SIGSTOP/SIGCONT, latency on links, and (asked for by name)
+member replacement as etcd's runbook does it: MemberRemove, the data dir wiped, MemberAdd on
+the same peer URL, a start with --initial-cluster-state existing. Faults last a few
 seconds with healthy gaps; the last fifth of the run is healed. The recorded history is checked
 for linearizability (register, counter: per key; kv and watch: etcd's key space with revisions;
 lock: fencing tokens), watch streams against etcd's watch guarantees, every acknowledged write
@@ -58,7 +60,8 @@ Options:
                      break. Checked against the committed history: at most one leader per
                      revision, acknowledged campaigns led, observers see leaders in the true
                      order, acknowledged proclaims came from the leader) (default register)
-  --faults LIST      comma-separated: ${faultKinds.join(', ')}; "none" for none (default all);
+  --faults LIST      comma-separated: ${faultKinds.join(', ')}; "none" for none
+                     (default ${defaultFaultKinds.join(',')});
                      the lock workload pauses its holders and the election workload its
                      leaders whatever this says
   --target T         dkv (node bin/dkv.js server) or etcd (default dkv)
@@ -78,7 +81,7 @@ Exit status: 0 ok, 1 violation, 2 unknown, interrupted, usage or harness error.
 `;
 
 function parseFaults(value: string | undefined): FaultKind[] {
-  if (value === undefined) return [...faultKinds];
+  if (value === undefined) return [...defaultFaultKinds];
   if (value === 'none' || value === '') return [];
   const faults = value.split(',').map((f) => f.trim()).filter((f) => f !== '');
   for (const fault of faults) {
@@ -171,7 +174,7 @@ function summary(outcome: RealRunOutcome): string[] {
   const lines = [
     `verdict: ${results.verdict}${outcome.interrupted ? ' (interrupted)' : ''}`,
     `  operations: ${stats.operations ?? 0} (ok ${stats.ok ?? 0}, fail ${stats.fail ?? 0}, info ${stats.info ?? 0})`,
-    `  faults: ${stats.faults ?? 0} (partition ${stats['faults.partition'] ?? 0}, kill ${stats['faults.kill'] ?? 0}, pause ${stats['faults.pause'] ?? 0}, delay ${stats['faults.delay'] ?? 0}${outcome.fencing === undefined ? '' : `, holder pause ${stats['faults.holder-pause'] ?? 0}`}${outcome.election === undefined ? '' : `, leader pause ${stats['faults.leader-pause'] ?? 0}`})`,
+    `  faults: ${stats.faults ?? 0} (partition ${stats['faults.partition'] ?? 0}, kill ${stats['faults.kill'] ?? 0}, pause ${stats['faults.pause'] ?? 0}, delay ${stats['faults.delay'] ?? 0}, membership ${stats['faults.membership'] ?? 0}${outcome.fencing === undefined ? '' : `, holder pause ${stats['faults.holder-pause'] ?? 0}`}${outcome.election === undefined ? '' : `, leader pause ${stats['faults.leader-pause'] ?? 0}`})`,
     `  linearizability (${linearizability.model}): ${linearizability.verdict}, ${linearizability.partitions.length} partition(s), ${Math.round(linearizability.elapsedMs)} ms`,
   ];
   for (const partition of linearizability.partitions) {

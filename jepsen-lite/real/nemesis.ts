@@ -12,8 +12,13 @@ import { SeededPrng } from '../../raft/index';
 import type { FaultWindow } from '../history';
 import type { LinkMode } from './proxy';
 
-export type FaultKind = 'partition' | 'kill' | 'pause' | 'delay';
-export const faultKinds: readonly FaultKind[] = ['partition', 'kill', 'pause', 'delay'];
+export type FaultKind = 'partition' | 'kill' | 'pause' | 'delay' | 'membership';
+export const faultKinds: readonly FaultKind[] = ['partition', 'kill', 'pause', 'delay', 'membership'];
+/**
+ * What a run injects unless told otherwise. `membership` (replace a member as etcd's runbook
+ * does: remove it, wipe its data, add it back, start it with `existing`) is asked for by name.
+ */
+export const defaultFaultKinds: readonly FaultKind[] = ['partition', 'kill', 'pause', 'delay'];
 
 export function isFaultKind(name: string): name is FaultKind {
   return (faultKinds as readonly string[]).includes(name);
@@ -45,6 +50,8 @@ export type FaultAction =
   | { readonly kind: 'partition'; readonly shape: PartitionShape; readonly side: readonly number[]; readonly leader: boolean; readonly mode: Exclude<LinkMode, 'open'> }
   | { readonly kind: 'kill'; readonly target: NodeChoice }
   | { readonly kind: 'pause'; readonly target: NodeChoice }
+  /** Remove the member, wipe its data directory, add it back on the same peer URL, start it. */
+  | { readonly kind: 'membership'; readonly target: NodeChoice }
   /** Latency on both directions of every link of `nodes` (all links when it holds every node). */
   | { readonly kind: 'delay'; readonly nodes: readonly number[]; readonly delayMs: number };
 
@@ -89,6 +96,7 @@ function drawAction(random: SeededPrng, kind: FaultKind, nodes: number): FaultAc
     }
     case 'kill':
     case 'pause':
+    case 'membership':
       return { kind, target: { node, leader: random.nextInt(3) === 0 } };
     case 'delay': {
       const all = random.nextInt(2) === 0;
@@ -135,6 +143,8 @@ export interface NemesisCluster {
   running(name: string): boolean;
   pause(name: string): void;
   resume(name: string): void;
+  /** Replaces member `name` through member `via` (see RealCluster.replaceMember). */
+  replaceMember(name: string, via: string): Promise<{ oldId: string; newId: string; exitedByItself: boolean }>;
   readonly proxies: {
     setLink(from: string, to: string, change: { mode?: LinkMode; delayMs?: number }): void;
     healAll(): void;
@@ -249,6 +259,31 @@ export class Nemesis {
         const name = await this.resolve(action.target);
         cluster.pause(name);
         return { description: `SIGSTOP ${name}${action.target.leader ? ' (leader)' : ''}`, heal: () => cluster.resume(name) };
+      }
+      case 'membership': {
+        const name = await this.resolve(action.target);
+        // Through the leader when another member leads (a member that just restarted may not serve yet).
+        const leader = await cluster.leader();
+        const via = leader !== undefined && leader !== name ? leader : cluster.members.map((m) => m.name).find((n) => n !== name && cluster.running(n));
+        if (via === undefined) return { description: `replace ${name}: skipped, no other member runs`, heal: () => {} };
+        const hex = (id: string) => (id === '' ? '?' : BigInt(id).toString(16));
+        try {
+          const { oldId, newId, exitedByItself } = await cluster.replaceMember(name, via);
+          const exit = exitedByItself ? 'it exited by itself' : 'it was killed: it did not exit after its removal';
+          return {
+            description: `replace ${name}${action.target.leader ? ' (leader)' : ''}: removed ${hex(oldId)} (${exit}), added back as ${hex(newId)} on an empty data dir`,
+            heal: () => {
+              if (!cluster.running(name)) cluster.startMember(name);
+            },
+          };
+        } catch (error) {
+          return {
+            description: `replace ${name}: failed (${error instanceof Error ? error.message : String(error)})`,
+            heal: () => {
+              if (!cluster.running(name)) cluster.startMember(name);
+            },
+          };
+        }
       }
       case 'delay': {
         const names = action.nodes.map((i) => this.name(i));

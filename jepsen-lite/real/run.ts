@@ -275,7 +275,7 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
       fail: counts.fail,
       info: counts.info,
       faults: faults.length,
-      ...Object.fromEntries(['partition', 'kill', 'pause', 'delay', 'holder-pause', 'leader-pause'].map((k) => [`faults.${k}`, faults.filter((f) => f.kind === k).length])),
+      ...Object.fromEntries(['partition', 'kill', 'pause', 'delay', 'membership', 'holder-pause', 'leader-pause'].map((k) => [`faults.${k}`, faults.filter((f) => f.kind === k).length])),
       ...(fencing !== undefined ? fencingStats(fencing) : {}),
       ...(election !== undefined ? electionStats(election) : {}),
       committedRevisions: watchHistory?.revisions.length ?? 0,

@@ -28,7 +28,8 @@ export async function serverCommand(args: string[]): Promise<number> {
   const { DkvNode } = await import('../server/node');
   return new Promise<number>((resolve, reject) => {
     const fatal = (error: Error): void => {
-      logger.error(`fatal: ${error.stack ?? error.message}`);
+      // A removed member's error is the whole story; anything else is a bug worth its stack.
+      logger.error(`fatal: ${error.name === 'MemberRemovedError' ? error.message : (error.stack ?? error.message)}`);
       process.stderr.write(`dkv server: fatal: ${error.message}\n`);
       resolve(1);
       // Sockets and timers of the broken node would keep the process alive: leave now.
@@ -37,7 +38,15 @@ export async function serverCommand(args: string[]): Promise<number> {
     DkvNode.start(config, logger, { onFatal: fatal }).then((node) => {
       process.once('SIGTERM', () => shutdown(node, 'SIGTERM'));
       process.once('SIGINT', () => shutdown(node, 'SIGINT'));
-    }, reject);
+    }, (error: unknown) => {
+      if (error instanceof Error && error.name === 'StartupError') {
+        logger.warn(`cannot start: ${error.message}`);
+        process.stderr.write(`dkv server: ${error.message}\n`);
+        resolve(2);
+        return;
+      }
+      reject(error);
+    });
     const shutdown = (node: { stop(): Promise<void> }, signal: string): void => {
       logger.info(`${signal}: stopping`);
       node.stop().then(

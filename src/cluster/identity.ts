@@ -3,9 +3,13 @@
  * values (every member's id is in every shard's Raft log and snapshot, and member.json records
  * them), so they never change; `test/cluster/identity.test.ts` pins them.
  *
- * - A member's id depends only on its peer URLs (in any order) and the cluster token, so every
- *   member works out every other's from --initial-cluster, and MemberAdd gives an added member
- *   the id it will compute for itself.
+ * - A founding member's id depends only on its peer URLs (in any order) and the cluster token,
+ *   so every member works out every other's from --initial-cluster.
+ * - MemberAdd gives the same id when that id is free, and a fresh one (`addedMemberIdOf` with the
+ *   next attempt number) when a member with those peer URLs had it and was removed: removed ids
+ *   never come back, so a replacement on the same peer URL is a new member, as in etcd. A member
+ *   started with --initial-cluster-state existing learns its id from the cluster (it asks a
+ *   peer for the member list and finds itself by its peer URLs).
  * - The cluster id depends only on the token, so a member that joins later knows it without
  *   asking; give every cluster its own --initial-cluster-token.
  * - Ids are Raft node ids: positive integers below 2^53, printed in lower-case hex as etcd does.
@@ -29,6 +33,16 @@ export function memberIdOf(peerUrls: ReadonlyArray<string | PeerUrlLike>, cluste
   const urls = peerUrls.map((url) => (typeof url === 'string' ? url : url.href)).sort();
   // The name slot is empty: a member's name may change, its id may not.
   return idFromHash(['dkv-member-v1', '', urls, clusterToken]);
+}
+
+/**
+ * The id MemberAdd gives on its `attempt`-th try (0 gives `memberIdOf`'s): it takes the first
+ * attempt whose id is neither in use nor removed.
+ */
+export function addedMemberIdOf(peerUrls: ReadonlyArray<string | PeerUrlLike>, clusterToken: string, attempt: number): number {
+  if (attempt === 0) return memberIdOf(peerUrls, clusterToken);
+  const urls = peerUrls.map((url) => (typeof url === 'string' ? url : url.href)).sort();
+  return idFromHash(['dkv-member-v1', '', urls, clusterToken, attempt]);
 }
 
 /** The cluster's id, from its token. */

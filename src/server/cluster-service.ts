@@ -5,7 +5,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { ConfChange } from '../../raft/index';
-import { memberIdOf } from '../cluster/index';
+import { addedMemberIdOf } from '../cluster/index';
 import { type Member, encodeMemberContext } from '../engines/meta/index';
 import { int64IfSafe, type Int64 } from '../etcd-proto';
 import { dkvError } from '../errors';
@@ -29,6 +29,12 @@ export interface Membership {
    * shard's leader sees it (asked of the leader when this node does not lead).
    */
   learnerReady(id: number, ratio: number): Promise<boolean>;
+  /**
+   * Settles once this member knows it was removed (it applied its removal, or a peer refused it
+   * as removed). A member removing itself may never apply the meta shard's change: the others
+   * stop replicating to it once they apply it.
+   */
+  removedSelf(): Promise<void>;
 }
 
 export interface ClusterServiceContext extends ServiceContext {
@@ -88,8 +94,12 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       const peerUrls = checkPeerUrls(message.peerURLs ?? []);
       const current = membership.members();
       if (current.some((m) => m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
-      const id = memberIdOf(peerUrls, membership.clusterToken);
-      if (current.some((m) => m.id === id) || membership.isRemoved(id)) throw dkvError('member-exists');
+      // A removed id never comes back: re-adding a removed member's peer URLs gives a new id.
+      let id = 0;
+      for (let attempt = 0; id === 0; attempt++) {
+        const candidate = addedMemberIdOf(peerUrls, membership.clusterToken, attempt);
+        if (!current.some((m) => m.id === candidate) && !membership.isRemoved(candidate)) id = candidate;
+      }
       const isLearner = message.isLearner === true;
       if (isLearner && current.filter((m) => m.isLearner).length >= learnersMax) throw dkvError('too-many-learners');
       const record = { id, name: '', peerUrls, isLearner };
@@ -104,10 +114,18 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     MemberRemove: unary<{ ID: Int64 }>(async ({ message }) => {
       const member = find(message.ID);
       // The data groups first: the meta shard's record (and the transport's peer) goes last.
+      const meta = ctx.router.meta();
       for (const shard of ctx.router.hosted().reverse()) {
-        await shard.proposeConfChange({ transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) }, options);
+        const proposal = shard.proposeConfChange({ transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) }, options);
+        if (member.id === ctx.memberId && shard.shardId === meta.shardId) {
+          // Removing itself: done once it hears of its removal by any path.
+          proposal.catch(() => {});
+          await Promise.race([proposal, membership.removedSelf()]);
+        } else {
+          await proposal;
+        }
       }
-      return { header: header(), members: members() };
+      return { header: header(), members: members().filter((m) => m.ID !== member.id) };
     }),
 
     MemberUpdate: unary<{ ID: Int64; peerURLs: string[] }>(async ({ message }) => {

@@ -28,6 +28,13 @@ export const metricsKeepAliveMs = 65_000;
 /** How often the gauges of /metrics are refreshed. */
 export const gaugeRefreshMs = 1000;
 
+/**
+ * A member that learnt it was removed keeps its sockets open this many election timeouts before
+ * it stops: answers to requests other members forwarded to it (the MemberRemove that removed a
+ * leader, say) and its last heartbeats still go out.
+ */
+export const removedStopGraceElections = 1;
+
 /** A member's attributes publication that got no answer is tried again after this many election timeouts. */
 export const publishRetryElections = 2;
 

@@ -1,7 +1,7 @@
 /**
  * The server's log: one line per event, `<ISO time> <LEVEL> <member name>: <message>`, written
  * to every output of --log-outputs (stderr, stdout or files). Lines under --log-level are dropped.
- * Member and cluster ids are written in hex, as etcd does (`idHex`).
+ * Member and cluster ids are written in hex, as etcd does (`formatId` of src/cluster).
  */
 import { appendFileSync } from 'node:fs';
 import type { LogLevel } from './config';
@@ -14,11 +14,6 @@ export interface ServerLogger {
 }
 
 const rank: Readonly<Record<LogLevel, number>> = { debug: 0, info: 1, warn: 2, error: 3 };
-
-/** A member or cluster id as etcd prints it: lower-case hex, no prefix. */
-export function idHex(id: number | bigint): string {
-  return id.toString(16);
-}
 
 export function formatLogLine(time: Date, level: LogLevel, name: string, message: string): string {
   return `${time.toISOString()} ${level.toUpperCase()} ${name}: ${message}\n`;

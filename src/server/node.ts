@@ -5,12 +5,12 @@
  * Counter) and the metrics/health HTTP server. Services get the router and narrow interfaces,
  * never this object.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { type ConfChange, type Entry, SeededPrng, assert, encodeConfChange } from '../../raft/index';
 import { LevelLogStore, type ShardUpdate } from '../../storage/index';
-import { clusterIdOf, memberIdOf } from '../cluster/index';
+import { clusterIdOf, formatId, memberIdOf } from '../cluster/index';
 import { composeStateMachine, kvEngineOf, metaEngineOf } from '../runtime/index';
 import { eventsOf } from '../engines/index';
 import { type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index';
@@ -25,17 +25,18 @@ import { createCounterService } from './counter-service';
 import { createKvService } from './kv-service';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service';
 import { createLockService } from './lock-service';
-import { gaugeRefreshMs, grpcOverheadBytes, publishRetryElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
+import { gaugeRefreshMs, grpcOverheadBytes, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
 import { createMaintenanceService } from './maintenance-service';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics';
 import { PeerTransport } from './peer/index';
+import { type KnownPeer, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup';
+import { guardLearner } from './learner-guard';
 import { createPrefixWatchService } from './prefix-watch-service';
 import { BufferedBytes } from './response-queue';
 import { Ticker, immediateScheduler, levelStorage, wallClock } from './runtime-host';
 import { createWatchService } from './watch-service';
 import { answerLeaderQuery, learnerProgress } from './leader-queries';
 import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log';
-import { idHex } from './logger';
 
 /** Shard 0 holds cluster metadata; shard 1 the default store's data. */
 export const META_SHARD = 0;
@@ -55,18 +56,31 @@ export interface NodeLogger {
 }
 
 export interface DkvNodeOptions {
-  /** The node cannot go on (storage failed, an invariant broke); the process should exit. */
+  /**
+   * The node cannot go on (storage failed, an invariant broke, or it learnt that it was removed
+   * from the cluster: then the error is a `StartupError`-like `MemberRemovedError` and the node
+   * has stopped serving already); the process should exit.
+   */
   readonly onFatal?: (error: Error) => void;
   /** How often idle watchers with progress_notify hear the revision (etcd: 10 minutes). */
   readonly watchProgressIntervalMs?: number;
 }
 
-/** This member's identity, written to the data directory on first start. */
+/** This member's identity, written to the data directory once its first start set it up. */
 export interface Identity {
   memberId: number;
   clusterId: number;
   name: string;
   clusterToken: string;
+}
+
+/** The member learnt that it was removed from the cluster; it stops and the process exits non-zero. */
+export class MemberRemovedError extends Error {
+  override readonly name = 'MemberRemovedError';
+}
+
+function peerTlsOf(config: ServerConfig): ReturnType<typeof readTls> {
+  return config.listenPeerUrls.some((u) => u.scheme === 'https') ? readTls(config.peerTls) : undefined;
 }
 
 function hostPort(url: ServerUrl): string {
@@ -124,11 +138,19 @@ export class DkvNode {
     readonly logStore: LevelLogStore,
     private readonly logger: NodeLogger,
     private readonly options: DkvNodeOptions,
+    /** Members a cluster query named (ids the meta shard may not know yet). */
+    queried: readonly KnownPeer[] = [],
   ) {
+    for (const peer of queried) if (peer.id !== identity.memberId) this.queriedPeers.set(peer.id, peer.url);
     this.metrics = createServerMetrics();
     this.membershipLog = new MembershipLog(identity.clusterId, (line) => logger.info(line));
     const peers = new Map<number, string>();
     for (const member of this.initialPeers()) if (member.id !== identity.memberId) peers.set(member.id, member.url);
+    // A joiner's query answer wins: --initial-cluster names founding ids, which replaced members no longer have.
+    if (this.queriedPeers.size > 0) {
+      peers.clear();
+      for (const [id, url] of this.queriedPeers) peers.set(id, url);
+    }
     const peerListen = config.listenPeerUrls[0]!;
     const peerTls = config.listenPeerUrls.some((u) => u.scheme === 'https') ? readTls(config.peerTls) : undefined;
     this.transport = new PeerTransport({
@@ -143,6 +165,9 @@ export class DkvNode {
       onUnreachable: (peer, shards) => this.runtime.reportUnreachable(peer, shards),
       onSnapshotStatus: (peer, shard, ok) => this.runtime.reportSnapshot(peer, shard, ok),
       onRequest: async (_from, payload) => answerLeaderQuery(this.runtime, payload),
+      isRemoved: (id) => this.runtime.hasShard(META_SHARD) && metaEngineOf(this.router.meta().machine()).isRemoved(id),
+      onRemoved: (by) => this.removed(`member ${formatId(by)} refused this member's messages: it was removed from the cluster`),
+      clusterInfo: () => encodeClusterInfo(this.identity.clusterId, this.members(), metaEngineOf(this.router.meta().machine()).removedIds()),
       log: (level, message) => (level === 'error' || level === 'warn' ? logger.warn(message) : level === 'info' ? logger.info(message) : logger.debug(message)),
     });
     const electionTimeoutMs = config.tickMs * config.electionTicks;
@@ -165,12 +190,13 @@ export class DkvNode {
       listener: {
         saved: (seconds) => this.metrics.walFsyncSeconds.observe(seconds),
         leaderChanged: (shard, leader, term) => {
-          logger.info(`shard ${shard}: ${leader === 0 ? 'no leader' : `leader is now ${idHex(leader)}`} (term ${term})`);
+          logger.info(`shard ${shard}: ${leader === 0 ? 'no leader' : `leader is now ${formatId(leader)}`} (term ${term})`);
           if (shard === DEFAULT_STORE_SHARD) this.metrics.leaderChanges.inc();
         },
         confChangeApplied: (shard) => {
-          if (shard === META_SHARD) this.membershipLog.changed(this.members());
-          if (shard === META_SHARD) this.refreshPeers();
+          if (shard !== META_SHARD) return;
+          this.membershipLog.changed(this.members());
+          this.membershipChanged();
         },
         applied: (shard, applied) => {
           if (shard === DEFAULT_STORE_SHARD) this.watchHub.onApplied(eventsOf(applied.outcome));
@@ -179,7 +205,7 @@ export class DkvNode {
           const source = from === 'leader' ? "the leader's snapshot" : 'the stored snapshot';
           logger.info(`shard ${shard}: state restored from ${source} at index ${this.runtime.machine(shard).appliedIndex}`);
           if (shard === META_SHARD) this.membershipLog.changed(this.members(), from !== 'leader');
-          if (shard === META_SHARD) this.refreshPeers();
+          if (shard === META_SHARD) this.membershipChanged();
           if (shard === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
         },
         fatal: (error) => this.options.onFatal?.(error),
@@ -198,9 +224,29 @@ export class DkvNode {
   /** Starts a node from its configuration; resolves when it serves clients. */
   static async start(config: ServerConfig, logger: NodeLogger, options: DkvNodeOptions = {}): Promise<DkvNode> {
     mkdirSync(config.dataDir, { recursive: true });
-    const identity = DkvNode.identityOf(config);
+    const file = identityFile(config.dataDir);
+    const restarting = existsSync(file);
+    let identity: Identity;
+    let queried: KnownPeer[] = [];
+    if (restarting) {
+      identity = JSON.parse(readFileSync(file, 'utf8')) as Identity;
+      if (identity.name !== config.name) {
+        throw new StartupError(
+          `data dir ${config.dataDir} belongs to member ${JSON.stringify(identity.name)} (${formatId(identity.memberId)}), not ${JSON.stringify(config.name)}: wrong --data-dir or --name?`,
+        );
+      }
+    } else {
+      // No identity file: no start ever finished setting this directory up (the file is written
+      // before the node first talks to a peer), so whatever a failed start left here goes.
+      const raftDir = join(config.dataDir, 'raft');
+      if (existsSync(raftDir)) {
+        logger.warn(`data dir ${config.dataDir}: removing what an unfinished start left behind (${raftDir})`);
+        rmSync(raftDir, { recursive: true, force: true });
+      }
+      ({ identity, peers: queried } = await resolveNewIdentity(config, peerTlsOf(config)));
+    }
     const logStore = await LevelLogStore.open({ path: join(config.dataDir, 'raft') });
-    const node = new DkvNode(config, identity, logStore, logger, options);
+    const node = new DkvNode(config, identity, logStore, logger, options, queried);
     const recovered = HOSTED_SHARDS.map((shard): RecoveredShard => {
       const log = logStore.shard(shard);
       const { hardState } = log.initialState();
@@ -208,14 +254,21 @@ export class DkvNode {
     });
     node.recoveryLog = new RecoveryLog(recovered, (shard) => (shard === DEFAULT_STORE_SHARD ? kvEngineOf(node.runtime.machine(shard)).mvcc.revision : undefined), (line) => logger.info(line));
     try {
-      await node.bootstrapIfNew();
+      if (!restarting) {
+        await node.bootstrapIfNew();
+        writeIdentity(file, identity);
+      }
       for (const shard of HOSTED_SHARDS) node.runtime.addShard(shard);
+      if (restarting) checkRecoveredState(config, identity, metaEngineOf(node.router.meta().machine()));
+      node.learner = node.members().find((m) => m.id === identity.memberId)?.isLearner === true;
       node.refreshPeers();
       await node.transport.start();
       node.ticker.start(node.runtime, config.tickMs);
       await node.serveClients();
       await node.serveMetrics();
       node.publishAttributes();
+      node.started = true;
+      if (restarting) node.learnCurrentPeers();
       const applied = HOSTED_SHARDS.map((shard) => ({ shard, appliedIndex: node.runtime.machine(shard).appliedIndex, revision: shard === DEFAULT_STORE_SHARD ? kvEngineOf(node.runtime.machine(shard)).mvcc.revision : undefined }));
       for (const line of startupLines({ config, memberId: identity.memberId, clusterId: identity.clusterId, recovered, applied })) logger.info(line);
       logger.info(`serving clients on ${config.advertiseClientUrls.map((u) => u.href).join(',')}`);
@@ -226,16 +279,49 @@ export class DkvNode {
     return node;
   }
 
-  /** Reads this member's identity from its data directory, or creates it from the configuration. */
-  static identityOf(config: ServerConfig): Identity {
-    const file = join(config.dataDir, 'member.json');
-    if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as Identity;
-    const token = config.initialClusterToken;
-    const memberId = memberIdOf(config.initialAdvertisePeerUrls, token);
-    const identity: Identity = { memberId, clusterId: clusterIdOf(token), name: config.name, clusterToken: token };
-    writeFileSync(`${file}.tmp`, JSON.stringify(identity));
-    renameSync(`${file}.tmp`, file);
-    return identity;
+  /** Whether this member is a learner now (refreshed on every membership change). */
+  private learner = false;
+  private removedNoticed = false;
+  private readonly removedSelf = (() => {
+    let settle = (): void => {};
+    const promise = new Promise<void>((resolve) => (settle = resolve));
+    return { promise, settle };
+  })();
+  /** Set once start() finished. */
+  private started = false;
+
+  /** The meta shard changed membership (a change applied, a snapshot installed). */
+  private membershipChanged(): void {
+    this.refreshPeers();
+    const meta = metaEngineOf(this.router.meta().machine());
+    this.learner = meta.members().find((m) => m.id === this.identity.memberId)?.isLearner === true;
+    if (meta.isRemoved(this.identity.memberId)) this.removed('this member applied its own removal');
+  }
+
+  /**
+   * The member was removed from the cluster: it stops serving (the calls in flight finish, so a
+   * MemberRemove this node answers gets its answer), logs why, and hands the process a
+   * `MemberRemovedError` to exit with, as etcd's removed member exits.
+   */
+  private removed(how: string): void {
+    // During start-up the recovered state is checked instead (checkRecoveredState), and a refusal
+    // heard from a peer comes again with its next dial.
+    if (this.removedNoticed || this.stopping || !this.started) return;
+    this.removedNoticed = true;
+    this.removedSelf.settle();
+    const message =
+      `the member has been permanently removed from the cluster (${how}); ` +
+      `the data dir ${this.config.dataDir} can never be used again: delete it, add the member back with etcdctl member add, ` +
+      'and start it with --initial-cluster-state existing (docs/replace-member.md)';
+    this.logger.warn(message);
+    // Off the apply path (the runtime is in the middle of applying the change), after a grace
+    // period in which answers to forwarded requests and the last heartbeats still go out.
+    setTimeout(() => {
+      this.stop().then(
+        () => this.options.onFatal?.(new MemberRemovedError(message)),
+        () => this.options.onFatal?.(new MemberRemovedError(message)),
+      );
+    }, removedStopGraceElections * this.config.tickMs * this.config.electionTicks);
   }
 
   private initialPeers(): Array<{ id: number; url: string }> {
@@ -255,12 +341,39 @@ export class DkvNode {
     if (updates.length > 0) await this.logStore.save(updates);
   }
 
-  /** Points the transport at the members the meta shard knows. */
+  /** Members learnt from a cluster query that the meta shard has not recorded (yet). */
+  private readonly queriedPeers = new Map<number, string>();
+
+  /**
+   * A restarted member's meta shard may be behind: members replaced while it was down have new
+   * ids it cannot know, and it needs their streams to catch up. Ask the peers once who the
+   * members are now (best effort, in the background).
+   */
+  private learnCurrentPeers(): void {
+    const urls = [...this.config.initialCluster.flatMap((m) => m.peerUrls.map((u) => u.href)), ...this.members().flatMap((m) => m.peerUrls)];
+    const own = new Set(this.config.initialAdvertisePeerUrls.map((u) => u.href));
+    currentPeers(urls.filter((u) => !own.has(u)), peerTlsOf(this.config), this.identity.clusterId).then(
+      ({ peers }) => {
+        if (this.stopping) return;
+        for (const peer of peers) if (peer.id !== this.identity.memberId) this.queriedPeers.set(peer.id, peer.url);
+        this.refreshPeers();
+      },
+      () => {},
+    );
+  }
+
+  /** Points the transport at the members the meta shard knows (and queried ones it does not know of yet). */
   private refreshPeers(): void {
     const members = this.members();
-    if (members.length === 0) return;
+    if (members.length === 0 && this.queriedPeers.size === 0) return;
+    const meta = this.runtime.hasShard(META_SHARD) ? metaEngineOf(this.router.meta().machine()) : undefined;
     const wanted = new Map<number, string>();
     for (const m of members) if (m.id !== this.identity.memberId && m.peerUrls[0] !== undefined) wanted.set(m.id, m.peerUrls[0]);
+    for (const [id, url] of this.queriedPeers) {
+      // Kept until the meta shard records the member (then its record rules) or its removal.
+      if (members.some((m) => m.id === id) || meta?.isRemoved(id) === true) this.queriedPeers.delete(id);
+      else wanted.set(id, url);
+    }
     const known = new Set(this.transport.peerIds());
     for (const [id, url] of wanted) {
       if (known.has(id)) this.transport.updatePeer(id, url);
@@ -297,6 +410,7 @@ export class DkvNode {
       members: () => this.members(),
       isRemoved: (id) => metaEngineOf(this.router.meta().machine()).isRemoved(id),
       clusterToken: this.identity.clusterToken,
+      removedSelf: () => this.removedSelf.promise,
       learnerReady: async (id, ratio) => {
         // Progress is known where each shard's leader is: asked of it when this node does not lead.
         const timeoutMs = requestTimeoutMs(this.config.tickMs * this.config.electionTicks);
@@ -345,12 +459,16 @@ export class DkvNode {
       memberId: this.identity.memberId,
       requestTimeoutMs: requestTimeoutMs(this.config.tickMs * this.config.electionTicks),
     };
+    // A learner serves what etcd's learner serves (Status, serializable Range); anything else gets
+    // etcd's `rpc not supported for learner`, so clients move on to a voting member.
+    const addService = (service: { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }): void =>
+      server.addService(service.definition, guardLearner(service.definition, service.implementation, () => this.learner));
     const kv = createKvService({ ...common, maxRequestBytes: this.config.maxRequestBytes, unsafeStaleReads: this.config.unsafeStaleReads });
-    server.addService(kv.definition, kv.implementation);
+    addService(kv);
     const cluster = createClusterService({ ...common, membership: this.membership() });
-    server.addService(cluster.definition, cluster.implementation);
+    addService(cluster);
     const maintenance = createMaintenanceService({ ...common, apiVersion: etcdApiVersion });
-    server.addService(maintenance.definition, maintenance.implementation);
+    addService(maintenance);
     const leaseIds = new LeaseIdGenerator(this.identity.memberId, Date.now());
     const lease = createLeaseService({
       ...common,
@@ -360,11 +478,11 @@ export class DkvNode {
       ids: leaseIds,
       keepAliveRead: () => this.metrics.leaseKeepAlives.inc(),
     });
-    server.addService(lease.definition, lease.implementation);
+    addService(lease);
     const dkvKv = createDkvKvService({ ...common, maxRequestBytes: this.config.maxRequestBytes });
-    server.addService(dkvKv.definition, dkvKv.implementation);
+    addService(dkvKv);
     const counter = createCounterService({ ...common, maxRequestBytes: this.config.maxRequestBytes });
-    server.addService(counter.definition, counter.implementation);
+    addService(counter);
     const store = () => kvEngineOf(this.router.defaultStore().machine()).mvcc;
     const watch = createWatchService({
       ...common,
@@ -375,9 +493,9 @@ export class DkvNode {
       progressIntervalMs: this.options.watchProgressIntervalMs ?? watchLimits.watchProgressIntervalMsDefault,
       buffered: this.watchBuffered,
     });
-    server.addService(watch.definition, watch.implementation);
+    addService(watch);
     const prefixWatch = createPrefixWatchService({ hub: () => this.watchHub, store, buffered: this.watchBuffered });
-    server.addService(prefixWatch.definition, prefixWatch.implementation);
+    addService(prefixWatch);
     const concurrency = {
       ...common,
       maxRequestBytes: this.config.maxRequestBytes,
@@ -391,9 +509,9 @@ export class DkvNode {
     };
     const serviceLog = (message: string): void => this.logger.warn(message);
     const lock = createLockService(concurrency, serviceLog);
-    server.addService(lock.definition, lock.implementation);
+    addService(lock);
     const election = createElectionService(concurrency, serviceLog);
-    server.addService(election.definition, election.implementation);
+    addService(election);
     const credentials = this.clientCredentials();
     for (const url of this.config.listenClientUrls) {
       const port = await new Promise<number>((resolve, reject) => {
@@ -518,7 +636,4 @@ export function bootstrapLog(config: ServerConfig): { entries: Entry[]; hardStat
   return { entries, hardState: { term: 1, vote: 0, commit: entries.length } };
 }
 
-/** Reads or creates the member identity file in `dataDir`. */
-export function memberIdentity(config: ServerConfig): Identity {
-  return DkvNode.identityOf(config);
-}
+

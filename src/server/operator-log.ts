@@ -5,7 +5,7 @@
  */
 import type { MemberRecord } from '../engines/meta/index';
 import type { ServerConfig, ServerUrl } from './config';
-import { idHex } from './logger';
+import { formatId } from '../cluster/index';
 import { dkvVersion, etcdApiVersion } from './version';
 
 /** What one shard's log store held when the node opened it, before anything was written. */
@@ -46,7 +46,7 @@ export function startupLines(facts: StartupFacts): string[] {
     restart: 'restarted from its data directory',
   }[kind];
   const lines = [
-    `DKV ${dkvVersion()} (etcd API ${etcdApiVersion}, Node ${process.version}) member ${idHex(memberId)} ("${config.name}") of cluster ${idHex(clusterId)}: ${how}`,
+    `DKV ${dkvVersion()} (etcd API ${etcdApiVersion}, Node ${process.version}) member ${formatId(memberId)} ("${config.name}") of cluster ${formatId(clusterId)}: ${how}`,
     `data dir ${config.dataDir}${config.configFile === undefined ? '' : `, config file ${config.configFile}`}`,
     `settings not at their defaults: ${config.changedSettings.length === 0 ? '(none)' : config.changedSettings.join(' ')}`,
   ];
@@ -93,7 +93,7 @@ export function memberChangeLine(change: MemberChange, clusterId: number): strin
   const { member } = change;
   const role = member.isLearner ? 'learner' : 'voter';
   const name = member.name === '' ? '(unstarted)' : `"${member.name}"`;
-  return `${change.kind} member ${idHex(member.id)} ${name} (${role}, peer URLs ${member.peerUrls.join(',')}) of cluster ${idHex(clusterId)}`;
+  return `${change.kind} member ${formatId(member.id)} ${name} (${role}, peer URLs ${member.peerUrls.join(',')}) of cluster ${formatId(clusterId)}`;
 }
 
 /** Remembers the member list and logs how each applied change altered it. */

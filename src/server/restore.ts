@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { LevelLogStore, joinSnapshotFrames, restoreSnapshot } from '../../storage/index';
 import { kvEngineOf } from '../runtime/index';
 import type { ServerConfig } from './config';
-import { DEFAULT_STORE_SHARD, META_SHARD, bootstrapLog, initialMembers, memberIdentity, shardStateMachine } from './node';
+import { DEFAULT_STORE_SHARD, META_SHARD, bootstrapLog, initialMembers, shardStateMachine } from './node';
+import { foundingIdentity, identityFile, writeIdentity } from './startup';
 import { type SnapshotFileContents, readSnapshotFile } from './snapshot-file';
 
 export class RestoreError extends Error {
@@ -28,7 +29,6 @@ export async function restoreMember(config: ServerConfig, file: string): Promise
     throw new RestoreError(`${file}: ${error instanceof Error ? error.message : String(error)}`);
   }
   mkdirSync(config.dataDir, { recursive: true });
-  memberIdentity({ ...config, initialClusterState: 'new' });
   const { entries, hardState } = bootstrapLog(config);
   const members = initialMembers(config);
   // The default store starts from a Raft snapshot standing in for the bootstrap entries.
@@ -61,5 +61,7 @@ export async function restoreMember(config: ServerConfig, file: string): Promise
   } finally {
     await log.close();
   }
+  // Last: a directory with its identity file is a set-up member's (see startup.ts).
+  writeIdentity(identityFile(config.dataDir), foundingIdentity(config));
   return { keys: store.keyCount, revision: store.revision };
 }

@@ -4,7 +4,7 @@
  * cluster, so these values may never be updated to make a test pass.
  */
 import { describe, expect, it } from 'vitest';
-import { clusterIdOf, formatId, memberIdOf } from '../../src/cluster/index';
+import { addedMemberIdOf, clusterIdOf, formatId, memberIdOf } from '../../src/cluster/index';
 
 describe('member and cluster identity', () => {
   it('keeps the ids existing data directories hold', () => {
@@ -38,5 +38,14 @@ describe('member and cluster identity', () => {
     expect(formatId(2 ** 53 - 1)).toBe('1fffffffffffff');
     expect(() => formatId(0)).toThrow(TypeError);
     expect(() => formatId(2 ** 53)).toThrow(TypeError);
+  });
+
+  it('an added member takes the founding id when free, and distinct fresh ids on later attempts', () => {
+    const urls = ['http://10.0.0.3:2380'];
+    expect(addedMemberIdOf(urls, 'tok', 0)).toBe(memberIdOf(urls, 'tok'));
+    const ids = new Set([0, 1, 2, 3, 4].map((attempt) => addedMemberIdOf(urls, 'tok', attempt)));
+    expect(ids.size).toBe(5);
+    for (const id of ids) expect(Number.isSafeInteger(id) && id > 0).toBe(true);
+    expect(addedMemberIdOf(urls, 'tok', 1)).toBe(addedMemberIdOf([...urls], 'tok', 1));
   });
 });

@@ -94,6 +94,10 @@ function fakeCluster(leader: string): NemesisCluster & { calls: string[] } {
     running: (name) => running.has(name),
     pause: (name) => calls.push(`pause ${name}`),
     resume: (name) => calls.push(`resume ${name}`),
+    replaceMember: (name, via) => {
+      calls.push(`replace ${name} via ${via}`);
+      return Promise.resolve({ oldId: '10', newId: '11', exitedByItself: true });
+    },
     proxies: {
       setLink: (from, to, change) => calls.push(`link ${from}->${to} ${change.mode ?? ''}${change.delayMs ?? ''}`),
       healAll: () => calls.push('heal'),
@@ -136,5 +140,17 @@ describe('Nemesis', () => {
     expect(cluster.calls.slice(0, 2)).toEqual(['pause n3', 'resume n3']);
     expect(nemesis.windows).toHaveLength(1);
     expect(nemesis.windows[0]!.end).toBeLessThan(1000);
+  });
+
+  it('replaces a member through another running one, and names the old and new ids', async () => {
+    const plan: PlannedFault[] = [{ start: 0, end: 10, action: { kind: 'membership', target: { node: 0, leader: true } } }];
+    const cluster = fakeCluster('n2');
+    const origin = Date.now();
+    const nemesis = new Nemesis({ plan, cluster, now: () => Date.now() - origin });
+    await nemesis.run(new AbortController().signal);
+    expect(cluster.calls[0]).toBe('replace n2 via n1');
+    expect(nemesis.windows.map((w) => [w.kind, w.description])).toEqual([
+      ['membership', 'replace n2 (leader): removed a (it exited by itself), added back as b on an empty data dir'],
+    ]);
   });
 });

@@ -103,17 +103,40 @@ export class TestCluster {
     return `127.0.0.1:${this.nodes[i]!.clientPort}`;
   }
 
-  /** Starts node i (again, after `kill`: it resumes from its data directory). */
-  startNode(i: number): void {
+  /**
+   * Starts node i (again, after `kill`: it resumes from its data directory). `replace` swaps
+   * flags of the dev layout (by name, e.g. `{ 'initial-cluster-state': 'existing' }`).
+   */
+  startNode(i: number, replace: Readonly<Record<string, string>> = {}): void {
     if (this.processes.has(i)) throw new Error(`node ${i} is already running`);
     const node = this.nodes[i]!;
     const log = openSync(node.logFile, 'a');
-    const args = [dkvBin, 'server', ...node.args, ...this.extraArgs, ...this.nodeArgs(i)];
+    const layoutArgs = node.args.map((arg) => {
+      const name = /^--([^=]+)=/.exec(arg)?.[1];
+      return name !== undefined && replace[name] !== undefined ? `--${name}=${replace[name]}` : arg;
+    });
+    const args = [dkvBin, 'server', ...layoutArgs, ...this.extraArgs, ...this.nodeArgs(i)];
     const child = spawn(process.execPath, args, { stdio: ['ignore', log, log] });
     this.processes.set(i, child);
-    child.on('exit', () => {
+    this.exits.delete(i);
+    child.on('exit', (code) => {
+      this.exits.set(i, code);
       if (this.processes.get(i) === child) this.processes.delete(i);
     });
+  }
+
+  /** Exit codes of nodes whose process ended since it was last started. */
+  private readonly exits = new Map<number, number | null>();
+
+  /** Waits for node i's process to exit on its own; its exit code. */
+  async waitForExit(i: number, timeoutMs = 30_000): Promise<number | null> {
+    await waitUntil(() => this.exits.has(i), timeoutMs, () => `node ${this.nodes[i]!.name} to exit\n${this.logs()}`);
+    return this.exits.get(i)!;
+  }
+
+  /** Node i's log file, whole. */
+  log(i: number): string {
+    return readLog(this.nodes[i]!.logFile, Infinity);
   }
 
   /** True while node i's process runs (a crash shows here as false). */
@@ -189,9 +212,9 @@ export class TestCluster {
   }
 }
 
-function readLog(file: string): string {
+function readLog(file: string, lines = 40): string {
   try {
-    return readFileSync(file, 'utf8').split('\n').slice(-40).join('\n');
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
   } catch {
     return '(no log)';
   }

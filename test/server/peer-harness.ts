@@ -30,6 +30,10 @@ export interface NodeOptions {
   readonly isKnownShard?: (shard: number) => boolean;
   readonly tls?: PeerTlsOptions;
   readonly onRequest?: (from: number, payload: Uint8Array) => Promise<Uint8Array>;
+  readonly isRemoved?: (id: number) => boolean;
+  readonly onRemoved?: (by: number) => void;
+  readonly clusterInfo?: () => Uint8Array;
+  readonly removedProbe?: { afterMs: number; intervalMs: number };
 }
 
 /** mulberry32: a small seeded PRNG for backoff jitter. */
@@ -67,6 +71,10 @@ export async function startNode(options: NodeOptions): Promise<TestNode> {
     log: (level, message) => logs.push(`${level}: ${message}`),
     random: seeded(options.id),
     onRequest: options.onRequest,
+    isRemoved: options.isRemoved,
+    onRemoved: options.onRemoved,
+    clusterInfo: options.clusterInfo,
+    removedProbe: options.removedProbe,
   });
   await transport.start();
   const address = `127.0.0.1:${transport.boundPort}`;

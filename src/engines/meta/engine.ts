@@ -11,7 +11,7 @@ import type { ConfChange } from '../../../raft/index';
 import { MvccStore, encodeSnapshot, restoreSnapshotPieces } from '../../../storage/index';
 import { etcdType } from '../../etcd-proto';
 import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError } from '../engine';
-import { type Member, type MemberAttributes, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers } from './members';
+import { type Member, type MemberAttributes, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers, removedIds } from './members';
 
 /** The meta engine's operation codes (in every meta log entry: never renumber). */
 export const MetaCommandKind = {
@@ -92,6 +92,11 @@ export class MetaEngine implements Engine {
   /** Whether `id` was removed (a removed id may never join again). */
   isRemoved(id: number): boolean {
     return isRemoved(this.store, id);
+  }
+
+  /** Every removed id, ascending. */
+  removedIds(): number[] {
+    return removedIds(this.store);
   }
 }
 

@@ -145,3 +145,12 @@ export function listMembers(mvcc: MvccStore): Member[] {
 export function isRemoved(mvcc: MvccStore, id: number): boolean {
   return mvcc.range({ key: removedKey(id), countOnly: true }).count > 0;
 }
+
+/** Every removed id, ascending. */
+export function removedIds(mvcc: MvccStore): number[] {
+  const prefix = encoder.encode('removed/');
+  return mvcc
+    .range({ key: prefix, rangeEnd: prefixEnd(prefix), keysOnly: true })
+    .kvs.map((kv) => Number.parseInt(decoder.decode(kv.key).slice('removed/'.length), 16))
+    .sort((a, b) => a - b);
+}

@@ -11,6 +11,9 @@ export {
   type PeerTlsOptions,
   type PeerLogLevel,
   peerStreamPath,
+  peerClusterPath,
+  queryCluster,
+  removedMemberRefusal,
   peerTarget,
   reconnectDelayMs,
 } from './transport';

@@ -47,6 +47,18 @@ export const reconnectDelayMsMin = 50;
 export const reconnectDelayMsMax = 2000;
 /** A stream whose peer has not said hello within this time is closed. */
 export const helloTimeoutMs = 5000;
+/**
+ * A member that accepts a peer's streams (the peer has the smaller id) and has had none from it
+ * for this long dials it once to ask whether it is still a member: the peer refuses the hello
+ * either with the side rule (fine) or because this member was removed (it then stops).
+ */
+export const removedProbeAfterMs = 5000;
+/** How often those probes go out while the silence lasts. */
+export const removedProbeIntervalMs = 5000;
+/** How long a start-up asks a peer for the cluster's members before giving up on it. */
+export const clusterQueryTimeoutMs = 2000;
+/** Bytes of a cluster-query answer (the member list as JSON). */
+export const clusterQueryBytesMax = 1024 * 1024;
 /** HTTP/2 keepalive pings detect a silent peer within about time + timeout. */
 export const keepaliveTimeMs = 10_000;
 export const keepaliveTimeoutMs = 5000;

@@ -43,6 +43,7 @@ import {
   frameBytesTarget,
   frameMessagesMax,
   grpcMessageSlackBytes,
+  clusterQueryBytesMax,
   helloTimeoutMs,
   keepaliveTimeMs,
   keepaliveTimeoutMs,
@@ -53,6 +54,8 @@ import {
   reconnectDelayMsMax,
   reconnectDelayMsMin,
   refusalsQueuedPerPeerMax,
+  removedProbeAfterMs,
+  removedProbeIntervalMs,
   requestPayloadBytesMax,
   requestQueueBytesMax,
   requestsHandlingPerPeerMax,
@@ -68,6 +71,14 @@ import { PeerRequestError, PeerRequestRefusal, type PeerRequestErrorCode } from 
 const idHex = (id: number): string => id.toString(16);
 
 export const peerStreamPath = '/dkv.peer.v1.Peer/Stream';
+/** A unary call anyone reaching the peer port may make: the cluster's id and members (JSON). */
+export const peerClusterPath = '/dkv.peer.v1.Peer/Cluster';
+
+/**
+ * The start of the detail with which a hello from a removed member is refused; the removed member
+ * recognises it and stops (etcd answers such a member's messages with 410 Gone).
+ */
+export const removedMemberRefusal = 'member removed:';
 
 /**
  * The gRPC metadata key in which each side of a stream lists what it supports beyond the base
@@ -113,6 +124,17 @@ export interface PeerTransportOptions {
    */
   onRequest?(from: number, payload: Uint8Array): Promise<Uint8Array>;
   log?(level: PeerLogLevel, message: string): void;
+  /** Whether member `id` was removed from the cluster: its hellos are refused with `removedMemberRefusal`. */
+  isRemoved?(id: number): boolean;
+  /**
+   * Member `reportedBy` refused this member's hello because it was removed. With this option the
+   * transport also probes members that have not dialed it for `removedProbeAfterMs`.
+   */
+  onRemoved?(reportedBy: number): void;
+  /** The answer to `peerClusterPath` (without it the call is UNIMPLEMENTED). */
+  clusterInfo?(): Uint8Array;
+  /** Removal probes' timing (tests shorten it); `removedProbeAfterMs` / `removedProbeIntervalMs` by default. */
+  readonly removedProbe?: { readonly afterMs: number; readonly intervalMs: number };
   /** For backoff jitter; tests pass a seeded one. */
   random?: () => number;
 }
@@ -180,7 +202,41 @@ const peerService: grpc.ServiceDefinition = {
     responseSerialize: identity,
     responseDeserialize: identity,
   },
+  Cluster: {
+    path: peerClusterPath,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  },
 };
+
+/** Whether a stream's error is a peer refusing this member's hello because it was removed. */
+function isRemovedRefusal(error: Partial<grpc.ServiceError>): boolean {
+  return error.code === grpc.status.PERMISSION_DENIED && (error.details ?? '').startsWith(removedMemberRefusal);
+}
+
+/**
+ * Asks the member at `address` (its peer URL) for the cluster's id and members: what a starting
+ * node needs before it joins (its own id, whether it was bootstrapped before). Rejects on any
+ * failure, UNIMPLEMENTED from an older node included.
+ */
+export function queryCluster(address: string, tls: PeerTlsOptions | undefined, timeoutMs: number): Promise<Uint8Array> {
+  const credentials = tls === undefined ? grpc.credentials.createInsecure() : grpc.credentials.createSsl(tls.ca ?? null, tls.key, tls.cert);
+  const client = new grpc.Client(peerTarget(address), credentials, {
+    'grpc.max_receive_message_length': clusterQueryBytesMax,
+    'grpc.use_local_subchannel_pool': 1,
+  });
+  return new Promise<Uint8Array>((resolve, reject) => {
+    client.makeUnaryRequest(peerClusterPath, identity, identity, Buffer.alloc(0), { deadline: Date.now() + timeoutMs }, (error, answer) => {
+      client.close();
+      if (error !== null || answer === undefined) reject(error ?? new Error('no answer'));
+      else resolve(answer);
+    });
+  });
+}
 
 const grpcMessageBytesMax = frameBytesMax + grpcMessageSlackBytes;
 
@@ -281,6 +337,10 @@ interface PeerState {
   requestQueueBytes: number;
   /** Incoming requests being handled. invariant: 0 <= handling <= requestsHandlingPerPeerMax. */
   handling: number;
+  /** When a stream with this peer was last live (or the peer was added); for removal probes. */
+  lastLive: number;
+  /** When this member last probed the peer (see `removedProbeAfterMs`). */
+  lastProbe: number;
 }
 
 function checkId(value: number, what: string): void {
@@ -377,7 +437,14 @@ export class PeerTransport {
       'grpc.keepalive_time_ms': keepaliveTimeMs,
       'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
     });
-    server.addService(peerService, { Stream: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.accept(call) });
+    server.addService(peerService, {
+      Stream: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.accept(call),
+      Cluster: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+        const info = this.options.clusterInfo;
+        if (info === undefined) callback({ code: grpc.status.UNIMPLEMENTED, details: 'this node does not answer cluster queries' });
+        else callback(null, Buffer.from(info()));
+      },
+    });
     const credentials = this.serverCredentials();
     const host = this.options.listenHost.includes(':') ? `[${this.options.listenHost}]` : this.options.listenHost;
     this.port = await new Promise<number>((resolve, reject) => {
@@ -394,12 +461,61 @@ export class PeerTransport {
     this.running = true;
     this.log('info', `peer transport of member ${idHex(this.options.localId)} listening on ${host}:${this.port}`);
     for (const peer of this.peers.values()) this.maybeDial(peer);
+    if (this.options.onRemoved !== undefined) {
+      this.probeTimer = setInterval(() => this.probeSilentPeers(), Math.max(10, Math.floor(this.probeTiming().intervalMs / 4)));
+      this.probeTimer.unref();
+    }
+  }
+
+  private probeTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Members with the smaller id dial this one; when one has not for `removedProbeAfterMs`, it may
+   * have dropped this member from the cluster. Dial it once: it refuses the hello either by the
+   * side rule (this member is still known) or as a removed member's, which `onRemoved` hears.
+   */
+  private probeTiming(): { afterMs: number; intervalMs: number } {
+    return this.options.removedProbe ?? { afterMs: removedProbeAfterMs, intervalMs: removedProbeIntervalMs };
+  }
+
+  private probeSilentPeers(): void {
+    const now = Date.now();
+    const { afterMs, intervalMs } = this.probeTiming();
+    for (const peer of this.peers.values()) {
+      if (!this.running || this.dials(peer) || peer.connection !== undefined) continue;
+      if (now - peer.lastLive < afterMs || now - peer.lastProbe < intervalMs) continue;
+      peer.lastProbe = now;
+      this.probe(peer);
+    }
+  }
+
+  private probe(peer: PeerState): void {
+    const client = new grpc.Client(peer.target, this.channelCredentials(), { 'grpc.use_local_subchannel_pool': 1 });
+    const stream = client.makeBidiStreamRequest(peerStreamPath, identity, identity, featuresMetadata(false));
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      stream.cancel();
+      client.close();
+    };
+    const timer = setTimeout(finish, helloTimeoutMs);
+    stream.on('error', (error: Partial<grpc.ServiceError>) => {
+      if (!done && this.running && isRemovedRefusal(error)) this.options.onRemoved?.(peer.id);
+      finish();
+    });
+    stream.on('data', finish);
+    stream.on('end', finish);
+    this.counters.framesSent += 1;
+    stream.write(encodeHello({ clusterId: this.options.clusterId, fromId: this.options.localId, toId: peer.id, protocolVersion }));
   }
 
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
     this.flushScheduled = false;
+    clearInterval(this.probeTimer);
     for (const peer of this.peers.values()) this.clearPeer(peer, 'stopped');
     for (const connection of [...this.connections]) this.close(connection, grpc.status.UNAVAILABLE, 'peer transport stopping');
     this.pendingUnreachable.clear();
@@ -856,7 +972,9 @@ export class PeerTransport {
     const stream = connection.stream;
     stream.on('data', (frame: Buffer) => this.onFrame(connection, frame));
     stream.on('error', (error: Partial<grpc.ServiceError>) => {
+      const removedBy = connection.side === 'dial' && !connection.closed && this.running && isRemovedRefusal(error) ? connection.peerId : undefined;
       this.close(connection, error.code ?? grpc.status.UNAVAILABLE, `stream error: ${error.details ?? error.message ?? String(error)}`);
+      if (removedBy !== undefined) this.options.onRemoved?.(removedBy);
     });
     stream.on('end', () => this.close(connection, grpc.status.OK, 'peer ended the stream'));
     stream.on('close', () => this.close(connection, grpc.status.OK, 'stream closed'));
@@ -906,6 +1024,7 @@ export class PeerTransport {
       return;
     }
     peer.connection = undefined;
+    peer.lastLive = Date.now();
     for (const item of this.dequeue(peer, peer.queue.length)) this.drop(peer.id, item.shard, item.message);
     if (this.dials(peer)) this.scheduleReconnect(peer);
   }
@@ -1000,6 +1119,9 @@ export class PeerTransport {
     }
     if (hello.toId !== local) return [grpc.status.PERMISSION_DENIED, `hello addressed to member ${idHex(hello.toId)}, this is member ${idHex(local)}`];
     if (hello.fromId === local) return [grpc.status.PERMISSION_DENIED, `peer claims to be this member (${local})`];
+    if (this.options.isRemoved?.(hello.fromId) === true) {
+      return [grpc.status.PERMISSION_DENIED, `${removedMemberRefusal} member ${idHex(hello.fromId)} was removed from the cluster`];
+    }
     if (!this.peers.has(hello.fromId)) return [grpc.status.PERMISSION_DENIED, `member ${idHex(hello.fromId)} is not a configured member of this node`];
     if (connection.side === 'dial' && hello.fromId !== connection.peerId) {
       return [grpc.status.PERMISSION_DENIED, `dialed member ${idHex(connection.peerId ?? 0)} but member ${idHex(hello.fromId)} answered`];
@@ -1013,6 +1135,12 @@ export class PeerTransport {
   private onHello(connection: Connection, hello: PeerHello): void {
     const problem = this.helloProblem(connection, hello);
     if (problem !== undefined) {
+      if (problem[0] === grpc.status.FAILED_PRECONDITION && problem[1].includes('must accept, not dial')) {
+        // A member's probe asking whether it is still one (see probeSilentPeers): expected, not worth a warning.
+        this.counters.refused += 1;
+        this.close(connection, problem[0], problem[1]);
+        return;
+      }
       this.refuse(connection, problem[0], problem[1]);
       return;
     }
@@ -1021,6 +1149,7 @@ export class PeerTransport {
     clearTimeout(connection.helloTimer);
     connection.peerId = peer.id;
     connection.live = true;
+    peer.lastLive = Date.now();
     if (connection.side === 'accept') {
       this.writeHello(connection, peer.id);
       const previous = peer.connection;
@@ -1112,6 +1241,8 @@ export class PeerTransport {
       requests: new Map(),
       requestQueueBytes: 0,
       handling: 0,
+      lastLive: Date.now(),
+      lastProbe: 0,
     };
   }
 

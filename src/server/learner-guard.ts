@@ -1,0 +1,53 @@
+/**
+ * What a learner serves: as etcd 3.4's gRPC interceptors, Maintenance.Status and serializable
+ * KV.Range; every other call, and every stream, gets `etcdserver: rpc not supported for learner`
+ * (UNAVAILABLE, so clients move on to another member). A learner holds no vote and may lag: a
+ * linearizable read or a write through it would only add a hop, and a watch from it could lag.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { dkvError, toGrpcError } from '../errors';
+import type { Incoming } from './grpc-service';
+
+/** Calls a learner answers; `Range` only when serializable. */
+export function servedByLearner(path: string, request: unknown): boolean {
+  if (path === '/etcdserverpb.Maintenance/Status') return true;
+  if (path === '/etcdserverpb.KV/Range') return (request as Incoming<{ serializable?: boolean }> | undefined)?.message?.serializable === true;
+  return false;
+}
+
+type AnyHandler = (...args: unknown[]) => void;
+
+/** Wraps every handler of `implementation` to refuse, while `isLearner()`, what a learner does not serve. */
+export function guardLearner(
+  definition: grpc.ServiceDefinition,
+  implementation: grpc.UntypedServiceImplementation,
+  isLearner: () => boolean,
+): grpc.UntypedServiceImplementation {
+  const guarded: grpc.UntypedServiceImplementation = {};
+  for (const [name, handler] of Object.entries(implementation)) {
+    const method = definition[name];
+    if (method === undefined) {
+      guarded[name] = handler;
+      continue;
+    }
+    const refusal = () => toGrpcError(dkvError('not-supported-for-learner'));
+    const original = handler as AnyHandler;
+    if (!method.requestStream && !method.responseStream) {
+      guarded[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        if (isLearner() && !servedByLearner(method.path, call.request)) callback(refusal());
+        else (original as (c: typeof call, cb: typeof callback) => void)(call, callback);
+      }) as grpc.UntypedHandleCall;
+    } else if (method.requestStream && !method.responseStream) {
+      guarded[name] = ((call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        if (isLearner()) callback(refusal());
+        else (original as (c: typeof call, cb: typeof callback) => void)(call, callback);
+      }) as grpc.UntypedHandleCall;
+    } else {
+      guarded[name] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
+        if (isLearner()) call.emit('error', refusal());
+        else (original as (c: typeof call) => void)(call);
+      }) as grpc.UntypedHandleCall;
+    }
+  }
+  return guarded;
+}
