@@ -126,7 +126,14 @@ describe('a node started from an etcd unit file', () => {
     expect(text).not.toMatch(/ DEBUG /);
 
     // A membership change applied is one line each, id in hex, as etcdctl prints it.
-    const added = etcdctl(endpoint, ['member', 'add', 'learner1', '--learner', '--peer-urls=http://127.0.0.1:9']);
+    // The meta shard (members) elects on its own and may not have a leader as soon as the data shard.
+    let added = etcdctl(endpoint, ['member', 'add', 'learner1', '--learner', '--peer-urls=http://127.0.0.1:9']);
+    await waitUntil(
+      () => added.code === 0 || (added = etcdctl(endpoint, ['member', 'add', 'learner1', '--learner', '--peer-urls=http://127.0.0.1:9'])).code === 0,
+      10_000,
+      () => `member add\n${added.stderr}`,
+      200,
+    );
     const learnerHex = /Member\s+([0-9a-f]+) added/.exec(added.stdout)?.[1];
     expect(learnerHex, added.stdout + added.stderr).toBeDefined();
     expect(etcdctl(endpoint, ['member', 'remove', learnerHex!]).code).toBe(0);
