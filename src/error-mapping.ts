@@ -28,6 +28,7 @@ const ENGINE_CODES: Record<EngineErrorCode, ErrorCode> = {
   'fence-stale': 'fence-stale',
   'counter-not-a-number': 'counter-not-a-number',
   'counter-overflow': 'counter-overflow',
+  'no-space': 'no-space',
 };
 
 const RUNTIME_CODES: Record<RuntimeErrorCode, ErrorCode> = {

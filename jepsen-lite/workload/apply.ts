@@ -23,7 +23,7 @@ import {
 import { clientError } from '../../src/error-mapping';
 import { DkvError } from '../../src/errors';
 import { etcdType, type WireResponseHeader } from '../../src/etcd-proto';
-import type { EngineCommand } from '../../src/engines/index';
+import type { EngineCommand, EngineError } from '../../src/engines/index';
 import { type ShardStateMachine, encodeEnvelope } from '../../src/runtime/index';
 import { MvccError, type MvccStore } from '../../storage/index';
 import type { EtcdCall, EtcdResponse } from './etcd';
@@ -71,7 +71,7 @@ export function isWriteCall(call: EtcdCall): call is WriteCall {
 }
 
 /** What the client would receive for a store refusal (the server's one error mapping). */
-export function clientErrorOf(error: MvccError | WireValueError): EtcdCallError {
+export function clientErrorOf(error: MvccError | WireValueError | EngineError): EtcdCallError {
   const mapped = clientError(error);
   if (!(mapped instanceof DkvError)) throw error;
   return new EtcdCallError(mapped.grpcStatus, mapped.wireMessage);

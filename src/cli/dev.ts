@@ -9,6 +9,7 @@ import { mkdirSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, devClusterLayout, type DevNode } from '../server/config';
 import { intOption, parseOptions, withUsage } from './args';
+import { removedMemberExitCode } from './server';
 
 export const devHelp = `Usage: dkv dev [--nodes N] [--base-port P] [--data-dir DIR]
 
@@ -88,7 +89,10 @@ function runCluster(nodes: readonly DevNode[]): Promise<number> {
       children.set(node.name, child);
       child.on('exit', (code, signal) => {
         children.delete(node.name);
-        if (!stopping) {
+        if (!stopping && code === removedMemberExitCode) {
+          // Removed by `etcdctl member remove`: the others are still a cluster.
+          process.stderr.write(`dkv dev: ${node.name} was removed from the cluster and exited; the other nodes keep running (see ${node.logFile}).\n`);
+        } else if (!stopping) {
           process.stderr.write(`dkv dev: ${node.name} exited (${signal ?? `code ${code}`}); see ${node.logFile}. Stopping the cluster.\n`);
           stopAll(1);
         }

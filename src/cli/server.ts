@@ -3,6 +3,9 @@ import { ConfigError, parseServerConfig, serverHelp, wantsHelp, wantsVersion } f
 import { createServerLogger } from '../server/logger';
 import { versionText } from '../server/version';
 
+/** The exit code of a member that stopped because it was removed from its cluster. */
+export const removedMemberExitCode = 3;
+
 export async function serverCommand(args: string[]): Promise<number> {
   if (wantsHelp(args)) {
     process.stdout.write(serverHelp);
@@ -31,9 +34,10 @@ export async function serverCommand(args: string[]): Promise<number> {
       // A removed member's error is the whole story; anything else is a bug worth its stack.
       logger.error(`fatal: ${error.name === 'MemberRemovedError' ? error.message : (error.stack ?? error.message)}`);
       process.stderr.write(`dkv server: fatal: ${error.message}\n`);
-      resolve(1);
+      const code = error.name === 'MemberRemovedError' ? removedMemberExitCode : 1;
+      resolve(code);
       // Sockets and timers of the broken node would keep the process alive: leave now.
-      setTimeout(() => process.exit(1), 100);
+      setTimeout(() => process.exit(code), 100);
     };
     DkvNode.start(config, logger, { onFatal: fatal }).then((node) => {
       process.once('SIGTERM', () => shutdown(node, 'SIGTERM'));

@@ -26,6 +26,8 @@ export const EngineId = {
   Ttl: 4,
   /** Counters kept as decimal keys of the store. */
   Counter: 5,
+  /** etcd's alarms (NOSPACE, CORRUPT) of the store; NOSPACE caps writes. */
+  Alarm: 6,
 } as const;
 export type EngineId = (typeof EngineId)[keyof typeof EngineId];
 
@@ -92,7 +94,18 @@ export class UnknownCommandError extends Error {
 }
 
 /** Every code an engine's deterministic refusal can carry (src/error-mapping.ts maps each to a client error). */
-export type EngineErrorCode = 'lease-not-found' | 'lease-exists' | 'lease-ttl-too-large' | 'fence-stale' | 'counter-not-a-number' | 'counter-overflow';
+export type EngineErrorCode = 'lease-not-found' | 'lease-exists' | 'lease-ttl-too-large' | 'fence-stale' | 'counter-not-a-number' | 'counter-overflow' | 'no-space';
+
+/**
+ * Whether the state machine refuses writes that grow the store (the alarm engine: a NOSPACE
+ * alarm is active). Engines that write read it in apply, so every replica refuses alike.
+ */
+export interface WriteCap {
+  readonly capped: boolean;
+}
+
+/** No cap: every write applies (engines built without an alarm engine). */
+export const uncapped: WriteCap = { capped: false };
 
 /**
  * A deterministic refusal of a command by an engine (the same on every replica): it is the

@@ -1,10 +1,10 @@
 /**
  * How a shard's state machine is composed of engines: the meta shard holds membership (the meta
- * engine); a data shard holds a store's keys (the KV engine), its leases, per-key TTLs and
- * counters (kept as keys of the store); later indexes.
+ * engine); a data shard holds a store's keys (the KV engine), its leases, per-key TTLs,
+ * counters (kept as keys of the store) and its alarms; later indexes.
  * The server and the simulator compose shards the same way.
  */
-import { CounterEngine, EngineId, KvEngine, LeaseEngine, MetaEngine, TtlEngine } from '../engines/index';
+import { AlarmEngine, CounterEngine, EngineId, KvEngine, LeaseEngine, MetaEngine, TtlEngine } from '../engines/index';
 import { ShardStateMachine, type ShardStateView } from './state-machine';
 
 export type ShardKind = 'meta' | 'data';
@@ -24,17 +24,19 @@ export function composeStateMachine(kind: ShardKind, options: ComposeOptions = {
   if (kind === 'meta') return new ShardStateMachine({ engines: [new MetaEngine()], legacyEngine: EngineId.Meta, trackChain: options.trackChain });
   const electionTimeoutMs = options.electionTimeoutMs ?? electionTimeoutMsDefault;
   const kv = new KvEngine();
-  const leases = new LeaseEngine({ kv, electionTimeoutMs });
+  // A NOSPACE alarm caps the writes that grow the store (puts, txns with puts, lease grants).
+  const alarms = new AlarmEngine();
+  const leases = new LeaseEngine({ kv, electionTimeoutMs, cap: alarms });
   // The TTL engine's wheel starts at the state machine's (leader-stamped) time: made below.
   let machine: ShardStateMachine | undefined;
   const ttls = new TtlEngine({ kv, electionTimeoutMs, appliedTimeMs: () => machine?.timestampMs ?? 0 });
-  kv.connect({ leaseExists: (id) => leases.has(id), observer: leases });
+  kv.connect({ leaseExists: (id) => leases.has(id), observer: leases, cap: alarms });
   kv.connect({ observer: ttls });
   const counters = new CounterEngine({ kv, ttl: ttls });
   // Order matters: engines restore in this order, and the lease engine rebuilds its attachments
   // from the KV engine's restored store (the TTL engine's section stands alone, but its TTLs name
-  // the restored keys).
-  machine = new ShardStateMachine({ engines: [kv, leases, ttls, counters], legacyEngine: EngineId.Kv, trackChain: options.trackChain });
+  // the restored keys; the alarm engine's stands alone).
+  machine = new ShardStateMachine({ engines: [kv, leases, ttls, counters, alarms], legacyEngine: EngineId.Kv, trackChain: options.trackChain });
   return machine;
 }
 
@@ -51,6 +53,11 @@ export function counterEngineOf(machine: ShardStateView): CounterEngine {
 /** The lease engine of a data shard's state machine. */
 export function leaseEngineOf(machine: ShardStateView): LeaseEngine {
   return machine.engine<LeaseEngine>(EngineId.Lease);
+}
+
+/** The alarm engine of a data shard's state machine. */
+export function alarmEngineOf(machine: ShardStateView): AlarmEngine {
+  return machine.engine<AlarmEngine>(EngineId.Alarm);
 }
 
 /** The KV engine of a data shard's state machine. */

@@ -16,7 +16,7 @@ export {
   unwrapConfContext,
   wrapConfContext,
 } from './runtime';
-export { composeStateMachine, counterEngineOf, kvEngineOf, leaseEngineOf, metaEngineOf, ttlEngineOf, type ComposeOptions, type ShardKind } from './compose';
+export { composeStateMachine, counterEngineOf, alarmEngineOf, kvEngineOf, leaseEngineOf, metaEngineOf, ttlEngineOf, type ComposeOptions, type ShardKind } from './compose';
 export {
   type Applied,
   ShardStateMachine,

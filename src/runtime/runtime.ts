@@ -654,7 +654,9 @@ export class NodeRuntime {
       this.send(shard, ready.messages);
       if (this.options.unsafe?.acknowledgeBeforePersist === true) this.send(shard, ready.messagesAfterPersist);
       if (ready.entries.length > 0 || ready.hardState !== undefined || ready.snapshot !== undefined) {
-        updates.push({ shard: shard.id, entries: ready.entries, hardState: ready.hardState, snapshot: ready.snapshot });
+        // The applied index lets the log's tail cache drop applied entries between snapshots.
+        const appliedInMemory = ready.snapshot === undefined ? shard.machine.appliedIndex : undefined;
+        updates.push({ shard: shard.id, entries: ready.entries, hardState: ready.hardState, snapshot: ready.snapshot, appliedInMemory });
         mustSync ||= ready.mustSync;
       }
       this.placeOwnEntries(shard, ready.entries);

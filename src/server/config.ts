@@ -43,6 +43,17 @@ export const requestBytesMaxDefault = 1_572_864;
 export const requestBytesMaxMin = 1;
 /** Beyond this, one request would stall the apply loop and every shard's group commit. */
 export const requestBytesMaxMax = 64 * 1024 * 1024;
+/** etcd's default backend quota, 2 GiB (--quota-backend-bytes 0 means this). */
+export const quotaBackendBytesDefault = 2 * 1024 * 1024 * 1024;
+/**
+ * The largest quota: etcd's suggested maximum, 8 GiB. The store is in memory, so a quota past
+ * this would let one shard outgrow the memory of an ordinary host before any alarm.
+ */
+export const quotaBackendBytesMax = 8 * 1024 * 1024 * 1024;
+/** The longest periodic auto-compaction retention (a year), a bound on typos. */
+export const autoCompactionRetentionMsMax = 365 * 24 * 3_600_000;
+/** The most revisions revision-mode auto-compaction may keep. */
+export const autoCompactionRetentionRevisionsMax = 1_000_000_000_000;
 /** Member names longer than this are a mistake, not a name. */
 export const nameLengthMax = 256;
 
@@ -90,6 +101,15 @@ export interface ClusterMember {
 
 export type InitialClusterState = 'new' | 'existing';
 
+export type AutoCompactionMode = 'periodic' | 'revision';
+
+/** etcd's --auto-compaction-mode and --auto-compaction-retention, parsed. */
+export interface AutoCompactionConfig {
+  readonly mode: AutoCompactionMode;
+  /** periodic: the history to keep in ms; revision: the revisions to keep; 0: off. */
+  readonly retention: number;
+}
+
 export interface ServerConfig {
   readonly name: string;
   readonly dataDir: string;
@@ -108,6 +128,9 @@ export interface ServerConfig {
   readonly heartbeatTicks: number;
   readonly snapshotCount: number;
   readonly maxRequestBytes: number;
+  /** Bytes the store of a shard may hold (MvccStore.sizeBytes) before NOSPACE is raised. */
+  readonly quotaBackendBytes: number;
+  readonly autoCompaction: AutoCompactionConfig;
   readonly logFile: string | undefined;
   /** The lowest level logged (--log-level; --debug means debug). */
   readonly logLevel: LogLevel;
@@ -300,6 +323,28 @@ const flagSpecs: readonly FlagSpec[] = [
     'list of URLs to serve /metrics and /health on (none by default).',
   ),
   spec(
+    'quota-backend-bytes',
+    'int',
+    'member',
+    '0',
+    `bytes the store may hold in memory before the NOSPACE alarm refuses writes; 0 means ${quotaBackendBytesDefault} ` +
+      `(2 GiB, as etcd); at most ${quotaBackendBytesMax} (8 GiB).`,
+  ),
+  spec(
+    'auto-compaction-mode',
+    'string',
+    'member',
+    'periodic',
+    'how --auto-compaction-retention is read: \'periodic\' (a duration) or \'revision\' (a number of revisions).',
+  ),
+  spec(
+    'auto-compaction-retention',
+    'string',
+    'member',
+    '0',
+    'auto-compaction: history to keep, as a duration (1h, 30m; a bare number is hours) or a revision count; 0 is off.',
+  ),
+  spec(
     'advertise-client-urls',
     'urls',
     'clustering',
@@ -427,7 +472,6 @@ const etcdKeysIgnored: ReadonlySet<string> = new Set([
   'wal-dir',
   'max-snapshots',
   'max-wals',
-  'quota-backend-bytes',
   'backend-batch-limit',
   'backend-batch-interval',
   'max-txn-ops',
@@ -451,8 +495,6 @@ const etcdKeysIgnored: ReadonlySet<string> = new Set([
   'discovery-srv-name',
   'cors',
   'host-whitelist',
-  'auto-compaction-mode',
-  'auto-compaction-retention',
   'force-new-cluster',
   'logger',
   'log-level',
@@ -954,6 +996,9 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     requestBytesMaxMin,
     requestBytesMaxMax,
   );
+  const quotaBytes = intValue('quota-backend-bytes', raw, 0, 0, quotaBackendBytesMax);
+  const quotaBackendBytes = quotaBytes === 0 ? quotaBackendBytesDefault : quotaBytes;
+  const autoCompaction = autoCompactionValue(raw);
   const logFile = stringValue('log-file', raw);
   const { logLevel, logOutputs } = loggingValue(raw, logFile);
   checkWithoutEffect(raw, warnings);
@@ -1004,6 +1049,8 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     ...timing,
     snapshotCount,
     maxRequestBytes,
+    quotaBackendBytes,
+    autoCompaction,
     logFile,
     logLevel,
     logOutputs,
@@ -1060,6 +1107,32 @@ function checkWithoutEffect(raw: RawSettings, warnings: string[]): void {
     // etcd's own default changes nothing in etcd either: no warning for it.
     if (text !== spec.defaultText) warnings.push(`${labelOf(spec.flag, raw)} has no effect in DKV (${spec.help})`);
   }
+}
+
+const durationUnitsMs: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A Go duration of whole units (`1h30m`, `90s`, `500ms`) in ms, or undefined if it is not one. */
+export function parseDurationMs(text: string): number | undefined {
+  if (!/^(\d+(ms|s|m|h))+$/.test(text)) return undefined;
+  let total = 0;
+  for (const match of text.matchAll(/(\d+)(ms|s|m|h)/g)) total += Number(match[1]) * durationUnitsMs[match[2]!]!;
+  return Number.isSafeInteger(total) ? total : undefined;
+}
+
+/** As etcd: periodic retention is a duration, or a bare number of hours; revision retention a count. */
+function autoCompactionValue(raw: RawSettings): AutoCompactionConfig {
+  const modeText = (raw.get('auto-compaction-mode')?.text ?? 'periodic').trim();
+  if (modeText !== 'periodic' && modeText !== 'revision') {
+    fail('auto-compaction-mode', raw, `must be "periodic" or "revision", got "${modeText}"`);
+  }
+  const text = (raw.get('auto-compaction-retention')?.text ?? '0').trim();
+  if (modeText === 'revision') {
+    return { mode: modeText, retention: intValue('auto-compaction-retention', raw, 0, 0, autoCompactionRetentionRevisionsMax) };
+  }
+  const retention = /^\d+$/.test(text) ? Number(text) * 3_600_000 : parseDurationMs(text);
+  if (retention === undefined) fail('auto-compaction-retention', raw, `must be a duration such as 1h or 30m, or a number of hours, got "${text}"`);
+  if (retention > autoCompactionRetentionMsMax) fail('auto-compaction-retention', raw, `must be at most ${autoCompactionRetentionMsMax / 3_600_000}h, got "${text}"`);
+  return { mode: modeText, retention };
 }
 
 function clusterStateValue(raw: RawSettings): InitialClusterState {

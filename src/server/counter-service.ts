@@ -13,6 +13,7 @@ import { dkvRoot, type Int64, int64Exact, int64ToWire } from '../etcd-proto';
 import { dkvError } from '../errors';
 import { type ShardHandle, counterEngineOf, kvEngineOf } from '../runtime/index';
 import { serviceDefinition } from './grpc-service';
+import { counterWriteCost } from './quota';
 import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common';
 
 export interface CounterServiceContext extends ServiceContext {
@@ -96,6 +97,7 @@ export function createCounterService(ctx: CounterServiceContext): { definition: 
     const ttlMs = checkTtl(message.ttl_ms);
     const shard = ctx.router.forKey(key);
     checkTtlCapable(shard, ttlMs);
+    ctx.quota?.check(shard, counterWriteCost(key));
     return valueResponse(shard, incrementCommand(key, amount, ttlMs));
   };
 
@@ -109,6 +111,7 @@ export function createCounterService(ctx: CounterServiceContext): { definition: 
       const ttlMs = checkTtl(message.ttl_ms);
       const shard = ctx.router.forKey(key);
       checkTtlCapable(shard, ttlMs);
+      ctx.quota?.check(shard, counterWriteCost(key));
       return valueResponse(shard, setCommand(key, value, ttlMs));
     }),
     Get: unary<WireGetRequest>(async ({ raw, message }) => {

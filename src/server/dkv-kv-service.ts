@@ -13,6 +13,7 @@ import { type WireDkvPutRequest, type WireDkvTxnRequest, dkvRoot } from '../etcd
 import { dkvError } from '../errors';
 import type { ShardHandle } from '../runtime/index';
 import { serviceDefinition } from './grpc-service';
+import { putCost, txnCost } from './quota';
 import { checkPut, checkTxn, txnKeys } from './kv-service';
 import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common';
 
@@ -43,6 +44,7 @@ export function createDkvKvService(ctx: DkvKvServiceContext): { definition: Retu
       const fence = fenceFromWire(message.fence);
       // The fence key must live on the shard that applies the write.
       const shard = ctx.router.forKeys(fence === undefined ? [message.key] : [message.key, fence.key]);
+      ctx.quota?.check(shard, putCost(message));
       const outcome = await propose(shard, dkvPutCommand(raw));
       if (outcome.kind !== 'put') throw new Error(`dkv put applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.result.revision), ...putToWire(outcome.result) };
@@ -57,6 +59,7 @@ export function createDkvKvService(ctx: DkvKvServiceContext): { definition: Retu
       for (const name of ttls.keys()) keys.push(Buffer.from(name, 'latin1'));
       if (fence !== undefined) keys.push(fence.key);
       const shard = ctx.router.forKeys(keys);
+      ctx.quota?.check(shard, txnCost(txn));
       const outcome = await propose(shard, dkvTxnCommand(raw));
       if (outcome.kind !== 'txn') throw new Error(`dkv txn applied as ${outcome.kind}`);
       const header = responseHeader(ctx, shard, outcome.result.revision);

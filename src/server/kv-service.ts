@@ -21,6 +21,7 @@ import {
 } from '../etcd-proto';
 import { dkvError } from '../errors';
 import { serviceDefinition } from './grpc-service';
+import { putCost, txnCost } from './quota';
 import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common';
 
 /** etcd's limit on operations in each branch of a txn, shared down nested txns (storage/mvcc/limits.ts). */
@@ -152,6 +153,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkSize(raw);
       checkPut(message);
       const shard = ctx.router.forKey(message.key);
+      ctx.quota?.check(shard, putCost(message));
       const outcome = await propose(shard, KvCommandKind.Put, raw);
       if (outcome.kind !== 'put') throw new Error(`put applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.result.revision), ...putToWire(outcome.result) };
@@ -168,6 +170,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkSize(raw);
       checkTxn(message);
       const shard = ctx.router.forKeys(txnKeys(message));
+      ctx.quota?.check(shard, txnCost(message));
       const outcome = await propose(shard, KvCommandKind.Txn, raw);
       if (outcome.kind !== 'txn') throw new Error(`txn applied as ${outcome.kind}`);
       const h = responseHeader(ctx, shard, outcome.result.revision);

@@ -13,6 +13,7 @@ import { dkvError, toGrpcError } from '../errors';
 import { compareBytes } from '../../storage/index';
 import { type ShardHandle, kvEngineOf, leaseEngineOf } from '../runtime/index';
 import { type Incoming, serviceDefinition } from './grpc-service';
+import { leaseGrantCost } from './quota';
 import { type ServiceContext, clientError, requestOptions, responseHeader, unary } from './service-common';
 import { leaseKeepAlivesPendingPerStreamMax } from './limits';
 
@@ -152,6 +153,7 @@ export function createLeaseService(ctx: LeaseServiceContext): { definition: Retu
       const ttlSeconds = Math.max(ctx.leaseTtlSecondsMin, Number(ttl));
       const requested = int64Exact(message.ID);
       const shard = ctx.router.defaultStore();
+      ctx.quota?.check(shard, leaseGrantCost);
       const outcome = await propose(shard, grantCommand(requested === 0n ? ids.take() : requested, ttlSeconds));
       if (outcome.kind !== 'granted') throw new Error(`grant applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, revision(shard)), ID: int64ToWire(outcome.id), TTL: outcome.ttlSeconds, error: '' };

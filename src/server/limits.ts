@@ -34,6 +34,10 @@ export const gaugeRefreshMs = 1000;
  * leader, say) and its last heartbeats still go out.
  */
 export const removedStopGraceElections = 1;
+/** A member that proposed its own removal asks its peers' member lists this often whether it is done… */
+export const ownRemovalPollMs = 200;
+/** …for at most this long. */
+export const ownRemovalWatchMs = 30_000;
 
 /** A member's attributes publication that got no answer is tried again after this many election timeouts. */
 export const publishRetryElections = 2;
@@ -82,3 +86,21 @@ assert(sessionKeyDrawsMax >= 1 && sessionLeaseTtlSeconds > 0, 'a lease-0 session
 assert(observeBufferBytesMax > 0, 'an observer needs room for a response');
 assert(publishRetryElections >= 1, 'a publication must get at least one election timeout');
 assert(leaseKeepAlivesPendingPerStreamMax >= 1, 'a keep-alive stream must be able to renew');
+
+/** etcd's quota cost of a key-value write beyond its key and value bytes (quota.go's kvOverhead). */
+export const quotaKvOverheadBytes = 256;
+
+/** etcd's quota cost of a lease grant (quota.go's leaseOverhead). */
+export const quotaLeaseOverheadBytes = 64;
+
+/** Segments one defragment step rewrites before it yields to the event loop (the node keeps serving). */
+export const defragmentSegmentsPerStep = 8;
+
+/** How often revision-mode auto-compaction looks at the revision (etcd's revision compactor: 5 min). */
+export const autoCompactionRevisionCheckMs = 5 * 60_000;
+
+/** Periodic auto-compaction looks this often at most (etcd: every retention/10 below an hour). */
+export const autoCompactionPeriodicCheckMsMax = 60 * 60_000;
+
+/** Periodic auto-compaction looks at least this far apart (a bound for tiny retentions). */
+export const autoCompactionPeriodicCheckMsMin = 100;

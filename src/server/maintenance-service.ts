@@ -1,6 +1,7 @@
 /**
- * The etcd `Maintenance` service: status, hashes, alarms, defragment (a no-op: the store is in
- * memory and compacts itself), a consistent snapshot stream, and leadership transfer.
+ * The etcd `Maintenance` service: status (DB SIZE is the store's memory, what the quota counts),
+ * hashes, alarms (the default store's alarm engine, raised and cleared through Raft),
+ * defragment (defragment.ts), a consistent snapshot stream, and leadership transfer.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { MvccStore } from '../../storage/index';
@@ -8,15 +9,35 @@ import type { ShardStateView } from '../runtime/index';
 import type { KvEngine } from '../engines/kv/index';
 import { int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto';
 import { dkvError, errorTable, toGrpcError } from '../errors';
-import { EngineId } from '../engines/index';
+import { AlarmType, type AlarmMember, EngineId, activateAlarmCommand, alarmOutcome, deactivateAlarmCommand } from '../engines/index';
+import { alarmEngineOf } from '../runtime/index';
+import type { Defragmenter } from './defragment';
 import { serviceDefinition, type Incoming } from './grpc-service';
 import { moveLeaderPollMs } from './limits';
 import { snapshotFileParts } from './snapshot-file';
-import { type ServiceContext, clientError, responseHeader, unary } from './service-common';
+import { type ServiceContext, clientError, requestOptions, responseHeader, unary } from './service-common';
 
 export interface MaintenanceServiceContext extends ServiceContext {
   /** The etcd API version this server speaks (Status reports it). */
   readonly apiVersion: string;
+  readonly defragmenter: Defragmenter;
+  readonly log?: (message: string) => void;
+}
+
+/** etcd's AlarmRequest.AlarmAction. */
+const AlarmAction = { Get: 0, Activate: 1, Deactivate: 2 } as const;
+
+const alarmNames: Readonly<Record<number, string>> = { [AlarmType.None]: 'NONE', [AlarmType.NoSpace]: 'NOSPACE', [AlarmType.Corrupt]: 'CORRUPT' };
+
+/** An alarm as etcd's Status lists it in `errors` (the AlarmMember's protobuf text form). */
+export function alarmText(alarm: AlarmMember): string {
+  return `memberID:${alarm.memberId} alarm:${alarmNames[alarm.alarm] ?? alarm.alarm} `;
+}
+
+const wireAlarm = (alarm: AlarmMember): object => ({ memberID: alarm.memberId, alarm: alarm.alarm });
+
+function alarmTypeOf(value: unknown): AlarmType | undefined {
+  return value === AlarmType.None || value === AlarmType.NoSpace || value === AlarmType.Corrupt ? value : undefined;
 }
 
 export function createMaintenanceService(ctx: MaintenanceServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
@@ -24,6 +45,7 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
   const data = () => ctx.router.defaultStore();
   const store = (): MvccStore => data().machine().engine<KvEngine>(EngineId.Kv).mvcc;
   const header = () => responseHeader(ctx, data(), store().revision);
+  const options = requestOptions(ctx);
 
   const implementation: grpc.UntypedServiceImplementation = {
     Status: unary<object>(async () => {
@@ -33,14 +55,14 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
       return {
         header: header(),
         version: ctx.apiVersion,
-        dbSize: mvcc.arenaBytes,
-        dbSizeInUse: mvcc.arenaBytes,
+        dbSize: mvcc.sizeBytes,
+        dbSizeInUse: mvcc.sizeInUseBytes,
         leader: status.lead,
         raftIndex: status.commit,
         raftTerm: status.term,
         raftAppliedIndex: shard.machine().appliedIndex,
-        // As etcd: a member without a leader says so in `endpoint status`'s ERRORS column.
-        errors: status.lead === 0 ? [errorTable['no-leader'].message] : [],
+        // As etcd: a member without a leader says so in `endpoint status`'s ERRORS column, beside its alarms.
+        errors: [...(status.lead === 0 ? [errorTable['no-leader'].message] : []), ...alarmEngineOf(shard.machine()).list().map(alarmText)],
         isLearner: status.config.learners.includes(ctx.memberId),
       };
     }),
@@ -55,9 +77,30 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
       return { header: header(), hash: result.hash, compact_revision: result.compactRevision, hash_revision: result.revision };
     }),
 
-    Alarm: unary<object>(async () => ({ header: header(), alarms: [] })),
+    // As etcd: GET lists the alarms of a type (NONE: all) after a linearizable read; ACTIVATE and
+    // DEACTIVATE go through Raft and answer with the alarm they changed (none if nothing changed).
+    Alarm: unary<{ action?: number; memberID?: Int64; alarm?: number }>(async ({ message }) => {
+      const shard = data();
+      const type = alarmTypeOf(message.alarm ?? AlarmType.None);
+      const action = message.action ?? AlarmAction.Get;
+      if (type === undefined) return { header: header(), alarms: [] };
+      if (action === AlarmAction.Get) {
+        await shard.read(options);
+        return { header: header(), alarms: alarmEngineOf(shard.machine()).list(type).map(wireAlarm) };
+      }
+      const memberId = int64IfSafe(message.memberID ?? 0);
+      if (memberId === undefined || memberId <= 0 || type === AlarmType.None) return { header: header(), alarms: [] };
+      if (action !== AlarmAction.Activate && action !== AlarmAction.Deactivate) throw dkvError('invalid-argument', `unknown alarm action ${action}`);
+      const command = action === AlarmAction.Activate ? activateAlarmCommand(memberId, type) : deactivateAlarmCommand(memberId, type);
+      const { changed } = alarmOutcome((await shard.propose(command, options)).outcome);
+      if (changed !== undefined) ctx.log?.(`alarm ${alarmNames[changed.alarm]} of member ${changed.memberId.toString(16)} ${action === AlarmAction.Activate ? 'raised' : 'disarmed'}`);
+      return { header: header(), alarms: changed === undefined ? [] : [wireAlarm(changed)] };
+    }),
 
-    Defragment: unary<object>(async () => ({ header: header() })),
+    Defragment: unary<object>(async () => {
+      await ctx.defragmenter.run();
+      return { header: header() };
+    }),
 
     MoveLeader: unary<{ targetID: Int64 }>(async ({ message }) => {
       // Member ids are below 2^53: a target that is not a safe integer is no member (exact, never rounded).

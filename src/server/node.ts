@@ -25,8 +25,11 @@ import { createCounterService } from './counter-service';
 import { createKvService } from './kv-service';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service';
 import { createLockService } from './lock-service';
-import { gaugeRefreshMs, grpcOverheadBytes, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
+import { gaugeRefreshMs, grpcOverheadBytes, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
 import { createMaintenanceService } from './maintenance-service';
+import { AutoCompactor } from './auto-compaction';
+import { Defragmenter } from './defragment';
+import { BackendQuota } from './quota';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics';
 import { PeerTransport } from './peer/index';
 import { type KnownPeer, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup';
@@ -129,6 +132,10 @@ export class DkvNode {
   private stopping = false;
   private publishTimer: NodeJS.Timeout | undefined;
   private gaugeTimer: NodeJS.Timeout | undefined;
+  /** --quota-backend-bytes: checked by the services before they propose a write. */
+  readonly quota: BackendQuota;
+  readonly defragmenter: Defragmenter;
+  private readonly autoCompactor: AutoCompactor;
   readonly clientPorts: number[] = [];
   metricsPort = 0;
 
@@ -167,6 +174,8 @@ export class DkvNode {
       onRequest: async (_from, payload) => answerLeaderQuery(this.runtime, payload),
       isRemoved: (id) => this.runtime.hasShard(META_SHARD) && metaEngineOf(this.router.meta().machine()).isRemoved(id),
       onRemoved: (by) => this.removed(`member ${formatId(by)} refused this member's messages: it was removed from the cluster`),
+      // Silent peers are probed after two election timeouts: a removed member hears of it soon.
+      removedProbe: { afterMs: 2 * config.tickMs * config.electionTicks, intervalMs: 2 * config.tickMs * config.electionTicks },
       clusterInfo: () => encodeClusterInfo(this.identity.clusterId, this.members(), metaEngineOf(this.router.meta().machine()).removedIds()),
       log: (level, message) => (level === 'error' || level === 'warn' ? logger.warn(message) : level === 'info' ? logger.info(message) : logger.debug(message)),
     });
@@ -214,6 +223,17 @@ export class DkvNode {
     });
     this.router = new Router(this.runtime, singleStoreMap(META_SHARD, DEFAULT_STORE_SHARD));
     this.watchHub = new WatchHub(() => kvEngineOf(this.router.defaultStore().machine()).mvcc);
+    const info = (message: string): void => logger.info(message);
+    this.quota = new BackendQuota({ quotaBytes: config.quotaBackendBytes, memberId: identity.memberId, log: info });
+    this.defragmenter = new Defragmenter(this.router, info, () => this.watchHub.releaseRecentEvents());
+    this.autoCompactor = new AutoCompactor({ router: this.router, memberId: identity.memberId, config: config.autoCompaction, log: info });
+    // As etcd: the quota, and the store's bytes in use beside its total (the quota counts the total).
+    this.metrics.registry.gauge({ name: 'etcd_server_quota_backend_bytes', help: 'Current backend storage quota size in bytes.', collect: () => this.quota.quotaBytes });
+    this.metrics.registry.gauge({
+      name: 'etcd_mvcc_db_total_size_in_use_in_bytes',
+      help: 'Total size of the underlying database logically in use in bytes.',
+      collect: () => (this.runtime.fatalError === undefined ? kvEngineOf(this.router.defaultStore().machine()).mvcc.sizeInUseBytes : 0),
+    });
     this.metrics.registry.counter({
       name: 'dkv_requests_refused_total',
       help: 'Requests refused with RESOURCE_EXHAUSTED because a pending-request limit was reached.',
@@ -267,6 +287,7 @@ export class DkvNode {
       await node.serveClients();
       await node.serveMetrics();
       node.publishAttributes();
+      node.autoCompactor.start();
       node.started = true;
       if (restarting) node.learnCurrentPeers();
       const applied = HOSTED_SHARDS.map((shard) => ({ shard, appliedIndex: node.runtime.machine(shard).appliedIndex, revision: shard === DEFAULT_STORE_SHARD ? kvEngineOf(node.runtime.machine(shard)).mvcc.revision : undefined }));
@@ -289,6 +310,30 @@ export class DkvNode {
   })();
   /** Set once start() finished. */
   private started = false;
+
+  private watchingOwnRemoval = false;
+
+  /**
+   * This member proposed its own removal: the others stop replicating to it once they apply it,
+   * so it may never apply it itself. Ask the peers' member lists until one says it is removed.
+   */
+  private watchForOwnRemoval(): void {
+    if (this.watchingOwnRemoval) return;
+    this.watchingOwnRemoval = true;
+    const deadline = Date.now() + ownRemovalWatchMs;
+    const poll = (): void => {
+      if (this.stopping || this.removedNoticed || Date.now() > deadline) return;
+      const urls = this.members().filter((m) => m.id !== this.identity.memberId).flatMap((m) => m.peerUrls);
+      currentPeers(urls, peerTlsOf(this.config), this.identity.clusterId).then(
+        ({ removed }) => {
+          if (removed.has(this.identity.memberId)) this.removed("a peer's member list says so");
+          else setTimeout(poll, ownRemovalPollMs);
+        },
+        () => setTimeout(poll, ownRemovalPollMs),
+      );
+    };
+    setTimeout(poll, ownRemovalPollMs);
+  }
 
   /** The meta shard changed membership (a change applied, a snapshot installed). */
   private membershipChanged(): void {
@@ -410,7 +455,10 @@ export class DkvNode {
       members: () => this.members(),
       isRemoved: (id) => metaEngineOf(this.router.meta().machine()).isRemoved(id),
       clusterToken: this.identity.clusterToken,
-      removedSelf: () => this.removedSelf.promise,
+      removedSelf: () => {
+        this.watchForOwnRemoval();
+        return this.removedSelf.promise;
+      },
       learnerReady: async (id, ratio) => {
         // Progress is known where each shard's leader is: asked of it when this node does not lead.
         const timeoutMs = requestTimeoutMs(this.config.tickMs * this.config.electionTicks);
@@ -458,6 +506,7 @@ export class DkvNode {
       clusterId: () => this.identity.clusterId,
       memberId: this.identity.memberId,
       requestTimeoutMs: requestTimeoutMs(this.config.tickMs * this.config.electionTicks),
+      quota: this.quota,
     };
     // A learner serves what etcd's learner serves (Status, serializable Range); anything else gets
     // etcd's `rpc not supported for learner`, so clients move on to a voting member.
@@ -467,7 +516,7 @@ export class DkvNode {
     addService(kv);
     const cluster = createClusterService({ ...common, membership: this.membership() });
     addService(cluster);
-    const maintenance = createMaintenanceService({ ...common, apiVersion: etcdApiVersion });
+    const maintenance = createMaintenanceService({ ...common, apiVersion: etcdApiVersion, defragmenter: this.defragmenter, log: (m) => this.logger.info(m) });
     addService(maintenance);
     const leaseIds = new LeaseIdGenerator(this.identity.memberId, Date.now());
     const lease = createLeaseService({
@@ -549,7 +598,7 @@ export class DkvNode {
     m.hasLeader.set(allHaveLeaders ? 1 : 0);
     m.shards.set(this.runtime.shardIds().length);
     m.shardLeaders.set(leaders);
-    m.dbTotalSizeBytes.set(data.arenaBytes);
+    m.dbTotalSizeBytes.set(data.sizeBytes);
     m.keysTotal.set(data.keyCount);
     m.watchers.set(this.watchHub.watcherCount);
     m.slowWatchers.set(this.watchHub.unsyncedCount);
@@ -587,6 +636,7 @@ export class DkvNode {
     this.stopping = true;
     clearTimeout(this.publishTimer);
     clearInterval(this.gaugeTimer);
+    this.autoCompactor.stop();
     // Calls that wait (Lock, Campaign, Observe) end now rather than hold the shutdown's grace period.
     this.servicesStopping.abort(dkvError('stopped'));
     const server = this.grpcServer;

@@ -5,6 +5,7 @@ import type { WireResponseHeader } from '../etcd-proto';
 import { DkvError, type GrpcErrorObject, dkvError, toGrpcError } from '../errors';
 import type { RequestOptions, Router, ShardHandle } from '../runtime/index';
 import type { Incoming } from './grpc-service';
+import type { BackendQuota } from './quota';
 
 export interface ServiceContext {
   readonly router: Router;
@@ -12,6 +13,8 @@ export interface ServiceContext {
   readonly memberId: number;
   /** How long a request may wait for Raft (the runtime releases it then). */
   readonly requestTimeoutMs: number;
+  /** --quota-backend-bytes: writes that grow a store are checked against it (none: unchecked). */
+  readonly quota?: BackendQuota;
 }
 
 export { clientError };

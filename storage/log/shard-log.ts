@@ -20,6 +20,9 @@ import {
   limitSize,
 } from '../../raft/index';
 import { assert } from '../../raft/index';
+
+/** What a dropped cache slot holds until the array's dead front is sliced away. */
+const droppedEntry: Entry = { index: 0, term: 0, type: 'normal', data: new Uint8Array(0) };
 import { loadedRangesMax, tailCacheEntriesMin } from './limits';
 
 /** What `save` writes for one shard; fields are applied in this order: snapshot, entries, … */
@@ -39,6 +42,12 @@ export interface ShardUpdate {
   readonly confState?: ConfState;
   /** The last index the application has applied; stored atomically with the rest of the batch. */
   readonly applied?: number;
+  /**
+   * The application has applied through this index: never written (the stored `applied` moves
+   * only with the snapshots that cover it), it only lets the tail cache let go of applied entries
+   * between snapshots.
+   */
+  readonly appliedInMemory?: number;
   /** Discards entries up to and including this index (at most the applied index, by the caller's rule). */
   readonly compact?: number;
 }
@@ -59,6 +68,8 @@ export class ShardLog implements LogStorage, LogStorageWriter {
   hardState: HardState = EMPTY_HARD_STATE;
   confState: ConfState = EMPTY_CONF_STATE;
   applied = 0;
+  /** What the application last said it applied (memory only; at least `applied` in effect). */
+  appliedInMemory = 0;
   snapshotValue: Snapshot = EMPTY_SNAPSHOT;
   /** Chunk records of the stored snapshot (to delete them when it is replaced). */
   snapshotChunks = 0;
@@ -288,6 +299,8 @@ export class ShardLog implements LogStorage, LogStorageWriter {
 
   private dropCacheHead(): void {
     this.cacheBytes -= entryBytes(this.cache[this.cacheHead]!);
+    // Let go of the entry now, not at the next slice (a large value would stay in memory).
+    this.cache[this.cacheHead] = droppedEntry;
     this.cacheHead++;
     this.cacheFirst++;
     // Reclaim the array's dead front once it is large and most of the array.
@@ -305,7 +318,7 @@ export class ShardLog implements LogStorage, LogStorageWriter {
     while (
       this.cache.length - this.cacheHead > tailCacheEntriesMin &&
       this.cacheBytes > this.tailCacheBytesMax &&
-      this.cacheFirst <= this.applied
+      this.cacheFirst <= Math.max(this.applied, this.appliedInMemory)
     ) {
       this.dropCacheHead();
     }

@@ -252,6 +252,9 @@ export class LevelLogStore implements ShardLogHost {
     if (update.applied !== undefined && (!Number.isSafeInteger(update.applied) || update.applied < 0)) {
       return `bad applied index ${update.applied}`;
     }
+    if (update.appliedInMemory !== undefined && (!Number.isSafeInteger(update.appliedInMemory) || update.appliedInMemory < 0)) {
+      return `bad applied index ${update.appliedInMemory}`;
+    }
     return undefined;
   }
 
@@ -288,6 +291,7 @@ export class LevelLogStore implements ShardLogHost {
       const key = shardKey(shard, Kind.Applied);
       ops.push({ type: 'put', key, value: seal(key, encodeIndex(log.applied)) });
     }
+    if (update.appliedInMemory !== undefined) log.appliedInMemory = Math.max(log.appliedInMemory, update.appliedInMemory);
     if (update.compact !== undefined && update.compact > log.offset) {
       const oldOffset = log.applyCompact(update.compact);
       const key = shardKey(shard, Kind.Truncated);

@@ -11,6 +11,7 @@ import { ChangeLog } from './change-log';
 import { assert, assertSafeInteger, MvccError, SnapshotError, unreachable } from './errors';
 import { hashKvFinish, hashKvInitial, hashKvVersion } from './hash';
 import {
+  arenaBytesInitial,
   keyBytesMax,
   revisionMax,
   segmentKeysMaxDefault,
@@ -164,6 +165,46 @@ export class MvccStore {
     let bytes = 0;
     for (const segment of this.index.segments) bytes += segment.arena.length;
     return bytes;
+  }
+
+  /**
+   * What the store holds in memory, in bytes: every segment's arena (live versions, versions
+   * compaction dropped but no rewrite reclaimed yet, and free room) plus its head array. This is
+   * what `--quota-backend-bytes` counts and `etcdctl endpoint status` shows as DB SIZE (etcd's
+   * backend file size has the same shape: compaction alone does not shrink it, defragment does).
+   */
+  get sizeBytes(): number {
+    let bytes = 0;
+    for (const segment of this.index.segments) bytes += segment.arena.length + segment.heads.byteLength;
+    return bytes;
+  }
+
+  /** Bytes of versions still retained (etcd's DB SIZE IN USE): `sizeBytes` less garbage and free room. */
+  get sizeInUseBytes(): number {
+    let bytes = 0;
+    for (const segment of this.index.segments) bytes += segment.liveBytes + 4 * segment.count;
+    return bytes;
+  }
+
+  /**
+   * One bounded step of defragmentation: rewrites up to `segmentsMax` segments from segment
+   * `from` on into fresh arenas sized to their retained versions, dropping the old arenas (a
+   * captured snapshot that still reads one keeps it alive until it is done). Returns the segment
+   * to continue from, or -1 once every segment was visited. Safe between writes: a write may
+   * split or merge segments in between, which at worst visits a segment twice or skips one.
+   */
+  defragmentStep(from: number, segmentsMax: number): number {
+    assert(!this.writing, 'defragment called during a write');
+    assert(Number.isSafeInteger(from) && from >= 0 && segmentsMax > 0, 'bad defragment step');
+    const segments = this.index.segments;
+    const end = Math.min(segments.length, from + segmentsMax);
+    for (let i = from; i < end; i++) {
+      const segment = segments[i]!;
+      // A rewrite leaves an eighth of headroom: only more slack than a quarter is worth a copy.
+      const slack = segment.arena.length > arenaBytesInitial && segment.arena.length - segment.used > segment.used >>> 2;
+      if (segment.garbage > 0 || slack) this.index.rewrite(i);
+    }
+    return end >= segments.length ? -1 : end;
   }
 
   /** Changes kept for `changes()` (for tests and metrics). */

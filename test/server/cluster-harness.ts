@@ -228,14 +228,15 @@ export class RealEtcd {
     readonly endpoint: string,
   ) {}
 
-  static async start(): Promise<RealEtcd> {
+  /** `args`: more etcd flags (a small --quota-backend-bytes). */
+  static async start(args: readonly string[] = []): Promise<RealEtcd> {
     const base = await freeBase(1);
     const dir = mkdtempSync(join(tmpdir(), 'etcd-diff-'));
     const client = `http://127.0.0.1:${base}`;
     const peer = `http://127.0.0.1:${base + 1}`;
     const child = spawn(
       'etcd',
-      ['--name', 'e1', '--data-dir', join(dir, 'data'), '--listen-client-urls', client, '--advertise-client-urls', client, '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `e1=${peer}`],
+      ['--name', 'e1', '--data-dir', join(dir, 'data'), '--listen-client-urls', client, '--advertise-client-urls', client, '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `e1=${peer}`, ...args],
       { stdio: 'ignore' },
     );
     const etcd = new RealEtcd(child, dir, `127.0.0.1:${base}`);

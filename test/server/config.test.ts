@@ -57,6 +57,34 @@ describe('--unsafe-stale-reads', () => {
   });
 });
 
+describe('--quota-backend-bytes and auto-compaction', () => {
+  it('default to etcd\'s 2 GiB quota and no auto-compaction', () => {
+    const config = parseServerConfig([]);
+    expect(config.quotaBackendBytes).toBe(2 * 1024 ** 3);
+    expect(config.autoCompaction).toEqual({ mode: 'periodic', retention: 0 });
+    expect(parseServerConfig(['--quota-backend-bytes=0']).quotaBackendBytes).toBe(2 * 1024 ** 3);
+    for (const flag of ['--quota-backend-bytes', '--auto-compaction-mode', '--auto-compaction-retention']) expect(serverHelp).toContain(flag);
+  });
+
+  it('take a byte count up to 8 GiB', () => {
+    expect(parseServerConfig(['--quota-backend-bytes', '16777216']).quotaBackendBytes).toBe(16_777_216);
+    expect(() => parseServerConfig(['--quota-backend-bytes', String(9 * 1024 ** 3)])).toThrow(/--quota-backend-bytes: must be between 0 and 8589934592/);
+    expect(() => parseServerConfig(['--quota-backend-bytes', '-1'])).toThrow(/--quota-backend-bytes/);
+  });
+
+  it('read periodic retention as a duration or hours, revision retention as a count (as etcd)', () => {
+    const parse = (mode: string, retention: string) => parseServerConfig([`--auto-compaction-mode=${mode}`, `--auto-compaction-retention=${retention}`]).autoCompaction;
+    expect(parse('periodic', '1')).toEqual({ mode: 'periodic', retention: 3_600_000 });
+    expect(parse('periodic', '30m')).toEqual({ mode: 'periodic', retention: 1_800_000 });
+    expect(parse('periodic', '1h30m')).toEqual({ mode: 'periodic', retention: 5_400_000 });
+    expect(parse('periodic', '2s')).toEqual({ mode: 'periodic', retention: 2000 });
+    expect(parse('revision', '1000')).toEqual({ mode: 'revision', retention: 1000 });
+    expect(() => parse('periodic', '1x')).toThrow(/--auto-compaction-retention: must be a duration/);
+    expect(() => parse('revision', '1h')).toThrow(/--auto-compaction-retention: must be a whole number/);
+    expect(() => parse('daily', '1')).toThrow(/--auto-compaction-mode: must be "periodic" or "revision"/);
+  });
+});
+
 describe('defaults', () => {
   it('match etcd\'s, with DKV\'s data dir and timing', () => {
     const config = parseServerConfig([]);
@@ -277,6 +305,7 @@ peer-transport-security:
       electionTicks: 10,
       initialClusterToken: 'etcd-cluster-1',
       maxRequestBytes: 2_097_152,
+      quotaBackendBytes: 2 * 1024 ** 3,
       configFile: path,
       clientTls: { certFile: '/tls/n2.crt', keyFile: '/tls/n2.key', trustedCaFile: '/tls/ca.crt', clientCertAuth: true },
       peerTls: {
@@ -288,9 +317,8 @@ peer-transport-security:
     });
     expect(hrefs(config.listenClientUrls)).toEqual(['https://10.0.0.2:2379', 'https://127.0.0.1:2379']);
     expect(config.initialCluster).toHaveLength(3);
-    expect(config.warnings).toEqual([
-      `config file ${path}: etcd settings DKV does not use, ignored: quota-backend-bytes`,
-    ]);
+    // quota-backend-bytes and log-level are DKV settings; wal-dir '' and auto-tls false are etcd's defaults.
+    expect(config.warnings).toEqual([]);
     expect(config.logLevel).toBe('info');
   });
 
@@ -701,14 +729,14 @@ describe('etcd server flags DKV does not use', () => {
     );
   });
 
-  it('cover every flag of etcd 3.4\'s --help except the three DKV implements elsewhere', () => {
+  it('cover every flag of etcd 3.4\'s --help', () => {
     // etcd 3.4.23's `etcd --help` flags, one a line as it prints them.
     const etcd34 = `name data-dir wal-dir snapshot-count heartbeat-interval election-timeout initial-election-tick-advance
-      listen-peer-urls listen-client-urls max-snapshots max-wals backend-batch-interval
+      listen-peer-urls listen-client-urls max-snapshots max-wals quota-backend-bytes backend-batch-interval
       backend-batch-limit max-txn-ops max-request-bytes max-concurrent-streams grpc-keepalive-min-time grpc-keepalive-interval
       grpc-keepalive-timeout initial-advertise-peer-urls initial-cluster initial-cluster-state initial-cluster-token
       advertise-client-urls discovery discovery-fallback discovery-proxy discovery-srv discovery-srv-name strict-reconfig-check
-      pre-vote enable-v2 cert-file key-file client-cert-auth client-crl-file
+      pre-vote auto-compaction-retention auto-compaction-mode enable-v2 cert-file key-file client-cert-auth client-crl-file
       client-cert-allowed-hostname trusted-ca-file auto-tls peer-cert-file peer-key-file peer-client-cert-auth peer-trusted-ca-file
       peer-cert-allowed-cn peer-cert-allowed-hostname peer-auto-tls peer-crl-file cipher-suites cors host-whitelist auth-token
       bcrypt-cost auth-token-ttl enable-pprof metrics listen-metrics-urls logger log-outputs log-level proxy proxy-failure-wait

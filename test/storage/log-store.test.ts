@@ -204,6 +204,22 @@ describe('the tail cache and background loads', () => {
     expect(span[0]).toBe(stats.first - 2);
   });
 
+  it('lets go of entries applied in memory only, and stores no applied index for them', async () => {
+    const { store, reopen } = await openStore({ sync: false, tailCacheBytesMax: 4096 });
+    const log = store.shard(3);
+    await store.save([{ shard: 3, entries: entries(1, 2000, 1, 64), hardState: { term: 1, vote: 1, commit: 2000 } }]);
+    expect(log.cacheStats().entries).toBe(2000);
+    await store.save([{ shard: 3, appliedInMemory: 1500 }]);
+    expect(log.cacheStats().first).toBeGreaterThan(1);
+    expect(log.cacheStats().first).toBeLessThanOrEqual(1501);
+    expect(log.applied).toBe(0);
+    await store.close();
+    const reopened = await reopen();
+    // Restart replays from the stored applied index (a snapshot's), never from the in-memory one.
+    expect(reopened.shard(3).applied).toBe(0);
+    await reopened.close();
+  });
+
   it('drops a load whose entries were replaced while it ran', async () => {
     const { store } = await openStore({ sync: false, tailCacheBytesMax: 1024 });
     const log = store.shard(3);

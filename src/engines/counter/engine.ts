@@ -156,7 +156,7 @@ function decodeAmount(command: EngineCommand): AmountPayload {
   return { amount: view.getBigInt64(0), ttlMs, key: payload.slice(counterHeaderBytes) };
 }
 
-function refusal(code: 'counter-not-a-number' | 'counter-overflow'): CounterOutcome {
+function refusal(code: 'counter-not-a-number' | 'counter-overflow' | 'no-space'): CounterOutcome {
   return { kind: 'error', error: new EngineError(code), events: NO_EVENTS };
 }
 
@@ -221,6 +221,8 @@ export class CounterEngine implements Engine {
   }
 
   private write(kind: 'incremented' | 'set', key: Uint8Array, value: bigint, ttlMs: number, context: ApplyContext): CounterOutcome {
+    // A NOSPACE alarm caps the store: a counter write is a put.
+    if (this.kv.capped) return refusal('no-space');
     // No lease: a counter write detaches the key from one, as any plain put does.
     const result = this.kv.mvcc.put(key, encodeCounterValue(value));
     this.kv.written(result.events);

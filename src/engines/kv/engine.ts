@@ -26,7 +26,7 @@ import {
   type WirePutRequest,
   type WireTxnRequest,
 } from '../../etcd-proto';
-import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError } from '../engine';
+import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, UnknownCommandError, uncapped, type WriteCap } from '../engine';
 import { WireValueError, deleteRangeFromWire, putFromWire, txnFromWire } from './convert';
 
 /** The KV engine's operation codes (in every KV log entry: never renumber). */
@@ -51,7 +51,7 @@ export type WriteOutcome =
   | { readonly kind: 'delete-range'; readonly result: DeleteRangeResult }
   | { readonly kind: 'txn'; readonly result: TxnResult }
   | { readonly kind: 'compaction'; readonly revision: number }
-  | { readonly kind: 'error'; readonly error: MvccError | WireValueError };
+  | { readonly kind: 'error'; readonly error: MvccError | WireValueError | EngineError };
 
 /** What applying a KV command produced. */
 export interface KvApplied {
@@ -76,6 +76,7 @@ export class KvEngine implements Engine {
   readonly version = KV_COMMAND_VERSION;
   private readonly observers: KvWriteObserver[] = [];
   private checks: WriteChecks = { leaseExists: () => false };
+  private cap: WriteCap = uncapped;
 
   constructor(public mvcc: MvccStore = new MvccStore()) {}
 
@@ -83,9 +84,15 @@ export class KvEngine implements Engine {
    * Joins the engines of one state machine: `leaseExists` answers for the lease engine (without
    * one, every lease is unknown, as etcd answers), and observers see every write's events.
    */
-  connect(options: { readonly leaseExists?: (lease: bigint) => boolean; readonly observer?: KvWriteObserver }): void {
+  connect(options: { readonly leaseExists?: (lease: bigint) => boolean; readonly observer?: KvWriteObserver; readonly cap?: WriteCap }): void {
     if (options.leaseExists !== undefined) this.checks = { leaseExists: options.leaseExists };
+    if (options.cap !== undefined) this.cap = options.cap;
     if (options.observer !== undefined) this.observers.push(options.observer);
+  }
+
+  /** Whether writes that grow the store are refused (a NOSPACE alarm): engines that write through this one ask. */
+  get capped(): boolean {
+    return this.cap.capped;
   }
 
   /** Every write to the store goes through here once applied (engines that write call it too). */
@@ -124,6 +131,7 @@ export class KvEngine implements Engine {
       switch (kind) {
         case KvCommandKind.Put: {
           const put = putFromWire(PutRequestType.decode(payload) as unknown as WirePutRequest);
+          if (this.cap.capped) return { kind: 'error', error: new EngineError('no-space') };
           return { kind: 'put', result: this.mvcc.put(put.key, put.value, put, this.checks) };
         }
         case KvCommandKind.DeleteRange: {
@@ -132,6 +140,8 @@ export class KvEngine implements Engine {
         }
         case KvCommandKind.Txn: {
           const request = txnFromWire(TxnRequestType.decode(payload) as unknown as WireTxnRequest);
+          // As etcd: a txn is refused when either branch could put (its quota cost is not zero).
+          if (this.cap.capped && txnPuts(request)) return { kind: 'error', error: new EngineError('no-space') };
           return { kind: 'txn', result: this.mvcc.txn(request, this.checks) };
         }
         case KvCommandKind.Compaction: {
@@ -165,6 +175,12 @@ export class KvEngine implements Engine {
   hash(): number {
     return this.mvcc.hashKV(0).hash;
   }
+}
+
+/** Whether a put appears in either branch of `request`, nested txns included. */
+export function txnPuts(request: TxnRequest): boolean {
+  const puts = (ops: TxnRequest['success']): boolean => ops.some((op) => op.type === 'put' || (op.type === 'txn' && txnPuts(op.txn)));
+  return puts(request.success) || puts(request.failure);
 }
 
 /** The KV outcome of an Applied from the KV engine. */

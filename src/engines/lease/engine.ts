@@ -22,7 +22,7 @@
 import { assert } from '../../../raft/index';
 import { type MvccEvent, compareBytes } from '../../../storage/index';
 import { etcdType, int64Exact, type Int64 } from '../../etcd-proto';
-import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, type LeaderContext, UnknownCommandError } from '../engine';
+import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, type LeaderContext, UnknownCommandError, uncapped, type WriteCap } from '../engine';
 import { TimeWheel, type WheelTimer } from '../expiry/index';
 import type { KvEngine } from '../kv/engine';
 import {
@@ -131,6 +131,8 @@ export interface LeaseEngineOptions {
   readonly kv: KvEngine;
   /** One election timeout (ms): what a new leader adds to deadlines set in earlier terms. */
   readonly electionTimeoutMs: number;
+  /** Grants are refused while writes are capped (a NOSPACE alarm), as etcd's applierV3Capped. */
+  readonly cap?: WriteCap;
 }
 
 export class LeaseEngine implements Engine {
@@ -146,6 +148,7 @@ export class LeaseEngine implements Engine {
   private wheel: TimeWheel<bigint> | undefined;
   private readonly kv: KvEngine;
   private readonly electionTimeoutMs: number;
+  private readonly cap: WriteCap;
   /** The term this node leads in (0: not leading). */
   private leaderTerm = 0;
 
@@ -153,6 +156,7 @@ export class LeaseEngine implements Engine {
     assert(Number.isSafeInteger(options.electionTimeoutMs) && options.electionTimeoutMs > 0, 'an election timeout in ms');
     this.kv = options.kv;
     this.electionTimeoutMs = options.electionTimeoutMs;
+    this.cap = options.cap ?? uncapped;
   }
 
   // ---- Reads (services) ---------------------------------------------------------------------
@@ -235,6 +239,7 @@ export class LeaseEngine implements Engine {
   }
 
   private grant(payload: Uint8Array, context: ApplyContext): LeaseOutcome {
+    if (this.cap.capped) return { kind: 'error', error: new EngineError('no-space'), events: NO_EVENTS };
     const request = LeaseGrantRequestType.decode(payload) as unknown as { ID?: Int64; TTL?: Int64 };
     const id = int64Exact(request.ID);
     const ttl = int64Exact(request.TTL);

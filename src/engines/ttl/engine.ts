@@ -34,7 +34,7 @@ import {
   UnknownCommandError,
 } from '../engine';
 import { TimeWheel, type WheelTimer, wheelLimits } from '../expiry/index';
-import { type KvEngine, type KvWriteObserver, WireValueError, putFromWire, txnFromWire } from '../kv/index';
+import { type KvEngine, type KvWriteObserver, WireValueError, putFromWire, txnFromWire, txnPuts } from '../kv/index';
 import {
   keyTtlMsMax,
   keyTtlsPerTxnMax,
@@ -337,6 +337,7 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
     const refused = this.fenceRefusal(request.fence);
     if (refused !== undefined) return refused;
     const put = putFromWire(request);
+    if (this.kv.capped) return { kind: 'error', error: new EngineError('no-space'), events: NO_EVENTS };
     // The KV engine tells every observer, this one included: a TTL the key had is cleared.
     const result = this.kv.putFor(put);
     if (ttlMs > 0) this.setTtl(put.key, context.nowMs + ttlMs, result.revision, context.term);
@@ -347,7 +348,9 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
     const ttls = keyTtlsFromWire(request.ttls);
     const refused = this.fenceRefusal(request.fence);
     if (refused !== undefined) return refused;
-    const result = this.kv.txnFor(txnFromWire(request.txn ?? { compare: [], success: [], failure: [] }));
+    const txn = txnFromWire(request.txn ?? { compare: [], success: [], failure: [] });
+    if (this.kv.capped && txnPuts(txn)) return { kind: 'error', error: new EngineError('no-space'), events: NO_EVENTS };
+    const result = this.kv.txnFor(txn);
     if (ttls.size > 0) {
       for (const event of result.events) {
         if (event.type !== 'put') continue;

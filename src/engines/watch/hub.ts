@@ -202,6 +202,9 @@ export class WatchHub {
     this.recentBytes += bytes;
     while (this.recentBytes > watchRecentEventsBytesMax && this.recent.length - this.recentHead > 1) {
       this.recentBytes -= this.recentSizes[this.recentHead]!;
+      // Let go of the events now, not at the next slice: their values are views that keep whole
+      // store arenas alive (compacted and defragmented ones included).
+      this.recent[this.recentHead] = [];
       this.recentHead++;
       this.recentStart++;
     }
@@ -217,6 +220,14 @@ export class WatchHub {
     this.recentSizes = [];
     this.recentHead = 0;
     this.recentBytes = 0;
+  }
+
+  /**
+   * Drops the recent revisions kept for catch-up (defragment: their values are views into the old
+   * arenas). Watchers behind catch up from the store's history instead; nothing is lost.
+   */
+  releaseRecentEvents(): void {
+    this.forgetRecent();
   }
 
   /** The store was replaced (a snapshot from the leader): everyone re-checks against its history. */

@@ -992,14 +992,14 @@ export class PeerTransport {
   }
 
   /** Closes a stream once; a dialed stream is cancelled, an accepted one ends with `code`. */
-  private close(connection: Connection, code: grpc.status, reason: string): void {
+  private close(connection: Connection, code: grpc.status, reason: string, quiet = false): void {
     if (connection.closed) return;
     connection.closed = true;
     this.connections.delete(connection);
     clearTimeout(connection.helloTimer);
     this.discardRpcQueue(connection);
     const refused = code === grpc.status.PERMISSION_DENIED || code === grpc.status.FAILED_PRECONDITION || code === grpc.status.INVALID_ARGUMENT;
-    const level: PeerLogLevel = this.running && (connection.live || refused) ? 'warn' : 'debug';
+    const level: PeerLogLevel = this.running && !quiet && (connection.live || refused) ? 'warn' : 'debug';
     this.log(level, `member ${idHex(this.options.localId)}: ${connection.describe()} closed: ${reason}`);
     if (connection.client !== undefined) {
       (connection.stream as grpc.ClientDuplexStream<Buffer, Buffer>).cancel();
@@ -1138,7 +1138,7 @@ export class PeerTransport {
       if (problem[0] === grpc.status.FAILED_PRECONDITION && problem[1].includes('must accept, not dial')) {
         // A member's probe asking whether it is still one (see probeSilentPeers): expected, not worth a warning.
         this.counters.refused += 1;
-        this.close(connection, problem[0], problem[1]);
+        this.close(connection, problem[0], problem[1], true);
         return;
       }
       this.refuse(connection, problem[0], problem[1]);

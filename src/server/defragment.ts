@@ -1,0 +1,96 @@
+/**
+ * `defrag` (Maintenance.Defragment): gives back memory the store no longer needs. The MVCC
+ * store keeps versions that compaction dropped in its segment arenas until garbage passes half an
+ * arena, and arenas keep room to grow; defragmenting rewrites every segment into a fresh arena
+ * sized to its retained versions and drops the old one. It runs in bounded steps
+ * (defragmentSegmentsPerStep segments, then the event loop turns), so the node keeps serving.
+ * Then it asks V8 for a full garbage collection, so that the dropped arenas return to the
+ * operating system now rather than at V8's next major GC (the resident size is what operators
+ * watch).
+ *
+ * Like etcd's, it acts on the member that receives the call only (replicas do not need the same
+ * layout: the hash covers the data, not the arenas).
+ */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import type { Router } from '../runtime/index';
+import { kvEngineOf } from '../runtime/index';
+import { defragmentSegmentsPerStep } from './limits';
+
+export interface DefragmentResult {
+  readonly beforeBytes: number;
+  readonly afterBytes: number;
+  /** Whether a full V8 garbage collection ran after the rewrite. */
+  readonly collected: boolean;
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+let gcFunction: (() => void) | undefined;
+
+/**
+ * V8's full collection: `global.gc` when node runs with --expose-gc, else the same function taken
+ * from a fresh context after turning the flag on (V8 installs `gc` in contexts made after that).
+ */
+export function fullGc(): boolean {
+  if (gcFunction === undefined) {
+    const exposed = (globalThis as { gc?: () => void }).gc;
+    if (typeof exposed === 'function') {
+      gcFunction = exposed;
+    } else {
+      setFlagsFromString('--expose-gc');
+      const fromContext = runInNewContext('typeof gc === "function" ? gc : undefined') as (() => void) | undefined;
+      if (typeof fromContext !== 'function') return false;
+      gcFunction = fromContext;
+    }
+  }
+  gcFunction();
+  return true;
+}
+
+/** Defragments every hosted data shard's store in bounded steps, then collects. */
+export class Defragmenter {
+  private running: Promise<DefragmentResult> | undefined;
+
+  constructor(
+    private readonly router: Router,
+    private readonly log?: (message: string) => void,
+    /** Called before the collection: other holders of store views let go (the watch hub's recent events). */
+    private readonly releaseViews?: () => void,
+  ) {}
+
+  /** One defragmentation at a time: a call while one runs waits for that one. */
+  run(): Promise<DefragmentResult> {
+    this.running ??= this.defragment().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async defragment(): Promise<DefragmentResult> {
+    const started = performance.now();
+    let beforeBytes = 0;
+    let afterBytes = 0;
+    for (const shard of this.router.hosted()) {
+      if (shard.shardId === this.router.map.metaShard) continue;
+      beforeBytes += kvEngineOf(shard.machine()).mvcc.sizeBytes;
+      // The store is fetched again every step: a snapshot install may replace it in between.
+      for (let from = 0; from >= 0; ) {
+        from = kvEngineOf(shard.machine()).mvcc.defragmentStep(from, defragmentSegmentsPerStep);
+        await nextTurn();
+      }
+      afterBytes += kvEngineOf(shard.machine()).mvcc.sizeBytes;
+    }
+    this.releaseViews?.();
+    const memoryBefore = process.memoryUsage();
+    const collected = fullGc();
+    const memoryAfter = process.memoryUsage();
+    const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);
+    const memory = (m: NodeJS.MemoryUsage): string => `rss ${mb(m.rss)} heap ${mb(m.heapUsed)}/${mb(m.heapTotal)} external ${mb(m.external)} (buffers ${mb(m.arrayBuffers)}) MB`;
+    this.log?.(
+      `defragmented: store ${beforeBytes} -> ${afterBytes} bytes in ${Math.round(performance.now() - started)} ms; ` +
+        (collected ? `full GC: ${memory(memoryBefore)} -> ${memory(memoryAfter)}` : 'no full GC (V8 does not expose it)'),
+    );
+    return { beforeBytes, afterBytes, collected };
+  }
+}
