@@ -50,6 +50,9 @@ import {
   makeMessage,
 } from './types';
 
+/** Node ids in log lines are hex, as etcd's raft prints them (%x). */
+const idHex = (id: number): string => id.toString(16);
+
 /** Why a proposal (or a request routed like one) was refused. Callers map these to errors. */
 export type DropReason =
   | 'no-leader'
@@ -278,7 +281,7 @@ export class Raft {
     if (applied > 0) this.log.appliedTo(applied, 0);
     this.becomeFollower(this.term, NONE);
     this.logger.info(
-      `${this.id} newRaft [${describeConfig(this.tracker.config)}] term=${this.term} commit=${this.log.committed} ` +
+      `${idHex(this.id)} newRaft [${describeConfig(this.tracker.config)}] term=${this.term} commit=${this.log.committed} ` +
         `applied=${this.log.applied} lastIndex=${this.log.lastIndex()} lastTerm=${this.log.lastTerm()}`,
     );
   }
@@ -367,7 +370,7 @@ export class Raft {
 
   private maybeSendSnapshot(to: number, pr: Progress): boolean {
     if (!pr.recentActive) {
-      this.logger.debug(`${this.id} ignore sending snapshot to ${to}: not recently active`);
+      this.logger.debug(`${idHex(this.id)} ignore sending snapshot to ${idHex(to)}: not recently active`);
       return false;
     }
     let snapshot: Snapshot;
@@ -375,7 +378,7 @@ export class Raft {
       snapshot = this.log.snapshot();
     } catch (error) {
       if (isLogUnavailable(error, 'snapshot-temporarily-unavailable')) {
-        this.logger.debug(`${this.id} failed to send snapshot to ${to}: snapshot temporarily unavailable`);
+        this.logger.debug(`${idHex(this.id)} failed to send snapshot to ${idHex(to)}: snapshot temporarily unavailable`);
         return false;
       }
       throw error;
@@ -386,13 +389,13 @@ export class Raft {
       // The follower would refuse it (it is not a member at that index) and ask again forever.
       // The application must keep a snapshot taken after the last applied conf change.
       this.logger.warn(
-        `${this.id} not sending snapshot [index: ${snapshot.metadata.index}] to ${to}: it predates ${to}'s membership`,
+        `${idHex(this.id)} not sending snapshot [index: ${snapshot.metadata.index}] to ${idHex(to)}: it predates ${idHex(to)}'s membership`,
       );
       return false;
     }
     this.logger.info(
-      `${this.id} [firstindex: ${this.log.firstIndex()}, commit: ${this.log.committed}] sent snapshot ` +
-        `[index: ${snapshot.metadata.index}, term: ${snapshot.metadata.term}] to ${to} [${pr.describe()}]`,
+      `${idHex(this.id)} [firstindex: ${this.log.firstIndex()}, commit: ${this.log.committed}] sent snapshot ` +
+        `[index: ${snapshot.metadata.index}, term: ${snapshot.metadata.term}] to ${idHex(to)} [${pr.describe()}]`,
     );
     pr.becomeSnapshot(snapshot.metadata.index);
     this.send(makeMessage({ type: 'MsgSnap', to, snapshot }));
@@ -468,7 +471,7 @@ export class Raft {
     this.tickRole = () => this.tickElection();
     this.lead = lead;
     this.role = 'follower';
-    this.logger.info(`${this.id} became follower at term ${this.term}`);
+    this.logger.info(`${idHex(this.id)} became follower at term ${this.term}`);
   }
 
   becomeCandidate(): void {
@@ -478,7 +481,7 @@ export class Raft {
     this.tickRole = () => this.tickElection();
     this.vote = this.id;
     this.role = 'candidate';
-    this.logger.info(`${this.id} became candidate at term ${this.term}`);
+    this.logger.info(`${idHex(this.id)} became candidate at term ${this.term}`);
   }
 
   becomePreCandidate(): void {
@@ -489,7 +492,7 @@ export class Raft {
     this.tickRole = () => this.tickElection();
     this.lead = NONE;
     this.role = 'pre-candidate';
-    this.logger.info(`${this.id} became pre-candidate at term ${this.term}`);
+    this.logger.info(`${idHex(this.id)} became pre-candidate at term ${this.term}`);
   }
 
   becomeLeader(): void {
@@ -508,7 +511,7 @@ export class Raft {
     // An empty entry of the new term: committing it commits everything before it (figure 8).
     const appended = this.appendEntries([{ term: 0, index: 0, type: 'normal', data: new Uint8Array(0) }]);
     assert(appended, 'the empty leader entry must always be accepted');
-    this.logger.info(`${this.id} became leader at term ${this.term}`);
+    this.logger.info(`${idHex(this.id)} became leader at term ${this.term}`);
   }
 
   private promotable(): boolean {
@@ -518,18 +521,18 @@ export class Raft {
 
   private hup(type: CampaignType): void {
     if (this.role === 'leader') {
-      this.logger.debug(`${this.id} ignoring MsgHup because already leader`);
+      this.logger.debug(`${idHex(this.id)} ignoring MsgHup because already leader`);
       return;
     }
     if (!this.promotable()) {
-      this.logger.warn(`${this.id} is unpromotable and can not campaign`);
+      this.logger.warn(`${idHex(this.id)} is unpromotable and can not campaign`);
       return;
     }
     if (this.hasUnappliedConfChanges()) {
-      this.logger.warn(`${this.id} cannot campaign at term ${this.term}: pending configuration changes to apply`);
+      this.logger.warn(`${idHex(this.id)} cannot campaign at term ${this.term}: pending configuration changes to apply`);
       return;
     }
-    this.logger.info(`${this.id} is starting a new election at term ${this.term}`);
+    this.logger.info(`${idHex(this.id)} is starting a new election at term ${this.term}`);
     this.campaign(type);
   }
 
@@ -573,7 +576,7 @@ export class Raft {
         continue;
       }
       this.logger.info(
-        `${this.id} [logterm: ${lastTerm}, index: ${lastIndex}] sent ${voteType} request to ${id} at term ${this.term}`,
+        `${idHex(this.id)} [logterm: ${lastTerm}, index: ${lastIndex}] sent ${voteType} request to ${id} at term ${this.term}`,
       );
       this.send(
         makeMessage({
@@ -590,7 +593,7 @@ export class Raft {
 
   private poll(from: number, type: MessageType, granted: boolean): ReturnType<ProgressTracker['tallyVotes']> {
     this.logger.info(
-      `${this.id} received ${type} ${granted ? '' : 'rejection '}from ${from} at term ${this.term}`,
+      `${idHex(this.id)} received ${type} ${granted ? '' : 'rejection '}from ${from} at term ${this.term}`,
     );
     this.tracker.recordVote(from, granted);
     return this.tracker.tallyVotes();
@@ -647,7 +650,7 @@ export class Raft {
           // We heard from a live leader within the minimum election timeout: this candidate is
           // most likely a disruptive rejoining node. Do not change term, do not answer.
           this.logger.info(
-            `${this.id} [term: ${this.term}] ignored ${m.type} from ${m.from} at term ${m.term}: ` +
+            `${idHex(this.id)} [term: ${this.term}] ignored ${m.type} from ${idHex(m.from)} at term ${m.term}: ` +
               `lease is not expired (remaining ticks: ${this.electionTimeout - this.electionElapsed})`,
           );
           return undefined;
@@ -658,7 +661,7 @@ export class Raft {
       } else if (m.type === 'MsgPreVoteResp' && !m.reject) {
         // The term moves forward only when the pre-election is won.
       } else {
-        this.logger.info(`${this.id} [term: ${this.term}] received a ${m.type} message with higher term from ${m.from} [term: ${m.term}]`);
+        this.logger.info(`${idHex(this.id)} [term: ${this.term}] received a ${m.type} message with higher term from ${idHex(m.from)} [term: ${m.term}]`);
         const lead = m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap' ? m.from : NONE;
         this.becomeFollower(m.term, lead);
       }
@@ -697,8 +700,8 @@ export class Raft {
       (m.type === 'MsgPreVote' && m.term > this.term);
     if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
       this.logger.info(
-        `${this.id} [logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ${this.vote}] ` +
-          `cast ${m.type} for ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}`,
+        `${idHex(this.id)} [logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ${idHex(this.vote)}] ` +
+          `cast ${m.type} for ${idHex(m.from)} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}`,
       );
       // The response carries the candidate's term (for a pre-vote, ours has not moved).
       this.send(makeMessage({ type: voteResponseType(m.type), to: m.from, term: m.term }));
@@ -708,8 +711,8 @@ export class Raft {
       }
     } else {
       this.logger.info(
-        `${this.id} [logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ${this.vote}] ` +
-          `rejected ${m.type} from ${m.from} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}`,
+        `${idHex(this.id)} [logterm: ${this.log.lastTerm()}, index: ${this.log.lastIndex()}, vote: ${idHex(this.vote)}] ` +
+          `rejected ${m.type} from ${idHex(m.from)} [logterm: ${m.logTerm}, index: ${m.index}] at term ${this.term}`,
       );
       this.send(makeMessage({ type: voteResponseType(m.type), to: m.from, term: this.term, reject: true }));
     }
@@ -725,7 +728,7 @@ export class Raft {
         const self = this.tracker.progress.get(this.id);
         if (self !== undefined) self.recentActive = true;
         if (!this.tracker.quorumActive()) {
-          this.logger.warn(`${this.id} stepped down to follower since quorum is not active`);
+          this.logger.warn(`${idHex(this.id)} stepped down to follower since quorum is not active`);
           this.becomeFollower(this.term, NONE);
         }
         this.tracker.visit((id, pr) => {
@@ -744,7 +747,7 @@ export class Raft {
     // Everything else comes from (or is about) a member.
     const pr = this.tracker.progress.get(m.from);
     if (pr === undefined) {
-      this.logger.debug(`${this.id} no progress available for ${m.from}`);
+      this.logger.debug(`${idHex(this.id)} no progress available for ${idHex(m.from)}`);
       return undefined;
     }
     switch (m.type) {
@@ -758,14 +761,14 @@ export class Raft {
         if (pr.state !== 'snapshot') break;
         if (m.reject) pr.pendingSnapshot = 0;
         pr.becomeProbe();
-        this.logger.debug(`${this.id} snapshot ${m.reject ? 'failed' : 'succeeded'}, resumed probing ${m.from} [${pr.describe()}]`);
+        this.logger.debug(`${idHex(this.id)} snapshot ${m.reject ? 'failed' : 'succeeded'}, resumed probing ${idHex(m.from)} [${pr.describe()}]`);
         // Wait for an append response or a heartbeat response before probing again.
         pr.msgAppFlowPaused = true;
         break;
       case 'MsgUnreachable':
         // Appends in flight were probably lost: go back to probing.
         if (pr.state === 'replicate') pr.becomeProbe();
-        this.logger.debug(`${this.id} failed to send message to ${m.from} because it is unreachable [${pr.describe()}]`);
+        this.logger.debug(`${idHex(this.id)} failed to send message to ${idHex(m.from)} because it is unreachable [${pr.describe()}]`);
         break;
       case 'MsgTransferLeader':
         this.handleTransferLeader(m.from, pr);
@@ -781,7 +784,7 @@ export class Raft {
     if (m.entries.length > proposalEntriesMax) return 'too-many-entries';
     if (!this.tracker.progress.has(this.id)) return 'not-member';
     if (this.leadTransferee !== NONE) {
-      this.logger.debug(`${this.id} [term ${this.term}] transfer leadership to ${this.leadTransferee} is in progress; dropping proposal`);
+      this.logger.debug(`${idHex(this.id)} [term ${this.term}] transfer leadership to ${idHex(this.leadTransferee)} is in progress; dropping proposal`);
       return 'transfer-in-progress';
     }
     let confChangeOffset = -1;
@@ -795,7 +798,7 @@ export class Raft {
     }
     const firstIndex = this.log.lastIndex() + 1;
     if (!this.appendEntries(m.entries)) {
-      this.logger.debug(`${this.id} appending new entries to log would exceed uncommitted entry size limit; dropping proposal`);
+      this.logger.debug(`${idHex(this.id)} appending new entries to log would exceed uncommitted entry size limit; dropping proposal`);
       return 'uncommitted-size-limit';
     }
     if (confChangeOffset >= 0) this.pendingConfIndex = firstIndex + confChangeOffset;
@@ -809,12 +812,12 @@ export class Raft {
     try {
       cc = decodeConfChange(data);
     } catch (error) {
-      this.logger.warn(`${this.id} refusing undecodable conf change: ${(error as Error).message}`);
+      this.logger.warn(`${idHex(this.id)} refusing undecodable conf change: ${(error as Error).message}`);
       return 'conf-change-invalid';
     }
     if (this.pendingConfIndex > this.log.applied) {
       this.logger.info(
-        `${this.id} ignoring conf change: possible unapplied conf change at index ${this.pendingConfIndex} (applied to ${this.log.applied})`,
+        `${idHex(this.id)} ignoring conf change: possible unapplied conf change at index ${this.pendingConfIndex} (applied to ${this.log.applied})`,
       );
       return 'conf-change-pending';
     }
@@ -826,7 +829,7 @@ export class Raft {
     // pending), so the configuration this change will be applied to is the current one.
     const trial = this.tryConfChange(cc);
     if (!trial.ok) {
-      this.logger.warn(`${this.id} refusing invalid conf change: ${trial.error}`);
+      this.logger.warn(`${idHex(this.id)} refusing invalid conf change: ${trial.error}`);
       return 'conf-change-invalid';
     }
     return undefined;
@@ -928,12 +931,12 @@ export class Raft {
   private handleAppendResponse(m: Message, pr: Progress): void {
     pr.recentActive = true;
     if (m.reject) {
-      this.logger.debug(`${this.id} received MsgAppResp(rejected, hint: (index ${m.rejectHint}, term ${m.logTerm})) from ${m.from} for index ${m.index}`);
+      this.logger.debug(`${idHex(this.id)} received MsgAppResp(rejected, hint: (index ${m.rejectHint}, term ${m.logTerm})) from ${idHex(m.from)} for index ${m.index}`);
       // Skip whole terms the follower cannot match (fast backtracking).
       let nextProbe = m.rejectHint;
       if (m.logTerm > 0) nextProbe = this.log.findConflictByTerm(m.rejectHint, m.logTerm).index;
       if (pr.maybeDecrTo(m.index, nextProbe)) {
-        this.logger.debug(`${this.id} decreased progress of ${m.from} to [${pr.describe()}]`);
+        this.logger.debug(`${idHex(this.id)} decreased progress of ${idHex(m.from)} to [${pr.describe()}]`);
         if (pr.state === 'replicate') pr.becomeProbe();
         this.maybeSendAppend(m.from, true);
       }
@@ -947,7 +950,7 @@ export class Raft {
       case 'snapshot':
         // Whatever the follower restored, it can now be caught up from the log.
         if (pr.match + 1 >= this.log.firstIndex()) {
-          this.logger.debug(`${this.id} recovered from needing snapshot, resumed sending replication messages to ${m.from}`);
+          this.logger.debug(`${idHex(this.id)} recovered from needing snapshot, resumed sending replication messages to ${idHex(m.from)}`);
           pr.becomeProbe();
           pr.becomeReplicate();
         }
@@ -971,7 +974,7 @@ export class Raft {
       }
     }
     if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
-      this.logger.info(`${this.id} sent MsgTimeoutNow to ${m.from} after received MsgAppResp`);
+      this.logger.info(`${idHex(this.id)} sent MsgTimeoutNow to ${idHex(m.from)} after received MsgAppResp`);
       this.send(makeMessage({ type: 'MsgTimeoutNow', to: m.from }));
     }
   }
@@ -992,28 +995,28 @@ export class Raft {
 
   private handleTransferLeader(transferee: number, pr: Progress): void {
     if (pr.isLearner) {
-      this.logger.debug(`${this.id} is learner. Ignored transferring leadership`);
+      this.logger.debug(`${idHex(this.id)} is learner. Ignored transferring leadership`);
       return;
     }
     if (this.leadTransferee !== NONE) {
       if (this.leadTransferee === transferee) {
-        this.logger.info(`${this.id} [term ${this.term}] transfer leadership to ${transferee} is in progress, ignores request to same node`);
+        this.logger.info(`${idHex(this.id)} [term ${this.term}] transfer leadership to ${idHex(transferee)} is in progress, ignores request to same node`);
         return;
       }
       this.abortLeaderTransfer();
     }
     if (transferee === this.id) {
-      this.logger.debug(`${this.id} is already leader. Ignored transferring leadership to self`);
+      this.logger.debug(`${idHex(this.id)} is already leader. Ignored transferring leadership to self`);
       return;
     }
-    this.logger.info(`${this.id} [term ${this.term}] starts to transfer leadership to ${transferee}`);
+    this.logger.info(`${idHex(this.id)} [term ${this.term}] starts to transfer leadership to ${idHex(transferee)}`);
     // The transfer must finish within an election timeout.
     this.electionElapsed = 0;
     this.leadTransferee = transferee;
     // The transferee's election bypasses the followers' lease, whenever TimeoutNow arrives.
     this.leaseForfeited = true;
     if (pr.match === this.log.lastIndex()) {
-      this.logger.info(`${this.id} sends MsgTimeoutNow to ${transferee} immediately as it already has up-to-date log`);
+      this.logger.info(`${idHex(this.id)} sends MsgTimeoutNow to ${idHex(transferee)} immediately as it already has up-to-date log`);
       this.send(makeMessage({ type: 'MsgTimeoutNow', to: transferee }));
     } else {
       this.maybeSendAppend(transferee, true);
@@ -1037,7 +1040,7 @@ export class Raft {
       case 'MsgProp':
       case 'MsgReadIndex':
       case 'MsgTransferLeader':
-        this.logger.info(`${this.id} no leader at term ${this.term}; dropping ${m.type}`);
+        this.logger.info(`${idHex(this.id)} no leader at term ${this.term}; dropping ${m.type}`);
         return 'no-leader';
       case 'MsgApp':
         this.becomeFollower(m.term, m.from);
@@ -1052,14 +1055,14 @@ export class Raft {
         this.handleSnapshot(m);
         return undefined;
       case 'MsgTimeoutNow':
-        this.logger.debug(`${this.id} [term ${this.term} state ${this.role}] ignored MsgTimeoutNow from ${m.from}`);
+        this.logger.debug(`${idHex(this.id)} [term ${this.term} state ${this.role}] ignored MsgTimeoutNow from ${idHex(m.from)}`);
         return undefined;
       default:
         break;
     }
     if (m.type !== myVoteResponse) return undefined;
     const { granted, rejected, result } = this.poll(m.from, m.type, !m.reject);
-    this.logger.info(`${this.id} has received ${granted} ${m.type} votes and ${rejected} vote rejections`);
+    this.logger.info(`${idHex(this.id)} has received ${granted} ${m.type} votes and ${rejected} vote rejections`);
     if (result === 'won') {
       if (this.role === 'pre-candidate') {
         this.campaign('election');
@@ -1079,7 +1082,7 @@ export class Raft {
     switch (m.type) {
       case 'MsgProp':
         if (this.lead === NONE) {
-          this.logger.info(`${this.id} no leader at term ${this.term}; dropping proposal`);
+          this.logger.info(`${idHex(this.id)} no leader at term ${this.term}; dropping proposal`);
           return 'no-leader';
         }
         if (this.disableProposalForwarding) return 'forwarding-disabled';
@@ -1105,13 +1108,13 @@ export class Raft {
         this.send(makeMessage({ ...m, to: this.lead, term: 0 }));
         return undefined;
       case 'MsgTimeoutNow':
-        this.logger.info(`${this.id} [term ${this.term}] received MsgTimeoutNow from ${m.from} and starts an election to get leadership`);
+        this.logger.info(`${idHex(this.id)} [term ${this.term}] received MsgTimeoutNow from ${idHex(m.from)} and starts an election to get leadership`);
         // Leadership transfers never use pre-vote: the leader asked for this election.
         this.hup('transfer');
         return undefined;
       case 'MsgReadIndex':
         if (this.lead === NONE) {
-          this.logger.info(`${this.id} no leader at term ${this.term}; dropping index reading msg`);
+          this.logger.info(`${idHex(this.id)} no leader at term ${this.term}; dropping index reading msg`);
           return 'no-leader';
         }
         this.send(makeMessage({ ...m, to: this.lead, term: 0 }));
@@ -1139,8 +1142,8 @@ export class Raft {
     // terms instead of probing one index at a time.
     const hint = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
     this.logger.debug(
-      `${this.id} [logterm: ${this.log.maybeTerm(m.index) ?? 0}, index: ${m.index}] rejected MsgApp ` +
-        `[logterm: ${m.logTerm}, index: ${m.index}] from ${m.from}`,
+      `${idHex(this.id)} [logterm: ${this.log.maybeTerm(m.index) ?? 0}, index: ${m.index}] rejected MsgApp ` +
+        `[logterm: ${m.logTerm}, index: ${m.index}] from ${idHex(m.from)}`,
     );
     this.send(
       makeMessage({ type: 'MsgAppResp', to: m.from, index: m.index, reject: true, rejectHint: hint.index, logTerm: hint.term }),
@@ -1157,10 +1160,10 @@ export class Raft {
     assert(snapshot !== undefined, 'MsgSnap without a snapshot');
     const { index, term } = snapshot.metadata;
     if (this.restore(snapshot)) {
-      this.logger.info(`${this.id} [commit: ${this.log.committed}] restored snapshot [index: ${index}, term: ${term}]`);
+      this.logger.info(`${idHex(this.id)} [commit: ${this.log.committed}] restored snapshot [index: ${index}, term: ${term}]`);
       this.send(makeMessage({ type: 'MsgAppResp', to: m.from, index: this.log.lastIndex() }));
     } else {
-      this.logger.info(`${this.id} [commit: ${this.log.committed}] ignored snapshot [index: ${index}, term: ${term}]`);
+      this.logger.info(`${idHex(this.id)} [commit: ${this.log.committed}] ignored snapshot [index: ${index}, term: ${term}]`);
       this.send(makeMessage({ type: 'MsgAppResp', to: m.from, index: this.log.committed }));
     }
   }
@@ -1171,7 +1174,7 @@ export class Raft {
     if (index <= this.log.committed) return false;
     if (this.role !== 'follower') {
       // Only followers receive snapshots; if this ever fires, refuse rather than corrupt state.
-      this.logger.warn(`${this.id} attempted to restore snapshot as ${this.role}; should never happen`);
+      this.logger.warn(`${idHex(this.id)} attempted to restore snapshot as ${this.role}; should never happen`);
       this.becomeFollower(this.term + 1, NONE);
       return false;
     }
@@ -1179,12 +1182,12 @@ export class Raft {
       // Committed entries (possibly conf changes) are being applied from a Ready not yet
       // advanced; replacing the configuration under them would apply them to the wrong one.
       // Refuse for now: the leader sends the snapshot again.
-      this.logger.info(`${this.id} postponing snapshot [index: ${index}]: entries up to ${this.log.applying} are still being applied`);
+      this.logger.info(`${idHex(this.id)} postponing snapshot [index: ${index}]: entries up to ${this.log.applying} are still being applied`);
       return false;
     }
     const member = [confState.voters, confState.learners, confState.votersOutgoing].some((ids) => ids.includes(this.id));
     if (!member) {
-      this.logger.warn(`${this.id} attempted to restore snapshot but it is not in the ConfState; should never happen`);
+      this.logger.warn(`${idHex(this.id)} attempted to restore snapshot but it is not in the ConfState; should never happen`);
       return false;
     }
     if (this.log.matchTerm(index, term)) {
@@ -1211,7 +1214,7 @@ export class Raft {
 
   private switchToConfig(config: TrackerConfig, progress: ProgressMap): ConfState {
     this.tracker.switchTo(config, progress);
-    this.logger.info(`${this.id} switched to configuration ${describeConfig(config)}`);
+    this.logger.info(`${idHex(this.id)} switched to configuration ${describeConfig(config)}`);
     const cs = this.tracker.confState();
     const pr = progress.get(this.id);
     this.isLearner = pr?.isLearner ?? false;
@@ -1246,9 +1249,9 @@ export class Raft {
         makeMessage({ type: 'MsgProp', from: this.id, entries: [{ term: 0, index: 0, type: 'conf-change', data: new Uint8Array(0) }] }),
       );
       if (refused !== undefined) {
-        this.logger.debug(`${this.id} not leaving joint configuration yet: ${refused}`);
+        this.logger.debug(`${idHex(this.id)} not leaving joint configuration yet: ${refused}`);
       } else {
-        this.logger.info(`${this.id} initiating automatic transition out of joint configuration ${describeConfig(this.tracker.config)}`);
+        this.logger.info(`${idHex(this.id)} initiating automatic transition out of joint configuration ${describeConfig(this.tracker.config)}`);
       }
     }
   }

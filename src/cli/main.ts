@@ -33,6 +33,8 @@ Commands:
   bench counter  atomic increments: dkv.v1.Counter on DKV, a Txn compare-and-swap loop on etcd
   bench lock     Lock → Unlock cycles per second under contention (etcd's Lock service)
   help           show this text; "dkv <command> --help" shows a command's options
+  --version      print DKV's version, the etcd API version it speaks, its git commit and Node's
+                 version (also "dkv server --version")
 `;
 
 export async function main(args: string[]): Promise<number> {
@@ -44,6 +46,13 @@ export async function main(args: string[]): Promise<number> {
     case '-h':
       process.stdout.write(usage);
       return 0;
+    case '--version':
+    case '-version':
+    case 'version': {
+      const { versionText } = await import('../server/version');
+      process.stdout.write(versionText());
+      return 0;
+    }
     case 'demo': {
       const { demoCommand } = await import('./demo');
       return demoCommand(rest);

@@ -1,22 +1,7 @@
 /** `dkv server`: one etcd-compatible node, configured with etcd's flag names. */
-import { appendFileSync } from 'node:fs';
-import { ConfigError, parseServerConfig, serverHelp, wantsHelp } from '../server/config';
-import type { NodeLogger } from '../server/node';
-
-function makeLogger(name: string, file: string | undefined, debug: boolean): NodeLogger {
-  const write = (level: string, message: string): void => {
-    const line = `${new Date().toISOString()} ${level} ${name}: ${message}\n`;
-    if (file === undefined) process.stderr.write(line);
-    else appendFileSync(file, line);
-  };
-  return {
-    info: (m) => write('INFO', m),
-    warn: (m) => write('WARN', m),
-    debug: (m) => {
-      if (debug) write('DEBUG', m);
-    },
-  };
-}
+import { ConfigError, parseServerConfig, serverHelp, wantsHelp, wantsVersion } from '../server/config';
+import { createServerLogger } from '../server/logger';
+import { versionText } from '../server/version';
 
 /** The exit code of a member that stopped because it was removed from its cluster. */
 export const removedMemberExitCode = 3;
@@ -24,6 +9,10 @@ export const removedMemberExitCode = 3;
 export async function serverCommand(args: string[]): Promise<number> {
   if (wantsHelp(args)) {
     process.stdout.write(serverHelp);
+    return 0;
+  }
+  if (wantsVersion(args)) {
+    process.stdout.write(versionText());
     return 0;
   }
   let config;
@@ -36,13 +25,14 @@ export async function serverCommand(args: string[]): Promise<number> {
     }
     throw error;
   }
-  const logger = makeLogger(config.name, config.logFile, process.env.DKV_DEBUG === '1');
+  const level = process.env.DKV_DEBUG === '1' ? 'debug' : config.logLevel;
+  const logger = createServerLogger({ name: config.name, level, outputs: config.logOutputs });
   for (const warning of config.warnings) logger.warn(warning);
   const { DkvNode } = await import('../server/node');
   return new Promise<number>((resolve, reject) => {
     const fatal = (error: Error): void => {
       // A removed member's error is the whole story; anything else is a bug worth its stack.
-      logger.warn(`fatal: ${error.name === 'MemberRemovedError' ? error.message : (error.stack ?? error.message)}`);
+      logger.error(`fatal: ${error.name === 'MemberRemovedError' ? error.message : (error.stack ?? error.message)}`);
       process.stderr.write(`dkv server: fatal: ${error.message}\n`);
       const code = error.name === 'MemberRemovedError' ? removedMemberExitCode : 1;
       resolve(code);
@@ -66,7 +56,7 @@ export async function serverCommand(args: string[]): Promise<number> {
       node.stop().then(
         () => resolve(0),
         (error: unknown) => {
-          logger.warn(`stop failed: ${String(error)}`);
+          logger.error(`stop failed: ${String(error)}`);
           resolve(1);
         },
       );

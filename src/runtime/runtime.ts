@@ -374,6 +374,11 @@ export class NodeRuntime {
 
   // ---- Driving ------------------------------------------------------------------------------
 
+  /** Ticks without hearing from a leader before a follower campaigns (the randomized timeout adds up to as many again). */
+  get electionTicks(): number {
+    return this.options.raft.electionTicks;
+  }
+
   /** One tick of the logical clock: elections, heartbeats, leader duties, request deadlines. */
   tick(): void {
     if (this.stopped) return;

@@ -132,11 +132,20 @@ export interface ServerConfig {
   readonly quotaBackendBytes: number;
   readonly autoCompaction: AutoCompactionConfig;
   readonly logFile: string | undefined;
+  /** The lowest level logged (--log-level; --debug means debug). */
+  readonly logLevel: LogLevel;
+  /** Where the log goes: 'stderr', 'stdout' or file paths (--log-outputs, or --log-file). */
+  readonly logOutputs: readonly string[];
   /**
    * Test only: serve linearizable reads from this node's state without ReadIndex, which breaks
    * linearizability on purpose (jepsen-lite's tests prove their checker catches it).
    */
   readonly unsafeStaleReads: boolean;
+  /**
+   * The settings given (flag, variable or file) that differ from DKV's defaults, as
+   * `--flag=value (source)`; the start-up log lists them.
+   */
+  readonly changedSettings: readonly string[];
   /** The config file the settings came from, if any. */
   readonly configFile: string | undefined;
   /** Things the operator should know but that do not stop the server (log them at start). */
@@ -157,14 +166,14 @@ export class ConfigError extends Error {
 // ---------------------------------------------------------------------------------------------
 // The flags: one table drives parsing, environment variables, the config file and the help text
 
-type FlagKind = 'string' | 'urls' | 'cluster' | 'int' | 'bool';
+type FlagKind = 'string' | 'urls' | 'cluster' | 'int' | 'bool' | 'duration' | 'list';
 
 interface FlagSpec {
   readonly flag: string;
   readonly kind: FlagKind;
   readonly defaultText: string;
   readonly help: string;
-  readonly group: 'member' | 'clustering' | 'security' | 'dkv' | 'etcd';
+  readonly group: 'member' | 'clustering' | 'security' | 'logging' | 'dkv' | 'etcd' | 'no-effect';
   /** Where the setting sits in the YAML file; undefined for flags the file cannot set. */
   readonly yamlPath: readonly string[] | undefined;
 }
@@ -183,13 +192,111 @@ function spec(
 const clientTlsKey = 'client-transport-security';
 const peerTlsKey = 'peer-transport-security';
 
+export const logLevels = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof logLevels)[number];
+export const logLevelDefault: LogLevel = 'info';
+
+interface EtcdFlagWithoutEffect {
+  readonly flag: string;
+  readonly kind: FlagKind;
+  /** etcd 3.4's default, shown in --help. */
+  readonly etcdDefault: string;
+  /** Why it has no effect here; the start-up warning says it. */
+  readonly reason: string;
+  readonly yamlPath?: readonly string[];
+}
+
+function noEffect(flag: string, kind: FlagKind, etcdDefault: string, reason: string, yamlPath?: readonly string[]): EtcdFlagWithoutEffect {
+  return { flag, kind, etcdDefault, reason, yamlPath: yamlPath ?? [flag] };
+}
+
+const noDiscovery = 'discovery is not implemented; list the members in --initial-cluster';
+const noV2 = 'DKV serves the v3 API only';
+const noProxy = 'DKV has no proxy mode';
+const noAuth = 'authentication is not implemented';
+const caOnly = 'certificates are checked against the trusted CA only';
+const noCrl = 'certificate revocation lists are not checked';
+const noAutoTls = 'DKV does not generate certificates; give the cert and key files';
+const groupCommit = 'DKV writes every event-loop turn in one synced LevelDB batch';
+const grpcDefaults = 'the gRPC server keeps grpc-js\'s keepalive settings';
+
+/**
+ * etcd server flags (3.4's `etcd --help`, and a few of 3.5) that DKV accepts so that an etcd
+ * unit file or config file starts DKV unchanged. Each is validated by its kind and logged once at
+ * start as having no effect, with the reason.
+ */
+const etcdFlagsWithoutEffect: readonly EtcdFlagWithoutEffect[] = [
+  noEffect('wal-dir', 'string', '', 'the Raft log lives in <data-dir>/raft, there is no separate WAL directory'),
+  noEffect('max-snapshots', 'int', '5', 'each shard keeps its latest snapshot only, in the log store'),
+  noEffect('max-wals', 'int', '5', 'the LevelDB log store compacts its own files'),
+  noEffect('backend-batch-interval', 'duration', '', groupCommit),
+  noEffect('backend-batch-limit', 'int', '0', groupCommit),
+  noEffect('max-txn-ops', 'int', '128', 'the Txn operation limit is fixed in DKV'),
+  noEffect('max-concurrent-streams', 'string', 'math.MaxUint32', 'gRPC streams per connection are not limited'),
+  noEffect('grpc-keepalive-min-time', 'duration', '5s', grpcDefaults),
+  noEffect('grpc-keepalive-interval', 'duration', '2h', grpcDefaults),
+  noEffect('grpc-keepalive-timeout', 'duration', '20s', grpcDefaults),
+  noEffect('initial-election-tick-advance', 'bool', 'true', 'DKV always advances election ticks at start; pre-vote keeps that from disrupting a live leader'),
+  noEffect('discovery', 'string', '', noDiscovery),
+  noEffect('discovery-fallback', 'string', 'proxy', noDiscovery),
+  noEffect('discovery-proxy', 'string', '', noDiscovery),
+  noEffect('discovery-srv', 'string', '', noDiscovery),
+  noEffect('discovery-srv-name', 'string', '', noDiscovery),
+  noEffect('strict-reconfig-check', 'bool', 'true', 'the Cluster service applies its own membership checks'),
+  noEffect('pre-vote', 'bool', 'false', 'DKV always runs Raft with pre-vote and check-quorum'),
+  noEffect('enable-v2', 'bool', 'false', noV2),
+  noEffect('experimental-enable-v2v3', 'string', '', noV2),
+  noEffect('client-crl-file', 'string', '', noCrl, [clientTlsKey, 'crl-file']),
+  noEffect('client-cert-allowed-hostname', 'string', '', caOnly, [clientTlsKey, 'allowed-hostname']),
+  noEffect('auto-tls', 'bool', 'false', noAutoTls, [clientTlsKey, 'auto-tls']),
+  noEffect('peer-crl-file', 'string', '', noCrl, [peerTlsKey, 'crl-file']),
+  noEffect('peer-cert-allowed-cn', 'string', '', caOnly, [peerTlsKey, 'allowed-cn']),
+  noEffect('peer-cert-allowed-hostname', 'string', '', caOnly, [peerTlsKey, 'allowed-hostname']),
+  noEffect('peer-auto-tls', 'bool', 'false', noAutoTls, [peerTlsKey, 'auto-tls']),
+  noEffect('client-cert-file', 'string', '', 'DKV makes no client connections to itself', [clientTlsKey, 'client-cert-file']),
+  noEffect('client-key-file', 'string', '', 'DKV makes no client connections to itself', [clientTlsKey, 'client-key-file']),
+  noEffect('cipher-suites', 'list', '', 'Node\'s default TLS cipher suites are used'),
+  noEffect('tls-min-version', 'string', '', 'Node\'s default TLS versions are used'),
+  noEffect('tls-max-version', 'string', '', 'Node\'s default TLS versions are used'),
+  noEffect('self-signed-cert-validity', 'int', '1', noAutoTls),
+  noEffect('cors', 'list', '*', 'there is no HTTP/JSON gateway'),
+  noEffect('host-whitelist', 'list', '*', 'there is no HTTP/JSON gateway'),
+  noEffect('enable-grpc-gateway', 'bool', 'true', 'there is no HTTP/JSON gateway'),
+  noEffect('auth-token', 'string', 'simple', noAuth),
+  noEffect('bcrypt-cost', 'int', '10', noAuth),
+  noEffect('auth-token-ttl', 'int', '300', noAuth),
+  noEffect('enable-pprof', 'bool', 'false', 'Go profiling; profile DKV with node --inspect'),
+  noEffect('metrics', 'string', 'basic', 'DKV exports one metric set on --listen-metrics-urls'),
+  noEffect('proxy', 'string', 'off', noProxy),
+  noEffect('proxy-failure-wait', 'int', '5000', noProxy),
+  noEffect('proxy-refresh-interval', 'int', '30000', noProxy),
+  noEffect('proxy-dial-timeout', 'int', '1000', noProxy),
+  noEffect('proxy-write-timeout', 'int', '5000', noProxy),
+  noEffect('proxy-read-timeout', 'int', '0', noProxy),
+  noEffect('experimental-initial-corrupt-check', 'bool', 'false', 'no corruption check; compare etcdctl endpoint hashkv'),
+  noEffect('experimental-corrupt-check-time', 'duration', '0s', 'no corruption check; compare etcdctl endpoint hashkv'),
+  noEffect('experimental-backend-bbolt-freelist-type', 'string', 'array', 'there is no bbolt backend'),
+  noEffect('experimental-enable-lease-checkpoint', 'bool', 'false', 'lease deadlines are replicated by the lease engine'),
+  noEffect('experimental-compaction-batch-limit', 'int', '1000', 'the in-memory store compacts in one step'),
+  noEffect('experimental-peer-skip-client-san-verification', 'bool', 'false', caOnly),
+  noEffect('experimental-watch-progress-notify-interval', 'duration', '10m', 'the progress notify interval is fixed'),
+  noEffect('experimental-warning-apply-duration', 'duration', '100ms', 'slow applies are not logged'),
+  noEffect('force-new-cluster', 'bool', 'false', 'not implemented; restore a snapshot with dkv snapshot restore instead'),
+  noEffect('log-package-levels', 'string', '', 'use --log-level'),
+  noEffect('enable-log-rotation', 'bool', 'false', 'rotate the log file with logrotate (copytruncate)'),
+  noEffect('log-rotation-config-json', 'string', '', 'rotate the log file with logrotate (copytruncate)'),
+  noEffect('unsafe-no-fsync', 'bool', 'false', 'DKV always syncs its log'),
+  noEffect('socket-reuse-port', 'bool', 'false', 'listening sockets use Node\'s defaults'),
+  noEffect('socket-reuse-address', 'bool', 'false', 'listening sockets use Node\'s defaults'),
+];
+
 const flagSpecs: readonly FlagSpec[] = [
   spec(
     'config-file',
     'string',
     'member',
     '',
-    'path to a YAML config file with etcd\'s keys; when given, all other flags and DKV_* variables are ignored.',
+    'path to a YAML config file with etcd\'s keys; when given, all other flags and DKV_*/ETCD_* variables are ignored.',
     undefined,
   ),
   spec('name', 'string', 'member', defaults.name, 'human-readable name for this member.'),
@@ -342,6 +449,17 @@ const flagSpecs: readonly FlagSpec[] = [
     '',
     'etcd\'s form: election timeout in milliseconds; sets --election-ticks to it / heartbeat interval.',
   ),
+  spec('log-level', 'string', 'logging', logLevelDefault, `lowest level logged: ${logLevels.join(', ')}.`),
+  spec(
+    'log-outputs',
+    'list',
+    'logging',
+    'default',
+    'where the log goes: stderr (or default), stdout, or file paths; comma-separated for several.',
+  ),
+  spec('logger', 'string', 'logging', 'zap', 'etcd\'s logger choice; DKV has one logger, "zap" and "capnslog" are accepted.'),
+  spec('debug', 'bool', 'logging', 'false', 'etcd 3.4\'s older form of --log-level=debug.'),
+  ...etcdFlagsWithoutEffect.map((flag) => spec(flag.flag, flag.kind, 'no-effect', flag.etcdDefault, flag.reason, flag.yamlPath)),
 ];
 
 const specByFlag: ReadonlyMap<string, FlagSpec> = new Map(flagSpecs.map((s) => [s.flag, s]));
@@ -417,8 +535,33 @@ interface RawSetting {
 
 type RawSettings = Map<string, RawSetting>;
 
-export function envVariableOf(flag: string): string {
-  return `DKV_${flag.toUpperCase().replace(/-/g, '_')}`;
+export function envVariableOf(flag: string, prefix: 'DKV_' | 'ETCD_' = 'DKV_'): string {
+  return `${prefix}${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** Edit distance (Levenshtein) of two short strings. */
+export function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
+}
+
+/** A typo's likely meaning: the closest known flag within a third of its length, as " (did you mean --x?)". */
+function suggestionFor(flag: string): string {
+  const allowed = Math.max(2, Math.floor(flag.length / 3));
+  let best: { flag: string; distance: number } | undefined;
+  for (const candidate of specByFlag.keys()) {
+    const distance = editDistance(flag, candidate);
+    if (distance <= allowed && (best === undefined || distance < best.distance)) best = { flag: candidate, distance };
+  }
+  return best === undefined ? '' : ` (did you mean --${best.flag}?)`;
 }
 
 /** How a message names a field: as the user wrote it. */
@@ -434,6 +577,11 @@ function labelOf(flag: string, raw: RawSettings): string {
 
 function fail(flag: string, raw: RawSettings, problem: string): never {
   throw new ConfigError(flag, `${labelOf(flag, raw)}: ${problem}`);
+}
+
+/** True when argv asks for the version (`--version`, as etcd); the CLI prints it instead of parsing. */
+export function wantsVersion(argv: readonly string[]): boolean {
+  return argv.some((arg) => arg === '--version' || arg === '-version');
 }
 
 /** True when argv asks for help; the CLI prints `serverHelp` instead of parsing. */
@@ -452,7 +600,7 @@ function parseArgv(argv: readonly string[]): RawSettings {
     const equals = body.indexOf('=');
     const flag = equals < 0 ? body : body.slice(0, equals);
     const spec = specByFlag.get(flag);
-    if (spec === undefined) throw new ConfigError(flag, `--${flag}: unknown flag (see dkv server --help)`);
+    if (spec === undefined) throw new ConfigError(flag, `--${flag}: unknown flag${suggestionFor(flag)} (see dkv server --help)`);
     if (raw.has(flag)) throw new ConfigError(flag, `--${flag}: given more than once`);
     let text: string;
     if (equals >= 0) {
@@ -475,20 +623,26 @@ function parseArgv(argv: readonly string[]): RawSettings {
 function addEnvironment(raw: RawSettings, env: Readonly<Record<string, string | undefined>>, warnings: string[]): void {
   const known = new Set<string>();
   for (const spec of flagSpecs) {
-    const variable = envVariableOf(spec.flag);
-    known.add(variable);
-    const text = env[variable];
-    if (text === undefined || text === '') continue;
+    // DKV_ wins over etcd's ETCD_ (both name the same flag); a flag on the command line over both.
+    const given = (['DKV_', 'ETCD_'] as const)
+      .map((prefix) => envVariableOf(spec.flag, prefix))
+      .filter((variable) => {
+        known.add(variable);
+        return (env[variable] ?? '') !== '';
+      });
+    const variable = given[0];
+    if (variable === undefined) continue;
     if (raw.has(spec.flag)) {
-      warnings.push(`${variable} is ignored: --${spec.flag} is given on the command line`);
-    } else {
-      raw.set(spec.flag, { text, source: { kind: 'env', variable } });
+      warnings.push(`${given.join(' and ')} ${given.length > 1 ? 'are' : 'is'} ignored: --${spec.flag} is given on the command line`);
+      continue;
     }
+    if (given.length > 1) warnings.push(`${given[1]} is ignored: ${variable} is also set and wins`);
+    raw.set(spec.flag, { text: env[variable] ?? '', source: { kind: 'env', variable } });
   }
   for (const variable of Object.keys(env).sort()) {
-    if (variable.startsWith('DKV_') && !known.has(variable) && env[variable] !== undefined) {
-      warnings.push(`${variable} is not a dkv server setting; ignored`);
-    }
+    if (known.has(variable) || env[variable] === undefined) continue;
+    if (variable.startsWith('DKV_')) warnings.push(`${variable} is not a dkv server setting; ignored`);
+    if (variable.startsWith('ETCD_')) warnings.push(`${variable} is not an etcd server setting DKV knows; ignored`);
   }
 }
 
@@ -530,10 +684,11 @@ function settingsFromFile(path: string, raw: RawSettings, warnings: string[]): R
       if (value === null) continue;
       if (!isPlainObject(value)) throw new ConfigError(key, `config file ${path}: ${key} must be a mapping`);
       for (const [inner, innerValue] of Object.entries(value)) {
-        if (tlsKeysIgnored.has(inner)) ignored.push(`${key}.${inner}`);
+        if (byPath.has(`${key}.${inner}`)) take(`${key}.${inner}`, innerValue);
+        else if (tlsKeysIgnored.has(inner)) ignored.push(`${key}.${inner}`);
         else take(`${key}.${inner}`, innerValue);
       }
-    } else if (etcdKeysIgnored.has(key)) {
+    } else if (etcdKeysIgnored.has(key) && !byPath.has(key)) {
       ignored.push(key);
     } else {
       take(key, value);
@@ -552,6 +707,9 @@ function yamlValueText(spec: FlagSpec, key: string, value: unknown, path: string
       return typeof value === 'boolean' ? String(value) : problem('true or false');
     case 'int':
       return typeof value === 'number' || typeof value === 'string' ? String(value) : problem('a whole number');
+    case 'duration':
+      return typeof value === 'number' || typeof value === 'string' ? String(value) : problem('a duration');
+    case 'list':
     case 'urls':
     case 'cluster':
       if (Array.isArray(value) && value.every((item) => typeof item === 'string')) return value.join(',');
@@ -842,6 +1000,8 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
   const quotaBackendBytes = quotaBytes === 0 ? quotaBackendBytesDefault : quotaBytes;
   const autoCompaction = autoCompactionValue(raw);
   const logFile = stringValue('log-file', raw);
+  const { logLevel, logOutputs } = loggingValue(raw, logFile);
+  checkWithoutEffect(raw, warnings);
   const unsafeStaleReads = boolValue('unsafe-stale-reads', raw);
   if (unsafeStaleReads) warnings.push('--unsafe-stale-reads: linearizable reads skip ReadIndex and may be stale (test only)');
   const clientTls = tlsValue(raw, '');
@@ -892,10 +1052,61 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     quotaBackendBytes,
     autoCompaction,
     logFile,
+    logLevel,
+    logOutputs,
+    changedSettings: changedSettingsOf(raw),
     unsafeStaleReads,
     configFile,
     warnings,
   };
+}
+
+function changedSettingsOf(raw: RawSettings): string[] {
+  const changed: string[] = [];
+  for (const [flag, setting] of raw) {
+    const spec = specByFlag.get(flag);
+    if (spec === undefined || spec.group === 'no-effect' || setting.text === spec.defaultText) continue;
+    const source = setting.source.kind === 'flag' ? 'flag' : setting.source.kind === 'env' ? setting.source.variable : 'config file';
+    changed.push(`--${flag}=${setting.text} (${source})`);
+  }
+  return changed;
+}
+
+function loggingValue(raw: RawSettings, logFile: string | undefined): { logLevel: LogLevel; logOutputs: string[] } {
+  const levelText = (raw.get('log-level')?.text ?? (boolValue('debug', raw) ? 'debug' : logLevelDefault)).trim().toLowerCase();
+  const logLevel = logLevels.find((level) => level === levelText);
+  if (logLevel === undefined) fail('log-level', raw, `must be one of ${logLevels.join(', ')}, got "${levelText}"`);
+  const logger = stringValue('logger', raw);
+  if (logger !== undefined && logger !== 'zap' && logger !== 'capnslog') fail('logger', raw, `must be "zap" or "capnslog", got "${logger}"`);
+  const outputsText = stringValue('log-outputs', raw);
+  if (outputsText !== undefined && logFile !== undefined) {
+    fail('log-outputs', raw, `cannot be combined with ${labelOf('log-file', raw)}; give the file in --log-outputs`);
+  }
+  if (outputsText === undefined) return { logLevel, logOutputs: [logFile ?? 'stderr'] };
+  const outputs = outputsText.split(',').map((item) => item.trim());
+  if (outputs.some((item) => item === '')) fail('log-outputs', raw, `has an empty entry: "${outputsText}"`);
+  // etcd's "default" is stderr; repeated outputs would print every line twice.
+  return { logLevel, logOutputs: [...new Set(outputs.map((item) => (item === 'default' ? 'stderr' : item)))] };
+}
+
+const durationPattern = /^(0|(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+)$/;
+
+/**
+ * Validates each etcd flag DKV does not use by its kind (loosely: etcd's own parser decides the
+ * rest), and warns once that it has no effect unless it holds etcd's default.
+ */
+function checkWithoutEffect(raw: RawSettings, warnings: string[]): void {
+  for (const spec of flagSpecs) {
+    if (spec.group !== 'no-effect' || !raw.has(spec.flag)) continue;
+    const text = raw.get(spec.flag)?.text.trim() ?? '';
+    if (spec.kind === 'bool') boolValue(spec.flag, raw);
+    if (spec.kind === 'int' && !/^-?\d+$/.test(text)) fail(spec.flag, raw, `must be a whole number, got "${text}"`);
+    if (spec.kind === 'duration' && !durationPattern.test(text)) {
+      fail(spec.flag, raw, `must be a duration such as 5s, 100ms or 2h, got "${text}"`);
+    }
+    // etcd's own default changes nothing in etcd either: no warning for it.
+    if (text !== spec.defaultText) warnings.push(`${labelOf(spec.flag, raw)} has no effect in DKV (${spec.help})`);
+  }
 }
 
 const durationUnitsMs: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -964,18 +1175,33 @@ function helpGroup(title: string, group: FlagSpec['group']): string {
   return lines.join('\n');
 }
 
+function noEffectHelp(): string {
+  const lines = [
+    'etcd flags accepted for compatibility, no effect in DKV:',
+    '  (so that an etcd unit file or config file starts DKV unchanged; each one given is validated',
+    '  by type and logged once at start as having no effect, with the reason; etcd\'s default shown)',
+    '',
+  ];
+  for (const s of flagSpecs.filter((f) => f.group === 'no-effect')) lines.push(`  --${s.flag} '${s.defaultText}'`, `      ${s.help}.`);
+  return lines.join('\n');
+}
+
 /** The text of `dkv server --help`: every flag with its default. */
 export const serverHelp = `Usage: dkv server [flags]
 
 Start an etcd-compatible DKV node. Flags use etcd's names; "--flag value" and "--flag=value"
-both work. Each flag can also be set by an environment variable DKV_<FLAG> (for example
-DKV_INITIAL_CLUSTER for --initial-cluster); a flag on the command line wins over the variable.
+both work. Each flag can also be set by an environment variable DKV_<FLAG> or etcd's ETCD_<FLAG>
+(for example DKV_INITIAL_CLUSTER for --initial-cluster); a flag on the command line wins over
+both, and DKV_<FLAG> wins over ETCD_<FLAG>. An unknown flag is an error (with the closest known
+flag suggested). "dkv server --version" prints the versions.
 
 ${helpGroup('Member flags', 'member')}
 
 ${helpGroup('Clustering flags', 'clustering')}
 
 ${helpGroup('Security flags', 'security')}
+
+${helpGroup('Logging flags', 'logging')}
 
 ${helpGroup('DKV flags', 'dkv')}
 
@@ -985,9 +1211,10 @@ Config file: --config-file takes a YAML file with the keys of etcd's config file
 listen-client-urls, initial-cluster, …, client-transport-security: {cert-file, key-file,
 trusted-ca-file, client-cert-auth}, peer-transport-security: {…}) plus DKV's tick-ms,
 election-ticks, heartbeat-ticks, snapshot-count, max-request-bytes and log-file. As in etcd 3.5,
-when a config file is given every other flag and DKV_* variable is ignored (a warning lists them).
-etcd keys DKV does not use (wal-dir, log-level, …) are ignored with a warning;
-other unknown keys are an error.
+when a config file is given every other flag and DKV_*/ETCD_* variable is ignored (a warning lists them).
+etcd keys DKV does not use are ignored with a warning; other unknown keys are an error.
+
+${noEffectHelp()}
 
 https URLs need --cert-file/--key-file (client side) or --peer-cert-file/--peer-key-file (peer side).
 Errors name the flag and exit with code 2.

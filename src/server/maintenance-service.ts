@@ -8,7 +8,7 @@ import type { MvccStore } from '../../storage/index';
 import type { ShardStateView } from '../runtime/index';
 import type { KvEngine } from '../engines/kv/index';
 import { int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto';
-import { dkvError, toGrpcError } from '../errors';
+import { dkvError, errorTable, toGrpcError } from '../errors';
 import { AlarmType, type AlarmMember, EngineId, activateAlarmCommand, alarmOutcome, deactivateAlarmCommand } from '../engines/index';
 import { alarmEngineOf } from '../runtime/index';
 import type { Defragmenter } from './defragment';
@@ -61,7 +61,8 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
         raftIndex: status.commit,
         raftTerm: status.term,
         raftAppliedIndex: shard.machine().appliedIndex,
-        errors: alarmEngineOf(shard.machine()).list().map(alarmText),
+        // As etcd: a member without a leader says so in `endpoint status`'s ERRORS column, beside its alarms.
+        errors: [...(status.lead === 0 ? [errorTable['no-leader'].message] : []), ...alarmEngineOf(shard.machine()).list().map(alarmText)],
         isLearner: status.config.learners.includes(ctx.memberId),
       };
     }),

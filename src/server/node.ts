@@ -39,6 +39,7 @@ import { BufferedBytes } from './response-queue';
 import { Ticker, immediateScheduler, levelStorage, wallClock } from './runtime-host';
 import { createWatchService } from './watch-service';
 import { answerLeaderQuery, learnerProgress } from './leader-queries';
+import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log';
 
 /** Shard 0 holds cluster metadata; shard 1 the default store's data. */
 export const META_SHARD = 0;
@@ -47,8 +48,9 @@ export const HOSTED_SHARDS = [META_SHARD, DEFAULT_STORE_SHARD] as const;
 
 export { grpcOverheadBytes };
 
-/** The etcd API version DKV speaks (reported by Status; clients gate features on it). */
-export const etcdApiVersion = '3.5.0';
+import { etcdApiVersion } from './version';
+
+export { etcdApiVersion };
 
 export interface NodeLogger {
   info(message: string): void;
@@ -121,6 +123,8 @@ export class DkvNode {
   /** Bytes every watch stream of this node holds for slow clients. */
   readonly watchBuffered = new BufferedBytes();
   private readonly ticker = new Ticker();
+  private readonly membershipLog: MembershipLog;
+  private recoveryLog: RecoveryLog | undefined;
   /** Aborted as the node stops: Lock and Campaign waits and Observe streams end with `stopped`. */
   private readonly servicesStopping = new AbortController();
   private grpcServer: grpc.Server | undefined;
@@ -146,6 +150,7 @@ export class DkvNode {
   ) {
     for (const peer of queried) if (peer.id !== identity.memberId) this.queriedPeers.set(peer.id, peer.url);
     this.metrics = createServerMetrics();
+    this.membershipLog = new MembershipLog(identity.clusterId, (line) => logger.info(line));
     const peers = new Map<number, string>();
     for (const member of this.initialPeers()) if (member.id !== identity.memberId) peers.set(member.id, member.url);
     // A joiner's query answer wins: --initial-cluster names founding ids, which replaced members no longer have.
@@ -194,17 +199,12 @@ export class DkvNode {
       listener: {
         saved: (seconds) => this.metrics.walFsyncSeconds.observe(seconds),
         leaderChanged: (shard, leader, term) => {
-          logger.info(`shard ${shard}: leader is now ${leader === 0 ? 'unknown' : leader.toString(16)} (term ${term})`);
+          logger.info(`shard ${shard}: ${leader === 0 ? 'no leader' : `leader is now ${formatId(leader)}`} (term ${term})`);
           if (shard === DEFAULT_STORE_SHARD) this.metrics.leaderChanges.inc();
         },
-        confChangeApplied: (shard, change) => {
+        confChangeApplied: (shard) => {
           if (shard !== META_SHARD) return;
-          for (const single of change.changes) {
-            const verb = single.type === 'remove' ? 'removed' : single.type === 'add-learner' ? 'added as a learner' : single.type === 'update' ? 'updated' : 'added or promoted to voter';
-            const record = this.members().find((m) => m.id === single.nodeId);
-            const detail = record === undefined ? '' : ` (name ${JSON.stringify(record.name)}, peer URLs ${record.peerUrls.join(',')})`;
-            logger.info(`membership: member ${formatId(single.nodeId)}${detail} ${verb}`);
-          }
+          this.membershipLog.changed(this.members());
           this.membershipChanged();
         },
         applied: (shard, applied) => {
@@ -213,10 +213,12 @@ export class DkvNode {
         stateReplaced: (shard, from) => {
           const source = from === 'leader' ? "the leader's snapshot" : 'the stored snapshot';
           logger.info(`shard ${shard}: state restored from ${source} at index ${this.runtime.machine(shard).appliedIndex}`);
+          if (shard === META_SHARD) this.membershipLog.changed(this.members(), from !== 'leader');
           if (shard === META_SHARD) this.membershipChanged();
           if (shard === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
         },
         fatal: (error) => this.options.onFatal?.(error),
+        entryApplied: (shard, entry) => this.recoveryLog?.entryApplied(shard, entry.index),
       },
     });
     this.router = new Router(this.runtime, singleStoreMap(META_SHARD, DEFAULT_STORE_SHARD));
@@ -265,6 +267,12 @@ export class DkvNode {
     }
     const logStore = await LevelLogStore.open({ path: join(config.dataDir, 'raft') });
     const node = new DkvNode(config, identity, logStore, logger, options, queried);
+    const recovered = HOSTED_SHARDS.map((shard): RecoveredShard => {
+      const log = logStore.shard(shard);
+      const { hardState } = log.initialState();
+      return { shard, lastIndex: log.lastIndex(), snapshotIndex: log.snapshot().metadata.index, term: hardState.term, commit: hardState.commit };
+    });
+    node.recoveryLog = new RecoveryLog(recovered, (shard) => (shard === DEFAULT_STORE_SHARD ? kvEngineOf(node.runtime.machine(shard)).mvcc.revision : undefined), (line) => logger.info(line));
     try {
       if (!restarting) {
         await node.bootstrapIfNew();
@@ -282,7 +290,9 @@ export class DkvNode {
       node.autoCompactor.start();
       node.started = true;
       if (restarting) node.learnCurrentPeers();
-      logger.info(`member ${identity.memberId.toString(16)} of cluster ${identity.clusterId.toString(16)} serving clients on ${config.advertiseClientUrls.map((u) => u.href).join(',')}`);
+      const applied = HOSTED_SHARDS.map((shard) => ({ shard, appliedIndex: node.runtime.machine(shard).appliedIndex, revision: shard === DEFAULT_STORE_SHARD ? kvEngineOf(node.runtime.machine(shard)).mvcc.revision : undefined }));
+      for (const line of startupLines({ config, memberId: identity.memberId, clusterId: identity.clusterId, recovered, applied })) logger.info(line);
+      logger.info(`serving clients on ${config.advertiseClientUrls.map((u) => u.href).join(',')}`);
     } catch (error) {
       await node.stop();
       throw error;

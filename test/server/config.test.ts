@@ -317,10 +317,9 @@ peer-transport-security:
     });
     expect(hrefs(config.listenClientUrls)).toEqual(['https://10.0.0.2:2379', 'https://127.0.0.1:2379']);
     expect(config.initialCluster).toHaveLength(3);
-    expect(config.warnings).toEqual([
-      `config file ${path}: etcd settings DKV does not use, ignored: wal-dir, log-level, ` +
-        'client-transport-security.auto-tls',
-    ]);
+    // quota-backend-bytes and log-level are DKV settings; wal-dir '' and auto-tls false are etcd's defaults.
+    expect(config.warnings).toEqual([]);
+    expect(config.logLevel).toBe('info');
   });
 
   it('ignores every other flag and DKV_* variable, as etcd 3.5 does, and says so', () => {
@@ -387,7 +386,8 @@ peer-transport-security:
 
 describe('validation: one clear message naming the field', () => {
   const cases: ReadonlyArray<readonly [string, string[], string, string]> = [
-    ['unknown flag', ['--nmae', 'x'], 'nmae', '--nmae: unknown flag (see dkv server --help)'],
+    ['unknown flag', ['--nmae', 'x'], 'nmae', '--nmae: unknown flag (did you mean --name?) (see dkv server --help)'],
+    ['unknown flag, nothing close', ['--frobnicate', 'x'], 'frobnicate', '--frobnicate: unknown flag (see dkv server --help)'],
     ['missing value', ['--name'], 'name', '--name: needs a value'],
     ['flag as value', ['--name', '--data-dir', 'x'], 'name', '--name: needs a value'],
     ['repeated flag', ['--name=a', '--name=b'], 'name', '--name: given more than once'],
@@ -615,7 +615,7 @@ describe('help', () => {
       ['log-file', ''],
     ];
     for (const [flag, value] of flags) expect(serverHelp).toContain(`  --${flag} '${value}'\n`);
-    expect(serverHelp).toMatch(/config file is given every other flag and DKV_\* variable is ignored/);
+    expect(serverHelp).toMatch(/config file is given every other flag and DKV_\*\/ETCD_\* variable is ignored/);
   });
 });
 
@@ -690,5 +690,125 @@ describe('dev cluster layout', () => {
     expect(() => devClusterLayout({ nodes: 0, basePort: 2379, dataDir: 'd' })).toThrow(/--nodes/);
     expect(() => devClusterLayout({ nodes: 3, basePort: 65_530, dataDir: 'd' })).toThrow(/--base-port/);
     expect(() => devClusterLayout({ nodes: 1, basePort: 2379, dataDir: '' })).toThrow(/--data-dir/);
+  });
+});
+
+describe('etcd server flags DKV does not use', () => {
+  it('are accepted, validated by type, and warned about once each with the reason', () => {
+    const config = parseServerConfig([
+      '--enable-v2=true',
+      '--auto-tls',
+      '--grpc-keepalive-interval=30s',
+      '--max-snapshots',
+      '3',
+      '--metrics=extensive',
+      '--wal-dir=/var/lib/etcd/wal',
+    ]);
+    expect(config.warnings).toEqual([
+      '--wal-dir has no effect in DKV (the Raft log lives in <data-dir>/raft, there is no separate WAL directory)',
+      '--max-snapshots has no effect in DKV (each shard keeps its latest snapshot only, in the log store)',
+      '--grpc-keepalive-interval has no effect in DKV (the gRPC server keeps grpc-js\'s keepalive settings)',
+      '--enable-v2 has no effect in DKV (DKV serves the v3 API only)',
+      '--auto-tls has no effect in DKV (DKV does not generate certificates; give the cert and key files)',
+      '--metrics has no effect in DKV (DKV exports one metric set on --listen-metrics-urls)',
+    ]);
+  });
+
+  it('holding etcd\'s default are accepted without a warning', () => {
+    expect(parseServerConfig(['--enable-v2=false', '--max-txn-ops=128', '--grpc-keepalive-timeout=20s']).warnings).toEqual([]);
+  });
+
+  it('with a value of the wrong type are refused, naming the flag', () => {
+    expect(configError(['--enable-v2=maybe']).message).toBe('--enable-v2: must be true or false, got "maybe"');
+    expect(configError(['--max-wals=many']).message).toBe('--max-wals: must be a whole number, got "many"');
+    expect(configError(['--grpc-keepalive-time=5s']).message).toBe(
+      '--grpc-keepalive-time: unknown flag (did you mean --grpc-keepalive-timeout?) (see dkv server --help)',
+    );
+    expect(configError(['--grpc-keepalive-min-time=soon']).message).toBe(
+      '--grpc-keepalive-min-time: must be a duration such as 5s, 100ms or 2h, got "soon"',
+    );
+  });
+
+  it('cover every flag of etcd 3.4\'s --help', () => {
+    // etcd 3.4.23's `etcd --help` flags, one a line as it prints them.
+    const etcd34 = `name data-dir wal-dir snapshot-count heartbeat-interval election-timeout initial-election-tick-advance
+      listen-peer-urls listen-client-urls max-snapshots max-wals quota-backend-bytes backend-batch-interval
+      backend-batch-limit max-txn-ops max-request-bytes max-concurrent-streams grpc-keepalive-min-time grpc-keepalive-interval
+      grpc-keepalive-timeout initial-advertise-peer-urls initial-cluster initial-cluster-state initial-cluster-token
+      advertise-client-urls discovery discovery-fallback discovery-proxy discovery-srv discovery-srv-name strict-reconfig-check
+      pre-vote auto-compaction-retention auto-compaction-mode enable-v2 cert-file key-file client-cert-auth client-crl-file
+      client-cert-allowed-hostname trusted-ca-file auto-tls peer-cert-file peer-key-file peer-client-cert-auth peer-trusted-ca-file
+      peer-cert-allowed-cn peer-cert-allowed-hostname peer-auto-tls peer-crl-file cipher-suites cors host-whitelist auth-token
+      bcrypt-cost auth-token-ttl enable-pprof metrics listen-metrics-urls logger log-outputs log-level proxy proxy-failure-wait
+      proxy-refresh-interval proxy-dial-timeout proxy-write-timeout proxy-read-timeout experimental-initial-corrupt-check
+      experimental-corrupt-check-time experimental-enable-v2v3 experimental-backend-bbolt-freelist-type
+      experimental-enable-lease-checkpoint experimental-compaction-batch-limit experimental-peer-skip-client-san-verification
+      experimental-watch-progress-notify-interval experimental-warning-apply-duration force-new-cluster debug log-package-levels`;
+    const missing = etcd34
+      .split(/\s+/)
+      .filter((flag) => flag !== '')
+      .filter((flag) => {
+        try {
+          parseServerConfig([`--${flag}=x`]);
+        } catch (error) {
+          return error instanceof ConfigError && error.message.includes('unknown flag');
+        }
+        return false;
+      });
+    expect(missing).toEqual([]);
+    expect(serverHelp).toContain('etcd flags accepted for compatibility, no effect in DKV:');
+    expect(serverHelp).toMatch(/--enable-v2 'false'\n\s+DKV serves the v3 API only\./);
+  });
+
+  it('are read from etcd\'s config file keys, TLS sections included', () => {
+    const path = yamlFile('enable-v2: true\nclient-transport-security:\n  auto-tls: true\n');
+    expect(parseServerConfig(['--config-file', path]).warnings).toEqual([
+      `enable-v2 (in ${path}) has no effect in DKV (DKV serves the v3 API only)`,
+      `client-transport-security.auto-tls (in ${path}) has no effect in DKV (DKV does not generate certificates; give the cert and key files)`,
+    ]);
+  });
+});
+
+describe('ETCD_<FLAG> environment variables', () => {
+  it('work like DKV_<FLAG>; DKV_ wins when both are set, and that is logged', () => {
+    const config = parseServerConfig([], { ETCD_NAME: 'etcd-name', ETCD_SNAPSHOT_COUNT: '55', DKV_SNAPSHOT_COUNT: '66', ETCD_ENABLE_V2: 'true' });
+    expect(config.name).toBe('etcd-name');
+    expect(config.snapshotCount).toBe(66);
+    expect(config.warnings).toEqual([
+      'ETCD_SNAPSHOT_COUNT is ignored: DKV_SNAPSHOT_COUNT is also set and wins',
+      'ETCD_ENABLE_V2 has no effect in DKV (DKV serves the v3 API only)',
+    ]);
+  });
+
+  it('name the variable in errors, and unknown ETCD_ variables are only warned about', () => {
+    expect(configError([], { ETCD_HEARTBEAT_INTERVAL: 'fast' }).message).toBe('ETCD_HEARTBEAT_INTERVAL: must be a whole number, got "fast"');
+    expect(parseServerConfig([], { ETCD_UNSUPPORTED_ARCH: 'arm' }).warnings).toEqual([
+      'ETCD_UNSUPPORTED_ARCH is not an etcd server setting DKV knows; ignored',
+    ]);
+  });
+});
+
+describe('logging flags', () => {
+  it('default to info on stderr; --log-level, --log-outputs, --logger, --debug and --log-file set them', () => {
+    expect(parseServerConfig([])).toMatchObject({ logLevel: 'info', logOutputs: ['stderr'] });
+    expect(parseServerConfig(['--log-level=warn', '--log-outputs=default,stdout,/tmp/x.log', '--logger=zap'])).toMatchObject({
+      logLevel: 'warn',
+      logOutputs: ['stderr', 'stdout', '/tmp/x.log'],
+    });
+    expect(parseServerConfig(['--debug']).logLevel).toBe('debug');
+    expect(parseServerConfig(['--log-file=/tmp/y.log']).logOutputs).toEqual(['/tmp/y.log']);
+  });
+
+  it('are read from etcd\'s config file keys (log-outputs as a YAML list)', () => {
+    const path = yamlFile('log-level: debug\nlogger: zap\nlog-outputs: [stderr, /var/log/dkv.log]\n');
+    expect(parseServerConfig(['--config-file', path])).toMatchObject({ logLevel: 'debug', logOutputs: ['stderr', '/var/log/dkv.log'], warnings: [] });
+  });
+
+  it('refuse bad values', () => {
+    expect(configError(['--log-level=loud']).message).toBe('--log-level: must be one of debug, info, warn, error, got "loud"');
+    expect(configError(['--logger=glog']).message).toBe('--logger: must be "zap" or "capnslog", got "glog"');
+    expect(configError(['--log-file=/a', '--log-outputs=/b']).message).toBe(
+      '--log-outputs: cannot be combined with --log-file; give the file in --log-outputs',
+    );
   });
 });

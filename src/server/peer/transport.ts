@@ -67,6 +67,9 @@ import {
 } from './limits';
 import { PeerRequestError, PeerRequestRefusal, type PeerRequestErrorCode } from './requests';
 
+/** Member and cluster ids in messages are hex, as etcd prints them (the server's log does the same). */
+const idHex = (id: number): string => id.toString(16);
+
 export const peerStreamPath = '/dkv.peer.v1.Peer/Stream';
 /** A unary call anyone reaching the peer port may make: the cluster's id and members (JSON). */
 export const peerClusterPath = '/dkv.peer.v1.Peer/Cluster';
@@ -311,7 +314,7 @@ class Connection {
   }
 
   describe(): string {
-    return `${this.side === 'dial' ? 'dialed' : 'accepted'} stream ${this.peerId === undefined ? '(before hello)' : `with member ${this.peerId}`}`;
+    return `${this.side === 'dial' ? 'dialed' : 'accepted'} stream ${this.peerId === undefined ? '(before hello)' : `with member ${idHex(this.peerId)}`}`;
   }
 }
 
@@ -456,7 +459,7 @@ export class PeerTransport {
     });
     this.server = server;
     this.running = true;
-    this.log('info', `peer transport of member ${this.options.localId.toString(16)} listening on ${host}:${this.port}`);
+    this.log('info', `peer transport of member ${idHex(this.options.localId)} listening on ${host}:${this.port}`);
     for (const peer of this.peers.values()) this.maybeDial(peer);
     if (this.options.onRemoved !== undefined) {
       this.probeTimer = setInterval(() => this.probeSilentPeers(), Math.max(10, Math.floor(this.probeTiming().intervalMs / 4)));
@@ -525,8 +528,8 @@ export class PeerTransport {
 
   addPeer(id: number, address: string): void {
     checkId(id, 'peer id');
-    if (id === this.options.localId) throw new TypeError(`member ${id} is this node`);
-    if (this.peers.has(id)) throw new TypeError(`member ${id} is already a peer`);
+    if (id === this.options.localId) throw new TypeError(`member ${idHex(id)} is this node`);
+    if (this.peers.has(id)) throw new TypeError(`member ${idHex(id)} is already a peer`);
     const peer = this.newPeer(id, address);
     this.peers.set(id, peer);
     this.maybeDial(peer);
@@ -546,7 +549,7 @@ export class PeerTransport {
 
   updatePeer(id: number, address: string): void {
     const peer = this.peers.get(id);
-    if (peer === undefined) throw new TypeError(`member ${id} is not a peer`);
+    if (peer === undefined) throw new TypeError(`member ${idHex(id)} is not a peer`);
     const target = peerTarget(address);
     if (target === peer.target) return;
     peer.target = target;
@@ -579,7 +582,7 @@ export class PeerTransport {
    */
   request(to: number, payload: Uint8Array, options: PeerRequestOptions): Promise<Uint8Array> {
     checkId(to, 'peer id');
-    if (to === this.options.localId) throw new TypeError(`member ${to} is this node`);
+    if (to === this.options.localId) throw new TypeError(`member ${idHex(to)} is this node`);
     if (!(payload instanceof Uint8Array)) throw new TypeError('request payload must be a Uint8Array');
     if (payload.byteLength > requestPayloadBytesMax) {
       throw new TypeError(`request payload of ${payload.byteLength} bytes exceeds requestPayloadBytesMax ${requestPayloadBytesMax}`);
@@ -598,12 +601,12 @@ export class PeerTransport {
     assert(Number.isSafeInteger(id), 'request ids are safe integers');
     const frame = encodeRequest(id, payload);
     if (peer.requestQueueBytes + frame.byteLength > requestQueueBytesMax) {
-      return Promise.reject(new PeerRequestError('too-many', 'no', `${requestQueueBytesMax} bytes of requests already queued for member ${to}`));
+      return Promise.reject(new PeerRequestError('too-many', 'no', `${requestQueueBytesMax} bytes of requests already queued for member ${idHex(to)}`));
     }
     return new Promise<Uint8Array>((resolve, reject) => {
       const timer = setTimeout(() => {
         const timedOut = peer.requests.get(id);
-        if (timedOut !== undefined) this.failRequest(peer, timedOut, 'timeout', `no answer from member ${to} within ${timeoutMs} ms`);
+        if (timedOut !== undefined) this.failRequest(peer, timedOut, 'timeout', `no answer from member ${idHex(to)} within ${timeoutMs} ms`);
       }, timeoutMs);
       const pending: PendingRequest = { id, connection, frameBytes: frame.byteLength, written: false, timer, resolve, reject };
       peer.requests.set(id, pending);
@@ -618,14 +621,14 @@ export class PeerTransport {
   private requestProblem(to: number): PeerRequestError | undefined {
     if (!this.running) return new PeerRequestError('stopped', 'no', 'peer transport is not running');
     const peer = this.peers.get(to);
-    if (peer === undefined) return new PeerRequestError('unreachable', 'no', `member ${to} is not a peer`);
+    if (peer === undefined) return new PeerRequestError('unreachable', 'no', `member ${idHex(to)} is not a peer`);
     const connection = peer.connection;
     if (connection === undefined || !connection.live || connection.closed) {
-      return new PeerRequestError('unreachable', 'no', `no live stream to member ${to}`);
+      return new PeerRequestError('unreachable', 'no', `no live stream to member ${idHex(to)}`);
     }
-    if (!connection.peerHandlesRequests) return new PeerRequestError('unsupported', 'no', `member ${to} does not answer requests`);
+    if (!connection.peerHandlesRequests) return new PeerRequestError('unsupported', 'no', `member ${idHex(to)} does not answer requests`);
     if (peer.requests.size >= requestsPendingPerPeerMax) {
-      return new PeerRequestError('too-many', 'no', `${requestsPendingPerPeerMax} requests to member ${to} already pending`);
+      return new PeerRequestError('too-many', 'no', `${requestsPendingPerPeerMax} requests to member ${idHex(to)} already pending`);
     }
     return undefined;
   }
@@ -654,7 +657,7 @@ export class PeerTransport {
   /** Fails every pending request of `peer` (of one stream, or all of them). */
   private failRequests(peer: PeerState, connection: Connection | undefined, code: PeerRequestErrorCode, reason: string): void {
     for (const pending of [...peer.requests.values()]) {
-      if (connection === undefined || pending.connection === connection) this.failRequest(peer, pending, code, `request to member ${peer.id}: ${reason}`);
+      if (connection === undefined || pending.connection === connection) this.failRequest(peer, pending, code, `request to member ${idHex(peer.id)}: ${reason}`);
     }
   }
 
@@ -672,17 +675,17 @@ export class PeerTransport {
         return;
       case 'refused':
         pending.reject(
-          new PeerRequestError('refused', 'yes', `member ${peer.id} refused the request: ${answer.code}: ${answer.message}`, {
+          new PeerRequestError('refused', 'yes', `member ${idHex(peer.id)} refused the request: ${answer.code}: ${answer.message}`, {
             code: answer.code,
             message: answer.message,
           }),
         );
         return;
       case 'busy':
-        pending.reject(new PeerRequestError('too-many', 'no', `member ${peer.id} is handling too many requests of this node`));
+        pending.reject(new PeerRequestError('too-many', 'no', `member ${idHex(peer.id)} is handling too many requests of this node`));
         return;
       case 'unsupported':
-        pending.reject(new PeerRequestError('unsupported', 'no', `member ${peer.id} does not answer requests`));
+        pending.reject(new PeerRequestError('unsupported', 'no', `member ${idHex(peer.id)} does not answer requests`));
         return;
     }
   }
@@ -721,7 +724,7 @@ export class PeerTransport {
     // Not a refusal: a fault of the handler. The caller on the other node still gets an answer
     // (rather than waiting for its timeout); this node logs it as an error.
     const message = error instanceof Error ? error.message : String(error);
-    this.log('error', `member ${this.options.localId}: request handler failed on a request of member ${from}: ${message}`);
+    this.log('error', `member ${idHex(this.options.localId)}: request handler failed on a request of member ${idHex(from)}: ${message}`);
     const refusal = new PeerRequestRefusal('internal', message);
     return { status: 'refused', code: refusal.code, message: refusal.message };
   }
@@ -784,7 +787,7 @@ export class PeerTransport {
     const full = messageBytes(message);
     const bytes = chunked ? full - (message.snapshot?.data.byteLength ?? 0) : full;
     if (batchFrameOverheadBytes + batchItemOverheadBytes + bytes > frameBytesMax) {
-      this.log('error', `dropping a ${message.type} of ${bytes} bytes to member ${peer.id}: larger than a frame`);
+      this.log('error', `dropping a ${message.type} of ${bytes} bytes to member ${idHex(peer.id)}: larger than a frame`);
       this.drop(peer.id, shard, message);
       return;
     }
@@ -908,7 +911,7 @@ export class PeerTransport {
     this.counters.framesSent += 1;
     if (connection.stream.write(frame)) return;
     connection.writeBlocked = true;
-    this.log('debug', `member ${this.options.localId}: ${connection.describe()} is full, waiting for drain`);
+    this.log('debug', `member ${idHex(this.options.localId)}: ${connection.describe()} is full, waiting for drain`);
     connection.stream.once('drain', () => {
       connection.writeBlocked = false;
       if (connection.closed) return;
@@ -997,7 +1000,7 @@ export class PeerTransport {
     this.discardRpcQueue(connection);
     const refused = code === grpc.status.PERMISSION_DENIED || code === grpc.status.FAILED_PRECONDITION || code === grpc.status.INVALID_ARGUMENT;
     const level: PeerLogLevel = this.running && !quiet && (connection.live || refused) ? 'warn' : 'debug';
-    this.log(level, `member ${this.options.localId}: ${connection.describe()} closed: ${reason}`);
+    this.log(level, `member ${idHex(this.options.localId)}: ${connection.describe()} closed: ${reason}`);
     if (connection.client !== undefined) {
       (connection.stream as grpc.ClientDuplexStream<Buffer, Buffer>).cancel();
       connection.client.close();
@@ -1051,7 +1054,7 @@ export class PeerTransport {
     for (const connection of streams) {
       if (connection !== undefined) {
         connection.detached = true;
-        this.close(connection, grpc.status.UNAVAILABLE, `member ${peer.id} removed or moved`);
+        this.close(connection, grpc.status.UNAVAILABLE, `member ${idHex(peer.id)} removed or moved`);
       }
     }
   }
@@ -1101,7 +1104,7 @@ export class PeerTransport {
 
   private refuse(connection: Connection, code: grpc.status, reason: string): void {
     this.counters.refused += 1;
-    this.log('warn', `member ${this.options.localId}: refusing ${connection.describe()}: ${reason}`);
+    this.log('warn', `member ${idHex(this.options.localId)}: refusing ${connection.describe()}: ${reason}`);
     this.close(connection, code, reason);
   }
 
@@ -1112,19 +1115,19 @@ export class PeerTransport {
       return [grpc.status.FAILED_PRECONDITION, `peer protocol version ${hello.protocolVersion}, this node speaks ${protocolVersion}`];
     }
     if (hello.clusterId !== this.options.clusterId) {
-      return [grpc.status.PERMISSION_DENIED, `cluster id mismatch: member ${hello.fromId} is in cluster ${hello.clusterId}, this node is in cluster ${this.options.clusterId}`];
+      return [grpc.status.PERMISSION_DENIED, `cluster id mismatch: member ${idHex(hello.fromId)} is in cluster ${idHex(hello.clusterId)}, this node is in cluster ${idHex(this.options.clusterId)}`];
     }
-    if (hello.toId !== local) return [grpc.status.PERMISSION_DENIED, `hello addressed to member ${hello.toId}, this is member ${local}`];
+    if (hello.toId !== local) return [grpc.status.PERMISSION_DENIED, `hello addressed to member ${idHex(hello.toId)}, this is member ${idHex(local)}`];
     if (hello.fromId === local) return [grpc.status.PERMISSION_DENIED, `peer claims to be this member (${local})`];
     if (this.options.isRemoved?.(hello.fromId) === true) {
-      return [grpc.status.PERMISSION_DENIED, `${removedMemberRefusal} member ${hello.fromId.toString(16)} was removed from the cluster`];
+      return [grpc.status.PERMISSION_DENIED, `${removedMemberRefusal} member ${idHex(hello.fromId)} was removed from the cluster`];
     }
-    if (!this.peers.has(hello.fromId)) return [grpc.status.PERMISSION_DENIED, `member ${hello.fromId} is not a configured member of this node`];
+    if (!this.peers.has(hello.fromId)) return [grpc.status.PERMISSION_DENIED, `member ${idHex(hello.fromId)} is not a configured member of this node`];
     if (connection.side === 'dial' && hello.fromId !== connection.peerId) {
-      return [grpc.status.PERMISSION_DENIED, `dialed member ${connection.peerId} but member ${hello.fromId} answered`];
+      return [grpc.status.PERMISSION_DENIED, `dialed member ${idHex(connection.peerId ?? 0)} but member ${idHex(hello.fromId)} answered`];
     }
     if (connection.side === 'accept' && hello.fromId > local) {
-      return [grpc.status.FAILED_PRECONDITION, `member ${hello.fromId} must accept, not dial: the smaller id dials`];
+      return [grpc.status.FAILED_PRECONDITION, `member ${idHex(hello.fromId)} must accept, not dial: the smaller id dials`];
     }
     return undefined;
   }
@@ -1158,7 +1161,7 @@ export class PeerTransport {
       peer.connection = connection;
       peer.attempt = 0;
     }
-    this.log('info', `member ${this.options.localId}: ${connection.describe()} is live`);
+    this.log('info', `member ${idHex(this.options.localId)}: ${connection.describe()} is live`);
   }
 
   private deliver(connection: Connection, messages: ShardMessage[]): void {
@@ -1178,7 +1181,7 @@ export class PeerTransport {
     this.counters.refused += 1;
     if (this.unknownShardsLogged.has(shard) || this.unknownShardsLogged.size >= unknownShardsLoggedMax) return;
     this.unknownShardsLogged.add(shard);
-    this.log('warn', `member ${this.options.localId}: refusing messages from member ${from} for unknown shard ${shard}`);
+    this.log('warn', `member ${idHex(this.options.localId)}: refusing messages from member ${idHex(from)} for unknown shard ${shard}`);
   }
 
   private onSnapshotHeader(connection: Connection, shard: number, totalBytes: number, message: Message): void {

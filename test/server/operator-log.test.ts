@@ -1,0 +1,77 @@
+/** The operator's log lines: start-up summary, membership changes, recovery, versions, line format. */
+import { describe, expect, it } from 'vitest';
+import { parseServerConfig } from '../../src/server/config';
+import { formatId } from '../../src/cluster/index';
+import { formatLogLine } from '../../src/server/logger';
+import { MembershipLog, RecoveryLog, memberChanges, startKindOf, startupLines } from '../../src/server/operator-log';
+import { dkvVersion, versionText } from '../../src/server/version';
+
+const member = (id: number, name: string, isLearner = false) => ({ id, name, peerUrls: [`http://10.0.0.${id % 250}:2380`], isLearner });
+
+describe('ids and line format', () => {
+  it('prints ids in hex as etcd does, and every line with a time, a level and the member name', () => {
+    expect(formatId(0x8e9e05c52164)).toBe('8e9e05c52164');
+    expect(formatLogLine(new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 6)), 'warn', 'n1', 'hello')).toBe('2026-01-02T03:04:05.006Z WARN n1: hello\n');
+  });
+});
+
+describe('membership changes', () => {
+  it('finds added, removed and promoted members and logs each once with id, name and peer URLs', () => {
+    expect(memberChanges([member(1, 'a'), member(2, 'b', true)], [member(1, 'a'), member(2, 'b'), member(3, 'c', true)]).map((c) => [c.kind, c.member.id])).toEqual([
+      ['promoted', 2],
+      ['added', 3],
+    ]);
+    const lines: string[] = [];
+    const log = new MembershipLog(0xabc, (line) => lines.push(line));
+    log.changed([member(1, 'a'), member(2, 'b')], true);
+    log.changed([]);
+    log.changed([member(1, 'a'), member(2, 'b'), member(26, 'z', true)]);
+    log.changed([member(1, 'a'), member(26, 'z')]);
+    expect(lines).toEqual([
+      'added member 1a "z" (learner, peer URLs http://10.0.0.26:2380) of cluster abc',
+      'promoted member 1a "z" (voter, peer URLs http://10.0.0.26:2380) of cluster abc',
+      'removed member 2 "b" (voter, peer URLs http://10.0.0.2:2380) of cluster abc',
+    ]);
+  });
+});
+
+describe('start-up lines', () => {
+  const config = parseServerConfig(['--name=n1', '--data-dir=/data/n1', '--snapshot-count=500']);
+  const empty = [{ shard: 0, lastIndex: 0, snapshotIndex: 0, term: 0, commit: 0 }];
+  const stored = [{ shard: 1, lastIndex: 40, snapshotIndex: 10, term: 3, commit: 38 }];
+
+  it('say bootstrap, join or restart', () => {
+    expect(startKindOf(config, empty)).toBe('bootstrap');
+    expect(startKindOf(parseServerConfig(['--initial-cluster-state=existing']), empty)).toBe('join');
+    expect(startKindOf(config, stored)).toBe('restart');
+  });
+
+  it('give version, ids in hex, data dir, changed settings, URLs and what a restart recovered', () => {
+    const lines = startupLines({ config, memberId: 0x8e9e05c5, clusterId: 0xcdf8, recovered: stored, applied: [{ shard: 1, appliedIndex: 10, revision: 7 }] });
+    expect(lines[0]).toBe(
+      `DKV ${dkvVersion()} (etcd API 3.5.0, Node ${process.version}) member 8e9e05c5 ("n1") of cluster cdf8: restarted from its data directory`,
+    );
+    expect(lines).toContain('data dir /data/n1');
+    expect(lines).toContain('settings not at their defaults: --name=n1 (flag) --data-dir=/data/n1 (flag) --snapshot-count=500 (flag)');
+    expect(lines).toContain('shard 1 stored: snapshot index 10, last log index 40, commit 38, term 3; applied index 10, revision 7 before replaying the log');
+    expect(lines).toContain('client URLs: listen http://127.0.0.1:2379, advertise http://127.0.0.1:2379');
+    expect(lines).toContain('peer URLs: listen http://127.0.0.1:2380, advertise http://127.0.0.1:2380');
+  });
+
+  it('report once when a restarted shard has applied its stored commit index', () => {
+    const lines: string[] = [];
+    const log = new RecoveryLog(stored, () => 9, (line) => lines.push(line));
+    log.entryApplied(1, 37);
+    log.entryApplied(1, 38);
+    log.entryApplied(1, 39);
+    expect(lines).toEqual(['shard 1 recovered: applied index 38, revision 9 (the commit index it stored)']);
+  });
+});
+
+describe('--version', () => {
+  it('prints DKV\'s version from package.json, the etcd API version, Node\'s version', () => {
+    const text = versionText();
+    expect(text).toMatch(/^DKV Version: \d+\.\d+\.\d+\netcd API Version: 3\.5\.0\nGit SHA: \S+/);
+    expect(text).toContain(`Node Version: ${process.version}\n`);
+  });
+});
