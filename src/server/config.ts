@@ -1217,7 +1217,10 @@ etcd keys DKV does not use are ignored with a warning; other unknown keys are an
 ${noEffectHelp()}
 
 https URLs need --cert-file/--key-file (client side) or --peer-cert-file/--peer-key-file (peer side).
-Errors name the flag and exit with code 2.
+Errors name the flag and exit with code 2, as do data-dir problems found at start (an empty dir
+for a member the cluster knows, a removed member's dir, another member's dir: one line names the
+problem and the fix, see docs/replace-member.md). A member removed from its cluster exits with
+code 3; a fatal error with code 1.
 `;
 
 // ---------------------------------------------------------------------------------------------
