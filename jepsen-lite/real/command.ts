@@ -5,11 +5,11 @@
  * the committed history could not be read, or the run was interrupted), a usage error or a
  * harness error (the cluster did not start, …).
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError, intOption, parseOptions } from '../../src/cli/args';
 import type { ElectionResult, FencingResult } from '../check/index';
-import { ProgressBar, writeReport } from '../report/index';
+import { ProgressBar, pauseLine, writeReport } from '../report/index';
 import type { RealCluster, Target } from './cluster';
 import { defaultEtcdBin } from './cluster';
 import { electionObservers } from './election-clients';
@@ -41,7 +41,7 @@ against the committed history read back at the end, (lock) fenced writes for int
 
 Options:
   --nodes N          cluster members (default 3, at most ${nodesMax})
-  --time S           seconds of load and faults (default 60)
+  --time S           seconds of load and faults (default 60); --time-limit S is the same
   --workload W       register (read/write/cas per key), kv (get/put/delete/txn), watch
                      (kv writes while a third of the clients hold Watch streams), counter
                      (dkv.v1.Counter increments and reads, checked with a counter model; DKV
@@ -87,6 +87,24 @@ function parseFaults(value: string | undefined): FaultKind[] {
   return [...new Set(faults as FaultKind[])];
 }
 
+/** `--time-limit` is `--time` by Jepsen's name for it. */
+function timeOption(time: string | undefined, timeLimit: string | undefined): string | undefined {
+  if (time !== undefined && timeLimit !== undefined) throw new UsageError('--time and --time-limit are the same option: give one');
+  return time ?? timeLimit;
+}
+
+/**
+ * Why a report folder cannot take a new run (undefined: it can): a run's cluster data directories
+ * would be reused — the members would start on an old cluster's logs — and its report overwritten.
+ */
+export function staleOutReason(outDir: string): string | undefined {
+  const cluster = join(outDir, 'cluster');
+  if (existsSync(cluster) && readdirSync(cluster).length > 0) {
+    return `--out ${outDir} already holds a run (${cluster} is not empty): give a fresh folder, or remove that one first`;
+  }
+  return undefined;
+}
+
 export interface JepsenRunConfig {
   readonly target: Target;
   readonly nodes: number;
@@ -106,6 +124,7 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
   const values = parseOptions(argv, {
     nodes: { type: 'string' },
     time: { type: 'string' },
+    'time-limit': { type: 'string' },
     workload: { type: 'string' },
     faults: { type: 'string' },
     target: { type: 'string' },
@@ -130,7 +149,7 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
   return {
     target,
     nodes: intOption(values.nodes, 'nodes', 3, 1, nodesMax),
-    timeMs: 1000 * intOption(values.time, 'time', 60, timeSecondsMin, timeSecondsMax),
+    timeMs: 1000 * intOption(timeOption(values.time, values['time-limit']), 'time', 60, timeSecondsMin, timeSecondsMax),
     workload,
     faults: parseFaults(values.faults),
     clients: intOption(values.clients, 'clients', 5, 1, clientsMax),
@@ -198,6 +217,7 @@ function fencingSummary(fencing: FencingResult, holderPauses: number, target: Ta
       ? `  fencing: ${fencing.ok ? 'ok' : 'violation'}: fenced writes accepted ${fenced.accepted}, refused stale ${fenced.refusedStale}, refused otherwise ${fenced.refusedOther}, unknown ${fenced.unknown}`
       : '  fencing: not run (etcd has no fenced write; dkv.v1.KV is a DKV extension)',
     `  lease-only: ${unfenced.overlaps} overlap(s) between holders, ${unfenced.interleavings} interleaved write(s), over ${unfenced.holders} holder(s); holder pauses ${holderPauses} (expected with pauses, not a failure)`,
+    ...fencing.pauses.map((p) => `    pause: ${pauseLine(p)}`),
   ];
   for (const violation of fencing.violations.slice(0, 10)) lines.push(`    ${violation}`);
   return lines;
@@ -233,13 +253,22 @@ export async function jepsenRunCommand(argv: string[]): Promise<number> {
 }
 
 async function runCommand(config: JepsenRunConfig): Promise<number> {
+  const stale = staleOutReason(config.outDir);
+  if (stale !== undefined) {
+    process.stderr.write(`dkv jepsen run: ${stale}\n`);
+    return 2;
+  }
   mkdirSync(config.outDir, { recursive: true });
   const command = rerunCommand(config);
   process.stdout.write(`${command}\nreport folder: ${config.outDir}\n`);
   const interrupt = new AbortController();
   let cluster: RealCluster | undefined;
-  // Whatever happens, no member outlives us: a second Ctrl-C kills them now and leaves.
-  const onExit = (): void => cluster?.killAllNow();
+  let clientProcesses: { killAllNow(): void } | undefined;
+  // Whatever happens, no member or client process outlives us: a second Ctrl-C kills them now and leaves.
+  const onExit = (): void => {
+    clientProcesses?.killAllNow();
+    cluster?.killAllNow();
+  };
   const onSigint = (): void => {
     if (interrupt.signal.aborted) {
       onExit();
@@ -259,6 +288,9 @@ async function runCommand(config: JepsenRunConfig): Promise<number> {
       signal: interrupt.signal,
       onCluster: (c) => {
         cluster = c;
+      },
+      onClientProcesses: (processes) => {
+        clientProcesses = processes;
       },
       onProgress: (elapsedMs, counts) => bar.update(elapsedMs, counts),
       log: (message) => {

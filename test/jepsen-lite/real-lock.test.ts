@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type WatchHistory, checkFencing, checkLinearizability, fenceStaleError } from '../../jepsen-lite/check/index';
 import type { LockInput, LockOutput, Operation, UnfencedWriteInput, UnfencedWriteOutput } from '../../jepsen-lite/history';
 import { jepsenRunCommand, parseJepsenRunArgs } from '../../jepsen-lite/real/command';
-import { healedTailFraction, holderPauseFirstAtMs, holderPauseTtlFactorMax, holderPauseTtlFactorMin, planHolderPauses } from '../../jepsen-lite/real/nemesis';
+import { healedTailFraction, holderPauseFirstAfterHoldMs, holderPauseTtlFactorMax, holderPauseTtlFactorMin, planHolderPauses } from '../../jepsen-lite/real/nemesis';
 import { parseHistoryJson } from '../../jepsen-lite/report/index';
 
 // ---- Crafted histories ------------------------------------------------------------------------
@@ -123,7 +123,7 @@ describe('planHolderPauses', () => {
     for (let seed = 0; seed < 100; seed++) {
       const plan = planHolderPauses({ ...options, seed });
       expect(plan.length).toBeGreaterThanOrEqual(1);
-      expect(plan[0]!.at).toBe(holderPauseFirstAtMs);
+      expect(plan[0]!.at).toBe(holderPauseFirstAfterHoldMs);
       for (const pause of plan) {
         expect(pause.ttlFactor).toBeGreaterThanOrEqual(holderPauseTtlFactorMin);
         expect(pause.ttlFactor).toBeLessThanOrEqual(holderPauseTtlFactorMax);
