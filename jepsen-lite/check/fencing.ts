@@ -81,6 +81,8 @@ export interface UnfencedCounts {
 /** A holder pause as the harness recorded it (ms since the run began). */
 export interface PausedHolder {
   readonly process: number;
+  /** Its OS process. */
+  readonly pid: number;
   /** The token of the lock it held when it was stopped. */
   readonly token: number;
   readonly start: number;

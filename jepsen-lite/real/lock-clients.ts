@@ -17,6 +17,7 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { PausedHolder } from '../check/index';
 import type { FaultWindow, Operation } from '../history';
 import { type Invocation, pause } from './client-loop';
 import type { ClientCluster } from './clients';
@@ -37,18 +38,8 @@ const stderrTailBytesMax = 4096;
 
 // ---- Holder pauses ------------------------------------------------------------------------------
 
-/** A holder pause as it happened: who, when, and whether the process was seen stopped. */
-export interface HolderPause {
-  readonly process: number;
-  /** The token of the lock it held. */
-  readonly token: number;
-  readonly pid: number;
-  /** ms since the run began: SIGSTOP sent, SIGCONT sent. */
-  readonly start: number;
-  readonly end: number;
-  /** /proc/<pid>/stat showed state `T` after SIGSTOP. */
-  readonly stopped: boolean;
-}
+/** A holder pause as it happened (`start`: SIGSTOP sent, `end`: SIGCONT sent; `stopped`: state `T` seen). */
+export type HolderPause = PausedHolder;
 
 /**
  * Hands the planned pauses out in plan order. The plan's times count from the first time a
@@ -184,6 +175,7 @@ export class LockClients {
     });
     child.on('message', (raw: unknown) => this.onMessage(worker, raw, signal));
     child.on('error', (error) => this.options.log?.(`lock client ${client}: ${error.message}`));
+    this.options.log?.(`lock client ${client}: pid ${child.pid ?? 'none'}`);
     this.send(worker, {
       type: 'start',
       client,
