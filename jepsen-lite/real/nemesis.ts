@@ -325,8 +325,12 @@ export interface PlannedHolderPause {
 
 /** The first holder pause is due this long after a client first held the lock (every run gets one if it fits). */
 export const holderPauseFirstAfterHoldMs = 500;
-/** The lock workload's server faults start this long after the first holder pause did. */
+/** The lock workload's server faults start this long after the first holder pause did… */
 export const faultsAfterFirstHolderPauseMs = 3000;
+/** …or from this far into the run if no holder was paused by then. */
+export const faultsWaitForHolderPauseMsMax = 10_000;
+/** A holder pause ends at least this long before the run does (the holder writes once continued). */
+export const holderPauseEndMarginMs = 1000;
 export const holderPauseGapMsMin = 2000;
 export const holderPauseGapMsMax = 5000;
 /** A pause lasts this many lease TTLs: long past the lease's expiry, however late the leader expires it. */

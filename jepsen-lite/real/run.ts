@@ -30,7 +30,7 @@ import { ElectionClients, electionObservers } from './election-clients';
 import { monotonicNs, runClock } from './clock';
 import { leaseTtlSecondsRequested } from './lease-keeper';
 import { type HolderPause, HolderPauses, LockClients } from './lock-clients';
-import { type FaultKind, Nemesis, faultsAfterFirstHolderPauseMs, healedTailFraction, planFaults, planHolderPauses } from './nemesis';
+import { type FaultKind, Nemesis, faultsAfterFirstHolderPauseMs, faultsWaitForHolderPauseMsMax, healedTailFraction, holderPauseEndMarginMs, planFaults, planHolderPauses } from './nemesis';
 import { type RealWorkloadName, realModelOf } from './workloads';
 
 /** Wall time the linearizability search may take before it answers unknown. */
@@ -138,7 +138,9 @@ function clientsFor(options: RealRunOptions, cluster: RealCluster, clockOrigin: 
   const draw = (): number => random.nextFloat();
   if (options.workload === 'lock') {
     const plan = planHolderPauses({ seed: options.seed, runMs: options.timeMs, leaseTtlMs: 1000 * leaseTtlSecondsRequested });
-    const pauses = new HolderPauses(plan, Math.floor(options.timeMs * (1 - healedTailFraction)));
+    // A holder pause is a client's fault, not the cluster's: it may run into the healed tail, as
+    // long as the paused holder has time to write once continued.
+    const pauses = new HolderPauses(plan, options.timeMs - holderPauseEndMarginMs);
     const clients = new LockClients({ cluster, target: options.target, keyPrefix, clients: options.clients, pauses, clockOrigin, now, onOperation, log: options.log });
     options.onClientProcesses?.(clients);
     return {
@@ -147,7 +149,11 @@ function clientsFor(options: RealRunOptions, cluster: RealCluster, clockOrigin: 
         return { operations: recorded.operations, watches: [], clientFaults: recorded.pauses, holderPauses: recorded.holderPauses, pids: recorded.pids };
       },
       // Server faults wait until a holder has been paused on a healthy cluster.
-      faultsFrom: pauses.firstStart.then((at) => at + faultsAfterFirstHolderPauseMs),
+      // (or from faultsWaitForHolderPauseMsMax if no holder is paused by then: a cluster slow to start).
+      faultsFrom: Promise.race([
+        pauses.firstStart.then((at) => at + faultsAfterFirstHolderPauseMs),
+        new Promise<number>((resolve) => setTimeout(() => resolve(faultsWaitForHolderPauseMsMax), faultsWaitForHolderPauseMsMax).unref()),
+      ]),
     };
   }
   if (options.workload === 'election') {
