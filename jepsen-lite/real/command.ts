@@ -48,9 +48,13 @@ Options:
                      only) or lock (clients take one etcd lock with 2 s leases they keep alive
                      and write a shared resource fenced — dkv.v1.KV Put with the lock key's
                      create revision as fencing token, DKV only — and unfenced — a plain Put
-                     trusting the lease; holders are also paused past their lease, as by a GC
-                     pause, then write as if nothing happened. Interleaved fenced writes are a
-                     violation; lease-only overlaps are counted and reported) or election
+                     trusting the lease; each client is a process of its own, and holders are
+                     stopped with SIGSTOP past their lease (state T checked in /proc), then
+                     SIGCONT, and write as if nothing happened — the first 0.5 s after the
+                     lock is first held, server faults 3 s later. Interleaved fenced writes
+                     are a violation; per pause the report says whether another client took
+                     the lock and how many of the paused holder's fenced writes were refused
+                     and lease-only writes overlapped a newer holder) or election
                      (the clients campaign on one etcd election with 2 s leases they keep
                      alive, proclaim new values while they lead, then resign, let the lease
                      lapse, or pause past it and proclaim as if still leading; ${electionObservers}
@@ -66,7 +70,8 @@ Options:
   --clients N        concurrent clients (default 5)
   --seed S           seeds the fault schedule and the operations (default: time-based, printed)
   --out DIR          the report folder; cluster data and logs go to DIR/cluster
-                     (default .dkv/jepsen/<time>-<target>-<workload>)
+                     (default .dkv/jepsen/<time>-<target>-<workload>); a folder that already
+                     holds a run's cluster is refused
   --check-budget S   seconds the linearizability search may take before it answers unknown
                      (default ${checkTimeBudgetMsDefault / 1000})
   --unsafe-stale-reads
