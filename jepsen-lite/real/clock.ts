@@ -27,3 +27,20 @@ export function decodeOrigin(text: string): bigint {
   if (!/^[1-9][0-9]*$/.test(text)) throw new TypeError(`not a clock origin: ${JSON.stringify(text)}`);
   return BigInt(text);
 }
+
+/** A run's clock whose origin is fixed when the run starts (after what must come before it). */
+export class RunClock {
+  private originNs = monotonicNs();
+
+  /** The run begins now. */
+  restart(): void {
+    this.originNs = monotonicNs();
+  }
+
+  get origin(): bigint {
+    return this.originNs;
+  }
+
+  /** Whole ms since the run began. */
+  readonly now = (): number => Math.round(Number(monotonicNs() - this.originNs) / 1e6);
+}

@@ -51,7 +51,8 @@ Options:
                      trusting the lease; each client is a process of its own, and holders are
                      stopped with SIGSTOP past their lease (state T checked in /proc), then
                      SIGCONT, and write as if nothing happened — the first 0.5 s after the
-                     lock is first held, server faults 3 s later. Interleaved fenced writes
+                     lock is first held, server faults 3 s after
+                     it ends. Interleaved fenced writes
                      are a violation; per pause the report says whether another client took
                      the lock and how many of the paused holder's fenced writes were refused
                      and lease-only writes overlapped a newer holder) or election

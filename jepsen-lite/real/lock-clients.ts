@@ -31,6 +31,8 @@ import { processState, waitForState } from './proc-state';
 export const lockWorkerEntry = fileURLToPath(new URL('./lock-worker.js', import.meta.url));
 /** How long a worker may take to finish its operation in flight and exit after `stop`; then SIGKILL. */
 export const workerExitWaitMs = 10_000;
+/** How long a worker may take to load (tsx compiles its TypeScript) before the run gives up. */
+export const workerReadyWaitMs = 60_000;
 /** How long SIGSTOP / SIGCONT may take to show in /proc/<pid>/stat. */
 export const stopStateWaitMs = 1000;
 /** stderr kept per worker, for the error when one dies. */
@@ -50,16 +52,16 @@ export type HolderPause = PausedHolder;
 export class HolderPauses {
   private next = 0;
   private firstHeldAt: number | undefined;
-  private resolveFirstStart: ((at: number) => void) | undefined;
-  /** Resolves with the first pause's start (the nemesis's server faults wait for it). */
-  readonly firstStart: Promise<number>;
+  private resolveFirstEnd: ((at: number) => void) | undefined;
+  /** Resolves with the first pause's end (the nemesis's server faults wait for it). */
+  readonly firstEnd: Promise<number>;
 
   constructor(
     private readonly plan: readonly PlannedHolderPause[],
     private readonly endByMs: number,
   ) {
-    this.firstStart = new Promise((resolve) => {
-      this.resolveFirstStart = resolve;
+    this.firstEnd = new Promise((resolve) => {
+      this.resolveFirstEnd = resolve;
     });
   }
 
@@ -77,10 +79,14 @@ export class HolderPauses {
       this.next++;
       const durationMs = Math.ceil(due.ttlFactor * ttlMs);
       if (now + durationMs > this.endByMs) continue;
-      this.resolveFirstStart?.(now);
-      this.resolveFirstStart = undefined;
       return durationMs;
     }
+  }
+
+  /** A pause ended at `now` (SIGCONT sent). */
+  ended(now: number): void {
+    this.resolveFirstEnd?.(now);
+    this.resolveFirstEnd = undefined;
   }
 
   get planned(): number {
@@ -96,8 +102,8 @@ export interface LockClientsOptions {
   readonly keyPrefix: string;
   readonly clients: number;
   readonly pauses: HolderPauses;
-  /** The run's clock origin (`clock.ts`); `now` reads the same clock. */
-  readonly clockOrigin: bigint;
+  /** The run's clock origin (`clock.ts`), read when the clients start; `now` reads the same clock. */
+  readonly clockOrigin: () => bigint;
   readonly now: () => number;
   readonly onOperation?: (op: Operation) => void;
   readonly log?: (message: string) => void;
@@ -117,6 +123,9 @@ interface Worker {
   readonly child: ChildProcess;
   readonly pending: Map<number, Invocation>;
   readonly exited: Promise<void>;
+  /** Resolves once the worker has loaded and waits for `start`. */
+  readonly ready: Promise<void>;
+  readonly onReady: () => void;
   stderr: string;
   done: boolean;
   /** `early`: it exited before the run's end (it crashed). */
@@ -133,9 +142,28 @@ export class LockClients {
 
   constructor(private readonly options: LockClientsOptions) {}
 
+  /**
+   * Starts every worker process and waits until each has loaded (compiling the TypeScript takes a
+   * while on a busy machine: not the run's time). Throws if one exits or `workerReadyWaitMs` passes.
+   */
+  async spawn(signal: AbortSignal): Promise<void> {
+    if (this.workers.length > 0) throw new TypeError('lock clients: spawned twice');
+    for (let client = 0; client < this.options.clients; client++) this.workers.push(this.fork(client, signal));
+    const waited = new AbortController();
+    const timeout = pause(workerReadyWaitMs, waited.signal).then(() => 'timeout' as const);
+    const outcome = await Promise.race([Promise.all(this.workers.map((w) => w.ready)).then(() => 'ready' as const), timeout, ...this.workers.map((w) => w.exited.then(() => 'exited' as const))]);
+    waited.abort();
+    if (outcome !== 'ready') {
+      this.killAllNow();
+      const stderr = this.workers.map((w) => w.stderr.trim()).filter((t) => t !== '').join('\n');
+      throw new Error(`lock clients: ${outcome === 'timeout' ? `not all ready within ${workerReadyWaitMs} ms` : 'a client process exited while starting'}${stderr === '' ? '' : `: ${stderr}`}`);
+    }
+  }
+
   async run(signal: AbortSignal): Promise<LockRecorded> {
     try {
-      for (let client = 0; client < this.options.clients; client++) this.workers.push(this.start(client, signal));
+      if (this.workers.length === 0) await this.spawn(signal);
+      for (const worker of this.workers) this.start(worker);
       const stopAll = (): void => {
         for (const worker of this.workers) this.send(worker, { type: 'stop' });
       };
@@ -159,8 +187,7 @@ export class LockClients {
     for (const { child } of this.workers) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
 
-  private start(client: number, signal: AbortSignal): Worker {
-    const { cluster, target, keyPrefix, clients, clockOrigin } = this.options;
+  private fork(client: number, signal: AbortSignal): Worker {
     const child = fork(lockWorkerEntry, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [], serialization: 'json' });
     const flags = { early: false };
     const exited = new Promise<void>((resolve) =>
@@ -169,23 +196,31 @@ export class LockClients {
         resolve();
       }),
     );
-    const worker: Worker = { client, child, pending: new Map(), exited, flags, stderr: '', done: false, stopped: false };
+    let onReady = (): void => undefined;
+    const ready = new Promise<void>((resolve) => {
+      onReady = resolve;
+    });
+    const worker: Worker = { client, child, pending: new Map(), exited, ready, onReady, flags, stderr: '', done: false, stopped: false };
     child.stderr?.on('data', (chunk: Buffer) => {
       worker.stderr = (worker.stderr + chunk.toString('utf8')).slice(-stderrTailBytesMax);
     });
     child.on('message', (raw: unknown) => this.onMessage(worker, raw, signal));
     child.on('error', (error) => this.options.log?.(`lock client ${client}: ${error.message}`));
     this.options.log?.(`lock client ${client}: pid ${child.pid ?? 'none'}`);
+    return worker;
+  }
+
+  private start(worker: Worker): void {
+    const { cluster, target, keyPrefix, clients, clockOrigin } = this.options;
     this.send(worker, {
       type: 'start',
-      client,
+      client: worker.client,
       clients,
       target,
       keyPrefix,
       members: cluster.members.map((m) => ({ name: m.name, endpoint: cluster.endpoint(m.name) })),
-      clockOrigin: encodeOrigin(clockOrigin),
+      clockOrigin: encodeOrigin(clockOrigin()),
     });
-    return worker;
   }
 
   private send(worker: Worker, message: HarnessMessage): void {
@@ -195,6 +230,9 @@ export class LockClients {
   private onMessage(worker: Worker, raw: unknown, signal: AbortSignal): void {
     const message = parseWorkerMessage(raw);
     switch (message.type) {
+      case 'ready':
+        worker.onReady();
+        return;
       case 'invoke':
         worker.pending.set(message.invocation.id, message.invocation);
         return;
@@ -242,6 +280,7 @@ export class LockClients {
     const end = now();
     await waitForState(pid, (state) => state !== 'T', stopStateWaitMs);
     this.windows[index] = { ...this.windows[index]!, end };
+    pauses.ended(end);
     this.holderPauses.push({ process: point.process, token: point.token, pid, start, end, stopped });
     return true;
   }

@@ -10,6 +10,7 @@
  * - `stop`: the run is over: finish the operation in flight, end the cycle, answer `done`, exit.
  *
  * worker → harness:
+ * - `ready`: loaded, waiting for `start` (the run's clock starts once every worker is ready);
  * - `invoke` (an operation was called) and `complete` (it returned, or the client gave up on it):
  *   an invocation the harness never sees completed (the worker died) is recorded as unknown;
  * - `pause-point`: a holder finished its first round of writes and waits for `continue`; the
@@ -46,6 +47,7 @@ export type WorkerMessage =
   | { readonly type: 'invoke'; readonly invocation: Invocation }
   | { readonly type: 'complete'; readonly op: Operation }
   | ({ readonly type: 'pause-point' } & PausePoint)
+  | { readonly type: 'ready' }
   | { readonly type: 'done' };
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -79,6 +81,7 @@ export function parseHarnessMessage(value: unknown): HarnessMessage {
 export function parseWorkerMessage(value: unknown): WorkerMessage {
   if (isObject(value)) {
     if (value.type === 'done') return { type: 'done' };
+    if (value.type === 'ready') return { type: 'ready' };
     if (value.type === 'invoke' && isObject(value.invocation) && isCount(value.invocation.id) && isCount(value.invocation.call)) return value as unknown as WorkerMessage;
     if (value.type === 'complete' && isObject(value.op) && isCount(value.op.id) && isCount(value.op.call)) return value as unknown as WorkerMessage;
     if (value.type === 'pause-point' && isCount(value.process) && isCount(value.token) && isCount(value.ttlMs)) return value as unknown as WorkerMessage;

@@ -284,4 +284,5 @@ export function runLockWorker(): void {
       process.send?.({ type: 'done' } satisfies WorkerMessage, () => process.exit(0));
     });
   });
+  send({ type: 'ready' });
 }

@@ -208,7 +208,11 @@ export class Nemesis {
     const from = await Promise.race([startFrom, aborted]);
     if (from === undefined) return [];
     const shift = Math.max(0, from - first.start);
-    return plan.map((f) => ({ ...f, start: f.start + shift, end: f.end + shift })).filter((f) => endByMs === undefined || f.end <= endByMs);
+    const endBy = endByMs ?? Infinity;
+    // A shifted fault is cut short at endByMs; one left shorter than shiftedFaultMsMin is dropped.
+    return plan
+      .map((f) => ({ ...f, start: f.start + shift, end: Math.min(endBy, f.end + shift) }))
+      .filter((f) => f.end - f.start >= shiftedFaultMsMin);
   }
 
   /** Runs the plan until its end or until `signal` aborts; always leaves the cluster healed. */
@@ -327,6 +331,8 @@ export interface PlannedHolderPause {
 export const holderPauseFirstAfterHoldMs = 500;
 /** The lock workload's server faults start this long after the first holder pause did… */
 export const faultsAfterFirstHolderPauseMs = 3000;
+/** A fault shifted past the first holder pause and cut short at the healed tail lasts at least this. */
+export const shiftedFaultMsMin = 1000;
 /** …or from this far into the run if no holder was paused by then. */
 export const faultsWaitForHolderPauseMsMax = 10_000;
 /** A holder pause ends at least this long before the run does (the holder writes once continued). */

@@ -27,7 +27,7 @@ import { ClientPool, type ClientWorkload, counterWorkload, etcdWorkload, watcher
 import { RealCluster, leaderWaitMs, type Target } from './cluster';
 import { type AcknowledgedCheck, checkAcknowledgedWrites, readCommittedHistory } from './committed';
 import { ElectionClients, electionObservers } from './election-clients';
-import { monotonicNs, runClock } from './clock';
+import { RunClock } from './clock';
 import { leaseTtlSecondsRequested } from './lease-keeper';
 import { type HolderPause, HolderPauses, LockClients } from './lock-clients';
 import { type FaultKind, Nemesis, faultsAfterFirstHolderPauseMs, faultsWaitForHolderPauseMsMax, healedTailFraction, holderPauseEndMarginMs, planFaults, planHolderPauses } from './nemesis';
@@ -126,14 +126,16 @@ interface Recorded {
 }
 
 interface Clients {
+  /** Starts what takes a while before the run's clock runs (the lock workload's processes). */
+  prepare?(signal: AbortSignal): Promise<void>;
   run(signal: AbortSignal): Promise<Recorded>;
   /** When the nemesis's server faults may start (ms since the run began); absent: at once. */
   readonly faultsFrom?: Promise<number>;
 }
 
 /** The clients of `options.workload`. */
-function clientsFor(options: RealRunOptions, cluster: RealCluster, clockOrigin: bigint, onOperation: (op: Operation) => void): Clients {
-  const now = runClock(clockOrigin);
+function clientsFor(options: RealRunOptions, cluster: RealCluster, clock: RunClock, onOperation: (op: Operation) => void): Clients {
+  const now = clock.now;
   const random = new SeededPrng(options.seed);
   const draw = (): number => random.nextFloat();
   if (options.workload === 'lock') {
@@ -141,17 +143,18 @@ function clientsFor(options: RealRunOptions, cluster: RealCluster, clockOrigin: 
     // A holder pause is a client's fault, not the cluster's: it may run into the healed tail, as
     // long as the paused holder has time to write once continued.
     const pauses = new HolderPauses(plan, options.timeMs - holderPauseEndMarginMs);
-    const clients = new LockClients({ cluster, target: options.target, keyPrefix, clients: options.clients, pauses, clockOrigin, now, onOperation, log: options.log });
+    const clients = new LockClients({ cluster, target: options.target, keyPrefix, clients: options.clients, pauses, clockOrigin: () => clock.origin, now, onOperation, log: options.log });
     options.onClientProcesses?.(clients);
     return {
+      prepare: (signal) => clients.spawn(signal),
       run: async (signal) => {
         const recorded = await clients.run(signal);
         return { operations: recorded.operations, watches: [], clientFaults: recorded.pauses, holderPauses: recorded.holderPauses, pids: recorded.pids };
       },
-      // Server faults wait until a holder has been paused on a healthy cluster.
-      // (or from faultsWaitForHolderPauseMsMax if no holder is paused by then: a cluster slow to start).
+      // Server faults wait until a holder has been paused on a healthy cluster (or until
+      // faultsWaitForHolderPauseMsMax if no holder was paused by then: a cluster slow to start).
       faultsFrom: Promise.race([
-        pauses.firstStart.then((at) => at + faultsAfterFirstHolderPauseMs),
+        pauses.firstEnd.then((at) => at + faultsAfterFirstHolderPauseMs),
         new Promise<number>((resolve) => setTimeout(() => resolve(faultsWaitForHolderPauseMsMax), faultsWaitForHolderPauseMsMax).unref()),
       ]),
     };
@@ -187,19 +190,26 @@ function modelOperations(model: ModelName, operations: readonly Operation[]): Op
 async function runOnCluster(options: RealRunOptions, cluster: RealCluster, startedAt: string): Promise<RealRunOutcome> {
   const log = options.log ?? (() => undefined);
   // One clock for the harness and every client process (`clock.ts`).
-  const clockOrigin = monotonicNs();
-  const now = runClock(clockOrigin);
+  const clock = new RunClock();
+  const now = clock.now;
   const counts: OperationCounts = { ok: 0, fail: 0, info: 0 };
 
   const stop = new AbortController();
   const outer = options.signal;
   const abort = (): void => stop.abort();
   outer?.addEventListener('abort', abort, { once: true });
+  const clients = clientsFor(options, cluster, clock, (op) => counts[op.status]++);
+  try {
+    await clients.prepare?.(stop.signal);
+  } catch (error) {
+    outer?.removeEventListener('abort', abort);
+    throw error;
+  }
+  clock.restart();
   const runTimer = setTimeout(abort, options.timeMs);
   const progress = setInterval(() => options.onProgress?.(now(), counts), progressIntervalMs);
 
   const plan = planFaults({ seed: options.seed, faults: options.faults, runMs: options.timeMs, nodes: options.nodes });
-  const clients = clientsFor(options, cluster, clockOrigin, (op) => counts[op.status]++);
   const healedFrom = Math.floor(options.timeMs * (1 - healedTailFraction));
   const nemesis = new Nemesis({ plan, cluster, now, log, ...(clients.faultsFrom === undefined ? {} : { startFrom: clients.faultsFrom, endByMs: healedFrom }) });
   let recorded: Recorded;
