@@ -272,9 +272,14 @@ ${examples.length === 0 ? '' : `<details><summary>overlapping holders (first ${e
 </section>`;
 }
 
+/** Tokens of the holders that took the lock during a pause named in its line. */
+const pauseTokensShownMax = 5;
+
 /** One holder pause's outcome, in words (the HTML report and the command's summary). */
 export function pauseLine(p: PauseOutcome): string {
-  const taken = p.takenOverBy.length === 0 ? 'nobody took the lock meanwhile' : `taken by token ${p.takenOverBy.join(', ')}`;
+  const shown = p.takenOverBy.slice(0, pauseTokensShownMax).join(', ');
+  const more = p.takenOverBy.length > pauseTokensShownMax ? ', …' : '';
+  const taken = p.takenOverBy.length === 0 ? 'nobody took the lock meanwhile' : `taken by ${p.takenOverBy.length} holder(s) (tokens ${shown}${more})`;
   return `process ${p.process} (token ${p.token}) stopped ${p.start}–${p.end} ms${p.stopped ? ' (state T seen)' : ' (NOT seen stopped)'}: ${taken}; after it fenced writes accepted ${p.fencedAfter.accepted}, refused stale ${p.fencedAfter.refusedStale}; lease-only writes ${p.unfencedAfter.acknowledged}, ${p.unfencedAfter.overlapping} overlapping a newer holder`;
 }
 
