@@ -19,6 +19,14 @@
  *   revision order (this covers writes whose client never heard back), and every accepted write
  *   is there at the revision it was acknowledged at.
  *
+ * - per holder pause (the harness stopped a holder's process past its lease): a fenced write the
+ *   paused holder made after a newer holder's acquire had returned is never accepted.
+ *
+ * Per holder pause, the outcome (`pauses`): whether another client took the lock during it, how
+ * many of the paused holder's fenced writes after it were accepted / refused as stale, and how
+ * many of its unfenced writes after it were acknowledged, and of those how many overlapped another
+ * holder's hold (made after a newer holder's acquire returned: a lease-only lock let both write).
+ *
  * Measured, never a violation (what a lease-based lock allows when a holder pauses past its TTL):
  * - `overlaps`: pairs of holders whose belief intervals — from the acquire's return to the call of
  *   the holder's last unfenced write — overlap in real time;
@@ -70,6 +78,28 @@ export interface UnfencedCounts {
   readonly overlapExamples: readonly (readonly [HolderInterval, HolderInterval])[];
 }
 
+/** A holder pause as the harness recorded it (ms since the run began). */
+export interface PausedHolder {
+  readonly process: number;
+  /** Its OS process. */
+  readonly pid: number;
+  /** The token of the lock it held when it was stopped. */
+  readonly token: number;
+  readonly start: number;
+  readonly end: number;
+  /** The process was seen stopped (state `T` in /proc/<pid>/stat). */
+  readonly stopped: boolean;
+}
+
+export interface PauseOutcome extends PausedHolder {
+  /** Tokens of holders whose acquire returned during the pause. */
+  readonly takenOverBy: readonly number[];
+  /** The paused holder's fenced writes called after the pause. */
+  readonly fencedAfter: { readonly accepted: number; readonly refusedStale: number; readonly other: number };
+  /** Its unfenced writes called after the pause: acknowledged, and of those made after a newer holder had acquired. */
+  readonly unfencedAfter: { readonly acknowledged: number; readonly overlapping: number };
+}
+
 export interface FencingResult {
   readonly ok: boolean;
   readonly violations: readonly string[];
@@ -77,9 +107,12 @@ export interface FencingResult {
   readonly omitted: number;
   readonly fenced: FencedCounts;
   readonly unfenced: UnfencedCounts;
+  readonly pauses: readonly PauseOutcome[];
 }
 
 export interface FencingOptions {
+  /** The holder pauses of the run. */
+  readonly pauses?: readonly PausedHolder[];
   /** The committed history read back after the run, and the resource key the fenced writes put. */
   readonly committed?: { readonly history: WatchHistory; readonly resourceKey: Uint8Array };
 }
@@ -237,6 +270,44 @@ function interleavingsOf(unfenced: readonly UnfencedOp[]): number {
   return count;
 }
 
+/** The first return of an acquire of a token newer than `token` (Infinity: none). */
+function firstNewerAcquire(acquires: readonly LockOp[], token: number): number {
+  let first = Infinity;
+  for (const op of acquires) {
+    if (op.status === 'ok' && op.output?.f === 'acquire' && op.output.token > token && op.ret !== undefined) first = Math.min(first, op.ret);
+  }
+  return first;
+}
+
+/** What each holder pause came to; a stale fenced write accepted after a newer acquire is a violation. */
+export function pauseOutcomes(operations: readonly Operation[], pauses: readonly PausedHolder[], violations?: { add(message: string): void }): PauseOutcome[] {
+  const acquires = operations.filter(isAcquire);
+  return pauses.map((paused) => {
+    const takenOverBy = acquires
+      .filter((op) => op.status === 'ok' && op.output?.f === 'acquire' && op.ret !== undefined && op.ret >= paused.start && op.ret <= paused.end && op.output.token !== paused.token)
+      .map((op) => (op.output as { token: number }).token);
+    const newerAt = firstNewerAcquire(acquires, paused.token);
+    const after = (op: Operation): boolean => op.call >= paused.end && (op.input as { token?: unknown }).token === paused.token;
+    const fenced = operations.filter(isFenced).filter(after);
+    for (const op of fenced) {
+      if (isAccepted(op) && op.call > newerAt) {
+        violations?.add(`write #${op.id} (process ${op.process}, token ${paused.token}) after its holder's pause was accepted though a newer holder had acquired the lock at ${newerAt} ms`);
+      }
+    }
+    const unfencedAcknowledged = operations.filter(isUnfenced).filter(after).filter((op) => op.status === 'ok');
+    return {
+      ...paused,
+      takenOverBy,
+      fencedAfter: {
+        accepted: fenced.filter(isAccepted).length,
+        refusedStale: fenced.filter(isStaleRefusal).length,
+        other: fenced.filter((op) => !isAccepted(op) && !isStaleRefusal(op)).length,
+      },
+      unfencedAfter: { acknowledged: unfencedAcknowledged.length, overlapping: unfencedAcknowledged.filter((op) => op.call > newerAt).length },
+    };
+  });
+}
+
 export function checkFencing(operations: readonly Operation[], options: FencingOptions = {}): FencingResult {
   const violations = new Violations();
   const fenced = operations.filter(isFenced);
@@ -246,6 +317,7 @@ export function checkFencing(operations: readonly Operation[], options: FencingO
   const committed = options.committed === undefined ? -1 : checkCommitted(fenced, options.committed, violations);
   const intervals = holderIntervals(operations);
   const overlaps = overlapsOf(intervals);
+  const pauses = pauseOutcomes(operations, options.pauses ?? [], violations);
   return {
     ok: violations.count === 0,
     violations: violations.listed,
@@ -266,5 +338,6 @@ export function checkFencing(operations: readonly Operation[], options: FencingO
       interleavings: interleavingsOf(unfenced),
       overlapExamples: overlaps.examples,
     },
+    pauses,
   };
 }

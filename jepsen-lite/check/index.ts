@@ -57,6 +57,7 @@ export {
 export {
   checkFencing,
   holderIntervals,
+  pauseOutcomes,
   isStaleRefusal,
   fenceStaleError,
   fencingViolationsListedMax,
@@ -66,6 +67,8 @@ export {
   type FencedCounts,
   type UnfencedCounts,
   type HolderInterval,
+  type PausedHolder,
+  type PauseOutcome,
 } from './fencing';
 export {
   checkElection,

@@ -5,11 +5,11 @@
  * the committed history could not be read, or the run was interrupted), a usage error or a
  * harness error (the cluster did not start, …).
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError, intOption, parseOptions } from '../../src/cli/args';
 import type { ElectionResult, FencingResult } from '../check/index';
-import { ProgressBar, writeReport } from '../report/index';
+import { ProgressBar, pauseLine, writeReport } from '../report/index';
 import type { RealCluster, Target } from './cluster';
 import { defaultEtcdBin } from './cluster';
 import { electionObservers } from './election-clients';
@@ -43,16 +43,21 @@ against the committed history read back at the end, (lock) fenced writes for int
 
 Options:
   --nodes N          cluster members (default 3, at most ${nodesMax})
-  --time S           seconds of load and faults (default 60)
+  --time S           seconds of load and faults (default 60); --time-limit S is the same
   --workload W       register (read/write/cas per key), kv (get/put/delete/txn), watch
                      (kv writes while a third of the clients hold Watch streams), counter
                      (dkv.v1.Counter increments and reads, checked with a counter model; DKV
                      only) or lock (clients take one etcd lock with 2 s leases they keep alive
                      and write a shared resource fenced — dkv.v1.KV Put with the lock key's
                      create revision as fencing token, DKV only — and unfenced — a plain Put
-                     trusting the lease; holders are also paused past their lease, as by a GC
-                     pause, then write as if nothing happened. Interleaved fenced writes are a
-                     violation; lease-only overlaps are counted and reported) or election
+                     trusting the lease; each client is a process of its own, and holders are
+                     stopped with SIGSTOP past their lease (state T checked in /proc), then
+                     SIGCONT, and write as if nothing happened — the first 0.5 s after the
+                     lock is first held, server faults 3 s after
+                     it ends. Interleaved fenced writes
+                     are a violation; per pause the report says whether another client took
+                     the lock and how many of the paused holder's fenced writes were refused
+                     and lease-only writes overlapped a newer holder) or election
                      (the clients campaign on one etcd election with 2 s leases they keep
                      alive, proclaim new values while they lead, then resign, let the lease
                      lapse, or pause past it and proclaim as if still leading; ${electionObservers}
@@ -69,7 +74,8 @@ Options:
   --clients N        concurrent clients (default 5)
   --seed S           seeds the fault schedule and the operations (default: time-based, printed)
   --out DIR          the report folder; cluster data and logs go to DIR/cluster
-                     (default .dkv/jepsen/<time>-<target>-<workload>)
+                     (default .dkv/jepsen/<time>-<target>-<workload>); a folder that already
+                     holds a run's cluster is refused
   --check-budget S   seconds the linearizability search may take before it answers unknown
                      (default ${checkTimeBudgetMsDefault / 1000})
   --unsafe-stale-reads
@@ -88,6 +94,24 @@ function parseFaults(value: string | undefined): FaultKind[] {
     if (!isFaultKind(fault)) throw new UsageError(`--faults: unknown fault "${fault}" (choose from ${faultKinds.join(', ')})`);
   }
   return [...new Set(faults as FaultKind[])];
+}
+
+/** `--time-limit` is `--time` by Jepsen's name for it. */
+function timeOption(time: string | undefined, timeLimit: string | undefined): string | undefined {
+  if (time !== undefined && timeLimit !== undefined) throw new UsageError('--time and --time-limit are the same option: give one');
+  return time ?? timeLimit;
+}
+
+/**
+ * Why a report folder cannot take a new run (undefined: it can): a run's cluster data directories
+ * would be reused — the members would start on an old cluster's logs — and its report overwritten.
+ */
+export function staleOutReason(outDir: string): string | undefined {
+  const cluster = join(outDir, 'cluster');
+  if (existsSync(cluster) && readdirSync(cluster).length > 0) {
+    return `--out ${outDir} already holds a run (${cluster} is not empty): give a fresh folder, or remove that one first`;
+  }
+  return undefined;
 }
 
 export interface JepsenRunConfig {
@@ -109,6 +133,7 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
   const values = parseOptions(argv, {
     nodes: { type: 'string' },
     time: { type: 'string' },
+    'time-limit': { type: 'string' },
     workload: { type: 'string' },
     faults: { type: 'string' },
     target: { type: 'string' },
@@ -133,7 +158,7 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
   return {
     target,
     nodes: intOption(values.nodes, 'nodes', 3, 1, nodesMax),
-    timeMs: 1000 * intOption(values.time, 'time', 60, timeSecondsMin, timeSecondsMax),
+    timeMs: 1000 * intOption(timeOption(values.time, values['time-limit']), 'time', 60, timeSecondsMin, timeSecondsMax),
     workload,
     faults: parseFaults(values.faults),
     clients: intOption(values.clients, 'clients', 5, 1, clientsMax),
@@ -201,6 +226,7 @@ function fencingSummary(fencing: FencingResult, holderPauses: number, target: Ta
       ? `  fencing: ${fencing.ok ? 'ok' : 'violation'}: fenced writes accepted ${fenced.accepted}, refused stale ${fenced.refusedStale}, refused otherwise ${fenced.refusedOther}, unknown ${fenced.unknown}`
       : '  fencing: not run (etcd has no fenced write; dkv.v1.KV is a DKV extension)',
     `  lease-only: ${unfenced.overlaps} overlap(s) between holders, ${unfenced.interleavings} interleaved write(s), over ${unfenced.holders} holder(s); holder pauses ${holderPauses} (expected with pauses, not a failure)`,
+    ...fencing.pauses.map((p) => `    pause: ${pauseLine(p)}`),
   ];
   for (const violation of fencing.violations.slice(0, 10)) lines.push(`    ${violation}`);
   return lines;
@@ -236,13 +262,22 @@ export async function jepsenRunCommand(argv: string[]): Promise<number> {
 }
 
 async function runCommand(config: JepsenRunConfig): Promise<number> {
+  const stale = staleOutReason(config.outDir);
+  if (stale !== undefined) {
+    process.stderr.write(`dkv jepsen run: ${stale}\n`);
+    return 2;
+  }
   mkdirSync(config.outDir, { recursive: true });
   const command = rerunCommand(config);
   process.stdout.write(`${command}\nreport folder: ${config.outDir}\n`);
   const interrupt = new AbortController();
   let cluster: RealCluster | undefined;
-  // Whatever happens, no member outlives us: a second Ctrl-C kills them now and leaves.
-  const onExit = (): void => cluster?.killAllNow();
+  let clientProcesses: { killAllNow(): void } | undefined;
+  // Whatever happens, no member or client process outlives us: a second Ctrl-C kills them now and leaves.
+  const onExit = (): void => {
+    clientProcesses?.killAllNow();
+    cluster?.killAllNow();
+  };
   const onSigint = (): void => {
     if (interrupt.signal.aborted) {
       onExit();
@@ -262,6 +297,9 @@ async function runCommand(config: JepsenRunConfig): Promise<number> {
       signal: interrupt.signal,
       onCluster: (c) => {
         cluster = c;
+      },
+      onClientProcesses: (processes) => {
+        clientProcesses = processes;
       },
       onProgress: (elapsedMs, counts) => bar.update(elapsedMs, counts),
       log: (message) => {

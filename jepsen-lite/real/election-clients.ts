@@ -25,7 +25,7 @@
  * An operation that never returned makes its candidate a new process for the history, as in the
  * other workloads.
  */
-import { type Decoded, type EtcdChannel, type MethodCodec, type RpcError, grpcStatus, longsAsStrings, methodCodec } from '../../src/client/index';
+import { type Decoded, type EtcdChannel, type MethodCodec, type RpcError, longsAsStrings, methodCodec } from '../../src/client/index';
 import type { WireLeaderKey } from '../../src/etcd-proto';
 import type { ObservedLeader, ObserverSegment } from '../check/index';
 import type { ElectionInput, ElectionOutput, FaultWindow, Operation } from '../history';
@@ -33,19 +33,18 @@ import { SeededPrng } from '../../raft/index';
 import {
   type ElectionKeys,
   campaignRequest,
-  classifyError,
   describeError,
   electionKeys,
   electionName,
   electionValue,
   isNotLeader,
   leaderRequest,
-  leaseGrantRequest,
   proclaimRequest,
   resignRequest,
 } from '../workload/index';
-import { type ClientCluster, type Invoked, errorPauseMs, memberChannel, opTimeoutMs, watchReopenPauseMs } from './clients';
-import { LeaseKeeper, leaseTtlSecondsRequested, revokeTimeoutMs } from './lock-clients';
+import { type ClientCluster, type Invoked, memberChannel, opTimeoutMs, watchReopenPauseMs } from './clients';
+import { type Link, type Me as ClientMe, Members, OperationRecorder, headerRevision, pause, revisionOf, runCycles } from './client-loop';
+import { LeaseKeeper, grantLease, revokeLease } from './lease-keeper';
 
 /** Campaign's deadline: long enough to wait behind a few terms and a lapsed lease. */
 export const campaignWaitMsMax = 10_000;
@@ -66,39 +65,10 @@ export const termEndWeights: Readonly<Record<TermEnd, number>> = { resign: 7, la
 export const leaderPauseTtlFactorMin = 2.5;
 export const leaderPauseTtlFactorMax = 3.5;
 
-const leaseGrantCodec = methodCodec('etcdserverpb.Lease', 'LeaseGrant', longsAsStrings);
-const leaseRevokeCodec = methodCodec('etcdserverpb.Lease', 'LeaseRevoke', longsAsStrings);
 const campaignCodec = methodCodec('v3electionpb.Election', 'Campaign', longsAsStrings);
 const proclaimCodec = methodCodec('v3electionpb.Election', 'Proclaim', longsAsStrings);
 const resignCodec = methodCodec('v3electionpb.Election', 'Resign', longsAsStrings);
 const observeCodec = methodCodec('v3electionpb.Election', 'Observe', longsAsStrings);
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
-/** An int64 that must be a revision (decoded as a decimal string). */
-function revisionOf(value: unknown, what: string): number {
-  const revision = Number(value ?? 0);
-  if (!Number.isSafeInteger(revision) || revision <= 0) throw new Error(`${what} without a revision: ${JSON.stringify(value)}`);
-  return revision;
-}
-
-function headerRevision(response: Decoded): number {
-  return revisionOf((response.header as { revision?: unknown } | undefined)?.revision, 'response');
-}
 
 const text = (bytes: unknown): string => Buffer.from((bytes as Uint8Array | undefined) ?? []).toString('utf8');
 
@@ -122,17 +92,9 @@ export interface ElectionRecorded {
   readonly pauses: FaultWindow[];
 }
 
-/** A candidate's identity in the history: a new process after an operation that never returned. */
-interface Me {
-  process: number;
-  member: number;
+/** A candidate: a client (`client-loop.ts`) with its own draws of term lengths and endings. */
+interface Me extends ClientMe {
   readonly random: SeededPrng;
-}
-
-/** A candidate's channel for one cycle; a leader may fail over to other members. */
-interface Link {
-  channel: EtcdChannel;
-  failovers: number;
 }
 
 interface Led {
@@ -144,15 +106,26 @@ interface Led {
 }
 
 export class ElectionClients {
-  private nextId = 0;
   private valueSeq = 0;
   private readonly operations: Operation[] = [];
+  private readonly members: Members;
+  private readonly recorder: OperationRecorder;
   private readonly segments: ObserverSegment[] = [];
   private readonly pauses: FaultWindow[] = [];
   private readonly keys: ElectionKeys;
 
   constructor(private readonly options: ElectionClientsOptions) {
     this.keys = electionKeys(options.keyPrefix);
+    this.members = new Members(options.cluster);
+    this.recorder = new OperationRecorder({
+      now: options.now,
+      members: this.members,
+      processStride: options.candidates,
+      onComplete: (op) => {
+        this.operations.push(op);
+        options.onOperation?.(op);
+      },
+    });
   }
 
   /** The election's key prefix (`name/`), for the check. */
@@ -173,31 +146,10 @@ export class ElectionClients {
     };
   }
 
-  private memberName(index: number): string {
-    const members = this.options.cluster.members;
-    return members[index % members.length]!.name;
-  }
-
-  private channelTo(member: number): EtcdChannel {
-    return memberChannel(this.options.cluster.endpoint(this.memberName(member)));
-  }
-
   // ---- Candidates ------------------------------------------------------------------------------
 
-  private async candidate(me: Me, signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      const link: Link = { channel: this.channelTo(me.member), failovers: 0 };
-      let ok: boolean;
-      try {
-        ok = await this.cycle(me, link, signal);
-      } finally {
-        link.channel.close();
-      }
-      if (!ok) {
-        me.member++;
-        await pause(errorPauseMs, signal);
-      }
-    }
+  private candidate(me: Me, signal: AbortSignal): Promise<void> {
+    return runCycles(me, this.members, signal, (link) => this.cycle(me, link, signal));
   }
 
   private drawEnd(random: SeededPrng): TermEnd {
@@ -214,16 +166,9 @@ export class ElectionClients {
   private async cycle(me: Me, link: Link, signal: AbortSignal): Promise<boolean> {
     const { now, cluster } = this.options;
     const grantedAt = now();
-    let lease: string;
-    let ttlMs: number;
-    try {
-      const granted = await link.channel.unary(leaseGrantCodec, leaseGrantRequest(leaseTtlSecondsRequested), { timeoutMs: opTimeoutMs });
-      lease = String(granted.ID);
-      ttlMs = 1000 * Number(granted.TTL);
-      if (lease === '0' || !(ttlMs > 0)) throw new Error(`grant answered lease ${lease} with TTL ${ttlMs} ms`);
-    } catch {
-      return false;
-    }
+    const granted = await grantLease(link.channel);
+    if (granted === undefined) return false;
+    const { lease, ttlMs } = granted;
     const keeper = new LeaseKeeper({ cluster, member: me.member, lease, ttlMs, now, grantedAt });
     let revoke = true;
     try {
@@ -246,7 +191,7 @@ export class ElectionClients {
     } finally {
       keeper.stop();
       // Frees the key if Resign did not; an expired lease answers "not found".
-      if (revoke) await link.channel.unary(leaseRevokeCodec, { ID: lease }, { timeoutMs: revokeTimeoutMs }).catch(() => undefined);
+      if (revoke) await revokeLease(link.channel, lease);
     }
   }
 
@@ -268,7 +213,7 @@ export class ElectionClients {
 
   /** The term: proclaims while the lease lives. `unknown`: a proclaim's outcome is unknown on every member tried. */
   private async lead(me: Me, link: Link, led: Led, keeper: LeaseKeeper, signal: AbortSignal): Promise<'led' | 'lost' | 'unknown'> {
-    const { now, cluster } = this.options;
+    const { now } = this.options;
     const proclaims = proclaimsPerTermMin + me.random.nextInt(proclaimsPerTermMax - proclaimsPerTermMin + 1);
     for (let done = 0; done < proclaims && !signal.aborted; ) {
       if (!keeper.alive(now())) return 'lost';
@@ -279,12 +224,8 @@ export class ElectionClients {
         continue;
       }
       if (result.status === 'fail' && isNotLeader(result.error)) return 'lost';
-      // Its member is down or cut off: go on through another, as a client with several endpoints does.
-      if (link.failovers >= cluster.members.length - 1) return result.status === 'info' ? 'unknown' : 'lost';
-      link.failovers++;
-      link.channel.close();
-      me.member++;
-      link.channel = this.channelTo(me.member);
+      // Its member is down or cut off: go on through another.
+      if (!this.members.failover(me, link)) return result.status === 'info' ? 'unknown' : 'lost';
     }
     return 'led';
   }
@@ -320,34 +261,9 @@ export class ElectionClients {
     return result.status === 'ok';
   }
 
-  /**
-   * Runs one operation and records it. "not leader" proves a campaign or proclaim wrote nothing
-   * (`fail`); other errors are classified as every workload classifies them.
-   */
-  private async invoke(me: Me, input: ElectionInput, run: () => Promise<ElectionOutput>): Promise<Invoked<ElectionOutput>> {
-    const { now } = this.options;
-    const id = this.nextId++;
-    const call = now();
-    const node = this.memberName(me.member);
-    let result: Invoked<ElectionOutput>;
-    try {
-      result = { status: 'ok', output: await run() };
-    } catch (error) {
-      const code = (error as RpcError).code;
-      const heardBack = code !== grpcStatus.DEADLINE_EXCEEDED && code !== grpcStatus.CANCELLED;
-      const status = input.f !== 'resign' && isNotLeader(error) ? 'fail' : classifyError(error);
-      result = { status, error: describeError(error), heardBack };
-    }
-    const ret = now();
-    const base = { id, process: me.process, call, input, node };
-    const recorded: Operation =
-      result.status === 'ok'
-        ? { ...base, ret, status: 'ok', output: result.output }
-        : { ...base, ...(result.heardBack ? { ret } : {}), status: result.status, error: result.error };
-    this.operations.push(recorded);
-    this.options.onOperation?.(recorded);
-    if (result.status === 'info') me.process += this.options.candidates;
-    return result;
+  /** Runs one operation and records it. "not leader" proves a campaign or proclaim wrote nothing (`fail`). */
+  private invoke(me: Me, input: ElectionInput, run: () => Promise<ElectionOutput>): Promise<Invoked<ElectionOutput>> {
+    return this.recorder.invoke(me, input, run, (error) => (input.f !== 'resign' && isNotLeader(error) ? { status: 'fail', error: describeError(error) } : undefined));
   }
 
   // ---- Observers -------------------------------------------------------------------------------
@@ -355,7 +271,7 @@ export class ElectionClients {
   private async observer(index: number, signal: AbortSignal): Promise<void> {
     let member = index;
     for (let segment = 0; !signal.aborted; segment++) {
-      const node = this.memberName(member);
+      const node = this.members.name(member);
       const opened = this.options.now();
       const stream = await this.observeOnce(node, signal);
       this.segments.push({ observer: index, segment, node, opened, closed: this.options.now(), ...stream });

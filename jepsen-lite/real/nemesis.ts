@@ -157,6 +157,12 @@ export interface NemesisOptions {
   /** ms since the run began. */
   readonly now: () => number;
   readonly log?: (message: string) => void;
+  /**
+   * Resolves when the faults may start (ms since the run began): the plan is shifted so its
+   * first fault starts then, and faults that would then end past `endByMs` are dropped.
+   */
+  readonly startFrom?: Promise<number>;
+  readonly endByMs?: number;
 }
 
 function sleepUntil(now: () => number, at: number, signal: AbortSignal): Promise<void> {
@@ -200,10 +206,29 @@ export class Nemesis {
     return this.name(choice.node);
   }
 
+  /** The plan, shifted to start no earlier than `startFrom` says (waits for it). */
+  private async schedule(signal: AbortSignal): Promise<readonly PlannedFault[]> {
+    const { plan, startFrom, endByMs } = this.options;
+    const first = plan[0];
+    if (startFrom === undefined || first === undefined) return plan;
+    const aborted = new Promise<undefined>((resolve) => {
+      if (signal.aborted) resolve(undefined);
+      else signal.addEventListener('abort', () => resolve(undefined), { once: true });
+    });
+    const from = await Promise.race([startFrom, aborted]);
+    if (from === undefined) return [];
+    const shift = Math.max(0, from - first.start);
+    const endBy = endByMs ?? Infinity;
+    // A shifted fault is cut short at endByMs; one left shorter than shiftedFaultMsMin is dropped.
+    return plan
+      .map((f) => ({ ...f, start: f.start + shift, end: Math.min(endBy, f.end + shift) }))
+      .filter((f) => f.end - f.start >= shiftedFaultMsMin);
+  }
+
   /** Runs the plan until its end or until `signal` aborts; always leaves the cluster healed. */
   async run(signal: AbortSignal): Promise<void> {
     try {
-      for (const planned of this.options.plan) {
+      for (const planned of await this.schedule(signal)) {
         await sleepUntil(this.options.now, planned.start, signal);
         if (signal.aborted) break;
         const fault = await this.apply(planned.action);
@@ -327,19 +352,26 @@ export class Nemesis {
 // Lock holders paused past their lease (the lock workload's client-side fault)
 
 /**
- * A lock holder's "GC pause": the holder stops renewing its lease and does nothing for
- * `ttlFactor` × its lease's TTL, then carries on with its protected writes as if nothing had
- * happened. Clients run in this process, so the pause is simulated in the client (no keep-alives,
- * no writes) rather than with SIGSTOP. `at` is when the pause becomes due: the first holder to
- * reach its critical section after it takes it.
+ * A lock holder's "GC pause": the harness stops the holder's process (SIGSTOP) for `ttlFactor` ×
+ * its lease's TTL, then continues it (SIGCONT), and it carries on with its protected writes as if
+ * nothing had happened. `at` counts from the first time a client held the lock: when the pause
+ * becomes due, the first holder to reach its pause point after it takes it.
  */
 export interface PlannedHolderPause {
   readonly at: number;
   readonly ttlFactor: number;
 }
 
-/** The first holder pause is due this long after the run starts (every run gets one if it fits). */
-export const holderPauseFirstAtMs = 1500;
+/** The first holder pause is due this long after a client first held the lock (every run gets one if it fits). */
+export const holderPauseFirstAfterHoldMs = 500;
+/** The lock workload's server faults start this long after the first holder pause did… */
+export const faultsAfterFirstHolderPauseMs = 3000;
+/** A fault shifted past the first holder pause and cut short at the healed tail lasts at least this. */
+export const shiftedFaultMsMin = 1000;
+/** …or from this far into the run if no holder was paused by then. */
+export const faultsWaitForHolderPauseMsMax = 10_000;
+/** A holder pause ends at least this long before the run does (the holder writes once continued). */
+export const holderPauseEndMarginMs = 1000;
 export const holderPauseGapMsMin = 2000;
 export const holderPauseGapMsMax = 5000;
 /** A pause lasts this many lease TTLs: long past the lease's expiry, however late the leader expires it. */
@@ -347,9 +379,10 @@ export const holderPauseTtlFactorMin = 2.5;
 export const holderPauseTtlFactorMax = 3.5;
 
 /**
- * The holder pauses of a run, deterministic from the seed: the first due at
- * `holderPauseFirstAtMs`, then one every few seconds, each planned to end (at `leaseTtlMs` ×
- * its factor) before the healed last fifth of the run.
+ * The holder pauses of a run, deterministic from the seed: the first due
+ * `holderPauseFirstAfterHoldMs` after a client first held the lock, then one every few seconds,
+ * each planned to end (at `leaseTtlMs` × its factor) before the healed last fifth of the run
+ * (counting from the run's start; `HolderPauses` skips one that would end later once shifted).
  */
 export function planHolderPauses(options: { readonly seed: number; readonly runMs: number; readonly leaseTtlMs: number }): PlannedHolderPause[] {
   const { seed, runMs, leaseTtlMs } = options;
@@ -359,7 +392,7 @@ export function planHolderPauses(options: { readonly seed: number; readonly runM
   const random = new SeededPrng(seed).fork();
   const pausesEnd = Math.floor(runMs * (1 - healedTailFraction));
   const pauses: PlannedHolderPause[] = [];
-  for (let at = holderPauseFirstAtMs; ; ) {
+  for (let at = holderPauseFirstAfterHoldMs; ; ) {
     const ttlFactor = holderPauseTtlFactorMin + random.nextFloat() * (holderPauseTtlFactorMax - holderPauseTtlFactorMin);
     const durationMs = Math.ceil(ttlFactor * leaseTtlMs);
     if (at + durationMs > pausesEnd) break;

@@ -5,7 +5,6 @@
  * `command.ts` adds the command line, the progress bar and the report folder.
  */
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import {
   type CheckResult,
   type ElectionResult,
@@ -28,8 +27,10 @@ import { ClientPool, type ClientWorkload, counterWorkload, etcdWorkload, watcher
 import { RealCluster, leaderWaitMs, type Target } from './cluster';
 import { type AcknowledgedCheck, checkAcknowledgedWrites, readCommittedHistory } from './committed';
 import { ElectionClients, electionObservers } from './election-clients';
-import { HolderPauses, LockClients, leaseTtlSecondsRequested } from './lock-clients';
-import { type FaultKind, Nemesis, healedTailFraction, planFaults, planHolderPauses } from './nemesis';
+import { RunClock } from './clock';
+import { leaseTtlSecondsRequested } from './lease-keeper';
+import { type HolderPause, HolderPauses, LockClients } from './lock-clients';
+import { type FaultKind, Nemesis, faultsAfterFirstHolderPauseMs, faultsWaitForHolderPauseMsMax, healedTailFraction, holderPauseEndMarginMs, planFaults, planHolderPauses } from './nemesis';
 import { type RealWorkloadName, realModelOf } from './workloads';
 
 /** Wall time the linearizability search may take before it answers unknown. */
@@ -58,6 +59,8 @@ export interface RealRunOptions {
   readonly onProgress?: (elapsedMs: number, counts: OperationCounts) => void;
   /** Called once the cluster runs (the command arms its last-resort cleanup with it). */
   readonly onCluster?: (cluster: RealCluster) => void;
+  /** Called with the lock workload's client processes (the command's last-resort cleanup kills them too). */
+  readonly onClientProcesses?: (processes: { killAllNow(): void }) => void;
   /** The command line that reruns this run (for the report). */
   readonly command: string;
 }
@@ -79,6 +82,8 @@ export interface RealRunOutcome {
   readonly fencing?: FencingResult;
   /** The election workload's check. */
   readonly election?: ElectionResult;
+  /** The lock workload's client processes (all gone by the time the run returns). */
+  readonly clientPids?: readonly number[];
   /** Set when the committed history could not be read (the verdict is then at best unknown). */
   readonly committedError?: string;
   readonly interrupted: boolean;
@@ -114,25 +119,44 @@ interface Recorded {
   readonly clientFaults: FaultWindow[];
   /** The election workload's Observe streams. */
   readonly observers?: ObserverSegment[];
+  /** The lock workload's holder pauses (SIGSTOP … SIGCONT of a holder's process). */
+  readonly holderPauses?: HolderPause[];
+  /** The lock workload's client processes. */
+  readonly pids?: number[];
 }
 
 interface Clients {
+  /** Starts what takes a while before the run's clock runs (the lock workload's processes). */
+  prepare?(signal: AbortSignal): Promise<void>;
   run(signal: AbortSignal): Promise<Recorded>;
+  /** When the nemesis's server faults may start (ms since the run began); absent: at once. */
+  readonly faultsFrom?: Promise<number>;
 }
 
 /** The clients of `options.workload`. */
-function clientsFor(options: RealRunOptions, cluster: RealCluster, now: () => number, onOperation: (op: Operation) => void): Clients {
+function clientsFor(options: RealRunOptions, cluster: RealCluster, clock: RunClock, onOperation: (op: Operation) => void): Clients {
+  const now = clock.now;
   const random = new SeededPrng(options.seed);
   const draw = (): number => random.nextFloat();
   if (options.workload === 'lock') {
     const plan = planHolderPauses({ seed: options.seed, runMs: options.timeMs, leaseTtlMs: 1000 * leaseTtlSecondsRequested });
-    const pauses = new HolderPauses(plan, Math.floor(options.timeMs * (1 - healedTailFraction)));
-    const clients = new LockClients({ cluster, target: options.target, keyPrefix, clients: options.clients, pauses, now, onOperation, log: options.log });
+    // A holder pause is a client's fault, not the cluster's: it may run into the healed tail, as
+    // long as the paused holder has time to write once continued.
+    const pauses = new HolderPauses(plan, options.timeMs - holderPauseEndMarginMs);
+    const clients = new LockClients({ cluster, target: options.target, keyPrefix, clients: options.clients, pauses, clockOrigin: () => clock.origin, now, onOperation, log: options.log });
+    options.onClientProcesses?.(clients);
     return {
+      prepare: (signal) => clients.spawn(signal),
       run: async (signal) => {
         const recorded = await clients.run(signal);
-        return { operations: recorded.operations, watches: [], clientFaults: recorded.pauses };
+        return { operations: recorded.operations, watches: [], clientFaults: recorded.pauses, holderPauses: recorded.holderPauses, pids: recorded.pids };
       },
+      // Server faults wait until a holder has been paused on a healthy cluster (or until
+      // faultsWaitForHolderPauseMsMax if no holder was paused by then: a cluster slow to start).
+      faultsFrom: Promise.race([
+        pauses.firstEnd.then((at) => at + faultsAfterFirstHolderPauseMs),
+        new Promise<number>((resolve) => setTimeout(() => resolve(faultsWaitForHolderPauseMsMax), faultsWaitForHolderPauseMsMax).unref()),
+      ]),
     };
   }
   if (options.workload === 'election') {
@@ -165,20 +189,29 @@ function modelOperations(model: ModelName, operations: readonly Operation[]): Op
 
 async function runOnCluster(options: RealRunOptions, cluster: RealCluster, startedAt: string): Promise<RealRunOutcome> {
   const log = options.log ?? (() => undefined);
-  const origin = performance.now();
-  const now = (): number => Math.round(performance.now() - origin);
+  // One clock for the harness and every client process (`clock.ts`).
+  const clock = new RunClock();
+  const now = clock.now;
   const counts: OperationCounts = { ok: 0, fail: 0, info: 0 };
 
   const stop = new AbortController();
   const outer = options.signal;
   const abort = (): void => stop.abort();
   outer?.addEventListener('abort', abort, { once: true });
+  const clients = clientsFor(options, cluster, clock, (op) => counts[op.status]++);
+  try {
+    await clients.prepare?.(stop.signal);
+  } catch (error) {
+    outer?.removeEventListener('abort', abort);
+    throw error;
+  }
+  clock.restart();
   const runTimer = setTimeout(abort, options.timeMs);
   const progress = setInterval(() => options.onProgress?.(now(), counts), progressIntervalMs);
 
   const plan = planFaults({ seed: options.seed, faults: options.faults, runMs: options.timeMs, nodes: options.nodes });
-  const nemesis = new Nemesis({ plan, cluster, now, log });
-  const clients = clientsFor(options, cluster, now, (op) => counts[op.status]++);
+  const healedFrom = Math.floor(options.timeMs * (1 - healedTailFraction));
+  const nemesis = new Nemesis({ plan, cluster, now, log, ...(clients.faultsFrom === undefined ? {} : { startFrom: clients.faultsFrom, endByMs: healedFrom }) });
   let recorded: Recorded;
   try {
     const [, fromClients] = await Promise.all([nemesis.run(stop.signal), clients.run(stop.signal)]);
@@ -217,7 +250,10 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
   const fencing =
     options.workload !== 'lock'
       ? undefined
-      : checkFencing(recorded.operations, watchHistory === undefined ? {} : { committed: { history: watchHistory, resourceKey: lockKeys(keyPrefix).resource } });
+      : checkFencing(recorded.operations, {
+          pauses: recorded.holderPauses ?? [],
+          ...(watchHistory === undefined ? {} : { committed: { history: watchHistory, resourceKey: lockKeys(keyPrefix).resource } }),
+        });
 
   const election =
     options.workload !== 'election'
@@ -296,6 +332,7 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
     ...(fencing !== undefined ? { fencing } : {}),
     ...(election !== undefined ? { election } : {}),
     ...(committedError !== undefined ? { committedError } : {}),
+    ...(recorded.pids !== undefined ? { clientPids: recorded.pids } : {}),
     interrupted,
   };
 }
@@ -313,6 +350,13 @@ export function fencingStats(fencing: FencingResult): Record<string, number> {
     'lock.holders': fencing.unfenced.holders,
     'lock.leaseOnlyOverlaps': fencing.unfenced.overlaps,
     'lock.leaseOnlyInterleavings': fencing.unfenced.interleavings,
+    'lock.pauses': fencing.pauses.length,
+    'lock.pausesStopped': fencing.pauses.filter((p) => p.stopped).length,
+    'lock.pausesTakenOver': fencing.pauses.filter((p) => p.takenOverBy.length > 0).length,
+    'lock.pausedFencedAccepted': fencing.pauses.reduce((n, p) => n + p.fencedAfter.accepted, 0),
+    'lock.pausedFencedRefusedStale': fencing.pauses.reduce((n, p) => n + p.fencedAfter.refusedStale, 0),
+    'lock.pausedLeaseOnlyWrites': fencing.pauses.reduce((n, p) => n + p.unfencedAfter.acknowledged, 0),
+    'lock.pausedLeaseOnlyOverlapping': fencing.pauses.reduce((n, p) => n + p.unfencedAfter.overlapping, 0),
   };
 }
 

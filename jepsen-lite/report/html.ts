@@ -10,7 +10,7 @@
  * Tooltips come from the operations embedded as JSON. Every piece of recorded text (keys, values,
  * error messages, node names) is escaped: a history can hold anything.
  */
-import type { ElectionResult, HolderInterval } from '../check/index';
+import type { ElectionResult, HolderInterval, PauseOutcome } from '../check/index';
 import type { FaultWindow, Operation } from '../history';
 import type { ReportPartition, RunHistory, RunInfo, RunResults, RunVerdict } from './types';
 
@@ -261,13 +261,26 @@ function fencingSection(results: RunResults): string {
   ];
   const violations = fencing.violations.map((v) => `<li>${escapeHtml(v)}</li>`);
   const examples = unfenced.overlapExamples.map(([a, b]) => `<li>${escapeHtml(interval(a))}; ${escapeHtml(interval(b))}</li>`);
+  const pauses = (fencing.pauses ?? []).map((p) => `<li>${escapeHtml(pauseLine(p))}</li>`);
   return `<section id="fencing"><h2>Fencing: ${fencing.ok ? 'held' : 'violated'}</h2>
 <p>Fenced writes must never interleave (tokens non-decreasing in revision order). Lease-only overlaps are what a lock without fencing allows when a holder pauses past its lease: expected, not a failure.</p>
 ${table(rows.map(([k, v]) => [k, escapeHtml(v)]))}
 ${violations.length === 0 ? '' : `<ul class="violations">${violations.join('')}</ul>`}
 ${fencing.omitted > 0 ? `<p class="note">${fencing.omitted} more violation(s) not shown</p>` : ''}
+${pauses.length === 0 ? '' : `<h3>Holder pauses</h3><ul class="pauses">${pauses.join('')}</ul>`}
 ${examples.length === 0 ? '' : `<details><summary>overlapping holders (first ${examples.length})</summary><ul>${examples.join('')}</ul></details>`}
 </section>`;
+}
+
+/** Tokens of the holders that took the lock during a pause named in its line. */
+const pauseTokensShownMax = 5;
+
+/** One holder pause's outcome, in words (the HTML report and the command's summary). */
+export function pauseLine(p: PauseOutcome): string {
+  const shown = p.takenOverBy.slice(0, pauseTokensShownMax).join(', ');
+  const more = p.takenOverBy.length > pauseTokensShownMax ? ', …' : '';
+  const taken = p.takenOverBy.length === 0 ? 'nobody took the lock meanwhile' : `taken by ${p.takenOverBy.length} holder(s) (tokens ${shown}${more})`;
+  return `process ${p.process} (token ${p.token}) stopped ${p.start}–${p.end} ms${p.stopped ? ' (state T seen)' : ' (NOT seen stopped)'}: ${taken}; after it fenced writes accepted ${p.fencedAfter.accepted}, refused stale ${p.fencedAfter.refusedStale}; lease-only writes ${p.unfencedAfter.acknowledged}, ${p.unfencedAfter.overlapping} overlapping a newer holder`;
 }
 
 function electionSection(election: ElectionResult | undefined): string {

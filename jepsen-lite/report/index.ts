@@ -25,6 +25,6 @@ export {
   type SerializedWatchHistory,
   type SerializedWatchRecord,
 } from './json';
-export { blockedIds, escapeHtml, renderHtml, scriptJson, timelineOpsMax } from './html';
+export { blockedIds, escapeHtml, pauseLine, renderHtml, scriptJson, timelineOpsMax } from './html';
 export { ProgressBar, progressBarWidth, progressStepPercent, type ProgressCounts } from './progress';
 export { htmlFileName, historyFileName, resultsFileName, writeReport, type ReportPaths } from './write';
