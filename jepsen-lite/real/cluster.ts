@@ -349,7 +349,9 @@ export class RealCluster {
       const exited = child === undefined ? Promise.resolve(true) : new Promise<boolean>((resolve) => child.once('exit', () => resolve(true)));
       await settle(() => admin.call('etcdserverpb.Cluster', 'MemberRemove', { ID: old.ID }), async () => (await listed()) === undefined, 'MemberRemove');
       this.resume(name);
-      const exitedByItself = await Promise.race([exited, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), removedExitWaitMs))]);
+      let timer: NodeJS.Timeout | undefined;
+      const exitedByItself = await Promise.race([exited, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), removedExitWaitMs)))]);
+      clearTimeout(timer);
       await this.kill(name);
       rmSync(member.dataDir, { recursive: true, force: true });
       let newId = '';

@@ -139,7 +139,8 @@ export interface NemesisCluster {
   readonly members: readonly { readonly name: string }[];
   leader(): Promise<string | undefined>;
   kill(name: string): Promise<void>;
-  startMember(name: string): void;
+  /** `existing` on an empty data dir joins the running cluster; a restart ignores it. */
+  startMember(name: string, state?: 'new' | 'existing'): void;
   running(name: string): boolean;
   pause(name: string): void;
   resume(name: string): void;
@@ -261,7 +262,8 @@ export class Nemesis {
     cluster.proxies.healAll();
     for (const { name } of cluster.members) {
       cluster.resume(name);
-      if (!cluster.running(name)) cluster.startMember(name);
+      // `existing`: a member whose replacement failed half-way must never found a cluster of its own.
+      if (!cluster.running(name)) cluster.startMember(name, 'existing');
     }
   }
 
@@ -302,10 +304,13 @@ export class Nemesis {
             },
           };
         } catch (error) {
+          // Whatever step failed: a data dir left in place restarts (the state is ignored), a wiped
+          // one joins if MemberAdd got through and is refused at start if not (the run goes on
+          // without it, and the report says why).
           return {
             description: `replace ${name}: failed (${error instanceof Error ? error.message : String(error)})`,
             heal: () => {
-              if (!cluster.running(name)) cluster.startMember(name);
+              if (!cluster.running(name)) cluster.startMember(name, 'existing');
             },
           };
         }

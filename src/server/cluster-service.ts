@@ -35,6 +35,8 @@ export interface Membership {
    * stop replicating to it once they apply it.
    */
   removedSelf(): Promise<void>;
+  /** Whether a peer's member list says this member was removed (false when none answers). */
+  peersSayRemovedSelf(): Promise<boolean>;
 }
 
 export interface ClusterServiceContext extends ServiceContext {
@@ -120,7 +122,13 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
         if (member.id === ctx.memberId && shard.shardId === meta.shardId) {
           // Removing itself: done once it hears of its removal by any path.
           proposal.catch(() => {});
-          await Promise.race([proposal, membership.removedSelf()]);
+          try {
+            await Promise.race([proposal, membership.removedSelf()]);
+          } catch (error) {
+            // The proposal failed here (a timeout, a leader change) but may have committed: the
+            // peers' member lists say.
+            if (!(await membership.peersSayRemovedSelf())) throw error;
+          }
         } else {
           await proposal;
         }

@@ -33,6 +33,11 @@ export const gaugeRefreshMs = 1000;
  * it stops: answers to requests other members forwarded to it (the MemberRemove that removed a
  * leader, say) and its last heartbeats still go out.
  */
+/**
+ * A start on a new data dir asks its peers for this many election timeouts before it concludes
+ * that the cluster is being founded (no peer answered) and bootstraps.
+ */
+export const clusterQueryRetryElections = 3;
 export const removedStopGraceElections = 1;
 /** A member that proposed its own removal asks its peers' member lists this often whether it is done… */
 export const ownRemovalPollMs = 200;

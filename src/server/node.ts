@@ -5,7 +5,7 @@
  * Counter) and the metrics/health HTTP server. Services get the router and narrow interfaces,
  * never this object.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { type ConfChange, type Entry, SeededPrng, assert, encodeConfChange } from '../../raft/index';
@@ -25,14 +25,14 @@ import { createCounterService } from './counter-service';
 import { createKvService } from './kv-service';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service';
 import { createLockService } from './lock-service';
-import { gaugeRefreshMs, grpcOverheadBytes, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
+import { clusterQueryRetryElections, gaugeRefreshMs, grpcOverheadBytes, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits';
 import { createMaintenanceService } from './maintenance-service';
 import { AutoCompactor } from './auto-compaction';
 import { Defragmenter } from './defragment';
 import { BackendQuota } from './quota';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics';
 import { PeerTransport } from './peer/index';
-import { type KnownPeer, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup';
+import { type KnownPeer, type StartIdentity, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup';
 import { guardLearner } from './learner-guard';
 import { createPrefixWatchService } from './prefix-watch-service';
 import { BufferedBytes } from './response-queue';
@@ -70,12 +70,7 @@ export interface DkvNodeOptions {
 }
 
 /** This member's identity, written to the data directory once its first start set it up. */
-export interface Identity {
-  memberId: number;
-  clusterId: number;
-  name: string;
-  clusterToken: string;
-}
+export type Identity = StartIdentity;
 
 /** The member learnt that it was removed from the cluster; it stops and the process exits non-zero. */
 export class MemberRemovedError extends Error {
@@ -159,7 +154,7 @@ export class DkvNode {
       for (const [id, url] of this.queriedPeers) peers.set(id, url);
     }
     const peerListen = config.listenPeerUrls[0]!;
-    const peerTls = config.listenPeerUrls.some((u) => u.scheme === 'https') ? readTls(config.peerTls) : undefined;
+    const peerTls = peerTlsOf(config);
     this.transport = new PeerTransport({
       localId: identity.memberId,
       clusterId: identity.clusterId,
@@ -256,14 +251,17 @@ export class DkvNode {
         );
       }
     } else {
-      // No identity file: no start ever finished setting this directory up (the file is written
-      // before the node first talks to a peer), so whatever a failed start left here goes.
+      // No identity file: no start finished setting this directory up (the file is written before
+      // the node first talks to a peer). What a failed start left is set aside, never deleted: a
+      // lost member.json must not cost a member its log.
       const raftDir = join(config.dataDir, 'raft');
       if (existsSync(raftDir)) {
-        logger.warn(`data dir ${config.dataDir}: removing what an unfinished start left behind (${raftDir})`);
-        rmSync(raftDir, { recursive: true, force: true });
+        const aside = `${raftDir}.unfinished-${Date.now()}`;
+        logger.warn(`data dir ${config.dataDir}: no member.json, so ${raftDir} is what an unfinished start left behind; moved to ${aside}`);
+        renameSync(raftDir, aside);
       }
-      ({ identity, peers: queried } = await resolveNewIdentity(config, peerTlsOf(config)));
+      const electionTimeoutMs = config.tickMs * config.electionTicks;
+      ({ identity, peers: queried } = await resolveNewIdentity(config, peerTlsOf(config), clusterQueryRetryElections * electionTimeoutMs));
     }
     const logStore = await LevelLogStore.open({ path: join(config.dataDir, 'raft') });
     const node = new DkvNode(config, identity, logStore, logger, options, queried);
@@ -278,6 +276,13 @@ export class DkvNode {
         await node.bootstrapIfNew();
         writeIdentity(file, identity);
       }
+      // A founding member's log starts with the bootstrap entries: none at all, on a restart, means
+      // raft/ was deleted or not restored, and a member that forgot its votes must not vote again.
+      if (restarting && identity.joined !== true && recovered.every((r) => r.lastIndex === 0 && r.snapshotIndex === 0 && r.term === 0)) {
+        throw new StartupError(
+          `data dir ${config.dataDir} holds member ${formatId(identity.memberId)}'s identity but no Raft log (raft/ was deleted or not restored): restore the whole data dir, or replace the member (docs/replace-member.md)`,
+        );
+      }
       for (const shard of HOSTED_SHARDS) node.runtime.addShard(shard);
       if (restarting) checkRecoveredState(config, identity, metaEngineOf(node.router.meta().machine()));
       node.learner = node.members().find((m) => m.id === identity.memberId)?.isLearner === true;
@@ -289,6 +294,8 @@ export class DkvNode {
       node.publishAttributes();
       node.autoCompactor.start();
       node.started = true;
+      // A removal in the log tail may have been applied while starting (entries replay on ticks).
+      if (node.removedWhileStarting !== undefined) node.removed(node.removedWhileStarting);
       if (restarting) node.learnCurrentPeers();
       const applied = HOSTED_SHARDS.map((shard) => ({ shard, appliedIndex: node.runtime.machine(shard).appliedIndex, revision: shard === DEFAULT_STORE_SHARD ? kvEngineOf(node.runtime.machine(shard)).mvcc.revision : undefined }));
       for (const line of startupLines({ config, memberId: identity.memberId, clusterId: identity.clusterId, recovered, applied })) logger.info(line);
@@ -310,6 +317,8 @@ export class DkvNode {
   })();
   /** Set once start() finished. */
   private started = false;
+  /** How this member learnt of its removal before start() finished (handled once it has). */
+  private removedWhileStarting: string | undefined;
 
   private watchingOwnRemoval = false;
 
@@ -327,12 +336,12 @@ export class DkvNode {
       currentPeers(urls, peerTlsOf(this.config), this.identity.clusterId).then(
         ({ removed }) => {
           if (removed.has(this.identity.memberId)) this.removed("a peer's member list says so");
-          else setTimeout(poll, ownRemovalPollMs);
+          else setTimeout(poll, ownRemovalPollMs).unref();
         },
-        () => setTimeout(poll, ownRemovalPollMs),
+        () => setTimeout(poll, ownRemovalPollMs).unref(),
       );
     };
-    setTimeout(poll, ownRemovalPollMs);
+    setTimeout(poll, ownRemovalPollMs).unref();
   }
 
   /** The meta shard changed membership (a change applied, a snapshot installed). */
@@ -351,7 +360,11 @@ export class DkvNode {
   private removed(how: string): void {
     // During start-up the recovered state is checked instead (checkRecoveredState), and a refusal
     // heard from a peer comes again with its next dial.
-    if (this.removedNoticed || this.stopping || !this.started) return;
+    if (!this.started) {
+      this.removedWhileStarting ??= how;
+      return;
+    }
+    if (this.removedNoticed || this.stopping) return;
     this.removedNoticed = true;
     this.removedSelf.settle();
     const message =
@@ -455,6 +468,11 @@ export class DkvNode {
       members: () => this.members(),
       isRemoved: (id) => metaEngineOf(this.router.meta().machine()).isRemoved(id),
       clusterToken: this.identity.clusterToken,
+      peersSayRemovedSelf: async () => {
+        const urls = this.members().filter((m) => m.id !== this.identity.memberId).flatMap((m) => m.peerUrls);
+        const { removed } = await currentPeers(urls, peerTlsOf(this.config), this.identity.clusterId).catch(() => ({ removed: new Set<number>() }));
+        return removed.has(this.identity.memberId);
+      },
       removedSelf: () => {
         this.watchForOwnRemoval();
         return this.removedSelf.promise;

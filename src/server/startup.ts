@@ -21,7 +21,7 @@ import { clusterIdOf, formatId, memberIdOf } from '../cluster/index';
 import type { Member } from '../engines/meta/index';
 import type { ServerConfig } from './config';
 import { type PeerTlsOptions, queryCluster } from './peer/index';
-import { clusterQueryTimeoutMs } from './peer/limits';
+import { clusterQueryRetryMs, clusterQueryTimeoutMs } from './peer/limits';
 
 /** A start refused for a reason the operator can fix; its message is the whole story (no stack). */
 export class StartupError extends Error {
@@ -38,6 +38,8 @@ export interface StartIdentity {
   clusterId: number;
   name: string;
   clusterToken: string;
+  /** Joined a running cluster (`existing`): its log may legitimately be empty until a snapshot comes. */
+  joined?: boolean;
 }
 
 /** Writes the identity file atomically: from now on the directory is this member's. */
@@ -138,10 +140,23 @@ export async function currentPeers(urls: readonly string[], tls: PeerTlsOptions 
  * with the members the answer named (a member joining a cluster whose members were replaced
  * cannot work their ids out from --initial-cluster).
  */
-export async function resolveNewIdentity(config: ServerConfig, tls: PeerTlsOptions | undefined): Promise<{ identity: StartIdentity; peers: KnownPeer[] }> {
+export async function resolveNewIdentity(
+  config: ServerConfig,
+  tls: PeerTlsOptions | undefined,
+  retryForMs: number,
+): Promise<{ identity: StartIdentity; peers: KnownPeer[] }> {
   const founding = foundingIdentity(config);
   const ownUrls = config.initialAdvertisePeerUrls.map((u) => u.href);
-  const answers = await askPeers(peersToAsk(config), tls);
+  const urls = peersToAsk(config);
+  // Asked again until a peer answers or `retryForMs` passed: a member that lost its disk must not
+  // bootstrap afresh because its peers were unreachable for a moment.
+  const deadline = Date.now() + retryForMs;
+  let answers = await askPeers(urls, tls);
+  const unimplemented = (list: Answer[]) => list.length > 0 && list.every((a) => 'unimplemented' in a && a.unimplemented);
+  while (urls.length > 0 && !answers.some((a) => 'info' in a) && !unimplemented(answers) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, clusterQueryRetryMs));
+    answers = await askPeers(urls, tls);
+  }
   const infos = answers.flatMap((a) => ('info' in a ? [a] : []));
   for (const { url, info } of infos) {
     if (info.clusterId !== founding.clusterId) {
@@ -150,11 +165,12 @@ export async function resolveNewIdentity(config: ServerConfig, tls: PeerTlsOptio
       );
     }
   }
+  const { removed } = peersOf(infos);
   if (config.initialClusterState === 'new') {
+    if (removed.has(founding.memberId)) {
+      throw new StartupError(`${removedMessage(founding.memberId, config.dataDir)}; this data dir is new, so: add the member back with etcdctl member add and start it with --initial-cluster-state existing`);
+    }
     for (const { url, info } of infos) {
-      if (info.removed?.includes(founding.memberId) === true) {
-        throw new StartupError(`member ${formatId(founding.memberId)} was removed from the cluster at ${url}; to bring it back, add it again with etcdctl member add and start it with --initial-cluster-state existing`);
-      }
       const self = info.members.find((m) => m.id === founding.memberId);
       if (self !== undefined && self.clientUrls.length > 0) {
         throw new StartupError(
@@ -162,17 +178,26 @@ export async function resolveNewIdentity(config: ServerConfig, tls: PeerTlsOptio
             `restore the data dir, or replace the member: ${replaceHint}`,
         );
       }
+      // A peer that is being founded too lists this member (same --initial-cluster); one whose
+      // cluster runs without it means this member was never added.
+      if (self === undefined && info.members.length > 0) {
+        throw new StartupError(
+          `the cluster at ${url} runs without this member (${ownUrls.join(',')}): add it with etcdctl member add ${config.name} --peer-urls=${ownUrls.join(',')} and start it with --initial-cluster-state existing`,
+        );
+      }
     }
     return { identity: founding, peers: peersOf(infos).peers };
   }
   // existing: the cluster chose this member's id when it was added.
   if (infos.length === 0) {
-    if (answers.length > 0 && answers.every((a) => 'unimplemented' in a && a.unimplemented)) return { identity: founding, peers: [] }; // peers of a build without the query
+    if (unimplemented(answers)) return { identity: founding, peers: [] }; // peers of a build without the query
     const why = answers.map((a) => `${a.url}: ${'error' in a ? a.error : ''}`).join('; ');
     throw new StartupError(`--initial-cluster-state existing: no member of the cluster answered (${why || 'no other member in --initial-cluster'}); start this member once the cluster is reachable`);
   }
-  const info = infos[0]!.info;
-  const self = info.members.find((m) => sameUrls(m.peerUrls, ownUrls));
+  // Every answer counts: one that has not applied the MemberAdd yet does not list this member, one
+  // that is behind may still list a removed member on the same peer URL.
+  const candidates = infos.flatMap(({ info }) => info.members.filter((m) => sameUrls(m.peerUrls, ownUrls) && !removed.has(m.id)));
+  const self = candidates.find((m) => m.clientUrls.length === 0) ?? candidates[0];
   if (self === undefined) {
     throw new StartupError(
       `--initial-cluster-state existing: no member of the cluster has the peer URLs ${ownUrls.join(',')}; add this member first: etcdctl member add ${config.name} --peer-urls=${ownUrls.join(',')}`,
@@ -181,14 +206,17 @@ export async function resolveNewIdentity(config: ServerConfig, tls: PeerTlsOptio
   if (self.clientUrls.length > 0) {
     throw new StartupError(`member ${formatId(self.id)} (${self.name || config.name}) has already been bootstrapped and its data dir ${config.dataDir} is empty: restore the data dir, or ${replaceHint}`);
   }
-  return { identity: { ...founding, memberId: self.id }, peers: peersOf(infos).peers };
+  return { identity: { ...founding, memberId: self.id, joined: true }, peers: peersOf(infos).peers };
+}
+
+/** How a removed member's data dir is refused (at start, and when it learns it while running). */
+export function removedMessage(memberId: number, dataDir: string): string {
+  return `member ${formatId(memberId)} was removed from the cluster; the data dir ${dataDir} can never be used again: delete it, add the member back with etcdctl member add, and start it with --initial-cluster-state existing (docs/replace-member.md)`;
 }
 
 /** What a restart checks once the meta shard's state is recovered. */
 export function checkRecoveredState(config: ServerConfig, identity: StartIdentity, meta: { isRemoved(id: number): boolean }): void {
   if (meta.isRemoved(identity.memberId)) {
-    throw new StartupError(
-      `member ${formatId(identity.memberId)} was removed from the cluster; its data dir ${config.dataDir} can never be used again: delete it, add the member back with etcdctl member add, and start it with --initial-cluster-state existing (docs/replace-member.md)`,
-    );
+    throw new StartupError(removedMessage(identity.memberId, config.dataDir));
   }
 }

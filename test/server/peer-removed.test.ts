@@ -49,14 +49,16 @@ describe('peer transport and removed members', () => {
     const one = await startNode({ id: 1 });
     const two = await startNode({ id: 2, peers: new Map([[1, one.address]]), onRemoved: (by) => heard.push(by), removedProbe: probe });
     try {
-      // Member 1 knows 2 but does not dial it yet (its peer is added later): 2 probes meanwhile.
-      one.transport.addPeer(2, `http://${two.address}`);
-      one.transport.removePeer(2);
-      await new Promise((resolve) => setTimeout(resolve, 5 * probe.intervalMs));
-      one.transport.addPeer(2, `http://${two.address}`);
-      await waitFor(() => two.transport.connectedPeers().includes(1), 'the stream from member 1');
-      expect(heard).toEqual([]);
+      // Member 1 knows member 2 at an address where nobody listens, so its dials fail and member 2,
+      // hearing nothing, probes member 1: refused by the side rule, which must stay quiet.
+      one.transport.addPeer(2, 'http://127.0.0.1:1');
+      await waitFor(() => one.logs.some((l) => l.includes('must accept, not dial')), 'a probe refused by the side rule', 5000);
       expect(one.logs.filter((l) => l.startsWith('warn') && l.includes('must accept'))).toEqual([]);
+      expect(heard).toEqual([]);
+      // Pointed at member 2's real address, member 1 dials it and the stream goes live.
+      one.transport.updatePeer(2, `http://${two.address}`);
+      await waitFor(() => two.transport.connectedPeers().includes(1), 'the stream from member 1', 10_000);
+      expect(heard).toEqual([]);
     } finally {
       await stopAll([one, two]);
     }

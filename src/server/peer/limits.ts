@@ -57,6 +57,8 @@ export const removedProbeAfterMs = 5000;
 export const removedProbeIntervalMs = 5000;
 /** How long a start-up asks a peer for the cluster's members before giving up on it. */
 export const clusterQueryTimeoutMs = 2000;
+/** A start-up that heard no peer asks again after this long (until its deadline). */
+export const clusterQueryRetryMs = 200;
 /** Bytes of a cluster-query answer (the member list as JSON). */
 export const clusterQueryBytesMax = 1024 * 1024;
 /** HTTP/2 keepalive pings detect a silent peer within about time + timeout. */

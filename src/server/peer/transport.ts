@@ -441,8 +441,18 @@ export class PeerTransport {
       Stream: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.accept(call),
       Cluster: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
         const info = this.options.clusterInfo;
-        if (info === undefined) callback({ code: grpc.status.UNIMPLEMENTED, details: 'this node does not answer cluster queries' });
-        else callback(null, Buffer.from(info()));
+        if (info === undefined) {
+          callback({ code: grpc.status.UNIMPLEMENTED, details: 'this node does not answer cluster queries' });
+          return;
+        }
+        let answer: Uint8Array;
+        try {
+          answer = info();
+        } catch (error) {
+          callback({ code: grpc.status.UNAVAILABLE, details: `cannot answer a cluster query now: ${error instanceof Error ? error.message : String(error)}` });
+          return;
+        }
+        callback(null, Buffer.from(answer));
       },
     });
     const credentials = this.serverCredentials();
