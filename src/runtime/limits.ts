@@ -43,6 +43,11 @@ export const applyGapEntriesMax = 5_000;
  * with `request timed out, possibly due to previous leader failure` (its outcome is unknown).
  */
 export const leaderChangeGraceElections = 2;
+/**
+ * A write that arrives while this node knows no leader waits this many election timeouts for one
+ * (then Raft takes it) before it is refused with `etcdserver: no leader`.
+ */
+export const noLeaderWaitElections = 2;
 
 /**
  * Callbacks of settled requests run per scheduler turn. A ReadIndex round can release thousands

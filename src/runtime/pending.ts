@@ -71,6 +71,14 @@ export class PendingRequests {
 
   /** Waiting to be fed to Raft at the next cycle, in arrival order. */
   queue: WriteWaiter[] = [];
+  /**
+   * Writes that arrived while this node knew no leader, in arrival order: fed again once one is
+   * known, or refused with `no leader` when `parkedUntilMs` passes (see noLeaderWaitElections).
+   */
+  parked: WriteWaiter[] = [];
+  parkedUntilMs = 0;
+  /** The parked writes' wait ended with no leader: the next feed proposes them (Raft refuses them). */
+  feedParkedAsIs = false;
   readonly writes = new Map<number, WriteWaiter>();
   /** Index -> request id of writes whose position is known. */
   readonly positions = new Map<number, number>();

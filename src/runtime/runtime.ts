@@ -46,6 +46,7 @@ import {
   requestIdsPerMs,
   forwardedProposalsPendingMax,
   leaderChangeGraceElections,
+  noLeaderWaitElections,
   proposalBytesPendingMax,
   proposalsPendingMax,
   readiesInFlightMax,
@@ -389,8 +390,22 @@ export class NodeRuntime {
       this.options.listener?.stepped?.(shard.id, shard.node);
       if (shard.isLeader) for (const engine of shard.machine.engineList()) engine.leaderTick?.(this.leaderContext(shard));
       shard.pending.expire(now);
+      this.unpark(shard, now);
     }
     this.schedule();
+  }
+
+  /**
+   * Parked writes go back to the queue once a leader is known, or once their wait is over (then
+   * Raft refuses them with `no leader`, as before).
+   */
+  private unpark(shard: ShardState, now: number): void {
+    const pending = shard.pending;
+    if (pending.parked.length === 0) return;
+    if (shard.node.raft.lead === 0 && now < pending.parkedUntilMs) return;
+    // Still no leader: fed as they are, so Raft refuses them (`no leader`) instead of parking them again.
+    pending.feedParkedAsIs = shard.node.raft.lead === 0;
+    pending.queue.unshift(...pending.parked.splice(0));
   }
 
   /** Messages from a peer for our groups (unknown shards are ignored). */
@@ -741,6 +756,18 @@ export class NodeRuntime {
 
   private feedWrites(shard: ShardState): void {
     const pending = shard.pending;
+    // No leader known (an election, or a node that has just started): wait for one for a while,
+    // as etcd's clients would otherwise have to retry; refused only once the wait is over.
+    const waitOver = pending.feedParkedAsIs;
+    pending.feedParkedAsIs = false;
+    if (shard.node.raft.lead === 0 && !waitOver) {
+      const now = this.options.clock.now();
+      if (pending.parked.length === 0) pending.parkedUntilMs = now + noLeaderWaitElections * this.options.raft.electionTicks * this.options.tickMs;
+      if (now < pending.parkedUntilMs) {
+        pending.parked.push(...pending.queue.splice(0));
+        return;
+      }
+    }
     const queued = pending.queue;
     pending.queue = [];
     const now = this.options.clock.now();

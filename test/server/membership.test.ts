@@ -6,7 +6,7 @@
  * member's data dir cannot start again. etcd 3.4's behaviour is quoted beside each check.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, etcdctl, freeBase, waitUntil } from './cluster-harness';
@@ -135,6 +135,22 @@ describe('membership runbooks against a 3-node DKV cluster', () => {
       return seen.size === 1 && !seen.has('undefined:undefined');
     }, 20_000, () => 'equal HashKV on every member');
   }, 120_000);
+
+  it('refuses a member whose Raft log is gone, and starts it again once the log is back', async () => {
+    // etcd 3.4 would start such a member with an empty WAL only if its member dir were gone as a
+    // whole; DKV refuses it: a founding member that forgot its votes must not vote again.
+    await cluster.kill(1);
+    const raftDir = join(cluster.nodes[1]!.dataDir, 'raft');
+    renameSync(raftDir, `${raftDir}.saved`);
+    cluster.startNode(1);
+    expect(await cluster.waitForExit(1)).toBe(2);
+    expect(cluster.log(1)).toContain('but no Raft log');
+    rmSync(raftDir, { recursive: true, force: true });
+    renameSync(`${raftDir}.saved`, raftDir);
+    cluster.startNode(1);
+    await cluster.waitForHealthy(1);
+    await waitUntil(() => run(['put', 'log-back', 'yes'], cluster.endpoint(1)).code === 0, 20_000, () => `dkv2 serving again\n${cluster.logs()}`);
+  }, 60_000);
 
   it('a removed leader stops serving and exits while a client writes through every member', async () => {
     const status = JSON.parse(run(['endpoint', 'status', '-w', 'json']).stdout) as Array<{ Endpoint: string; Status: { leader: number; header: { member_id: number } } }>;
