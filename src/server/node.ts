@@ -198,6 +198,7 @@ export class DkvNode {
           if (shard === DEFAULT_STORE_SHARD) this.metrics.leaderChanges.inc();
         },
         confChangeApplied: (shard) => {
+          this.refreshLearner();
           if (shard !== META_SHARD) return;
           this.membershipLog.changed(this.members());
           this.membershipChanged();
@@ -210,6 +211,7 @@ export class DkvNode {
           logger.info(`shard ${shard}: state restored from ${source} at index ${this.runtime.machine(shard).appliedIndex}`);
           if (shard === META_SHARD) this.membershipLog.changed(this.members(), from !== 'leader');
           if (shard === META_SHARD) this.membershipChanged();
+          else this.refreshLearner();
           if (shard === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
         },
         fatal: (error) => this.options.onFatal?.(error),
@@ -285,7 +287,9 @@ export class DkvNode {
       }
       for (const shard of HOSTED_SHARDS) node.runtime.addShard(shard);
       if (restarting) checkRecoveredState(config, identity, metaEngineOf(node.router.meta().machine()));
-      node.learner = node.members().find((m) => m.id === identity.memberId)?.isLearner === true;
+      // A joiner added as a learner knows it from the cluster's answer before any state reaches it.
+      node.learnerByQuery = queried.find((p) => p.id === identity.memberId)?.isLearner === true;
+      node.refreshLearner();
       node.refreshPeers();
       await node.transport.start();
       node.ticker.start(node.runtime, config.tickMs);
@@ -344,11 +348,29 @@ export class DkvNode {
     setTimeout(poll, ownRemovalPollMs).unref();
   }
 
+  /** What the cluster query said at start-up (until some shard's configuration says otherwise). */
+  private learnerByQuery = false;
+
+  /**
+   * A learner in any hosted group's configuration (the data shard may learn of a promotion before
+   * the meta shard, or the other way round: a learner until every group says voter).
+   */
+  private refreshLearner(): void {
+    let known = false;
+    let learner = false;
+    for (const shard of this.runtime.shardIds()) {
+      const config = this.runtime.status(shard).config;
+      if (config.learners.includes(this.identity.memberId)) learner = true;
+      if (config.learners.includes(this.identity.memberId) || config.voters.includes(this.identity.memberId)) known = true;
+    }
+    this.learner = known ? learner : this.learnerByQuery;
+  }
+
   /** The meta shard changed membership (a change applied, a snapshot installed). */
   private membershipChanged(): void {
     this.refreshPeers();
     const meta = metaEngineOf(this.router.meta().machine());
-    this.learner = meta.members().find((m) => m.id === this.identity.memberId)?.isLearner === true;
+    this.refreshLearner();
     if (meta.isRemoved(this.identity.memberId)) this.removed('this member applied its own removal');
   }
 

@@ -112,17 +112,18 @@ const replaceHint = 'remove it (etcdctl member remove ID), add it back (etcdctl 
 export interface KnownPeer {
   readonly id: number;
   readonly url: string;
+  readonly isLearner?: boolean;
 }
 
 /** The members (with a peer URL) and the removed ids of the answers that came back. */
 function peersOf(infos: ReadonlyArray<{ info: ClusterInfo }>): { peers: KnownPeer[]; removed: Set<number> } {
   const removed = new Set<number>();
-  const peers = new Map<number, string>();
+  const peers = new Map<number, { url: string; isLearner: boolean }>();
   for (const { info } of infos) {
     for (const id of info.removed ?? []) removed.add(id);
-    for (const m of info.members) if (m.peerUrls[0] !== undefined) peers.set(m.id, m.peerUrls[0]);
+    for (const m of info.members) if (m.peerUrls[0] !== undefined) peers.set(m.id, { url: m.peerUrls[0], isLearner: m.isLearner });
   }
-  return { peers: [...peers].filter(([id]) => !removed.has(id)).map(([id, url]) => ({ id, url })), removed };
+  return { peers: [...peers].filter(([id]) => !removed.has(id)).map(([id, p]) => ({ id, ...p })), removed };
 }
 
 /**
@@ -206,7 +207,8 @@ export async function resolveNewIdentity(
   if (self.clientUrls.length > 0) {
     throw new StartupError(`member ${formatId(self.id)} (${self.name || config.name}) has already been bootstrapped and its data dir ${config.dataDir} is empty: restore the data dir, or ${replaceHint}`);
   }
-  return { identity: { ...founding, memberId: self.id, joined: true }, peers: peersOf(infos).peers };
+  // The joiner itself is listed too (its learner flag); the node never dials itself.
+  return { identity: { ...founding, memberId: self.id, joined: true }, peers: [...peersOf(infos).peers.filter((p) => p.id !== self.id), { id: self.id, url: self.peerUrls[0] ?? '', isLearner: self.isLearner }] };
 }
 
 /** How a removed member's data dir is refused (at start, and when it learns it while running). */
