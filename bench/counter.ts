@@ -18,9 +18,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import type * as grpc from '@grpc/grpc-js';
-import { type Decoded, type EtcdChannel, grpcStatus, longsAsStrings, methodCodec, methodPath } from '../src/client/index';
-import { dkvRoot, etcdType } from '../src/etcd-proto';
-import { openChannels } from './etcd-load';
+import { type Decoded, type EtcdChannel, grpcStatus, longsAsStrings, methodCodec, methodPath } from '../src/client/index.js';
+import { dkvRoot, etcdType } from '../src/etcd-proto.js';
+import { openChannels } from './etcd-load.js';
 
 export type CounterMethod = 'counter' | 'cas';
 

@@ -12,8 +12,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { EtcdChannel, methodPath } from '../src/client/index';
-import { etcdType } from '../src/etcd-proto';
+import { EtcdChannel, methodPath } from '../src/client/index.js';
+import { etcdType } from '../src/etcd-proto.js';
 
 export type Workload = 'put' | 'range' | 'txn-put';
 export const workloads: readonly Workload[] = ['put', 'range', 'txn-put'];

@@ -9,8 +9,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Entry } from '../raft/index';
-import { LevelLogStore, type ShardUpdate } from '../storage/index';
+import type { Entry } from '../raft/index.js';
+import { LevelLogStore, type ShardUpdate } from '../storage/index.js';
 
 export interface GroupCommitBenchOptions {
   readonly seconds: number;

@@ -22,9 +22,9 @@
 import type * as grpc from '@grpc/grpc-js';
 import { strict as assert } from 'node:assert';
 import { performance } from 'node:perf_hooks';
-import { type EtcdChannel, methodPath } from '../src/client/index';
-import { type Int64, etcdType, int64Exact, int64Saturated, int64ToWire } from '../src/etcd-proto';
-import { type Percentiles, openChannels, percentiles } from './etcd-load';
+import { type EtcdChannel, methodPath } from '../src/client/index.js';
+import { type Int64, etcdType, int64Exact, int64Saturated, int64ToWire } from '../src/etcd-proto.js';
+import { type Percentiles, openChannels, percentiles } from './etcd-load.js';
 
 export type LeaseWorkload = 'lease-keepalive' | 'lease-grant';
 

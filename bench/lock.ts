@@ -27,10 +27,10 @@
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { type EtcdChannel, methodPath } from '../src/client/index';
-import { type Int64, etcdType, int64Saturated, int64ToWire } from '../src/etcd-proto';
-import { type Percentiles, openChannels, percentiles } from './etcd-load';
-import { Errors, KeepAliveStream, grantClientLeases, keepAliveProblem, latencyLine, revokeAll, unary } from './lease-load';
+import { type EtcdChannel, methodPath } from '../src/client/index.js';
+import { type Int64, etcdType, int64Saturated, int64ToWire } from '../src/etcd-proto.js';
+import { type Percentiles, openChannels, percentiles } from './etcd-load.js';
+import { Errors, KeepAliveStream, grantClientLeases, keepAliveProblem, latencyLine, revokeAll, unary } from './lease-load.js';
 
 /** Limits the CLI checks flags against, and the run's fixed settings (named so help and checks agree). */
 export const lockLoadLimits = {

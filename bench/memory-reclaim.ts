@@ -13,8 +13,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EtcdChannel } from '../src/client/index';
-import { devClusterLayout } from '../src/server/config';
+import { EtcdChannel } from '../src/client/index.js';
+import { devClusterLayout } from '../src/server/config.js';
 
 function argument(name: string, fallback: string): string {
   const at = process.argv.indexOf(name);

@@ -5,7 +5,7 @@
  *   node --expose-gc --import tsx bench/mvcc.ts [--keys 100000]
  */
 import { performance } from 'node:perf_hooks';
-import { encodeSnapshot, MvccStore, restoreSnapshot } from '../storage/index';
+import { encodeSnapshot, MvccStore, restoreSnapshot } from '../storage/index.js';
 
 const KEY_BYTES = 16;
 const VALUE_BYTES = 100;

@@ -5,7 +5,7 @@
  *
  *   npm run bench            (or: dkv bench raft [--seconds S])
  */
-import { SIM_DEFAULTS, SimCluster, ZERO_LATENCY_NETWORK } from '../jepsen-lite/sim/index';
+import { SIM_DEFAULTS, SimCluster, ZERO_LATENCY_NETWORK } from '../jepsen-lite/sim/index.js';
 
 export interface RaftBenchResult {
   readonly batch: number;

@@ -12,10 +12,10 @@
  *   node --expose-gc --import tsx bench/ttl-expiry.ts [--keys 1000000] [--spread-ms 30000] [--tick-ms 100]
  */
 import { performance } from 'node:perf_hooks';
-import type { EngineCommand, LeaderContext } from '../src/engines/index';
-import { dkvPutCommand, ttlLimits, ttlOutcome } from '../src/engines/ttl/index';
-import { dkvType } from '../src/etcd-proto';
-import { type ShardStateMachine, composeStateMachine, encodeEnvelope, ttlEngineOf } from '../src/runtime/index';
+import type { EngineCommand, LeaderContext } from '../src/engines/index.js';
+import { dkvPutCommand, ttlLimits, ttlOutcome } from '../src/engines/ttl/index.js';
+import { dkvType } from '../src/etcd-proto.js';
+import { type ShardStateMachine, composeStateMachine, encodeEnvelope, ttlEngineOf } from '../src/runtime/index.js';
 
 const KEY_BYTES = 16;
 const VALUE_BYTES = 32;

@@ -20,9 +20,9 @@
 import type * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { type EtcdChannel, methodPath } from '../src/client/index';
-import { etcdType, int64Saturated, type Int64 } from '../src/etcd-proto';
-import { type Percentiles, benchKey, openChannels, pacer, percentiles } from './etcd-load';
+import { type EtcdChannel, methodPath } from '../src/client/index.js';
+import { etcdType, int64Saturated, type Int64 } from '../src/etcd-proto.js';
+import { type Percentiles, benchKey, openChannels, pacer, percentiles } from './etcd-load.js';
 
 /** Limits the CLI checks flags against (named here so the help and the checks agree). */
 export const watchLoadLimits = {

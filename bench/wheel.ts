@@ -9,7 +9,7 @@
  *     [--resolution-ms 100] [--budget 4096]
  */
 import { performance } from 'node:perf_hooks';
-import { TimeWheel, type WheelTimer, wheelLimits } from '../src/engines/index';
+import { TimeWheel, type WheelTimer, wheelLimits } from '../src/engines/index.js';
 
 function argument(name: string, fallback: number): number {
   const at = process.argv.indexOf(name);

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
-// The `dkv` command. The sources are TypeScript, loaded through tsx so there is no build step.
-import { register } from 'tsx/esm/api';
+// The `dkv` command: the compiled build in dist/ (see load.js for running the sources).
+import { load } from './load.js';
 
-register();
-const { main } = await import('../src/cli/main.ts');
+const { main } = await load('src/cli/main');
 process.exitCode = await main(process.argv.slice(2));

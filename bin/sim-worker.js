@@ -1,5 +1,4 @@
-// Worker-thread entry for `dkv sim --workers N`: load tsx in this thread, then the TypeScript body.
-import { register } from 'tsx/esm/api';
+// Worker-thread entry for `dkv sim --workers N`: the seed worker, compiled or from the sources (load.js).
+import { load } from './load.js';
 
-register();
-await import('../jepsen-lite/sim/seed-worker.ts');
+await load('jepsen-lite/sim/seed-worker');

@@ -3,8 +3,8 @@
  * change entries at the head of the log, committed from the start. Every node (including one that
  * joins later and replays the log) builds the same configuration by applying them.
  */
-import { encodeConfChange } from './codec';
-import type { Entry, HardState } from './types';
+import { encodeConfChange } from './codec.js';
+import type { Entry, HardState } from './types.js';
 
 export function bootstrapEntries(voters: readonly number[]): { entries: Entry[]; hardState: HardState } {
   if (voters.length === 0) throw new TypeError('a group needs at least one voter');

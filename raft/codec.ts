@@ -5,7 +5,7 @@
  * Layout (big-endian): version u8 | transition u8 | count u32 | count × (type u8, id u64) |
  * context length u32 | context bytes.
  */
-import { LEAVE_JOINT, type ConfChange, type ConfChangeSingle, type ConfChangeTransition } from './types';
+import { LEAVE_JOINT, type ConfChange, type ConfChangeSingle, type ConfChangeTransition } from './types.js';
 
 const VERSION = 1;
 const TRANSITIONS: readonly ConfChangeTransition[] = ['auto', 'joint-implicit', 'joint-explicit'];

@@ -2,12 +2,12 @@
  * Configuration changes as pure functions: each takes the current configuration and progress and
  * returns new ones (the inputs are never mutated), or an error saying why the change is invalid.
  */
-import { Inflights } from './inflights';
-import { Progress } from './progress';
-import type { ProgressMap, TrackerConfig } from './tracker';
-import { EMPTY_TRACKER_CONFIG, isJoint } from './tracker';
-import type { ConfChangeSingle, ConfState } from './types';
-import { entersJoint, isLeaveJoint, type ConfChange } from './types';
+import { Inflights } from './inflights.js';
+import { Progress } from './progress.js';
+import type { ProgressMap, TrackerConfig } from './tracker.js';
+import { EMPTY_TRACKER_CONFIG, isJoint } from './tracker.js';
+import type { ConfChangeSingle, ConfState } from './types.js';
+import { entersJoint, isLeaveJoint, type ConfChange } from './types.js';
 
 export interface ChangerInput {
   readonly config: TrackerConfig;

@@ -1,7 +1,7 @@
 /** Human-readable renderings of entries, messages and Ready batches, for transcripts and logs. */
-import { decodeConfChange } from './codec';
-import type { Ready } from './raw-node';
-import type { ConfChange, Entry, HardState, Message } from './types';
+import { decodeConfChange } from './codec.js';
+import type { Ready } from './raw-node.js';
+import type { ConfChange, Entry, HardState, Message } from './types.js';
 
 const decoder = new TextDecoder('utf-8', { fatal: false });
 

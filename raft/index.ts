@@ -1,11 +1,11 @@
 /**
  * The Raft core's front door. Everything other folders may use is exported here.
  */
-export { RaftAssertionError, assert } from './assert';
-export { type Prng, SeededPrng } from './prng';
-export * as limits from './limits';
-export * from './types';
-export { encodeConfChange, decodeConfChange, ConfChangeDecodeError } from './codec';
+export { RaftAssertionError, assert } from './assert.js';
+export { type Prng, SeededPrng } from './prng.js';
+export * as limits from './limits.js';
+export * from './types.js';
+export { encodeConfChange, decodeConfChange, ConfChangeDecodeError } from './codec.js';
 export {
   Raft,
   type RaftConfig,
@@ -15,8 +15,8 @@ export {
   type DropReason,
   dropReasonText,
   ProposalDroppedError,
-} from './raft';
-export { RawNode, type Ready, type Status, type ProgressStatus } from './raw-node';
+} from './raft.js';
+export { RawNode, type Ready, type Status, type ProgressStatus } from './raw-node.js';
 export {
   type LogStorage,
   type LogStorageWriter,
@@ -27,9 +27,9 @@ export {
   entryBytes,
   payloadBytes,
   limitSize,
-} from './storage';
-export { type ProgressState } from './progress';
-export { describeEntry, describeMessage, describeReady, describeHardState, describeConfChange } from './describe';
+} from './storage.js';
+export { type ProgressState } from './progress.js';
+export { describeEntry, describeMessage, describeReady, describeHardState, describeConfChange } from './describe.js';
 export {
   majorityCommittedIndex,
   majorityVoteResult,
@@ -38,7 +38,7 @@ export {
   type VoteResult,
   type MajorityConfig,
   type JointConfig,
-} from './quorum';
-export { enterJoint, leaveJoint, simpleChange, restoreConfig, applyConfChangeTo } from './confchange';
-export { Inflights } from './inflights';
-export { bootstrapEntries } from './bootstrap';
+} from './quorum.js';
+export { enterJoint, leaveJoint, simpleChange, restoreConfig, applyConfChangeTo } from './confchange.js';
+export { Inflights } from './inflights.js';
+export { bootstrapEntries } from './bootstrap.js';

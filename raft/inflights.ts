@@ -1,4 +1,4 @@
-import { assert } from './assert';
+import { assert } from './assert.js';
 
 /**
  * The append messages in flight to one follower: a bounded ring of (last index, payload bytes),

@@ -2,7 +2,7 @@
  * Every limit and default of the Raft core, in one place (units last). The relations between them
  * are asserted when this module loads.
  */
-import { assert } from './assert';
+import { assert } from './assert.js';
 
 /** Ticks a follower waits for the leader before it campaigns (randomised up to twice this). */
 export const electionTicksDefault = 10;

@@ -1,5 +1,5 @@
-import { assert } from './assert';
-import type { Entry, Snapshot } from './types';
+import { assert } from './assert.js';
+import type { Entry, Snapshot } from './types.js';
 
 /**
  * The part of the log not yet known to be persisted: an optional incoming snapshot followed by

@@ -1,5 +1,5 @@
-import { assert } from './assert';
-import { Inflights } from './inflights';
+import { assert } from './assert.js';
+import { Inflights } from './inflights.js';
 
 /**
  * - `probe`: the leader does not know where the follower's log ends; it sends one append per

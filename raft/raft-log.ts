@@ -1,7 +1,7 @@
-import { assert } from './assert';
-import { UnstableLog } from './log-unstable';
-import { type LogStorage, LogUnavailableError, isLogUnavailable, limitSize, payloadBytes, entryBytes } from './storage';
-import type { Entry, Snapshot } from './types';
+import { assert } from './assert.js';
+import { UnstableLog } from './log-unstable.js';
+import { type LogStorage, LogUnavailableError, isLogUnavailable, limitSize, payloadBytes, entryBytes } from './storage.js';
+import type { Entry, Snapshot } from './types.js';
 
 /**
  * A node's view of its log: what storage holds plus the unstable tail, and the commit and apply

@@ -6,10 +6,10 @@
  * One entry point, `step`, applies the term rules once and then calls the current role's step
  * function (`stepLeader`, `stepCandidate`, `stepFollower`).
  */
-import { assert, assertIndex } from './assert';
-import { decodeConfChange } from './codec';
-import { applyConfChangeTo, restoreConfig, type ChangeResult } from './confchange';
-import { Inflights } from './inflights';
+import { assert, assertIndex } from './assert.js';
+import { decodeConfChange } from './codec.js';
+import { applyConfChangeTo, restoreConfig, type ChangeResult } from './confchange.js';
+import { Inflights } from './inflights.js';
 import {
   electionTicksDefault,
   electionTicksMax,
@@ -23,14 +23,14 @@ import {
   uncommittedEntriesBytesMaxDefault,
   committedEntriesBytesPerReadyMaxDefault,
   leaseClockRateErrorMax,
-} from './limits';
-import type { Prng } from './prng';
-import { Progress } from './progress';
-import { jointCommittedIndex, jointVoteResult } from './quorum';
-import { RaftLog } from './raft-log';
-import { ReadOnlyQueue } from './read-only';
-import { type LogStorage, isLogUnavailable, payloadBytes } from './storage';
-import { type ProgressMap, ProgressTracker, type TrackerConfig, describeConfig } from './tracker';
+} from './limits.js';
+import type { Prng } from './prng.js';
+import { Progress } from './progress.js';
+import { jointCommittedIndex, jointVoteResult } from './quorum.js';
+import { RaftLog } from './raft-log.js';
+import { ReadOnlyQueue } from './read-only.js';
+import { type LogStorage, isLogUnavailable, payloadBytes } from './storage.js';
+import { type ProgressMap, ProgressTracker, type TrackerConfig, describeConfig } from './tracker.js';
 import {
   type ConfChange,
   type ConfState,
@@ -48,7 +48,7 @@ import {
   isEmptySnapshot,
   isLeaveJoint,
   makeMessage,
-} from './types';
+} from './types.js';
 
 /** Node ids in log lines are hex, as etcd's raft prints them (%x). */
 const idHex = (id: number): string => id.toString(16);

@@ -12,13 +12,13 @@
  * Between `ready()` and `advance()` the application may keep calling `step`, `tick` and
  * `propose`; it may not call `ready()` again.
  */
-import { assert } from './assert';
-import { encodeConfChange } from './codec';
-import { readIndexContextBytesMax, readiesInFlightMaxDefault } from './limits';
-import { type DropReason, ProposalDroppedError, Raft, type RaftConfig } from './raft';
-import { payloadBytes } from './storage';
-import type { ProgressState } from './progress';
-import { describeConfig } from './tracker';
+import { assert } from './assert.js';
+import { encodeConfChange } from './codec.js';
+import { readIndexContextBytesMax, readiesInFlightMaxDefault } from './limits.js';
+import { type DropReason, ProposalDroppedError, Raft, type RaftConfig } from './raft.js';
+import { payloadBytes } from './storage.js';
+import type { ProgressState } from './progress.js';
+import { describeConfig } from './tracker.js';
 import {
   type ConfChange,
   type ConfState,
@@ -34,7 +34,7 @@ import {
   isLocalMessage,
   isResponseMessage,
   makeMessage,
-} from './types';
+} from './types.js';
 
 export interface Ready {
   /** Present when the leader or role changed since the last Ready. */

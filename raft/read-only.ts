@@ -1,4 +1,4 @@
-import type { Message, ReadOnlyOption } from './types';
+import type { Message, ReadOnlyOption } from './types.js';
 
 /** A ReadIndex request waiting for a heartbeat quorum to confirm the leader's commit index. */
 export interface PendingRead {

@@ -2,9 +2,9 @@
  * The log storage the core reads from, and an in-memory implementation (used by the simulator and
  * tests). The LevelDB store implements the same interface and passes the same conformance suite.
  */
-import { assert, assertIndex } from './assert';
-import { bootstrapEntries } from './bootstrap';
-import { entryHeaderBytes } from './limits';
+import { assert, assertIndex } from './assert.js';
+import { bootstrapEntries } from './bootstrap.js';
+import { entryHeaderBytes } from './limits.js';
 import {
   type ConfState,
   EMPTY_HARD_STATE,
@@ -12,7 +12,7 @@ import {
   type Entry,
   type HardState,
   type Snapshot,
-} from './types';
+} from './types.js';
 
 /** Why a read of the log could not be served. */
 export type LogUnavailableReason =

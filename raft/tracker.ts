@@ -1,4 +1,4 @@
-import { Progress } from './progress';
+import { Progress } from './progress.js';
 import {
   type JointConfig,
   type VoteResult,
@@ -6,8 +6,8 @@ import {
   jointVoteResult,
   jointVoterIds,
   sortedIds,
-} from './quorum';
-import type { ConfState } from './types';
+} from './quorum.js';
+import type { ConfState } from './types.js';
 
 /** A group's membership: voters (possibly joint), learners, and learners-to-be. */
 export interface TrackerConfig {

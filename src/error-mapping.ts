@@ -3,11 +3,11 @@
  * (src/errors.ts). The server sends the result as a gRPC status; the simulator's clients receive
  * the same code and message, so both modes classify failures alike.
  */
-import { MvccError, type MvccErrorCode } from '../storage/index';
-import { EngineError, type EngineErrorCode } from './engines/index';
-import { WireValueError } from './engines/kv/convert';
-import { type ErrorCode, DkvError, dkvError } from './errors';
-import { RuntimeError, type RuntimeErrorCode } from './runtime/index';
+import { MvccError, type MvccErrorCode } from '../storage/index.js';
+import { EngineError, type EngineErrorCode } from './engines/index.js';
+import { WireValueError } from './engines/kv/convert.js';
+import { type ErrorCode, DkvError, dkvError } from './errors.js';
+import { RuntimeError, type RuntimeErrorCode } from './runtime/index.js';
 
 const MVCC_CODES: Record<MvccErrorCode, ErrorCode> = {
   'future-revision': 'future-revision',

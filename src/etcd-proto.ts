@@ -7,9 +7,9 @@
  */
 import { strict as assert } from 'node:assert';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
-import { mvccLimits } from '../storage/index';
+import * as mvccLimits from '../storage/mvcc/limits.js';
+import { packageRoot } from './package-root.js';
 
 // ---- Message nesting -------------------------------------------------------------------------
 
@@ -36,7 +36,7 @@ protobuf.Reader.recursionLimit = messageDepthMax;
 assert(messageDepthMax >= 2 * mvccLimits.txnDepthMax + 1, 'a txn response at the depth limit must encode');
 assert(txnDepthDecodedMax > mvccLimits.txnDepthMax, 'a request past the depth limit must decode, to be refused clearly');
 
-const base = join(dirname(fileURLToPath(import.meta.url)), '..', 'proto', 'etcd');
+const base = join(packageRoot, 'proto', 'etcd');
 
 function loadRoot(): protobuf.Root {
   const root = new protobuf.Root();
@@ -49,7 +49,7 @@ function loadRoot(): protobuf.Root {
 
 export const etcdRoot = loadRoot();
 
-const protoBase = join(dirname(fileURLToPath(import.meta.url)), '..', 'proto');
+const protoBase = join(packageRoot, 'proto');
 
 /** DKV's own extensions (proto/dkv), which import etcd's messages. */
 function loadDkvRoot(): protobuf.Root {

@@ -1,6 +1,6 @@
 /**
  * storage/: the front door. Other folders import only from here.
  */
-export * from './log/index';
-export * from './mvcc/index';
-export { crc32c } from './checksum';
+export * from './log/index.js';
+export * from './mvcc/index.js';
+export { crc32c } from './checksum.js';

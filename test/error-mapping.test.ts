@@ -6,12 +6,12 @@
  */
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { classifyError } from '../jepsen-lite/workload/index';
-import { WireValueError } from '../src/engines/kv/index';
-import { clientError } from '../src/error-mapping';
-import { DkvError } from '../src/errors';
-import { RuntimeError, type RuntimeErrorCode, indeterminateCodes } from '../src/runtime/index';
-import { MvccError } from '../storage/index';
+import { classifyError } from '../jepsen-lite/workload/index.js';
+import { WireValueError } from '../src/engines/kv/index.js';
+import { clientError } from '../src/error-mapping.js';
+import { DkvError } from '../src/errors.js';
+import { RuntimeError, type RuntimeErrorCode, indeterminateCodes } from '../src/runtime/index.js';
+import { MvccError } from '../storage/index.js';
 
 const runtimeCodes: RuntimeErrorCode[] = [
   'no-leader',

@@ -11,7 +11,7 @@ import {
   isDkvError,
   toGrpcError,
   toGrpcErrorOfRecipe,
-} from '../src/errors';
+} from '../src/errors.js';
 
 /**
  * etcd v3.5's errors as (message, status), transcribed from api/v3rpc/rpctypes/error.go and the

@@ -13,6 +13,8 @@ const root = resolve(import.meta.dirname, '..');
 const frontDoors = [
   'raft/index.ts',
   'storage/index.ts',
+  // Constants only: the client's proto loader reads the MVCC limits without loading LevelDB.
+  'storage/mvcc/limits.ts',
   'src/runtime/index.ts',
   'src/engines/index.ts',
   'src/engines/kv/index.ts',
@@ -34,7 +36,7 @@ const frontDoors = [
 ];
 
 /** Shared single files every folder above storage may use. */
-const sharedFiles = ['src/etcd-proto.ts', 'src/errors.ts', 'src/error-mapping.ts'];
+const sharedFiles = ['src/etcd-proto.ts', 'src/errors.ts', 'src/error-mapping.ts', 'src/package-root.ts'];
 
 interface Rule {
   /** The folder the rule is about (every .ts under it). */
@@ -51,7 +53,7 @@ const rules: readonly Rule[] = [
   { folder: 'src/runtime/', may: ['raft/', 'storage/', 'src/engines/'], noNodeModules: true },
   { folder: 'src/engines/', may: ['raft/', 'storage/', 'src/etcd-proto.ts'], noNodeModules: true },
   { folder: 'src/cluster/', may: [] },
-  { folder: 'src/client/', may: ['src/etcd-proto.ts', 'storage/'] },
+  { folder: 'src/client/', may: ['src/etcd-proto.ts', 'src/errors.ts', 'storage/'] },
   { folder: 'src/server/peer/', may: ['raft/'] },
   { folder: 'src/server/', may: ['raft/', 'storage/', 'src/runtime/', 'src/engines/', 'src/cluster/', 'src/client/', ...sharedFiles] },
   {
@@ -77,7 +79,7 @@ function importsOf(file: string): { relative: string[]; node: string[] } {
   const nodeImports: string[] = [];
   for (const match of source.matchAll(/(?:from|import)\s+['"]([^'"]+)['"]/g)) {
     const target = match[1]!;
-    if (target.startsWith('.')) relativeImports.push(relative(root, resolve(root, dirname(file), target)).replace(/(\.ts)?$/, '.ts'));
+    if (target.startsWith('.')) relativeImports.push(relative(root, resolve(root, dirname(file), target)).replace(/(\.js|\.ts)?$/, '.ts'));
     else if (target.startsWith('node:')) nodeImports.push(target);
   }
   return { relative: relativeImports, node: nodeImports };

@@ -41,8 +41,8 @@
  * Pure: imports only types; malformed input (an acknowledged campaign without a revision) throws a
  * TypeError.
  */
-import type { ElectionInput, ElectionOutput, LockInput, LockOutput, Operation } from '../history';
-import type { WatchHistory } from './watch';
+import type { ElectionInput, ElectionOutput, LockInput, LockOutput, Operation } from '../history.js';
+import type { WatchHistory } from './watch.js';
 
 /** Violations listed (the count is always complete). */
 export const electionViolationsListedMax = 50;

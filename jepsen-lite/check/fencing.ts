@@ -36,8 +36,8 @@
  * Pure: imports only types; malformed input (an accepted fenced write without a revision) throws
  * a TypeError.
  */
-import type { LockInput, LockOutput, Operation, UnfencedWriteInput, UnfencedWriteOutput } from '../history';
-import type { WatchHistory } from './watch';
+import type { LockInput, LockOutput, Operation, UnfencedWriteInput, UnfencedWriteOutput } from '../history.js';
+import type { WatchHistory } from './watch.js';
 
 /** A fenced write the store refused because its fence no longer held: status `fail`, `error` starting with this. */
 export const fenceStaleError = 'fence-stale';

@@ -22,7 +22,7 @@ export {
   type WatchGuarantee,
   type Violation,
   type CheckResult,
-} from './watch';
+} from './watch.js';
 export {
   checkLinearizability,
   linearizabilityTimeBudgetMsDefault,
@@ -34,7 +34,7 @@ export {
   type PartitionResult,
   type LinearizabilityResult,
   type CheckOptions,
-} from './linearizability';
+} from './linearizability.js';
 export {
   models,
   registerModel,
@@ -53,7 +53,7 @@ export {
   type SetState,
   type CounterState,
   type LockState,
-} from './models/index';
+} from './models/index.js';
 export {
   checkFencing,
   holderIntervals,
@@ -69,7 +69,7 @@ export {
   type HolderInterval,
   type PausedHolder,
   type PauseOutcome,
-} from './fencing';
+} from './fencing.js';
 export {
   checkElection,
   electionLockOperations,
@@ -82,4 +82,4 @@ export {
   type ObservedLeader,
   type ObserverSegment,
   type ObserverStats,
-} from './election';
+} from './election.js';

@@ -38,8 +38,8 @@
  * Pure: no I/O, no node:* imports; the clock comes from `options.now`. Malformed input throws a
  * TypeError; a non-linearizable history is a result, never an exception.
  */
-import type { ModelName, Operation } from '../history';
-import { type AnyModel, models } from './models/index';
+import type { ModelName, Operation } from '../history.js';
+import { type AnyModel, models } from './models/index.js';
 
 export type Verdict = 'ok' | 'violation' | 'unknown';
 

@@ -4,10 +4,10 @@
  * the other members (`Members`), the loop of cycles (`runCycles`: after a failed cycle, the next
  * member and a short pause), and the recording of operations (`OperationRecorder.invoke`).
  */
-import { type Decoded, type EtcdChannel, type RpcError, grpcStatus } from '../../src/client/index';
-import type { Operation } from '../history';
-import { classifyError, describeError } from '../workload/index';
-import { type ClientCluster, type Invoked, errorPauseMs, memberChannel } from './clients';
+import { type Decoded, type EtcdChannel, type RpcError, grpcStatus } from '../../src/client/index.js';
+import type { Operation } from '../history.js';
+import { classifyError, describeError } from '../workload/index.js';
+import { type ClientCluster, type Invoked, errorPauseMs, memberChannel } from './clients.js';
 
 /** Resolves after `ms`, or at once when `signal` aborts. */
 export function pause(ms: number, signal?: AbortSignal): Promise<void> {

@@ -6,8 +6,8 @@
  * recorded as a `WatchRecord`; a broken stream resumes on another member from the first revision
  * not yet seen (`resumedFrom`).
  */
-import type { WatchEvent, WatchKeyValue, WatchRecord, WatchResponse } from '../check/index';
-import type { CounterInput, CounterOutput, Operation, OpStatus } from '../history';
+import type { WatchEvent, WatchKeyValue, WatchRecord, WatchResponse } from '../check/index.js';
+import type { CounterInput, CounterOutput, Operation, OpStatus } from '../history.js';
 import {
   type CounterGenerator,
   classifyError,
@@ -21,8 +21,8 @@ import {
   type Generator,
   type WorkloadInput,
   type WorkloadOutput,
-} from '../workload/index';
-import { type Decoded, EtcdChannel, grpcStatus, type KvMethod, type RpcError, type WatchStream } from '../../src/client/index';
+} from '../workload/index.js';
+import { type Decoded, EtcdChannel, grpcStatus, type KvMethod, type RpcError, type WatchStream } from '../../src/client/index.js';
 
 /** Deadline of one operation; past it the client gives up and records `info` (or `fail` for a read). */
 export const opTimeoutMs = 1500;

@@ -11,10 +11,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { EtcdChannel, longsAsStrings } from '../../src/client/index';
-import { memberChannel } from './clients';
-import { ProxyNetwork, proxyHost } from './proxy';
+import { dkvBin } from '../../src/package-root.js';
+import { EtcdChannel, longsAsStrings } from '../../src/client/index.js';
+import { memberChannel } from './clients.js';
+import { ProxyNetwork, proxyHost } from './proxy.js';
 
 export type Target = 'dkv' | 'etcd';
 
@@ -37,7 +37,6 @@ export const statusTimeoutMs = 1000;
 /** SIGKILL of a member: how long its exit may take to be seen. */
 export const exitWaitMs = 5000;
 
-const dkvBin = fileURLToPath(new URL('../../bin/dkv.js', import.meta.url));
 
 export interface Member {
   readonly name: string;

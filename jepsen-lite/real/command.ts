@@ -7,15 +7,15 @@
  */
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { UsageError, intOption, parseOptions } from '../../src/cli/args';
-import type { ElectionResult, FencingResult } from '../check/index';
-import { ProgressBar, pauseLine, writeReport } from '../report/index';
-import type { RealCluster, Target } from './cluster';
-import { defaultEtcdBin } from './cluster';
-import { electionObservers } from './election-clients';
-import { type FaultKind, defaultFaultKinds, faultKinds, isFaultKind } from './nemesis';
-import { type RealRunOutcome, checkTimeBudgetMsDefault, runReal } from './run';
-import { type RealWorkloadName, isRealWorkloadName, realWorkloadNames, unsupportedReason } from './workloads';
+import { UsageError, intOption, parseOptions } from '../../src/cli/args.js';
+import type { ElectionResult, FencingResult } from '../check/index.js';
+import { ProgressBar, pauseLine, writeReport } from '../report/index.js';
+import type { RealCluster, Target } from './cluster.js';
+import { defaultEtcdBin } from './cluster.js';
+import { electionObservers } from './election-clients.js';
+import { type FaultKind, defaultFaultKinds, faultKinds, isFaultKind } from './nemesis.js';
+import { type RealRunOutcome, checkTimeBudgetMsDefault, runReal } from './run.js';
+import { type RealWorkloadName, isRealWorkloadName, realWorkloadNames, unsupportedReason } from './workloads.js';
 
 export const nodesMax = 9;
 export const timeSecondsMin = 5;

@@ -5,11 +5,11 @@
  * run's watch streams against it; `checkAcknowledgedWrites` checks that every write a client saw
  * acknowledged is in it, at the revision it was acknowledged at.
  */
-import type { HistoryRevision, WatchEvent, WatchHistory } from '../check/index';
-import type { CounterInput, CounterOutput, KvInput, KvOutput, KvRequest, KvResult, Operation, RegisterInput, RegisterOutput } from '../history';
-import { etcdKey } from '../workload/index';
-import type { EtcdChannel } from '../../src/client/index';
-import { memberChannel, watchResponseOf } from './clients';
+import type { HistoryRevision, WatchEvent, WatchHistory } from '../check/index.js';
+import type { CounterInput, CounterOutput, KvInput, KvOutput, KvRequest, KvResult, Operation, RegisterInput, RegisterOutput } from '../history.js';
+import { etcdKey } from '../workload/index.js';
+import type { EtcdChannel } from '../../src/client/index.js';
+import { memberChannel, watchResponseOf } from './clients.js';
 
 /** How long reading the committed history may take. */
 export const committedReadTimeoutMs = 20_000;

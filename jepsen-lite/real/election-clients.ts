@@ -25,11 +25,11 @@
  * An operation that never returned makes its candidate a new process for the history, as in the
  * other workloads.
  */
-import { type Decoded, type EtcdChannel, type MethodCodec, type RpcError, longsAsStrings, methodCodec } from '../../src/client/index';
-import type { WireLeaderKey } from '../../src/etcd-proto';
-import type { ObservedLeader, ObserverSegment } from '../check/index';
-import type { ElectionInput, ElectionOutput, FaultWindow, Operation } from '../history';
-import { SeededPrng } from '../../raft/index';
+import { type Decoded, type EtcdChannel, type MethodCodec, type RpcError, longsAsStrings, methodCodec } from '../../src/client/index.js';
+import type { WireLeaderKey } from '../../src/etcd-proto.js';
+import type { ObservedLeader, ObserverSegment } from '../check/index.js';
+import type { ElectionInput, ElectionOutput, FaultWindow, Operation } from '../history.js';
+import { SeededPrng } from '../../raft/index.js';
 import {
   type ElectionKeys,
   campaignRequest,
@@ -41,10 +41,10 @@ import {
   leaderRequest,
   proclaimRequest,
   resignRequest,
-} from '../workload/index';
-import { type ClientCluster, type Invoked, memberChannel, opTimeoutMs, watchReopenPauseMs } from './clients';
-import { type Link, type Me as ClientMe, Members, OperationRecorder, headerRevision, pause, revisionOf, runCycles } from './client-loop';
-import { LeaseKeeper, grantLease, revokeLease } from './lease-keeper';
+} from '../workload/index.js';
+import { type ClientCluster, type Invoked, memberChannel, opTimeoutMs, watchReopenPauseMs } from './clients.js';
+import { type Link, type Me as ClientMe, Members, OperationRecorder, headerRevision, pause, revisionOf, runCycles } from './client-loop.js';
+import { LeaseKeeper, grantLease, revokeLease } from './lease-keeper.js';
 
 /** Campaign's deadline: long enough to wait behind a few terms and a lapsed lease. */
 export const campaignWaitMsMax = 10_000;

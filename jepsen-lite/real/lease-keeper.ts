@@ -3,9 +3,9 @@
  * (the server may raise it), kept alive by a `LeaseKeeper` on a LeaseKeepAlive stream of their
  * own, revoked best-effort at the end of a cycle.
  */
-import { type Decoded, type EtcdChannel, type MethodCodec, longsAsStrings, methodCodec } from '../../src/client/index';
-import { leaseGrantRequest } from '../workload/index';
-import { type ClientCluster, memberChannel, opTimeoutMs } from './clients';
+import { type Decoded, type EtcdChannel, type MethodCodec, longsAsStrings, methodCodec } from '../../src/client/index.js';
+import { leaseGrantRequest } from '../workload/index.js';
+import { type ClientCluster, memberChannel, opTimeoutMs } from './clients.js';
 
 /** The lease TTL clients ask for (DKV and etcd raise it to 1.5 election timeouts: 2 s by default). */
 export const leaseTtlSecondsRequested = 2;

@@ -16,19 +16,20 @@
  * worker whose IPC channel closes (the harness died) exits by itself.
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import type { PausedHolder } from '../check/index';
-import type { FaultWindow, Operation } from '../history';
-import { type Invocation, pause } from './client-loop';
-import type { ClientCluster } from './clients';
-import { encodeOrigin } from './clock';
-import type { Target } from './cluster';
-import { type HarnessMessage, type PausePoint, parseWorkerMessage } from './lock-protocol';
-import type { PlannedHolderPause } from './nemesis';
-import { processState, waitForState } from './proc-state';
+import { join } from 'node:path';
+import { packageRoot } from '../../src/package-root.js';
+import type { PausedHolder } from '../check/index.js';
+import type { FaultWindow, Operation } from '../history.js';
+import { type Invocation, pause } from './client-loop.js';
+import type { ClientCluster } from './clients.js';
+import { encodeOrigin } from './clock.js';
+import type { Target } from './cluster.js';
+import { type HarnessMessage, type PausePoint, parseWorkerMessage } from './lock-protocol.js';
+import type { PlannedHolderPause } from './nemesis.js';
+import { processState, waitForState } from './proc-state.js';
 
-/** The worker's entry (plain JS: it loads the TypeScript through tsx, as bin/dkv.js does). */
-export const lockWorkerEntry = fileURLToPath(new URL('./lock-worker.js', import.meta.url));
+/** The worker's entry (bin/lock-worker.js: the compiled build or the sources, as bin/dkv.js runs). */
+export const lockWorkerEntry = join(packageRoot, 'bin', 'lock-worker.js');
 /** How long a worker may take to finish its operation in flight and exit after `stop`; then SIGKILL. */
 export const workerExitWaitMs = 10_000;
 /** How long a worker may take to load (tsx compiles its TypeScript) before the run gives up. */

@@ -17,9 +17,9 @@
  *   harness may stop it here for the pause due;
  * - `done`.
  */
-import type { Operation } from '../history';
-import type { Invocation } from './client-loop';
-import type { Target } from './cluster';
+import type { Operation } from '../history.js';
+import type { Invocation } from './client-loop.js';
+import type { Target } from './cluster.js';
 
 export interface StartMessage {
   readonly type: 'start';

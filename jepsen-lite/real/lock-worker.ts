@@ -22,9 +22,9 @@
  * Every acquire, fenced write, read and release is recorded as a `lock` model operation; each
  * unfenced write as an `unfenced-write` (checked by `check/fencing.ts`).
  */
-import { type EtcdChannel, longsAsStrings, methodCodec } from '../../src/client/index';
-import { fenceStaleError } from '../check/index';
-import type { LockInput, LockOutput, UnfencedWriteInput, UnfencedWriteOutput } from '../history';
+import { type EtcdChannel, longsAsStrings, methodCodec } from '../../src/client/index.js';
+import { fenceStaleError } from '../check/index.js';
+import type { LockInput, LockOutput, UnfencedWriteInput, UnfencedWriteOutput } from '../history.js';
 import {
   type LockKeys,
   describeError,
@@ -37,13 +37,13 @@ import {
   toEtcdCall,
   unfencedPutRequest,
   unlockRequest,
-} from '../workload/index';
-import { type ClientCluster, type Invoked, opIntervalMs, opTimeoutMs } from './clients';
-import { type Link, type Me, Members, OperationRecorder, headerRevision, pause, runCycles } from './client-loop';
-import { decodeOrigin, runClock } from './clock';
-import type { Target } from './cluster';
-import { LeaseKeeper, grantLease, revokeLease } from './lease-keeper';
-import { type PausePoint, type WorkerMessage, parseHarnessMessage } from './lock-protocol';
+} from '../workload/index.js';
+import { type ClientCluster, type Invoked, opIntervalMs, opTimeoutMs } from './clients.js';
+import { type Link, type Me, Members, OperationRecorder, headerRevision, pause, runCycles } from './client-loop.js';
+import { decodeOrigin, runClock } from './clock.js';
+import type { Target } from './cluster.js';
+import { LeaseKeeper, grantLease, revokeLease } from './lease-keeper.js';
+import { type PausePoint, type WorkerMessage, parseHarnessMessage } from './lock-protocol.js';
 
 /** Rounds of writes per hold. */
 export const writeRoundsPerHold = 3;

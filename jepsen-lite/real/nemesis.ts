@@ -8,9 +8,9 @@
  * and ends healthy. Enabled kinds take turns in a seed-shuffled order, so a run long enough for
  * k faults exercises every one of the first k kinds.
  */
-import { SeededPrng } from '../../raft/index';
-import type { FaultWindow } from '../history';
-import type { LinkMode } from './proxy';
+import { SeededPrng } from '../../raft/index.js';
+import type { FaultWindow } from '../history.js';
+import type { LinkMode } from './proxy.js';
 
 export type FaultKind = 'partition' | 'kill' | 'pause' | 'delay' | 'membership';
 export const faultKinds: readonly FaultKind[] = ['partition', 'kill', 'pause', 'delay', 'membership'];

@@ -19,7 +19,7 @@
  * A connection from a process that is not a member is closed at once.
  */
 import { type AddressInfo, type Server, type Socket, connect, createServer } from 'node:net';
-import { identifyDialer } from './proc-sockets';
+import { identifyDialer } from './proc-sockets.js';
 
 export type LinkMode = 'open' | 'blackhole' | 'cut';
 

@@ -18,20 +18,20 @@ import {
   checkLinearizability,
   electionLockOperations,
   checkWatches,
-} from '../check/index';
-import type { FaultWindow, ModelName, Operation } from '../history';
-import type { RunHistory, RunInfo, RunResults, RunVerdict } from '../report/index';
-import { CounterGenerator, Generator, electionKeys, lockKeys, workloadDefaults } from '../workload/index';
-import { SeededPrng } from '../../raft/index';
-import { ClientPool, type ClientWorkload, counterWorkload, etcdWorkload, watchersFor } from './clients';
-import { RealCluster, leaderWaitMs, type Target } from './cluster';
-import { type AcknowledgedCheck, checkAcknowledgedWrites, readCommittedHistory } from './committed';
-import { ElectionClients, electionObservers } from './election-clients';
-import { RunClock } from './clock';
-import { leaseTtlSecondsRequested } from './lease-keeper';
-import { type HolderPause, HolderPauses, LockClients } from './lock-clients';
-import { type FaultKind, Nemesis, faultsAfterFirstHolderPauseMs, faultsWaitForHolderPauseMsMax, healedTailFraction, holderPauseEndMarginMs, planFaults, planHolderPauses } from './nemesis';
-import { type RealWorkloadName, realModelOf } from './workloads';
+} from '../check/index.js';
+import type { FaultWindow, ModelName, Operation } from '../history.js';
+import type { RunHistory, RunInfo, RunResults, RunVerdict } from '../report/index.js';
+import { CounterGenerator, Generator, electionKeys, lockKeys, workloadDefaults } from '../workload/index.js';
+import { SeededPrng } from '../../raft/index.js';
+import { ClientPool, type ClientWorkload, counterWorkload, etcdWorkload, watchersFor } from './clients.js';
+import { RealCluster, leaderWaitMs, type Target } from './cluster.js';
+import { type AcknowledgedCheck, checkAcknowledgedWrites, readCommittedHistory } from './committed.js';
+import { ElectionClients, electionObservers } from './election-clients.js';
+import { RunClock } from './clock.js';
+import { leaseTtlSecondsRequested } from './lease-keeper.js';
+import { type HolderPause, HolderPauses, LockClients } from './lock-clients.js';
+import { type FaultKind, Nemesis, faultsAfterFirstHolderPauseMs, faultsWaitForHolderPauseMsMax, healedTailFraction, holderPauseEndMarginMs, planFaults, planHolderPauses } from './nemesis.js';
+import { type RealWorkloadName, realModelOf } from './workloads.js';
 
 /** Wall time the linearizability search may take before it answers unknown. */
 export const checkTimeBudgetMsDefault = 60_000;

@@ -4,9 +4,9 @@
  * `lock` (etcd Lock with kept-alive leases, fenced and unfenced writes of a shared resource) and
  * `election` (etcd Election: candidates campaign, proclaim and resign; observers hold Observe).
  */
-import type { ModelName } from '../history';
-import { type WorkloadName, modelOf, workloadNames } from '../workload/index';
-import type { Target } from './cluster';
+import type { ModelName } from '../history.js';
+import { type WorkloadName, modelOf, workloadNames } from '../workload/index.js';
+import type { Target } from './cluster.js';
 
 export type RealWorkloadName = WorkloadName | 'counter' | 'lock' | 'election';
 

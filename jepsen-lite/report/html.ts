@@ -10,9 +10,9 @@
  * Tooltips come from the operations embedded as JSON. Every piece of recorded text (keys, values,
  * error messages, node names) is escaped: a history can hold anything.
  */
-import type { ElectionResult, HolderInterval, PauseOutcome } from '../check/index';
-import type { FaultWindow, Operation } from '../history';
-import type { ReportPartition, RunHistory, RunInfo, RunResults, RunVerdict } from './types';
+import type { ElectionResult, HolderInterval, PauseOutcome } from '../check/index.js';
+import type { FaultWindow, Operation } from '../history.js';
+import type { ReportPartition, RunHistory, RunInfo, RunResults, RunVerdict } from './types.js';
 
 export const laneHeightPx = 16;
 const pendingBarPx = 4;

@@ -7,7 +7,7 @@ export type {
   RunResults,
   RunVerdict,
   WatchResults,
-} from './types';
+} from './types.js';
 export {
   ReportFormatError,
   bytesMarker,
@@ -24,7 +24,7 @@ export {
   serializeWatchRecord,
   type SerializedWatchHistory,
   type SerializedWatchRecord,
-} from './json';
-export { blockedIds, escapeHtml, pauseLine, renderHtml, scriptJson, timelineOpsMax } from './html';
-export { ProgressBar, progressBarWidth, progressStepPercent, type ProgressCounts } from './progress';
-export { htmlFileName, historyFileName, resultsFileName, writeReport, type ReportPaths } from './write';
+} from './json.js';
+export { blockedIds, escapeHtml, pauseLine, renderHtml, scriptJson, timelineOpsMax } from './html.js';
+export { ProgressBar, progressBarWidth, progressStepPercent, type ProgressCounts } from './progress.js';
+export { htmlFileName, historyFileName, resultsFileName, writeReport, type ReportPaths } from './write.js';

@@ -14,9 +14,9 @@ import type {
   WatchParams,
   WatchRecord,
   WatchResponse,
-} from '../check/index';
-import type { FaultWindow, Operation } from '../history';
-import type { RunHistory, RunInfo, RunResults } from './types';
+} from '../check/index.js';
+import type { FaultWindow, Operation } from '../history.js';
+import type { RunHistory, RunInfo, RunResults } from './types.js';
 
 export const historyFormat = 'jepsen-lite-history/1';
 export const resultsFormat = 'jepsen-lite-results/1';

@@ -1,6 +1,6 @@
 /** What a report is made of: the run's description, its recorded history and the checkers' results. */
-import type { CheckResult, ElectionResult, FencingResult, LinearizabilityResult, ObserverSegment, PartitionResult, Verdict, WatchHistory, WatchRecord } from '../check/index';
-import type { FaultWindow, ModelName, Operation } from '../history';
+import type { CheckResult, ElectionResult, FencingResult, LinearizabilityResult, ObserverSegment, PartitionResult, Verdict, WatchHistory, WatchRecord } from '../check/index.js';
+import type { FaultWindow, ModelName, Operation } from '../history.js';
 
 /** The run's verdict: violation if any checker found one, else unknown if any ran out of budget, else ok. */
 export type RunVerdict = Verdict;

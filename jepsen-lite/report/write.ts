@@ -1,9 +1,9 @@
 /** Writes a run's report folder: history.json, results.json and index.html. */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { renderHtml } from './html';
-import { historyJson, resultsJson } from './json';
-import type { RunHistory, RunInfo, RunResults } from './types';
+import { renderHtml } from './html.js';
+import { historyJson, resultsJson } from './json.js';
+import type { RunHistory, RunInfo, RunResults } from './types.js';
 
 export const historyFileName = 'history.json';
 export const resultsFileName = 'results.json';

@@ -24,7 +24,7 @@ import {
   describeMessage,
   MemoryLogStorage,
   decodeConfChange,
-} from '../../raft/index';
+} from '../../raft/index.js';
 import {
   NodeRuntime,
   type RaftSettings,
@@ -33,13 +33,13 @@ import {
   ShardStateMachine,
   decodeEnvelope,
   firstRequestId,
-} from '../../src/runtime/index';
-import type { EngineCommand } from '../../src/engines/index';
-import { EventQueue } from './event-queue';
-import { NO_STORAGE_FAULTS, SimDisk, SimDiskError, type StorageFaults } from './disk';
-import { type NetworkParams, SimNetwork } from './network';
-import { RecordEngine, recordCommand } from './record-engine';
-import { SafetyChecker, SafetyViolation } from './safety';
+} from '../../src/runtime/index.js';
+import type { EngineCommand } from '../../src/engines/index.js';
+import { EventQueue } from './event-queue.js';
+import { NO_STORAGE_FAULTS, SimDisk, SimDiskError, type StorageFaults } from './disk.js';
+import { type NetworkParams, SimNetwork } from './network.js';
+import { RecordEngine, recordCommand } from './record-engine.js';
+import { SafetyChecker, SafetyViolation } from './safety.js';
 
 export type RaftOptions = Omit<RaftConfig, 'id' | 'storage' | 'random' | 'applied' | 'logger'>;
 

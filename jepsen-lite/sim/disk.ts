@@ -15,9 +15,9 @@
  *   between a durable write and the messages that promise it.
  * - A restart reads the durable state back into a new in-memory view.
  */
-import { MemoryLogStorage, type SeededPrng, isEmptySnapshot } from '../../raft/index';
-import type { RuntimeStorage, SaveOptions } from '../../src/runtime/index';
-import type { ShardUpdate } from '../../storage/index';
+import { MemoryLogStorage, type SeededPrng, isEmptySnapshot } from '../../raft/index.js';
+import type { RuntimeStorage, SaveOptions } from '../../src/runtime/index.js';
+import type { ShardUpdate } from '../../storage/index.js';
 
 /** A failure of the simulated disk (the runtime stops; the process exits and is restarted). */
 export class SimDiskError extends Error {

@@ -1,7 +1,7 @@
 /** Writing a failing scenario where a developer can replay it. */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SimResult } from './scenario';
+import type { SimResult } from './scenario.js';
 
 export const failuresDir = 'sim-failures';
 

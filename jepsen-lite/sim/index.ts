@@ -1,9 +1,9 @@
 /** The deterministic Raft simulator: front door. */
-export { SimCluster, SimNode, SIM_DEFAULTS, payloadOf, type SimClusterOptions, type SimObserver, type SimStats, type RaftOptions, type SimCallback } from './cluster';
-export { SimDisk, SimDiskError, NO_STORAGE_FAULTS, type StorageFaults } from './disk';
-export { RecordEngine, recordCommand, RECORD_ENGINE_ID } from './record-engine';
-export { SimNetwork, type NetworkParams, QUIET_NETWORK, ZERO_LATENCY_NETWORK } from './network';
-export { SafetyChecker, SafetyViolation, type ViolationKind } from './safety';
+export { SimCluster, SimNode, SIM_DEFAULTS, payloadOf, type SimClusterOptions, type SimObserver, type SimStats, type RaftOptions, type SimCallback } from './cluster.js';
+export { SimDisk, SimDiskError, NO_STORAGE_FAULTS, type StorageFaults } from './disk.js';
+export { RecordEngine, recordCommand, RECORD_ENGINE_ID } from './record-engine.js';
+export { SimNetwork, type NetworkParams, QUIET_NETWORK, ZERO_LATENCY_NETWORK } from './network.js';
+export { SafetyChecker, SafetyViolation, type ViolationKind } from './safety.js';
 export {
   runScenario,
   scenarioForSeed,
@@ -20,4 +20,4 @@ export {
   type SimResult,
   type Fault,
   type ScheduledFault,
-} from './scenario';
+} from './scenario.js';

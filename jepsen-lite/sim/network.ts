@@ -2,7 +2,7 @@
  * The simulated network: per directed link it can be cut (partitions, symmetric or one-way);
  * globally it drops, duplicates and delays messages (random delays reorder them).
  */
-import type { SeededPrng } from '../../raft/index';
+import type { SeededPrng } from '../../raft/index.js';
 
 export interface NetworkParams {
   /** Probability that a message is lost. */

@@ -3,8 +3,8 @@
  * folding them into a digest, so replicas that applied the same commands agree and a snapshot
  * carries that agreement. (The state machine's applied chain checks the whole log besides.)
  */
-import type { ApplyContext, Engine, EngineCommand } from '../../src/engines/index';
-import { hashBytes } from '../../src/runtime/index';
+import type { ApplyContext, Engine, EngineCommand } from '../../src/engines/index.js';
+import { hashBytes } from '../../src/runtime/index.js';
 
 /** Engines of the simulator use ids from 200 up, never taken by the product's engines. */
 export const RECORD_ENGINE_ID = 200;

@@ -11,8 +11,8 @@
  *
  * The first violation throws a SafetyViolation, which the simulator reports with its seed.
  */
-import type { Entry, Raft } from '../../raft/index';
-import { type AppliedChain, CHAIN_START, extendChain, hashBytes } from '../../src/runtime/index';
+import type { Entry, Raft } from '../../raft/index.js';
+import { type AppliedChain, CHAIN_START, extendChain, hashBytes } from '../../src/runtime/index.js';
 
 export type ViolationKind =
   | 'election-safety'

@@ -5,11 +5,11 @@
  * ticks. A scenario is a pure function of its seed, so a failing seed replays exactly.
  */
 import fc from 'fast-check';
-import { type ConfChange, type ConfState, RaftAssertionError, SeededPrng, type ConfChangeSingle } from '../../raft/index';
-import { SimCluster, SIM_DEFAULTS, type SimStats, payloadOf } from './cluster';
-import { NO_STORAGE_FAULTS, type StorageFaults } from './disk';
-import { type NetworkParams, QUIET_NETWORK } from './network';
-import { SafetyViolation, type ViolationKind } from './safety';
+import { type ConfChange, type ConfState, RaftAssertionError, SeededPrng, type ConfChangeSingle } from '../../raft/index.js';
+import { SimCluster, SIM_DEFAULTS, type SimStats, payloadOf } from './cluster.js';
+import { NO_STORAGE_FAULTS, type StorageFaults } from './disk.js';
+import { type NetworkParams, QUIET_NETWORK } from './network.js';
+import { SafetyViolation, type ViolationKind } from './safety.js';
 
 export type Fault =
   /** Split the nodes in two groups (a majority and a minority). */

@@ -3,7 +3,7 @@
  * result to the parent.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { runScenario, scenarioForSeed } from './scenario';
+import { runScenario, scenarioForSeed } from './scenario.js';
 
 export interface SeedWorkerInput {
   readonly start: number;

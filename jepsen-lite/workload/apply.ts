@@ -5,8 +5,8 @@
  * command carrying the request's protobuf bytes, a read is served from the MVCC store with the
  * store's revision in the header, and a refused command becomes the error the client would get.
  */
-import type { Entry } from '../../raft/index';
-import { kvEngineOf } from '../../src/runtime/index';
+import type { Entry } from '../../raft/index.js';
+import { kvEngineOf } from '../../src/runtime/index.js';
 import {
   type KvApplied,
   KvCommandKind,
@@ -19,15 +19,15 @@ import {
   rangeFromWire,
   rangeToWire,
   txnToWire,
-} from '../../src/engines/kv/index';
-import { clientError } from '../../src/error-mapping';
-import { DkvError } from '../../src/errors';
-import { etcdType, type WireResponseHeader } from '../../src/etcd-proto';
-import type { EngineCommand, EngineError } from '../../src/engines/index';
-import { type ShardStateMachine, encodeEnvelope } from '../../src/runtime/index';
-import { MvccError, type MvccStore } from '../../storage/index';
-import type { EtcdCall, EtcdResponse } from './etcd';
-import { EtcdCallError } from './errors';
+} from '../../src/engines/kv/index.js';
+import { clientError } from '../../src/error-mapping.js';
+import { DkvError } from '../../src/errors.js';
+import { etcdType, type WireResponseHeader } from '../../src/etcd-proto.js';
+import type { EngineCommand, EngineError } from '../../src/engines/index.js';
+import { type ShardStateMachine, encodeEnvelope } from '../../src/runtime/index.js';
+import { MvccError, type MvccStore } from '../../storage/index.js';
+import type { EtcdCall, EtcdResponse } from './etcd.js';
+import { EtcdCallError } from './errors.js';
 
 const PutRequestType = etcdType('etcdserverpb.PutRequest');
 const DeleteRangeRequestType = etcdType('etcdserverpb.DeleteRangeRequest');

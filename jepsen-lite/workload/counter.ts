@@ -4,9 +4,9 @@
  * generators (same `random()` draws, same inputs). Its history is checked with the `counter`
  * model, per key: an answered Increment returns the new value, a Get the current one.
  */
-import { int64, type Int64 } from '../../src/etcd-proto';
-import type { CounterInput, CounterOutput } from '../history';
-import { etcdKey } from './etcd';
+import { int64, type Int64 } from '../../src/etcd-proto.js';
+import type { CounterInput, CounterOutput } from '../history.js';
+import { etcdKey } from './etcd.js';
 
 /** Logical counter keys (`c0`, `c1`, …): few, so increments and reads collide. */
 export const counterKeysDefault = 2;

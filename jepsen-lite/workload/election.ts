@@ -4,9 +4,9 @@
  * observers hold Observe streams. The loop that runs it is real mode's
  * (`real/election-clients.ts`); what is checked is `check/election.ts` plus the `lock` model.
  */
-import type { WireCampaignRequest, WireLeaderKey, WireLeaderRequest, WireProclaimRequest, WireResignRequest } from '../../src/etcd-proto';
-import { errorParts } from './errors';
-import { etcdKey } from './etcd';
+import type { WireCampaignRequest, WireLeaderKey, WireLeaderRequest, WireProclaimRequest, WireResignRequest } from '../../src/etcd-proto.js';
+import { errorParts } from './errors.js';
+import { etcdKey } from './etcd.js';
 
 /** The election's name in the history (the lock model's partition). */
 export const electionName = 'E';

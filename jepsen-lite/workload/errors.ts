@@ -5,8 +5,8 @@
  * is kept to errors raised before the request could reach the Raft log, on DKV and on etcd alike,
  * and everything else — timeouts, lost connections, unknown errors — is `info`.
  */
-import { isReadOnly } from './etcd';
-import type { KvInput, RegisterInput } from '../history';
+import { isReadOnly } from './etcd.js';
+import type { KvInput, RegisterInput } from '../history.js';
 
 /** gRPC status codes (fixed by the gRPC spec). */
 export const grpcCode = {

@@ -16,9 +16,9 @@ import {
   type WireRangeRequest,
   type WireRequestOp,
   type WireTxnRequest,
-} from '../../src/etcd-proto';
-import { prefixEnd } from '../../storage/index';
-import type { KvCompare, KvInput, KvOutput, KvRequest, KvResult, RegisterInput, RegisterOutput } from '../history';
+} from '../../src/etcd-proto.js';
+import { prefixEnd } from '../../storage/index.js';
+import type { KvCompare, KvInput, KvOutput, KvRequest, KvResult, RegisterInput, RegisterOutput } from '../history.js';
 
 export type EtcdCall =
   | { readonly method: 'range'; readonly request: WireRangeRequest }

@@ -8,7 +8,7 @@
  * (`<process>-<counter>`), which keeps the linearizability search small and makes a violation
  * readable ("read 3-17, but 3-17 was overwritten by 1-20 before the read began").
  */
-import type { KvCompare, KvInput, KvOutput, KvRequest, ModelName, RegisterInput, RegisterOutput } from '../history';
+import type { KvCompare, KvInput, KvOutput, KvRequest, ModelName, RegisterInput, RegisterOutput } from '../history.js';
 
 export type WorkloadName = 'register' | 'kv' | 'watch';
 

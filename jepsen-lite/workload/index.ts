@@ -16,7 +16,7 @@ export {
   type WorkloadName,
   type WorkloadOptions,
   type WorkloadOutput,
-} from './generator';
+} from './generator.js';
 export {
   ResponseShapeError,
   compareResultEqual,
@@ -31,8 +31,8 @@ export {
   type EtcdResponse,
   type WireKeyValueIn,
   type WireResponseOpIn,
-} from './etcd';
-export { EtcdCallError, classifyError, definiteMessages, describeError, errorParts, grpcCode } from './errors';
+} from './etcd.js';
+export { EtcdCallError, classifyError, definiteMessages, describeError, errorParts, grpcCode } from './errors.js';
 export {
   applyCall,
   clientErrorOf,
@@ -44,7 +44,7 @@ export {
   type HeaderFields,
   type RangeCall,
   type WriteCall,
-} from './apply';
+} from './apply.js';
 export {
   CounterGenerator,
   counterDeltaMax,
@@ -54,7 +54,7 @@ export {
   toCounterCall,
   type CounterCall,
   type CounterResponse,
-} from './counter';
+} from './counter.js';
 export {
   fencedPutRequest,
   isFenceStale,
@@ -66,7 +66,7 @@ export {
   unfencedPutRequest,
   unlockRequest,
   type LockKeys,
-} from './lock';
+} from './lock.js';
 export {
   campaignRequest,
   electionKeys,
@@ -78,4 +78,4 @@ export {
   proclaimRequest,
   resignRequest,
   type ElectionKeys,
-} from './election';
+} from './election.js';

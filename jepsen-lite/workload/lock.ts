@@ -6,10 +6,10 @@
  * key, trusting the lease alone). The loop that runs it is real mode's (`real/lock-clients.ts`);
  * what is checked is `check/fencing.ts` plus the `lock` model.
  */
-import { errorCodeOfMessage } from '../../src/errors';
-import type { WireDkvPutRequest, WireLockRequest, WirePutRequest, WireUnlockRequest } from '../../src/etcd-proto';
-import { errorParts, grpcCode } from './errors';
-import { etcdKey } from './etcd';
+import { errorCodeOfMessage } from '../../src/errors.js';
+import type { WireDkvPutRequest, WireLockRequest, WirePutRequest, WireUnlockRequest } from '../../src/etcd-proto.js';
+import { errorParts, grpcCode } from './errors.js';
+import { etcdKey } from './etcd.js';
 
 /** The lock's name in the history (the lock model's partition). */
 export const lockName = 'L';

@@ -1,5 +1,5 @@
 /** `dkv bench <target>`: benchmarks that print numbers (they never gate CI). */
-import { intOption, parseEndpoints, parseOptions, UsageError, withUsage } from './args';
+import { intOption, parseEndpoints, parseOptions, UsageError, withUsage } from './args.js';
 
 export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
        dkv bench put|range|txn-put [--endpoints E] [--conns N] [--clients N] [--total N] ...
@@ -151,11 +151,11 @@ export async function benchCommand(args: string[]): Promise<number> {
       process.stdout.write(`${line}\n`);
     };
     if (target === 'log') {
-      const { runGroupCommitBench } = await import('../../bench/group-commit');
+      const { runGroupCommitBench } = await import('../../bench/group-commit.js');
       await runGroupCommitBench({ seconds, print });
       return 0;
     }
-    const { runRaftBench } = await import('../../bench/raft-core');
+    const { runRaftBench } = await import('../../bench/raft-core.js');
     runRaftBench({ seconds, print });
     return 0;
   });
@@ -183,7 +183,7 @@ async function loadCommand(workload: LoadTarget, args: string[]): Promise<number
     process.stdout.write(benchHelp);
     return 0;
   }
-  const { describeLoad, formatLoadResult, loadLimits: limits, loadResultJson, runLoad, varintLength } = await import('../../bench/etcd-load');
+  const { describeLoad, formatLoadResult, loadLimits: limits, loadResultJson, runLoad, varintLength } = await import('../../bench/etcd-load.js');
   if (o.consistency !== undefined && workload !== 'range') throw new UsageError(`--consistency applies to range only, not ${workload}`);
   if (o.consistency !== undefined && o.consistency !== 'l' && o.consistency !== 's') {
     throw new UsageError(`--consistency must be l (linearizable) or s (serializable), got "${o.consistency}"`);
@@ -242,9 +242,9 @@ async function watchCommand(args: string[]): Promise<number> {
     process.stdout.write(benchHelp);
     return 0;
   }
-  const { varintLength } = await import('../../bench/etcd-load');
+  const { varintLength } = await import('../../bench/etcd-load.js');
   const { describeWatchLoad, expectedEventCount, formatWatchLoadResult, runWatchLoad, seqBytesFor, watchLoadLimits: limits, watchLoadResultJson } =
-    await import('../../bench/watch-load');
+    await import('../../bench/watch-load.js');
   const streams = intOption(o.streams, 'streams', 10, 1, limits.streamsMax);
   const watchPerStream = intOption(o['watch-per-stream'], 'watch-per-stream', 100, 1, limits.watchPerStreamMax);
   if (streams * watchPerStream > limits.watchersMax) {
@@ -302,7 +302,7 @@ async function leaseLoadCommand(workload: LeaseTarget, args: string[]): Promise<
     process.stdout.write(benchHelp);
     return 0;
   }
-  const { describeLeaseLoad, formatLeaseLoadResult, leaseLoadLimits: limits, leaseLoadResultJson, runLeaseLoad } = await import('../../bench/lease-load');
+  const { describeLeaseLoad, formatLeaseLoadResult, leaseLoadLimits: limits, leaseLoadResultJson, runLeaseLoad } = await import('../../bench/lease-load.js');
   const options = {
     workload,
     endpoints: parseEndpoints(o.endpoints ?? '127.0.0.1:2379'),
@@ -338,7 +338,7 @@ async function counterCommand(args: string[]): Promise<number> {
   }
   const method = o.method ?? 'auto';
   if (method !== 'auto' && method !== 'counter' && method !== 'cas') throw new UsageError(`--method must be counter, cas or auto, got "${method}"`);
-  const { counterLoadLimits: limits, counterLoadResultJson, describeCounterLoad, formatCounterLoadResult, runCounterLoad } = await import('../../bench/counter');
+  const { counterLoadLimits: limits, counterLoadResultJson, describeCounterLoad, formatCounterLoadResult, runCounterLoad } = await import('../../bench/counter.js');
   const options = {
     endpoints: parseEndpoints(o.endpoints ?? '127.0.0.1:2379'),
     conns: intOption(o.conns, 'conns', 1, 1, limits.connsMax),
@@ -374,7 +374,7 @@ async function lockCommand(args: string[]): Promise<number> {
     return 0;
   }
   if (o.total !== undefined && o.duration !== undefined) throw new UsageError('give --total or --duration, not both');
-  const { describeLockLoad, formatLockLoadResult, lockLoadLimits: limits, lockLoadOk, lockLoadResultJson, runLockLoad } = await import('../../bench/lock');
+  const { describeLockLoad, formatLockLoadResult, lockLoadLimits: limits, lockLoadOk, lockLoadResultJson, runLockLoad } = await import('../../bench/lock.js');
   const durationSeconds = o.duration === undefined ? undefined : intOption(o.duration, 'duration', 10, 1, limits.durationSecondsMax);
   const options = {
     endpoints: parseEndpoints(o.endpoints ?? '127.0.0.1:2379'),

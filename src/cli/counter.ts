@@ -1,8 +1,8 @@
 /** `dkv counter`: atomic counters of a running cluster (the dkv.v1.Counter service). */
 import { parseArgs } from 'node:util';
-import { type Decoded, EtcdChannel, type RpcError, longsAsStrings } from '../client/index';
-import { counterLimits } from '../engines/counter/index';
-import { intOption, parseEndpoints, UsageError, withUsage } from './args';
+import { type Decoded, EtcdChannel, type RpcError, longsAsStrings } from '../client/index.js';
+import { counterLimits } from '../engines/counter/index.js';
+import { intOption, parseEndpoints, UsageError, withUsage } from './args.js';
 
 export const counterHelp = `Usage: dkv counter incr|decr KEY [N] [--ttl-ms MS] [options]
        dkv counter set KEY N [--ttl-ms MS] [options]

@@ -4,8 +4,8 @@
  * leader, fails over, and brings the crashed node back up to date.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SIM_DEFAULTS, SimCluster, type SimNode } from '../../jepsen-lite/sim/index';
-import { intOption, parseOptions, withUsage } from './args';
+import { SIM_DEFAULTS, SimCluster, type SimNode } from '../../jepsen-lite/sim/index.js';
+import { intOption, parseOptions, withUsage } from './args.js';
 
 export const demoHelp = `Usage: dkv demo [--seed S] [--fast]
 

@@ -6,10 +6,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { ConfigError, devClusterLayout, type DevNode } from '../server/config';
-import { intOption, parseOptions, withUsage } from './args';
-import { removedMemberExitCode } from './server';
+import { dkvBin } from '../package-root.js';
+import { ConfigError, devClusterLayout, type DevNode } from '../server/config.js';
+import { intOption, parseOptions, withUsage } from './args.js';
+import { removedMemberExitCode } from './server.js';
 
 export const devHelp = `Usage: dkv dev [--nodes N] [--base-port P] [--data-dir DIR]
 
@@ -30,7 +30,6 @@ Options:
 export const devLeaderWaitMs = 30_000;
 const healthPollMs = 100;
 
-const dkvBin = fileURLToPath(new URL('../../bin/dkv.js', import.meta.url));
 
 async function hasLeader(node: DevNode): Promise<boolean> {
   try {

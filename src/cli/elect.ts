@@ -4,12 +4,12 @@
  */
 import { strict as assert } from 'node:assert';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Decoded, longsAsStrings, methodCodec } from '../client/index';
-import { leaseLimits } from '../engines/lease/index';
-import { UsageError, intOption, parseCommand, parseEndpoints, withUsage } from './args';
-import { Interrupts, sessionKeyOf, waitingCall } from './holding';
-import { Endpoints, endpointsDefault, exitFailure, reportFailure } from './remote';
-import { Session, describeLoss, leaseHex } from './session';
+import { type Decoded, longsAsStrings, methodCodec } from '../client/index.js';
+import { leaseLimits } from '../engines/lease/index.js';
+import { UsageError, intOption, parseCommand, parseEndpoints, withUsage } from './args.js';
+import { Interrupts, sessionKeyOf, waitingCall } from './holding.js';
+import { Endpoints, endpointsDefault, exitFailure, reportFailure } from './remote.js';
+import { Session, describeLoss, leaseHex } from './session.js';
 
 export const electHelp = `Usage: dkv elect NAME VALUE [options]
        dkv elect NAME --listen [options]

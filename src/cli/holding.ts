@@ -3,8 +3,8 @@
  * Campaign puts, and the call that waits for the lock or the leadership.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type MethodCodec, methodCodec } from '../client/index';
-import { type Endpoints, isUnavailable } from './remote';
+import { type MethodCodec, methodCodec } from '../client/index.js';
+import { type Endpoints, isUnavailable } from './remote.js';
 
 /** The wait before calling again after an unavailable endpoint grows by this per failure, up to the max. */
 const retryDelayMsStep = 100;
@@ -16,7 +16,7 @@ const retryDelayMsMax = 1000;
  */
 export class Interrupts {
   private readonly controller = new AbortController();
-  readonly signal = this.controller.signal;
+  readonly signal: AbortSignal = this.controller.signal;
   private readonly listeners = new Set<(name: NodeJS.Signals) => void>();
   private readonly onSignal = (name: NodeJS.Signals): void => {
     this.controller.abort(new Error(`interrupted by ${name}`));

@@ -24,11 +24,11 @@ export async function jepsenCommand(args: string[]): Promise<number> {
   const [mode, ...rest] = args;
   switch (mode) {
     case 'sim': {
-      const { jepsenSimCommand } = await import('../../jepsen-lite/sim/jepsen/command');
+      const { jepsenSimCommand } = await import('../../jepsen-lite/sim/jepsen/command.js');
       return jepsenSimCommand(rest);
     }
     case 'run': {
-      const { jepsenRunCommand } = await import('../../jepsen-lite/real/command');
+      const { jepsenRunCommand } = await import('../../jepsen-lite/real/command.js');
       return jepsenRunCommand(rest);
     }
     case undefined:

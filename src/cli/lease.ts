@@ -1,9 +1,9 @@
 /** `dkv lease …`: etcd leases from the command line, printed as etcdctl prints them. */
-import { type Decoded, longsAsStrings, methodCodec } from '../client/index';
-import { UsageError, parseCommand, parseEndpoints, withUsage } from './args';
-import { Interrupts } from './holding';
-import { Endpoints, endpointsDefault, exitFailure, reportFailure } from './remote';
-import { LeaseKeeper, describeLoss, leaseHex } from './session';
+import { type Decoded, longsAsStrings, methodCodec } from '../client/index.js';
+import { UsageError, parseCommand, parseEndpoints, withUsage } from './args.js';
+import { Interrupts } from './holding.js';
+import { Endpoints, endpointsDefault, exitFailure, reportFailure } from './remote.js';
+import { LeaseKeeper, describeLoss, leaseHex } from './session.js';
 
 export const leaseHelp = `Usage: dkv lease grant TTL [--id HEX] [options]
        dkv lease revoke ID [options]

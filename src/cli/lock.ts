@@ -5,12 +5,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { strict as assert } from 'node:assert';
 import { constants } from 'node:os';
-import { type Decoded, longsAsStrings, methodCodec } from '../client/index';
-import { leaseLimits } from '../engines/lease/index';
-import { UsageError, intOption, parseCommand, parseEndpoints, withUsage } from './args';
-import { Interrupts, sessionKeyOf, waitingCall } from './holding';
-import { Endpoints, endpointsDefault, exitFailure, reportFailure } from './remote';
-import { type LeaseLoss, Session, describeLoss } from './session';
+import { type Decoded, longsAsStrings, methodCodec } from '../client/index.js';
+import { leaseLimits } from '../engines/lease/index.js';
+import { UsageError, intOption, parseCommand, parseEndpoints, withUsage } from './args.js';
+import { Interrupts, sessionKeyOf, waitingCall } from './holding.js';
+import { Endpoints, endpointsDefault, exitFailure, reportFailure } from './remote.js';
+import { type LeaseLoss, Session, describeLoss } from './session.js';
 
 export const lockHelp = `Usage: dkv lock NAME [options]
        dkv lock NAME [options] -- COMMAND [ARGS…]

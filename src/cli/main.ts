@@ -49,52 +49,52 @@ export async function main(args: string[]): Promise<number> {
     case '--version':
     case '-version':
     case 'version': {
-      const { versionText } = await import('../server/version');
+      const { versionText } = await import('../server/version.js');
       process.stdout.write(versionText());
       return 0;
     }
     case 'demo': {
-      const { demoCommand } = await import('./demo');
+      const { demoCommand } = await import('./demo.js');
       return demoCommand(rest);
     }
     case 'sim': {
-      const { simCommand } = await import('./sim');
+      const { simCommand } = await import('./sim.js');
       return simCommand(rest);
     }
     case 'jepsen': {
-      const { jepsenCommand } = await import('./jepsen');
+      const { jepsenCommand } = await import('./jepsen.js');
       return jepsenCommand(rest);
     }
     case 'dev': {
-      const { devCommand } = await import('./dev');
+      const { devCommand } = await import('./dev.js');
       return devCommand(rest);
     }
     case 'snapshot': {
-      const { snapshotCommand } = await import('./snapshot');
+      const { snapshotCommand } = await import('./snapshot.js');
       return snapshotCommand(rest);
     }
     case 'counter': {
-      const { counterCommand } = await import('./counter');
+      const { counterCommand } = await import('./counter.js');
       return counterCommand(rest);
     }
     case 'server': {
-      const { serverCommand } = await import('./server');
+      const { serverCommand } = await import('./server.js');
       return serverCommand(rest);
     }
     case 'lease': {
-      const { leaseCommand } = await import('./lease');
+      const { leaseCommand } = await import('./lease.js');
       return leaseCommand(rest);
     }
     case 'lock': {
-      const { lockCommand } = await import('./lock');
+      const { lockCommand } = await import('./lock.js');
       return lockCommand(rest);
     }
     case 'elect': {
-      const { electCommand } = await import('./elect');
+      const { electCommand } = await import('./elect.js');
       return electCommand(rest);
     }
     case 'bench': {
-      const { benchCommand } = await import('./bench');
+      const { benchCommand } = await import('./bench.js');
       return benchCommand(rest);
     }
     default:

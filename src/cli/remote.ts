@@ -2,7 +2,7 @@
  * What the `dkv` commands that talk to a running cluster share: the --endpoints list, a unary
  * call that tries the next endpoint when one is unreachable, and how a failed call is printed.
  */
-import { type CallOptions, EtcdChannel, type MethodCodec, grpcStatus } from '../client/index';
+import { type CallOptions, EtcdChannel, type MethodCodec, grpcStatus } from '../client/index.js';
 
 export const endpointsDefault = '127.0.0.1:2379';
 

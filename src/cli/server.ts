@@ -1,7 +1,7 @@
 /** `dkv server`: one etcd-compatible node, configured with etcd's flag names. */
-import { ConfigError, parseServerConfig, serverHelp, wantsHelp, wantsVersion } from '../server/config';
-import { createServerLogger } from '../server/logger';
-import { versionText } from '../server/version';
+import { ConfigError, parseServerConfig, serverHelp, wantsHelp, wantsVersion } from '../server/config.js';
+import { createServerLogger } from '../server/logger.js';
+import { versionText } from '../server/version.js';
 
 /** The exit code of a member that stopped because it was removed from its cluster. */
 export const removedMemberExitCode = 3;
@@ -28,7 +28,7 @@ export async function serverCommand(args: string[]): Promise<number> {
   const level = process.env.DKV_DEBUG === '1' ? 'debug' : config.logLevel;
   const logger = createServerLogger({ name: config.name, level, outputs: config.logOutputs });
   for (const warning of config.warnings) logger.warn(warning);
-  const { DkvNode } = await import('../server/node');
+  const { DkvNode } = await import('../server/node.js');
   return new Promise<number>((resolve, reject) => {
     const fatal = (error: Error): void => {
       // A removed member's error is the whole story; anything else is a bug worth its stack.

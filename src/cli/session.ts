@@ -7,8 +7,8 @@
  * server answers TTL 0 or no renewal got through before the lease's deadline.
  */
 import { strict as assert } from 'node:assert';
-import { type Decoded, type EtcdChannel, longsAsStrings, methodCodec } from '../client/index';
-import { type Endpoints, commandTimeoutMs } from './remote';
+import { type Decoded, type EtcdChannel, longsAsStrings, methodCodec } from '../client/index.js';
+import { type Endpoints, commandTimeoutMs } from './remote.js';
 
 /** The longest a renewal may go unanswered before its stream counts as failed (capped by TTL / 3). */
 const renewalAnswerMsMax = commandTimeoutMs;

@@ -1,7 +1,9 @@
 /** `dkv sim`: the deterministic Raft simulator over random fault schedules. */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { packageRoot } from '../package-root.js';
 import {
   describeFault,
   recoveryTicksMax,
@@ -9,9 +11,9 @@ import {
   scenarioForSeed,
   type SimResult,
   type SimScenario,
-} from '../../jepsen-lite/sim/index';
-import type { SeedWorkerInput, SeedWorkerMessage } from '../../jepsen-lite/sim/seed-worker';
-import { UsageError, intOption, parseOptions, withUsage } from './args';
+} from '../../jepsen-lite/sim/index.js';
+import type { SeedWorkerInput, SeedWorkerMessage } from '../../jepsen-lite/sim/seed-worker.js';
+import { UsageError, intOption, parseOptions, withUsage } from './args.js';
 
 export const simHelp = `Usage: dkv sim [options]
 
@@ -122,7 +124,7 @@ async function runMany(start: number, count: number, workers: number, unsafe: bo
     const seconds = (Date.now() - began) / 1000;
     process.stdout.write(`  ${done}/${count} seeds, ${failures.length} failures, ${(done / seconds).toFixed(0)} seeds/s\n`);
   }, 10_000);
-  const workerUrl = new URL('../../bin/sim-worker.js', import.meta.url);
+  const workerUrl = join(packageRoot, 'bin', 'sim-worker.js');
   try {
     await Promise.all(
       Array.from({ length: workers }, (_, offset) => {

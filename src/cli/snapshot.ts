@@ -1,5 +1,5 @@
 /** `dkv snapshot restore`: a new cluster's data directories from an `etcdctl snapshot save` file. */
-import { ConfigError, parseServerConfig } from '../server/config';
+import { ConfigError, parseServerConfig } from '../server/config.js';
 
 export const snapshotHelp = `Usage: dkv snapshot restore FILE --name NAME --data-dir DIR --initial-cluster NAME=URL,...
                             --initial-advertise-peer-urls URL [--initial-cluster-token TOKEN]
@@ -32,7 +32,7 @@ export async function snapshotCommand(args: string[]): Promise<number> {
     }
     throw error;
   }
-  const { restoreMember, RestoreError } = await import('../server/restore');
+  const { restoreMember, RestoreError } = await import('../server/restore.js');
   try {
     const { keys, revision } = await restoreMember(config, file);
     process.stdout.write(`restored ${keys} keys at revision ${revision} into ${config.dataDir} for member ${config.name}\n`);

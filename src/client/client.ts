@@ -6,8 +6,8 @@
  * the watch ends with an error saying so (take a new snapshot).
  */
 import type * as grpc from '@grpc/grpc-js';
-import { int64Exact, int64Safe, type Int64, WireValueError } from '../etcd-proto';
-import { EtcdChannel, methodCodec } from './etcd-channel';
+import { int64Exact, int64Safe, type Int64, WireValueError } from '../etcd-proto.js';
+import { EtcdChannel, methodCodec } from './etcd-channel.js';
 
 /** Responses stay protobufjs messages (int64 as Long, converted once by `int64`). */
 const watchPrefixMethod = methodCodec<object>('dkv.v1.Watch', 'WatchPrefix', 'message');

@@ -15,7 +15,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type protobuf from 'protobufjs';
-import { dkvRoot, etcdRoot } from '../etcd-proto';
+import { dkvRoot, etcdRoot } from '../etcd-proto.js';
 
 export type ServiceName =
   | 'etcdserverpb.KV'

@@ -4,7 +4,7 @@
  * on it (so far snapshot + live prefix watches with failover). Later issues add the rest (KV with
  * leader/shard-aware routing, locks, …); etcd's own clients work for the etcd API.
  */
-export { DkvClient, type DkvClientOptions, PrefixWatch, type PrefixWatchHandlers, type PrefixWatchOptions, type WatchedKeyValue, type WatchedEvent } from './client';
+export { DkvClient, type DkvClientOptions, PrefixWatch, type PrefixWatchHandlers, type PrefixWatchOptions, type WatchedKeyValue, type WatchedEvent } from './client.js';
 export {
   type CallOptions,
   type DecodeAs,
@@ -23,4 +23,4 @@ export {
   type ServiceName,
   type WatchHandlers,
   type WatchStream,
-} from './etcd-channel';
+} from './etcd-channel.js';

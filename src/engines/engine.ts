@@ -3,8 +3,8 @@
  * leases, counters, indexes, auth). The shard runtime's state machine (src/runtime) composes
  * engines and routes each command to its engine; engines know nothing of Raft, clocks or I/O.
  */
-import type { ConfChange } from '../../raft/index';
-import type { MvccEvent } from '../../storage/index';
+import type { ConfChange } from '../../raft/index.js';
+import type { MvccEvent } from '../../storage/index.js';
 
 /** A command for an engine: what a log entry's envelope carries besides who proposed it and when. */
 export interface EngineCommand {

@@ -3,7 +3,7 @@
  * applied the same prefix hold the same chain. The simulator keeps one per replica (and in every
  * snapshot) to check state machine safety; production does not pay for it.
  */
-import type { Entry } from '../../raft/index';
+import type { Entry } from '../../raft/index.js';
 
 /** A 64-bit-ish digest of an applied prefix, as two 32-bit halves. */
 export interface AppliedChain {

@@ -4,8 +4,8 @@
  * counters (kept as keys of the store) and its alarms; later indexes.
  * The server and the simulator compose shards the same way.
  */
-import { AlarmEngine, CounterEngine, EngineId, KvEngine, LeaseEngine, MetaEngine, TtlEngine } from '../engines/index';
-import { ShardStateMachine, type ShardStateView } from './state-machine';
+import { AlarmEngine, CounterEngine, EngineId, KvEngine, LeaseEngine, MetaEngine, TtlEngine } from '../engines/index.js';
+import { ShardStateMachine, type ShardStateView } from './state-machine.js';
 
 export type ShardKind = 'meta' | 'data';
 

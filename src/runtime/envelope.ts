@@ -20,8 +20,8 @@
  * is what earlier builds wrote; it still decodes, as a version-1 command of the legacy engine id 0,
  * so a data directory written by them keeps working.
  */
-import type { EngineCommand } from '../engines/index';
-import { readU64, writeU64 } from '../../storage/index';
+import type { EngineCommand } from '../engines/index.js';
+import { readU64, writeU64 } from '../../storage/index.js';
 
 export type { EngineCommand };
 

@@ -15,8 +15,8 @@ export {
   firstRequestId,
   unwrapConfContext,
   wrapConfContext,
-} from './runtime';
-export { composeStateMachine, counterEngineOf, alarmEngineOf, kvEngineOf, leaseEngineOf, metaEngineOf, ttlEngineOf, type ComposeOptions, type ShardKind } from './compose';
+} from './runtime.js';
+export { composeStateMachine, counterEngineOf, alarmEngineOf, kvEngineOf, leaseEngineOf, metaEngineOf, ttlEngineOf, type ComposeOptions, type ShardKind } from './compose.js';
 export {
   type Applied,
   ShardStateMachine,
@@ -24,10 +24,10 @@ export {
   type ShardStateMachineOptions,
   SnapshotFormatError,
   StateMachineHaltError,
-} from './state-machine';
-export { type AppliedChain, CHAIN_START, extendChain, hashBytes } from './applied-chain';
-export { type CommandEnvelope, ENVELOPE_HEADER_BYTES, EnvelopeDecodeError, decodeEnvelope, encodeEnvelope, envelopeOrigin } from './envelope';
-export { RuntimeError, type RuntimeErrorCode, indeterminateCodes } from './errors';
-export { Router, type ShardHandle, type ShardMap, singleStoreMap } from './router';
-export { type PendingCounts } from './pending';
-export * as runtimeLimits from './limits';
+} from './state-machine.js';
+export { type AppliedChain, CHAIN_START, extendChain, hashBytes } from './applied-chain.js';
+export { type CommandEnvelope, ENVELOPE_HEADER_BYTES, EnvelopeDecodeError, decodeEnvelope, encodeEnvelope, envelopeOrigin } from './envelope.js';
+export { RuntimeError, type RuntimeErrorCode, indeterminateCodes } from './errors.js';
+export { Router, type ShardHandle, type ShardMap, singleStoreMap } from './router.js';
+export { type PendingCounts } from './pending.js';
+export * as runtimeLimits from './limits.js';

@@ -3,7 +3,7 @@
  * asserted when this module loads. A client that hits one of the pending-request limits gets
  * `etcdserver: too many requests` (RESOURCE_EXHAUSTED), refused before anything is proposed.
  */
-import { assert } from '../../raft/index';
+import { assert } from '../../raft/index.js';
 
 /**
  * Readies of one group in flight at once: while one is being written, the next one's messages

@@ -13,9 +13,9 @@
  * Invariants (asserted): a write with a known position sits above the applied index; counts
  * match the maps they count.
  */
-import { type ConfChange, assert } from '../../raft/index';
-import type { EngineCommand } from '../engines/index';
-import { RuntimeError, type RuntimeErrorCode } from './errors';
+import { type ConfChange, assert } from '../../raft/index.js';
+import type { EngineCommand } from '../engines/index.js';
+import { RuntimeError, type RuntimeErrorCode } from './errors.js';
 
 export type WriteCallback<T> = (error: RuntimeError | undefined, result?: T) => void;
 

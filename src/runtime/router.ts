@@ -9,11 +9,11 @@
  * `cross-shard`. Forwarding to a shard's leader is Raft's: a follower's proposal travels to the
  * leader over the peer transport, and its reads ask the leader for a read index.
  */
-import type { ConfChange } from '../../raft/index';
-import type { EngineCommand } from './envelope';
-import { RuntimeError } from './errors';
-import type { NodeRuntime, RequestOptions, ShardStatus } from './runtime';
-import type { Applied, ShardStateView } from './state-machine';
+import type { ConfChange } from '../../raft/index.js';
+import type { EngineCommand } from './envelope.js';
+import { RuntimeError } from './errors.js';
+import type { NodeRuntime, RequestOptions, ShardStatus } from './runtime.js';
+import type { Applied, ShardStateView } from './state-machine.js';
 
 export interface ShardHandle {
   readonly shardId: number;

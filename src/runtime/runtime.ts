@@ -34,12 +34,12 @@ import {
   decodeConfChange,
   encodeConfChange,
   silentLogger,
-} from '../../raft/index';
-import type { LogStorage } from '../../raft/index';
-import type { ShardUpdate } from '../../storage/index';
-import { joinSnapshotFrames, readU64, writeU64 } from '../../storage/index';
-import { type EngineCommand, encodeEnvelope, envelopeKind, envelopeOrigin, sameCommand, stampEnvelope } from './envelope';
-import { RuntimeError } from './errors';
+} from '../../raft/index.js';
+import type { LogStorage } from '../../raft/index.js';
+import type { ShardUpdate } from '../../storage/index.js';
+import { joinSnapshotFrames, readU64, writeU64 } from '../../storage/index.js';
+import { type EngineCommand, encodeEnvelope, envelopeKind, envelopeOrigin, sameCommand, stampEnvelope } from './envelope.js';
+import { RuntimeError } from './errors.js';
 import {
   applyGapEntriesMax,
   callbacksPerTurnMax,
@@ -51,9 +51,9 @@ import {
   proposalsPendingMax,
   readiesInFlightMax,
   readsPendingMax,
-} from './limits';
-import { type PendingCounts, PendingRequests, type ReadWaiter, type WriteWaiter } from './pending';
-import { type Applied, type LeaderContext, ShardStateMachine, StateMachineHaltError } from './state-machine';
+} from './limits.js';
+import { type PendingCounts, PendingRequests, type ReadWaiter, type WriteWaiter } from './pending.js';
+import { type Applied, type LeaderContext, ShardStateMachine, StateMachineHaltError } from './state-machine.js';
 
 // ---- What is injected ---------------------------------------------------------------------
 

@@ -16,13 +16,13 @@
  * - A snapshot is one header frame, then each engine's section as frames, then an end frame; it
  *   is restored whole (every engine together) or not at all.
  */
-import type { ConfChange, Entry } from '../../raft/index';
-import { assert } from '../../raft/index';
-import { crc32c } from '../../storage/index';
-import { type AppliedChain, CHAIN_START, extendChain } from './applied-chain';
-import { type ApplyContext, type Engine, type EngineCommand, type EngineId, type LeaderContext, UnknownCommandError } from '../engines/index';
-import { type CommandEnvelope, LEGACY_ENGINE, decodeEnvelope } from './envelope';
-import { snapshotFrameBytesMax, snapshotSectionChunkBytesMax, snapshotSectionsMax } from './limits';
+import type { ConfChange, Entry } from '../../raft/index.js';
+import { assert } from '../../raft/index.js';
+import { crc32c } from '../../storage/index.js';
+import { type AppliedChain, CHAIN_START, extendChain } from './applied-chain.js';
+import { type ApplyContext, type Engine, type EngineCommand, type EngineId, type LeaderContext, UnknownCommandError } from '../engines/index.js';
+import { type CommandEnvelope, LEGACY_ENGINE, decodeEnvelope } from './envelope.js';
+import { snapshotFrameBytesMax, snapshotSectionChunkBytesMax, snapshotSectionsMax } from './limits.js';
 
 /** What applying one normal entry produced (undefined for empty entries). */
 export interface Applied {

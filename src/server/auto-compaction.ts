@@ -12,11 +12,11 @@
  * A node that just became leader starts sampling afresh (etcd's compactor also waits a full
  * retention after it is resumed).
  */
-import { KvCommandKind, kvCommand, kvOutcome } from '../engines/kv/index';
-import { etcdType } from '../etcd-proto';
-import { type Router, type ShardHandle, kvEngineOf } from '../runtime/index';
-import type { AutoCompactionConfig } from './config';
-import { autoCompactionPeriodicCheckMsMax, autoCompactionPeriodicCheckMsMin, autoCompactionRevisionCheckMs } from './limits';
+import { KvCommandKind, kvCommand, kvOutcome } from '../engines/kv/index.js';
+import { etcdType } from '../etcd-proto.js';
+import { type Router, type ShardHandle, kvEngineOf } from '../runtime/index.js';
+import type { AutoCompactionConfig } from './config.js';
+import { autoCompactionPeriodicCheckMsMax, autoCompactionPeriodicCheckMsMin, autoCompactionRevisionCheckMs } from './limits.js';
 
 const CompactionRequestType = etcdType('etcdserverpb.CompactionRequest');
 

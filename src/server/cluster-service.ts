@@ -4,13 +4,13 @@
  * the meta shard.
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { ConfChange } from '../../raft/index';
-import { addedMemberIdOf } from '../cluster/index';
-import { type Member, encodeMemberContext } from '../engines/meta/index';
-import { int64IfSafe, type Int64 } from '../etcd-proto';
-import { dkvError } from '../errors';
-import { serviceDefinition } from './grpc-service';
-import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common';
+import type { ConfChange } from '../../raft/index.js';
+import { addedMemberIdOf } from '../cluster/index.js';
+import { type Member, encodeMemberContext } from '../engines/meta/index.js';
+import { int64IfSafe, type Int64 } from '../etcd-proto.js';
+import { dkvError } from '../errors.js';
+import { serviceDefinition } from './grpc-service.js';
+import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common.js';
 
 /** etcd allows one learner at a time. */
 export const learnersMax = 1;

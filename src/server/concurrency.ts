@@ -15,14 +15,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { strict as assert } from 'node:assert';
-import { type KeyValue, type MvccStore, type ResponseOp, type TxnResult, compareBytes, mvccLimits, prefixEnd } from '../../storage/index';
-import { type WatchHub, Watcher, type WatchSink } from '../engines/watch/index';
-import { type WireRangeRequest, type WireRequestOp, type WireTxnRequest, int64ToWire } from '../etcd-proto';
-import { dkvError } from '../errors';
-import { type RequestOptions, type ShardHandle, kvEngineOf } from '../runtime/index';
-import { proposeDelete, proposeTxn } from './kv-service';
-import { lockNameBytesMax, sessionKeyDrawsMax, sessionLeaseTtlSeconds } from './limits';
-import { type ServiceContext, requestOptions } from './service-common';
+import { type KeyValue, type MvccStore, type ResponseOp, type TxnResult, compareBytes, mvccLimits, prefixEnd } from '../../storage/index.js';
+import { type WatchHub, Watcher, type WatchSink } from '../engines/watch/index.js';
+import { type WireRangeRequest, type WireRequestOp, type WireTxnRequest, int64ToWire } from '../etcd-proto.js';
+import { dkvError } from '../errors.js';
+import { type RequestOptions, type ShardHandle, kvEngineOf } from '../runtime/index.js';
+import { proposeDelete, proposeTxn } from './kv-service.js';
+import { lockNameBytesMax, sessionKeyDrawsMax, sessionLeaseTtlSeconds } from './limits.js';
+import { type ServiceContext, requestOptions } from './service-common.js';
 
 /**
  * Grants leases for requests that name none (lease 0). etcd's server gives such a Lock or

@@ -16,7 +16,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { limits as raftLimits } from '../../raft/index';
+import { limits as raftLimits } from '../../raft/index.js';
 
 // ---------------------------------------------------------------------------------------------
 // Limits and defaults (units last)

@@ -7,14 +7,14 @@
  * anything is proposed.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { type CounterOutcome, counterLimits, counterOutcome, deleteCommand, incrementCommand, isInt64, parseCounterValue, setCommand } from '../engines/counter/index';
-import type { EngineCommand } from '../engines/index';
-import { dkvRoot, type Int64, int64Exact, int64ToWire } from '../etcd-proto';
-import { dkvError } from '../errors';
-import { type ShardHandle, counterEngineOf, kvEngineOf } from '../runtime/index';
-import { serviceDefinition } from './grpc-service';
-import { counterWriteCost } from './quota';
-import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common';
+import { type CounterOutcome, counterLimits, counterOutcome, deleteCommand, incrementCommand, isInt64, parseCounterValue, setCommand } from '../engines/counter/index.js';
+import type { EngineCommand } from '../engines/index.js';
+import { dkvRoot, type Int64, int64Exact, int64ToWire } from '../etcd-proto.js';
+import { dkvError } from '../errors.js';
+import { type ShardHandle, counterEngineOf, kvEngineOf } from '../runtime/index.js';
+import { serviceDefinition } from './grpc-service.js';
+import { counterWriteCost } from './quota.js';
+import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common.js';
 
 export interface CounterServiceContext extends ServiceContext {
   readonly maxRequestBytes: number;

@@ -13,9 +13,9 @@
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import type { Router } from '../runtime/index';
-import { kvEngineOf } from '../runtime/index';
-import { defragmentSegmentsPerStep } from './limits';
+import type { Router } from '../runtime/index.js';
+import { kvEngineOf } from '../runtime/index.js';
+import { defragmentSegmentsPerStep } from './limits.js';
 
 export interface DefragmentResult {
   readonly beforeBytes: number;

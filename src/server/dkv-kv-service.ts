@@ -6,16 +6,16 @@
  * the TTL and fence rules the engine applies again, so a refused request never reaches the log.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { putToWire, txnToWire } from '../engines/kv/index';
-import { type TtlOutcome, dkvPutCommand, dkvTxnCommand, fenceFromWire, keyTtlsFromWire, ttlMsFromWire, ttlOutcome } from '../engines/ttl/index';
-import type { EngineCommand } from '../engines/index';
-import { type WireDkvPutRequest, type WireDkvTxnRequest, dkvRoot } from '../etcd-proto';
-import { dkvError } from '../errors';
-import type { ShardHandle } from '../runtime/index';
-import { serviceDefinition } from './grpc-service';
-import { putCost, txnCost } from './quota';
-import { checkPut, checkTxn, txnKeys } from './kv-service';
-import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common';
+import { putToWire, txnToWire } from '../engines/kv/index.js';
+import { type TtlOutcome, dkvPutCommand, dkvTxnCommand, fenceFromWire, keyTtlsFromWire, ttlMsFromWire, ttlOutcome } from '../engines/ttl/index.js';
+import type { EngineCommand } from '../engines/index.js';
+import { type WireDkvPutRequest, type WireDkvTxnRequest, dkvRoot } from '../etcd-proto.js';
+import { dkvError } from '../errors.js';
+import type { ShardHandle } from '../runtime/index.js';
+import { serviceDefinition } from './grpc-service.js';
+import { putCost, txnCost } from './quota.js';
+import { checkPut, checkTxn, txnKeys } from './kv-service.js';
+import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common.js';
 
 export interface DkvKvServiceContext extends ServiceContext {
   readonly maxRequestBytes: number;

@@ -5,10 +5,10 @@
  * (src/server/concurrency.ts).
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { KeyValue, MvccEvent } from '../../storage/index';
-import { prefixEnd } from '../../storage/index';
-import { keyValueToWire } from '../engines/kv/index';
-import { type WatchHub, Watcher, type WatchSink } from '../engines/watch/index';
+import type { KeyValue, MvccEvent } from '../../storage/index.js';
+import { prefixEnd } from '../../storage/index.js';
+import { keyValueToWire } from '../engines/kv/index.js';
+import { type WatchHub, Watcher, type WatchSink } from '../engines/watch/index.js';
 import {
   type WireCampaignRequest,
   type WireLeaderKey,
@@ -18,9 +18,9 @@ import {
   int64Exact,
   int64Saturated,
   int64ToWire,
-} from '../etcd-proto';
-import { dkvError, toGrpcErrorOfRecipe } from '../errors';
-import type { ShardHandle } from '../runtime/index';
+} from '../etcd-proto.js';
+import { dkvError, toGrpcErrorOfRecipe } from '../errors.js';
+import type { ShardHandle } from '../runtime/index.js';
 import {
   type ConcurrencyContext,
   checkClientKey,
@@ -37,11 +37,11 @@ import {
   sameKey,
   storeOf,
   waitForTurn,
-} from './concurrency';
-import { type Incoming, serviceDefinition } from './grpc-service';
-import { observeBufferBytesMax } from './limits';
-import { ResponseQueue } from './response-queue';
-import { type Logger, clientErrorLogged, linkedSignal, requestOptions, responseHeader, unary, waitingUnary } from './service-common';
+} from './concurrency.js';
+import { type Incoming, serviceDefinition } from './grpc-service.js';
+import { observeBufferBytesMax } from './limits.js';
+import { ResponseQueue } from './response-queue.js';
+import { type Logger, clientErrorLogged, linkedSignal, requestOptions, responseHeader, unary, waitingUnary } from './service-common.js';
 
 /** The leader key of a Proclaim or Resign (etcd refuses a request without one). */
 function leaderKeyOf(leader: WireLeaderKey | null | undefined): { key: Uint8Array; rev: number; lease: bigint } {

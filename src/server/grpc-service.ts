@@ -5,7 +5,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type protobuf from 'protobufjs';
-import { etcdService } from '../etcd-proto';
+import { etcdService } from '../etcd-proto.js';
 
 export interface Incoming<T> {
   readonly raw: Buffer;

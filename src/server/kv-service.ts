@@ -5,11 +5,11 @@
  */
 import { strict as assert } from 'node:assert';
 import type * as grpc from '@grpc/grpc-js';
-import { mvccLimits } from '../../storage/index';
-import type { DeleteRangeResult, TxnResult } from '../../storage/index';
-import { KvCommandKind, type KvEngine, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnToWire } from '../engines/kv/index';
-import { EngineId } from '../engines/index';
-import type { RequestOptions, ShardHandle } from '../runtime/index';
+import { mvccLimits } from '../../storage/index.js';
+import type { DeleteRangeResult, TxnResult } from '../../storage/index.js';
+import { KvCommandKind, type KvEngine, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnToWire } from '../engines/kv/index.js';
+import { EngineId } from '../engines/index.js';
+import type { RequestOptions, ShardHandle } from '../runtime/index.js';
 import {
   type WireDeleteRangeRequest,
   type WirePutRequest,
@@ -18,11 +18,11 @@ import {
   type WireTxnRequest,
   etcdType,
   int64Exact,
-} from '../etcd-proto';
-import { dkvError } from '../errors';
-import { serviceDefinition } from './grpc-service';
-import { putCost, txnCost } from './quota';
-import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common';
+} from '../etcd-proto.js';
+import { dkvError } from '../errors.js';
+import { serviceDefinition } from './grpc-service.js';
+import { putCost, txnCost } from './quota.js';
+import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common.js';
 
 /** etcd's limit on operations in each branch of a txn, shared down nested txns (storage/mvcc/limits.ts). */
 export const txnOperationsMax = mvccLimits.txnOperationsMax;

@@ -3,9 +3,9 @@
  * (no connection of their own). Today: how far a learner's log is, which MemberPromote checks on
  * every shard as etcd checks it on its leader. JSON: these are rare administrative calls.
  */
-import type { NodeRuntime } from '../runtime/index';
-import { dkvError } from '../errors';
-import { PeerRequestError, PeerRequestRefusal, type PeerTransport } from './peer/index';
+import type { NodeRuntime } from '../runtime/index.js';
+import { dkvError } from '../errors.js';
+import { PeerRequestError, PeerRequestRefusal, type PeerTransport } from './peer/index.js';
 
 interface LearnerProgressQuery {
   readonly op: 'learner-progress';

@@ -5,8 +5,8 @@
  * linearizable read or a write through it would only add a hop, and a watch from it could lag.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { dkvError, toGrpcError } from '../errors';
-import type { Incoming } from './grpc-service';
+import { dkvError, toGrpcError } from '../errors.js';
+import type { Incoming } from './grpc-service.js';
 
 /** Calls a learner answers; `Range` only when serializable. */
 export function servedByLearner(path: string, request: unknown): boolean {

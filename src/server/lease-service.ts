@@ -6,16 +6,16 @@
  * node's state machine after a ReadIndex round, as a linearizable Range does.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { type EngineCommand, EngineError } from '../engines/index';
-import { type LeaseOutcome, grantCommand, leaseLimits, leaseOutcome, renewCommand, revokeCommand } from '../engines/lease/index';
-import { type Int64, int64Exact, int64ToWire } from '../etcd-proto';
-import { dkvError, toGrpcError } from '../errors';
-import { compareBytes } from '../../storage/index';
-import { type ShardHandle, kvEngineOf, leaseEngineOf } from '../runtime/index';
-import { type Incoming, serviceDefinition } from './grpc-service';
-import { leaseGrantCost } from './quota';
-import { type ServiceContext, clientError, requestOptions, responseHeader, unary } from './service-common';
-import { leaseKeepAlivesPendingPerStreamMax } from './limits';
+import { type EngineCommand, EngineError } from '../engines/index.js';
+import { type LeaseOutcome, grantCommand, leaseLimits, leaseOutcome, renewCommand, revokeCommand } from '../engines/lease/index.js';
+import { type Int64, int64Exact, int64ToWire } from '../etcd-proto.js';
+import { dkvError, toGrpcError } from '../errors.js';
+import { compareBytes } from '../../storage/index.js';
+import { type ShardHandle, kvEngineOf, leaseEngineOf } from '../runtime/index.js';
+import { type Incoming, serviceDefinition } from './grpc-service.js';
+import { leaseGrantCost } from './quota.js';
+import { type ServiceContext, clientError, requestOptions, responseHeader, unary } from './service-common.js';
+import { leaseKeepAlivesPendingPerStreamMax } from './limits.js';
 
 export interface LeaseServiceContext extends ServiceContext {
   readonly maxRequestBytes: number;

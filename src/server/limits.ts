@@ -4,9 +4,9 @@
  * and are in src/runtime/limits.ts; they are re-exported here so one file of the server lists
  * every limit a client can meet. Load-time asserts say how they relate.
  */
-import { assert } from '../../raft/index';
-import { mvccLimits } from '../../storage/index';
-import { runtimeLimits as pipeline } from '../runtime/index';
+import { assert } from '../../raft/index.js';
+import { mvccLimits } from '../../storage/index.js';
+import { runtimeLimits as pipeline } from '../runtime/index.js';
 
 export { pipeline };
 

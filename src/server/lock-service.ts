@@ -3,12 +3,12 @@
  * its key; Unlock deletes a key. The recipe is etcd's concurrency.Mutex (src/server/concurrency.ts).
  */
 import type * as grpc from '@grpc/grpc-js';
-import { type WireLockRequest, type WireUnlockRequest, int64Exact } from '../etcd-proto';
-import { dkvError, toGrpcErrorOfRecipe } from '../errors';
-import { type ConcurrencyContext, checkClientKey, checkName, checkRequestSize, joinQueue, leaveQueue, namePrefix, waitForTurn } from './concurrency';
-import { serviceDefinition } from './grpc-service';
-import { proposeDelete } from './kv-service';
-import { type Logger, linkedSignal, requestOptions, responseHeader, unary, waitingUnary } from './service-common';
+import { type WireLockRequest, type WireUnlockRequest, int64Exact } from '../etcd-proto.js';
+import { dkvError, toGrpcErrorOfRecipe } from '../errors.js';
+import { type ConcurrencyContext, checkClientKey, checkName, checkRequestSize, joinQueue, leaveQueue, namePrefix, waitForTurn } from './concurrency.js';
+import { serviceDefinition } from './grpc-service.js';
+import { proposeDelete } from './kv-service.js';
+import { type Logger, linkedSignal, requestOptions, responseHeader, unary, waitingUnary } from './service-common.js';
 
 export function createLockService(ctx: ConcurrencyContext, log?: Logger): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
   const implementation: grpc.UntypedServiceImplementation = {

@@ -4,7 +4,7 @@
  * Member and cluster ids are written in hex, as etcd does (`formatId` of src/cluster).
  */
 import { appendFileSync } from 'node:fs';
-import type { LogLevel } from './config';
+import type { LogLevel } from './config.js';
 
 export interface ServerLogger {
   debug(message: string): void;

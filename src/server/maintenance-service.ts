@@ -4,18 +4,18 @@
  * defragment (defragment.ts), a consistent snapshot stream, and leadership transfer.
  */
 import * as grpc from '@grpc/grpc-js';
-import type { MvccStore } from '../../storage/index';
-import type { ShardStateView } from '../runtime/index';
-import type { KvEngine } from '../engines/kv/index';
-import { int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto';
-import { dkvError, errorTable, toGrpcError } from '../errors';
-import { AlarmType, type AlarmMember, EngineId, activateAlarmCommand, alarmOutcome, deactivateAlarmCommand } from '../engines/index';
-import { alarmEngineOf } from '../runtime/index';
-import type { Defragmenter } from './defragment';
-import { serviceDefinition, type Incoming } from './grpc-service';
-import { moveLeaderPollMs } from './limits';
-import { snapshotFileParts } from './snapshot-file';
-import { type ServiceContext, clientError, requestOptions, responseHeader, unary } from './service-common';
+import type { MvccStore } from '../../storage/index.js';
+import type { ShardStateView } from '../runtime/index.js';
+import type { KvEngine } from '../engines/kv/index.js';
+import { int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto.js';
+import { dkvError, errorTable, toGrpcError } from '../errors.js';
+import { AlarmType, type AlarmMember, EngineId, activateAlarmCommand, alarmOutcome, deactivateAlarmCommand } from '../engines/index.js';
+import { alarmEngineOf } from '../runtime/index.js';
+import type { Defragmenter } from './defragment.js';
+import { serviceDefinition, type Incoming } from './grpc-service.js';
+import { moveLeaderPollMs } from './limits.js';
+import { snapshotFileParts } from './snapshot-file.js';
+import { type ServiceContext, clientError, requestOptions, responseHeader, unary } from './service-common.js';
 
 export interface MaintenanceServiceContext extends ServiceContext {
   /** The etcd API version this server speaks (Status reports it). */

@@ -7,7 +7,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { metricsKeepAliveMs } from './limits';
+import { metricsKeepAliveMs } from './limits.js';
 
 export type Labels = Readonly<Record<string, string>>;
 

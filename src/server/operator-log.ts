@@ -3,10 +3,10 @@
  * directory, bootstrap or restart and what was recovered, URLs) and one line per membership
  * change. Pure functions over narrow inputs, so tests check the lines without a node.
  */
-import type { MemberRecord } from '../engines/meta/index';
-import type { ServerConfig, ServerUrl } from './config';
-import { formatId } from '../cluster/index';
-import { dkvVersion, etcdApiVersion } from './version';
+import type { MemberRecord } from '../engines/meta/index.js';
+import type { ServerConfig, ServerUrl } from './config.js';
+import { formatId } from '../cluster/index.js';
+import { dkvVersion, etcdApiVersion } from './version.js';
 
 /** What one shard's log store held when the node opened it, before anything was written. */
 export interface RecoveredShard {

@@ -5,13 +5,13 @@
  * (keys in order, `snapshot_done` on the last); events follow, whole revisions in order.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { type KeyValue, type MvccEvent, prefixEnd } from '../../storage/index';
-import { eventToWire, keyValueToWire } from '../engines/kv/index';
-import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index';
-import { dkvRoot, int64Saturated, type Int64 } from '../etcd-proto';
-import { errorTable } from '../errors';
-import { type Incoming, serviceDefinition } from './grpc-service';
-import { type BufferedBytes, ResponseQueue, grpcFrames } from './response-queue';
+import { type KeyValue, type MvccEvent, prefixEnd } from '../../storage/index.js';
+import { eventToWire, keyValueToWire } from '../engines/kv/index.js';
+import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index.js';
+import { dkvRoot, int64Saturated, type Int64 } from '../etcd-proto.js';
+import { errorTable } from '../errors.js';
+import { type Incoming, serviceDefinition } from './grpc-service.js';
+import { type BufferedBytes, ResponseQueue, grpcFrames } from './response-queue.js';
 
 /** Keys per snapshot response (each piece stays well under gRPC's message limits). */
 export const prefixSnapshotKeysPerResponse = 1000;

@@ -16,11 +16,11 @@
  * writes are refused until an operator disarms it (`etcdctl alarm disarm`), after making room
  * (delete, compact, defrag). Deletes, compactions, reads and revokes are never checked.
  */
-import type { WirePutRequest, WireRequestOp, WireTxnRequest } from '../etcd-proto';
-import { AlarmType, activateAlarmCommand } from '../engines/index';
-import { dkvError } from '../errors';
-import { type ShardHandle, alarmEngineOf, kvEngineOf } from '../runtime/index';
-import { quotaKvOverheadBytes, quotaLeaseOverheadBytes } from './limits';
+import type { WirePutRequest, WireRequestOp, WireTxnRequest } from '../etcd-proto.js';
+import { AlarmType, activateAlarmCommand } from '../engines/index.js';
+import { dkvError } from '../errors.js';
+import { type ShardHandle, alarmEngineOf, kvEngineOf } from '../runtime/index.js';
+import { quotaKvOverheadBytes, quotaLeaseOverheadBytes } from './limits.js';
 
 export interface QuotaOptions {
   /** The quota in bytes (the configuration has already turned 0 into the default). */

@@ -6,12 +6,12 @@
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { LevelLogStore, joinSnapshotFrames, restoreSnapshot } from '../../storage/index';
-import { kvEngineOf } from '../runtime/index';
-import type { ServerConfig } from './config';
-import { DEFAULT_STORE_SHARD, META_SHARD, bootstrapLog, initialMembers, shardStateMachine } from './node';
-import { foundingIdentity, identityFile, writeIdentity } from './startup';
-import { type SnapshotFileContents, readSnapshotFile } from './snapshot-file';
+import { LevelLogStore, joinSnapshotFrames, restoreSnapshot } from '../../storage/index.js';
+import { kvEngineOf } from '../runtime/index.js';
+import type { ServerConfig } from './config.js';
+import { DEFAULT_STORE_SHARD, META_SHARD, bootstrapLog, initialMembers, shardStateMachine } from './node.js';
+import { foundingIdentity, identityFile, writeIdentity } from './startup.js';
+import { type SnapshotFileContents, readSnapshotFile } from './snapshot-file.js';
 
 export class RestoreError extends Error {
   override readonly name = 'RestoreError';

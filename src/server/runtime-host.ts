@@ -3,8 +3,8 @@
  * `setImmediate` as its scheduler and a `setInterval` ticker. The simulator wires the same runtime
  * to simulated ones (jepsen-lite/sim).
  */
-import type { LevelLogStore } from '../../storage/index';
-import type { NodeRuntime, RuntimeClock, RuntimeScheduler, RuntimeStorage } from '../runtime/index';
+import type { LevelLogStore } from '../../storage/index.js';
+import type { NodeRuntime, RuntimeClock, RuntimeScheduler, RuntimeStorage } from '../runtime/index.js';
 
 /** The log store as the runtime's storage (one LevelDB batch per save, group commit). */
 export function levelStorage(store: LevelLogStore): RuntimeStorage {

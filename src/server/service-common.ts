@@ -1,11 +1,11 @@
 /** What every client service needs: the router, response headers, unary call plumbing. */
 import type * as grpc from '@grpc/grpc-js';
-import { clientError } from '../error-mapping';
-import type { WireResponseHeader } from '../etcd-proto';
-import { DkvError, type GrpcErrorObject, dkvError, toGrpcError } from '../errors';
-import type { RequestOptions, Router, ShardHandle } from '../runtime/index';
-import type { Incoming } from './grpc-service';
-import type { BackendQuota } from './quota';
+import { clientError } from '../error-mapping.js';
+import type { WireResponseHeader } from '../etcd-proto.js';
+import { DkvError, type GrpcErrorObject, dkvError, toGrpcError } from '../errors.js';
+import type { RequestOptions, Router, ShardHandle } from '../runtime/index.js';
+import type { Incoming } from './grpc-service.js';
+import type { BackendQuota } from './quota.js';
 
 export interface ServiceContext {
   readonly router: Router;

@@ -12,7 +12,7 @@
  * database's pages) plus the 32-byte hash; the hash lets a torn or altered file be refused.
  */
 import { createHash } from 'node:crypto';
-import { mvccLimits } from '../../storage/index';
+import { mvccLimits } from '../../storage/index.js';
 
 export const SNAPSHOT_FILE_MAGIC_V1 = new TextEncoder().encode('DKVSNAP1');
 export const SNAPSHOT_FILE_MAGIC = new TextEncoder().encode('DKVSNAP2');

@@ -17,11 +17,11 @@
  */
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { clusterIdOf, formatId, memberIdOf } from '../cluster/index';
-import type { Member } from '../engines/meta/index';
-import type { ServerConfig } from './config';
-import { type PeerTlsOptions, queryCluster } from './peer/index';
-import { clusterQueryRetryMs, clusterQueryTimeoutMs } from './peer/limits';
+import { clusterIdOf, formatId, memberIdOf } from '../cluster/index.js';
+import type { Member } from '../engines/meta/index.js';
+import type { ServerConfig } from './config.js';
+import { type PeerTlsOptions, queryCluster } from './peer/index.js';
+import { clusterQueryRetryMs, clusterQueryTimeoutMs } from './peer/limits.js';
 
 /** A start refused for a reason the operator can fix; its message is the whole story (no stack). */
 export class StartupError extends Error {

@@ -5,11 +5,11 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { packageRoot } from '../package-root.js';
 
 /** The etcd API version DKV speaks (reported by Status; clients gate features on it). */
 export const etcdApiVersion = '3.5.0';
 
-const packageRoot = join(import.meta.dirname, '..', '..');
 
 /** DKV's own version, from package.json. */
 export function dkvVersion(): string {

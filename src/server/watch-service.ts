@@ -6,15 +6,15 @@
  * on the stream.
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { KeyValue, MvccEvent } from '../../storage/index';
-import { eventToWire } from '../engines/kv/index';
-import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index';
-import { etcdType, int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto';
-import { errorTable } from '../errors';
-import { type Incoming, serviceDefinition } from './grpc-service';
-import { type BufferedBytes, type FrameEncoder, ResponseQueue, grpcFrames, grpcPrefixBytes, writeGrpcPrefix } from './response-queue';
-import type { ShardHandle } from '../runtime/index';
-import { type ServiceContext, responseHeader } from './service-common';
+import type { KeyValue, MvccEvent } from '../../storage/index.js';
+import { eventToWire } from '../engines/kv/index.js';
+import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index.js';
+import { etcdType, int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto.js';
+import { errorTable } from '../errors.js';
+import { type Incoming, serviceDefinition } from './grpc-service.js';
+import { type BufferedBytes, type FrameEncoder, ResponseQueue, grpcFrames, grpcPrefixBytes, writeGrpcPrefix } from './response-queue.js';
+import type { ShardHandle } from '../runtime/index.js';
+import { type ServiceContext, responseHeader } from './service-common.js';
 
 /** etcd's id for "no watcher" / "every watcher on the stream". */
 export const INVALID_WATCH_ID = -1;

@@ -1,5 +1,5 @@
 /** Errors of the log store. Both stop the node: neither is ever caught and ignored. */
-import { hex } from './keys';
+import { hex } from './keys.js';
 
 /**
  * The data on disk is damaged or inconsistent. It names the shard, the index and the key so an

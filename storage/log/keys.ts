@@ -8,8 +8,8 @@
  *   [0x01, shard:u32, 0x06, index:u64, n:u32]   snapshot data chunk n of the snapshot at index
  *   [0x01, shard:u32, 0x10, index:u64]          log entry
  */
-import { assert } from '../../raft/index';
-import { shardIdMax } from './limits';
+import { assert } from '../../raft/index.js';
+import { shardIdMax } from './limits.js';
 
 export const NODE_PREFIX = 0x00;
 export const SHARD_PREFIX = 0x01;

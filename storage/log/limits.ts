@@ -2,7 +2,7 @@
  * Every limit of the LevelDB log store, in one place (units last). Load-time asserts say how they
  * relate.
  */
-import { assert } from '../../raft/index';
+import { assert } from '../../raft/index.js';
 
 /** Bytes of snapshot data per stored chunk record; a snapshot is never one LevelDB value. */
 export const snapshotChunkBytesMax = 1024 * 1024;

@@ -3,9 +3,9 @@
  * so a torn, flipped or misplaced value is caught on read. Payloads are fixed binary layouts
  * (no JSON on this path).
  */
-import type { ConfState, Entry, EntryType, HardState } from '../../raft/index';
-import { crc32c } from '../checksum';
-import { readU64, writeU64 } from './keys';
+import type { ConfState, Entry, EntryType, HardState } from '../../raft/index.js';
+import { crc32c } from '../checksum.js';
+import { readU64, writeU64 } from './keys.js';
 
 const CRC_BYTES = 4;
 

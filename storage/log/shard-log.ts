@@ -18,12 +18,12 @@ import {
   type Snapshot,
   entryBytes,
   limitSize,
-} from '../../raft/index';
-import { assert } from '../../raft/index';
+} from '../../raft/index.js';
+import { assert } from '../../raft/index.js';
 
 /** What a dropped cache slot holds until the array's dead front is sliced away. */
 const droppedEntry: Entry = { index: 0, term: 0, type: 'normal', data: new Uint8Array(0) };
-import { loadedRangesMax, tailCacheEntriesMin } from './limits';
+import { loadedRangesMax, tailCacheEntriesMin } from './limits.js';
 
 /** What `save` writes for one shard; fields are applied in this order: snapshot, entries, … */
 export interface ShardUpdate {

@@ -14,10 +14,10 @@
  * StorageCorruptionError naming shard, index and key.
  */
 import { Level } from 'level';
-import { type Entry, type Snapshot, isEmptySnapshot } from '../../raft/index';
-import { assert } from '../../raft/index';
-import { crc32c } from '../checksum';
-import { StorageCorruptionError, StorageFailedError } from './errors';
+import { type Entry, type Snapshot, isEmptySnapshot } from '../../raft/index.js';
+import { assert } from '../../raft/index.js';
+import { crc32c } from '../checksum.js';
+import { StorageCorruptionError, StorageFailedError } from './errors.js';
 import {
   FORMAT_KEY,
   Kind,
@@ -26,7 +26,7 @@ import {
   parseShardKey,
   shardKey,
   shardRange,
-} from './keys';
+} from './keys.js';
 import {
   compactionDeleteKeysMax,
   deferredWriteDelayMs,
@@ -34,7 +34,7 @@ import {
   loadBytesMax,
   snapshotChunkBytesMax,
   tailCacheBytesMax as defaultTailCacheBytesMax,
-} from './limits';
+} from './limits.js';
 import {
   type SnapshotDescriptor,
   decodeConfState,
@@ -53,8 +53,8 @@ import {
   encodeTruncated,
   seal,
   unseal,
-} from './records';
-import { ShardLog, type ShardLogHost, type ShardUpdate } from './shard-log';
+} from './records.js';
+import { ShardLog, type ShardLogHost, type ShardUpdate } from './shard-log.js';
 
 type BatchOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
 

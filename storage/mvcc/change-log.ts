@@ -4,8 +4,8 @@
  * of one revision are consecutive and numbered from 0. Compaction drops whole revisions from the
  * front and frees whole chunks, so the log costs about key bytes + 12 bytes per retained change.
  */
-import { assert } from './errors';
-import { changeLogChunkEntries } from './limits';
+import { assert } from './errors.js';
+import { changeLogChunkEntries } from './limits.js';
 
 class Chunk {
   readonly revisions = new Float64Array(changeLogChunkEntries);

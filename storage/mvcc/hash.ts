@@ -10,7 +10,7 @@
  *
  * A tombstone hashes with createRevision, version and lease 0 and an empty value.
  */
-import { crc32c } from '../checksum';
+import { crc32c } from '../checksum.js';
 
 export interface HashedVersion {
   readonly key: Uint8Array;

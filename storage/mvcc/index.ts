@@ -2,12 +2,12 @@
  * storage/mvcc: the in-memory MVCC segment store (one per shard). The front door: other folders
  * import only from here.
  */
-export { MvccStore, initialRevision, type StoreCapture, type WriteChecks } from './store';
-export { encodeSnapshot, joinSnapshotFrames, restoreSnapshot, restoreSnapshotPieces, restoreSnapshotSync, splitSnapshotFrames } from './snapshot';
-export { MvccError, SnapshotError, MvccAssertionError, mvccErrorMessages, type MvccErrorCode } from './errors';
-export { hashKvInitial, hashKvVersion, hashKvFinish, type HashedVersion } from './hash';
-export { beforeEnd, compareBytes, isOpenEnd, prefixEnd } from './segments';
-export * as mvccLimits from './limits';
+export { MvccStore, initialRevision, type StoreCapture, type WriteChecks } from './store.js';
+export { encodeSnapshot, joinSnapshotFrames, restoreSnapshot, restoreSnapshotPieces, restoreSnapshotSync, splitSnapshotFrames } from './snapshot.js';
+export { MvccError, SnapshotError, MvccAssertionError, mvccErrorMessages, type MvccErrorCode } from './errors.js';
+export { hashKvInitial, hashKvVersion, hashKvFinish, type HashedVersion } from './hash.js';
+export { beforeEnd, compareBytes, isOpenEnd, prefixEnd } from './segments.js';
+export * as mvccLimits from './limits.js';
 export type {
   ChangesPage,
   ChangesRequest,
@@ -34,4 +34,4 @@ export type {
   TxnRequest,
   TxnResponse,
   TxnResult,
-} from './types';
+} from './types.js';

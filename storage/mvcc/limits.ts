@@ -2,7 +2,7 @@
  * Every limit and default of the MVCC segment store, in one place (units last). The relations
  * between them are asserted when this module loads.
  */
-import { assert } from './errors';
+import { assert } from './errors.js';
 
 /** Keys a segment holds before it splits in two (the default; a store may choose its own). */
 export const segmentKeysMaxDefault = 512;

@@ -14,7 +14,7 @@
  * Garbage (versions compaction dropped) stays in the arena until it passes half of it; then the
  * segment's arena is rewritten with only retained versions (bounded work, amortised O(1)).
  */
-import { assert } from './errors';
+import { assert } from './errors.js';
 import {
   arenaBytesInitial,
   arenaBytesMax,
@@ -23,8 +23,8 @@ import {
   arenaRewriteHeadroomEighths,
   segmentBytesMax,
   segmentKeysMinDivisor,
-} from './limits';
-import type { KeyValue } from './types';
+} from './limits.js';
+import type { KeyValue } from './types.js';
 
 const OFFSET_MOD = 0;
 const OFFSET_CREATE = 8;

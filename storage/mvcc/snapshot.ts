@@ -20,8 +20,8 @@
  *
  * Chunk boundaries must survive transport (send each chunk as one message).
  */
-import { crc32c } from '../checksum';
-import { assert, SnapshotError } from './errors';
+import { crc32c } from '../checksum.js';
+import { assert, SnapshotError } from './errors.js';
 import {
   keyBytesMax,
   segmentBytesMax,
@@ -30,7 +30,7 @@ import {
   snapshotFormatVersion,
   snapshotFormatVersionMin,
   valueBytesMax,
-} from './limits';
+} from './limits.js';
 import {
   compareBytes,
   noLease,
@@ -46,9 +46,9 @@ import {
   retainedChain,
   Segment,
   writeLease,
-} from './segments';
-import { MvccStore } from './store';
-import type { MvccStoreOptions } from './types';
+} from './segments.js';
+import { MvccStore } from './store.js';
+import type { MvccStoreOptions } from './types.js';
 
 const MAGIC = 0x4343_564d; // "MVCC" read as little-endian
 const KIND_HEADER = 1;

@@ -7,9 +7,9 @@
  * takes the next revision; its changes take sub-revisions 0, 1, 2, … A write that changes nothing
  * (a delete of nothing, a read-only or no-op transaction) takes no revision.
  */
-import { ChangeLog } from './change-log';
-import { assert, assertSafeInteger, MvccError, SnapshotError, unreachable } from './errors';
-import { hashKvFinish, hashKvInitial, hashKvVersion } from './hash';
+import { ChangeLog } from './change-log.js';
+import { assert, assertSafeInteger, MvccError, SnapshotError, unreachable } from './errors.js';
+import { hashKvFinish, hashKvInitial, hashKvVersion } from './hash.js';
 import {
   arenaBytesInitial,
   keyBytesMax,
@@ -20,7 +20,7 @@ import {
   txnDepthMax,
   txnOperationsMax,
   valueBytesMax,
-} from './limits';
+} from './limits.js';
 import {
   beforeEnd,
   compareBytes,
@@ -46,7 +46,7 @@ import {
   Segment,
   SegmentIndex,
   versionAt,
-} from './segments';
+} from './segments.js';
 import type {
   ChangesPage,
   ChangesRequest,
@@ -67,7 +67,7 @@ import type {
   TxnRequest,
   TxnResponse,
   TxnResult,
-} from './types';
+} from './types.js';
 
 /** etcd's initial revision: an empty store is at revision 1. */
 export const initialRevision = 1;

@@ -6,8 +6,8 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Holds, countKeys } from '../../bench/lock';
-import { TestCluster, etcdChannel } from '../server/cluster-harness';
+import { Holds, countKeys } from '../../bench/lock.js';
+import { TestCluster, etcdChannel } from '../server/cluster-harness.js';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 let cluster: TestCluster;

@@ -4,8 +4,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runScenario } from '../../jepsen-lite/sim/index';
-import { contentiousSample } from '../jepsen-lite/contentious';
+import { runScenario } from '../../jepsen-lite/sim/index.js';
+import { contentiousSample } from '../jepsen-lite/contentious.js';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { etcdctl, freeBase } from '../server/cluster-harness';
+import { etcdctl, freeBase } from '../server/cluster-harness.js';
 
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 const dir = mkdtempSync(join(tmpdir(), 'dkv-dev-'));

@@ -6,9 +6,9 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EtcdChannel, type EtcdChannelOptions, grpcStatus, longsAsStrings, methodCodec, methodPath, type RpcError } from '../../src/client/index';
-import { etcdType, int64, type Int64 } from '../../src/etcd-proto';
-import { type Incoming, serviceDefinition } from '../../src/server/grpc-service';
+import { EtcdChannel, type EtcdChannelOptions, grpcStatus, longsAsStrings, methodCodec, methodPath, type RpcError } from '../../src/client/index.js';
+import { etcdType, int64, type Int64 } from '../../src/etcd-proto.js';
+import { type Incoming, serviceDefinition } from '../../src/server/grpc-service.js';
 
 /** A revision past 2^32, so a Long has a high word. */
 const revision = 12_345_678_901_234;

@@ -4,7 +4,7 @@
  * cluster, so these values may never be updated to make a test pass.
  */
 import { describe, expect, it } from 'vitest';
-import { addedMemberIdOf, clusterIdOf, formatId, memberIdOf } from '../../src/cluster/index';
+import { addedMemberIdOf, clusterIdOf, formatId, memberIdOf } from '../../src/cluster/index.js';
 
 describe('member and cluster identity', () => {
   it('keeps the ids existing data directories hold', () => {

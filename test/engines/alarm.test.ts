@@ -5,15 +5,15 @@
  * snapshot and the hash.
  */
 import { describe, expect, it } from 'vitest';
-import type { Entry } from '../../raft/index';
-import { AlarmEngine, AlarmType, activateAlarmCommand, alarmOutcome, deactivateAlarmCommand, EngineError, type EngineCommand } from '../../src/engines/index';
-import { KvCommandKind, kvCommand, kvOutcome } from '../../src/engines/kv/index';
-import { grantCommand, leaseOutcome, revokeCommand } from '../../src/engines/lease/index';
-import { counterOutcome, incrementCommand } from '../../src/engines/counter/index';
-import { dkvPutCommand, ttlOutcome } from '../../src/engines/ttl/index';
-import { dkvType, etcdType } from '../../src/etcd-proto';
-import { type ShardStateMachine, alarmEngineOf, composeStateMachine, encodeEnvelope, kvEngineOf } from '../../src/runtime/index';
-import { joinSnapshotFrames } from '../../storage/index';
+import type { Entry } from '../../raft/index.js';
+import { AlarmEngine, AlarmType, activateAlarmCommand, alarmOutcome, deactivateAlarmCommand, EngineError, type EngineCommand } from '../../src/engines/index.js';
+import { KvCommandKind, kvCommand, kvOutcome } from '../../src/engines/kv/index.js';
+import { grantCommand, leaseOutcome, revokeCommand } from '../../src/engines/lease/index.js';
+import { counterOutcome, incrementCommand } from '../../src/engines/counter/index.js';
+import { dkvPutCommand, ttlOutcome } from '../../src/engines/ttl/index.js';
+import { dkvType, etcdType } from '../../src/etcd-proto.js';
+import { type ShardStateMachine, alarmEngineOf, composeStateMachine, encodeEnvelope, kvEngineOf } from '../../src/runtime/index.js';
+import { joinSnapshotFrames } from '../../storage/index.js';
 
 const PutRequest = etcdType('etcdserverpb.PutRequest');
 const DeleteRangeRequest = etcdType('etcdserverpb.DeleteRangeRequest');

@@ -8,8 +8,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Entry } from '../../raft/index';
-import { CounterEngine, type EngineCommand, EngineError, EngineId, KvEngine, LeaseEngine, eventsOf } from '../../src/engines/index';
+import type { Entry } from '../../raft/index.js';
+import { CounterEngine, type EngineCommand, EngineError, EngineId, KvEngine, LeaseEngine, eventsOf } from '../../src/engines/index.js';
 import {
   COUNTER_COMMAND_VERSION,
   COUNTER_COMMAND_VERSION_TTL,
@@ -21,10 +21,10 @@ import {
   incrementCommand,
   parseCounterValue,
   setCommand,
-} from '../../src/engines/counter/index';
-import { KvCommandKind, kvCommand } from '../../src/engines/kv/index';
-import { grantCommand } from '../../src/engines/lease/index';
-import { etcdType } from '../../src/etcd-proto';
+} from '../../src/engines/counter/index.js';
+import { KvCommandKind, kvCommand } from '../../src/engines/kv/index.js';
+import { grantCommand } from '../../src/engines/lease/index.js';
+import { etcdType } from '../../src/etcd-proto.js';
 import {
   ShardStateMachine,
   StateMachineHaltError,
@@ -33,8 +33,8 @@ import {
   encodeEnvelope,
   kvEngineOf,
   leaseEngineOf,
-} from '../../src/runtime/index';
-import { joinSnapshotFrames } from '../../storage/index';
+} from '../../src/runtime/index.js';
+import { joinSnapshotFrames } from '../../storage/index.js';
 
 const PutRequest = etcdType('etcdserverpb.PutRequest');
 const MAX = counterLimits.counterValueMax;

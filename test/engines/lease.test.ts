@@ -5,13 +5,13 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Entry } from '../../raft/index';
-import { type EngineCommand, EngineError, type LeaderContext } from '../../src/engines/index';
-import { KvCommandKind, kvCommand, kvOutcome } from '../../src/engines/kv/index';
-import { expireCommand, grantCommand, leaseOutcome, renewCommand, revokeCommand } from '../../src/engines/lease/index';
-import { etcdType } from '../../src/etcd-proto';
-import { type ShardStateMachine, composeStateMachine, encodeEnvelope, kvEngineOf, leaseEngineOf } from '../../src/runtime/index';
-import { joinSnapshotFrames } from '../../storage/index';
+import type { Entry } from '../../raft/index.js';
+import { type EngineCommand, EngineError, type LeaderContext } from '../../src/engines/index.js';
+import { KvCommandKind, kvCommand, kvOutcome } from '../../src/engines/kv/index.js';
+import { expireCommand, grantCommand, leaseOutcome, renewCommand, revokeCommand } from '../../src/engines/lease/index.js';
+import { etcdType } from '../../src/etcd-proto.js';
+import { type ShardStateMachine, composeStateMachine, encodeEnvelope, kvEngineOf, leaseEngineOf } from '../../src/runtime/index.js';
+import { joinSnapshotFrames } from '../../storage/index.js';
 
 const PutRequest = etcdType('etcdserverpb.PutRequest');
 const TxnRequest = etcdType('etcdserverpb.TxnRequest');

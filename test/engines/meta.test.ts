@@ -1,8 +1,8 @@
 /** The meta engine: members from configuration changes, published attributes, removed ids, and version gating. */
 import { describe, expect, it } from 'vitest';
-import type { ConfChange } from '../../raft/index';
-import { EngineId, MetaEngine } from '../../src/engines/index';
-import { encodeMemberContext, membersSupport, publishAttributesCommand } from '../../src/engines/meta/index';
+import type { ConfChange } from '../../raft/index.js';
+import { EngineId, MetaEngine } from '../../src/engines/index.js';
+import { encodeMemberContext, membersSupport, publishAttributesCommand } from '../../src/engines/meta/index.js';
 
 const context = { index: 1, term: 1, nowMs: 0, proposer: 0, requestId: 0 };
 const add = (id: number): ConfChange => ({

@@ -1,8 +1,8 @@
 /** The range watchers' interval index against a brute-force list, over random adds, deletes and stabs. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RangeIndex } from '../../src/engines/watch/range-index';
-import { beforeEnd, compareBytes } from '../../storage/index';
+import { RangeIndex } from '../../src/engines/watch/range-index.js';
+import { beforeEnd, compareBytes } from '../../storage/index.js';
 
 // Short keys over a tiny alphabet, so ranges overlap, nest, share starts and repeat exactly.
 const key = fc.uint8Array({ minLength: 1, maxLength: 3, min: 0, max: 3 });

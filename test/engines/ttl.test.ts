@@ -6,14 +6,14 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Entry } from '../../raft/index';
-import { type EngineCommand, EngineError, type LeaderContext } from '../../src/engines/index';
-import { KvCommandKind, WireValueError, kvCommand, kvOutcome } from '../../src/engines/kv/index';
-import { grantCommand, revokeCommand } from '../../src/engines/lease/index';
-import { type TtlOutcome, dkvPutCommand, dkvTxnCommand, expireKeysCommand, ttlLimits, ttlOutcome } from '../../src/engines/ttl/index';
-import { dkvType, etcdType } from '../../src/etcd-proto';
-import { type ShardStateMachine, composeStateMachine, encodeEnvelope, kvEngineOf, leaseEngineOf, ttlEngineOf } from '../../src/runtime/index';
-import { joinSnapshotFrames } from '../../storage/index';
+import type { Entry } from '../../raft/index.js';
+import { type EngineCommand, EngineError, type LeaderContext } from '../../src/engines/index.js';
+import { KvCommandKind, WireValueError, kvCommand, kvOutcome } from '../../src/engines/kv/index.js';
+import { grantCommand, revokeCommand } from '../../src/engines/lease/index.js';
+import { type TtlOutcome, dkvPutCommand, dkvTxnCommand, expireKeysCommand, ttlLimits, ttlOutcome } from '../../src/engines/ttl/index.js';
+import { dkvType, etcdType } from '../../src/etcd-proto.js';
+import { type ShardStateMachine, composeStateMachine, encodeEnvelope, kvEngineOf, leaseEngineOf, ttlEngineOf } from '../../src/runtime/index.js';
+import { joinSnapshotFrames } from '../../storage/index.js';
 
 const PutRequest = etcdType('etcdserverpb.PutRequest');
 const DeleteRangeRequest = etcdType('etcdserverpb.DeleteRangeRequest');

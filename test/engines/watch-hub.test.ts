@@ -1,7 +1,7 @@
 /** The watch engine's catch-up: bounded pieces of history, whole revisions, nothing lost. */
 import { describe, expect, it } from 'vitest';
-import { WatchHub, Watcher, type WatchSink, watchLimits } from '../../src/engines/watch/index';
-import { MvccStore, type MvccEvent } from '../../storage/index';
+import { WatchHub, Watcher, type WatchSink, watchLimits } from '../../src/engines/watch/index.js';
+import { MvccStore, type MvccEvent } from '../../storage/index.js';
 
 class RecordingSink implements WatchSink {
   readonly deliveries: MvccEvent[][] = [];

@@ -1,8 +1,8 @@
 /** The expiration engine's time wheel: unit cases, then random histories against a plain list. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { TimeWheel, type TimeWheelOptions, type WheelTimer, wheelLimits } from '../../src/engines/expiry/index';
-import { RaftAssertionError } from '../../raft/index';
+import { TimeWheel, type TimeWheelOptions, type WheelTimer, wheelLimits } from '../../src/engines/expiry/index.js';
+import { RaftAssertionError } from '../../raft/index.js';
 
 const { wheelLevels, wheelSlotsPerAdvanceMax, wheelSlotsPerLevel, wheelTimersDuePerAdvanceMax, wheelTimersMovedPerAdvanceMax } = wheelLimits;
 /** Ticks in one turn of the top level: deadlines past it go to the overflow. */

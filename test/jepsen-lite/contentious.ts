@@ -1,6 +1,6 @@
 /** Scenarios with contentious elections: five nodes, short timeouts, a slow and lossy network. */
 import fc from 'fast-check';
-import { scenarioArbitrary, type SimScenario } from '../../jepsen-lite/sim/index';
+import { scenarioArbitrary, type SimScenario } from '../../jepsen-lite/sim/index.js';
 
 export const contentiousScenarios: fc.Arbitrary<SimScenario> = scenarioArbitrary.map(
   (s): SimScenario => ({

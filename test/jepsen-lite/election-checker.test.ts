@@ -6,8 +6,8 @@
  * alive, a proclaim acknowledged by a non-leader, and more), naming the evidence.
  */
 import { describe, expect, it } from 'vitest';
-import { type ObservedLeader, type ObserverSegment, type WatchHistory, checkElection, checkLinearizability, electionLockOperations } from '../../jepsen-lite/check/index';
-import type { ElectionInput, ElectionOutput, Operation } from '../../jepsen-lite/history';
+import { type ObservedLeader, type ObserverSegment, type WatchHistory, checkElection, checkLinearizability, electionLockOperations } from '../../jepsen-lite/check/index.js';
+import type { ElectionInput, ElectionOutput, Operation } from '../../jepsen-lite/history.js';
 
 const prefix = 'E/';
 const encoder = new TextEncoder();

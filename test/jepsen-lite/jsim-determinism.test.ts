@@ -4,13 +4,13 @@
  * snapshots, the fault plan) do what they say.
  */
 import { describe, expect, it } from 'vitest';
-import { SIM_DEFAULTS, SimCluster } from '../../jepsen-lite/sim/cluster';
-import { DEFAULT_FAULT_PLAN, faultPlanFor, runJepsenSim, simFaultKinds } from '../../jepsen-lite/sim/jepsen/index';
-import { jepsenSimCommand } from '../../jepsen-lite/sim/jepsen/command';
-import { composeStateMachine, kvEngineOf } from '../../src/runtime/index';
-import { KvCommandKind, kvCommand } from '../../src/engines/kv/index';
-import { etcdType } from '../../src/etcd-proto';
-import type { MvccStore } from '../../storage/index';
+import { SIM_DEFAULTS, SimCluster } from '../../jepsen-lite/sim/cluster.js';
+import { DEFAULT_FAULT_PLAN, faultPlanFor, runJepsenSim, simFaultKinds } from '../../jepsen-lite/sim/jepsen/index.js';
+import { jepsenSimCommand } from '../../jepsen-lite/sim/jepsen/command.js';
+import { composeStateMachine, kvEngineOf } from '../../src/runtime/index.js';
+import { KvCommandKind, kvCommand } from '../../src/engines/kv/index.js';
+import { etcdType } from '../../src/etcd-proto.js';
+import type { MvccStore } from '../../storage/index.js';
 
 describe('jepsen sim determinism', () => {
   it('the same seed gives the same history, faults and trace', async () => {

@@ -4,7 +4,7 @@
  * runs Raft in; the `cause` says what broke, for whoever sees it fail again.
  */
 import { describe, expect, it } from 'vitest';
-import { type JepsenSimOptions, describeOutcome, runJepsenSim } from '../../jepsen-lite/sim/jepsen/index';
+import { type JepsenSimOptions, describeOutcome, runJepsenSim } from '../../jepsen-lite/sim/jepsen/index.js';
 
 interface FoundSeed {
   readonly options: JepsenSimOptions;

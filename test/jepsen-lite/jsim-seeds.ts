@@ -4,8 +4,8 @@
  * watch guarantee kept, replicas converged.
  */
 import { expect, it } from 'vitest';
-import { describeOutcome, runJepsenSim } from '../../jepsen-lite/sim/jepsen/index';
-import type { WorkloadName } from '../../jepsen-lite/workload/index';
+import { describeOutcome, runJepsenSim } from '../../jepsen-lite/sim/jepsen/index.js';
+import type { WorkloadName } from '../../jepsen-lite/workload/index.js';
 
 /** Generous: these histories check in well under a second; a budget overrun must not pass as ok. */
 const checkBudgetMs = 20_000;

@@ -6,7 +6,7 @@
  * cluster, replicas converged with no lease or holder key left.
  */
 import { expect, it } from 'vitest';
-import { runLeaseSim } from '../../jepsen-lite/sim/jepsen/index';
+import { runLeaseSim } from '../../jepsen-lite/sim/jepsen/index.js';
 
 export function leaseSimSeeds(options: { first: number; count: number; durationMs: number }): void {
   it(`${options.count} seeds of the lease workload under faults: the lease promise holds`, async () => {

@@ -18,7 +18,7 @@ import {
   leaseClockOffsetMsMax,
   livenessSlackMs,
   runLeaseSim,
-} from '../../jepsen-lite/sim/jepsen/index';
+} from '../../jepsen-lite/sim/jepsen/index.js';
 
 describe('lease sim determinism', () => {
   it('the same seed gives the same requests, leases, leaders, faults and trace', async () => {

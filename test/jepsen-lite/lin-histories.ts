@@ -3,7 +3,7 @@
  * histories, and a generator that runs a sequential reference implementation under random
  * concurrency, so every op's call/return window contains the moment it took effect.
  */
-import type { KvCompare, KvInput, KvOutput, KvRequest, KvResult, ModelName, Operation } from '../../jepsen-lite/history';
+import type { KvCompare, KvInput, KvOutput, KvRequest, KvResult, ModelName, Operation } from '../../jepsen-lite/history.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hand-written histories

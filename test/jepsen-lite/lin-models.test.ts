@@ -5,9 +5,9 @@
  * set read missing an acknowledged add) must be caught, with the blocked ops named.
  */
 import { describe, expect, it } from 'vitest';
-import { checkLinearizability } from '../../jepsen-lite/check/index';
-import type { ModelName, Operation } from '../../jepsen-lite/history';
-import { failed, info, ok } from './lin-histories';
+import { checkLinearizability } from '../../jepsen-lite/check/index.js';
+import type { ModelName, Operation } from '../../jepsen-lite/history.js';
+import { failed, info, ok } from './lin-histories.js';
 
 function verdict(model: ModelName, history: Operation[]): string {
   return checkLinearizability(model, history).verdict;

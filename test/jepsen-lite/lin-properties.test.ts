@@ -6,9 +6,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type AnyModel, checkLinearizability, models } from '../../jepsen-lite/check/index';
-import type { ModelName, Operation } from '../../jepsen-lite/history';
-import { Random, generateHistory, info, kvReference, mutateRead, ok, references, registerReference } from './lin-histories';
+import { type AnyModel, checkLinearizability, models } from '../../jepsen-lite/check/index.js';
+import type { ModelName, Operation } from '../../jepsen-lite/history.js';
+import { Random, generateHistory, info, kvReference, mutateRead, ok, references, registerReference } from './lin-histories.js';
 
 const modelNames: readonly ModelName[] = ['register', 'kv', 'set', 'counter', 'lock'];
 /** Runs per model property (each builds and checks two histories of up to 80 ops). */

@@ -8,11 +8,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { checkLinearizability } from '../../jepsen-lite/check/index';
-import type { CounterInput, CounterOutput, Operation } from '../../jepsen-lite/history';
-import { jepsenRunCommand } from '../../jepsen-lite/real/command';
-import { CounterGenerator, counterDeltaMax, fromCounterResponse, toCounterCall } from '../../jepsen-lite/workload/index';
-import { SeededPrng } from '../../raft/index';
+import { checkLinearizability } from '../../jepsen-lite/check/index.js';
+import type { CounterInput, CounterOutput, Operation } from '../../jepsen-lite/history.js';
+import { jepsenRunCommand } from '../../jepsen-lite/real/command.js';
+import { CounterGenerator, counterDeltaMax, fromCounterResponse, toCounterCall } from '../../jepsen-lite/workload/index.js';
+import { SeededPrng } from '../../raft/index.js';
 
 let nextId = 0;
 

@@ -11,11 +11,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { ElectionResult } from '../../jepsen-lite/check/index';
-import { defaultEtcdBin } from '../../jepsen-lite/real/cluster';
-import { jepsenRunCommand, parseJepsenRunArgs } from '../../jepsen-lite/real/command';
-import { electionObservers } from '../../jepsen-lite/real/election-clients';
-import { parseHistoryJson } from '../../jepsen-lite/report/index';
+import type { ElectionResult } from '../../jepsen-lite/check/index.js';
+import { defaultEtcdBin } from '../../jepsen-lite/real/cluster.js';
+import { jepsenRunCommand, parseJepsenRunArgs } from '../../jepsen-lite/real/command.js';
+import { electionObservers } from '../../jepsen-lite/real/election-clients.js';
+import { parseHistoryJson } from '../../jepsen-lite/report/index.js';
 
 interface Results {
   verdict: string;

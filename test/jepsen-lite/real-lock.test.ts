@@ -13,13 +13,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type PausedHolder, type WatchHistory, checkFencing, checkLinearizability, fenceStaleError, pauseOutcomes } from '../../jepsen-lite/check/index';
-import type { LockInput, LockOutput, Operation, UnfencedWriteInput, UnfencedWriteOutput } from '../../jepsen-lite/history';
-import { jepsenRunCommand, parseJepsenRunArgs } from '../../jepsen-lite/real/command';
-import { healedTailFraction, holderPauseFirstAfterHoldMs, holderPauseTtlFactorMax, holderPauseTtlFactorMin, planHolderPauses } from '../../jepsen-lite/real/nemesis';
-import { processState } from '../../jepsen-lite/real/proc-state';
-import { runReal } from '../../jepsen-lite/real/run';
-import { parseHistoryJson } from '../../jepsen-lite/report/index';
+import { type PausedHolder, type WatchHistory, checkFencing, checkLinearizability, fenceStaleError, pauseOutcomes } from '../../jepsen-lite/check/index.js';
+import type { LockInput, LockOutput, Operation, UnfencedWriteInput, UnfencedWriteOutput } from '../../jepsen-lite/history.js';
+import { jepsenRunCommand, parseJepsenRunArgs } from '../../jepsen-lite/real/command.js';
+import { healedTailFraction, holderPauseFirstAfterHoldMs, holderPauseTtlFactorMax, holderPauseTtlFactorMin, planHolderPauses } from '../../jepsen-lite/real/nemesis.js';
+import { processState } from '../../jepsen-lite/real/proc-state.js';
+import { runReal } from '../../jepsen-lite/real/run.js';
+import { parseHistoryJson } from '../../jepsen-lite/report/index.js';
 
 // ---- Crafted histories ------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { jepsenRunCommand } from '../../jepsen-lite/real/command';
+import { jepsenRunCommand } from '../../jepsen-lite/real/command.js';
 
 const runSeconds = 20;
 const out = mkdtempSync(join(tmpdir(), 'jepsen-membership-'));

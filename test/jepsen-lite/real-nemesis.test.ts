@@ -13,7 +13,7 @@ import {
   healedTailFraction,
   planFaults,
   warmupMs,
-} from '../../jepsen-lite/real/nemesis';
+} from '../../jepsen-lite/real/nemesis.js';
 
 const runMs = 60_000;
 

@@ -5,8 +5,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { type AddressInfo, type Server, type Socket, connect, createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { identifyDialer, socketInodes } from '../../jepsen-lite/real/proc-sockets';
-import { ProxyNetwork } from '../../jepsen-lite/real/proxy';
+import { identifyDialer, socketInodes } from '../../jepsen-lite/real/proc-sockets.js';
+import { ProxyNetwork } from '../../jepsen-lite/real/proxy.js';
 
 /** How long "nothing arrives" is watched for. */
 const quietMs = 300;

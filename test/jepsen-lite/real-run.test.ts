@@ -7,9 +7,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { jepsenRunCommand } from '../../jepsen-lite/real/command';
-import { opTimeoutMs } from '../../jepsen-lite/real/clients';
-import { parseHistoryJson } from '../../jepsen-lite/report/index';
+import { jepsenRunCommand } from '../../jepsen-lite/real/command.js';
+import { opTimeoutMs } from '../../jepsen-lite/real/clients.js';
+import { parseHistoryJson } from '../../jepsen-lite/report/index.js';
 
 const runSeconds = 32;
 const seed = 8;

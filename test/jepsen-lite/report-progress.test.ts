@@ -4,7 +4,7 @@
  */
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { ProgressBar, renderHtml } from '../../jepsen-lite/report/index';
+import { ProgressBar, renderHtml } from '../../jepsen-lite/report/index.js';
 
 class Capture extends Writable {
   text = '';

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { WatchRecord } from '../../jepsen-lite/check/index';
-import type { FaultWindow, Operation } from '../../jepsen-lite/history';
+import type { WatchRecord } from '../../jepsen-lite/check/index.js';
+import type { FaultWindow, Operation } from '../../jepsen-lite/history.js';
 import {
   bytesMarker,
   decodeBytes,
@@ -23,7 +23,7 @@ import {
   type RunHistory,
   type RunInfo,
   type RunResults,
-} from '../../jepsen-lite/report/index';
+} from '../../jepsen-lite/report/index.js';
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 const dirs: string[] = [];

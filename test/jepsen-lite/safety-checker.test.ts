@@ -1,8 +1,8 @@
 /** Each safety check of the simulator must be able to fail: fed a violation, it reports it. */
 import { describe, expect, it } from 'vitest';
-import type { Entry, Raft } from '../../raft/index';
-import { SafetyChecker, SafetyViolation } from '../../jepsen-lite/sim/index';
-import { CHAIN_START, extendChain } from '../../jepsen-lite/sim/safety';
+import type { Entry, Raft } from '../../raft/index.js';
+import { SafetyChecker, SafetyViolation } from '../../jepsen-lite/sim/index.js';
+import { CHAIN_START, extendChain } from '../../jepsen-lite/sim/safety.js';
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 const entry = (index: number, term: number, data = `e${index}`): Entry => ({ index, term, type: 'normal', data: bytes(data) });

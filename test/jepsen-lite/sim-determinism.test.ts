@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { runScenario, scenarioForSeed } from '../../jepsen-lite/sim/index';
-import { contentiousSample } from './contentious';
+import { runScenario, scenarioForSeed } from '../../jepsen-lite/sim/index.js';
+import { contentiousSample } from './contentious.js';
 
 describe('simulation determinism', () => {
   it('a numbered seed always yields the same scenario', () => {

@@ -5,8 +5,8 @@
  */
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
-import { describeFailure, saveFailure } from '../../jepsen-lite/sim/failures';
-import { runScenario, scenarioArbitrary } from '../../jepsen-lite/sim/index';
+import { describeFailure, saveFailure } from '../../jepsen-lite/sim/failures.js';
+import { runScenario, scenarioArbitrary } from '../../jepsen-lite/sim/index.js';
 
 export function simulateSeeds(options: { baseSeed: number; runs: number }): void {
   const seed = process.env.SIM_SEED === undefined ? options.baseSeed : Number(process.env.SIM_SEED) + options.baseSeed;

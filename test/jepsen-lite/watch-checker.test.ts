@@ -21,7 +21,7 @@ import {
   type WatchParams,
   type WatchRecord,
   type WatchResponse,
-} from '../../jepsen-lite/check/index';
+} from '../../jepsen-lite/check/index.js';
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 

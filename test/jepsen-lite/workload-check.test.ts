@@ -7,11 +7,11 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SeededPrng } from '../../raft/index';
-import { composeStateMachine } from '../../src/runtime/index';
-import { checkLinearizability } from '../../jepsen-lite/check/index';
-import type { Operation } from '../../jepsen-lite/history';
-import { Generator, applyCall, fromEtcdResponse, modelOf, toEtcdCall, type WorkloadName } from '../../jepsen-lite/workload/index';
+import { SeededPrng } from '../../raft/index.js';
+import { composeStateMachine } from '../../src/runtime/index.js';
+import { checkLinearizability } from '../../jepsen-lite/check/index.js';
+import type { Operation } from '../../jepsen-lite/history.js';
+import { Generator, applyCall, fromEtcdResponse, modelOf, toEtcdCall, type WorkloadName } from '../../jepsen-lite/workload/index.js';
 
 const OPS = 120;
 const PROCESSES = 3;

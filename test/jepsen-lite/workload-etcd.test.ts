@@ -7,10 +7,10 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SeededPrng } from '../../raft/index';
-import { composeStateMachine } from '../../src/runtime/index';
-import { etcdType } from '../../src/etcd-proto';
-import type { KvCompare, KvInput, KvOutput, KvRequest, KvResult, RegisterInput, RegisterOutput } from '../../jepsen-lite/history';
+import { SeededPrng } from '../../raft/index.js';
+import { composeStateMachine } from '../../src/runtime/index.js';
+import { etcdType } from '../../src/etcd-proto.js';
+import type { KvCompare, KvInput, KvOutput, KvRequest, KvResult, RegisterInput, RegisterOutput } from '../../jepsen-lite/history.js';
 import {
   EtcdCallError,
   Generator,
@@ -24,7 +24,7 @@ import {
   type EtcdResponse,
   type WorkloadInput,
   type WorkloadName,
-} from '../../jepsen-lite/workload/index';
+} from '../../jepsen-lite/workload/index.js';
 
 const seeded = (seed: number): (() => number) => {
   const prng = new SeededPrng(seed);

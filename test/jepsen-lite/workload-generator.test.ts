@@ -3,8 +3,8 @@
  * write, keys from the small set, txns on one or two keys with no key written twice in a branch.
  */
 import { describe, expect, it } from 'vitest';
-import { SeededPrng } from '../../raft/index';
-import type { KvInput, RegisterInput } from '../../jepsen-lite/history';
+import { SeededPrng } from '../../raft/index.js';
+import type { KvInput, RegisterInput } from '../../jepsen-lite/history.js';
 import {
   Generator,
   kvMix,
@@ -14,7 +14,7 @@ import {
   workloadNames,
   type WorkloadInput,
   type WorkloadName,
-} from '../../jepsen-lite/workload/index';
+} from '../../jepsen-lite/workload/index.js';
 
 const seeded = (seed: number): (() => number) => {
   const prng = new SeededPrng(seed);

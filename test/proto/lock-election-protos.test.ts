@@ -4,7 +4,7 @@
  */
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
-import { etcdRoot } from '../../src/etcd-proto';
+import { etcdRoot } from '../../src/etcd-proto.js';
 
 /** etcd's messages: field number → "name type". */
 const messages: Record<string, Record<number, string>> = {

@@ -27,7 +27,7 @@ import {
   type Snapshot,
   LogUnavailableError,
   entryBytes,
-} from '../../raft/index';
+} from '../../raft/index.js';
 
 export interface ConformanceHarness {
   readonly storage: LogStorage;

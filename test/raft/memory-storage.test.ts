@@ -5,8 +5,8 @@ import {
   MemoryLogStorage,
   RaftAssertionError,
   decodeConfChange,
-} from '../../raft/index';
-import { describeLogStorageConformance } from './log-storage-conformance';
+} from '../../raft/index.js';
+import { describeLogStorageConformance } from './log-storage-conformance.js';
 
 describeLogStorageConformance('MemoryLogStorage', async () => {
   const store = new MemoryLogStorage();

@@ -14,7 +14,7 @@ import {
   RawNode,
   SeededPrng,
   limits,
-} from '../../raft/index';
+} from '../../raft/index.js';
 
 const none = new Uint8Array(0);
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);

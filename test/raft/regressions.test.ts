@@ -9,7 +9,7 @@ import {
   decodeConfChange,
   makeMessage,
   type Snapshot,
-} from '../../raft/index';
+} from '../../raft/index.js';
 
 describe('snapshot arriving while committed conf changes are being applied (sim seed 2526)', () => {
   const jointSnapshot: Snapshot = {

@@ -9,7 +9,7 @@
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runTranscript } from './scenario/harness';
+import { runTranscript } from './scenario/harness.js';
 
 const directory = join(import.meta.dirname, 'scenarios');
 const update = process.env.UPDATE_SCENARIOS === '1';

@@ -1,9 +1,9 @@
 /** The command envelope: exact round trips, the legacy format, stamping, and refusal of garbage. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ENVELOPE_HEADER_BYTES, EnvelopeDecodeError, decodeEnvelope, encodeEnvelope, envelopeOrigin } from '../../src/runtime/index';
-import { sameCommand, stampEnvelope } from '../../src/runtime/envelope';
-import { writeU64 } from '../../storage/index';
+import { ENVELOPE_HEADER_BYTES, EnvelopeDecodeError, decodeEnvelope, encodeEnvelope, envelopeOrigin } from '../../src/runtime/index.js';
+import { sameCommand, stampEnvelope } from '../../src/runtime/envelope.js';
+import { writeU64 } from '../../storage/index.js';
 
 const safeId = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
 const envelope = fc.record({

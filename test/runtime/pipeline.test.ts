@@ -4,13 +4,13 @@
  * deadline, on a leader change, on shutdown — and the limits refuse what would grow memory.
  */
 import { describe, expect, it } from 'vitest';
-import { SIM_DEFAULTS, SimCluster } from '../../jepsen-lite/sim/cluster';
-import { recordCommand } from '../../jepsen-lite/sim/record-engine';
-import { MemoryLogStorage, type Message, SeededPrng } from '../../raft/index';
-import { applyUpdate } from '../../jepsen-lite/sim/disk';
-import { RecordEngine } from '../../jepsen-lite/sim/record-engine';
-import type { RuntimeErrorCode, RuntimeStorage } from '../../src/runtime/index';
-import { NodeRuntime, RuntimeError, ShardStateMachine, runtimeLimits } from '../../src/runtime/index';
+import { SIM_DEFAULTS, SimCluster } from '../../jepsen-lite/sim/cluster.js';
+import { recordCommand } from '../../jepsen-lite/sim/record-engine.js';
+import { MemoryLogStorage, type Message, SeededPrng } from '../../raft/index.js';
+import { applyUpdate } from '../../jepsen-lite/sim/disk.js';
+import { RecordEngine } from '../../jepsen-lite/sim/record-engine.js';
+import type { RuntimeErrorCode, RuntimeStorage } from '../../src/runtime/index.js';
+import { NodeRuntime, RuntimeError, ShardStateMachine, runtimeLimits } from '../../src/runtime/index.js';
 
 const SHARD = 1;
 const requestTimeoutMs = 3000;

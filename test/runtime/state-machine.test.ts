@@ -4,11 +4,11 @@
  * every engine and are restored whole or not at all; an earlier build's data still loads.
  */
 import { describe, expect, it } from 'vitest';
-import type { Entry } from '../../raft/index';
-import { EngineId } from '../../src/engines/index';
-import { KvCommandKind, kvCommand, kvOutcome } from '../../src/engines/kv/index';
-import { MetaEngine, encodeMemberContext, publishAttributesCommand } from '../../src/engines/meta/index';
-import { etcdType } from '../../src/etcd-proto';
+import type { Entry } from '../../raft/index.js';
+import { EngineId } from '../../src/engines/index.js';
+import { KvCommandKind, kvCommand, kvOutcome } from '../../src/engines/kv/index.js';
+import { MetaEngine, encodeMemberContext, publishAttributesCommand } from '../../src/engines/meta/index.js';
+import { etcdType } from '../../src/etcd-proto.js';
 import {
   ShardStateMachine,
   SnapshotFormatError,
@@ -17,10 +17,10 @@ import {
   encodeEnvelope,
   kvEngineOf,
   metaEngineOf,
-} from '../../src/runtime/index';
-import type { EngineCommand } from '../../src/engines/index';
-import { encodeSnapshot, joinSnapshotFrames, MvccStore, writeU64 } from '../../storage/index';
-import { RecordEngine, recordCommand } from '../../jepsen-lite/sim/record-engine';
+} from '../../src/runtime/index.js';
+import type { EngineCommand } from '../../src/engines/index.js';
+import { encodeSnapshot, joinSnapshotFrames, MvccStore, writeU64 } from '../../storage/index.js';
+import { RecordEngine, recordCommand } from '../../jepsen-lite/sim/record-engine.js';
 
 const PutRequest = etcdType('etcdserverpb.PutRequest');
 const put = (key: string, value: string): EngineCommand => kvCommand(KvCommandKind.Put, PutRequest.encode({ key: Buffer.from(key), value: Buffer.from(value) }).finish());

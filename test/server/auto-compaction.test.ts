@@ -5,13 +5,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { EngineCommand } from '../../src/engines/index';
-import { KvCommandKind, kvCommand } from '../../src/engines/kv/index';
-import { etcdType } from '../../src/etcd-proto';
-import { type Applied, type ShardHandle, composeStateMachine, encodeEnvelope, kvEngineOf } from '../../src/runtime/index';
-import { AutoCompactor, autoCompactionCheckMs } from '../../src/server/auto-compaction';
-import type { AutoCompactionConfig } from '../../src/server/config';
-import { TestCluster, etcdctl, waitUntil } from './cluster-harness';
+import type { EngineCommand } from '../../src/engines/index.js';
+import { KvCommandKind, kvCommand } from '../../src/engines/kv/index.js';
+import { etcdType } from '../../src/etcd-proto.js';
+import { type Applied, type ShardHandle, composeStateMachine, encodeEnvelope, kvEngineOf } from '../../src/runtime/index.js';
+import { AutoCompactor, autoCompactionCheckMs } from '../../src/server/auto-compaction.js';
+import type { AutoCompactionConfig } from '../../src/server/config.js';
+import { TestCluster, etcdctl, waitUntil } from './cluster-harness.js';
 
 const PutRequest = etcdType('etcdserverpb.PutRequest');
 const self = 7;

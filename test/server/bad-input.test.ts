@@ -8,11 +8,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { etcdType } from '../../src/etcd-proto';
-import { peerStreamPath } from '../../src/server/peer/index';
-import { type Decoded, type EtcdChannel, methodPath } from '../../src/client/index';
-import { etcdChannel, TestCluster, waitUntil } from './cluster-harness';
-import { WatchClient } from './watch-client';
+import { etcdType } from '../../src/etcd-proto.js';
+import { peerStreamPath } from '../../src/server/peer/index.js';
+import { type Decoded, type EtcdChannel, methodPath } from '../../src/client/index.js';
+import { etcdChannel, TestCluster, waitUntil } from './cluster-harness.js';
+import { WatchClient } from './watch-client.js';
 
 /** etcd's default --max-request-bytes, which DKV keeps. */
 const MAX_REQUEST_BYTES = 1_572_864;

@@ -8,8 +8,8 @@ import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EtcdChannel, type EtcdChannelOptions } from '../../src/client/index';
-import { devClusterLayout, type DevNode } from '../../src/server/config';
+import { EtcdChannel, type EtcdChannelOptions } from '../../src/client/index.js';
+import { devClusterLayout, type DevNode } from '../../src/server/config.js';
 
 const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 

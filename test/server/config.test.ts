@@ -10,8 +10,8 @@ import {
   parseServerConfig,
   serverHelp,
   wantsHelp,
-} from '../../src/server/config';
-import { memberIdOf } from '../../src/cluster/index';
+} from '../../src/server/config.js';
+import { memberIdOf } from '../../src/cluster/index.js';
 
 const tempDir = mkdtempSync(join(tmpdir(), 'dkv-config-'));
 afterAll(() => rmSync(tempDir, { recursive: true, force: true }));

@@ -8,9 +8,9 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DkvClient, type Decoded, type EtcdChannel, type RpcError, type WatchedEvent, grpcStatus, longsAsStrings } from '../../src/client/index';
-import { TestCluster, etcdChannel, etcdctl, waitUntil } from './cluster-harness';
-import { WatchClient } from './watch-client';
+import { DkvClient, type Decoded, type EtcdChannel, type RpcError, type WatchedEvent, grpcStatus, longsAsStrings } from '../../src/client/index.js';
+import { TestCluster, etcdChannel, etcdctl, waitUntil } from './cluster-harness.js';
+import { WatchClient } from './watch-client.js';
 
 const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 const INT64_MAX = 2n ** 63n - 1n;

@@ -8,7 +8,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RealEtcd, TestCluster, etcdctl } from './cluster-harness';
+import { RealEtcd, TestCluster, etcdctl } from './cluster-harness.js';
 
 /** [args, stdin] — each step's stdout, stderr's last line and exit status are compared. */
 const SCRIPT: Array<[string[], string?]> = [

@@ -9,7 +9,7 @@ import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { TestCluster, etcdctl, freeBase, waitUntil } from './cluster-harness';
+import { TestCluster, etcdctl, freeBase, waitUntil } from './cluster-harness.js';
 
 const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 const dir = mkdtempSync(join(tmpdir(), 'dkv-etcd-flags-'));

@@ -5,7 +5,7 @@
  */
 import { Etcd3, GRPCInvalidArgumentError, GRPCOutOfRangeError } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, waitUntil } from './cluster-harness';
+import { TestCluster, waitUntil } from './cluster-harness.js';
 
 let cluster: TestCluster;
 let client: Etcd3;

@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, etcdChannel, etcdctl, freeBase, waitUntil } from './cluster-harness';
+import { TestCluster, etcdChannel, etcdctl, freeBase, waitUntil } from './cluster-harness.js';
 
 const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 

@@ -10,15 +10,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Entry, SeededPrng, encodeConfChange } from '../../raft/index';
-import { LevelLogStore } from '../../storage/index';
-import { composeStateMachine, kvEngineOf } from '../../src/runtime/index';
-import { type KvApplied, KvCommandKind, kvCommand, kvOutcome } from '../../src/engines/kv/index';
-import { etcdType } from '../../src/etcd-proto';
-import { type Applied, NodeRuntime, encodeEnvelope, firstRequestId } from '../../src/runtime/index';
-import { Ticker, immediateScheduler, levelStorage, wallClock } from '../../src/server/runtime-host';
-import type { Decoded, EtcdChannel } from '../../src/client/index';
-import { etcdChannel, TestCluster, prefixEnd, waitUntil } from './cluster-harness';
+import { type Entry, SeededPrng, encodeConfChange } from '../../raft/index.js';
+import { LevelLogStore } from '../../storage/index.js';
+import { composeStateMachine, kvEngineOf } from '../../src/runtime/index.js';
+import { type KvApplied, KvCommandKind, kvCommand, kvOutcome } from '../../src/engines/kv/index.js';
+import { etcdType } from '../../src/etcd-proto.js';
+import { type Applied, NodeRuntime, encodeEnvelope, firstRequestId } from '../../src/runtime/index.js';
+import { Ticker, immediateScheduler, levelStorage, wallClock } from '../../src/server/runtime-host.js';
+import type { Decoded, EtcdChannel } from '../../src/client/index.js';
+import { etcdChannel, TestCluster, prefixEnd, waitUntil } from './cluster-harness.js';
 
 const KEY_PREFIX = 'fo/';
 /** Writers per endpoint (each has one put in flight at a time). */

@@ -8,10 +8,10 @@ import { spawnSync } from 'node:child_process';
 import http2 from 'node:http2';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { methodCodec, longsAsStrings } from '../../src/client/index';
-import { etcdType } from '../../src/etcd-proto';
-import { leaseKeepAlivesPendingPerStreamMax } from '../../src/server/limits';
-import { TestCluster, etcdChannel, etcdctl, prefixEnd, waitUntil } from './cluster-harness';
+import { methodCodec, longsAsStrings } from '../../src/client/index.js';
+import { etcdType } from '../../src/etcd-proto.js';
+import { leaseKeepAlivesPendingPerStreamMax } from '../../src/server/limits.js';
+import { TestCluster, etcdChannel, etcdctl, prefixEnd, waitUntil } from './cluster-harness.js';
 
 let cluster: TestCluster;
 const run = (args: string[], endpoints = cluster.endpoints) => etcdctl(endpoints, args);

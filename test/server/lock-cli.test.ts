@@ -10,9 +10,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../src/cli/main';
-import { type Decoded, type EtcdChannel, longsAsStrings, methodCodec } from '../../src/client/index';
-import { TestCluster, etcdChannel, prefixEnd, waitUntil } from './cluster-harness';
+import { main } from '../../src/cli/main.js';
+import { type Decoded, type EtcdChannel, longsAsStrings, methodCodec } from '../../src/client/index.js';
+import { TestCluster, etcdChannel, prefixEnd, waitUntil } from './cluster-harness.js';
 
 const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 /** How long a condition may take on a loaded machine (each dkv process takes 1–2 s to start). */

@@ -9,8 +9,8 @@
  * purpose, the test states etcd's behaviour and DKV's explicitly, after the transcript.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Decoded, type EtcdChannel, type RpcError, longsAsStrings, methodCodec } from '../../src/client/index';
-import { RealEtcd, TestCluster, etcdChannel, prefixEnd, waitUntil } from './cluster-harness';
+import { type Decoded, type EtcdChannel, type RpcError, longsAsStrings, methodCodec } from '../../src/client/index.js';
+import { RealEtcd, TestCluster, etcdChannel, prefixEnd, waitUntil } from './cluster-harness.js';
 
 let etcd: RealEtcd;
 let dkv: TestCluster;

@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3, EtcdLockFailedError } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Decoded, type EtcdChannel, type RpcError, grpcStatus, longsAsStrings, methodCodec } from '../../src/client/index';
-import { lockNameBytesMax, shutdownGraceMs } from '../../src/server/limits';
-import { TestCluster, etcdChannel, prefixEnd, waitUntil } from './cluster-harness';
+import { type Decoded, type EtcdChannel, type RpcError, grpcStatus, longsAsStrings, methodCodec } from '../../src/client/index.js';
+import { lockNameBytesMax, shutdownGraceMs } from '../../src/server/limits.js';
+import { TestCluster, etcdChannel, prefixEnd, waitUntil } from './cluster-harness.js';
 
 let cluster: TestCluster;
 /** One channel per node. */

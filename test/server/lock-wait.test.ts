@@ -6,11 +6,11 @@
  * its own is left, and says when its own key is gone.
  */
 import { describe, expect, it } from 'vitest';
-import { EngineId } from '../../src/engines/index';
-import { WatchHub } from '../../src/engines/watch/index';
-import type { ShardHandle } from '../../src/runtime/index';
-import { type ConcurrencyContext, type Joined, namePrefix, sessionKey, waitForTurn } from '../../src/server/concurrency';
-import { MvccStore } from '../../storage/index';
+import { EngineId } from '../../src/engines/index.js';
+import { WatchHub } from '../../src/engines/watch/index.js';
+import type { ShardHandle } from '../../src/runtime/index.js';
+import { type ConcurrencyContext, type Joined, namePrefix, sessionKey, waitForTurn } from '../../src/server/concurrency.js';
+import { MvccStore } from '../../storage/index.js';
 
 /** A shard of one node's state: its store and watch engine; a ReadIndex round would fail the test. */
 function oneNode(): { store: MvccStore; shard: ShardHandle; ctx: ConcurrencyContext; readRounds: () => number } {

@@ -10,7 +10,7 @@
  * etcd, dkv1 on DKV), the health check's duration.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RealEtcd, TestCluster, etcdctl, freeBase } from './cluster-harness';
+import { RealEtcd, TestCluster, etcdctl, freeBase } from './cluster-harness.js';
 
 let etcd: RealEtcd;
 let dkv: TestCluster;

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, etcdctl, freeBase, waitUntil } from './cluster-harness';
+import { TestCluster, etcdctl, freeBase, waitUntil } from './cluster-harness.js';
 
 const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 

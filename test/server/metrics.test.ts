@@ -11,7 +11,7 @@ import {
   formatNumber,
   metricsContentType,
   startMetricsServer,
-} from '../../src/server/metrics';
+} from '../../src/server/metrics.js';
 
 describe('text exposition format 0.0.4', () => {
   it('renders counters and gauges with HELP and TYPE lines (golden)', () => {

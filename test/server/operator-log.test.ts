@@ -1,10 +1,10 @@
 /** The operator's log lines: start-up summary, membership changes, recovery, versions, line format. */
 import { describe, expect, it } from 'vitest';
-import { parseServerConfig } from '../../src/server/config';
-import { formatId } from '../../src/cluster/index';
-import { formatLogLine } from '../../src/server/logger';
-import { MembershipLog, RecoveryLog, memberChanges, startKindOf, startupLines } from '../../src/server/operator-log';
-import { dkvVersion, versionText } from '../../src/server/version';
+import { parseServerConfig } from '../../src/server/config.js';
+import { formatId } from '../../src/cluster/index.js';
+import { formatLogLine } from '../../src/server/logger.js';
+import { MembershipLog, RecoveryLog, memberChanges, startKindOf, startupLines } from '../../src/server/operator-log.js';
+import { dkvVersion, versionText } from '../../src/server/version.js';
 
 const member = (id: number, name: string, isLearner = false) => ({ id, name, peerUrls: [`http://10.0.0.${id % 250}:2380`], isLearner });
 

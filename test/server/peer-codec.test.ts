@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { makeMessage, type Entry, type Message, type Snapshot } from '../../raft/index';
+import { makeMessage, type Entry, type Message, type Snapshot } from '../../raft/index.js';
 import {
   PeerProtocolError,
   batchFrameBytes,
@@ -18,7 +18,7 @@ import {
   wireMessageTypes,
   type PeerAnswer,
   type ShardMessage,
-} from '../../src/server/peer/index';
+} from '../../src/server/peer/index.js';
 
 const u64 = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
 const smallU64 = fc.integer({ min: 0, max: 1000 });

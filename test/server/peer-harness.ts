@@ -2,8 +2,8 @@
  * Shared helpers of the peer transport tests: real transports on loopback, with everything they
  * report recorded.
  */
-import { makeMessage, type Message, type MessageType } from '../../raft/index';
-import { PeerTransport, type PeerTlsOptions, type ShardMessage } from '../../src/server/peer/index';
+import { makeMessage, type Message, type MessageType } from '../../raft/index.js';
+import { PeerTransport, type PeerTlsOptions, type ShardMessage } from '../../src/server/peer/index.js';
 
 export interface Received {
   readonly from: number;

@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { makeMessage } from '../../raft/index';
-import { peerLimits } from '../../src/server/peer/index';
-import { startMesh, stopAll, waitFor, type TestNode } from './peer-harness';
+import { makeMessage } from '../../raft/index.js';
+import { peerLimits } from '../../src/server/peer/index.js';
+import { startMesh, stopAll, waitFor, type TestNode } from './peer-harness.js';
 
 describe('peer transport limits and backpressure', () => {
   it('beyond the per-peer queue limit messages are dropped and reported; the rest arrive in order', async () => {

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
-import { makeMessage } from '../../raft/index';
-import { reconnectDelayMs, peerLimits } from '../../src/server/peer/index';
-import { app, nextTurn, seeded, startMesh, startNode, stopAll, waitFor, type TestNode } from './peer-harness';
+import { makeMessage } from '../../raft/index.js';
+import { reconnectDelayMs, peerLimits } from '../../src/server/peer/index.js';
+import { app, nextTurn, seeded, startMesh, startNode, stopAll, waitFor, type TestNode } from './peer-harness.js';
 
 describe('peer transport reconnects', () => {
   it('backoff starts near 50 ms, doubles, stays within [50 ms, 2 s] and is jittered', () => {

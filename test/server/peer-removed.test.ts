@@ -5,8 +5,8 @@
  * anyone who reaches the peer port.
  */
 import { describe, expect, it } from 'vitest';
-import { queryCluster } from '../../src/server/peer/index';
-import { startNode, stopAll, waitFor } from './peer-harness';
+import { queryCluster } from '../../src/server/peer/index.js';
+import { startNode, stopAll, waitFor } from './peer-harness.js';
 
 const probe = { afterMs: 200, intervalMs: 200 };
 

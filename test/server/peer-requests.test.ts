@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { makeMessage } from '../../raft/index';
+import { makeMessage } from '../../raft/index.js';
 import {
   PeerRequestError,
   PeerRequestRefusal,
@@ -12,8 +12,8 @@ import {
   peerStreamPath,
   type PeerRequestErrorCode,
   type PeerRequestReach,
-} from '../../src/server/peer/index';
-import { app, nextTurn, seeded, startNode, stopAll, waitFor, type TestNode } from './peer-harness';
+} from '../../src/server/peer/index.js';
+import { app, nextTurn, seeded, startNode, stopAll, waitFor, type TestNode } from './peer-harness.js';
 
 type Handler = (from: number, payload: Uint8Array) => Promise<Uint8Array>;
 

@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { makeMessage, type Message } from '../../raft/index';
-import { peerLimits } from '../../src/server/peer/index';
-import { app, startMesh, stopAll, waitFor, type TestNode } from './peer-harness';
+import { makeMessage, type Message } from '../../raft/index.js';
+import { peerLimits } from '../../src/server/peer/index.js';
+import { app, startMesh, stopAll, waitFor, type TestNode } from './peer-harness.js';
 
 function snapMessage(from: number, to: number, index: number, data: Uint8Array): Message {
   return makeMessage({

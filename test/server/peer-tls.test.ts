@@ -3,8 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { PeerTlsOptions } from '../../src/server/peer/index';
-import { app, nextTurn, startNode, stopAll, waitFor, type TestNode } from './peer-harness';
+import type { PeerTlsOptions } from '../../src/server/peer/index.js';
+import { app, nextTurn, startNode, stopAll, waitFor, type TestNode } from './peer-harness.js';
 
 let dir = '';
 

@@ -1,9 +1,9 @@
 import { describe, it, expect } from 'vitest';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { makeMessage } from '../../raft/index';
-import { peerStreamPath, encodeHello, peerLimits } from '../../src/server/peer/index';
-import { app, nextTurn, startMesh, startNode, stopAll, waitFor, type TestNode } from './peer-harness';
+import { makeMessage } from '../../raft/index.js';
+import { peerStreamPath, encodeHello, peerLimits } from '../../src/server/peer/index.js';
+import { app, nextTurn, startMesh, startNode, stopAll, waitFor, type TestNode } from './peer-harness.js';
 
 describe('peer transport', () => {
   it('three nodes exchange batches for several shards, in order, one frame per turn per peer', async () => {

@@ -5,8 +5,8 @@
  * delivered, so the consumer's view equals the store's.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DkvClient, type WatchedEvent, type WatchedKeyValue } from '../../src/client/index';
-import { etcdChannel, TestCluster, etcdctl, waitUntil } from './cluster-harness';
+import { DkvClient, type WatchedEvent, type WatchedKeyValue } from '../../src/client/index.js';
+import { etcdChannel, TestCluster, etcdctl, waitUntil } from './cluster-harness.js';
 
 let cluster: TestCluster;
 

@@ -11,7 +11,7 @@
  * refusal differs (etcd counts its bbolt file, DKV the store's memory) and is not compared.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RealEtcd, TestCluster, etcdctl } from './cluster-harness';
+import { RealEtcd, TestCluster, etcdctl } from './cluster-harness.js';
 
 const quota = ['--quota-backend-bytes=2097152'];
 const value = 'v'.repeat(64 * 1024);

@@ -7,8 +7,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EtcdChannel } from '../../src/client/index';
-import { TestCluster, etcdChannel, etcdctl, waitUntil } from './cluster-harness';
+import type { EtcdChannel } from '../../src/client/index.js';
+import { TestCluster, etcdChannel, etcdctl, waitUntil } from './cluster-harness.js';
 
 const quotaBytes = 4 * 1024 * 1024;
 const valueBytes = 64 * 1024;

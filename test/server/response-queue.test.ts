@@ -6,7 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ResponseQueue, flushBytesTarget, grpcFrames } from '../../src/server/response-queue';
+import { ResponseQueue, flushBytesTarget, grpcFrames } from '../../src/server/response-queue.js';
 
 const path = '/test.Queue/Stream';
 const encode = (value: object): Buffer => Buffer.from(JSON.stringify(value));

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestCluster, etcdctl } from './cluster-harness';
+import { TestCluster, etcdctl } from './cluster-harness.js';
 
 let cluster: TestCluster;
 

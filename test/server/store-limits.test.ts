@@ -5,9 +5,9 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mvccLimits } from '../../storage/index';
-import type { EtcdChannel, RpcError } from '../../src/client/index';
-import { TestCluster, etcdChannel } from './cluster-harness';
+import { mvccLimits } from '../../storage/index.js';
+import type { EtcdChannel, RpcError } from '../../src/client/index.js';
+import { TestCluster, etcdChannel } from './cluster-harness.js';
 
 let cluster: TestCluster;
 let client: EtcdChannel;

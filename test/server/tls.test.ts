@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { etcdChannel, TestCluster, etcdctl } from './cluster-harness';
-import { WatchClient } from './watch-client';
+import { etcdChannel, TestCluster, etcdctl } from './cluster-harness.js';
+import { WatchClient } from './watch-client.js';
 
 let dir = '';
 const file = (name: string) => join(dir, name);

@@ -5,8 +5,8 @@
  * bad input is refused before anything is proposed. Calls go through followers and the leader.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EtcdChannel, grpcStatus } from '../../src/client/index';
-import { TestCluster, etcdChannel, prefixEnd, waitUntil } from './cluster-harness';
+import { type EtcdChannel, grpcStatus } from '../../src/client/index.js';
+import { TestCluster, etcdChannel, prefixEnd, waitUntil } from './cluster-harness.js';
 
 let cluster: TestCluster;
 let channels: EtcdChannel[];

@@ -5,11 +5,11 @@
  * first and second halves are checked as separate records against one history.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type WatchHistory, type WatchParams, type WatchRecord, type WatchResponse, checkWatches, type HistoryRevision, type WatchEvent } from '../../jepsen-lite/check/index';
-import { SeededPrng } from '../../raft/index';
-import type { Decoded } from '../../src/client/index';
-import { etcdChannel, TestCluster, etcdctl, prefixEnd, waitUntil } from './cluster-harness';
-import { WatchClient } from './watch-client';
+import { type WatchHistory, type WatchParams, type WatchRecord, type WatchResponse, checkWatches, type HistoryRevision, type WatchEvent } from '../../jepsen-lite/check/index.js';
+import { SeededPrng } from '../../raft/index.js';
+import type { Decoded } from '../../src/client/index.js';
+import { etcdChannel, TestCluster, etcdctl, prefixEnd, waitUntil } from './cluster-harness.js';
+import { WatchClient } from './watch-client.js';
 
 let cluster: TestCluster;
 

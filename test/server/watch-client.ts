@@ -4,8 +4,8 @@
  * reading, to play a slow consumer.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { type Decoded, EtcdChannel, methodCodec } from '../../src/client/index';
-import { testMessageBytesMax, waitUntil } from './cluster-harness';
+import { type Decoded, EtcdChannel, methodCodec } from '../../src/client/index.js';
+import { testMessageBytesMax, waitUntil } from './cluster-harness.js';
 
 /** Responses as plain objects: int64 as numbers, enums as numbers, defaults filled in. */
 const watchMethod = methodCodec('etcdserverpb.Watch', 'Watch');

@@ -1,10 +1,10 @@
 /** Watch responses built from pre-encoded events decode exactly as protobufjs's own encoding. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { eventToWire } from '../../src/engines/kv/convert';
-import { etcdType } from '../../src/etcd-proto';
-import { EventsResponse, encodeEvent, serializeWatchResponse, watchFrames } from '../../src/server/watch-service';
-import type { KeyValue, MvccEvent } from '../../storage/index';
+import { eventToWire } from '../../src/engines/kv/convert.js';
+import { etcdType } from '../../src/etcd-proto.js';
+import { EventsResponse, encodeEvent, serializeWatchResponse, watchFrames } from '../../src/server/watch-service.js';
+import type { KeyValue, MvccEvent } from '../../storage/index.js';
 
 const WatchResponse = etcdType('etcdserverpb.WatchResponse');
 const ResponseHeader = etcdType('etcdserverpb.ResponseHeader');

@@ -7,10 +7,10 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
-import { watchLimits } from '../../src/engines/watch/index';
-import type { EtcdChannel } from '../../src/client/index';
-import { etcdChannel, TestCluster, prefixEnd, waitUntil } from './cluster-harness';
-import { WatchClient } from './watch-client';
+import { watchLimits } from '../../src/engines/watch/index.js';
+import type { EtcdChannel } from '../../src/client/index.js';
+import { etcdChannel, TestCluster, prefixEnd, waitUntil } from './cluster-harness.js';
+import { WatchClient } from './watch-client.js';
 
 let cluster: TestCluster;
 let kv: EtcdChannel;

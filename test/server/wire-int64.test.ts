@@ -6,9 +6,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { KvCommandKind, kvCommand, kvOutcome } from '../../src/engines/kv/index';
-import { composeStateMachine, encodeEnvelope } from '../../src/runtime/index';
-import { compareFromWire, keyValueToWire, putFromWire, rangeFromWire } from '../../src/engines/kv/convert';
+import { KvCommandKind, kvCommand, kvOutcome } from '../../src/engines/kv/index.js';
+import { composeStateMachine, encodeEnvelope } from '../../src/runtime/index.js';
+import { compareFromWire, keyValueToWire, putFromWire, rangeFromWire } from '../../src/engines/kv/convert.js';
 import {
   etcdType,
   int64Exact,
@@ -20,8 +20,8 @@ import {
   type WirePutRequest,
   type WireRangeRequest,
   WireValueError,
-} from '../../src/etcd-proto';
-import { MvccError, MvccStore } from '../../storage/index';
+} from '../../src/etcd-proto.js';
+import { MvccError, MvccStore } from '../../storage/index.js';
 
 const PutRequest = etcdType('etcdserverpb.PutRequest');
 const RangeRequest = etcdType('etcdserverpb.RangeRequest');

@@ -1,7 +1,7 @@
 /** CRC-32C: the standard check value, chaining, and agreement with the byte-at-a-time definition. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { crc32c } from '../../storage/checksum';
+import { crc32c } from '../../storage/checksum.js';
 
 /** The definition, one bit at a time (slow, obviously right). */
 function reference(data: Uint8Array, previous = 0): number {

@@ -6,8 +6,8 @@
  *   node --import tsx test/storage/crash-child.ts <path>
  */
 import { writeSync } from 'node:fs';
-import { LevelLogStore } from '../../storage/log/index';
-import { applyBatch, batchOf, emptyModels, makeBatch, SHARDS, type Models } from './crash-workload';
+import { LevelLogStore } from '../../storage/log/index.js';
+import { applyBatch, batchOf, emptyModels, makeBatch, SHARDS, type Models } from './crash-workload.js';
 
 const path = process.argv[2];
 if (path === undefined) throw new Error('usage: crash-child.ts <path>');

@@ -7,8 +7,8 @@
  * which batch the store reflects; shards 1..3 get appends (sometimes replacing an uncommitted
  * suffix with a higher term), hard states, applied indexes and compactions.
  */
-import { type Entry, MemoryLogStorage, SeededPrng } from '../../raft/index';
-import type { ShardUpdate } from '../../storage/log/index';
+import { type Entry, MemoryLogStorage, SeededPrng } from '../../raft/index.js';
+import type { ShardUpdate } from '../../storage/log/index.js';
 
 export const DATA_SHARDS = [1, 2, 3];
 export const SHARDS = [0, ...DATA_SHARDS];

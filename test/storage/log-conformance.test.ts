@@ -3,10 +3,10 @@
  * store freshly opened and once through a reopen after every write (so what the suite checks is
  * what recovery rebuilds, not only what memory holds).
  */
-import type { Entry, HardState, LogStorage, LogStorageWriter, Snapshot } from '../../raft/index';
-import { LevelLogStore } from '../../storage/log/index';
-import { describeLogStorageConformance } from '../raft/log-storage-conformance';
-import { tempDir } from './temp-dir';
+import type { Entry, HardState, LogStorage, LogStorageWriter, Snapshot } from '../../raft/index.js';
+import { LevelLogStore } from '../../storage/log/index.js';
+import { describeLogStorageConformance } from '../raft/log-storage-conformance.js';
+import { tempDir } from './temp-dir.js';
 
 describeLogStorageConformance(
   'LevelLogStore',

@@ -8,10 +8,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SeededPrng, isLogUnavailable } from '../../raft/index';
-import { LevelLogStore, type ShardLog } from '../../storage/log/index';
-import { SHARDS, applyBatch, batchOf, emptyModels, makeBatch, type ShardModel } from './crash-workload';
-import { tempDir } from './temp-dir';
+import { SeededPrng, isLogUnavailable } from '../../raft/index.js';
+import { LevelLogStore, type ShardLog } from '../../storage/log/index.js';
+import { SHARDS, applyBatch, batchOf, emptyModels, makeBatch, type ShardModel } from './crash-workload.js';
+import { tempDir } from './temp-dir.js';
 
 const KILLS = 55;
 const CHILD = fileURLToPath(new URL('./crash-child.ts', import.meta.url));

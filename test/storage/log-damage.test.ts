@@ -5,10 +5,10 @@
  */
 import { Level } from 'level';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Entry } from '../../raft/index';
-import { LevelLogStore, RecordKind, StorageCorruptionError, chunkKey, entryKey, keyHex, logLimits, shardKey } from '../../storage/log/index';
-import { encodeEntry, encodeHardState, encodeIndex, seal } from '../../storage/log/records';
-import { tempDir } from './temp-dir';
+import type { Entry } from '../../raft/index.js';
+import { LevelLogStore, RecordKind, StorageCorruptionError, chunkKey, entryKey, keyHex, logLimits, shardKey } from '../../storage/log/index.js';
+import { encodeEntry, encodeHardState, encodeIndex, seal } from '../../storage/log/records.js';
+import { tempDir } from './temp-dir.js';
 
 const SHARD = 4;
 

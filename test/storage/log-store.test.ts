@@ -5,9 +5,9 @@
  */
 import { Level } from 'level';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Entry, type Snapshot, isLogUnavailable } from '../../raft/index';
-import { LevelLogStore, entryKey, logLimits } from '../../storage/log/index';
-import { tempDir } from './temp-dir';
+import { type Entry, type Snapshot, isLogUnavailable } from '../../raft/index.js';
+import { LevelLogStore, entryKey, logLimits } from '../../storage/log/index.js';
+import { tempDir } from './temp-dir.js';
 
 function entry(index: number, term: number, size = 8): Entry {
   const data = new Uint8Array(size);
@@ -262,8 +262,8 @@ describe('background compaction', () => {
     const orphan = await db.get(entryKey(2, 2500));
     expect(orphan).toBeDefined();
     // Records 1500..1600 below the compaction point reappear as leftovers of a deletion.
-    const { seal } = await import('../../storage/log/records');
-    const { encodeEntry } = await import('../../storage/log/records');
+    const { seal } = await import('../../storage/log/records.js');
+    const { encodeEntry } = await import('../../storage/log/records.js');
     for (let i = 1500; i <= 1600; i++) await db.put(entryKey(2, i), seal(entryKey(2, i), encodeEntry(entry(i, 1))));
     await db.close();
     const again = await reopen();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MvccStore } from '../../storage/index';
+import { MvccStore } from '../../storage/index.js';
 
 const enc = (text: string): Uint8Array => new TextEncoder().encode(text);
 

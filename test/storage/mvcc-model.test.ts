@@ -6,9 +6,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { MvccError, MvccStore } from '../../storage/mvcc/index';
-import type { ChangesRequest, Compare, DeleteRangeRequest, MvccEvent, PutRequest, RangeRequest, RequestOp, TxnRequest } from '../../storage/mvcc/index';
-import { MvccModel } from './mvcc-model';
+import { MvccError, MvccStore } from '../../storage/mvcc/index.js';
+import type { ChangesRequest, Compare, DeleteRangeRequest, MvccEvent, PutRequest, RangeRequest, RequestOp, TxnRequest } from '../../storage/mvcc/index.js';
+import { MvccModel } from './mvcc-model.js';
 
 const byteArb = fc.constantFrom(0x00, 0x61, 0x62, 0x63, 0xff);
 const keyArb = fc.array(byteArb, { minLength: 1, maxLength: 2 }).map((b) => new Uint8Array(b));

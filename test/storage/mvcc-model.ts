@@ -3,8 +3,8 @@
  * version ever written (tombstones included) in write order, scanned and sorted on demand. No
  * segments, arenas, change log or cleverness — it exists to be obviously right.
  */
-import { hashKvFinish, hashKvInitial, hashKvVersion } from '../../storage/mvcc/hash';
-import { MvccError } from '../../storage/mvcc/errors';
+import { hashKvFinish, hashKvInitial, hashKvVersion } from '../../storage/mvcc/hash.js';
+import { MvccError } from '../../storage/mvcc/errors.js';
 import type {
   Compare,
   DeleteRangeRequest,
@@ -17,7 +17,7 @@ import type {
   ResponseOp,
   TxnRequest,
   TxnResponse,
-} from '../../storage/mvcc/types';
+} from '../../storage/mvcc/types.js';
 
 interface Version {
   key: Uint8Array;

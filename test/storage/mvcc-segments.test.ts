@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { MvccStore } from '../../storage/mvcc/index';
+import { MvccStore } from '../../storage/mvcc/index.js';
 
 const enc = (text: string) => new TextEncoder().encode(text);
 const key = (n: number) => enc(`key-${n.toString().padStart(5, '0')}`);

@@ -4,8 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { crc32c } from '../../storage/checksum';
-import { encodeSnapshot, MvccStore, mvccLimits, restoreSnapshot, SnapshotError } from '../../storage/mvcc/index';
+import { crc32c } from '../../storage/checksum.js';
+import { encodeSnapshot, MvccStore, mvccLimits, restoreSnapshot, SnapshotError } from '../../storage/mvcc/index.js';
 
 const enc = (text: string) => new TextEncoder().encode(text);
 

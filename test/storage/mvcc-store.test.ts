@@ -1,7 +1,7 @@
 /** One test per etcd 3.5 rule the store implements. */
 import { describe, expect, it } from 'vitest';
-import { MvccError, mvccErrorMessages, MvccStore } from '../../storage/mvcc/index';
-import type { KeyValue, RequestOp } from '../../storage/mvcc/index';
+import { MvccError, mvccErrorMessages, MvccStore } from '../../storage/mvcc/index.js';
+import type { KeyValue, RequestOp } from '../../storage/mvcc/index.js';
 
 const enc = (text: string) => new TextEncoder().encode(text);
 const dec = (bytes: Uint8Array) => new TextDecoder().decode(bytes);

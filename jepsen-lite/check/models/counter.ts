@@ -3,8 +3,8 @@
  * `add delta` adds; its output's `value`, when present, is the counter right after the add.
  * `read` returns the counter.
  */
-import type { CounterInput, CounterOutput } from '../../history';
-import { type Model, fail, requireInteger, requireRecord, requireSameFunction, requireString, show } from './model';
+import type { CounterInput, CounterOutput } from '../../history.js';
+import { type Model, fail, requireInteger, requireRecord, requireSameFunction, requireString, show } from './model.js';
 
 export type CounterState = number;
 

@@ -1,11 +1,11 @@
 /** The models the linearizability checker knows, by name. */
-import type { ModelName } from '../../history';
-import { counterModel } from './counter';
-import { kvModel } from './kv';
-import { lockModel } from './lock';
-import type { AnyModel } from './model';
-import { registerModel } from './register';
-import { setModel } from './set';
+import type { ModelName } from '../../history.js';
+import { counterModel } from './counter.js';
+import { kvModel } from './kv.js';
+import { lockModel } from './lock.js';
+import type { AnyModel } from './model.js';
+import { registerModel } from './register.js';
+import { setModel } from './set.js';
 
 export const models: { readonly [name in ModelName]: AnyModel } = {
   register: registerModel as AnyModel,
@@ -15,9 +15,9 @@ export const models: { readonly [name in ModelName]: AnyModel } = {
   lock: lockModel as AnyModel,
 };
 
-export { registerModel, type RegisterState } from './register';
-export { kvModel, executeKv, kvOutputsEqual, kvInitialRevision, type KvState, type KeyMeta } from './kv';
-export { setModel, type SetState } from './set';
-export { counterModel, type CounterState } from './counter';
-export { lockModel, type LockState } from './lock';
-export type { Model, AnyModel } from './model';
+export { registerModel, type RegisterState } from './register.js';
+export { kvModel, executeKv, kvOutputsEqual, kvInitialRevision, type KvState, type KeyMeta } from './kv.js';
+export { setModel, type SetState } from './set.js';
+export { counterModel, type CounterState } from './counter.js';
+export { lockModel, type LockState } from './lock.js';
+export type { Model, AnyModel } from './model.js';

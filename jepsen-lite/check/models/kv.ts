@@ -18,7 +18,7 @@
  * - every output's `revision` is the response header's: the new revision after a write, the
  *   current one otherwise. An output must match the model's exactly.
  */
-import type { KvCompare, KvInput, KvOutput, KvRequest, KvResult } from '../../history';
+import type { KvCompare, KvInput, KvOutput, KvRequest, KvResult } from '../../history.js';
 import {
   type Model,
   fail,
@@ -29,7 +29,7 @@ import {
   requireSameFunction,
   requireString,
   show,
-} from './model';
+} from './model.js';
 
 export interface KeyMeta {
   readonly value: string;

@@ -21,7 +21,7 @@
  * Since that can only make later acquires harder to accept, and nobody can write with a token
  * nobody learned, the checker drops pending acquires (`droppableWhenPending`).
  */
-import type { LockInput, LockOutput } from '../../history';
+import type { LockInput, LockOutput } from '../../history.js';
 import {
   type Model,
   fail,
@@ -32,7 +32,7 @@ import {
   requireSameFunction,
   requireString,
   show,
-} from './model';
+} from './model.js';
 
 export interface LockState {
   /** The next acquire must return a token > floor (null: any token). */

@@ -3,7 +3,7 @@
  * states it can compare (for Lowe's memoization), and the key it may split a history on
  * (P-compositionality). Models are pure: `step` never mutates the state it is given.
  */
-import type { ModelName } from '../../history';
+import type { ModelName } from '../../history.js';
 
 export interface Model<Input, Output, State> {
   readonly name: ModelName;

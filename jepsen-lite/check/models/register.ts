@@ -4,7 +4,7 @@
  * succeeds iff the value is `from` (a missing key never equals a string), and a cas that answered
  * `succeeded: false` says the value differed from `from` at its linearization point.
  */
-import type { RegisterInput, RegisterOutput } from '../../history';
+import type { RegisterInput, RegisterOutput } from '../../history.js';
 import {
   type Model,
   fail,
@@ -14,7 +14,7 @@ import {
   requireString,
   requireNullableString,
   show,
-} from './model';
+} from './model.js';
 
 export type RegisterState = string | null;
 

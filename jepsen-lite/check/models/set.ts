@@ -3,8 +3,8 @@
  * so the history cannot be split). `add` inserts (adding an element already there changes
  * nothing); `read` returns every element, compared as a set (order and repeats ignored).
  */
-import type { SetInput, SetOutput } from '../../history';
-import { type Model, fail, requireRecord, requireSameFunction, requireString, show } from './model';
+import type { SetInput, SetOutput } from '../../history.js';
+import { type Model, fail, requireRecord, requireSameFunction, requireString, show } from './model.js';
 
 export interface SetState {
   /** Sorted, without repeats. */

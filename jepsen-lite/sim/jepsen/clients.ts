@@ -14,13 +14,13 @@
  * - After an `info` the process may still have an operation in flight forever, so it continues
  *   under a new process number (+ the number of clients), as Jepsen does.
  */
-import type { SeededPrng } from '../../../raft/index';
-import { kvEngineOf } from '../../../src/runtime/index';
-import { kvOutcome } from '../../../src/engines/kv/index';
-import { clientError } from '../../../src/error-mapping';
-import { DkvError } from '../../../src/errors';
-import { RuntimeError, type RuntimeErrorCode } from '../../../src/runtime/index';
-import type { KvInput, Operation, OpStatus, RegisterInput } from '../../history';
+import type { SeededPrng } from '../../../raft/index.js';
+import { kvEngineOf } from '../../../src/runtime/index.js';
+import { kvOutcome } from '../../../src/engines/kv/index.js';
+import { clientError } from '../../../src/error-mapping.js';
+import { DkvError } from '../../../src/errors.js';
+import { RuntimeError, type RuntimeErrorCode } from '../../../src/runtime/index.js';
+import type { KvInput, Operation, OpStatus, RegisterInput } from '../../history.js';
 import {
   type EtcdCall,
   type EtcdResponse,
@@ -36,8 +36,8 @@ import {
   toEtcdCall,
   writeCommand,
   writeResponse,
-} from '../../workload/index';
-import type { SimCluster } from '../cluster';
+} from '../../workload/index.js';
+import type { SimCluster } from '../cluster.js';
 
 /** A client gives up on an answer after this long (simulated ms): the op is `info` (writes) or `fail` (reads). */
 export const clientTimeoutMs = 1500;

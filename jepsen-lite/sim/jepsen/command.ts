@@ -1,13 +1,13 @@
 /** `dkv jepsen sim`: seeds of the simulated cluster under faults, each history checked. */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { UsageError, intOption, parseOptions } from '../../../src/cli/args';
-import type { RunInfo, RunResults } from '../../report/index';
-import { writeReport } from '../../report/index';
-import { isWorkloadName, modelOf, workloadNames, type WorkloadName } from '../../workload/index';
-import { describePlan, simFaultKinds } from './faults';
-import { type JepsenSimOptions, type JepsenSimResult, jepsenClientsDefault, jepsenNodeCounts, recoveryMs, runJepsenSim } from './run';
-import { type LeaseSimOptions, type LeaseSimResult, leaseHistoryJson, leaseHoldersDefault, leaseRecoveryMs, runLeaseSim } from './leases';
+import { UsageError, intOption, parseOptions } from '../../../src/cli/args.js';
+import type { RunInfo, RunResults } from '../../report/index.js';
+import { writeReport } from '../../report/index.js';
+import { isWorkloadName, modelOf, workloadNames, type WorkloadName } from '../../workload/index.js';
+import { describePlan, simFaultKinds } from './faults.js';
+import { type JepsenSimOptions, type JepsenSimResult, jepsenClientsDefault, jepsenNodeCounts, recoveryMs, runJepsenSim } from './run.js';
+import { type LeaseSimOptions, type LeaseSimResult, leaseHistoryJson, leaseHoldersDefault, leaseRecoveryMs, runLeaseSim } from './leases.js';
 
 export const jepsenSimSeedsDefault = 10;
 export const jepsenSimTimeMsDefault = 10_000;

@@ -15,11 +15,11 @@
  * seed, which kinds are on and the lanes' rates (swarm testing: a seed that leaves a fault out
  * reaches states the full mix hides).
  */
-import { SeededPrng } from '../../../raft/index';
-import type { FaultWindow } from '../../history';
-import type { SimCluster } from '../cluster';
-import { NO_STORAGE_FAULTS, type StorageFaults } from '../disk';
-import { type NetworkParams, QUIET_NETWORK } from '../network';
+import { SeededPrng } from '../../../raft/index.js';
+import type { FaultWindow } from '../../history.js';
+import type { SimCluster } from '../cluster.js';
+import { NO_STORAGE_FAULTS, type StorageFaults } from '../disk.js';
+import { type NetworkParams, QUIET_NETWORK } from '../network.js';
 
 export const networkFaultKinds = ['partition', 'bridge', 'ring', 'isolate-leader'] as const;
 export const processFaultKinds = ['crash', 'pause'] as const;

@@ -12,7 +12,7 @@ export {
   type JepsenSimResult,
   type JepsenSimStats,
   type JepsenVerdict,
-} from './run';
+} from './run.js';
 export {
   Nemesis,
   faultPlanFor,
@@ -23,11 +23,11 @@ export {
   type FaultPlan,
   type LaneParams,
   type SimFaultKind,
-} from './faults';
+} from './faults.js';
 
-export { clientTimeoutMs, clientLinkDelayMsMin, clientLinkDelayMsMax, clientThinkMsMax, clientBackoffMs } from './clients';
-export { HistoryRecorder, SimCompactor, toWatchEvent, watchMoveMsMin, watchMoveMsMax } from './watchers';
-export { jepsenSimCommand, jepsenSimHelp, describeOutcome } from './command';
+export { clientTimeoutMs, clientLinkDelayMsMin, clientLinkDelayMsMax, clientThinkMsMax, clientBackoffMs } from './clients.js';
+export { HistoryRecorder, SimCompactor, toWatchEvent, watchMoveMsMin, watchMoveMsMax } from './watchers.js';
+export { jepsenSimCommand, jepsenSimHelp, describeOutcome } from './command.js';
 export {
   runLeaseSim,
   leaseReplayCommand,
@@ -41,7 +41,7 @@ export {
   type LeaseSimResult,
   type LeaseSimStats,
   type LeaseSimVerdict,
-} from './leases';
+} from './leases.js';
 export {
   checkLeases,
   leaseCommitMsMax,
@@ -51,7 +51,7 @@ export {
   type LeaseDeadline,
   type LeaseHistory,
   type LeaseTimeline,
-} from './lease-check';
+} from './lease-check.js';
 export {
   LeaseHolders,
   holderFaultKinds,
@@ -63,4 +63,4 @@ export {
   type LeaseRequest,
   type LeaseRequestKind,
   type LeaseRequestResult,
-} from './lease-holders';
+} from './lease-holders.js';

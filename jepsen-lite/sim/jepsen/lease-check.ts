@@ -24,8 +24,8 @@
  * - keep-alive: a lease its holder renewed with a renewal sent after healing, and went on
  *   renewing, is not revoked before the clients stop (renewals get through a healthy cluster).
  */
-import { leaseLimits } from '../../../src/engines/lease/index';
-import type { HeldLease, LeaseRequest } from './lease-holders';
+import { leaseLimits } from '../../../src/engines/lease/index.js';
+import type { HeldLease, LeaseRequest } from './lease-holders.js';
 
 /** One leader's time in office (on the data shard): from taking office to learning of another or crashing. */
 export interface LeaderSpan {

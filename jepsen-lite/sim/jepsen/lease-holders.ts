@@ -17,15 +17,15 @@
  * minority of them (the holder cannot reach a quorum), and paused (a client's GC pause), for
  * windows up to longer than a TTL; they heal with the cluster.
  */
-import type { SeededPrng } from '../../../raft/index';
-import { KvCommandKind, kvCommand, kvOutcome } from '../../../src/engines/kv/index';
-import type { EngineCommand } from '../../../src/engines/index';
-import { grantCommand, leaseOutcome, renewCommand, revokeCommand } from '../../../src/engines/lease/index';
-import { etcdType } from '../../../src/etcd-proto';
-import type { RuntimeErrorCode } from '../../../src/runtime/index';
-import type { FaultWindow } from '../../history';
-import type { SimCluster } from '../cluster';
-import { clientLinkDelayMsMax, clientLinkDelayMsMin } from './clients';
+import type { SeededPrng } from '../../../raft/index.js';
+import { KvCommandKind, kvCommand, kvOutcome } from '../../../src/engines/kv/index.js';
+import type { EngineCommand } from '../../../src/engines/index.js';
+import { grantCommand, leaseOutcome, renewCommand, revokeCommand } from '../../../src/engines/lease/index.js';
+import { etcdType } from '../../../src/etcd-proto.js';
+import type { RuntimeErrorCode } from '../../../src/runtime/index.js';
+import type { FaultWindow } from '../../history.js';
+import type { SimCluster } from '../cluster.js';
+import { clientLinkDelayMsMax, clientLinkDelayMsMin } from './clients.js';
 
 /** The TTLs holders ask for (s): etcd's minimum for a 1 s election timeout is 2. */
 export const leaseTtlSecondsChoices: readonly number[] = [2, 3, 4, 5];

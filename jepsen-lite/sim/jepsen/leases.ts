@@ -20,17 +20,17 @@
  * engine promises nothing: `unsafe.clockSkewBeyondGrace` runs with those, and the checker must
  * object (leases expire early after a leader change).
  */
-import { RaftAssertionError, SeededPrng } from '../../../raft/index';
-import { EngineId } from '../../../src/engines/index';
-import { leaseOutcome } from '../../../src/engines/lease/index';
-import { StateMachineHaltError, decodeEnvelope, kvEngineOf, leaseEngineOf } from '../../../src/runtime/index';
-import type { FaultWindow } from '../../history';
-import { type SimCluster, type SimNode, simClockOffsetMsMax } from '../cluster';
-import { SafetyViolation } from '../safety';
-import { type FaultPlan, Nemesis, faultPlanFor } from './faults';
-import { type LeaderSpan, type LeaseCheckResult, type LeaseHistory, type LeaseTimeline, checkLeases } from './lease-check';
-import { type HolderFaultKind, LeaseHolders, holderFaultKinds, leaseTtlSecondsChoices } from './lease-holders';
-import { awaitLeader, converge, dataShard, electionTimeoutMs, jepsenCluster, jepsenNodeCounts } from './run';
+import { RaftAssertionError, SeededPrng } from '../../../raft/index.js';
+import { EngineId } from '../../../src/engines/index.js';
+import { leaseOutcome } from '../../../src/engines/lease/index.js';
+import { StateMachineHaltError, decodeEnvelope, kvEngineOf, leaseEngineOf } from '../../../src/runtime/index.js';
+import type { FaultWindow } from '../../history.js';
+import { type SimCluster, type SimNode, simClockOffsetMsMax } from '../cluster.js';
+import { SafetyViolation } from '../safety.js';
+import { type FaultPlan, Nemesis, faultPlanFor } from './faults.js';
+import { type LeaderSpan, type LeaseCheckResult, type LeaseHistory, type LeaseTimeline, checkLeases } from './lease-check.js';
+import { type HolderFaultKind, LeaseHolders, holderFaultKinds, leaseTtlSecondsChoices } from './lease-holders.js';
+import { awaitLeader, converge, dataShard, electionTimeoutMs, jepsenCluster, jepsenNodeCounts } from './run.js';
 
 export type LeaseSimVerdict = 'ok' | 'violation';
 

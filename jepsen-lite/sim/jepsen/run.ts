@@ -9,19 +9,19 @@
  * operations are answered or time out, and the replicas must converge (same applied index,
  * same HashKV). A Raft safety violation (the simulator's own checks) also fails the run.
  */
-import { RaftAssertionError, SeededPrng } from '../../../raft/index';
-import { composeStateMachine, kvEngineOf } from '../../../src/runtime/index';
-import { kvOutcome } from '../../../src/engines/kv/index';
-import { type ShardStateMachine, StateMachineHaltError } from '../../../src/runtime/index';
-import { type CheckResult, type LinearizabilityResult, type WatchHistory, type WatchRecord, checkLinearizability, checkWatches } from '../../check/index';
-import type { FaultWindow, Operation } from '../../history';
-import { Generator, type WorkloadName, modelOf, workloadDefaults } from '../../workload/index';
-import { SIM_DEFAULTS, SimCluster, type SimObserver } from '../cluster';
-import { QUIET_NETWORK } from '../network';
-import { SafetyViolation } from '../safety';
-import { SimClients, clientLinkDelayMsMax, clientTimeoutMs } from './clients';
-import { type FaultPlan, Nemesis, faultPlanFor } from './faults';
-import { HistoryRecorder, SimCompactor, SimWatchers } from './watchers';
+import { RaftAssertionError, SeededPrng } from '../../../raft/index.js';
+import { composeStateMachine, kvEngineOf } from '../../../src/runtime/index.js';
+import { kvOutcome } from '../../../src/engines/kv/index.js';
+import { type ShardStateMachine, StateMachineHaltError } from '../../../src/runtime/index.js';
+import { type CheckResult, type LinearizabilityResult, type WatchHistory, type WatchRecord, checkLinearizability, checkWatches } from '../../check/index.js';
+import type { FaultWindow, Operation } from '../../history.js';
+import { Generator, type WorkloadName, modelOf, workloadDefaults } from '../../workload/index.js';
+import { SIM_DEFAULTS, SimCluster, type SimObserver } from '../cluster.js';
+import { QUIET_NETWORK } from '../network.js';
+import { SafetyViolation } from '../safety.js';
+import { SimClients, clientLinkDelayMsMax, clientTimeoutMs } from './clients.js';
+import { type FaultPlan, Nemesis, faultPlanFor } from './faults.js';
+import { HistoryRecorder, SimCompactor, SimWatchers } from './watchers.js';
 
 export type JepsenVerdict = 'ok' | 'violation' | 'unknown';
 

@@ -9,14 +9,14 @@
  * client also closes it itself. Either way the watcher reopens on another node from its last
  * seen revision + 1 (`resumedFrom`), so the checker's resumable guarantee is exercised.
  */
-import type { SeededPrng } from '../../../raft/index';
-import { kvEngineOf } from '../../../src/runtime/index';
-import { type KvApplied, KvCommandKind, kvCommand } from '../../../src/engines/kv/index';
-import { etcdType } from '../../../src/etcd-proto';
-import { WatchHub, Watcher as EngineWatcher, type WatchSink } from '../../../src/engines/watch/index';
-import { type KeyValue, type MvccEvent, type MvccStore, prefixEnd } from '../../../storage/index';
-import type { HistoryRevision, WatchEnd, WatchEvent, WatchHistory, WatchKeyValue, WatchParams, WatchRecord, WatchResponse } from '../../check/index';
-import type { SimCluster } from '../cluster';
+import type { SeededPrng } from '../../../raft/index.js';
+import { kvEngineOf } from '../../../src/runtime/index.js';
+import { type KvApplied, KvCommandKind, kvCommand } from '../../../src/engines/kv/index.js';
+import { etcdType } from '../../../src/etcd-proto.js';
+import { WatchHub, Watcher as EngineWatcher, type WatchSink } from '../../../src/engines/watch/index.js';
+import { type KeyValue, type MvccEvent, type MvccStore, prefixEnd } from '../../../storage/index.js';
+import type { HistoryRevision, WatchEnd, WatchEvent, WatchHistory, WatchKeyValue, WatchParams, WatchRecord, WatchResponse } from '../../check/index.js';
+import type { SimCluster } from '../cluster.js';
 
 /** A watcher closes its stream and resumes elsewhere after a time uniform in [min, max] simulated ms. */
 export const watchMoveMsMin = 800;

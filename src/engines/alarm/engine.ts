@@ -9,8 +9,8 @@
  * apply, so an operator can make room, defragment and disarm. Engines that write ask
  * `AlarmEngine.capped` (the `WriteCap` interface) in their apply.
  */
-import { crc32c } from '../../../storage/index';
-import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError, type WriteCap } from '../engine';
+import { crc32c } from '../../../storage/index.js';
+import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError, type WriteCap } from '../engine.js';
 
 /** etcd's AlarmType values (etcdserverpb.AlarmType; never renumber). */
 export const AlarmType = {

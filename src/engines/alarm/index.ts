@@ -8,4 +8,4 @@ export {
   alarmOutcome,
   type AlarmMember,
   type AlarmOutcome,
-} from './engine';
+} from './engine.js';

@@ -18,11 +18,11 @@
  *   one stops rather than diverges, and leaders do not propose them until every member publishes
  *   that it applies version 2 (clients get `not capable` meanwhile).
  */
-import { assert } from '../../../raft/index';
-import type { MvccEvent } from '../../../storage/index';
-import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, UnknownCommandError } from '../engine';
-import type { KvEngine } from '../kv/engine';
-import { counterDigitsMax, counterHeaderBytes, counterKeyBytesMax, counterTtlMsMax, counterValueMax, counterValueMin } from './limits';
+import { assert } from '../../../raft/index.js';
+import type { MvccEvent } from '../../../storage/index.js';
+import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, UnknownCommandError } from '../engine.js';
+import type { KvEngine } from '../kv/engine.js';
+import { counterDigitsMax, counterHeaderBytes, counterKeyBytesMax, counterTtlMsMax, counterValueMax, counterValueMin } from './limits.js';
 
 /** The counter engine's operation codes (in every counter log entry: never renumber). */
 export const CounterCommandKind = {

@@ -14,5 +14,5 @@ export {
   type CounterEngineOptions,
   type CounterOutcome,
   type CounterTtlScheduler,
-} from './engine';
-export * as counterLimits from './limits';
+} from './engine.js';
+export * as counterLimits from './limits.js';

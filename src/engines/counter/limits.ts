@@ -1,8 +1,8 @@
 /**
  * The counter engine's limits (units last).
  */
-import { assert } from '../../../raft/index';
-import { mvccLimits } from '../../../storage/index';
+import { assert } from '../../../raft/index.js';
+import { mvccLimits } from '../../../storage/index.js';
 
 /** The smallest and largest value a counter holds (a signed 64-bit integer). */
 export const counterValueMin = -(2n ** 63n);

@@ -1,2 +1,2 @@
-export { type AdvanceWork, TimeWheel, type TimeWheelOptions, type WheelTimer } from './wheel';
-export * as wheelLimits from './limits';
+export { type AdvanceWork, TimeWheel, type TimeWheelOptions, type WheelTimer } from './wheel.js';
+export * as wheelLimits from './limits.js';

@@ -2,7 +2,7 @@
  * Limits of the expiration engine's time wheel (units last). The relations between them are
  * asserted when this module loads.
  */
-import { assert } from '../../../raft/index';
+import { assert } from '../../../raft/index.js';
 
 /**
  * The base of the wheel's digits: a level-L slot spans wheelSlotsPerLevel^L ticks. Each level is

@@ -35,14 +35,14 @@
  * moves and the timers it returns (limits.ts); whatever is left is taken up by the next call,
  * from where it stopped: nothing is lost or returned twice.
  */
-import { assert } from '../../../raft/index';
+import { assert } from '../../../raft/index.js';
 import {
   wheelLevels,
   wheelSlotsPerAdvanceMax,
   wheelSlotsPerLevel,
   wheelTimersDuePerAdvanceMax,
   wheelTimersMovedPerAdvanceMax,
-} from './limits';
+} from './limits.js';
 
 /** A scheduled deadline. The wheel owns the object; `cancel` and `reschedule` take it back. */
 export interface WheelTimer<T> {

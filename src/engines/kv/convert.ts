@@ -26,7 +26,7 @@ import type {
   SortTarget,
   TxnRequest,
   TxnResponse,
-} from '../../../storage/index';
+} from '../../../storage/index.js';
 import {
   int64Exact,
   int64Saturated,
@@ -39,7 +39,7 @@ import {
   type WireRangeRequest,
   type WireRequestOp,
   type WireTxnRequest,
-} from '../../etcd-proto';
+} from '../../etcd-proto.js';
 
 const SORT_ORDERS: readonly SortOrder[] = ['none', 'ascend', 'descend'];
 const SORT_TARGETS: readonly SortTarget[] = ['key', 'version', 'create', 'mod', 'value'];

@@ -4,7 +4,7 @@
  * bytes), so a write is never re-encoded on its way into the log. Apply is deterministic: its
  * outcome, refusals included (a duplicate key in a txn), depends only on the entries before it.
  */
-import type { ConfChange } from '../../../raft/index';
+import type { ConfChange } from '../../../raft/index.js';
 import {
   type DeleteRangeResult,
   MvccError,
@@ -17,7 +17,7 @@ import {
   encodeSnapshot,
   restoreSnapshotPieces,
   type WriteChecks,
-} from '../../../storage/index';
+} from '../../../storage/index.js';
 import {
   etcdType,
   int64Saturated,
@@ -25,9 +25,9 @@ import {
   type WireDeleteRangeRequest,
   type WirePutRequest,
   type WireTxnRequest,
-} from '../../etcd-proto';
-import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, UnknownCommandError, uncapped, type WriteCap } from '../engine';
-import { WireValueError, deleteRangeFromWire, putFromWire, txnFromWire } from './convert';
+} from '../../etcd-proto.js';
+import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, UnknownCommandError, uncapped, type WriteCap } from '../engine.js';
+import { WireValueError, deleteRangeFromWire, putFromWire, txnFromWire } from './convert.js';
 
 /** The KV engine's operation codes (in every KV log entry: never renumber). */
 export const KvCommandKind = {

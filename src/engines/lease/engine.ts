@@ -19,19 +19,19 @@
  *   before the leader expires it: a new leader gives every holder a full election timeout to
  *   reach it (and covers clock skew between leaders up to that much).
  */
-import { assert } from '../../../raft/index';
-import { type MvccEvent, compareBytes } from '../../../storage/index';
-import { etcdType, int64Exact, type Int64 } from '../../etcd-proto';
-import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, type LeaderContext, UnknownCommandError, uncapped, type WriteCap } from '../engine';
-import { TimeWheel, type WheelTimer } from '../expiry/index';
-import type { KvEngine } from '../kv/engine';
+import { assert } from '../../../raft/index.js';
+import { type MvccEvent, compareBytes } from '../../../storage/index.js';
+import { etcdType, int64Exact, type Int64 } from '../../etcd-proto.js';
+import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, type LeaderContext, UnknownCommandError, uncapped, type WriteCap } from '../engine.js';
+import { TimeWheel, type WheelTimer } from '../expiry/index.js';
+import type { KvEngine } from '../kv/engine.js';
 import {
   leaseExpireCommandsPerTickMax,
   leaseExpiriesPerCommandMax,
   leaseRenewalsPerCommandMax,
   leaseTtlSecondsMax,
   leaseWheelResolutionMs,
-} from './limits';
+} from './limits.js';
 
 /** The lease engine's operation codes (in every lease log entry: never renumber). */
 export const LeaseCommandKind = {

@@ -10,5 +10,5 @@ export {
   type Lease,
   type LeaseOutcome,
   type LeaseEngineOptions,
-} from './engine';
-export * as leaseLimits from './limits';
+} from './engine.js';
+export * as leaseLimits from './limits.js';

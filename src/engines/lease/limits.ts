@@ -1,7 +1,7 @@
 /**
  * The lease engine's limits (units last). etcd's where etcd has one.
  */
-import { assert } from '../../../raft/index';
+import { assert } from '../../../raft/index.js';
 
 /** etcd's MaxLeaseTTL: a grant above it is refused with `etcdserver: too large lease TTL`. */
 export const leaseTtlSecondsMax = 9_000_000_000;

@@ -7,11 +7,11 @@
  * The state lives in a small MVCC store (see members.ts for the keys), so it is snapshotted,
  * restored and hashed like any other; nothing here reads a clock.
  */
-import type { ConfChange } from '../../../raft/index';
-import { MvccStore, encodeSnapshot, restoreSnapshotPieces } from '../../../storage/index';
-import { etcdType } from '../../etcd-proto';
-import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError } from '../engine';
-import { type Member, type MemberAttributes, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers, removedIds } from './members';
+import type { ConfChange } from '../../../raft/index.js';
+import { MvccStore, encodeSnapshot, restoreSnapshotPieces } from '../../../storage/index.js';
+import { etcdType } from '../../etcd-proto.js';
+import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError } from '../engine.js';
+import { type Member, type MemberAttributes, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers, removedIds } from './members.js';
 
 /** The meta engine's operation codes (in every meta log entry: never renumber). */
 export const MetaCommandKind = {

@@ -9,8 +9,8 @@
  * Configuration changes carry the member record in their context, so applying the same log
  * gives every replica the same membership.
  */
-import type { ConfChange } from '../../../raft/index';
-import { type MvccStore, prefixEnd } from '../../../storage/index';
+import type { ConfChange } from '../../../raft/index.js';
+import { type MvccStore, prefixEnd } from '../../../storage/index.js';
 
 export interface MemberRecord {
   readonly id: number;

@@ -20,9 +20,9 @@
  *   predecessor's by up to that much does not expire them early.
  * - Other engines set TTLs in their own apply through `KeyTtlScheduler` (`setTtl`, `clearTtl`).
  */
-import { assert } from '../../../raft/index';
-import { MvccError, type MvccEvent, type PutResult, type TxnResult, crc32c, mvccLimits } from '../../../storage/index';
-import { type Int64, type WireDkvPutRequest, type WireDkvTxnRequest, type WireFence, type WireKeyTtl, dkvType, int64Exact, int64Saturated } from '../../etcd-proto';
+import { assert } from '../../../raft/index.js';
+import { MvccError, type MvccEvent, type PutResult, type TxnResult, crc32c, mvccLimits } from '../../../storage/index.js';
+import { type Int64, type WireDkvPutRequest, type WireDkvTxnRequest, type WireFence, type WireKeyTtl, dkvType, int64Exact, int64Saturated } from '../../etcd-proto.js';
 import {
   type ApplyContext,
   type Engine,
@@ -32,9 +32,9 @@ import {
   type KeyTtlScheduler,
   type LeaderContext,
   UnknownCommandError,
-} from '../engine';
-import { TimeWheel, type WheelTimer, wheelLimits } from '../expiry/index';
-import { type KvEngine, type KvWriteObserver, WireValueError, putFromWire, txnFromWire, txnPuts } from '../kv/index';
+} from '../engine.js';
+import { TimeWheel, type WheelTimer, wheelLimits } from '../expiry/index.js';
+import { type KvEngine, type KvWriteObserver, WireValueError, putFromWire, txnFromWire, txnPuts } from '../kv/index.js';
 import {
   keyTtlMsMax,
   keyTtlsPerTxnMax,
@@ -45,7 +45,7 @@ import {
   ttlSnapshotRecordsPerChunk,
   ttlWheelAdvancesPerTickMax,
   ttlWheelResolutionMs,
-} from './limits';
+} from './limits.js';
 
 /** The TTL engine's operation codes (in every TTL log entry: never renumber). */
 export const TtlCommandKind = {

@@ -13,5 +13,5 @@ export {
   type KeyTtl,
   type TtlEngineOptions,
   type TtlOutcome,
-} from './engine';
-export * as ttlLimits from './limits';
+} from './engine.js';
+export * as ttlLimits from './limits.js';

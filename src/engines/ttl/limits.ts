@@ -1,9 +1,9 @@
 /**
  * The TTL engine's limits (units last). Their relations are asserted when this module loads.
  */
-import { assert } from '../../../raft/index';
-import { mvccLimits } from '../../../storage/index';
-import { wheelLimits } from '../expiry/index';
+import { assert } from '../../../raft/index.js';
+import { mvccLimits } from '../../../storage/index.js';
+import { wheelLimits } from '../expiry/index.js';
 
 /** The longest TTL a key may have: 10 years (a longer one is refused at the edge and in apply). */
 export const keyTtlMsMax = 10 * 365 * 24 * 60 * 60 * 1000;

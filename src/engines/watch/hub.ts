@@ -12,9 +12,9 @@
  * be given an event become unsynced at that event's revision and catch up later; if the history
  * they need was compacted meanwhile, they are canceled with `compactRevision`.
  */
-import { type ChangesPage, type KeyValue, type MvccEvent, type MvccStore, beforeEnd, compareBytes } from '../../../storage/index';
-import { watchCatchUpBytesMax, watchCatchUpRevisionsMax, watchRecentEventsBytesMax } from './limits';
-import { RangeIndex } from './range-index';
+import { type ChangesPage, type KeyValue, type MvccEvent, type MvccStore, beforeEnd, compareBytes } from '../../../storage/index.js';
+import { watchCatchUpBytesMax, watchCatchUpRevisionsMax, watchRecentEventsBytesMax } from './limits.js';
+import { RangeIndex } from './range-index.js';
 
 /** Where a watcher's responses go (one client stream). */
 export interface WatchSink {

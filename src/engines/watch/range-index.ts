@@ -8,7 +8,7 @@
  * come from a fixed sequence, so the tree's shape, and the order in which `stab` reports
  * watchers, depend only on what was added and removed (the simulator replays from a seed).
  */
-import { compareBytes, isOpenEnd } from '../../../storage/index';
+import { compareBytes, isOpenEnd } from '../../../storage/index.js';
 
 interface Interval<T> {
   readonly start: Uint8Array;

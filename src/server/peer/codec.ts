@@ -38,7 +38,7 @@
  * neither send nor read: an older node never receives a frame it does not know. (Had it received
  * one, it would have refused that stream with INVALID_ARGUMENT, not crashed.)
  */
-import type { ConfState, Entry, EntryType, Message, MessageType, Snapshot } from '../../../raft/index';
+import type { ConfState, Entry, EntryType, Message, MessageType, Snapshot } from '../../../raft/index.js';
 import {
   confStateMembersMax,
   frameBytesMax,
@@ -53,7 +53,7 @@ import {
   responsePayloadBytesMax,
   snapshotBytesMax,
   snapshotChunkBytes,
-} from './limits';
+} from './limits.js';
 
 export class PeerProtocolError extends Error {
   override readonly name = 'PeerProtocolError';

@@ -16,7 +16,7 @@ export {
   removedMemberRefusal,
   peerTarget,
   reconnectDelayMs,
-} from './transport';
+} from './transport.js';
 export {
   PeerProtocolError,
   type PeerAnswer,
@@ -35,11 +35,11 @@ export {
   messageBytes,
   batchFrameBytes,
   wireMessageTypes,
-} from './codec';
+} from './codec.js';
 export {
   PeerRequestError,
   PeerRequestRefusal,
   type PeerRequestErrorCode,
   type PeerRequestReach,
-} from './requests';
-export * as peerLimits from './limits';
+} from './requests.js';
+export * as peerLimits from './limits.js';

@@ -2,7 +2,7 @@
  * Every limit and default of the peer transport, in one place (units last). The relations between
  * them are asserted when this module loads.
  */
-import { limits as raftLimits } from '../../../raft/index';
+import { limits as raftLimits } from '../../../raft/index.js';
 
 function assert(condition: boolean, message: string): asserts condition {
   if (!condition) throw new Error(`peer/limits: ${message}`);

@@ -2,8 +2,8 @@
  * The typed outcomes of `PeerTransport.request`: `PeerRequestError` for the caller, and
  * `PeerRequestRefusal` for a request handler to throw when it turns a request away.
  */
-import { isRefusalCode, truncateUtf8 } from './codec';
-import { refusalCodeBytesMax, refusalMessageBytesMax } from './limits';
+import { isRefusalCode, truncateUtf8 } from './codec.js';
+import { refusalCodeBytesMax, refusalMessageBytesMax } from './limits.js';
 
 /**
  * Why a request failed. Stable: callers switch on it; never rename one, only add.

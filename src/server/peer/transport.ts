@@ -20,7 +20,7 @@
  * did.
  */
 import * as grpc from '@grpc/grpc-js';
-import { isLocalMessage, type Message } from '../../../raft/index';
+import { isLocalMessage, type Message } from '../../../raft/index.js';
 import {
   PeerProtocolError,
   batchFrameOverheadBytes,
@@ -37,7 +37,7 @@ import {
   type PeerFrame,
   type PeerHello,
   type ShardMessage,
-} from './codec';
+} from './codec.js';
 import {
   frameBytesMax,
   frameBytesTarget,
@@ -64,8 +64,8 @@ import {
   responsePayloadBytesMax,
   snapshotChunkBytes,
   unknownShardsLoggedMax,
-} from './limits';
-import { PeerRequestError, PeerRequestRefusal, type PeerRequestErrorCode } from './requests';
+} from './limits.js';
+import { PeerRequestError, PeerRequestRefusal, type PeerRequestErrorCode } from './requests.js';
 
 /** Member and cluster ids in messages are hex, as etcd prints them (the server's log does the same). */
 const idHex = (id: number): string => id.toString(16);

@@ -3,7 +3,7 @@
  * stored log and configurations. Every function returns lines without a trailing newline and never
  * an empty line (an empty line ends a transcript block).
  */
-import { type ConfState, type Entry, type ProgressStatus, type Status, describeEntry } from '../../../raft/index';
+import { type ConfState, type Entry, type ProgressStatus, type Status, describeEntry } from '../../../raft/index.js';
 
 function ids(list: readonly number[]): string {
   return `(${list.join(' ')})`;

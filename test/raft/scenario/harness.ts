@@ -30,8 +30,8 @@ import {
   describeMessage,
   describeReady,
   dropReasonText,
-} from '../../../raft/index';
-import { bytes, formatConfState, formatLog, formatStateLine, formatStatus, text } from './format';
+} from '../../../raft/index.js';
+import { bytes, formatConfState, formatLog, formatStateLine, formatStatus, text } from './format.js';
 
 // -------------------------------------------------------------------------------------------------
 // Limits

@@ -8,7 +8,7 @@ import {
   decodeConfChange,
   encodeConfChange,
   isLeaveJoint,
-} from '../../../raft/index';
+} from '../../../raft/index.js';
 
 const confChange: fc.Arbitrary<ConfChange> = fc.record({
   transition: fc.constantFrom('auto', 'joint-implicit', 'joint-explicit'),

@@ -9,10 +9,10 @@ import {
   leaveJoint,
   restoreConfig,
   simpleChange,
-} from '../../../raft/index';
-import type { ChangeResult, ChangerInput } from '../../../raft/confchange';
-import type { Progress } from '../../../raft/progress';
-import { EMPTY_TRACKER_CONFIG, type TrackerConfig, confStateOf, describeConfig } from '../../../raft/tracker';
+} from '../../../raft/index.js';
+import type { ChangeResult, ChangerInput } from '../../../raft/confchange.js';
+import type { Progress } from '../../../raft/progress.js';
+import { EMPTY_TRACKER_CONFIG, type TrackerConfig, confStateOf, describeConfig } from '../../../raft/tracker.js';
 
 const LAST_INDEX = 10;
 const OPTIONS = { lastIndex: LAST_INDEX, inflightMessagesMax: 8, inflightBytesMax: 0 };

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Inflights, RaftAssertionError } from '../../../raft/index';
+import { Inflights, RaftAssertionError } from '../../../raft/index.js';
 
 function filled(messagesMax: number, bytesMax: number, adds: ReadonlyArray<readonly [number, number]>): Inflights {
   const inflights = new Inflights(messagesMax, bytesMax);

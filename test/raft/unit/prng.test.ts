@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SeededPrng } from '../../../raft/index';
+import { SeededPrng } from '../../../raft/index.js';
 
 function draws(seed: number, n: number, next: (prng: SeededPrng) => number = (p) => p.nextUint32()): number[] {
   const prng = new SeededPrng(seed);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Inflights, RaftAssertionError } from '../../../raft/index';
-import { Progress, type ProgressState } from '../../../raft/progress';
+import { Inflights, RaftAssertionError } from '../../../raft/index.js';
+import { Progress, type ProgressState } from '../../../raft/progress.js';
 
 function progress(
   match: number,

@@ -7,8 +7,8 @@ import {
   jointVoteResult,
   majorityCommittedIndex,
   majorityVoteResult,
-} from '../../../raft/index';
-import { jointVoterIds } from '../../../raft/quorum';
+} from '../../../raft/index.js';
+import { jointVoterIds } from '../../../raft/quorum.js';
 
 const set = (...ids: number[]): Set<number> => new Set(ids);
 

@@ -8,8 +8,8 @@ import {
   MemoryLogStorage,
   RaftAssertionError,
   entryBytes,
-} from '../../../raft/index';
-import { RaftLog } from '../../../raft/raft-log';
+} from '../../../raft/index.js';
+import { RaftLog } from '../../../raft/raft-log.js';
 
 const UNLIMITED = Number.MAX_SAFE_INTEGER;
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { type Entry, type Snapshot, RaftAssertionError } from '../../../raft/index';
-import { UnstableLog } from '../../../raft/log-unstable';
+import { type Entry, type Snapshot, RaftAssertionError } from '../../../raft/index.js';
+import { UnstableLog } from '../../../raft/log-unstable.js';
 
 function entries(from: number, terms: readonly number[]): Entry[] {
   return terms.map((term, i) => ({ index: from + i, term, type: 'normal', data: new Uint8Array([from + i]) }));
