@@ -4,6 +4,8 @@
  * message whole and in order, a stalled client is held off by 'drain', and the server still ends
  * the call with its status after everything queued. Without a framer it writes through grpc-js.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ResponseQueue, flushBytesTarget, grpcFrames } from '../../src/server/response-queue.js';
@@ -98,6 +100,15 @@ describe('ResponseQueue', () => {
     expect(flushBytesTarget).toBeLessThan(8 * 1024 * 1024);
     expect(run.queues[0]!.framed).toBe(true);
     expect(run.queues[0]!.waits).toBeGreaterThan(0);
+  });
+
+  it('runs on the grpc-js version package.json pins exactly (the framed path reads its internals)', () => {
+    const root = join(import.meta.dirname, '..', '..');
+    const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    const installed = JSON.parse(readFileSync(join(root, 'node_modules', '@grpc', 'grpc-js', 'package.json'), 'utf8')) as { version: string };
+    const pinned = manifest.dependencies['@grpc/grpc-js'];
+    expect(pinned).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(installed.version).toBe(pinned);
   });
 
   it('without a framer writes each response through grpc-js', async () => {

@@ -1,0 +1,131 @@
+/**
+ * The package as users install it: `npm pack` of this checkout (which builds dist/), then
+ * `npm install` of the tarball in an empty folder. The installed `dkv` runs the compiled build
+ * (tsx, a development dependency, is not there), `clustron-dkv` and `clustron-dkv/server` import
+ * with their types, and a program using both serves and answers a put and a get.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freeBase } from '../server/cluster-harness.js';
+
+const repo = join(import.meta.dirname, '..', '..');
+const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
+
+/** The environment of an installed package's user: not this suite's source mode. */
+function userEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.DKV_FROM_SOURCE;
+  delete env.NODE_OPTIONS;
+  return env;
+}
+
+function run(command: string, args: readonly string[], cwd: string, timeout = 180_000): { stdout: string; stderr: string } {
+  const result = spawnSync(command, args, { cwd, env: userEnv(), encoding: 'utf8', timeout });
+  if (result.status !== 0) {
+    throw new Error(`${command} ${args.join(' ')} exited ${result.status ?? result.signal}:\n${result.stdout}\n${result.stderr}`);
+  }
+  return { stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('the packed package', () => {
+  let dir: string;
+  let app: string;
+  let files: string[];
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'dkv-pack-'));
+    app = join(dir, 'app');
+    mkdirSync(app);
+    const packed = run('npm', ['pack', '--json', '--pack-destination', dir], repo);
+    const [summary] = JSON.parse(packed.stdout) as { filename: string; files: { path: string }[] }[];
+    files = summary!.files.map((f) => f.path);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+    run('npm', ['install', join(dir, summary!.filename), '--no-audit', '--no-fund', '--prefer-offline'], app);
+  }, 300_000);
+
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('ships the build, the protos and the bin entries, and no tests or TypeScript sources', () => {
+    expect(files).toContain('dist/src/client/index.js');
+    expect(files).toContain('dist/src/client/index.d.ts');
+    expect(files).toContain('dist/src/server/index.js');
+    expect(files).toContain('bin/dkv.js');
+    expect(files).toContain('proto/etcd/etcdserverpb/rpc.proto');
+    expect(files.filter((f) => f.startsWith('test/') || f.includes('.test.'))).toEqual([]);
+    expect(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
+    expect(files).not.toContain('dist/.tsbuildinfo');
+    // tsx and the other development tools are not installed with it.
+    expect(readdirSync(join(app, 'node_modules'))).not.toContain('tsx');
+    expect(readdirSync(join(app, 'node_modules'))).not.toContain('vitest');
+  });
+
+  it('installs a dkv command that runs the compiled build', () => {
+    const dkv = join(app, 'node_modules', '.bin', 'dkv');
+    expect(run(dkv, ['--version'], app).stdout).toMatch(/^DKV Version: \d+\.\d+\.\d+\netcd API Version: 3\.5\.0\n/);
+    expect(run(dkv, ['--help'], app).stdout).toContain('Usage: dkv <command>');
+  });
+
+  it('type-checks a program importing clustron-dkv and clustron-dkv/server', () => {
+    writeFileSync(
+      join(app, 'typed.ts'),
+      [
+        "import { DkvClient, EtcdChannel, type DkvClientOptions } from 'clustron-dkv';",
+        "import { startServer, type DkvNode } from 'clustron-dkv/server';",
+        "const options: DkvClientOptions = { endpoints: ['127.0.0.1:2379'] };",
+        'const start: (args: readonly string[]) => Promise<DkvNode> = startServer;',
+        'export { options, start, DkvClient, EtcdChannel };',
+        '// A wrong type must be caught, so the declarations are really used:',
+        '// @ts-expect-error',
+        'const wrong: DkvClientOptions = { endpoints: 42 };',
+        'export { wrong };',
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(
+      join(app, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          target: 'ES2022',
+          strict: true,
+          noEmit: true,
+          skipLibCheck: false,
+          types: ['node'],
+          typeRoots: [join(app, 'node_modules', '@types'), join(repo, 'node_modules', '@types')],
+        },
+        files: ['typed.ts'],
+      }),
+    );
+    run(process.execPath, [tsc, '-p', app], app);
+  });
+
+  it('runs a program that embeds a node and talks to it through the client', async () => {
+    const base = await freeBase(1);
+    const client = `http://127.0.0.1:${base}`;
+    const peer = `http://127.0.0.1:${base + 1}`;
+    writeFileSync(
+      join(app, 'embedded.mjs'),
+      `
+import { EtcdChannel, methodCodec } from 'clustron-dkv';
+import { startServer } from 'clustron-dkv/server';
+const node = await startServer(['--name', 'p1', '--data-dir', ${JSON.stringify(join(dir, 'data'))},
+  '--listen-client-urls', '${client}', '--advertise-client-urls', '${client}',
+  '--listen-peer-urls', '${peer}', '--initial-advertise-peer-urls', '${peer}',
+  '--initial-cluster', 'p1=${peer}', '--log-level', 'error']);
+const channel = new EtcdChannel('127.0.0.1:${base}', { callTimeoutMs: 10000 });
+await channel.kv('Put', { key: Buffer.from('greeting'), value: Buffer.from('hello') });
+const got = await channel.kv('Range', { key: Buffer.from('greeting') });
+console.log(Buffer.from(got.kvs[0].value).toString());
+channel.close();
+await node.stop();
+`,
+    );
+    expect(run(process.execPath, ['embedded.mjs'], app, 60_000).stdout.trim()).toBe('hello');
+  });
+});
