@@ -26,7 +26,7 @@ export async function serverCommand(args: string[]): Promise<number> {
     throw error;
   }
   const level = process.env.DKV_DEBUG === '1' ? 'debug' : config.logLevel;
-  const logger = createServerLogger({ name: config.name, level, outputs: config.logOutputs });
+  const logger = createServerLogger({ name: config.name, level, outputs: config.logOutputs, format: config.logFormat });
   for (const warning of config.warnings) logger.warn(warning);
   const { DkvNode } = await import('../server/node.js');
   return new Promise<number>((resolve, reject) => {

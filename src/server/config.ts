@@ -134,6 +134,8 @@ export interface ServerConfig {
   readonly logFile: string | undefined;
   /** The lowest level logged (--log-level; --debug means debug). */
   readonly logLevel: LogLevel;
+  /** --log-format: text lines or one JSON object per line. */
+  readonly logFormat: LogFormat;
   /** Where the log goes: 'stderr', 'stdout' or file paths (--log-outputs, or --log-file). */
   readonly logOutputs: readonly string[];
   /**
@@ -195,6 +197,9 @@ const peerTlsKey = 'peer-transport-security';
 export const logLevels = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof logLevels)[number];
 export const logLevelDefault: LogLevel = 'info';
+export const logFormats = ['text', 'json'] as const;
+export type LogFormat = (typeof logFormats)[number];
+export const logFormatDefault: LogFormat = 'text';
 
 interface EtcdFlagWithoutEffect {
   readonly flag: string;
@@ -456,6 +461,13 @@ const flagSpecs: readonly FlagSpec[] = [
     'logging',
     'default',
     'where the log goes: stderr (or default), stdout, or file paths; comma-separated for several.',
+  ),
+  spec(
+    'log-format',
+    'string',
+    'logging',
+    logFormatDefault,
+    'log line format: text (<time> <LEVEL> <name>: <message> key=value…) or json (one object per line: level, ts, name, msg and fields).',
   ),
   spec('logger', 'string', 'logging', 'zap', 'etcd\'s logger choice; DKV has one logger, "zap" and "capnslog" are accepted.'),
   spec('debug', 'bool', 'logging', 'false', 'etcd 3.4\'s older form of --log-level=debug.'),
@@ -1000,7 +1012,7 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
   const quotaBackendBytes = quotaBytes === 0 ? quotaBackendBytesDefault : quotaBytes;
   const autoCompaction = autoCompactionValue(raw);
   const logFile = stringValue('log-file', raw);
-  const { logLevel, logOutputs } = loggingValue(raw, logFile);
+  const { logLevel, logOutputs, logFormat } = loggingValue(raw, logFile);
   checkWithoutEffect(raw, warnings);
   const unsafeStaleReads = boolValue('unsafe-stale-reads', raw);
   if (unsafeStaleReads) warnings.push('--unsafe-stale-reads: linearizable reads skip ReadIndex and may be stale (test only)');
@@ -1053,6 +1065,7 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     autoCompaction,
     logFile,
     logLevel,
+    logFormat,
     logOutputs,
     changedSettings: changedSettingsOf(raw),
     unsafeStaleReads,
@@ -1072,21 +1085,24 @@ function changedSettingsOf(raw: RawSettings): string[] {
   return changed;
 }
 
-function loggingValue(raw: RawSettings, logFile: string | undefined): { logLevel: LogLevel; logOutputs: string[] } {
+function loggingValue(raw: RawSettings, logFile: string | undefined): { logLevel: LogLevel; logOutputs: string[]; logFormat: LogFormat } {
   const levelText = (raw.get('log-level')?.text ?? (boolValue('debug', raw) ? 'debug' : logLevelDefault)).trim().toLowerCase();
   const logLevel = logLevels.find((level) => level === levelText);
   if (logLevel === undefined) fail('log-level', raw, `must be one of ${logLevels.join(', ')}, got "${levelText}"`);
+  const formatText = (stringValue('log-format', raw) ?? logFormatDefault).trim().toLowerCase();
+  const logFormat = logFormats.find((format) => format === formatText);
+  if (logFormat === undefined) fail('log-format', raw, `must be one of ${logFormats.join(', ')}, got "${formatText}"`);
   const logger = stringValue('logger', raw);
   if (logger !== undefined && logger !== 'zap' && logger !== 'capnslog') fail('logger', raw, `must be "zap" or "capnslog", got "${logger}"`);
   const outputsText = stringValue('log-outputs', raw);
   if (outputsText !== undefined && logFile !== undefined) {
     fail('log-outputs', raw, `cannot be combined with ${labelOf('log-file', raw)}; give the file in --log-outputs`);
   }
-  if (outputsText === undefined) return { logLevel, logOutputs: [logFile ?? 'stderr'] };
+  if (outputsText === undefined) return { logLevel, logFormat, logOutputs: [logFile ?? 'stderr'] };
   const outputs = outputsText.split(',').map((item) => item.trim());
   if (outputs.some((item) => item === '')) fail('log-outputs', raw, `has an empty entry: "${outputsText}"`);
   // etcd's "default" is stderr; repeated outputs would print every line twice.
-  return { logLevel, logOutputs: [...new Set(outputs.map((item) => (item === 'default' ? 'stderr' : item)))] };
+  return { logLevel, logFormat, logOutputs: [...new Set(outputs.map((item) => (item === 'default' ? 'stderr' : item)))] };
 }
 
 const durationPattern = /^(0|(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+)$/;

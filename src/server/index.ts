@@ -32,6 +32,6 @@ export interface StartServerOptions extends DkvNodeOptions {
  */
 export async function startServer(args: readonly string[], options: StartServerOptions = {}): Promise<DkvNode> {
   const config: ServerConfig = parseServerConfig([...args], options.env ?? {});
-  const logger = options.logger ?? createServerLogger({ name: config.name, level: config.logLevel, outputs: config.logOutputs });
+  const logger = options.logger ?? createServerLogger({ name: config.name, level: config.logLevel, outputs: config.logOutputs, format: config.logFormat });
   return DkvNode.start(config, logger, options);
 }

@@ -8,6 +8,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { metricsKeepAliveMs } from './limits.js';
+import { type RuntimeMetrics, registerRuntimeMetrics } from './runtime-metrics.js';
 
 export type Labels = Readonly<Record<string, string>>;
 
@@ -248,6 +249,18 @@ export function exponentialBuckets(start: number, factor: number, count: number)
 /** Metrics of one node, rendered in registration order. */
 export class Registry {
   private readonly metrics = new Map<string, Counter | Gauge | Histogram>();
+  private readonly beforeHooks: (() => void)[] = [];
+  private readonly afterHooks: (() => void)[] = [];
+
+  /** Runs `hook` at each scrape before rendering (to refill labelled gauges). */
+  beforeRender(hook: () => void): void {
+    this.beforeHooks.push(hook);
+  }
+
+  /** Runs `hook` at each scrape after rendering (to reset per-interval statistics). */
+  afterRender(hook: () => void): void {
+    this.afterHooks.push(hook);
+  }
 
   counter(options: CollectedMetricOptions): Counter {
     return this.add(new Counter(options));
@@ -273,8 +286,10 @@ export class Registry {
 
   /** The text exposition format 0.0.4. */
   render(): string {
+    for (const hook of this.beforeHooks) hook();
     const lines: string[] = [];
     for (const metric of this.metrics.values()) metric.render(lines);
+    for (const hook of this.afterHooks) hook();
     return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
   }
 }
@@ -306,6 +321,8 @@ export const diskLatencyBuckets: readonly number[] = exponentialBuckets(0.001, 2
 
 export interface ServerMetrics {
   readonly registry: Registry;
+  /** The Node runtime's figures (event-loop delay, heap, GC); `stop()` when the node stops. */
+  readonly runtime: RuntimeMetrics;
   /** 1 when every shard this node hosts knows a leader, else 0 (etcd: the one Raft group). */
   readonly hasLeader: Gauge;
   readonly leaderChanges: Counter;
@@ -341,7 +358,7 @@ export interface ServerMetrics {
 
 /** Registers the node's metrics (and the process basics) on a fresh registry. */
 export function createServerMetrics(registry: Registry = new Registry()): ServerMetrics {
-  const metrics: ServerMetrics = {
+  const metrics: Omit<ServerMetrics, 'runtime'> = {
     registry,
     hasLeader: registry.gauge({
       name: 'etcd_server_has_leader',
@@ -421,7 +438,7 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
     }),
   };
   registerProcessMetrics(registry);
-  return metrics;
+  return { ...metrics, runtime: registerRuntimeMetrics(registry) };
 }
 
 /** process_* metrics as Prometheus clients name them, read at scrape time. */

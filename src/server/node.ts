@@ -31,6 +31,7 @@ import { AutoCompactor } from './auto-compaction.js';
 import { Defragmenter } from './defragment.js';
 import { BackendQuota } from './quota.js';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics.js';
+import { type LogFields, RequestLog, withRequestLog } from './request-log.js';
 import { PeerTransport } from './peer/index.js';
 import { type KnownPeer, type StartIdentity, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup.js';
 import { guardLearner } from './learner-guard.js';
@@ -53,9 +54,11 @@ import { etcdApiVersion } from './version.js';
 export { etcdApiVersion };
 
 export interface NodeLogger {
-  info(message: string): void;
-  warn(message: string): void;
-  debug(message: string): void;
+  info(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  debug(message: string, fields?: LogFields): void;
+  /** Whether debug lines are written (per-request lines are skipped otherwise). */
+  readonly debugEnabled?: boolean;
 }
 
 export interface DkvNodeOptions {
@@ -550,8 +553,9 @@ export class DkvNode {
     };
     // A learner serves what etcd's learner serves (Status, serializable Range); anything else gets
     // etcd's `rpc not supported for learner`, so clients move on to a voting member.
+    const requestLog = new RequestLog(this.identity.memberId, this.logger);
     const addService = (service: { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }): void =>
-      server.addService(service.definition, guardLearner(service.definition, service.implementation, () => this.learner));
+      server.addService(service.definition, withRequestLog(service.definition, guardLearner(service.definition, service.implementation, () => this.learner), requestLog));
     const kv = createKvService({ ...common, maxRequestBytes: this.config.maxRequestBytes, unsafeStaleReads: this.config.unsafeStaleReads });
     addService(kv);
     const cluster = createClusterService({ ...common, membership: this.membership() });
@@ -596,7 +600,7 @@ export class DkvNode {
       // etcd's server gives a Lock or Campaign with lease 0 a session lease it never keeps alive.
       sessionLeases: { grant: (shard: ShardHandle, ttlSeconds: number, options: RequestOptions) => grantLease(shard, leaseIds, ttlSeconds, options) },
     };
-    const serviceLog = (message: string): void => this.logger.warn(message);
+    const serviceLog = (message: string, fields?: LogFields): void => this.logger.warn(message, fields);
     const lock = createLockService(concurrency, serviceLog);
     addService(lock);
     const election = createElectionService(concurrency, serviceLog);
@@ -693,6 +697,7 @@ export class DkvNode {
       });
     }
     await this.metricsServer?.close();
+    this.metrics.runtime.stop();
     this.ticker.stop();
     await new Promise<void>((resolve) => this.runtime.stop(resolve));
     await this.transport.stop();

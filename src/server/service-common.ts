@@ -5,6 +5,7 @@ import type { WireResponseHeader } from '../etcd-proto.js';
 import { DkvError, type GrpcErrorObject, dkvError, toGrpcError } from '../errors.js';
 import type { RequestOptions, Router, ShardHandle } from '../runtime/index.js';
 import type { Incoming } from './grpc-service.js';
+import { type LogFields, requestIdOfCall } from './request-log.js';
 import type { BackendQuota } from './quota.js';
 
 export interface ServiceContext {
@@ -27,14 +28,14 @@ export function responseHeader(ctx: ServiceContext, shard: ShardHandle, revision
   return { cluster_id: ctx.clusterId(), member_id: ctx.memberId, revision, raft_term: shard.term() };
 }
 
-export type Logger = (message: string) => void;
+export type Logger = (message: string, fields?: LogFields) => void;
 
 /** How a service turns what a request failed with into the status its client gets. */
 export type ToStatus = (error: unknown) => GrpcErrorObject;
 
 /** A unary handler: the promise's value is the response; a rejection becomes a gRPC status. */
 export function unary<Req>(handle: (request: Incoming<Req>) => Promise<object>, log?: Logger, toStatus: ToStatus = toGrpcError): grpc.handleUnaryCall<Incoming<Req>, object> {
-  return (call, callback) => answer(() => handle(call.request), callback, log, toStatus);
+  return (call, callback) => answer(() => handle(call.request), callback, log, toStatus, requestIdOfCall(call));
 }
 
 /**
@@ -51,11 +52,11 @@ export function waitingUnary<Req>(
     const cancel = (): void => controller.abort(dkvError('canceled'));
     if (call.cancelled) cancel();
     else call.once('cancelled', cancel);
-    answer(() => handle(call.request, controller.signal), callback, log, toStatus);
+    answer(() => handle(call.request, controller.signal), callback, log, toStatus, requestIdOfCall(call));
   };
 }
 
-function answer(handle: () => Promise<object>, callback: grpc.sendUnaryData<object>, log: Logger | undefined, toStatus: ToStatus): void {
+function answer(handle: () => Promise<object>, callback: grpc.sendUnaryData<object>, log: Logger | undefined, toStatus: ToStatus, requestId: string | undefined): void {
   let pending: Promise<object>;
   try {
     pending = handle();
@@ -64,14 +65,14 @@ function answer(handle: () => Promise<object>, callback: grpc.sendUnaryData<obje
   }
   pending.then(
     (response) => callback(null, response),
-    (error: unknown) => callback(toStatus(clientErrorLogged(error, log)) as grpc.ServiceError),
+    (error: unknown) => callback(toStatus(clientErrorLogged(error, log, requestId)) as grpc.ServiceError),
   );
 }
 
 /** The client-facing form of `error`; anything that is not a client error is logged. */
-export function clientErrorLogged(error: unknown, log: Logger | undefined): unknown {
+export function clientErrorLogged(error: unknown, log: Logger | undefined, requestId?: string): unknown {
   const mapped = clientError(error);
-  if (!(mapped instanceof DkvError)) log?.(`request failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  if (!(mapped instanceof DkvError)) log?.(`request failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`, requestId === undefined ? undefined : { request_id: requestId });
   return mapped;
 }
 

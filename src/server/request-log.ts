@@ -1,0 +1,175 @@
+/**
+ * Log lines about client requests, each carrying the request's id (`request_id`): the client's own
+ * `x-request-id` metadata when it sends a valid one (so its logs and ours line up), else an id this
+ * node makes (`<member id>-<sequence>`, hex). Every call through the client port gets one:
+ * - at `debug`, one line per unary call when it is answered (method, took_ms, the status code) and
+ *   one when a stream opens and ends;
+ * - at `warn`, a unary call slower than `slowRequestWarnMs` (etcd's "request took too long"),
+ *   at most `slowRequestLinesPerSecondMax` such lines a second (the rest are counted in the next
+ *   line), leaving out the calls that wait by design (Lock, Campaign);
+ * - the services' own lines about a call (an internal error's stack) carry its id too
+ *   (`requestIdOfCall`).
+ *
+ * With the log level above debug, a fast successful call costs a clock read and a comparison.
+ */
+import { performance } from 'node:perf_hooks';
+import type * as grpc from '@grpc/grpc-js';
+import { formatId } from '../cluster/index.js';
+
+/** A unary call slower than this is logged at warn (etcd 3.4's fixed 100 ms). */
+export const slowRequestWarnMs = 100;
+/** Slow-request warnings a second at most; more are summed into the next line. */
+export const slowRequestLinesPerSecondMax = 10;
+/** Longest client-supplied `x-request-id` used as it is (a longer or non-printable one is replaced). */
+export const requestIdLengthMax = 64;
+
+/** Metadata key a client may set to choose its request's id. */
+export const requestIdMetadataKey = 'x-request-id';
+
+/** Calls that wait for as long as the client wants (a lock, a campaign): never "slow". */
+const waitingMethods: ReadonlySet<string> = new Set(['/v3lockpb.Lock/Lock', '/v3electionpb.Election/Campaign']);
+
+export type LogFields = Readonly<Record<string, string | number | boolean | undefined>>;
+
+export interface RequestLogger {
+  debug(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  /** Whether debug lines are written (else per-call lines are not even built). */
+  readonly debugEnabled?: boolean;
+}
+
+const printable = /^[\x21-\x7e]+$/;
+
+/** Makes request ids for one node and rate-limits its slow-request lines. */
+export class RequestLog {
+  private sequence = 0;
+  private readonly prefix: string;
+  private windowStart = 0;
+  private linesInWindow = 0;
+  private suppressed = 0;
+
+  constructor(
+    memberId: number,
+    private readonly logger: RequestLogger,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.prefix = formatId(memberId);
+  }
+
+  /** The id of a call: the client's `x-request-id` if valid, else a fresh one. */
+  idOf(metadata: grpc.Metadata | undefined): string {
+    return this.name(this.claim(metadata));
+  }
+
+  /**
+   * The call's id, cheaply: the client's string, or this node's sequence number (made into text
+   * by `name` only when a line needs it).
+   */
+  claim(metadata: grpc.Metadata | undefined): string | number {
+    const given = metadata?.get(requestIdMetadataKey)[0];
+    if (typeof given === 'string' && given.length <= requestIdLengthMax && printable.test(given)) return given;
+    return ++this.sequence;
+  }
+
+  /** The text of an id `claim` gave. */
+  name(id: string | number): string {
+    return typeof id === 'string' ? id : `${this.prefix}-${id.toString(16)}`;
+  }
+
+  /** Called when a unary call is answered. */
+  answered(method: string, id: string | number, startedAt: number, error: (Partial<grpc.StatusObject> & { code?: number }) | null | undefined): void {
+    const tookMs = this.now() - startedAt;
+    const code = error === null || error === undefined ? 0 : (error.code ?? 2);
+    if (this.logger.debugEnabled === true) this.logger.debug('request', { request_id: this.name(id), method, took_ms: round(tookMs), code });
+    if (tookMs >= slowRequestWarnMs && !waitingMethods.has(method)) this.slow(method, this.name(id), tookMs, code);
+  }
+
+  /** A stream opened or ended (debug only). */
+  stream(event: 'opened' | 'ended', method: string, id: string | number, startedAt?: number): void {
+    if (this.logger.debugEnabled !== true) return;
+    this.logger.debug(`stream ${event}`, { request_id: this.name(id), method, took_ms: startedAt === undefined ? undefined : round(this.now() - startedAt) });
+  }
+
+  private slow(method: string, id: string, tookMs: number, code: number): void {
+    const now = this.now();
+    if (now - this.windowStart >= 1000) {
+      this.windowStart = now;
+      this.linesInWindow = 0;
+    }
+    if (this.linesInWindow >= slowRequestLinesPerSecondMax) {
+      this.suppressed++;
+      return;
+    }
+    this.linesInWindow++;
+    const suppressed = this.suppressed;
+    this.suppressed = 0;
+    this.logger.warn('request took too long', {
+      request_id: id,
+      method,
+      took_ms: round(tookMs),
+      expected_ms: slowRequestWarnMs,
+      code,
+      slow_requests_not_logged: suppressed > 0 ? suppressed : undefined,
+    });
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+type AnyHandler = (...args: unknown[]) => void;
+
+/** The request id a wrapped handler's call carries (for the service's own log lines). */
+const requestIdKey = Symbol('dkv.requestId');
+
+interface TaggedCall {
+  [requestIdKey]?: { readonly log: RequestLog; readonly id: string | number };
+}
+
+/** The id `withRequestLog` gave this call, if any. */
+export function requestIdOfCall(call: object): string | undefined {
+  const tag = (call as TaggedCall)[requestIdKey];
+  return tag === undefined ? undefined : tag.log.name(tag.id);
+}
+
+/** Wraps every handler of `implementation` so that each call gets an id and its log lines. */
+export function withRequestLog(
+  definition: grpc.ServiceDefinition,
+  implementation: grpc.UntypedServiceImplementation,
+  log: RequestLog,
+  now: () => number = () => performance.now(),
+): grpc.UntypedServiceImplementation {
+  const wrapped: grpc.UntypedServiceImplementation = {};
+  for (const [name, handler] of Object.entries(implementation)) {
+    const method = definition[name];
+    if (method === undefined) {
+      wrapped[name] = handler;
+      continue;
+    }
+    const original = handler as AnyHandler;
+    const path = method.path;
+    if (!method.responseStream) {
+      // Unary and client-streaming calls end with the callback.
+      wrapped[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        const startedAt = now();
+        const id = log.claim(call.metadata);
+        (call as TaggedCall)[requestIdKey] = { log, id };
+        original(call, ((error, value, trailer, flags) => {
+          log.answered(path, id, startedAt, error as Partial<grpc.StatusObject> | null);
+          callback(error, value, trailer, flags);
+        }) as grpc.sendUnaryData<unknown>);
+      }) as grpc.UntypedHandleCall;
+    } else {
+      wrapped[name] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
+        const startedAt = now();
+        const id = log.claim(call.metadata);
+        (call as TaggedCall)[requestIdKey] = { log, id };
+        log.stream('opened', path, id);
+        call.once('close', () => log.stream('ended', path, id, startedAt));
+        original(call);
+      }) as grpc.UntypedHandleCall;
+    }
+  }
+  return wrapped;
+}

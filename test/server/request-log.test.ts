@@ -1,0 +1,186 @@
+/**
+ * Structured logs (--log-format json|text), request ids on the lines about a request, slow-request
+ * warnings, and the Node runtime's metrics on /metrics.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { etcdType } from '../../src/etcd-proto.js';
+import { formatLogLine } from '../../src/server/logger.js';
+import { Registry } from '../../src/server/metrics.js';
+import { type LogFields, RequestLog, requestIdLengthMax, slowRequestLinesPerSecondMax, slowRequestWarnMs } from '../../src/server/request-log.js';
+import { registerRuntimeMetrics } from '../../src/server/runtime-metrics.js';
+import { TestCluster, waitUntil } from './cluster-harness.js';
+
+interface Line {
+  readonly level: 'debug' | 'warn';
+  readonly message: string;
+  readonly fields: LogFields | undefined;
+}
+
+function recorder(debugEnabled: boolean): { lines: Line[]; logger: { debugEnabled: boolean; debug(m: string, f?: LogFields): void; warn(m: string, f?: LogFields): void } } {
+  const lines: Line[] = [];
+  return {
+    lines,
+    logger: {
+      debugEnabled,
+      debug: (message, fields) => lines.push({ level: 'debug', message, fields }),
+      warn: (message, fields) => lines.push({ level: 'warn', message, fields }),
+    },
+  };
+}
+
+describe('log lines', () => {
+  const time = new Date('2026-12-04T10:00:00.000Z');
+
+  it('text: time, level, name, message, then the fields as key=value (quoted when needed)', () => {
+    expect(formatLogLine(time, 'info', 'n1', 'hello')).toBe('2026-12-04T10:00:00.000Z INFO n1: hello\n');
+    expect(formatLogLine(time, 'warn', 'n1', 'slow', { request_id: 'ab-1', took_ms: 120.5, note: 'two words', gone: undefined })).toBe(
+      '2026-12-04T10:00:00.000Z WARN n1: slow request_id=ab-1 took_ms=120.5 note="two words"\n',
+    );
+  });
+
+  it('json: one object per line with level, ts, name, msg and the fields; fields never replace those four', () => {
+    const line = formatLogLine(time, 'error', 'n1', 'boom "quoted"', { request_id: 'x', msg: 'shadow', n: 3 }, 'json');
+    expect(line.endsWith('\n')).toBe(true);
+    expect(line.trim().includes('\n')).toBe(false);
+    expect(JSON.parse(line)).toEqual({ level: 'error', ts: '2026-12-04T10:00:00.000Z', name: 'n1', msg: 'boom "quoted"', request_id: 'x', n: 3 });
+  });
+});
+
+describe('RequestLog', () => {
+  it('uses the client\'s x-request-id when it is printable and short, else makes one per call', () => {
+    const log = new RequestLog(0xabc, recorder(false).logger);
+    const metadata = (value: string): grpc.Metadata => {
+      const m = new grpc.Metadata();
+      m.set('x-request-id', value);
+      return m;
+    };
+    expect(log.idOf(metadata('client-42'))).toBe('client-42');
+    expect(log.idOf(metadata('x'.repeat(requestIdLengthMax + 1)))).toBe('abc-1');
+    expect(log.idOf(metadata('has space'))).toBe('abc-2');
+    expect(log.idOf(new grpc.Metadata())).toBe('abc-3');
+    expect(log.idOf(undefined)).toBe('abc-4');
+  });
+
+  it('writes a debug line per answered call only when debug is on', () => {
+    let now = 0;
+    const quiet = recorder(false);
+    new RequestLog(1, quiet.logger, () => now).answered('/etcdserverpb.KV/Put', 'id1', 0, null);
+    expect(quiet.lines).toEqual([]);
+    const loud = recorder(true);
+    now = 3;
+    new RequestLog(1, loud.logger, () => now).answered('/etcdserverpb.KV/Put', 'id1', 0, { code: 5, details: 'nope' });
+    expect(loud.lines).toEqual([{ level: 'debug', message: 'request', fields: { request_id: 'id1', method: '/etcdserverpb.KV/Put', took_ms: 3, code: 5 } }]);
+  });
+
+  it('warns about slow calls with their id, at most a bounded number a second, counting the rest', () => {
+    let now = 10_000;
+    const { lines, logger } = recorder(false);
+    const log = new RequestLog(1, logger, () => now);
+    const started = now - slowRequestWarnMs;
+    for (let i = 0; i < slowRequestLinesPerSecondMax + 5; i++) log.answered('/etcdserverpb.KV/Range', `r${i}`, started, null);
+    expect(lines).toHaveLength(slowRequestLinesPerSecondMax);
+    expect(lines[0]).toEqual({
+      level: 'warn',
+      message: 'request took too long',
+      fields: { request_id: 'r0', method: '/etcdserverpb.KV/Range', took_ms: slowRequestWarnMs, expected_ms: slowRequestWarnMs, code: 0, slow_requests_not_logged: undefined },
+    });
+    now += 1000;
+    log.answered('/etcdserverpb.KV/Range', 'later', now - 2 * slowRequestWarnMs, null);
+    expect(lines.at(-1)?.fields?.slow_requests_not_logged).toBe(5);
+    // A lock or campaign waits as long as it must: never "slow". A fast call is not either.
+    const before = lines.length;
+    log.answered('/v3lockpb.Lock/Lock', 'lock', now - 60_000, null);
+    log.answered('/etcdserverpb.KV/Put', 'fast', now - 1, null);
+    expect(lines).toHaveLength(before);
+  });
+});
+
+describe('runtime metrics', () => {
+  it('exposes event-loop delay, heap spaces, GC pauses and the Node version under prom-client\'s names', async () => {
+    const registry = new Registry();
+    const runtime = registerRuntimeMetrics(registry);
+    try {
+      // Let the sampler start, then block the loop so the delay histogram has something to show,
+      // and make garbage enough for young-generation collections.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      let garbage: unknown[] = [];
+      for (let i = 0; i < 500_000; i++) garbage.push({ i });
+      garbage = [];
+      const until = Date.now() + 100;
+      while (Date.now() < until) {
+        // busy
+      }
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      expect(garbage).toEqual([]);
+      const text = registry.render();
+      const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      expect(value('nodejs_eventloop_lag_max_seconds')).toBeGreaterThan(0.03);
+      expect(value('nodejs_eventloop_lag_p99_seconds')).toBeGreaterThan(0);
+      expect(text).toMatch(/^nodejs_heap_space_size_used_bytes\{space="old"\} \d+$/m);
+      expect(value('nodejs_heap_size_used_bytes')).toBeGreaterThan(0);
+      expect(text).toContain(`nodejs_version_info{version="${process.version}"`);
+      expect(text).toMatch(/^nodejs_gc_duration_seconds_count\{kind="minor"\} [1-9]\d*$/m);
+      expect(value('process_open_fds')).toBeGreaterThan(0);
+      expect(text).toMatch(/^nodejs_active_resources\{type="\w+"\} \d+$/m);
+      // The delay statistics cover the time since the last scrape.
+      expect(value('nodejs_eventloop_lag_max_seconds')).toBeGreaterThan(0);
+      const again = registry.render();
+      expect(Number(/^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(again)?.[1])).toBeLessThan(0.03);
+    } finally {
+      runtime.stop();
+    }
+  });
+});
+
+describe('a node with --log-format json --log-level debug', () => {
+  let cluster: TestCluster;
+
+  beforeAll(async () => {
+    cluster = await TestCluster.start({ nodes: 1, args: ['--log-format', 'json', '--log-level', 'debug'] });
+    await cluster.waitForLeader();
+  });
+
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('logs JSON lines, and a request\'s lines carry the id the client sent', async () => {
+    const putType = etcdType('etcdserverpb.PutRequest');
+    const client = new grpc.Client(cluster.nodes[0]!.clientUrl.replace('http://', ''), grpc.credentials.createInsecure());
+    const metadata = new grpc.Metadata();
+    metadata.set('x-request-id', 'my-put-7');
+    await new Promise<void>((resolve, reject) => {
+      client.makeUnaryRequest(
+        '/etcdserverpb.KV/Put',
+        (value: Buffer) => value,
+        (bytes: Buffer) => bytes,
+        Buffer.from(putType.encode({ key: Buffer.from('k'), value: Buffer.from('v') }).finish()),
+        metadata,
+        (error) => (error === null ? resolve() : reject(error)),
+      );
+    });
+    client.close();
+    const lines = (): Record<string, unknown>[] =>
+      cluster
+        .log(0)
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+    await waitUntil(() => lines().some((line) => line.request_id === 'my-put-7'), 5000, () => 'the request line');
+    const line = lines().find((l) => l.request_id === 'my-put-7')!;
+    expect(line).toMatchObject({ level: 'debug', name: cluster.nodes[0]!.name, msg: 'request', method: '/etcdserverpb.KV/Put', code: 0 });
+    expect(typeof line.took_ms).toBe('number');
+    // Every line of the node's log is JSON (the start-up lines included).
+    const all = cluster.log(0).split('\n').filter((l) => l.trim() !== '' && l.includes('"level"'));
+    expect(all.length).toBeGreaterThan(5);
+    expect(lines().some((l) => typeof l.msg === 'string' && (l.msg as string).includes('bootstrapped a new cluster'))).toBe(true);
+  });
+
+  it('serves the runtime metrics on /metrics', async () => {
+    const text = await (await fetch(`${cluster.nodes[0]!.metricsUrl}/metrics`)).text();
+    expect(text).toContain('nodejs_eventloop_lag_p99_seconds');
+    expect(text).toMatch(/^nodejs_heap_space_size_used_bytes\{space="new"\} \d+$/m);
+    expect(text).toContain('process_cpu_user_seconds_total');
+  });
+});
