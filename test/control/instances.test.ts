@@ -83,7 +83,7 @@ const listeners: Server[] = [];
 afterAll(async () => {
   for (const server of listeners) server.close();
   // Whatever a failed test left running.
-  for (const name of ['a', 'b', 'c', 'd']) await dkv('instance', 'stop', '--force', name);
+  await dkv('instance', 'stop', '--force', 'a', 'b', 'c', 'd', 'dv-1', 'dv-2', 'dv-3');
   rmSync(home, { recursive: true, force: true });
 });
 
@@ -214,8 +214,48 @@ describe('dkv instance', () => {
     expect(failed.stderr).toContain(String(d.clientPort));
     expect(existsSync(join(home, 'instances', 'd', 'dkv.pid'))).toBe(false);
     expect((await status('d')).state).toBe('stopped');
+
+    // logs -f prints what is appended until interrupted.
+    const follower = spawn(process.execPath, [dkvBin, 'instance', 'logs', 'd', '-f', '-n', '0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let followed = '';
+    follower.stdout.setEncoding('utf8').on('data', (chunk: string) => (followed += chunk));
+    const closed = new Promise<number | null>((resolve) => follower.on('close', resolve));
+    const deadline = Date.now() + 20_000;
+    while (!followed.includes('appended line') && Date.now() < deadline) {
+      writeFileSync(d.logFile, 'appended line\n', { flag: 'a' });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    follower.kill('SIGINT');
+    expect(await closed).toBe(0);
+    expect(followed).toMatch(/^(appended line\n)+$/);
     expect((await dkv('instance', 'rm', 'd')).code).toBe(0);
   }, 60_000);
+
+  it('dev template: three instances form one local cluster', async () => {
+    const created = await dkv('instance', 'create', 'dv', '--template', 'dev');
+    expect(created.code, created.stderr).toBe(0);
+    const members = ['dv-1', 'dv-2', 'dv-3'];
+    const started = await dkv('instance', 'start', ...members);
+    expect(started.code, started.stderr).toBe(0);
+    const statuses: Status[] = [];
+    const deadline = Date.now() + 30_000;
+    // Serving comes before the election: wait until all three report one leader.
+    for (;;) {
+      statuses.splice(0, statuses.length, ...(await Promise.all(members.map(status))));
+      const leaders = new Set(statuses.map((s) => s.leader));
+      if (leaders.size === 1 && !leaders.has(null) && statuses.every((s) => s.health === true)) break;
+      expect(Date.now(), 'no common leader').toBeLessThan(deadline);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    expect(statuses.filter((s) => s.isLeader)).toHaveLength(1);
+    expect(new Set(statuses.map((s) => s.memberId)).size).toBe(3);
+    expect(etcdctl(statuses[0]!.clientUrl, ['put', 'shared', 'by-all']).stdout).toBe('OK\n');
+    expect(etcdctl(statuses[2]!.clientUrl, ['get', 'shared', '--print-value-only']).stdout).toBe('by-all\n');
+    const restarted = await dkv('instance', 'restart', 'dv-2');
+    expect(restarted.stdout).toMatch(/^stopped dv-2 \(pid \d+\)\nstarted dv-2 \(pid \d+\)/);
+    expect((await dkv('instance', 'stop', ...members)).code).toBe(0);
+    expect((await dkv('instance', 'rm', ...members)).code).toBe(0);
+  }, 90_000);
 
   it('refuses a bad name, an existing instance, an unknown template and unknown instances', async () => {
     const bad = await dkv('instance', 'create', '../evil');
