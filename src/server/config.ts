@@ -1304,6 +1304,8 @@ trusted-ca-file, client-cert-auth}, peer-transport-security: {…}) plus DKV's t
 election-ticks, heartbeat-ticks, snapshot-count, max-request-bytes and log-file. As in etcd 3.5,
 when a config file is given every other flag and DKV_*/ETCD_* variable is ignored (a warning lists them).
 etcd keys DKV does not use are ignored with a warning; other unknown keys are an error.
+"dkv config check FILE" reports every bad field of a config file at once; docs/dkv.example.yaml
+is an example.
 
 ${noEffectHelp()}
 
