@@ -171,7 +171,7 @@ describe('dkv instance', () => {
       expect(existsSync(join(home, 'instances', name))).toBe(false);
     }
     expect((await dkv('instance', 'list')).stdout).toBe('NAME  STATE  PID  CLIENT URL\n');
-  }, 120_000);
+  }, 240_000);
 
   it('treats a pid file whose process is gone or is another program as stale', async () => {
     expect((await dkv('instance', 'create', 'c')).code).toBe(0);
@@ -182,6 +182,9 @@ describe('dkv instance', () => {
     const goneStatus = await status('c');
     expect(goneStatus.state).toBe('stopped');
     expect(goneStatus.stalePidFile).toBe('process gone');
+    // A stopped instance: its files' facts, nothing from a server.
+    expect(goneStatus).toMatchObject({ pid: null, health: null, memberId: null, leader: null, isLeader: null, term: null, raftIndex: null, appliedIndex: null });
+    expect(goneStatus.clientPort).toBeGreaterThan(0);
     const stopGone = await dkv('instance', 'stop', 'c');
     expect(stopGone.stdout).toBe(`c: removed a stale pid file (pid ${gone}): process gone\nc is not running\n`);
     expect(existsSync(pidFile)).toBe(false);
@@ -255,7 +258,7 @@ describe('dkv instance', () => {
     expect(restarted.stdout).toMatch(/^stopped dv-2 \(pid \d+\)\nstarted dv-2 \(pid \d+\)/);
     expect((await dkv('instance', 'stop', ...members)).code).toBe(0);
     expect((await dkv('instance', 'rm', ...members)).code).toBe(0);
-  }, 90_000);
+  }, 180_000);
 
   it('refuses a bad name, an existing instance, an unknown template and unknown instances', async () => {
     const bad = await dkv('instance', 'create', '../evil');
@@ -271,6 +274,9 @@ describe('dkv instance', () => {
     const missing = await dkv('instance', 'start', 'nobody');
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('no instance "nobody"');
+    const help = await dkv('instance', '--help');
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Usage: dkv instance <command> NAME [options]');
     const usage = await dkv('instance', 'status');
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain('dkv instance status needs an instance NAME');

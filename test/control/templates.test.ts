@@ -15,7 +15,9 @@ import {
   dkvHome,
   InstanceError,
   instancePaths,
+  listInstances,
   processState,
+  removeInstance,
   serverEnvironment,
   tailLines,
 } from '../../src/control/index.js';
@@ -103,10 +105,22 @@ describe('instance templates', () => {
     expect(missing.code).toBe('bad-template');
   });
 
-  it('--data-dir puts the data elsewhere', async () => {
+  it('--data-dir puts the data elsewhere, and rm keeps it', async () => {
     const data = join(home, 'elsewhere', 'd1');
     const [created] = await createInstance({ home, name: 'd1', dataDir: data });
     expect(checkConfigFile(created!.configFile).config?.dataDir).toBe(data);
+    expect(removeInstance(home, 'd1')).toEqual({ name: 'd1', dataDirKept: data });
+    expect(existsSync(instancePaths(home, 'd1').dir)).toBe(false);
+    expect(existsSync(data)).toBe(true);
+  });
+
+  it('lists an instance whose config was broken by hand, saying so', async () => {
+    await createInstance({ home, name: 'br' });
+    writeFileSync(instancePaths(home, 'br').config, 'snapshot-count: many\n');
+    const listed = listInstances(home).find((i) => i.name === 'br');
+    expect(listed).toMatchObject({ state: 'stopped', pid: null, clientUrl: null });
+    expect(listed?.configError).toContain('snapshot-count');
+    expect(removeInstance(home, 'br').dataDirKept).toBeUndefined();
   });
 });
 
