@@ -566,7 +566,8 @@ function suggestionFor(flag: string): string {
 
 /** How a message names a field: as the user wrote it. */
 function labelOf(flag: string, raw: RawSettings): string {
-  const source = raw.get(flag)?.source;
+  // A setting missing from a config file is named as the file would hold it.
+  const source = raw.get(flag)?.source ?? [...raw.values()].find((setting) => setting.source.kind === 'file')?.source;
   if (source?.kind === 'env') return source.variable;
   if (source?.kind === 'file') {
     const path = specByFlag.get(flag)?.yamlPath ?? [flag];

@@ -91,6 +91,10 @@ describe('checkConfigFile', () => {
     // With a bad field besides, the stand-in values would make the cross check report nonsense: it waits.
     const both = file(`${good}initial-cluster: other=http://127.0.0.1:23800\nsnapshot-count: x\n`);
     expect(checkConfigFile(both).errors.map((e) => e.field)).toEqual(['snapshot-count']);
+    const keyless = file(`${good}client-transport-security:\n  cert-file: /c.pem\n`);
+    expect(checkConfigFile(keyless).errors.map((e) => e.message)).toEqual([
+      `client-transport-security.key-file (in ${keyless}): must be given with client-transport-security.cert-file (in ${keyless})`,
+    ]);
     const https = file(`${good.replace('http://127.0.0.1:23790', 'https://127.0.0.1:23790')}`);
     expect(checkConfigFile(https).errors.map((e) => e.message)).toEqual([
       `listen-client-urls (in ${https}): "https://127.0.0.1:23790" needs --cert-file and --key-file`,
