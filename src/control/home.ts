@@ -44,7 +44,8 @@ export function checkInstanceName(name: string): void {
 
 export function instancePaths(home: string, name: string): InstancePaths {
   checkInstanceName(name);
-  const dir = join(instancesDir(home), name);
+  // Absolute, so the pid check can match the server's --config-file argument exactly.
+  const dir = join(instancesDir(resolve(home)), name);
   return {
     name,
     dir,

@@ -151,6 +151,9 @@ describe('dkv config check', () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('Usage: dkv config check FILE');
     expect(dkv('config', 'check').code).toBe(2);
+    const main = dkv('--help');
+    expect(main.stdout).toContain('instance create|start|stop|restart|status|logs|rm|list NAME');
+    expect(main.stdout).toContain('config check FILE');
     expect(dkv('config', 'lint', example).stderr).toContain('unknown config command "lint"');
   });
 });
