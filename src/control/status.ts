@@ -1,7 +1,5 @@
 /** `dkv instance status`: what the files say of an instance, and what its server answers. */
-import { InstanceError } from './errors.js';
-import { clientUrlOf, existingInstance } from './instances.js';
-import { checkConfigFile } from '../server/config.js';
+import { clientUrlOf, existingInstance, instanceConfig } from './instances.js';
 import { listenPortsOf } from './ports.js';
 import { serverHealth, serverStatus, type ServerStatus } from './probe.js';
 import { processState } from './processes.js';
@@ -36,11 +34,7 @@ export interface InstanceStatus {
 
 export async function instanceStatus(home: string, name: string): Promise<InstanceStatus> {
   const paths = existingInstance(home, name);
-  const check = checkConfigFile(paths.config);
-  const config = check.config;
-  if (config === undefined) {
-    throw new InstanceError('bad-config', `instance "${name}": ${paths.config} is not valid:\n${check.errors.map((e) => `  ${e.message}`).join('\n')}`);
-  }
+  const config = instanceConfig(paths);
   const state = processState(paths);
   const ports = listenPortsOf(config);
   const portOf = (key: string): number | null => ports.find((p) => p.key === key)?.port ?? null;

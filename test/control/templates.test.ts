@@ -15,10 +15,12 @@ import {
   dkvHome,
   InstanceError,
   instancePaths,
+  instanceStatus,
   listInstances,
   processState,
   removeInstance,
   serverEnvironment,
+  startInstance,
   tailLines,
 } from '../../src/control/index.js';
 
@@ -120,6 +122,13 @@ describe('instance templates', () => {
     const listed = listInstances(home).find((i) => i.name === 'br');
     expect(listed).toMatchObject({ state: 'stopped', pid: null, clientUrl: null });
     expect(listed?.configError).toContain('snapshot-count');
+    // start and status refuse it with every bad field; nothing is started.
+    for (const attempt of [startInstance(home, 'br'), instanceStatus(home, 'br')]) {
+      const refused = await refusal(attempt);
+      expect(refused.code).toBe('bad-config');
+      expect(refused.message).toContain(`snapshot-count (in ${instancePaths(home, 'br').config}): must be a whole number, got "many"`);
+    }
+    expect(existsSync(instancePaths(home, 'br').pid)).toBe(false);
     expect(removeInstance(home, 'br').dataDirKept).toBeUndefined();
   });
 });
