@@ -9,6 +9,11 @@ Usage: dkv <command> [options]
 Commands:
   dev            start a local cluster of dkv server processes (npm start)
   server         run one etcd-compatible node (etcd's flag names; --help lists them)
+  instance create|start|stop|restart|status|logs|rm|list NAME
+                 instances of dkv server on this host, each with its own config, data, ports,
+                 log and pid file under $DKV_HOME (default ~/.dkv)
+  config check FILE
+                 validate a dkv server config file (one message per bad field)
   snapshot       restore a new cluster's data directories from an etcdctl snapshot file
   counter incr|decr|get|set|del KEY [N]
                  atomic 64-bit counters of a running cluster (dkv.v1.Counter)
@@ -80,6 +85,14 @@ export async function main(args: string[]): Promise<number> {
     case 'server': {
       const { serverCommand } = await import('./server.js');
       return serverCommand(rest);
+    }
+    case 'instance': {
+      const { instanceCommand } = await import('./instance.js');
+      return instanceCommand(rest);
+    }
+    case 'config': {
+      const { configCommand } = await import('./config.js');
+      return configCommand(rest);
     }
     case 'lease': {
       const { leaseCommand } = await import('./lease.js');

@@ -578,7 +578,8 @@ function suggestionFor(flag: string): string {
 
 /** How a message names a field: as the user wrote it. */
 function labelOf(flag: string, raw: RawSettings): string {
-  const source = raw.get(flag)?.source;
+  // A setting missing from a config file is named as the file would hold it.
+  const source = raw.get(flag)?.source ?? [...raw.values()].find((setting) => setting.source.kind === 'file')?.source;
   if (source?.kind === 'env') return source.variable;
   if (source?.kind === 'file') {
     const path = specByFlag.get(flag)?.yamlPath ?? [flag];
@@ -678,23 +679,29 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** The settings of a config file; the caller then ignores every flag and variable but the path. */
-function settingsFromFile(path: string, raw: RawSettings, warnings: string[]): RawSettings {
+function settingsFromFile(path: string, raw: RawSettings, warnings: string[], errors?: ConfigError[]): RawSettings {
   const document = readConfigFile(path, raw);
   if (!isPlainObject(document)) fail('config-file', raw, `"${path}" must hold a YAML mapping of etcd's keys`);
   const byPath = new Map(flagSpecs.filter((s) => s.yamlPath !== undefined).map((s) => [s.yamlPath?.join('.'), s]));
   const settings: RawSettings = new Map();
   const ignored: string[] = [];
   const source: Source = { kind: 'file', path };
-  const take = (key: string, value: unknown): void => {
-    const spec = byPath.get(key);
-    if (spec === undefined) throw new ConfigError(key, `config file ${path}: unknown key "${key}"`);
-    if (value === null || value === undefined) return;
-    settings.set(spec.flag, { text: yamlValueText(spec, key, value, path), source });
-  };
+  const take = (key: string, value: unknown): void =>
+    attempt(errors, () => {
+      const spec = byPath.get(key);
+      if (spec === undefined) throw new ConfigError(key, `config file ${path}: unknown key "${key}"`);
+      if (value === null || value === undefined) return;
+      settings.set(spec.flag, { text: yamlValueText(spec, key, value, path), source });
+    }, undefined);
   for (const [key, value] of Object.entries(document)) {
     if (key === clientTlsKey || key === peerTlsKey) {
       if (value === null) continue;
-      if (!isPlainObject(value)) throw new ConfigError(key, `config file ${path}: ${key} must be a mapping`);
+      if (!isPlainObject(value)) {
+        attempt(errors, () => {
+          throw new ConfigError(key, `config file ${path}: ${key} must be a mapping`);
+        }, undefined);
+        continue;
+      }
       for (const [inner, innerValue] of Object.entries(value)) {
         if (byPath.has(`${key}.${inner}`)) take(`${key}.${inner}`, innerValue);
         else if (tlsKeysIgnored.has(inner)) ignored.push(`${key}.${inner}`);
@@ -982,69 +989,109 @@ export function parseServerConfig(
   return resolve(raw, configFile, warnings);
 }
 
-function resolve(raw: RawSettings, configFile: string | undefined, warnings: string[]): ServerConfig {
-  const name = nameValue('name', raw.get('name')?.text ?? defaults.name, raw);
-  const dataDir = stringValue('data-dir', raw) ?? `${name}.dkv`;
-  const listenClientUrls = urlsValue('listen-client-urls', raw, defaults.listenClientUrls, true) ?? [];
-  const listenPeerUrls = urlsValue('listen-peer-urls', raw, defaults.listenPeerUrls) ?? [];
-  const listenMetricsUrls = urlsValue('listen-metrics-urls', raw, undefined, true) ?? [];
+/** What `checkConfigFile` finds: the config when the file is good, else every bad field. */
+export interface ConfigFileCheck {
+  /** The parsed config, as `dkv server --config-file` would run with it; undefined if any error. */
+  readonly config: ServerConfig | undefined;
+  /** One ConfigError per bad field (a file that cannot be read or is not YAML gives one). */
+  readonly errors: readonly ConfigError[];
+  readonly warnings: readonly string[];
+}
+
+/**
+ * Validates a config file with the parser `dkv server --config-file` uses, collecting every bad
+ * field instead of stopping at the first (`dkv config check`). Checks across fields (membership,
+ * TLS use) run once each field is good on its own. Reads no environment: with a config file the
+ * server ignores it.
+ */
+export function checkConfigFile(path: string): ConfigFileCheck {
+  const warnings: string[] = [];
+  const errors: ConfigError[] = [];
+  const raw: RawSettings = new Map([['config-file', { text: path, source: { kind: 'flag' } }]]);
+  try {
+    const settings = settingsFromFile(path, raw, warnings, errors);
+    const config = resolve(settings, path, warnings, errors);
+    return { config: errors.length === 0 ? config : undefined, errors, warnings };
+  } catch (error) {
+    // Unreadable, not YAML, or not a mapping: nothing further can be checked.
+    if (!(error instanceof ConfigError)) throw error;
+    return { config: undefined, errors: [...errors, error], warnings };
+  }
+}
+
+/**
+ * Runs one field's parse. Without a sink (`dkv server`) its ConfigError stops the parse, as
+ * always; with one (`dkv config check`) the error is collected and `fallback` stands in, so every
+ * bad field gets its own message.
+ */
+function attempt<T>(errors: ConfigError[] | undefined, parse: () => T, fallback: T): T {
+  if (errors === undefined) return parse();
+  try {
+    return parse();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    errors.push(error);
+    return fallback;
+  }
+}
+
+/**
+ * A check across fields (defaults derived from other fields, membership, TLS use): when
+ * collecting, it runs only if every field parsed, since a stand-in value would make it report a
+ * problem the file does not have.
+ */
+function crossCheck<T>(errors: ConfigError[] | undefined, check: () => T, fallback: T): T {
+  if (errors !== undefined && errors.length > 0) return fallback;
+  return attempt(errors, check, fallback);
+}
+
+function resolve(raw: RawSettings, configFile: string | undefined, warnings: string[], errors?: ConfigError[]): ServerConfig {
+  const field = <T>(parse: () => T, fallback: T): T => attempt(errors, parse, fallback);
+  const name = field(() => nameValue('name', raw.get('name')?.text ?? defaults.name, raw), defaults.name);
+  const dataDir = field(() => stringValue('data-dir', raw), undefined) ?? `${name}.dkv`;
+  const listenClientUrls = field(() => urlsValue('listen-client-urls', raw, defaults.listenClientUrls, true) ?? [], []);
+  const listenPeerUrls = field(() => urlsValue('listen-peer-urls', raw, defaults.listenPeerUrls) ?? [], []);
+  const listenMetricsUrls = field(() => urlsValue('listen-metrics-urls', raw, undefined, true) ?? [], []);
   const advertiseClientUrls =
-    urlsValue('advertise-client-urls', raw, undefined) ??
-    advertiseDefault('advertise-client-urls', 'listen-client-urls', listenClientUrls, raw);
+    field(() => urlsValue('advertise-client-urls', raw, undefined), []) ??
+    crossCheck(errors, () => advertiseDefault('advertise-client-urls', 'listen-client-urls', listenClientUrls, raw), []);
   const initialAdvertisePeerUrls =
-    urlsValue('initial-advertise-peer-urls', raw, undefined) ??
-    advertiseDefault('initial-advertise-peer-urls', 'listen-peer-urls', listenPeerUrls, raw);
-  const clusterText =
-    raw.get('initial-cluster')?.text ?? initialAdvertisePeerUrls.map((url) => `${name}=${url.href}`).join(',');
-  const initialCluster = clusterValue(raw, clusterText);
-  const initialClusterState = clusterStateValue(raw);
-  const initialClusterToken = stringValue('initial-cluster-token', raw) ?? defaults.initialClusterToken;
-  const timing = timingValue(raw);
-  const snapshotCount = intValue('snapshot-count', raw, snapshotCountDefault, snapshotCountMin, snapshotCountMax);
-  const maxRequestBytes = intValue(
-    'max-request-bytes',
-    raw,
+    field(() => urlsValue('initial-advertise-peer-urls', raw, undefined), []) ??
+    crossCheck(errors, () => advertiseDefault('initial-advertise-peer-urls', 'listen-peer-urls', listenPeerUrls, raw), []);
+  const givenCluster = raw.get('initial-cluster')?.text;
+  const initialCluster =
+    givenCluster !== undefined
+      ? field(() => clusterValue(raw, givenCluster), [])
+      : crossCheck(errors, () => clusterValue(raw, initialAdvertisePeerUrls.map((url) => `${name}=${url.href}`).join(',')), []);
+  const initialClusterState = field(() => clusterStateValue(raw), defaults.initialClusterState);
+  const initialClusterToken = field(() => stringValue('initial-cluster-token', raw), undefined) ?? defaults.initialClusterToken;
+  const timing = field(() => timingValue(raw), {
+    tickMs: tickMsDefault,
+    heartbeatTicks: heartbeatTicksDefault,
+    electionTicks: electionTicksDefault,
+  });
+  const snapshotCount = field(
+    () => intValue('snapshot-count', raw, snapshotCountDefault, snapshotCountMin, snapshotCountMax),
+    snapshotCountDefault,
+  );
+  const maxRequestBytes = field(
+    () => intValue('max-request-bytes', raw, requestBytesMaxDefault, requestBytesMaxMin, requestBytesMaxMax),
     requestBytesMaxDefault,
-    requestBytesMaxMin,
-    requestBytesMaxMax,
   );
-  const quotaBytes = intValue('quota-backend-bytes', raw, 0, 0, quotaBackendBytesMax);
+  const quotaBytes = field(() => intValue('quota-backend-bytes', raw, 0, 0, quotaBackendBytesMax), 0);
   const quotaBackendBytes = quotaBytes === 0 ? quotaBackendBytesDefault : quotaBytes;
-  const autoCompaction = autoCompactionValue(raw);
-  const logFile = stringValue('log-file', raw);
-  const { logLevel, logOutputs, logFormat } = loggingValue(raw, logFile);
-  checkWithoutEffect(raw, warnings);
-  const unsafeStaleReads = boolValue('unsafe-stale-reads', raw);
+  const autoCompaction = field(() => autoCompactionValue(raw), { mode: 'periodic' as const, retention: 0 });
+  const logFile = field(() => stringValue('log-file', raw), undefined);
+  const { logLevel, logOutputs, logFormat } = field(() => loggingValue(raw, logFile), { logLevel: logLevelDefault, logOutputs: ['stderr'], logFormat: logFormatDefault });
+  checkWithoutEffect(raw, warnings, errors);
+  const unsafeStaleReads = field(() => boolValue('unsafe-stale-reads', raw), false);
   if (unsafeStaleReads) warnings.push('--unsafe-stale-reads: linearizable reads skip ReadIndex and may be stale (test only)');
-  const clientTls = tlsValue(raw, '');
-  const peerTls = tlsValue(raw, 'peer-');
+  const noTls: TlsConfig = { certFile: undefined, keyFile: undefined, trustedCaFile: undefined, clientCertAuth: false };
+  const clientTls = field(() => tlsValue(raw, ''), noTls);
+  const peerTls = field(() => tlsValue(raw, 'peer-'), noTls);
 
-  checkMembership(raw, name, initialAdvertisePeerUrls, initialCluster);
-  checkTlsUse(
-    raw,
-    clientTls,
-    [
-      ['listen-client-urls', listenClientUrls],
-      ['advertise-client-urls', advertiseClientUrls],
-      ['listen-metrics-urls', listenMetricsUrls],
-    ],
-    'cert-file',
-    'key-file',
-    warnings,
-  );
-  checkTlsUse(
-    raw,
-    peerTls,
-    [
-      ['listen-peer-urls', listenPeerUrls],
-      ['initial-advertise-peer-urls', initialAdvertisePeerUrls],
-      ['initial-cluster', initialCluster.flatMap((member) => member.peerUrls)],
-    ],
-    'peer-cert-file',
-    'peer-key-file',
-    warnings,
-  );
-
+  const parts = { name, listenClientUrls, advertiseClientUrls, listenMetricsUrls, listenPeerUrls, initialAdvertisePeerUrls, initialCluster, clientTls, peerTls };
+  crossCheck(errors, () => checkAcrossFields(raw, parts, warnings), undefined);
   return {
     name,
     dataDir,
@@ -1072,6 +1119,47 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     configFile,
     warnings,
   };
+}
+
+interface CrossFieldParts {
+  readonly name: string;
+  readonly listenClientUrls: readonly ServerUrl[];
+  readonly advertiseClientUrls: readonly ServerUrl[];
+  readonly listenMetricsUrls: readonly ServerUrl[];
+  readonly listenPeerUrls: readonly ServerUrl[];
+  readonly initialAdvertisePeerUrls: readonly ServerUrl[];
+  readonly initialCluster: readonly ClusterMember[];
+  readonly clientTls: TlsConfig;
+  readonly peerTls: TlsConfig;
+}
+
+/** The checks that relate fields to one another, once each field parsed on its own. */
+function checkAcrossFields(raw: RawSettings, parts: CrossFieldParts, warnings: string[]): void {
+  checkMembership(raw, parts.name, parts.initialAdvertisePeerUrls, parts.initialCluster);
+  checkTlsUse(
+    raw,
+    parts.clientTls,
+    [
+      ['listen-client-urls', parts.listenClientUrls],
+      ['advertise-client-urls', parts.advertiseClientUrls],
+      ['listen-metrics-urls', parts.listenMetricsUrls],
+    ],
+    'cert-file',
+    'key-file',
+    warnings,
+  );
+  checkTlsUse(
+    raw,
+    parts.peerTls,
+    [
+      ['listen-peer-urls', parts.listenPeerUrls],
+      ['initial-advertise-peer-urls', parts.initialAdvertisePeerUrls],
+      ['initial-cluster', parts.initialCluster.flatMap((member) => member.peerUrls)],
+    ],
+    'peer-cert-file',
+    'peer-key-file',
+    warnings,
+  );
 }
 
 function changedSettingsOf(raw: RawSettings): string[] {
@@ -1111,18 +1199,22 @@ const durationPattern = /^(0|(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+)$/;
  * Validates each etcd flag DKV does not use by its kind (loosely: etcd's own parser decides the
  * rest), and warns once that it has no effect unless it holds etcd's default.
  */
-function checkWithoutEffect(raw: RawSettings, warnings: string[]): void {
+function checkWithoutEffect(raw: RawSettings, warnings: string[], errors?: ConfigError[]): void {
   for (const spec of flagSpecs) {
     if (spec.group !== 'no-effect' || !raw.has(spec.flag)) continue;
-    const text = raw.get(spec.flag)?.text.trim() ?? '';
-    if (spec.kind === 'bool') boolValue(spec.flag, raw);
-    if (spec.kind === 'int' && !/^-?\d+$/.test(text)) fail(spec.flag, raw, `must be a whole number, got "${text}"`);
-    if (spec.kind === 'duration' && !durationPattern.test(text)) {
-      fail(spec.flag, raw, `must be a duration such as 5s, 100ms or 2h, got "${text}"`);
-    }
-    // etcd's own default changes nothing in etcd either: no warning for it.
-    if (text !== spec.defaultText) warnings.push(`${labelOf(spec.flag, raw)} has no effect in DKV (${spec.help})`);
+    attempt(errors, () => checkOneWithoutEffect(spec, raw, warnings), undefined);
   }
+}
+
+function checkOneWithoutEffect(spec: FlagSpec, raw: RawSettings, warnings: string[]): void {
+  const text = raw.get(spec.flag)?.text.trim() ?? '';
+  if (spec.kind === 'bool') boolValue(spec.flag, raw);
+  if (spec.kind === 'int' && !/^-?\d+$/.test(text)) fail(spec.flag, raw, `must be a whole number, got "${text}"`);
+  if (spec.kind === 'duration' && !durationPattern.test(text)) {
+    fail(spec.flag, raw, `must be a duration such as 5s, 100ms or 2h, got "${text}"`);
+  }
+  // etcd's own default changes nothing in etcd either: no warning for it.
+  if (text !== spec.defaultText) warnings.push(`${labelOf(spec.flag, raw)} has no effect in DKV (${spec.help})`);
 }
 
 const durationUnitsMs: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -1229,6 +1321,8 @@ trusted-ca-file, client-cert-auth}, peer-transport-security: {…}) plus DKV's t
 election-ticks, heartbeat-ticks, snapshot-count, max-request-bytes and log-file. As in etcd 3.5,
 when a config file is given every other flag and DKV_*/ETCD_* variable is ignored (a warning lists them).
 etcd keys DKV does not use are ignored with a warning; other unknown keys are an error.
+"dkv config check FILE" reports every bad field of a config file at once; docs/dkv.example.yaml
+is an example.
 
 ${noEffectHelp()}
 
