@@ -342,7 +342,19 @@ export class RealCluster {
       }
     };
     try {
-      const old = await listed();
+      // `via` may have just restarted and not serve yet (its port refuses connections): wait for
+      // its answer as long as a membership call may take.
+      const lookupDeadline = Date.now() + 3 * membershipCallTimeoutMs;
+      let old: { ID: string } | undefined;
+      for (;;) {
+        try {
+          old = await listed();
+          break;
+        } catch (error) {
+          if (Date.now() > lookupDeadline) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 5 * leaderPollMs));
+        }
+      }
       if (old === undefined) throw new Error(`${name} (${peerUrl}) is not in the member list`);
       const child = this.processes.get(name);
       const exited = child === undefined ? Promise.resolve(true) : new Promise<boolean>((resolve) => child.once('exit', () => resolve(true)));

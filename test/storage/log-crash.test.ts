@@ -35,7 +35,12 @@ function runLife(path: string, prng: SeededPrng): Promise<Life> {
     };
     // One life in five is killed at a random moment after spawn (possibly while recovering).
     if (prng.nextInt(5) === 0) timer = setTimeout(kill, prng.nextInt(400));
-    const killAfterReady = 1 + prng.nextInt(60);
+    // The others are killed at a random moment shortly after their k-th acknowledged save (k drawn
+    // here): counted in saves, not in milliseconds, so a loaded machine changes when a kill lands,
+    // not how much work each life acknowledged.
+    const killAfterAcks = 1 + prng.nextInt(40);
+    const killDelayMs = prng.nextInt(5);
+    let acks = 0;
     child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
       buffered += chunk;
       let newline: number;
@@ -45,9 +50,9 @@ function runLife(path: string, prng: SeededPrng): Promise<Life> {
         const [word, number] = line.split(' ');
         if (word === 'ready') {
           life.readyAt = Number(number);
-          if (timer === undefined) timer = setTimeout(kill, killAfterReady);
         } else if (word === 'ack') {
           life.maxAck = Math.max(life.maxAck, Number(number));
+          if (life.readyAt !== undefined && ++acks === killAfterAcks && timer === undefined) timer = setTimeout(kill, killDelayMs);
         }
       }
     });
