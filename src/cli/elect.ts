@@ -86,7 +86,7 @@ export async function electCommand(args: string[]): Promise<number> {
       if (value === undefined) return await listenTo(endpoints, name, interrupts, print);
       return await campaign({ endpoints, interrupts, name, value, ttl, print });
     } catch (error) {
-      return reportFailure(error);
+      return reportFailure('dkv elect', error);
     } finally {
       interrupts.dispose();
       endpoints.close();
@@ -128,7 +128,7 @@ async function campaign(run: { endpoints: Endpoints; interrupts: Interrupts; nam
       return exitFailure;
     }
     process.stderr.write(`dkv elect: interrupted before "${name}" elected this candidate\n`);
-    await session.close().catch(reportFailure);
+    await session.close().catch((error: unknown) => reportFailure('dkv elect', error));
     return exitFailure;
   } finally {
     interrupts.signal.removeEventListener('abort', stop);
@@ -148,7 +148,7 @@ async function resign(endpoints: Endpoints, session: Session, leaderKey: Decoded
   await endpoints.unary(electionCodec('Resign'), { leader: leaderKey }).catch((error: unknown) => errors.push(error));
   await session.close().catch((error: unknown) => errors.push(error));
   if (errors.length < 2) return 0;
-  for (const error of errors) reportFailure(error);
+  for (const error of errors) reportFailure('dkv elect', error);
   process.stderr.write(`dkv elect: the leadership ends when lease ${session.hex} expires (TTL ${session.ttlSeconds} s)\n`);
   return exitFailure;
 }
@@ -187,7 +187,7 @@ async function listenTo(endpoints: Endpoints, name: string, interrupts: Interrup
     if (ended === 'interrupted') return 0;
     failures++;
     if (failures >= endpoints.list.length * observeFailuresPerEndpointMax) {
-      reportFailure(ended.error);
+      reportFailure('dkv elect', ended.error);
       process.stderr.write('dkv elect: observer lost\n');
       return exitFailure;
     }

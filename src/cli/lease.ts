@@ -104,7 +104,7 @@ export async function leaseCommand(args: string[]): Promise<number> {
       }
     } catch (error) {
       if (error instanceof UsageError) throw error;
-      return reportFailure(error);
+      return reportFailure('dkv lease', error);
     } finally {
       endpoints.close();
     }
@@ -129,7 +129,7 @@ async function keepAlive(endpoints: Endpoints, id: string, once: boolean, print:
         },
         onLost: (loss) => {
           if (loss.kind === 'gone') process.stderr.write(`lease ${leaseHex(id)} expired or revoked.\n`);
-          else reportFailure(loss.error ?? new Error(describeLoss(id, loss)));
+          else reportFailure('dkv lease', loss.error ?? new Error(describeLoss(id, loss)));
           resolve(exitFailure);
         },
       });

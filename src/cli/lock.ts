@@ -85,7 +85,7 @@ export async function lockCommand(args: string[]): Promise<number> {
     try {
       return await lockAndHold({ endpoints, interrupts, name, ttl, command, json: o.json === true });
     } catch (error) {
-      return reportFailure(error);
+      return reportFailure('dkv lock', error);
     } finally {
       interrupts.dispose();
       endpoints.close();
@@ -228,7 +228,7 @@ async function release(endpoints: Endpoints, session: Session, key: Buffer | und
     errors.push(error);
   }
   if (errors.length < (key === undefined ? 1 : 2)) return true;
-  for (const error of errors) reportFailure(error);
+  for (const error of errors) reportFailure('dkv lock', error);
   process.stderr.write(`dkv lock: the lock is released when lease ${session.hex} expires (TTL ${session.ttlSeconds} s)\n`);
   return false;
 }

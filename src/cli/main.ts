@@ -93,6 +93,28 @@ export async function main(args: string[]): Promise<number> {
       const { electCommand } = await import('./elect.js');
       return electCommand(rest);
     }
+    case 'get':
+    case 'put':
+    case 'del':
+    case 'txn':
+    case 'compact': {
+      const kv = await import('./kv.js');
+      const commands = { get: kv.getCommand, put: kv.putCommand, del: kv.delCommand, txn: kv.txnCommand, compact: kv.compactCommand };
+      return commands[command](rest);
+    }
+    case 'watch': {
+      const { watchCommand } = await import('./watch.js');
+      return watchCommand(rest);
+    }
+    case 'member': {
+      const { memberCommand } = await import('./member.js');
+      return memberCommand(rest);
+    }
+    case 'endpoint':
+    case 'defrag': {
+      const { endpointCommand, defragCommand } = await import('./endpoint.js');
+      return command === 'defrag' ? defragCommand(rest) : endpointCommand(rest);
+    }
     case 'bench': {
       const { benchCommand } = await import('./bench.js');
       return benchCommand(rest);
