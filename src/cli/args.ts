@@ -45,7 +45,7 @@ export function editDistance(a: string, b: string): number {
 }
 
 /** Node's parse error as a UsageError; an unknown flag gets the nearest known one suggested. */
-function usageErrorOf(error: unknown, options: NonNullable<ParseArgsConfig['options']>): UsageError {
+export function usageErrorOf(error: unknown, options: NonNullable<ParseArgsConfig['options']>): UsageError {
   const code = (error as { code?: string }).code;
   const message = (error as Error).message;
   if (code !== 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return new UsageError(message);
