@@ -53,7 +53,7 @@ export async function leaseCommand(args: string[]): Promise<number> {
       process.stdout.write(leaseHelp);
       return 0;
     }
-    if (action === undefined) throw new UsageError('lease needs a subcommand: grant, revoke, keep-alive, timetolive or list');
+    if (action === undefined || action.startsWith('-')) throw new UsageError('lease needs a subcommand: grant, revoke, keep-alive, timetolive or list');
     const { values: o, positionals: positional } = parseCommand(rest, {
       id: { type: 'string' },
       once: { type: 'boolean' },

@@ -65,6 +65,9 @@ refused or could not be reached, 2 bad command line (with the usage on stderr).
                  version (also "dkv server --version")
 `;
 
+/** For the "did you mean" of a mistyped command. */
+const commandNames = ['dev', 'server', 'get', 'put', 'del', 'txn', 'watch', 'compact', 'member', 'endpoint', 'defrag', 'snapshot', 'counter', 'demo', 'sim', 'jepsen', 'lease', 'lock', 'elect', 'bench', 'help'];
+
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   switch (command) {
@@ -147,8 +150,11 @@ export async function main(args: string[]): Promise<number> {
       const { benchCommand } = await import('./bench.js');
       return benchCommand(rest);
     }
-    default:
-      process.stderr.write(`dkv: unknown command "${command}"\n\n${usage}`);
+    default: {
+      const { closest } = await import('./args.js');
+      const suggestion = closest(command, commandNames);
+      process.stderr.write(`dkv: unknown command "${command}"${suggestion === undefined ? '' : ` (did you mean ${suggestion}?)`}\n\n${usage}`);
       return 2;
+    }
   }
 }
