@@ -91,6 +91,8 @@ const snapshotCodec = methodCodec('etcdserverpb.Maintenance', 'Snapshot', longsA
 const snapshotAlignBytes = 512;
 /** How often the terminal's progress line is redrawn at most. */
 const progressIntervalMs = 200;
+/** The check reads the file back in pieces of this size. */
+const checkReadBytes = 1 << 20;
 
 function saveCommand(args: string[]): Promise<number> {
   return runRemote({ name: 'snapshot save', help: snapshotSaveHelp, options: {} }, args, async (remote, _o, positionals) => {
@@ -144,7 +146,7 @@ async function checkSnapshotFile(path: string, size: number): Promise<void> {
   const handle = await open(path, 'r');
   try {
     const body = size - SNAPSHOT_HASH_BYTES;
-    const buffer = Buffer.alloc(1 << 20);
+    const buffer = Buffer.alloc(checkReadBytes);
     for (let at = 0; at < body; ) {
       const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, body - at), at);
       hash.update(buffer.subarray(0, bytesRead));
