@@ -3,7 +3,7 @@
  * as users run them: `node bin/dkv.js …` against one real 3-node cluster, their output compared
  * with etcdctl's for the same data where the formats match.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -328,6 +328,20 @@ describe('dkv snapshot save', () => {
     expect(unreachable.code).toBe(1);
     expect(unreachable.stderr).toMatch(/^dkv snapshot save: /);
     expect(existsSync(join(scratch, 'never.db'))).toBe(false);
+  });
+});
+
+describe('dkv snapshot save on a terminal', () => {
+  it('shows the bytes received on stderr when it is a terminal', () => {
+    const file = join(scratch, 'tty.db');
+    const quote = (arg: string): string => `'${arg.replace(/'/g, `'\\''`)}'`;
+    const command = [process.execPath, bin, 'snapshot', 'save', file, '--endpoints', cluster.endpoint(0)].map(quote).join(' ');
+    // script(1) runs the command on a pseudo-terminal (stdout and stderr both), its output on our stdout.
+    const r = spawnSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8', timeout: commandTimeoutMs });
+    expect(r.status, r.stdout).toBe(0);
+    expect(r.stdout).toMatch(/received \d+ bytes/);
+    expect(r.stdout).toContain(`Snapshot saved at ${file}`);
+    expect(existsSync(file)).toBe(true);
   });
 });
 
