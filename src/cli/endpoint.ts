@@ -4,9 +4,8 @@
  */
 import { type Decoded, type EtcdChannel, longsAsStrings, methodCodec } from '../client/index.js';
 import { UsageError, parseEndpoints } from './args.js';
-import { runRemote } from './kv.js';
 import { goDuration, goJson, headerJson, humanBytes, idHex, int, renderTable, text } from './output.js';
-import { Endpoints, type Remote, exitFailure, failureMessage, remoteOptionsHelp } from './remote.js';
+import { Endpoints, type Remote, exitFailure, failureMessage, remoteOptionsHelp, runRemote } from './remote.js';
 
 export const endpointHelp = `Usage: dkv endpoint status [--cluster] [options]
        dkv endpoint health [--cluster] [options]

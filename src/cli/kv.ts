@@ -5,9 +5,9 @@
 import { createInterface } from 'node:readline';
 import { type Decoded, longsAsStrings, methodCodec } from '../client/index.js';
 import type { ParseArgsConfig } from 'node:util';
-import { UsageError, intOption, parseCommand, withUsage } from './args.js';
+import { UsageError, intOption, parseCommand } from './args.js';
 import { deleteJson, goJson, headerJson, putJson, rangeJson, simpleKv, txnJson } from './output.js';
-import { type Remote, type WriteOut, remoteOf, remoteOptions, remoteOptionsHelp, reportFailure } from './remote.js';
+import { type WriteOut, remoteOptionsHelp, runRemote } from './remote.js';
 
 const kvCodec = (method: string) => methodCodec('etcdserverpb.KV', method, longsAsStrings);
 
@@ -245,42 +245,6 @@ function printDelete(r: Decoded, format: WriteOut): string {
 
 // ---------------------------------------------------------------------------------------------
 // The commands.
-
-type Parsed<T extends NonNullable<ParseArgsConfig['options']>> = ReturnType<typeof parseCommand<T & typeof remoteOptions>>;
-
-/**
- * Runs a remote command: parses its flags with the remote ones, prints its help on -h, and turns
- * usage errors into exit 2 and failed calls into exit 1 ("dkv <name>: …").
- */
-export async function runRemote<T extends NonNullable<ParseArgsConfig['options']>>(
-  run: { name: string; help: string; options: T; formats?: readonly WriteOut[] },
-  args: readonly string[],
-  body: (remote: Remote, values: Parsed<T>['values'], positionals: string[]) => Promise<number>,
-): Promise<number> {
-  const command = `dkv ${run.name}`;
-  return withUsage(
-    run.help,
-    async () => {
-      const parsed = parseCommand([...args], { ...run.options, ...remoteOptions });
-      const values = parsed.values as Parsed<T>['values'] & { help?: boolean; endpoints?: string; 'write-out'?: string; 'command-timeout'?: string };
-      const positionals = parsed.positionals;
-      if (values.help === true) {
-        process.stdout.write(run.help);
-        return 0;
-      }
-      const remote = remoteOf(values, command, run.formats);
-      try {
-        return await body(remote, values, positionals);
-      } catch (error) {
-        if (error instanceof UsageError) throw error;
-        return reportFailure(command, error);
-      } finally {
-        remote.endpoints.close();
-      }
-    },
-    command,
-  );
-}
 
 export function getCommand(args: string[]): Promise<number> {
   return runRemote({ name: 'get', help: getHelp, options: getOptions }, args, async (remote, o, positionals) => {

@@ -1,9 +1,8 @@
 /** `dkv member list|add|remove|update|promote`: the cluster's members, printed as etcdctl prints them. */
 import { type Decoded, longsAsStrings, methodCodec } from '../client/index.js';
 import { UsageError } from './args.js';
-import { runRemote } from './kv.js';
 import { goJson, headerJson, idHex, memberJson, renderTable } from './output.js';
-import { remoteOptionsHelp } from './remote.js';
+import { remoteOptionsHelp, runRemote } from './remote.js';
 
 export const memberHelp = `Usage: dkv member list [options]
        dkv member add NAME --peer-urls URL[,URL…] [--learner] [options]

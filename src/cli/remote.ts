@@ -3,7 +3,8 @@
  * call that tries the next endpoint when one is unreachable, and how a failed call is printed.
  */
 import { type CallOptions, EtcdChannel, type MethodCodec, grpcStatus, longsAsStrings } from '../client/index.js';
-import { UsageError, durationOption, parseEndpoints } from './args.js';
+import type { ParseArgsConfig } from 'node:util';
+import { UsageError, durationOption, parseCommand, parseEndpoints, withUsage } from './args.js';
 
 export const endpointsDefault = '127.0.0.1:2379';
 
@@ -126,4 +127,40 @@ export function remoteOf(
 
 function nonEmpty(text: string | undefined): string | undefined {
   return text === undefined || text.trim() === '' ? undefined : text;
+}
+
+type Parsed<T extends NonNullable<ParseArgsConfig['options']>> = ReturnType<typeof parseCommand<T & typeof remoteOptions>>;
+
+/**
+ * Runs a remote command: parses its flags with the remote ones, prints its help on -h, and turns
+ * usage errors into exit 2 and failed calls into exit 1 ("dkv <name>: …").
+ */
+export async function runRemote<T extends NonNullable<ParseArgsConfig['options']>>(
+  run: { name: string; help: string; options: T; formats?: readonly WriteOut[] },
+  args: readonly string[],
+  body: (remote: Remote, values: Parsed<T>['values'], positionals: string[]) => Promise<number>,
+): Promise<number> {
+  const command = `dkv ${run.name}`;
+  return withUsage(
+    run.help,
+    async () => {
+      const parsed = parseCommand([...args], { ...run.options, ...remoteOptions });
+      const values = parsed.values as Parsed<T>['values'] & { help?: boolean; endpoints?: string; 'write-out'?: string; 'command-timeout'?: string };
+      const positionals = parsed.positionals;
+      if (values.help === true) {
+        process.stdout.write(run.help);
+        return 0;
+      }
+      const remote = remoteOf(values, command, run.formats);
+      try {
+        return await body(remote, values, positionals);
+      } catch (error) {
+        if (error instanceof UsageError) throw error;
+        return reportFailure(command, error);
+      } finally {
+        remote.endpoints.close();
+      }
+    },
+    command,
+  );
 }

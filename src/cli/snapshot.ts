@@ -8,8 +8,7 @@ import { type Decoded, longsAsStrings, methodCodec } from '../client/index.js';
 import { ConfigError, parseServerConfig } from '../server/config.js';
 import { SNAPSHOT_HASH_BYTES } from '../server/snapshot-file.js';
 import { UsageError } from './args.js';
-import { runRemote } from './kv.js';
-import { type Remote, remoteOptionsHelp } from './remote.js';
+import { type Remote, remoteOptionsHelp, runRemote } from './remote.js';
 
 export const snapshotHelp = `Usage: dkv snapshot save FILE [options]
        dkv snapshot restore FILE --name NAME --data-dir DIR --initial-cluster NAME=URL,...

@@ -5,9 +5,9 @@
 import type { Decoded } from '../client/index.js';
 import { UsageError } from './args.js';
 import { Interrupts } from './holding.js';
-import { keyRange, runRemote } from './kv.js';
+import { keyRange } from './kv.js';
 import { goJson, headerJson, int, kvJson, simpleKv } from './output.js';
-import { exitFailure, failureMessage, remoteOptionsHelp } from './remote.js';
+import { exitFailure, failureMessage, remoteOptionsHelp, runRemote } from './remote.js';
 
 export const watchHelp = `Usage: dkv watch KEY [RANGE_END] [options]
 
