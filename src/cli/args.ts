@@ -9,6 +9,52 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
+/** The closest of `candidates` to `word` within a small edit distance, for "did you mean". */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
+  for (const candidate of candidates) {
+    const distance = editDistance(word, candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance (insertions, deletions, substitutions, and adjacent swaps count 1). */
+export function editDistance(a: string, b: string): number {
+  const rows: number[][] = [];
+  for (let i = 0; i <= a.length; i++) {
+    const row: number[] = [i];
+    for (let j = 1; j <= b.length; j++) {
+      if (i === 0) {
+        row.push(j);
+        continue;
+      }
+      const above = rows[i - 1]!;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min(above[j]! + 1, row[j - 1]! + 1, above[j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, rows[i - 2]![j - 2]! + 1);
+      row.push(d);
+    }
+    rows.push(row);
+  }
+  return rows[a.length]![b.length]!;
+}
+
+/** Node's parse error as a UsageError; an unknown flag gets the nearest known one suggested. */
+export function usageErrorOf(error: unknown, options: NonNullable<ParseArgsConfig['options']>): UsageError {
+  const code = (error as { code?: string }).code;
+  const message = (error as Error).message;
+  if (code !== 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return new UsageError(message);
+  const flag = /[Uu]nknown option '([^']+)'/.exec(message)?.[1] ?? message;
+  const known = Object.entries(options).flatMap(([name, option]) => [`--${name}`, ...(option.short === undefined ? [] : [`-${option.short}`])]);
+  const suggestion = closest(flag.replace(/=.*$/, ''), known.filter((k) => k.startsWith('--')));
+  return new UsageError(`unknown flag ${flag}${suggestion === undefined ? '' : ` (did you mean ${suggestion}?)`}`);
+}
+
 /** `parseArgs` with flags only (no positionals), its errors as UsageError. */
 export function parseOptions<T extends NonNullable<ParseArgsConfig['options']>>(
   args: string[],
@@ -17,7 +63,7 @@ export function parseOptions<T extends NonNullable<ParseArgsConfig['options']>>(
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw usageErrorOf(error, options);
   }
 }
 
@@ -29,7 +75,7 @@ export function parseCommand<T extends NonNullable<ParseArgsConfig['options']>>(
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: true });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw usageErrorOf(error, options);
   }
 }
 
@@ -42,13 +88,16 @@ export function intOption(value: string | undefined, name: string, fallback: num
   return n;
 }
 
-/** Runs a command body, turning usage errors into a message and exit code 2. */
-export async function withUsage(help: string, body: () => Promise<number> | number): Promise<number> {
+/**
+ * Runs a command body, turning usage errors into "<command>: <message>", the usage text (both on
+ * stderr) and exit code 2. `command` is how the message starts ("dkv get").
+ */
+export async function withUsage(help: string, body: () => Promise<number> | number, command = 'dkv'): Promise<number> {
   try {
     return await body();
   } catch (error) {
     if (error instanceof UsageError) {
-      process.stderr.write(`dkv: ${error.message}\n\n${help}`);
+      process.stderr.write(`${command}: ${error.message}\n\n${help}`);
       return 2;
     }
     throw error;
@@ -69,4 +118,16 @@ export function parseEndpoints(value: string, command = 'dkv bench'): string[] {
     }
     return bare;
   });
+}
+
+const durationUnitsMs: Readonly<Record<string, number>> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A Go duration ("5s", "1m30s", "500ms", as etcdctl's --command-timeout takes) in ms. */
+export function durationOption(value: string | undefined, name: string, fallbackMs: number): number {
+  if (value === undefined) return fallbackMs;
+  const parts = [...value.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== value) throw new UsageError(`--${name} must be a duration such as 5s or 500ms, got "${value}"`);
+  const ms = parts.reduce((sum, p) => sum + Number(p[1]) * durationUnitsMs[p[2]!]!, 0);
+  if (!(ms > 0)) throw new UsageError(`--${name} must be positive, got "${value}"`);
+  return ms;
 }

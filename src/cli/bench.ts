@@ -158,7 +158,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     const { runRaftBench } = await import('../../bench/raft-core.js');
     runRaftBench({ seconds, print });
     return 0;
-  });
+  }, 'dkv bench');
 }
 
 export { parseEndpoints };

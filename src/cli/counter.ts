@@ -2,7 +2,8 @@
 import { parseArgs } from 'node:util';
 import { type Decoded, EtcdChannel, type RpcError, longsAsStrings } from '../client/index.js';
 import { counterLimits } from '../engines/counter/index.js';
-import { intOption, parseEndpoints, UsageError, withUsage } from './args.js';
+import { durationOption, intOption, parseEndpoints, UsageError, usageErrorOf, withUsage } from './args.js';
+import { endpointsDefault } from './remote.js';
 
 export const counterHelp = `Usage: dkv counter incr|decr KEY [N] [--ttl-ms MS] [options]
        dkv counter set KEY N [--ttl-ms MS] [options]
@@ -33,7 +34,10 @@ Options:
   --consistency l|s    get: linearizable (l) or serializable (s, this node's possibly stale
                        state) (default l)
   --timeout-ms MS      how long to wait for a connection, then for the answer (default 5000)
+  --command-timeout D  the same as a duration (5s, 500ms), as the other commands take it
   -h, --help           show this text
+
+The endpoints default to $DKV_ENDPOINTS, else $ETCDCTL_ENDPOINTS, else 127.0.0.1:2379.
 
 Exit status: 0 on success, 1 if the server refused or did not answer, 2 on a bad command line.
 `;
@@ -42,12 +46,13 @@ const actions = ['incr', 'decr', 'set', 'get', 'del'] as const;
 type Action = (typeof actions)[number];
 
 /** Options that take a value, so "-5" after one is its value, not a number argument. */
-const valueOptions = new Set(['--endpoints', '--ttl-ms', '--consistency', '--timeout-ms']);
+const valueOptions = new Set(['--endpoints', '--ttl-ms', '--consistency', '--timeout-ms', '--command-timeout']);
 const options = {
   endpoints: { type: 'string' },
   'ttl-ms': { type: 'string' },
   consistency: { type: 'string' },
   'timeout-ms': { type: 'string' },
+  'command-timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -75,7 +80,7 @@ function parseCommandLine(args: readonly string[]): { values: ReturnType<typeof 
     const parsed = parseArgs({ args: [...flags, '--', ...positionals], options, strict: true, allowPositionals: true });
     return { values: parsed.values, positionals: parsed.positionals };
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw usageErrorOf(error, options);
   }
 }
 
@@ -147,15 +152,14 @@ export async function counterCommand(args: string[]): Promise<number> {
       return 0;
     }
     const [action, key, ...rest] = positionals;
-    if (action === undefined) {
-      process.stdout.write(counterHelp);
-      return 2;
-    }
+    if (action === undefined) throw new UsageError('counter needs an action: incr, decr, set, get or del');
     if (!(actions as readonly string[]).includes(action)) throw new UsageError(`unknown counter action "${action}"`);
     if (key === undefined || key === '') throw new UsageError(`${action} needs a KEY`);
     const request = requestOf(action as Action, Buffer.from(key), rest, values);
-    const endpoints = parseEndpoints(values.endpoints ?? '127.0.0.1:2379', 'dkv counter');
-    const timeoutMs = intOption(values['timeout-ms'], 'timeout-ms', 5000, 1, timeoutMsMax);
+    const list = values.endpoints ?? (process.env.DKV_ENDPOINTS || undefined) ?? (process.env.ETCDCTL_ENDPOINTS || undefined) ?? endpointsDefault;
+    const endpoints = parseEndpoints(list, 'dkv counter');
+    if (values['timeout-ms'] !== undefined && values['command-timeout'] !== undefined) throw new UsageError('give --timeout-ms or --command-timeout, not both');
+    const timeoutMs = Math.min(timeoutMsMax, values['command-timeout'] !== undefined ? durationOption(values['command-timeout'], 'command-timeout', 5000) : intOption(values['timeout-ms'], 'timeout-ms', 5000, 1, timeoutMsMax));
     let channel: EtcdChannel;
     try {
       channel = await connect(endpoints, timeoutMs);
@@ -174,5 +178,5 @@ export async function counterCommand(args: string[]): Promise<number> {
     } finally {
       channel.close();
     }
-  });
+  }, 'dkv counter');
 }

@@ -34,7 +34,7 @@ export async function demoCommand(args: string[]): Promise<number> {
     }
     const seed = intOption(o.seed, 'seed', 1, 0, Number.MAX_SAFE_INTEGER);
     return new Demo(seed, o.fast !== true).run();
-  });
+  }, 'dkv demo');
 }
 
 class Demo {

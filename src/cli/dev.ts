@@ -16,7 +16,8 @@ export const devHelp = `Usage: dkv dev [--nodes N] [--base-port P] [--data-dir D
 Starts a local DKV cluster on 127.0.0.1, one process per node. Node i (from 1) listens for
 clients on P + 10·(i−1), for peers on that + 1, and serves /metrics and /health on that + 2.
 Each node keeps its data in DIR/dkvI and logs to DIR/dkvI.log. When the cluster has a leader
-the client endpoints are printed on one line, ready for etcdctl --endpoints. Ctrl-C stops every
+the client endpoints are printed on one line as host:port,…, ready for
+--endpoints of etcdctl (its endpoint commands need host:port) and dkv. Ctrl-C stops every
 node; starting again with the same DIR resumes the cluster with its data.
 
 Options:
@@ -67,7 +68,7 @@ export async function devCommand(args: string[]): Promise<number> {
     }
     mkdirSync(dataDir, { recursive: true });
     return runCluster(layout.nodes);
-  });
+  }, 'dkv dev');
 }
 
 function runCluster(nodes: readonly DevNode[]): Promise<number> {
@@ -105,7 +106,7 @@ function runCluster(nodes: readonly DevNode[]): Promise<number> {
       if (stopping) return;
       const ready = await Promise.all(nodes.map(hasLeader));
       if (ready.every(Boolean)) {
-        process.stdout.write(`${nodes.map((n) => n.clientUrl).join(',')}\n`);
+        process.stdout.write(`${nodes.map((n) => n.clientUrl.replace(/^https?:\/\//, '')).join(',')}\n`);
         return;
       }
       if (Date.now() - started > devLeaderWaitMs) {

@@ -6,9 +6,9 @@ import { strict as assert } from 'node:assert';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Decoded, longsAsStrings, methodCodec } from '../client/index.js';
 import { leaseLimits } from '../engines/lease/index.js';
-import { UsageError, intOption, parseCommand, parseEndpoints, withUsage } from './args.js';
+import { UsageError, intOption, parseCommand, withUsage } from './args.js';
 import { Interrupts, sessionKeyOf, waitingCall } from './holding.js';
-import { Endpoints, endpointsDefault, exitFailure, reportFailure } from './remote.js';
+import { type Endpoints, exitFailure, remoteOf, remoteOptions, remoteOptionsHelp, reportFailure } from './remote.js';
 import { Session, describeLoss, leaseHex } from './session.js';
 
 export const electHelp = `Usage: dkv elect NAME VALUE [options]
@@ -30,12 +30,9 @@ Options:
   -l, --listen    observe instead of campaigning
   --ttl S         the session lease's TTL in seconds (default 60, etcd's session default, which
                   etcdctl elect uses; the server raises a shorter one to its minimum)
-  --endpoints E   comma-separated host:port (http:// accepted); the next one is tried when one
-                  is unreachable (default 127.0.0.1:2379)
   --json          print each leader as one JSON line: {"name","key","value","rev","lease"}
-                  (rev: the leader key's create revision; lease in hex)
-  -h, --help      show this text
-
+                  (rev: the leader key's create revision; lease in hex; also -w json)
+${remoteOptionsHelp}
 Exit status: 0 after leading or listening until a signal; 1 when the server refused or could
 not be reached, the lease was lost, the observer was lost, or a signal came before this
 candidate was elected; 2 on a bad command line.
@@ -64,9 +61,8 @@ export async function electCommand(args: string[]): Promise<number> {
     const { values: o, positionals } = parseCommand(args, {
       listen: { type: 'boolean', short: 'l' },
       ttl: { type: 'string' },
-      endpoints: { type: 'string' },
       json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
+      ...remoteOptions,
     });
     if (o.help === true) {
       process.stdout.write(electHelp);
@@ -79,19 +75,21 @@ export async function electCommand(args: string[]): Promise<number> {
     if (value !== undefined && listen) throw new UsageError('proposal given but --listen is set');
     if (listen && o.ttl !== undefined) throw new UsageError('--ttl applies to a campaign, not to --listen');
     const ttl = intOption(o.ttl, 'ttl', electTtlSecondsDefault, 1, leaseLimits.leaseTtlSecondsMax);
-    const endpoints = new Endpoints(parseEndpoints(o.endpoints ?? endpointsDefault, 'dkv elect'));
+    const remote = remoteOf(o, 'dkv elect');
+    const endpoints = remote.endpoints;
+    const json = o.json === true || remote.format === 'json';
     const interrupts = new Interrupts();
-    const print = (leader: Leader): void => printLeader(name, leader, o.json === true);
+    const print = (leader: Leader): void => printLeader(name, leader, json);
     try {
       if (value === undefined) return await listenTo(endpoints, name, interrupts, print);
       return await campaign({ endpoints, interrupts, name, value, ttl, print });
     } catch (error) {
-      return reportFailure(error);
+      return reportFailure('dkv elect', error);
     } finally {
       interrupts.dispose();
       endpoints.close();
     }
-  });
+  }, 'dkv elect');
 }
 
 function printLeader(name: string, leader: Leader, json: boolean): void {
@@ -128,7 +126,7 @@ async function campaign(run: { endpoints: Endpoints; interrupts: Interrupts; nam
       return exitFailure;
     }
     process.stderr.write(`dkv elect: interrupted before "${name}" elected this candidate\n`);
-    await session.close().catch(reportFailure);
+    await session.close().catch((error: unknown) => reportFailure('dkv elect', error));
     return exitFailure;
   } finally {
     interrupts.signal.removeEventListener('abort', stop);
@@ -148,7 +146,7 @@ async function resign(endpoints: Endpoints, session: Session, leaderKey: Decoded
   await endpoints.unary(electionCodec('Resign'), { leader: leaderKey }).catch((error: unknown) => errors.push(error));
   await session.close().catch((error: unknown) => errors.push(error));
   if (errors.length < 2) return 0;
-  for (const error of errors) reportFailure(error);
+  for (const error of errors) reportFailure('dkv elect', error);
   process.stderr.write(`dkv elect: the leadership ends when lease ${session.hex} expires (TTL ${session.ttlSeconds} s)\n`);
   return exitFailure;
 }
@@ -187,7 +185,7 @@ async function listenTo(endpoints: Endpoints, name: string, interrupts: Interrup
     if (ended === 'interrupted') return 0;
     failures++;
     if (failures >= endpoints.list.length * observeFailuresPerEndpointMax) {
-      reportFailure(ended.error);
+      reportFailure('dkv elect', ended.error);
       process.stderr.write('dkv elect: observer lost\n');
       return exitFailure;
     }

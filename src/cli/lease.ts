@@ -1,8 +1,9 @@
 /** `dkv lease …`: etcd leases from the command line, printed as etcdctl prints them. */
 import { type Decoded, longsAsStrings, methodCodec } from '../client/index.js';
-import { UsageError, parseCommand, parseEndpoints, withUsage } from './args.js';
+import { UsageError, parseCommand, withUsage } from './args.js';
 import { Interrupts } from './holding.js';
-import { Endpoints, endpointsDefault, exitFailure, reportFailure } from './remote.js';
+import { goJson, headerJson, int, list } from './output.js';
+import { type Endpoints, exitFailure, remoteOf, remoteOptions, remoteOptionsHelp, reportFailure } from './remote.js';
 import { LeaseKeeper, describeLoss, leaseHex } from './session.js';
 
 export const leaseHelp = `Usage: dkv lease grant TTL [--id HEX] [options]
@@ -22,11 +23,11 @@ export const leaseHelp = `Usage: dkv lease grant TTL [--id HEX] [options]
 Lease ids are hexadecimal, as etcdctl prints them.
 
 Options:
-  --endpoints E   comma-separated host:port (http:// accepted); the next one is tried when one
-                  is unreachable (default 127.0.0.1:2379)
-  --json          print the server's answer as one JSON line
-  -h, --help      show this text
-
+  --id HEX               grant: the lease's id
+  --once                 keep-alive: renew once
+  --keys                 timetolive: list the attached keys
+  --json                 the same as -w json
+${remoteOptionsHelp}
 Exit status: 0 done, 1 the server refused or could not be reached, 2 bad command line.
 `;
 
@@ -38,32 +39,37 @@ function parseLeaseId(text: string | undefined): string {
   return BigInt.asIntN(64, BigInt(`0x${text}`)).toString();
 }
 
-function json(response: Decoded): string {
-  return `${JSON.stringify(response, (_key, value: unknown) => (Buffer.isBuffer(value) ? value.toString('base64') : value))}\n`;
+/** A Lease response as etcdctl -w json prints it (Go's encoding of the proto structs). */
+function json(r: Decoded): string {
+  const leases = list(r.leases, (l) => ({ ID: int(l.ID) }));
+  const keys = (r.keys as Buffer[] | undefined) ?? [];
+  return `${goJson({ header: headerJson(r.header), ID: int(r.ID), TTL: int(r.TTL), grantedTTL: int(r.grantedTTL), keys: keys.length === 0 ? undefined : keys, leases })}\n`;
 }
 
 export async function leaseCommand(args: string[]): Promise<number> {
   return withUsage(leaseHelp, async () => {
     const [action, ...rest] = args;
-    if (action === undefined || action === '--help' || action === '-h') {
+    if (action === '--help' || action === '-h') {
       process.stdout.write(leaseHelp);
-      return action === undefined ? 2 : 0;
+      return 0;
     }
+    if (action === undefined || action.startsWith('-')) throw new UsageError('lease needs a subcommand: grant, revoke, keep-alive, timetolive or list');
     const { values: o, positionals: positional } = parseCommand(rest, {
-      endpoints: { type: 'string' },
       id: { type: 'string' },
       once: { type: 'boolean' },
       keys: { type: 'boolean' },
       json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
+      ...remoteOptions,
     });
     if (o.help === true) {
       process.stdout.write(leaseHelp);
       return 0;
     }
-    const endpoints = new Endpoints(parseEndpoints(o.endpoints ?? endpointsDefault, 'dkv lease'));
+    const remote = remoteOf(o, 'dkv lease');
+    const endpoints = remote.endpoints;
+    const asJson = o.json === true || remote.format === 'json';
     const print = (response: Decoded, simple: string): void => {
-      process.stdout.write(o.json === true ? json(response) : simple);
+      process.stdout.write(asJson ? json(response) : simple);
     };
     try {
       switch (action) {
@@ -104,11 +110,11 @@ export async function leaseCommand(args: string[]): Promise<number> {
       }
     } catch (error) {
       if (error instanceof UsageError) throw error;
-      return reportFailure(error);
+      return reportFailure('dkv lease', error);
     } finally {
       endpoints.close();
     }
-  });
+  }, 'dkv lease');
 }
 
 /**
@@ -129,7 +135,7 @@ async function keepAlive(endpoints: Endpoints, id: string, once: boolean, print:
         },
         onLost: (loss) => {
           if (loss.kind === 'gone') process.stderr.write(`lease ${leaseHex(id)} expired or revoked.\n`);
-          else reportFailure(loss.error ?? new Error(describeLoss(id, loss)));
+          else reportFailure('dkv lease', loss.error ?? new Error(describeLoss(id, loss)));
           resolve(exitFailure);
         },
       });

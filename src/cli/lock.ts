@@ -7,9 +7,9 @@ import { strict as assert } from 'node:assert';
 import { constants } from 'node:os';
 import { type Decoded, longsAsStrings, methodCodec } from '../client/index.js';
 import { leaseLimits } from '../engines/lease/index.js';
-import { UsageError, intOption, parseCommand, parseEndpoints, withUsage } from './args.js';
+import { UsageError, intOption, parseCommand, withUsage } from './args.js';
 import { Interrupts, sessionKeyOf, waitingCall } from './holding.js';
-import { Endpoints, endpointsDefault, exitFailure, reportFailure } from './remote.js';
+import { type Endpoints, exitFailure, remoteOf, remoteOptions, remoteOptionsHelp, reportFailure } from './remote.js';
 import { type LeaseLoss, Session, describeLoss } from './session.js';
 
 export const lockHelp = `Usage: dkv lock NAME [options]
@@ -40,11 +40,9 @@ is still running) and exits 1: the lock may be someone else's by then.
 Options:
   --ttl S         the session lease's TTL in seconds (default 10, as etcdctl lock's --ttl; the
                   server raises a shorter one to its minimum, 1.5 election timeouts)
-  --endpoints E   comma-separated host:port (http:// accepted); the next one is tried when one
-                  is unreachable (default 127.0.0.1:2379)
   --json          without COMMAND: print the lock as one JSON line, fencing token included
-  -h, --help      show this text
-
+                  (also -w json)
+${remoteOptionsHelp}
 Exit status: COMMAND's status when one ran; otherwise 0 when the lock was held and released,
 1 when the server refused or could not be reached, the lease was lost, or a signal came before
 the lock was acquired; 2 on a bad command line.
@@ -68,9 +66,8 @@ export async function lockCommand(args: string[]): Promise<number> {
   return withUsage(lockHelp, async () => {
     const { values: o, positionals } = parseCommand(args, {
       ttl: { type: 'string' },
-      endpoints: { type: 'string' },
       json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
+      ...remoteOptions,
     });
     if (o.help === true) {
       process.stdout.write(lockHelp);
@@ -78,19 +75,21 @@ export async function lockCommand(args: string[]): Promise<number> {
     }
     const [name, ...command] = positionals;
     if (name === undefined || name === '') throw new UsageError('lock takes a lock name argument and an optional command to execute');
-    if (o.json === true && command.length > 0) throw new UsageError('--json applies only without a COMMAND');
+    if ((o.json === true || o['write-out'] === 'json') && command.length > 0) throw new UsageError('--json applies only without a COMMAND');
     const ttl = intOption(o.ttl, 'ttl', lockTtlSecondsDefault, 1, leaseLimits.leaseTtlSecondsMax);
-    const endpoints = new Endpoints(parseEndpoints(o.endpoints ?? endpointsDefault, 'dkv lock'));
+    const remote = remoteOf(o, 'dkv lock');
+    const endpoints = remote.endpoints;
+    const json = o.json === true || remote.format === 'json';
     const interrupts = new Interrupts();
     try {
-      return await lockAndHold({ endpoints, interrupts, name, ttl, command, json: o.json === true });
+      return await lockAndHold({ endpoints, interrupts, name, ttl, command, json });
     } catch (error) {
-      return reportFailure(error);
+      return reportFailure('dkv lock', error);
     } finally {
       interrupts.dispose();
       endpoints.close();
     }
-  });
+  }, 'dkv lock');
 }
 
 async function lockAndHold(run: { endpoints: Endpoints; interrupts: Interrupts; name: string; ttl: number; command: string[]; json: boolean }): Promise<number> {
@@ -228,7 +227,7 @@ async function release(endpoints: Endpoints, session: Session, key: Buffer | und
     errors.push(error);
   }
   if (errors.length < (key === undefined ? 1 : 2)) return true;
-  for (const error of errors) reportFailure(error);
+  for (const error of errors) reportFailure('dkv lock', error);
   process.stderr.write(`dkv lock: the lock is released when lease ${session.hex} expires (TTL ${session.ttlSeconds} s)\n`);
   return false;
 }

@@ -14,7 +14,24 @@ Commands:
                  log and pid file under $DKV_HOME (default ~/.dkv)
   config check FILE
                  validate a dkv server config file (one message per bad field)
-  snapshot       restore a new cluster's data directories from an etcdctl snapshot file
+  get KEY [RANGE_END]
+                 read keys (--prefix, --from-key, --rev, --limit, --sort-by …)
+  put KEY [VALUE]
+                 write a key (VALUE from stdin when omitted; --lease, --prev-kv)
+  del KEY [RANGE_END]
+                 delete keys, printing how many (--prefix, --from-key, --prev-kv)
+  txn [-i]       a transaction in etcdctl's syntax, read from stdin
+  watch KEY [RANGE_END]
+                 print a key's or range's changes until Ctrl-C (--prefix, --rev)
+  compact REV    discard history before revision REV (--physical)
+  member list|add|remove|update|promote
+                 the cluster's members (etcdctl member)
+  endpoint status|health [--cluster]
+                 each endpoint's status, or whether it commits (etcdctl endpoint)
+  defrag         defragment each endpoint's store
+  snapshot save FILE | restore FILE …
+                 save a member's snapshot to FILE; restore a new cluster's data directories
+                 from one (also from "etcdctl snapshot save" against DKV)
   counter incr|decr|get|set|del KEY [N]
                  atomic 64-bit counters of a running cluster (dkv.v1.Counter)
   demo           run a 3-node Raft group in this process on a simulated network and narrate
@@ -38,9 +55,23 @@ Commands:
   bench counter  atomic increments: dkv.v1.Counter on DKV, a Txn compare-and-swap loop on etcd
   bench lock     Lock → Unlock cycles per second under contention (etcd's Lock service)
   help           show this text; "dkv <command> --help" shows a command's options
+
+The commands that call a cluster (get … snapshot save, lease, lock, elect, counter) take
+etcdctl's flags and print what etcdctl prints:
+  --endpoints E          host:port,… (default $DKV_ENDPOINTS, else $ETCDCTL_ENDPOINTS, else
+                         127.0.0.1:2379); the next endpoint is tried when one is unreachable
+  -w, --write-out F      simple (default), json (etcdctl's -w json), or table (member list,
+                         endpoint status|health)
+  --command-timeout D    each call's deadline (default 5s)
+  -h, --help             the command's usage
+Errors print as "dkv <command>: <message>" on stderr. Exit status: 0 done, 1 the server
+refused or could not be reached, 2 bad command line (with the usage on stderr).
   --version      print DKV's version, the etcd API version it speaks, its git commit and Node's
                  version (also "dkv server --version")
 `;
+
+/** For the "did you mean" of a mistyped command. */
+const commandNames = ['dev', 'server', 'instance', 'config', 'get', 'put', 'del', 'txn', 'watch', 'compact', 'member', 'endpoint', 'defrag', 'snapshot', 'counter', 'demo', 'sim', 'jepsen', 'lease', 'lock', 'elect', 'bench', 'help'];
 
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
@@ -106,12 +137,37 @@ export async function main(args: string[]): Promise<number> {
       const { electCommand } = await import('./elect.js');
       return electCommand(rest);
     }
+    case 'get':
+    case 'put':
+    case 'del':
+    case 'txn':
+    case 'compact': {
+      const kv = await import('./kv.js');
+      const commands = { get: kv.getCommand, put: kv.putCommand, del: kv.delCommand, txn: kv.txnCommand, compact: kv.compactCommand };
+      return commands[command](rest);
+    }
+    case 'watch': {
+      const { watchCommand } = await import('./watch.js');
+      return watchCommand(rest);
+    }
+    case 'member': {
+      const { memberCommand } = await import('./member.js');
+      return memberCommand(rest);
+    }
+    case 'endpoint':
+    case 'defrag': {
+      const { endpointCommand, defragCommand } = await import('./endpoint.js');
+      return command === 'defrag' ? defragCommand(rest) : endpointCommand(rest);
+    }
     case 'bench': {
       const { benchCommand } = await import('./bench.js');
       return benchCommand(rest);
     }
-    default:
-      process.stderr.write(`dkv: unknown command "${command}"\n\n${usage}`);
+    default: {
+      const { closest } = await import('./args.js');
+      const suggestion = closest(command, commandNames);
+      process.stderr.write(`dkv: unknown command "${command}"${suggestion === undefined ? '' : ` (did you mean ${suggestion}?)`}\n\n${usage}`);
       return 2;
+    }
   }
 }

@@ -2,7 +2,9 @@
  * What the `dkv` commands that talk to a running cluster share: the --endpoints list, a unary
  * call that tries the next endpoint when one is unreachable, and how a failed call is printed.
  */
-import { type CallOptions, EtcdChannel, type MethodCodec, grpcStatus } from '../client/index.js';
+import { type CallOptions, EtcdChannel, type MethodCodec, grpcStatus, longsAsStrings } from '../client/index.js';
+import type { ParseArgsConfig } from 'node:util';
+import { UsageError, durationOption, parseCommand, parseEndpoints, withUsage } from './args.js';
 
 export const endpointsDefault = '127.0.0.1:2379';
 
@@ -17,13 +19,17 @@ export class Endpoints {
   private readonly channels = new Map<string, EtcdChannel>();
   private preferred = 0;
 
-  constructor(readonly list: readonly string[]) {}
+  constructor(
+    readonly list: readonly string[],
+    /** Each unary call's deadline unless it names one (--command-timeout). */
+    readonly timeoutMs = commandTimeoutMs,
+  ) {}
 
   channel(index = this.preferred): EtcdChannel {
     const endpoint = this.list[index % this.list.length]!;
     let channel = this.channels.get(endpoint);
     if (channel === undefined) {
-      channel = new EtcdChannel(endpoint, { callTimeoutMs: commandTimeoutMs });
+      channel = new EtcdChannel(endpoint, { callTimeoutMs: this.timeoutMs, decode: longsAsStrings });
       this.channels.set(endpoint, channel);
     }
     return channel;
@@ -62,9 +68,99 @@ export function isUnavailable(error: unknown): boolean {
   return (error as { code?: number }).code === grpcStatus.UNAVAILABLE;
 }
 
-/** Prints a failed call as etcdctl does ("Error: <message>") and returns the failure exit code. */
-export function reportFailure(error: unknown): number {
+/** What a failed call says: the server's message (gRPC details), else the error's. */
+export function failureMessage(error: unknown): string {
   const details = (error as { details?: string }).details;
-  process.stderr.write(`Error: ${details ?? (error as Error).message ?? String(error)}\n`);
+  return details ?? (error as Error).message ?? String(error);
+}
+
+/** Prints a failed call as "<command>: <message>" ("dkv get: …") and returns the failure exit code. */
+export function reportFailure(command: string, error: unknown): number {
+  process.stderr.write(`${command}: ${failureMessage(error)}\n`);
   return exitFailure;
+}
+
+/** Output formats of -w/--write-out, as etcdctl names them. */
+export const writeOutFormats = ['simple', 'json', 'table'] as const;
+export type WriteOut = (typeof writeOutFormats)[number];
+
+/** The flags every command that calls a cluster takes (etcdctl's global ones). */
+export const remoteOptions = {
+  endpoints: { type: 'string' },
+  'write-out': { type: 'string', short: 'w' },
+  'command-timeout': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** The usage lines of `remoteOptions`, for each command's help text. */
+export const remoteOptionsHelp = `  --endpoints E          comma-separated host:port (http:// accepted); the next one is tried
+                         when one is unreachable (default: $DKV_ENDPOINTS, else
+                         $ETCDCTL_ENDPOINTS, else ${endpointsDefault})
+  -w, --write-out F      output format: simple, json (etcdctl's -w json) or table (default simple)
+  --command-timeout D    each call's deadline, a duration such as 5s or 500ms (default 5s)
+  -h, --help             show this text
+`;
+
+/** What a remote command runs with: its endpoints, output format and deadline. */
+export interface Remote {
+  readonly endpoints: Endpoints;
+  readonly format: WriteOut;
+  readonly timeoutMs: number;
+}
+
+/**
+ * The endpoints (flag, then $DKV_ENDPOINTS, then $ETCDCTL_ENDPOINTS, then the default), the
+ * output format (`formats`: the ones this command prints) and the deadline.
+ */
+export function remoteOf(
+  values: { endpoints?: string | undefined; 'write-out'?: string | undefined; 'command-timeout'?: string | undefined },
+  command: string,
+  formats: readonly WriteOut[] = ['simple', 'json'],
+): Remote {
+  const format = values['write-out'] ?? 'simple';
+  if (!(writeOutFormats as readonly string[]).includes(format)) throw new UsageError(`--write-out must be one of ${writeOutFormats.join(', ')}, got "${format}"`);
+  if (!formats.includes(format as WriteOut)) throw new UsageError(`${format} output is not supported by ${command} (it prints ${formats.join(' or ')})`);
+  const list = values.endpoints ?? nonEmpty(process.env.DKV_ENDPOINTS) ?? nonEmpty(process.env.ETCDCTL_ENDPOINTS) ?? endpointsDefault;
+  const timeoutMs = durationOption(values['command-timeout'], 'command-timeout', commandTimeoutMs);
+  return { endpoints: new Endpoints(parseEndpoints(list, command), timeoutMs), format: format as WriteOut, timeoutMs };
+}
+
+function nonEmpty(text: string | undefined): string | undefined {
+  return text === undefined || text.trim() === '' ? undefined : text;
+}
+
+type Parsed<T extends NonNullable<ParseArgsConfig['options']>> = ReturnType<typeof parseCommand<T & typeof remoteOptions>>;
+
+/**
+ * Runs a remote command: parses its flags with the remote ones, prints its help on -h, and turns
+ * usage errors into exit 2 and failed calls into exit 1 ("dkv <name>: …").
+ */
+export async function runRemote<T extends NonNullable<ParseArgsConfig['options']>>(
+  run: { name: string; help: string; options: T; formats?: readonly WriteOut[] },
+  args: readonly string[],
+  body: (remote: Remote, values: Parsed<T>['values'], positionals: string[]) => Promise<number>,
+): Promise<number> {
+  const command = `dkv ${run.name}`;
+  return withUsage(
+    run.help,
+    async () => {
+      const parsed = parseCommand([...args], { ...run.options, ...remoteOptions });
+      const values = parsed.values as Parsed<T>['values'] & { help?: boolean; endpoints?: string; 'write-out'?: string; 'command-timeout'?: string };
+      const positionals = parsed.positionals;
+      if (values.help === true) {
+        process.stdout.write(run.help);
+        return 0;
+      }
+      const remote = remoteOf(values, command, run.formats);
+      try {
+        return await body(remote, values, positionals);
+      } catch (error) {
+        if (error instanceof UsageError) throw error;
+        return reportFailure(command, error);
+      } finally {
+        remote.endpoints.close();
+      }
+    },
+    command,
+  );
 }

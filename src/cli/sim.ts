@@ -68,7 +68,7 @@ export async function simCommand(args: string[]): Promise<number> {
     const start = intOption(o.start, 'start', 0, 0, Number.MAX_SAFE_INTEGER - count);
     const workers = intOption(o.workers, 'workers', availableParallelism(), 1, 256);
     return runMany(start, count, Math.min(workers, count), unsafe);
-  });
+  }, 'dkv sim');
 }
 
 function loadScenario(file: string): SimScenario {

@@ -42,7 +42,7 @@ describe('dkv dev', () => {
   it('starts a cluster, serves etcdctl, stops on Ctrl-C and resumes with its data', async () => {
     basePort = await freeBase(3);
     const first = await startDev();
-    expect(first.endpoints).toBe([0, 1, 2].map((i) => `http://127.0.0.1:${basePort + 10 * i}`).join(','));
+    expect(first.endpoints).toBe([0, 1, 2].map((i) => `127.0.0.1:${basePort + 10 * i}`).join(','));
     expect(etcdctl(first.endpoints, ['put', 'greeting', 'hello']).stdout).toBe('OK\n');
     expect(await stopDev(first.child)).toBe(0);
 

@@ -123,7 +123,7 @@ describe('dkv lease', () => {
     expect(dkv(['list']).stdout).toContain('\ncafe\n');
     expect(dkv(['revoke', 'cafe'])).toMatchObject({ code: 0, stdout: 'lease cafe revoked\n' });
     expect(dkv(['timetolive', 'cafe'])).toMatchObject({ code: 0, stdout: 'lease cafe already expired\n' });
-    expect(dkv(['revoke', 'cafe'])).toMatchObject({ code: 1, stderr: 'Error: etcdserver: requested lease not found\n' });
+    expect(dkv(['revoke', 'cafe'])).toMatchObject({ code: 1, stderr: 'dkv lease: etcdserver: requested lease not found\n' });
     expect(dkv(['keep-alive', 'cafe'])).toMatchObject({ code: 1, stderr: 'lease cafe expired or revoked.\n' });
     expect(dkv(['grant', 'ten']).code).toBe(2);
     expect(dkv(['revoke', 'xyz']).code).toBe(2);

@@ -207,7 +207,7 @@ describe('bad command lines', () => {
       for (const args of cases) {
         written.length = 0;
         expect(await main([...args, '--endpoints=127.0.0.1:1']), args.join(' ')).toBe(2);
-        expect(written.join('')).toMatch(new RegExp(`^dkv: .+\\n\\nUsage: dkv ${args[0]} NAME`));
+        expect(written.join('')).toMatch(new RegExp(`^dkv ${args[0]}: .+\\n\\nUsage: dkv ${args[0]} NAME`));
       }
       expect(await main(['lock', '--help'])).toBe(0);
       expect(await main(['elect', '-h'])).toBe(0);
