@@ -353,7 +353,9 @@ export class ClientCore {
       try {
         await this.ensureToken(server, Math.max(1, Math.min(remaining, this.options.timeoutMs)));
         const left = deadline - Date.now();
-        const response = await server.channel.call(call.service, call.method, call.request, { timeoutMs: call.waits === true ? Infinity : Math.max(1, left), signal: call.signal });
+        // The client's close cancels the call too (closing a grpc-js channel leaves its calls running).
+        const signal = call.signal === undefined ? this.closing.signal : AbortSignal.any([this.closing.signal, call.signal]);
+        const response = await server.channel.call(call.service, call.method, call.request, { timeoutMs: call.waits === true ? Infinity : Math.max(1, left), signal });
         this.markAvailable(server);
         this.learn(server, response.header);
         return response;
