@@ -15,6 +15,7 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
     return this.items.length;
   }
 
+  /** Hands `item` to the consumer (buffered until pulled). */
   push(item: T): void {
     if (this.ended || this.failure !== undefined) return;
     if (this.waiter !== undefined) {
@@ -46,6 +47,7 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
     else waiter.resolve({ value: undefined, done: true });
   }
 
+  /** The next item, waiting for one. */
   next(): Promise<IteratorResult<T>> {
     const item = this.items.shift();
     if (item !== undefined) return Promise.resolve({ value: item, done: false });
@@ -61,6 +63,7 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
     });
   }
 
+  /** The consumer stopped: drop what is buffered. */
   return(): Promise<IteratorResult<T>> {
     this.items.length = 0;
     this.ended = true;

@@ -71,6 +71,7 @@ export class Backoff {
     return this.attempt;
   }
 
+  /** The delay (ms) before the next attempt; each call moves one attempt on. */
   next(): number {
     const base = baseDelayMs(this.policy, this.attempt);
     if (this.attempt < Number.MAX_SAFE_INTEGER) this.attempt++;
@@ -82,6 +83,7 @@ export class Backoff {
     return delay;
   }
 
+  /** After a success: the next delay is the first one again. */
   reset(): void {
     this.attempt = 0;
   }

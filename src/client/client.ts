@@ -48,20 +48,27 @@ export interface GrantOptions extends CallOptionsCommon {
 
 /** Maintenance.Status of the server in use. */
 export interface ServerStatus {
+  /** The server that answered. */
   readonly address: string;
+  /** The server's etcd API version. */
   readonly version: string;
+  /** The member id of the leader it knows (0n: none). */
   readonly leader: bigint;
   readonly raftTerm: number;
   readonly raftIndex: number;
+  /** The size of its store in bytes. */
   readonly dbSize: number;
   readonly header: ResponseHeader;
 }
 
 /** One member of the cluster. */
 export interface Member {
+  /** The member id (as response headers' memberId). */
   readonly id: bigint;
   readonly name: string;
+  /** Where clients reach it. */
   readonly clientUrls: string[];
+  /** Where its peers reach it. */
   readonly peerUrls: string[];
   readonly isLearner: boolean;
 }

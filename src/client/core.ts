@@ -114,6 +114,7 @@ function classify(raw: unknown, what: string): Failure {
   return { kind: 'answer', error };
 }
 
+/** The connection machinery of one `DkvClient` (see the module comment). */
 export class ClientCore {
   readonly servers: Server[];
   private current: Server | undefined;
@@ -231,8 +232,7 @@ export class ClientCore {
       server.available = true;
       this.select(undefined);
     }
-    if (this.current === server || this.current === undefined || !this.current.available) this.setState('ready');
-    else if (this.stateNow !== 'ready') this.setState('ready');
+    this.setState('ready');
   }
 
   private scheduleProbe(server: Server): void {
@@ -281,10 +281,12 @@ export class ClientCore {
     });
   }
 
+  /** The error of an operation on a closed client. */
   closedError(): DkvError {
     return new DkvError('CLOSED', 'the client is closed');
   }
 
+  /** Throws CLOSED once the client is closed. */
   assertOpen(): void {
     if (this.closedNow) throw this.closedError();
   }
@@ -452,6 +454,7 @@ export class ClientCore {
     return () => this.closables.delete(part);
   }
 
+  /** Closes channels, probes and every tracked part. */
   close(): void {
     if (this.closedNow) return;
     this.closedNow = true;

@@ -52,6 +52,7 @@ export const dkvErrorCodes = [
 /** A stable error code of the client. */
 export type DkvErrorCode = (typeof dkvErrorCodes)[number];
 
+/** What a `DkvError` carries besides its code and message. */
 export interface DkvErrorDetails {
   /** The gRPC status of the failed call, when a call failed. */
   readonly grpcStatus?: number;

@@ -182,6 +182,7 @@ export class Watcher implements AsyncIterable<WatchBatch> {
     this.queue.end();
   }
 
+  /** The batches, in order (one iteration per watch). */
   [Symbol.asyncIterator](): AsyncIterator<WatchBatch> {
     return this.queue;
   }
@@ -295,6 +296,7 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
     this.queue.end();
   }
 
+  /** The snapshot, then the changes (one iteration per watch). */
   [Symbol.asyncIterator](): AsyncIterator<PrefixWatchItem> {
     return this.queue;
   }
