@@ -7,7 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DkvClient, type DkvClientOptions, isDkvError, type ServerEvent } from '../../src/client/index.js';
+import { DkvClient, type DkvClientOptions, isDkvError, type LeaseLostEvent, type ServerEvent } from '../../src/client/index.js';
 import { type Incoming, serviceDefinition } from '../../src/server/grpc-service.js';
 
 const header = { cluster_id: 1, member_id: 2, revision: 10, raft_term: 3 };
@@ -47,6 +47,19 @@ async function scripted(): Promise<Scripted> {
     DeleteRange: handler('DeleteRange', { header, deleted: 1 }),
     Txn: handler('Txn', { header, succeeded: true }),
     Compact: handler('Compact', { header }),
+  });
+  server.addService(serviceDefinition('etcdserverpb.Lease'), {
+    LeaseGrant: handler('LeaseGrant', { header, ID: 7, TTL: 1 }),
+    // Answers renewals with the scripted reply: ok = TTL 1, an error = TTL 0 (gone), hang = never.
+    LeaseKeepAlive: (call: grpc.ServerDuplexStream<Incoming<Record<string, unknown>>, object>) => {
+      call.on('data', () => {
+        calls.set('LeaseKeepAlive', (calls.get('LeaseKeepAlive') ?? 0) + 1);
+        const reply = (script.get('LeaseKeepAlive') ?? [{ ok: true }])[0]!;
+        if ('hang' in reply) return;
+        call.write({ header, ID: 7, TTL: 'ok' in reply ? 1 : 0 });
+      });
+      call.on('error', () => {});
+    },
   });
   server.addService(serviceDefinition('etcdserverpb.Maintenance'), {
     Status: handler('Status', { header, leader: 0 }),
@@ -152,6 +165,29 @@ describe('DkvClient retry policy', () => {
     expect((await rejection(c.txn().commit())).code).toBe('INVALID_ARGUMENT');
     expect([s.calls.get('Range'), s.calls.get('Put'), s.calls.get('Txn')]).toEqual([1, 1, 1]);
     expect((await rejection(c.counter('n').get())).code).toBe('NOT_SUPPORTED');
+  });
+
+  it("reports a lease 'lost' when renewals go unanswered past its TTL, or the server says it is gone", async () => {
+    const s = await scripted();
+    s.script.set('LeaseKeepAlive', [{ hang: true }]);
+    const c = client({ servers: [{ address: s.endpoint }] });
+    const started = Date.now();
+    const lease = await c.grant(1);
+    expect(lease.id).toBe(7n);
+    const unreachable = await new Promise<LeaseLostEvent>((resolve) => lease.once('lost', resolve));
+    expect(unreachable.reason).toBe('unreachable');
+    // Never later than the TTL after the grant was sent (plus timer slack).
+    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(s.calls.get('LeaseKeepAlive')).toBeGreaterThanOrEqual(1);
+    s.script.set('LeaseKeepAlive', [{ ok: true }]);
+    const kept = await c.grant(1);
+    let renewals = 0;
+    kept.on('renewed', () => renewals++);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(kept.lost).toBe(false);
+    expect(renewals).toBeGreaterThanOrEqual(3);
+    s.script.set('LeaseKeepAlive', [lost]);
+    expect((await new Promise<LeaseLostEvent>((resolve) => kept.once('lost', resolve))).reason).toBe('expired');
   });
 
   it('rejects an aborted call with ABORTED and every call after close with CLOSED', async () => {
