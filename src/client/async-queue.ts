@@ -7,8 +7,30 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
   private failure: { readonly error: unknown } | undefined;
   private ended = false;
 
-  /** `onReturn` runs when the consumer stops early (break, return, throw). */
-  constructor(private readonly onReturn: () => void = () => {}) {}
+  private drainWaiter: { readonly below: number; resolve(): void } | undefined;
+
+  /** `onReturn` runs when the consumer stops early (break, return, throw); `onPull` after each item pulled. */
+  constructor(
+    private readonly onReturn: () => void = () => {},
+    private readonly onPull: () => void = () => {},
+  ) {}
+
+  /** Resolves once at most `below` items are buffered (or the queue ended). One waiter at a time. */
+  drained(below: number): Promise<void> {
+    if (this.items.length <= below || this.ended) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.drainWaiter = { below, resolve };
+    });
+  }
+
+  private pulled(): void {
+    const waiter = this.drainWaiter;
+    if (waiter !== undefined && (this.items.length <= waiter.below || this.ended)) {
+      this.drainWaiter = undefined;
+      waiter.resolve();
+    }
+    this.onPull();
+  }
 
   /** Items pushed and not yet pulled. */
   get buffered(): number {
@@ -30,6 +52,8 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
     if (this.ended || this.failure !== undefined) return;
     this.ended = true;
     this.wake();
+    this.drainWaiter?.resolve();
+    this.drainWaiter = undefined;
   }
 
   /** Rejects the consumer's next pull after the buffered items. */
@@ -50,7 +74,10 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
   /** The next item, waiting for one. */
   next(): Promise<IteratorResult<T>> {
     const item = this.items.shift();
-    if (item !== undefined) return Promise.resolve({ value: item, done: false });
+    if (item !== undefined) {
+      this.pulled();
+      return Promise.resolve({ value: item, done: false });
+    }
     if (this.failure !== undefined) {
       const { error } = this.failure;
       this.failure = undefined;
@@ -69,6 +96,7 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
     this.ended = true;
     this.failure = undefined;
     this.wake();
+    this.pulled();
     this.onReturn();
     return Promise.resolve({ value: undefined, done: true });
   }

@@ -30,7 +30,7 @@ export {
 export { preferredServer, serversByPreference, isPreferredOver, hostPort, type ServerCandidate } from './servers.js';
 export type { CallOptionsCommon, DeleteOptions, DeleteResult, IdempotentOption, PutOptions, PutResult, RangeOptions, RangeResult, RangeSelector, SortOrder, SortTarget } from './kv.js';
 export { compare, type Compare, type CompareOperator, op, type Operation, type OperationResult, Txn, type TxnOptions, type TxnResult } from './txn.js';
-export { PrefixWatch, type PrefixWatchItem, type PrefixWatchOptions, snapshotPageKeysMax, type WatchBatch, Watcher, type WatchOptions } from './watch.js';
+export { PrefixWatch, type PrefixWatchItem, type PrefixWatchOptions, snapshotPageKeysMax, type WatchBatch, watchBufferedBatchesMax, Watcher, type WatchOptions } from './watch.js';
 export { Lease, type LeaseEvents, type LeaseLostEvent, type LeaseTimeToLive, renewalAnswerMsMax, renewalIntervalMsMin } from './lease.js';
 export { type FencingToken, type Leadership, type LockHandle, sessionTtlSecondsDefault, type SessionOptions } from './concurrency.js';
 export { Counter } from './counter.js';

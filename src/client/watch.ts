@@ -26,7 +26,15 @@ export interface WatchOptions extends RangeSelector {
   readonly progressNotify?: boolean;
   /** Ends the watch (the iteration ends without an error). */
   readonly signal?: AbortSignal;
+  /**
+   * Batches buffered for a slow consumer before the watch stops reading (default
+   * `watchBufferedBatchesMax`); it resumes from the next revision owed once half are consumed.
+   */
+  readonly bufferedBatchesMax?: number;
 }
+
+/** Batches a watch buffers for a consumer that does not keep up, by default. */
+export const watchBufferedBatchesMax = 1_000;
 
 /** What a watch yields: the events of one or more whole revisions, in order. */
 export interface WatchBatch {
@@ -52,6 +60,9 @@ export class Watcher implements AsyncIterable<WatchBatch> {
   private server: Server | undefined;
   private closed = false;
   private created = false;
+  /** Reading stopped because the consumer fell `bufferMax` batches behind. */
+  private paused = false;
+  private readonly bufferMax: number;
   private readonly backoff: Backoff;
   private readonly untrack: () => void;
   private readonly onAbort = (): void => this.close();
@@ -68,7 +79,12 @@ export class Watcher implements AsyncIterable<WatchBatch> {
       this.rejectReady = reject;
     });
     this.ready.catch(() => {});
-    this.queue = new AsyncQueue(() => this.close());
+    this.bufferMax = options.bufferedBatchesMax ?? watchBufferedBatchesMax;
+    if (!Number.isSafeInteger(this.bufferMax) || this.bufferMax < 2) throw new DkvError('INVALID_ARGUMENT', `bufferedBatchesMax must be an integer >= 2 (got ${this.bufferMax})`);
+    this.queue = new AsyncQueue(
+      () => this.close(),
+      () => this.resumeIfDrained(),
+    );
     this.nextRevision = options.startRevision ?? 0;
     this.backoff = new Backoff(core.options.reconnect);
     this.untrack = core.track(this);
@@ -83,6 +99,25 @@ export class Watcher implements AsyncIterable<WatchBatch> {
   /** The next revision this watch will deliver (0 while not known). */
   get revision(): number {
     return this.nextRevision;
+  }
+
+  /** Batches received and not yet consumed (at most `bufferedBatchesMax`). */
+  get buffered(): number {
+    return this.queue.buffered;
+  }
+
+  /** The consumer fell behind: stop reading (closing the stream) until it catches up; nothing is lost, the resume starts at nextRevision. */
+  private pause(): void {
+    this.paused = true;
+    const stream = this.stream;
+    this.stream = undefined;
+    stream?.close();
+  }
+
+  private resumeIfDrained(): void {
+    if (!this.paused || this.closed || this.queue.buffered > this.bufferMax / 2) return;
+    this.paused = false;
+    void this.open(false);
   }
 
   private async open(delay: boolean): Promise<void> {
@@ -150,6 +185,7 @@ export class Watcher implements AsyncIterable<WatchBatch> {
       this.nextRevision = Math.max(this.nextRevision, revision + 1);
       this.queue.push({ events: [], revision, progressNotify: true });
     }
+    if (this.queue.buffered >= this.bufferMax) this.pause();
   }
 
   private onEnd(stream: WatchStream, server: Server, error: unknown): void {
@@ -259,6 +295,8 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
       if (batch.events.length === 0) continue;
       this.revision = batch.events[batch.events.length - 1]!.kv.modRevision;
       this.queue.push({ type: 'events', events: batch.events, revision: batch.revision });
+      // Pull from the watch only as fast as the consumer pulls from here, so its bound holds.
+      await this.queue.drained(1);
     }
     this.queue.end();
   }

@@ -177,6 +177,22 @@ describe.each(targets)('DkvClient on $name', (target) => {
     expect(await codeOf(client.get(k('w/a'), { revision: created }))).toBe('COMPACTED');
   });
 
+  it('stops reading for a consumer that falls behind and resumes where it stopped, losing nothing', async () => {
+    const watcher = client.watch(k('slow/'), { prefix: true, bufferedBatchesMax: 4 });
+    await watcher.ready;
+    const revisions: number[] = [];
+    for (let i = 0; i < 20; i++) revisions.push((await client.put(k(`slow/${i}`), `${i}`)).header.revision);
+    await waitUntil(() => watcher.buffered === 4, 5_000, () => `4 buffered batches (${watcher.buffered})`);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(watcher.buffered).toBe(4);
+    const seen: number[] = [];
+    for await (const batch of watcher) {
+      seen.push(...batch.events.map((e) => e.kv.modRevision));
+      if (seen.length >= 20) break;
+    }
+    expect(seen).toEqual(revisions);
+  });
+
   it('ends a watch cleanly when its signal aborts or the client closes', async () => {
     const abort = new AbortController();
     const own = another();
