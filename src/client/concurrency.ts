@@ -12,7 +12,7 @@ import { type Decoded, longsAsStrings, methodCodec } from './etcd-channel.js';
 import { DkvError, isDkvError } from './errors.js';
 import type { CallOptionsCommon } from './kv.js';
 import { Lease } from './lease.js';
-import { type Bytes, headerFromWire, idFromWire, type KeyValue, kvFromWire, type LeaseId, leaseToWire, toBytes } from './wire.js';
+import { type Bytes, headerFromWire, type KeyValue, kvFromWire, type LeaseId, leaseToWire, revisionFromWire, toBytes } from './wire.js';
 
 /** The TTL (seconds) of the lease a lock or campaign takes when the caller gives none. */
 export const sessionTtlSecondsDefault = 10;
@@ -152,7 +152,7 @@ export async function campaign(host: ConcurrencyHost, name: Bytes, value: Bytes,
     return {
       name: nameBytes,
       key: leaderKey.key,
-      revision: Number(idFromWire(leader.rev)),
+      revision: revisionFromWire(leader.rev, 'leader revision'),
       lease: s.lease,
       proclaim: async (next, callOptions = {}) => {
         await core.unary({ service: 'v3electionpb.Election', method: 'Proclaim', request: { leader: leaderKey, value: toBytes(next, 'value') }, kind: 'write', retry: 'safe', what: 'proclaim', ...callOptions });

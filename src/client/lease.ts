@@ -72,7 +72,8 @@ export class Lease extends EventEmitter<LeaseEvents> {
   ) {
     super();
     this.backoff = new Backoff(core.options.reconnect);
-    this.untrack = core.track(this);
+    // Only a kept lease has timers and a stream for the client's close to stop.
+    this.untrack = keepAlive ? core.track(this) : () => {};
     if (keepAlive) {
       this.armDeadline(grantSentAt + ttl * 1000);
       this.open();

@@ -242,6 +242,17 @@ export type PrefixWatchItem =
   /** Changes of one or more whole revisions after the snapshot, in order. */
   | { readonly type: 'events'; readonly events: WatchEvent[]; readonly revision: number };
 
+/** A promise with its settle functions (Promise.withResolvers is Node 22+). */
+function resolvers<T>(): { promise: Promise<T>; resolve(value: T): void; reject(error: unknown): void } {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
 /** Keys a snapshot reads per Range (all at one revision). */
 export const snapshotPageKeysMax = 1_000;
 
@@ -256,6 +267,9 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
   private readonly abort = new AbortController();
   private readonly queue: AsyncQueue<PrefixWatchItem>;
   private watcher: Watcher | undefined;
+  /** Settles when the live part starts (or rejects when the watch ends first). */
+  private readonly startWatcher = resolvers<Watcher>();
+  private readonly watcherStarted = this.startWatcher.promise;
   private readonly untrack: () => void;
   /** The last revision delivered (snapshot or events). */
   revision = 0;
@@ -268,11 +282,13 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
     private readonly readRange: RangeReader,
   ) {
     this.queue = new AsyncQueue(() => this.close());
+    this.watcherStarted.catch(() => {});
     this.untrack = core.track(this);
     if (isAborted(options.signal)) this.close();
     else {
       options.signal?.addEventListener('abort', () => this.close(), { once: true });
       void this.run().catch((error: unknown) => {
+        this.startWatcher.reject(error);
         if (this.abort.signal.aborted) this.queue.end();
         else this.queue.fail(error);
         this.close();
@@ -291,6 +307,7 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
     if (this.abort.signal.aborted) return;
     const watcher = new Watcher(this.core, this.prefix, prefixRangeEnd(this.prefix), { startRevision: start, prevKv: this.options.prevKv, signal: this.abort.signal });
     this.watcher = watcher;
+    this.startWatcher.resolve(watcher);
     for await (const batch of watcher) {
       if (batch.events.length === 0) continue;
       this.revision = batch.events[batch.events.length - 1]!.kv.modRevision;
@@ -318,17 +335,14 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
 
   /** A watch's `ready`: resolves once the live part is being watched (after the snapshot). */
   async ready(): Promise<number> {
-    while (this.watcher === undefined) {
-      if (this.abort.signal.aborted) throw abortedError();
-      await this.core.sleep(5, this.abort.signal);
-    }
-    return this.watcher.ready;
+    return (await this.watcherStarted).ready;
   }
 
   /** Ends the watch: the iteration ends after what was already delivered to it. */
   close(): void {
     if (this.abort.signal.aborted) return;
     this.abort.abort();
+    this.startWatcher.reject(this.core.closed ? this.core.closedError() : abortedError());
     this.untrack();
     this.watcher?.close();
     this.queue.end();
