@@ -146,12 +146,18 @@ describe('DkvClient retry policy', () => {
     const s = await scripted();
     s.script.set('Range', [{ hang: true }]);
     const c = client({ servers: [{ address: s.endpoint }], timeoutMs: 300 });
+    const states: string[] = [];
+    c.on('state', (state) => states.push(state));
     expect((await rejection(c.get('k'))).code).toBe('TIMEOUT');
     expect(s.calls.get('Range')).toBe(1);
     s.close();
     const started = Date.now();
     expect((await rejection(c.get('k'))).code).toBe('UNAVAILABLE');
     expect(Date.now() - started).toBeLessThan(2_000);
+    expect(c.state).toBe('unavailable');
+    c.close();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(states).toEqual(['unavailable', 'closed']);
   });
 
   it('maps server errors to stable codes and rejects them at once', async () => {
