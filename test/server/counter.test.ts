@@ -110,13 +110,16 @@ describe('dkv.v1.Counter on a 3-node cluster', () => {
 
   it('shows counter changes to etcd and dkv.v1 watchers as ordinary puts and deletes', async () => {
     const watch = new WatchClient(cluster.endpoint(1));
-    const client = new DkvClient({ endpoints: [cluster.endpoint(2)] });
+    const client = new DkvClient({ servers: [{ address: cluster.endpoint(2) }] });
     const seen: WatchedEvent[] = [];
     let snapshotDone = false;
-    const prefixWatch = client.watchPrefix('w/', { snapshot: true }, {
-      onSnapshot: () => (snapshotDone = true),
-      onEvents: (events) => seen.push(...events),
-    });
+    const prefixWatch = client.watchPrefix('w/', { snapshot: true });
+    const consumed = (async () => {
+      for await (const item of prefixWatch) {
+        if (item.type === 'snapshot') snapshotDone = true;
+        else seen.push(...item.events);
+      }
+    })();
     try {
       watch.create({ key: 'w/c', prevKv: true });
       await watch.waitFor((rs) => rs.some((r) => r.created === true));
@@ -136,6 +139,7 @@ describe('dkv.v1.Counter on a 3-node cluster', () => {
       expect(seen.map((e) => [e.type, Buffer.from(e.kv.value).toString()])).toEqual([['put', '1'], ['put', '2'], ['put', '10'], ['delete', '']]);
     } finally {
       prefixWatch.close();
+      await consumed;
       client.close();
       watch.close();
     }

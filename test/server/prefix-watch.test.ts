@@ -1,5 +1,5 @@
 /**
- * Snapshot + live (dkv.v1.Watch/WatchPrefix) through the TypeScript client's
+ * Snapshot + live through the TypeScript client's
  * `watchPrefix(prefix, { snapshot: true })`: the keys at revision R, then every change after R;
  * when its node is killed the watch moves to another node and resumes after the last revision it
  * delivered, so the consumer's view equals the store's.
@@ -33,23 +33,25 @@ describe('watchPrefix with a snapshot', () => {
       return s !== undefined && s.Status.leader !== s.Status.header.member_id;
     })!;
     const other = [0, 1, 2].find((i) => i !== follower && i !== 0) ?? 0;
-    const client = new DkvClient({ endpoints: [cluster.endpoint(follower), cluster.endpoint(other)] });
+    const client = new DkvClient({ servers: [{ address: cluster.endpoint(follower), priority: 2 }, { address: cluster.endpoint(other), priority: 1 }] });
     const view = new Map<string, string>();
     let snapshotRevision = 0;
     const seen: WatchedEvent[] = [];
-    const watch = client.watchPrefix('cfg/', { snapshot: true }, {
-      onSnapshot: (kvs: WatchedKeyValue[], revision) => {
-        snapshotRevision = revision;
-        for (const entry of kvs) view.set(text(entry.key), text(entry.value));
-      },
-      onEvents: (events) => {
-        for (const e of events) {
+    const watch = client.watchPrefix('cfg/', { snapshot: true });
+    const consumed = (async () => {
+      for await (const item of watch) {
+        if (item.type === 'snapshot') {
+          snapshotRevision = item.revision;
+          for (const entry of item.kvs as WatchedKeyValue[]) view.set(text(entry.key), text(entry.value));
+          continue;
+        }
+        for (const e of item.events) {
           seen.push(e);
           if (e.type === 'put') view.set(text(e.kv.key), text(e.kv.value));
           else view.delete(text(e.kv.key));
         }
-      },
-    });
+      }
+    })();
     await waitUntil(() => snapshotRevision > 0, 10_000, () => 'the snapshot');
     expect(view.size).toBe(1200);
     const writer = async (from: number, to: number): Promise<void> => {
@@ -73,6 +75,7 @@ describe('watchPrefix with a snapshot', () => {
     const truth = new Map((store.kvs as Array<{ key: Buffer; value: Buffer }>).map((e) => [e.key.toString(), e.value.toString()]));
     expect(view).toEqual(truth);
     watch.close();
+    await consumed;
     client.close();
     kv.close();
     cluster.startNode(follower);
