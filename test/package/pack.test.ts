@@ -5,7 +5,7 @@
  * with their types, and a program using both serves and answers a put and a get.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -76,7 +76,7 @@ describe('the packed package', () => {
       [
         "import { DkvClient, EtcdChannel, type DkvClientOptions } from 'clustron-dkv';",
         "import { startServer, type DkvNode } from 'clustron-dkv/server';",
-        "const options: DkvClientOptions = { endpoints: ['127.0.0.1:2379'] };",
+        "const options: DkvClientOptions = { servers: [{ address: '127.0.0.1:2379', priority: 1 }], reconnect: { maxDelayMs: 1000 } };",
         'const start: (args: readonly string[]) => Promise<DkvNode> = startServer;',
         'export { options, start, DkvClient, EtcdChannel };',
         '// A wrong type must be caught, so the declarations are really used:',
@@ -105,27 +105,67 @@ describe('the packed package', () => {
     run(process.execPath, [tsc, '-p', app], app);
   });
 
-  it('runs a program that embeds a node and talks to it through the client', async () => {
+  it('runs a program that embeds a node and talks to it through DkvClient', async () => {
     const base = await freeBase(1);
     const client = `http://127.0.0.1:${base}`;
     const peer = `http://127.0.0.1:${base + 1}`;
     writeFileSync(
       join(app, 'embedded.mjs'),
       `
-import { EtcdChannel, methodCodec } from 'clustron-dkv';
+import { DkvClient } from 'clustron-dkv';
 import { startServer } from 'clustron-dkv/server';
 const node = await startServer(['--name', 'p1', '--data-dir', ${JSON.stringify(join(dir, 'data'))},
   '--listen-client-urls', '${client}', '--advertise-client-urls', '${client}',
   '--listen-peer-urls', '${peer}', '--initial-advertise-peer-urls', '${peer}',
   '--initial-cluster', 'p1=${peer}', '--log-level', 'error']);
-const channel = new EtcdChannel('127.0.0.1:${base}', { callTimeoutMs: 10000 });
-await channel.kv('Put', { key: Buffer.from('greeting'), value: Buffer.from('hello') });
-const got = await channel.kv('Range', { key: Buffer.from('greeting') });
-console.log(Buffer.from(got.kvs[0].value).toString());
-channel.close();
+const dkv = new DkvClient({ servers: [{ address: '127.0.0.1:${base}' }] });
+await dkv.put('greeting', 'hello');
+console.log((await dkv.get('greeting')).value.toString());
+dkv.close();
 await node.stop();
 `,
     );
     expect(run(process.execPath, ['embedded.mjs'], app, 60_000).stdout.trim()).toBe('hello');
+  });
+
+  it('runs the README\'s "Use from Node.js" examples as written', async () => {
+    const readme = readFileSync(join(repo, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Use from Node.js'), readme.indexOf('\n## ', readme.indexOf('## Use from Node.js') + 1));
+    const examples = [...section.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    expect(examples.length).toBeGreaterThanOrEqual(3);
+    // The etcd3 client is this repository's development dependency; the app borrows it.
+    symlinkSync(join(repo, 'node_modules', 'etcd3'), join(app, 'node_modules', 'etcd3'), 'dir');
+    for (const [i, example] of examples.entries()) {
+      const base = await freeBase(1);
+      // The examples name the ports of "npm start"; here one node on free ports stands for the
+      // first, and the others are ports nothing listens on (the client must cope).
+      const code = example
+        .replaceAll('127.0.0.1:2379', `127.0.0.1:${base}`)
+        .replaceAll('127.0.0.1:2389', `127.0.0.1:${base + 3}`)
+        .replaceAll('127.0.0.1:2399', `127.0.0.1:${base + 4}`)
+        .replaceAll('/tmp/n1', join(dir, `readme-${i}`));
+      const embeds = code.includes('startServer(');
+      const imports = code.split('\n').filter((line) => line.startsWith('import '));
+      const body = code.split('\n').filter((line) => !line.startsWith('import ')).join('\n');
+      const peer = `http://127.0.0.1:${base + 1}`;
+      const script = embeds
+        ? code
+        : [
+            ...imports,
+            "import { startServer as startExampleNode } from 'clustron-dkv/server';",
+            `const exampleNode = await startExampleNode(['--name', 'r${i}', '--data-dir', ${JSON.stringify(join(dir, `readme-node-${i}`))}, '--listen-client-urls', 'http://127.0.0.1:${base}', '--advertise-client-urls', 'http://127.0.0.1:${base}', '--listen-peer-urls', '${peer}', '--initial-advertise-peer-urls', '${peer}', '--initial-cluster', 'r${i}=${peer}', '--log-level', 'error']);`,
+            'try {',
+            body,
+            '} finally {',
+            '  await exampleNode.stop();',
+            '}',
+          ].join('\n');
+      writeFileSync(join(app, `readme-${i}.mjs`), script);
+      const output = run(process.execPath, [`readme-${i}.mjs`], app, 60_000).stdout;
+      // Every "// value" comment after a console.log is what the example promises to print.
+      for (const promised of [...example.matchAll(/console\.log\(.*\); \/\/ (\S+)/g)].map((m) => m[1]!)) {
+        expect(output.split('\n')).toContain(promised);
+      }
+    }
   });
 });
