@@ -73,6 +73,18 @@ async function session(host: ConcurrencyHost, options: SessionOptions): Promise<
   return { lease: own.id, own };
 }
 
+/**
+ * Deletes this session's key of lock or election `name` (`<name>/<lease in hex>`, etcd's
+ * naming), before a Lock or Campaign whose outcome was unknown is sent again: the retry then
+ * makes a new key, and the first attempt's server, cleaning up after the call it lost, deletes
+ * only the key with the create revision it made.
+ */
+async function deleteOwnKey(host: ConcurrencyHost, name: Buffer, lease: bigint): Promise<void> {
+  const hex = lease < 0n ? `-${(-lease).toString(16)}` : lease.toString(16);
+  const key = Buffer.concat([name, Buffer.from(`/${hex}`)]);
+  await host.core.unary({ service: 'etcdserverpb.KV', method: 'DeleteRange', request: { key }, kind: 'write', retry: 'safe', what: 'lock key cleanup' });
+}
+
 async function endSession(s: Session): Promise<void> {
   if (s.own !== undefined) await s.own.revoke().catch(() => {});
 }
@@ -85,7 +97,17 @@ function waitOptions(options: SessionOptions): { waits: boolean; timeoutMs?: num
 export async function lock(host: ConcurrencyHost, name: Bytes, options: SessionOptions = {}): Promise<LockHandle> {
   const s = await session(host, options);
   try {
-    const response = await host.core.unary({ service: 'v3lockpb.Lock', method: 'Lock', request: { name: toBytes(name, 'name'), lease: s.lease.toString() }, kind: 'write', retry: 'safe', what: 'lock', ...waitOptions(options) });
+    const nameBytes = toBytes(name, 'name');
+    const response = await host.core.unary({
+      service: 'v3lockpb.Lock',
+      method: 'Lock',
+      request: { name: nameBytes, lease: s.lease.toString() },
+      kind: 'write',
+      retry: 'safe',
+      what: 'lock',
+      beforeRetry: () => deleteOwnKey(host, nameBytes, s.lease),
+      ...waitOptions(options),
+    });
     const key = Buffer.from(response.key as Uint8Array);
     // etcd's Lock answers at the revision it saw the lock free, not the key's own: read the token.
     const kv = await host.get(key);
@@ -144,7 +166,16 @@ export async function campaign(host: ConcurrencyHost, name: Bytes, value: Bytes,
   const nameBytes = toBytes(name, 'name');
   const s = await session(host, options);
   try {
-    const response = await host.core.unary({ service: 'v3electionpb.Election', method: 'Campaign', request: { name: nameBytes, lease: s.lease.toString(), value: toBytes(value, 'value') }, kind: 'write', retry: 'safe', what: 'campaign', ...waitOptions(options) });
+    const response = await host.core.unary({
+      service: 'v3electionpb.Election',
+      method: 'Campaign',
+      request: { name: nameBytes, lease: s.lease.toString(), value: toBytes(value, 'value') },
+      kind: 'write',
+      retry: 'safe',
+      what: 'campaign',
+      beforeRetry: () => deleteOwnKey(host, nameBytes, s.lease),
+      ...waitOptions(options),
+    });
     const leader = (response.leader ?? {}) as Decoded;
     const leaderKey = { name: nameBytes, key: Buffer.from(leader.key as Uint8Array), rev: String(leader.rev), lease: s.lease.toString() };
     const core = host.core;

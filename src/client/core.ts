@@ -88,6 +88,12 @@ export interface UnaryCall {
   /** Calls that wait (Lock, Campaign) have no deadline; only the signal ends them. */
   readonly waits?: boolean;
   readonly signal?: AbortSignal | undefined;
+  /**
+   * Runs before a 'safe' call is sent again after an attempt whose outcome is unknown. Lock and
+   * Campaign delete their own key here: the server that lost the first attempt may still take
+   * that key out of the queue, and must not take the one a retry found in place and won with.
+   */
+  readonly beforeRetry?: () => Promise<void>;
 }
 
 /** Server-side codes meaning "refused, nothing applied": any call may be sent again. */
@@ -362,8 +368,10 @@ export class ClientCore {
         this.learn(server, response.header);
         return response;
       } catch (raw) {
-        if (this.closedNow) throw this.closedError();
-        if (isAborted(call.signal)) throw abortedError(raw);
+        // The call was sent: a write that is not idempotent may have been applied all the same.
+        const mayHaveApplied = call.kind === 'write' && call.retry === 'unsafe';
+        if (this.closedNow) throw mayHaveApplied ? unknownOutcome(call.what, 'the client was closed while it ran', this.closedError()) : this.closedError();
+        if (isAborted(call.signal)) throw mayHaveApplied ? unknownOutcome(call.what, 'it was aborted while it ran', abortedError(raw)) : abortedError(raw);
         if (raw instanceof DkvError) throw raw;
         const failure = classify(raw, call.what);
         lastError = failure.error;
@@ -390,6 +398,7 @@ export class ClientCore {
               });
             }
             await this.sleep(backoff.next(), call.signal);
+            if (call.beforeRetry !== undefined) await call.beforeRetry();
             continue;
         }
       }
@@ -473,6 +482,11 @@ export class ClientCore {
 /** True once `signal` aborted (a function, so TypeScript does not narrow it across awaits). */
 export function isAborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
+}
+
+/** A write that was sent and may or may not have been applied. */
+function unknownOutcome(what: string, why: string, cause: DkvError): DkvError {
+  return new DkvError('UNKNOWN_OUTCOME', `${what}: the outcome is unknown (${why})`, { grpcStatus: cause.grpcStatus, cause });
 }
 
 /** The error an aborted operation rejects with. */

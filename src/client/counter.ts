@@ -49,11 +49,12 @@ export class Counter {
 
   /** Writes `value` whatever the key held. */
   async set(value: bigint | number, options: CallOptionsCommon = {}): Promise<void> {
-    await this.call('Set', { value: toDelta(value, 'value') }, 'write', 'safe', options);
+    // Not idempotent: a repeat could overwrite another client's increment made in between.
+    await this.call('Set', { value: toDelta(value, 'value') }, 'write', 'unsafe', options);
   }
 
   /** Deletes the key; whether there was one. */
   async delete(options: CallOptionsCommon = {}): Promise<boolean> {
-    return (await this.call('Delete', {}, 'write', 'safe', options)).deleted === true;
+    return (await this.call('Delete', {}, 'write', 'unsafe', options)).deleted === true;
   }
 }

@@ -6,7 +6,8 @@
  * revision order: what it saw equals what the store holds, and includes every acknowledged put.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DkvClient, isDkvError, type ServerEvent } from '../../src/client/index.js';
+import { checkWatch, type WatchResponse } from '../../jepsen-lite/check/index.js';
+import { DkvClient, isDkvError, prefixRangeEnd, type ServerEvent } from '../../src/client/index.js';
 import { etcdChannel, TestCluster, waitUntil } from '../server/cluster-harness.js';
 
 /** Makes node `target` the leader (Maintenance.MoveLeader sent to the current leader), so killing it also costs an election. */
@@ -61,12 +62,21 @@ describe('DkvClient failover with priorities', () => {
 
     // The watch runs for the whole test, on the same client (so on the preferred node first).
     const watched: Array<{ key: string; revision: number }> = [];
+    // Everything the watch delivered, as jepsen-lite's watch checker reads a stream.
+    const responses: WatchResponse[] = [{ kind: 'created' }];
     const watch = client.watchPrefix(PREFIX);
     let snapshotRevision = 0;
     const consumed = (async () => {
       for await (const item of watch) {
         if (item.type === 'snapshot') snapshotRevision = item.revision;
-        else for (const e of item.events) watched.push({ key: e.kv.key.toString(), revision: e.kv.modRevision });
+        else {
+          for (const e of item.events) watched.push({ key: e.kv.key.toString(), revision: e.kv.modRevision });
+          responses.push({
+            kind: 'events',
+            headerRevision: item.revision,
+            events: item.events.map((e) => ({ type: e.type, key: e.kv.key, value: e.kv.value, createRevision: e.kv.createRevision, modRevision: e.kv.modRevision, version: e.kv.version })),
+          });
+        }
       }
     })();
     await watch.ready();
@@ -137,6 +147,16 @@ describe('DkvClient failover with priorities', () => {
     const seen = new Map(watched.map((w) => [w.key, w.revision]));
     for (const [key, revision] of acked) expect(seen.get(key)).toBe(revision);
     for (const key of seen.keys()) if (!acked.has(key)) expect(maybe.has(key)).toBe(true);
+    // jepsen-lite's watch checker on the delivered stream (one logical stream across failovers):
+    // ordered, unique, atomic, reliable against the committed history (each key was put once, so
+    // the store's final keys are that history).
+    const history = {
+      revisions: store.kvs.map((kv) => ({ revision: kv.modRevision, events: [{ type: 'put' as const, key: kv.key, value: kv.value, createRevision: kv.createRevision, modRevision: kv.modRevision, version: kv.version }] })),
+      headRevision: store.header.revision,
+    };
+    const verdict = checkWatch(history, { name: 'watchPrefix', params: { key: Buffer.from(PREFIX), rangeEnd: prefixRangeEnd(Buffer.from(PREFIX)), startRevision: snapshotRevision + 1 }, responses, end: 'client-closed' });
+    expect(verdict.violations).toEqual([]);
+    expect(verdict.ok).toBe(true);
     console.log(`failover: stall ${stallMs} ms, ${acked.size} acked, failures ${JSON.stringify([...failures])}, moved back ${recovered.at - healthyAt} ms after healthy, events ${serverEvents.map((e) => `${e.reason}:${e.address}`).join(' ')}`);
 
     watch.close();

@@ -17,6 +17,8 @@ type Reply = { readonly error: { code: grpc.status; details: string } } | { read
 interface Scripted {
   readonly endpoint: string;
   readonly calls: Map<string, number>;
+  /** Every unary call's method, in the order they arrived. */
+  readonly order: string[];
   /** Replies per method, consumed in order; the last one repeats. */
   readonly script: Map<string, Reply[]>;
   close(): void;
@@ -29,11 +31,13 @@ afterEach(() => {
 
 async function scripted(): Promise<Scripted> {
   const calls = new Map<string, number>();
+  const order: string[] = [];
   const script = new Map<string, Reply[]>();
   const handler =
     (method: string, ok: object) =>
     (_call: grpc.ServerUnaryCall<Incoming<Record<string, unknown>>, object>, callback: grpc.sendUnaryData<object>): void => {
       calls.set(method, (calls.get(method) ?? 0) + 1);
+      order.push(method);
       const replies = script.get(method) ?? [{ ok: true }];
       const reply = replies.length > 1 ? replies.shift()! : replies[0]!;
       if ('hang' in reply) return;
@@ -61,6 +65,10 @@ async function scripted(): Promise<Scripted> {
       call.on('error', () => {});
     },
   });
+  server.addService(serviceDefinition('v3lockpb.Lock'), {
+    Lock: handler('Lock', { header, key: Buffer.from('jobs/7') }),
+    Unlock: handler('Unlock', { header }),
+  });
   server.addService(serviceDefinition('etcdserverpb.Maintenance'), {
     Status: handler('Status', { header, leader: 0 }),
   });
@@ -69,7 +77,7 @@ async function scripted(): Promise<Scripted> {
   );
   const close = (): void => server.forceShutdown();
   cleanups.push(close);
-  return { endpoint: `127.0.0.1:${port}`, calls, script, close };
+  return { endpoint: `127.0.0.1:${port}`, calls, order, script, close };
 }
 
 function client(options: DkvClientOptions): DkvClient {
@@ -194,6 +202,29 @@ describe('DkvClient retry policy', () => {
     expect(renewals).toBeGreaterThanOrEqual(3);
     s.script.set('LeaseKeepAlive', [lost]);
     expect((await new Promise<LeaseLostEvent>((resolve) => kept.once('lost', resolve))).reason).toBe('expired');
+  });
+
+  it('deletes its own lock key before sending a Lock whose outcome was unknown again', async () => {
+    const s = await scripted();
+    const dropped = { error: { code: grpc.status.UNAVAILABLE, details: 'Connection dropped' } };
+    s.script.set('Lock', [dropped, { ok: true }]);
+    const c = client({ servers: [{ address: s.endpoint }] });
+    const held = await c.lock('jobs', { lease: 7n });
+    expect(held.key.toString()).toBe('jobs/7');
+    // The own key's delete came between the two Lock calls.
+    expect(s.order.filter((m) => m === 'Lock' || m === 'DeleteRange')).toEqual(['Lock', 'DeleteRange', 'Lock']);
+  });
+
+  it('rejects a write that was sent when its signal aborts or the client closes with UNKNOWN_OUTCOME', async () => {
+    const s = await scripted();
+    s.script.set('Put', [{ hang: true }]);
+    const c = client({ servers: [{ address: s.endpoint }] });
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(), 50);
+    expect((await rejection(c.put('k', 'v', { signal: abort.signal }))).code).toBe('UNKNOWN_OUTCOME');
+    const pending = c.put('k', 'v');
+    setTimeout(() => c.close(), 50);
+    expect((await rejection(pending)).code).toBe('UNKNOWN_OUTCOME');
   });
 
   it('rejects an aborted call with ABORTED and every call after close with CLOSED', async () => {
