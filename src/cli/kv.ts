@@ -267,7 +267,7 @@ function readStdin(): Promise<string> {
 export function putCommand(args: string[]): Promise<number> {
   return runRemote({ name: 'put', help: putHelp, options: putOptions }, args, async (remote, o, positionals) => {
     const request = await putRequestOf(o, positionals, readStdin);
-    const r = await remote.endpoints.unary(kvCodec('Put'), request);
+    const r = await remote.endpoints.unary(kvCodec('Put'), request, { write: true });
     process.stdout.write(printPut(r, remote.format));
     return 0;
   });
@@ -275,7 +275,7 @@ export function putCommand(args: string[]): Promise<number> {
 
 export function delCommand(args: string[]): Promise<number> {
   return runRemote({ name: 'del', help: delHelp, options: delOptions }, args, async (remote, o, positionals) => {
-    const r = await remote.endpoints.unary(kvCodec('DeleteRange'), deleteRequestOf(o, positionals));
+    const r = await remote.endpoints.unary(kvCodec('DeleteRange'), deleteRequestOf(o, positionals), { write: true });
     process.stdout.write(printDelete(r, remote.format));
     return 0;
   });
@@ -386,7 +386,7 @@ export function txnCommand(args: string[]): Promise<number> {
       compare: txn.compares,
       success: txn.success.map((op) => op.request),
       failure: txn.failure.map((op) => op.request),
-    });
+    }, { write: true });
     if (remote.format === 'json') {
       process.stdout.write(`${goJson(txnJson(r))}\n`);
       return 0;

@@ -72,7 +72,7 @@ export function memberCommand(args: string[]): Promise<number> {
     const out = (r: Decoded, simple: string): void => {
       process.stdout.write(remote.format === 'json' ? `${goJson(membersJson(r))}\n` : simple);
     };
-    const call = (method: string, request: object): Promise<Decoded> => remote.endpoints.unary(clusterCodec(method), request);
+    const call = (method: string, request: object): Promise<Decoded> => remote.endpoints.unary(clusterCodec(method), request, { write: method !== 'MemberList' });
     switch (action) {
       case 'list': {
         if (argument !== undefined) throw new UsageError('member list takes no arguments');

@@ -35,18 +35,35 @@ export class Endpoints {
     return channel;
   }
 
-  /** One unary call; an unreachable endpoint (UNAVAILABLE) passes the call to the next one. */
-  async unary<R>(codec: MethodCodec<R>, request: object, options: CallOptions = {}): Promise<R> {
+  /**
+   * One unary call; an unreachable endpoint (UNAVAILABLE) passes the call to the next one. A
+   * `write` is never sent twice: it goes to an endpoint only once connected to it, and when the
+   * connection then fails under it the outcome is unknown and reported as such (exit 1), unless
+   * the server refused it unapplied ("no leader", learner, too many requests).
+   */
+  async unary<R>(codec: MethodCodec<R>, request: object, options: CallOptions & { readonly write?: boolean } = {}): Promise<R> {
     let lastError: unknown;
     for (let attempt = 0; attempt < this.list.length; attempt++) {
       const index = (this.preferred + attempt) % this.list.length;
+      const channel = this.channel(index);
+      if (options.write === true) {
+        try {
+          await channel.waitForReady(Math.min(this.timeoutMs, connectWaitMsMax));
+        } catch (error) {
+          lastError = Object.assign(new Error((error as Error).message), { code: grpcStatus.UNAVAILABLE, details: (error as Error).message });
+          continue;
+        }
+      }
       try {
-        const response = await this.channel(index).unary(codec, request, options);
+        const response = await channel.unary(codec, request, options);
         this.preferred = index;
         return response;
       } catch (error) {
         lastError = error;
         if (!isUnavailable(error) || options.signal?.aborted === true) throw error;
+        if (options.write === true && !refusedUnapplied(error)) {
+          throw Object.assign(new Error(`the outcome is unknown (${failureMessage(error)}); not sent again, check before retrying`), { code: grpcStatus.UNAVAILABLE, details: `the outcome is unknown (${failureMessage(error)}); not sent again, check before retrying` });
+        }
       }
     }
     throw lastError;
@@ -64,6 +81,14 @@ export class Endpoints {
 }
 
 /** The call never reached a server that could answer it (or it stopped, or lost its leader). */
+/** How long a write waits to connect to one endpoint before it tries the next. */
+export const connectWaitMsMax = 2000;
+
+/** etcd's refusals that apply nothing (the request may go to another member). */
+function refusedUnapplied(error: unknown): boolean {
+  return /etcdserver: (no leader|too many requests|rpc not supported for learner|not capable)/.test(failureMessage(error));
+}
+
 export function isUnavailable(error: unknown): boolean {
   return (error as { code?: number }).code === grpcStatus.UNAVAILABLE;
 }

@@ -22,7 +22,7 @@ export const snapshotHelp = `Usage: dkv snapshot save FILE [options]
 
 export const snapshotSaveHelp = `Usage: dkv snapshot save FILE [options]
 
-Streams a snapshot of a member (the first endpoint that answers) to FILE: written to FILE.part,
+Streams a snapshot of a member (the first endpoint given) to FILE: written to FILE.part,
 checked (size a multiple of 512 plus the SHA-256 that ends it, and the SHA-256 itself), synced
 and renamed to FILE; then prints "Snapshot saved at FILE". "dkv snapshot restore" (and
 "etcdctl snapshot save" against DKV) use the same file format. On a terminal, the bytes received
