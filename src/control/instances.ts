@@ -4,8 +4,8 @@
  * each has its folder, data directory, ports, log, pid file and cluster token.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { dkvBin } from '../package-root.js';
 import { checkConfigFile, type ConfigError, type ServerConfig } from '../server/config.js';
@@ -168,13 +168,59 @@ const startMarker = '--- dkv instance start';
  */
 export async function startInstance(home: string, name: string, env: Readonly<Record<string, string | undefined>> = process.env): Promise<StartResult> {
   const paths = existingInstance(home, name);
+  const release = takeStartLock(paths);
+  try {
+    return await startLocked(paths, name, env);
+  } finally {
+    release();
+  }
+}
+
+/** The file a start holds while it runs (its pid), so two starts of one instance cannot race. */
+function startLockPath(paths: InstancePaths): string {
+  return join(paths.dir, 'dkv.start.lock');
+}
+
+/** The pid of a live process holding the instance's start lock, if any. */
+function startLockHolder(paths: InstancePaths): number | undefined {
+  try {
+    const pid = Number(readFileSync(startLockPath(paths), 'utf8').trim());
+    if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Takes the start lock (a stale one, left by a start that died, is taken over); returns its release. */
+function takeStartLock(paths: InstancePaths): () => void {
+  const path = startLockPath(paths);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return () => rmSync(path, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const holder = startLockHolder(paths);
+      if (holder !== undefined) throw new InstanceError('running', `instance "${paths.name}" is being started by another command (pid ${holder})`);
+      rmSync(path, { force: true });
+    }
+  }
+  throw new InstanceError('start-failed', `instance "${paths.name}": cannot take its start lock ${path}`);
+}
+
+async function startLocked(paths: InstancePaths, name: string, env: Readonly<Record<string, string | undefined>>): Promise<StartResult> {
   const config = instanceConfig(paths);
   const clientUrl = clientUrlOf(config);
   const state = processState(paths);
   if (state.state === 'running') return { name, pid: state.pid, clientUrl, alreadyRunning: true, stale: undefined };
   const stale = staleText(state);
   removePidFile(paths);
-  mkdirSync(config.dataDir, { recursive: true });
+  // The server runs in the instance's folder: a relative data-dir is relative to it.
+  mkdirSync(resolve(paths.dir, config.dataDir), { recursive: true });
   const log = openSync(paths.log, 'a');
   let pid: number | undefined;
   let exited: string | undefined;
@@ -261,6 +307,8 @@ export function removeInstance(home: string, name: string): { name: string; data
   if (state.state === 'running') {
     throw new InstanceError('running', `instance "${name}" is running (pid ${state.pid}); stop it first: dkv instance stop ${name}`);
   }
+  const starter = startLockHolder(paths);
+  if (starter !== undefined) throw new InstanceError('running', `instance "${name}" is being started (pid ${starter}); stop it first: dkv instance stop ${name}`);
   const check = checkConfigFile(paths.config);
   const dataDir = check.config === undefined ? undefined : resolve(paths.dir, check.config.dataDir);
   rmSync(paths.dir, { recursive: true, force: true });
