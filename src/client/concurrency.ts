@@ -7,7 +7,7 @@
  */
 import { AsyncQueue } from './async-queue.js';
 import { Backoff } from './backoff.js';
-import { type ClientCore, isAborted, type Server } from './core.js';
+import { type ClientCore, fatalStreamError, isAborted, type Server } from './core.js';
 import { type Decoded, longsAsStrings, methodCodec } from './etcd-channel.js';
 import { DkvError, isDkvError } from './errors.js';
 import type { CallOptionsCommon } from './kv.js';
@@ -248,6 +248,12 @@ export function observe(core: ClientCore, name: Buffer, options: { readonly sign
     const broken = (error: unknown): void => {
       if (closed || call !== stream) return;
       call = undefined;
+      const fatal = fatalStreamError(error, 'observe');
+      if (fatal !== undefined) {
+        queue.fail(fatal);
+        close();
+        return;
+      }
       core.streamFailed(server, error, 'observe');
       void open(true);
     };

@@ -484,6 +484,15 @@ export function isAborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
 }
 
+/** Statuses a stream cannot recover from by reopening (the server does not have the call, or refuses this client). */
+const streamFatalStatuses: ReadonlySet<number> = new Set([grpcStatus.UNIMPLEMENTED, grpcStatus.PERMISSION_DENIED, grpcStatus.UNAUTHENTICATED, grpcStatus.INVALID_ARGUMENT]);
+
+/** The error a broken stream should end with instead of reopening, if reopening cannot help. */
+export function fatalStreamError(error: unknown, what: string): DkvError | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'number' && streamFatalStatuses.has(code) ? fromRpcError(error, what) : undefined;
+}
+
 /** A write that was sent and may or may not have been applied. */
 function unknownOutcome(what: string, why: string, cause: DkvError): DkvError {
   return new DkvError('UNKNOWN_OUTCOME', `${what}: the outcome is unknown (${why})`, { grpcStatus: cause.grpcStatus, cause });

@@ -8,7 +8,7 @@
 import { strict as assert } from 'node:assert';
 import { AsyncQueue } from './async-queue.js';
 import { Backoff } from './backoff.js';
-import { abortedError, type ClientCore, isAborted, type Server } from './core.js';
+import { abortedError, type ClientCore, fatalStreamError, isAborted, type Server } from './core.js';
 import type { Decoded, WatchStream } from './etcd-channel.js';
 import { DkvError } from './errors.js';
 import { type RangeOptions, type RangeResult, type RangeSelector } from './kv.js';
@@ -191,6 +191,11 @@ export class Watcher implements AsyncIterable<WatchBatch> {
   private onEnd(stream: WatchStream, server: Server, error: unknown): void {
     if (this.closed || stream !== this.stream) return;
     this.stream = undefined;
+    const fatal = fatalStreamError(error, 'watch');
+    if (fatal !== undefined) {
+      this.fail(fatal);
+      return;
+    }
     this.core.streamFailed(server, error ?? new Error('the watch stream ended'), 'watch');
     void this.open(true);
   }

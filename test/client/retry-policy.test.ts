@@ -215,6 +215,15 @@ describe('DkvClient retry policy', () => {
     expect(s.order.filter((m) => m === 'Lock' || m === 'DeleteRange')).toEqual(['Lock', 'DeleteRange', 'Lock']);
   });
 
+  it('ends a watch whose server does not implement Watch with that error instead of reopening it forever', async () => {
+    const s = await scripted();
+    const c = client({ servers: [{ address: s.endpoint }] });
+    const consume = async (): Promise<void> => {
+      for await (const batch of c.watch('k')) expect(batch).toBeUndefined();
+    };
+    expect(await rejection(consume())).toMatchObject({ grpcStatus: grpc.status.UNIMPLEMENTED });
+  });
+
   it('rejects a write that was sent when its signal aborts or the client closes with UNKNOWN_OUTCOME', async () => {
     const s = await scripted();
     s.script.set('Put', [{ hang: true }]);
