@@ -3,4 +3,13 @@
 import { load } from './load.js';
 
 const { main } = await load('src/cli/main');
-process.exitCode = await main(process.argv.slice(2));
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (error) {
+  // A failure no command turned into a message (a folder it cannot write, a bug): one line, and
+  // the stack when asked for (DKV_DEBUG=1) or from a server (whose operator needs it for a report).
+  const command = process.argv[2] === undefined ? 'dkv' : `dkv ${process.argv[2]}`;
+  process.stderr.write(`${command}: ${error instanceof Error ? error.message : String(error)}\n`);
+  if ((process.env.DKV_DEBUG === '1' || process.argv[2] === 'server') && error instanceof Error && error.stack !== undefined) process.stderr.write(`${error.stack}\n`);
+  process.exitCode = 1;
+}

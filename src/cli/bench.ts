@@ -132,7 +132,8 @@ export async function benchCommand(args: string[]): Promise<number> {
   return withUsage(benchHelp, async () => {
     const [target, ...rest] = args;
     if (target === '--help' || target === '-h' || target === undefined) {
-      process.stdout.write(benchHelp);
+      // A missing subcommand is a usage error: usage on stderr, exit 2; asked-for help goes to stdout.
+      ((target === undefined) ? process.stderr : process.stdout).write(benchHelp);
       return target === undefined ? 2 : 0;
     }
     if (isLoadTarget(target)) return loadCommand(target, rest);

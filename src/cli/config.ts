@@ -21,7 +21,8 @@ export async function configCommand(args: string[]): Promise<number> {
   return withUsage(configHelp, () => {
     const [command, ...rest] = args;
     if (command === undefined || command === 'help' || command === '--help' || command === '-h' || rest.includes('--help') || rest.includes('-h')) {
-      process.stdout.write(configHelp);
+      // A missing subcommand is a usage error: usage on stderr, exit 2; asked-for help goes to stdout.
+      ((command === undefined) ? process.stderr : process.stdout).write(configHelp);
       return command === undefined ? 2 : 0;
     }
     if (command !== 'check') throw new UsageError(`unknown config command "${command}"`);

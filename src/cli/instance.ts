@@ -92,7 +92,8 @@ export async function instanceCommand(args: string[], env: Env = process.env): P
   return withUsage(instanceHelp, async () => {
     const [command, ...rest] = args;
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
-      process.stdout.write(instanceHelp);
+      // A missing subcommand is a usage error: usage on stderr, exit 2; asked-for help goes to stdout.
+      ((command === undefined) ? process.stderr : process.stdout).write(instanceHelp);
       return command === undefined ? 2 : 0;
     }
     if (rest.includes('--help') || rest.includes('-h')) {

@@ -35,7 +35,8 @@ export async function jepsenCommand(args: string[]): Promise<number> {
     case 'help':
     case '--help':
     case '-h':
-      process.stdout.write(jepsenHelp);
+      // A missing subcommand is a usage error: usage on stderr, exit 2; asked-for help goes to stdout.
+      ((mode === undefined) ? process.stderr : process.stdout).write(jepsenHelp);
       return mode === undefined ? 2 : 0;
     default:
       process.stderr.write(`dkv jepsen: unknown mode "${mode}"\n\n${jepsenHelp}`);
