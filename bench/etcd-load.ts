@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { EtcdChannel, methodPath } from '../src/client/index.js';
 import { etcdType } from '../src/etcd-proto.js';
+import { startProgress } from './progress.js';
 
 export type Workload = 'put' | 'range' | 'txn-put';
 export const workloads: readonly Workload[] = ['put', 'range', 'txn-put'];
@@ -217,7 +218,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     const started = performance.now();
     const loops: Promise<void>[] = [];
     for (let i = 0; i < options.clients; i++) loops.push(clientLoop(channels[i % channels.length]!));
-    await Promise.all(loops);
+    const stopProgress = startProgress(options.workload, options.total, () => succeeded + errors);
+    try {
+      await Promise.all(loops);
+    } finally {
+      stopProgress();
+    }
     const seconds = (performance.now() - started) / 1000;
     return {
       workload: options.workload,
