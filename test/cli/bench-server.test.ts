@@ -26,7 +26,7 @@ describe('dkv bench put|range|txn-put', () => {
   it('refuses bad flags with exit code 2 and a clear message, before connecting anywhere', () => {
     const cases: [string[], string][] = [
       [['put', '--clients', '0'], '--clients must be between 1'],
-      [['put', '--frobnicate'], "Unknown option '--frobnicate'"],
+      [['put', '--frobnicate'], "unknown flag --frobnicate"],
       [['range', '--consistency', 'x'], '--consistency must be l (linearizable) or s (serializable)'],
       [['put', '--consistency', 's'], '--consistency applies to range only'],
       [['put', '--endpoints', 'localhost'], '--endpoints: expected host:port, got "localhost"'],
@@ -56,7 +56,7 @@ describe('dkv bench watch', () => {
       [['--put-rate=-1'], '--put-rate must be between 0'],
       [['--watch-per-stream', '20000'], '--watch-per-stream must be between 1 and 10000'],
       [['--put-total', '1000000', '--key-space-size', '1'], 'more than 20000000'],
-      [['--clients', '5'], "Unknown option '--clients'"],
+      [['--clients', '5'], "unknown flag --clients"],
       [['--val-size', '1', '--put-total', '1000'], 'values carry the put\'s number in at least 2 bytes'],
       [['--key-size', '1', '--key-space-size', '1000'], 'keys need at least 2 bytes'],
     ];
@@ -90,7 +90,7 @@ describe('dkv bench lease-keepalive|lease-grant', () => {
       [['lease-keepalive', '--clients', '0'], '--clients must be between 1'],
       [['lease-keepalive', '--total', '0'], '--total must be between 1'],
       [['lease-grant', '--conns', 'x'], '--conns must be a whole number'],
-      [['lease-grant', '--val-size', '8'], "Unknown option '--val-size'"],
+      [['lease-grant', '--val-size', '8'], "unknown flag --val-size"],
       [['lease-keepalive', '--endpoints', 'https://127.0.0.1:2379'], 'TLS is not supported'],
     ];
     for (const [args, message] of cases) {
@@ -109,7 +109,7 @@ describe('dkv bench counter', () => {
     const cases: [string[], string][] = [
       [['--method', 'x'], '--method must be counter, cas or auto, got "x"'],
       [['--counters', '0'], '--counters must be between 1'],
-      [['--key-size', '8'], "Unknown option '--key-size'"],
+      [['--key-size', '8'], "unknown flag --key-size"],
     ];
     for (const [args, message] of cases) {
       const r = dkv('bench', 'counter', ...args);
@@ -135,7 +135,7 @@ describe('dkv bench lock', () => {
       [['--duration', '0'], '--duration must be between 1'],
       [['--locks', '0'], '--locks must be between 1'],
       [['--clients', 'many'], '--clients must be a whole number'],
-      [['--counters', '3'], "Unknown option '--counters'"],
+      [['--counters', '3'], "unknown flag --counters"],
     ];
     for (const [args, message] of cases) {
       const r = dkv('bench', 'lock', ...args);
