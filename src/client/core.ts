@@ -14,6 +14,7 @@
  * - every other error is the answer and rejects at once.
  */
 import { strict as assert } from 'node:assert';
+import { setMaxListeners } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { ErrorCode } from '../errors.js';
 import { Backoff } from './backoff.js';
@@ -142,6 +143,9 @@ export class ClientCore {
     readonly options: ResolvedOptions,
     private readonly events: CoreEvents,
   ) {
+    // Every call in flight listens to the close signal (and removes its listener when it ends):
+    // many at once are normal, not a leak.
+    setMaxListeners(0, this.closing.signal);
     const credentials = this.credentials();
     const interceptor: grpc.Interceptor = (callOptions, nextCall) =>
       new grpc.InterceptingCall(nextCall(callOptions), {
