@@ -3,7 +3,7 @@
  * etcdctl's flags and output (simple lines, or `-w json` as etcdctl prints it).
  */
 import { createInterface } from 'node:readline';
-import { type Decoded, longsAsStrings, methodCodec } from '../client/index.js';
+import { type Decoded, longsAsStrings, methodCodec, prefixRangeEnd } from '../client/index.js';
 import type { ParseArgsConfig } from 'node:util';
 import { UsageError, intOption, parseCommand } from './args.js';
 import { deleteJson, goJson, headerJson, putJson, rangeJson, simpleKv, txnJson } from './output.js';
@@ -124,18 +124,6 @@ const delOptions = {
   'from-key': { type: 'boolean' },
   'prev-kv': { type: 'boolean' },
 } as const;
-
-/** The end of the range of keys that start with `prefix` (etcd's GetPrefixRangeEnd). */
-export function prefixRangeEnd(prefix: Buffer): Buffer {
-  const end = Buffer.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]! += 1;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Buffer.from([0]);
-}
 
 /** key and range_end as etcdctl makes them of KEY [RANGE_END] --prefix --from-key. */
 export function keyRange(positionals: readonly string[], prefix: boolean, fromKey: boolean, command: string): { key: Buffer; range_end?: Buffer } {

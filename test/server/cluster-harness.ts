@@ -8,7 +8,7 @@ import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EtcdChannel, type EtcdChannelOptions } from '../../src/client/index.js';
+import { EtcdChannel, type EtcdChannelOptions, prefixRangeEnd } from '../../src/client/index.js';
 import { devClusterLayout, type DevNode } from '../../src/server/config.js';
 
 const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
@@ -309,12 +309,5 @@ export function etcdChannel(endpoint: string, options: EtcdChannelOptions = {}):
 
 /** The etcd range_end that selects every key starting with `prefix`. */
 export function prefixEnd(prefix: string): Buffer {
-  const end = Buffer.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]! += 1;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return Buffer.from([0]);
+  return prefixRangeEnd(Buffer.from(prefix));
 }
