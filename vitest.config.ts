@@ -6,8 +6,8 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    // Processes the tests start (bin/dkv.js and its children) run the TypeScript sources, never a
-    // stale dist/ build; test/package/ checks the build itself.
-    env: { DKV_FROM_SOURCE: '1' },
+    // Processes the tests start (bin/dkv.js and its children) run the build `npm test` makes
+    // first; bin/load.js runs the sources instead when one changed after that build, so a test
+    // never runs stale code (a run of one file without building pays tsx's start-up instead).
   },
 });

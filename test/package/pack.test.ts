@@ -5,9 +5,9 @@
  * with their types, and a program using both serves and answers a put and a get.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freeBase } from '../server/cluster-harness.js';
 
@@ -39,7 +39,17 @@ describe('the packed package', () => {
     dir = mkdtempSync(join(tmpdir(), 'dkv-pack-'));
     app = join(dir, 'app');
     mkdirSync(app);
-    const packed = run('npm', ['pack', '--json', '--pack-destination', dir], repo);
+    // Packed from a copy of the checkout: `npm pack` builds (prepare), and rebuilding this
+    // checkout's dist/ would change the files the other suites' processes are running.
+    const copy = join(dir, 'checkout');
+    const listed = spawnSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: repo, encoding: 'utf8' });
+    if (listed.status !== 0) throw new Error(`git ls-files failed: ${listed.stderr}`);
+    for (const file of listed.stdout.split('\0').filter((f) => f !== '' && existsSync(join(repo, f)))) {
+      mkdirSync(dirname(join(copy, file)), { recursive: true });
+      copyFileSync(join(repo, file), join(copy, file));
+    }
+    symlinkSync(join(repo, 'node_modules'), join(copy, 'node_modules'), 'dir');
+    const packed = run('npm', ['pack', '--json', '--pack-destination', dir], copy);
     const [summary] = JSON.parse(packed.stdout) as { filename: string; files: { path: string }[] }[];
     files = summary!.files.map((f) => f.path);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
