@@ -138,6 +138,8 @@ export function planFaults(options: PlanOptions): PlannedFault[] {
 export interface NemesisCluster {
   readonly members: readonly { readonly name: string }[];
   leader(): Promise<string | undefined>;
+  /** Resolves once every running, unpaused member names one leader; rejects after `timeoutMs`. */
+  waitForLeader(timeoutMs: number): Promise<string>;
   kill(name: string): Promise<void>;
   /** `existing` on an empty data dir joins the running cluster; a restart ignores it. */
   startMember(name: string, state?: 'new' | 'existing'): void;
@@ -185,6 +187,9 @@ interface ActiveFault {
   readonly description: string;
   heal(): Promise<void> | void;
 }
+
+/** How long the heal of a member replacement waits for every running member to name one leader. */
+export const membershipHealWaitMs = 30_000;
 
 export class Nemesis {
   /** Windows of faults that have started (an unfinished one has no `end`). */
@@ -299,8 +304,14 @@ export class Nemesis {
           const exit = exitedByItself ? 'it exited by itself' : 'it was killed: it did not exit after its removal';
           return {
             description: `replace ${name}${action.target.leader ? ' (leader)' : ''}: removed ${hex(oldId)} (${exit}), added back as ${hex(newId)} on an empty data dir`,
-            heal: () => {
-              if (!cluster.running(name)) cluster.startMember(name);
+            heal: async () => {
+              // A new member whose first start failed has an empty data dir: it joins with
+              // `existing` (a restart of one that joined ignores the state).
+              if (!cluster.running(name)) cluster.startMember(name, 'existing');
+              // As etcd's runbook: the next change waits until the cluster is whole again (every
+              // running member names one leader), else a second replacement while the new
+              // member still joins could leave no quorum.
+              await cluster.waitForLeader(membershipHealWaitMs).catch(() => undefined);
             },
           };
         } catch (error) {

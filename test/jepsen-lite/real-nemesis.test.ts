@@ -82,6 +82,10 @@ function fakeCluster(leader: string): NemesisCluster & { calls: string[] } {
     calls,
     members: [{ name: 'n1' }, { name: 'n2' }, { name: 'n3' }],
     leader: () => Promise.resolve(leader),
+    waitForLeader: () => {
+      calls.push('wait for leader');
+      return Promise.resolve(leader);
+    },
     kill: (name) => {
       running.delete(name);
       calls.push(`kill ${name}`);
