@@ -14,7 +14,13 @@ import { jepsenRunCommand } from '../../jepsen-lite/real/command.js';
 const runSeconds = 20;
 const out = mkdtempSync(join(tmpdir(), 'jepsen-membership-'));
 
-afterAll(() => rmSync(out, { recursive: true, force: true }));
+let passed = false;
+
+// A failed run keeps its report and the members' logs (the path is printed) for the next look.
+afterAll(() => {
+  if (passed) rmSync(out, { recursive: true, force: true });
+  else console.log(`real-membership: kept ${out} (report, history and cluster logs)`);
+});
 
 describe('the membership fault', () => {
   it('replaces members under load; linearizable, no acknowledged write lost', { timeout: 180_000 }, async () => {
@@ -32,5 +38,6 @@ describe('the membership fault', () => {
     const replaced = [...history.matchAll(/"description":"(replace [^"]*)"/g)].map((m) => m[1]!);
     expect(replaced.length).toBe(results.stats['faults.membership']);
     for (const line of replaced) expect(line).toMatch(/^replace n\d( \(leader\))?: removed [0-9a-f]+ \(it exited by itself\), added back as [0-9a-f]+ on an empty data dir$/);
+    passed = true;
   });
 });
