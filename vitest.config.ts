@@ -6,8 +6,10 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    // Processes the tests start (bin/dkv.js and its children) run the build `npm test` makes
-    // first; bin/load.js runs the sources instead when one changed after that build, so a test
-    // never runs stale code (a run of one file without building pays tsx's start-up instead).
+    // Processes the tests start (bin/dkv.js and its children) run the TypeScript sources, never a
+    // build; test/package/ checks the packed build. (Running the suites on the build starts
+    // processes ~3x faster, but two CI runs with it ended real-membership.test with no leader for
+    // 30 s after the run — not understood yet, see the stop note.)
+    env: { DKV_FROM_SOURCE: '1' },
   },
 });

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { dkvBin } from '../../src/package-root.js';
-import { etcdctl } from '../server/cluster-harness.js';
+import { etcdctl, waitUntil } from '../server/cluster-harness.js';
 
 const home = mkdtempSync(join(tmpdir(), 'dkv-home-'));
 const env = { ...process.env, DKV_HOME: home };
@@ -98,6 +98,8 @@ describe('dkv instance', () => {
     expect(started.code, started.stderr).toBe(0);
     expect(started.stdout).toMatch(/started a \(pid \d+\), serving http:\/\/127\.0\.0\.1:\d+/);
 
+    // `start` returns once the server answers; a single member elects itself a moment later.
+    await waitUntil(async () => (await status('a')).health === true && (await status('b')).health === true, 20_000, () => 'both instances healthy');
     const [a, b] = [await status('a'), await status('b')];
     for (const s of [a, b]) {
       expect(s.state).toBe('running');
