@@ -1121,17 +1121,10 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
   };
 }
 
-interface CrossFieldParts {
-  readonly name: string;
-  readonly listenClientUrls: readonly ServerUrl[];
-  readonly advertiseClientUrls: readonly ServerUrl[];
-  readonly listenMetricsUrls: readonly ServerUrl[];
-  readonly listenPeerUrls: readonly ServerUrl[];
-  readonly initialAdvertisePeerUrls: readonly ServerUrl[];
-  readonly initialCluster: readonly ClusterMember[];
-  readonly clientTls: TlsConfig;
-  readonly peerTls: TlsConfig;
-}
+type CrossFieldParts = Pick<
+  ServerConfig,
+  'name' | 'listenClientUrls' | 'advertiseClientUrls' | 'listenMetricsUrls' | 'listenPeerUrls' | 'initialAdvertisePeerUrls' | 'initialCluster' | 'clientTls' | 'peerTls'
+>;
 
 /** The checks that relate fields to one another, once each field parsed on its own. */
 function checkAcrossFields(raw: RawSettings, parts: CrossFieldParts, warnings: string[]): void {
