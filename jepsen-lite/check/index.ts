@@ -35,6 +35,7 @@ export {
   type LinearizabilityResult,
   type CheckOptions,
 } from './linearizability.js';
+export { checkKvByRevision, kvRevisionOpsDescribedMax } from './kv-revisions.js';
 export {
   models,
   registerModel,

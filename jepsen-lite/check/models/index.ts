@@ -16,7 +16,7 @@ export const models: { readonly [name in ModelName]: AnyModel } = {
 };
 
 export { registerModel, type RegisterState } from './register.js';
-export { kvModel, executeKv, kvOutputsEqual, kvInitialRevision, type KvState, type KeyMeta } from './kv.js';
+export { kvModel, executeKv, kvOutputsEqual, kvInitialRevision, kvStateOf, changedStore, type KvState, type KeyMeta } from './kv.js';
 export { setModel, type SetState } from './set.js';
 export { counterModel, type CounterState } from './counter.js';
 export { lockModel, type LockState } from './lock.js';

@@ -48,6 +48,11 @@ export interface KvState {
 /** etcd's revision before anything is written. */
 export const kvInitialRevision = 1;
 
+/** The state with these keys at this revision (its canonical form computed). */
+export function kvStateOf(revision: number, keys: ReadonlyMap<string, KeyMeta>): KvState {
+  return { revision, keys, key: canonical(revision, keys) };
+}
+
 function canonical(revision: number, keys: ReadonlyMap<string, KeyMeta>): string {
   const names = [...keys.keys()].sort();
   const parts: unknown[] = [revision];
@@ -167,7 +172,7 @@ export function kvOutputsEqual(expected: KvOutput, actual: KvOutput): boolean {
 }
 
 /** Whether an answered op changed the store (then its header revision is the one it made). */
-function changedStore(output: KvOutput): boolean {
+export function changedStore(output: KvOutput): boolean {
   const changed = (result: KvResult): boolean => result.f === 'put' || (result.f === 'delete' && result.deleted > 0);
   return output.f === 'txn' ? output.results.some(changed) : changed(output);
 }

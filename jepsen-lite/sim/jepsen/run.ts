@@ -13,7 +13,7 @@ import { RaftAssertionError, SeededPrng } from '../../../raft/index.js';
 import { composeStateMachine, kvEngineOf } from '../../../src/runtime/index.js';
 import { kvOutcome } from '../../../src/engines/kv/index.js';
 import { type ShardStateMachine, StateMachineHaltError } from '../../../src/runtime/index.js';
-import { type CheckResult, type LinearizabilityResult, type WatchHistory, type WatchRecord, checkLinearizability, checkWatches } from '../../check/index.js';
+import { type CheckResult, type LinearizabilityResult, type WatchHistory, type WatchRecord, checkKvByRevision, checkLinearizability, checkWatches } from '../../check/index.js';
 import type { FaultWindow, Operation } from '../../history.js';
 import { Generator, type WorkloadName, modelOf, workloadDefaults } from '../../workload/index.js';
 import { SIM_DEFAULTS, SimCluster, type SimObserver } from '../cluster.js';
@@ -208,7 +208,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
       applied: (node, shard, outcome) => {
         if (shard !== dataShard) return;
         const applied = kvOutcome(outcome);
-        if (options.workload === 'watch') recorder.applied(applied, kvEngineOf(node.machine(dataShard)!).mvcc);
+        if (modelOf(options.workload) === 'kv') recorder.applied(applied, kvEngineOf(node.machine(dataShard)!).mvcc);
         watchers?.applied(node.id, applied);
       },
       stateReplaced: (node, shard) => {
@@ -257,12 +257,12 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
   const operations = clients.history();
   const watches = watchers?.finish();
   const head = mostAdvanced(cluster);
-  const watchHistory = watches === undefined || head === undefined ? undefined : recorder.history(kvEngineOf(head).mvcc.revision);
-  const linearizability = checkLinearizability(
-    modelOf(options.workload),
-    operations,
-    options.checkBudgetMs === undefined ? {} : { timeBudgetMs: options.checkBudgetMs },
-  );
+  const committed = head === undefined || modelOf(options.workload) !== 'kv' ? undefined : recorder.history(kvEngineOf(head).mvcc.revision);
+  const watchHistory = watches === undefined ? undefined : committed;
+  // etcd's revisions decide a kv history against the committed one; the search is the fallback.
+  const linearizability =
+    (committed === undefined || failure !== undefined ? undefined : checkKvByRevision(operations, committed, jepsenKeyPrefix)) ??
+    checkLinearizability(modelOf(options.workload), operations, options.checkBudgetMs === undefined ? {} : { timeBudgetMs: options.checkBudgetMs });
   const watch = watches === undefined || watchHistory === undefined ? undefined : checkWatches(watchHistory, watches);
   const verdict: JepsenVerdict =
     failure !== undefined || linearizability.verdict === 'violation' || watch?.ok === false ? 'violation' : linearizability.verdict === 'unknown' ? 'unknown' : 'ok';
