@@ -231,7 +231,7 @@ function checkOrder(ops: readonly KvOp[], revisions: ReadonlyMap<number, readonl
       const expected = applyEvents(state, revision, revisions.get(revision)!);
       if (next.state.revision !== revision || next.state.key !== expected.key) {
         throw new Violation(
-          `revision ${revision} is ${describeEvents(revisions.get(revision)!)} in the committed history, but ${describe(writer)}, run at revision ${revision - 1}, would have ${next.state.revision === revision - 1 ? 'changed nothing' : `made ${describeChange(state, next.state)}`}`,
+          `revision ${revision} is ${describeEvents(revisions.get(revision)!)} in the committed history, but ${describe(writer)}, run at revision ${revision - 1}, would have answered ${kvModel.describe(writer.input, next.output)}, ${next.state.revision === revision - 1 ? 'changing nothing' : `making ${describeChange(state, next.state)}`}`,
           [writer.id],
         );
       }

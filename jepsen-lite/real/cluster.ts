@@ -59,6 +59,8 @@ export interface ClusterOptions {
   readonly log?: (message: string) => void;
   /** DKV only, test only: start the servers with --unsafe-stale-reads (reads skip ReadIndex). */
   readonly unsafeStaleReads?: boolean;
+  /** DKV only, test only: start the servers with --unsafe-ignore-txn-compare (every Txn runs its success branch). */
+  readonly unsafeIgnoreTxnCompare?: boolean;
 }
 
 function url(port: number): string {
@@ -105,7 +107,12 @@ export async function freeBasePort(nodes: number, random: () => number = Math.ra
   throw new Error('no free port block found');
 }
 
-function memberArgs(target: Target, member: Member, initialCluster: string, token: string, unsafeStaleReads: boolean, state: 'new' | 'existing' = 'new'): string[] {
+/** The test-only server flags a cluster's options ask for. */
+function unsafeServerFlags(options: Pick<ClusterOptions, 'unsafeStaleReads' | 'unsafeIgnoreTxnCompare'>): string[] {
+  return [...(options.unsafeStaleReads === true ? ['--unsafe-stale-reads'] : []), ...(options.unsafeIgnoreTxnCompare === true ? ['--unsafe-ignore-txn-compare'] : [])];
+}
+
+function memberArgs(target: Target, member: Member, initialCluster: string, token: string, unsafeFlags: readonly string[], state: 'new' | 'existing' = 'new'): string[] {
   const common = [
     `--name=${member.name}`,
     `--data-dir=${member.dataDir}`,
@@ -119,7 +126,7 @@ function memberArgs(target: Target, member: Member, initialCluster: string, toke
     `--initial-cluster-token=${token}`,
   ];
   if (target === 'dkv') {
-    return [dkvBin, 'server', ...common, `--log-file=${member.logFile}`, ...(unsafeStaleReads ? ['--unsafe-stale-reads'] : [])];
+    return [dkvBin, 'server', ...common, `--log-file=${member.logFile}`, ...unsafeFlags];
   }
   return [...common, '--logger=zap', '--log-outputs=stderr'];
 }
@@ -211,7 +218,7 @@ export class RealCluster {
     if (this.processes.has(name)) throw new Error(`${name} is already running`);
     const member = this.member(name);
     const log = openSync(member.logFile, 'a');
-    const args = memberArgs(this.options.target, member, this.initialCluster, this.token, this.options.unsafeStaleReads === true, state);
+    const args = memberArgs(this.options.target, member, this.initialCluster, this.token, unsafeServerFlags(this.options), state);
     const command = this.options.target === 'dkv' ? process.execPath : (this.options.etcdBin ?? defaultEtcdBin);
     const child = spawn(command, args, { stdio: ['ignore', log, log] });
     closeSync(log);

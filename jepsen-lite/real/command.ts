@@ -23,9 +23,9 @@ export const timeSecondsMax = 3600;
 export const clientsMax = 64;
 export const checkBudgetSecondsMax = 3600;
 
-export const jepsenRunHelp = `Usage: dkv jepsen run [--nodes N] [--time S] [--workload register|kv|watch|counter|lock|election]
+export const jepsenRunHelp = `Usage: dkv jepsen run [--nodes N] [--time S] [--workload register|kv|watch|append|rw-register|counter|lock|election]
                       [--faults partition,kill,pause,delay,membership] [--target dkv|etcd] [--clients N]
-                      [--seed S] [--out DIR] [--etcd-bin PATH] [--unsafe-stale-reads]
+                      [--seed S] [--out DIR] [--etcd-bin PATH] [--unsafe-stale-reads] [--unsafe-ignore-txn-compare]
 
 Starts a real local cluster on 127.0.0.1 (DKV servers, or etcd with --target etcd), routes
 every member's peer traffic through a TCP proxy that can blackhole, delay or cut each direction
@@ -35,8 +35,10 @@ SIGKILL and restart of a member, SIGSTOP/SIGCONT, latency on links, and (asked f
 member replacement as etcd's runbook does it: MemberRemove, the data dir wiped, MemberAdd on
 the same peer URL, a start with --initial-cluster-state existing. Faults last a few
 seconds with healthy gaps; the last fifth of the run is healed. The recorded history is checked
-for linearizability (register, counter: per key; kv and watch: etcd's key space with revisions;
-lock: fencing tokens), watch streams against etcd's watch guarantees, every acknowledged write
+for linearizability (register, counter: per key; kv and watch: etcd's key space with revisions,
+decided from them against the committed history; lock: fencing tokens), the append and
+rw-register workloads' Txns for Elle's transactional anomalies (G0, G1a/b/c, G-single, G2,
+lost updates, stale reads against real time), watch streams against etcd's watch guarantees, every acknowledged write
 against the committed history read back at the end, (lock) fenced writes for interleaving and
 (election) the election's leaders against the committed history. The report folder gets history.json, results.json and index.html
 (a timeline of every operation with the fault windows and any violation highlighted).
@@ -81,6 +83,10 @@ Options:
   --unsafe-stale-reads
                      DKV only, test only: start the servers with --unsafe-stale-reads, so
                      reads skip ReadIndex and may be stale; the checker must report it
+  --unsafe-ignore-txn-compare
+                     DKV only, test only: start the servers with --unsafe-ignore-txn-compare,
+                     so every Txn runs its success branch whatever its compares say (lost
+                     updates); the append workload's checker must report it
   -h, --help         show this text
 
 Exit status: 0 ok, 1 violation, 2 unknown, interrupted, usage or harness error.
@@ -126,6 +132,7 @@ export interface JepsenRunConfig {
   readonly etcdBin: string;
   readonly checkTimeBudgetMs: number;
   readonly unsafeStaleReads: boolean;
+  readonly unsafeIgnoreTxnCompare: boolean;
 }
 
 /** Parses the command line; undefined means --help. Throws UsageError. */
@@ -143,6 +150,7 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
     out: { type: 'string' },
     'check-budget': { type: 'string' },
     'unsafe-stale-reads': { type: 'boolean' },
+    'unsafe-ignore-txn-compare': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help === true) return undefined;
@@ -154,6 +162,8 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
   if (unsupported !== undefined) throw new UsageError(unsupported);
   const unsafeStaleReads = values['unsafe-stale-reads'] === true;
   if (unsafeStaleReads && target !== 'dkv') throw new UsageError('--unsafe-stale-reads works only with --target dkv');
+  const unsafeIgnoreTxnCompare = values['unsafe-ignore-txn-compare'] === true;
+  if (unsafeIgnoreTxnCompare && target !== 'dkv') throw new UsageError('--unsafe-ignore-txn-compare works only with --target dkv');
   const stamp = now.toISOString().replace(/[:.]/g, '-');
   return {
     target,
@@ -167,6 +177,7 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
     etcdBin: values['etcd-bin'] ?? defaultEtcdBin,
     checkTimeBudgetMs: 1000 * intOption(values['check-budget'], 'check-budget', checkTimeBudgetMsDefault / 1000, 1, checkBudgetSecondsMax),
     unsafeStaleReads,
+    unsafeIgnoreTxnCompare,
   };
 }
 
@@ -184,6 +195,7 @@ export function rerunCommand(config: JepsenRunConfig): string {
   ];
   if (config.target === 'etcd' && config.etcdBin !== defaultEtcdBin) parts.push(`--etcd-bin ${config.etcdBin}`);
   if (config.unsafeStaleReads) parts.push('--unsafe-stale-reads');
+  if (config.unsafeIgnoreTxnCompare) parts.push('--unsafe-ignore-txn-compare');
   return parts.join(' ');
 }
 

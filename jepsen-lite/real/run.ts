@@ -15,6 +15,7 @@ import {
   type WatchRecord,
   checkElection,
   checkFencing,
+  checkKvByRevision,
   checkLinearizability,
   electionLockOperations,
   checkWatches,
@@ -52,6 +53,8 @@ export interface RealRunOptions {
   readonly checkTimeBudgetMs?: number;
   /** DKV only, test only: servers skip ReadIndex for reads (the checker must object). */
   readonly unsafeStaleReads?: boolean;
+  /** DKV only, test only: the servers apply every Txn without its compares. */
+  readonly unsafeIgnoreTxnCompare?: boolean;
   /** Aborting ends the run early (SIGINT); what was recorded is still checked. */
   readonly signal?: AbortSignal;
   readonly log?: (message: string) => void;
@@ -102,6 +105,7 @@ export async function runReal(options: RealRunOptions): Promise<RealRunOutcome> 
     token: `jepsen-${options.seed}`,
     log,
     unsafeStaleReads: options.unsafeStaleReads,
+    unsafeIgnoreTxnCompare: options.unsafeIgnoreTxnCompare,
   });
   options.onCluster?.(cluster);
   try {
@@ -239,9 +243,10 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
   const model: ModelName = realModelOf(options.workload);
   // The election's campaigns, proclaims and resigns are the lock model's acquires, fenced writes and releases.
   const modelOps = options.workload === 'election' ? electionLockOperations(recorded.operations) : modelOperations(model, recorded.operations);
-  const linearizability = checkLinearizability(model, modelOps, {
-    timeBudgetMs: options.checkTimeBudgetMs ?? checkTimeBudgetMsDefault,
-  });
+  // etcd's revisions decide a kv history against the committed one; the search is the fallback.
+  const linearizability =
+    (model === 'kv' && watchHistory !== undefined ? checkKvByRevision(modelOps, watchHistory, keyPrefix) : undefined) ??
+    checkLinearizability(model, modelOps, { timeBudgetMs: options.checkTimeBudgetMs ?? checkTimeBudgetMsDefault });
   const watches = recorded.watches;
   const watch = watchHistory !== undefined && watches.length > 0 ? checkWatches(watchHistory, watches) : undefined;
   // The lock and election workloads' writes are checked against the committed history by their own checks.

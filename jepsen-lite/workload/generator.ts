@@ -8,25 +8,37 @@
  * (`<process>-<counter>`), which keeps the linearizability search small and makes a violation
  * readable ("read 3-17, but 3-17 was overwritten by 1-20 before the read began").
  */
+import type { ElleModel } from '../check/elle/types.js';
 import type { KvCompare, KvInput, KvOutput, KvRequest, ModelName, RegisterInput, RegisterOutput } from '../history.js';
+import { TxnGenerator, txnKeysDefault } from './txn.js';
 
-export type WorkloadName = 'register' | 'kv' | 'watch';
+export type WorkloadName = 'register' | 'kv' | 'watch' | 'append' | 'rw-register';
 
-export const workloadNames: readonly WorkloadName[] = ['register', 'kv', 'watch'];
+export const workloadNames: readonly WorkloadName[] = ['register', 'kv', 'watch', 'append', 'rw-register'];
 
 export function isWorkloadName(name: string): name is WorkloadName {
   return (workloadNames as readonly string[]).includes(name);
 }
 
-/** The linearizability model a workload's history is checked against. */
+/**
+ * The linearizability model a workload's history is checked against. The transactional
+ * workloads' Txns are kv operations too: linearizable Txns are strictly serializable ones.
+ */
 export function modelOf(workload: WorkloadName): ModelName {
   switch (workload) {
     case 'register':
       return 'register';
     case 'kv':
     case 'watch':
+    case 'append':
+    case 'rw-register':
       return 'kv';
   }
+}
+
+/** The transactional checker's model for a workload (`check/elle`), if it is a transactional one. */
+export function elleModelOf(workload: WorkloadName): ElleModel | undefined {
+  return workload === 'append' ? 'list-append' : workload === 'rw-register' ? 'rw-register' : undefined;
 }
 
 export interface WorkloadOptions {
@@ -37,7 +49,7 @@ export interface WorkloadOptions {
 }
 
 /** Keys per workload when not given: the watch workload stays on a small set so streams see everything. */
-export const workloadKeysDefault: Readonly<Record<WorkloadName, number>> = { register: 5, kv: 4, watch: 3 };
+export const workloadKeysDefault: Readonly<Record<WorkloadName, number>> = { register: 5, kv: 4, watch: 3, append: txnKeysDefault, 'rw-register': txnKeysDefault };
 
 export const workloadDefaults: WorkloadOptions = { keys: workloadKeysDefault.register, keyPrefix: 'jepsen/' };
 
@@ -67,6 +79,8 @@ export class Generator {
   private readonly lastValue = new Map<string, string>();
   /** The last modRevision a client saw for each key (fed by `observe`). */
   private readonly lastModRevision = new Map<string, number>();
+  /** The transactional workloads' generator. */
+  private readonly txn: TxnGenerator | undefined;
 
   constructor(
     workload: WorkloadName,
@@ -81,6 +95,8 @@ export class Generator {
     this.workload = workload;
     this.options = { keys, keyPrefix: options.keyPrefix ?? workloadDefaults.keyPrefix };
     this.keyNames = Array.from({ length: keys }, (_, i) => `k${i}`);
+    const elle = elleModelOf(workload);
+    this.txn = elle === undefined ? undefined : new TxnGenerator(elle, random, keys);
   }
 
   /** The logical keys this generator uses. */
@@ -97,6 +113,9 @@ export class Generator {
         return this.nextKv(process, kvMix);
       case 'watch':
         return this.nextKv(process, watchMix);
+      case 'append':
+      case 'rw-register':
+        return this.txn!.next();
     }
   }
 
@@ -106,6 +125,10 @@ export class Generator {
    */
   observe(input: WorkloadInput, output: WorkloadOutput | undefined): void {
     if (output === undefined) return;
+    if (this.txn !== undefined) {
+      this.txn.observe(input as KvInput, output as KvOutput);
+      return;
+    }
     if (input.f === 'get' && output.f === 'get') this.noteMod(input.key, output.modRevision);
     else if (input.f === 'put' && output.f === 'put') this.noteMod(input.key, output.revision);
     else if (input.f === 'delete' && output.f === 'delete') this.noteMod(input.key, 0);

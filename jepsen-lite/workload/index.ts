@@ -1,6 +1,7 @@
 /** jepsen-lite/workload: generators and the etcd request/response mapping. The front door. */
 export {
   Generator,
+  elleModelOf,
   isWorkloadName,
   kvMix,
   modelOf,
@@ -79,3 +80,16 @@ export {
   resignRequest,
   type ElectionKeys,
 } from './election.js';
+export {
+  TxnGenerator,
+  appendsPerKeyMax,
+  decodeList,
+  elleTxnsOf,
+  encodeList,
+  isTxnInput,
+  txnKeysDefault,
+  txnMicroOpsMax,
+  txnReadPercent,
+  unreadableValue,
+  type TxnInput,
+} from './txn.js';

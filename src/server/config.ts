@@ -144,6 +144,11 @@ export interface ServerConfig {
    */
   readonly unsafeStaleReads: boolean;
   /**
+   * Test only: apply every Txn's success branch without evaluating its compares, which breaks
+   * serializability on purpose (jepsen-lite's append workload proves its checker catches it).
+   */
+  readonly unsafeIgnoreTxnCompare: boolean;
+  /**
    * The settings given (flag, variable or file) that differ from DKV's defaults, as
    * `--flag=value (source)`; the start-up log lists them.
    */
@@ -439,6 +444,13 @@ const flagSpecs: readonly FlagSpec[] = [
     'dkv',
     'false',
     'TEST ONLY: serve linearizable reads without ReadIndex (stale reads; breaks linearizability on purpose).',
+  ),
+  spec(
+    'unsafe-ignore-txn-compare',
+    'bool',
+    'dkv',
+    'false',
+    'TEST ONLY: apply every Txn as if its compares held (lost updates; breaks serializability on purpose).',
   ),
   spec(
     'heartbeat-interval',
@@ -1086,6 +1098,8 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
   checkWithoutEffect(raw, warnings, errors);
   const unsafeStaleReads = field(() => boolValue('unsafe-stale-reads', raw), false);
   if (unsafeStaleReads) warnings.push('--unsafe-stale-reads: linearizable reads skip ReadIndex and may be stale (test only)');
+  const unsafeIgnoreTxnCompare = field(() => boolValue('unsafe-ignore-txn-compare', raw), false);
+  if (unsafeIgnoreTxnCompare) warnings.push('--unsafe-ignore-txn-compare: every Txn runs its success branch, whatever its compares say (test only)');
   const noTls: TlsConfig = { certFile: undefined, keyFile: undefined, trustedCaFile: undefined, clientCertAuth: false };
   const clientTls = field(() => tlsValue(raw, ''), noTls);
   const peerTls = field(() => tlsValue(raw, 'peer-'), noTls);
@@ -1116,6 +1130,7 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     logOutputs,
     changedSettings: changedSettingsOf(raw),
     unsafeStaleReads,
+    unsafeIgnoreTxnCompare,
     configFile,
     warnings,
   };

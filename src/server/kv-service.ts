@@ -33,6 +33,8 @@ export interface KvServiceContext extends ServiceContext {
   readonly maxRequestBytes: number;
   /** Test only (`--unsafe-stale-reads`): skip ReadIndex for linearizable reads. */
   readonly unsafeStaleReads?: boolean;
+  /** Test only (`--unsafe-ignore-txn-compare`): propose every Txn without its compares. */
+  readonly unsafeIgnoreTxnCompare?: boolean;
 }
 
 // ---- Validation at the edge (etcd's rules, in etcd's order) ---------------------------------
@@ -171,7 +173,8 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkTxn(message);
       const shard = ctx.router.forKeys(txnKeys(message));
       ctx.quota?.check(shard, txnCost(message));
-      const outcome = await propose(shard, KvCommandKind.Txn, raw);
+      const payload = ctx.unsafeIgnoreTxnCompare === true ? Buffer.from(TxnRequestType.encode({ ...message, compare: [] }).finish()) : raw;
+      const outcome = await propose(shard, KvCommandKind.Txn, payload);
       if (outcome.kind !== 'txn') throw new Error(`txn applied as ${outcome.kind}`);
       const h = responseHeader(ctx, shard, outcome.result.revision);
       return { header: h, ...txnToWire(outcome.result, h) };

@@ -556,7 +556,7 @@ export class DkvNode {
     const requestLog = new RequestLog(this.identity.memberId, this.logger);
     const addService = (service: { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }): void =>
       server.addService(service.definition, withRequestLog(service.definition, guardLearner(service.definition, service.implementation, () => this.learner), requestLog));
-    const kv = createKvService({ ...common, maxRequestBytes: this.config.maxRequestBytes, unsafeStaleReads: this.config.unsafeStaleReads });
+    const kv = createKvService({ ...common, maxRequestBytes: this.config.maxRequestBytes, unsafeStaleReads: this.config.unsafeStaleReads, unsafeIgnoreTxnCompare: this.config.unsafeIgnoreTxnCompare });
     addService(kv);
     const cluster = createClusterService({ ...common, membership: this.membership() });
     addService(cluster);

@@ -76,6 +76,8 @@ export interface ClientsOptions {
   readonly keyPrefix: string;
   /** Test-only fault: reads served from the local state machine without ReadIndex. */
   readonly staleReads: boolean;
+  /** Test-only fault: every Txn proposed without its compares (the server's --unsafe-ignore-txn-compare). */
+  readonly ignoreTxnCompare?: boolean;
 }
 
 export class SimClients {
@@ -167,7 +169,8 @@ export class SimClients {
       else cluster.readIndex(node, serve, (code) => respond(refusal(code, op.input)), this.o.shard);
       return;
     }
-    cluster.submit(node, this.o.shard, writeCommand(call), (code, outcome) => {
+    const proposed: EtcdCall = this.o.ignoreTxnCompare === true && call.method === 'txn' ? { method: 'txn', request: { ...call.request, compare: [] } } : call;
+    cluster.submit(node, this.o.shard, writeCommand(proposed), (code, outcome) => {
       if (code !== undefined) respond(refusal(code, op.input));
       else respond(answerOf(() => writeResponse(kvOutcome(outcome).outcome)));
     });

@@ -45,6 +45,8 @@ Options:
   --clients N            client processes (default ${jepsenClientsDefault}; lease holders: ${leaseHoldersDefault})
   --out DIR              where failing seeds' reports go (default ${jepsenSimOutDefault}/)
   --unsafe-stale-reads   break the system on purpose: reads skip ReadIndex (the checker must object)
+  --unsafe-ignore-txn-compare   break the system on purpose: every Txn runs its success branch,
+                         whatever its compares say (the append workload's checker must object)
   --unsafe-no-lease-grace   (lease) a new leader gives inherited deadlines 1 ms, not an election timeout
   --unsafe-no-expiry        (lease) leaders never expire leases
   --unsafe-clock-skew       (lease) clocks up to two election timeouts apart, past what the grace covers
@@ -66,6 +68,7 @@ function parse(argv: string[]): Parsed {
     clients: { type: 'string' },
     out: { type: 'string' },
     'unsafe-stale-reads': { type: 'boolean' },
+    'unsafe-ignore-txn-compare': { type: 'boolean' },
     'unsafe-no-lease-grace': { type: 'boolean' },
     'unsafe-no-expiry': { type: 'boolean' },
     'unsafe-clock-skew': { type: 'boolean' },
@@ -99,7 +102,9 @@ function parse(argv: string[]): Parsed {
       durationMs,
       swarm,
       ...(clients === clientsDefault ? {} : { clients }),
-      ...(values['unsafe-stale-reads'] === true ? { unsafe: { staleReads: true } } : {}),
+      ...(values['unsafe-stale-reads'] === true || values['unsafe-ignore-txn-compare'] === true
+        ? { unsafe: { staleReads: values['unsafe-stale-reads'] === true, ignoreTxnCompare: values['unsafe-ignore-txn-compare'] === true } }
+        : {}),
     },
   };
 }
@@ -158,7 +163,7 @@ export async function jepsenSimCommand(argv: string[]): Promise<number> {
   const { first, count, base, out } = parsed;
   process.stdout.write(
     `dkv jepsen sim: ${count} seed${count === 1 ? '' : 's'} from ${first}, workload ${base.workload}, ${base.nodes} nodes, ` +
-      `${base.durationMs} ms of faults${base.swarm ? ' (swarm)' : ''}${base.unsafe?.staleReads === true ? ', UNSAFE stale reads' : ''}\n`,
+      `${base.durationMs} ms of faults${base.swarm ? ' (swarm)' : ''}${base.unsafe?.staleReads === true ? ', UNSAFE stale reads' : ''}${base.unsafe?.ignoreTxnCompare === true ? ', UNSAFE Txn compares ignored' : ''}\n`,
   );
   const began = performance.now();
   let operations = 0;

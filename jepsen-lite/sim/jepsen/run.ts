@@ -37,7 +37,7 @@ export interface JepsenSimOptions {
   /** Client processes issuing operations (default `jepsenClientsDefault`). */
   readonly clients?: number;
   /** Test-only switches that break the system on purpose. */
-  readonly unsafe?: { readonly staleReads?: boolean };
+  readonly unsafe?: { readonly staleReads?: boolean; readonly ignoreTxnCompare?: boolean };
   /** Wall-clock budget of the linearizability search (default the checker's). */
   readonly checkBudgetMs?: number;
   /** Keep a readable line per simulated event (`result.trace`), for replays. */
@@ -116,6 +116,7 @@ export function replayCommand(options: JepsenSimOptions): string {
   if (options.swarm) parts.push('--swarm');
   if (options.clients !== undefined && options.clients !== jepsenClientsDefault) parts.push(`--clients ${options.clients}`);
   if (options.unsafe?.staleReads === true) parts.push('--unsafe-stale-reads');
+  if (options.unsafe?.ignoreTxnCompare === true) parts.push('--unsafe-ignore-txn-compare');
   return parts.join(' ');
 }
 
@@ -227,6 +228,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
     processStride: clientCount,
     keyPrefix: jepsenKeyPrefix,
     staleReads: options.unsafe?.staleReads === true,
+    ignoreTxnCompare: options.unsafe?.ignoreTxnCompare === true,
   });
   if (options.workload === 'watch') watchers = new SimWatchers(cluster, dataShard, watchRandom, jepsenWatchersDefault, jepsenKeyPrefix);
   const nemesis = new Nemesis(cluster, plan, nemesisRandom, {
