@@ -1,60 +1,44 @@
 /**
- * The report page: one self-contained HTML file (inline CSS, SVG and a little JS; nothing fetched)
- * showing the verdict, the run, a timeline of every operation (one lane per client process, a bar
- * from call to return coloured by status, pending operations running to the end) under the fault
- * windows, and — on a violation — the operations the checker could not linearize, highlighted on
- * the timeline and listed with what it did manage to linearize just before.
+ * The report page: one self-contained HTML file (inline CSS, SVG and a little JS; nothing fetched).
+ * A failing run opens on its evidence: a "Failure" section with the checker's explanation, the
+ * operations involved and a close-up of the timeline around them (`evidence.ts` picks what to
+ * show). Then the run, the whole timeline (a lane per client process, a bar per operation coloured
+ * by status, unknown ones hatched, violating ones red; fault windows coloured by kind), latency and
+ * throughput over time with the faults behind them, and each checker's section.
  *
- * Bars are plain SVG rects in a viewBox measured in milliseconds and stretched to the page width,
- * so zooming (a range input) only changes one width and ~20k operations stay responsive.
  * Tooltips come from the operations embedded as JSON. Every piece of recorded text (keys, values,
  * error messages, node names) is escaped: a history can hold anything.
  */
+import type { ElleResult } from '../check/elle/types.js';
 import type { ElectionResult, HolderInterval, PauseOutcome } from '../check/index.js';
 import type { FaultWindow, Operation } from '../history.js';
-import type { ReportPartition, RunHistory, RunInfo, RunResults, RunVerdict } from './types.js';
+import { type Evidence, cycleText, keyName, primaryEvidence, violatingIds } from './evidence.js';
+import { faultKindLabel, faultLegend } from './faults.js';
+import { perfCharts } from './perf.js';
+import { drawTimeline, labelledLaneHeightPx, laneHeightPx, opLegend, patternDefs, timelineOpsMax } from './timeline.js';
+import { escapeHtml, json, num, scriptJson, seconds } from './text.js';
+import type { ReportLinearizability, ReportPartition, RunHistory, RunInfo, RunResults, RunVerdict } from './types.js';
 
-export const laneHeightPx = 16;
-const pendingBarPx = 4;
-/** Operations drawn on the timeline; beyond this only the highlighted ones are (the page stays usable). */
-export const timelineOpsMax = 100_000;
+export { escapeHtml, scriptJson } from './text.js';
+export { blockedIds } from './evidence.js';
+export { timelineOpsMax } from './timeline.js';
+
 export const zoomMax = 200;
-/** Rows the fault labels above the timeline are spread over, so neighbours do not overlap. */
-export const faultLabelRows = 3;
-const faultLabelRowPx = 15;
-export const axisTicks = 10;
-/** Of a violating partition's linearized prefix, how many of the last operations are listed. */
+/** Of a violating key's linearized prefix, how many of the last operations are listed. */
 export const linearizedShownMax = 12;
 export const blockedShownMax = 100;
 export const partitionsShownMax = 200;
 export const watchViolationsShownMax = 200;
-
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-/** JSON that is safe inside a <script> element (no "</script>", no HTML comment openers, no line separators). */
-export function scriptJson(value: unknown): string {
-  return JSON.stringify(value)
-    .replace(/</g, '\\u003c')
-    .replace(/>/g, '\\u003e')
-    .replace(/&/g, '\\u0026')
-    .replace(/\u2028/g, '\\u2028')
-    .replace(/\u2029/g, '\\u2029');
-}
-
-/** Milliseconds with at most 3 decimals, for SVG coordinates. */
-function num(n: number): string {
-  return String(Math.round(n * 1000) / 1000);
-}
-
-function seconds(ms: number): string {
-  return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
-}
-
-function json(value: unknown): string {
-  return value === undefined ? '' : JSON.stringify(value);
-}
+export const anomaliesShownMax = 50;
+/** Lanes in the failure's close-up: the involved operations' processes, then others active there. */
+export const failureLanesMax = 16;
+/** The checker's message under the failure's explanation is shown unfolded up to this length. */
+export const detailOpenCharsMax = 400;
+/**
+ * The close-up's margin on each side: the involved operations' span, at least `failureMarginMsMin`
+ * (enough to show what ran around a few-millisecond operation, short enough that it is a bar).
+ */
+export const failureMarginMsMin = 100;
 
 const verdictText: Readonly<Record<RunVerdict, string>> = {
   ok: 'OK: no violation found',
@@ -66,8 +50,13 @@ const verdictText: Readonly<Record<RunVerdict, string>> = {
 
 function banner(results: RunResults): string {
   const parts: string[] = [];
+  const txn = results.txn;
+  if (txn !== undefined) {
+    const names = Object.entries(txn.counts).map(([name, count]) => `${name} ×${count}`);
+    parts.push(`transactions (${escapeHtml(txn.model)}): ${escapeHtml(txn.verdict)}${names.length === 0 ? '' : ` — ${escapeHtml(names.join(', '))}`}`);
+  }
   const lin = results.linearizability;
-  parts.push(`linearizability (${escapeHtml(lin.model)}): ${escapeHtml(lin.verdict)}`);
+  if (lin !== undefined) parts.push(`linearizability (${escapeHtml(lin.model)}): ${escapeHtml(lin.verdict)}`);
   if (results.watch !== undefined) parts.push(`watch guarantees: ${results.watch.ok ? 'held' : `${results.watch.violations.length + results.watch.omitted} violation(s)`}`);
   if (results.fencing !== undefined) {
     const fencing = results.fencing;
@@ -97,7 +86,7 @@ function runInfo(info: RunInfo, operations: readonly Operation[]): string {
     ['nodes', escapeHtml(info.nodes.join(', '))],
     ['started', escapeHtml(info.startedAt)],
     ['duration', escapeHtml(seconds(info.durationMs))],
-    ['operations', `${operations.length} (ok ${count('ok')}, fail ${count('fail')}, info ${count('info')})`],
+    ['operations', `${operations.length} (ok ${count('ok')}, fail ${count('fail')}, unknown ${count('info')})`],
     [info.mode === 'sim' ? 'replay' : 'rerun', `<code>${escapeHtml(info.command)}</code>`],
   );
   return `<section id="run"><h2>Run</h2>${table(rows)}</section>`;
@@ -109,78 +98,40 @@ function stats(results: RunResults): string {
   return `<section id="stats"><h2>Stats</h2>${table(entries.map(([k, v]) => [k, escapeHtml(String(v))]))}</section>`;
 }
 
-interface Timeline {
-  readonly endMs: number;
-  readonly lanes: readonly number[];
-}
-
-function timelineBounds(info: RunInfo, history: RunHistory): Timeline {
+/** The end of the drawing: the run's duration, or later if an operation or fault is. */
+function runEnd(info: RunInfo, history: RunHistory): number {
   let end = Math.max(info.durationMs, 1);
   for (const op of history.operations) end = Math.max(end, op.ret ?? op.call);
   for (const f of history.faults) end = Math.max(end, f.end ?? f.start);
-  const lanes = [...new Set(history.operations.map((o) => o.process))].sort((a, b) => a - b);
-  return { endMs: end, lanes };
+  return end;
 }
 
-function opRect(op: Operation, lane: number, endMs: number, highlight: ReadonlySet<number>): string {
-  const end = op.ret ?? endMs;
-  const classes = ['op', op.status];
-  if (op.ret === undefined) classes.push('pending');
-  if (highlight.has(op.id)) classes.push('blocked');
-  // A pending operation is a thin bar along the lane's bottom: it runs to the end of the run and
-  // would otherwise hide everything its process did afterwards.
-  const pending = op.ret === undefined && !highlight.has(op.id);
-  const y = lane * laneHeightPx + (pending ? laneHeightPx - pendingBarPx - 1 : 2);
-  const height = pending ? pendingBarPx : laneHeightPx - 4;
-  return `<rect class="${classes.join(' ')}" data-id="${op.id}" x="${num(op.call)}" y="${y}" width="${num(Math.max(end - op.call, 0))}" height="${height}"/>`;
+function processes(operations: readonly Operation[]): number[] {
+  return [...new Set(operations.map((o) => o.process))].sort((a, b) => a - b);
 }
 
-/** Drawn over the operations (translucent, not catching the mouse): dense lanes would hide a background. */
-function faultBand(fault: FaultWindow, index: number, endMs: number, heightPx: number): string {
-  const end = fault.end ?? endMs;
-  return `<rect class="fault fault-${index % 4}" x="${num(fault.start)}" y="0" width="${num(Math.max(end - fault.start, 0))}" height="${heightPx}"/>`;
+function legend(faults: readonly FaultWindow[]): string {
+  const kinds = faultLegend(faults);
+  return `<div class="legend">${opLegend()}${kinds === '' ? '' : ` <span class="legend-sep">faults:</span> ${kinds}`}</div>`;
 }
 
-function faultLabel(fault: FaultWindow, index: number, endMs: number): string {
-  const left = (100 * fault.start) / endMs;
-  const top = (index % faultLabelRows) * faultLabelRowPx;
-  const text = `${fault.kind}: ${fault.description}`;
-  return `<div class="fault-label fault-${index % 4}" style="left:${num(left)}%;top:${top}px" title="${escapeHtml(text)}">${escapeHtml(text)}</div>`;
-}
-
-function timeline(info: RunInfo, history: RunHistory, highlight: ReadonlySet<number>): string {
-  const { endMs, lanes } = timelineBounds(info, history);
-  const laneOf = new Map(lanes.map((p, i) => [p, i]));
-  const heightPx = Math.max(lanes.length, 1) * laneHeightPx;
-  const drawn = history.operations.filter((op, i) => i < timelineOpsMax || highlight.has(op.id));
-  // Pending bars first (underneath), highlighted ones last (on top).
-  const layer = (op: Operation): number => (highlight.has(op.id) ? 2 : op.ret === undefined ? 0 : 1);
-  drawn.sort((a, b) => layer(a) - layer(b));
-  const rects = drawn.map((op) => opRect(op, laneOf.get(op.process)!, endMs, highlight));
-  const bands = history.faults.map((f, i) => faultBand(f, i, endMs, heightPx));
-  const labels = history.faults.map((f, i) => faultLabel(f, i, endMs));
-  const ticks = Array.from({ length: axisTicks + 1 }, (_, i) => {
-    const ms = (endMs * i) / axisTicks;
-    return `<div class="tick" style="left:${num((100 * i) / axisTicks)}%">${escapeHtml(seconds(ms))}</div>`;
+function timelineSection(history: RunHistory, endMs: number, violating: ReadonlySet<number>): string {
+  const drawn = drawTimeline(history.operations, history.faults, {
+    id: 'timeline',
+    fromMs: 0,
+    toMs: endMs,
+    runEndMs: endMs,
+    lanes: processes(history.operations),
+    laneHeightPx,
+    violating,
+    dimOthers: false,
+    labelViolating: false,
   });
-  const laneLabels = lanes.map((p) => `<div class="lane-label" style="height:${laneHeightPx}px">p${p}</div>`);
-  const headerPx = faultLabelRows * faultLabelRowPx;
-  const omitted = history.operations.length - drawn.length;
-  return `<section id="timeline-section"><h2>Timeline</h2>
+  return `<section id="timeline-section"><h2>Timeline of the whole run</h2>
 <div class="controls"><label>zoom <input id="zoom" type="range" min="1" max="${zoomMax}" value="1"></label>
-<span class="legend"><span class="sw ok"></span>ok <span class="sw fail"></span>fail <span class="sw info"></span>info (unknown) <span class="sw blocked"></span>not linearizable <span class="sw fault-0"></span>fault</span>
-${omitted > 0 ? `<span class="note">${omitted} operations not drawn (more than ${timelineOpsMax})</span>` : ''}</div>
-<div class="timeline-grid">
-<div class="lane-labels"><div style="height:${headerPx}px"></div>${laneLabels.join('')}</div>
-<div id="timeline-scroll"><div id="timeline" style="width:100%">
-<div class="fault-labels" style="height:${headerPx}px">${labels.join('')}</div>
-<svg id="ops-svg" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${num(endMs)} ${heightPx}" preserveAspectRatio="none" width="100%" height="${heightPx}">
-<g class="lanes">${lanes.map((_, i) => `<rect class="lane lane-${i % 2}" x="0" y="${i * laneHeightPx}" width="${num(endMs)}" height="${laneHeightPx}"/>`).join('')}</g>
-<g class="ops">${rects.join('\n')}</g>
-<g class="faults">${bands.join('')}</g>
-</svg>
-<div class="axis">${ticks.join('')}</div>
-</div></div></div>
+${drawn.omitted > 0 ? `<span class="note">${drawn.omitted} operations not drawn (more than ${timelineOpsMax})</span>` : ''}</div>
+${legend(history.faults)}
+${drawn.html}
 ${faultsTable(history.faults)}
 </section>`;
 }
@@ -188,13 +139,13 @@ ${faultsTable(history.faults)}
 function faultsTable(faults: readonly FaultWindow[]): string {
   if (faults.length === 0) return '<p class="note">No faults were injected.</p>';
   const rows = faults.map(
-    (f) => `<tr><td>${escapeHtml(f.kind)}</td><td>${escapeHtml(seconds(f.start))}</td><td>${f.end === undefined ? 'end of run' : escapeHtml(seconds(f.end))}</td><td>${escapeHtml(f.description)}</td></tr>`,
+    (f) => `<tr><td>${escapeHtml(faultKindLabel(f.kind))}</td><td>${escapeHtml(seconds(f.start))}</td><td>${f.end === undefined ? 'end of run' : escapeHtml(seconds(f.end))}</td><td>${escapeHtml(f.description)}</td></tr>`,
   );
   return `<details><summary>${faults.length} fault window(s)</summary><table class="list"><tr><th>kind</th><th>start</th><th>end</th><th>what</th></tr>${rows.join('')}</table></details>`;
 }
 
 function opRow(op: Operation): string {
-  return `<tr class="op-row" data-id="${op.id}"><td><a href="#" class="goto" data-id="${op.id}">#${op.id}</a></td><td>p${op.process}</td><td>${escapeHtml(op.node ?? '')}</td><td>${escapeHtml(num(op.call))}</td><td>${op.ret === undefined ? '—' : escapeHtml(num(op.ret))}</td><td class="${op.status}">${op.status}</td><td><code>${escapeHtml(json(op.input))}</code></td><td><code>${escapeHtml(json(op.output))}</code></td><td>${escapeHtml(op.error ?? '')}</td></tr>`;
+  return `<tr class="op-row" data-id="${op.id}"><td><a href="#" class="goto" data-id="${op.id}">#${op.id}</a></td><td>p${op.process}</td><td>${escapeHtml(op.node ?? '')}</td><td>${escapeHtml(num(op.call))}</td><td>${op.ret === undefined ? '—' : escapeHtml(num(op.ret))}</td><td class="${op.status}">${op.status === 'info' ? 'unknown' : op.status}</td><td><code>${escapeHtml(json(op.input))}</code></td><td><code>${escapeHtml(json(op.output))}</code></td><td>${escapeHtml(op.error ?? '')}</td></tr>`;
 }
 
 function opTable(ids: readonly number[], byId: ReadonlyMap<number, Operation>): string {
@@ -202,29 +153,125 @@ function opTable(ids: readonly number[], byId: ReadonlyMap<number, Operation>): 
   return `<table class="list"><tr><th>op</th><th>process</th><th>node</th><th>call ms</th><th>ret ms</th><th>status</th><th>input</th><th>output</th><th>error</th></tr>${rows.map(opRow).join('')}</table>`;
 }
 
+// ---- The failure --------------------------------------------------------------------------------
+
+/** The involved operations' span, widened by a margin, within the run. */
+export function failureWindow(involved: readonly Operation[], endMs: number): { fromMs: number; toMs: number } {
+  let from = Infinity;
+  let to = -Infinity;
+  for (const op of involved) {
+    from = Math.min(from, op.call);
+    to = Math.max(to, op.ret ?? op.call);
+  }
+  const margin = Math.max(to - from, failureMarginMsMin);
+  const fromMs = Math.max(0, from - margin);
+  const toMs = Math.min(endMs, to + margin);
+  return toMs > fromMs ? { fromMs, toMs } : { fromMs, toMs: fromMs + failureMarginMsMin };
+}
+
+/** The involved operations' processes first (in the order named), then others active in the window. */
+function failureLanes(involved: readonly Operation[], operations: readonly Operation[], window: { fromMs: number; toMs: number }, endMs: number): number[] {
+  const lanes = [...new Set(involved.map((op) => op.process))];
+  const others = new Set<number>();
+  for (const op of operations) if (op.call <= window.toMs && (op.ret ?? endMs) >= window.fromMs) others.add(op.process);
+  for (const p of [...others].sort((a, b) => a - b)) {
+    if (lanes.length >= failureLanesMax) break;
+    if (!lanes.includes(p)) lanes.push(p);
+  }
+  return lanes;
+}
+
+function closeUp(evidence: Evidence, history: RunHistory, byId: ReadonlyMap<number, Operation>, endMs: number): string {
+  const involved = evidence.opIds.map((id) => byId.get(id)).filter((op): op is Operation => op !== undefined);
+  if (involved.length === 0) return '<p class="note">The checker named no operation of the history: see its section below.</p>';
+  const window = failureWindow(involved, endMs);
+  const lanes = failureLanes(involved, history.operations, window, endMs);
+  const drawn = drawTimeline(history.operations, history.faults, {
+    id: 'failure-timeline',
+    ...window,
+    runEndMs: endMs,
+    lanes,
+    laneHeightPx: labelledLaneHeightPx,
+    violating: new Set(evidence.opIds),
+    dimOthers: true,
+    labelViolating: true,
+  });
+  return `<h3>Close-up: ${escapeHtml(seconds(window.fromMs))} – ${escapeHtml(seconds(window.toMs))} (the whole run is below)</h3>
+${legend(drawn.faults)}
+${drawn.html}`;
+}
+
+function failureSection(results: RunResults, history: RunHistory, evidence: Evidence | undefined, endMs: number): string {
+  if (results.verdict !== 'violation') return '';
+  if (evidence === undefined) {
+    return `<section id="failure" class="failure"><h2>Failure</h2><p>A checker reported a violation without naming operations: see its section below.</p></section>`;
+  }
+  const byId = new Map(history.operations.map((op) => [op.id, op]));
+  const cycle = evidence.cycle === undefined ? '' : `<p class="cycle">Cycle: <code>${escapeHtml(evidence.cycle)}</code></p>`;
+  const revisions = evidence.revisions === undefined ? '' : `<p>Revision(s): ${escapeHtml(evidence.revisions.join(', '))}</p>`;
+  // A short message is shown open; a long one (a big model state) stays folded.
+  const open = evidence.detail !== undefined && evidence.detail.length <= detailOpenCharsMax ? ' open' : '';
+  const detail = evidence.detail === undefined ? '' : `<details${open}><summary>more from the checker</summary><pre class="message">${escapeHtml(evidence.detail)}</pre></details>`;
+  const ops = evidence.opIds.length === 0 ? '' : `<h3>Operations involved (${evidence.opIds.length})</h3>${opTable(evidence.opIds, byId)}`;
+  return `<section id="failure" class="failure"><h2>Failure: ${escapeHtml(evidence.title)}</h2>
+<p class="explanation">${escapeHtml(evidence.explanation)}</p>
+${cycle}${revisions}${detail}
+${closeUp(evidence, history, byId, endMs)}
+${ops}
+</section>`;
+}
+
+// ---- Checkers -------------------------------------------------------------------------------
+
+function txnSection(txn: ElleResult | undefined, byId: ReadonlyMap<number, Operation>): string {
+  if (txn === undefined) return '';
+  const { stats } = txn;
+  const rows: [string, string][] = [
+    ['model', escapeHtml(txn.model)],
+    ['transactions (committed / unknown proved committed)', escapeHtml(`${stats.txns} (${stats.committed} / ${stats.unknownIncluded})`)],
+    ['dependency edges', escapeHtml(String(stats.edges))],
+    ['checked in', escapeHtml(`${num(stats.elapsedMs)} ms`)],
+  ];
+  if (txn.notSatisfied.length > 0) rows.push(['not satisfied', escapeHtml(txn.notSatisfied.join(', '))]);
+  const counts = Object.entries(txn.counts).map(([name, count]) => `<tr><td>${escapeHtml(name)}</td><td>${escapeHtml(String(count))}</td></tr>`);
+  const anomalies = txn.anomalies.slice(0, anomaliesShownMax).map((a) => {
+    const cycle = a.cycle === undefined ? '' : `<p class="cycle">Cycle: <code>${escapeHtml(cycleText(a.cycle))}</code></p>`;
+    return `<div class="anomaly"><h3>${escapeHtml(a.name)}</h3><p>${escapeHtml(a.explanation)}</p>${cycle}${opTable(a.opIds, byId)}</div>`;
+  });
+  return `<section id="txn"><h2>Transactions (Elle): ${escapeHtml(txn.verdict)}</h2>
+${table(rows)}
+${counts.length === 0 ? '' : `<table class="list"><tr><th>anomaly</th><th>found</th></tr>${counts.join('')}</table>`}
+${anomalies.join('\n')}
+</section>`;
+}
+
 function partitionDetails(p: ReportPartition, byId: ReadonlyMap<number, Operation>): string {
   const blocked = p.blocked ?? [];
   const linearized = p.linearized ?? [];
   const last = linearized.slice(-linearizedShownMax);
-  return `<div class="partition ${escapeHtml(p.verdict)}"><h3>${p.key === '' ? 'whole history' : `key ${escapeHtml(p.key)}`}: ${escapeHtml(p.verdict)} (${p.operations} operations)</h3>
+  return `<div class="partition ${escapeHtml(p.verdict)}"><h3>${escapeHtml(keyName(p.key))}: ${escapeHtml(p.verdict)} (${p.operations} operations)</h3>
 ${p.message === undefined ? '' : `<pre class="message">${escapeHtml(p.message)}</pre>`}
 ${blocked.length === 0 ? '' : `<h4>Operations that could not be linearized next (${blocked.length})</h4>${opTable(blocked.slice(0, blockedShownMax), byId)}`}
 ${last.length === 0 ? '' : `<h4>The last ${last.length} of ${linearized.length} operations linearized before it</h4>${opTable(last, byId)}`}
 </div>`;
 }
 
-function linearizability(results: RunResults, byId: ReadonlyMap<number, Operation>): string {
-  const lin = results.linearizability;
+function linearizability(lin: ReportLinearizability | undefined, byId: ReadonlyMap<number, Operation>): string {
+  if (lin === undefined) return '';
   const bad = lin.partitions.filter((p) => p.verdict !== 'ok');
   const rows = lin.partitions
     .slice(0, partitionsShownMax)
-    .map((p) => `<tr><td>${escapeHtml(p.key)}</td><td>${p.operations}</td><td class="${escapeHtml(p.verdict)}">${escapeHtml(p.verdict)}</td><td>${escapeHtml(num(p.elapsedMs))}</td></tr>`);
-  const more = lin.partitions.length > partitionsShownMax ? `<p class="note">${lin.partitions.length - partitionsShownMax} more partitions</p>` : '';
+    .map((p) => `<tr><td>${p.key === '' ? '(whole history)' : escapeHtml(p.key)}</td><td>${p.operations}</td><td class="${escapeHtml(p.verdict)}">${escapeHtml(p.verdict)}</td><td>${escapeHtml(num(p.elapsedMs))}</td></tr>`);
+  const more = lin.partitions.length > partitionsShownMax ? `<p class="note">${lin.partitions.length - partitionsShownMax} more independent keys</p>` : '';
   return `<section id="linearizability"><h2>Linearizability: ${escapeHtml(lin.verdict)}</h2>
-<p>model <code>${escapeHtml(lin.model)}</code>, ${lin.operations} operations in ${lin.partitions.length} partition(s), checked in ${escapeHtml(num(lin.elapsedMs))} ms.</p>
+<p>model <code>${escapeHtml(lin.model)}</code>, ${lin.operations} operations over ${lin.partitions.length} independent key(s) (each checked on its own), checked in ${escapeHtml(num(lin.elapsedMs))} ms.</p>
 ${bad.map((p) => partitionDetails(p, byId)).join('\n')}
-<details${bad.length > 0 ? '' : ' open'}><summary>partitions</summary><table class="list"><tr><th>key</th><th>operations</th><th>verdict</th><th>ms</th></tr>${rows.join('')}</table>${more}</details>
+<details${bad.length > 0 ? '' : ' open'}><summary>independent keys</summary><table class="list"><tr><th>key</th><th>operations</th><th>verdict</th><th>ms</th></tr>${rows.join('')}</table>${more}</details>
 </section>`;
+}
+
+function perfSection(history: RunHistory, endMs: number): string {
+  return `<section id="perf"><h2>Latency and throughput</h2>${perfCharts(history.operations, history.faults, endMs)}</section>`;
 }
 
 function watchSection(results: RunResults): string {
@@ -311,36 +358,48 @@ ${election.omitted > 0 ? `<p class="note">${election.omitted} more violation(s) 
 
 // ---- Page -----------------------------------------------------------------------------------
 
+/** The colour of a violating operation, its legend entry and the failure section. */
+export const violationColour = '#d62728';
+
 const css = `
 body{font:13px/1.4 system-ui,sans-serif;margin:0 16px 40px;color:#222}
+h1{font-size:18px;margin:12px 0 4px}
 h2{margin:24px 0 8px;font-size:16px}h3{font-size:14px;margin:12px 0 4px}h4{margin:8px 0 4px;font-size:13px}
 .banner{margin:12px 0;padding:12px 16px;border-radius:6px;display:flex;gap:16px;align-items:baseline;font-size:15px}
-.banner.ok{background:#dff3df;border:1px solid #6db56d}.banner.violation{background:#fbdada;border:1px solid #d62728}
+.banner.ok{background:#dff3df;border:1px solid #6db56d}.banner.violation{background:#fbdada;border:1px solid ${violationColour}}
 .banner.unknown{background:#fff1cc;border:1px solid #e0a800}
+section.failure{border:2px solid ${violationColour};border-radius:6px;padding:4px 12px 12px;background:#fffafa}
+section.failure h2{color:${violationColour}}p.explanation{font-size:15px;margin:6px 0}
+p.cycle code{font-size:14px;background:#f3f3f3;padding:2px 6px}
 table.kv th{text-align:left;padding-right:12px;font-weight:600}table.list{border-collapse:collapse;margin:4px 0}
 table.list td,table.list th{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}
 code{font-family:ui-monospace,monospace;font-size:12px;word-break:break-all}
 .controls{display:flex;gap:16px;align-items:center;margin:4px 0}.note{color:#777}
-.sw{display:inline-block;width:12px;height:10px;margin:0 3px 0 8px;vertical-align:middle}
-.timeline-grid{display:flex;border:1px solid #ccc}.lane-labels{flex:none;width:44px;font-size:11px;background:#fafafa}
-.lane-label{line-height:${laneHeightPx}px;padding-left:4px}
-#timeline-scroll{overflow-x:auto;flex:1}#timeline{position:relative}
-#ops-svg{display:block}.fault-labels{position:relative;overflow:hidden}
-.fault-label{position:absolute;white-space:nowrap;font-size:11px;padding:0 3px;border-left:2px solid}
-.axis{position:relative;height:18px;font-size:11px;color:#555}.tick{position:absolute;border-left:1px solid #aaa;padding-left:2px}
-.lane-0{fill:#fff}.lane-1{fill:#f4f4f4}
-rect.op{stroke-width:1;vector-effect:non-scaling-stroke}rect.fault{pointer-events:none}
-.ok{fill:#6db56d;stroke:#3d8b3d;background:#6db56d}.fail{fill:#bbb;stroke:#888;background:#bbb}
-.info{fill:#f0c040;stroke:#b08a10;background:#f0c040}rect.pending{fill-opacity:.8}
-rect.op.blocked,.sw.blocked{fill:#d62728;stroke:#000;stroke-width:2;background:#d62728}
-rect.op.flash{stroke:#00f;stroke-width:3}
-.fault-0{fill:rgba(214,39,40,.2);border-color:#d62728;background:rgba(214,39,40,.13)}
-.fault-1{fill:rgba(31,119,180,.2);border-color:#1f77b4;background:rgba(31,119,180,.13)}
-.fault-2{fill:rgba(148,103,189,.22);border-color:#9467bd;background:rgba(148,103,189,.15)}
-.fault-3{fill:rgba(140,86,75,.22);border-color:#8c564b;background:rgba(140,86,75,.15)}
-td.ok,td.fail,td.info,td.violation,td.unknown{background:none;font-weight:600}td.violation{color:#d62728}
-.partition.violation{border-left:4px solid #d62728;padding-left:8px}.partition.unknown{border-left:4px solid #e0a800;padding-left:8px}
+.legend{margin:4px 0;display:flex;flex-wrap:wrap;gap:4px 14px;align-items:center}
+.legend>span{white-space:nowrap}.legend svg{vertical-align:middle;margin-right:4px}.legend-sep{font-weight:600}
+.sw{display:inline-block;width:14px;height:10px;margin:0 4px 0 0;vertical-align:middle}
+.timeline-grid{display:flex;border:1px solid #ccc;background:#fff}.lane-labels{flex:none;width:44px;font-size:11px;background:#fafafa}
+.lane-label{padding-left:4px}
+.timeline-scroll{overflow-x:auto;flex:1}.timeline{position:relative}
+.ops-svg{display:block}.fault-labels{position:relative;overflow:hidden}
+.fault-label{position:absolute;white-space:nowrap;font-size:11px;padding:0 3px;border-left:3px solid;background:rgba(255,255,255,.85)}
+.axis{position:relative;height:18px;font-size:11px;color:#555}.tick{position:absolute;border-left:1px solid #aaa;padding-left:2px;white-space:nowrap}
+.lane-0{fill:#fff}.lane-1{fill:#f5f5f5}
+.op{stroke-width:1;vector-effect:non-scaling-stroke}rect.fault{pointer-events:none}
+.op.ok{fill:#6db56d;stroke:#3d8b3d}.op.fail{fill:#c4c4c4;stroke:#888}
+.op.info{fill:url(#hatch-info);stroke:#b08a10}.op.info.pending{fill-opacity:.7;stroke-opacity:.6}
+.op.violating,.op.violating.ok,.op.violating.fail,.op.violating.info{fill:${violationColour};stroke:#000;stroke-width:1.5}
+.op.violating rect.min-width{stroke:none}
+.op.flash{stroke:#00f;stroke-width:3}
+.dim .ops .op{opacity:.3}
+text.op-label{font:bold 11px system-ui,sans-serif;fill:${violationColour}}
+td.ok,td.fail,td.info,td.violation,td.unknown{background:none;font-weight:600}td.violation{color:${violationColour}}
+.partition.violation{border-left:4px solid ${violationColour};padding-left:8px}.partition.unknown{border-left:4px solid #e0a800;padding-left:8px}
+.anomaly{border-left:4px solid ${violationColour};padding-left:8px;margin:8px 0}
 pre.message{background:#f6f6f6;padding:6px;white-space:pre-wrap}.tag{background:#eee;padding:0 4px;border-radius:3px}
+svg.chart{display:block;width:100%;max-width:1400px;border:1px solid #ccc;background:#fff}
+svg.chart text{font:11px system-ui,sans-serif;fill:#555}svg.chart .axis-label{font-size:12px;fill:#333}
+svg.chart line.grid{stroke:#e4e4e4}svg.chart line.axis-line{stroke:#999}
 #tip{position:absolute;z-index:10;background:#fff;border:1px solid #888;padding:6px;white-space:pre-wrap;max-width:560px;
 font:12px ui-monospace,monospace;box-shadow:2px 2px 6px rgba(0,0,0,.2);pointer-events:none}
 `;
@@ -354,47 +413,49 @@ const script = `
   zoom.addEventListener('input',function(){tl.style.width=(Number(zoom.value)*100)+'%';});
   function text(o){
     function ms(n){return Math.round(n*1000)/1000+' ms';}
-    var lines=['#'+o.id+'  process '+o.process+(o.node?'  node '+o.node:'')+'  '+o.status,
+    var lines=['#'+o.id+'  process '+o.process+(o.node?'  node '+o.node:'')+'  '+(o.status==='info'?'unknown':o.status),
       'call '+ms(o.call)+(o.ret===undefined?'  (never returned)':'  ret '+ms(o.ret)+'  ('+ms(o.ret-o.call)+')'),
       'input:  '+JSON.stringify(o.input)];
     if(o.output!==undefined)lines.push('output: '+JSON.stringify(o.output));
     if(o.error!==undefined)lines.push('error:  '+o.error);
     return lines.join('\\n');
   }
-  document.getElementById('ops-svg').addEventListener('mousemove',function(e){
-    var id=e.target.getAttribute('data-id'),o=id===null?undefined:ops.get(Number(id));
-    if(!o){tip.hidden=true;return;}
-    tip.textContent=text(o);tip.style.left=(e.pageX+14)+'px';tip.style.top=(e.pageY+14)+'px';tip.hidden=false;
+  document.querySelectorAll('svg.ops-svg').forEach(function(svg){
+    svg.addEventListener('mousemove',function(e){
+      var el=e.target.closest&&e.target.closest('[data-id]'),o=el?ops.get(Number(el.getAttribute('data-id'))):undefined;
+      if(!o){tip.hidden=true;return;}
+      tip.textContent=text(o);tip.style.left=(e.pageX+14)+'px';tip.style.top=(e.pageY+14)+'px';tip.hidden=false;
+    });
+    svg.addEventListener('mouseleave',function(){tip.hidden=true;});
   });
-  document.getElementById('ops-svg').addEventListener('mouseleave',function(){tip.hidden=true;});
   document.addEventListener('click',function(e){
     var a=e.target.closest&&e.target.closest('a.goto');if(!a)return;e.preventDefault();
-    var r=document.querySelector('rect.op[data-id="'+a.getAttribute('data-id')+'"]');if(!r)return;
+    var r=document.querySelector('#timeline .op[data-id="'+a.getAttribute('data-id')+'"]');if(!r)return;
     r.classList.add('flash');r.scrollIntoView({block:'center',inline:'center'});
     setTimeout(function(){r.classList.remove('flash');},1500);
   });
 })();
 `;
 
-/** Ids of every operation a non-ok partition names as blocked. */
-export function blockedIds(results: RunResults): Set<number> {
-  const ids = new Set<number>();
-  for (const p of results.linearizability.partitions) for (const id of p.blocked ?? []) ids.add(id);
-  return ids;
-}
-
 export function renderHtml(info: RunInfo, history: RunHistory, results: RunResults): string {
   const byId = new Map(history.operations.map((op) => [op.id, op]));
+  const evidence = results.verdict === 'violation' ? primaryEvidence(results, history) : undefined;
+  const violating = violatingIds(results, evidence);
+  const endMs = runEnd(info, history);
   const title = `jepsen-lite ${info.mode} ${info.target} ${info.workload}: ${results.verdict}`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${escapeHtml(title)}</title><style>${css}</style></head>
 <body>
+${patternDefs}
 <h1>jepsen-lite report</h1>
 ${banner(results)}
+${failureSection(results, history, evidence, endMs)}
 ${runInfo(info, history.operations)}
-${timeline(info, history, blockedIds(results))}
-${linearizability(results, byId)}
+${timelineSection(history, endMs, violating)}
+${perfSection(history, endMs)}
+${txnSection(results.txn, byId)}
+${linearizability(results.linearizability, byId)}
 ${watchSection(results)}
 ${fencingSection(results)}
 ${electionSection(results.election)}

@@ -25,6 +25,9 @@ export {
   type SerializedWatchHistory,
   type SerializedWatchRecord,
 } from './json.js';
-export { blockedIds, escapeHtml, pauseLine, renderHtml, scriptJson, timelineOpsMax } from './html.js';
+export { blockedIds, escapeHtml, failureWindow, pauseLine, renderHtml, scriptJson, timelineOpsMax, violationColour } from './html.js';
+export { cycleText, primaryEvidence, violatingIds, type Evidence, type EvidenceSource } from './evidence.js';
+export { fallbackColour, faultColour, faultKindLabel, faultKindsPresent } from './faults.js';
+export { violatingMinWidthPx } from './timeline.js';
 export { ProgressBar, progressBarWidth, progressStepPercent, type ProgressCounts } from './progress.js';
 export { htmlFileName, historyFileName, resultsFileName, writeReport, type ReportPaths } from './write.js';

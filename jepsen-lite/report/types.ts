@@ -1,5 +1,6 @@
 /** What a report is made of: the run's description, its recorded history and the checkers' results. */
 import type { CheckResult, ElectionResult, FencingResult, LinearizabilityResult, ObserverSegment, PartitionResult, Verdict, WatchHistory, WatchRecord } from '../check/index.js';
+import type { ElleResult } from '../check/elle/types.js';
 import type { FaultWindow, ModelName, Operation } from '../history.js';
 
 /** The run's verdict: violation if any checker found one, else unknown if any ran out of budget, else ok. */
@@ -34,7 +35,10 @@ export interface WatchResults extends CheckResult {
 
 export interface RunResults {
   readonly verdict: RunVerdict;
-  readonly linearizability: ReportLinearizability;
+  /** Absent when the workload's checker is another one (transactional workloads: `txn`). */
+  readonly linearizability?: ReportLinearizability;
+  /** A transactional workload: the Elle checker's result. */
+  readonly txn?: ElleResult;
   readonly watch?: WatchResults;
   /** The lock workload: fenced writes checked, unfenced (lease-only) overlaps counted. */
   readonly fencing?: FencingResult;

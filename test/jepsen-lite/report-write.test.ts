@@ -164,32 +164,56 @@ describe('the HTML page', () => {
     expect(html).toContain('ops/s');
   });
 
-  it('has a lane per process and a bar per operation, pending ones running to the end', () => {
+  /** The whole-run timeline's drawing (the failure's close-up draws some operations again). */
+  const fullTimeline = (page: string): string => {
+    const start = page.indexOf('<div id="timeline"');
+    expect(start).toBeGreaterThan(0);
+    return page.slice(start, page.indexOf('</svg>', start));
+  };
+
+  it('has a lane per process and a bar per operation, never-returned ones running to the end', () => {
     for (const p of [0, 1, 2, 7]) expect(html).toContain(`>p${p}</div>`);
-    const rects = [...html.matchAll(/<rect class="op ([a-z ]+)" data-id="(\d+)" x="([\d.]+)" y="(\d+)" width="([\d.]+)"/g)];
-    expect(rects.map((m) => Number(m[2])).sort((a, b) => a - b)).toEqual(operations.map((o) => o.id));
+    const timeline = fullTimeline(html);
+    const rects = [...timeline.matchAll(/<rect class="op ([a-z ]+)" data-id="(\d+)" x="([\d.]+)%" y="(\d+)" width="([\d.]+)%"/g)];
+    const violating = [...timeline.matchAll(/<g class="op [a-z ]*violating" data-id="(\d+)"/g)];
+    expect([...rects.map((m) => Number(m[2])), ...violating.map((m) => Number(m[1]))].sort((a, b) => a - b)).toEqual(operations.map((o) => o.id));
     const pending = rects.find((m) => m[2] === '2')!;
-    expect(pending[1]).toContain('pending');
+    expect(pending[1]).toBe('info pending');
     // drawn first, so that later operations of its lane stay visible on top of it
     expect(rects[0]![2]).toBe('2');
-    expect(Number(pending[3]) + Number(pending[5])).toBe(info.durationMs);
+    expect(Number(pending[3]) + Number(pending[5])).toBe(100);
     // process 7 is the fourth lane
     expect(rects.find((m) => m[2] === '5')![4]).toBe(String(3 * 16 + 2));
   });
 
-  it('highlights and lists the blocked operation with the last linearized ones and the message', () => {
-    expect(html).toMatch(/<rect class="op ok blocked" data-id="3"/);
-    expect([...html.matchAll(/class="op [a-z ]*blocked/g)]).toHaveLength(1);
+  it('opens on the failure: the blocked operation explained, listed, highlighted and labelled in a close-up', () => {
+    expect(html.indexOf('<section id="failure"')).toBeLessThan(html.indexOf('<section id="run"'));
+    expect(html).toContain('Failure: Linearizability (register model), key &#60;script&#62;');
+    expect(html).toMatch(/<div id="failure-timeline"[\s\S]*<g class="op ok violating" data-id="3">[\s\S]*▼ #3 read/);
+    expect([...fullTimeline(html).matchAll(/class="op [a-z ]*violating/g)]).toHaveLength(1);
     expect(html).toContain('Operations that could not be linearized next (1)');
     expect(html).toMatch(/The last 2 of 2 operations linearized before it/);
     expect(html).toContain('never-written');
     expect(html).toContain('reliable: watch w0 missed');
+    expect(html).toContain('over 2 independent key(s)');
+    // "partition" in the page's text is only ever a network partition.
+    const text = html.replace(/<script[\s\S]*?<\/script>|<style[\s\S]*?<\/style>/g, '').replace(/<[^>]*>/g, ' ');
+    expect(text.match(/(?<!network )partition/gi)).toBeNull();
   });
 
-  it('draws the fault windows as bands with labels, an open one to the end', () => {
-    expect(html).toMatch(/<rect class="fault fault-0" x="8" y="0" width="27"/);
-    expect(html).toMatch(/<rect class="fault fault-1" x="45" y="0" width="955"/);
-    expect(html).toContain('partition: n1 | n2 n3');
+  it('draws the fault windows as bands coloured by kind, an open one to the end, with a legend entry per kind', () => {
+    const timeline = fullTimeline(html);
+    expect(timeline).toContain('<rect class="fault" data-kind="partition" x="0.8%" y="0" width="2.7%" height="64" fill="#d62728"');
+    expect(timeline).toContain('<rect class="fault" data-kind="pause" x="4.5%" y="0" width="95.5%" height="64" fill="#1f77b4"');
+    expect(html).toContain('network partition: n1 | n2 n3');
+    expect([...html.matchAll(/<span class="legend-fault" data-kind="([a-z-]+)"/g)].map((m) => m[1])).toContain('partition');
+    const section = html.slice(html.indexOf('<section id="timeline-section"'));
+    expect([...section.slice(0, section.indexOf('</section>')).matchAll(/class="legend-fault" data-kind="([a-z-]+)"/g)].map((m) => m[1])).toEqual(['partition', 'pause']);
+  });
+
+  it('plots latency and throughput with the faults behind them', () => {
+    expect(html).toMatch(/<svg id="latency-chart"[\s\S]*?data-kind="partition"[\s\S]*?<path class="points"/);
+    expect(html).toMatch(/<svg id="throughput-chart"[\s\S]*?<polyline class="rate" data-status="ok"/);
   });
 
   it('escapes every recorded string', () => {
@@ -210,7 +234,8 @@ describe('the HTML page', () => {
     };
     const page = renderHtml(info, history, ok);
     expect(page).toMatch(/class="banner ok"><strong>OK/);
-    expect(page).not.toMatch(/class="op [a-z ]*blocked/);
+    expect(page).not.toMatch(/<g class="op [a-z ]*violating/);
+    expect(page).not.toContain('<section id="failure"');
   });
 
   it('stays small and quick for 20k operations', () => {
@@ -225,10 +250,10 @@ describe('the HTML page', () => {
       node: 'n1',
     }));
     const started = performance.now();
-    const page = renderHtml({ ...info, durationMs: 60_000 }, { operations: many, faults }, { ...violation, linearizability: { ...violation.linearizability, partitions: [] } });
+    const page = renderHtml({ ...info, durationMs: 60_000 }, { operations: many, faults }, { ...violation, linearizability: { ...violation.linearizability!, partitions: [] } });
     // Generous for a loaded machine; a quadratic step over 20k operations would take far longer.
     expect(performance.now() - started).toBeLessThan(5000);
     expect(page.length).toBeLessThan(8 * 1024 * 1024);
-    expect(page.match(/<rect class="op /g)).toHaveLength(20_000);
+    expect(fullTimeline(page).match(/<rect class="op /g)).toHaveLength(20_000);
   });
 });
