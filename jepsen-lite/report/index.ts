@@ -26,5 +26,6 @@ export {
   type SerializedWatchRecord,
 } from './json.js';
 export { blockedIds, escapeHtml, pauseLine, renderHtml, scriptJson, timelineOpsMax } from './html.js';
-export { ProgressBar, progressBarWidth, progressStepPercent, type ProgressCounts } from './progress.js';
+export { ProgressBar, SeedProgress, progressBarWidth, progressStepPercent, type ProgressCounts, type SeedCounts } from './progress.js';
+export { exitCodeOfVerdicts, exitOk, exitUnknown, exitViolation, type VerdictCounts } from './verdict.js';
 export { htmlFileName, historyFileName, resultsFileName, writeReport, type ReportPaths } from './write.js';
