@@ -4,6 +4,7 @@ export {
   HistoryIndex,
   checkWatch,
   checkWatches,
+  checkAgreement,
   keyInWatchRange,
   watchMatches,
   compareKeys,

@@ -68,7 +68,10 @@ export interface LinearizabilityResult {
 }
 
 export interface CheckOptions {
-  /** Wall time for the whole check, over all partitions; default `linearizabilityTimeBudgetMsDefault`. */
+  /**
+   * Wall time for the whole check, over all partitions; default `linearizabilityTimeBudgetMsDefault`.
+   * Spent once reached: 0 answers unknown for every partition (how the commands' exit 2 is tested).
+   */
   readonly timeBudgetMs?: number;
   /** Milliseconds from any fixed origin; default `performance.now`. */
   readonly now?: () => number;
@@ -109,7 +112,7 @@ export function checkLinearizability(model: ModelName, operations: readonly Oper
   for (const [key, ops] of partitions) {
     checked += ops.length;
     const partitionStart = now();
-    if (partitionStart > deadline) {
+    if (partitionStart >= deadline) {
       results.push({ key, operations: ops.length, verdict: 'unknown', elapsedMs: 0, message: `time budget of ${budget} ms spent before this partition was searched` });
       continue;
     }
@@ -414,7 +417,7 @@ class Search {
     let pendingCursor = -2;
     let boundary = -1;
     for (let steps = 0; ; steps++) {
-      if ((steps & clockCheckMask) === 0 && this.now() > this.deadline) {
+      if ((steps & clockCheckMask) === 0 && this.now() >= this.deadline) {
         return { verdict: 'unknown', message: `time budget of ${this.budget} ms ran out after ${steps} search steps` };
       }
       if (this.cacheBytes > linearizabilityCacheBytesMax) {

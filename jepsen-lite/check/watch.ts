@@ -16,7 +16,12 @@
  *                 watch whose start was compacted is canceled with the compaction's revision;
  * - contents:     delivered events exist in the history, match the watch, and carry the
  *                 history's value, version, createRevision and modRevision;
- * - stream:       the record's shape (created first, nothing after a cancel, headers).
+ * - stream:       the record's shape (created first, nothing after a cancel, headers);
+ * - agreement:    across streams (on any nodes), the same events in the same order: two streams
+ *                 that delivered a revision delivered the same events of it (for the keys both
+ *                 watch, compared field by field, in the same order), and no two streams
+ *                 delivered two revisions in opposite orders. Checked among the streams alone,
+ *                 so it holds even where the history is incomplete or itself wrong.
  *
  * Compaction, as etcd does it: a watch whose start r is below a compaction C (r < C,
  * `w.minRev < compactRev` in etcd's watcher group) must be canceled with a compactRevision; r == C
@@ -147,7 +152,8 @@ export type WatchGuarantee =
   | 'reliable'
   | 'resumable'
   | 'contents'
-  | 'stream';
+  | 'stream'
+  | 'agreement';
 
 export interface Violation {
   readonly guarantee: WatchGuarantee;
@@ -357,8 +363,10 @@ export class WatchChecker {
     return { ok: violations.length === 0, violations, omitted };
   }
 
+  /** Each record against the history, then the records against each other (agreement). */
   checkAll(records: readonly WatchRecord[]): CheckResult {
     const results = records.map((record, i) => this.check(record, i));
+    results.push(checkAgreement(records, this.history.compactions));
     const violations = results.flatMap((r) => r.violations);
     return { ok: violations.length === 0, violations, omitted: results.reduce((sum, r) => sum + r.omitted, 0) };
   }
@@ -372,6 +380,115 @@ export function checkWatch(history: WatchHistory, record: WatchRecord): CheckRes
 /** Checks every watch record of a run against its history. */
 export function checkWatches(history: WatchHistory, records: readonly WatchRecord[]): CheckResult {
   return new WatchChecker(history).checkAll(records);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agreement across streams
+
+/** One stream's deliveries, as the agreement check compares them. */
+interface Delivery {
+  readonly watch: string;
+  readonly params: WatchParams;
+  /** Each revision's events in the order they arrived (a repeat of a (revision, key) left out), with their text. */
+  readonly byRevision: ReadonlyMap<number, readonly Compared[]>;
+  /** Revision -> its place in the order the stream first delivered revisions. */
+  readonly position: ReadonlyMap<number, number>;
+  /** Revisions in that order. */
+  readonly order: readonly number[];
+}
+
+/** An event with the text two streams must agree on (made once per event, not per comparison). */
+interface Compared {
+  readonly event: WatchEvent;
+  readonly text: string;
+}
+
+function deliveryOf(record: WatchRecord, index: number): Delivery {
+  const byRevision = new Map<number, Compared[]>();
+  const position = new Map<number, number>();
+  const order: number[] = [];
+  const seen = new Set<string>();
+  for (const response of record.responses) {
+    if (response.kind !== 'events') continue;
+    for (const event of response.events) {
+      const id = `${event.modRevision}/${keyId(event.key)}`;
+      if (seen.has(id)) continue; // the unique guarantee's business
+      seen.add(id);
+      let list = byRevision.get(event.modRevision);
+      if (list === undefined) {
+        list = [];
+        byRevision.set(event.modRevision, list);
+        position.set(event.modRevision, order.length);
+        order.push(event.modRevision);
+      }
+      list.push({ event, text: eventText(event) });
+    }
+  }
+  return { watch: record.name ?? `#${index}`, params: record.params, byRevision, position, order };
+}
+
+/** An event's fields two streams must agree on (prevKv aside: compaction may remove it from one). */
+function eventText(event: WatchEvent): string {
+  const value = event.value === undefined ? '' : keyId(event.value);
+  return `${showEvent(event)} value 0x${value} version ${event.version} createRevision ${event.createRevision}`;
+}
+
+/**
+ * What `other` should show of `mine`'s events of one revision: those it watches too, less the
+ * tombstones at a compaction revision (compaction removes them from a stream catching up).
+ */
+function comparable(events: readonly Compared[], otherParams: WatchParams, compactions: readonly Compaction[]): string[] {
+  const kept = events.filter(({ event: e }) => watchMatches(e, otherParams) && !(e.type === 'delete' && compactions.some((c) => c.revision === e.modRevision)));
+  return kept.map((e) => e.text);
+}
+
+/**
+ * Agreement: every stream delivered the same events in the same order as every other. A revision
+ * is compared with the first stream that delivered it; revisions in opposite orders are looked for
+ * where a stream went back (rare), against every stream that delivered both.
+ */
+export function checkAgreement(records: readonly WatchRecord[], compactions: readonly Compaction[] = []): CheckResult {
+  const deliveries = records.map(deliveryOf);
+  const violations: Violation[] = [];
+  const perWatch = new Map<string, number>();
+  let omitted = 0;
+  const report = (watch: string, revision: number, message: string): void => {
+    const n = perWatch.get(watch) ?? 0;
+    if (n >= violationsPerWatchMax) return void omitted++;
+    perWatch.set(watch, n + 1);
+    violations.push({ guarantee: 'agreement', watch, revision, message: `agreement: watch ${watch} at revision ${revision}: ${message}` });
+  };
+  const first = new Map<number, Delivery>();
+  for (const mine of deliveries) {
+    for (const [revision, events] of mine.byRevision) {
+      const reference = first.get(revision);
+      if (reference === undefined) {
+        first.set(revision, mine);
+        continue;
+      }
+      const want = comparable(reference.byRevision.get(revision)!, mine.params, compactions);
+      const got = comparable(events, reference.params, compactions);
+      if (want.join('\n') !== got.join('\n')) {
+        report(mine.watch, revision, `delivered [${got.join('; ')}], but watch ${reference.watch} delivered [${want.join('; ')}]`);
+      }
+    }
+    checkCrossOrder(mine, deliveries, report);
+  }
+  return { ok: violations.length === 0, violations, omitted };
+}
+
+/** Where `mine` delivered a revision after a higher one, a stream that delivered the two the other way round disagrees. */
+function checkCrossOrder(mine: Delivery, deliveries: readonly Delivery[], report: (watch: string, revision: number, message: string) => void): void {
+  let highest = 0;
+  for (const revision of mine.order) {
+    if (revision < highest) {
+      const other = deliveries.find(
+        (d) => d !== mine && d.position.has(revision) && d.position.has(highest) && d.position.get(revision)! < d.position.get(highest)!,
+      );
+      if (other !== undefined) report(mine.watch, revision, `delivered after revision ${highest}, but watch ${other.watch} delivered it before revision ${highest}`);
+    }
+    highest = Math.max(highest, revision);
+  }
 }
 
 function checkRecord(history: HistoryIndex, record: WatchRecord, report: Report): void {

@@ -2,9 +2,12 @@
  * The clients of a real run: N processes, each with one gRPC channel bound to one member, one
  * operation at a time (inputs from the workload generator), each with a deadline; after an error
  * a client moves to the next member. Every operation is recorded as an `Operation`. In the watch
- * workload some clients are watchers instead: a Watch stream on the run's key prefix with prevKv,
- * recorded as a `WatchRecord`; a broken stream resumes on another member from the first revision
- * not yet seen (`resumedFrom`).
+ * workload watchers run besides them, `watchersPerNode` homed on each member (`watcherPlan`): a
+ * Watch stream on the run's key prefix with prevKv, recorded as a `WatchRecord` named
+ * `w<i>.<stream>@<member>`. Half open their first stream from now, half a moment later from
+ * revision 1 (a past revision: history replayed). A stream that breaks or is cut (every
+ * `watchCutMs`) resumes from the first revision not yet seen (`resumedFrom`), alternately on
+ * another member and back on its home member.
  */
 import type { WatchEvent, WatchKeyValue, WatchRecord, WatchResponse } from '../check/index.js';
 import type { CounterInput, CounterOutput, Operation, OpStatus } from '../history.js';
@@ -32,8 +35,13 @@ export const errorPauseMs = 100;
 export const opIntervalMs = 10;
 /** Pause before a broken watch stream is reopened. */
 export const watchReopenPauseMs = 200;
-/** Watchers per run of the watch workload: a third of the clients, at least one. */
-export const watcherFraction = 1 / 3;
+/** Watch streams homed on each member in the watch workload (`--watchers-per-node`). */
+export const watchersPerNodeDefault = 2;
+export const watchersPerNodeMax = 16;
+/** A watcher from the past opens its first stream this long after the run began, at revision 1. */
+export const watchPastOpenDelayMs = 1500;
+/** A watcher cuts its own stream after this long and resumes (besides streams the faults break). */
+export const watchCutMs = 4000;
 /** The largest message either way (a final history read may be large). */
 export const messageBytesMax = 64 * 1024 * 1024;
 
@@ -123,21 +131,66 @@ export interface ClientsOptions {
   readonly keyPrefix: string;
   /** Processes that issue operations. */
   readonly clients: number;
-  /** Watch streams kept open (0 outside the watch workload). */
-  readonly watchers: number;
+  /** Watchers homed on each member (0 outside the watch workload). */
+  readonly watchersPerNode: number;
   /** ms since the run began. */
   readonly now: () => number;
   /** Called as each operation completes (progress). */
   readonly onOperation?: (op: Operation) => void;
 }
 
-function pause(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted === true) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
-export function watchersFor(workload: string, clients: number): number {
-  if (workload !== 'watch' || clients < 2) return 0;
-  return Math.max(1, Math.floor(clients * watcherFraction));
+/** A watcher: the member (by index) it is homed on, and where its first stream starts. */
+export interface PlannedWatcher {
+  readonly home: number;
+  readonly firstFrom: 'now' | 'past';
+}
+
+/** `perNode` watchers homed on each of `members` members, alternately from now and from the past. */
+export function watcherPlan(members: number, perNode: number): PlannedWatcher[] {
+  if (!Number.isSafeInteger(members) || members < 1) throw new TypeError(`members must be a positive integer, got ${members}`);
+  if (!Number.isSafeInteger(perNode) || perNode < 0) throw new TypeError(`perNode must be a non-negative integer, got ${perNode}`);
+  return Array.from({ length: members * perNode }, (_, i) => ({ home: Math.floor(i / perNode), firstFrom: i % 2 === 0 ? 'now' : 'past' }));
+}
+
+/** The member a watcher's `stream`-th stream goes to: home every other time, the others in turn between. */
+export function watchMember(home: number, stream: number, members: number): number {
+  if (stream % 2 === 0 || members === 1) return home;
+  return (home + 1 + (Math.floor(stream / 2) % (members - 1))) % members;
+}
+
+/** Streams per member, from the records' names (`…@<member>`); members without one count 0. */
+export function watchStreamsPerMember(records: readonly WatchRecord[], members: readonly string[]): Map<string, number> {
+  const counts = new Map(members.map((m) => [m, 0]));
+  for (const record of records) {
+    const member = record.name?.slice(record.name.lastIndexOf('@') + 1);
+    if (member !== undefined && counts.has(member)) counts.set(member, counts.get(member)! + 1);
+  }
+  return counts;
+}
+
+/** The watch streams' numbers, flat, for the stats table (per member: `watch.<member>.streams`). */
+export function watchStats(watches: readonly WatchRecord[], members: readonly string[]): Record<string, number> {
+  const perMember = watchStreamsPerMember(watches, members);
+  return {
+    'watch.streams': watches.length,
+    'watch.events': watches.reduce((sum, w) => sum + w.responses.reduce((n, r) => n + (r.kind === 'events' ? r.events.length : 0), 0), 0),
+    'watch.streamsPerNodeMin': Math.min(...perMember.values()),
+    ...Object.fromEntries([...perMember].map(([member, n]) => [`watch.${member}.streams`, n])),
+  };
 }
 
 /** Runs the clients and the watchers until `signal` aborts; then returns what they recorded. */
@@ -150,10 +203,10 @@ export class ClientPool {
   constructor(private readonly options: ClientsOptions) {}
 
   async run(signal: AbortSignal): Promise<{ operations: Operation[]; watches: WatchRecord[] }> {
-    const { clients, watchers } = this.options;
+    const { clients, watchersPerNode, cluster } = this.options;
     const workers: Promise<void>[] = [];
     for (let p = 0; p < clients; p++) workers.push(this.client(p, signal));
-    for (let w = 0; w < watchers; w++) workers.push(this.watcher(w, signal));
+    watcherPlan(cluster.members.length, watchersPerNode).forEach((planned, w) => workers.push(this.watcher(w, planned, signal)));
     signal.addEventListener('abort', () => {
       for (const close of [...this.openStreams]) close();
     }, { once: true });
@@ -211,13 +264,17 @@ export class ClientPool {
 
   // ---- watchers ------------------------------------------------------------------------------
 
-  private async watcher(index: number, signal: AbortSignal): Promise<void> {
+  private async watcher(index: number, planned: PlannedWatcher, signal: AbortSignal): Promise<void> {
     const { key, rangeEnd } = prefixRange(this.options.keyPrefix);
-    let node = index + 1;
-    /** The first revision not yet seen, once there is one. */
+    const members = this.options.cluster.members.length;
+    /** The first revision not yet seen, once there is one (from the past: revision 1, after a while). */
     let resumeFrom: number | undefined;
+    if (planned.firstFrom === 'past') {
+      await pause(watchPastOpenDelayMs, signal);
+      resumeFrom = 1;
+    }
     for (let stream = 0; !signal.aborted; stream++) {
-      const name = this.memberName(node);
+      const name = this.memberName(watchMember(planned.home, stream, members));
       const params = { key, rangeEnd, startRevision: resumeFrom ?? 0, prevKv: true };
       const result = await this.watchOnce(name, params, signal);
       this.watches.push({
@@ -225,16 +282,15 @@ export class ClientPool {
         params,
         responses: result.responses,
         end: result.end,
-        ...(resumeFrom === undefined ? {} : { resumedFrom: resumeFrom }),
+        ...(resumeFrom === undefined || stream === 0 ? {} : { resumedFrom: resumeFrom }),
       });
       if (result.nextRevision !== undefined) resumeFrom = result.nextRevision;
       if (signal.aborted) break;
-      node++;
       await pause(watchReopenPauseMs);
     }
   }
 
-  /** One Watch stream until it breaks, is canceled, or the run ends. */
+  /** One Watch stream until it breaks, is canceled, is cut (after `watchCutMs`), or the run ends. */
   private watchOnce(
     member: string,
     params: { key: Uint8Array; rangeEnd: Uint8Array; startRevision: number; prevKv: boolean },
@@ -246,6 +302,7 @@ export class ClientPool {
     return new Promise((resolve) => {
       let stream: WatchStream | undefined;
       const close = (): void => stream?.close();
+      const cut = setTimeout(close, watchCutMs);
       stream = client.watch({
         onResponse: (raw) => {
           const response = watchResponseOf(raw);
@@ -262,6 +319,7 @@ export class ClientPool {
           }
         },
         onEnd: (error) => {
+          clearTimeout(cut);
           this.openStreams.delete(close);
           client.close();
           const canceled = responses.some((r) => r.kind === 'canceled');

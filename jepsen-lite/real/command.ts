@@ -9,12 +9,13 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError, intOption, parseOptions } from '../../src/cli/args.js';
 import type { ElectionResult, FencingResult } from '../check/index.js';
-import { ProgressBar, pauseLine, writeReport } from '../report/index.js';
+import { ProgressBar, exitCodeOfVerdicts, pauseLine, writeReport } from '../report/index.js';
 import type { RealCluster, Target } from './cluster.js';
 import { defaultEtcdBin } from './cluster.js';
 import { electionObservers } from './election-clients.js';
 import { type FaultKind, defaultFaultKinds, faultKinds, isFaultKind } from './nemesis.js';
 import { type RealRunOutcome, checkTimeBudgetMsDefault, runReal } from './run.js';
+import { watchCutMs, watchersPerNodeDefault, watchersPerNodeMax } from './clients.js';
 import { type RealWorkloadName, isRealWorkloadName, realWorkloadNames, unsupportedReason } from './workloads.js';
 
 export const nodesMax = 9;
@@ -22,10 +23,12 @@ export const timeSecondsMin = 5;
 export const timeSecondsMax = 3600;
 export const clientsMax = 64;
 export const checkBudgetSecondsMax = 3600;
+const watchCutSeconds = watchCutMs / 1000;
 
 export const jepsenRunHelp = `Usage: dkv jepsen run [--nodes N] [--time S] [--workload register|kv|watch|append|rw-register|counter|lock|election]
                       [--faults partition,kill,pause,delay,membership] [--target dkv|etcd] [--clients N]
-                      [--seed S] [--out DIR] [--etcd-bin PATH] [--unsafe-stale-reads] [--unsafe-ignore-txn-compare]
+                      [--watchers-per-node N] [--seed S] [--out DIR] [--etcd-bin PATH] [--unsafe-stale-reads]
+                      [--unsafe-ignore-txn-compare]
 
 Starts a real local cluster on 127.0.0.1 (DKV servers, or etcd with --target etcd), routes
 every member's peer traffic through a TCP proxy that can blackhole, delay or cut each direction
@@ -38,7 +41,8 @@ seconds with healthy gaps; the last fifth of the run is healed. The recorded his
 for linearizability (register, counter: per key; kv and watch: etcd's key space with revisions,
 decided from them against the committed history; lock: fencing tokens), the append and
 rw-register workloads' Txns for Elle's transactional anomalies (G0, G1a/b/c, G-single, G2,
-lost updates, stale reads against real time), watch streams against etcd's watch guarantees, every acknowledged write
+lost updates, stale reads against real time), watch streams against etcd's watch guarantees and against each other
+(every member's streams the same events in the same order), every acknowledged write
 against the committed history read back at the end, (lock) fenced writes for interleaving and
 (election) the election's leaders against the committed history. The report folder gets history.json, results.json and index.html
 (a timeline of every operation with the fault windows and any violation highlighted).
@@ -47,7 +51,10 @@ Options:
   --nodes N          cluster members (default 3, at most ${nodesMax})
   --time S           seconds of load and faults (default 60); --time-limit S is the same
   --workload W       register (read/write/cas per key), kv (get/put/delete/txn), watch
-                     (kv writes while a third of the clients hold Watch streams), counter
+                     (kv writes while --watchers-per-node Watch streams are held on every
+                     member besides the clients, half from now, half from revision 1; each is
+                     cut every ${watchCutSeconds} s or broken by faults and resumed where it left off,
+                     alternately on another member and its own), counter
                      (dkv.v1.Counter increments and reads, checked with a counter model; DKV
                      only) or lock (clients take one etcd lock with 2 s leases they keep alive
                      and write a shared resource fenced — dkv.v1.KV Put with the lock key's
@@ -74,10 +81,12 @@ Options:
   --target T         dkv (node bin/dkv.js server) or etcd (default dkv)
   --etcd-bin PATH    the etcd binary for --target etcd (default ${defaultEtcdBin})
   --clients N        concurrent clients (default 5)
+  --watchers-per-node N
+                     (watch) Watch streams homed on each member (default ${watchersPerNodeDefault})
   --seed S           seeds the fault schedule and the operations (default: time-based, printed)
   --out DIR          the report folder; cluster data and logs go to DIR/cluster
-                     (default .dkv/jepsen/<time>-<target>-<workload>); a folder that already
-                     holds a run's cluster is refused
+                     (default .dkv/jepsen/<time>-<target>-<workload>, never the current
+                     folder); a folder that already holds a run's cluster is refused
   --check-budget S   seconds the linearizability search may take before it answers unknown
                      (default ${checkTimeBudgetMsDefault / 1000})
   --unsafe-stale-reads
@@ -89,7 +98,8 @@ Options:
                      updates); the append workload's checker must report it
   -h, --help         show this text
 
-Exit status: 0 ok, 1 violation, 2 unknown, interrupted, usage or harness error.
+Exit status: 0 ok, 1 violation (wins over unknown), 2 unknown (a checker ran out of budget, the
+committed history could not be read — never taken for ok), interrupted, usage or harness error.
 `;
 
 function parseFaults(value: string | undefined): FaultKind[] {
@@ -127,6 +137,7 @@ export interface JepsenRunConfig {
   readonly workload: RealWorkloadName;
   readonly faults: FaultKind[];
   readonly clients: number;
+  readonly watchersPerNode: number;
   readonly seed: number;
   readonly outDir: string;
   readonly etcdBin: string;
@@ -146,6 +157,7 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
     target: { type: 'string' },
     'etcd-bin': { type: 'string' },
     clients: { type: 'string' },
+    'watchers-per-node': { type: 'string' },
     seed: { type: 'string' },
     out: { type: 'string' },
     'check-budget': { type: 'string' },
@@ -164,6 +176,7 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
   if (unsafeStaleReads && target !== 'dkv') throw new UsageError('--unsafe-stale-reads works only with --target dkv');
   const unsafeIgnoreTxnCompare = values['unsafe-ignore-txn-compare'] === true;
   if (unsafeIgnoreTxnCompare && target !== 'dkv') throw new UsageError('--unsafe-ignore-txn-compare works only with --target dkv');
+  if (values['watchers-per-node'] !== undefined && workload !== 'watch') throw new UsageError('--watchers-per-node is for --workload watch');
   const stamp = now.toISOString().replace(/[:.]/g, '-');
   return {
     target,
@@ -172,6 +185,7 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
     workload,
     faults: parseFaults(values.faults),
     clients: intOption(values.clients, 'clients', 5, 1, clientsMax),
+    watchersPerNode: intOption(values['watchers-per-node'], 'watchers-per-node', watchersPerNodeDefault, 1, watchersPerNodeMax),
     seed: intOption(values.seed, 'seed', now.getTime() % 1_000_000_000, 0, Number.MAX_SAFE_INTEGER),
     outDir: resolve(values.out ?? join('.dkv', 'jepsen', `${stamp}-${target}-${workload}`)),
     etcdBin: values['etcd-bin'] ?? defaultEtcdBin,
@@ -193,16 +207,17 @@ export function rerunCommand(config: JepsenRunConfig): string {
     `--clients ${config.clients}`,
     `--seed ${config.seed}`,
   ];
+  if (config.workload === 'watch' && config.watchersPerNode !== watchersPerNodeDefault) parts.push(`--watchers-per-node ${config.watchersPerNode}`);
   if (config.target === 'etcd' && config.etcdBin !== defaultEtcdBin) parts.push(`--etcd-bin ${config.etcdBin}`);
   if (config.unsafeStaleReads) parts.push('--unsafe-stale-reads');
   if (config.unsafeIgnoreTxnCompare) parts.push('--unsafe-ignore-txn-compare');
   return parts.join(' ');
 }
 
+/** A violation wins; an unknown verdict or an interrupted run is never success. */
 export function exitCodeOf(outcome: Pick<RealRunOutcome, 'results' | 'interrupted'>): number {
-  if (outcome.results.verdict === 'violation') return 1;
-  if (outcome.results.verdict === 'unknown' || outcome.interrupted) return 2;
-  return 0;
+  const verdict = outcome.results.verdict;
+  return exitCodeOfVerdicts({ violations: verdict === 'violation' ? 1 : 0, unknowns: verdict === 'unknown' || outcome.interrupted ? 1 : 0 });
 }
 
 function summary(outcome: RealRunOutcome): string[] {
@@ -218,7 +233,8 @@ function summary(outcome: RealRunOutcome): string[] {
     if (partition.verdict !== 'ok') lines.push(`    ${partition.key === '' ? '(whole history)' : partition.key}: ${partition.verdict}: ${partition.message ?? ''}`);
   }
   if (watch !== undefined) {
-    lines.push(`  watch: ${watch.ok ? 'ok' : 'violation'} over ${results.watch?.streams ?? 0} stream(s), ${results.watch?.events ?? 0} event(s)`);
+    const perNode = Object.entries(stats).filter(([k]) => /^watch\.[^.]+\.streams$/.test(k)).map(([k, n]) => `${k.split('.')[1]} ${n}`);
+    lines.push(`  watch: ${watch.ok ? 'ok' : 'violation'} over ${results.watch?.streams ?? 0} stream(s) (per member: ${perNode.join(', ')}), ${results.watch?.events ?? 0} event(s), each against the committed history and all against each other`);
     for (const violation of watch.violations.slice(0, 10)) lines.push(`    ${violation.message}`);
   }
   if (acknowledged !== undefined) {

@@ -19,12 +19,13 @@ import {
   checkLinearizability,
   electionLockOperations,
   checkWatches,
+  checkAgreement,
 } from '../check/index.js';
 import type { FaultWindow, ModelName, Operation } from '../history.js';
 import type { RunHistory, RunInfo, RunResults, RunVerdict } from '../report/index.js';
 import { CounterGenerator, Generator, electionKeys, lockKeys, workloadDefaults } from '../workload/index.js';
 import { SeededPrng } from '../../raft/index.js';
-import { ClientPool, type ClientWorkload, counterWorkload, etcdWorkload, watchersFor } from './clients.js';
+import { ClientPool, type ClientWorkload, counterWorkload, etcdWorkload, watchStats, watchersPerNodeDefault } from './clients.js';
 import { RealCluster, leaderWaitMs, type Target } from './cluster.js';
 import { type AcknowledgedCheck, checkAcknowledgedWrites, readCommittedHistory } from './committed.js';
 import { ElectionClients, electionObservers } from './election-clients.js';
@@ -46,6 +47,8 @@ export interface RealRunOptions {
   readonly workload: RealWorkloadName;
   readonly faults: readonly FaultKind[];
   readonly clients: number;
+  /** The watch workload's watchers homed on each member (default `watchersPerNodeDefault`). */
+  readonly watchersPerNode?: number;
   readonly seed: number;
   /** Cluster data and logs go under `<outDir>/cluster`. */
   readonly outDir: string;
@@ -176,7 +179,7 @@ function clientsFor(options: RealRunOptions, cluster: RealCluster, clock: RunClo
     options.workload === 'counter'
       ? counterWorkload(new CounterGenerator(draw), keyPrefix)
       : etcdWorkload(new Generator(options.workload, draw, { keyPrefix }), keyPrefix);
-  const pool = new ClientPool({ cluster, workload, keyPrefix, clients: options.clients, watchers: watchersFor(options.workload, options.clients), now, onOperation });
+  const pool = new ClientPool({ cluster, workload, keyPrefix, clients: options.clients, watchersPerNode: options.workload === 'watch' ? (options.watchersPerNode ?? watchersPerNodeDefault) : 0, now, onOperation });
   return {
     run: async (signal) => {
       const recorded = await pool.run(signal);
@@ -248,7 +251,8 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
     (model === 'kv' && watchHistory !== undefined ? checkKvByRevision(modelOps, watchHistory, keyPrefix) : undefined) ??
     checkLinearizability(model, modelOps, { timeBudgetMs: options.checkTimeBudgetMs ?? checkTimeBudgetMsDefault });
   const watches = recorded.watches;
-  const watch = watchHistory !== undefined && watches.length > 0 ? checkWatches(watchHistory, watches) : undefined;
+  // Without the committed history the streams can still be checked against each other.
+  const watch = watches.length === 0 ? undefined : watchHistory !== undefined ? checkWatches(watchHistory, watches) : checkAgreement(watches);
   // The lock and election workloads' writes are checked against the committed history by their own checks.
   const acknowledged =
     watchHistory === undefined || options.workload === 'lock' || options.workload === 'election' ? undefined : checkAcknowledgedWrites(recorded.operations, watchHistory, keyPrefix);
@@ -319,6 +323,7 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
       ...Object.fromEntries(['partition', 'kill', 'pause', 'delay', 'membership', 'holder-pause', 'leader-pause'].map((k) => [`faults.${k}`, faults.filter((f) => f.kind === k).length])),
       ...(fencing !== undefined ? fencingStats(fencing) : {}),
       ...(election !== undefined ? electionStats(election) : {}),
+      ...(watches.length > 0 ? watchStats(watches, cluster.members.map((m) => m.name)) : {}),
       committedRevisions: watchHistory?.revisions.length ?? 0,
       acknowledgedWritesChecked: acknowledged?.checked ?? 0,
       acknowledgedWritesMissing: acknowledged?.missing ?? 0,

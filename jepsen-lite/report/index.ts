@@ -29,5 +29,6 @@ export { blockedIds, escapeHtml, failureWindow, pauseLine, renderHtml, scriptJso
 export { cycleText, primaryEvidence, violatingIds, type Evidence, type EvidenceSource } from './evidence.js';
 export { fallbackColour, faultColour, faultKindLabel, faultKindsPresent } from './faults.js';
 export { violatingMinWidthPx } from './timeline.js';
-export { ProgressBar, progressBarWidth, progressStepPercent, type ProgressCounts } from './progress.js';
+export { ProgressBar, SeedProgress, progressBarWidth, progressStepPercent, type ProgressCounts, type SeedCounts } from './progress.js';
+export { exitCodeOfVerdicts, exitOk, exitUnknown, exitViolation, type VerdictCounts } from './verdict.js';
 export { htmlFileName, historyFileName, resultsFileName, writeReport, type ReportPaths } from './write.js';

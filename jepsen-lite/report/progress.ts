@@ -1,8 +1,10 @@
 /**
- * A progress bar for a run. On a terminal: one line redrawn in place (`\r`, then erase to the end
+ * Progress of a run, two shapes. `ProgressBar` (one real run) — on a terminal: one line redrawn in place (`\r`, then erase to the end
  * of the line) with a bar, elapsed/total time and the operation counts. Anywhere else (a CI log,
  * a pipe): one plain line each time another tenth of the run has passed, and nothing else — no
- * control characters.
+ * control characters. `SeedProgress` (many simulated seeds): seeds done of the total, violations,
+ * unknowns, seeds/s and time left, one line redrawn in place — on a terminal only; elsewhere it
+ * writes nothing (the command's own lines say what matters).
  */
 import type { Writable } from 'node:stream';
 
@@ -91,5 +93,58 @@ export class ProgressBar {
     if (line === this.lastLine) return;
     this.lastLine = line;
     this.stream.write(`\r${line}${ERASE_TO_END}`);
+  }
+}
+
+export interface SeedCounts {
+  readonly done: number;
+  readonly violations: number;
+  readonly unknowns: number;
+}
+
+/** `1m05s`, `42s`: time left, to the second. */
+function minutesSeconds(ms: number): string {
+  const total = Math.max(0, Math.round(ms / 1000));
+  const minutes = Math.floor(total / 60);
+  return minutes > 0 ? `${minutes}m${String(total % 60).padStart(2, '0')}s` : `${total}s`;
+}
+
+export class SeedProgress {
+  private readonly tty: boolean;
+  private drawn = false;
+  private lastLine = '';
+
+  constructor(
+    private readonly stream: NodeJS.WritableStream | Writable,
+    private readonly total: number,
+    private readonly label: string,
+  ) {
+    if (!Number.isSafeInteger(total) || total < 1) throw new TypeError(`total must be a positive integer, got ${total}`);
+    this.tty = (stream as { isTTY?: boolean }).isTTY === true;
+  }
+
+  /** The line for these counts after `elapsedMs` of wall time (exported for tests through `update`). */
+  text(counts: SeedCounts, elapsedMs: number): string {
+    if (!(counts.done >= 0 && counts.done <= this.total)) throw new TypeError(`done must be in [0, ${this.total}], got ${counts.done}`);
+    const rate = elapsedMs > 0 ? (1000 * counts.done) / elapsedMs : 0;
+    const left = counts.done === 0 || rate === 0 ? '?' : minutesSeconds((1000 * (this.total - counts.done)) / rate);
+    const percent = Math.floor((100 * counts.done) / this.total);
+    return `${this.label}: seed ${counts.done}/${this.total} (${percent}%), ${counts.violations} violation${counts.violations === 1 ? '' : 's'}, ${counts.unknowns} unknown, ${rate.toFixed(2)} seeds/s, ${left} left`;
+  }
+
+  update(counts: SeedCounts, elapsedMs: number): void {
+    if (!this.tty) return;
+    const line = this.text(counts, elapsedMs);
+    if (this.drawn && line === this.lastLine) return;
+    this.lastLine = line;
+    this.drawn = true;
+    this.stream.write(`\r${line}${ERASE_TO_END}`);
+  }
+
+  /** Erases the line (before other output, and at the end) so what follows starts on a clean line. */
+  clear(): void {
+    if (!this.tty || !this.drawn) return;
+    this.drawn = false;
+    this.stream.write(`\r${ERASE_TO_END}`);
   }
 }

@@ -3,10 +3,13 @@
  * is caught by the checker, and the building blocks (pause, MVCC snapshots through Raft
  * snapshots, the fault plan) do what they say.
  */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SIM_DEFAULTS, SimCluster } from '../../jepsen-lite/sim/cluster.js';
 import { DEFAULT_FAULT_PLAN, faultPlanFor, runJepsenSim, simFaultKinds } from '../../jepsen-lite/sim/jepsen/index.js';
-import { jepsenSimCommand } from '../../jepsen-lite/sim/jepsen/command.js';
+import { jepsenSimCommand, jepsenSimOutDefault } from '../../jepsen-lite/sim/jepsen/command.js';
 import { composeStateMachine, kvEngineOf } from '../../src/runtime/index.js';
 import { KvCommandKind, kvCommand } from '../../src/engines/kv/index.js';
 import { etcdType } from '../../src/etcd-proto.js';
@@ -157,10 +160,38 @@ describe('dkv jepsen sim command', () => {
       expect(await jepsenSimCommand(['--workload', 'bank'])).toBe(2);
       out.length = 0;
       expect(await jepsenSimCommand(['--seed', '3', '--time', '300'])).toBe(0);
-      expect(out.join('')).toMatch(/1 seeds, \d+ operations, 0 violations, 0 unknown/);
+      expect(out.join('')).toMatch(/1 seeds: 1 ok, 0 violations, 0 unknown; \d+ operations/);
     } finally {
       process.stdout.write = write;
       process.stderr.write = writeErr;
     }
+  });
+
+  it('an unknown seed is never success: exit 2, its replay command and report folder under --out', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dkv-jsim-unknown-'));
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: string) => (out.push(chunk), true)) as typeof process.stdout.write;
+    try {
+      // A check budget of 0 ms: the linearizability search answers unknown at once.
+      expect(await jepsenSimCommand(['--seed', '3', '--time', '300', '--check-budget', '0', '--out', dir])).toBe(2);
+    } finally {
+      process.stdout.write = write;
+    }
+    try {
+      const text = out.join('');
+      expect(text).toMatch(/1 seeds: 0 ok, 0 violations, 1 unknown; \d+ operations/);
+      expect(text).toContain('seed 3: UNKNOWN: ');
+      expect(text).toContain('replay: dkv jepsen sim --seed 3 --workload register --nodes 3 --time 300 --check-budget 0');
+      const folder = join(dir, 'seed-3-register');
+      expect(text).toContain(`report: ${folder}`);
+      expect(JSON.parse(readFileSync(join(folder, 'results.json'), 'utf8')).results.verdict).toBe('unknown');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('writes failing seeds under .dkv/jepsen-sim/<run stamp>-<workload> by default, not the current folder', () => {
+    expect(jepsenSimOutDefault('watch', new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 6)))).toBe(join('.dkv', 'jepsen-sim', '2026-01-02T03-04-05-006Z-watch'));
   });
 });

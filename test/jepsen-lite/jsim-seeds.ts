@@ -35,7 +35,18 @@ export function jepsenSimSeeds(options: { workload: WorkloadName; first: number;
       okOps += result.stats.ok;
       faults += result.faults.length;
       if (result.verdict !== 'ok') failures.push(`${describeOutcome(result)}\n  replay: ${result.replayCommand}`);
-      if (options.workload === 'watch') expect(result.stats.watchEvents).toBeGreaterThan(0);
+      if (options.workload === 'watch') {
+        expect(result.stats.watchEvents).toBeGreaterThan(0);
+        // Streams on every node, at least two per node (records are named `w<i>#<k>@n<node>`).
+        const perNode = new Map<string, number>();
+        for (const w of result.watches ?? []) perNode.set(w.name!.split('@')[1]!, (perNode.get(w.name!.split('@')[1]!) ?? 0) + 1);
+        const nodes = Array.from({ length: result.options.nodes }, (_, n) => `n${n + 1}`);
+        for (const node of nodes) expect(perNode.get(node) ?? 0, `seed ${seed}: streams on ${node}`).toBeGreaterThanOrEqual(2);
+        expect(result.stats.watchStreamsPerNodeMin).toBe(Math.min(...nodes.map((node) => perNode.get(node) ?? 0)));
+        // Some streams started in the past, some from now, some resumed.
+        const starts = (result.watches ?? []).map((w) => (w.resumedFrom !== undefined ? 'resumed' : w.params.startRevision === 0 ? 'now' : 'past'));
+        expect(new Set(starts), `seed ${seed}`).toEqual(new Set(['resumed', 'now', 'past']));
+      }
       slowFallbacks += result.stats.watchSlowFallbacks;
       compactions += result.stats.compactions;
       compactedCancels += (result.watches ?? []).filter((w) => w.responses.some((r) => r.kind === 'canceled' && r.compactRevision !== undefined)).length;

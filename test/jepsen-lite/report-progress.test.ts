@@ -4,7 +4,7 @@
  */
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { ProgressBar, renderHtml } from '../../jepsen-lite/report/index.js';
+import { ProgressBar, SeedProgress, exitCodeOfVerdicts, renderHtml } from '../../jepsen-lite/report/index.js';
 
 class Capture extends Writable {
   text = '';
@@ -61,6 +61,42 @@ describe('ProgressBar', () => {
     expect(frames.length).toBeGreaterThan(10);
     expect(frames.at(-1)).toMatch(/^register \[#{30}\] 60\.0s\/60\.0s ok \d+ fail 1 info 2\u001b\[K\n$/);
     expect(frames[0]).toMatch(/^register \[-{30}\] 0\.0s\/60\.0s/);
+  });
+});
+
+describe('SeedProgress (simulator seeds)', () => {
+  it('off a terminal: writes nothing at all', () => {
+    const stream = new Capture(false);
+    const progress = new SeedProgress(stream, 10, 'jepsen sim kv');
+    for (let done = 1; done <= 10; done++) progress.update({ done, violations: 1, unknowns: 0 }, 100 * done);
+    progress.clear();
+    expect(stream.text).toBe('');
+  });
+
+  it('on a terminal: seeds done of total, violations, unknowns, seeds/s and time left, redrawn in place and erased', () => {
+    const stream = new Capture(true);
+    const progress = new SeedProgress(stream, 100, 'jepsen sim kv');
+    progress.update({ done: 0, violations: 0, unknowns: 0 }, 0);
+    progress.update({ done: 25, violations: 1, unknowns: 2 }, 50_000);
+    progress.clear();
+    progress.clear();
+    expect(stream.text).not.toContain('\n');
+    const frames = stream.text.split('\r').filter((f) => f !== '');
+    expect(frames).toEqual([
+      'jepsen sim kv: seed 0/100 (0%), 0 violations, 0 unknown, 0.00 seeds/s, ? left\u001b[K',
+      'jepsen sim kv: seed 25/100 (25%), 1 violation, 2 unknown, 0.50 seeds/s, 2m30s left\u001b[K',
+      '\u001b[K',
+    ]);
+  });
+});
+
+describe('exit status of verdicts', () => {
+  it('0 when all are ok, 1 for any violation (which wins over unknown), 2 for unknown without violation', () => {
+    expect(exitCodeOfVerdicts({ violations: 0, unknowns: 0 })).toBe(0);
+    expect(exitCodeOfVerdicts({ violations: 1, unknowns: 0 })).toBe(1);
+    expect(exitCodeOfVerdicts({ violations: 3, unknowns: 5 })).toBe(1);
+    expect(exitCodeOfVerdicts({ violations: 0, unknowns: 1 })).toBe(2);
+    expect(() => exitCodeOfVerdicts({ violations: -1, unknowns: 0 })).toThrow(TypeError);
   });
 });
 

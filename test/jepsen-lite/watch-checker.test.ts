@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  checkAgreement,
   checkWatch,
   checkWatches,
   violationsPerWatchMax,
@@ -244,6 +245,52 @@ describe('watch checker: correct streams pass', () => {
   it('a broken stream that stopped early is fine; checkWatches checks several', () => {
     const broken = record([created(7), events(HISTORY, ALL, [2, 3])], ALL, { end: 'broken' });
     expectOk(checkWatches(HISTORY, [broken, record(correctResponses())]));
+  });
+});
+
+describe('watch checker: streams agree with each other', () => {
+  const A_ONLY: WatchParams = { key: bytes('a'), startRevision: 2, prevKv: true };
+
+  it('streams on different nodes, ranges and spans that saw the same events pass', () => {
+    const cut = record([created(7), events(HISTORY, ALL, [2, 3]), events(HISTORY, ALL, [4])], ALL, { name: 'w1@n1', end: 'broken' });
+    const resumed = record([created(7), events(HISTORY, ALL, [5]), events(HISTORY, ALL, [6, 7])], { ...ALL, startRevision: 5 }, { name: 'w1@n2', resumedFrom: 5 });
+    const onlyA = record([created(7), events(HISTORY, A_ONLY, [2]), events(HISTORY, A_ONLY, [4, 6, 7])], A_ONLY, { name: 'w2@n3' });
+    const whole = record(correctResponses(), ALL, { name: 'w3@n3' });
+    expectOk(checkAgreement([cut, resumed, onlyA, whole]));
+    expectOk(checkWatches(HISTORY, [cut, resumed, onlyA, whole]));
+  });
+
+  it('two streams that delivered two revisions in opposite orders disagree (each against the history too)', () => {
+    const first = record(correctResponses(), ALL, { name: 'w1@n1' });
+    const responses = correctResponses();
+    [responses[4], responses[5]] = [responses[5]!, responses[4]!];
+    responses.splice(6, 1);
+    const second = record(responses, ALL, { name: 'w2@n2' });
+    const agreement = checkAgreement([first, second]);
+    expect(agreement.ok).toBe(false);
+    expect(agreement.violations.map((v) => v.message)).toEqual(['agreement: watch w2@n2 at revision 5: delivered after revision 7, but watch w1@n1 delivered it before revision 7']);
+    const all = checkWatches(HISTORY, [first, second]);
+    expect(guarantees(all)).toEqual(['agreement', 'ordered']);
+  });
+
+  it("two streams that delivered one revision's events in opposite orders disagree", () => {
+    const first = record(correctResponses(), ALL, { name: 'w1@n1' });
+    const responses = correctResponses();
+    const txn = responses[2] as Extract<WatchResponse, { kind: 'events' }>;
+    responses[2] = { ...txn, events: [...txn.events].reverse() };
+    const second = record(responses, ALL, { name: 'w2@n2' });
+    const agreement = checkAgreement([first, second]);
+    expect(agreement.violations).toHaveLength(1);
+    expect(agreement.violations[0]!.message).toMatch(/^agreement: watch w2@n2 at revision 4: delivered \[put "c".*; put "a".*\], but watch w1@n1 delivered \[put "a".*; put "c".*\]$/);
+  });
+
+  it('without a history: two streams that delivered different values at one revision disagree', () => {
+    const first = record(correctResponses(), ALL, { name: 'w1@n1' });
+    const responses = correctResponses();
+    const at6 = responses[5] as Extract<WatchResponse, { kind: 'events' }>;
+    responses[5] = { ...at6, events: at6.events.map((e) => (e.modRevision === 6 ? { ...e, value: bytes('9') } : e)) };
+    const agreement = checkAgreement([first, record(responses, ALL, { name: 'w2@n2' })]);
+    expect(agreement.violations.map((v) => [v.guarantee, v.watch, v.revision])).toEqual([['agreement', 'w2@n2', 6]]);
   });
 });
 

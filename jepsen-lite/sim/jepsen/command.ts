@@ -3,17 +3,32 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError, intOption, parseOptions } from '../../../src/cli/args.js';
 import type { RunInfo, RunResults } from '../../report/index.js';
-import { writeReport } from '../../report/index.js';
+import { SeedProgress, exitCodeOfVerdicts, writeReport } from '../../report/index.js';
 import { isWorkloadName, modelOf, workloadNames, type WorkloadName } from '../../workload/index.js';
 import { describePlan, simFaultKinds } from './faults.js';
-import { type JepsenSimOptions, type JepsenSimResult, jepsenClientsDefault, jepsenNodeCounts, recoveryMs, runJepsenSim } from './run.js';
+import {
+  type JepsenSimOptions,
+  type JepsenSimResult,
+  jepsenClientsDefault,
+  jepsenNodeCounts,
+  jepsenWatchersPerNodeDefault,
+  jepsenWatchersPerNodeMax,
+  recoveryMs,
+  runJepsenSim,
+} from './run.js';
 import { type LeaseSimOptions, type LeaseSimResult, leaseHistoryJson, leaseHoldersDefault, leaseRecoveryMs, runLeaseSim } from './leases.js';
 
 export const jepsenSimSeedsDefault = 10;
 export const jepsenSimTimeMsDefault = 10_000;
 export const jepsenSimTimeMsMax = 3_600_000;
 export const jepsenSimClientsMax = 64;
-export const jepsenSimOutDefault = 'jepsen-sim-failures';
+/** Failing and unknown seeds' report folders go under `<root>/<run stamp>-<workload>/` unless --out says otherwise. */
+export const jepsenSimOutRoot = join('.dkv', 'jepsen-sim');
+export const jepsenSimCheckBudgetMsMax = 3_600_000;
+
+export function jepsenSimOutDefault(workload: string, now: Date = new Date()): string {
+  return join(jepsenSimOutRoot, `${now.toISOString().replace(/[:.]/g, '-')}-${workload}`);
+}
 
 export const jepsenSimHelp = `Usage: dkv jepsen sim [options]
 
@@ -24,7 +39,12 @@ nemesis injects faults (${simFaultKinds.join(', ')}, and the disks') for
 --time simulated ms while ${jepsenClientsDefault} clients run the workload; then everything heals, the clients
 go on for ${recoveryMs} ms, the replicas must converge, and the history goes to the linearizability
 checker (and, for the watch workload, the watch streams to the watch checker). A seed replays
-exactly: a failing seed prints the command that replays it and writes its report folder.
+exactly: a failing seed — a violation, or unknown (a checker ran out of budget) — prints the
+command that replays it and writes its report folder. The watch workload holds
+--watchers-per-node streams on every node besides the clients (some from a past revision, some
+from now, cut and resumed from where they left off, on their own node or another) and checks
+each against the committed history and all of them against each other (same events, same order).
+On a terminal, stderr shows seeds done, violations, unknowns, seeds/s and time left.
 
 --workload lease checks the lease promise instead: ${leaseHoldersDefault} holders (--clients) grant leases, attach
 keys, and renew them every TTL/3 through some node, or abandon or release them, under the same
@@ -43,7 +63,11 @@ Options:
   --nodes N              ${jepsenNodeCounts.join(' or ')} (default 3)
   --time MS              simulated milliseconds of faults per seed (default ${jepsenSimTimeMsDefault})
   --clients N            client processes (default ${jepsenClientsDefault}; lease holders: ${leaseHoldersDefault})
-  --out DIR              where failing seeds' reports go (default ${jepsenSimOutDefault}/)
+  --watchers-per-node N  (watch) watch streams homed on each node (default ${jepsenWatchersPerNodeDefault})
+  --check-budget MS      wall ms the linearizability search may take per seed before it answers
+                         unknown (default the checker's; 0 answers unknown at once)
+  --out DIR              where failing and unknown seeds' report folders go
+                         (default ${jepsenSimOutRoot}/<time>-<workload>/, seed-N-<workload> in it)
   --unsafe-stale-reads   break the system on purpose: reads skip ReadIndex (the checker must object)
   --unsafe-ignore-txn-compare   break the system on purpose: every Txn runs its success branch,
                          whatever its compares say (the append workload's checker must object)
@@ -51,6 +75,9 @@ Options:
   --unsafe-no-expiry        (lease) leaders never expire leases
   --unsafe-clock-skew       (lease) clocks up to two election timeouts apart, past what the grace covers
   -h, --help             show this text
+
+Exit status: 0 every seed ok, 1 a violation in any seed, 2 otherwise a seed unknown (never taken
+for ok), and 2 for a usage error.
 `;
 
 type Parsed =
@@ -67,6 +94,8 @@ function parse(argv: string[]): Parsed {
     time: { type: 'string' },
     clients: { type: 'string' },
     out: { type: 'string' },
+    'watchers-per-node': { type: 'string' },
+    'check-budget': { type: 'string' },
     'unsafe-stale-reads': { type: 'boolean' },
     'unsafe-ignore-txn-compare': { type: 'boolean' },
     'unsafe-no-lease-grace': { type: 'boolean' },
@@ -85,14 +114,18 @@ function parse(argv: string[]): Parsed {
   const clients = intOption(values.clients, 'clients', clientsDefault, 1, jepsenSimClientsMax);
   const durationMs = intOption(values.time, 'time', jepsenSimTimeMsDefault, 0, jepsenSimTimeMsMax);
   const swarm = values.swarm === true;
-  const common = { help: values.help === true, first, count, out: values.out ?? jepsenSimOutDefault };
+  const common = { help: values.help === true, first, count, out: values.out ?? jepsenSimOutDefault(workload) };
   const leaseUnsafe = { noLeaderGrace: values['unsafe-no-lease-grace'] === true, noExpiry: values['unsafe-no-expiry'] === true, clockSkewBeyondGrace: values['unsafe-clock-skew'] === true };
   if (lease) {
     if (values['unsafe-stale-reads'] === true) throw new UsageError('--unsafe-stale-reads breaks reads, which the lease workload does not make');
+    if (values['watchers-per-node'] !== undefined || values['check-budget'] !== undefined) throw new UsageError('--watchers-per-node and --check-budget are not for the lease workload');
     const unsafe = Object.values(leaseUnsafe).some((on) => on) ? { unsafe: leaseUnsafe } : {};
     return { ...common, lease, base: { nodes, durationMs, swarm, ...(clients === clientsDefault ? {} : { holders: clients }), ...unsafe } };
   }
   if (Object.values(leaseUnsafe).some((on) => on)) throw new UsageError('--unsafe-no-lease-grace, --unsafe-no-expiry and --unsafe-clock-skew are for --workload lease');
+  if (values['watchers-per-node'] !== undefined && workload !== 'watch') throw new UsageError('--watchers-per-node is for --workload watch');
+  const watchersPerNode = intOption(values['watchers-per-node'], 'watchers-per-node', jepsenWatchersPerNodeDefault, 1, jepsenWatchersPerNodeMax);
+  const checkBudgetMs = values['check-budget'] === undefined ? undefined : intOption(values['check-budget'], 'check-budget', 0, 0, jepsenSimCheckBudgetMsMax);
   return {
     ...common,
     lease,
@@ -102,6 +135,8 @@ function parse(argv: string[]): Parsed {
       durationMs,
       swarm,
       ...(clients === clientsDefault ? {} : { clients }),
+      ...(watchersPerNode === jepsenWatchersPerNodeDefault ? {} : { watchersPerNode }),
+      ...(checkBudgetMs === undefined ? {} : { checkBudgetMs }),
       ...(values['unsafe-stale-reads'] === true || values['unsafe-ignore-txn-compare'] === true
         ? { unsafe: { staleReads: values['unsafe-stale-reads'] === true, ignoreTxnCompare: values['unsafe-ignore-txn-compare'] === true } }
         : {}),
@@ -166,25 +201,40 @@ export async function jepsenSimCommand(argv: string[]): Promise<number> {
       `${base.durationMs} ms of faults${base.swarm ? ' (swarm)' : ''}${base.unsafe?.staleReads === true ? ', UNSAFE stale reads' : ''}${base.unsafe?.ignoreTxnCompare === true ? ', UNSAFE Txn compares ignored' : ''}\n`,
   );
   const began = performance.now();
+  const progress = new SeedProgress(process.stderr, count, `jepsen sim ${base.workload}`);
   let operations = 0;
   let violations = 0;
   let unknowns = 0;
+  let watchStreams = 0;
+  let watchEvents = 0;
   for (let seed = first; seed < first + count; seed++) {
     const result = await runJepsenSim({ ...base, seed });
     operations += result.operations.length;
-    if (count === 1) process.stdout.write(`  ${describePlan(result.plan)}\n  ${result.faults.length} fault windows; trace hash ${result.stats.traceHash.toString(16).padStart(8, '0')}\n`);
-    if (result.verdict === 'ok') continue;
+    watchStreams += result.stats.watchStreams;
+    watchEvents += result.stats.watchEvents;
     if (result.verdict === 'violation') violations++;
-    else unknowns++;
-    const folder = await writeFailure(out, result);
-    process.stdout.write(`seed ${seed}: ${result.verdict.toUpperCase()}: ${describeOutcome(result)}\n  replay: ${result.replayCommand}\n  report: ${folder}\n`);
+    if (result.verdict === 'unknown') unknowns++;
+    const lines: string[] = [];
+    if (count === 1) lines.push(`  ${describePlan(result.plan)}\n  ${result.faults.length} fault windows; trace hash ${result.stats.traceHash.toString(16).padStart(8, '0')}\n`);
+    if (result.verdict !== 'ok') {
+      const folder = await writeFailure(out, result);
+      lines.push(`seed ${seed}: ${result.verdict.toUpperCase()}: ${describeOutcome(result)}\n  replay: ${result.replayCommand}\n  report: ${folder}\n`);
+    }
+    if (lines.length > 0) {
+      progress.clear();
+      process.stdout.write(lines.join(''));
+    }
+    progress.update({ done: seed - first + 1, violations, unknowns }, performance.now() - began);
   }
+  progress.clear();
   const seconds = (performance.now() - began) / 1000;
+  const ok = count - violations - unknowns;
+  const watched = base.workload === 'watch' ? `, ${watchStreams} watch streams, ${watchEvents} watch events checked` : '';
   process.stdout.write(
-    `${count} seeds, ${operations} operations, ${violations} violation${violations === 1 ? '' : 's'}, ${unknowns} unknown, ` +
+    `${count} seeds: ${ok} ok, ${violations} violation${violations === 1 ? '' : 's'}, ${unknowns} unknown; ${operations} operations${watched}, ` +
       `${(count / Math.max(seconds, 1e-9)).toFixed(2)} seeds/s\n`,
   );
-  return violations > 0 ? 1 : 0;
+  return exitCodeOfVerdicts({ violations, unknowns });
 }
 
 /** `--workload lease`: seeds of the lease workload (leases.ts), each checked by the lease checker. */
@@ -195,6 +245,7 @@ async function leaseSeeds(first: number, count: number, base: Omit<LeaseSimOptio
       `${base.durationMs} ms of faults${base.swarm ? ' (swarm)' : ''}${unsafe.length > 0 ? `, UNSAFE ${unsafe.join(', ')}` : ''}\n`,
   );
   const began = performance.now();
+  const progress = new SeedProgress(process.stderr, count, 'jepsen sim lease');
   let leases = 0;
   let renewals = 0;
   let violations = 0;
@@ -202,24 +253,28 @@ async function leaseSeeds(first: number, count: number, base: Omit<LeaseSimOptio
     const result = await runLeaseSim({ ...base, seed });
     leases += result.stats.leases;
     renewals += result.stats.acknowledged;
+    progress.clear();
     if (count === 1) {
       process.stdout.write(
         `  ${describePlan(result.plan)}; holders: ${result.holderFaults.join(',') || 'no faults'}\n` +
           `  ${result.faults.length} fault windows, ${result.stats.leases} leases, ${result.stats.expired} expired, ${result.stats.revoked} revoked; trace hash ${result.stats.traceHash.toString(16).padStart(8, '0')}\n`,
       );
     }
-    if (result.verdict === 'ok') continue;
-    violations++;
-    const folder = await writeLeaseFailure(out, result);
-    const more = result.failures.length > 1 ? ` (+${result.failures.length - 1} more)` : '';
-    process.stdout.write(`seed ${seed}: VIOLATION: ${result.failures[0]}${more}\n  replay: ${result.replayCommand}\n  report: ${folder}\n`);
+    if (result.verdict !== 'ok') {
+      violations++;
+      const folder = await writeLeaseFailure(out, result);
+      const more = result.failures.length > 1 ? ` (+${result.failures.length - 1} more)` : '';
+      process.stdout.write(`seed ${seed}: VIOLATION: ${result.failures[0]}${more}\n  replay: ${result.replayCommand}\n  report: ${folder}\n`);
+    }
+    progress.update({ done: seed - first + 1, violations, unknowns: 0 }, performance.now() - began);
   }
+  progress.clear();
   const seconds = (performance.now() - began) / 1000;
   process.stdout.write(
     `${count} seeds, ${leases} leases, ${renewals} acknowledged grants and renewals, ${violations} violation${violations === 1 ? '' : 's'}, ` +
       `${(count / Math.max(seconds, 1e-9)).toFixed(2)} seeds/s\n`,
   );
-  return violations > 0 ? 1 : 0;
+  return exitCodeOfVerdicts({ violations, unknowns: 0 });
 }
 
 async function writeLeaseFailure(dir: string, result: LeaseSimResult): Promise<string> {

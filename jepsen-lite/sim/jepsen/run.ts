@@ -38,8 +38,10 @@ export interface JepsenSimOptions {
   readonly clients?: number;
   /** Test-only switches that break the system on purpose. */
   readonly unsafe?: { readonly staleReads?: boolean; readonly ignoreTxnCompare?: boolean };
-  /** Wall-clock budget of the linearizability search (default the checker's). */
+  /** Wall-clock budget of the linearizability search (default the checker's; 0: unknown at once). */
   readonly checkBudgetMs?: number;
+  /** The watch workload's streams per node (default `jepsenWatchersPerNodeDefault`). */
+  readonly watchersPerNode?: number;
   /** Keep a readable line per simulated event (`result.trace`), for replays. */
   readonly trace?: boolean;
 }
@@ -55,6 +57,8 @@ export interface JepsenSimStats {
   readonly snapshotsSent: number;
   readonly watchStreams: number;
   readonly watchEvents: number;
+  /** The fewest watch streams any node served over the run (the watch workload opens some on every node). */
+  readonly watchStreamsPerNodeMin: number;
   /** Times the watch engine found a stream full and let the watcher fall back to the history. */
   readonly watchSlowFallbacks: number;
   /** Compactions applied (the watch workload compacts now and then). */
@@ -82,8 +86,9 @@ export interface JepsenSimResult {
 }
 
 export const jepsenClientsDefault = 5;
-/** Watch streams in the watch workload (besides the writing clients). */
-export const jepsenWatchersDefault = 2;
+/** Watchers per node in the watch workload (besides the writing clients). */
+export const jepsenWatchersPerNodeDefault = 2;
+export const jepsenWatchersPerNodeMax = 16;
 export const jepsenNodeCounts: readonly number[] = [3, 5];
 /** Before the clients start, the cluster gets this long (simulated ms) to elect a leader. */
 export const setupMsMax = 10_000;
@@ -115,6 +120,8 @@ export function replayCommand(options: JepsenSimOptions): string {
   const parts = ['dkv jepsen sim', `--seed ${options.seed}`, `--workload ${options.workload}`, `--nodes ${options.nodes}`, `--time ${options.durationMs}`];
   if (options.swarm) parts.push('--swarm');
   if (options.clients !== undefined && options.clients !== jepsenClientsDefault) parts.push(`--clients ${options.clients}`);
+  if (options.watchersPerNode !== undefined && options.watchersPerNode !== jepsenWatchersPerNodeDefault) parts.push(`--watchers-per-node ${options.watchersPerNode}`);
+  if (options.checkBudgetMs !== undefined) parts.push(`--check-budget ${options.checkBudgetMs}`);
   if (options.unsafe?.staleReads === true) parts.push('--unsafe-stale-reads');
   if (options.unsafe?.ignoreTxnCompare === true) parts.push('--unsafe-ignore-txn-compare');
   return parts.join(' ');
@@ -126,6 +133,8 @@ function validate(options: JepsenSimOptions): void {
   if (!Number.isSafeInteger(options.durationMs) || options.durationMs < 0) throw new TypeError(`durationMs must be a non-negative integer, got ${options.durationMs}`);
   const clients = options.clients ?? jepsenClientsDefault;
   if (!Number.isSafeInteger(clients) || clients < 1) throw new TypeError(`clients must be a positive integer, got ${clients}`);
+  const perNode = options.watchersPerNode ?? jepsenWatchersPerNodeDefault;
+  if (!Number.isSafeInteger(perNode) || perNode < 1 || perNode > jepsenWatchersPerNodeMax) throw new TypeError(`watchersPerNode must be in [1, ${jepsenWatchersPerNodeMax}], got ${perNode}`);
 }
 
 export interface JepsenClusterOptions {
@@ -230,7 +239,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
     staleReads: options.unsafe?.staleReads === true,
     ignoreTxnCompare: options.unsafe?.ignoreTxnCompare === true,
   });
-  if (options.workload === 'watch') watchers = new SimWatchers(cluster, dataShard, watchRandom, jepsenWatchersDefault, jepsenKeyPrefix);
+  if (options.workload === 'watch') watchers = new SimWatchers(cluster, dataShard, watchRandom, options.watchersPerNode ?? jepsenWatchersPerNodeDefault, jepsenKeyPrefix);
   const nemesis = new Nemesis(cluster, plan, nemesisRandom, {
     crash: (node) => cluster.crash(node),
     restart: (node) => cluster.restart(node),
@@ -292,6 +301,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
       snapshotsSent: cluster.stats.snapshotsSent,
       watchStreams: watches?.length ?? 0,
       watchEvents: (watches ?? []).reduce((n, w) => n + w.responses.reduce((m, r) => m + (r.kind === 'events' ? r.events.length : 0), 0), 0),
+      watchStreamsPerNodeMin: watchers?.streamsPerNodeMin() ?? 0,
       watchSlowFallbacks: watchers?.slowFallbacks ?? 0,
       compactions: recorder.compactionCount,
       traceHash: cluster.traceHash,

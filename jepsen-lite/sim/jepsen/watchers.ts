@@ -5,9 +5,13 @@
  * watches the workload's key prefix (with prevKv) on one node through a simulated client that
  * reads slowly: its stream holds a few responses and drains one at a time, so a full stream
  * makes the engine fall back to the history and catch up once there is room — the slow path
- * is exercised too. When the node crashes the stream ends `broken`; from time to time the
- * client also closes it itself. Either way the watcher reopens on another node from its last
- * seen revision + 1 (`resumedFrom`), so the checker's resumable guarantee is exercised.
+ * is exercised too. Every node has its own watchers (`perNode` of them, homed there): half open
+ * their first stream at a past revision (replaying history), half from now. When the node
+ * crashes the stream ends `broken`; from time to time the client also closes it itself. Either
+ * way the watcher reopens from its last seen revision + 1 (`resumedFrom`): on its home node, but
+ * on another node (drawn from the seed) after closing a stream at home or while home is down —
+ * so the checker's resumable guarantee is exercised within and across nodes, and every node's
+ * streams are compared with the others' (`check/watch.ts`, agreement).
  */
 import type { SeededPrng } from '../../../raft/index.js';
 import { kvEngineOf } from '../../../src/runtime/index.js';
@@ -52,6 +56,12 @@ interface Stream {
 
 interface Watcher {
   readonly name: string;
+  /** The node its first stream, and every other one after, is opened on. */
+  readonly home: number;
+  /** Where its first stream starts: a past revision (history replayed) or now (start revision 0). */
+  readonly firstFrom: 'past' | 'now';
+  /** The next stream goes to another node (set when the client moved off its home node). */
+  awayNext: boolean;
   /** The first revision this watcher has not seen yet. */
   nextRevision: number;
   /** The next stream starts afresh (after a compaction cancelled the last): no resumedFrom. */
@@ -94,6 +104,8 @@ export class SimWatchers {
   private readonly key: Uint8Array;
   private readonly rangeEnd: Uint8Array;
   private readonly hubs = new Map<number, WatchHub>();
+  /** Streams opened per node over the run. */
+  private readonly streamsByNode = new Map<number, number>();
   private serial = 0;
   private finished = false;
 
@@ -102,12 +114,30 @@ export class SimWatchers {
     /** The shard that holds the workload's keys. */
     private readonly shard: number,
     private readonly random: SeededPrng,
-    count: number,
+    /** Watchers homed on each node. */
+    perNode: number,
     keyPrefix: string,
   ) {
+    if (!Number.isSafeInteger(perNode) || perNode < 1) throw new TypeError(`perNode must be a positive integer, got ${perNode}`);
     this.key = new TextEncoder().encode(keyPrefix);
     this.rangeEnd = prefixEnd(this.key);
-    this.watchers = Array.from({ length: count }, (_, i) => ({ name: `w${i}`, nextRevision: 1, fresh: true, stream: undefined, streams: 0, records: [] }));
+    const homes = [...cluster.nodes.keys()].sort((a, b) => a - b).flatMap((node) => Array.from({ length: perNode }, (_, j) => ({ node, j })));
+    this.watchers = homes.map(({ node, j }, i) => ({
+      name: `w${i}`,
+      home: node,
+      firstFrom: j % 2 === 0 ? 'past' : 'now',
+      awayNext: false,
+      nextRevision: 1,
+      fresh: true,
+      stream: undefined,
+      streams: 0,
+      records: [],
+    }));
+  }
+
+  /** The fewest streams any node served (0 for a node that never had one). */
+  streamsPerNodeMin(): number {
+    return Math.min(...[...this.cluster.nodes.keys()].map((node) => this.streamsByNode.get(node) ?? 0));
   }
 
   /** Watch engine statistics over every node, for the run's stats. */
@@ -137,10 +167,18 @@ export class SimWatchers {
     for (const watcher of this.watchers) this.cluster.at(this.random.nextInt(watchReopenDelayMs) + 1, `watch ${watcher.name} open`, () => this.open(watcher));
   }
 
+  /**
+   * Opens the watcher's next stream: on its home node, unless it just moved off it or the home
+   * node is not up — then on another node drawn from the seed (up ones first).
+   */
   private open(watcher: Watcher): void {
     if (this.finished || watcher.stream !== undefined) return;
-    const ids = [...this.cluster.nodes.keys()].sort((a, b) => a - b);
-    const node = ids[this.random.nextInt(ids.length)]!;
+    const up = (id: number): boolean => this.cluster.nodes.get(id)!.status === 'up';
+    const others = [...this.cluster.nodes.keys()].sort((a, b) => a - b).filter((id) => id !== watcher.home);
+    const candidates = others.some(up) ? others.filter(up) : others;
+    const away = watcher.awayNext || !up(watcher.home);
+    watcher.awayNext = false;
+    const node = !away || candidates.length === 0 ? watcher.home : candidates[this.random.nextInt(candidates.length)]!;
     // Creating the watch is work the node does: it waits while the node is paused.
     this.cluster.atNode(node, 1, `watch ${watcher.name} create at n${node}`, () => this.create(watcher, node));
   }
@@ -153,9 +191,15 @@ export class SimWatchers {
       return;
     }
     const first = watcher.fresh;
+    const opening = watcher.streams === 0;
     watcher.fresh = false;
     watcher.streams++;
-    const params: WatchParams = { key: this.key, rangeEnd: this.rangeEnd, startRevision: watcher.nextRevision, prevKv: true };
+    this.streamsByNode.set(node, (this.streamsByNode.get(node) ?? 0) + 1);
+    // A first stream from now asks for revision 0 (the server resolves it); from the past, for a revision drawn in [1, current].
+    let startRevision = watcher.nextRevision;
+    if (opening) startRevision = watcher.firstFrom === 'now' ? 0 : 1 + this.random.nextInt(Math.max(1, store.revision));
+    watcher.nextRevision = startRevision === 0 ? store.revision + 1 : startRevision;
+    const params: WatchParams = { key: this.key, rangeEnd: this.rangeEnd, startRevision, prevKv: true };
     const sink = this.sinkFor(watcher);
     const engine = new EngineWatcher(
       watcher.streams,
@@ -179,6 +223,8 @@ export class SimWatchers {
     this.cluster.at(moveAfter, `watch ${watcher.name} move`, () => {
       if (watcher.stream?.serial !== stream.serial) return;
       this.end(watcher, 'client-closed');
+      // Off its home node to resume elsewhere; from there, back home.
+      watcher.awayNext = stream.node === watcher.home;
       // A client that closed its stream may stay away a while (long enough to meet compaction).
       const away = watchReopenDelayMs + this.random.nextInt(watchAwayMsMax + 1);
       this.cluster.at(away, `watch ${watcher.name} reopen`, () => this.open(watcher));
