@@ -105,7 +105,7 @@ export function checkKvByRevision(
     if (!(error instanceof Violation)) throw error;
     partition = { key: '', operations: ops.length, verdict: 'violation', elapsedMs: now() - started, message: error.message, blocked: error.blocked };
   }
-  return { model: 'kv', verdict: partition.verdict, partitions: [partition], elapsedMs: now() - started, operations: ops.length };
+  return { model: 'kv', method: 'revisions', verdict: partition.verdict, partitions: [partition], elapsedMs: now() - started, operations: ops.length };
 }
 
 /** Whether no value is written by two operations (a committed put then names its writer). */

@@ -60,6 +60,11 @@ export interface PartitionResult {
 
 export interface LinearizabilityResult {
   readonly model: ModelName;
+  /**
+   * How it was decided: `search` (this file's), or `revisions` (a kv history ordered by its
+   * revisions against the committed history, `kv-revisions.ts`). Absent: search.
+   */
+  readonly method?: 'search' | 'revisions';
   /** violation if any partition is; else unknown if any is; else ok. */
   readonly verdict: Verdict;
   readonly partitions: readonly PartitionResult[];

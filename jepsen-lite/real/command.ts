@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError, intOption, parseOptions } from '../../src/cli/args.js';
-import type { ElectionResult, FencingResult } from '../check/index.js';
+import type { ElectionResult, FencingResult, LinearizabilityResult } from '../check/index.js';
 import { ProgressBar, exitCodeOfVerdicts, pauseLine, writeReport } from '../report/index.js';
 import type { RealCluster, Target } from './cluster.js';
 import { defaultEtcdBin } from './cluster.js';
@@ -220,6 +220,12 @@ export function exitCodeOf(outcome: Pick<RealRunOutcome, 'results' | 'interrupte
   return exitCodeOfVerdicts({ violations: verdict === 'violation' ? 1 : 0, unknowns: verdict === 'unknown' || outcome.interrupted ? 1 : 0 });
 }
 
+/** The checker's partitions, as the report names them. */
+function independentKeys(result: LinearizabilityResult): string {
+  const keys = result.partitions.filter((p) => p.key !== '').length;
+  return keys === 0 ? 'whole history' : `${keys} independent key${keys === 1 ? '' : 's'}`;
+}
+
 function summary(outcome: RealRunOutcome): string[] {
   const { results, linearizability, acknowledged, watch } = outcome;
   const stats = results.stats;
@@ -227,7 +233,7 @@ function summary(outcome: RealRunOutcome): string[] {
     `verdict: ${results.verdict}${outcome.interrupted ? ' (interrupted)' : ''}`,
     `  operations: ${stats.operations ?? 0} (ok ${stats.ok ?? 0}, fail ${stats.fail ?? 0}, info ${stats.info ?? 0})`,
     `  faults: ${stats.faults ?? 0} (partition ${stats['faults.partition'] ?? 0}, kill ${stats['faults.kill'] ?? 0}, pause ${stats['faults.pause'] ?? 0}, delay ${stats['faults.delay'] ?? 0}, membership ${stats['faults.membership'] ?? 0}${outcome.fencing === undefined ? '' : `, holder pause ${stats['faults.holder-pause'] ?? 0}`}${outcome.election === undefined ? '' : `, leader pause ${stats['faults.leader-pause'] ?? 0}`})`,
-    `  linearizability (${linearizability.model}): ${linearizability.verdict}, ${linearizability.partitions.length} partition(s), ${Math.round(linearizability.elapsedMs)} ms`,
+    `  linearizability (${linearizability.model}${linearizability.method === 'revisions' ? ', decided by revisions against the committed history' : ''}): ${linearizability.verdict}, ${independentKeys(linearizability)}, ${Math.round(linearizability.elapsedMs)} ms`,
   ];
   for (const partition of linearizability.partitions) {
     if (partition.verdict !== 'ok') lines.push(`    ${partition.key === '' ? '(whole history)' : partition.key}: ${partition.verdict}: ${partition.message ?? ''}`);
