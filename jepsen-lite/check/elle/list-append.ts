@@ -91,6 +91,9 @@ function analyzeKey(context: Context, key: number, state: KeyState): void {
     if (a !== undefined && b !== undefined && nodeOf[a]! >= 0 && nodeOf[b]! >= 0) edges.add(nodeOf[a]!, nodeOf[b]!, WW, key, order[i + 1]!, order[i]!);
   }
   for (const read of state.reads) checkElements(context, key, state, read);
+  const fullReaders: number[] = [];
+  for (const read of usable) if (read.list.length === order.length) fullReaders.push(read.txn);
+  orderUnobserved(context, key, state, order, fullReaders);
   for (const read of usable) {
     const reader = nodeOf[read.txn]!;
     const last = read.list[read.list.length - 1];
@@ -109,6 +112,27 @@ function analyzeKey(context: Context, key: number, state: KeyState): void {
     if (next === undefined) continue;
     const missed = state.writer.get(next);
     if (missed !== undefined && nodeOf[missed]! >= 0) edges.add(reader, nodeOf[missed]!, RW, key, next, last ?? Number.NaN);
+  }
+}
+
+/**
+ * A committed append no read saw still ends up in the key's list, after everything the longest
+ * read saw (lists only grow): ww from the writer of that read's last element to it, rw from the
+ * readers of the whole longest list to it (readers of shorter lists reach it through the order).
+ * Unseen appends stay unordered among themselves.
+ */
+function orderUnobserved(context: Context, key: number, state: KeyState, order: readonly number[], fullReaders: readonly number[]): void {
+  const { txns, nodeOf, edges } = context;
+  const seen = new Set(order);
+  const last = order[order.length - 1];
+  const lastWriter = last === undefined ? undefined : state.writer.get(last);
+  const done = new Set<number>();
+  for (const [element, writer] of state.writer) {
+    if (seen.has(element) || txns[writer]!.status !== 'ok' || done.has(writer)) continue;
+    done.add(writer);
+    const appended = state.lastAppend.get(writer)!;
+    if (lastWriter !== undefined && nodeOf[lastWriter]! >= 0) edges.add(nodeOf[lastWriter]!, nodeOf[writer]!, WW, key, appended, last!);
+    for (const reader of fullReaders) edges.add(nodeOf[reader]!, nodeOf[writer]!, RW, key, appended, last ?? Number.NaN);
   }
 }
 
