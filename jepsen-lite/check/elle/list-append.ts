@@ -75,15 +75,21 @@ function analyzeKey(context: Context, key: number, state: KeyState): void {
   const { txns, anomalies, nodeOf, edges } = context;
   const keyName = context.keys[key]!;
   const id = (t: number): number => txns[t]!.id;
-  const usable: Read[] = [];
-  for (const read of state.reads) {
+  // The longest read without duplicates is the version order; a read that is a prefix of it has
+  // none either, so only the others are searched for duplicates (a Set per read costs).
+  const byLength = [...state.reads].sort((a, b) => b.list.length - a.list.length);
+  const duplicated = new Set<Read>();
+  const reportDuplicate = (read: Read): boolean => {
     const duplicate = hasDuplicates(read.list);
-    if (duplicate === undefined) usable.push(read);
-    else anomalies.add('duplicate-elements', 0, () => ({ opIds: [id(read.txn)], explanation: `${txnName(id(read.txn))} read ${keyName}=${showList(read.list)}, in which ${duplicate} appears more than once` }));
-  }
-  let longest: Read | undefined;
-  for (const read of usable) if (longest === undefined || read.list.length > longest.list.length) longest = read;
+    if (duplicate === undefined) return false;
+    duplicated.add(read);
+    anomalies.add('duplicate-elements', 0, () => ({ opIds: [id(read.txn)], explanation: `${txnName(id(read.txn))} read ${keyName}=${showList(read.list)}, in which ${duplicate} appears more than once` }));
+    return true;
+  };
+  const longest = byLength.find((read) => !reportDuplicate(read));
   const order = longest?.list ?? [];
+  for (const read of state.reads) if (read !== longest && !duplicated.has(read) && !isPrefix(read.list, order)) reportDuplicate(read);
+  const usable = state.reads.filter((read) => !duplicated.has(read));
   // ww along the version order
   for (let i = 0; i + 1 < order.length; i++) {
     const a = state.writer.get(order[i]!);

@@ -15,14 +15,24 @@ import { PROCESS, REALTIME } from './graph.js';
 export function addRealtimeEdges(context: Context): void {
   const { txns, txnOfNode, edges } = context;
   const nodeCount = txnOfNode.length;
+  // Calls and returns, each sorted by time (histories come nearly in call order: cheap), then
+  // merged; at equal times calls go first, as the order is strict.
+  const callOf = (node: number): number => txns[txnOfNode[node]!]!.call;
+  const retOf = (node: number): number => txns[txnOfNode[node]!]!.ret!;
+  const calls: number[] = [];
+  const returns: number[] = [];
+  for (let node = 0; node < nodeCount; node++) {
+    calls.push(node);
+    if (txns[txnOfNode[node]!]!.ret !== undefined) returns.push(node);
+  }
+  calls.sort((a, b) => callOf(a) - callOf(b) || a - b);
+  returns.sort((a, b) => retOf(a) - retOf(b) || a - b);
   // Event e < nodeCount: node e's call; e >= nodeCount: node e - nodeCount's return.
   const events: number[] = [];
-  for (let node = 0; node < nodeCount; node++) {
-    events.push(node);
-    if (txns[txnOfNode[node]!]!.ret !== undefined) events.push(node + nodeCount);
+  for (let c = 0, r = 0; c < calls.length || r < returns.length; ) {
+    if (r >= returns.length || (c < calls.length && callOf(calls[c]!) <= retOf(returns[r]!))) events.push(calls[c++]!);
+    else events.push(returns[r++]! + nodeCount);
   }
-  const time = (event: number): number => (event < nodeCount ? txns[txnOfNode[event]!]!.call : txns[txnOfNode[event - nodeCount]!]!.ret!);
-  events.sort((a, b) => time(a) - time(b) || (a < nodeCount ? 0 : 1) - (b < nodeCount ? 0 : 1) || a - b);
   const frontier = new Set<number>();
   const frontierAtCall = new Map<number, number[]>();
   for (const event of events) {
