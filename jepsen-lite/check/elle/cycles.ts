@@ -175,10 +175,12 @@ function classify(counts: TypeCounts, realtime: boolean): ElleAnomalyName {
   return realtime ? (`${base}-realtime` as ElleAnomalyName) : base;
 }
 
-/** A cycle edge as reported, plus what the explanation needs besides (`other`: see EdgeDetail). */
+/** A cycle edge as reported, plus what the explanation needs besides (`other`: see `EdgeList`). */
 interface CycleEdge {
   readonly edge: ElleEdge;
   readonly other: number;
+  /** The process of the edge's source. */
+  readonly process: number;
 }
 
 function report(context: Context, graph: Graph, name: ElleAnomalyName, cycle: Cycle): void {
@@ -202,7 +204,7 @@ function toCycleEdge(context: Context, graph: Graph, entry: number): CycleEdge {
   };
   if (edges.key[e]! >= 0) edge.key = context.keys[edges.key[e]!]!;
   if (!Number.isNaN(edges.value[e]!)) edge.value = edges.value[e]!;
-  return { edge, other: edges.other[e]! };
+  return { edge, other: edges.other[e]!, process: context.txns[context.txnOfNode[edges.from[e]!]!]!.process };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,13 +223,13 @@ function explainCycle(context: Context, name: ElleAnomalyName, cycleEdges: reado
       return `${txnName(rt.from)} completed before ${txnName(rt.to)} began, yet ${txnName(rw.from)} read ${rw.key} without ${txnName(rw.to)}'s ${write}: a stale read`;
     }
   }
-  const phrases = cycleEdges.slice(0, elleExplanationEdgesMax).map(({ edge, other }) => describeEdge(context, edge, other, list));
+  const phrases = cycleEdges.slice(0, elleExplanationEdgesMax).map(({ edge, other, process }) => describeEdge(edge, other, process, list));
   const more = cycle.length > elleExplanationEdgesMax ? `, … and ${cycle.length - elleExplanationEdgesMax} more` : '';
   const order = realtime ? 'no serial order consistent with real time' : 'no serial order';
   return `${phrases.join(', ')}${more}: a cycle, so ${order} exists`;
 }
 
-function describeEdge(context: Context, edge: ElleEdge, other: number, list: boolean): string {
+function describeEdge(edge: ElleEdge, other: number, process: number, list: boolean): string {
   const a = txnName(edge.from);
   const b = txnName(edge.to);
   const hasOther = !Number.isNaN(other);
@@ -242,9 +244,7 @@ function describeEdge(context: Context, edge: ElleEdge, other: number, list: boo
     }
     case 'realtime':
       return `${a} completed before ${b} began (realtime)`;
-    case 'process': {
-      const process = context.txns.find((txn) => txn.id === edge.from)?.process;
+    case 'process':
       return `${a} ran before ${b} in process ${process} (process)`;
-    }
   }
 }

@@ -19,16 +19,12 @@ export const bit = (type: number): number => 1 << type;
 export const dependencyMask = bit(WW) | bit(WR) | bit(RW);
 export const allMask = dependencyMask | bit(PROCESS) | bit(REALTIME);
 
-/** What an edge is about, for explanations: the key, and values (NaN: none). */
-export interface EdgeDetail {
-  readonly key: number;
-  /** ww: the later write; wr: the value read; rw: the write the reader missed. */
-  readonly value: number;
-  /** ww: the earlier write; rw: what the reader saw (last element or value; NaN: empty / absent). */
-  readonly other: number;
-}
-
-/** A growable edge list; `add` ignores self-edges. */
+/**
+ * A growable edge list; `add` ignores self-edges. Besides its ends and type, an edge carries what
+ * it is about, for explanations: `key` (interned; -1: none), `value` (ww: the later write; wr: the
+ * value read; rw: the write the reader missed) and `other` (ww: the earlier write; rw: what the
+ * reader saw, its list's last element or the register value). NaN: none (an empty or absent read).
+ */
 export class EdgeList {
   length = 0;
   from = new Int32Array(1024);
