@@ -2,7 +2,8 @@
  * The transactional (Elle) checker on 100k-transaction histories: for list-append and
  * rw-register, a serial execution spread over ~10 concurrent client processes (valid), and the
  * same history with one stale read injected (a read-only transaction moved to begin after a
- * committed write it missed returned: G-single-realtime). Prints check time, edges, strongly
+ * committed write it missed returned: G-single-realtime), and one where 2% of the transactions read
+ * from a replica 1-3 versions behind (many cycles). Prints check time, edges, strongly
  * connected components and what was found. Prints numbers; never gates CI.
  *
  *   npx tsx bench/elle-check.ts [--txns 100000] [--processes 10] [--runs 3]
@@ -68,5 +69,8 @@ for (const model of ['list-append', 'rw-register'] as const) {
   rows.push(measure(model, 'stale read', broken.txns));
   const example = checkElle(model, broken.txns).anomalies[0];
   console.log(`  injected: ${broken.description}\n  found:    ${example?.name}: ${example?.explanation}`);
+  // A broken store: 2% of transactions read from a replica 1-3 versions behind (many cycles).
+  const lagging = serialHistory(model, new Random(20_261_205), { txns: txnCount, processes, staleRate: 0.02 });
+  rows.push(measure(model, 'lagging 2%', lagging.txns));
 }
 console.table(rows);

@@ -21,16 +21,18 @@ export interface SerialOptions {
   readonly mopsMax: number;
   readonly failRate: number;
   readonly infoRate: number;
+  /** Committed transactions whose reads come from a lagging replica (1 to 3 versions behind): a broken store. */
+  readonly staleRate: number;
 }
 
-export const serialDefaults: SerialOptions = { txns: 200, processes: 10, keysActive: 6, writesPerKeyMax: 24, mopsMax: 4, failRate: 0.03, infoRate: 0.03 };
+export const serialDefaults: SerialOptions = { txns: 200, processes: 10, keysActive: 6, writesPerKeyMax: 24, mopsMax: 4, failRate: 0.03, infoRate: 0.03, staleRate: 0 };
 
 /** Where each transaction falls in the serial order and what it did there (for mutations). */
 export interface SerialHistory {
   readonly model: ElleModel;
   readonly txns: ElleTxn[];
   /** Per key: the versions in order (value written, its writer's index in `txns`). */
-  readonly versions: Map<string, { value: number; txn: number }[]>;
+  readonly versions: Map<string, { value: number; txn: number; revision: number }[]>;
 }
 
 /** Milliseconds between consecutive serial points; a transaction spans up to `spreadMs` either side. */
@@ -39,11 +41,12 @@ const spreadMs = 40;
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
+/** With `staleRate` 0 (the default) the history is serializable in its serial order. */
 export function serialHistory(model: ElleModel, random: Random, options: Partial<SerialOptions> = {}): SerialHistory {
   const o = { ...serialDefaults, ...options };
   const lists = new Map<string, number[]>();
   const registers = new Map<string, { value: number; revision: number }>();
-  const versions = new Map<string, { value: number; txn: number }[]>();
+  const versions = new Map<string, { value: number; txn: number; revision: number }[]>();
   const writes = new Map<string, number>();
   let keyCounter = 0;
   const active: string[] = [];
@@ -58,6 +61,7 @@ export function serialHistory(model: ElleModel, random: Random, options: Partial
     const point = i * spacingMs + 5;
     const outcome = random.chance(o.failRate) ? 'fail' : random.chance(o.infoRate) ? (random.chance(0.5) ? 'info-applied' : 'info-lost') : 'ok';
     const applied = outcome === 'ok' || outcome === 'info-applied';
+    const lag = o.staleRate > 0 && random.chance(o.staleRate) ? 1 + random.below(3) : 0;
     const mops: ElleMicroOp[] = [];
     const count = 1 + random.below(o.mopsMax);
     let wrote = false;
@@ -78,14 +82,19 @@ export function serialHistory(model: ElleModel, random: Random, options: Partial
         }
         let keyVersions = versions.get(key);
         if (keyVersions === undefined) versions.set(key, (keyVersions = []));
-        keyVersions.push({ value, txn: i });
+        keyVersions.push({ value, txn: i, revision: revision + 1 });
         const written = (writes.get(key) ?? 0) + 1;
         writes.set(key, written);
         if (written >= o.writesPerKeyMax) active[slot] = `k${keyCounter++}`;
       } else if (!applied || outcome !== 'ok') {
         mops.push({ f: 'r', key });
       } else if (model === 'list-append') {
-        mops.push({ f: 'r', key, value: [...(lists.get(key) ?? [])] });
+        const list = lists.get(key) ?? [];
+        mops.push({ f: 'r', key, value: list.slice(0, Math.max(0, list.length - lag)) });
+      } else if (lag > 0) {
+        const keyVersions = versions.get(key) ?? [];
+        const old = keyVersions[keyVersions.length - 1 - lag];
+        mops.push({ f: 'r', key, value: old?.value ?? null, modRevision: old?.revision ?? 0 });
       } else {
         const current = registers.get(key);
         mops.push({ f: 'r', key, value: current?.value ?? null, modRevision: current?.revision ?? 0 });
