@@ -97,28 +97,27 @@ function analyzeKey(context: Context, key: number, state: KeyState): void {
     if (a !== undefined && b !== undefined && nodeOf[a]! >= 0 && nodeOf[b]! >= 0) edges.add(nodeOf[a]!, nodeOf[b]!, WW, key, order[i + 1]!, order[i]!);
   }
   for (const read of state.reads) checkElements(context, key, state, read);
-  const fullReaders: number[] = [];
-  for (const read of usable) if (read.list.length === order.length) fullReaders.push(read.txn);
-  orderUnobserved(context, key, state, order, fullReaders);
-  for (const read of usable) {
+  const prefix = usable.map((read) => isPrefix(read.list, order));
+  orderUnobserved(context, key, state, order, usable.filter((read, i) => prefix[i] && read.list.length === order.length).map((read) => read.txn));
+  usable.forEach((read, i) => {
     const reader = nodeOf[read.txn]!;
     const last = read.list[read.list.length - 1];
     if (last !== undefined) {
       const writer = state.writer.get(last);
       if (writer !== undefined && nodeOf[writer]! >= 0) edges.add(nodeOf[writer]!, reader, WR, key, last);
     }
-    if (!isPrefix(read.list, order)) {
+    if (!prefix[i]) {
       anomalies.add('incompatible-order', 0, () => ({
         opIds: [id(read.txn), id(longest!.txn)],
         explanation: `${txnName(id(read.txn))} read ${keyName}=${showList(read.list)} and ${txnName(id(longest!.txn))} read ${keyName}=${showList(longest!.list)}: neither is a prefix of the other, so the key has no single order of appends`,
       }));
-      continue;
+      return;
     }
     const next = order[read.list.length];
-    if (next === undefined) continue;
+    if (next === undefined) return;
     const missed = state.writer.get(next);
     if (missed !== undefined && nodeOf[missed]! >= 0) edges.add(reader, nodeOf[missed]!, RW, key, next, last ?? Number.NaN);
-  }
+  });
 }
 
 /**
