@@ -11,7 +11,7 @@ import { type Mutation, Random, type SerialHistory, dropElement, serialHistory, 
 
 const models: readonly ElleModel[] = ['list-append', 'rw-register'];
 /** Runs per property (each checks a history of up to 150 transactions, twice). */
-const propertyRuns = 150;
+const propertyRuns = 100;
 
 const mutations: Record<string, (history: SerialHistory, random: Random) => Mutation | undefined> = { dropElement, swapReads, staleRead };
 
