@@ -190,6 +190,10 @@ function report(context: Context, graph: Graph, name: ElleAnomalyName, cycle: Cy
     let first = 0;
     for (let i = 1; i < edges.length; i++) if (edges[i]!.edge.from < edges[first]!.edge.from) first = i;
     const ordered = [...edges.slice(first), ...edges.slice(0, first)];
+    // invariant: each edge starts where the previous one ended, and the last returns to the first
+    ordered.forEach(({ edge }, i) => {
+      if (edge.to !== ordered[(i + 1) % ordered.length]!.edge.from) throw new Error(`elle cycles: ${name} cycle is not closed at edge ${i}`);
+    });
     return { opIds: ordered.map(({ edge }) => edge.from), cycle: ordered.map(({ edge }) => edge), explanation: explainCycle(context, name, ordered) };
   });
 }

@@ -270,8 +270,9 @@ export class PathSearch {
     for (let s = state; this.previous[s] !== -1; ) {
       const entry = this.previous[s]!;
       path.push(entry);
-      const layer = (s & 1) - (entryTypes[entry] === RW && (s & 1) === 1 ? 1 : 0);
-      s = from[entryEdges[entry]!]! * 2 + layer;
+      // Only an rw entry moves a layered search from layer 0 to 1.
+      const previousLayer = (s & 1) === 1 && entryTypes[entry] === RW ? 0 : s & 1;
+      s = from[entryEdges[entry]!]! * 2 + previousLayer;
     }
     return path.reverse();
   }
