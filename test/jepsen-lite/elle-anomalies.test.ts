@@ -300,6 +300,13 @@ describe('anomalies a read shows directly', () => {
     expect(only(result, 'internal').opIds).toEqual([1]);
   });
 
+  it.each<ElleModel>(['list-append', 'rw-register'])('internal (%s): a read of the transaction\'s own later write', (model) => {
+    const txns = model === 'list-append' ? [txn(1, [readList('x', [1]), append('x', 1)])] : [txn(1, [readRegister('x', 1), write('x', 1)])];
+    const result = check(model, txns);
+    expect(names(result)).toEqual(['internal']);
+    expect(only(result, 'internal').explanation).toContain('only later');
+  });
+
   it('internal (list-append): two reads disagreeing with the appends between them', () => {
     const txns = [txn(1, [append('x', 5)]), txn(2, [readList('x', [5]), append('x', 6), readList('x', [5])])];
     expect(names(check('list-append', txns))).toContain('internal');

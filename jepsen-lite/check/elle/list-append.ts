@@ -8,6 +8,7 @@
  */
 import { showList, txnName } from './anomalies.js';
 import type { Context } from './context.js';
+import { ownWrites, writtenLater } from './own-writes.js';
 import { RW, WR, WW } from './graph.js';
 import type { ElleTxn } from './types.js';
 
@@ -177,7 +178,8 @@ function checkElements(context: Context, key: number, state: KeyState, read: Rea
 function checkInternal(context: Context, txn: ElleTxn): void {
   const known = new Map<string, number[]>();
   const appendedSinceUnknown = new Map<string, number[]>();
-  for (const mop of txn.mops) {
+  const writes = ownWrites(txn);
+  for (const [at, mop] of txn.mops.entries()) {
     if (mop.f === 'append') {
       const list = known.get(mop.key);
       if (list !== undefined) list.push(mop.value);
@@ -190,6 +192,10 @@ function checkInternal(context: Context, txn: ElleTxn): void {
     }
     if (mop.f !== 'r' || mop.value === undefined) continue;
     const read = mop.value as readonly number[];
+    const future = writtenLater(writes, mop.key, at, read);
+    if (future !== undefined) {
+      context.anomalies.add('internal', 0, () => ({ opIds: [txn.id], explanation: `${txnName(txn.id)} read ${mop.key}=${showList(read)}, including ${future}, which it appended only later` }));
+    }
     const expected = known.get(mop.key);
     const appended = appendedSinceUnknown.get(mop.key) ?? [];
     const fine = expected !== undefined ? expected.length === read.length && isPrefix(expected, read) : isPrefix(appended, read.slice(read.length - appended.length)) && read.length >= appended.length;

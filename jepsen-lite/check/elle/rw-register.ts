@@ -11,6 +11,7 @@
  */
 import { showValue, txnName } from './anomalies.js';
 import type { Context } from './context.js';
+import { ownWrites, writtenLater } from './own-writes.js';
 import { RW, WR, WW } from './graph.js';
 import type { ElleTxn } from './types.js';
 
@@ -180,13 +181,17 @@ function checkRevision(context: Context, key: number, state: KeyState, read: Rea
 /** Within a transaction a read sees the key as its own last read or write of it left it. */
 function checkInternal(context: Context, txn: ElleTxn): void {
   const known = new Map<string, { value: number | null; wrote: boolean }>();
-  for (const mop of txn.mops) {
+  const writes = ownWrites(txn);
+  for (const [at, mop] of txn.mops.entries()) {
     if (mop.f === 'w') {
       known.set(mop.key, { value: mop.value, wrote: true });
       continue;
     }
     if (mop.f !== 'r' || mop.value === undefined) continue;
     const value = mop.value as number | null;
+    if (writtenLater(writes, mop.key, at, [value]) !== undefined) {
+      context.anomalies.add('internal', 0, () => ({ opIds: [txn.id], explanation: `${txnName(txn.id)} read ${mop.key}=${value}, a value it wrote only later` }));
+    }
     const expected = known.get(mop.key);
     if (expected !== undefined && expected.value !== value) {
       const explanation = expected.wrote
