@@ -61,6 +61,32 @@ describe.each(models)('%s on generated histories', (model) => {
   }
 });
 
+describe('real-time order through its transitive reduction', () => {
+  it('orders T before U exactly when T returned before U was called', () => {
+    const interval = fc.tuple(fc.integer({ min: 0, max: 12 }), fc.integer({ min: 0, max: 6 })).map(([call, length]) => ({ call, ret: call + length }));
+    fc.assert(
+      fc.property(fc.array(interval, { minLength: 2, maxLength: 9 }), fc.nat(), fc.nat(), (intervals, a, b) => {
+        const writer = a % intervals.length;
+        const reader = (writer + 1 + (b % (intervals.length - 1))) % intervals.length;
+        // The reader misses the writer's append: a cycle exactly when real time puts the writer first.
+        const txns = intervals.map(({ call, ret }, i) => ({
+          id: i + 1,
+          process: i,
+          call,
+          ret,
+          status: 'ok' as const,
+          mops: i === writer ? [{ f: 'append' as const, key: 'x', value: 1 }] : i === reader ? [{ f: 'r' as const, key: 'x', value: [] }] : [{ f: 'r' as const, key: `y${i}`, value: [] }],
+        }));
+        const result = checkElle('list-append', txns);
+        const before = intervals[writer]!.ret < intervals[reader]!.call;
+        expect(result.verdict).toBe(before ? 'violation' : 'ok');
+        if (before) expect(Object.keys(result.counts)).toEqual(['G-single-realtime']);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
 describe.each(models)('%s at size', (model) => {
   it('checks a 100,000-transaction serial history ok', () => {
     const history = serialHistory(model, new Random(7), { txns: 100_000, processes: 10 });
