@@ -78,6 +78,17 @@ describe('valid histories', () => {
     expect(result.stats.unknownIncluded).toBe(1);
   });
 
+  it('an unknown transaction has no return: real time orders nothing after it', () => {
+    const txns = [
+      txn(1, [append('x', 1)], { status: 'info', call: 0 }),
+      txn(2, [readList('x', [])], { call: 50, ret: 60 }),
+      txn(3, [readList('x', [1])], { call: 70, ret: 80 }),
+    ];
+    const result = check('list-append', txns);
+    expect(result.verdict).toBe('ok');
+    expect(result.stats.unknownIncluded).toBe(1);
+  });
+
   it('a failed transaction nobody read changes nothing', () => {
     const txns = [txn(1, [append('x', 1)], { status: 'fail' }), txn(2, [readList('x', [])])];
     expect(check('list-append', txns).verdict).toBe('ok');
