@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError, intOption, parseOptions } from '../../src/cli/args.js';
-import type { ElectionResult, FencingResult, LinearizabilityResult } from '../check/index.js';
+import type { ElectionResult, ElleResult, FencingResult, LinearizabilityResult } from '../check/index.js';
 import { ProgressBar, exitCodeOfVerdicts, pauseLine, writeReport } from '../report/index.js';
 import type { RealCluster, Target } from './cluster.js';
 import { defaultEtcdBin } from './cluster.js';
@@ -220,6 +220,22 @@ export function exitCodeOf(outcome: Pick<RealRunOutcome, 'results' | 'interrupte
   return exitCodeOfVerdicts({ violations: verdict === 'violation' ? 1 : 0, unknowns: verdict === 'unknown' || outcome.interrupted ? 1 : 0 });
 }
 
+/** Examples listed under the transactional checker's summary line (all are in results.json). */
+export const elleExamplesListedMax = 5;
+
+/** The transactional checker's lines: verdict and size, anomaly counts, what they rule out, examples. */
+export function elleSummary(txn: ElleResult): string[] {
+  const { stats } = txn;
+  const lines = [
+    `  transactions (Elle, ${txn.model}): ${txn.verdict}, ${stats.txns} txns (${stats.committed} committed, ${stats.unknownIncluded} of unknown outcome proved committed), ${stats.edges} dependencies, ${Math.round(stats.elapsedMs)} ms`,
+  ];
+  if (txn.verdict === 'ok') return lines;
+  const counts = Object.entries(txn.counts).map(([name, n]) => `${name} ×${n}`);
+  lines.push(`    anomalies: ${counts.join(', ')}; not ${txn.notSatisfied.join(', ')}`);
+  for (const anomaly of txn.anomalies.slice(0, elleExamplesListedMax)) lines.push(`    ${anomaly.name}: ${anomaly.explanation}`);
+  return lines;
+}
+
 /** The checker's partitions, as the report names them. */
 function independentKeys(result: LinearizabilityResult): string {
   const keys = result.partitions.filter((p) => p.key !== '').length;
@@ -233,11 +249,16 @@ function summary(outcome: RealRunOutcome): string[] {
     `verdict: ${results.verdict}${outcome.interrupted ? ' (interrupted)' : ''}`,
     `  operations: ${stats.operations ?? 0} (ok ${stats.ok ?? 0}, fail ${stats.fail ?? 0}, info ${stats.info ?? 0})`,
     `  faults: ${stats.faults ?? 0} (partition ${stats['faults.partition'] ?? 0}, kill ${stats['faults.kill'] ?? 0}, pause ${stats['faults.pause'] ?? 0}, delay ${stats['faults.delay'] ?? 0}, membership ${stats['faults.membership'] ?? 0}${outcome.fencing === undefined ? '' : `, holder pause ${stats['faults.holder-pause'] ?? 0}`}${outcome.election === undefined ? '' : `, leader pause ${stats['faults.leader-pause'] ?? 0}`})`,
-    `  linearizability (${linearizability.model}${linearizability.method === 'revisions' ? ', decided by revisions against the committed history' : ''}): ${linearizability.verdict}, ${independentKeys(linearizability)}, ${Math.round(linearizability.elapsedMs)} ms`,
   ];
-  for (const partition of linearizability.partitions) {
-    if (partition.verdict !== 'ok') lines.push(`    ${partition.key === '' ? '(whole history)' : partition.key}: ${partition.verdict}: ${partition.message ?? ''}`);
+  if (linearizability !== undefined) {
+    lines.push(
+      `  linearizability (${linearizability.model}${linearizability.method === 'revisions' ? ', decided by revisions against the committed history' : ''}): ${linearizability.verdict}, ${independentKeys(linearizability)}, ${Math.round(linearizability.elapsedMs)} ms`,
+    );
+    for (const partition of linearizability.partitions) {
+      if (partition.verdict !== 'ok') lines.push(`    ${partition.key === '' ? '(whole history)' : partition.key}: ${partition.verdict}: ${partition.message ?? ''}`);
+    }
   }
+  if (outcome.txn !== undefined) lines.push(...elleSummary(outcome.txn));
   if (watch !== undefined) {
     const perNode = Object.entries(stats).filter(([k]) => /^watch\.[^.]+\.streams$/.test(k)).map(([k, n]) => `${k.split('.')[1]} ${n}`);
     lines.push(`  watch: ${watch.ok ? 'ok' : 'violation'} over ${results.watch?.streams ?? 0} stream(s) (per member: ${perNode.join(', ')}), ${results.watch?.events ?? 0} event(s), each against the committed history and all against each other`);

@@ -8,12 +8,15 @@ import { join } from 'node:path';
 import {
   type CheckResult,
   type ElectionResult,
+  type ElleCheckResult,
+  type ElleResult,
   type FencingResult,
   type ObserverSegment,
   type LinearizabilityResult,
   type WatchHistory,
   type WatchRecord,
   checkElection,
+  checkElle,
   checkFencing,
   checkKvByRevision,
   checkLinearizability,
@@ -23,7 +26,7 @@ import {
 } from '../check/index.js';
 import type { FaultWindow, ModelName, Operation } from '../history.js';
 import type { RunHistory, RunInfo, RunResults, RunVerdict } from '../report/index.js';
-import { CounterGenerator, Generator, electionKeys, lockKeys, workloadDefaults } from '../workload/index.js';
+import { CounterGenerator, Generator, electionKeys, elleModelOf, elleTxnsOf, isWorkloadName, lockKeys, workloadDefaults } from '../workload/index.js';
 import { SeededPrng } from '../../raft/index.js';
 import { ClientPool, type ClientWorkload, counterWorkload, etcdWorkload, watchStats, watchersPerNodeDefault } from './clients.js';
 import { RealCluster, leaderWaitMs, type Target } from './cluster.js';
@@ -81,7 +84,10 @@ export interface RealRunOutcome {
   readonly info: RunInfo;
   readonly history: RunHistory;
   readonly results: RunResults;
-  readonly linearizability: LinearizabilityResult;
+  /** Absent for a transactional workload whose committed history could not be read (Elle checks it). */
+  readonly linearizability?: LinearizabilityResult;
+  /** The transactional workloads: Elle's verdict. */
+  readonly txn?: ElleCheckResult;
   readonly watch?: CheckResult;
   readonly acknowledged?: AcknowledgedCheck;
   /** The lock workload's fencing check. */
@@ -246,10 +252,13 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
   const model: ModelName = realModelOf(options.workload);
   // The election's campaigns, proclaims and resigns are the lock model's acquires, fenced writes and releases.
   const modelOps = options.workload === 'election' ? electionLockOperations(recorded.operations) : modelOperations(model, recorded.operations);
-  // etcd's revisions decide a kv history against the committed one; the search is the fallback.
+  const elleModel = isWorkloadName(options.workload) ? elleModelOf(options.workload) : undefined;
+  // etcd's revisions decide a kv history against the committed one. The search is the fallback,
+  // except for the transactional workloads, whose own checker (Elle) never needs one.
   const linearizability =
     (model === 'kv' && watchHistory !== undefined ? checkKvByRevision(modelOps, watchHistory, keyPrefix) : undefined) ??
-    checkLinearizability(model, modelOps, { timeBudgetMs: options.checkTimeBudgetMs ?? checkTimeBudgetMsDefault });
+    (elleModel !== undefined ? undefined : checkLinearizability(model, modelOps, { timeBudgetMs: options.checkTimeBudgetMs ?? checkTimeBudgetMsDefault }));
+  const txn = elleModel === undefined ? undefined : checkElle(elleModel, elleTxnsOf(elleModel, recorded.operations));
   const watches = recorded.watches;
   // Without the committed history the streams can still be checked against each other.
   const watch = watches.length === 0 ? undefined : watchHistory !== undefined ? checkWatches(watchHistory, watches) : checkAgreement(watches);
@@ -274,7 +283,7 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
         });
 
   const faults: FaultWindow[] = [...nemesis.windows, ...recorded.clientFaults].sort((a, b) => a.start - b.start);
-  const verdict = combineVerdict(linearizability.verdict, watch, acknowledged, committedError, fencing, election);
+  const verdict = combineVerdict(linearizability?.verdict, watch, acknowledged, committedError, fencing, election, txn);
   const info: RunInfo = {
     mode: 'real',
     target: options.target,
@@ -296,13 +305,19 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
   };
   const results: RunResults = {
     verdict,
-    linearizability: {
-      model: linearizability.model,
-      verdict: linearizability.verdict,
-      partitions: linearizability.partitions,
-      elapsedMs: linearizability.elapsedMs,
-      operations: linearizability.operations,
-    },
+    ...(linearizability === undefined
+      ? {}
+      : {
+          linearizability: {
+            model: linearizability.model,
+            ...(linearizability.method === undefined ? {} : { method: linearizability.method }),
+            verdict: linearizability.verdict,
+            partitions: linearizability.partitions,
+            elapsedMs: linearizability.elapsedMs,
+            operations: linearizability.operations,
+          },
+        }),
+    ...(txn === undefined ? {} : { txn }),
     ...(watch !== undefined
       ? {
           watch: {
@@ -336,7 +351,8 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
     info,
     history,
     results,
-    linearizability,
+    ...(linearizability === undefined ? {} : { linearizability }),
+    ...(txn === undefined ? {} : { txn }),
     ...(watch !== undefined ? { watch } : {}),
     ...(acknowledged !== undefined ? { acknowledged } : {}),
     ...(fencing !== undefined ? { fencing } : {}),
@@ -397,14 +413,24 @@ export function electionStats(election: ElectionResult): Record<string, number> 
 
 /** Any violation wins; then anything unchecked makes it unknown. */
 export function combineVerdict(
-  linearizability: RunVerdict,
+  linearizability: RunVerdict | undefined,
   watch: CheckResult | undefined,
   acknowledged: AcknowledgedCheck | undefined,
   committedError: string | undefined,
   fencing?: FencingResult,
   election?: ElectionResult,
+  txn?: ElleResult,
 ): RunVerdict {
-  if (linearizability === 'violation' || watch?.ok === false || (acknowledged?.missing ?? 0) > 0 || fencing?.ok === false || election?.ok === false) return 'violation';
+  if (
+    linearizability === 'violation' ||
+    txn?.verdict === 'violation' ||
+    watch?.ok === false ||
+    (acknowledged?.missing ?? 0) > 0 ||
+    fencing?.ok === false ||
+    election?.ok === false
+  ) {
+    return 'violation';
+  }
   if (linearizability === 'unknown' || committedError !== undefined) return 'unknown';
   return 'ok';
 }

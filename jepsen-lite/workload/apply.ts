@@ -18,6 +18,7 @@ import {
   putToWire,
   rangeFromWire,
   rangeToWire,
+  txnFromWire,
   txnToWire,
 } from '../../src/engines/kv/index.js';
 import { clientError } from '../../src/error-mapping.js';
@@ -25,7 +26,7 @@ import { DkvError } from '../../src/errors.js';
 import { etcdType, type WireResponseHeader } from '../../src/etcd-proto.js';
 import type { EngineCommand, EngineError } from '../../src/engines/index.js';
 import { type ShardStateMachine, encodeEnvelope } from '../../src/runtime/index.js';
-import { MvccError, type MvccStore } from '../../storage/index.js';
+import { MvccError, type MvccStore, isReadOnlyTxn } from '../../storage/index.js';
 import type { EtcdCall, EtcdResponse } from './etcd.js';
 import { EtcdCallError } from './errors.js';
 
@@ -35,6 +36,8 @@ const TxnRequestType = etcdType('etcdserverpb.TxnRequest');
 
 export type WriteCall = Exclude<EtcdCall, { method: 'range' }>;
 export type RangeCall = Extract<EtcdCall, { method: 'range' }>;
+/** What the server serves without the log: a Range, or a txn that only reads. */
+export type ReadCall = RangeCall | Extract<EtcdCall, { method: 'txn' }>;
 
 /** The header fields a server fills from itself (not from the store). */
 export interface HeaderFields {
@@ -66,8 +69,9 @@ export function writeCommand(call: WriteCall): EngineCommand {
   return kvCommand(kind, encodeRequest(call));
 }
 
+/** Whether the server proposes the call (a read-only txn is served as a Range is, as etcd does). */
 export function isWriteCall(call: EtcdCall): call is WriteCall {
-  return call.method !== 'range';
+  return call.method !== 'range' && !(call.method === 'txn' && isReadOnlyTxn(txnFromWire(call.request)));
 }
 
 /** What the client would receive for a store refusal (the server's one error mapping). */
@@ -77,9 +81,14 @@ export function clientErrorOf(error: MvccError | WireValueError | EngineError): 
   return new EtcdCallError(mapped.grpcStatus, mapped.wireMessage);
 }
 
-/** A linearizable Range served from `mvcc` (the caller has done the ReadIndex part). */
-export function readResponse(mvcc: MvccStore, call: RangeCall, fields: HeaderFields = {}): EtcdResponse {
+/** A linearizable Range or read-only txn served from `mvcc` (the caller has done the ReadIndex part). */
+export function readResponse(mvcc: MvccStore, call: ReadCall, fields: HeaderFields = {}): EtcdResponse {
   try {
+    if (call.method === 'txn') {
+      const result = mvcc.readTxn(txnFromWire(call.request));
+      const h = header(mvcc.revision, fields);
+      return { header: h, ...txnToWire(result, h) } as EtcdResponse;
+    }
     const result = mvcc.range(rangeFromWire(call.request));
     return { header: header(mvcc.revision, fields), ...rangeToWire(result) };
   } catch (error) {
@@ -117,7 +126,7 @@ export function applyCall(
   entry: { readonly index: number; readonly term?: number },
   fields: HeaderFields = {},
 ): { response: EtcdResponse; applied?: KvApplied } {
-  if (!isWriteCall(call)) return { response: readResponse(kvEngineOf(machine).mvcc, call, fields) };
+  if (!isWriteCall(call)) return { response: readResponse(kvEngineOf(machine).mvcc, call as ReadCall, fields) };
   // Indexes the caller skipped (its reads) stand for entries without a command.
   for (let index = machine.appliedIndex + 1; index < entry.index; index++) machine.apply({ term: entry.term ?? 1, index, type: 'normal', data: new Uint8Array(0) });
   const command = writeCommand(call);

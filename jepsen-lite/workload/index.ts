@@ -44,6 +44,7 @@ export {
   writeResponse,
   type HeaderFields,
   type RangeCall,
+  type ReadCall,
   type WriteCall,
 } from './apply.js';
 export {

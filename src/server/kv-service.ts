@@ -5,9 +5,9 @@
  */
 import { strict as assert } from 'node:assert';
 import type * as grpc from '@grpc/grpc-js';
-import { mvccLimits } from '../../storage/index.js';
+import { isReadOnlyTxn, mvccLimits } from '../../storage/index.js';
 import type { DeleteRangeResult, TxnResult } from '../../storage/index.js';
-import { KvCommandKind, type KvEngine, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnToWire } from '../engines/kv/index.js';
+import { KvCommandKind, type KvEngine, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
 import { EngineId } from '../engines/index.js';
 import type { RequestOptions, ShardHandle } from '../runtime/index.js';
 import {
@@ -85,6 +85,15 @@ export function checkTxn(r: WireTxnRequest, operationsLeft: number = txnOperatio
   for (const c of compares) checkKey(c.key);
   checkOps(success, operationsLeft - operations, depth);
   checkOps(failure, operationsLeft - operations, depth);
+}
+
+/**
+ * etcd's isTxnSerializable: every operation of both branches is a serializable Range (a txn with
+ * none is not, here: it gets the linearizable read, which costs little and promises more).
+ */
+export function wireTxnSerializable(r: WireTxnRequest): boolean {
+  const ops = [...(r.success ?? []), ...(r.failure ?? [])];
+  return ops.length > 0 && ops.every((op) => op.request_range?.serializable === true);
 }
 
 /** Every key a txn touches (compares and operations, nested txns included). */
@@ -172,6 +181,16 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkSize(raw);
       checkTxn(message);
       const shard = ctx.router.forKeys(txnKeys(message));
+      const request = txnFromWire(message);
+      if (isReadOnlyTxn(request)) {
+        // etcd serves a txn that only reads as it serves a Range: ReadIndex (unless every range
+        // in it is serializable), then the local state; nothing goes through the log.
+        if (!wireTxnSerializable(message) && ctx.unsafeStaleReads !== true) await shard.read(options);
+        const mvcc = kv(shard).mvcc;
+        const result = mvcc.readTxn(request);
+        const h = responseHeader(ctx, shard, mvcc.revision);
+        return { header: h, ...txnToWire(result, h) };
+      }
       ctx.quota?.check(shard, txnCost(message));
       const payload = ctx.unsafeIgnoreTxnCompare === true ? Buffer.from(TxnRequestType.encode({ ...message, compare: [] }).finish()) : raw;
       const outcome = await propose(shard, KvCommandKind.Txn, payload);

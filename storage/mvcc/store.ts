@@ -455,6 +455,21 @@ export class MvccStore {
     return { ...response, revision: this.currentRevision, events };
   }
 
+  /**
+   * A read-only txn (`isReadOnlyTxn`: ranges only, in both branches and nested txns) evaluated
+   * against the current state, outside any write: etcd serves these as it serves a Range, not
+   * through the log. Same checks and answers as `txn` would give; never changes the store.
+   */
+  readTxn(request: TxnRequest): TxnResult {
+    assert(!this.writing, 'readTxn called during a write');
+    assert(isReadOnlyTxn(request), 'readTxn of a txn that writes');
+    checkTxnRequest(request, txnOperationsMax);
+    const path = this.decide(request);
+    this.checkRequests(request, path, {});
+    const response = this.executeTxn(request, path);
+    return { ...response, revision: this.currentRevision, events: [] };
+  }
+
   /** Evaluates every compare of the request and its nested requests against the state before it. */
   private decide(request: TxnRequest): TxnPath {
     const succeeded = request.compare.every((compare) => this.applyCompare(compare));
@@ -802,6 +817,12 @@ function validatePut(request: { key: Uint8Array; value: Uint8Array } & PutOption
 }
 
 /** Whether `key` is in the range (key, rangeEnd) with etcd's rangeEnd rules. */
+/** Whether a txn only reads, whichever branch it takes (etcd's isTxnReadonly). */
+export function isReadOnlyTxn(request: TxnRequest): boolean {
+  const reads = (ops: TxnRequest['success']): boolean => ops.every((op) => op.type === 'range' || (op.type === 'txn' && isReadOnlyTxn(op.txn)));
+  return reads(request.success) && reads(request.failure);
+}
+
 export function inRange(key: Uint8Array, start: Uint8Array, rangeEnd: Uint8Array | undefined): boolean {
   if (isEmpty(rangeEnd)) return compareBytes(key, start) === 0;
   return compareBytes(key, start) >= 0 && beforeEnd(key, rangeEnd);

@@ -327,7 +327,7 @@ describe('anomalies a read shows directly', () => {
     const txns = [txn(1, [write('x', 1)], { revision: 5 }), txn(2, [readRegister('x', 1, 6)]), txn(3, [readRegister('y', null, 4)])];
     const result = check('rw-register', txns);
     expect(names(result)).toEqual(['revision-mismatch']);
-    expect(result.anomalies.map((a) => a.opIds)).toEqual([[2, 1], [3]]);
+    expect(result.anomalies.map((a) => a.opIds)).toEqual([[3], [2, 1]]);
     expect(result.notSatisfied).toEqual(['serializable', 'strict-serializable']);
   });
 });

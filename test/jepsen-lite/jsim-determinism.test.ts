@@ -51,8 +51,8 @@ describe('the harness can fail', () => {
       if (r.verdict === 'violation') {
         // The violation is the checker's (a stale read), not the simulator's own checks.
         expect(r.failure).toBeUndefined();
-        expect(r.linearizability.verdict).toBe('violation');
-        expect(r.linearizability.partitions.some((p) => p.verdict === 'violation' && (p.blocked ?? []).length > 0)).toBe(true);
+        expect(r.linearizability!.verdict).toBe('violation');
+        expect(r.linearizability!.partitions.some((p) => p.verdict === 'violation' && (p.blocked ?? []).length > 0)).toBe(true);
       }
     }
     expect(verdicts.filter((v) => v === 'violation').length).toBeGreaterThan(0);

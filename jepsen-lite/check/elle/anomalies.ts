@@ -94,15 +94,20 @@ export class AnomalyCollector {
     if (rank < list[worst]!.rank) list[worst] = { anomaly: { name, ...build() }, rank, sequence };
   }
 
+  /**
+   * The examples, the most telling first: the fewest transactions involved (a reader sees the
+   * whole story), then the order of `elleAnomalyOrder`. A report opens on the first.
+   */
   anomalies(): ElleAnomaly[] {
-    const out: ElleAnomaly[] = [];
-    for (const name of elleAnomalyOrder) {
+    const out: { anomaly: ElleAnomaly; order: number; within: number }[] = [];
+    elleAnomalyOrder.forEach((name, order) => {
       const list = this.kept.get(name);
-      if (list === undefined) continue;
+      if (list === undefined) return;
       list.sort((a, b) => a.rank - b.rank || a.sequence - b.sequence);
-      for (const kept of list) out.push(kept.anomaly);
-    }
-    return out;
+      list.forEach((kept, within) => out.push({ anomaly: kept.anomaly, order, within }));
+    });
+    out.sort((a, b) => a.anomaly.opIds.length - b.anomaly.opIds.length || a.order - b.order || a.within - b.within);
+    return out.map((entry) => entry.anomaly);
   }
 
   notSatisfied(): string[] {

@@ -31,6 +31,7 @@ import {
   classifyError,
   describeError,
   fromEtcdResponse,
+  type ReadCall,
   isWriteCall,
   readResponse,
   toEtcdCall,
@@ -163,7 +164,7 @@ export class SimClients {
       const serve = (): void => {
         const current = simNode.machine(this.o.shard);
         if (current === undefined) return;
-        respond(answerOf(() => readResponse(kvEngineOf(current).mvcc, call)));
+        respond(answerOf(() => readResponse(kvEngineOf(current).mvcc, call as ReadCall)));
       };
       if (this.o.staleReads) serve();
       else cluster.readIndex(node, serve, (code) => respond(refusal(code, op.input)), this.o.shard);

@@ -148,7 +148,8 @@ function parse(argv: string[]): Parsed {
 export function describeOutcome(result: JepsenSimResult): string {
   if (result.failure !== undefined) return result.failure;
   const parts: string[] = [];
-  for (const p of result.linearizability.partitions) {
+  for (const anomaly of result.txn?.anomalies ?? []) parts.push(`${anomaly.name}: ${anomaly.explanation}`);
+  for (const p of result.linearizability?.partitions ?? []) {
     if (p.verdict !== 'ok') parts.push(`${p.key === '' ? 'history' : `key ${p.key}`}: ${p.message ?? p.verdict}`);
   }
   for (const v of result.watch?.violations ?? []) parts.push(v.message);
@@ -172,7 +173,8 @@ async function writeFailure(dir: string, result: JepsenSimResult): Promise<strin
   const watchEvents = result.stats.watchEvents;
   const results: RunResults = {
     verdict: result.verdict,
-    linearizability: result.linearizability,
+    ...(result.linearizability === undefined ? {} : { linearizability: result.linearizability }),
+    ...(result.txn === undefined ? {} : { txn: result.txn }),
     ...(result.watch === undefined ? {} : { watch: { ...result.watch, streams: result.stats.watchStreams, events: watchEvents } }),
     stats: { ...result.stats },
   };

@@ -13,9 +13,9 @@ import { RaftAssertionError, SeededPrng } from '../../../raft/index.js';
 import { composeStateMachine, kvEngineOf } from '../../../src/runtime/index.js';
 import { kvOutcome } from '../../../src/engines/kv/index.js';
 import { type ShardStateMachine, StateMachineHaltError } from '../../../src/runtime/index.js';
-import { type CheckResult, type LinearizabilityResult, type WatchHistory, type WatchRecord, checkKvByRevision, checkLinearizability, checkWatches } from '../../check/index.js';
+import { type CheckResult, type LinearizabilityResult, type WatchHistory, type WatchRecord, checkElle, checkKvByRevision, checkLinearizability, checkWatches, type ElleCheckResult } from '../../check/index.js';
 import type { FaultWindow, Operation } from '../../history.js';
-import { Generator, type WorkloadName, modelOf, workloadDefaults } from '../../workload/index.js';
+import { Generator, type WorkloadName, elleModelOf, elleTxnsOf, modelOf, workloadDefaults } from '../../workload/index.js';
 import { SIM_DEFAULTS, SimCluster, type SimObserver } from '../cluster.js';
 import { QUIET_NETWORK } from '../network.js';
 import { SafetyViolation } from '../safety.js';
@@ -74,7 +74,10 @@ export interface JepsenSimResult {
   readonly faults: readonly FaultWindow[];
   readonly watches?: readonly WatchRecord[];
   readonly watchHistory?: WatchHistory;
-  readonly linearizability: LinearizabilityResult;
+  /** Absent for a transactional workload whose committed history could not decide it (Elle checks it). */
+  readonly linearizability?: LinearizabilityResult;
+  /** The transactional workloads: Elle's verdict. */
+  readonly txn?: ElleCheckResult;
   readonly watch?: CheckResult;
   /** A failure found by the simulator itself (Raft safety, replicas diverging or not recovering). */
   readonly failure?: string;
@@ -270,13 +273,23 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
   const head = mostAdvanced(cluster);
   const committed = head === undefined || modelOf(options.workload) !== 'kv' ? undefined : recorder.history(kvEngineOf(head).mvcc.revision);
   const watchHistory = watches === undefined ? undefined : committed;
-  // etcd's revisions decide a kv history against the committed one; the search is the fallback.
+  const elleModel = elleModelOf(options.workload);
+  // etcd's revisions decide a kv history against the committed one. The search is the fallback,
+  // except for the transactional workloads, whose own checker (Elle) never needs one.
+  const byRevisions = committed === undefined || failure !== undefined ? undefined : checkKvByRevision(operations, committed, jepsenKeyPrefix);
   const linearizability =
-    (committed === undefined || failure !== undefined ? undefined : checkKvByRevision(operations, committed, jepsenKeyPrefix)) ??
-    checkLinearizability(modelOf(options.workload), operations, options.checkBudgetMs === undefined ? {} : { timeBudgetMs: options.checkBudgetMs });
+    byRevisions ??
+    (elleModel !== undefined
+      ? undefined
+      : checkLinearizability(modelOf(options.workload), operations, options.checkBudgetMs === undefined ? {} : { timeBudgetMs: options.checkBudgetMs }));
+  const txn = elleModel === undefined ? undefined : checkElle(elleModel, elleTxnsOf(elleModel, operations));
   const watch = watches === undefined || watchHistory === undefined ? undefined : checkWatches(watchHistory, watches);
   const verdict: JepsenVerdict =
-    failure !== undefined || linearizability.verdict === 'violation' || watch?.ok === false ? 'violation' : linearizability.verdict === 'unknown' ? 'unknown' : 'ok';
+    failure !== undefined || linearizability?.verdict === 'violation' || txn?.verdict === 'violation' || watch?.ok === false
+      ? 'violation'
+      : linearizability?.verdict === 'unknown'
+        ? 'unknown'
+        : 'ok';
   const count = (status: string): number => operations.filter((op) => op.status === status).length;
   return {
     options,
@@ -284,7 +297,8 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
     operations,
     faults: nemesis.windows,
     ...(watches === undefined ? {} : { watches, watchHistory }),
-    linearizability,
+    ...(linearizability === undefined ? {} : { linearizability }),
+    ...(txn === undefined ? {} : { txn }),
     ...(watch === undefined ? {} : { watch }),
     ...(failure === undefined ? {} : { failure }),
     verdict,
