@@ -35,6 +35,12 @@ export function jepsenSimSeeds(options: { workload: WorkloadName; first: number;
       okOps += result.stats.ok;
       faults += result.faults.length;
       if (result.verdict !== 'ok') failures.push(`${describeOutcome(result)}\n  replay: ${result.replayCommand}`);
+      if (options.workload === 'append' || options.workload === 'rw-register') {
+        // Both checkers ran: Elle over the transactions, and linearizability decided by revisions.
+        expect(result.txn?.verdict, `seed ${seed}`).toBe('ok');
+        expect(result.txn!.stats.committed, `seed ${seed}`).toBeGreaterThan(0);
+        expect(result.linearizability?.method, `seed ${seed}`).toBe('revisions');
+      }
       if (options.workload === 'watch') {
         expect(result.stats.watchEvents).toBeGreaterThan(0);
         // Streams on every node, at least two per node (records are named `w<i>#<k>@n<node>`).
