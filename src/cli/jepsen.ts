@@ -7,9 +7,10 @@
 export const jepsenHelp = `Usage: dkv jepsen <mode> [options]
 
 Partition tests anyone can run locally. Both modes record every client operation, check the
-history for linearizability (and, for the watch workload, etcd's watch guarantees) and write a
-report folder: history.json, results.json and index.html (a timeline of the operations with the
-fault windows and, when there is one, the violation highlighted).
+history for linearizability (kv histories decided from their revisions), the transactional
+workloads (append, rw-register) for Elle's anomalies, and the watch workload's streams for etcd's
+watch guarantees, and write a report folder: history.json, results.json and index.html (it opens
+on the violation, when there is one). Exit status: 0 ok, 1 violation, 2 unknown or usage error.
 
 Modes:
   sim    the real Raft core and KV state machine on a simulated network, disk and clock, all from

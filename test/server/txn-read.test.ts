@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MvccStore, isReadOnlyTxn, type TxnRequest } from '../../storage/index.js';
 import { wireTxnSerializable } from '../../src/server/kv-service.js';
 import type { EtcdChannel } from '../../src/client/index.js';
+import type { WireTxnRequest } from '../../src/etcd-proto.js';
 import { etcdChannel, TestCluster } from './cluster-harness.js';
 
 const enc = (text: string) => Buffer.from(text);
@@ -62,9 +63,10 @@ describe('MvccStore.readTxn', () => {
   });
 
   it('a txn is serializable only if every op is a serializable range', () => {
-    expect(wireTxnSerializable({ success: [{ request_range: { key: enc('a'), serializable: true } }] })).toBe(true);
-    expect(wireTxnSerializable({ success: [{ request_range: { key: enc('a'), serializable: true } }], failure: [{ request_range: { key: enc('a') } }] })).toBe(false);
-    expect(wireTxnSerializable({})).toBe(false);
+    const wire = (txn: object) => txn as unknown as WireTxnRequest;
+    expect(wireTxnSerializable(wire({ success: [{ request_range: { key: enc('a'), serializable: true } }] }))).toBe(true);
+    expect(wireTxnSerializable(wire({ success: [{ request_range: { key: enc('a'), serializable: true } }], failure: [{ request_range: { key: enc('a') } }] }))).toBe(false);
+    expect(wireTxnSerializable(wire({}))).toBe(false);
   });
 });
 
