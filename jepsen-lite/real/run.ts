@@ -288,7 +288,7 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
     mode: 'real',
     target: options.target,
     workload: options.workload,
-    model,
+    model: elleModel ?? model,
     seed: options.seed,
     nodes: cluster.members.map((m) => m.name),
     startedAt,

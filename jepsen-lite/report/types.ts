@@ -1,6 +1,6 @@
 /** What a report is made of: the run's description, its recorded history and the checkers' results. */
 import type { CheckResult, ElectionResult, FencingResult, LinearizabilityResult, ObserverSegment, PartitionResult, Verdict, WatchHistory, WatchRecord } from '../check/index.js';
-import type { ElleResult } from '../check/elle/types.js';
+import type { ElleModel, ElleResult } from '../check/elle/types.js';
 import type { FaultWindow, ModelName, Operation } from '../history.js';
 
 /** The run's verdict: violation if any checker found one, else unknown if any ran out of budget, else ok. */
@@ -10,7 +10,8 @@ export interface RunInfo {
   readonly mode: 'sim' | 'real';
   readonly target: 'dkv' | 'etcd';
   readonly workload: string;
-  readonly model: ModelName;
+  /** The linearizability model, or for a transactional workload the Elle model. */
+  readonly model: ModelName | ElleModel;
   /** The seed (sim mode: replays the run exactly). */
   readonly seed?: number;
   readonly nodes: readonly string[];

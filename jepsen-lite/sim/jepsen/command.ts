@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { UsageError, intOption, parseOptions } from '../../../src/cli/args.js';
 import type { RunInfo, RunResults } from '../../report/index.js';
 import { SeedProgress, exitCodeOfVerdicts, writeReport } from '../../report/index.js';
-import { isWorkloadName, modelOf, workloadNames, type WorkloadName } from '../../workload/index.js';
+import { elleModelOf, isWorkloadName, modelOf, workloadNames, type WorkloadName } from '../../workload/index.js';
 import { describePlan, simFaultKinds } from './faults.js';
 import {
   type JepsenSimOptions,
@@ -162,7 +162,7 @@ async function writeFailure(dir: string, result: JepsenSimResult): Promise<strin
     mode: 'sim',
     target: 'dkv',
     workload: o.workload,
-    model: modelOf(o.workload),
+    model: elleModelOf(o.workload) ?? modelOf(o.workload),
     seed: o.seed,
     nodes: Array.from({ length: o.nodes }, (_, i) => `n${i + 1}`),
     // Simulated time starts at the epoch: the run has no wall-clock start (it replays anywhere).
