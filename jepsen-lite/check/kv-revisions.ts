@@ -223,25 +223,41 @@ function checkOrder(ops: readonly KvOp[], revisions: ReadonlyMap<number, readonl
       readsAt.set(place.revision, list);
     }
   }
-  let state: KvState = kvModel.initial() as KvState;
+  // The store's keys, kept up to date from the committed events. Each op runs against a state of
+  // just the keys it (and the revision's events) touch: the same answers, without copying every
+  // key per revision.
+  const store = new Map<string, KeyMeta>();
+  const slice = (keys: Iterable<string>, revision: number): KvState => {
+    const part = new Map<string, KeyMeta>();
+    for (const key of keys) {
+      const meta = store.get(key);
+      if (meta !== undefined) part.set(key, meta);
+    }
+    return kvStateOf(revision, part);
+  };
   for (let revision = kvInitialRevision; revision <= head; revision++) {
     if (revision > kvInitialRevision) {
       const writer = madeBy.get(revision)!;
-      const next = executeKv(state, writer.input);
-      const expected = applyEvents(state, revision, revisions.get(revision)!);
+      const events = revisions.get(revision)!;
+      const before = slice(new Set([...keysOf(writer.input), ...events.map((event) => event.key)]), revision - 1);
+      const next = executeKv(before, writer.input);
+      const expected = applyEvents(before, revision, events);
       if (next.state.revision !== revision || next.state.key !== expected.key) {
         throw new Violation(
-          `revision ${revision} is ${describeEvents(revisions.get(revision)!)} in the committed history, but ${describe(writer)}, run at revision ${revision - 1}, would have answered ${kvModel.describe(writer.input, next.output)}, ${next.state.revision === revision - 1 ? 'changing nothing' : `making ${describeChange(state, next.state)}`}`,
+          `revision ${revision} is ${describeEvents(events)} in the committed history, but ${describe(writer)}, run at revision ${revision - 1}, would have answered ${kvModel.describe(writer.input, next.output)}, ${next.state.revision === revision - 1 ? 'changing nothing' : `making ${describeChange(before, next.state)}`}`,
           [writer.id],
         );
       }
       if (writer.status === 'ok' && !kvOutputsEqual(next.output, writer.output!)) {
         throw new Violation(`${describe(writer)}, run at revision ${revision - 1}, would have answered ${kvModel.describe(writer.input, next.output)}`, [writer.id]);
       }
-      state = next.state;
+      for (const event of events) {
+        if (event.type === 'delete') store.delete(event.key);
+        else store.set(event.key, expected.keys.get(event.key)!);
+      }
     }
     for (const read of readsAt.get(revision) ?? []) {
-      const { output } = executeKv(state, read.input);
+      const { output } = executeKv(slice(keysOf(read.input), revision), read.input);
       if (!kvOutputsEqual(output, read.output!)) {
         throw new Violation(`${describe(read)}, but at revision ${revision} the store answered ${kvModel.describe(read.input, output)}`, [read.id]);
       }
@@ -278,6 +294,14 @@ function lowestPlaces(ops: readonly KvOp[], placeOf: ReadonlyMap<number, Place>)
     if (best !== undefined) out.set(op.id, best);
   }
   return out;
+}
+
+/** Every key an operation reads, writes or compares. */
+function keysOf(input: KvInput): Set<string> {
+  const keys = new Set<string>();
+  for (const requests of branches(input)) for (const request of requests) keys.add(request.key);
+  if (input.f === 'txn') for (const compare of input.compare) keys.add(compare.key);
+  return keys;
 }
 
 function applyEvents(state: KvState, revision: number, events: readonly LogicalEvent[]): KvState {

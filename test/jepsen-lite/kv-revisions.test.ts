@@ -6,8 +6,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { checkKvByRevision, checkLinearizability, type HistoryRevision, type WatchHistory } from '../../jepsen-lite/check/index.js';
-import type { KvInput, KvOutput, KvRequest, KvResult, Operation } from '../../jepsen-lite/history.js';
-import { Random, failed, generateHistory, info, ok, type Reference } from './lin-histories.js';
+import type { KvInput, KvOutput, Operation } from '../../jepsen-lite/history.js';
+import { Random, failed, generateHistory, info, ok, recordingKv } from './lin-histories.js';
 
 const prefix = 'p/';
 const enc = new TextEncoder();
@@ -102,56 +102,6 @@ describe('checkKvByRevision', () => {
 
 // ---- generated histories: agreement with the search -----------------------------------------
 
-/** etcd's key space with unique values, recording each revision's events as the store commits them. */
-function recordingKv(): { reference: Reference; committed: HistoryRevision[] } {
-  const committed: HistoryRevision[] = [];
-  const keys = ['a', 'b'];
-  let revision = 1;
-  let counter = 0;
-  const store = new Map<string, { value: string; create: number; mod: number; version: number }>();
-  const request = (random: Random): KvRequest => {
-    const key = random.pick(keys);
-    const roll = random.below(3);
-    return roll === 0 ? { f: 'get', key } : roll === 1 ? { f: 'put', key, value: `v${++counter}` } : { f: 'delete', key };
-  };
-  const reference: Reference = {
-    nextInput(random): KvInput {
-      if (random.chance(0.75)) return request(random);
-      const key = random.pick(keys);
-      return { f: 'txn', compare: [{ target: 'version', key, value: random.below(2) }], success: [{ f: 'put', key, value: `v${++counter}` }], failure: [{ f: 'get', key }] };
-    },
-    apply(input): KvOutput {
-      const op = input as KvInput;
-      const events: HistoryRevision['events'][number][] = [];
-      const run = (r: KvRequest): KvResult => {
-        const current = store.get(r.key);
-        if (r.f === 'get') return { f: 'get', value: current?.value ?? null, modRevision: current?.mod ?? 0, createRevision: current?.create ?? 0, version: current?.version ?? 0 };
-        if (r.f === 'delete') {
-          if (current === undefined) return { f: 'delete', deleted: 0 };
-          store.delete(r.key);
-          events.push({ type: 'delete', key: enc.encode(prefix + r.key), createRevision: 0, modRevision: revision + 1, version: 0 });
-          return { f: 'delete', deleted: 1 };
-        }
-        const next = { value: r.value, create: current?.create ?? revision + 1, mod: revision + 1, version: (current?.version ?? 0) + 1 };
-        store.set(r.key, next);
-        events.push({ type: 'put', key: enc.encode(prefix + r.key), value: enc.encode(r.value), createRevision: next.create, modRevision: next.mod, version: next.version });
-        return { f: 'put', prevValue: current?.value ?? null };
-      };
-      let output: KvOutput;
-      if (op.f === 'txn') {
-        const current = store.get(op.compare[0]!.key);
-        const succeeded = (current?.version ?? 0) === op.compare[0]!.value;
-        const results = (succeeded ? op.success : op.failure).map(run);
-        output = { f: 'txn', revision: revision + (events.length > 0 ? 1 : 0), succeeded, results };
-      } else output = { ...run(op), revision: revision + (events.length > 0 ? 1 : 0) };
-      if (events.length > 0) committed.push({ revision: ++revision, events });
-      return output;
-    },
-    learn() {},
-  };
-  return { reference, committed };
-}
-
 /** Moves one ok get to report an older revision's answer, or the absent key: often, not always, a violation. */
 function staleRead(ops: Operation[], random: Random): void {
   const reads = ops.filter((op) => op.status === 'ok' && (op.input as KvInput).f === 'get');
@@ -166,7 +116,7 @@ describe('checkKvByRevision against the search', () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), fc.boolean(), (seed, mutate) => {
         const random = new Random(seed);
-        const { reference, committed } = recordingKv();
+        const { reference, committed } = recordingKv(prefix);
         const ops = generateHistory(reference, random, { processes: 3, operations: 14, failRate: 0.1, infoRate: 0.1 });
         if (mutate) staleRead(ops, random);
         const byRevision = checkKvByRevision(ops, { revisions: committed }, prefix);

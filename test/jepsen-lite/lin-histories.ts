@@ -3,7 +3,10 @@
  * histories, and a generator that runs a sequential reference implementation under random
  * concurrency, so every op's call/return window contains the moment it took effect.
  */
+import type { HistoryRevision } from '../../jepsen-lite/check/index.js';
 import type { KvCompare, KvInput, KvOutput, KvRequest, KvResult, ModelName, Operation } from '../../jepsen-lite/history.js';
+
+const enc = new TextEncoder();
 
 // ---------------------------------------------------------------------------------------------
 // Hand-written histories
@@ -346,3 +349,56 @@ function isRead(model: ModelName, input: unknown): boolean {
   const f = (input as { f: string }).f;
   return model === 'kv' ? f === 'get' : f === 'read';
 }
+
+/**
+ * etcd's key space with values unique in the run, recording each revision's events as the store
+ * commits them (the committed history `checkKvByRevision` reads, keys under `prefix`).
+ */
+export function recordingKv(prefix: string, keys: readonly string[] = ['a', 'b']): { reference: Reference; committed: HistoryRevision[] } {
+  const committed: HistoryRevision[] = [];
+  let revision = 1;
+  let counter = 0;
+  const store = new Map<string, { value: string; create: number; mod: number; version: number }>();
+  const request = (random: Random): KvRequest => {
+    const key = random.pick(keys);
+    const roll = random.below(3);
+    return roll === 0 ? { f: 'get', key } : roll === 1 ? { f: 'put', key, value: `v${++counter}` } : { f: 'delete', key };
+  };
+  const reference: Reference = {
+    nextInput(random): KvInput {
+      if (random.chance(0.75)) return request(random);
+      const key = random.pick(keys);
+      return { f: 'txn', compare: [{ target: 'version', key, value: random.below(2) }], success: [{ f: 'put', key, value: `v${++counter}` }], failure: [{ f: 'get', key }] };
+    },
+    apply(input): KvOutput {
+      const op = input as KvInput;
+      const events: HistoryRevision['events'][number][] = [];
+      const run = (r: KvRequest): KvResult => {
+        const current = store.get(r.key);
+        if (r.f === 'get') return { f: 'get', value: current?.value ?? null, modRevision: current?.mod ?? 0, createRevision: current?.create ?? 0, version: current?.version ?? 0 };
+        if (r.f === 'delete') {
+          if (current === undefined) return { f: 'delete', deleted: 0 };
+          store.delete(r.key);
+          events.push({ type: 'delete', key: enc.encode(prefix + r.key), createRevision: 0, modRevision: revision + 1, version: 0 });
+          return { f: 'delete', deleted: 1 };
+        }
+        const next = { value: r.value, create: current?.create ?? revision + 1, mod: revision + 1, version: (current?.version ?? 0) + 1 };
+        store.set(r.key, next);
+        events.push({ type: 'put', key: enc.encode(prefix + r.key), value: enc.encode(r.value), createRevision: next.create, modRevision: next.mod, version: next.version });
+        return { f: 'put', prevValue: current?.value ?? null };
+      };
+      let output: KvOutput;
+      if (op.f === 'txn') {
+        const current = store.get(op.compare[0]!.key);
+        const succeeded = (current?.version ?? 0) === op.compare[0]!.value;
+        const results = (succeeded ? op.success : op.failure).map(run);
+        output = { f: 'txn', revision: revision + (events.length > 0 ? 1 : 0), succeeded, results };
+      } else output = { ...run(op), revision: revision + (events.length > 0 ? 1 : 0) };
+      if (events.length > 0) committed.push({ revision: ++revision, events });
+      return output;
+    },
+    learn() {},
+  };
+  return { reference, committed };
+}
+
