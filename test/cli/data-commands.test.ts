@@ -33,7 +33,10 @@ interface Running {
 }
 
 function start(args: readonly string[], options: { input?: string; env?: Record<string, string | undefined> } = {}): Running {
-  const env = { ...process.env, DKV_ENDPOINTS: undefined, ETCDCTL_ENDPOINTS: undefined, ...options.env };
+  // The commands run the build when it is fresh (bin/load.js falls back to the sources when it is
+  // stale or missing): what users run, and ~3x faster to start than the sources through tsx. The
+  // cluster's servers still run the sources, as the rest of the suite does.
+  const env = { ...process.env, DKV_FROM_SOURCE: undefined, DKV_ENDPOINTS: undefined, ETCDCTL_ENDPOINTS: undefined, ...options.env };
   const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
