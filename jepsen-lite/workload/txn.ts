@@ -182,7 +182,9 @@ export function elleTxnsOf(model: ElleModel, operations: readonly Operation[]): 
   for (const op of operations) {
     const input = op.input;
     if (!isTxnInput(input)) continue;
-    const base = { id: op.id, process: op.process, call: op.call, ...(op.ret === undefined ? {} : { ret: op.ret }) };
+    // Only an acknowledged transaction's return bounds when it took effect: one of unknown outcome
+    // may still apply after its client heard an error (real mode records that moment as `ret`).
+    const base = { id: op.id, process: op.process, call: op.call, ...(op.ret === undefined || op.status !== 'ok' ? {} : { ret: op.ret }) };
     const output = op.output as KvOutput | undefined;
     if (op.status !== 'ok' || output === undefined || output.f !== 'txn') {
       txns.push({ ...base, status: op.status === 'ok' ? 'info' : op.status, mops: input.mops });

@@ -89,6 +89,19 @@ describe('valid histories', () => {
     expect(result.stats.unknownIncluded).toBe(1);
   });
 
+  it('an unknown transaction whose client heard an error still has no return: it may apply later', () => {
+    // Real mode records when the client heard the error as `ret`; the write may apply after it.
+    const txns = [
+      txn(1, [append('x', 1)], { call: 0, ret: 5 }),
+      txn(2, [append('x', 2)], { status: 'info', call: 6, ret: 10, process: 7 }),
+      txn(3, [readList('x', [1])], { call: 20, ret: 22, process: 7 }),
+      txn(4, [readList('x', [1, 2])], { call: 40, ret: 45 }),
+    ];
+    const result = check('list-append', txns);
+    expect(result.verdict, JSON.stringify(result.anomalies)).toBe('ok');
+    expect(result.stats.unknownIncluded).toBe(1);
+  });
+
   it('a failed transaction nobody read changes nothing', () => {
     const txns = [txn(1, [append('x', 1)], { status: 'fail' }), txn(2, [readList('x', [])])];
     expect(check('list-append', txns).verdict).toBe('ok');

@@ -4,10 +4,12 @@
  * strict); the frontier holds completed transactions no later completion has superseded. A call
  * takes an edge from each frontier member; a completion removes from the frontier what was in it
  * at its own call (those now precede it and, through it, everything it precedes) and joins it.
- * A transaction of unknown outcome has no return: it gets edges in, never out.
+ * Only a committed (`ok`) transaction's return counts: one of unknown outcome may take effect
+ * after its client heard an error (real mode records that moment as its `ret`), so it gets edges
+ * in, never out.
  *
  * Process order (consecutive transactions of one client) adds `process` edges, for clients whose
- * previous transaction returned no later than the next call.
+ * previous transaction committed and returned no later than the next call.
  */
 import type { Context } from './context.js';
 import { PROCESS, REALTIME } from './graph.js';
@@ -19,11 +21,12 @@ export function addRealtimeEdges(context: Context): void {
   // merged; at equal times calls go first, as the order is strict.
   const callOf = (node: number): number => txns[txnOfNode[node]!]!.call;
   const retOf = (node: number): number => txns[txnOfNode[node]!]!.ret!;
+  const returned = (node: number): boolean => txns[txnOfNode[node]!]!.status === 'ok' && txns[txnOfNode[node]!]!.ret !== undefined;
   const calls: number[] = [];
   const returns: number[] = [];
   for (let node = 0; node < nodeCount; node++) {
     calls.push(node);
-    if (txns[txnOfNode[node]!]!.ret !== undefined) returns.push(node);
+    if (returned(node)) returns.push(node);
   }
   calls.sort((a, b) => callOf(a) - callOf(b) || a - b);
   returns.sort((a, b) => retOf(a) - retOf(b) || a - b);
@@ -63,7 +66,7 @@ export function addProcessEdges(context: Context): void {
     for (let i = 0; i + 1 < nodes.length; i++) {
       const previous = txns[txnOfNode[nodes[i]!]!]!;
       const next = txns[txnOfNode[nodes[i + 1]!]!]!;
-      if (previous.ret !== undefined && previous.ret <= next.call) edges.add(nodes[i]!, nodes[i + 1]!, PROCESS);
+      if (previous.status === 'ok' && previous.ret !== undefined && previous.ret <= next.call) edges.add(nodes[i]!, nodes[i + 1]!, PROCESS);
     }
   }
 }
