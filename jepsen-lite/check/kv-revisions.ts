@@ -7,8 +7,10 @@
  * left is which operations of unknown outcome (`info`) took effect, and where. The store's
  * committed history (every revision's events, read back at the end of the run) answers that:
  * each committed revision is attributed to the operation that made it (every written value is
- * unique in a run; a revision that only deletes goes to an unknown delete of that key that could
- * have run by then). What is left is a check, not a search, O(n log n):
+ * unique in a run, so a put names its writer; the revisions that only delete are matched to
+ * unknown operations that make exactly those events and can have run by then, by a maximum
+ * bipartite matching, so no arbitrary choice decides the verdict). What is left is a check, not a
+ * search: O(n log n) plus, for the delete-only revisions, (such revisions × unknown writes):
  *
  * 1. every committed revision is attributed to exactly one operation, and no acknowledged write
  *    is missing from it or appears twice;
@@ -166,6 +168,9 @@ function checkOrder(ops: readonly KvOp[], revisions: ReadonlyMap<number, readonl
       throw new Violation(`${describe(op)} answered revision ${output.revision}, but the store's committed history ends at revision ${head}`, [op.id]);
     }
     const changed = changedStore(output);
+    if (changed && output.revision <= kvInitialRevision) {
+      throw new Violation(`${describe(op)} answered revision ${output.revision}, but a write makes a revision after the empty store's ${kvInitialRevision}`, [op.id]);
+    }
     if (changed) {
       const other = madeBy.get(output.revision);
       if (other !== undefined) throw new Violation(`${describe(other)} and ${describe(op)} both answered that they made revision ${output.revision}`, [other.id, op.id]);
@@ -175,43 +180,28 @@ function checkOrder(ops: readonly KvOp[], revisions: ReadonlyMap<number, readonl
   }
   // The lowest revision each op can have taken effect at: the highest place of an op that returned before its call.
   const lowest = lowestPlaces(ops, placeOf);
-  const deleters = ops
-    .filter((op) => op.status === 'info' && !kvModel.readOnly(op.input))
-    .sort((a, b) => a.call - b.call || a.id - b.id);
   const attributedUnknown = new Set<number>();
+  const deleteOnly: number[] = [];
   for (let revision = kvInitialRevision + 1; revision <= head; revision++) {
     if (madeBy.has(revision)) continue;
     const events = revisions.get(revision)!;
     const put = events.find((event) => event.type === 'put');
-    let writer: KvOp | undefined;
-    if (put !== undefined) {
-      writer = writerOfValue.get(`${put.key}\u0000${put.value!}`);
-      if (writer === undefined) throw new Violation(`revision ${revision} put ${put.key} = ${JSON.stringify(put.value)}, a value no client wrote`, []);
-      if (writer.status === 'fail') throw new Violation(`revision ${revision} holds the write of ${describe(writer)}, which was refused`, [writer.id]);
-      if (writer.status === 'ok') {
-        throw new Violation(`revision ${revision} holds the write of ${describe(writer)}, which answered revision ${writer.output!.revision}`, [writer.id]);
-      }
-      if (attributedUnknown.has(writer.id)) throw new Violation(`${describe(writer)} took effect twice (revision ${revision} and before)`, [writer.id]);
-    } else {
-      // Deletes only: an unknown op that could delete exactly these keys, and could have run by now.
-      const keys = new Set(events.map((event) => event.key));
-      writer = deleters.find(
-        (op) =>
-          !attributedUnknown.has(op.id) &&
-          (lowest.get(op.id)?.place.revision ?? kvInitialRevision) < revision &&
-          branches(op.input).some((requests) => {
-            const writes = writesOf(requests);
-            return writes.puts.size === 0 && [...keys].every((key) => writes.deletes.has(key));
-          }),
-      );
-      if (writer === undefined) {
-        throw new Violation(`revision ${revision} deleted ${[...keys].join(', ')}, but no acknowledged or unknown delete of it can have made it`, []);
-      }
+    if (put === undefined) {
+      deleteOnly.push(revision);
+      continue;
     }
+    const writer = writerOfValue.get(`${put.key}\u0000${put.value!}`);
+    if (writer === undefined) throw new Violation(`revision ${revision} put ${put.key} = ${JSON.stringify(put.value)}, a value no client wrote`, []);
+    if (writer.status === 'fail') throw new Violation(`revision ${revision} holds the write of ${describe(writer)}, which was refused`, [writer.id]);
+    if (writer.status === 'ok') {
+      throw new Violation(`revision ${revision} holds the write of ${describe(writer)}, which answered revision ${writer.output!.revision}`, [writer.id]);
+    }
+    if (attributedUnknown.has(writer.id)) throw new Violation(`${describe(writer)} took effect twice (revision ${revision} and before)`, [writer.id]);
     attributedUnknown.add(writer.id);
     madeBy.set(revision, writer);
     placeOf.set(writer.id, { revision, read: 0 });
   }
+  attributeDeletes(ops, deleteOnly, revisions, head, lowest, attributedUnknown, madeBy, placeOf);
 
   // 2. Replay in revision order; each read against the state at the revision it reported.
   const readsAt = new Map<number, KvOp[]>();
@@ -227,14 +217,7 @@ function checkOrder(ops: readonly KvOp[], revisions: ReadonlyMap<number, readonl
   // just the keys it (and the revision's events) touch: the same answers, without copying every
   // key per revision.
   const store = new Map<string, KeyMeta>();
-  const slice = (keys: Iterable<string>, revision: number): KvState => {
-    const part = new Map<string, KeyMeta>();
-    for (const key of keys) {
-      const meta = store.get(key);
-      if (meta !== undefined) part.set(key, meta);
-    }
-    return kvStateOf(revision, part);
-  };
+  const slice = (keys: Iterable<string>, revision: number): KvState => sliceOf(store, keys, revision);
   for (let revision = kvInitialRevision; revision <= head; revision++) {
     if (revision > kvInitialRevision) {
       const writer = madeBy.get(revision)!;
@@ -251,10 +234,7 @@ function checkOrder(ops: readonly KvOp[], revisions: ReadonlyMap<number, readonl
       if (writer.status === 'ok' && !kvOutputsEqual(next.output, writer.output!)) {
         throw new Violation(`${describe(writer)}, run at revision ${revision - 1}, would have answered ${kvModel.describe(writer.input, next.output)}`, [writer.id]);
       }
-      for (const event of events) {
-        if (event.type === 'delete') store.delete(event.key);
-        else store.set(event.key, expected.keys.get(event.key)!);
-      }
+      applyTo(store, revision, events);
     }
     for (const read of readsAt.get(revision) ?? []) {
       const { output } = executeKv(slice(keysOf(read.input), revision), read.input);
@@ -276,6 +256,80 @@ function checkOrder(ops: readonly KvOp[], revisions: ReadonlyMap<number, readonl
       [earlier.id, op.id],
     );
   }
+}
+
+/**
+ * The revisions that only delete, each matched to an unknown operation that, run at the state
+ * before it, makes exactly its events, and that can have run by then (its lower bound is below
+ * it). Several unknown deletes may fit several revisions; a maximum bipartite matching (augmenting
+ * paths) finds an assignment whenever one exists, so no choice made here can turn a linearizable
+ * history into a violation. A revision no unknown operation can have made is a violation.
+ */
+function attributeDeletes(
+  ops: readonly KvOp[],
+  deleteOnly: readonly number[],
+  revisions: ReadonlyMap<number, readonly LogicalEvent[]>,
+  head: number,
+  lowest: ReadonlyMap<number, { place: Place; op: KvOp }>,
+  attributed: ReadonlySet<number>,
+  madeBy: Map<number, KvOp>,
+  placeOf: Map<number, Place>,
+): void {
+  if (deleteOnly.length === 0) return;
+  const unknown = ops.filter((op) => op.status === 'info' && !attributed.has(op.id) && !kvModel.readOnly(op.input));
+  // The state before each delete-only revision, from the committed events alone.
+  const store = new Map<string, KeyMeta>();
+  const wanted = new Set(deleteOnly);
+  const candidates = new Map<number, KvOp[]>();
+  for (let revision = kvInitialRevision + 1; revision <= head; revision++) {
+    const events = revisions.get(revision)!;
+    if (wanted.has(revision)) {
+      const keys = events.map((event) => event.key);
+      const fits = unknown.filter((op) => {
+        if ((lowest.get(op.id)?.place.revision ?? kvInitialRevision) >= revision) return false;
+        if (!branches(op.input).some((requests) => keys.every((key) => writesOf(requests).deletes.has(key)))) return false;
+        const before = sliceOf(store, new Set([...keysOf(op.input), ...keys]), revision - 1);
+        const next = executeKv(before, op.input);
+        return next.state.revision === revision && next.state.key === applyEvents(before, revision, events).key;
+      });
+      candidates.set(revision, fits);
+    }
+    applyTo(store, revision, events);
+  }
+  const revisionOf = new Map<number, number>();
+  const augment = (revision: number, seen: Set<number>): boolean => {
+    for (const op of candidates.get(revision)!) {
+      if (seen.has(op.id)) continue;
+      seen.add(op.id);
+      const taken = revisionOf.get(op.id);
+      if (taken === undefined || augment(taken, seen)) {
+        revisionOf.set(op.id, revision);
+        return true;
+      }
+    }
+    return false;
+  };
+  for (const revision of deleteOnly) {
+    if (!augment(revision, new Set())) {
+      const keys = revisions.get(revision)!.map((event) => event.key);
+      throw new Violation(`revision ${revision} deleted ${keys.join(', ')}, but no acknowledged or unknown operation can have made exactly that`, []);
+    }
+  }
+  const byId = new Map(unknown.map((op) => [op.id, op]));
+  for (const [id, revision] of revisionOf) {
+    madeBy.set(revision, byId.get(id)!);
+    placeOf.set(id, { revision, read: 0 });
+  }
+}
+
+/** The state at `revision` restricted to `keys` (a state of just what an op looks at). */
+function sliceOf(store: ReadonlyMap<string, KeyMeta>, keys: Iterable<string>, revision: number): KvState {
+  const part = new Map<string, KeyMeta>();
+  for (const key of keys) {
+    const meta = store.get(key);
+    if (meta !== undefined) part.set(key, meta);
+  }
+  return kvStateOf(revision, part);
 }
 
 /** For each op: the highest place (and its op) among ops that returned before its call. */
@@ -304,8 +358,8 @@ function keysOf(input: KvInput): Set<string> {
   return keys;
 }
 
-function applyEvents(state: KvState, revision: number, events: readonly LogicalEvent[]): KvState {
-  const keys = new Map<string, KeyMeta>(state.keys);
+/** Applies a revision's events to `keys` as etcd does (a put keeps the create revision and bumps the version). */
+function applyTo(keys: Map<string, KeyMeta>, revision: number, events: readonly LogicalEvent[]): void {
   for (const event of events) {
     if (event.type === 'delete') {
       keys.delete(event.key);
@@ -314,6 +368,11 @@ function applyEvents(state: KvState, revision: number, events: readonly LogicalE
     const meta = keys.get(event.key);
     keys.set(event.key, { value: event.value!, createRevision: meta?.createRevision ?? revision, modRevision: revision, version: (meta?.version ?? 0) + 1 });
   }
+}
+
+function applyEvents(state: KvState, revision: number, events: readonly LogicalEvent[]): KvState {
+  const keys = new Map<string, KeyMeta>(state.keys);
+  applyTo(keys, revision, events);
   return kvStateOf(revision, keys);
 }
 

@@ -133,3 +133,37 @@ describe('checkKvByRevision against the search', () => {
     expect(refuted).toBeGreaterThan(30);
   });
 });
+
+describe('checkKvByRevision: what review found', () => {
+  const delTxn = (guard: string, keys: string[]): KvInput => ({
+    f: 'txn',
+    compare: [{ target: 'value', key: guard, value: 'x' }],
+    success: keys.map((key) => ({ f: 'delete', key })),
+    failure: [{ f: 'get', key: keys[0]! }],
+  });
+
+  it('a delete-only revision goes to the unknown op that makes exactly it, not the first that could', () => {
+    // The txn is called first but its compare fails (j is absent): only the plain delete makes revision 3.
+    const ops = [ok(0, 0, 1, putIn('k', 'v1'), putOut(null, 2)), info(1, 2, delTxn('j', ['k'])), info(2, 3, { f: 'delete', key: 'k' })];
+    expect(verdict(ops, history(put('k', 'v1', 2), del('k', 3))).verdict).toBe('ok');
+  });
+
+  it('delete-only revisions are matched as a whole: using a two-key delete early cannot strand a later revision', () => {
+    const both: KvInput = { f: 'txn', compare: [], success: [{ f: 'delete', key: 'k' }, { f: 'delete', key: 'j' }], failure: [] };
+    const ops = [
+      ok(0, 0, 1, putIn('k', 'v1'), putOut(null, 2)),
+      info(1, 2, both),
+      info(2, 3, { f: 'delete', key: 'k' }),
+      ok(3, 10, 11, putIn('k', 'v2'), putOut(null, 4)),
+      ok(4, 12, 13, putIn('j', 'v3'), putOut(null, 5)),
+    ];
+    const twoKeys: HistoryRevision = { revision: 6, events: [...del('k', 6).events, ...del('j', 6).events] };
+    expect(verdict(ops, history(put('k', 'v1', 2), del('k', 3), put('k', 'v2', 4), put('j', 'v3', 5), twoKeys)).verdict).toBe('ok');
+  });
+
+  it('an acknowledged write that answered revision 1 (no write can) is a violation', () => {
+    const p = verdict([ok(0, 0, 1, putIn('k', 'lost'), putOut(null, 1))], history());
+    expect(p.verdict).toBe('violation');
+    expect(p.blocked).toEqual([0]);
+  });
+});
