@@ -59,7 +59,7 @@ export interface ClusterOptions {
   readonly log?: (message: string) => void;
   /** DKV only, test only: start the servers with --unsafe-stale-reads (reads skip ReadIndex). */
   readonly unsafeStaleReads?: boolean;
-  /** DKV only, test only: start the servers with --unsafe-ignore-txn-compare (every Txn runs its success branch). */
+  /** DKV only, test only: start the servers with --unsafe-ignore-txn-compare (every Txn that writes runs its success branch). */
   readonly unsafeIgnoreTxnCompare?: boolean;
 }
 

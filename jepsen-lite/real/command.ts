@@ -54,7 +54,10 @@ Options:
                      (kv writes while --watchers-per-node Watch streams are held on every
                      member besides the clients, half from now, half from revision 1; each is
                      cut every ${watchCutSeconds} s or broken by faults and resumed where it left off,
-                     alternately on another member and its own), counter
+                     alternately on another member and its own), append (transactions of
+                     reads and appends to per-key lists, each one etcd Txn guarded by the
+                     mod revisions last seen; checked by Elle), rw-register (transactions of
+                     reads and writes of unique values, each one etcd Txn; Elle), counter
                      (dkv.v1.Counter increments and reads, checked with a counter model; DKV
                      only) or lock (clients take one etcd lock with 2 s leases they keep alive
                      and write a shared resource fenced — dkv.v1.KV Put with the lock key's
@@ -94,7 +97,7 @@ Options:
                      reads skip ReadIndex and may be stale; the checker must report it
   --unsafe-ignore-txn-compare
                      DKV only, test only: start the servers with --unsafe-ignore-txn-compare,
-                     so every Txn runs its success branch whatever its compares say (lost
+                     so every Txn that writes runs its success branch whatever its compares say (lost
                      updates); the append workload's checker must report it
   -h, --help         show this text
 

@@ -144,7 +144,8 @@ export interface ServerConfig {
    */
   readonly unsafeStaleReads: boolean;
   /**
-   * Test only: apply every Txn's success branch without evaluating its compares, which breaks
+   * Test only: propose every Txn that writes without its (top-level) compares, so its success
+   * branch runs whatever they would have said, which breaks
    * serializability on purpose (jepsen-lite's append workload proves its checker catches it).
    */
   readonly unsafeIgnoreTxnCompare: boolean;
@@ -450,7 +451,7 @@ const flagSpecs: readonly FlagSpec[] = [
     'bool',
     'dkv',
     'false',
-    'TEST ONLY: apply every Txn as if its compares held (lost updates; breaks serializability on purpose).',
+    'TEST ONLY: apply every Txn that writes as if its compares held (lost updates; breaks serializability on purpose).',
   ),
   spec(
     'heartbeat-interval',
@@ -1099,7 +1100,7 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
   const unsafeStaleReads = field(() => boolValue('unsafe-stale-reads', raw), false);
   if (unsafeStaleReads) warnings.push('--unsafe-stale-reads: linearizable reads skip ReadIndex and may be stale (test only)');
   const unsafeIgnoreTxnCompare = field(() => boolValue('unsafe-ignore-txn-compare', raw), false);
-  if (unsafeIgnoreTxnCompare) warnings.push('--unsafe-ignore-txn-compare: every Txn runs its success branch, whatever its compares say (test only)');
+  if (unsafeIgnoreTxnCompare) warnings.push('--unsafe-ignore-txn-compare: every Txn that writes runs its success branch, whatever its compares say (test only)');
   const noTls: TlsConfig = { certFile: undefined, keyFile: undefined, trustedCaFile: undefined, clientCertAuth: false };
   const clientTls = field(() => tlsValue(raw, ''), noTls);
   const peerTls = field(() => tlsValue(raw, 'peer-'), noTls);

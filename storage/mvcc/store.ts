@@ -456,7 +456,7 @@ export class MvccStore {
   }
 
   /**
-   * A read-only txn (`isReadOnlyTxn`: ranges only, in both branches and nested txns) evaluated
+   * A read-only txn (`isReadOnlyTxn`: only ranges, in both branches) evaluated
    * against the current state, outside any write: etcd serves these as it serves a Range, not
    * through the log. Same checks and answers as `txn` would give; never changes the store.
    */
@@ -816,12 +816,16 @@ function validatePut(request: { key: Uint8Array; value: Uint8Array } & PutOption
   if (request.lease !== undefined) assert(typeof request.lease === 'bigint' && isInt64(request.lease), 'a lease id must be an int64 bigint');
 }
 
-/** Whether `key` is in the range (key, rangeEnd) with etcd's rangeEnd rules. */
-/** Whether a txn only reads, whichever branch it takes (etcd's isTxnReadonly). */
+/**
+ * Whether a txn only reads, whichever branch it takes: both branches hold only Ranges (etcd's
+ * isTxnReadonly; a nested txn counts as a write, as there, so it goes through the log).
+ */
 export function isReadOnlyTxn(request: TxnRequest): boolean {
-  const reads = (ops: TxnRequest['success']): boolean => ops.every((op) => op.type === 'range' || (op.type === 'txn' && isReadOnlyTxn(op.txn)));
+  const reads = (ops: TxnRequest['success']): boolean => ops.every((op) => op.type === 'range');
   return reads(request.success) && reads(request.failure);
 }
+
+/** Whether `key` is in the range (key, rangeEnd) with etcd's rangeEnd rules. */
 
 export function inRange(key: Uint8Array, start: Uint8Array, rangeEnd: Uint8Array | undefined): boolean {
   if (isEmpty(rangeEnd)) return compareBytes(key, start) === 0;

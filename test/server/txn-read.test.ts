@@ -59,6 +59,10 @@ describe('MvccStore.readTxn', () => {
     expect(isReadOnlyTxn(writes)).toBe(false);
     const nested = { compare: [], success: [], failure: [{ type: 'txn', txn: writes }] } as unknown as TxnRequest;
     expect(isReadOnlyTxn(nested)).toBe(false);
+    // As etcd's isTxnReadonly: any nested txn goes through the log, even one that only reads.
+    const readsOnly = { compare: [], success: [{ type: 'range', range: { key: bytes('a') } }], failure: [] } as unknown as TxnRequest;
+    expect(isReadOnlyTxn(readsOnly)).toBe(true);
+    expect(isReadOnlyTxn({ compare: [], success: [{ type: 'txn', txn: readsOnly }], failure: [] } as unknown as TxnRequest)).toBe(false);
     expect(() => new MvccStore().readTxn(writes)).toThrow(/writes/);
   });
 

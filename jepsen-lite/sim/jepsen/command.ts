@@ -69,7 +69,7 @@ Options:
   --out DIR              where failing and unknown seeds' report folders go
                          (default ${jepsenSimOutRoot}/<time>-<workload>/, seed-N-<workload> in it)
   --unsafe-stale-reads   break the system on purpose: reads skip ReadIndex (the checker must object)
-  --unsafe-ignore-txn-compare   break the system on purpose: every Txn runs its success branch,
+  --unsafe-ignore-txn-compare   break the system on purpose: every Txn that writes runs its success branch,
                          whatever its compares say (the append workload's checker must object)
   --unsafe-no-lease-grace   (lease) a new leader gives inherited deadlines 1 ms, not an election timeout
   --unsafe-no-expiry        (lease) leaders never expire leases
