@@ -7,24 +7,9 @@
 import { type Decoded, type EtcdChannel, type RpcError, grpcStatus } from '../../src/client/index.js';
 import type { Operation } from '../history.js';
 import { classifyError, describeError } from '../workload/index.js';
-import { type ClientCluster, type Invoked, errorPauseMs, memberChannel } from './clients.js';
+import { type ClientCluster, type Invoked, errorPauseMs, memberChannel, pause } from './clients.js';
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-export function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted === true) {
-      resolve();
-      return;
-    }
-    const done = (): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
+export { pause };
 
 /** An int64 that must be a revision (decoded as a decimal string). */
 export function revisionOf(value: unknown, what: string): number {
