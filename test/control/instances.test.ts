@@ -14,7 +14,9 @@ import { dkvBin } from '../../src/package-root.js';
 import { etcdctl, waitUntil } from '../server/cluster-harness.js';
 
 const home = mkdtempSync(join(tmpdir(), 'dkv-home-'));
-const env = { ...process.env, DKV_HOME: home };
+// The commands (and the servers they start) run the fresh build, as an installed dkv does (bin/load.js
+// falls back to the sources when the build is stale): ~3x faster to start than the sources.
+const env = { ...process.env, DKV_FROM_SOURCE: undefined, DKV_HOME: home };
 
 interface Run {
   readonly code: number | null;

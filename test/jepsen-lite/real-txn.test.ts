@@ -22,7 +22,7 @@ interface Results {
   readonly stats: Record<string, number>;
 }
 
-async function run(name: string, args: string[], seconds = 8): Promise<{ code: number; results: Results }> {
+async function run(name: string, args: string[], seconds = 6): Promise<{ code: number; results: Results }> {
   const out = join(root, name);
   const code = await jepsenRunCommand([...args, '--nodes', '3', '--time', String(seconds), '--clients', '5', '--seed', '5', '--out', out]);
   const { results } = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { results: Results };
