@@ -37,8 +37,11 @@ meta shard and a KV shard, commands encoded as the server encodes them, real MVC
 simulated network, disk (slow, failing and crashing writes) and clock, all driven by the seed. A
 nemesis injects faults (${simFaultKinds.join(', ')}, and the disks') for
 --time simulated ms while ${jepsenClientsDefault} clients run the workload; then everything heals, the clients
-go on for ${recoveryMs} ms, the replicas must converge, and the history goes to the linearizability
-checker (and, for the watch workload, the watch streams to the watch checker). A seed replays
+go on for ${recoveryMs} ms, the replicas must converge, and the history goes to the checkers:
+linearizability (kv, watch and the transactional workloads' Txns decided from their revisions
+against the committed history; register by search), Elle for append and rw-register (the
+anomalies G0 … G2, lost updates, incompatible orders, stale reads against real time), and for
+the watch workload the watch checker. A seed replays
 exactly: a failing seed — a violation, or unknown (a checker ran out of budget) — prints the
 command that replays it and writes its report folder. The watch workload holds
 --watchers-per-node streams on every node besides the clients (some from a past revision, some
