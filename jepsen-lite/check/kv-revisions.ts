@@ -277,6 +277,17 @@ function attributeDeletes(
 ): void {
   if (deleteOnly.length === 0) return;
   const unknown = ops.filter((op) => op.status === 'info' && !attributed.has(op.id) && !kvModel.readOnly(op.input));
+  // The unknown ops by a key one of their branches deletes: a revision's candidates come from one key's list.
+  const deleting = new Map<string, KvOp[]>();
+  for (const op of unknown) {
+    const keys = new Set<string>();
+    for (const requests of branches(op.input)) for (const key of writesOf(requests).deletes) keys.add(key);
+    for (const key of keys) {
+      const list = deleting.get(key) ?? [];
+      list.push(op);
+      deleting.set(key, list);
+    }
+  }
   // The state before each delete-only revision, from the committed events alone.
   const store = new Map<string, KeyMeta>();
   const wanted = new Set(deleteOnly);
@@ -285,7 +296,7 @@ function attributeDeletes(
     const events = revisions.get(revision)!;
     if (wanted.has(revision)) {
       const keys = events.map((event) => event.key);
-      const fits = unknown.filter((op) => {
+      const fits = (deleting.get(keys[0]!) ?? []).filter((op) => {
         if ((lowest.get(op.id)?.place.revision ?? kvInitialRevision) >= revision) return false;
         if (!branches(op.input).some((requests) => keys.every((key) => writesOf(requests).deletes.has(key)))) return false;
         const before = sliceOf(store, new Set([...keysOf(op.input), ...keys]), revision - 1);
