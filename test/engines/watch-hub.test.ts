@@ -99,7 +99,7 @@ class GateSink implements WatchSink {
 }
 
 describe('WatchHub recent revisions', () => {
-  async function fallBehind(puts: number, valueBytes: number): Promise<{ applied: MvccEvent[]; delivered: MvccEvent[] }> {
+  async function fallBehind(puts: number, valueBytes: number): Promise<{ applied: MvccEvent[]; delivered: MvccEvent[]; hub: WatchHub }> {
     const store = new MvccStore();
     const hub = new WatchHub(() => store);
     const sink = new GateSink();
@@ -118,7 +118,7 @@ describe('WatchHub recent revisions', () => {
     sink.open = true;
     hub.onRoom();
     await untilSynced(watcher);
-    return { applied, delivered: sink.deliveries.flat() };
+    return { applied, delivered: sink.deliveries.flat(), hub };
   }
 
   it('catches a watcher that fell behind up from the applied event objects themselves, in order', async () => {
@@ -131,12 +131,45 @@ describe('WatchHub recent revisions', () => {
   it(`falls back to the store's history for revisions beyond the last ${watchLimits.watchRecentEventsBytesMax / 1024 / 1024} MiB`, async () => {
     const valueBytes = 256 * 1024;
     const puts = Math.ceil((2 * watchLimits.watchRecentEventsBytesMax) / valueBytes);
-    const { applied, delivered } = await fallBehind(puts, valueBytes);
+    const { applied, delivered, hub } = await fallBehind(puts, valueBytes);
     expect(delivered.map((e) => e.kv.modRevision)).toEqual(applied.map((e) => e.kv.modRevision));
     expect(delivered.map((e) => e.kv.value[0])).toEqual(applied.map((e) => e.kv.value[0]));
-    // The oldest revisions came from the store (new objects), the newest from the recent ones.
+    // The oldest revisions came from the store (new objects).
     expect(delivered[3]!.kv).not.toBe(applied[3]!.kv);
-    expect(delivered.at(-1)!.kv).toBe(applied.at(-1)!.kv);
+    // What the recent revisions hold is counted as the whole arenas their values are views of,
+    // and stays within the budget (here the key's arena alone is over it: nothing is kept).
+    const held = hub.recentEvents;
+    expect(held.bytes).toBeLessThanOrEqual(watchLimits.watchRecentEventsBytesMax);
+    expect(held.revisions).toBe(0);
+  });
+
+  it('keeps no revision that alone is over the budget, and a watcher behind it reads it from history', async () => {
+    const store = new MvccStore();
+    const hub = new WatchHub(() => store);
+    const keys = Math.ceil(watchLimits.watchRecentEventsBytesMax / watchLimits.watchRecentEventBytes) + 1;
+    for (let i = 0; i < keys; i++) hub.onApplied(store.put(Buffer.from(`k/${i}`), Buffer.from('v')).events);
+    const sink = new RecordingSink();
+    const watcher = new Watcher(1, { key: Buffer.from('k/'), rangeEnd: Buffer.from('k0'), startRevision: keys + 2, noPut: false, noDelete: false, prevKv: false }, sink);
+    const deleted = store.deleteRange({ key: Buffer.from('k/'), rangeEnd: Buffer.from('k0') }).events;
+    expect(deleted.length).toBe(keys);
+    hub.onApplied(deleted);
+    expect(hub.recentEvents.revisions).toBe(0);
+    expect(hub.recentEvents.bytes).toBe(0);
+    hub.add(watcher);
+    await untilSynced(watcher);
+    expect(sink.deliveries.flat().length).toBe(keys);
+  });
+
+  it('counts an outgrown arena that recent events still view, once, and lets it go with them', async () => {
+    // Small values, so the recent revisions are many; each put's value is a view into the arena of
+    // its segment as it was then, and the arena is copied as it grows.
+    const { hub } = await fallBehind(2000, 1000);
+    const held = hub.recentEvents;
+    expect(held.bytes).toBeLessThanOrEqual(watchLimits.watchRecentEventsBytesMax);
+    // 2,000 values of 1,000 bytes (about 2 MB with their headers) in one key's arena, grown by
+    // copies: the outgrown copies, each viewed by the events of its time, add up to about twice as
+    // much again. Counting keys and values alone would say 2 MB.
+    expect(held.bytes).toBeGreaterThan(2 * 2000 * 1000);
   });
 });
 

@@ -12,8 +12,9 @@
  * be given an event become unsynced at that event's revision and catch up later; if the history
  * they need was compacted meanwhile, they are canceled with `compactRevision`.
  */
+import { assert } from '../../../raft/index.js';
 import { type ChangesPage, type KeyValue, type MvccEvent, type MvccStore, beforeEnd, compareBytes } from '../../../storage/index.js';
-import { watchCatchUpBytesMax, watchCatchUpRevisionsMax, watchRecentEventsBytesMax } from './limits.js';
+import { watchCatchUpBytesMax, watchCatchUpRevisionsMax, watchRecentEventBytes, watchRecentEventsBytesMax } from './limits.js';
 import { RangeIndex } from './range-index.js';
 
 /** Where a watcher's responses go (one client stream). */
@@ -98,12 +99,17 @@ export class WatchHub {
   private catchUpScheduled = false;
   /**
    * The most recently applied revisions, oldest first and without gaps: recent[recentHead + i] is
-   * revision recentStart + i (its events as applied), recentSizes its key and value bytes.
+   * revision recentStart + i (its events as applied).
    */
   private recent: Array<readonly MvccEvent[]> = [];
-  private recentSizes: number[] = [];
   private recentHead = 0;
   private recentStart = 0;
+  /**
+   * The buffers the recent events' keys and values are views of, with how many views each: an
+   * event's value is a view into a store arena, and holding the view holds the whole arena (an
+   * outgrown or compacted one included), so the budget counts each whole buffer once.
+   */
+  private recentBuffers = new Map<ArrayBufferLike, number>();
   private recentBytes = 0;
   /** Times a watcher fell back to history because its stream's buffer was full. */
   slowFallbacks = 0;
@@ -120,6 +126,11 @@ export class WatchHub {
   /** Watchers behind the current revision (catching up from history). */
   get unsyncedCount(): number {
     return this.unsynced.size;
+  }
+
+  /** Memory the recent revisions hold (the whole buffers behind their keys and values) and how many revisions they are. */
+  get recentEvents(): { bytes: number; revisions: number } {
+    return { bytes: this.recentBytes, revisions: this.recent.length - this.recentHead };
   }
 
   get watcherCount(): number {
@@ -195,13 +206,15 @@ export class WatchHub {
   private remember(revision: number, events: readonly MvccEvent[]): void {
     if (this.recent.length > this.recentHead && revision !== this.recentStart + this.recent.length - this.recentHead) this.forgetRecent();
     if (this.recent.length === this.recentHead) this.recentStart = revision;
-    let bytes = 0;
-    for (const e of events) bytes += e.kv.key.length + e.kv.value.length + (e.prevKv === undefined ? 0 : e.prevKv.value.length);
     this.recent.push(events);
-    this.recentSizes.push(bytes);
-    this.recentBytes += bytes;
-    while (this.recentBytes > watchRecentEventsBytesMax && this.recent.length - this.recentHead > 1) {
-      this.recentBytes -= this.recentSizes[this.recentHead]!;
+    for (const e of events) this.holdViews(e, 1);
+    this.recentBytes += events.length * watchRecentEventBytes;
+    // The newest revision goes too if it alone is over the budget (one DeleteRange of a million
+    // keys): watchers behind it read it from the store's history.
+    while (this.recentBytes > watchRecentEventsBytesMax && this.recent.length > this.recentHead) {
+      const oldest = this.recent[this.recentHead]!;
+      for (const e of oldest) this.holdViews(e, -1);
+      this.recentBytes -= oldest.length * watchRecentEventBytes;
       // Let go of the events now, not at the next slice: their values are views that keep whole
       // store arenas alive (compacted and defragmented ones included).
       this.recent[this.recentHead] = [];
@@ -210,15 +223,36 @@ export class WatchHub {
     }
     if (this.recentHead >= 1024 && this.recentHead * 2 >= this.recent.length) {
       this.recent = this.recent.slice(this.recentHead);
-      this.recentSizes = this.recentSizes.slice(this.recentHead);
       this.recentHead = 0;
+    }
+  }
+
+  /** Counts (delta 1) or releases (delta -1) the buffers behind an event's keys and values. */
+  private holdViews(event: MvccEvent, delta: 1 | -1): void {
+    this.holdBuffer(event.kv.key.buffer, delta);
+    this.holdBuffer(event.kv.value.buffer, delta);
+    if (event.prevKv !== undefined) {
+      this.holdBuffer(event.prevKv.key.buffer, delta);
+      this.holdBuffer(event.prevKv.value.buffer, delta);
+    }
+  }
+
+  private holdBuffer(buffer: ArrayBufferLike, delta: 1 | -1): void {
+    const views = (this.recentBuffers.get(buffer) ?? 0) + delta;
+    assert(views >= 0, 'a recent event released a buffer it did not hold');
+    if (views === 0) {
+      this.recentBuffers.delete(buffer);
+      this.recentBytes -= buffer.byteLength;
+    } else {
+      if (views === 1 && delta === 1) this.recentBytes += buffer.byteLength;
+      this.recentBuffers.set(buffer, views);
     }
   }
 
   private forgetRecent(): void {
     this.recent = [];
-    this.recentSizes = [];
     this.recentHead = 0;
+    this.recentBuffers = new Map();
     this.recentBytes = 0;
   }
 
