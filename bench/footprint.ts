@@ -22,6 +22,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdChannel } from '../src/client/index.js';
+import { serverProcessEnv } from '../src/package-root.js';
 import { devClusterLayout } from '../src/server/config.js';
 
 function argument(name: string, fallback: string): string {
@@ -56,7 +57,7 @@ function dkvNode(dir: string, base: number): Node {
   const layout = devClusterLayout({ nodes: 1, basePort: base, dataDir: join(dir, 'dkv') });
   const node = layout.nodes[0]!;
   const bin = join(import.meta.dirname, '..', 'bin', 'dkv.js');
-  return { endpoint: `127.0.0.1:${node.clientPort}`, start: () => spawn(process.execPath, [bin, 'server', ...node.args, ...serverArgs], { stdio: 'ignore' }) };
+  return { endpoint: `127.0.0.1:${node.clientPort}`, start: () => spawn(process.execPath, [bin, 'server', ...node.args, ...serverArgs], { stdio: 'ignore', env: serverProcessEnv() }) };
 }
 
 function etcdNode(dir: string, base: number): Node {

@@ -14,6 +14,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdChannel } from '../src/client/index.js';
+import { serverProcessEnv } from '../src/package-root.js';
 import { devClusterLayout } from '../src/server/config.js';
 
 function argument(name: string, fallback: string): string {
@@ -65,7 +66,7 @@ function startDkv(dir: string, base: number): Member[] {
   return layout.nodes.map((node) => ({
     name: node.name,
     endpoint: `127.0.0.1:${node.clientPort}`,
-    process: spawn(process.execPath, [bin, 'server', ...node.args, ...serverArgs], { stdio: 'ignore' }),
+    process: spawn(process.execPath, [bin, 'server', ...node.args, ...serverArgs], { stdio: 'ignore', env: serverProcessEnv() }),
     channel: new EtcdChannel(`127.0.0.1:${node.clientPort}`, { callTimeoutMs: 60_000, messageBytesMax: 64 * 1024 * 1024 }),
   }));
 }

@@ -1,4 +1,8 @@
-#!/usr/bin/env node
+#!/bin/sh
+':' //; [ "$1" = server ] && [ -z "${MALLOC_MMAP_THRESHOLD_+set}" ] && export MALLOC_MMAP_THRESHOLD_=65536; exec node "$0" "$@"
+// The line above is for sh (node reads it as a string and a comment): `dkv server` run as a command
+// gets glibc's mmap threshold fixed, as `serverProcessEnv` (src/package-root.ts) gives the servers
+// dkv dev, dkv instance and jepsen-lite start; exec keeps the process id.
 // The `dkv` command: the compiled build in dist/ (see load.js for running the sources).
 import { load } from './load.js';
 

@@ -11,7 +11,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { dkvBin } from '../../src/package-root.js';
+import { dkvBin, serverProcessEnv } from '../../src/package-root.js';
 import { EtcdChannel, longsAsStrings } from '../../src/client/index.js';
 import { memberChannel } from './clients.js';
 import { ProxyNetwork, proxyHost } from './proxy.js';
@@ -220,7 +220,7 @@ export class RealCluster {
     const log = openSync(member.logFile, 'a');
     const args = memberArgs(this.options.target, member, this.initialCluster, this.token, unsafeServerFlags(this.options), state);
     const command = this.options.target === 'dkv' ? process.execPath : (this.options.etcdBin ?? defaultEtcdBin);
-    const child = spawn(command, args, { stdio: ['ignore', log, log] });
+    const child = spawn(command, args, { stdio: ['ignore', log, log], env: this.options.target === 'dkv' ? serverProcessEnv() : process.env });
     closeSync(log);
     this.processes.set(name, child);
     child.on('error', (error) => this.options.log?.(`${name}: ${error.message}`));

@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync } from 'node:fs';
-import { dkvBin } from '../package-root.js';
+import { dkvBin, serverProcessEnv } from '../package-root.js';
 import { ConfigError, devClusterLayout, type DevNode } from '../server/config.js';
 import { intOption, parseOptions, withUsage } from './args.js';
 import { removedMemberExitCode } from './server.js';
@@ -85,7 +85,7 @@ function runCluster(nodes: readonly DevNode[]): Promise<number> {
     };
     for (const node of nodes) {
       const log = openSync(node.logFile, 'a');
-      const child = spawn(process.execPath, [dkvBin, 'server', ...node.args], { stdio: ['ignore', log, log] });
+      const child = spawn(process.execPath, [dkvBin, 'server', ...node.args], { stdio: ['ignore', log, log], env: serverProcessEnv() });
       children.set(node.name, child);
       child.on('exit', (code, signal) => {
         children.delete(node.name);

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { dkvBin } from '../package-root.js';
+import { dkvBin, serverProcessEnv } from '../package-root.js';
 import { checkConfigFile, type ConfigError, type ServerConfig } from '../server/config.js';
 import { InstanceError } from './errors.js';
 import { checkInstanceName, instancePaths, instancesDir, type InstancePaths } from './home.js';
@@ -230,7 +230,7 @@ async function startLocked(paths: InstancePaths, name: string, env: Readonly<Rec
       cwd: paths.dir,
       detached: true,
       stdio: ['ignore', log, log],
-      env: serverEnvironment(env),
+      env: serverProcessEnv(serverEnvironment(env)),
     });
     child.once('exit', (code, signal) => (exited = signal ?? `code ${code}`));
     child.once('error', (error) => (exited = error.message));

@@ -143,6 +143,13 @@ export interface KeyTtlScheduler {
  * The changes to a store's keys an outcome carries: every data-shard engine that writes keys (KV,
  * leases, later TTLs and counters) returns them as `events`, in order, for the watch engine.
  */
+/** Whether what an engine applied is a compaction (the KV engine's `{ outcome: { kind: 'compaction' } }`). */
+export function isCompactionOutcome(applied: unknown): boolean {
+  if (typeof applied !== 'object' || applied === null || !('outcome' in applied)) return false;
+  const { outcome } = applied as { outcome: unknown };
+  return typeof outcome === 'object' && outcome !== null && (outcome as { kind?: unknown }).kind === 'compaction';
+}
+
 export function eventsOf(outcome: unknown): readonly MvccEvent[] {
   if (typeof outcome !== 'object' || outcome === null || !('events' in outcome)) return [];
   return (outcome as { events: readonly MvccEvent[] }).events;

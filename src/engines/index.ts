@@ -2,7 +2,7 @@
  * The engines' front door: the Engine interface every engine implements, and the engines. The
  * shard runtime (src/runtime) composes them into a shard's state machine.
  */
-export { type ApplyContext, type Engine, type EngineCommand, EngineError, type EngineErrorCode, EngineId, eventsOf, type KeyTtlScheduler, type LeaderContext, UnknownCommandError, uncapped, type WriteCap } from './engine.js';
+export { type ApplyContext, type Engine, type EngineCommand, EngineError, type EngineErrorCode, EngineId, eventsOf, isCompactionOutcome, type KeyTtlScheduler, type LeaderContext, UnknownCommandError, uncapped, type WriteCap } from './engine.js';
 export { KvEngine } from './kv/index.js';
 export { MetaEngine } from './meta/index.js';
 export { LeaseEngine } from './lease/index.js';

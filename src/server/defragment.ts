@@ -83,7 +83,10 @@ export class Defragmenter {
     }
     this.releaseViews?.();
     const memoryBefore = process.memoryUsage();
+    // Twice: V8 frees an ArrayBuffer's memory one collection after the object that owned it.
     const collected = fullGc();
+    await nextTurn();
+    if (collected) fullGc();
     const memoryAfter = process.memoryUsage();
     const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);
     const memory = (m: NodeJS.MemoryUsage): string => `rss ${mb(m.rss)} heap ${mb(m.heapUsed)}/${mb(m.heapTotal)} external ${mb(m.external)} (buffers ${mb(m.arrayBuffers)}) MB`;

@@ -101,6 +101,18 @@ export const quotaLeaseOverheadBytes = 64;
 /** Segments one defragment step rewrites before it yields to the event loop (the node keeps serving). */
 export const defragmentSegmentsPerStep = 8;
 
+/** Bytes of entries applied to the data store since the last settle that make the next idle moment settle memory (memory-settle.ts). */
+export const settleChurnBytesMin = 16 * 1024 * 1024;
+
+/** How long no entry is applied before the node settles memory. */
+export const settleIdleMs = 2_000;
+
+/** The least time between two settles (each is one or two full collections, tens of ms). */
+export const settleIntervalMsMin = 10_000;
+
+/** A settle after a compaction rewrites the store when less than this fraction of its arenas is in use. */
+export const settleRewriteInUseFraction = 0.75;
+
 /** How often revision-mode auto-compaction looks at the revision (etcd's revision compactor: 5 min). */
 export const autoCompactionRevisionCheckMs = 5 * 60_000;
 

@@ -12,7 +12,7 @@ import { type ConfChange, type Entry, SeededPrng, assert, encodeConfChange } fro
 import { LevelLogStore, type ShardUpdate } from '../../storage/index.js';
 import { clusterIdOf, formatId, memberIdOf } from '../cluster/index.js';
 import { composeStateMachine, kvEngineOf, metaEngineOf } from '../runtime/index.js';
-import { eventsOf } from '../engines/index.js';
+import { eventsOf, isCompactionOutcome } from '../engines/index.js';
 import { type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index.js';
 import { WatchHub, watchLimits } from '../engines/watch/index.js';
 import { dkvError } from '../errors.js';
@@ -29,6 +29,7 @@ import { clusterQueryRetryElections, gaugeRefreshMs, grpcOverheadBytes, ownRemov
 import { createMaintenanceService } from './maintenance-service.js';
 import { AutoCompactor } from './auto-compaction.js';
 import { Defragmenter } from './defragment.js';
+import { MemorySettler } from './memory-settle.js';
 import { BackendQuota } from './quota.js';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics.js';
 import { type LogFields, RequestLog, withRequestLog } from './request-log.js';
@@ -134,6 +135,7 @@ export class DkvNode {
   readonly quota: BackendQuota;
   readonly defragmenter: Defragmenter;
   private readonly autoCompactor: AutoCompactor;
+  private readonly memorySettler: MemorySettler;
   readonly clientPorts: number[] = [];
   metricsPort = 0;
 
@@ -207,7 +209,9 @@ export class DkvNode {
           this.membershipChanged();
         },
         applied: (shard, applied) => {
-          if (shard === DEFAULT_STORE_SHARD) this.watchHub.onApplied(eventsOf(applied.outcome));
+          if (shard !== DEFAULT_STORE_SHARD) return;
+          this.watchHub.onApplied(eventsOf(applied.outcome));
+          if (isCompactionOutcome(applied.outcome)) this.memorySettler.compactionApplied();
         },
         stateReplaced: (shard, from) => {
           const source = from === 'leader' ? "the leader's snapshot" : 'the stored snapshot';
@@ -218,7 +222,10 @@ export class DkvNode {
           if (shard === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
         },
         fatal: (error) => this.options.onFatal?.(error),
-        entryApplied: (shard, entry) => this.recoveryLog?.entryApplied(shard, entry.index),
+        entryApplied: (shard, entry) => {
+          this.recoveryLog?.entryApplied(shard, entry.index);
+          if (shard === DEFAULT_STORE_SHARD) this.memorySettler.applied(entry.data.length);
+        },
       },
     });
     this.router = new Router(this.runtime, singleStoreMap(META_SHARD, DEFAULT_STORE_SHARD));
@@ -226,6 +233,14 @@ export class DkvNode {
     const info = (message: string): void => logger.info(message);
     this.quota = new BackendQuota({ quotaBytes: config.quotaBackendBytes, memberId: identity.memberId, log: info });
     this.defragmenter = new Defragmenter(this.router, info, () => this.watchHub.releaseRecentEvents());
+    this.memorySettler = new MemorySettler({
+      storeBytes: () => {
+        const mvcc = kvEngineOf(this.router.defaultStore().machine()).mvcc;
+        return { total: mvcc.sizeBytes, inUse: mvcc.sizeInUseBytes };
+      },
+      defragment: () => this.defragmenter.run(),
+      log: info,
+    });
     this.autoCompactor = new AutoCompactor({ router: this.router, memberId: identity.memberId, config: config.autoCompaction, log: info });
     // As etcd: the quota, and the store's bytes in use beside its total (the quota counts the total).
     this.metrics.registry.gauge({ name: 'etcd_server_quota_backend_bytes', help: 'Current backend storage quota size in bytes.', collect: () => this.quota.quotaBytes });
@@ -681,6 +696,7 @@ export class DkvNode {
     clearTimeout(this.publishTimer);
     clearInterval(this.gaugeTimer);
     this.autoCompactor.stop();
+    this.memorySettler.stop();
     // Calls that wait (Lock, Campaign, Observe) end now rather than hold the shutdown's grace period.
     this.servicesStopping.abort(dkvError('stopped'));
     const server = this.grpcServer;

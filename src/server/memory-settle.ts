@@ -1,0 +1,130 @@
+/**
+ * Gives memory back once writes stop, as a Go server's collector and scavenger do for etcd.
+ *
+ * V8 collects when it allocates, so a node that goes idle after a burst of writes (a bulk load,
+ * overwrites, a DeleteRange of a million keys) keeps that burst's garbage — heap objects and the
+ * store arenas outgrown or dropped meanwhile — for as long as it stays idle. The settler counts the
+ * bytes applied; once they pass `settleChurnBytesMin` (or a compaction was applied) and no entry
+ * was applied for `settleIdleMs`, it settles:
+ *  - after a compaction that left the store's arenas mostly garbage or free room (in use below
+ *    `settleRewriteInUseFraction` of their size), it defragments (the store rewritten in bounded
+ *    steps, then collected), so a second load of the same keys after a compaction costs no more
+ *    memory than the first;
+ *  - otherwise two full collections (the first frees the objects, the second the buffers they
+ *    held; V8 releases an ArrayBuffer's memory one collection after its owner).
+ * At most once per `settleIntervalMsMin`. Whether the freed memory leaves the resident set is the
+ * C allocator's business: `dkv server` started by `bin/dkv.js`, `dkv dev` or `dkv instance` runs
+ * with glibc's mmap threshold fixed (see process-env.ts), so large buffers are returned when freed.
+ */
+import { fullGc } from './defragment.js';
+import { settleChurnBytesMin, settleIdleMs, settleIntervalMsMin, settleRewriteInUseFraction } from './limits.js';
+
+export interface MemorySettlerOptions {
+  /** The data store's arena bytes and bytes in use (Maintenance.Status dbSize / dbSizeInUse). */
+  readonly storeBytes: () => { readonly total: number; readonly inUse: number };
+  /** Defragments (rewrites the store and collects). */
+  readonly defragment: () => Promise<unknown>;
+  readonly log?: (message: string) => void;
+  /** Injected for tests: a full collection; false when V8 offers none. */
+  readonly collect?: () => boolean;
+  readonly now?: () => number;
+  readonly setTimer?: (run: () => void, ms: number) => { unref?(): unknown; ref?(): unknown } | number;
+  readonly clearTimer?: (timer: unknown) => void;
+}
+
+export class MemorySettler {
+  private churnBytes = 0;
+  private compacted = false;
+  private lastAppliedAt = 0;
+  private lastSettledAt = Number.NEGATIVE_INFINITY;
+  private timer: unknown;
+  private settling = false;
+  private stopped = false;
+  /** Settles done, by kind (for the dkv_memory_settles_total metric). */
+  readonly settles = { collect: 0, defragment: 0 };
+
+  constructor(private readonly options: MemorySettlerOptions) {}
+
+  private now(): number {
+    return (this.options.now ?? performance.now.bind(performance))();
+  }
+
+  /** An entry of `bytes` was applied to the data store. */
+  applied(bytes: number): void {
+    this.churnBytes += bytes;
+    this.lastAppliedAt = this.now();
+    this.arm();
+  }
+
+  /** A compaction was applied to the data store. */
+  compactionApplied(): void {
+    this.compacted = true;
+    this.lastAppliedAt = this.now();
+    this.arm();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== undefined) (this.options.clearTimer ?? clearTimeout)(this.timer as NodeJS.Timeout);
+    this.timer = undefined;
+  }
+
+  private due(): boolean {
+    return this.compacted || this.churnBytes >= settleChurnBytesMin;
+  }
+
+  private arm(): void {
+    if (this.stopped || this.settling || this.timer !== undefined || !this.due()) return;
+    const wait = Math.max(settleIdleMs - (this.now() - this.lastAppliedAt), this.lastSettledAt + settleIntervalMsMin - this.now(), 0);
+    const timer = (this.options.setTimer ?? setTimeout)(() => {
+      this.timer = undefined;
+      this.fire();
+    }, wait);
+    if (typeof timer === 'object') timer.unref?.();
+    this.timer = timer;
+  }
+
+  private fire(): void {
+    if (this.stopped) return;
+    // Writes came meanwhile: wait until they stop.
+    if (this.now() - this.lastAppliedAt < settleIdleMs || this.now() - this.lastSettledAt < settleIntervalMsMin) {
+      this.arm();
+      return;
+    }
+    this.settling = true;
+    void this.settle().finally(() => {
+      this.settling = false;
+      this.lastSettledAt = this.now();
+      this.arm();
+    });
+  }
+
+  private async settle(): Promise<void> {
+    const rewrite = this.compacted && this.shouldRewrite();
+    this.compacted = false;
+    this.churnBytes = 0;
+    const before = process.memoryUsage();
+    if (rewrite) {
+      this.settles.defragment++;
+      await this.options.defragment();
+    } else {
+      this.settles.collect++;
+      const collect = this.options.collect ?? fullGc;
+      collect();
+      // The second collection frees the buffers whose owners the first one freed.
+      await new Promise((resolve) => setImmediate(resolve));
+      collect();
+    }
+    const after = process.memoryUsage();
+    const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);
+    this.options.log?.(
+      `memory settled after writes stopped (${rewrite ? 'store rewritten, then collected' : 'collected'}): ` +
+        `rss ${mb(before.rss)} -> ${mb(after.rss)} MB, heap ${mb(before.heapUsed)} -> ${mb(after.heapUsed)} MB, external ${mb(before.external)} -> ${mb(after.external)} MB`,
+    );
+  }
+
+  private shouldRewrite(): boolean {
+    const { total, inUse } = this.options.storeBytes();
+    return total > 0 && inUse < total * settleRewriteInUseFraction;
+  }
+}

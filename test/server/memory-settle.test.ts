@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import { settleChurnBytesMin, settleIdleMs, settleIntervalMsMin } from '../../src/server/limits.js';
+import { MemorySettler } from '../../src/server/memory-settle.js';
+
+/** A settler on a hand-driven clock and timer queue. */
+function harness(store = { total: 100, inUse: 90 }) {
+  let now = 0;
+  let timers: Array<{ at: number; run: () => void }> = [];
+  const calls = { collect: 0, defragment: 0 };
+  const settler = new MemorySettler({
+    storeBytes: () => store,
+    defragment: async () => {
+      calls.defragment++;
+    },
+    collect: () => {
+      calls.collect++;
+      return true;
+    },
+    now: () => now,
+    setTimer: (run, ms) => {
+      timers.push({ at: now + ms, run });
+      return timers.length;
+    },
+    clearTimer: () => {
+      timers = [];
+    },
+  });
+  /** Moves the clock, running the timers that come due, and lets the settle's promises finish. */
+  async function advance(ms: number): Promise<void> {
+    const end = now + ms;
+    for (;;) {
+      timers.sort((a, b) => a.at - b.at);
+      const next = timers[0];
+      if (next === undefined || next.at > end) break;
+      timers.shift();
+      now = next.at;
+      next.run();
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    }
+    now = end;
+  }
+  return { settler, calls, advance, store, pending: () => timers.length };
+}
+
+describe('MemorySettler', () => {
+  it('collects twice once writes of settleChurnBytesMin stopped for settleIdleMs, and not before', async () => {
+    const h = harness();
+    h.settler.applied(settleChurnBytesMin - 1);
+    await h.advance(10 * settleIdleMs);
+    expect(h.calls).toEqual({ collect: 0, defragment: 0 });
+    // Writes keep coming: no settle while they do.
+    for (let i = 0; i < 10; i++) {
+      h.settler.applied(1);
+      await h.advance(settleIdleMs / 2);
+    }
+    expect(h.calls.collect).toBe(0);
+    await h.advance(settleIdleMs);
+    expect(h.calls).toEqual({ collect: 2, defragment: 0 });
+    expect(h.pending()).toBe(0);
+  });
+
+  it('settles after every burst, at most once per settleIntervalMsMin', async () => {
+    const h = harness();
+    h.settler.applied(settleChurnBytesMin);
+    await h.advance(settleIdleMs);
+    expect(h.calls.collect).toBe(2);
+    h.settler.applied(settleChurnBytesMin);
+    await h.advance(settleIdleMs);
+    expect(h.calls.collect).toBe(2);
+    await h.advance(settleIntervalMsMin);
+    expect(h.calls.collect).toBe(4);
+  });
+
+  it('rewrites the store after a compaction that left it mostly garbage, and only then', async () => {
+    const h = harness({ total: 100, inUse: 40 });
+    h.settler.compactionApplied();
+    await h.advance(settleIdleMs);
+    expect(h.calls).toEqual({ collect: 0, defragment: 1 });
+    // A compaction that left the arenas mostly in use: a collection is enough.
+    h.store.inUse = 90;
+    h.settler.compactionApplied();
+    await h.advance(settleIntervalMsMin);
+    expect(h.calls).toEqual({ collect: 2, defragment: 1 });
+  });
+
+  it('does nothing once stopped', async () => {
+    const h = harness();
+    h.settler.applied(settleChurnBytesMin);
+    h.settler.stop();
+    await h.advance(settleIntervalMsMin);
+    expect(h.calls).toEqual({ collect: 0, defragment: 0 });
+  });
+});
