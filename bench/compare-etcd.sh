@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # DKV against real etcd, same load generator (dkv bench put|range|txn-put|watch|lease-keepalive|
-# lease-grant|counter|lock), same machine.
+# lease-grant|counter|lock), same machine; then the footprint of one node of each (dkv bench footprint).
 #
 # Starts a 3-member etcd and a 3-node DKV (dkv dev) on loopback with temporary data directories,
 # waits until both are healthy, runs each workload against etcd and then DKV, prints a table with
@@ -13,6 +13,10 @@
 #   COMPARE_ONLY=RE     run only the workloads whose name matches the extended regex RE
 #                       (e.g. COMPARE_ONLY='one key', COMPARE_ONLY='^put' or COMPARE_ONLY='^lease')
 #   COMPARE_KEEP=1      keep the temporary directory (logs, raw results) instead of removing it
+#   COMPARE_FOOTPRINT_KEYS="500000 2000000"
+#                       the sizes of the footprint rows (dkv bench footprint: one node of each, memory
+#                       per key, bulk load, restart, overwrites and deletes; COMPARE_ONLY=footprint for
+#                       those rows alone)
 #   ETCD=/path/etcd     the etcd binary (default: etcd on PATH; needs 3.4 or later)
 set -euo pipefail
 
@@ -264,7 +268,7 @@ for workload in "${workloads[@]}"; do
 done
 
 echo
-node - "$results" <<'EOF'
+[[ -s "$results" ]] && node - "$results" <<'EOF'
 const { readFileSync } = require('node:fs');
 const rows = readFileSync(process.argv[2], 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 const get = (name, system) => rows.find((r) => r.name === name && r.system === system).result;
@@ -323,3 +327,14 @@ const print = (which) => {
 };
 console.log(['kv', 'watch', 'lease', 'counter', 'lock'].map(print).filter((t) => t !== undefined).join('\n\n'));
 EOF
+
+# ---- Footprint: one node of each on its own (dkv bench footprint: fresh data directories, the 3-node
+# ---- clusters above sit idle meanwhile), at each size in COMPARE_FOOTPRINT_KEYS.
+if selected "footprint"; then
+  echo
+  for keys in ${COMPARE_FOOTPRINT_KEYS:-500000 2000000}; do
+    echo "footprint, $(n "$keys") keys (one node each):"
+    node "$repo/bin/dkv.js" bench footprint --keys "$(n "$keys")" --etcd "$etcd_bin" | sed 's/^/  /' ||
+      fail "dkv bench footprint --keys $(n "$keys") failed"
+  done
+fi

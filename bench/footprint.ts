@@ -13,38 +13,48 @@
  * "settle" waits --settle-ms, then reads VmRSS from /proc. Prints a table, or one JSON object per
  * target with --json. Never gates CI.
  *
- *   node --import tsx bench/footprint.ts [--target dkv,etcd] [--keys 500000] [--key-size 16]
- *     [--val-size 100] [--txn-ops 128] [--clients 8] [--settle-ms 3000] [--json] [--keep]
+ *   dkv bench footprint [--target dkv,etcd] [--keys 500000] [--key-size 16] [--val-size 100]
+ *     [--txn-ops 128] [--clients 8] [--settle-ms 12000] [--json] [--keep]
  *     [--server-args "--snapshot-count=10000"]  (more `dkv server` flags, space-separated)
+ * The settle is longer than a DKV node's idle settle (src/server/memory-settle.ts), so both
+ * targets are read after their collectors had a chance to run.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdChannel } from '../src/client/index.js';
-import { serverProcessEnv } from '../src/package-root.js';
+import { dkvBin, serverProcessEnv } from '../src/package-root.js';
 import { devClusterLayout } from '../src/server/config.js';
 
-function argument(name: string, fallback: string): string {
-  const at = process.argv.indexOf(name);
-  return at >= 0 ? (process.argv[at + 1] ?? fallback) : fallback;
+export interface FootprintOptions {
+  /** 'dkv' and/or 'etcd', measured in this order. */
+  readonly targets: readonly ('dkv' | 'etcd')[];
+  readonly keys: number;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly txnOps: number;
+  readonly clients: number;
+  readonly settleMs: number;
+  /** More `dkv server` flags. */
+  readonly serverArgs: readonly string[];
+  /** The etcd binary (default: etcd on PATH). */
+  readonly etcdBin?: string;
+  /** Keep the data directories (their logs) instead of removing them. */
+  readonly keep?: boolean;
+  /** Called with each target's result as it is measured. */
+  readonly onResult?: (result: Footprint) => void;
+  readonly print?: (line: string) => void;
 }
 
-const targets = argument('--target', 'dkv,etcd').split(',');
-const keys = Number(argument('--keys', '500000'));
-const keySize = Number(argument('--key-size', '16'));
-const valueSize = Number(argument('--val-size', '100'));
-const txnOps = Number(argument('--txn-ops', '128'));
-const clients = Number(argument('--clients', '8'));
-const settleMs = Number(argument('--settle-ms', '3000'));
-const json = process.argv.includes('--json');
-const serverArgs = argument('--server-args', '').split(' ').filter((arg) => arg !== '');
+export const footprintDefaults = { keys: 500_000, keySize: 16, valueSize: 100, txnOps: 128, clients: 8, settleMs: 12_000 } as const;
+
 const readyTimeoutMs = 600_000;
 const readyPollMs = 20;
 const keyPrefix = 'fp/';
-
-for (const target of targets) if (target !== 'dkv' && target !== 'etcd') throw new Error(`--target: dkv or etcd, got ${target}`);
-if (!(keySize > keyPrefix.length + 8)) throw new Error(`--key-size must be over ${keyPrefix.length + 8}`);
+/** The lowest base port tried, and how many blocks of 10 above it. */
+const portBase = 21_000;
+const portBlocks = 800;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -53,23 +63,22 @@ interface Node {
   readonly endpoint: string;
 }
 
-function dkvNode(dir: string, base: number): Node {
+function dkvNode(dir: string, base: number, serverArgs: readonly string[]): Node {
   const layout = devClusterLayout({ nodes: 1, basePort: base, dataDir: join(dir, 'dkv') });
   const node = layout.nodes[0]!;
-  const bin = join(import.meta.dirname, '..', 'bin', 'dkv.js');
-  return { endpoint: `127.0.0.1:${node.clientPort}`, start: () => spawn(process.execPath, [bin, 'server', ...node.args, ...serverArgs], { stdio: 'ignore', env: serverProcessEnv() }) };
+  return { endpoint: `127.0.0.1:${node.clientPort}`, start: () => spawn(process.execPath, [dkvBin, 'server', ...node.args, ...serverArgs], { stdio: 'ignore', env: serverProcessEnv() }) };
 }
 
-function etcdNode(dir: string, base: number): Node {
+function etcdNode(dir: string, base: number, etcdBin: string): Node {
   const client = `http://127.0.0.1:${base}`;
   const peer = `http://127.0.0.1:${base + 1}`;
   const args = ['--name', 'etcd1', '--data-dir', join(dir, 'etcd'), '--listen-client-urls', client, '--advertise-client-urls', client, '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `etcd1=${peer}`];
-  return { endpoint: `127.0.0.1:${base}`, start: () => spawn('etcd', args, { stdio: 'ignore' }) };
+  return { endpoint: `127.0.0.1:${base}`, start: () => spawn(etcdBin, args, { stdio: 'ignore' }) };
 }
 
-function rssBytes(process: ChildProcess): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${process.pid}/status`, 'utf8'));
-  if (match === null) throw new Error(`no VmRSS for pid ${process.pid}`);
+function rssBytes(child: ChildProcess): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+  if (match === null) throw new Error(`no VmRSS for pid ${child.pid}`);
   return Number(match[1]) * 1024;
 }
 
@@ -90,7 +99,7 @@ async function untilServedWrite(endpoint: string): Promise<number> {
   throw new Error(`${endpoint} served no write within ${readyTimeoutMs} ms`);
 }
 
-function keyOf(i: number): Buffer {
+function keyOf(i: number, keySize: number): Buffer {
   const key = Buffer.alloc(keySize, 0x30);
   key.write(keyPrefix);
   key.write(String(i).padStart(keySize - keyPrefix.length, '0'), keyPrefix.length);
@@ -98,8 +107,9 @@ function keyOf(i: number): Buffer {
 }
 
 /** Puts keys 0..keys-1 in Txns of txnOps puts, clients Txns in flight; returns keys per second. */
-async function load(channel: EtcdChannel, round: number): Promise<number> {
-  const value = Buffer.alloc(valueSize, 0x61 + round);
+async function load(channel: EtcdChannel, round: number, options: FootprintOptions): Promise<number> {
+  const { keys, keySize, txnOps, clients } = options;
+  const value = Buffer.alloc(options.valueSize, 0x61 + round);
   let next = 0;
   const started = performance.now();
   await Promise.all(
@@ -107,7 +117,7 @@ async function load(channel: EtcdChannel, round: number): Promise<number> {
       for (let first = next; first < keys; first = next) {
         next = Math.min(keys, first + txnOps);
         const success = [];
-        for (let i = first; i < next; i++) success.push({ request_put: { key: keyOf(i), value } });
+        for (let i = first; i < next; i++) success.push({ request_put: { key: keyOf(i, keySize), value } });
         await channel.kv('Txn', { success });
       }
     }),
@@ -120,7 +130,7 @@ async function headRevision(channel: EtcdChannel): Promise<number> {
   return Number(response.header.revision);
 }
 
-interface Footprint {
+export interface Footprint {
   target: string;
   keys: number;
   emptyRssMb: number;
@@ -135,38 +145,39 @@ interface Footprint {
   deletedOverEmpty: number;
 }
 
-async function measure(target: string, node: Node): Promise<Footprint> {
+async function measure(target: string, node: Node, options: FootprintOptions): Promise<Footprint> {
+  const { keys, settleMs } = options;
   const mb = (bytes: number): number => Math.round(bytes / 1048576);
-  let process = node.start();
+  let child = node.start();
   try {
     await untilServedWrite(node.endpoint);
     const channel = new EtcdChannel(node.endpoint, { callTimeoutMs: 120_000 });
     await sleep(settleMs);
-    const empty = rssBytes(process);
-    const loadKeysPerSecond = await load(channel, 0);
+    const empty = rssBytes(child);
+    const loadKeysPerSecond = await load(channel, 0, options);
     await sleep(settleMs);
-    const loaded = rssBytes(process);
+    const loaded = rssBytes(child);
     channel.close();
 
-    process.kill('SIGKILL');
-    await new Promise((resolve) => process.once('exit', resolve));
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
     const startedAt = performance.now();
-    process = node.start();
+    child = node.start();
     await untilServedWrite(node.endpoint);
     const restartMs = performance.now() - startedAt;
     const again = new EtcdChannel(node.endpoint, { callTimeoutMs: 120_000 });
     await sleep(settleMs);
-    const restarted = rssBytes(process);
+    const restarted = rssBytes(child);
 
-    await load(again, 1);
+    await load(again, 1, options);
     await again.kv('Compact', { revision: await headRevision(again), physical: true });
     await sleep(settleMs);
-    const overwritten = rssBytes(process);
+    const overwritten = rssBytes(child);
 
     await again.kv('DeleteRange', { key: Buffer.from(keyPrefix), range_end: Buffer.from(keyPrefix.slice(0, -1) + String.fromCharCode(keyPrefix.charCodeAt(keyPrefix.length - 1) + 1)) });
     await again.kv('Compact', { revision: await headRevision(again), physical: true });
     await sleep(settleMs);
-    const deleted = rssBytes(process);
+    const deleted = rssBytes(child);
     again.close();
     return {
       target,
@@ -183,28 +194,39 @@ async function measure(target: string, node: Node): Promise<Footprint> {
       deletedOverEmpty: Number((deleted / empty).toFixed(3)),
     };
   } finally {
-    process.kill('SIGKILL');
+    child.kill('SIGKILL');
   }
 }
 
-async function main(): Promise<void> {
+/** Measures each target in turn, each on a fresh data directory; returns their results. */
+export async function runFootprintBench(options: FootprintOptions): Promise<Footprint[]> {
+  if (!(options.keySize > keyPrefix.length + 8)) throw new Error(`key size must be over ${keyPrefix.length + 8}`);
   const dir = mkdtempSync(join(tmpdir(), 'dkv-footprint-'));
-  const base = 21000 + 10 * Math.floor(Math.random() * 800);
+  const base = portBase + 10 * Math.floor(Math.random() * portBlocks);
   const results: Footprint[] = [];
   try {
-    for (const target of targets) {
-      const node = target === 'dkv' ? dkvNode(dir, base) : etcdNode(dir, base + 5);
-      const result = await measure(target, node);
+    for (const target of options.targets) {
+      const node = target === 'dkv' ? dkvNode(dir, base, options.serverArgs) : etcdNode(dir, base + 5, options.etcdBin ?? 'etcd');
+      const result = await measure(target, node, options);
       results.push(result);
-      if (json) console.log(JSON.stringify(result));
+      options.onResult?.(result);
     }
   } finally {
-    if (process.argv.includes('--keep')) console.log(`kept ${dir}`);
+    if (options.keep === true) options.print?.(`kept ${dir}`);
     else rmSync(dir, { recursive: true, force: true });
   }
-  if (json) return;
-  const columns = Object.keys(results[0] ?? {}) as Array<keyof Footprint>;
-  for (const column of columns) console.log(`${column.padEnd(18)} ${results.map((result) => String(result[column]).padStart(12)).join(' ')}`);
+  return results;
 }
 
-await main();
+/** The results as a table, a row per measure and a column per target, with DKV/etcd when both ran. */
+export function footprintTable(results: readonly Footprint[]): string[] {
+  const columns = Object.keys(results[0] ?? {}).filter((column) => column !== 'target') as Array<keyof Footprint>;
+  const dkv = results.find((result) => result.target === 'dkv');
+  const etcd = results.find((result) => result.target === 'etcd');
+  const lines = [`${''.padEnd(18)} ${results.map((result) => result.target.padStart(12)).join(' ')}${dkv && etcd ? '     dkv/etcd' : ''}`];
+  for (const column of columns) {
+    const ratio = dkv && etcd && typeof etcd[column] === 'number' && etcd[column] !== 0 ? `${((dkv[column] as number) / (etcd[column] as number)).toFixed(2).padStart(12)}x` : '';
+    lines.push(`${column.padEnd(18)} ${results.map((result) => String(result[column]).padStart(12)).join(' ')}${ratio}`);
+  }
+  return lines;
+}

@@ -7,6 +7,7 @@ export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
        dkv bench lease-keepalive|lease-grant [--endpoints E] [--conns N] [--clients N] [--total N]
        dkv bench counter [--endpoints E] [--conns N] [--clients N] [--total N] [--counters N] ...
        dkv bench lock [--endpoints E] [--conns N] [--clients N] [--total N | --duration S] [--locks N]
+       dkv bench footprint [--target dkv,etcd] [--keys N] [--settle-ms MS] [--server-args "..."] ...
 
   raft     the Raft core's throughput: a 3-node group in one process on the simulator with zero
            network and disk latency; committed entries per second with one proposal per round and
@@ -43,6 +44,14 @@ export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
            wait included), releases and whole cycles, and errors; checks that no two clients
            ever held one lock at once (each hold, from Lock answered to Unlock sent, against the
            others of its name) and that no lock key is left after the run
+  footprint
+           one node of each --target (a dkv server of this build, and etcd from PATH), each on a
+           fresh data directory: RSS of the empty node; --keys keys (--key-size + --val-size
+           bytes) loaded by Txns of --txn-ops puts, --clients in flight (keys/s); RSS after
+           --settle-ms and memory per key ((RSS - empty RSS) / keys); SIGKILL and a restart
+           (ms to the first acknowledged Put); the keys written again and compacted (RSS and its
+           growth); every key deleted and compacted (RSS against the empty node's). Prints a
+           table with DKV/etcd ratios, or a JSON line per target with --json
 
 Options (raft, log):
   --seconds S   how long each measurement runs (default 3)
@@ -61,6 +70,19 @@ Options (put, range, txn-put; as in etcd's benchmark tool):
   --rate N              requests per second over all clients, 0 = unlimited (default 0)
   --json                print one JSON line instead of the summary
   -h, --help            show this text
+
+Options (footprint):
+  --target T            dkv, etcd or dkv,etcd (default dkv,etcd)
+  --keys N              keys to load (default 500000)
+  --key-size N          key bytes (default 16)
+  --val-size N          value bytes (default 100)
+  --txn-ops N           puts per Txn (default 128)
+  --clients N           Txns in flight (default 8)
+  --settle-ms MS        wait before each RSS reading (default 12000)
+  --server-args "A B"   more dkv server flags, space-separated
+  --etcd PATH           the etcd binary (default etcd)
+  --keep                keep the data directories (the servers' logs)
+  --json                one JSON line per target instead of the table
 
 Options (watch):
   --endpoints E         comma-separated host:port (http:// accepted) (default 127.0.0.1:2379)
@@ -141,6 +163,7 @@ export async function benchCommand(args: string[]): Promise<number> {
     if (isLeaseTarget(target)) return leaseLoadCommand(target, rest);
     if (target === 'counter') return counterCommand(rest);
     if (target === 'lock') return lockCommand(rest);
+    if (target === 'footprint') return footprintCommand(rest);
     if (target !== 'raft' && target !== 'log') throw new UsageError(`unknown benchmark "${target}"`);
     const o = parseOptions(rest, { seconds: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
     if (o.help === true) {
@@ -394,6 +417,50 @@ async function lockCommand(args: string[]): Promise<number> {
     format: formatLockLoadResult,
     ok: lockLoadOk,
   });
+}
+
+async function footprintCommand(args: string[]): Promise<number> {
+  const o = parseOptions(args, {
+    target: { type: 'string' },
+    keys: { type: 'string' },
+    'key-size': { type: 'string' },
+    'val-size': { type: 'string' },
+    'txn-ops': { type: 'string' },
+    clients: { type: 'string' },
+    'settle-ms': { type: 'string' },
+    'server-args': { type: 'string' },
+    etcd: { type: 'string' },
+    keep: { type: 'boolean' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (o.help === true) {
+    process.stdout.write(benchHelp);
+    return 0;
+  }
+  const { footprintDefaults: d, footprintTable, runFootprintBench } = await import('../../bench/footprint.js');
+  const targets = (o.target ?? 'dkv,etcd').split(',');
+  for (const target of targets) if (target !== 'dkv' && target !== 'etcd') throw new UsageError(`--target: dkv, etcd or dkv,etcd, got "${target}"`);
+  const json = o.json === true;
+  const print = (line: string): void => {
+    process.stdout.write(`${line}\n`);
+  };
+  const results = await runFootprintBench({
+    targets: targets as Array<'dkv' | 'etcd'>,
+    keys: intOption(o.keys, 'keys', d.keys, 1, 100_000_000),
+    keySize: intOption(o['key-size'], 'key-size', d.keySize, 12, 1024),
+    valueSize: intOption(o['val-size'], 'val-size', d.valueSize, 0, 1024 * 1024),
+    txnOps: intOption(o['txn-ops'], 'txn-ops', d.txnOps, 1, 128),
+    clients: intOption(o.clients, 'clients', d.clients, 1, 1000),
+    settleMs: intOption(o['settle-ms'], 'settle-ms', d.settleMs, 0, 600_000),
+    serverArgs: (o['server-args'] ?? '').split(' ').filter((arg) => arg !== ''),
+    etcdBin: o.etcd,
+    keep: o.keep === true,
+    print,
+    onResult: json ? (result) => print(JSON.stringify(result)) : undefined,
+  });
+  if (!json) for (const line of footprintTable(results)) print(line);
+  return 0;
 }
 
 /**

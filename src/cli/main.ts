@@ -54,6 +54,8 @@ Commands:
                  load an etcd-API cluster (DKV or etcd) like etcd's benchmark tool
   bench counter  atomic increments: dkv.v1.Counter on DKV, a Txn compare-and-swap loop on etcd
   bench lock     Lock → Unlock cycles per second under contention (etcd's Lock service)
+  bench footprint
+                 one node each of DKV and etcd: memory per key, bulk load, restart, overwrites
   help           show this text; "dkv <command> --help" shows a command's options
 
 The commands that call a cluster (get … snapshot save, lease, lock, elect, counter) take

@@ -664,6 +664,14 @@ export class DkvNode {
     m.watchSlowFallbacks.set(this.watchHub.slowFallbacks);
     m.watchBufferedBytes.set(this.watchBuffered.bytes);
     m.watchBufferedBytesPeak.set(this.watchBuffered.peak);
+    let raftLogCache = 0;
+    for (const shard of this.runtime.shardIds()) raftLogCache += this.logStore.shard(shard).cacheStats().bytes;
+    m.memoryBytes.set(data.sizeBytes, { part: 'store_arenas' });
+    m.memoryBytes.set(data.changeLogBytes, { part: 'change_log' });
+    m.memoryBytes.set(this.watchHub.recentEvents.bytes, { part: 'watch_recent' });
+    m.memoryBytes.set(raftLogCache, { part: 'raft_log_cache' });
+    m.memorySettles.set(this.memorySettler.settles.collect, { kind: 'collect' });
+    m.memorySettles.set(this.memorySettler.settles.defragment, { kind: 'defragment' });
   }
 
   private async serveMetrics(): Promise<void> {

@@ -55,6 +55,13 @@ export class ChangeLog {
     return this.entries;
   }
 
+  /** Bytes of the chunks' arrays (revisions, key ends, key bytes). */
+  get bytes(): number {
+    let bytes = 0;
+    for (const chunk of this.chunks) bytes += chunk.revisions.byteLength + chunk.keyEnds.byteLength + chunk.keys.byteLength;
+    return bytes;
+  }
+
   append(revision: number, key: Uint8Array): void {
     let last = this.chunks[this.chunks.length - 1];
     if (last !== undefined) {

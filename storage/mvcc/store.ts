@@ -212,6 +212,11 @@ export class MvccStore {
     return this.log.length;
   }
 
+  /** Bytes the change log's chunks hold (for metrics). */
+  get changeLogBytes(): number {
+    return this.log.bytes;
+  }
+
   /** Throws if the segment index breaks an invariant (sorted, bounded, no empty segment). */
   checkInvariants(): void {
     this.index.checkInvariants();
