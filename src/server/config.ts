@@ -144,6 +144,11 @@ export interface ServerConfig {
    */
   readonly unsafeStaleReads: boolean;
   /**
+   * `--experimental-lease-reads`: a shard's leader answers linearizable reads from its lease
+   * (Raft's lease-based ReadOnly option, with CheckQuorum) instead of a ReadIndex heartbeat round.
+   */
+  readonly experimentalLeaseReads: boolean;
+  /**
    * Test only: propose every Txn that writes without its (top-level) compares, so its success
    * branch runs whatever they would have said, which breaks
    * serializability on purpose (jepsen-lite's append workload proves its checker catches it).
@@ -439,6 +444,15 @@ const flagSpecs: readonly FlagSpec[] = [
     `largest client request in bytes (${requestBytesMaxMin}..${requestBytesMaxMax}).`,
   ),
   spec('log-file', 'string', 'dkv', '', 'write the log to this file instead of stderr.'),
+  spec(
+    'experimental-lease-reads',
+    'bool',
+    'dkv',
+    'false',
+    'a shard leader serves linearizable reads under its leader lease, without a heartbeat round per batch of reads. ' +
+      'Assumes no member\'s clock runs more than 25% fast against the leader\'s and no leader process stalls ' +
+      '(GC, SIGSTOP, VM pause) for longer than its lease (3/4 of an election timeout); if either fails a read may be stale. DKV only (etcd has no such flag).',
+  ),
   spec(
     'unsafe-stale-reads',
     'bool',
@@ -1099,6 +1113,7 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
   checkWithoutEffect(raw, warnings, errors);
   const unsafeStaleReads = field(() => boolValue('unsafe-stale-reads', raw), false);
   if (unsafeStaleReads) warnings.push('--unsafe-stale-reads: linearizable reads skip ReadIndex and may be stale (test only)');
+  const experimentalLeaseReads = field(() => boolValue('experimental-lease-reads', raw), false);
   const unsafeIgnoreTxnCompare = field(() => boolValue('unsafe-ignore-txn-compare', raw), false);
   if (unsafeIgnoreTxnCompare) warnings.push('--unsafe-ignore-txn-compare: every Txn that writes runs its success branch, whatever its compares say (test only)');
   const noTls: TlsConfig = { certFile: undefined, keyFile: undefined, trustedCaFile: undefined, clientCertAuth: false };
@@ -1131,6 +1146,7 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     logOutputs,
     changedSettings: changedSettingsOf(raw),
     unsafeStaleReads,
+    experimentalLeaseReads,
     unsafeIgnoreTxnCompare,
     configFile,
     warnings,

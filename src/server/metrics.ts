@@ -318,6 +318,8 @@ export function formatNumber(value: number): string {
 
 /** etcd's buckets for WAL fsync and backend commit latency: 1 ms to about 8 s, doubling. */
 export const diskLatencyBuckets: readonly number[] = exponentialBuckets(0.001, 2, 14);
+/** etcd's buckets for peer round trips: 100 µs to about 0.8 s, doubling. */
+export const peerRoundTripBuckets: readonly number[] = exponentialBuckets(0.0001, 2, 14);
 
 export interface ServerMetrics {
   readonly registry: Registry;
@@ -336,6 +338,8 @@ export interface ServerMetrics {
   /** Labelled `To` / `From` with the peer's member id in hex, as etcd labels them. */
   readonly peerSentBytes: Counter;
   readonly peerReceivedBytes: Counter;
+  /** Round trips of the peer links' keepalive pings, labelled `To` (etcd's prober measures the like). */
+  readonly peerRoundTripSeconds: Histogram;
   readonly dbTotalSizeBytes: Gauge;
   readonly keysTotal: Gauge;
   readonly shards: Gauge;
@@ -407,6 +411,12 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
       name: 'etcd_network_peer_received_bytes_total',
       help: 'The total number of bytes received from peers.',
       labelNames: ['From'],
+    }),
+    peerRoundTripSeconds: registry.histogram({
+      name: 'dkv_peer_round_trip_seconds',
+      help: 'Round trip of a ping over the peer link to a member and back (link and both event loops, no disk).',
+      labelNames: ['To'],
+      buckets: peerRoundTripBuckets,
     }),
     dbTotalSizeBytes: registry.gauge({
       name: 'etcd_mvcc_db_total_size_in_bytes',

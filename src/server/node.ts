@@ -176,6 +176,7 @@ export class DkvNode {
       onRemoved: (by) => this.removed(`member ${formatId(by)} refused this member's messages: it was removed from the cluster`),
       // Silent peers are probed after two election timeouts: a removed member hears of it soon.
       removedProbe: { afterMs: 2 * config.tickMs * config.electionTicks, intervalMs: 2 * config.tickMs * config.electionTicks },
+      onRoundTrip: (peer, seconds) => this.metrics.peerRoundTripSeconds.observe(seconds, { To: formatId(peer) }),
       clusterInfo: () => encodeClusterInfo(this.identity.clusterId, this.members(), metaEngineOf(this.router.meta().machine()).removedIds()),
       log: (level, message) => (level === 'error' || level === 'warn' ? logger.warn(message) : level === 'info' ? logger.info(message) : logger.debug(message)),
     });
@@ -187,7 +188,13 @@ export class DkvNode {
       clock: wallClock,
       scheduler: immediateScheduler,
       random: new SeededPrng((Date.now() ^ identity.memberId) >>> 0),
-      raft: { electionTicks: config.electionTicks, heartbeatTicks: config.heartbeatTicks, checkQuorum: true, preVote: true },
+      raft: {
+        electionTicks: config.electionTicks,
+        heartbeatTicks: config.heartbeatTicks,
+        checkQuorum: true,
+        preVote: true,
+        readOnlyOption: config.experimentalLeaseReads ? 'lease-based' : 'safe',
+      },
       tickMs: config.tickMs,
       snapshotCount: config.snapshotCount,
       snapshotCatchUpEntries: Math.min(snapshotCatchUpEntriesMax, config.snapshotCount),

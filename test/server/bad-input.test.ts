@@ -9,10 +9,10 @@ import * as grpc from '@grpc/grpc-js';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdType } from '../../src/etcd-proto.js';
-import { peerStreamPath } from '../../src/server/peer/index.js';
 import { type Decoded, type EtcdChannel, methodPath } from '../../src/client/index.js';
 import { etcdChannel, TestCluster, waitUntil } from './cluster-harness.js';
 import { WatchClient } from './watch-client.js';
+import { dialRaw } from './peer-harness.js';
 
 /** etcd's default --max-request-bytes, which DKV keeps. */
 const MAX_REQUEST_BYTES = 1_572_864;
@@ -321,25 +321,19 @@ describe('bad input to a 3-node cluster', () => {
     });
   }
 
-  it('survives garbage frames on a well-formed peer stream, and Raft keeps replicating', async () => {
+  it('survives garbage frames on a well-formed peer link, and Raft keeps replicating', async () => {
     const node = 2;
-    const peer = new grpc.Client(`127.0.0.1:${cluster.nodes[node]!.peerPort}`, grpc.credentials.createInsecure());
+    const link = dialRaw(cluster.nodes[node]!.peerPort);
     try {
-      const call = peer.makeBidiStreamRequest(peerStreamPath, (b: Buffer) => b, (b: Buffer) => b);
-      const ended = new Promise<string>((resolve) => {
-        call.on('error', (e: grpc.ServiceError) => resolve(`error ${e.code}: ${e.details}`));
-        call.on('end', () => resolve('end'));
-        call.on('data', () => undefined);
-      });
-      call.write(garbage(4, 1000));
-      call.write(Buffer.alloc(0));
-      call.write(garbage(5, 70_000));
+      link.sendFrame(garbage(4, 1000));
+      link.sendFrame(Buffer.alloc(0));
+      link.sendFrame(garbage(5, 70_000));
+      const ended = link.ended.then((end) => (end === 'closed' ? 'closed' : `close ${end.code}: ${end.details}`));
       const outcome = await Promise.race([ended, new Promise<string>((resolve) => setTimeout(() => resolve('still open'), 8000))]);
-      console.log(`[bad-input] garbage peer stream: ${outcome}`);
-      call.cancel();
-      expect(outcome, 'the node ends a peer stream that sends garbage').not.toBe('still open');
+      console.log(`[bad-input] garbage peer link: ${outcome}`);
+      expect(outcome, 'the node ends a peer link that sends garbage').not.toBe('still open');
     } finally {
-      peer.close();
+      link.destroy();
     }
     await stillServing(node, 'peer-stream-garbage');
     // Replication through the node still works: all three agree on one hash at one revision.

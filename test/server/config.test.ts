@@ -57,6 +57,17 @@ describe('--unsafe-stale-reads', () => {
   });
 });
 
+describe('--experimental-lease-reads', () => {
+  it('is off by default; on, it needs no warning; its help states the clock assumption', () => {
+    expect(parseServerConfig([]).experimentalLeaseReads).toBe(false);
+    const config = parseServerConfig(['--experimental-lease-reads']);
+    expect(config.experimentalLeaseReads).toBe(true);
+    expect(config.warnings.join('\n')).not.toMatch(/lease-reads/);
+    expect(parseServerConfig([], { DKV_EXPERIMENTAL_LEASE_READS: 'true' }).experimentalLeaseReads).toBe(true);
+    expect(serverHelp).toMatch(/--experimental-lease-reads[^]*clock[^]*stalls/);
+  });
+});
+
 describe('--quota-backend-bytes and auto-compaction', () => {
   it('default to etcd\'s 2 GiB quota and no auto-compaction', () => {
     const config = parseServerConfig([]);

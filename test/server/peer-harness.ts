@@ -3,7 +3,18 @@
  * report recorded.
  */
 import { makeMessage, type Message, type MessageType } from '../../raft/index.js';
-import { PeerTransport, type PeerTlsOptions, type ShardMessage } from '../../src/server/peer/index.js';
+import * as net from 'node:net';
+import {
+  LINK_CLOSE,
+  LINK_FRAME,
+  PeerTransport,
+  RecordReader,
+  decodeClose,
+  encodePreamble,
+  encodeRecord,
+  type PeerTlsOptions,
+  type ShardMessage,
+} from '../../src/server/peer/index.js';
 
 export interface Received {
   readonly from: number;
@@ -19,6 +30,7 @@ export interface TestNode {
   readonly unreachable: Array<{ peer: number; shards: number[] }>;
   readonly snapshotStatus: Array<{ peer: number; shard: number; ok: boolean }>;
   readonly logs: string[];
+  readonly roundTrips: Array<{ peer: number; seconds: number }>;
   readonly address: string;
 }
 
@@ -34,6 +46,7 @@ export interface NodeOptions {
   readonly onRemoved?: (by: number) => void;
   readonly clusterInfo?: () => Uint8Array;
   readonly removedProbe?: { afterMs: number; intervalMs: number };
+  readonly keepalive?: { intervalMs: number; silenceMsMax: number };
 }
 
 /** mulberry32: a small seeded PRNG for backoff jitter. */
@@ -54,6 +67,7 @@ export async function startNode(options: NodeOptions): Promise<TestNode> {
   const unreachable: TestNode['unreachable'] = [];
   const snapshotStatus: TestNode['snapshotStatus'] = [];
   const logs: string[] = [];
+  const roundTrips: TestNode['roundTrips'] = [];
   const transport = new PeerTransport({
     localId: options.id,
     clusterId: options.clusterId ?? 1,
@@ -75,10 +89,12 @@ export async function startNode(options: NodeOptions): Promise<TestNode> {
     onRemoved: options.onRemoved,
     clusterInfo: options.clusterInfo,
     removedProbe: options.removedProbe,
+    keepalive: options.keepalive,
+    onRoundTrip: (peer, seconds) => roundTrips.push({ peer, seconds }),
   });
   await transport.start();
   const address = `127.0.0.1:${transport.boundPort}`;
-  return { id: options.id, transport, received, frames, unreachable, snapshotStatus, logs, address };
+  return { id: options.id, transport, received, frames, unreachable, snapshotStatus, logs, roundTrips, address };
 }
 
 /**
@@ -119,4 +135,43 @@ export function app(from: number, to: number, index: number, type: MessageType =
     index,
     entries: [{ term: 1, index: index + 1, type: 'normal', data: new TextEncoder().encode(`entry ${index}`) }],
   });
+}
+
+/** A hand-made peer link: what a test writes goes out as records; what comes back is collected. */
+export interface RawLink {
+  /** Sends one codec frame (or any bytes) as a frame record. */
+  sendFrame(frame: Uint8Array): void;
+  /** Codec frames received. */
+  readonly frames: Buffer[];
+  /** Resolves with the close record's code and details, or 'closed' when the socket closed without one. */
+  readonly ended: Promise<{ code: number; details: string } | 'closed'>;
+  /** Stops reading: what the node writes backs up. */
+  pause(): void;
+  destroy(): void;
+}
+
+/** Dials `port` on loopback, sends a preamble listing `features`, and collects what comes back. */
+export function dialRaw(port: number, features: readonly string[] = []): RawLink {
+  const socket = net.connect(port, '127.0.0.1');
+  const frames: Buffer[] = [];
+  const reader = new RecordReader();
+  let settle: (value: { code: number; details: string } | 'closed') => void = () => {};
+  const ended = new Promise<{ code: number; details: string } | 'closed'>((resolve) => (settle = resolve));
+  socket.on('data', (chunk: Buffer) => {
+    reader.push(chunk, (kind, body) => {
+      if (kind === LINK_FRAME) frames.push(Buffer.from(body));
+      if (kind === LINK_CLOSE) settle(decodeClose(body));
+      return true;
+    });
+  });
+  socket.on('error', () => settle('closed'));
+  socket.on('close', () => settle('closed'));
+  socket.write(encodePreamble(features));
+  return {
+    sendFrame: (frame) => void socket.write(encodeRecord(LINK_FRAME, frame)),
+    frames,
+    ended,
+    pause: () => void socket.pause(),
+    destroy: () => void socket.destroy(),
+  };
 }

@@ -23,7 +23,7 @@ describe('peer transport limits and backpressure', () => {
     }
   });
 
-  it('waits for drain when grpc pushes back, and still delivers a 32 MiB snapshot intact', async () => {
+  it('waits for drain when the socket pushes back, and still delivers a 32 MiB snapshot intact', async () => {
     const nodes = await startMesh([1, 2]);
     const [one, two] = nodes as [TestNode, TestNode];
     try {

@@ -1,5 +1,4 @@
 import { describe, it, expect } from 'vitest';
-import * as grpc from '@grpc/grpc-js';
 import { makeMessage } from '../../raft/index.js';
 import {
   PeerRequestError,
@@ -7,13 +6,12 @@ import {
   decodeFrame,
   encodeHello,
   encodeRequest,
-  peerFeaturesMetadataKey,
+  peerFeatureRequests,
   peerLimits,
-  peerStreamPath,
   type PeerRequestErrorCode,
   type PeerRequestReach,
 } from '../../src/server/peer/index.js';
-import { app, nextTurn, seeded, startNode, stopAll, waitFor, type TestNode } from './peer-harness.js';
+import { app, dialRaw, nextTurn, seeded, startNode, stopAll, waitFor, type TestNode } from './peer-harness.js';
 
 type Handler = (from: number, payload: Uint8Array) => Promise<Uint8Array>;
 
@@ -322,55 +320,44 @@ describe('peer transport requests', () => {
       await stopAll([one, two]);
     }
 
-    // An "older" node 1: a raw stream with a hello and no features metadata.
+    // An "older" node 1: a raw link with a hello and no features in its preamble.
     const three = await startNode({ id: 3, peers: new Map([[1, '127.0.0.1:1']]), onRequest: async (_f, p) => p });
-    const client = new grpc.Client(three.address, grpc.credentials.createInsecure());
-    const identity = (b: Buffer): Buffer => b;
-    const call = client.makeBidiStreamRequest(peerStreamPath, identity, identity, new grpc.Metadata());
-    const kinds: string[] = [];
-    call.on('data', (frame: Buffer) => kinds.push(decodeFrame(frame).kind));
-    call.on('error', () => {});
+    const link = dialRaw(three.transport.boundPort);
     try {
-      call.write(encodeHello({ clusterId: 1, fromId: 1, toId: 3, protocolVersion: peerLimits.protocolVersion }));
+      link.sendFrame(encodeHello({ clusterId: 1, fromId: 1, toId: 3, protocolVersion: peerLimits.protocolVersion }));
       await waitFor(() => three.transport.connectedPeers().length === 1, 'old node connected');
       expectFailure(await failure(three.transport.request(1, text('x'), { timeoutMs: 1000 })), 'unsupported', 'no');
       three.transport.send(1, 1, [app(3, 1, 0)]);
-      await waitFor(() => kinds.length === 2, 'hello and a batch');
-      expect(kinds).toEqual(['hello', 'batch']);
+      await waitFor(() => link.frames.length === 2, 'hello and a batch');
+      expect(link.frames.map((frame) => decodeFrame(frame).kind)).toEqual(['hello', 'batch']);
     } finally {
-      call.cancel();
-      client.close();
+      link.destroy();
       await stopAll([three]);
     }
   });
 
-  it('an answer still queued behind backpressure when the stream closes gives its handling slot back', async () => {
+  it('an answer still queued behind backpressure when the link closes gives its handling slot back', async () => {
     let answered = 0;
     const three = await startNode({ id: 3, peers: new Map([[1, '127.0.0.1:1']]), onRequest: async (_f, p) => ((answered += 1), p) });
     // A raw node 1 that advertises requests but never reads: node 3's writes back up.
-    const client = new grpc.Client(three.address, grpc.credentials.createInsecure());
-    const identity = (b: Buffer): Buffer => b;
-    const metadata = new grpc.Metadata();
-    metadata.set(peerFeaturesMetadataKey, 'requests');
-    const call = client.makeBidiStreamRequest(peerStreamPath, identity, identity, metadata);
-    call.on('error', () => {});
+    const link = dialRaw(three.transport.boundPort, [peerFeatureRequests]);
     try {
-      call.write(encodeHello({ clusterId: 1, fromId: 1, toId: 3, protocolVersion: peerLimits.protocolVersion }));
+      link.sendFrame(encodeHello({ clusterId: 1, fromId: 1, toId: 3, protocolVersion: peerLimits.protocolVersion }));
       await waitFor(() => three.transport.connectedPeers().length === 1, 'raw node connected');
+      link.pause();
       const confState = { voters: [1, 3], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
       const data = new Uint8Array(32 * 1024 * 1024);
       three.transport.send(1, 1, [makeMessage({ type: 'MsgSnap', from: 3, to: 1, term: 1, snapshot: { metadata: { index: 5, term: 1, confState }, data } })]);
       await waitFor(() => three.logs.some((l) => /waiting for drain/.test(l)), 'backpressure');
-      call.write(encodeRequest(1, text('stuck')));
+      link.sendFrame(encodeRequest(1, text('stuck')));
       await waitFor(() => answered === 1, 'the handler answered');
       await nextTurn();
       expect(three.transport.stats().requestsHandling).toBe(1);
-      call.cancel();
-      await waitFor(() => three.transport.connectedPeers().length === 0, 'stream closed');
+      link.destroy();
+      await waitFor(() => three.transport.connectedPeers().length === 0, 'link closed');
       expect(three.transport.stats().requestsHandling).toBe(0);
     } finally {
-      call.cancel();
-      client.close();
+      link.destroy();
       await stopAll([three]);
     }
   });

@@ -1,9 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import net from 'node:net';
-import * as grpc from '@grpc/grpc-js';
 import { makeMessage } from '../../raft/index.js';
-import { peerStreamPath, encodeHello, peerLimits } from '../../src/server/peer/index.js';
-import { app, nextTurn, startMesh, startNode, stopAll, waitFor, type TestNode } from './peer-harness.js';
+import { encodeHello, linkStatus, peerLimits } from '../../src/server/peer/index.js';
+import { app, dialRaw, nextTurn, startMesh, startNode, stopAll, waitFor, type TestNode } from './peer-harness.js';
 
 describe('peer transport', () => {
   it('three nodes exchange batches for several shards, in order, one frame per turn per peer', async () => {
@@ -94,7 +93,7 @@ describe('peer transport', () => {
     }
   });
 
-  it('survives raw garbage on its port and garbage frames on a real stream, and keeps serving', async () => {
+  it('survives raw garbage on its port and garbage frames on a well-formed link, and keeps serving', async () => {
     const nodes = await startMesh([1, 2]);
     const [one, two] = nodes as [TestNode, TestNode];
     try {
@@ -110,30 +109,23 @@ describe('peer transport', () => {
           socket.resume();
         });
       }
-      // A real gRPC stream whose frames are garbage, and one whose first frame is not a hello.
-      const client = new grpc.Client(two.address, grpc.credentials.createInsecure());
-      const identity = (b: Buffer): Buffer => b;
+      // A well-formed link whose frames are garbage, and one whose first frame is not a hello.
       const statuses: Array<{ code: number; details: string }> = [];
       for (const frame of [
         Buffer.from('definitely not a frame'),
         Buffer.from([peerLimits.protocolVersion, 2, 0, 0, 0, 0]),
         encodeHello({ clusterId: 1, fromId: 1, toId: 2, protocolVersion: 99 }),
       ]) {
-        await new Promise<void>((resolve) => {
-          const call = client.makeBidiStreamRequest(peerStreamPath, identity, identity, new grpc.Metadata());
-          call.on('error', (error: grpc.ServiceError) => {
-            statuses.push({ code: error.code, details: error.details });
-            resolve();
-          });
-          call.on('data', () => {});
-          call.write(frame);
-        });
+        const link = dialRaw(two.transport.boundPort);
+        link.sendFrame(frame);
+        const ended = await link.ended;
+        link.destroy();
+        statuses.push(ended === 'closed' ? { code: -1, details: 'closed without a reason' } : ended);
       }
-      client.close();
       expect(statuses.map((s) => s.code)).toEqual([
-        grpc.status.INVALID_ARGUMENT,
-        grpc.status.INVALID_ARGUMENT,
-        grpc.status.FAILED_PRECONDITION,
+        linkStatus.INVALID_ARGUMENT,
+        linkStatus.INVALID_ARGUMENT,
+        linkStatus.FAILED_PRECONDITION,
       ]);
       expect(statuses[1]?.details).toMatch(/empty batch/);
       expect(statuses[2]?.details).toMatch(/protocol version 99/);

@@ -1,5 +1,5 @@
 /**
- * Binary frames of the peer transport. Every gRPC message on a peer stream is one frame.
+ * Binary frames of the peer transport. Every frame travels as one record of the link (wire.ts).
  *
  * Layout (big-endian; u64 values are safe integers < 2^53):
  *
@@ -33,10 +33,10 @@
  * Protocol version: request and response frames (kinds 5 and 6) were added WITHOUT bumping
  * `protocolVersion`. A node of the previous build checks the hello's version for equality, so a
  * bump would have made old and new nodes refuse each other's streams and broken rolling upgrades.
- * Instead a node sends kinds 5 and 6 only on a stream whose other side advertised them in the gRPC
- * metadata of the stream (`dkv-peer-features: requests`, see transport.ts), which older nodes
- * neither send nor read: an older node never receives a frame it does not know. (Had it received
- * one, it would have refused that stream with INVALID_ARGUMENT, not crashed.)
+ * Instead a node sends kinds 5 and 6 only on a link whose other side advertised them (the feature
+ * `requests` in its preamble, see wire.ts): a node without a handler never receives a frame it
+ * does not expect. (Had it received one, it would have refused that link with INVALID_ARGUMENT,
+ * not crashed.)
  */
 import type { ConfState, Entry, EntryType, Message, MessageType, Snapshot } from '../../../raft/index.js';
 import {

@@ -1,17 +1,16 @@
 /**
  * The peer transport's front door: Raft messages of every shard between nodes, and requests with
- * their answers, over one gRPC stream per pair of nodes. Other folders import only from here.
+ * their answers, over one TCP (or TLS) link per pair of nodes. Other folders import only from here.
  */
 export {
   PeerTransport,
   type PeerTransportOptions,
   type PeerTransportStats,
   type PeerRequestOptions,
-  peerFeaturesMetadataKey,
+  peerFeatureRequests,
+  type PeerLinkError,
   type PeerTlsOptions,
   type PeerLogLevel,
-  peerStreamPath,
-  peerClusterPath,
   queryCluster,
   removedMemberRefusal,
   peerTarget,
@@ -42,4 +41,21 @@ export {
   type PeerRequestErrorCode,
   type PeerRequestReach,
 } from './requests.js';
+export {
+  LINK_CLOSE,
+  LINK_CLUSTER_ANSWER,
+  LINK_CLUSTER_QUERY,
+  LINK_FRAME,
+  LINK_PING,
+  LINK_PONG,
+  LINK_PREAMBLE,
+  LinkProtocolError,
+  RecordReader,
+  decodeClose,
+  encodeClose,
+  encodePreamble,
+  encodeRecord,
+  linkStatus,
+  type LinkStatus,
+} from './wire.js';
 export * as peerLimits from './limits.js';

@@ -18,8 +18,17 @@ export const frameBytesMax = 16 * 1024 * 1024;
  * one oversized message still fits a frame of its own.
  */
 export const frameBytesTarget = 4 * 1024 * 1024;
-/** Bytes grpc may add around one of our frames (length prefix, headers); its message limits are set with this slack. */
-export const grpcMessageSlackBytes = 64 * 1024;
+/** The link's framing version (wire.ts), sent in the preamble; both sides must speak the same. */
+export const linkVersion = 1;
+/** Bytes of one link record's kind and body: the largest frame plus its kind byte. */
+export const linkRecordBytesMax = frameBytesMax + 1;
+/**
+ * A frame smaller than this is copied behind its record header and written in one call; a larger
+ * one is written after its header, uncopied (the copy would cost more than the second write).
+ */
+export const linkCopyBytesMax = 64 * 1024;
+/** Bytes of the first record of a link (the preamble: magic, version, features). */
+export const linkPreambleBytesMax = 1024;
 /** Messages in one batch frame. */
 export const frameMessagesMax = 65_536;
 /** Entries in one message. */
@@ -61,9 +70,10 @@ export const clusterQueryTimeoutMs = 2000;
 export const clusterQueryRetryMs = 200;
 /** Bytes of a cluster-query answer (the member list as JSON). */
 export const clusterQueryBytesMax = 1024 * 1024;
-/** HTTP/2 keepalive pings detect a silent peer within about time + timeout. */
-export const keepaliveTimeMs = 10_000;
-export const keepaliveTimeoutMs = 5000;
+/** Every live link gets a ping record this often (one timer per transport, not per link). */
+export const keepaliveIntervalMs = 5000;
+/** A live link that has received nothing, pings included, for this long is closed as dead. */
+export const keepaliveSilenceMsMax = 15_000;
 /** Distinct unknown shard ids a transport remembers having logged (each is logged once). */
 export const unknownShardsLoggedMax = 1024;
 
@@ -116,6 +126,8 @@ assert(
   raftLimits.readIndexContextBytesMax <= messageContextBytesMax,
   'the transport must carry any context the Raft core produces',
 );
+assert(clusterQueryBytesMax + 1 <= linkRecordBytesMax, 'a cluster-query answer must fit a link record');
+assert(keepaliveSilenceMsMax >= 2 * keepaliveIntervalMs, 'a live peer must get at least two pings in before its link is called dead');
 assert(requestPayloadBytesMax + requestFrameHeaderBytesMax <= frameBytesMax, 'a full request must fit a frame');
 assert(responsePayloadBytesMax + requestFrameHeaderBytesMax <= frameBytesMax, 'a full response must fit a frame');
 assert(

@@ -1,25 +1,27 @@
 /**
- * The peer transport: Raft messages of every shard between the nodes of a cluster, over ONE gRPC
- * bidirectional stream per pair of nodes (`/dkv.peer.v1.Peer/Stream`). The node with the smaller
- * id dials, the other accepts; both directions flow on that stream. Frames are our own binary
- * codec (codec.ts); gRPC's serializers are the identity on Buffer.
+ * The peer transport: Raft messages of every shard between the nodes of a cluster, over ONE TCP
+ * connection (TLS when configured) per pair of nodes, the link. The node with the smaller id
+ * dials, the other accepts; both directions flow on that link. Frames are our own binary codec
+ * (codec.ts), each in one length-prefixed record of the link's framing (wire.ts). A plain socket
+ * rather than a gRPC stream: HTTP/2 cost about 125 µs of CPU per hop, and a write takes several
+ * hops of the Raft round (forward, append, ack, answer).
  *
  * Sending is fire-and-forget, as Raft wants it: `send` queues, and once per event-loop turn
- * (at the end of the current task) each peer's queue goes out as one batch frame. A peer without a live stream
+ * (at the end of the current task) each peer's queue goes out as one batch frame. A peer without a live link
  * loses the messages and the host hears `onUnreachable` (at most once per turn per peer).
  * Snapshots larger than `snapshotChunkBytes` travel as a header and chunk frames, in order, with
  * no Raft frame interleaved, and are reassembled by the receiver before they are delivered.
  *
- * Requests ride the same stream: `request(to, payload)` queues a request frame (written on the
+ * Requests ride the same link: `request(to, payload)` queues a request frame (written on the
  * turn's flush, ahead of the Raft frames and between snapshot chunks) and resolves with the
  * peer's answer, which its `onRequest` handler produced; many requests are in flight at once and
  * answers may come back in any order (each carries its request id). Every pending request ends:
- * answered, refused, timed out, or rejected when its stream breaks, its peer is removed or the
- * transport stops. A node advertises that it handles requests in the stream's gRPC metadata
- * (`dkv-peer-features: requests`, see codec.ts on compatibility); requests go only to peers that
- * did.
+ * answered, refused, timed out, or rejected when its link breaks, its peer is removed or the
+ * transport stops. A node advertises that it handles requests in its link preamble (feature
+ * `requests`); requests go only to peers that did.
  */
-import * as grpc from '@grpc/grpc-js';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { isLocalMessage, type Message } from '../../../raft/index.js';
 import {
   PeerProtocolError,
@@ -42,11 +44,11 @@ import {
   frameBytesMax,
   frameBytesTarget,
   frameMessagesMax,
-  grpcMessageSlackBytes,
   clusterQueryBytesMax,
   helloTimeoutMs,
-  keepaliveTimeMs,
-  keepaliveTimeoutMs,
+  keepaliveIntervalMs,
+  keepaliveSilenceMsMax,
+  linkCopyBytesMax,
   peerQueueBytesMax,
   peerQueueMessagesMax,
   peerQueueSnapshotsMax,
@@ -66,13 +68,29 @@ import {
   unknownShardsLoggedMax,
 } from './limits.js';
 import { PeerRequestError, PeerRequestRefusal, type PeerRequestErrorCode } from './requests.js';
+import {
+  LINK_CLOSE,
+  LINK_CLUSTER_ANSWER,
+  LINK_CLUSTER_QUERY,
+  LINK_FRAME,
+  LINK_PING,
+  LINK_PONG,
+  LINK_PREAMBLE,
+  linkPingBytes,
+  LinkProtocolError,
+  RecordReader,
+  decodeClose,
+  decodePreamble,
+  encodeClose,
+  encodePreamble,
+  encodeRecord,
+  encodeRecordHeader,
+  linkStatus,
+  type LinkStatus,
+} from './wire.js';
 
 /** Member and cluster ids in messages are hex, as etcd prints them (the server's log does the same). */
 const idHex = (id: number): string => id.toString(16);
-
-export const peerStreamPath = '/dkv.peer.v1.Peer/Stream';
-/** A unary call anyone reaching the peer port may make: the cluster's id and members (JSON). */
-export const peerClusterPath = '/dkv.peer.v1.Peer/Cluster';
 
 /**
  * The start of the detail with which a hello from a removed member is refused; the removed member
@@ -81,12 +99,10 @@ export const peerClusterPath = '/dkv.peer.v1.Peer/Cluster';
 export const removedMemberRefusal = 'member removed:';
 
 /**
- * The gRPC metadata key in which each side of a stream lists what it supports beyond the base
- * protocol (dialer: request metadata; acceptor: response headers). Older nodes neither send nor
- * read it. The one feature today: `requests` (this node answers request frames).
+ * The feature a link's preamble lists when its node answers request frames (the one feature
+ * today; a node sends request frames only to peers that listed it).
  */
-export const peerFeaturesMetadataKey = 'dkv-peer-features';
-const FEATURE_REQUESTS = 'requests';
+export const peerFeatureRequests = 'requests';
 
 export type PeerLogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -123,6 +139,11 @@ export interface PeerTransportOptions {
    * option the node does not advertise requests, and peers do not send it any.
    */
   onRequest?(from: number, payload: Uint8Array): Promise<Uint8Array>;
+  /**
+   * The round trip of a keepalive ping to `peer` and its answer, in seconds (one sample per live
+   * link every `keepaliveIntervalMs`): the link and both event loops' delay, without any disk.
+   */
+  onRoundTrip?(peer: number, seconds: number): void;
   log?(level: PeerLogLevel, message: string): void;
   /** Whether member `id` was removed from the cluster: its hellos are refused with `removedMemberRefusal`. */
   isRemoved?(id: number): boolean;
@@ -135,6 +156,8 @@ export interface PeerTransportOptions {
   clusterInfo?(): Uint8Array;
   /** Removal probes' timing (tests shorten it); `removedProbeAfterMs` / `removedProbeIntervalMs` by default. */
   readonly removedProbe?: { readonly afterMs: number; readonly intervalMs: number };
+  /** Keepalive timing (tests shorten it); `keepaliveIntervalMs` / `keepaliveSilenceMsMax` by default. */
+  readonly keepalive?: { readonly intervalMs: number; readonly silenceMsMax: number };
   /** For backoff jitter; tests pass a seeded one. */
   random?: () => number;
 }
@@ -188,57 +211,76 @@ export function peerTarget(address: string): string {
   return target;
 }
 
-type PeerStream = grpc.ClientDuplexStream<Buffer, Buffer> | grpc.ServerDuplexStream<Buffer, Buffer>;
+/** A link's error as its callers see it: a status number and its details (see `linkStatus`). */
+export interface PeerLinkError extends Error {
+  readonly code: number;
+  readonly details: string;
+}
 
-const identity = (bytes: Buffer): Buffer => bytes;
+function linkError(code: number, details: string): PeerLinkError {
+  return Object.assign(new Error(`${code}: ${details}`), { code, details });
+}
 
-const peerService: grpc.ServiceDefinition = {
-  Stream: {
-    path: peerStreamPath,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-  Cluster: {
-    path: peerClusterPath,
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-};
+/** Whether a close record is a peer refusing this member's hello because it was removed. */
+function isRemovedRefusal(code: number, details: string): boolean {
+  return code === linkStatus.PERMISSION_DENIED && details.startsWith(removedMemberRefusal);
+}
 
-/** Whether a stream's error is a peer refusing this member's hello because it was removed. */
-function isRemovedRefusal(error: Partial<grpc.ServiceError>): boolean {
-  return error.code === grpc.status.PERMISSION_DENIED && (error.details ?? '').startsWith(removedMemberRefusal);
+/** Opens a socket to `target` ('host:port'), with TLS when `tlsOptions` is set. */
+function connectLink(target: string, tlsOptions: PeerTlsOptions | undefined): net.Socket {
+  const at = target.lastIndexOf(':');
+  const host = target.slice(0, at).replace(/^\[(.*)\]$/, '$1');
+  const port = Number(target.slice(at + 1));
+  const socket =
+    tlsOptions === undefined
+      ? net.connect({ host, port, noDelay: true })
+      : tls.connect({ host, port, cert: tlsOptions.cert, key: tlsOptions.key, ca: tlsOptions.ca, servername: net.isIP(host) === 0 ? host : undefined });
+  socket.setNoDelay(true);
+  return socket;
 }
 
 /**
  * Asks the member at `address` (its peer URL) for the cluster's id and members: what a starting
  * node needs before it joins (its own id, whether it was bootstrapped before). Rejects on any
- * failure, UNIMPLEMENTED from an older node included.
+ * failure with a `PeerLinkError` (code 12, UNIMPLEMENTED, from a node without cluster info).
  */
-export function queryCluster(address: string, tls: PeerTlsOptions | undefined, timeoutMs: number): Promise<Uint8Array> {
-  const credentials = tls === undefined ? grpc.credentials.createInsecure() : grpc.credentials.createSsl(tls.ca ?? null, tls.key, tls.cert);
-  const client = new grpc.Client(peerTarget(address), credentials, {
-    'grpc.max_receive_message_length': clusterQueryBytesMax,
-    'grpc.use_local_subchannel_pool': 1,
-  });
+export function queryCluster(address: string, tlsOptions: PeerTlsOptions | undefined, timeoutMs: number): Promise<Uint8Array> {
+  const socket = connectLink(peerTarget(address), tlsOptions);
   return new Promise<Uint8Array>((resolve, reject) => {
-    client.makeUnaryRequest(peerClusterPath, identity, identity, Buffer.alloc(0), { deadline: Date.now() + timeoutMs }, (error, answer) => {
-      client.close();
-      if (error !== null || answer === undefined) reject(error ?? new Error('no answer'));
+    let done = false;
+    const finish = (error: PeerLinkError | undefined, answer?: Uint8Array): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (error !== undefined || answer === undefined) reject(error ?? linkError(linkStatus.UNKNOWN, 'no answer'));
       else resolve(answer);
+    };
+    const timer = setTimeout(() => finish(linkError(linkStatus.DEADLINE_EXCEEDED, `no cluster answer within ${timeoutMs} ms`)), timeoutMs);
+    const reader = new RecordReader();
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk, (kind, body) => {
+          if (kind === LINK_CLUSTER_ANSWER) {
+            if (body.byteLength > clusterQueryBytesMax) finish(linkError(linkStatus.INVALID_ARGUMENT, `cluster answer of ${body.byteLength} bytes`));
+            else finish(undefined, new Uint8Array(body));
+          } else if (kind === LINK_CLOSE) {
+            const { code, details } = decodeClose(body);
+            finish(linkError(code, details));
+          }
+          return !done;
+        });
+      } catch (error) {
+        finish(linkError(linkStatus.INVALID_ARGUMENT, error instanceof Error ? error.message : String(error)));
+      }
     });
+    socket.on('error', (error: Error) => finish(linkError(linkStatus.UNAVAILABLE, error.message)));
+    socket.on('close', () => finish(linkError(linkStatus.UNAVAILABLE, 'the peer closed the link without an answer')));
+    socket.write(encodePreamble([]));
+    socket.write(encodeRecord(LINK_CLUSTER_QUERY));
   });
 }
 
-const grpcMessageBytesMax = frameBytesMax + grpcMessageSlackBytes;
 
 interface QueuedMessage {
   readonly shard: number;
@@ -286,18 +328,25 @@ interface IncomingSnapshot {
   readonly discard: boolean;
 }
 
-/** One gRPC stream to or from a peer. `live` once both hellos were exchanged. */
+/** One link to or from a peer. `live` once both hellos were exchanged. */
 class Connection {
   peerId: number | undefined;
   live = false;
   closed = false;
+  /** The other side's preamble was read (an accepted link answers it with its own). */
+  preambleRead = false;
+  readonly reader = new RecordReader();
+  /** Something arrived since the last keepalive round. */
+  heard = true;
+  /** Time with nothing heard, counted in keepalive rounds. */
+  silentMs = 0;
   /** Closed on purpose by `clearPeer`: its peer's state is no longer this stream's business. */
   detached = false;
   writeBlocked = false;
   sending: OutgoingSnapshot | undefined;
   receiving: IncomingSnapshot | undefined;
   helloTimer: NodeJS.Timeout | undefined;
-  /** The other side advertised that it answers requests (gRPC metadata). */
+  /** The other side advertised that it answers requests (its preamble). */
   peerHandlesRequests = false;
   /** Request and response frames to write, ahead of the Raft frames. */
   readonly rpcQueue: OutgoingRpc[] = [];
@@ -306,15 +355,14 @@ class Connection {
 
   constructor(
     readonly side: 'dial' | 'accept',
-    readonly stream: PeerStream,
-    readonly client: grpc.Client | undefined,
+    readonly socket: net.Socket,
     peerId: number | undefined,
   ) {
     this.peerId = peerId;
   }
 
   describe(): string {
-    return `${this.side === 'dial' ? 'dialed' : 'accepted'} stream ${this.peerId === undefined ? '(before hello)' : `with member ${idHex(this.peerId)}`}`;
+    return `${this.side === 'dial' ? 'dialed' : 'accepted'} link ${this.peerId === undefined ? '(before hello)' : `with member ${idHex(this.peerId)}`}`;
   }
 }
 
@@ -351,16 +399,8 @@ function assert(condition: boolean, message: string): asserts condition {
   if (!condition) throw new Error(`peer transport: ${message}`);
 }
 
-function featuresMetadata(handlesRequests: boolean): grpc.Metadata {
-  const metadata = new grpc.Metadata();
-  if (handlesRequests) metadata.set(peerFeaturesMetadataKey, FEATURE_REQUESTS);
-  return metadata;
-}
-
-function advertisesRequests(metadata: grpc.Metadata): boolean {
-  return metadata
-    .get(peerFeaturesMetadataKey)
-    .some((value) => String(value).split(',').some((feature) => feature.trim() === FEATURE_REQUESTS));
+function features(handlesRequests: boolean): string[] {
+  return handlesRequests ? [peerFeatureRequests] : [];
 }
 
 function checkShard(shard: number): void {
@@ -373,7 +413,7 @@ export class PeerTransport {
   private readonly connections = new Set<Connection>();
   private readonly random: () => number;
   private readonly log: (level: PeerLogLevel, message: string) => void;
-  private server: grpc.Server | undefined;
+  private server: net.Server | undefined;
   private running = false;
   private port = 0;
   private flushScheduled = false;
@@ -431,46 +471,38 @@ export class PeerTransport {
 
   async start(): Promise<void> {
     if (this.running || this.server !== undefined) throw new Error('peer transport already started');
-    const server = new grpc.Server({
-      'grpc.max_receive_message_length': grpcMessageBytesMax,
-      'grpc.max_send_message_length': grpcMessageBytesMax,
-      'grpc.keepalive_time_ms': keepaliveTimeMs,
-      'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
-    });
-    server.addService(peerService, {
-      Stream: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.accept(call),
-      Cluster: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-        const info = this.options.clusterInfo;
-        if (info === undefined) {
-          callback({ code: grpc.status.UNIMPLEMENTED, details: 'this node does not answer cluster queries' });
-          return;
-        }
-        let answer: Uint8Array;
-        try {
-          answer = info();
-        } catch (error) {
-          callback({ code: grpc.status.UNAVAILABLE, details: `cannot answer a cluster query now: ${error instanceof Error ? error.message : String(error)}` });
-          return;
-        }
-        callback(null, Buffer.from(answer));
-      },
-    });
-    const credentials = this.serverCredentials();
-    const host = this.options.listenHost.includes(':') ? `[${this.options.listenHost}]` : this.options.listenHost;
+    const tlsOptions = this.options.tls;
+    const server =
+      tlsOptions === undefined
+        ? net.createServer({ noDelay: true })
+        : tls.createServer({
+            cert: tlsOptions.cert,
+            key: tlsOptions.key,
+            ca: tlsOptions.ca,
+            requestCert: tlsOptions.clientCertAuth ?? false,
+            rejectUnauthorized: tlsOptions.clientCertAuth ?? false,
+            noDelay: true,
+          });
+    server.on(tlsOptions === undefined ? 'connection' : 'secureConnection', (socket: net.Socket) => this.accept(socket));
+    if (tlsOptions !== undefined) {
+      server.on('tlsClientError', (error: Error) => this.log('debug', `member ${idHex(this.options.localId)}: peer TLS handshake failed: ${error.message}`));
+    }
+    const host = this.options.listenHost;
     this.port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`${host}:${this.options.listenPort}`, credentials, (error, port) => {
-        if (error === null) {
-          resolve(port);
-          return;
-        }
-        server.forceShutdown();
-        reject(error);
+      server.once('error', reject);
+      server.listen(this.options.listenPort, host, () => {
+        server.off('error', reject);
+        const address = server.address();
+        resolve(typeof address === 'object' && address !== null ? address.port : this.options.listenPort);
       });
     });
+    server.on('error', (error: Error) => this.log('error', `member ${idHex(this.options.localId)}: peer listener failed: ${error.message}`));
     this.server = server;
     this.running = true;
-    this.log('info', `peer transport of member ${idHex(this.options.localId)} listening on ${host}:${this.port}`);
+    this.log('info', `peer transport of member ${idHex(this.options.localId)} listening on ${host.includes(':') ? `[${host}]` : host}:${this.port}`);
     for (const peer of this.peers.values()) this.maybeDial(peer);
+    this.keepaliveTimer = setInterval(() => this.keepalive(), this.keepaliveTiming.intervalMs);
+    this.keepaliveTimer.unref();
     if (this.options.onRemoved !== undefined) {
       this.probeTimer = setInterval(() => this.probeSilentPeers(), Math.max(10, Math.floor(this.probeTiming().intervalMs / 4)));
       this.probeTimer.unref();
@@ -478,6 +510,29 @@ export class PeerTransport {
   }
 
   private probeTimer: NodeJS.Timeout | undefined;
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+
+  private get keepaliveTiming(): { intervalMs: number; silenceMsMax: number } {
+    return this.options.keepalive ?? { intervalMs: keepaliveIntervalMs, silenceMsMax: keepaliveSilenceMsMax };
+  }
+
+  /** Pings every live link; closes one that has heard nothing for `keepaliveSilenceMsMax`. */
+  private keepalive(): void {
+    const { intervalMs, silenceMsMax } = this.keepaliveTiming;
+    for (const connection of [...this.connections]) {
+      if (!connection.live || connection.closed) continue;
+      connection.silentMs = connection.heard ? 0 : connection.silentMs + intervalMs;
+      connection.heard = false;
+      if (connection.silentMs >= silenceMsMax) {
+        this.close(connection, linkStatus.UNAVAILABLE, `nothing heard for ${connection.silentMs} ms`);
+        continue;
+      }
+      if (connection.writeBlocked) continue;
+      const ping = Buffer.allocUnsafe(linkPingBytes);
+      ping.writeDoubleBE(performance.now(), 0);
+      connection.socket.write(encodeRecord(LINK_PING, ping));
+    }
+  }
 
   /**
    * Members with the smaller id dial this one; when one has not for `removedProbeAfterMs`, it may
@@ -500,25 +555,35 @@ export class PeerTransport {
   }
 
   private probe(peer: PeerState): void {
-    const client = new grpc.Client(peer.target, this.channelCredentials(), { 'grpc.use_local_subchannel_pool': 1 });
-    const stream = client.makeBidiStreamRequest(peerStreamPath, identity, identity, featuresMetadata(false));
+    const socket = connectLink(peer.target, this.options.tls);
+    const reader = new RecordReader();
     let done = false;
     const finish = (): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      stream.cancel();
-      client.close();
+      socket.destroy();
     };
     const timer = setTimeout(finish, helloTimeoutMs);
-    stream.on('error', (error: Partial<grpc.ServiceError>) => {
-      if (!done && this.running && isRemovedRefusal(error)) this.options.onRemoved?.(peer.id);
-      finish();
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk, (kind, body) => {
+          if (kind === LINK_CLOSE) {
+            const { code, details } = decodeClose(body);
+            if (!done && this.running && isRemovedRefusal(code, details)) this.options.onRemoved?.(peer.id);
+            finish();
+          } else if (kind !== LINK_PREAMBLE) finish();
+          return !done;
+        });
+      } catch {
+        finish();
+      }
     });
-    stream.on('data', finish);
-    stream.on('end', finish);
+    socket.on('error', finish);
+    socket.on('close', finish);
     this.counters.framesSent += 1;
-    stream.write(encodeHello({ clusterId: this.options.clusterId, fromId: this.options.localId, toId: peer.id, protocolVersion }));
+    socket.write(encodePreamble(features(false)));
+    socket.write(encodeRecord(LINK_FRAME, encodeHello({ clusterId: this.options.clusterId, fromId: this.options.localId, toId: peer.id, protocolVersion })));
   }
 
   async stop(): Promise<void> {
@@ -526,14 +591,17 @@ export class PeerTransport {
     this.running = false;
     this.flushScheduled = false;
     clearInterval(this.probeTimer);
+    clearInterval(this.keepaliveTimer);
     for (const peer of this.peers.values()) this.clearPeer(peer, 'stopped');
-    for (const connection of [...this.connections]) this.close(connection, grpc.status.UNAVAILABLE, 'peer transport stopping');
+    for (const connection of [...this.connections]) this.close(connection, linkStatus.UNAVAILABLE, 'peer transport stopping');
     this.pendingUnreachable.clear();
     this.pendingSnapshotStatus.length = 0;
     const server = this.server;
     this.server = undefined;
-    server?.forceShutdown();
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await new Promise<void>((resolve) => {
+      if (server === undefined) resolve();
+      else server.close(() => resolve());
+    });
   }
 
   addPeer(id: number, address: string): void {
@@ -919,10 +987,10 @@ export class PeerTransport {
 
   private write(peer: PeerState, connection: Connection, frame: Buffer): void {
     this.counters.framesSent += 1;
-    if (connection.stream.write(frame)) return;
+    if (this.writeFrame(connection, frame)) return;
     connection.writeBlocked = true;
     this.log('debug', `member ${idHex(this.options.localId)}: ${connection.describe()} is full, waiting for drain`);
-    connection.stream.once('drain', () => {
+    connection.socket.once('drain', () => {
       connection.writeBlocked = false;
       if (connection.closed) return;
       this.pump(peer);
@@ -930,8 +998,16 @@ export class PeerTransport {
     });
   }
 
+  /** Writes one codec frame as a link record; false when the socket asks to wait for 'drain'. */
+  private writeFrame(connection: Connection, frame: Buffer): boolean {
+    const socket = connection.socket;
+    if (frame.byteLength < linkCopyBytesMax) return socket.write(encodeRecord(LINK_FRAME, frame));
+    socket.write(encodeRecordHeader(LINK_FRAME, frame.byteLength));
+    return socket.write(frame);
+  }
+
   // -------------------------------------------------------------------------------------------
-  // Streams
+  // Links
 
   private dials(peer: PeerState): boolean {
     return this.options.localId < peer.id;
@@ -944,80 +1020,159 @@ export class PeerTransport {
   }
 
   private dial(peer: PeerState): void {
-    const client = new grpc.Client(peer.target, this.channelCredentials(), {
-      'grpc.max_receive_message_length': grpcMessageBytesMax,
-      'grpc.max_send_message_length': grpcMessageBytesMax,
-      'grpc.keepalive_time_ms': keepaliveTimeMs,
-      'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
-      // Each dial is a fresh channel; we run the backoff ourselves.
-      'grpc.use_local_subchannel_pool': 1,
-      'grpc.initial_reconnect_backoff_ms': reconnectDelayMsMin,
-      'grpc.max_reconnect_backoff_ms': reconnectDelayMsMax,
-    });
-    const metadata = featuresMetadata(this.options.onRequest !== undefined);
-    const stream = client.makeBidiStreamRequest(peerStreamPath, identity, identity, metadata);
-    const connection = new Connection('dial', stream, client, peer.id);
-    // The acceptor's response headers arrive before its hello, so this is known once live.
-    stream.on('metadata', (headers: grpc.Metadata) => {
-      connection.peerHandlesRequests = advertisesRequests(headers);
-    });
+    const socket = connectLink(peer.target, this.options.tls);
+    const connection = new Connection('dial', socket, peer.id);
     peer.dialing = connection;
     this.attach(connection);
+    // Written before the socket connects; the socket sends them once it has.
+    socket.write(encodePreamble(features(this.options.onRequest !== undefined)));
     this.writeHello(connection, peer.id);
   }
 
-  private accept(call: grpc.ServerDuplexStream<Buffer, Buffer>): void {
-    if (!this.running) {
-      call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'peer transport stopping' });
-      return;
-    }
-    const connection = new Connection('accept', call, undefined, undefined);
-    connection.peerHandlesRequests = advertisesRequests(call.metadata);
-    call.sendMetadata(featuresMetadata(this.options.onRequest !== undefined));
+  private accept(socket: net.Socket): void {
+    socket.setNoDelay(true);
+    const connection = new Connection('accept', socket, undefined);
     this.attach(connection);
+    if (!this.running) this.close(connection, linkStatus.UNAVAILABLE, 'peer transport stopping');
   }
 
   private attach(connection: Connection): void {
     this.connections.add(connection);
-    const stream = connection.stream;
-    stream.on('data', (frame: Buffer) => this.onFrame(connection, frame));
-    stream.on('error', (error: Partial<grpc.ServiceError>) => {
-      const removedBy = connection.side === 'dial' && !connection.closed && this.running && isRemovedRefusal(error) ? connection.peerId : undefined;
-      this.close(connection, error.code ?? grpc.status.UNAVAILABLE, `stream error: ${error.details ?? error.message ?? String(error)}`);
-      if (removedBy !== undefined) this.options.onRemoved?.(removedBy);
-    });
-    stream.on('end', () => this.close(connection, grpc.status.OK, 'peer ended the stream'));
-    stream.on('close', () => this.close(connection, grpc.status.OK, 'stream closed'));
-    if (connection.side === 'accept') stream.on('cancelled', () => this.close(connection, grpc.status.CANCELLED, 'peer cancelled the stream'));
+    const socket = connection.socket;
+    socket.on('data', (chunk: Buffer) => this.onData(connection, chunk));
+    socket.on('error', (error: Error) => this.close(connection, linkStatus.UNAVAILABLE, `link error: ${error.message}`));
+    socket.on('end', () => this.close(connection, linkStatus.OK, 'peer ended the link'));
+    socket.on('close', () => this.close(connection, linkStatus.OK, 'link closed'));
     connection.helloTimer = setTimeout(() => {
       if (connection.side === 'accept') this.counters.refused += 1;
-      this.close(connection, grpc.status.DEADLINE_EXCEEDED, `no hello within ${helloTimeoutMs} ms`);
+      this.close(connection, linkStatus.DEADLINE_EXCEEDED, `no hello within ${helloTimeoutMs} ms`);
     }, helloTimeoutMs);
+  }
+
+  private onData(connection: Connection, chunk: Buffer): void {
+    if (connection.closed) return;
+    connection.heard = true;
+    try {
+      connection.reader.push(chunk, (kind, body) => {
+        this.onRecord(connection, kind, body);
+        return !connection.closed;
+      });
+    } catch (error) {
+      if (!(error instanceof LinkProtocolError)) throw error;
+      this.refuse(connection, linkStatus.INVALID_ARGUMENT, error.message);
+    }
+  }
+
+  private onRecord(connection: Connection, kind: number, body: Buffer): void {
+    switch (kind) {
+      case LINK_PREAMBLE:
+        this.onPreamble(connection, body);
+        return;
+      case LINK_FRAME:
+        this.onFrame(connection, body);
+        return;
+      case LINK_PING:
+        if (!connection.writeBlocked) connection.socket.write(encodeRecord(LINK_PONG, body));
+        return;
+      case LINK_PONG:
+        this.onPong(connection, body);
+        return;
+      case LINK_CLOSE: {
+        const { code, details } = decodeClose(body);
+        const removedBy = connection.side === 'dial' && this.running && isRemovedRefusal(code, details) ? connection.peerId : undefined;
+        this.close(connection, code as LinkStatus, `peer closed the link: ${details}`, false, false);
+        if (removedBy !== undefined) this.options.onRemoved?.(removedBy);
+        return;
+      }
+      case LINK_CLUSTER_QUERY:
+        this.answerClusterQuery(connection);
+        return;
+      default:
+        this.refuse(connection, linkStatus.INVALID_ARGUMENT, `unexpected link record kind ${kind}`);
+    }
+  }
+
+  private onPong(connection: Connection, body: Buffer): void {
+    if (body.byteLength !== linkPingBytes) {
+      this.refuse(connection, linkStatus.INVALID_ARGUMENT, `pong of ${body.byteLength} bytes`);
+      return;
+    }
+    const roundTripMs = performance.now() - body.readDoubleBE(0);
+    if (connection.live && connection.peerId !== undefined && roundTripMs >= 0) this.options.onRoundTrip?.(connection.peerId, roundTripMs / 1000);
+  }
+
+  private onPreamble(connection: Connection, body: Buffer): void {
+    if (connection.preambleRead) {
+      this.refuse(connection, linkStatus.INVALID_ARGUMENT, 'second preamble on a link');
+      return;
+    }
+    let listed: string[];
+    try {
+      listed = decodePreamble(body);
+    } catch (error) {
+      if (!(error instanceof LinkProtocolError)) throw error;
+      this.refuse(connection, linkStatus.FAILED_PRECONDITION, error.message);
+      return;
+    }
+    connection.preambleRead = true;
+    connection.peerHandlesRequests = listed.includes(peerFeatureRequests);
+    // The acceptor answers with its own, ahead of its hello (as gRPC's response headers were).
+    if (connection.side === 'accept') connection.socket.write(encodePreamble(features(this.options.onRequest !== undefined)));
+  }
+
+  /** A cluster query comes instead of a hello: answer it and close the link. */
+  private answerClusterQuery(connection: Connection): void {
+    if (connection.side !== 'accept' || connection.live) {
+      this.refuse(connection, linkStatus.FAILED_PRECONDITION, 'a cluster query must be the first request of an accepted link');
+      return;
+    }
+    const info = this.options.clusterInfo;
+    if (info === undefined) {
+      this.close(connection, linkStatus.UNIMPLEMENTED, 'this node does not answer cluster queries', true);
+      return;
+    }
+    let answer: Uint8Array;
+    try {
+      answer = info();
+    } catch (error) {
+      this.close(connection, linkStatus.UNAVAILABLE, `cannot answer a cluster query now: ${error instanceof Error ? error.message : String(error)}`, true);
+      return;
+    }
+    assert(answer.byteLength <= clusterQueryBytesMax, `a cluster answer of ${answer.byteLength} bytes exceeds clusterQueryBytesMax`);
+    connection.socket.write(encodeRecord(LINK_CLUSTER_ANSWER, answer));
+    this.close(connection, linkStatus.OK, 'cluster query answered', true);
   }
 
   private writeHello(connection: Connection, toId: number): void {
     const hello: PeerHello = { clusterId: this.options.clusterId, fromId: this.options.localId, toId, protocolVersion };
     this.counters.framesSent += 1;
-    connection.stream.write(encodeHello(hello));
+    this.writeFrame(connection, encodeHello(hello));
   }
 
-  /** Closes a stream once; a dialed stream is cancelled, an accepted one ends with `code`. */
-  private close(connection: Connection, code: grpc.status, reason: string, quiet = false): void {
+  /**
+   * Closes a link once. With a code other than OK, and `tell`, the other side first gets a close
+   * record saying why; the socket is destroyed once that is written (or after `helloTimeoutMs`).
+   */
+  private close(connection: Connection, code: LinkStatus, reason: string, quiet = false, tell = true): void {
     if (connection.closed) return;
     connection.closed = true;
     this.connections.delete(connection);
     clearTimeout(connection.helloTimer);
     this.discardRpcQueue(connection);
-    const refused = code === grpc.status.PERMISSION_DENIED || code === grpc.status.FAILED_PRECONDITION || code === grpc.status.INVALID_ARGUMENT;
+    const refused = code === linkStatus.PERMISSION_DENIED || code === linkStatus.FAILED_PRECONDITION || code === linkStatus.INVALID_ARGUMENT;
     const level: PeerLogLevel = this.running && !quiet && (connection.live || refused) ? 'warn' : 'debug';
     this.log(level, `member ${idHex(this.options.localId)}: ${connection.describe()} closed: ${reason}`);
-    if (connection.client !== undefined) {
-      (connection.stream as grpc.ClientDuplexStream<Buffer, Buffer>).cancel();
-      connection.client.close();
-    } else if (code === grpc.status.OK) {
-      connection.stream.end();
-    } else {
-      connection.stream.emit('error', { code, details: reason });
+    const socket = connection.socket;
+    if (socket.destroyed || !socket.writable || connection.writeBlocked) socket.destroy();
+    else {
+      const lingering = setTimeout(() => socket.destroy(), helloTimeoutMs);
+      lingering.unref();
+      const destroy = (): void => {
+        clearTimeout(lingering);
+        socket.destroy();
+      };
+      if (tell && code !== linkStatus.OK) socket.end(encodeClose(code, reason), destroy);
+      else socket.end(destroy);
     }
     this.onClosed(connection);
   }
@@ -1064,7 +1219,7 @@ export class PeerTransport {
     for (const connection of streams) {
       if (connection !== undefined) {
         connection.detached = true;
-        this.close(connection, grpc.status.UNAVAILABLE, `member ${idHex(peer.id)} removed or moved`);
+        this.close(connection, linkStatus.UNAVAILABLE, `member ${idHex(peer.id)} removed or moved`);
       }
     }
   }
@@ -1079,21 +1234,21 @@ export class PeerTransport {
       frame = decodeFrame(bytes);
     } catch (error) {
       if (!(error instanceof PeerProtocolError)) throw error;
-      this.refuse(connection, grpc.status.INVALID_ARGUMENT, error.message);
+      this.refuse(connection, linkStatus.INVALID_ARGUMENT, error.message);
       return;
     }
     this.counters.framesReceived += 1;
     if (!connection.live) {
-      if (frame.kind !== 'hello') this.refuse(connection, grpc.status.FAILED_PRECONDITION, `first frame must be hello, got ${frame.kind}`);
+      if (frame.kind !== 'hello') this.refuse(connection, linkStatus.FAILED_PRECONDITION, `first frame must be hello, got ${frame.kind}`);
       else this.onHello(connection, frame.hello);
       return;
     }
     switch (frame.kind) {
       case 'hello':
-        this.refuse(connection, grpc.status.FAILED_PRECONDITION, 'second hello on a stream');
+        this.refuse(connection, linkStatus.FAILED_PRECONDITION, 'second hello on a stream');
         return;
       case 'batch':
-        if (connection.receiving !== undefined) this.refuse(connection, grpc.status.INVALID_ARGUMENT, 'batch inside a snapshot');
+        if (connection.receiving !== undefined) this.refuse(connection, linkStatus.INVALID_ARGUMENT, 'batch inside a snapshot');
         else this.deliver(connection, frame.messages);
         return;
       case 'snapshot-header':
@@ -1112,32 +1267,32 @@ export class PeerTransport {
     }
   }
 
-  private refuse(connection: Connection, code: grpc.status, reason: string): void {
+  private refuse(connection: Connection, code: LinkStatus, reason: string): void {
     this.counters.refused += 1;
     this.log('warn', `member ${idHex(this.options.localId)}: refusing ${connection.describe()}: ${reason}`);
     this.close(connection, code, reason);
   }
 
   /** Why a hello is refused, or undefined when it is fine. */
-  private helloProblem(connection: Connection, hello: PeerHello): [grpc.status, string] | undefined {
+  private helloProblem(connection: Connection, hello: PeerHello): [LinkStatus, string] | undefined {
     const local = this.options.localId;
     if (hello.protocolVersion !== protocolVersion) {
-      return [grpc.status.FAILED_PRECONDITION, `peer protocol version ${hello.protocolVersion}, this node speaks ${protocolVersion}`];
+      return [linkStatus.FAILED_PRECONDITION, `peer protocol version ${hello.protocolVersion}, this node speaks ${protocolVersion}`];
     }
     if (hello.clusterId !== this.options.clusterId) {
-      return [grpc.status.PERMISSION_DENIED, `cluster id mismatch: member ${idHex(hello.fromId)} is in cluster ${idHex(hello.clusterId)}, this node is in cluster ${idHex(this.options.clusterId)}`];
+      return [linkStatus.PERMISSION_DENIED, `cluster id mismatch: member ${idHex(hello.fromId)} is in cluster ${idHex(hello.clusterId)}, this node is in cluster ${idHex(this.options.clusterId)}`];
     }
-    if (hello.toId !== local) return [grpc.status.PERMISSION_DENIED, `hello addressed to member ${idHex(hello.toId)}, this is member ${idHex(local)}`];
-    if (hello.fromId === local) return [grpc.status.PERMISSION_DENIED, `peer claims to be this member (${local})`];
+    if (hello.toId !== local) return [linkStatus.PERMISSION_DENIED, `hello addressed to member ${idHex(hello.toId)}, this is member ${idHex(local)}`];
+    if (hello.fromId === local) return [linkStatus.PERMISSION_DENIED, `peer claims to be this member (${local})`];
     if (this.options.isRemoved?.(hello.fromId) === true) {
-      return [grpc.status.PERMISSION_DENIED, `${removedMemberRefusal} member ${idHex(hello.fromId)} was removed from the cluster`];
+      return [linkStatus.PERMISSION_DENIED, `${removedMemberRefusal} member ${idHex(hello.fromId)} was removed from the cluster`];
     }
-    if (!this.peers.has(hello.fromId)) return [grpc.status.PERMISSION_DENIED, `member ${idHex(hello.fromId)} is not a configured member of this node`];
+    if (!this.peers.has(hello.fromId)) return [linkStatus.PERMISSION_DENIED, `member ${idHex(hello.fromId)} is not a configured member of this node`];
     if (connection.side === 'dial' && hello.fromId !== connection.peerId) {
-      return [grpc.status.PERMISSION_DENIED, `dialed member ${idHex(connection.peerId ?? 0)} but member ${idHex(hello.fromId)} answered`];
+      return [linkStatus.PERMISSION_DENIED, `dialed member ${idHex(connection.peerId ?? 0)} but member ${idHex(hello.fromId)} answered`];
     }
     if (connection.side === 'accept' && hello.fromId > local) {
-      return [grpc.status.FAILED_PRECONDITION, `member ${idHex(hello.fromId)} must accept, not dial: the smaller id dials`];
+      return [linkStatus.FAILED_PRECONDITION, `member ${idHex(hello.fromId)} must accept, not dial: the smaller id dials`];
     }
     return undefined;
   }
@@ -1145,7 +1300,7 @@ export class PeerTransport {
   private onHello(connection: Connection, hello: PeerHello): void {
     const problem = this.helloProblem(connection, hello);
     if (problem !== undefined) {
-      if (problem[0] === grpc.status.FAILED_PRECONDITION && problem[1].includes('must accept, not dial')) {
+      if (problem[0] === linkStatus.FAILED_PRECONDITION && problem[1].includes('must accept, not dial')) {
         // A member's probe asking whether it is still one (see probeSilentPeers): expected, not worth a warning.
         this.counters.refused += 1;
         this.close(connection, problem[0], problem[1], true);
@@ -1165,7 +1320,7 @@ export class PeerTransport {
       const previous = peer.connection;
       peer.connection = connection;
       // The dialer started over; the old stream is dead or dying. Its queue carries over.
-      if (previous !== undefined) this.close(previous, grpc.status.ABORTED, 'replaced by a new stream from the same member');
+      if (previous !== undefined) this.close(previous, linkStatus.ABORTED, 'replaced by a new stream from the same member');
     } else {
       peer.dialing = undefined;
       peer.connection = connection;
@@ -1196,7 +1351,7 @@ export class PeerTransport {
 
   private onSnapshotHeader(connection: Connection, shard: number, totalBytes: number, message: Message): void {
     if (connection.receiving !== undefined) {
-      this.refuse(connection, grpc.status.INVALID_ARGUMENT, 'snapshot header inside another snapshot');
+      this.refuse(connection, linkStatus.INVALID_ARGUMENT, 'snapshot header inside another snapshot');
       return;
     }
     const discard = !this.options.isKnownShard(shard);
@@ -1208,16 +1363,16 @@ export class PeerTransport {
     const receiving = connection.receiving;
     const from = connection.peerId;
     if (receiving === undefined || from === undefined) {
-      this.refuse(connection, grpc.status.INVALID_ARGUMENT, 'snapshot chunk without a header');
+      this.refuse(connection, linkStatus.INVALID_ARGUMENT, 'snapshot chunk without a header');
       return;
     }
     const expectedIndex = receiving.message.snapshot?.metadata.index;
     if (shard !== receiving.shard || index !== expectedIndex || offset !== receiving.received) {
-      this.refuse(connection, grpc.status.INVALID_ARGUMENT, `snapshot chunk out of order (shard ${shard}, index ${index}, offset ${offset})`);
+      this.refuse(connection, linkStatus.INVALID_ARGUMENT, `snapshot chunk out of order (shard ${shard}, index ${index}, offset ${offset})`);
       return;
     }
     if (offset + data.byteLength > receiving.totalBytes) {
-      this.refuse(connection, grpc.status.INVALID_ARGUMENT, 'snapshot chunk beyond the announced size');
+      this.refuse(connection, linkStatus.INVALID_ARGUMENT, 'snapshot chunk beyond the announced size');
       return;
     }
     receiving.received += data.byteLength;
@@ -1254,17 +1409,5 @@ export class PeerTransport {
       lastLive: Date.now(),
       lastProbe: 0,
     };
-  }
-
-  private serverCredentials(): grpc.ServerCredentials {
-    const tls = this.options.tls;
-    if (tls === undefined) return grpc.ServerCredentials.createInsecure();
-    return grpc.ServerCredentials.createSsl(tls.ca ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], tls.clientCertAuth ?? false);
-  }
-
-  private channelCredentials(): grpc.ChannelCredentials {
-    const tls = this.options.tls;
-    if (tls === undefined) return grpc.credentials.createInsecure();
-    return grpc.credentials.createSsl(tls.ca ?? null, tls.key, tls.cert);
   }
 }
