@@ -152,6 +152,12 @@ export interface NodeRuntimeOptions {
   readonly snapshotCatchUpBytes?: number;
   /** Take a snapshot right after a configuration change is applied (once one exists). */
   readonly snapshotAfterConfChange?: boolean;
+  /**
+   * A group whose only voter is this member campaigns as soon as it has applied its committed
+   * entries, instead of after an election timeout (nobody else can lead it, so waiting only
+   * delays the first write after a start; etcd-io/raft waits).
+   */
+  readonly campaignWhenSoleVoter?: boolean;
   /** How long a request may wait by default (ms). */
   readonly requestTimeoutMs: number;
   /** A new state machine for a shard (its engines). */
@@ -411,6 +417,7 @@ export class NodeRuntime {
     this.deliveredThisTurn = 0;
     const now = this.options.clock.now();
     for (const shard of this.shards.values()) {
+      this.maybeCampaignAlone(shard);
       shard.node.tick();
       this.options.listener?.stepped?.(shard.id, shard.node);
       if (shard.isLeader) for (const engine of shard.machine.engineList()) engine.leaderTick?.(this.leaderContext(shard));
@@ -752,6 +759,7 @@ export class NodeRuntime {
         shard.node.advance();
         shard.pending.releaseReads(shard.machine.appliedIndex);
         this.maybeTakeSnapshot(shard);
+        this.maybeCampaignAlone(shard);
       }
       for (const answer of cycle.confApplied) answer();
     }
@@ -1012,6 +1020,17 @@ export class NodeRuntime {
       pending.readsAwaitingApply.push(batch);
     }
     pending.releaseReads(shard.machine.appliedIndex);
+  }
+
+  /** See `campaignWhenSoleVoter`: Raft would refuse a campaign before the committed conf changes apply. */
+  private maybeCampaignAlone(shard: ShardState): void {
+    if (this.options.campaignWhenSoleVoter !== true) return;
+    const raft = shard.node.raft;
+    if (raft.role !== 'follower' || raft.log.applied < raft.log.committed) return;
+    const config = raft.tracker.confState();
+    if (config.voters.length !== 1 || config.voters[0] !== this.options.memberId || config.votersOutgoing.length > 0) return;
+    shard.node.campaign();
+    this.schedule();
   }
 
   /** Whether a snapshot of `shard` is due: by entries, by bytes, or after a configuration change. */

@@ -39,11 +39,12 @@ export const snapshotCountDefault = 100_000;
 export const snapshotCountMin = 1;
 export const snapshotCountMax = 1_000_000_000;
 /**
- * A snapshot also every 64 MiB of applied entries, however many entries that is: a restart
+ * A snapshot also every 32 MiB of applied entries, however many entries that is: a restart
  * restores the latest snapshot and replays at most this much log after it (batched writes make
- * 100,000 entries hundreds of megabytes).
+ * 100,000 entries gigabytes). Replaying a byte of log costs several times restoring a byte of
+ * snapshot; a larger value writes fewer snapshots of a large store.
  */
-export const snapshotBytesDefault = 64 * 1024 * 1024;
+export const snapshotBytesDefault = 32 * 1024 * 1024;
 /** 0 turns the byte threshold off (entries only, as etcd). */
 export const snapshotBytesMin = 0;
 export const snapshotBytesMax = 64 * 1024 * 1024 * 1024;

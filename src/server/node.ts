@@ -189,6 +189,7 @@ export class DkvNode {
       tickMs: config.tickMs,
       snapshotCount: config.snapshotCount,
       snapshotBytes: config.snapshotBytes,
+      campaignWhenSoleVoter: true,
       snapshotCatchUpEntries: Math.min(snapshotCatchUpEntriesMax, config.snapshotCount),
       requestTimeoutMs: requestTimeoutMs(electionTimeoutMs),
       stateMachine: (shard) => shardStateMachine(shard, electionTimeoutMs),
