@@ -65,6 +65,13 @@ export const requestIdsPerMs = 1024;
 /** Bytes of a Raft snapshot's engine sections the state machine encodes per scheduler turn. */
 export const snapshotSectionChunkBytesMax = 1024 * 1024;
 
+/**
+ * Bytes of entries kept in the log behind a snapshot at most (besides the entry count the runtime
+ * is given), so a store written in large batches does not keep, and read back at every start,
+ * hundreds of megabytes of log a lagging follower could get from the snapshot instead.
+ */
+export const snapshotCatchUpBytesMax = 16 * 1024 * 1024;
+
 /** Sections (engines) one state-machine snapshot may hold. */
 export const snapshotSectionsMax = 32;
 
@@ -77,3 +84,4 @@ assert(forwardedProposalsPendingMax <= proposalsPendingMax, 'forwarded writes ar
 assert(proposalBytesPendingMax >= 2 * 1024 * 1024, 'one maximal etcd request (1.5 MiB) must fit the pending bytes');
 assert(leaderChangeGraceElections >= 1, 'an entry needs at least one election timeout to reach a new leader');
 assert(snapshotSectionChunkBytesMax < snapshotFrameBytesMax, 'a section chunk must fit a frame');
+assert(snapshotCatchUpBytesMax >= 2 * 1024 * 1024, 'a maximal etcd request (1.5 MiB) must fit behind a snapshot');

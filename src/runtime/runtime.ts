@@ -51,6 +51,7 @@ import {
   proposalsPendingMax,
   readiesInFlightMax,
   readsPendingMax,
+  snapshotCatchUpBytesMax,
 } from './limits.js';
 import { type PendingCounts, PendingRequests, type ReadWaiter, type WriteWaiter } from './pending.js';
 import { type Applied, type LeaderContext, ShardStateMachine, StateMachineHaltError } from './state-machine.js';
@@ -140,10 +141,23 @@ export interface NodeRuntimeOptions {
   readonly tickMs: number;
   /** Applied entries between snapshots of a shard's state (etcd's --snapshot-count; 0: never). */
   readonly snapshotCount: number;
+  /**
+   * Bytes of applied entries between snapshots of a shard's state (0: no byte threshold). With it,
+   * the log a restart replays after the latest snapshot is bounded in bytes, whatever the batch size.
+   */
+  readonly snapshotBytes?: number;
   /** Entries kept in the log behind a snapshot, so a slightly lagging follower needs no snapshot. */
   readonly snapshotCatchUpEntries: number;
+  /** Bytes of entries kept in the log behind a snapshot at most (default `snapshotCatchUpBytesMax`). */
+  readonly snapshotCatchUpBytes?: number;
   /** Take a snapshot right after a configuration change is applied (once one exists). */
   readonly snapshotAfterConfChange?: boolean;
+  /**
+   * A group whose only voter is this member campaigns as soon as it has applied its committed
+   * entries, instead of after an election timeout (nobody else can lead it, so waiting only
+   * delays the first write after a start; etcd-io/raft waits).
+   */
+  readonly campaignWhenSoleVoter?: boolean;
   /** How long a request may wait by default (ms). */
   readonly requestTimeoutMs: number;
   /** A new state machine for a shard (its engines). */
@@ -223,6 +237,15 @@ class ShardState {
   readRound = 0;
   /** A conf change was applied since the last snapshot. */
   confChanged = false;
+  /** Bytes of entry data applied since this shard started (a running total, never reset). */
+  appliedBytes = 0;
+  /** `appliedBytes` when the last snapshot was taken or installed (or the shard started). */
+  appliedBytesAtSnapshot = 0;
+  /**
+   * (index, appliedBytes after it) at the end of each apply batch since the last compaction, so a
+   * compaction can keep a bounded number of bytes behind a snapshot. invariant: both increasing.
+   */
+  readonly appliedMarks: Array<{ index: number; bytes: number }> = [];
 
   constructor(
     readonly id: number,
@@ -297,6 +320,8 @@ export class NodeRuntime {
     const node = this.newRawNode(storage, machine.appliedIndex);
     const shard = new ShardState(shardId, node, machine, (run) => this.deliver(run));
     shard.snapshotIndex = stored.metadata.index;
+    // Entries before this are not counted: they are compacted first when a budget is tight.
+    shard.appliedMarks.push({ index: machine.appliedIndex, bytes: 0 });
     this.shards.set(shardId, shard);
     if (stored.data.length > 0) this.options.listener?.stateReplaced?.(shardId, 'storage');
   }
@@ -314,6 +339,12 @@ export class NodeRuntime {
       preVote: raft.preVote ?? true,
       logger: this.options.logger ?? silentLogger,
     });
+  }
+
+  /** Bytes of entries the shard applied since its latest snapshot (taken, installed or restored at start). */
+  appliedBytesSinceSnapshot(shardId: number): number {
+    const shard = this.requireShard(shardId);
+    return shard.appliedBytes - shard.appliedBytesAtSnapshot;
   }
 
   hasShard(shardId: number): boolean {
@@ -386,6 +417,7 @@ export class NodeRuntime {
     this.deliveredThisTurn = 0;
     const now = this.options.clock.now();
     for (const shard of this.shards.values()) {
+      this.maybeCampaignAlone(shard);
       shard.node.tick();
       this.options.listener?.stepped?.(shard.id, shard.node);
       if (shard.isLeader) for (const engine of shard.machine.engineList()) engine.leaderTick?.(this.leaderContext(shard));
@@ -727,6 +759,7 @@ export class NodeRuntime {
         shard.node.advance();
         shard.pending.releaseReads(shard.machine.appliedIndex);
         this.maybeTakeSnapshot(shard);
+        this.maybeCampaignAlone(shard);
       }
       for (const answer of cycle.confApplied) answer();
     }
@@ -907,6 +940,10 @@ export class NodeRuntime {
   private installSnapshot(shard: ShardState, snapshot: Snapshot, machine: ShardStateMachine): void {
     shard.machine = machine;
     shard.snapshotIndex = snapshot.metadata.index;
+    shard.appliedBytesAtSnapshot = shard.appliedBytes;
+    // The log before the snapshot is gone: no compaction point can be taken from it.
+    shard.appliedMarks.length = 0;
+    shard.appliedMarks.push({ index: snapshot.metadata.index, bytes: shard.appliedBytes });
     // Writes this node placed at or below the snapshot were applied or lost inside it: unknown.
     const pending = shard.pending;
     for (const [index, requestId] of [...pending.positions]) {
@@ -918,10 +955,24 @@ export class NodeRuntime {
   }
 
   private applyCommitted(shard: ShardState, entries: readonly Entry[], confApplied: Array<() => void>): void {
+    this.applyEntries(shard, entries, confApplied);
+    const last = shard.appliedMarks[shard.appliedMarks.length - 1];
+    const applied = shard.machine.appliedIndex;
+    if (last === undefined || last.index < applied) {
+      assert(last === undefined || last.bytes <= shard.appliedBytes, 'applied bytes never go down');
+      shard.appliedMarks.push({ index: applied, bytes: shard.appliedBytes });
+    }
+    // A mark this far behind can no longer be a compaction point (those are never further behind).
+    const useful = applied - this.options.snapshotCatchUpEntries;
+    while (shard.appliedMarks.length > 1 && shard.appliedMarks[1]!.index <= useful) shard.appliedMarks.shift();
+  }
+
+  private applyEntries(shard: ShardState, entries: readonly Entry[], confApplied: Array<() => void>): void {
     const pending = shard.pending;
     const me = this.options.memberId;
     for (const entry of entries) {
       if (entry.index <= shard.machine.appliedIndex) continue;
+      shard.appliedBytes += entry.data.length;
       let origin: { proposer: number; requestId: number };
       let result: unknown;
       if (entry.type === 'conf-change') {
@@ -971,19 +1022,39 @@ export class NodeRuntime {
     pending.releaseReads(shard.machine.appliedIndex);
   }
 
+  /** See `campaignWhenSoleVoter`: Raft would refuse a campaign before the committed conf changes apply. */
+  private maybeCampaignAlone(shard: ShardState): void {
+    if (this.options.campaignWhenSoleVoter !== true) return;
+    const raft = shard.node.raft;
+    if (raft.role !== 'follower' || raft.log.applied < raft.log.committed) return;
+    const config = raft.tracker.confState();
+    if (config.voters.length !== 1 || config.voters[0] !== this.options.memberId || config.votersOutgoing.length > 0) return;
+    shard.node.campaign();
+    this.schedule();
+  }
+
+  /** Whether a snapshot of `shard` is due: by entries, by bytes, or after a configuration change. */
+  private snapshotDue(shard: ShardState, applied: number): boolean {
+    const every = this.options.snapshotCount;
+    const bytes = this.options.snapshotBytes ?? 0;
+    if (every <= 0 || shard.snapshotInProgress || applied <= shard.snapshotIndex) return false;
+    if (applied - shard.snapshotIndex >= every) return true;
+    if (bytes > 0 && shard.appliedBytes - shard.appliedBytesAtSnapshot >= bytes) return true;
+    return this.options.snapshotAfterConfChange === true && shard.confChanged && shard.snapshotIndex > 0;
+  }
+
   /**
-   * Every `snapshotCount` applied entries (and after a configuration change when asked): a
-   * snapshot of the state machine, stored beside the log, which is then compacted up to
-   * `snapshotCatchUpEntries` behind it. The state is captured now and encoded a chunk per
-   * scheduler turn, so a large store never stalls the loop for long.
+   * Every `snapshotCount` applied entries or `snapshotBytes` applied bytes (and after a
+   * configuration change when asked): a snapshot of the state machine, stored beside the log,
+   * which is then compacted up to `snapshotCatchUpEntries` (and at most `snapshotCatchUpBytes`)
+   * behind it. The state is captured now and encoded a chunk per scheduler turn, so a large store
+   * never stalls the loop for long.
    */
   private maybeTakeSnapshot(shard: ShardState): void {
-    const every = this.options.snapshotCount;
     const applied = shard.machine.appliedIndex;
-    if (every <= 0 || shard.snapshotInProgress || applied <= shard.snapshotIndex) return;
-    const afterConf = this.options.snapshotAfterConfChange === true && shard.confChanged && shard.snapshotIndex > 0;
-    if (applied - shard.snapshotIndex < every && !afterConf) return;
+    if (!this.snapshotDue(shard, applied)) return;
     shard.confChanged = false;
+    shard.appliedBytesAtSnapshot = shard.appliedBytes;
     const storage = this.options.storage.shard(shard.id);
     const metadata: Snapshot['metadata'] = { index: applied, term: storage.term(applied), confState: shard.node.raft.tracker.confState() };
     const frames = shard.machine.snapshot();
@@ -1017,7 +1088,7 @@ export class NodeRuntime {
       shard.snapshotInProgress = false;
       return;
     }
-    const compact = metadata.index - this.options.snapshotCatchUpEntries;
+    const compact = this.compactionIndex(shard, metadata.index);
     const data = joinSnapshotFrames(chunks);
     this.options.storage.save(
       [{ shard: shard.id, snapshotTaken: { metadata, data }, applied: metadata.index, compact: compact > storage.firstIndex() - 1 ? compact : undefined }],
@@ -1028,6 +1099,30 @@ export class NodeRuntime {
       },
     );
   }
+
+  /**
+   * Where to compact the log behind a snapshot at `snapshotIndex`: `snapshotCatchUpEntries`
+   * behind it, or closer when those entries hold more than `snapshotCatchUpBytes` (known at the
+   * granularity of apply batches). Marks before the last one at or below the result are dropped
+   * (that one says where the kept log starts).
+   */
+  private compactionIndex(shard: ShardState, snapshotIndex: number): number {
+    const byEntries = snapshotIndex - this.options.snapshotCatchUpEntries;
+    const bytesMax = this.options.snapshotCatchUpBytes ?? snapshotCatchUpBytesMax;
+    const marks = shard.appliedMarks;
+    const at = marks.findIndex((mark) => mark.index === snapshotIndex);
+    let compact = byEntries;
+    if (at >= 0) {
+      const bytesAtSnapshot = marks[at]!.bytes;
+      // The oldest mark whose entries after it, up to the snapshot, fit the byte budget.
+      const fits = marks.findIndex((mark) => bytesAtSnapshot - mark.bytes <= bytesMax);
+      if (fits >= 0 && marks[fits]!.index > compact) compact = marks[fits]!.index;
+    }
+    assert(compact <= snapshotIndex, 'compaction never passes the snapshot');
+    while (marks.length > 1 && marks[1]!.index <= compact) marks.shift();
+    return compact;
+  }
+
 }
 
 

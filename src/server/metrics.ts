@@ -359,6 +359,8 @@ export interface ServerMetrics {
   readonly pendingWrites: Gauge;
   readonly pendingWriteBytes: Gauge;
   readonly pendingForwardedWrites: Gauge;
+  /** Seconds each phase of this start took (open, restore, replay). */
+  readonly recoverySeconds: Gauge;
   readonly pendingReads: Gauge;
   /** Keep-alive requests read from clients' LeaseKeepAlive streams. */
   readonly leaseKeepAlives: Counter;
@@ -454,6 +456,11 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
     pendingForwardedWrites: registry.gauge({
       name: 'dkv_pending_forwarded_writes',
       help: 'Writes forwarded to a leader whose place in the log is not known here yet.',
+    }),
+    recoverySeconds: registry.gauge({
+      name: 'dkv_recovery_seconds',
+      help: 'Seconds each phase of this start took: open (reading the Raft log store), restore (every shard from its stored snapshot), replay (applying the log after the snapshots up to the stored commit index).',
+      labelNames: ['phase'],
     }),
     pendingReads: registry.gauge({ name: 'dkv_pending_reads', help: 'Linearizable reads this node holds over every shard.' }),
     leaseKeepAlives: registry.counter({

@@ -197,6 +197,8 @@ export class DkvNode {
       },
       tickMs: config.tickMs,
       snapshotCount: config.snapshotCount,
+      snapshotBytes: config.snapshotBytes,
+      campaignWhenSoleVoter: true,
       snapshotCatchUpEntries: Math.min(snapshotCatchUpEntriesMax, config.snapshotCount),
       requestTimeoutMs: requestTimeoutMs(electionTimeoutMs),
       stateMachine: (shard) => shardStateMachine(shard, electionTimeoutMs),
@@ -256,6 +258,11 @@ export class DkvNode {
       help: 'Total size of the underlying database logically in use in bytes.',
       collect: () => (this.runtime.fatalError === undefined ? kvEngineOf(this.router.defaultStore().machine()).mvcc.sizeInUseBytes : 0),
     });
+    this.metrics.registry.gauge({
+      name: 'dkv_snapshot_log_bytes',
+      help: "Bytes of the default store's log applied since its latest snapshot: what a restart replays after restoring that snapshot (a snapshot is due at --snapshot-bytes).",
+      collect: () => (this.runtime.fatalError === undefined ? this.runtime.appliedBytesSinceSnapshot(DEFAULT_STORE_SHARD) : 0),
+    });
     this.metrics.registry.counter({
       name: 'dkv_requests_refused_total',
       help: 'Requests refused with RESOURCE_EXHAUSTED because a pending-request limit was reached.',
@@ -290,14 +297,24 @@ export class DkvNode {
       const electionTimeoutMs = config.tickMs * config.electionTicks;
       ({ identity, peers: queried } = await resolveNewIdentity(config, peerTlsOf(config), clusterQueryRetryElections * electionTimeoutMs));
     }
+    const openStarted = performance.now();
     const logStore = await LevelLogStore.open({ path: join(config.dataDir, 'raft') });
     const node = new DkvNode(config, identity, logStore, logger, options, queried);
+    node.metrics.recoverySeconds.set((performance.now() - openStarted) / 1000, { phase: 'open' });
     const recovered = HOSTED_SHARDS.map((shard): RecoveredShard => {
       const log = logStore.shard(shard);
       const { hardState } = log.initialState();
       return { shard, lastIndex: log.lastIndex(), snapshotIndex: log.snapshot().metadata.index, term: hardState.term, commit: hardState.commit };
     });
-    node.recoveryLog = new RecoveryLog(recovered, (shard) => (shard === DEFAULT_STORE_SHARD ? kvEngineOf(node.runtime.machine(shard)).mvcc.revision : undefined), (line) => logger.info(line));
+    let replayStarted = performance.now();
+    node.recoveryLog = new RecoveryLog(
+      recovered,
+      (shard) => (shard === DEFAULT_STORE_SHARD ? kvEngineOf(node.runtime.machine(shard)).mvcc.revision : undefined),
+      (line) => logger.info(line),
+      (shard) => {
+        if (shard === DEFAULT_STORE_SHARD) node.metrics.recoverySeconds.set((performance.now() - replayStarted) / 1000, { phase: 'replay' });
+      },
+    );
     try {
       if (!restarting) {
         await node.bootstrapIfNew();
@@ -310,7 +327,10 @@ export class DkvNode {
           `data dir ${config.dataDir} holds member ${formatId(identity.memberId)}'s identity but no Raft log (raft/ was deleted or not restored): restore the whole data dir, or replace the member (docs/replace-member.md)`,
         );
       }
+      const restoreStarted = performance.now();
       for (const shard of HOSTED_SHARDS) node.runtime.addShard(shard);
+      replayStarted = performance.now();
+      node.metrics.recoverySeconds.set((replayStarted - restoreStarted) / 1000, { phase: 'restore' });
       if (restarting) checkRecoveredState(config, identity, metaEngineOf(node.router.meta().machine()));
       // A joiner added as a learner knows it from the cluster's answer before any state reaches it.
       node.learnerByQuery = queried.find((p) => p.id === identity.memberId)?.isLearner === true;

@@ -65,7 +65,7 @@ export function startupLines(facts: StartupFacts): string[] {
     `peer URLs: listen ${urls(config.listenPeerUrls)}, advertise ${urls(config.initialAdvertisePeerUrls)}`,
     `metrics URLs: ${urls(config.listenMetricsUrls)}`,
     `raft: tick ${config.tickMs} ms, heartbeat ${config.heartbeatTicks} tick(s), election ${config.electionTicks} ticks, ` +
-      `snapshot every ${config.snapshotCount} entries, max request ${config.maxRequestBytes} bytes`,
+      `snapshot every ${config.snapshotCount} entries or ${config.snapshotBytes} bytes, max request ${config.maxRequestBytes} bytes`,
   );
   return lines;
 }
@@ -125,6 +125,8 @@ export class RecoveryLog {
     recovered: readonly RecoveredShard[],
     private readonly revisionOf: (shard: number) => number | undefined,
     private readonly log: (line: string) => void,
+    /** Called once per shard when it has applied its stored commit index. */
+    private readonly onRecovered: (shard: number) => void = () => undefined,
   ) {
     this.waiting = new Map(recovered.filter((shard) => shard.commit > shard.snapshotIndex).map((shard) => [shard.shard, shard.commit]));
   }
@@ -135,5 +137,6 @@ export class RecoveryLog {
     this.waiting.delete(shard);
     const revision = this.revisionOf(shard);
     this.log(`shard ${shard} recovered: applied index ${index}${revision === undefined ? '' : `, revision ${revision}`} (the commit index it stored)`);
+    this.onRecovered(shard);
   }
 }

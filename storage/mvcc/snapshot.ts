@@ -57,6 +57,8 @@ const KIND_END = 3;
 const HEADER_BYTES = 16;
 const VERSION_FIXED_BYTES = 8 + 4 + 8 + 8 + 8 + 1 + 4;
 const FLAG_TOMBSTONE = 1;
+/** Bytes of the next chunk first joined to a record the previous chunk cut (most records are smaller). */
+const snapshotJoinBytesInitial = 64 * 1024;
 
 /** Collects payload bytes into frames of at most snapshotChunkBytesMax. */
 class ChunkWriter {
@@ -217,8 +219,9 @@ class Loader {
     }
     this.slot = this.segment.count++;
     this.segment.heads[this.slot] = noRecord;
-    this.key = key.slice();
-    this.lastKey = this.key;
+    // A view of the chunk (chunks are never changed): append copies it into the arena.
+    this.key = key;
+    this.lastKey = key;
     this.versionsLeft = versions;
     this.lastRevision = 0;
     this.lastSub = 0;
@@ -282,16 +285,41 @@ class DataParser {
     return BigInt(lease);
   }
 
+  /**
+   * Parses `payload`, continuing a record the previous chunk cut. Only that record is joined (on
+   * a small buffer); the rest is read in place, so a chunk is never copied whole.
+   */
   push(payload: Uint8Array): void {
-    let bytes = payload;
+    let start = 0;
     if (this.carry.length > 0) {
-      bytes = new Uint8Array(this.carry.length + payload.length);
-      bytes.set(this.carry);
-      bytes.set(payload, this.carry.length);
+      const carried = this.carry.length;
+      let take = Math.min(payload.length, snapshotJoinBytesInitial);
+      for (;;) {
+        const joined = new Uint8Array(carried + take);
+        joined.set(this.carry);
+        joined.set(payload.subarray(0, take), carried);
+        const at = this.parse(joined, 0, carried);
+        if (at >= carried) {
+          start = at - carried;
+          break;
+        }
+        if (take === payload.length) {
+          // The whole chunk is inside one record: carry it all.
+          this.carry = joined.slice(at);
+          return;
+        }
+        take = payload.length;
+      }
     }
+    const at = this.parse(payload, start, payload.length);
+    this.carry = payload.slice(at);
+  }
+
+  /** Parses whole items of `bytes` from `at` while they start before `before`; returns where it stopped. */
+  private parse(bytes: Uint8Array, from: number, before: number): number {
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    let at = 0;
-    for (;;) {
+    let at = from;
+    while (at < before) {
       const left = bytes.length - at;
       if (this.loader.expectingKey) {
         if (left < 4) break;
@@ -322,7 +350,7 @@ class DataParser {
         at += VERSION_FIXED_BYTES + valueLength;
       }
     }
-    this.carry = bytes.slice(at);
+    return at;
   }
 
   get pendingBytes(): number {

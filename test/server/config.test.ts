@@ -77,6 +77,13 @@ describe('--quota-backend-bytes and auto-compaction', () => {
     for (const flag of ['--quota-backend-bytes', '--auto-compaction-mode', '--auto-compaction-retention']) expect(serverHelp).toContain(flag);
   });
 
+  it('--snapshot-bytes: off by default, a byte count, listed in --help', () => {
+    expect(parseServerConfig([]).snapshotBytes).toBe(0);
+    expect(parseServerConfig(['--snapshot-bytes', '33554432']).snapshotBytes).toBe(33_554_432);
+    expect(() => parseServerConfig(['--snapshot-bytes', '-1'])).toThrow(/--snapshot-bytes/);
+    expect(serverHelp).toContain('--snapshot-bytes');
+  });
+
   it('take a byte count up to 8 GiB', () => {
     expect(parseServerConfig(['--quota-backend-bytes', '16777216']).quotaBackendBytes).toBe(16_777_216);
     expect(() => parseServerConfig(['--quota-backend-bytes', String(9 * 1024 ** 3)])).toThrow(/--quota-backend-bytes: must be between 0 and 8589934592/);

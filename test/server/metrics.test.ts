@@ -147,6 +147,7 @@ describe('the node\'s metrics', () => {
     metrics.hasLeader.set(1);
     metrics.peerSentBytes.inc(128, { To: '8e9e05c52164694d' });
     metrics.walFsyncSeconds.observe(0.003);
+    metrics.recoverySeconds.set(0.5, { phase: 'restore' });
     const text = metrics.registry.render();
     const types = new Map([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]));
     expect(Object.fromEntries(types)).toMatchObject({
@@ -162,11 +163,13 @@ describe('the node\'s metrics', () => {
       etcd_mvcc_db_total_size_in_bytes: 'gauge',
       etcd_debugging_mvcc_keys_total: 'gauge',
       dkv_shards: 'gauge',
+      dkv_recovery_seconds: 'gauge',
       process_cpu_seconds_total: 'counter',
       process_resident_memory_bytes: 'gauge',
       process_start_time_seconds: 'gauge',
     });
     expect(text).toContain('etcd_server_has_leader 1\n');
+    expect(text).toContain('dkv_recovery_seconds{phase="restore"} 0.5\n');
     expect(text).toContain('etcd_network_peer_sent_bytes_total{To="8e9e05c52164694d"} 128\n');
     expect(text).toContain('etcd_disk_wal_fsync_duration_seconds_bucket{le="0.004"} 1\n');
     // Every sample line parses as name{labels} value.
