@@ -472,8 +472,9 @@ const flagSpecs: readonly FlagSpec[] = [
     'dkv',
     'false',
     'a shard leader serves linearizable reads under its leader lease, without a heartbeat round per batch of reads. ' +
-      'Assumes no member\'s clock runs more than 25% fast against the leader\'s and no leader process stalls ' +
-      '(GC, SIGSTOP, VM pause) for longer than its lease (3/4 of an election timeout); if either fails a read may be stale. DKV only (etcd has no such flag).',
+      'The lease lasts floor((election ticks - 1) * 3/4) leader ticks from a heartbeat a quorum acknowledged (6 ticks, 600 ms, by default); ' +
+      'ticks a stall (GC, SIGSTOP, a paused VM) made late are caught up from the monotonic clock before any read or peer message is handled. ' +
+      'Assumes no member\'s clock runs more than 25% fast against the leader\'s; if it does a read may be stale. DKV only (etcd has no such flag).',
   ),
   spec(
     'unsafe-stale-reads',
@@ -1137,6 +1138,7 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
   const unsafeStaleReads = field(() => boolValue('unsafe-stale-reads', raw), false);
   if (unsafeStaleReads) warnings.push('--unsafe-stale-reads: linearizable reads skip ReadIndex and may be stale (test only)');
   const experimentalLeaseReads = field(() => boolValue('experimental-lease-reads', raw), false);
+  if (experimentalLeaseReads) warnings.push('--experimental-lease-reads: linearizable reads rest on the leader lease and the members\' clocks (see --help)');
   const unsafeIgnoreTxnCompare = field(() => boolValue('unsafe-ignore-txn-compare', raw), false);
   if (unsafeIgnoreTxnCompare) warnings.push('--unsafe-ignore-txn-compare: every Txn that writes runs its success branch, whatever its compares say (test only)');
   const noTls: TlsConfig = { certFile: undefined, keyFile: undefined, trustedCaFile: undefined, clientCertAuth: false };

@@ -38,7 +38,7 @@ import { type KnownPeer, type StartIdentity, StartupError, checkRecoveredState, 
 import { guardLearner } from './learner-guard.js';
 import { createPrefixWatchService } from './prefix-watch-service.js';
 import { BufferedBytes } from './response-queue.js';
-import { Ticker, immediateScheduler, levelStorage, wallClock } from './runtime-host.js';
+import { Ticker, immediateScheduler, leaseScheduler, levelStorage, wallClock } from './runtime-host.js';
 import { createWatchService } from './watch-service.js';
 import { answerLeaderQuery, learnerProgress } from './leader-queries.js';
 import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log.js';
@@ -167,7 +167,12 @@ export class DkvNode {
       listenPort: peerListen.port,
       peers,
       tls: peerTls,
-      onMessages: (_from, batch) => this.runtime.receive(batch),
+      onMessages: (_from, batch) => {
+        // With lease reads, a stall's ticks are counted before its messages are stepped (a
+        // follower's ReadIndex is answered from the lease); without, catchUp does nothing.
+        this.ticker.catchUp();
+        this.runtime.receive(batch);
+      },
       isKnownShard: (shard) => this.runtime.hasShard(shard),
       onUnreachable: (peer, shards) => this.runtime.reportUnreachable(peer, shards),
       onSnapshotStatus: (peer, shard, ok) => this.runtime.reportSnapshot(peer, shard, ok),
@@ -186,7 +191,7 @@ export class DkvNode {
       storage: levelStorage(logStore),
       transport: this.transport,
       clock: wallClock,
-      scheduler: immediateScheduler,
+      scheduler: config.experimentalLeaseReads ? leaseScheduler(this.ticker) : immediateScheduler,
       random: new SeededPrng((Date.now() ^ identity.memberId) >>> 0),
       raft: {
         electionTicks: config.electionTicks,
@@ -337,7 +342,7 @@ export class DkvNode {
       node.refreshLearner();
       node.refreshPeers();
       await node.transport.start();
-      node.ticker.start(node.runtime, config.tickMs);
+      node.ticker.start(node.runtime, config.tickMs, { leaseReads: config.experimentalLeaseReads });
       await node.serveClients();
       await node.serveMetrics();
       node.publishAttributes();

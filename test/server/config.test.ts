@@ -58,13 +58,13 @@ describe('--unsafe-stale-reads', () => {
 });
 
 describe('--experimental-lease-reads', () => {
-  it('is off by default; on, it needs no warning; its help states the clock assumption', () => {
+  it('is off by default; on, it is warned about; its help states the lease and the clock assumption', () => {
     expect(parseServerConfig([]).experimentalLeaseReads).toBe(false);
     const config = parseServerConfig(['--experimental-lease-reads']);
     expect(config.experimentalLeaseReads).toBe(true);
-    expect(config.warnings.join('\n')).not.toMatch(/lease-reads/);
+    expect(config.warnings.join('\n')).toMatch(/--experimental-lease-reads: .*clocks/);
     expect(parseServerConfig([], { DKV_EXPERIMENTAL_LEASE_READS: 'true' }).experimentalLeaseReads).toBe(true);
-    expect(serverHelp).toMatch(/--experimental-lease-reads[^]*clock[^]*stalls/);
+    expect(serverHelp).toMatch(/--experimental-lease-reads[^]*600 ms[^]*SIGSTOP[^]*caught up[^]*25% fast/);
   });
 });
 
