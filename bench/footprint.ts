@@ -16,6 +16,8 @@
  *   node --import tsx bench/footprint.ts [--target dkv,etcd] [--keys 500000] [--key-size 16]
  *     [--val-size 100] [--txn-ops 128] [--clients 8] [--settle-ms 3000] [--json] [--keep]
  *     [--server-args "--snapshot-count=10000"]  (more `dkv server` flags, space-separated)
+ *     [--base-bin /elsewhere/bin/dkv.js]  (target `base`: another build's `dkv`, to compare two
+ *     builds in one run on a noisy machine, e.g. --target base,dkv,etcd)
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -41,8 +43,10 @@ const serverArgs = argument('--server-args', '').split(' ').filter((arg) => arg 
 const readyTimeoutMs = 600_000;
 const readyPollMs = 20;
 const keyPrefix = 'fp/';
+const baseBin = argument('--base-bin', '');
 
-for (const target of targets) if (target !== 'dkv' && target !== 'etcd') throw new Error(`--target: dkv or etcd, got ${target}`);
+for (const target of targets) if (target !== 'dkv' && target !== 'etcd' && target !== 'base') throw new Error(`--target: dkv, base or etcd, got ${target}`);
+if (targets.includes('base') && baseBin === '') throw new Error('--target base needs --base-bin');
 if (!(keySize > keyPrefix.length + 8)) throw new Error(`--key-size must be over ${keyPrefix.length + 8}`);
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -52,10 +56,9 @@ interface Node {
   readonly endpoint: string;
 }
 
-function dkvNode(dir: string, base: number): Node {
-  const layout = devClusterLayout({ nodes: 1, basePort: base, dataDir: join(dir, 'dkv') });
+function dkvNode(dir: string, base: number, bin: string): Node {
+  const layout = devClusterLayout({ nodes: 1, basePort: base, dataDir: join(dir, `dkv-${base}`) });
   const node = layout.nodes[0]!;
-  const bin = join(import.meta.dirname, '..', 'bin', 'dkv.js');
   return { endpoint: `127.0.0.1:${node.clientPort}`, start: () => spawn(process.execPath, [bin, 'server', ...node.args, ...serverArgs], { stdio: 'ignore' }) };
 }
 
@@ -192,7 +195,8 @@ async function main(): Promise<void> {
   const results: Footprint[] = [];
   try {
     for (const target of targets) {
-      const node = target === 'dkv' ? dkvNode(dir, base) : etcdNode(dir, base + 5);
+      const ownBin = join(import.meta.dirname, '..', 'bin', 'dkv.js');
+      const node = target === 'dkv' ? dkvNode(dir, base, ownBin) : target === 'base' ? dkvNode(dir, base + 100, baseBin) : etcdNode(dir, base + 5);
       const result = await measure(target, node);
       results.push(result);
       if (json) console.log(JSON.stringify(result));

@@ -234,6 +234,17 @@ export class DkvNode {
       help: 'Total size of the underlying database logically in use in bytes.',
       collect: () => (this.runtime.fatalError === undefined ? kvEngineOf(this.router.defaultStore().machine()).mvcc.sizeInUseBytes : 0),
     });
+    // Group commit at work: saves (one per runtime cycle that wrote) against the fsyncs they shared.
+    this.metrics.registry.counter({
+      name: 'dkv_log_synced_batches_total',
+      help: 'Synced LevelDB batches the Raft log store wrote (one fsync each; many saves share one).',
+      collect: () => logStore.stats.syncedBatches,
+    });
+    this.metrics.registry.counter({
+      name: 'dkv_log_saves_total',
+      help: 'Saves of Raft log entries and state written to LevelDB (a save waits for the batch that carries it).',
+      collect: () => logStore.stats.saves,
+    });
     this.metrics.registry.counter({
       name: 'dkv_requests_refused_total',
       help: 'Requests refused with RESOURCE_EXHAUSTED because a pending-request limit was reached.',
