@@ -7,6 +7,8 @@
  * per key. Never gates CI.
  *
  *   node --expose-gc --import tsx bench/bulk-apply.ts [--keys 500000] [--txn-ops 128] [--rounds 3]
+ *     [--in-flight 8]  (Txns are applied in a shuffled order within each run of this many, as
+ *     when that many clients load at once; 1: in key order)
  */
 import { performance } from 'node:perf_hooks';
 import { KvCommandKind, KvEngine, kvCommand, txnToWire } from '../src/engines/kv/index.js';
@@ -22,6 +24,7 @@ function argument(name: string, fallback: number): number {
 const keys = argument('--keys', 500_000);
 const txnOps = argument('--txn-ops', 128);
 const rounds = argument('--rounds', 3);
+const inFlight = argument('--in-flight', 8);
 const keyBytes = 16;
 const valueBytes = 100;
 const keyPrefix = 'fp/';
@@ -48,6 +51,15 @@ function payloads(round: number): Buffer[] {
     const success = [];
     for (let i = first; i < Math.min(keys, first + txnOps); i++) success.push({ request_put: { key: keyOf(i), value } });
     out.push(Buffer.from(TxnRequest.encode({ success }).finish()));
+  }
+  // Clients' Txns reach the log in no fixed order: shuffle each run of inFlight (a fixed seed).
+  let seed = 0x2545f491;
+  for (let start = 0; start < out.length; start += inFlight) {
+    for (let i = Math.min(out.length, start + inFlight) - 1; i > start; i--) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      const j = start + (seed % (i - start + 1));
+      [out[i], out[j]] = [out[j]!, out[i]!];
+    }
   }
   return out;
 }
@@ -82,7 +94,7 @@ function run(round: number, engine: KvEngine, hub: WatchHub): void {
   const perKey = (ms: number): string => ((ms * 1000) / keys).toFixed(2);
   const grown = (field: 'heapUsed' | 'arrayBuffers'): number => Math.round((heapAfter[field] - heapBefore[field]) / keys);
   console.log(
-    JSON.stringify({ round, keys, applyUsPerKey: perKey(applyMs), watchUsPerKey: perKey(watchMs), answerUsPerKey: perKey(answerMs), cpuUsPerKey: perKey((cpu.user + cpu.system) / 1000), heapBytesPerKey: grown('heapUsed'), arrayBufferBytesPerKey: grown('arrayBuffers') }),
+    JSON.stringify({ round, keys, segments: engine.mvcc.segmentCount, applyUsPerKey: perKey(applyMs), watchUsPerKey: perKey(watchMs), answerUsPerKey: perKey(answerMs), cpuUsPerKey: perKey((cpu.user + cpu.system) / 1000), heapBytesPerKey: grown('heapUsed'), arrayBufferBytesPerKey: grown('arrayBuffers') }),
   );
 }
 
