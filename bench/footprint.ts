@@ -149,6 +149,8 @@ async function measure(target: string, node: Node): Promise<Footprint> {
     await sleep(settleMs);
     const loaded = rssBytes(process);
     channel.close();
+    // The load's figures first: a later step that fails (a busy machine) does not lose them.
+    if (json) console.log(JSON.stringify({ target, keys, loadKeysPerSecond: Math.round(loadKeysPerSecond), bytesPerKey: Math.round((loaded - empty) / keys) }));
 
     process.kill('SIGKILL');
     await new Promise((resolve) => process.once('exit', resolve));
