@@ -268,6 +268,17 @@ export class DkvNode {
       help: "Bytes of the default store's log applied since its latest snapshot: what a restart replays after restoring that snapshot (a snapshot is due at --snapshot-bytes).",
       collect: () => (this.runtime.fatalError === undefined ? this.runtime.appliedBytesSinceSnapshot(DEFAULT_STORE_SHARD) : 0),
     });
+    // Group commit at work: saves (one per runtime cycle that wrote) against the fsyncs they shared.
+    this.metrics.registry.counter({
+      name: 'dkv_log_synced_batches_total',
+      help: 'Synced LevelDB batches the Raft log store wrote (one fsync each; many saves share one).',
+      collect: () => logStore.stats.syncedBatches,
+    });
+    this.metrics.registry.counter({
+      name: 'dkv_log_saves_total',
+      help: 'Saves of Raft log entries and state written to LevelDB (a save waits for the batch that carries it).',
+      collect: () => logStore.stats.saves,
+    });
     this.metrics.registry.counter({
       name: 'dkv_requests_refused_total',
       help: 'Requests refused with RESOURCE_EXHAUSTED because a pending-request limit was reached.',

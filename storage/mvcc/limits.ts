@@ -18,6 +18,11 @@ export const segmentBytesMax = 4 * 1024 * 1024;
 export const arenaBytesMax = 0xffff_fff0;
 /** First arena of a new segment. */
 export const arenaBytesInitial = 1024;
+/**
+ * Largest arena a new segment gets before its first record, sized for a full segment of keys like
+ * its neighbour's (keys loaded in order); past it, the arena grows as it fills.
+ */
+export const arenaPresizedBytesMax = 256 * 1024;
 /** Arena growth when a record does not fit (numerator / 4: 1.5x keeps slack near a quarter). */
 export const arenaGrowthQuarters = 6;
 /** Free room left after rewriting an arena, in eighths of its live bytes. */
@@ -67,6 +72,7 @@ assert(segmentKeysMaxMin <= segmentKeysMaxDefault && segmentKeysMaxDefault <= se
 assert(segmentKeysMinDivisor >= 2, 'merging must leave room below the split size');
 assert(arenaBytesInitial > 0 && segmentBytesMax < arenaBytesMax, 'segment bytes must fit an arena');
 assert(arenaGrowthQuarters > 4, 'arenas must grow');
+assert(arenaBytesInitial <= arenaPresizedBytesMax && arenaPresizedBytesMax <= segmentBytesMax, 'a presized arena is between a first arena and a full segment');
 assert(keyBytesMax + valueBytesMax + 64 < arenaBytesMax, 'one record must fit an arena');
 assert(snapshotChunkBytesMax > snapshotChunkFrameBytes + 64, 'a snapshot chunk must carry payload');
 assert(txnOperationsMax > 0, 'a transaction must admit one operation');

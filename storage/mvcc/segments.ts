@@ -18,6 +18,7 @@ import { assert } from './errors.js';
 import {
   arenaBytesInitial,
   arenaBytesMax,
+  arenaPresizedBytesMax,
   arenaGarbageHalvesMax,
   arenaGrowthQuarters,
   arenaRewriteHeadroomEighths,
@@ -255,6 +256,8 @@ export class Segment implements RecordSource {
   find(key: Uint8Array): number {
     let low = 0;
     let high = this.count - 1;
+    // Keys loaded in order land after the last one: one comparison tells.
+    if (high >= 0 && this.compareKey(high, key) < 0) return -(high + 2);
     while (low <= high) {
       const middle = (low + high) >>> 1;
       const c = this.compareKey(middle, key);
@@ -393,6 +396,8 @@ export class SegmentIndex {
   readonly keysMin: number;
   /** Versions at or below this revision are compacted (the store's compactRevision). */
   floor = 0;
+  /** The segment `locate` found last: a txn's keys, or keys loaded in order, are often in it again. */
+  private located = 0;
 
   constructor(keysMax: number) {
     this.keysMax = keysMax;
@@ -409,6 +414,10 @@ export class SegmentIndex {
   locate(key: Uint8Array): number {
     const segments = this.segments;
     if (segments.length === 0) return -1;
+    const hint = this.located;
+    if (hint < segments.length && (hint === 0 || segments[hint]!.compareKey(0, key) <= 0) && (hint + 1 === segments.length || segments[hint + 1]!.compareKey(0, key) > 0)) {
+      return hint;
+    }
     let low = 1;
     let high = segments.length - 1;
     let found = 0;
@@ -421,6 +430,7 @@ export class SegmentIndex {
         high = middle - 1;
       }
     }
+    this.located = found;
     return found;
   }
 
@@ -459,14 +469,29 @@ export class SegmentIndex {
     return this.normalize(cursor);
   }
 
-  /** The segment a new key goes into (creating the first segment of an empty index). */
+  /**
+   * The segment a new key goes into, the cursor at its slot (after `lookup` found the key absent).
+   * Creates the first segment of an empty index. A key past the end of a full segment (keys
+   * loaded in order) starts a segment of its own after it rather than splitting that one in two:
+   * the full one stays full and nothing is copied; the new one's arena is sized for a full
+   * segment of keys like its neighbour's (at most `arenaPresizedBytesMax`), so it never grows
+   * while such keys fill it.
+   */
   segmentForInsert(cursor: Cursor): Segment {
     if (cursor.segment < 0) {
       this.segments.push(new Segment(this.keysMax + 1, arenaBytesInitial));
       cursor.segment = 0;
       cursor.slot = 0;
     }
-    return this.segments[cursor.segment]!;
+    const segment = this.segments[cursor.segment]!;
+    if (cursor.slot < segment.count || segment.count < this.keysMax) return segment;
+    const bytesPerKey = Math.ceil(segment.liveBytes / segment.count);
+    const arenaBytes = Math.min(arenaPresizedBytesMax, Math.max(arenaBytesInitial, bytesPerKey * this.keysMax));
+    const next = new Segment(this.keysMax + 1, arenaBytes);
+    cursor.segment++;
+    cursor.slot = 0;
+    this.segments.splice(cursor.segment, 0, next);
+    return next;
   }
 
   /** Splits segment `index` in two if a write made it too big. */

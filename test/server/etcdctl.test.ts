@@ -141,6 +141,11 @@ describe('etcdctl against a 3-node DKV cluster', () => {
     expect(text).toMatch(/^etcd_disk_wal_fsync_duration_seconds_count [1-9]\d*$/m);
     expect(text).toMatch(/^etcd_server_proposals_committed_total [1-9]\d*$/m);
     expect(text).toMatch(/^etcd_debugging_mvcc_keys_total [1-9]\d*$/m);
+    // Group commit: every synced batch carried at least one save.
+    const synced = Number(/^dkv_log_synced_batches_total (\d+)$/m.exec(text)?.[1]);
+    const saves = Number(/^dkv_log_saves_total (\d+)$/m.exec(text)?.[1]);
+    expect(synced).toBeGreaterThan(0);
+    expect(saves).toBeGreaterThanOrEqual(synced);
   });
 
   it('saves a snapshot that dkv restores a new cluster from', async () => {

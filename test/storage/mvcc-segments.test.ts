@@ -47,12 +47,29 @@ describe('segment invariants', () => {
   it('merges small segments after compaction removes keys', () => {
     const store = new MvccStore({ segmentKeysMax: 8 });
     for (let i = 0; i < 800; i++) store.put(key(i), enc('v'));
-    const before = store.segmentCount;
     for (let i = 0; i < 800; i++) if (i % 10 !== 0) store.deleteRange({ key: key(i) });
     store.compact(store.revision);
     store.checkInvariants();
     expect(store.keyCount).toBe(80);
-    expect(store.segmentCount).toBeLessThan(before / 3);
+    // Each segment of 8 kept 0 or 1 key: merged, every one holds at least 8 / 4 keys.
+    expect(store.segmentCount).toBeLessThanOrEqual(80 / 2);
+  });
+
+  it('fills segments with keys loaded in order, each arena sized once', () => {
+    const store = new MvccStore({ segmentKeysMax: 64 });
+    const value = new Uint8Array(100);
+    for (let i = 0; i < 64 * 40; i++) store.put(key(i), value);
+    store.checkInvariants();
+    // Full segments (a split in two would leave 40 of them half full behind the load).
+    expect(store.segmentCount).toBe(40);
+    // Past the first, each arena was sized for 64 records like its neighbour's: no room to spare.
+    const recordBytes = 49 + key(0).length + value.length;
+    expect(store.arenaBytes).toBeLessThanOrEqual(64 * 40 * recordBytes + 2048);
+    // A key inserted among them later still splits a full segment in two.
+    store.put(enc('key-00010a'), value);
+    store.checkInvariants();
+    expect(store.segmentCount).toBe(41);
+    expect(store.range({ key: enc('key-'), rangeEnd: enc('key.') }).count).toBe(64 * 40 + 1);
   });
 
   it('gives arena memory back when compaction drops history', () => {

@@ -227,6 +227,19 @@ describe('txn', () => {
     expect(store.revision).toBe(8); // three of the txns above ran
   });
 
+  it('refuses a key put twice in a branch of puts and ranges alone, in order or not', () => {
+    const store = abc();
+    const start = store.revision;
+    const txn = (success: RequestOp[], failure: RequestOp[] = []) => errorCode(() => store.txn({ compare: [], success, failure }));
+    const range: RequestOp = { type: 'range', range: { key: enc('a') } };
+    expect(txn([put('b'), put('c'), range, put('d')])).toBeUndefined();
+    expect(txn([put('d'), put('b'), put('c')])).toBeUndefined();
+    expect(txn([put('b'), put('c'), range, put('b')])).toBe('duplicate-key');
+    expect(txn([put('d'), put('b'), put('c'), put('b')])).toBe('duplicate-key');
+    expect(txn([put('x')], [put('y'), put('x'), put('y')])).toBe('duplicate-key'); // the other branch too
+    expect(store.revision).toBe(start + 2); // two of the txns above ran
+  });
+
   it('refuses more than 128 operations per branch, nested budgets shrink', () => {
     const store = new MvccStore();
     const many = (n: number) => Array.from({ length: n }, (_, i) => put(`k${i}`));

@@ -162,6 +162,8 @@ export class WatchHub {
     if (events.length === 0) return;
     const revision = events[0]!.kv.modRevision;
     this.remember(revision, events);
+    // No synced watcher: nothing to look up per key (a bulk load's txns of many puts).
+    if (this.byKey.size === 0 && this.ranges.size === 0) return;
     if (events.length === 1) {
       // One key: its single-key watchers and the ranges holding it never overlap.
       const key = events[0]!.kv.key;
