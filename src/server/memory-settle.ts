@@ -13,8 +13,9 @@
  *  - otherwise two full collections (the first frees the objects, the second the buffers they
  *    held; V8 releases an ArrayBuffer's memory one collection after its owner).
  * At most once per `settleIntervalMsMin`. Whether the freed memory leaves the resident set is the
- * C allocator's business: `dkv server` started by `bin/dkv.js`, `dkv dev` or `dkv instance` runs
- * with glibc's mmap threshold fixed (see process-env.ts), so large buffers are returned when freed.
+ * C allocator's business: `dkv server` run as the `dkv` command, or by `dkv dev`, `dkv instance` or
+ * jepsen-lite, has glibc's mmap threshold fixed (`serverProcessEnv` in src/package-root.ts), so
+ * large buffers are returned when freed.
  */
 import { fullGc } from './defragment.js';
 import { settleChurnBytesMin, settleIdleMs, settleIntervalMsMin, settleRewriteInUseFraction } from './limits.js';
@@ -30,6 +31,8 @@ export interface MemorySettlerOptions {
   readonly now?: () => number;
   readonly setTimer?: (run: () => void, ms: number) => { unref?(): unknown; ref?(): unknown } | number;
   readonly clearTimer?: (timer: unknown) => void;
+  /** Called after each settle with its kind (the dkv_memory_settles_total counter). */
+  readonly onSettled?: (kind: 'collect' | 'defragment') => void;
 }
 
 export class MemorySettler {
@@ -38,9 +41,9 @@ export class MemorySettler {
   private lastAppliedAt = 0;
   private lastSettledAt = Number.NEGATIVE_INFINITY;
   private timer: unknown;
-  private settling = false;
+  private settling: Promise<void> | undefined;
   private stopped = false;
-  /** Settles done, by kind (for the dkv_memory_settles_total metric). */
+  /** Settles done, by kind. */
   readonly settles = { collect: 0, defragment: 0 };
 
   constructor(private readonly options: MemorySettlerOptions) {}
@@ -63,10 +66,12 @@ export class MemorySettler {
     this.arm();
   }
 
-  stop(): void {
+  /** No settle starts after this; resolves when one that was running is done. */
+  stop(): Promise<void> {
     this.stopped = true;
     if (this.timer !== undefined) (this.options.clearTimer ?? clearTimeout)(this.timer as NodeJS.Timeout);
     this.timer = undefined;
+    return this.settling ?? Promise.resolve();
   }
 
   private due(): boolean {
@@ -74,7 +79,7 @@ export class MemorySettler {
   }
 
   private arm(): void {
-    if (this.stopped || this.settling || this.timer !== undefined || !this.due()) return;
+    if (this.stopped || this.settling !== undefined || this.timer !== undefined || !this.due()) return;
     const wait = Math.max(settleIdleMs - (this.now() - this.lastAppliedAt), this.lastSettledAt + settleIntervalMsMin - this.now(), 0);
     const timer = (this.options.setTimer ?? setTimeout)(() => {
       this.timer = undefined;
@@ -91,12 +96,14 @@ export class MemorySettler {
       this.arm();
       return;
     }
-    this.settling = true;
-    void this.settle().finally(() => {
-      this.settling = false;
-      this.lastSettledAt = this.now();
-      this.arm();
-    });
+    // A settle that fails (a store replaced or stopped under it) is logged, never left to reject.
+    this.settling = this.settle()
+      .catch((error: unknown) => this.options.log?.(`memory settle failed: ${error instanceof Error ? error.message : String(error)}`))
+      .finally(() => {
+        this.settling = undefined;
+        this.lastSettledAt = this.now();
+        this.arm();
+      });
   }
 
   private async settle(): Promise<void> {
@@ -105,15 +112,18 @@ export class MemorySettler {
     this.churnBytes = 0;
     const before = process.memoryUsage();
     if (rewrite) {
-      this.settles.defragment++;
       await this.options.defragment();
+      this.settles.defragment++;
+      this.options.onSettled?.('defragment');
     } else {
-      this.settles.collect++;
       const collect = this.options.collect ?? fullGc;
       collect();
       // The second collection frees the buffers whose owners the first one freed.
       await new Promise((resolve) => setImmediate(resolve));
+      if (this.stopped) return;
       collect();
+      this.settles.collect++;
+      this.options.onSettled?.('collect');
     }
     const after = process.memoryUsage();
     const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);

@@ -352,7 +352,7 @@ export interface ServerMetrics {
   /** Where the node's memory goes, by part (store arenas, change log, recent watch events, Raft log cache). */
   readonly memoryBytes: Gauge;
   /** Memory settles after writes stopped, by kind (collect, defragment). */
-  readonly memorySettles: Gauge;
+  readonly memorySettles: Counter;
   /** Bytes watch streams hold for slow clients now, and the most they ever held. */
   readonly watchBufferedBytes: Gauge;
   readonly watchBufferedBytesPeak: Gauge;
@@ -438,7 +438,7 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
       help: 'Memory the node accounts for, by part: store_arenas (the MVCC store, etcd_mvcc_db_total_size_in_bytes), change_log (the history index watchers read), watch_recent (recent events kept for watchers, with the arenas they view), raft_log_cache (Raft entries held in memory).',
       labelNames: ['part'],
     }),
-    memorySettles: registry.gauge({
+    memorySettles: registry.counter({
       name: 'dkv_memory_settles_total',
       help: 'Times the node gave memory back once writes stopped, by kind: collect (full garbage collections) or defragment (the store rewritten after a compaction left it mostly garbage).',
       labelNames: ['kind'],

@@ -254,6 +254,7 @@ export class DkvNode {
       },
       defragment: () => this.defragmenter.run(),
       log: info,
+      onSettled: (kind) => this.metrics.memorySettles.inc(1, { kind }),
     });
     this.autoCompactor = new AutoCompactor({ router: this.router, memberId: identity.memberId, config: config.autoCompaction, log: info });
     // As etcd: the quota, and the store's bytes in use beside its total (the quota counts the total).
@@ -713,8 +714,6 @@ export class DkvNode {
     m.memoryBytes.set(data.changeLogBytes, { part: 'change_log' });
     m.memoryBytes.set(this.watchHub.recentEvents.bytes, { part: 'watch_recent' });
     m.memoryBytes.set(raftLogCache, { part: 'raft_log_cache' });
-    m.memorySettles.set(this.memorySettler.settles.collect, { kind: 'collect' });
-    m.memorySettles.set(this.memorySettler.settles.defragment, { kind: 'defragment' });
   }
 
   private async serveMetrics(): Promise<void> {
@@ -747,7 +746,7 @@ export class DkvNode {
     clearTimeout(this.publishTimer);
     clearInterval(this.gaugeTimer);
     this.autoCompactor.stop();
-    this.memorySettler.stop();
+    void this.memorySettler.stop();
     // Calls that wait (Lock, Campaign, Observe) end now rather than hold the shutdown's grace period.
     this.servicesStopping.abort(dkvError('stopped'));
     const server = this.grpcServer;

@@ -3,15 +3,18 @@ import { settleChurnBytesMin, settleIdleMs, settleIntervalMsMin } from '../../sr
 import { MemorySettler } from '../../src/server/memory-settle.js';
 
 /** A settler on a hand-driven clock and timer queue. */
-function harness(store = { total: 100, inUse: 90 }) {
+function harness(store = { total: 100, inUse: 90 }, failDefragment = false) {
   let now = 0;
   let timers: Array<{ at: number; run: () => void }> = [];
   const calls = { collect: 0, defragment: 0 };
+  const logged: string[] = [];
   const settler = new MemorySettler({
     storeBytes: () => store,
     defragment: async () => {
       calls.defragment++;
+      if (failDefragment) throw new Error('store replaced');
     },
+    log: (line) => logged.push(line),
     collect: () => {
       calls.collect++;
       return true;
@@ -39,7 +42,7 @@ function harness(store = { total: 100, inUse: 90 }) {
     }
     now = end;
   }
-  return { settler, calls, advance, store, pending: () => timers.length };
+  return { settler, calls, advance, store, logged, pending: () => timers.length };
 }
 
 describe('MemorySettler', () => {
@@ -89,5 +92,17 @@ describe('MemorySettler', () => {
     h.settler.stop();
     await h.advance(settleIntervalMsMin);
     expect(h.calls).toEqual({ collect: 0, defragment: 0 });
+  });
+
+  it('logs a settle that failed and goes on settling later bursts', async () => {
+    const h = harness({ total: 100, inUse: 10 }, true);
+    h.settler.compactionApplied();
+    await h.advance(settleIdleMs);
+    expect(h.calls.defragment).toBe(1);
+    expect(h.logged.join('\n')).toMatch(/memory settle failed: store replaced/);
+    expect(h.settler.settles).toEqual({ collect: 0, defragment: 0 });
+    h.settler.applied(settleChurnBytesMin);
+    await h.advance(settleIntervalMsMin);
+    expect(h.calls.collect).toBe(2);
   });
 });
