@@ -12,6 +12,7 @@ import {
   decodeClose,
   encodePreamble,
   encodeRecord,
+  peerLimits,
   type PeerTlsOptions,
   type ShardMessage,
 } from '../../src/server/peer/index.js';
@@ -48,6 +49,8 @@ export interface NodeOptions {
   readonly removedProbe?: { afterMs: number; intervalMs: number };
   readonly keepalive?: { intervalMs: number; silenceMsMax: number };
 }
+
+const { linkRecordBytesMax } = peerLimits;
 
 /** mulberry32: a small seeded PRNG for backoff jitter. */
 export function seeded(seed: number): () => number {
@@ -141,8 +144,12 @@ export function app(from: number, to: number, index: number, type: MessageType =
 export interface RawLink {
   /** Sends one codec frame (or any bytes) as a frame record. */
   sendFrame(frame: Uint8Array): void;
+  /** Sends raw bytes (a record of any kind, or a bare header). */
+  sendBytes(bytes: Uint8Array): void;
   /** Codec frames received. */
   readonly frames: Buffer[];
+  /** Every record received, in order (kind and a copy of its body). */
+  readonly records: Array<{ kind: number; body: Buffer }>;
   /** Resolves with the close record's code and details, or 'closed' when the socket closed without one. */
   readonly ended: Promise<{ code: number; details: string } | 'closed'>;
   /** Stops reading: what the node writes backs up. */
@@ -150,15 +157,20 @@ export interface RawLink {
   destroy(): void;
 }
 
-/** Dials `port` on loopback, sends a preamble listing `features`, and collects what comes back. */
-export function dialRaw(port: number, features: readonly string[] = []): RawLink {
+/**
+ * Dials `port` on loopback, sends a preamble listing `features` (or the given `preamble` bytes),
+ * and collects what comes back.
+ */
+export function dialRaw(port: number, features: readonly string[] = [], preamble: Uint8Array = encodePreamble(features)): RawLink {
   const socket = net.connect(port, '127.0.0.1');
   const frames: Buffer[] = [];
-  const reader = new RecordReader();
+  const records: RawLink['records'] = [];
+  const reader = new RecordReader(linkRecordBytesMax);
   let settle: (value: { code: number; details: string } | 'closed') => void = () => {};
   const ended = new Promise<{ code: number; details: string } | 'closed'>((resolve) => (settle = resolve));
   socket.on('data', (chunk: Buffer) => {
     reader.push(chunk, (kind, body) => {
+      records.push({ kind, body: Buffer.from(body) });
       if (kind === LINK_FRAME) frames.push(Buffer.from(body));
       if (kind === LINK_CLOSE) settle(decodeClose(body));
       return true;
@@ -166,10 +178,12 @@ export function dialRaw(port: number, features: readonly string[] = []): RawLink
   });
   socket.on('error', () => settle('closed'));
   socket.on('close', () => settle('closed'));
-  socket.write(encodePreamble(features));
+  socket.write(preamble);
   return {
     sendFrame: (frame) => void socket.write(encodeRecord(LINK_FRAME, frame)),
+    sendBytes: (bytes) => void socket.write(bytes),
     frames,
+    records,
     ended,
     pause: () => void socket.pause(),
     destroy: () => void socket.destroy(),

@@ -1,7 +1,10 @@
 import { describe, it, expect } from 'vitest';
+import * as net from 'node:net';
 import {
   LINK_CLOSE,
   LINK_FRAME,
+  LINK_PING,
+  LINK_PONG,
   LINK_PREAMBLE,
   LinkProtocolError,
   RecordReader,
@@ -14,11 +17,18 @@ import {
   peerLimits,
   queryCluster,
 } from '../../src/server/peer/index.js';
-import { dialRaw, startMesh, startNode, stopAll, waitFor, type TestNode } from './peer-harness.js';
+import { dialRaw, startMesh, startNode, stopAll, waitFor, type RawLink, type TestNode } from './peer-harness.js';
+
+/** What a raw link ended with, or 'open' if it had not ended within `ms` (well below the hello timeout). */
+function endedWithin(link: RawLink, ms: number): Promise<{ code: number; details: string } | 'closed' | 'open'> {
+  return Promise.race([link.ended, new Promise<'open'>((resolve) => setTimeout(() => resolve('open'), ms).unref())]);
+}
+
+const ping = (bytes: number): Buffer => encodeRecord(LINK_PING, Buffer.alloc(bytes));
 
 /** Feeds `bytes` to a fresh reader in pieces of `step` bytes; returns the records read. */
 function readAll(bytes: Buffer, step: number): Array<{ kind: number; body: string }> {
-  const reader = new RecordReader();
+  const reader = new RecordReader(peerLimits.linkRecordBytesMax);
   const records: Array<{ kind: number; body: string }> = [];
   for (let at = 0; at < bytes.byteLength; at += step) {
     reader.push(bytes.subarray(at, at + step), (kind, body) => (records.push({ kind, body: body.toString('latin1') }), true));
@@ -45,7 +55,7 @@ describe('peer link framing', () => {
     // An HTTP/2 preface reads as a length of about 1.3 GB.
     expect(() => reader.push(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), () => true)).toThrow(LinkProtocolError);
     expect(() => new RecordReader().push(encodeRecord(LINK_FRAME, Buffer.from('x')), () => true)).toThrow(/preamble/);
-    const live = new RecordReader();
+    const live = new RecordReader(peerLimits.linkRecordBytesMax);
     live.push(encodePreamble([]), () => true);
     const header = Buffer.alloc(5);
     header.writeUInt32BE(peerLimits.linkRecordBytesMax + 1, 0);
@@ -98,6 +108,134 @@ describe('cluster query over the link', () => {
       await expect(queryCluster(`127.0.0.1:${port}`, undefined, 2000)).rejects.toMatchObject({ code: linkStatus.UNAVAILABLE });
     } finally {
       await stopAll([answering, silent]);
+    }
+  });
+});
+
+describe('peer link before hello', () => {
+  it('keeps records small until the hello is accepted', async () => {
+    const node = await startNode({ id: 2, peers: new Map([[1, '127.0.0.1:1']]) });
+    const link = dialRaw(node.transport.boundPort);
+    try {
+      // A header announcing a 64 KiB record (far below linkRecordBytesMax): refused before any of it is buffered.
+      const recordBytes = 64 * 1024;
+      expect(recordBytes).toBeLessThan(peerLimits.linkRecordBytesMax);
+      const header = Buffer.alloc(5);
+      header.writeUInt32BE(recordBytes, 0);
+      header.writeUInt8(LINK_FRAME, 4);
+      link.sendBytes(header);
+      expect(await endedWithin(link, 2000)).toMatchObject({ code: linkStatus.INVALID_ARGUMENT, details: expect.stringMatching(/at most/) });
+    } finally {
+      link.destroy();
+      await stopAll([node]);
+    }
+  });
+
+  it('allows full-size records once the link is live', async () => {
+    const node = await startNode({ id: 2, peers: new Map([[1, '127.0.0.1:1']]) });
+    const link = dialRaw(node.transport.boundPort);
+    try {
+      link.sendFrame(encodeHello({ clusterId: 1, fromId: 1, toId: 2, protocolVersion: peerLimits.protocolVersion }));
+      await waitFor(() => node.transport.connectedPeers().length === 1, 'raw node live');
+      // A large (garbage) frame is read whole, then refused by the codec, not by the framing.
+      link.sendFrame(Buffer.alloc(peerLimits.linkRecordBytesMaxBeforeHello * 4, 0xff));
+      const ended = await endedWithin(link, 2000);
+      expect(ended).not.toBe('open');
+      expect(ended).not.toMatchObject({ details: expect.stringMatching(/at most/) });
+    } finally {
+      link.destroy();
+      await stopAll([node]);
+    }
+  });
+
+  it('refuses a ping before hello and answers no pong', async () => {
+    const node = await startNode({ id: 2, peers: new Map([[1, '127.0.0.1:1']]) });
+    const link = dialRaw(node.transport.boundPort);
+    try {
+      link.sendBytes(ping(8));
+      expect(await endedWithin(link, 2000)).toMatchObject({ code: linkStatus.INVALID_ARGUMENT, details: expect.stringMatching(/before hello/) });
+      expect(link.records.some((r) => r.kind === LINK_PONG)).toBe(false);
+    } finally {
+      link.destroy();
+      await stopAll([node]);
+    }
+  });
+
+  it('refuses a ping whose body is not linkPingBytes on a live link', async () => {
+    const node = await startNode({ id: 2, peers: new Map([[1, '127.0.0.1:1']]) });
+    const link = dialRaw(node.transport.boundPort);
+    try {
+      link.sendFrame(encodeHello({ clusterId: 1, fromId: 1, toId: 2, protocolVersion: peerLimits.protocolVersion }));
+      await waitFor(() => node.transport.connectedPeers().length === 1, 'raw node live');
+      link.sendBytes(ping(1000));
+      expect(await endedWithin(link, 2000)).toMatchObject({ code: linkStatus.INVALID_ARGUMENT, details: expect.stringMatching(/ping of 1000 bytes/) });
+      expect(link.records.some((r) => r.kind === LINK_PONG)).toBe(false);
+    } finally {
+      link.destroy();
+      await stopAll([node]);
+    }
+  });
+
+  it('cuts the details of a close record to closeDetailsBytesMax when reading it', () => {
+    // A live link's record may be 16 MiB; its close details must not reach a log line whole.
+    const body = Buffer.concat([Buffer.from([linkStatus.UNAVAILABLE]), Buffer.alloc(64 * 1024, 'x')]);
+    expect(decodeClose(body).details.length).toBe(peerLimits.closeDetailsBytesMax);
+  });
+
+  it('closes connections beyond peerLinksPendingMax at once', async () => {
+    const node = await startNode({ id: 2 });
+    const sockets: net.Socket[] = [];
+    const connect = (): Promise<net.Socket> =>
+      new Promise((resolve, reject) => {
+        const socket = net.connect(node.transport.boundPort, '127.0.0.1', () => resolve(socket));
+        socket.on('error', reject);
+        sockets.push(socket);
+      });
+    try {
+      await Promise.all(Array.from({ length: peerLimits.peerLinksPendingMax }, connect));
+      const extra = await connect();
+      const closed = await Promise.race([
+        new Promise<boolean>((resolve) => extra.once('close', () => resolve(true))),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 2000).unref()),
+      ]);
+      expect(closed).toBe(true);
+      expect(sockets.slice(0, peerLimits.peerLinksPendingMax).every((socket) => !socket.destroyed)).toBe(true);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await stopAll([node]);
+    }
+  });
+});
+
+describe('peer link refusals reach the dialer', () => {
+  it('sends its preamble before refusing a dialer of another link version, so the dialer reads why', async () => {
+    const node = await startNode({ id: 2 });
+    const otherVersion = encodeRecord(LINK_PREAMBLE, Buffer.concat([Buffer.from('dkv-peer', 'latin1'), Buffer.from([peerLimits.linkVersion + 1])]));
+    const link = dialRaw(node.transport.boundPort, [], otherVersion);
+    try {
+      expect(await endedWithin(link, 2000)).toEqual({
+        code: linkStatus.FAILED_PRECONDITION,
+        details: `peer link version ${peerLimits.linkVersion + 1}, this node speaks ${peerLimits.linkVersion}`,
+      });
+      expect(link.records.map((r) => r.kind)).toEqual([LINK_PREAMBLE, LINK_CLOSE]);
+    } finally {
+      link.destroy();
+      await stopAll([node]);
+    }
+  });
+});
+
+describe('cluster query answers beyond clusterQueryBytesMax', () => {
+  it('are refused with a clear error, and the node keeps running', async () => {
+    const node = await startNode({ id: 1, clusterInfo: () => new Uint8Array(peerLimits.clusterQueryBytesMax + 1) });
+    try {
+      await expect(queryCluster(node.address, undefined, 2000)).rejects.toMatchObject({
+        code: linkStatus.INTERNAL,
+        details: expect.stringMatching(/exceeds clusterQueryBytesMax/),
+      });
+      expect(node.logs.some((l) => /^error: .*cannot answer a cluster query/.test(l))).toBe(true);
+    } finally {
+      await stopAll([node]);
     }
   });
 });

@@ -1,5 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
+import * as net from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,6 +88,21 @@ describe('peer transport over TLS', () => {
       expect(three.received.map((r) => r.from)).toEqual([2]);
     } finally {
       await stopAll(nodes);
+    }
+  });
+
+  it('stop() does not wait for a client that never finishes its TLS handshake', async () => {
+    const three = await startNode({ id: 3, tls: tls('node3') });
+    // A raw TCP client that connects and sends nothing (Node's default handshake timeout is 120 s).
+    const socket = net.connect(three.transport.boundPort, '127.0.0.1');
+    try {
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      const started = performance.now();
+      await three.transport.stop();
+      expect(performance.now() - started).toBeLessThan(1000);
+    } finally {
+      socket.destroy();
+      await stopAll([three]);
     }
   });
 });

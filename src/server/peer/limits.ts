@@ -29,6 +29,22 @@ export const linkRecordBytesMax = frameBytesMax + 1;
 export const linkCopyBytesMax = 64 * 1024;
 /** Bytes of the first record of a link (the preamble: magic, version, features). */
 export const linkPreambleBytesMax = 1024;
+/** Details of a close record are cut to this many bytes, when sent and when read (they are log lines, not data). */
+export const closeDetailsBytesMax = 4096;
+/**
+ * Bytes of one link record until the link is live (its hello accepted): what an unauthenticated
+ * side may make this node buffer per link. Enough for a hello frame or a close record; the limit
+ * rises to `linkRecordBytesMax` once the hello is accepted.
+ */
+export const linkRecordBytesMaxBeforeHello = 8 * 1024;
+/**
+ * Accepted sockets that are not a live link (TLS handshake, preamble and hello not yet done, or
+ * closing): a new connection beyond it is closed at once. Bounds what strangers on the peer port
+ * hold, with `linkRecordBytesMaxBeforeHello` each.
+ */
+export const peerLinksPendingMax = 64;
+/** A closed link's socket is destroyed after this long if its last writes (its close record) have not drained. */
+export const linkCloseLingerMs = 1000;
 /** Messages in one batch frame. */
 export const frameMessagesMax = 65_536;
 /** Entries in one message. */
@@ -54,7 +70,10 @@ export const peerQueueSnapshotsMax = 4;
 export const reconnectDelayMsMin = 50;
 /** Largest reconnect delay. */
 export const reconnectDelayMsMax = 2000;
-/** A stream whose peer has not said hello within this time is closed. */
+/**
+ * A link whose peer has not said hello within this time is closed; a TLS handshake on the peer
+ * port must also finish within it (the server's `handshakeTimeout`).
+ */
 export const helloTimeoutMs = 5000;
 /**
  * A member that accepts a peer's streams (the peer has the smaller id) and has had none from it
@@ -64,6 +83,10 @@ export const helloTimeoutMs = 5000;
 export const removedProbeAfterMs = 5000;
 /** How often those probes go out while the silence lasts. */
 export const removedProbeIntervalMs = 5000;
+/** The probe check runs this many times per probe interval (so a probe is at most a quarter interval late). */
+export const removedProbeChecksPerInterval = 4;
+/** The probe check runs at most this often (tests shorten the interval). */
+export const removedProbeCheckMsMin = 10;
 /** How long a start-up asks a peer for the cluster's members before giving up on it. */
 export const clusterQueryTimeoutMs = 2000;
 /** A start-up that heard no peer asks again after this long (until its deadline). */
@@ -126,6 +149,14 @@ assert(
   raftLimits.readIndexContextBytesMax <= messageContextBytesMax,
   'the transport must carry any context the Raft core produces',
 );
+assert(
+  linkRecordBytesMaxBeforeHello >= linkPreambleBytesMax && linkRecordBytesMaxBeforeHello >= 2 + closeDetailsBytesMax,
+  'a preamble and a full close record must fit before hello',
+);
+assert(linkRecordBytesMaxBeforeHello <= linkRecordBytesMax, 'the limit before hello must be the smaller');
+assert(peerLinksPendingMax > 0, 'some links must be able to say hello');
+assert(linkCloseLingerMs > 0 && linkCloseLingerMs <= helloTimeoutMs, 'a closing link must not outlive an unanswered hello');
+assert(removedProbeChecksPerInterval >= 1 && removedProbeCheckMsMin > 0, 'probe checks must run');
 assert(clusterQueryBytesMax + 1 <= linkRecordBytesMax, 'a cluster-query answer must fit a link record');
 assert(keepaliveSilenceMsMax >= 2 * keepaliveIntervalMs, 'a live peer must get at least two pings in before its link is called dead');
 assert(requestPayloadBytesMax + requestFrameHeaderBytesMax <= frameBytesMax, 'a full request must fit a frame');

@@ -48,7 +48,9 @@ import {
   helloTimeoutMs,
   keepaliveIntervalMs,
   keepaliveSilenceMsMax,
+  linkCloseLingerMs,
   linkCopyBytesMax,
+  peerLinksPendingMax,
   peerQueueBytesMax,
   peerQueueMessagesMax,
   peerQueueSnapshotsMax,
@@ -57,6 +59,8 @@ import {
   reconnectDelayMsMin,
   refusalsQueuedPerPeerMax,
   removedProbeAfterMs,
+  removedProbeCheckMsMin,
+  removedProbeChecksPerInterval,
   removedProbeIntervalMs,
   requestPayloadBytesMax,
   requestQueueBytesMax,
@@ -257,7 +261,8 @@ export function queryCluster(address: string, tlsOptions: PeerTlsOptions | undef
       else resolve(answer);
     };
     const timer = setTimeout(() => finish(linkError(linkStatus.DEADLINE_EXCEEDED, `no cluster answer within ${timeoutMs} ms`)), timeoutMs);
-    const reader = new RecordReader();
+    // The answer comes before any hello: allow a record of a full answer.
+    const reader = new RecordReader(clusterQueryBytesMax + 1);
     socket.on('data', (chunk: Buffer) => {
       try {
         reader.push(chunk, (kind, body) => {
@@ -335,6 +340,8 @@ class Connection {
   closed = false;
   /** The other side's preamble was read (an accepted link answers it with its own). */
   preambleRead = false;
+  /** This side's preamble was written (a dialer writes it at once, an acceptor after reading the dialer's). */
+  preambleSent = false;
   readonly reader = new RecordReader();
   /** Something arrived since the last keepalive round. */
   heard = true;
@@ -482,8 +489,15 @@ export class PeerTransport {
             requestCert: tlsOptions.clientCertAuth ?? false,
             rejectUnauthorized: tlsOptions.clientCertAuth ?? false,
             noDelay: true,
+            // Node's default is 120 s: a client that never finishes its handshake would hold a socket that long.
+            handshakeTimeout: helloTimeoutMs,
           });
-    server.on(tlsOptions === undefined ? 'connection' : 'secureConnection', (socket: net.Socket) => this.accept(socket));
+    // Every accepted socket (for TLS, the raw one under the handshake) is tracked, so that the
+    // pending ones are capped and `stop` can end them all.
+    server.on('connection', (socket: net.Socket) => this.track(socket));
+    server.on(tlsOptions === undefined ? 'connection' : 'secureConnection', (socket: net.Socket) => {
+      if (!socket.destroyed) this.accept(socket);
+    });
     if (tlsOptions !== undefined) {
       server.on('tlsClientError', (error: Error) => this.log('debug', `member ${idHex(this.options.localId)}: peer TLS handshake failed: ${error.message}`));
     }
@@ -504,13 +518,41 @@ export class PeerTransport {
     this.keepaliveTimer = setInterval(() => this.keepalive(), this.keepaliveTiming.intervalMs);
     this.keepaliveTimer.unref();
     if (this.options.onRemoved !== undefined) {
-      this.probeTimer = setInterval(() => this.probeSilentPeers(), Math.max(10, Math.floor(this.probeTiming().intervalMs / 4)));
+      const checkMs = Math.max(removedProbeCheckMsMin, Math.floor(this.probeTiming().intervalMs / removedProbeChecksPerInterval));
+      this.probeTimer = setInterval(() => this.probeSilentPeers(), checkMs);
       this.probeTimer.unref();
     }
   }
 
   private probeTimer: NodeJS.Timeout | undefined;
   private keepaliveTimer: NodeJS.Timeout | undefined;
+  /** Accepted raw sockets (and outgoing probes) until they close; `stop` destroys what is left. */
+  private readonly sockets = new Set<net.Socket>();
+
+  /** Accepted sockets that are not a live link (handshaking, before hello, or closing). */
+  private pendingLinks(): number {
+    let live = 0;
+    for (const connection of this.connections) if (connection.side === 'accept' && connection.live) live += 1;
+    return this.acceptedSockets - live;
+  }
+
+  private acceptedSockets = 0;
+
+  /** Counts an accepted raw socket; closes it at once when `peerLinksPendingMax` are pending. */
+  private track(socket: net.Socket): void {
+    if (!this.running || this.pendingLinks() >= peerLinksPendingMax) {
+      this.counters.refused += 1;
+      this.log('debug', `member ${idHex(this.options.localId)}: closing a new peer connection: ${this.running ? `${peerLinksPendingMax} links have not said hello` : 'stopping'}`);
+      socket.destroy();
+      return;
+    }
+    this.acceptedSockets += 1;
+    this.sockets.add(socket);
+    socket.once('close', () => {
+      this.acceptedSockets -= 1;
+      this.sockets.delete(socket);
+    });
+  }
 
   private get keepaliveTiming(): { intervalMs: number; silenceMsMax: number } {
     return this.options.keepalive ?? { intervalMs: keepaliveIntervalMs, silenceMsMax: keepaliveSilenceMsMax };
@@ -556,6 +598,8 @@ export class PeerTransport {
 
   private probe(peer: PeerState): void {
     const socket = connectLink(peer.target, this.options.tls);
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
     const reader = new RecordReader();
     let done = false;
     const finish = (): void => {
@@ -598,10 +642,15 @@ export class PeerTransport {
     this.pendingSnapshotStatus.length = 0;
     const server = this.server;
     this.server = undefined;
-    await new Promise<void>((resolve) => {
+    const closed = new Promise<void>((resolve) => {
       if (server === undefined) resolve();
       else server.close(() => resolve());
     });
+    // The links' close records were handed to their sockets above; give them a turn to go out,
+    // then end every socket still open: TLS handshakes, links before hello, probes.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    for (const socket of [...this.sockets]) socket.destroy();
+    await closed;
   }
 
   addPeer(id: number, address: string): void {
@@ -1026,6 +1075,7 @@ export class PeerTransport {
     this.attach(connection);
     // Written before the socket connects; the socket sends them once it has.
     socket.write(encodePreamble(features(this.options.onRequest !== undefined)));
+    connection.preambleSent = true;
     this.writeHello(connection, peer.id);
   }
 
@@ -1072,7 +1122,7 @@ export class PeerTransport {
         this.onFrame(connection, body);
         return;
       case LINK_PING:
-        if (!connection.writeBlocked) connection.socket.write(encodeRecord(LINK_PONG, body));
+        this.onPing(connection, body);
         return;
       case LINK_PONG:
         this.onPong(connection, body);
@@ -1092,8 +1142,17 @@ export class PeerTransport {
     }
   }
 
+  private onPing(connection: Connection, body: Buffer): void {
+    // Before hello a ping is refused: a stranger must not get the node to echo its bytes.
+    if (!connection.live || body.byteLength !== linkPingBytes) {
+      this.refuse(connection, linkStatus.INVALID_ARGUMENT, `ping of ${body.byteLength} bytes ${connection.live ? '' : 'before hello'}`.trimEnd());
+      return;
+    }
+    if (!connection.writeBlocked) connection.socket.write(encodeRecord(LINK_PONG, body));
+  }
+
   private onPong(connection: Connection, body: Buffer): void {
-    if (body.byteLength !== linkPingBytes) {
+    if (!connection.live || body.byteLength !== linkPingBytes) {
       this.refuse(connection, linkStatus.INVALID_ARGUMENT, `pong of ${body.byteLength} bytes`);
       return;
     }
@@ -1117,7 +1176,13 @@ export class PeerTransport {
     connection.preambleRead = true;
     connection.peerHandlesRequests = listed.includes(peerFeatureRequests);
     // The acceptor answers with its own, ahead of its hello (as gRPC's response headers were).
-    if (connection.side === 'accept') connection.socket.write(encodePreamble(features(this.options.onRequest !== undefined)));
+    if (connection.side === 'accept') this.writePreamble(connection);
+  }
+
+  private writePreamble(connection: Connection): void {
+    assert(!connection.preambleSent, 'one preamble per link');
+    connection.socket.write(encodePreamble(features(this.options.onRequest !== undefined)));
+    connection.preambleSent = true;
   }
 
   /** A cluster query comes instead of a hello: answer it and close the link. */
@@ -1138,7 +1203,12 @@ export class PeerTransport {
       this.close(connection, linkStatus.UNAVAILABLE, `cannot answer a cluster query now: ${error instanceof Error ? error.message : String(error)}`, true);
       return;
     }
-    assert(answer.byteLength <= clusterQueryBytesMax, `a cluster answer of ${answer.byteLength} bytes exceeds clusterQueryBytesMax`);
+    if (answer.byteLength > clusterQueryBytesMax) {
+      // The host's member list outgrew the answer's limit: refuse the query, loudly, rather than crash.
+      this.log('error', `member ${idHex(this.options.localId)}: cannot answer a cluster query: the answer of ${answer.byteLength} bytes exceeds clusterQueryBytesMax ${clusterQueryBytesMax}`);
+      this.close(connection, linkStatus.INTERNAL, `cluster answer of ${answer.byteLength} bytes exceeds clusterQueryBytesMax ${clusterQueryBytesMax}`, true);
+      return;
+    }
     connection.socket.write(encodeRecord(LINK_CLUSTER_ANSWER, answer));
     this.close(connection, linkStatus.OK, 'cluster query answered', true);
   }
@@ -1151,7 +1221,9 @@ export class PeerTransport {
 
   /**
    * Closes a link once. With a code other than OK, and `tell`, the other side first gets a close
-   * record saying why; the socket is destroyed once that is written (or after `helloTimeoutMs`).
+   * record saying why (an acceptor that has not sent its preamble sends it first, so that the
+   * other side's reader gets to the reason); the socket is destroyed once that is written (or
+   * after `linkCloseLingerMs`).
    */
   private close(connection: Connection, code: LinkStatus, reason: string, quiet = false, tell = true): void {
     if (connection.closed) return;
@@ -1165,13 +1237,16 @@ export class PeerTransport {
     const socket = connection.socket;
     if (socket.destroyed || !socket.writable || connection.writeBlocked) socket.destroy();
     else {
-      const lingering = setTimeout(() => socket.destroy(), helloTimeoutMs);
+      const lingering = setTimeout(() => socket.destroy(), linkCloseLingerMs);
       lingering.unref();
       const destroy = (): void => {
         clearTimeout(lingering);
         socket.destroy();
       };
-      if (tell && code !== linkStatus.OK) socket.end(encodeClose(code, reason), destroy);
+      if (tell && code !== linkStatus.OK) {
+        if (!connection.preambleSent) this.writePreamble(connection);
+        socket.end(encodeClose(code, reason), destroy);
+      }
       else socket.end(destroy);
     }
     this.onClosed(connection);
@@ -1314,6 +1389,7 @@ export class PeerTransport {
     clearTimeout(connection.helloTimer);
     connection.peerId = peer.id;
     connection.live = true;
+    connection.reader.widen();
     peer.lastLive = Date.now();
     if (connection.side === 'accept') {
       this.writeHello(connection, peer.id);

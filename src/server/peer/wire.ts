@@ -15,12 +15,16 @@
  *
  * Both sides send a preamble first (the dialer unprompted, the acceptor once it read the
  * dialer's); then the dialer sends a hello frame or a cluster query. A side that refuses or ends
- * a link sends a close record with its reason before it closes the socket. A record longer than
- * `linkRecordBytesMax` (or, before the preamble, than `linkPreambleBytesMax`) is a protocol error:
- * garbage and other protocols (an HTTP/2 preface reads as a length of 1.3 GB) are refused before
- * anything is buffered.
+ * a link sends a close record with its reason before it closes the socket; an acceptor that
+ * refuses the dialer's preamble (or first record) still sends its own preamble first, so the
+ * dialer's reader gets to the close record and its reason. A record longer than
+ * `linkPreambleBytesMax` before the preamble, `linkRecordBytesMaxBeforeHello` until the link is
+ * live (its hello accepted) and `linkRecordBytesMax` after is a protocol error: garbage and other
+ * protocols (an HTTP/2 preface reads as a length of 1.3 GB) are refused before anything is
+ * buffered, and a side that has not said hello cannot make the other buffer more than a few KiB.
+ * Ping and pong are refused before hello, and their body is exactly `linkPingBytes`.
  */
-import { linkPreambleBytesMax, linkRecordBytesMax, linkVersion } from './limits.js';
+import { closeDetailsBytesMax, linkPreambleBytesMax, linkRecordBytesMax, linkRecordBytesMaxBeforeHello, linkVersion } from './limits.js';
 
 export const LINK_PREAMBLE = 1;
 export const LINK_FRAME = 2;
@@ -51,6 +55,7 @@ export const linkStatus = {
   PERMISSION_DENIED: 7,
   FAILED_PRECONDITION: 9,
   UNIMPLEMENTED: 12,
+  INTERNAL: 13,
   UNAVAILABLE: 14,
 } as const;
 export type LinkStatus = (typeof linkStatus)[keyof typeof linkStatus];
@@ -95,9 +100,6 @@ export function decodePreamble(body: Buffer): string[] {
   return list === '' ? [] : list.split(',').map((feature) => feature.trim());
 }
 
-/** Details of a close record are cut to this many bytes (they are log lines, not data). */
-const closeDetailsBytesMax = 4096;
-
 export function encodeClose(code: LinkStatus, details: string): Buffer {
   const text = Buffer.from(details, 'utf8').subarray(0, closeDetailsBytesMax);
   return encodeRecord(LINK_CLOSE, Buffer.concat([Buffer.from([code]), text]));
@@ -105,7 +107,8 @@ export function encodeClose(code: LinkStatus, details: string): Buffer {
 
 export function decodeClose(body: Buffer): { code: number; details: string } {
   if (body.byteLength < 1) throw new LinkProtocolError('empty close record');
-  return { code: body[0] ?? linkStatus.UNKNOWN, details: body.subarray(1).toString('utf8') };
+  // Cut, not refused: a peer may send a long reason, but only this much of it reaches a log line.
+  return { code: body[0] ?? linkStatus.UNKNOWN, details: body.subarray(1, 1 + closeDetailsBytesMax).toString('utf8') };
 }
 
 /**
@@ -116,6 +119,20 @@ export class RecordReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private preambleRead = false;
+  /** Bytes of a record after the preamble: small until `widen` (the link is live). */
+  private recordBytesMax: number;
+
+  constructor(recordBytesMax = linkRecordBytesMaxBeforeHello) {
+    if (!Number.isSafeInteger(recordBytesMax) || recordBytesMax < linkPreambleBytesMax || recordBytesMax > linkRecordBytesMax) {
+      throw new TypeError(`record limit must be in ${linkPreambleBytesMax}..${linkRecordBytesMax}, got ${recordBytesMax}`);
+    }
+    this.recordBytesMax = recordBytesMax;
+  }
+
+  /** Allows records up to `linkRecordBytesMax` from now on: the link's hello was accepted. */
+  widen(): void {
+    this.recordBytesMax = linkRecordBytesMax;
+  }
 
   /**
    * Takes one chunk from the socket and hands every complete record to `onRecord`, in order.
@@ -128,7 +145,7 @@ export class RecordReader {
     while (this.buffered >= linkRecordHeaderBytes) {
       const head = this.head(linkRecordHeaderBytes);
       const length = head.readUInt32BE(0);
-      const lengthMax = this.preambleRead ? linkRecordBytesMax : linkPreambleBytesMax;
+      const lengthMax = this.preambleRead ? this.recordBytesMax : linkPreambleBytesMax;
       if (length < 1 || length > lengthMax) throw new LinkProtocolError(`link record of ${length} bytes (at most ${lengthMax} here)`);
       if (this.buffered < 4 + length) return;
       const record = this.take(4 + length);
