@@ -305,7 +305,7 @@ describe('leases survive leader changes and restarts', () => {
     } finally {
       cluster.startNode(leader);
     }
-    await waitUntil(() => run(['get', 'lc/kept', '--consistency=s', '--print-value-only'], cluster.endpoint(leader)).stdout === 'v\n', 20_000, () => 'the old leader catches up');
+    await waitUntil(() => run(['get', 'lc/kept', '--consistency=s', '--print-value-only'], cluster.endpoint(leader)).stdout === 'v\n', 20_000, () => `the old leader catches up\n${cluster.logs()}`);
     expect(ok(['lease', 'revoke', kept])).toBe(`lease ${kept} revoked\n`);
   }, 60_000);
 
