@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # DKV against real etcd, same load generator (dkv bench put|range|txn-put|watch|lease-keepalive|
-# lease-grant|counter|lock), same machine; then the footprint of one node of each (dkv bench footprint).
+# lease-grant|counter|lock), same machine; then what each idle 3-node cluster costs (CPU and RSS
+# per member); then the footprint of one node of each (dkv bench footprint).
 #
 # Starts a 3-member etcd and a 3-node DKV (dkv dev) on loopback with temporary data directories,
 # waits until both are healthy, runs each workload against etcd and then DKV, prints a table with
@@ -11,7 +12,8 @@
 # Environment:
 #   COMPARE_SCALE=F     multiply every workload's --total (--put-total) by F (default 1; 0.2 for a quick look)
 #   COMPARE_ONLY=RE     run only the workloads whose name matches the extended regex RE
-#                       (e.g. COMPARE_ONLY='one key', COMPARE_ONLY='^put' or COMPARE_ONLY='^lease')
+#                       (e.g. COMPARE_ONLY='one key', COMPARE_ONLY='^put', COMPARE_ONLY='^lease';
+#                       COMPARE_ONLY=idle for the idle cost alone)
 #   COMPARE_KEEP=1      keep the temporary directory (logs, raw results) instead of removing it
 #   COMPARE_FOOTPRINT_KEYS="500000 2000000"
 #                       the sizes of the footprint rows (dkv bench footprint: one node of each, memory
@@ -25,6 +27,8 @@ etcd_bin="${ETCD:-etcd}"
 scale="${COMPARE_SCALE:-1}"
 health_wait_s=30
 stop_wait_s=10
+idle_settle_s=15 # before sampling idle CPU: the settle after the workloads' writes runs first
+idle_sample_s=20
 
 fail() {
   echo "compare-etcd.sh: $*" >&2
@@ -56,10 +60,7 @@ stop_pid() { # pid signal: signal it, wait up to stop_wait_s, then SIGKILL
   kill -KILL "$pid" 2>/dev/null || true
 }
 
-cleanup() {
-  local status=$?
-  trap - EXIT INT TERM
-  if [[ -n "$bench_pid" ]]; then kill -TERM "$bench_pid" 2>/dev/null || true; fi
+stop_clusters() { # both 3-node clusters, if running
   if [[ -n "$dkv_pid" ]]; then
     # dkv dev stops its dkv server processes on SIGTERM; remember them in case it cannot. (TERM,
     # not INT: a non-interactive shell starts background jobs with SIGINT ignored.)
@@ -67,8 +68,17 @@ cleanup() {
     servers="$(pgrep -P "$dkv_pid" || true)"
     stop_pid "$dkv_pid" TERM
     for pid in $servers; do stop_pid "$pid" TERM; done
+    dkv_pid=""
   fi
   for pid in "${etcd_pids[@]}"; do stop_pid "$pid" TERM; done
+  etcd_pids=()
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [[ -n "$bench_pid" ]]; then kill -TERM "$bench_pid" 2>/dev/null || true; fi
+  stop_clusters
   if [[ "${COMPARE_KEEP:-0}" == 1 ]]; then
     echo "kept $work"
   else
@@ -328,8 +338,40 @@ const print = (which) => {
 console.log(['kv', 'watch', 'lease', 'counter', 'lock'].map(print).filter((t) => t !== undefined).join('\n\n'));
 EOF
 
-# ---- Footprint: one node of each on its own (dkv bench footprint: fresh data directories, the 3-node
-# ---- clusters above sit idle meanwhile), at each size in COMPARE_FOOTPRINT_KEYS.
+# ---- Idle: what each 3-node cluster costs when nobody calls it (after the workloads above: their
+# ---- keys and leases stay), CPU and resident memory per member, sampled over idle_sample_s.
+cpu_ticks() { # pid: user + system clock ticks so far (fields 14 and 15 of /proc/PID/stat)
+  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+rss_mb() { # pid
+  awk '/^VmRSS:/ { printf "%d", $2 / 1024 }' "/proc/$1/status"
+}
+idle_row() { # name pids...: prints CPU % of one core and RSS MB per member
+  local name="$1" pid before=() after=() i=0 cpu="" rss=""
+  shift
+  for pid in "$@"; do before+=("$(cpu_ticks "$pid")"); done
+  sleep "$idle_sample_s"
+  for pid in "$@"; do after+=("$(cpu_ticks "$pid")"); done
+  for pid in "$@"; do
+    cpu+="$(awk -v a="${after[$i]}" -v b="${before[$i]}" -v hz="$(getconf CLK_TCK)" -v s="$idle_sample_s" 'BEGIN { printf "%.1f%% ", 100 * (a - b) / hz / s }')"
+    rss+="$(rss_mb "$pid") "
+    i=$((i + 1))
+  done
+  printf '  %-5s CPU per member %-22s RSS MB per member %s\n' "$name" "$cpu" "$rss"
+}
+if selected "idle"; then
+  echo
+  echo "idle, 3 nodes (after a ${idle_settle_s} s pause, sampled over ${idle_sample_s} s):"
+  sleep "$idle_settle_s"
+  idle_row etcd "${etcd_pids[@]}"
+  # shellcheck disable=SC2046 # one pid per word
+  idle_row dkv $(pgrep -P "$dkv_pid")
+fi
+
+# ---- Footprint: one node of each on its own (dkv bench footprint: fresh data directories), at each
+# ---- size in COMPARE_FOOTPRINT_KEYS. The 3-node clusters are stopped first: idle members would
+# ---- take CPU from the single node being measured.
+stop_clusters
 if selected "footprint"; then
   echo
   for keys in ${COMPARE_FOOTPRINT_KEYS:-500000 2000000}; do
