@@ -6,12 +6,9 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    // Processes the tests start (bin/dkv.js and its children) run the TypeScript sources; the CLI
-    // suites clear this for their short-lived commands (and the instances suite for its servers),
-    // which then run the build when it is fresh (bin/load.js falls back to the sources when it is
-    // stale); test/package/ checks the packed build. (Running every suite on the build starts
-    // processes ~3x faster, but two CI runs with it ended real-membership.test with no leader for
-    // 30 s after the run — not understood yet, see the stop note.)
-    env: { DKV_FROM_SOURCE: '1' },
+    // Processes the tests start (bin/dkv.js and its children) run the build, which `npm test`
+    // makes first (bin/load.js falls back to the TypeScript sources when the build is stale or
+    // missing, so a run of one file after an edit still tests the edit); test/package/ checks the
+    // packed build.
   },
 });

@@ -1,5 +1,5 @@
 // Loads one of DKV's modules for the bin/ entries. An installed package runs the compiled build
-// (dist/). A checkout runs the build too, unless DKV_FROM_SOURCE=1 (the test suite sets it), there
+// (dist/). A checkout runs the build too, unless DKV_FROM_SOURCE=1 (to force the sources), there
 // is no build yet, or a source file changed after the last build: then it runs the TypeScript
 // sources through tsx, a development dependency, so a checkout never runs stale code.
 import { existsSync, readdirSync, statSync } from 'node:fs';
