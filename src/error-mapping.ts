@@ -29,6 +29,21 @@ const ENGINE_CODES: Record<EngineErrorCode, ErrorCode> = {
   'counter-not-a-number': 'counter-not-a-number',
   'counter-overflow': 'counter-overflow',
   'no-space': 'no-space',
+  'root-user-not-exist': 'root-user-not-exist',
+  'root-role-not-exist': 'root-role-not-exist',
+  'user-already-exists': 'user-already-exists',
+  'user-empty': 'user-empty',
+  'user-not-found': 'user-not-found',
+  'role-already-exists': 'role-already-exists',
+  'role-not-found': 'role-not-found',
+  'role-empty': 'role-empty',
+  'auth-failed': 'auth-failed',
+  'permission-denied': 'permission-denied',
+  'role-not-granted': 'role-not-granted',
+  'permission-not-granted': 'permission-not-granted',
+  'auth-not-enabled': 'auth-not-enabled',
+  'invalid-auth-mgmt': 'invalid-auth-mgmt',
+  'auth-old-revision': 'auth-old-revision',
 };
 
 const RUNTIME_CODES: Record<RuntimeErrorCode, ErrorCode> = {

@@ -103,6 +103,8 @@ export const errorTable = {
   'auth-not-enabled': etcd(status.FAILED_PRECONDITION, 'etcdserver: authentication is not enabled'),
   'invalid-auth-token': etcd(status.UNAUTHENTICATED, 'etcdserver: invalid auth token'),
   'invalid-auth-mgmt': etcd(status.INVALID_ARGUMENT, 'etcdserver: invalid auth management'),
+  'permission-not-given': etcd(status.INVALID_ARGUMENT, 'etcdserver: permission not given'),
+  'auth-old-revision': etcd(status.INVALID_ARGUMENT, 'etcdserver: revision of auth store is old'),
 
   // --- Leadership, availability, health
   'no-leader': etcd(status.UNAVAILABLE, 'etcdserver: no leader'),

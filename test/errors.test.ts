@@ -67,6 +67,8 @@ const etcdErrors: ReadonlyArray<readonly [ErrorCode, status, string]> = [
   ['auth-not-enabled', status.FAILED_PRECONDITION, 'etcdserver: authentication is not enabled'],
   ['invalid-auth-token', status.UNAUTHENTICATED, 'etcdserver: invalid auth token'],
   ['invalid-auth-mgmt', status.INVALID_ARGUMENT, 'etcdserver: invalid auth management'],
+  ['permission-not-given', status.INVALID_ARGUMENT, 'etcdserver: permission not given'],
+  ['auth-old-revision', status.INVALID_ARGUMENT, 'etcdserver: revision of auth store is old'],
   ['no-leader', status.UNAVAILABLE, 'etcdserver: no leader'],
   ['not-leader', status.FAILED_PRECONDITION, 'etcdserver: not leader'],
   ['leader-changed', status.UNAVAILABLE, 'etcdserver: leader changed'],

@@ -28,6 +28,8 @@ export const EngineId = {
   Counter: 5,
   /** etcd's alarms (NOSPACE, CORRUPT) of the store; NOSPACE caps writes. */
   Alarm: 6,
+  /** etcd's users, roles, permissions and auth revision. */
+  Auth: 7,
 } as const;
 export type EngineId = (typeof EngineId)[keyof typeof EngineId];
 
@@ -94,7 +96,33 @@ export class UnknownCommandError extends Error {
 }
 
 /** Every code an engine's deterministic refusal can carry (src/error-mapping.ts maps each to a client error). */
-export type EngineErrorCode = 'lease-not-found' | 'lease-exists' | 'lease-ttl-too-large' | 'fence-stale' | 'counter-not-a-number' | 'counter-overflow' | 'no-space';
+export type EngineErrorCode =
+  | 'lease-not-found'
+  | 'lease-exists'
+  | 'lease-ttl-too-large'
+  | 'fence-stale'
+  | 'counter-not-a-number'
+  | 'counter-overflow'
+  | 'no-space'
+  | AuthErrorCode;
+
+/** The auth engine's refusals (etcd's auth errors; src/errors.ts has their statuses and strings). */
+export type AuthErrorCode =
+  | 'root-user-not-exist'
+  | 'root-role-not-exist'
+  | 'user-already-exists'
+  | 'user-empty'
+  | 'user-not-found'
+  | 'role-already-exists'
+  | 'role-not-found'
+  | 'role-empty'
+  | 'auth-failed'
+  | 'permission-denied'
+  | 'role-not-granted'
+  | 'permission-not-granted'
+  | 'auth-not-enabled'
+  | 'invalid-auth-mgmt'
+  | 'auth-old-revision';
 
 /**
  * Whether the state machine refuses writes that grow the store (the alarm engine: a NOSPACE

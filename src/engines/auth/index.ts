@@ -1,0 +1,2 @@
+export { AuthEngine, AuthCommandKind, AUTH_COMMAND_VERSION, ROOT, authCommands, authOutcome, type AuthOutcome, type AuthRole, type AuthUser } from './engine.js';
+export { IntervalSet, type KeyInterval, type KeyPermission, PermissionType, UserPermissions, isValidPermissionRange, keyInterval, rootPermission } from './permissions.js';
