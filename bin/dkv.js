@@ -1,5 +1,5 @@
 #!/bin/sh
-':' //; [ "$1" = server ] && [ -z "${MALLOC_MMAP_THRESHOLD_+set}" ] && export MALLOC_MMAP_THRESHOLD_=65536; exec node "$0" "$@"
+':' //; [ "$1" = server ] && [ -z "${MALLOC_MMAP_THRESHOLD_+set}" ] && export MALLOC_MMAP_THRESHOLD_=8192; exec node "$0" "$@"
 // The line above is for sh (node reads it as a string and a comment): `dkv server` run as a command
 // gets glibc's mmap threshold fixed, as `serverProcessEnv` (src/package-root.ts) gives the servers
 // dkv dev, dkv instance and jepsen-lite start; exec keeps the process id.

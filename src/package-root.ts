@@ -20,11 +20,17 @@ export const dkvBin = join(packageRoot, 'bin', 'dkv.js');
 /**
  * glibc's mmap threshold for `dkv server` processes. Left alone, glibc raises it (up to 32 MiB)
  * each time a large block is freed, after which the store's arenas and the Raft log's buffers come
- * from the heap, and memory they free stays in the process for good. Fixed at this size, every
- * block of this size or more is its own mapping, returned to the system when freed (bench/
- * footprint.ts: the resident set after deleting every key falls back near the empty node's).
+ * from the heap, and memory they free stays in the process for good. Fixed, every block of this
+ * size or more that no free heap chunk can hold gets a mapping of its own, returned to the system
+ * when freed. glibc gives back heap memory only from the heap's top, so what matters is how high
+ * the heap climbs: at 64 KiB the Raft entries, request buffers and split arenas (16–64 KiB) grew it
+ * past 110 MiB during a load of 500k keys, and once freed that memory stayed resident (bench/
+ * footprint.ts: 100 MiB free but resident in the heap after deleting every key, 60 MiB after a
+ * restart's replay). At 8 KiB the heap stays within a few tens of MiB and the node's resident set
+ * after a restart, an overwrite or a delete of every key falls back with its live data. Below a
+ * page or two a mapping of its own wastes too much of its last page.
  */
-export const mallocMmapThresholdBytes = 64 * 1024;
+export const mallocMmapThresholdBytes = 8 * 1024;
 
 /**
  * The environment a `dkv server` child gets: `env` plus glibc's fixed mmap threshold, unless the
