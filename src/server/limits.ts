@@ -101,8 +101,16 @@ export const quotaLeaseOverheadBytes = 64;
 /** Segments one defragment step rewrites before it yields to the event loop (the node keeps serving). */
 export const defragmentSegmentsPerStep = 8;
 
-/** Bytes of entries applied to the data store since the last settle that make the next idle moment settle memory (memory-settle.ts). */
-export const settleChurnBytesMin = 16 * 1024 * 1024;
+/**
+ * Bytes of entries applied to the data store since the last settle that make the next idle moment
+ * settle memory (memory-settle.ts) — at least this, and at least `settleChurnStoreFraction` of the
+ * store's arenas: a settle's collections cost in proportion to what the heap holds, so a small
+ * store settles after small bursts and a large one only after proportionally larger ones.
+ */
+export const settleChurnBytesMin = 1024 * 1024;
+
+/** The share of the store's arena bytes that must be written since the last settle (with `settleChurnBytesMin`). */
+export const settleChurnStoreFraction = 1 / 8;
 
 /** How long no entry is applied before the node settles memory. */
 export const settleIdleMs = 2_000;

@@ -4,8 +4,9 @@
  * V8 collects when it allocates, so a node that goes idle after a burst of writes (a bulk load,
  * overwrites, a DeleteRange of a million keys) keeps that burst's garbage — heap objects and the
  * store arenas outgrown or dropped meanwhile — for as long as it stays idle. The settler counts the
- * bytes applied; once they pass `settleChurnBytesMin` (or a compaction was applied) and no entry
- * was applied for `settleIdleMs`, it settles:
+ * bytes applied; once they pass both `settleChurnBytesMin` and `settleChurnStoreFraction` of the
+ * store's arenas (or a compaction was applied) and no entry was applied for `settleIdleMs`, it
+ * settles:
  *  - after a compaction that left the store's arenas mostly garbage or free room (in use below
  *    `settleRewriteInUseFraction` of their size), it defragments (the store rewritten in bounded
  *    steps, then collected), so a second load of the same keys after a compaction costs no more
@@ -18,7 +19,7 @@
  * large buffers are returned when freed.
  */
 import { fullGc } from './defragment.js';
-import { settleChurnBytesMin, settleIdleMs, settleIntervalMsMin, settleRewriteInUseFraction } from './limits.js';
+import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin, settleRewriteInUseFraction } from './limits.js';
 
 export interface MemorySettlerOptions {
   /** The data store's arena bytes and bytes in use (Maintenance.Status dbSize / dbSizeInUse). */
@@ -37,6 +38,8 @@ export interface MemorySettlerOptions {
 
 export class MemorySettler {
   private churnBytes = 0;
+  /** The churn that makes a settle due, as of the store's size when last asked. */
+  private churnBytesNeeded = settleChurnBytesMin;
   private compacted = false;
   private lastAppliedAt = 0;
   private lastSettledAt = Number.NEGATIVE_INFINITY;
@@ -75,7 +78,12 @@ export class MemorySettler {
   }
 
   private due(): boolean {
-    return this.compacted || this.churnBytes >= settleChurnBytesMin;
+    if (this.compacted) return true;
+    // The store's size is summed over its segments: asked only when the churn passes what the
+    // size asked last allowed (and again after each settle), not on every applied entry.
+    if (this.churnBytes < this.churnBytesNeeded) return false;
+    this.churnBytesNeeded = settleChurnBytesFor(this.options.storeBytes().total);
+    return this.churnBytes >= this.churnBytesNeeded;
   }
 
   private arm(): void {
@@ -110,6 +118,7 @@ export class MemorySettler {
     const rewrite = this.compacted && this.shouldRewrite();
     this.compacted = false;
     this.churnBytes = 0;
+    this.churnBytesNeeded = settleChurnBytesMin;
     const before = process.memoryUsage();
     if (rewrite) {
       await this.options.defragment();
@@ -137,4 +146,9 @@ export class MemorySettler {
     const { total, inUse } = this.options.storeBytes();
     return total > 0 && inUse < total * settleRewriteInUseFraction;
   }
+}
+
+/** The bytes written since the last settle that make a store of `storeBytes` arena bytes due for one. */
+export function settleChurnBytesFor(storeBytes: number): number {
+  return Math.max(settleChurnBytesMin, Math.ceil(storeBytes * settleChurnStoreFraction));
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { settleChurnBytesMin, settleIdleMs, settleIntervalMsMin } from '../../src/server/limits.js';
-import { MemorySettler } from '../../src/server/memory-settle.js';
+import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin } from '../../src/server/limits.js';
+import { MemorySettler, settleChurnBytesFor } from '../../src/server/memory-settle.js';
 
 /** A settler on a hand-driven clock and timer queue. */
 function harness(store = { total: 100, inUse: 90 }, failDefragment = false) {
@@ -60,6 +60,28 @@ describe('MemorySettler', () => {
     await h.advance(settleIdleMs);
     expect(h.calls).toEqual({ collect: 2, defragment: 0 });
     expect(h.pending()).toBe(0);
+  });
+
+  it('a large store settles only after writes of settleChurnStoreFraction of its size', async () => {
+    const store = { total: 64 * 1024 * 1024, inUse: 60 * 1024 * 1024 };
+    const needed = settleChurnBytesFor(store.total);
+    expect(needed).toBe(Math.ceil(store.total * settleChurnStoreFraction));
+    expect(needed).toBeGreaterThan(settleChurnBytesMin);
+    const h = harness(store);
+    h.settler.applied(settleChurnBytesMin);
+    await h.advance(10 * settleIdleMs);
+    expect(h.calls.collect).toBe(0);
+    h.settler.applied(needed - settleChurnBytesMin - 1);
+    await h.advance(10 * settleIdleMs);
+    expect(h.calls.collect).toBe(0);
+    h.settler.applied(1);
+    await h.advance(settleIdleMs);
+    expect(h.calls.collect).toBe(2);
+    // The store shrank meanwhile: the next settle needs only what its new size asks.
+    store.total = 1024;
+    h.settler.applied(settleChurnBytesMin);
+    await h.advance(settleIntervalMsMin + settleIdleMs);
+    expect(h.calls.collect).toBe(4);
   });
 
   it('settles after every burst, at most once per settleIntervalMsMin', async () => {
