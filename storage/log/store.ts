@@ -32,6 +32,8 @@ import {
   deferredWriteDelayMs,
   formatVersion,
   loadBytesMax,
+  recoveryReadBytes,
+  recoveryReadRecordsMax,
   snapshotChunkBytesMax,
   tailCacheBytesMax as defaultTailCacheBytesMax,
 } from './limits.js';
@@ -592,14 +594,16 @@ export class LevelLogStore implements ShardLogHost {
       }
     }
     let current: ShardRecovery | undefined;
-    for await (const [key, value] of this.db.iterator({ gt: FORMAT_KEY })) {
-      const parsed = parseShardKey(key);
-      if (parsed === undefined) throw new StorageCorruptionError(undefined, undefined, key, 'a key this store does not write');
-      if (current === undefined || current.shard !== parsed.shard) {
-        if (current !== undefined) this.finishShard(current);
-        current = new ShardRecovery(parsed.shard, this.shard(parsed.shard));
+    for await (const batch of readAhead(this.db.iterator({ gt: FORMAT_KEY, highWaterMarkBytes: recoveryReadBytes }))) {
+      for (const [key, value] of batch) {
+        const parsed = parseShardKey(key);
+        if (parsed === undefined) throw new StorageCorruptionError(undefined, undefined, key, 'a key this store does not write');
+        if (current === undefined || current.shard !== parsed.shard) {
+          if (current !== undefined) this.finishShard(current);
+          current = new ShardRecovery(parsed.shard, this.shard(parsed.shard));
+        }
+        current.take(parsed.kind, parsed.index, parsed.chunk, key, value, this);
       }
-      current.take(parsed.kind, parsed.index, parsed.chunk, key, value, this);
     }
     if (current !== undefined) this.finishShard(current);
     if (this.deletions.length > 0) this.scheduleFlush();
@@ -613,6 +617,35 @@ export class LevelLogStore implements ShardLogHost {
   /** Used by recovery; public only to ShardRecovery. */
   decodeEntryForRecovery(shard: number, key: Uint8Array, value: Uint8Array, expected: number): Entry {
     return this.decodeEntryRecord(shard, key, value, expected);
+  }
+}
+
+/** What `readAhead` needs of a LevelDB iterator. */
+export interface RecordIterator {
+  nextv(size: number): Promise<Array<[Uint8Array, Uint8Array]>>;
+  close(): Promise<void>;
+}
+
+/**
+ * The iterator's records in batches of up to `recoveryReadBytes`, the next batch read (on
+ * LevelDB's thread) while the caller checks the current one. One read is in flight at a time, as
+ * the iterator requires; the iterator is closed however the caller stops.
+ */
+export async function* readAhead(iterator: RecordIterator): AsyncGenerator<Array<[Uint8Array, Uint8Array]>> {
+  let reading: Promise<Array<[Uint8Array, Uint8Array]>> | undefined;
+  try {
+    reading = iterator.nextv(recoveryReadRecordsMax);
+    for (;;) {
+      const batch = await reading;
+      reading = undefined;
+      if (batch.length === 0) return;
+      reading = iterator.nextv(recoveryReadRecordsMax);
+      yield batch;
+    }
+  } finally {
+    // A caller that stopped early (damage found) leaves one read in flight: let it finish first.
+    if (reading !== undefined) await reading.catch(() => undefined);
+    await iterator.close();
   }
 }
 

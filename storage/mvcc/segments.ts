@@ -357,7 +357,7 @@ export function retainedBytes(source: RecordSource, head: number, floor: number,
  * A new segment holding slots [start, end) of the given sources (in order), retained versions
  * only, oldest version first so previous-version offsets point backwards.
  */
-function buildSegment(parts: readonly { segment: Segment; start: number; end: number }[], floor: number, keysCapacity: number): Segment {
+function buildSegment(parts: readonly { segment: Segment; start: number; end: number }[], floor: number, keysCapacity: number, arenaBytesMin = 0): Segment {
   const scratch: number[] = [];
   let live = 0;
   let keys = 0;
@@ -366,7 +366,7 @@ function buildSegment(parts: readonly { segment: Segment; start: number; end: nu
     keys += end - start;
   }
   assert(keys <= keysCapacity, 'segment built over capacity');
-  const arenaBytes = Math.max(arenaBytesInitial, live + Math.ceil((live * arenaRewriteHeadroomEighths) / 8));
+  const arenaBytes = Math.max(arenaBytesInitial, arenaBytesMin, live + Math.ceil((live * arenaRewriteHeadroomEighths) / 8));
   const built = new Segment(keysCapacity, Math.min(arenaBytes, arenaBytesMax));
   for (const { segment, start, end } of parts) {
     for (let slot = start; slot < end; slot++) {
@@ -502,7 +502,12 @@ export class SegmentIndex {
     if (!tooManyKeys && !tooManyBytes) return;
     const middle = segment.count >>> 1;
     const left = buildSegment([{ segment, start: 0, end: middle }], this.floor, this.keysMax + 1);
-    const right = buildSegment([{ segment, start: middle, end: segment.count }], this.floor, this.keysMax + 1);
+    // The last segment is where keys loaded in (nearly) ascending order keep landing: its right
+    // half gets room for a full segment of such keys, as `segmentForInsert` gives a new one, so it
+    // does not grow (copying itself) a few times while it fills.
+    const last = index === this.segments.length - 1;
+    const arenaBytesMin = last && !tooManyBytes ? Math.min(arenaPresizedBytesMax, Math.ceil(segment.liveBytes / segment.count) * this.keysMax) : 0;
+    const right = buildSegment([{ segment, start: middle, end: segment.count }], this.floor, this.keysMax + 1, arenaBytesMin);
     this.segments.splice(index, 1, left, right);
   }
 
