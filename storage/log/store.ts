@@ -621,7 +621,7 @@ export class LevelLogStore implements ShardLogHost {
 }
 
 /** What `readAhead` needs of a LevelDB iterator. */
-export interface RecordIterator {
+interface RecordIterator {
   nextv(size: number): Promise<Array<[Uint8Array, Uint8Array]>>;
   close(): Promise<void>;
 }
@@ -631,7 +631,7 @@ export interface RecordIterator {
  * LevelDB's thread) while the caller checks the current one. One read is in flight at a time, as
  * the iterator requires; the iterator is closed however the caller stops.
  */
-export async function* readAhead(iterator: RecordIterator): AsyncGenerator<Array<[Uint8Array, Uint8Array]>> {
+async function* readAhead(iterator: RecordIterator): AsyncGenerator<Array<[Uint8Array, Uint8Array]>> {
   let reading: Promise<Array<[Uint8Array, Uint8Array]>> | undefined;
   try {
     reading = iterator.nextv(recoveryReadRecordsMax);
