@@ -595,7 +595,10 @@ export class LevelLogStore implements ShardLogHost {
     }
     let current: ShardRecovery | undefined;
     for await (const batch of readAhead(this.db.iterator({ gt: FORMAT_KEY, highWaterMarkBytes: recoveryReadBytes }))) {
-      for (const [key, value] of batch) {
+      const values = packValues(batch);
+      for (let i = 0; i < batch.length; i++) {
+        const key = batch[i]![0];
+        const value = values[i]!;
         const parsed = parseShardKey(key);
         if (parsed === undefined) throw new StorageCorruptionError(undefined, undefined, key, 'a key this store does not write');
         if (current === undefined || current.shard !== parsed.shard) {
@@ -647,6 +650,26 @@ async function* readAhead(iterator: RecordIterator): AsyncGenerator<Array<[Uint8
     if (reading !== undefined) await reading.catch(() => undefined);
     await iterator.close();
   }
+}
+
+/**
+ * The values of one read batch as views of one buffer. LevelDB hands each value over in a buffer
+ * of its own, from the C heap; the recovered entries live until they are applied, and a restart's
+ * thousands of such buffers, freed among longer-lived allocations, left the heap fragmented (RSS
+ * after a restart stayed tens of MB above the node's before). One block per batch is freed whole.
+ */
+function packValues(batch: ReadonlyArray<[Uint8Array, Uint8Array]>): Uint8Array[] {
+  let bytes = 0;
+  for (const [, value] of batch) bytes += value.length;
+  const block = new Uint8Array(bytes);
+  const views: Uint8Array[] = [];
+  let at = 0;
+  for (const [, value] of batch) {
+    block.set(value, at);
+    views.push(block.subarray(at, at + value.length));
+    at += value.length;
+  }
+  return views;
 }
 
 /** Rebuilds one shard from its records, which arrive in key order (small records, chunks, log). */
