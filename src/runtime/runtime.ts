@@ -903,6 +903,9 @@ export class NodeRuntime {
       shard.pending.failReadRounds(new RuntimeError('leader-changed', 'etcdserver: leader changed'));
       const raft = this.options.raft;
       shard.pending.leaderChanged(this.options.clock.now() + leaderChangeGraceElections * raft.electionTicks * this.options.tickMs);
+      // Writes parked for want of a leader go now, not at the next tick (a restarted node's first
+      // write waited up to a tick after its election).
+      if (soft.lead !== 0) this.unpark(shard, this.options.clock.now());
     }
     if (wasLeader !== shard.isLeader) {
       for (const engine of shard.machine.engineList()) engine.onLeadership?.(shard.isLeader, this.leaderContext(shard));

@@ -222,9 +222,12 @@ export class DkvNode {
           this.membershipLog.changed(this.members());
           this.membershipChanged();
         },
-        applied: (shard, applied) => {
+        applied: (shard, applied, entry) => {
           if (shard !== DEFAULT_STORE_SHARD) return;
-          this.watchHub.onApplied(eventsOf(applied.outcome));
+          // A restart's replay of the stored log is not kept among the recent revisions: a watcher
+          // behind reads it from the store's history, and keeping (then dropping) every replayed
+          // event made the replay's garbage outlive young collections.
+          this.watchHub.onApplied(eventsOf(applied.outcome), this.recoveryLog?.replays(shard, entry.index) !== true);
           if (isCompactionOutcome(applied.outcome)) this.memorySettler.compactionApplied();
         },
         stateReplaced: (shard, from) => {

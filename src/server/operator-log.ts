@@ -131,6 +131,12 @@ export class RecoveryLog {
     this.waiting = new Map(recovered.filter((shard) => shard.commit > shard.snapshotIndex).map((shard) => [shard.shard, shard.commit]));
   }
 
+  /** Whether entry `index` of `shard` is part of the stored log being replayed (at or below its stored commit index). */
+  replays(shard: number, index: number): boolean {
+    const target = this.waiting.get(shard);
+    return target !== undefined && index <= target;
+  }
+
   entryApplied(shard: number, index: number): void {
     const target = this.waiting.get(shard);
     if (target === undefined || index < target) return;

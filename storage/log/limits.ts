@@ -20,6 +20,16 @@ export const tailCacheEntriesMin = 64;
 /** Bytes one background load of older entries (for a far-behind follower) reads at most. */
 export const loadBytesMax = 8 * 1024 * 1024;
 
+/**
+ * Bytes of records recovery asks LevelDB for in one read (the iterator's high-water mark; its
+ * default, 16 KiB, is about one entry of a bulk load's txn, so each entry cost a thread-pool round
+ * trip). The next read runs while the current batch is checked and decoded.
+ */
+export const recoveryReadBytes = 4 * 1024 * 1024;
+
+/** Records recovery asks LevelDB for in one read at most (small records: hard state, chunks' index). */
+export const recoveryReadRecordsMax = 16 * 1024;
+
 /** Older-entry ranges kept loaded per shard at once (one per far-behind follower, roughly). */
 export const loadedRangesMax = 4;
 
@@ -43,4 +53,5 @@ export const shardIdMax = 0xffff_ffff;
 export const formatVersion = 1;
 
 assert(tailCacheBytesMax <= loadBytesMax, 'a load must be able to refill what the cache holds');
+assert(recoveryReadBytes >= snapshotChunkBytesMax && recoveryReadRecordsMax > 0, 'a recovery read holds at least a snapshot chunk');
 assert(compactionDeleteKeysMax > 0 && tailCacheEntriesMin > 0, 'limits are positive');

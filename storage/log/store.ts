@@ -32,6 +32,8 @@ import {
   deferredWriteDelayMs,
   formatVersion,
   loadBytesMax,
+  recoveryReadBytes,
+  recoveryReadRecordsMax,
   snapshotChunkBytesMax,
   tailCacheBytesMax as defaultTailCacheBytesMax,
 } from './limits.js';
@@ -592,14 +594,19 @@ export class LevelLogStore implements ShardLogHost {
       }
     }
     let current: ShardRecovery | undefined;
-    for await (const [key, value] of this.db.iterator({ gt: FORMAT_KEY })) {
-      const parsed = parseShardKey(key);
-      if (parsed === undefined) throw new StorageCorruptionError(undefined, undefined, key, 'a key this store does not write');
-      if (current === undefined || current.shard !== parsed.shard) {
-        if (current !== undefined) this.finishShard(current);
-        current = new ShardRecovery(parsed.shard, this.shard(parsed.shard));
+    for await (const batch of readAhead(this.db.iterator({ gt: FORMAT_KEY, highWaterMarkBytes: recoveryReadBytes }))) {
+      const values = packValues(batch);
+      for (let i = 0; i < batch.length; i++) {
+        const key = batch[i]![0];
+        const value = values[i]!;
+        const parsed = parseShardKey(key);
+        if (parsed === undefined) throw new StorageCorruptionError(undefined, undefined, key, 'a key this store does not write');
+        if (current === undefined || current.shard !== parsed.shard) {
+          if (current !== undefined) this.finishShard(current);
+          current = new ShardRecovery(parsed.shard, this.shard(parsed.shard));
+        }
+        current.take(parsed.kind, parsed.index, parsed.chunk, key, value, this);
       }
-      current.take(parsed.kind, parsed.index, parsed.chunk, key, value, this);
     }
     if (current !== undefined) this.finishShard(current);
     if (this.deletions.length > 0) this.scheduleFlush();
@@ -614,6 +621,55 @@ export class LevelLogStore implements ShardLogHost {
   decodeEntryForRecovery(shard: number, key: Uint8Array, value: Uint8Array, expected: number): Entry {
     return this.decodeEntryRecord(shard, key, value, expected);
   }
+}
+
+/** What `readAhead` needs of a LevelDB iterator. */
+interface RecordIterator {
+  nextv(size: number): Promise<Array<[Uint8Array, Uint8Array]>>;
+  close(): Promise<void>;
+}
+
+/**
+ * The iterator's records in batches of up to `recoveryReadBytes`, the next batch read (on
+ * LevelDB's thread) while the caller checks the current one. One read is in flight at a time, as
+ * the iterator requires; the iterator is closed however the caller stops.
+ */
+async function* readAhead(iterator: RecordIterator): AsyncGenerator<Array<[Uint8Array, Uint8Array]>> {
+  let reading: Promise<Array<[Uint8Array, Uint8Array]>> | undefined;
+  try {
+    reading = iterator.nextv(recoveryReadRecordsMax);
+    for (;;) {
+      const batch = await reading;
+      reading = undefined;
+      if (batch.length === 0) return;
+      reading = iterator.nextv(recoveryReadRecordsMax);
+      yield batch;
+    }
+  } finally {
+    // A caller that stopped early (damage found) leaves one read in flight: let it finish first.
+    if (reading !== undefined) await reading.catch(() => undefined);
+    await iterator.close();
+  }
+}
+
+/**
+ * The values of one read batch as views of one buffer. LevelDB hands each value over in a buffer
+ * of its own, from the C heap; the recovered entries live until they are applied, and a restart's
+ * thousands of such buffers, freed among longer-lived allocations, left the heap fragmented (RSS
+ * after a restart stayed tens of MB above the node's before). One block per batch is freed whole.
+ */
+function packValues(batch: ReadonlyArray<[Uint8Array, Uint8Array]>): Uint8Array[] {
+  let bytes = 0;
+  for (const [, value] of batch) bytes += value.length;
+  const block = new Uint8Array(bytes);
+  const views: Uint8Array[] = [];
+  let at = 0;
+  for (const [, value] of batch) {
+    block.set(value, at);
+    views.push(block.subarray(at, at + value.length));
+    at += value.length;
+  }
+  return views;
 }
 
 /** Rebuilds one shard from its records, which arrive in key order (small records, chunks, log). */

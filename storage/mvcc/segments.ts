@@ -357,7 +357,7 @@ export function retainedBytes(source: RecordSource, head: number, floor: number,
  * A new segment holding slots [start, end) of the given sources (in order), retained versions
  * only, oldest version first so previous-version offsets point backwards.
  */
-function buildSegment(parts: readonly { segment: Segment; start: number; end: number }[], floor: number, keysCapacity: number): Segment {
+function buildSegment(parts: readonly { segment: Segment; start: number; end: number }[], floor: number, keysCapacity: number, arenaBytesMin = 0): Segment {
   const scratch: number[] = [];
   let live = 0;
   let keys = 0;
@@ -366,7 +366,7 @@ function buildSegment(parts: readonly { segment: Segment; start: number; end: nu
     keys += end - start;
   }
   assert(keys <= keysCapacity, 'segment built over capacity');
-  const arenaBytes = Math.max(arenaBytesInitial, live + Math.ceil((live * arenaRewriteHeadroomEighths) / 8));
+  const arenaBytes = Math.max(arenaBytesInitial, arenaBytesMin, live + Math.ceil((live * arenaRewriteHeadroomEighths) / 8));
   const built = new Segment(keysCapacity, Math.min(arenaBytes, arenaBytesMax));
   for (const { segment, start, end } of parts) {
     for (let slot = start; slot < end; slot++) {
@@ -477,14 +477,26 @@ export class SegmentIndex {
    * segment of keys like its neighbour's (at most `arenaPresizedBytesMax`), so it never grows
    * while such keys fill it.
    */
-  segmentForInsert(cursor: Cursor): Segment {
+  segmentForInsert(cursor: Cursor, found = false): Segment {
     if (cursor.segment < 0) {
       this.segments.push(new Segment(this.keysMax + 1, arenaBytesInitial));
       cursor.segment = 0;
       cursor.slot = 0;
     }
     const segment = this.segments[cursor.segment]!;
-    if (cursor.slot < segment.count || segment.count < this.keysMax) return segment;
+    if (found || segment.count < this.keysMax) return segment;
+    if (cursor.slot < segment.count) {
+      // A new key inside a full segment (keys loaded slightly out of order) splits it first:
+      // growing its arena for one more record, only to copy it into two halves right after,
+      // would copy it twice.
+      this.split(cursor.segment, false);
+      const left = this.segments[cursor.segment]!;
+      if (cursor.slot > left.count) {
+        cursor.slot -= left.count;
+        cursor.segment++;
+      }
+      return this.segments[cursor.segment]!;
+    }
     const bytesPerKey = Math.ceil(segment.liveBytes / segment.count);
     const arenaBytes = Math.min(arenaPresizedBytesMax, Math.max(arenaBytesInitial, bytesPerKey * this.keysMax));
     const next = new Segment(this.keysMax + 1, arenaBytes);
@@ -500,9 +512,20 @@ export class SegmentIndex {
     const tooManyKeys = segment.count > this.keysMax;
     const tooManyBytes = segment.liveBytes > segmentBytesMax && segment.count >= 2;
     if (!tooManyKeys && !tooManyBytes) return;
+    this.split(index, tooManyBytes);
+  }
+
+  private split(index: number, tooManyBytes: boolean): void {
+    const segment = this.segments[index]!;
+    assert(segment.count >= 2, 'a segment splits into two non-empty halves');
     const middle = segment.count >>> 1;
     const left = buildSegment([{ segment, start: 0, end: middle }], this.floor, this.keysMax + 1);
-    const right = buildSegment([{ segment, start: middle, end: segment.count }], this.floor, this.keysMax + 1);
+    // The last segment is where keys loaded in (nearly) ascending order keep landing: its right
+    // half gets room for a full segment of such keys, as `segmentForInsert` gives a new one, so it
+    // does not grow (copying itself) a few times while it fills.
+    const last = index === this.segments.length - 1;
+    const arenaBytesMin = last && !tooManyBytes ? Math.min(arenaPresizedBytesMax, Math.ceil(segment.liveBytes / segment.count) * this.keysMax) : 0;
+    const right = buildSegment([{ segment, start: middle, end: segment.count }], this.floor, this.keysMax + 1, arenaBytesMin);
     this.segments.splice(index, 1, left, right);
   }
 

@@ -381,7 +381,7 @@ export class MvccStore {
     const revision = this.currentRevision + 1;
     const cursor = this.cursor;
     const found = this.index.lookup(request.key, cursor);
-    const segment = this.index.segmentForInsert(cursor);
+    const segment = this.index.segmentForInsert(cursor, found);
     const head = found ? segment.heads[cursor.slot]! : noRecord;
     const live = head !== noRecord && !recordIsTombstone(segment, head);
     assert(live || !(request.ignoreValue || request.ignoreLease), 'ignore flags on a missing key passed the checks');

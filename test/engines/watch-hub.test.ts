@@ -160,6 +160,30 @@ describe('WatchHub recent revisions', () => {
     expect(sink.deliveries.flat().length).toBe(keys);
   });
 
+  it('keeps replayed revisions out of the recent ones; a watcher from inside the replay still gets every revision, from history', async () => {
+    const store = new MvccStore();
+    const hub = new WatchHub(() => store);
+    const applied: MvccEvent[] = [];
+    const apply = (i: number, remember: boolean): void => {
+      const events = store.put(Buffer.from(`k${i}`), Buffer.from(`v${i}`)).events;
+      applied.push(...events);
+      hub.onApplied(events, remember);
+    };
+    for (let i = 0; i < 50; i++) apply(i, false);
+    expect(hub.recentEvents.revisions).toBe(0);
+    expect(hub.recentEvents.bytes).toBe(0);
+    // Live revisions after the replay are kept again, from the first one on.
+    for (let i = 50; i < 60; i++) apply(i, true);
+    expect(hub.recentEvents.revisions).toBe(10);
+    const sink = new RecordingSink();
+    const watcher = new Watcher(1, { key: Buffer.from('k'), rangeEnd: Buffer.from('l'), startRevision: 2, noPut: false, noDelete: false, prevKv: false }, sink);
+    hub.add(watcher);
+    await untilSynced(watcher);
+    const delivered = sink.deliveries.flat();
+    expect(delivered.map((e) => e.kv.modRevision)).toEqual(applied.map((e) => e.kv.modRevision));
+    expect(delivered.map((e) => Buffer.from(e.kv.value).toString())).toEqual(applied.map((e) => Buffer.from(e.kv.value).toString()));
+  });
+
   it('counts an outgrown arena that recent events still view, once, and lets it go with them', async () => {
     // Small values, so the recent revisions are many; each put's value is a view into the arena of
     // its segment as it was then, and the arena is copied as it grows.

@@ -172,4 +172,36 @@ describe('damaged data stops the node with a named error', () => {
     await damage(path, (db) => db.put(Uint8Array.of(0, 0x76), seal(Uint8Array.of(0, 0x76), Uint8Array.of(0, 0, 0, 9))));
     expect((await openError(path)).message).toMatch(/unknown store format 9/);
   });
+
+  it('damage several read batches into a long log is found at its index, and the store opens again once mended', async () => {
+    const dir = tempDir('damage-long');
+    dirs.push(dir);
+    // Entries of 64 KiB: the log spans several of recovery's reads (logLimits.recoveryReadBytes each).
+    const entryBytes = 64 * 1024;
+    const count = Math.ceil((3.5 * logLimits.recoveryReadBytes) / entryBytes);
+    const long: Entry[] = Array.from({ length: count }, (_, i) => ({ index: i + 1, term: 1, type: 'normal', data: new Uint8Array(entryBytes).fill(i & 0xff) }));
+    const store = await LevelLogStore.open({ path: dir.path, sync: false });
+    await store.save([{ shard: SHARD, entries: long, hardState: { term: 1, vote: 1, commit: count } }]);
+    await store.close();
+    const bad = count - 3;
+    const key = entryKey(SHARD, bad);
+    let good: Uint8Array | undefined;
+    await damage(dir.path, async (db) => {
+      good = await db.get(key);
+      const flipped = Uint8Array.from(good!);
+      flipped[flipped.length - 1]! ^= 1;
+      await db.put(key, flipped);
+    });
+    const error = await openError(dir.path);
+    expect(error.shard).toBe(SHARD);
+    expect(error.index).toBe(bad);
+    expect(error.keyHex).toBe(keyHex(key));
+    // The read in flight when the damage was found was finished and the iterator closed: the
+    // database opens again, and the mended log recovers whole.
+    await damage(dir.path, (db) => db.put(key, good!));
+    const mended = await LevelLogStore.open({ path: dir.path, sync: false });
+    expect(mended.shard(SHARD).lastIndex()).toBe(count);
+    expect(mended.shard(SHARD).entries(bad, bad + 1, Infinity)[0]!.data[0]).toBe((bad - 1) & 0xff);
+    await mended.close();
+  });
 });

@@ -157,11 +157,15 @@ export class WatchHub {
     return true;
   }
 
-  /** The events of one applied command (one revision), in order. */
-  onApplied(events: readonly MvccEvent[]): void {
+  /**
+   * The events of one applied command (one revision), in order. `remember: false` keeps them out
+   * of the recent revisions (a restart's replay): the next remembered revision starts them afresh,
+   * and watchers behind read the history instead.
+   */
+  onApplied(events: readonly MvccEvent[], remember = true): void {
     if (events.length === 0) return;
     const revision = events[0]!.kv.modRevision;
-    this.remember(revision, events);
+    if (remember) this.remember(revision, events);
     // No synced watcher: nothing to look up per key (a bulk load's txns of many puts).
     if (this.byKey.size === 0 && this.ranges.size === 0) return;
     if (events.length === 1) {
