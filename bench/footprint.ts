@@ -9,8 +9,8 @@
  *   3. SIGKILL, start again on the same data dir: milliseconds to the first acknowledged write
  *      (the restart), then RSS after the restart;
  *   4. load the same keys again (overwrites) and compact at the head: RSS, growth against step 2;
- *   5. delete every key (one DeleteRange, timed; a "request timed out" answer to it is waited
- *      out until the keys are gone, as the delete is applied all the same) and compact at the
+ *   5. delete every key (one DeleteRange, timed; an UNAVAILABLE answer, such as a timeout while
+ *      the server still applies it, is waited out until the keys are gone) and compact at the
  *      head: RSS against the empty node.
  * "settle" waits --settle-ms, then reads VmRSS from /proc. Prints a table, or one JSON object per
  * target with --json. Never gates CI.
@@ -21,6 +21,7 @@
  * The settle is longer than a DKV node's idle settle (src/server/memory-settle.ts), so both
  * targets are read after their collectors had a chance to run.
  */
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -53,6 +54,10 @@ export const footprintDefaults = { keys: 500_000, keySize: 16, valueSize: 100, t
 
 const readyTimeoutMs = 600_000;
 const readyPollMs = 20;
+/** How long the delete of every key may take, answered or not, before the run fails. */
+const deleteAllTimeoutMs = 300_000;
+/** Between polls for the keys' count after a DeleteRange answered UNAVAILABLE. */
+const deletePollMs = 500;
 const keyPrefix = 'fp/';
 /** The lowest base port tried, and how many blocks of 10 above it. */
 const portBase = 21_000;
@@ -127,19 +132,35 @@ async function load(channel: EtcdChannel, round: number, options: FootprintOptio
   return keys / ((performance.now() - started) / 1000);
 }
 
-/** How long a DeleteRange takes to remove every key the bench wrote (ms). */
+/**
+ * How long a DeleteRange takes to remove every key the bench wrote (ms). A server may answer
+ * UNAVAILABLE ("request timed out") while it still applies a very large delete; the bench then
+ * polls until the keys are gone, sending the (idempotent) DeleteRange again after each poll that
+ * still finds keys, in case that proposal was lost, and gives up after `deleteAllTimeoutMs`.
+ */
 async function deleteAll(channel: EtcdChannel): Promise<number> {
   const range = { key: Buffer.from(keyPrefix), range_end: Buffer.from(keyPrefix.slice(0, -1) + String.fromCharCode(keyPrefix.charCodeAt(keyPrefix.length - 1) + 1)) };
+  const unavailable = (error: unknown): boolean => (error as { code?: unknown }).code === grpcStatus.UNAVAILABLE;
   const started = performance.now();
-  try {
-    await channel.kv('DeleteRange', range);
-  } catch (error) {
-    // A server may answer "request timed out" while it still applies a very large delete: the
-    // delete is in the log, so wait for it rather than fail the run (the row shows the wait).
-    if (!/timed out/.test(error instanceof Error ? error.message : String(error))) throw error;
-    while ((await channel.kv('Range', { ...range, count_only: true }).then((r) => Number((r as { count: number | string }).count))) > 0) await sleep(readyPollMs);
+  for (;;) {
+    try {
+      await channel.kv('DeleteRange', range);
+      return performance.now() - started;
+    } catch (error) {
+      if (!unavailable(error)) throw error;
+    }
+    for (;;) {
+      if (performance.now() - started > deleteAllTimeoutMs) throw new Error(`the keys were not all deleted within ${deleteAllTimeoutMs} ms`);
+      await sleep(deletePollMs);
+      try {
+        const { count } = (await channel.kv('Range', { ...range, count_only: true })) as { count: number | string };
+        if (Number(count) === 0) return performance.now() - started;
+        break; // keys left: the delete may have been lost; send it again
+      } catch (error) {
+        if (!unavailable(error)) throw error; // still applying: poll again
+      }
+    }
   }
-  return performance.now() - started;
 }
 
 async function headRevision(channel: EtcdChannel): Promise<number> {

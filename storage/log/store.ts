@@ -643,12 +643,16 @@ async function* readAhead(iterator: RecordIterator): AsyncGenerator<Array<[Uint8
       reading = undefined;
       if (batch.length === 0) return;
       reading = iterator.nextv(recoveryReadRecordsMax);
+      // Its failure is awaited above on the next turn of the loop; until then (the caller checks
+      // the batch, and may await meanwhile) it must not count as unhandled.
+      reading.catch(() => undefined);
       yield batch;
     }
   } finally {
     // A caller that stopped early (damage found) leaves one read in flight: let it finish first.
     if (reading !== undefined) await reading.catch(() => undefined);
-    await iterator.close();
+    // A failure to close must not hide the error that stopped the read (damage, an I/O error).
+    await iterator.close().catch(() => undefined);
   }
 }
 

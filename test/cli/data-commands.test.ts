@@ -34,8 +34,8 @@ interface Running {
 
 function start(args: readonly string[], options: { input?: string; env?: Record<string, string | undefined> } = {}): Running {
   // The commands run the build when it is fresh (bin/load.js falls back to the sources when it is
-  // stale or missing): what users run, and ~3x faster to start than the sources through tsx. The
-  // cluster's servers still run the sources, as the rest of the suite does.
+  // stale or missing), as the cluster's servers do: what users run, and ~3x faster to start than
+  // the sources through tsx. A DKV_FROM_SOURCE=1 of the caller's is cleared for them.
   const env = { ...process.env, DKV_FROM_SOURCE: undefined, DKV_ENDPOINTS: undefined, ETCDCTL_ENDPOINTS: undefined, ...options.env };
   const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';

@@ -14,7 +14,7 @@ import { freeBase } from '../server/cluster-harness.js';
 const repo = join(import.meta.dirname, '..', '..');
 const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
 
-/** The environment of an installed package's user: not this suite's source mode. */
+/** The environment of an installed package's user: no DKV_FROM_SOURCE the caller may have set. */
 function userEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.DKV_FROM_SOURCE;
