@@ -1,5 +1,5 @@
 #!/bin/sh
-':' //; if [ "$1" = server ]; then [ -n "${MALLOC_MMAP_THRESHOLD_+set}" ] || export MALLOC_MMAP_THRESHOLD_=8192; case "$NODE_OPTIONS" in *--max[-_]semi[-_]space[-_]size*) ;; *) export NODE_OPTIONS="--max-semi-space-size=8${NODE_OPTIONS:+ $NODE_OPTIONS}" ;; esac; fi; exec node "$0" "$@"
+':' //; if [ "$1" = server ]; then [ -n "${MALLOC_MMAP_THRESHOLD_+set}" ] || export MALLOC_MMAP_THRESHOLD_=65536; case "$NODE_OPTIONS" in *--max[-_]semi[-_]space[-_]size*) ;; *) export NODE_OPTIONS="--max-semi-space-size=8${NODE_OPTIONS:+ $NODE_OPTIONS}" ;; esac; fi; exec node "$0" "$@"
 // The line above is for sh (node reads it as a string and a comment): `dkv server` run as a command
 // gets glibc's mmap threshold fixed and V8's semi-space limited (NODE_OPTIONS), as `serverProcessEnv` (src/package-root.ts) gives the servers
 // dkv dev, dkv instance and jepsen-lite start; exec keeps the process id.

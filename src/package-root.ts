@@ -22,15 +22,15 @@ export const dkvBin = join(packageRoot, 'bin', 'dkv.js');
  * each time a large block is freed, after which the store's arenas and the Raft log's buffers come
  * from the heap, and memory they free stays in the process for good. Fixed, every block of this
  * size or more that no free heap chunk can hold gets a mapping of its own, returned to the system
- * when freed. glibc gives back heap memory only from the heap's top, so what matters is how high
- * the heap climbs: at 64 KiB the Raft entries, request buffers and split arenas (16–64 KiB) grew it
- * past 110 MiB during a load of 500k keys, and once freed that memory stayed resident (bench/
- * footprint.ts: 100 MiB free but resident in the heap after deleting every key, 60 MiB after a
- * restart's replay). At 8 KiB the heap stays within a few tens of MiB and the node's resident set
- * after a restart, an overwrite or a delete of every key falls back with its live data. Below a
- * page or two a mapping of its own wastes too much of its last page.
+ * when freed. glibc gives back heap memory only from the heap's top, so a lower threshold keeps
+ * more of a burst's memory returnable: at 8 KiB the resident set after deleting 500k keys fell
+ * from ~234 to ~153 MB (bench/footprint.ts), but every buffer of 8 KiB or more (request and
+ * response buffers, Raft entries, watch responses) then cost a mapping, its page faults and an
+ * unmapping, and on a 2-CPU VM the 3-node workloads lost 10-25% (compare-etcd.sh A/B: put with
+ * 100 clients 0.74x -> 0.88x etcd, linearizable range 0.79x -> 1.01x, watch p50 42 -> 15 ms). At
+ * 64 KiB those buffers come from the heap and large blocks (arenas, big entries) still return.
  */
-export const mallocMmapThresholdBytes = 8 * 1024;
+export const mallocMmapThresholdBytes = 64 * 1024;
 
 /**
  * V8's largest semi-space (MiB) for `dkv server` processes. V8's own default on 64-bit is 16: a burst
