@@ -17,9 +17,9 @@
  * same bytes. The snapshot section and the hash cover the whole state; tokens are not state (the
  * server keeps them).
  */
-import { crc32c } from '../../../storage/index.js';
+import { compareBytes, crc32c } from '../../../storage/index.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, UnknownCommandError } from '../engine.js';
-import { type KeyPermission, type PermissionType, UserPermissions, compareBytes, isPermissionType, isValidPermissionRange, rootPermission } from './permissions.js';
+import { type KeyPermission, type PermissionType, UserPermissions, isPermissionType, isValidPermissionRange, rootPermission } from './permissions.js';
 import { PermissionType as Perm } from './permissions.js';
 
 /** etcd's root user and role names. */

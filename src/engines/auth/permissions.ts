@@ -9,6 +9,7 @@
  * that type covers: the whole of the request's range must be covered (a point is covered when one
  * interval holds it). READWRITE counts as both READ and WRITE.
  */
+import { compareBytes as compare, isOpenEnd } from '../../../storage/index.js';
 
 /** authpb.Permission.Type (never renumber: it is in the log and in snapshots). */
 export const PermissionType = {
@@ -36,23 +37,11 @@ export interface KeyInterval {
 
 const ZERO = new Uint8Array([0]);
 
-function compare(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    if (a[i] !== b[i]) return a[i]! - b[i]!;
-  }
-  return a.length - b.length;
-}
-
 /** `end` compared with `other`, +∞ (undefined) above every byte string. */
 function compareEnds(end: Uint8Array | undefined, other: Uint8Array | undefined): number {
   if (end === undefined) return other === undefined ? 0 : 1;
   if (other === undefined) return -1;
   return compare(end, other);
-}
-
-function isOpenEnded(rangeEnd: Uint8Array): boolean {
-  return rangeEnd.length === 1 && rangeEnd[0] === 0;
 }
 
 function pointEnd(key: Uint8Array): Uint8Array {
@@ -67,7 +56,7 @@ function pointEnd(key: Uint8Array): Uint8Array {
  */
 export function isValidPermissionRange(key: Uint8Array, rangeEnd: Uint8Array): boolean {
   if (key.length === 0) return false;
-  if (rangeEnd.length === 0 || isOpenEnded(rangeEnd)) return true;
+  if (rangeEnd.length === 0 || isOpenEnd(rangeEnd)) return true;
   return compare(key, rangeEnd) < 0;
 }
 
@@ -77,7 +66,7 @@ export function isValidPermissionRange(key: Uint8Array, rangeEnd: Uint8Array): b
  */
 export function keyInterval(key: Uint8Array, rangeEnd: Uint8Array): KeyInterval {
   if (rangeEnd.length === 0) return { begin: key, end: pointEnd(key) };
-  if (isOpenEnded(rangeEnd)) return { begin: key, end: undefined };
+  if (isOpenEnd(rangeEnd)) return { begin: key, end: undefined };
   if (compare(key, rangeEnd) >= 0) return { begin: key, end: pointEnd(key) };
   return { begin: key, end: rangeEnd };
 }
@@ -156,4 +145,3 @@ export class UserPermissions {
 /** The root role's one permission as etcd reports it: read and write on every key. */
 export const rootPermission: KeyPermission = { permType: PermissionType.ReadWrite, key: new Uint8Array(0), rangeEnd: ZERO };
 
-export { compare as compareBytes };
