@@ -33,6 +33,18 @@ export const EngineId = {
 } as const;
 export type EngineId = (typeof EngineId)[keyof typeof EngineId];
 
+/**
+ * Who asked for a command: the authenticated user of the client request that proposed it (empty
+ * for none: auth off, or no token) and the auth revision its permissions were checked at.
+ */
+export interface Caller {
+  readonly user: string;
+  readonly authRevision: number;
+}
+
+/** A caller with no user (auth off, or a request with no token). */
+export const anonymousCaller: Caller = { user: '', authRevision: 0 };
+
 export interface ApplyContext {
   readonly index: number;
   readonly term: number;
@@ -43,6 +55,8 @@ export interface ApplyContext {
   readonly nowMs: number;
   readonly proposer: number;
   readonly requestId: number;
+  /** The client request's caller; undefined for a command the node proposed on its own. */
+  readonly caller?: Caller;
 }
 
 /** What a leader's duties may do: propose commands of their own (fire and forget). */

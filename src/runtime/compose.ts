@@ -4,7 +4,7 @@
  * counters (kept as keys of the store) and its alarms; later indexes.
  * The server and the simulator compose shards the same way.
  */
-import { AlarmEngine, CounterEngine, EngineId, KvEngine, LeaseEngine, MetaEngine, TtlEngine } from '../engines/index.js';
+import { AlarmEngine, AuthEngine, CounterEngine, EngineId, KvEngine, LeaseEngine, MetaEngine, TtlEngine, authGuard } from '../engines/index.js';
 import { ShardStateMachine, type ShardStateView } from './state-machine.js';
 
 export type ShardKind = 'meta' | 'data';
@@ -33,10 +33,12 @@ export function composeStateMachine(kind: ShardKind, options: ComposeOptions = {
   kv.connect({ leaseExists: (id) => leases.has(id), observer: leases, cap: alarms });
   kv.connect({ observer: ttls });
   const counters = new CounterEngine({ kv, ttl: ttls });
+  const auth = new AuthEngine();
+  const guard = authGuard(auth, (id) => leases.get(id)?.keys.values() ?? []);
   // Order matters: engines restore in this order, and the lease engine rebuilds its attachments
   // from the KV engine's restored store (the TTL engine's section stands alone, but its TTLs name
-  // the restored keys; the alarm engine's stands alone).
-  machine = new ShardStateMachine({ engines: [kv, leases, ttls, counters, alarms], legacyEngine: EngineId.Kv, trackChain: options.trackChain });
+  // the restored keys; the alarm and auth engines' stand alone).
+  machine = new ShardStateMachine({ engines: [kv, leases, ttls, counters, alarms, auth], legacyEngine: EngineId.Kv, trackChain: options.trackChain, guard });
   return machine;
 }
 
@@ -58,6 +60,11 @@ export function leaseEngineOf(machine: ShardStateView): LeaseEngine {
 /** The alarm engine of a data shard's state machine. */
 export function alarmEngineOf(machine: ShardStateView): AlarmEngine {
   return machine.engine<AlarmEngine>(EngineId.Alarm);
+}
+
+/** The auth engine of a data shard's state machine (users, roles, whether auth is on). */
+export function authEngineOf(machine: ShardStateView): AuthEngine {
+  return machine.engine<AuthEngine>(EngineId.Auth);
 }
 
 /** The KV engine of a data shard's state machine. */

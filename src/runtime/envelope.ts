@@ -16,17 +16,32 @@
  * - `proposer` and `request id` let the node that proposed a command find the waiting request
  *   when the command is applied; nothing else depends on them.
  *
+ * Format 3 is format 2 with the caller after the header — the client request's authenticated
+ * user and the auth revision its permissions were checked at (etcd's request header):
+ *
+ *   format u8 (3) | … as format 2 … | auth revision u64 | user length u16 | user (UTF-8) | payload
+ *
+ * Every command a client's request proposes carries a caller (an empty user while auth is off or
+ * the request came with no token), so the state machine re-checks permissions where the command
+ * is applied; commands a node proposes on its own (a leader's lease expiry) are format 2.
+ *
  * Format 1 (version u8 = 1 | KV command kind u8 | proposer u64 | request id u64 | etcd request)
  * is what earlier builds wrote; it still decodes, as a version-1 command of the legacy engine id 0,
  * so a data directory written by them keeps working.
  */
-import type { EngineCommand } from '../engines/index.js';
+import type { Caller, EngineCommand } from '../engines/index.js';
 import { readU64, writeU64 } from '../../storage/index.js';
 
-export type { EngineCommand };
+export type { Caller, EngineCommand };
 
 export const ENVELOPE_FORMAT = 2;
+/** Format 2 with the caller after the header. */
+export const ENVELOPE_FORMAT_CALLER = 3;
 export const ENVELOPE_HEADER_BYTES = 28;
+/** The caller's fixed part: auth revision u64 | user length u16. */
+const CALLER_HEADER_BYTES = 10;
+/** The longest user name a command can carry (bytes of UTF-8). */
+export const callerUserBytesMax = 0xffff;
 const LEGACY_FORMAT = 1;
 const LEGACY_HEADER_BYTES = 18;
 
@@ -45,6 +60,16 @@ export interface CommandEnvelope extends EngineCommand {
   readonly timestampMs: number;
   readonly proposer: number;
   readonly requestId: number;
+  /** Who asked for it (format 3): every client request's command has one. */
+  readonly caller?: Caller;
+}
+
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Whether `bytes` is a command in format 2 or 3 (both have the same fixed header). */
+function isCurrentFormat(bytes: Uint8Array): boolean {
+  return bytes.length >= ENVELOPE_HEADER_BYTES && (bytes[0] === ENVELOPE_FORMAT || bytes[0] === ENVELOPE_FORMAT_CALLER);
 }
 
 export class EnvelopeDecodeError extends Error {
@@ -59,37 +84,56 @@ export function encodeEnvelope(envelope: CommandEnvelope): Uint8Array {
   assertByte(envelope.engine, 'engine');
   assertByte(envelope.version, 'version');
   assertByte(envelope.kind, 'kind');
-  const bytes = new Uint8Array(ENVELOPE_HEADER_BYTES + envelope.payload.length);
-  bytes[0] = ENVELOPE_FORMAT;
+  const caller = envelope.caller;
+  const user = caller === undefined ? undefined : utf8Encoder.encode(caller.user);
+  if (caller !== undefined) {
+    if (!Number.isSafeInteger(caller.authRevision) || caller.authRevision < 0) throw new TypeError(`bad auth revision ${caller.authRevision}`);
+    if (user!.length > callerUserBytesMax) throw new TypeError(`a user name of ${user!.length} bytes is over ${callerUserBytesMax}`);
+  }
+  const at = user === undefined ? ENVELOPE_HEADER_BYTES : ENVELOPE_HEADER_BYTES + CALLER_HEADER_BYTES + user.length;
+  const bytes = new Uint8Array(at + envelope.payload.length);
+  bytes[0] = caller === undefined ? ENVELOPE_FORMAT : ENVELOPE_FORMAT_CALLER;
   bytes[AT_ENGINE] = envelope.engine;
   bytes[AT_VERSION] = envelope.version;
   bytes[AT_KIND] = envelope.kind;
   writeU64(bytes, AT_TIMESTAMP, envelope.timestampMs);
   writeU64(bytes, AT_PROPOSER, envelope.proposer);
   writeU64(bytes, AT_REQUEST_ID, envelope.requestId);
-  bytes.set(envelope.payload, ENVELOPE_HEADER_BYTES);
+  if (caller !== undefined) {
+    writeU64(bytes, ENVELOPE_HEADER_BYTES, caller.authRevision);
+    bytes[ENVELOPE_HEADER_BYTES + 8] = user!.length >>> 8;
+    bytes[ENVELOPE_HEADER_BYTES + 9] = user!.length & 0xff;
+    bytes.set(user!, ENVELOPE_HEADER_BYTES + CALLER_HEADER_BYTES);
+  }
+  bytes.set(envelope.payload, at);
   return bytes;
 }
 
 export function decodeEnvelope(bytes: Uint8Array): CommandEnvelope {
   if (bytes.length > 0 && bytes[0] === LEGACY_FORMAT) return decodeLegacy(bytes);
   if (bytes.length < ENVELOPE_HEADER_BYTES) throw new EnvelopeDecodeError(`a command of ${bytes.length} bytes is shorter than its header`);
-  if (bytes[0] !== ENVELOPE_FORMAT) throw new EnvelopeDecodeError(`unknown command envelope format ${bytes[0]}`);
+  if (!isCurrentFormat(bytes)) throw new EnvelopeDecodeError(`unknown command envelope format ${bytes[0]}`);
   const timestampMs = readU64(bytes, AT_TIMESTAMP);
   const proposer = readU64(bytes, AT_PROPOSER);
   const requestId = readU64(bytes, AT_REQUEST_ID);
   if (Number.isNaN(timestampMs) || Number.isNaN(proposer) || Number.isNaN(requestId)) {
     throw new EnvelopeDecodeError('command header fields beyond 2^53');
   }
-  return {
-    engine: bytes[AT_ENGINE]!,
-    version: bytes[AT_VERSION]!,
-    kind: bytes[AT_KIND]!,
-    timestampMs,
-    proposer,
-    requestId,
-    payload: bytes.subarray(ENVELOPE_HEADER_BYTES),
-  };
+  const header = { engine: bytes[AT_ENGINE]!, version: bytes[AT_VERSION]!, kind: bytes[AT_KIND]!, timestampMs, proposer, requestId };
+  if (bytes[0] === ENVELOPE_FORMAT) return { ...header, payload: bytes.subarray(ENVELOPE_HEADER_BYTES) };
+  if (bytes.length < ENVELOPE_HEADER_BYTES + CALLER_HEADER_BYTES) throw new EnvelopeDecodeError('a command\'s caller is cut off');
+  const authRevision = readU64(bytes, ENVELOPE_HEADER_BYTES);
+  const userBytes = (bytes[ENVELOPE_HEADER_BYTES + 8]! << 8) | bytes[ENVELOPE_HEADER_BYTES + 9]!;
+  const payloadAt = ENVELOPE_HEADER_BYTES + CALLER_HEADER_BYTES + userBytes;
+  if (Number.isNaN(authRevision)) throw new EnvelopeDecodeError('a caller\'s auth revision beyond 2^53');
+  if (payloadAt > bytes.length) throw new EnvelopeDecodeError('a command\'s caller is cut off');
+  let user: string;
+  try {
+    user = utf8Decoder.decode(bytes.subarray(ENVELOPE_HEADER_BYTES + CALLER_HEADER_BYTES, payloadAt));
+  } catch {
+    throw new EnvelopeDecodeError('a caller\'s user name is not UTF-8');
+  }
+  return { ...header, caller: { user, authRevision }, payload: bytes.subarray(payloadAt) };
 }
 
 function decodeLegacy(bytes: Uint8Array): CommandEnvelope {
@@ -100,15 +144,15 @@ function decodeLegacy(bytes: Uint8Array): CommandEnvelope {
   return { engine: LEGACY_ENGINE, version: 1, kind: bytes[1]!, timestampMs: 0, proposer, requestId, payload: bytes.subarray(LEGACY_HEADER_BYTES) };
 }
 
-/** The engine and version of a command, without decoding the rest (undefined if not format 2). */
+/** The engine and version of a command, without decoding the rest (undefined if not format 2 or 3). */
 export function envelopeKind(bytes: Uint8Array): { engine: number; version: number } | undefined {
-  if (bytes.length < ENVELOPE_HEADER_BYTES || bytes[0] !== ENVELOPE_FORMAT) return undefined;
+  if (!isCurrentFormat(bytes)) return undefined;
   return { engine: bytes[AT_ENGINE]!, version: bytes[AT_VERSION]! };
 }
 
 /** Who proposed a command and under which request id, without decoding the rest (0, 0 if unreadable). */
 export function envelopeOrigin(bytes: Uint8Array): { proposer: number; requestId: number } {
-  if (bytes.length >= ENVELOPE_HEADER_BYTES && bytes[0] === ENVELOPE_FORMAT) {
+  if (isCurrentFormat(bytes)) {
     return { proposer: readU64(bytes, AT_PROPOSER), requestId: readU64(bytes, AT_REQUEST_ID) };
   }
   if (bytes.length >= LEGACY_HEADER_BYTES && bytes[0] === LEGACY_FORMAT) return { proposer: readU64(bytes, 2), requestId: readU64(bytes, 10) };
@@ -120,7 +164,7 @@ export function envelopeOrigin(bytes: Uint8Array): { proposer: number; requestId
  * shared with the proposer's own record of the request). Other formats pass through unchanged.
  */
 export function stampEnvelope(bytes: Uint8Array, timestampMs: number): Uint8Array {
-  if (bytes.length < ENVELOPE_HEADER_BYTES || bytes[0] !== ENVELOPE_FORMAT) return bytes;
+  if (!isCurrentFormat(bytes)) return bytes;
   const stamped = bytes.slice();
   writeU64(stamped, AT_TIMESTAMP, Math.max(0, Math.floor(timestampMs)));
   return stamped;
@@ -130,7 +174,7 @@ export function stampEnvelope(bytes: Uint8Array, timestampMs: number): Uint8Arra
 export function sameCommand(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
-    if (i === AT_TIMESTAMP && a[0] === ENVELOPE_FORMAT) {
+    if (i === AT_TIMESTAMP && isCurrentFormat(a)) {
       i = AT_TIMESTAMP + 7;
       continue;
     }

@@ -14,7 +14,7 @@
  * match the maps they count.
  */
 import { type ConfChange, assert } from '../../raft/index.js';
-import type { EngineCommand } from '../engines/index.js';
+import type { Caller, EngineCommand } from '../engines/index.js';
 import { RuntimeError, type RuntimeErrorCode } from './errors.js';
 
 export type WriteCallback<T> = (error: RuntimeError | undefined, result?: T) => void;
@@ -25,6 +25,8 @@ export interface WriteWaiter {
   readonly kind: 'command' | 'conf';
   /** What to propose (the one matching `kind`). */
   command: EngineCommand | undefined;
+  /** The client request's caller, carried in the command's envelope (none: the node's own command). */
+  caller: Caller | undefined;
   change: ConfChange | undefined;
   /** The envelope or encoded conf change as proposed (set when fed to Raft). */
   data: Uint8Array | undefined;

@@ -55,7 +55,11 @@ class RuntimeShardHandle implements ShardHandle {
 
   propose(command: EngineCommand, options: RequestOptions = {}): Promise<Applied> {
     return new Promise((resolve, reject) => {
-      this.runtime.propose(this.shardId, command, options, (error, applied) => (error === undefined ? resolve(applied!) : reject(error)));
+      this.runtime.propose(this.shardId, command, options, (error, applied) => {
+        if (error !== undefined) reject(error);
+        else if (applied!.refusal !== undefined) reject(applied!.refusal);
+        else resolve(applied!);
+      });
     });
   }
 

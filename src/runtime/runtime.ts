@@ -38,6 +38,7 @@ import {
 import type { LogStorage } from '../../raft/index.js';
 import type { ShardUpdate } from '../../storage/index.js';
 import { joinSnapshotFrames, readU64, writeU64 } from '../../storage/index.js';
+import { AUTH_COMMAND_VERSION, type Caller, EngineId } from '../engines/index.js';
 import { type EngineCommand, encodeEnvelope, envelopeKind, envelopeOrigin, sameCommand, stampEnvelope } from './envelope.js';
 import { RuntimeError } from './errors.js';
 import {
@@ -198,6 +199,11 @@ export interface ShardStatus extends Status {
 export interface RequestOptions {
   /** Overrides the default request timeout (ms). */
   readonly timeoutMs?: number;
+  /**
+   * The client request's caller: its command carries it, and the state machine's guard checks it
+   * where the command is applied. None: a command the node proposes on its own.
+   */
+  readonly caller?: Caller;
 }
 
 // ---- Conf change contexts -------------------------------------------------------------------
@@ -474,6 +480,14 @@ export class NodeRuntime {
     return { ...message, entries };
   }
 
+  /**
+   * The caller a command carries: none while some member's build predates callers (it could not
+   * decode the envelope; such a build has no auth either, so nothing is lost by leaving it out).
+   */
+  private carriedCaller(shard: ShardState, caller: Caller | undefined): Caller | undefined {
+    return caller !== undefined && this.admissible(shard, EngineId.Auth, AUTH_COMMAND_VERSION) ? caller : undefined;
+  }
+
   /** Whether this node and every member can apply a command of `engine` at `version`. */
   private admissible(shard: ShardState, engine: number, version: number): boolean {
     if (!shard.machine.supports(engine, version)) return false;
@@ -563,7 +577,8 @@ export class NodeRuntime {
 
   private newWaiter(kind: 'command' | 'conf', bytes: number, options: RequestOptions, callback: (error: RuntimeError | undefined, result?: unknown) => void): WriteWaiter {
     const requestId = this.nextRequestId++;
-    return { requestId, kind, command: undefined, change: undefined, data: undefined, bytes, deadlineMs: this.deadline(options), forwarded: false, position: undefined, leaderChanged: false, callback };
+    const caller = options.caller;
+    return { requestId, kind, command: undefined, caller, change: undefined, data: undefined, bytes, deadlineMs: this.deadline(options), forwarded: false, position: undefined, leaderChanged: false, callback };
   }
 
   private deadline(options: RequestOptions): number {
@@ -809,7 +824,7 @@ export class NodeRuntime {
       if (pending.writes.get(waiter.requestId) !== waiter) continue;
       const command = waiter.command;
       if (command !== undefined) {
-        const data = encodeEnvelope({ ...command, timestampMs: now, proposer: this.options.memberId, requestId: waiter.requestId });
+        const data = encodeEnvelope({ ...command, timestampMs: now, proposer: this.options.memberId, requestId: waiter.requestId, caller: this.carriedCaller(shard, waiter.caller) });
         commands.push([waiter, data]);
         continue;
       }

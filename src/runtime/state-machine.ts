@@ -20,7 +20,7 @@ import type { ConfChange, Entry } from '../../raft/index.js';
 import { assert } from '../../raft/index.js';
 import { crc32c } from '../../storage/index.js';
 import { type AppliedChain, CHAIN_START, extendChain } from './applied-chain.js';
-import { type ApplyContext, type Engine, type EngineCommand, type EngineId, type LeaderContext, UnknownCommandError } from '../engines/index.js';
+import { type ApplyContext, type Caller, type Engine, type EngineCommand, type EngineError, type EngineId, type LeaderContext, UnknownCommandError } from '../engines/index.js';
 import { type CommandEnvelope, LEGACY_ENGINE, decodeEnvelope } from './envelope.js';
 import { snapshotFrameBytesMax, snapshotSectionChunkBytesMax, snapshotSectionsMax } from './limits.js';
 
@@ -30,8 +30,18 @@ export interface Applied {
   readonly engine: number;
   readonly proposer: number;
   readonly requestId: number;
+  /** The engine's outcome; undefined when the guard refused the command. */
   readonly outcome: unknown;
+  /** Why the command was not applied: its caller may not do it (the guard's refusal). */
+  readonly refusal?: EngineError;
 }
+
+/**
+ * Decides, where a command is applied, whether its caller may do it (auth): a refusal is the
+ * command's outcome on every replica alike, and the command changes nothing. Only commands that
+ * carry a caller (client requests) are checked.
+ */
+export type CommandGuard = (command: EngineCommand, caller: Caller) => EngineError | undefined;
 
 /** What services may see of a shard's state machine: reads, never apply or restore. */
 export interface ShardStateView {
@@ -58,6 +68,8 @@ export interface ShardStateMachineOptions {
   readonly legacyEngine?: number;
   /** Keep a digest chain over every applied entry (the simulator's state machine safety check). */
   readonly trackChain?: boolean;
+  /** Checks each client command's caller before its engine applies it (none: every command applies). */
+  readonly guard?: CommandGuard;
 }
 
 // ---- Snapshot framing -----------------------------------------------------------------------
@@ -133,6 +145,7 @@ export class ShardStateMachine implements ShardStateView {
   private lastTimestampMs = 0;
   private chainValue: AppliedChain = CHAIN_START;
   private readonly trackChain: boolean;
+  private readonly guard: CommandGuard | undefined;
 
   constructor(options: ShardStateMachineOptions) {
     for (const engine of options.engines) {
@@ -144,6 +157,7 @@ export class ShardStateMachine implements ShardStateView {
     this.legacyEngine = options.legacyEngine === undefined ? undefined : this.engines.get(options.legacyEngine);
     assert(options.legacyEngine === undefined || this.legacyEngine !== undefined, 'the legacy engine must be one of the engines');
     this.trackChain = options.trackChain === true;
+    this.guard = options.guard;
   }
 
   get appliedIndex(): number {
@@ -201,7 +215,12 @@ export class ShardStateMachine implements ShardStateView {
       throw new StateMachineHaltError(`entry ${entry.index} (term ${entry.term}) is for ${what}: upgrade this member before it rejoins`);
     }
     if (envelope.timestampMs > this.lastTimestampMs) this.lastTimestampMs = envelope.timestampMs;
-    const context: ApplyContext = { index: entry.index, term: entry.term, nowMs: this.lastTimestampMs, proposer: envelope.proposer, requestId: envelope.requestId };
+    const context: ApplyContext = { index: entry.index, term: entry.term, nowMs: this.lastTimestampMs, proposer: envelope.proposer, requestId: envelope.requestId, caller: envelope.caller };
+    const refusal = envelope.caller === undefined ? undefined : this.guard?.(envelope, envelope.caller);
+    if (refusal !== undefined) {
+      this.advance(entry);
+      return { index: entry.index, engine: engine.id, proposer: envelope.proposer, requestId: envelope.requestId, outcome: undefined, refusal };
+    }
     let outcome: unknown;
     try {
       outcome = engine.apply(envelope, context);
@@ -378,6 +397,6 @@ class RunningCrc {
   }
 }
 
-export type { AppliedChain, ApplyContext, Engine, EngineCommand, EngineId, LeaderContext };
+export type { AppliedChain, ApplyContext, Caller, Engine, EngineCommand, EngineId, LeaderContext };
 export { extendChain, CHAIN_START };
 export { snapshotSectionChunkBytesMax };
