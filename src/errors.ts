@@ -157,6 +157,11 @@ export const errorTable = {
   'not-member': dkv(status.FAILED_PRECONDITION, 'dkv: this node is no longer a member of the shard'),
   // A dkv.v1.KV write's fence (a lock key and its create revision) no longer holds.
   'fence-stale': dkv(status.FAILED_PRECONDITION, 'dkv: fencing token is stale (the lock key has another owner or is gone)'),
+  // UserAdd's hashed_password must be a hash this server can check (scrypt, as it stores them).
+  'password-hash-unsupported': dkv(status.INVALID_ARGUMENT, 'dkv: hashed password is not an scrypt hash this server can check'),
+  'auth-rate-limited': dkv(status.RESOURCE_EXHAUSTED, 'dkv: too many authentication attempts, retry later'),
+  'auth-name-too-large': dkv(status.INVALID_ARGUMENT, 'dkv: user or role name is too large'),
+  'password-too-large': dkv(status.INVALID_ARGUMENT, 'dkv: password is too large'),
   internal: dkv(status.INTERNAL, 'dkv: internal error'),
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -92,7 +92,8 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
   const implementation: grpc.UntypedServiceImplementation = {
     MemberList: unary<object>(async () => ({ header: header(), members: members() })),
 
-    MemberAdd: unary<{ peerURLs: string[]; isLearner: boolean }>(async ({ message }) => {
+    MemberAdd: unary<{ peerURLs: string[]; isLearner: boolean }>(async ({ message }, call) => {
+      ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
       const peerUrls = checkPeerUrls(message.peerURLs ?? []);
       const current = membership.members();
       if (current.some((m) => m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
@@ -113,7 +114,8 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       return { header: header(), member: toWire({ ...record, clientUrls: [] }), members: members() };
     }),
 
-    MemberRemove: unary<{ ID: Int64 }>(async ({ message }) => {
+    MemberRemove: unary<{ ID: Int64 }>(async ({ message }, call) => {
+      ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
       const member = find(message.ID);
       // The data groups first: the meta shard's record (and the transport's peer) goes last.
       const meta = ctx.router.meta();
@@ -136,7 +138,8 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       return { header: header(), members: members().filter((m) => m.ID !== member.id) };
     }),
 
-    MemberUpdate: unary<{ ID: Int64; peerURLs: string[] }>(async ({ message }) => {
+    MemberUpdate: unary<{ ID: Int64; peerURLs: string[] }>(async ({ message }, call) => {
+      ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
       const member = find(message.ID);
       const peerUrls = checkPeerUrls(message.peerURLs ?? []);
       if (membership.members().some((m) => m.id !== member.id && m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
@@ -144,7 +147,8 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       return { header: header(), members: members() };
     }),
 
-    MemberPromote: unary<{ ID: Int64 }>(async ({ message }) => {
+    MemberPromote: unary<{ ID: Int64 }>(async ({ message }, call) => {
+      ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
       const member = find(message.ID);
       if (!member.isLearner) throw dkvError('member-not-learner');
       // Readiness is known where each shard's leader is (etcd forwards promotion to its leader).

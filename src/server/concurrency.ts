@@ -14,15 +14,17 @@
  * watcher is released when its wait ends: done, canceled by the client, or the node stopping.
  */
 import { randomBytes } from 'node:crypto';
+import type * as grpc from '@grpc/grpc-js';
 import { strict as assert } from 'node:assert';
 import { type KeyValue, type MvccStore, type ResponseOp, type TxnResult, compareBytes, mvccLimits, prefixEnd } from '../../storage/index.js';
 import { type WatchHub, Watcher, type WatchSink } from '../engines/watch/index.js';
 import { type WireRangeRequest, type WireRequestOp, type WireTxnRequest, int64ToWire } from '../etcd-proto.js';
 import { dkvError } from '../errors.js';
 import { type RequestOptions, type ShardHandle, kvEngineOf } from '../runtime/index.js';
-import { proposeDelete, proposeTxn } from './kv-service.js';
+import { permittedCaller, proposeDelete, proposeTxn } from './kv-service.js';
+import { PermissionType } from '../engines/index.js';
 import { lockNameBytesMax, sessionKeyDrawsMax, sessionLeaseTtlSeconds } from './limits.js';
-import { type ServiceContext, requestOptions } from './service-common.js';
+import { type ServiceContext, type UnaryCall, requestOptions } from './service-common.js';
 
 /**
  * Grants leases for requests that name none (lease 0). etcd's server gives such a Lock or
@@ -74,6 +76,21 @@ export function checkValue(value: Uint8Array | undefined): Uint8Array {
 // ---- Keys ------------------------------------------------------------------------------------
 
 /** The prefix every session key of `name` starts with (etcd: name + "/"). */
+/**
+ * The caller of a Lock or Election call may read and write every key of the recipe's prefix (a
+ * waiter's own key, and the others it reads and watches), checked where the call arrives. The
+ * recipe's own writes are then proposed as the node's; a permission revoked while a call waits
+ * takes effect at its next call.
+ */
+export function checkRecipeAccess(ctx: ServiceContext, call: UnaryCall<unknown> | grpc.ServerWritableStream<unknown, object>, prefix: Uint8Array): void {
+  const key = prefix;
+  const rangeEnd = prefixEnd(prefix);
+  permittedCaller(ctx, call as UnaryCall<unknown>, () => [
+    { key, rangeEnd, type: PermissionType.Read },
+    { key, rangeEnd, type: PermissionType.Write },
+  ]);
+}
+
 export function namePrefix(name: Uint8Array): Buffer {
   return Buffer.concat([name, Buffer.from('/')]);
 }

@@ -14,7 +14,9 @@ import { dkvError } from '../errors.js';
 import { type ShardHandle, counterEngineOf, kvEngineOf } from '../runtime/index.js';
 import { serviceDefinition } from './grpc-service.js';
 import { counterWriteCost } from './quota.js';
-import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common.js';
+import { type ServiceContext, type UnaryCall, callerOptions, requestOptions, responseHeader, unary } from './service-common.js';
+import { type Caller, PermissionType } from '../engines/index.js';
+import { permittedCaller } from './kv-service.js';
 
 export interface CounterServiceContext extends ServiceContext {
   readonly maxRequestBytes: number;
@@ -73,20 +75,21 @@ export function createCounterService(ctx: CounterServiceContext): { definition: 
     if (ttlMs > 0 && !counterEngineOf(shard.machine()).ttlCapable) throw dkvError('counter-ttl-unavailable');
   };
 
-  const propose = async (shard: ShardHandle, command: EngineCommand): Promise<CounterOutcome> => {
-    const outcome = counterOutcome((await shard.propose(command, options)).outcome);
+  // A counter write reads and writes its key: the guard checks both where it is applied.
+  const propose = async (shard: ShardHandle, command: EngineCommand, caller: Caller): Promise<CounterOutcome> => {
+    const outcome = counterOutcome((await shard.propose(command, callerOptions(ctx, caller))).outcome);
     if (outcome.kind === 'error') throw outcome.error;
     return outcome;
   };
 
-  const valueResponse = async (shard: ShardHandle, command: EngineCommand): Promise<object> => {
-    const outcome = await propose(shard, command);
+  const valueResponse = async (shard: ShardHandle, command: EngineCommand, caller: Caller): Promise<object> => {
+    const outcome = await propose(shard, command, caller);
     if (outcome.kind !== 'incremented' && outcome.kind !== 'set') throw new Error(`counter write applied as ${outcome.kind}`);
     return { header: responseHeader(ctx, shard, outcome.revision), value: int64ToWire(outcome.value), exists: true };
   };
 
   /** Increment by `sign` × delta (Decrement is Increment by -delta). */
-  const increment = (sign: 1n | -1n) => async ({ raw, message }: { raw: Buffer; message: WireIncrementRequest }): Promise<object> => {
+  const increment = (sign: 1n | -1n) => async ({ raw, message }: { raw: Buffer; message: WireIncrementRequest }, call: UnaryCall<WireIncrementRequest>): Promise<object> => {
     checkSize(raw);
     const key = checkKey(message.key);
     const delta = checkInt64(message.delta, 'delta');
@@ -98,13 +101,13 @@ export function createCounterService(ctx: CounterServiceContext): { definition: 
     const shard = ctx.router.forKey(key);
     checkTtlCapable(shard, ttlMs);
     ctx.quota?.check(shard, counterWriteCost(key));
-    return valueResponse(shard, incrementCommand(key, amount, ttlMs));
+    return valueResponse(shard, incrementCommand(key, amount, ttlMs), ctx.gate.caller(call));
   };
 
   const implementation: grpc.UntypedServiceImplementation = {
     Increment: unary<WireIncrementRequest>(increment(1n)),
     Decrement: unary<WireIncrementRequest>(increment(-1n)),
-    Set: unary<WireSetRequest>(async ({ raw, message }) => {
+    Set: unary<WireSetRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       const key = checkKey(message.key);
       const value = checkInt64(message.value, 'value');
@@ -112,11 +115,12 @@ export function createCounterService(ctx: CounterServiceContext): { definition: 
       const shard = ctx.router.forKey(key);
       checkTtlCapable(shard, ttlMs);
       ctx.quota?.check(shard, counterWriteCost(key));
-      return valueResponse(shard, setCommand(key, value, ttlMs));
+      return valueResponse(shard, setCommand(key, value, ttlMs), ctx.gate.caller(call));
     }),
-    Get: unary<WireGetRequest>(async ({ raw, message }) => {
+    Get: unary<WireGetRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       const key = checkKey(message.key);
+      permittedCaller(ctx, call, () => [{ key, rangeEnd: new Uint8Array(0), type: PermissionType.Read }]);
       const shard = ctx.router.forKey(key);
       if (message.serializable !== true) await shard.read(options);
       const mvcc = kvEngineOf(shard.machine()).mvcc;
@@ -127,11 +131,11 @@ export function createCounterService(ctx: CounterServiceContext): { definition: 
       if (value === undefined) throw dkvError('counter-not-a-number');
       return { header, value: int64ToWire(value), exists: true };
     }),
-    Delete: unary<WireDeleteRequest>(async ({ raw, message }) => {
+    Delete: unary<WireDeleteRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       const key = checkKey(message.key);
       const shard = ctx.router.forKey(key);
-      const outcome = await propose(shard, deleteCommand(key));
+      const outcome = await propose(shard, deleteCommand(key), ctx.gate.caller(call));
       if (outcome.kind !== 'deleted') throw new Error(`counter delete applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.revision), deleted: outcome.deleted };
     }),

@@ -15,7 +15,8 @@ import type { ShardHandle } from '../runtime/index.js';
 import { serviceDefinition } from './grpc-service.js';
 import { putCost, txnCost } from './quota.js';
 import { checkPut, checkTxn, txnKeys } from './kv-service.js';
-import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common.js';
+import { type ServiceContext, callerOptions, responseHeader, unary } from './service-common.js';
+import type { Caller } from '../engines/index.js';
 
 export interface DkvKvServiceContext extends ServiceContext {
   readonly maxRequestBytes: number;
@@ -24,20 +25,21 @@ export interface DkvKvServiceContext extends ServiceContext {
 const emptyTxn = { compare: [], success: [], failure: [] };
 
 export function createDkvKvService(ctx: DkvKvServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
-  const options = requestOptions(ctx);
 
   const checkSize = (raw: Buffer): void => {
     if (raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
   };
 
-  const propose = async (shard: ShardHandle, command: EngineCommand): Promise<TtlOutcome> => {
-    const outcome = ttlOutcome((await shard.propose(command, options)).outcome);
+  // The caller's permissions are checked where the command is applied (the auth guard knows the
+  // keys of a put, a txn and its fence); a refusal comes back as the proposal's error.
+  const propose = async (shard: ShardHandle, command: EngineCommand, caller: Caller): Promise<TtlOutcome> => {
+    const outcome = ttlOutcome((await shard.propose(command, callerOptions(ctx, caller))).outcome);
     if (outcome.kind === 'error') throw outcome.error;
     return outcome;
   };
 
   const implementation: grpc.UntypedServiceImplementation = {
-    Put: unary<WireDkvPutRequest>(async ({ raw, message }) => {
+    Put: unary<WireDkvPutRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       checkPut(message);
       ttlMsFromWire(message.ttl_ms);
@@ -45,11 +47,11 @@ export function createDkvKvService(ctx: DkvKvServiceContext): { definition: Retu
       // The fence key must live on the shard that applies the write.
       const shard = ctx.router.forKeys(fence === undefined ? [message.key] : [message.key, fence.key]);
       ctx.quota?.check(shard, putCost(message));
-      const outcome = await propose(shard, dkvPutCommand(raw));
+      const outcome = await propose(shard, dkvPutCommand(raw), ctx.gate.caller(call));
       if (outcome.kind !== 'put') throw new Error(`dkv put applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.result.revision), ...putToWire(outcome.result) };
     }),
-    Txn: unary<WireDkvTxnRequest>(async ({ raw, message }) => {
+    Txn: unary<WireDkvTxnRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       const txn = message.txn ?? emptyTxn;
       checkTxn(txn);
@@ -60,7 +62,7 @@ export function createDkvKvService(ctx: DkvKvServiceContext): { definition: Retu
       if (fence !== undefined) keys.push(fence.key);
       const shard = ctx.router.forKeys(keys);
       ctx.quota?.check(shard, txnCost(txn));
-      const outcome = await propose(shard, dkvTxnCommand(raw));
+      const outcome = await propose(shard, dkvTxnCommand(raw), ctx.gate.caller(call));
       if (outcome.kind !== 'txn') throw new Error(`dkv txn applied as ${outcome.kind}`);
       const header = responseHeader(ctx, shard, outcome.result.revision);
       return { header, ...txnToWire(outcome.result, header) };

@@ -41,7 +41,10 @@ import {
 import { type Incoming, serviceDefinition } from './grpc-service.js';
 import { observeBufferBytesMax } from './limits.js';
 import { ResponseQueue } from './response-queue.js';
-import { type Logger, clientErrorLogged, linkedSignal, requestOptions, responseHeader, unary, waitingUnary } from './service-common.js';
+import { type Logger, type UnaryCall, clientErrorLogged, linkedSignal, requestOptions, responseHeader, unary, waitingUnary } from './service-common.js';
+import { type KeyAccess, PermissionType, rangeAccess } from '../engines/index.js';
+import { permittedCaller } from './kv-service.js';
+import { checkRecipeAccess } from './concurrency.js';
 
 /** The leader key of a Proclaim or Resign (etcd refuses a request without one). */
 function leaderKeyOf(leader: WireLeaderKey | null | undefined): { key: Uint8Array; rev: number; lease: bigint } {
@@ -184,13 +187,22 @@ class ObserveStream implements WatchSink {
   }
 }
 
+/** A leader key's txn (compare its create revision, then write it): read and write the key. */
+function txnAccessOfKey(key: Uint8Array): KeyAccess[] {
+  return [
+    { key, rangeEnd: new Uint8Array(0), type: PermissionType.Read },
+    { key, rangeEnd: new Uint8Array(0), type: PermissionType.Write },
+  ];
+}
+
 export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
   const implementation: grpc.UntypedServiceImplementation = {
-    Campaign: waitingUnary<WireCampaignRequest>(async ({ raw, message }, canceled) => {
+    Campaign: waitingUnary<WireCampaignRequest>(async ({ raw, message }, canceled, call) => {
       checkRequestSize(ctx, raw);
       const name = checkName(message.name);
       const value = checkValue(message.value);
       const prefix = namePrefix(name);
+      checkRecipeAccess(ctx, call, prefix);
       const shard = ctx.router.forKey(name);
       const { signal, release } = linkedSignal(canceled, ctx.stopping);
       try {
@@ -217,18 +229,20 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
         release();
       }
     }, log, toGrpcErrorOfRecipe),
-    Proclaim: unary<WireProclaimRequest>(async ({ raw, message }) => {
+    Proclaim: unary<WireProclaimRequest>(async ({ raw, message }, call) => {
       checkRequestSize(ctx, raw);
       const leader = leaderKeyOf(message.leader);
+      permittedCaller(ctx, call, () => txnAccessOfKey(leader.key));
       const value = checkValue(message.value);
       const shard = ctx.router.forKey(leader.key);
       const result = await putIfCreatedAt(ctx, shard, { key: leader.key, rev: leader.rev, value, lease: leader.lease });
       if (!result.succeeded) throw dkvError('election-not-leader');
       return { header: responseHeader(ctx, shard, result.revision) };
     }, log, toGrpcErrorOfRecipe),
-    Leader: unary<WireLeaderRequest>(async ({ raw, message }) => {
+    Leader: unary<WireLeaderRequest>(async ({ raw, message }, call) => {
       checkRequestSize(ctx, raw);
       const name = checkName(message.name);
+      permittedCaller(ctx, call, () => rangeAccess({ key: namePrefix(name), rangeEnd: prefixEnd(namePrefix(name)) }));
       const shard = ctx.router.forKey(name);
       await shard.read(requestOptions(ctx));
       const store = storeOf(shard);
@@ -241,6 +255,7 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
       try {
         checkRequestSize(ctx, call.request.raw);
         const name = checkName(call.request.message.name);
+        permittedCaller(ctx, call as unknown as UnaryCall<unknown>, () => rangeAccess({ key: namePrefix(name), rangeEnd: prefixEnd(namePrefix(name)) }));
         stream = new ObserveStream(call, ctx, ctx.router.forKey(name), namePrefix(name), log);
       } catch (error) {
         call.emit('error', toGrpcErrorOfRecipe(clientErrorLogged(error, log)));
@@ -249,9 +264,10 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
       void stream.start();
     },
     // As etcd: success whether or not the key was still the leader's (then nothing is deleted).
-    Resign: unary<WireResignRequest>(async ({ raw, message }) => {
+    Resign: unary<WireResignRequest>(async ({ raw, message }, call) => {
       checkRequestSize(ctx, raw);
       const leader = leaderKeyOf(message.leader);
+      permittedCaller(ctx, call, () => txnAccessOfKey(leader.key));
       const shard = ctx.router.forKey(leader.key);
       const result = await deleteIfCreatedAt(ctx, shard, leader.key, leader.rev);
       return { header: responseHeader(ctx, shard, result.revision) };

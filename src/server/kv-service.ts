@@ -8,7 +8,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { isReadOnlyTxn, mvccLimits } from '../../storage/index.js';
 import type { DeleteRangeResult, TxnResult } from '../../storage/index.js';
 import { KvCommandKind, type KvEngine, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
-import { EngineId } from '../engines/index.js';
+import { type Caller, EngineId, type KeyAccess, type LeaseEngine, deleteRangeAccess, putAccess, rangeAccess, txnAccess } from '../engines/index.js';
 import type { RequestOptions, ShardHandle } from '../runtime/index.js';
 import {
   type WireDeleteRangeRequest,
@@ -22,7 +22,7 @@ import {
 import { dkvError } from '../errors.js';
 import { serviceDefinition } from './grpc-service.js';
 import { putCost, txnCost } from './quota.js';
-import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common.js';
+import { type ServiceContext, type UnaryCall, callerOptions, requestOptions, responseHeader, unary } from './service-common.js';
 
 /** etcd's limit on operations in each branch of a txn, shared down nested txns (storage/mvcc/limits.ts). */
 export const txnOperationsMax = mvccLimits.txnOperationsMax;
@@ -139,49 +139,68 @@ export async function proposeDelete(shard: ShardHandle, key: Uint8Array, options
   return outcome.result;
 }
 
-export function createKvService(ctx: KvServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
-  const options = requestOptions(ctx);
+/** The keys each lease holds now, on this member (the edge's view; the guard checks again where it applies). */
+export function leaseKeysOf(shard: ShardHandle): (lease: bigint) => Iterable<Uint8Array> {
+  const leases = shard.machine().engine<LeaseEngine>(EngineId.Lease);
+  return (lease) => leases.get(lease)?.keys.values() ?? [];
+}
 
+/**
+ * The call's caller, checked at the edge against what the request touches (only while auth is
+ * on: `keys` is not even computed otherwise). Writes are checked again where they are applied.
+ */
+export function permittedCaller(ctx: ServiceContext, call: UnaryCall<unknown>, keys: () => KeyAccess[]): Caller {
+  const caller = ctx.gate.caller(call);
+  if (ctx.gate.enabled) ctx.gate.checkKeys(caller, keys());
+  return caller;
+}
+
+export function createKvService(ctx: KvServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
   const checkSize = (raw: Buffer): void => {
     if (raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
   };
 
-  const propose = (shard: ShardHandle, kind: KvCommandKind, raw: Buffer): Promise<WriteOutcome> => proposeKv(shard, kind, raw, options);
+  const propose = (shard: ShardHandle, kind: KvCommandKind, raw: Buffer, caller: Caller): Promise<WriteOutcome> => proposeKv(shard, kind, raw, callerOptions(ctx, caller));
+  const options = requestOptions(ctx);
 
   const kv = (shard: ShardHandle): KvEngine => shard.machine().engine<KvEngine>(EngineId.Kv);
 
   const implementation: grpc.UntypedServiceImplementation = {
-    Range: unary<WireRangeRequest>(async ({ raw, message }) => {
+    Range: unary<WireRangeRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       checkKey(message.key);
+      permittedCaller(ctx, call, () => rangeAccess({ key: message.key, rangeEnd: message.range_end }));
       const shard = ctx.router.forKey(message.key);
       if (!message.serializable && ctx.unsafeStaleReads !== true) await shard.read(options);
       const mvcc = kv(shard).mvcc;
       const result = mvcc.range(rangeFromWire(message));
       return { header: responseHeader(ctx, shard, mvcc.revision), ...rangeToWire(result) };
     }),
-    Put: unary<WirePutRequest>(async ({ raw, message }) => {
+    Put: unary<WirePutRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       checkPut(message);
       const shard = ctx.router.forKey(message.key);
+      const caller = permittedCaller(ctx, call, () => putAccess({ key: message.key, lease: int64Exact(message.lease), prevKv: message.prev_kv }, leaseKeysOf(shard)));
       ctx.quota?.check(shard, putCost(message));
-      const outcome = await propose(shard, KvCommandKind.Put, raw);
+      const outcome = await propose(shard, KvCommandKind.Put, raw, caller);
       if (outcome.kind !== 'put') throw new Error(`put applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.result.revision), ...putToWire(outcome.result) };
     }),
-    DeleteRange: unary<WireDeleteRangeRequest>(async ({ raw, message }) => {
+    DeleteRange: unary<WireDeleteRangeRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       checkKey(message.key);
+      const caller = permittedCaller(ctx, call, () => deleteRangeAccess({ key: message.key, rangeEnd: message.range_end, prevKv: message.prev_kv }));
       const shard = ctx.router.forKey(message.key);
-      const outcome = await propose(shard, KvCommandKind.DeleteRange, raw);
+      const outcome = await propose(shard, KvCommandKind.DeleteRange, raw, caller);
       if (outcome.kind !== 'delete-range') throw new Error(`delete applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.result.revision), ...deleteRangeToWire(outcome.result) };
     }),
-    Txn: unary<WireTxnRequest>(async ({ raw, message }) => {
+    Txn: unary<WireTxnRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       checkTxn(message);
       const shard = ctx.router.forKeys(txnKeys(message));
       const request = txnFromWire(message);
+      const caller = permittedCaller(ctx, call, () => txnAccess(request, leaseKeysOf(shard)));
       if (isReadOnlyTxn(request)) {
         // etcd serves a txn that only reads as it serves a Range: ReadIndex (unless every range
         // in it is serializable), then the local state; nothing goes through the log.
@@ -193,15 +212,17 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       }
       ctx.quota?.check(shard, txnCost(message));
       const payload = ctx.unsafeIgnoreTxnCompare === true ? Buffer.from(TxnRequestType.encode({ ...message, compare: [] }).finish()) : raw;
-      const outcome = await propose(shard, KvCommandKind.Txn, payload);
+      const outcome = await propose(shard, KvCommandKind.Txn, payload, caller);
       if (outcome.kind !== 'txn') throw new Error(`txn applied as ${outcome.kind}`);
       const h = responseHeader(ctx, shard, outcome.result.revision);
       return { header: h, ...txnToWire(outcome.result, h) };
     }),
-    Compact: unary<object>(async ({ raw }) => {
+    Compact: unary<object>(async ({ raw }, call) => {
       checkSize(raw);
+      // etcd checks no permission for a compaction; the caller is carried all the same.
+      const caller = ctx.gate.caller(call);
       const shard = ctx.router.defaultStore();
-      const outcome = await propose(shard, KvCommandKind.Compaction, raw);
+      const outcome = await propose(shard, KvCommandKind.Compaction, raw, caller);
       if (outcome.kind !== 'compaction') throw new Error(`compaction applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.revision) };
     }),

@@ -14,7 +14,9 @@ import { compareBytes } from '../../storage/index.js';
 import { type ShardHandle, kvEngineOf, leaseEngineOf } from '../runtime/index.js';
 import { type Incoming, serviceDefinition } from './grpc-service.js';
 import { leaseGrantCost } from './quota.js';
-import { type ServiceContext, clientError, requestOptions, responseHeader, unary } from './service-common.js';
+import { type ServiceContext, callerOptions, clientError, requestOptions, responseHeader, unary } from './service-common.js';
+import { leaseKeysOf, permittedCaller } from './kv-service.js';
+import { type Caller, PermissionType } from '../engines/index.js';
 import { leaseKeepAlivesPendingPerStreamMax } from './limits.js';
 
 export interface LeaseServiceContext extends ServiceContext {
@@ -136,8 +138,8 @@ export function createLeaseService(ctx: LeaseServiceContext): { definition: Retu
     if (raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
   };
 
-  const propose = async (shard: ShardHandle, command: EngineCommand): Promise<LeaseOutcome> => {
-    const outcome = leaseOutcome((await shard.propose(command, options)).outcome);
+  const propose = async (shard: ShardHandle, command: EngineCommand, caller: Caller): Promise<LeaseOutcome> => {
+    const outcome = leaseOutcome((await shard.propose(command, callerOptions(ctx, caller))).outcome);
     if (outcome.kind === 'error') throw outcome.error;
     return outcome;
   };
@@ -146,32 +148,38 @@ export function createLeaseService(ctx: LeaseServiceContext): { definition: Retu
   const renewals = new RenewalBatcher(() => ctx.router.defaultStore(), options);
 
   const implementation: grpc.UntypedServiceImplementation = {
-    LeaseGrant: unary<WireLeaseGrantRequest>(async ({ raw, message }) => {
+    LeaseGrant: unary<WireLeaseGrantRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
+      // etcd checks no permission for a grant (keys attach later, each put checked).
+      const caller = ctx.gate.caller(call);
       const ttl = int64Exact(message.TTL);
       if (ttl > BigInt(leaseLimits.leaseTtlSecondsMax)) throw dkvError('lease-ttl-too-large');
       const ttlSeconds = Math.max(ctx.leaseTtlSecondsMin, Number(ttl));
       const requested = int64Exact(message.ID);
       const shard = ctx.router.defaultStore();
       ctx.quota?.check(shard, leaseGrantCost);
-      const outcome = await propose(shard, grantCommand(requested === 0n ? ids.take() : requested, ttlSeconds));
+      const outcome = await propose(shard, grantCommand(requested === 0n ? ids.take() : requested, ttlSeconds), caller);
       if (outcome.kind !== 'granted') throw new Error(`grant applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, revision(shard)), ID: int64ToWire(outcome.id), TTL: outcome.ttlSeconds, error: '' };
     }),
-    LeaseRevoke: unary<WireLeaseId>(async ({ raw, message }) => {
+    LeaseRevoke: unary<WireLeaseId>(async ({ raw, message }, call) => {
       checkSize(raw);
       const id = int64Exact(message.ID);
       if (id === 0n) throw dkvError('lease-not-found');
       const shard = ctx.router.defaultStore();
-      const outcome = await propose(shard, revokeCommand(id));
+      // Revoking deletes the lease's keys: the caller must be able to write every one (etcd's rule).
+      const caller = permittedCaller(ctx, call, () => [...leaseKeysOf(shard)(id)].map((key) => ({ key, rangeEnd: new Uint8Array(0), type: PermissionType.Write })));
+      const outcome = await propose(shard, revokeCommand(id), caller);
       if (outcome.kind !== 'revoked') throw new Error(`revoke applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.revision) };
     }),
-    LeaseTimeToLive: unary<WireLeaseTimeToLiveRequest>(async ({ raw, message }) => {
+    LeaseTimeToLive: unary<WireLeaseTimeToLiveRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       const id = int64Exact(message.ID);
       const shard = ctx.router.defaultStore();
       await shard.read(options);
+      // etcd 3.5's rule: the caller must be able to read every key the lease holds.
+      permittedCaller(ctx, call, () => [...leaseKeysOf(shard)(id)].map((key) => ({ key, rangeEnd: new Uint8Array(0), type: PermissionType.Read })));
       const machine = shard.machine();
       const engine = leaseEngineOf(machine);
       const lease = engine.get(id);

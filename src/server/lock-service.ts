@@ -5,17 +5,19 @@
 import type * as grpc from '@grpc/grpc-js';
 import { type WireLockRequest, type WireUnlockRequest, int64Exact } from '../etcd-proto.js';
 import { dkvError, toGrpcErrorOfRecipe } from '../errors.js';
-import { type ConcurrencyContext, checkClientKey, checkName, checkRequestSize, joinQueue, leaveQueue, namePrefix, waitForTurn } from './concurrency.js';
+import { deleteRangeAccess } from '../engines/index.js';
+import { type ConcurrencyContext, checkRecipeAccess, checkClientKey, checkName, checkRequestSize, joinQueue, leaveQueue, namePrefix, waitForTurn } from './concurrency.js';
 import { serviceDefinition } from './grpc-service.js';
-import { proposeDelete } from './kv-service.js';
+import { permittedCaller, proposeDelete } from './kv-service.js';
 import { type Logger, linkedSignal, requestOptions, responseHeader, unary, waitingUnary } from './service-common.js';
 
 export function createLockService(ctx: ConcurrencyContext, log?: Logger): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
   const implementation: grpc.UntypedServiceImplementation = {
-    Lock: waitingUnary<WireLockRequest>(async ({ raw, message }, canceled) => {
+    Lock: waitingUnary<WireLockRequest>(async ({ raw, message }, canceled, call) => {
       checkRequestSize(ctx, raw);
       const name = checkName(message.name);
       const prefix = namePrefix(name);
+      checkRecipeAccess(ctx, call, prefix);
       const shard = ctx.router.forKey(name);
       const { signal, release } = linkedSignal(canceled, ctx.stopping);
       try {
@@ -39,9 +41,10 @@ export function createLockService(ctx: ConcurrencyContext, log?: Logger): { defi
       }
     }, log, toGrpcErrorOfRecipe),
     // etcd deletes the key whoever holds it, and answers with a header even if there was none.
-    Unlock: unary<WireUnlockRequest>(async ({ raw, message }) => {
+    Unlock: unary<WireUnlockRequest>(async ({ raw, message }, call) => {
       checkRequestSize(ctx, raw);
       const key = checkClientKey(message.key);
+      permittedCaller(ctx, call, () => deleteRangeAccess({ key }));
       const shard = ctx.router.forKey(key);
       const result = await proposeDelete(shard, key, requestOptions(ctx));
       return { header: responseHeader(ctx, shard, result.revision) };

@@ -15,7 +15,7 @@ import type { Defragmenter } from './defragment.js';
 import { serviceDefinition, type Incoming } from './grpc-service.js';
 import { moveLeaderPollMs } from './limits.js';
 import { snapshotFileParts } from './snapshot-file.js';
-import { type ServiceContext, clientError, requestOptions, responseHeader, unary } from './service-common.js';
+import { type ServiceContext, callerOptions, clientError, requestOptions, responseHeader, unary } from './service-common.js';
 
 export interface MaintenanceServiceContext extends ServiceContext {
   /** The etcd API version this server speaks (Status reports it). */
@@ -69,9 +69,14 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
 
     // etcd hashes its whole backend (leases included); here: every engine of the default store's
     // state machine (keys, leases, the leader-stamped time), equal on replicas at one applied index.
-    Hash: unary<object>(async () => ({ header: header(), hash: data().machine().hash() })),
+    // etcd's authMaintenanceServer: Hash, HashKV, Snapshot, Defragment and MoveLeader are root's.
+    Hash: unary<object>(async (_request, call) => {
+      ctx.gate.admin(call);
+      return { header: header(), hash: data().machine().hash() };
+    }),
 
-    HashKV: unary<{ revision: Int64 }>(async ({ message }) => {
+    HashKV: unary<{ revision: Int64 }>(async ({ message }, call) => {
+      ctx.gate.admin(call);
       // Saturated: past 2^53 still a future revision, below -2^53 still "current" (as etcd).
       const result = store().hashKV(int64Saturated(message.revision));
       return { header: header(), hash: result.hash, compact_revision: result.compactRevision, hash_revision: result.revision };
@@ -79,7 +84,9 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
 
     // As etcd: GET lists the alarms of a type (NONE: all) after a linearizable read; ACTIVATE and
     // DEACTIVATE go through Raft and answer with the alarm they changed (none if nothing changed).
-    Alarm: unary<{ action?: number; memberID?: Int64; alarm?: number }>(async ({ message }) => {
+    Alarm: unary<{ action?: number; memberID?: Int64; alarm?: number }>(async ({ message }, call) => {
+      // etcd checks no permission for alarms; the caller is carried all the same.
+      const caller = ctx.gate.caller(call);
       const shard = data();
       const type = alarmTypeOf(message.alarm ?? AlarmType.None);
       const action = message.action ?? AlarmAction.Get;
@@ -92,17 +99,19 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
       if (memberId === undefined || memberId <= 0 || type === AlarmType.None) return { header: header(), alarms: [] };
       if (action !== AlarmAction.Activate && action !== AlarmAction.Deactivate) throw dkvError('invalid-argument', `unknown alarm action ${action}`);
       const command = action === AlarmAction.Activate ? activateAlarmCommand(memberId, type) : deactivateAlarmCommand(memberId, type);
-      const { changed } = alarmOutcome((await shard.propose(command, options)).outcome);
+      const { changed } = alarmOutcome((await shard.propose(command, callerOptions(ctx, caller))).outcome);
       if (changed !== undefined) ctx.log?.(`alarm ${alarmNames[changed.alarm]} of member ${changed.memberId.toString(16)} ${action === AlarmAction.Activate ? 'raised' : 'disarmed'}`);
       return { header: header(), alarms: changed === undefined ? [] : [wireAlarm(changed)] };
     }),
 
-    Defragment: unary<object>(async () => {
+    Defragment: unary<object>(async (_request, call) => {
+      ctx.gate.admin(call);
       await ctx.defragmenter.run();
       return { header: header() };
     }),
 
-    MoveLeader: unary<{ targetID: Int64 }>(async ({ message }) => {
+    MoveLeader: unary<{ targetID: Int64 }>(async ({ message }, call) => {
+      ctx.gate.admin(call);
       // Member ids are below 2^53: a target that is not a safe integer is no member (exact, never rounded).
       const target = int64IfSafe(message.targetID);
       const status = data().status();
@@ -114,7 +123,11 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
     }),
 
     Snapshot: (call: grpc.ServerWritableStream<Incoming<object>, object>) => {
-      streamSnapshot(call, header, () => data().machine()).catch((error: unknown) => {
+      const started = (async () => {
+        ctx.gate.admin(call);
+        await streamSnapshot(call, header, () => data().machine());
+      })();
+      started.catch((error: unknown) => {
         call.emit('error', toGrpcError(clientError(error)));
       });
     },

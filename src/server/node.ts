@@ -11,8 +11,13 @@ import * as grpc from '@grpc/grpc-js';
 import { type ConfChange, type Entry, SeededPrng, assert, encodeConfChange } from '../../raft/index.js';
 import { LevelLogStore, type ShardUpdate } from '../../storage/index.js';
 import { clusterIdOf, formatId, memberIdOf } from '../cluster/index.js';
-import { composeStateMachine, kvEngineOf, metaEngineOf } from '../runtime/index.js';
-import { eventsOf, isCompactionOutcome } from '../engines/index.js';
+import { authEngineOf, composeStateMachine, kvEngineOf, metaEngineOf } from '../runtime/index.js';
+import { EngineId, authOutcome, eventsOf, isCompactionOutcome } from '../engines/index.js';
+import { AuthGate } from './auth/gate.js';
+import { authenticateBurstPerPeer, authenticateBurstPerUser, authenticateRatePerPeerPerSecond, authenticateRatePerUserPerSecond, scryptCostLog2Default, simpleTokenSweepMs, simpleTokenTtlSecondsDefault } from './auth/limits.js';
+import { RateLimiter } from './auth/rate-limit.js';
+import { createAuthService } from './auth/service.js';
+import { SimpleTokens } from './auth/tokens.js';
 import { type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index.js';
 import { WatchHub, watchLimits } from '../engines/watch/index.js';
 import { dkvError } from '../errors.js';
@@ -131,6 +136,9 @@ export class DkvNode {
   private stopping = false;
   private publishTimer: NodeJS.Timeout | undefined;
   private gaugeTimer: NodeJS.Timeout | undefined;
+  private tokenSweepTimer: NodeJS.Timeout | undefined;
+  /** etcd's simple tokens this member accepts (registered by every applied Authenticate). */
+  private readonly simpleTokens = new SimpleTokens(simpleTokenTtlSecondsDefault * 1000);
   /** --quota-backend-bytes: checked by the services before they propose a write. */
   readonly quota: BackendQuota;
   readonly defragmenter: Defragmenter;
@@ -229,6 +237,7 @@ export class DkvNode {
           // event made the replay's garbage outlive young collections.
           this.watchHub.onApplied(eventsOf(applied.outcome), this.recoveryLog?.replays(shard, entry.index) !== true);
           if (isCompactionOutcome(applied.outcome)) this.memorySettler.compactionApplied();
+          if (applied.engine === EngineId.Auth) this.authApplied(applied.outcome, this.recoveryLog?.replays(shard, entry.index) === true);
         },
         stateReplaced: (shard, from) => {
           const source = from === 'leader' ? "the leader's snapshot" : 'the stored snapshot';
@@ -237,6 +246,8 @@ export class DkvNode {
           if (shard === META_SHARD) this.membershipChanged();
           else this.refreshLearner();
           if (shard === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
+          // Authenticates and password changes inside the snapshot were never seen here: clients re-authenticate.
+          if (shard === DEFAULT_STORE_SHARD) this.simpleTokens.clear();
         },
         fatal: (error) => this.options.onFatal?.(error),
         entryApplied: (shard, entry) => {
@@ -595,6 +606,18 @@ export class DkvNode {
     this.publishTimer = setTimeout(attempt, 0);
   }
 
+  /**
+   * An applied auth command's effect on this member's simple tokens. A restart's replay of the
+   * stored log registers none: tokens live in memory only, as etcd's do (clients authenticate again).
+   */
+  private authApplied(outcome: unknown, replayed: boolean): void {
+    const result = authOutcome(outcome);
+    if (result.kind === 'authenticated' && result.token !== undefined && !replayed) this.simpleTokens.register(result.token, result.name, Date.now());
+    if (result.kind !== 'auth' || result.invalidates === undefined) return;
+    if (result.invalidates === 'all') this.simpleTokens.clear();
+    else this.simpleTokens.invalidateUser(result.invalidates.user);
+  }
+
   private clientCredentials(): grpc.ServerCredentials {
     const tls = this.config.listenClientUrls.some((u) => u.scheme === 'https') ? readTls(this.config.clientTls) : undefined;
     if (tls === undefined) return grpc.ServerCredentials.createInsecure();
@@ -606,12 +629,21 @@ export class DkvNode {
       'grpc.max_receive_message_length': this.config.maxRequestBytes + grpcOverheadBytes,
       'grpc.max_send_message_length': 2 ** 31 - 1,
     });
+    const gate = new AuthGate({
+      auth: () => authEngineOf(this.router.defaultStore().machine()),
+      simpleTokens: this.simpleTokens,
+      clientCertAuth: this.config.clientTls.clientCertAuth,
+      nowMs: () => Date.now(),
+    });
+    this.tokenSweepTimer = setInterval(() => this.simpleTokens.sweep(Date.now()), simpleTokenSweepMs);
+    this.tokenSweepTimer.unref();
     const common = {
       router: this.router,
       clusterId: () => this.identity.clusterId,
       memberId: this.identity.memberId,
       requestTimeoutMs: requestTimeoutMs(this.config.tickMs * this.config.electionTicks),
       quota: this.quota,
+      gate,
     };
     // A learner serves what etcd's learner serves (Status, serializable Range); anything else gets
     // etcd's `rpc not supported for learner`, so clients move on to a voting member.
@@ -649,7 +681,7 @@ export class DkvNode {
       buffered: this.watchBuffered,
     });
     addService(watch);
-    const prefixWatch = createPrefixWatchService({ hub: () => this.watchHub, store, buffered: this.watchBuffered });
+    const prefixWatch = createPrefixWatchService({ hub: () => this.watchHub, store, buffered: this.watchBuffered, gate });
     addService(prefixWatch);
     const concurrency = {
       ...common,
@@ -667,6 +699,15 @@ export class DkvNode {
     addService(lock);
     const election = createElectionService(concurrency, serviceLog);
     addService(election);
+    const authService = createAuthService({
+      ...common,
+      tokens: { kind: 'simple' },
+      passwordCostLog2: scryptCostLog2Default,
+      perUser: new RateLimiter(authenticateBurstPerUser, authenticateRatePerUserPerSecond),
+      perPeer: new RateLimiter(authenticateBurstPerPeer, authenticateRatePerPeerPerSecond),
+      nowMs: () => Date.now(),
+    });
+    addService(authService);
     const credentials = this.clientCredentials();
     for (const url of this.config.listenClientUrls) {
       const port = await new Promise<number>((resolve, reject) => {
@@ -748,6 +789,7 @@ export class DkvNode {
     this.stopping = true;
     clearTimeout(this.publishTimer);
     clearInterval(this.gaugeTimer);
+    clearInterval(this.tokenSweepTimer);
     this.autoCompactor.stop();
     void this.memorySettler.stop();
     // Calls that wait (Lock, Campaign, Observe) end now rather than hold the shutdown's grace period.

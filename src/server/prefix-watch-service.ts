@@ -9,7 +9,10 @@ import { type KeyValue, type MvccEvent, prefixEnd } from '../../storage/index.js
 import { eventToWire, keyValueToWire } from '../engines/kv/index.js';
 import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index.js';
 import { dkvRoot, int64Saturated, type Int64 } from '../etcd-proto.js';
-import { errorTable } from '../errors.js';
+import { errorTable, toGrpcError } from '../errors.js';
+import { rangeAccess } from '../engines/index.js';
+import { clientError } from '../error-mapping.js';
+import type { AuthGate } from './auth/gate.js';
 import { type Incoming, serviceDefinition } from './grpc-service.js';
 import { type BufferedBytes, ResponseQueue, grpcFrames } from './response-queue.js';
 
@@ -21,6 +24,8 @@ export interface PrefixWatchContext {
   readonly store: () => { revision: number; compactRevision: number; range(r: { key: Uint8Array; rangeEnd?: Uint8Array; revision?: number }): { kvs: KeyValue[] } };
   /** Counts the bytes every stream holds for slow clients (for metrics). */
   readonly buffered?: BufferedBytes;
+  /** The caller must be able to read the whole prefix (checked when the stream starts). */
+  readonly gate: AuthGate;
 }
 
 interface WireRequest {
@@ -136,6 +141,16 @@ export function createPrefixWatchService(ctx: PrefixWatchContext): { definition:
   const serialize = definition['WatchPrefix']!.responseSerialize as (response: object) => Buffer;
   const implementation: grpc.UntypedServiceImplementation = {
     WatchPrefix: (call: grpc.ServerWritableStream<Incoming<WireRequest>, object>) => {
+      if (ctx.gate.enabled) {
+        try {
+          const prefix = call.request.message.prefix;
+          const key = prefix.length === 0 ? Uint8Array.of(0) : prefix;
+          ctx.gate.checkKeys(ctx.gate.caller(call), rangeAccess({ key, rangeEnd: prefix.length === 0 ? Uint8Array.of(0) : prefixEnd(prefix) }));
+        } catch (error) {
+          call.emit('error', toGrpcError(clientError(error)));
+          return;
+        }
+      }
       new PrefixStream(call, ctx, serialize);
     },
   };

@@ -7,6 +7,8 @@ import type { RequestOptions, Router, ShardHandle } from '../runtime/index.js';
 import type { Incoming } from './grpc-service.js';
 import { type LogFields, requestIdOfCall } from './request-log.js';
 import type { BackendQuota } from './quota.js';
+import type { AuthGate } from './auth/gate.js';
+import type { Caller } from '../engines/index.js';
 
 export interface ServiceContext {
   readonly router: Router;
@@ -16,12 +18,19 @@ export interface ServiceContext {
   readonly requestTimeoutMs: number;
   /** --quota-backend-bytes: writes that grow a store are checked against it (none: unchecked). */
   readonly quota?: BackendQuota;
+  /** Who each call's caller is and what it may do (etcd's auth). */
+  readonly gate: AuthGate;
 }
 
 export { clientError };
 
 export function requestOptions(ctx: ServiceContext): RequestOptions {
   return { timeoutMs: ctx.requestTimeoutMs };
+}
+
+/** A client request's options: the timeout, and the caller its command carries to the state machine's guard. */
+export function callerOptions(ctx: ServiceContext, caller: Caller): RequestOptions {
+  return { timeoutMs: ctx.requestTimeoutMs, caller };
 }
 
 export function responseHeader(ctx: ServiceContext, shard: ShardHandle, revision: number): WireResponseHeader {
@@ -33,9 +42,12 @@ export type Logger = (message: string, fields?: LogFields) => void;
 /** How a service turns what a request failed with into the status its client gets. */
 export type ToStatus = (error: unknown) => GrpcErrorObject;
 
+/** A unary call as its handler sees it: metadata and TLS details, for the caller (auth). */
+export type UnaryCall<Req> = grpc.ServerUnaryCall<Incoming<Req>, object>;
+
 /** A unary handler: the promise's value is the response; a rejection becomes a gRPC status. */
-export function unary<Req>(handle: (request: Incoming<Req>) => Promise<object>, log?: Logger, toStatus: ToStatus = toGrpcError): grpc.handleUnaryCall<Incoming<Req>, object> {
-  return (call, callback) => answer(() => handle(call.request), callback, log, toStatus, requestIdOfCall(call));
+export function unary<Req>(handle: (request: Incoming<Req>, call: UnaryCall<Req>) => Promise<object>, log?: Logger, toStatus: ToStatus = toGrpcError): grpc.handleUnaryCall<Incoming<Req>, object> {
+  return (call, callback) => answer(() => handle(call.request, call), callback, log, toStatus, requestIdOfCall(call));
 }
 
 /**
@@ -43,7 +55,7 @@ export function unary<Req>(handle: (request: Incoming<Req>) => Promise<object>, 
  * the client cancels the call or its deadline passes (grpc-js reports both as 'cancelled').
  */
 export function waitingUnary<Req>(
-  handle: (request: Incoming<Req>, signal: AbortSignal) => Promise<object>,
+  handle: (request: Incoming<Req>, signal: AbortSignal, call: UnaryCall<Req>) => Promise<object>,
   log?: Logger,
   toStatus: ToStatus = toGrpcError,
 ): grpc.handleUnaryCall<Incoming<Req>, object> {
@@ -52,7 +64,7 @@ export function waitingUnary<Req>(
     const cancel = (): void => controller.abort(dkvError('canceled'));
     if (call.cancelled) cancel();
     else call.once('cancelled', cancel);
-    answer(() => handle(call.request, controller.signal), callback, log, toStatus, requestIdOfCall(call));
+    answer(() => handle(call.request, controller.signal, call), callback, log, toStatus, requestIdOfCall(call));
   };
 }
 

@@ -15,6 +15,15 @@ import { type Incoming, serviceDefinition } from './grpc-service.js';
 import { type BufferedBytes, type FrameEncoder, ResponseQueue, grpcFrames, grpcPrefixBytes, writeGrpcPrefix } from './response-queue.js';
 import type { ShardHandle } from '../runtime/index.js';
 import { type ServiceContext, responseHeader } from './service-common.js';
+import { type Caller, rangeAccess } from '../engines/index.js';
+
+/**
+ * The reason a watcher its caller may not read is refused or canceled with: etcd sends its gRPC
+ * permission-denied error in this form (ErrGRPCPermissionDenied.Error()).
+ */
+export const watchPermissionDeniedReason = `rpc error: code = PermissionDenied desc = ${errorTable['permission-denied'].message}`;
+/** What an auth check saw last: the auth revision while auth is on, or this while it is off. */
+const AUTH_OFF = -1;
 
 /** etcd's id for "no watcher" / "every watcher on the stream". */
 export const INVALID_WATCH_ID = -1;
@@ -191,6 +200,8 @@ interface WatcherState {
   readonly fragment: boolean;
   /** Events went out since the last periodic progress tick (then no progress is due). */
   sentSinceTick: boolean;
+  /** The auth state its read permission was last checked at (an auth revision, or AUTH_OFF). */
+  authCheckedAt: number;
 }
 
 /** One client stream: its watchers and a bounded queue of responses for a slow reader. */
@@ -204,6 +215,8 @@ class WatchStream implements WatchSink {
   /** A progress request waits for every watcher to be synced. */
   private progressPending = false;
   private readonly progressTimer: NodeJS.Timeout;
+  /** The stream's caller, from its metadata (resolved at the first create). */
+  private caller: Caller | undefined;
 
   constructor(
     private readonly call: grpc.ServerDuplexStream<Incoming<WireWatchRequest>, object>,
@@ -265,6 +278,7 @@ class WatchStream implements WatchSink {
     if (id === undefined) return refuse(`${errorTable['invalid-argument'].message}: watch_id is not a safe integer (|v| < 2^53)`);
     if (id !== 0 && this.states.has(id)) return refuse(errorTable['watch-duplicate-id'].message);
     if (this.states.size >= watchLimits.watchersPerStreamMax) return refuse(errorTable['too-many-watchers'].message);
+    if (!this.mayRead(r.key !== undefined && r.key.length > 0 ? r.key : Uint8Array.of(0), r.range_end)) return refuse(watchPermissionDeniedReason);
     if (id === 0) {
       while (this.states.has(this.nextAutoId)) this.nextAutoId++;
       id = this.nextAutoId++;
@@ -286,10 +300,45 @@ class WatchStream implements WatchSink {
       },
       this,
     );
-    this.states.set(id, { watcher, progressNotify: r.progress_notify === true, fragment: r.fragment === true, sentSinceTick: false });
+    this.states.set(id, { watcher, progressNotify: r.progress_notify === true, fragment: r.fragment === true, sentSinceTick: false, authCheckedAt: this.authState() });
     // `created` goes out before any event of the watcher (the hub may deliver at once).
     this.push({ header: this.header(current), watch_id: id, created: true });
     this.ctx.hub().add(watcher);
+  }
+
+  private authState(): number {
+    return this.ctx.gate.enabled ? this.ctx.gate.revision : AUTH_OFF;
+  }
+
+  /** Whether the stream's caller may read `key`..`rangeEnd` now (always while auth is off). */
+  private mayRead(key: Uint8Array, rangeEnd: Uint8Array | undefined): boolean {
+    if (!this.ctx.gate.enabled) return true;
+    try {
+      this.caller ??= this.ctx.gate.caller(this.call);
+      this.ctx.gate.checkKeys({ user: this.caller.user, authRevision: this.ctx.gate.revision }, rangeAccess({ key, rangeEnd }));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Whether a watcher may still be sent events: its read permission is checked again whenever
+   * the auth state changed since the last check, and a watcher that lost it is canceled.
+   */
+  private stillPermitted(state: WatcherState): boolean {
+    const now = this.authState();
+    if (now === state.authCheckedAt) return true;
+    const { key, rangeEnd } = state.watcher.options;
+    if (!this.mayRead(key, rangeEnd)) {
+      this.states.delete(state.watcher.id);
+      this.lastQueued.delete(state.watcher.id);
+      this.ctx.hub().remove(state.watcher);
+      this.push({ header: this.header(this.ctx.currentRevision()), watch_id: state.watcher.id, canceled: true, cancel_reason: watchPermissionDeniedReason });
+      return false;
+    }
+    state.authCheckedAt = now;
+    return true;
   }
 
   private cancel(id: number): void {
@@ -346,6 +395,7 @@ class WatchStream implements WatchSink {
     if (!this.hasRoom()) return false;
     const state = this.states.get(watcher.id);
     if (state === undefined) return true;
+    if (!this.stillPermitted(state)) return true;
     state.sentSinceTick = true;
     const header = this.headerBytes(headerRevision);
     let bytes = 0;

@@ -81,3 +81,45 @@ describe('command envelope', () => {
     );
   });
 });
+
+describe('command envelope with a caller (format 3)', () => {
+  const caller = fc.record({ user: fc.string({ maxLength: 40 }), authRevision: safeId });
+
+  it('round-trips the caller and every other field, and stamping keeps the caller (property)', () => {
+    fc.assert(
+      fc.property(envelope, caller, fc.integer({ min: 0, max: 2 ** 40 }), (e, who, now) => {
+        const bytes = encodeEnvelope({ ...e, caller: who });
+        expect(bytes[0]).toBe(3);
+        const decoded = decodeEnvelope(bytes);
+        expect({ ...decoded, payload: [...decoded.payload] }).toEqual({ ...e, caller: who, payload: [...e.payload] });
+        expect(envelopeOrigin(bytes)).toEqual({ proposer: e.proposer, requestId: e.requestId });
+        const stamped = stampEnvelope(bytes, now);
+        expect(decodeEnvelope(stamped).caller).toEqual(who);
+        expect(decodeEnvelope(stamped).timestampMs).toBe(now);
+        expect(sameCommand(bytes, stamped)).toBe(true);
+      }),
+    );
+  });
+
+  it('two commands that differ only in their caller are not the same command', () => {
+    const base = { engine: 2, version: 1, kind: 1, timestampMs: 5, proposer: 1, requestId: 9, payload: Uint8Array.of(1, 2, 3) };
+    const alice = encodeEnvelope({ ...base, caller: { user: 'alice', authRevision: 3 } });
+    const bob = encodeEnvelope({ ...base, caller: { user: 'bobby', authRevision: 3 } });
+    expect(sameCommand(alice, bob)).toBe(false);
+    expect(sameCommand(alice, encodeEnvelope(base))).toBe(false);
+  });
+
+  it('refuses a caller cut off, a user name that is not UTF-8, and a revision past 2^53', () => {
+    const good = encodeEnvelope({ engine: 2, version: 1, kind: 1, timestampMs: 5, proposer: 1, requestId: 9, payload: new Uint8Array(0), caller: { user: 'ab', authRevision: 1 } });
+    expect(() => decodeEnvelope(good.subarray(0, ENVELOPE_HEADER_BYTES + 5))).toThrow(EnvelopeDecodeError);
+    expect(() => decodeEnvelope(good.subarray(0, good.length - 1))).toThrow(EnvelopeDecodeError);
+    const badUtf8 = good.slice();
+    badUtf8[ENVELOPE_HEADER_BYTES + 10] = 0xff;
+    expect(() => decodeEnvelope(badUtf8)).toThrow(EnvelopeDecodeError);
+    const huge = good.slice();
+    huge[ENVELOPE_HEADER_BYTES] = 0xff; // the top byte, whichever end the u64 keeps it at
+    huge[ENVELOPE_HEADER_BYTES + 7] = 0xff;
+    expect(() => decodeEnvelope(huge)).toThrow(EnvelopeDecodeError);
+    expect(() => encodeEnvelope({ engine: 2, version: 1, kind: 1, timestampMs: 5, proposer: 1, requestId: 9, payload: new Uint8Array(0), caller: { user: 'x'.repeat(0x10000), authRevision: 1 } })).toThrow(TypeError);
+  });
+});

@@ -62,8 +62,19 @@ export interface AuthRole {
 
 /** A change applied (with the auth revision after it), or a successful Authenticate. */
 export type AuthOutcome =
-  | { readonly kind: 'auth'; readonly revision: number }
-  | { readonly kind: 'authenticated'; readonly name: string; readonly revision: number }
+  | {
+      readonly kind: 'auth';
+      readonly revision: number;
+      /** Tokens that must stop working on every member: a user's (deleted, or a new password), or all (auth disabled). */
+      readonly invalidates?: { readonly user: string } | 'all';
+    }
+  | {
+      readonly kind: 'authenticated';
+      readonly name: string;
+      readonly revision: number;
+      /** The simple token every member now accepts for `name` (the proposer's prefix, "." and this entry's index); none for JWT. */
+      readonly token?: string;
+    }
   | { readonly kind: 'error'; readonly error: EngineError };
 
 export function authOutcome(outcome: unknown): AuthOutcome {
@@ -98,8 +109,12 @@ export const authCommands = {
   roleGrantPermission: (name: string, permission: KeyPermission): EngineCommand =>
     command(AuthCommandKind.RoleGrantPermission, { name, permType: permission.permType, key: b64(permission.key), rangeEnd: b64(permission.rangeEnd) }),
   roleRevokePermission: (role: string, key: Uint8Array, rangeEnd: Uint8Array): EngineCommand => command(AuthCommandKind.RoleRevokePermission, { role, key: b64(key), rangeEnd: b64(rangeEnd) }),
-  /** The password of `name` matched its hash when the auth revision was `checkedRevision`. */
-  authenticate: (name: string, checkedRevision: number): EngineCommand => command(AuthCommandKind.Authenticate, { name, checkedRevision }),
+  /**
+   * The password of `name` matched its hash when the auth revision was `checkedRevision`; with a
+   * `tokenPrefix`, every member registers the simple token `${tokenPrefix}.${index}` for `name`.
+   */
+  authenticate: (name: string, checkedRevision: number, tokenPrefix?: string): EngineCommand =>
+    command(AuthCommandKind.Authenticate, tokenPrefix === undefined ? { name, checkedRevision } : { name, checkedRevision, tokenPrefix }),
 };
 
 /** A field of a decoded command, or a refusal when it is missing or of the wrong type. */
@@ -186,7 +201,7 @@ export class AuthEngine implements Engine {
 
   // ---- Apply --------------------------------------------------------------------------------
 
-  apply(cmd: EngineCommand, _context: ApplyContext): AuthOutcome {
+  apply(cmd: EngineCommand, context: ApplyContext): AuthOutcome {
     let body: Record<string, unknown>;
     try {
       const parsed: unknown = JSON.parse(decoder.decode(cmd.payload));
@@ -196,17 +211,17 @@ export class AuthEngine implements Engine {
       return { kind: 'error', error: new EngineError('invalid-auth-mgmt', 'auth command is not a JSON object') };
     }
     try {
-      return this.applyBody(cmd.kind, body);
+      return this.applyBody(cmd.kind, body, context);
     } catch (error) {
       if (error instanceof EngineError) return { kind: 'error', error };
       throw error;
     }
   }
 
-  private changed(): AuthOutcome {
+  private changed(invalidates?: { readonly user: string } | 'all'): AuthOutcome {
     this.revisionValue++;
     this.rebuildPermissions();
-    return { kind: 'auth', revision: this.revisionValue };
+    return invalidates === undefined ? { kind: 'auth', revision: this.revisionValue } : { kind: 'auth', revision: this.revisionValue, invalidates };
   }
 
   private unchanged(): AuthOutcome {
@@ -225,7 +240,7 @@ export class AuthEngine implements Engine {
     return role;
   }
 
-  private applyBody(kind: number, body: Record<string, unknown>): AuthOutcome {
+  private applyBody(kind: number, body: Record<string, unknown>, context: ApplyContext): AuthOutcome {
     switch (kind) {
       case AuthCommandKind.Enable: {
         if (this.enabledValue) return this.unchanged();
@@ -238,7 +253,7 @@ export class AuthEngine implements Engine {
       case AuthCommandKind.Disable: {
         if (!this.enabledValue) return this.unchanged();
         this.enabledValue = false;
-        return this.changed();
+        return this.changed('all');
       }
       case AuthCommandKind.UserAdd: {
         const name = field(body, 'name', isString);
@@ -255,7 +270,7 @@ export class AuthEngine implements Engine {
         if (this.enabledValue && name === ROOT) throw new EngineError('invalid-auth-mgmt');
         this.existingUser(name);
         this.users.delete(name);
-        return this.changed();
+        return this.changed({ user: name });
       }
       case AuthCommandKind.UserChangePassword: {
         const name = field(body, 'name', isString);
@@ -263,7 +278,7 @@ export class AuthEngine implements Engine {
         const user = this.existingUser(name);
         if (!user.noPassword && passwordHash.length === 0) throw new EngineError('invalid-auth-mgmt', 'a user with a password needs its hash');
         this.users.set(name, { ...user, passwordHash: user.noPassword ? new Uint8Array(0) : passwordHash });
-        return this.changed();
+        return this.changed({ user: name });
       }
       case AuthCommandKind.UserGrantRole: {
         const name = field(body, 'user', isString);
@@ -329,7 +344,10 @@ export class AuthEngine implements Engine {
         const user = this.users.get(name);
         if (user === undefined || user.noPassword) throw new EngineError('auth-failed');
         if (checkedRevision !== this.revisionValue) throw new EngineError('auth-old-revision');
-        return { kind: 'authenticated', name, revision: this.revisionValue };
+        const prefix = body.tokenPrefix;
+        if (prefix === undefined) return { kind: 'authenticated', name, revision: this.revisionValue };
+        if (!isString(prefix) || !/^[A-Za-z]{1,64}$/.test(prefix)) throw new EngineError('invalid-auth-mgmt', 'a token prefix is letters');
+        return { kind: 'authenticated', name, revision: this.revisionValue, token: `${prefix}.${context.index}` };
       }
       default:
         throw new UnknownCommandError(`unknown auth command kind ${kind}`);

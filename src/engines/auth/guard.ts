@@ -13,8 +13,8 @@
  *  - lease revoke: write every key the lease holds; grant and renew: nothing;
  *  - dkv.v1 put and txn with TTLs: as the KV put and txn, and read the fence key;
  *  - counters: read and write the key (an increment returns the value);
- *  - alarm deactivation and every auth change: root only (etcd's admin calls); activation is the
- *    node's own report of a full backend, checked by nobody.
+ *  - alarms: nothing (etcd's Alarm call checks none);
+ *  - every auth change: root only (etcd's admin calls).
  * Commands a node proposes on its own (expiry) carry no caller and are never checked.
  */
 import type { TxnRequest, RequestOp } from '../../../storage/index.js';
@@ -28,7 +28,6 @@ import {
   type WirePutRequest,
   type WireTxnRequest,
 } from '../../etcd-proto.js';
-import { AlarmCommandKind } from '../alarm/engine.js';
 import { CounterCommandKind } from '../counter/engine.js';
 import { type Caller, type EngineCommand, EngineError, EngineId } from '../engine.js';
 import { KvCommandKind } from '../kv/engine.js';
@@ -174,7 +173,7 @@ export function commandAccess(command: EngineCommand, leaseKeys: LeaseKeys): Com
     case EngineId.Lease:
       return leaseAccess(command, leaseKeys);
     case EngineId.Alarm:
-      return command.kind === AlarmCommandKind.Activate ? NOTHING : ADMIN;
+      return NOTHING;
     case EngineId.Auth:
       // Authenticate is how a caller gets a user; everything else changes who may do what.
       return command.kind === AuthCommandKind.Authenticate ? NOTHING : ADMIN;

@@ -1,0 +1,102 @@
+/**
+ * The auth gate: who a request's caller is, and whether it may do what it asks — the edge half of
+ * etcd's auth (the other half is the state machine's guard, which checks every client command
+ * again where it is applied, src/engines/auth/guard.ts).
+ *
+ * The caller of a request, as etcd finds it:
+ *  - auth off: anonymous (a token sent anyway is ignored, as etcd ignores it);
+ *  - a `token` in the call's metadata: a simple token this member knows, or a JWT whose signature
+ *    and expiry hold — else `invalid auth token`;
+ *  - no token, `--client-cert-auth` on and a verified client certificate: the certificate's CN is
+ *    the user (etcd's rule; the user must exist for any permission to apply);
+ *  - else anonymous: every permission check then answers `user name is empty`.
+ * A simple token's caller is checked at the current auth revision; a JWT's at the revision it was
+ * issued at, so a JWT stops working (`revision of auth store is old`) after any auth change.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { type AuthEngine, type Caller, type CommandAccess, type KeyAccess, accessRefusal, anonymousCaller } from '../../engines/index.js';
+import { dkvError } from '../../errors.js';
+import { tokenBytesMax } from './limits.js';
+import type { SimpleTokens } from './tokens.js';
+
+/** What the gate needs of a JWT provider (src/server/auth/jwt.ts). */
+export interface JwtVerifier {
+  verify(token: string, nowMs: number): { user: string; authRevision: number } | undefined;
+}
+
+/** What a service call exposes to the gate: its metadata and, on TLS, the peer's certificate. */
+export interface CallCredentials {
+  readonly metadata: grpc.Metadata;
+  getAuthContext?(): { sslPeerCertificate?: { subject?: { CN?: string | string[] } } } | undefined;
+}
+
+export interface AuthGateOptions {
+  /** The auth engine of the default store's shard, now (a snapshot install replaces it). */
+  readonly auth: () => AuthEngine;
+  readonly simpleTokens: SimpleTokens;
+  readonly jwt?: JwtVerifier;
+  /** --client-cert-auth: a verified client certificate's CN names the user when no token is sent. */
+  readonly clientCertAuth: boolean;
+  readonly nowMs: () => number;
+}
+
+export class AuthGate {
+  constructor(private readonly options: AuthGateOptions) {}
+
+  get enabled(): boolean {
+    return this.options.auth().enabled;
+  }
+
+  get revision(): number {
+    return this.options.auth().revision;
+  }
+
+  /** The caller of a call (throws `invalid-auth-token` for a token that names nobody). */
+  caller(call: CallCredentials): Caller {
+    const auth = this.options.auth();
+    if (!auth.enabled) return anonymousCaller;
+    const values = call.metadata.get('token');
+    const token = values.length === 0 ? undefined : String(values[0]);
+    if (token !== undefined) return this.tokenCaller(token, auth);
+    const cn = this.options.clientCertAuth ? certificateCommonName(call) : undefined;
+    return cn === undefined ? anonymousCaller : { user: cn, authRevision: auth.revision };
+  }
+
+  private tokenCaller(token: string, auth: AuthEngine): Caller {
+    if (token.length === 0 || token.length > tokenBytesMax) throw dkvError('invalid-auth-token');
+    const now = this.options.nowMs();
+    const user = this.options.simpleTokens.use(token, now);
+    if (user !== undefined) return { user, authRevision: auth.revision };
+    const claims = this.options.jwt?.verify(token, now);
+    if (claims === undefined) throw dkvError('invalid-auth-token');
+    return { user: claims.user, authRevision: claims.authRevision };
+  }
+
+  /** Throws unless `caller` may read and write what `keys` say (nothing while auth is off). */
+  checkKeys(caller: Caller, keys: readonly KeyAccess[]): void {
+    this.check(caller, { admin: false, keys });
+  }
+
+  /** Throws unless `caller` is root (anyone while auth is off): etcd's admin calls. */
+  checkAdmin(caller: Caller): void {
+    this.check(caller, { admin: true });
+  }
+
+  check(caller: Caller, access: CommandAccess): void {
+    const refusal = accessRefusal(this.options.auth(), caller, access);
+    if (refusal !== undefined) throw refusal;
+  }
+
+  /** The call's caller, who must be root (a shorthand for admin calls). */
+  admin(call: CallCredentials): Caller {
+    const caller = this.caller(call);
+    this.checkAdmin(caller);
+    return caller;
+  }
+}
+
+function certificateCommonName(call: CallCredentials): string | undefined {
+  const cn = call.getAuthContext?.()?.sslPeerCertificate?.subject?.CN;
+  const name = Array.isArray(cn) ? cn[0] : cn;
+  return name === undefined || name === '' ? undefined : name;
+}
