@@ -136,6 +136,11 @@ function optionError(option: string, problem: string): never {
   throw new AuthTokenOptionError(option, `${option}: ${problem}`);
 }
 
+/** The token kind is the value itself, so its message names no option (the caller names the flag). */
+function kindError(kind: string): never {
+  throw new AuthTokenOptionError('auth-token', `must be "simple" or "jwt,sign-method=…,pub-key=…,priv-key=…", got "${kind}"`);
+}
+
 /**
  * Parses etcd's `--auth-token` value: `simple`, or
  * `jwt,pub-key=PATH,priv-key=PATH,sign-method=METHOD[,ttl=DURATION]` (etcd 3.4/3.5), and reads
@@ -151,7 +156,7 @@ export function parseAuthTokenOption(text: string): AuthTokenOption {
     if (items.length > 0) optionError('simple', `takes no options, got "${items.join(',')}"`);
     return { kind: 'simple' };
   }
-  if (kind !== 'jwt') optionError('auth-token', `must be "simple" or "jwt,sign-method=…,pub-key=…,priv-key=…", got "${kind}"`);
+  if (kind !== 'jwt') kindError(kind);
   const options = jwtOptionsOf(items);
   const methodText = options.get('sign-method');
   if (methodText === undefined) optionError('sign-method', `must be given, one of ${jwtSignMethods.join(', ')}`);
@@ -373,7 +378,10 @@ export class JwtTokens {
     const claims = `{"exp":${exp},"revision":${authRevision},"username":${goJsonString(user)}}`;
     const signingInput = `${this.encodedHeader}.${Buffer.from(claims).toString('base64url')}`;
     const signature = this.signatureOf(Buffer.from(signingInput), this.privateKey);
-    return `${signingInput}.${signature.toString('base64url')}`;
+    const token = `${signingInput}.${signature.toString('base64url')}`;
+    // A token verify() would refuse must not be handed out: user names are far shorter than this.
+    if (token.length > tokenLengthMax) throw new RangeError(`a token for a ${user.length}-character user name is over ${tokenLengthMax} characters`);
+    return token;
   }
 
   /** The user and auth revision of a valid, unexpired token; undefined for any other string. */
@@ -384,7 +392,8 @@ export class JwtTokens {
 
   /** verify(), saying why a token is refused. */
   check(token: string, nowMs: number): JwtCheck {
-    if (typeof token !== 'string' || token.length > tokenLengthMax) return { ok: false, reason: 'too-long' };
+    if (typeof token !== 'string') return { ok: false, reason: 'malformed' };
+    if (token.length > tokenLengthMax) return { ok: false, reason: 'too-long' };
     const parts = token.split('.');
     if (parts.length !== 3) return { ok: false, reason: 'malformed' };
     const [headerPart = '', claimsPart = '', signaturePart = ''] = parts;
