@@ -17,6 +17,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { limits as raftLimits } from '../../raft/index.js';
+import { type AuthTokenOption, AuthTokenOptionError, parseAuthTokenOption } from './auth/jwt.js';
 
 // ---------------------------------------------------------------------------------------------
 // Limits and defaults (units last)
@@ -69,6 +70,30 @@ export const autoCompactionRetentionMsMax = 365 * 24 * 3_600_000;
 export const autoCompactionRetentionRevisionsMax = 1_000_000_000_000;
 /** Member names longer than this are a mistake, not a name. */
 export const nameLengthMax = 256;
+/** etcd's --auth-token-ttl default: a simple token lives 5 minutes after its last use. */
+export const authTokenTtlSecondsDefault = 300;
+export const authTokenTtlSecondsMin = 1;
+/** A week (etcd sets no bound): a simple token is a bearer secret, and a longer idle life is a typo. */
+export const authTokenTtlSecondsMax = 7 * 24 * 3600;
+/** etcd's --bcrypt-cost default (Go's bcrypt.DefaultCost) and the range bcrypt takes (4..31). */
+export const bcryptCostDefault = 10;
+export const bcryptCostMin = 4;
+export const bcryptCostMax = 31;
+/**
+ * DKV hashes passwords with scrypt (node:crypto has no bcrypt): --bcrypt-cost c sets scrypt's
+ * N = 2^(c + 4), so etcd's default 10 gives N = 2^14, the scrypt paper's interactive-login
+ * setting and Node's default (16 MiB and some 50 ms per hash with r = 8). Each bcrypt step
+ * doubles the work, and so does each step here.
+ */
+export const scryptLog2NPerBcryptCostOffset = 4;
+/** N = 2^10 (1 MiB, a few ms): what bcrypt's cheapest costs (4..6, used by tests) come to. */
+export const scryptLog2NMin = 10;
+/**
+ * N = 2^16 (64 MiB with r = 8, some 200 ms): past this, a handful of concurrent Authenticate
+ * calls would take gigabytes, and scrypt's work is memory as well as time, so a smaller N
+ * costs an attacker more than the same bcrypt cost would.
+ */
+export const scryptLog2NMax = 16;
 
 const defaults = {
   name: 'default',
@@ -83,6 +108,14 @@ if (heartbeatTicksDefault * electionToHeartbeatRatioMin > electionTicksDefault) 
 }
 if (electionTicksDefault * tickMsDefault > electionTimeoutMsMax) {
   throw new Error('the default election timeout is over the maximum');
+}
+if (scryptLog2NOf(bcryptCostDefault) !== 14 || scryptLog2NMin > scryptLog2NMax) {
+  throw new Error('etcd\'s default bcrypt cost must give scrypt N = 2^14, within the scrypt range');
+}
+
+/** The scrypt cost (log2 N) that --bcrypt-cost stands for; see scryptLog2NPerBcryptCostOffset. */
+export function scryptLog2NOf(bcryptCost: number): number {
+  return Math.min(scryptLog2NMax, Math.max(scryptLog2NMin, bcryptCost + scryptLog2NPerBcryptCostOffset));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -146,6 +179,14 @@ export interface ServerConfig {
   /** Bytes the store of a shard may hold (MvccStore.sizeBytes) before NOSPACE is raised. */
   readonly quotaBackendBytes: number;
   readonly autoCompaction: AutoCompactionConfig;
+  /** --auth-token: simple tokens, or signed JWTs with their keys loaded. */
+  readonly authToken: AuthTokenOption;
+  /** --auth-token-ttl: the lifetime in seconds of a simple token (etcd's; JWTs have their own ttl=). */
+  readonly authTokenTtlSeconds: number;
+  /** --bcrypt-cost as given (etcd's default when out of bcrypt's range, as etcd does). */
+  readonly bcryptCost: number;
+  /** The scrypt cost password hashes are made with: log2 N, from --bcrypt-cost (scryptLog2NOf). */
+  readonly scryptLog2N: number;
   readonly logFile: string | undefined;
   /** The lowest level logged (--log-level; --debug means debug). */
   readonly logLevel: LogLevel;
@@ -244,7 +285,6 @@ function noEffect(flag: string, kind: FlagKind, etcdDefault: string, reason: str
 const noDiscovery = 'discovery is not implemented; list the members in --initial-cluster';
 const noV2 = 'DKV serves the v3 API only';
 const noProxy = 'DKV has no proxy mode';
-const noAuth = 'authentication is not implemented';
 const caOnly = 'certificates are checked against the trusted CA only';
 const noCrl = 'certificate revocation lists are not checked';
 const noAutoTls = 'DKV does not generate certificates; give the cert and key files';
@@ -293,9 +333,6 @@ const etcdFlagsWithoutEffect: readonly EtcdFlagWithoutEffect[] = [
   noEffect('cors', 'list', '*', 'there is no HTTP/JSON gateway'),
   noEffect('host-whitelist', 'list', '*', 'there is no HTTP/JSON gateway'),
   noEffect('enable-grpc-gateway', 'bool', 'true', 'there is no HTTP/JSON gateway'),
-  noEffect('auth-token', 'string', 'simple', noAuth),
-  noEffect('bcrypt-cost', 'int', '10', noAuth),
-  noEffect('auth-token-ttl', 'int', '300', noAuth),
   noEffect('enable-pprof', 'bool', 'false', 'Go profiling; profile DKV with node --inspect'),
   noEffect('metrics', 'string', 'basic', 'DKV exports one metric set on --listen-metrics-urls'),
   noEffect('proxy', 'string', 'off', noProxy),
@@ -434,6 +471,32 @@ const flagSpecs: readonly FlagSpec[] = [
     'enable peer client cert authentication (needs --peer-trusted-ca-file).',
     [peerTlsKey, 'client-cert-auth'],
   ),
+  spec(
+    'auth-token',
+    'string',
+    'security',
+    'simple',
+    'the auth tokens Authenticate hands out (etcd\'s syntax): \'simple\' (opaque random tokens), or ' +
+      '\'jwt,pub-key=PATH,priv-key=PATH,sign-method=METHOD[,ttl=5m]\' (signed tokens any member with the key verifies; methods ' +
+      'RS256/384/512, PS256/384/512, ES256/384/512, EdDSA, and HS256/384/512 with the shared secret as priv-key; ' +
+      'pub-key alone verifies only; ttl defaults to 5m). Key files are read at start.',
+  ),
+  spec(
+    'auth-token-ttl',
+    'int',
+    'security',
+    String(authTokenTtlSecondsDefault),
+    `lifetime in seconds of a simple token (${authTokenTtlSecondsMin}..${authTokenTtlSecondsMax}); a JWT's is the ttl= of --auth-token.`,
+  ),
+  spec(
+    'bcrypt-cost',
+    'int',
+    'security',
+    String(bcryptCostDefault),
+    `cost of password hashing. DKV uses scrypt, with N = 2^(bcrypt-cost + ${scryptLog2NPerBcryptCostOffset}) ` +
+      `held within 2^${scryptLog2NMin}..2^${scryptLog2NMax} (the default gives 2^${scryptLog2NOf(bcryptCostDefault)}); ` +
+      `as in etcd, a cost outside ${bcryptCostMin}..${bcryptCostMax} is warned about and the default used.`,
+  ),
   spec('tick-ms', 'int', 'dkv', String(tickMsDefault), `milliseconds per Raft tick (${tickMsMin}..${tickMsMax}).`),
   spec(
     'election-ticks',
@@ -569,8 +632,6 @@ const etcdKeysIgnored: ReadonlySet<string> = new Set([
   'tls-max-version',
   'initial-election-tick-advance',
   'pre-vote',
-  'auth-token',
-  'bcrypt-cost',
   'unsafe-no-fsync',
   'socket-reuse-port',
   'socket-reuse-address',
@@ -1141,6 +1202,12 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
   const quotaBytes = field(() => intValue('quota-backend-bytes', raw, 0, 0, quotaBackendBytesMax), 0);
   const quotaBackendBytes = quotaBytes === 0 ? quotaBackendBytesDefault : quotaBytes;
   const autoCompaction = field(() => autoCompactionValue(raw), { mode: 'periodic' as const, retention: 0 });
+  const authToken = field(() => authTokenValue(raw), { kind: 'simple' as const });
+  const authTokenTtlSeconds = field(
+    () => intValue('auth-token-ttl', raw, authTokenTtlSecondsDefault, authTokenTtlSecondsMin, authTokenTtlSecondsMax),
+    authTokenTtlSecondsDefault,
+  );
+  const bcryptCost = field(() => bcryptCostValue(raw, warnings), bcryptCostDefault);
   const logFile = field(() => stringValue('log-file', raw), undefined);
   const { logLevel, logOutputs, logFormat } = field(() => loggingValue(raw, logFile), { logLevel: logLevelDefault, logOutputs: ['stderr'], logFormat: logFormatDefault });
   checkWithoutEffect(raw, warnings, errors);
@@ -1175,6 +1242,10 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     maxRequestBytes,
     quotaBackendBytes,
     autoCompaction,
+    authToken,
+    authTokenTtlSeconds,
+    bcryptCost,
+    scryptLog2N: scryptLog2NOf(bcryptCost),
     logFile,
     logLevel,
     logFormat,
@@ -1301,6 +1372,25 @@ function autoCompactionValue(raw: RawSettings): AutoCompactionConfig {
   if (retention === undefined) fail('auto-compaction-retention', raw, `must be a duration such as 1h or 30m, or a number of hours, got "${text}"`);
   if (retention > autoCompactionRetentionMsMax) fail('auto-compaction-retention', raw, `must be at most ${autoCompactionRetentionMsMax / 3_600_000}h, got "${text}"`);
   return { mode: modeText, retention };
+}
+
+/** --auth-token, parsed and its key files read (a bad one stops the start, naming the option). */
+function authTokenValue(raw: RawSettings): AuthTokenOption {
+  const text = stringValue('auth-token', raw) ?? 'simple';
+  try {
+    return parseAuthTokenOption(text);
+  } catch (error) {
+    if (!(error instanceof AuthTokenOptionError)) throw error;
+    return fail('auth-token', raw, error.message);
+  }
+}
+
+/** As etcd: a whole number; outside bcrypt's range it is warned about and the default used. */
+function bcryptCostValue(raw: RawSettings, warnings: string[]): number {
+  const cost = intValue('bcrypt-cost', raw, bcryptCostDefault, 0, Number.MAX_SAFE_INTEGER);
+  if (cost >= bcryptCostMin && cost <= bcryptCostMax) return cost;
+  warnings.push(`${labelOf('bcrypt-cost', raw)}: ${cost} is outside ${bcryptCostMin}..${bcryptCostMax}; the default ${bcryptCostDefault} is used (as etcd does)`);
+  return bcryptCostDefault;
 }
 
 function clusterStateValue(raw: RawSettings): InitialClusterState {

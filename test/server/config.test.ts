@@ -1,4 +1,5 @@
 /** `dkv server` configuration: flags, environment, YAML file, validation messages, ids, dev layout. */
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,8 +7,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   ConfigError,
   type ServerConfig,
+  checkConfigFile,
   devClusterLayout,
   parseServerConfig,
+  scryptLog2NOf,
   serverHelp,
   wantsHelp,
 } from '../../src/server/config.js';
@@ -828,5 +831,87 @@ describe('logging flags', () => {
     expect(configError(['--log-file=/a', '--log-outputs=/b']).message).toBe(
       '--log-outputs: cannot be combined with --log-file; give the file in --log-outputs',
     );
+  });
+});
+
+describe('authentication flags', () => {
+  const keys = generateKeyPairSync('ed25519', {
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+  const publicPath = join(tempDir, 'jwt.pub');
+  const privatePath = join(tempDir, 'jwt.priv');
+  writeFileSync(publicPath, keys.publicKey);
+  writeFileSync(privatePath, keys.privateKey);
+  const jwtText = `jwt,pub-key=${publicPath},priv-key=${privatePath},sign-method=EdDSA,ttl=10m`;
+
+  it('default to etcd\'s: simple tokens living 300 s, bcrypt cost 10 (scrypt N = 2^14); no warning', () => {
+    const config = parseServerConfig([]);
+    expect(config).toMatchObject({ authToken: { kind: 'simple' }, authTokenTtlSeconds: 300, bcryptCost: 10, scryptLog2N: 14, warnings: [] });
+    expect(parseServerConfig(['--auth-token=simple', '--auth-token-ttl=300', '--bcrypt-cost=10']).warnings).toEqual([]);
+  });
+
+  it('--auth-token jwt,… loads the keys at config load', () => {
+    const config = parseServerConfig([`--auth-token=${jwtText}`]);
+    expect(config.authToken).toMatchObject({ kind: 'jwt', signMethod: 'EdDSA', ttlMs: 600_000 });
+    if (config.authToken.kind !== 'jwt') throw new Error('expected jwt');
+    expect(config.authToken.publicKey.asymmetricKeyType).toBe('ed25519');
+    expect(config.authToken.privateKey?.type).toBe('private');
+    expect(config.warnings).toEqual([]);
+    expect(config.changedSettings).toContain(`--auth-token=${jwtText} (flag)`);
+  });
+
+  it('--auth-token errors name the flag, then the option', () => {
+    const missing = join(tempDir, 'no-such.pem');
+    expect(configError([`--auth-token=jwt,sign-method=EdDSA,pub-key=${missing}`])).toMatchObject({
+      field: 'auth-token',
+      message: `--auth-token: pub-key: cannot read "${missing}": ENOENT`,
+    });
+    expect(configError(['--auth-token=jwt,sign-method=RS256']).message).toMatch(/^--auth-token: pub-key: must be given for RS256/);
+    expect(configError([`--auth-token=jwt,sign-method=ES256,priv-key=${privatePath}`]).message).toMatch(
+      /^--auth-token: priv-key: ES256 needs an EC key on curve prime256v1, got ed25519$/,
+    );
+    expect(configError(['--auth-token=jwt,sign-method=EdDSA,pubkey=x']).message).toMatch(/^--auth-token: pubkey: unknown option/);
+    expect(configError(['--auth-token=tls']).message).toMatch(/^--auth-token: must be "simple" or "jwt,.*got "tls"$/);
+    expect(configError(['--auth-token=']).message).toBe('--auth-token: must not be empty');
+    expect(configError([], { ETCD_AUTH_TOKEN: 'jwt,sign-method=XX' }).message).toMatch(/^ETCD_AUTH_TOKEN: sign-method: must be one of/);
+  });
+
+  it('--auth-token-ttl is a positive whole number of seconds, at most a week', () => {
+    expect(parseServerConfig(['--auth-token-ttl', '60']).authTokenTtlSeconds).toBe(60);
+    expect(parseServerConfig([], { DKV_AUTH_TOKEN_TTL: '3600' }).authTokenTtlSeconds).toBe(3600);
+    expect(configError(['--auth-token-ttl=0']).message).toBe('--auth-token-ttl: must be between 1 and 604800, got 0');
+    expect(configError(['--auth-token-ttl=5m']).message).toBe('--auth-token-ttl: must be a whole number, got "5m"');
+  });
+
+  it('--bcrypt-cost sets scrypt\'s N = 2^(cost + 4) within 2^10..2^16; out of bcrypt\'s 4..31 it is warned about, as etcd does', () => {
+    expect(parseServerConfig(['--bcrypt-cost=12'])).toMatchObject({ bcryptCost: 12, scryptLog2N: 16 });
+    expect(parseServerConfig(['--bcrypt-cost=4'])).toMatchObject({ bcryptCost: 4, scryptLog2N: 10 });
+    expect([4, 5, 6, 7, 10, 11, 12, 13, 31].map(scryptLog2NOf)).toEqual([10, 10, 10, 11, 14, 15, 16, 16, 16]);
+    const config = parseServerConfig(['--bcrypt-cost=3']);
+    expect(config).toMatchObject({ bcryptCost: 10, scryptLog2N: 14 });
+    expect(config.warnings).toEqual(['--bcrypt-cost: 3 is outside 4..31; the default 10 is used (as etcd does)']);
+    expect(configError(['--bcrypt-cost=high']).message).toBe('--bcrypt-cost: must be a whole number, got "high"');
+  });
+
+  it('are read from etcd\'s config file keys, and dkv config check reports a bad one', () => {
+    const path = yamlFile(`auth-token: ${jwtText}\nauth-token-ttl: 120\nbcrypt-cost: 11\n`);
+    const config = parseServerConfig(['--config-file', path]);
+    expect(config).toMatchObject({ authToken: { kind: 'jwt', signMethod: 'EdDSA' }, authTokenTtlSeconds: 120, bcryptCost: 11, scryptLog2N: 15, warnings: [] });
+    const bad = yamlFile('auth-token: jwt,sign-method=HS256\nauth-token-ttl: -1\n');
+    const check = checkConfigFile(bad);
+    expect(check.errors.map((error) => error.message)).toEqual([
+      `auth-token (in ${bad}): priv-key: must be given for HS256: the file holding the shared secret`,
+      `auth-token-ttl (in ${bad}): must be a whole number, got "-1"`,
+    ]);
+  });
+
+  it('are listed in --help with etcd\'s defaults and no longer as without effect', () => {
+    expect(serverHelp).toContain("  --auth-token 'simple'\n");
+    expect(serverHelp).toContain("  --auth-token-ttl '300'\n");
+    expect(serverHelp).toContain("  --bcrypt-cost '10'\n");
+    expect(serverHelp).toMatch(/--bcrypt-cost '10'\n\s+cost of password hashing\. DKV uses scrypt, with N = 2\^\(bcrypt-cost \+ 4\) held within 2\^10\.\.2\^16/);
+    const noEffect = serverHelp.slice(serverHelp.indexOf('etcd flags accepted for compatibility, no effect in DKV:'));
+    expect(noEffect).not.toMatch(/auth-token|bcrypt-cost/);
   });
 });

@@ -2,7 +2,8 @@
  * `dkv server` started the way an etcd unit file starts etcd: etcd's ETCD_* variables (as in a
  * typical /etc/default/etcd) and etcd flags DKV does not use. It must serve, warn once per flag
  * that has no effect, and log what an operator needs at start. Plus `--version`, a typo's
- * suggestion, and `etcdctl endpoint status` showing "etcdserver: no leader" when quorum is lost.
+ * suggestion, an unusable --auth-token refused, and `etcdctl endpoint status` showing "etcdserver: no
+ * leader" when quorum is lost.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -31,6 +32,13 @@ describe('dkv server --version and typos', () => {
     expect(result.stdout).toMatch(/^DKV Version: \d+\.\d+\.\d+\netcd API Version: 3\.5\.0\nGit SHA: .+\nNode Version: v\d+/);
   });
 
+  it('refuses an --auth-token whose key file cannot be read, naming the flag and the option (exit 2)', () => {
+    const missing = join(dir, 'no-such-key.pem');
+    const result = spawnSync(process.execPath, [dkvBin, 'server', `--auth-token=jwt,pub-key=${missing},sign-method=RS256`], { encoding: 'utf8' });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toBe(`dkv server: --auth-token: pub-key: cannot read "${missing}": ENOENT\n`);
+  });
+
   it('refuses a flag that is no etcd flag either, suggesting the closest one (exit 2)', () => {
     const result = spawnSync(process.execPath, [dkvBin, 'server', '--snapshot-cuont=5'], { encoding: 'utf8' });
     expect(result.status).toBe(2);
@@ -56,6 +64,7 @@ describe('a node started from an etcd unit file', () => {
       ETCD_INITIAL_CLUSTER_TOKEN: 'etcd-cluster-1',
       ETCD_INITIAL_CLUSTER_STATE: 'new',
       ETCD_ENABLE_V2: 'true',
+      ETCD_AUTH_TOKEN: 'simple',
     };
     const flags = [
       '--snapshot-count=10000',
@@ -73,6 +82,8 @@ describe('a node started from an etcd unit file', () => {
       `--log-outputs=${logFile}`,
       '--log-level=info',
       '--pre-vote=true',
+      '--auth-token-ttl=600',
+      '--bcrypt-cost=4',
     ];
     const child = spawn(process.execPath, [dkvBin, 'server', ...flags], { env, stdio: ['ignore', openSync(join(dir, 'etcd1.out'), 'a'), 'pipe'] });
     children.push(child);
@@ -118,6 +129,9 @@ describe('a node started from an etcd unit file', () => {
     expect(text).toContain(`INFO etcd1: client URLs: listen ${client}, advertise ${client}`);
     expect(text).toContain(`INFO etcd1: peer URLs: listen ${peer}, advertise ${peer}`);
     expect(text).toContain('--snapshot-count=10000 (flag)');
+    // etcd's auth settings are DKV settings now: listed as changed, never as without effect.
+    expect(text).toContain('--auth-token-ttl=600 (flag)');
+    expect(text).toContain('--bcrypt-cost=4 (flag)');
     expect(text).toContain('--name=etcd1 (ETCD_NAME)');
     expect(text).toContain(`INFO etcd1: added member ${memberHex} "etcd1" (voter, peer URLs ${peer}) of cluster ${clusterHex}`);
     expect(text).toMatch(new RegExp(`INFO etcd1: shard 1: leader is now ${memberHex} \\(term \\d+\\)`));
