@@ -14,7 +14,8 @@ import { clusterIdOf, formatId, memberIdOf } from '../cluster/index.js';
 import { authEngineOf, composeStateMachine, kvEngineOf, metaEngineOf } from '../runtime/index.js';
 import { EngineId, authOutcome, eventsOf, isCompactionOutcome } from '../engines/index.js';
 import { AuthGate } from './auth/gate.js';
-import { authenticateBurstPerPeer, authenticateBurstPerUser, authenticateRatePerPeerPerSecond, authenticateRatePerUserPerSecond, scryptCostLog2Default, simpleTokenSweepMs, simpleTokenTtlSecondsDefault } from './auth/limits.js';
+import { authenticateBurstPerPeer, authenticateBurstPerUser, authenticateRatePerPeerPerSecond, authenticateRatePerUserPerSecond, simpleTokenSweepMs } from './auth/limits.js';
+import { JwtTokens } from './auth/jwt.js';
 import { RateLimiter } from './auth/rate-limit.js';
 import { createAuthService } from './auth/service.js';
 import { SimpleTokens } from './auth/tokens.js';
@@ -138,7 +139,9 @@ export class DkvNode {
   private gaugeTimer: NodeJS.Timeout | undefined;
   private tokenSweepTimer: NodeJS.Timeout | undefined;
   /** etcd's simple tokens this member accepts (registered by every applied Authenticate). */
-  private readonly simpleTokens = new SimpleTokens(simpleTokenTtlSecondsDefault * 1000);
+  private readonly simpleTokens: SimpleTokens;
+  /** --auth-token jwt,…: the signer and verifier of this member's tokens (none: simple tokens). */
+  private readonly jwt: JwtTokens | undefined;
   /** --quota-backend-bytes: checked by the services before they propose a write. */
   readonly quota: BackendQuota;
   readonly defragmenter: Defragmenter;
@@ -157,6 +160,8 @@ export class DkvNode {
     queried: readonly KnownPeer[] = [],
   ) {
     for (const peer of queried) if (peer.id !== identity.memberId) this.queriedPeers.set(peer.id, peer.url);
+    this.simpleTokens = new SimpleTokens(config.authTokenTtlSeconds * 1000);
+    this.jwt = config.authToken.kind === 'jwt' ? new JwtTokens(config.authToken) : undefined;
     this.metrics = createServerMetrics();
     this.membershipLog = new MembershipLog(identity.clusterId, (line) => logger.info(line));
     const peers = new Map<number, string>();
@@ -632,6 +637,7 @@ export class DkvNode {
     const gate = new AuthGate({
       auth: () => authEngineOf(this.router.defaultStore().machine()),
       simpleTokens: this.simpleTokens,
+      jwt: this.jwt,
       clientCertAuth: this.config.clientTls.clientCertAuth,
       nowMs: () => Date.now(),
     });
@@ -701,8 +707,8 @@ export class DkvNode {
     addService(election);
     const authService = createAuthService({
       ...common,
-      tokens: { kind: 'simple' },
-      passwordCostLog2: scryptCostLog2Default,
+      tokens: this.jwt === undefined ? { kind: 'simple' } : { kind: 'jwt', sign: (user, revision, now) => this.jwt!.sign(user, revision, now) },
+      passwordCostLog2: this.config.scryptLog2N,
       perUser: new RateLimiter(authenticateBurstPerUser, authenticateRatePerUserPerSecond),
       perPeer: new RateLimiter(authenticateBurstPerPeer, authenticateRatePerPeerPerSecond),
       nowMs: () => Date.now(),

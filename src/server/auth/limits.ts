@@ -4,8 +4,6 @@
  */
 import { strict as assert } from 'node:assert';
 
-/** etcd's --auth-token-ttl default: a simple token unused this long stops working. */
-export const simpleTokenTtlSecondsDefault = 300;
 /** How often expired simple tokens are swept from the table (they are refused once expired anyway). */
 export const simpleTokenSweepMs = 10_000;
 /** Letters in the random part of a simple token (etcd's GenTokenPrefix uses 16). */
@@ -20,9 +18,9 @@ export const passwordBytesMax = 1024;
 
 /** scrypt's cost as log2 N (N = 2^14: 16 MiB and tens of ms per hash, off the event loop; etcd's bcrypt cost 10 is of that order). */
 export const scryptCostLog2Default = 14;
-/** The accepted range of that cost (--bcrypt-cost maps into it). */
+/** The accepted range of that cost (--bcrypt-cost maps into it: src/server/config.ts scryptLog2NOf). */
 export const scryptCostLog2Min = 10;
-export const scryptCostLog2Max = 20;
+export const scryptCostLog2Max = 16;
 /** scrypt's block size and parallelism (the usual interactive-login parameters). */
 export const scryptBlockSize = 8;
 export const scryptParallelism = 1;
@@ -41,6 +39,6 @@ export const rateBucketsMax = 10_000;
 /** An Authenticate whose auth revision moved while its password was checked is tried this often (etcd retries until it holds). */
 export const authenticateAttemptsMax = 5;
 
-assert(simpleTokenSweepMs < simpleTokenTtlSecondsDefault * 1000, 'tokens are swept well within their lifetime');
+assert(simpleTokenSweepMs > 0, 'a sweep period');
 assert(scryptCostLog2Min <= scryptCostLog2Default && scryptCostLog2Default <= scryptCostLog2Max, 'the default scrypt cost is in range');
 assert(authenticateBurstPerUser <= authenticateBurstPerPeer, 'one address may use every user\'s burst');
