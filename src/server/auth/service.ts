@@ -15,6 +15,7 @@ import {
   EngineError,
   type KeyPermission,
   PermissionType,
+  ROOT,
   anonymousCaller,
   authCommands,
   authOutcome,
@@ -87,6 +88,12 @@ interface WireRoleRevokePermissionRequest {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** A bytes field as decoded: protobufjs hands an unset one back as its default, an empty Array, not a Uint8Array. */
+function bytesField(value: Uint8Array | readonly number[] | undefined | null): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  return value === undefined || value === null || value.length === 0 ? EMPTY : Uint8Array.from(value);
+}
 
 function checkName(name: string | undefined, empty: 'user-empty' | 'role-empty'): string {
   if (name === undefined || name === '') throw dkvError(empty);
@@ -180,8 +187,8 @@ export function createAuthService(ctx: AuthServiceContext): { definition: Return
     if (perm === undefined || perm === null) throw dkvError('permission-not-given');
     const permType = perm.permType ?? PermissionType.Read;
     if (permType !== PermissionType.Read && permType !== PermissionType.Write && permType !== PermissionType.ReadWrite) throw dkvError('invalid-argument', `permission type ${permType}`);
-    const key = perm.key ?? EMPTY;
-    const rangeEnd = perm.range_end ?? EMPTY;
+    const key = bytesField(perm.key);
+    const rangeEnd = bytesField(perm.range_end);
     if (!isValidPermissionRange(key, rangeEnd)) throw dkvError('invalid-auth-mgmt');
     return { permType, key, rangeEnd };
   };
@@ -229,7 +236,9 @@ export function createAuthService(ctx: AuthServiceContext): { definition: Return
       const name = checkName(message.role, 'role-empty');
       const role = (await readAuth(call)).role(name);
       if (role === undefined) throw dkvError('role-not-found');
-      return { header: header(), perm: role.permissions.map((p) => ({ permType: p.permType, key: p.key, range_end: p.rangeEnd })) };
+      // etcd lists no permissions for the root role (root may do anything without them).
+      const listed = name === ROOT ? [] : role.permissions;
+      return { header: header(), perm: listed.map((p) => ({ permType: p.permType, key: p.key, range_end: p.rangeEnd })) };
     }),
     RoleList: unary<object>(async (_request, call) => ({ header: header(), roles: (await readAuth(call)).roleNames() })),
     RoleDelete: unary<WireRoleNameRequest>(async ({ message }, call) => change(call, authCommands.roleDelete(checkName(message.role, 'role-empty')))),
@@ -237,7 +246,7 @@ export function createAuthService(ctx: AuthServiceContext): { definition: Return
       change(call, authCommands.roleGrantPermission(checkName(message.name, 'role-empty'), permissionFromWire(message.perm))),
     ),
     RoleRevokePermission: unary<WireRoleRevokePermissionRequest>(async ({ message }, call) =>
-      change(call, authCommands.roleRevokePermission(checkName(message.role, 'role-empty'), message.key ?? EMPTY, message.range_end ?? EMPTY)),
+      change(call, authCommands.roleRevokePermission(checkName(message.role, 'role-empty'), bytesField(message.key), bytesField(message.range_end))),
     ),
   };
   return { definition: serviceDefinition('etcdserverpb.Auth'), implementation };
