@@ -145,6 +145,14 @@ export interface CallOptions {
   readonly timeoutMs?: number;
   /** Cancels a unary call when it aborts: the call then rejects with CANCELLED. */
   readonly signal?: AbortSignal;
+  /** An auth token (etcd's `token` metadata, from Auth.Authenticate) sent with the call. */
+  readonly token?: string;
+}
+
+function metadataOf(options: CallOptions): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  if (options.token !== undefined) metadata.set('token', options.token);
+  return metadata;
 }
 
 /** An etcd Watch stream as `EtcdChannel.watch` opens it. */
@@ -214,7 +222,7 @@ export class EtcdChannel {
       const callOptions = deadlineOf(options.timeoutMs ?? this.callTimeoutMs);
       const signal = options.signal;
       const cancel = (): void => call.cancel();
-      const call = this.client.makeUnaryRequest(codec.path, codec.encode, codec.decode, request, callOptions, (error, response) => {
+      const call = this.client.makeUnaryRequest(codec.path, codec.encode, codec.decode, request, metadataOf(options), callOptions, (error, response) => {
         signal?.removeEventListener('abort', cancel);
         if (error !== null) reject(error);
         else if (response === undefined) reject(new Error(`${codec.path}: empty response`));
@@ -250,12 +258,12 @@ export class EtcdChannel {
 
   /** A server-streaming call (dkv.v1 WatchPrefix, Maintenance Snapshot). */
   serverStream<Response>(codec: MethodCodec<Response>, request: object, options: CallOptions = {}): grpc.ClientReadableStream<Response> {
-    return this.client.makeServerStreamRequest(codec.path, codec.encode, codec.decode, request, deadlineOf(options.timeoutMs));
+    return this.client.makeServerStreamRequest(codec.path, codec.encode, codec.decode, request, metadataOf(options), deadlineOf(options.timeoutMs));
   }
 
   /** A bidirectional stream of objects in, decoded responses out. */
   bidiStream<Response>(codec: MethodCodec<Response>, options: CallOptions = {}): grpc.ClientDuplexStream<object, Response> {
-    return this.client.makeBidiStreamRequest(codec.path, codec.encode, codec.decode, deadlineOf(options.timeoutMs));
+    return this.client.makeBidiStreamRequest(codec.path, codec.encode, codec.decode, metadataOf(options), deadlineOf(options.timeoutMs));
   }
 
   /** A bidirectional stream of pre-encoded bytes in, raw bytes out. */

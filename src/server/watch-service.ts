@@ -268,8 +268,8 @@ class WatchStream implements WatchSink {
     const current = this.ctx.currentRevision();
     // Saturated: a start revision past 2^53 is still one the store never reaches.
     const start = int64Saturated(r.start_revision);
-    const refuse = (reason: string): void => {
-      this.push({ header: this.header(current), watch_id: INVALID_WATCH_ID, created: true, canceled: true, cancel_reason: reason });
+    const refuse = (reason: string, watchId: number = INVALID_WATCH_ID): void => {
+      this.push({ header: this.header(current), watch_id: watchId, created: true, canceled: true, cancel_reason: reason });
     };
     if (start < 0) return refuse(errorTable.compacted.message);
     // A client-chosen id must be a safe integer: etcd echoes any int64 exactly, and rounding or
@@ -278,7 +278,8 @@ class WatchStream implements WatchSink {
     if (id === undefined) return refuse(`${errorTable['invalid-argument'].message}: watch_id is not a safe integer (|v| < 2^53)`);
     if (id !== 0 && this.states.has(id)) return refuse(errorTable['watch-duplicate-id'].message);
     if (this.states.size >= watchLimits.watchersPerStreamMax) return refuse(errorTable['too-many-watchers'].message);
-    if (!this.mayRead(r.key !== undefined && r.key.length > 0 ? r.key : Uint8Array.of(0), r.range_end)) return refuse(watchPermissionDeniedReason);
+    // etcd answers a watcher its caller may not read with the id the client asked for.
+    if (!this.mayRead(r.key !== undefined && r.key.length > 0 ? r.key : Uint8Array.of(0), r.range_end)) return refuse(watchPermissionDeniedReason, id);
     if (id === 0) {
       while (this.states.has(this.nextAutoId)) this.nextAutoId++;
       id = this.nextAutoId++;
