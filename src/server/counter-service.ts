@@ -16,7 +16,6 @@ import { serviceDefinition } from './grpc-service.js';
 import { counterWriteCost } from './quota.js';
 import { type ServiceContext, type UnaryCall, callerOptions, requestOptions, responseHeader, unary } from './service-common.js';
 import { type Caller, PermissionType } from '../engines/index.js';
-import { permittedCaller } from './kv-service.js';
 
 export interface CounterServiceContext extends ServiceContext {
   readonly maxRequestBytes: number;
@@ -120,9 +119,10 @@ export function createCounterService(ctx: CounterServiceContext): { definition: 
     Get: unary<WireGetRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       const key = checkKey(message.key);
-      permittedCaller(ctx, call, () => [{ key, rangeEnd: new Uint8Array(0), type: PermissionType.Read }]);
       const shard = ctx.router.forKey(key);
+      const caller = ctx.gate.caller(call);
       if (message.serializable !== true) await shard.read(options);
+      if (ctx.gate.enabled) ctx.gate.checkKeys(caller, [{ key, rangeEnd: new Uint8Array(0), type: PermissionType.Read }]);
       const mvcc = kvEngineOf(shard.machine()).mvcc;
       const found = mvcc.range({ key }).kvs[0];
       const header = responseHeader(ctx, shard, mvcc.revision);

@@ -242,9 +242,9 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
     Leader: unary<WireLeaderRequest>(async ({ raw, message }, call) => {
       checkRequestSize(ctx, raw);
       const name = checkName(message.name);
-      permittedCaller(ctx, call, () => rangeAccess({ key: namePrefix(name), rangeEnd: prefixEnd(namePrefix(name)) }));
       const shard = ctx.router.forKey(name);
       await shard.read(requestOptions(ctx));
+      permittedCaller(ctx, call, () => rangeAccess({ key: namePrefix(name), rangeEnd: prefixEnd(namePrefix(name)) }));
       const store = storeOf(shard);
       const leader = ownerAt(store, namePrefix(name));
       if (leader === undefined) throw dkvError('election-no-leader');

@@ -169,9 +169,11 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     Range: unary<WireRangeRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       checkKey(message.key);
-      permittedCaller(ctx, call, () => rangeAccess({ key: message.key, rangeEnd: message.range_end }));
+      const caller = ctx.gate.caller(call);
       const shard = ctx.router.forKey(message.key);
       if (!message.serializable && ctx.unsafeStaleReads !== true) await shard.read(options);
+      // Checked once the read is due, as etcd does: a permission revoked before it is not used.
+      if (ctx.gate.enabled) ctx.gate.checkKeys(caller, rangeAccess({ key: message.key, rangeEnd: message.range_end }));
       const mvcc = kv(shard).mvcc;
       const result = mvcc.range(rangeFromWire(message));
       return { header: responseHeader(ctx, shard, mvcc.revision), ...rangeToWire(result) };
@@ -200,16 +202,18 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkTxn(message);
       const shard = ctx.router.forKeys(txnKeys(message));
       const request = txnFromWire(message);
-      const caller = permittedCaller(ctx, call, () => txnAccess(request, leaseKeysOf(shard)));
       if (isReadOnlyTxn(request)) {
         // etcd serves a txn that only reads as it serves a Range: ReadIndex (unless every range
         // in it is serializable), then the local state; nothing goes through the log.
+        const reader = ctx.gate.caller(call);
         if (!wireTxnSerializable(message) && ctx.unsafeStaleReads !== true) await shard.read(options);
+        if (ctx.gate.enabled) ctx.gate.checkKeys(reader, txnAccess(request, leaseKeysOf(shard)));
         const mvcc = kv(shard).mvcc;
         const result = mvcc.readTxn(request);
         const h = responseHeader(ctx, shard, mvcc.revision);
         return { header: h, ...txnToWire(result, h) };
       }
+      const caller = permittedCaller(ctx, call, () => txnAccess(request, leaseKeysOf(shard)));
       ctx.quota?.check(shard, txnCost(message));
       const payload = ctx.unsafeIgnoreTxnCompare === true ? Buffer.from(TxnRequestType.encode({ ...message, compare: [] }).finish()) : raw;
       const outcome = await propose(shard, KvCommandKind.Txn, payload, caller);
