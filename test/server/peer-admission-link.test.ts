@@ -4,7 +4,9 @@
  * whose peer URLs are on another host; the member set's changes (add, remove, new URLs) apply to
  * the next hello without a restart. A member named by host name is admitted by name.
  */
+import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { LINK_FRAME, encodeHello, encodePreamble, encodeRecord, peerLimits } from '../../src/server/peer/index.js';
 import { app, nextTurn, startNode, stopAll, waitFor } from './peer-harness.js';
 
 /** A documentation address (TEST-NET-3): no link on this machine comes from it. */
@@ -29,7 +31,8 @@ describe('peer admission', () => {
 
       // The member's URLs change (etcdctl member update): a URL on this host admits the next dial.
       two.transport.updatePeer(1, [elsewhere, 'http://127.0.0.1:2380']);
-      await waitFor(() => two.transport.connectedPeers().includes(1), 'the link admitted after the update', 10_000);
+      // Both sides live: the dialer's link is live once the acceptor's hello came back.
+      await waitFor(() => two.transport.connectedPeers().includes(1) && one.transport.connectedPeers().includes(2), 'the link admitted after the update', 10_000);
       one.transport.send(2, 1, [app(1, 2, 1)]);
       await waitFor(() => two.received.length === 1, 'delivery');
     } finally {
@@ -86,6 +89,28 @@ describe('peer admission', () => {
       expect(three.refusals).toEqual([]);
     } finally {
       await stopAll([one, two, three]);
+    }
+  });
+
+  it('logs at most refusalWarningsPerIntervalMax refusals at warn per interval; the metric hook hears every one', async () => {
+    const two = await startNode({ id: 2 });
+    const hellos = peerLimits.refusalWarningsPerIntervalMax + 5;
+    const sockets: net.Socket[] = [];
+    try {
+      for (let i = 0; i < hellos; i++) {
+        const socket = net.connect({ host: '127.0.0.1', port: two.transport.boundPort });
+        socket.on('error', () => {});
+        socket.write(encodePreamble([]));
+        socket.write(encodeRecord(LINK_FRAME, encodeHello({ clusterId: 1, fromId: 0x5eed, toId: 2, protocolVersion: peerLimits.protocolVersion })));
+        sockets.push(socket);
+      }
+      await waitFor(() => two.refusals.length === hellos, 'every hello refused');
+      const warnings = two.logs.filter((l) => l.startsWith('warn') && l.includes('(not_member)'));
+      expect(warnings.length).toBe(peerLimits.refusalWarningsPerIntervalMax);
+      expect(two.logs.filter((l) => l.startsWith('debug') && l.includes('(not_member)')).length).toBe(5);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await stopAll([two]);
     }
   });
 });

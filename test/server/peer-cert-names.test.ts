@@ -58,7 +58,8 @@ describe('peer certificate names', () => {
     const stranger = await startNode({ id: 1, tls: tls('other', cn), peers: new Map([[3, `https://${three.address}`]]) });
     const member = await startNode({ id: 2, tls: tls('member', cn), peers: new Map([[3, `https://${three.address}`]]) });
     try {
-      await waitFor(() => three.transport.connectedPeers().includes(2), 'the member admitted');
+      // Both sides live (the dialer's once the acceptor's hello came back), so that its send is not dropped.
+      await waitFor(() => three.transport.connectedPeers().includes(2) && member.transport.connectedPeers().includes(3), 'the member admitted');
       await waitFor(() => three.refusals.length >= 2, 'the stranger refused twice');
       expect(three.refusals.every((r) => r.reason === 'certificate' && r.remoteAddress === '127.0.0.1')).toBe(true);
       expect(three.logs.some((l) => l.startsWith('warn') && /from 127\.0\.0\.1:\d+ \(certificate\): client certificate refused: certificate CN someone-else is not the allowed CN dkv-peer/.test(l))).toBe(true);

@@ -58,6 +58,8 @@ import {
   reconnectDelayMsMax,
   reconnectDelayMsMin,
   refusalsQueuedPerPeerMax,
+  refusalWarningIntervalMs,
+  refusalWarningsPerIntervalMax,
   removedProbeAfterMs,
   removedProbeCheckMsMin,
   removedProbeChecksPerInterval,
@@ -1427,9 +1429,36 @@ export class PeerTransport {
    */
   private refuse(connection: Connection, code: LinkStatus, reason: string, why?: PeerRefusalReason): void {
     this.counters.refused += 1;
-    this.log('warn', `member ${idHex(this.options.localId)}: refusing ${connection.describe()}${why === undefined ? '' : ` (${why})`}: ${reason}`);
-    if (why !== undefined) this.options.onRefused?.(why, connection.remoteAddress ?? 'unknown');
-    this.close(connection, code, reason);
+    const line = `member ${idHex(this.options.localId)}: refusing ${connection.describe()}${why === undefined ? '' : ` (${why})`}: ${reason}`;
+    if (why === undefined) this.log('warn', line);
+    else {
+      this.logRefusal(line);
+      this.options.onRefused?.(why, connection.remoteAddress ?? 'unknown');
+    }
+    // Logged here already: the close itself says nothing more at warn.
+    this.close(connection, code, reason, why !== undefined);
+  }
+
+  /** Admission refusals in the current warning interval, and those logged at debug only. */
+  private refusalWarnings = { intervalStart: 0, logged: 0, unlogged: 0 };
+
+  /** Logs an admission refusal at warn, at most `refusalWarningsPerIntervalMax` per interval. */
+  private logRefusal(line: string): void {
+    const now = Date.now();
+    const warnings = this.refusalWarnings;
+    if (now - warnings.intervalStart >= refusalWarningIntervalMs) {
+      warnings.intervalStart = now;
+      warnings.logged = 0;
+    }
+    if (warnings.logged >= refusalWarningsPerIntervalMax) {
+      warnings.unlogged += 1;
+      this.log('debug', line);
+      return;
+    }
+    warnings.logged += 1;
+    const unlogged = warnings.unlogged;
+    warnings.unlogged = 0;
+    this.log('warn', unlogged === 0 ? line : `${line} (and ${unlogged} more refusals logged at debug only since)`);
   }
 
   /** What an accepted link's admission reads: the peer set, which the host keeps equal to the cluster's members. */
