@@ -33,7 +33,7 @@ import { MemorySettler } from './memory-settle.js';
 import { BackendQuota } from './quota.js';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics.js';
 import { type LogFields, RequestLog, withRequestLog } from './request-log.js';
-import { PeerTransport, type PeerTlsOptions } from './peer/index.js';
+import { PeerTransport, peerRefusalReasons, type PeerTlsOptions } from './peer/index.js';
 import { type KnownPeer, type StartIdentity, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup.js';
 import { guardLearner } from './learner-guard.js';
 import { createPrefixWatchService } from './prefix-watch-service.js';
@@ -152,6 +152,8 @@ export class DkvNode {
   ) {
     for (const peer of queried) if (peer.id !== identity.memberId) this.queriedPeers.set(peer.id, peer.url);
     this.metrics = createServerMetrics();
+    // Every reason's series exists from the start, so that rate() over it sees the first refusal.
+    for (const reason of peerRefusalReasons) this.metrics.peerRefused.inc(0, { reason });
     this.membershipLog = new MembershipLog(identity.clusterId, (line) => logger.info(line));
     const peers = new Map<number, string | readonly string[]>();
     for (const member of this.initialPeers()) if (member.id !== identity.memberId) peers.set(member.id, member.urls);
