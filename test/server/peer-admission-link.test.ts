@@ -2,7 +2,7 @@
  * Admission over real sockets on loopback: a link is refused (counted, logged at warn with its
  * address, nothing delivered) when its hello names a member this node does not know, or a member
  * whose peer URLs are on another host; the member set's changes (add, remove, new URLs) apply to
- * the next hello without a restart. A member named by host name is admitted by name.
+ * the next hello without a restart, and end a live link they no longer admit. A member named by host name is admitted by name.
  */
 import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
@@ -35,6 +35,13 @@ describe('peer admission', () => {
       await waitFor(() => two.transport.connectedPeers().includes(1) && one.transport.connectedPeers().includes(2), 'the link admitted after the update', 10_000);
       one.transport.send(2, 1, [app(1, 2, 1)]);
       await waitFor(() => two.received.length === 1, 'delivery');
+
+      // The URLs move away again: the live link ends and the redials are refused.
+      const before = two.refusals.length;
+      two.transport.updatePeer(1, elsewhere);
+      expect(two.transport.connectedPeers()).toEqual([]);
+      await waitFor(() => two.refusals.length > before, 'a redial refused', 10_000);
+      expect(two.refusals.slice(before).every((r) => r.reason === 'address')).toBe(true);
     } finally {
       await stopAll([one, two]);
     }

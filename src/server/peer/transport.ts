@@ -74,7 +74,7 @@ import {
   unknownShardsLoggedMax,
 } from './limits.js';
 import { PeerRequestError, PeerRequestRefusal, type PeerRequestErrorCode } from './requests.js';
-import { admitPeer, certificateProblem, type AdmissionView, type CertificateRule, type PeerRefusalReason } from './admission.js';
+import { addressMatch, admitPeer, certificateProblem, type AdmissionView, type CertificateRule, type PeerRefusalReason } from './admission.js';
 import {
   LINK_CLOSE,
   LINK_CLUSTER_ANSWER,
@@ -745,6 +745,11 @@ export class PeerTransport {
     if (peer === undefined) throw new TypeError(`member ${idHex(id)} is not a peer`);
     const { target, hosts } = peerAddresses(address);
     peer.hosts = hosts;
+    // A link it dialed from an address its URLs no longer name ends now, as a new one would be refused.
+    const accepted = peer.connection;
+    if (accepted?.side === 'accept' && addressMatch(accepted.remoteAddress, hosts) === 'mismatch') {
+      this.close(accepted, linkStatus.PERMISSION_DENIED, `member ${idHex(id)}'s peer URLs are now on ${hosts.join(', ')}, not ${accepted.remoteAddress ?? 'an unknown address'}`);
+    }
     if (target === peer.target) return;
     peer.target = target;
     // Only the dialing side uses the address; a fresh dial picks it up.
