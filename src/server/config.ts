@@ -138,6 +138,10 @@ export interface TlsConfig {
   readonly keyFile: string | undefined;
   readonly trustedCaFile: string | undefined;
   readonly clientCertAuth: boolean;
+  /** Peer TLS only: --peer-cert-allowed-cn, the CN a peer's certificate must carry (exclusive with allowedHostname). */
+  readonly allowedCn?: string | undefined;
+  /** Peer TLS only: --peer-cert-allowed-hostname, the name a peer's certificate's SANs must match. */
+  readonly allowedHostname?: string | undefined;
 }
 
 export interface ClusterMember {
@@ -321,8 +325,6 @@ const etcdFlagsWithoutEffect: readonly EtcdFlagWithoutEffect[] = [
   noEffect('client-cert-allowed-hostname', 'string', '', caOnly, [clientTlsKey, 'allowed-hostname']),
   noEffect('auto-tls', 'bool', 'false', noAutoTls, [clientTlsKey, 'auto-tls']),
   noEffect('peer-crl-file', 'string', '', noCrl, [peerTlsKey, 'crl-file']),
-  noEffect('peer-cert-allowed-cn', 'string', '', caOnly, [peerTlsKey, 'allowed-cn']),
-  noEffect('peer-cert-allowed-hostname', 'string', '', caOnly, [peerTlsKey, 'allowed-hostname']),
   noEffect('peer-auto-tls', 'bool', 'false', noAutoTls, [peerTlsKey, 'auto-tls']),
   noEffect('client-cert-file', 'string', '', 'DKV makes no client connections to itself', [clientTlsKey, 'client-cert-file']),
   noEffect('client-key-file', 'string', '', 'DKV makes no client connections to itself', [clientTlsKey, 'client-key-file']),
@@ -496,6 +498,22 @@ const flagSpecs: readonly FlagSpec[] = [
     `cost of password hashing. DKV uses scrypt, with N = 2^(bcrypt-cost + ${scryptLog2NPerBcryptCostOffset}) ` +
       `held within 2^${scryptLog2NMin}..2^${scryptLog2NMax} (the default gives 2^${scryptLog2NOf(bcryptCostDefault)}); ` +
       `as in etcd, a cost outside ${bcryptCostMin}..${bcryptCostMax} is warned about and the default used.`,
+  ),
+  spec(
+    'peer-cert-allowed-cn',
+    'string',
+    'security',
+    '',
+    'required CN of the peers\' certificates (a peer whose certificate has another CN is refused; both ends of a link check it, an accepted one only with --peer-client-cert-auth).',
+    [peerTlsKey, 'allowed-cn'],
+  ),
+  spec(
+    'peer-cert-allowed-hostname',
+    'string',
+    'security',
+    '',
+    'required hostname of the peers\' certificates, matched against their subject alternative names (as --peer-cert-allowed-cn; not with it).',
+    [peerTlsKey, 'allowed-hostname'],
   ),
   spec('tick-ms', 'int', 'dkv', String(tickMsDefault), `milliseconds per Raft tick (${tickMsMin}..${tickMsMax}).`),
   spec(
@@ -1056,7 +1074,16 @@ function tlsValue(raw: RawSettings, prefix: '' | 'peer-'): TlsConfig {
   if (tls.clientCertAuth && tls.trustedCaFile === undefined) {
     fail(`${prefix}trusted-ca-file`, raw, `must be given with ${labelOf(`${prefix}client-cert-auth`, raw)}`);
   }
-  return tls;
+  if (prefix === '') return tls;
+  // Empty is etcd's default (no rule): an etcd config file may spell it out.
+  const optional = (flag: string): string | undefined => (raw.get(flag)?.text.trim() === '' ? undefined : stringValue(flag, raw));
+  const allowedCn = optional('peer-cert-allowed-cn');
+  const allowedHostname = optional('peer-cert-allowed-hostname');
+  // As etcd: one rule or the other.
+  if (allowedCn !== undefined && allowedHostname !== undefined) {
+    fail('peer-cert-allowed-hostname', raw, `cannot be given with ${labelOf('peer-cert-allowed-cn', raw)}`);
+  }
+  return { ...tls, allowedCn, allowedHostname };
 }
 
 /** https URLs need the matching cert and key; TLS files with no https URL are unused. */
@@ -1077,6 +1104,11 @@ function checkTlsUse(
   }
   if (!anyHttps && tls.certFile !== undefined) {
     warnings.push(`--${certFlag} is given but no URL it serves is https; TLS is not used there`);
+  }
+  const allowed = tls.allowedCn !== undefined ? '--peer-cert-allowed-cn' : tls.allowedHostname !== undefined ? '--peer-cert-allowed-hostname' : undefined;
+  if (allowed !== undefined && !anyHttps) warnings.push(`${allowed} has no effect: the peer URLs are not https`);
+  else if (allowed !== undefined && !tls.clientCertAuth) {
+    warnings.push(`${allowed} checks the certificates of the peers this member dials only: without --peer-client-cert-auth, the peers that dial it show none`);
   }
 }
 

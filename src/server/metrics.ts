@@ -340,6 +340,7 @@ export interface ServerMetrics {
   readonly peerReceivedBytes: Counter;
   /** Round trips of the peer links' keepalive pings, labelled `To` (etcd's prober measures the like). */
   readonly peerRoundTripSeconds: Histogram;
+  readonly peerRefused: Counter;
   readonly dbTotalSizeBytes: Gauge;
   readonly keysTotal: Gauge;
   readonly shards: Gauge;
@@ -419,6 +420,11 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
       help: 'Round trip of a ping over the peer link to a member and back (link and both event loops, no disk).',
       labelNames: ['To'],
       buckets: peerRoundTripBuckets,
+    }),
+    peerRefused: registry.counter({
+      name: 'dkv_peer_refused_total',
+      help: 'Links refused on the peer port, by reason (not_member, removed, address, certificate, cluster_mismatch, protocol).',
+      labelNames: ['reason'],
     }),
     dbTotalSizeBytes: registry.gauge({
       name: 'etcd_mvcc_db_total_size_in_bytes',

@@ -39,7 +39,7 @@ import { MemorySettler } from './memory-settle.js';
 import { BackendQuota } from './quota.js';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics.js';
 import { type LogFields, RequestLog, withRequestLog } from './request-log.js';
-import { PeerTransport } from './peer/index.js';
+import { PeerTransport, peerRefusalReasons, type PeerTlsOptions } from './peer/index.js';
 import { type KnownPeer, type StartIdentity, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup.js';
 import { guardLearner } from './learner-guard.js';
 import { createPrefixWatchService } from './prefix-watch-service.js';
@@ -95,13 +95,15 @@ function hostPort(url: ServerUrl): string {
   return url.host.includes(':') ? `[${url.host}]:${url.port}` : `${url.host}:${url.port}`;
 }
 
-function readTls(tls: TlsConfig): { cert: Buffer; key: Buffer; ca?: Buffer; clientCertAuth: boolean } | undefined {
+function readTls(tls: TlsConfig): PeerTlsOptions | undefined {
   if (tls.certFile === undefined || tls.keyFile === undefined) return undefined;
   return {
     cert: readFileSync(tls.certFile),
     key: readFileSync(tls.keyFile),
     ca: tls.trustedCaFile === undefined ? undefined : readFileSync(tls.trustedCaFile),
     clientCertAuth: tls.clientCertAuth,
+    allowedCertificate:
+      tls.allowedCn !== undefined ? { commonName: tls.allowedCn } : tls.allowedHostname !== undefined ? { hostname: tls.allowedHostname } : undefined,
   };
 }
 
@@ -163,9 +165,11 @@ export class DkvNode {
     this.simpleTokens = new SimpleTokens(config.authTokenTtlSeconds * 1000);
     this.jwt = config.authToken.kind === 'jwt' ? new JwtTokens(config.authToken) : undefined;
     this.metrics = createServerMetrics();
+    // Every reason's series exists from the start, so that rate() over it sees the first refusal.
+    for (const reason of peerRefusalReasons) this.metrics.peerRefused.inc(0, { reason });
     this.membershipLog = new MembershipLog(identity.clusterId, (line) => logger.info(line));
-    const peers = new Map<number, string>();
-    for (const member of this.initialPeers()) if (member.id !== identity.memberId) peers.set(member.id, member.url);
+    const peers = new Map<number, string | readonly string[]>();
+    for (const member of this.initialPeers()) if (member.id !== identity.memberId) peers.set(member.id, member.urls);
     // A joiner's query answer wins: --initial-cluster names founding ids, which replaced members no longer have.
     if (this.queriedPeers.size > 0) {
       peers.clear();
@@ -194,6 +198,7 @@ export class DkvNode {
       onRemoved: (by) => this.removed(`member ${formatId(by)} refused this member's messages: it was removed from the cluster`),
       // Silent peers are probed after two election timeouts: a removed member hears of it soon.
       removedProbe: { afterMs: 2 * config.tickMs * config.electionTicks, intervalMs: 2 * config.tickMs * config.electionTicks },
+      onRefused: (reason) => this.metrics.peerRefused.inc(1, { reason }),
       onRoundTrip: (peer, seconds) => this.metrics.peerRoundTripSeconds.observe(seconds, { To: formatId(peer) }),
       clusterInfo: () => encodeClusterInfo(this.identity.clusterId, this.members(), metaEngineOf(this.router.meta().machine()).removedIds()),
       log: (level, message) => (level === 'error' || level === 'warn' ? logger.warn(message) : level === 'info' ? logger.info(message) : logger.debug(message)),
@@ -485,9 +490,9 @@ export class DkvNode {
     }, removedStopGraceElections * this.config.tickMs * this.config.electionTicks);
   }
 
-  private initialPeers(): Array<{ id: number; url: string }> {
+  private initialPeers(): Array<{ id: number; url: string; urls: string[] }> {
     const token = this.identity.clusterToken;
-    return this.config.initialCluster.map((m) => ({ id: memberIdOf(m.peerUrls, token), url: m.peerUrls[0]!.href }));
+    return this.config.initialCluster.map((m) => ({ id: memberIdOf(m.peerUrls, token), url: m.peerUrls[0]!.href, urls: m.peerUrls.map((u) => u.href) }));
   }
 
   /** A node of a new cluster writes the bootstrap configuration of every group once. */
@@ -528,8 +533,9 @@ export class DkvNode {
     const members = this.members();
     if (members.length === 0 && this.queriedPeers.size === 0) return;
     const meta = this.runtime.hasShard(META_SHARD) ? metaEngineOf(this.router.meta().machine()) : undefined;
-    const wanted = new Map<number, string>();
-    for (const m of members) if (m.id !== this.identity.memberId && m.peerUrls[0] !== undefined) wanted.set(m.id, m.peerUrls[0]);
+    // Every peer URL: the first is dialed, and a link from the member may come from any of their hosts.
+    const wanted = new Map<number, string | readonly string[]>();
+    for (const m of members) if (m.id !== this.identity.memberId && m.peerUrls.length > 0) wanted.set(m.id, m.peerUrls);
     for (const [id, url] of this.queriedPeers) {
       // Kept until the meta shard records the member (then its record rules) or its removal.
       if (members.some((m) => m.id === id) || meta?.isRemoved(id) === true) this.queriedPeers.delete(id);

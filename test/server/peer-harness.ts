@@ -32,6 +32,8 @@ export interface TestNode {
   readonly snapshotStatus: Array<{ peer: number; shard: number; ok: boolean }>;
   readonly logs: string[];
   readonly roundTrips: Array<{ peer: number; seconds: number }>;
+  /** What `onRefused` reported: links refused admission, with their reason and address. */
+  readonly refusals: Array<{ reason: string; remoteAddress: string }>;
   readonly address: string;
 }
 
@@ -39,7 +41,7 @@ export interface NodeOptions {
   readonly id: number;
   readonly clusterId?: number;
   readonly port?: number;
-  readonly peers?: ReadonlyMap<number, string>;
+  readonly peers?: ReadonlyMap<number, string | readonly string[]>;
   readonly isKnownShard?: (shard: number) => boolean;
   readonly tls?: PeerTlsOptions;
   readonly onRequest?: (from: number, payload: Uint8Array) => Promise<Uint8Array>;
@@ -71,6 +73,7 @@ export async function startNode(options: NodeOptions): Promise<TestNode> {
   const snapshotStatus: TestNode['snapshotStatus'] = [];
   const logs: string[] = [];
   const roundTrips: TestNode['roundTrips'] = [];
+  const refusals: TestNode['refusals'] = [];
   const transport = new PeerTransport({
     localId: options.id,
     clusterId: options.clusterId ?? 1,
@@ -94,10 +97,11 @@ export async function startNode(options: NodeOptions): Promise<TestNode> {
     removedProbe: options.removedProbe,
     keepalive: options.keepalive,
     onRoundTrip: (peer, seconds) => roundTrips.push({ peer, seconds }),
+    onRefused: (reason, remoteAddress) => refusals.push({ reason, remoteAddress }),
   });
   await transport.start();
   const address = `127.0.0.1:${transport.boundPort}`;
-  return { id: options.id, transport, received, frames, unreachable, snapshotStatus, logs, roundTrips, address };
+  return { id: options.id, transport, received, frames, unreachable, snapshotStatus, logs, roundTrips, refusals, address };
 }
 
 /**

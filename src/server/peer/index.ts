@@ -15,7 +15,20 @@ export {
   removedMemberRefusal,
   peerTarget,
   reconnectDelayMs,
+  PeerCertificateError,
 } from './transport.js';
+export {
+  admitPeer,
+  addressMatch,
+  canonicalIp,
+  certificateProblem,
+  peerRefusalReasons,
+  type Admission,
+  type AdmissionView,
+  type CertificateNames,
+  type CertificateRule,
+  type PeerRefusalReason,
+} from './admission.js';
 export {
   PeerProtocolError,
   type PeerAnswer,

@@ -97,6 +97,13 @@ export const clusterQueryBytesMax = 1024 * 1024;
 export const keepaliveIntervalMs = 5000;
 /** A live link that has received nothing, pings included, for this long is closed as dead. */
 export const keepaliveSilenceMsMax = 15_000;
+/**
+ * Links refused admission (see admission.ts) are logged at warn at most this many times per
+ * `refusalWarningIntervalMs`; beyond, at debug, and the next warning says how many were not
+ * (anyone who reaches the peer port can make it refuse; the metric counts every one).
+ */
+export const refusalWarningsPerIntervalMax = 20;
+export const refusalWarningIntervalMs = 10_000;
 /** Distinct unknown shard ids a transport remembers having logged (each is logged once). */
 export const unknownShardsLoggedMax = 1024;
 
@@ -156,6 +163,7 @@ assert(
 assert(linkRecordBytesMaxBeforeHello <= linkRecordBytesMax, 'the limit before hello must be the smaller');
 assert(peerLinksPendingMax > 0, 'some links must be able to say hello');
 assert(linkCloseLingerMs > 0 && linkCloseLingerMs <= helloTimeoutMs, 'a closing link must not outlive an unanswered hello');
+assert(refusalWarningsPerIntervalMax > 0 && refusalWarningIntervalMs > 0, 'some refusals must be logged at warn');
 assert(removedProbeChecksPerInterval >= 1 && removedProbeCheckMsMin > 0, 'probe checks must run');
 assert(clusterQueryBytesMax + 1 <= linkRecordBytesMax, 'a cluster-query answer must fit a link record');
 assert(keepaliveSilenceMsMax >= 2 * keepaliveIntervalMs, 'a live peer must get at least two pings in before its link is called dead');

@@ -58,6 +58,8 @@ import {
   reconnectDelayMsMax,
   reconnectDelayMsMin,
   refusalsQueuedPerPeerMax,
+  refusalWarningIntervalMs,
+  refusalWarningsPerIntervalMax,
   removedProbeAfterMs,
   removedProbeCheckMsMin,
   removedProbeChecksPerInterval,
@@ -72,6 +74,7 @@ import {
   unknownShardsLoggedMax,
 } from './limits.js';
 import { PeerRequestError, PeerRequestRefusal, type PeerRequestErrorCode } from './requests.js';
+import { addressMatch, admitPeer, certificateProblem, type AdmissionView, type CertificateRule, type PeerRefusalReason } from './admission.js';
 import {
   LINK_CLOSE,
   LINK_CLUSTER_ANSWER,
@@ -117,6 +120,12 @@ export interface PeerTlsOptions {
   readonly ca?: Buffer;
   /** Require and verify a client certificate on accepted streams (etcd's --peer-client-cert-auth). */
   readonly clientCertAuth?: boolean;
+  /**
+   * `--peer-cert-allowed-cn` / `--peer-cert-allowed-hostname`: the name the other side's
+   * certificate must carry, as etcd checks it on both ends of a link: an accepted link's client
+   * certificate (with `clientCertAuth`) and a dialed peer's server certificate.
+   */
+  readonly allowedCertificate?: CertificateRule;
 }
 
 export interface PeerTransportOptions {
@@ -125,8 +134,11 @@ export interface PeerTransportOptions {
   readonly listenHost: string;
   /** 0 picks a free port; `boundPort` tells which. */
   readonly listenPort: number;
-  /** Member id -> 'host:port' or 'http(s)://host:port'. */
-  readonly peers: ReadonlyMap<number, string>;
+  /**
+   * Member id -> its peer URLs ('host:port' or 'http(s)://host:port'), or one of them. The first
+   * is dialed; a link accepted from the member must come from one of their hosts (see admission.ts).
+   */
+  readonly peers: ReadonlyMap<number, string | readonly string[]>;
   readonly tls?: PeerTlsOptions;
   /** The host steps them. Called synchronously from the stream's data event. */
   onMessages(from: number, batch: ShardMessage[]): void;
@@ -149,6 +161,11 @@ export interface PeerTransportOptions {
    */
   onRoundTrip?(peer: number, seconds: number): void;
   log?(level: PeerLogLevel, message: string): void;
+  /**
+   * A link was refused for `reason` (a hello from a stranger, a removed member, a wrong address,
+   * a certificate of another name...); the refusal was logged at warn with the address.
+   */
+  onRefused?(reason: PeerRefusalReason, remoteAddress: string): void;
   /** Whether member `id` was removed from the cluster: its hellos are refused with `removedMemberRefusal`. */
   isRemoved?(id: number): boolean;
   /**
@@ -215,6 +232,15 @@ export function peerTarget(address: string): string {
   return target;
 }
 
+/** The dial target (the first URL) and the hosts of every URL of a member. */
+function peerAddresses(address: string | readonly string[]): { target: string; hosts: string[] } {
+  const list = typeof address === 'string' ? [address] : address;
+  const targets = list.map(peerTarget);
+  const target = targets[0];
+  if (target === undefined) throw new TypeError('a peer needs at least one address');
+  return { target, hosts: [...new Set(targets.map((each) => each.slice(0, each.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1')))] };
+}
+
 /** A link's error as its callers see it: a status number and its details (see `linkStatus`). */
 export interface PeerLinkError extends Error {
   readonly code: number;
@@ -230,15 +256,31 @@ function isRemovedRefusal(code: number, details: string): boolean {
   return code === linkStatus.PERMISSION_DENIED && details.startsWith(removedMemberRefusal);
 }
 
-/** Opens a socket to `target` ('host:port'), with TLS when `tlsOptions` is set. */
+/** A peer's certificate does not carry the name `allowedCertificate` asks for. */
+export class PeerCertificateError extends Error {
+  override readonly name = 'PeerCertificateError';
+}
+
+/**
+ * Opens a socket to `target` ('host:port'), with TLS when `tlsOptions` is set. With
+ * `allowedCertificate`, the handshake fails (a `PeerCertificateError`) when the server's
+ * certificate does not carry the allowed name, after the usual check that it names `host`.
+ */
 function connectLink(target: string, tlsOptions: PeerTlsOptions | undefined): net.Socket {
   const at = target.lastIndexOf(':');
   const host = target.slice(0, at).replace(/^\[(.*)\]$/, '$1');
   const port = Number(target.slice(at + 1));
+  const rule = tlsOptions?.allowedCertificate;
+  const checkServerIdentity = (hostname: string, certificate: tls.PeerCertificate): Error | undefined => {
+    const mismatch = tls.checkServerIdentity(hostname, certificate);
+    if (mismatch !== undefined || rule === undefined) return mismatch;
+    const problem = certificateProblem(certificate, rule);
+    return problem === undefined ? undefined : new PeerCertificateError(`server certificate refused: ${problem}`);
+  };
   const socket =
     tlsOptions === undefined
       ? net.connect({ host, port, noDelay: true })
-      : tls.connect({ host, port, cert: tlsOptions.cert, key: tlsOptions.key, ca: tlsOptions.ca, servername: net.isIP(host) === 0 ? host : undefined });
+      : tls.connect({ host, port, cert: tlsOptions.cert, key: tlsOptions.key, ca: tlsOptions.ca, servername: net.isIP(host) === 0 ? host : undefined, checkServerIdentity });
   socket.setNoDelay(true);
   return socket;
 }
@@ -360,22 +402,35 @@ class Connection {
   /** 'refusal' items in `rpcQueue`. */
   refusalsQueued = 0;
 
+  /** The other side's IP address (for an accepted link, read when it was accepted; undefined if the socket was gone). */
+  readonly remoteAddress: string | undefined;
+  /** 'address:port' of the other side, for log lines. */
+  readonly remote: string;
+
   constructor(
     readonly side: 'dial' | 'accept',
     readonly socket: net.Socket,
     peerId: number | undefined,
+    target?: string,
   ) {
     this.peerId = peerId;
+    this.remoteAddress = socket.remoteAddress;
+    const address = socket.remoteAddress;
+    this.remote = side === 'dial' && target !== undefined ? target : address === undefined ? 'an unknown address' : `${address.includes(':') ? `[${address}]` : address}:${socket.remotePort ?? 0}`;
   }
 
   describe(): string {
-    return `${this.side === 'dial' ? 'dialed' : 'accepted'} link ${this.peerId === undefined ? '(before hello)' : `with member ${idHex(this.peerId)}`}`;
+    const who = this.peerId === undefined ? '(before hello)' : `with member ${idHex(this.peerId)}`;
+    return `${this.side === 'dial' ? 'dialed' : 'accepted'} link ${who} ${this.side === 'dial' ? 'to' : 'from'} ${this.remote}`;
   }
 }
 
 interface PeerState {
   readonly id: number;
+  /** 'host:port' of its first peer URL: where this node dials it. */
   target: string;
+  /** The hosts of all its peer URLs: where a link it dials may come from. */
+  hosts: readonly string[];
   queue: QueuedMessage[];
   queueBytes: number;
   queueSnapshots: number;
@@ -396,6 +451,15 @@ interface PeerState {
   lastLive: number;
   /** When this member last probed the peer (see `removedProbeAfterMs`). */
   lastProbe: number;
+}
+
+/** Why a hello is refused: the close record's status and details, and the refusal's reason when it is one of admission. */
+interface HelloProblem {
+  readonly code: LinkStatus;
+  readonly detail: string;
+  readonly why?: PeerRefusalReason;
+  /** Expected (a member's removal probe): closed without a warning. */
+  readonly quiet?: boolean;
 }
 
 function checkId(value: number, what: string): void {
@@ -653,7 +717,8 @@ export class PeerTransport {
     await closed;
   }
 
-  addPeer(id: number, address: string): void {
+  /** Adds member `id` at its peer URLs (or one of them; the first is dialed). */
+  addPeer(id: number, address: string | readonly string[]): void {
     checkId(id, 'peer id');
     if (id === this.options.localId) throw new TypeError(`member ${idHex(id)} is this node`);
     if (this.peers.has(id)) throw new TypeError(`member ${idHex(id)} is already a peer`);
@@ -674,10 +739,17 @@ export class PeerTransport {
     this.clearPeer(peer, 'unreachable');
   }
 
-  updatePeer(id: number, address: string): void {
+  /** Member `id`'s peer URLs changed: links accepted from it are checked against the new hosts, and a dialer dials the first. */
+  updatePeer(id: number, address: string | readonly string[]): void {
     const peer = this.peers.get(id);
     if (peer === undefined) throw new TypeError(`member ${idHex(id)} is not a peer`);
-    const target = peerTarget(address);
+    const { target, hosts } = peerAddresses(address);
+    peer.hosts = hosts;
+    // A link it dialed from an address its URLs no longer name ends now, as a new one would be refused.
+    const accepted = peer.connection;
+    if (accepted?.side === 'accept' && addressMatch(accepted.remoteAddress, hosts) === 'mismatch') {
+      this.close(accepted, linkStatus.PERMISSION_DENIED, `member ${idHex(id)}'s peer URLs are now on ${hosts.join(', ')}, not ${accepted.remoteAddress ?? 'an unknown address'}`);
+    }
     if (target === peer.target) return;
     peer.target = target;
     // Only the dialing side uses the address; a fresh dial picks it up.
@@ -1070,7 +1142,7 @@ export class PeerTransport {
 
   private dial(peer: PeerState): void {
     const socket = connectLink(peer.target, this.options.tls);
-    const connection = new Connection('dial', socket, peer.id);
+    const connection = new Connection('dial', socket, peer.id, peer.target);
     peer.dialing = connection;
     this.attach(connection);
     // Written before the socket connects; the socket sends them once it has.
@@ -1083,14 +1155,28 @@ export class PeerTransport {
     socket.setNoDelay(true);
     const connection = new Connection('accept', socket, undefined);
     this.attach(connection);
-    if (!this.running) this.close(connection, linkStatus.UNAVAILABLE, 'peer transport stopping');
+    if (!this.running) {
+      this.close(connection, linkStatus.UNAVAILABLE, 'peer transport stopping');
+      return;
+    }
+    // The handshake verified the client certificate against the CA; its name is checked here,
+    // before any record is read (Node's server has no hook inside the handshake, as Go's has).
+    const tlsOptions = this.options.tls;
+    const rule = tlsOptions?.allowedCertificate;
+    if (rule !== undefined && tlsOptions?.clientCertAuth === true && socket instanceof tls.TLSSocket) {
+      const problem = certificateProblem(socket.getPeerCertificate(), rule);
+      if (problem !== undefined) this.refuse(connection, linkStatus.PERMISSION_DENIED, `client certificate refused: ${problem}`, 'certificate');
+    }
   }
 
   private attach(connection: Connection): void {
     this.connections.add(connection);
     const socket = connection.socket;
     socket.on('data', (chunk: Buffer) => this.onData(connection, chunk));
-    socket.on('error', (error: Error) => this.close(connection, linkStatus.UNAVAILABLE, `link error: ${error.message}`));
+    socket.on('error', (error: Error) => {
+      if (error instanceof PeerCertificateError) this.refuse(connection, linkStatus.PERMISSION_DENIED, error.message, 'certificate');
+      else this.close(connection, linkStatus.UNAVAILABLE, `link error: ${error.message}`);
+    });
     socket.on('end', () => this.close(connection, linkStatus.OK, 'peer ended the link'));
     socket.on('close', () => this.close(connection, linkStatus.OK, 'link closed'));
     connection.helloTimer = setTimeout(() => {
@@ -1342,32 +1428,81 @@ export class PeerTransport {
     }
   }
 
-  private refuse(connection: Connection, code: LinkStatus, reason: string): void {
+  /**
+   * Closes a link with a warning naming its address. With `why`, the link was refused admission
+   * (see admission.ts): `onRefused` counts it.
+   */
+  private refuse(connection: Connection, code: LinkStatus, reason: string, why?: PeerRefusalReason): void {
     this.counters.refused += 1;
-    this.log('warn', `member ${idHex(this.options.localId)}: refusing ${connection.describe()}: ${reason}`);
-    this.close(connection, code, reason);
+    const line = `member ${idHex(this.options.localId)}: refusing ${connection.describe()}${why === undefined ? '' : ` (${why})`}: ${reason}`;
+    if (why === undefined) this.log('warn', line);
+    else {
+      this.logRefusal(line);
+      this.options.onRefused?.(why, connection.remoteAddress ?? 'unknown');
+    }
+    // Logged here already: the close itself says nothing more at warn.
+    this.close(connection, code, reason, why !== undefined);
+  }
+
+  /** Admission refusals in the current warning interval, and those logged at debug only. */
+  private refusalWarnings = { intervalStart: 0, logged: 0, unlogged: 0 };
+
+  /** Logs an admission refusal at warn, at most `refusalWarningsPerIntervalMax` per interval. */
+  private logRefusal(line: string): void {
+    const now = Date.now();
+    const warnings = this.refusalWarnings;
+    if (now - warnings.intervalStart >= refusalWarningIntervalMs) {
+      warnings.intervalStart = now;
+      warnings.logged = 0;
+    }
+    if (warnings.logged >= refusalWarningsPerIntervalMax) {
+      warnings.unlogged += 1;
+      this.log('debug', line);
+      return;
+    }
+    warnings.logged += 1;
+    const unlogged = warnings.unlogged;
+    warnings.unlogged = 0;
+    this.log('warn', unlogged === 0 ? line : `${line} (and ${unlogged} more refusals logged at debug only since)`);
+  }
+
+  /** What an accepted link's admission reads: the peer set, which the host keeps equal to the cluster's members. */
+  private admissionView(): AdmissionView {
+    return {
+      localId: this.options.localId,
+      isRemoved: (id) => this.options.isRemoved?.(id) === true,
+      memberHosts: (id) => this.peers.get(id)?.hosts,
+    };
   }
 
   /** Why a hello is refused, or undefined when it is fine. */
-  private helloProblem(connection: Connection, hello: PeerHello): [LinkStatus, string] | undefined {
+  private helloProblem(connection: Connection, hello: PeerHello): HelloProblem | undefined {
     const local = this.options.localId;
     if (hello.protocolVersion !== protocolVersion) {
-      return [linkStatus.FAILED_PRECONDITION, `peer protocol version ${hello.protocolVersion}, this node speaks ${protocolVersion}`];
+      return { code: linkStatus.FAILED_PRECONDITION, detail: `peer protocol version ${hello.protocolVersion}, this node speaks ${protocolVersion}`, why: 'protocol' };
     }
     if (hello.clusterId !== this.options.clusterId) {
-      return [linkStatus.PERMISSION_DENIED, `cluster id mismatch: member ${idHex(hello.fromId)} is in cluster ${idHex(hello.clusterId)}, this node is in cluster ${idHex(this.options.clusterId)}`];
+      const detail = `cluster id mismatch: member ${idHex(hello.fromId)} is in cluster ${idHex(hello.clusterId)}, this node is in cluster ${idHex(this.options.clusterId)}`;
+      return { code: linkStatus.PERMISSION_DENIED, detail, why: 'cluster_mismatch' };
     }
-    if (hello.toId !== local) return [linkStatus.PERMISSION_DENIED, `hello addressed to member ${idHex(hello.toId)}, this is member ${idHex(local)}`];
-    if (hello.fromId === local) return [linkStatus.PERMISSION_DENIED, `peer claims to be this member (${local})`];
-    if (this.options.isRemoved?.(hello.fromId) === true) {
-      return [linkStatus.PERMISSION_DENIED, `${removedMemberRefusal} member ${idHex(hello.fromId)} was removed from the cluster`];
+    if (hello.toId !== local) {
+      return { code: linkStatus.PERMISSION_DENIED, detail: `hello addressed to member ${idHex(hello.toId)}, this is member ${idHex(local)}`, why: 'cluster_mismatch' };
     }
-    if (!this.peers.has(hello.fromId)) return [linkStatus.PERMISSION_DENIED, `member ${idHex(hello.fromId)} is not a configured member of this node`];
-    if (connection.side === 'dial' && hello.fromId !== connection.peerId) {
-      return [linkStatus.PERMISSION_DENIED, `dialed member ${idHex(connection.peerId ?? 0)} but member ${idHex(hello.fromId)} answered`];
+    if (connection.side === 'dial') {
+      // This node chose the address; the answer must come from the member it dialed.
+      if (hello.fromId !== connection.peerId || !this.peers.has(hello.fromId)) {
+        return { code: linkStatus.PERMISSION_DENIED, detail: `dialed member ${idHex(connection.peerId ?? 0)} but member ${idHex(hello.fromId)} answered` };
+      }
+      return undefined;
     }
-    if (connection.side === 'accept' && hello.fromId > local) {
-      return [linkStatus.FAILED_PRECONDITION, `member ${idHex(hello.fromId)} must accept, not dial: the smaller id dials`];
+    const admission = admitPeer(this.admissionView(), hello.fromId, connection.remoteAddress);
+    if (!admission.admitted) {
+      const detail = admission.reason === 'removed' ? `${removedMemberRefusal} ${admission.detail}` : admission.detail;
+      return { code: linkStatus.PERMISSION_DENIED, detail, why: admission.reason };
+    }
+    if (hello.fromId > local) {
+      // A member's probe asking whether it is still one (see probeSilentPeers): expected, not worth a warning.
+      return { code: linkStatus.FAILED_PRECONDITION, detail: `member ${idHex(hello.fromId)} must accept, not dial: the smaller id dials`, quiet: true };
     }
     return undefined;
   }
@@ -1375,13 +1510,10 @@ export class PeerTransport {
   private onHello(connection: Connection, hello: PeerHello): void {
     const problem = this.helloProblem(connection, hello);
     if (problem !== undefined) {
-      if (problem[0] === linkStatus.FAILED_PRECONDITION && problem[1].includes('must accept, not dial')) {
-        // A member's probe asking whether it is still one (see probeSilentPeers): expected, not worth a warning.
+      if (problem.quiet === true) {
         this.counters.refused += 1;
-        this.close(connection, problem[0], problem[1], true);
-        return;
-      }
-      this.refuse(connection, problem[0], problem[1]);
+        this.close(connection, problem.code, problem.detail, true);
+      } else this.refuse(connection, problem.code, problem.detail, problem.why);
       return;
     }
     const peer = this.peers.get(hello.fromId);
@@ -1467,11 +1599,13 @@ export class PeerTransport {
   // -------------------------------------------------------------------------------------------
   // Setup
 
-  private newPeer(id: number, address: string): PeerState {
+  private newPeer(id: number, address: string | readonly string[]): PeerState {
     checkId(id, 'peer id');
+    const { target, hosts } = peerAddresses(address);
     return {
       id,
-      target: peerTarget(address),
+      target,
+      hosts,
       queue: [],
       queueBytes: 0,
       queueSnapshots: 0,
