@@ -25,6 +25,7 @@ import {
   type WorkloadInput,
   type WorkloadOutput,
 } from '../workload/index.js';
+import { AuthenticatedChannel, type RunAuth } from './auth.js';
 import { type Decoded, EtcdChannel, grpcStatus, type KvMethod, type RpcError, type WatchStream } from '../../src/client/index.js';
 
 /** Deadline of one operation; past it the client gives up and records `info` (or `fail` for a read). */
@@ -50,8 +51,9 @@ export const messageBytesMax = 64 * 1024 * 1024;
  * has none), and quick reconnects, so a client fails fast while a node is down instead of backing
  * off for up to 2 minutes.
  */
-export function memberChannel(endpoint: string): EtcdChannel {
-  return new EtcdChannel(endpoint, { messageBytesMax, reconnectBackoffMs: { initial: 100, max: 1000 } });
+export function memberChannel(endpoint: string, auth?: RunAuth): EtcdChannel {
+  const options = { messageBytesMax, reconnectBackoffMs: { initial: 100, max: 1000 } };
+  return auth === undefined ? new EtcdChannel(endpoint, options) : new AuthenticatedChannel(endpoint, options, auth);
 }
 
 const grpcMethod: Readonly<Record<EtcdMethod, KvMethod>> = {
@@ -126,6 +128,8 @@ export function counterWorkload(generator: CounterGenerator, keyPrefix: string):
 
 export interface ClientsOptions {
   readonly cluster: ClientCluster;
+  /** The user the clients call as (--auth); none: no auth. */
+  readonly auth?: RunAuth;
   readonly workload: ClientWorkload;
   /** The watchers' prefix. */
   readonly keyPrefix: string;
@@ -228,7 +232,7 @@ export class ClientPool {
     const { workload, now, cluster, clients } = this.options;
     let process = first;
     let node = first;
-    let client = memberChannel(cluster.endpoint(this.memberName(node)));
+    let client = memberChannel(cluster.endpoint(this.memberName(node)), this.options.auth);
     try {
       while (!signal.aborted) {
         const input = workload.next(process);
@@ -251,7 +255,7 @@ export class ClientPool {
         if (op.status !== 'ok') {
           client.close();
           node++;
-          client = memberChannel(cluster.endpoint(this.memberName(node)));
+          client = memberChannel(cluster.endpoint(this.memberName(node)), this.options.auth);
           await pause(errorPauseMs);
         } else {
           await pause(opIntervalMs);

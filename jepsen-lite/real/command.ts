@@ -92,6 +92,9 @@ Options:
                      folder); a folder that already holds a run's cluster is refused
   --check-budget S   seconds the linearizability search may take before it answers unknown
                      (default ${checkTimeBudgetMsDefault / 1000})
+  --auth             (register, kv) enable auth first: the clients call as a user who may read
+                     and write only the run's keys, each with a token of its member's (etcd's
+                     simple tokens, so a restarted member makes its clients authenticate again)
   --unsafe-stale-reads
                      DKV only, test only: start the servers with --unsafe-stale-reads, so
                      reads skip ReadIndex and may be stale; the checker must report it
@@ -147,6 +150,8 @@ export interface JepsenRunConfig {
   readonly checkTimeBudgetMs: number;
   readonly unsafeStaleReads: boolean;
   readonly unsafeIgnoreTxnCompare: boolean;
+  /** --auth: auth enabled before the clients start (register and kv workloads). */
+  readonly auth: boolean;
 }
 
 /** Parses the command line; undefined means --help. Throws UsageError. */
@@ -166,6 +171,7 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
     'check-budget': { type: 'string' },
     'unsafe-stale-reads': { type: 'boolean' },
     'unsafe-ignore-txn-compare': { type: 'boolean' },
+    auth: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help === true) return undefined;
@@ -180,6 +186,8 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
   const unsafeIgnoreTxnCompare = values['unsafe-ignore-txn-compare'] === true;
   if (unsafeIgnoreTxnCompare && target !== 'dkv') throw new UsageError('--unsafe-ignore-txn-compare works only with --target dkv');
   if (values['watchers-per-node'] !== undefined && workload !== 'watch') throw new UsageError('--watchers-per-node is for --workload watch');
+  const auth = values.auth === true;
+  if (auth && workload !== 'register' && workload !== 'kv') throw new UsageError('--auth is for --workload register or kv');
   const stamp = now.toISOString().replace(/[:.]/g, '-');
   return {
     target,
@@ -195,6 +203,7 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
     checkTimeBudgetMs: 1000 * intOption(values['check-budget'], 'check-budget', checkTimeBudgetMsDefault / 1000, 1, checkBudgetSecondsMax),
     unsafeStaleReads,
     unsafeIgnoreTxnCompare,
+    auth,
   };
 }
 
@@ -214,6 +223,7 @@ export function rerunCommand(config: JepsenRunConfig): string {
   if (config.target === 'etcd' && config.etcdBin !== defaultEtcdBin) parts.push(`--etcd-bin ${config.etcdBin}`);
   if (config.unsafeStaleReads) parts.push('--unsafe-stale-reads');
   if (config.unsafeIgnoreTxnCompare) parts.push('--unsafe-ignore-txn-compare');
+  if (config.auth) parts.push('--auth');
   return parts.join(' ');
 }
 

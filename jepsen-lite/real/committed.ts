@@ -10,6 +10,7 @@ import type { CounterInput, CounterOutput, KvInput, KvOutput, KvRequest, KvResul
 import { etcdKey } from '../workload/index.js';
 import type { EtcdChannel } from '../../src/client/index.js';
 import { memberChannel, watchResponseOf } from './clients.js';
+import type { RunAuth } from './auth.js';
 
 /** How long reading the committed history may take. */
 export const committedReadTimeoutMs = 20_000;
@@ -19,8 +20,8 @@ export const acknowledgedProblemsListedMax = 20;
 const wholeKeySpace = { key: Buffer.from([0]), rangeEnd: Buffer.from([0]) };
 
 /** Reads every committed revision up to the store's current one from the member at `endpoint`. */
-export async function readCommittedHistory(endpoint: string, timeoutMs = committedReadTimeoutMs): Promise<WatchHistory> {
-  const client = memberChannel(endpoint);
+export async function readCommittedHistory(endpoint: string, timeoutMs = committedReadTimeoutMs, auth?: RunAuth): Promise<WatchHistory> {
+  const client = memberChannel(endpoint, auth);
   try {
     const range = await client.kv('Range', { key: wholeKeySpace.key, range_end: wholeKeySpace.rangeEnd, count_only: true }, { timeoutMs });
     const head = Number((range.header as { revision?: number } | undefined)?.revision ?? 0);

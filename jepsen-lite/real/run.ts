@@ -31,6 +31,7 @@ import { SeededPrng } from '../../raft/index.js';
 import { ClientPool, type ClientWorkload, counterWorkload, etcdWorkload, watchStats, watchersPerNodeDefault } from './clients.js';
 import { RealCluster, leaderWaitMs, type Target } from './cluster.js';
 import { type AcknowledgedCheck, checkAcknowledgedWrites, readCommittedHistory } from './committed.js';
+import { clientUser, rootUser, setUpAuth } from './auth.js';
 import { ElectionClients, electionObservers } from './election-clients.js';
 import { RunClock } from './clock.js';
 import { leaseTtlSecondsRequested } from './lease-keeper.js';
@@ -61,6 +62,8 @@ export interface RealRunOptions {
   readonly unsafeStaleReads?: boolean;
   /** DKV only, test only: the servers apply every Txn without its compares. */
   readonly unsafeIgnoreTxnCompare?: boolean;
+  /** Auth on before the clients start (register and kv workloads): see auth.ts. */
+  readonly auth?: boolean;
   /** Aborting ends the run early (SIGINT); what was recorded is still checked. */
   readonly signal?: AbortSignal;
   readonly log?: (message: string) => void;
@@ -185,7 +188,7 @@ function clientsFor(options: RealRunOptions, cluster: RealCluster, clock: RunClo
     options.workload === 'counter'
       ? counterWorkload(new CounterGenerator(draw), keyPrefix)
       : etcdWorkload(new Generator(options.workload, draw, { keyPrefix }), keyPrefix);
-  const pool = new ClientPool({ cluster, workload, keyPrefix, clients: options.clients, watchersPerNode: options.workload === 'watch' ? (options.watchersPerNode ?? watchersPerNodeDefault) : 0, now, onOperation });
+  const pool = new ClientPool({ cluster, auth: options.auth === true ? { ...clientUser, shared: { token: undefined } } : undefined, workload, keyPrefix, clients: options.clients, watchersPerNode: options.workload === 'watch' ? (options.watchersPerNode ?? watchersPerNodeDefault) : 0, now, onOperation });
   return {
     run: async (signal) => {
       const recorded = await pool.run(signal);
@@ -211,6 +214,10 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
   const outer = options.signal;
   const abort = (): void => stop.abort();
   outer?.addEventListener('abort', abort, { once: true });
+  if (options.auth === true) {
+    await setUpAuth(cluster.endpoint(await cluster.waitForLeader(leaderWaitMs)), keyPrefix);
+    log('auth enabled: the clients call as a user who may read and write only the run\'s keys');
+  }
   const clients = clientsFor(options, cluster, clock, (op) => counts[op.status]++);
   try {
     await clients.prepare?.(stop.signal);
@@ -243,7 +250,7 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
   let committedError: string | undefined;
   try {
     const leader = await cluster.waitForLeader(leaderWaitMs);
-    watchHistory = await readCommittedHistory(cluster.endpoint(leader));
+    watchHistory = await readCommittedHistory(cluster.endpoint(leader), undefined, options.auth === true ? rootUser : undefined);
   } catch (error) {
     committedError = (error as Error).message;
     log(`could not read the committed history: ${committedError}`);
