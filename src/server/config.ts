@@ -71,6 +71,17 @@ export const autoCompactionRetentionRevisionsMax = 1_000_000_000_000;
 /** Member names longer than this are a mistake, not a name. */
 export const nameLengthMax = 256;
 /** etcd's --auth-token-ttl default: a simple token lives 5 minutes after its last use. */
+/**
+ * Unary calls one client connection may have in progress by default: a quarter of the runtime's
+ * pending proposals (proposalsPendingMax), so one connection cannot fill the queue every client
+ * shares.
+ */
+export const requestsPendingPerConnectionMaxDefault = 4096;
+export const requestsPendingPerConnectionMaxMax = 1 << 20;
+/** Streams one client connection may have open by default (each holds a bounded buffer). */
+export const streamsPerConnectionMaxDefault = 1024;
+export const streamsPerConnectionMaxMax = 1 << 20;
+
 export const authTokenTtlSecondsDefault = 300;
 export const authTokenTtlSecondsMin = 1;
 /** A week (etcd sets no bound): a simple token is a bearer secret, and a longer idle life is a typo. */
@@ -180,6 +191,10 @@ export interface ServerConfig {
   /** Bytes of applied entries between snapshots of a shard (0: no byte threshold). */
   readonly snapshotBytes: number;
   readonly maxRequestBytes: number;
+  /** --max-pending-requests-per-connection: unary calls in progress per client connection. */
+  readonly requestsPendingPerConnectionMax: number;
+  /** --max-streams-per-connection: streams open per client connection. */
+  readonly streamsPerConnectionMax: number;
   /** Bytes the store of a shard may hold (MvccStore.sizeBytes) before NOSPACE is raised. */
   readonly quotaBackendBytes: number;
   readonly autoCompaction: AutoCompactionConfig;
@@ -545,6 +560,20 @@ const flagSpecs: readonly FlagSpec[] = [
     'dkv',
     String(requestBytesMaxDefault),
     `largest client request in bytes (${requestBytesMaxMin}..${requestBytesMaxMax}).`,
+  ),
+  spec(
+    'max-pending-requests-per-connection',
+    'int',
+    'dkv',
+    String(requestsPendingPerConnectionMaxDefault),
+    `unary calls one client connection may have in progress; more are refused with 'too many requests' (1..${requestsPendingPerConnectionMaxMax}).`,
+  ),
+  spec(
+    'max-streams-per-connection',
+    'int',
+    'dkv',
+    String(streamsPerConnectionMaxDefault),
+    `streams (Watch, LeaseKeepAlive, Observe, Snapshot) one client connection may have open; more are refused with 'too many requests' (1..${streamsPerConnectionMaxMax}).`,
   ),
   spec('log-file', 'string', 'dkv', '', 'write the log to this file instead of stderr.'),
   spec(
@@ -1231,6 +1260,11 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     () => intValue('max-request-bytes', raw, requestBytesMaxDefault, requestBytesMaxMin, requestBytesMaxMax),
     requestBytesMaxDefault,
   );
+  const requestsPendingPerConnectionMax = field(
+    () => intValue('max-pending-requests-per-connection', raw, requestsPendingPerConnectionMaxDefault, 1, requestsPendingPerConnectionMaxMax),
+    requestsPendingPerConnectionMaxDefault,
+  );
+  const streamsPerConnectionMax = field(() => intValue('max-streams-per-connection', raw, streamsPerConnectionMaxDefault, 1, streamsPerConnectionMaxMax), streamsPerConnectionMaxDefault);
   const quotaBytes = field(() => intValue('quota-backend-bytes', raw, 0, 0, quotaBackendBytesMax), 0);
   const quotaBackendBytes = quotaBytes === 0 ? quotaBackendBytesDefault : quotaBytes;
   const autoCompaction = field(() => autoCompactionValue(raw), { mode: 'periodic' as const, retention: 0 });
@@ -1272,6 +1306,8 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     snapshotCount,
     snapshotBytes,
     maxRequestBytes,
+    requestsPendingPerConnectionMax,
+    streamsPerConnectionMax,
     quotaBackendBytes,
     autoCompaction,
     authToken,

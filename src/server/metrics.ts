@@ -365,6 +365,7 @@ export interface ServerMetrics {
   readonly pendingReads: Gauge;
   /** Keep-alive requests read from clients' LeaseKeepAlive streams. */
   readonly leaseKeepAlives: Counter;
+  readonly connectionRefused: Counter;
 }
 
 /** Registers the node's metrics (and the process basics) on a fresh registry. */
@@ -469,6 +470,11 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
       labelNames: ['phase'],
     }),
     pendingReads: registry.gauge({ name: 'dkv_pending_reads', help: 'Linearizable reads this node holds over every shard.' }),
+    connectionRefused: registry.counter({
+      name: 'dkv_connection_limit_refused_total',
+      help: "Client calls refused because their connection was at a limit (--max-pending-requests-per-connection: kind 'request', --max-streams-per-connection: kind 'stream').",
+      labelNames: ['kind'],
+    }),
     leaseKeepAlives: registry.counter({
       name: 'dkv_lease_keepalives_total',
       help: 'Lease keep-alive requests read from clients (a stream is not read while its pending renewals and unsent answers are at their bound).',

@@ -14,6 +14,7 @@ import { clusterIdOf, formatId, memberIdOf } from '../cluster/index.js';
 import { authEngineOf, composeStateMachine, kvEngineOf, metaEngineOf } from '../runtime/index.js';
 import { EngineId, authOutcome, eventsOf, isCompactionOutcome } from '../engines/index.js';
 import { AuthGate } from './auth/gate.js';
+import { ConnectionLoad, withConnectionLimits } from './connection-limits.js';
 import { authenticateBurstPerPeer, authenticateBurstPerUser, authenticateRatePerPeerPerSecond, authenticateRatePerUserPerSecond, simpleTokenSweepMs } from './auth/limits.js';
 import { JwtTokens } from './auth/jwt.js';
 import { RateLimiter } from './auth/rate-limit.js';
@@ -660,8 +661,15 @@ export class DkvNode {
     // A learner serves what etcd's learner serves (Status, serializable Range); anything else gets
     // etcd's `rpc not supported for learner`, so clients move on to a voting member.
     const requestLog = new RequestLog(this.identity.memberId, this.logger);
+    const load = new ConnectionLoad(
+      { requestsPendingPerConnectionMax: this.config.requestsPendingPerConnectionMax, streamsPerConnectionMax: this.config.streamsPerConnectionMax },
+      (kind) => this.metrics.connectionRefused.inc(1, { kind }),
+    );
     const addService = (service: { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }): void =>
-      server.addService(service.definition, withRequestLog(service.definition, guardLearner(service.definition, service.implementation, () => this.learner), requestLog));
+      server.addService(
+        service.definition,
+        withRequestLog(service.definition, guardLearner(service.definition, withConnectionLimits(service.definition, service.implementation, load), () => this.learner), requestLog),
+      );
     const kv = createKvService({ ...common, maxRequestBytes: this.config.maxRequestBytes, unsafeStaleReads: this.config.unsafeStaleReads, unsafeIgnoreTxnCompare: this.config.unsafeIgnoreTxnCompare });
     addService(kv);
     const cluster = createClusterService({ ...common, membership: this.membership() });
