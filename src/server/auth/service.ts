@@ -88,6 +88,16 @@ interface WireRoleRevokePermissionRequest {
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * A bytes field as decoded: protobufjs leaves an absent one as its prototype default, a plain empty
+ * array rather than a Uint8Array (a single-key permission has no range_end on the wire), which
+ * the commands' base64 encoding cannot read.
+ */
+function wireBytes(value: Uint8Array | readonly number[] | null | undefined): Uint8Array {
+  if (value === undefined || value === null) return EMPTY;
+  return value instanceof Uint8Array ? value : Uint8Array.from(value);
+}
+
 function checkName(name: string | undefined, empty: 'user-empty' | 'role-empty'): string {
   if (name === undefined || name === '') throw dkvError(empty);
   if (Buffer.byteLength(name) > authNameBytesMax) throw dkvError('auth-name-too-large');
@@ -180,8 +190,8 @@ export function createAuthService(ctx: AuthServiceContext): { definition: Return
     if (perm === undefined || perm === null) throw dkvError('permission-not-given');
     const permType = perm.permType ?? PermissionType.Read;
     if (permType !== PermissionType.Read && permType !== PermissionType.Write && permType !== PermissionType.ReadWrite) throw dkvError('invalid-argument', `permission type ${permType}`);
-    const key = perm.key ?? EMPTY;
-    const rangeEnd = perm.range_end ?? EMPTY;
+    const key = wireBytes(perm.key);
+    const rangeEnd = wireBytes(perm.range_end);
     if (!isValidPermissionRange(key, rangeEnd)) throw dkvError('invalid-auth-mgmt');
     return { permType, key, rangeEnd };
   };
@@ -237,7 +247,7 @@ export function createAuthService(ctx: AuthServiceContext): { definition: Return
       change(call, authCommands.roleGrantPermission(checkName(message.name, 'role-empty'), permissionFromWire(message.perm))),
     ),
     RoleRevokePermission: unary<WireRoleRevokePermissionRequest>(async ({ message }, call) =>
-      change(call, authCommands.roleRevokePermission(checkName(message.role, 'role-empty'), message.key ?? EMPTY, message.range_end ?? EMPTY)),
+      change(call, authCommands.roleRevokePermission(checkName(message.role, 'role-empty'), wireBytes(message.key), wireBytes(message.range_end))),
     ),
   };
   return { definition: serviceDefinition('etcdserverpb.Auth'), implementation };
