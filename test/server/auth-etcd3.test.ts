@@ -427,6 +427,26 @@ describe('watch with a user (the client suite: watch.test.ts "permission denied"
     await reader.cancel();
     expect(await rejection(as('writer', 'password').watch().key('w').create())).toBeInstanceOf(EtcdPermissionDeniedError);
   });
+
+  // DKV checks a watcher's read permission again once the auth state changed (src/server/
+  // watch-service.ts), and cancels it with the same reason. Keep last: connor loses his role.
+  it('a watcher whose user lost read permission is canceled with the PermissionDenied reason', async () => {
+    const connor = as('connor', 'password');
+    const watcher = await connor.watch().prefix('f/lost/').create();
+    const errors: Error[] = [];
+    watcher.on('error', (error: Error) => errors.push(error));
+    await root.user('connor').removeRole('rw_prefix_f');
+    // The check runs when an event is due; the role's removal reaches the watcher's member by its
+    // own log, so keep writing until the watcher is canceled.
+    let written = 0;
+    await waitUntil(async () => {
+      if (errors.length > 0) return true;
+      await root.put(`f/lost/${written++}`).value('x');
+      return false;
+    }, 10_000, () => `the watcher canceled after ${written} puts`);
+    expect(errors[0]).toBeInstanceOf(EtcdPermissionDeniedError);
+    expect(errors[0]!.message).toBe('Watcher canceled: rpc error: code = PermissionDenied desc = etcdserver: permission denied');
+  });
 });
 
 describe('leases with a user', () => {
