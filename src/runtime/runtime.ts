@@ -38,7 +38,7 @@ import {
 import type { LogStorage } from '../../raft/index.js';
 import type { ShardUpdate } from '../../storage/index.js';
 import { joinSnapshotFrames, readU64, writeU64 } from '../../storage/index.js';
-import { AUTH_COMMAND_VERSION, type Caller, EngineId } from '../engines/index.js';
+import { AUTH_COMMAND_VERSION, type Caller, EngineId, anonymousCaller } from '../engines/index.js';
 import { type EngineCommand, encodeEnvelope, envelopeKind, envelopeOrigin, sameCommand, stampEnvelope } from './envelope.js';
 import { RuntimeError } from './errors.js';
 import {
@@ -481,11 +481,18 @@ export class NodeRuntime {
   }
 
   /**
-   * The caller a command carries: none while some member's build predates callers (it could not
-   * decode the envelope; such a build has no auth either, so nothing is lost by leaving it out).
+   * The caller a command carries. While some member's build predates callers (it could not decode
+   * the envelope), the caller of a request made with auth off is left out; any other request is
+   * refused rather than proposed unchecked.
    */
   private carriedCaller(shard: ShardState, caller: Caller | undefined): Caller | undefined {
-    return caller !== undefined && this.admissible(shard, EngineId.Auth, AUTH_COMMAND_VERSION) ? caller : undefined;
+    // A shard without an auth engine (the meta shard) checks no callers.
+    if (caller === undefined || !shard.machine.supports(EngineId.Auth, AUTH_COMMAND_VERSION)) return undefined;
+    if (this.options.membersSupport?.(EngineId.Auth, AUTH_COMMAND_VERSION) !== false) return caller;
+    // Fails closed: only the caller of auth-off (the shared anonymousCaller) may be left out; any
+    // other would let an unchecked command through.
+    if (caller === anonymousCaller) return undefined;
+    throw new RuntimeError('unsupported-command', "auth is on, and a member's build cannot carry a request's caller: upgrade every member");
   }
 
   /** Whether this node and every member can apply a command of `engine` at `version`. */

@@ -76,8 +76,8 @@ export function withConnectionLimits(definition: grpc.ServiceDefinition, impleme
           released = true;
           load.requests.release(peer);
         };
-        // A call the client cancels releases its place at once (its answer may come later).
-        call.once('cancelled', release);
+        // Released when the handler answers, not when the client cancels: the work it started
+        // (a proposal, a password hash, a read barrier) goes on until then, and must count.
         original(call, ((error, value, trailer, flags) => {
           release();
           callback(error, value, trailer, flags);

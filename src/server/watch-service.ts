@@ -15,7 +15,7 @@ import { type Incoming, serviceDefinition } from './grpc-service.js';
 import { type BufferedBytes, type FrameEncoder, ResponseQueue, grpcFrames, grpcPrefixBytes, writeGrpcPrefix } from './response-queue.js';
 import type { ShardHandle } from '../runtime/index.js';
 import { type ServiceContext, responseHeader } from './service-common.js';
-import { type Caller, rangeAccess } from '../engines/index.js';
+import { rangeAccess } from '../engines/index.js';
 
 /**
  * The reason a watcher its caller may not read is refused or canceled with: etcd sends its gRPC
@@ -215,8 +215,6 @@ class WatchStream implements WatchSink {
   /** A progress request waits for every watcher to be synced. */
   private progressPending = false;
   private readonly progressTimer: NodeJS.Timeout;
-  /** The stream's caller, from its metadata (resolved at the first create). */
-  private caller: Caller | undefined;
 
   constructor(
     private readonly call: grpc.ServerDuplexStream<Incoming<WireWatchRequest>, object>,
@@ -311,12 +309,15 @@ class WatchStream implements WatchSink {
     return this.ctx.gate.enabled ? this.ctx.gate.revision : AUTH_OFF;
   }
 
-  /** Whether the stream's caller may read `key`..`rangeEnd` now (always while auth is off). */
+  /**
+   * Whether the stream's caller may read `key`..`rangeEnd` now (always while auth is off). The
+   * caller is found again from the stream's token at every check, as etcd does at every create: a
+   * token that stopped working (a password change, a JWT from before an auth change) reads nothing.
+   */
   private mayRead(key: Uint8Array, rangeEnd: Uint8Array | undefined): boolean {
     if (!this.ctx.gate.enabled) return true;
     try {
-      this.caller ??= this.ctx.gate.caller(this.call);
-      this.ctx.gate.checkKeys({ user: this.caller.user, authRevision: this.ctx.gate.revision }, rangeAccess({ key, rangeEnd }));
+      this.ctx.gate.checkKeys(this.ctx.gate.caller(this.call), rangeAccess({ key, rangeEnd }));
       return true;
     } catch {
       return false;

@@ -9,7 +9,7 @@
  *    and expiry hold — else `invalid auth token`;
  *  - no token, `--client-cert-auth` on and a verified client certificate: the certificate's CN is
  *    the user (etcd's rule; the user must exist for any permission to apply);
- *  - else anonymous: every permission check then answers `user name is empty`.
+ *  - else no user: every permission check then answers `user name is empty`.
  * A simple token's caller is checked at the current auth revision; a JWT's at the revision it was
  * issued at, so a JWT stops working (`revision of auth store is old`) after any auth change.
  */
@@ -59,7 +59,8 @@ export class AuthGate {
     const token = values.length === 0 ? undefined : String(values[0]);
     if (token !== undefined) return this.tokenCaller(token, auth);
     const cn = this.options.clientCertAuth ? certificateCommonName(call) : undefined;
-    return cn === undefined ? anonymousCaller : { user: cn, authRevision: auth.revision };
+    // Not the shared anonymousCaller (that one means auth off): the runtime never drops this one.
+    return cn === undefined ? { user: '', authRevision: 0 } : { user: cn, authRevision: auth.revision };
   }
 
   private tokenCaller(token: string, auth: AuthEngine): Caller {
