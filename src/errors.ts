@@ -158,6 +158,9 @@ export const errorTable = {
   // A dkv.v1.KV write's fence (a lock key and its create revision) no longer holds.
   'fence-stale': dkv(status.FAILED_PRECONDITION, 'dkv: fencing token is stale (the lock key has another owner or is gone)'),
   internal: dkv(status.INTERNAL, 'dkv: internal error'),
+  // A frame of a client stream (Watch, LeaseKeepAlive) that is not a valid request message; the
+  // stream ends with it. INTERNAL, as gRPC itself refuses a unary request that does not decode.
+  'malformed-request': dkv(status.INTERNAL, 'dkv: request message does not decode'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorTable;

@@ -10,8 +10,8 @@ import type { KeyValue, MvccEvent } from '../../storage/index.js';
 import { eventToWire } from '../engines/kv/index.js';
 import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index.js';
 import { etcdType, int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto.js';
-import { errorTable } from '../errors.js';
-import { type Incoming, serviceDefinition } from './grpc-service.js';
+import { type DkvError, errorTable, toGrpcError } from '../errors.js';
+import { type Incoming, type StreamFrame, isMalformedFrame, serviceDefinition } from './grpc-service.js';
 import { type BufferedBytes, type FrameEncoder, ResponseQueue, grpcFrames, grpcPrefixBytes, writeGrpcPrefix } from './response-queue.js';
 import type { ShardHandle } from '../runtime/index.js';
 import { type ServiceContext, responseHeader } from './service-common.js';
@@ -216,7 +216,7 @@ class WatchStream implements WatchSink {
     });
     this.progressTimer = setInterval(() => this.progressTick(), ctx.progressIntervalMs);
     this.progressTimer.unref();
-    call.on('data', (request: Incoming<WireWatchRequest>) => this.onRequest(request.message));
+    call.on('data', (request: StreamFrame<WireWatchRequest>) => (isMalformedFrame(request) ? this.fail(request.error) : this.onRequest(request.message)));
     call.on('end', () => this.close(true));
     call.on('error', () => this.close(false));
     call.on('close', () => this.close(false));
@@ -398,6 +398,13 @@ class WatchStream implements WatchSink {
     // Events may not join a response queued before this one: they would overtake it.
     this.lastQueued.clear();
     this.out.push(response, bytes);
+  }
+
+  /** Ends the stream with `error` as its status, after the responses already written (a frame that did not decode). */
+  private fail(error: DkvError): void {
+    if (this.closed) return;
+    this.close(false);
+    this.call.emit('error', toGrpcError(error));
   }
 
   private close(ended: boolean): void {
