@@ -1,0 +1,100 @@
+/**
+ * Issue #17 §2, malformed input: every method of every gRPC service the server is built from
+ * (etcd's KV, Watch, Lease, Cluster, Maintenance, Auth, Lock and Election; dkv.v1's KV, Counter
+ * and Watch) gets request bytes that are not what it expects — random bytes, protobuf-shaped
+ * tokens that lie, its own fields with the wrong wire type — and, on raw HTTP/2 streams, gRPC
+ * message prefixes that lie. Every call must end with an answer (a status, or a response when the
+ * bytes happen to be a valid request; never a hang past the deadline, never the generic internal
+ * error of an unhandled exception), the process must live on, and a refused call must leave the
+ * node's state (HashKV, revision, leases, alarms, members) exactly as it was.
+ *
+ * fast-check prints the seed and the shrunk counterexample of a failure; rerun with that seed.
+ */
+import * as grpc from '@grpc/grpc-js';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { everyMethod, expectServes, FuzzNode, type FuzzedMethod, StateTracker } from './fuzz-harness.js';
+import { lyingGrpcFrames, protobufTokens, randomBytes, wrongTypes } from './fuzz-wire.js';
+
+/** Fixed, so a run replays; fast-check reports it (and the path to the failing case) on failure. */
+const seed = 17_02;
+/** Cases per unary method (each is a call plus the state checks around it). */
+const runsPerMethod = 24;
+/** Streams that may stay open cost an observation window each: fewer cases. */
+const runsPerOpenStream = 8;
+/** Raw HTTP/2 requests per method. */
+const framedRunsPerMethod = 6;
+
+const methods = everyMethod();
+let node: FuzzNode;
+let tracker: StateTracker;
+const started = Date.now();
+
+beforeAll(async () => {
+  node = await FuzzNode.start();
+  tracker = new StateTracker(node);
+}, 60_000);
+
+afterAll(async () => {
+  console.log(`[fuzz-grpc-bytes] ${methods.length} methods; ${tracker?.refused} refused, ${tracker?.accepted} accepted, ${tracker?.open} open streams; ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  await node?.stop();
+});
+
+function malformed(method: FuzzedMethod): fc.Arbitrary<Buffer> {
+  return fc.oneof(randomBytes, protobufTokens, wrongTypes(method.requestType));
+}
+
+function mayStayOpen(method: FuzzedMethod): boolean {
+  return method.responseStream && !method.requestStream && method.name !== 'Snapshot';
+}
+
+describe('malformed request bytes, every method', () => {
+  it('covers every service the server registers', () => {
+    const services = new Set(methods.map((m) => m.service));
+    for (const name of ['etcdserverpb.KV', 'etcdserverpb.Watch', 'etcdserverpb.Lease', 'etcdserverpb.Cluster', 'etcdserverpb.Maintenance', 'v3lockpb.Lock', 'v3electionpb.Election', 'dkv.v1.KV', 'dkv.v1.Counter', 'dkv.v1.Watch']) {
+      expect(services.has(name as FuzzedMethod['service']), name).toBe(true);
+    }
+    expect(methods.length).toBeGreaterThanOrEqual(56);
+  });
+
+  for (const method of methods) {
+    it(`${method.path}: answered, alive, and a refusal changes nothing`, async () => {
+      const frames = method.requestStream ? fc.array(malformed(method), { minLength: 1, maxLength: 4 }) : malformed(method).map((b) => [b]);
+      await fc.assert(
+        fc.asyncProperty(frames, async (bodies) => {
+          await tracker.before();
+          const outcome = await node.call(method, bodies);
+          await tracker.after(method, outcome, `bytes ${bodies.map((b) => b.toString('hex')).join(' | ')}`);
+        }),
+        { seed, numRuns: mayStayOpen(method) ? runsPerOpenStream : runsPerMethod },
+      );
+    });
+  }
+});
+
+describe('gRPC message prefixes that lie, on raw HTTP/2 streams', () => {
+  for (const method of methods) {
+    it(`${method.path}: a status or a reset, never a hang`, async () => {
+      await fc.assert(
+        fc.asyncProperty(lyingGrpcFrames, async (payload) => {
+          await tracker.before();
+          const answer = await node.framed(method.path, payload, mayStayOpen(method));
+          const label = `framed ${payload.toString('hex')}`;
+          node.expectAlive(label);
+          expect(answer.grpcStatus, `${method.path} ${label}: hung until the deadline`).not.toBe(grpc.status.DEADLINE_EXCEEDED);
+          const outcome = answer.open
+            ? ({ kind: 'open', responses: 0 } as const)
+            : answer.grpcStatus === undefined || answer.grpcStatus === grpc.status.OK
+              ? ({ kind: 'ok', responses: 1 } as const)
+              : ({ kind: 'status', code: answer.grpcStatus, details: '', responses: 0 } as const);
+          await tracker.after(method, outcome, label);
+        }),
+        { seed, numRuns: mayStayOpen(method) ? 2 : framedRunsPerMethod },
+      );
+    });
+  }
+
+  it('the node still serves a normal put and get', async () => {
+    await expectServes(node, 'bytes');
+  });
+});
