@@ -6,7 +6,7 @@
  * on the stream.
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { KeyValue, MvccEvent } from '../../storage/index.js';
+import { type KeyValue, type MvccEvent, compareBytes } from '../../storage/index.js';
 import { eventToWire } from '../engines/kv/index.js';
 import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index.js';
 import { etcdType, int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto.js';
@@ -193,6 +193,15 @@ interface WatcherState {
   sentSinceTick: boolean;
 }
 
+/**
+ * etcd's watchStream.Watch refusal: a range_end (other than \0, "every key from key on") at or
+ * before the key (an empty key is \0) selects no key, and the watch is refused, never registered.
+ */
+export function isEmptyWatchRange(key: Uint8Array | undefined, rangeEnd: Uint8Array | undefined): boolean {
+  if (rangeEnd === undefined || rangeEnd.length === 0 || (rangeEnd.length === 1 && rangeEnd[0] === 0)) return false;
+  return compareBytes(key !== undefined && key.length > 0 ? key : Uint8Array.of(0), rangeEnd) >= 0;
+}
+
 /** One client stream: its watchers and a bounded queue of responses for a slow reader. */
 class WatchStream implements WatchSink {
   private readonly states = new Map<number, WatcherState>();
@@ -258,6 +267,7 @@ class WatchStream implements WatchSink {
     const refuse = (reason: string): void => {
       this.push({ header: this.header(current), watch_id: INVALID_WATCH_ID, created: true, canceled: true, cancel_reason: reason });
     };
+    if (isEmptyWatchRange(r.key, r.range_end)) return refuse(errorTable['watch-range-empty'].message);
     if (start < 0) return refuse(errorTable.compacted.message);
     // A client-chosen id must be a safe integer: etcd echoes any int64 exactly, and rounding or
     // saturating would fold different ids into one, so any other is refused.

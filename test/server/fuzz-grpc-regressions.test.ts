@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdType } from '../../src/etcd-proto.js';
 import { everyMethod, expectServes, FuzzNode, type FuzzedMethod, StateTracker } from './fuzz-harness.js';
+import { WatchClient } from './watch-client.js';
 
 let node: FuzzNode;
 let tracker: StateTracker;
@@ -54,5 +55,34 @@ describe('a client-stream frame that does not decode', () => {
       await tracker.after(watch, outcome, frames.map((f) => f.toString('hex')).join(' '));
     }
     await expectServes(node, 'malformed-frames');
+  });
+});
+
+describe('a watch whose range_end is at or before its key', () => {
+  // etcd 3.4 answers created + canceled, watch_id -1, "mvcc: watcher range is empty" (measured);
+  // DKV registered a watcher that could never fire.
+  it('is refused with etcd\'s cancel reason; \\0 (from key) and a range after the key are not', async () => {
+    const watch = new WatchClient(node.endpoint);
+    try {
+      watch.create({ key: 'b', rangeEnd: 'a' });
+      watch.create({ key: 'b', rangeEnd: 'b' });
+      watch.create({ key: '', rangeEnd: Buffer.from([0]) });
+      watch.create({ key: 'b', rangeEnd: Buffer.from([0]) });
+      watch.create({ key: '', rangeEnd: 'a' });
+      watch.create({ key: 'b', rangeEnd: 'c' });
+      await watch.waitFor((rs) => rs.filter((r) => r.created === true).length === 6);
+      const created = watch.responses.filter((r) => r.created === true).map((r) => [r.watch_id, r.canceled, r.cancel_reason]);
+      expect(created).toEqual([
+        [-1, true, 'mvcc: watcher range is empty'],
+        [-1, true, 'mvcc: watcher range is empty'],
+        [0, false, ''],
+        [1, false, ''],
+        [2, false, ''],
+        [3, false, ''],
+      ]);
+    } finally {
+      watch.close();
+    }
+    await expectServes(node, 'watch-range-empty');
   });
 });
