@@ -74,6 +74,9 @@ export const streamWindowMs = 150;
 
 const identity = (bytes: Buffer): Buffer => bytes;
 
+/** Keys every settled state holds, so that cases can name existing keys. */
+export const seedKeys: readonly string[] = ['fuzz/a', 'fuzz/b', 'fuzz/c/1'];
+
 /** The state a refused call must not change. */
 export interface Fingerprint {
   readonly revision: number;
@@ -242,8 +245,19 @@ export class FuzzNode {
     };
   }
 
-  /** After a call that was accepted: revokes every lease, disarms every alarm; the fingerprint then. */
+  /**
+   * After a call that was accepted: revokes every lease, disarms every alarm, and replaces the
+   * keyspace by the seed keys (a key with a TTL, or a counter's, must not expire while a later case
+   * is measured; writing a key clears its TTL), compacted. The fingerprint then.
+   */
   async settle(): Promise<Fingerprint> {
+    const every = Buffer.from([0]);
+    await this.client.kv('DeleteRange', { key: every, range_end: every });
+    let revision = '0';
+    for (const key of seedKeys) revision = ((await this.client.kv('Put', { key: Buffer.from(key), value: Buffer.from('seed') })).header as { revision: string }).revision;
+    // HashKV hashes every revision since the last compaction: without one, each fingerprint would
+    // hash the whole history of the run (megabyte values included).
+    await this.client.kv('Compact', { revision, physical: true });
     const leases = (await this.client.call('etcdserverpb.Lease', 'LeaseLeases', {})).leases as Array<{ ID: string }>;
     for (const lease of leases) {
       await this.client.call('etcdserverpb.Lease', 'LeaseRevoke', { ID: lease.ID }).catch((error: { code?: number }) => {
@@ -279,6 +293,11 @@ export class StateTracker {
 
   constructor(private readonly node: FuzzNode) {}
 
+  /** After a failed case (its state unknown): the next case starts from a settled state. */
+  reset(): void {
+    this.current = undefined;
+  }
+
   async before(): Promise<void> {
     this.current ??= await this.node.settle();
   }
@@ -295,6 +314,17 @@ export class StateTracker {
       else this.accepted++;
       this.current = await this.node.settle();
     }
+  }
+
+  /** After a read (or a write that must change nothing): whatever its answer, the state is as it was. */
+  async expectUnchanged(method: FuzzedMethod, outcome: Outcome, label: string): Promise<void> {
+    this.node.expectAlive(`${method.path} ${label}`);
+    expectAnswered(method, outcome, label);
+    if (outcome.kind === 'status') this.refused++;
+    else if (outcome.kind === 'open') this.open++;
+    else this.accepted++;
+    const now = await this.node.fingerprint();
+    expect(now, `${method.path} ${label}: answered ${JSON.stringify(outcome)} but the state changed`).toEqual(this.current);
   }
 
   /** After a refusal expected by the case: nothing changed (the outcome must be a refusal). */
