@@ -13,11 +13,9 @@
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { everyMethod, expectServes, FuzzNode, type FuzzedMethod, StateTracker } from './fuzz-harness.js';
+import { everyMethod, expectServes, fuzzRunsScale, fuzzSeed, FuzzNode, type FuzzedMethod, StateTracker } from './fuzz-harness.js';
 import { lyingGrpcFrames, protobufTokens, randomBytes, wrongTypes } from './fuzz-wire.js';
 
-/** Fixed, so a run replays; fast-check reports it (and the path to the failing case) on failure. */
-const seed = 17_02;
 /** Cases per unary method (each is a call plus the state checks around it). */
 const runsPerMethod = 24;
 /** Streams that may stay open cost an observation window each: fewer cases. */
@@ -72,7 +70,7 @@ describe('malformed request bytes, every method', () => {
             throw error;
           }
         }),
-        { seed, numRuns: mayStayOpen(method) ? runsPerOpenStream : runsPerMethod },
+        { seed: fuzzSeed, numRuns: fuzzRunsScale * (mayStayOpen(method) ? runsPerOpenStream : runsPerMethod) },
       );
     });
   }
@@ -95,7 +93,7 @@ describe('gRPC message prefixes that lie, on raw HTTP/2 streams', () => {
               : ({ kind: 'status', code: answer.grpcStatus, details: '', responses: 0 } as const);
           await tracker.after(method, outcome, label);
         }),
-        { seed, numRuns: mayStayOpen(method) ? 2 : framedRunsPerMethod },
+        { seed: fuzzSeed, numRuns: fuzzRunsScale * (mayStayOpen(method) ? 2 : framedRunsPerMethod) },
       );
     });
   }

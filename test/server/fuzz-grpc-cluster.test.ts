@@ -12,9 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EtcdChannel } from '../../src/client/index.js';
 import { type Case, encode, hostileCaseGroups, methodOf } from './fuzz-cases.js';
 import { etcdChannel, TestCluster } from './cluster-harness.js';
-import { expectAnswered, seedKeys } from './fuzz-harness.js';
+import { expectAnswered, fuzzRunsScale, fuzzSeed, seedKeys } from './fuzz-harness.js';
 
-const seed = 17_02;
 /** Refused cases sent in all (spread over the groups). */
 const casesPerGroup = 12;
 
@@ -80,7 +79,7 @@ describe('refused requests on a 3-node cluster', () => {
         const after = await clusterHash();
         expect(after, `${label}: refused with "${answer === 'accepted' ? '' : answer.details}" but the cluster changed`).toEqual(before);
       }),
-      { seed, numRuns: casesPerGroup * groups.length },
+      { seed: fuzzSeed, numRuns: fuzzRunsScale * casesPerGroup * groups.length },
     );
     console.log(`[fuzz-grpc-cluster] ${sent} refused requests over 3 nodes; HashKV ${before.hashes[0]} at revision ${before.revision} throughout`);
     for (let node = 0; node < 3; node++) {

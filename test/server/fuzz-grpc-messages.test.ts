@@ -14,9 +14,8 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Case, type ClusterFacts, encode, hostileCaseGroups, hostileGroupNames, methodOf } from './fuzz-cases.js';
-import { expectServes, FuzzNode, type Outcome, StateTracker } from './fuzz-harness.js';
+import { expectServes, fuzzRunsScale, fuzzSeed, FuzzNode, type Outcome, StateTracker } from './fuzz-harness.js';
 
-const seed = 17_02;
 
 let node: FuzzNode;
 let tracker: StateTracker;
@@ -58,7 +57,7 @@ describe('hostile requests that decode', () => {
     it(`${label}: answered, alive; refusals and reads change nothing; what etcd refuses is refused`, async () => {
       const [name, cases, numRuns] = groups()[index]!;
       expect(name).toBe(label);
-      await fc.assert(fc.asyncProperty(cases, run), { seed, numRuns });
+      await fc.assert(fc.asyncProperty(cases, run), { seed: fuzzSeed, numRuns: fuzzRunsScale * numRuns });
     });
   }
 

@@ -17,6 +17,13 @@ import { type Decoded, type EtcdChannel, longsAsStrings, type ServiceName, metho
 import { dkvRoot, etcdRoot } from '../../src/etcd-proto.js';
 import { etcdChannel, TestCluster } from './cluster-harness.js';
 
+/**
+ * The runs replay: a fixed seed (fast-check reports it, and the path to the shrunk case, on a
+ * failure). For a longer exploration by hand: DKV_FUZZ_SEED=<n> DKV_FUZZ_RUNS_SCALE=<k>.
+ */
+export const fuzzSeed = Number(process.env['DKV_FUZZ_SEED'] ?? 1702);
+export const fuzzRunsScale = Number(process.env['DKV_FUZZ_RUNS_SCALE'] ?? 1);
+
 /** Every service of the protos the server is built from (those it does not serve answer UNIMPLEMENTED). */
 export const fuzzedServices: readonly ServiceName[] = [
   'etcdserverpb.KV',
