@@ -14,7 +14,7 @@ import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { everyMethod, expectServes, fuzzRunsScale, fuzzSeed, FuzzNode, type FuzzedMethod, StateTracker } from './fuzz-harness.js';
-import { lyingGrpcFrames, protobufTokens, randomBytes, wrongTypes } from './fuzz-wire.js';
+import { lyingGrpcFrames, protobufTokens, randomBytes, tag, varint, wrongTypes } from './fuzz-wire.js';
 
 /** Cases per unary method (each is a call plus the state checks around it). */
 const runsPerMethod = 24;
@@ -71,6 +71,42 @@ describe('malformed request bytes, every method', () => {
           }
         }),
         { seed: fuzzSeed, numRuns: fuzzRunsScale * (mayStayOpen(method) ? runsPerOpenStream : runsPerMethod) },
+      );
+    });
+  }
+});
+
+/** A TxnRequest nested `levels` deep through success (2) -> RequestOp.request_txn (4). */
+function nestedTxnBytes(levels: number): Buffer {
+  let body = Buffer.alloc(0);
+  for (let i = 0; i < levels; i++) {
+    const op = Buffer.concat([tag(4, 2), varint(BigInt(body.length)), body]);
+    body = Buffer.concat([tag(2, 2), varint(BigInt(op.length)), op]);
+  }
+  return body;
+}
+
+describe('txns nested far past the limit', () => {
+  // etcd's limit is 129 levels; up to twice that decodes and gets etcd's error, deeper does not
+  // decode (src/etcd-proto.ts): either way a refusal, never a stack overflow, at any depth.
+  for (const path of ['/etcdserverpb.KV/Txn', '/dkv.v1.KV/Txn']) {
+    it(`${path}: refused at 130 to 100 000 levels, and nothing changes`, async () => {
+      const method = methods.find((m) => m.path === path)!;
+      await fc.assert(
+        fc.asyncProperty(fc.oneof(fc.constantFrom(130, 258, 259, 260, 100_000), fc.integer({ min: 130, max: 20_000 })), async (levels) => {
+          const txn = nestedTxnBytes(levels);
+          // dkv.v1's TxnRequest holds etcd's in its field 1.
+          const body = path === '/dkv.v1.KV/Txn' ? Buffer.concat([tag(1, 2), varint(BigInt(txn.length)), txn]) : txn;
+          await tracker.before();
+          const outcome = await node.call(method, [body]);
+          try {
+            await tracker.expectRefused(method, outcome, `${levels} levels`);
+          } catch (error) {
+            tracker.reset();
+            throw error;
+          }
+        }),
+        { seed: fuzzSeed, numRuns: fuzzRunsScale * 8 },
       );
     });
   }
