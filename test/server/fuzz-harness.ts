@@ -201,13 +201,14 @@ export class FuzzNode {
    * compression flags included, so they can lie. Resolves with the grpc-status the server sent
    * (in trailers or headers), or the HTTP/2 stream's close code when it sent none.
    */
-  framed(path: string, payload: Buffer, mayStayOpen = false): Promise<{ grpcStatus: number | undefined; rstCode: number; open: boolean }> {
+  framed(path: string, payload: Buffer, mayStayOpen = false, headers: Readonly<Record<string, string>> = {}): Promise<{ grpcStatus: number | undefined; rstCode: number; open: boolean; httpStatus: number | undefined }> {
     return new Promise((resolve, reject) => {
       const session = http2Connect(`http://${this.endpoint}`);
       let grpcStatus: number | undefined;
+      let httpStatus: number | undefined;
       const timer = setTimeout(() => {
         session.destroy();
-        if (mayStayOpen) resolve({ grpcStatus, rstCode: 0, open: true });
+        if (mayStayOpen) resolve({ grpcStatus, rstCode: 0, open: true, httpStatus });
         else reject(new Error(`no answer to a framed request on ${path} within ${callDeadlineMs} ms`));
       }, mayStayOpen ? streamWindowMs : callDeadlineMs + 1000);
       session.on('error', () => undefined);
@@ -217,12 +218,16 @@ export class FuzzNode {
         [http2Constants.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
         te: 'trailers',
         'grpc-timeout': `${callDeadlineMs}m`,
+        ...headers,
       });
       const readStatus = (headers: Record<string, unknown>): void => {
         const value = headers['grpc-status'];
         if (value !== undefined) grpcStatus = Number(value);
       };
-      stream.on('response', readStatus);
+      stream.on('response', (responseHeaders) => {
+        httpStatus = Number(responseHeaders[http2Constants.HTTP2_HEADER_STATUS]);
+        readStatus(responseHeaders);
+      });
       stream.on('trailers', readStatus);
       stream.on('data', () => undefined);
       stream.on('error', () => undefined);
@@ -230,7 +235,7 @@ export class FuzzNode {
         clearTimeout(timer);
         const rstCode = stream.rstCode ?? 0;
         session.close();
-        resolve({ grpcStatus, rstCode, open: false });
+        resolve({ grpcStatus, rstCode, open: false, httpStatus });
       });
       stream.end(payload);
     });
