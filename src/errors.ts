@@ -163,6 +163,9 @@ export const errorTable = {
   'auth-name-too-large': dkv(status.INVALID_ARGUMENT, 'dkv: user or role name is too large'),
   'password-too-large': dkv(status.INVALID_ARGUMENT, 'dkv: password is too large'),
   internal: dkv(status.INTERNAL, 'dkv: internal error'),
+  // A frame of a client stream (Watch, LeaseKeepAlive) that is not a valid request message; the
+  // stream ends with it. INTERNAL, as gRPC itself refuses a unary request that does not decode.
+  'malformed-request': dkv(status.INTERNAL, 'dkv: request message does not decode'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorTable;

@@ -12,7 +12,7 @@ import { type Int64, int64Exact, int64ToWire } from '../etcd-proto.js';
 import { dkvError, toGrpcError } from '../errors.js';
 import { compareBytes } from '../../storage/index.js';
 import { type ShardHandle, kvEngineOf, leaseEngineOf } from '../runtime/index.js';
-import { type Incoming, serviceDefinition } from './grpc-service.js';
+import { type Incoming, type StreamFrame, isMalformedFrame, serviceDefinition } from './grpc-service.js';
 import { leaseGrantCost } from './quota.js';
 import { type ServiceContext, callerOptions, clientError, requestOptions, responseHeader, unary } from './service-common.js';
 import { leaseKeysOf, permittedCaller } from './kv-service.js';
@@ -233,10 +233,11 @@ function keepAliveStream(ctx: LeaseServiceContext, call: grpc.ServerDuplexStream
     settleDrained();
     armDrained();
   });
-  call.on('data', (request: Incoming<WireLeaseId>) => {
+  call.on('data', (request: StreamFrame<WireLeaseId>) => {
     if (ended) return;
     let id: bigint;
     try {
+      if (isMalformedFrame(request)) throw request.error;
       if (request.raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
       id = int64Exact(request.message.ID);
     } catch (error) {

@@ -6,12 +6,12 @@
  * on the stream.
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { KeyValue, MvccEvent } from '../../storage/index.js';
+import { type KeyValue, type MvccEvent, compareBytes } from '../../storage/index.js';
 import { eventToWire } from '../engines/kv/index.js';
 import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index.js';
 import { etcdType, int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto.js';
-import { errorTable } from '../errors.js';
-import { type Incoming, serviceDefinition } from './grpc-service.js';
+import { type DkvError, errorTable, toGrpcError } from '../errors.js';
+import { type Incoming, type StreamFrame, isMalformedFrame, serviceDefinition } from './grpc-service.js';
 import { type BufferedBytes, type FrameEncoder, ResponseQueue, grpcFrames, grpcPrefixBytes, writeGrpcPrefix } from './response-queue.js';
 import type { ShardHandle } from '../runtime/index.js';
 import { type ServiceContext, responseHeader } from './service-common.js';
@@ -204,6 +204,15 @@ interface WatcherState {
   authCheckedAt: number;
 }
 
+/**
+ * etcd's watchStream.Watch refusal: a range_end (other than \0, "every key from key on") at or
+ * before the key (an empty key is \0) selects no key, and the watch is refused, never registered.
+ */
+export function isEmptyWatchRange(key: Uint8Array | undefined, rangeEnd: Uint8Array | undefined): boolean {
+  if (rangeEnd === undefined || rangeEnd.length === 0 || (rangeEnd.length === 1 && rangeEnd[0] === 0)) return false;
+  return compareBytes(key !== undefined && key.length > 0 ? key : Uint8Array.of(0), rangeEnd) >= 0;
+}
+
 /** One client stream: its watchers and a bounded queue of responses for a slow reader. */
 class WatchStream implements WatchSink {
   private readonly states = new Map<number, WatcherState>();
@@ -227,7 +236,7 @@ class WatchStream implements WatchSink {
     });
     this.progressTimer = setInterval(() => this.progressTick(), ctx.progressIntervalMs);
     this.progressTimer.unref();
-    call.on('data', (request: Incoming<WireWatchRequest>) => this.onRequest(request.message));
+    call.on('data', (request: StreamFrame<WireWatchRequest>) => (isMalformedFrame(request) ? this.fail(request.error) : this.onRequest(request.message)));
     call.on('end', () => this.close(true));
     call.on('error', () => this.close(false));
     call.on('close', () => this.close(false));
@@ -269,6 +278,7 @@ class WatchStream implements WatchSink {
     const refuse = (reason: string, watchId: number = INVALID_WATCH_ID): void => {
       this.push({ header: this.header(current), watch_id: watchId, created: true, canceled: true, cancel_reason: reason });
     };
+    if (isEmptyWatchRange(r.key, r.range_end)) return refuse(errorTable['watch-range-empty'].message);
     if (start < 0) return refuse(errorTable.compacted.message);
     // A client-chosen id must be a safe integer: etcd echoes any int64 exactly, and rounding or
     // saturating would fold different ids into one, so any other is refused.
@@ -450,6 +460,13 @@ class WatchStream implements WatchSink {
     // Events may not join a response queued before this one: they would overtake it.
     this.lastQueued.clear();
     this.out.push(response, bytes);
+  }
+
+  /** Ends the stream with `error` as its status, after the responses already written (a frame that did not decode). */
+  private fail(error: DkvError): void {
+    if (this.closed) return;
+    this.close(false);
+    this.call.emit('error', toGrpcError(error));
   }
 
   private close(ended: boolean): void {
