@@ -161,13 +161,26 @@ async function streamSnapshot(
   let remaining = 0;
   for (const part of parts) remaining += part.length;
   const h = header();
+  // A call that ends early (the client cancels, its deadline passes) stops the stream: no more
+  // writes, no wait for a drain that will never come.
+  let stopped = call.cancelled;
+  const stop = (): void => {
+    stopped = true;
+  };
+  call.once('cancelled', stop);
+  call.once('close', stop);
   for (const blob of parts) {
+    if (stopped) return;
     remaining -= blob.length;
     if (!call.write({ header: h, remaining_bytes: remaining, blob })) {
-      await new Promise<void>((resolve) => call.once('drain', () => resolve()));
+      await new Promise<void>((resolve) => {
+        call.once('drain', () => resolve());
+        call.once('cancelled', () => resolve());
+        call.once('close', () => resolve());
+      });
     }
   }
-  call.end();
+  if (!stopped) call.end();
 }
 
 function* iterate<T>(iterator: Iterator<T>): Generator<T> {
