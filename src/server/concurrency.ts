@@ -22,9 +22,9 @@ import { type WireRangeRequest, type WireRequestOp, type WireTxnRequest, int64To
 import { dkvError } from '../errors.js';
 import { type RequestOptions, type ShardHandle, kvEngineOf } from '../runtime/index.js';
 import { permittedCaller, proposeDelete, proposeTxn } from './kv-service.js';
-import { PermissionType } from '../engines/index.js';
+import { type Caller, PermissionType } from '../engines/index.js';
 import { lockNameBytesMax, sessionKeyDrawsMax, sessionLeaseTtlSeconds } from './limits.js';
-import { type ServiceContext, type UnaryCall, requestOptions } from './service-common.js';
+import { type ServiceContext, type UnaryCall, callerOptions, requestOptions } from './service-common.js';
 
 /**
  * Grants leases for requests that name none (lease 0). etcd's server gives such a Lock or
@@ -42,6 +42,8 @@ export interface ConcurrencyContext extends ServiceContext {
   /** Aborts (with `stopped`) when the node stops: every wait and Observe stream ends. */
   readonly stopping: AbortSignal;
   readonly sessionLeases?: SessionLeases;
+  /** The caller of the call a recipe runs for: its writes carry it to the apply-time auth guard. */
+  readonly caller?: Caller;
 }
 
 // ---- Validation at the edge ------------------------------------------------------------------
@@ -75,12 +77,10 @@ export function checkValue(value: Uint8Array | undefined): Uint8Array {
 
 // ---- Keys ------------------------------------------------------------------------------------
 
-/** The prefix every session key of `name` starts with (etcd: name + "/"). */
 /**
  * The caller of a Lock or Election call may read and write every key of the recipe's prefix (a
- * waiter's own key, and the others it reads and watches), checked where the call arrives. The
- * recipe's own writes are then proposed as the node's; a permission revoked while a call waits
- * takes effect at its next call.
+ * waiter's own key, and the others it reads and watches), checked where the call arrives; the
+ * recipe's writes carry the caller too (recipeContext), so the guard checks each where it applies.
  */
 export function checkRecipeAccess(ctx: ServiceContext, call: UnaryCall<unknown> | grpc.ServerWritableStream<unknown, object>, prefix: Uint8Array): void {
   const key = prefix;
@@ -91,6 +91,17 @@ export function checkRecipeAccess(ctx: ServiceContext, call: UnaryCall<unknown> 
   ]);
 }
 
+/** A recipe's request options: the caller its writes carry, when the call has one. */
+function recipeOptions(ctx: ConcurrencyContext): RequestOptions {
+  return ctx.caller === undefined ? requestOptions(ctx) : callerOptions(ctx, ctx.caller);
+}
+
+/** The context of one call's recipe: its writes are proposed as the call's caller. */
+export function recipeContext(ctx: ConcurrencyContext, call: UnaryCall<unknown>): ConcurrencyContext {
+  return { ...ctx, caller: ctx.gate.caller(call) };
+}
+
+/** The prefix every session key of `name` starts with (etcd: name + "/"). */
 export function namePrefix(name: Uint8Array): Buffer {
   return Buffer.concat([name, Buffer.from('/')]);
 }
@@ -120,7 +131,7 @@ export interface Session {
 export async function openSession(ctx: ConcurrencyContext, shard: ShardHandle, lease: bigint): Promise<Session> {
   if (lease !== 0n) return { lease, keyId: lease };
   if (ctx.sessionLeases !== undefined) {
-    const granted = await ctx.sessionLeases.grant(shard, sessionLeaseTtlSeconds, requestOptions(ctx));
+    const granted = await ctx.sessionLeases.grant(shard, sessionLeaseTtlSeconds, recipeOptions(ctx));
     assert(granted !== 0n, 'a granted lease has a nonzero id');
     return { lease: granted, keyId: granted };
   }
@@ -232,7 +243,7 @@ export async function joinQueue(
       result = await proposeTxn(
         shard,
         { compare: [createRevisionIs(key, 0)], success: [putOp(key, request.value, session.lease), ...extra], failure: [getOp(key), ...extra] },
-        requestOptions(ctx),
+        recipeOptions(ctx),
       );
     } catch (error) {
       // Its outcome may be unknown (a timeout): a drawn key is nobody else's, so it goes.
@@ -252,12 +263,12 @@ export async function joinQueue(
 
 /** Deletes `key` if it is still the generation created at `rev` (etcd's Resign; an orphan lock key). */
 export async function deleteIfCreatedAt(ctx: ConcurrencyContext, shard: ShardHandle, key: Uint8Array, rev: number): Promise<TxnResult> {
-  return proposeTxn(shard, { compare: [createRevisionIs(key, rev)], success: [{ request_delete_range: { key, range_end: new Uint8Array(0), prev_kv: false } }], failure: [] }, requestOptions(ctx));
+  return proposeTxn(shard, { compare: [createRevisionIs(key, rev)], success: [{ request_delete_range: { key, range_end: new Uint8Array(0), prev_kv: false } }], failure: [] }, recipeOptions(ctx));
 }
 
 /** Puts `value` on `key` if it is still the generation created at `rev` (etcd's Proclaim). */
 export async function putIfCreatedAt(ctx: ConcurrencyContext, shard: ShardHandle, request: { key: Uint8Array; rev: number; value: Uint8Array; lease: bigint }): Promise<TxnResult> {
-  return proposeTxn(shard, { compare: [createRevisionIs(request.key, request.rev)], success: [putOp(request.key, request.value, request.lease)], failure: [] }, requestOptions(ctx));
+  return proposeTxn(shard, { compare: [createRevisionIs(request.key, request.rev)], success: [putOp(request.key, request.value, request.lease)], failure: [] }, recipeOptions(ctx));
 }
 
 /**
@@ -275,7 +286,7 @@ export async function leaveQueue(ctx: ConcurrencyContext, shard: ShardHandle, jo
 
 async function forget(ctx: ConcurrencyContext, shard: ShardHandle, key: Uint8Array): Promise<void> {
   try {
-    await proposeDelete(shard, key, requestOptions(ctx));
+    await proposeDelete(shard, key, recipeOptions(ctx));
   } catch {
     // As leaveQueue.
   }

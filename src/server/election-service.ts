@@ -44,7 +44,7 @@ import { ResponseQueue } from './response-queue.js';
 import { type Logger, type UnaryCall, clientErrorLogged, linkedSignal, requestOptions, responseHeader, unary, waitingUnary } from './service-common.js';
 import { type KeyAccess, PermissionType, rangeAccess } from '../engines/index.js';
 import { permittedCaller } from './kv-service.js';
-import { checkRecipeAccess } from './concurrency.js';
+import { checkRecipeAccess, recipeContext } from './concurrency.js';
 
 /** The leader key of a Proclaim or Resign (etcd refuses a request without one). */
 function leaderKeyOf(leader: WireLeaderKey | null | undefined): { key: Uint8Array; rev: number; lease: bigint } {
@@ -203,21 +203,22 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
       const value = checkValue(message.value);
       const prefix = namePrefix(name);
       checkRecipeAccess(ctx, call, prefix);
+      const rctx = recipeContext(ctx, call);
       const shard = ctx.router.forKey(name);
       const { signal, release } = linkedSignal(canceled, ctx.stopping);
       try {
-        const joined = await joinQueue(ctx, shard, { prefix, lease: int64Exact(message.lease), value, withOwner: false });
+        const joined = await joinQueue(rctx, shard, { prefix, lease: int64Exact(message.lease), value, withOwner: false });
         try {
           // The lease campaigned before with another value: the new one replaces it (etcd proclaims).
           if (joined.existingValue !== undefined && Buffer.compare(joined.existingValue, value) !== 0) {
-            const proclaimed = await putIfCreatedAt(ctx, shard, { key: joined.key, rev: joined.rev, value, lease: joined.session.lease });
+            const proclaimed = await putIfCreatedAt(rctx, shard, { key: joined.key, rev: joined.rev, value, lease: joined.session.lease });
             if (!proclaimed.succeeded) throw dkvError('election-not-leader');
           }
           // etcd returns even when its own key vanished meanwhile; a leader without a key is none.
-          if (!(await waitForTurn(ctx, shard, joined, prefix, signal)).held) throw dkvError('election-not-leader');
+          if (!(await waitForTurn(rctx, shard, joined, prefix, signal)).held) throw dkvError('election-not-leader');
           signal.throwIfAborted();
         } catch (error) {
-          await leaveQueue(ctx, shard, joined);
+          await leaveQueue(rctx, shard, joined);
           throw error;
         }
         return {
@@ -235,7 +236,7 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
       permittedCaller(ctx, call, () => txnAccessOfKey(leader.key));
       const value = checkValue(message.value);
       const shard = ctx.router.forKey(leader.key);
-      const result = await putIfCreatedAt(ctx, shard, { key: leader.key, rev: leader.rev, value, lease: leader.lease });
+      const result = await putIfCreatedAt(recipeContext(ctx, call), shard, { key: leader.key, rev: leader.rev, value, lease: leader.lease });
       if (!result.succeeded) throw dkvError('election-not-leader');
       return { header: responseHeader(ctx, shard, result.revision) };
     }, log, toGrpcErrorOfRecipe),
@@ -269,7 +270,7 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
       const leader = leaderKeyOf(message.leader);
       permittedCaller(ctx, call, () => txnAccessOfKey(leader.key));
       const shard = ctx.router.forKey(leader.key);
-      const result = await deleteIfCreatedAt(ctx, shard, leader.key, leader.rev);
+      const result = await deleteIfCreatedAt(recipeContext(ctx, call), shard, leader.key, leader.rev);
       return { header: responseHeader(ctx, shard, result.revision) };
     }, log, toGrpcErrorOfRecipe),
   };

@@ -6,10 +6,10 @@ import type * as grpc from '@grpc/grpc-js';
 import { type WireLockRequest, type WireUnlockRequest, int64Exact } from '../etcd-proto.js';
 import { dkvError, toGrpcErrorOfRecipe } from '../errors.js';
 import { deleteRangeAccess } from '../engines/index.js';
-import { type ConcurrencyContext, checkRecipeAccess, checkClientKey, checkName, checkRequestSize, joinQueue, leaveQueue, namePrefix, waitForTurn } from './concurrency.js';
+import { type ConcurrencyContext, checkRecipeAccess, recipeContext, checkClientKey, checkName, checkRequestSize, joinQueue, leaveQueue, namePrefix, waitForTurn } from './concurrency.js';
 import { serviceDefinition } from './grpc-service.js';
 import { permittedCaller, proposeDelete } from './kv-service.js';
-import { type Logger, linkedSignal, requestOptions, responseHeader, unary, waitingUnary } from './service-common.js';
+import { type Logger, callerOptions, linkedSignal, responseHeader, unary, waitingUnary } from './service-common.js';
 
 export function createLockService(ctx: ConcurrencyContext, log?: Logger): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
   const implementation: grpc.UntypedServiceImplementation = {
@@ -18,17 +18,18 @@ export function createLockService(ctx: ConcurrencyContext, log?: Logger): { defi
       const name = checkName(message.name);
       const prefix = namePrefix(name);
       checkRecipeAccess(ctx, call, prefix);
+      const rctx = recipeContext(ctx, call);
       const shard = ctx.router.forKey(name);
       const { signal, release } = linkedSignal(canceled, ctx.stopping);
       try {
-        const joined = await joinQueue(ctx, shard, { prefix, lease: int64Exact(message.lease), value: new Uint8Array(0), withOwner: true });
+        const joined = await joinQueue(rctx, shard, { prefix, lease: int64Exact(message.lease), value: new Uint8Array(0), withOwner: true });
         try {
           const owns = joined.owner === undefined || joined.owner.createRevision === joined.rev;
-          if (!owns && !(await waitForTurn(ctx, shard, joined, prefix, signal)).held) throw dkvError('mutex-session-expired');
+          if (!owns && !(await waitForTurn(rctx, shard, joined, prefix, signal)).held) throw dkvError('mutex-session-expired');
           // Acquired, but a client that gave up meanwhile would never unlock it.
           signal.throwIfAborted();
         } catch (error) {
-          await leaveQueue(ctx, shard, joined);
+          await leaveQueue(rctx, shard, joined);
           throw error;
         }
         // The header's revision is the lock key's create revision: the fencing token, which grows
@@ -44,9 +45,9 @@ export function createLockService(ctx: ConcurrencyContext, log?: Logger): { defi
     Unlock: unary<WireUnlockRequest>(async ({ raw, message }, call) => {
       checkRequestSize(ctx, raw);
       const key = checkClientKey(message.key);
-      permittedCaller(ctx, call, () => deleteRangeAccess({ key }));
+      const caller = permittedCaller(ctx, call, () => deleteRangeAccess({ key }));
       const shard = ctx.router.forKey(key);
-      const result = await proposeDelete(shard, key, requestOptions(ctx));
+      const result = await proposeDelete(shard, key, callerOptions(ctx, caller));
       return { header: responseHeader(ctx, shard, result.revision) };
     }, log, toGrpcErrorOfRecipe),
   };

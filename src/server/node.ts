@@ -721,6 +721,7 @@ export class DkvNode {
     addService(election);
     const authService = createAuthService({
       ...common,
+      tokensFull: () => this.simpleTokens.full,
       tokens: this.jwt === undefined ? { kind: 'simple' } : { kind: 'jwt', sign: (user, revision, now) => this.jwt!.sign(user, revision, now) },
       passwordCostLog2: this.config.scryptLog2N,
       perUser: new RateLimiter(authenticateBurstPerUser, authenticateRatePerUserPerSecond),

@@ -147,7 +147,11 @@ describe('auth on a 3-node cluster', () => {
     // Lock and Election need read and write on the name's prefix. etcd's lock and election servers
     // pass their inner client's errors on as plain errors: status UNKNOWN, etcd's message.
     const recipeDenied = { code: grpcStatus.UNKNOWN, details: permissionDenied };
-    const held = await channel.call('v3lockpb.Lock', 'Lock', { name: b('/app/lock'), lease }, as);
+    // A lock attaches its key to the lease, so the lease's other keys count (etcd's checkLeasePuts):
+    // not on the lease holding root's /secret, but on one of alice's own.
+    expect(await failure(channel.call('v3lockpb.Lock', 'Lock', { name: b('/app/lock'), lease }, as))).toEqual({ code: grpcStatus.UNKNOWN, details: permissionDenied });
+    const mine = (await channel.call('etcdserverpb.Lease', 'LeaseGrant', { ID: 7003, TTL: 60 }, as)).ID as number;
+    const held = await channel.call('v3lockpb.Lock', 'Lock', { name: b('/app/lock'), lease: mine }, as);
     await channel.call('v3lockpb.Lock', 'Unlock', { key: held.key }, as);
     expect(await failure(channel.call('v3lockpb.Lock', 'Lock', { name: b('/other'), lease }, as))).toEqual(recipeDenied);
     expect(await failure(channel.call('v3electionpb.Election', 'Campaign', { name: b('/other'), lease, value: b('me') }, as))).toEqual(recipeDenied);

@@ -122,8 +122,10 @@ function kvAccess(command: EngineCommand, leaseKeys: LeaseKeys): CommandAccess {
       return keysOf(deleteRangeAccess(deleteRangeFromWire(DeleteRangeRequestType.decode(command.payload) as unknown as WireDeleteRangeRequest)));
     case KvCommandKind.Txn:
       return keysOf(txnAccess(txnFromWire(TxnRequestType.decode(command.payload) as unknown as WireTxnRequest), leaseKeys));
+    case KvCommandKind.Compaction:
+      return NOTHING; // etcd checks no permission for a compaction
     default:
-      return NOTHING;
+      return ADMIN;
   }
 }
 
@@ -142,7 +144,7 @@ function ttlAccess(command: EngineCommand, leaseKeys: LeaseKeys): CommandAccess 
       return keysOf(out);
     }
     default:
-      return NOTHING;
+      return ADMIN; // expiry is the leader's own (no caller); anything else is unknown here
   }
 }
 
@@ -155,7 +157,9 @@ function counterAccess(command: EngineCommand): CommandAccess {
 }
 
 function leaseAccess(command: EngineCommand, leaseKeys: LeaseKeys): CommandAccess {
-  if (command.kind !== LeaseCommandKind.Revoke) return NOTHING;
+  // etcd checks no permission for a grant or a renewal (keys attach later, each put checked).
+  if (command.kind === LeaseCommandKind.Grant || command.kind === LeaseCommandKind.Renew) return NOTHING;
+  if (command.kind !== LeaseCommandKind.Revoke) return ADMIN;
   const request = LeaseRevokeRequestType.decode(command.payload) as unknown as { ID?: Parameters<typeof int64Exact>[0] };
   return keysOf([...leaseKeys(int64Exact(request.ID))].map((key) => write(key)));
 }
@@ -204,7 +208,10 @@ export function authGuard(auth: AuthEngine, leaseKeys: LeaseKeys): (command: Eng
     let access: CommandAccess;
     try {
       access = commandAccess(command, leaseKeys);
-    } catch {
+    } catch (error) {
+      // A broken invariant must stop the node, never be taken for bad input. (Decoders throw
+      // Error, RangeError and WireValueError on bad bytes; they are the payload's fault.)
+      if ((error as Error).name === 'AssertionError') throw error;
       // A payload its engine cannot decode either: it refuses it, changing nothing. Still, a
       // caller who may do nothing at all is refused here, as etcd refuses an unknown user.
       return caller.user === '' ? new EngineError('user-empty') : undefined;

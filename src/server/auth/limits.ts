@@ -24,6 +24,12 @@ export const scryptCostLog2Max = 16;
 /** scrypt's block size and parallelism (the usual interactive-login parameters). */
 export const scryptBlockSize = 8;
 export const scryptParallelism = 1;
+/** The largest block size, parallelism and key a stored hash may name (a hash given by UserAdd's hashed_password is checked against them). */
+export const scryptBlockSizeMax = 16;
+export const scryptParallelismMax = 4;
+export const scryptKeyBytesMax = 64;
+/** Simple tokens one member holds at most: past it Authenticate is refused until some expire. */
+export const simpleTokensMax = 100_000;
 /** Bytes of random salt and of derived key per password. */
 export const scryptSaltBytes = 16;
 export const scryptKeyBytes = 32;

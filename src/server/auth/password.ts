@@ -4,7 +4,18 @@
  * hash `scrypt$<log2 N>$<r>$<p>$<salt base64>$<key base64>`, never the password.
  */
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { scryptBlockSize, scryptCostLog2Default, scryptCostLog2Max, scryptCostLog2Min, scryptKeyBytes, scryptParallelism, scryptSaltBytes } from './limits.js';
+import {
+  scryptBlockSize,
+  scryptBlockSizeMax,
+  scryptCostLog2Default,
+  scryptCostLog2Max,
+  scryptCostLog2Min,
+  scryptKeyBytes,
+  scryptKeyBytesMax,
+  scryptParallelism,
+  scryptParallelismMax,
+  scryptSaltBytes,
+} from './limits.js';
 
 const PREFIX = 'scrypt';
 
@@ -36,10 +47,10 @@ function parseHash(stored: Uint8Array): ParsedHash | undefined {
   if (parts.length !== 6 || parts[0] !== PREFIX) return undefined;
   const [costLog2, r, p] = [Number(parts[1]), Number(parts[2]), Number(parts[3])];
   if (!Number.isInteger(costLog2) || costLog2 < scryptCostLog2Min || costLog2 > scryptCostLog2Max) return undefined;
-  if (!Number.isInteger(r) || r < 1 || r > 32 || !Number.isInteger(p) || p < 1 || p > 16) return undefined;
+  if (!Number.isInteger(r) || r < 1 || r > scryptBlockSizeMax || !Number.isInteger(p) || p < 1 || p > scryptParallelismMax) return undefined;
   const salt = Buffer.from(parts[4]!, 'base64');
   const key = Buffer.from(parts[5]!, 'base64');
-  if (salt.length === 0 || key.length === 0) return undefined;
+  if (salt.length === 0 || key.length === 0 || key.length > scryptKeyBytesMax) return undefined;
   return { costLog2, r, p, salt, key };
 }
 

@@ -39,6 +39,8 @@ export interface TokenIssuer {
 
 export interface AuthServiceContext extends ServiceContext {
   readonly tokens: TokenIssuer;
+  /** Whether this member holds as many simple tokens as it may (Authenticate is then refused). */
+  readonly tokensFull: () => boolean;
   /** scrypt cost (log2 N) for new password hashes. */
   readonly passwordCostLog2: number;
   readonly perUser: RateLimiter;
@@ -147,7 +149,10 @@ export function createAuthService(ctx: AuthServiceContext): { definition: Return
     const name = checkName(request.name, 'user-empty');
     const password = checkPassword(request.password);
     const now = ctx.nowMs();
-    if (!ctx.perPeer.take(peerHost(call.getPeer()), now) || !ctx.perUser.take(name, now)) throw dkvError('auth-rate-limited');
+    if (!ctx.perPeer.take(peerHost(call.getPeer()), now) || (ctx.tokens.kind === 'simple' && ctx.tokensFull())) throw dkvError('auth-rate-limited');
+    // Buckets per user only for users that exist: the table is then bounded by the users, and
+    // names made up to fill it cost the caller its address's attempts.
+    if (auth().user(name) !== undefined && !ctx.perUser.take(name, now)) throw dkvError('auth-rate-limited');
     for (let attempt = 1; ; attempt++) {
       const state = auth();
       if (!state.enabled) throw dkvError('auth-not-enabled');

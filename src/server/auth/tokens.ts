@@ -7,7 +7,7 @@
  * disabled. No per-token timers: expiry is checked on use, and one sweep drops the dead ones.
  */
 import { randomBytes } from 'node:crypto';
-import { simpleTokenPrefixLetters } from './limits.js';
+import { simpleTokenPrefixLetters, simpleTokensMax } from './limits.js';
 
 interface TokenRecord {
   readonly user: string;
@@ -36,7 +36,15 @@ export class SimpleTokens {
     return this.tokens.size;
   }
 
+  /** Whether the table is at simpleTokensMax (Authenticate is then refused before it is proposed). */
+  get full(): boolean {
+    return this.tokens.size >= simpleTokensMax;
+  }
+
   register(token: string, user: string, nowMs: number): void {
+    // Every member registers what the log says, whatever its table holds (the bound is kept
+    // where Authenticate arrives); a member whose table is full first drops the expired ones.
+    if (this.tokens.size >= simpleTokensMax) this.sweep(nowMs);
     this.tokens.set(token, { user, expiresAtMs: nowMs + this.ttlMs });
   }
 
