@@ -37,6 +37,11 @@ interface WireRequest {
 
 
 
+/** The keys of a prefix, as a permission check names them (the empty prefix: every key). */
+function prefixRange(prefix: Uint8Array): { key: Uint8Array; rangeEnd: Uint8Array } {
+  return prefix.length === 0 ? { key: Uint8Array.of(0), rangeEnd: Uint8Array.of(0) } : { key: prefix, rangeEnd: prefixEnd(prefix) };
+}
+
 class PrefixStream implements WatchSink {
   private readonly out: ResponseQueue;
   private closed = false;
@@ -96,6 +101,7 @@ class PrefixStream implements WatchSink {
   deliver(_watcher: Watcher, events: readonly MvccEvent[], headerRevision: number): boolean {
     if (this.closed) return true;
     if (!this.hasRoom()) return false;
+    if (!this.stillPermitted()) return true;
     let bytes = 64;
     for (const e of events) bytes += e.kv.key.length + e.kv.value.length + 48;
     this.push(
@@ -105,6 +111,29 @@ class PrefixStream implements WatchSink {
       },
       bytes,
     );
+    return true;
+  }
+
+  /** The auth state the caller's read permission was last checked at (-1: auth off). */
+  private authCheckedAt = -1;
+
+  /**
+   * Whether the stream may still be sent events: its caller's permission on the prefix is checked
+   * again whenever the auth state changed (found again from the stream's token); a caller that
+   * lost it ends the stream with PERMISSION_DENIED.
+   */
+  private stillPermitted(): boolean {
+    const gate = this.ctx.gate;
+    const now = gate.enabled ? gate.revision : -1;
+    if (now === this.authCheckedAt) return true;
+    try {
+      if (gate.enabled) gate.checkKeys(gate.caller(this.call), rangeAccess(prefixRange(this.call.request.message.prefix ?? new Uint8Array(0))));
+    } catch (error) {
+      this.close();
+      this.call.emit('error', toGrpcError(clientError(error)));
+      return false;
+    }
+    this.authCheckedAt = now;
     return true;
   }
 
@@ -143,9 +172,7 @@ export function createPrefixWatchService(ctx: PrefixWatchContext): { definition:
     WatchPrefix: (call: grpc.ServerWritableStream<Incoming<WireRequest>, object>) => {
       if (ctx.gate.enabled) {
         try {
-          const prefix = call.request.message.prefix;
-          const key = prefix.length === 0 ? Uint8Array.of(0) : prefix;
-          ctx.gate.checkKeys(ctx.gate.caller(call), rangeAccess({ key, rangeEnd: prefix.length === 0 ? Uint8Array.of(0) : prefixEnd(prefix) }));
+          ctx.gate.checkKeys(ctx.gate.caller(call), rangeAccess(prefixRange(call.request.message.prefix ?? new Uint8Array(0))));
         } catch (error) {
           call.emit('error', toGrpcError(clientError(error)));
           return;

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Decoded, type EtcdChannel, type RpcError, grpcStatus } from '../../src/client/etcd-channel.js';
+import { type Decoded, type EtcdChannel, type RpcError, grpcStatus, methodCodec } from '../../src/client/etcd-channel.js';
 import { TestCluster, etcdChannel, waitUntil } from './cluster-harness.js';
 
 const b = (s: string): Buffer => Buffer.from(s);
@@ -128,6 +128,33 @@ describe('auth on a 3-node cluster', () => {
       expect(responses.filter((r) => (r.events as unknown[] | undefined)?.length).length).toBe(1);
     } finally {
       stream.close();
+      await channel.call('etcdserverpb.Auth', 'UserGrantRole', { user: 'alice', role: 'app' }, { token: root });
+      alice = await login(channel, 'alice', 'alicepw');
+    }
+  });
+
+  it('ends a dkv.v1 prefix watch whose reader lost the permission', async () => {
+    const stream = channel.serverStream(methodCodec('dkv.v1.Watch', 'WatchPrefix'), { prefix: b('/app/') }, { token: alice });
+    const seen: Decoded[] = [];
+    let ended: RpcError | undefined;
+    stream.on('data', (r: Decoded) => seen.push(r));
+    const closed = new Promise<void>((resolve) => {
+      stream.on('error', (error: RpcError) => {
+        ended = error;
+        resolve();
+      });
+      stream.on('end', () => resolve());
+    });
+    try {
+      await channel.kv('Put', { key: b('/app/p'), value: b('1') }, { token: alice });
+      await waitUntil(() => seen.some((r) => (r.events as unknown[] | undefined)?.length === 1), 10_000, () => JSON.stringify(seen));
+      await channel.call('etcdserverpb.Auth', 'UserRevokeRole', { name: 'alice', role: 'app' }, { token: root });
+      await channel.kv('Put', { key: b('/app/p'), value: b('2') }, { token: root });
+      await closed;
+      expect(ended).toMatchObject({ code: grpcStatus.PERMISSION_DENIED, details: permissionDenied });
+      expect(seen.filter((r) => (r.events as unknown[] | undefined)?.length).length).toBe(1);
+    } finally {
+      stream.cancel();
       await channel.call('etcdserverpb.Auth', 'UserGrantRole', { user: 'alice', role: 'app' }, { token: root });
       alice = await login(channel, 'alice', 'alicepw');
     }
