@@ -1,0 +1,225 @@
+/**
+ * `dkv user`, `dkv role`, `dkv auth` and every remote command's --user, as users run them: `node
+ * bin/dkv.js …` against a real one-node cluster, which the session turns auth on for. The listings
+ * are compared with etcdctl's on the same cluster.
+ *
+ * The tests run in order: the first ones create the users and roles and enable auth.
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CommandResult, TestCluster, etcdctl, waitUntil } from '../server/cluster-harness.js';
+
+const bin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
+const commandTimeoutMs = 30_000;
+const outputWaitMs = 10_000;
+
+const rootPassword = 'root-pw';
+const alicePassword = 'alice-pw';
+
+let cluster: TestCluster;
+
+beforeAll(async () => {
+  cluster = await TestCluster.start({ nodes: 1 });
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+interface Running {
+  readonly exited: Promise<CommandResult>;
+  readonly stdout: () => string;
+  signal(name: NodeJS.Signals): void;
+}
+
+/** The environment of a dkv run: none of the caller's endpoints or credentials. */
+function envOf(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    DKV_FROM_SOURCE: undefined,
+    DKV_ENDPOINTS: undefined,
+    ETCDCTL_ENDPOINTS: undefined,
+    DKV_USER: undefined,
+    ETCDCTL_USER: undefined,
+    DKV_PASSWORD: undefined,
+    ETCDCTL_PASSWORD: undefined,
+    ...extra,
+  };
+}
+
+function start(args: readonly string[], options: { input?: string; env?: Record<string, string | undefined> } = {}): Running {
+  // --endpoints before a lock's "-- COMMAND".
+  const end = args.includes('--') ? args.indexOf('--') : args.length;
+  const withEndpoints = [...args.slice(0, end), '--endpoints', cluster.endpoint(0), ...args.slice(end)];
+  const child = spawn(process.execPath, [bin, ...withEndpoints], { env: envOf(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stdin.end(options.input ?? '');
+  const timer = setTimeout(() => child.kill('SIGKILL'), commandTimeoutMs);
+  const exited = new Promise<CommandResult>((resolve) =>
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    }),
+  );
+  return { exited, stdout: () => stdout, signal: (name) => child.kill(name) };
+}
+
+function dkv(args: readonly string[], options: { input?: string; env?: Record<string, string | undefined> } = {}): Promise<CommandResult> {
+  return start(args, options).exited;
+}
+
+async function ok(args: readonly string[], options: { input?: string; env?: Record<string, string | undefined> } = {}): Promise<string> {
+  const r = await dkv(args, options);
+  expect(r, `dkv ${args.join(' ')}`).toMatchObject({ code: 0, stderr: '' });
+  return r.stdout;
+}
+
+const root = ['--user', `root:${rootPassword}`];
+const alice = ['--user', `alice:${alicePassword}`];
+
+function etcdctlOk(args: readonly string[], user?: string): string {
+  const r = etcdctl(cluster.endpoint(0), args, undefined, user === undefined ? [] : [`--user=${user}`]);
+  expect(r.code, `etcdctl ${args.join(' ')}: ${r.stderr}`).toBe(0);
+  return r.stdout;
+}
+
+describe('dkv user, role and auth, then --user on the data commands', () => {
+  it('creates users and roles and prints them as etcdctl does', async () => {
+    expect(await ok(['user', 'add', `root:${rootPassword}`])).toBe('User root created\n');
+    expect(await ok(['user', 'add', 'alice', '--new-user-password', alicePassword])).toBe('User alice created\n');
+    expect(await ok(['user', 'add', 'bob', '--interactive=false'], { input: 'bob-pw extra\n' })).toBe('User bob created\n');
+    expect(await ok(['user', 'add', 'nopw', '--no-password'])).toBe('User nopw created\n');
+    expect(await ok(['role', 'add', 'app'])).toBe('Role app created\n');
+    expect(await ok(['role', 'grant-permission', 'app', 'readwrite', 'app/', '--prefix'])).toBe('Role app updated\n');
+    expect(await ok(['role', 'grant-permission', 'app', 'read', 'conf/a', 'conf/c'])).toBe('Role app updated\n');
+    expect(await ok(['role', 'grant-permission', 'app', 'write', 'logs/', '--from-key'])).toBe('Role app updated\n');
+    expect(await ok(['role', 'grant-permission', 'app', 'READ', 'single'])).toBe('Role app updated\n');
+    expect(await ok(['role', 'grant-permission', 'app', 'read', 'gone'])).toBe('Role app updated\n');
+    expect(await ok(['role', 'revoke-permission', 'app', 'gone'])).toBe('Permission of key gone is revoked from role app\n');
+    expect(await ok(['user', 'grant-role', 'alice', 'app'])).toBe('Role app is granted to user alice\n');
+    expect(await ok(['user', 'grant-role', 'bob', 'app'])).toBe('Role app is granted to user bob\n');
+    expect(await ok(['user', 'revoke-role', 'bob', 'app'])).toBe('Role app is revoked from user bob\n');
+
+    const roleGet = await ok(['role', 'get', 'app']);
+    expect(roleGet).toBe(etcdctlOk(['role', 'get', 'app']));
+    expect(roleGet).toContain('\t[app/, app0) (prefix app/)\n');
+    expect(roleGet).toContain('\t[logs/, <open ended>\n');
+    expect(await ok(['user', 'get', 'alice'])).toBe(etcdctlOk(['user', 'get', 'alice']));
+    expect(await ok(['user', 'get', 'alice', '--detail'])).toBe(etcdctlOk(['user', 'get', 'alice', '--detail']));
+    expect(await ok(['user', 'list'])).toBe(etcdctlOk(['user', 'list']));
+    expect(await ok(['role', 'list'])).toBe(etcdctlOk(['role', 'list']));
+    expect(JSON.parse(await ok(['user', 'list', '-w', 'json'])).users).toEqual(['alice', 'bob', 'nopw', 'root']);
+    expect(await ok(['auth', 'status'])).toMatch(/^Authentication Status: false\nAuthRevision: \d+\n$/);
+  });
+
+  it('refuses what etcd refuses, with its message and exit 1', async () => {
+    expect(await dkv(['user', 'add', 'alice:again'])).toMatchObject({ code: 1, stderr: 'dkv user: etcdserver: user name already exists\n' });
+    expect(await dkv(['role', 'get', 'nope'])).toMatchObject({ code: 1, stderr: 'dkv role: etcdserver: role name not found\n' });
+  });
+
+  it('enables auth, creating the root role as etcdctl does', async () => {
+    expect(await ok(['auth', 'enable'])).toBe('Authentication Enabled\n');
+    expect(await ok(['auth', 'status', ...root])).toMatch(/^Authentication Status: true\n/);
+    expect(await ok(['user', 'get', 'root', ...root])).toBe('User: root\nRoles: root\n');
+  });
+
+  it('lets a user read and write what its role allows, and refuses the rest', async () => {
+    expect(await ok(['put', 'app/k', 'v1', ...alice])).toBe('OK\n');
+    expect(await ok(['get', 'app/k', '--user', 'alice', '--password', alicePassword])).toBe('app/k\nv1\n');
+    expect(await ok(['get', 'app/k', '--user', 'alice'], { env: { DKV_PASSWORD: alicePassword } })).toBe('app/k\nv1\n');
+    expect(await ok(['get', 'app/k'], { env: { ETCDCTL_USER: `alice:${alicePassword}` } })).toBe('app/k\nv1\n');
+    expect(await ok(['counter', 'incr', 'app/n', ...alice])).toBe('1\n');
+    // "aaa" is below every key the role names; "conf/a" is readable only.
+    expect(await dkv(['put', 'aaa', 'v', ...alice])).toMatchObject({ code: 1, stderr: 'dkv put: etcdserver: permission denied\n' });
+    expect(await dkv(['get', 'conf/z', ...alice])).toMatchObject({ code: 1, stderr: 'dkv get: etcdserver: permission denied\n' });
+    expect(await ok(['get', 'conf/a', ...alice])).toBe('');
+    expect(await dkv(['put', 'conf/a', 'v', ...alice])).toMatchObject({ code: 1, stderr: 'dkv put: etcdserver: permission denied\n' });
+    expect(await dkv(['user', 'list', ...alice])).toMatchObject({ code: 1, stderr: 'dkv user: etcdserver: permission denied\n' });
+    expect(await dkv(['get', 'app/k', '--user', 'alice:wrong'])).toMatchObject({ code: 1, stderr: 'dkv get: etcdserver: authentication failed, invalid user ID or password\n' });
+    expect(await dkv(['get', 'app/k'])).toMatchObject({ code: 1, stderr: 'dkv get: etcdserver: user name is empty\n' });
+    expect(await dkv(['get', 'app/k', '--user', 'nopw:x'])).toMatchObject({ code: 1, stderr: 'dkv get: etcdserver: authentication failed, invalid user ID or password\n' });
+  });
+
+  it('watches with a token, and a refused watch ends with exit 1', async () => {
+    const watch = start(['watch', 'app/', '--prefix', ...alice]);
+    // The watch is in place once a put made after it starts shows up; retry puts until one does.
+    await waitUntil(async () => {
+      await ok(['put', 'app/w', 'seen', ...alice]);
+      return watch.stdout().includes('PUT\napp/w\nseen\n');
+    }, outputWaitMs, () => `dkv watch printed ${JSON.stringify(watch.stdout())}`, 200);
+    watch.signal('SIGINT');
+    expect((await watch.exited).code).toBe(0);
+    const refused = await dkv(['watch', 'aaa', ...alice]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^dkv watch: watch was canceled \(.*etcdserver: permission denied\)\n$/);
+  });
+
+  it('grants and keeps leases, and locks what the role allows', async () => {
+    const granted = await ok(['lease', 'grant', '60', ...alice]);
+    const id = /^lease ([0-9a-f]+) granted with TTL\(60s\)\n$/.exec(granted)?.[1];
+    expect(id, granted).toBeDefined();
+    expect(await ok(['lease', 'keep-alive', '--once', id!, ...alice])).toBe(`lease ${id!} keepalived with TTL(60)\n`);
+    expect(await ok(['lease', 'revoke', id!, ...alice])).toBe(`lease ${id!} revoked\n`);
+    expect(await ok(['lock', 'app/lock', ...alice, '--', process.execPath, '-e', 'process.stdout.write("held\\n")'])).toBe('held\n');
+    expect(await dkv(['lock', 'aaa', ...alice, '--', process.execPath, '-e', ''])).toMatchObject({ code: 1, stderr: 'dkv lock: etcdserver: permission denied\n' });
+  });
+
+  it('authenticates again when the token is invalidated during a run', async () => {
+    // The command under the lock changes alice's password (to the same one), which invalidates
+    // her token: the Unlock and lease Revoke that follow are refused with "invalid auth token"
+    // and must go through with a new one.
+    const passwd = [bin, 'user', 'passwd', 'alice', '--new-user-password', alicePassword, ...root, '--endpoints', cluster.endpoint(0)];
+    const r = await dkv(['lock', 'app/relock', ...alice, '--', process.execPath, ...passwd]);
+    expect(r).toMatchObject({ code: 0, stdout: 'Password updated\n', stderr: '' });
+    expect(await ok(['get', 'app/relock', '--prefix', '--count-only', ...alice])).toBe('0\n');
+  });
+
+  it('rejects bad command lines with exit 2 and the usage', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['user'], /^dkv user: user needs a subcommand/],
+      [['user', 'add'], /^dkv user: user add command requires user name as its argument/],
+      [['user', 'add', 'carol'], /^dkv user: no password for carol/],
+      [['user', 'frob'], /^dkv user: unknown user subcommand "frob"/],
+      [['user', 'list', '--detail'], /^dkv user: --detail applies to get/],
+      [['user', 'add', 'x', '--interactive=maybe'], /^dkv user: --interactive must be true or false/],
+      [['role', 'grant-permission', 'app', 'delete', 'k'], /^dkv role: permission type must be read, write or readwrite/],
+      [['role', 'grant-permission', 'app', 'read', 'a', 'b', '--prefix'], /^dkv role: unexpected endkey argument with --prefix flag/],
+      [['role', 'grant-permission', 'app', 'read', 'a', '--prefix', '--from-key'], /^dkv role: --from-key and --prefix flags are mutually exclusive/],
+      [['role', 'grant-permission', 'app'], /^dkv role: role grant command requires role name, permission type, and key/],
+      [['role', 'list', '--prefix'], /^dkv role: --prefix and --from-key apply to grant-permission and revoke-permission/],
+      [['auth', 'on'], /^dkv auth: unknown auth subcommand "on"/],
+      [['get', 'k', '--password', 'x'], /^dkv get: --password needs --user/],
+      [['get', 'k', '--user', 'alice'], /^dkv get: dkv get --user alice: no password/],
+      [['watch', 'k', '--user', ':pw'], /^dkv watch: --user: the user name is empty/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await dkv(args);
+      expect(r.code, `dkv ${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).toContain('Usage: dkv');
+    }
+  });
+
+  it('documents the commands and --user in --help', async () => {
+    for (const command of ['user', 'role', 'auth', 'get', 'lock', 'counter']) {
+      const help = await ok([command, '--help']);
+      expect(help).toContain('--user NAME[:PASSWORD]');
+      expect(help).toContain('--password');
+    }
+    const top = await ok(['--help']);
+    for (const line of ['user add|get|list|delete|passwd|grant-role|revoke-role', 'role add|get|list|delete|grant-permission|revoke-permission', 'auth enable|disable|status']) {
+      expect(top).toContain(line);
+    }
+  });
+
+  it('disables auth as root', async () => {
+    expect(await dkv(['auth', 'disable', ...alice])).toMatchObject({ code: 1, stderr: 'dkv auth: etcdserver: permission denied\n' });
+    expect(await ok(['auth', 'disable', ...root])).toBe('Authentication Disabled\n');
+    // Auth is off: a --user still works (Authenticate's "not enabled" means: no token).
+    expect(await ok(['get', 'app/k', ...alice])).toBe('app/k\nv1\n');
+  });
+});
