@@ -67,6 +67,8 @@ function checked(credentials: Credentials): Credentials {
 export function askPassword(prompt: string): Promise<string> {
   const input = process.stdin;
   if (input.isTTY !== true) return Promise.reject(new UsageError('stdin is not a terminal to ask for a password on'));
+  // Echo off before the prompt shows: what is typed after it must never be echoed.
+  input.setRawMode(true);
   process.stderr.write(prompt);
   return new Promise((resolve, reject) => {
     let typed = '';
@@ -86,7 +88,6 @@ export function askPassword(prompt: string): Promise<string> {
         else typed += char;
       }
     };
-    input.setRawMode(true);
     input.resume();
     input.on('data', onData);
   });

@@ -144,6 +144,25 @@ describe('dkv user, role and auth, then --user on the data commands', () => {
     expect(await dkv(['get', 'app/k', '--user', 'nopw:x'])).toMatchObject({ code: 1, stderr: 'dkv get: etcdserver: authentication failed, invalid user ID or password\n' });
   });
 
+  it('asks for the password on a terminal, without echo', async () => {
+    // script(1) gives dkv a pseudo-terminal; the password is typed once the prompt is shown.
+    const command = [process.execPath, bin, 'get', 'app/k', '--user', 'alice', '--endpoints', cluster.endpoint(0)].join(' ');
+    const child = spawn('script', ['-qec', command, '/dev/null'], { env: envOf(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    let typed = false;
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      output += chunk;
+      if (!typed && output.includes('Password: ')) {
+        typed = true;
+        child.stdin.write(`${alicePassword}\r`);
+      }
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), commandTimeoutMs);
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    clearTimeout(timer);
+    expect({ code, output }).toEqual({ code: 0, output: 'Password: \r\napp/k\r\nv1\r\n' });
+  });
+
   it('watches with a token, and a refused watch ends with exit 1', async () => {
     const watch = start(['watch', 'app/', '--prefix', ...alice]);
     // The watch is in place once a put made after it starts shows up; retry puts until one does.
@@ -196,8 +215,10 @@ describe('dkv user, role and auth, then --user on the data commands', () => {
       [['get', 'k', '--user', 'alice'], /^dkv get: dkv get --user alice: no password/],
       [['watch', 'k', '--user', ':pw'], /^dkv watch: --user: the user name is empty/],
     ];
-    for (const [args, message] of cases) {
-      const r = await dkv(args);
+    // None of these reaches the cluster: run them side by side.
+    const results = await Promise.all(cases.map(([args]) => dkv(args)));
+    for (const [i, [args, message]] of cases.entries()) {
+      const r = results[i]!;
       expect(r.code, `dkv ${args.join(' ')}: ${r.stderr}`).toBe(2);
       expect(r.stderr).toMatch(message);
       expect(r.stderr).toContain('Usage: dkv');
@@ -205,8 +226,8 @@ describe('dkv user, role and auth, then --user on the data commands', () => {
   });
 
   it('documents the commands and --user in --help', async () => {
-    for (const command of ['user', 'role', 'auth', 'get', 'lock', 'counter']) {
-      const help = await ok([command, '--help']);
+    const commands = ['user', 'role', 'auth', 'get', 'lock', 'counter'];
+    for (const help of await Promise.all(commands.map((command) => ok([command, '--help'])))) {
       expect(help).toContain('--user NAME[:PASSWORD]');
       expect(help).toContain('--password');
     }
