@@ -11,8 +11,8 @@ export interface Credentials {
 }
 
 export const credentialsOptionsHelp = `  --user NAME[:PASSWORD] authenticate as NAME (default $DKV_USER, else $ETCDCTL_USER); without a
-                         password (here, --password, $DKV_PASSWORD or $ETCDCTL_PASSWORD) it is
-                         asked for on the terminal
+                         password (here, --password, else $DKV_PASSWORD, else $ETCDCTL_PASSWORD)
+                         it is asked for on the terminal
   --password P           NAME's password (then --user is the name, colons included)
 `;
 
@@ -30,16 +30,16 @@ function fromEnv(...names: string[]): string | undefined {
 }
 
 /**
- * The credentials of --user/--password (then $DKV_USER/$ETCDCTL_USER, $DKV_PASSWORD/
- * $ETCDCTL_PASSWORD), or undefined without a user. As etcdctl: with a password given apart, the
- * user is the whole of --user; else NAME:PASSWORD splits at the first colon; else the password is
- * asked for on the terminal (a usage error when stdin is not one).
+ * The credentials of --user/--password (--user defaults to $DKV_USER, else $ETCDCTL_USER), or
+ * undefined without a user. As etcdctl: with --password, the user is the whole of --user; else
+ * NAME:PASSWORD splits at the first colon; else the password is $DKV_PASSWORD or
+ * $ETCDCTL_PASSWORD, else asked for on the terminal (a usage error when stdin is not one).
  */
 export function credentialsOf(values: { user?: string | undefined; password?: string | undefined }, command: string): Credentials | undefined {
   const user = values.user ?? fromEnv('DKV_USER', 'ETCDCTL_USER');
-  const password = values.password ?? fromEnv('DKV_PASSWORD', 'ETCDCTL_PASSWORD');
+  const password = values.password;
   if (user === undefined) {
-    if (values.password !== undefined) throw new UsageError('--password needs --user');
+    if (password !== undefined) throw new UsageError('--password needs --user');
     return undefined;
   }
   if (password !== undefined) return checked({ user, password: () => Promise.resolve(password) });
@@ -48,6 +48,10 @@ export function credentialsOf(values: { user?: string | undefined; password?: st
     const given = user.slice(colon + 1);
     return checked({ user: user.slice(0, colon), password: () => Promise.resolve(given) });
   }
+  // Unlike etcdctl (where $ETCDCTL_PASSWORD is --password), the variables do not override a
+  // NAME:PASSWORD given on the command line.
+  const fromVariable = fromEnv('DKV_PASSWORD', 'ETCDCTL_PASSWORD');
+  if (fromVariable !== undefined) return checked({ user, password: () => Promise.resolve(fromVariable) });
   if (process.stdin.isTTY !== true) {
     throw new UsageError(`${command} --user ${user}: no password (give --user NAME:PASSWORD, --password or $DKV_PASSWORD; stdin is not a terminal to ask on)`);
   }

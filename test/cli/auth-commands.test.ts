@@ -132,6 +132,8 @@ describe('dkv user, role and auth, then --user on the data commands', () => {
     expect(await ok(['get', 'app/k', '--user', 'alice', '--password', alicePassword])).toBe('app/k\nv1\n');
     expect(await ok(['get', 'app/k', '--user', 'alice'], { env: { DKV_PASSWORD: alicePassword } })).toBe('app/k\nv1\n');
     expect(await ok(['get', 'app/k'], { env: { ETCDCTL_USER: `alice:${alicePassword}` } })).toBe('app/k\nv1\n');
+    // A NAME:PASSWORD on the command line wins over the variable.
+    expect(await ok(['get', 'app/k', ...alice], { env: { DKV_PASSWORD: 'wrong' } })).toBe('app/k\nv1\n');
     expect(await ok(['counter', 'incr', 'app/n', ...alice])).toBe('1\n');
     // "aaa" is below every key the role names; "conf/a" is readable only.
     expect(await dkv(['put', 'aaa', 'v', ...alice])).toMatchObject({ code: 1, stderr: 'dkv put: etcdserver: permission denied\n' });
