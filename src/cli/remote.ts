@@ -108,7 +108,8 @@ export class Endpoints {
    * One unary call; an unreachable endpoint (UNAVAILABLE) passes the call to the next one. A
    * `write` is never sent twice: it goes to an endpoint only once connected to it, and when the
    * connection then fails under it the outcome is unknown and reported as such (exit 1), unless
-   * the server refused it unapplied ("no leader", learner, too many requests).
+   * the server refused it unapplied ("no leader", learner, too many requests). With --user the
+   * call carries the token, and is sent once more with a new one if the server found it stale.
    */
   async unary<R>(codec: MethodCodec<R>, request: object, options: CallOptions & { readonly write?: boolean } = {}): Promise<R> {
     // A stale token is refused before anything is applied, so a write is safe to send again too.
@@ -233,7 +234,7 @@ export function remoteOf(
   return { endpoints: new Endpoints(parseEndpoints(list, command), timeoutMs, credentials), format: format as WriteOut, timeoutMs };
 }
 
-export function nonEmpty(text: string | undefined): string | undefined {
+function nonEmpty(text: string | undefined): string | undefined {
   return text === undefined || text.trim() === '' ? undefined : text;
 }
 
