@@ -3,7 +3,8 @@ import { parseArgs } from 'node:util';
 import { type Decoded, EtcdChannel, type RpcError, longsAsStrings } from '../client/index.js';
 import { counterLimits } from '../engines/counter/index.js';
 import { durationOption, intOption, parseEndpoints, UsageError, usageErrorOf, withUsage } from './args.js';
-import { endpointsDefault } from './remote.js';
+import { credentialsOf, credentialsOptionsHelp } from './credentials.js';
+import { Endpoints, endpointsDefault } from './remote.js';
 
 export const counterHelp = `Usage: dkv counter incr|decr KEY [N] [--ttl-ms MS] [options]
        dkv counter set KEY N [--ttl-ms MS] [options]
@@ -35,7 +36,7 @@ Options:
                        state) (default l)
   --timeout-ms MS      how long to wait for a connection, then for the answer (default 5000)
   --command-timeout D  the same as a duration (5s, 500ms), as the other commands take it
-  -h, --help           show this text
+${credentialsOptionsHelp}  -h, --help           show this text
 
 The endpoints default to $DKV_ENDPOINTS, else $ETCDCTL_ENDPOINTS, else 127.0.0.1:2379.
 
@@ -46,13 +47,15 @@ const actions = ['incr', 'decr', 'set', 'get', 'del'] as const;
 type Action = (typeof actions)[number];
 
 /** Options that take a value, so "-5" after one is its value, not a number argument. */
-const valueOptions = new Set(['--endpoints', '--ttl-ms', '--consistency', '--timeout-ms', '--command-timeout']);
+const valueOptions = new Set(['--endpoints', '--ttl-ms', '--consistency', '--timeout-ms', '--command-timeout', '--user', '--password']);
 const options = {
   endpoints: { type: 'string' },
   'ttl-ms': { type: 'string' },
   consistency: { type: 'string' },
   'timeout-ms': { type: 'string' },
   'command-timeout': { type: 'string' },
+  user: { type: 'string' },
+  password: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -92,13 +95,13 @@ function int64Argument(text: string, what: string): bigint {
 }
 
 /** The first endpoint that accepts a connection within the timeout (nothing is sent before). */
-async function connect(endpoints: readonly string[], timeoutMs: number): Promise<EtcdChannel> {
+async function connect(endpoints: readonly string[], timeoutMs: number): Promise<{ channel: EtcdChannel; endpoint: string }> {
   const failures: string[] = [];
   for (const endpoint of endpoints) {
     const channel = new EtcdChannel(endpoint, { decode: longsAsStrings, callTimeoutMs: timeoutMs });
     try {
       await channel.waitForReady(timeoutMs);
-      return channel;
+      return { channel, endpoint };
     } catch (error) {
       channel.close();
       failures.push((error as Error).message);
@@ -160,15 +163,20 @@ export async function counterCommand(args: string[]): Promise<number> {
     const endpoints = parseEndpoints(list, 'dkv counter');
     if (values['timeout-ms'] !== undefined && values['command-timeout'] !== undefined) throw new UsageError('give --timeout-ms or --command-timeout, not both');
     const timeoutMs = Math.min(timeoutMsMax, values['command-timeout'] !== undefined ? durationOption(values['command-timeout'], 'command-timeout', 5000) : intOption(values['timeout-ms'], 'timeout-ms', 5000, 1, timeoutMsMax));
+    const credentials = credentialsOf(values, 'dkv counter');
     let channel: EtcdChannel;
+    let auth: Endpoints;
     try {
-      channel = await connect(endpoints, timeoutMs);
+      const connected = await connect(endpoints, timeoutMs);
+      channel = connected.channel;
+      // Authenticates on the endpoint the request goes to (Auth.Authenticate is not a write).
+      auth = new Endpoints([connected.endpoint], timeoutMs, credentials);
     } catch (error) {
       process.stderr.write(`dkv counter: ${(error as Error).message}\n`);
       return 1;
     }
     try {
-      const response = await channel.call('dkv.v1.Counter', request.method, request.body);
+      const response = await auth.withAuth((token) => channel.call('dkv.v1.Counter', request.method, request.body, token));
       process.stdout.write(`${request.print(response)}\n`);
       return 0;
     } catch (error) {
@@ -177,6 +185,7 @@ export async function counterCommand(args: string[]): Promise<number> {
       return 1;
     } finally {
       channel.close();
+      auth.close();
     }
   }, 'dkv counter');
 }

@@ -8,7 +8,7 @@ import { type Decoded, longsAsStrings, methodCodec } from '../client/index.js';
 import { leaseLimits } from '../engines/lease/index.js';
 import { UsageError, intOption, parseCommand, withUsage } from './args.js';
 import { Interrupts, sessionKeyOf, waitingCall } from './holding.js';
-import { type Endpoints, exitFailure, remoteOf, remoteOptions, remoteOptionsHelp, reportFailure } from './remote.js';
+import { type Endpoints, exitFailure, isStaleToken, remoteOf, remoteOptions, remoteOptionsHelp, reportFailure } from './remote.js';
 import { Session, describeLoss, leaseHex } from './session.js';
 
 export const electHelp = `Usage: dkv elect NAME VALUE [options]
@@ -120,7 +120,11 @@ async function campaign(run: { endpoints: Endpoints; interrupts: Interrupts; nam
     leaderKey = response.leader as Decoded;
     assert((leaderKey.key as Buffer).equals(ownKey), `the Election service answered with the key ${String(leaderKey.key)}, not ${ownKey.toString()}`);
   } catch (error) {
-    if (!waiting.signal.aborted) throw error;
+    if (!waiting.signal.aborted) {
+      // Refused (permission denied, …): the session's keep-alive must not keep the process alive.
+      await session.close().catch(() => undefined);
+      throw error;
+    }
     if (lost) {
       process.stderr.write(`dkv elect: the campaign in "${name}" ended: the session ${await loss}\n`);
       return exitFailure;
@@ -160,8 +164,9 @@ async function listenTo(endpoints: Endpoints, name: string, interrupts: Interrup
   const isLast = (kv: Decoded): boolean =>
     last !== undefined && (last.key as Buffer).equals(kv.key as Buffer) && last.create_revision === kv.create_revision && last.mod_revision === kv.mod_revision;
   for (let failures = 0; ; ) {
+    const auth = await endpoints.authOptions();
     const ended = await new Promise<{ error: unknown } | 'interrupted'>((resolve) => {
-      const stream = endpoints.channel().serverStream(electionCodec('Observe'), { name: Buffer.from(name) });
+      const stream = endpoints.channel().serverStream(electionCodec('Observe'), { name: Buffer.from(name) }, auth);
       const finish = (result: { error: unknown } | 'interrupted'): void => {
         interrupts.signal.removeEventListener('abort', onSignal);
         stream.removeAllListeners();
@@ -183,6 +188,7 @@ async function listenTo(endpoints: Endpoints, name: string, interrupts: Interrup
       else interrupts.signal.addEventListener('abort', onSignal, { once: true });
     });
     if (ended === 'interrupted') return 0;
+    if (isStaleToken(ended.error)) await endpoints.discardToken(auth);
     failures++;
     if (failures >= endpoints.list.length * observeFailuresPerEndpointMax) {
       reportFailure('dkv elect', ended.error);

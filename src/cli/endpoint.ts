@@ -2,6 +2,7 @@
  * `dkv endpoint status|health [--cluster]` and `dkv defrag [--cluster]`: each endpoint asked on
  * its own (no failover), printed as etcdctl prints them.
  */
+import { errorCodeOfMessage } from '../errors.js';
 import { type Decoded, type EtcdChannel, longsAsStrings, methodCodec } from '../client/index.js';
 import { UsageError, parseEndpoints } from './args.js';
 import { goDuration, goJson, headerJson, humanBytes, idHex, int, renderTable, text } from './output.js';
@@ -69,7 +70,7 @@ async function status(list: Array<{ endpoint: string; channel: EtcdChannel }>, r
   let failed = false;
   for (const { endpoint, channel } of list) {
     try {
-      answers.push({ endpoint, status: await channel.unary(codec('etcdserverpb.Maintenance', 'Status'), {}) });
+      answers.push({ endpoint, status: await remote.endpoints.withAuth((auth) => channel.unary(codec('etcdserverpb.Maintenance', 'Status'), {}, auth)) });
     } catch (error) {
       failed = true;
       process.stderr.write(`dkv endpoint status: failed to get the status of endpoint ${endpoint} (${failureMessage(error)})\n`);
@@ -120,7 +121,12 @@ async function health(list: Array<{ endpoint: string; channel: EtcdChannel }>, r
         // Timed from a connected channel, as etcdctl times it from a dialled client.
         await channel.waitForReady(remote.timeoutMs);
         started = process.hrtime.bigint();
-        await channel.unary(codec('etcdserverpb.KV', 'Range'), { key: Buffer.from('health') });
+        // As etcdctl: a user not allowed to read "health" still got an answer through the quorum.
+        await remote.endpoints
+          .withAuth((auth) => channel.unary(codec('etcdserverpb.KV', 'Range'), { key: Buffer.from('health') }, auth))
+          .catch((error: unknown) => {
+            if (errorCodeOfMessage(failureMessage(error)) !== 'permission-denied') throw error;
+          });
         return { endpoint, health: true, took: goDuration(process.hrtime.bigint() - started), error: '' };
       } catch (error) {
         return { endpoint, health: false, took: goDuration(process.hrtime.bigint() - started), error: failureMessage(error) };
@@ -150,7 +156,7 @@ export function defragCommand(args: string[]): Promise<number> {
     try {
       for (const { endpoint, channel } of list) {
         try {
-          await channel.unary(codec('etcdserverpb.Maintenance', 'Defragment'), {});
+          await remote.endpoints.withAuth((auth) => channel.unary(codec('etcdserverpb.Maintenance', 'Defragment'), {}, auth));
           process.stdout.write(`Finished defragmenting etcd member[${endpoint}]\n`);
         } catch (error) {
           failed = true;

@@ -74,7 +74,7 @@ export async function waitingCall<R>(endpoints: Endpoints, codec: MethodCodec<R>
         await endpoints.unary(deleteCodec, { key: ownKey }, { signal });
         keyMayExist = false;
       }
-      return await endpoints.channel().unary(codec, request, { timeoutMs: Infinity, signal });
+      return await endpoints.withAuth((auth) => endpoints.channel().unary(codec, request, { timeoutMs: Infinity, signal, ...auth }));
     } catch (error) {
       if (!isUnavailable(error) || signal.aborted) throw error;
       keyMayExist = true;

@@ -96,7 +96,14 @@ async function lockAndHold(run: { endpoints: Endpoints; interrupts: Interrupts; 
   const { endpoints, interrupts, name } = run;
   const session = await Session.open(endpoints, run.ttl);
   const lost = session.lost.then((loss) => ({ lost: loss }));
-  const acquired = await acquire(endpoints, session, name, interrupts);
+  let acquired: Awaited<ReturnType<typeof acquire>>;
+  try {
+    acquired = await acquire(endpoints, session, name, interrupts);
+  } catch (error) {
+    // Refused (permission denied, …): the session's keep-alive must not keep the process alive.
+    await session.close().catch(() => undefined);
+    throw error;
+  }
   if ('lost' in acquired) {
     session.abandon();
     process.stderr.write(`dkv lock: stopped waiting for the lock "${name}": the session ${describeLoss(session.id, acquired.lost)}\n`);

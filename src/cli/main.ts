@@ -34,6 +34,12 @@ Commands:
                  from one (also from "etcdctl snapshot save" against DKV)
   counter incr|decr|get|set|del KEY [N]
                  atomic 64-bit counters of a running cluster (dkv.v1.Counter)
+  user add|get|list|delete|passwd|grant-role|revoke-role
+                 the cluster's users (etcdctl user)
+  role add|get|list|delete|grant-permission|revoke-permission
+                 the cluster's roles and their key permissions (etcdctl role)
+  auth enable|disable|status
+                 turn authentication on or off, or show whether it is on (etcdctl auth)
   demo           run a 3-node Raft group in this process on a simulated network and narrate
                  an election, replication, a leader crash, failover and catch-up (npm run demo)
   sim            run the deterministic Raft simulator over many random fault schedules
@@ -58,13 +64,17 @@ Commands:
                  one node each of DKV and etcd: memory per key, bulk load, restart, overwrites
   help           show this text; "dkv <command> --help" shows a command's options
 
-The commands that call a cluster (get … snapshot save, lease, lock, elect, counter) take
-etcdctl's flags and print what etcdctl prints:
+The commands that call a cluster (get … snapshot save, counter, user, role, auth, lease, lock,
+elect) take etcdctl's flags and print what etcdctl prints:
   --endpoints E          host:port,… (default $DKV_ENDPOINTS, else $ETCDCTL_ENDPOINTS, else
                          127.0.0.1:2379); the next endpoint is tried when one is unreachable
   -w, --write-out F      simple (default), json (etcdctl's -w json), or table (member list,
                          endpoint status|health)
   --command-timeout D    each call's deadline (default 5s)
+  --user NAME[:PASSWORD] authenticate as NAME once per run, each call then carrying the token
+                         (default $DKV_USER, else $ETCDCTL_USER); without a password (--password,
+                         $DKV_PASSWORD, $ETCDCTL_PASSWORD) it is asked for on the terminal
+  --password P           NAME's password
   -h, --help             the command's usage
 Errors print as "dkv <command>: <message>" on stderr. Exit status: 0 done, 1 the server
 refused or could not be reached, 2 bad command line (with the usage on stderr).
@@ -73,7 +83,7 @@ refused or could not be reached, 2 bad command line (with the usage on stderr).
 `;
 
 /** For the "did you mean" of a mistyped command. */
-const commandNames = ['dev', 'server', 'instance', 'config', 'get', 'put', 'del', 'txn', 'watch', 'compact', 'member', 'endpoint', 'defrag', 'snapshot', 'counter', 'demo', 'sim', 'jepsen', 'lease', 'lock', 'elect', 'bench', 'help'];
+const commandNames = ['dev', 'server', 'instance', 'config', 'get', 'put', 'del', 'txn', 'watch', 'compact', 'member', 'endpoint', 'defrag', 'snapshot', 'counter', 'user', 'role', 'auth', 'demo', 'sim', 'jepsen', 'lease', 'lock', 'elect', 'bench', 'help'];
 
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
@@ -146,6 +156,13 @@ export async function main(args: string[]): Promise<number> {
     case 'compact': {
       const kv = await import('./kv.js');
       const commands = { get: kv.getCommand, put: kv.putCommand, del: kv.delCommand, txn: kv.txnCommand, compact: kv.compactCommand };
+      return commands[command](rest);
+    }
+    case 'user':
+    case 'role':
+    case 'auth': {
+      const auth = await import('./auth.js');
+      const commands = { user: auth.userCommand, role: auth.roleCommand, auth: auth.authCommand };
       return commands[command](rest);
     }
     case 'watch': {

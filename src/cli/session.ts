@@ -8,7 +8,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { type Decoded, type EtcdChannel, longsAsStrings, methodCodec } from '../client/index.js';
-import { type Endpoints, commandTimeoutMs } from './remote.js';
+import { type Endpoints, commandTimeoutMs, isStaleToken } from './remote.js';
 
 /** The longest a renewal may go unanswered before its stream counts as failed (capped by TTL / 3). */
 const renewalAnswerMsMax = commandTimeoutMs;
@@ -108,10 +108,22 @@ export class LeaseKeeper {
 
   private open(): void {
     if (this.stopped) return;
-    const stream = this.endpoints.channel(this.endpoint).bidiStream(leaseCodec('LeaseKeepAlive'));
+    // The token first (fetched once per run; again after the server found it stale).
+    void this.endpoints.authOptions().then(
+      (auth) => this.openWith(auth),
+      (error: unknown) => this.onFailed(error),
+    );
+  }
+
+  private openWith(auth: { token?: string }): void {
+    if (this.stopped) return;
+    const stream = this.endpoints.channel(this.endpoint).bidiStream(leaseCodec('LeaseKeepAlive'), auth);
     this.stream = stream;
     stream.on('data', (response: Decoded) => this.onAnswer(stream, response));
-    stream.on('error', (error) => this.onStreamFailed(stream, error));
+    stream.on('error', (error) => {
+      if (isStaleToken(error)) void this.endpoints.discardToken(auth);
+      this.onStreamFailed(stream, error);
+    });
     stream.on('end', () => this.onStreamFailed(stream, new Error('the keep-alive stream ended')));
     this.renew(stream);
   }
@@ -141,6 +153,12 @@ export class LeaseKeeper {
 
   private onStreamFailed(stream: NonNullable<LeaseKeeper['stream']>, error: unknown): void {
     if (stream !== this.stream || this.stopped) return;
+    this.onFailed(error);
+  }
+
+  /** The stream failed, or could not be opened: try again (on the next endpoint) or give up. */
+  private onFailed(error: unknown): void {
+    if (this.stopped) return;
     clearTimeout(this.stepTimer);
     this.discardStream();
     this.failures++;

@@ -118,7 +118,7 @@ function saveCommand(args: string[]): Promise<number> {
 
 /** Writes the Snapshot stream's blobs to `handle`; the byte count. Progress on stderr only on a terminal. */
 async function receive(remote: Remote, handle: FileHandle): Promise<number> {
-  const stream = remote.endpoints.channel().serverStream(snapshotCodec, {}, { timeoutMs: Infinity });
+  const stream = remote.endpoints.channel().serverStream(snapshotCodec, {}, { timeoutMs: Infinity, ...(await remote.endpoints.authOptions()) });
   const progress = process.stderr.isTTY === true;
   let received = 0;
   let shown = 0;

@@ -60,6 +60,7 @@ export function watchCommand(args: string[]): Promise<number> {
     if (!/^\d+$/.test(rev)) throw new UsageError(`--rev must be a revision (a whole number >= 0), got "${rev}"`);
     const interrupts = new Interrupts();
     const channel = remote.endpoints.channel();
+    const auth = await remote.endpoints.authOptions();
     try {
       return await new Promise<number>((resolve) => {
         const stream = channel.watch(
@@ -83,7 +84,7 @@ export function watchCommand(args: string[]): Promise<number> {
               resolve(exitFailure);
             },
           },
-          { timeoutMs: Infinity },
+          { timeoutMs: Infinity, ...auth },
         );
         stream.send({
           create_request: { ...range, start_revision: rev, prev_kv: o['prev-kv'] === true, progress_notify: o['progress-notify'] === true },
