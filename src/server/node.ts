@@ -48,6 +48,7 @@ import { BufferedBytes } from './response-queue.js';
 import { Ticker, immediateScheduler, leaseScheduler, levelStorage, wallClock } from './runtime-host.js';
 import { createWatchService } from './watch-service.js';
 import { answerLeaderQuery, learnerProgress } from './leader-queries.js';
+import { MembershipSync } from './membership-sync.js';
 import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log.js';
 
 /** Shard 0 holds cluster metadata; shard 1 the default store's data. */
@@ -141,6 +142,9 @@ export class DkvNode {
   private publishTimer: NodeJS.Timeout | undefined;
   private gaugeTimer: NodeJS.Timeout | undefined;
   private tokenSweepTimer: NodeJS.Timeout | undefined;
+  private membershipSyncTimer: NodeJS.Timeout | undefined;
+  /** Keeps the data groups' configurations equal to the meta shard's member list. */
+  private readonly membershipSync: MembershipSync;
   /** etcd's simple tokens this member accepts (registered by every applied Authenticate). */
   private readonly simpleTokens: SimpleTokens;
   /** --auth-token jwt,…: the signer and verifier of this member's tokens (none: simple tokens). */
@@ -234,9 +238,12 @@ export class DkvNode {
         leaderChanged: (shard, leader, term) => {
           logger.info(`shard ${shard}: ${leader === 0 ? 'no leader' : `leader is now ${formatId(leader)}`} (term ${term})`);
           if (shard === DEFAULT_STORE_SHARD) this.metrics.leaderChanges.inc();
+          if (leader === identity.memberId && this.started) this.membershipSync.poke();
         },
         confChangeApplied: (shard) => {
           this.refreshLearner();
+          this.membershipSync.notify();
+          if (this.started) this.membershipSync.poke();
           if (shard !== META_SHARD) return;
           this.membershipLog.changed(this.members());
           this.membershipChanged();
@@ -256,6 +263,8 @@ export class DkvNode {
           if (shard === META_SHARD) this.membershipLog.changed(this.members(), from !== 'leader');
           if (shard === META_SHARD) this.membershipChanged();
           else this.refreshLearner();
+          this.membershipSync.notify();
+          if (this.started) this.membershipSync.poke();
           if (shard === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
           // Authenticates and password changes inside the snapshot were never seen here: clients re-authenticate.
           if (shard === DEFAULT_STORE_SHARD) this.simpleTokens.clear();
@@ -268,6 +277,18 @@ export class DkvNode {
       },
     });
     this.router = new Router(this.runtime, singleStoreMap(META_SHARD, DEFAULT_STORE_SHARD));
+    this.membershipSync = new MembershipSync({
+      groups: () => this.runtime.shardIds().filter((shard) => shard !== META_SHARD),
+      leads: (shard) => this.runtime.leader(shard) === identity.memberId,
+      config: (shard) => this.runtime.status(shard).config,
+      members: () => this.members(),
+      isRemoved: (id) => metaEngineOf(this.router.meta().machine()).isRemoved(id),
+      readMeta: async () => {
+        await this.router.meta().read({ timeoutMs: electionTimeoutMs });
+      },
+      proposeChange: (shard, change) => this.router.shard(shard).proposeConfChange({ transition: 'auto', changes: [change], context: new Uint8Array(0) }, { timeoutMs: 2 * electionTimeoutMs }),
+      log: { info: (m) => logger.info(m), warn: (m) => logger.warn(m) },
+    });
     this.watchHub = new WatchHub(() => kvEngineOf(this.router.defaultStore().machine()).mvcc);
     const info = (message: string): void => logger.info(message);
     this.quota = new BackendQuota({ quotaBytes: config.quotaBackendBytes, memberId: identity.memberId, log: info });
@@ -385,6 +406,10 @@ export class DkvNode {
       node.publishAttributes();
       node.autoCompactor.start();
       node.started = true;
+      // Retries what a pass could not finish (a leader change in the middle, a pending change).
+      node.membershipSyncTimer = setInterval(() => node.membershipSync.poke(), config.tickMs * config.electionTicks);
+      node.membershipSyncTimer.unref();
+      node.membershipSync.poke();
       // A removal in the log tail may have been applied while starting (entries replay on ticks).
       if (node.removedWhileStarting !== undefined) node.removed(node.removedWhileStarting);
       if (restarting) node.learnCurrentPeers();
@@ -587,6 +612,8 @@ export class DkvNode {
         this.watchForOwnRemoval();
         return this.removedSelf.promise;
       },
+      groupsSettled: (timeoutMs) => this.membershipSync.whenSettled(timeoutMs),
+      electionTimeoutMs: this.config.tickMs * this.config.electionTicks,
       learnerReady: async (id, ratio) => {
         // Progress is known where each shard's leader is: asked of it when this node does not lead.
         const timeoutMs = requestTimeoutMs(this.config.tickMs * this.config.electionTicks);
@@ -811,6 +838,8 @@ export class DkvNode {
     clearTimeout(this.publishTimer);
     clearInterval(this.gaugeTimer);
     clearInterval(this.tokenSweepTimer);
+    clearInterval(this.membershipSyncTimer);
+    this.membershipSync.stop();
     this.autoCompactor.stop();
     void this.memorySettler.stop();
     // Calls that wait (Lock, Campaign, Observe) end now rather than hold the shutdown's grace period.
