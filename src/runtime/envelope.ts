@@ -40,6 +40,9 @@ export const ENVELOPE_FORMAT_CALLER = 3;
 export const ENVELOPE_HEADER_BYTES = 28;
 /** The caller's fixed part: auth revision u64 | user length u16. */
 const CALLER_HEADER_BYTES = 10;
+/** Where the caller's fields sit after the fixed header: auth revision (u64), then the user name's length (u16). */
+const AT_CALLER_REVISION = ENVELOPE_HEADER_BYTES;
+const AT_CALLER_USER_LENGTH = ENVELOPE_HEADER_BYTES + 8;
 /** The longest user name a command can carry (bytes of UTF-8). */
 export const callerUserBytesMax = 0xffff;
 const LEGACY_FORMAT = 1;
@@ -100,9 +103,9 @@ export function encodeEnvelope(envelope: CommandEnvelope): Uint8Array {
   writeU64(bytes, AT_PROPOSER, envelope.proposer);
   writeU64(bytes, AT_REQUEST_ID, envelope.requestId);
   if (caller !== undefined) {
-    writeU64(bytes, ENVELOPE_HEADER_BYTES, caller.authRevision);
-    bytes[ENVELOPE_HEADER_BYTES + 8] = user!.length >>> 8;
-    bytes[ENVELOPE_HEADER_BYTES + 9] = user!.length & 0xff;
+    writeU64(bytes, AT_CALLER_REVISION, caller.authRevision);
+    bytes[AT_CALLER_USER_LENGTH] = user!.length >>> 8;
+    bytes[AT_CALLER_USER_LENGTH + 1] = user!.length & 0xff;
     bytes.set(user!, ENVELOPE_HEADER_BYTES + CALLER_HEADER_BYTES);
   }
   bytes.set(envelope.payload, at);
@@ -122,8 +125,8 @@ export function decodeEnvelope(bytes: Uint8Array): CommandEnvelope {
   const header = { engine: bytes[AT_ENGINE]!, version: bytes[AT_VERSION]!, kind: bytes[AT_KIND]!, timestampMs, proposer, requestId };
   if (bytes[0] === ENVELOPE_FORMAT) return { ...header, payload: bytes.subarray(ENVELOPE_HEADER_BYTES) };
   if (bytes.length < ENVELOPE_HEADER_BYTES + CALLER_HEADER_BYTES) throw new EnvelopeDecodeError('a command\'s caller is cut off');
-  const authRevision = readU64(bytes, ENVELOPE_HEADER_BYTES);
-  const userBytes = (bytes[ENVELOPE_HEADER_BYTES + 8]! << 8) | bytes[ENVELOPE_HEADER_BYTES + 9]!;
+  const authRevision = readU64(bytes, AT_CALLER_REVISION);
+  const userBytes = (bytes[AT_CALLER_USER_LENGTH]! << 8) | bytes[AT_CALLER_USER_LENGTH + 1]!;
   const payloadAt = ENVELOPE_HEADER_BYTES + CALLER_HEADER_BYTES + userBytes;
   if (Number.isNaN(authRevision)) throw new EnvelopeDecodeError('a caller\'s auth revision beyond 2^53');
   if (payloadAt > bytes.length) throw new EnvelopeDecodeError('a command\'s caller is cut off');

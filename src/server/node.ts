@@ -15,6 +15,7 @@ import { authEngineOf, composeStateMachine, kvEngineOf, metaEngineOf } from '../
 import { EngineId, authOutcome, eventsOf, isCompactionOutcome } from '../engines/index.js';
 import { AuthGate } from './auth/gate.js';
 import { ConnectionLoad, withConnectionLimits } from './connection-limits.js';
+import { withStreamDeadlines } from './stream-deadline.js';
 import { authenticateBurstPerPeer, authenticateBurstPerUser, authenticateRatePerPeerPerSecond, authenticateRatePerUserPerSecond, simpleTokenSweepMs } from './auth/limits.js';
 import { JwtTokens } from './auth/jwt.js';
 import { RateLimiter } from './auth/rate-limit.js';
@@ -695,7 +696,7 @@ export class DkvNode {
     const addService = (service: { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }): void =>
       server.addService(
         service.definition,
-        withRequestLog(service.definition, guardLearner(service.definition, withConnectionLimits(service.definition, service.implementation, load), () => this.learner), requestLog),
+        withRequestLog(service.definition, guardLearner(service.definition, withConnectionLimits(service.definition, withStreamDeadlines(service.definition, service.implementation), load), () => this.learner), requestLog),
       );
     const kv = createKvService({ ...common, maxRequestBytes: this.config.maxRequestBytes, unsafeStaleReads: this.config.unsafeStaleReads, unsafeIgnoreTxnCompare: this.config.unsafeIgnoreTxnCompare });
     addService(kv);

@@ -44,6 +44,12 @@ export const AuthCommandKind = {
 
 /** The auth command format this build writes and applies. */
 export const AUTH_COMMAND_VERSION = 1;
+/**
+ * The longest simple-token prefix an Authenticate command may carry (the server makes 16 letters:
+ * src/server/auth/limits.ts); anything else is refused where it applies.
+ */
+export const tokenPrefixLettersMax = 64;
+const tokenPrefixPattern = new RegExp(`^[A-Za-z]{1,${tokenPrefixLettersMax}}$`);
 
 export interface AuthUser {
   readonly name: string;
@@ -346,7 +352,7 @@ export class AuthEngine implements Engine {
         if (checkedRevision !== this.revisionValue) throw new EngineError('auth-old-revision');
         const prefix = body.tokenPrefix;
         if (prefix === undefined) return { kind: 'authenticated', name, revision: this.revisionValue };
-        if (!isString(prefix) || !/^[A-Za-z]{1,64}$/.test(prefix)) throw new EngineError('invalid-auth-mgmt', 'a token prefix is letters');
+        if (!isString(prefix) || !tokenPrefixPattern.test(prefix)) throw new EngineError('invalid-auth-mgmt', 'a token prefix is letters');
         return { kind: 'authenticated', name, revision: this.revisionValue, token: `${prefix}.${context.index}` };
       }
       default:

@@ -3,6 +3,7 @@
  * relations between them asserted at load.
  */
 import { strict as assert } from 'node:assert';
+import { tokenPrefixLettersMax } from '../../engines/auth/index.js';
 
 /** How often expired simple tokens are swept from the table (they are refused once expired anyway). */
 export const simpleTokenSweepMs = 10_000;
@@ -46,5 +47,6 @@ export const rateBucketsMax = 10_000;
 export const authenticateAttemptsMax = 5;
 
 assert(simpleTokenSweepMs > 0, 'a sweep period');
+assert(simpleTokenPrefixLetters >= 1 && simpleTokenPrefixLetters <= tokenPrefixLettersMax, 'the auth engine accepts the prefixes this server makes');
 assert(scryptCostLog2Min <= scryptCostLog2Default && scryptCostLog2Default <= scryptCostLog2Max, 'the default scrypt cost is in range');
 assert(authenticateBurstPerUser <= authenticateBurstPerPeer, 'one address may use every user\'s burst');
