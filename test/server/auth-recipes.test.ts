@@ -2,13 +2,14 @@
  * Auth on the calls beyond etcd's KV: Election (Campaign, Leader, Proclaim, Observe, Resign), Lock
  * (Lock, Unlock), dkv.v1 KV's Txn and dkv.v1 Counter's Set and Delete, each allowed for alice
  * (whose role grants readwrite on /app/) and refused for bob (no role), against a real DKV node.
- * After every refused write the keys are read back as root: a refusal changes nothing.
+ * After every refused write the keys are read back as root: a refusal changes nothing. An Observe
+ * stream whose reader loses the permission ends refused, as a Watch does.
  * The KV, lease and watch calls are test/server/auth.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Decoded, type EtcdChannel, type RpcError, methodCodec } from '../../src/client/etcd-channel.js';
 import { b, denied, failure, login, passwords, recipeDenied, secure } from './auth-harness.js';
-import { TestCluster, etcdChannel, prefixEnd } from './cluster-harness.js';
+import { TestCluster, etcdChannel, prefixEnd, waitUntil } from './cluster-harness.js';
 
 interface LeaderKey {
   readonly name: Buffer;
@@ -96,6 +97,27 @@ describe('auth on Election, Lock, dkv.v1 Txn and counters: allowed with the gran
     expect(Buffer.from((observed.kv as { key: Uint8Array }).key).equals(leader.key)).toBe(true);
     expect(String((observed.kv as { value: Uint8Array }).value)).toBe('seen');
     expect(await failure(firstObserved('/app/e3', bob))).toEqual(recipeDenied);
+  });
+
+  // Revokes alice's role for a moment: the other tests run before or after, never during.
+  it("Election Observe: alice's stream ends refused once her role is revoked, before the next value reaches her", async () => {
+    const leader = await aliceLeads('/app/e5', 'before');
+    const stream = channel.serverStream(methodCodec('v3electionpb.Election', 'Observe'), { name: b('/app/e5') }, alice);
+    const seen: string[] = [];
+    let ended: { code: number | undefined; details: string } | undefined;
+    stream.on('data', (response: Decoded) => seen.push(String((response.kv as { value: Uint8Array }).value)));
+    stream.on('error', (error: RpcError) => (ended = { code: error.code, details: error.details ?? error.message }));
+    try {
+      await waitUntil(() => seen.length === 1, 10_000, () => `the first leader, saw ${JSON.stringify(seen)}`);
+      await channel.call('etcdserverpb.Auth', 'UserRevokeRole', { name: 'alice', role: 'app' }, root);
+      await channel.call('v3electionpb.Election', 'Proclaim', { leader, value: b('after') }, root);
+      await waitUntil(() => ended !== undefined, 10_000, () => `the stream ended, saw ${JSON.stringify(seen)}`);
+      expect(ended).toEqual(recipeDenied);
+      expect(seen).toEqual(['before']);
+    } finally {
+      stream.cancel();
+      await channel.call('etcdserverpb.Auth', 'UserGrantRole', { user: 'alice', role: 'app' }, root);
+    }
   });
 
   it("Election Resign: bob cannot resign alice's leadership; alice can", async () => {
