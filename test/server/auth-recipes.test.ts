@@ -3,13 +3,13 @@
  * (Lock, Unlock), dkv.v1 KV's Txn and dkv.v1 Counter's Set and Delete, each allowed for alice
  * (whose role grants readwrite on /app/) and refused for bob (no role), against a real DKV node.
  * After every refused write the keys are read back as root: a refusal changes nothing. An Observe
- * stream whose reader loses the permission ends refused, as a Watch does.
- * The KV, lease and watch calls are test/server/auth.test.ts.
+ * stream whose reader loses the permission ends refused, as a Watch does. The refusals' statuses
+ * are compared with etcd 3.4's at the end. The KV, lease and watch calls are test/server/auth.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Decoded, type EtcdChannel, type RpcError, methodCodec } from '../../src/client/etcd-channel.js';
 import { b, denied, failure, login, passwords, recipeDenied, secure } from './auth-harness.js';
-import { TestCluster, etcdChannel, prefixEnd, waitUntil } from './cluster-harness.js';
+import { RealEtcd, TestCluster, etcdChannel, prefixEnd, waitUntil } from './cluster-harness.js';
 
 interface LeaderKey {
   readonly name: Buffer;
@@ -79,8 +79,14 @@ describe('auth on Election, Lock, dkv.v1 Txn and counters: allowed with the gran
     const bobsLease = await leaseOf(bob);
     expect(await failure(channel.call('v3electionpb.Election', 'Campaign', { name: b('/app/e1'), lease: bobsLease, value: b('bob') }, bob))).toEqual(recipeDenied);
     expect(await failure(channel.call('v3electionpb.Election', 'Leader', { name: b('/app/e1') }, bob))).toEqual(recipeDenied);
-    // Bob joined no queue: alice's key is the only one.
+    // A campaign attaches its key to the lease, so the lease's other keys count (etcd's
+    // checkLeasePuts): not on alice's lease that holds root's /secret.
+    const shared = await leaseOf(alice);
+    await channel.kv('Put', { key: b('/secret'), value: b('s'), lease: shared }, root);
+    expect(await failure(channel.call('v3electionpb.Election', 'Campaign', { name: b('/app/e1'), lease: shared, value: b('again') }, alice))).toEqual(recipeDenied);
+    // Neither bob nor that campaign joined the queue: alice's first key is the only one.
     expect(await keysUnder('/app/e1/')).toEqual([`${leader.key.toString()}=alice`]);
+    await channel.call('etcdserverpb.Lease', 'LeaseRevoke', { ID: shared }, root);
   });
 
   it("Election Proclaim: alice replaces her value; bob, holding alice's leader key, may not", async () => {
@@ -140,7 +146,7 @@ describe('auth on Election, Lock, dkv.v1 Txn and counters: allowed with the gran
     expect(await keysUnder('/app/lock/')).toEqual([]);
   });
 
-  it('dkv.v1 Txn: alice writes within /app/ (with a TTL); bob cannot; nor can alice outside it or fenced by a key she may not read', async () => {
+  it('dkv.v1 Txn: alice writes within /app/ (with a TTL); bob cannot; nor can alice outside it or fenced by a key she may not read (nor Put)', async () => {
     const txn = (key: string, extra: object = {}): object => ({
       txn: { compare: [{ key: b(key), target: 0, result: 0, version: 0 }], success: [{ request_put: { key: b(key), value: b('v') } }] },
       ttls: [{ key: b(key), ttl_ms: 60_000 }],
@@ -154,6 +160,8 @@ describe('auth on Election, Lock, dkv.v1 Txn and counters: allowed with the gran
     const fence = { fence: { key: b('/fence'), token: fenceRevision.revision } };
     expect(await failure(channel.call('dkv.v1.KV', 'Txn', txn('/app/t4', fence), alice))).toEqual(denied);
     expect((await channel.call('dkv.v1.KV', 'Txn', txn('/app/t5', fence), root)).succeeded).toBe(true);
+    // dkv.v1 Put reads its fence's key the same way.
+    expect(await failure(channel.call('dkv.v1.KV', 'Put', { key: b('/app/t6'), value: b('v'), ...fence }, alice))).toEqual(denied);
     expect(await keysUnder('/app/t')).toEqual(['/app/t1=v', '/app/t5=v']);
     expect(await keysUnder('/other/')).toEqual([]);
   });
@@ -175,5 +183,61 @@ describe('auth on Election, Lock, dkv.v1 Txn and counters: allowed with the gran
     expect(await counterValue('/other/c2')).toMatchObject({ value: 3, exists: true });
     expect((await channel.call('dkv.v1.Counter', 'Delete', { key: b('/app/c2') }, alice)).deleted).toBe(true);
     expect(await counterValue('/app/c2')).toMatchObject({ exists: false });
+  });
+});
+
+/** Bob's Lock and Election calls on alice's names, each as "code: details" or "ok". */
+async function bobsRecipeCalls(endpoint: string): Promise<Record<string, string>> {
+  const channel = etcdChannel(endpoint);
+  try {
+    await secure(channel);
+    const alice = { token: await login(channel, 'alice', passwords.alice) };
+    const bob = { token: await login(channel, 'bob', passwords.bob) };
+    const outcome = (call: Promise<unknown>): Promise<string> =>
+      call.then(
+        () => 'ok',
+        (error: RpcError) => `${error.code}: ${error.details}`,
+      );
+    const alicesLease = (await channel.call('etcdserverpb.Lease', 'LeaseGrant', { ID: 5001, TTL: 60 }, alice)).ID as number;
+    const bobsLease = (await channel.call('etcdserverpb.Lease', 'LeaseGrant', { ID: 5002, TTL: 60 }, bob)).ID as number;
+    const leader = (await channel.call('v3electionpb.Election', 'Campaign', { name: b('/app/e'), lease: alicesLease, value: b('a') }, alice)).leader as object;
+    const lock = await channel.call('v3lockpb.Lock', 'Lock', { name: b('/app/l'), lease: alicesLease }, alice);
+    return {
+      Campaign: await outcome(channel.call('v3electionpb.Election', 'Campaign', { name: b('/app/e'), lease: bobsLease, value: b('b') }, bob)),
+      Leader: await outcome(channel.call('v3electionpb.Election', 'Leader', { name: b('/app/e') }, bob)),
+      Proclaim: await outcome(channel.call('v3electionpb.Election', 'Proclaim', { leader, value: b('b') }, bob)),
+      Resign: await outcome(channel.call('v3electionpb.Election', 'Resign', { leader }, bob)),
+      Lock: await outcome(channel.call('v3lockpb.Lock', 'Lock', { name: b('/app/l'), lease: bobsLease }, bob)),
+      Unlock: await outcome(channel.call('v3lockpb.Lock', 'Unlock', { key: lock.key }, bob)),
+      // etcd's Observe swallows its inner Get's error: the stream ends with OK and no answer.
+      // DKV ends it refused instead (a silent end reads as "no leader yet, stream over").
+      Observe: await outcome(
+        new Promise((resolve, reject) => {
+          const stream = channel.serverStream(methodCodec('v3electionpb.Election', 'Observe'), { name: b('/app/e') }, bob);
+          stream.on('data', (response: Decoded) => {
+            stream.cancel();
+            resolve(response);
+          });
+          stream.on('error', reject);
+          stream.on('end', () => reject({ code: 0, details: 'ended without an answer' }));
+        }),
+      ),
+    };
+  } finally {
+    channel.close();
+  }
+}
+
+describe('Lock and Election refusals, DKV against etcd 3.4', () => {
+  it('refuses each call of a user without the permission with etcd\'s status and message', async () => {
+    const [etcd, cluster] = await Promise.all([RealEtcd.start(), TestCluster.start({ nodes: 1 })]);
+    try {
+      const [expected, actual] = await Promise.all([bobsRecipeCalls(etcd.endpoint), bobsRecipeCalls(cluster.endpoint(0))]);
+      const refused = `${recipeDenied.code}: ${recipeDenied.details}`;
+      expect(expected).toEqual({ Campaign: refused, Leader: refused, Proclaim: refused, Resign: refused, Lock: refused, Unlock: refused, Observe: '0: ended without an answer' });
+      expect(actual).toEqual({ ...expected, Observe: refused });
+    } finally {
+      await Promise.all([etcd.stop(), cluster.stop()]);
+    }
   });
 });
