@@ -44,6 +44,8 @@ export interface CounterLoadOptions {
   /** host:port, no scheme. */
   readonly endpoints: readonly string[];
   readonly conns: number;
+  /** An auth token (Auth.Authenticate's, `dkv bench --user`) every call carries; none when absent. */
+  readonly token?: string | undefined;
   readonly clients: number;
   /** Increments to make. */
   readonly total: number;

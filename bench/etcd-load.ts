@@ -41,6 +41,8 @@ export interface LoadOptions {
   /** host:port, no scheme. */
   readonly endpoints: readonly string[];
   readonly conns: number;
+  /** An auth token (Auth.Authenticate's, `dkv bench --user`) every call carries; none when absent. */
+  readonly token?: string | undefined;
   readonly clients: number;
   readonly total: number;
   readonly keySize: number;
@@ -135,12 +137,12 @@ function requestSource(options: LoadOptions): (sequence: number) => Buffer {
   };
 }
 
-/** `conns` real connections, connection j to endpoint j mod endpoints (as etcd's tool). */
-export function openChannels(options: { readonly endpoints: readonly string[]; readonly conns: number }): EtcdChannel[] {
+/** `conns` real connections, connection j to endpoint j mod endpoints (as etcd's tool); every call carries `token`. */
+export function openChannels(options: { readonly endpoints: readonly string[]; readonly conns: number; readonly token?: string | undefined }): EtcdChannel[] {
   const channels: EtcdChannel[] = [];
   for (let j = 0; j < options.conns; j++) {
     // etcd's tool opens a real connection per --conns (grpc-js would share one among equal channels).
-    channels.push(new EtcdChannel(options.endpoints[j % options.endpoints.length]!, { ownConnection: true, messageBytesMax: -1 }));
+    channels.push(new EtcdChannel(options.endpoints[j % options.endpoints.length]!, { ownConnection: true, messageBytesMax: -1, ...(options.token === undefined ? {} : { token: options.token }) }));
   }
   return channels;
 }

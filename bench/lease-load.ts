@@ -49,6 +49,8 @@ export interface LeaseLoadOptions {
   /** host:port, no scheme. */
   readonly endpoints: readonly string[];
   readonly conns: number;
+  /** An auth token (Auth.Authenticate's, `dkv bench --user`) every call carries; none when absent. */
+  readonly token?: string | undefined;
   readonly clients: number;
   /** lease-keepalive: renewals to send; lease-grant: grant → revoke cycles to start. */
   readonly total: number;

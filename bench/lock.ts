@@ -56,6 +56,8 @@ export interface LockLoadOptions {
   /** host:port, no scheme. */
   readonly endpoints: readonly string[];
   readonly conns: number;
+  /** An auth token (Auth.Authenticate's, `dkv bench --user`) every call carries; none when absent. */
+  readonly token?: string | undefined;
   readonly clients: number;
   /** Cycles to start, or undefined when the run is timed by `durationSeconds`. */
   readonly total: number | undefined;

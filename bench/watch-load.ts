@@ -54,6 +54,8 @@ export interface WatchLoadOptions {
   /** host:port, no scheme. */
   readonly endpoints: readonly string[];
   readonly conns: number;
+  /** An auth token (Auth.Authenticate's, `dkv bench --user`) every call carries; none when absent. */
+  readonly token?: string | undefined;
   readonly streams: number;
   readonly watchPerStream: number;
   /** Puts per second; 0 = as fast as putsInFlightMax outstanding puts go. */

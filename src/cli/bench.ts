@@ -1,5 +1,7 @@
 /** `dkv bench <target>`: benchmarks that print numbers (they never gate CI). */
 import { intOption, parseEndpoints, parseOptions, UsageError, withUsage } from './args.js';
+import { type Credentials, credentialsOf, credentialsOptionsHelp } from './credentials.js';
+import { Endpoints, commandTimeoutMs, failureMessage } from './remote.js';
 
 export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
        dkv bench put|range|txn-put [--endpoints E] [--conns N] [--clients N] [--total N] ...
@@ -8,6 +10,7 @@ export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
        dkv bench counter [--endpoints E] [--conns N] [--clients N] [--total N] [--counters N] ...
        dkv bench lock [--endpoints E] [--conns N] [--clients N] [--total N | --duration S] [--locks N]
        dkv bench footprint [--target dkv,etcd] [--keys N] [--settle-ms MS] [--server-args "..."] ...
+       (each benchmark that calls a cluster also takes --user NAME[:PASSWORD] [--password P])
 
   raft     the Raft core's throughput: a 3-node group in one process on the simulator with zero
            network and disk latency; committed entries per second with one proposal per round and
@@ -53,6 +56,9 @@ export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
            growth); every key deleted and compacted (RSS against the empty node's). Prints a
            table with DKV/etcd ratios, or a JSON line per target with --json
 
+Options (put, range, txn-put, watch, lease-keepalive, lease-grant, counter, lock: a cluster with
+auth enabled; the run authenticates once, before it starts, and every call carries the token):
+${credentialsOptionsHelp}
 Options (raft, log):
   --seconds S   how long each measurement runs (default 3)
 
@@ -201,6 +207,7 @@ async function loadCommand(workload: LoadTarget, args: string[]): Promise<number
     'txn-ops': { type: 'string' },
     rate: { type: 'string' },
     json: { type: 'boolean' },
+    ...credentialFlags,
     help: { type: 'boolean', short: 'h' },
   });
   if (o.help === true) {
@@ -239,8 +246,10 @@ async function loadCommand(workload: LoadTarget, args: string[]): Promise<number
   return report({
     name: `dkv bench ${workload}`,
     json: o.json === true,
+    endpoints: options.endpoints,
+    credentials: credentialsOf(o, `dkv bench ${workload}`),
     describe: () => describeLoad(options),
-    run: () => runLoad(options),
+    run: (token) => runLoad({ ...options, token }),
     toJson: loadResultJson,
     format: formatLoadResult,
     ok: (r) => r.errors === 0,
@@ -260,6 +269,7 @@ async function watchCommand(args: string[]): Promise<number> {
     'key-space-size': { type: 'string' },
     prefix: { type: 'boolean' },
     json: { type: 'boolean' },
+    ...credentialFlags,
     help: { type: 'boolean', short: 'h' },
   });
   if (o.help === true) {
@@ -305,8 +315,10 @@ async function watchCommand(args: string[]): Promise<number> {
   return report({
     name: `dkv bench watch`,
     json: o.json === true,
+    endpoints: options.endpoints,
+    credentials: credentialsOf(o, `dkv bench watch`),
     describe: () => describeWatchLoad(options),
-    run: () => runWatchLoad(options),
+    run: (token) => runWatchLoad({ ...options, token }),
     toJson: watchLoadResultJson,
     format: formatWatchLoadResult,
     ok: (r) => r.errors === 0,
@@ -320,6 +332,7 @@ async function leaseLoadCommand(workload: LeaseTarget, args: string[]): Promise<
     clients: { type: 'string' },
     total: { type: 'string' },
     json: { type: 'boolean' },
+    ...credentialFlags,
     help: { type: 'boolean', short: 'h' },
   });
   if (o.help === true) {
@@ -337,8 +350,10 @@ async function leaseLoadCommand(workload: LeaseTarget, args: string[]): Promise<
   return report({
     name: `dkv bench ${workload}`,
     json: o.json === true,
+    endpoints: options.endpoints,
+    credentials: credentialsOf(o, `dkv bench ${workload}`),
     describe: () => describeLeaseLoad(options),
-    run: () => runLeaseLoad(options),
+    run: (token) => runLeaseLoad({ ...options, token }),
     toJson: leaseLoadResultJson,
     format: formatLeaseLoadResult,
     ok: (r) => r.errors === 0,
@@ -354,6 +369,7 @@ async function counterCommand(args: string[]): Promise<number> {
     counters: { type: 'string' },
     method: { type: 'string' },
     json: { type: 'boolean' },
+    ...credentialFlags,
     help: { type: 'boolean', short: 'h' },
   });
   if (o.help === true) {
@@ -374,8 +390,10 @@ async function counterCommand(args: string[]): Promise<number> {
   return report({
     name: `dkv bench counter`,
     json: o.json === true,
+    endpoints: options.endpoints,
+    credentials: credentialsOf(o, `dkv bench counter`),
     describe: () => describeCounterLoad(options),
-    run: () => runCounterLoad(options),
+    run: (token) => runCounterLoad({ ...options, token }),
     toJson: counterLoadResultJson,
     format: formatCounterLoadResult,
     ok: (r) => r.errors === 0 && r.consistent,
@@ -391,6 +409,7 @@ async function lockCommand(args: string[]): Promise<number> {
     duration: { type: 'string' },
     locks: { type: 'string' },
     json: { type: 'boolean' },
+    ...credentialFlags,
     help: { type: 'boolean', short: 'h' },
   });
   if (o.help === true) {
@@ -411,8 +430,10 @@ async function lockCommand(args: string[]): Promise<number> {
   return report({
     name: `dkv bench lock`,
     json: o.json === true,
+    endpoints: options.endpoints,
+    credentials: credentialsOf(o, `dkv bench lock`),
     describe: () => describeLockLoad(options),
-    run: () => runLockLoad(options),
+    run: (token) => runLockLoad({ ...options, token }),
     toJson: lockLoadResultJson,
     format: formatLockLoadResult,
     ok: lockLoadOk,
@@ -463,23 +484,50 @@ async function footprintCommand(args: string[]): Promise<number> {
   return 0;
 }
 
+/** --user and --password, for the benchmarks that call a cluster (as every remote command takes them). */
+const credentialFlags = { user: { type: 'string' }, password: { type: 'string' } } as const;
+
 /**
- * The end every load command shares: its description (unless --json), the run, then the result as
- * one JSON line or the summary lines; exit 0 when it went well, 1 when anything failed.
+ * The token every call of a run carries: Auth.Authenticate once, on the first endpoint that
+ * answers; undefined without --user, or when the cluster's auth is not enabled (as etcdctl goes on).
+ */
+async function authenticate(endpoints: readonly string[], credentials: Credentials | undefined): Promise<string | undefined> {
+  if (credentials === undefined) return undefined;
+  const remote = new Endpoints(endpoints, commandTimeoutMs, credentials);
+  try {
+    return (await remote.authOptions()).token;
+  } finally {
+    remote.close();
+  }
+}
+
+/**
+ * The end every load command shares: authentication (with --user), its description (unless
+ * --json), the run, then the result as one JSON line or the summary lines; exit 0 when it went
+ * well, 1 when anything failed (a refused login before anything else is printed).
  */
 async function report<R>(how: {
   readonly name: string;
   readonly json: boolean;
+  readonly endpoints: readonly string[];
+  readonly credentials: Credentials | undefined;
   describe(): string;
-  run(): Promise<R>;
+  run(token: string | undefined): Promise<R>;
   toJson(result: R): string;
   format(result: R): string[];
   ok(result: R): boolean;
 }): Promise<number> {
+  let token: string | undefined;
+  try {
+    token = await authenticate(how.endpoints, how.credentials);
+  } catch (error) {
+    process.stderr.write(`${how.name}: ${failureMessage(error)}\n`);
+    return 1;
+  }
   if (!how.json) process.stdout.write(`${how.describe()}\n`);
   let result: R;
   try {
-    result = await how.run();
+    result = await how.run(token);
   } catch (error) {
     process.stderr.write(`${how.name}: ${(error as Error).message}\n`);
     return 1;

@@ -133,6 +133,11 @@ export interface EtcdChannelOptions {
   readonly decode?: DecodeAs;
   /** The deadline of a unary call that names none; no deadline when absent. */
   readonly callTimeoutMs?: number;
+  /**
+   * An auth token (from Auth.Authenticate) every call of this channel carries unless its own
+   * options name one, the byte-level calls included: a load generator authenticates once.
+   */
+  readonly token?: string;
   /** Any other grpc-js channel option; these win over the ones above. */
   readonly channelOptions?: grpc.ChannelOptions;
 }
@@ -194,6 +199,7 @@ export class EtcdChannel {
   private readonly client: grpc.Client;
   private readonly decodeAs: DecodeAs;
   private readonly callTimeoutMs: number | undefined;
+  private readonly channelToken: string | undefined;
   /** Codecs of `call`, with this channel's decoding, by path. */
   private readonly codecs = new Map<string, MethodCodec>();
 
@@ -204,6 +210,12 @@ export class EtcdChannel {
     this.client = new grpc.Client(endpoint, options.credentials ?? grpc.credentials.createInsecure(), channelOptionsOf(options));
     this.decodeAs = options.decode ?? longsAsNumbers;
     this.callTimeoutMs = options.callTimeoutMs;
+    this.channelToken = options.token;
+  }
+
+  /** A call's metadata: its own token, else the channel's. */
+  private metadata(options: CallOptions): grpc.Metadata {
+    return metadataOf(options.token === undefined && this.channelToken !== undefined ? { token: this.channelToken } : options);
   }
 
   private codec(service: ServiceName, method: string): MethodCodec {
@@ -222,7 +234,7 @@ export class EtcdChannel {
       const callOptions = deadlineOf(options.timeoutMs ?? this.callTimeoutMs);
       const signal = options.signal;
       const cancel = (): void => call.cancel();
-      const call = this.client.makeUnaryRequest(codec.path, codec.encode, codec.decode, request, metadataOf(options), callOptions, (error, response) => {
+      const call = this.client.makeUnaryRequest(codec.path, codec.encode, codec.decode, request, this.metadata(options), callOptions, (error, response) => {
         signal?.removeEventListener('abort', cancel);
         if (error !== null) reject(error);
         else if (response === undefined) reject(new Error(`${codec.path}: empty response`));
@@ -253,22 +265,23 @@ export class EtcdChannel {
    * grpc-js does not need.
    */
   unaryBytes(path: string, request: Buffer, timeoutMs: number | undefined, callback: (error: grpc.ServiceError | null, response?: Buffer) => void): void {
-    this.client.makeUnaryRequest(path, identity, identity, request, deadlineOf(timeoutMs), callback);
+    if (this.channelToken === undefined) this.client.makeUnaryRequest(path, identity, identity, request, deadlineOf(timeoutMs), callback);
+    else this.client.makeUnaryRequest(path, identity, identity, request, metadataOf({ token: this.channelToken }), deadlineOf(timeoutMs), callback);
   }
 
   /** A server-streaming call (dkv.v1 WatchPrefix, Maintenance Snapshot). */
   serverStream<Response>(codec: MethodCodec<Response>, request: object, options: CallOptions = {}): grpc.ClientReadableStream<Response> {
-    return this.client.makeServerStreamRequest(codec.path, codec.encode, codec.decode, request, metadataOf(options), deadlineOf(options.timeoutMs));
+    return this.client.makeServerStreamRequest(codec.path, codec.encode, codec.decode, request, this.metadata(options), deadlineOf(options.timeoutMs));
   }
 
   /** A bidirectional stream of objects in, decoded responses out. */
   bidiStream<Response>(codec: MethodCodec<Response>, options: CallOptions = {}): grpc.ClientDuplexStream<object, Response> {
-    return this.client.makeBidiStreamRequest(codec.path, codec.encode, codec.decode, metadataOf(options), deadlineOf(options.timeoutMs));
+    return this.client.makeBidiStreamRequest(codec.path, codec.encode, codec.decode, this.metadata(options), deadlineOf(options.timeoutMs));
   }
 
   /** A bidirectional stream of pre-encoded bytes in, raw bytes out. */
   bidiStreamBytes(path: string, options: CallOptions = {}): grpc.ClientDuplexStream<Buffer, Buffer> {
-    return this.client.makeBidiStreamRequest(path, identity, identity, deadlineOf(options.timeoutMs));
+    return this.client.makeBidiStreamRequest(path, identity, identity, this.metadata(options), deadlineOf(options.timeoutMs));
   }
 
   /**

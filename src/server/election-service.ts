@@ -1,7 +1,8 @@
 /**
  * etcd's `v3electionpb.Election` service: Campaign waits until the caller leads a named election;
  * Proclaim replaces the leader's value; Leader reads it; Observe streams it and every change of
- * leader or value; Resign gives leadership up. The recipe is etcd's concurrency.Election
+ * leader or value (until its caller loses the read permission: then it ends refused); Resign gives
+ * leadership up. The recipe is etcd's concurrency.Election
  * (src/server/concurrency.ts).
  */
 import type * as grpc from '@grpc/grpc-js';
@@ -73,6 +74,8 @@ class ObserveStream implements WatchSink {
   private leader: KeyValue | undefined;
   private sent: KeyValue | undefined;
   private closed = false;
+  /** The auth state the caller's read permission was last checked at (-1: auth off). */
+  private authCheckedAt: number;
   private readonly onStopping = (): void => this.fail(this.ctx.stopping.reason);
 
   constructor(
@@ -83,6 +86,8 @@ class ObserveStream implements WatchSink {
     private readonly log: Logger | undefined,
   ) {
     this.hub = ctx.watchHub(shard);
+    // The caller's permission was checked when the call came in, at the auth state of now.
+    this.authCheckedAt = ctx.gate.enabled ? ctx.gate.revision : -1;
     this.out = new ResponseQueue(call, observeBufferBytesMax, { onRoom: () => this.hub.onRoom() });
     call.on('cancelled', () => this.close());
     call.on('close', () => this.close());
@@ -99,7 +104,7 @@ class ObserveStream implements WatchSink {
       this.fail(error);
       return;
     }
-    if (this.closed) return;
+    if (this.closed || !this.stillPermitted()) return;
     // Read and register in one step: the next change is R + 1 at the earliest.
     const store = storeOf(this.shard);
     const revision = store.revision;
@@ -117,6 +122,7 @@ class ObserveStream implements WatchSink {
   deliver(_watcher: Watcher, events: readonly MvccEvent[]): boolean {
     if (this.closed) return true;
     if (!this.out.hasRoom()) return false;
+    if (!this.stillPermitted()) return true;
     // Whole revisions, in order; a delete's kv carries the revision it happened at.
     for (let start = 0; start < events.length && !this.closed; ) {
       const revision = events[start]!.kv.modRevision;
@@ -150,6 +156,25 @@ class ObserveStream implements WatchSink {
       }
     }
     this.send(revision);
+  }
+
+  /**
+   * Whether the stream may still be sent leaders: as a Watch's, its caller's read permission on
+   * the prefix is checked again whenever the auth state changed (the caller found again from the
+   * call's token); a caller who lost it ends the stream refused.
+   */
+  private stillPermitted(): boolean {
+    const gate = this.ctx.gate;
+    const now = gate.enabled ? gate.revision : -1;
+    if (now === this.authCheckedAt) return true;
+    try {
+      if (gate.enabled) gate.checkKeys(gate.caller(this.call), rangeAccess({ key: this.prefix, rangeEnd: prefixEnd(this.prefix) }));
+    } catch (error) {
+      this.fail(error);
+      return false;
+    }
+    this.authCheckedAt = now;
+    return true;
   }
 
   /** Sends the leader if it is not the one last sent (another key, generation or write). */

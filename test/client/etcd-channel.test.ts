@@ -2,7 +2,7 @@
  * src/client's EtcdChannel against a tiny grpc-js server serving the etcd services from the same
  * protos: how responses decode (int64 as numbers, as strings, or the protobufjs message), a
  * deadline failing with DEADLINE_EXCEEDED, a failure reported once (no retry), raw-bytes calls,
- * the message size limit, and the Watch stream's one `onEnd`.
+ * the message size limit, a channel-wide auth token, and the Watch stream's one `onEnd`.
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -19,6 +19,8 @@ interface Served {
   readonly calls: Map<string, number>;
   /** The raw request bytes of the last Put. */
   lastPut: Buffer | undefined;
+  /** The `token` metadata each method's last call carried (undefined: none). */
+  readonly tokens: Map<string, string | undefined>;
 }
 
 const cleanups: Array<() => void> = [];
@@ -29,21 +31,23 @@ afterEach(() => {
 type Unary = (call: grpc.ServerUnaryCall<Incoming<Record<string, unknown>>, object>, callback: grpc.sendUnaryData<object>) => void;
 
 async function serve(): Promise<Served> {
-  const served: Served = { endpoint: '', calls: new Map(), lastPut: undefined };
-  const count = (method: string): void => {
+  const served: Served = { endpoint: '', calls: new Map(), lastPut: undefined, tokens: new Map() };
+  const count = (method: string, call?: { metadata: grpc.Metadata }): void => {
     served.calls.set(method, (served.calls.get(method) ?? 0) + 1);
+    const token = call?.metadata.get('token')[0];
+    served.tokens.set(method, token === undefined ? undefined : String(token));
   };
   const header = { cluster_id: 1, member_id: 2, revision, raft_term: 3 };
   const kv: Record<string, Unary> = {
     Range: (call, callback) => {
-      count('Range');
+      count('Range', call);
       const key = call.request.message.key as Buffer;
       // A key of 'big' answers with a 2 KiB value (for the size limit).
       const value = key.toString() === 'big' ? Buffer.alloc(2048, 1) : Buffer.from('v');
       callback(null, { header, kvs: [{ key, value, create_revision: revision, mod_revision: revision, version: 1 }], count: 1 });
     },
     Put: (call, callback) => {
-      count('Put');
+      count('Put', call);
       served.lastPut = call.request.raw;
       callback(null, { header });
     },
@@ -57,6 +61,7 @@ async function serve(): Promise<Served> {
   };
   const watch = {
     Watch: (call: grpc.ServerDuplexStream<Incoming<Record<string, unknown>>, object>) => {
+      count('Watch', call);
       call.on('data', (request: Incoming<Record<string, unknown>>) => {
         if (request.message.create_request) call.write({ header, watch_id: 7, created: true });
         // A progress request asks this server to end the stream.
@@ -149,6 +154,28 @@ describe('EtcdChannel', () => {
     const decoded = etcdType('etcdserverpb.PutResponse').decode(response!) as unknown as { header: { revision: Int64 } };
     expect(int64(decoded.header.revision)).toBe(revision);
     expect(() => methodPath('etcdserverpb.KV', 'Nope')).toThrow(TypeError);
+  });
+
+  it("sends the channel's token with every call, pre-encoded bytes and streams included, unless a call names its own", async () => {
+    const served = await serve();
+    const plain = channel(served.endpoint);
+    await plain.kv('Range', { key: Buffer.from('k') });
+    expect(served.tokens.get('Range')).toBeUndefined();
+    const signedIn = channel(served.endpoint, { token: 'channel.1' });
+    await signedIn.kv('Range', { key: Buffer.from('k') });
+    expect(served.tokens.get('Range')).toBe('channel.1');
+    await signedIn.kv('Range', { key: Buffer.from('k') }, { token: 'call.2' });
+    expect(served.tokens.get('Range')).toBe('call.2');
+    const request = Buffer.from(etcdType('etcdserverpb.PutRequest').encode({ key: Buffer.from('a'), value: Buffer.from('b') }).finish());
+    await new Promise<void>((resolve, reject) => signedIn.unaryBytes(methodPath('etcdserverpb.KV', 'Put'), request, 5000, (error) => (error ? reject(error) : resolve())));
+    expect(served.tokens.get('Put')).toBe('channel.1');
+    const stream = signedIn.bidiStreamBytes(methodPath('etcdserverpb.Watch', 'Watch'));
+    const created = new Promise<void>((resolve) => stream.once('data', () => resolve()));
+    stream.on('error', () => {});
+    stream.write(Buffer.from(etcdType('etcdserverpb.WatchRequest').encode({ create_request: { key: Buffer.from('a') } }).finish()));
+    await created;
+    stream.cancel();
+    expect(served.tokens.get('Watch')).toBe('channel.1');
   });
 
   it('refuses a response larger than messageBytesMax with RESOURCE_EXHAUSTED', async () => {

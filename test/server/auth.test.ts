@@ -11,43 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Decoded, type EtcdChannel, type RpcError, grpcStatus, methodCodec } from '../../src/client/etcd-channel.js';
+import { b, denied, failure, login, permissionDenied, recipeDenied, secure } from './auth-harness.js';
 import { TestCluster, etcdChannel, waitUntil } from './cluster-harness.js';
 
-const b = (s: string): Buffer => Buffer.from(s);
-const permissionDenied = 'etcdserver: permission denied';
 const watchDenied = `rpc error: code = PermissionDenied desc = ${permissionDenied}`;
-
-/** The call's gRPC failure (code and message); throws if it succeeded. */
-async function failure(call: Promise<unknown>): Promise<{ code: number | undefined; details: string }> {
-  try {
-    await call;
-  } catch (error) {
-    const rpc = error as RpcError;
-    return { code: rpc.code, details: rpc.details ?? rpc.message };
-  }
-  throw new Error('the call succeeded');
-}
-
-const denied = { code: grpcStatus.PERMISSION_DENIED, details: permissionDenied };
-
-/** Users, roles and auth on, through `channel` (anonymous until auth is enabled). */
-async function secure(channel: EtcdChannel): Promise<void> {
-  const auth = (method: string, request: object): Promise<Decoded> => channel.call('etcdserverpb.Auth', method, request);
-  await auth('UserAdd', { name: 'root', password: 'rootpw' });
-  await auth('UserGrantRole', { user: 'root', role: 'root' });
-  await auth('UserAdd', { name: 'alice', password: 'alicepw' });
-  await auth('UserAdd', { name: 'bob', password: 'bobpw' });
-  await auth('RoleAdd', { name: 'app' });
-  await auth('RoleGrantPermission', { name: 'app', perm: { permType: 2, key: b('/app/'), range_end: b('/app0') } });
-  await auth('RoleGrantPermission', { name: 'app', perm: { permType: 0, key: b('/cfg') } });
-  await auth('UserGrantRole', { user: 'alice', role: 'app' });
-  await auth('AuthEnable', {});
-}
-
-async function login(channel: EtcdChannel, name: string, password: string): Promise<string> {
-  const response = await channel.call('etcdserverpb.Auth', 'Authenticate', { name, password });
-  return response.token as string;
-}
 
 describe('auth on a 3-node cluster', () => {
   let cluster: TestCluster;
@@ -171,12 +138,10 @@ describe('auth on a 3-node cluster', () => {
     const own = (await channel.call('etcdserverpb.Lease', 'LeaseGrant', { ID: 7002, TTL: 60 }, as)).ID as number;
     await channel.kv('Put', { key: b('/app/l'), value: b('v'), lease: own }, as);
     await channel.call('etcdserverpb.Lease', 'LeaseRevoke', { ID: own }, as);
-    // Lock and Election need read and write on the name's prefix. etcd's lock and election servers
-    // pass their inner client's errors on as plain errors: status UNKNOWN, etcd's message.
-    const recipeDenied = { code: grpcStatus.UNKNOWN, details: permissionDenied };
+    // Lock and Election need read and write on the name's prefix (refused as recipeDenied).
     // A lock attaches its key to the lease, so the lease's other keys count (etcd's checkLeasePuts):
     // not on the lease holding root's /secret, but on one of alice's own.
-    expect(await failure(channel.call('v3lockpb.Lock', 'Lock', { name: b('/app/lock'), lease }, as))).toEqual({ code: grpcStatus.UNKNOWN, details: permissionDenied });
+    expect(await failure(channel.call('v3lockpb.Lock', 'Lock', { name: b('/app/lock'), lease }, as))).toEqual(recipeDenied);
     const mine = (await channel.call('etcdserverpb.Lease', 'LeaseGrant', { ID: 7003, TTL: 60 }, as)).ID as number;
     const held = await channel.call('v3lockpb.Lock', 'Lock', { name: b('/app/lock'), lease: mine }, as);
     await channel.call('v3lockpb.Lock', 'Unlock', { key: held.key }, as);
