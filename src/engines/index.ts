@@ -8,6 +8,6 @@ export { MetaEngine } from './meta/index.js';
 export { LeaseEngine } from './lease/index.js';
 export { TtlEngine } from './ttl/index.js';
 export { CounterEngine } from './counter/index.js';
-export { AuthEngine, AuthCommandKind, AUTH_COMMAND_VERSION, ROOT, authCommands, authOutcome, type AuthOutcome, type AuthRole, type AuthUser, type KeyPermission, PermissionType, UserPermissions, isValidPermissionRange, type CommandAccess, type KeyAccess, accessRefusal, authGuard, commandAccess, deleteRangeAccess, putAccess, rangeAccess, txnAccess } from './auth/index.js';
+export { AuthEngine, AuthCommandKind, AUTH_COMMAND_VERSION, ROOT, tokenPrefixLettersMax, authCommands, authOutcome, type AuthOutcome, type AuthRole, type AuthUser, type KeyPermission, PermissionType, UserPermissions, isValidPermissionRange, type CommandAccess, type KeyAccess, accessRefusal, authGuard, commandAccess, deleteRangeAccess, putAccess, rangeAccess, txnAccess } from './auth/index.js';
 export { AlarmEngine, AlarmType, activateAlarmCommand, deactivateAlarmCommand, alarmOutcome, type AlarmMember, type AlarmOutcome } from './alarm/index.js';
 export { type AdvanceWork, TimeWheel, type TimeWheelOptions, type WheelTimer, wheelLimits } from './expiry/index.js';

@@ -1,8 +1,11 @@
 /**
- * The etcd `Cluster` service. The meta shard's member list is membership's one source of truth:
- * MemberAdd, MemberPromote and MemberRemove record their change there (one Raft entry, whole or
- * not at all), and every other group follows it (membership-sync.ts). A call answers once the
- * change is recorded and, within a bound, once the groups this node hosts match it.
+ * The etcd `Cluster` service. A membership change is a Raft configuration change of every group
+ * the node hosts, in an order that keeps each group able to commit it: an added or promoted member
+ * goes into the meta shard first (its record, and the peer address every group dials), then the
+ * other groups; a removed member leaves the other groups first, while the member can still vote
+ * there, then the meta shard. Each group's change is tried again within the call if a leader that
+ * could not take it yet (just elected, another change pending) dropped it. What a failed call
+ * leaves half done, membership-sync.ts finishes from the meta shard's member list.
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { ConfChange } from '../../raft/index.js';
@@ -10,7 +13,8 @@ import { addedMemberIdOf } from '../cluster/index.js';
 import { type Member, encodeMemberContext } from '../engines/meta/index.js';
 import { int64IfSafe, type Int64 } from '../etcd-proto.js';
 import { dkvError } from '../errors.js';
-import { RuntimeError, type RuntimeErrorCode } from '../runtime/index.js';
+import { RuntimeError, type RuntimeErrorCode, type ShardHandle, indeterminateCodes } from '../runtime/index.js';
+import { membershipRetryMs } from './limits.js';
 import { serviceDefinition } from './grpc-service.js';
 import { type ServiceContext, responseHeader, unary } from './service-common.js';
 
@@ -18,11 +22,7 @@ import { type ServiceContext, responseHeader, unary } from './service-common.js'
 export const learnersMax = 1;
 /** A learner is ready for promotion once it holds this share of the leader's log (etcd's rule). */
 export const learnerReadyRatio = 0.9;
-/** Wait between attempts at recording a membership change (a leader may just have been elected). */
-export const membershipRetryMs = 100;
-/** How long, in election timeouts, a membership call waits for the other groups to follow it. */
-export const groupsSettleElections = 2;
-/** Failures after which recording a membership change is tried again (the change may have committed: checked first). */
+/** Failures after which a membership change is tried again (whether it went through is checked first). */
 const retriedCodes: ReadonlySet<RuntimeErrorCode> = new Set(['no-leader', 'leader-transfer', 'leader-changed', 'leader-failed', 'lost', 'conf-change-pending', 'timeout']);
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -39,8 +39,6 @@ export interface Membership {
    * shard's leader sees it (asked of the leader when this node does not lead).
    */
   learnerReady(id: number, ratio: number): Promise<boolean>;
-  /** Settles true once every group hosted here matches the member list, false after `timeoutMs`. */
-  groupsSettled(timeoutMs: number): Promise<boolean>;
   /** The election timeout: bounds one attempt at a change. */
   readonly electionTimeoutMs: number;
   /**
@@ -98,38 +96,45 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     return member;
   };
   /**
-   * Records a membership change in the meta shard, trying again until `recorded()` or the request's
-   * time is up. A change forwarded to a leader that cannot take one yet (just elected, or another
-   * change pending) is dropped there without an answer, so one attempt lasts an election timeout;
-   * before the next, a linearizable read of the meta shard says whether an earlier attempt was
-   * recorded after all. Repeating a change is harmless: a second add or remove changes nothing.
+   * Carries a change out on one group, trying again until `done()` holds or the call's time is up.
+   * A change forwarded to a leader that cannot take one yet is dropped there without an answer, so
+   * one attempt lasts an election timeout; before the next, a linearizable read of the group says
+   * whether an earlier attempt went through after all. Repeating a change is harmless: a second
+   * add or remove changes nothing. `done()` may throw to end the call (the member was removed).
    */
-  const record = async (change: ConfChange, recorded: () => boolean): Promise<void> => {
-    const deadline = Date.now() + ctx.requestTimeoutMs;
-    const meta = ctx.router.meta();
+  const carryOut = async (shard: ShardHandle, change: ConfChange, done: () => boolean, deadline: number, gaveUp: () => boolean = () => false): Promise<void> => {
+    const attemptMs = (): number => Math.max(1, Math.min(deadline - Date.now(), membership.electionTimeoutMs));
+    // Once an attempt's outcome is unknown, so is the call's, whatever a later attempt says.
+    let unknown: RuntimeError | undefined;
     for (;;) {
-      const left = deadline - Date.now();
-      let failure: unknown;
+      let failure: RuntimeError;
       try {
-        await meta.proposeConfChange(change, { timeoutMs: Math.max(1, Math.min(left, membership.electionTimeoutMs)) });
+        await shard.proposeConfChange(change, { timeoutMs: attemptMs() });
         return;
       } catch (error) {
-        if (!(error instanceof RuntimeError) || !retriedCodes.has(error.code)) throw error;
+        if (!(error instanceof RuntimeError) || !retriedCodes.has(error.code)) throw unknown ?? error;
         failure = error;
+        if (indeterminateCodes.has(error.code)) unknown ??= error;
       }
       await sleep(Math.min(membershipRetryMs, Math.max(0, deadline - Date.now())));
+      if (gaveUp()) return;
       try {
-        await meta.read({ timeoutMs: Math.max(1, Math.min(deadline - Date.now(), membership.electionTimeoutMs)) });
-        if (recorded()) return;
+        await shard.read({ timeoutMs: attemptMs() });
+        if (done()) return;
       } catch (error) {
         if (!(error instanceof RuntimeError)) throw error;
       }
-      if (Date.now() >= deadline) throw failure;
+      if (Date.now() >= deadline || gaveUp()) throw unknown ?? failure;
     }
   };
-  /** Waits, within the request's time, for the other groups to follow a recorded change. */
-  const followed = async (): Promise<void> => {
-    await membership.groupsSettled(groupsSettleElections * membership.electionTimeoutMs);
+  const others = (): ShardHandle[] => ctx.router.hosted().filter((shard) => shard.shardId !== ctx.router.meta().shardId);
+  const names = (shard: ShardHandle, id: number): 'voter' | 'learner' | undefined => {
+    const config = shard.status().config;
+    return config.voters.includes(id) ? 'voter' : config.learners.includes(id) ? 'learner' : undefined;
+  };
+  /** Ends a call whose member was removed meanwhile (a removed id never comes back). */
+  const notRemoved = (id: number): void => {
+    if (membership.isRemoved(id)) throw dkvError('member-not-found');
   };
 
   const implementation: grpc.UntypedServiceImplementation = {
@@ -150,8 +155,9 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       if (isLearner && current.filter((m) => m.isLearner).length >= learnersMax) throw dkvError('too-many-learners');
       const added = { id, name: '', peerUrls, isLearner };
       const change: ConfChange = { transition: 'auto', changes: [{ type: isLearner ? 'add-learner' : 'add-voter', nodeId: id }], context: encodeMemberContext(added) };
-      await record(change, () => membership.members().some((m) => m.id === id));
-      await followed();
+      const deadline = Date.now() + ctx.requestTimeoutMs;
+      await carryOut(ctx.router.meta(), change, () => (notRemoved(id), membership.members().some((m) => m.id === id)), deadline);
+      for (const shard of others()) await carryOut(shard, change, () => (notRemoved(id), names(shard, id) !== undefined), deadline);
       return { header: header(), member: toWire({ ...added, clientUrls: [] }), members: members() };
     }),
 
@@ -159,10 +165,18 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
       const member = find(message.ID);
       const change: ConfChange = { transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) };
-      if (member.id === ctx.memberId) {
+      const deadline = Date.now() + ctx.requestTimeoutMs;
+      // The other groups first: the member still votes there, and still has its links, until the
+      // meta shard's record (and with it the peer every group dials) goes.
+      for (const shard of others()) await carryOut(shard, change, () => names(shard, member.id) === undefined, deadline);
+      const meta = ctx.router.meta();
+      if (member.id !== ctx.memberId) {
+        await carryOut(meta, change, () => membership.isRemoved(member.id), deadline);
+      } else {
         // Removing itself: done once it hears of its removal by any path (the others stop
         // replicating to it once they apply it, so it may never apply it itself).
-        const proposal = record(change, () => membership.isRemoved(member.id));
+        let settled = false;
+        const proposal = carryOut(meta, change, () => membership.isRemoved(member.id), deadline, () => settled);
         proposal.catch(() => {});
         try {
           await Promise.race([proposal, membership.removedSelf()]);
@@ -170,10 +184,9 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
           // The proposal failed here (a timeout, a leader change) but may have committed: the
           // peers' member lists say.
           if (!(await membership.peersSayRemovedSelf())) throw error;
+        } finally {
+          settled = true;
         }
-      } else {
-        await record(change, () => membership.isRemoved(member.id));
-        await followed();
       }
       return { header: header(), members: members().filter((m) => m.ID !== member.id) };
     }),
@@ -185,7 +198,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       if (membership.members().some((m) => m.id !== member.id && m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
       const change: ConfChange = { transition: 'auto', changes: [{ type: 'update', nodeId: member.id }], context: encodeMemberContext({ ...member, peerUrls }) };
       const same = (a: readonly string[]) => a.length === peerUrls.length && a.every((u, i) => u === peerUrls[i]);
-      await record(change, () => membership.members().some((m) => m.id === member.id && same(m.peerUrls)));
+      await carryOut(ctx.router.meta(), change, () => (notRemoved(member.id), membership.members().some((m) => m.id === member.id && same(m.peerUrls))), Date.now() + ctx.requestTimeoutMs);
       return { header: header(), members: members() };
     }),
 
@@ -196,8 +209,9 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       // Readiness is known where each shard's leader is (etcd forwards promotion to its leader).
       if (!(await membership.learnerReady(member.id, learnerReadyRatio))) throw dkvError('learner-not-ready');
       const change: ConfChange = { transition: 'auto', changes: [{ type: 'add-voter', nodeId: member.id }], context: encodeMemberContext({ ...member, isLearner: false }) };
-      await record(change, () => membership.members().some((m) => m.id === member.id && !m.isLearner));
-      await followed();
+      const deadline = Date.now() + ctx.requestTimeoutMs;
+      await carryOut(ctx.router.meta(), change, () => (notRemoved(member.id), membership.members().some((m) => m.id === member.id && !m.isLearner)), deadline);
+      for (const shard of others()) await carryOut(shard, change, () => (notRemoved(member.id), names(shard, member.id) === 'voter'), deadline);
       return { header: header(), members: members() };
     }),
   };

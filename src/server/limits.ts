@@ -85,6 +85,20 @@ export function requestTimeoutMs(electionTimeoutMs: number): number {
   return requestTimeoutBaseMs + 2 * electionTimeoutMs;
 }
 
+/** Wait between attempts at a membership change on one group (its leader may just have been elected). */
+export const membershipRetryMs = 100;
+/** Election timeouts between membership-sync passes (each retries what the last could not do). */
+export const membershipSyncPassElections = 1;
+/** Election timeouts a membership-sync change may take before it is tried again. */
+export const membershipSyncChangeElections = 2;
+/**
+ * How long a member the list names must be missing from a group before membership-sync adds it:
+ * longer than a membership call lasts (its request timeout), plus two election timeouts.
+ */
+export function membershipAddAfterMs(electionTimeoutMs: number): number {
+  return requestTimeoutMs(electionTimeoutMs) + 2 * electionTimeoutMs;
+}
+
 assert(moveLeaderPollMs > 0 && gaugeRefreshMs > 0, 'intervals must be positive');
 assert(lockNameBytesMax > 0, 'a lock name must fit a key');
 assert(sessionKeyDrawsMax >= 1 && sessionLeaseTtlSeconds > 0, 'a lease-0 session needs a key and a TTL');

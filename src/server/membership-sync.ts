@@ -1,13 +1,16 @@
 /**
- * Membership has one source of truth: the meta shard's member list. MemberAdd, MemberPromote and
- * MemberRemove change the meta shard alone (one Raft entry, so a change is recorded whole or not
- * at all), and every other group follows it: the node leading a group proposes, one at a time,
- * the configuration changes that make the group's voters and learners match the list.
- *
+ * Finishes, from the meta shard's member list, the membership changes a failed call left half
+ * done. The Cluster service carries a change out on every group in order (cluster-service.ts);
+ * if a group stays without a leader for the whole call, the call fails with the change made in
+ * some groups only. The node leading a group then proposes, one at a time, the changes that make
+ * the group's voters and learners match the list:
+ * - a member the list marks removed leaves the group at once (a removed id never comes back);
+ * - a member the list names but the group lacks (or holds as a learner while the list says
+ *   voter) is added (or promoted) only once it has been missing for longer than a membership call
+ *   lasts: in the middle of a removal, the other groups drop the member before the meta shard
+ *   records it, and that gap must not be mistaken for an add to finish.
  * Before each change the leader reads the meta shard linearizably, so a leader whose meta replica
- * lags never undoes a change another leader already made: the list it acts on is at least as new
- * as any list a change was made from. A removed id is never added back, and an id the group holds
- * that the list neither names nor marks removed is left alone.
+ * lags never acts on an old list. An id the list neither names nor marks removed is left alone.
  */
 import type { ConfChangeSingle, ConfState } from '../../raft/index.js';
 import { formatId } from '../cluster/index.js';
@@ -36,11 +39,6 @@ export function nextGroupChange(members: readonly RecordedMember[], isRemoved: (
   return undefined;
 }
 
-/** Whether a group's configuration matches the member list (nothing left to change). */
-export function groupMatches(members: readonly RecordedMember[], isRemoved: (id: number) => boolean, config: ConfState): boolean {
-  return config.votersOutgoing.length === 0 && nextGroupChange(members, isRemoved, config) === undefined;
-}
-
 /** What the follower needs of its node. */
 export interface MembershipSyncHost {
   /** The groups to keep in step: every hosted shard except the meta shard. */
@@ -53,71 +51,45 @@ export interface MembershipSyncHost {
   /** A linearizable read of the meta shard: settles once this node applied what was committed. */
   readMeta(): Promise<void>;
   proposeChange(shard: number, change: ConfChangeSingle): Promise<void>;
+  /** How long a member must be missing from a group before it is added (longer than a membership call). */
+  readonly addAfterMs: number;
+  now(): number;
   readonly log: { info(message: string): void; warn(message: string): void };
 }
 
 /**
  * Runs on every node; acts on the groups the node leads. A pass starts when something may have
  * changed (a configuration change or snapshot applied, a leadership change) and on a timer, which
- * retries what failed (a leader change in the middle, a change refused while another was pending).
+ * also retries what failed (a leader change in the middle, a change refused while another was
+ * pending).
  */
 export class MembershipSync {
-  private running = false;
+  private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
-  private readonly waiters = new Set<() => void>();
   private lastFailure = '';
+  /** Per group, the add it would make and since when it has been due (reset when it changes). */
+  private readonly missing = new Map<number, { key: string; sinceMs: number }>();
 
   constructor(private readonly host: MembershipSyncHost) {}
 
-  /** Something may have changed: runs a pass now, or after the one running. */
-  poke(): void {
-    if (this.stopped) return;
-    if (this.running) {
+  /** Something may have changed: runs a pass now, or after the one running (settles when done). */
+  poke(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    if (this.running !== undefined) {
       this.again = true;
-      return;
+      return this.running;
     }
-    this.running = true;
-    void this.passes().finally(() => {
-      this.running = false;
-      this.notify();
-    });
-  }
-
-  /** Whether every group this node hosts matches the member list, as this node sees both. */
-  settled(): boolean {
-    const members = this.host.members();
-    const isRemoved = (id: number) => this.host.isRemoved(id);
-    return this.host.groups().every((shard) => groupMatches(members, isRemoved, this.host.config(shard)));
-  }
-
-  /** Settles true once `settled()`, or false after `timeoutMs`. */
-  whenSettled(timeoutMs: number): Promise<boolean> {
-    if (this.settled()) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const check = (): void => {
-        if (!this.settled()) return;
-        finish(true);
-      };
-      const finish = (value: boolean): void => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-        resolve(value);
-      };
-      const timer = setTimeout(() => finish(this.settled()), timeoutMs);
-      this.waiters.add(check);
-      this.poke();
-    });
-  }
-
-  /** A group's configuration changed here (applied or installed): waiters look again. */
-  notify(): void {
-    for (const check of [...this.waiters]) check();
+    this.running = this.passes()
+      .catch((error: unknown) => this.failed(`a pass failed: ${(error as Error).message}`))
+      .finally(() => {
+        this.running = undefined;
+      });
+    return this.running;
   }
 
   stop(): void {
     this.stopped = true;
-    for (const check of [...this.waiters]) check();
   }
 
   private async passes(): Promise<void> {
@@ -130,26 +102,49 @@ export class MembershipSync {
     } while (this.again && !this.stopped);
   }
 
+  /** The change to make to `shard` now, if any: an add only once it has been due long enough. */
+  private due(shard: number): ConfChangeSingle | undefined {
+    const change = nextGroupChange(this.host.members(), (id) => this.host.isRemoved(id), this.host.config(shard));
+    if (change === undefined || change.type === 'remove') {
+      this.missing.delete(shard);
+      return change;
+    }
+    const key = `${change.type}:${change.nodeId}`;
+    const nowMs = this.host.now();
+    const seen = this.missing.get(shard);
+    if (seen === undefined || seen.key !== key) {
+      this.missing.set(shard, { key, sinceMs: nowMs });
+      return undefined;
+    }
+    return nowMs - seen.sinceMs >= this.host.addAfterMs ? change : undefined;
+  }
+
   /** Makes at most one change to `shard`, if this node leads it and it differs from the list. */
   private async step(shard: number): Promise<void> {
-    const isRemoved = (id: number) => this.host.isRemoved(id);
-    if (!this.host.leads(shard) || nextGroupChange(this.host.members(), isRemoved, this.host.config(shard)) === undefined) return;
     try {
+      if (!this.host.leads(shard)) {
+        this.missing.delete(shard);
+        return;
+      }
+      if (this.due(shard) === undefined) return;
       await this.host.readMeta();
-      if (!this.host.leads(shard)) return;
-      const change = nextGroupChange(this.host.members(), isRemoved, this.host.config(shard));
+      if (this.stopped || !this.host.leads(shard)) return;
+      const change = this.due(shard);
       if (change === undefined) return;
       const verb = change.type === 'remove' ? 'removing' : change.type === 'add-learner' ? 'adding learner' : 'adding voter';
       this.host.log.info(`shard ${shard}: ${verb} ${formatId(change.nodeId)} to match the member list`);
       await this.host.proposeChange(shard, change);
       this.lastFailure = '';
-      // One change at a time: the next pass (from its apply) looks again.
+      // One change at a time: the next pass looks again.
       this.again = true;
     } catch (error) {
-      // Retried by the next pass; the same reason is logged once.
-      const reason = `shard ${shard}: could not bring the configuration to the member list: ${(error as Error).message}`;
-      if (reason !== this.lastFailure) this.host.log.warn(`${reason} (retrying)`);
-      this.lastFailure = reason;
+      if (!this.stopped) this.failed(`shard ${shard}: could not bring the configuration to the member list: ${(error as Error).message}`);
     }
+  }
+
+  /** Retried by the next pass; the same reason is logged once. */
+  private failed(reason: string): void {
+    if (reason !== this.lastFailure) this.host.log.warn(`${reason} (retrying)`);
+    this.lastFailure = reason;
   }
 }

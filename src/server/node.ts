@@ -33,7 +33,7 @@ import { createCounterService } from './counter-service.js';
 import { createKvService } from './kv-service.js';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service.js';
 import { createLockService } from './lock-service.js';
-import { clusterQueryRetryElections, gaugeRefreshMs, grpcOverheadBytes, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits.js';
+import { clusterQueryRetryElections, gaugeRefreshMs, grpcOverheadBytes, membershipAddAfterMs, membershipSyncChangeElections, membershipSyncPassElections, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits.js';
 import { createMaintenanceService } from './maintenance-service.js';
 import { AutoCompactor } from './auto-compaction.js';
 import { Defragmenter } from './defragment.js';
@@ -239,12 +239,11 @@ export class DkvNode {
         leaderChanged: (shard, leader, term) => {
           logger.info(`shard ${shard}: ${leader === 0 ? 'no leader' : `leader is now ${formatId(leader)}`} (term ${term})`);
           if (shard === DEFAULT_STORE_SHARD) this.metrics.leaderChanges.inc();
-          if (leader === identity.memberId && this.started) this.membershipSync.poke();
+          if (leader === identity.memberId && this.started) void this.membershipSync.poke();
         },
         confChangeApplied: (shard) => {
           this.refreshLearner();
-          this.membershipSync.notify();
-          if (this.started) this.membershipSync.poke();
+          if (this.started) void this.membershipSync.poke();
           if (shard !== META_SHARD) return;
           this.membershipLog.changed(this.members());
           this.membershipChanged();
@@ -264,8 +263,7 @@ export class DkvNode {
           if (shard === META_SHARD) this.membershipLog.changed(this.members(), from !== 'leader');
           if (shard === META_SHARD) this.membershipChanged();
           else this.refreshLearner();
-          this.membershipSync.notify();
-          if (this.started) this.membershipSync.poke();
+          if (this.started) void this.membershipSync.poke();
           if (shard === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
           // Authenticates and password changes inside the snapshot were never seen here: clients re-authenticate.
           if (shard === DEFAULT_STORE_SHARD) this.simpleTokens.clear();
@@ -287,7 +285,9 @@ export class DkvNode {
       readMeta: async () => {
         await this.router.meta().read({ timeoutMs: electionTimeoutMs });
       },
-      proposeChange: (shard, change) => this.router.shard(shard).proposeConfChange({ transition: 'auto', changes: [change], context: new Uint8Array(0) }, { timeoutMs: 2 * electionTimeoutMs }),
+      proposeChange: (shard, change) => this.router.shard(shard).proposeConfChange({ transition: 'auto', changes: [change], context: new Uint8Array(0) }, { timeoutMs: membershipSyncChangeElections * electionTimeoutMs }),
+      addAfterMs: membershipAddAfterMs(electionTimeoutMs),
+      now: () => Date.now(),
       log: { info: (m) => logger.info(m), warn: (m) => logger.warn(m) },
     });
     this.watchHub = new WatchHub(() => kvEngineOf(this.router.defaultStore().machine()).mvcc);
@@ -408,9 +408,9 @@ export class DkvNode {
       node.autoCompactor.start();
       node.started = true;
       // Retries what a pass could not finish (a leader change in the middle, a pending change).
-      node.membershipSyncTimer = setInterval(() => node.membershipSync.poke(), config.tickMs * config.electionTicks);
+      node.membershipSyncTimer = setInterval(() => void node.membershipSync.poke(), membershipSyncPassElections * config.tickMs * config.electionTicks);
       node.membershipSyncTimer.unref();
-      node.membershipSync.poke();
+      void node.membershipSync.poke();
       // A removal in the log tail may have been applied while starting (entries replay on ticks).
       if (node.removedWhileStarting !== undefined) node.removed(node.removedWhileStarting);
       if (restarting) node.learnCurrentPeers();
@@ -613,7 +613,6 @@ export class DkvNode {
         this.watchForOwnRemoval();
         return this.removedSelf.promise;
       },
-      groupsSettled: (timeoutMs) => this.membershipSync.whenSettled(timeoutMs),
       electionTimeoutMs: this.config.tickMs * this.config.electionTicks,
       learnerReady: async (id, ratio) => {
         // Progress is known where each shard's leader is: asked of it when this node does not lead.

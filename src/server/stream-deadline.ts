@@ -8,13 +8,16 @@
  * deadline; a raw HTTP/2 client need not) waits forever, and the call holds its stream slot and
  * whatever the handler keeps (a snapshot's bytes, a watcher) until the connection goes.
  *
- * So at the deadline the call is treated as cancelled: writes from then on, and messages still
- * queued behind the HTTP/2 stream's flow control, are dropped, and the handler
+ * So at the deadline the call is treated as cancelled: writes through the call from then on, and
+ * messages still queued behind the HTTP/2 stream's flow control, are dropped, the call ends with
+ * DEADLINE_EXCEEDED even if its handler had already ended it, and the handler
  * hears `cancelled` as it does when the client cancels. That happens `streamDeadlineLeadMs`
  * before the deadline, so no write can land between it and grpc-js's own deadline timer (the two
  * timers are set from different clocks, which may round apart by a millisecond).
  */
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
+
+const { status } = grpc;
 
 /** How long before a streaming call's deadline its handler is told the call is over. */
 export const streamDeadlineLeadMs = 5;
@@ -32,7 +35,10 @@ export function endAtDeadline(call: StreamCall): void {
     over = true;
     // Messages still queued in the call (written before, waiting for the HTTP/2 stream) go too.
     (call as unknown as { _write: (chunk: unknown, encoding: unknown, done: () => void) => void })._write = (_chunk, _encoding, done) => done();
+    // A handler that already ended the call would otherwise have it end OK with messages missing.
+    (call as unknown as { pendingStatus: object }).pendingStatus = { code: status.DEADLINE_EXCEEDED, details: 'Deadline exceeded' };
     call.cancelled = true;
+    // grpc-js emits `cancelled` again once the stream closes: handlers take it more than once.
     call.emit('cancelled', 'deadline');
   };
   const leftMs = deadlineMs - Date.now() - streamDeadlineLeadMs;

@@ -212,10 +212,14 @@ describe('streams whose deadline passes while they answer, on raw HTTP/2 streams
         node.expectAlive(`${method.path} under ${deadline}`);
       }
     }
+    const whole = await node.framed('/etcdserverpb.Maintenance/Snapshot', Buffer.alloc(5));
+    expect(whole.grpcStatus).toBe(grpc.status.OK);
     for (let i = 0; i < snapshotDeadlineRuns; i++) {
       const answer = await node.framed('/etcdserverpb.Maintenance/Snapshot', Buffer.alloc(5), false, { 'grpc-timeout': deadlines[i % deadlines.length]! });
-      // The whole snapshot in time, or the deadline: either way a status in trailers.
+      // The whole snapshot in time, or the deadline: either way a status in trailers, and never OK
+      // with messages missing.
       expect([grpc.status.OK, grpc.status.DEADLINE_EXCEEDED]).toContain(answer.grpcStatus);
+      if (answer.grpcStatus === grpc.status.OK) expect(answer.dataBytes).toBe(whole.dataBytes);
     }
     await node.client.call('etcdserverpb.KV', 'DeleteRange', { key: Buffer.from('fuzz-deadline/'), range_end: Buffer.from('fuzz-deadline0') });
     await expectServes(node, 'stream deadlines');

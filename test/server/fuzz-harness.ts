@@ -201,14 +201,15 @@ export class FuzzNode {
    * compression flags included, so they can lie. Resolves with the grpc-status the server sent
    * (in trailers or headers), or the HTTP/2 stream's close code when it sent none.
    */
-  framed(path: string, payload: Buffer, mayStayOpen = false, headers: Readonly<Record<string, string>> = {}): Promise<{ grpcStatus: number | undefined; rstCode: number; open: boolean; httpStatus: number | undefined }> {
+  framed(path: string, payload: Buffer, mayStayOpen = false, headers: Readonly<Record<string, string>> = {}): Promise<{ grpcStatus: number | undefined; rstCode: number; open: boolean; httpStatus: number | undefined; dataBytes: number }> {
     return new Promise((resolve, reject) => {
       const session = http2Connect(`http://${this.endpoint}`);
       let grpcStatus: number | undefined;
       let httpStatus: number | undefined;
+      let dataBytes = 0;
       const timer = setTimeout(() => {
         session.destroy();
-        if (mayStayOpen) resolve({ grpcStatus, rstCode: 0, open: true, httpStatus });
+        if (mayStayOpen) resolve({ grpcStatus, rstCode: 0, open: true, httpStatus, dataBytes });
         else reject(new Error(`no answer to a framed request on ${path} within ${callDeadlineMs} ms`));
       }, mayStayOpen ? streamWindowMs : callDeadlineMs + 1000);
       session.on('error', () => undefined);
@@ -229,13 +230,13 @@ export class FuzzNode {
         readStatus(responseHeaders);
       });
       stream.on('trailers', readStatus);
-      stream.on('data', () => undefined);
+      stream.on('data', (chunk: Buffer) => (dataBytes += chunk.length));
       stream.on('error', () => undefined);
       stream.on('close', () => {
         clearTimeout(timer);
         const rstCode = stream.rstCode ?? 0;
         session.close();
-        resolve({ grpcStatus, rstCode, open: false, httpStatus });
+        resolve({ grpcStatus, rstCode, open: false, httpStatus, dataBytes });
       });
       stream.end(payload);
     });

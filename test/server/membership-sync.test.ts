@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ConfChangeSingle, ConfState } from '../../raft/index.js';
-import { MembershipSync, type MembershipSyncHost, type RecordedMember, groupMatches, nextGroupChange } from '../../src/server/membership-sync.js';
+import { MembershipSync, type MembershipSyncHost, type RecordedMember, nextGroupChange } from '../../src/server/membership-sync.js';
 
 const conf = (voters: number[], learners: number[] = [], votersOutgoing: number[] = []): ConfState => ({ voters, votersOutgoing, learners, learnersNext: [], autoLeave: false });
 
@@ -78,61 +78,123 @@ describe('nextGroupChange', () => {
 });
 
 /** A node hosting one group (shard 1) that it leads; proposals apply at once unless told to fail. */
-function fakeHost(members: RecordedMember[], removed: Set<number>, config: ConfState) {
+function fakeHost(initial: { members: RecordedMember[]; removed: number[]; config: ConfState }) {
   const host = {
-    config,
+    members: initial.members,
+    removed: new Set(initial.removed),
+    config: initial.config,
+    /** What the meta shard says once read linearizably (undefined: what this node has already). */
+    onRead: undefined as undefined | (() => void),
     leading: true,
     failures: 0,
     reads: 0,
+    nowMs: 0,
     proposed: [] as ConfChangeSingle[],
     warnings: [] as string[],
+  };
+  const view: MembershipSyncHost = {
     groups: () => [1],
     leads: () => host.leading,
-    members: () => members,
-    isRemoved: (id: number) => removed.has(id),
+    config: () => host.config,
+    members: () => host.members,
+    isRemoved: (id) => host.removed.has(id),
     readMeta: async () => {
       host.reads++;
+      host.onRead?.();
     },
-    proposeChange: async (_shard: number, change: ConfChangeSingle) => {
+    proposeChange: async (_shard, change) => {
       if (host.failures > 0) {
         host.failures--;
         throw new Error('etcdserver: no leader');
       }
       host.proposed.push(change);
       host.config = applied(host.config, change);
-      sync.notify();
     },
-    log: { info: () => {}, warn: (m: string) => host.warnings.push(m) },
+    addAfterMs: 1000,
+    now: () => host.nowMs,
+    log: { info: () => {}, warn: (m) => host.warnings.push(m) },
   };
-  const view: MembershipSyncHost = { ...host, config: () => host.config };
-  const sync = new MembershipSync(view);
-  return { host, sync };
+  return { host, sync: new MembershipSync(view) };
 }
 
+const voter = (id: number): RecordedMember => ({ id, isLearner: false });
+
 describe('MembershipSync', () => {
-  it('a leader brings its group to the list one change at a time, each after a read of the meta shard', async () => {
-    const { host, sync } = fakeHost([{ id: 1, isLearner: false }, { id: 2, isLearner: false }, { id: 4, isLearner: false }], new Set([3]), conf([1, 2, 3]));
-    expect(sync.settled()).toBe(false);
-    expect(await sync.whenSettled(1000)).toBe(true);
-    expect(host.proposed).toEqual([{ type: 'remove', nodeId: 3 }, { type: 'add-voter', nodeId: 4 }]);
+  it('removes a removed member at once, after a read of the meta shard; one change per pass', async () => {
+    const { host, sync } = fakeHost({ members: [voter(1), voter(2)], removed: [3, 4], config: conf([1, 2, 3, 4]) });
+    await sync.poke();
+    expect(host.proposed).toEqual([{ type: 'remove', nodeId: 3 }, { type: 'remove', nodeId: 4 }]);
     expect(host.reads).toBe(2);
-    expect(groupMatches([{ id: 1, isLearner: false }, { id: 2, isLearner: false }, { id: 4, isLearner: false }], (id) => id === 3, host.config)).toBe(true);
+    await sync.poke();
+    expect(host.proposed).toHaveLength(2);
   });
 
-  it('a node that does not lead proposes nothing; a failed change is retried by the next poke and logged once', async () => {
-    const { host, sync } = fakeHost([{ id: 1, isLearner: false }, { id: 2, isLearner: false }], new Set(), conf([1]));
+  it('adds a member the group lacks only once it has been missing longer than a membership call', async () => {
+    const { host, sync } = fakeHost({ members: [voter(1), voter(2), voter(4)], removed: [], config: conf([1, 2]) });
+    await sync.poke();
+    host.nowMs = 999;
+    await sync.poke();
+    expect(host.proposed).toEqual([]);
+    expect(host.reads).toBe(0);
+    host.nowMs = 1000;
+    await sync.poke();
+    expect(host.proposed).toEqual([{ type: 'add-voter', nodeId: 4 }]);
+  });
+
+  it('never adds back a member in the middle of its removal (the groups drop it before the meta shard records it)', async () => {
+    // Member 3 left the group; the meta shard still lists it until the call records the removal.
+    const { host, sync } = fakeHost({ members: [voter(1), voter(2), voter(3)], removed: [], config: conf([1, 2]) });
+    await sync.poke();
+    host.nowMs = 500;
+    await sync.poke();
+    host.members = [voter(1), voter(2)];
+    host.removed.add(3);
+    host.nowMs = 5000;
+    await sync.poke();
+    expect(host.proposed).toEqual([]);
+  });
+
+  it('acts on what the linearizable read says, not on what this node had: a removal it learns there is not added back', async () => {
+    const { host, sync } = fakeHost({ members: [voter(1), voter(2), voter(4)], removed: [], config: conf([1, 2]) });
+    await sync.poke();
+    host.nowMs = 2000;
+    host.onRead = () => {
+      host.members = [voter(1), voter(2)];
+      host.removed.add(4);
+    };
+    await sync.poke();
+    expect(host.reads).toBe(1);
+    expect(host.proposed).toEqual([]);
+  });
+
+  it('promotes a learner the list records as a voter; a node that does not lead proposes nothing', async () => {
+    const { host, sync } = fakeHost({ members: [voter(1), voter(5)], removed: [], config: conf([1], [5]) });
     host.leading = false;
-    expect(await sync.whenSettled(50)).toBe(false);
+    await sync.poke();
+    host.nowMs = 5000;
+    await sync.poke();
     expect(host.proposed).toEqual([]);
     host.leading = true;
+    await sync.poke();
+    host.nowMs = 6000;
+    await sync.poke();
+    expect(host.proposed).toEqual([{ type: 'add-voter', nodeId: 5 }]);
+  });
+
+  it('a failed change is tried again by the next pass and logged once; a stopped sync does nothing', async () => {
+    const { host, sync } = fakeHost({ members: [voter(1)], removed: [2], config: conf([1, 2]) });
     host.failures = 2;
-    sync.poke();
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    sync.poke();
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await sync.poke();
+    await sync.poke();
     expect(host.proposed).toEqual([]);
     expect(host.warnings).toHaveLength(1);
-    expect(await sync.whenSettled(1000)).toBe(true);
-    expect(host.proposed).toEqual([{ type: 'add-voter', nodeId: 2 }]);
+    await sync.poke();
+    expect(host.proposed).toEqual([{ type: 'remove', nodeId: 2 }]);
+    sync.stop();
+    host.removed.add(1);
+    host.config = conf([1, 3]);
+    host.removed.add(3);
+    await sync.poke();
+    expect(host.proposed).toHaveLength(1);
   });
 });

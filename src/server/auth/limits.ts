@@ -3,7 +3,7 @@
  * relations between them asserted at load.
  */
 import { strict as assert } from 'node:assert';
-import { tokenPrefixLettersMax } from '../../engines/auth/index.js';
+import { tokenPrefixLettersMax } from '../../engines/index.js';
 
 /** How often expired simple tokens are swept from the table (they are refused once expired anyway). */
 export const simpleTokenSweepMs = 10_000;
