@@ -6,12 +6,10 @@
  * The tests run in order: the first ones create the users and roles and enable auth.
  */
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CommandResult, TestCluster, etcdctl, waitUntil } from '../server/cluster-harness.js';
+import { type DkvOptions, type Running, commandTimeoutMs, dkvBin as bin, dkvEnv, startDkv } from './dkv-process.js';
 
-const bin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
-const commandTimeoutMs = 30_000;
 const outputWaitMs = 10_000;
 
 const rootPassword = 'root-pw';
@@ -27,45 +25,10 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-interface Running {
-  readonly exited: Promise<CommandResult>;
-  readonly stdout: () => string;
-  signal(name: NodeJS.Signals): void;
-}
-
-/** The environment of a dkv run: none of the caller's endpoints or credentials. */
-function envOf(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    DKV_FROM_SOURCE: undefined,
-    DKV_ENDPOINTS: undefined,
-    ETCDCTL_ENDPOINTS: undefined,
-    DKV_USER: undefined,
-    ETCDCTL_USER: undefined,
-    DKV_PASSWORD: undefined,
-    ETCDCTL_PASSWORD: undefined,
-    ...extra,
-  };
-}
-
-function start(args: readonly string[], options: { input?: string; env?: Record<string, string | undefined> } = {}): Running {
+function start(args: readonly string[], options: DkvOptions = {}): Running {
   // --endpoints before a lock's "-- COMMAND".
   const end = args.includes('--') ? args.indexOf('--') : args.length;
-  const withEndpoints = [...args.slice(0, end), '--endpoints', cluster.endpoint(0), ...args.slice(end)];
-  const child = spawn(process.execPath, [bin, ...withEndpoints], { env: envOf(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  child.stdin.end(options.input ?? '');
-  const timer = setTimeout(() => child.kill('SIGKILL'), commandTimeoutMs);
-  const exited = new Promise<CommandResult>((resolve) =>
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    }),
-  );
-  return { exited, stdout: () => stdout, signal: (name) => child.kill(name) };
+  return startDkv([...args.slice(0, end), '--endpoints', cluster.endpoint(0), ...args.slice(end)], options);
 }
 
 function dkv(args: readonly string[], options: { input?: string; env?: Record<string, string | undefined> } = {}): Promise<CommandResult> {
@@ -169,7 +132,7 @@ describe('dkv user, role and auth, then --user on the data commands', () => {
   it('asks for the password on a terminal, without echo', async () => {
     // script(1) gives dkv a pseudo-terminal; the password is typed once the prompt is shown.
     const command = [process.execPath, bin, 'get', 'app/k', '--user', 'alice', '--endpoints', cluster.endpoint(0)].join(' ');
-    const child = spawn('script', ['-qec', command, '/dev/null'], { env: envOf(), stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('script', ['-qec', command, '/dev/null'], { env: dkvEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';
     let typed = false;
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {

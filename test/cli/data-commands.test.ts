@@ -9,9 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CommandResult, TestCluster, etcdctl, waitUntil } from '../server/cluster-harness.js';
+import { commandTimeoutMs, dkvBin as bin, startDkv } from './dkv-process.js';
 
-const bin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
-const commandTimeoutMs = 30_000;
 
 let cluster: TestCluster;
 let scratch: string;
@@ -26,32 +25,7 @@ afterAll(async () => {
   if (scratch !== undefined) rmSync(scratch, { recursive: true, force: true });
 });
 
-interface Running {
-  readonly exited: Promise<CommandResult>;
-  readonly stdout: () => string;
-  signal(name: NodeJS.Signals): void;
-}
-
-function start(args: readonly string[], options: { input?: string; env?: Record<string, string | undefined> } = {}): Running {
-  // The commands run the build when it is fresh (bin/load.js falls back to the sources when it is
-  // stale or missing), as the cluster's servers do: what users run, and ~3x faster to start than
-  // the sources through tsx. A DKV_FROM_SOURCE=1 of the caller's is cleared for them.
-  const env = { ...process.env, DKV_FROM_SOURCE: undefined, DKV_ENDPOINTS: undefined, ETCDCTL_ENDPOINTS: undefined, ...options.env };
-  const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  child.stdin.end(options.input ?? '');
-  const timer = setTimeout(() => child.kill('SIGKILL'), commandTimeoutMs);
-  const exited = new Promise<CommandResult>((resolve) =>
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    }),
-  );
-  return { exited, stdout: () => stdout, signal: (name) => child.kill(name) };
-}
+const start = startDkv;
 
 /** `dkv ARGS` run to its end. */
 function dkv(args: readonly string[], options: { input?: string; env?: Record<string, string | undefined> } = {}): Promise<CommandResult> {
