@@ -14,6 +14,7 @@ import { clusterIdOf, formatId, memberIdOf } from '../cluster/index.js';
 import { authEngineOf, composeStateMachine, kvEngineOf, metaEngineOf } from '../runtime/index.js';
 import { EngineId, authOutcome, eventsOf, isCompactionOutcome } from '../engines/index.js';
 import { AuthGate } from './auth/gate.js';
+import { keepServingAfterClientGoaway } from './client-goaway.js';
 import { ConnectionLoad, withConnectionLimits } from './connection-limits.js';
 import { withStreamDeadlines } from './stream-deadline.js';
 import { authenticateBurstPerPeer, authenticateBurstPerUser, authenticateRatePerPeerPerSecond, authenticateRatePerUserPerSecond, simpleTokenSweepMs } from './auth/limits.js';
@@ -668,6 +669,8 @@ export class DkvNode {
       'grpc.max_receive_message_length': this.config.maxRequestBytes + grpcOverheadBytes,
       'grpc.max_send_message_length': 2 ** 31 - 1,
     });
+    // A client's GOAWAY must not refuse the calls it still sends (etcd's server ignores it).
+    keepServingAfterClientGoaway(server);
     const gate = new AuthGate({
       auth: () => authEngineOf(this.router.defaultStore().machine()),
       simpleTokens: this.simpleTokens,
