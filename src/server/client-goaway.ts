@@ -81,7 +81,8 @@ function serveThroughClientGoaway(session: ServerHttp2Session): void {
 
 /** Makes the session's next `close()` — Node's, right after its 'goaway' event — a no-op. */
 function skipNextClose(session: ServerHttp2Session): void {
-  assert(!Object.hasOwn(session, 'close'), "a session's close is Node's own outside a GOAWAY's handling");
+  // Already skipping (a second GOAWAY in the same tick): one no-op serves both.
+  if (Object.hasOwn(session, 'close')) return;
   const restore = (): void => {
     delete (session as { close?: unknown }).close;
   };
