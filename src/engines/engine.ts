@@ -80,6 +80,12 @@ export interface Engine {
    * only for a bug (it stops the node): a refusal that depends on the state is an outcome.
    */
   apply(command: EngineCommand, context: ApplyContext): unknown;
+  /**
+   * The part of a committed configuration change this state lets through (etcd checks a change
+   * again where it applies: a removed id may never come back). Deterministic: it reads only the
+   * replicated state, so every replica drops the same parts.
+   */
+  admitConfChange?(change: ConfChange): ConfChange;
   /** A configuration change was applied (the meta engine records members). */
   applyConfChange?(change: ConfChange, context: ApplyContext): void;
   /** The state as section chunks, captured now; the iterator may be drained later. */

@@ -1002,10 +1002,13 @@ export class NodeRuntime {
       let result: unknown;
       if (entry.type === 'conf-change') {
         const change = decodeConfChange(entry.data);
-        shard.node.applyConfChange(change);
         const unwrapped = unwrapConfContext(change.context);
         origin = { proposer: unwrapped.proposer, requestId: unwrapped.requestId };
-        const plain = { ...change, context: unwrapped.payload };
+        // Checked again where it applies (a removed member may never come back): what the state
+        // refuses is dropped by every replica alike. A change left with nothing is no change at
+        // all (an empty change would mean "leave the joint configuration" to Raft).
+        const plain = shard.machine.admitConfChange({ ...change, context: unwrapped.payload });
+        if (plain.changes.length > 0 || change.changes.length === 0) shard.node.applyConfChange({ ...change, changes: plain.changes });
         shard.machine.applyConfChange(entry, plain, origin);
         shard.confChanged = true;
         this.options.listener?.confChangeApplied?.(shard.id, plain, entry);

@@ -232,6 +232,13 @@ export class ShardStateMachine implements ShardStateView {
     return { index: entry.index, engine: engine.id, proposer: envelope.proposer, requestId: envelope.requestId, outcome };
   }
 
+  /** The part of a committed configuration change every engine lets through (see Engine.admitConfChange). */
+  admitConfChange(change: ConfChange): ConfChange {
+    let admitted = change;
+    for (const engine of this.engines.values()) if (engine.admitConfChange !== undefined) admitted = engine.admitConfChange(admitted);
+    return admitted;
+  }
+
   /** Applies a committed configuration change (Raft has already taken it); engines record it. */
   applyConfChange(entry: Entry, change: ConfChange, origin: { proposer: number; requestId: number }): void {
     if (entry.index <= this.appliedIndexValue) return;

@@ -19,7 +19,9 @@
  * and no stream is open (`nghttp2_session_want_read`), and Node then stops reading the socket for
  * good — a session left open at that point would never see another frame, nor the client's FIN.
  * So once the client went away and its last stream has closed, the session is closed as Node
- * would have closed it at once (a stream the client opens later is refused, as before).
+ * would have closed it at once (a stream the client opens later is refused, as before). For the
+ * same reason, with no stream open, only HEADERS read together with the GOAWAY are served: those
+ * arriving in a later read (a TLS record or TCP segment of their own) are not read at all.
  *
  * How: grpc-js makes every HTTP/2 server it listens with in its (private) `createHttp2Server`; it
  * is wrapped on this one `grpc.Server` instance so each HTTP/2 server gets a 'session' listener
@@ -79,13 +81,23 @@ function serveThroughClientGoaway(session: ServerHttp2Session): void {
   });
 }
 
+/** Closes Node would make right after a GOAWAY it reported, per session, not made yet. */
+const closesToSkip = new WeakMap<ServerHttp2Session, number>();
+
 /** Makes the session's next `close()` — Node's, right after its 'goaway' event — a no-op. */
 function skipNextClose(session: ServerHttp2Session): void {
-  // Already skipping (a second GOAWAY in the same tick): one no-op serves both.
-  if (Object.hasOwn(session, 'close')) return;
+  const pending = closesToSkip.get(session) ?? 0;
+  closesToSkip.set(session, pending + 1);
+  if (pending > 0) return;
   const restore = (): void => {
+    closesToSkip.delete(session);
     delete (session as { close?: unknown }).close;
   };
-  Object.defineProperty(session, 'close', { value: restore, configurable: true, writable: true });
+  const skip = (): void => {
+    const left = (closesToSkip.get(session) ?? 1) - 1;
+    if (left > 0) closesToSkip.set(session, left);
+    else restore();
+  };
+  Object.defineProperty(session, 'close', { value: skip, configurable: true, writable: true });
   process.nextTick(restore);
 }

@@ -14,7 +14,7 @@ import { type Member, encodeMemberContext } from '../engines/meta/index.js';
 import { int64IfSafe, type Int64 } from '../etcd-proto.js';
 import { dkvError } from '../errors.js';
 import { RuntimeError, type RuntimeErrorCode, type ShardHandle, indeterminateCodes } from '../runtime/index.js';
-import { membershipRetryMs } from './limits.js';
+import { membershipAttemptMinMs, membershipRetryMs } from './limits.js';
 import { serviceDefinition } from './grpc-service.js';
 import { type ServiceContext, responseHeader, unary } from './service-common.js';
 
@@ -26,6 +26,17 @@ export const learnerReadyRatio = 0.9;
 const retriedCodes: ReadonlySet<RuntimeErrorCode> = new Set(['no-leader', 'leader-transfer', 'leader-changed', 'leader-failed', 'lost', 'conf-change-pending', 'timeout']);
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One membership call's state across its groups. */
+interface CallProgress {
+  readonly deadline: number;
+  /** A group took its change. */
+  changed: boolean;
+  /** An attempt whose outcome is unknown (it may still apply). */
+  unknown: RuntimeError | undefined;
+  /** The last retried failure, answered if time runs out before another attempt. */
+  lastFailure: RuntimeError | undefined;
+}
 
 /** What the Cluster service needs to know about membership (the node implements it). */
 export interface Membership {
@@ -98,35 +109,43 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
   /**
    * Carries a change out on one group, trying again until `done()` holds or the call's time is up.
    * A change forwarded to a leader that cannot take one yet is dropped there without an answer, so
-   * one attempt lasts an election timeout; before the next, a linearizable read of the group says
-   * whether an earlier attempt went through after all. Repeating a change is harmless: a second
-   * add or remove changes nothing. `done()` may throw to end the call (the member was removed).
+   * one attempt lasts an election timeout; before each attempt (after a linearizable read of the
+   * group, from the second on) `done()` says whether an earlier one went through after all. A
+   * late duplicate is harmless: the meta shard drops an add of a removed id, or of a learner that
+   * is now a voter, where it applies. `done()` may throw to end the call (the member was removed).
+   * Once an attempt's outcome is unknown, or an earlier group took its change, a failure is
+   * answered as a timeout: the call's outcome is not "nothing applied".
    */
-  const carryOut = async (shard: ShardHandle, change: ConfChange, done: () => boolean, deadline: number, gaveUp: () => boolean = () => false): Promise<void> => {
-    const attemptMs = (): number => Math.max(1, Math.min(deadline - Date.now(), membership.electionTimeoutMs));
-    // Once an attempt's outcome is unknown, so is the call's, whatever a later attempt says.
-    let unknown: RuntimeError | undefined;
-    for (;;) {
-      let failure: RuntimeError;
-      try {
-        await shard.proposeConfChange(change, { timeoutMs: attemptMs() });
-        return;
-      } catch (error) {
-        if (!(error instanceof RuntimeError) || !retriedCodes.has(error.code)) throw unknown ?? error;
-        failure = error;
-        if (indeterminateCodes.has(error.code)) unknown ??= error;
+  const carryOut = async (shard: ShardHandle, change: ConfChange, done: () => boolean, progress: CallProgress, gaveUp: () => boolean = () => false): Promise<void> => {
+    const unknownOutcome = (failure: RuntimeError): RuntimeError =>
+      progress.unknown ?? (progress.changed ? new RuntimeError('timeout', 'a membership change applied in some groups only') : failure);
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > 0) {
+        try {
+          await shard.read({ timeoutMs: Math.max(1, Math.min(progress.deadline - Date.now(), membership.electionTimeoutMs)) });
+        } catch (error) {
+          if (!(error instanceof RuntimeError)) throw error;
+        }
       }
-      await sleep(Math.min(membershipRetryMs, Math.max(0, deadline - Date.now())));
-      if (gaveUp()) return;
+      if (done()) break;
+      const left = progress.deadline - Date.now();
+      // Too little time for an attempt: proposing it would only make the outcome unknown.
+      if (left < membershipAttemptMinMs || gaveUp()) throw unknownOutcome(progress.lastFailure ?? new RuntimeError('timeout', 'request timed out'));
       try {
-        await shard.read({ timeoutMs: attemptMs() });
-        if (done()) return;
+        await shard.proposeConfChange(change, { timeoutMs: Math.min(left, membership.electionTimeoutMs) });
+        break;
       } catch (error) {
         if (!(error instanceof RuntimeError)) throw error;
+        if (indeterminateCodes.has(error.code)) progress.unknown ??= error;
+        if (!retriedCodes.has(error.code)) throw unknownOutcome(error);
+        progress.lastFailure = error;
       }
-      if (Date.now() >= deadline || gaveUp()) throw unknown ?? failure;
+      await sleep(Math.min(membershipRetryMs, Math.max(0, progress.deadline - Date.now())));
     }
+    progress.changed = true;
+    progress.lastFailure = undefined;
   };
+  const startCall = (): CallProgress => ({ deadline: Date.now() + ctx.requestTimeoutMs, changed: false, unknown: undefined, lastFailure: undefined });
   const others = (): ShardHandle[] => ctx.router.hosted().filter((shard) => shard.shardId !== ctx.router.meta().shardId);
   const names = (shard: ShardHandle, id: number): 'voter' | 'learner' | undefined => {
     const config = shard.status().config;
@@ -155,9 +174,11 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       if (isLearner && current.filter((m) => m.isLearner).length >= learnersMax) throw dkvError('too-many-learners');
       const added = { id, name: '', peerUrls, isLearner };
       const change: ConfChange = { transition: 'auto', changes: [{ type: isLearner ? 'add-learner' : 'add-voter', nodeId: id }], context: encodeMemberContext(added) };
-      const deadline = Date.now() + ctx.requestTimeoutMs;
-      await carryOut(ctx.router.meta(), change, () => (notRemoved(id), membership.members().some((m) => m.id === id)), deadline);
-      for (const shard of others()) await carryOut(shard, change, () => (notRemoved(id), names(shard, id) !== undefined), deadline);
+      const progress = startCall();
+      await carryOut(ctx.router.meta(), change, () => (notRemoved(id), membership.members().some((m) => m.id === id)), progress);
+      for (const shard of others()) await carryOut(shard, change, () => (notRemoved(id), names(shard, id) !== undefined), progress);
+      // Removed meanwhile by another call: the member is gone (membership-sync takes it out of any group left).
+      notRemoved(id);
       return { header: header(), member: toWire({ ...added, clientUrls: [] }), members: members() };
     }),
 
@@ -165,18 +186,18 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
       const member = find(message.ID);
       const change: ConfChange = { transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) };
-      const deadline = Date.now() + ctx.requestTimeoutMs;
+      const progress = startCall();
       // The other groups first: the member still votes there, and still has its links, until the
       // meta shard's record (and with it the peer every group dials) goes.
-      for (const shard of others()) await carryOut(shard, change, () => names(shard, member.id) === undefined, deadline);
+      for (const shard of others()) await carryOut(shard, change, () => names(shard, member.id) === undefined, progress);
       const meta = ctx.router.meta();
       if (member.id !== ctx.memberId) {
-        await carryOut(meta, change, () => membership.isRemoved(member.id), deadline);
+        await carryOut(meta, change, () => membership.isRemoved(member.id), progress);
       } else {
         // Removing itself: done once it hears of its removal by any path (the others stop
         // replicating to it once they apply it, so it may never apply it itself).
         let settled = false;
-        const proposal = carryOut(meta, change, () => membership.isRemoved(member.id), deadline, () => settled);
+        const proposal = carryOut(meta, change, () => membership.isRemoved(member.id), progress, () => settled);
         proposal.catch(() => {});
         try {
           await Promise.race([proposal, membership.removedSelf()]);
@@ -198,7 +219,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       if (membership.members().some((m) => m.id !== member.id && m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
       const change: ConfChange = { transition: 'auto', changes: [{ type: 'update', nodeId: member.id }], context: encodeMemberContext({ ...member, peerUrls }) };
       const same = (a: readonly string[]) => a.length === peerUrls.length && a.every((u, i) => u === peerUrls[i]);
-      await carryOut(ctx.router.meta(), change, () => (notRemoved(member.id), membership.members().some((m) => m.id === member.id && same(m.peerUrls))), Date.now() + ctx.requestTimeoutMs);
+      await carryOut(ctx.router.meta(), change, () => (notRemoved(member.id), membership.members().some((m) => m.id === member.id && same(m.peerUrls))), startCall());
       return { header: header(), members: members() };
     }),
 
@@ -209,9 +230,10 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       // Readiness is known where each shard's leader is (etcd forwards promotion to its leader).
       if (!(await membership.learnerReady(member.id, learnerReadyRatio))) throw dkvError('learner-not-ready');
       const change: ConfChange = { transition: 'auto', changes: [{ type: 'add-voter', nodeId: member.id }], context: encodeMemberContext({ ...member, isLearner: false }) };
-      const deadline = Date.now() + ctx.requestTimeoutMs;
-      await carryOut(ctx.router.meta(), change, () => (notRemoved(member.id), membership.members().some((m) => m.id === member.id && !m.isLearner)), deadline);
-      for (const shard of others()) await carryOut(shard, change, () => (notRemoved(member.id), names(shard, member.id) === 'voter'), deadline);
+      const progress = startCall();
+      await carryOut(ctx.router.meta(), change, () => (notRemoved(member.id), membership.members().some((m) => m.id === member.id && !m.isLearner)), progress);
+      for (const shard of others()) await carryOut(shard, change, () => (notRemoved(member.id), names(shard, member.id) === 'voter'), progress);
+      notRemoved(member.id);
       return { header: header(), members: members() };
     }),
   };

@@ -87,6 +87,8 @@ export function requestTimeoutMs(electionTimeoutMs: number): number {
 
 /** Wait between attempts at a membership change on one group (its leader may just have been elected). */
 export const membershipRetryMs = 100;
+/** An attempt at a membership change is not started with less time than this left in its call. */
+export const membershipAttemptMinMs = 100;
 /** Election timeouts between membership-sync passes (each retries what the last could not do). */
 export const membershipSyncPassElections = 1;
 /** Election timeouts a membership-sync change may take before it is tried again. */
@@ -98,6 +100,10 @@ export const membershipSyncChangeElections = 2;
 export function membershipAddAfterMs(electionTimeoutMs: number): number {
   return requestTimeoutMs(electionTimeoutMs) + 2 * electionTimeoutMs;
 }
+
+assert(membershipRetryMs > 0 && membershipAttemptMinMs > 0, 'membership retry intervals must be positive');
+assert(membershipSyncPassElections >= 1 && membershipSyncChangeElections >= 1, 'membership-sync runs at least once per election timeout');
+assert(membershipAddAfterMs(1) > requestTimeoutMs(1), 'membership-sync adds only after a membership call has ended');
 
 assert(moveLeaderPollMs > 0 && gaugeRefreshMs > 0, 'intervals must be positive');
 assert(lockNameBytesMax > 0, 'a lock name must fit a key');

@@ -26,6 +26,21 @@ describe('meta engine', () => {
     expect(meta.isRemoved(2)).toBe(true);
   });
 
+  it('admits no add of a removed id, and no add-learner of a voter (a late duplicate, a promotion that raced a removal)', () => {
+    const meta = new MetaEngine();
+    meta.applyConfChange(add(1), context);
+    meta.applyConfChange(add(2), context);
+    meta.applyConfChange({ transition: 'auto', changes: [{ type: 'remove', nodeId: 2 }], context: new Uint8Array(0) }, context);
+    expect(meta.admitConfChange(add(2)).changes).toEqual([]);
+    expect(meta.admitConfChange({ ...add(2), changes: [{ type: 'add-learner', nodeId: 2 }] }).changes).toEqual([]);
+    expect(meta.admitConfChange({ ...add(1), changes: [{ type: 'add-learner', nodeId: 1 }] }).changes).toEqual([]);
+    // What is allowed goes through unchanged: a new member, a promotion, a removal, an update.
+    for (const single of [{ type: 'add-voter', nodeId: 3 }, { type: 'add-learner', nodeId: 4 }, { type: 'add-voter', nodeId: 1 }, { type: 'remove', nodeId: 1 }, { type: 'update', nodeId: 1 }] as const) {
+      const change: ConfChange = { ...add(1), changes: [single] };
+      expect(meta.admitConfChange(change)).toBe(change);
+    }
+  });
+
   it('refuses malformed attributes deterministically, changing nothing', () => {
     const meta = new MetaEngine();
     const before = meta.hash();

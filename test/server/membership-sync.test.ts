@@ -15,7 +15,9 @@ function applied(config: ConfState, change: ConfChangeSingle): ConfState {
   } else if (change.type === 'add-voter') {
     learners.delete(change.nodeId);
     voters.add(change.nodeId);
-  } else if (change.type === 'add-learner' && !voters.has(change.nodeId)) {
+  } else if (change.type === 'add-learner') {
+    // Raft demotes a voter this way (the meta shard refuses it where it applies; a group would not).
+    voters.delete(change.nodeId);
     learners.add(change.nodeId);
   }
   return conf([...voters], [...learners]);

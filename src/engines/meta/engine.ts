@@ -11,7 +11,7 @@ import type { ConfChange } from '../../../raft/index.js';
 import { MvccStore, encodeSnapshot, restoreSnapshotPieces } from '../../../storage/index.js';
 import { etcdType } from '../../etcd-proto.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError } from '../engine.js';
-import { type Member, type MemberAttributes, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers, removedIds } from './members.js';
+import { type Member, type MemberAttributes, admitMembershipChange, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers, removedIds } from './members.js';
 
 /** The meta engine's operation codes (in every meta log entry: never renumber). */
 export const MetaCommandKind = {
@@ -66,6 +66,10 @@ export class MetaEngine implements Engine {
     const put = PutRequestType.decode(command.payload) as unknown as { key: Uint8Array; value: Uint8Array };
     this.store.put(put.key, put.value);
     return { kind: 'ok' };
+  }
+
+  admitConfChange(change: ConfChange): ConfChange {
+    return admitMembershipChange(this.store, change);
   }
 
   applyConfChange(change: ConfChange, _context: ApplyContext): void {

@@ -83,6 +83,21 @@ function parse<T>(bytes: Uint8Array): T | undefined {
  * Applies a configuration change to the membership records (meta shard only). Deterministic: it
  * reads only the change and the store.
  */
+/**
+ * The part of a committed change the member list lets through, as etcd's apply-time check: an
+ * add of a removed id is dropped (a removed id may never come back: a late duplicate of an add, or
+ * a promotion that raced a removal), and so is an add-learner of a member that is a voter (a late
+ * duplicate of a learner's add after its promotion; etcd has no demotion).
+ */
+export function admitMembershipChange(mvcc: MvccStore, change: ConfChange): ConfChange {
+  const admitted = change.changes.filter((single) => {
+    if (single.type !== 'add-voter' && single.type !== 'add-learner') return true;
+    if (isRemoved(mvcc, single.nodeId)) return false;
+    return !(single.type === 'add-learner' && readRecord(mvcc, single.nodeId)?.isLearner === false);
+  });
+  return admitted.length === change.changes.length ? change : { ...change, changes: admitted };
+}
+
 export function applyMembershipChange(mvcc: MvccStore, change: ConfChange): void {
   const context = parse<MemberRecord>(change.context);
   for (const single of change.changes) {
