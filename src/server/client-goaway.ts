@@ -13,7 +13,7 @@
  * and the caller gets `14 UNAVAILABLE: No connection established` (the etcd3 client's election
  * suite failed this way when it cancelled a watch and closed while a DeleteRange was queued).
  * grpc-go's server ignores a client's GOAWAY (internal/transport/http2_server.go:
- * `case *http2.GoAwayFrame: // TODO: Handle GoAway from the client appropriately.`).
+ * `case *http2.GoAwayFrame:` is an empty case, marked as work its authors have not done).
  *
  * Where Node must differ from grpc-go: nghttp2 stops wanting to read once a GOAWAY was received
  * and no stream is open (`nghttp2_session_want_read`), and Node then stops reading the socket for
