@@ -145,7 +145,7 @@ export class DkvNode {
   private gaugeTimer: NodeJS.Timeout | undefined;
   private tokenSweepTimer: NodeJS.Timeout | undefined;
   private membershipSyncTimer: NodeJS.Timeout | undefined;
-  /** Keeps the data groups' configurations equal to the meta shard's member list. */
+  /** Finishes, from the meta shard's member list, a membership change a failed call left half done in other groups. */
   private readonly membershipSync: MembershipSync;
   /** etcd's simple tokens this member accepts (registered by every applied Authenticate). */
   private readonly simpleTokens: SimpleTokens;
