@@ -160,7 +160,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     MemberList: unary<object>(async () => ({ header: header(), members: members() })),
 
     MemberAdd: unary<{ peerURLs: string[]; isLearner: boolean }>(async ({ message }, call) => {
-      ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
+      await ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
       const peerUrls = checkPeerUrls(message.peerURLs ?? []);
       const current = membership.members();
       if (current.some((m) => m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
@@ -183,7 +183,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     }),
 
     MemberRemove: unary<{ ID: Int64 }>(async ({ message }, call) => {
-      ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
+      await ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
       const member = find(message.ID);
       const change: ConfChange = { transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) };
       const progress = startCall();
@@ -213,7 +213,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     }),
 
     MemberUpdate: unary<{ ID: Int64; peerURLs: string[] }>(async ({ message }, call) => {
-      ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
+      await ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
       const member = find(message.ID);
       const peerUrls = checkPeerUrls(message.peerURLs ?? []);
       if (membership.members().some((m) => m.id !== member.id && m.peerUrls.some((u) => peerUrls.includes(u)))) throw dkvError('peer-url-exists');
@@ -224,7 +224,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     }),
 
     MemberPromote: unary<{ ID: Int64 }>(async ({ message }, call) => {
-      ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
+      await ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
       const member = find(message.ID);
       if (!member.isLearner) throw dkvError('member-not-learner');
       // Readiness is known where each shard's leader is (etcd forwards promotion to its leader).

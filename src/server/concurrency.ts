@@ -82,10 +82,10 @@ export function checkValue(value: Uint8Array | undefined): Uint8Array {
  * waiter's own key, and the others it reads and watches), checked where the call arrives; the
  * recipe's writes carry the caller too (recipeContext), so the guard checks each where it applies.
  */
-export function checkRecipeAccess(ctx: ServiceContext, call: UnaryCall<unknown> | grpc.ServerWritableStream<unknown, object>, prefix: Uint8Array): void {
+export async function checkRecipeAccess(ctx: ServiceContext, call: UnaryCall<unknown> | grpc.ServerWritableStream<unknown, object>, prefix: Uint8Array): Promise<void> {
   const key = prefix;
   const rangeEnd = prefixEnd(prefix);
-  permittedCaller(ctx, call as UnaryCall<unknown>, () => [
+  await permittedCaller(ctx, call as UnaryCall<unknown>, () => [
     { key, rangeEnd, type: PermissionType.Read },
     { key, rangeEnd, type: PermissionType.Write },
   ]);

@@ -120,8 +120,8 @@ export function createCounterService(ctx: CounterServiceContext): { definition: 
       checkSize(raw);
       const key = checkKey(message.key);
       const shard = ctx.router.forKey(key);
-      const caller = ctx.gate.caller(call);
       if (message.serializable !== true) await shard.read(options);
+      const caller = ctx.gate.caller(call);
       if (ctx.gate.enabled) ctx.gate.checkKeys(caller, [{ key, rangeEnd: new Uint8Array(0), type: PermissionType.Read }]);
       const mvcc = kvEngineOf(shard.machine()).mvcc;
       const found = mvcc.range({ key }).kvs[0];

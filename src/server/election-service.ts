@@ -86,8 +86,9 @@ class ObserveStream implements WatchSink {
     private readonly log: Logger | undefined,
   ) {
     this.hub = ctx.watchHub(shard);
-    // The caller's permission was checked when the call came in, at the auth state of now.
-    this.authCheckedAt = ctx.gate.enabled ? ctx.gate.revision : -1;
+    // Not checked yet: the first check is made once the linearizable read is due (start), so it
+    // sees every auth change committed before the call, as the read does.
+    this.authCheckedAt = Number.NaN;
     this.out = new ResponseQueue(call, observeBufferBytesMax, { onRoom: () => this.hub.onRoom() });
     call.on('cancelled', () => this.close());
     call.on('close', () => this.close());
@@ -227,7 +228,7 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
       const name = checkName(message.name);
       const value = checkValue(message.value);
       const prefix = namePrefix(name);
-      checkRecipeAccess(ctx, call, prefix);
+      await checkRecipeAccess(ctx, call, prefix);
       const rctx = recipeContext(ctx, call);
       const shard = ctx.router.forKey(name);
       const { signal, release } = linkedSignal(canceled, ctx.stopping);
@@ -258,7 +259,7 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
     Proclaim: unary<WireProclaimRequest>(async ({ raw, message }, call) => {
       checkRequestSize(ctx, raw);
       const leader = leaderKeyOf(message.leader);
-      permittedCaller(ctx, call, () => txnAccessOfKey(leader.key));
+      await permittedCaller(ctx, call, () => txnAccessOfKey(leader.key));
       const value = checkValue(message.value);
       const shard = ctx.router.forKey(leader.key);
       const result = await putIfCreatedAt(recipeContext(ctx, call), shard, { key: leader.key, rev: leader.rev, value, lease: leader.lease });
@@ -270,7 +271,7 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
       const name = checkName(message.name);
       const shard = ctx.router.forKey(name);
       await shard.read(requestOptions(ctx));
-      permittedCaller(ctx, call, () => rangeAccess({ key: namePrefix(name), rangeEnd: prefixEnd(namePrefix(name)) }));
+      await permittedCaller(ctx, call, () => rangeAccess({ key: namePrefix(name), rangeEnd: prefixEnd(namePrefix(name)) }));
       const store = storeOf(shard);
       const leader = ownerAt(store, namePrefix(name));
       if (leader === undefined) throw dkvError('election-no-leader');
@@ -281,7 +282,6 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
       try {
         checkRequestSize(ctx, call.request.raw);
         const name = checkName(call.request.message.name);
-        permittedCaller(ctx, call as unknown as UnaryCall<unknown>, () => rangeAccess({ key: namePrefix(name), rangeEnd: prefixEnd(namePrefix(name)) }));
         stream = new ObserveStream(call, ctx, ctx.router.forKey(name), namePrefix(name), log);
       } catch (error) {
         call.emit('error', toGrpcErrorOfRecipe(clientErrorLogged(error, log)));
@@ -293,7 +293,7 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
     Resign: unary<WireResignRequest>(async ({ raw, message }, call) => {
       checkRequestSize(ctx, raw);
       const leader = leaderKeyOf(message.leader);
-      permittedCaller(ctx, call, () => txnAccessOfKey(leader.key));
+      await permittedCaller(ctx, call, () => txnAccessOfKey(leader.key));
       const shard = ctx.router.forKey(leader.key);
       const result = await deleteIfCreatedAt(recipeContext(ctx, call), shard, leader.key, leader.rev);
       return { header: responseHeader(ctx, shard, result.revision) };

@@ -147,12 +147,11 @@ export function leaseKeysOf(shard: ShardHandle): (lease: bigint) => Iterable<Uin
 
 /**
  * The call's caller, checked at the edge against what the request touches (only while auth is
- * on: `keys` is not even computed otherwise). Writes are checked again where they are applied.
+ * on: `keys` is not even computed otherwise; a refusal only once this member's auth state has
+ * caught up). Writes are checked again where they are applied.
  */
-export function permittedCaller(ctx: ServiceContext, call: UnaryCall<unknown>, keys: () => KeyAccess[]): Caller {
-  const caller = ctx.gate.caller(call);
-  if (ctx.gate.enabled) ctx.gate.checkKeys(caller, keys());
-  return caller;
+export function permittedCaller(ctx: ServiceContext, call: UnaryCall<unknown>, keys: () => KeyAccess[]): Promise<Caller> {
+  return ctx.gate.permitted(call, () => ({ admin: false, keys: keys() }));
 }
 
 export function createKvService(ctx: KvServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
@@ -169,10 +168,11 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     Range: unary<WireRangeRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       checkKey(message.key);
-      const caller = ctx.gate.caller(call);
       const shard = ctx.router.forKey(message.key);
       if (!message.serializable && ctx.unsafeStaleReads !== true) await shard.read(options);
-      // Checked once the read is due, as etcd does: a permission revoked before it is not used.
+      // Checked once the read is due, as etcd does: a permission revoked before it is not used,
+      // and one granted before it is (so is an auth change: the caller is found after the read).
+      const caller = ctx.gate.caller(call);
       if (ctx.gate.enabled) ctx.gate.checkKeys(caller, rangeAccess({ key: message.key, rangeEnd: message.range_end }));
       const mvcc = kv(shard).mvcc;
       const result = mvcc.range(rangeFromWire(message));
@@ -182,7 +182,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkSize(raw);
       checkPut(message);
       const shard = ctx.router.forKey(message.key);
-      const caller = permittedCaller(ctx, call, () => putAccess({ key: message.key, lease: int64Exact(message.lease), prevKv: message.prev_kv }, leaseKeysOf(shard)));
+      const caller = await permittedCaller(ctx, call, () => putAccess({ key: message.key, lease: int64Exact(message.lease), prevKv: message.prev_kv }, leaseKeysOf(shard)));
       ctx.quota?.check(shard, putCost(message));
       const outcome = await propose(shard, KvCommandKind.Put, raw, caller);
       if (outcome.kind !== 'put') throw new Error(`put applied as ${outcome.kind}`);
@@ -191,7 +191,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     DeleteRange: unary<WireDeleteRangeRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       checkKey(message.key);
-      const caller = permittedCaller(ctx, call, () => deleteRangeAccess({ key: message.key, rangeEnd: message.range_end, prevKv: message.prev_kv }));
+      const caller = await permittedCaller(ctx, call, () => deleteRangeAccess({ key: message.key, rangeEnd: message.range_end, prevKv: message.prev_kv }));
       const shard = ctx.router.forKey(message.key);
       const outcome = await propose(shard, KvCommandKind.DeleteRange, raw, caller);
       if (outcome.kind !== 'delete-range') throw new Error(`delete applied as ${outcome.kind}`);
@@ -205,15 +205,15 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       if (isReadOnlyTxn(request)) {
         // etcd serves a txn that only reads as it serves a Range: ReadIndex (unless every range
         // in it is serializable), then the local state; nothing goes through the log.
-        const reader = ctx.gate.caller(call);
         if (!wireTxnSerializable(message) && ctx.unsafeStaleReads !== true) await shard.read(options);
+        const reader = ctx.gate.caller(call);
         if (ctx.gate.enabled) ctx.gate.checkKeys(reader, txnAccess(request, leaseKeysOf(shard)));
         const mvcc = kv(shard).mvcc;
         const result = mvcc.readTxn(request);
         const h = responseHeader(ctx, shard, mvcc.revision);
         return { header: h, ...txnToWire(result, h) };
       }
-      const caller = permittedCaller(ctx, call, () => txnAccess(request, leaseKeysOf(shard)));
+      const caller = await permittedCaller(ctx, call, () => txnAccess(request, leaseKeysOf(shard)));
       ctx.quota?.check(shard, txnCost(message));
       const payload = ctx.unsafeIgnoreTxnCompare === true ? Buffer.from(TxnRequestType.encode({ ...message, compare: [] }).finish()) : raw;
       const outcome = await propose(shard, KvCommandKind.Txn, payload, caller);

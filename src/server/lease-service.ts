@@ -168,7 +168,7 @@ export function createLeaseService(ctx: LeaseServiceContext): { definition: Retu
       if (id === 0n) throw dkvError('lease-not-found');
       const shard = ctx.router.defaultStore();
       // Revoking deletes the lease's keys: the caller must be able to write every one (etcd's rule).
-      const caller = permittedCaller(ctx, call, () => [...leaseKeysOf(shard)(id)].map((key) => ({ key, rangeEnd: new Uint8Array(0), type: PermissionType.Write })));
+      const caller = await permittedCaller(ctx, call, () => [...leaseKeysOf(shard)(id)].map((key) => ({ key, rangeEnd: new Uint8Array(0), type: PermissionType.Write })));
       const outcome = await propose(shard, revokeCommand(id), caller);
       if (outcome.kind !== 'revoked') throw new Error(`revoke applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.revision) };
@@ -179,7 +179,7 @@ export function createLeaseService(ctx: LeaseServiceContext): { definition: Retu
       const shard = ctx.router.defaultStore();
       await shard.read(options);
       // etcd 3.5's rule: the caller must be able to read every key the lease holds.
-      permittedCaller(ctx, call, () => [...leaseKeysOf(shard)(id)].map((key) => ({ key, rangeEnd: new Uint8Array(0), type: PermissionType.Read })));
+      await permittedCaller(ctx, call, () => [...leaseKeysOf(shard)(id)].map((key) => ({ key, rangeEnd: new Uint8Array(0), type: PermissionType.Read })));
       const machine = shard.machine();
       const engine = leaseEngineOf(machine);
       const lease = engine.get(id);

@@ -17,7 +17,7 @@ export function createLockService(ctx: ConcurrencyContext, log?: Logger): { defi
       checkRequestSize(ctx, raw);
       const name = checkName(message.name);
       const prefix = namePrefix(name);
-      checkRecipeAccess(ctx, call, prefix);
+      await checkRecipeAccess(ctx, call, prefix);
       const rctx = recipeContext(ctx, call);
       const shard = ctx.router.forKey(name);
       const { signal, release } = linkedSignal(canceled, ctx.stopping);
@@ -45,7 +45,7 @@ export function createLockService(ctx: ConcurrencyContext, log?: Logger): { defi
     Unlock: unary<WireUnlockRequest>(async ({ raw, message }, call) => {
       checkRequestSize(ctx, raw);
       const key = checkClientKey(message.key);
-      const caller = permittedCaller(ctx, call, () => deleteRangeAccess({ key }));
+      const caller = await permittedCaller(ctx, call, () => deleteRangeAccess({ key }));
       const shard = ctx.router.forKey(key);
       const result = await proposeDelete(shard, key, callerOptions(ctx, caller));
       return { header: responseHeader(ctx, shard, result.revision) };

@@ -71,12 +71,12 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
     // state machine (keys, leases, the leader-stamped time), equal on replicas at one applied index.
     // etcd's authMaintenanceServer: Hash, HashKV, Snapshot, Defragment and MoveLeader are root's.
     Hash: unary<object>(async (_request, call) => {
-      ctx.gate.admin(call);
+      await ctx.gate.admin(call);
       return { header: header(), hash: data().machine().hash() };
     }),
 
     HashKV: unary<{ revision: Int64 }>(async ({ message }, call) => {
-      ctx.gate.admin(call);
+      await ctx.gate.admin(call);
       // Saturated: past 2^53 still a future revision, below -2^53 still "current" (as etcd).
       const result = store().hashKV(int64Saturated(message.revision));
       return { header: header(), hash: result.hash, compact_revision: result.compactRevision, hash_revision: result.revision };
@@ -105,13 +105,13 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
     }),
 
     Defragment: unary<object>(async (_request, call) => {
-      ctx.gate.admin(call);
+      await ctx.gate.admin(call);
       await ctx.defragmenter.run();
       return { header: header() };
     }),
 
     MoveLeader: unary<{ targetID: Int64 }>(async ({ message }, call) => {
-      ctx.gate.admin(call);
+      await ctx.gate.admin(call);
       // Member ids are below 2^53: a target that is not a safe integer is no member (exact, never rounded).
       const target = int64IfSafe(message.targetID);
       const status = data().status();
@@ -124,7 +124,7 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
 
     Snapshot: (call: grpc.ServerWritableStream<Incoming<object>, object>) => {
       const started = (async () => {
-        ctx.gate.admin(call);
+        await ctx.gate.admin(call);
         await streamSnapshot(call, header, () => data().machine());
       })();
       started.catch((error: unknown) => {

@@ -677,6 +677,8 @@ export class DkvNode {
       jwt: this.jwt,
       clientCertAuth: this.config.clientTls.clientCertAuth,
       nowMs: () => Date.now(),
+      // Before a refusal: a ReadIndex of the shard that holds the auth state.
+      catchUp: () => this.router.defaultStore().read({ timeoutMs: requestTimeoutMs(this.config.tickMs * this.config.electionTicks) }),
     });
     this.tokenSweepTimer = setInterval(() => this.simpleTokens.sweep(Date.now()), simpleTokenSweepMs);
     this.tokenSweepTimer.unref();

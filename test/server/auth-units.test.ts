@@ -1,5 +1,11 @@
-/** The auth layer's small parts: simple tokens (TTL restarted by use, invalidation) and the login rate limiter. */
+/**
+ * The auth layer's small parts: simple tokens (TTL restarted by use, invalidation), the login rate
+ * limiter, and the gate's rule that a refusal comes only from a caught-up auth state.
+ */
+import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
+import { type ApplyContext, AuthEngine, type EngineCommand, PermissionType, anonymousCaller, authCommands } from '../../src/engines/index.js';
+import { AuthGate, type CallCredentials } from '../../src/server/auth/gate.js';
 import { RateLimiter } from '../../src/server/auth/rate-limit.js';
 import { SimpleTokens, newTokenPrefix } from '../../src/server/auth/tokens.js';
 import { hashPassword, isPasswordHash, verifyPassword } from '../../src/server/auth/password.js';
@@ -55,5 +61,94 @@ describe('passwords and addresses', () => {
     expect(peerHost('ipv4:127.0.0.1:5555')).toBe('127.0.0.1');
     expect(peerHost('ipv6:[::1]:5555')).toBe('::1');
     expect(peerHost('10.0.0.2:1')).toBe('10.0.0.2');
+  });
+});
+
+describe('the auth gate refuses only from a caught-up auth state', () => {
+  const b = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'latin1'));
+  const context: ApplyContext = { index: 1, term: 1, nowMs: 0, proposer: 1, requestId: 1 };
+  /** An auth engine with root, alice (readwrite /app/) and auth on, then `more` applied. */
+  const engineWith = (...more: EngineCommand[]): AuthEngine => {
+    const engine = new AuthEngine();
+    const steps = [
+      authCommands.userAdd('root', b('scrypt$x'), false),
+      authCommands.userGrantRole('root', 'root'),
+      authCommands.userAdd('alice', b('scrypt$y'), false),
+      authCommands.roleAdd('app'),
+      authCommands.roleGrantPermission('app', { permType: PermissionType.ReadWrite, key: b('/app/'), rangeEnd: b('/app0') }),
+      authCommands.enable(),
+      ...more,
+    ];
+    for (const step of steps) expect(engine.apply(step, context).kind).not.toBe('error');
+    return engine;
+  };
+  const appKey = () => ({ admin: false as const, keys: [{ key: b('/app/x'), rangeEnd: new Uint8Array(0), type: PermissionType.Write }] });
+  const noToken: CallCredentials = { metadata: new grpc.Metadata() };
+  const withToken = (token: string): CallCredentials => {
+    const metadata = new grpc.Metadata();
+    metadata.set('token', token);
+    return { metadata };
+  };
+
+  /** A gate over `local` (this member's lagging state) whose catch-up applies `cluster`'s state. */
+  function lagging(local: AuthEngine, cluster: AuthEngine, tokens = new SimpleTokens(60_000)) {
+    let state = local;
+    let catchUps = 0;
+    const gate = new AuthGate({
+      auth: () => state,
+      simpleTokens: tokens,
+      clientCertAuth: false,
+      nowMs: () => 0,
+      catchUp: async () => {
+        catchUps++;
+        state = cluster;
+      },
+    });
+    return { gate, catchUps: () => catchUps };
+  }
+
+  it('a call without a token, after an AuthDisable this member has not applied yet: allowed once caught up', async () => {
+    const { gate, catchUps } = lagging(engineWith(), engineWith(authCommands.disable()));
+    await expect(gate.permitted(noToken, appKey)).resolves.toBe(anonymousCaller);
+    await expect(gate.admin(noToken)).resolves.toBe(anonymousCaller);
+    expect(catchUps()).toBe(1); // the second call found the state current
+  });
+
+  it('a grant this member has not applied yet: allowed once caught up; an allowed call never waits', async () => {
+    const tokens = new SimpleTokens(60_000);
+    tokens.register('t.1', 'alice', 0);
+    const { gate, catchUps } = lagging(engineWith(), engineWith(authCommands.userGrantRole('alice', 'app')), tokens);
+    await expect(gate.permitted(withToken('t.1'), appKey)).resolves.toMatchObject({ user: 'alice' });
+    expect(catchUps()).toBe(1);
+    await expect(gate.permitted(withToken('t.1'), appKey)).resolves.toMatchObject({ user: 'alice' });
+    expect(catchUps()).toBe(1);
+  });
+
+  it('refusals the cluster agrees with: no user, no permission, not root, an unknown token — each after one catch-up', async () => {
+    const cases: Array<[CallCredentials, 'keys' | 'admin', string]> = [
+      [noToken, 'keys', 'user-empty'],
+      [withToken('t.1'), 'keys', 'permission-denied'],
+      [withToken('t.1'), 'admin', 'permission-denied'],
+      [withToken('nobody.2'), 'keys', 'invalid-auth-token'],
+    ];
+    for (const [call, what, code] of cases) {
+      const tokens = new SimpleTokens(60_000);
+      tokens.register('t.1', 'alice', 0);
+      const { gate, catchUps } = lagging(engineWith(), engineWith(), tokens);
+      const answer = what === 'admin' ? gate.admin(call) : gate.permitted(call, appKey);
+      await expect(answer).rejects.toMatchObject({ code });
+      expect(catchUps()).toBe(1);
+    }
+  });
+
+  it('a catch-up that fails answers with its own error, not a refusal from the stale state', async () => {
+    const gate = new AuthGate({
+      auth: () => engineWith(),
+      simpleTokens: new SimpleTokens(60_000),
+      clientCertAuth: false,
+      nowMs: () => 0,
+      catchUp: () => Promise.reject(new Error('no leader')),
+    });
+    await expect(gate.permitted(noToken, appKey)).rejects.toThrow('no leader');
   });
 });

@@ -12,6 +12,12 @@
  *  - else no user: every permission check then answers `user name is empty`.
  * A simple token's caller is checked at the current auth revision; a JWT's at the revision it was
  * issued at, so a JWT stops working (`revision of auth store is old`) after any auth change.
+ *
+ * This member's auth state may lag a change another member has already answered (an AuthDisable,
+ * a grant, the Authenticate that registered a simple token). So the gate refuses only from a
+ * state as new as the cluster's: a refusal is given after `catchUp` (a ReadIndex of the shard
+ * that holds the auth state) and a second look. An allowed caller needs no catch-up: every write
+ * is checked again where it applies, and reads are checked after their ReadIndex.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { type AuthEngine, type Caller, type CommandAccess, type KeyAccess, accessRefusal, anonymousCaller } from '../../engines/index.js';
@@ -38,6 +44,8 @@ export interface AuthGateOptions {
   /** --client-cert-auth: a verified client certificate's CN names the user when no token is sent. */
   readonly clientCertAuth: boolean;
   readonly nowMs: () => number;
+  /** Resolves once this member has applied every auth change committed before the call (a ReadIndex). */
+  readonly catchUp: () => Promise<unknown>;
 }
 
 export class AuthGate {
@@ -88,13 +96,31 @@ export class AuthGate {
     if (refusal !== undefined) throw refusal;
   }
 
-  /** The call's caller, who must be root (a shorthand for admin calls). */
-  admin(call: CallCredentials): Caller {
-    const caller = this.caller(call);
-    this.checkAdmin(caller);
-    return caller;
+  /**
+   * The call's caller, permitted `access` (when given): a refusal — of the access, or of the token
+   * — is answered only once this member has caught up with the cluster's auth state.
+   */
+  async permitted(call: CallCredentials, access?: () => CommandAccess): Promise<Caller> {
+    const look = (): Caller => {
+      const caller = this.caller(call);
+      if (access !== undefined && this.enabled) this.check(caller, access());
+      return caller;
+    };
+    try {
+      return look();
+    } catch {
+      await this.options.catchUp();
+      return look();
+    }
+  }
+
+  /** The call's caller, who must be root (a refusal only once caught up, as `permitted`). */
+  admin(call: CallCredentials): Promise<Caller> {
+    return this.permitted(call, () => ADMIN_ACCESS);
   }
 }
+
+const ADMIN_ACCESS: CommandAccess = { admin: true };
 
 function certificateCommonName(call: CallCredentials): string | undefined {
   const cn = call.getAuthContext?.()?.sslPeerCertificate?.subject?.CN;

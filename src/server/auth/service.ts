@@ -133,14 +133,14 @@ export function createAuthService(ctx: AuthServiceContext): { definition: Return
 
   /** A change: root only (anyone while auth is off), checked here and again where it is applied. */
   const change = async (call: UnaryCall<unknown>, command: EngineCommand): Promise<object> => {
-    const caller = ctx.gate.admin(call);
+    const caller = await ctx.gate.admin(call);
     await propose(command, caller);
     return { header: header() };
   };
 
   /** A read of the auth state: root only, linearizable. */
   const readAuth = async (call: UnaryCall<unknown>): Promise<AuthEngine> => {
-    ctx.gate.admin(call);
+    await ctx.gate.admin(call);
     await shard().read(callerOptions(ctx, anonymousCaller));
     return auth();
   };
@@ -210,7 +210,7 @@ export function createAuthService(ctx: AuthServiceContext): { definition: Return
     UserAdd: unary<WireUserAddRequest>(async ({ message }, call) => {
       const name = checkName(message.name, 'user-empty');
       const noPassword = message.options?.no_password === true;
-      ctx.gate.admin(call); // before the hash: a refused caller costs no scrypt
+      await ctx.gate.admin(call); // before the hash: a refused caller costs no scrypt
       const hash = noPassword ? EMPTY : await newHash(message.password, message.hashedPassword);
       return change(call, authCommands.userAdd(name, hash, noPassword));
     }),
@@ -224,7 +224,7 @@ export function createAuthService(ctx: AuthServiceContext): { definition: Return
     UserDelete: unary<WireName>(async ({ message }, call) => change(call, authCommands.userDelete(checkName(message.name, 'user-empty')))),
     UserChangePassword: unary<WireUserChangePasswordRequest>(async ({ message }, call) => {
       const name = checkName(message.name, 'user-empty');
-      ctx.gate.admin(call);
+      await ctx.gate.admin(call);
       const user = auth().user(name);
       // A user added with no password keeps none (etcd ignores the new one); else hash it.
       const hash = user?.noPassword === true ? EMPTY : await newHash(message.password, message.hashedPassword);
