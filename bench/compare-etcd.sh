@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # DKV against real etcd, same load generator (dkv bench put|range|txn-put|watch|lease-keepalive|
-# lease-grant|counter|lock), same machine; then what each idle 3-node cluster costs (CPU and RSS
-# per member); then the footprint of one node of each (dkv bench footprint).
+# lease-grant|counter|lock), same machine, then put and range again with auth enabled on both; then
+# what each idle 3-node cluster costs (CPU and RSS per member); then the footprint of one node of
+# each (dkv bench footprint).
 #
 # Starts a 3-member etcd and a 3-node DKV (dkv dev) on loopback with temporary data directories,
 # waits until both are healthy, runs each workload against etcd and then DKV, prints a table with
@@ -13,7 +14,8 @@
 #   COMPARE_SCALE=F     multiply every workload's --total (--put-total) by F (default 1; 0.2 for a quick look)
 #   COMPARE_ONLY=RE     run only the workloads whose name matches the extended regex RE
 #                       (e.g. COMPARE_ONLY='one key', COMPARE_ONLY='^put', COMPARE_ONLY='^lease';
-#                       COMPARE_ONLY=idle for the idle cost alone)
+#                       COMPARE_ONLY=idle for the idle cost alone; COMPARE_ONLY=auth for the rows
+#                       run with auth enabled on both clusters)
 #   COMPARE_KEEP=1      keep the temporary directory (logs, raw results) instead of removing it
 #   COMPARE_FOOTPRINT_KEYS="500000 2000000"
 #                       the sizes of the footprint rows (dkv bench footprint: one node of each, memory
@@ -180,6 +182,15 @@ workloads=(
   "lock --clients 10|lock|--conns 10 --clients 10 --total $(n 2000)"
   "lock --clients 100|lock|--conns 10 --clients 100 --total $(n 3000)"
 )
+# The cost of auth: the same calls with auth enabled on both clusters, made as root (a simple token,
+# checked on every call; DKV also checks every write again where it applies). They run last, once
+# auth is enabled, and auth is disabled again after them.
+auth_password="compare-$$"
+auth_workloads=(
+  "put 1 client, auth|put|--conns 1 --clients 1 --total $(n 2000) --key-size 8 --val-size 256 --key-space-size 100000 --user root:$auth_password"
+  "put 100 clients, 10 conns, auth|put|--conns 10 --clients 100 --total $(n 20000) --key-size 8 --val-size 256 --key-space-size 100000 --user root:$auth_password"
+  "range l 100 clients, 10 conns, auth|range|--conns 10 --clients 100 --total $(n 40000) --consistency l --user root:$auth_password"
+)
 selected() { # name: whether COMPARE_ONLY lets this workload run
   [[ -z "${COMPARE_ONLY:-}" || "$1" =~ $COMPARE_ONLY ]]
 }
@@ -249,9 +260,9 @@ fi
 
 results="$work/results.jsonl"
 : >"$results"
-for workload in "${workloads[@]}"; do
-  IFS='|' read -r name target flags <<<"$workload"
-  selected "$name" || continue
+run_workload() { # "name|target|flags": runs it against etcd, then DKV; a line each, and into $results
+  local name target flags system endpoints line
+  IFS='|' read -r name target flags <<<"$1"
   for system in etcd dkv; do
     endpoints="$etcd_endpoints"
     [[ $system == dkv ]] && endpoints="$dkv_endpoints"
@@ -275,7 +286,33 @@ for workload in "${workloads[@]}"; do
           `${r.overlaps} overlaps, ${r.leftoverKeys} keys left)` : ""));' \
       "$name" "$system" "$line"
   done
+}
+for workload in "${workloads[@]}"; do
+  IFS='|' read -r name _ <<<"$workload"
+  selected "$name" && run_workload "$workload"
 done
+auth_selected=0
+for workload in "${auth_workloads[@]}"; do
+  IFS='|' read -r name _ <<<"$workload"
+  if selected "$name"; then auth_selected=1; fi
+done
+if [[ $auth_selected == 1 ]]; then
+  for endpoints in "$etcd_endpoints" "$dkv_endpoints"; do
+    {
+      ETCDCTL_API=3 etcdctl --endpoints="$endpoints" user add "root:$auth_password" &&
+        ETCDCTL_API=3 etcdctl --endpoints="$endpoints" user grant-role root root &&
+        ETCDCTL_API=3 etcdctl --endpoints="$endpoints" auth enable
+    } >/dev/null || fail "enabling auth at $endpoints failed"
+  done
+  for workload in "${auth_workloads[@]}"; do
+    IFS='|' read -r name _ <<<"$workload"
+    selected "$name" && run_workload "$workload"
+  done
+  for endpoints in "$etcd_endpoints" "$dkv_endpoints"; do
+    ETCDCTL_API=3 etcdctl --endpoints="$endpoints" --user "root:$auth_password" auth disable >/dev/null ||
+      fail "disabling auth at $endpoints failed"
+  done
+fi
 
 echo
 [[ -s "$results" ]] && node - "$results" <<'EOF'

@@ -3,6 +3,7 @@
  * start (a detached `dkv server --config-file`), stop, remove, list. Two instances share nothing:
  * each has its folder, data directory, ports, log, pid file and cluster token.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -357,8 +358,3 @@ export function listInstances(home: string): InstanceSummary[] {
 export function clientUrlOf(config: ServerConfig): string {
   return config.advertiseClientUrls[0]?.href ?? config.listenClientUrls[0]?.href ?? '';
 }
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
-}
-

@@ -7,6 +7,7 @@
  * could not take it yet (just elected, another change pending) dropped it. What a failed call
  * leaves half done, membership-sync.ts finishes from the meta shard's member list.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type * as grpc from '@grpc/grpc-js';
 import type { ConfChange } from '../../raft/index.js';
 import { addedMemberIdOf } from '../cluster/index.js';
@@ -25,7 +26,6 @@ export const learnerReadyRatio = 0.9;
 /** Failures after which a membership change is tried again (whether it went through is checked first). */
 const retriedCodes: ReadonlySet<RuntimeErrorCode> = new Set(['no-leader', 'leader-transfer', 'leader-changed', 'leader-failed', 'lost', 'conf-change-pending', 'timeout']);
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One membership call's state across its groups. */
 interface CallProgress {

@@ -45,6 +45,7 @@ import { ResponseQueue } from './response-queue.js';
 import { type Logger, type UnaryCall, clientErrorLogged, linkedSignal, requestOptions, responseHeader, unary, waitingUnary } from './service-common.js';
 import { type KeyAccess, PermissionType, rangeAccess } from '../engines/index.js';
 import { permittedCaller } from './kv-service.js';
+import { AUTH_UNCHECKED } from './auth/gate.js';
 import { checkRecipeAccess, recipeContext } from './concurrency.js';
 
 /** The leader key of a Proclaim or Resign (etcd refuses a request without one). */
@@ -74,7 +75,7 @@ class ObserveStream implements WatchSink {
   private leader: KeyValue | undefined;
   private sent: KeyValue | undefined;
   private closed = false;
-  /** The auth state the caller's read permission was last checked at (-1: auth off). */
+  /** The auth state the caller's read permission was last checked at (AuthGate.state). */
   private authCheckedAt: number;
   private readonly onStopping = (): void => this.fail(this.ctx.stopping.reason);
 
@@ -88,7 +89,7 @@ class ObserveStream implements WatchSink {
     this.hub = ctx.watchHub(shard);
     // Not checked yet: the first check is made once the linearizable read is due (start), so it
     // sees every auth change committed before the call, as the read does.
-    this.authCheckedAt = Number.NaN;
+    this.authCheckedAt = AUTH_UNCHECKED;
     this.out = new ResponseQueue(call, observeBufferBytesMax, { onRoom: () => this.hub.onRoom() });
     call.on('cancelled', () => this.close());
     call.on('close', () => this.close());
@@ -165,16 +166,12 @@ class ObserveStream implements WatchSink {
    * call's token); a caller who lost it ends the stream refused.
    */
   private stillPermitted(): boolean {
-    const gate = this.ctx.gate;
-    const now = gate.enabled ? gate.revision : -1;
-    if (now === this.authCheckedAt) return true;
-    try {
-      if (gate.enabled) gate.checkKeys(gate.caller(this.call), rangeAccess({ key: this.prefix, rangeEnd: prefixEnd(this.prefix) }));
-    } catch (error) {
-      this.fail(error);
+    const check = this.ctx.gate.recheck(this.call, this.authCheckedAt, () => rangeAccess({ key: this.prefix, rangeEnd: prefixEnd(this.prefix) }));
+    if (check.refusal !== undefined) {
+      this.fail(check.refusal);
       return false;
     }
-    this.authCheckedAt = now;
+    this.authCheckedAt = check.checkedAt;
     return true;
   }
 

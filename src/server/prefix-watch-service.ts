@@ -12,7 +12,7 @@ import { dkvRoot, int64Saturated, type Int64 } from '../etcd-proto.js';
 import { errorTable, toGrpcError } from '../errors.js';
 import { rangeAccess } from '../engines/index.js';
 import { clientError } from '../error-mapping.js';
-import type { AuthGate } from './auth/gate.js';
+import { AUTH_OFF, type AuthGate } from './auth/gate.js';
 import { type Incoming, serviceDefinition } from './grpc-service.js';
 import { type BufferedBytes, ResponseQueue, grpcFrames } from './response-queue.js';
 
@@ -114,8 +114,8 @@ class PrefixStream implements WatchSink {
     return true;
   }
 
-  /** The auth state the caller's read permission was last checked at (-1: auth off). */
-  private authCheckedAt = -1;
+  /** The auth state the caller's read permission was last checked at (AuthGate.state). */
+  private authCheckedAt = AUTH_OFF;
 
   /**
    * Whether the stream may still be sent events: its caller's permission on the prefix is checked
@@ -123,17 +123,13 @@ class PrefixStream implements WatchSink {
    * lost it ends the stream with PERMISSION_DENIED.
    */
   private stillPermitted(): boolean {
-    const gate = this.ctx.gate;
-    const now = gate.enabled ? gate.revision : -1;
-    if (now === this.authCheckedAt) return true;
-    try {
-      if (gate.enabled) gate.checkKeys(gate.caller(this.call), rangeAccess(prefixRange(this.call.request.message.prefix ?? new Uint8Array(0))));
-    } catch (error) {
+    const check = this.ctx.gate.recheck(this.call, this.authCheckedAt, () => rangeAccess(prefixRange(this.call.request.message.prefix ?? new Uint8Array(0))));
+    if (check.refusal !== undefined) {
       this.close();
-      this.call.emit('error', toGrpcError(clientError(error)));
+      this.call.emit('error', toGrpcError(clientError(check.refusal)));
       return false;
     }
-    this.authCheckedAt = now;
+    this.authCheckedAt = check.checkedAt;
     return true;
   }
 
@@ -170,15 +166,18 @@ export function createPrefixWatchService(ctx: PrefixWatchContext): { definition:
   const serialize = definition['WatchPrefix']!.responseSerialize as (response: object) => Buffer;
   const implementation: grpc.UntypedServiceImplementation = {
     WatchPrefix: (call: grpc.ServerWritableStream<Incoming<WireRequest>, object>) => {
-      if (ctx.gate.enabled) {
-        try {
-          ctx.gate.checkKeys(ctx.gate.caller(call), rangeAccess(prefixRange(call.request.message.prefix ?? new Uint8Array(0))));
-        } catch (error) {
-          call.emit('error', toGrpcError(clientError(error)));
-          return;
-        }
+      if (!ctx.gate.enabled) {
+        new PrefixStream(call, ctx, serialize);
+        return;
       }
-      new PrefixStream(call, ctx, serialize);
+      // Refused only once this member's auth state has caught up with the cluster's (AuthGate.permitted).
+      const access = () => ({ admin: false as const, keys: rangeAccess(prefixRange(call.request.message.prefix ?? new Uint8Array(0))) });
+      ctx.gate.permitted(call, access).then(
+        () => {
+          if (!call.cancelled) new PrefixStream(call, ctx, serialize);
+        },
+        (error: unknown) => call.emit('error', toGrpcError(clientError(error))),
+      );
     },
   };
   return { definition, implementation };

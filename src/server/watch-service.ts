@@ -22,9 +22,6 @@ import { rangeAccess } from '../engines/index.js';
  * permission-denied error in this form (ErrGRPCPermissionDenied.Error()).
  */
 export const watchPermissionDeniedReason = `rpc error: code = PermissionDenied desc = ${errorTable['permission-denied'].message}`;
-/** What an auth check saw last: the auth revision while auth is on, or this while it is off. */
-const AUTH_OFF = -1;
-
 /** etcd's id for "no watcher" / "every watcher on the stream". */
 export const INVALID_WATCH_ID = -1;
 
@@ -200,7 +197,7 @@ interface WatcherState {
   readonly fragment: boolean;
   /** Events went out since the last periodic progress tick (then no progress is due). */
   sentSinceTick: boolean;
-  /** The auth state its read permission was last checked at (an auth revision, or AUTH_OFF). */
+  /** The auth state its read permission was last checked at (AuthGate.state). */
   authCheckedAt: number;
 }
 
@@ -271,7 +268,8 @@ class WatchStream implements WatchSink {
     else if (request.progress_request) this.progressAll();
   }
 
-  private create(r: NonNullable<WireWatchRequest['create_request']>): void {
+  /** `caughtUp`: this member's auth state has caught up with the cluster's since the create came. */
+  private create(r: NonNullable<WireWatchRequest['create_request']>, caughtUp = false): void {
     const current = this.ctx.currentRevision();
     // Saturated: a start revision past 2^53 is still one the store never reaches.
     const start = int64Saturated(r.start_revision);
@@ -286,8 +284,19 @@ class WatchStream implements WatchSink {
     if (id === undefined) return refuse(`${errorTable['invalid-argument'].message}: watch_id is not a safe integer (|v| < 2^53)`);
     if (id !== 0 && this.states.has(id)) return refuse(errorTable['watch-duplicate-id'].message);
     if (this.states.size >= watchLimits.watchersPerStreamMax) return refuse(errorTable['too-many-watchers'].message);
-    // etcd answers a watcher its caller may not read with the id the client asked for.
-    if (!this.mayRead(r.key !== undefined && r.key.length > 0 ? r.key : Uint8Array.of(0), r.range_end)) return refuse(watchPermissionDeniedReason, id);
+    // etcd answers a watcher its caller may not read with the id the client asked for. This
+    // member's auth state may lag the cluster's (a grant, or the Authenticate of the stream's
+    // token, applied elsewhere first), so it refuses only once it has caught up; the stream's
+    // later requests wait meanwhile, so that the answers keep their order.
+    if (!this.mayRead(r.key !== undefined && r.key.length > 0 ? r.key : Uint8Array.of(0), r.range_end)) {
+      if (caughtUp) return refuse(watchPermissionDeniedReason, id);
+      this.call.pause();
+      void this.ctx.gate.caughtUp().then(
+        () => this.resumeCreate(r),
+        () => this.resumeCreate(r),
+      );
+      return;
+    }
     if (id === 0) {
       while (this.states.has(this.nextAutoId)) this.nextAutoId++;
       id = this.nextAutoId++;
@@ -309,14 +318,17 @@ class WatchStream implements WatchSink {
       },
       this,
     );
-    this.states.set(id, { watcher, progressNotify: r.progress_notify === true, fragment: r.fragment === true, sentSinceTick: false, authCheckedAt: this.authState() });
+    this.states.set(id, { watcher, progressNotify: r.progress_notify === true, fragment: r.fragment === true, sentSinceTick: false, authCheckedAt: this.ctx.gate.state });
     // `created` goes out before any event of the watcher (the hub may deliver at once).
     this.push({ header: this.header(current), watch_id: id, created: true });
     this.ctx.hub().add(watcher);
   }
 
-  private authState(): number {
-    return this.ctx.gate.enabled ? this.ctx.gate.revision : AUTH_OFF;
+  /** A create held back for the auth state to catch up, answered now; the stream's requests flow again. */
+  private resumeCreate(r: NonNullable<WireWatchRequest['create_request']>): void {
+    if (this.closed) return;
+    this.create(r, true);
+    this.call.resume();
   }
 
   /**
@@ -339,17 +351,16 @@ class WatchStream implements WatchSink {
    * the auth state changed since the last check, and a watcher that lost it is canceled.
    */
   private stillPermitted(state: WatcherState): boolean {
-    const now = this.authState();
-    if (now === state.authCheckedAt) return true;
     const { key, rangeEnd } = state.watcher.options;
-    if (!this.mayRead(key, rangeEnd)) {
+    const check = this.ctx.gate.recheck(this.call, state.authCheckedAt, () => rangeAccess({ key, rangeEnd }));
+    if (check.refusal !== undefined) {
       this.states.delete(state.watcher.id);
       this.lastQueued.delete(state.watcher.id);
       this.ctx.hub().remove(state.watcher);
       this.push({ header: this.header(this.ctx.currentRevision()), watch_id: state.watcher.id, canceled: true, cancel_reason: watchPermissionDeniedReason });
       return false;
     }
-    state.authCheckedAt = now;
+    state.authCheckedAt = check.checkedAt;
     return true;
   }
 

@@ -48,6 +48,11 @@ export interface AuthGateOptions {
   readonly catchUp: () => Promise<unknown>;
 }
 
+/** The auth state while auth is off (a check made then needs no repeat until auth is on). */
+export const AUTH_OFF = -1;
+/** The auth state of a check not made yet: unequal to every state, so the first recheck checks. */
+export const AUTH_UNCHECKED = Number.NaN;
+
 export class AuthGate {
   constructor(private readonly options: AuthGateOptions) {}
 
@@ -57,6 +62,29 @@ export class AuthGate {
 
   get revision(): number {
     return this.options.auth().revision;
+  }
+
+  /** The auth state a check is made at: the auth revision, or AUTH_OFF while auth is off. */
+  get state(): number {
+    const auth = this.options.auth();
+    return auth.enabled ? auth.revision : AUTH_OFF;
+  }
+
+  /**
+   * A long call's re-check (Watch, the dkv.v1 prefix watch, Observe): whether its caller, found
+   * again from the call's token, still has `keys`, checked only when the auth state has moved
+   * since `checkedAt`. Answers the state now checked at, or the refusal (a token that stopped
+   * working, a permission revoked).
+   */
+  recheck(call: CallCredentials, checkedAt: number, keys: () => readonly KeyAccess[]): { checkedAt: number; refusal?: unknown } {
+    const now = this.state;
+    if (now === checkedAt || now === AUTH_OFF) return { checkedAt: now };
+    try {
+      this.checkKeys(this.caller(call), keys());
+    } catch (refusal) {
+      return { checkedAt, refusal };
+    }
+    return { checkedAt: now };
   }
 
   /** The caller of a call (throws `invalid-auth-token` for a token that names nobody). */
@@ -109,9 +137,14 @@ export class AuthGate {
     try {
       return look();
     } catch {
-      await this.options.catchUp();
+      await this.caughtUp();
       return look();
     }
+  }
+
+  /** Resolves once this member has applied every auth change committed before now (a ReadIndex). */
+  caughtUp(): Promise<unknown> {
+    return this.options.catchUp();
   }
 
   /** The call's caller, who must be root (a refusal only once caught up, as `permitted`). */
