@@ -219,8 +219,15 @@ export function retainedChain(source: RecordSource, head: number, floor: number,
 // ---------------------------------------------------------------------------------------------
 // Segment
 
+/** The bytes the segments of one index hold (arenas and head arrays), kept as they change. */
+export interface SizeAccount {
+  bytes: number;
+}
+
 export class Segment implements RecordSource {
   arena: Uint8Array;
+  /** The account of the index this segment is in (told of every change of the arena's size). */
+  account: SizeAccount | undefined;
   view: DataView;
   /** Arena bytes written. */
   used = 0;
@@ -311,8 +318,7 @@ export class Segment implements RecordSource {
     assert(length >= this.used + needed, 'a segment arena outgrew the 32-bit offsets');
     const arena = new Uint8Array(length);
     arena.set(this.arena.subarray(0, this.used));
-    this.arena = arena;
-    this.view = new DataView(arena.buffer);
+    this.replaceArena(arena);
   }
 
   /** Gives back arena room a finished bulk load will not use (restore). */
@@ -321,8 +327,18 @@ export class Segment implements RecordSource {
     if (room <= this.used >>> 3) return;
     const arena = new Uint8Array(Math.max(this.used + (this.used >>> 4), 64));
     arena.set(this.arena.subarray(0, this.used));
+    this.replaceArena(arena);
+  }
+
+  private replaceArena(arena: Uint8Array): void {
+    if (this.account !== undefined) this.account.bytes += arena.length - this.arena.length;
     this.arena = arena;
     this.view = new DataView(arena.buffer);
+  }
+
+  /** Bytes this segment holds in memory: its arena and its head array. */
+  get sizeBytes(): number {
+    return this.arena.length + this.heads.byteLength;
   }
 
   insertSlot(slot: number, head: number): void {
@@ -391,7 +407,10 @@ export interface Cursor {
 }
 
 export class SegmentIndex {
+  /** In key order. Changed only through this class's methods (they keep `account` true). */
   readonly segments: Segment[] = [];
+  /** What every segment holds (Segment.sizeBytes summed), kept as segments come, go and grow. */
+  private readonly account: SizeAccount = { bytes: 0 };
   readonly keysMax: number;
   readonly keysMin: number;
   /** Versions at or below this revision are compacted (the store's compactRevision). */
@@ -402,6 +421,35 @@ export class SegmentIndex {
   constructor(keysMax: number) {
     this.keysMax = keysMax;
     this.keysMin = Math.max(1, Math.floor(keysMax / segmentKeysMinDivisor));
+  }
+
+  /** Bytes the segments hold (arenas and head arrays), without visiting them. */
+  get sizeBytes(): number {
+    return this.account.bytes;
+  }
+
+  /** Appends segments built elsewhere (a restore's loader), in key order after every current one. */
+  adopt(segments: readonly Segment[]): void {
+    for (const segment of segments) this.segments.push(this.accounted(segment));
+  }
+
+  private accounted(segment: Segment): Segment {
+    assert(segment.account === undefined, 'a segment joined a second index');
+    segment.account = this.account;
+    this.account.bytes += segment.sizeBytes;
+    return segment;
+  }
+
+  private released(segment: Segment): void {
+    assert(segment.account === this.account, 'a segment left an index it was not in');
+    segment.account = undefined;
+    this.account.bytes -= segment.sizeBytes;
+  }
+
+  /** Replaces `count` segments from `at` on by `added` (which the account takes on). */
+  private replace(at: number, count: number, ...added: Segment[]): void {
+    for (let i = at; i < at + count; i++) this.released(this.segments[i]!);
+    this.segments.splice(at, count, ...added.map((segment) => this.accounted(segment)));
   }
 
   get keyCount(): number {
@@ -479,7 +527,7 @@ export class SegmentIndex {
    */
   segmentForInsert(cursor: Cursor, found = false): Segment {
     if (cursor.segment < 0) {
-      this.segments.push(new Segment(this.keysMax + 1, arenaBytesInitial));
+      this.replace(0, 0, new Segment(this.keysMax + 1, arenaBytesInitial));
       cursor.segment = 0;
       cursor.slot = 0;
     }
@@ -502,7 +550,7 @@ export class SegmentIndex {
     const next = new Segment(this.keysMax + 1, arenaBytes);
     cursor.segment++;
     cursor.slot = 0;
-    this.segments.splice(cursor.segment, 0, next);
+    this.replace(cursor.segment, 0, next);
     return next;
   }
 
@@ -526,13 +574,13 @@ export class SegmentIndex {
     const last = index === this.segments.length - 1;
     const arenaBytesMin = last && !tooManyBytes ? Math.min(arenaPresizedBytesMax, Math.ceil(segment.liveBytes / segment.count) * this.keysMax) : 0;
     const right = buildSegment([{ segment, start: middle, end: segment.count }], this.floor, this.keysMax + 1, arenaBytesMin);
-    this.segments.splice(index, 1, left, right);
+    this.replace(index, 1, left, right);
   }
 
   /** Rewrites segment `index` with retained versions only. */
   rewrite(index: number): void {
     const segment = this.segments[index]!;
-    this.segments[index] = buildSegment([{ segment, start: 0, end: segment.count }], this.floor, this.keysMax + 1);
+    this.replace(index, 1, buildSegment([{ segment, start: 0, end: segment.count }], this.floor, this.keysMax + 1));
   }
 
   /** Drops empty segments and merges small ones into a neighbour when they fit together. */
@@ -541,7 +589,7 @@ export class SegmentIndex {
     for (let i = 0; i < segments.length; ) {
       const segment = segments[i]!;
       if (segment.count === 0) {
-        segments.splice(i, 1);
+        this.replace(i, 1);
         continue;
       }
       if (segment.count >= this.keysMin || segments.length === 1) {
@@ -569,7 +617,7 @@ export class SegmentIndex {
         this.keysMax + 1,
       );
       const at = useLeft ? i - 1 : i;
-      segments.splice(at, 2, merged);
+      this.replace(at, 2, merged);
       i = at;
     }
   }
@@ -577,6 +625,9 @@ export class SegmentIndex {
   /** Checks the structural invariants (tests and debug builds); throws on the first broken one. */
   checkInvariants(): void {
     const segments = this.segments;
+    let bytes = 0;
+    for (const segment of segments) bytes += segment.sizeBytes;
+    assert(bytes === this.account.bytes, `the size account says ${this.account.bytes} bytes, the segments hold ${bytes}`);
     let previousKey: Uint8Array | undefined;
     for (let i = 0; i < segments.length; i++) {
       const segment = segments[i]!;

@@ -174,9 +174,8 @@ export class MvccStore {
    * backend file size has the same shape: compaction alone does not shrink it, defragment does).
    */
   get sizeBytes(): number {
-    let bytes = 0;
-    for (const segment of this.index.segments) bytes += segment.arena.length + segment.heads.byteLength;
-    return bytes;
+    // Kept by the index as segments change: a quota check on every write must not visit them all.
+    return this.index.sizeBytes;
   }
 
   /** Bytes of versions still retained (etcd's DB SIZE IN USE): `sizeBytes` less garbage and free room. */
@@ -721,7 +720,7 @@ export class MvccStore {
     store.index.floor = loaded.compactRevision;
     store.applied = loaded.appliedIndex;
     store.liveKeys = loaded.liveKeys;
-    store.index.segments.push(...loaded.segments);
+    store.index.adopt(loaded.segments);
     store.rebuildLog();
     return store;
   }
