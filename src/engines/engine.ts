@@ -40,6 +40,13 @@ export type EngineId = (typeof EngineId)[keyof typeof EngineId];
 export interface Caller {
   readonly user: string;
   readonly authRevision: number;
+  /**
+   * The same request's caller found again now (a simple token's, or a certificate's, is checked at
+   * the auth revision this member has applied by then). A command refused for an old auth
+   * revision is proposed again with it, as etcd retries ErrAuthOldRevision. None for a JWT, whose
+   * revision is its own, and for a command a node proposes itself. Never carried in a command.
+   */
+  readonly again?: () => Caller;
 }
 
 /** A caller with no user (auth off, or a request with no token). */

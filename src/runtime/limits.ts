@@ -12,6 +12,13 @@ import { assert } from '../../raft/index.js';
 export const readiesInFlightMax = 4;
 
 /**
+ * How many times a client command refused for an old auth revision (an auth change committed
+ * after its caller was found) is proposed again with its caller found anew (etcd retries until
+ * its request times out; each retry here needs another auth change to have come in between).
+ */
+export const authOldRevisionProposalsMax = 4;
+
+/**
  * Writes one shard holds on this node at once: queued for the next cycle, in Raft waiting to
  * commit, or forwarded to the leader and waiting to be applied here.
  */

@@ -10,8 +10,10 @@
  * leader over the peer transport, and its reads ask the leader for a read index.
  */
 import type { ConfChange } from '../../raft/index.js';
+import { EngineError } from '../engines/index.js';
 import type { EngineCommand } from './envelope.js';
 import { RuntimeError } from './errors.js';
+import { authOldRevisionProposalsMax } from './limits.js';
 import type { NodeRuntime, RequestOptions, ShardStatus } from './runtime.js';
 import type { Applied, ShardStateView } from './state-machine.js';
 
@@ -53,7 +55,26 @@ class RuntimeShardHandle implements ShardHandle {
     readonly shardId: number,
   ) {}
 
-  propose(command: EngineCommand, options: RequestOptions = {}): Promise<Applied> {
+  /**
+   * Proposes `command`. One refused for an old auth revision (an auth change came between finding
+   * its caller and applying it; the refusal changed nothing) is proposed again with its caller
+   * found anew, while that caller's revision is newer than the one refused.
+   */
+  async propose(command: EngineCommand, options: RequestOptions = {}): Promise<Applied> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.proposeOnce(command, options);
+      } catch (error) {
+        const caller = options.caller;
+        if (!(error instanceof EngineError) || error.code !== 'auth-old-revision' || caller?.again === undefined || attempt >= authOldRevisionProposalsMax) throw error;
+        const again = caller.again();
+        if (again.authRevision <= caller.authRevision) throw error;
+        options = { ...options, caller: again };
+      }
+    }
+  }
+
+  private proposeOnce(command: EngineCommand, options: RequestOptions): Promise<Applied> {
     return new Promise((resolve, reject) => {
       this.runtime.propose(this.shardId, command, options, (error, applied) => {
         if (error !== undefined) reject(error);

@@ -93,17 +93,17 @@ export class AuthGate {
     if (!auth.enabled) return anonymousCaller;
     const values = call.metadata.get('token');
     const token = values.length === 0 ? undefined : String(values[0]);
-    if (token !== undefined) return this.tokenCaller(token, auth);
+    if (token !== undefined) return this.tokenCaller(token, auth, call);
     const cn = this.options.clientCertAuth ? certificateCommonName(call) : undefined;
     // Not the shared anonymousCaller (that one means auth off): the runtime never drops this one.
-    return cn === undefined ? { user: '', authRevision: 0 } : { user: cn, authRevision: auth.revision };
+    return cn === undefined ? { user: '', authRevision: 0 } : { user: cn, authRevision: auth.revision, again: () => this.caller(call) };
   }
 
-  private tokenCaller(token: string, auth: AuthEngine): Caller {
+  private tokenCaller(token: string, auth: AuthEngine, call: CallCredentials): Caller {
     if (token.length === 0 || token.length > tokenBytesMax) throw dkvError('invalid-auth-token');
     const now = this.options.nowMs();
     const user = this.options.simpleTokens.use(token, now);
-    if (user !== undefined) return { user, authRevision: auth.revision };
+    if (user !== undefined) return { user, authRevision: auth.revision, again: () => this.caller(call) };
     const claims = this.options.jwt?.verify(token, now);
     if (claims === undefined) throw dkvError('invalid-auth-token');
     return { user: claims.user, authRevision: claims.authRevision };

@@ -1,0 +1,56 @@
+/**
+ * A command refused where it applies for an old auth revision (an auth change committed between
+ * finding its caller and applying it) is proposed again with its caller found anew, as etcd's
+ * raftRequest retries ErrAuthOldRevision; a caller that cannot be found at a newer revision (a
+ * JWT's revision is its own) gets the refusal, and the retries are bounded.
+ */
+import { describe, expect, it } from 'vitest';
+import { type Caller, EngineError } from '../../src/engines/index.js';
+import { Router, singleStoreMap } from '../../src/runtime/router.js';
+import { authOldRevisionProposalsMax } from '../../src/runtime/limits.js';
+import type { NodeRuntime, RequestOptions } from '../../src/runtime/runtime.js';
+
+/** A runtime whose shard 1 refuses every proposal whose caller's revision is below `authRevision`. */
+function fakeRuntime(authRevision: () => number) {
+  const proposed: Caller[] = [];
+  const runtime = {
+    hasShard: (id: number) => id === 1,
+    propose: (_shard: number, _command: unknown, options: RequestOptions, done: (error: Error | undefined, applied?: unknown) => void) => {
+      const caller = options.caller!;
+      proposed.push(caller);
+      const refusal = caller.authRevision < authRevision() ? new EngineError('auth-old-revision') : undefined;
+      queueMicrotask(() => done(undefined, { outcome: { kind: 'ok' }, refusal }));
+    },
+  } as unknown as NodeRuntime;
+  return { router: new Router(runtime, singleStoreMap(0, 1)), proposed };
+}
+
+const command = { engine: 1, version: 1, kind: 1, payload: new Uint8Array(0) };
+
+describe('a command refused for an old auth revision', () => {
+  it('is proposed again with its caller found anew, once', async () => {
+    const { router, proposed } = fakeRuntime(() => 7);
+    const caller: Caller = { user: 'alice', authRevision: 5, again: () => ({ user: 'alice', authRevision: 7 }) };
+    await expect(router.defaultStore().propose(command as never, { caller })).resolves.toMatchObject({ outcome: { kind: 'ok' } });
+    expect(proposed.map((c) => c.authRevision)).toEqual([5, 7]);
+  });
+
+  it('is answered with the refusal when the caller has no newer revision (a JWT), or none can be found', async () => {
+    const { router, proposed } = fakeRuntime(() => 7);
+    const jwt: Caller = { user: 'alice', authRevision: 5 };
+    await expect(router.defaultStore().propose(command as never, { caller: jwt })).rejects.toMatchObject({ code: 'auth-old-revision' });
+    const stuck: Caller = { user: 'alice', authRevision: 5, again: () => stuck };
+    await expect(router.defaultStore().propose(command as never, { caller: stuck })).rejects.toMatchObject({ code: 'auth-old-revision' });
+    const gone: Caller = { user: 'alice', authRevision: 5, again: () => { throw new Error('invalid auth token'); } };
+    await expect(router.defaultStore().propose(command as never, { caller: gone })).rejects.toThrow('invalid auth token');
+    expect(proposed).toHaveLength(3);
+  });
+
+  it('is proposed at most authOldRevisionProposalsMax times while auth changes keep coming', async () => {
+    let revision = 5;
+    const { router, proposed } = fakeRuntime(() => ++revision + 1); // always one ahead of the caller
+    const caller: Caller = { user: 'alice', authRevision: 5, again: () => ({ ...caller, authRevision: revision }) };
+    await expect(router.defaultStore().propose(command as never, { caller })).rejects.toMatchObject({ code: 'auth-old-revision' });
+    expect(proposed).toHaveLength(authOldRevisionProposalsMax);
+  });
+});
