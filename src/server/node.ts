@@ -49,7 +49,7 @@ import { createPrefixWatchService } from './prefix-watch-service.js';
 import { BufferedBytes } from './response-queue.js';
 import { Ticker, immediateScheduler, leaseScheduler, levelStorage, wallClock } from './runtime-host.js';
 import { createWatchService } from './watch-service.js';
-import { answerLeaderQuery, learnerProgress } from './leader-queries.js';
+import { answerLeaderQuery, inGroupConfig, leaderGroupConfig, learnerProgress } from './leader-queries.js';
 import { MembershipSync } from './membership-sync.js';
 import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log.js';
 
@@ -438,23 +438,32 @@ export class DkvNode {
   /** How this member learnt of its removal before start() finished (handled once it has). */
   private removedWhileStarting: string | undefined;
 
+  /** A watch for this member's own removal is running (one at a time; a later removal starts another). */
   private watchingOwnRemoval = false;
 
   /**
    * This member proposed its own removal: the others stop replicating to it once they apply it,
-   * so it may never apply it itself. Ask the peers' member lists until one says it is removed.
+   * so it may never apply it itself. Ask the peers' member lists until one says it is removed,
+   * for at most `ownRemovalWatchMs`.
    */
   private watchForOwnRemoval(): void {
     if (this.watchingOwnRemoval) return;
     this.watchingOwnRemoval = true;
     const deadline = Date.now() + ownRemovalWatchMs;
     const poll = (): void => {
-      if (this.stopping || this.removedNoticed || Date.now() > deadline) return;
+      if (this.stopping || this.removedNoticed || Date.now() > deadline) {
+        this.watchingOwnRemoval = false;
+        return;
+      }
       const urls = this.members().filter((m) => m.id !== this.identity.memberId).flatMap((m) => m.peerUrls);
       currentPeers(urls, peerTlsOf(this.config), this.identity.clusterId).then(
         ({ removed }) => {
-          if (removed.has(this.identity.memberId)) this.removed("a peer's member list says so");
-          else setTimeout(poll, ownRemovalPollMs).unref();
+          if (!removed.has(this.identity.memberId)) {
+            setTimeout(poll, ownRemovalPollMs).unref();
+            return;
+          }
+          this.watchingOwnRemoval = false;
+          this.removed("a peer's member list says so");
         },
         () => setTimeout(poll, ownRemovalPollMs).unref(),
       );
@@ -608,8 +617,12 @@ export class DkvNode {
       peersSayRemovedSelf: async () => {
         const urls = this.members().filter((m) => m.id !== this.identity.memberId).flatMap((m) => m.peerUrls);
         const { removed } = await currentPeers(urls, peerTlsOf(this.config), this.identity.clusterId).catch(() => ({ removed: new Set<number>() }));
-        return removed.has(this.identity.memberId);
+        const says = removed.has(this.identity.memberId);
+        if (says) this.removed("a peer's member list says so");
+        return says;
       },
+      // One attempt at a membership change lasts an election timeout: so does asking its leader.
+      inLeaderConfig: async (shard, id) => inGroupConfig(await leaderGroupConfig(this.runtime, this.transport, shard, this.config.tickMs * this.config.electionTicks), id),
       removedSelf: () => {
         this.watchForOwnRemoval();
         return this.removedSelf.promise;
