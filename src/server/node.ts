@@ -51,6 +51,7 @@ import { Ticker, immediateScheduler, leaseScheduler, levelStorage, wallClock } f
 import { createWatchService } from './watch-service.js';
 import { answerLeaderQuery, inGroupConfig, leaderGroupConfig, learnerProgress } from './leader-queries.js';
 import { MembershipSync } from './membership-sync.js';
+import { OwnRemovalWatch } from './own-removal-watch.js';
 import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log.js';
 
 /** Shard 0 holds cluster metadata; shard 1 the default store's data. */
@@ -438,38 +439,20 @@ export class DkvNode {
   /** How this member learnt of its removal before start() finished (handled once it has). */
   private removedWhileStarting: string | undefined;
 
-  /** A watch for this member's own removal is running (one at a time; a later removal starts another). */
-  private watchingOwnRemoval = false;
-
-  /**
-   * This member proposed its own removal: the others stop replicating to it once they apply it,
-   * so it may never apply it itself. Ask the peers' member lists until one says it is removed,
-   * for at most `ownRemovalWatchMs`.
-   */
-  private watchForOwnRemoval(): void {
-    if (this.watchingOwnRemoval) return;
-    this.watchingOwnRemoval = true;
-    const deadline = Date.now() + ownRemovalWatchMs;
-    const poll = (): void => {
-      if (this.stopping || this.removedNoticed || Date.now() > deadline) {
-        this.watchingOwnRemoval = false;
-        return;
-      }
+  /** Asks the peers whether this member, which removed itself, is done (it may never apply its removal). */
+  private readonly ownRemoval = new OwnRemovalWatch({
+    peersSayRemoved: async () => {
       const urls = this.members().filter((m) => m.id !== this.identity.memberId).flatMap((m) => m.peerUrls);
-      currentPeers(urls, peerTlsOf(this.config), this.identity.clusterId).then(
-        ({ removed }) => {
-          if (!removed.has(this.identity.memberId)) {
-            setTimeout(poll, ownRemovalPollMs).unref();
-            return;
-          }
-          this.watchingOwnRemoval = false;
-          this.removed("a peer's member list says so");
-        },
-        () => setTimeout(poll, ownRemovalPollMs).unref(),
-      );
-    };
-    setTimeout(poll, ownRemovalPollMs).unref();
-  }
+      const { removed } = await currentPeers(urls, peerTlsOf(this.config), this.identity.clusterId);
+      return removed.has(this.identity.memberId);
+    },
+    over: () => this.stopping || this.removedNoticed,
+    removed: () => this.removed("a peer's member list says so"),
+    now: () => Date.now(),
+    after: (ms, task) => setTimeout(task, ms).unref(),
+    pollMs: ownRemovalPollMs,
+    watchMs: ownRemovalWatchMs,
+  });
 
   /** What the cluster query said at start-up (until some shard's configuration says otherwise). */
   private learnerByQuery = false;
@@ -614,17 +597,11 @@ export class DkvNode {
       members: () => this.members(),
       isRemoved: (id) => metaEngineOf(this.router.meta().machine()).isRemoved(id),
       clusterToken: this.identity.clusterToken,
-      peersSayRemovedSelf: async () => {
-        const urls = this.members().filter((m) => m.id !== this.identity.memberId).flatMap((m) => m.peerUrls);
-        const { removed } = await currentPeers(urls, peerTlsOf(this.config), this.identity.clusterId).catch(() => ({ removed: new Set<number>() }));
-        const says = removed.has(this.identity.memberId);
-        if (says) this.removed("a peer's member list says so");
-        return says;
-      },
+      peersSayRemovedSelf: () => this.ownRemoval.askOnce(),
       // One attempt at a membership change lasts an election timeout: so does asking its leader.
       inLeaderConfig: async (shard, id) => inGroupConfig(await leaderGroupConfig(this.runtime, this.transport, shard, this.config.tickMs * this.config.electionTicks), id),
       removedSelf: () => {
-        this.watchForOwnRemoval();
+        this.ownRemoval.start();
         return this.removedSelf.promise;
       },
       electionTimeoutMs: this.config.tickMs * this.config.electionTicks,
