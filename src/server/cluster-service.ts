@@ -65,10 +65,10 @@ export interface Membership {
   peersSayRemovedSelf(): Promise<boolean>;
   /**
    * Whether `id` is in `shardId`'s configuration as the shard's leader applied it (read here when
-   * this node leads, asked of the leader otherwise). Fails with `no leader`, `request timed out`,
-   * or `not capable` (a leader of an older build cannot answer).
+   * this node leads, asked of the leader otherwise, waiting at most `timeoutMs`). Fails with `no
+   * leader`, `request timed out`, or `not capable` (a leader of an older build cannot answer).
    */
-  inLeaderConfig(shardId: number, id: number): Promise<boolean>;
+  inLeaderConfig(shardId: number, id: number, timeoutMs: number): Promise<boolean>;
 }
 
 /** Failures of a leader's configuration query after which the query is made again on the next attempt. */
@@ -179,10 +179,11 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
    * is asked too. A leader that cannot answer now (none known, no answer in time) leaves it unknown
    * until the next attempt; one that cannot answer at all (an older build) ends the call.
    */
-  const selfOutOf = async (shard: ShardHandle, id: number): Promise<boolean> => {
+  const selfOutOf = async (shard: ShardHandle, id: number, progress: CallProgress): Promise<boolean> => {
     if (names(shard, id) === undefined) return true;
     try {
-      return !(await membership.inLeaderConfig(shard.shardId, id));
+      // As long as a linearizable read before an attempt may wait.
+      return !(await membership.inLeaderConfig(shard.shardId, id, Math.max(1, Math.min(progress.deadline - Date.now(), membership.electionTimeoutMs))));
     } catch (error) {
       if (isDkvError(error) && leaderQueryRetriedCodes.has(error.code)) return false;
       throw error;
@@ -229,7 +230,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       // asks each group's leader whether it is done (its own replica may never hear).
       const removingSelf = member.id === ctx.memberId;
       for (const shard of others()) {
-        await carryOut(shard, change, removingSelf ? () => selfOutOf(shard, member.id) : () => names(shard, member.id) === undefined, progress);
+        await carryOut(shard, change, removingSelf ? () => selfOutOf(shard, member.id, progress) : () => names(shard, member.id) === undefined, progress);
       }
       const meta = ctx.router.meta();
       if (!removingSelf) {

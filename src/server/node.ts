@@ -598,8 +598,7 @@ export class DkvNode {
       isRemoved: (id) => metaEngineOf(this.router.meta().machine()).isRemoved(id),
       clusterToken: this.identity.clusterToken,
       peersSayRemovedSelf: () => this.ownRemoval.askOnce(),
-      // One attempt at a membership change lasts an election timeout: so does asking its leader.
-      inLeaderConfig: async (shard, id) => inGroupConfig(await leaderGroupConfig(this.runtime, this.transport, shard, this.config.tickMs * this.config.electionTicks), id),
+      inLeaderConfig: async (shard, id, timeoutMs) => inGroupConfig(await leaderGroupConfig(this.runtime, this.transport, shard, timeoutMs), id),
       removedSelf: () => {
         this.ownRemoval.start();
         return this.removedSelf.promise;

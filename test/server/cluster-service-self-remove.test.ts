@@ -84,8 +84,10 @@ function membership(w: World): Membership {
     // from its peers, once the meta shard applied it.
     removedSelf: () => new Promise<void>(() => {}),
     peersSayRemovedSelf: async () => w.metaRemoved,
-    inLeaderConfig: async (shardId, id) => {
+    inLeaderConfig: async (shardId, id, timeoutMs) => {
       expect(shardId).toBe(DATA);
+      expect(timeoutMs).toBeGreaterThan(0);
+      expect(timeoutMs).toBeLessThanOrEqual(electionTimeoutMs);
       w.leaderAsked++;
       const failure = w.leaderAnswers.shift();
       if (failure !== undefined) throw failure;
