@@ -64,11 +64,12 @@ export interface Membership {
    */
   peersSayRemovedSelf(): Promise<boolean>;
   /**
-   * Whether `id` is in `shardId`'s configuration as the shard's leader applied it (read here when
-   * this node leads, asked of the leader otherwise, waiting at most `timeoutMs`). Fails with `no
-   * leader`, `request timed out`, or `not capable` (a leader of an older build cannot answer).
+   * Whether `id`, which this node's configuration of `shardId` holds, has left that shard as its
+   * leader's configuration says (read here when this node leads, asked of the leader otherwise,
+   * waiting at most `timeoutMs`). Fails with `no leader`, `request timed out`, or `not capable`
+   * (a leader of an older build cannot answer).
    */
-  inLeaderConfig(shardId: number, id: number, timeoutMs: number): Promise<boolean>;
+  leftGroupAtLeader(shardId: number, id: number, timeoutMs: number): Promise<boolean>;
 }
 
 /** Failures of a leader's configuration query after which the query is made again on the next attempt. */
@@ -175,15 +176,16 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
   };
   /**
    * Whether this member, removing itself, is out of `shard`. Its own replica may never apply the
-   * removal (the leader stops replicating to it once it applies it), so the leader's configuration
-   * is asked too. A leader that cannot answer now (none known, no answer in time) leaves it unknown
-   * until the next attempt; one that cannot answer at all (an older build) ends the call.
+   * removal (the leader stops replicating to it once it applies it, and soon it knows no leader),
+   * so the leader's configuration is asked too (leader-queries.ts finds the leader among the
+   * voters then). A leader that cannot answer now (none found, no answer in time) leaves it
+   * unknown until the next attempt; one that cannot answer at all (an older build) ends the call.
    */
   const selfOutOf = async (shard: ShardHandle, id: number, progress: CallProgress): Promise<boolean> => {
     if (names(shard, id) === undefined) return true;
     try {
       // As long as a linearizable read before an attempt may wait.
-      return !(await membership.inLeaderConfig(shard.shardId, id, Math.max(1, Math.min(progress.deadline - Date.now(), membership.electionTimeoutMs))));
+      return await membership.leftGroupAtLeader(shard.shardId, id, Math.max(1, Math.min(progress.deadline - Date.now(), membership.electionTimeoutMs)));
     } catch (error) {
       if (isDkvError(error) && leaderQueryRetriedCodes.has(error.code)) return false;
       throw error;

@@ -13,7 +13,7 @@
  */
 import type { ConfState } from '../../raft/index.js';
 import type { ShardStatus } from '../runtime/index.js';
-import { dkvError } from '../errors.js';
+import { type DkvError, dkvError } from '../errors.js';
 import { PeerRequestError, PeerRequestRefusal, type PeerTransport } from './peer/index.js';
 
 interface LearnerProgressQuery {
@@ -37,6 +37,8 @@ export interface LearnerProgress {
 
 /** A shard's members as its leader's applied configuration holds them (joint halves included). */
 export interface GroupConfig {
+  /** The leader's applied index: the configuration is the one of its state at this index. */
+  readonly applied: number;
   readonly voters: readonly number[];
   readonly votersOutgoing: readonly number[];
   readonly learners: readonly number[];
@@ -46,10 +48,10 @@ export interface GroupConfig {
 /** Ids one list of an answered configuration may hold: far above any cluster's size, a bound on what is parsed. */
 export const groupConfigIdsMax = 1024;
 
-/** What answering needs of the node: its shards' status. */
+/** What answering and asking need of the node: its shards' status. */
 export interface LeaderQueryHost {
   hasShard(shard: number): boolean;
-  status(shard: number): Pick<ShardStatus, 'progress' | 'lastIndex' | 'config' | 'lead'>;
+  status(shard: number): Pick<ShardStatus, 'id' | 'progress' | 'lastIndex' | 'applied' | 'config' | 'lead'>;
 }
 
 /** What asking needs of the peer transport. */
@@ -81,8 +83,9 @@ function parseQuery(payload: Uint8Array): LeaderQuery {
   }
 }
 
-function groupConfigOf(config: ConfState): GroupConfig {
-  return { voters: [...config.voters], votersOutgoing: [...config.votersOutgoing], learners: [...config.learners], learnersNext: [...config.learnersNext] };
+function groupConfigOf(status: Pick<ShardStatus, 'applied' | 'config'>): GroupConfig {
+  const config: ConfState = status.config;
+  return { applied: status.applied, voters: [...config.voters], votersOutgoing: [...config.votersOutgoing], learners: [...config.learners], learnersNext: [...config.learnersNext] };
 }
 
 /** The leader's answer to a query from a peer; refuses with `not-leader` when this node does not lead. */
@@ -92,28 +95,48 @@ export function answerLeaderQuery(host: LeaderQueryHost, payload: Uint8Array): U
   const status = host.status(query.shard);
   if (status.progress === undefined) throw new PeerRequestRefusal('not-leader', `not the leader of shard ${query.shard}`);
   const answer: LearnerProgress | GroupConfig =
-    query.op === 'learner-progress' ? { match: status.progress.get(query.member)?.match ?? 0, lastIndex: status.lastIndex } : groupConfigOf(status.config);
+    query.op === 'learner-progress' ? { match: status.progress.get(query.member)?.match ?? 0, lastIndex: status.lastIndex } : groupConfigOf(status);
   return encoder.encode(JSON.stringify(answer));
 }
 
+/** A failed question to one node, as the asker reports it. */
+function askFailure(error: unknown, to: number, query: LeaderQuery): DkvError {
+  if (!(error instanceof PeerRequestError)) throw error;
+  if (error.code === 'timeout') return dkvError('timeout');
+  // A node of an older build cannot answer: the check cannot be made until it is upgraded.
+  if (error.code === 'unsupported') return dkvError('not-capable', `member ${to.toString(16)} does not answer leader queries`);
+  const refusal = error.refusal?.code;
+  if (refusal === 'unknown-query' || refusal === 'bad-query') return dkvError('not-capable', `member ${to.toString(16)} does not answer a ${query.op} query`);
+  return dkvError('no-leader');
+}
+
+/** Of the failures of one question put to several nodes, the one to report (a build that cannot answer first). */
+const failureRank: Readonly<Partial<Record<DkvError['code'], number>>> = { 'not-capable': 0, timeout: 1 };
+
 /**
- * Asks `shard`'s leader, as this node knows it. Fails with etcd's `no leader` when none is known
- * or it cannot be asked, `request timed out` when it does not answer in time, and `not capable`
- * when it runs a build that does not know the query.
+ * Asks `shard`'s leader as this node knows it. When it knows none, `whenNoLeader: 'ask-voters'`
+ * asks every other voter of its configuration at once (the leader answers, the others refuse with
+ * `not-leader`); 'fail' fails at once. Fails with etcd's `no leader` when no leader answers,
+ * `request timed out` when it did not answer in time, and `not capable` when it runs a build that
+ * does not know the query.
  */
-async function askLeader(host: LeaderQueryHost, transport: LeaderQueryTransport, query: LeaderQuery, timeoutMs: number): Promise<Uint8Array> {
-  const lead = host.status(query.shard).lead;
-  if (lead === 0) throw dkvError('no-leader');
+async function askLeader(host: LeaderQueryHost, transport: LeaderQueryTransport, query: LeaderQuery, timeoutMs: number, whenNoLeader: 'fail' | 'ask-voters'): Promise<Uint8Array> {
+  const status = host.status(query.shard);
+  const voters = (): number[] => [...new Set([...status.config.voters, ...status.config.votersOutgoing])].filter((id) => id !== status.id);
+  const asked = status.lead !== 0 ? [status.lead] : whenNoLeader === 'ask-voters' ? voters() : [];
+  if (asked.length === 0) throw dkvError('no-leader');
+  const payload = encoder.encode(JSON.stringify(query));
+  const answers = asked.map((to) =>
+    transport.request(to, payload, { timeoutMs }).catch((error: unknown) => {
+      throw askFailure(error, to, query);
+    }),
+  );
   try {
-    return await transport.request(lead, encoder.encode(JSON.stringify(query)), { timeoutMs });
+    return await Promise.any(answers);
   } catch (error) {
-    if (!(error instanceof PeerRequestError)) throw error;
-    if (error.code === 'timeout') throw dkvError('timeout');
-    // A leader of an older build cannot answer: the check cannot be made until it is upgraded.
-    if (error.code === 'unsupported') throw dkvError('not-capable', `member ${lead.toString(16)} does not answer leader queries`);
-    const refusal = error.refusal?.code;
-    if (refusal === 'unknown-query' || refusal === 'bad-query') throw dkvError('not-capable', `member ${lead.toString(16)} does not answer a ${query.op} query`);
-    throw dkvError('no-leader');
+    if (!(error instanceof AggregateError)) throw error;
+    const failures = (error.errors as DkvError[]).sort((a, b) => (failureRank[a.code] ?? 2) - (failureRank[b.code] ?? 2));
+    throw failures[0]!;
   }
 }
 
@@ -124,22 +147,37 @@ async function askLeader(host: LeaderQueryHost, transport: LeaderQueryTransport,
 export async function learnerProgress(host: LeaderQueryHost, transport: LeaderQueryTransport, shard: number, member: number, timeoutMs: number): Promise<LearnerProgress> {
   const status = host.status(shard);
   if (status.progress !== undefined) return { match: status.progress.get(member)?.match ?? 0, lastIndex: status.lastIndex };
-  return parseProgress(await askLeader(host, transport, { op: 'learner-progress', shard, member }, timeoutMs));
+  return parseProgress(await askLeader(host, transport, { op: 'learner-progress', shard, member }, timeoutMs, 'fail'));
 }
 
 /**
  * `shard`'s configuration as its leader applied it: read here when this node leads, asked of the
- * leader otherwise.
+ * leader otherwise — of every other voter when this node knows no leader, as a member whose
+ * removal the leader applied soon does not (the leader no longer sends it heartbeats, and it
+ * campaigns in vain). An answer from a leader that was deposed meanwhile is still sound for this
+ * purpose: a configuration is applied only once committed, and a removed id never comes back.
  */
 export async function leaderGroupConfig(host: LeaderQueryHost, transport: LeaderQueryTransport, shard: number, timeoutMs: number): Promise<GroupConfig> {
   const status = host.status(shard);
-  if (status.progress !== undefined) return groupConfigOf(status.config);
-  return parseGroupConfig(await askLeader(host, transport, { op: 'config', shard }, timeoutMs));
+  if (status.progress !== undefined) return groupConfigOf(status);
+  return parseGroupConfig(await askLeader(host, transport, { op: 'config', shard }, timeoutMs, 'ask-voters'));
 }
 
 /** Whether `id` is in `config` in any role (a voter of either joint half, a learner now or next). */
 export function inGroupConfig(config: GroupConfig, id: number): boolean {
   return config.voters.includes(id) || config.votersOutgoing.includes(id) || config.learners.includes(id) || config.learnersNext.includes(id);
+}
+
+/**
+ * Whether `member`, which this node's own configuration of `shard` holds, has left the shard: its
+ * leader's configuration lacks it, and is at least as new as this node's (a leader that has not
+ * applied as far as this node yet may not have applied the member's addition either; that is no
+ * answer, and the member counts as still in).
+ */
+export async function leftGroupAtLeader(host: LeaderQueryHost, transport: LeaderQueryTransport, shard: number, member: number, timeoutMs: number): Promise<boolean> {
+  const appliedHere = host.status(shard).applied;
+  const config = await leaderGroupConfig(host, transport, shard, timeoutMs);
+  return config.applied >= appliedHere && !inGroupConfig(config, member);
 }
 
 function parseJson(answer: Uint8Array, what: string): unknown {
@@ -162,15 +200,18 @@ export function parseProgress(answer: Uint8Array): LearnerProgress {
 }
 
 /**
- * The leader's answer, checked: four lists of member ids, none of them missing or holding
- * anything else (a list missing is refused, never read as "not a member").
+ * The leader's answer, checked: its applied index and four lists of member ids, none of them
+ * missing or holding anything else (a list missing is refused, never read as "not a member").
  */
 export function parseGroupConfig(answer: Uint8Array): GroupConfig {
   const parsed = parseJson(answer, 'config') as Record<string, unknown> | null;
   const ids = (value: unknown): value is number[] =>
     Array.isArray(value) && value.length <= groupConfigIdsMax && value.every((id) => typeof id === 'number' && Number.isSafeInteger(id) && id > 0);
-  if (parsed === null || typeof parsed !== 'object' || !ids(parsed.voters) || !ids(parsed.votersOutgoing) || !ids(parsed.learners) || !ids(parsed.learnersNext)) {
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed) || !isIndex(parsed.applied)) {
+    throw dkvError('internal', 'the leader answered a config query without its applied index');
+  }
+  if (!ids(parsed.voters) || !ids(parsed.votersOutgoing) || !ids(parsed.learners) || !ids(parsed.learnersNext)) {
     throw dkvError('internal', 'the leader answered a config query without its lists of member ids');
   }
-  return { voters: parsed.voters, votersOutgoing: parsed.votersOutgoing, learners: parsed.learners, learnersNext: parsed.learnersNext };
+  return { applied: parsed.applied, voters: parsed.voters, votersOutgoing: parsed.votersOutgoing, learners: parsed.learners, learnersNext: parsed.learnersNext };
 }

@@ -49,7 +49,7 @@ import { createPrefixWatchService } from './prefix-watch-service.js';
 import { BufferedBytes } from './response-queue.js';
 import { Ticker, immediateScheduler, leaseScheduler, levelStorage, wallClock } from './runtime-host.js';
 import { createWatchService } from './watch-service.js';
-import { answerLeaderQuery, inGroupConfig, leaderGroupConfig, learnerProgress } from './leader-queries.js';
+import { answerLeaderQuery, learnerProgress, leftGroupAtLeader } from './leader-queries.js';
 import { MembershipSync } from './membership-sync.js';
 import { OwnRemovalWatch } from './own-removal-watch.js';
 import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log.js';
@@ -598,7 +598,7 @@ export class DkvNode {
       isRemoved: (id) => metaEngineOf(this.router.meta().machine()).isRemoved(id),
       clusterToken: this.identity.clusterToken,
       peersSayRemovedSelf: () => this.ownRemoval.askOnce(),
-      inLeaderConfig: async (shard, id, timeoutMs) => inGroupConfig(await leaderGroupConfig(this.runtime, this.transport, shard, timeoutMs), id),
+      leftGroupAtLeader: (shard, id, timeoutMs) => leftGroupAtLeader(this.runtime, this.transport, shard, id, timeoutMs),
       removedSelf: () => {
         this.ownRemoval.start();
         return this.removedSelf.promise;

@@ -84,14 +84,14 @@ function membership(w: World): Membership {
     // from its peers, once the meta shard applied it.
     removedSelf: () => new Promise<void>(() => {}),
     peersSayRemovedSelf: async () => w.metaRemoved,
-    inLeaderConfig: async (shardId, id, timeoutMs) => {
+    leftGroupAtLeader: async (shardId, id, timeoutMs) => {
       expect(shardId).toBe(DATA);
       expect(timeoutMs).toBeGreaterThan(0);
       expect(timeoutMs).toBeLessThanOrEqual(electionTimeoutMs);
       w.leaderAsked++;
       const failure = w.leaderAnswers.shift();
       if (failure !== undefined) throw failure;
-      return !(id === self && w.dataRemovedAtLeader);
+      return id === self && w.dataRemovedAtLeader;
     },
   };
 }

@@ -16,6 +16,7 @@ import {
   inGroupConfig,
   leaderGroupConfig,
   learnerProgress,
+  leftGroupAtLeader,
   parseGroupConfig,
 } from '../../src/server/leader-queries.js';
 
@@ -24,13 +25,15 @@ const json = (bytes: Uint8Array): unknown => JSON.parse(new TextDecoder().decode
 
 const config: ConfState = { voters: [11, 12], votersOutgoing: [11, 12, 13], learners: [14], learnersNext: [13], autoLeave: true };
 
-/** A node hosting shard 1, leading it or following `lead`. */
-function host(options: { leads: boolean; lead?: number }): LeaderQueryHost {
+/** A node hosting shard 1: member 11 leading it, or member 13 following `lead` (0: it knows no leader). */
+function host(options: { leads: boolean; lead?: number; applied?: number }): LeaderQueryHost {
   return {
     hasShard: (shard) => shard === 1,
     status: () => ({
+      id: options.leads ? 11 : 13,
       config,
       lastIndex: 40,
+      applied: options.applied ?? 39,
       lead: options.lead ?? (options.leads ? 11 : 0),
       progress: options.leads ? new Map([[14, { match: 38, next: 39, state: 'replicate', isLearner: true, recentActive: true, paused: false, inflight: 0, pendingSnapshot: 0 }]]) : undefined,
     }),
@@ -47,18 +50,26 @@ function refusal(payload: string, on: LeaderQueryHost = host({ leads: true })): 
   throw new Error(`${payload} was answered`);
 }
 
-/** A transport whose one request gets `answer` (bytes) or fails with it; records what was asked. */
-function transport(answer: Uint8Array | Error): Pick<PeerTransport, 'request'> & { asked: Array<{ to: number; query: unknown }> } {
+type Answer = Uint8Array | Error;
+
+/** A transport whose requests get `answer` (bytes) or fail with it, per peer if a map; records what was asked. */
+function transport(answer: Answer | ReadonlyMap<number, Answer>): Pick<PeerTransport, 'request'> & { asked: Array<{ to: number; query: unknown }> } {
   const asked: Array<{ to: number; query: unknown }> = [];
   return {
     asked,
     request: async (to, payload) => {
       asked.push({ to, query: json(payload) });
-      if (answer instanceof Error) throw answer;
-      return answer;
+      const given = answer instanceof Map ? answer.get(to) : answer;
+      if (given === undefined) throw new Error(`no answer for ${to}`);
+      if (given instanceof Error) throw given;
+      return given as Uint8Array;
     },
   };
 }
+
+const notLeader = (): PeerRequestError => new PeerRequestError('refused', 'yes', 'refused', { code: 'not-leader', message: 'not the leader of shard 1' });
+/** What answerLeaderQuery refused every op but learner-progress with before config queries existed. */
+const olderBuild = (): PeerRequestError => new PeerRequestError('refused', 'yes', 'refused', { code: 'bad-query', message: 'unknown or malformed query' });
 
 async function failureCode(promise: Promise<unknown>): Promise<string> {
   try {
@@ -73,6 +84,7 @@ async function failureCode(promise: Promise<unknown>): Promise<string> {
 describe('answerLeaderQuery', () => {
   it("answers a config query with the leader's applied configuration, joint halves included", () => {
     expect(json(answerLeaderQuery(host({ leads: true }), text('{"op":"config","shard":1}')))).toEqual({
+      applied: 39,
       voters: [11, 12],
       votersOutgoing: [11, 12, 13],
       learners: [14],
@@ -107,11 +119,11 @@ describe('answerLeaderQuery', () => {
 });
 
 describe('leaderGroupConfig', () => {
-  const answered: GroupConfig = { voters: [11, 12], votersOutgoing: [], learners: [], learnersNext: [] };
+  const answered: GroupConfig = { applied: 39, voters: [11, 12], votersOutgoing: [], learners: [], learnersNext: [] };
 
   it('reads the configuration here when this node leads, asking no one', async () => {
     const peers = transport(new Error('no request expected'));
-    expect(await leaderGroupConfig(host({ leads: true }), peers, 1, 1000)).toEqual({ voters: [11, 12], votersOutgoing: [11, 12, 13], learners: [14], learnersNext: [13] });
+    expect(await leaderGroupConfig(host({ leads: true }), peers, 1, 1000)).toEqual({ applied: 39, voters: [11, 12], votersOutgoing: [11, 12, 13], learners: [14], learnersNext: [13] });
     expect(peers.asked).toEqual([]);
   });
 
@@ -126,13 +138,25 @@ describe('leaderGroupConfig', () => {
     expect(await leaderGroupConfig(host({ leads: false, lead: 11 }), transport(leaderAnswer), 1, 1000)).toEqual(parseGroupConfig(leaderAnswer));
   });
 
-  it('fails with no leader when none is known', async () => {
-    expect(await failureCode(leaderGroupConfig(host({ leads: false }), transport(text('{}')), 1, 1000))).toBe('no-leader');
+  it('knowing no leader, asks every other voter at once and takes the answer of the one that leads', async () => {
+    const peers = transport(new Map<number, Answer>([[11, notLeader()], [12, text(JSON.stringify(answered))]]));
+    expect(await leaderGroupConfig(host({ leads: false }), peers, 1, 1000)).toEqual(answered);
+    // Voters of both joint halves but itself (13).
+    expect(peers.asked.map((a) => a.to).sort()).toEqual([11, 12]);
+    expect(peers.asked.every((a) => JSON.stringify(a.query) === '{"op":"config","shard":1}')).toBe(true);
+    // A leader of the older build that is not asked first does not hide the answer of the one that leads.
+    expect(await leaderGroupConfig(host({ leads: false }), transport(new Map<number, Answer>([[11, olderBuild()], [12, text(JSON.stringify(answered))]])), 1, 1000)).toEqual(answered);
+  });
+
+  it("knowing no leader, fails with no leader when none answers — 'not capable' or a timeout first", async () => {
+    expect(await failureCode(leaderGroupConfig(host({ leads: false }), transport(notLeader()), 1, 1000))).toBe('no-leader');
+    const timeout = new PeerRequestError('timeout', 'maybe', 'no answer');
+    expect(await failureCode(leaderGroupConfig(host({ leads: false }), transport(new Map<number, Answer>([[11, notLeader()], [12, timeout]])), 1, 1000))).toBe('timeout');
+    expect(await failureCode(leaderGroupConfig(host({ leads: false }), transport(new Map<number, Answer>([[11, timeout], [12, olderBuild()]])), 1, 1000))).toBe('not-capable');
   });
 
   it("a leader of an older build (it refuses an op it does not know as bad-query) gives 'not capable', never an answer", async () => {
-    // What answerLeaderQuery refused every op but learner-progress with before config queries existed.
-    const older = new PeerRequestError('refused', 'yes', 'refused', { code: 'bad-query', message: 'unknown or malformed query' });
+    const older = olderBuild();
     expect(await failureCode(leaderGroupConfig(host({ leads: false, lead: 12 }), transport(older), 1, 1000))).toBe('not-capable');
     const unknown = new PeerRequestError('refused', 'yes', 'refused', { code: 'unknown-query', message: 'unknown query op config' });
     expect(await failureCode(leaderGroupConfig(host({ leads: false, lead: 12 }), transport(unknown), 1, 1000))).toBe('not-capable');
@@ -153,12 +177,27 @@ describe('leaderGroupConfig', () => {
 
   it('refuses an answer that is not four lists of member ids', async () => {
     const ids = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
-    const lists = (voters: unknown): string => JSON.stringify({ voters, votersOutgoing: [], learners: [], learnersNext: [] });
-    for (const answer of ['not json', 'null', '[]', '{}', '{"voters":[11],"learners":[]}', lists('11'), lists([11, '12']), lists([0]), lists([-1]), lists([1.5]),
+    const lists = (voters: unknown, applied: unknown = 39): string => JSON.stringify({ applied, voters, votersOutgoing: [], learners: [], learnersNext: [] });
+    for (const answer of ['not json', 'null', '[]', '{}', '{"applied":1,"voters":[11],"learners":[]}', lists([11], -1), lists([11], '39'), lists([11], null), JSON.stringify({ voters: [11], votersOutgoing: [], learners: [], learnersNext: [] }), lists('11'), lists([11, '12']), lists([0]), lists([-1]), lists([1.5]),
       lists([2 ** 53]), lists([null]), lists(ids(groupConfigIdsMax + 1))]) {
       expect(await failureCode(leaderGroupConfig(host({ leads: false, lead: 12 }), transport(text(answer)), 1, 1000)), answer.slice(0, 80)).toBe('internal');
     }
     expect((await leaderGroupConfig(host({ leads: false, lead: 12 }), transport(text(lists(ids(groupConfigIdsMax)))), 1, 1000)).voters).toHaveLength(groupConfigIdsMax);
+  });
+});
+
+describe('leftGroupAtLeader', () => {
+  const answer = (applied: number, voters: number[]): Uint8Array => text(JSON.stringify({ applied, voters, votersOutgoing: [], learners: [], learnersNext: [] }));
+
+  it("is true once the leader's configuration, at least as new as this node's, lacks the member", async () => {
+    expect(await leftGroupAtLeader(host({ leads: false, lead: 11, applied: 39 }), transport(answer(45, [11, 12])), 1, 13, 1000)).toBe(true);
+    expect(await leftGroupAtLeader(host({ leads: false, lead: 11, applied: 39 }), transport(answer(39, [11, 12])), 1, 13, 1000)).toBe(true);
+  });
+
+  it('is false while the configuration holds the member, and when the leader has not applied as far as this node', async () => {
+    expect(await leftGroupAtLeader(host({ leads: false, lead: 11, applied: 39 }), transport(answer(45, [11, 12, 13])), 1, 13, 1000)).toBe(false);
+    // Not a configuration this node's could have come after: no answer about a member it holds.
+    expect(await leftGroupAtLeader(host({ leads: false, lead: 11, applied: 39 }), transport(answer(38, [11, 12])), 1, 13, 1000)).toBe(false);
   });
 });
 
@@ -169,15 +208,18 @@ describe('learnerProgress', () => {
     expect(await learnerProgress(host({ leads: false, lead: 12 }), peers, 1, 14, 1000)).toEqual({ match: 5, lastIndex: 9 });
     expect(peers.asked).toEqual([{ to: 12, query: { op: 'learner-progress', shard: 1, member: 14 } }]);
     expect(await failureCode(learnerProgress(host({ leads: false, lead: 12 }), transport(text('{"match":5}')), 1, 14, 1000))).toBe('internal');
-    expect(await failureCode(learnerProgress(host({ leads: false }), transport(text('{}')), 1, 14, 1000))).toBe('no-leader');
+    // Knowing no leader, it asks no one (a deposed leader's progress must not pass for readiness).
+    const none = transport(text('{"match":40,"lastIndex":40}'));
+    expect(await failureCode(learnerProgress(host({ leads: false }), none, 1, 14, 1000))).toBe('no-leader');
+    expect(none.asked).toEqual([]);
   });
 });
 
 describe('inGroupConfig', () => {
   it('counts a member in any role, in either half of a joint configuration', () => {
-    const joint: GroupConfig = { voters: [1, 2], votersOutgoing: [2, 3], learners: [4], learnersNext: [5] };
+    const joint: GroupConfig = { applied: 9, voters: [1, 2], votersOutgoing: [2, 3], learners: [4], learnersNext: [5] };
     for (const id of [1, 2, 3, 4, 5]) expect(inGroupConfig(joint, id), String(id)).toBe(true);
     expect(inGroupConfig(joint, 6)).toBe(false);
-    expect(inGroupConfig({ voters: [], votersOutgoing: [], learners: [], learnersNext: [] }, 1)).toBe(false);
+    expect(inGroupConfig({ applied: 9, voters: [], votersOutgoing: [], learners: [], learnersNext: [] }, 1)).toBe(false);
   });
 });
