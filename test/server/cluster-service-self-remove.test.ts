@@ -2,8 +2,10 @@
  * MemberRemove of the member that serves the call, when it follows a data shard whose leader
  * applies the removal and then stops replicating to it: this member's replica never applies it.
  * The Cluster service runs against shards that behave exactly so (the process test in
- * membership-self-remove.test.ts cannot make the leader's last message go missing on purpose):
- * whether the data shard is done is asked of its leader, and the call goes on to the meta shard.
+ * membership-self-remove.test.ts cannot make the leader's last message go missing on purpose),
+ * with the real leader queries over a transport that reaches the data shard's leader and other
+ * follower: whether the data shard is done is asked of its leader (found among the voters, as
+ * this member no longer knows it), and the call goes on to the meta shard.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
@@ -13,6 +15,8 @@ import { dkvError } from '../../src/errors.js';
 import { RuntimeError, type Router, type ShardHandle, type ShardStatus } from '../../src/runtime/index.js';
 import type { AuthGate } from '../../src/server/auth/gate.js';
 import { type Membership, createClusterService } from '../../src/server/cluster-service.js';
+import { type LeaderQueryHost, answerLeaderQuery, leftGroupAtLeader } from '../../src/server/leader-queries.js';
+import { PeerRequestError, PeerRequestRefusal, type PeerTransport } from '../../src/server/peer/index.js';
 
 const self = 0x1a;
 const leader = 0x2b;
@@ -42,12 +46,43 @@ function world(): World {
   return { dataRemovedAtLeader: false, metaRemoved: false, proposals: [], leaderAnswers: [], leaderAsked: 0 };
 }
 
-function shard(shardId: number, w: World): ShardHandle {
-  const status = (): ShardStatus => {
-    // This member's own replica of the data shard still holds it: it never applies its removal.
-    const voters = shardId === META && w.metaRemoved ? [leader, other] : [self, leader, other];
-    return { config: { voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false }, lead: leader, term: 2 } as unknown as ShardStatus;
+const confState = (voters: number[]): ShardStatus['config'] => ({ voters, votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false });
+
+/**
+ * This member's replica of a shard. Its data shard replica still holds the member (it never
+ * applies its removal) and, once the leader applied the removal, knows no leader (no more
+ * heartbeats come).
+ */
+function localStatus(shardId: number, w: World): ShardStatus {
+  const voters = shardId === META && w.metaRemoved ? [leader, other] : [self, leader, other];
+  const lead = shardId === DATA && w.dataRemovedAtLeader ? 0 : leader;
+  return { id: self, config: confState(voters), lead, term: 2, applied: 10, lastIndex: 10, progress: undefined } as unknown as ShardStatus;
+}
+
+/** The data shard's leader and its other follower, as the member's questions reach them. */
+function dataPeers(w: World): Pick<PeerTransport, 'request'> {
+  const node = (id: number): LeaderQueryHost => ({
+    hasShard: (shardId) => shardId === DATA,
+    status: () => {
+      const removed = w.dataRemovedAtLeader;
+      const progress = id === leader ? new Map() : undefined;
+      return { id, config: confState(removed ? [leader, other] : [self, leader, other]), lead: leader, applied: removed ? 11 : 10, lastIndex: removed ? 11 : 10, progress };
+    },
+  });
+  return {
+    request: async (to, payload) => {
+      try {
+        return answerLeaderQuery(node(to), payload);
+      } catch (error) {
+        if (!(error instanceof PeerRequestRefusal)) throw error;
+        throw new PeerRequestError('refused', 'yes', error.message, { code: error.code, message: error.message });
+      }
+    },
   };
+}
+
+function shard(shardId: number, w: World): ShardHandle {
+  const status = (): ShardStatus => localStatus(shardId, w);
   return {
     shardId,
     status,
@@ -91,7 +126,8 @@ function membership(w: World): Membership {
       w.leaderAsked++;
       const failure = w.leaderAnswers.shift();
       if (failure !== undefined) throw failure;
-      return id === self && w.dataRemovedAtLeader;
+      const local: LeaderQueryHost = { hasShard: (s) => s === DATA || s === META, status: (s) => localStatus(s, w) };
+      return leftGroupAtLeader(local, dataPeers(w), shardId, id, timeoutMs);
     },
   };
 }
