@@ -1,8 +1,8 @@
 /**
  * MemberRemove of the member that serves the call, when it follows a data shard whose leader
  * applies the removal and then stops replicating to it: this member's replica never applies it.
- * The Cluster service runs against shards that behave exactly so (the process test in
- * membership-self-remove.test.ts cannot make the leader's last message go missing on purpose),
+ * The Cluster service runs against shards that behave exactly so (membership-self-remove.test.ts
+ * makes it happen to real processes, with the leader's appends to the member dropped by a proxy),
  * with the real leader queries over a transport that reaches the data shard's leader and other
  * follower: whether the data shard is done is asked of its leader (found among the voters, as
  * this member no longer knows it), and the call goes on to the meta shard.
