@@ -13,7 +13,7 @@ import type { ConfChange } from '../../raft/index.js';
 import { addedMemberIdOf } from '../cluster/index.js';
 import { type Member, encodeMemberContext } from '../engines/meta/index.js';
 import { int64IfSafe, type Int64 } from '../etcd-proto.js';
-import { dkvError } from '../errors.js';
+import { type DkvError, dkvError, isDkvError } from '../errors.js';
 import { RuntimeError, type RuntimeErrorCode, type ShardHandle, indeterminateCodes } from '../runtime/index.js';
 import { membershipAttemptMinMs, membershipRetryMs } from './limits.js';
 import { serviceDefinition } from './grpc-service.js';
@@ -58,9 +58,22 @@ export interface Membership {
    * stop replicating to it once they apply it.
    */
   removedSelf(): Promise<void>;
-  /** Whether a peer's member list says this member was removed (false when none answers). */
+  /**
+   * Whether a peer's member list says this member was removed (false when none answers). When
+   * one does, the member stops as a removed member, as it does when it learns it by other means.
+   */
   peersSayRemovedSelf(): Promise<boolean>;
+  /**
+   * Whether `id`, which this node's configuration of `shardId` holds, has left that shard as its
+   * leader's configuration says (read here when this node leads, asked of the leader otherwise,
+   * waiting at most `timeoutMs`). Fails with `no leader`, `request timed out`, or `not capable`
+   * (a leader of an older build cannot answer).
+   */
+  leftGroupAtLeader(shardId: number, id: number, timeoutMs: number): Promise<boolean>;
 }
+
+/** Failures of a leader's configuration query after which the query is made again on the next attempt. */
+const leaderQueryRetriedCodes: ReadonlySet<DkvError['code']> = new Set(['no-leader', 'timeout']);
 
 export interface ClusterServiceContext extends ServiceContext {
   readonly membership: Membership;
@@ -112,13 +125,23 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
    * one attempt lasts an election timeout; before each attempt (after a linearizable read of the
    * group, from the second on) `done()` says whether an earlier one went through after all. A
    * late duplicate is harmless: the meta shard drops an add of a removed id, or of a learner that
-   * is now a voter, where it applies. `done()` may throw to end the call (the member was removed).
-   * Once an attempt's outcome is unknown, or an earlier group took its change, a failure is
-   * answered as a timeout: the call's outcome is not "nothing applied".
+   * is now a voter, where it applies. `done()` may ask another node (it returns a promise then),
+   * and may throw to end the call: the member was removed (answered as is), or the check cannot be
+   * made (answered as any other failure). Once an attempt's outcome is unknown, or an earlier group
+   * took its change, a failure is answered as a timeout: the call's outcome is not "nothing applied".
    */
-  const carryOut = async (shard: ShardHandle, change: ConfChange, done: () => boolean, progress: CallProgress, gaveUp: () => boolean = () => false): Promise<void> => {
-    const unknownOutcome = (failure: RuntimeError): RuntimeError =>
+  const carryOut = async (shard: ShardHandle, change: ConfChange, done: () => boolean | Promise<boolean>, progress: CallProgress, gaveUp: () => boolean = () => false): Promise<void> => {
+    const unknownOutcome = (failure: Error): Error =>
       progress.unknown ?? (progress.changed ? new RuntimeError('timeout', 'a membership change applied in some groups only') : failure);
+    const isDone = async (): Promise<boolean> => {
+      try {
+        return await done();
+      } catch (error) {
+        // A removed member is the call's answer whatever else happened (a removed id never comes back).
+        if (isDkvError(error, 'member-not-found') || !(error instanceof Error)) throw error;
+        throw unknownOutcome(error);
+      }
+    };
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) {
         try {
@@ -127,7 +150,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
           if (!(error instanceof RuntimeError)) throw error;
         }
       }
-      if (done()) break;
+      if (await isDone()) break;
       const left = progress.deadline - Date.now();
       // Too little time for an attempt: proposing it would only make the outcome unknown.
       if (left < membershipAttemptMinMs || gaveUp()) throw unknownOutcome(progress.lastFailure ?? new RuntimeError('timeout', 'request timed out'));
@@ -150,6 +173,23 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
   const names = (shard: ShardHandle, id: number): 'voter' | 'learner' | undefined => {
     const config = shard.status().config;
     return config.voters.includes(id) ? 'voter' : config.learners.includes(id) ? 'learner' : undefined;
+  };
+  /**
+   * Whether this member, removing itself, is out of `shard`. Its own replica may never apply the
+   * removal (the leader stops replicating to it once it applies it, and soon it knows no leader),
+   * so the leader's configuration is asked too (leader-queries.ts finds the leader among the
+   * voters then). A leader that cannot answer now (none found, no answer in time) leaves it
+   * unknown until the next attempt; one that cannot answer at all (an older build) ends the call.
+   */
+  const selfOutOf = async (shard: ShardHandle, id: number, progress: CallProgress): Promise<boolean> => {
+    if (names(shard, id) === undefined) return true;
+    try {
+      // As long as a linearizable read before an attempt may wait.
+      return await membership.leftGroupAtLeader(shard.shardId, id, Math.max(1, Math.min(progress.deadline - Date.now(), membership.electionTimeoutMs)));
+    } catch (error) {
+      if (isDkvError(error) && leaderQueryRetriedCodes.has(error.code)) return false;
+      throw error;
+    }
   };
   /** Ends a call whose member was removed meanwhile (a removed id never comes back). */
   const notRemoved = (id: number): void => {
@@ -188,10 +228,14 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       const change: ConfChange = { transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) };
       const progress = startCall();
       // The other groups first: the member still votes there, and still has its links, until the
-      // meta shard's record (and with it the peer every group dials) goes.
-      for (const shard of others()) await carryOut(shard, change, () => names(shard, member.id) === undefined, progress);
+      // meta shard's record (and with it the peer every group dials) goes. A member removing itself
+      // asks each group's leader whether it is done (its own replica may never hear).
+      const removingSelf = member.id === ctx.memberId;
+      for (const shard of others()) {
+        await carryOut(shard, change, removingSelf ? () => selfOutOf(shard, member.id, progress) : () => names(shard, member.id) === undefined, progress);
+      }
       const meta = ctx.router.meta();
-      if (member.id !== ctx.memberId) {
+      if (!removingSelf) {
         await carryOut(meta, change, () => membership.isRemoved(member.id), progress);
       } else {
         // Removing itself: done once it hears of its removal by any path (the others stop
@@ -203,7 +247,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
           await Promise.race([proposal, membership.removedSelf()]);
         } catch (error) {
           // The proposal failed here (a timeout, a leader change) but may have committed: the
-          // peers' member lists say.
+          // peers' member lists say (and when they do, this member stops as removed).
           if (!(await membership.peersSayRemovedSelf())) throw error;
         } finally {
           settled = true;

@@ -1,10 +1,19 @@
 /**
  * Questions only a shard's leader can answer, asked over the peer transport's request channel
- * (no connection of their own). Today: how far a learner's log is, which MemberPromote checks on
- * every shard as etcd checks it on its leader. JSON: these are rare administrative calls.
+ * (no connection of their own). Two today: how far a learner's log is, which MemberPromote checks
+ * on every shard as etcd checks it on its leader; and the shard's configuration as the leader
+ * applied it, which a member removing itself reads (the leader stops replicating to it once it
+ * applies the removal, so its own replica may never learn that it is done). JSON: these are rare
+ * administrative calls.
+ *
+ * Refusal codes: `bad-query` (not JSON, or an op's fields malformed), `unknown-query` (an op this
+ * build does not know), `wrong-shard`, `not-leader`. A leader of an older build refuses an op it
+ * does not know with `bad-query`: the asker, whose queries are well-formed, reads either code as
+ * "the leader cannot answer this yet" (etcd's `not capable`), never as an answer.
  */
-import type { NodeRuntime } from '../runtime/index.js';
-import { dkvError } from '../errors.js';
+import type { ConfState } from '../../raft/index.js';
+import type { ShardStatus } from '../runtime/index.js';
+import { type DkvError, dkvError } from '../errors.js';
 import { PeerRequestError, PeerRequestRefusal, type PeerTransport } from './peer/index.js';
 
 interface LearnerProgressQuery {
@@ -13,64 +22,196 @@ interface LearnerProgressQuery {
   readonly member: number;
 }
 
+interface ConfigQuery {
+  readonly op: 'config';
+  readonly shard: number;
+}
+
+type LeaderQuery = LearnerProgressQuery | ConfigQuery;
+
 export interface LearnerProgress {
   /** The learner's match index on the leader (0 if the leader does not track it). */
   readonly match: number;
   readonly lastIndex: number;
 }
 
+/** A shard's members as its leader's applied configuration holds them (joint halves included). */
+export interface GroupConfig {
+  /** The leader's applied index: the configuration is the one of its state at this index. */
+  readonly applied: number;
+  readonly voters: readonly number[];
+  readonly votersOutgoing: readonly number[];
+  readonly learners: readonly number[];
+  readonly learnersNext: readonly number[];
+}
+
+/** Ids one list of an answered configuration may hold: far above any cluster's size, a bound on what is parsed. */
+export const groupConfigIdsMax = 1024;
+
+/** What answering and asking need of the node: its shards' status. */
+export interface LeaderQueryHost {
+  hasShard(shard: number): boolean;
+  status(shard: number): Pick<ShardStatus, 'id' | 'progress' | 'lastIndex' | 'applied' | 'config' | 'lead'>;
+}
+
+/** What asking needs of the peer transport. */
+export type LeaderQueryTransport = Pick<PeerTransport, 'request'>;
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** The leader's answer to a query from a peer; refuses with `not-leader` when this node does not lead. */
-export function answerLeaderQuery(runtime: NodeRuntime, payload: Uint8Array): Uint8Array {
-  let query: Partial<LearnerProgressQuery>;
+/** A query as received: refused unless it is one this build answers, with every field well-formed. */
+function parseQuery(payload: Uint8Array): LeaderQuery {
+  let query: unknown;
   try {
-    query = JSON.parse(decoder.decode(payload)) as Partial<LearnerProgressQuery>;
+    query = JSON.parse(decoder.decode(payload));
   } catch {
     throw new PeerRequestRefusal('bad-query', 'the query is not JSON');
   }
-  if (query.op !== 'learner-progress' || !Number.isSafeInteger(query.shard) || !Number.isSafeInteger(query.member)) {
-    throw new PeerRequestRefusal('bad-query', 'unknown or malformed query');
+  if (typeof query !== 'object' || query === null || Array.isArray(query)) throw new PeerRequestRefusal('bad-query', 'the query is not an object');
+  const fields = query as { op?: unknown; shard?: unknown; member?: unknown };
+  const id = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+  switch (fields.op) {
+    case 'learner-progress':
+      if (!id(fields.shard) || !id(fields.member)) throw new PeerRequestRefusal('bad-query', 'a learner-progress query needs a shard and a member');
+      return { op: 'learner-progress', shard: fields.shard, member: fields.member };
+    case 'config':
+      if (!id(fields.shard)) throw new PeerRequestRefusal('bad-query', 'a config query needs a shard');
+      return { op: 'config', shard: fields.shard };
+    default:
+      throw new PeerRequestRefusal('unknown-query', `unknown query op ${String(fields.op).slice(0, 64)}`);
   }
-  if (!runtime.hasShard(query.shard!)) throw new PeerRequestRefusal('wrong-shard', `shard ${query.shard} is not hosted here`);
-  const status = runtime.status(query.shard!);
+}
+
+function groupConfigOf(status: Pick<ShardStatus, 'applied' | 'config'>): GroupConfig {
+  const config: ConfState = status.config;
+  return { applied: status.applied, voters: [...config.voters], votersOutgoing: [...config.votersOutgoing], learners: [...config.learners], learnersNext: [...config.learnersNext] };
+}
+
+/** The leader's answer to a query from a peer; refuses with `not-leader` when this node does not lead. */
+export function answerLeaderQuery(host: LeaderQueryHost, payload: Uint8Array): Uint8Array {
+  const query = parseQuery(payload);
+  if (!host.hasShard(query.shard)) throw new PeerRequestRefusal('wrong-shard', `shard ${query.shard} is not hosted here`);
+  const status = host.status(query.shard);
   if (status.progress === undefined) throw new PeerRequestRefusal('not-leader', `not the leader of shard ${query.shard}`);
-  const answer: LearnerProgress = { match: status.progress.get(query.member!)?.match ?? 0, lastIndex: status.lastIndex };
+  const answer: LearnerProgress | GroupConfig =
+    query.op === 'learner-progress' ? { match: status.progress.get(query.member)?.match ?? 0, lastIndex: status.lastIndex } : groupConfigOf(status);
   return encoder.encode(JSON.stringify(answer));
+}
+
+/** A failed question to one node, as the asker reports it. */
+function askFailure(error: unknown, to: number, query: LeaderQuery): DkvError {
+  if (!(error instanceof PeerRequestError)) throw error;
+  if (error.code === 'timeout') return dkvError('timeout');
+  // A node of an older build cannot answer: the check cannot be made until it is upgraded.
+  if (error.code === 'unsupported') return dkvError('not-capable', `member ${to.toString(16)} does not answer leader queries`);
+  const refusal = error.refusal?.code;
+  if (refusal === 'unknown-query' || refusal === 'bad-query') return dkvError('not-capable', `member ${to.toString(16)} does not answer a ${query.op} query`);
+  return dkvError('no-leader');
+}
+
+/** Of the failures of one question put to several nodes, the one to report (a build that cannot answer first). */
+const failureRank: Readonly<Partial<Record<DkvError['code'], number>>> = { 'not-capable': 0, timeout: 1 };
+
+/**
+ * Asks `shard`'s leader as this node knows it. When it knows none, `whenNoLeader: 'ask-voters'`
+ * asks every other voter of its configuration at once (the leader answers, the others refuse with
+ * `not-leader`); 'fail' fails at once. Fails with etcd's `no leader` when no leader answers,
+ * `request timed out` when it did not answer in time, and `not capable` when it runs a build that
+ * does not know the query.
+ */
+async function askLeader(host: LeaderQueryHost, transport: LeaderQueryTransport, query: LeaderQuery, timeoutMs: number, whenNoLeader: 'fail' | 'ask-voters'): Promise<Uint8Array> {
+  const status = host.status(query.shard);
+  const voters = (): number[] => [...new Set([...status.config.voters, ...status.config.votersOutgoing])].filter((id) => id !== status.id);
+  const asked = status.lead !== 0 ? [status.lead] : whenNoLeader === 'ask-voters' ? voters() : [];
+  if (asked.length === 0) throw dkvError('no-leader');
+  const payload = encoder.encode(JSON.stringify(query));
+  const answers = asked.map((to) =>
+    transport.request(to, payload, { timeoutMs }).catch((error: unknown) => {
+      throw askFailure(error, to, query);
+    }),
+  );
+  try {
+    return await Promise.any(answers);
+  } catch (error) {
+    if (!(error instanceof AggregateError)) throw error;
+    const failures = (error.errors as DkvError[]).sort((a, b) => (failureRank[a.code] ?? 2) - (failureRank[b.code] ?? 2));
+    throw failures[0]!;
+  }
 }
 
 /**
  * A learner's progress on `shard` as its leader sees it: read here when this node leads, asked of
- * the leader otherwise. Fails with etcd's `no leader` when none is known or it cannot be asked.
+ * the leader otherwise.
  */
-export async function learnerProgress(runtime: NodeRuntime, transport: PeerTransport, shard: number, member: number, timeoutMs: number): Promise<LearnerProgress> {
-  const status = runtime.status(shard);
+export async function learnerProgress(host: LeaderQueryHost, transport: LeaderQueryTransport, shard: number, member: number, timeoutMs: number): Promise<LearnerProgress> {
+  const status = host.status(shard);
   if (status.progress !== undefined) return { match: status.progress.get(member)?.match ?? 0, lastIndex: status.lastIndex };
-  if (status.lead === 0) throw dkvError('no-leader');
-  const query: LearnerProgressQuery = { op: 'learner-progress', shard, member };
-  let answer: Uint8Array;
-  try {
-    answer = await transport.request(status.lead, encoder.encode(JSON.stringify(query)), { timeoutMs });
-  } catch (error) {
-    if (!(error instanceof PeerRequestError)) throw error;
-    if (error.code === 'timeout') throw dkvError('timeout');
-    // A leader of an older build cannot answer: the check cannot be made until it is upgraded.
-    if (error.code === 'unsupported') throw dkvError('not-capable');
-    throw dkvError('no-leader');
-  }
-  return parseProgress(answer);
+  return parseProgress(await askLeader(host, transport, { op: 'learner-progress', shard, member }, timeoutMs, 'fail'));
 }
 
-/** The leader's answer, checked: anything else than two indexes is refused, never read as "ready". */
-function parseProgress(answer: Uint8Array): LearnerProgress {
-  let parsed: Partial<LearnerProgress>;
+/**
+ * `shard`'s configuration as its leader applied it: read here when this node leads, asked of the
+ * leader otherwise — of every other voter when this node knows no leader, as a member whose
+ * removal the leader applied soon does not (the leader no longer sends it heartbeats, and it
+ * campaigns in vain). An answer from a leader that was deposed meanwhile is still sound for this
+ * purpose: a configuration is applied only once committed, and a removed id never comes back.
+ */
+export async function leaderGroupConfig(host: LeaderQueryHost, transport: LeaderQueryTransport, shard: number, timeoutMs: number): Promise<GroupConfig> {
+  const status = host.status(shard);
+  if (status.progress !== undefined) return groupConfigOf(status);
+  return parseGroupConfig(await askLeader(host, transport, { op: 'config', shard }, timeoutMs, 'ask-voters'));
+}
+
+/** Whether `id` is in `config` in any role (a voter of either joint half, a learner now or next). */
+export function inGroupConfig(config: GroupConfig, id: number): boolean {
+  return config.voters.includes(id) || config.votersOutgoing.includes(id) || config.learners.includes(id) || config.learnersNext.includes(id);
+}
+
+/**
+ * Whether `member`, which this node's own configuration of `shard` holds, has left the shard: its
+ * leader's configuration lacks it, and is at least as new as this node's (a leader that has not
+ * applied as far as this node yet may not have applied the member's addition either; that is no
+ * answer, and the member counts as still in).
+ */
+export async function leftGroupAtLeader(host: LeaderQueryHost, transport: LeaderQueryTransport, shard: number, member: number, timeoutMs: number): Promise<boolean> {
+  const appliedHere = host.status(shard).applied;
+  const config = await leaderGroupConfig(host, transport, shard, timeoutMs);
+  return config.applied >= appliedHere && !inGroupConfig(config, member);
+}
+
+function parseJson(answer: Uint8Array, what: string): unknown {
   try {
-    parsed = JSON.parse(decoder.decode(answer)) as Partial<LearnerProgress>;
+    return JSON.parse(decoder.decode(answer));
   } catch {
-    throw dkvError('internal', 'the leader answered a progress query with something that is not JSON');
+    throw dkvError('internal', `the leader answered a ${what} query with something that is not JSON`);
   }
-  const index = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
-  if (!index(parsed.match) || !index(parsed.lastIndex)) throw dkvError('internal', 'the leader answered a progress query without its indexes');
+}
+
+const isIndex = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+
+/** The leader's answer, checked: anything else than two indexes is refused, never read as "ready". */
+export function parseProgress(answer: Uint8Array): LearnerProgress {
+  const parsed = parseJson(answer, 'progress') as Partial<LearnerProgress> | null;
+  if (parsed === null || typeof parsed !== 'object' || !isIndex(parsed.match) || !isIndex(parsed.lastIndex)) {
+    throw dkvError('internal', 'the leader answered a progress query without its indexes');
+  }
   return { match: parsed.match, lastIndex: parsed.lastIndex };
+}
+
+/**
+ * The leader's answer, checked: its applied index and four lists of member ids, none of them
+ * missing or holding anything else (a list missing is refused, never read as "not a member").
+ */
+export function parseGroupConfig(answer: Uint8Array): GroupConfig {
+  const parsed = parseJson(answer, 'config') as Record<string, unknown> | null;
+  const ids = (value: unknown): value is number[] =>
+    Array.isArray(value) && value.length <= groupConfigIdsMax && value.every((id) => typeof id === 'number' && Number.isSafeInteger(id) && id > 0);
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed) || !isIndex(parsed.applied)) {
+    throw dkvError('internal', 'the leader answered a config query without its applied index');
+  }
+  if (!ids(parsed.voters) || !ids(parsed.votersOutgoing) || !ids(parsed.learners) || !ids(parsed.learnersNext)) {
+    throw dkvError('internal', 'the leader answered a config query without its lists of member ids');
+  }
+  return { applied: parsed.applied, voters: parsed.voters, votersOutgoing: parsed.votersOutgoing, learners: parsed.learners, learnersNext: parsed.learnersNext };
 }

@@ -49,8 +49,9 @@ import { createPrefixWatchService } from './prefix-watch-service.js';
 import { BufferedBytes } from './response-queue.js';
 import { Ticker, immediateScheduler, leaseScheduler, levelStorage, wallClock } from './runtime-host.js';
 import { createWatchService } from './watch-service.js';
-import { answerLeaderQuery, learnerProgress } from './leader-queries.js';
+import { answerLeaderQuery, learnerProgress, leftGroupAtLeader } from './leader-queries.js';
 import { MembershipSync } from './membership-sync.js';
+import { OwnRemovalWatch } from './own-removal-watch.js';
 import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log.js';
 
 /** Shard 0 holds cluster metadata; shard 1 the default store's data. */
@@ -438,29 +439,20 @@ export class DkvNode {
   /** How this member learnt of its removal before start() finished (handled once it has). */
   private removedWhileStarting: string | undefined;
 
-  private watchingOwnRemoval = false;
-
-  /**
-   * This member proposed its own removal: the others stop replicating to it once they apply it,
-   * so it may never apply it itself. Ask the peers' member lists until one says it is removed.
-   */
-  private watchForOwnRemoval(): void {
-    if (this.watchingOwnRemoval) return;
-    this.watchingOwnRemoval = true;
-    const deadline = Date.now() + ownRemovalWatchMs;
-    const poll = (): void => {
-      if (this.stopping || this.removedNoticed || Date.now() > deadline) return;
+  /** Asks the peers whether this member, which removed itself, is done (it may never apply its removal). */
+  private readonly ownRemoval = new OwnRemovalWatch({
+    peersSayRemoved: async () => {
       const urls = this.members().filter((m) => m.id !== this.identity.memberId).flatMap((m) => m.peerUrls);
-      currentPeers(urls, peerTlsOf(this.config), this.identity.clusterId).then(
-        ({ removed }) => {
-          if (removed.has(this.identity.memberId)) this.removed("a peer's member list says so");
-          else setTimeout(poll, ownRemovalPollMs).unref();
-        },
-        () => setTimeout(poll, ownRemovalPollMs).unref(),
-      );
-    };
-    setTimeout(poll, ownRemovalPollMs).unref();
-  }
+      const { removed } = await currentPeers(urls, peerTlsOf(this.config), this.identity.clusterId);
+      return removed.has(this.identity.memberId);
+    },
+    over: () => this.stopping || this.removedNoticed,
+    removed: () => this.removed("a peer's member list says so"),
+    now: () => Date.now(),
+    after: (ms, task) => setTimeout(task, ms).unref(),
+    pollMs: ownRemovalPollMs,
+    watchMs: ownRemovalWatchMs,
+  });
 
   /** What the cluster query said at start-up (until some shard's configuration says otherwise). */
   private learnerByQuery = false;
@@ -605,13 +597,10 @@ export class DkvNode {
       members: () => this.members(),
       isRemoved: (id) => metaEngineOf(this.router.meta().machine()).isRemoved(id),
       clusterToken: this.identity.clusterToken,
-      peersSayRemovedSelf: async () => {
-        const urls = this.members().filter((m) => m.id !== this.identity.memberId).flatMap((m) => m.peerUrls);
-        const { removed } = await currentPeers(urls, peerTlsOf(this.config), this.identity.clusterId).catch(() => ({ removed: new Set<number>() }));
-        return removed.has(this.identity.memberId);
-      },
+      peersSayRemovedSelf: () => this.ownRemoval.askOnce(),
+      leftGroupAtLeader: (shard, id, timeoutMs) => leftGroupAtLeader(this.runtime, this.transport, shard, id, timeoutMs),
       removedSelf: () => {
-        this.watchForOwnRemoval();
+        this.ownRemoval.start();
         return this.removedSelf.promise;
       },
       electionTimeoutMs: this.config.tickMs * this.config.electionTicks,

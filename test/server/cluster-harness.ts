@@ -42,6 +42,8 @@ export interface TestClusterOptions {
   readonly args?: readonly string[];
   /** Flags added to node i's command line only. */
   readonly nodeArgs?: (i: number) => readonly string[];
+  /** Flags of the dev layout that node i starts with in place of the layout's (by name, as `startNode`'s `replace`). */
+  readonly nodeReplace?: (i: number, node: DevNode) => Readonly<Record<string, string>>;
   /** https client and peer URLs (the metrics URL stays http); give the TLS flags in `args`. */
   readonly https?: boolean;
   /** Flags the harness's own etcdctl calls need (TLS: --cacert, --cert, --key). */
@@ -77,7 +79,7 @@ export class TestCluster {
     const layout = devClusterLayout({ nodes: count, basePort: await freeBase(count), dataDir: dir });
     const nodes = options.https === true ? layout.nodes.map(withHttps) : layout.nodes;
     const cluster = new TestCluster(dir, nodes, options.args ?? [], options.nodeArgs ?? (() => []), options.etcdctlArgs ?? []);
-    for (let i = 0; i < count; i++) cluster.startNode(i);
+    for (let i = 0; i < count; i++) cluster.startNode(i, options.nodeReplace?.(i, nodes[i]!));
     try {
       await cluster.waitForLeader();
       await cluster.waitForMembersPublished();
