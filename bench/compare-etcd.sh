@@ -15,7 +15,8 @@
 #   COMPARE_ONLY=RE     run only the workloads whose name matches the extended regex RE
 #                       (e.g. COMPARE_ONLY='one key', COMPARE_ONLY='^put', COMPARE_ONLY='^lease';
 #                       COMPARE_ONLY=idle for the idle cost alone; COMPARE_ONLY=auth for the rows
-#                       run with auth enabled on both clusters)
+#                       run with auth enabled on both clusters, whose names end in ", auth": a
+#                       regex such as '^put' picks them too, and turns auth on and off for them)
 #   COMPARE_KEEP=1      keep the temporary directory (logs, raw results) instead of removing it
 #   COMPARE_FOOTPRINT_KEYS="500000 2000000"
 #                       the sizes of the footprint rows (dkv bench footprint: one node of each, memory

@@ -10,7 +10,7 @@
  * leader over the peer transport, and its reads ask the leader for a read index.
  */
 import type { ConfChange } from '../../raft/index.js';
-import { EngineError } from '../engines/index.js';
+import { EngineError, anonymousCaller } from '../engines/index.js';
 import type { EngineCommand } from './envelope.js';
 import { RuntimeError } from './errors.js';
 import { authOldRevisionProposalsMax } from './limits.js';
@@ -68,7 +68,8 @@ class RuntimeShardHandle implements ShardHandle {
         const caller = options.caller;
         if (!(error instanceof EngineError) || error.code !== 'auth-old-revision' || caller?.again === undefined || attempt >= authOldRevisionProposalsMax) throw error;
         const again = caller.again();
-        if (again.authRevision <= caller.authRevision) throw error;
+        // Auth disabled meanwhile: the anonymous caller (revision 0) passes where it applies.
+        if (again !== anonymousCaller && again.authRevision <= caller.authRevision) throw error;
         options = { ...options, caller: again };
       }
     }

@@ -100,7 +100,7 @@ export function createCounterService(ctx: CounterServiceContext): { definition: 
     const shard = ctx.router.forKey(key);
     checkTtlCapable(shard, ttlMs);
     ctx.quota?.check(shard, counterWriteCost(key));
-    return valueResponse(shard, incrementCommand(key, amount, ttlMs), ctx.gate.caller(call));
+    return valueResponse(shard, incrementCommand(key, amount, ttlMs), await ctx.gate.permitted(call));
   };
 
   const implementation: grpc.UntypedServiceImplementation = {
@@ -114,7 +114,7 @@ export function createCounterService(ctx: CounterServiceContext): { definition: 
       const shard = ctx.router.forKey(key);
       checkTtlCapable(shard, ttlMs);
       ctx.quota?.check(shard, counterWriteCost(key));
-      return valueResponse(shard, setCommand(key, value, ttlMs), ctx.gate.caller(call));
+      return valueResponse(shard, setCommand(key, value, ttlMs), await ctx.gate.permitted(call));
     }),
     Get: unary<WireGetRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
@@ -135,7 +135,7 @@ export function createCounterService(ctx: CounterServiceContext): { definition: 
       checkSize(raw);
       const key = checkKey(message.key);
       const shard = ctx.router.forKey(key);
-      const outcome = await propose(shard, deleteCommand(key), ctx.gate.caller(call));
+      const outcome = await propose(shard, deleteCommand(key), await ctx.gate.permitted(call));
       if (outcome.kind !== 'deleted') throw new Error(`counter delete applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.revision), deleted: outcome.deleted };
     }),

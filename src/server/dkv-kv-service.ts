@@ -47,7 +47,7 @@ export function createDkvKvService(ctx: DkvKvServiceContext): { definition: Retu
       // The fence key must live on the shard that applies the write.
       const shard = ctx.router.forKeys(fence === undefined ? [message.key] : [message.key, fence.key]);
       ctx.quota?.check(shard, putCost(message));
-      const outcome = await propose(shard, dkvPutCommand(raw), ctx.gate.caller(call));
+      const outcome = await propose(shard, dkvPutCommand(raw), await ctx.gate.permitted(call));
       if (outcome.kind !== 'put') throw new Error(`dkv put applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.result.revision), ...putToWire(outcome.result) };
     }),
@@ -62,7 +62,7 @@ export function createDkvKvService(ctx: DkvKvServiceContext): { definition: Retu
       if (fence !== undefined) keys.push(fence.key);
       const shard = ctx.router.forKeys(keys);
       ctx.quota?.check(shard, txnCost(txn));
-      const outcome = await propose(shard, dkvTxnCommand(raw), ctx.gate.caller(call));
+      const outcome = await propose(shard, dkvTxnCommand(raw), await ctx.gate.permitted(call));
       if (outcome.kind !== 'txn') throw new Error(`dkv txn applied as ${outcome.kind}`);
       const header = responseHeader(ctx, shard, outcome.result.revision);
       return { header, ...txnToWire(outcome.result, header) };

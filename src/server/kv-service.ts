@@ -224,7 +224,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     Compact: unary<object>(async ({ raw }, call) => {
       checkSize(raw);
       // etcd checks no permission for a compaction; the caller is carried all the same.
-      const caller = ctx.gate.caller(call);
+      const caller = await ctx.gate.permitted(call);
       const shard = ctx.router.defaultStore();
       const outcome = await propose(shard, KvCommandKind.Compaction, raw, caller);
       if (outcome.kind !== 'compaction') throw new Error(`compaction applied as ${outcome.kind}`);

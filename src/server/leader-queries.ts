@@ -48,6 +48,9 @@ export interface GroupConfig {
 /** Ids one list of an answered configuration may hold: far above any cluster's size, a bound on what is parsed. */
 export const groupConfigIdsMax = 1024;
 
+/** Characters of an unknown query's op quoted back in the refusal. */
+export const unknownOpQuotedCharsMax = 64;
+
 /** What answering and asking need of the node: its shards' status. */
 export interface LeaderQueryHost {
   hasShard(shard: number): boolean;
@@ -79,7 +82,7 @@ function parseQuery(payload: Uint8Array): LeaderQuery {
       if (!id(fields.shard)) throw new PeerRequestRefusal('bad-query', 'a config query needs a shard');
       return { op: 'config', shard: fields.shard };
     default:
-      throw new PeerRequestRefusal('unknown-query', `unknown query op ${String(fields.op).slice(0, 64)}`);
+      throw new PeerRequestRefusal('unknown-query', `unknown query op ${String(fields.op).slice(0, unknownOpQuotedCharsMax)}`);
   }
 }
 

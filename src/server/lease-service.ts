@@ -151,7 +151,7 @@ export function createLeaseService(ctx: LeaseServiceContext): { definition: Retu
     LeaseGrant: unary<WireLeaseGrantRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       // etcd checks no permission for a grant (keys attach later, each put checked).
-      const caller = ctx.gate.caller(call);
+      const caller = await ctx.gate.permitted(call);
       const ttl = int64Exact(message.TTL);
       if (ttl > BigInt(leaseLimits.leaseTtlSecondsMax)) throw dkvError('lease-ttl-too-large');
       const ttlSeconds = Math.max(ctx.leaseTtlSecondsMin, Number(ttl));

@@ -86,7 +86,7 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
     // DEACTIVATE go through Raft and answer with the alarm they changed (none if nothing changed).
     Alarm: unary<{ action?: number; memberID?: Int64; alarm?: number }>(async ({ message }, call) => {
       // etcd checks no permission for alarms; the caller is carried all the same.
-      const caller = ctx.gate.caller(call);
+      const caller = await ctx.gate.permitted(call);
       const shard = data();
       const type = alarmTypeOf(message.alarm ?? AlarmType.None);
       const action = message.action ?? AlarmAction.Get;

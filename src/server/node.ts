@@ -667,7 +667,7 @@ export class DkvNode {
       clientCertAuth: this.config.clientTls.clientCertAuth,
       nowMs: () => Date.now(),
       // Before a refusal: a ReadIndex of the shard that holds the auth state.
-      catchUp: () => this.router.defaultStore().read({ timeoutMs: requestTimeoutMs(this.config.tickMs * this.config.electionTicks) }),
+      catchUp: async () => this.router.defaultStore().read({ timeoutMs: requestTimeoutMs(this.config.tickMs * this.config.electionTicks) }),
     });
     this.tokenSweepTimer = setInterval(() => this.simpleTokens.sweep(Date.now()), simpleTokenSweepMs);
     this.tokenSweepTimer.unref();

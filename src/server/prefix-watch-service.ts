@@ -172,12 +172,12 @@ export function createPrefixWatchService(ctx: PrefixWatchContext): { definition:
       }
       // Refused only once this member's auth state has caught up with the cluster's (AuthGate.permitted).
       const access = () => ({ admin: false as const, keys: rangeAccess(prefixRange(call.request.message.prefix ?? new Uint8Array(0))) });
-      ctx.gate.permitted(call, access).then(
-        () => {
+      ctx.gate
+        .permitted(call, access)
+        .then(() => {
           if (!call.cancelled) new PrefixStream(call, ctx, serialize);
-        },
-        (error: unknown) => call.emit('error', toGrpcError(clientError(error))),
-      );
+        })
+        .catch((error: unknown) => call.emit('error', toGrpcError(clientError(error))));
     },
   };
   return { definition, implementation };

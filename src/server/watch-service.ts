@@ -10,7 +10,7 @@ import { type KeyValue, type MvccEvent, compareBytes } from '../../storage/index
 import { eventToWire } from '../engines/kv/index.js';
 import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index.js';
 import { etcdType, int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto.js';
-import { type DkvError, errorTable, toGrpcError } from '../errors.js';
+import { type DkvError, dkvError, errorTable, toGrpcError } from '../errors.js';
 import { type Incoming, type StreamFrame, isMalformedFrame, serviceDefinition } from './grpc-service.js';
 import { type BufferedBytes, type FrameEncoder, ResponseQueue, grpcFrames, grpcPrefixBytes, writeGrpcPrefix } from './response-queue.js';
 import type { ShardHandle } from '../runtime/index.js';
@@ -291,10 +291,13 @@ class WatchStream implements WatchSink {
     if (!this.mayRead(r.key !== undefined && r.key.length > 0 ? r.key : Uint8Array.of(0), r.range_end)) {
       if (caughtUp) return refuse(watchPermissionDeniedReason, id);
       this.call.pause();
-      void this.ctx.gate.caughtUp().then(
-        () => this.resumeCreate(r),
-        () => this.resumeCreate(r),
-      );
+      this.ctx.gate
+        .caughtUp()
+        .then(
+          () => this.resumeCreate(r),
+          () => this.resumeCreate(r),
+        )
+        .catch((error: unknown) => this.fail(dkvError('internal', error instanceof Error ? error.message : String(error))));
       return;
     }
     if (id === 0) {

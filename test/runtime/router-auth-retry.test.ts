@@ -5,7 +5,7 @@
  * JWT's revision is its own) gets the refusal, and the retries are bounded.
  */
 import { describe, expect, it } from 'vitest';
-import { type Caller, EngineError } from '../../src/engines/index.js';
+import { type Caller, EngineError, anonymousCaller } from '../../src/engines/index.js';
 import { Router, singleStoreMap } from '../../src/runtime/router.js';
 import { authOldRevisionProposalsMax } from '../../src/runtime/limits.js';
 import type { NodeRuntime, RequestOptions } from '../../src/runtime/runtime.js';
@@ -52,5 +52,25 @@ describe('a command refused for an old auth revision', () => {
     const caller: Caller = { user: 'alice', authRevision: 5, again: () => ({ ...caller, authRevision: revision }) };
     await expect(router.defaultStore().propose(command as never, { caller })).rejects.toMatchObject({ code: 'auth-old-revision' });
     expect(proposed).toHaveLength(authOldRevisionProposalsMax);
+  });
+});
+
+describe('a command refused for an old auth revision, then auth disabled', () => {
+  it('is proposed again as the anonymous caller, which passes where auth is off', async () => {
+    let authOn = true;
+    const proposed: Caller[] = [];
+    const runtime = {
+      hasShard: (id: number) => id === 1,
+      propose: (_shard: number, _command: unknown, options: RequestOptions, done: (error: Error | undefined, applied?: unknown) => void) => {
+        proposed.push(options.caller!);
+        const refusal = authOn ? new EngineError('auth-old-revision') : undefined;
+        authOn = false; // the AuthDisable applied right after the refused command
+        queueMicrotask(() => done(undefined, { outcome: { kind: 'ok' }, refusal }));
+      },
+    } as unknown as NodeRuntime;
+    const router = new Router(runtime, singleStoreMap(0, 1));
+    const caller: Caller = { user: 'alice', authRevision: 5, again: () => anonymousCaller };
+    await expect(router.defaultStore().propose(command as never, { caller })).resolves.toMatchObject({ outcome: { kind: 'ok' } });
+    expect(proposed).toEqual([caller, anonymousCaller]);
   });
 });

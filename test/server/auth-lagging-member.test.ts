@@ -4,7 +4,9 @@
  * lost while root disables auth through another, and an anonymous Put and Range sent to the
  * lagging member wait for it to catch up instead of being refused `user name is empty` from its
  * old state (etcd checks a write where it applies and a read after its ReadIndex, so it never
- * refuses there either). A serializable read is served from the member's own state, as etcd's.
+ * refuses there either). An Authenticate sent there is checked against the cluster's users, as
+ * etcd reads linearizably before checking a password. A serializable read is served from the
+ * member's own state, as etcd's.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { EtcdChannel } from '../../src/client/index.js';
@@ -64,6 +66,7 @@ describe('a member lagging an AuthDisable', () => {
 
     // From now on the lagging member gets no new entries of the data shard (heartbeats pass).
     await proxy.drop({ from: Number.parseInt(leader, 16), to: Number.parseInt(statuses[lagging]!.member, 16), shard: DATA_SHARD, type: 'MsgApp' });
+    ok(c.endpoint(leaderIndex), ['--user', 'root:pw', 'user', 'add', 'late:pw']);
     ok(c.endpoint(leaderIndex), ['--user', 'root:pw', 'auth', 'disable']);
     // Its own state still says auth is on: a serializable read with no user is refused there.
     const stale = etcdctl(c.endpoint(lagging), ['get', 'k', '--consistency', 's']);
@@ -73,15 +76,20 @@ describe('a member lagging an AuthDisable', () => {
     try {
       const put = channel.kv('Put', { key: Buffer.from('k'), value: Buffer.from('v') });
       const range = channel.kv('Range', { key: Buffer.from('k') });
+      // A user the lagging member does not know yet: its password is checked against the
+      // cluster's state, where auth is off by now (its own state would say "authentication failed").
+      const login = channel.call('etcdserverpb.Auth', 'Authenticate', { name: 'late', password: 'pw' });
       const settled: string[] = [];
       put.then(() => settled.push('put'), (e: Error) => settled.push(`put: ${e.message}`));
       range.then(() => settled.push('range'), (e: Error) => settled.push(`range: ${e.message}`));
+      login.then(() => settled.push('login'), (e: Error) => settled.push(`login: ${e.message}`));
       // Neither may be answered while the member lags: each waits for it to catch up.
       await new Promise((resolve) => setTimeout(resolve, lagObservedMs));
       expect(settled).toEqual([]);
       await proxy.drop({ from: -1, to: -1, shard: DATA_SHARD, type: 'MsgApp' });
       await expect(put).resolves.toBeDefined();
       await range; // answered (the put and the range race: either order is linearizable)
+      await expect(login).rejects.toThrow('authentication is not enabled');
       expect(await proxy.dropped()).toBeGreaterThan(0);
     } finally {
       channel.close();

@@ -74,8 +74,11 @@ describe('MemberRemove of the member the call is sent to, a follower of the data
   const staysOut = (c: TestCluster, targetId: string, rest: number[]): void => {
     const restEndpoints = rest.map((i) => c.endpoint(i)).join(',');
     const checkedFrom = Date.now() + membershipAddAfterMs(electionTimeoutMs) + 2 * electionTimeoutMs;
+    // etcdctl runs synchronously, so vitest's timeout cannot stop this loop: it has its own.
+    const giveUpAt = checkedFrom + 30_000;
     let checkedLate = false;
     while (!checkedLate) {
+      if (Date.now() > giveUpAt) throw new Error(`no data shard leader answered move-leader for 30 s past the add delay\n${c.logs()}`);
       const moved = etcdctl(restEndpoints, ['move-leader', targetId]);
       expect(moved.code, `move-leader to the removed member\n${moved.stdout}${moved.stderr}`).not.toBe(0);
       if (moved.stderr.includes('no leader endpoint given')) continue;

@@ -16,12 +16,14 @@
  * This member's auth state may lag a change another member has already answered (an AuthDisable,
  * a grant, the Authenticate that registered a simple token). So the gate refuses only from a
  * state as new as the cluster's: a refusal is given after `catchUp` (a ReadIndex of the shard
- * that holds the auth state) and a second look. An allowed caller needs no catch-up: every write
- * is checked again where it applies, and reads are checked after their ReadIndex.
+ * that holds the auth state) and a second look. An allowed caller is not made to wait: a write is
+ * checked again where it applies and a linearizable read after its ReadIndex; what neither covers
+ * (admin calls such as Snapshot, Hash or Defragment, a serializable read) is answered from this
+ * member's state, as etcd answers it.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { type AuthEngine, type Caller, type CommandAccess, type KeyAccess, accessRefusal, anonymousCaller } from '../../engines/index.js';
-import { dkvError } from '../../errors.js';
+import { type AuthEngine, type Caller, type CommandAccess, EngineError, type KeyAccess, accessRefusal, anonymousCaller } from '../../engines/index.js';
+import { DkvError, dkvError } from '../../errors.js';
 import { tokenBytesMax } from './limits.js';
 import type { SimpleTokens } from './tokens.js';
 
@@ -129,14 +131,17 @@ export class AuthGate {
    * — is answered only once this member has caught up with the cluster's auth state.
    */
   async permitted(call: CallCredentials, access?: () => CommandAccess): Promise<Caller> {
+    // Found again (Caller.again, for a command refused for an old auth revision), the caller is
+    // held to the same access as here, not only to what the guard checks where it applies.
     const look = (): Caller => {
       const caller = this.caller(call);
       if (access !== undefined && this.enabled) this.check(caller, access());
-      return caller;
+      return caller.again === undefined ? caller : { ...caller, again: look };
     };
     try {
       return look();
-    } catch {
+    } catch (error) {
+      if (!isRefusal(error)) throw error;
       await this.caughtUp();
       return look();
     }
@@ -154,6 +159,11 @@ export class AuthGate {
 }
 
 const ADMIN_ACCESS: CommandAccess = { admin: true };
+
+/** A refusal a lagging auth state may give (a missing permission or user, a token unknown here). */
+function isRefusal(error: unknown): boolean {
+  return error instanceof EngineError || error instanceof DkvError;
+}
 
 function certificateCommonName(call: CallCredentials): string | undefined {
   const cn = call.getAuthContext?.()?.sslPeerCertificate?.subject?.CN;

@@ -153,6 +153,9 @@ export function createAuthService(ctx: AuthServiceContext): { definition: Return
     // Buckets per user only for users that exist: the table is then bounded by the users, and
     // names made up to fill it cost the caller its address's attempts.
     if (auth().user(name) !== undefined && !ctx.perUser.take(name, now)) throw dkvError('auth-rate-limited');
+    // The password is checked against the cluster's users, not an older copy (etcd reads
+    // linearizably first too): a user just added through another member signs in here.
+    await shard().read(callerOptions(ctx, anonymousCaller));
     for (let attempt = 1; ; attempt++) {
       const state = auth();
       if (!state.enabled) throw dkvError('auth-not-enabled');
