@@ -10,8 +10,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { EtcdChannel } from '../../src/client/index.js';
-import { TestCluster, type TestClusterOptions, etcdctl, freeBase, waitUntil } from './cluster-harness.js';
-import { ProxyProcess } from './peer-proxy.js';
+import { TestCluster, etcdctl, waitUntil } from './cluster-harness.js';
+import { type ProxyProcess, hexIds, proxiedCluster } from './peer-proxy.js';
 
 const DATA_SHARD = 1;
 /** How long the lagging member's answer is watched for before its appends flow again. */
@@ -27,20 +27,11 @@ describe('a member lagging an AuthDisable', () => {
     proxies = undefined;
   });
 
-  const hexIds = (text: string, field: string): string[] => [...text.matchAll(new RegExp(`"${field}":(\\d+)`, 'g'))].map((m) => BigInt(m[1]!).toString(16));
-
   it('serves anonymous calls once caught up, never refusing them from its old state', async () => {
-    const proxyBase = await freeBase(3);
-    const proxyUrl = (i: number): string => `http://127.0.0.1:${proxyBase + 10 * i + 1}`;
-    proxies = await ProxyProcess.start([0, 1, 2].map((i) => proxyBase + 10 * i + 1));
+    const proxied = await proxiedCluster();
+    proxies = proxied.proxies;
     const proxy = proxies;
-    const options: TestClusterOptions = {
-      nodeReplace: (i, node) => {
-        proxy.target(i, node.peerPort);
-        return { 'initial-advertise-peer-urls': proxyUrl(i), 'initial-cluster': [0, 1, 2].map((n) => `dkv${n + 1}=${proxyUrl(n)}`).join(',') };
-      },
-    };
-    cluster = await TestCluster.start(options);
+    cluster = await TestCluster.start(proxied.options);
     const c = cluster;
     const ok = (endpoint: string, args: string[]): string => {
       const r = etcdctl(endpoint, args);

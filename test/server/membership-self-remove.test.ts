@@ -8,8 +8,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { membershipAddAfterMs } from '../../src/server/limits.js';
-import { TestCluster, type TestClusterOptions, etcdctl, freeBase, waitUntil } from './cluster-harness.js';
-import { ProxyProcess } from './peer-proxy.js';
+import { TestCluster, etcdctl, waitUntil } from './cluster-harness.js';
+import { type ProxyProcess, hexIds, proxiedCluster } from './peer-proxy.js';
 
 /** The dev layout's election timeout: etcd's defaults (100 ms ticks, 10 ticks). */
 const electionTimeoutMs = 1000;
@@ -25,8 +25,6 @@ describe('MemberRemove of the member the call is sent to, a follower of the data
     proxies = undefined;
   });
 
-  /** Member ids in hex (etcdctl's JSON prints them as uint64 numbers: kept exact, never rounded). */
-  const hexIds = (text: string, field: string): string[] => [...text.matchAll(new RegExp(`"${field}":(\\d+)`, 'g'))].map((m) => BigInt(m[1]!).toString(16));
   const statusOf = (c: TestCluster, i: number): { member: string; leader: string } => {
     const r = etcdctl(c.endpoint(i), ['endpoint', 'status', '-w', 'json']);
     expect(r.code, r.stderr).toBe(0);
@@ -101,19 +99,10 @@ describe('MemberRemove of the member the call is sent to, a follower of the data
   }, 90_000);
 
   it("answers even when the data shard leader's appends to it are lost, so it never applies its removal there", async () => {
-    // Every peer link goes through a proxy in front of the node it reaches: members advertise
-    // the proxy's address, listen on their own.
-    const proxyBase = await freeBase(3);
-    const proxyUrl = (i: number): string => `http://127.0.0.1:${proxyBase + 10 * i + 1}`;
-    proxies = await ProxyProcess.start([0, 1, 2].map((i) => proxyBase + 10 * i + 1));
+    const proxied = await proxiedCluster();
+    proxies = proxied.proxies;
     const proxy = proxies;
-    const options: TestClusterOptions = {
-      nodeReplace: (i, node) => {
-        proxy.target(i, node.peerPort);
-        return { 'initial-advertise-peer-urls': proxyUrl(i), 'initial-cluster': [0, 1, 2].map((n) => `dkv${n + 1}=${proxyUrl(n)}`).join(',') };
-      },
-    };
-    cluster = await TestCluster.start(options);
+    cluster = await TestCluster.start(proxied.options);
     const c = cluster;
     const before = etcdctl(c.endpoints, ['put', 'before', '1']);
     expect(before.code, `${before.stderr}\n${c.logs()}`).toBe(0);

@@ -10,6 +10,7 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 import type { Message } from '../../raft/index.js';
 import { LINK_FRAME, RecordReader, decodeFrame, encodeBatch, encodeRecord, peerLimits } from '../../src/server/peer/index.js';
+import { type TestClusterOptions, freeBase } from './cluster-harness.js';
 
 /** Whether a Raft message of `shard` from member `from` to member `to` is dropped. */
 export type DropRule = (from: number, to: number, shard: number, message: Message) => boolean;
@@ -150,4 +151,26 @@ export class ProxyProcess {
     this.child.kill('SIGKILL');
     await exited;
   }
+}
+
+/**
+ * A 3-node TestCluster's options with every peer link through a proxy (in a process of its own)
+ * in front of the node it reaches: members advertise the proxy's address and listen on their own.
+ */
+export async function proxiedCluster(): Promise<{ proxies: ProxyProcess; options: TestClusterOptions }> {
+  const proxyBase = await freeBase(3);
+  const proxyUrl = (i: number): string => `http://127.0.0.1:${proxyBase + 10 * i + 1}`;
+  const proxies = await ProxyProcess.start([0, 1, 2].map((i) => proxyBase + 10 * i + 1));
+  const options: TestClusterOptions = {
+    nodeReplace: (i, node) => {
+      proxies.target(i, node.peerPort);
+      return { 'initial-advertise-peer-urls': proxyUrl(i), 'initial-cluster': [0, 1, 2].map((n) => `dkv${n + 1}=${proxyUrl(n)}`).join(',') };
+    },
+  };
+  return { proxies, options };
+}
+
+/** Member ids in hex from etcdctl's JSON (which prints them as uint64 numbers: kept exact, never rounded). */
+export function hexIds(text: string, field: string): string[] {
+  return [...text.matchAll(new RegExp(`"${field}":(\\d+)`, 'g'))].map((m) => BigInt(m[1]!).toString(16));
 }
