@@ -113,8 +113,16 @@ function askFailure(error: unknown, to: number, query: LeaderQuery): DkvError {
   return dkvError('no-leader');
 }
 
-/** Of the failures of one question put to several nodes, the one to report (a build that cannot answer first). */
-const failureRank: Readonly<Partial<Record<DkvError['code'], number>>> = { 'not-capable': 0, timeout: 1 };
+/**
+ * Of the failures of one question, the one to report. Put to the known leader: a build that
+ * cannot answer first. Put to every voter (no leader known): an old build's refusal says nothing
+ * of the leader, which may only have been slow, so `not capable` is reported only when every
+ * voter gave it (the leader is an old build too); a timeout or `no leader` is tried again.
+ */
+const failureRank: Readonly<Record<'leader' | 'voters', Readonly<Partial<Record<DkvError['code'], number>>>>> = {
+  leader: { 'not-capable': 0, timeout: 1 },
+  voters: { timeout: 0, 'no-leader': 1 },
+};
 
 /**
  * Asks `shard`'s leader as this node knows it. When it knows none, `whenNoLeader: 'ask-voters'`
@@ -138,7 +146,8 @@ async function askLeader(host: LeaderQueryHost, transport: LeaderQueryTransport,
     return await Promise.any(answers);
   } catch (error) {
     if (!(error instanceof AggregateError)) throw error;
-    const failures = (error.errors as DkvError[]).sort((a, b) => (failureRank[a.code] ?? 2) - (failureRank[b.code] ?? 2));
+    const rank = failureRank[status.lead !== 0 ? 'leader' : 'voters'];
+    const failures = (error.errors as DkvError[]).sort((a, b) => (rank[a.code] ?? 2) - (rank[b.code] ?? 2));
     throw failures[0]!;
   }
 }
