@@ -5,7 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { type ApplyContext, AuthEngine, type EngineCommand, PermissionType, anonymousCaller, authCommands } from '../../src/engines/index.js';
-import { AuthGate, type CallCredentials } from '../../src/server/auth/gate.js';
+import { AUTH_OFF, AUTH_UNCHECKED, AuthGate, type CallCredentials } from '../../src/server/auth/gate.js';
 import { RateLimiter } from '../../src/server/auth/rate-limit.js';
 import { SimpleTokens, newTokenPrefix } from '../../src/server/auth/tokens.js';
 import { hashPassword, isPasswordHash, verifyPassword } from '../../src/server/auth/password.js';
@@ -150,5 +150,39 @@ describe('the auth gate refuses only from a caught-up auth state', () => {
       catchUp: () => Promise.reject(new Error('no leader')),
     });
     await expect(gate.permitted(noToken, appKey)).rejects.toThrow('no leader');
+  });
+});
+
+describe('the gate re-checks a long call only when the auth state moved', () => {
+  const b = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'latin1'));
+  const context: ApplyContext = { index: 1, term: 1, nowMs: 0, proposer: 1, requestId: 1 };
+  it('AUTH_OFF while off; a first check when unchecked; none while the revision stays; a refusal after a revoke', () => {
+    const engine = new AuthEngine();
+    const apply = (command: EngineCommand): void => expect(engine.apply(command, context).kind).not.toBe('error');
+    const tokens = new SimpleTokens(60_000);
+    tokens.register('t.1', 'alice', 0);
+    const gate = new AuthGate({ auth: () => engine, simpleTokens: tokens, clientCertAuth: false, nowMs: () => 0, catchUp: async () => undefined });
+    const metadata = new grpc.Metadata();
+    metadata.set('token', 't.1');
+    const call: CallCredentials = { metadata };
+    const keys = () => [{ key: b('/app/x'), rangeEnd: new Uint8Array(0), type: PermissionType.Read }];
+    const never = (): never => {
+      throw new Error('checked although nothing changed');
+    };
+    expect(gate.recheck(call, AUTH_UNCHECKED, never)).toEqual({ checkedAt: AUTH_OFF });
+    apply(authCommands.userAdd('root', b('scrypt$x'), false));
+    apply(authCommands.userGrantRole('root', 'root'));
+    apply(authCommands.userAdd('alice', b('scrypt$y'), false));
+    apply(authCommands.roleAdd('app'));
+    apply(authCommands.roleGrantPermission('app', { permType: PermissionType.Read, key: b('/app/'), rangeEnd: b('/app0') }));
+    apply(authCommands.userGrantRole('alice', 'app'));
+    apply(authCommands.enable());
+    const first = gate.recheck(call, AUTH_OFF, keys);
+    expect(first).toEqual({ checkedAt: engine.revision });
+    expect(gate.recheck(call, first.checkedAt, never)).toEqual({ checkedAt: engine.revision });
+    apply(authCommands.userRevokeRole('alice', 'app'));
+    const refused = gate.recheck(call, first.checkedAt, keys);
+    expect(refused.checkedAt).toBe(first.checkedAt);
+    expect(refused.refusal).toMatchObject({ code: 'permission-denied' });
   });
 });
