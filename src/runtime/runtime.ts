@@ -57,6 +57,17 @@ import {
 import { type PendingCounts, PendingRequests, type ReadWaiter, type WriteWaiter } from './pending.js';
 import { type Applied, type LeaderContext, ShardStateMachine, StateMachineHaltError } from './state-machine.js';
 
+/**
+ * Whether a ready's messages only tell followers of a new commit index while it has committed
+ * entries to apply (appends without entries), so they may leave after the answers those entries
+ * release. Heartbeats are not among them: a ReadIndex round waits for theirs.
+ */
+function onlyCommitNews(ready: Ready): boolean {
+  if (ready.committedEntries.length === 0 || ready.messages.length === 0) return false;
+  for (const m of ready.messages) if (m.type !== 'MsgApp' || m.entries.length > 0) return false;
+  return true;
+}
+
 // ---- What is injected ---------------------------------------------------------------------
 
 /** A shard's log as Raft reads it; `save` keeps it current (reads see a save at once). */
@@ -718,9 +729,11 @@ export class NodeRuntime {
     }
     const updates: ShardUpdate[] = [];
     let mustSync = false;
+    let commitNews: Array<[ShardState, readonly Message[]]> | undefined;
     for (const [shard, ready] of readies) {
       this.noteSoftState(shard, ready);
-      this.send(shard, ready.messages);
+      if (onlyCommitNews(ready)) (commitNews ??= []).push([shard, ready.messages]);
+      else this.send(shard, ready.messages);
       if (this.options.unsafe?.acknowledgeBeforePersist === true) this.send(shard, ready.messagesAfterPersist);
       if (ready.entries.length > 0 || ready.hardState !== undefined || ready.snapshot !== undefined) {
         // The applied index lets the log's tail cache drop applied entries between snapshots.
@@ -757,6 +770,16 @@ export class NodeRuntime {
       if (ready.snapshot !== undefined) this.installSnapshot(shard, ready.snapshot, installs.get(shard)!);
       this.applyCommitted(shard, ready.committedEntries, cycle.confApplied);
       this.noteReadStates(shard, ready);
+    }
+    if (commitNews !== undefined) {
+      // A leader's appends that only carry a new commit index wait for the next task: the answers
+      // the commit released leave first (those appends are no client's latency: a follower's
+      // reads wait for them, its writes do not).
+      const news = commitNews;
+      this.options.scheduler.soon(() => {
+        if (this.stopped) return;
+        for (const [shard, messages] of news) this.send(shard, messages);
+      });
     }
     this.inFirstHalf = false;
     this.finishCycles();
@@ -1055,8 +1078,9 @@ export class NodeRuntime {
     if (this.options.campaignWhenSoleVoter !== true) return;
     const raft = shard.node.raft;
     if (raft.role !== 'follower' || raft.log.applied < raft.log.committed) return;
-    const config = raft.tracker.confState();
-    if (config.voters.length !== 1 || config.voters[0] !== this.options.memberId || config.votersOutgoing.length > 0) return;
+    // The tracker's sets, not confState(): this runs after every cycle of every follower.
+    const [voters, outgoing] = raft.tracker.config.voters;
+    if (voters.size !== 1 || !voters.has(this.options.memberId) || outgoing.size > 0) return;
     shard.node.campaign();
     this.schedule();
   }

@@ -1067,6 +1067,11 @@ function timingValue(raw: RawSettings): Timing {
   return { tickMs: heartbeatMs, heartbeatTicks: 1, electionTicks: Math.floor(electionMs / heartbeatMs) };
 }
 
+/** A node's election timeout in ms: its election ticks times its tick. */
+export function electionTimeoutMsOf(timing: { readonly tickMs: number; readonly electionTicks: number }): number {
+  return timing.electionTicks * timing.tickMs;
+}
+
 function assertTiming(timing: Timing, raw: RawSettings): void {
   const heartbeatFloor = electionToHeartbeatRatioMin * timing.heartbeatTicks;
   if (timing.electionTicks < heartbeatFloor) {
@@ -1077,7 +1082,7 @@ function assertTiming(timing: Timing, raw: RawSettings): void {
         `got ${timing.electionTicks}`,
     );
   }
-  const electionMs = timing.electionTicks * timing.tickMs;
+  const electionMs = electionTimeoutMsOf(timing);
   if (electionMs > electionTimeoutMsMax) {
     fail(
       'election-ticks',

@@ -27,7 +27,7 @@ import { WatchHub, watchLimits } from '../engines/watch/index.js';
 import { dkvError } from '../errors.js';
 import { NodeRuntime, type RequestOptions, Router, type ShardHandle, firstRequestId, singleStoreMap, wrapConfContext } from '../runtime/index.js';
 import { type Membership, createClusterService } from './cluster-service.js';
-import type { ServerConfig, ServerUrl, TlsConfig } from './config.js';
+import { type ServerConfig, type ServerUrl, type TlsConfig, electionTimeoutMsOf } from './config.js';
 import { createElectionService } from './election-service.js';
 import { createDkvKvService } from './dkv-kv-service.js';
 import { createCounterService } from './counter-service.js';
@@ -205,13 +205,13 @@ export class DkvNode {
       isRemoved: (id) => this.runtime.hasShard(META_SHARD) && metaEngineOf(this.router.meta().machine()).isRemoved(id),
       onRemoved: (by) => this.removed(`member ${formatId(by)} refused this member's messages: it was removed from the cluster`),
       // Silent peers are probed after two election timeouts: a removed member hears of it soon.
-      removedProbe: { afterMs: 2 * config.tickMs * config.electionTicks, intervalMs: 2 * config.tickMs * config.electionTicks },
+      removedProbe: { afterMs: 2 * electionTimeoutMsOf(config), intervalMs: 2 * electionTimeoutMsOf(config) },
       onRefused: (reason) => this.metrics.peerRefused.inc(1, { reason }),
       onRoundTrip: (peer, seconds) => this.metrics.peerRoundTripSeconds.observe(seconds, { To: formatId(peer) }),
       clusterInfo: () => encodeClusterInfo(this.identity.clusterId, this.members(), metaEngineOf(this.router.meta().machine()).removedIds()),
       log: (level, message) => (level === 'error' || level === 'warn' ? logger.warn(message) : level === 'info' ? logger.info(message) : logger.debug(message)),
     });
-    const electionTimeoutMs = config.tickMs * config.electionTicks;
+    const electionTimeoutMs = electionTimeoutMsOf(config);
     this.runtime = new NodeRuntime({
       memberId: identity.memberId,
       storage: levelStorage(logStore),
@@ -360,7 +360,7 @@ export class DkvNode {
         logger.warn(`data dir ${config.dataDir}: no member.json, so ${raftDir} is what an unfinished start left behind; moved to ${aside}`);
         renameSync(raftDir, aside);
       }
-      const electionTimeoutMs = config.tickMs * config.electionTicks;
+      const electionTimeoutMs = electionTimeoutMsOf(config);
       ({ identity, peers: queried } = await resolveNewIdentity(config, peerTlsOf(config), clusterQueryRetryElections * electionTimeoutMs));
     }
     const openStarted = performance.now();
@@ -410,7 +410,7 @@ export class DkvNode {
       node.autoCompactor.start();
       node.started = true;
       // Retries what a pass could not finish (a leader change in the middle, a pending change).
-      node.membershipSyncTimer = setInterval(() => void node.membershipSync.poke(), membershipSyncPassElections * config.tickMs * config.electionTicks);
+      node.membershipSyncTimer = setInterval(() => void node.membershipSync.poke(), membershipSyncPassElections * electionTimeoutMsOf(config));
       node.membershipSyncTimer.unref();
       void node.membershipSync.poke();
       // A removal in the log tail may have been applied while starting (entries replay on ticks).
@@ -507,7 +507,7 @@ export class DkvNode {
         () => this.options.onFatal?.(new MemberRemovedError(message)),
         () => this.options.onFatal?.(new MemberRemovedError(message)),
       );
-    }, removedStopGraceElections * this.config.tickMs * this.config.electionTicks);
+    }, removedStopGraceElections * electionTimeoutMsOf(this.config));
   }
 
   private initialPeers(): Array<{ id: number; url: string; urls: string[] }> {
@@ -603,10 +603,10 @@ export class DkvNode {
         this.ownRemoval.start();
         return this.removedSelf.promise;
       },
-      electionTimeoutMs: this.config.tickMs * this.config.electionTicks,
+      electionTimeoutMs: electionTimeoutMsOf(this.config),
       learnerReady: async (id, ratio) => {
         // Progress is known where each shard's leader is: asked of it when this node does not lead.
-        const timeoutMs = requestTimeoutMs(this.config.tickMs * this.config.electionTicks);
+        const timeoutMs = requestTimeoutMs(electionTimeoutMsOf(this.config));
         for (const shard of this.runtime.shardIds()) {
           const progress = await learnerProgress(this.runtime, this.transport, shard, id, timeoutMs);
           if (progress.match < progress.lastIndex * ratio) return false;
@@ -619,7 +619,7 @@ export class DkvNode {
   /** Publishes this member's name and client URLs through the meta shard (retried until done). */
   private publishAttributes(): void {
     const attributes = { name: this.config.name, clientUrls: this.config.advertiseClientUrls.map((u) => u.href), engines: buildEngineVersions() };
-    const retryMs = publishRetryElections * this.config.tickMs * this.config.electionTicks;
+    const retryMs = publishRetryElections * electionTimeoutMsOf(this.config);
     const attempt = (): void => {
       if (this.stopping) return;
       const current = this.members().find((m) => m.id === this.identity.memberId);
@@ -657,6 +657,8 @@ export class DkvNode {
     const server = new grpc.Server({
       'grpc.max_receive_message_length': this.config.maxRequestBytes + grpcOverheadBytes,
       'grpc.max_send_message_length': 2 ** 31 - 1,
+      // No channelz service is served: its per-call bookkeeping (timestamps, counters) buys nothing.
+      'grpc.enable_channelz': 0,
     });
     // A client's GOAWAY must not refuse the calls it still sends (etcd's server ignores it).
     keepServingAfterClientGoaway(server);
@@ -667,7 +669,7 @@ export class DkvNode {
       clientCertAuth: this.config.clientTls.clientCertAuth,
       nowMs: () => Date.now(),
       // Before a refusal: a ReadIndex of the shard that holds the auth state.
-      catchUp: async () => this.router.defaultStore().read({ timeoutMs: requestTimeoutMs(this.config.tickMs * this.config.electionTicks) }),
+      catchUp: async () => this.router.defaultStore().read({ timeoutMs: requestTimeoutMs(electionTimeoutMsOf(this.config)) }),
     });
     this.tokenSweepTimer = setInterval(() => this.simpleTokens.sweep(Date.now()), simpleTokenSweepMs);
     this.tokenSweepTimer.unref();
@@ -675,7 +677,7 @@ export class DkvNode {
       router: this.router,
       clusterId: () => this.identity.clusterId,
       memberId: this.identity.memberId,
-      requestTimeoutMs: requestTimeoutMs(this.config.tickMs * this.config.electionTicks),
+      requestTimeoutMs: requestTimeoutMs(electionTimeoutMsOf(this.config)),
       quota: this.quota,
       gate,
     };
@@ -701,7 +703,7 @@ export class DkvNode {
     const lease = createLeaseService({
       ...common,
       maxRequestBytes: this.config.maxRequestBytes,
-      leaseTtlSecondsMin: leaseTtlSecondsMinFor(this.config.tickMs * this.config.electionTicks),
+      leaseTtlSecondsMin: leaseTtlSecondsMinFor(electionTimeoutMsOf(this.config)),
       now: () => Date.now(),
       ids: leaseIds,
       keepAliveRead: () => this.metrics.leaseKeepAlives.inc(),

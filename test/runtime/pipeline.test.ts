@@ -349,3 +349,33 @@ describe('the pipeline, found by review', () => {
     expect(outcomes.heard.size).toBe(outcomes.issued);
   });
 });
+
+describe('the order of what a commit releases', () => {
+  it("a leader answers the writes a commit releases before it tells the followers of that commit; they still learn it", () => {
+    const c = cluster(21);
+    const leader = c.leader()!.id;
+    const runtime = c.nodes.get(leader)!.runtime!;
+    const followers = [1, 2, 3].filter((id) => id !== leader);
+    for (let round = 0; round < 5; round++) {
+      const outcomes = new Outcomes();
+      const commitBefore = runtime.status(SHARD).commit;
+      // Appends without entries that carry a commit past the write, in the order they are sent.
+      const news: Array<{ to: number; answered: boolean }> = [];
+      c.dropWhere = (shard, m) => {
+        if (shard === SHARD && m.from === leader && m.type === 'MsgApp' && m.entries.length === 0 && m.commit > commitBefore) {
+          news.push({ to: m.to, answered: outcomes.heard.size === 1 });
+        }
+        return false;
+      };
+      c.propose(leader, payload(`w${round}`), outcomes.callback());
+      c.runFor(500);
+      expect(outcomes.heard.get(0)).toBe('ok');
+      expect(news.length).toBeGreaterThanOrEqual(followers.length);
+      expect(news.filter((n) => !n.answered)).toEqual([]);
+      // The followers learned the commit all the same.
+      for (const id of followers) expect(c.nodes.get(id)!.runtime!.status(SHARD).commit).toBeGreaterThan(commitBefore);
+    }
+    c.dropWhere = undefined;
+    expect(pending(c, leader)).toEqual(idle);
+  });
+});
