@@ -8,7 +8,8 @@
  *  1. queued proposals (one Raft proposal per shard, stamped with this node's clock when it
  *     leads), configuration changes and reads (one ReadIndex round per shard) go into the groups;
  *  2. `ready()` of every group; messages that need no persistence go out at once (a leader's
- *     appends travel in parallel with its own write);
+ *     appends travel in parallel with its own write), except appends that only carry a new
+ *     commit index, which go one task later, after the answers that commit released;
  *  3. ONE save for every group's entries and hard state (group commit), synced when any group
  *     needs it; a save of commit indexes alone is not waited for;
  *  4. while that save runs, committed entries are applied (durable on a quorum already) and
