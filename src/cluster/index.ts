@@ -1,2 +1,19 @@
-/** src/cluster: the cluster model. Today: member and cluster identity. */
+/** src/cluster: the cluster model: member and cluster identity, and the shard map. */
 export { addedMemberIdOf, assertId, clusterIdOf, formatId, memberIdOf, type PeerUrlLike } from './identity.js';
+export {
+  DEFAULT_STORE,
+  type RangePiece,
+  ShardMap,
+  ShardMapError,
+  type ShardMapErrorCode,
+  type ShardDef,
+  type StoreDef,
+  compareKeys,
+  mountShardsMax,
+  prefixEndOf,
+  replicasMax,
+  shardsPerStoreMax,
+  storeNameBytesMax,
+  storePrefixBytesMax,
+  storesMax,
+} from './shard-map.js';

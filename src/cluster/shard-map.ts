@@ -1,0 +1,409 @@
+/**
+ * The shard map: which shard (Raft group) owns which key.
+ *
+ * - A **store** is a keyspace mounted on a key prefix. The default store (prefix empty) owns every
+ *   key that no mount claims. Mount prefixes never overlap: no mount's prefix starts another's, so
+ *   a key belongs to at most one mount.
+ * - A **shard** owns `[start, end)` of its store (`end` undefined: no upper bound). A store's
+ *   shards tile its whole key range with no gap and no overlap: the first starts at the store's
+ *   prefix (the empty key for the default store), each ends where the next starts, the last ends
+ *   where the prefix's keys end. A default-store shard whose range covers a mount owns only the
+ *   keys outside it.
+ * - Every shard has an **epoch**, raised by every split or replica change, so a request routed with
+ *   an older map can be told so.
+ *
+ * A map is immutable: `mount`, `drop`, `split` and `withReplicas` validate and return a new map, or
+ * throw a `ShardMapError` with a stable code and change nothing. Lookups (`shardForKey`,
+ * `piecesOfRange`) binary-search one flat table of disjoint key intervals built once per map.
+ * Pure: no I/O, no clock.
+ */
+
+/** Name of the store that owns every key no mount claims; it cannot be dropped. */
+export const DEFAULT_STORE = 'default';
+/** Bytes of a store name (`[a-z0-9][a-z0-9_-]*`). */
+export const storeNameBytesMax = 63;
+/** Bytes of a mount prefix. */
+export const storePrefixBytesMax = 512;
+/** Stores of a map, the default store included. */
+export const storesMax = 1024;
+/** Shards of one store. */
+export const shardsPerStoreMax = 4096;
+/** Replicas of one shard. */
+export const replicasMax = 7;
+/** Shards a store is mounted with (its range is cut by the byte after the prefix). */
+export const mountShardsMax = 256;
+
+export type ShardMapErrorCode =
+  | 'bad-store-name'
+  | 'bad-prefix'
+  | 'prefix-overlap'
+  | 'store-exists'
+  | 'unknown-store'
+  | 'default-store'
+  | 'too-many-stores'
+  | 'bad-shard-id'
+  | 'shard-exists'
+  | 'unknown-shard'
+  | 'too-many-shards'
+  | 'bad-split-key'
+  | 'bad-replicas'
+  | 'bad-epoch'
+  | 'bad-tiling';
+
+export class ShardMapError extends Error {
+  constructor(
+    readonly code: ShardMapErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ShardMapError';
+  }
+}
+
+export interface StoreDef {
+  readonly name: string;
+  /** Empty for the default store only. */
+  readonly prefix: Uint8Array;
+}
+
+export interface ShardDef {
+  /** The shard's Raft group id: a positive safe integer (0 is the meta shard, never in the map). */
+  readonly id: number;
+  readonly store: string;
+  readonly start: Uint8Array;
+  /** Exclusive; undefined: no upper bound. */
+  readonly end: Uint8Array | undefined;
+  readonly epoch: number;
+  /** Member ids of the nodes that host a replica, distinct, 1 to `replicasMax`. */
+  readonly replicas: readonly number[];
+}
+
+/** A piece of a key range that one shard serves: `[start, end)`, `end` undefined for no bound. */
+export interface RangePiece {
+  readonly shard: ShardDef;
+  readonly start: Uint8Array;
+  readonly end: Uint8Array | undefined;
+}
+
+/** Byte-wise order of two keys (shorter first on a common prefix), as etcd orders keys. */
+export function compareKeys(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    if (a[i] !== b[i]) return a[i]! - b[i]!;
+  }
+  return a.length - b.length;
+}
+
+/** The first key after every key that starts with `prefix`; undefined when there is none (all 0xff, or empty). */
+export function prefixEndOf(prefix: Uint8Array): Uint8Array | undefined {
+  for (let i = prefix.length - 1; i >= 0; i--) {
+    if (prefix[i]! < 0xff) {
+      const end = prefix.slice(0, i + 1);
+      end[i]! += 1;
+      return end;
+    }
+  }
+  return undefined;
+}
+
+/** a < b where undefined is +infinity. */
+function below(a: Uint8Array, b: Uint8Array | undefined): boolean {
+  return b === undefined || compareKeys(a, b) < 0;
+}
+
+function sameEnd(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : compareKeys(a, b) === 0;
+}
+
+function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {
+  if (key.length < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (key[i] !== prefix[i]) return false;
+  return true;
+}
+
+const storeNamePattern = /^[a-z0-9][a-z0-9_-]*$/;
+
+function checkStoreName(name: string): void {
+  if (typeof name !== 'string' || !storeNamePattern.test(name) || name.length > storeNameBytesMax) {
+    throw new ShardMapError('bad-store-name', `a store name is 1 to ${storeNameBytesMax} of [a-z0-9_-], starting with a letter or digit; got ${JSON.stringify(String(name).slice(0, storeNameBytesMax + 1))}`);
+  }
+}
+
+function checkShardId(id: number): void {
+  if (!Number.isSafeInteger(id) || id <= 0) throw new ShardMapError('bad-shard-id', `a shard id is a positive safe integer, got ${id}`);
+}
+
+function checkReplicas(replicas: readonly number[]): void {
+  if (replicas.length === 0 || replicas.length > replicasMax) {
+    throw new ShardMapError('bad-replicas', `a shard has 1 to ${replicasMax} replicas, got ${replicas.length}`);
+  }
+  const seen = new Set<number>();
+  for (const id of replicas) {
+    if (!Number.isSafeInteger(id) || id <= 0) throw new ShardMapError('bad-replicas', `a replica is a member id (a positive safe integer), got ${id}`);
+    if (seen.has(id)) throw new ShardMapError('bad-replicas', `member ${id.toString(16)} holds two replicas of one shard`);
+    seen.add(id);
+  }
+}
+
+function hex(key: Uint8Array | undefined): string {
+  return key === undefined ? '(end)' : Buffer.from(key).toString('hex') || '(empty)';
+}
+
+/** One interval of the flat table: `[start, next interval's start)` belongs to `shard`. */
+interface Interval {
+  readonly start: Uint8Array;
+  readonly shard: ShardDef;
+}
+
+export class ShardMap {
+  private readonly storesByName: ReadonlyMap<string, StoreDef>;
+  private readonly shardsById: ReadonlyMap<number, ShardDef>;
+  /** Disjoint, sorted by start, covering every key from the empty key on. */
+  private readonly table: readonly Interval[];
+
+  /** Validates everything; throws a `ShardMapError` naming the first problem. */
+  constructor(stores: readonly StoreDef[], shards: readonly ShardDef[]) {
+    if (stores.length > storesMax) throw new ShardMapError('too-many-stores', `at most ${storesMax} stores, got ${stores.length}`);
+    const byName = new Map<string, StoreDef>();
+    for (const store of stores) {
+      checkStoreName(store.name);
+      if (byName.has(store.name)) throw new ShardMapError('store-exists', `store "${store.name}" appears twice`);
+      const isDefault = store.name === DEFAULT_STORE;
+      if (isDefault !== (store.prefix.length === 0)) {
+        throw new ShardMapError('bad-prefix', isDefault ? 'the default store has the empty prefix' : `store "${store.name}" needs a non-empty prefix`);
+      }
+      if (store.prefix.length > storePrefixBytesMax) throw new ShardMapError('bad-prefix', `a prefix is at most ${storePrefixBytesMax} bytes, got ${store.prefix.length}`);
+      byName.set(store.name, { name: store.name, prefix: Uint8Array.from(store.prefix) });
+    }
+    if (!byName.has(DEFAULT_STORE)) throw new ShardMapError('default-store', 'the map has no default store');
+    const mounts = [...byName.values()].filter((s) => s.name !== DEFAULT_STORE).sort((a, b) => compareKeys(a.prefix, b.prefix));
+    for (let i = 1; i < mounts.length; i++) {
+      // Sorted, a prefix that starts another sorts right before it (or before a run of such).
+      if (startsWith(mounts[i]!.prefix, mounts[i - 1]!.prefix)) {
+        throw new ShardMapError('prefix-overlap', `store "${mounts[i]!.name}" (prefix ${hex(mounts[i]!.prefix)}) lies inside store "${mounts[i - 1]!.name}" (prefix ${hex(mounts[i - 1]!.prefix)})`);
+      }
+    }
+    const byId = new Map<number, ShardDef>();
+    const perStore = new Map<string, ShardDef[]>();
+    for (const shard of shards) {
+      checkShardId(shard.id);
+      if (byId.has(shard.id)) throw new ShardMapError('shard-exists', `shard ${shard.id} appears twice`);
+      if (!byName.has(shard.store)) throw new ShardMapError('unknown-store', `shard ${shard.id} names store "${shard.store}", which the map lacks`);
+      if (!Number.isSafeInteger(shard.epoch) || shard.epoch <= 0) throw new ShardMapError('bad-epoch', `shard ${shard.id}: an epoch is a positive safe integer, got ${shard.epoch}`);
+      checkReplicas(shard.replicas);
+      const copy: ShardDef = {
+        id: shard.id,
+        store: shard.store,
+        start: Uint8Array.from(shard.start),
+        end: shard.end === undefined ? undefined : Uint8Array.from(shard.end),
+        epoch: shard.epoch,
+        replicas: [...shard.replicas],
+      };
+      byId.set(copy.id, copy);
+      let list = perStore.get(copy.store);
+      if (list === undefined) perStore.set(copy.store, (list = []));
+      list.push(copy);
+    }
+    for (const store of byName.values()) {
+      const list = (perStore.get(store.name) ?? []).sort((a, b) => compareKeys(a.start, b.start));
+      if (list.length > shardsPerStoreMax) throw new ShardMapError('too-many-shards', `store "${store.name}" has ${list.length} shards, at most ${shardsPerStoreMax}`);
+      checkTiling(store, list);
+      perStore.set(store.name, list);
+    }
+    this.storesByName = byName;
+    this.shardsById = byId;
+    this.table = flatTable(perStore.get(DEFAULT_STORE)!, mounts.map((m) => perStore.get(m.name)!));
+  }
+
+  /** A map with the default store alone, as one shard over every key. */
+  static initial(shardId: number, replicas: readonly number[]): ShardMap {
+    return new ShardMap([{ name: DEFAULT_STORE, prefix: new Uint8Array(0) }], [{ id: shardId, store: DEFAULT_STORE, start: new Uint8Array(0), end: undefined, epoch: 1, replicas }]);
+  }
+
+  stores(): StoreDef[] {
+    return [...this.storesByName.values()].sort((a, b) => compareKeys(a.prefix, b.prefix));
+  }
+
+  store(name: string): StoreDef | undefined {
+    return this.storesByName.get(name);
+  }
+
+  shard(id: number): ShardDef | undefined {
+    return this.shardsById.get(id);
+  }
+
+  /** Every shard, by store then by start. */
+  shards(): ShardDef[] {
+    return [...this.shardsById.values()].sort((a, b) => (a.store === b.store ? compareKeys(a.start, b.start) : a.store < b.store ? -1 : 1));
+  }
+
+  /** A store's shards by start. */
+  shardsOf(store: string): ShardDef[] {
+    if (!this.storesByName.has(store)) throw new ShardMapError('unknown-store', `no store "${store}"`);
+    return [...this.shardsById.values()].filter((s) => s.store === store).sort((a, b) => compareKeys(a.start, b.start));
+  }
+
+  /** The store that owns `key`. */
+  storeForKey(key: Uint8Array): StoreDef {
+    return this.storesByName.get(this.shardForKey(key).store)!;
+  }
+
+  /** The shard that owns `key`. */
+  shardForKey(key: Uint8Array): ShardDef {
+    return this.table[this.intervalOf(key)]!.shard;
+  }
+
+  /**
+   * The shards that serve the keys of `[key, end)` (`end` undefined: every key from `key` on), in
+   * key order, each with the part of the range it serves; neighbouring parts of one shard are one
+   * piece. Empty when the range is.
+   */
+  piecesOfRange(key: Uint8Array, end: Uint8Array | undefined): RangePiece[] {
+    const pieces: RangePiece[] = [];
+    if (!below(key, end)) return pieces;
+    for (let i = this.intervalOf(key); i < this.table.length; i++) {
+      const interval = this.table[i]!;
+      const start = i === 0 || compareKeys(interval.start, key) < 0 ? key : interval.start;
+      if (!below(start, end)) break;
+      const next = this.table[i + 1]?.start;
+      const pieceEnd = next === undefined || !below(next, end) ? end : next;
+      const last = pieces[pieces.length - 1];
+      if (last !== undefined && last.shard.id === interval.shard.id) pieces[pieces.length - 1] = { shard: last.shard, start: last.start, end: pieceEnd };
+      else pieces.push({ shard: interval.shard, start, end: pieceEnd });
+    }
+    return pieces;
+  }
+
+  /**
+   * Mounts store `name` on `prefix` as shards `shardIds` (one per id; more than one splits the
+   * prefix's key range evenly by the byte after the prefix), each with `replicas`.
+   */
+  mount(name: string, prefix: Uint8Array, shardIds: readonly number[], replicas: readonly number[]): ShardMap {
+    checkStoreName(name);
+    if (this.storesByName.has(name)) throw new ShardMapError('store-exists', `store "${name}" exists`);
+    if (prefix.length === 0) throw new ShardMapError('bad-prefix', `store "${name}" needs a non-empty prefix`);
+    for (const store of this.storesByName.values()) {
+      if (store.name === DEFAULT_STORE) continue;
+      if (startsWith(prefix, store.prefix) || startsWith(store.prefix, prefix)) {
+        throw new ShardMapError('prefix-overlap', `prefix ${hex(prefix)} overlaps store "${store.name}" (prefix ${hex(store.prefix)})`);
+      }
+    }
+    if (shardIds.length === 0 || shardIds.length > mountShardsMax) throw new ShardMapError('too-many-shards', `a store starts with 1 to ${mountShardsMax} shards, got ${shardIds.length}`);
+    for (const id of shardIds) {
+      checkShardId(id);
+      if (this.shardsById.has(id)) throw new ShardMapError('shard-exists', `shard ${id} exists`);
+    }
+    const bounds = evenBounds(prefix, shardIds.length);
+    const added: ShardDef[] = shardIds.map((id, i) => ({ id, store: name, start: bounds[i]!, end: bounds[i + 1], epoch: 1, replicas }));
+    return new ShardMap([...this.storesByName.values(), { name, prefix }], [...this.shardsById.values(), ...added]);
+  }
+
+  /** Removes store `name` and its shards (their keys fall back to the default store's). */
+  drop(name: string): ShardMap {
+    if (name === DEFAULT_STORE) throw new ShardMapError('default-store', 'the default store cannot be dropped');
+    if (!this.storesByName.has(name)) throw new ShardMapError('unknown-store', `no store "${name}"`);
+    return new ShardMap(
+      [...this.storesByName.values()].filter((s) => s.name !== name),
+      [...this.shardsById.values()].filter((s) => s.store !== name),
+    );
+  }
+
+  /**
+   * Splits shard `id` at `at`: it keeps `[start, at)`, a new shard `childId` (same replicas) takes
+   * `[at, end)`; both get the parent's epoch + 1. `at` must lie strictly inside the shard.
+   */
+  split(id: number, at: Uint8Array, childId: number): ShardMap {
+    const parent = this.shardsById.get(id);
+    if (parent === undefined) throw new ShardMapError('unknown-shard', `no shard ${id}`);
+    checkShardId(childId);
+    if (this.shardsById.has(childId)) throw new ShardMapError('shard-exists', `shard ${childId} exists`);
+    if (!(compareKeys(parent.start, at) < 0 && below(at, parent.end))) {
+      throw new ShardMapError('bad-split-key', `split key ${hex(at)} is not strictly inside shard ${id} [${hex(parent.start)}, ${hex(parent.end)})`);
+    }
+    const epoch = parent.epoch + 1;
+    const left: ShardDef = { ...parent, end: at, epoch };
+    const right: ShardDef = { ...parent, id: childId, start: at, epoch };
+    return new ShardMap([...this.storesByName.values()], [...[...this.shardsById.values()].filter((s) => s.id !== id), left, right]);
+  }
+
+  /** Shard `id` with `replicas` instead (a replica move), its epoch raised. */
+  withReplicas(id: number, replicas: readonly number[]): ShardMap {
+    const shard = this.shardsById.get(id);
+    if (shard === undefined) throw new ShardMapError('unknown-shard', `no shard ${id}`);
+    return new ShardMap([...this.storesByName.values()], [...[...this.shardsById.values()].filter((s) => s.id !== id), { ...shard, replicas, epoch: shard.epoch + 1 }]);
+  }
+
+  private intervalOf(key: Uint8Array): number {
+    // The last interval whose start is <= key (the first starts at the empty key).
+    let lo = 0;
+    let hi = this.table.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (compareKeys(this.table[mid]!.start, key) <= 0) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+}
+
+/** A store's shards, sorted by start, must tile its key range exactly. */
+function checkTiling(store: StoreDef, shards: readonly ShardDef[]): void {
+  if (shards.length === 0) throw new ShardMapError('bad-tiling', `store "${store.name}" has no shard`);
+  const storeEnd = store.prefix.length === 0 ? undefined : prefixEndOf(store.prefix);
+  let expected: Uint8Array | undefined = store.prefix;
+  for (const shard of shards) {
+    if (expected === undefined || compareKeys(shard.start, expected) !== 0) {
+      throw new ShardMapError('bad-tiling', `store "${store.name}": shard ${shard.id} starts at ${hex(shard.start)}, expected ${hex(expected)}`);
+    }
+    if (!below(shard.start, shard.end)) throw new ShardMapError('bad-tiling', `shard ${shard.id}: empty range [${hex(shard.start)}, ${hex(shard.end)})`);
+    expected = shard.end;
+  }
+  if (!sameEnd(expected, storeEnd)) {
+    throw new ShardMapError('bad-tiling', `store "${store.name}": its last shard ends at ${hex(expected)}, the store at ${hex(storeEnd)}`);
+  }
+}
+
+/** `n` + 1 bounds from `prefix` to its end, cut by the byte after the prefix (n ≤ `mountShardsMax`). */
+function evenBounds(prefix: Uint8Array, n: number): Array<Uint8Array | undefined> {
+  const bounds: Array<Uint8Array | undefined> = [Uint8Array.from(prefix)];
+  for (let i = 1; i < n; i++) {
+    const key = new Uint8Array(prefix.length + 1);
+    key.set(prefix);
+    key[prefix.length] = Math.floor((i * 256) / n);
+    bounds.push(key);
+  }
+  bounds.push(prefixEndOf(prefix));
+  return bounds;
+}
+
+/**
+ * The disjoint intervals of the whole key space: each mount's shards as they are, and the default
+ * store's shards minus the mounts' ranges. Mounts are sorted and disjoint.
+ */
+function flatTable(defaults: readonly ShardDef[], mounts: ReadonlyArray<readonly ShardDef[]>): Interval[] {
+  const table: Interval[] = [];
+  const push = (start: Uint8Array, shard: ShardDef): void => {
+    // Neighbouring intervals of one shard are one interval.
+    if (table[table.length - 1]?.shard.id !== shard.id) table.push({ start, shard });
+  };
+  // The first key not yet placed (undefined: every key is); it only ever lands on a shard's
+  // bound or a mount's start or end, never inside a mount.
+  let cursor: Uint8Array | undefined = new Uint8Array(0);
+  let d = 0;
+  let m = 0;
+  while (cursor !== undefined) {
+    while (!below(cursor, defaults[d]!.end)) d++;
+    const mount = mounts[m];
+    if (mount !== undefined && compareKeys(mount[0]!.start, cursor) === 0) {
+      for (const shard of mount) push(shard.start, shard);
+      cursor = mount[mount.length - 1]!.end;
+      m++;
+      continue;
+    }
+    const shard = defaults[d]!;
+    push(cursor, shard);
+    const nextMount = mount?.[0]!.start;
+    cursor = nextMount !== undefined && below(nextMount, shard.end) ? nextMount : shard.end;
+  }
+  return table;
+}
