@@ -58,9 +58,12 @@ class RuntimeShardHandle implements ShardHandle {
   /**
    * Proposes `command`. One refused for an old auth revision (an auth change came between finding
    * its caller and applying it; the refusal changed nothing) is proposed again with its caller
-   * found anew, while that caller's revision is newer than the one refused.
+   * found anew, while that caller's revision is newer than the one refused and the request's
+   * deadline has not passed.
    */
   async propose(command: EngineCommand, options: RequestOptions = {}): Promise<Applied> {
+    // Every attempt shares the request's one deadline, as etcd's retries share the client's context.
+    const deadline = this.runtime.now() + (options.timeoutMs ?? this.runtime.requestTimeoutMs);
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.proposeOnce(command, options);
@@ -70,7 +73,9 @@ class RuntimeShardHandle implements ShardHandle {
         const again = caller.again();
         // Auth disabled meanwhile: the anonymous caller (revision 0) passes where it applies.
         if (again !== anonymousCaller && again.authRevision <= caller.authRevision) throw error;
-        options = { ...options, caller: again };
+        const left = deadline - this.runtime.now();
+        if (left <= 0) throw error;
+        options = { ...options, caller: again, timeoutMs: left };
       }
     }
   }

@@ -424,6 +424,16 @@ export class NodeRuntime {
 
   // ---- Driving ------------------------------------------------------------------------------
 
+  /** The injected clock's time (ms): what requests' deadlines are measured on. */
+  now(): number {
+    return this.options.clock.now();
+  }
+
+  /** A request's timeout when its options give none (ms). */
+  get requestTimeoutMs(): number {
+    return this.options.requestTimeoutMs;
+  }
+
   /** Ticks without hearing from a leader before a follower campaigns (the randomized timeout adds up to as many again). */
   get electionTicks(): number {
     return this.options.raft.electionTicks;

@@ -11,18 +11,24 @@ import { authOldRevisionProposalsMax } from '../../src/runtime/limits.js';
 import type { NodeRuntime, RequestOptions } from '../../src/runtime/runtime.js';
 
 /** A runtime whose shard 1 refuses every proposal whose caller's revision is below `authRevision`. */
-function fakeRuntime(authRevision: () => number) {
+function fakeRuntime(authRevision: () => number, msPerProposal = 0) {
   const proposed: Caller[] = [];
+  const timeouts: Array<number | undefined> = [];
+  let clock = 1000;
   const runtime = {
     hasShard: (id: number) => id === 1,
+    now: () => clock,
+    requestTimeoutMs: 1000,
     propose: (_shard: number, _command: unknown, options: RequestOptions, done: (error: Error | undefined, applied?: unknown) => void) => {
       const caller = options.caller!;
       proposed.push(caller);
+      timeouts.push(options.timeoutMs);
+      clock += msPerProposal;
       const refusal = caller.authRevision < authRevision() ? new EngineError('auth-old-revision') : undefined;
       queueMicrotask(() => done(undefined, { outcome: { kind: 'ok' }, refusal }));
     },
   } as unknown as NodeRuntime;
-  return { router: new Router(runtime, singleStoreMap(0, 1)), proposed };
+  return { router: new Router(runtime, singleStoreMap(0, 1)), proposed, timeouts };
 }
 
 const command = { engine: 1, version: 1, kind: 1, payload: new Uint8Array(0) };
@@ -55,12 +61,29 @@ describe('a command refused for an old auth revision', () => {
   });
 });
 
+describe('the attempts at a command refused for an old auth revision', () => {
+  it('share the request timeout: each gets what is left of it, and none starts once it is spent', async () => {
+    let revision = 5;
+    const { router, proposed, timeouts } = fakeRuntime(() => ++revision + 1, 400);
+    const caller: Caller = { user: 'alice', authRevision: 5, again: () => ({ ...caller, authRevision: revision }) };
+    await expect(router.defaultStore().propose(command as never, { caller })).rejects.toMatchObject({ code: 'auth-old-revision' });
+    // 1,000 ms in all, 400 spent per attempt: 1,000, then 600, then 200 left; then none.
+    expect(timeouts).toEqual([undefined, 600, 200]);
+    expect(proposed).toHaveLength(3);
+    const explicit = fakeRuntime(() => ++revision + 1, 400);
+    await expect(explicit.router.defaultStore().propose(command as never, { caller, timeoutMs: 500 })).rejects.toMatchObject({ code: 'auth-old-revision' });
+    expect(explicit.timeouts).toEqual([500, 100]);
+  });
+});
+
 describe('a command refused for an old auth revision, then auth disabled', () => {
   it('is proposed again as the anonymous caller, which passes where auth is off', async () => {
     let authOn = true;
     const proposed: Caller[] = [];
     const runtime = {
       hasShard: (id: number) => id === 1,
+      now: () => 0,
+      requestTimeoutMs: 1000,
       propose: (_shard: number, _command: unknown, options: RequestOptions, done: (error: Error | undefined, applied?: unknown) => void) => {
         proposed.push(options.caller!);
         const refusal = authOn ? new EngineError('auth-old-revision') : undefined;
