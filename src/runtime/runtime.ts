@@ -9,7 +9,8 @@
  *     leads), configuration changes and reads (one ReadIndex round per shard) go into the groups;
  *  2. `ready()` of every group; messages that need no persistence go out at once (a leader's
  *     appends travel in parallel with its own write), except appends that only carry a new
- *     commit index, which go one task later, after the answers that commit released;
+ *     commit index no other member waits for, which go one task later, after the answers that
+ *     commit released;
  *  3. ONE save for every group's entries and hard state (group commit), synced when any group
  *     needs it; a save of commit indexes alone is not waited for;
  *  4. while that save runs, committed entries are applied (durable on a quorum already) and
@@ -59,13 +60,19 @@ import { type PendingCounts, PendingRequests, type ReadWaiter, type WriteWaiter 
 import { type Applied, type LeaderContext, ShardStateMachine, StateMachineHaltError } from './state-machine.js';
 
 /**
- * Whether a ready's messages only tell followers of a new commit index while it has committed
- * entries to apply (appends without entries), so they may leave after the answers those entries
- * release. Heartbeats are not among them: a ReadIndex round waits for theirs.
+ * Whether a ready's messages may leave after the answers its committed entries release: they only
+ * tell followers of a new commit index (appends without entries; heartbeats are not among them, a
+ * ReadIndex round waits for theirs), and no other member waits for that news to answer a write of
+ * its own (every committed entry was proposed by `self`, or by no one: a leader's empty entry).
  */
-function onlyCommitNews(ready: Ready): boolean {
+export function onlyCommitNews(ready: Pick<Ready, 'messages' | 'committedEntries'>, self: number): boolean {
   if (ready.committedEntries.length === 0 || ready.messages.length === 0) return false;
   for (const m of ready.messages) if (m.type !== 'MsgApp' || m.entries.length > 0) return false;
+  for (const entry of ready.committedEntries) {
+    if (entry.type !== 'normal') return false;
+    const proposer = envelopeOrigin(entry.data).proposer;
+    if (proposer !== self && proposer !== 0) return false;
+  }
   return true;
 }
 
@@ -743,7 +750,7 @@ export class NodeRuntime {
     let commitNews: Array<[ShardState, readonly Message[]]> | undefined;
     for (const [shard, ready] of readies) {
       this.noteSoftState(shard, ready);
-      if (onlyCommitNews(ready)) (commitNews ??= []).push([shard, ready.messages]);
+      if (onlyCommitNews(ready, this.options.memberId)) (commitNews ??= []).push([shard, ready.messages]);
       else this.send(shard, ready.messages);
       if (this.options.unsafe?.acknowledgeBeforePersist === true) this.send(shard, ready.messagesAfterPersist);
       if (ready.entries.length > 0 || ready.hardState !== undefined || ready.snapshot !== undefined) {
@@ -784,8 +791,8 @@ export class NodeRuntime {
     }
     if (commitNews !== undefined) {
       // A leader's appends that only carry a new commit index wait for the next task: the answers
-      // the commit released leave first (those appends are no client's latency: a follower's
-      // reads wait for them, its writes do not).
+      // the commit released leave first. A follower's linearizable reads wait for this news (one
+      // task more); a write a follower forwarded is never held back (see onlyCommitNews).
       const news = commitNews;
       this.options.scheduler.soon(() => {
         if (this.stopped) return;

@@ -6,7 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { SIM_DEFAULTS, SimCluster } from '../../jepsen-lite/sim/cluster.js';
 import { recordCommand } from '../../jepsen-lite/sim/record-engine.js';
-import { MemoryLogStorage, type Message, SeededPrng } from '../../raft/index.js';
+import { type Entry, MemoryLogStorage, type Message, SeededPrng, makeMessage } from '../../raft/index.js';
+import { encodeEnvelope } from '../../src/runtime/envelope.js';
+import { onlyCommitNews } from '../../src/runtime/runtime.js';
 import { applyUpdate } from '../../jepsen-lite/sim/disk.js';
 import { RecordEngine } from '../../jepsen-lite/sim/record-engine.js';
 import type { RuntimeErrorCode, RuntimeStorage } from '../../src/runtime/index.js';
@@ -377,5 +379,32 @@ describe('the order of what a commit releases', () => {
     }
     c.dropWhere = undefined;
     expect(pending(c, leader)).toEqual(idle);
+  });
+});
+
+describe('which commit news may wait for the answers', () => {
+  const self = 7;
+  const entry = (proposer: number, type: 'normal' | 'conf-change' = 'normal'): Entry => ({
+    term: 2,
+    index: 10,
+    type,
+    data: encodeEnvelope({ engine: 1, version: 1, kind: 1, payload: new Uint8Array(0), timestampMs: 0, proposer, requestId: 1 }),
+  });
+  const news = (to: number): Message => ({ ...makeMessage({ type: 'MsgApp', to, from: self }), entries: [] });
+
+  it('appends without entries that commit only what this member (or no one) proposed', () => {
+    expect(onlyCommitNews({ messages: [news(1), news(2)], committedEntries: [entry(self), entry(self)] }, self)).toBe(true);
+    // A leader's empty entry of its term carries no proposer.
+    expect(onlyCommitNews({ messages: [news(1)], committedEntries: [{ term: 2, index: 9, type: 'normal', data: new Uint8Array(0) }] }, self)).toBe(true);
+  });
+
+  it('never news another member waits for, appends with entries, heartbeats, or a ready with nothing to answer', () => {
+    // Member 2 forwarded a write: it answers its client once it hears of the commit.
+    expect(onlyCommitNews({ messages: [news(1), news(2)], committedEntries: [entry(self), entry(2)] }, self)).toBe(false);
+    expect(onlyCommitNews({ messages: [news(1)], committedEntries: [entry(self, 'conf-change')] }, self)).toBe(false);
+    expect(onlyCommitNews({ messages: [{ ...news(1), entries: [entry(self)] }], committedEntries: [entry(self)] }, self)).toBe(false);
+    expect(onlyCommitNews({ messages: [makeMessage({ type: 'MsgHeartbeat', to: 1, from: self })], committedEntries: [entry(self)] }, self)).toBe(false);
+    expect(onlyCommitNews({ messages: [news(1)], committedEntries: [] }, self)).toBe(false);
+    expect(onlyCommitNews({ messages: [], committedEntries: [entry(self)] }, self)).toBe(false);
   });
 });
