@@ -83,11 +83,14 @@ interface WireLeaseTimeToLiveRequest extends WireLeaseId {
 /**
  * Renewals from every keep-alive stream of a node, gathered over one turn of the event loop and
  * proposed as one Renew command per `leaseRenewalsPerCommandMax` leases: one Raft entry (and one
- * apply) for many keep-alives, each still answered with its own lease's outcome.
+ * apply) for many keep-alives, each still answered with its own lease's outcome. A revoke this
+ * node proposes takes the batch along first (`proposeNow`), so that gathering never moves a
+ * keep-alive behind a revoke read after it.
  */
 export class RenewalBatcher {
   private batch: Array<{ readonly id: bigint; readonly resolve: (ttlSeconds: number) => void; readonly reject: (error: unknown) => void }> = [];
-  private scheduled = false;
+  /** The turn's end, when the batch is proposed unless a revoke took it along earlier. */
+  private scheduled: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly shard: () => ShardHandle,
@@ -98,15 +101,17 @@ export class RenewalBatcher {
   renew(id: bigint): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       this.batch.push({ id, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
+      this.scheduled ??= setImmediate(() => this.proposeNow());
     });
   }
 
-  private flush(): void {
-    this.scheduled = false;
+  /**
+   * Proposes the renewals gathered so far at once: what the caller proposes next on the default
+   * store's shard goes after them (a shard's writes are proposed in the order they were asked).
+   */
+  proposeNow(): void {
+    if (this.scheduled !== undefined) clearImmediate(this.scheduled);
+    this.scheduled = undefined;
     const batch = this.batch;
     this.batch = [];
     const shard = this.shard();
@@ -169,6 +174,10 @@ export function createLeaseService(ctx: LeaseServiceContext): { definition: Retu
       const shard = ctx.router.defaultStore();
       // Revoking deletes the lease's keys: the caller must be able to write every one (etcd's rule).
       const caller = await permittedCaller(ctx, call, () => [...leaseKeysOf(shard)(id)].map((key) => ({ key, rangeEnd: new Uint8Array(0), type: PermissionType.Write })));
+      // Keep-alives this node read before the revoke are renewed before it, so they answer the
+      // lease's TTL and only later ones TTL 0, as etcd's leader answers them (it renews at once,
+      // outside Raft). Left to the turn's end, their renewal would be applied after the revoke.
+      renewals.proposeNow();
       const outcome = await propose(shard, revokeCommand(id), caller);
       if (outcome.kind !== 'revoked') throw new Error(`revoke applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.revision) };

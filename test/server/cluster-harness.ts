@@ -21,12 +21,27 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * The ports test clusters take: below the kernel's ephemeral range (32768+ on Linux), so a
+ * client's outgoing connection can never take a port a restarted node needs. DKV_TEST_PORTS=low-high
+ * narrows them, for a machine whose other users keep to ranges of their own.
+ */
+function testPortRange(setting: string | undefined): { low: number; high: number } {
+  if (setting === undefined || setting === '') return { low: 20000, high: 31999 };
+  const match = /^(\d+)-(\d+)$/.exec(setting);
+  const low = Number(match?.[1]);
+  const high = Number(match?.[2]);
+  if (match === null || low < 1024 || high > 65535 || high - low < 100) throw new Error(`DKV_TEST_PORTS: want low-high, 100 ports at least, got '${setting}'`);
+  return { low, high };
+}
+
+const testPorts = testPortRange(process.env['DKV_TEST_PORTS']);
+
 /** A base port whose whole block (10 per node) is free now. */
 export async function freeBase(nodes: number): Promise<number> {
+  const blocks = Math.floor((testPorts.high + 1 - testPorts.low - 10 * nodes) / 10) + 1;
   for (let attempt = 0; attempt < 200; attempt++) {
-    // Below the kernel's ephemeral range (32768+ on Linux), so a client's outgoing connection can
-    // never take a port a restarted node needs.
-    const base = 20000 + 10 * Math.floor(Math.random() * 1200);
+    const base = testPorts.low + 10 * Math.floor(Math.random() * blocks);
     const ports: number[] = [];
     for (let i = 0; i < nodes; i++) ports.push(base + 10 * i, base + 10 * i + 1, base + 10 * i + 2);
     const free = await Promise.all(ports.map(portFree));
