@@ -73,8 +73,9 @@ class RuntimeShardHandle implements ShardHandle {
         const again = caller.again();
         // Auth disabled meanwhile: the anonymous caller (revision 0) passes where it applies.
         if (again !== anonymousCaller && again.authRevision <= caller.authRevision) throw error;
+        // Out of time: what etcd answers once the client's context ends between its retries.
         const left = deadline - this.runtime.now();
-        if (left <= 0) throw error;
+        if (left <= 0) throw new RuntimeError('timeout', 'request timed out');
         options = { ...options, caller: again, timeoutMs: left };
       }
     }

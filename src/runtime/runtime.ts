@@ -62,13 +62,17 @@ import { type Applied, type LeaderContext, ShardStateMachine, StateMachineHaltEr
 /**
  * Whether a ready's messages may leave after the answers its committed entries release: they only
  * tell followers of a new commit index (appends without entries; heartbeats are not among them, a
- * ReadIndex round waits for theirs), and no other member waits for that news to answer a write of
- * its own (every committed entry was proposed by `self`, or by no one: a leader's empty entry).
+ * ReadIndex round waits for theirs), the ready holds every entry up to the newest commit they
+ * carry (Raft hands over committed entries in bounded slices), and no other member waits for that
+ * news to answer a write of its own (every one of them was proposed by `self`, or by no one: a
+ * leader's empty entry).
  */
 export function onlyCommitNews(ready: Pick<Ready, 'messages' | 'committedEntries'>, self: number): boolean {
-  if (ready.committedEntries.length === 0 || ready.messages.length === 0) return false;
-  for (const m of ready.messages) if (m.type !== 'MsgApp' || m.entries.length > 0) return false;
-  for (const entry of ready.committedEntries) {
+  const entries = ready.committedEntries;
+  if (entries.length === 0 || ready.messages.length === 0) return false;
+  const lastApplying = entries[entries.length - 1]!.index;
+  for (const m of ready.messages) if (m.type !== 'MsgApp' || m.entries.length > 0 || m.commit > lastApplying) return false;
+  for (const entry of entries) {
     if (entry.type !== 'normal') return false;
     const proposer = envelopeOrigin(entry.data).proposer;
     if (proposer !== self && proposer !== 0) return false;
@@ -446,6 +450,11 @@ export class NodeRuntime {
     return this.options.raft.electionTicks;
   }
 
+  /** The election timeout in ms (its ticks times the tick). */
+  private get electionTimeoutMs(): number {
+    return this.options.raft.electionTicks * this.options.tickMs;
+  }
+
   /** One tick of the logical clock: elections, heartbeats, leader duties, request deadlines. */
   tick(): void {
     if (this.stopped) return;
@@ -792,7 +801,7 @@ export class NodeRuntime {
     if (commitNews !== undefined) {
       // A leader's appends that only carry a new commit index wait for the next task: the answers
       // the commit released leave first. A follower's linearizable reads wait for this news (one
-      // task more); a write a follower forwarded is never held back (see onlyCommitNews).
+      // task more); news of a write a follower forwarded is not held back (see onlyCommitNews).
       const news = commitNews;
       this.options.scheduler.soon(() => {
         if (this.stopped) return;
@@ -858,7 +867,7 @@ export class NodeRuntime {
     pending.feedParkedAsIs = false;
     if (shard.node.raft.lead === 0 && !waitOver) {
       const now = this.options.clock.now();
-      if (pending.parked.length === 0) pending.parkedUntilMs = now + noLeaderWaitElections * this.options.raft.electionTicks * this.options.tickMs;
+      if (pending.parked.length === 0) pending.parkedUntilMs = now + noLeaderWaitElections * this.electionTimeoutMs;
       if (now < pending.parkedUntilMs) {
         pending.parked.push(...pending.queue.splice(0));
         return;
@@ -964,8 +973,7 @@ export class NodeRuntime {
       // Reads in flight were asked of the old leader: they will never complete there (etcd says
       // "leader changed" whether or not a new leader is known yet).
       shard.pending.failReadRounds(new RuntimeError('leader-changed', 'etcdserver: leader changed'));
-      const raft = this.options.raft;
-      shard.pending.leaderChanged(this.options.clock.now() + leaderChangeGraceElections * raft.electionTicks * this.options.tickMs);
+      shard.pending.leaderChanged(this.options.clock.now() + leaderChangeGraceElections * this.electionTimeoutMs);
       // Writes parked for want of a leader go now, not at the next tick (a restarted node's first
       // write waited up to a tick after its election).
       if (soft.lead !== 0) this.unpark(shard, this.options.clock.now());
@@ -1096,9 +1104,8 @@ export class NodeRuntime {
     if (this.options.campaignWhenSoleVoter !== true) return;
     const raft = shard.node.raft;
     if (raft.role !== 'follower' || raft.log.applied < raft.log.committed) return;
-    // The tracker's sets, not confState(): this runs after every cycle of every follower.
-    const [voters, outgoing] = raft.tracker.config.voters;
-    if (voters.size !== 1 || !voters.has(this.options.memberId) || outgoing.size > 0) return;
+    // Not confState(): this runs after every cycle of every follower.
+    if (!raft.tracker.isSingleton() || !raft.tracker.isVoter(this.options.memberId)) return;
     shard.node.campaign();
     this.schedule();
   }

@@ -382,6 +382,30 @@ describe('the order of what a commit releases', () => {
   });
 });
 
+describe('commit news held back past a stop', () => {
+  it('is never sent by a runtime stopped before its turn came', () => {
+    const c = cluster(23);
+    const leader = c.leader()!.id;
+    const runtime = c.nodes.get(leader)!.runtime!;
+    const commitBefore = runtime.status(SHARD).commit;
+    let stopped = false;
+    const sentAfterStop: Message[] = [];
+    c.dropWhere = (_shard, m) => {
+      if (stopped && m.from === leader) sentAfterStop.push(m);
+      return false;
+    };
+    const outcomes = new Outcomes();
+    c.propose(leader, payload('last'), outcomes.callback());
+    // The answer comes in the turn that applies the commit; the news to the followers waits.
+    expect(c.runUntilCondition(() => outcomes.heard.size === 1, 1000)).toBe(true);
+    expect(runtime.status(SHARD).commit).toBeGreaterThan(commitBefore);
+    runtime.stop();
+    stopped = true;
+    c.runFor(50);
+    expect(sentAfterStop).toEqual([]);
+  });
+});
+
 describe('which commit news may wait for the answers', () => {
   const self = 7;
   const entry = (proposer: number, type: 'normal' | 'conf-change' = 'normal'): Entry => ({
@@ -405,6 +429,9 @@ describe('which commit news may wait for the answers', () => {
     expect(onlyCommitNews({ messages: [{ ...news(1), entries: [entry(self)] }], committedEntries: [entry(self)] }, self)).toBe(false);
     expect(onlyCommitNews({ messages: [makeMessage({ type: 'MsgHeartbeat', to: 1, from: self })], committedEntries: [entry(self)] }, self)).toBe(false);
     expect(onlyCommitNews({ messages: [news(1)], committedEntries: [] }, self)).toBe(false);
+    // Raft handed over only part of what the news commits: what follows may be a follower's.
+    expect(onlyCommitNews({ messages: [{ ...news(1), commit: 11 }], committedEntries: [entry(self)] }, self)).toBe(false);
+    expect(onlyCommitNews({ messages: [{ ...news(1), commit: 10 }], committedEntries: [entry(self)] }, self)).toBe(true);
     expect(onlyCommitNews({ messages: [], committedEntries: [entry(self)] }, self)).toBe(false);
   });
 });
