@@ -9,11 +9,6 @@ export {
   type ShardDef,
   type StoreDef,
   compareKeys,
-  mountShardsMax,
   prefixEndOf,
-  replicasMax,
-  shardsPerStoreMax,
-  storeNameBytesMax,
-  storePrefixBytesMax,
-  storesMax,
 } from './shard-map.js';
+export * from './limits.js';

@@ -12,26 +12,19 @@
  * - Every shard has an **epoch**, raised by every split or replica change, so a request routed with
  *   an older map can be told so.
  *
- * A map is immutable: `mount`, `drop`, `split` and `withReplicas` validate and return a new map, or
- * throw a `ShardMapError` with a stable code and change nothing. Lookups (`shardForKey`,
+ * A map is immutable (the store and shard records it hands out are frozen, and their key bytes must
+ * not be written to): `mount`, `drop`, `split` and `withReplicas` validate and return a new map, or
+ * throw a `ShardMapError` with a stable code and change nothing. Shard ids are never reused: a map
+ * remembers the highest id its history gave out (`highestShardId`), and a new shard must take a
+ * larger one, so an epoch always belongs to one shard's one range. Lookups (`shardForKey`,
  * `piecesOfRange`) binary-search one flat table of disjoint key intervals built once per map.
  * Pure: no I/O, no clock.
  */
 
+import { byteValues, mountShardsMax, replicasMax, shardsPerStoreMax, splitKeyBytesMax, storeNameBytesMax, storePrefixBytesMax, storesMax } from './limits.js';
+
 /** Name of the store that owns every key no mount claims; it cannot be dropped. */
 export const DEFAULT_STORE = 'default';
-/** Bytes of a store name (`[a-z0-9][a-z0-9_-]*`). */
-export const storeNameBytesMax = 63;
-/** Bytes of a mount prefix. */
-export const storePrefixBytesMax = 512;
-/** Stores of a map, the default store included. */
-export const storesMax = 1024;
-/** Shards of one store. */
-export const shardsPerStoreMax = 4096;
-/** Replicas of one shard. */
-export const replicasMax = 7;
-/** Shards a store is mounted with (its range is cut by the byte after the prefix). */
-export const mountShardsMax = 256;
 
 export type ShardMapErrorCode =
   | 'bad-store-name'
@@ -45,6 +38,8 @@ export type ShardMapErrorCode =
   | 'shard-exists'
   | 'unknown-shard'
   | 'too-many-shards'
+  | 'bad-shard-count'
+  | 'empty-shard'
   | 'bad-split-key'
   | 'bad-replicas'
   | 'bad-epoch'
@@ -98,7 +93,8 @@ export function compareKeys(a: Uint8Array, b: Uint8Array): number {
 export function prefixEndOf(prefix: Uint8Array): Uint8Array | undefined {
   for (let i = prefix.length - 1; i >= 0; i--) {
     if (prefix[i]! < 0xff) {
-      const end = prefix.slice(0, i + 1);
+      // A copy: on a Buffer, slice() is a view of the caller's bytes.
+      const end = Uint8Array.from(prefix.subarray(0, i + 1));
       end[i]! += 1;
       return end;
     }
@@ -119,6 +115,11 @@ function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {
   if (key.length < prefix.length) return false;
   for (let i = 0; i < prefix.length; i++) if (key[i] !== prefix[i]) return false;
   return true;
+}
+
+/** Two mount prefixes overlap when one starts the other (they would claim common keys). */
+function overlapping(a: Uint8Array, b: Uint8Array): boolean {
+  return startsWith(a, b) || startsWith(b, a);
 }
 
 const storeNamePattern = /^[a-z0-9][a-z0-9_-]*$/;
@@ -161,8 +162,14 @@ export class ShardMap {
   /** Disjoint, sorted by start, covering every key from the empty key on. */
   private readonly table: readonly Interval[];
 
-  /** Validates everything; throws a `ShardMapError` naming the first problem. */
-  constructor(stores: readonly StoreDef[], shards: readonly ShardDef[]) {
+  /** Every shard id ever given out is at most this; new shards take larger ones (ids are never reused). */
+  readonly highestShardId: number;
+
+  /**
+   * Validates everything; throws a `ShardMapError` naming the first problem. `highestShardId`: the
+   * largest shard id this map's history has given out (at least every id in `shards`).
+   */
+  constructor(stores: readonly StoreDef[], shards: readonly ShardDef[], highestShardId = 0) {
     if (stores.length > storesMax) throw new ShardMapError('too-many-stores', `at most ${storesMax} stores, got ${stores.length}`);
     const byName = new Map<string, StoreDef>();
     for (const store of stores) {
@@ -173,13 +180,13 @@ export class ShardMap {
         throw new ShardMapError('bad-prefix', isDefault ? 'the default store has the empty prefix' : `store "${store.name}" needs a non-empty prefix`);
       }
       if (store.prefix.length > storePrefixBytesMax) throw new ShardMapError('bad-prefix', `a prefix is at most ${storePrefixBytesMax} bytes, got ${store.prefix.length}`);
-      byName.set(store.name, { name: store.name, prefix: Uint8Array.from(store.prefix) });
+      byName.set(store.name, Object.freeze({ name: store.name, prefix: Uint8Array.from(store.prefix) }));
     }
     if (!byName.has(DEFAULT_STORE)) throw new ShardMapError('default-store', 'the map has no default store');
     const mounts = [...byName.values()].filter((s) => s.name !== DEFAULT_STORE).sort((a, b) => compareKeys(a.prefix, b.prefix));
     for (let i = 1; i < mounts.length; i++) {
       // Sorted, a prefix that starts another sorts right before it (or before a run of such).
-      if (startsWith(mounts[i]!.prefix, mounts[i - 1]!.prefix)) {
+      if (overlapping(mounts[i]!.prefix, mounts[i - 1]!.prefix)) {
         throw new ShardMapError('prefix-overlap', `store "${mounts[i]!.name}" (prefix ${hex(mounts[i]!.prefix)}) lies inside store "${mounts[i - 1]!.name}" (prefix ${hex(mounts[i - 1]!.prefix)})`);
       }
     }
@@ -191,14 +198,15 @@ export class ShardMap {
       if (!byName.has(shard.store)) throw new ShardMapError('unknown-store', `shard ${shard.id} names store "${shard.store}", which the map lacks`);
       if (!Number.isSafeInteger(shard.epoch) || shard.epoch <= 0) throw new ShardMapError('bad-epoch', `shard ${shard.id}: an epoch is a positive safe integer, got ${shard.epoch}`);
       checkReplicas(shard.replicas);
-      const copy: ShardDef = {
+      // Frozen copies: lookups hand these out (their key bytes must not be written to).
+      const copy: ShardDef = Object.freeze({
         id: shard.id,
         store: shard.store,
         start: Uint8Array.from(shard.start),
         end: shard.end === undefined ? undefined : Uint8Array.from(shard.end),
         epoch: shard.epoch,
-        replicas: [...shard.replicas],
-      };
+        replicas: Object.freeze([...shard.replicas]),
+      });
       byId.set(copy.id, copy);
       let list = perStore.get(copy.store);
       if (list === undefined) perStore.set(copy.store, (list = []));
@@ -213,6 +221,12 @@ export class ShardMap {
     this.storesByName = byName;
     this.shardsById = byId;
     this.table = flatTable(perStore.get(DEFAULT_STORE)!, mounts.map((m) => perStore.get(m.name)!));
+    const owning = new Set(this.table.map((interval) => interval.shard.id));
+    for (const shard of perStore.get(DEFAULT_STORE)!) {
+      if (!owning.has(shard.id)) throw new ShardMapError('empty-shard', `shard ${shard.id} of the default store would own no key: mounts cover all of [${hex(shard.start)}, ${hex(shard.end)})`);
+    }
+    if (!Number.isSafeInteger(highestShardId) || highestShardId < 0) throw new ShardMapError('bad-shard-id', `the highest shard id given out must be a safe integer >= 0, got ${highestShardId}`);
+    this.highestShardId = Math.max(highestShardId, ...byId.keys());
   }
 
   /** A map with the default store alone, as one shard over every key. */
@@ -283,19 +297,16 @@ export class ShardMap {
     if (this.storesByName.has(name)) throw new ShardMapError('store-exists', `store "${name}" exists`);
     if (prefix.length === 0) throw new ShardMapError('bad-prefix', `store "${name}" needs a non-empty prefix`);
     for (const store of this.storesByName.values()) {
-      if (store.name === DEFAULT_STORE) continue;
-      if (startsWith(prefix, store.prefix) || startsWith(store.prefix, prefix)) {
+      if (store.name !== DEFAULT_STORE && overlapping(prefix, store.prefix)) {
         throw new ShardMapError('prefix-overlap', `prefix ${hex(prefix)} overlaps store "${store.name}" (prefix ${hex(store.prefix)})`);
       }
     }
-    if (shardIds.length === 0 || shardIds.length > mountShardsMax) throw new ShardMapError('too-many-shards', `a store starts with 1 to ${mountShardsMax} shards, got ${shardIds.length}`);
-    for (const id of shardIds) {
-      checkShardId(id);
-      if (this.shardsById.has(id)) throw new ShardMapError('shard-exists', `shard ${id} exists`);
-    }
+    if (shardIds.length === 0 || shardIds.length > mountShardsMax) throw new ShardMapError('bad-shard-count', `a store starts with 1 to ${mountShardsMax} shards, got ${shardIds.length}`);
+    for (const id of shardIds) this.checkNewShardId(id);
+    if (new Set(shardIds).size !== shardIds.length) throw new ShardMapError('shard-exists', 'a shard id appears twice');
     const bounds = evenBounds(prefix, shardIds.length);
     const added: ShardDef[] = shardIds.map((id, i) => ({ id, store: name, start: bounds[i]!, end: bounds[i + 1], epoch: 1, replicas }));
-    return new ShardMap([...this.storesByName.values(), { name, prefix }], [...this.shardsById.values(), ...added]);
+    return new ShardMap([...this.storesByName.values(), { name, prefix }], [...this.shardsById.values(), ...added], this.highestShardId);
   }
 
   /** Removes store `name` and its shards (their keys fall back to the default store's). */
@@ -305,6 +316,7 @@ export class ShardMap {
     return new ShardMap(
       [...this.storesByName.values()].filter((s) => s.name !== name),
       [...this.shardsById.values()].filter((s) => s.store !== name),
+      this.highestShardId,
     );
   }
 
@@ -315,22 +327,28 @@ export class ShardMap {
   split(id: number, at: Uint8Array, childId: number): ShardMap {
     const parent = this.shardsById.get(id);
     if (parent === undefined) throw new ShardMapError('unknown-shard', `no shard ${id}`);
-    checkShardId(childId);
-    if (this.shardsById.has(childId)) throw new ShardMapError('shard-exists', `shard ${childId} exists`);
+    this.checkNewShardId(childId);
+    if (at.length > splitKeyBytesMax) throw new ShardMapError('bad-split-key', `a split key is at most ${splitKeyBytesMax} bytes, got ${at.length}`);
     if (!(compareKeys(parent.start, at) < 0 && below(at, parent.end))) {
       throw new ShardMapError('bad-split-key', `split key ${hex(at)} is not strictly inside shard ${id} [${hex(parent.start)}, ${hex(parent.end)})`);
     }
     const epoch = parent.epoch + 1;
     const left: ShardDef = { ...parent, end: at, epoch };
     const right: ShardDef = { ...parent, id: childId, start: at, epoch };
-    return new ShardMap([...this.storesByName.values()], [...[...this.shardsById.values()].filter((s) => s.id !== id), left, right]);
+    return new ShardMap([...this.storesByName.values()], [...[...this.shardsById.values()].filter((s) => s.id !== id), left, right], this.highestShardId);
   }
 
   /** Shard `id` with `replicas` instead (a replica move), its epoch raised. */
   withReplicas(id: number, replicas: readonly number[]): ShardMap {
     const shard = this.shardsById.get(id);
     if (shard === undefined) throw new ShardMapError('unknown-shard', `no shard ${id}`);
-    return new ShardMap([...this.storesByName.values()], [...[...this.shardsById.values()].filter((s) => s.id !== id), { ...shard, replicas, epoch: shard.epoch + 1 }]);
+    return new ShardMap([...this.storesByName.values()], [...[...this.shardsById.values()].filter((s) => s.id !== id), { ...shard, replicas, epoch: shard.epoch + 1 }], this.highestShardId);
+  }
+
+  /** A new shard's id: valid, and larger than every id given out before (ids are never reused). */
+  private checkNewShardId(id: number): void {
+    checkShardId(id);
+    if (id <= this.highestShardId) throw new ShardMapError('shard-exists', `shard ids are never reused: ${id} is not above ${this.highestShardId}, the highest given out`);
   }
 
   private intervalOf(key: Uint8Array): number {
@@ -369,7 +387,7 @@ function evenBounds(prefix: Uint8Array, n: number): Array<Uint8Array | undefined
   for (let i = 1; i < n; i++) {
     const key = new Uint8Array(prefix.length + 1);
     key.set(prefix);
-    key[prefix.length] = Math.floor((i * 256) / n);
+    key[prefix.length] = Math.floor((i * byteValues) / n);
     bounds.push(key);
   }
   bounds.push(prefixEndOf(prefix));

@@ -12,7 +12,12 @@ import {
   ShardMapError,
   type ShardMapErrorCode,
   compareKeys,
+  mountShardsMax,
   prefixEndOf,
+  replicasMax,
+  splitKeyBytesMax,
+  storeNameBytesMax,
+  storePrefixBytesMax,
 } from '../../src/cluster/index.js';
 
 const bytes = (...b: number[]) => Uint8Array.from(b);
@@ -50,12 +55,17 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 );
 
 /** Applies what it can of `ops` (a refused change must leave the map unchanged). */
+/** Everything a map says, as plain data. */
+function contents(map: ShardMap): unknown {
+  return { stores: map.stores().map((s) => ({ ...s, prefix: [...s.prefix] })), shards: map.shards().map((s) => ({ ...s, start: [...s.start], end: s.end && [...s.end] })), highest: map.highestShardId };
+}
+
 function build(ops: readonly Op[]): ShardMap {
   let map = ShardMap.initial(1, REPLICAS);
   let nextId = 2;
   let stores = 0;
   for (const op of ops) {
-    const before = map;
+    const before = contents(map);
     try {
       if (op.kind === 'mount') map = map.mount(`s${stores++}`, op.prefix, Array.from({ length: op.shards }, () => nextId++), REPLICAS);
       else if (op.kind === 'drop') {
@@ -67,7 +77,7 @@ function build(ops: readonly Op[]): ShardMap {
       }
     } catch (error) {
       expect(error).toBeInstanceOf(ShardMapError);
-      expect(map).toBe(before);
+      expect(contents(map)).toEqual(before);
     }
   }
   return map;
@@ -80,8 +90,10 @@ describe('the shard map', () => {
         const map = build(ops);
         for (const key of keys) expect(map.shardForKey(key).id).toBe(naiveOwner(map, key).id);
         for (const shard of map.shards()) {
-          // Every shard owns its own start, unless a mount covers it (a cut default shard).
-          if (shard.store !== DEFAULT_STORE) expect(map.shardForKey(shard.start).id).toBe(shard.id);
+          // Every shard owns its own start, unless a mount covers it (a cut default shard), and
+          // every default shard owns some key.
+          if (shard.store !== DEFAULT_STORE || map.storeForKey(shard.start).name === DEFAULT_STORE) expect(map.shardForKey(shard.start).id).toBe(shard.id);
+          else expect(map.piecesOfRange(shard.start, shard.end).some((p) => p.shard.id === shard.id)).toBe(true);
         }
       }),
       { numRuns: 400 },
@@ -189,7 +201,13 @@ describe('the shard map', () => {
     refused('bad-store-name', () => map.mount('', text('/x/'), [3], REPLICAS));
     refused('shard-exists', () => map.mount('x', text('/x/'), [2], REPLICAS));
     refused('bad-shard-id', () => map.mount('x', text('/x/'), [0], REPLICAS));
-    refused('too-many-shards', () => map.mount('x', text('/x/'), [], REPLICAS));
+    refused('bad-shard-count', () => map.mount('x', text('/x/'), [], REPLICAS));
+    refused('bad-shard-count', () => map.mount('x', text('/x/'), Array.from({ length: mountShardsMax + 1 }, (_, i) => 10 + i), REPLICAS));
+    refused('shard-exists', () => map.mount('x', text('/x/'), [3, 3], REPLICAS));
+    refused('bad-prefix', () => map.mount('x', new Uint8Array(storePrefixBytesMax + 1).fill(0x61), [3], REPLICAS));
+    refused('bad-store-name', () => map.mount('a'.repeat(storeNameBytesMax + 1), text('/x/'), [3], REPLICAS));
+    refused('bad-replicas', () => map.mount('x', text('/x/'), [3], Array.from({ length: replicasMax + 1 }, (_, i) => i + 1)));
+    refused('bad-split-key', () => map.split(1, new Uint8Array(splitKeyBytesMax + 1).fill(0x61), 8));
     refused('bad-replicas', () => map.mount('x', text('/x/'), [3], []));
     refused('bad-replicas', () => map.mount('x', text('/x/'), [3], [11, 11]));
     refused('default-store', () => map.drop(DEFAULT_STORE));
@@ -218,5 +236,50 @@ describe('the shard map', () => {
     refused('bad-prefix', () => new ShardMap([d, { name: 'x', prefix: new Uint8Array(0) }], [whole]));
     refused('store-exists', () => new ShardMap([d, d], [whole]));
     expect(new ShardMap([d], [{ ...whole, end: text('m') }, { ...whole, id: 2, start: text('m') }]).shardForKey(text('z')).id).toBe(2);
+  });
+
+  it('takes Buffers as they come from gRPC, without writing to them', () => {
+    const prefix = Buffer.from('/cfg/');
+    expect(prefixEndOf(prefix)).toEqual(text('/cfg0'));
+    const map = ShardMap.initial(1, REPLICAS).mount('cfg', prefix, [2, 3], REPLICAS);
+    expect(prefix.toString()).toBe('/cfg/');
+    const at = Buffer.from('/cfg/a');
+    const split = map.split(2, at, 4);
+    at[0] = 0x41;
+    expect(split.shard(4)!.start).toEqual(text('/cfg/a'));
+    expect(split.shardForKey(Buffer.from('/cfg/b')).id).toBe(4);
+  });
+
+  it('never gives out a shard id twice, dropped shards included', () => {
+    const map = ShardMap.initial(1, REPLICAS).mount('a', text('/a/'), [5], REPLICAS).withReplicas(5, [11, 12]).drop('a');
+    expect(map.highestShardId).toBe(5);
+    refused('shard-exists', () => map.split(1, text('z'), 5));
+    refused('shard-exists', () => map.mount('b', text('/b/'), [4], REPLICAS));
+    expect(map.split(1, text('z'), 6).shard(6)!.epoch).toBe(2);
+    expect(new ShardMap(map.stores(), map.shards(), 9).mount('b', text('/b/'), [10], REPLICAS).highestShardId).toBe(10);
+    refused('bad-shard-id', () => new ShardMap(map.stores(), map.shards(), -1));
+  });
+
+  it('hands out frozen records', () => {
+    const map = ShardMap.initial(1, REPLICAS);
+    expect(Object.isFrozen(map.shard(1))).toBe(true);
+    expect(Object.isFrozen(map.shard(1)!.replicas)).toBe(true);
+    expect(Object.isFrozen(map.store(DEFAULT_STORE))).toBe(true);
+  });
+
+  it('refuses a change that would leave a default-store shard no key of its own', () => {
+    const map = ShardMap.initial(1, REPLICAS).mount('b', text('b'), [2], REPLICAS);
+    // [b, c) is the mount's: a default shard there would own nothing.
+    refused('empty-shard', () => map.split(1, text('b'), 3).split(3, text('c'), 4));
+    const cut = map.split(1, text('a'), 3).split(3, text('bz'), 4);
+    expect(cut.piecesOfRange(new Uint8Array(0), undefined).map((p) => p.shard.id)).toEqual([1, 3, 2, 4]);
+    refused('empty-shard', () => ShardMap.initial(1, REPLICAS).split(1, text('b'), 2).split(2, text('c'), 3).mount('b', text('b'), [4], REPLICAS));
+  });
+
+  it('cuts a store of 3 shards at 0x55 and 0xaa; an epoch past the safe integers is refused', () => {
+    const map = ShardMap.initial(1, REPLICAS).mount('t', text('t'), [2, 3, 4], REPLICAS);
+    expect(map.shardsOf('t').map((s) => s.start)).toEqual([text('t'), bytes(0x74, 0x55), bytes(0x74, 0xaa)]);
+    const old = new ShardMap(map.stores(), map.shards().map((s) => (s.id === 2 ? { ...s, epoch: Number.MAX_SAFE_INTEGER } : s)));
+    refused('bad-epoch', () => old.split(2, bytes(0x74, 0x10), 5));
   });
 });

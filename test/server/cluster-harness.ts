@@ -26,12 +26,17 @@ function portFree(port: number): Promise<boolean> {
  * client's outgoing connection can never take a port a restarted node needs. DKV_TEST_PORTS=low-high
  * narrows them, for a machine whose other users keep to ranges of their own.
  */
+/** Ports one node of a test cluster takes a block of (client, peer, metrics, and spares). */
+const portsPerNode = 10;
+/** The fewest ports DKV_TEST_PORTS may name. */
+const testPortsMin = 100;
+
 function testPortRange(setting: string | undefined): { low: number; high: number } {
   if (setting === undefined || setting === '') return { low: 20000, high: 31999 };
   const match = /^(\d+)-(\d+)$/.exec(setting);
   const low = Number(match?.[1]);
   const high = Number(match?.[2]);
-  if (match === null || low < 1024 || high > 65535 || high - low < 100) throw new Error(`DKV_TEST_PORTS: want low-high, 100 ports at least, got '${setting}'`);
+  if (match === null || low < 1024 || high > 65535 || high - low < testPortsMin) throw new Error(`DKV_TEST_PORTS: want low-high, ${testPortsMin} ports at least, got '${setting}'`);
   return { low, high };
 }
 
@@ -39,11 +44,12 @@ const testPorts = testPortRange(process.env['DKV_TEST_PORTS']);
 
 /** A base port whose whole block (10 per node) is free now. */
 export async function freeBase(nodes: number): Promise<number> {
-  const blocks = Math.floor((testPorts.high + 1 - testPorts.low - 10 * nodes) / 10) + 1;
+  const blocks = Math.floor((testPorts.high + 1 - testPorts.low - portsPerNode * nodes) / portsPerNode) + 1;
+  if (blocks < 1) throw new Error(`DKV_TEST_PORTS ${testPorts.low}-${testPorts.high} has no room for ${nodes} nodes of ${portsPerNode} ports`);
   for (let attempt = 0; attempt < 200; attempt++) {
-    const base = testPorts.low + 10 * Math.floor(Math.random() * blocks);
+    const base = testPorts.low + portsPerNode * Math.floor(Math.random() * blocks);
     const ports: number[] = [];
-    for (let i = 0; i < nodes; i++) ports.push(base + 10 * i, base + 10 * i + 1, base + 10 * i + 2);
+    for (let i = 0; i < nodes; i++) ports.push(base + portsPerNode * i, base + portsPerNode * i + 1, base + portsPerNode * i + 2);
     const free = await Promise.all(ports.map(portFree));
     if (free.every(Boolean)) return base;
   }
