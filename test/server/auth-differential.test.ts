@@ -5,7 +5,7 @@
  * same (lease ids, which differ by design, are captured per server and substituted).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RealEtcd, TestCluster, etcdctl } from './cluster-harness.js';
+import { RealEtcd, TestCluster, etcdctlAsync } from './cluster-harness.js';
 
 let cluster: TestCluster;
 let etcd: RealEtcd;
@@ -113,18 +113,21 @@ interface Observed {
   readonly error: string;
 }
 
-/** Runs the session against `endpoint`; the lease is granted by root once auth is on. */
-function runSession(endpoint: string): Observed[] {
+/**
+ * Runs the session against `endpoint`; the lease is granted by root once auth is on. Not
+ * blocking: etcd and DKV run theirs at the same time.
+ */
+async function runSession(endpoint: string): Promise<Observed[]> {
   const observed: Observed[] = [];
   let lease = '';
   for (const step of session) {
     if (step.args.some((a) => a.includes('{lease}')) && lease === '') {
-      const granted = etcdctl(endpoint, [...user('root'), 'lease', 'grant', '600']);
+      const granted = await etcdctlAsync(endpoint, [...user('root'), 'lease', 'grant', '600']);
       lease = /lease ([0-9a-f]+) granted/.exec(granted.stdout)?.[1] ?? 'none';
     }
     const who = step.as === undefined ? [] : step.as === 'alice-wrong' ? ['--user', 'alice:nope'] : user(step.as);
     const args = step.args.map((a) => a.replace('{lease}', lease));
-    const r = etcdctl(endpoint, [...who, ...args]);
+    const r = await etcdctlAsync(endpoint, [...who, ...args]);
     const error = r.stderr
       .split('\n')
       .filter((line) => line.startsWith('Error:'))
@@ -135,9 +138,8 @@ function runSession(endpoint: string): Observed[] {
 }
 
 describe('auth: an etcdctl session, DKV against etcd 3.4', () => {
-  it('answers every step as etcd does', () => {
-    const expected = runSession(etcd.endpoint);
-    const actual = runSession(cluster.endpoints);
+  it('answers every step as etcd does', async () => {
+    const [expected, actual] = await Promise.all([runSession(etcd.endpoint), runSession(cluster.endpoints)]);
     // The session must exercise both outcomes, or it proves little.
     expect(expected.filter((o) => o.code === 0).length).toBeGreaterThan(20);
     expect(expected.filter((o) => o.error.includes('permission denied')).length).toBeGreaterThan(8);

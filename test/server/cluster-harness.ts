@@ -286,16 +286,51 @@ export interface CommandResult {
   stderr: string;
 }
 
+/** The environment etcdctl runs with (API v3). */
+const etcdctlEnv = (): NodeJS.ProcessEnv => ({ ...process.env, ETCDCTL_API: '3' });
+/** An etcdctl run still going after this is killed. */
+const etcdctlTimeoutMs = 30_000;
+const etcdctlArgv = (endpoints: string, args: readonly string[], globalArgs: readonly string[]): string[] => [`--endpoints=${endpoints}`, '--command-timeout=10s', ...globalArgs, ...args];
+const etcdctlMissing = (error: Error): Error => new Error(`etcdctl could not run (is Debian's etcd-client installed?): ${error.message}`);
+
 /** Runs the real etcdctl (API v3). A missing etcdctl fails the test: CI installs it. */
 export function etcdctl(endpoints: string, args: readonly string[], input?: string, globalArgs: readonly string[] = []): CommandResult {
-  const result = spawnSync('etcdctl', [`--endpoints=${endpoints}`, '--command-timeout=10s', ...globalArgs, ...args], {
-    encoding: 'utf8',
-    input,
-    env: { ...process.env, ETCDCTL_API: '3' },
-    timeout: 30_000,
-  });
-  if (result.error !== undefined) throw new Error(`etcdctl could not run (is Debian's etcd-client installed?): ${result.error.message}`);
+  const result = spawnSync('etcdctl', etcdctlArgv(endpoints, args, globalArgs), { encoding: 'utf8', input, env: etcdctlEnv(), timeout: etcdctlTimeoutMs });
+  if (result.error !== undefined) throw etcdctlMissing(result.error);
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** `etcdctl` without blocking the test's process (two clusters driven at once), as `etcdctl`. */
+export function etcdctlAsync(endpoints: string, args: readonly string[], input?: string, globalArgs: readonly string[] = []): Promise<CommandResult> {
+  return runCommand('etcdctl', etcdctlArgv(endpoints, args, globalArgs), { input, env: etcdctlEnv() }).catch((error: Error) => {
+    throw etcdctlMissing(error);
+  });
+}
+
+/**
+ * Runs `command ARGS` to its end without blocking (stdin gets `input`, then closes); killed past
+ * `timeoutMs` (30 s by default), its result then says so: code null. Rejects if it cannot start.
+ */
+export function runCommand(command: string, args: readonly string[], options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CommandResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    // A command that does not read its stdin may close it first: not the test's failure.
+    child.stdin.on('error', () => {});
+    child.stdin.end(options.input ?? '');
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? etcdctlTimeoutMs);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
 
 /** Polls `condition` until it holds; fails with `describe()` after `timeoutMs`. */

@@ -6,9 +6,8 @@
  * response headers are replaced by placeholders — the ids are random per cluster and the term
  * depends on election timing. Nothing else is touched.
  */
-import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RealEtcd, TestCluster, etcdctl } from './cluster-harness.js';
+import { type CommandResult, RealEtcd, TestCluster, etcdctlAsync, runCommand } from './cluster-harness.js';
 
 /** [args, stdin] — each step's stdout, stderr's last line and exit status are compared. */
 const SCRIPT: Array<[string[], string?]> = [
@@ -104,7 +103,7 @@ const LEASE_SCRIPT: Array<[string[], string?]> = [
   [['lease', 'timetolive', '123', '-w', 'json']],
 ];
 
-function runLeaseScript(endpoint: string): string[] {
+async function runLeaseScript(endpoint: string): Promise<string[]> {
   const ids: string[] = [];
   const named = (text: string): string => {
     let out = text;
@@ -119,13 +118,15 @@ function runLeaseScript(endpoint: string): string[] {
       .replace(/attached keys\(\[([^\]]*)\]\)/g, (_m, keys: string) => `attached keys([${sorted(keys, ' ')}])`)
       .replace(/"keys":\[([^\]]*)\]/g, (_m, keys: string) => `"keys":[${sorted(keys, ',')}]`);
   };
-  return LEASE_SCRIPT.map(([args, input]) => {
+  const outputs: string[] = [];
+  for (const [args, input] of LEASE_SCRIPT) {
     const substitute = (text: string) => text.replaceAll('$ID', ids[0] ?? 'none');
-    const r = etcdctl(endpoint, args.map(substitute), input === undefined ? undefined : substitute(input));
+    const r = await etcdctlAsync(endpoint, args.map(substitute), input === undefined ? undefined : substitute(input));
     const granted = /^lease ([0-9a-f]+) granted/.exec(r.stdout);
     if (granted !== null) ids.push(granted[1]!);
-    return `$ etcdctl ${args.join(' ')}\nexit ${r.code}\n${named(normalise(r.stdout))}${r.code === 0 ? '' : `stderr: ${named(lastLine(r.stderr))}\n`}`;
-  });
+    outputs.push(`$ etcdctl ${args.join(' ')}\nexit ${r.code}\n${named(normalise(r.stdout))}${r.code === 0 ? '' : `stderr: ${named(lastLine(r.stderr))}\n`}`);
+  }
+  return outputs;
 }
 
 function normalise(text: string): string {
@@ -141,18 +142,23 @@ function lastLine(text: string): string {
 }
 
 /** `etcdctl watch` never exits by itself: it runs for a moment and is interrupted. */
-function watchFor(endpoint: string, args: readonly string[], input?: string): { code: number | null; stdout: string; stderr: string } {
+function watchFor(endpoint: string, args: readonly string[], input?: string): Promise<CommandResult> {
   // Interactive input is fed slowly enough that each command is read on its own.
   const command = input === undefined ? ['timeout', '-s', 'INT', '2', 'etcdctl', `--endpoints=${endpoint}`, ...args] : ['sh', '-c', `(printf '%s' "$0"; sleep 1.5) | timeout -s INT 2 etcdctl --endpoints=${endpoint} ${args.join(' ')}`, input];
-  const r = spawnSync(command[0]!, command.slice(1), { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runCommand(command[0]!, command.slice(1), { env: { ...process.env, ETCDCTL_API: '3' } });
 }
 
-function runScript(endpoint: string): string[] {
-  return SCRIPT.map(([args, input]) => {
-    const r = args[0] === 'watch' ? watchFor(endpoint, args, input) : etcdctl(endpoint, args, input);
-    return `$ etcdctl ${args.join(' ')}\nexit ${r.code}\n${normalise(r.stdout)}${r.code === 0 ? '' : `stderr: ${lastLine(r.stderr)}\n`}`;
-  });
+/**
+ * The script's steps in order against one server. Not blocking: the two servers run their
+ * scripts at the same time (each watch step waits its 2 s in full, on both).
+ */
+async function runScript(endpoint: string): Promise<string[]> {
+  const outputs: string[] = [];
+  for (const [args, input] of SCRIPT) {
+    const r = args[0] === 'watch' ? await watchFor(endpoint, args, input) : await etcdctlAsync(endpoint, args, input);
+    outputs.push(`$ etcdctl ${args.join(' ')}\nexit ${r.code}\n${normalise(r.stdout)}${r.code === 0 ? '' : `stderr: ${lastLine(r.stderr)}\n`}`);
+  }
+  return outputs;
 }
 
 let etcd: RealEtcd;
@@ -167,15 +173,13 @@ afterAll(async () => {
 });
 
 describe('etcdctl output: DKV against real etcd', () => {
-  it('matches step by step', () => {
-    const fromEtcd = runScript(etcd.endpoint);
-    const fromDkv = runScript(dkv.endpoint(0));
+  it('matches step by step', async () => {
+    const [fromEtcd, fromDkv] = await Promise.all([runScript(etcd.endpoint), runScript(dkv.endpoint(0))]);
     for (let i = 0; i < SCRIPT.length; i++) expect(fromDkv[i]).toBe(fromEtcd[i]);
   });
 
-  it('matches on a lease session step by step', () => {
-    const fromEtcd = runLeaseScript(etcd.endpoint);
-    const fromDkv = runLeaseScript(dkv.endpoint(0));
+  it('matches on a lease session step by step', async () => {
+    const [fromEtcd, fromDkv] = await Promise.all([runLeaseScript(etcd.endpoint), runLeaseScript(dkv.endpoint(0))]);
     // The session did what it says on etcd (so an equal answer means something).
     expect(fromEtcd[0]).toContain('lease ID1 granted with TTL(60s)');
     expect(fromEtcd[10]).toContain('attached keys([lk2])');

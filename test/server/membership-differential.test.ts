@@ -10,14 +10,13 @@
  * etcd, dkv1 on DKV), the health check's duration.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RealEtcd, TestCluster, etcdctl, freeBase } from './cluster-harness.js';
+import { RealEtcd, TestCluster, etcdctlAsync, freeBase } from './cluster-harness.js';
 
 let etcd: RealEtcd;
 let dkv: TestCluster;
 
 beforeAll(async () => {
-  etcd = await RealEtcd.start();
-  dkv = await TestCluster.start({ nodes: 1 });
+  [etcd, dkv] = await Promise.all([RealEtcd.start(), TestCluster.start({ nodes: 1 })]);
 }, 60_000);
 
 afterAll(async () => {
@@ -31,14 +30,15 @@ interface Self {
   readonly peerUrl: string;
 }
 
-function selfOf(endpoint: string): Self {
-  const list = JSON.parse(etcdctl(endpoint, ['member', 'list', '-w', 'json']).stdout) as { members: Array<{ name: string; clientURLs: string[]; peerURLs: string[] }> };
+async function selfOf(endpoint: string): Promise<Self> {
+  const list = JSON.parse((await etcdctlAsync(endpoint, ['member', 'list', '-w', 'json'])).stdout) as { members: Array<{ name: string; clientURLs: string[]; peerURLs: string[] }> };
   const me = list.members[0]!;
   return { name: me.name, clientUrl: me.clientURLs[0]!, peerUrl: me.peerURLs[0]! };
 }
 
+/** The session on one server; not blocking, so both servers run theirs at the same time. */
 async function session(endpoint: string): Promise<{ transcript: string[]; ids: string[] }> {
-  const self = selfOf(endpoint);
+  const self = await selfOf(endpoint);
   const base = await freeBase(1);
   const newPeer = `http://127.0.0.1:${base + 1}`;
   const ids: string[] = [];
@@ -60,8 +60,8 @@ async function session(endpoint: string): Promise<{ transcript: string[]; ids: s
       .replace(/ETCD_INITIAL_CLUSTER="([^"]*)"/, (_m, list: string) => `ETCD_INITIAL_CLUSTER="${list.split(',').sort().join(',')}"`);
   };
   const transcript: string[] = [];
-  const step = (args: string[]): string => {
-    const r = etcdctl(endpoint, args);
+  const step = async (args: string[]): Promise<string> => {
+    const r = await etcdctlAsync(endpoint, args);
     const lastErr = r.stderr.trim().split('\n').pop() ?? '';
     const added = /Member +([0-9a-f]+) added/.exec(r.stdout)?.[1];
     if (added !== undefined) ids.push(added);
@@ -69,27 +69,26 @@ async function session(endpoint: string): Promise<{ transcript: string[]; ids: s
     transcript.push(normalize(`$ etcdctl ${args.join(' ')}\nexit ${r.code}\n${stdout}${lastErr === '' ? '' : `stderr: ${lastErr}\n`}`));
     return r.stdout;
   };
-  step(['member', 'add', 'm2', `--peer-urls=${newPeer}`, '--learner']);
+  await step(['member', 'add', 'm2', `--peer-urls=${newPeer}`, '--learner']);
   const learner = ids[0]!;
-  step(['member', 'list']);
-  step(['member', 'promote', learner]);
-  step(['member', 'add', 'm3', 'http://127.0.0.1:1', '--learner']);
-  step(['member', 'add', 'm3', '--peer-urls=http://127.0.0.1:1', '--learner']);
-  step(['member', 'remove', learner]);
-  step(['member', 'remove', learner]);
-  const selfId = (JSON.parse(etcdctl(endpoint, ['member', 'list', '-w', 'json']).stdout.replace(/"ID":(\d+)/g, '"ID":"$1"')) as { members: Array<{ ID: string }> }).members[0]!.ID;
-  step(['member', 'update', BigInt(selfId).toString(16), `--peer-urls=${self.peerUrl}`]);
-  step(['member', 'list']);
-  step(['defrag']);
-  step(['alarm', 'list']);
-  step(['endpoint', 'health', '--cluster']);
+  await step(['member', 'list']);
+  await step(['member', 'promote', learner]);
+  await step(['member', 'add', 'm3', 'http://127.0.0.1:1', '--learner']);
+  await step(['member', 'add', 'm3', '--peer-urls=http://127.0.0.1:1', '--learner']);
+  await step(['member', 'remove', learner]);
+  await step(['member', 'remove', learner]);
+  const selfId = (JSON.parse((await etcdctlAsync(endpoint, ['member', 'list', '-w', 'json'])).stdout.replace(/"ID":(\d+)/g, '"ID":"$1"')) as { members: Array<{ ID: string }> }).members[0]!.ID;
+  await step(['member', 'update', BigInt(selfId).toString(16), `--peer-urls=${self.peerUrl}`]);
+  await step(['member', 'list']);
+  await step(['defrag']);
+  await step(['alarm', 'list']);
+  await step(['endpoint', 'health', '--cluster']);
   return { transcript, ids };
 }
 
 describe('membership administration: etcd 3.4 and DKV side by side', () => {
   it('give the same outputs and errors', async () => {
-    const expected = await session(etcd.endpoint);
-    const actual = await session(dkv.endpoint(0));
+    const [expected, actual] = await Promise.all([session(etcd.endpoint), session(dkv.endpoint(0))]);
     expect(actual.transcript).toEqual(expected.transcript);
     for (const side of [expected, actual]) expect(side.ids).toHaveLength(1);
     expect(expected.transcript.join('\n')).toContain('can only promote a learner member which is in sync with leader');

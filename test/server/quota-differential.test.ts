@@ -11,7 +11,7 @@
  * refusal differs (etcd counts its bbolt file, DKV the store's memory) and is not compared.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RealEtcd, TestCluster, etcdctl } from './cluster-harness.js';
+import { RealEtcd, TestCluster, etcdctlAsync } from './cluster-harness.js';
 
 const quota = ['--quota-backend-bytes=2097152'];
 const value = 'v'.repeat(64 * 1024);
@@ -20,8 +20,7 @@ let etcd: RealEtcd;
 let dkv: TestCluster;
 
 beforeAll(async () => {
-  etcd = await RealEtcd.start(quota);
-  dkv = await TestCluster.start({ nodes: 1, args: quota });
+  [etcd, dkv] = await Promise.all([RealEtcd.start(quota), TestCluster.start({ nodes: 1, args: quota })]);
 }, 60_000);
 
 afterAll(async () => {
@@ -34,28 +33,29 @@ interface Step {
   readonly input?: string;
 }
 
-function outcome(endpoint: string, step: Step): string {
-  const r = etcdctl(endpoint, step.args, step.input);
+async function outcome(endpoint: string, step: Step): Promise<string> {
+  const r = await etcdctlAsync(endpoint, step.args, step.input);
   const lastErr = r.stderr.trim().split('\n').pop() ?? '';
   return `exit ${r.code}\n${r.stdout}${lastErr === '' ? '' : `stderr: ${lastErr}\n`}`.replace(/memberID:\d+/g, 'memberID:<id>');
 }
 
 /** Puts until one is refused; returns the refusal's outcome and how many went in. */
-function fill(endpoint: string): { refusal: string; accepted: number } {
+async function fill(endpoint: string): Promise<{ refusal: string; accepted: number }> {
   for (let i = 0; i < 400; i++) {
-    const r = etcdctl(endpoint, ['put', `big/${String(i).padStart(4, '0')}`], value);
-    if (r.code !== 0) return { refusal: outcome(endpoint, { args: ['put', 'one-more'], input: value }), accepted: i };
+    const r = await etcdctlAsync(endpoint, ['put', `big/${String(i).padStart(4, '0')}`], value);
+    if (r.code !== 0) return { refusal: await outcome(endpoint, { args: ['put', 'one-more'], input: value }), accepted: i };
   }
   throw new Error('no put was refused');
 }
 
-function revisionOf(endpoint: string): number {
-  return (JSON.parse(etcdctl(endpoint, ['get', 'x', '-w', 'json']).stdout) as { header: { revision: number } }).header.revision;
+async function revisionOf(endpoint: string): Promise<number> {
+  return (JSON.parse((await etcdctlAsync(endpoint, ['get', 'x', '-w', 'json'])).stdout) as { header: { revision: number } }).header.revision;
 }
 
-function session(endpoint: string): string[] {
-  const { refusal } = fill(endpoint);
-  const steps: Array<Step | (() => Step)> = [
+/** The session on one server; not blocking, so both servers run theirs at the same time. */
+async function session(endpoint: string): Promise<string[]> {
+  const { refusal } = await fill(endpoint);
+  const steps: Array<Step | (() => Promise<Step>)> = [
     { args: ['alarm', 'list'] },
     { args: ['put', 'small', 'x'] },
     { args: ['lease', 'grant', '60'] },
@@ -64,7 +64,7 @@ function session(endpoint: string): string[] {
     { args: ['get', 'big/0000', '--keys-only'] },
     { args: ['del', 'big/', '--prefix'] },
     { args: ['put', 'small', 'x'] },
-    () => ({ args: ['compact', String(revisionOf(endpoint))] }),
+    async () => ({ args: ['compact', String(await revisionOf(endpoint))] }),
     { args: ['defrag', '--command-timeout=30s'] },
     { args: ['put', 'small', 'x'] },
     { args: ['alarm', 'list'] },
@@ -74,12 +74,12 @@ function session(endpoint: string): string[] {
     { args: ['put', 'small', 'x'] },
     { args: ['get', 'small', '--print-value-only'] },
   ];
-  const status = JSON.parse(etcdctl(endpoint, ['endpoint', 'status', '-w', 'json']).stdout) as Array<{ Status: { errors?: string[] } }>;
+  const status = JSON.parse((await etcdctlAsync(endpoint, ['endpoint', 'status', '-w', 'json'])).stdout) as Array<{ Status: { errors?: string[] } }>;
   const errors = (status[0]?.Status.errors ?? []).map((e) => e.replace(/memberID:\d+/g, 'memberID:<id>'));
   const transcript = [`refusal: ${refusal}`, `status errors: ${JSON.stringify(errors)}`];
   for (const step of steps) {
-    const s = typeof step === 'function' ? step() : step;
-    let text = outcome(endpoint, s);
+    const s = typeof step === 'function' ? await step() : step;
+    let text = await outcome(endpoint, s);
     // How many puts fit differs (etcd counts its bbolt file, DKV its store's memory).
     if (s.args[0] === 'del') text = text.replace(/^\d+$/m, '<count>');
     text = text.replace(/compacted revision \d+/, 'compacted revision <rev>').replace(/Finished defragmenting etcd member\[[^\]]+\]/, 'Finished defragmenting etcd member[<endpoint>]');
@@ -90,9 +90,8 @@ function session(endpoint: string): string[] {
 }
 
 describe('quota and alarms: etcd 3.4 and DKV side by side', () => {
-  it('give the same outputs and errors', () => {
-    const expected = session(etcd.endpoint);
-    const actual = session(dkv.endpoint(0));
+  it('give the same outputs and errors', async () => {
+    const [expected, actual] = await Promise.all([session(etcd.endpoint), session(dkv.endpoint(0))]);
     expect(actual).toEqual(expected);
     // The session exercised what it claims to.
     expect(expected[0]).toContain('etcdserver: mvcc: database space exceeded');

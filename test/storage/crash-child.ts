@@ -3,7 +3,7 @@
  * reflects, and saves batch after batch of the crash workload (several in flight, some in the same
  * turn) until it is killed, printing "ack k" the moment save k resolves.
  *
- *   node --import tsx test/storage/crash-child.ts <path>
+ *   node --import tsx test/storage/crash-child.ts <path>   (the crash test runs it bundled: log-crash.test.ts)
  */
 import { writeSync } from 'node:fs';
 import { LevelLogStore } from '../../storage/log/index.js';

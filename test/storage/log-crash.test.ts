@@ -6,8 +6,11 @@
  * B. Hard state and last index agree because the models' do.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { build } from 'esbuild';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeededPrng, isLogUnavailable } from '../../raft/index.js';
 import { LevelLogStore, type ShardLog } from '../../storage/log/index.js';
 import { SHARDS, applyBatch, batchOf, emptyModels, makeBatch, type ShardModel } from './crash-workload.js';
@@ -15,6 +18,38 @@ import { tempDir } from './temp-dir.js';
 
 const KILLS = 55;
 const CHILD = fileURLToPath(new URL('./crash-child.ts', import.meta.url));
+
+/**
+ * crash-child.ts and the store's sources, bundled once into one plain module in `dir` by esbuild —
+ * the transform tsx itself runs (esbuild comes with tsx and vite) — so each of the many lives starts
+ * as plain `node` instead of loading tsx's loader and transforming the sources again (most of a
+ * life's time). Packages (level) stay imports, by their absolute path: the bundle lives outside
+ * the checkout.
+ */
+async function bundleChild(dir: string): Promise<string> {
+  const outfile = join(dir, 'crash-child.mjs');
+  const require = createRequire(import.meta.url);
+  await build({
+    entryPoints: [CHILD],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    logLevel: 'silent',
+    plugins: [
+      {
+        name: 'packages-by-path',
+        setup(builder) {
+          builder.onResolve({ filter: /^[^./]/ }, (args) => (args.path.startsWith('node:') ? { external: true } : { path: require.resolve(args.path), external: true }));
+        },
+      },
+    ],
+  });
+  return outfile;
+}
+/** The bundled child (beforeAll). */
+let childModule = '';
 
 interface Life {
   readyAt: number | undefined;
@@ -24,7 +59,7 @@ interface Life {
 
 function runLife(path: string, prng: SeededPrng): Promise<Life> {
   return new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', CHILD, path], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child: ChildProcess = spawn(process.execPath, [childModule, path], { stdio: ['ignore', 'pipe', 'pipe'] });
     const life: Life = { readyAt: undefined, maxAck: 0, killedBeforeReady: false };
     let buffered = '';
     let stderr = '';
@@ -103,7 +138,14 @@ async function expectShardEquals(store: LevelLogStore, shard: number, model: Sha
 
 describe('the log store survives SIGKILL', () => {
   const dir = tempDir('crash');
-  afterAll(() => dir.remove());
+  const bundleDir = tempDir('crash-child');
+  beforeAll(async () => {
+    childModule = await bundleChild(bundleDir.path);
+  });
+  afterAll(() => {
+    dir.remove();
+    bundleDir.remove();
+  });
 
   it(`keeps every acknowledged batch and never shows a partial one, over ${KILLS} kills`, async () => {
     const prng = new SeededPrng(20261126);
