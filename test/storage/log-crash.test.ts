@@ -21,7 +21,7 @@ const CHILD = fileURLToPath(new URL('./crash-child.ts', import.meta.url));
 
 /**
  * crash-child.ts and the store's sources, bundled once into one plain module in `dir` by esbuild —
- * the transform tsx itself runs (esbuild comes with tsx and vite) — so each of the many lives starts
+ * the transform tsx itself runs (a devDependency at the version tsx and vite use) — so each of the many lives starts
  * as plain `node` instead of loading tsx's loader and transforming the sources again (most of a
  * life's time). Packages (level) stay imports, by their absolute path: the bundle lives outside
  * the checkout.
