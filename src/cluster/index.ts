@@ -9,6 +9,8 @@ export {
   type ShardDef,
   type StoreDef,
   compareKeys,
+  decodeShardMap,
+  encodeShardMap,
   prefixEndOf,
 } from './shard-map.js';
 export * from './limits.js';

@@ -43,7 +43,8 @@ export type ShardMapErrorCode =
   | 'bad-split-key'
   | 'bad-replicas'
   | 'bad-epoch'
-  | 'bad-tiling';
+  | 'bad-tiling'
+  | 'bad-encoding';
 
 export class ShardMapError extends Error {
   constructor(
@@ -424,4 +425,146 @@ function flatTable(defaults: readonly ShardDef[], mounts: ReadonlyArray<readonly
     cursor = nextMount !== undefined && below(nextMount, shard.end) ? nextMount : shard.end;
   }
   return table;
+}
+
+// ---- Wire form --------------------------------------------------------------------------------
+
+/** The encoding's format byte; a decoder refuses any other. */
+const SHARD_MAP_FORMAT = 1;
+
+/**
+ * The map as bytes, for the meta shard's state and snapshots: format u8 | highest shard id u64 |
+ * stores u32 | per store: name length u8, name (UTF-8), prefix length u32, prefix | shards u32 | per
+ * shard: id u64, store index u32 (into the stores above), start length u32, start, has end u8
+ * (0 or 1), [end length u32, end], epoch u64, replicas u8, replica ids u64 each. Integers are
+ * big-endian; stores in name order, shards by store then start, so equal maps encode equally.
+ */
+export function encodeShardMap(map: ShardMap): Uint8Array {
+  const names = new TextEncoder();
+  const stores = [...map.stores()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const storeIndex = new Map(stores.map((s, i) => [s.name, i]));
+  const shards = map.shards();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  const head = new DataView(new ArrayBuffer(13));
+  head.setUint8(0, SHARD_MAP_FORMAT);
+  head.setBigUint64(1, BigInt(map.highestShardId));
+  head.setUint32(9, stores.length);
+  const push = (bytes: Uint8Array): void => {
+    parts.push(bytes);
+    size += bytes.length;
+  };
+  const u32 = (n: number): Uint8Array => {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, n);
+    return b;
+  };
+  const u64 = (n: number): Uint8Array => {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt(n));
+    return b;
+  };
+  push(new Uint8Array(head.buffer));
+  for (const store of stores) {
+    const name = names.encode(store.name);
+    push(Uint8Array.of(name.length));
+    push(name);
+    push(u32(store.prefix.length));
+    push(store.prefix);
+  }
+  push(u32(shards.length));
+  for (const shard of shards) {
+    push(u64(shard.id));
+    push(u32(storeIndex.get(shard.store)!));
+    push(u32(shard.start.length));
+    push(shard.start);
+    if (shard.end === undefined) push(Uint8Array.of(0));
+    else {
+      push(Uint8Array.of(1));
+      push(u32(shard.end.length));
+      push(shard.end);
+    }
+    push(u64(shard.epoch));
+    push(Uint8Array.of(shard.replicas.length));
+    for (const id of shard.replicas) push(u64(id));
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/** The map `encodeShardMap` wrote; anything else is refused with `bad-encoding` (or the map's own check). */
+export function decodeShardMap(bytes: Uint8Array): ShardMap {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 0;
+  const need = (n: number, what: string): void => {
+    if (at + n > bytes.length) throw new ShardMapError('bad-encoding', `shard map: truncated in ${what} at byte ${at}`);
+  };
+  const u8 = (what: string): number => {
+    need(1, what);
+    return view.getUint8(at++);
+  };
+  const u32 = (what: string): number => {
+    need(4, what);
+    const n = view.getUint32(at);
+    at += 4;
+    return n;
+  };
+  const u64 = (what: string): number => {
+    need(8, what);
+    const n = view.getBigUint64(at);
+    at += 8;
+    if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw new ShardMapError('bad-encoding', `shard map: ${what} ${n} is over the safe integers`);
+    return Number(n);
+  };
+  const take = (n: number, what: string): Uint8Array => {
+    need(n, what);
+    const out = bytes.slice(at, at + n);
+    at += n;
+    return out;
+  };
+  const format = u8('format');
+  if (format !== SHARD_MAP_FORMAT) throw new ShardMapError('bad-encoding', `shard map: format ${format} is not ${SHARD_MAP_FORMAT}`);
+  const highest = u64('highest shard id');
+  const storeCount = u32('store count');
+  if (storeCount > storesMax) throw new ShardMapError('too-many-stores', `shard map: ${storeCount} stores, at most ${storesMax}`);
+  const names = new TextDecoder('utf-8', { fatal: true });
+  const stores: StoreDef[] = [];
+  for (let i = 0; i < storeCount; i++) {
+    const nameBytes = take(u8('store name length'), 'store name');
+    let name: string;
+    try {
+      name = names.decode(nameBytes);
+    } catch {
+      throw new ShardMapError('bad-encoding', `shard map: store ${i}'s name is not UTF-8`);
+    }
+    const prefixLength = u32('prefix length');
+    if (prefixLength > storePrefixBytesMax) throw new ShardMapError('bad-prefix', `shard map: a prefix of ${prefixLength} bytes, at most ${storePrefixBytesMax}`);
+    stores.push({ name, prefix: take(prefixLength, 'prefix') });
+  }
+  const shardCount = u32('shard count');
+  if (shardCount > storesMax * shardsPerStoreMax) throw new ShardMapError('too-many-shards', `shard map: ${shardCount} shards`);
+  const shards: ShardDef[] = [];
+  for (let i = 0; i < shardCount; i++) {
+    const id = u64('shard id');
+    const storeAt = u32('store index');
+    const store = stores[storeAt];
+    if (store === undefined) throw new ShardMapError('bad-encoding', `shard map: shard ${id} names store ${storeAt} of ${stores.length}`);
+    const start = take(u32('start length'), 'start');
+    const hasEnd = u8('end flag');
+    if (hasEnd > 1) throw new ShardMapError('bad-encoding', `shard map: end flag ${hasEnd}`);
+    const end = hasEnd === 1 ? take(u32('end length'), 'end') : undefined;
+    const epoch = u64('epoch');
+    const replicaCount = u8('replica count');
+    if (replicaCount > replicasMax) throw new ShardMapError('bad-replicas', `shard map: shard ${id} has ${replicaCount} replicas, at most ${replicasMax}`);
+    const replicas: number[] = [];
+    for (let r = 0; r < replicaCount; r++) replicas.push(u64('replica id'));
+    shards.push({ id, store: store.name, start, end, epoch, replicas });
+  }
+  if (at !== bytes.length) throw new ShardMapError('bad-encoding', `shard map: ${bytes.length - at} bytes after the end`);
+  return new ShardMap(stores, shards, highest);
 }

@@ -12,6 +12,8 @@ import {
   ShardMapError,
   type ShardMapErrorCode,
   compareKeys,
+  decodeShardMap,
+  encodeShardMap,
   mountShardsMax,
   prefixEndOf,
   replicasMax,
@@ -281,5 +283,40 @@ describe('the shard map', () => {
     expect(map.shardsOf('t').map((s) => s.start)).toEqual([text('t'), bytes(0x74, 0x55), bytes(0x74, 0xaa)]);
     const old = new ShardMap(map.stores(), map.shards().map((s) => (s.id === 2 ? { ...s, epoch: Number.MAX_SAFE_INTEGER } : s)));
     refused('bad-epoch', () => old.split(2, bytes(0x74, 0x10), 5));
+  });
+});
+
+describe('the shard map as bytes', () => {
+  it('decodes to what was encoded, and equal maps encode equally', () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { maxLength: 25 }), (ops) => {
+        const map = build(ops);
+        const bytes = encodeShardMap(map);
+        const back = decodeShardMap(bytes);
+        expect(contents(back)).toEqual(contents(map));
+        expect(encodeShardMap(back)).toEqual(bytes);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('refuses every truncation, trailing bytes, another format, and garbage, with a ShardMapError only', () => {
+    const map = ShardMap.initial(1, REPLICAS).mount('users', text('/users/'), [2, 3], REPLICAS).split(1, text('m'), 4);
+    const bytes = encodeShardMap(map);
+    for (let n = 0; n < bytes.length; n++) refused('bad-encoding', () => decodeShardMap(bytes.subarray(0, n)));
+    refused('bad-encoding', () => decodeShardMap(Uint8Array.from([...bytes, 0])));
+    refused('bad-encoding', () => decodeShardMap(Uint8Array.from([2, ...bytes.subarray(1)])));
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), fc.nat(), fc.integer({ min: 0, max: 255 }), (garbage, at, value) => {
+        for (const input of [garbage, Uint8Array.from(bytes).fill(value, at % bytes.length, (at % bytes.length) + 1)]) {
+          try {
+            decodeShardMap(input);
+          } catch (error) {
+            expect(error).toBeInstanceOf(ShardMapError);
+          }
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 });
