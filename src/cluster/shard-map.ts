@@ -70,7 +70,10 @@ export interface ShardDef {
   /** Exclusive; undefined: no upper bound. */
   readonly end: Uint8Array | undefined;
   readonly epoch: number;
-  /** Member ids of the nodes that host a replica, distinct, 1 to `replicasMax`. */
+  /**
+   * Member ids of the nodes that host a replica, distinct, at most `replicasMax`; none: every
+   * member hosts one (the policy until placement chooses replicas, as for the default store).
+   */
   readonly replicas: readonly number[];
 }
 
@@ -136,8 +139,8 @@ function checkShardId(id: number): void {
 }
 
 function checkReplicas(replicas: readonly number[]): void {
-  if (replicas.length === 0 || replicas.length > replicasMax) {
-    throw new ShardMapError('bad-replicas', `a shard has 1 to ${replicasMax} replicas, got ${replicas.length}`);
+  if (replicas.length > replicasMax) {
+    throw new ShardMapError('bad-replicas', `a shard has at most ${replicasMax} replicas (none listed: every member), got ${replicas.length}`);
   }
   const seen = new Set<number>();
   for (const id of replicas) {
@@ -148,7 +151,8 @@ function checkReplicas(replicas: readonly number[]): void {
 }
 
 function hex(key: Uint8Array | undefined): string {
-  return key === undefined ? '(end)' : Buffer.from(key).toString('hex') || '(empty)';
+  if (key === undefined) return '(end)';
+  return key.length === 0 ? '(empty)' : Array.from(key, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 /** One interval of the flat table: `[start, next interval's start)` belongs to `shard`. */
@@ -230,8 +234,8 @@ export class ShardMap {
     this.highestShardId = Math.max(highestShardId, ...byId.keys());
   }
 
-  /** A map with the default store alone, as one shard over every key. */
-  static initial(shardId: number, replicas: readonly number[]): ShardMap {
+  /** A map with the default store alone, as one shard over every key (replicas none: every member). */
+  static initial(shardId: number, replicas: readonly number[] = []): ShardMap {
     return new ShardMap([{ name: DEFAULT_STORE, prefix: new Uint8Array(0) }], [{ id: shardId, store: DEFAULT_STORE, start: new Uint8Array(0), end: undefined, epoch: 1, replicas }]);
   }
 

@@ -210,7 +210,8 @@ describe('the shard map', () => {
     refused('bad-store-name', () => map.mount('a'.repeat(storeNameBytesMax + 1), text('/x/'), [3], REPLICAS));
     refused('bad-replicas', () => map.mount('x', text('/x/'), [3], Array.from({ length: replicasMax + 1 }, (_, i) => i + 1)));
     refused('bad-split-key', () => map.split(1, new Uint8Array(splitKeyBytesMax + 1).fill(0x61), 8));
-    refused('bad-replicas', () => map.mount('x', text('/x/'), [3], []));
+    // No list: every member hosts a replica.
+    expect(map.mount('x', text('/x/'), [3], []).shard(3)!.replicas).toEqual([]);
     refused('bad-replicas', () => map.mount('x', text('/x/'), [3], [11, 11]));
     refused('default-store', () => map.drop(DEFAULT_STORE));
     refused('unknown-store', () => map.drop('nope'));

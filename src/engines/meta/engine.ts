@@ -1,8 +1,8 @@
 /**
- * The meta engine: what the meta shard (shard 0) replicates about the cluster. Today that is
- * membership: member records written as configuration changes are applied (their context carries
- * the record), the attributes each member publishes about itself (name, client URLs), and the ids
- * that were removed and may never come back. Later issues add stores and the shard map here.
+ * The meta engine: what the meta shard (shard 0) replicates about the cluster: membership (member
+ * records written as configuration changes are applied — their context carries the record — the
+ * attributes each member publishes about itself, and the ids that were removed and may never come
+ * back), and the stores with the shard map (stores.ts): mounts and drops are commands.
  *
  * The state lives in a small MVCC store (see members.ts for the keys), so it is snapshotted,
  * restored and hashed like any other; nothing here reads a clock.
@@ -10,17 +10,25 @@
 import type { ConfChange } from '../../../raft/index.js';
 import { MvccStore, encodeSnapshot, restoreSnapshotPieces } from '../../../storage/index.js';
 import { etcdType } from '../../etcd-proto.js';
+import type { ShardMap, ShardMapErrorCode } from '../../cluster/model.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError } from '../engine.js';
 import { type Member, type MemberAttributes, admitMembershipChange, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers, removedIds } from './members.js';
+import { type Founders, type StoresChange, applyStoresChange, foundersOf, readShardMap } from './stores.js';
 
 /** The meta engine's operation codes (in every meta log entry: never renumber). */
 export const MetaCommandKind = {
   /** A member publishes its name, client URLs and engine versions: payload `{ id, name, clientUrls, engines }` (JSON). */
   PublishAttributes: 1,
+  /** Mount a store (version 2): payload `{ name, prefixHex, shards }` (JSON). */
+  MountStore: 2,
+  /** Drop a store (version 2): payload `{ name }` (JSON). */
+  DropStore: 3,
 } as const;
 
-/** The meta command format this build writes and applies. */
+/** The meta command format of member attributes (every build applies it). */
 export const META_COMMAND_VERSION = 1;
+/** The meta command format of store changes: proposed only once every member applies it. */
+export const META_STORES_VERSION = 2;
 
 /** The KV command kind of an earlier build's attribute publication (a Put into the meta store). */
 const LEGACY_KV_PUT = 1;
@@ -34,16 +42,34 @@ export function publishAttributesCommand(id: number, attributes: MemberAttribute
   return { engine: EngineId.Meta, version: META_COMMAND_VERSION, kind: MetaCommandKind.PublishAttributes, payload };
 }
 
-export type MetaOutcome = { readonly kind: 'ok' } | { readonly kind: 'error'; readonly message: string };
+/** A command mounting store `name` on `prefix` as `shards` shards (replicated on every member). */
+export function mountStoreCommand(name: string, prefix: Uint8Array, shards: number): EngineCommand {
+  const prefixHex = Array.from(prefix, (b) => b.toString(16).padStart(2, '0')).join('');
+  return { engine: EngineId.Meta, version: META_STORES_VERSION, kind: MetaCommandKind.MountStore, payload: encoder.encode(JSON.stringify({ name, prefixHex, shards })) };
+}
+
+/** A command dropping store `name` (its shards leave the map). */
+export function dropStoreCommand(name: string): EngineCommand {
+  return { engine: EngineId.Meta, version: META_STORES_VERSION, kind: MetaCommandKind.DropStore, payload: encoder.encode(JSON.stringify({ name })) };
+}
+
+export type MetaOutcome =
+  | { readonly kind: 'ok' }
+  /** A store change applied: the shards it made (mount) or took out of the map (drop). */
+  | { readonly kind: 'stores'; readonly shards: readonly number[] }
+  | { readonly kind: 'error'; readonly message: string; readonly code?: ShardMapErrorCode | 'bad-command' };
 
 export class MetaEngine implements Engine {
   readonly id = EngineId.Meta;
   readonly name = 'meta';
-  readonly version = META_COMMAND_VERSION;
+  readonly version = META_STORES_VERSION;
   private store = new MvccStore();
+  /** The map decoded from `store` (undefined: not decoded since the store last changed). */
+  private map: ShardMap | undefined;
 
   apply(command: EngineCommand, _context: ApplyContext): MetaOutcome {
     if (command.engine === 0) return this.applyLegacy(command);
+    if (command.kind === MetaCommandKind.MountStore || command.kind === MetaCommandKind.DropStore) return this.applyStores(command);
     if (command.kind !== MetaCommandKind.PublishAttributes) throw new UnknownCommandError(`unknown meta command kind ${command.kind}`);
     let parsed: { id?: unknown; name?: unknown; clientUrls?: unknown; engines?: unknown };
     try {
@@ -58,6 +84,15 @@ export class MetaEngine implements Engine {
     if (!isEngineVersions(engines)) return { kind: 'error', message: 'member engine versions are malformed' };
     this.store.put(attributesKey(id), encodeAttributes({ name, clientUrls: clientUrls as string[], engines }));
     return { kind: 'ok' };
+  }
+
+  private applyStores(command: EngineCommand): MetaOutcome {
+    if (command.version < META_STORES_VERSION) throw new UnknownCommandError(`meta command kind ${command.kind} needs version ${META_STORES_VERSION}, got ${command.version}`);
+    const change = parseStoresChange(command.kind, command.payload);
+    if (typeof change === 'string') return { kind: 'error', code: 'bad-command', message: change };
+    const outcome = applyStoresChange(this.store, change);
+    this.map = undefined;
+    return outcome.kind === 'ok' ? { kind: 'stores', shards: outcome.shards } : outcome;
   }
 
   /** An earlier build published attributes as a KV Put of `attrs/<id>` into the meta store. */
@@ -82,6 +117,7 @@ export class MetaEngine implements Engine {
 
   restore(chunks: readonly Uint8Array[]): void {
     this.store = chunks.length === 0 ? new MvccStore() : restoreSnapshotPieces(chunks);
+    this.map = undefined;
   }
 
   hash(): number {
@@ -102,6 +138,34 @@ export class MetaEngine implements Engine {
   removedIds(): number[] {
     return removedIds(this.store);
   }
+
+  /** The stores and shards now (immutable: a later change makes a new map). */
+  shardMap(): ShardMap {
+    return (this.map ??= readShardMap(this.store));
+  }
+
+  /** The configuration a mounted shard's group starts with on its founders (none: the default store's shard). */
+  founders(shard: number): Founders | undefined {
+    return foundersOf(this.store, shard);
+  }
+}
+
+/** A store change's payload, or why it is malformed (the same on every replica). */
+function parseStoresChange(kind: number, payload: Uint8Array): StoresChange | string {
+  let parsed: { name?: unknown; prefixHex?: unknown; shards?: unknown };
+  try {
+    parsed = JSON.parse(decoder.decode(payload)) as typeof parsed;
+  } catch {
+    return 'a store change is not JSON';
+  }
+  if (typeof parsed !== 'object' || parsed === null || typeof parsed.name !== 'string') return 'a store change names no store';
+  if (kind === MetaCommandKind.DropStore) return { kind: 'drop', name: parsed.name };
+  const { prefixHex, shards } = parsed;
+  if (typeof prefixHex !== 'string' || !/^(?:[0-9a-f]{2})*$/.test(prefixHex)) return 'a mount\'s prefix is not hex';
+  if (typeof shards !== 'number') return 'a mount has no shard count';
+  const prefix = new Uint8Array(prefixHex.length / 2);
+  for (let i = 0; i < prefix.length; i++) prefix[i] = Number.parseInt(prefixHex.slice(2 * i, 2 * i + 2), 16);
+  return { kind: 'mount', name: parsed.name, prefix, shards };
 }
 
 function isEngineVersions(value: unknown): value is Record<string, number> {

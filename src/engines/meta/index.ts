@@ -1,3 +1,13 @@
 /** The meta engine's front door. */
-export { MetaEngine, MetaCommandKind, META_COMMAND_VERSION, publishAttributesCommand, type MetaOutcome } from './engine.js';
+export {
+  MetaEngine,
+  MetaCommandKind,
+  META_COMMAND_VERSION,
+  META_STORES_VERSION,
+  dropStoreCommand,
+  mountStoreCommand,
+  publishAttributesCommand,
+  type MetaOutcome,
+} from './engine.js';
 export { type Member, type MemberAttributes, type MemberRecord, encodeMemberContext, membersSupport } from './members.js';
+export { DEFAULT_STORE_SHARD, type Founders } from './stores.js';
