@@ -59,6 +59,7 @@ const RUNTIME_CODES: Record<RuntimeErrorCode, ErrorCode> = {
   'not-member': 'not-member',
   'wrong-shard': 'wrong-shard',
   'cross-shard': 'cross-shard-txn',
+  'cross-shard-range': 'cross-shard-range',
   timeout: 'timeout',
   'leader-failed': 'timeout-due-to-leader-fail',
   stopped: 'stopped',

@@ -4,7 +4,7 @@
  *
  * Whether the request may still take effect matters to a client (a retry could apply it twice):
  * - definitely not applied: `no-leader`, `leader-transfer`, `too-many-requests`,
- *   `unsupported-command`, `wrong-shard`, `cross-shard`, `conf-change-pending`,
+ *   `unsupported-command`, `wrong-shard`, `cross-shard`, `cross-shard-range`, `conf-change-pending`,
  *   `invalid-conf-change`, `not-member`, `lost` (its place in the log was taken by another entry,
  *   so it can never be applied: this relies on the peer transport never delivering a forwarded
  *   proposal twice, which a stream that does not resend guarantees);
@@ -19,6 +19,7 @@ export type RuntimeErrorCode =
   | 'unsupported-command'
   | 'wrong-shard'
   | 'cross-shard'
+  | 'cross-shard-range'
   | 'lost'
   | 'conf-change-pending'
   | 'invalid-conf-change'

@@ -3,14 +3,17 @@
  * Services never see a node or a Raft group; they get `propose`, `read`, `status` and the
  * shard's current state machine from a ShardHandle.
  *
- * Key → shard: one store (the default one) on one shard today; the shard map of a later issue
- * plugs in behind `shardForKey` without changing a service. A request for a shard this node does
- * not host fails with `wrong-shard`; keys of one request that fall in different shards fail with
- * `cross-shard`. Forwarding to a shard's leader is Raft's: a follower's proposal travels to the
- * leader over the peer transport, and its reads ask the leader for a read index.
+ * Key → shard: by the shard map the meta shard holds (`metaShardMap`: the default store alone
+ * until a store is mounted), or a fixed one (`singleStoreMap`). A request for a shard this node
+ * does not host fails with `wrong-shard`; a txn whose keys and ranges fall in different shards
+ * fails with `cross-shard`, a range over more than one shard with `cross-shard-range`.
+ * Forwarding to a shard's leader is Raft's: a follower's proposal travels to the leader over the
+ * peer transport, and its reads ask the leader for a read index.
  */
 import type { ConfChange } from '../../raft/index.js';
+import { ShardMap as ClusterShardMap } from '../cluster/model.js';
 import { EngineError, anonymousCaller } from '../engines/index.js';
+import { metaEngineOf } from './compose.js';
 import type { EngineCommand } from './envelope.js';
 import { RuntimeError } from './errors.js';
 import { authOldRevisionProposalsMax } from './limits.js';
@@ -35,18 +38,47 @@ export interface ShardHandle {
   transferLeader(to: number): void;
 }
 
+/** A key range as etcd gives one: `rangeEnd` empty is the key alone, `[0]` every key from `key` on. */
+export interface KeyRange {
+  readonly key: Uint8Array;
+  readonly rangeEnd?: Uint8Array;
+}
+
 export interface ShardMap {
   /** The shard that owns `key`. */
   shardForKey(key: Uint8Array): number;
+  /** The shards that serve `range`'s keys, in key order (the key's own shard for an empty range). */
+  shardsOfRange(range: KeyRange): number[];
   /** The shard of the default store (what Status, Hash and Snapshot describe). */
   readonly defaultStoreShard: number;
-  /** The meta shard (members; later stores and the shard map). */
+  /** The meta shard (members, stores and the shard map). */
   readonly metaShard: number;
 }
 
 /** The map of a node with one store on one shard. */
 export function singleStoreMap(metaShard: number, defaultStoreShard: number): ShardMap {
-  return { shardForKey: () => defaultStoreShard, defaultStoreShard, metaShard };
+  return { shardForKey: () => defaultStoreShard, shardsOfRange: () => [defaultStoreShard], defaultStoreShard, metaShard };
+}
+
+/**
+ * The map the meta shard holds, as this node has applied it (the initial map, the default store
+ * alone, while the node hosts no meta shard).
+ */
+export function metaShardMap(runtime: NodeRuntime, metaShard: number, defaultStoreShard: number): ShardMap {
+  const initial = ClusterShardMap.initial(defaultStoreShard);
+  const current = (): ClusterShardMap => (runtime.hasShard(metaShard) ? metaEngineOf(runtime.machine(metaShard)).shardMap() : initial);
+  return {
+    shardForKey: (key) => current().shardForKey(key).id,
+    shardsOfRange: ({ key, rangeEnd }) => {
+      const map = current();
+      if (rangeEnd === undefined || rangeEnd.length === 0) return [map.shardForKey(key).id];
+      const pieces = map.piecesOfRange(key, rangeEnd.length === 1 && rangeEnd[0] === 0 ? undefined : rangeEnd);
+      // An empty range (its end at or before its key: etcd answers it with nothing): the key's shard.
+      return pieces.length === 0 ? [map.shardForKey(key).id] : pieces.map((piece) => piece.shard.id);
+    },
+    defaultStoreShard,
+    metaShard,
+  };
 }
 
 class RuntimeShardHandle implements ShardHandle {
@@ -130,6 +162,12 @@ export class Router {
   constructor(
     private readonly runtime: NodeRuntime,
     readonly map: ShardMap,
+    /**
+     * Checks that a client request may be served by the shard its keys route to (throws the
+     * client's error if not); called by `forKey`, `forRange` and `forRanges`, not for the shards
+     * a node reaches on its own.
+     */
+    private readonly admit: (shardId: number) => void = () => {},
   ) {}
 
   /** The handle of a shard this node hosts; `wrong-shard` otherwise. */
@@ -145,18 +183,36 @@ export class Router {
 
   /** The shard that owns `key`. */
   forKey(key: Uint8Array): ShardHandle {
-    return this.shard(this.map.shardForKey(key));
+    return this.routed(this.map.shardForKey(key));
+  }
+
+  /** The one shard that serves `range`; `cross-shard-range` if it spans more. */
+  forRange(range: KeyRange): ShardHandle {
+    const shards = this.map.shardsOfRange(range);
+    if (shards.length > 1) throw new RuntimeError('cross-shard-range', 'dkv: the range spans more than one shard');
+    return this.routed(shards[0]!);
   }
 
   /** The one shard that owns every key given (a txn's); `cross-shard` if they span more. */
   forKeys(keys: Iterable<Uint8Array>): ShardHandle {
+    return this.forRanges([...keys].map((key) => ({ key })));
+  }
+
+  /** The one shard that serves every range given (a txn's keys and ranges); `cross-shard` if they span more. */
+  forRanges(ranges: Iterable<KeyRange>): ShardHandle {
     let shardId: number | undefined;
-    for (const key of keys) {
-      const owner = this.map.shardForKey(key);
-      if (shardId !== undefined && owner !== shardId) throw new RuntimeError('cross-shard', 'dkv: txn keys span more than one shard');
-      shardId = owner;
+    for (const range of ranges) {
+      for (const owner of this.map.shardsOfRange(range)) {
+        if (shardId !== undefined && owner !== shardId) throw new RuntimeError('cross-shard', 'dkv: txn keys span more than one shard');
+        shardId = owner;
+      }
     }
-    return this.shard(shardId ?? this.map.defaultStoreShard);
+    return this.routed(shardId ?? this.map.defaultStoreShard);
+  }
+
+  private routed(shardId: number): ShardHandle {
+    this.admit(shardId);
+    return this.shard(shardId);
   }
 
   defaultStore(): ShardHandle {

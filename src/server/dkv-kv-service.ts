@@ -14,7 +14,7 @@ import { dkvError } from '../errors.js';
 import type { ShardHandle } from '../runtime/index.js';
 import { serviceDefinition } from './grpc-service.js';
 import { putCost, txnCost } from './quota.js';
-import { checkPut, checkTxn, txnKeys } from './kv-service.js';
+import { checkPut, checkTxn, txnRanges } from './kv-service.js';
 import { type ServiceContext, callerOptions, responseHeader, unary } from './service-common.js';
 import type { Caller } from '../engines/index.js';
 
@@ -57,10 +57,10 @@ export function createDkvKvService(ctx: DkvKvServiceContext): { definition: Retu
       checkTxn(txn);
       const ttls = keyTtlsFromWire(message.ttls);
       const fence = fenceFromWire(message.fence);
-      const keys = txnKeys(txn);
-      for (const name of ttls.keys()) keys.push(Buffer.from(name, 'latin1'));
-      if (fence !== undefined) keys.push(fence.key);
-      const shard = ctx.router.forKeys(keys);
+      const ranges = txnRanges(txn);
+      for (const name of ttls.keys()) ranges.push({ key: Buffer.from(name, 'latin1') });
+      if (fence !== undefined) ranges.push({ key: fence.key });
+      const shard = ctx.router.forRanges(ranges);
       ctx.quota?.check(shard, txnCost(txn));
       const outcome = await propose(shard, dkvTxnCommand(raw), await ctx.gate.permitted(call));
       if (outcome.kind !== 'txn') throw new Error(`dkv txn applied as ${outcome.kind}`);

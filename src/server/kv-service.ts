@@ -9,7 +9,7 @@ import { isReadOnlyTxn, mvccLimits } from '../../storage/index.js';
 import type { DeleteRangeResult, TxnResult } from '../../storage/index.js';
 import { KvCommandKind, type KvEngine, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
 import { type Caller, EngineId, type KeyAccess, type LeaseEngine, deleteRangeAccess, putAccess, rangeAccess, txnAccess } from '../engines/index.js';
-import type { RequestOptions, ShardHandle } from '../runtime/index.js';
+import type { KeyRange, RequestOptions, ShardHandle } from '../runtime/index.js';
 import {
   type WireDeleteRangeRequest,
   type WirePutRequest,
@@ -96,16 +96,16 @@ export function wireTxnSerializable(r: WireTxnRequest): boolean {
   return ops.length > 0 && ops.every((op) => op.request_range?.serializable === true);
 }
 
-/** Every key a txn touches (compares and operations, nested txns included). */
-export function txnKeys(r: WireTxnRequest, keys: Uint8Array[] = []): Uint8Array[] {
-  for (const c of r.compare ?? []) keys.push(c.key);
+/** Every key and range a txn touches (compares and operations, nested txns included). */
+export function txnRanges(r: WireTxnRequest, ranges: KeyRange[] = []): KeyRange[] {
+  for (const c of r.compare ?? []) ranges.push({ key: c.key, rangeEnd: c.range_end });
   for (const op of [...(r.success ?? []), ...(r.failure ?? [])]) {
-    if (op.request_range) keys.push(op.request_range.key);
-    else if (op.request_put) keys.push(op.request_put.key);
-    else if (op.request_delete_range) keys.push(op.request_delete_range.key);
-    else if (op.request_txn) txnKeys(op.request_txn, keys);
+    if (op.request_range) ranges.push({ key: op.request_range.key, rangeEnd: op.request_range.range_end });
+    else if (op.request_put) ranges.push({ key: op.request_put.key });
+    else if (op.request_delete_range) ranges.push({ key: op.request_delete_range.key, rangeEnd: op.request_delete_range.range_end });
+    else if (op.request_txn) txnRanges(op.request_txn, ranges);
   }
-  return keys;
+  return ranges;
 }
 
 // ---- Writes through Raft (this service's, and those the Lock and Election services build) ----
@@ -168,7 +168,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     Range: unary<WireRangeRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       checkKey(message.key);
-      const shard = ctx.router.forKey(message.key);
+      const shard = ctx.router.forRange({ key: message.key, rangeEnd: message.range_end });
       if (!message.serializable && ctx.unsafeStaleReads !== true) await shard.read(options);
       // Checked once the read is due, as etcd does: a permission revoked before it is not used,
       // and one granted before it is (so is an auth change: the caller is found after the read).
@@ -192,7 +192,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkSize(raw);
       checkKey(message.key);
       const caller = await permittedCaller(ctx, call, () => deleteRangeAccess({ key: message.key, rangeEnd: message.range_end, prevKv: message.prev_kv }));
-      const shard = ctx.router.forKey(message.key);
+      const shard = ctx.router.forRange({ key: message.key, rangeEnd: message.range_end });
       const outcome = await propose(shard, KvCommandKind.DeleteRange, raw, caller);
       if (outcome.kind !== 'delete-range') throw new Error(`delete applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.result.revision), ...deleteRangeToWire(outcome.result) };
@@ -200,7 +200,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     Txn: unary<WireTxnRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       checkTxn(message);
-      const shard = ctx.router.forKeys(txnKeys(message));
+      const shard = ctx.router.forRanges(txnRanges(message));
       const request = txnFromWire(message);
       if (isReadOnlyTxn(request)) {
         // etcd serves a txn that only reads as it serves a Range: ReadIndex (unless every range

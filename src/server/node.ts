@@ -22,10 +22,10 @@ import { JwtTokens } from './auth/jwt.js';
 import { RateLimiter } from './auth/rate-limit.js';
 import { createAuthService } from './auth/service.js';
 import { SimpleTokens } from './auth/tokens.js';
-import { type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index.js';
+import { DEFAULT_STORE_SHARD as DEFAULT_STORE_SHARD_OF_MAP, type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index.js';
 import { WatchHub, watchLimits } from '../engines/watch/index.js';
 import { dkvError } from '../errors.js';
-import { NodeRuntime, type RequestOptions, Router, type ShardHandle, firstRequestId, singleStoreMap, wrapConfContext } from '../runtime/index.js';
+import { NodeRuntime, type RequestOptions, Router, type ShardHandle, firstRequestId, metaShardMap, wrapConfContext } from '../runtime/index.js';
 import { type Membership, createClusterService } from './cluster-service.js';
 import { type ServerConfig, type ServerUrl, type TlsConfig, electionTimeoutMsOf } from './config.js';
 import { createElectionService } from './election-service.js';
@@ -54,9 +54,9 @@ import { MembershipSync } from './membership-sync.js';
 import { OwnRemovalWatch } from './own-removal-watch.js';
 import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log.js';
 
-/** Shard 0 holds cluster metadata; shard 1 the default store's data. */
+/** Shard 0 holds cluster metadata (members, stores, the shard map); shard 1 the default store's data. */
 export const META_SHARD = 0;
-export const DEFAULT_STORE_SHARD = 1;
+export const DEFAULT_STORE_SHARD = DEFAULT_STORE_SHARD_OF_MAP;
 export const HOSTED_SHARDS = [META_SHARD, DEFAULT_STORE_SHARD] as const;
 
 export { grpcOverheadBytes };
@@ -277,7 +277,12 @@ export class DkvNode {
         },
       },
     });
-    this.router = new Router(this.runtime, singleStoreMap(META_SHARD, DEFAULT_STORE_SHARD));
+    // Auth is checked where a command applies, against the applying shard's auth state, which only
+    // the default store's shard keeps: another store's keys are not served while auth is on.
+    const admit = (shard: number): void => {
+      if (shard !== DEFAULT_STORE_SHARD && authEngineOf(this.router.defaultStore().machine()).enabled) throw dkvError('store-auth-unsupported');
+    };
+    this.router = new Router(this.runtime, metaShardMap(this.runtime, META_SHARD, DEFAULT_STORE_SHARD), admit);
     this.membershipSync = new MembershipSync({
       groups: () => this.runtime.shardIds().filter((shard) => shard !== META_SHARD),
       leads: (shard) => this.runtime.leader(shard) === identity.memberId,
@@ -725,7 +730,13 @@ export class DkvNode {
       buffered: this.watchBuffered,
     });
     addService(watch);
-    const prefixWatch = createPrefixWatchService({ hub: () => this.watchHub, store, buffered: this.watchBuffered, gate });
+    const prefixWatch = createPrefixWatchService({
+      hub: () => this.watchHub,
+      store,
+      buffered: this.watchBuffered,
+      gate,
+      serves: (range) => this.router.map.shardsOfRange(range).every((shard) => shard === DEFAULT_STORE_SHARD),
+    });
     addService(prefixWatch);
     const concurrency = {
       ...common,

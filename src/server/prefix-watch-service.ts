@@ -9,7 +9,7 @@ import { type KeyValue, type MvccEvent, prefixEnd } from '../../storage/index.js
 import { eventToWire, keyValueToWire } from '../engines/kv/index.js';
 import { WatchHub, Watcher, type WatchSink, watchLimits } from '../engines/watch/index.js';
 import { dkvRoot, int64Saturated, type Int64 } from '../etcd-proto.js';
-import { errorTable, toGrpcError } from '../errors.js';
+import { dkvError, errorTable, toGrpcError } from '../errors.js';
 import { rangeAccess } from '../engines/index.js';
 import { clientError } from '../error-mapping.js';
 import { AUTH_OFF, type AuthGate } from './auth/gate.js';
@@ -26,6 +26,8 @@ export interface PrefixWatchContext {
   readonly buffered?: BufferedBytes;
   /** The caller must be able to read the whole prefix (checked when the stream starts). */
   readonly gate: AuthGate;
+  /** Whether the hub's store serves every key of `range` (another store's keys are refused). */
+  readonly serves: (range: { key: Uint8Array; rangeEnd: Uint8Array }) => boolean;
 }
 
 interface WireRequest {
@@ -166,6 +168,10 @@ export function createPrefixWatchService(ctx: PrefixWatchContext): { definition:
   const serialize = definition['WatchPrefix']!.responseSerialize as (response: object) => Buffer;
   const implementation: grpc.UntypedServiceImplementation = {
     WatchPrefix: (call: grpc.ServerWritableStream<Incoming<WireRequest>, object>) => {
+      if (!ctx.serves(prefixRange(call.request.message.prefix ?? new Uint8Array(0)))) {
+        call.emit('error', toGrpcError(dkvError('watch-other-store')));
+        return;
+      }
       if (!ctx.gate.enabled) {
         new PrefixStream(call, ctx, serialize);
         return;

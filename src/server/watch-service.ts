@@ -277,6 +277,10 @@ class WatchStream implements WatchSink {
       this.push({ header: this.header(current), watch_id: watchId, created: true, canceled: true, cancel_reason: reason });
     };
     if (isEmptyWatchRange(r.key, r.range_end)) return refuse(errorTable['watch-range-empty'].message);
+    const served = this.ctx.shard().shardId;
+    if (this.ctx.router.map.shardsOfRange({ key: r.key !== undefined && r.key.length > 0 ? r.key : Uint8Array.of(0), rangeEnd: r.range_end }).some((shard) => shard !== served)) {
+      return refuse(errorTable['watch-other-store'].message);
+    }
     if (start < 0) return refuse(errorTable.compacted.message);
     // A client-chosen id must be a safe integer: etcd echoes any int64 exactly, and rounding or
     // saturating would fold different ids into one, so any other is refused.

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { EngineCommand } from '../../src/engines/index.js';
 import { KvCommandKind, kvCommand } from '../../src/engines/kv/index.js';
 import { etcdType } from '../../src/etcd-proto.js';
-import { type Applied, type ShardHandle, composeStateMachine, encodeEnvelope, kvEngineOf } from '../../src/runtime/index.js';
+import { type Applied, type ShardHandle, composeStateMachine, encodeEnvelope, kvEngineOf, singleStoreMap } from '../../src/runtime/index.js';
 import { AutoCompactor, autoCompactionCheckMs } from '../../src/server/auto-compaction.js';
 import type { AutoCompactionConfig } from '../../src/server/config.js';
 import { TestCluster, etcdctl, waitUntil } from './cluster-harness.js';
@@ -41,7 +41,7 @@ function fakeShard(leader: number) {
 }
 
 function compactor(config: AutoCompactionConfig, shard: ShardHandle): AutoCompactor {
-  return new AutoCompactor({ router: { hosted: () => [shard], map: { metaShard: 0, defaultStoreShard: 1, shardForKey: () => 1 } }, memberId: self, config });
+  return new AutoCompactor({ router: { hosted: () => [shard], map: singleStoreMap(0, 1) }, memberId: self, config });
 }
 
 describe('AutoCompactor', () => {
