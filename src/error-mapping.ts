@@ -29,6 +29,8 @@ const ENGINE_CODES: Record<EngineErrorCode, ErrorCode> = {
   'counter-not-a-number': 'counter-not-a-number',
   'counter-overflow': 'counter-overflow',
   'no-space': 'no-space',
+  // The shard's ownership changed under a request a lagging map routed: route it again.
+  'not-owned': 'wrong-shard',
   'root-user-not-exist': 'root-user-not-exist',
   'root-role-not-exist': 'root-role-not-exist',
   'user-already-exists': 'user-already-exists',

@@ -30,6 +30,8 @@ export const EngineId = {
   Alarm: 6,
   /** etcd's users, roles, permissions and auth revision. */
   Auth: 7,
+  /** Which keys a data shard serves (the prefixes it ceded to mounted stores). */
+  Ownership: 8,
 } as const;
 export type EngineId = (typeof EngineId)[keyof typeof EngineId];
 
@@ -131,6 +133,7 @@ export type EngineErrorCode =
   | 'counter-not-a-number'
   | 'counter-overflow'
   | 'no-space'
+  | 'not-owned'
   | AuthErrorCode;
 
 /** The auth engine's refusals (etcd's auth errors; src/errors.ts has their statuses and strings). */
@@ -161,6 +164,18 @@ export interface WriteCap {
 
 /** No cap: every write applies (engines built without an alarm engine). */
 export const uncapped: WriteCap = { capped: false };
+
+/**
+ * Which keys the state machine serves (the ownership engine). Engines that write refuse, in
+ * apply, a write that touches a key it does not own (`not-owned`), on every replica alike.
+ */
+export interface KeyOwner {
+  /** Whether every key of the range is served: etcd's conventions (no end: the key alone; [0]: every key from it on). */
+  owns(key: Uint8Array, rangeEnd?: Uint8Array): boolean;
+}
+
+/** Every key is served (engines built without an ownership engine). */
+export const ownsEveryKey: KeyOwner = { owns: () => true };
 
 /**
  * A deterministic refusal of a command by an engine (the same on every replica): it is the
@@ -194,10 +209,6 @@ export interface KeyTtlScheduler {
   clearTtl(key: Uint8Array): void;
 }
 
-/**
- * The changes to a store's keys an outcome carries: every data-shard engine that writes keys (KV,
- * leases, later TTLs and counters) returns them as `events`, in order, for the watch engine.
- */
 /** Whether what an engine applied is a compaction (the KV engine's `{ outcome: { kind: 'compaction' } }`). */
 export function isCompactionOutcome(applied: unknown): boolean {
   if (typeof applied !== 'object' || applied === null || !('outcome' in applied)) return false;
@@ -205,6 +216,10 @@ export function isCompactionOutcome(applied: unknown): boolean {
   return typeof outcome === 'object' && outcome !== null && (outcome as { kind?: unknown }).kind === 'compaction';
 }
 
+/**
+ * The changes to a store's keys an outcome carries: every data-shard engine that writes keys (KV,
+ * leases, TTLs and counters) returns them as `events`, in order, for the watch engine.
+ */
 export function eventsOf(outcome: unknown): readonly MvccEvent[] {
   if (typeof outcome !== 'object' || outcome === null || !('events' in outcome)) return [];
   return (outcome as { events: readonly MvccEvent[] }).events;

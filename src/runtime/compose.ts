@@ -1,10 +1,11 @@
 /**
- * How a shard's state machine is composed of engines: the meta shard holds membership (the meta
- * engine); a data shard holds a store's keys (the KV engine), its leases, per-key TTLs,
- * counters (kept as keys of the store) and its alarms; later indexes.
+ * How a shard's state machine is composed of engines: the meta shard holds membership, the stores
+ * and the shard map (the meta engine); a data shard holds a store's keys (the KV engine), its
+ * leases, per-key TTLs, counters (kept as keys of the store), its alarms, auth state and which
+ * keys it serves (the ownership engine); later indexes.
  * The server and the simulator compose shards the same way.
  */
-import { AlarmEngine, AuthEngine, CounterEngine, EngineId, KvEngine, LeaseEngine, MetaEngine, TtlEngine, authGuard } from '../engines/index.js';
+import { AlarmEngine, AuthEngine, CounterEngine, EngineId, KvEngine, LeaseEngine, MetaEngine, OwnershipEngine, TtlEngine, authGuard } from '../engines/index.js';
 import { ShardStateMachine, type ShardStateView } from './state-machine.js';
 
 export type ShardKind = 'meta' | 'data';
@@ -33,12 +34,15 @@ export function composeStateMachine(kind: ShardKind, options: ComposeOptions = {
   kv.connect({ leaseExists: (id) => leases.has(id), observer: leases, cap: alarms });
   kv.connect({ observer: ttls });
   const counters = new CounterEngine({ kv, ttl: ttls });
+  // The keys the shard serves: writes outside them are refused where they apply.
+  const ownership = new OwnershipEngine(kv);
+  kv.connect({ owner: ownership });
   const auth = new AuthEngine();
   const guard = authGuard(auth, (id) => leases.get(id)?.keys.values() ?? []);
   // Order matters: engines restore in this order, and the lease engine rebuilds its attachments
   // from the KV engine's restored store (the TTL engine's section stands alone, but its TTLs name
-  // the restored keys; the alarm and auth engines' stand alone).
-  machine = new ShardStateMachine({ engines: [kv, leases, ttls, counters, alarms, auth], legacyEngine: EngineId.Kv, trackChain: options.trackChain, guard });
+  // the restored keys; the alarm, auth and ownership engines' stand alone).
+  machine = new ShardStateMachine({ engines: [kv, leases, ttls, counters, alarms, auth, ownership], legacyEngine: EngineId.Kv, trackChain: options.trackChain, guard });
   return machine;
 }
 
@@ -70,6 +74,11 @@ export function authEngineOf(machine: ShardStateView): AuthEngine {
 /** The KV engine of a data shard's state machine. */
 export function kvEngineOf(machine: ShardStateView): KvEngine {
   return machine.engine<KvEngine>(EngineId.Kv);
+}
+
+/** The ownership engine of a data shard's state machine (the keys it serves). */
+export function ownershipEngineOf(machine: ShardStateView): OwnershipEngine {
+  return machine.engine<OwnershipEngine>(EngineId.Ownership);
 }
 
 /** The meta engine of the meta shard's state machine. */

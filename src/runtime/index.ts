@@ -16,7 +16,7 @@ export {
   unwrapConfContext,
   wrapConfContext,
 } from './runtime.js';
-export { authEngineOf, composeStateMachine, counterEngineOf, alarmEngineOf, kvEngineOf, leaseEngineOf, metaEngineOf, ttlEngineOf, type ComposeOptions, type ShardKind } from './compose.js';
+export { authEngineOf, composeStateMachine, counterEngineOf, alarmEngineOf, kvEngineOf, leaseEngineOf, metaEngineOf, ownershipEngineOf, ttlEngineOf, type ComposeOptions, type ShardKind } from './compose.js';
 export {
   type Applied,
   ShardStateMachine,

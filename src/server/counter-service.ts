@@ -12,6 +12,7 @@ import type { EngineCommand } from '../engines/index.js';
 import { dkvRoot, type Int64, int64Exact, int64ToWire } from '../etcd-proto.js';
 import { dkvError } from '../errors.js';
 import { type ShardHandle, counterEngineOf, kvEngineOf } from '../runtime/index.js';
+import { notServed } from './kv-service.js';
 import { serviceDefinition } from './grpc-service.js';
 import { counterWriteCost } from './quota.js';
 import { type ServiceContext, type UnaryCall, callerOptions, requestOptions, responseHeader, unary } from './service-common.js';
@@ -123,6 +124,7 @@ export function createCounterService(ctx: CounterServiceContext): { definition: 
       if (message.serializable !== true) await shard.read(options);
       const caller = ctx.gate.caller(call);
       if (ctx.gate.enabled) ctx.gate.checkKeys(caller, [{ key, rangeEnd: new Uint8Array(0), type: PermissionType.Read }]);
+      if (!kvEngineOf(shard.machine()).owns(key)) throw notServed();
       const mvcc = kvEngineOf(shard.machine()).mvcc;
       const found = mvcc.range({ key }).kvs[0];
       const header = responseHeader(ctx, shard, mvcc.revision);

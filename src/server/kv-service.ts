@@ -8,7 +8,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { isReadOnlyTxn, mvccLimits } from '../../storage/index.js';
 import type { DeleteRangeResult, TxnResult } from '../../storage/index.js';
 import { KvCommandKind, type KvEngine, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
-import { type Caller, EngineId, type KeyAccess, type LeaseEngine, deleteRangeAccess, putAccess, rangeAccess, txnAccess } from '../engines/index.js';
+import { type Caller, EngineError, EngineId, type KeyAccess, type LeaseEngine, deleteRangeAccess, putAccess, rangeAccess, txnAccess } from '../engines/index.js';
 import type { KeyRange, RequestOptions, ShardHandle } from '../runtime/index.js';
 import {
   type WireDeleteRangeRequest,
@@ -22,7 +22,7 @@ import {
 import { dkvError } from '../errors.js';
 import { serviceDefinition } from './grpc-service.js';
 import { putCost, txnCost } from './quota.js';
-import { type ServiceContext, type UnaryCall, callerOptions, requestOptions, responseHeader, unary } from './service-common.js';
+import { type ServiceContext, type UnaryCall, callerOptions, clientError, requestOptions, responseHeader, unary } from './service-common.js';
 
 /** etcd's limit on operations in each branch of a txn, shared down nested txns (storage/mvcc/limits.ts). */
 export const txnOperationsMax = mvccLimits.txnOperationsMax;
@@ -108,6 +108,11 @@ export function txnRanges(r: WireTxnRequest, ranges: KeyRange[] = []): KeyRange[
   return ranges;
 }
 
+/** A read of keys the shard it was routed to no longer serves (a mount moved them): route it again. */
+export function notServed(): Error {
+  return clientError(new EngineError('not-owned', "a key of the request is not this shard's")) as Error;
+}
+
 // ---- Writes through Raft (this service's, and those the Lock and Election services build) ----
 
 const TxnRequestType = etcdType('etcdserverpb.TxnRequest');
@@ -174,6 +179,8 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       // and one granted before it is (so is an auth change: the caller is found after the read).
       const caller = ctx.gate.caller(call);
       if (ctx.gate.enabled) ctx.gate.checkKeys(caller, rangeAccess({ key: message.key, rangeEnd: message.range_end }));
+      // Once the read is due: a shard that ceded the keys since the request was routed does not answer for them.
+      if (!kv(shard).owns(message.key, message.range_end)) throw notServed();
       const mvcc = kv(shard).mvcc;
       const result = mvcc.range(rangeFromWire(message));
       return { header: responseHeader(ctx, shard, mvcc.revision), ...rangeToWire(result) };
@@ -208,6 +215,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
         if (!wireTxnSerializable(message) && ctx.unsafeStaleReads !== true) await shard.read(options);
         const reader = ctx.gate.caller(call);
         if (ctx.gate.enabled) ctx.gate.checkKeys(reader, txnAccess(request, leaseKeysOf(shard)));
+        if (!kv(shard).ownsTxn(request)) throw notServed();
         const mvcc = kv(shard).mvcc;
         const result = mvcc.readTxn(request);
         const h = responseHeader(ctx, shard, mvcc.revision);

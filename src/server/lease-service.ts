@@ -267,7 +267,7 @@ function keepAliveStream(ctx: LeaseServiceContext, call: grpc.ServerDuplexStream
         // reads stops being read once its answers fill the stream's buffers and flow control.
         if (!call.write({ header: responseHeader(ctx, shard, kvEngineOf(shard.machine()).mvcc.revision), ID: int64ToWire(id), TTL: ttl })) await drained;
       } catch (error) {
-        fail(error instanceof EngineError ? dkvError(error.code) : error);
+        fail(error instanceof EngineError ? clientError(error) : error);
       } finally {
         pending--;
         if (pending < leaseKeepAlivesPendingPerStreamMax && !ended) call.resume();

@@ -735,7 +735,7 @@ export class DkvNode {
       store,
       buffered: this.watchBuffered,
       gate,
-      serves: (range) => this.router.map.shardsOfRange(range).every((shard) => shard === DEFAULT_STORE_SHARD),
+      serves: (range) => this.router.map.shardsOfRange(range).every((shard) => shard === DEFAULT_STORE_SHARD) && kvEngineOf(this.router.defaultStore().machine()).owns(range.key, range.rangeEnd),
     });
     addService(prefixWatch);
     const concurrency = {

@@ -156,7 +156,7 @@ function decodeAmount(command: EngineCommand): AmountPayload {
   return { amount: view.getBigInt64(0), ttlMs, key: payload.slice(counterHeaderBytes) };
 }
 
-function refusal(code: 'counter-not-a-number' | 'counter-overflow' | 'no-space'): CounterOutcome {
+function refusal(code: 'counter-not-a-number' | 'counter-overflow' | 'no-space' | 'not-owned'): CounterOutcome {
   return { kind: 'error', error: new EngineError(code), events: NO_EVENTS };
 }
 
@@ -197,6 +197,7 @@ export class CounterEngine implements Engine {
     switch (command.kind) {
       case CounterCommandKind.Increment: {
         const { amount, ttlMs, key } = decodeAmount(command);
+        if (!this.kv.owns(key)) return refusal('not-owned');
         const current = this.value(key);
         if (current === undefined) return refusal('counter-not-a-number');
         const next = current + amount;
@@ -205,11 +206,13 @@ export class CounterEngine implements Engine {
       }
       case CounterCommandKind.Set: {
         const { amount, ttlMs, key } = decodeAmount(command);
+        if (!this.kv.owns(key)) return refusal('not-owned');
         return this.write('set', key, amount, ttlMs, context);
       }
       case CounterCommandKind.Delete: {
         const key = command.payload;
         if (key.length < 1 || key.length > counterKeyBytesMax) throw new UnknownCommandError(`a counter delete of ${key.length} bytes`);
+        if (!this.kv.owns(key)) return refusal('not-owned');
         const result = this.kv.mvcc.deleteKeys([key]);
         this.kv.written(result.events);
         this.ttl?.clearTtl(key.slice());

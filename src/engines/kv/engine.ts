@@ -26,7 +26,7 @@ import {
   type WirePutRequest,
   type WireTxnRequest,
 } from '../../etcd-proto.js';
-import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, UnknownCommandError, uncapped, type WriteCap } from '../engine.js';
+import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, type KeyOwner, UnknownCommandError, ownsEveryKey, uncapped, type WriteCap } from '../engine.js';
 import { WireValueError, deleteRangeFromWire, putFromWire, txnFromWire } from './convert.js';
 
 /** The KV engine's operation codes (in every KV log entry: never renumber). */
@@ -77,6 +77,7 @@ export class KvEngine implements Engine {
   private readonly observers: KvWriteObserver[] = [];
   private checks: WriteChecks = { leaseExists: () => false };
   private cap: WriteCap = uncapped;
+  private owner: KeyOwner = ownsEveryKey;
 
   constructor(public mvcc: MvccStore = new MvccStore()) {}
 
@@ -84,15 +85,40 @@ export class KvEngine implements Engine {
    * Joins the engines of one state machine: `leaseExists` answers for the lease engine (without
    * one, every lease is unknown, as etcd answers), and observers see every write's events.
    */
-  connect(options: { readonly leaseExists?: (lease: bigint) => boolean; readonly observer?: KvWriteObserver; readonly cap?: WriteCap }): void {
+  connect(options: { readonly leaseExists?: (lease: bigint) => boolean; readonly observer?: KvWriteObserver; readonly cap?: WriteCap; readonly owner?: KeyOwner }): void {
     if (options.leaseExists !== undefined) this.checks = { leaseExists: options.leaseExists };
     if (options.cap !== undefined) this.cap = options.cap;
+    if (options.owner !== undefined) this.owner = options.owner;
     if (options.observer !== undefined) this.observers.push(options.observer);
   }
 
   /** Whether writes that grow the store are refused (a NOSPACE alarm): engines that write through this one ask. */
   get capped(): boolean {
     return this.cap.capped;
+  }
+
+  /** Whether every key of the range is this shard's (the ownership engine): etcd's range conventions. */
+  owns(key: Uint8Array, rangeEnd?: Uint8Array): boolean {
+    return this.owner.owns(key, rangeEnd);
+  }
+
+  /** Whether every key and range a txn names (compares, operations, nested txns) is this shard's. */
+  ownsTxn(request: TxnRequest): boolean {
+    if (!request.compare.every((c) => this.owner.owns(c.key, c.rangeEnd))) return false;
+    const ops = (list: TxnRequest['success']): boolean =>
+      list.every((op) => {
+        switch (op.type) {
+          case 'range':
+            return this.owner.owns(op.range.key, op.range.rangeEnd);
+          case 'put':
+            return this.owner.owns(op.put.key);
+          case 'deleteRange':
+            return this.owner.owns(op.deleteRange.key, op.deleteRange.rangeEnd);
+          case 'txn':
+            return this.ownsTxn(op.txn);
+        }
+      });
+    return ops(request.success) && ops(request.failure);
   }
 
   /** Every write to the store goes through here once applied (engines that write call it too). */
@@ -131,15 +157,18 @@ export class KvEngine implements Engine {
       switch (kind) {
         case KvCommandKind.Put: {
           const put = putFromWire(PutRequestType.decode(payload) as unknown as WirePutRequest);
+          if (!this.owner.owns(put.key)) return notOwned();
           if (this.cap.capped) return { kind: 'error', error: new EngineError('no-space') };
           return { kind: 'put', result: this.mvcc.put(put.key, put.value, put, this.checks) };
         }
         case KvCommandKind.DeleteRange: {
           const request = deleteRangeFromWire(DeleteRangeRequestType.decode(payload) as unknown as WireDeleteRangeRequest);
+          if (!this.owner.owns(request.key, request.rangeEnd)) return notOwned();
           return { kind: 'delete-range', result: this.mvcc.deleteRange(request) };
         }
         case KvCommandKind.Txn: {
           const request = txnFromWire(TxnRequestType.decode(payload) as unknown as WireTxnRequest);
+          if (!this.ownsTxn(request)) return notOwned();
           // As etcd: a txn is refused when either branch could put (its quota cost is not zero).
           if (this.cap.capped && txnPuts(request)) return { kind: 'error', error: new EngineError('no-space') };
           return { kind: 'txn', result: this.mvcc.txn(request, this.checks) };
@@ -175,6 +204,11 @@ export class KvEngine implements Engine {
   hash(): number {
     return this.mvcc.hashKV(0).hash;
   }
+}
+
+/** A write that touches a key this shard does not serve (its store's map changed: route it again). */
+export function notOwned(): { kind: 'error'; error: EngineError } {
+  return { kind: 'error', error: new EngineError('not-owned', "a key of the request is not this shard's") };
 }
 
 /** Whether a put appears in either branch of `request`, nested txns included. */

@@ -34,7 +34,7 @@ import {
   UnknownCommandError,
 } from '../engine.js';
 import { TimeWheel, type WheelTimer, wheelLimits } from '../expiry/index.js';
-import { type KvEngine, type KvWriteObserver, WireValueError, putFromWire, txnFromWire, txnPuts } from '../kv/index.js';
+import { type KvEngine, type KvWriteObserver, WireValueError, notOwned, putFromWire, txnFromWire, txnPuts } from '../kv/index.js';
 import {
   keyTtlMsMax,
   keyTtlsPerTxnMax,
@@ -323,6 +323,11 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
     }
   }
 
+  private ownsFence(fence: WireFence | null | undefined): boolean {
+    const parsed = fenceFromWire(fence);
+    return parsed === undefined || this.kv.owns(parsed.key);
+  }
+
   /** The fence's refusal, if it does not hold: its key must be live with the token as create revision. */
   private fenceRefusal(fence: WireFence | null | undefined): TtlOutcome | undefined {
     const parsed = fenceFromWire(fence);
@@ -334,9 +339,11 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
 
   private put(request: WireDkvPutRequest, context: ApplyContext): TtlOutcome {
     const ttlMs = ttlMsFromWire(request.ttl_ms);
+    const put = putFromWire(request);
+    // The fence key is read here too: both must be this shard's (the router sends them to one shard).
+    if (!this.kv.owns(put.key) || !this.ownsFence(request.fence)) return { ...notOwned(), events: NO_EVENTS };
     const refused = this.fenceRefusal(request.fence);
     if (refused !== undefined) return refused;
-    const put = putFromWire(request);
     if (this.kv.capped) return { kind: 'error', error: new EngineError('no-space'), events: NO_EVENTS };
     // The KV engine tells every observer, this one included: a TTL the key had is cleared.
     const result = this.kv.putFor(put);
@@ -346,9 +353,10 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
 
   private txn(request: WireDkvTxnRequest, context: ApplyContext): TtlOutcome {
     const ttls = keyTtlsFromWire(request.ttls);
+    const txn = txnFromWire(request.txn ?? { compare: [], success: [], failure: [] });
+    if (!this.kv.ownsTxn(txn) || !this.ownsFence(request.fence)) return { ...notOwned(), events: NO_EVENTS };
     const refused = this.fenceRefusal(request.fence);
     if (refused !== undefined) return refused;
-    const txn = txnFromWire(request.txn ?? { compare: [], success: [], failure: [] });
     if (this.kv.capped && txnPuts(txn)) return { kind: 'error', error: new EngineError('no-space'), events: NO_EVENTS };
     const result = this.kv.txnFor(txn);
     if (ttls.size > 0) {

@@ -1,0 +1,140 @@
+/**
+ * The ownership engine: a data shard cedes a prefix only while it holds no live key under it,
+ * then refuses, where they apply, every write that touches a ceded key (KV puts, deletes and txns,
+ * dkv.v1 puts and txns, counters) on every replica alike, changing nothing; reclaiming serves the
+ * keys again; the ceded prefixes are in the snapshot (none: no section) and the hash. `owns`
+ * agrees with an exact oracle over random prefixes and ranges.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { Entry } from '../../raft/index.js';
+import { type EngineCommand, type EngineError, OwnershipEngine, cedeCommand, reclaimCommand } from '../../src/engines/index.js';
+import { counterOutcome, deleteCommand, incrementCommand } from '../../src/engines/counter/index.js';
+import { KvCommandKind, KvEngine, kvCommand, kvOutcome } from '../../src/engines/kv/index.js';
+import { dkvPutCommand, dkvTxnCommand, ttlOutcome } from '../../src/engines/ttl/index.js';
+import { dkvType, etcdType } from '../../src/etcd-proto.js';
+import { type ShardStateMachine, composeStateMachine, encodeEnvelope, kvEngineOf, ownershipEngineOf } from '../../src/runtime/index.js';
+import { joinSnapshotFrames } from '../../storage/index.js';
+
+const PutRequest = etcdType('etcdserverpb.PutRequest');
+const DeleteRangeRequest = etcdType('etcdserverpb.DeleteRangeRequest');
+const TxnRequest = etcdType('etcdserverpb.TxnRequest');
+const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+const put = (key: string): EngineCommand => kvCommand(KvCommandKind.Put, PutRequest.encode({ key: b(key), value: b('v') }).finish());
+const del = (key: string, end?: string): EngineCommand => kvCommand(KvCommandKind.DeleteRange, DeleteRangeRequest.encode({ key: b(key), range_end: end === undefined ? undefined : b(end) }).finish());
+const txn = (body: object): EngineCommand => kvCommand(KvCommandKind.Txn, TxnRequest.encode(body).finish());
+
+class Log {
+  index = 0;
+  constructor(readonly machine: ShardStateMachine = composeStateMachine('data')) {}
+  apply(command: EngineCommand): unknown {
+    this.index++;
+    const entry: Entry = { index: this.index, term: 1, type: 'normal', data: encodeEnvelope({ ...command, timestampMs: 1000 + this.index, proposer: 1, requestId: this.index }) };
+    return this.machine.apply(entry)?.outcome;
+  }
+}
+
+const refusalCode = (outcome: unknown): string | undefined => {
+  const o = outcome as { kind?: string; outcome?: { kind: string; error?: EngineError }; error?: EngineError };
+  const inner = o.outcome ?? o;
+  return inner.kind === 'error' ? (inner.error as EngineError | undefined)?.code : undefined;
+};
+
+describe('OwnershipEngine', () => {
+  it('cedes a prefix only while no live key is under it, and refuses overlaps', () => {
+    const log = new Log();
+    log.apply(put('/users/a'));
+    expect(log.apply(cedeCommand(b('/users/')))).toMatchObject({ kind: 'error', code: 'prefix-in-use', message: expect.stringContaining('1 key') });
+    log.apply(del('/users/a'));
+    // A deleted key's history does not count.
+    expect(log.apply(cedeCommand(b('/users/')))).toEqual({ kind: 'ok' });
+    expect(log.apply(cedeCommand(b('/users/')))).toEqual({ kind: 'ok' });
+    expect(log.apply(cedeCommand(b('/users/admins/')))).toMatchObject({ kind: 'error', code: 'prefix-overlap' });
+    expect(log.apply(cedeCommand(b('/us')))).toMatchObject({ kind: 'error', code: 'prefix-overlap' });
+    expect(log.apply(cedeCommand(new Uint8Array(0)))).toMatchObject({ kind: 'error', code: 'bad-prefix' });
+    expect(ownershipEngineOf(log.machine).cededPrefixes()).toEqual([b('/users/')].map((x) => Uint8Array.from(x)));
+  });
+
+  it('refuses every write that touches a ceded key, changing nothing, and serves the rest', () => {
+    const log = new Log();
+    log.apply(put('/other'));
+    log.apply(cedeCommand(b('/users/')));
+    // The machine's hash moves with the leader's time of each entry: the store's must not move.
+    const before = kvEngineOf(log.machine).hash();
+    const revision = kvEngineOf(log.machine).mvcc.revision;
+    const refused: unknown[] = [
+      log.apply(put('/users/a')),
+      log.apply(del('/users/a')),
+      // A range that crosses the prefix, and every key from below it on.
+      log.apply(del('/a', '/z')),
+      log.apply(del('/', '\0')),
+      log.apply(txn({ compare: [{ key: b('/users/a'), target: 0, result: 0, version: 0 }], success: [{ request_put: { key: b('/x'), value: b('1') } }] })),
+      log.apply(txn({ success: [{ request_range: { key: b('/users/'), range_end: b('/users0') } }] })),
+      log.apply(txn({ failure: [{ request_txn: { success: [{ request_delete_range: { key: b('/users/q') } }] } }] })),
+    ];
+    for (const outcome of refused) expect(refusalCode(kvOutcome(outcome))).toBe('not-owned');
+    expect(refusalCode(ttlOutcome(log.apply(dkvPutCommand(dkvType('dkv.v1.PutRequest').encode({ key: b('/users/t'), value: b('1'), ttl_ms: 60_000 }).finish()))))).toBe('not-owned');
+    // A fence key under the ceded prefix: the fenced write is refused as not owned, not as stale.
+    expect(refusalCode(ttlOutcome(log.apply(dkvPutCommand(dkvType('dkv.v1.PutRequest').encode({ key: b('/x'), value: b('1'), fence: { key: b('/users/lock'), token: 3 } }).finish()))))).toBe('not-owned');
+    expect(refusalCode(ttlOutcome(log.apply(dkvTxnCommand(dkvType('dkv.v1.TxnRequest').encode({ txn: { success: [{ request_put: { key: b('/users/t'), value: b('1') } }] } }).finish()))))).toBe('not-owned');
+    expect(refusalCode(counterOutcome(log.apply(incrementCommand(b('/users/n'), 1n))))).toBe('not-owned');
+    expect(refusalCode(counterOutcome(log.apply(deleteCommand(b('/users/n')))))).toBe('not-owned');
+    expect(kvEngineOf(log.machine).hash()).toBe(before);
+    expect(kvEngineOf(log.machine).mvcc.revision).toBe(revision);
+    // Beside the prefix everything applies.
+    expect(kvOutcome(log.apply(put('/users')))).toMatchObject({ outcome: { kind: 'put' } });
+    expect(kvOutcome(log.apply(put('/users0')))).toMatchObject({ outcome: { kind: 'put' } });
+    expect(kvOutcome(log.apply(del('/a', '/users/')))).toMatchObject({ outcome: { kind: 'delete-range' } });
+    expect(counterOutcome(log.apply(incrementCommand(b('/n'), 1n))).kind).toBe('incremented');
+    // Reclaimed: served again.
+    expect(log.apply(reclaimCommand(b('/users/')))).toEqual({ kind: 'ok' });
+    expect(log.apply(reclaimCommand(b('/users/')))).toEqual({ kind: 'ok' });
+    expect(kvOutcome(log.apply(put('/users/a')))).toMatchObject({ outcome: { kind: 'put' } });
+  });
+
+  it('keeps the ceded prefixes in the snapshot and the hash; none ceded, no section', () => {
+    const log = new Log();
+    const empty = [...log.machine.snapshot()];
+    log.apply(cedeCommand(b('/users/')));
+    log.apply(cedeCommand(b('\xff\xff')));
+    expect(log.machine.hash()).not.toBe(new Log().machine.hash());
+    const replica = composeStateMachine('data');
+    replica.restore(joinSnapshotFrames(log.machine.snapshot()), log.index);
+    expect(ownershipEngineOf(replica).cededPrefixes()).toEqual(ownershipEngineOf(log.machine).cededPrefixes());
+    expect(replica.hash()).toBe(log.machine.hash());
+    const next = new Log(replica);
+    next.index = log.index;
+    expect(refusalCode(kvOutcome(next.apply(put('/users/a'))))).toBe('not-owned');
+    // Nothing ceded: the snapshot is what a build without the engine writes (no ownership section).
+    const engine = new OwnershipEngine(new KvEngine());
+    expect([...{ [Symbol.iterator]: () => engine.snapshot() }]).toEqual([]);
+    expect(empty.length).toBeGreaterThan(0);
+    engine.restore([]);
+    expect(engine.hash()).toBe(0);
+    expect(() => engine.restore([new Uint8Array([0, 0, 0, 2, 0, 0, 0, 1, 65])])).toThrow(/cut off/);
+    expect(() => engine.restore([new Uint8Array([0, 0, 0, 1, 0, 0, 0, 1, 65, 66])])).toThrow(/after the prefixes/);
+  });
+
+  it('owns exactly the keys no ceded prefix starts (random prefixes and ranges against an exact oracle)', () => {
+    const alphabet = ['a', 'b', '\xff', '\0'];
+    const word = (max: number) => fc.array(fc.constantFrom(...alphabet), { minLength: 0, maxLength: max }).map((cs) => cs.join(''));
+    const startsWith = (k: string, p: string): boolean => k.startsWith(p);
+    fc.assert(
+      fc.property(fc.array(word(3).filter((p) => p.length > 0), { maxLength: 4 }), word(4), fc.option(word(4), { nil: undefined }), (prefixes, key, end) => {
+        const engine = new OwnershipEngine(new KvEngine());
+        const ceded: string[] = [];
+        for (const p of prefixes) {
+          const outcome = engine.apply(cedeCommand(b(p)), { index: 1, term: 1, nowMs: 0, proposer: 0, requestId: 0 });
+          if (outcome.kind === 'ok' && !ceded.includes(p)) ceded.push(p);
+        }
+        const k = key.length === 0 ? '\0' : key;
+        // The range [k, end): end undefined is the key alone; '\0' every key from k on.
+        const inRange = (x: string): boolean => (end === undefined || end === '' ? x === k : x >= k && (end === '\0' || x < end));
+        // [k, end) meets [p, p's end) iff p itself is in the range or k lies under p.
+        const expected = !ceded.some((p) => inRange(p) || ((end === undefined || end === '' || end === '\0' || k < end) && startsWith(k, p)));
+        expect(engine.owns(b(k), end === undefined ? undefined : b(end))).toBe(expected);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
