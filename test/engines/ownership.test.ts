@@ -44,21 +44,28 @@ describe('OwnershipEngine', () => {
   it('cedes a prefix only while no live key is under it, and refuses overlaps', () => {
     const log = new Log();
     log.apply(put('/users/a'));
-    expect(log.apply(cedeCommand(b('/users/')))).toMatchObject({ kind: 'error', code: 'prefix-in-use', message: expect.stringContaining('1 key') });
+    expect(log.apply(cedeCommand(b('/users/'), 2))).toMatchObject({ kind: 'error', code: 'prefix-in-use', message: expect.stringContaining('1 key') });
     log.apply(del('/users/a'));
     // A deleted key's history does not count.
-    expect(log.apply(cedeCommand(b('/users/')))).toEqual({ kind: 'ok' });
-    expect(log.apply(cedeCommand(b('/users/')))).toEqual({ kind: 'ok' });
-    expect(log.apply(cedeCommand(b('/users/admins/')))).toMatchObject({ kind: 'error', code: 'prefix-overlap' });
-    expect(log.apply(cedeCommand(b('/us')))).toMatchObject({ kind: 'error', code: 'prefix-overlap' });
-    expect(log.apply(cedeCommand(new Uint8Array(0)))).toMatchObject({ kind: 'error', code: 'bad-prefix' });
-    expect(ownershipEngineOf(log.machine).cededPrefixes()).toEqual([b('/users/')].map((x) => Uint8Array.from(x)));
+    expect(log.apply(cedeCommand(b('/users/'), 2))).toEqual({ kind: 'ok' });
+    expect(log.apply(cedeCommand(b('/users/'), 2))).toEqual({ kind: 'ok' });
+    expect(log.apply(cedeCommand(b('/users/admins/'), 2))).toMatchObject({ kind: 'error', code: 'prefix-overlap' });
+    expect(log.apply(cedeCommand(b('/us'), 2))).toMatchObject({ kind: 'error', code: 'prefix-overlap' });
+    expect(log.apply(cedeCommand(new Uint8Array(0), 2))).toMatchObject({ kind: 'error', code: 'bad-prefix' });
+    expect(ownershipEngineOf(log.machine).cessions()).toEqual([{ prefix: Uint8Array.from(b('/users/')), store: 2 }]);
+    // One store's prefix: another store (a later incarnation) is refused until it is reclaimed.
+    expect(log.apply(cedeCommand(b('/users/'), 9))).toMatchObject({ kind: 'error', code: 'prefix-ceded', store: 2 });
+    expect(log.apply(reclaimCommand(b('/users/'), 9))).toEqual({ kind: 'ok' });
+    expect(ownershipEngineOf(log.machine).cessions()).toHaveLength(1);
+    expect(log.apply(reclaimCommand(b('/users/'), 2))).toEqual({ kind: 'ok' });
+    expect(log.apply(cedeCommand(b('/users/'), 9))).toEqual({ kind: 'ok' });
+    expect(log.apply(cedeCommand(b('/x/'), 0))).toMatchObject({ kind: 'error', code: 'bad-prefix' });
   });
 
   it('refuses every write that touches a ceded key, changing nothing, and serves the rest', () => {
     const log = new Log();
     log.apply(put('/other'));
-    log.apply(cedeCommand(b('/users/')));
+    log.apply(cedeCommand(b('/users/'), 2));
     // The machine's hash moves with the leader's time of each entry: the store's must not move.
     const before = kvEngineOf(log.machine).hash();
     const revision = kvEngineOf(log.machine).mvcc.revision;
@@ -87,20 +94,20 @@ describe('OwnershipEngine', () => {
     expect(kvOutcome(log.apply(del('/a', '/users/')))).toMatchObject({ outcome: { kind: 'delete-range' } });
     expect(counterOutcome(log.apply(incrementCommand(b('/n'), 1n))).kind).toBe('incremented');
     // Reclaimed: served again.
-    expect(log.apply(reclaimCommand(b('/users/')))).toEqual({ kind: 'ok' });
-    expect(log.apply(reclaimCommand(b('/users/')))).toEqual({ kind: 'ok' });
+    expect(log.apply(reclaimCommand(b('/users/'), 2))).toEqual({ kind: 'ok' });
+    expect(log.apply(reclaimCommand(b('/users/'), 2))).toEqual({ kind: 'ok' });
     expect(kvOutcome(log.apply(put('/users/a')))).toMatchObject({ outcome: { kind: 'put' } });
   });
 
   it('keeps the ceded prefixes in the snapshot and the hash; none ceded, no section', () => {
     const log = new Log();
     const empty = [...log.machine.snapshot()];
-    log.apply(cedeCommand(b('/users/')));
-    log.apply(cedeCommand(b('\xff\xff')));
+    log.apply(cedeCommand(b('/users/'), 2));
+    log.apply(cedeCommand(b('\xff\xff'), 2));
     expect(log.machine.hash()).not.toBe(new Log().machine.hash());
     const replica = composeStateMachine('data');
     replica.restore(joinSnapshotFrames(log.machine.snapshot()), log.index);
-    expect(ownershipEngineOf(replica).cededPrefixes()).toEqual(ownershipEngineOf(log.machine).cededPrefixes());
+    expect(ownershipEngineOf(replica).cessions()).toEqual(ownershipEngineOf(log.machine).cessions());
     expect(replica.hash()).toBe(log.machine.hash());
     const next = new Log(replica);
     next.index = log.index;
@@ -111,8 +118,12 @@ describe('OwnershipEngine', () => {
     expect(empty.length).toBeGreaterThan(0);
     engine.restore([]);
     expect(engine.hash()).toBe(0);
-    expect(() => engine.restore([new Uint8Array([0, 0, 0, 2, 0, 0, 0, 1, 65])])).toThrow(/cut off/);
-    expect(() => engine.restore([new Uint8Array([0, 0, 0, 1, 0, 0, 0, 1, 65, 66])])).toThrow(/after the prefixes/);
+    const one = [0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 1, 65];
+    engine.restore([new Uint8Array([0, 0, 0, 1, ...one])]);
+    expect(engine.cessions()).toEqual([{ prefix: Uint8Array.of(65), store: 2 }]);
+    expect(() => engine.restore([new Uint8Array([0, 0, 0, 2, ...one])])).toThrow(/cut off/);
+    expect(() => engine.restore([new Uint8Array([0, 0, 0, 1, ...one, 66])])).toThrow(/after the prefixes/);
+    expect(() => engine.restore([new Uint8Array([0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 65])])).toThrow(/store 0/);
   });
 
   it('owns exactly the keys no ceded prefix starts (random prefixes and ranges against an exact oracle)', () => {
@@ -124,7 +135,7 @@ describe('OwnershipEngine', () => {
         const engine = new OwnershipEngine(new KvEngine());
         const ceded: string[] = [];
         for (const p of prefixes) {
-          const outcome = engine.apply(cedeCommand(b(p)), { index: 1, term: 1, nowMs: 0, proposer: 0, requestId: 0 });
+          const outcome = engine.apply(cedeCommand(b(p), 2), { index: 1, term: 1, nowMs: 0, proposer: 0, requestId: 0 });
           if (outcome.kind === 'ok' && !ceded.includes(p)) ceded.push(p);
         }
         const k = key.length === 0 ? '\0' : key;

@@ -6,10 +6,13 @@
  * neither write a key the mount would hide nor read a key's absence that another shard
  * contradicts: it gets a retryable error and is routed again.
  *
- * A prefix is ceded only while the shard holds no live key under it (`prefix-in-use` otherwise,
- * deterministic), so a mount never hides a key; it is reclaimed when its store is dropped. Both
- * are idempotent. The state is the sorted list of ceded prefixes; a shard that ceded none writes
- * no snapshot section (a build without this engine restores its snapshots).
+ * A prefix is ceded to one mounted store, named by its first shard id (ids are never reused, so
+ * the id names one incarnation of the store), only while the shard holds no live key under it
+ * (`prefix-in-use` otherwise, deterministic), so a mount never hides a key; it is reclaimed for
+ * the same store when that store is dropped. Both are idempotent; a prefix ceded to another store
+ * is refused (`prefix-ceded`, naming it) until that store's is reclaimed. The state is the sorted
+ * list of (prefix, store); a shard that ceded none writes no snapshot section (a build without
+ * this engine restores its snapshots).
  */
 import { crc32c, prefixEnd } from '../../../storage/index.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineId, type KeyOwner, UnknownCommandError } from '../engine.js';
@@ -17,9 +20,9 @@ import type { KvEngine } from '../kv/index.js';
 
 /** The ownership engine's operation codes (in every log entry: never renumber). */
 export const OwnershipCommandKind = {
-  /** Stop serving the keys under a prefix (payload: the prefix's bytes). */
+  /** Stop serving the keys under a prefix (payload: the store's first shard id u64, then the prefix's bytes). */
   Cede: 1,
-  /** Serve the keys under a ceded prefix again (payload: the prefix's bytes). */
+  /** Serve the keys under a ceded prefix again (payload: as Cede's). */
   Reclaim: 2,
 } as const;
 
@@ -28,17 +31,34 @@ export const OWNERSHIP_COMMAND_VERSION = 1;
 /** Bytes of a ceded prefix (a mount prefix is at most 512: src/cluster/limits.ts). */
 export const cededPrefixBytesMax = 4096;
 
-export function cedeCommand(prefix: Uint8Array): EngineCommand {
-  return { engine: EngineId.Ownership, version: OWNERSHIP_COMMAND_VERSION, kind: OwnershipCommandKind.Cede, payload: Uint8Array.from(prefix) };
+const OWNER_BYTES = 8;
+
+function payloadOf(prefix: Uint8Array, store: number): Uint8Array {
+  const payload = new Uint8Array(OWNER_BYTES + prefix.length);
+  new DataView(payload.buffer).setBigUint64(0, BigInt(store));
+  payload.set(prefix, OWNER_BYTES);
+  return payload;
 }
 
-export function reclaimCommand(prefix: Uint8Array): EngineCommand {
-  return { engine: EngineId.Ownership, version: OWNERSHIP_COMMAND_VERSION, kind: OwnershipCommandKind.Reclaim, payload: Uint8Array.from(prefix) };
+/** Cede `prefix` to the store whose first shard is `store`. */
+export function cedeCommand(prefix: Uint8Array, store: number): EngineCommand {
+  return { engine: EngineId.Ownership, version: OWNERSHIP_COMMAND_VERSION, kind: OwnershipCommandKind.Cede, payload: payloadOf(prefix, store) };
+}
+
+/** Reclaim `prefix` from the store whose first shard is `store` (nothing happens if it holds it not). */
+export function reclaimCommand(prefix: Uint8Array, store: number): EngineCommand {
+  return { engine: EngineId.Ownership, version: OWNERSHIP_COMMAND_VERSION, kind: OwnershipCommandKind.Reclaim, payload: payloadOf(prefix, store) };
+}
+
+/** A ceded prefix and the store (its first shard id) it was ceded to. */
+export interface Cession {
+  readonly prefix: Uint8Array;
+  readonly store: number;
 }
 
 export type OwnershipOutcome =
   | { readonly kind: 'ok' }
-  | { readonly kind: 'error'; readonly code: 'prefix-in-use' | 'prefix-overlap' | 'bad-prefix'; readonly message: string };
+  | { readonly kind: 'error'; readonly code: 'prefix-in-use' | 'prefix-overlap' | 'bad-prefix' | 'prefix-ceded'; readonly message: string; readonly store?: number };
 
 function compare(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
@@ -60,43 +80,52 @@ export class OwnershipEngine implements Engine, KeyOwner {
   readonly id = EngineId.Ownership;
   readonly name = 'ownership';
   readonly version = OWNERSHIP_COMMAND_VERSION;
-  /** Ceded prefixes, sorted, none starting another. */
-  private ceded: Uint8Array[] = [];
+  /** Ceded prefixes with their stores, sorted by prefix, no prefix starting another. */
+  private ceded: Cession[] = [];
 
   constructor(private readonly kv: KvEngine) {}
 
   apply(command: EngineCommand, _context: ApplyContext): OwnershipOutcome {
-    const prefix = command.payload;
     if (command.kind !== OwnershipCommandKind.Cede && command.kind !== OwnershipCommandKind.Reclaim) throw new UnknownCommandError(`unknown ownership command kind ${command.kind}`);
+    if (command.payload.length < OWNER_BYTES) throw new UnknownCommandError(`an ownership command of ${command.payload.length} bytes`);
+    const owner = new DataView(command.payload.buffer, command.payload.byteOffset, command.payload.byteLength).getBigUint64(0);
+    const prefix = command.payload.subarray(OWNER_BYTES);
+    if (owner === 0n || owner > BigInt(Number.MAX_SAFE_INTEGER)) return { kind: 'error', code: 'bad-prefix', message: `a prefix is ceded to a store's first shard id, got ${owner}` };
+    const store = Number(owner);
     if (prefix.length === 0 || prefix.length > cededPrefixBytesMax) return { kind: 'error', code: 'bad-prefix', message: `a ceded prefix is 1 to ${cededPrefixBytesMax} bytes, got ${prefix.length}` };
-    const at = this.ceded.findIndex((p) => compare(p, prefix) === 0);
+    const at = this.ceded.findIndex((c) => compare(c.prefix, prefix) === 0);
+    const held = at >= 0 ? this.ceded[at]! : undefined;
     if (command.kind === OwnershipCommandKind.Reclaim) {
-      if (at >= 0) this.ceded = this.ceded.filter((_, i) => i !== at);
+      if (held !== undefined && held.store === store) this.ceded = this.ceded.filter((_, i) => i !== at);
       return { kind: 'ok' };
     }
-    if (at >= 0) return { kind: 'ok' };
-    const overlapping = this.ceded.find((p) => startsWith(p, prefix) || startsWith(prefix, p));
-    if (overlapping !== undefined) return { kind: 'error', code: 'prefix-overlap', message: `prefix ${hex(prefix)} overlaps ceded prefix ${hex(overlapping)}` };
+    if (held !== undefined) {
+      return held.store === store ? { kind: 'ok' } : { kind: 'error', code: 'prefix-ceded', message: `prefix ${hex(prefix)} is ceded to the store of shard ${held.store}`, store: held.store };
+    }
+    const overlapping = this.ceded.find((c) => startsWith(c.prefix, prefix) || startsWith(prefix, c.prefix));
+    if (overlapping !== undefined) {
+      return { kind: 'error', code: 'prefix-overlap', message: `prefix ${hex(prefix)} overlaps prefix ${hex(overlapping.prefix)}, ceded to the store of shard ${overlapping.store}`, store: overlapping.store };
+    }
     const live = this.kv.mvcc.range({ key: prefix, rangeEnd: prefixEnd(prefix), countOnly: true }).count;
     if (live > 0) return { kind: 'error', code: 'prefix-in-use', message: `${live} key${live === 1 ? '' : 's'} under prefix ${hex(prefix)}` };
-    this.ceded = [...this.ceded, Uint8Array.from(prefix)].sort(compare);
+    this.ceded = [...this.ceded, { prefix: Uint8Array.from(prefix), store }].sort((a, b) => compare(a.prefix, b.prefix));
     return { kind: 'ok' };
   }
 
-  /** The prefixes this shard ceded, sorted. */
-  cededPrefixes(): Uint8Array[] {
-    return this.ceded.map((p) => Uint8Array.from(p));
+  /** The prefixes this shard ceded, with their stores, by prefix. */
+  cessions(): Cession[] {
+    return this.ceded.map((c) => ({ prefix: Uint8Array.from(c.prefix), store: c.store }));
   }
 
   owns(key: Uint8Array, rangeEnd?: Uint8Array): boolean {
     if (this.ceded.length === 0) return true;
     // etcd's conventions: no end (or an empty one) is the key alone, [0] every key from it on.
-    if (rangeEnd === undefined || rangeEnd.length === 0) return !this.ceded.some((p) => startsWith(key, p));
+    if (rangeEnd === undefined || rangeEnd.length === 0) return !this.ceded.some((c) => startsWith(key, c.prefix));
     const end = rangeEnd.length === 1 && rangeEnd[0] === 0 ? undefined : rangeEnd;
     // An empty range holds no key.
     if (end !== undefined && compare(key, end) >= 0) return true;
     // [key, end) meets [p, prefixEnd(p)) unless it ends at or before p or starts at or past its end.
-    return !this.ceded.some((p) => {
+    return !this.ceded.some(({ prefix: p }) => {
       const pEnd = prefixEnd(p);
       const endsBefore = end !== undefined && compare(end, p) <= 0;
       const startsAfter = pEnd.length > 0 && !(pEnd.length === 1 && pEnd[0] === 0) && compare(key, pEnd) >= 0;
@@ -106,15 +135,16 @@ export class OwnershipEngine implements Engine, KeyOwner {
 
   private encode(): Uint8Array {
     let size = 4;
-    for (const p of this.ceded) size += 4 + p.length;
+    for (const c of this.ceded) size += OWNER_BYTES + 4 + c.prefix.length;
     const bytes = new Uint8Array(size);
     const view = new DataView(bytes.buffer);
     view.setUint32(0, this.ceded.length);
     let at = 4;
-    for (const p of this.ceded) {
-      view.setUint32(at, p.length);
-      bytes.set(p, at + 4);
-      at += 4 + p.length;
+    for (const c of this.ceded) {
+      view.setBigUint64(at, BigInt(c.store));
+      view.setUint32(at + OWNER_BYTES, c.prefix.length);
+      bytes.set(c.prefix, at + OWNER_BYTES + 4);
+      at += OWNER_BYTES + 4 + c.prefix.length;
     }
     return bytes;
   }
@@ -135,17 +165,19 @@ export class OwnershipEngine implements Engine, KeyOwner {
     };
     if (bytes.length < 4) fail('cut off');
     const count = view.getUint32(0);
-    const restored: Uint8Array[] = [];
+    const restored: Cession[] = [];
     let at = 4;
     for (let i = 0; i < count; i++) {
-      if (at + 4 > bytes.length) fail('cut off');
-      const length = view.getUint32(at);
-      if (length === 0 || length > cededPrefixBytesMax || at + 4 + length > bytes.length) fail(`prefix ${i} of ${length} bytes`);
-      restored.push(bytes.slice(at + 4, at + 4 + length));
-      at += 4 + length;
+      if (at + OWNER_BYTES + 4 > bytes.length) fail('cut off');
+      const store = view.getBigUint64(at);
+      const length = view.getUint32(at + OWNER_BYTES);
+      if (store === 0n || store > BigInt(Number.MAX_SAFE_INTEGER)) fail(`store ${store} of prefix ${i}`);
+      if (length === 0 || length > cededPrefixBytesMax || at + OWNER_BYTES + 4 + length > bytes.length) fail(`prefix ${i} of ${length} bytes`);
+      restored.push({ store: Number(store), prefix: bytes.slice(at + OWNER_BYTES + 4, at + OWNER_BYTES + 4 + length) });
+      at += OWNER_BYTES + 4 + length;
     }
     if (at !== bytes.length) fail(`${bytes.length - at} bytes after the prefixes`);
-    this.ceded = restored.sort(compare);
+    this.ceded = restored.sort((a, b) => compare(a.prefix, b.prefix));
   }
 
   hash(): number {
