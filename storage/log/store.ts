@@ -511,8 +511,10 @@ export class LevelLogStore implements ShardLogHost {
       },
       (error: unknown) => {
         log.loading.delete(lo);
-        // A record that no longer exists was compacted meanwhile; anything else is damage.
-        if (error instanceof StorageCorruptionError && log.epoch === epoch && lo > log.offset) this.fail(error);
+        // A record that no longer exists was compacted meanwhile, or its shard dropped; anything
+        // else is damage.
+        const current = this.shardLogs.get(shard) === log;
+        if (error instanceof StorageCorruptionError && current && log.epoch === epoch && lo > log.offset) this.fail(error);
       },
     );
     this.track(task);
