@@ -439,7 +439,8 @@ export class SimCluster {
       storage.save([{ shard, entries, hardState }], { sync: true, deferrable: false }, (error) => {
         if (!this.diskDone(node, incarnation, error)) return;
         const runtime = this.runningRuntime(id);
-        if (runtime === undefined || runtime.hasShard(shard)) return;
+        // Removed before it started here: the drop follows the bootstrap on the disk.
+        if (runtime === undefined || runtime.hasShard(shard) || node.removedShards.has(shard)) return;
         this.record(`add-shard ${id} shard=${shard}`);
         runtime.addShard(shard);
       });

@@ -119,6 +119,16 @@ describe('a group created at runtime', () => {
     noFatal(c);
   });
 
+  it('removed before its bootstrap is durable: it never starts, and is gone from the disks', () => {
+    const c = cluster(78);
+    c.createShard(NEW, [1, 2, 3]);
+    c.removeShard(NEW, [1, 2, 3]);
+    c.runFor(3000);
+    expect(c.hosts(NEW)).toEqual([]);
+    for (const node of c.nodes.values()) expect(node.disk.shards()).toEqual([1]);
+    noFatal(c);
+  });
+
   it('a crash before the bootstrap is durable leaves the node without the group', () => {
     const c = cluster(73);
     c.createShard(NEW, [1, 2, 3]);
