@@ -12,10 +12,16 @@
  * default a record engine that digests opaque payloads); every state machine keeps an applied
  * chain, which the safety checker compares across nodes. A crash drops the process (runtime,
  * memory) and keeps what its disk made durable; a restart rebuilds the runtime from that disk.
+ *
+ * Groups come and go at runtime too (as a node does when the meta shard mounts or drops a store):
+ * `createShard` bootstraps a group on some nodes (the same bootstrap on each, written and synced
+ * before the group starts), `removeShard` stops it and drops its storage. A restarted node hosts
+ * the groups its disk holds, and drops again one it was told to remove whose drop a crash lost.
  */
 import {
   type ConfChange,
   type ConfState,
+  bootstrapEntries,
   type Entry,
   type Message,
   type RaftConfig,
@@ -36,7 +42,7 @@ import {
 } from '../../src/runtime/index.js';
 import type { EngineCommand } from '../../src/engines/index.js';
 import { EventQueue } from './event-queue.js';
-import { NO_STORAGE_FAULTS, SimDisk, SimDiskError, type StorageFaults } from './disk.js';
+import { NO_STORAGE_FAULTS, SimDisk, SimDiskError, type SimStorage, type StorageFaults } from './disk.js';
 import { type NetworkParams, SimNetwork } from './network.js';
 import { RecordEngine, recordCommand } from './record-engine.js';
 import { SafetyChecker, SafetyViolation } from './safety.js';
@@ -95,6 +101,8 @@ export interface SimObserver {
   applied?(node: SimNode, shard: number, outcome: unknown, entry: Entry): void;
   stateReplaced?(node: SimNode, shard: number): void;
   crashed?(node: SimNode): void;
+  /** A node removed group `shard` (its pending requests failed with wrong-shard). */
+  shardRemoved?(node: SimNode, shard: number): void;
   /** A node learned of a new leader of `shard` (0: none known) in `term`; `leader === node.id` when it took office. */
   leaderChanged?(node: SimNode, shard: number, leader: number, term: number): void;
 }
@@ -136,6 +144,10 @@ export class SimNode {
   readonly parked: SimEvent[] = [];
   /** The newest configuration this node applied (kept while it is down). */
   confState: ConfState = EMPTY_CONF_STATE;
+  /** The current incarnation's storage (undefined while down). */
+  storage: SimStorage | undefined;
+  /** Groups this node was told to remove (a restart drops them again if a crash lost the drop). */
+  readonly removedShards = new Set<number>();
   private lastApplied = 0;
 
   constructor(
@@ -321,8 +333,17 @@ export class SimCluster {
       listener: this.listenerFor(node, incarnation),
     });
     node.runtime = runtime;
-    // A new node's groups start empty; they learn everything from the leader.
-    for (const shard of this.shards) runtime.addShard(shard);
+    node.storage = storage;
+    // The groups on disk, and the configured ones (a new node's start empty; they learn
+    // everything from the leader). A group this node removed is dropped again, not added.
+    const onDisk = node.disk.shards();
+    for (const shard of onDisk) {
+      if (!node.removedShards.has(shard)) continue;
+      this.record(`drop-again ${id} shard=${shard}`);
+      storage.dropShard(shard, (error) => this.diskDone(node, incarnation, error));
+    }
+    const hosted = new Set([...this.shards, ...onDisk].filter((shard) => !node.removedShards.has(shard)));
+    for (const shard of hosted) runtime.addShard(shard);
     node.confState = node.raw?.raft.tracker.confState() ?? node.confState;
     const phase = node.random.nextInt(node.tickPeriodMs) + 1;
     this.schedule(phase, { kind: 'tick', node: id, incarnation });
@@ -361,6 +382,10 @@ export class SimCluster {
       leaderChanged: (shard: number, leader: number, term: number) => {
         if (live()) this.options.observer?.leaderChanged?.(node, shard, leader, term);
       },
+      shardRemoved: (shard: number) => {
+        this.record(`shard-removed ${node.id} shard=${shard}`);
+        if (live()) this.options.observer?.shardRemoved?.(node, shard);
+      },
       stateReplaced: (shard: number) => {
         const machine = node.runtime!.machine(shard);
         this.record(`install-snapshot ${node.id} shard=${shard} index=${machine.appliedIndex}`);
@@ -381,6 +406,72 @@ export class SimCluster {
     };
   }
 
+  /** A write the cluster made itself (a bootstrap, a drop) finished; a failed disk stops the process as the runtime's would. */
+  private diskDone(node: SimNode, incarnation: number, error: Error | undefined): boolean {
+    if (error === undefined) return node.incarnation === incarnation && node.status === 'up';
+    if (!(error instanceof SimDiskError)) throw error;
+    if (node.incarnation !== incarnation || node.status !== 'up') return false;
+    this.stats.diskFailures++;
+    this.record(`fatal ${node.id}: ${error.message}`);
+    this.at(0, `exit ${node.id}`, () => this.crash(node.id));
+    this.at(this.options.restartAfterFailureMs ?? simRestartAfterFailureMsDefault, `supervisor restarts ${node.id}`, () => this.restart(node.id));
+    return false;
+  }
+
+  /**
+   * Creates group `shard` at runtime on the up nodes among `nodes`, with `voters` (default:
+   * `nodes`) as its first configuration: each writes the same bootstrap entries and hard state
+   * (synced, as a server does before starting a group) and adds the group once that is durable,
+   * so a crash first leaves the node without it. Returns the nodes it is being created on.
+   */
+  createShard(shard: number, nodes: readonly number[], voters: readonly number[] = nodes): number[] {
+    this.record(`create-shard ${shard} on ${nodes.join(',')} voters=${voters.join(',')}`);
+    if (this.options.checkSafety && !this.checkers.has(shard)) this.checkers.set(shard, new SafetyChecker());
+    const started: number[] = [];
+    for (const id of nodes) {
+      const node = this.nodes.get(id);
+      const storage = node?.storage;
+      if (node === undefined || node.status !== 'up' || storage === undefined || this.runningRuntime(id) === undefined) continue;
+      if (node.runtime!.hasShard(shard) || node.removedShards.has(shard)) throw new TypeError(`node ${id} hosts or hosted shard ${shard} already`);
+      started.push(id);
+      const incarnation = node.incarnation;
+      const { entries, hardState } = bootstrapEntries(voters);
+      storage.save([{ shard, entries, hardState }], { sync: true, deferrable: false }, (error) => {
+        if (!this.diskDone(node, incarnation, error)) return;
+        const runtime = this.runningRuntime(id);
+        // Removed before it started here: the drop follows the bootstrap on the disk.
+        if (runtime === undefined || runtime.hasShard(shard) || node.removedShards.has(shard)) return;
+        this.record(`add-shard ${id} shard=${shard}`);
+        runtime.addShard(shard);
+      });
+    }
+    return started;
+  }
+
+  /**
+   * Removes group `shard` from `nodes`: an up node stops the group at once (its pending requests
+   * fail with wrong-shard) and drops its storage; a down node drops it when it restarts.
+   */
+  removeShard(shard: number, nodes: readonly number[]): void {
+    this.record(`remove-shard ${shard} on ${nodes.join(',')}`);
+    for (const id of nodes) {
+      const node = this.nodes.get(id);
+      if (node === undefined) continue;
+      node.removedShards.add(shard);
+      const runtime = this.runningRuntime(id);
+      const storage = node.storage;
+      if (runtime === undefined || storage === undefined) continue;
+      if (runtime.hasShard(shard)) runtime.removeShard(shard);
+      const incarnation = node.incarnation;
+      storage.dropShard(shard, (error) => void this.diskDone(node, incarnation, error));
+    }
+  }
+
+  /** The nodes whose runtime hosts `shard` now. */
+  hosts(shard: number): number[] {
+    return [...this.nodes.values()].filter((node) => this.runningRuntime(node.id)?.hasShard(shard) === true).map((node) => node.id);
+  }
+
   crash(id: number): void {
     const node = this.nodes.get(id);
     if (node === undefined || node.status !== 'up') return;
@@ -390,6 +481,7 @@ export class SimCluster {
     node.status = 'down';
     const runtime = node.runtime;
     node.runtime = undefined;
+    node.storage = undefined;
     node.incarnation++;
     // Whatever waited in a paused process's socket buffers dies with it.
     node.paused = false;
@@ -435,6 +527,7 @@ export class SimCluster {
     node.status = 'decommissioned';
     const runtime = node.runtime;
     node.runtime = undefined;
+    node.storage = undefined;
     node.incarnation++;
     runtime?.stop();
   }

@@ -14,6 +14,9 @@
  * - The callback of a completed write may run a little after it is durable, so a crash can fall
  *   between a durable write and the messages that promise it.
  * - A restart reads the durable state back into a new in-memory view.
+ * - `dropShard` forgets a shard at once in the process's view and on disk as one synced write in
+ *   the same order as the others (the LevelDB store's tombstone): a crash leaves the shard whole
+ *   or gone.
  */
 import { MemoryLogStorage, type SeededPrng, isEmptySnapshot } from '../../raft/index.js';
 import type { RuntimeStorage, SaveOptions } from '../../src/runtime/index.js';
@@ -56,8 +59,16 @@ export interface DiskHost {
   atProcess(delayMs: number, run: () => void): void;
 }
 
+/** A node's storage as one process incarnation sees it. */
+export interface SimStorage extends RuntimeStorage {
+  /** Forgets `shard`: at once in this view, durably once the write completes (`done` hears it). */
+  dropShard(shard: number, done: (error?: Error) => void): void;
+}
+
 interface Write {
   readonly updates: readonly ShardUpdate[];
+  /** A shard this write drops whole (after the writes before it). */
+  readonly drop?: number;
   readonly sync: boolean;
   readonly incarnation: number;
   done: boolean;
@@ -116,7 +127,7 @@ export class SimDisk {
   }
 
   /** The storage a new process incarnation sees: the durable state, read back. */
-  open(host: DiskHost, incarnation: number): RuntimeStorage {
+  open(host: DiskHost, incarnation: number): SimStorage {
     const volatile = new Map<number, MemoryLogStorage>();
     for (const [shard, log] of this.durable) volatile.set(shard, log.clone());
     const shardLog = (id: number): MemoryLogStorage => {
@@ -125,51 +136,58 @@ export class SimDisk {
       return log;
     };
     let failed = false;
+    const submit = (write: Write, done: (error?: Error) => void): void => {
+      if (failed) {
+        host.atProcess(0, () => done(new SimDiskError('simulated disk: the storage failed earlier')));
+        return;
+      }
+      this.inFlight.push(write);
+      const fails = this.random.nextFloat() < this.faults.failWriteRate;
+      const slow = this.random.nextFloat() < this.faults.slowWriteRate;
+      const latency = slow ? this.faults.slowWriteMs : this.latencyMs.min + this.random.nextInt(this.latencyMs.max - this.latencyMs.min + 1);
+      const callbackDelay = this.faults.callbackDelayMsMax > 0 ? this.random.nextInt(this.faults.callbackDelayMsMax + 1) : 0;
+      // A disk completes writes in order: a later write is never durable before an earlier one.
+      const at = Math.max(host.now + latency, this.lastCompleteAt);
+      this.lastCompleteAt = at;
+      host.atDisk(at - host.now, () => {
+        if (write.done) return; // a crash decided its fate
+        // A failed write is not known durable, nor is any after it (the store is unusable);
+        // they stay in flight, so the crash that follows decides whether they landed (a
+        // failed fsync may still have written the data).
+        if (fails || failed) {
+          failed = true;
+          this.writesFailed++;
+          host.atProcess(callbackDelay, () => done(new SimDiskError('simulated disk: a write failed')));
+          return;
+        }
+        write.done = true;
+        this.inFlight.splice(this.inFlight.indexOf(write), 1);
+        if (write.sync) {
+          for (const cachedWrite of this.pageCache) this.makeDurable(cachedWrite);
+          this.pageCache = [];
+          this.makeDurable(write);
+        } else {
+          this.pageCache.push(write);
+        }
+        host.atProcess(callbackDelay, () => done());
+      });
+    };
     return {
       shard: shardLog,
       save: (updates, options: SaveOptions, done) => {
-        if (failed) {
-          host.atProcess(0, () => done(new SimDiskError('simulated disk: the storage failed earlier')));
-          return;
-        }
-        for (const update of updates) applyUpdate(shardLog(update.shard), update);
-        const write: Write = { updates, sync: options.sync, incarnation, done: false };
-        this.inFlight.push(write);
-        const fails = this.random.nextFloat() < this.faults.failWriteRate;
-        const slow = this.random.nextFloat() < this.faults.slowWriteRate;
-        const latency = slow ? this.faults.slowWriteMs : this.latencyMs.min + this.random.nextInt(this.latencyMs.max - this.latencyMs.min + 1);
-        const callbackDelay = this.faults.callbackDelayMsMax > 0 ? this.random.nextInt(this.faults.callbackDelayMsMax + 1) : 0;
-        // A disk completes writes in order: a later write is never durable before an earlier one.
-        const at = Math.max(host.now + latency, this.lastCompleteAt);
-        this.lastCompleteAt = at;
-        host.atDisk(at - host.now, () => {
-          if (write.done) return; // a crash decided its fate
-          // A failed write is not known durable, nor is any after it (the store is unusable);
-          // they stay in flight, so the crash that follows decides whether they landed (a
-          // failed fsync may still have written the data).
-          if (fails || failed) {
-            failed = true;
-            this.writesFailed++;
-            host.atProcess(callbackDelay, () => done(new SimDiskError('simulated disk: a write failed')));
-            return;
-          }
-          write.done = true;
-          this.inFlight.splice(this.inFlight.indexOf(write), 1);
-          if (write.sync) {
-            for (const cachedWrite of this.pageCache) this.makeDurable(cachedWrite);
-            this.pageCache = [];
-            this.makeDurable(write);
-          } else {
-            this.pageCache.push(write);
-          }
-          host.atProcess(callbackDelay, () => done());
-        });
+        if (!failed) for (const update of updates) applyUpdate(shardLog(update.shard), update);
+        submit({ updates, sync: options.sync, incarnation, done: false }, done);
+      },
+      dropShard: (shard, done) => {
+        if (!failed) volatile.delete(shard);
+        submit({ updates: [], drop: shard, sync: true, incarnation, done: false }, done);
       },
     };
   }
 
   private makeDurable(write: Write): void {
     this.writesDurable++;
+    if (write.drop !== undefined) this.durable.delete(write.drop);
     for (const update of write.updates) {
       let log = this.durable.get(update.shard);
       if (log === undefined) this.durable.set(update.shard, (log = new MemoryLogStorage()));

@@ -1,6 +1,6 @@
 /** The deterministic Raft simulator: front door. */
 export { SimCluster, SimNode, SIM_DEFAULTS, payloadOf, type SimClusterOptions, type SimObserver, type SimStats, type RaftOptions, type SimCallback } from './cluster.js';
-export { SimDisk, SimDiskError, NO_STORAGE_FAULTS, type StorageFaults } from './disk.js';
+export { SimDisk, SimDiskError, NO_STORAGE_FAULTS, type SimStorage, type StorageFaults } from './disk.js';
 export { RecordEngine, recordCommand, RECORD_ENGINE_ID } from './record-engine.js';
 export { SimNetwork, type NetworkParams, QUIET_NETWORK, ZERO_LATENCY_NETWORK } from './network.js';
 export { SafetyChecker, SafetyViolation, type ViolationKind } from './safety.js';

@@ -124,6 +124,8 @@ export interface RuntimeListener {
   confChangeApplied?(shard: number, change: ConfChange, entry: Entry): void;
   /** `shard`'s state was replaced by a snapshot: the stored one at start, or the leader's. */
   stateReplaced?(shard: number, from: 'storage' | 'leader'): void;
+  /** `shard` was removed from this node (`removeShard`); its pending requests have failed. */
+  shardRemoved?(shard: number): void;
   leaderChanged?(shard: number, leader: number, term: number): void;
   /** A synced save finished after `seconds`. */
   saved?(seconds: number): void;
@@ -263,6 +265,11 @@ class ShardState {
   leader = 0;
   term = 0;
   isLeader = false;
+  /**
+   * Removed from the node (`removeShard`): a cycle that still holds this group's Ready, a
+   * snapshot being encoded, or news waiting for the next task leave it alone.
+   */
+  removed = false;
   readRound = 0;
   /** A conf change was applied since the last snapshot. */
   confChanged = false;
@@ -339,9 +346,15 @@ export class NodeRuntime {
   /**
    * Adds a group whose state is in storage (a new group is bootstrapped there first). The state
    * machine starts from the stored snapshot; Raft then re-delivers every committed entry after it.
+   * It may be called at any time, cycles in flight included (they hold only the groups they
+   * took a Ready from); the new group's first cycle comes with the next tick or message.
    */
   addShard(shardId: number): void {
+    if (this.failure !== undefined || this.stopped) throw new RuntimeError('stopped', 'the node is stopping');
     assert(!this.shards.has(shardId), `shard ${shardId} is added twice`);
+    // A removed group's Ready still in flight would advance nothing, but its save would be the
+    // new group's: ack-before-durable. Shard ids are never reused; this keeps the rare re-add safe.
+    assert(!this.cycles.some((cycle) => cycle.readies.some(([held]) => held.id === shardId)), `shard ${shardId} is added again while a cycle of its removed group is in flight`);
     const storage = this.options.storage.shard(shardId);
     const machine = this.options.stateMachine(shardId);
     const stored = storage.snapshot();
@@ -353,6 +366,28 @@ export class NodeRuntime {
     shard.appliedMarks.push({ index: machine.appliedIndex, bytes: 0 });
     this.shards.set(shardId, shard);
     if (stored.data.length > 0) this.options.listener?.stateReplaced?.(shardId, 'storage');
+  }
+
+  /**
+   * Removes a group from this node at once: every request pending on it (writes, parked or
+   * forwarded ones, conf changes, reads) fails with `wrong-shard`; its messages are ignored from
+   * now on; a cycle in flight that holds its Ready neither sends, saves, applies nor advances for
+   * it; a snapshot being taken of it is dropped. Its storage is the caller's to drop, after this
+   * (the saves already issued for it are queued before the drop). The id may be added again once
+   * no cycle holding the removed group's Ready is in flight (`cyclesInFlight`).
+   */
+  removeShard(shardId: number): void {
+    if (this.stopped) return;
+    const shard = this.shards.get(shardId);
+    assert(shard !== undefined, `shard ${shardId} is not hosted on this node`);
+    shard.removed = true;
+    this.shards.delete(shardId);
+    if (shard.isLeader) {
+      shard.isLeader = false;
+      for (const engine of shard.machine.engineList()) engine.onLeadership?.(false, this.leaderContext(shard));
+    }
+    shard.pending.failAll(new RuntimeError('wrong-shard', `shard ${shardId} was removed from this node`));
+    this.options.listener?.shardRemoved?.(shardId);
   }
 
   private newRawNode(storage: ShardLogView, applied: number): RawNode {
@@ -464,6 +499,7 @@ export class NodeRuntime {
       this.maybeCampaignAlone(shard);
       shard.node.tick();
       this.options.listener?.stepped?.(shard.id, shard.node);
+      if (shard.removed) continue;
       if (shard.isLeader) for (const engine of shard.machine.engineList()) engine.leaderTick?.(this.leaderContext(shard));
       shard.pending.expire(now);
       this.unpark(shard, now);
@@ -749,7 +785,7 @@ export class NodeRuntime {
     // node here, before it is stored (a stored bad snapshot would fail every restart).
     const installs = new Map<ShardState, ShardStateMachine>();
     for (const [shard, ready] of readies) {
-      if (ready.snapshot === undefined) continue;
+      if (ready.snapshot === undefined || shard.removed) continue;
       const machine = this.options.stateMachine(shard.id);
       machine.restore(ready.snapshot.data, ready.snapshot.metadata.index);
       installs.set(shard, machine);
@@ -758,7 +794,10 @@ export class NodeRuntime {
     let mustSync = false;
     let commitNews: Array<[ShardState, readonly Message[]]> | undefined;
     for (const [shard, ready] of readies) {
+      // A group removed meanwhile (by a listener) sends, saves and applies nothing more.
+      if (shard.removed) continue;
       this.noteSoftState(shard, ready);
+      if (shard.removed) continue;
       if (onlyCommitNews(ready, this.options.memberId)) (commitNews ??= []).push([shard, ready.messages]);
       else this.send(shard, ready.messages);
       if (this.options.unsafe?.acknowledgeBeforePersist === true) this.send(shard, ready.messagesAfterPersist);
@@ -794,6 +833,7 @@ export class NodeRuntime {
     }
     // Committed entries are durable on a quorum already: apply them while our own write runs.
     for (const [shard, ready] of readies) {
+      if (shard.removed) continue;
       if (ready.snapshot !== undefined) this.installSnapshot(shard, ready.snapshot, installs.get(shard)!);
       this.applyCommitted(shard, ready.committedEntries, cycle.confApplied);
       this.noteReadStates(shard, ready);
@@ -805,7 +845,7 @@ export class NodeRuntime {
       const news = commitNews;
       this.options.scheduler.soon(() => {
         if (this.stopped) return;
-        for (const [shard, messages] of news) this.send(shard, messages);
+        for (const [shard, messages] of news) if (!shard.removed) this.send(shard, messages);
       });
     }
     this.inFirstHalf = false;
@@ -826,6 +866,7 @@ export class NodeRuntime {
     while (this.cycles.length > 0 && this.cycles[0]!.saved && !this.stopped) {
       const cycle = this.cycles.shift()!;
       for (const [shard, ready] of cycle.readies) {
+        if (shard.removed) continue;
         // Acknowledgements and votes promise what the write made durable: only now may they leave.
         if (this.options.unsafe?.acknowledgeBeforePersist !== true) this.send(shard, ready.messagesAfterPersist);
         shard.node.advance();
@@ -1045,6 +1086,8 @@ export class NodeRuntime {
     const pending = shard.pending;
     const me = this.options.memberId;
     for (const entry of entries) {
+      // A listener removed this very group: nothing more is applied to it.
+      if (shard.removed) return;
       if (entry.index <= shard.machine.appliedIndex) continue;
       shard.appliedBytes += entry.data.length;
       let origin: { proposer: number; requestId: number };
@@ -1139,7 +1182,7 @@ export class NodeRuntime {
     shard.snapshotInProgress = true;
     const chunks: Uint8Array[] = [];
     const step = (): void => {
-      if (this.stopped) return;
+      if (this.stopped || shard.removed) return;
       let next: IteratorResult<Uint8Array>;
       try {
         next = frames.next();
@@ -1159,6 +1202,7 @@ export class NodeRuntime {
   }
 
   private storeSnapshot(shard: ShardState, metadata: Snapshot['metadata'], chunks: Uint8Array[]): void {
+    if (shard.removed) return;
     const storage = this.options.storage.shard(shard.id);
     // A snapshot installed from the leader meanwhile is newer: this one is no longer needed.
     if (storage.snapshot().metadata.index >= metadata.index || storage.firstIndex() - 1 > metadata.index) {

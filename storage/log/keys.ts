@@ -4,6 +4,7 @@
  * indexes are big-endian so LevelDB's byte order is index order.
  *
  *   [0x00, 'v']                                 node format version
+ *   [0x01, shard:u32, 0x00]                     the shard is being dropped (sorts first in the shard)
  *   [0x01, shard:u32, kind:u8]                  hard state, conf state, applied, truncated, snapshot
  *   [0x01, shard:u32, 0x06, index:u64, n:u32]   snapshot data chunk n of the snapshot at index
  *   [0x01, shard:u32, 0x10, index:u64]          log entry
@@ -15,6 +16,12 @@ export const NODE_PREFIX = 0x00;
 export const SHARD_PREFIX = 0x01;
 
 export const Kind = {
+  /**
+   * The shard is being dropped: recovery treats a shard with this record as absent (and deletes
+   * what is left of it). It sorts before every other record of the shard, so a range deletion
+   * after it leaves it for last.
+   */
+  Dropped: 0x00,
   HardState: 0x01,
   ConfState: 0x02,
   Applied: 0x03,

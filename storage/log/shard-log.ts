@@ -94,12 +94,19 @@ export class ShardLog implements LogStorage, LogStorageWriter {
   readonly loading = new Set<number>();
   /** Bumped whenever entries that a load may be reading are replaced, so stale loads are dropped. */
   epoch = 0;
+  /** Some record of this shard was recovered or written (see `holdsState`). */
+  held = false;
 
   constructor(
     readonly shard: number,
     private readonly host: ShardLogHost,
     private readonly tailCacheBytesMax: number,
   ) {}
+
+  /** Whether the store holds any record of this shard (recovered, or staged by a save). */
+  holdsState(): boolean {
+    return this.held;
+  }
 
   // ---- LogStorage (reads) ----------------------------------------------------------------
 

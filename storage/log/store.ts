@@ -131,6 +131,8 @@ interface DeletionTask {
 
 export class LevelLogStore implements ShardLogHost {
   private readonly shardLogs = new Map<number, ShardLog>();
+  /** Shards being dropped: their tombstone is written (or being written), the rest not yet deleted. */
+  private readonly dropping = new Set<number>();
   private pending: Pending = emptyPending();
   /** Writes a deferred-only pending batch out when nothing else did in time. */
   private deferredTimer: NodeJS.Timeout | undefined;
@@ -171,8 +173,12 @@ export class LevelLogStore implements ShardLogHost {
     return store;
   }
 
-  /** The log of `shard`; a shard never seen before starts empty (nothing is written until a save). */
+  /**
+   * The log of `shard`; a shard never seen before starts empty (nothing is written until a save).
+   * A shard whose drop is under way has no log until the drop is done.
+   */
   shard(shard: number): ShardLog {
+    assert(!this.dropping.has(shard), `shard ${shard} is being dropped`);
     let log = this.shardLogs.get(shard);
     if (log === undefined) {
       log = new ShardLog(shard, this, this.tailBytes);
@@ -181,9 +187,20 @@ export class LevelLogStore implements ShardLogHost {
     return log;
   }
 
-  /** Shards that have state in this store. */
+  /**
+   * The shards this store holds state for (any entry, snapshot, hard state, conf state or applied
+   * index, recovered or saved), ascending: after open, the groups a restarting node hosts. A shard
+   * only looked at through `shard(id)`, or dropped, is not among them.
+   */
   shards(): number[] {
-    return [...this.shardLogs.keys()].sort((a, b) => a - b);
+    const held: number[] = [];
+    for (const [id, log] of this.shardLogs) if (log.holdsState()) held.push(id);
+    return held.sort((a, b) => a - b);
+  }
+
+  /** Shards whose drop has started and not finished (their remaining records are being deleted). */
+  droppingShards(): number[] {
+    return [...this.dropping].sort((a, b) => a - b);
   }
 
   // ---- Writes --------------------------------------------------------------------------------
@@ -193,6 +210,7 @@ export class LevelLogStore implements ShardLogHost {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const seen = new Set<number>();
     for (const update of updates) {
+      if (this.dropping.has(update.shard)) return Promise.reject(new RangeError(`shard ${update.shard} is being dropped`));
       assert(!seen.has(update.shard), `save: shard ${update.shard} appears twice in one save`);
       seen.add(update.shard);
       const problem = this.problemWith(update);
@@ -200,6 +218,11 @@ export class LevelLogStore implements ShardLogHost {
     }
     const ops: BatchOp[] = [];
     for (const update of updates) this.stage(update, ops);
+    return this.enqueue(ops, options);
+  }
+
+  /** Queues `ops` for the next batch (group commit), or writes them alone without group commit. */
+  private enqueue(ops: BatchOp[], options: SaveOptions): Promise<void> {
     if (ops.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       if (!this.groupCommit) {
@@ -263,6 +286,12 @@ export class LevelLogStore implements ShardLogHost {
   /** Applies a validated update in memory and adds its LevelDB operations to `ops`. */
   private stage(update: ShardUpdate, ops: BatchOp[]): void {
     const log = this.shard(update.shard);
+    const opsBefore = ops.length;
+    this.stageRecords(log, update, ops);
+    if (ops.length > opsBefore) log.held = true;
+  }
+
+  private stageRecords(log: ShardLog, update: ShardUpdate, ops: BatchOp[]): void {
     const shard = update.shard;
     if (update.snapshot !== undefined && !isEmptySnapshot(update.snapshot)) this.stageSnapshot(log, update.snapshot, ops);
     if (update.entries !== undefined && update.entries.length > 0) {
@@ -468,7 +497,9 @@ export class LevelLogStore implements ShardLogHost {
   // ---- Background loads of older entries ------------------------------------------------
 
   loadEntries(shard: number, lo: number, hi: number): void {
-    const log = this.shard(shard);
+    const log = this.shardLogs.get(shard);
+    // A dropped shard's log (still held by a group that stopped) loads nothing.
+    if (log === undefined || this.dropping.has(shard)) return;
     if (log.loading.has(lo) || this.failure !== undefined || this.closed) return;
     log.loading.add(lo);
     const epoch = log.epoch;
@@ -480,8 +511,10 @@ export class LevelLogStore implements ShardLogHost {
       },
       (error: unknown) => {
         log.loading.delete(lo);
-        // A record that no longer exists was compacted meanwhile; anything else is damage.
-        if (error instanceof StorageCorruptionError && log.epoch === epoch && lo > log.offset) this.fail(error);
+        // A record that no longer exists was compacted meanwhile, or its shard dropped; anything
+        // else is damage.
+        const current = this.shardLogs.get(shard) === log;
+        if (error instanceof StorageCorruptionError && current && log.epoch === epoch && lo > log.offset) this.fail(error);
       },
     );
     this.track(task);
@@ -540,12 +573,44 @@ export class LevelLogStore implements ShardLogHost {
 
   // ---- Shard removal, idle, close --------------------------------------------------------
 
-  /** Removes every record of `shard` (after pending writes); its log is empty afterwards. */
-  async dropShard(shard: number): Promise<void> {
-    await this.idle();
-    for (let i = this.deletions.length - 1; i >= 0; i--) if (this.deletions[i]!.shard === shard) this.deletions.splice(i, 1);
+  /**
+   * Deletes every record of `shard` and forgets its log, at once in memory (`shard(id)` refuses
+   * it, a save for it rejects, until the drop is done). On disk, first a tombstone record goes out
+   * in the group commit, synced, after every save made before: from then on recovery treats the
+   * shard as absent, whatever part of the rest a crash leaves. Then the shard's other records are
+   * deleted (on LevelDB's thread, beside the other shards' batches), and last the tombstone.
+   * Resolves when all of it is on disk; a crash before the tombstone is durable leaves the shard
+   * whole.
+   */
+  dropShard(shard: number): Promise<void> {
+    if (this.closed) return Promise.reject(new StorageFailedError('the log store is closed'));
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    assert(!this.dropping.has(shard), `shard ${shard} is already being dropped`);
+    const key = shardKey(shard, Kind.Dropped);
     this.shardLogs.delete(shard);
-    await this.db.clear(shardRange(shard));
+    this.dropping.add(shard);
+    // Compaction steps of its entries are no longer needed: the drop deletes them all.
+    for (let i = this.deletions.length - 1; i >= 0; i--) if (this.deletions[i]!.shard === shard) this.deletions.splice(i, 1);
+    const tombstone = this.enqueue([{ type: 'put', key, value: seal(key, new Uint8Array(0)) }], { sync: true });
+    // Tracked as a whole, so idle() and close() wait for the deletion too.
+    const drop = tombstone.then(() => this.finishDrop(shard));
+    this.track(drop.catch(() => undefined));
+    return drop;
+  }
+
+  /** Deletes what is left of a shard whose tombstone is durable, then the tombstone. */
+  private async finishDrop(shard: number): Promise<void> {
+    const key = shardKey(shard, Kind.Dropped);
+    const range = shardRange(shard);
+    try {
+      await this.db.clear({ gt: key, lt: range.lt });
+      // Unsynced: if a crash loses it, recovery finds a tombstone alone and deletes it again.
+      await this.db.del(key);
+    } catch (error) {
+      this.fail(new StorageFailedError(`log store: dropping shard ${shard} failed: ${String(error)}`, { cause: error }));
+      throw this.failure!;
+    }
+    this.dropping.delete(shard);
   }
 
   /** Resolves when no write, compaction step or load is outstanding (deferred saves go out now). */
@@ -594,6 +659,9 @@ export class LevelLogStore implements ShardLogHost {
       }
     }
     let current: ShardRecovery | undefined;
+    /** A shard with a tombstone: absent; its records (after the tombstone, in key order) are skipped. */
+    let skipping: number | undefined;
+    const dropped: number[] = [];
     for await (const batch of readAhead(this.db.iterator({ gt: FORMAT_KEY, highWaterMarkBytes: recoveryReadBytes }))) {
       const values = packValues(batch);
       for (let i = 0; i < batch.length; i++) {
@@ -601,15 +669,32 @@ export class LevelLogStore implements ShardLogHost {
         const value = values[i]!;
         const parsed = parseShardKey(key);
         if (parsed === undefined) throw new StorageCorruptionError(undefined, undefined, key, 'a key this store does not write');
+        if (parsed.shard === skipping) continue;
+        if (parsed.kind === Kind.Dropped) {
+          // invariant: the tombstone is the shard's first key, so nothing of it was taken yet.
+          assert(current === undefined || current.shard !== parsed.shard, `shard ${parsed.shard}: records before its tombstone`);
+          if (unseal(key, value) === undefined) throw new StorageCorruptionError(parsed.shard, undefined, key, 'undecodable drop tombstone (checksum mismatch)');
+          if (current !== undefined) this.finishShard(current);
+          current = undefined;
+          skipping = parsed.shard;
+          dropped.push(parsed.shard);
+          continue;
+        }
         if (current === undefined || current.shard !== parsed.shard) {
           if (current !== undefined) this.finishShard(current);
           current = new ShardRecovery(parsed.shard, this.shard(parsed.shard));
+          current.log.held = true;
         }
         current.take(parsed.kind, parsed.index, parsed.chunk, key, value, this);
       }
     }
     if (current !== undefined) this.finishShard(current);
     if (this.deletions.length > 0) this.scheduleFlush();
+    // Drops a crash interrupted go on in the background (idle() and close() wait for them).
+    for (const shard of dropped) {
+      this.dropping.add(shard);
+      this.track(this.finishDrop(shard).catch(() => undefined));
+    }
   }
 
   private finishShard(recovery: ShardRecovery): void {
@@ -691,7 +776,7 @@ class ShardRecovery {
 
   constructor(
     readonly shard: number,
-    private readonly log: ShardLog,
+    readonly log: ShardLog,
   ) {}
 
   private corrupt(key: Uint8Array, index: number | undefined, reason: string): never {
