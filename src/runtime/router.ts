@@ -66,7 +66,7 @@ export function singleStoreMap(metaShard: number, defaultStoreShard: number): Sh
  */
 export function metaShardMap(runtime: NodeRuntime, metaShard: number, defaultStoreShard: number): ShardMap {
   const initial = ClusterShardMap.initial(defaultStoreShard);
-  const current = (): ClusterShardMap => (runtime.hasShard(metaShard) ? metaEngineOf(runtime.machine(metaShard)).shardMap() : initial);
+  const current = (): ClusterShardMap => (runtime.hasShard(metaShard) ? metaEngineOf(runtime.machine(metaShard)).routingMap() : initial);
   return {
     shardForKey: (key) => current().shardForKey(key).id,
     shardsOfRange: ({ key, rangeEnd }) => {

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { ConfChange } from '../../raft/index.js';
 import { DEFAULT_STORE, ShardMap, ShardMapError, encodeShardMap, mountShardsMax } from '../../src/cluster/index.js';
 import { EngineId, MetaEngine, UnknownCommandError } from '../../src/engines/index.js';
-import { DEFAULT_STORE_SHARD, MetaCommandKind, META_STORES_VERSION, dropStoreCommand, encodeMemberContext, mountStoreCommand } from '../../src/engines/meta/index.js';
+import { DEFAULT_STORE_SHARD, MetaCommandKind, META_STORES_VERSION, activateStoreCommand, dropStoreCommand, encodeMemberContext, mountStoreCommand } from '../../src/engines/meta/index.js';
 
 const context = { index: 1, term: 1, nowMs: 0, proposer: 0, requestId: 0 };
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -55,6 +55,26 @@ describe('meta engine: stores and the shard map', () => {
     // Members that join later do not change who founded the groups.
     meta.applyConfChange(add(4), context);
     expect(meta.founders(2)).toEqual({ voters: [1, 2], learners: [3] });
+  });
+
+  it('routes to a store only once it is activated; a drop takes it out in either state', () => {
+    const meta = engineWith([1]);
+    meta.apply(mountStoreCommand('users', text('/users/'), 1), { ...context, nowMs: 5000 });
+    expect(meta.creatingStores()).toEqual(new Map([['users', { createdAtMs: 5000 }]]));
+    expect(meta.shardMap().shardForKey(text('/users/a')).id).toBe(2);
+    expect(meta.routingMap().shardForKey(text('/users/a')).id).toBe(DEFAULT_STORE_SHARD);
+    expect(meta.routingMap().highestShardId).toBe(2);
+    expect(meta.apply(activateStoreCommand('users'), context)).toEqual({ kind: 'stores', shards: [2] });
+    expect(meta.creatingStores().size).toBe(0);
+    expect(meta.routingMap().shardForKey(text('/users/a')).id).toBe(2);
+    // Idempotent; an unknown store is refused.
+    expect(meta.apply(activateStoreCommand('users'), context)).toEqual({ kind: 'stores', shards: [2] });
+    expect(meta.apply(activateStoreCommand('nobody'), context)).toMatchObject({ kind: 'error', code: 'unknown-store' });
+    meta.apply(mountStoreCommand('jobs', text('/jobs/'), 1), context);
+    meta.apply(dropStoreCommand('jobs'), context);
+    expect(meta.creatingStores().size).toBe(0);
+    const copy = restored(meta);
+    expect(encodeShardMap(copy.routingMap())).toEqual(encodeShardMap(meta.routingMap()));
   });
 
   it('never gives a shard id out twice, across drops', () => {
@@ -165,6 +185,6 @@ describe('meta engine: stores and the shard map', () => {
   });
 
   it('names its command kinds for good', () => {
-    expect(MetaCommandKind).toEqual({ PublishAttributes: 1, MountStore: 2, DropStore: 3 });
+    expect(MetaCommandKind).toEqual({ PublishAttributes: 1, MountStore: 2, DropStore: 3, ActivateStore: 4 });
   });
 });

@@ -6,7 +6,7 @@
  * check runs for what clients route, not for the shards a node reaches itself.
  */
 import { describe, expect, it } from 'vitest';
-import { dropStoreCommand, mountStoreCommand } from '../../src/engines/meta/index.js';
+import { activateStoreCommand, dropStoreCommand, mountStoreCommand } from '../../src/engines/meta/index.js';
 import { RuntimeError } from '../../src/runtime/errors.js';
 import { composeStateMachine, metaEngineOf } from '../../src/runtime/compose.js';
 import { Router, metaShardMap } from '../../src/runtime/router.js';
@@ -48,9 +48,12 @@ describe('routing by the meta shard\'s map', () => {
     expect(router.forRange({ key: text('a'), rangeEnd: Uint8Array.of(0) }).shardId).toBe(1);
   });
 
-  it('follows mounts and drops as the meta shard applies them', () => {
+  it('follows mounts and drops as the meta shard applies them, once a store is activated', () => {
     const { engine, router } = setup();
     engine.apply(mountStoreCommand('users', text('/users/'), 2), context);
+    // Being created: the default store still serves the prefix.
+    expect(router.forKey(text('/users/alice')).shardId).toBe(1);
+    engine.apply(activateStoreCommand('users'), context);
     expect(router.forKey(text('/users/alice')).shardId).toBe(2);
     expect(router.forKey(text('/users/\xff')).shardId).toBe(3);
     expect(router.forKey(text('/userz')).shardId).toBe(1);
@@ -67,6 +70,7 @@ describe('routing by the meta shard\'s map', () => {
   it('refuses a range over more than one shard, and a txn over more than one', () => {
     const { engine, router } = setup();
     engine.apply(mountStoreCommand('users', text('/users/'), 2), context);
+    engine.apply(activateStoreCommand('users'), context);
     // The whole store is two shards; every key from "/" on crosses the default store and the mount.
     expect(code(() => router.forRange({ key: text('/users/'), rangeEnd: text('/users0') }))).toBe('cross-shard-range');
     expect(code(() => router.forRange({ key: text('/'), rangeEnd: Uint8Array.of(0) }))).toBe('cross-shard-range');

@@ -13,7 +13,7 @@ import { etcdType } from '../../etcd-proto.js';
 import type { ShardMap, ShardMapErrorCode } from '../../cluster/model.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError } from '../engine.js';
 import { type Member, type MemberAttributes, admitMembershipChange, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers, removedIds } from './members.js';
-import { type Founders, type StoresChange, applyStoresChange, foundersOf, readShardMap } from './stores.js';
+import { type Founders, type StoresChange, applyStoresChange, creatingStores, foundersOf, readRoutingMap, readShardMap } from './stores.js';
 
 /** The meta engine's operation codes (in every meta log entry: never renumber). */
 export const MetaCommandKind = {
@@ -23,6 +23,8 @@ export const MetaCommandKind = {
   MountStore: 2,
   /** Drop a store (version 2): payload `{ name }` (JSON). */
   DropStore: 3,
+  /** Route requests to a store being created (version 2): payload `{ name }` (JSON). */
+  ActivateStore: 4,
 } as const;
 
 /** The meta command format of member attributes (every build applies it). */
@@ -48,6 +50,11 @@ export function mountStoreCommand(name: string, prefix: Uint8Array, shards: numb
   return { engine: EngineId.Meta, version: META_STORES_VERSION, kind: MetaCommandKind.MountStore, payload: encoder.encode(JSON.stringify({ name, prefixHex, shards })) };
 }
 
+/** A command activating store `name` (requests are routed to it from then on). */
+export function activateStoreCommand(name: string): EngineCommand {
+  return { engine: EngineId.Meta, version: META_STORES_VERSION, kind: MetaCommandKind.ActivateStore, payload: encoder.encode(JSON.stringify({ name })) };
+}
+
 /** A command dropping store `name` (its shards leave the map). */
 export function dropStoreCommand(name: string): EngineCommand {
   return { engine: EngineId.Meta, version: META_STORES_VERSION, kind: MetaCommandKind.DropStore, payload: encoder.encode(JSON.stringify({ name })) };
@@ -64,12 +71,13 @@ export class MetaEngine implements Engine {
   readonly name = 'meta';
   readonly version = META_STORES_VERSION;
   private store = new MvccStore();
-  /** The map decoded from `store` (undefined: not decoded since the store last changed). */
+  /** The maps decoded from `store` (undefined: not decoded since the store last changed). */
   private map: ShardMap | undefined;
+  private routing: ShardMap | undefined;
 
-  apply(command: EngineCommand, _context: ApplyContext): MetaOutcome {
+  apply(command: EngineCommand, context: ApplyContext): MetaOutcome {
     if (command.engine === 0) return this.applyLegacy(command);
-    if (command.kind === MetaCommandKind.MountStore || command.kind === MetaCommandKind.DropStore) return this.applyStores(command);
+    if (command.kind === MetaCommandKind.MountStore || command.kind === MetaCommandKind.DropStore || command.kind === MetaCommandKind.ActivateStore) return this.applyStores(command, context);
     if (command.kind !== MetaCommandKind.PublishAttributes) throw new UnknownCommandError(`unknown meta command kind ${command.kind}`);
     let parsed: { id?: unknown; name?: unknown; clientUrls?: unknown; engines?: unknown };
     try {
@@ -86,12 +94,13 @@ export class MetaEngine implements Engine {
     return { kind: 'ok' };
   }
 
-  private applyStores(command: EngineCommand): MetaOutcome {
+  private applyStores(command: EngineCommand, context: ApplyContext): MetaOutcome {
     if (command.version < META_STORES_VERSION) throw new UnknownCommandError(`meta command kind ${command.kind} needs version ${META_STORES_VERSION}, got ${command.version}`);
     const change = parseStoresChange(command.kind, command.payload);
     if (typeof change === 'string') return { kind: 'error', code: 'bad-command', message: change };
-    const outcome = applyStoresChange(this.store, change);
+    const outcome = applyStoresChange(this.store, change, context.nowMs);
     this.map = undefined;
+    this.routing = undefined;
     return outcome.kind === 'ok' ? { kind: 'stores', shards: outcome.shards } : outcome;
   }
 
@@ -118,6 +127,7 @@ export class MetaEngine implements Engine {
   restore(chunks: readonly Uint8Array[]): void {
     this.store = chunks.length === 0 ? new MvccStore() : restoreSnapshotPieces(chunks);
     this.map = undefined;
+    this.routing = undefined;
   }
 
   hash(): number {
@@ -139,9 +149,19 @@ export class MetaEngine implements Engine {
     return removedIds(this.store);
   }
 
-  /** The stores and shards now (immutable: a later change makes a new map). */
+  /** Every store and shard now, stores being created included (immutable: a later change makes a new map). */
   shardMap(): ShardMap {
     return (this.map ??= readShardMap(this.store));
+  }
+
+  /** The map requests are routed by: without the stores being created (their prefixes are still the default store's). */
+  routingMap(): ShardMap {
+    return (this.routing ??= readRoutingMap(this.store, this.shardMap()));
+  }
+
+  /** The stores mounted and not activated yet, with the leader's time of their mount. */
+  creatingStores(): Map<string, { readonly createdAtMs: number }> {
+    return creatingStores(this.store);
   }
 
   /** The configuration a mounted shard's group starts with on its founders (none: the default store's shard). */
@@ -160,6 +180,7 @@ function parseStoresChange(kind: number, payload: Uint8Array): StoresChange | st
   }
   if (typeof parsed !== 'object' || parsed === null || typeof parsed.name !== 'string') return 'a store change names no store';
   if (kind === MetaCommandKind.DropStore) return { kind: 'drop', name: parsed.name };
+  if (kind === MetaCommandKind.ActivateStore) return { kind: 'activate', name: parsed.name };
   const { prefixHex, shards } = parsed;
   if (typeof prefixHex !== 'string' || !/^(?:[0-9a-f]{2})*$/.test(prefixHex)) return 'a mount\'s prefix is not hex';
   if (typeof shards !== 'number') return 'a mount has no shard count';

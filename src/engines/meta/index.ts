@@ -4,6 +4,7 @@ export {
   MetaCommandKind,
   META_COMMAND_VERSION,
   META_STORES_VERSION,
+  activateStoreCommand,
   dropStoreCommand,
   mountStoreCommand,
   publishAttributesCommand,

@@ -3,6 +3,12 @@
  *
  *   shardmap                 the map's wire form (src/cluster/shard-map.ts)    absent: the initial map
  *   founders/<shard id hex>  {voters, learners}                                a shard's first configuration
+ *   creating/<store name>    {createdAtMs}                                     a store not serving yet
+ *
+ * A store is mounted **creating**: its shards exist (their groups start) but requests are not
+ * routed to them (`readRoutingMap` leaves it out), because the default store still serves its
+ * prefix until it cedes it (src/engines/ownership); once it has, the store is activated and the
+ * routing map sends its keys to its shards. A drop takes a store out in either state.
  *
  * The initial map (before any store was mounted) is the default store alone, as one shard
  * (`DEFAULT_STORE_SHARD`). Until placement exists every shard is replicated on every member, as
@@ -27,6 +33,8 @@ const decoder = new TextDecoder();
 const shardMapKey = encoder.encode('shardmap');
 const foundersPrefix = encoder.encode('founders/');
 const foundersKey = (shard: number): Uint8Array => encoder.encode(`founders/${shard.toString(16).padStart(14, '0')}`);
+const creatingPrefix = encoder.encode('creating/');
+const creatingKey = (name: string): Uint8Array => encoder.encode(`creating/${name}`);
 
 /** The configuration a shard's group starts with on the members that found it. */
 export interface Founders {
@@ -40,6 +48,22 @@ export function readShardMap(mvcc: MvccStore): ShardMap {
   return kv === undefined ? ShardMap.initial(DEFAULT_STORE_SHARD) : decodeShardMap(kv.value);
 }
 
+/** The stores mounted and not activated yet, by name, with the leader's time of their mount. */
+export function creatingStores(mvcc: MvccStore): Map<string, { readonly createdAtMs: number }> {
+  const out = new Map<string, { createdAtMs: number }>();
+  for (const kv of mvcc.range({ key: creatingPrefix, rangeEnd: prefixEnd(creatingPrefix) }).kvs) {
+    out.set(decoder.decode(kv.key).slice(creatingPrefix.length), JSON.parse(decoder.decode(kv.value)) as { createdAtMs: number });
+  }
+  return out;
+}
+
+/** The map requests are routed by: the stored one without the stores still being created. */
+export function readRoutingMap(mvcc: MvccStore, full: ShardMap = readShardMap(mvcc)): ShardMap {
+  let map = full;
+  for (const name of creatingStores(mvcc).keys()) map = map.drop(name);
+  return map;
+}
+
 export function foundersOf(mvcc: MvccStore, shard: number): Founders | undefined {
   const kv = mvcc.range({ key: foundersKey(shard) }).kvs[0];
   return kv === undefined ? undefined : (JSON.parse(decoder.decode(kv.value)) as Founders);
@@ -47,6 +71,7 @@ export function foundersOf(mvcc: MvccStore, shard: number): Founders | undefined
 
 export type StoresChange =
   | { readonly kind: 'mount'; readonly name: string; readonly prefix: Uint8Array; readonly shards: number }
+  | { readonly kind: 'activate'; readonly name: string }
   | { readonly kind: 'drop'; readonly name: string };
 
 export type StoresOutcome =
@@ -55,11 +80,11 @@ export type StoresOutcome =
 
 /**
  * Applies a change of stores: mount (new shards take the next ids, replicated on every member;
- * today's configuration of voters and learners is recorded as their founders) or drop (the store's
- * shards leave the map; their founders records go too). A change the map refuses is the outcome,
- * changing nothing.
+ * today's configuration of voters and learners is recorded as their founders; the store is
+ * creating), activate (routed to from now on; idempotent) or drop (the store's shards leave the
+ * map; their founders records go too). A change the map refuses is the outcome, changing nothing.
  */
-export function applyStoresChange(mvcc: MvccStore, change: StoresChange): StoresOutcome {
+export function applyStoresChange(mvcc: MvccStore, change: StoresChange, nowMs: number): StoresOutcome {
   const before = readShardMap(mvcc);
   try {
     if (change.kind === 'drop') {
@@ -67,7 +92,14 @@ export function applyStoresChange(mvcc: MvccStore, change: StoresChange): Stores
       const dropped = before.shardsOf(change.name).map((s) => s.id);
       writeMap(mvcc, after);
       for (const id of dropped) mvcc.deleteRange({ key: foundersKey(id) });
+      mvcc.deleteRange({ key: creatingKey(change.name) });
       return { kind: 'ok', shards: dropped };
+    }
+    if (change.kind === 'activate') {
+      // Idempotent: an active store stays active.
+      const shards = before.shardsOf(change.name).map((s) => s.id);
+      if (mvcc.range({ key: creatingKey(change.name), countOnly: true }).count > 0) mvcc.deleteRange({ key: creatingKey(change.name) });
+      return { kind: 'ok', shards };
     }
     // Checked before ids are made for it (the map checks it again).
     if (!Number.isSafeInteger(change.shards) || change.shards < 1 || change.shards > mountShardsMax) {
@@ -80,6 +112,7 @@ export function applyStoresChange(mvcc: MvccStore, change: StoresChange): Stores
     writeMap(mvcc, after);
     const founders: Founders = { voters: members.filter((m) => !m.isLearner).map((m) => m.id), learners: members.filter((m) => m.isLearner).map((m) => m.id) };
     for (const id of ids) mvcc.put(foundersKey(id), encoder.encode(JSON.stringify(founders)));
+    mvcc.put(creatingKey(change.name), encoder.encode(JSON.stringify({ createdAtMs: nowMs })));
     return { kind: 'ok', shards: ids };
   } catch (error) {
     if (error instanceof ShardMapError) return { kind: 'error', code: error.code, message: error.message };
