@@ -53,6 +53,7 @@ import { answerLeaderQuery, learnerProgress, leftGroupAtLeader } from './leader-
 import { MembershipSync } from './membership-sync.js';
 import { OwnRemovalWatch } from './own-removal-watch.js';
 import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log.js';
+import { StoreGroups } from './store-groups.js';
 
 /** Shard 0 holds cluster metadata (members, stores, the shard map); shard 1 the default store's data. */
 export const META_SHARD = 0;
@@ -132,6 +133,8 @@ export class DkvNode {
   readonly metrics: ServerMetrics;
   /** Watchers of the default store. */
   readonly watchHub: WatchHub;
+  /** The groups of mounted stores, kept in step with the meta shard's map. */
+  private readonly storeGroups: StoreGroups;
   /** Bytes every watch stream of this node holds for slow clients. */
   readonly watchBuffered = new BufferedBytes();
   private readonly ticker = new Ticker();
@@ -251,6 +254,7 @@ export class DkvNode {
           this.membershipChanged();
         },
         applied: (shard, applied, entry) => {
+          if (shard === META_SHARD && (applied.outcome as { kind?: string } | undefined)?.kind === 'stores') void this.storeGroups.reconcile();
           if (shard !== DEFAULT_STORE_SHARD) return;
           // A restart's replay of the stored log is not kept among the recent revisions: a watcher
           // behind reads it from the store's history, and keeping (then dropping) every replayed
@@ -264,6 +268,7 @@ export class DkvNode {
           logger.info(`shard ${shard}: state restored from ${source} at index ${this.runtime.machine(shard).appliedIndex}`);
           if (shard === META_SHARD) this.membershipLog.changed(this.members(), from !== 'leader');
           if (shard === META_SHARD) this.membershipChanged();
+          if (shard === META_SHARD) void this.storeGroups.reconcile();
           else this.refreshLearner();
           if (this.started) void this.membershipSync.poke();
           if (shard === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
@@ -295,6 +300,21 @@ export class DkvNode {
       proposeChange: (shard, change) => this.router.shard(shard).proposeConfChange({ transition: 'auto', changes: [change], context: new Uint8Array(0) }, { timeoutMs: membershipSyncChangeElections * electionTimeoutMs }),
       addAfterMs: membershipAddAfterMs(electionTimeoutMs),
       now: () => Date.now(),
+      log: { info: (m) => logger.info(m), warn: (m) => logger.warn(m) },
+    });
+    this.storeGroups = new StoreGroups({
+      memberId: identity.memberId,
+      meta: () => (this.runtime.hasShard(META_SHARD) ? metaEngineOf(this.router.meta().machine()) : undefined),
+      fixed: HOSTED_SHARDS,
+      hosted: () => this.runtime.shardIds(),
+      stored: (shard) => {
+        const log = logStore.shard(shard);
+        return log.lastIndex() > 0 || log.snapshot().metadata.index > 0;
+      },
+      bootstrap: (shard, entries, hardState) => logStore.save([{ shard, entries, hardState }]),
+      addGroup: (shard) => this.runtime.addShard(shard),
+      removeGroup: (shard) => this.runtime.removeShard(shard),
+      dropStorage: (shard) => logStore.dropShard(shard),
       log: { info: (m) => logger.info(m), warn: (m) => logger.warn(m) },
     });
     this.watchHub = new WatchHub(() => kvEngineOf(this.router.defaultStore().machine()).mvcc);
@@ -400,6 +420,8 @@ export class DkvNode {
       }
       const restoreStarted = performance.now();
       for (const shard of HOSTED_SHARDS) node.runtime.addShard(shard);
+      // The groups of mounted stores this node holds (the map, once replayed, removes dropped ones).
+      for (const shard of logStore.shards()) if (!(HOSTED_SHARDS as readonly number[]).includes(shard)) node.runtime.addShard(shard);
       replayStarted = performance.now();
       node.metrics.recoverySeconds.set((replayStarted - restoreStarted) / 1000, { phase: 'restore' });
       if (restarting) checkRecoveredState(config, identity, metaEngineOf(node.router.meta().machine()));
@@ -414,6 +436,7 @@ export class DkvNode {
       node.publishAttributes();
       node.autoCompactor.start();
       node.started = true;
+      void node.storeGroups.reconcile();
       // Retries what a pass could not finish (a leader change in the middle, a pending change).
       node.membershipSyncTimer = setInterval(() => void node.membershipSync.poke(), membershipSyncPassElections * electionTimeoutMsOf(config));
       node.membershipSyncTimer.unref();
@@ -849,6 +872,7 @@ export class DkvNode {
     clearInterval(this.membershipSyncTimer);
     this.membershipSync.stop();
     this.autoCompactor.stop();
+    const storeGroupsStopped = this.storeGroups.stop();
     void this.memorySettler.stop();
     // Calls that wait (Lock, Campaign, Observe) end now rather than hold the shutdown's grace period.
     this.servicesStopping.abort(dkvError('stopped'));
@@ -870,6 +894,7 @@ export class DkvNode {
     this.ticker.stop();
     await new Promise<void>((resolve) => this.runtime.stop(resolve));
     await this.transport.stop();
+    await storeGroupsStopped;
     await this.logStore.close();
   }
 }

@@ -1,0 +1,131 @@
+/**
+ * Creating and dropping stores: the steps across the meta shard and the default store's shard,
+ * each idempotent, so a step that failed or a node that stopped half way is finished by running
+ * them again (`StoreCreate` of a store still being created resumes it; `repairStores` finishes
+ * what nobody resumed).
+ *
+ * Create:
+ * 1. The meta shard mounts the store **creating**: its shards get ids and their groups start, but
+ *    requests for its prefix still go to the default store.
+ * 2. The default store's shard cedes the prefix to the store (its first shard id names it): from
+ *    then on it refuses every request for those keys (a node whose map lags routes them there and
+ *    gets a retryable error). It cedes only while it holds no live key under the prefix, so a
+ *    mount never hides a key; if it holds some, the store is dropped and the create refused.
+ * 3. The meta shard activates the store: requests for its prefix are routed to its shards.
+ * Drop: the meta shard drops the store (its groups are removed on every member), then the default
+ * store reclaims the prefix; until it has, the prefix's keys are refused, never served from an
+ * old copy.
+ */
+import { type ShardMap, ShardMapError, type ShardMapErrorCode } from '../cluster/index.js';
+import { cedeCommand, reclaimCommand } from '../engines/index.js';
+import { type MetaOutcome, activateStoreCommand, dropStoreCommand, mountStoreCommand } from '../engines/meta/index.js';
+import type { OwnershipOutcome } from '../engines/ownership/index.js';
+import { type RequestOptions, type Router, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
+
+/** A store change the cluster refused (deterministically: nothing changed). */
+export class StoreChangeRefused extends Error {
+  override readonly name = 'StoreChangeRefused';
+  constructor(
+    readonly code: ShardMapErrorCode | 'bad-command' | 'store-prefix-in-use' | 'store-prefix-ceded',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface StoreAdminContext {
+  readonly router: Router;
+  readonly options: RequestOptions;
+}
+
+export interface StoreCreated {
+  readonly name: string;
+  readonly prefix: Uint8Array;
+  readonly shards: readonly number[];
+}
+
+function metaResult(outcome: unknown): readonly number[] {
+  const o = outcome as MetaOutcome;
+  if (o.kind === 'stores') return o.shards;
+  if (o.kind === 'error') throw new StoreChangeRefused(o.code ?? 'bad-command', o.message);
+  throw new Error(`a store change applied as ${o.kind}`);
+}
+
+/** Whether the store incarnation whose first shard is `first` was dropped for good (ids are never reused). */
+function gone(map: ShardMap, first: number): boolean {
+  return map.shard(first) === undefined && first <= map.highestShardId;
+}
+
+/** Creates store `name` on `prefix` with `shards` shards, or finishes creating it (same prefix). */
+export async function createStore(ctx: StoreAdminContext, name: string, prefix: Uint8Array, shards: number): Promise<StoreCreated> {
+  const metaShard = ctx.router.meta();
+  await metaShard.read(ctx.options);
+  const meta = metaEngineOf(metaShard.machine());
+  const existing = meta.shardMap().store(name);
+  let ids: readonly number[];
+  if (existing !== undefined && meta.creatingStores().has(name) && Buffer.from(existing.prefix).equals(Buffer.from(prefix))) {
+    ids = meta.shardMap().shardsOf(name).map((s) => s.id);
+  } else {
+    ids = metaResult((await metaShard.propose(mountStoreCommand(name, prefix, shards), ctx.options)).outcome);
+  }
+  await finishCreate(ctx, name, prefix, ids[0]!);
+  return { name, prefix, shards: ids };
+}
+
+/** Steps 2 and 3 of a create: cede the prefix to the store (first shard `first`), activate it. */
+async function finishCreate(ctx: StoreAdminContext, name: string, prefix: Uint8Array, first: number): Promise<void> {
+  const data = ctx.router.defaultStore();
+  const metaShard = ctx.router.meta();
+  for (let attempt = 0; ; attempt++) {
+    const ceded = (await data.propose(cedeCommand(prefix, first), ctx.options)).outcome as OwnershipOutcome;
+    if (ceded.kind === 'ok') break;
+    // Ceded to a store dropped since (its reclaim never ran): reclaim it, then cede again.
+    if (ceded.code === 'prefix-ceded' && attempt === 0 && ceded.store !== undefined && gone(metaEngineOf(metaShard.machine()).shardMap(), ceded.store)) {
+      await data.propose(reclaimCommand(prefix, ceded.store), ctx.options);
+      continue;
+    }
+    // The default store holds keys there (or the prefix is another live store's): the store goes.
+    await metaShard.propose(dropStoreCommand(name), ctx.options);
+    throw new StoreChangeRefused(ceded.code === 'prefix-in-use' ? 'store-prefix-in-use' : 'store-prefix-ceded', ceded.message);
+  }
+  metaResult((await metaShard.propose(activateStoreCommand(name), ctx.options)).outcome);
+}
+
+/** Drops store `name`: its shards leave the map (their groups go), then the default store serves its prefix again. */
+export async function dropStore(ctx: StoreAdminContext, name: string): Promise<readonly number[]> {
+  const metaShard = ctx.router.meta();
+  await metaShard.read(ctx.options);
+  const map = metaEngineOf(metaShard.machine()).shardMap();
+  const store = map.store(name);
+  if (store === undefined) throw new StoreChangeRefused(name === '' ? 'bad-store-name' : 'unknown-store', `no store "${name}"`);
+  const dropped = metaResult((await metaShard.propose(dropStoreCommand(name), ctx.options)).outcome);
+  if (dropped.length > 0) await ctx.router.defaultStore().propose(reclaimCommand(store.prefix, dropped[0]!), ctx.options);
+  return dropped;
+}
+
+/**
+ * Finishes store changes nobody finished: prefixes the default store ceded to stores dropped
+ * since are reclaimed; stores still creating after `staleMs` (by this node's clock against the
+ * leader's time of their mount) are finished, or dropped if the default store holds keys under
+ * their prefix. Runs on the node leading the meta shard; every step is idempotent.
+ */
+export async function repairStores(ctx: StoreAdminContext, nowMs: number, staleMs: number): Promise<void> {
+  const metaShard = ctx.router.meta();
+  await metaShard.read(ctx.options);
+  const meta = metaEngineOf(metaShard.machine());
+  const map = meta.shardMap();
+  const data = ctx.router.defaultStore();
+  for (const cession of ownershipEngineOf(data.machine()).cessions()) {
+    if (gone(map, cession.store)) await data.propose(reclaimCommand(cession.prefix, cession.store), ctx.options);
+  }
+  for (const [name, { createdAtMs }] of meta.creatingStores()) {
+    if (nowMs - createdAtMs < staleMs) continue;
+    const store = map.store(name);
+    if (store === undefined) continue;
+    try {
+      await finishCreate(ctx, name, store.prefix, map.shardsOf(name)[0]!.id);
+    } catch (error) {
+      if (!(error instanceof StoreChangeRefused || error instanceof ShardMapError)) throw error;
+    }
+  }
+}

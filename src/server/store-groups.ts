@@ -1,0 +1,121 @@
+/**
+ * The Raft groups of mounted stores on this node, kept in step with the meta shard's map:
+ *
+ * - A shard of the map this member hosts a replica of (every shard while replica lists are empty:
+ *   every member hosts every shard) and does not host yet is added. Its log is bootstrapped first
+ *   with its founders' configuration when this member is one of them and holds nothing of it
+ *   (every founder writes the same entries, so their logs agree); any other member starts it
+ *   empty and gets it from the group's leader (a member that joined after the mount).
+ * - A hosted group whose shard has left the map is removed and its storage dropped, but only
+ *   when the map has given its id out (`highestShardId`): ids are never reused, so a shard absent
+ *   from such a map was dropped for good. While a restart replays the meta shard from an older
+ *   state, the map has not given the id out yet and the group is kept.
+ *
+ * The meta and default-store shards are never touched here. Passes run one at a time; a request
+ * for a pass while one runs makes one more afterwards.
+ */
+import { type ConfChange, type Entry, encodeConfChange } from '../../raft/index.js';
+import type { ShardMap } from '../cluster/index.js';
+import type { Founders } from '../engines/meta/index.js';
+import { wrapConfContext } from '../runtime/index.js';
+
+export interface StoreGroupsHost {
+  readonly memberId: number;
+  /** The map and founders as this node's meta shard applied them (undefined: no meta shard yet). */
+  meta(): { shardMap(): ShardMap; founders(shard: number): Founders | undefined } | undefined;
+  /** Shards never added or removed here (the meta shard, the default store's). */
+  readonly fixed: readonly number[];
+  hosted(): number[];
+  /** Whether this node's storage holds anything of `shard` (its log or a snapshot). */
+  stored(shard: number): boolean;
+  /** Writes a new group's first entries (durably). */
+  bootstrap(shard: number, entries: Entry[], hardState: { term: number; vote: number; commit: number }): Promise<void>;
+  addGroup(shard: number): void;
+  removeGroup(shard: number): void;
+  /** Deletes a removed group's storage (durably). */
+  dropStorage(shard: number): Promise<void>;
+  readonly log: { info(message: string): void; warn(message: string): void };
+}
+
+/** A founded group's first entries: one configuration change per founder, committed from the start. */
+export function foundersLog(founders: Founders): { entries: Entry[]; hardState: { term: number; vote: number; commit: number } } {
+  const changes = [...founders.voters.map((id) => ({ type: 'add-voter' as const, nodeId: id })), ...founders.learners.map((id) => ({ type: 'add-learner' as const, nodeId: id }))];
+  const entries: Entry[] = changes.map((single, i) => {
+    const change: ConfChange = { transition: 'auto', changes: [single], context: wrapConfContext(0, 0, new Uint8Array(0)) };
+    return { index: i + 1, term: 1, type: 'conf-change', data: encodeConfChange(change) };
+  });
+  return { entries, hardState: { term: 1, vote: 0, commit: entries.length } };
+}
+
+export class StoreGroups {
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+
+  constructor(private readonly host: StoreGroupsHost) {}
+
+  /** Brings the hosted groups in step with the map (now, or after the pass that runs). */
+  reconcile(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    if (this.running !== undefined) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          try {
+            await this.pass();
+          } catch (error) {
+            // A runtime stopping, storage that failed (the node stops on its own then): the next pass tries again.
+            if (!this.stopped) this.host.log.warn(`store groups: ${error instanceof Error ? error.message : String(error)}`);
+          }
+        } while (this.again && !this.stopped);
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  /** No pass starts after this; resolves once the running one ended. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.running?.catch(() => {});
+  }
+
+  private async pass(): Promise<void> {
+    const meta = this.host.meta();
+    if (meta === undefined) return;
+    const map = meta.shardMap();
+    const fixed = new Set(this.host.fixed);
+    const self = this.host.memberId;
+    for (const shard of map.shards()) {
+      if (this.stopped) return;
+      if (fixed.has(shard.id) || (shard.replicas.length > 0 && !shard.replicas.includes(self))) continue;
+      if (this.host.hosted().includes(shard.id)) continue;
+      if (!this.host.stored(shard.id)) {
+        const founders = meta.founders(shard.id);
+        if (founders !== undefined && (founders.voters.includes(self) || founders.learners.includes(self))) {
+          const { entries, hardState } = foundersLog(founders);
+          await this.host.bootstrap(shard.id, entries, hardState);
+          if (this.stopped) return;
+        }
+      }
+      // The map may have moved on while the bootstrap was written: the next pass sees it.
+      if (!this.host.hosted().includes(shard.id)) {
+        this.host.addGroup(shard.id);
+        this.host.log.info(`shard ${shard.id} of store "${shard.store}": group started here`);
+      }
+    }
+    const current = meta.shardMap();
+    for (const id of this.host.hosted()) {
+      if (this.stopped) return;
+      if (fixed.has(id) || current.shard(id) !== undefined || id > current.highestShardId) continue;
+      this.host.removeGroup(id);
+      await this.host.dropStorage(id);
+      this.host.log.info(`shard ${id}: its store was dropped; group removed and its storage deleted`);
+    }
+  }
+}
