@@ -150,7 +150,7 @@ export const errorTable = {
   'store-bad-name': dkv(status.INVALID_ARGUMENT, 'dkv: invalid store name'),
   'store-bad-prefix': dkv(status.INVALID_ARGUMENT, 'dkv: invalid store prefix'),
   'store-bad-shard-count': dkv(status.INVALID_ARGUMENT, 'dkv: invalid shard count'),
-  'store-default': dkv(status.INVALID_ARGUMENT, 'dkv: the default store cannot be dropped'),
+  'store-default': dkv(status.INVALID_ARGUMENT, 'dkv: operation not allowed on the default store'),
   'store-prefix-overlap': dkv(status.FAILED_PRECONDITION, "dkv: store prefix overlaps another store's"),
   'too-many-stores': dkv(status.RESOURCE_EXHAUSTED, 'dkv: too many stores'),
   // A mount would hide the default store's keys under its prefix (the detail counts them).
