@@ -10,7 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Decoded, type EtcdChannel, grpcStatus } from '../../src/client/index.js';
+import { type Decoded, DkvClient, type EtcdChannel, grpcStatus, isDkvError } from '../../src/client/index.js';
 import { b, denied, failure, login, passwords, secure } from './auth-harness.js';
 import { TestCluster, etcdChannel } from './cluster-harness.js';
 
@@ -156,6 +156,30 @@ describe('dkv.v1.Admin stores on a 3-node cluster', () => {
     const again = (await create(2, 'tail', 'tail/', 2)).shard_ids as number[];
     expect(again).toEqual([first[1]! + 1, first[1]! + 2]);
     expect(await admin(1, 'StoreDrop', { name: 'tail' })).toMatchObject({ shard_ids: again });
+  }, 30_000);
+
+  it('DkvClient.stores: create, list, describe, drop, with the server\'s refusals as DkvErrors', async () => {
+    const client = new DkvClient({ servers: cluster.endpoints.split(',').map((address) => ({ address })) });
+    try {
+      const created = await client.stores.create('client', 'client/', { shards: 2 });
+      expect(created.store).toEqual({ name: 'client', prefix: b('client/'), shardCount: 2 });
+      expect((await client.stores.list()).find((s) => s.name === 'client')).toEqual(created.store);
+      const { shards } = await client.stores.describe('client');
+      expect(shards.map((s) => [s.id, s.start, s.end, s.epoch, s.replicas, s.leader, s.raftTerm])).toEqual([
+        [created.shardIds[0], b('client/'), Buffer.from([...b('client/'), 0x80]), 1, [], 0n, 0],
+        [created.shardIds[1], Buffer.from([...b('client/'), 0x80]), b('client0'), 1, [], 0n, 0],
+      ]);
+      const [defaultShard] = (await client.stores.describe('default')).shards;
+      expect(defaultShard!.end).toBeUndefined();
+      expect(defaultShard!.leader).toBeGreaterThan(0n);
+      const refused = await client.stores.create('client', 'other/').catch((error: unknown) => error);
+      expect(isDkvError(refused, 'ALREADY_EXISTS')).toBe(true);
+      expect(refused).toMatchObject({ serverCode: 'store-exists', serverMessage: 'dkv: store already exists: store "client" exists' });
+      expect(await client.stores.drop('client')).toEqual(created.shardIds);
+      expect(await client.stores.describe('client').catch((error: unknown) => (error as { code?: string }).code)).toBe('NOT_FOUND');
+    } finally {
+      client.close();
+    }
   }, 30_000);
 
   it('dkv store: create, list, describe, drop in simple, json and table output; refusals exit 1; --help', async () => {
