@@ -4,6 +4,7 @@
  * the same code and message, so both modes classify failures alike.
  */
 import { MvccError, type MvccErrorCode } from '../storage/index.js';
+import { ShardMapError, type ShardMapErrorCode } from './cluster/model.js';
 import { EngineError, type EngineErrorCode } from './engines/index.js';
 import { WireValueError } from './engines/kv/convert.js';
 import { type ErrorCode, DkvError, dkvError } from './errors.js';
@@ -67,12 +68,49 @@ const RUNTIME_CODES: Record<RuntimeErrorCode, ErrorCode> = {
   stopped: 'stopped',
 };
 
+/**
+ * The shard map's refusals of a store change (src/cluster/shard-map.ts; the meta engine's outcome
+ * carries them, and dkv.v1.Admin checks a change against the map before proposing it), plus the
+ * meta engine's `bad-command`. A mount or drop can meet only the first group; the rest come from
+ * splits, replica moves and decoding, which no client request makes yet: were one to reach a
+ * client it would be a server bug, sent as the internal error with the map's message.
+ */
+const SHARD_MAP_CODES: Record<ShardMapErrorCode | 'bad-command', ErrorCode> = {
+  'bad-store-name': 'store-bad-name',
+  'bad-prefix': 'store-bad-prefix',
+  'prefix-overlap': 'store-prefix-overlap',
+  'store-exists': 'store-exists',
+  'unknown-store': 'store-not-found',
+  'default-store': 'store-default',
+  'too-many-stores': 'too-many-stores',
+  'bad-shard-count': 'store-bad-shard-count',
+  // A mount when no member votes (cannot happen in a running cluster).
+  'bad-replicas': 'internal',
+  'bad-shard-id': 'internal',
+  'shard-exists': 'internal',
+  'unknown-shard': 'internal',
+  'too-many-shards': 'internal',
+  'empty-shard': 'internal',
+  'bad-split-key': 'internal',
+  'bad-epoch': 'internal',
+  'bad-tiling': 'internal',
+  'bad-encoding': 'internal',
+  // A store change's payload the meta engine could not read: the server built it, so a bug.
+  'bad-command': 'internal',
+};
+
+/** A store change the shard map (or the meta engine) refused with `code`, as its client sees it; `message` is the detail. */
+export function storeRefusal(code: ShardMapErrorCode | 'bad-command' | undefined, message: string): DkvError {
+  return dkvError(code === undefined ? 'internal' : SHARD_MAP_CODES[code], message);
+}
+
 /** The client-facing form of anything a request can fail with (unknown errors pass through). */
 export function clientError(error: unknown): unknown {
   if (error instanceof DkvError) return error;
   if (error instanceof MvccError) return dkvError(MVCC_CODES[error.code]);
   if (error instanceof RuntimeError) return dkvError(RUNTIME_CODES[error.code]);
   if (error instanceof EngineError) return dkvError(ENGINE_CODES[error.code], error.detail);
+  if (error instanceof ShardMapError) return storeRefusal(error.code, error.message);
   if (error instanceof WireValueError) return error.code === 'invalid-sort-option' ? dkvError('invalid-sort-option') : dkvError('invalid-argument', error.message);
   return error;
 }

@@ -148,6 +148,19 @@ export const errorTable = {
   'wrong-shard': dkv(status.UNAVAILABLE, 'dkv: this node does not serve the shard that owns the key'),
   'store-not-found': dkv(status.NOT_FOUND, 'dkv: store not found'),
   'store-exists': dkv(status.ALREADY_EXISTS, 'dkv: store already exists'),
+  // The shard map's refusals of a store change (dkv.v1.Admin), each with the map's message as
+  // its detail; src/error-mapping.ts maps the map's codes to these.
+  'store-bad-name': dkv(status.INVALID_ARGUMENT, 'dkv: invalid store name'),
+  'store-bad-prefix': dkv(status.INVALID_ARGUMENT, 'dkv: invalid store prefix'),
+  'store-bad-shard-count': dkv(status.INVALID_ARGUMENT, 'dkv: invalid shard count'),
+  'store-default': dkv(status.INVALID_ARGUMENT, 'dkv: operation not allowed on the default store'),
+  'store-prefix-overlap': dkv(status.FAILED_PRECONDITION, "dkv: store prefix overlaps another store's"),
+  'too-many-stores': dkv(status.RESOURCE_EXHAUSTED, 'dkv: too many stores'),
+  // A mount would hide the default store's keys under its prefix (the detail counts them).
+  'store-prefix-in-use': dkv(status.FAILED_PRECONDITION, 'dkv: the default store holds keys under the prefix'),
+  // A store change is a meta command of version 2: proposed only once every member applies it.
+  // FAILED_PRECONDITION, not etcd's retryable `not capable`: it holds until every member is upgraded.
+  'stores-unsupported': dkv(status.FAILED_PRECONDITION, "dkv: a member's build does not support stores yet (upgrade every member)"),
   'index-not-found': dkv(status.NOT_FOUND, 'dkv: index not found'),
   'counter-overflow': dkv(status.OUT_OF_RANGE, 'dkv: counter would leave the int64 range'),
   'counter-not-a-number': dkv(status.FAILED_PRECONDITION, 'dkv: value is not a 64-bit integer'),

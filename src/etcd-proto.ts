@@ -59,7 +59,7 @@ function loadDkvRoot(): protobuf.Root {
     if (target.startsWith(protoBase)) return target;
     return join(origin.startsWith(base) ? base : protoBase, target);
   };
-  root.loadSync(['dkv/v1/watch.proto', 'dkv/v1/kv.proto', 'dkv/v1/counter.proto'], { keepCase: true });
+  root.loadSync(['dkv/v1/watch.proto', 'dkv/v1/kv.proto', 'dkv/v1/counter.proto', 'dkv/v1/admin.proto'], { keepCase: true });
   root.resolveAll();
   return root;
 }

@@ -8,7 +8,8 @@ import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { classifyError } from '../jepsen-lite/workload/index.js';
 import { WireValueError } from '../src/engines/kv/index.js';
-import { clientError } from '../src/error-mapping.js';
+import { ShardMapError, type ShardMapErrorCode } from '../src/cluster/index.js';
+import { clientError, storeRefusal } from '../src/error-mapping.js';
 import { DkvError } from '../src/errors.js';
 import { RuntimeError, type RuntimeErrorCode, indeterminateCodes } from '../src/runtime/index.js';
 import { MvccError } from '../storage/index.js';
@@ -52,5 +53,27 @@ describe('error mapping', () => {
     expect((clientError(new WireValueError('sort of something')) as DkvError).code).toBe('invalid-argument');
     const unknown = new Error('boom');
     expect(clientError(unknown)).toBe(unknown);
+  });
+
+  it('maps the shard map\'s refusals a store change can meet to stable store errors, keeping the map\'s message', () => {
+    const reachable: Array<[ShardMapErrorCode, number, string]> = [
+      ['bad-store-name', status.INVALID_ARGUMENT, 'dkv: invalid store name'],
+      ['bad-prefix', status.INVALID_ARGUMENT, 'dkv: invalid store prefix'],
+      ['bad-shard-count', status.INVALID_ARGUMENT, 'dkv: invalid shard count'],
+      ['default-store', status.INVALID_ARGUMENT, 'dkv: operation not allowed on the default store'],
+      ['prefix-overlap', status.FAILED_PRECONDITION, "dkv: store prefix overlaps another store's"],
+      ['store-exists', status.ALREADY_EXISTS, 'dkv: store already exists'],
+      ['unknown-store', status.NOT_FOUND, 'dkv: store not found'],
+      ['too-many-stores', status.RESOURCE_EXHAUSTED, 'dkv: too many stores'],
+    ];
+    for (const [code, grpcStatus, message] of reachable) {
+      const thrown = clientError(new ShardMapError(code, 'the detail')) as DkvError;
+      expect([thrown.grpcStatus, thrown.wireMessage], code).toEqual([grpcStatus, `${message}: the detail`]);
+      expect(storeRefusal(code, 'the detail').wireMessage).toBe(`${message}: the detail`);
+    }
+    // What no mount or drop can meet (and a payload the server built wrong) is a server bug.
+    expect(storeRefusal('bad-tiling', 'x').code).toBe('internal');
+    expect(storeRefusal('bad-command', 'x').code).toBe('internal');
+    expect(storeRefusal(undefined, 'x').code).toBe('internal');
   });
 });

@@ -34,6 +34,9 @@ Commands:
                  from one (also from "etcdctl snapshot save" against DKV)
   counter incr|decr|get|set|del KEY [N]
                  atomic 64-bit counters of a running cluster (dkv.v1.Counter)
+  store create NAME --prefix P [--shards N] | list | describe NAME | drop NAME
+                 the cluster's stores: keyspaces mounted on key prefixes, split into shards
+                 (dkv.v1.Admin; not served yet: their keys still go to the default store)
   user add|get|list|delete|passwd|grant-role|revoke-role
                  the cluster's users (etcdctl user)
   role add|get|list|delete|grant-permission|revoke-permission
@@ -64,12 +67,12 @@ Commands:
                  one node each of DKV and etcd: memory per key, bulk load, restart, overwrites
   help           show this text; "dkv <command> --help" shows a command's options
 
-The commands that call a cluster (get … snapshot save, counter, user, role, auth, lease, lock,
-elect) take etcdctl's flags and print what etcdctl prints:
+The commands that call a cluster (get … snapshot save, counter, store, user, role, auth, lease,
+lock, elect) take etcdctl's flags and print what etcdctl prints:
   --endpoints E          host:port,… (default $DKV_ENDPOINTS, else $ETCDCTL_ENDPOINTS, else
                          127.0.0.1:2379); the next endpoint is tried when one is unreachable
   -w, --write-out F      simple (default), json (etcdctl's -w json), or table (member list,
-                         endpoint status|health)
+                         endpoint status|health, store list|describe)
   --command-timeout D    each call's deadline (default 5s)
   --user NAME[:PASSWORD] authenticate as NAME once per run, each call then carrying the token
                          (default $DKV_USER, else $ETCDCTL_USER); without a password (--password,
@@ -83,7 +86,7 @@ refused or could not be reached, 2 bad command line (with the usage on stderr).
 `;
 
 /** For the "did you mean" of a mistyped command. */
-const commandNames = ['dev', 'server', 'instance', 'config', 'get', 'put', 'del', 'txn', 'watch', 'compact', 'member', 'endpoint', 'defrag', 'snapshot', 'counter', 'user', 'role', 'auth', 'demo', 'sim', 'jepsen', 'lease', 'lock', 'elect', 'bench', 'help'];
+const commandNames = ['dev', 'server', 'instance', 'config', 'get', 'put', 'del', 'txn', 'watch', 'compact', 'member', 'endpoint', 'defrag', 'snapshot', 'counter', 'store', 'user', 'role', 'auth', 'demo', 'sim', 'jepsen', 'lease', 'lock', 'elect', 'bench', 'help'];
 
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
@@ -124,6 +127,10 @@ export async function main(args: string[]): Promise<number> {
     case 'counter': {
       const { counterCommand } = await import('./counter.js');
       return counterCommand(rest);
+    }
+    case 'store': {
+      const { storeCommand } = await import('./store.js');
+      return storeCommand(rest);
     }
     case 'server': {
       const { serverCommand } = await import('./server.js');

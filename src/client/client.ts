@@ -22,6 +22,7 @@ import { EventEmitter } from 'node:events';
 import { ClientCore, type ConnectionState, type LeaderEvent, type ServerEvent } from './core.js';
 import { campaign, electionLeader, type FencingToken, type Leadership, lock, type LockHandle, observe, type SessionOptions } from './concurrency.js';
 import { Counter } from './counter.js';
+import { Stores } from './stores.js';
 import { DkvError, isDkvError } from './errors.js';
 import { type CallOptionsCommon, type DeleteOptions, type DeleteResult, deleteRequest, deleteResult, type IdempotentOption, type PutOptions, type PutResult, putRequest, putResult, type RangeOptions, type RangeResult, type RangeSelector, rangeRequest, rangeResult } from './kv.js';
 import { grantedId, Lease } from './lease.js';
@@ -256,6 +257,13 @@ export class DkvClient extends EventEmitter<DkvClientEvents> {
   /** DKV's atomic counter at `key` (NOT_SUPPORTED on etcd). */
   counter(key: Bytes): Counter {
     return new Counter(this.core, toBytes(key));
+  }
+
+  // ---- Stores
+
+  /** DKV's stores: create, list, describe, drop (`dkv.v1.Admin`; root only under auth; NOT_SUPPORTED on etcd). */
+  get stores(): Stores {
+    return new Stores(this.core);
   }
 
   // ---- Cluster

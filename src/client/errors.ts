@@ -19,6 +19,8 @@ export const dkvErrorCodes = [
   'FUTURE_REVISION',
   /** The key, member or other named thing does not exist. */
   'NOT_FOUND',
+  /** What the call would create exists already (a store of that name). */
+  'ALREADY_EXISTS',
   /** The lease does not exist (expired or revoked). */
   'LEASE_NOT_FOUND',
   /** The operation's deadline (`timeoutMs`) passed. */
@@ -114,6 +116,7 @@ const codeOfStatus: ReadonlyMap<number, DkvErrorCode> = new Map<number, DkvError
   [grpcStatus.UNAVAILABLE, 'UNAVAILABLE'],
   [grpcStatus.DEADLINE_EXCEEDED, 'TIMEOUT'],
   [grpcStatus.NOT_FOUND, 'NOT_FOUND'],
+  [grpcStatus.ALREADY_EXISTS, 'ALREADY_EXISTS'],
   [grpcStatus.INVALID_ARGUMENT, 'INVALID_ARGUMENT'],
   [grpcStatus.PERMISSION_DENIED, 'PERMISSION_DENIED'],
   [grpcStatus.UNAUTHENTICATED, 'UNAUTHENTICATED'],

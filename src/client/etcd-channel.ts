@@ -28,7 +28,8 @@ export type ServiceName =
   | 'v3electionpb.Election'
   | 'dkv.v1.Watch'
   | 'dkv.v1.KV'
-  | 'dkv.v1.Counter';
+  | 'dkv.v1.Counter'
+  | 'dkv.v1.Admin';
 
 export type KvMethod = 'Range' | 'Put' | 'DeleteRange' | 'Txn' | 'Compact';
 export type MaintenanceMethod = 'Alarm' | 'Status' | 'Defragment' | 'Hash' | 'HashKV' | 'MoveLeader';

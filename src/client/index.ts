@@ -34,6 +34,7 @@ export { PrefixWatch, type PrefixWatchItem, type PrefixWatchOptions, snapshotPag
 export { Lease, type LeaseEvents, type LeaseLostEvent, type LeaseTimeToLive, renewalAnswerMsMax, renewalIntervalMsMin } from './lease.js';
 export { type FencingToken, type Leadership, type LockHandle, sessionTtlSecondsDefault, type SessionOptions } from './concurrency.js';
 export { Counter } from './counter.js';
+export { Stores, type StoreInfo, type StoreShardInfo } from './stores.js';
 export { type Bytes, type KeyValue, type LeaseId, prefixRangeEnd, type ResponseHeader, type WatchEvent } from './wire.js';
 /** @deprecated the old names of `KeyValue` and `WatchEvent` */
 export type { KeyValue as WatchedKeyValue, WatchEvent as WatchedEvent } from './wire.js';

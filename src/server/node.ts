@@ -31,6 +31,7 @@ import { type ServerConfig, type ServerUrl, type TlsConfig, electionTimeoutMsOf 
 import { createElectionService } from './election-service.js';
 import { createDkvKvService } from './dkv-kv-service.js';
 import { createCounterService } from './counter-service.js';
+import { createAdminService } from './admin-service.js';
 import { createKvService } from './kv-service.js';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service.js';
 import { createLockService } from './lock-service.js';
@@ -742,6 +743,7 @@ export class DkvNode {
     addService(dkvKv);
     const counter = createCounterService({ ...common, maxRequestBytes: this.config.maxRequestBytes });
     addService(counter);
+    addService(createAdminService(common));
     const store = () => kvEngineOf(this.router.defaultStore().machine()).mvcc;
     const watch = createWatchService({
       ...common,

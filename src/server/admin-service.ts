@@ -1,0 +1,166 @@
+/**
+ * The `dkv.v1.Admin` service (a DKV extension): stores, kept by the meta shard (src/engines/meta)
+ * as the shard map. StoreCreate and StoreDrop are meta commands proposed through Raft; StoreList
+ * and StoreDescribe answer from this node's map after a ReadIndex round of the meta shard, so
+ * every node answers alike. Every call needs root while auth is on (etcd's rule for admin calls).
+ *
+ * A change is checked here against the map of a linearizable read before it is proposed (with
+ * the map's own checks, so the messages are the map's); the meta engine checks it again where it
+ * applies, which decides between two racing changes. A refusal changes nothing.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import { type ShardDef, type ShardMap, type StoreDef, mountShardsMax, prefixEndOf } from '../cluster/index.js';
+import { type MetaOutcome, dropStoreCommand, mountStoreCommand } from '../engines/meta/index.js';
+import { storeRefusal } from '../error-mapping.js';
+import { dkvRoot } from '../etcd-proto.js';
+import { dkvError } from '../errors.js';
+import { RuntimeError, type ShardHandle, kvEngineOf, metaEngineOf } from '../runtime/index.js';
+import { serviceDefinition } from './grpc-service.js';
+import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common.js';
+
+/** A store created without a shard count gets this many shards. */
+export const storeShardsDefault = 1;
+
+interface WireCreateRequest {
+  name?: string;
+  prefix?: Uint8Array;
+  shards?: number;
+}
+
+interface WireNameRequest {
+  name?: string;
+}
+
+interface WireStore {
+  name: string;
+  prefix: Uint8Array;
+  shard_count: number;
+}
+
+interface WireShard {
+  id: number;
+  start: Uint8Array;
+  end?: Uint8Array;
+  epoch: number;
+  replicas: number[];
+  leader: number;
+  raft_term: number;
+}
+
+function storeToWire(map: ShardMap, store: StoreDef): WireStore {
+  return { name: store.name, prefix: store.prefix, shard_count: map.shardsOf(store.name).length };
+}
+
+/** The number of default-store keys under `prefix` now (a mount on it would hide them). */
+function defaultKeysUnder(shard: ShardHandle, prefix: Uint8Array): number {
+  // The first key after the prefix's keys; none (an all-0xff prefix): every key from it on.
+  const rangeEnd = prefixEndOf(prefix) ?? Uint8Array.of(0);
+  return kvEngineOf(shard.machine()).mvcc.range({ key: prefix, rangeEnd, countOnly: true }).count;
+}
+
+/** A prefix for a message: quoted when it is printable ASCII, else hex. */
+function printable(prefix: Uint8Array): string {
+  return prefix.every((b) => b >= 0x20 && b < 0x7f) ? JSON.stringify(Buffer.from(prefix).toString('latin1')) : `0x${Buffer.from(prefix).toString('hex')}`;
+}
+
+/** A meta command's outcome, or the client error it refused with. */
+function storesApplied(outcome: unknown): readonly number[] {
+  const result = outcome as MetaOutcome;
+  if (result.kind === 'error') throw storeRefusal(result.code, result.message);
+  if (result.kind !== 'stores') throw new Error(`a store change applied as ${result.kind}`);
+  return result.shards;
+}
+
+export function createAdminService(ctx: ServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
+  const options = requestOptions(ctx);
+  // The meta shard keeps no client revision: its headers carry its term, as the Cluster service's.
+  const header = () => responseHeader(ctx, ctx.router.meta(), 0);
+
+  /** The map after a ReadIndex round of the meta shard (every change committed before is in it). */
+  const currentMap = async (): Promise<ShardMap> => {
+    const meta = ctx.router.meta();
+    await meta.read(options);
+    return metaEngineOf(meta.machine()).shardMap();
+  };
+
+  /** Proposes a store change on the meta shard; the ids of the shards it made or dropped. */
+  const propose = async (command: ReturnType<typeof mountStoreCommand>): Promise<readonly number[]> => {
+    try {
+      return storesApplied((await ctx.router.meta().propose(command, options)).outcome);
+    } catch (error) {
+      // The meta shard checks no caller, so this refusal means: a member's build is older than
+      // the command (META_STORES_VERSION). Said plainly rather than as etcd's `not capable`.
+      if (error instanceof RuntimeError && error.code === 'unsupported-command') throw dkvError('stores-unsupported', error.message);
+      throw error;
+    }
+  };
+
+  /** The leader and term of shard `id` as this node sees them; zeros when it hosts no group of it. */
+  const groupView = (id: number): { leader: number; raft_term: number } => {
+    const hosted = ctx.router.hosted().find((shard) => shard.shardId === id);
+    return hosted === undefined ? { leader: 0, raft_term: 0 } : { leader: hosted.leader(), raft_term: hosted.term() };
+  };
+
+  const shardToWire = (shard: ShardDef): WireShard => ({
+    id: shard.id,
+    start: shard.start,
+    ...(shard.end === undefined ? {} : { end: shard.end }),
+    epoch: shard.epoch,
+    replicas: [...shard.replicas],
+    ...groupView(shard.id),
+  });
+
+  /** The named store, or `store-not-found`. */
+  const storeNamed = (map: ShardMap, name: string | undefined): StoreDef => {
+    const store = map.store(name ?? '');
+    if (store === undefined) throw dkvError('store-not-found', `no store ${JSON.stringify(name ?? '')}`);
+    return store;
+  };
+
+  const implementation: grpc.UntypedServiceImplementation = {
+    StoreCreate: unary<WireCreateRequest>(async ({ message }, call) => {
+      await ctx.gate.admin(call);
+      const name = message.name ?? '';
+      const prefix = message.prefix ?? new Uint8Array(0);
+      const shards = message.shards === undefined || message.shards === 0 ? storeShardsDefault : message.shards;
+      // Before ids are made for it (the meta engine checks the same before it does).
+      if (shards > mountShardsMax) throw dkvError('store-bad-shard-count', `a store starts with 1 to ${mountShardsMax} shards, got ${shards}`);
+      const map = await currentMap();
+      // The map's own checks (name, prefix, overlap, existing name, count of stores), with ids
+      // past every one given out; a refusal is a ShardMapError, which the error mapping sends.
+      map.mount(name, prefix, Array.from({ length: shards }, (_, i) => map.highestShardId + 1 + i), []);
+      const defaultStore = ctx.router.defaultStore();
+      await defaultStore.read(options);
+      const inUse = defaultKeysUnder(defaultStore, prefix);
+      // A write to the default store that races the mount (after this count, before the mount
+      // applies) can still land under the prefix and be hidden by it: a reservation of the
+      // prefix in the default shard will close that gap (issue 18).
+      if (inUse > 0) throw dkvError('store-prefix-in-use', `${inUse} key${inUse === 1 ? '' : 's'} under prefix ${printable(prefix)}; delete ${inUse === 1 ? 'it' : 'them'} or choose another prefix`);
+      const ids = await propose(mountStoreCommand(name, prefix, shards));
+      return { header: header(), store: { name, prefix, shard_count: ids.length }, shard_ids: ids };
+    }),
+
+    StoreList: unary<object>(async (_request, call) => {
+      await ctx.gate.admin(call);
+      const map = await currentMap();
+      return { header: header(), stores: map.stores().map((store) => storeToWire(map, store)) };
+    }),
+
+    StoreDescribe: unary<WireNameRequest>(async ({ message }, call) => {
+      await ctx.gate.admin(call);
+      const map = await currentMap();
+      const store = storeNamed(map, message.name);
+      return { header: header(), store: storeToWire(map, store), shards: map.shardsOf(store.name).map(shardToWire) };
+    }),
+
+    StoreDrop: unary<WireNameRequest>(async ({ message }, call) => {
+      await ctx.gate.admin(call);
+      const name = message.name ?? '';
+      // The map's checks first (the default store, an unknown name): nothing is proposed then.
+      (await currentMap()).drop(name);
+      const ids = await propose(dropStoreCommand(name));
+      return { header: header(), shard_ids: ids };
+    }),
+  };
+  return { definition: serviceDefinition('dkv.v1.Admin', dkvRoot), implementation };
+}
