@@ -75,7 +75,7 @@ export interface CounterLoadResult {
 
 const counterKey = (n: number): Buffer => Buffer.from(`${counterKeyPrefix}${n}`);
 
-const IncrementRequest = dkvRoot.lookupType('dkv.v1.CounterIncrementRequest');
+const IncrementRequest = dkvRoot().lookupType('dkv.v1.CounterIncrementRequest');
 const TxnRequest = etcdType('etcdserverpb.TxnRequest');
 const RangeRequest = etcdType('etcdserverpb.RangeRequest');
 const incrementPath = methodPath('dkv.v1.Counter', 'Increment');

@@ -16,7 +16,37 @@
  * Programmer errors (bad internal arguments, broken invariants) are not here: they are plain
  * TypeErrors or assertion failures, and reach a client only as the generic internal error.
  */
-import { status } from '@grpc/grpc-js';
+import type { status as GrpcStatus } from '@grpc/grpc-js';
+
+/**
+ * gRPC's status codes, numbered as the protocol (and grpc-js's `status` enum) numbers them. Written
+ * out rather than imported: processes that never make a call read this table too (`dkv --help`,
+ * through the client), and importing grpc-js would cost each of them tens of milliseconds.
+ * test/errors.test.ts checks it against grpc-js's enum.
+ */
+export const grpcStatus = Object.freeze({
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const satisfies Record<keyof typeof GrpcStatus, GrpcStatus>);
+
+/** A gRPC status code (grpc-js's enum type). */
+type status = GrpcStatus;
+const status = grpcStatus;
 
 /** How the error reaches a client: as the call's gRPC status, or as a watch's cancel_reason. */
 export type ErrorSurface = 'status' | 'watch-cancel';

@@ -4,10 +4,15 @@
  * this code reads. Field names stay as in the .proto files (snake_case); int64 fields
  * decode as `Long` and are converted once, here at the edge, by the int64 functions below, each
  * saying what happens to a value beyond 2^53.
+ *
+ * protobufjs and the protos are loaded on first use (`etcdRoot()`, `etcdType()` …), not when this
+ * module is imported: what imports it and never encodes a message (`dkv --help`, a usage error)
+ * skips most of its start-up (test/cli/lazy-load.test.ts).
  */
 import { strict as assert } from 'node:assert';
-import { dirname, join } from 'node:path';
-import protobuf from 'protobufjs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import type protobuf from 'protobufjs';
 import * as mvccLimits from '../storage/mvcc/limits.js';
 import { packageRoot } from './package-root.js';
 
@@ -30,16 +35,29 @@ export const txnDepthDecodedMax = 2 * mvccLimits.txnDepthMax;
  */
 export const messageDepthMax = 2 * txnDepthDecodedMax + 1;
 
-protobuf.util.recursionLimit = messageDepthMax;
-protobuf.Reader.recursionLimit = messageDepthMax;
 // Every response to a txn the store accepts must encode (and every request it can get, decode).
 assert(messageDepthMax >= 2 * mvccLimits.txnDepthMax + 1, 'a txn response at the depth limit must encode');
 assert(txnDepthDecodedMax > mvccLimits.txnDepthMax, 'a request past the depth limit must decode, to be refused clearly');
 
+let protobufLoaded: typeof protobuf | undefined;
+
+/**
+ * protobufjs, with its nesting limits set, loaded on first use. A CommonJS require, so that it is
+ * synchronous like the lookups that need it (the same module instance an `import` gets).
+ */
+function protobufjs(): typeof protobuf {
+  if (protobufLoaded === undefined) {
+    protobufLoaded = createRequire(import.meta.url)('protobufjs') as typeof protobuf;
+    protobufLoaded.util.recursionLimit = messageDepthMax;
+    protobufLoaded.Reader.recursionLimit = messageDepthMax;
+  }
+  return protobufLoaded;
+}
+
 const base = join(packageRoot, 'proto', 'etcd');
 
 function loadRoot(): protobuf.Root {
-  const root = new protobuf.Root();
+  const root = new (protobufjs().Root)();
   root.resolvePath = (_origin, target) => (target.startsWith(base) ? target : join(base, target));
   // The lock and election services import rpc.proto's messages: one root holds them all.
   root.loadSync(['etcdserverpb/rpc.proto', 'v3lockpb/v3lock.proto', 'v3electionpb/v3election.proto'], { keepCase: true });
@@ -47,13 +65,19 @@ function loadRoot(): protobuf.Root {
   return root;
 }
 
-export const etcdRoot = loadRoot();
+let etcdRootLoaded: protobuf.Root | undefined;
+
+/** etcd's protos, parsed on the first call. */
+export function etcdRoot(): protobuf.Root {
+  etcdRootLoaded ??= loadRoot();
+  return etcdRootLoaded;
+}
 
 const protoBase = join(packageRoot, 'proto');
 
 /** DKV's own extensions (proto/dkv), which import etcd's messages. */
 function loadDkvRoot(): protobuf.Root {
-  const root = new protobuf.Root();
+  const root = new (protobufjs().Root)();
   // etcd's files import each other relative to proto/etcd; DKV's name them from proto/.
   root.resolvePath = (origin, target) => {
     if (target.startsWith(protoBase)) return target;
@@ -64,18 +88,24 @@ function loadDkvRoot(): protobuf.Root {
   return root;
 }
 
-export const dkvRoot = loadDkvRoot();
+let dkvRootLoaded: protobuf.Root | undefined;
+
+/** DKV's protos (with the etcd messages they import), parsed on the first call. */
+export function dkvRoot(): protobuf.Root {
+  dkvRootLoaded ??= loadDkvRoot();
+  return dkvRootLoaded;
+}
 
 export function dkvType(name: string): protobuf.Type {
-  return dkvRoot.lookupType(name);
+  return dkvRoot().lookupType(name);
 }
 
 export function etcdType(name: string): protobuf.Type {
-  return etcdRoot.lookupType(name);
+  return etcdRoot().lookupType(name);
 }
 
 export function etcdService(name: string): protobuf.Service {
-  return etcdRoot.lookupService(name);
+  return etcdRoot().lookupService(name);
 }
 
 // ---- int64 fields ----------------------------------------------------------------------------

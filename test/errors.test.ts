@@ -8,6 +8,7 @@ import {
   errorCodeOfMessage,
   errorCodes,
   errorTable,
+  grpcStatus,
   isDkvError,
   toGrpcError,
   toGrpcErrorOfRecipe,
@@ -143,6 +144,13 @@ describe('error table', () => {
       expect(errorTable[code].grpcStatus).not.toBe(status.OK);
       if (errorTable[code].grpcStatus === status.UNKNOWN) expect(code).toMatch(plainGoErrors);
     }
+  });
+});
+
+describe('grpcStatus', () => {
+  it("numbers gRPC's status codes as grpc-js does (written out so that the table does not load grpc-js)", () => {
+    const grpcJs = Object.fromEntries(Object.entries(status).filter(([name]) => !/^[0-9]+$/.test(name)));
+    expect(grpcStatus).toEqual(grpcJs);
   });
 });
 

@@ -20,6 +20,8 @@ const frontDoors = [
   'src/engines/kv/index.ts',
   'src/engines/meta/index.ts',
   'src/engines/lease/index.ts',
+  // Constants only: `dkv lock` and `dkv elect` check --ttl without loading the engine and the protos.
+  'src/engines/lease/limits.ts',
   'src/engines/ttl/index.ts',
   'src/engines/counter/index.ts',
   'src/engines/expiry/index.ts',

@@ -5,7 +5,8 @@
 import { strict as assert } from 'node:assert';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Decoded, longsAsStrings, methodCodec } from '../client/index.js';
-import { leaseLimits } from '../engines/lease/index.js';
+// The limits alone: the lease engine's front door loads the engine and the protos.
+import * as leaseLimits from '../engines/lease/limits.js';
 import { UsageError, intOption, parseCommand, withUsage } from './args.js';
 import { Interrupts, sessionKeyOf, waitingCall } from './holding.js';
 import { type Endpoints, exitFailure, isStaleToken, remoteOf, remoteOptions, remoteOptionsHelp, reportFailure } from './remote.js';

@@ -6,7 +6,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { strict as assert } from 'node:assert';
 import { constants } from 'node:os';
 import { type Decoded, longsAsStrings, methodCodec } from '../client/index.js';
-import { leaseLimits } from '../engines/lease/index.js';
+// The limits alone: the lease engine's front door loads the engine and the protos.
+import * as leaseLimits from '../engines/lease/limits.js';
 import { UsageError, intOption, parseCommand, withUsage } from './args.js';
 import { Interrupts, sessionKeyOf, waitingCall } from './holding.js';
 import { type Endpoints, exitFailure, remoteOf, remoteOptions, remoteOptionsHelp, reportFailure } from './remote.js';

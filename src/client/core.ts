@@ -15,11 +15,12 @@
  */
 import { strict as assert } from 'node:assert';
 import { setMaxListeners } from 'node:events';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import type { ErrorCode } from '../errors.js';
 import { Backoff } from './backoff.js';
 import { type Decoded, EtcdChannel, grpcStatus, longsAsStrings, type RpcError, type ServiceName } from './etcd-channel.js';
 import { DkvError, fromRpcError } from './errors.js';
+import { grpcJs } from './grpc-js.js';
 import type { ResolvedOptions } from './options.js';
 import { hostPort, isPreferredOver, preferredServer, serversByPreference } from './servers.js';
 import { headerFromWire, idFromWire, listOf } from './wire.js';
@@ -148,7 +149,7 @@ export class ClientCore {
     setMaxListeners(0, this.closing.signal);
     const credentials = this.credentials();
     const interceptor: grpc.Interceptor = (callOptions, nextCall) =>
-      new grpc.InterceptingCall(nextCall(callOptions), {
+      new (grpcJs().InterceptingCall)(nextCall(callOptions), {
         start: (metadata, listener, next) => {
           if (this.token !== undefined) metadata.set('token', this.token);
           next(metadata, listener);
@@ -175,7 +176,7 @@ export class ClientCore {
     const tls = this.options.tls;
     if (tls === undefined) return undefined;
     const buffer = (v: Buffer | string | undefined): Buffer | null => (v === undefined ? null : Buffer.from(v));
-    return grpc.credentials.createSsl(buffer(tls.ca), buffer(tls.key), buffer(tls.cert));
+    return grpcJs().credentials.createSsl(buffer(tls.ca), buffer(tls.key), buffer(tls.cert));
   }
 
   get state(): ConnectionState {

@@ -13,9 +13,10 @@
  * sends pre-encoded bytes and takes raw bytes back (`unaryBytes`, `bidiStreamBytes`), with no
  * protobuf work per call.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import type protobuf from 'protobufjs';
 import { dkvRoot, etcdRoot } from '../etcd-proto.js';
+import { grpcJs } from './grpc-js.js';
 
 export type ServiceName =
   | 'etcdserverpb.KV'
@@ -35,7 +36,7 @@ export type KvMethod = 'Range' | 'Put' | 'DeleteRange' | 'Txn' | 'Compact';
 export type MaintenanceMethod = 'Alarm' | 'Status' | 'Defragment' | 'Hash' | 'HashKV' | 'MoveLeader';
 
 /** gRPC status codes (`grpcStatus.DEADLINE_EXCEEDED` …), so callers need not import grpc-js. */
-export const grpcStatus = grpc.status;
+export { grpcStatus } from '../errors.js';
 
 /** A response decoded to a plain object. */
 export type Decoded = Record<string, unknown>;
@@ -82,7 +83,7 @@ function resolveMethod(service: ServiceName, method: string): ResolvedMethod {
   const path = `/${service}/${method}`;
   let found = resolvedMethods.get(path);
   if (found === undefined) {
-    const root = service.startsWith('dkv.') ? dkvRoot : etcdRoot;
+    const root = service.startsWith('dkv.') ? dkvRoot() : etcdRoot();
     const definition = root.lookupService(service).methods[method];
     if (definition === undefined) throw new TypeError(`no method ${service}.${method}`);
     definition.resolve();
@@ -103,18 +104,35 @@ export function methodPath(service: ServiceName, method: string): string {
   return resolveMethod(service, method).path;
 }
 
-/** The codec of one method; `decode` says how its responses decode (default: longsAsNumbers). */
+/**
+ * The codec of one method; `decode` says how its responses decode (default: longsAsNumbers). The
+ * method is looked up in the protos on first use, so a module may make its codecs when it loads
+ * without loading the protos (an unknown method throws then).
+ */
 export function methodCodec<Response = Decoded>(service: ServiceName, method: string, decode: DecodeAs = longsAsNumbers): MethodCodec<Response> {
-  const { path, requestStream, responseStream, requestType, responseType } = resolveMethod(service, method);
+  let resolved: ResolvedMethod | undefined;
+  const resolve = (): ResolvedMethod => (resolved ??= resolveMethod(service, method));
   return {
-    path,
-    requestStream,
-    responseStream,
-    encode: (request) => Buffer.from(requestType.encode(requestType.fromObject(request)).finish()),
+    get path() {
+      return resolve().path;
+    },
+    get requestStream() {
+      return resolve().requestStream;
+    },
+    get responseStream() {
+      return resolve().responseStream;
+    },
+    encode: (request) => {
+      const { requestType } = resolve();
+      return Buffer.from(requestType.encode(requestType.fromObject(request)).finish());
+    },
     decode:
       decode === 'message'
-        ? (bytes) => responseType.decode(bytes) as unknown as Response
-        : (bytes) => responseType.toObject(responseType.decode(bytes), decode) as Response,
+        ? (bytes) => resolve().responseType.decode(bytes) as unknown as Response
+        : (bytes) => {
+            const { responseType } = resolve();
+            return responseType.toObject(responseType.decode(bytes), decode) as Response;
+          },
   };
 }
 
@@ -156,7 +174,7 @@ export interface CallOptions {
 }
 
 function metadataOf(options: CallOptions): grpc.Metadata {
-  const metadata = new grpc.Metadata();
+  const metadata = new (grpcJs().Metadata)();
   if (options.token !== undefined) metadata.set('token', options.token);
   return metadata;
 }
@@ -208,7 +226,8 @@ export class EtcdChannel {
     readonly endpoint: string,
     options: EtcdChannelOptions = {},
   ) {
-    this.client = new grpc.Client(endpoint, options.credentials ?? grpc.credentials.createInsecure(), channelOptionsOf(options));
+    const { Client, credentials } = grpcJs();
+    this.client = new Client(endpoint, options.credentials ?? credentials.createInsecure(), channelOptionsOf(options));
     this.decodeAs = options.decode ?? longsAsNumbers;
     this.callTimeoutMs = options.callTimeoutMs;
     this.channelToken = options.token;

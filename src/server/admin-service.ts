@@ -162,5 +162,5 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       return { header: header(), shard_ids: ids };
     }),
   };
-  return { definition: serviceDefinition('dkv.v1.Admin', dkvRoot), implementation };
+  return { definition: serviceDefinition('dkv.v1.Admin', dkvRoot()), implementation };
 }

@@ -142,5 +142,5 @@ export function createCounterService(ctx: CounterServiceContext): { definition: 
       return { header: responseHeader(ctx, shard, outcome.revision), deleted: outcome.deleted };
     }),
   };
-  return { definition: serviceDefinition('dkv.v1.Counter', dkvRoot), implementation };
+  return { definition: serviceDefinition('dkv.v1.Counter', dkvRoot()), implementation };
 }

@@ -68,5 +68,5 @@ export function createDkvKvService(ctx: DkvKvServiceContext): { definition: Retu
       return { header, ...txnToWire(outcome.result, header) };
     }),
   };
-  return { definition: serviceDefinition('dkv.v1.KV', dkvRoot), implementation };
+  return { definition: serviceDefinition('dkv.v1.KV', dkvRoot()), implementation };
 }

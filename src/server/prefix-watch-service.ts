@@ -164,7 +164,7 @@ class PrefixStream implements WatchSink {
 }
 
 export function createPrefixWatchService(ctx: PrefixWatchContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
-  const definition = serviceDefinition('dkv.v1.Watch', dkvRoot);
+  const definition = serviceDefinition('dkv.v1.Watch', dkvRoot());
   const serialize = definition['WatchPrefix']!.responseSerialize as (response: object) => Buffer;
   const implementation: grpc.UntypedServiceImplementation = {
     WatchPrefix: (call: grpc.ServerWritableStream<Incoming<WireRequest>, object>) => {

@@ -12,7 +12,8 @@
  * database's pages) plus the 32-byte hash; the hash lets a torn or altered file be refused.
  */
 import { createHash } from 'node:crypto';
-import { mvccLimits } from '../../storage/index.js';
+// The limits alone (not storage/'s front door, which loads LevelDB): `dkv snapshot` reads this file.
+import * as mvccLimits from '../../storage/mvcc/limits.js';
 
 export const SNAPSHOT_FILE_MAGIC_V1 = new TextEncoder().encode('DKVSNAP1');
 export const SNAPSHOT_FILE_MAGIC = new TextEncoder().encode('DKVSNAP2');

@@ -43,7 +43,7 @@ const strip = (name: string): string => name.replace(/^\./, '');
 describe('v3lockpb and v3electionpb protos', () => {
   it('define etcd\'s messages field for field, and nothing more', () => {
     for (const [name, fields] of Object.entries(messages)) {
-      const type = etcdRoot.lookupType(name);
+      const type = etcdRoot().lookupType(name);
       const ours: Record<number, string> = {};
       for (const field of type.fieldsArray) {
         expect(field.repeated, `${name}.${field.name}`).toBe(false);
@@ -52,13 +52,13 @@ describe('v3lockpb and v3electionpb protos', () => {
       expect(ours, name).toEqual(fields);
     }
     const declared = (pkg: string): string[] =>
-      (etcdRoot.lookup(pkg) as protobuf.Namespace).nestedArray.filter((o) => o instanceof protobuf.Type).map((o) => strip(o.fullName));
+      (etcdRoot().lookup(pkg) as protobuf.Namespace).nestedArray.filter((o) => o instanceof protobuf.Type).map((o) => strip(o.fullName));
     expect([...declared('v3lockpb'), ...declared('v3electionpb')].sort()).toEqual(Object.keys(messages).sort());
   });
 
   it('define etcd\'s services and methods', () => {
     for (const [name, methods] of Object.entries(services)) {
-      const service = etcdRoot.lookupService(name);
+      const service = etcdRoot().lookupService(name);
       const ours: Record<string, string> = {};
       for (const method of service.methodsArray) {
         method.resolve();

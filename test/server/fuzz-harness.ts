@@ -51,7 +51,7 @@ export interface FuzzedMethod {
 export function everyMethod(): FuzzedMethod[] {
   const methods: FuzzedMethod[] = [];
   for (const service of fuzzedServices) {
-    const root = service.startsWith('dkv.') ? dkvRoot : etcdRoot;
+    const root = service.startsWith('dkv.') ? dkvRoot() : etcdRoot();
     for (const method of root.lookupService(service).methodsArray) {
       method.resolve();
       methods.push({
