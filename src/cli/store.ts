@@ -54,7 +54,7 @@ export function showKey(key: unknown): string {
   return out;
 }
 
-const storeRow = (s: Decoded): string[] => [String(s.name), showKey(s.prefix), String(s.shard_count)];
+const storeRow = (s: Decoded): string[] => [String(s.name), showKey(s.prefix), String(s.shard_count), s.creating === true ? 'creating' : 'active'];
 
 const shardRow = (s: Decoded): string[] => [
   String(s.id),
@@ -67,7 +67,7 @@ const shardRow = (s: Decoded): string[] => [
 ];
 
 // -w json: Go's encoding of the response (bytes base64, zero fields left out), as etcdctl's.
-const storeJson = (s: Decoded): object => ({ name: text(s.name), prefix: bytesOrUndefined(s.prefix), shard_count: int(s.shard_count) });
+const storeJson = (s: Decoded): object => ({ name: text(s.name), prefix: bytesOrUndefined(s.prefix), shard_count: int(s.shard_count), creating: s.creating === true ? true : undefined });
 const shardJson = (s: Decoded): object => ({
   id: int(s.id),
   start: bytesOrUndefined(s.start),
@@ -110,7 +110,7 @@ export function storeCommand(args: string[]): Promise<number> {
         const r = await call('StoreList', {}, false);
         const stores = r.stores as Decoded[];
         if (remote.format === 'json') json({ header: headerJson(r.header), stores: list(stores, storeJson) });
-        else if (remote.format === 'table') process.stdout.write(renderTable(['NAME', 'PREFIX', 'SHARDS'], stores.map(storeRow)));
+        else if (remote.format === 'table') process.stdout.write(renderTable(['NAME', 'PREFIX', 'SHARDS', 'STATE'], stores.map(storeRow)));
         else process.stdout.write(stores.map((s) => `${storeRow(s).join(', ')}\n`).join(''));
         return 0;
       }

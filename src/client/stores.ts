@@ -15,6 +15,8 @@ export interface StoreInfo {
   readonly name: string;
   readonly prefix: Buffer;
   readonly shardCount: number;
+  /** Mounted and not served yet (a create in progress, or one that stopped half way: create it again). */
+  readonly creating: boolean;
 }
 
 /** One shard of a store. */
@@ -37,7 +39,7 @@ type Wire = Record<string, unknown>;
 
 function storeFromWire(store: unknown): StoreInfo {
   const s = (store ?? {}) as Wire;
-  return { name: String(s.name ?? ''), prefix: Buffer.from((s.prefix as Uint8Array | undefined) ?? []), shardCount: int64SafeOf(s.shard_count ?? 0, 'shard_count') };
+  return { name: String(s.name ?? ''), prefix: Buffer.from((s.prefix as Uint8Array | undefined) ?? []), shardCount: int64SafeOf(s.shard_count ?? 0, 'shard_count'), creating: s.creating === true };
 }
 
 function shardFromWire(shard: unknown): StoreShardInfo {

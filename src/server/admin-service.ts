@@ -1,21 +1,24 @@
 /**
  * The `dkv.v1.Admin` service (a DKV extension): stores, kept by the meta shard (src/engines/meta)
- * as the shard map. StoreCreate and StoreDrop are meta commands proposed through Raft; StoreList
- * and StoreDescribe answer from this node's map after a ReadIndex round of the meta shard, so
- * every node answers alike. Every call needs root while auth is on (etcd's rule for admin calls).
+ * as the shard map. StoreCreate and StoreDrop carry out the steps of store-admin.ts (the meta
+ * shard mounts, the default store cedes its prefix, the store is activated; a drop, then the
+ * prefix reclaimed); StoreList and StoreDescribe answer from this node's map after a ReadIndex
+ * round of the meta shard, so every node answers alike. Every call needs root while auth is on
+ * (etcd's rule for admin calls).
  *
- * A change is checked here against the map of a linearizable read before it is proposed (with
- * the map's own checks, so the messages are the map's); the meta engine checks it again where it
- * applies, which decides between two racing changes. A refusal changes nothing.
+ * A change is checked here against the map of a linearizable read before anything is proposed
+ * (with the map's own checks, so the messages are the map's); the meta engine checks it again
+ * where it applies, which decides between two racing changes, and the default store cedes a
+ * prefix only while it holds no live key under it. A refusal changes nothing.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { type ShardDef, type ShardMap, type StoreDef, mountShardsMax, prefixEndOf } from '../cluster/index.js';
-import { type MetaOutcome, dropStoreCommand, mountStoreCommand } from '../engines/meta/index.js';
 import { storeRefusal } from '../error-mapping.js';
 import { dkvRoot } from '../etcd-proto.js';
 import { dkvError } from '../errors.js';
 import { RuntimeError, type ShardHandle, kvEngineOf, metaEngineOf } from '../runtime/index.js';
 import { serviceDefinition } from './grpc-service.js';
+import { StoreChangeRefused, createStore, dropStore } from './store-admin.js';
 import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common.js';
 
 /** A store created without a shard count gets this many shards. */
@@ -35,6 +38,7 @@ interface WireStore {
   name: string;
   prefix: Uint8Array;
   shard_count: number;
+  creating: boolean;
 }
 
 interface WireShard {
@@ -47,8 +51,8 @@ interface WireShard {
   raft_term: number;
 }
 
-function storeToWire(map: ShardMap, store: StoreDef): WireStore {
-  return { name: store.name, prefix: store.prefix, shard_count: map.shardsOf(store.name).length };
+function storeToWire(map: ShardMap, store: StoreDef, creating: ReadonlySet<string>): WireStore {
+  return { name: store.name, prefix: store.prefix, shard_count: map.shardsOf(store.name).length, creating: creating.has(store.name) };
 }
 
 /** The number of default-store keys under `prefix` now (a mount on it would hide them). */
@@ -63,14 +67,6 @@ function printable(prefix: Uint8Array): string {
   return prefix.every((b) => b >= 0x20 && b < 0x7f) ? JSON.stringify(Buffer.from(prefix).toString('latin1')) : `0x${Buffer.from(prefix).toString('hex')}`;
 }
 
-/** A meta command's outcome, or the client error it refused with. */
-function storesApplied(outcome: unknown): readonly number[] {
-  const result = outcome as MetaOutcome;
-  if (result.kind === 'error') throw storeRefusal(result.code, result.message);
-  if (result.kind !== 'stores') throw new Error(`a store change applied as ${result.kind}`);
-  return result.shards;
-}
-
 export function createAdminService(ctx: ServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
   const options = requestOptions(ctx);
   // The meta shard keeps no client revision: its headers carry its term, as the Cluster service's.
@@ -82,15 +78,22 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
     await meta.read(options);
     return metaEngineOf(meta.machine()).shardMap();
   };
+  /** The stores mounted and not activated yet, as this node applied them. */
+  const creating = (): ReadonlySet<string> => new Set(metaEngineOf(ctx.router.meta().machine()).creatingStores().keys());
 
-  /** Proposes a store change on the meta shard; the ids of the shards it made or dropped. */
-  const propose = async (command: ReturnType<typeof mountStoreCommand>): Promise<readonly number[]> => {
+  /** Carries a store change out; its refusals and an older member's build as clients see them. */
+  const change = async <T>(run: () => Promise<T>, prefix: Uint8Array): Promise<T> => {
     try {
-      return storesApplied((await ctx.router.meta().propose(command, options)).outcome);
+      return await run();
     } catch (error) {
-      // The meta shard checks no caller, so this refusal means: a member's build is older than
-      // the command (META_STORES_VERSION). Said plainly rather than as etcd's `not capable`.
+      // The meta and ownership commands carry no caller, so this refusal means: a member's build
+      // is older than the command. Said plainly rather than as etcd's `not capable`.
       if (error instanceof RuntimeError && error.code === 'unsupported-command') throw dkvError('stores-unsupported', error.message);
+      if (error instanceof StoreChangeRefused) {
+        if (error.code === 'store-prefix-in-use') throw dkvError('store-prefix-in-use', `${error.message.replace(/ under prefix [0-9a-f]*$/, '')} under prefix ${printable(prefix)}; delete them or choose another prefix`);
+        if (error.code === 'store-prefix-ceded') throw dkvError('store-prefix-overlap', error.message);
+        throw storeRefusal(error.code, error.message);
+      }
       throw error;
     }
   };
@@ -128,37 +131,40 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       const map = await currentMap();
       // The map's own checks (name, prefix, overlap, existing name, count of stores), with ids
       // past every one given out; a refusal is a ShardMapError, which the error mapping sends.
-      map.mount(name, prefix, Array.from({ length: shards }, (_, i) => map.highestShardId + 1 + i), []);
+      // A store still being created on the same prefix is finished instead (its create stopped half way).
+      const resuming = creating().has(name) && Buffer.from(map.store(name)!.prefix).equals(Buffer.from(prefix));
+      if (!resuming) map.mount(name, prefix, Array.from({ length: shards }, (_, i) => map.highestShardId + 1 + i), []);
       const defaultStore = ctx.router.defaultStore();
       await defaultStore.read(options);
+      // Checked again where the default store cedes the prefix (a write racing this read is
+      // either applied before the cede, which then refuses, or refused itself after it).
       const inUse = defaultKeysUnder(defaultStore, prefix);
-      // A write to the default store that races the mount (after this count, before the mount
-      // applies) can still land under the prefix and be hidden by it: a reservation of the
-      // prefix in the default shard will close that gap (issue 18).
       if (inUse > 0) throw dkvError('store-prefix-in-use', `${inUse} key${inUse === 1 ? '' : 's'} under prefix ${printable(prefix)}; delete ${inUse === 1 ? 'it' : 'them'} or choose another prefix`);
-      const ids = await propose(mountStoreCommand(name, prefix, shards));
-      return { header: header(), store: { name, prefix, shard_count: ids.length }, shard_ids: ids };
+      const created = await change(() => createStore({ router: ctx.router, options }, name, prefix, shards), prefix);
+      return { header: header(), store: { name, prefix, shard_count: created.shards.length, creating: false }, shard_ids: created.shards };
     }),
 
     StoreList: unary<object>(async (_request, call) => {
       await ctx.gate.admin(call);
       const map = await currentMap();
-      return { header: header(), stores: map.stores().map((store) => storeToWire(map, store)) };
+      const being = creating();
+      return { header: header(), stores: map.stores().map((store) => storeToWire(map, store, being)) };
     }),
 
     StoreDescribe: unary<WireNameRequest>(async ({ message }, call) => {
       await ctx.gate.admin(call);
       const map = await currentMap();
       const store = storeNamed(map, message.name);
-      return { header: header(), store: storeToWire(map, store), shards: map.shardsOf(store.name).map(shardToWire) };
+      return { header: header(), store: storeToWire(map, store, creating()), shards: map.shardsOf(store.name).map(shardToWire) };
     }),
 
     StoreDrop: unary<WireNameRequest>(async ({ message }, call) => {
       await ctx.gate.admin(call);
       const name = message.name ?? '';
       // The map's checks first (the default store, an unknown name): nothing is proposed then.
-      (await currentMap()).drop(name);
-      const ids = await propose(dropStoreCommand(name));
+      const map = await currentMap();
+      map.drop(name);
+      const ids = await change(() => dropStore({ router: ctx.router, options }, name), map.store(name)!.prefix);
       return { header: header(), shard_ids: ids };
     }),
   };

@@ -17,9 +17,9 @@
  * old copy.
  */
 import { type ShardMap, ShardMapError, type ShardMapErrorCode } from '../cluster/index.js';
-import { cedeCommand, reclaimCommand } from '../engines/index.js';
+import { type OwnershipOutcome, cedeCommand, reclaimCommand } from '../engines/index.js';
 import { type MetaOutcome, activateStoreCommand, dropStoreCommand, mountStoreCommand } from '../engines/meta/index.js';
-import type { OwnershipOutcome } from '../engines/ownership/index.js';
+
 import { type RequestOptions, type Router, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
 
 /** A store change the cluster refused (deterministically: nothing changed). */

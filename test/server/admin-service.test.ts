@@ -2,7 +2,8 @@
  * dkv.v1.Admin's answers to what only a race or an older member can produce, which a healthy
  * cluster of one build never shows (test/server/admin-stores.test.ts covers the rest): the meta
  * engine refusing a change the edge's check let through (another change committed in between),
- * and a member whose build cannot apply store commands. The service runs on a fake meta shard.
+ * and a member whose build cannot apply store commands; and the steps of a create in order. The
+ * service runs on a fake shard.
  */
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
@@ -51,7 +52,14 @@ describe('dkv.v1.Admin on a fake meta shard', () => {
     expect(refused.details).toBe("dkv: a member's build does not support stores yet (upgrade every member): engine 2 command version 2 is not applied by this node or every member yet");
   });
 
-  it('answers the shards a mount made', async () => {
-    expect(await storeCreate(async () => ({ outcome: { kind: 'stores', shards: [2] } }))).toEqual({ code: 0, details: '' });
+  it('answers the shards a mount made, once the default store ceded the prefix', async () => {
+    const proposed: number[] = [];
+    const propose = async (command: { engine: number }) => {
+      proposed.push(command.engine);
+      return { outcome: command.engine === EngineId.Ownership ? ({ kind: 'ok' } as never) : { kind: 'stores' as const, shards: [2] } };
+    };
+    expect(await storeCreate(propose as never)).toEqual({ code: 0, details: '' });
+    // Mount (creating), cede, activate.
+    expect(proposed).toEqual([EngineId.Meta, EngineId.Ownership, EngineId.Meta]);
   });
 });

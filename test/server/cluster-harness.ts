@@ -157,6 +157,11 @@ export class TestCluster {
     return this.exits.get(i)!;
   }
 
+  /** Node i's metrics URL (Prometheus text at /metrics, /health). */
+  metricsUrl(i: number): string {
+    return this.nodes[i]!.metricsUrl;
+  }
+
   /** Node i's log file, whole. */
   log(i: number): string {
     return readLog(this.nodes[i]!.logFile, Infinity);

@@ -1,0 +1,114 @@
+/**
+ * Stores served on a real 3-node cluster, through the real etcdctl: a store created with
+ * `dkv.v1.Admin` gets its own Raft groups on every member, and its keys are written and read there
+ * (its own revisions), while the default store keeps the rest; a request that spans shards is
+ * refused with a stable error, a watch of a store's keys too (only the default store's keys can
+ * be watched). The groups come back from disk after a SIGKILL. A prefix under which the default
+ * store holds keys is refused. A drop removes the groups on every member and deletes their keys;
+ * the default store serves the prefix again, empty.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Decoded, type EtcdChannel } from '../../src/client/index.js';
+import { TestCluster, etcdChannel, etcdctl, waitUntil } from './cluster-harness.js';
+
+let cluster: TestCluster;
+let channels: EtcdChannel[] = [];
+
+beforeAll(async () => {
+  cluster = await TestCluster.start({ nodes: 3 });
+  channels = [0, 1, 2].map((i) => etcdChannel(cluster.endpoint(i)));
+}, 60_000);
+
+afterAll(async () => {
+  for (const channel of channels) channel.close();
+  await cluster?.stop();
+});
+
+const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+const admin = (node: number, method: string, request: object = {}): Promise<Decoded> => channels[node]!.call('dkv.v1.Admin', method, request);
+const ctl = (node: number, ...args: string[]) => etcdctl(cluster.endpoint(node), args);
+const value = (node: number, key: string): string => {
+  const r = ctl(node, 'get', key, '--print-value-only');
+  if (r.code !== 0) throw new Error(`get ${key} on node ${node}: ${r.stderr}`);
+  return r.stdout.trim();
+};
+/** Shard groups a node hosts now (its dkv_shards gauge). */
+async function hostedShards(node: number): Promise<number> {
+  const text = await (await fetch(`${cluster.metricsUrl(node)}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('dkv_shards '));
+  return Number(line?.split(' ')[1]);
+}
+
+describe('stores served by their own shards', () => {
+  it('refuses a prefix under which the default store holds keys, then serves a new store in groups of its own', async () => {
+    expect(ctl(0, 'put', '/users/old', 'x').code).toBe(0);
+    await expect(admin(0, 'StoreCreate', { name: 'users', prefix: b('/users/'), shards: 1 })).rejects.toThrow(/holds keys under the prefix: 1 key/);
+    expect(ctl(0, 'del', '/users/old').code).toBe(0);
+    expect(ctl(0, 'put', '/other', 'default-value').code).toBe(0);
+    const created = await admin(1, 'StoreCreate', { name: 'users', prefix: b('/users/'), shards: 1 });
+    expect(created.shard_ids).toEqual([2]);
+    expect(((await admin(2, 'StoreList')).stores as Decoded[]).map((s) => [s.name, s.creating])).toEqual([
+      ['default', false],
+      ['users', false],
+    ]);
+    // Every member hosts the new group (meta, default store, the store's one shard).
+    await waitUntil(async () => (await Promise.all([0, 1, 2].map(hostedShards))).every((n) => n === 3), 20_000, () => cluster.logs());
+
+    expect(ctl(0, 'put', '/users/alice', 'a1').code).toBe(0);
+    expect(ctl(1, 'put', '/users/bob', 'b1').code).toBe(0);
+    for (const node of [0, 1, 2]) {
+      expect(value(node, '/users/alice')).toBe('a1');
+      expect(value(node, '/other')).toBe('default-value');
+    }
+    // A range inside the store, linearizable from any node.
+    expect(ctl(2, 'get', '/users/', '--prefix', '--keys-only').stdout.split('\n').filter(Boolean)).toEqual(['/users/alice', '/users/bob']);
+    // The store's own revisions (etcd's start at 1): two puts in it, whatever the default store did.
+    const header = JSON.parse(ctl(0, 'get', '/users/alice', '-w', 'json').stdout) as { header: { revision: number }; kvs: Array<{ mod_revision: number }> };
+    expect(header.header.revision).toBe(3);
+    expect(header.kvs[0]!.mod_revision).toBe(2);
+    // Across the store's boundary: refused with a stable error, nothing applied.
+    const wide = ctl(0, 'get', '/', '--prefix');
+    expect(wide.code).not.toBe(0);
+    expect(wide.stderr).toContain('dkv: the range spans more than one shard');
+    // A watch of the store's keys is refused (the default store's keys only).
+    const watch = etcdctl(cluster.endpoint(0), ['watch', '/users/alice'], undefined, ['--command-timeout=3s']);
+    expect(watch.stdout + watch.stderr).toContain("only the default store's keys can be watched");
+  }, 90_000);
+
+  it('brings the groups back from disk after a SIGKILL', async () => {
+    // A follower of the store's shard and of the meta shard (a leader's death is failover, tested elsewhere).
+    const members = ((await channels[0]!.call('etcdserverpb.Cluster', 'MemberList', {})).members as Decoded[]).map((m) => [String(m.ID), String(m.name)]);
+    const leaders = new Set<string>();
+    const store = (await admin(0, 'StoreDescribe', { name: 'users' })).shards as Decoded[];
+    leaders.add(String(store[0]!.leader));
+    const status = await channels[0]!.call('etcdserverpb.Maintenance', 'Status', {});
+    leaders.add(String(status.leader));
+    const victim = members.findIndex(([id]) => !leaders.has(id!));
+    expect(victim).toBeGreaterThanOrEqual(0);
+    const node = Number(members[victim]![1]!.replace('dkv', '')) - 1;
+    const other = node === 0 ? 1 : 0;
+    await cluster.kill(node);
+    expect(ctl(other, 'put', '/users/carol', 'c1').code).toBe(0);
+    cluster.startNode(node);
+    await cluster.waitForHealthy(node);
+    await waitUntil(async () => (await hostedShards(node)) === 3, 20_000, () => cluster.log(node));
+    await waitUntil(() => ctl(node, 'get', '/users/carol', '--print-value-only', '--consistency=s').stdout.trim() === 'c1', 20_000, () => cluster.log(node));
+    expect(value(node, '/users/alice')).toBe('a1');
+  }, 90_000);
+
+  it('drops the store: groups removed on every member, its keys gone, the prefix the default store\'s again', async () => {
+    // The killed node may have led the meta shard: wait until it has a leader again (a read of it answers).
+    await waitUntil(() => admin(0, 'StoreList').then(() => true, () => false), 20_000, () => cluster.logs());
+    const dropped = await admin(0, 'StoreDrop', { name: 'users' });
+    expect(dropped.shard_ids).toEqual([2]);
+    await waitUntil(async () => (await Promise.all([0, 1, 2].map(hostedShards))).every((n) => n === 2), 20_000, () => cluster.logs());
+    for (const node of [0, 1, 2]) {
+      expect(ctl(node, 'get', '/users/alice').stdout).toBe('');
+      expect(value(node, '/other')).toBe('default-value');
+    }
+    expect(ctl(1, 'put', '/users/alice', 'default-now').code).toBe(0);
+    expect(value(0, '/users/alice')).toBe('default-now');
+    // A store on the same prefix again: refused while the default store holds a key there.
+    await expect(admin(0, 'StoreCreate', { name: 'users', prefix: b('/users/'), shards: 1 })).rejects.toThrow(/holds keys under the prefix/);
+  }, 90_000);
+});
