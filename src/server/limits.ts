@@ -149,3 +149,9 @@ export const autoCompactionPeriodicCheckMsMax = 60 * 60_000;
 
 /** Periodic auto-compaction looks at least this far apart (a bound for tiny retentions). */
 export const autoCompactionPeriodicCheckMsMin = 100;
+
+/** The meta shard's leader looks for store changes nobody finished (store-admin.ts's repairStores) every this many election timeouts. */
+export const storeRepairElections = 10;
+
+/** A store still being created after this many request timeouts is finished (or dropped) by the repair: its create stopped half way. */
+export const storeCreateStaleRequestTimeouts = 3;

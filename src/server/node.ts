@@ -35,7 +35,7 @@ import { createAdminService } from './admin-service.js';
 import { createKvService } from './kv-service.js';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service.js';
 import { createLockService } from './lock-service.js';
-import { clusterQueryRetryElections, gaugeRefreshMs, grpcOverheadBytes, membershipAddAfterMs, membershipSyncChangeElections, membershipSyncPassElections, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax } from './limits.js';
+import { clusterQueryRetryElections, gaugeRefreshMs, grpcOverheadBytes, membershipAddAfterMs, membershipSyncChangeElections, membershipSyncPassElections, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax, storeCreateStaleRequestTimeouts, storeRepairElections } from './limits.js';
 import { createMaintenanceService } from './maintenance-service.js';
 import { AutoCompactor } from './auto-compaction.js';
 import { Defragmenter } from './defragment.js';
@@ -54,6 +54,7 @@ import { answerLeaderQuery, learnerProgress, leftGroupAtLeader } from './leader-
 import { MembershipSync } from './membership-sync.js';
 import { OwnRemovalWatch } from './own-removal-watch.js';
 import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log.js';
+import { repairStores } from './store-admin.js';
 import { StoreGroups } from './store-groups.js';
 
 /** Shard 0 holds cluster metadata (members, stores, the shard map); shard 1 the default store's data. */
@@ -150,6 +151,8 @@ export class DkvNode {
   private gaugeTimer: NodeJS.Timeout | undefined;
   private tokenSweepTimer: NodeJS.Timeout | undefined;
   private membershipSyncTimer: NodeJS.Timeout | undefined;
+  private storeRepairTimer: NodeJS.Timeout | undefined;
+  private storeRepairRunning = false;
   /** Finishes, from the meta shard's member list, a membership change a failed call left half done in other groups. */
   private readonly membershipSync: MembershipSync;
   /** etcd's simple tokens this member accepts (registered by every applied Authenticate). */
@@ -441,6 +444,8 @@ export class DkvNode {
       // Retries what a pass could not finish (a leader change in the middle, a pending change).
       node.membershipSyncTimer = setInterval(() => void node.membershipSync.poke(), membershipSyncPassElections * electionTimeoutMsOf(config));
       node.membershipSyncTimer.unref();
+      node.storeRepairTimer = setInterval(() => node.repairStores(), storeRepairElections * electionTimeoutMsOf(config));
+      node.storeRepairTimer.unref();
       void node.membershipSync.poke();
       // A removal in the log tail may have been applied while starting (entries replay on ticks).
       if (node.removedWhileStarting !== undefined) node.removed(node.removedWhileStarting);
@@ -554,6 +559,19 @@ export class DkvNode {
       updates.push({ shard, ...bootstrapLog(this.config) });
     }
     if (updates.length > 0) await this.logStore.save(updates);
+  }
+
+  /**
+   * On the meta shard's leader: finishes store changes nobody finished (a prefix ceded to a store
+   * dropped since, a store still being created long after its mount). One pass at a time.
+   */
+  private repairStores(): void {
+    if (this.stopping || this.storeRepairRunning || this.runtime.leader(META_SHARD) !== this.identity.memberId) return;
+    this.storeRepairRunning = true;
+    const timeoutMs = requestTimeoutMs(electionTimeoutMsOf(this.config));
+    repairStores({ router: this.router, options: { timeoutMs } }, Date.now(), storeCreateStaleRequestTimeouts * timeoutMs)
+      .catch((error: unknown) => this.logger.warn(`store repair: ${error instanceof Error ? error.message : String(error)}`))
+      .finally(() => (this.storeRepairRunning = false));
   }
 
   /** Members learnt from a cluster query that the meta shard has not recorded (yet). */
@@ -872,6 +890,7 @@ export class DkvNode {
     clearInterval(this.gaugeTimer);
     clearInterval(this.tokenSweepTimer);
     clearInterval(this.membershipSyncTimer);
+    clearInterval(this.storeRepairTimer);
     this.membershipSync.stop();
     this.autoCompactor.stop();
     const storeGroupsStopped = this.storeGroups.stop();
