@@ -36,7 +36,7 @@ Commands:
                  atomic 64-bit counters of a running cluster (dkv.v1.Counter)
   store create NAME --prefix P [--shards N] | list | describe NAME | drop NAME
                  the cluster's stores: keyspaces mounted on key prefixes, split into shards
-                 (dkv.v1.Admin; not served yet: their keys still go to the default store)
+                 (dkv.v1.Admin), each shard a Raft group of its own
   user add|get|list|delete|passwd|grant-role|revoke-role
                  the cluster's users (etcdctl user)
   role add|get|list|delete|grant-permission|revoke-permission

@@ -23,13 +23,15 @@ auth is enabled.
   describe  a store's shards in key order: id, [start, end), epoch, replicas (none listed:
             every member), and the leader and Raft term as the answering node sees them (0
             when it does not host the shard) (-w table: a table)
-  drop      remove store NAME and its shards from the map (its keys fall back to the default
-            store's range); prints the ids of the shards dropped, which are never given out
-            again
+  drop      remove store NAME and its shards, deleting its keys (the default store serves the
+            prefix again, empty); prints the ids of the shards dropped, which are never given
+            out again
 
 NAME is 1 to ${storeNameBytesMax} of a-z, 0-9, "_" and "-", starting with a letter or digit. Keys print as text,
 a byte outside printable ASCII as \\xNN; an end of "(end)" means the end of the store's range.
-Stores are not served yet: their keys still belong to the default store's shard.
+A store's keys are served by its shards (each a Raft group on every member); a request whose
+keys span shards is refused. A store is "creating" until the default store has ceded its prefix
+(create it again to finish one that stopped half way); a drop deletes the store's keys.
 
 Options:
   --prefix P             create: the store's key prefix (1 to ${storePrefixBytesMax} bytes, as UTF-8)
