@@ -15,7 +15,7 @@
  */
 import { type ConfChange, assert } from '../../raft/index.js';
 import type { Caller, EngineCommand } from '../engines/index.js';
-import { RuntimeError, type RuntimeErrorCode } from './errors.js';
+import { RuntimeError } from './errors.js';
 
 export type WriteCallback<T> = (error: RuntimeError | undefined, result?: T) => void;
 
@@ -235,6 +235,7 @@ export class PendingRequests {
   }
 }
 
-function timeoutError(code: RuntimeErrorCode): RuntimeError {
+/** A request that ran out of time (`timeout`), or did after a leader change (`leader-failed`): etcd's answers. */
+export function timeoutError(code: 'timeout' | 'leader-failed'): RuntimeError {
   return new RuntimeError(code, code === 'leader-failed' ? 'request timed out after a leader change' : 'request timed out');
 }

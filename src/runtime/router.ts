@@ -17,6 +17,7 @@ import { metaEngineOf } from './compose.js';
 import type { EngineCommand } from './envelope.js';
 import { RuntimeError } from './errors.js';
 import { authOldRevisionProposalsMax } from './limits.js';
+import { timeoutError } from './pending.js';
 import type { NodeRuntime, RequestOptions, ShardStatus } from './runtime.js';
 import type { Applied, ShardStateView } from './state-machine.js';
 
@@ -107,7 +108,7 @@ class RuntimeShardHandle implements ShardHandle {
         if (again !== anonymousCaller && again.authRevision <= caller.authRevision) throw error;
         // Out of time: what etcd answers once the client's context ends between its retries.
         const left = deadline - this.runtime.now();
-        if (left <= 0) throw new RuntimeError('timeout', 'request timed out');
+        if (left <= 0) throw timeoutError('timeout');
         options = { ...options, caller: again, timeoutMs: left };
       }
     }

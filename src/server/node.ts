@@ -568,10 +568,15 @@ export class DkvNode {
   private repairStores(): void {
     if (this.stopping || this.storeRepairRunning || this.runtime.leader(META_SHARD) !== this.identity.memberId) return;
     this.storeRepairRunning = true;
-    const timeoutMs = requestTimeoutMs(electionTimeoutMsOf(this.config));
+    const timeoutMs = this.requestTimeoutMs;
     repairStores({ router: this.router, options: { timeoutMs } }, Date.now(), storeCreateStaleRequestTimeouts * timeoutMs)
       .catch((error: unknown) => this.logger.warn(`store repair: ${error instanceof Error ? error.message : String(error)}`))
       .finally(() => (this.storeRepairRunning = false));
+  }
+
+  /** How long a client request may wait (ms): etcd's rule from the election timeout. */
+  private get requestTimeoutMs(): number {
+    return requestTimeoutMs(electionTimeoutMsOf(this.config));
   }
 
   /** Members learnt from a cluster query that the meta shard has not recorded (yet). */
@@ -653,7 +658,7 @@ export class DkvNode {
       electionTimeoutMs: electionTimeoutMsOf(this.config),
       learnerReady: async (id, ratio) => {
         // Progress is known where each shard's leader is: asked of it when this node does not lead.
-        const timeoutMs = requestTimeoutMs(electionTimeoutMsOf(this.config));
+        const timeoutMs = this.requestTimeoutMs;
         for (const shard of this.runtime.shardIds()) {
           const progress = await learnerProgress(this.runtime, this.transport, shard, id, timeoutMs);
           if (progress.match < progress.lastIndex * ratio) return false;
@@ -717,7 +722,7 @@ export class DkvNode {
       clientCertAuth: this.config.clientTls.clientCertAuth,
       nowMs: () => Date.now(),
       // Before a refusal: a ReadIndex of the shard that holds the auth state.
-      catchUp: async () => this.router.defaultStore().read({ timeoutMs: requestTimeoutMs(electionTimeoutMsOf(this.config)) }),
+      catchUp: async () => this.router.defaultStore().read({ timeoutMs: this.requestTimeoutMs }),
     });
     this.tokenSweepTimer = setInterval(() => this.simpleTokens.sweep(Date.now()), simpleTokenSweepMs);
     this.tokenSweepTimer.unref();
@@ -725,7 +730,7 @@ export class DkvNode {
       router: this.router,
       clusterId: () => this.identity.clusterId,
       memberId: this.identity.memberId,
-      requestTimeoutMs: requestTimeoutMs(electionTimeoutMsOf(this.config)),
+      requestTimeoutMs: this.requestTimeoutMs,
       quota: this.quota,
       gate,
     };

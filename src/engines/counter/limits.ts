@@ -2,7 +2,8 @@
  * The counter engine's limits (units last).
  */
 import { assert } from '../../../raft/index.js';
-import { mvccLimits } from '../../../storage/index.js';
+// The limits alone: `dkv counter --help` reads these without loading LevelDB.
+import * as mvccLimits from '../../../storage/mvcc/limits.js';
 
 /** The smallest and largest value a counter holds (a signed 64-bit integer). */
 export const counterValueMin = -(2n ** 63n);
