@@ -173,6 +173,7 @@ export const errorTable = {
   'name-too-large': dkv(status.INVALID_ARGUMENT, 'dkv: lock or election name is too large'),
   'cross-shard-txn': dkv(status.FAILED_PRECONDITION, 'dkv: txn keys span more than one shard'),
   'cross-shard-range': dkv(status.FAILED_PRECONDITION, 'dkv: the range spans more than one shard'),
+  'cross-shard-revision': dkv(status.FAILED_PRECONDITION, 'dkv: a range across shards is served at the current revision only'),
   'watch-other-store': dkv(status.FAILED_PRECONDITION, "dkv: only the default store's keys can be watched"),
   'store-auth-unsupported': dkv(status.FAILED_PRECONDITION, 'dkv: only the default store is served while authentication is enabled'),
   'wrong-shard': dkv(status.UNAVAILABLE, 'dkv: this node does not serve the shard that owns the key'),

@@ -29,8 +29,8 @@ auth is enabled.
 
 NAME is 1 to ${storeNameBytesMax} of a-z, 0-9, "_" and "-", starting with a letter or digit. Keys print as text,
 a byte outside printable ASCII as \\xNN; an end of "(end)" means the end of the store's range.
-A store's keys are served by its shards (each a Raft group on every member); a request whose
-keys span shards is refused. A store is "creating" until the default store has ceded its prefix
+A store's keys are served by its shards (each a Raft group on every member); a range across
+shards is merged from them, a write or txn across shards is refused. A store is "creating" until the default store has ceded its prefix
 (create it again to finish one that stopped half way); a drop deletes the store's keys.
 
 Options:

@@ -45,11 +45,19 @@ export interface KeyRange {
   readonly rangeEnd?: Uint8Array;
 }
 
+/** The part of a range one shard serves (its own range in etcd's conventions). */
+export interface RangePart {
+  readonly shard: number;
+  readonly range: KeyRange;
+}
+
 export interface ShardMap {
   /** The shard that owns `key`. */
   shardForKey(key: Uint8Array): number;
   /** The shards that serve `range`'s keys, in key order (the key's own shard for an empty range). */
   shardsOfRange(range: KeyRange): number[];
+  /** The parts of `range` each shard serves, in key order (the key's own shard for an empty or one-key range, with the range as is). */
+  partsOfRange(range: KeyRange): RangePart[];
   /** The shard of the default store (what Status, Hash and Snapshot describe). */
   readonly defaultStoreShard: number;
   /** The meta shard (members, stores and the shard map). */
@@ -58,7 +66,7 @@ export interface ShardMap {
 
 /** The map of a node with one store on one shard. */
 export function singleStoreMap(metaShard: number, defaultStoreShard: number): ShardMap {
-  return { shardForKey: () => defaultStoreShard, shardsOfRange: () => [defaultStoreShard], defaultStoreShard, metaShard };
+  return { shardForKey: () => defaultStoreShard, shardsOfRange: () => [defaultStoreShard], partsOfRange: (range) => [{ shard: defaultStoreShard, range }], defaultStoreShard, metaShard };
 }
 
 /**
@@ -70,16 +78,20 @@ export function metaShardMap(runtime: NodeRuntime, metaShard: number, defaultSto
   const current = (): ClusterShardMap => (runtime.hasShard(metaShard) ? metaEngineOf(runtime.machine(metaShard)).routingMap() : initial);
   return {
     shardForKey: (key) => current().shardForKey(key).id,
-    shardsOfRange: ({ key, rangeEnd }) => {
-      const map = current();
-      if (rangeEnd === undefined || rangeEnd.length === 0) return [map.shardForKey(key).id];
-      const pieces = map.piecesOfRange(key, rangeEnd.length === 1 && rangeEnd[0] === 0 ? undefined : rangeEnd);
-      // An empty range (its end at or before its key: etcd answers it with nothing): the key's shard.
-      return pieces.length === 0 ? [map.shardForKey(key).id] : pieces.map((piece) => piece.shard.id);
-    },
+    shardsOfRange: (range) => partsOfRange(current(), range).map((part) => part.shard),
+    partsOfRange: (range) => partsOfRange(current(), range),
     defaultStoreShard,
     metaShard,
   };
+}
+
+function partsOfRange(map: ClusterShardMap, range: KeyRange): RangePart[] {
+  const { key, rangeEnd } = range;
+  if (rangeEnd === undefined || rangeEnd.length === 0) return [{ shard: map.shardForKey(key).id, range }];
+  const pieces = map.piecesOfRange(key, rangeEnd.length === 1 && rangeEnd[0] === 0 ? undefined : rangeEnd);
+  // An empty range (its end at or before its key: etcd answers it with nothing): the key's shard.
+  if (pieces.length <= 1) return [{ shard: pieces[0]?.shard.id ?? map.shardForKey(key).id, range }];
+  return pieces.map((piece) => ({ shard: piece.shard.id, range: { key: piece.start, rangeEnd: piece.end ?? Uint8Array.of(0) } }));
 }
 
 class RuntimeShardHandle implements ShardHandle {
@@ -192,6 +204,11 @@ export class Router {
     const shards = this.map.shardsOfRange(range);
     if (shards.length > 1) throw new RuntimeError('cross-shard-range', 'dkv: the range spans more than one shard');
     return this.routed(shards[0]!);
+  }
+
+  /** The shards that serve `range`, each with its part, in key order (a Range merges their answers). */
+  partsOf(range: KeyRange): Array<{ readonly shard: ShardHandle; readonly range: KeyRange }> {
+    return this.map.partsOfRange(range).map((part) => ({ shard: this.routed(part.shard), range: part.range }));
   }
 
   /** The one shard that owns every key given (a txn's); `cross-shard` if they span more. */

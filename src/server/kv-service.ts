@@ -6,10 +6,11 @@
 import { strict as assert } from 'node:assert';
 import type * as grpc from '@grpc/grpc-js';
 import { isReadOnlyTxn, mvccLimits } from '../../storage/index.js';
-import type { DeleteRangeResult, TxnResult } from '../../storage/index.js';
+import type { DeleteRangeResult, RangeRequest, TxnResult } from '../../storage/index.js';
 import { KvCommandKind, type KvEngine, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
 import { type Caller, EngineError, EngineId, type KeyAccess, type LeaseEngine, deleteRangeAccess, putAccess, rangeAccess, txnAccess } from '../engines/index.js';
-import type { KeyRange, RequestOptions, ShardHandle } from '../runtime/index.js';
+import type { KeyRange, RequestOptions, Router, ShardHandle } from '../runtime/index.js';
+import { mergeRange } from './range-merge.js';
 import {
   type WireDeleteRangeRequest,
   type WirePutRequest,
@@ -169,11 +170,32 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
 
   const kv = (shard: ShardHandle): KvEngine => shard.machine().engine<KvEngine>(EngineId.Kv);
 
+  /**
+   * A Range over more than one shard: each shard read (linearizably unless serializable) and the
+   * parts merged with etcd's rules (range-merge.ts). Not one snapshot: each shard's part is its
+   * state once its own read is due. The header is the default store's when it serves a part
+   * (else the first part's shard's): its revision is that shard's.
+   */
+  const crossShardRange = async (message: WireRangeRequest, parts: ReturnType<Router['partsOf']>, call: UnaryCall<unknown>): Promise<object> => {
+    const request = rangeFromWire(message);
+    if ((request.revision ?? 0) > 0) throw dkvError('cross-shard-revision');
+    const shards = [...new Map(parts.map((part) => [part.shard.shardId, part.shard])).values()];
+    if (!message.serializable && ctx.unsafeStaleReads !== true) await Promise.all(shards.map((shard) => shard.read(options)));
+    const caller = ctx.gate.caller(call);
+    if (ctx.gate.enabled) ctx.gate.checkKeys(caller, rangeAccess({ key: message.key, rangeEnd: message.range_end }));
+    for (const part of parts) if (!kv(part.shard).owns(part.range.key, part.range.rangeEnd)) throw notServed();
+    const merged = mergeRange(request, parts.map((part) => ({ range: part.range, read: (r: RangeRequest) => kv(part.shard).mvcc.range(r) })));
+    const headerShard = shards.find((shard) => shard.shardId === ctx.router.map.defaultStoreShard) ?? shards[0]!;
+    return { header: responseHeader(ctx, headerShard, kv(headerShard).mvcc.revision), ...rangeToWire({ ...merged, revision: kv(headerShard).mvcc.revision }) };
+  };
+
   const implementation: grpc.UntypedServiceImplementation = {
     Range: unary<WireRangeRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       checkKey(message.key);
-      const shard = ctx.router.forRange({ key: message.key, rangeEnd: message.range_end });
+      const parts = ctx.router.partsOf({ key: message.key, rangeEnd: message.range_end });
+      if (parts.length > 1) return crossShardRange(message, parts, call);
+      const shard = parts[0]!.shard;
       if (!message.serializable && ctx.unsafeStaleReads !== true) await shard.read(options);
       // Checked once the read is due, as etcd does: a permission revoked before it is not used,
       // and one granted before it is (so is an auth change: the caller is found after the read).

@@ -2,7 +2,7 @@
  * storage/mvcc: the in-memory MVCC segment store (one per shard). The front door: other folders
  * import only from here.
  */
-export { MvccStore, initialRevision, isReadOnlyTxn, type StoreCapture, type WriteChecks } from './store.js';
+export { MvccStore, initialRevision, isReadOnlyTxn, sortKeyValues, type StoreCapture, type WriteChecks } from './store.js';
 export { encodeSnapshot, joinSnapshotFrames, restoreSnapshot, restoreSnapshotPieces, restoreSnapshotSync, splitSnapshotFrames } from './snapshot.js';
 export { MvccError, SnapshotError, MvccAssertionError, mvccErrorMessages, type MvccErrorCode } from './errors.js';
 export { hashKvInitial, hashKvVersion, hashKvFinish, type HashedVersion } from './hash.js';

@@ -1,9 +1,10 @@
 /**
  * Stores served on a real 3-node cluster, through the real etcdctl: a store created with
  * `dkv.v1.Admin` gets its own Raft groups on every member, and its keys are written and read there
- * (its own revisions), while the default store keeps the rest; a request that spans shards is
- * refused with a stable error, a watch of a store's keys too (only the default store's keys can
- * be watched). The groups come back from disk after a SIGKILL. A prefix under which the default
+ * (its own revisions), while the default store keeps the rest; a Range across shards is merged
+ * with etcd's limit, sort, count and more; a delete across shards, or a range across them at a
+ * past revision, is refused with a stable error, and a watch of a store's keys too (only the
+ * default store's keys can be watched). The groups come back from disk after a SIGKILL. A prefix under which the default
  * store holds keys is refused. A drop removes the groups on every member and deletes their keys;
  * the default store serves the prefix again, empty.
  */
@@ -66,10 +67,21 @@ describe('stores served by their own shards', () => {
     const header = JSON.parse(ctl(0, 'get', '/users/alice', '-w', 'json').stdout) as { header: { revision: number }; kvs: Array<{ mod_revision: number }> };
     expect(header.header.revision).toBe(3);
     expect(header.kvs[0]!.mod_revision).toBe(2);
-    // Across the store's boundary: refused with a stable error, nothing applied.
-    const wide = ctl(0, 'get', '/', '--prefix');
+    // A range across the store's boundary: merged from both shards, with etcd's limit, sort, count and more.
+    const keys = (r: { stdout: string }): string[] => r.stdout.split('\n').filter(Boolean);
+    expect(keys(ctl(2, 'get', '/', '--prefix', '--keys-only'))).toEqual(['/other', '/users/alice', '/users/bob']);
+    expect(keys(ctl(1, 'get', '/', '--prefix', '--keys-only', '--order=DESCEND'))).toEqual(['/users/bob', '/users/alice', '/other']);
+    expect(keys(ctl(1, 'get', '/', '--prefix', '--print-value-only', '--sort-by=VALUE'))).toEqual(['a1', 'b1', 'default-value']);
+    const limited = JSON.parse(ctl(0, 'get', '/', '--prefix', '--limit=2', '-w', 'json').stdout) as { kvs: unknown[]; more?: boolean; count: number };
+    expect([limited.kvs.length, limited.more, limited.count]).toEqual([2, true, 3]);
+    expect(ctl(0, 'get', '/', '--prefix', '--count-only', '-w', 'json').stdout).toContain('"count":3');
+    // At a past revision (revisions are each shard's own), and a delete across shards: refused, nothing applied.
+    const past = ctl(0, 'get', '/', '--prefix', '--rev=2');
+    expect(past.stderr).toContain('dkv: a range across shards is served at the current revision only');
+    const wide = ctl(0, 'del', '/', '--prefix');
     expect(wide.code).not.toBe(0);
     expect(wide.stderr).toContain('dkv: the range spans more than one shard');
+    expect(value(0, '/users/alice')).toBe('a1');
     // A watch of the store's keys is refused (the default store's keys only).
     const watch = etcdctl(cluster.endpoint(0), ['watch', '/users/alice'], undefined, ['--command-timeout=3s']);
     expect(watch.stdout + watch.stderr).toContain("only the default store's keys can be watched");
