@@ -676,9 +676,9 @@ function registerHistory(run: Run): Operation<RegisterInput, RegisterOutput>[] {
 function lostWrites(history: readonly Operation<RegisterInput, RegisterOutput>[], finals: ReadonlyMap<string, Operation<RegisterInput, RegisterOutput>>): string | undefined {
   for (const [key, final] of finals) {
     const value = (final.output as { value: string | null }).value;
-    const writes = history.filter((op) => op.input.key === key && op.input.f === 'write' && op.status !== 'fail' && op.call < final.call);
-    const acked = writes.filter((op) => op.status === 'ok' && op.ret !== undefined);
-    // Writes not definitely overwritten: none acknowledged began after it ended.
+    const writes = history.filter((op) => op.input.key === key && op.input.f === 'write' && op.status !== 'fail' && op.call < final.ret!);
+    const acked = writes.filter((op) => op.status === 'ok' && op.ret !== undefined && op.ret < final.call);
+    // Writes that may be the last before the read: none acknowledged before the read began started after it ended.
     const candidates = writes.filter((w) => !acked.some((a) => w.ret !== undefined && a.call > w.ret));
     const possible = new Set(candidates.map((w) => (w.input as { value: string }).value));
     if (!possible.has(value ?? absent)) {
@@ -756,6 +756,8 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
     run.issueUntil = cluster.now + recoveryMs;
     run.adminsUntil = run.issueUntil;
     cluster.runUntil(run.issueUntil);
+    // Every operation answered or timed out: the final reads follow them all.
+    cluster.runUntil(cluster.now + clientTimeoutMs + 2 * clientLinkDelayMsMax + 1);
     failure = settle(run);
     if (failure === undefined) failure = finalReads(run, finals);
     if (failure === undefined) failure = converged(cluster, [metaShard, dataShard, ...metaEngineOf(cluster.nodes.get(1)!.machine(metaShard)!).shardMap().shards().map((s) => s.id).filter((id) => id !== dataShard)]);
