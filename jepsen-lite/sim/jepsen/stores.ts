@@ -28,13 +28,10 @@
  */
 import { RaftAssertionError, SeededPrng } from '../../../raft/index.js';
 import { prefixEnd } from '../../../storage/index.js';
-import { ownsEveryKey } from '../../../src/engines/index.js';
-import { cedeCommand, type OwnershipOutcome, reclaimCommand } from '../../../src/engines/ownership/index.js';
+import { type EngineCommand, type OwnershipOutcome, cedeCommand, ownsEveryKey, reclaimCommand } from '../../../src/engines/index.js';
 import { type MetaOutcome, activateStoreCommand, dropStoreCommand, mountStoreCommand } from '../../../src/engines/meta/index.js';
 import { kvOutcome } from '../../../src/engines/kv/index.js';
-import { type ShardStateMachine, StateMachineHaltError, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../../../src/runtime/index.js';
-import type { EngineCommand } from '../../../src/engines/index.js';
-import type { RuntimeErrorCode } from '../../../src/runtime/index.js';
+import { type RuntimeErrorCode, type ShardStateMachine, StateMachineHaltError, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../../../src/runtime/index.js';
 import { type LinearizabilityResult, checkLinearizability } from '../../check/index.js';
 import type { FaultWindow, Operation, OpStatus, RegisterInput, RegisterOutput } from '../../history.js';
 import { writeCommand } from '../../workload/index.js';
