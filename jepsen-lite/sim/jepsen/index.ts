@@ -65,3 +65,4 @@ export {
   type LeaseRequestKind,
   type LeaseRequestResult,
 } from './lease-holders.js';
+export { type StoreSimOptions, type StoreSimResult, type StoreSimStats, absent, runStoreSim, storeSimKeys, storeSimReplay } from './stores.js';

@@ -1,0 +1,85 @@
+/**
+ * The simulator's stores workload (jepsen-lite/sim/jepsen/stores.ts): stores created and dropped
+ * on key prefixes through the store-admin steps while clients routed by their node's own meta map
+ * read and write keys under the prefixes and outside them, under faults. Every seed must check
+ * out (linearizable registers with drops as deletes, no acknowledged write lost, Raft safety of
+ * every group, groups in step with the map, replicas converged); breaking the protocol on purpose
+ * must be caught. `JSIM_STORES_SEEDS=N` runs N more seeds after the suite's.
+ */
+import { describe, expect, it } from 'vitest';
+import { type StoreSimResult, runStoreSim } from '../../jepsen-lite/sim/jepsen/index.js';
+
+const seedsFirst = 0;
+const seedsCount = 200;
+const durationMs = 4000;
+/** The broken protocols must be caught within this many seeds. */
+const mutationSeedsMax = 40;
+
+/** Every fourth seed runs five nodes, every other one a swarm plan. */
+function seedRun(seed: number, unsafe?: { skipCede?: boolean; ownsEveryKey?: boolean }): StoreSimResult {
+  return runStoreSim({ seed, nodes: seed % 4 === 3 ? 5 : 3, durationMs, swarm: seed % 2 === 1, ...(unsafe === undefined ? {} : { unsafe }) });
+}
+
+function describeFailure(r: StoreSimResult): string {
+  const partition = r.linearizability.partitions.find((p) => p.verdict !== 'ok');
+  const why = r.failure ?? (partition === undefined ? r.verdict : `key ${partition.key}: ${partition.message ?? partition.verdict}`);
+  return `seed ${r.options.seed}: ${r.verdict}: ${why}\n  replay: ${r.replay}`;
+}
+
+function runSeeds(first: number, count: number): void {
+  const failures: string[] = [];
+  const totals = { ok: 0, okInStores: 0, created: 0, dropped: 0, notOwned: 0, prefixInUse: 0, abandoned: 0, faults: 0 };
+  const began = performance.now();
+  for (let seed = first; seed < first + count; seed++) {
+    const r = seedRun(seed);
+    if (r.verdict !== 'ok') failures.push(describeFailure(r));
+    totals.ok += r.stats.ok;
+    totals.okInStores += r.stats.okInStores;
+    totals.created += r.stats.storesCreated;
+    totals.dropped += r.stats.storesDropped;
+    totals.notOwned += r.stats.notOwned;
+    totals.prefixInUse += r.stats.prefixInUse;
+    totals.abandoned += r.stats.abandoned;
+    totals.faults += r.faults.length;
+  }
+  console.log(`jepsen sim stores: ${count} seeds from ${first} in ${((performance.now() - began) / 1000).toFixed(1)} s: ${JSON.stringify(totals)}`);
+  expect(failures).toEqual([]);
+  // The runs did what they are for: stores came and went under faults, keys were served by
+  // stores' own shards, lagging maps were refused, creates met keys in use, admins gave up half way.
+  expect(totals.faults).toBeGreaterThanOrEqual(count);
+  expect(totals.created).toBeGreaterThan(count);
+  expect(totals.dropped).toBeGreaterThan(count / 2);
+  expect(totals.okInStores).toBeGreaterThan(count * 10);
+  expect(totals.notOwned).toBeGreaterThan(count);
+  expect(totals.prefixInUse).toBeGreaterThan(count / 2);
+  expect(totals.abandoned).toBeGreaterThan(count / 2);
+}
+
+describe('jepsen sim, stores workload', () => {
+  it(`${seedsCount} seeds under faults: 0 violations`, () => runSeeds(seedsFirst, seedsCount));
+
+  const extra = Number(process.env.JSIM_STORES_SEEDS ?? 0);
+  it.runIf(extra > 0)(`JSIM_STORES_SEEDS: ${extra} more seeds`, () => runSeeds(seedsFirst + seedsCount, extra), 3_600_000);
+
+  it('a seed replays exactly', () => {
+    const first = seedRun(41);
+    const second = seedRun(41);
+    expect(second.operations).toEqual(first.operations);
+    expect(second.faults).toEqual(first.faults);
+    expect(second.stats).toEqual(first.stats);
+    expect(seedRun(42).stats.traceHash).not.toBe(first.stats.traceHash);
+  });
+
+  // The checks can fail: each protocol broken on purpose is found within a few seeds.
+  for (const unsafe of [{ skipCede: true }, { ownsEveryKey: true }]) {
+    it(`breaking the protocol (${Object.keys(unsafe)[0]}) is caught`, () => {
+      let caught: StoreSimResult | undefined;
+      for (let seed = seedsFirst; seed < seedsFirst + mutationSeedsMax && caught === undefined; seed++) {
+        const r = seedRun(seed, unsafe);
+        if (r.verdict === 'violation') caught = r;
+      }
+      expect(caught, `no violation in ${mutationSeedsMax} seeds`).toBeDefined();
+      expect(caught!.replay).toContain(`${Object.keys(unsafe)[0]}: true`);
+    });
+  }
+});
