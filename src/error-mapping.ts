@@ -32,6 +32,7 @@ const ENGINE_CODES: Record<EngineErrorCode, ErrorCode> = {
   'no-space': 'no-space',
   // The shard's ownership changed under a request a lagging map routed: route it again.
   'not-owned': 'wrong-shard',
+  'auth-stores-exist': 'auth-stores-exist',
   'root-user-not-exist': 'root-user-not-exist',
   'root-role-not-exist': 'root-role-not-exist',
   'user-already-exists': 'user-already-exists',

@@ -175,6 +175,7 @@ export const errorTable = {
   'cross-shard-range': dkv(status.FAILED_PRECONDITION, 'dkv: the range spans more than one shard'),
   'cross-shard-revision': dkv(status.FAILED_PRECONDITION, 'dkv: a range across shards is served at the current revision only'),
   'watch-other-store': dkv(status.FAILED_PRECONDITION, "dkv: only the default store's keys can be watched"),
+  'auth-stores-exist': dkv(status.FAILED_PRECONDITION, 'dkv: authentication cannot be enabled while stores exist (drop them first)'),
   'store-auth-unsupported': dkv(status.FAILED_PRECONDITION, 'dkv: only the default store is served while authentication is enabled'),
   'wrong-shard': dkv(status.UNAVAILABLE, 'dkv: this node does not serve the shard that owns the key'),
   'store-not-found': dkv(status.NOT_FOUND, 'dkv: store not found'),

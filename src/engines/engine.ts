@@ -134,6 +134,7 @@ export type EngineErrorCode =
   | 'counter-overflow'
   | 'no-space'
   | 'not-owned'
+  | 'auth-stores-exist'
   | AuthErrorCode;
 
 /** The auth engine's refusals (etcd's auth errors; src/errors.ts has their statuses and strings). */

@@ -34,10 +34,11 @@ export function composeStateMachine(kind: ShardKind, options: ComposeOptions = {
   kv.connect({ leaseExists: (id) => leases.has(id), observer: leases, cap: alarms });
   kv.connect({ observer: ttls });
   const counters = new CounterEngine({ kv, ttl: ttls });
-  // The keys the shard serves: writes outside them are refused where they apply.
-  const ownership = new OwnershipEngine(kv);
+  // The keys the shard serves: writes outside them are refused where they apply. Stores and auth
+  // exclude each other, in this one log: no cession while auth is on, no auth while one exists.
+  const auth = new AuthEngine({ storesExist: () => ownership.hasCessions });
+  const ownership: OwnershipEngine = new OwnershipEngine(kv, () => auth.enabled);
   kv.connect({ owner: ownership });
-  const auth = new AuthEngine();
   const guard = authGuard(auth, (id) => leases.get(id)?.keys.values() ?? []);
   // Order matters: engines restore in this order, and the lease engine rebuilds its attachments
   // from the KV engine's restored store (the TTL engine's section stands alone, but its TTLs name

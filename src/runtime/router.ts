@@ -183,6 +183,11 @@ export class Router {
     private readonly admit: (shardId: number) => void = () => {},
   ) {}
 
+  /** Whether this node hosts a group of `shardId`. */
+  hosts(shardId: number): boolean {
+    return this.runtime.hasShard(shardId);
+  }
+
   /** The handle of a shard this node hosts; `wrong-shard` otherwise. */
   shard(shardId: number): ShardHandle {
     let handle = this.handles.get(shardId);

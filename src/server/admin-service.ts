@@ -90,8 +90,9 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       // is older than the command. Said plainly rather than as etcd's `not capable`.
       if (error instanceof RuntimeError && error.code === 'unsupported-command') throw dkvError('stores-unsupported', error.message);
       if (error instanceof StoreChangeRefused) {
-        if (error.code === 'store-prefix-in-use') throw dkvError('store-prefix-in-use', `${error.message.replace(/ under prefix [0-9a-f]*$/, '')} under prefix ${printable(prefix)}; delete them or choose another prefix`);
+        if (error.code === 'store-prefix-in-use') throw dkvError('store-prefix-in-use', `${error.message} ${printable(prefix)}; delete them or choose another prefix`);
         if (error.code === 'store-prefix-ceded') throw dkvError('store-prefix-overlap', error.message);
+        if (error.code === 'store-auth-enabled') throw dkvError('store-auth-unsupported', error.message);
         throw storeRefusal(error.code, error.message);
       }
       throw error;

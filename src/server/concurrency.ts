@@ -376,6 +376,8 @@ export function waitForDelete(hub: WatchHub, key: Uint8Array, fromRevision: numb
         return true;
       },
       compacted: () => settle(),
+      // A store took the key's prefix (none can while a lock or election key lives there): the wait ends.
+      canceled: () => settle(dkvError('watch-other-store')),
       hasRoom: () => true,
     };
     const watcher = new Watcher(0, { key, rangeEnd: undefined, startRevision: fromRevision, noPut: true, noDelete: false, prevKv: false }, sink);

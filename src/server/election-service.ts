@@ -189,6 +189,10 @@ class ObserveStream implements WatchSink {
     this.fail(dkvError('compacted'));
   }
 
+  canceled(_watcher: Watcher): void {
+    this.fail(dkvError('watch-other-store'));
+  }
+
   /**
    * Ends the call with `error` as its status: after the responses already handed to gRPC; any still
    * queued here for a slow reader are dropped with the call.

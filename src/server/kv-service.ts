@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import type * as grpc from '@grpc/grpc-js';
 import { isReadOnlyTxn, mvccLimits } from '../../storage/index.js';
 import type { DeleteRangeResult, RangeRequest, TxnResult } from '../../storage/index.js';
-import { KvCommandKind, type KvEngine, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
+import { KvCommandKind, type KvEngine, NOT_OWNED_DETAIL, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
 import { type Caller, EngineError, EngineId, type KeyAccess, type LeaseEngine, deleteRangeAccess, putAccess, rangeAccess, txnAccess } from '../engines/index.js';
 import type { KeyRange, RequestOptions, Router, ShardHandle } from '../runtime/index.js';
 import { mergeRange } from './range-merge.js';
@@ -111,7 +111,7 @@ export function txnRanges(r: WireTxnRequest, ranges: KeyRange[] = []): KeyRange[
 
 /** A read of keys the shard it was routed to no longer serves (a mount moved them): route it again. */
 export function notServed(): Error {
-  return clientError(new EngineError('not-owned', "a key of the request is not this shard's")) as Error;
+  return clientError(new EngineError('not-owned', NOT_OWNED_DETAIL)) as Error;
 }
 
 // ---- Writes through Raft (this service's, and those the Lock and Election services build) ----

@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { type ConfChange, type Entry, SeededPrng, assert, encodeConfChange } from '../../raft/index.js';
 import { LevelLogStore, type ShardUpdate } from '../../storage/index.js';
 import { clusterIdOf, formatId, memberIdOf } from '../cluster/index.js';
-import { authEngineOf, composeStateMachine, kvEngineOf, metaEngineOf } from '../runtime/index.js';
+import { authEngineOf, composeStateMachine, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
 import { EngineId, authOutcome, eventsOf, isCompactionOutcome } from '../engines/index.js';
 import { AuthGate } from './auth/gate.js';
 import { keepServingAfterClientGoaway } from './client-goaway.js';
@@ -24,7 +24,7 @@ import { createAuthService } from './auth/service.js';
 import { SimpleTokens } from './auth/tokens.js';
 import { DEFAULT_STORE_SHARD as DEFAULT_STORE_SHARD_OF_MAP, type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index.js';
 import { WatchHub, watchLimits } from '../engines/watch/index.js';
-import { dkvError } from '../errors.js';
+import { dkvError, errorTable } from '../errors.js';
 import { NodeRuntime, type RequestOptions, Router, type ShardHandle, firstRequestId, metaShardMap, wrapConfContext } from '../runtime/index.js';
 import { type Membership, createClusterService } from './cluster-service.js';
 import { type ServerConfig, type ServerUrl, type TlsConfig, electionTimeoutMsOf } from './config.js';
@@ -258,13 +258,19 @@ export class DkvNode {
           this.membershipChanged();
         },
         applied: (shard, applied, entry) => {
-          if (shard === META_SHARD && (applied.outcome as { kind?: string } | undefined)?.kind === 'stores') void this.storeGroups.reconcile();
+          if (shard === META_SHARD && (applied.outcome as { kind?: string } | undefined)?.kind === 'stores') this.reconcileStoreGroups();
           if (shard !== DEFAULT_STORE_SHARD) return;
           // A restart's replay of the stored log is not kept among the recent revisions: a watcher
           // behind reads it from the store's history, and keeping (then dropping) every replayed
           // event made the replay's garbage outlive young collections.
           this.watchHub.onApplied(eventsOf(applied.outcome), this.recoveryLog?.replays(shard, entry.index) !== true);
           if (isCompactionOutcome(applied.outcome)) this.memorySettler.compactionApplied();
+          // A prefix ceded to a new store: its keys' events are applied there from now on, so the
+          // watchers of any of them are canceled (they would wait for events that never come here).
+          if (applied.engine === EngineId.Ownership) {
+            const ownership = ownershipEngineOf(this.router.defaultStore().machine());
+            this.watchHub.cancelWhere((w) => !ownership.owns(w.options.key, w.options.rangeEnd), errorTable['watch-other-store'].message);
+          }
           if (applied.engine === EngineId.Auth) this.authApplied(applied.outcome, this.recoveryLog?.replays(shard, entry.index) === true);
         },
         stateReplaced: (shard, from) => {
@@ -272,7 +278,7 @@ export class DkvNode {
           logger.info(`shard ${shard}: state restored from ${source} at index ${this.runtime.machine(shard).appliedIndex}`);
           if (shard === META_SHARD) this.membershipLog.changed(this.members(), from !== 'leader');
           if (shard === META_SHARD) this.membershipChanged();
-          if (shard === META_SHARD) void this.storeGroups.reconcile();
+          if (shard === META_SHARD) this.reconcileStoreGroups();
           else this.refreshLearner();
           if (this.started) void this.membershipSync.poke();
           if (shard === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
@@ -408,6 +414,7 @@ export class DkvNode {
       (line) => logger.info(line),
       (shard) => {
         if (shard === DEFAULT_STORE_SHARD) node.metrics.recoverySeconds.set((performance.now() - replayStarted) / 1000, { phase: 'replay' });
+        if (shard === META_SHARD) node.reconcileStoreGroups();
       },
     );
     try {
@@ -425,7 +432,7 @@ export class DkvNode {
       const restoreStarted = performance.now();
       for (const shard of HOSTED_SHARDS) node.runtime.addShard(shard);
       // The groups of mounted stores this node holds (the map, once replayed, removes dropped ones).
-      for (const shard of logStore.shards()) if (!(HOSTED_SHARDS as readonly number[]).includes(shard)) node.runtime.addShard(shard);
+      for (const shard of logStore.shards()) if (!node.runtime.hasShard(shard)) node.runtime.addShard(shard);
       replayStarted = performance.now();
       node.metrics.recoverySeconds.set((replayStarted - restoreStarted) / 1000, { phase: 'restore' });
       if (restarting) checkRecoveredState(config, identity, metaEngineOf(node.router.meta().machine()));
@@ -440,7 +447,7 @@ export class DkvNode {
       node.publishAttributes();
       node.autoCompactor.start();
       node.started = true;
-      void node.storeGroups.reconcile();
+      node.reconcileStoreGroups();
       // Retries what a pass could not finish (a leader change in the middle, a pending change).
       node.membershipSyncTimer = setInterval(() => void node.membershipSync.poke(), membershipSyncPassElections * electionTimeoutMsOf(config));
       node.membershipSyncTimer.unref();
@@ -572,6 +579,16 @@ export class DkvNode {
     repairStores({ router: this.router, options: { timeoutMs } }, Date.now(), storeCreateStaleRequestTimeouts * timeoutMs)
       .catch((error: unknown) => this.logger.warn(`store repair: ${error instanceof Error ? error.message : String(error)}`))
       .finally(() => (this.storeRepairRunning = false));
+  }
+
+  /**
+   * Brings the store groups in step with the meta shard's map, once the meta shard has replayed
+   * the log it stored: a map from the middle of the replay is an old one (a store mounted then
+   * dropped would be bootstrapped again, for nothing).
+   */
+  private reconcileStoreGroups(): void {
+    if (this.recoveryLog?.replaying(META_SHARD) === true) return;
+    void this.storeGroups.reconcile();
   }
 
   /** How long a client request may wait (ms): etcd's rule from the election timeout. */

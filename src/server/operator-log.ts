@@ -131,6 +131,11 @@ export class RecoveryLog {
     this.waiting = new Map(recovered.filter((shard) => shard.commit > shard.snapshotIndex).map((shard) => [shard.shard, shard.commit]));
   }
 
+  /** Whether `shard` is still replaying the log it stored (it has not applied its stored commit index yet). */
+  replaying(shard: number): boolean {
+    return this.waiting.has(shard);
+  }
+
   /** Whether entry `index` of `shard` is part of the stored log being replayed (at or below its stored commit index). */
   replays(shard: number, index: number): boolean {
     const target = this.waiting.get(shard);

@@ -135,6 +135,12 @@ class PrefixStream implements WatchSink {
     return true;
   }
 
+  canceled(_watcher: Watcher, reason: string): void {
+    this.push({ revision: this.ctx.store().revision, canceled: true, cancel_reason: reason }, 64);
+    this.endAfterFlush = true;
+    this.endIfDone();
+  }
+
   compacted(_watcher: Watcher, compactRevision: number): void {
     this.push({ revision: this.ctx.store().revision, canceled: true, compact_revision: compactRevision, cancel_reason: errorTable.compacted.message }, 64);
     this.endAfterFlush = true;

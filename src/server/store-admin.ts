@@ -12,12 +12,17 @@
  *    gets a retryable error). It cedes only while it holds no live key under the prefix, so a
  *    mount never hides a key; if it holds some, the store is dropped and the create refused.
  * 3. The meta shard activates the store: requests for its prefix are routed to its shards.
- * Drop: the meta shard drops the store (its groups are removed on every member), then the default
- * store reclaims the prefix; until it has, the prefix's keys are refused, never served from an
- * old copy.
+ * Drop:
+ * 1. Each shard of the store is retired in its own log: from then on it serves no key, so no
+ *    node whose map still routes there has a write acknowledged that the drop would lose, or a
+ *    read answered from keys the default store will serve again.
+ * 2. The meta shard drops the store (its groups are removed on every member as each applies it).
+ * 3. The default store reclaims the prefix; until it has, the prefix's keys are refused.
+ * Every step names the store by its first shard id (ids are never reused), so a late step of an
+ * earlier store of the same name never acts on a newer one.
  */
 import { type ShardMap, ShardMapError, type ShardMapErrorCode } from '../cluster/index.js';
-import { type OwnershipOutcome, cedeCommand, reclaimCommand } from '../engines/index.js';
+import { type OwnershipOutcome, cedeCommand, reclaimCommand, retireCommand } from '../engines/index.js';
 import { type MetaOutcome, activateStoreCommand, dropStoreCommand, mountStoreCommand } from '../engines/meta/index.js';
 
 import { type RequestOptions, type Router, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
@@ -26,7 +31,7 @@ import { type RequestOptions, type Router, metaEngineOf, ownershipEngineOf } fro
 export class StoreChangeRefused extends Error {
   override readonly name = 'StoreChangeRefused';
   constructor(
-    readonly code: ShardMapErrorCode | 'bad-command' | 'store-prefix-in-use' | 'store-prefix-ceded',
+    readonly code: ShardMapErrorCode | 'bad-command' | 'store-prefix-in-use' | 'store-prefix-ceded' | 'store-auth-enabled',
     message: string,
   ) {
     super(message);
@@ -79,41 +84,59 @@ async function finishCreate(ctx: StoreAdminContext, name: string, prefix: Uint8A
   for (let attempt = 0; ; attempt++) {
     const ceded = (await data.propose(cedeCommand(prefix, first), ctx.options)).outcome as OwnershipOutcome;
     if (ceded.kind === 'ok') break;
-    // Ceded to a store dropped since (its reclaim never ran): reclaim it, then cede again.
-    if (ceded.code === 'prefix-ceded' && attempt === 0 && ceded.store !== undefined && gone(metaEngineOf(metaShard.machine()).shardMap(), ceded.store)) {
-      await data.propose(reclaimCommand(prefix, ceded.store), ctx.options);
+    // Ceded (this prefix, or one overlapping it) to a store dropped since whose reclaim never ran:
+    // reclaim it, then cede again.
+    const held = ceded.code === 'prefix-ceded' || ceded.code === 'prefix-overlap' ? ceded : undefined;
+    if (held?.store !== undefined && held.prefix !== undefined && attempt < 2 && gone(metaEngineOf(metaShard.machine()).shardMap(), held.store)) {
+      await data.propose(reclaimCommand(held.prefix, held.store), ctx.options);
       continue;
     }
-    // The default store holds keys there (or the prefix is another live store's): the store goes.
-    await metaShard.propose(dropStoreCommand(name), ctx.options);
-    throw new StoreChangeRefused(ceded.code === 'prefix-in-use' ? 'store-prefix-in-use' : 'store-prefix-ceded', ceded.message);
+    // The default store holds keys there, auth is on, or the prefix is another live store's: the store goes.
+    await metaShard.propose(dropStoreCommand(name, first), ctx.options);
+    const code = ceded.code === 'prefix-in-use' ? 'store-prefix-in-use' : ceded.code === 'auth-enabled' ? 'store-auth-enabled' : 'store-prefix-ceded';
+    throw new StoreChangeRefused(code, ceded.message);
   }
-  metaResult((await metaShard.propose(activateStoreCommand(name), ctx.options)).outcome);
+  metaResult((await metaShard.propose(activateStoreCommand(name, first), ctx.options)).outcome);
 }
 
-/** Drops store `name`: its shards leave the map (their groups go), then the default store serves its prefix again. */
+/** Drops store `name`: its shards retired, then out of the map (their groups go), then the default store serves its prefix again. */
 export async function dropStore(ctx: StoreAdminContext, name: string): Promise<readonly number[]> {
   const metaShard = ctx.router.meta();
   await metaShard.read(ctx.options);
   const map = metaEngineOf(metaShard.machine()).shardMap();
   const store = map.store(name);
   if (store === undefined) throw new StoreChangeRefused(name === '' ? 'bad-store-name' : 'unknown-store', `no store "${name}"`);
-  const dropped = metaResult((await metaShard.propose(dropStoreCommand(name), ctx.options)).outcome);
-  if (dropped.length > 0) await ctx.router.defaultStore().propose(reclaimCommand(store.prefix, dropped[0]!), ctx.options);
-  return dropped;
+  const shards = map.shardsOf(name).map((s) => s.id);
+  await finishDrop(ctx, name, store.prefix, shards);
+  return shards;
+}
+
+/** The steps of a drop, each idempotent: retire every shard, drop from the map, reclaim the prefix. */
+async function finishDrop(ctx: StoreAdminContext, name: string, prefix: Uint8Array, shards: readonly number[]): Promise<void> {
+  const first = shards[0]!;
+  await Promise.all(shards.map((id) => ctx.router.shard(id).propose(retireCommand(first), ctx.options)));
+  metaResult((await ctx.router.meta().propose(dropStoreCommand(name, first), ctx.options)).outcome);
+  await ctx.router.defaultStore().propose(reclaimCommand(prefix, first), ctx.options);
 }
 
 /**
- * Finishes store changes nobody finished: prefixes the default store ceded to stores dropped
- * since are reclaimed; stores still creating after `staleMs` (by this node's clock against the
- * leader's time of their mount) are finished, or dropped if the default store holds keys under
- * their prefix. Runs on the node leading the meta shard; every step is idempotent.
+ * Finishes store changes nobody finished: a store with a retired shard is dropped (its drop
+ * stopped half way); prefixes the default store ceded to stores dropped since are reclaimed;
+ * stores still creating after `staleMs` (by this node's clock against the leader's time of their
+ * mount) are finished, or dropped if the default store holds keys under their prefix. Runs on the
+ * node leading the meta shard; every step is idempotent.
  */
 export async function repairStores(ctx: StoreAdminContext, nowMs: number, staleMs: number): Promise<void> {
   const metaShard = ctx.router.meta();
   await metaShard.read(ctx.options);
   const meta = metaEngineOf(metaShard.machine());
-  const map = meta.shardMap();
+  let map = meta.shardMap();
+  for (const store of map.stores()) {
+    const shards = map.shardsOf(store.name).map((s) => s.id);
+    const retired = shards.some((id) => ctx.router.hosts(id) && ownershipEngineOf(ctx.router.shard(id).machine()).retired !== 0);
+    if (retired) await finishDrop(ctx, store.name, store.prefix, shards);
+  }
+  map = meta.shardMap();
   const data = ctx.router.defaultStore();
   for (const cession of ownershipEngineOf(data.machine()).cessions()) {
     if (gone(map, cession.store)) await data.propose(reclaimCommand(cession.prefix, cession.store), ctx.options);

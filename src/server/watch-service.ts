@@ -466,6 +466,12 @@ class WatchStream implements WatchSink {
     return true;
   }
 
+  canceled(watcher: Watcher, reason: string): void {
+    if (!this.states.delete(watcher.id)) return;
+    this.push({ header: this.header(this.ctx.currentRevision()), watch_id: watcher.id, canceled: true, cancel_reason: reason });
+    this.answerProgress();
+  }
+
   compacted(watcher: Watcher, compactRevision: number): void {
     if (!this.states.delete(watcher.id)) return;
     this.push({ header: this.header(this.ctx.currentRevision()), watch_id: watcher.id, canceled: true, compact_revision: compactRevision });

@@ -64,14 +64,18 @@ describe('meta engine: stores and the shard map', () => {
     expect(meta.shardMap().shardForKey(text('/users/a')).id).toBe(2);
     expect(meta.routingMap().shardForKey(text('/users/a')).id).toBe(DEFAULT_STORE_SHARD);
     expect(meta.routingMap().highestShardId).toBe(2);
-    expect(meta.apply(activateStoreCommand('users'), context)).toEqual({ kind: 'stores', shards: [2] });
+    expect(meta.apply(activateStoreCommand('users', 2), context)).toEqual({ kind: 'stores', shards: [2] });
     expect(meta.creatingStores().size).toBe(0);
     expect(meta.routingMap().shardForKey(text('/users/a')).id).toBe(2);
     // Idempotent; an unknown store is refused.
-    expect(meta.apply(activateStoreCommand('users'), context)).toEqual({ kind: 'stores', shards: [2] });
-    expect(meta.apply(activateStoreCommand('nobody'), context)).toMatchObject({ kind: 'error', code: 'unknown-store' });
+    expect(meta.apply(activateStoreCommand('users', 2), context)).toEqual({ kind: 'stores', shards: [2] });
+    expect(meta.apply(activateStoreCommand('nobody', 2), context)).toMatchObject({ kind: 'error', code: 'unknown-store' });
+    // Another incarnation's late step (a store of that name whose first shard was another) changes nothing.
+    expect(meta.apply(activateStoreCommand('users', 9), context)).toMatchObject({ kind: 'error', code: 'unknown-store' });
+    expect(meta.apply(dropStoreCommand('users', 9), context)).toMatchObject({ kind: 'error', code: 'unknown-store' });
+    expect(meta.shardMap().store('users')).toBeDefined();
     meta.apply(mountStoreCommand('jobs', text('/jobs/'), 1), context);
-    meta.apply(dropStoreCommand('jobs'), context);
+    meta.apply(dropStoreCommand('jobs', 3), context);
     expect(meta.creatingStores().size).toBe(0);
     const copy = restored(meta);
     expect(encodeShardMap(copy.routingMap())).toEqual(encodeShardMap(meta.routingMap()));
@@ -80,7 +84,7 @@ describe('meta engine: stores and the shard map', () => {
   it('never gives a shard id out twice, across drops', () => {
     const meta = engineWith([1]);
     expect(meta.apply(mountStoreCommand('a', text('/a/'), 3), context)).toEqual({ kind: 'stores', shards: [2, 3, 4] });
-    expect(meta.apply(dropStoreCommand('a'), context)).toEqual({ kind: 'stores', shards: [2, 3, 4] });
+    expect(meta.apply(dropStoreCommand('a', 2), context)).toEqual({ kind: 'stores', shards: [2, 3, 4] });
     for (const id of [2, 3, 4]) expect(meta.founders(id)).toBeUndefined();
     expect(meta.shardMap().store('a')).toBeUndefined();
     expect(meta.shardMap().shardForKey(text('/a/x')).id).toBe(DEFAULT_STORE_SHARD);
@@ -103,8 +107,9 @@ describe('meta engine: stores and the shard map', () => {
     refused(mountStoreCommand('Bad Name', text('/b/'), 1), 'bad-store-name');
     refused(mountStoreCommand('empty', new Uint8Array(0), 1), 'bad-prefix');
     for (const shards of [0, -1, 1.5, mountShardsMax + 1]) refused(mountStoreCommand('n', text('/n/'), shards), 'bad-shard-count');
-    refused(dropStoreCommand(DEFAULT_STORE), 'default-store');
-    refused(dropStoreCommand('nobody'), 'unknown-store');
+    refused(dropStoreCommand(DEFAULT_STORE, DEFAULT_STORE_SHARD), 'default-store');
+    refused(dropStoreCommand('nobody', 2), 'unknown-store');
+    refused({ ...dropStoreCommand('users', 2), payload: text('{"name":"users"}') }, 'bad-command');
     const mount = mountStoreCommand('x', text('/x/'), 1);
     refused({ ...mount, payload: text('not json') }, 'bad-command');
     refused({ ...mount, payload: text('{"prefixHex":"2f","shards":1}') }, 'bad-command');
@@ -129,7 +134,7 @@ describe('meta engine: stores and the shard map', () => {
     const meta = engineWith([1, 2, 3]);
     meta.apply(mountStoreCommand('users', text('/users/'), 4), context);
     meta.apply(mountStoreCommand('jobs', text('/jobs/'), 1), context);
-    meta.apply(dropStoreCommand('jobs'), context);
+    meta.apply(dropStoreCommand('jobs', 6), context);
     const copy = restored(meta);
     expect(encodeShardMap(copy.shardMap())).toEqual(encodeShardMap(meta.shardMap()));
     expect(copy.shardMap().highestShardId).toBe(6);
@@ -152,7 +157,7 @@ describe('meta engine: stores and the shard map', () => {
     const prefixes = ['/a/', '/a/b/', '/b', '/c/', 'z', '/'];
     const change = fc.oneof(
       fc.record({ kind: fc.constant('mount' as const), name: fc.constantFrom(...names), prefix: fc.constantFrom(...prefixes), shards: fc.integer({ min: 0, max: 5 }) }),
-      fc.record({ kind: fc.constant('drop' as const), name: fc.constantFrom(...names, DEFAULT_STORE) }),
+      fc.record({ kind: fc.constant('drop' as const), name: fc.constantFrom(...names, DEFAULT_STORE), stale: fc.boolean() }),
     );
     fc.assert(
       fc.property(fc.array(change, { maxLength: 25 }), fc.nat(25), (changes, cut) => {
@@ -161,12 +166,15 @@ describe('meta engine: stores and the shard map', () => {
         let replica: MetaEngine | undefined;
         changes.forEach((c, i) => {
           if (i === cut) replica = restored(meta);
-          const command = c.kind === 'mount' ? mountStoreCommand(c.name, text(c.prefix), c.shards) : dropStoreCommand(c.name);
+          // A drop names the store by its first shard; a stale one names an earlier incarnation's.
+          const first = c.kind === 'drop' && model.store(c.name) !== undefined ? model.shardsOf(c.name)[0]!.id : 1;
+          const stale = c.kind === 'drop' && c.stale;
+          const command = c.kind === 'mount' ? mountStoreCommand(c.name, text(c.prefix), c.shards) : dropStoreCommand(c.name, stale ? first + 1000 : first);
           const outcome = meta.apply(command, context) as { kind: string; shards?: number[] };
           replica?.apply(command, context);
           let expected: ShardMap | undefined;
           try {
-            if (c.kind === 'drop') expected = model.drop(c.name);
+            if (c.kind === 'drop') expected = stale ? undefined : model.drop(c.name);
             else expected = model.mount(c.name, text(c.prefix), Array.from({ length: c.shards }, (_, k) => model.highestShardId + 1 + k), []);
           } catch (error) {
             if (!(error instanceof ShardMapError)) throw error;

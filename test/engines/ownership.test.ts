@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Entry } from '../../raft/index.js';
-import { type EngineCommand, type EngineError, OwnershipEngine, cedeCommand, reclaimCommand } from '../../src/engines/index.js';
+import { type EngineCommand, type EngineError, OwnershipEngine, cedeCommand, reclaimCommand, retireCommand } from '../../src/engines/index.js';
 import { counterOutcome, deleteCommand, incrementCommand } from '../../src/engines/counter/index.js';
 import { KvCommandKind, KvEngine, kvCommand, kvOutcome } from '../../src/engines/kv/index.js';
 import { dkvPutCommand, dkvTxnCommand, ttlOutcome } from '../../src/engines/ttl/index.js';
@@ -124,6 +124,28 @@ describe('OwnershipEngine', () => {
     expect(() => engine.restore([new Uint8Array([0, 0, 0, 2, ...one])])).toThrow(/cut off/);
     expect(() => engine.restore([new Uint8Array([0, 0, 0, 1, ...one, 66])])).toThrow(/after the prefixes/);
     expect(() => engine.restore([new Uint8Array([0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 65])])).toThrow(/store 0/);
+  });
+
+  it('serves no key once retired (its store is being dropped), through a snapshot; a restore as a new cluster serves again', () => {
+    const log = new Log();
+    log.apply(put('/users/a'));
+    expect(log.apply(retireCommand(2))).toEqual({ kind: 'ok' });
+    expect(refusalCode(kvOutcome(log.apply(put('/users/b'))))).toBe('not-owned');
+    expect(refusalCode(kvOutcome(log.apply(del('/users/a'))))).toBe('not-owned');
+    expect(ownershipEngineOf(log.machine).owns(b('anything'))).toBe(false);
+    const replica = composeStateMachine('data');
+    replica.restore(joinSnapshotFrames(log.machine.snapshot()), log.index);
+    expect(ownershipEngineOf(replica).retired).toBe(2);
+    expect(ownershipEngineOf(replica).owns(b('/users/a'))).toBe(false);
+    // A backup restored as a new cluster holds the default store alone: nothing stays ceded or retired.
+    const restored = ownershipEngineOf(replica);
+    new Log(replica);
+    restored.restoredAsNew();
+    expect([restored.retired, restored.cessions(), restored.owns(b('/users/a'))]).toEqual([0, [], true]);
+    const ceded = new Log();
+    ceded.apply(cedeCommand(b('/x/'), 2));
+    ownershipEngineOf(ceded.machine).restoredAsNew();
+    expect(ownershipEngineOf(ceded.machine).owns(b('/x/a'))).toBe(true);
   });
 
   it('owns exactly the keys no ceded prefix starts (random prefixes and ranges against an exact oracle)', () => {

@@ -5,12 +5,16 @@ import { MvccStore, type MvccEvent } from '../../storage/index.js';
 
 class RecordingSink implements WatchSink {
   readonly deliveries: MvccEvent[][] = [];
+  readonly cancels: string[] = [];
   deliver(_watcher: Watcher, events: readonly MvccEvent[]): boolean {
     this.deliveries.push([...events]);
     return true;
   }
   compacted(): void {
     throw new Error('not compacted in this test');
+  }
+  canceled(_watcher: Watcher, reason: string): void {
+    this.cancels.push(reason);
   }
   hasRoom(): boolean {
     return true;
@@ -58,6 +62,30 @@ describe('WatchHub catch-up', () => {
   });
 });
 
+describe('WatchHub.cancelWhere', () => {
+  it('cancels the watchers chosen, with the reason, and delivers nothing more to them', async () => {
+    const store = new MvccStore();
+    const hub = new WatchHub(() => store);
+    const ceded = new RecordingSink();
+    const kept = new RecordingSink();
+    const single = new RecordingSink();
+    const options = { startRevision: 2, noPut: false, noDelete: false, prevKv: false };
+    const range = new Watcher(1, { ...options, key: Buffer.from('/users/'), rangeEnd: Buffer.from('/users0') }, ceded);
+    const other = new Watcher(2, { ...options, key: Buffer.from('/jobs/'), rangeEnd: Buffer.from('/jobs0') }, kept);
+    const key = new Watcher(3, { ...options, key: Buffer.from('/users/a'), rangeEnd: undefined }, single);
+    for (const w of [range, other, key]) hub.add(w);
+    await Promise.all([range, other, key].map(untilSynced));
+    const under = (w: Watcher): boolean => Buffer.from(w.options.key).toString().startsWith('/users/');
+    expect(hub.cancelWhere(under, 'gone')).toBe(2);
+    expect([ceded.cancels, single.cancels, kept.cancels]).toEqual([['gone'], ['gone'], []]);
+    expect(hub.watcherCount).toBe(1);
+    const put = (k: string) => hub.onApplied(store.put(Buffer.from(k), Buffer.from('v')).events);
+    put('/users/b');
+    put('/jobs/x');
+    expect([ceded.deliveries, single.deliveries, kept.deliveries.flat().map((e) => Buffer.from(e.kv.key).toString())]).toEqual([[], [], ['/jobs/x']]);
+  });
+});
+
 describe('Watcher.select', () => {
   const kv = (key: string, modRevision = 5) => ({ key: Buffer.from(key), value: Buffer.from('v'), createRevision: 2, modRevision, version: 3, lease: 0n });
   const options = { key: Buffer.from('a'), rangeEnd: Buffer.from('c'), startRevision: 1, noPut: false, noDelete: false, prevKv: true };
@@ -92,6 +120,9 @@ class GateSink implements WatchSink {
   }
   compacted(): void {
     throw new Error('not compacted in this test');
+  }
+  canceled(): void {
+    throw new Error('not canceled in this test');
   }
   hasRoom(): boolean {
     return this.open;

@@ -53,7 +53,7 @@ describe('routing by the meta shard\'s map', () => {
     engine.apply(mountStoreCommand('users', text('/users/'), 2), context);
     // Being created: the default store still serves the prefix.
     expect(router.forKey(text('/users/alice')).shardId).toBe(1);
-    engine.apply(activateStoreCommand('users'), context);
+    engine.apply(activateStoreCommand('users', 2), context);
     expect(router.forKey(text('/users/alice')).shardId).toBe(2);
     expect(router.forKey(text('/users/\xff')).shardId).toBe(3);
     expect(router.forKey(text('/userz')).shardId).toBe(1);
@@ -63,14 +63,14 @@ describe('routing by the meta shard\'s map', () => {
     expect(router.forRange({ key: text('/users/a'), rangeEnd: new Uint8Array(0) }).shardId).toBe(2);
     // An empty range (end before key): the key's own shard answers it with nothing.
     expect(router.forRange({ key: text('/users/b'), rangeEnd: text('/users/a') }).shardId).toBe(2);
-    engine.apply(dropStoreCommand('users'), context);
+    engine.apply(dropStoreCommand('users', 2), context);
     expect(router.forKey(text('/users/alice')).shardId).toBe(1);
   });
 
   it('refuses a range over more than one shard, and a txn over more than one', () => {
     const { engine, router } = setup();
     engine.apply(mountStoreCommand('users', text('/users/'), 2), context);
-    engine.apply(activateStoreCommand('users'), context);
+    engine.apply(activateStoreCommand('users', 2), context);
     // The whole store is two shards; every key from "/" on crosses the default store and the mount.
     expect(code(() => router.forRange({ key: text('/users/'), rangeEnd: text('/users0') }))).toBe('cross-shard-range');
     expect(code(() => router.forRange({ key: text('/'), rangeEnd: Uint8Array.of(0) }))).toBe('cross-shard-range');

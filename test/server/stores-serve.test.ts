@@ -11,6 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Decoded, type EtcdChannel } from '../../src/client/index.js';
 import { TestCluster, etcdChannel, etcdctl, waitUntil } from './cluster-harness.js';
+import { WatchClient } from './watch-client.js';
 
 let cluster: TestCluster;
 let channels: EtcdChannel[] = [];
@@ -46,7 +47,23 @@ describe('stores served by their own shards', () => {
     await expect(admin(0, 'StoreCreate', { name: 'users', prefix: b('/users/'), shards: 1 })).rejects.toThrow(/holds keys under the prefix: 1 key/);
     expect(ctl(0, 'del', '/users/old').code).toBe(0);
     expect(ctl(0, 'put', '/other', 'default-value').code).toBe(0);
-    const created = await admin(1, 'StoreCreate', { name: 'users', prefix: b('/users/'), shards: 1 });
+    // Watches open before the store: one of a key the store takes, one of a key it leaves alone.
+    const watches = [0, 2].map((node) => new WatchClient(cluster.endpoint(node)));
+    try {
+      watches[0]!.create({ key: '/users/', rangeEnd: '/users0', watchId: 7 });
+      watches[1]!.create({ key: '/other', watchId: 8 });
+      for (const w of watches) await w.waitFor((r) => r.some((x) => x.created === true));
+      await admin(1, 'StoreCreate', { name: 'users', prefix: b('/users/'), shards: 1 });
+      // The store's keys' events are applied in its own shards from now on: the watch is canceled, saying why.
+      await watches[0]!.waitFor((r) => r.some((x) => x.canceled === true && String(x.watch_id) === '7'));
+      expect(watches[0]!.responses.find((x) => x.canceled === true)!.cancel_reason).toBe("dkv: only the default store's keys can be watched");
+      expect(watches[1]!.responses.some((x) => x.canceled === true)).toBe(false);
+      expect(ctl(1, 'put', '/other', 'default-value').code).toBe(0);
+      await watches[1]!.waitFor((r) => r.some((x) => ((x.events as Decoded[] | undefined) ?? []).length > 0));
+    } finally {
+      for (const w of watches) w.close();
+    }
+    const created = { shard_ids: ((await admin(1, 'StoreDescribe', { name: 'users' })).shards as Decoded[]).map((s) => Number(s.id)) };
     expect(created.shard_ids).toEqual([2]);
     expect(((await admin(2, 'StoreList')).stores as Decoded[]).map((s) => [s.name, s.creating])).toEqual([
       ['default', false],

@@ -28,7 +28,7 @@
  */
 import { RaftAssertionError, SeededPrng } from '../../../raft/index.js';
 import { prefixEnd } from '../../../storage/index.js';
-import { type EngineCommand, type OwnershipOutcome, cedeCommand, ownsEveryKey, reclaimCommand } from '../../../src/engines/index.js';
+import { type EngineCommand, type OwnershipOutcome, cedeCommand, ownsEveryKey, reclaimCommand, retireCommand } from '../../../src/engines/index.js';
 import { type MetaOutcome, activateStoreCommand, dropStoreCommand, mountStoreCommand } from '../../../src/engines/meta/index.js';
 import { kvOutcome } from '../../../src/engines/kv/index.js';
 import { type RuntimeErrorCode, type ShardStateMachine, StateMachineHaltError, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../../../src/runtime/index.js';
@@ -52,6 +52,8 @@ export interface StoreSimOptions {
   readonly unsafe?: {
     /** Admins activate a store without the default store ceding its prefix. */
     readonly skipCede?: boolean;
+    /** Admins drop a store without retiring its shard first. */
+    readonly skipRetire?: boolean;
     /** Every data shard owns every key (no ownership checks at apply or on reads). */
     readonly ownsEveryKey?: boolean;
   };
@@ -413,6 +415,10 @@ class Run {
     return this.unsafe?.skipCede === true;
   }
 
+  get skipRetire(): boolean {
+    return this.unsafe?.skipRetire === true;
+  }
+
   randomNode(): number {
     return this.nodeIds[this.adminRandom.nextInt(this.nodeIds.length)]!;
   }
@@ -563,26 +569,26 @@ class AdminFlow {
         // Ceded to a store dropped since whose reclaim never ran: reclaim it first (only if it is gone).
         this.readMeta((node) => {
           const map = metaEngineOf(node.machine(metaShard)!).shardMap();
-          if (!(map.shard(ceded.store!) === undefined && ceded.store! <= map.highestShardId)) return this.dropCreating();
+          if (!(map.shard(ceded.store!) === undefined && ceded.store! <= map.highestShardId)) return this.dropCreating(first);
           this.step(`reclaim from ${ceded.store}`, dataShard, reclaimCommand(this.prefix, ceded.store!), () => this.finishCreate(first, true));
         });
         return;
       }
       if (ceded.code === 'prefix-in-use') this.run.counts.prefixInUse++;
-      this.dropCreating();
+      this.dropCreating(first);
     });
   }
 
   private activate(first: number): void {
-    this.step(`activate ${first}`, metaShard, activateStoreCommand(this.name), (outcome) => {
+    this.step(`activate ${first}`, metaShard, activateStoreCommand(this.name, first), (outcome) => {
       if ((outcome as MetaOutcome).kind === 'stores') this.run.counts.created++;
       this.end();
     });
   }
 
   /** A create the default store refused: the store goes (it never served a key). */
-  private dropCreating(): void {
-    this.step('drop (refused create)', metaShard, dropStoreCommand(this.name), () => this.end());
+  private dropCreating(first: number): void {
+    this.step('drop (refused create)', metaShard, dropStoreCommand(this.name, first), () => this.end());
   }
 
   drop(): void {
@@ -593,13 +599,22 @@ class AdminFlow {
       const first = map.shardsOf(this.name)[0]!.id;
       const record: DropRecord = { prefix: decoder.decode(store.prefix), first, call: this.c.now };
       this.run.drops.push(record);
-      this.step(`drop ${first}`, metaShard, dropStoreCommand(this.name), (outcome) => {
+      this.finishDrop(record, store.prefix);
+    });
+  }
+
+  /** The steps of a drop (each idempotent): retire the store's shard, drop it from the map, reclaim its prefix. */
+  private finishDrop(record: DropRecord, prefix: Uint8Array): void {
+    const first = record.first;
+    const retire = this.run.skipRetire ? (next: () => void) => next() : (next: () => void) => this.step(`retire ${first}`, first, retireCommand(first), next);
+    retire(() => {
+      this.step(`drop ${first}`, metaShard, dropStoreCommand(this.name, first), (outcome) => {
         const o = outcome as MetaOutcome;
         // Refused: an earlier attempt dropped it (unknown-store), or a later incarnation is in the map.
         if (o.kind !== 'stores' || o.shards[0] !== first) return this.end();
         record.ret = this.c.now;
         this.run.counts.dropped++;
-        this.step(`reclaim from ${first}`, dataShard, reclaimCommand(store.prefix, first), () => this.end());
+        this.step(`reclaim from ${first}`, dataShard, reclaimCommand(prefix, first), () => this.end());
       });
     });
   }
@@ -614,7 +629,16 @@ class AdminFlow {
         .find((c) => Buffer.from(c.prefix).equals(Buffer.from(this.prefix)));
       const finish = (): void => {
         const store = map.store(this.name);
-        if (store !== undefined && meta.creatingStores().has(this.name)) this.finishCreate(map.shardsOf(this.name)[0]!.id);
+        if (store === undefined) return this.end();
+        const first = map.shardsOf(this.name)[0]!.id;
+        // A drop that stopped after retiring the store's shard: finish it.
+        const retired = node.machine(first) !== undefined && ownershipEngineOf(node.machine(first)!).retired !== 0;
+        if (retired) {
+          const record: DropRecord = { prefix: decoder.decode(store.prefix), first, call: this.c.now };
+          this.run.drops.push(record);
+          return this.finishDrop(record, store.prefix);
+        }
+        if (meta.creatingStores().has(this.name)) this.finishCreate(first);
         else this.end();
       };
       if (cession !== undefined && map.shard(cession.store) === undefined && cession.store <= map.highestShardId) {

@@ -235,6 +235,9 @@ export class SimWatchers {
   private sinkFor(watcher: Watcher): WatchSink {
     const current = (engine: EngineWatcher): Stream | undefined => (watcher.stream?.engine === engine ? watcher.stream : undefined);
     const sink: WatchSink = {
+      canceled: () => {
+        throw new Error('the watch workload mounts no store: nothing cedes a watched key');
+      },
       hasRoom: () => {
         const stream = watcher.stream;
         return stream !== undefined && stream.unread < stream.capacity;

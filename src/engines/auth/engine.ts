@@ -139,12 +139,21 @@ export class AuthEngine implements Engine {
   readonly version = AUTH_COMMAND_VERSION;
 
   private enabledValue = false;
+  /**
+   * Whether stores hold keys of this state machine's keyspace (the ownership engine ceded a
+   * prefix): auth is not enabled then, since only the default store's shard checks callers.
+   */
+  private readonly storesExist: () => boolean;
   /** etcd starts its auth revision at 1. */
   private revisionValue = 1;
   private users = new Map<string, AuthUser>();
   private roles = new Map<string, AuthRole>();
   /** Each user's merged permissions, rebuilt after every change (etcd's rangePermCache). */
   private permissions = new Map<string, UserPermissions>();
+
+  constructor(options: { readonly storesExist?: () => boolean } = {}) {
+    this.storesExist = options.storesExist ?? (() => false);
+  }
 
   get enabled(): boolean {
     return this.enabledValue;
@@ -250,6 +259,7 @@ export class AuthEngine implements Engine {
     switch (kind) {
       case AuthCommandKind.Enable: {
         if (this.enabledValue) return this.unchanged();
+        if (this.storesExist()) throw new EngineError('auth-stores-exist');
         const root = this.users.get(ROOT);
         if (root === undefined) throw new EngineError('root-user-not-exist');
         if (!root.roles.includes(ROOT)) throw new EngineError('root-role-not-exist');

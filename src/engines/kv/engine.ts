@@ -206,9 +206,12 @@ export class KvEngine implements Engine {
   }
 }
 
+/** Why a shard refuses a key it does not serve: said to the client after the stable message. */
+export const NOT_OWNED_DETAIL = 'the shard that got the request does not serve its keys now (a store on their prefix is being created or dropped, or the node routed it with a shard map behind the cluster\'s); retry';
+
 /** A write that touches a key this shard does not serve (its store's map changed: route it again). */
 export function notOwned(): { kind: 'error'; error: EngineError } {
-  return { kind: 'error', error: new EngineError('not-owned', "a key of the request is not this shard's") };
+  return { kind: 'error', error: new EngineError('not-owned', NOT_OWNED_DETAIL) };
 }
 
 /** Whether a put appears in either branch of `request`, nested txns included. */

@@ -21,9 +21,9 @@ export const MetaCommandKind = {
   PublishAttributes: 1,
   /** Mount a store (version 2): payload `{ name, prefixHex, shards }` (JSON). */
   MountStore: 2,
-  /** Drop a store (version 2): payload `{ name }` (JSON). */
+  /** Drop a store (version 2): payload `{ name, first }` (JSON; `first`: its first shard id). */
   DropStore: 3,
-  /** Route requests to a store being created (version 2): payload `{ name }` (JSON). */
+  /** Route requests to a store being created (version 2): payload `{ name, first }` (JSON). */
   ActivateStore: 4,
 } as const;
 
@@ -50,14 +50,17 @@ export function mountStoreCommand(name: string, prefix: Uint8Array, shards: numb
   return { engine: EngineId.Meta, version: META_STORES_VERSION, kind: MetaCommandKind.MountStore, payload: encoder.encode(JSON.stringify({ name, prefixHex, shards })) };
 }
 
-/** A command activating store `name` (requests are routed to it from then on). */
-export function activateStoreCommand(name: string): EngineCommand {
-  return { engine: EngineId.Meta, version: META_STORES_VERSION, kind: MetaCommandKind.ActivateStore, payload: encoder.encode(JSON.stringify({ name })) };
+/**
+ * A command activating store `name` whose first shard is `first` (requests are routed to it from
+ * then on); refused if the store of that name is another one (dropped and mounted again since).
+ */
+export function activateStoreCommand(name: string, first: number): EngineCommand {
+  return { engine: EngineId.Meta, version: META_STORES_VERSION, kind: MetaCommandKind.ActivateStore, payload: encoder.encode(JSON.stringify({ name, first })) };
 }
 
-/** A command dropping store `name` (its shards leave the map). */
-export function dropStoreCommand(name: string): EngineCommand {
-  return { engine: EngineId.Meta, version: META_STORES_VERSION, kind: MetaCommandKind.DropStore, payload: encoder.encode(JSON.stringify({ name })) };
+/** A command dropping store `name` whose first shard is `first` (its shards leave the map); refused as activate is. */
+export function dropStoreCommand(name: string, first: number): EngineCommand {
+  return { engine: EngineId.Meta, version: META_STORES_VERSION, kind: MetaCommandKind.DropStore, payload: encoder.encode(JSON.stringify({ name, first })) };
 }
 
 export type MetaOutcome =
@@ -172,15 +175,18 @@ export class MetaEngine implements Engine {
 
 /** A store change's payload, or why it is malformed (the same on every replica). */
 function parseStoresChange(kind: number, payload: Uint8Array): StoresChange | string {
-  let parsed: { name?: unknown; prefixHex?: unknown; shards?: unknown };
+  let parsed: { name?: unknown; prefixHex?: unknown; shards?: unknown; first?: unknown };
   try {
     parsed = JSON.parse(decoder.decode(payload)) as typeof parsed;
   } catch {
     return 'a store change is not JSON';
   }
   if (typeof parsed !== 'object' || parsed === null || typeof parsed.name !== 'string') return 'a store change names no store';
-  if (kind === MetaCommandKind.DropStore) return { kind: 'drop', name: parsed.name };
-  if (kind === MetaCommandKind.ActivateStore) return { kind: 'activate', name: parsed.name };
+  if (kind === MetaCommandKind.DropStore || kind === MetaCommandKind.ActivateStore) {
+    const { first } = parsed;
+    if (typeof first !== 'number' || !Number.isSafeInteger(first) || first <= 0) return 'a store change names no first shard';
+    return { kind: kind === MetaCommandKind.DropStore ? 'drop' : 'activate', name: parsed.name, first };
+  }
   const { prefixHex, shards } = parsed;
   if (typeof prefixHex !== 'string' || !/^(?:[0-9a-f]{2})*$/.test(prefixHex)) return 'a mount\'s prefix is not hex';
   if (typeof shards !== 'number') return 'a mount has no shard count';

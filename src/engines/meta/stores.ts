@@ -31,7 +31,6 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 const shardMapKey = encoder.encode('shardmap');
-const foundersPrefix = encoder.encode('founders/');
 const foundersKey = (shard: number): Uint8Array => encoder.encode(`founders/${shard.toString(16).padStart(14, '0')}`);
 const creatingPrefix = encoder.encode('creating/');
 const creatingKey = (name: string): Uint8Array => encoder.encode(`creating/${name}`);
@@ -71,8 +70,9 @@ export function foundersOf(mvcc: MvccStore, shard: number): Founders | undefined
 
 export type StoresChange =
   | { readonly kind: 'mount'; readonly name: string; readonly prefix: Uint8Array; readonly shards: number }
-  | { readonly kind: 'activate'; readonly name: string }
-  | { readonly kind: 'drop'; readonly name: string };
+  /** `first`: the store's first shard id, which names one incarnation of the store (ids are never reused). */
+  | { readonly kind: 'activate'; readonly name: string; readonly first: number }
+  | { readonly kind: 'drop'; readonly name: string; readonly first: number };
 
 export type StoresOutcome =
   | { readonly kind: 'ok'; readonly shards: readonly number[] }
@@ -87,6 +87,11 @@ export type StoresOutcome =
 export function applyStoresChange(mvcc: MvccStore, change: StoresChange, nowMs: number): StoresOutcome {
   const before = readShardMap(mvcc);
   try {
+    if (change.kind === 'drop' || change.kind === 'activate') {
+      // A late step of an earlier store of the same name (dropped since) must not act on this one.
+      const first = before.shardsOf(change.name)[0]?.id;
+      if (first !== change.first) return { kind: 'error', code: 'unknown-store', message: `store "${change.name}" is not the one of shard ${change.first} any more (its first shard is ${first})` };
+    }
     if (change.kind === 'drop') {
       const after = before.drop(change.name);
       const dropped = before.shardsOf(change.name).map((s) => s.id);
@@ -124,10 +129,3 @@ function writeMap(mvcc: MvccStore, map: ShardMap): void {
   mvcc.put(shardMapKey, encodeShardMap(map));
 }
 
-/** Every shard with a founders record (for checks). */
-export function foundedShards(mvcc: MvccStore): number[] {
-  return mvcc
-    .range({ key: foundersPrefix, rangeEnd: prefixEnd(foundersPrefix), keysOnly: true })
-    .kvs.map((kv) => Number.parseInt(decoder.decode(kv.key).slice(foundersPrefix.length), 16))
-    .sort((a, b) => a - b);
-}

@@ -10,11 +10,17 @@
  * the id names one incarnation of the store), only while the shard holds no live key under it
  * (`prefix-in-use` otherwise, deterministic), so a mount never hides a key; it is reclaimed for
  * the same store when that store is dropped. Both are idempotent; a prefix ceded to another store
- * is refused (`prefix-ceded`, naming it) until that store's is reclaimed. The state is the sorted
- * list of (prefix, store); a shard that ceded none writes no snapshot section (a build without
- * this engine restores its snapshots).
+ * is refused (`prefix-ceded`, naming it) until that store's is reclaimed. A store's own shard is
+ * **retired** before its store is dropped: from then on it serves no key at all, so no node whose
+ * map still routes to it has a write acknowledged there that the drop would lose, or reads a key
+ * the default store serves again. The state is the sorted list of (prefix, store) and the retired
+ * flag; a shard with neither writes no snapshot section (a build without this engine restores its
+ * snapshots). Authentication and stores exclude each other here, in the default store's one log:
+ * a prefix is not ceded while auth is on (`auth-enabled`), and auth is not enabled while a prefix
+ * is ceded (the auth engine asks `hasCessions`).
  */
 import { crc32c, prefixEnd } from '../../../storage/index.js';
+import { storePrefixBytesMax } from '../../cluster/model.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineId, type KeyOwner, UnknownCommandError } from '../engine.js';
 import type { KvEngine } from '../kv/index.js';
 
@@ -24,12 +30,14 @@ export const OwnershipCommandKind = {
   Cede: 1,
   /** Serve the keys under a ceded prefix again (payload: as Cede's). */
   Reclaim: 2,
+  /** Serve no key any more: the store of this shard is being dropped (payload: the store's first shard id u64). */
+  Retire: 3,
 } as const;
 
 export const OWNERSHIP_COMMAND_VERSION = 1;
 
-/** Bytes of a ceded prefix (a mount prefix is at most 512: src/cluster/limits.ts). */
-export const cededPrefixBytesMax = 4096;
+/** Bytes of a ceded prefix: a mount prefix's limit. */
+export const cededPrefixBytesMax = storePrefixBytesMax;
 
 const OWNER_BYTES = 8;
 
@@ -50,6 +58,11 @@ export function reclaimCommand(prefix: Uint8Array, store: number): EngineCommand
   return { engine: EngineId.Ownership, version: OWNERSHIP_COMMAND_VERSION, kind: OwnershipCommandKind.Reclaim, payload: payloadOf(prefix, store) };
 }
 
+/** Retire a store's shard (its store is being dropped): it serves no key from then on. */
+export function retireCommand(store: number): EngineCommand {
+  return { engine: EngineId.Ownership, version: OWNERSHIP_COMMAND_VERSION, kind: OwnershipCommandKind.Retire, payload: payloadOf(new Uint8Array(0), store) };
+}
+
 /** A ceded prefix and the store (its first shard id) it was ceded to. */
 export interface Cession {
   readonly prefix: Uint8Array;
@@ -58,7 +71,14 @@ export interface Cession {
 
 export type OwnershipOutcome =
   | { readonly kind: 'ok' }
-  | { readonly kind: 'error'; readonly code: 'prefix-in-use' | 'prefix-overlap' | 'bad-prefix' | 'prefix-ceded'; readonly message: string; readonly store?: number };
+  | {
+      readonly kind: 'error';
+      readonly code: 'prefix-in-use' | 'prefix-overlap' | 'bad-prefix' | 'prefix-ceded' | 'auth-enabled';
+      readonly message: string;
+      /** The store (first shard id) and prefix a `prefix-ceded` or `prefix-overlap` refusal names. */
+      readonly store?: number;
+      readonly prefix?: Uint8Array;
+    };
 
 function compare(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
@@ -82,16 +102,27 @@ export class OwnershipEngine implements Engine, KeyOwner {
   readonly version = OWNERSHIP_COMMAND_VERSION;
   /** Ceded prefixes with their stores, sorted by prefix, no prefix starting another. */
   private ceded: Cession[] = [];
+  /** The store (first shard id) this shard was retired for; 0: serving. */
+  private retiredFor = 0;
 
-  constructor(private readonly kv: KvEngine) {}
+  constructor(
+    private readonly kv: KvEngine,
+    /** Whether authentication is on in this state machine (a prefix is not ceded then). */
+    private readonly authEnabled: () => boolean = () => false,
+  ) {}
 
   apply(command: EngineCommand, _context: ApplyContext): OwnershipOutcome {
-    if (command.kind !== OwnershipCommandKind.Cede && command.kind !== OwnershipCommandKind.Reclaim) throw new UnknownCommandError(`unknown ownership command kind ${command.kind}`);
+    if (command.kind !== OwnershipCommandKind.Cede && command.kind !== OwnershipCommandKind.Reclaim && command.kind !== OwnershipCommandKind.Retire) throw new UnknownCommandError(`unknown ownership command kind ${command.kind}`);
     if (command.payload.length < OWNER_BYTES) throw new UnknownCommandError(`an ownership command of ${command.payload.length} bytes`);
     const owner = new DataView(command.payload.buffer, command.payload.byteOffset, command.payload.byteLength).getBigUint64(0);
     const prefix = command.payload.subarray(OWNER_BYTES);
     if (owner === 0n || owner > BigInt(Number.MAX_SAFE_INTEGER)) return { kind: 'error', code: 'bad-prefix', message: `a prefix is ceded to a store's first shard id, got ${owner}` };
     const store = Number(owner);
+    if (command.kind === OwnershipCommandKind.Retire) {
+      if (prefix.length !== 0) throw new UnknownCommandError(`a retire command with ${prefix.length} bytes of prefix`);
+      this.retiredFor ||= store;
+      return { kind: 'ok' };
+    }
     if (prefix.length === 0 || prefix.length > cededPrefixBytesMax) return { kind: 'error', code: 'bad-prefix', message: `a ceded prefix is 1 to ${cededPrefixBytesMax} bytes, got ${prefix.length}` };
     const at = this.ceded.findIndex((c) => compare(c.prefix, prefix) === 0);
     const held = at >= 0 ? this.ceded[at]! : undefined;
@@ -100,14 +131,23 @@ export class OwnershipEngine implements Engine, KeyOwner {
       return { kind: 'ok' };
     }
     if (held !== undefined) {
-      return held.store === store ? { kind: 'ok' } : { kind: 'error', code: 'prefix-ceded', message: `prefix ${hex(prefix)} is ceded to the store of shard ${held.store}`, store: held.store };
+      return held.store === store
+        ? { kind: 'ok' }
+        : { kind: 'error', code: 'prefix-ceded', message: `prefix ${hex(prefix)} is ceded to the store of shard ${held.store}`, store: held.store, prefix: Uint8Array.from(held.prefix) };
     }
     const overlapping = this.ceded.find((c) => startsWith(c.prefix, prefix) || startsWith(prefix, c.prefix));
     if (overlapping !== undefined) {
-      return { kind: 'error', code: 'prefix-overlap', message: `prefix ${hex(prefix)} overlaps prefix ${hex(overlapping.prefix)}, ceded to the store of shard ${overlapping.store}`, store: overlapping.store };
+      return {
+        kind: 'error',
+        code: 'prefix-overlap',
+        message: `prefix ${hex(prefix)} overlaps prefix ${hex(overlapping.prefix)}, ceded to the store of shard ${overlapping.store}`,
+        store: overlapping.store,
+        prefix: Uint8Array.from(overlapping.prefix),
+      };
     }
+    if (this.authEnabled()) return { kind: 'error', code: 'auth-enabled', message: 'authentication is on: the default store keeps every key while it is' };
     const live = this.kv.mvcc.range({ key: prefix, rangeEnd: prefixEnd(prefix), countOnly: true }).count;
-    if (live > 0) return { kind: 'error', code: 'prefix-in-use', message: `${live} key${live === 1 ? '' : 's'} under prefix ${hex(prefix)}` };
+    if (live > 0) return { kind: 'error', code: 'prefix-in-use', message: `${live} key${live === 1 ? '' : 's'} under the prefix` };
     this.ceded = [...this.ceded, { prefix: Uint8Array.from(prefix), store }].sort((a, b) => compare(a.prefix, b.prefix));
     return { kind: 'ok' };
   }
@@ -117,7 +157,27 @@ export class OwnershipEngine implements Engine, KeyOwner {
     return this.ceded.map((c) => ({ prefix: Uint8Array.from(c.prefix), store: c.store }));
   }
 
+  /** Whether this shard ceded any prefix (authentication is not enabled then). */
+  get hasCessions(): boolean {
+    return this.ceded.length > 0;
+  }
+
+  /** The store (first shard id) this shard was retired for; 0 while it serves. */
+  get retired(): number {
+    return this.retiredFor;
+  }
+
+  /**
+   * Restored from another cluster's backup as a new cluster: that cluster's stores are not in it
+   * (a backup holds the default store alone), so what was ceded to them is served again.
+   */
+  restoredAsNew(): void {
+    this.ceded = [];
+    this.retiredFor = 0;
+  }
+
   owns(key: Uint8Array, rangeEnd?: Uint8Array): boolean {
+    if (this.retiredFor !== 0) return false;
     if (this.ceded.length === 0) return true;
     // etcd's conventions: no end (or an empty one) is the key alone, [0] every key from it on.
     if (rangeEnd === undefined || rangeEnd.length === 0) return !this.ceded.some((c) => startsWith(key, c.prefix));
@@ -133,8 +193,9 @@ export class OwnershipEngine implements Engine, KeyOwner {
     });
   }
 
+  /** count u32 | per cession: store u64, prefix length u32, prefix | [retired for u64, when retired]. */
   private encode(): Uint8Array {
-    let size = 4;
+    let size = 4 + (this.retiredFor === 0 ? 0 : OWNER_BYTES);
     for (const c of this.ceded) size += OWNER_BYTES + 4 + c.prefix.length;
     const bytes = new Uint8Array(size);
     const view = new DataView(bytes.buffer);
@@ -146,17 +207,19 @@ export class OwnershipEngine implements Engine, KeyOwner {
       bytes.set(c.prefix, at + OWNER_BYTES + 4);
       at += OWNER_BYTES + 4 + c.prefix.length;
     }
+    if (this.retiredFor !== 0) view.setBigUint64(at, BigInt(this.retiredFor));
     return bytes;
   }
 
   snapshot(): Iterator<Uint8Array> {
-    return (this.ceded.length === 0 ? [] : [this.encode()])[Symbol.iterator]();
+    return (this.ceded.length === 0 && this.retiredFor === 0 ? [] : [this.encode()])[Symbol.iterator]();
   }
 
   restore(chunks: readonly Uint8Array[]): void {
     const bytes = chunks.length === 1 ? chunks[0]! : concat(chunks);
     if (bytes.length === 0) {
       this.ceded = [];
+      this.retiredFor = 0;
       return;
     }
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -176,12 +239,20 @@ export class OwnershipEngine implements Engine, KeyOwner {
       restored.push({ store: Number(store), prefix: bytes.slice(at + OWNER_BYTES + 4, at + OWNER_BYTES + 4 + length) });
       at += OWNER_BYTES + 4 + length;
     }
+    let retired = 0;
+    if (at + OWNER_BYTES === bytes.length) {
+      const store = view.getBigUint64(at);
+      if (store === 0n || store > BigInt(Number.MAX_SAFE_INTEGER)) fail(`retired for store ${store}`);
+      retired = Number(store);
+      at += OWNER_BYTES;
+    }
     if (at !== bytes.length) fail(`${bytes.length - at} bytes after the prefixes`);
     this.ceded = restored.sort((a, b) => compare(a.prefix, b.prefix));
+    this.retiredFor = retired;
   }
 
   hash(): number {
-    return this.ceded.length === 0 ? 0 : crc32c(this.encode());
+    return this.ceded.length === 0 && this.retiredFor === 0 ? 0 : crc32c(this.encode());
   }
 }
 

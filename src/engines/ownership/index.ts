@@ -1,1 +1,1 @@
-export { OwnershipEngine, OwnershipCommandKind, OWNERSHIP_COMMAND_VERSION, cededPrefixBytesMax, cedeCommand, reclaimCommand, type Cession, type OwnershipOutcome } from './engine.js';
+export { OwnershipEngine, OwnershipCommandKind, OWNERSHIP_COMMAND_VERSION, cededPrefixBytesMax, cedeCommand, reclaimCommand, retireCommand, type Cession, type OwnershipOutcome } from './engine.js';

@@ -26,6 +26,8 @@ export interface WatchSink {
   deliver(watcher: Watcher, events: readonly MvccEvent[], headerRevision: number): boolean;
   /** The watcher's start revision was compacted: cancel it with `compactRevision`. */
   compacted(watcher: Watcher, compactRevision: number): void;
+  /** The store no longer serves some of the watcher's keys (a store took their prefix): cancel it with `reason`. */
+  canceled(watcher: Watcher, reason: string): void;
   /** Whether the stream has room for more (catch-up waits until it has). */
   hasRoom(): boolean;
   /** The watcher caught up and now gets events as they are applied. */
@@ -149,6 +151,22 @@ export class WatchHub {
     watcher.closed = true;
     this.unsynced.delete(watcher);
     this.unsubscribe(watcher);
+  }
+
+  /**
+   * Cancels, with `reason`, every watcher for which `drop` holds (the store ceded some of its keys
+   * to a new store: no event of them will be applied here any more).
+   */
+  cancelWhere(drop: (watcher: Watcher) => boolean, reason: string): number {
+    const chosen = new Set<Watcher>();
+    for (const watcher of this.unsynced) if (drop(watcher)) chosen.add(watcher);
+    for (const watcher of this.ranges.all()) if (drop(watcher)) chosen.add(watcher);
+    for (const set of this.byKey.values()) for (const watcher of set) if (drop(watcher)) chosen.add(watcher);
+    for (const watcher of chosen) {
+      this.remove(watcher);
+      watcher.sink.canceled(watcher, reason);
+    }
+    return chosen.size;
   }
 
   /** Every watcher is synced (progress notifications are true only then). */
