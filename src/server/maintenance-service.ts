@@ -91,15 +91,24 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
       const type = alarmTypeOf(message.alarm ?? AlarmType.None);
       const action = message.action ?? AlarmAction.Get;
       if (type === undefined) return { header: header(), alarms: [] };
+      // Every data shard keeps its own alarms (a store's shard raises NOSPACE when a write to it
+      // would pass the quota): listed together, disarmed in each shard that has it.
+      const dataShards = ctx.router.hosted().filter((hosted) => hosted.shardId !== ctx.router.map.metaShard);
       if (action === AlarmAction.Get) {
-        await shard.read(options);
-        return { header: header(), alarms: alarmEngineOf(shard.machine()).list(type).map(wireAlarm) };
+        await Promise.all(dataShards.map((hosted) => hosted.read(options)));
+        // One entry per member and type, however many shards hold it.
+        const alarms = new Map<string, AlarmMember>();
+        for (const hosted of dataShards) for (const alarm of alarmEngineOf(hosted.machine()).list(type)) alarms.set(`${alarm.memberId}/${alarm.alarm}`, alarm);
+        return { header: header(), alarms: [...alarms.values()].map(wireAlarm) };
       }
       const memberId = int64IfSafe(message.memberID ?? 0);
       if (memberId === undefined || memberId <= 0 || type === AlarmType.None) return { header: header(), alarms: [] };
       if (action !== AlarmAction.Activate && action !== AlarmAction.Deactivate) throw dkvError('invalid-argument', `unknown alarm action ${action}`);
+      // Raised in the default store's shard (as etcd's one store); disarmed wherever it is active.
+      const targets = action === AlarmAction.Activate ? [shard] : dataShards.filter((hosted) => alarmEngineOf(hosted.machine()).list(type).some((a) => a.memberId === memberId) || hosted === shard);
       const command = action === AlarmAction.Activate ? activateAlarmCommand(memberId, type) : deactivateAlarmCommand(memberId, type);
-      const { changed } = alarmOutcome((await shard.propose(command, callerOptions(ctx, caller))).outcome);
+      const outcomes = await Promise.all(targets.map(async (target) => alarmOutcome((await target.propose(command, callerOptions(ctx, caller))).outcome).changed));
+      const changed = outcomes.find((c) => c !== undefined);
       if (changed !== undefined) ctx.log?.(`alarm ${alarmNames[changed.alarm]} of member ${changed.memberId.toString(16)} ${action === AlarmAction.Activate ? 'raised' : 'disarmed'}`);
       return { header: header(), alarms: changed === undefined ? [] : [wireAlarm(changed)] };
     }),

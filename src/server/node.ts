@@ -785,11 +785,16 @@ export class DkvNode {
     addService(counter);
     addService(createAdminService(common));
     const store = () => kvEngineOf(this.router.defaultStore().machine()).mvcc;
+    // Watches are the default store's: a range the map (as this node applied it) sends elsewhere, or
+    // that the default store ceded (a map that lags does not know the mount yet), is refused.
+    const servedByDefaultStore = (range: { key: Uint8Array; rangeEnd?: Uint8Array }): boolean =>
+      this.router.map.shardsOfRange(range).every((shard) => shard === DEFAULT_STORE_SHARD) && kvEngineOf(this.router.defaultStore().machine()).owns(range.key, range.rangeEnd);
     const watch = createWatchService({
       ...common,
       shard: () => this.router.defaultStore(),
       hub: () => this.watchHub,
       currentRevision: () => store().revision,
+      serves: servedByDefaultStore,
       maxRequestBytes: this.config.maxRequestBytes,
       progressIntervalMs: this.options.watchProgressIntervalMs ?? watchLimits.watchProgressIntervalMsDefault,
       buffered: this.watchBuffered,
@@ -800,7 +805,7 @@ export class DkvNode {
       store,
       buffered: this.watchBuffered,
       gate,
-      serves: (range) => this.router.map.shardsOfRange(range).every((shard) => shard === DEFAULT_STORE_SHARD) && kvEngineOf(this.router.defaultStore().machine()).owns(range.key, range.rangeEnd),
+      serves: servedByDefaultStore,
     });
     addService(prefixWatch);
     const concurrency = {

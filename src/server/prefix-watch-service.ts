@@ -27,7 +27,7 @@ export interface PrefixWatchContext {
   /** The caller must be able to read the whole prefix (checked when the stream starts). */
   readonly gate: AuthGate;
   /** Whether the hub's store serves every key of `range` (another store's keys are refused). */
-  readonly serves: (range: { key: Uint8Array; rangeEnd: Uint8Array }) => boolean;
+  readonly serves: (range: { key: Uint8Array; rangeEnd?: Uint8Array }) => boolean;
 }
 
 interface WireRequest {

@@ -13,7 +13,7 @@ import { etcdType, int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto
 import { type DkvError, dkvError, errorTable, toGrpcError } from '../errors.js';
 import { type Incoming, type StreamFrame, isMalformedFrame, serviceDefinition } from './grpc-service.js';
 import { type BufferedBytes, type FrameEncoder, ResponseQueue, grpcFrames, grpcPrefixBytes, writeGrpcPrefix } from './response-queue.js';
-import { type ShardHandle, kvEngineOf } from '../runtime/index.js';
+import type { ShardHandle } from '../runtime/index.js';
 import { type ServiceContext, responseHeader } from './service-common.js';
 import { rangeAccess } from '../engines/index.js';
 
@@ -31,6 +31,8 @@ export interface WatchServiceContext extends ServiceContext {
   /** The watch engine of the shard, and its store's current revision. */
   readonly hub: () => WatchHub;
   readonly currentRevision: () => number;
+  /** Whether the shard serves every key of `range` (another store's keys are refused). */
+  readonly serves: (range: { key: Uint8Array; rangeEnd?: Uint8Array }) => boolean;
   readonly maxRequestBytes: number;
   readonly progressIntervalMs: number;
   /** Counts the bytes every stream holds for slow clients (for metrics). */
@@ -277,12 +279,7 @@ class WatchStream implements WatchSink {
       this.push({ header: this.header(current), watch_id: watchId, created: true, canceled: true, cancel_reason: reason });
     };
     if (isEmptyWatchRange(r.key, r.range_end)) return refuse(errorTable['watch-range-empty'].message);
-    // The map as this node applied it, and what the shard itself serves (a lagging map does not know a mount yet).
-    const served = this.ctx.shard();
-    const range = { key: r.key !== undefined && r.key.length > 0 ? r.key : Uint8Array.of(0), rangeEnd: r.range_end };
-    if (this.ctx.router.map.shardsOfRange(range).some((shard) => shard !== served.shardId) || !kvEngineOf(served.machine()).owns(range.key, range.rangeEnd)) {
-      return refuse(errorTable['watch-other-store'].message);
-    }
+    if (!this.ctx.serves({ key: r.key !== undefined && r.key.length > 0 ? r.key : Uint8Array.of(0), rangeEnd: r.range_end })) return refuse(errorTable['watch-other-store'].message);
     if (start < 0) return refuse(errorTable.compacted.message);
     // A client-chosen id must be a safe integer: etcd echoes any int64 exactly, and rounding or
     // saturating would fold different ids into one, so any other is refused.

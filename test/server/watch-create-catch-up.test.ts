@@ -95,6 +95,7 @@ function setup(cluster: AuthEngine) {
     shard: () => shard as never,
     hub: () => hub,
     currentRevision: () => store.revision,
+    serves: () => true,
     maxRequestBytes: 1 << 20,
     progressIntervalMs: 60_000,
   });
