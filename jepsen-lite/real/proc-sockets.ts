@@ -62,15 +62,16 @@ export async function processHoldsSocket(pid: number, inode: string): Promise<bo
 /**
  * The name of the process (among `candidates`, name -> pid) that dialed a connection we
  * accepted: its socket has local port `dialerPort` (our socket's remotePort) and peer port
- * `acceptPort` (the port we listen on). Undefined when no candidate holds it.
+ * `acceptPort` (the port we listen on). `gone` when the dialer's socket no longer exists (its
+ * process was killed right after dialing); undefined when a socket exists and no candidate holds it.
  */
 export async function identifyDialer(
   dialerPort: number,
   acceptPort: number,
   candidates: ReadonlyMap<string, number>,
-): Promise<string | undefined> {
+): Promise<string | 'gone' | undefined> {
   const inode = await findSocketInode(dialerPort, acceptPort);
-  if (inode === undefined) return undefined;
+  if (inode === undefined) return 'gone';
   for (const [name, pid] of candidates) {
     if (await processHoldsSocket(pid, inode)) return name;
   }

@@ -62,6 +62,8 @@ export interface ProxyStats {
   accepted: number;
   /** Connections from a process that is not a member. */
   unidentified: number;
+  /** Connections whose dialer's socket was gone before it could be identified (a kill fault). */
+  vanished: number;
   /** Connections refused or reset by a cut. */
   cut: number;
 }
@@ -75,7 +77,7 @@ export class ProxyNetwork {
   private readonly links = new Map<string, LinkState>();
   private readonly connections = new Set<ProxiedConnection>();
   private readonly names: ReadonlySet<string>;
-  readonly stats: ProxyStats = { accepted: 0, unidentified: 0, cut: 0 };
+  readonly stats: ProxyStats = { accepted: 0, unidentified: 0, vanished: 0, cut: 0 };
   private closed = false;
 
   constructor(private readonly options: ProxyNetworkOptions) {
@@ -149,6 +151,12 @@ export class ProxyNetwork {
     const dialerPort = socket.remotePort;
     const dialer = dialerPort === undefined ? undefined : await identifyDialer(dialerPort, target.proxyPort, this.options.pids());
     if (this.closed || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
+    if (dialer === 'gone') {
+      // The dialer was killed between its connect and our look at /proc: nothing to forward.
+      this.stats.vanished++;
       socket.destroy();
       return;
     }

@@ -351,6 +351,7 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
       acknowledgedWritesMissing: acknowledged?.missing ?? 0,
       proxyConnections: cluster.proxies.stats.accepted,
       proxyUnidentified: cluster.proxies.stats.unidentified,
+      proxyVanished: cluster.proxies.stats.vanished,
       proxyCuts: cluster.proxies.stats.cut,
     },
   };

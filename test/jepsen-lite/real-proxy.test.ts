@@ -110,7 +110,7 @@ describe('proc-sockets', () => {
     expect(inodes.size).toBe(2);
   });
 
-  it('names the child process that dialed, and no one for a process not listed', async () => {
+  it('names the child process that dialed, no one for a process not listed, and gone once it is killed', async () => {
     const listener = createServer();
     const accepted = new Promise<Socket>((resolve) => listener.once('connection', resolve));
     await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
@@ -124,6 +124,15 @@ describe('proc-sockets', () => {
     const pid = child.pid!;
     expect(await identifyDialer(socket.remotePort!, port, new Map([['self', process.pid], ['child', pid]]))).toBe('child');
     expect(await identifyDialer(socket.remotePort!, port, new Map([['self', process.pid]]))).toBeUndefined();
+    // Killed: its socket is gone, which is not the same as a stranger's connection.
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+    let dialer: string | undefined;
+    for (const started = Date.now(); dialer !== 'gone' && Date.now() - started < 3000; await new Promise((resolve) => setTimeout(resolve, 10))) {
+      dialer = await identifyDialer(socket.remotePort!, port, new Map([['child', pid]]));
+    }
+    expect(dialer).toBe('gone');
     socket.destroy();
   });
 });
