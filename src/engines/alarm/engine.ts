@@ -10,6 +10,7 @@
  * `AlarmEngine.capped` (the `WriteCap` interface) in their apply.
  */
 import { crc32c } from '../../../storage/index.js';
+import { concatBytes } from '../bytes.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError, type WriteCap } from '../engine.js';
 
 /** etcd's AlarmType values (etcdserverpb.AlarmType; never renumber). */
@@ -133,7 +134,7 @@ export class AlarmEngine implements Engine, WriteCap {
       this.alarms = [];
       return;
     }
-    const bytes = chunks.length === 1 ? chunks[0]! : concat(chunks);
+    const bytes = concatBytes(chunks);
     if (bytes.length < 4) throw new TypeError('alarm snapshot section is cut off');
     const count = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
     if (bytes.length !== 4 + ALARM_BYTES * count) throw new TypeError(`alarm snapshot section of ${bytes.length} bytes does not hold ${count} alarms`);
@@ -145,16 +146,4 @@ export class AlarmEngine implements Engine, WriteCap {
   hash(): number {
     return crc32c(this.encode());
   }
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const chunk of chunks) length += chunk.length;
-  const bytes = new Uint8Array(length);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return bytes;
 }

@@ -11,6 +11,7 @@ import type { ConfChange } from '../../../raft/index.js';
 import { MvccStore, encodeSnapshot, restoreSnapshotPieces } from '../../../storage/index.js';
 import { etcdType } from '../../etcd-proto.js';
 import type { ShardMap, ShardMapErrorCode } from '../../cluster/model.js';
+import { bytesToHex } from '../bytes.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError } from '../engine.js';
 import { type Member, type MemberAttributes, admitMembershipChange, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers, removedIds } from './members.js';
 import { type Founders, type StoresChange, applyStoresChange, creatingStores, foundersOf, readRoutingMap, readShardMap } from './stores.js';
@@ -46,7 +47,7 @@ export function publishAttributesCommand(id: number, attributes: MemberAttribute
 
 /** A command mounting store `name` on `prefix` as `shards` shards (replicated on every member). */
 export function mountStoreCommand(name: string, prefix: Uint8Array, shards: number): EngineCommand {
-  const prefixHex = Array.from(prefix, (b) => b.toString(16).padStart(2, '0')).join('');
+  const prefixHex = bytesToHex(prefix);
   return { engine: EngineId.Meta, version: META_STORES_VERSION, kind: MetaCommandKind.MountStore, payload: encoder.encode(JSON.stringify({ name, prefixHex, shards })) };
 }
 

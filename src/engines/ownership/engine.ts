@@ -20,7 +20,8 @@
  * is ceded (the auth engine asks `hasCessions`).
  */
 import { crc32c, prefixEnd } from '../../../storage/index.js';
-import { storePrefixBytesMax } from '../../cluster/model.js';
+import { compareKeys, storePrefixBytesMax } from '../../cluster/model.js';
+import { bytesToHex, concatBytes } from '../bytes.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineId, type KeyOwner, UnknownCommandError } from '../engine.js';
 import type { KvEngine } from '../kv/index.js';
 
@@ -80,11 +81,6 @@ export type OwnershipOutcome =
       readonly prefix?: Uint8Array;
     };
 
-function compare(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
-  return a.length - b.length;
-}
 
 function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {
   if (key.length < prefix.length) return false;
@@ -92,9 +88,6 @@ function startsWith(key: Uint8Array, prefix: Uint8Array): boolean {
   return true;
 }
 
-function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-}
 
 export class OwnershipEngine implements Engine, KeyOwner {
   readonly id = EngineId.Ownership;
@@ -124,7 +117,7 @@ export class OwnershipEngine implements Engine, KeyOwner {
       return { kind: 'ok' };
     }
     if (prefix.length === 0 || prefix.length > cededPrefixBytesMax) return { kind: 'error', code: 'bad-prefix', message: `a ceded prefix is 1 to ${cededPrefixBytesMax} bytes, got ${prefix.length}` };
-    const at = this.ceded.findIndex((c) => compare(c.prefix, prefix) === 0);
+    const at = this.ceded.findIndex((c) => compareKeys(c.prefix, prefix) === 0);
     const held = at >= 0 ? this.ceded[at]! : undefined;
     if (command.kind === OwnershipCommandKind.Reclaim) {
       if (held !== undefined && held.store === store) this.ceded = this.ceded.filter((_, i) => i !== at);
@@ -133,14 +126,14 @@ export class OwnershipEngine implements Engine, KeyOwner {
     if (held !== undefined) {
       return held.store === store
         ? { kind: 'ok' }
-        : { kind: 'error', code: 'prefix-ceded', message: `prefix ${hex(prefix)} is ceded to the store of shard ${held.store}`, store: held.store, prefix: Uint8Array.from(held.prefix) };
+        : { kind: 'error', code: 'prefix-ceded', message: `prefix ${bytesToHex(prefix)} is ceded to the store of shard ${held.store}`, store: held.store, prefix: Uint8Array.from(held.prefix) };
     }
     const overlapping = this.ceded.find((c) => startsWith(c.prefix, prefix) || startsWith(prefix, c.prefix));
     if (overlapping !== undefined) {
       return {
         kind: 'error',
         code: 'prefix-overlap',
-        message: `prefix ${hex(prefix)} overlaps prefix ${hex(overlapping.prefix)}, ceded to the store of shard ${overlapping.store}`,
+        message: `prefix ${bytesToHex(prefix)} overlaps prefix ${bytesToHex(overlapping.prefix)}, ceded to the store of shard ${overlapping.store}`,
         store: overlapping.store,
         prefix: Uint8Array.from(overlapping.prefix),
       };
@@ -148,7 +141,7 @@ export class OwnershipEngine implements Engine, KeyOwner {
     if (this.authEnabled()) return { kind: 'error', code: 'auth-enabled', message: 'authentication is on: the default store keeps every key while it is' };
     const live = this.kv.mvcc.range({ key: prefix, rangeEnd: prefixEnd(prefix), countOnly: true }).count;
     if (live > 0) return { kind: 'error', code: 'prefix-in-use', message: `${live} key${live === 1 ? '' : 's'} under the prefix` };
-    this.ceded = [...this.ceded, { prefix: Uint8Array.from(prefix), store }].sort((a, b) => compare(a.prefix, b.prefix));
+    this.ceded = [...this.ceded, { prefix: Uint8Array.from(prefix), store }].sort((a, b) => compareKeys(a.prefix, b.prefix));
     return { kind: 'ok' };
   }
 
@@ -183,12 +176,12 @@ export class OwnershipEngine implements Engine, KeyOwner {
     if (rangeEnd === undefined || rangeEnd.length === 0) return !this.ceded.some((c) => startsWith(key, c.prefix));
     const end = rangeEnd.length === 1 && rangeEnd[0] === 0 ? undefined : rangeEnd;
     // An empty range holds no key.
-    if (end !== undefined && compare(key, end) >= 0) return true;
+    if (end !== undefined && compareKeys(key, end) >= 0) return true;
     // [key, end) meets [p, prefixEnd(p)) unless it ends at or before p or starts at or past its end.
     return !this.ceded.some(({ prefix: p }) => {
       const pEnd = prefixEnd(p);
-      const endsBefore = end !== undefined && compare(end, p) <= 0;
-      const startsAfter = pEnd.length > 0 && !(pEnd.length === 1 && pEnd[0] === 0) && compare(key, pEnd) >= 0;
+      const endsBefore = end !== undefined && compareKeys(end, p) <= 0;
+      const startsAfter = pEnd.length > 0 && !(pEnd.length === 1 && pEnd[0] === 0) && compareKeys(key, pEnd) >= 0;
       return !endsBefore && !startsAfter;
     });
   }
@@ -216,7 +209,7 @@ export class OwnershipEngine implements Engine, KeyOwner {
   }
 
   restore(chunks: readonly Uint8Array[]): void {
-    const bytes = chunks.length === 1 ? chunks[0]! : concat(chunks);
+    const bytes = concatBytes(chunks);
     if (bytes.length === 0) {
       this.ceded = [];
       this.retiredFor = 0;
@@ -247,23 +240,11 @@ export class OwnershipEngine implements Engine, KeyOwner {
       at += OWNER_BYTES;
     }
     if (at !== bytes.length) fail(`${bytes.length - at} bytes after the prefixes`);
-    this.ceded = restored.sort((a, b) => compare(a.prefix, b.prefix));
+    this.ceded = restored.sort((a, b) => compareKeys(a.prefix, b.prefix));
     this.retiredFor = retired;
   }
 
   hash(): number {
     return this.ceded.length === 0 && this.retiredFor === 0 ? 0 : crc32c(this.encode());
   }
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const chunk of chunks) length += chunk.length;
-  const bytes = new Uint8Array(length);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return bytes;
 }
