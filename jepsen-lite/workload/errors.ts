@@ -5,29 +5,12 @@
  * is kept to errors raised before the request could reach the Raft log, on DKV and on etcd alike,
  * and everything else — timeouts, lost connections, unknown errors — is `info`.
  */
+import { grpcStatus } from '../../src/errors.js';
 import { isReadOnly } from './etcd.js';
 import type { KvInput, RegisterInput } from '../history.js';
 
-/** gRPC status codes (fixed by the gRPC spec). */
-export const grpcCode = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  ABORTED: 10,
-  OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  DATA_LOSS: 15,
-  UNAUTHENTICATED: 16,
-} as const;
+/** gRPC status codes (fixed by the gRPC spec): the table src/errors.ts writes out. */
+export const grpcCode = grpcStatus;
 
 const grpcCodeName: ReadonlyMap<number, string> = new Map(Object.entries(grpcCode).map(([name, code]) => [code, name]));
 
