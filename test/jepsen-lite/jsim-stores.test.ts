@@ -59,7 +59,8 @@ describe('jepsen sim, stores workload', () => {
   it(`${seedsCount} seeds under faults: 0 violations`, () => runSeeds(seedsFirst, seedsCount));
 
   const extra = Number(process.env.JSIM_STORES_SEEDS ?? 0);
-  it.runIf(extra > 0)(`JSIM_STORES_SEEDS: ${extra} more seeds`, () => runSeeds(seedsFirst + seedsCount, extra), 3_600_000);
+  // More seeds on request (JSIM_STORES_SEEDS=N): registered only then.
+  if (extra > 0) it(`JSIM_STORES_SEEDS: ${extra} more seeds`, () => runSeeds(seedsFirst + seedsCount, extra), 3_600_000);
 
   it('a seed replays exactly', () => {
     const first = seedRun(41);
