@@ -22,7 +22,7 @@ import { JwtTokens } from './auth/jwt.js';
 import { RateLimiter } from './auth/rate-limit.js';
 import { createAuthService } from './auth/service.js';
 import { SimpleTokens } from './auth/tokens.js';
-import { DEFAULT_STORE_SHARD as DEFAULT_STORE_SHARD_OF_MAP, type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index.js';
+import { DEFAULT_STORE_SHARD, type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index.js';
 import { WatchHub, watchLimits } from '../engines/watch/index.js';
 import { dkvError, errorTable } from '../errors.js';
 import { NodeRuntime, type RequestOptions, Router, type ShardHandle, firstRequestId, metaShardMap, wrapConfContext } from '../runtime/index.js';
@@ -59,7 +59,7 @@ import { StoreGroups } from './store-groups.js';
 
 /** Shard 0 holds cluster metadata (members, stores, the shard map); shard 1 the default store's data. */
 export const META_SHARD = 0;
-export const DEFAULT_STORE_SHARD = DEFAULT_STORE_SHARD_OF_MAP;
+export { DEFAULT_STORE_SHARD };
 export const HOSTED_SHARDS = [META_SHARD, DEFAULT_STORE_SHARD] as const;
 
 export { grpcOverheadBytes };
@@ -276,10 +276,13 @@ export class DkvNode {
         stateReplaced: (shard, from) => {
           const source = from === 'leader' ? "the leader's snapshot" : 'the stored snapshot';
           logger.info(`shard ${shard}: state restored from ${source} at index ${this.runtime.machine(shard).appliedIndex}`);
-          if (shard === META_SHARD) this.membershipLog.changed(this.members(), from !== 'leader');
-          if (shard === META_SHARD) this.membershipChanged();
-          if (shard === META_SHARD) this.reconcileStoreGroups();
-          else this.refreshLearner();
+          if (shard === META_SHARD) {
+            this.membershipLog.changed(this.members(), from !== 'leader');
+            this.membershipChanged();
+            this.reconcileStoreGroups();
+          } else {
+            this.refreshLearner();
+          }
           if (this.started) void this.membershipSync.poke();
           if (shard === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
           // Authenticates and password changes inside the snapshot were never seen here: clients re-authenticate.
