@@ -43,9 +43,14 @@ async function ok(args: readonly string[], options: { input?: string; env?: Reco
 
 type Expected = string | CommandResult;
 
-/** Runs the commands side by side; each must print its expected stdout (exit 0, no stderr) or result. */
-async function expectOutputs(cases: ReadonlyArray<readonly [readonly string[], Expected, { input?: string; env?: Record<string, string | undefined> }?]>): Promise<void> {
-  const results = await Promise.all(cases.map(([args, , options]) => dkv(args, options)));
+/**
+ * Runs the commands side by side (`oneByOne`: one after the other); each must print its expected
+ * stdout (exit 0, no stderr) or result.
+ */
+async function expectOutputs(cases: ReadonlyArray<readonly [readonly string[], Expected, { input?: string; env?: Record<string, string | undefined> }?]>, oneByOne = false): Promise<void> {
+  const results: CommandResult[] = [];
+  if (oneByOne) for (const [args, , options] of cases) results.push(await dkv(args, options));
+  else results.push(...(await Promise.all(cases.map(([args, , options]) => dkv(args, options)))));
   for (const [i, [args, expected]] of cases.entries()) {
     const wanted = typeof expected === 'string' ? { code: 0, stdout: expected, stderr: '' } : expected;
     expect(results[i], `dkv ${args.join(' ')}`).toEqual(wanted);
@@ -126,7 +131,9 @@ describe('dkv user, role and auth, then --user on the data commands', () => {
       [['get', 'app/k', '--user', 'alice:wrong'], authFailed],
       [['get', 'app/k', '--user', 'nopw:x'], authFailed],
       [['get', 'app/k'], { code: 1, stdout: '', stderr: 'dkv get: etcdserver: user name is empty\n' }],
-    ]);
+      // One by one: each command authenticates as alice, and eleven at once would pass the
+      // per-user burst of Authenticate calls (authenticateBurstPerUser, refilled over time).
+    ], true);
   });
 
   it('asks for the password on a terminal, without echo', async () => {
