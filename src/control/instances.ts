@@ -15,7 +15,7 @@ import { checkInstanceName, instancePaths, instancesDir, type InstancePaths } fr
 import { devMembers, devPortStride, killWaitMs, pollMs, startFailureLogLines, startWaitMs, stopWaitMs } from './limits.js';
 import { tailLines } from './logs.js';
 import { checkPort, claimedPorts, pickPort } from './ports.js';
-import { processState, removePidFile, signalServer, writePidFile, type ProcessState } from './processes.js';
+import { processExited, processState, removePidFile, signalServer, writePidFile, type ProcessState } from './processes.js';
 import { probeServing } from './probe.js';
 import { type ClusterNodeOptions, configDocuments, listenHostOf, type MemberPorts, parseTemplate, type PlannedMember, type Template } from './templates.js';
 
@@ -287,7 +287,8 @@ export async function stopInstance(home: string, name: string, force = false): P
   signalServer(state.pid, force ? 'SIGKILL' : 'SIGTERM');
   const waitMs = force ? killWaitMs : stopWaitMs;
   const deadline = Date.now() + waitMs;
-  while (processState(paths).state === 'running') {
+  // Until the process has exited: one that is exiting no longer looks like our server.
+  while (!processExited(state.pid)) {
     if (Date.now() > deadline) {
       throw new InstanceError(
         'stop-timeout',

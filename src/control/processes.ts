@@ -57,6 +57,28 @@ export function notOurServer(pid: number, configPath: string): string | undefine
   return `pid ${pid} is now another program (${cmdline.filter((arg) => arg !== '').join(' ').slice(0, 120)})`;
 }
 
+/**
+ * Whether process `pid` has exited (gone, or a zombie). A killed process loses its command line
+ * while it exits, before it is a zombie: it is not our server any more, yet it still runs.
+ */
+export function processExited(pid: number): boolean {
+  if (!existsSync('/proc/self')) {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state === 'Z' || state === 'X';
+  } catch {
+    return true;
+  }
+}
+
 /** Running (with its pid) or stopped (with the stale pid file's pid and why, if there was one). */
 export function processState(paths: InstancePaths): ProcessState {
   const pid = readPidFile(paths);
