@@ -248,8 +248,10 @@ export class MvccStore {
       (request.maxModRevision ?? 0) !== 0 ||
       (request.minCreateRevision ?? 0) !== 0 ||
       (request.maxCreateRevision ?? 0) !== 0;
-    // etcd fetches everything when it must sort or filter, else limit + 1 to learn `more`.
-    const fetch = request.countOnly ? 0 : sortOrder !== 'none' || filtered || limit === 0 ? Infinity : limit + 1;
+    // etcd fetches everything when it must sort or filter, else limit + 1 to learn `more`. A
+    // target other than the key sorts even with order 'none' (ascending: sortKeyValues).
+    const sorts = sortOrder !== 'none' || sortTarget !== 'key';
+    const fetch = request.countOnly ? 0 : sorts || filtered || limit === 0 ? Infinity : limit + 1;
     let kvs: KeyValue[] = [];
     const count = this.visitRange(request.key, request.rangeEnd, (source, head) => {
       const offset = versionAt(source, head, revision);

@@ -244,3 +244,13 @@ describe('MvccStore against the reference model', () => {
     );
   });
 });
+
+describe('MvccStore: a sort by another target than the key, with order none and a limit', () => {
+  it('sorts every key of the range before the limit (ascending, as etcd), not the first limit + 1', () => {
+    const store = new MvccStore();
+    for (const key of ['c', 'a', 'b']) store.put(Buffer.from(key), Buffer.from('v'));
+    const r = store.range({ key: Buffer.from('a'), rangeEnd: Uint8Array.of(0), limit: 1, sortTarget: 'mod' });
+    expect(r.kvs.map((kv) => Buffer.from(kv.key).toString())).toEqual(['c']);
+    expect([r.more, r.count]).toEqual([true, 3]);
+  });
+});
