@@ -55,6 +55,11 @@ export interface LoadOptions {
   readonly rate: number;
   /** txn-put only: puts (on distinct keys) in the txn's success branch. */
   readonly txnOps: number;
+  /**
+   * A DKV store (`--store`): every key is the store's prefix, then `spreadByte(n)`, then the bench
+   * key, so the load spreads over the store's shards. Absent: etcd's keys, as etcd's tool makes them.
+   */
+  readonly store?: { readonly name: string; readonly prefix: Uint8Array } | undefined;
 }
 
 export interface LoadResult {
@@ -98,10 +103,45 @@ export function benchKey(n: number, keySize: number): Buffer {
   return key;
 }
 
+/**
+ * The byte after a store's prefix for key number n: the low 8 bits of n, reversed. A store's S
+ * shards cut its range evenly by that byte, so with S a power of two the shard is read from the
+ * byte's top log2(S) bits, the low bits of n reversed: any S consecutive key numbers fall in S
+ * different shards, and random ones spread evenly (other S: within one key of even).
+ */
+export function spreadByte(n: number): number {
+  let low = n & 0xff;
+  let reversed = 0;
+  for (let bit = 0; bit < 8; bit++) {
+    reversed = (reversed << 1) | (low & 1);
+    low >>= 1;
+  }
+  return reversed;
+}
+
+/**
+ * A store's benchmark key: `prefix`, `spreadByte(spreadFrom)`, then `benchKey(n, keySize)`. A
+ * txn's puts share one `spreadFrom` (its first key's number), so they fall in one shard (a txn
+ * across shards is refused).
+ */
+export function storeBenchKey(prefix: Uint8Array, n: number, keySize: number, spreadFrom = n): Buffer {
+  const key = Buffer.alloc(prefix.length + 1 + keySize);
+  key.set(prefix);
+  key[prefix.length] = spreadByte(spreadFrom);
+  benchKey(n, keySize).copy(key, prefix.length + 1);
+  return key;
+}
+
+/** Key number n of a run: etcd's key, or the store's (an empty prefix is the default store: etcd's keys). */
+export function loadKey(options: Pick<LoadOptions, 'keySize' | 'store'>, n: number, spreadFrom = n): Buffer {
+  const prefix = options.store?.prefix;
+  return prefix === undefined || prefix.length === 0 ? benchKey(n, options.keySize) : storeBenchKey(prefix, n, options.keySize, spreadFrom);
+}
+
 /** Builds the encoded request for key number n (and the n+1 … that a multi-op txn adds). */
 function requestEncoder(options: LoadOptions): (n: number) => Buffer {
   const value = randomBytes(options.valSize);
-  const keyOf = (n: number): Buffer => benchKey(n % options.keySpaceSize, options.keySize);
+  const keyOf = (n: number, spreadFrom = n): Buffer => loadKey(options, n % options.keySpaceSize, spreadFrom % options.keySpaceSize);
   switch (options.workload) {
     case 'put': {
       const type = etcdType('etcdserverpb.PutRequest');
@@ -116,7 +156,7 @@ function requestEncoder(options: LoadOptions): (n: number) => Buffer {
       const type = etcdType('etcdserverpb.TxnRequest');
       return (n) => {
         const success = [];
-        for (let op = 0; op < options.txnOps; op++) success.push({ request_put: { key: keyOf(n + op), value } });
+        for (let op = 0; op < options.txnOps; op++) success.push({ request_put: { key: keyOf(n + op, n), value } });
         return Buffer.from(type.encode({ compare: [], success, failure: [] }).finish());
       };
     }
@@ -247,7 +287,10 @@ export function describeLoad(options: LoadOptions): string {
   const detail = options.workload === 'range'
     ? `, ${options.consistency === 'l' ? 'linearizable' : 'serializable'}`
     : `, value ${options.valSize} B${options.workload === 'txn-put' ? `, ${options.txnOps} put(s) per txn` : ''}`;
-  return `${options.workload}: ${options.total} requests, ${options.clients} client(s) over ${options.conns} conn(s) to ${options.endpoints.join(',')}; ` +
+  const store = options.store === undefined
+    ? ''
+    : `; store ${options.store.name} (prefix ${JSON.stringify(Buffer.from(options.store.prefix).toString('latin1'))}, then a byte spreading keys over its shards)`;
+  return `${options.workload}: ${options.total} requests, ${options.clients} client(s) over ${options.conns} conn(s) to ${options.endpoints.join(',')}${store}; ` +
     `key ${options.keySize} B, key space ${options.keySpaceSize}${options.sequentialKeys ? ' (sequential)' : ''}${detail}` +
     `${options.rate > 0 ? `, rate ${options.rate}/s` : ''}`;
 }

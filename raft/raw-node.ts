@@ -313,6 +313,15 @@ export class RawNode {
         });
       });
     }
+    return { ...this.basicStatus(), progress };
+  }
+
+  /**
+   * The status without the leader's progress map (etcd's BasicStatus): cheap enough to ask of
+   * every group on a timer, where `status()` copies every member's progress.
+   */
+  basicStatus(): Omit<Status, 'progress'> {
+    const r = this.raft;
     return {
       id: r.id,
       term: r.term,
@@ -324,7 +333,6 @@ export class RawNode {
       lastIndex: r.log.lastIndex(),
       config: r.tracker.confState(),
       leadTransferee: r.leadTransferee,
-      progress,
     };
   }
 

@@ -174,12 +174,17 @@ export const errorTable = {
   'cross-shard-txn': dkv(status.FAILED_PRECONDITION, 'dkv: txn keys span more than one shard'),
   'cross-shard-range': dkv(status.FAILED_PRECONDITION, 'dkv: the range spans more than one shard'),
   'cross-shard-revision': dkv(status.FAILED_PRECONDITION, 'dkv: a range across shards is served at the current revision only'),
-  'watch-other-store': dkv(status.FAILED_PRECONDITION, "dkv: only the default store's keys can be watched"),
+  'watch-other-store': dkv(status.FAILED_PRECONDITION, 'dkv: the watched keys are not served by this shard any more (a store took or gave back their prefix), watch them again'),
+  'watch-cross-shard': dkv(status.FAILED_PRECONDITION, "dkv: an etcd watch across shards is not served (watch the prefix with dkv.v1.Watch/WatchPrefix, or each shard's part of the range)"),
+  'store-lease-unsupported': dkv(status.FAILED_PRECONDITION, "dkv: a lease attaches only keys of the shard that granted it, and LeaseGrant grants in the default store (give a store's keys per-key TTLs)"),
+  'watch-resume-mismatch': dkv(status.FAILED_PRECONDITION, 'dkv: the resume token does not name the shards of the prefix'),
   'auth-stores-exist': dkv(status.FAILED_PRECONDITION, 'dkv: authentication cannot be enabled while stores exist (drop them first)'),
   'store-auth-unsupported': dkv(status.FAILED_PRECONDITION, 'dkv: only the default store is served while authentication is enabled'),
   'wrong-shard': dkv(status.UNAVAILABLE, 'dkv: this node does not serve the shard that owns the key'),
   'store-not-found': dkv(status.NOT_FOUND, 'dkv: store not found'),
   'store-exists': dkv(status.ALREADY_EXISTS, 'dkv: store already exists'),
+  // dkv.v1.Admin's ShardStatus of an id the answering node neither knows from its map nor hosts.
+  'shard-not-found': dkv(status.NOT_FOUND, 'dkv: shard not found'),
   // The shard map's refusals of a store change (dkv.v1.Admin), each with the map's message as
   // its detail; src/error-mapping.ts maps the map's codes to these.
   'store-bad-name': dkv(status.INVALID_ARGUMENT, 'dkv: invalid store name'),

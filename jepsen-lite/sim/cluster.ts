@@ -84,6 +84,10 @@ export interface SimClusterOptions {
   readonly restartAfterFailureMs?: number;
   /** How long a request may wait in a node's runtime (simulated ms). */
   readonly requestTimeoutMs?: number;
+  /** Whether the runtimes quiesce idle groups (default: the runtime's, on). */
+  readonly quiesce?: boolean;
+  /** What every member's build applies (the runtime's option; default: everything this build does). */
+  readonly membersSupport?: (engine: number, version: number) => boolean;
   /**
    * Message types the network never duplicates. A forwarded proposal (MsgProp) delivered twice
    * is appended twice — Raft does not deduplicate commands — so a run that models the peer
@@ -327,6 +331,8 @@ export class SimCluster {
       snapshotCatchUpEntries: this.options.snapshotKeepEntries,
       snapshotAfterConfChange: true,
       requestTimeoutMs: this.options.requestTimeoutMs ?? simRequestTimeoutMsDefault,
+      quiesce: this.options.quiesce,
+      membersSupport: this.options.membersSupport,
       stateMachine: (shard) => this.stateMachineFor(id, shard),
       firstRequestId: firstRequestId(Math.max(0, this.now + node.clockOffsetMs)),
       unsafe: this.options.unsafe,

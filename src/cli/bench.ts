@@ -4,7 +4,7 @@ import { type Credentials, credentialsOf, credentialsOptionsHelp } from './crede
 import { Endpoints, commandTimeoutMs, failureMessage } from './remote.js';
 
 export const benchHelp = `Usage: dkv bench raft|log [--seconds S]
-       dkv bench put|range|txn-put [--endpoints E] [--conns N] [--clients N] [--total N] ...
+       dkv bench put|range|txn-put [--endpoints E] [--conns N] [--clients N] [--total N] [--store NAME] ...
        dkv bench watch [--endpoints E] [--conns N] [--streams N] [--watch-per-stream N] ...
        dkv bench lease-keepalive|lease-grant [--endpoints E] [--conns N] [--clients N] [--total N]
        dkv bench counter [--endpoints E] [--conns N] [--clients N] [--total N] [--counters N] ...
@@ -74,6 +74,11 @@ Options (put, range, txn-put; as in etcd's benchmark tool):
   --consistency l|s     range: linearizable (l) or serializable (s) (default l)
   --txn-ops N           txn-put: puts on distinct keys per txn (default 1)
   --rate N              requests per second over all clients, 0 = unlimited (default 0)
+  --store NAME          DKV only: write and read the keys of store NAME (its prefix looked up
+                        with dkv.v1.Admin StoreDescribe): each key is the prefix, one byte that
+                        spreads the keys evenly over the store's shards (key n's low 8 bits,
+                        reversed; a txn's puts share its first key's byte, so one shard), then
+                        the --key-size key
   --json                print one JSON line instead of the summary
   -h, --help            show this text
 
@@ -206,6 +211,7 @@ async function loadCommand(workload: LoadTarget, args: string[]): Promise<number
     consistency: { type: 'string' },
     'txn-ops': { type: 'string' },
     rate: { type: 'string' },
+    store: { type: 'string' },
     json: { type: 'boolean' },
     ...credentialFlags,
     help: { type: 'boolean', short: 'h' },
@@ -214,6 +220,7 @@ async function loadCommand(workload: LoadTarget, args: string[]): Promise<number
     process.stdout.write(benchHelp);
     return 0;
   }
+  if (o.store === '') throw new UsageError('--store needs a store name');
   const { describeLoad, formatLoadResult, loadLimits: limits, loadResultJson, runLoad, varintLength } = await import('../../bench/etcd-load.js');
   if (o.consistency !== undefined && workload !== 'range') throw new UsageError(`--consistency applies to range only, not ${workload}`);
   if (o.consistency !== undefined && o.consistency !== 'l' && o.consistency !== 's') {
@@ -243,13 +250,23 @@ async function loadCommand(workload: LoadTarget, args: string[]): Promise<number
     rate: intOption(o.rate, 'rate', 0, 0, limits.rateMax),
     txnOps,
   } as const;
+  const credentials = credentialsOf(o, `dkv bench ${workload}`);
+  let store: { name: string; prefix: Uint8Array } | undefined;
+  if (o.store !== undefined) {
+    try {
+      store = { name: o.store, prefix: await storePrefix(options.endpoints, o.store, credentials) };
+    } catch (error) {
+      process.stderr.write(`dkv bench ${workload}: --store ${o.store}: ${failureMessage(error)}\n`);
+      return 1;
+    }
+  }
   return report({
     name: `dkv bench ${workload}`,
     json: o.json === true,
     endpoints: options.endpoints,
-    credentials: credentialsOf(o, `dkv bench ${workload}`),
-    describe: () => describeLoad(options),
-    run: (token) => runLoad({ ...options, token }),
+    credentials,
+    describe: () => describeLoad({ ...options, store }),
+    run: (token) => runLoad({ ...options, store, token }),
     toJson: loadResultJson,
     format: formatLoadResult,
     ok: (r) => r.errors === 0,
@@ -482,6 +499,21 @@ async function footprintCommand(args: string[]): Promise<number> {
   });
   if (!json) for (const line of footprintTable(results)) print(line);
   return 0;
+}
+
+/** A DKV store's prefix (dkv.v1.Admin StoreDescribe); refused while the store is still being created. */
+async function storePrefix(endpoints: readonly string[], name: string, credentials: Credentials | undefined): Promise<Uint8Array> {
+  // Loaded here, not at the top: `dkv bench --help` and usage errors do without grpc-js.
+  const { longsAsStrings, methodCodec } = await import('../client/index.js');
+  const remote = new Endpoints(endpoints, commandTimeoutMs, credentials);
+  try {
+    const r = await remote.unary(methodCodec('dkv.v1.Admin', 'StoreDescribe', longsAsStrings), { name });
+    const described = r.store as { prefix?: unknown; creating?: unknown } | undefined;
+    if (described?.creating === true) throw new Error('the store is still being created (create it again to finish)');
+    return Buffer.isBuffer(described?.prefix) ? described.prefix : Buffer.alloc(0);
+  } finally {
+    remote.close();
+  }
 }
 
 /** --user and --password, for the benchmarks that call a cluster (as every remote command takes them). */

@@ -37,7 +37,7 @@ const codec = (service: 'etcdserverpb.Maintenance' | 'etcdserverpb.Cluster' | 'e
 const clusterOption = { cluster: { type: 'boolean' } } as const;
 
 /** The endpoints to ask: --endpoints, or with --cluster every member's client URLs as host:port. */
-async function targets(remote: Remote, cluster: boolean): Promise<Array<{ endpoint: string; channel: EtcdChannel }>> {
+export async function targets(remote: Remote, cluster: boolean): Promise<Array<{ endpoint: string; channel: EtcdChannel }>> {
   let list = remote.endpoints.list;
   if (cluster) {
     const r = await remote.endpoints.unary(codec('etcdserverpb.Cluster', 'MemberList'), {});

@@ -8,6 +8,7 @@ import type { ParseArgsConfig } from 'node:util';
 import { UsageError, intOption, parseCommand } from './args.js';
 import { deleteJson, goJson, headerJson, putJson, rangeJson, simpleKv, txnJson } from './output.js';
 import { type WriteOut, remoteOptionsHelp, runRemote } from './remote.js';
+import { parseShardId } from './shard.js';
 
 const kvCodec = (method: string) => methodCodec('etcdserverpb.KV', method, longsAsStrings);
 
@@ -84,13 +85,17 @@ Exit status: 0 the transaction ran (SUCCESS or FAILURE), 1 the server refused or
 reached, 2 bad command line or request.
 `;
 
-export const compactHelp = `Usage: dkv compact REV [--physical] [options]
+export const compactHelp = `Usage: dkv compact REV [--physical] [--shard ID] [options]
 
 Discards the history of every key before revision REV (etcd's compaction); watches and reads at
-older revisions then fail. Prints "compacted revision REV".
+older revisions then fail. Prints "compacted revision REV". Without --shard it compacts the
+default store (etcd's Compact); a store's shard has revisions of its own and is compacted with
+--shard (dkv.v1.Admin's ShardCompact: root only while auth is enabled; \`dkv shard list\` names
+the shards, \`dkv shard describe ID\` shows each replica's revision and compact revision).
 
 Options:
   --physical             wait until the compaction is physically applied
+  --shard ID             compact data shard ID (a decimal id, not 0: the meta shard has no keys)
 ${remoteOptionsHelp}
 Exit status: 0 done, 1 the server refused (e.g. REV already compacted) or could not be
 reached, 2 bad command line.
@@ -270,12 +275,20 @@ export function delCommand(args: string[]): Promise<number> {
 }
 
 export function compactCommand(args: string[]): Promise<number> {
-  return runRemote({ name: 'compact', help: compactHelp, options: { physical: { type: 'boolean' } } as const }, args, async (remote, o, positionals) => {
+  return runRemote({ name: 'compact', help: compactHelp, options: { physical: { type: 'boolean' }, shard: { type: 'string' } } as const }, args, async (remote, o, positionals) => {
     const [rev, ...extra] = positionals;
     if (rev === undefined || extra.length > 0) throw new UsageError('compact needs one argument, the revision');
     const revision = revisionOption(rev, 'revision');
     if (revision === '0') throw new UsageError('the revision to compact to must be at least 1');
-    const r = await remote.endpoints.unary(kvCodec('Compact'), { revision, physical: o.physical === true });
+    let shard: number | undefined;
+    if (o.shard !== undefined) {
+      shard = parseShardId(o.shard, '--shard');
+      if (shard === 0) throw new UsageError('--shard 0 is the meta shard: it holds no keys to compact');
+    }
+    const r =
+      shard === undefined
+        ? await remote.endpoints.unary(kvCodec('Compact'), { revision, physical: o.physical === true })
+        : await remote.endpoints.unary(methodCodec('dkv.v1.Admin', 'ShardCompact', longsAsStrings), { shard_id: shard, revision, physical: o.physical === true });
     process.stdout.write(remote.format === 'json' ? `${goJson({ header: headerJson(r.header) })}\n` : `compacted revision ${revision}\n`);
     return 0;
   });

@@ -37,6 +37,9 @@ Commands:
   store create NAME --prefix P [--shards N] | list | describe NAME | drop NAME
                  the cluster's stores: keyspaces mounted on key prefixes, split into shards
                  (dkv.v1.Admin), each shard a Raft group of its own
+  shard list | describe ID [--cluster]
+                 the cluster's shards (the meta shard, the default store's, every store's),
+                 and each endpoint's replica of one: Raft state, indexes, revision, size
   user add|get|list|delete|passwd|grant-role|revoke-role
                  the cluster's users (etcdctl user)
   role add|get|list|delete|grant-permission|revoke-permission
@@ -67,12 +70,12 @@ Commands:
                  one node each of DKV and etcd: memory per key, bulk load, restart, overwrites
   help           show this text; "dkv <command> --help" shows a command's options
 
-The commands that call a cluster (get … snapshot save, counter, store, user, role, auth, lease,
-lock, elect) take etcdctl's flags and print what etcdctl prints:
+The commands that call a cluster (get … snapshot save, counter, store, shard, user, role, auth,
+lease, lock, elect) take etcdctl's flags and print what etcdctl prints:
   --endpoints E          host:port,… (default $DKV_ENDPOINTS, else $ETCDCTL_ENDPOINTS, else
                          127.0.0.1:2379); the next endpoint is tried when one is unreachable
   -w, --write-out F      simple (default), json (etcdctl's -w json), or table (member list,
-                         endpoint status|health, store list|describe)
+                         endpoint status|health, store list|describe, shard list|describe)
   --command-timeout D    each call's deadline (default 5s)
   --user NAME[:PASSWORD] authenticate as NAME once per run, each call then carrying the token
                          (default $DKV_USER, else $ETCDCTL_USER); without a password (--password,
@@ -86,7 +89,7 @@ refused or could not be reached, 2 bad command line (with the usage on stderr).
 `;
 
 /** For the "did you mean" of a mistyped command. */
-const commandNames = ['dev', 'server', 'instance', 'config', 'get', 'put', 'del', 'txn', 'watch', 'compact', 'member', 'endpoint', 'defrag', 'snapshot', 'counter', 'store', 'user', 'role', 'auth', 'demo', 'sim', 'jepsen', 'lease', 'lock', 'elect', 'bench', 'help'];
+const commandNames = ['dev', 'server', 'instance', 'config', 'get', 'put', 'del', 'txn', 'watch', 'compact', 'member', 'endpoint', 'defrag', 'snapshot', 'counter', 'store', 'shard', 'user', 'role', 'auth', 'demo', 'sim', 'jepsen', 'lease', 'lock', 'elect', 'bench', 'help'];
 
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
@@ -131,6 +134,10 @@ export async function main(args: string[]): Promise<number> {
     case 'store': {
       const { storeCommand } = await import('./store.js');
       return storeCommand(rest);
+    }
+    case 'shard': {
+      const { shardCommand } = await import('./shard.js');
+      return shardCommand(rest);
     }
     case 'server': {
       const { serverCommand } = await import('./server.js');

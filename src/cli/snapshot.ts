@@ -22,7 +22,9 @@ export const snapshotHelp = `Usage: dkv snapshot save FILE [options]
 
 export const snapshotSaveHelp = `Usage: dkv snapshot save FILE [options]
 
-Streams a snapshot of a member (the first endpoint given) to FILE: written to FILE.part,
+Streams a snapshot of a member (the first endpoint given) to FILE: the default store and every
+store's shards, each as the member applied it (a store being created or dropped is left out).
+Written to FILE.part,
 checked (size a multiple of 512 plus the SHA-256 that ends it, and the SHA-256 itself), synced
 and renamed to FILE; then prints "Snapshot saved at FILE". "dkv snapshot restore" (and
 "etcdctl snapshot save" against DKV) use the same file format. On a terminal, the bytes received
@@ -39,7 +41,8 @@ export const snapshotRestoreHelp = `Usage: dkv snapshot restore FILE --name NAME
 
 Creates DIR for member NAME of a NEW cluster from FILE (written by "etcdctl snapshot save" against
 DKV), as "etcdctl snapshot restore" does for etcd: the keys keep their revisions and history; the
-membership is the one given here. Run it once per member with the same --initial-cluster and
+membership is the one given here. The stores in FILE come back with their keys (each shard's own
+revisions), under new shard ids. Run it once per member with the same --initial-cluster and
 token, then start each member with "dkv server" and the same flags. DIR must be new or empty.
 
 Options are dkv server's flags (see "dkv server --help"); the ones above matter here.
@@ -73,8 +76,9 @@ export async function snapshotCommand(args: string[]): Promise<number> {
   }
   const { restoreMember, RestoreError } = await import('../server/restore.js');
   try {
-    const { keys, revision } = await restoreMember(config, file);
-    process.stdout.write(`restored ${keys} keys at revision ${revision} into ${config.dataDir} for member ${config.name}\n`);
+    const { keys, revision, stores } = await restoreMember(config, file);
+    const withStores = stores === 0 ? '' : ` (and ${stores} store${stores === 1 ? '' : 's'})`;
+    process.stdout.write(`restored ${keys} keys at revision ${revision}${withStores} into ${config.dataDir} for member ${config.name}\n`);
     return 0;
   } catch (error) {
     if (error instanceof RestoreError) {

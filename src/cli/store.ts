@@ -31,7 +31,7 @@ NAME is 1 to ${storeNameBytesMax} of a-z, 0-9, "_" and "-", starting with a lett
 a byte outside printable ASCII as \\xNN; an end of "(end)" means the end of the store's range.
 A store's keys are served by its shards (each a Raft group on every member); a range across
 shards is merged from them, a write or txn across shards is refused. A store is "creating" until the default store has ceded its prefix
-(create it again to finish one that stopped half way); a drop deletes the store's keys.
+(create it again, with the same --prefix and --shards, to finish one that stopped half way); a drop deletes the store's keys.
 
 Options:
   --prefix P             create: the store's key prefix (1 to ${storePrefixBytesMax} bytes, as UTF-8)
@@ -58,7 +58,7 @@ export function showKey(key: unknown): string {
 
 const storeRow = (s: Decoded): string[] => [String(s.name), showKey(s.prefix), String(s.shard_count), s.creating === true ? 'creating' : 'active'];
 
-const shardRow = (s: Decoded): string[] => [
+export const shardRow = (s: Decoded): string[] => [
   String(s.id),
   showKey(s.start),
   s.end === undefined || s.end === null ? '(end)' : showKey(s.end),
@@ -70,7 +70,7 @@ const shardRow = (s: Decoded): string[] => [
 
 // -w json: Go's encoding of the response (bytes base64, zero fields left out), as etcdctl's.
 const storeJson = (s: Decoded): object => ({ name: text(s.name), prefix: bytesOrUndefined(s.prefix), shard_count: int(s.shard_count), creating: s.creating === true ? true : undefined });
-const shardJson = (s: Decoded): object => ({
+export const shardJson = (s: Decoded): object => ({
   id: int(s.id),
   start: bytesOrUndefined(s.start),
   end: Buffer.isBuffer(s.end) ? s.end : undefined,

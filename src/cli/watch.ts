@@ -2,7 +2,8 @@
  * `dkv watch`: prints a key's (or range's) events as etcdctl watch does, until SIGINT or SIGTERM.
  * A watch the server cancels (its start revision compacted) ends with exit 1.
  */
-import type { Decoded } from '../client/index.js';
+import type { Decoded, EtcdChannel } from '../client/index.js';
+import { errorTable } from '../errors.js';
 import { UsageError } from './args.js';
 import { Interrupts } from './holding.js';
 import { keyRange } from './kv.js';
@@ -13,7 +14,10 @@ export const watchHelp = `Usage: dkv watch KEY [RANGE_END] [options]
 
 Prints every change of KEY (or of the keys in [KEY, RANGE_END)) as etcdctl watch does: the event
 (PUT or DELETE), the key and its value, a line each, until SIGINT or SIGTERM (then exit 0). A
-watch whose start revision was compacted ends with a message and exit 1.
+watch whose start revision was compacted ends with a message and exit 1. A --prefix whose keys
+span shards (stores mounted under it), which etcd's Watch does not serve, is watched through
+dkv.v1's WatchPrefix in every shard instead (from now: each shard has its own revisions, so
+--rev is refused there).
 
 Options:
   --prefix               every key that starts with KEY
@@ -32,14 +36,18 @@ const watchOptions = {
   'progress-notify': { type: 'boolean' },
 } as const;
 
-/** etcd's WatchResponse as clientv3 holds it, which etcdctl -w json marshals (no json tags). */
-function watchJson(r: Decoded): string {
-  const event = (e: Decoded): object => ({
+/** An event as clientv3 holds it (etcdctl -w json). */
+function eventJson(e: Decoded): object {
+  return {
     type: e.type === 'DELETE' || e.type === 1 ? 1 : undefined,
     kv: e.kv == null ? undefined : kvJson(e.kv as Decoded),
     prev_kv: e.prev_kv == null ? undefined : kvJson(e.prev_kv as Decoded),
-  });
-  const events = (r.events as Decoded[]).map(event);
+  };
+}
+
+/** etcd's WatchResponse as clientv3 holds it, which etcdctl -w json marshals (no json tags). */
+function watchJson(r: Decoded): string {
+  const events = (r.events as Decoded[]).map(eventJson);
   return goJson({ Header: headerJson(r.header) ?? {}, Events: events.length === 0 ? null : events, CompactRevision: int(r.compact_revision) ?? 0, Canceled: r.canceled === true, Created: r.created === true });
 }
 
@@ -51,6 +59,49 @@ function watchSimple(r: Decoded): string {
     out += simpleKv(e.kv as Decoded, false);
   }
   return out;
+}
+
+/**
+ * A prefix across shards through dkv.v1 WatchPrefix, printed as the etcd watch prints (json: the
+ * header holds the revision of the response's shard, which `Shard` names).
+ */
+function watchAcrossShards(channel: EtcdChannel, key: Buffer, prevKv: boolean, progressNotify: boolean, format: string, stop: AbortSignal, auth: object): Promise<number> {
+  // keyRange gives the empty prefix as key \0 with range end \0.
+  const prefix = key.length === 1 && key[0] === 0 ? Buffer.alloc(0) : key;
+  if (stop.aborted) return Promise.resolve(0);
+  return new Promise<number>((resolve) => {
+    const stream = channel.prefixWatch(
+      { prefix, prev_kv: prevKv },
+      {
+        onResponse: (r) => {
+          if (r.canceled === true) {
+            process.stderr.write(`dkv watch: watch was canceled (${String(r.cancel_reason)})\n`);
+            stream.close();
+            resolve(exitFailure);
+            return;
+          }
+          const events = (r.events as Decoded[] | undefined) ?? [];
+          if (events.length === 0) {
+            // A shard's start (shard_count set) says where its watch begins: not a progress notification.
+            const start = Number(r.shard_count ?? 0) > 0;
+            if (progressNotify && !start && format === 'simple') process.stdout.write(`progress notify: ${String(r.revision)} (shard ${String(r.shard)})\n`);
+            return;
+          }
+          process.stdout.write(format === 'json' ? `${goJson({ Shard: int(r.shard) ?? 0, Header: { revision: int(r.revision) ?? 0 }, Events: events.map(eventJson), CompactRevision: 0, Canceled: false, Created: false })}\n` : watchSimple(r));
+        },
+        onEnd: (error) => {
+          if (error === undefined) return;
+          process.stderr.write(`dkv watch: ${failureMessage(error)}\n`);
+          resolve(exitFailure);
+        },
+      },
+      { timeoutMs: Infinity, ...auth },
+    );
+    stop.addEventListener('abort', () => {
+      stream.close();
+      resolve(0);
+    });
+  });
 }
 
 export function watchCommand(args: string[]): Promise<number> {
@@ -67,6 +118,12 @@ export function watchCommand(args: string[]): Promise<number> {
           {
             onResponse: (r) => {
               if (r.created === true && (r.events as Decoded[]).length === 0 && r.canceled !== true) return;
+              if (r.canceled === true && o.prefix === true && r.cancel_reason === errorTable['watch-cross-shard'].message && rev === '0') {
+                // The prefix spans shards: dkv.v1 watches it in each of them.
+                stream.close();
+                resolve(watchAcrossShards(channel, range.key, o['prev-kv'] === true, o['progress-notify'] === true, remote.format, interrupts.signal, auth));
+                return;
+              }
               if (r.canceled === true) {
                 const reason = typeof r.cancel_reason === 'string' && r.cancel_reason !== '' ? r.cancel_reason : 'etcdserver: mvcc: required revision has been compacted';
                 process.stderr.write(`dkv watch: watch was canceled (${reason})\n`);

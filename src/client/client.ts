@@ -22,12 +22,13 @@ import { EventEmitter } from 'node:events';
 import { ClientCore, type ConnectionState, type LeaderEvent, type ServerEvent } from './core.js';
 import { campaign, electionLeader, type FencingToken, type Leadership, lock, type LockHandle, observe, type SessionOptions } from './concurrency.js';
 import { Counter } from './counter.js';
+import { Shards } from './shards.js';
 import { Stores } from './stores.js';
 import { DkvError, isDkvError } from './errors.js';
 import { type CallOptionsCommon, type DeleteOptions, type DeleteResult, deleteRequest, deleteResult, type IdempotentOption, type PutOptions, type PutResult, putRequest, putResult, type RangeOptions, type RangeResult, type RangeSelector, rangeRequest, rangeResult } from './kv.js';
 import { grantedId, Lease } from './lease.js';
 import { type DkvClientOptions, resolveOptions } from './options.js';
-import { compare, op, Txn, type TxnOptions, type TxnResult, txnResult } from './txn.js';
+import { compare, op, Txn, type TxnOptions, type TxnResult, txnResult, txnRouteKey } from './txn.js';
 import { PrefixWatch, type PrefixWatchOptions, Watcher, type WatchOptions } from './watch.js';
 import { type Bytes, checkRevision, headerFromWire, idFromWire, type KeyValue, listOf, prefixRangeEnd, type ResponseHeader, toBytes } from './wire.js';
 
@@ -123,19 +124,21 @@ export class DkvClient extends EventEmitter<DkvClientEvents> {
   async range(key: Bytes, selector: Bytes | RangeSelector | undefined, options: RangeOptions & CallOptionsCommon = {}): Promise<RangeResult> {
     const range: RangeSelector = selector === undefined ? {} : typeof selector === 'string' || selector instanceof Uint8Array ? { rangeEnd: selector } : selector;
     const request = rangeRequest(key, { ...options, ...range });
-    const response = await this.core.unary({ service: 'etcdserverpb.KV', method: 'Range', request, kind: 'read', retry: 'safe', what: 'range', timeoutMs: options.timeoutMs, signal: options.signal });
+    const response = await this.core.unary({ service: 'etcdserverpb.KV', method: 'Range', request, routeKey: request.key as Uint8Array, kind: 'read', retry: 'safe', what: 'range', timeoutMs: options.timeoutMs, signal: options.signal });
     return rangeResult(response);
   }
 
   /** Writes `value` at `key`. Not retried once sent unless `idempotent` (then UNKNOWN_OUTCOME). */
   async put(key: Bytes, value: Bytes, options: PutOptions & IdempotentOption & CallOptionsCommon = {}): Promise<PutResult> {
-    const response = await this.core.unary({ service: 'etcdserverpb.KV', method: 'Put', request: putRequest(key, value, options), kind: 'write', retry: options.idempotent === true ? 'safe' : 'unsafe', what: 'put', timeoutMs: options.timeoutMs, signal: options.signal });
+    const request = putRequest(key, value, options);
+    const response = await this.core.unary({ service: 'etcdserverpb.KV', method: 'Put', request, routeKey: request.key as Uint8Array, kind: 'write', retry: options.idempotent === true ? 'safe' : 'unsafe', what: 'put', timeoutMs: options.timeoutMs, signal: options.signal });
     return putResult(response);
   }
 
   /** Deletes `key` (or a range, or a prefix). Not retried once sent unless `idempotent`. */
   async delete(key: Bytes, options: DeleteOptions & IdempotentOption & CallOptionsCommon = {}): Promise<DeleteResult> {
-    const response = await this.core.unary({ service: 'etcdserverpb.KV', method: 'DeleteRange', request: deleteRequest(key, options), kind: 'write', retry: options.idempotent === true ? 'safe' : 'unsafe', what: 'delete', timeoutMs: options.timeoutMs, signal: options.signal });
+    const request = deleteRequest(key, options);
+    const response = await this.core.unary({ service: 'etcdserverpb.KV', method: 'DeleteRange', request, routeKey: request.key as Uint8Array, kind: 'write', retry: options.idempotent === true ? 'safe' : 'unsafe', what: 'delete', timeoutMs: options.timeoutMs, signal: options.signal });
     return deleteResult(response);
   }
 
@@ -148,7 +151,7 @@ export class DkvClient extends EventEmitter<DkvClientEvents> {
   /** A transaction: `.if(compare…).then(op…).else(op…).commit()`; see `compare` and `op`. */
   txn(options: TxnOptions = {}): Txn {
     return new Txn(async (request, readOnly) => {
-      const response = await this.core.unary({ service: 'etcdserverpb.KV', method: 'Txn', request, kind: readOnly ? 'read' : 'write', retry: readOnly || options.idempotent === true ? 'safe' : 'unsafe', what: 'txn', timeoutMs: options.timeoutMs, signal: options.signal });
+      const response = await this.core.unary({ service: 'etcdserverpb.KV', method: 'Txn', request, routeKey: txnRouteKey(request), kind: readOnly ? 'read' : 'write', retry: readOnly || options.idempotent === true ? 'safe' : 'unsafe', what: 'txn', timeoutMs: options.timeoutMs, signal: options.signal });
       return txnResult(response);
     });
   }
@@ -215,7 +218,8 @@ export class DkvClient extends EventEmitter<DkvClientEvents> {
     const call = { timeoutMs: options.timeoutMs, signal: options.signal };
     if (this.fencedWrites !== false) {
       try {
-        const response = await this.core.unary({ service: 'dkv.v1.KV', method: 'Put', request: { ...putRequest(key, value, options), fence: { key: token.key, token: token.revision } }, kind: 'write', retry: 'safe', what: 'guarded put', ...call });
+        const request = putRequest(key, value, options);
+        const response = await this.core.unary({ service: 'dkv.v1.KV', method: 'Put', request: { ...request, fence: { key: token.key, token: token.revision } }, routeKey: request.key as Uint8Array, kind: 'write', retry: 'safe', what: 'guarded put', ...call });
         this.fencedWrites = true;
         return putResult(response);
       } catch (error) {
@@ -264,6 +268,11 @@ export class DkvClient extends EventEmitter<DkvClientEvents> {
   /** DKV's stores: create, list, describe, drop (`dkv.v1.Admin`; root only under auth; NOT_SUPPORTED on etcd). */
   get stores(): Stores {
     return new Stores(this.core);
+  }
+
+  /** DKV's shards: the map's list, and one server's replica of a shard (`dkv.v1.Admin`; root only under auth; NOT_SUPPORTED on etcd). */
+  get shards(): Shards {
+    return new Shards(this.core);
   }
 
   // ---- Cluster

@@ -23,6 +23,8 @@ import { DkvError, fromRpcError } from './errors.js';
 import { grpcJs } from './grpc-js.js';
 import type { ResolvedOptions } from './options.js';
 import { hostPort, isPreferredOver, preferredServer, serversByPreference } from './servers.js';
+import { defaultStoreName, type RoutedShard, ShardRoutes } from './shard-routes.js';
+import { shardFromWire } from './stores.js';
 import { headerFromWire, idFromWire, listOf } from './wire.js';
 
 /** Where a call goes: reads to the preferred server, writes (and lease keep-alives) to the leader when it is known. */
@@ -64,6 +66,12 @@ export interface CoreEvents {
 export const probeTimeoutMsMax = 1_000;
 /** How long a member list learned from the cluster is used before it is asked again. */
 export const memberListMaxAgeMs = 30_000;
+/** How long the shard routes are used before a keyed write asks for them again (in the background). */
+export const shardRoutesMaxAgeMs = 30_000;
+/** Routes are asked for at most this often, whatever says they are stale (a new term, a wrong-shard refusal). */
+export const shardRoutesRefreshMinMs = 200;
+/** After a server refused ShardList (etcd has no dkv.v1; under auth it is root's): ask again after this long. */
+export const shardRoutesRefusedRetryMs = 60_000;
 
 /** One configured server. */
 export interface Server {
@@ -90,6 +98,12 @@ export interface UnaryCall {
   /** Calls that wait (Lock, Campaign) have no deadline; only the signal ends them. */
   readonly waits?: boolean;
   readonly signal?: AbortSignal | undefined;
+  /**
+   * The key the call names (a txn's first one): a write goes to the leader of the shard that holds
+   * it when the client knows that shard is a store's and who leads it; and the response's term, for
+   * a store's key, is that shard's, not the default store's.
+   */
+  readonly routeKey?: Uint8Array;
   /**
    * Runs before a 'safe' call is sent again after an attempt whose outcome is unknown. Lock and
    * Campaign delete their own key here: the server that lost the first attempt may still take
@@ -131,6 +145,12 @@ export class ClientCore {
   private leaderTerm = 0;
   private refreshingLeader = false;
   private members: { readonly at: number; readonly urls: ReadonlyMap<bigint, readonly string[]> } | undefined;
+  private routes: { readonly at: number; readonly table: ShardRoutes; readonly leaders: ReadonlyMap<number, Server> } | undefined;
+  private routesAsked = -Infinity;
+  private routesRefusedAt = -Infinity;
+  private refreshingRoutes = false;
+  /** Raised whenever the routes are found stale: a ShardList asked before that is not installed. */
+  private routesGeneration = 0;
   private stateNow: ConnectionState = 'connecting';
   private closedNow = false;
   private token: string | undefined;
@@ -268,9 +288,122 @@ export class ClientCore {
   }
 
   /** The server a call of `kind` goes to now, or undefined when none is available. */
-  route(kind: CallKind): Server | undefined {
-    if (kind === 'write' && this.leaderServer?.available === true) return this.leaderServer;
+  route(kind: CallKind, routeKey?: Uint8Array): Server | undefined {
+    if (kind === 'write') {
+      if (routeKey !== undefined) {
+        const shardLeader = this.shardLeaderServer(routeKey);
+        if (shardLeader !== undefined) return shardLeader;
+      }
+      if (this.leaderServer?.available === true) return this.leaderServer;
+    }
     return this.current?.available === true ? this.current : undefined;
+  }
+
+  /** The store shard that holds `key`, as the routes last said (undefined: the default store's, or not known). */
+  private storeShardOf(key: Uint8Array): RoutedShard | undefined {
+    const routes = this.routes;
+    if (routes === undefined || !routes.table.hasStores) return undefined;
+    const shard = routes.table.shardOf(key);
+    return shard === undefined || shard.store === defaultStoreName ? undefined : shard;
+  }
+
+  /** Whether a call naming `key` (none: no key) is known to be the default store's. */
+  private inDefaultStore(key: Uint8Array | undefined): boolean {
+    if (key === undefined) return true;
+    const routes = this.routes;
+    // No routes because the server refused them (etcd, or auth without root): no store is known.
+    if (routes === undefined) return Date.now() - this.routesRefusedAt < shardRoutesRefusedRetryMs;
+    return !routes.table.hasStores || routes.table.shardOf(key)?.store === defaultStoreName;
+  }
+
+  /**
+   * The configured server that leads the store shard holding `key`, when it is known and available;
+   * asks for the routes in the background when they are missing or old.
+   */
+  private shardLeaderServer(key: Uint8Array): Server | undefined {
+    this.refreshRoutesIfOld();
+    const shard = this.storeShardOf(key);
+    if (shard === undefined) return undefined;
+    const server = this.routes?.leaders.get(shard.id);
+    return server?.available === true ? server : undefined;
+  }
+
+  /**
+   * Asks the server in use for ShardList and maps each store shard's leader to a configured server
+   * by its client URLs. In the background, one at a time, at most every shardRoutesRefreshMinMs; a
+   * server that refuses (etcd, or auth without root) is asked again only after a minute. Until routes
+   * come, and for a leader none of the configured servers is, writes go where they went before (the
+   * node forwards them to the shard's leader).
+   */
+  /** Asks for the routes when there are none or they are older than shardRoutesMaxAgeMs. */
+  private refreshRoutesIfOld(): void {
+    const routes = this.routes;
+    if (routes === undefined || Date.now() - routes.at > shardRoutesMaxAgeMs) this.refreshRoutes();
+  }
+
+  /** The routes are stale (the map changed under a call, a shard's leader refused it): ask again. */
+  private invalidateRoutes(): void {
+    this.routes = undefined;
+    this.routesGeneration += 1;
+    this.refreshRoutes(); // (at most every shardRoutesRefreshMinMs still: a later keyed call asks otherwise)
+  }
+
+  private refreshRoutes(): void {
+    const now = Date.now();
+    if (this.refreshingRoutes || this.closedNow || now - this.routesAsked < shardRoutesRefreshMinMs || now - this.routesRefusedAt < shardRoutesRefusedRetryMs) return;
+    const server = this.current;
+    if (server === undefined || !server.available) return;
+    this.refreshingRoutes = true;
+    this.routesAsked = now;
+    const generation = this.routesGeneration;
+    void (async () => {
+      try {
+        const response = await server.channel.call('dkv.v1.Admin', 'ShardList', {}, { timeoutMs: probeTimeoutMsMax, signal: this.closing.signal });
+        const table = ShardRoutes.of(listOf(response.shards).map((shard) => ({ ...shardFromWire(shard), store: String((shard as Record<string, unknown>).store ?? '') })));
+        const leaders = new Map<number, Server>();
+        if (table.hasStores) {
+          const urls = await this.memberUrls(server);
+          for (const shard of listOf(response.shards).map(shardFromWire)) {
+            if (shard.leader === 0n || table.shard(shard.id) === undefined) continue;
+            const leaderServer = this.serverOf(urls.get(shard.leader));
+            if (leaderServer !== undefined) leaders.set(shard.id, leaderServer);
+          }
+        }
+        if (generation !== this.routesGeneration) return; // found stale meanwhile: asked again below
+        this.routes = { at: Date.now(), table, leaders };
+        // The default store's term as that server sees it: a term learned from a store's response
+        // before these routes said it was one no longer stands for the default store's.
+        const defaultTerm = table.defaultTerm;
+        if (defaultTerm > 0) this.leaderTerm = defaultTerm;
+      } catch (error) {
+        const status = (error as RpcError | null)?.code;
+        if (status === grpcStatus.UNIMPLEMENTED || status === grpcStatus.PERMISSION_DENIED || status === grpcStatus.UNAUTHENTICATED) this.routesRefusedAt = Date.now();
+        // Otherwise the next keyed write asks again (after shardRoutesRefreshMinMs).
+      } finally {
+        this.refreshingRoutes = false;
+        if (generation !== this.routesGeneration && !this.closedNow) this.refreshRoutes();
+      }
+    })();
+  }
+
+  /** The members' client URLs, from the cache while it is young, else from `server`'s MemberList. */
+  private async memberUrls(server: Server): Promise<ReadonlyMap<bigint, readonly string[]>> {
+    if (this.members !== undefined && Date.now() - this.members.at < memberListMaxAgeMs) return this.members.urls;
+    const list = await server.channel.call('etcdserverpb.Cluster', 'MemberList', {}, { timeoutMs: probeTimeoutMsMax, signal: this.closing.signal });
+    const map = new Map<bigint, readonly string[]>();
+    for (const m of listOf(list.members)) {
+      const member = m as Decoded;
+      map.set(BigInt.asUintN(64, idFromWire(member.ID)), listOf(member.clientURLs).map(String));
+    }
+    this.members = { at: Date.now(), urls: map };
+    return map;
+  }
+
+  /** The configured server one of `urls` names, if any. */
+  private serverOf(urls: readonly string[] | undefined): Server | undefined {
+    if (urls === undefined) return undefined;
+    const addresses = new Set(urls.map(hostPort));
+    return this.servers.find((s) => addresses.has(s.address));
   }
 
   /** Waits `ms`, unless the client closes or `signal` aborts (then rejects). Unref'd. */
@@ -306,8 +439,8 @@ export class ClientCore {
    * A server to send to: the routed one, or (none available) the most preferred one after a
    * backoff wait, since the probes may not have caught up yet.
    */
-  async pick(kind: CallKind, backoff: Backoff, signal?: AbortSignal, tried?: Set<Server>): Promise<Server> {
-    const routed = this.route(kind);
+  async pick(kind: CallKind, backoff: Backoff, signal?: AbortSignal, tried?: Set<Server>, routeKey?: Uint8Array): Promise<Server> {
+    const routed = this.route(kind, routeKey);
     if (routed !== undefined && tried?.has(routed) !== true) return routed;
     await this.sleep(backoff.next(), signal);
     const order = serversByPreference(this.servers).map((i) => this.servers[i]!);
@@ -355,7 +488,7 @@ export class ClientCore {
       if (call.signal?.aborted === true) throw abortedError();
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw timeoutError(call.what, lastError);
-      const server = await this.pick(call.kind, backoff, call.signal, tried);
+      const server = await this.pick(call.kind, backoff, call.signal, tried, call.routeKey);
       if (!(await this.connect(server, Math.min(remaining, this.options.connectTimeoutMs)))) {
         lastError = new DkvError('UNAVAILABLE', `${call.what}: cannot connect to ${server.address}`);
         tried.add(server);
@@ -370,7 +503,7 @@ export class ClientCore {
         const signal = call.signal === undefined ? this.closing.signal : AbortSignal.any([this.closing.signal, call.signal]);
         const response = await server.channel.call(call.service, call.method, call.request, { timeoutMs: call.waits === true ? Infinity : Math.max(1, left), signal });
         this.markAvailable(server);
-        this.learn(server, response.header);
+        this.learn(server, response.header, call.routeKey);
         return response;
       } catch (raw) {
         // The call was sent: a write that is not idempotent may have been applied all the same.
@@ -388,11 +521,17 @@ export class ClientCore {
             tokenRefreshed = true;
             this.token = undefined;
             continue;
-          case 'not-applied':
+          case 'not-applied': {
             if (failure.serverUnfit) this.markUnavailable(server, failure.error);
-            if (this.leaderServer === server) this.leaderServer = undefined;
+            // A store shard's write refused: its route is stale (or the map changed under the call,
+            // a store created or dropped); the default store's leader is forgotten only for a
+            // call the routes place in the default store (a key the routes do not know yet may be
+            // a store's).
+            if (call.routeKey !== undefined && (this.storeShardOf(call.routeKey) !== undefined || failure.error.serverCode === 'wrong-shard')) this.invalidateRoutes();
+            if (this.leaderServer === server && this.inDefaultStore(call.routeKey)) this.leaderServer = undefined;
             await this.sleep(backoff.next(), call.signal);
             continue;
+          }
           case 'unknown-outcome':
             if (failure.transport) this.markUnavailable(server, failure.error);
             if (call.retry === 'unsafe') {
@@ -410,10 +549,24 @@ export class ClientCore {
     }
   }
 
-  /** Learns the leader from a response header: a new term means asking who leads now. */
-  learn(server: Server, header: unknown): void {
+  /**
+   * Learns the leader from a response header: a new term means asking who leads now. A response
+   * for a key of a store's shard carries that shard's term: a newer one means asking for the
+   * routes again, and it says nothing of the default store's leader.
+   */
+  learn(server: Server, header: unknown, routeKey?: Uint8Array): void {
     if (header === undefined || header === null) return;
     const term = headerFromWire(header).raftTerm;
+    if (routeKey !== undefined) {
+      // A keyed response: its term may be a store shard's, which only the routes tell.
+      this.refreshRoutesIfOld();
+      const shard = this.storeShardOf(routeKey);
+      if (shard !== undefined) {
+        // 0: the server that listed the routes does not host the shard; its term says nothing.
+        if (shard.raftTerm > 0 && term > shard.raftTerm) this.refreshRoutes();
+        return;
+      }
+    }
     if (term > this.leaderTerm || (this.leaderId === 0n && !this.refreshingLeader)) {
       if (term > this.leaderTerm) this.leaderTerm = term;
       void this.refreshLeader(server);
@@ -429,19 +582,12 @@ export class ClientCore {
       const leaderId = BigInt.asUintN(64, idFromWire(status.leader));
       const term = headerFromWire(status.header).raftTerm;
       if (leaderId === 0n) return;
-      let urls = this.members !== undefined && Date.now() - this.members.at < memberListMaxAgeMs ? this.members.urls.get(leaderId) : undefined;
+      let urls = (await this.memberUrls(server)).get(leaderId);
       if (urls === undefined) {
-        const list = await server.channel.call('etcdserverpb.Cluster', 'MemberList', {}, { timeoutMs: probeTimeoutMsMax });
-        const map = new Map<bigint, readonly string[]>();
-        for (const m of listOf(list.members)) {
-          const member = m as Decoded;
-          map.set(BigInt.asUintN(64, idFromWire(member.ID)), listOf(member.clientURLs).map(String));
-        }
-        this.members = { at: Date.now(), urls: map };
-        urls = map.get(leaderId) ?? [];
+        this.members = undefined; // a member the cached list does not have: ask again
+        urls = (await this.memberUrls(server)).get(leaderId);
       }
-      const addresses = new Set(urls.map(hostPort));
-      const leaderServer = this.servers.find((s) => addresses.has(s.address));
+      const leaderServer = this.serverOf(urls);
       const changed = leaderId !== this.leaderId || leaderServer !== this.leaderServer;
       this.leaderId = leaderId;
       this.leaderTerm = Math.max(this.leaderTerm, term);

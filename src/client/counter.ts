@@ -25,7 +25,7 @@ export class Counter {
 
   private async call(method: string, request: object, kind: 'read' | 'write', retry: 'safe' | 'unsafe', options: CallOptionsCommon): Promise<Record<string, unknown>> {
     try {
-      return await this.core.unary({ service: 'dkv.v1.Counter', method, request: { key: this.key, ...request }, kind, retry, what: `counter ${method.toLowerCase()}`, ...options });
+      return await this.core.unary({ service: 'dkv.v1.Counter', method, request: { key: this.key, ...request }, routeKey: this.key, kind, retry, what: `counter ${method.toLowerCase()}`, ...options });
     } catch (error) {
       if (isDkvError(error, 'NOT_SUPPORTED')) throw new DkvError('NOT_SUPPORTED', 'counters are a DKV extension (dkv.v1.Counter) this server does not offer', { grpcStatus: error.grpcStatus, serverMessage: error.serverMessage, cause: error });
       throw error;

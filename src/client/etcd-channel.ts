@@ -311,29 +311,22 @@ export class EtcdChannel {
    */
   watch(handlers: WatchHandlers, options: CallOptions = {}): WatchStream {
     const call = this.bidiStream(this.codec('etcdserverpb.Watch', 'Watch'), options);
-    let ended = false;
-    let closedByUs = false;
-    const end = (error: RpcError | undefined): void => {
-      if (ended) return;
-      ended = true;
-      handlers.onEnd(closedByUs ? undefined : error ?? new Error('watch stream ended by the server'));
-    };
-    call.on('data', (response: Decoded) => {
-      if (!ended) handlers.onResponse(response);
-    });
-    call.on('error', (error: RpcError) => end(error));
-    call.on('end', () => end(undefined));
-    call.on('close', () => end(undefined));
+    const stream = handledStream(call, handlers);
     return {
       send: (request) => {
-        if (!ended) call.write(request);
+        if (!stream.ended()) call.write(request);
       },
-      close: () => {
-        closedByUs = true;
-        call.cancel();
-        end(undefined);
-      },
+      close: stream.close,
     };
+  }
+
+  /**
+   * A dkv.v1 WatchPrefix stream: decoded responses to `onResponse`; `onEnd` once, as `watch`'s.
+   * `pause()` and `resume()` stop and restart reading (a slow consumer).
+   */
+  prefixWatch(request: object, handlers: WatchHandlers, options: CallOptions = {}): { close(): void; pause(): void; resume(): void } {
+    const call = this.serverStream<Decoded>(this.codec('dkv.v1.Watch', 'WatchPrefix'), request, options);
+    return { close: handledStream(call, handlers).close, pause: () => call.pause(), resume: () => call.resume() };
   }
 
   /** Resolves once the channel is connected; rejects after `timeoutMs`. */
@@ -349,4 +342,32 @@ export class EtcdChannel {
   close(): void {
     this.client.close();
   }
+}
+
+/**
+ * Hands a stream's responses to `handlers` and its end to `onEnd`, once: this side's `close()`
+ * (no error), the server ending it (an Error saying so) or a failure (its gRPC status).
+ */
+function handledStream(call: grpc.ClientReadableStream<Decoded> | grpc.ClientDuplexStream<object, Decoded>, handlers: WatchHandlers): { ended(): boolean; close(): void } {
+  let ended = false;
+  let closedByUs = false;
+  const end = (error: RpcError | undefined): void => {
+    if (ended) return;
+    ended = true;
+    handlers.onEnd(closedByUs ? undefined : error ?? new Error('watch stream ended by the server'));
+  };
+  call.on('data', (response: Decoded) => {
+    if (!ended) handlers.onResponse(response);
+  });
+  call.on('error', (error: RpcError) => end(error));
+  call.on('end', () => end(undefined));
+  call.on('close', () => end(undefined));
+  return {
+    ended: () => ended,
+    close: () => {
+      closedByUs = true;
+      call.cancel();
+      end(undefined);
+    },
+  };
 }

@@ -35,6 +35,7 @@ export { Lease, type LeaseEvents, type LeaseLostEvent, type LeaseTimeToLive, ren
 export { type FencingToken, type Leadership, type LockHandle, sessionTtlSecondsDefault, type SessionOptions } from './concurrency.js';
 export { Counter } from './counter.js';
 export { Stores, type StoreInfo, type StoreShardInfo } from './stores.js';
+export { Shards, type ShardAlarm, type ShardInfo, type ShardStatusInfo, metaShardStoreName } from './shards.js';
 export { type Bytes, type KeyValue, type LeaseId, prefixRangeEnd, type ResponseHeader, type WatchEvent } from './wire.js';
 /** @deprecated the old names of `KeyValue` and `WatchEvent` */
 export type { KeyValue as WatchedKeyValue, WatchEvent as WatchedEvent } from './wire.js';

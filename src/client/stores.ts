@@ -42,7 +42,8 @@ function storeFromWire(store: unknown): StoreInfo {
   return { name: String(s.name ?? ''), prefix: Buffer.from((s.prefix as Uint8Array | undefined) ?? []), shardCount: int64SafeOf(s.shard_count ?? 0, 'shard_count'), creating: s.creating === true };
 }
 
-function shardFromWire(shard: unknown): StoreShardInfo {
+/** @internal */
+export function shardFromWire(shard: unknown): StoreShardInfo {
   const s = shard as Wire;
   return {
     id: int64SafeOf(s.id, 'shard id'),

@@ -66,6 +66,22 @@ export interface TxnResult {
   readonly header: ResponseHeader;
 }
 
+/**
+ * @internal The key a txn is routed by: its first compare's, else its first operation's (all of a
+ * txn's keys are in one shard, or the server refuses it).
+ */
+export function txnRouteKey(request: Decoded): Uint8Array | undefined {
+  const first = (list: unknown): Record<string, unknown> | undefined => (Array.isArray(list) && list.length > 0 ? (list[0] as Record<string, unknown>) : undefined);
+  const compared = first(request.compare);
+  if (compared?.key instanceof Uint8Array) return compared.key;
+  for (const branch of [request.success, request.failure]) {
+    const o = first(branch);
+    const inner = (o?.request_put ?? o?.request_delete_range ?? o?.request_range) as Record<string, unknown> | undefined;
+    if (inner?.key instanceof Uint8Array) return inner.key;
+  }
+  return undefined;
+}
+
 /** @internal */
 export function txnRequest(compares: readonly Compare[], success: readonly Operation[], failure: readonly Operation[]): Decoded {
   return { compare: compares.map((c) => c.wire), success: success.map((o) => o.wire), failure: failure.map((o) => o.wire) };

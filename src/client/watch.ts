@@ -12,7 +12,13 @@ import { abortedError, type ClientCore, fatalStreamError, isAborted, type Server
 import type { Decoded, WatchStream } from './etcd-channel.js';
 import { DkvError } from './errors.js';
 import { type RangeOptions, type RangeResult, type RangeSelector } from './kv.js';
-import { eventFromWire, headerFromWire, type KeyValue, listOf, prefixRangeEnd, revisionFromWire, type WatchEvent } from './wire.js';
+import { eventFromWire, headerFromWire, type KeyValue, kvFromWire, listOf, prefixRangeEnd, revisionFromWire, type WatchEvent } from './wire.js';
+import { fromRpcError } from './errors.js';
+import { errorCodeOfMessage } from '../errors.js';
+import { grpcStatus } from './etcd-channel.js';
+
+/** The start of the server's message for a resume token that names other shards than the prefix's. */
+const RESUME_MISMATCH = 'dkv: the resume token does not name the shards of the prefix';
 
 /** Options of `watch`. */
 export interface WatchOptions extends RangeSelector {
@@ -240,12 +246,19 @@ export interface PrefixWatchOptions {
   readonly signal?: AbortSignal;
 }
 
-/** What a prefix watch yields: first the snapshot (when asked for), then changes. */
+/**
+ * What a prefix watch yields: first the snapshot (when asked for), then changes. On DKV a prefix
+ * may span shards (stores mounted under it), each with its own revisions: `shard` names the
+ * shard an item's revision belongs to, and a snapshot lists each shard's revision (`shards`).
+ */
 export type PrefixWatchItem =
-  /** The keys under the prefix at `revision`. */
-  | { readonly type: 'snapshot'; readonly kvs: KeyValue[]; readonly revision: number }
-  /** Changes of one or more whole revisions after the snapshot, in order. */
-  | { readonly type: 'events'; readonly events: WatchEvent[]; readonly revision: number };
+  /** The keys under the prefix at `revision` (each shard's in `shards`, on DKV). */
+  | { readonly type: 'snapshot'; readonly kvs: KeyValue[]; readonly revision: number; readonly shards?: ReadonlyArray<{ readonly shard: number; readonly revision: number }> }
+  /** Changes of one or more whole revisions after the snapshot, in order (in their shard's order). */
+  | { readonly type: 'events'; readonly events: WatchEvent[]; readonly revision: number; readonly shard?: number };
+
+/** Items a prefix watch buffers for a slow consumer before it stops reading its stream. */
+export const prefixWatchBufferedItemsMax = 1_000;
 
 /** A promise with its settle functions (Promise.withResolvers is Node 22+). */
 function resolvers<T>(): { promise: Promise<T>; resolve(value: T): void; reject(error: unknown): void } {
@@ -265,19 +278,28 @@ export const snapshotPageKeysMax = 1_000;
 export type RangeReader = (key: Buffer, options: RangeOptions & { readonly signal?: AbortSignal }) => Promise<RangeResult>;
 
 /**
- * Snapshot + live on a prefix: the keys at revision R (read with Range, paged at R), then a
- * `Watcher` from R + 1. Works on etcd and DKV alike; resumes across failover as `Watcher` does.
+ * Snapshot + live on a prefix. On DKV through `dkv.v1.Watch/WatchPrefix`: the server reads the
+ * snapshot and starts watching in one step, in every shard that serves the prefix; the watch
+ * keeps each shard's next revision (the resume token) and resumes from it on another server
+ * when its stream breaks, so each change comes once, in its shard's order. On etcd (which has no
+ * `dkv.v1`): the keys at revision R (read with Range, paged at R), then a `Watcher` from R + 1,
+ * which resumes across failover as `Watcher` does.
  */
 export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
   private readonly abort = new AbortController();
   private readonly queue: AsyncQueue<PrefixWatchItem>;
   private watcher: Watcher | undefined;
   /** Settles when the live part starts (or rejects when the watch ends first). */
-  private readonly startWatcher = resolvers<Watcher>();
+  private readonly startWatcher = resolvers<{ readonly ready: Promise<number> }>();
   private readonly watcherStarted = this.startWatcher.promise;
   private readonly untrack: () => void;
-  /** The last revision delivered (snapshot or events). */
+  /** The last revision delivered (snapshot or events; of the item's own shard). */
   revision = 0;
+  /** Per shard, the next revision owed (DKV only): what a resume asks for. */
+  private readonly next = new Map<number, number>();
+  /** How many shards serve the prefix (the server says so): the token is whole once `next` has them all. */
+  private shardCount = 0;
+  private readonly backoff: Backoff;
 
   /** @internal */
   constructor(
@@ -287,6 +309,7 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
     private readonly readRange: RangeReader,
   ) {
     this.queue = new AsyncQueue(() => this.close());
+    this.backoff = new Backoff(core.options.reconnect);
     this.watcherStarted.catch(() => {});
     this.untrack = core.track(this);
     if (isAborted(options.signal)) this.close();
@@ -301,7 +324,13 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
     }
   }
 
+  /** The resume token: for each shard watched, the next revision owed (empty on etcd, or before the watch started). */
+  get resumeToken(): ReadonlyMap<number, number> {
+    return new Map(this.next);
+  }
+
   private async run(): Promise<void> {
+    if (await this.runOnDkv()) return;
     let start = this.options.startRevision;
     if (this.options.snapshot !== false) {
       const { kvs, revision } = await this.snapshot();
@@ -321,6 +350,131 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
       await this.queue.drained(1);
     }
     this.queue.end();
+  }
+
+  /**
+   * The watch through `dkv.v1.Watch/WatchPrefix`, stream after stream until it ends; false when
+   * the first server has no such call (etcd), for the Range + Watch way instead.
+   */
+  private async runOnDkv(): Promise<boolean> {
+    let first = true;
+    let snapshotDone = this.options.snapshot === false;
+    for (;;) {
+      let server: Server;
+      try {
+        server = await this.core.pick('read', this.backoff, this.abort.signal);
+        if (!(await this.core.connect(server, this.core.options.connectTimeoutMs))) continue;
+      } catch {
+        return true; // closed
+      }
+      if (this.abort.signal.aborted) return true;
+      // A stream broken before every shard said where it starts delivered nothing yet: begin again.
+      if (this.next.size < this.shardCount) this.next.clear();
+      const resume = [...this.next].map(([shard, revision]) => ({ shard, revision }));
+      const request = {
+        prefix: this.prefix,
+        prev_kv: this.options.prevKv === true,
+        ...(!snapshotDone ? { snapshot: true } : resume.length > 0 ? { resume } : { start_revision: this.options.startRevision ?? 0 }),
+      };
+      let ended = await this.stream(server, request, !snapshotDone, () => (snapshotDone = true));
+      if (ended === 'done') return true;
+      // No dkv.v1 there (etcd): Range + Watch, unless this watch already delivered something.
+      if (ended === 'unimplemented' && (first || (this.next.size === 0 && this.revision === 0))) return false;
+      if (ended === 'unimplemented') ended = new DkvError('NOT_SUPPORTED', 'watch: the server has no dkv.v1.Watch to resume this watch on');
+      first = false;
+      if (ended !== 'retry') {
+        this.queue.fail(ended);
+        this.close();
+        return true;
+      }
+      try {
+        await this.core.sleep(this.backoff.next(), this.abort.signal);
+      } catch {
+        return true;
+      }
+    }
+  }
+
+  /** One WatchPrefix stream: 'done' when the watch was closed, 'retry' when the stream broke, or why the watch ends. */
+  private stream(server: Server, request: object, withSnapshot: boolean, snapshotDelivered: () => void): Promise<'done' | 'retry' | 'unimplemented' | DkvError> {
+    return new Promise((resolve) => {
+      // The snapshot's pieces, held until it is complete (a stream broken half way starts it again).
+      let pending: KeyValue[] | undefined = withSnapshot ? [] : undefined;
+      let shards: Array<{ shard: number; revision: number }> = [];
+      let settled = false;
+      const settle = (outcome: 'done' | 'retry' | 'unimplemented' | DkvError): void => {
+        if (settled) return;
+        settled = true;
+        this.abort.signal.removeEventListener('abort', onAbort);
+        call.close();
+        resolve(outcome);
+      };
+      const onAbort = (): void => settle('done');
+      const call = server.channel.prefixWatch(request, {
+        onResponse: (r) => {
+          if (settled) return;
+          this.core.markAvailable(server);
+          this.backoff.reset();
+          const shard = Number(r.shard ?? 0);
+          const revision = revisionFromWire(r.revision, 'revision');
+          if (Number(r.shard_count ?? 0) > 0) this.shardCount = Number(r.shard_count);
+          if (r.canceled === true) {
+            const compactRevision = revisionFromWire(r.compact_revision, 'compact_revision');
+            const reason = String(r.cancel_reason ?? '');
+            const owed = this.next.get(shard) ?? 0;
+            settle(
+              compactRevision > 0
+                ? new DkvError('COMPACTED', `watch: revision ${owed} of shard ${shard} was compacted (compact revision ${compactRevision})`, { compactRevision, serverMessage: reason })
+                : new DkvError(errorCodeOfMessage(reason) === 'watch-other-store' ? 'FAILED_PRECONDITION' : 'UNKNOWN', `watch canceled by the server: ${reason}`, { serverMessage: reason }),
+            );
+            return;
+          }
+          if (pending !== undefined) {
+            pending.push(...listOf(r.snapshot_kvs).map(kvFromWire));
+            if (!shards.some((s) => s.shard === shard)) shards.push({ shard, revision });
+            if (r.snapshot_done !== true) return;
+            for (const s of shards) this.next.set(s.shard, s.revision + 1);
+            this.revision = shards[shards.length - 1]!.revision;
+            this.queue.push({ type: 'snapshot', kvs: pending, revision: shards[0]!.revision, shards });
+            pending = undefined;
+            shards = [];
+            snapshotDelivered();
+            this.startWatcher.resolve({ ready: Promise.resolve(this.revision) });
+            return;
+          }
+          const events = listOf(r.events)
+            .map(eventFromWire)
+            .filter((e) => e.kv.modRevision >= (this.next.get(shard) ?? 0));
+          if (events.length > 0) {
+            const last = events[events.length - 1]!.kv.modRevision;
+            this.next.set(shard, last + 1);
+            this.revision = last;
+            this.queue.push({ type: 'events', events, revision, shard });
+          } else if (listOf(r.events).length === 0) {
+            // Where the shard's watch starts, or nothing happened there up to `revision`.
+            this.next.set(shard, Math.max(this.next.get(shard) ?? 0, revision + 1));
+            this.startWatcher.resolve({ ready: Promise.resolve(revision) });
+          }
+          if (this.queue.buffered >= prefixWatchBufferedItemsMax) {
+            call.pause();
+            void this.queue.drained(prefixWatchBufferedItemsMax / 2).then(() => call.resume());
+          }
+        },
+        onEnd: (error) => {
+          if (settled) return;
+          if (this.abort.signal.aborted) return settle('done');
+          if ((error as { code?: unknown } | undefined)?.code === grpcStatus.UNIMPLEMENTED) return settle('unimplemented');
+          const failure = fromRpcError(error ?? new Error('the watch stream ended'), 'watch');
+          // The shards that serve the prefix changed since the token was taken: only a new snapshot can go on.
+          if (failure.serverMessage?.startsWith(RESUME_MISMATCH) === true) return settle(failure);
+          const fatal = fatalStreamError(error, 'watch');
+          if (fatal !== undefined) return settle(fatal);
+          this.core.streamFailed(server, error ?? new Error('the watch stream ended'), 'watch');
+          settle('retry');
+        },
+      });
+      this.abort.signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   private async snapshot(): Promise<{ kvs: KeyValue[]; revision: number }> {

@@ -12,6 +12,8 @@ export {
   type SaveOptions,
   type ShardLogView,
   type ShardStatus,
+  QUIESCE_FEATURE_VERSION,
+  RUNTIME_FEATURES_ID,
   firstRequestId,
   unwrapConfContext,
   wrapConfContext,

@@ -92,3 +92,11 @@ assert(proposalBytesPendingMax >= 2 * 1024 * 1024, 'one maximal etcd request (1.
 assert(leaderChangeGraceElections >= 1, 'an entry needs at least one election timeout to reach a new leader');
 assert(snapshotSectionChunkBytesMax < snapshotFrameBytesMax, 'a section chunk must fit a frame');
 assert(snapshotCatchUpBytesMax >= 2 * 1024 * 1024, 'a maximal etcd request (1.5 MiB) must fit behind a snapshot');
+
+/**
+ * A quiesced follower wakes (and starts counting towards an election) once it has heard nothing
+ * from its leader's node for this many election timeouts. A node that leads quiesced groups
+ * sends each of their followers' nodes one heartbeat per heartbeat interval, for one group only:
+ * that is the liveness the others rely on.
+ */
+export const quiescedLeaderSilenceElections = 1;

@@ -35,6 +35,7 @@ import {
   assert,
   decodeConfChange,
   encodeConfChange,
+  makeMessage,
   silentLogger,
 } from '../../raft/index.js';
 import type { LogStorage } from '../../raft/index.js';
@@ -52,6 +53,7 @@ import {
   noLeaderWaitElections,
   proposalBytesPendingMax,
   proposalsPendingMax,
+  quiescedLeaderSilenceElections,
   readiesInFlightMax,
   readsPendingMax,
   snapshotCatchUpBytesMax,
@@ -186,6 +188,11 @@ export interface NodeRuntimeOptions {
   readonly campaignWhenSoleVoter?: boolean;
   /** How long a request may wait by default (ms). */
   readonly requestTimeoutMs: number;
+  /**
+   * Quiesce idle groups (default on; always off with lease-based reads): see `tick()`. Off, every
+   * group ticks and its leader heartbeats on every heartbeat interval, idle or not.
+   */
+  readonly quiesce?: boolean;
   /** A new state machine for a shard (its engines). */
   readonly stateMachine: (shard: number) => ShardStateMachine;
   /**
@@ -210,6 +217,14 @@ export interface NodeRuntimeOptions {
  * a process issued more than `requestIdsPerMs` requests per millisecond of its life. Below 2^53
  * until 2250.
  */
+/**
+ * What a build's runtime itself does, published with the engines' versions under this id (no
+ * engine has it): 1, quiescence (`NodeRuntime.tick`). A group quiesces only while every member
+ * publishes it: a follower of an older build would take a quiet leader for a dead one.
+ */
+export const RUNTIME_FEATURES_ID = 0;
+export const QUIESCE_FEATURE_VERSION = 1;
+
 export function firstRequestId(nowMs: number): number {
   return Math.floor(nowMs) * requestIdsPerMs + 1;
 }
@@ -255,6 +270,33 @@ export function unwrapConfContext(context: Uint8Array): { proposer: number; requ
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** The context of a leader's heartbeat that quiesces its followers (see NodeRuntime.tick). */
+const quiesceContext = new Uint8Array([0x71, 0x75, 0x69, 0x65, 0x73, 0x63, 0x65]);
+
+/** The context of a heartbeat answer by which a woken follower wakes its quiesced leader. */
+const wakeContext = new Uint8Array([0x77, 0x61, 0x6b, 0x65]);
+
+function hasContext(message: Message, expected: Uint8Array): boolean {
+  const context = message.context;
+  if (context === undefined || context.length !== expected.length) return false;
+  for (let i = 0; i < context.length; i++) if (context[i] !== expected[i]) return false;
+  return true;
+}
+
+function isQuiesceHeartbeat(message: Message): boolean {
+  return message.type === 'MsgHeartbeat' && hasContext(message, quiesceContext);
+}
+
+function isWakeCall(message: Message): boolean {
+  return message.type === 'MsgHeartbeatResp' && hasContext(message, wakeContext);
+}
+
+/** Whether a cycle would find something to do for `shard`: queued writes or reads, or a Ready. */
+function shardHasWork(shard: ShardState): boolean {
+  const p = shard.pending;
+  return p.queue.length > 0 || p.queuedReads.length > 0 || shard.node.hasReady();
+}
+
 class ShardState {
   node: RawNode;
   machine: ShardStateMachine;
@@ -282,6 +324,20 @@ class ShardState {
    * compaction can keep a bounded number of bytes behind a snapshot. invariant: both increasing.
    */
   readonly appliedMarks: Array<{ index: number; bytes: number }> = [];
+  /**
+   * Idle, not ticked (see NodeRuntime.tick): a leader that told its followers so, or a follower
+   * its leader told. `quiescedTerm` and `quiescedLead` are the term and leader it quiesced
+   * under: any other wakes it.
+   */
+  quiesced = false;
+  quiescedTerm = 0;
+  quiescedLead = 0;
+  /** Commit-only appends of this group held for the next task (see firstHalf): it does not quiesce before they leave. */
+  newsHeld = 0;
+  /** Ticks left, after it was added, in which it asks members it hears from to wake (see askMembersToWake). */
+  askTicksLeft = -1;
+  /** Members it asked. */
+  readonly asked = new Set<number>();
 
   constructor(
     readonly id: number,
@@ -312,6 +368,16 @@ interface Cycle {
 export class NodeRuntime {
   private readonly shards = new Map<number, ShardState>();
   private readonly cycles: Cycle[] = [];
+  /**
+   * The groups that may have work: a cycle visits only these, not every hosted group (with
+   * hundreds of idle groups, a walk of all of them on every message was most of a node's idle
+   * CPU). A group enters on every call that can give it work (a tick, a message, a request, a
+   * campaign, an advance) and leaves when a cycle finds it has none.
+   */
+  private readonly dirty = new Set<ShardState>();
+  /** Ticks so far, and the tick each peer was last heard from in (quiesced followers' liveness). */
+  private ticks = 0;
+  private readonly heardTick = new Map<number, number>();
   private scheduled = false;
   private inFirstHalf = false;
   private stopped = false;
@@ -365,6 +431,7 @@ export class NodeRuntime {
     // Entries before this are not counted: they are compacted first when a budget is tight.
     shard.appliedMarks.push({ index: machine.appliedIndex, bytes: 0 });
     this.shards.set(shardId, shard);
+    this.dirty.add(shard);
     if (stored.data.length > 0) this.options.listener?.stateReplaced?.(shardId, 'storage');
   }
 
@@ -382,6 +449,7 @@ export class NodeRuntime {
     assert(shard !== undefined, `shard ${shardId} is not hosted on this node`);
     shard.removed = true;
     this.shards.delete(shardId);
+    this.dirty.delete(shard);
     if (shard.isLeader) {
       shard.isLeader = false;
       for (const engine of shard.machine.engineList()) engine.onLeadership?.(false, this.leaderContext(shard));
@@ -490,21 +558,222 @@ export class NodeRuntime {
     return this.options.raft.electionTicks * this.options.tickMs;
   }
 
-  /** One tick of the logical clock: elections, heartbeats, leader duties, request deadlines. */
+  /**
+   * One tick of the logical clock: elections, heartbeats, leader duties, request deadlines.
+   *
+   * Idle groups are quiesced, as CockroachDB's ranges are: a leader whose followers hold and
+   * know its whole log, with nothing pending, tells them so with a heartbeat marked
+   * `quiesceContext`, and from then on neither it nor they tick that group (no heartbeats, no
+   * election timer). Anything for the group but such a heartbeat or a heartbeat's answer (a
+   * request, any other message, a term change) wakes it. Liveness: a node that leads quiesced
+   * groups sends each of their followers' nodes one marked heartbeat per tick, for one of those
+   * groups only; a quiesced follower that has heard nothing from its leader's node for
+   * `quiescedLeaderSilenceElections` election timeouts wakes and catches up the ticks it missed,
+   * so it campaigns when an unquiesced follower would have. A woken leader restarts its
+   * election timer (its check-quorum counts from then). Never with lease-based reads: a leader
+   * that does not tick would not step down on time, and its lease would outlive its leadership.
+   */
   tick(): void {
     if (this.stopped) return;
     this.deliveredThisTurn = 0;
+    this.ticks++;
     const now = this.options.clock.now();
+    let pings: Map<number, ShardState> | undefined;
+    // A member that cannot quiesce (an older build) joined: every group goes back to ticking.
+    const quiesce = this.quiesceEnabled;
     for (const shard of this.shards.values()) {
-      this.maybeCampaignAlone(shard);
-      shard.node.tick();
-      this.options.listener?.stepped?.(shard.id, shard.node);
+      if (shard.quiesced && !quiesce) this.wake(shard);
+      // Before the tick: a leader that quiesces sends no ordinary heartbeats after its marked ones.
+      if (!shard.quiesced) this.maybeQuiesce(shard);
+      if (shard.quiesced) {
+        if (shard.node.raft.role === 'leader') {
+          this.maybeWakeWithoutQuorum(shard);
+          if (shard.quiesced) pings = this.collectPings(shard, pings);
+        } else {
+          this.maybeWakeOnSilence(shard);
+        }
+      }
+      if (shard.askTicksLeft !== 0) this.askMembersToWake(shard);
+      if (!shard.quiesced) {
+        this.dirty.add(shard);
+        this.maybeCampaignAlone(shard);
+        shard.node.tick();
+        this.options.listener?.stepped?.(shard.id, shard.node);
+        if (shard.removed) continue;
+      }
       if (shard.removed) continue;
       if (shard.isLeader) for (const engine of shard.machine.engineList()) engine.leaderTick?.(this.leaderContext(shard));
       shard.pending.expire(now);
       this.unpark(shard, now);
     }
+    if (pings !== undefined) for (const [peer, shard] of pings) this.sendQuiesceHeartbeat(shard, peer);
     this.schedule();
+  }
+
+  /** Quiesced groups now (for metrics). */
+  quiescedCount(): number {
+    let count = 0;
+    for (const shard of this.shards.values()) if (shard.quiesced) count++;
+    return count;
+  }
+
+  /** Whether `shardId`'s group is quiesced here. */
+  isQuiesced(shardId: number): boolean {
+    return this.requireShard(shardId).quiesced;
+  }
+
+  private get quiesceEnabled(): boolean {
+    if (this.options.quiesce === false || this.options.raft.readOnlyOption === 'lease-based') return false;
+    return this.options.membersSupport?.(RUNTIME_FEATURES_ID, QUIESCE_FEATURE_VERSION) !== false;
+  }
+
+  /**
+   * Quiesces a group this node leads if it is idle: nothing pending or in flight, every entry
+   * committed and applied here, every member caught up to the last entry and heard from lately
+   * (or its node silent for the silence limit, as long as a quorum is not), no transfer, no
+   * joint configuration. Its
+   * followers are told at once.
+   */
+  private maybeQuiesce(shard: ShardState): void {
+    if (!this.quiesceEnabled) return;
+    const raft = shard.node.raft;
+    if (raft.role !== 'leader' || raft.leadTransferee !== 0) return;
+    const last = raft.log.lastIndex();
+    if (raft.log.committed !== last || shard.machine.appliedIndex !== last) return;
+    if (raft.readOnly.size > 0 || raft.pendingReadIndexMessages.length > 0) return;
+    if (raft.tracker.config.voters[1].size > 0 || raft.tracker.config.learnersNext.size > 0) return;
+    const p = shard.pending;
+    if (p.queue.length > 0 || p.queuedReads.length > 0 || p.parked.length > 0) return;
+    const counts = p.counts();
+    if (counts.writes > 0 || counts.reads > 0 || counts.readRounds > 0) return;
+    // Messages still to leave would reach its followers after the quiesce heartbeat, and wake them.
+    if (shard.newsHeld > 0 || shard.node.hasReady()) return;
+    if (shard.snapshotInProgress || this.cycles.some((cycle) => cycle.readies.some(([held]) => held === shard))) return;
+    for (const [id, progress] of raft.tracker.progress) {
+      if (id === this.options.memberId) continue;
+      // A member whose node has been silent for the silence limit is down or cut off: the group
+      // quiesces without it (it campaigns when it comes back, which wakes the group).
+      if ((progress.match !== last || !progress.recentActive || progress.state !== 'replicate') && !this.peerSilent(id)) return;
+    }
+    if (!this.liveQuorum(shard)) return;
+    this.quiesce(shard);
+    // Its followers are told now, each with a marked heartbeat (later ticks tell one group per node).
+    for (const id of raft.tracker.progress.keys()) if (id !== this.options.memberId) this.sendQuiesceHeartbeat(shard, id);
+  }
+
+  private quiesce(shard: ShardState): void {
+    shard.quiesced = true;
+    shard.quiescedTerm = shard.node.raft.term;
+    shard.quiescedLead = shard.node.raft.lead;
+  }
+
+  /** Adds the followers' nodes of a quiesced group this node leads to the tick's liveness round. */
+  private collectPings(shard: ShardState, pings: Map<number, ShardState> | undefined): Map<number, ShardState> {
+    const round = pings ?? new Map<number, ShardState>();
+    for (const id of shard.node.raft.tracker.progress.keys()) if (id !== this.options.memberId && !round.has(id)) round.set(id, shard);
+    return round;
+  }
+
+  private sendQuiesceHeartbeat(shard: ShardState, to: number): void {
+    const raft = shard.node.raft;
+    const progress = raft.tracker.progress.get(to);
+    if (progress === undefined || raft.role !== 'leader') return;
+    const message = makeMessage({ type: 'MsgHeartbeat', to, from: this.options.memberId, term: raft.term, commit: Math.min(progress.match, raft.log.committed), context: quiesceContext });
+    this.options.transport.send(to, shard.id, [message]);
+  }
+
+  /** Whether nothing came from `peer`'s node for the silence limit (see maybeWakeOnSilence). */
+  private peerSilent(peer: number): boolean {
+    // A node never heard from is not silent: it may be a member just added, not caught up yet.
+    const heard = this.heardTick.get(peer);
+    return heard !== undefined && this.ticks - heard > quiescedLeaderSilenceElections * this.options.raft.electionTicks;
+  }
+
+  /**
+   * A quiesced leader whose voters' nodes, itself included, are not a quorum heard from lately
+   * wakes, so check-quorum steps it down as it would have without quiescence (a leader cut off
+   * from every follower must not go on reporting itself leader).
+   */
+  private maybeWakeWithoutQuorum(shard: ShardState): void {
+    if (this.liveQuorum(shard)) return;
+    this.wake(shard);
+    // What it heard before it quiesced says nothing now: its first check-quorum counts only what
+    // it hears from here on.
+    const raft = shard.node.raft;
+    for (const [id, progress] of raft.tracker.progress) if (id !== this.options.memberId && this.peerSilent(id)) progress.recentActive = false;
+  }
+
+  /** Whether the voters whose nodes are not silent, this one included, are a quorum. */
+  private liveQuorum(shard: ShardState): boolean {
+    const voters = shard.node.raft.tracker.config.voters[0];
+    let live = 0;
+    for (const id of voters) if (id === this.options.memberId || !this.peerSilent(id)) live++;
+    return live > voters.size / 2;
+  }
+
+  /** A node heard from again after its silence: the quiesced groups this node leads with a replica there wake to catch it up. */
+  private wakeForRevived(peer: number): void {
+    for (const shard of this.shards.values()) {
+      if (shard.quiesced && shard.node.raft.role === 'leader' && shard.node.raft.tracker.progress.has(peer)) this.wake(shard);
+    }
+  }
+
+  /** A quiesced follower whose leader's node went silent wakes, its missed ticks caught up. */
+  private maybeWakeOnSilence(shard: ShardState): void {
+    const lead = shard.node.raft.lead;
+    const heard = this.heardTick.get(lead) ?? 0;
+    const silence = this.ticks - heard;
+    const limit = quiescedLeaderSilenceElections * this.options.raft.electionTicks;
+    if (lead !== 0 && silence <= limit) return;
+    this.wake(shard);
+    // The ticks it missed, as if it had not quiesced (the tick under way is the caller's).
+    const missed = Math.min(silence, limit) - 1;
+    for (let i = 0; i < missed; i++) shard.node.tick();
+  }
+
+  /**
+   * A follower woken by a message from another than its leader (a campaign, say) wakes its
+   * leader too: otherwise, with the leader still quiet, its election timer would run out while
+   * the leader is alive, and it would vote a campaigner in that an unquiesced follower refuses.
+   */
+  private wakeByMessage(shard: ShardState, from: number): void {
+    if (!shard.quiesced) return;
+    this.wake(shard);
+    const raft = shard.node.raft;
+    if (raft.role !== 'follower' || raft.lead === 0 || raft.lead === from || raft.lead === this.options.memberId) return;
+    const call = makeMessage({ type: 'MsgHeartbeatResp', to: raft.lead, from: this.options.memberId, term: raft.term, context: wakeContext });
+    this.options.transport.send(raft.lead, shard.id, [call]);
+  }
+
+  /**
+   * A group just added here (a restart, a new replica) that knows no leader asks each member of
+   * its configuration to wake, once it has heard from that member's node (its link is up), for
+   * an election timeout at most: its leader may be quiesced and, if this node restarted within
+   * the silence limit, would not notice; it would hear of the group only when it campaigned.
+   */
+  private askMembersToWake(shard: ShardState): void {
+    if (shard.askTicksLeft < 0) shard.askTicksLeft = this.options.raft.electionTicks;
+    shard.askTicksLeft--;
+    const raft = shard.node.raft;
+    if (raft.lead !== 0 || raft.role === 'leader') {
+      shard.askTicksLeft = 0;
+      return;
+    }
+    const config = raft.tracker.config;
+    for (const to of [...config.voters[0], ...config.voters[1], ...config.learners]) {
+      if (to === this.options.memberId || shard.asked.has(to) || !this.heardTick.has(to)) continue;
+      shard.asked.add(to);
+      this.options.transport.send(to, shard.id, [makeMessage({ type: 'MsgHeartbeatResp', to, from: this.options.memberId, term: raft.term, context: wakeContext })]);
+    }
+  }
+
+  /** Back to ticking: a leader's election timer restarts (check-quorum counts from now). */
+  private wake(shard: ShardState): void {
+    if (!shard.quiesced) return;
+    shard.quiesced = false;
+    this.dirty.add(shard);
+    const raft = shard.node.raft;
+    if (raft.role === 'leader') raft.electionElapsed = 0;
   }
 
   /**
@@ -524,12 +793,24 @@ export class NodeRuntime {
   receive(batch: ReadonlyArray<{ shard: number; message: Message }>): void {
     if (this.stopped) return;
     for (const { shard: shardId, message } of batch) {
+      if (message.from !== 0) {
+        if (this.peerSilent(message.from)) this.wakeForRevived(message.from);
+        this.heardTick.set(message.from, this.ticks);
+      }
       const shard = this.shards.get(shardId);
       if (shard === undefined) continue;
       const stepped = message.type === 'MsgProp' && shard.node.raft.role === 'leader' ? this.stampForwarded(shard, message) : message;
       if (stepped.type === 'MsgProp' && stepped.entries.length === 0) continue;
+      this.dirty.add(shard);
+      const quiesce = isQuiesceHeartbeat(stepped);
+      // Heartbeats and their answers change nothing a quiesced group must act on (a term or
+      // leader change wakes it below); anything else may, and so does a follower's wake call.
+      if (stepped.type === 'MsgHeartbeatResp' ? isWakeCall(stepped) : stepped.type !== 'MsgHeartbeat') this.wakeByMessage(shard, stepped.from);
       shard.node.step(stepped);
       this.options.listener?.stepped?.(shardId, shard.node);
+      const raft = shard.node.raft;
+      if (shard.quiesced && (raft.term !== shard.quiescedTerm || raft.lead !== shard.quiescedLead)) this.wake(shard);
+      else if (quiesce && !shard.quiesced && this.quiesceEnabled && raft.role === 'follower' && raft.lead === stepped.from && raft.term === stepped.term) this.quiesce(shard);
     }
     this.schedule();
   }
@@ -577,22 +858,37 @@ export class NodeRuntime {
 
   reportUnreachable(peer: number, shards: readonly number[]): void {
     if (this.stopped) return;
-    for (const id of shards) this.shards.get(id)?.node.reportUnreachable(peer);
+    for (const id of shards) {
+      const shard = this.shards.get(id);
+      if (shard === undefined) continue;
+      this.dirty.add(shard);
+      shard.node.reportUnreachable(peer);
+    }
+    this.schedule();
   }
 
   reportSnapshot(peer: number, shardId: number, ok: boolean): void {
     if (this.stopped) return;
-    this.shards.get(shardId)?.node.reportSnapshot(peer, ok);
+    const shard = this.shards.get(shardId);
+    if (shard === undefined) return;
+    this.dirty.add(shard);
+    this.wake(shard);
+    shard.node.reportSnapshot(peer, ok);
     this.schedule();
   }
 
   campaign(shardId: number): void {
-    this.requireShard(shardId).node.campaign();
+    const shard = this.requireShard(shardId);
+    this.dirty.add(shard);
+    this.wake(shard);
+    shard.node.campaign();
     this.schedule();
   }
 
   transferLeader(shardId: number, to: number): void {
     const shard = this.requireShard(shardId);
+    this.dirty.add(shard);
+    this.wake(shard);
     try {
       shard.node.transferLeader(to);
     } catch (error) {
@@ -615,6 +911,8 @@ export class NodeRuntime {
     const waiter = this.newWaiter('command', command.payload.length, options, callback as (error: RuntimeError | undefined, result?: unknown) => void);
     waiter.command = command;
     shard.pending.addWrite(waiter);
+    this.dirty.add(shard);
+    this.wake(shard);
     this.schedule();
   }
 
@@ -624,6 +922,8 @@ export class NodeRuntime {
     const waiter = this.newWaiter('conf', change.context.length, options, callback as (error: RuntimeError | undefined, result?: unknown) => void);
     waiter.change = change;
     shard.pending.addWrite(waiter);
+    this.dirty.add(shard);
+    this.wake(shard);
     this.schedule();
   }
 
@@ -633,6 +933,8 @@ export class NodeRuntime {
     if (shard.pending.counts().reads >= readsPendingMax) throw this.tooMany(`${readsPendingMax} reads are pending on shard ${shardId}`);
     const waiter: ReadWaiter = { deadlineMs: this.deadline(options), settled: false, callback };
     shard.pending.addRead(waiter);
+    this.dirty.add(shard);
+    this.wake(shard);
     this.schedule();
   }
 
@@ -758,10 +1060,11 @@ export class NodeRuntime {
     });
   }
 
+  /** Whether some group has work for a cycle; groups found without any leave the dirty set. */
   private hasWork(): boolean {
-    for (const shard of this.shards.values()) {
-      const p = shard.pending;
-      if (p.queue.length > 0 || p.queuedReads.length > 0 || shard.node.hasReady()) return true;
+    for (const shard of this.dirty) {
+      if (!shard.removed && shardHasWork(shard)) return true;
+      this.dirty.delete(shard);
     }
     return false;
   }
@@ -769,9 +1072,12 @@ export class NodeRuntime {
   private firstHalf(): void {
     this.inFirstHalf = true;
     this.deliveredThisTurn = 0;
-    for (const shard of this.shards.values()) this.feed(shard);
+    // In the order groups were touched (deterministic, as the simulator needs).
+    const visiting = [...this.dirty];
+    this.dirty.clear();
+    for (const shard of visiting) this.feed(shard);
     const readies: Array<[ShardState, Ready]> = [];
-    for (const shard of this.shards.values()) {
+    for (const shard of visiting) {
       if (!shard.node.hasReady()) continue;
       const ready = shard.node.ready();
       this.options.listener?.readyTaken?.(shard.id, shard.node, ready);
@@ -779,6 +1085,7 @@ export class NodeRuntime {
     }
     if (readies.length === 0) {
       this.inFirstHalf = false;
+      this.keepBusy(visiting);
       return;
     }
     // A snapshot from the leader is restored before anything is written: damaged data stops the
@@ -843,14 +1150,22 @@ export class NodeRuntime {
       // the commit released leave first. A follower's linearizable reads wait for this news (one
       // task more); news of a write a follower forwarded is not held back (see onlyCommitNews).
       const news = commitNews;
+      for (const [shard] of news) shard.newsHeld++;
       this.options.scheduler.soon(() => {
+        for (const [shard] of news) shard.newsHeld--;
         if (this.stopped) return;
         for (const [shard, messages] of news) if (!shard.removed) this.send(shard, messages);
       });
     }
     this.inFirstHalf = false;
+    this.keepBusy(visiting);
     this.finishCycles();
     if (this.hasWork()) this.schedule();
+  }
+
+  /** Groups a cycle visited that still have work stay for the next one. */
+  private keepBusy(visited: readonly ShardState[]): void {
+    for (const shard of visited) if (!shard.removed && shardHasWork(shard)) this.dirty.add(shard);
   }
 
   /** Second halves of the cycles whose saves are done, in order (a broken invariant stops the runtime). */
@@ -870,6 +1185,7 @@ export class NodeRuntime {
         // Acknowledgements and votes promise what the write made durable: only now may they leave.
         if (this.options.unsafe?.acknowledgeBeforePersist !== true) this.send(shard, ready.messagesAfterPersist);
         shard.node.advance();
+        this.dirty.add(shard);
         shard.pending.releaseReads(shard.machine.appliedIndex);
         this.maybeTakeSnapshot(shard);
         this.maybeCampaignAlone(shard);
@@ -1149,6 +1465,7 @@ export class NodeRuntime {
     if (raft.role !== 'follower' || raft.log.applied < raft.log.committed) return;
     // Not confState(): this runs after every cycle of every follower.
     if (!raft.tracker.isSingleton() || !raft.tracker.isVoter(this.options.memberId)) return;
+    this.dirty.add(shard);
     shard.node.campaign();
     this.schedule();
   }

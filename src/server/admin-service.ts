@@ -2,9 +2,10 @@
  * The `dkv.v1.Admin` service (a DKV extension): stores, kept by the meta shard (src/engines/meta)
  * as the shard map. StoreCreate and StoreDrop carry out the steps of store-admin.ts (the meta
  * shard mounts, the default store cedes its prefix, the store is activated; a drop, then the
- * prefix reclaimed); StoreList and StoreDescribe answer from this node's map after a ReadIndex
- * round of the meta shard, so every node answers alike. Every call needs root while auth is on
- * (etcd's rule for admin calls).
+ * prefix reclaimed); StoreList, StoreDescribe and ShardList answer from this node's map after a
+ * ReadIndex round of the meta shard, so every node answers alike. ShardStatus describes this
+ * node's own replica of one shard as it is now (shard-views.ts shapes both shard answers). Every
+ * call needs root while auth is on (etcd's rule for admin calls).
  *
  * A change is checked here against the map of a linearizable read before anything is proposed
  * (with the map's own checks, so the messages are the map's); the meta engine checks it again
@@ -12,14 +13,20 @@
  * prefix only while it holds no live key under it. A refusal changes nothing.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { type ShardDef, type ShardMap, type StoreDef, mountShardsMax, prefixEndOf } from '../cluster/index.js';
+import { type ShardMap, type StoreDef, mountShardsMax, prefixEndOf } from '../cluster/index.js';
 import { storeRefusal } from '../error-mapping.js';
-import { dkvRoot } from '../etcd-proto.js';
+import { dkvRoot, etcdType } from '../etcd-proto.js';
 import { dkvError } from '../errors.js';
-import { RuntimeError, type ShardHandle, kvEngineOf, metaEngineOf } from '../runtime/index.js';
+import type { Int64 } from '../etcd-proto.js';
+import { KvCommandKind } from '../engines/kv/index.js';
+import { RuntimeError, type ShardHandle, alarmEngineOf, kvEngineOf, metaEngineOf } from '../runtime/index.js';
+import { proposeKv } from './kv-service.js';
 import { serviceDefinition } from './grpc-service.js';
+import { type ReplicaFacts, type ShardEntry, shardEntries, shardEntryOf, shardIdOf, shardStatusWire } from './shard-views.js';
 import { StoreChangeRefused, createStore, dropStore } from './store-admin.js';
-import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common.js';
+import { type ServiceContext, callerOptions, requestOptions, responseHeader, unary } from './service-common.js';
+
+const CompactionRequestType = etcdType('etcdserverpb.CompactionRequest');
 
 /** A store created without a shard count gets this many shards. */
 export const storeShardsDefault = 1;
@@ -105,7 +112,7 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
     return hosted === undefined ? { leader: 0, raft_term: 0 } : { leader: hosted.leader(), raft_term: hosted.term() };
   };
 
-  const shardToWire = (shard: ShardDef): WireShard => ({
+  const shardToWire = (shard: ShardEntry): WireShard => ({
     id: shard.id,
     start: shard.start,
     ...(shard.end === undefined ? {} : { end: shard.end }),
@@ -113,6 +120,20 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
     replicas: [...shard.replicas],
     ...groupView(shard.id),
   });
+
+  /** This node's replica of a shard it hosts, as ShardStatus reports it. */
+  const replicaOf = (shard: ShardHandle): ReplicaFacts => {
+    const machine = shard.machine();
+    const isMeta = shard.shardId === ctx.router.map.metaShard;
+    const mvcc = isMeta ? undefined : kvEngineOf(machine).mvcc;
+    return {
+      memberId: ctx.memberId,
+      status: shard.status(),
+      appliedIndex: machine.appliedIndex,
+      store: mvcc === undefined ? undefined : { revision: mvcc.revision, compactRevision: mvcc.compactRevision, sizeBytes: mvcc.sizeBytes, sizeInUseBytes: mvcc.sizeInUseBytes, keyCount: mvcc.keyCount },
+      alarms: isMeta ? [] : alarmEngineOf(machine).list(),
+    };
+  };
 
   /** The named store, or `store-not-found`. */
   const storeNamed = (map: ShardMap, name: string | undefined): StoreDef => {
@@ -167,6 +188,44 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       map.drop(name);
       const ids = await change(() => dropStore({ router: ctx.router, options }, name), map.store(name)!.prefix);
       return { header: header(), shard_ids: ids };
+    }),
+
+    ShardList: unary<object>(async (_request, call) => {
+      await ctx.gate.admin(call);
+      const map = await currentMap();
+      return { header: header(), shards: shardEntries(map, ctx.router.map.metaShard).map((shard) => ({ ...shardToWire(shard), store: shard.store })) };
+    }),
+
+    // No ReadIndex: this node's replica as it is, answered while the shard has no quorum too.
+    ShardStatus: unary<{ shard_id?: Int64 }>(async ({ message }, call) => {
+      await ctx.gate.admin(call);
+      const id = shardIdOf(message.shard_id);
+      const metaShard = ctx.router.map.metaShard;
+      const entry = shardEntryOf(metaEngineOf(ctx.router.meta().machine()).shardMap(), metaShard, id);
+      const hosted = ctx.router.hosts(id) ? ctx.router.shard(id) : undefined;
+      if (entry === undefined && hosted === undefined) throw dkvError('shard-not-found', `no shard ${id} in this node's map, and it hosts no group of it`);
+      const body = shardStatusWire(id, entry?.store ?? '', hosted === undefined ? undefined : replicaOf(hosted));
+      const headerShard = hosted ?? ctx.router.meta();
+      return { header: responseHeader(ctx, headerShard, body.revision), ...body };
+    }),
+
+    ShardCompact: unary<{ shard_id?: Int64; revision?: Int64; physical?: boolean }>(async ({ message }, call) => {
+      const caller = await ctx.gate.admin(call);
+      const id = shardIdOf(message.shard_id);
+      if (id === ctx.router.map.metaShard) throw dkvError('invalid-argument', `shard ${id} is the meta shard: it holds no keys to compact`);
+      const map = await currentMap();
+      const entry = map.shard(id);
+      if (entry === undefined) throw dkvError('shard-not-found', `no shard ${id} in the map`);
+      // A node that has not made the group yet (it joined lately): the client tries another.
+      if (!ctx.router.hosts(id)) throw dkvError('wrong-shard', `this node hosts no group of shard ${id} yet`);
+      const shard = ctx.router.shard(id);
+      // The revision as sent (int64): the shard's engine refuses one past its revision, or at or
+      // below its compacted one, with etcd's errors, as it does for etcd's Compact. The caller is
+      // carried as etcd's Compact carries it.
+      const raw = CompactionRequestType.encode({ revision: message.revision ?? 0, physical: message.physical === true }).finish();
+      const outcome = await proposeKv(shard, KvCommandKind.Compaction, raw, callerOptions(ctx, caller));
+      if (outcome.kind !== 'compaction') throw new Error(`compaction applied as ${outcome.kind}`);
+      return { header: responseHeader(ctx, shard, outcome.revision) };
     }),
   };
   return { definition: serviceDefinition('dkv.v1.Admin', dkvRoot()), implementation };

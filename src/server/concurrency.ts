@@ -21,7 +21,7 @@ import { type WatchHub, Watcher, type WatchSink } from '../engines/watch/index.j
 import { type WireRangeRequest, type WireRequestOp, type WireTxnRequest, int64ToWire } from '../etcd-proto.js';
 import { dkvError } from '../errors.js';
 import { type RequestOptions, type ShardHandle, kvEngineOf } from '../runtime/index.js';
-import { permittedCaller, proposeDelete, proposeTxn } from './kv-service.js';
+import { checkLeasesOfShard, permittedCaller, proposeDelete, proposeTxn } from './kv-service.js';
 import { type Caller, PermissionType } from '../engines/index.js';
 import { lockNameBytesMax, sessionKeyDrawsMax, sessionLeaseTtlSeconds } from './limits.js';
 import { type ServiceContext, type UnaryCall, callerOptions, requestOptions } from './service-common.js';
@@ -234,6 +234,7 @@ export async function joinQueue(
   shard: ShardHandle,
   request: { prefix: Uint8Array; lease: bigint; value: Uint8Array; withOwner: boolean },
 ): Promise<Joined> {
+  checkLeasesOfShard(ctx.router, shard, [request.lease]);
   const session = await openSession(ctx, shard, request.lease);
   const extra = request.withOwner ? [ownerOp(request.prefix)] : [];
   for (let draw = 1; ; draw++) {

@@ -6,15 +6,15 @@
  * the TTL and fence rules the engine applies again, so a refused request never reaches the log.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { putToWire, txnToWire } from '../engines/kv/index.js';
+import { putToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
 import { type TtlOutcome, dkvPutCommand, dkvTxnCommand, fenceFromWire, keyTtlsFromWire, ttlMsFromWire, ttlOutcome } from '../engines/ttl/index.js';
 import type { EngineCommand } from '../engines/index.js';
-import { type WireDkvPutRequest, type WireDkvTxnRequest, dkvRoot } from '../etcd-proto.js';
+import { type WireDkvPutRequest, type WireDkvTxnRequest, dkvRoot, int64Exact } from '../etcd-proto.js';
 import { dkvError } from '../errors.js';
 import type { ShardHandle } from '../runtime/index.js';
 import { serviceDefinition } from './grpc-service.js';
 import { putCost, txnCost } from './quota.js';
-import { checkPut, checkTxn, txnRanges } from './kv-service.js';
+import { checkLeasesOfShard, checkPut, checkTxn, txnLeases, txnRanges } from './kv-service.js';
 import { type ServiceContext, callerOptions, responseHeader, unary } from './service-common.js';
 import type { Caller } from '../engines/index.js';
 
@@ -46,6 +46,7 @@ export function createDkvKvService(ctx: DkvKvServiceContext): { definition: Retu
       const fence = fenceFromWire(message.fence);
       // The fence key must live on the shard that applies the write.
       const shard = ctx.router.forKeys(fence === undefined ? [message.key] : [message.key, fence.key]);
+      checkLeasesOfShard(ctx.router, shard, [int64Exact(message.lease)]);
       ctx.quota?.check(shard, putCost(message));
       const outcome = await propose(shard, dkvPutCommand(raw), await ctx.gate.permitted(call));
       if (outcome.kind !== 'put') throw new Error(`dkv put applied as ${outcome.kind}`);
@@ -61,6 +62,7 @@ export function createDkvKvService(ctx: DkvKvServiceContext): { definition: Retu
       for (const name of ttls.keys()) ranges.push({ key: Buffer.from(name, 'latin1') });
       if (fence !== undefined) ranges.push({ key: fence.key });
       const shard = ctx.router.forRanges(ranges);
+      checkLeasesOfShard(ctx.router, shard, txnLeases(txnFromWire(txn)));
       ctx.quota?.check(shard, txnCost(txn));
       const outcome = await propose(shard, dkvTxnCommand(raw), await ctx.gate.permitted(call));
       if (outcome.kind !== 'txn') throw new Error(`dkv txn applied as ${outcome.kind}`);

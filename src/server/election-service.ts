@@ -21,7 +21,7 @@ import {
   int64ToWire,
 } from '../etcd-proto.js';
 import { dkvError, toGrpcErrorOfRecipe } from '../errors.js';
-import type { ShardHandle } from '../runtime/index.js';
+import { type ShardHandle, kvEngineOf } from '../runtime/index.js';
 import {
   type ConcurrencyContext,
   checkClientKey,
@@ -44,7 +44,7 @@ import { observeBufferBytesMax } from './limits.js';
 import { ResponseQueue } from './response-queue.js';
 import { type Logger, type UnaryCall, clientErrorLogged, linkedSignal, requestOptions, responseHeader, unary, waitingUnary } from './service-common.js';
 import { type KeyAccess, PermissionType, rangeAccess } from '../engines/index.js';
-import { permittedCaller } from './kv-service.js';
+import { notServed, permittedCaller } from './kv-service.js';
 import { AUTH_UNCHECKED } from './auth/gate.js';
 import { checkRecipeAccess, recipeContext } from './concurrency.js';
 
@@ -107,6 +107,12 @@ class ObserveStream implements WatchSink {
       return;
     }
     if (this.closed || !this.stillPermitted()) return;
+    // A store took the election's keys since the call was routed (this node's map lagged): the
+    // client routes again. A cession applied after this step cancels the watcher instead.
+    if (!servesName(this.shard, this.prefix)) {
+      this.fail(notServed());
+      return;
+    }
     // Read and register in one step: the next change is R + 1 at the earliest.
     const store = storeOf(this.shard);
     const revision = store.revision;
@@ -222,6 +228,16 @@ function txnAccessOfKey(key: Uint8Array): KeyAccess[] {
   ];
 }
 
+/** An election's keys: every key under its name and "/" (the shard that holds them serves it). */
+function nameRange(name: Uint8Array): { key: Uint8Array; rangeEnd: Uint8Array } {
+  return { key: namePrefix(name), rangeEnd: prefixEnd(namePrefix(name)) };
+}
+
+/** Whether `shard` still serves the election keys under `prefix` (no store took them). */
+function servesName(shard: ShardHandle, prefix: Uint8Array): boolean {
+  return kvEngineOf(shard.machine()).owns(prefix, prefixEnd(prefix));
+}
+
 export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
   const implementation: grpc.UntypedServiceImplementation = {
     Campaign: waitingUnary<WireCampaignRequest>(async ({ raw, message }, canceled, call) => {
@@ -231,7 +247,7 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
       const prefix = namePrefix(name);
       await checkRecipeAccess(ctx, call, prefix);
       const rctx = recipeContext(ctx, call);
-      const shard = ctx.router.forKey(name);
+      const shard = ctx.router.forRange(nameRange(name));
       const { signal, release } = linkedSignal(canceled, ctx.stopping);
       try {
         const joined = await joinQueue(rctx, shard, { prefix, lease: int64Exact(message.lease), value, withOwner: false });
@@ -270,9 +286,10 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
     Leader: unary<WireLeaderRequest>(async ({ raw, message }, call) => {
       checkRequestSize(ctx, raw);
       const name = checkName(message.name);
-      const shard = ctx.router.forKey(name);
+      const shard = ctx.router.forRange(nameRange(name));
       await shard.read(requestOptions(ctx));
-      await permittedCaller(ctx, call, () => rangeAccess({ key: namePrefix(name), rangeEnd: prefixEnd(namePrefix(name)) }));
+      await permittedCaller(ctx, call, () => rangeAccess(nameRange(name)));
+      if (!servesName(shard, namePrefix(name))) throw notServed();
       const store = storeOf(shard);
       const leader = ownerAt(store, namePrefix(name));
       if (leader === undefined) throw dkvError('election-no-leader');
@@ -283,12 +300,12 @@ export function createElectionService(ctx: ConcurrencyContext, log?: Logger): { 
       try {
         checkRequestSize(ctx, call.request.raw);
         const name = checkName(call.request.message.name);
-        stream = new ObserveStream(call, ctx, ctx.router.forKey(name), namePrefix(name), log);
+        stream = new ObserveStream(call, ctx, ctx.router.forRange(nameRange(name)), namePrefix(name), log);
       } catch (error) {
         call.emit('error', toGrpcErrorOfRecipe(clientErrorLogged(error, log)));
         return;
       }
-      void stream.start();
+      stream.start().catch((error: unknown) => call.emit('error', toGrpcErrorOfRecipe(clientErrorLogged(error, log))));
     },
     // As etcd: success whether or not the key was still the leader's (then nothing is deleted).
     Resign: unary<WireResignRequest>(async ({ raw, message }, call) => {

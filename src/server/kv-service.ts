@@ -6,7 +6,7 @@
 import { strict as assert } from 'node:assert';
 import type * as grpc from '@grpc/grpc-js';
 import { isReadOnlyTxn, mvccLimits } from '../../storage/index.js';
-import type { DeleteRangeResult, RangeRequest, TxnResult } from '../../storage/index.js';
+import type { DeleteRangeResult, RangeRequest, RequestOp, TxnRequest, TxnResult } from '../../storage/index.js';
 import { KvCommandKind, type KvEngine, NOT_OWNED_DETAIL, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
 import { type Caller, EngineError, EngineId, type KeyAccess, type LeaseEngine, deleteRangeAccess, putAccess, rangeAccess, txnAccess } from '../engines/index.js';
 import type { KeyRange, RequestOptions, Router, ShardHandle } from '../runtime/index.js';
@@ -145,6 +145,32 @@ export async function proposeDelete(shard: ShardHandle, key: Uint8Array, options
   return outcome.result;
 }
 
+/** The leases a txn's puts name, nested txns included. */
+export function txnLeases(request: TxnRequest): bigint[] {
+  const leases: bigint[] = [];
+  const walk = (ops: readonly RequestOp[]): void => {
+    for (const op of ops) {
+      if (op.type === 'put' && op.put.lease !== undefined && op.put.lease !== 0n) leases.push(op.put.lease);
+      else if (op.type === 'txn') walk([...op.txn.success, ...op.txn.failure]);
+    }
+  };
+  walk([...request.success, ...request.failure]);
+  return leases;
+}
+
+/**
+ * Refuses, with a clear error, a write to a store's shard that names a lease only the default
+ * store has (LeaseGrant grants there; a lease attaches keys of the shard that granted it). A
+ * lease the shard has itself (the session lease of a Lock or Campaign on its keys) passes; one
+ * no shard has is the engine's `lease not found`, as etcd's.
+ */
+export function checkLeasesOfShard(router: Router, shard: ShardHandle, leases: Iterable<bigint>): void {
+  if (shard.shardId === router.map.defaultStoreShard) return;
+  const here = shard.machine().engine<LeaseEngine>(EngineId.Lease);
+  const granted = router.defaultStore().machine().engine<LeaseEngine>(EngineId.Lease);
+  for (const lease of leases) if (lease !== 0n && here.get(lease) === undefined && granted.get(lease) !== undefined) throw dkvError('store-lease-unsupported');
+}
+
 /** The keys each lease holds now, on this member (the edge's view; the guard checks again where it applies). */
 export function leaseKeysOf(shard: ShardHandle): (lease: bigint) => Iterable<Uint8Array> {
   const leases = shard.machine().engine<LeaseEngine>(EngineId.Lease);
@@ -211,6 +237,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkSize(raw);
       checkPut(message);
       const shard = ctx.router.forKey(message.key);
+      checkLeasesOfShard(ctx.router, shard, [int64Exact(message.lease)]);
       const caller = await permittedCaller(ctx, call, () => putAccess({ key: message.key, lease: int64Exact(message.lease), prevKv: message.prev_kv }, leaseKeysOf(shard)));
       ctx.quota?.check(shard, putCost(message));
       const outcome = await propose(shard, KvCommandKind.Put, raw, caller);
@@ -243,6 +270,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
         const h = responseHeader(ctx, shard, mvcc.revision);
         return { header: h, ...txnToWire(result, h) };
       }
+      checkLeasesOfShard(ctx.router, shard, txnLeases(request));
       const caller = await permittedCaller(ctx, call, () => txnAccess(request, leaseKeysOf(shard)));
       ctx.quota?.check(shard, txnCost(message));
       const payload = ctx.unsafeIgnoreTxnCompare === true ? Buffer.from(TxnRequestType.encode({ ...message, compare: [] }).finish()) : raw;

@@ -1,8 +1,9 @@
 /**
  * What a learner serves: as etcd 3.4's gRPC interceptors, Maintenance.Status and serializable
- * KV.Range; every other call, and every stream, gets `etcdserver: rpc not supported for learner`
- * (UNAVAILABLE, so clients move on to another member). A learner holds no vote and may lag: a
- * linearizable read or a write through it would only add a hop, and a watch from it could lag.
+ * KV.Range (and dkv.v1.Admin's ShardStatus, Status for one shard); every other call, and every
+ * stream, gets `etcdserver: rpc not supported for learner` (UNAVAILABLE, so clients move on to
+ * another member). A learner holds no vote and may lag: a linearizable read or a write through
+ * it would only add a hop, and a watch from it could lag.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { dkvError, toGrpcError } from '../errors.js';
@@ -10,7 +11,8 @@ import type { Incoming } from './grpc-service.js';
 
 /** Calls a learner answers; `Range` only when serializable. */
 export function servedByLearner(path: string, request: unknown): boolean {
-  if (path === '/etcdserverpb.Maintenance/Status') return true;
+  // dkv.v1.Admin's ShardStatus is Status for one shard: it describes this member's replica.
+  if (path === '/etcdserverpb.Maintenance/Status' || path === '/dkv.v1.Admin/ShardStatus') return true;
   if (path === '/etcdserverpb.KV/Range') return (request as Incoming<{ serializable?: boolean }> | undefined)?.message?.serializable === true;
   return false;
 }

@@ -25,9 +25,6 @@ export const moveLeaderPollMs = 20;
 /** How long the metrics listener keeps an idle connection open (longer than its clients do). */
 export const metricsKeepAliveMs = 65_000;
 
-/** How often the gauges of /metrics are refreshed. */
-export const gaugeRefreshMs = 1000;
-
 /**
  * A member that learnt it was removed keeps its sockets open this many election timeouts before
  * it stops: answers to requests other members forwarded to it (the MemberRemove that removed a
@@ -105,7 +102,7 @@ assert(membershipRetryMs > 0 && membershipAttemptMinMs > 0, 'membership retry in
 assert(membershipSyncPassElections >= 1 && membershipSyncChangeElections >= 1, 'membership-sync runs at least once per election timeout');
 assert(membershipAddAfterMs(1) > requestTimeoutMs(1), 'membership-sync adds only after a membership call has ended');
 
-assert(moveLeaderPollMs > 0 && gaugeRefreshMs > 0, 'intervals must be positive');
+assert(moveLeaderPollMs > 0, 'the poll interval must be positive');
 assert(lockNameBytesMax > 0, 'a lock name must fit a key');
 assert(sessionKeyDrawsMax >= 1 && sessionLeaseTtlSeconds > 0, 'a lease-0 session needs a key and a TTL');
 assert(observeBufferBytesMax > 0, 'an observer needs room for a response');

@@ -3,6 +3,7 @@
  * its key; Unlock deletes a key. The recipe is etcd's concurrency.Mutex (src/server/concurrency.ts).
  */
 import type * as grpc from '@grpc/grpc-js';
+import { prefixEnd } from '../../storage/index.js';
 import { type WireLockRequest, type WireUnlockRequest, int64Exact } from '../etcd-proto.js';
 import { dkvError, toGrpcErrorOfRecipe } from '../errors.js';
 import { deleteRangeAccess } from '../engines/index.js';
@@ -19,7 +20,8 @@ export function createLockService(ctx: ConcurrencyContext, log?: Logger): { defi
       const prefix = namePrefix(name);
       await checkRecipeAccess(ctx, call, prefix);
       const rctx = recipeContext(ctx, call);
-      const shard = ctx.router.forKey(name);
+      // The shard that holds the lock's keys (every key under its name and "/").
+      const shard = ctx.router.forRange({ key: prefix, rangeEnd: prefixEnd(prefix) });
       const { signal, release } = linkedSignal(canceled, ctx.stopping);
       try {
         const joined = await joinQueue(rctx, shard, { prefix, lease: int64Exact(message.lease), value: new Uint8Array(0), withOwner: true });

@@ -5,16 +5,17 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import type { MvccStore } from '../../storage/index.js';
-import type { ShardStateView } from '../runtime/index.js';
+import { DEFAULT_STORE } from '../cluster/index.js';
+import type { RequestOptions, Router, ShardHandle } from '../runtime/index.js';
 import type { KvEngine } from '../engines/kv/index.js';
 import { int64IfSafe, int64Saturated, type Int64 } from '../etcd-proto.js';
 import { dkvError, errorTable, toGrpcError } from '../errors.js';
 import { AlarmType, type AlarmMember, EngineId, activateAlarmCommand, alarmOutcome, deactivateAlarmCommand } from '../engines/index.js';
-import { alarmEngineOf } from '../runtime/index.js';
+import { alarmEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
 import type { Defragmenter } from './defragment.js';
 import { serviceDefinition, type Incoming } from './grpc-service.js';
 import { moveLeaderPollMs } from './limits.js';
-import { snapshotFileParts } from './snapshot-file.js';
+import { type SnapshotStore, snapshotFileParts } from './snapshot-file.js';
 import { type ServiceContext, callerOptions, clientError, requestOptions, responseHeader, unary } from './service-common.js';
 
 export interface MaintenanceServiceContext extends ServiceContext {
@@ -134,7 +135,8 @@ export function createMaintenanceService(ctx: MaintenanceServiceContext): { defi
     Snapshot: (call: grpc.ServerWritableStream<Incoming<object>, object>) => {
       const started = (async () => {
         await ctx.gate.admin(call);
-        await streamSnapshot(call, header, () => data().machine());
+        const read = await readEveryShard(ctx.router, requestOptions(ctx));
+        await streamSnapshot(call, header, () => snapshotParts(ctx.router, read));
       })();
       started.catch((error: unknown) => {
         call.emit('error', toGrpcError(clientError(error)));
@@ -158,15 +160,51 @@ function waitFor(condition: () => boolean, timeoutMs: number): Promise<void> {
 }
 
 /**
- * Streams a consistent snapshot of the default store: its state machine snapshot (every engine;
- * the state is captured when the call starts) in the snapshot file format (snapshot-file.ts).
+ * A ReadIndex of every shard a snapshot holds: the member has applied everything each had
+ * committed when the call came (a member that joined lately holds its stores' data, not the
+ * empty groups it started them with). A shard this member does not host yet is refused.
  */
-async function streamSnapshot(
-  call: grpc.ServerWritableStream<Incoming<object>, object>,
-  header: () => object,
-  machine: () => ShardStateView,
-): Promise<void> {
-  const parts = snapshotFileParts([...iterate(machine().snapshot())]);
+async function readEveryShard(router: Router, options: RequestOptions): Promise<ReadonlySet<number>> {
+  const read = new Set<number>();
+  const reads = [router.defaultStore().read(options)];
+  const map = metaEngineOf(router.meta().machine()).routingMap();
+  for (const store of map.stores()) {
+    if (store.name === DEFAULT_STORE) continue;
+    for (const def of map.shardsOf(store.name)) {
+      if (!router.hosts(def.id)) throw dkvError('wrong-shard', `shard ${def.id} of store ${store.name} is not on this member yet: save the snapshot from another member, or again later`);
+      reads.push(router.shard(def.id).read(options));
+      read.add(def.id);
+    }
+  }
+  await Promise.all(reads);
+  return read;
+}
+
+/**
+ * The snapshot file of this member's state now: the default store's state machine snapshot
+ * (every engine) and each store's shards' (each read before: `readEveryShard`), all captured in
+ * one step. A store being created (not activated yet, or since the reads) or being dropped (a
+ * shard retired) is left out. Each shard's state is this
+ * member's as it applied it; the shards are not one cut (as a Range across shards is not).
+ */
+function snapshotParts(router: Router, read: ReadonlySet<number>): Uint8Array[] {
+  const frames = (shard: ShardHandle): Uint8Array[] => [...iterate(shard.machine().snapshot())];
+  const map = metaEngineOf(router.meta().machine()).routingMap();
+  const stores: Array<SnapshotStore<Uint8Array[]>> = [];
+  for (const store of map.stores()) {
+    if (store.name === DEFAULT_STORE) continue;
+    // A store activated since the reads is left out: its shards were not read.
+    if (map.shardsOf(store.name).some((def) => !read.has(def.id))) continue;
+    const shards = map.shardsOf(store.name).map((def) => ({ def, handle: router.shard(def.id) }));
+    if (shards.some(({ handle }) => ownershipEngineOf(handle.machine()).retired !== 0)) continue;
+    stores.push({ name: store.name, prefix: store.prefix, shards: shards.map(({ def, handle }) => ({ start: def.start, end: def.end, stateMachine: frames(handle) })) });
+  }
+  return snapshotFileParts(frames(router.defaultStore()), stores);
+}
+
+/** Streams a snapshot file (snapshot-file.ts) made of `parts` (taken when the call starts). */
+async function streamSnapshot(call: grpc.ServerWritableStream<Incoming<object>, object>, header: () => object, take: () => Uint8Array[]): Promise<void> {
+  const parts = take();
   let remaining = 0;
   for (const part of parts) remaining += part.length;
   const h = header();

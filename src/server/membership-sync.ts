@@ -11,8 +11,13 @@
  *   records it, and that gap must not be mistaken for an add to finish.
  * Before each change the leader reads the meta shard linearizably, so a leader whose meta replica
  * lags never acts on an old list. An id the list neither names nor marks removed is left alone.
+ *
+ * A pass runs every election timeout over every group, so it costs O(1) per group when nothing
+ * changed: the member list is read once per state of the meta shard (its version), not once per
+ * group, and a group found in step with the list is skipped until its configuration or the list
+ * changes (the next change is a pure function of the two).
  */
-import type { ConfChangeSingle, ConfState } from '../../raft/index.js';
+import { type ConfChangeSingle, type ConfState, assert } from '../../raft/index.js';
 import { formatId } from '../cluster/index.js';
 
 /** A member as the meta shard records it, for this purpose. */
@@ -45,8 +50,14 @@ export interface MembershipSyncHost {
   groups(): number[];
   /** Whether this node leads `shard` now. */
   leads(shard: number): boolean;
+  /** The group's configuration now (asked every pass of every group this node leads: keep it cheap). */
   config(shard: number): ConfState;
-  members(): RecordedMember[];
+  /**
+   * The meta shard's state as a number that differs whenever `members()` or `isRemoved` may
+   * answer differently (its applied index: the same index is the same state).
+   */
+  metaVersion(): number;
+  members(): readonly RecordedMember[];
   isRemoved(id: number): boolean;
   /** A linearizable read of the meta shard: settles once this node applied what was committed. */
   readMeta(): Promise<void>;
@@ -55,6 +66,25 @@ export interface MembershipSyncHost {
   readonly addAfterMs: number;
   now(): number;
   readonly log: { info(message: string): void; warn(message: string): void };
+}
+
+/** Whether two configurations hold the same ids in the same roles (what `nextGroupChange` reads of them). */
+export function sameConfig(a: ConfState, b: ConfState): boolean {
+  return sameIds(a.voters, b.voters) && sameIds(a.votersOutgoing, b.votersOutgoing) && sameIds(a.learners, b.learners) && sameIds(a.learnersNext, b.learnersNext);
+}
+
+/** ConfState's id lists are sorted ascending (confStateOf), so equal sets are equal lists. */
+function sameIds(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The member list at one version of the meta shard, with the removals asked of it so far. */
+interface MemberList {
+  readonly version: number;
+  readonly members: readonly RecordedMember[];
+  readonly removed: Map<number, boolean>;
 }
 
 /**
@@ -70,6 +100,12 @@ export class MembershipSync {
   private lastFailure = '';
   /** Per group, the add it would make and since when it has been due (reset when it changes). */
   private readonly missing = new Map<number, { key: string; sinceMs: number }>();
+  /**
+   * Per group, the configuration and meta version at which it was last found in step with the
+   * list (no change to make). invariant: a group in here has no entry in `missing`.
+   */
+  private readonly inStep = new Map<number, { readonly metaVersion: number; readonly config: ConfState }>();
+  private list: MemberList | undefined;
 
   constructor(private readonly host: MembershipSyncHost) {}
 
@@ -95,17 +131,61 @@ export class MembershipSync {
   private async passes(): Promise<void> {
     do {
       this.again = false;
-      for (const shard of this.host.groups()) {
+      const groups = this.host.groups();
+      for (const shard of groups) {
         if (this.stopped) return;
-        await this.step(shard);
+        // Most groups have nothing to do: only one that may need a change costs an await.
+        if (this.mayChange(shard)) await this.step(shard);
       }
+      this.forgetGone(groups);
     } while (this.again && !this.stopped);
+  }
+
+  /** The member list as the meta shard holds it now, read again only when its version moved. */
+  private memberList(): MemberList {
+    const version = this.host.metaVersion();
+    assert(Number.isSafeInteger(version) && version >= 0, () => `meta version ${version}`);
+    if (this.list === undefined || this.list.version !== version) this.list = { version, members: this.host.members(), removed: new Map() };
+    return this.list;
+  }
+
+  private isRemoved(list: MemberList, id: number): boolean {
+    let removed = list.removed.get(id);
+    if (removed === undefined) list.removed.set(id, (removed = this.host.isRemoved(id)));
+    return removed;
+  }
+
+  /** Whether this node leads `shard` and may have a change to make to it now (no I/O). */
+  private mayChange(shard: number): boolean {
+    try {
+      if (!this.host.leads(shard)) {
+        this.missing.delete(shard);
+        return false;
+      }
+      return this.due(shard) !== undefined;
+    } catch (error) {
+      if (!this.stopped) this.failed(`shard ${shard}: could not compare the configuration with the member list: ${(error as Error).message}`);
+      return false;
+    }
   }
 
   /** The change to make to `shard` now, if any: an add only once it has been due long enough. */
   private due(shard: number): ConfChangeSingle | undefined {
-    const change = nextGroupChange(this.host.members(), (id) => this.host.isRemoved(id), this.host.config(shard));
-    if (change === undefined || change.type === 'remove') {
+    const list = this.memberList();
+    const config = this.host.config(shard);
+    const seenInStep = this.inStep.get(shard);
+    if (seenInStep !== undefined && seenInStep.metaVersion === list.version && sameConfig(seenInStep.config, config)) {
+      assert(!this.missing.has(shard), () => `shard ${shard}: in step with the list, yet an add is counted as due`);
+      return undefined;
+    }
+    const change = nextGroupChange(list.members, (id) => this.isRemoved(list, id), config);
+    if (change === undefined) {
+      this.missing.delete(shard);
+      this.inStep.set(shard, { metaVersion: list.version, config });
+      return undefined;
+    }
+    this.inStep.delete(shard);
+    if (change.type === 'remove') {
       this.missing.delete(shard);
       return change;
     }
@@ -119,14 +199,9 @@ export class MembershipSync {
     return nowMs - seen.sinceMs >= this.host.addAfterMs ? change : undefined;
   }
 
-  /** Makes at most one change to `shard`, if this node leads it and it differs from the list. */
+  /** Makes at most one change to `shard`, if this node still leads it and it still differs from the list once the meta shard is read. */
   private async step(shard: number): Promise<void> {
     try {
-      if (!this.host.leads(shard)) {
-        this.missing.delete(shard);
-        return;
-      }
-      if (this.due(shard) === undefined) return;
       await this.host.readMeta();
       if (this.stopped || !this.host.leads(shard)) return;
       const change = this.due(shard);
@@ -140,6 +215,14 @@ export class MembershipSync {
     } catch (error) {
       if (!this.stopped) this.failed(`shard ${shard}: could not bring the configuration to the member list: ${(error as Error).message}`);
     }
+  }
+
+  /** Drops what was kept of groups no longer hosted (a dropped store's). */
+  private forgetGone(groups: readonly number[]): void {
+    if (this.inStep.size === 0 && this.missing.size === 0) return;
+    const hosted = new Set(groups);
+    for (const shard of this.inStep.keys()) if (!hosted.has(shard)) this.inStep.delete(shard);
+    for (const shard of this.missing.keys()) if (!hosted.has(shard)) this.missing.delete(shard);
   }
 
   /** Retried by the next pass; the same reason is logged once. */

@@ -328,6 +328,7 @@ export interface ServerMetrics {
   /** 1 when every shard this node hosts knows a leader, else 0 (etcd: the one Raft group). */
   readonly hasLeader: Gauge;
   readonly leaderChanges: Counter;
+  readonly shardLeaderChanges: Counter;
   /** Gauges, as in etcd: the committed and applied indexes summed over local shards. */
   readonly proposalsCommitted: Gauge;
   readonly proposalsApplied: Gauge;
@@ -345,6 +346,7 @@ export interface ServerMetrics {
   readonly keysTotal: Gauge;
   readonly shards: Gauge;
   readonly shardLeaders: Gauge;
+  readonly shardsQuiesced: Gauge;
   readonly watchers: Gauge;
   /** Watchers catching up from history (etcd: unsynced watchers). */
   readonly slowWatchers: Gauge;
@@ -379,6 +381,10 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
     leaderChanges: registry.counter({
       name: 'etcd_server_leader_changes_seen_total',
       help: 'The number of leader changes seen.',
+    }),
+    shardLeaderChanges: registry.counter({
+      name: 'dkv_shard_leader_changes_total',
+      help: "Leader changes this node saw in every shard it hosts, the meta shard's included (etcd_server_leader_changes_seen_total counts the default store's).",
     }),
     proposalsCommitted: registry.gauge({
       name: 'etcd_server_proposals_committed_total',
@@ -434,6 +440,7 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
     keysTotal: registry.gauge({ name: 'etcd_debugging_mvcc_keys_total', help: 'Total number of keys.' }),
     shards: registry.gauge({ name: 'dkv_shards', help: 'Shard replicas hosted on this node.' }),
     shardLeaders: registry.gauge({ name: 'dkv_shard_leaders', help: 'Shards whose leader is this node.' }),
+    shardsQuiesced: registry.gauge({ name: 'dkv_shards_quiesced', help: 'Shards hosted here whose Raft group is quiesced: idle, neither ticked nor heartbeating (see src/runtime/README.md).' }),
     watchers: registry.gauge({ name: 'etcd_debugging_mvcc_watcher_total', help: 'Total number of watchers.' }),
     slowWatchers: registry.gauge({ name: 'etcd_debugging_mvcc_slow_watcher_total', help: 'Total number of unsynced slow watchers.' }),
     watchSlowFallbacks: registry.gauge({

@@ -23,9 +23,10 @@ import { RateLimiter } from './auth/rate-limit.js';
 import { createAuthService } from './auth/service.js';
 import { SimpleTokens } from './auth/tokens.js';
 import { DEFAULT_STORE_SHARD, type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index.js';
-import { WatchHub, watchLimits } from '../engines/watch/index.js';
-import { dkvError, errorTable } from '../errors.js';
-import { NodeRuntime, type RequestOptions, Router, type ShardHandle, firstRequestId, metaShardMap, wrapConfContext } from '../runtime/index.js';
+import { WatchHub, watchLimits, watcherOwned } from '../engines/watch/index.js';
+import { DkvError, dkvError, errorTable } from '../errors.js';
+import { clientError } from '../error-mapping.js';
+import { type KeyRange, NodeRuntime, QUIESCE_FEATURE_VERSION, RUNTIME_FEATURES_ID, type RequestOptions, Router, type ShardHandle, firstRequestId, metaShardMap, wrapConfContext } from '../runtime/index.js';
 import { type Membership, createClusterService } from './cluster-service.js';
 import { type ServerConfig, type ServerUrl, type TlsConfig, electionTimeoutMsOf } from './config.js';
 import { createElectionService } from './election-service.js';
@@ -35,7 +36,7 @@ import { createAdminService } from './admin-service.js';
 import { createKvService } from './kv-service.js';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service.js';
 import { createLockService } from './lock-service.js';
-import { clusterQueryRetryElections, gaugeRefreshMs, grpcOverheadBytes, membershipAddAfterMs, membershipSyncChangeElections, membershipSyncPassElections, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax, storeCreateStaleRequestTimeouts, storeRepairElections } from './limits.js';
+import { clusterQueryRetryElections, grpcOverheadBytes, membershipAddAfterMs, membershipSyncChangeElections, membershipSyncPassElections, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax, storeCreateStaleRequestTimeouts, storeRepairElections } from './limits.js';
 import { createMaintenanceService } from './maintenance-service.js';
 import { AutoCompactor } from './auto-compaction.js';
 import { Defragmenter } from './defragment.js';
@@ -46,10 +47,10 @@ import { type LogFields, RequestLog, withRequestLog } from './request-log.js';
 import { PeerTransport, peerRefusalReasons, type PeerTlsOptions } from './peer/index.js';
 import { type KnownPeer, type StartIdentity, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup.js';
 import { guardLearner } from './learner-guard.js';
-import { createPrefixWatchService } from './prefix-watch-service.js';
+import { type WatchPart, createPrefixWatchService } from './prefix-watch-service.js';
 import { BufferedBytes } from './response-queue.js';
 import { Ticker, immediateScheduler, leaseScheduler, levelStorage, wallClock } from './runtime-host.js';
-import { createWatchService } from './watch-service.js';
+import { type WatchRefusal, type WatchedShard, createWatchService } from './watch-service.js';
 import { answerLeaderQuery, learnerProgress, leftGroupAtLeader } from './leader-queries.js';
 import { MembershipSync } from './membership-sync.js';
 import { OwnRemovalWatch } from './own-removal-watch.js';
@@ -119,6 +120,7 @@ function readTls(tls: TlsConfig): PeerTlsOptions | undefined {
 export function buildEngineVersions(): Record<string, number> {
   const versions: Record<string, number> = {};
   for (const kind of ['meta', 'data'] as const) for (const engine of composeStateMachine(kind).engineList()) versions[String(engine.id)] = engine.version;
+  versions[String(RUNTIME_FEATURES_ID)] = QUIESCE_FEATURE_VERSION;
   return versions;
 }
 
@@ -133,10 +135,10 @@ export class DkvNode {
   readonly router: Router;
   readonly transport: PeerTransport;
   readonly metrics: ServerMetrics;
-  /** Watchers of the default store. */
-  readonly watchHub: WatchHub;
   /** The groups of mounted stores, kept in step with the meta shard's map. */
   private readonly storeGroups: StoreGroups;
+  /** Each data shard's watch engine, made on first use (by an applied entry or a watch). */
+  private readonly watchedShards = new Map<number, WatchedShard>();
   /** Bytes every watch stream of this node holds for slow clients. */
   readonly watchBuffered = new BufferedBytes();
   private readonly ticker = new Ticker();
@@ -148,7 +150,6 @@ export class DkvNode {
   private metricsServer: { close(): Promise<void> } | undefined;
   private stopping = false;
   private publishTimer: NodeJS.Timeout | undefined;
-  private gaugeTimer: NodeJS.Timeout | undefined;
   private tokenSweepTimer: NodeJS.Timeout | undefined;
   private membershipSyncTimer: NodeJS.Timeout | undefined;
   private storeRepairTimer: NodeJS.Timeout | undefined;
@@ -248,10 +249,11 @@ export class DkvNode {
         leaderChanged: (shard, leader, term) => {
           logger.info(`shard ${shard}: ${leader === 0 ? 'no leader' : `leader is now ${formatId(leader)}`} (term ${term})`);
           if (shard === DEFAULT_STORE_SHARD) this.metrics.leaderChanges.inc();
+          this.metrics.shardLeaderChanges.inc();
           if (leader === identity.memberId && this.started) void this.membershipSync.poke();
         },
         confChangeApplied: (shard) => {
-          this.refreshLearner();
+          this.refreshLearner(shard);
           if (this.started) void this.membershipSync.poke();
           if (shard !== META_SHARD) return;
           this.membershipLog.changed(this.members());
@@ -259,32 +261,37 @@ export class DkvNode {
         },
         applied: (shard, applied, entry) => {
           if (shard === META_SHARD && (applied.outcome as { kind?: string } | undefined)?.kind === 'stores') this.reconcileStoreGroups();
-          if (shard !== DEFAULT_STORE_SHARD) return;
+          if (shard === META_SHARD) return;
+          const hub = this.watchedShard(shard).hub;
           // A restart's replay of the stored log is not kept among the recent revisions: a watcher
           // behind reads it from the store's history, and keeping (then dropping) every replayed
           // event made the replay's garbage outlive young collections.
-          this.watchHub.onApplied(eventsOf(applied.outcome), this.recoveryLog?.replays(shard, entry.index) !== true);
+          hub.onApplied(eventsOf(applied.outcome), this.recoveryLog?.replays(shard, entry.index) !== true);
+          // A prefix ceded to a new store, or a store's shard retired before its drop: those keys'
+          // events are applied elsewhere from now on (or nowhere), so the watchers of any of them
+          // are canceled (they would wait for events that never come here).
+          if (applied.engine === EngineId.Ownership) this.cancelUnownedWatchers(shard);
+          if (shard !== DEFAULT_STORE_SHARD) return;
           if (isCompactionOutcome(applied.outcome)) this.memorySettler.compactionApplied();
-          // A prefix ceded to a new store: its keys' events are applied there from now on, so the
-          // watchers of any of them are canceled (they would wait for events that never come here).
-          if (applied.engine === EngineId.Ownership) {
-            const ownership = ownershipEngineOf(this.router.defaultStore().machine());
-            this.watchHub.cancelWhere((w) => !ownership.owns(w.options.key, w.options.rangeEnd), errorTable['watch-other-store'].message);
-          }
           if (applied.engine === EngineId.Auth) this.authApplied(applied.outcome, this.recoveryLog?.replays(shard, entry.index) === true);
         },
         stateReplaced: (shard, from) => {
           const source = from === 'leader' ? "the leader's snapshot" : 'the stored snapshot';
           logger.info(`shard ${shard}: state restored from ${source} at index ${this.runtime.machine(shard).appliedIndex}`);
           if (shard === META_SHARD) {
+            this.roleByShard.delete(shard);
             this.membershipLog.changed(this.members(), from !== 'leader');
             this.membershipChanged();
             this.reconcileStoreGroups();
           } else {
-            this.refreshLearner();
+            this.refreshLearner(shard);
           }
           if (this.started) void this.membershipSync.poke();
-          if (shard === DEFAULT_STORE_SHARD) this.watchHub.onStoreReplaced();
+          if (shard !== META_SHARD) {
+            this.watchedShard(shard).hub.onStoreReplaced();
+            // The snapshot may carry a cession or a retirement its log entry never brought here.
+            this.cancelUnownedWatchers(shard);
+          }
           // Authenticates and password changes inside the snapshot were never seen here: clients re-authenticate.
           if (shard === DEFAULT_STORE_SHARD) this.simpleTokens.clear();
         },
@@ -304,7 +311,9 @@ export class DkvNode {
     this.membershipSync = new MembershipSync({
       groups: () => this.runtime.shardIds().filter((shard) => shard !== META_SHARD),
       leads: (shard) => this.runtime.leader(shard) === identity.memberId,
-      config: (shard) => this.runtime.status(shard).config,
+      // Not status(): a leader's status copies every member's progress, and a pass asks of every group it leads.
+      config: (shard) => this.runtime.rawNode(shard).basicStatus().config,
+      metaVersion: () => this.router.meta().machine().appliedIndex,
       members: () => this.members(),
       isRemoved: (id) => metaEngineOf(this.router.meta().machine()).isRemoved(id),
       readMeta: async () => {
@@ -326,14 +335,19 @@ export class DkvNode {
       },
       bootstrap: (shard, entries, hardState) => logStore.save([{ shard, entries, hardState }]),
       addGroup: (shard) => this.runtime.addShard(shard),
-      removeGroup: (shard) => this.runtime.removeShard(shard),
+      removeGroup: (shard) => {
+        this.dropWatchedShard(shard);
+        this.runtime.removeShard(shard);
+        this.roleByShard.delete(shard);
+      },
       dropStorage: (shard) => logStore.dropShard(shard),
       log: { info: (m) => logger.info(m), warn: (m) => logger.warn(m) },
     });
-    this.watchHub = new WatchHub(() => kvEngineOf(this.router.defaultStore().machine()).mvcc);
     const info = (message: string): void => logger.info(message);
     this.quota = new BackendQuota({ quotaBytes: config.quotaBackendBytes, memberId: identity.memberId, log: info });
-    this.defragmenter = new Defragmenter(this.router, info, () => this.watchHub.releaseRecentEvents());
+    this.defragmenter = new Defragmenter(this.router, info, () => {
+      for (const watched of this.watchedShards.values()) watched.hub.releaseRecentEvents();
+    });
     this.memorySettler = new MemorySettler({
       storeBytes: () => {
         const mvcc = kvEngineOf(this.router.defaultStore().machine()).mvcc;
@@ -355,6 +369,14 @@ export class DkvNode {
       name: 'dkv_snapshot_log_bytes',
       help: "Bytes of the default store's log applied since its latest snapshot: what a restart replays after restoring that snapshot (a snapshot is due at --snapshot-bytes).",
       collect: () => (this.runtime.fatalError === undefined ? this.runtime.appliedBytesSinceSnapshot(DEFAULT_STORE_SHARD) : 0),
+    });
+    // etcd's peer byte counters, per member, from the transport's totals at each scrape.
+    this.metrics.registry.beforeRender(() => {
+      for (const [peer, bytes] of this.transport.bytesByPeer()) {
+        const To = formatId(peer);
+        this.metrics.peerSentBytes.inc(bytes.sent - this.metrics.peerSentBytes.get({ To }), { To });
+        this.metrics.peerReceivedBytes.inc(bytes.received - this.metrics.peerReceivedBytes.get({ From: To }), { From: To });
+      }
     });
     // Group commit at work: saves (one per runtime cycle that wrote) against the fsyncs they shared.
     this.metrics.registry.counter({
@@ -500,18 +522,30 @@ export class DkvNode {
 
   /** What the cluster query said at start-up (until some shard's configuration says otherwise). */
   private learnerByQuery = false;
+  /**
+   * This member's role in each hosted group's configuration, as last read (a conf change or a
+   * snapshot install of a group drops its entry): a store create of N shards applies N groups'
+   * changes, each of which would otherwise read every group's Raft status again.
+   */
+  private readonly roleByShard = new Map<number, 'voter' | 'learner' | 'none'>();
 
   /**
    * A learner in any hosted group's configuration (the data shard may learn of a promotion before
    * the meta shard, or the other way round: a learner until every group says voter).
    */
-  private refreshLearner(): void {
+  private refreshLearner(changed?: number): void {
+    if (changed !== undefined) this.roleByShard.delete(changed);
     let known = false;
     let learner = false;
     for (const shard of this.runtime.shardIds()) {
-      const config = this.runtime.status(shard).config;
-      if (config.learners.includes(this.identity.memberId)) learner = true;
-      if (config.learners.includes(this.identity.memberId) || config.voters.includes(this.identity.memberId)) known = true;
+      let role = this.roleByShard.get(shard);
+      if (role === undefined) {
+        const config = this.runtime.rawNode(shard).basicStatus().config;
+        role = config.learners.includes(this.identity.memberId) ? 'learner' : config.voters.includes(this.identity.memberId) ? 'voter' : 'none';
+        this.roleByShard.set(shard, role);
+      }
+      if (role === 'learner') learner = true;
+      if (role !== 'none') known = true;
     }
     this.learner = known ? learner : this.learnerByQuery;
   }
@@ -787,37 +821,33 @@ export class DkvNode {
     const counter = createCounterService({ ...common, maxRequestBytes: this.config.maxRequestBytes });
     addService(counter);
     addService(createAdminService(common));
-    const store = () => kvEngineOf(this.router.defaultStore().machine()).mvcc;
-    // Watches are the default store's: a range the map (as this node applied it) sends elsewhere, or
-    // that the default store ceded (a map that lags does not know the mount yet), is refused.
-    const servedByDefaultStore = (range: { key: Uint8Array; rangeEnd?: Uint8Array }): boolean =>
-      this.router.map.shardsOfRange(range).every((shard) => shard === DEFAULT_STORE_SHARD) && kvEngineOf(this.router.defaultStore().machine()).owns(range.key, range.rangeEnd);
+    // A watch is served by the one shard that holds its keys, by the map as this node applied it.
+    const watchRoute = (range: KeyRange): WatchedShard | WatchRefusal => this.watchRoute(range);
     const watch = createWatchService({
       ...common,
-      shard: () => this.router.defaultStore(),
-      hub: () => this.watchHub,
-      currentRevision: () => store().revision,
-      serves: servedByDefaultStore,
+      defaultShard: () => this.watchedShard(DEFAULT_STORE_SHARD),
+      route: watchRoute,
       maxRequestBytes: this.config.maxRequestBytes,
       progressIntervalMs: this.options.watchProgressIntervalMs ?? watchLimits.watchProgressIntervalMsDefault,
       buffered: this.watchBuffered,
     });
     addService(watch);
     const prefixWatch = createPrefixWatchService({
-      hub: () => this.watchHub,
-      store,
+      parts: (range) => this.watchParts(range),
+      catchUp: async () => {
+        await this.router.meta().read({ timeoutMs: this.requestTimeoutMs });
+        await this.router.defaultStore().read({ timeoutMs: this.requestTimeoutMs });
+      },
+      store: (shard) => kvEngineOf(this.runtime.machine(shard.shardId)).mvcc,
+      readIndex: async (shard) => void (await shard.handle().read({ timeoutMs: this.requestTimeoutMs })),
       buffered: this.watchBuffered,
       gate,
-      serves: servedByDefaultStore,
     });
     addService(prefixWatch);
     const concurrency = {
       ...common,
       maxRequestBytes: this.config.maxRequestBytes,
-      watchHub: (shard: { shardId: number }) => {
-        assert(shard.shardId === DEFAULT_STORE_SHARD, 'the default store is the only data shard, and the watch hub is its');
-        return this.watchHub;
-      },
+      watchHub: (shard: { shardId: number }) => this.watchedShard(shard.shardId).hub,
       stopping: this.servicesStopping.signal,
       // etcd's server gives a Lock or Campaign with lease 0 a session lease it never keeps alive.
       sessionLeases: { grant: (shard: ShardHandle, ttlSeconds: number, options: RequestOptions) => grantLease(shard, leaseIds, ttlSeconds, options) },
@@ -847,17 +877,75 @@ export class DkvNode {
     this.grpcServer = server;
   }
 
-  /** Gauges that describe state rather than events, refreshed every gaugeRefreshMs. */
+  /** Data shard `shard`'s watch engine and what a watch response reports of it. */
+  private watchedShard(shard: number): WatchedShard {
+    let watched = this.watchedShards.get(shard);
+    if (watched === undefined) {
+      assert(this.runtime.hasShard(shard), `a watch engine for shard ${shard}, which this node does not host`);
+      const mvcc = () => kvEngineOf(this.runtime.machine(shard)).mvcc;
+      watched = { shardId: shard, hub: new WatchHub(mvcc), revision: () => mvcc().revision, handle: () => this.router.shard(shard) };
+      this.watchedShards.set(shard, watched);
+    }
+    return watched;
+  }
+
+  /** Cancels, with the reason, the watchers of shard `shard` whose keys it no longer serves (ceded to a store, or the shard retired). */
+  private cancelUnownedWatchers(shard: number): void {
+    const ownership = ownershipEngineOf(this.runtime.machine(shard));
+    this.watchedShard(shard).hub.cancelWhere((w) => !watcherOwned(w, (key, rangeEnd) => ownership.owns(key, rangeEnd)), errorTable['watch-other-store'].message);
+  }
+
+  /** A store's shard leaves this node: its watchers are canceled, with the reason, before its group goes. */
+  private dropWatchedShard(shard: number): void {
+    const watched = this.watchedShards.get(shard);
+    if (watched === undefined) return;
+    watched.hub.cancelWhere(() => true, errorTable['watch-other-store'].message);
+    this.watchedShards.delete(shard);
+  }
+
+  /**
+   * The one data shard that serves every key of `range` by the map as this node applied it, or
+   * why none does: the range spans shards, or the shard no longer owns those keys (a store took
+   * them, or was dropped, and this node's map lags).
+   */
+  private watchRoute(range: KeyRange): WatchedShard | WatchRefusal {
+    if (this.router.map.shardsOfRange(range).length > 1) return { refusal: dkvError('watch-cross-shard') };
+    const parts = this.watchParts(range);
+    return 'refusal' in parts ? parts : parts[0]!.shard;
+  }
+
+  /** The data shards that serve `range`, each with its part, in key order; or why they cannot be watched (as `watchRoute`). */
+  private watchParts(range: KeyRange): WatchPart[] | WatchRefusal {
+    let parts: Array<{ readonly shard: ShardHandle; readonly range: KeyRange }>;
+    try {
+      parts = this.router.partsOf(range);
+    } catch (error) {
+      const refusal = clientError(error);
+      if (refusal instanceof DkvError) return { refusal };
+      throw error;
+    }
+    for (const part of parts) {
+      if (!kvEngineOf(this.runtime.machine(part.shard.shardId)).owns(part.range.key, part.range.rangeEnd)) return { refusal: dkvError('watch-other-store') };
+    }
+    return parts.map((part) => ({ shard: this.watchedShard(part.shard.shardId), range: part.range }));
+  }
+
+  /**
+   * Gauges that describe state rather than events, refreshed as /metrics is scraped: they walk
+   * every hosted group, which no idle node should pay for on a timer (1,000 groups: a few percent
+   * of a core, every second, for figures nobody read).
+   */
   private refreshGauges(): void {
     if (this.runtime.fatalError !== undefined || this.stopping) return;
     let committed = 0;
     let applied = 0;
     let leaders = 0;
     let allHaveLeaders = true;
-    for (const shard of this.router.hosted()) {
-      const status = shard.status();
+    for (const shard of this.runtime.shardIds()) {
+      // Not status(): a leader's copies every member's progress.
+      const status = this.runtime.rawNode(shard).basicStatus();
       committed += status.commit;
-      applied += shard.machine().appliedIndex;
+      applied += this.runtime.machine(shard).appliedIndex;
       if (status.lead === this.identity.memberId) leaders++;
       if (status.lead === 0) allHaveLeaders = false;
     }
@@ -874,24 +962,34 @@ export class DkvNode {
     m.hasLeader.set(allHaveLeaders ? 1 : 0);
     m.shards.set(this.runtime.shardIds().length);
     m.shardLeaders.set(leaders);
+    m.shardsQuiesced.set(this.runtime.quiescedCount());
     m.dbTotalSizeBytes.set(data.sizeBytes);
     m.keysTotal.set(data.keyCount);
-    m.watchers.set(this.watchHub.watcherCount);
-    m.slowWatchers.set(this.watchHub.unsyncedCount);
-    m.watchSlowFallbacks.set(this.watchHub.slowFallbacks);
+    let watchers = 0;
+    let slowWatchers = 0;
+    let slowFallbacks = 0;
+    let watchRecentBytes = 0;
+    for (const { hub } of this.watchedShards.values()) {
+      watchers += hub.watcherCount;
+      slowWatchers += hub.unsyncedCount;
+      slowFallbacks += hub.slowFallbacks;
+      watchRecentBytes += hub.recentEvents.bytes;
+    }
+    m.watchers.set(watchers);
+    m.slowWatchers.set(slowWatchers);
+    m.watchSlowFallbacks.set(slowFallbacks);
     m.watchBufferedBytes.set(this.watchBuffered.bytes);
     m.watchBufferedBytesPeak.set(this.watchBuffered.peak);
     let raftLogCache = 0;
     for (const shard of this.runtime.shardIds()) raftLogCache += this.logStore.shard(shard).cacheStats().bytes;
     m.memoryBytes.set(data.sizeBytes, { part: 'store_arenas' });
     m.memoryBytes.set(data.changeLogBytes, { part: 'change_log' });
-    m.memoryBytes.set(this.watchHub.recentEvents.bytes, { part: 'watch_recent' });
+    m.memoryBytes.set(watchRecentBytes, { part: 'watch_recent' });
     m.memoryBytes.set(raftLogCache, { part: 'raft_log_cache' });
   }
 
   private async serveMetrics(): Promise<void> {
-    this.gaugeTimer = setInterval(() => this.refreshGauges(), gaugeRefreshMs);
-    this.gaugeTimer.unref();
+    this.metrics.registry.beforeRender(() => this.refreshGauges());
     this.refreshGauges();
     const url = this.config.listenMetricsUrls[0];
     if (url === undefined) return;
@@ -908,7 +1006,7 @@ export class DkvNode {
     this.metricsServer = server;
   }
 
-  /** Refreshes the gauges now (tests read /metrics right after an event). */
+  /** Refreshes the gauges now (a scrape of /metrics does it too). */
   refreshMetrics(): void {
     this.refreshGauges();
   }
@@ -917,7 +1015,6 @@ export class DkvNode {
     if (this.stopping) return;
     this.stopping = true;
     clearTimeout(this.publishTimer);
-    clearInterval(this.gaugeTimer);
     clearInterval(this.tokenSweepTimer);
     clearInterval(this.membershipSyncTimer);
     clearInterval(this.storeRepairTimer);

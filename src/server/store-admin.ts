@@ -70,6 +70,8 @@ export async function createStore(ctx: StoreAdminContext, name: string, prefix: 
   let ids: readonly number[];
   if (existing !== undefined && meta.creatingStores().has(name) && Buffer.from(existing.prefix).equals(Buffer.from(prefix))) {
     ids = meta.shardMap().shardsOf(name).map((s) => s.id);
+    // Finishing it as asked: a different shard count is another store, which this one's name holds.
+    if (ids.length !== shards) throw new StoreChangeRefused('store-exists', `store ${name} is being created with ${ids.length} shards: create it again with ${ids.length} to finish it, or drop it`);
   } else {
     ids = metaResult((await metaShard.propose(mountStoreCommand(name, prefix, shards), ctx.options)).outcome);
   }

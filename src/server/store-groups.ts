@@ -91,21 +91,25 @@ export class StoreGroups {
     const map = meta.shardMap();
     const fixed = new Set(this.host.fixed);
     const self = this.host.memberId;
+    // A set, not hosted().includes per shard: a map of 1,000 shards made each pass O(shards²).
+    let hosted = new Set(this.host.hosted());
     for (const shard of map.shards()) {
       if (this.stopped) return;
       if (fixed.has(shard.id) || (shard.replicas.length > 0 && !shard.replicas.includes(self))) continue;
-      if (this.host.hosted().includes(shard.id)) continue;
+      if (hosted.has(shard.id)) continue;
       if (!this.host.stored(shard.id)) {
         const founders = meta.founders(shard.id);
         if (founders !== undefined && (founders.voters.includes(self) || founders.learners.includes(self))) {
           const { entries, hardState } = foundersLog(founders);
           await this.host.bootstrap(shard.id, entries, hardState);
           if (this.stopped) return;
+          hosted = new Set(this.host.hosted());
         }
       }
       // The map may have moved on while the bootstrap was written: the next pass sees it.
-      if (!this.host.hosted().includes(shard.id)) {
+      if (!hosted.has(shard.id)) {
         this.host.addGroup(shard.id);
+        hosted.add(shard.id);
         this.host.log.info(`shard ${shard.id} of store "${shard.store}": group started here`);
       }
     }

@@ -25,14 +25,27 @@ export const watchPermissionDeniedReason = `rpc error: code = PermissionDenied d
 /** etcd's id for "no watcher" / "every watcher on the stream". */
 export const INVALID_WATCH_ID = -1;
 
+/** A data shard as the watches it serves see it. */
+export interface WatchedShard {
+  readonly shardId: number;
+  /** The shard's watch engine. */
+  readonly hub: WatchHub;
+  /** Its store's current revision. */
+  readonly revision: () => number;
+  /** Its handle (term and ids for response headers). */
+  readonly handle: () => ShardHandle;
+}
+
+/** Why no shard serves a watch's range (an etcd watch is refused with its message as the cancel reason). */
+export interface WatchRefusal {
+  readonly refusal: DkvError;
+}
+
 export interface WatchServiceContext extends ServiceContext {
-  /** The shard whose changes this service streams (the default store's). */
-  readonly shard: () => ShardHandle;
-  /** The watch engine of the shard, and its store's current revision. */
-  readonly hub: () => WatchHub;
-  readonly currentRevision: () => number;
-  /** Whether the shard serves every key of `range` (another store's keys are refused). */
-  readonly serves: (range: { key: Uint8Array; rangeEnd?: Uint8Array }) => boolean;
+  /** The default store's shard: the headers of a stream's answers that concern no watcher. */
+  readonly defaultShard: () => WatchedShard;
+  /** The one shard that serves every key of `range`, or why none does (the range spans shards, or its shard no longer owns it). */
+  readonly route: (range: { key: Uint8Array; rangeEnd?: Uint8Array }) => WatchedShard | WatchRefusal;
   readonly maxRequestBytes: number;
   readonly progressIntervalMs: number;
   /** Counts the bytes every stream holds for slow clients (for metrics). */
@@ -195,6 +208,8 @@ export function serializeWatchResponse(value: object): Buffer {
 
 interface WatcherState {
   readonly watcher: Watcher;
+  /** The shard whose changes the watcher gets (its revisions are that shard's own). */
+  readonly shard: WatchedShard;
   readonly progressNotify: boolean;
   readonly fragment: boolean;
   /** Events went out since the last periodic progress tick (then no progress is due). */
@@ -215,6 +230,8 @@ export function isEmptyWatchRange(key: Uint8Array | undefined, rangeEnd: Uint8Ar
 /** One client stream: its watchers and a bounded queue of responses for a slow reader. */
 class WatchStream implements WatchSink {
   private readonly states = new Map<number, WatcherState>();
+  /** The watch engines of the stream's watchers, with how many watchers each. */
+  private readonly hubs = new Map<WatchHub, number>();
   private nextAutoId = 0;
   private readonly out: ResponseQueue;
   /** Each watcher's latest events response, which may still be waiting in the queue. */
@@ -229,7 +246,9 @@ class WatchStream implements WatchSink {
     private readonly ctx: WatchServiceContext,
   ) {
     this.out = new ResponseQueue(call, watchLimits.watchStreamBufferBytesMax, {
-      onRoom: () => this.ctx.hub().onRoom(),
+      onRoom: () => {
+        for (const hub of this.hubs.keys()) hub.onRoom();
+      },
       tally: ctx.buffered,
       frames: watchFrames,
     });
@@ -241,21 +260,36 @@ class WatchStream implements WatchSink {
     call.on('close', () => this.close(false));
   }
 
-  private header(revision: number): object {
-    return responseHeader(this.ctx, this.ctx.shard(), revision);
+  /** A header of `shard` at `revision` (its current revision when not given). */
+  private header(shard: WatchedShard, revision = shard.revision()): object {
+    return responseHeader(this.ctx, shard.handle(), revision);
   }
 
-  /** The last encoded header, reused while the revision and term stay the same. */
-  private encodedHeader: { revision: number; term: number; bytes: Uint8Array } | undefined;
+  /** Each shard's last encoded header, reused while the revision and term stay the same. */
+  private readonly encodedHeaders = new Map<number, { revision: number; term: number; bytes: Uint8Array }>();
 
-  private headerBytes(revision: number): Uint8Array {
-    const term = this.ctx.shard().term();
-    const cached = this.encodedHeader;
+  private headerBytes(shard: WatchedShard, revision: number): Uint8Array {
+    const term = shard.handle().term();
+    const cached = this.encodedHeaders.get(shard.shardId);
     if (cached !== undefined && cached.revision === revision && cached.term === term) return cached.bytes;
-    const header = this.header(revision) as { raft_term: number };
+    const header = this.header(shard, revision) as { raft_term: number };
     const bytes = ResponseHeaderType.encode(header).finish();
-    this.encodedHeader = { revision, term: header.raft_term, bytes };
+    this.encodedHeaders.set(shard.shardId, { revision, term: header.raft_term, bytes });
     return bytes;
+  }
+
+  private track(state: WatcherState): void {
+    this.states.set(state.watcher.id, state);
+    this.hubs.set(state.shard.hub, (this.hubs.get(state.shard.hub) ?? 0) + 1);
+  }
+
+  /** Forgets a watcher (the caller tells its hub, or the hub already let it go). */
+  private untrack(state: WatcherState): void {
+    this.states.delete(state.watcher.id);
+    this.lastQueued.delete(state.watcher.id);
+    const left = (this.hubs.get(state.shard.hub) ?? 1) - 1;
+    if (left === 0) this.hubs.delete(state.shard.hub);
+    else this.hubs.set(state.shard.hub, left);
   }
 
   private onRequest(request: WireWatchRequest): void {
@@ -272,14 +306,18 @@ class WatchStream implements WatchSink {
 
   /** `caughtUp`: this member's auth state has caught up with the cluster's since the create came. */
   private create(r: NonNullable<WireWatchRequest['create_request']>, caughtUp = false): void {
-    const current = this.ctx.currentRevision();
     // Saturated: a start revision past 2^53 is still one the store never reaches.
     const start = int64Saturated(r.start_revision);
+    // The shard whose header a refusal carries: the default store's until the range is routed.
+    let shard = this.ctx.defaultShard();
     const refuse = (reason: string, watchId: number = INVALID_WATCH_ID): void => {
-      this.push({ header: this.header(current), watch_id: watchId, created: true, canceled: true, cancel_reason: reason });
+      this.push({ header: this.header(shard), watch_id: watchId, created: true, canceled: true, cancel_reason: reason });
     };
     if (isEmptyWatchRange(r.key, r.range_end)) return refuse(errorTable['watch-range-empty'].message);
-    if (!this.ctx.serves({ key: r.key !== undefined && r.key.length > 0 ? r.key : Uint8Array.of(0), rangeEnd: r.range_end })) return refuse(errorTable['watch-other-store'].message);
+    const routed = this.ctx.route({ key: r.key !== undefined && r.key.length > 0 ? r.key : Uint8Array.of(0), rangeEnd: r.range_end });
+    if ('refusal' in routed) return refuse(routed.refusal.message);
+    shard = routed;
+    const current = shard.revision();
     if (start < 0) return refuse(errorTable.compacted.message);
     // A client-chosen id must be a safe integer: etcd echoes any int64 exactly, and rounding or
     // saturating would fold different ids into one, so any other is refused.
@@ -324,10 +362,11 @@ class WatchStream implements WatchSink {
       },
       this,
     );
-    this.states.set(id, { watcher, progressNotify: r.progress_notify === true, fragment: r.fragment === true, sentSinceTick: false, authCheckedAt: this.ctx.gate.state });
-    // `created` goes out before any event of the watcher (the hub may deliver at once).
-    this.push({ header: this.header(current), watch_id: id, created: true });
-    this.ctx.hub().add(watcher);
+    this.track({ watcher, shard, progressNotify: r.progress_notify === true, fragment: r.fragment === true, sentSinceTick: false, authCheckedAt: this.ctx.gate.state });
+    // `created` goes out before any event of the watcher (the hub may deliver at once). Its
+    // revision is the watcher's shard's: a client resumes a watch from now at the next one.
+    this.push({ header: this.header(shard, current), watch_id: id, created: true });
+    shard.hub.add(watcher);
   }
 
   /** A create held back for the auth state to catch up, answered now; the stream's requests flow again. */
@@ -360,10 +399,9 @@ class WatchStream implements WatchSink {
     const { key, rangeEnd } = state.watcher.options;
     const check = this.ctx.gate.recheck(this.call, state.authCheckedAt, () => rangeAccess({ key, rangeEnd }));
     if (check.refusal !== undefined) {
-      this.states.delete(state.watcher.id);
-      this.lastQueued.delete(state.watcher.id);
-      this.ctx.hub().remove(state.watcher);
-      this.push({ header: this.header(this.ctx.currentRevision()), watch_id: state.watcher.id, canceled: true, cancel_reason: watchPermissionDeniedReason });
+      this.untrack(state);
+      state.shard.hub.remove(state.watcher);
+      this.push({ header: this.header(state.shard), watch_id: state.watcher.id, canceled: true, cancel_reason: watchPermissionDeniedReason });
       return false;
     }
     state.authCheckedAt = check.checkedAt;
@@ -373,17 +411,19 @@ class WatchStream implements WatchSink {
   private cancel(id: number): void {
     const state = this.states.get(id);
     if (state === undefined) return;
-    this.states.delete(id);
-    this.lastQueued.delete(id);
-    this.ctx.hub().remove(state.watcher);
-    this.push({ header: this.header(this.ctx.currentRevision()), watch_id: id, canceled: true });
+    this.untrack(state);
+    state.shard.hub.remove(state.watcher);
+    this.push({ header: this.header(state.shard), watch_id: id, canceled: true });
     this.answerProgress();
   }
 
   /**
    * A progress request: answered (watch_id -1, the current revision) once every watcher of the
    * stream is synced — at once if they are, else as soon as the last one catches up. An answer
-   * while a watcher is behind would promise events it has not been given.
+   * while a watcher is behind would promise events it has not been given. Each shard has its own
+   * revisions, so when the stream's watchers are on more than one shard no revision is true for
+   * all of them: each watcher is then answered on its own (its id, its shard's revision), as a
+   * periodic progress notification is.
    */
   private progressAll(): void {
     this.progressPending = true;
@@ -392,10 +432,15 @@ class WatchStream implements WatchSink {
 
   private answerProgress(): void {
     if (!this.progressPending) return;
-    const watchers = [...this.states.values()].map((s) => s.watcher);
-    if (!this.ctx.hub().allSynced(watchers)) return;
+    const states = [...this.states.values()];
+    if (!states.every((s) => s.watcher.synced)) return;
     this.progressPending = false;
-    this.push({ header: this.header(this.ctx.currentRevision()), watch_id: INVALID_WATCH_ID });
+    const shards = new Set(states.map((s) => s.shard.shardId));
+    if (shards.size <= 1) {
+      this.push({ header: this.header(states[0]?.shard ?? this.ctx.defaultShard()), watch_id: INVALID_WATCH_ID });
+      return;
+    }
+    for (const state of states) this.push({ header: this.header(state.shard), watch_id: state.watcher.id });
   }
 
   synced(): void {
@@ -407,7 +452,7 @@ class WatchStream implements WatchSink {
     if (this.closed) return;
     for (const state of this.states.values()) {
       if (state.progressNotify && !state.sentSinceTick && state.watcher.synced) {
-        this.push({ header: this.header(this.ctx.currentRevision()), watch_id: state.watcher.id });
+        this.push({ header: this.header(state.shard), watch_id: state.watcher.id });
       }
       state.sentSinceTick = false;
     }
@@ -426,7 +471,7 @@ class WatchStream implements WatchSink {
     if (state === undefined) return true;
     if (!this.stillPermitted(state)) return true;
     state.sentSinceTick = true;
-    const header = this.headerBytes(headerRevision);
+    const header = this.headerBytes(state.shard, headerRevision);
     let bytes = 0;
     for (const e of events) bytes += eventBytes(e);
     if (!state.fragment) {
@@ -464,14 +509,18 @@ class WatchStream implements WatchSink {
   }
 
   canceled(watcher: Watcher, reason: string): void {
-    if (!this.states.delete(watcher.id)) return;
-    this.push({ header: this.header(this.ctx.currentRevision()), watch_id: watcher.id, canceled: true, cancel_reason: reason });
+    const state = this.states.get(watcher.id);
+    if (state === undefined || state.watcher !== watcher) return;
+    this.untrack(state);
+    this.push({ header: this.header(state.shard), watch_id: watcher.id, canceled: true, cancel_reason: reason });
     this.answerProgress();
   }
 
   compacted(watcher: Watcher, compactRevision: number): void {
-    if (!this.states.delete(watcher.id)) return;
-    this.push({ header: this.header(this.ctx.currentRevision()), watch_id: watcher.id, canceled: true, compact_revision: compactRevision });
+    const state = this.states.get(watcher.id);
+    if (state === undefined || state.watcher !== watcher) return;
+    this.untrack(state);
+    this.push({ header: this.header(state.shard), watch_id: watcher.id, canceled: true, compact_revision: compactRevision });
     this.answerProgress();
   }
 
@@ -496,9 +545,9 @@ class WatchStream implements WatchSink {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.progressTimer);
-    const hub = this.ctx.hub();
-    for (const state of this.states.values()) hub.remove(state.watcher);
+    for (const state of this.states.values()) state.shard.hub.remove(state.watcher);
     this.states.clear();
+    this.hubs.clear();
     this.out.close();
     if (ended) this.call.end();
   }

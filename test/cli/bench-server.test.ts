@@ -19,7 +19,7 @@ describe('dkv bench put|range|txn-put', () => {
   it('prints help with the etcd benchmark flags', () => {
     const r = dkv('bench', 'put', '--help');
     expect(r.code).toBe(0);
-    for (const flag of ['--endpoints', '--conns', '--clients', '--total', '--key-size', '--val-size', '--key-space-size', '--sequential-keys', '--consistency', '--rate']) {
+    for (const flag of ['--endpoints', '--conns', '--clients', '--total', '--key-size', '--val-size', '--key-space-size', '--sequential-keys', '--consistency', '--rate', '--store']) {
       expect(r.stdout).toContain(flag);
     }
   });
@@ -33,6 +33,7 @@ describe('dkv bench put|range|txn-put', () => {
       [['put', '--endpoints', 'localhost'], '--endpoints: expected host:port, got "localhost"'],
       [['put', '--key-size', '1', '--key-space-size', '1000'], 'keys need at least 2 bytes'],
       [['txn-put', '--txn-ops', '3'], '--txn-ops 3 needs --key-space-size of at least 3'],
+      [['put', '--store', ''], '--store needs a store name'],
     ];
     for (const [args, message] of cases) {
       const r = dkv('bench', ...args);

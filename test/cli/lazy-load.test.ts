@@ -37,7 +37,7 @@ const answeredWithoutCalling: ReadonlyArray<readonly [string, number]> = [
   ['help', 0],
   ['--version', 0],
   ['frobnicate', 2],
-  ...['get', 'put', 'del', 'txn', 'compact', 'watch', 'member', 'endpoint', 'defrag', 'snapshot', 'counter', 'user', 'role', 'auth', 'lease', 'lock', 'elect'].map(
+  ...['get', 'put', 'del', 'txn', 'compact', 'watch', 'member', 'endpoint', 'defrag', 'snapshot', 'counter', 'user', 'role', 'auth', 'lease', 'lock', 'elect', 'store', 'shard'].map(
     (command) => [`${command} --help`, 0] as const,
   ),
   ['member list --help', 0],
@@ -58,6 +58,8 @@ const answeredWithoutCalling: ReadonlyArray<readonly [string, number]> = [
   ['lease grant', 2],
   ['lock', 2],
   ['counter incr', 2],
+  ['shard describe', 2],
+  ['shard describe x1', 2],
 ];
 
 describe('dkv without calling a cluster', () => {

@@ -168,6 +168,10 @@ describe.each(targets)('DkvClient on $name', (target) => {
 
     const compactAt = (await client.put(k('w/b'), 'x')).header.revision;
     await client.compact(compactAt);
+    // The compaction went to the leader; the watch goes to the server reads use, which may not have
+    // applied it yet (it would then serve the older revisions, as an etcd member does). A
+    // linearizable read there waits until it has.
+    await client.get(k('w/b'));
     const late = client.watch(k('w/'), { prefix: true, startRevision: created });
     const failure = await late[Symbol.asyncIterator]()
       .next()

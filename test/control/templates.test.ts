@@ -22,7 +22,9 @@ import {
   serverEnvironment,
   startInstance,
   tailLines,
+  portFree,
 } from '../../src/control/index.js';
+import { claimedPorts } from '../../src/control/ports.js';
 
 const home = mkdtempSync(join(tmpdir(), 'dkv-templates-'));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
@@ -35,6 +37,22 @@ async function refusal(promise: Promise<unknown>): Promise<InstanceError> {
   const error = await promise.then(() => undefined, (e: unknown) => e);
   expect(error).toBeInstanceOf(InstanceError);
   return error as InstanceError;
+}
+
+/**
+ * A base for `--client-port` whose dev layout (base + 10i + 0..2, i < 3) no instance under `home`
+ * claims and nothing listens on: earlier tests' instances took random ports, and a random base
+ * alone once landed on one of them.
+ */
+async function unclaimedDevBase(): Promise<number> {
+  const claims = claimedPorts(home);
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const base = 20_000 + 10 * Math.floor(Math.random() * 1000);
+    const ports = [0, 1, 2].flatMap((i) => [base + 10 * i, base + 10 * i + 1, base + 10 * i + 2]);
+    if (ports.some((port) => claims.has(port))) continue;
+    if ((await Promise.all(ports.map((port) => portFree('127.0.0.1', port)))).every(Boolean)) return base;
+  }
+  throw new Error('no unclaimed free dev port block');
 }
 
 describe('instance templates', () => {
@@ -56,7 +74,7 @@ describe('instance templates', () => {
   });
 
   it('dev: three instances NAME-1..3 that list one another, with --client-port laid out as dkv dev', async () => {
-    const base = 20_000 + 10 * Math.floor(Math.random() * 1000);
+    const base = await unclaimedDevBase();
     const created = await createInstance({ home, name: 'dv', template: 'dev', clientPort: base });
     expect(created.map((c) => c.name)).toEqual(['dv-1', 'dv-2', 'dv-3']);
     expect(created.map((c) => [c.ports.client, c.ports.peer, c.ports.metrics])).toEqual([0, 1, 2].map((i) => [base + 10 * i, base + 10 * i + 1, base + 10 * i + 2]));

@@ -203,8 +203,14 @@ describe('WatchHub recent revisions', () => {
     for (let i = 0; i < 50; i++) apply(i, false);
     expect(hub.recentEvents.revisions).toBe(0);
     expect(hub.recentEvents.bytes).toBe(0);
-    // Live revisions after the replay are kept again, from the first one on.
-    for (let i = 50; i < 60; i++) apply(i, true);
+    // Nobody watches: live revisions are not kept either.
+    apply(50, true);
+    expect(hub.recentEvents.revisions).toBe(0);
+    // Once someone watches (another key), live revisions are kept, from the next one on.
+    const idle = new Watcher(9, { key: Buffer.from('zz'), rangeEnd: undefined, startRevision: store.revision + 1, noPut: false, noDelete: false, prevKv: false }, new RecordingSink());
+    hub.add(idle);
+    await untilSynced(idle);
+    for (let i = 51; i < 61; i++) apply(i, true);
     expect(hub.recentEvents.revisions).toBe(10);
     const sink = new RecordingSink();
     const watcher = new Watcher(1, { key: Buffer.from('k'), rangeEnd: Buffer.from('l'), startRevision: 2, noPut: false, noDelete: false, prevKv: false }, sink);

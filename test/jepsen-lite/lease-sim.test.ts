@@ -73,20 +73,28 @@ describe('the lease checker can fail', () => {
   });
 
   it('clocks two election timeouts apart (the simulator default) break the promise, by no more than the excess skew', async () => {
-    // Seed 135: n2 (clock −429 ms) leads term 3 and stamps a renewal; n1 (clock +784 ms) leads
-    // term 4 and expires it one election timeout after the stamped deadline on its own clock —
-    // 1,213 ms of skew, 213 ms more than the grace covers, and the lease goes over 100 ms early.
-    const options = { seed: 135, nodes: 5, durationMs: 4000, swarm: true };
-    const skewed = await runLeaseSim({ ...options, unsafe: { clockSkewBeyondGrace: true } });
-    const offsets = [...skewed.history.clockOffsetsMs.values()];
-    const excess = Math.max(...offsets) - Math.min(...offsets) - skewed.history.electionTimeoutMs;
-    expect(excess).toBeGreaterThan(0);
-    const early = skewed.failures.map((f) => /, (\d+) ms before its holder's/.exec(f)).filter((m) => m !== null);
-    expect(early.length).toBeGreaterThan(0);
-    for (const m of early) expect(Number(m[1])).toBeLessThanOrEqual(excess);
+    // The first seed whose schedule makes it happen (seed 86 of 5 nodes once: clocks −601 to
+    // +902 ms apart, 503 ms more than the grace of one election timeout covers, two leases of
+    // 4 s expired 142 and 173 ms before their holders' belief ran out). Which seed it is moves
+    // with any change to the runtime's schedule; that some seed does, and by how much, does not.
+    let found: { options: { seed: number; nodes: number; durationMs: number; swarm: boolean }; excess: number; early: number[] } | undefined;
+    for (let seed = 0; seed < 400 && found === undefined; seed++) {
+      for (const nodes of [5, 3]) {
+        const options = { seed, nodes, durationMs: 4000, swarm: true };
+        const skewed = await runLeaseSim({ ...options, unsafe: { clockSkewBeyondGrace: true } });
+        const early = skewed.failures.map((f) => /, (\d+) ms before its holder's/.exec(f)).filter((m) => m !== null);
+        if (early.length === 0) continue;
+        const offsets = [...skewed.history.clockOffsetsMs.values()];
+        found = { options, excess: Math.max(...offsets) - Math.min(...offsets) - skewed.history.electionTimeoutMs, early: early.map((m) => Number(m[1])) };
+        break;
+      }
+    }
+    expect(found).toBeDefined();
+    expect(found!.excess).toBeGreaterThan(0);
+    for (const ms of found!.early) expect(ms).toBeLessThanOrEqual(found!.excess);
     // Within the grace, the same seed keeps the promise.
-    expect((await runLeaseSim(options)).failures).toEqual([]);
-  });
+    expect((await runLeaseSim(found!.options)).failures).toEqual([]);
+  }, 120_000);
 });
 
 // ---- The checker on hand-made histories --------------------------------------------------------

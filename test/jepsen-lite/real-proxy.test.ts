@@ -7,6 +7,7 @@ import { type AddressInfo, type Server, type Socket, connect, createServer } fro
 import { afterEach, describe, expect, it } from 'vitest';
 import { identifyDialer, socketInodes } from '../../jepsen-lite/real/proc-sockets.js';
 import { ProxyNetwork } from '../../jepsen-lite/real/proxy.js';
+import { freeBase } from '../server/cluster-harness.js';
 
 /** How long "nothing arrives" is watched for. */
 const quietMs = 300;
@@ -35,13 +36,6 @@ async function startTarget(): Promise<Target> {
   return { server, port: (server.address() as AddressInfo).port, received: () => received, sockets };
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function waitFor(condition: () => boolean, timeoutMs = 3000): Promise<void> {
   const started = Date.now();
@@ -80,10 +74,13 @@ afterEach(async () => {
 /** A proxy for member "b" in front of a target server; "a" is this test process. */
 async function setup(pids: () => ReadonlyMap<string, number> = () => new Map([['a', process.pid]])): Promise<{ network: ProxyNetwork; target: Target; proxyPort: number }> {
   const target = await startTarget();
-  const proxyPort = await freePort();
+  // The proxies' ports from below the kernel's ephemeral range (a port the kernel handed out and
+  // took back could be given to some outgoing connection before the proxy listens on it).
+  const base = await freeBase(2);
+  const proxyPort = base + 10;
   const network = new ProxyNetwork({
     members: [
-      { name: 'a', proxyPort: await freePort(), peerPort: 1 },
+      { name: 'a', proxyPort: base, peerPort: 1 },
       { name: 'b', proxyPort, peerPort: target.port },
     ],
     pids,

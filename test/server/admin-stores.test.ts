@@ -40,7 +40,15 @@ const mapOf = async (node: number, name: string): Promise<Decoded[]> =>
   ((await admin(node, 'StoreDescribe', { name })).shards as Decoded[]).map(({ leader: _leader, raft_term: _term, ...shard }) => shard);
 
 function dkv(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const result = spawnSync(process.execPath, [dkvBin, 'store', ...args], { encoding: 'utf8', timeout: 30_000 });
+  return dkvCommand('store', ...args);
+}
+
+function dkvShard(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  return dkvCommand('shard', ...args);
+}
+
+function dkvCommand(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [dkvBin, ...args], { encoding: 'utf8', timeout: 30_000 });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -267,5 +275,24 @@ describe('dkv.v1.Admin under auth', () => {
     });
     expect(((await call('StoreList', {}, root)).stores as Decoded[]).map((s) => s.name)).toEqual(['default']);
     expect(await failure(call('StoreDrop', { name: 'app' }, alice))).toEqual(denied);
+  }, 30_000);
+
+  it('lets root list, describe and compact shards; refuses a user without the root role', async () => {
+    const alice = { token: await login(channel, 'alice', passwords.alice) };
+    const root = { token: await login(channel, 'root', passwords.root) };
+    const call = (method: string, request: object, as: { token?: string }): Promise<Decoded> => channel.call('dkv.v1.Admin', method, request, as);
+    expect(await failure(call('ShardList', {}, alice))).toEqual(denied);
+    expect(await failure(call('ShardStatus', { shard_id: 1 }, alice))).toEqual(denied);
+    expect(await failure(call('ShardStatus', { shard_id: 1 }, {}))).toMatchObject({ details: 'etcdserver: user name is empty' });
+    expect(((await call('ShardList', {}, root)).shards as Decoded[]).map((s) => s.store)).toEqual(['(meta)', 'default']);
+    expect(await call('ShardStatus', { shard_id: 1 }, root)).toMatchObject({ shard_id: 1, hosted: true, raft_state: 'leader' });
+    // ShardCompact is root's too (etcd's own Compact checks no permission; this is an admin call).
+    expect(await failure(call('ShardCompact', { shard_id: 1, revision: 1 }, alice))).toEqual(denied);
+    expect(await call('ShardCompact', { shard_id: 1, revision: 1 }, root)).toMatchObject({ header: { revision: expect.anything() } });
+    const endpoints = `--endpoints=${secured.endpoints}`;
+    expect(dkvShard('describe', '1', '--user', `alice:${passwords.alice}`, endpoints)).toMatchObject({ code: 1, stderr: 'dkv shard: etcdserver: permission denied\n' });
+    const described = dkvShard('describe', '1', '--user', `root:${passwords.root}`, endpoints);
+    expect(described, described.stderr).toMatchObject({ code: 0 });
+    expect(described.stdout.split('\n')[1]).toMatch(/^127\.0\.0\.1:\d+, [0-9a-f]+, true, leader, false, /);
   }, 30_000);
 });

@@ -146,6 +146,37 @@ describe('etcdctl against a 3-node DKV cluster', () => {
     const saves = Number(/^dkv_log_saves_total (\d+)$/m.exec(text)?.[1]);
     expect(synced).toBeGreaterThan(0);
     expect(saves).toBeGreaterThanOrEqual(synced);
+    // Leader changes: etcd's counts the default store's, DKV's every shard's (the meta shard's too).
+    const defaultChanges = Number(/^etcd_server_leader_changes_seen_total (\d+)$/m.exec(text)?.[1]);
+    expect(defaultChanges).toBeGreaterThan(0);
+    expect(Number(/^dkv_shard_leader_changes_total (\d+)$/m.exec(text)?.[1])).toBeGreaterThan(defaultChanges);
+    // etcd's peer byte counters, one series per peer a node exchanged frames with: a follower may
+    // talk only to the node that leads every shard, a leader talks to both others. So each node
+    // has a series each way, every member is sent to by some node, and each byte is counted
+    // once: a second scrape right after adds only what the links carried in between, far less
+    // than everything since the start.
+    const seriesOf = (scrape: string, name: string, label: string) => new Map([...scrape.matchAll(new RegExp(`^${name}\\{${label}="([0-9a-f]+)"\\} (\\d+)$`, 'gm'))].map((m) => [m[1]!, Number(m[2])]));
+    const scrapes = await Promise.all(cluster.nodes.map(async (n) => (n === node ? text : await (await fetch(`${n.metricsUrl}/metrics`)).text())));
+    const again = await (await fetch(`${node.metricsUrl}/metrics`)).text();
+    const sentTo = new Set<string>();
+    for (const [name, label] of [['etcd_network_peer_sent_bytes_total', 'To'], ['etcd_network_peer_received_bytes_total', 'From']] as const) {
+      for (const [i, scrape] of scrapes.entries()) {
+        const series = seriesOf(scrape, name, label);
+        expect({ node: i, name, some: series.size >= 1 && series.size <= 2 }).toEqual({ node: i, name, some: true });
+        for (const [peer, bytes] of series) {
+          expect(bytes).toBeGreaterThan(0);
+          if (label === 'To') sentTo.add(peer);
+        }
+      }
+      const first = seriesOf(text, name, label);
+      const second = seriesOf(again, name, label);
+      expect([...second.keys()].sort()).toEqual([...first.keys()].sort());
+      for (const [peer, bytes] of first) {
+        expect(second.get(peer)!).toBeGreaterThanOrEqual(bytes);
+        expect(second.get(peer)! - bytes).toBeLessThan(bytes);
+      }
+    }
+    expect(sentTo.size).toBe(3);
   });
 
   it('saves a snapshot that dkv restores a new cluster from', async () => {

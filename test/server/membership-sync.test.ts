@@ -79,12 +79,18 @@ describe('nextGroupChange', () => {
   });
 });
 
-/** A node hosting one group (shard 1) that it leads; proposals apply at once unless told to fail. */
-function fakeHost(initial: { members: RecordedMember[]; removed: number[]; config: ConfState }) {
+/**
+ * A node hosting groups (shard 1 unless told) that it leads; proposals apply at once unless told to
+ * fail. Every group has `config` unless `configs` gives it its own. The meta version moves whenever
+ * the members or removals differ from the last time it was asked, as the meta shard's applied index
+ * does; the calls of the member list and of isRemoved are counted.
+ */
+function fakeHost(initial: { members: RecordedMember[]; removed: number[]; config: ConfState; groups?: number[] }) {
   const host = {
     members: initial.members,
     removed: new Set(initial.removed),
     config: initial.config,
+    configs: new Map<number, ConfState>(),
     /** What the meta shard says once read linearizably (undefined: what this node has already). */
     onRead: undefined as undefined | (() => void),
     leading: true,
@@ -92,25 +98,52 @@ function fakeHost(initial: { members: RecordedMember[]; removed: number[]; confi
     reads: 0,
     nowMs: 0,
     proposed: [] as ConfChangeSingle[],
+    proposedTo: [] as number[],
     warnings: [] as string[],
+    memberReads: 0,
+    memberWalks: 0,
+    removedAsks: 0,
+    metaVersion: 0,
+    metaSeen: '',
   };
+  const configOf = (shard: number): ConfState => host.configs.get(shard) ?? host.config;
   const view: MembershipSyncHost = {
-    groups: () => [1],
+    groups: () => initial.groups ?? [1],
     leads: () => host.leading,
-    config: () => host.config,
-    members: () => host.members,
-    isRemoved: (id) => host.removed.has(id),
+    config: configOf,
+    metaVersion: () => {
+      const seen = JSON.stringify([host.members, [...host.removed].sort()]);
+      if (seen !== host.metaSeen) host.metaVersion++;
+      host.metaSeen = seen;
+      return host.metaVersion;
+    },
+    members: () => {
+      host.memberReads++;
+      // Counts the walks of the list: one per group compared with it.
+      return new Proxy(host.members, {
+        get: (target, property, receiver) => {
+          if (property === Symbol.iterator) host.memberWalks++;
+          return Reflect.get(target, property, receiver) as unknown;
+        },
+      });
+    },
+    isRemoved: (id) => {
+      host.removedAsks++;
+      return host.removed.has(id);
+    },
     readMeta: async () => {
       host.reads++;
       host.onRead?.();
     },
-    proposeChange: async (_shard, change) => {
+    proposeChange: async (shard, change) => {
       if (host.failures > 0) {
         host.failures--;
         throw new Error('etcdserver: no leader');
       }
       host.proposed.push(change);
-      host.config = applied(host.config, change);
+      host.proposedTo.push(shard);
+      if (host.configs.has(shard)) host.configs.set(shard, applied(configOf(shard), change));
+      else host.config = applied(host.config, change);
     },
     addAfterMs: 1000,
     now: () => host.nowMs,
@@ -198,5 +231,70 @@ describe('MembershipSync', () => {
     host.removed.add(3);
     await sync.poke();
     expect(host.proposed).toHaveLength(1);
+  });
+
+  describe('a pass over groups in step with the list', () => {
+    const groups = Array.from({ length: 50 }, (_, i) => i + 1);
+    /** Each group with a configuration of its own (a change to one leaves the others as they were). */
+    const inStep = () => {
+      const fake = fakeHost({ members: [voter(1), voter(2), voter(3)], removed: [4], config: conf([1, 2, 3]), groups });
+      for (const shard of groups) fake.host.configs.set(shard, conf([1, 2, 3]));
+      return fake;
+    };
+
+    it('reads the member list once per version of the meta shard, and skips a group until its configuration or the list changes', async () => {
+      const { host, sync } = inStep();
+      await sync.poke();
+      expect(host.memberReads).toBe(1);
+      expect(host.memberWalks).toBe(groups.length);
+      const asks = host.removedAsks;
+      // Each id is asked once per version, not once per group.
+      expect(asks).toBeLessThanOrEqual(3);
+      await sync.poke();
+      await sync.poke();
+      expect(host.memberReads).toBe(1);
+      expect(host.memberWalks).toBe(groups.length);
+      expect(host.removedAsks).toBe(asks);
+      expect(host.proposed).toEqual([]);
+      expect(host.reads).toBe(0);
+    });
+
+    it('acts on a changed member list: a member removed since is removed from every group', async () => {
+      const { host, sync } = inStep();
+      await sync.poke();
+      host.members = [voter(1), voter(2)];
+      host.removed.add(3);
+      await sync.poke();
+      expect(host.proposed).toHaveLength(groups.length);
+      expect(host.proposed.every((c) => c.type === 'remove' && c.nodeId === 3)).toBe(true);
+      expect(host.proposedTo).toEqual(groups);
+    });
+
+    it("acts on a group's changed configuration while the list stays the same", async () => {
+      const { host, sync } = inStep();
+      await sync.poke();
+      const version = host.metaVersion;
+      // A removed id back in one group's configuration (an old leader's entry applied late, say).
+      host.configs.set(7, conf([1, 2, 3, 4]));
+      await sync.poke();
+      expect(host.metaVersion).toBe(version);
+      expect(host.proposed).toEqual([{ type: 'remove', nodeId: 4 }]);
+      expect(host.proposedTo).toEqual([7]);
+      expect(host.configs.get(7)).toEqual(conf([1, 2, 3]));
+    });
+
+    it('still waits out the add delay for a group whose list gained a member (it is not in step meanwhile)', async () => {
+      const { host, sync } = inStep();
+      await sync.poke();
+      host.members = [voter(1), voter(2), voter(3), voter(5)];
+      await sync.poke();
+      host.nowMs = 999;
+      await sync.poke();
+      expect(host.proposed).toEqual([]);
+      host.nowMs = 1000;
+      await sync.poke();
+      expect(host.proposed).toHaveLength(groups.length);
+      expect(host.proposed.every((c) => c.type === 'add-voter' && c.nodeId === 5)).toBe(true);
+    });
   });
 });

@@ -177,6 +177,9 @@ describe('store changes across the meta shard and the default store', () => {
     expect(engines().ownership.cessions()).toEqual([{ prefix: b('/users/'), store: 2 }]);
 
     await meta.propose(mountStoreCommand('jobs', b('/jobs/'), 2));
+    // Finished only as it was begun: another shard count is refused, and changes nothing.
+    await expect(createStore(ctx, 'jobs', b('/jobs/'), 3)).rejects.toThrow(/being created with 2 shards/);
+    expect(engines().meta.creatingStores().has('jobs')).toBe(true);
     expect(await createStore(ctx, 'jobs', b('/jobs/'), 2)).toEqual({ name: 'jobs', prefix: b('/jobs/'), shards: [3, 4] });
     expect(engines().meta.routingMap().shardForKey(b('/jobs/x')).id).toBe(3);
   });

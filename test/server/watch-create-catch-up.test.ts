@@ -5,14 +5,13 @@
  * nothing; a create the caught-up state still refuses is canceled with etcd's reason and the id
  * the client asked for. Driven in one process, with a fake call and a catch-up the test releases.
  */
-import { EventEmitter } from 'node:events';
-import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { MvccStore } from '../../storage/index.js';
 import { type ApplyContext, AuthEngine, type EngineCommand, PermissionType, authCommands } from '../../src/engines/index.js';
 import { AuthGate } from '../../src/server/auth/gate.js';
 import { SimpleTokens } from '../../src/server/auth/tokens.js';
-import { WatchHub, createWatchService, watchPermissionDeniedReason } from '../../src/server/watch-service.js';
+import { WatchHub, watchPermissionDeniedReason } from '../../src/server/watch-service.js';
+import { FakeWatchCall, watchServiceOnFakes } from './fake-watch-call.js';
 
 const b = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'latin1'));
 const context: ApplyContext = { index: 1, term: 1, nowMs: 0, proposer: 1, requestId: 1 };
@@ -34,42 +33,6 @@ function engineWith(...more: EngineCommand[]): AuthEngine {
   return engine;
 }
 
-/** A server call as the watch stream uses it: 'data' is held back while paused, as a real stream does. */
-class FakeCall extends EventEmitter {
-  readonly metadata = new grpc.Metadata();
-  readonly written: Array<{ watch_id?: number; created?: boolean; canceled?: boolean; cancel_reason?: string }> = [];
-  paused = false;
-  private held: object[] = [];
-  constructor() {
-    super();
-    this.metadata.set('token', 't.1');
-  }
-  send(message: object): void {
-    if (this.paused) this.held.push(message);
-    else this.emit('data', { raw: Buffer.alloc(0), message });
-  }
-  pause(): this {
-    this.paused = true;
-    return this;
-  }
-  resume(): this {
-    this.paused = false;
-    const held = this.held;
-    this.held = [];
-    for (const message of held) this.send(message);
-    return this;
-  }
-  write(response: object): boolean {
-    this.written.push(response as FakeCall['written'][number]);
-    return true;
-  }
-  sendMetadata(): void {}
-  end(): void {}
-  getPeer(): string {
-    return 'ipv4:127.0.0.1:1';
-  }
-}
-
 /** A watch service over a lagging auth state: `release()` makes the catch-up apply `cluster`. */
 function setup(cluster: AuthEngine) {
   let state = engineWith();
@@ -85,21 +48,10 @@ function setup(cluster: AuthEngine) {
   const gate = new AuthGate({ auth: () => state, simpleTokens: tokens, clientCertAuth: false, nowMs: () => 0, catchUp: () => caughtUp });
   const store = new MvccStore();
   const hub = new WatchHub(() => store);
-  const shard = { term: () => 1 };
-  const service = createWatchService({
-    router: undefined as never,
-    clusterId: () => 1,
-    memberId: 1,
-    requestTimeoutMs: 1000,
-    gate,
-    shard: () => shard as never,
-    hub: () => hub,
-    currentRevision: () => store.revision,
-    serves: () => true,
-    maxRequestBytes: 1 << 20,
-    progressIntervalMs: 60_000,
-  });
-  const call = new FakeCall();
+  const handle = { term: () => 1 };
+  const shard = { shardId: 1, hub, revision: () => store.revision, handle: () => handle as never };
+  const service = watchServiceOnFakes(gate, () => shard, () => shard);
+  const call = new FakeWatchCall();
   (service.implementation['Watch'] as (call: unknown) => void)(call);
   return { call, release };
 }

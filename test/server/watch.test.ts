@@ -115,6 +115,14 @@ describe('Watch', () => {
     const r1 = await put('cmp/a', '1');
     const r2 = await put('cmp/a', '2');
     await kv.kv('Compact', { revision: r2 });
+    // The watch's member must have applied the compaction (as on etcd, a member that has not yet
+    // serves the older revisions): a linearizable read there waits for it.
+    const node2 = etcdChannel(cluster.endpoint(2));
+    try {
+      await node2.kv('Range', { key: Buffer.from('cmp/a') });
+    } finally {
+      node2.close();
+    }
     const w = watchOn(2);
     w.create({ key: 'cmp/a', startRevision: r1 });
     await w.waitFor((rs) => rs.some((r) => r.canceled === true));

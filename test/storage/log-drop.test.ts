@@ -3,16 +3,17 @@
  * `dropShard` deletes one shard whole, at once in memory and durably on disk, leaving the others
  * as they were. A crash at any point of a drop leaves the shard whole (before its tombstone is
  * durable) or absent (after), never half: the crash images here are copies of the database
- * directory taken at each step of a drop (as a crash without power loss would leave it), and
- * LevelDB states a crash could leave in between (the tombstone and any part of the rest).
+ * directory taken at each step of a drop (as a crash without power loss would leave it; see
+ * crash-image.ts), and LevelDB states a crash could leave in between (the tombstone and any part
+ * of the rest).
  */
-import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ConfState, type Entry, type HardState, SeededPrng, type Snapshot } from '../../raft/index.js';
 import { LevelLogStore, RecordKind, StorageCorruptionError, logLimits, shardKey } from '../../storage/log/index.js';
 import { seal } from '../../storage/log/records.js';
+import { crashImage } from './crash-image.js';
 import { tempDir } from './temp-dir.js';
 
 const DROPPED = 9;
@@ -203,7 +204,7 @@ describe('a crash during a drop', () => {
     const others = await Promise.all(OTHERS.map((s) => picture(store, s)));
     const taken: Array<{ name: string; absent: boolean }> = [];
     const image = (name: string, absent: boolean): void => {
-      cpSync(path, join(images, name), { recursive: true });
+      crashImage(path, join(images, name));
       taken.push({ name, absent });
     };
     const db = dbOf(store);

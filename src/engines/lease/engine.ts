@@ -319,11 +319,12 @@ export class LeaseEngine implements Engine {
 
   leaderTick(context: LeaderContext): void {
     if (this.leaderTerm === 0) this.leaderTerm = context.term;
+    // No lease was ever granted here (most shards): nothing to allocate, every tick.
+    const wheel = this.wheel;
+    if (wheel === undefined) return;
     const due: Array<{ id: bigint; deadlineMs: number }> = [];
     const unset: bigint[] = [];
     const budget = leaseExpiriesPerCommandMax * leaseExpireCommandsPerTickMax;
-    const wheel = this.wheel;
-    if (wheel === undefined) return;
     for (const timer of wheel.advance(context.nowMs, budget)) {
       const lease = this.leases.get(timer.item);
       if (lease === undefined || lease.timer !== timer) continue;

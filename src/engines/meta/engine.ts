@@ -140,8 +140,16 @@ export class MetaEngine implements Engine {
 
   /** Every member, with its published attributes, ordered by id. */
   members(): Member[] {
-    return listMembers(this.store);
+    // Read from the store once per revision: a node asks for every group it leads, each pass.
+    const cached = this.membersRead;
+    if (cached !== undefined && cached.store === this.store && cached.revision === this.store.revision) return [...cached.members];
+    const members = listMembers(this.store);
+    this.membersRead = { store: this.store, revision: this.store.revision, members };
+    return [...members];
   }
+
+  /** The member list as last read, with the store and revision it was read at. */
+  private membersRead: { readonly store: MvccStore; readonly revision: number; readonly members: readonly Member[] } | undefined;
 
   /** Whether `id` was removed (a removed id may never join again). */
   isRemoved(id: number): boolean {

@@ -43,6 +43,11 @@ export interface WatcherOptions {
   readonly noPut: boolean;
   readonly noDelete: boolean;
   readonly prevKv: boolean;
+  /**
+   * The ranges the watcher is for, when they are not all of [key, rangeEnd) (a prefix whose
+   * middle another shard serves): whether the shard still serves its keys is asked of these.
+   */
+  readonly parts?: ReadonlyArray<{ readonly key: Uint8Array; readonly rangeEnd?: Uint8Array }>;
 }
 
 export class Watcher {
@@ -87,6 +92,11 @@ export class Watcher {
     }
     return out ?? events;
   }
+}
+
+/** Whether `owns` (a shard's) still holds every key the watcher is for: its parts, or all of [key, rangeEnd). */
+export function watcherOwned(watcher: Watcher, owns: (key: Uint8Array, rangeEnd?: Uint8Array) => boolean): boolean {
+  return (watcher.options.parts ?? [watcher.options]).every((part) => owns(part.key, part.rangeEnd));
 }
 
 function keyString(key: Uint8Array): string {
@@ -183,7 +193,9 @@ export class WatchHub {
   onApplied(events: readonly MvccEvent[], remember = true): void {
     if (events.length === 0) return;
     const revision = events[0]!.kv.modRevision;
-    if (remember) this.remember(revision, events);
+    // Kept only while someone watches: a shard nobody watches holds no recent events (a node has
+    // a hub per shard it hosts); a watcher that comes later catches up from the store's history.
+    if (remember && (this.byKey.size > 0 || this.ranges.size > 0 || this.unsynced.size > 0)) this.remember(revision, events);
     // No synced watcher: nothing to look up per key (a bulk load's txns of many puts).
     if (this.byKey.size === 0 && this.ranges.size === 0) return;
     if (events.length === 1) {

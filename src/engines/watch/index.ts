@@ -1,2 +1,2 @@
-export { WatchHub, Watcher, type WatchSink, type WatcherOptions } from './hub.js';
+export { WatchHub, Watcher, type WatchSink, type WatcherOptions, watcherOwned } from './hub.js';
 export * as watchLimits from './limits.js';

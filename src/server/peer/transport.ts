@@ -494,6 +494,7 @@ export class PeerTransport {
   private nextRequestId = 1;
   /** Incoming requests in flight, over every peer (removed ones included until they finish). */
   private handlingTotal = 0;
+  private readonly peerBytes = new Map<number, { sent: number; received: number }>();
   private readonly counters: Omit<PeerTransportStats, 'requestsPending' | 'requestsHandling'> = {
     framesSent: 0,
     framesReceived: 0,
@@ -527,6 +528,20 @@ export class PeerTransport {
 
   get boundPort(): number {
     return this.port;
+  }
+
+  private bytesOf(peer: number): { sent: number; received: number } {
+    let bytes = this.peerBytes.get(peer);
+    if (bytes === undefined) this.peerBytes.set(peer, (bytes = { sent: 0, received: 0 }));
+    return bytes;
+  }
+
+  /**
+   * Bytes of Raft and request frames sent to and received from each member on live links since
+   * the start (frame bodies, without link record headers; the hello is not counted).
+   */
+  bytesByPeer(): ReadonlyMap<number, { readonly sent: number; readonly received: number }> {
+    return this.peerBytes;
   }
 
   stats(): PeerTransportStats {
@@ -1108,6 +1123,7 @@ export class PeerTransport {
 
   private write(peer: PeerState, connection: Connection, frame: Buffer): void {
     this.counters.framesSent += 1;
+    this.bytesOf(peer.id).sent += frame.byteLength;
     if (this.writeFrame(connection, frame)) return;
     connection.writeBlocked = true;
     this.log('debug', `member ${idHex(this.options.localId)}: ${connection.describe()} is full, waiting for drain`);
@@ -1399,6 +1415,7 @@ export class PeerTransport {
       return;
     }
     this.counters.framesReceived += 1;
+    if (connection.live && connection.peerId !== undefined) this.bytesOf(connection.peerId).received += bytes.byteLength;
     if (!connection.live) {
       if (frame.kind !== 'hello') this.refuse(connection, linkStatus.FAILED_PRECONDITION, `first frame must be hello, got ${frame.kind}`);
       else this.onHello(connection, frame.hello);

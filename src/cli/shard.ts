@@ -1,0 +1,188 @@
+/**
+ * `dkv shard list|describe`: the shards of a running cluster (dkv.v1.Admin's ShardList, and
+ * ShardStatus asked of each endpoint on its own, as `dkv endpoint status` asks Status).
+ */
+import { type Decoded, type EtcdChannel, longsAsStrings, methodCodec } from '../client/index.js';
+import { errorTable } from '../errors.js';
+import { UsageError } from './args.js';
+import { targets } from './endpoint.js';
+import { goJson, headerJson, humanBytes, idHex, int, list, renderTable, text } from './output.js';
+import { type Remote, exitFailure, failureMessage, remoteOptionsHelp, runRemote } from './remote.js';
+import { shardJson, shardRow } from './store.js';
+
+export const shardHelp = `Usage: dkv shard list [options]
+       dkv shard describe ID [--cluster] [options]
+
+Each store's keys are split into shards, each one Raft group hosted on every member. Shard 0 is
+the meta shard (store "(meta)"): it holds the members, the stores and the shard map, and owns no
+client key. Needs the root role while auth is enabled.
+
+  list      every shard, the meta shard and the default store's included, in id order: id,
+            store, [start, end), epoch, replicas (none listed: every member), and the leader
+            and Raft term as the answering node sees them (0 when it does not host the shard),
+            after a linearizable read of the map (-w table: a table)
+  describe  shard ID as the map has it (the row list prints), then a row per endpoint of that
+            endpoint's own replica: member ID, whether it hosts the shard, Raft state (leader,
+            follower, candidate, pre-candidate), whether it is a learner, Raft term, the leader
+            it knows, commit index, applied index, and for a data shard its store's revision,
+            compact revision, size (what the quota counts), size in use, live keys and alarms
+            ("-": none, or not hosted) (-w table: two tables). A shard unknown to the map fails with "dkv: shard not found"
+
+A data shard's history is compacted with "dkv compact REV --shard ID" (to that shard's own
+revision). ID is a shard id in decimal (0 to 2^53 - 1). Keys print as text, a byte outside printable
+ASCII as \\xNN; an end of "(end)" means the end of the store's range, "-" an empty range (the
+meta shard's).
+
+Options:
+  --cluster              describe: every member's client URLs (from the member list) instead
+                         of --endpoints
+${remoteOptionsHelp}
+Exit status: 0 done (describe: every endpoint answered), 1 the server refused or an endpoint
+could not be reached, 2 bad command line.
+`;
+
+const adminCodec = (method: string) => methodCodec('dkv.v1.Admin', method, longsAsStrings);
+
+const shardOptions = { cluster: { type: 'boolean' } } as const;
+
+/** etcd's AlarmType names (rpc.proto). */
+const alarmNames: Readonly<Record<string, string>> = { '0': 'NONE', '1': 'NOSPACE', '2': 'CORRUPT' };
+
+/** A shard id from the command line: decimal, a safe integer; a usage error otherwise. */
+export function parseShardId(value: string | undefined, what = 'shard ID'): number {
+  if (value === undefined || value === '') throw new UsageError(what === 'shard ID' ? 'shard describe needs the shard ID' : `${what} needs a shard ID`);
+  const id = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(id)) throw new UsageError(`${what} must be a whole number from 0 to 2^53 - 1, got "${value}"`);
+  return id;
+}
+
+/** Whether a shard owns no key (the meta shard: start and end both empty). */
+const emptyRange = (s: Decoded): boolean => Buffer.isBuffer(s.end) && s.end.length === 0 && Buffer.isBuffer(s.start) && s.start.length === 0;
+
+/** list's row: describe's map row with the store after the id. */
+export function listRow(s: Decoded): string[] {
+  const [id = '', start = '', end = '', ...rest] = shardRow(s);
+  return emptyRange(s) ? [id, String(s.store), '-', '-', ...rest] : [id, String(s.store), start, end, ...rest];
+}
+
+export const listHeader = ['SHARD', 'STORE', 'START', 'END', 'EPOCH', 'REPLICAS', 'LEADER', 'RAFT TERM'];
+
+const listJson = (s: Decoded): object => {
+  const { id, ...rest } = shardJson(s) as { id: unknown };
+  return { id, store: text(s.store), ...rest, end: Buffer.isBuffer(s.end) && s.end.length > 0 ? s.end : undefined };
+};
+
+export const statusHeader = ['ENDPOINT', 'ID', 'HOSTED', 'RAFT STATE', 'IS LEARNER', 'RAFT TERM', 'LEADER', 'COMMIT INDEX', 'APPLIED INDEX', 'REVISION', 'COMPACT REVISION', 'DB SIZE', 'DB SIZE IN USE', 'KEYS', 'ALARMS'];
+
+/** "NOSPACE(8e9e05c52164694d)" per alarm, "-" for none. */
+const alarmsText = (s: Decoded): string => {
+  const alarms = s.alarms as Decoded[];
+  return alarms.length === 0 ? '-' : alarms.map((a) => `${alarmNames[String(a.alarm)] ?? String(a.alarm)}(${idHex(a.memberID)})`).join(' ');
+};
+
+/** describe's row of one endpoint's ShardStatus. */
+export function statusRow(endpoint: string, s: Decoded): string[] {
+  const hosted = s.hosted === true;
+  const figure = (value: unknown): string => (hosted ? String(value) : '-');
+  return [
+    endpoint,
+    idHex((s.header as Decoded).member_id),
+    String(hosted),
+    hosted ? String(s.raft_state) : '-',
+    String(s.is_learner === true),
+    figure(s.raft_term),
+    hosted ? (String(s.leader) === '0' ? '0' : idHex(s.leader)) : '-',
+    figure(s.commit_index),
+    figure(s.applied_index),
+    figure(s.revision),
+    figure(s.compact_revision),
+    hosted ? humanBytes(Number(s.db_size)) : '-',
+    hosted ? humanBytes(Number(s.db_size_in_use)) : '-',
+    figure(s.key_count),
+    alarmsText(s),
+  ];
+}
+
+const statusJson = (s: Decoded): object => ({
+  header: headerJson(s.header),
+  shard_id: int(s.shard_id),
+  store: text(s.store),
+  hosted: s.hosted === true ? true : undefined,
+  raft_state: text(s.raft_state),
+  is_learner: s.is_learner === true ? true : undefined,
+  raft_term: int(s.raft_term),
+  leader: int(s.leader),
+  commit_index: int(s.commit_index),
+  applied_index: int(s.applied_index),
+  revision: int(s.revision),
+  compact_revision: int(s.compact_revision),
+  db_size: int(s.db_size),
+  db_size_in_use: int(s.db_size_in_use),
+  key_count: int(s.key_count),
+  alarms: list(s.alarms, (a) => ({ memberID: int(a.memberID), alarm: int(a.alarm) })),
+});
+
+export function shardCommand(args: string[]): Promise<number> {
+  const formats = ['simple', 'json', 'table'] as const;
+  return runRemote({ name: 'shard', help: shardHelp, options: shardOptions, formats }, args, async (remote, o, positionals) => {
+    const [action, id, ...extra] = positionals;
+    if (extra.length > 0) throw new UsageError(`too many arguments: ${extra.join(' ')}`);
+    if (action !== 'describe' && o.cluster === true) throw new UsageError('--cluster applies to describe');
+    switch (action) {
+      case 'list': {
+        if (id !== undefined) throw new UsageError('shard list takes no arguments');
+        const r = await remote.endpoints.unary(adminCodec('ShardList'), {}, { write: false });
+        const shards = r.shards as Decoded[];
+        if (remote.format === 'json') process.stdout.write(`${goJson({ header: headerJson(r.header), shards: list(shards, listJson) })}\n`);
+        else if (remote.format === 'table') process.stdout.write(renderTable(listHeader, shards.map(listRow)));
+        else process.stdout.write(shards.map((s) => `${listRow(s).join(', ')}\n`).join(''));
+        return 0;
+      }
+      case 'describe':
+        return describe(remote, parseShardId(id), o.cluster === true);
+      default:
+        throw new UsageError(action === undefined ? 'shard needs a subcommand: list or describe' : `unknown shard subcommand "${action}"`);
+    }
+  });
+}
+
+/** The map's view of shard `id` (after a linearizable read), then each endpoint's replica. */
+async function describe(remote: Remote, id: number, cluster: boolean): Promise<number> {
+  const listed = await remote.endpoints.unary(adminCodec('ShardList'), {}, { write: false });
+  const shard = (listed.shards as Decoded[]).find((s) => String(s.id) === String(id));
+  if (shard === undefined) {
+    // The server's refusal, as ShardStatus words it (a node whose map lags may still know it).
+    await remote.endpoints.unary(adminCodec('ShardStatus'), { shard_id: id }, { write: false });
+    throw new Error(`${errorTable['shard-not-found'].message}: no shard ${id} in the map`);
+  }
+  const endpoints = await targets(remote, cluster);
+  const answers: Array<{ endpoint: string; status: Decoded }> = [];
+  let failed = false;
+  try {
+    for (const { endpoint, channel } of endpoints) {
+      try {
+        answers.push({ endpoint, status: await statusOf(remote, channel, id) });
+      } catch (error) {
+        failed = true;
+        process.stderr.write(`dkv shard describe: failed to get shard ${id}'s status from endpoint ${endpoint} (${failureMessage(error)})\n`);
+      }
+    }
+  } finally {
+    for (const { channel } of endpoints) channel.close();
+  }
+  if (remote.format === 'json') {
+    const statuses = answers.map(({ endpoint, status }) => ({ Endpoint: endpoint, Status: statusJson(status) }));
+    process.stdout.write(`${goJson({ header: headerJson(listed.header), shard: listJson(shard), statuses })}\n`);
+  } else if (remote.format === 'table') {
+    process.stdout.write(renderTable(listHeader, [listRow(shard)]));
+    process.stdout.write(renderTable(statusHeader, answers.map(({ endpoint, status }) => statusRow(endpoint, status))));
+  } else {
+    process.stdout.write(`${listRow(shard).join(', ')}\n`);
+    process.stdout.write(answers.map(({ endpoint, status }) => `${statusRow(endpoint, status).join(', ')}\n`).join(''));
+  }
+  return failed ? exitFailure : 0;
+}
+
+function statusOf(remote: Remote, channel: EtcdChannel, id: number): Promise<Decoded> {
+  return remote.endpoints.withAuth((auth) => channel.unary(adminCodec('ShardStatus'), { shard_id: id }, auth));
+}
