@@ -86,6 +86,12 @@ export interface SimClusterOptions {
   readonly requestTimeoutMs?: number;
   /** Whether the runtimes quiesce idle groups (default: the runtime's, on). */
   readonly quiesce?: boolean;
+  /**
+   * Whether a node that starts advances its groups' election clocks by all but one timeout at
+   * once, as the server's ticker does (etcd's --initial-election-tick-advance). Off by default:
+   * the recorded seeds' schedules were made without it.
+   */
+  readonly tickAdvance?: boolean;
   /** What every member's build applies (the runtime's option; default: everything this build does). */
   readonly membersSupport?: (engine: number, version: number) => boolean;
   /**
@@ -350,6 +356,7 @@ export class SimCluster {
     }
     const hosted = new Set([...this.shards, ...onDisk].filter((shard) => !node.removedShards.has(shard)));
     for (const shard of hosted) runtime.addShard(shard);
+    if (this.options.tickAdvance === true) for (let tick = 1; tick < settings.electionTicks; tick++) runtime.tick();
     node.confState = node.raw?.raft.tracker.confState() ?? node.confState;
     const phase = node.random.nextInt(node.tickPeriodMs) + 1;
     this.schedule(phase, { kind: 'tick', node: id, incarnation });

@@ -378,6 +378,8 @@ export class NodeRuntime {
   /** Ticks so far, and the tick each peer was last heard from in (quiesced followers' liveness). */
   private ticks = 0;
   private readonly heardTick = new Map<number, number>();
+  /** Per peer node: the last tick it was heard before its latest silence of more than a tick (a restart, say). */
+  private readonly heardBeforeSilence = new Map<number, number>();
   private scheduled = false;
   private inFirstHalf = false;
   private stopped = false;
@@ -736,13 +738,23 @@ export class NodeRuntime {
    * leader too: otherwise, with the leader still quiet, its election timer would run out while
    * the leader is alive, and it would vote a campaigner in that an unquiesced follower refuses.
    */
-  private wakeByMessage(shard: ShardState, from: number): void {
+  private wakeByMessage(shard: ShardState, message: Message): void {
     if (!shard.quiesced) return;
     this.wake(shard);
     const raft = shard.node.raft;
-    if (raft.role !== 'follower' || raft.lead === 0 || raft.lead === from || raft.lead === this.options.memberId) return;
-    const call = makeMessage({ type: 'MsgHeartbeatResp', to: raft.lead, from: this.options.memberId, term: raft.term, context: wakeContext });
-    this.options.transport.send(raft.lead, shard.id, [call]);
+    if (raft.role !== 'follower' || raft.lead === 0 || raft.lead === this.options.memberId) return;
+    if (raft.lead !== message.from) {
+      this.sendWakeCall(shard, raft.lead);
+      return;
+    }
+    // Its leader campaigns or asks to be woken: it leads no more (it restarted within the silence
+    // limit). The ticks since its node went silent count, as they would have had this follower
+    // not quiesced; otherwise it waited a whole election timeout more from here.
+    const campaign = message.type === 'MsgPreVote' || message.type === 'MsgVote' || isWakeCall(message);
+    const before = this.heardBeforeSilence.get(message.from);
+    if (!campaign || before === undefined) return;
+    const missed = Math.min(this.ticks - before, quiescedLeaderSilenceElections * this.options.raft.electionTicks) - 1;
+    for (let i = 0; i < missed; i++) shard.node.tick();
   }
 
   /**
@@ -752,19 +764,27 @@ export class NodeRuntime {
    * the silence limit, would not notice; it would hear of the group only when it campaigned.
    */
   private askMembersToWake(shard: ShardState): void {
-    if (shard.askTicksLeft < 0) shard.askTicksLeft = this.options.raft.electionTicks;
-    shard.askTicksLeft--;
     const raft = shard.node.raft;
     if (raft.lead !== 0 || raft.role === 'leader') {
       shard.askTicksLeft = 0;
       return;
     }
+    // The election timeout counts from the first member heard: a server's start advances the
+    // clock by all but one timeout before any link is up.
+    if (shard.askTicksLeft > 0) shard.askTicksLeft--;
     const config = raft.tracker.config;
     for (const to of [...config.voters[0], ...config.voters[1], ...config.learners]) {
       if (to === this.options.memberId || shard.asked.has(to) || !this.heardTick.has(to)) continue;
+      if (shard.askTicksLeft < 0) shard.askTicksLeft = this.options.raft.electionTicks;
       shard.asked.add(to);
-      this.options.transport.send(to, shard.id, [makeMessage({ type: 'MsgHeartbeatResp', to, from: this.options.memberId, term: raft.term, context: wakeContext })]);
+      this.sendWakeCall(shard, to);
     }
+  }
+
+  /** A heartbeat's answer marked `wakeContext`: the receiver's group wakes (see wakeByMessage). */
+  private sendWakeCall(shard: ShardState, to: number): void {
+    const call = makeMessage({ type: 'MsgHeartbeatResp', to, from: this.options.memberId, term: shard.node.raft.term, context: wakeContext });
+    this.options.transport.send(to, shard.id, [call]);
   }
 
   /** Back to ticking: a leader's election timer restarts (check-quorum counts from now). */
@@ -795,6 +815,8 @@ export class NodeRuntime {
     for (const { shard: shardId, message } of batch) {
       if (message.from !== 0) {
         if (this.peerSilent(message.from)) this.wakeForRevived(message.from);
+        const heard = this.heardTick.get(message.from);
+        if (heard !== undefined && this.ticks - heard > 1) this.heardBeforeSilence.set(message.from, heard);
         this.heardTick.set(message.from, this.ticks);
       }
       const shard = this.shards.get(shardId);
@@ -805,7 +827,7 @@ export class NodeRuntime {
       const quiesce = isQuiesceHeartbeat(stepped);
       // Heartbeats and their answers change nothing a quiesced group must act on (a term or
       // leader change wakes it below); anything else may, and so does a follower's wake call.
-      if (stepped.type === 'MsgHeartbeatResp' ? isWakeCall(stepped) : stepped.type !== 'MsgHeartbeat') this.wakeByMessage(shard, stepped.from);
+      if (stepped.type === 'MsgHeartbeatResp' ? isWakeCall(stepped) : stepped.type !== 'MsgHeartbeat') this.wakeByMessage(shard, stepped);
       shard.node.step(stepped);
       this.options.listener?.stepped?.(shardId, shard.node);
       const raft = shard.node.raft;
