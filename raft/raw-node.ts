@@ -189,6 +189,18 @@ export class RawNode {
     this.raft.step(makeMessage({ type: 'MsgSnapStatus', from: id, reject: !ok }));
   }
 
+  /**
+   * A leader that was not ticked for a while (its group was quiesced) starts its check-quorum
+   * period again from now, counting the members `inactive` names as not heard from in it (what
+   * it heard before says nothing of now). Nothing happens on a follower.
+   */
+  restartQuorumCheck(inactive: (id: number) => boolean = () => false): void {
+    const raft = this.raft;
+    if (raft.role !== 'leader') return;
+    raft.electionElapsed = 0;
+    for (const [id, progress] of raft.tracker.progress) if (id !== raft.id && inactive(id)) progress.recentActive = false;
+  }
+
   /** Whether `ready()` would return anything (always false while a Ready is in flight). */
   hasReady(): boolean {
     if (!this.mayHandOutReady()) return false;

@@ -378,6 +378,8 @@ export class NodeRuntime {
   /** Ticks so far, and the tick each peer was last heard from in (quiesced followers' liveness). */
   private ticks = 0;
   private readonly heardTick = new Map<number, number>();
+  /** Whether some peer node was silent at this tick's start (peers only leave silence between ticks). */
+  private anyPeerSilent = false;
   /** Per peer node: the last tick it was heard before its latest silence of more than a tick (a restart, say). */
   private readonly heardBeforeSilence = new Map<number, number>();
   private scheduled = false;
@@ -489,6 +491,11 @@ export class NodeRuntime {
     return [...this.shards.keys()].sort((a, b) => a - b);
   }
 
+  /** The hosted shards' ids in no order (no array, no sort: for a pass over every one). */
+  unorderedShardIds(): IterableIterator<number> {
+    return this.shards.keys();
+  }
+
   /** The shard's state machine now (a snapshot install replaces it: do not keep it). */
   machine(shardId: number): ShardStateMachine {
     return this.requireShard(shardId).machine;
@@ -579,6 +586,8 @@ export class NodeRuntime {
     if (this.stopped) return;
     this.deliveredThisTurn = 0;
     this.ticks++;
+    this.anyPeerSilent = false;
+    for (const peer of this.heardTick.keys()) if (this.peerSilent(peer)) this.anyPeerSilent = true;
     const now = this.options.clock.now();
     let pings: Map<number, ShardState> | undefined;
     // A member that cannot quiesce (an older build) joined: every group goes back to ticking.
@@ -699,14 +708,14 @@ export class NodeRuntime {
   private maybeWakeWithoutQuorum(shard: ShardState): void {
     if (this.liveQuorum(shard)) return;
     this.wake(shard);
-    // What it heard before it quiesced says nothing now: its first check-quorum counts only what
-    // it hears from here on.
-    const raft = shard.node.raft;
-    for (const [id, progress] of raft.tracker.progress) if (id !== this.options.memberId && this.peerSilent(id)) progress.recentActive = false;
+    // Its first check-quorum counts the silent members' nodes as not heard from.
+    shard.node.restartQuorumCheck((id) => this.peerSilent(id));
   }
 
   /** Whether the voters whose nodes are not silent, this one included, are a quorum. */
   private liveQuorum(shard: ShardState): boolean {
+    // Most ticks no node is silent: no group's voters need counting.
+    if (!this.anyPeerSilent) return true;
     const voters = shard.node.raft.tracker.config.voters[0];
     let live = 0;
     for (const id of voters) if (id === this.options.memberId || !this.peerSilent(id)) live++;
@@ -792,8 +801,7 @@ export class NodeRuntime {
     if (!shard.quiesced) return;
     shard.quiesced = false;
     this.dirty.add(shard);
-    const raft = shard.node.raft;
-    if (raft.role === 'leader') raft.electionElapsed = 0;
+    shard.node.restartQuorumCheck();
   }
 
   /**

@@ -108,8 +108,9 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
 
   /** The leader and term of shard `id` as this node sees them; zeros when it hosts no group of it. */
   const groupView = (id: number): { leader: number; raft_term: number } => {
-    const hosted = ctx.router.hosted().find((shard) => shard.shardId === id);
-    return hosted === undefined ? { leader: 0, raft_term: 0 } : { leader: hosted.leader(), raft_term: hosted.term() };
+    if (!ctx.router.hosts(id)) return { leader: 0, raft_term: 0 };
+    const hosted = ctx.router.shard(id);
+    return { leader: hosted.leader(), raft_term: hosted.term() };
   };
 
   const shardToWire = (shard: ShardEntry): WireShard => ({

@@ -537,7 +537,7 @@ export class DkvNode {
     if (changed !== undefined) this.roleByShard.delete(changed);
     let known = false;
     let learner = false;
-    for (const shard of this.runtime.shardIds()) {
+    for (const shard of this.runtime.unorderedShardIds()) {
       let role = this.roleByShard.get(shard);
       if (role === undefined) {
         const config = this.runtime.rawNode(shard).basicStatus().config;

@@ -388,3 +388,29 @@ describe('pipelined Readies (readiesInFlightMax)', () => {
     expect(() => node.ready()).toThrow(RaftAssertionError);
   });
 });
+
+describe('restartQuorumCheck', () => {
+  it("restarts a leader's check-quorum period, with the members named counted as not heard from", () => {
+    const g = new Group([1, 2, 3], { checkQuorum: true, electionTicks: 10 });
+    g.elect(1);
+    const leader = g.node(1);
+    for (let i = 0; i < 4; i++) leader.tick();
+    g.stabilize();
+    expect(leader.raft.electionElapsed).toBe(4);
+    expect([...leader.raft.tracker.progress].filter(([id]) => id !== 1).every(([, p]) => p.recentActive)).toBe(true);
+    leader.restartQuorumCheck((id) => id === 3);
+    expect(leader.raft.electionElapsed).toBe(0);
+    expect(leader.raft.tracker.progress.get(2)!.recentActive).toBe(true);
+    expect(leader.raft.tracker.progress.get(3)!.recentActive).toBe(false);
+    // With 3 silent and 2 silent too, the next check-quorum steps the leader down.
+    leader.restartQuorumCheck((id) => id === 2);
+    for (let i = 0; i < 10; i++) leader.tick();
+    expect(leader.raft.role).toBe('follower');
+    // A follower's clock is its election timer: untouched.
+    const follower = g.node(2);
+    follower.tick();
+    const elapsed = follower.raft.electionElapsed;
+    follower.restartQuorumCheck(() => true);
+    expect(follower.raft.electionElapsed).toBe(elapsed);
+  });
+});
