@@ -8,34 +8,18 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { MvccStore } from '../../storage/index.js';
-import { AuthEngine } from '../../src/engines/index.js';
 import { errorTable } from '../../src/errors.js';
 import { RuntimeError } from '../../src/runtime/index.js';
-import { AuthGate } from '../../src/server/auth/gate.js';
-import { SimpleTokens } from '../../src/server/auth/tokens.js';
-import { createPrefixWatchService } from '../../src/server/prefix-watch-service.js';
-import { WatchHub, type WatchedShard } from '../../src/server/watch-service.js';
-import { FakeWatchCall } from './fake-watch-call.js';
-
-const b = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'latin1'));
-const text = (bytes: unknown): string => Buffer.from(bytes as Uint8Array).toString('latin1');
-const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-/** Turns enough for the fake ReadIndexes (a turn each), the service's continuation and the response queue's writes. */
-const settle = async (): Promise<void> => {
-  for (let i = 0; i < 5; i++) await turn();
-};
+import type { WatchedShard } from '../../src/server/watch-service.js';
+import { type PrefixWatchResponse, type StoreShard, aroundStore, b, openPrefixWatch, prefixWatchServiceOn, storeShard, text, turn, until } from './prefix-watch-fixture.js';
 
 /** This member's copy of a shard, and the puts its leader committed that the copy lacks. */
-interface LaggingShard extends WatchedShard {
-  readonly store: MvccStore;
+interface LaggingShard extends StoreShard {
   readonly unapplied: Array<[string, string]>;
 }
 
 function laggingShard(shardId: number): LaggingShard {
-  const store = new MvccStore();
-  const handle = { shardId, term: () => 1 };
-  return { shardId, store, unapplied: [], hub: new WatchHub(() => store), revision: () => store.revision, handle: () => handle as never };
+  return { ...storeShard(shardId), unapplied: [] };
 }
 
 /** Applies what the leader committed: the member has caught up to the read index. */
@@ -43,37 +27,19 @@ function catchUp(shard: LaggingShard): void {
   for (const [key, value] of shard.unapplied.splice(0)) shard.hub.onApplied(shard.store.put(b(key), b(value)).events);
 }
 
-type Response = { shard: number; revision: number; snapshot_kvs?: Array<{ key: Uint8Array; value: Uint8Array }>; snapshot_done?: boolean; events?: unknown[] };
-
 /**
  * The service over a prefix shard 1 serves on both sides of shard 2's part (the default store
  * around a store's prefix), with `readIndex` as given; one call of it, with its responses and error.
  */
 function watch(one: LaggingShard, two: LaggingShard, readIndex: ((shard: WatchedShard) => Promise<void>) | undefined, message: object) {
-  const gate = new AuthGate({ auth: () => new AuthEngine(), simpleTokens: new SimpleTokens(60_000), clientCertAuth: false, nowMs: () => 0, catchUp: async () => {} });
-  const service = createPrefixWatchService({
-    parts: () => [
-      { shard: one, range: { key: b('\0'), rangeEnd: b('m/') } },
-      { shard: two, range: { key: b('m/'), rangeEnd: b('m0') } },
-      { shard: one, range: { key: b('m0'), rangeEnd: Uint8Array.of(0) } },
-    ],
-    store: (s) => (s as LaggingShard).store,
-    gate,
-    catchUp: async () => {},
-    ...(readIndex === undefined ? {} : { readIndex }),
-  });
-  const call = new FakeWatchCall();
-  const errors: grpc.ServiceError[] = [];
-  // As grpc-js's server stream does: an 'error' ends the call with that status.
-  call.on('error', (error: grpc.ServiceError) => errors.push(error));
-  Object.assign(call, { request: { raw: Buffer.alloc(0), message } });
-  (service.implementation['WatchPrefix'] as (call: unknown) => void)(call);
-  return { call, responses: call.written as unknown as Response[], errors };
+  return openPrefixWatch(prefixWatchServiceOn(aroundStore(one, two), readIndex), message);
 }
 
+const snapshotSent = (responses: readonly PrefixWatchResponse[]): boolean => responses.some((r) => r.snapshot_done === true);
+
 /** The snapshot's keys and values, once it is done. */
-function snapshotOf(responses: readonly Response[]): Map<string, string> {
-  expect(responses.some((r) => r.snapshot_done === true)).toBe(true);
+function snapshotOf(responses: readonly PrefixWatchResponse[]): Map<string, string> {
+  expect(snapshotSent(responses)).toBe(true);
   const view = new Map<string, string>();
   for (const r of responses) for (const kv of r.snapshot_kvs ?? []) view.set(text(kv.key), text(kv.value));
   return view;
@@ -99,7 +65,7 @@ describe('dkv.v1 WatchPrefix snapshot on a member behind its shards\' leaders', 
       },
       { prefix: new Uint8Array(0), snapshot: true },
     );
-    await settle();
+    await until(() => snapshotSent(responses) || errors.length > 0, 'the snapshot sent or the call failed');
     expect(errors).toEqual([]);
     expect(new Map([...snapshotOf(responses)].sort())).toEqual(
       new Map([
@@ -118,7 +84,7 @@ describe('dkv.v1 WatchPrefix snapshot on a member behind its shards\' leaders', 
       [1, one.store.revision],
     ]);
     two.hub.onApplied(two.store.put(b('m/c'), b('live')).events);
-    await settle();
+    await until(() => responses.some((r) => (r.events ?? []).length > 0), 'the live put sent');
     expect(responses.filter((r) => (r.events ?? []).length > 0).map((r) => [r.shard, r.revision])).toEqual([[2, two.store.revision]]);
     call.emit('cancelled');
     expect(one.hub.watcherCount + two.hub.watcherCount).toBe(0);
@@ -139,7 +105,8 @@ describe('dkv.v1 WatchPrefix snapshot on a member behind its shards\' leaders', 
       },
       { prefix: new Uint8Array(0), snapshot: true },
     );
-    await settle();
+    // The call failed (or, broken, sent its snapshot): past the point a snapshot would go out.
+    await until(() => errors.length > 0 || snapshotSent(responses), 'the call failed or sent its snapshot');
     expect(responses).toEqual([]);
     expect(errors.map((e) => ({ code: e.code, details: e.details }))).toEqual([{ code: grpc.status.UNAVAILABLE, details: errorTable['no-leader'].message }]);
     expect(one.hub.watcherCount + two.hub.watcherCount).toBe(0);
@@ -151,10 +118,15 @@ describe('dkv.v1 WatchPrefix snapshot on a member behind its shards\' leaders', 
     let release = (): void => {};
     const answered = new Promise<void>((resolve) => (release = resolve));
     const { call, responses, errors } = watch(one, two, () => answered, { prefix: new Uint8Array(0), snapshot: true });
+    // A call left running, on shards of its own, waits for the same answer: once its snapshot is
+    // out, the cancelled call (which waited first) is past the point it would have registered.
+    const control = watch(laggingShard(1), laggingShard(2), () => answered, { prefix: new Uint8Array(0), snapshot: true });
     Object.assign(call, { cancelled: true });
     call.emit('cancelled');
     release();
-    await settle();
+    await until(() => snapshotSent(control.responses) || control.errors.length > 0, 'the call left running sent its snapshot or failed');
+    expect(control.errors).toEqual([]);
+    control.call.emit('cancelled');
     expect({ responses, errors, watchers: one.hub.watcherCount + two.hub.watcherCount }).toEqual({ responses: [], errors: [], watchers: 0 });
   });
 
@@ -168,7 +140,8 @@ describe('dkv.v1 WatchPrefix snapshot on a member behind its shards\' leaders', 
       async (shard) => void read.push(shard.shardId),
       { prefix: new Uint8Array(0), resume: [{ shard: 1, revision: 1 }, { shard: 2, revision: 1 }] },
     );
-    await settle();
+    // Each shard's start is said once its watch is set up: past the point a ReadIndex would be asked.
+    await until(() => responses.length >= 2 || errors.length > 0, "each shard's start sent or the call failed");
     expect({ read, errors, starts: responses.map((r) => [r.shard, r.revision]) }).toEqual({ read: [], errors: [], starts: [[1, 0], [2, 0]] });
     call.emit('cancelled');
   });

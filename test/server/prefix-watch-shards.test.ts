@@ -8,30 +8,14 @@
  * engines, the real service, a fake call.
  */
 import fc from 'fast-check';
+import type * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { MvccStore } from '../../storage/index.js';
-import { AuthEngine, OwnershipEngine, cedeCommand } from '../../src/engines/index.js';
+import type { MvccStore } from '../../storage/index.js';
+import { OwnershipEngine, cedeCommand } from '../../src/engines/index.js';
 import { KvEngine } from '../../src/engines/kv/index.js';
 import { watcherOwned } from '../../src/engines/watch/index.js';
-import { AuthGate } from '../../src/server/auth/gate.js';
-import { SimpleTokens } from '../../src/server/auth/tokens.js';
-import { createPrefixWatchService } from '../../src/server/prefix-watch-service.js';
-import { WatchHub, type WatchedShard } from '../../src/server/watch-service.js';
-import { FakeWatchCall } from './fake-watch-call.js';
-
-const b = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'latin1'));
-const text = (bytes: unknown): string => Buffer.from(bytes as Uint8Array).toString('latin1');
-const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-interface Shard extends WatchedShard {
-  readonly store: MvccStore;
-}
-
-function shard(shardId: number): Shard {
-  const store = new MvccStore();
-  const handle = { shardId, term: () => 1 };
-  return { shardId, store, hub: new WatchHub(() => store), revision: () => store.revision, handle: () => handle as never };
-}
+import type { FakeWatchCall } from './fake-watch-call.js';
+import { type PrefixWatchResponse, type StoreShard, aroundStore, b, openPrefixWatch, prefixWatchServiceOn, storeShard, text, turn, until } from './prefix-watch-fixture.js';
 
 /** Keys of both shards; the store's (shard 2) are under "m/". Shard 1 also writes "m/x", a key between its parts. */
 const keys = ['a', 'k', 'm/a', 'm/b', 'z', 'm/x'];
@@ -50,13 +34,13 @@ describe('dkv.v1 WatchPrefix across shards, broken and resumed with the token', 
   it('gives every change once, in its shard order, and only the parts\' keys', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 60 }), fc.boolean(), async (ops, prewrite) => {
-        const one = shard(1);
-        const two = shard(2);
+        const one = storeShard(1);
+        const two = storeShard(2);
         const shards = new Map([
           [1, one],
           [2, two],
         ]);
-        const write = (target: Shard, events: ReturnType<MvccStore['put']>['events']): void => target.hub.onApplied(events);
+        const write = (target: StoreShard, events: ReturnType<MvccStore['put']>['events']): void => target.hub.onApplied(events);
         // History before the watch, "m/x" in shard 1's included.
         if (prewrite) {
           for (const key of keys) {
@@ -64,28 +48,21 @@ describe('dkv.v1 WatchPrefix across shards, broken and resumed with the token', 
             write(target, target.store.put(b(key), b('p')).events);
           }
         }
-        const gate = new AuthGate({ auth: () => new AuthEngine(), simpleTokens: new SimpleTokens(60_000), clientCertAuth: false, nowMs: () => 0, catchUp: async () => {} });
-        const service = createPrefixWatchService({
-          parts: () => [
-            { shard: one, range: { key: b('\0'), rangeEnd: b('m/') } },
-            { shard: two, range: { key: b('m/'), rangeEnd: b('m0') } },
-            { shard: one, range: { key: b('m0'), rangeEnd: Uint8Array.of(0) } },
-          ],
-          store: (s) => (s as Shard).store,
-          gate,
-          catchUp: async () => {},
-        });
+        const service = prefixWatchServiceOn(aroundStore(one, two));
         // The consumer: each shard's next revision owed (the token), and the view.
         const next = new Map<number, number>();
         const view = new Map<string, string>();
         /** Per shard, each event seen as [revision, key]: one revision may change several keys. */
         const seen = new Map<number, Array<[number, string]>>();
         let call: FakeWatchCall | undefined;
+        let responses: PrefixWatchResponse[] = [];
+        let errors: grpc.ServiceError[] = [];
         let read = 0;
         let snapshotDone = false;
         const consume = (): void => {
-          for (; read < (call?.written.length ?? 0); read++) {
-            const r = call!.written[read] as unknown as { shard: number; revision: number; snapshot_kvs?: Array<{ key: Uint8Array; value: Uint8Array }>; snapshot_done?: boolean; events?: Array<{ type: number; kv: { key: Uint8Array; value: Uint8Array; mod_revision: number } }>; canceled?: boolean };
+          expect(errors).toEqual([]);
+          for (; read < responses.length; read++) {
+            const r = responses[read]!;
             expect(r.canceled).not.toBe(true);
             if (!snapshotDone) {
               for (const kv of r.snapshot_kvs ?? []) view.set(text(kv.key), text(kv.value));
@@ -110,12 +87,9 @@ describe('dkv.v1 WatchPrefix across shards, broken and resumed with the token', 
         const open = (): void => {
           consume();
           call?.emit('cancelled');
-          call = new FakeWatchCall();
           read = 0;
           const resume = [...next].map(([s, revision]) => ({ shard: s, revision }));
-          const message = snapshotDone ? { prefix: new Uint8Array(0), resume } : { prefix: new Uint8Array(0), snapshot: true };
-          Object.assign(call, { request: { raw: Buffer.alloc(0), message } });
-          (service.implementation['WatchPrefix'] as (call: unknown) => void)(call);
+          ({ call, responses, errors } = openPrefixWatch(service, snapshotDone ? { prefix: new Uint8Array(0), resume } : { prefix: new Uint8Array(0), snapshot: true }));
         };
         open();
         for (const op of ops) {
@@ -135,7 +109,10 @@ describe('dkv.v1 WatchPrefix across shards, broken and resumed with the token', 
           }
           consume();
         }
-        for (let i = 0; i < 5; i++) await turn();
+        // A synced watcher hears each revision as it is applied; one behind catches up on later
+        // turns. The response queue writes what they gave it at the end of the task.
+        await until(() => one.hub.unsyncedCount + two.hub.unsyncedCount === 0, 'every watcher caught up');
+        await turn();
         consume();
         // The view: the keys of both stores under the prefix, as each shard serves its parts.
         const truth = new Map<string, string>();
@@ -155,23 +132,15 @@ describe('dkv.v1 WatchPrefix across shards, broken and resumed with the token', 
   });
 
   it("keeps a shard's watcher while the shard serves its parts, whatever it cedes elsewhere (a prefix another shard serves in its middle)", async () => {
-    const one = shard(1);
-    const two = shard(2);
-    const gate = new AuthGate({ auth: () => new AuthEngine(), simpleTokens: new SimpleTokens(60_000), clientCertAuth: false, nowMs: () => 0, catchUp: async () => {} });
-    const service = createPrefixWatchService({
-      parts: () => [
-        { shard: one, range: { key: b('p/'), rangeEnd: b('p/m/') } },
-        { shard: two, range: { key: b('p/m/'), rangeEnd: b('p/m0') } },
-        { shard: one, range: { key: b('p/m0'), rangeEnd: b('p0') } },
-      ],
-      store: (s) => (s as Shard).store,
-      gate,
-      catchUp: async () => {},
-    });
-    const call = new FakeWatchCall();
-    Object.assign(call, { request: { raw: Buffer.alloc(0), message: { prefix: b('p/') } } });
-    (service.implementation['WatchPrefix'] as (call: unknown) => void)(call);
-    await turn();
+    const one = storeShard(1);
+    const two = storeShard(2);
+    const service = prefixWatchServiceOn([
+      { shard: one, range: { key: b('p/'), rangeEnd: b('p/m/') } },
+      { shard: two, range: { key: b('p/m/'), rangeEnd: b('p/m0') } },
+      { shard: one, range: { key: b('p/m0'), rangeEnd: b('p0') } },
+    ]);
+    const { call } = openPrefixWatch(service, { prefix: b('p/') });
+    await until(() => one.hub.watcherCount === 1, "shard 1's watcher registered");
     const ownership = new OwnershipEngine(new KvEngine());
     const cede = (prefix: string, store: number) => expect(ownership.apply(cedeCommand(b(prefix), store), { index: 1, term: 1, nowMs: 0, proposer: 1, requestId: 1 }).kind).toBe('ok');
     const cancelUnowned = () => one.hub.cancelWhere((w) => !watcherOwned(w, (key, rangeEnd) => ownership.owns(key, rangeEnd)), 'moved');
@@ -186,26 +155,18 @@ describe('dkv.v1 WatchPrefix across shards, broken and resumed with the token', 
   });
 
   it("claims progress only up to the revisions it looked at when a catch-up page holds none of the parts' keys", async () => {
-    const one = shard(1);
-    const gate = new AuthGate({ auth: () => new AuthEngine(), simpleTokens: new SimpleTokens(60_000), clientCertAuth: false, nowMs: () => 0, catchUp: async () => {} });
-    const service = createPrefixWatchService({
-      parts: () => [
-        { shard: one, range: { key: b('\0'), rangeEnd: b('m/') } },
-        { shard: one, range: { key: b('m0'), rangeEnd: Uint8Array.of(0) } },
-      ],
-      store: (s) => (s as Shard).store,
-      gate,
-      catchUp: async () => {},
-    });
+    const one = storeShard(1);
+    const service = prefixWatchServiceOn([
+      { shard: one, range: { key: b('\0'), rangeEnd: b('m/') } },
+      { shard: one, range: { key: b('m0'), rangeEnd: Uint8Array.of(0) } },
+    ]);
     const start = one.store.revision;
     // More revisions than one catch-up step reads, all of a key between the parts, then one of a part's.
     for (let i = 0; i < 1_200; i++) one.hub.onApplied(one.store.put(b('m/x'), b(`x${i}`)).events);
     one.hub.onApplied(one.store.put(b('a'), b('last')).events);
-    const call = new FakeWatchCall();
-    Object.assign(call, { request: { raw: Buffer.alloc(0), message: { prefix: new Uint8Array(0), resume: [{ shard: 1, revision: start + 1 }] } } });
-    (service.implementation['WatchPrefix'] as (call: unknown) => void)(call);
-    for (let i = 0; i < 5; i++) await turn();
-    const responses = call.written as unknown as Array<{ revision: number; events?: Array<{ kv: { key: Uint8Array; mod_revision: number } }> }>;
+    const { call, responses, errors } = openPrefixWatch(service, { prefix: new Uint8Array(0), resume: [{ shard: 1, revision: start + 1 }] });
+    await until(() => responses.some((r) => (r.events ?? []).length > 0) || errors.length > 0, "the part's put sent or the call failed");
+    expect(errors).toEqual([]);
     // Every response's claim (the revision of an empty one) stays below the revision of the event still to come.
     const put = one.store.revision;
     let claimed = 0;
