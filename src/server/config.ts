@@ -224,6 +224,12 @@ export interface ServerConfig {
    */
   readonly experimentalLeaseReads: boolean;
   /**
+   * Whether this member's idle Raft groups quiesce (see NodeRuntime.tick): `--experimental-quiesce`,
+   * on by default, and always false with `--experimental-lease-reads`. A member with it false does
+   * not publish that it quiesces, so no group in the cluster quiesces while it is a member.
+   */
+  readonly experimentalQuiesce: boolean;
+  /**
    * Test only: propose every Txn that writes without its (top-level) compares, so its success
    * branch runs whatever they would have said, which breaks
    * serializability on purpose (jepsen-lite's append workload proves its checker catches it).
@@ -587,6 +593,16 @@ const flagSpecs: readonly FlagSpec[] = [
       'Assumes no member\'s clock runs more than 25% fast against the leader\'s; if it does a read may be stale. DKV only (etcd has no such flag).',
   ),
   spec(
+    'experimental-quiesce',
+    'bool',
+    'dkv',
+    'true',
+    'quiesce idle shards: a Raft group with nothing to do stops ticking and heartbeating until a request or Raft message wakes it ' +
+      '(dkv_shards_quiesced counts them). false keeps every group ticking, its leader heartbeating every heartbeat interval, as etcd does; ' +
+      'a member started with false keeps every group of the cluster from quiescing while it is a member. ' +
+      'Always off with --experimental-lease-reads, whatever this flag says. DKV only (etcd has no such flag).',
+  ),
+  spec(
     'unsafe-stale-reads',
     'bool',
     'dkv',
@@ -936,9 +952,9 @@ function intValue(flag: string, raw: RawSettings, fallback: number, min: number,
   return value;
 }
 
-function boolValue(flag: string, raw: RawSettings): boolean {
+function boolValue(flag: string, raw: RawSettings, fallback = false): boolean {
   const setting = raw.get(flag);
-  if (setting === undefined) return false;
+  if (setting === undefined) return fallback;
   const text = setting.text.trim().toLowerCase();
   if (text === 'true' || text === '1') return true;
   if (text === 'false' || text === '0') return false;
@@ -1286,6 +1302,12 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
   if (unsafeStaleReads) warnings.push('--unsafe-stale-reads: linearizable reads skip ReadIndex and may be stale (test only)');
   const experimentalLeaseReads = field(() => boolValue('experimental-lease-reads', raw), false);
   if (experimentalLeaseReads) warnings.push('--experimental-lease-reads: linearizable reads rest on the leader lease and the members\' clocks (see --help)');
+  const quiesceGiven = field(() => boolValue('experimental-quiesce', raw, true), true);
+  // A leader that does not tick would not step down before its lease ran out (NodeRuntime.tick).
+  if (experimentalLeaseReads && quiesceGiven && raw.has('experimental-quiesce')) {
+    warnings.push(`${labelOf('experimental-quiesce', raw)}: idle shards never quiesce with --experimental-lease-reads; ignored`);
+  }
+  const experimentalQuiesce = quiesceGiven && !experimentalLeaseReads;
   const unsafeIgnoreTxnCompare = field(() => boolValue('unsafe-ignore-txn-compare', raw), false);
   if (unsafeIgnoreTxnCompare) warnings.push('--unsafe-ignore-txn-compare: every Txn that writes runs its success branch, whatever its compares say (test only)');
   const noTls: TlsConfig = { certFile: undefined, keyFile: undefined, trustedCaFile: undefined, clientCertAuth: false };
@@ -1326,6 +1348,7 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     changedSettings: changedSettingsOf(raw),
     unsafeStaleReads,
     experimentalLeaseReads,
+    experimentalQuiesce,
     unsafeIgnoreTxnCompare,
     configFile,
     warnings,

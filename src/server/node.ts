@@ -116,11 +116,16 @@ function readTls(tls: TlsConfig): PeerTlsOptions | undefined {
   };
 }
 
-/** The highest command version of every engine this build applies (published with the member's attributes). */
-export function buildEngineVersions(): Record<string, number> {
+/**
+ * The highest command version of every engine this build applies, and the runtime's features
+ * when the member quiesces (published with the member's attributes). A member that does not
+ * quiesce leaves the runtime's entry out, as a build from before quiescence does, so no group
+ * quiesces while it is a member: a follower here would take its quiet leader for a dead one.
+ */
+export function buildEngineVersions(options: { readonly quiesce: boolean }): Record<string, number> {
   const versions: Record<string, number> = {};
   for (const kind of ['meta', 'data'] as const) for (const engine of composeStateMachine(kind).engineList()) versions[String(engine.id)] = engine.version;
-  versions[String(RUNTIME_FEATURES_ID)] = QUIESCE_FEATURE_VERSION;
+  if (options.quiesce) versions[String(RUNTIME_FEATURES_ID)] = QUIESCE_FEATURE_VERSION;
   return versions;
 }
 
@@ -240,6 +245,7 @@ export class DkvNode {
       campaignWhenSoleVoter: true,
       snapshotCatchUpEntries: Math.min(snapshotCatchUpEntriesMax, config.snapshotCount),
       requestTimeoutMs: requestTimeoutMs(electionTimeoutMs),
+      quiesce: config.experimentalQuiesce,
       stateMachine: (shard) => shardStateMachine(shard, electionTimeoutMs),
       membersSupport: (engine, version) => this.membersSupportCached(engine, version),
       firstRequestId: firstRequestId(Date.now()),
@@ -724,7 +730,7 @@ export class DkvNode {
 
   /** Publishes this member's name and client URLs through the meta shard (retried until done). */
   private publishAttributes(): void {
-    const attributes = { name: this.config.name, clientUrls: this.config.advertiseClientUrls.map((u) => u.href), engines: buildEngineVersions() };
+    const attributes = { name: this.config.name, clientUrls: this.config.advertiseClientUrls.map((u) => u.href), engines: buildEngineVersions({ quiesce: this.config.experimentalQuiesce }) };
     const retryMs = publishRetryElections * electionTimeoutMsOf(this.config);
     const attempt = (): void => {
       if (this.stopping) return;

@@ -71,6 +71,45 @@ describe('--experimental-lease-reads', () => {
   });
 });
 
+describe('--experimental-quiesce', () => {
+  it('is on by default and not listed among the changed settings', () => {
+    const config = parseServerConfig([]);
+    expect(config.experimentalQuiesce).toBe(true);
+    expect(config.changedSettings.join(' ')).not.toContain('quiesce');
+    expect(parseServerConfig(['--experimental-quiesce']).experimentalQuiesce).toBe(true);
+    expect(parseServerConfig(['--experimental-quiesce=true']).changedSettings).toEqual([]);
+  });
+
+  it('=false turns it off, from a flag, a variable or the config file, and is listed as changed', () => {
+    const config = parseServerConfig(['--experimental-quiesce=false']);
+    expect(config.experimentalQuiesce).toBe(false);
+    expect(config.changedSettings).toEqual(['--experimental-quiesce=false (flag)']);
+    expect(config.warnings).toEqual([]);
+    expect(parseServerConfig(['--experimental-quiesce=0']).experimentalQuiesce).toBe(false);
+    expect(parseServerConfig([], { DKV_EXPERIMENTAL_QUIESCE: 'false' }).experimentalQuiesce).toBe(false);
+    expect(parseServerConfig(['--config-file', yamlFile('experimental-quiesce: false\n')]).experimentalQuiesce).toBe(false);
+  });
+
+  it('refuses a value that is not true or false, naming the flag', () => {
+    const error = configError(['--experimental-quiesce=off']);
+    expect(error.field).toBe('experimental-quiesce');
+    expect(error.message).toBe('--experimental-quiesce: must be true or false, got "off"');
+    expect(configError([], { DKV_EXPERIMENTAL_QUIESCE: 'no' }).message).toBe('DKV_EXPERIMENTAL_QUIESCE: must be true or false, got "no"');
+  });
+
+  it('is off with --experimental-lease-reads, and given true there it is warned about as ignored', () => {
+    expect(parseServerConfig(['--experimental-lease-reads']).experimentalQuiesce).toBe(false);
+    const config = parseServerConfig(['--experimental-lease-reads', '--experimental-quiesce=true']);
+    expect(config.experimentalQuiesce).toBe(false);
+    expect(config.warnings).toContain('--experimental-quiesce: idle shards never quiesce with --experimental-lease-reads; ignored');
+    expect(parseServerConfig(['--experimental-lease-reads', '--experimental-quiesce=false']).warnings.join('\n')).not.toContain('--experimental-quiesce');
+  });
+
+  it('--help gives its default and says what false does and that lease reads turn it off', () => {
+    expect(serverHelp).toMatch(/--experimental-quiesce 'true'\n {6}quiesce idle shards[^\n]*false keeps every group ticking[^\n]*every group of the cluster[^\n]*Always off with --experimental-lease-reads/);
+  });
+});
+
 describe('--quota-backend-bytes and auto-compaction', () => {
   it('default to etcd\'s 2 GiB quota and no auto-compaction', () => {
     const config = parseServerConfig([]);

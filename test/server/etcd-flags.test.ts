@@ -2,8 +2,9 @@
  * `dkv server` started the way an etcd unit file starts etcd: etcd's ETCD_* variables (as in a
  * typical /etc/default/etcd) and etcd flags DKV does not use. It must serve, warn once per flag
  * that has no effect, and log what an operator needs at start. Plus `--version`, a typo's
- * suggestion, an unusable --auth-token refused, and `etcdctl endpoint status` showing "etcdserver: no
- * leader" when quorum is lost.
+ * suggestion, an unusable --auth-token refused, idle shards that never quiesce under
+ * --experimental-quiesce=false, and `etcdctl endpoint status` showing "etcdserver: no leader" when
+ * quorum is lost.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -155,6 +156,41 @@ describe('a node started from an etcd unit file', () => {
     await waitUntil(() => log().includes(`INFO etcd1: removed ${learnerLine}`), 10_000, () => `the removal logged\n${log()}`);
     expect(log()).toContain(`INFO etcd1: added ${learnerLine}`);
   });
+});
+
+/** A gauge's value in a /metrics scrape. */
+async function gauge(metricsUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(`${metricsUrl}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  if (line === undefined) throw new Error(`no ${name} in /metrics`);
+  return Number(line.slice(name.length + 1));
+}
+
+/**
+ * With quiescence on, an idle one-node cluster has quiesced every group by the time it serves
+ * (the first scrape after TestCluster.start counts them all); watching for 20 ticks more shows
+ * that nothing quiesces.
+ */
+const quiesceWatchMs = 2000;
+
+describe('dkv server --experimental-quiesce=false', () => {
+  it('keeps every idle shard ticking: dkv_shards_quiesced stays 0, and the setting is logged as changed', async () => {
+    const cluster = await TestCluster.start({ nodes: 1, args: ['--experimental-quiesce=false'] });
+    try {
+      const metricsUrl = cluster.metricsUrl(0);
+      expect(await gauge(metricsUrl, 'dkv_shards')).toBeGreaterThan(0);
+      // Watching for something that must not happen takes a fixed time (quiesceWatchMs).
+      const samples: number[] = [];
+      for (const started = Date.now(); Date.now() - started < quiesceWatchMs; ) {
+        samples.push(await gauge(metricsUrl, 'dkv_shards_quiesced'));
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(samples.filter((quiesced) => quiesced !== 0)).toEqual([]);
+      expect(cluster.log(0)).toContain('--experimental-quiesce=false (flag)');
+    } finally {
+      await cluster.stop();
+    }
+  }, 60_000);
 });
 
 describe('etcdctl endpoint status without quorum', () => {
