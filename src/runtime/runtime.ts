@@ -378,10 +378,14 @@ export class NodeRuntime {
   /** Ticks so far, and the tick each peer was last heard from in (quiesced followers' liveness). */
   private ticks = 0;
   private readonly heardTick = new Map<number, number>();
-  /** Whether some peer node was silent at this tick's start (peers only leave silence between ticks). */
+  /**
+   * Whether some peer node was silent at this tick's start: a peer becomes silent only when the
+   * tick count moves, so within a tick the flag is never wrongly false. A member removed for good
+   * stays silent (heardTick forgets no one), and then every liveQuorum counts.
+   */
   private anyPeerSilent = false;
-  /** Per peer node: the last tick it was heard before its latest silence of more than a tick (a restart, say). */
-  private readonly heardBeforeSilence = new Map<number, number>();
+  /** Per peer node: its latest silence of more than a tick (a restart, say): the last tick heard before it, and the tick it ended in. */
+  private readonly heardBeforeSilence = new Map<number, { readonly before: number; readonly endedAt: number }>();
   private scheduled = false;
   private inFirstHalf = false;
   private stopped = false;
@@ -736,10 +740,8 @@ export class NodeRuntime {
     const silence = this.ticks - heard;
     const limit = quiescedLeaderSilenceElections * this.options.raft.electionTicks;
     if (lead !== 0 && silence <= limit) return;
+    // wake() counts the ticks it missed.
     this.wake(shard);
-    // The ticks it missed, as if it had not quiesced (the tick under way is the caller's).
-    const missed = Math.min(silence, limit) - 1;
-    for (let i = 0; i < missed; i++) shard.node.tick();
   }
 
   /**
@@ -760,9 +762,19 @@ export class NodeRuntime {
     // limit). The ticks since its node went silent count, as they would have had this follower
     // not quiesced; otherwise it waited a whole election timeout more from here.
     const campaign = message.type === 'MsgPreVote' || message.type === 'MsgVote' || isWakeCall(message);
-    const before = this.heardBeforeSilence.get(message.from);
-    if (!campaign || before === undefined) return;
-    const missed = Math.min(this.ticks - before, quiescedLeaderSilenceElections * this.options.raft.electionTicks) - 1;
+    const silence = this.heardBeforeSilence.get(message.from);
+    // A silence that ended long ago is not this restart's.
+    if (!campaign || silence === undefined || this.ticks - silence.endedAt > this.options.raft.electionTicks) return;
+    this.catchUpTicks(shard, silence.before);
+  }
+
+  /**
+   * The ticks a follower missed while quiesced, counted from `heard` (the last tick its leader's
+   * node was heard in), so it campaigns when it would have unquiesced; at most the silence limit
+   * (past it, maybeWakeOnSilence would have woken it). The tick under way, if any, is the caller's.
+   */
+  private catchUpTicks(shard: ShardState, heard: number): void {
+    const missed = Math.min(this.ticks - heard, quiescedLeaderSilenceElections * this.options.raft.electionTicks) - 1;
     for (let i = 0; i < missed; i++) shard.node.tick();
   }
 
@@ -796,12 +808,18 @@ export class NodeRuntime {
     this.options.transport.send(to, shard.id, [call]);
   }
 
-  /** Back to ticking: a leader's election timer restarts (check-quorum counts from now). */
+  /**
+   * Back to ticking: a leader's election timer restarts (check-quorum counts from now); a
+   * follower's counts the ticks since its leader's node was last heard (a follower woken by a
+   * request or a third node's campaign after its leader died elects when an unquiesced one would).
+   */
   private wake(shard: ShardState): void {
     if (!shard.quiesced) return;
     shard.quiesced = false;
     this.dirty.add(shard);
     shard.node.restartQuorumCheck();
+    const raft = shard.node.raft;
+    if (raft.role === 'follower' && raft.lead !== 0) this.catchUpTicks(shard, this.heardTick.get(raft.lead) ?? 0);
   }
 
   /**
@@ -824,7 +842,7 @@ export class NodeRuntime {
       if (message.from !== 0) {
         if (this.peerSilent(message.from)) this.wakeForRevived(message.from);
         const heard = this.heardTick.get(message.from);
-        if (heard !== undefined && this.ticks - heard > 1) this.heardBeforeSilence.set(message.from, heard);
+        if (heard !== undefined && this.ticks - heard > 1) this.heardBeforeSilence.set(message.from, { before: heard, endedAt: this.ticks });
         this.heardTick.set(message.from, this.ticks);
       }
       const shard = this.shards.get(shardId);

@@ -207,6 +207,29 @@ describe('quiescence', () => {
   });
 
 
+  it("the leader's node crashes and a follower is woken by a write before the silence limit: a new term as soon as unquiesced followers would elect", () => {
+    for (const wakeAt of [0.5, 0.9]) {
+      for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+        const c = cluster(seed, 1, undefined, undefined, true);
+        expect(c.runUntilCondition(() => allQuiesced(c), 5_000)).toBe(true);
+        const victim = c.leader(1)!.id;
+        const term = c.leader(1)!.runtime!.rawNode(1).raft.term;
+        const follower = nodeIds.find((id) => id !== victim)!;
+        c.crash(victim);
+        const start = c.now;
+        c.runFor(electionMs * wakeAt);
+        // The write wakes the follower's group; the other follower wakes at its campaign. Both
+        // count the ticks since the dead leader's node was last heard (without that: 1.9-2.7 s).
+        c.submit(follower, 1, recordCommand(new TextEncoder().encode('x')), () => undefined, 20_000);
+        const elected = (): boolean => {
+          const leader = c.leader(1);
+          return leader !== undefined && leader.runtime!.rawNode(1).raft.term > term;
+        };
+        expect(c.runUntilCondition(elected, 2 * electionMs + 2 * tickMs - (c.now - start)), `seed ${seed}, woken at ${wakeAt} timeouts`).toBe(true);
+      }
+    }
+  });
+
   it('a quiesced leader cut off from the others serves no linearizable read once they elected another', () => {
     const c = cluster(14, 3);
     expect(c.runUntilCondition(() => allQuiesced(c), 5_000)).toBe(true);
