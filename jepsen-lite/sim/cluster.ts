@@ -88,8 +88,9 @@ export interface SimClusterOptions {
   readonly quiesce?: boolean;
   /**
    * Whether a node that starts advances its groups' election clocks by all but one timeout at
-   * once, as the server's ticker does (etcd's --initial-election-tick-advance). Off by default:
-   * the recorded seeds' schedules were made without it.
+   * once, as the server's ticker does (etcd's --initial-election-tick-advance). Off by default
+   * (the jepsen workloads' recorded seeds were made without it); the random Raft scenarios turn
+   * it on for odd seeds.
    */
   readonly tickAdvance?: boolean;
   /** What every member's build applies (the runtime's option; default: everything this build does). */

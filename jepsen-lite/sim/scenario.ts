@@ -232,6 +232,8 @@ export function runScenario(scenario: SimScenario, options: SimRunOptions = {}):
     },
     snapshotEveryEntries: scenario.snapshotEveryEntries,
     snapshotKeepEntries: 5,
+    // Odd seeds start (and restart) nodes as the server does, election clocks advanced.
+    tickAdvance: scenario.seed % 2 === 1,
     checkSafety: true,
     traceEvents: options.traceEvents ?? false,
     storageFaults: scenario.storageFaults ?? NO_STORAGE_FAULTS,
