@@ -2,7 +2,7 @@
  * Fault windows by kind: one colour and one label per kind, so a reader tells a network partition
  * from a paused process at a glance. The kinds are those the nemeses record: the simulator's
  * (`sim/jepsen/faults.ts`: partition, bridge, ring, isolate-leader, crash, pause, drop, delay,
- * duplicate, reorder; the lease holders' holder-isolate, holder-minority, holder-pause) and real
+ * duplicate, reorder, transfer; the lease holders' holder-isolate, holder-minority, holder-pause) and real
  * mode's (`real/nemesis.ts`: partition, kill, pause, delay, membership; the lock and election
  * clients' holder-pause and leader-pause). A kind not listed gets a colour derived from its name.
  */
@@ -14,7 +14,7 @@ interface KindStyle {
   readonly label: string;
 }
 
-/** Network faults are shades of red and orange; process faults blues and purples; client faults browns. */
+/** Network faults are shades of red and orange; process faults blues and purples; leader transfers green; client faults browns. */
 const knownKinds: Readonly<Record<string, KindStyle>> = {
   partition: { colour: '#d62728', label: 'network partition' },
   bridge: { colour: '#ff7f0e', label: 'network partition (bridge)' },
@@ -27,6 +27,7 @@ const knownKinds: Readonly<Record<string, KindStyle>> = {
   crash: { colour: '#393b79', label: 'crash (kill, restart)' },
   kill: { colour: '#393b79', label: 'kill (SIGKILL, restart)' },
   pause: { colour: '#1f77b4', label: 'pause (SIGSTOP)' },
+  transfer: { colour: '#2ca02c', label: 'leader transfer (MoveLeader)' },
   membership: { colour: '#9467bd', label: 'member replaced' },
   disk: { colour: '#843c39', label: 'disk fault' },
   'holder-pause': { colour: '#8c564b', label: 'lock holder paused' },

@@ -652,12 +652,25 @@ export class SimCluster {
     return undefined;
   }
 
-  transferLeader(id: number, to: number): 'down' | undefined {
+  /**
+   * Asks node `id` to hand leadership of `shard` (default the first) to `to`, as etcd's
+   * MoveLeader asks the leader; a follower forwards it. 'down' if the node is not up or does not
+   * host the group.
+   */
+  transferLeader(id: number, to: number, shard: number = this.shards[0]!): 'down' | undefined {
     const runtime = this.runningRuntime(id);
-    this.record(`transfer-leader ${id} to ${to}`);
-    if (runtime === undefined) return 'down';
-    runtime.transferLeader(this.shards[0]!, to);
+    // The first shard's line is as it always was, so recorded seeds keep their trace hashes.
+    this.record(`transfer-leader ${id} to ${to}${shard === this.shards[0] ? '' : ` shard=${shard}`}`);
+    if (runtime === undefined || !runtime.hasShard(shard)) return 'down';
+    runtime.transferLeader(shard, to);
     return undefined;
+  }
+
+  /** Every group some up node's runtime hosts now (the configured shards and those created at runtime), ascending. */
+  groups(): number[] {
+    const groups = new Set<number>();
+    for (const node of this.nodes.values()) for (const shard of this.runningRuntime(node.id)?.shardIds() ?? []) groups.add(shard);
+    return [...groups].sort((a, b) => a - b);
   }
 
   private runningRuntime(id: number): NodeRuntime | undefined {

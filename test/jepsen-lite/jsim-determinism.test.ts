@@ -82,12 +82,35 @@ describe('fault plans', () => {
     const r = await runJepsenSim({ seed: 11, workload: 'register', nodes: 5, durationMs: 8000, swarm: false });
     const kinds = new Set(r.faults.map((f) => f.kind));
     expect(kinds.size).toBeGreaterThanOrEqual(4);
+    // Leader transfers among them, some of which moved a group's leader.
+    expect(kinds.has('transfer')).toBe(true);
+    expect(r.stats.transfers).toBe(r.faults.filter((f) => f.kind === 'transfer').length);
+    expect(r.stats.transfersChangedLeader).toBeGreaterThan(0);
     for (const f of r.faults) {
       expect(f.end).toBeDefined();
       expect(f.end!).toBeGreaterThanOrEqual(f.start);
       expect(f.description.length).toBeGreaterThan(0);
     }
     expect(r.verdict).toBe('ok');
+  });
+});
+
+describe('leader transfers in the simulated cluster', () => {
+  it('moves the leader of the group named, and only that group', () => {
+    const cluster = new SimCluster({ ...SIM_DEFAULTS, seed: 12, nodeIds: [1, 2, 3], shards: [1, 2] });
+    cluster.runUntil(3000);
+    expect(cluster.groups()).toEqual([1, 2]);
+    const first = cluster.leader(1)!;
+    const second = cluster.leader(2)!;
+    const to = [1, 2, 3].find((id) => id !== second.id)!;
+    const term = second.runtime!.rawNode(2).raft.term;
+    expect(cluster.transferLeader(second.id, to, 2)).toBeUndefined();
+    cluster.runUntil(cluster.now + 1000);
+    expect(cluster.leader(2)!.id).toBe(to);
+    expect(cluster.leader(2)!.runtime!.rawNode(2).raft.term).toBeGreaterThan(term);
+    expect(cluster.leader(1)!.id).toBe(first.id);
+    // A node that does not host the group cannot be asked.
+    expect(cluster.transferLeader(to, first.id, 9)).toBe('down');
   });
 });
 

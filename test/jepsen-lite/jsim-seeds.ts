@@ -19,6 +19,8 @@ export function jepsenSimSeeds(options: { workload: WorkloadName; first: number;
     let slowFallbacks = 0;
     let compactions = 0;
     let compactedCancels = 0;
+    let transfers = 0;
+    let transfersChangedLeader = 0;
     const began = performance.now();
     for (let i = 0; i < options.count; i++) {
       const seed = options.first + i;
@@ -55,14 +57,20 @@ export function jepsenSimSeeds(options: { workload: WorkloadName; first: number;
       }
       slowFallbacks += result.stats.watchSlowFallbacks;
       compactions += result.stats.compactions;
+      transfers += result.stats.transfers;
+      transfersChangedLeader += result.stats.transfersChangedLeader;
       compactedCancels += (result.watches ?? []).filter((w) => w.responses.some((r) => r.kind === 'canceled' && r.compactRevision !== undefined)).length;
     }
     const seconds = (performance.now() - began) / 1000;
-    console.log(`jepsen sim ${options.workload}: ${options.count} seeds, ${operations} ops, ${faults} fault windows, ${slowFallbacks} watch fall-backs, ${compactions} compactions, ${compactedCancels} watches cancelled by compaction, ${(options.count / seconds).toFixed(2)} seeds/s`);
+    console.log(`jepsen sim ${options.workload}: ${options.count} seeds, ${operations} ops, ${faults} fault windows, ${slowFallbacks} watch fall-backs, ${compactions} compactions, ${compactedCancels} watches cancelled by compaction, ${transfers} leader transfers (${transfersChangedLeader} changed the leader), ${(options.count / seconds).toFixed(2)} seeds/s`);
     expect(failures).toEqual([]);
     // The runs did something: faults were injected and most operations went through.
     expect(faults).toBeGreaterThanOrEqual(options.count);
     expect(okOps).toBeGreaterThan(options.count * 50);
+    // The nemesis moved leaders: transfers were asked for (short runs, half of them swarm seeds
+    // that may leave transfers out: not one in every seed), and most changed the group's leader.
+    expect(transfers).toBeGreaterThanOrEqual(options.count / 2);
+    expect(transfersChangedLeader).toBeGreaterThan(transfers / 2);
     // Slow readers filled their streams: the engine's fall-back-and-catch-up path ran too.
     if (options.workload === 'watch') expect(slowFallbacks).toBeGreaterThan(0);
     // Compactions happened, and some watchers met compacted history (and watched afresh).

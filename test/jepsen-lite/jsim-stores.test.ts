@@ -28,7 +28,7 @@ function describeFailure(r: StoreSimResult): string {
 
 function runSeeds(first: number, count: number): void {
   const failures: string[] = [];
-  const totals = { ok: 0, okInStores: 0, created: 0, dropped: 0, notOwned: 0, prefixInUse: 0, abandoned: 0, faults: 0 };
+  const totals = { ok: 0, okInStores: 0, created: 0, dropped: 0, notOwned: 0, prefixInUse: 0, abandoned: 0, faults: 0, transfers: 0, transfersChangedLeader: 0, storeGroupTransfers: 0 };
   const began = performance.now();
   for (let seed = first; seed < first + count; seed++) {
     const r = seedRun(seed);
@@ -41,6 +41,10 @@ function runSeeds(first: number, count: number): void {
     totals.prefixInUse += r.stats.prefixInUse;
     totals.abandoned += r.stats.abandoned;
     totals.faults += r.faults.length;
+    totals.transfers += r.stats.transfers;
+    totals.transfersChangedLeader += r.stats.transfersChangedLeader;
+    // A store's own groups have ids past the meta shard (0) and the default store's (1).
+    totals.storeGroupTransfers += r.faults.filter((f) => f.kind === 'transfer' && !/^shard [01]:/.test(f.description)).length;
   }
   console.log(`jepsen sim stores: ${count} seeds from ${first} in ${((performance.now() - began) / 1000).toFixed(1)} s: ${JSON.stringify(totals)}`);
   expect(failures).toEqual([]);
@@ -53,6 +57,11 @@ function runSeeds(first: number, count: number): void {
   expect(totals.notOwned).toBeGreaterThan(count);
   expect(totals.prefixInUse).toBeGreaterThan(count / 2);
   expect(totals.abandoned).toBeGreaterThan(count / 2);
+  // Leaders were moved, of stores' groups too (each transfer draws one of the groups running then,
+  // and a store's exist only part of a run), and most transfers changed the group's leader.
+  expect(totals.transfers).toBeGreaterThanOrEqual(count);
+  expect(totals.storeGroupTransfers).toBeGreaterThan(count / 20);
+  expect(totals.transfersChangedLeader).toBeGreaterThan(totals.transfers / 2);
 }
 
 describe('jepsen sim, stores workload', () => {

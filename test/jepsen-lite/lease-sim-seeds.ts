@@ -11,7 +11,7 @@ import { runLeaseSim } from '../../jepsen-lite/sim/jepsen/index.js';
 export function leaseSimSeeds(options: { first: number; count: number; durationMs: number }): void {
   it(`${options.count} seeds of the lease workload under faults: the lease promise holds`, async () => {
     const failures: string[] = [];
-    const totals = { leases: 0, acknowledged: 0, expired: 0, revoked: 0, faultWindows: 0, keptAlive: 0, liveness: 0, crashes: 0, leaderChanges: 0 };
+    const totals = { leases: 0, acknowledged: 0, expired: 0, revoked: 0, faultWindows: 0, keptAlive: 0, liveness: 0, crashes: 0, leaderChanges: 0, transfers: 0, transfersChangedLeader: 0 };
     let safetyMarginMsMin = Infinity;
     const began = performance.now();
     for (let i = 0; i < options.count; i++) {
@@ -28,6 +28,8 @@ export function leaseSimSeeds(options: { first: number; count: number; durationM
       totals.liveness += s.livenessChecked;
       totals.crashes += s.crashes;
       totals.leaderChanges += s.leadersElected - 1;
+      totals.transfers += s.transfers;
+      totals.transfersChangedLeader += s.transfersChangedLeader;
       if (s.safetyMarginMsMin !== undefined) safetyMarginMsMin = Math.min(safetyMarginMsMin, s.safetyMarginMsMin);
       if (result.verdict !== 'ok') failures.push(`seed ${seed}: ${result.failures.join('\n  ')}\n  replay: ${result.replayCommand}`);
     }
@@ -36,12 +38,15 @@ export function leaseSimSeeds(options: { first: number; count: number; durationM
       `jepsen sim lease: ${options.count} seeds, ${totals.leases} leases, ${totals.acknowledged} acknowledged grants and renewals, ` +
         `${totals.expired} expired (the closest ${safetyMarginMsMin} ms after a belief ran out), ${totals.revoked} revoked, ` +
         `${totals.liveness} liveness bounds, ${totals.keptAlive} leases renewed once healed, ${totals.faultWindows} fault windows, ` +
-        `${totals.crashes} crashes, ${totals.leaderChanges} leader changes, ${(options.count / seconds).toFixed(1)} seeds/s`,
+        `${totals.crashes} crashes, ${totals.leaderChanges} leader changes, ` +
+        `${totals.transfers} leader transfers (${totals.transfersChangedLeader} changed the leader), ${(options.count / seconds).toFixed(1)} seeds/s`,
     );
     expect(failures).toEqual([]);
     // The runs did something: faults, leader changes, expiries checked against acknowledgements.
     expect(totals.faultWindows).toBeGreaterThanOrEqual(options.count * 3);
     expect(totals.leaderChanges).toBeGreaterThan(options.count / 2);
+    expect(totals.transfers).toBeGreaterThanOrEqual(options.count);
+    expect(totals.transfersChangedLeader).toBeGreaterThan(totals.transfers / 2);
     expect(totals.expired).toBeGreaterThan(options.count * 3);
     expect(totals.revoked).toBeGreaterThan(options.count / 10);
     expect(totals.liveness).toBeGreaterThan(options.count * 2);

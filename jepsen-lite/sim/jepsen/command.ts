@@ -36,7 +36,9 @@ Runs seeds of a simulated DKV cluster: every node runs the server's shard runtim
 meta shard and a KV shard, commands encoded as the server encodes them, real MVCC snapshots) on a
 simulated network, disk (slow, failing and crashing writes) and clock, all driven by the seed. A
 nemesis injects faults (${simFaultKinds.join(', ')}, and the disks') for
---time simulated ms while ${jepsenClientsDefault} clients run the workload; then everything heals, the clients
+--time simulated ms — transfer asks the leader of a drawn group (the data shard, the meta shard)
+to hand leadership to a drawn other voter, as etcd's MoveLeader does, and counts those after which
+the group had another leader — while ${jepsenClientsDefault} clients run the workload; then everything heals, the clients
 go on for ${recoveryMs} ms, the replicas must converge, and the history goes to the checkers:
 linearizability (kv, watch and the transactional workloads' Txns decided from their revisions
 against the committed history; register by search), Elle for append and rw-register (the
@@ -147,6 +149,11 @@ function parse(argv: string[]): Parsed {
   };
 }
 
+/** A run's leader transfers, for the one-seed summary. */
+function describeTransfers(stats: { transfers: number; transfersChangedLeader: number }): string {
+  return `${stats.transfers} leader transfer${stats.transfers === 1 ? '' : 's'} (${stats.transfersChangedLeader} changed the leader)`;
+}
+
 /** The one-line reason a seed failed. */
 export function describeOutcome(result: JepsenSimResult): string {
   if (result.failure !== undefined) return result.failure;
@@ -220,7 +227,7 @@ export async function jepsenSimCommand(argv: string[]): Promise<number> {
     if (result.verdict === 'violation') violations++;
     if (result.verdict === 'unknown') unknowns++;
     const lines: string[] = [];
-    if (count === 1) lines.push(`  ${describePlan(result.plan)}\n  ${result.faults.length} fault windows; trace hash ${result.stats.traceHash.toString(16).padStart(8, '0')}\n`);
+    if (count === 1) lines.push(`  ${describePlan(result.plan)}\n  ${result.faults.length} fault windows, ${describeTransfers(result.stats)}; trace hash ${result.stats.traceHash.toString(16).padStart(8, '0')}\n`);
     if (result.verdict !== 'ok') {
       const folder = await writeFailure(out, result);
       lines.push(`seed ${seed}: ${result.verdict.toUpperCase()}: ${describeOutcome(result)}\n  replay: ${result.replayCommand}\n  report: ${folder}\n`);
@@ -262,7 +269,7 @@ async function leaseSeeds(first: number, count: number, base: Omit<LeaseSimOptio
     if (count === 1) {
       process.stdout.write(
         `  ${describePlan(result.plan)}; holders: ${result.holderFaults.join(',') || 'no faults'}\n` +
-          `  ${result.faults.length} fault windows, ${result.stats.leases} leases, ${result.stats.expired} expired, ${result.stats.revoked} revoked; trace hash ${result.stats.traceHash.toString(16).padStart(8, '0')}\n`,
+          `  ${result.faults.length} fault windows, ${describeTransfers(result.stats)}, ${result.stats.leases} leases, ${result.stats.expired} expired, ${result.stats.revoked} revoked; trace hash ${result.stats.traceHash.toString(16).padStart(8, '0')}\n`,
       );
     }
     if (result.verdict !== 'ok') {

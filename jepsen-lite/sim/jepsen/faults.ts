@@ -1,10 +1,15 @@
 /**
- * The sim-mode nemesis: fault windows drawn from the seed, in three independent lanes so faults
+ * The sim-mode nemesis: fault windows drawn from the seed, in independent lanes so faults
  * of different sorts overlap —
  *
  * - network:  partitions (majority | minority), bridge, ring, isolating the leader;
  * - process:  crash then restart (unsynced writes are lost), pause then resume;
- * - link:     message loss, long delays, duplication, reordering (wide random delays).
+ * - link:     message loss, long delays, duplication, reordering (wide random delays);
+ * - transfer: leader transfers, as an operator's or a rolling upgrade's MoveLeader asks them: the
+ *             current leader of a drawn group (any group the cluster runs now) is asked to hand
+ *             leadership to a drawn other voter; when the window ends the nemesis looks whether
+ *             the group's leader changed. Its draws come from a generator of its own, forked from
+ *             the seed, so the other lanes' draws for a seed do not depend on whether it is on.
  *
  * - storage:  every node's disk: slow writes, failed writes (the process exits and its supervisor
  *             restarts it), crashes that lose what was in flight or only in the page cache, and
@@ -24,11 +29,18 @@ import { type NetworkParams, QUIET_NETWORK } from '../network.js';
 export const networkFaultKinds = ['partition', 'bridge', 'ring', 'isolate-leader'] as const;
 export const processFaultKinds = ['crash', 'pause'] as const;
 export const linkFaultKinds = ['drop', 'delay', 'duplicate', 'reorder'] as const;
+export const transferFaultKinds = ['transfer'] as const;
 export type NetworkFaultKind = (typeof networkFaultKinds)[number];
 export type ProcessFaultKind = (typeof processFaultKinds)[number];
 export type LinkFaultKind = (typeof linkFaultKinds)[number];
-export type SimFaultKind = NetworkFaultKind | ProcessFaultKind | LinkFaultKind;
-export const simFaultKinds: readonly SimFaultKind[] = [...networkFaultKinds, ...processFaultKinds, ...linkFaultKinds];
+export type TransferFaultKind = (typeof transferFaultKinds)[number];
+export type SimFaultKind = NetworkFaultKind | ProcessFaultKind | LinkFaultKind | TransferFaultKind;
+/** The kinds whose draws (swarm plans, lanes) come from the nemesis's shared generator. */
+const sharedDrawKinds: readonly SimFaultKind[] = [...networkFaultKinds, ...processFaultKinds, ...linkFaultKinds];
+export const simFaultKinds: readonly SimFaultKind[] = [...sharedDrawKinds, ...transferFaultKinds];
+
+type LaneName = 'network' | 'process' | 'link' | 'transfer';
+const laneNames: readonly LaneName[] = ['network', 'process', 'link', 'transfer'];
 
 export interface LaneParams {
   /** Quiet time between two windows of the lane, uniform in [min, max] simulated ms. */
@@ -45,6 +57,8 @@ export interface FaultPlan {
   readonly network: LaneParams;
   readonly process: LaneParams;
   readonly link: LaneParams;
+  /** Leader transfers: the gap before each, and how long the nemesis waits before it looks whether the leader changed. */
+  readonly transfer: LaneParams;
   /** Link faults' strength. */
   readonly dropRate: number;
   readonly duplicateRate: number;
@@ -72,6 +86,9 @@ export const DEFAULT_FAULT_PLAN: FaultPlan = Object.freeze({
   network: { gapMsMin: 300, gapMsMax: 1500, windowMsMin: 500, windowMsMax: 3000 },
   process: { gapMsMin: 500, gapMsMax: 2500, windowMsMin: 300, windowMsMax: 2500 },
   link: { gapMsMin: 300, gapMsMax: 2000, windowMsMin: 300, windowMsMax: 2000 },
+  // A transfer whose transferee is caught up and reachable finishes in a few round trips; Raft
+  // abandons one that has not within an election timeout (1000 ms in the jepsen cluster).
+  transfer: { gapMsMin: 200, gapMsMax: 1200, windowMsMin: 300, windowMsMax: 1500 },
   dropRate: 0.1,
   duplicateRate: 0.1,
   delayMaxMs: 150,
@@ -95,6 +112,12 @@ const swarmFractions = [0, 0.5, 1] as const;
 const swarmCallbackDelaysMsMax = [0, 5, 20] as const;
 /** Percent chance each kind is on in a swarm seed (at least one always is). */
 const swarmKindOnPercent = 50;
+/**
+ * Salts of the seed for the transfer lane's own generators, its swarm draws and its windows'
+ * draws: the other kinds' draws, from the shared generators, do not depend on it.
+ */
+const transferPlanSalt = 0x7452;
+const transferLaneSalt = 0x544c;
 
 function pickFrom<T>(random: SeededPrng, choices: readonly T[]): T {
   return choices[random.nextInt(choices.length)]!;
@@ -110,13 +133,16 @@ function swarmLane(random: SeededPrng): LaneParams {
 export function faultPlanFor(seed: number, swarm: boolean): FaultPlan {
   if (!swarm) return DEFAULT_FAULT_PLAN;
   const random = new SeededPrng(seed ^ 0x5a4d);
-  let kinds = simFaultKinds.filter(() => random.nextInt(100) < swarmKindOnPercent);
-  if (kinds.length === 0) kinds = [pickFrom(random, simFaultKinds)];
+  let kinds = sharedDrawKinds.filter(() => random.nextInt(100) < swarmKindOnPercent);
+  if (kinds.length === 0) kinds = [pickFrom(random, sharedDrawKinds)];
+  const transferRandom = new SeededPrng(seed ^ transferPlanSalt);
+  if (transferRandom.nextInt(100) < swarmKindOnPercent) kinds = [...kinds, 'transfer'];
   return {
     kinds,
     network: swarmLane(random),
     process: swarmLane(random),
     link: swarmLane(random),
+    transfer: swarmLane(transferRandom),
     dropRate: pickFrom(random, swarmDropRates),
     duplicateRate: pickFrom(random, swarmDuplicateRates),
     delayMaxMs: pickFrom(random, swarmDelaysMaxMs),
@@ -143,7 +169,7 @@ function swarmStorage(random: SeededPrng): StorageFaults {
 export function describePlan(plan: FaultPlan): string {
   const lane = (l: LaneParams): string => `gap ${l.gapMsMin}-${l.gapMsMax} ms, window ${l.windowMsMin}-${l.windowMsMax} ms`;
   return (
-    `faults ${plan.kinds.join(',')}; network ${lane(plan.network)}; process ${lane(plan.process)}; link ${lane(plan.link)}; ` +
+    `faults ${plan.kinds.join(',')}; network ${lane(plan.network)}; process ${lane(plan.process)}; link ${lane(plan.link)}; transfer ${lane(plan.transfer)}; ` +
     `drop ${plan.dropRate}, duplicate ${plan.duplicateRate}, delay ≤${plan.delayMaxMs} ms, reorder ≤${plan.reorderDelayMaxMs} ms, ` +
     `${plan.leaderTargetPercent}% at the leader; disks: ${describeStorage(plan.storage)}`
   );
@@ -165,6 +191,23 @@ interface OpenWindow {
   readonly start: number;
   readonly description: string;
   readonly undo: () => void;
+  /** What came of the fault, looked at when its window closes and added to its description. */
+  readonly outcome?: () => string;
+}
+
+/** Leader transfers the nemesis asked for, and what came of them. */
+export interface TransferCounts {
+  /** Transfers asked of a group's leader. */
+  requested: number;
+  /** Of those: when the window closed the group had another leader, in a later term. */
+  changedLeader: number;
+  /** Of those: the new leader was the transferee asked for. */
+  toTransferee: number;
+}
+
+/** A run's stats of its transfers (flat, as reports keep stats). */
+export function transferStats(counts: TransferCounts): { transfers: number; transfersChangedLeader: number; transfersToTransferee: number } {
+  return { transfers: counts.requested, transfersChangedLeader: counts.changedLeader, transfersToTransferee: counts.toTransferee };
 }
 
 const name = (id: number): string => `n${id}`;
@@ -172,31 +215,37 @@ const name = (id: number): string => `n${id}`;
 /** Injects a plan's faults into a cluster during [0, until) and records their windows. */
 export class Nemesis {
   readonly windows: FaultWindow[] = [];
-  private readonly open = new Map<'network' | 'process' | 'link', OpenWindow>();
+  readonly transfers: TransferCounts = { requested: 0, changedLeader: 0, toTransferee: 0 };
+  private readonly open = new Map<LaneName, OpenWindow>();
   private over = false;
+  /** The transfer lane's draws: forked from the seed, so the shared generator's draws are the other lanes' alone. */
+  private readonly transferRandom: SeededPrng;
 
   constructor(
     private readonly cluster: SimCluster,
     private readonly plan: FaultPlan,
     private readonly random: SeededPrng,
     private readonly hooks: NemesisHooks,
-  ) {}
+  ) {
+    this.transferRandom = new SeededPrng(cluster.options.seed ^ transferLaneSalt);
+  }
 
   /** Schedules the lanes; faults start only before `untilMs`. */
   start(untilMs: number): void {
-    this.lane('network', this.plan.network, networkFaultKinds, untilMs);
-    this.lane('process', this.plan.process, processFaultKinds, untilMs);
-    this.lane('link', this.plan.link, linkFaultKinds, untilMs);
+    this.lane('network', this.plan.network, networkFaultKinds, untilMs, this.random);
+    this.lane('process', this.plan.process, processFaultKinds, untilMs, this.random);
+    this.lane('link', this.plan.link, linkFaultKinds, untilMs, this.random);
+    this.lane('transfer', this.plan.transfer, transferFaultKinds, untilMs, this.transferRandom);
   }
 
-  private lane<K extends SimFaultKind>(lane: 'network' | 'process' | 'link', params: LaneParams, all: readonly K[], untilMs: number): void {
+  private lane<K extends SimFaultKind>(lane: LaneName, params: LaneParams, all: readonly K[], untilMs: number, random: SeededPrng): void {
     const kinds = all.filter((k) => this.plan.kinds.includes(k));
     if (kinds.length === 0) return;
     const c = this.cluster;
-    const between = (min: number, max: number): number => min + this.random.nextInt(max - min + 1);
+    const between = (min: number, max: number): number => min + random.nextInt(max - min + 1);
     const next = (): void => {
       if (this.over || c.now >= untilMs) return;
-      const kind = pickFrom(this.random, kinds);
+      const kind = pickFrom(random, kinds);
       const window = this.inject(kind);
       if (window === undefined) {
         c.at(between(params.gapMsMin, params.gapMsMax), `nemesis ${lane}`, next);
@@ -212,18 +261,20 @@ export class Nemesis {
     c.at(between(params.gapMsMin, params.gapMsMax), `nemesis ${lane}`, next);
   }
 
-  private close(lane: 'network' | 'process' | 'link'): void {
+  private close(lane: LaneName): void {
     const window = this.open.get(lane);
     if (window === undefined) return;
     this.open.delete(lane);
     window.undo();
-    this.windows.push({ kind: window.kind, start: window.start, end: this.cluster.now, description: window.description });
+    const outcome = window.outcome?.();
+    const description = outcome === undefined ? window.description : `${window.description}: ${outcome}`;
+    this.windows.push({ kind: window.kind, start: window.start, end: this.cluster.now, description });
   }
 
   /** Ends every open window and heals everything: network, links, disks, crashed and paused nodes. */
   healAll(): void {
     this.over = true;
-    for (const lane of ['network', 'process', 'link'] as const) this.close(lane);
+    for (const lane of laneNames) this.close(lane);
     const c = this.cluster;
     c.network.heal();
     c.network.params = QUIET_NETWORK;
@@ -268,7 +319,43 @@ export class Nemesis {
       case 'duplicate':
       case 'reorder':
         return this.injectLink(kind);
+      case 'transfer':
+        return this.injectTransfer();
     }
+  }
+
+  /**
+   * Asks the leader of a drawn group to hand leadership to a drawn other voter of its
+   * configuration. Nothing (the lane waits a gap and draws again) when the group has no leader,
+   * its leader is paused (a MoveLeader to a stopped process only hangs), or it has no other voter.
+   */
+  private injectTransfer(): OpenWindow | undefined {
+    const c = this.cluster;
+    const groups = c.groups();
+    if (groups.length === 0) return undefined;
+    const shard = pickFrom(this.transferRandom, groups);
+    const leader = c.leader(shard);
+    if (leader === undefined || leader.paused) return undefined;
+    const raft = leader.runtime!.rawNode(shard).raft;
+    const term = raft.term;
+    const voters = raft.tracker.voterIds().filter((id) => id !== leader.id).sort((a, b) => a - b);
+    if (voters.length === 0) return undefined;
+    const to = pickFrom(this.transferRandom, voters);
+    if (c.transferLeader(leader.id, to, shard) === 'down') return undefined;
+    this.transfers.requested++;
+    const window = this.window('transfer', `shard ${shard}: ${name(leader.id)} (leader in term ${term}) to ${name(to)}`, () => undefined);
+    return { ...window, outcome: () => this.transferOutcome(shard, leader.id, term, to) };
+  }
+
+  /** Whether the group's leader changed since the transfer was asked for (counted), as text. */
+  private transferOutcome(shard: number, from: number, term: number, to: number): string {
+    const leader = this.cluster.leader(shard);
+    const now = leader?.runtime?.rawNode(shard).raft.term;
+    if (leader === undefined || now === undefined) return 'no leader';
+    if (leader.id === from || now <= term) return `${name(leader.id)} still leads (term ${now})`;
+    this.transfers.changedLeader++;
+    if (leader.id === to) this.transfers.toTransferee++;
+    return `${name(leader.id)} leads in term ${now}`;
   }
 
   private injectNetwork(kind: NetworkFaultKind): OpenWindow {

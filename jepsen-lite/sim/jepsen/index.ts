@@ -21,9 +21,11 @@ export {
   DEFAULT_FAULT_PLAN,
   DEFAULT_STORAGE_FAULTS,
   simFaultKinds,
+  transferFaultKinds,
   type FaultPlan,
   type LaneParams,
   type SimFaultKind,
+  type TransferCounts,
 } from './faults.js';
 
 export { clientTimeoutMs, clientLinkDelayMsMin, clientLinkDelayMsMax, clientThinkMsMax, clientBackoffMs } from './clients.js';

@@ -27,7 +27,7 @@ import { StateMachineHaltError, decodeEnvelope, kvEngineOf, leaseEngineOf } from
 import type { FaultWindow } from '../../history.js';
 import { type SimCluster, type SimNode, simClockOffsetMsMax } from '../cluster.js';
 import { SafetyViolation } from '../safety.js';
-import { type FaultPlan, Nemesis, faultPlanFor } from './faults.js';
+import { type FaultPlan, Nemesis, faultPlanFor, transferStats } from './faults.js';
 import { type LeaderSpan, type LeaseCheckResult, type LeaseHistory, type LeaseTimeline, checkLeases } from './lease-check.js';
 import { type HolderFaultKind, LeaseHolders, holderFaultKinds, leaseTtlSecondsChoices } from './lease-holders.js';
 import { awaitLeader, converge, dataShard, electionTimeoutMs, jepsenCluster, jepsenNodeCounts } from './run.js';
@@ -71,6 +71,10 @@ export interface LeaseSimStats {
   readonly leadersElected: number;
   readonly snapshotsSent: number;
   readonly faultWindows: number;
+  /** Leader transfers the nemesis asked for; of them, those after which the group had another leader in a later term, and those where it was the transferee. */
+  readonly transfers: number;
+  readonly transfersChangedLeader: number;
+  readonly transfersToTransferee: number;
   /** Of expiries of acknowledged leases: the least time past the holder's belief (ms; undefined: none). */
   readonly safetyMarginMsMin: number | undefined;
   /** Leases renewed on the healed cluster (the keep-alive check's). */
@@ -319,6 +323,7 @@ export async function runLeaseSim(options: LeaseSimOptions): Promise<LeaseSimRes
       leadersElected: cluster.checker?.leadersElected ?? 0,
       snapshotsSent: cluster.stats.snapshotsSent,
       faultWindows: faults.length,
+      ...transferStats(nemesis.transfers),
       safetyMarginMsMin: check.safetyMarginMsMin,
       keptAliveChecked: check.keptAliveChecked,
       livenessChecked: check.livenessChecked,

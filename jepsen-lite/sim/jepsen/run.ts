@@ -20,7 +20,7 @@ import { SIM_DEFAULTS, SimCluster, type SimObserver } from '../cluster.js';
 import { QUIET_NETWORK } from '../network.js';
 import { SafetyViolation } from '../safety.js';
 import { SimClients, clientLinkDelayMsMax, clientTimeoutMs } from './clients.js';
-import { type FaultPlan, Nemesis, faultPlanFor } from './faults.js';
+import { type FaultPlan, Nemesis, faultPlanFor, transferStats } from './faults.js';
 import { HistoryRecorder, SimCompactor, SimWatchers } from './watchers.js';
 
 export type JepsenVerdict = 'ok' | 'violation' | 'unknown';
@@ -63,6 +63,10 @@ export interface JepsenSimStats {
   readonly watchSlowFallbacks: number;
   /** Compactions applied (the watch workload compacts now and then). */
   readonly compactions: number;
+  /** Leader transfers the nemesis asked for; of them, those after which the group had another leader in a later term, and those where it was the transferee. */
+  readonly transfers: number;
+  readonly transfersChangedLeader: number;
+  readonly transfersToTransferee: number;
   /** A digest of every simulated event: equal for equal runs. */
   readonly traceHash: number;
 }
@@ -318,6 +322,7 @@ export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSim
       watchStreamsPerNodeMin: watchers?.streamsPerNodeMin() ?? 0,
       watchSlowFallbacks: watchers?.slowFallbacks ?? 0,
       compactions: recorder.compactionCount,
+      ...transferStats(nemesis.transfers),
       traceHash: cluster.traceHash,
     },
   };

@@ -38,7 +38,7 @@ import { writeCommand } from '../../workload/index.js';
 import type { SimCluster, SimNode } from '../cluster.js';
 import { SafetyViolation } from '../safety.js';
 import { clientLinkDelayMsMax, clientLinkDelayMsMin, clientThinkMsMax, clientTimeoutMs, clientBackoffMs } from './clients.js';
-import { type FaultPlan, Nemesis, faultPlanFor } from './faults.js';
+import { type FaultPlan, Nemesis, faultPlanFor, transferStats } from './faults.js';
 import { awaitLeader, convergenceMsMax, dataShard, jepsenCluster, recoveryMs } from './run.js';
 
 export interface StoreSimOptions {
@@ -76,6 +76,13 @@ export interface StoreSimStats {
   /** Client operations acknowledged by a store's own shard (not the default store's). */
   readonly okInStores: number;
   readonly crashes: number;
+  /**
+   * Leader transfers the nemesis asked for (of any group: meta, default store, stores'); of them,
+   * those after which the group had another leader in a later term, and those where it was the transferee.
+   */
+  readonly transfers: number;
+  readonly transfersChangedLeader: number;
+  readonly transfersToTransferee: number;
   readonly traceHash: number;
 }
 
@@ -815,6 +822,7 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
       abandoned: run.counts.abandoned,
       okInStores: run.operations.filter((op) => op.status === 'ok' && op.shard !== undefined && op.shard !== dataShard).length,
       crashes: cluster.stats.crashes,
+      ...transferStats(nemesis.transfers),
       traceHash: cluster.traceHash,
     },
     ...(options.trace === true ? { trace: cluster.trace } : {}),
