@@ -617,7 +617,9 @@ export class NodeRuntime {
         if (shard.removed) continue;
       }
       if (shard.removed) continue;
-      if (shard.isLeader) for (const engine of shard.machine.engineList()) engine.leaderTick?.(this.leaderContext(shard));
+      // Not while it hands leadership over: Raft refuses proposals then, and an engine would look
+      // again only an election timeout on (a lease revoked that late after a transfer that failed).
+      if (shard.isLeader && shard.node.raft.leadTransferee === 0) for (const engine of shard.machine.engineList()) engine.leaderTick?.(this.leaderContext(shard));
       shard.pending.expire(now);
       this.unpark(shard, now);
     }

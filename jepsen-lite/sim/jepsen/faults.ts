@@ -216,6 +216,12 @@ const name = (id: number): string => `n${id}`;
 export class Nemesis {
   readonly windows: FaultWindow[] = [];
   readonly transfers: TransferCounts = { requested: 0, changedLeader: 0, toTransferee: 0 };
+  /**
+   * When the last transfer was asked for (-1: none). Raft gives a transfer up to an election
+   * timeout; until then its leader refuses proposals, so the fault may outlive its window and
+   * the heal.
+   */
+  lastTransferAt = -1;
   private readonly open = new Map<LaneName, OpenWindow>();
   private over = false;
   /** The transfer lane's draws: forked from the seed, so the shared generator's draws are the other lanes' alone. */
@@ -343,6 +349,7 @@ export class Nemesis {
     const to = pickFrom(this.transferRandom, voters);
     if (c.transferLeader(leader.id, to, shard) === 'down') return undefined;
     this.transfers.requested++;
+    this.lastTransferAt = c.now;
     const window = this.window('transfer', `shard ${shard}: ${name(leader.id)} (leader in term ${term}) to ${name(to)}`, () => undefined);
     return { ...window, outcome: () => this.transferOutcome(shard, leader.id, term, to) };
   }

@@ -111,6 +111,17 @@ export const leaseTailMsMax = Math.max(...leaseTtlSecondsChoices) * 1000 + elect
 const tailStepMs = 50;
 /** Each node's clock is off by up to this much: two differ by at most one election timeout. */
 export const leaseClockOffsetMsMax = electionTimeoutMs / 2;
+
+/**
+ * When the transfer asked for last can no longer hold its leader's proposals (0: none asked):
+ * Raft gives a transfer up after an election timeout of that leader's ticks (the slowest node's
+ * tick period, and one tick more for its phase).
+ */
+function transferSettledAt(nemesis: Nemesis, cluster: SimCluster, timeoutMs: number): number {
+  if (nemesis.lastTransferAt < 0) return 0;
+  const slowest = Math.max(...[...cluster.nodes.values()].map((node) => node.tickPeriodMs));
+  return nemesis.lastTransferAt + (Math.round(timeoutMs / cluster.options.tickIntervalMs) + 1) * slowest;
+}
 const keyPrefix = 'jepsen-lease/';
 /**
  * Often (a run applies a few dozen entries): lease tables, deadlines and the expiry wheel go
@@ -288,8 +299,10 @@ export async function runLeaseSim(options: LeaseSimOptions): Promise<LeaseSimRes
     clockOffsetsMs: new Map(nodes.map((n) => [n.id, n.clockOffsetMs])),
     tickPeriodsMs: new Map(nodes.map((n) => [n.id, n.tickPeriodMs])),
     healedAt,
-    // Writes begun under faults may still be slow after healing (storage faults heal for new writes).
-    settledAt: healedAt + (storage.slowWriteRate > 0 ? storage.slowWriteMs : 0),
+    // Writes begun under faults may still be slow after healing (storage faults heal for new
+    // writes), and a transfer asked for under faults may still hold its leader's proposals for
+    // up to an election timeout of that leader's ticks.
+    settledAt: Math.max(healedAt + (storage.slowWriteRate > 0 ? storage.slowWriteMs : 0), transferSettledAt(nemesis, cluster, electionTimeoutMs)),
     clientsStoppedAt,
     endedAt: cluster.now,
     held: holders.leases,
