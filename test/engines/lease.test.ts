@@ -174,6 +174,20 @@ describe('lease engine', () => {
     expect(shard.leaderTick(3_000).length).toBe(1);
   });
 
+  it('a node that leads again in a later term looks at once at the expiries it proposed before (they were lost with its term)', () => {
+    // jepsen sim --workload lease, seeds 486 and 807 (with leader transfers): revoked ~0.1-0.3 s
+    // past the bound, the node's retry timer set in its earlier term.
+    const shard = new Shard();
+    shard.apply(grantCommand(1n, 2), 0);
+    // Proposed late (a paused leader) in term 1, and lost with it: looked at again at 3,500.
+    expect(shard.leaderTick(2_500).length).toBe(1);
+    shard.leases.onLeadership(false, { shardId: 1, term: 1, nowMs: 2_550, propose: () => undefined });
+    // Leader again in term 3: the term-1 deadline (2,000) gets this term's grace (3,000).
+    shard.leases.onLeadership(true, { shardId: 1, term: 3, nowMs: 2_600, propose: () => undefined });
+    expect(shard.leaderTick(2_990, 3)).toEqual([]);
+    expect(shard.leaderTick(3_010, 3).length).toBe(1);
+  });
+
   it('a lease is due at its own deadline, whatever the deadlines of leases granted before it (fresh and restored wheels)', () => {
     // jepsen sim --workload lease, seed 258: a 2 s lease granted after a 5 s one expired 190 ms
     // late, held behind another lease's later deadline (the wheel started at the first deadline,

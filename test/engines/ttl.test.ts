@@ -314,6 +314,25 @@ describe('TTL engine: expiry', () => {
     expect(shard.ttls.scheduled).toBe(0);
   });
 
+  it('a node that leads again in a later term looks at once at the expiries it proposed before (they were lost with its term)', () => {
+    const shard = new Shard();
+    shard.ttl(dkvPut('lost', 1_000), 0);
+    // Proposed late (a paused leader), in term 1, and lost with it: looked at again at 2,500.
+    expect(shard.leaderTick(1_500).length).toBe(1);
+    shard.ttls.onLeadership(false, { shardId: 1, term: 1, nowMs: 1_550, propose: () => undefined });
+    // Leader again in term 3: the term-1 deadline gets this term's grace (2,000), not the retry's wait.
+    shard.ttls.onLeadership(true, { shardId: 1, term: 3, nowMs: 1_600, propose: () => undefined });
+    expect(shard.tickAndApply(1_990, 3)).toEqual([]);
+    expect(shard.tickAndApply(2_000, 3)).toEqual(['lost']);
+    // In the same term the retry stays an election timeout on.
+    const again = new Shard();
+    again.ttl(dkvPut('k', 1_000), 0);
+    expect(again.leaderTick(1_500).length).toBe(1);
+    again.ttls.onLeadership(true, { shardId: 1, term: 1, nowMs: 1_550, propose: () => undefined });
+    expect(again.leaderTick(2_490)).toEqual([]);
+    expect(again.leaderTick(2_500).length).toBe(1);
+  });
+
   it("a new leader gives keys written before it took office one election timeout more", () => {
     const shard = new Shard(false);
     shard.ttl(dkvPut('old', 1_000), 0, 1);

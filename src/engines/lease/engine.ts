@@ -15,6 +15,9 @@
  *   every replica by apply, advanced only by the leader) and proposes Expire commands naming each
  *   lease with the deadline it saw; apply revokes a lease only if that deadline is still its
  *   deadline and the stamped time is past it, so a renewal committed meanwhile always wins.
+ *   A lost Expire is proposed again an election timeout on, or at once by a node that leads
+ *   again in a later term; no duty runs while the leader hands leadership over (the runtime
+ *   skips it: Raft refuses proposals then).
  *   A deadline set in an earlier term than the leader's is extended by one election timeout
  *   before the leader expires it: a new leader gives every holder a full election timeout to
  *   reach it (and covers clock skew between leaders up to that much).
@@ -415,6 +418,7 @@ export class LeaseEngine implements Engine {
    */
   restore(chunks: readonly Uint8Array[]): void {
     this.leases.clear();
+    this.expiring.clear();
     this.wheel = undefined;
     const total = chunks.reduce((n, c) => n + c.length, 0);
     if (total > 0) {

@@ -14,7 +14,9 @@
  *   `ttlWheelAdvancesPerTickMax` bounded calls of the wheel a tick). It proposes Expire commands
  *   naming (key, mod revision) pairs; apply deletes, in ONE revision per command, each named key
  *   whose TTL is still that one and due at the stamped time — a key written meanwhile survives. The leader looks at every key it proposed again one election
- *   timeout later, so an Expire that was lost (a leader change, a full queue) is proposed again.
+ *   timeout later, so an Expire that was lost (a leader change, a full queue) is proposed again;
+ *   a node that leads again in a later term looks at them at once. No duty runs while the leader
+ *   hands leadership over (the runtime skips it: Raft refuses proposals then).
  * - A new leader gives the keys written before it took office one election timeout more (as the
  *   lease engine gives deadlines of earlier terms): a leader whose clock runs ahead of its
  *   predecessor's by up to that much does not expire them early.
@@ -205,6 +207,12 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
   private readonly appliedTimeMs: () => number;
   /** The term this node leads in (0: not leading). */
   private leaderTerm = 0;
+  /**
+   * Keys whose expiry this node proposed (each looked at again an election timeout on, in case it
+   * is lost). A node that leads again in a later term looks at them at once instead: its proposal
+   * was lost with its earlier term.
+   */
+  private readonly proposedExpiries = new Set<TtlRecord>();
   /** True while an expiry reports its own deletes to the KV engine's observers. */
   private expiring = false;
 
@@ -287,6 +295,7 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
 
   private remove(record: TtlRecord): void {
     this.records.delete(record.name);
+    this.proposedExpiries.delete(record);
     this.wheel!.cancel(record.timer);
   }
 
@@ -393,7 +402,12 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
   // ---- Leader duties -------------------------------------------------------------------------
 
   onLeadership(isLeader: boolean, context: LeaderContext): void {
+    const gained = isLeader && this.leaderTerm !== context.term;
     this.leaderTerm = isLeader ? context.term : 0;
+    if (!gained || this.wheel === undefined) return;
+    // Due at the next tick, which weighs each deadline in this term.
+    for (const record of this.proposedExpiries) if (this.records.get(record.name) === record) this.wheel.reschedule(record.timer, context.nowMs);
+    this.proposedExpiries.clear();
   }
 
   leaderTick(context: LeaderContext): void {
@@ -446,6 +460,7 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
       batch.push({ key: keyBytes(record.name), modRevision: record.modRevision });
       bytes += length;
       wheel.reschedule(record.timer, retryAtMs);
+      this.proposedExpiries.add(record);
     }
     if (batch.length > 0) context.propose(expireKeysCommand(batch));
   }
@@ -507,6 +522,7 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
   /** Replaces the TTLs by a section's (the KV engine is restored first: it comes first). */
   restore(chunks: readonly Uint8Array[]): void {
     this.records.clear();
+    this.proposedExpiries.clear();
     this.wheel = undefined;
     const total = chunks.reduce((n, c) => n + c.length, 0);
     if (total === 0) return;
