@@ -44,6 +44,11 @@ export interface JepsenSimOptions {
   readonly watchersPerNode?: number;
   /** Keep a readable line per simulated event (`result.trace`), for replays. */
   readonly trace?: boolean;
+  /**
+   * Leave leader transfers out of the plan (default: in it): a seed found before the transfer
+   * fault existed replays its schedule exactly (the other lanes draw as they did).
+   */
+  readonly withoutTransfers?: boolean;
 }
 
 export interface JepsenSimStats {
@@ -204,7 +209,8 @@ export function awaitLeader(cluster: SimCluster): void {
 
 export async function runJepsenSim(options: JepsenSimOptions): Promise<JepsenSimResult> {
   validate(options);
-  const plan = faultPlanFor(options.seed, options.swarm);
+  const drawn = faultPlanFor(options.seed, options.swarm);
+  const plan = options.withoutTransfers === true ? { ...drawn, kinds: drawn.kinds.filter((kind) => kind !== 'transfer') } : drawn;
   const master = new SeededPrng(options.seed);
   const generatorRandom = master.fork();
   const clientRandom = master.fork();
