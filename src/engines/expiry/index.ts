@@ -1,2 +1,3 @@
+export { ProposedExpiries } from './proposed.js';
 export { type AdvanceWork, TimeWheel, type TimeWheelOptions, type WheelTimer } from './wheel.js';
 export * as wheelLimits from './limits.js';

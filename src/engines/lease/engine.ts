@@ -26,7 +26,7 @@ import { assert } from '../../../raft/index.js';
 import { type MvccEvent, compareBytes } from '../../../storage/index.js';
 import { etcdType, int64Exact, type Int64 } from '../../etcd-proto.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, type LeaderContext, UnknownCommandError, uncapped, type WriteCap } from '../engine.js';
-import { TimeWheel, type WheelTimer } from '../expiry/index.js';
+import { ProposedExpiries, TimeWheel, type WheelTimer } from '../expiry/index.js';
 import type { KvEngine } from '../kv/engine.js';
 import {
   leaseExpireCommandsPerTickMax,
@@ -154,13 +154,8 @@ export class LeaseEngine implements Engine {
   private readonly cap: WriteCap;
   /** The term this node leads in (0: not leading). */
   private leaderTerm = 0;
-  /**
-   * Leases whose expiry this node proposed, with the timer that looks again an election timeout
-   * on if it is lost. A node that leads again in a later term looks at their deadlines at once
-   * instead (its proposal was lost with its earlier term, and that timer would have it look up to
-   * an election timeout past the deadline).
-   */
-  private readonly expiring = new Map<bigint, WheelTimer<bigint>>();
+  /** Leases whose expiry this node proposed (due at once when it leads again in a later term). */
+  private readonly proposedExpiries = new ProposedExpiries<bigint>();
 
   constructor(options: LeaseEngineOptions) {
     assert(Number.isSafeInteger(options.electionTimeoutMs) && options.electionTimeoutMs > 0, 'an election timeout in ms');
@@ -276,7 +271,7 @@ export class LeaseEngine implements Engine {
   /** Removes the lease and deletes its keys in one revision. */
   private revoke(lease: LeaseRecord): { revision: number; events: MvccEvent[] } {
     this.leases.delete(lease.id);
-    this.expiring.delete(lease.id);
+    this.proposedExpiries.forget(lease.id);
     if (lease.timer !== undefined) this.wheel?.cancel(lease.timer);
     lease.timer = undefined;
     // In key order, as etcd's lessor revokes: a replica restored from a snapshot holds the
@@ -326,13 +321,8 @@ export class LeaseEngine implements Engine {
 
   onLeadership(isLeader: boolean, context: LeaderContext): void {
     this.leaderTerm = isLeader ? context.term : 0;
-    if (!isLeader || this.wheel === undefined) return;
-    for (const [id, timer] of this.expiring) {
-      const lease = this.leases.get(id);
-      // Due again at the next tick: leaderTick weighs its deadline in this term.
-      if (lease !== undefined && lease.timer === timer) lease.timer = this.wheel.reschedule(timer, context.nowMs);
-    }
-    this.expiring.clear();
+    // Due at the next tick, which weighs each deadline in this term.
+    if (isLeader && this.wheel !== undefined) this.proposedExpiries.dueNow(this.wheel, context.nowMs, (id) => this.leases.get(id)?.timer);
   }
 
   leaderTick(context: LeaderContext): void {
@@ -362,7 +352,7 @@ export class LeaseEngine implements Engine {
       due.push({ id: lease.id, deadlineMs: lease.deadlineMs });
       // If the expiry is lost (a leader change, a full queue), look again one election timeout on.
       lease.timer = wheel.schedule(lease.id, context.nowMs + this.electionTimeoutMs);
-      this.expiring.set(lease.id, lease.timer);
+      this.proposedExpiries.proposed(lease.id, lease.timer);
     }
     for (let at = 0; at < due.length; at += leaseExpiriesPerCommandMax) context.propose(expireCommand(due.slice(at, at + leaseExpiriesPerCommandMax)));
     for (let at = 0; at < unset.length; at += leaseRenewalsPerCommandMax) context.propose(renewCommand(unset.slice(at, at + leaseRenewalsPerCommandMax)));
@@ -418,7 +408,7 @@ export class LeaseEngine implements Engine {
    */
   restore(chunks: readonly Uint8Array[]): void {
     this.leases.clear();
-    this.expiring.clear();
+    this.proposedExpiries.clear();
     this.wheel = undefined;
     const total = chunks.reduce((n, c) => n + c.length, 0);
     if (total > 0) {

@@ -35,7 +35,7 @@ import {
   type LeaderContext,
   UnknownCommandError,
 } from '../engine.js';
-import { TimeWheel, type WheelTimer, wheelLimits } from '../expiry/index.js';
+import { ProposedExpiries, TimeWheel, type WheelTimer, wheelLimits } from '../expiry/index.js';
 import { type KvEngine, type KvWriteObserver, WireValueError, notOwned, putFromWire, txnFromWire, txnPuts } from '../kv/index.js';
 import {
   keyTtlMsMax,
@@ -207,12 +207,8 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
   private readonly appliedTimeMs: () => number;
   /** The term this node leads in (0: not leading). */
   private leaderTerm = 0;
-  /**
-   * Keys whose expiry this node proposed (each looked at again an election timeout on, in case it
-   * is lost). A node that leads again in a later term looks at them at once instead: its proposal
-   * was lost with its earlier term.
-   */
-  private readonly proposedExpiries = new Set<TtlRecord>();
+  /** Keys whose expiry this node proposed (due at once when it leads again in a later term). */
+  private readonly proposedExpiries = new ProposedExpiries<TtlRecord>();
   /** True while an expiry reports its own deletes to the KV engine's observers. */
   private expiring = false;
 
@@ -295,7 +291,7 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
 
   private remove(record: TtlRecord): void {
     this.records.delete(record.name);
-    this.proposedExpiries.delete(record);
+    this.proposedExpiries.forget(record);
     this.wheel!.cancel(record.timer);
   }
 
@@ -404,10 +400,8 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
   onLeadership(isLeader: boolean, context: LeaderContext): void {
     const gained = isLeader && this.leaderTerm !== context.term;
     this.leaderTerm = isLeader ? context.term : 0;
-    if (!gained || this.wheel === undefined) return;
     // Due at the next tick, which weighs each deadline in this term.
-    for (const record of this.proposedExpiries) if (this.records.get(record.name) === record) this.wheel.reschedule(record.timer, context.nowMs);
-    this.proposedExpiries.clear();
+    if (gained && this.wheel !== undefined) this.proposedExpiries.dueNow(this.wheel, context.nowMs, (record) => (this.records.get(record.name) === record ? record.timer : undefined));
   }
 
   leaderTick(context: LeaderContext): void {
@@ -460,7 +454,7 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
       batch.push({ key: keyBytes(record.name), modRevision: record.modRevision });
       bytes += length;
       wheel.reschedule(record.timer, retryAtMs);
-      this.proposedExpiries.add(record);
+      this.proposedExpiries.proposed(record, record.timer);
     }
     if (batch.length > 0) context.propose(expireKeysCommand(batch));
   }
