@@ -108,6 +108,11 @@ export interface Engine {
    * depended on that cluster's clocks (every replica of the new cluster does the same).
    */
   restoredAsNew?(): void;
+  /**
+   * Keeps only the state of keys in `[start, end)` (`end` undefined: no upper bound): one half of
+   * a split, on every replica alike. An engine whose state names no key has none.
+   */
+  retainRange?(start: Uint8Array, end: Uint8Array | undefined): void;
   /** Leader-only duties: called when this node becomes or stops being the shard's leader. */
   onLeadership?(isLeader: boolean, context: LeaderContext): void;
   /** Leader-only duties: called on every tick while this node leads the shard. */

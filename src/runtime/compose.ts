@@ -10,6 +10,13 @@ import { ShardStateMachine, type ShardStateView } from './state-machine.js';
 
 export type ShardKind = 'meta' | 'data';
 
+/**
+ * A shard split off another starts with its state as a snapshot at this index and term of its own
+ * log (every replica of the parent makes the same one), as TiKV's split regions do; its first
+ * entries come after it. Above 1 so no founders log of another group could be mistaken for it.
+ */
+export const SPLIT_CHILD_INDEX = 5;
+
 export interface ComposeOptions {
   /** Keep a digest chain over every applied entry (the simulator's safety check). */
   readonly trackChain?: boolean;
@@ -37,7 +44,11 @@ export function composeStateMachine(kind: ShardKind, options: ComposeOptions = {
   // The keys the shard serves: writes outside them are refused where they apply. Stores and auth
   // exclude each other, in this one log: no cession while auth is on, no auth while one exists.
   const auth = new AuthEngine({ storesExist: () => ownership.hasCessions });
-  const ownership: OwnershipEngine = new OwnershipEngine(kv, () => auth.enabled);
+  // A split makes the child from this state at this index (SPLIT_CHILD_INDEX of the child's log).
+  const ownership: OwnershipEngine = new OwnershipEngine(kv, () => auth.enabled, {
+    leaseCount: () => leases.size,
+    split: (child, at, end) => machine!.splitOff(child, composeStateMachine('data', options), at, end, SPLIT_CHILD_INDEX),
+  });
   kv.connect({ owner: ownership });
   const guard = authGuard(auth, (id) => leases.get(id)?.keys.values() ?? []);
   // Order matters: engines restore in this order, and the lease engine rebuilds its attachments

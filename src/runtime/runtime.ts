@@ -59,6 +59,7 @@ import {
   snapshotCatchUpBytesMax,
 } from './limits.js';
 import { type PendingCounts, PendingRequests, type ReadWaiter, type WriteWaiter } from './pending.js';
+import { SPLIT_CHILD_INDEX } from './compose.js';
 import { type Applied, type LeaderContext, ShardStateMachine, StateMachineHaltError } from './state-machine.js';
 
 /**
@@ -126,6 +127,8 @@ export interface RuntimeListener {
   confChangeApplied?(shard: number, change: ConfChange, entry: Entry): void;
   /** `shard`'s state was replaced by a snapshot: the stored one at start, or the leader's. */
   stateReplaced?(shard: number, from: 'storage' | 'leader'): void;
+  /** `child` was split off `parent` here: its group started from the state the split made. */
+  shardSplit?(parent: number, child: number): void;
   /** `shard` was removed from this node (`removeShard`); its pending requests have failed. */
   shardRemoved?(shard: number): void;
   leaderChanged?(shard: number, leader: number, term: number): void;
@@ -338,6 +341,8 @@ class ShardState {
   askTicksLeft = -1;
   /** Members it asked. */
   readonly asked = new Set<number>();
+  /** Split off a group this node led: it campaigns at its first tick (its peers have made it by then). */
+  campaignAtTick = false;
 
   constructor(
     readonly id: number,
@@ -612,6 +617,10 @@ export class NodeRuntime {
       if (!shard.quiesced) {
         this.dirty.add(shard);
         this.maybeCampaignAlone(shard);
+        if (shard.campaignAtTick) {
+          shard.campaignAtTick = false;
+          if (shard.node.raft.role === 'follower' && shard.leader === 0) shard.node.campaign();
+        }
         shard.node.tick();
         this.options.listener?.stepped?.(shard.id, shard.node);
         if (shard.removed) continue;
@@ -1474,6 +1483,7 @@ export class NodeRuntime {
         const applied = shard.machine.apply(entry);
         origin = applied === undefined ? { proposer: 0, requestId: 0 } : applied;
         result = applied;
+        for (const split of shard.machine.takeSplits()) this.startSplitChild(shard, split.child, split.machine);
         if (applied !== undefined) this.options.listener?.applied?.(shard.id, applied, entry);
       }
       this.options.listener?.entryApplied?.(shard.id, entry);
@@ -1506,6 +1516,33 @@ export class NodeRuntime {
       pending.readsAwaitingApply.push(batch);
     }
     pending.releaseReads(shard.machine.appliedIndex);
+  }
+
+  /**
+   * A split applied on `parent`: starts the child's group from the state the split made, as a
+   * snapshot at SPLIT_CHILD_INDEX with the parent's configuration at the split's index (every
+   * replica writes the same one, so their logs agree). The snapshot's save is queued before any
+   * later save of the parent (one ordered storage queue), so the parent's own snapshot past the
+   * split never reaches disk before the child's state does. A child already hosted or stored (a
+   * restart replaying the parent's log, or a replica the group's leader gave a snapshot) is left
+   * as it is. The node that led the parent makes the child campaign at its first tick.
+   */
+  private startSplitChild(parent: ShardState, child: number, machine: ShardStateMachine): void {
+    if (this.shards.has(child)) return;
+    const storage = this.options.storage.shard(child);
+    if (storage.lastIndex() > 0 || storage.snapshot().metadata.index > 0) return;
+    const metadata: Snapshot['metadata'] = { index: SPLIT_CHILD_INDEX, term: SPLIT_CHILD_INDEX, confState: parent.node.raft.tracker.confState() };
+    const data = joinSnapshotFrames([...machine.snapshot()]);
+    this.options.storage.save(
+      [{ shard: child, snapshot: { metadata, data }, hardState: { term: SPLIT_CHILD_INDEX, vote: 0, commit: SPLIT_CHILD_INDEX } }],
+      { sync: true, deferrable: false },
+      (error) => {
+        if (error !== undefined) this.fatal(error);
+      },
+    );
+    this.addShard(child);
+    this.shards.get(child)!.campaignAtTick = parent.isLeader;
+    this.options.listener?.shardSplit?.(parent.id, child);
   }
 
   /** See `campaignWhenSoleVoter`: Raft would refuse a campaign before the committed conf changes apply. */

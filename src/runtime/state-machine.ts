@@ -138,6 +138,12 @@ function* bounded(chunks: Iterator<Uint8Array>): Generator<Uint8Array> {
   }
 }
 
+const noSplits: readonly { readonly child: number; readonly machine: ShardStateMachine }[] = [];
+
+function* iterate<T>(iterator: Iterator<T>): Generator<T> {
+  for (let next = iterator.next(); next.done !== true; next = iterator.next()) yield next.value;
+}
+
 export class ShardStateMachine implements ShardStateView {
   private readonly engines = new Map<number, Engine>();
   private readonly legacyEngine: Engine | undefined;
@@ -146,6 +152,7 @@ export class ShardStateMachine implements ShardStateView {
   private chainValue: AppliedChain = CHAIN_START;
   private readonly trackChain: boolean;
   private readonly guard: CommandGuard | undefined;
+  private splits: Array<{ readonly child: number; readonly machine: ShardStateMachine }> = [];
 
   constructor(options: ShardStateMachineOptions) {
     for (const engine of options.engines) {
@@ -261,6 +268,36 @@ export class ShardStateMachine implements ShardStateView {
     assert(this.appliedIndexValue === 0, 'adoptAt on a state machine that applied entries');
     assert(Number.isSafeInteger(index) && index >= 0, `bad index ${index}`);
     this.appliedIndexValue = index;
+  }
+
+  /**
+   * A split of this shard at `at`, during the apply of its Split command: `into` (a new state
+   * machine composed alike) gets this state restricted to `[at, end)` as its state at log index
+   * `index`, with this one's leader-stamped time, and this one keeps only the keys below `at`.
+   * Every engine takes part (`retainRange`); the child is then handed to the runtime
+   * (`takeSplits`), which starts its group.
+   */
+  splitOff(child: number, into: ShardStateMachine, at: Uint8Array, end: Uint8Array | undefined, index: number): void {
+    assert(into.appliedIndexValue === 0, 'splitOff into a state machine that applied entries');
+    // Engines with deadlines read the time as they restore.
+    into.lastTimestampMs = this.lastTimestampMs;
+    for (const [id, engine] of this.engines) {
+      const target = into.engines.get(id);
+      assert(target !== undefined, `the split's state machine has no engine ${id}`);
+      target.restore([...iterate(engine.snapshot())]);
+    }
+    for (const engine of into.engines.values()) engine.retainRange?.(at, end);
+    for (const engine of this.engines.values()) engine.retainRange?.(new Uint8Array(0), at);
+    into.appliedIndexValue = index;
+    this.splits.push({ child, machine: into });
+  }
+
+  /** The children this state machine split off since the last call (the runtime starts their groups). */
+  takeSplits(): readonly { readonly child: number; readonly machine: ShardStateMachine }[] {
+    if (this.splits.length === 0) return noSplits;
+    const taken = this.splits;
+    this.splits = [];
+    return taken;
   }
 
   /** A digest of every engine's state (u32); equal on replicas at the same applied index. */

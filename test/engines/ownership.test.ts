@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Entry } from '../../raft/index.js';
-import { type EngineCommand, type EngineError, OwnershipEngine, cedeCommand, reclaimCommand, retireCommand } from '../../src/engines/index.js';
+import { type EngineCommand, type EngineError, OwnershipEngine, cedeCommand, reclaimCommand, retireCommand, splitCommand } from '../../src/engines/index.js';
 import { counterOutcome, deleteCommand, incrementCommand } from '../../src/engines/counter/index.js';
 import { KvCommandKind, KvEngine, kvCommand, kvOutcome } from '../../src/engines/kv/index.js';
 import { dkvPutCommand, dkvTxnCommand, ttlOutcome } from '../../src/engines/ttl/index.js';
@@ -171,3 +171,65 @@ describe('OwnershipEngine', () => {
     );
   });
 });
+
+describe('split bounds', () => {
+  const keys = fc.string({ unitSize: 'binary', minLength: 0, maxLength: 3 }).map((s) => b(s.replace(/[^\x00-\x03]/g, '\x01')));
+  /** The oracle: every key of [key, end) (etcd's conventions) lies in [lo, hi). */
+  const inside = (key: Buffer, end: Buffer | undefined, lo: Buffer | undefined, hi: Buffer | undefined): boolean => {
+    const within = (k: Buffer) => (lo === undefined || Buffer.compare(k, lo) >= 0) && (hi === undefined || Buffer.compare(k, hi) < 0);
+    if (end === undefined || end.length === 0) return within(key);
+    const noEnd = end.length === 1 && end[0] === 0;
+    if (!noEnd && Buffer.compare(key, end) >= 0) return true;
+    if (!within(key)) return false;
+    if (hi === undefined) return true;
+    return !noEnd && Buffer.compare(end, hi) <= 0;
+  };
+
+  it('owns exactly the keys and ranges inside [lo, hi) after splits, and keeps the bounds through a snapshot', () => {
+    fc.assert(
+      fc.property(keys, keys, keys, fc.option(keys, { nil: undefined }), (a, c, key, end) => {
+        const [lo, hi] = Buffer.compare(a, c) <= 0 ? [a, c] : [c, a];
+        const engine = new OwnershipEngine(new KvEngine());
+        engine.retainRange(lo, undefined);
+        if (hi.length > 0) engine.retainRange(new Uint8Array(0), hi);
+        const hiBound = hi.length > 0 ? hi : undefined;
+        const loBound = lo.length > 0 ? lo : undefined;
+        expect(engine.owns(key, end)).toBe(inside(key, end, loBound, hiBound));
+        const copy = new OwnershipEngine(new KvEngine());
+        copy.restore([...iterate(engine.snapshot())]);
+        expect(copy.owns(key, end)).toBe(engine.owns(key, end));
+        expect(copy.hash()).toBe(engine.hash());
+        expect(copy.bounds()).toEqual(engine.bounds());
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('keeps a retired shard retired with bounds, and an 8-byte retired tail still restores', () => {
+    const engine = new OwnershipEngine(new KvEngine());
+    engine.apply(retireCommand(9), { index: 1, term: 1, nowMs: 0, proposer: 1, requestId: 1 });
+    const legacy = [...iterate(engine.snapshot())];
+    expect(joinSnapshotFrames(legacy).length).toBe(4 + 8);
+    engine.retainRange(b('m'), undefined);
+    const copy = new OwnershipEngine(new KvEngine());
+    copy.restore([...iterate(engine.snapshot())]);
+    expect(copy.retired).toBe(9);
+    expect(copy.bounds().lo).toEqual(new Uint8Array(b('m')));
+    const old = new OwnershipEngine(new KvEngine());
+    old.restore(legacy);
+    expect(old.retired).toBe(9);
+    expect(old.bounds()).toEqual({ lo: undefined, hi: undefined });
+  });
+
+  it('refuses a split of a shard that ceded a prefix (a default-store shard), and one without a splitter', () => {
+    const log = new Log();
+    expect(log.apply(cedeCommand(b('/s/'), 2))).toEqual({ kind: 'ok' });
+    expect(log.apply(splitCommand(3, b('m'), undefined))).toMatchObject({ kind: 'error', code: 'bad-split' });
+    const bare = new OwnershipEngine(new KvEngine());
+    expect(bare.apply(splitCommand(3, b('m'), undefined), { index: 1, term: 1, nowMs: 0, proposer: 1, requestId: 1 })).toMatchObject({ kind: 'error', code: 'bad-split' });
+  });
+});
+
+function* iterate<T>(iterator: Iterator<T>): Generator<T> {
+  for (let next = iterator.next(); next.done !== true; next = iterator.next()) yield next.value;
+}

@@ -33,14 +33,26 @@ export const OwnershipCommandKind = {
   Reclaim: 2,
   /** Serve no key any more: the store of this shard is being dropped (payload: the store's first shard id u64). */
   Retire: 3,
+  /**
+   * Split the shard at a key (version 2): from then on it serves only the keys below it, and a
+   * child shard made from this state at this index serves the rest (payload: the child's shard id
+   * u64, the split key's length u32 and bytes, then the shard's end before the split as a flag byte
+   * (1: there is one), its length u32 and bytes).
+   */
+  Split: 4,
 } as const;
 
-export const OWNERSHIP_COMMAND_VERSION = 1;
+/** The version of the ownership commands this build applies (Split needs 2). */
+export const OWNERSHIP_COMMAND_VERSION = 2;
+/** The first version with Split: proposed only once every member applies it. */
+export const OWNERSHIP_SPLIT_VERSION = 2;
 
 /** Bytes of a ceded prefix: a mount prefix's limit. */
 export const cededPrefixBytesMax = storePrefixBytesMax;
 
 const OWNER_BYTES = 8;
+/** Marks the snapshot tail of a shard with split bounds. */
+const BOUNDS_TAG = 0xb0;
 
 function payloadOf(prefix: Uint8Array, store: number): Uint8Array {
   const payload = new Uint8Array(OWNER_BYTES + prefix.length);
@@ -64,6 +76,50 @@ export function retireCommand(store: number): EngineCommand {
   return { engine: EngineId.Ownership, version: OWNERSHIP_COMMAND_VERSION, kind: OwnershipCommandKind.Retire, payload: payloadOf(new Uint8Array(0), store) };
 }
 
+/** Split the shard at `at` into itself (keys below) and shard `child` (`[at, end)`; `end`: the shard's end before the split, undefined for none). */
+export function splitCommand(child: number, at: Uint8Array, end: Uint8Array | undefined): EngineCommand {
+  const payload = new Uint8Array(OWNER_BYTES + 4 + at.length + 1 + 4 + (end?.length ?? 0));
+  const view = new DataView(payload.buffer);
+  view.setBigUint64(0, BigInt(child));
+  view.setUint32(OWNER_BYTES, at.length);
+  payload.set(at, OWNER_BYTES + 4);
+  let offset = OWNER_BYTES + 4 + at.length;
+  payload[offset] = end === undefined ? 0 : 1;
+  view.setUint32(offset + 1, end?.length ?? 0);
+  offset += 5;
+  if (end !== undefined) payload.set(end, offset);
+  return { engine: EngineId.Ownership, version: OWNERSHIP_SPLIT_VERSION, kind: OwnershipCommandKind.Split, payload };
+}
+
+/** A split command's payload, or why it is malformed. */
+function parseSplit(payload: Uint8Array): { child: number; at: Uint8Array; end: Uint8Array | undefined } | string {
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  if (payload.length < OWNER_BYTES + 4 + 5) return `a split command of ${payload.length} bytes`;
+  const child = view.getBigUint64(0);
+  const atLength = view.getUint32(OWNER_BYTES);
+  let offset = OWNER_BYTES + 4;
+  if (offset + atLength + 5 > payload.length) return 'a split command whose key is cut off';
+  const at = payload.slice(offset, offset + atLength);
+  offset += atLength;
+  const flag = payload[offset]!;
+  const endLength = view.getUint32(offset + 1);
+  offset += 5;
+  if (flag > 1 || offset + endLength !== payload.length || (flag === 0 && endLength !== 0)) return 'a split command whose end is malformed';
+  if (child === 0n || child > BigInt(Number.MAX_SAFE_INTEGER)) return `a split child is a shard id, got ${child}`;
+  return { child: Number(child), at, end: flag === 0 ? undefined : payload.slice(offset) };
+}
+
+/** What a split needs of the rest of the state machine. */
+export interface Splitter {
+  /** Leases of this shard: a shard holding any is not split (a lease's keys would span two shards). */
+  leaseCount(): number;
+  /**
+   * Makes shard `child` from this state machine's state at this index, serving `[at, end)`, and
+   * keeps in this one only the keys below `at` (every engine's `retainRange`).
+   */
+  split(child: number, at: Uint8Array, end: Uint8Array | undefined): void;
+}
+
 /** A ceded prefix and the store (its first shard id) it was ceded to. */
 export interface Cession {
   readonly prefix: Uint8Array;
@@ -74,7 +130,7 @@ export type OwnershipOutcome =
   | { readonly kind: 'ok' }
   | {
       readonly kind: 'error';
-      readonly code: 'prefix-in-use' | 'prefix-overlap' | 'bad-prefix' | 'prefix-ceded' | 'auth-enabled';
+      readonly code: 'prefix-in-use' | 'prefix-overlap' | 'bad-prefix' | 'prefix-ceded' | 'auth-enabled' | 'bad-split';
       readonly message: string;
       /** The store (first shard id) and prefix a `prefix-ceded` or `prefix-overlap` refusal names. */
       readonly store?: number;
@@ -97,14 +153,21 @@ export class OwnershipEngine implements Engine, KeyOwner {
   private ceded: Cession[] = [];
   /** The store (first shard id) this shard was retired for; 0: serving. */
   private retiredFor = 0;
+  /** The keys the shard serves are at or above this (undefined: no lower bound); set by splits. */
+  private lo: Uint8Array | undefined;
+  /** The keys the shard serves are below this (undefined: no upper bound); set by splits. */
+  private hi: Uint8Array | undefined;
 
   constructor(
     private readonly kv: KvEngine,
     /** Whether authentication is on in this state machine (a prefix is not ceded then). */
     private readonly authEnabled: () => boolean = () => false,
+    /** How this shard splits (without one, a split is refused). */
+    private readonly splitter?: Splitter,
   ) {}
 
   apply(command: EngineCommand, _context: ApplyContext): OwnershipOutcome {
+    if (command.kind === OwnershipCommandKind.Split) return this.applySplit(command);
     if (command.kind !== OwnershipCommandKind.Cede && command.kind !== OwnershipCommandKind.Reclaim && command.kind !== OwnershipCommandKind.Retire) throw new UnknownCommandError(`unknown ownership command kind ${command.kind}`);
     if (command.payload.length < OWNER_BYTES) throw new UnknownCommandError(`an ownership command of ${command.payload.length} bytes`);
     const owner = new DataView(command.payload.buffer, command.payload.byteOffset, command.payload.byteLength).getBigUint64(0);
@@ -145,6 +208,51 @@ export class OwnershipEngine implements Engine, KeyOwner {
     return { kind: 'ok' };
   }
 
+  /**
+   * A split: refused (changing nothing, alike on every replica) when the shard is retired, ceded a
+   * prefix (the default store's), holds a lease, or `at` is not strictly inside the keys it serves;
+   * `end` must be the shard's end as it knows it (a stale command is refused). A split at the
+   * shard's end already is the same split again: ok, nothing done.
+   */
+  private applySplit(command: EngineCommand): OwnershipOutcome {
+    if (command.version < OWNERSHIP_SPLIT_VERSION) throw new UnknownCommandError(`an ownership split needs version ${OWNERSHIP_SPLIT_VERSION}, got ${command.version}`);
+    const parsed = parseSplit(command.payload);
+    if (typeof parsed === 'string') throw new UnknownCommandError(parsed);
+    const { child, at, end } = parsed;
+    const refuse = (message: string): OwnershipOutcome => ({ kind: 'error', code: 'bad-split', message });
+    if (this.hi !== undefined && compareKeys(this.hi, at) === 0) return { kind: 'ok' };
+    if (this.splitter === undefined) return refuse('this shard cannot split');
+    if (this.retiredFor !== 0) return refuse('the shard is retired (its store is being dropped)');
+    if (this.ceded.length > 0) return refuse('the shard ceded prefixes to other stores (a default-store shard)');
+    if (at.length === 0) return refuse('the split key is empty');
+    if (this.lo !== undefined && compareKeys(at, this.lo) <= 0) return refuse(`the split key ${bytesToHex(at)} is not above the shard's start ${bytesToHex(this.lo)}`);
+    if (end !== undefined && compareKeys(at, end) >= 0) return refuse(`the split key ${bytesToHex(at)} is not below the shard's end ${bytesToHex(end)}`);
+    if (this.hi !== undefined && (end === undefined || compareKeys(end, this.hi) !== 0)) {
+      return refuse(`the shard ends at ${bytesToHex(this.hi)}, the split says ${end === undefined ? '(no end)' : bytesToHex(end)}`);
+    }
+    const leases = this.splitter.leaseCount();
+    if (leases > 0) return refuse(`the shard holds ${leases} lease${leases === 1 ? '' : 's'}`);
+    if (this.hi === undefined) this.hi = end === undefined ? undefined : Uint8Array.from(end);
+    this.splitter.split(child, at, this.hi);
+    return { kind: 'ok' };
+  }
+
+  /** Serves only keys in `[start, end)` from now on, as well as what it served (a split's halves). */
+  retainRange(start: Uint8Array, end: Uint8Array | undefined): void {
+    if (start.length > 0 && (this.lo === undefined || compareKeys(start, this.lo) > 0)) this.lo = Uint8Array.from(start);
+    if (end !== undefined && (this.hi === undefined || compareKeys(end, this.hi) < 0)) this.hi = Uint8Array.from(end);
+  }
+
+  /** The keys this shard serves by its splits: `[lo, hi)`, either undefined for no bound. */
+  bounds(): { readonly lo: Uint8Array | undefined; readonly hi: Uint8Array | undefined } {
+    return { lo: this.lo === undefined ? undefined : Uint8Array.from(this.lo), hi: this.hi === undefined ? undefined : Uint8Array.from(this.hi) };
+  }
+
+  /** Whether a split at `at` was applied here (this shard ends there, or below). */
+  splitApplied(at: Uint8Array): boolean {
+    return this.hi !== undefined && compareKeys(this.hi, at) <= 0;
+  }
+
   /** The prefixes this shard ceded, with their stores, by prefix. */
   cessions(): Cession[] {
     return this.ceded.map((c) => ({ prefix: Uint8Array.from(c.prefix), store: c.store }));
@@ -167,16 +275,25 @@ export class OwnershipEngine implements Engine, KeyOwner {
   restoredAsNew(): void {
     this.ceded = [];
     this.retiredFor = 0;
+    this.lo = undefined;
+    this.hi = undefined;
   }
 
   owns(key: Uint8Array, rangeEnd?: Uint8Array): boolean {
     if (this.retiredFor !== 0) return false;
-    if (this.ceded.length === 0) return true;
     // etcd's conventions: no end (or an empty one) is the key alone, [0] every key from it on.
-    if (rangeEnd === undefined || rangeEnd.length === 0) return !this.ceded.some((c) => startsWith(key, c.prefix));
-    const end = rangeEnd.length === 1 && rangeEnd[0] === 0 ? undefined : rangeEnd;
+    const single = rangeEnd === undefined || rangeEnd.length === 0;
+    const end = single ? undefined : rangeEnd.length === 1 && rangeEnd[0] === 0 ? undefined : rangeEnd;
     // An empty range holds no key.
-    if (end !== undefined && compareKeys(key, end) >= 0) return true;
+    if (!single && end !== undefined && compareKeys(key, end) >= 0) return true;
+    if (this.lo !== undefined && compareKeys(key, this.lo) < 0) return false;
+    if (this.hi !== undefined) {
+      if (compareKeys(key, this.hi) >= 0) return false;
+      // The range's last key is below `end`: within bounds when end <= hi.
+      if (!single && (end === undefined || compareKeys(end, this.hi) > 0)) return false;
+    }
+    if (this.ceded.length === 0) return true;
+    if (single) return !this.ceded.some((c) => startsWith(key, c.prefix));
     // [key, end) meets [p, prefixEnd(p)) unless it ends at or before p or starts at or past its end.
     return !this.ceded.some(({ prefix: p }) => {
       const pEnd = prefixEnd(p);
@@ -186,9 +303,15 @@ export class OwnershipEngine implements Engine, KeyOwner {
     });
   }
 
-  /** count u32 | per cession: store u64, prefix length u32, prefix | [retired for u64, when retired]. */
+  /**
+   * count u32 | per cession: store u64, prefix length u32, prefix | then, with no bounds: [retired
+   * for u64, when retired]; with bounds (a split shard): BOUNDS_TAG u8, retired for u64 (0: not),
+   * lo length i32 (-1: none), lo, hi length i32 (-1: none), hi. The tail is never 8 bytes long with
+   * bounds, so the two forms are told apart by its length.
+   */
   private encode(): Uint8Array {
-    let size = 4 + (this.retiredFor === 0 ? 0 : OWNER_BYTES);
+    const bounded = this.lo !== undefined || this.hi !== undefined;
+    let size = 4 + (bounded ? 1 + OWNER_BYTES + 8 + (this.lo?.length ?? 0) + (this.hi?.length ?? 0) : this.retiredFor === 0 ? 0 : OWNER_BYTES);
     for (const c of this.ceded) size += OWNER_BYTES + 4 + c.prefix.length;
     const bytes = new Uint8Array(size);
     const view = new DataView(bytes.buffer);
@@ -200,12 +323,25 @@ export class OwnershipEngine implements Engine, KeyOwner {
       bytes.set(c.prefix, at + OWNER_BYTES + 4);
       at += OWNER_BYTES + 4 + c.prefix.length;
     }
-    if (this.retiredFor !== 0) view.setBigUint64(at, BigInt(this.retiredFor));
+    if (bounded) {
+      bytes[at] = BOUNDS_TAG;
+      view.setBigUint64(at + 1, BigInt(this.retiredFor));
+      at += 1 + OWNER_BYTES;
+      for (const bound of [this.lo, this.hi]) {
+        view.setInt32(at, bound === undefined ? -1 : bound.length);
+        if (bound !== undefined) bytes.set(bound, at + 4);
+        at += 4 + (bound?.length ?? 0);
+      }
+    } else if (this.retiredFor !== 0) view.setBigUint64(at, BigInt(this.retiredFor));
     return bytes;
   }
 
+  private get empty(): boolean {
+    return this.ceded.length === 0 && this.retiredFor === 0 && this.lo === undefined && this.hi === undefined;
+  }
+
   snapshot(): Iterator<Uint8Array> {
-    return (this.ceded.length === 0 && this.retiredFor === 0 ? [] : [this.encode()])[Symbol.iterator]();
+    return (this.empty ? [] : [this.encode()])[Symbol.iterator]();
   }
 
   restore(chunks: readonly Uint8Array[]): void {
@@ -213,6 +349,8 @@ export class OwnershipEngine implements Engine, KeyOwner {
     if (bytes.length === 0) {
       this.ceded = [];
       this.retiredFor = 0;
+      this.lo = undefined;
+      this.hi = undefined;
       return;
     }
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -233,18 +371,41 @@ export class OwnershipEngine implements Engine, KeyOwner {
       at += OWNER_BYTES + 4 + length;
     }
     let retired = 0;
+    let lo: Uint8Array | undefined;
+    let hi: Uint8Array | undefined;
     if (at + OWNER_BYTES === bytes.length) {
       const store = view.getBigUint64(at);
       if (store === 0n || store > BigInt(Number.MAX_SAFE_INTEGER)) fail(`retired for store ${store}`);
       retired = Number(store);
       at += OWNER_BYTES;
+    } else if (at < bytes.length) {
+      if (bytes[at] !== BOUNDS_TAG || at + 1 + OWNER_BYTES > bytes.length) fail('a malformed tail after the prefixes');
+      const store = view.getBigUint64(at + 1);
+      if (store > BigInt(Number.MAX_SAFE_INTEGER)) fail(`retired for store ${store}`);
+      retired = Number(store);
+      at += 1 + OWNER_BYTES;
+      const bound = (): Uint8Array | undefined => {
+        if (at + 4 > bytes.length) fail('a bound is cut off');
+        const length = view.getInt32(at);
+        at += 4;
+        if (length === -1) return undefined;
+        if (length < 0 || at + length > bytes.length) fail(`a bound of ${length} bytes`);
+        const key = bytes.slice(at, at + length);
+        at += length;
+        return key;
+      };
+      lo = bound();
+      hi = bound();
+      if (lo === undefined && hi === undefined) fail('bounds with neither end');
     }
     if (at !== bytes.length) fail(`${bytes.length - at} bytes after the prefixes`);
     this.ceded = restored.sort((a, b) => compareKeys(a.prefix, b.prefix));
     this.retiredFor = retired;
+    this.lo = lo;
+    this.hi = hi;
   }
 
   hash(): number {
-    return this.ceded.length === 0 && this.retiredFor === 0 ? 0 : crc32c(this.encode());
+    return this.empty ? 0 : crc32c(this.encode());
   }
 }
