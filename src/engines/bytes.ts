@@ -10,3 +10,11 @@ export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
 export function bytesToHex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
+
+/** The bytes `bytesToHex` wrote; undefined for anything else (odd length, upper case, not hex). */
+export function hexToBytes(hex: string): Uint8Array | undefined {
+  if (!/^(?:[0-9a-f]{2})*$/.test(hex)) return undefined;
+  const bytes = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return bytes;
+}

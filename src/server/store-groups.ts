@@ -6,6 +6,12 @@
  *   with its founders' configuration when this member is one of them and holds nothing of it
  *   (every founder writes the same entries, so their logs agree); any other member starts it
  *   empty and gets it from the group's leader (a member that joined after the mount).
+ * - A shard still **splitting** (a split's child not finished: src/engines/meta/stores.ts) is
+ *   neither bootstrapped nor added: the parent's Split makes its group on every replica of the
+ *   parent that applies it, from the parent's data. Once the split is finished the rule above
+ *   applies: a member without it starts it empty (a child has no founders record, so nobody
+ *   writes a founders log for it, which would be a history the group never had) and gets a
+ *   snapshot from its leader.
  * - A hosted group whose shard has left the map is removed and its storage dropped, but only
  *   when the map has given its id out (`highestShardId`): ids are never reused, so a shard absent
  *   from such a map was dropped for good. While a restart replays the meta shard from an older
@@ -16,13 +22,16 @@
  */
 import { type ConfChange, type Entry, encodeConfChange } from '../../raft/index.js';
 import type { ShardMap } from '../cluster/index.js';
-import type { Founders } from '../engines/meta/index.js';
+import type { Founders, SplittingShard } from '../engines/meta/index.js';
 import { wrapConfContext } from '../runtime/index.js';
 
 export interface StoreGroupsHost {
   readonly memberId: number;
-  /** The map and founders as this node's meta shard applied them (undefined: no meta shard yet). */
-  meta(): { shardMap(): ShardMap; founders(shard: number): Founders | undefined } | undefined;
+  /**
+   * The map, founders and unfinished splits' children as this node's meta shard applied them
+   * (undefined: no meta shard yet); the meta engine itself is one.
+   */
+  meta(): { shardMap(): ShardMap; founders(shard: number): Founders | undefined; splitting(): ReadonlyMap<number, SplittingShard> } | undefined;
   /** Shards never added or removed here (the meta shard, the default store's). */
   readonly fixed: readonly number[];
   hosted(): number[];
@@ -88,7 +97,9 @@ export class StoreGroups {
   private async pass(): Promise<void> {
     const meta = this.host.meta();
     if (meta === undefined) return;
+    // Read in one turn, so the map and the splits agree.
     const map = meta.shardMap();
+    const splitting = meta.splitting();
     const fixed = new Set(this.host.fixed);
     const self = this.host.memberId;
     // A set, not hosted().includes per shard: a map of 1,000 shards made each pass O(shards²).
@@ -96,7 +107,7 @@ export class StoreGroups {
     for (const shard of map.shards()) {
       if (this.stopped) return;
       if (fixed.has(shard.id) || (shard.replicas.length > 0 && !shard.replicas.includes(self))) continue;
-      if (hosted.has(shard.id)) continue;
+      if (hosted.has(shard.id) || splitting.has(shard.id)) continue;
       if (!this.host.stored(shard.id)) {
         const founders = meta.founders(shard.id);
         if (founders !== undefined && (founders.voters.includes(self) || founders.learners.includes(self))) {

@@ -1,14 +1,29 @@
 /**
  * The meta engine's stores and shard map: mounts and drops as commands, refusals that change
  * nothing, founders, snapshots; and, over random command sequences, the same map as the model's
- * own operations and the same state on a replica restored from a snapshot midway.
+ * own operations and the same state on a replica restored from a snapshot midway. Splits: the
+ * child's id, epochs, ranges and splitting mark, no founders for it, each refusal changing
+ * nothing, repeats answering the split made, finish, drop, version gating.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ConfChange } from '../../raft/index.js';
+import { restoreSnapshotPieces } from '../../storage/index.js';
 import { DEFAULT_STORE, ShardMap, ShardMapError, encodeShardMap, mountShardsMax } from '../../src/cluster/index.js';
 import { EngineId, MetaEngine, UnknownCommandError } from '../../src/engines/index.js';
-import { DEFAULT_STORE_SHARD, MetaCommandKind, META_STORES_VERSION, activateStoreCommand, dropStoreCommand, encodeMemberContext, mountStoreCommand } from '../../src/engines/meta/index.js';
+import {
+  DEFAULT_STORE_SHARD,
+  MetaCommandKind,
+  META_SPLIT_VERSION,
+  META_STORES_VERSION,
+  activateStoreCommand,
+  dropStoreCommand,
+  encodeMemberContext,
+  finishSplitCommand,
+  mountStoreCommand,
+  splitShardCommand,
+} from '../../src/engines/meta/index.js';
+import { splitKeyBytesMax } from '../../src/cluster/index.js';
 
 const context = { index: 1, term: 1, nowMs: 0, proposer: 0, requestId: 0 };
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -23,6 +38,16 @@ function engineWith(voters: number[], learners: number[] = []): MetaEngine {
   for (const id of voters) meta.applyConfChange(add(id), context);
   for (const id of learners) meta.applyConfChange(add(id, true), context);
   return meta;
+}
+
+/** Every key of the engine's state, from its snapshot. */
+function restoredKeys(from: MetaEngine): Uint8Array[] {
+  const chunks: Uint8Array[] = [];
+  const it = from.snapshot();
+  for (let next = it.next(); next.done !== true; next = it.next()) chunks.push(next.value);
+  return restoreSnapshotPieces(chunks)
+    .range({ key: Uint8Array.of(0), rangeEnd: Uint8Array.of(0) })
+    .kvs.map((kv) => kv.key);
 }
 
 function restored(from: MetaEngine): MetaEngine {
@@ -193,6 +218,201 @@ describe('meta engine: stores and the shard map', () => {
   });
 
   it('names its command kinds for good', () => {
-    expect(MetaCommandKind).toEqual({ PublishAttributes: 1, MountStore: 2, DropStore: 3, ActivateStore: 4 });
+    expect(MetaCommandKind).toEqual({ PublishAttributes: 1, MountStore: 2, DropStore: 3, ActivateStore: 4, SplitShard: 5, FinishSplit: 6 });
+    expect([META_STORES_VERSION, META_SPLIT_VERSION, new MetaEngine().version]).toEqual([2, 3, 3]);
+  });
+});
+
+describe('meta engine: shard splits', () => {
+  /** Store "users" on /users/ as shard 2 (epoch 1), activated, founded by 1 and 2. */
+  function withUsers(): MetaEngine {
+    const meta = engineWith([1, 2]);
+    meta.apply(mountStoreCommand('users', text('/users/'), 1), context);
+    meta.apply(activateStoreCommand('users', 2), context);
+    return meta;
+  }
+
+  it('splits a shard: the child takes the next id and the upper half, both at epoch + 1, splitting, without founders', () => {
+    const meta = withUsers();
+    expect(meta.apply(splitShardCommand(2, text('/users/m'), 1), context)).toEqual({ kind: 'stores', shards: [2, 3] });
+    const map = meta.shardMap();
+    expect(map.shard(2)).toMatchObject({ store: 'users', start: text('/users/'), end: text('/users/m'), epoch: 2 });
+    expect(map.shard(3)).toMatchObject({ store: 'users', start: text('/users/m'), end: text('/users0'), epoch: 2, replicas: [] });
+    expect(map.highestShardId).toBe(3);
+    // Routed to from the start: a node that does not host it yet answers a retryable error.
+    expect(meta.routingMap().shardForKey(text('/users/zed')).id).toBe(3);
+    expect(meta.routingMap().shardForKey(text('/users/alice')).id).toBe(2);
+    expect(meta.splitting()).toEqual(new Map([[3, { parent: 2, at: text('/users/m'), end: text('/users0') }]]));
+    // The child's group begins from the parent's state: no founders log for it, ever.
+    expect(meta.founders(3)).toBeUndefined();
+    expect(meta.founders(2)).toEqual({ voters: [1, 2], learners: [] });
+    // A store's last shard split at the top of the keys has no end.
+    meta.apply(mountStoreCommand('top', Uint8Array.of(0xff, 0xff), 1), context);
+    meta.apply(activateStoreCommand('top', 4), context);
+    expect(meta.apply(splitShardCommand(4, Uint8Array.of(0xff, 0xff, 0x80), 1), context)).toEqual({ kind: 'stores', shards: [4, 5] });
+    expect(meta.splitting().get(5)).toEqual({ parent: 4, at: Uint8Array.of(0xff, 0xff, 0x80), end: undefined });
+    // Through a snapshot.
+    const copy = restored(meta);
+    expect(copy.splitting()).toEqual(meta.splitting());
+    expect(encodeShardMap(copy.shardMap())).toEqual(encodeShardMap(meta.shardMap()));
+    expect(copy.hash()).toBe(meta.hash());
+  });
+
+  it('finishes a split (idempotent): the mark goes, the map stays', () => {
+    const meta = withUsers();
+    meta.apply(splitShardCommand(2, text('/users/m'), 1), context);
+    const map = encodeShardMap(meta.shardMap());
+    expect(meta.apply(finishSplitCommand(3), context)).toEqual({ kind: 'stores', shards: [3] });
+    expect(meta.splitting().size).toBe(0);
+    expect(encodeShardMap(meta.shardMap())).toEqual(map);
+    const hash = meta.hash();
+    expect(meta.apply(finishSplitCommand(3), context)).toEqual({ kind: 'stores', shards: [3] });
+    expect(meta.apply(finishSplitCommand(77), context)).toEqual({ kind: 'stores', shards: [77] });
+    expect(meta.hash()).toBe(hash);
+  });
+
+  it('answers a repeat with the split made, before and after its finish, and splits nothing more', () => {
+    const meta = withUsers();
+    const split = splitShardCommand(2, text('/users/m'), 1);
+    meta.apply(split, context);
+    const hash = meta.hash();
+    expect(meta.apply(split, context)).toEqual({ kind: 'stores', shards: [2, 3] });
+    expect(meta.hash()).toBe(hash);
+    meta.apply(finishSplitCommand(3), context);
+    const finished = meta.hash();
+    expect(meta.apply(split, context)).toEqual({ kind: 'stores', shards: [2, 3] });
+    expect(meta.hash()).toBe(finished);
+    expect(meta.splitting().size).toBe(0);
+    // After further splits of both halves the answer is the same; the child's own split is its own.
+    expect(meta.apply(splitShardCommand(2, text('/users/f'), 2), context)).toEqual({ kind: 'stores', shards: [2, 4] });
+    meta.apply(finishSplitCommand(4), context);
+    expect(meta.apply(splitShardCommand(3, text('/users/t'), 2), context)).toEqual({ kind: 'stores', shards: [3, 5] });
+    meta.apply(finishSplitCommand(5), context);
+    meta.apply(mountStoreCommand('jobs', text('/jobs/'), 2), context);
+    meta.apply(activateStoreCommand('jobs', 6), context);
+    const later = meta.hash();
+    expect(meta.apply(split, context)).toEqual({ kind: 'stores', shards: [2, 3] });
+    expect(meta.apply(splitShardCommand(3, text('/users/t'), 2), context)).toEqual({ kind: 'stores', shards: [3, 5] });
+    // A key that is a boundary not made by a split of this parent is refused, not answered:
+    // another shard's split, a neighbour's start, a mount's own boundary between two shards.
+    expect(meta.apply(splitShardCommand(2, text('/users/t'), 3), context)).toMatchObject({ kind: 'error', code: 'bad-split-key' });
+    expect(meta.apply(splitShardCommand(4, text('/users/t'), 3), context)).toMatchObject({ kind: 'error', code: 'bad-split-key' });
+    expect(meta.apply(splitShardCommand(4, text('/users/m'), 3), context)).toMatchObject({ kind: 'error', code: 'bad-split-key' });
+    expect(meta.apply(splitShardCommand(6, meta.shardMap().shard(7)!.start, 1), context)).toMatchObject({ kind: 'error', code: 'bad-split-key' });
+    expect(meta.hash()).toBe(later);
+  });
+
+  it('refuses a split with a stable code and changes nothing', () => {
+    const meta = withUsers();
+    meta.apply(mountStoreCommand('jobs', text('/jobs/'), 1), context);
+    const refused = (command: ReturnType<typeof splitShardCommand>, code: string, says?: RegExp): void => {
+      const map = encodeShardMap(meta.shardMap());
+      const hash = meta.hash();
+      const outcome = meta.apply(command, context) as { kind: string; code?: string; message?: string };
+      expect(outcome).toMatchObject({ kind: 'error', code });
+      expect(outcome.message).toMatch(says ?? /./);
+      expect(encodeShardMap(meta.shardMap())).toEqual(map);
+      expect(meta.hash()).toBe(hash);
+    };
+    refused(splitShardCommand(9, text('/users/m'), 1), 'unknown-shard');
+    refused(splitShardCommand(DEFAULT_STORE_SHARD, text('m'), 1), 'default-store');
+    // "jobs" (shard 3) is still being created.
+    refused(splitShardCommand(3, text('/jobs/m'), 1), 'unknown-store', /being created/);
+    refused(splitShardCommand(2, text('/users/m'), 2), 'bad-epoch', /epoch 1.*epoch 2/);
+    refused(splitShardCommand(2, text('/users/'), 1), 'bad-split-key');
+    refused(splitShardCommand(2, text('/users0'), 1), 'bad-split-key');
+    refused(splitShardCommand(2, text('/other'), 1), 'bad-split-key');
+    refused(splitShardCommand(2, new Uint8Array([...text('/users/'), ...new Uint8Array(splitKeyBytesMax)]), 1), 'bad-split-key');
+    const split = splitShardCommand(2, text('/users/m'), 1);
+    refused({ ...split, payload: text('not json') }, 'bad-command');
+    refused({ ...split, payload: text('null') }, 'bad-command');
+    refused({ ...split, payload: text('{"atHex":"2f","epoch":1}') }, 'bad-command');
+    refused({ ...split, payload: text('{"parent":2,"atHex":"2F","epoch":1}') }, 'bad-command');
+    refused({ ...split, payload: text('{"parent":2,"atHex":"2f"}') }, 'bad-command');
+    refused({ ...split, payload: text('{"parent":2.5,"atHex":"2f","epoch":1}') }, 'bad-command');
+    refused({ ...finishSplitCommand(3), payload: text('{"child":0}') }, 'bad-command');
+    // One split of a shard at a time: neither half of an unfinished split splits again.
+    expect(meta.apply(split, context)).toEqual({ kind: 'stores', shards: [2, 4] });
+    refused(splitShardCommand(2, text('/users/f'), 2), 'bad-split-key', /not finished/);
+    refused(splitShardCommand(4, text('/users/t'), 2), 'unknown-shard', /still being split/);
+    meta.apply(finishSplitCommand(4), context);
+    expect(meta.apply(splitShardCommand(4, text('/users/t'), 2), context)).toEqual({ kind: 'stores', shards: [4, 5] });
+  });
+
+  it('a drop takes the split records of its shards with it', () => {
+    const meta = withUsers();
+    meta.apply(splitShardCommand(2, text('/users/m'), 1), context);
+    meta.apply(finishSplitCommand(3), context);
+    meta.apply(splitShardCommand(3, text('/users/t'), 2), context);
+    expect([...meta.splitting().keys()]).toEqual([4]);
+    expect(meta.apply(dropStoreCommand('users', 2), context)).toEqual({ kind: 'stores', shards: [2, 3, 4] });
+    expect(meta.splitting().size).toBe(0);
+    // Nothing of the dropped shards is left: no founders, splitting or split-from record.
+    const keys = new TextDecoder().decode(Uint8Array.from(restoredKeys(meta).flatMap((k) => [...k, 0x20])));
+    expect(keys).not.toMatch(/founders\/|splitting\/|splitfrom\//);
+    expect(keys).toMatch(/shardmap/);
+  });
+
+  it('over random steps, an unfinished split\'s halves abut at its key, and a replica restored midway ends the same', () => {
+    const step = fc.oneof(
+      { weight: 6, arbitrary: fc.record({ kind: fc.constant('split' as const), shard: fc.nat(8), at: fc.uint8Array({ minLength: 1, maxLength: 2 }), stale: fc.nat(5).map((n) => n === 0) }) },
+      { weight: 2, arbitrary: fc.record({ kind: fc.constant('finish' as const), shard: fc.nat(8) }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('mount' as const), name: fc.constantFrom('a', 'b') }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('drop' as const), name: fc.constantFrom('a', 'b') }) },
+    );
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 30 }), fc.nat(30), (steps, cut) => {
+        const meta = engineWith([1, 2, 3]);
+        meta.apply(mountStoreCommand('a', text('/a/'), 2), context);
+        meta.apply(activateStoreCommand('a', 2), context);
+        let replica: MetaEngine | undefined;
+        steps.forEach((s, i) => {
+          if (i === cut) replica = restored(meta);
+          const map = meta.shardMap();
+          // Mostly the mounted stores' shards (the default store's is refused).
+          const mounted = map.shards().filter((shard) => shard.id !== DEFAULT_STORE_SHARD);
+          const shards = mounted.length > 0 && i % 7 !== 0 ? mounted : map.shards();
+          let command;
+          if (s.kind === 'split') {
+            const parent = shards[s.shard % shards.length]!;
+            const store = map.store(parent.store)!;
+            command = splitShardCommand(parent.id, new Uint8Array([...store.prefix, ...s.at]), parent.epoch + (s.stale ? 1 : 0));
+          } else if (s.kind === 'finish') command = finishSplitCommand(shards[s.shard % shards.length]!.id);
+          else if (s.kind === 'mount') command = mountStoreCommand(s.name, text(`/${s.name}/`), 2);
+          else command = dropStoreCommand(s.name, map.store(s.name) === undefined ? 1 : map.shardsOf(s.name)[0]!.id);
+          const outcome = meta.apply(command, context) as { kind: string; shards?: number[] };
+          replica?.apply(command, context);
+          if (s.kind === 'mount' && outcome.kind === 'stores') {
+            const activate = activateStoreCommand(s.name, outcome.shards![0]!);
+            meta.apply(activate, context);
+            replica?.apply(activate, context);
+          }
+          const after = meta.shardMap();
+          for (const [child, split] of meta.splitting()) {
+            const c = after.shard(child)!;
+            const p = after.shard(split.parent)!;
+            expect([c.store, c.start, c.end, c.epoch]).toEqual([p.store, split.at, split.end, p.epoch]);
+            expect(p.end).toEqual(split.at);
+          }
+        });
+        if (replica !== undefined) {
+          expect(replica.hash()).toBe(meta.hash());
+          expect(replica.splitting()).toEqual(meta.splitting());
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('stops the node on a split step of a version before splits (never skipped)', () => {
+    const meta = withUsers();
+    for (const command of [splitShardCommand(2, text('/users/m'), 1), finishSplitCommand(3)]) {
+      expect(command.version).toBe(META_SPLIT_VERSION);
+      expect(() => meta.apply({ ...command, version: META_STORES_VERSION }, context)).toThrow(UnknownCommandError);
+      expect(() => meta.apply({ ...command, version: 1 }, context)).toThrow(UnknownCommandError);
+    }
+    expect(meta.shardMap().shard(3)).toBeUndefined();
+    // The store kinds still apply at their own version.
+    expect(meta.apply({ ...mountStoreCommand('x', text('/x/'), 1), version: META_STORES_VERSION }, context)).toEqual({ kind: 'stores', shards: [3] });
   });
 });

@@ -4,21 +4,25 @@
  * configuration (alike on every founder); a member that was not a founder starts the group empty;
  * a group on disk is started without a new bootstrap; a hosted group leaves only when the map gave
  * its id out and no longer has it (a map from before the mount, as a replay from an older state
- * shows, keeps it); the meta and default-store shards are never touched; passes run one at a time.
+ * shows, keeps it); a split's child is neither bootstrapped nor added while splitting, and is
+ * started empty once finished; the meta and default-store shards are never touched; passes run
+ * one at a time.
  */
 import { describe, expect, it } from 'vitest';
 import type { Entry } from '../../raft/index.js';
 import { decodeConfChange } from '../../raft/index.js';
 import { ShardMap, type ShardMap as Map_ } from '../../src/cluster/index.js';
-import type { Founders } from '../../src/engines/meta/index.js';
+import { MetaEngine } from '../../src/engines/index.js';
+import { type Founders, type SplittingShard, activateStoreCommand, encodeMemberContext, finishSplitCommand, mountStoreCommand, splitShardCommand } from '../../src/engines/meta/index.js';
 import { StoreGroups, type StoreGroupsHost, foundersLog } from '../../src/server/store-groups.js';
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-function host(self: number, options: { stored?: number[]; hosted?: number[] } = {}) {
+function host(self: number, options: { stored?: number[]; hosted?: number[]; meta?: StoreGroupsHost['meta'] } = {}) {
   const state = {
     map: ShardMap.initial(1) as Map_,
     founders: new Map<number, Founders>(),
+    splitting: new Map<number, SplittingShard>(),
     hosted: new Set([0, 1, ...(options.hosted ?? [])]),
     stored: new Set(options.stored ?? []),
     bootstrapped: [] as Array<{ shard: number; entries: Entry[]; commit: number }>,
@@ -27,7 +31,7 @@ function host(self: number, options: { stored?: number[]; hosted?: number[] } = 
   };
   const h: StoreGroupsHost = {
     memberId: self,
-    meta: () => ({ shardMap: () => state.map, founders: (id) => state.founders.get(id) }),
+    meta: options.meta ?? (() => ({ shardMap: () => state.map, founders: (id) => state.founders.get(id), splitting: () => state.splitting })),
     fixed: [0, 1],
     hosted: () => [...state.hosted].sort((a, b) => a - b),
     stored: (id) => state.stored.has(id),
@@ -96,6 +100,41 @@ describe('store groups on a node', () => {
     await groups.reconcile();
     expect(state.hosted).toEqual(new Set([0, 1]));
     expect(state.dropped).toEqual([2]);
+  });
+
+  it('neither bootstraps nor adds a split\'s child while it is splitting; once finished, starts it empty', async () => {
+    // The parent 2 (founded by 11 and 12) split at /users/m: the child 3 is splitting.
+    const split = mounted([2]).split(2, text('/users/m'), 3);
+    for (const self of [11, 13]) {
+      const { state, groups } = host(self, { hosted: [2], stored: [2] });
+      state.map = split;
+      state.founders.set(2, { voters: [11, 12], learners: [] });
+      state.splitting.set(3, { parent: 2, at: text('/users/m'), end: text('/users0') });
+      await groups.reconcile();
+      expect([state.hosted, state.bootstrapped, state.dropped]).toEqual([new Set([0, 1, 2]), [], []]);
+      // Finished: a member whose parent's Split did not make the child here starts it empty.
+      state.splitting.clear();
+      await groups.reconcile();
+      expect([state.hosted, state.bootstrapped]).toEqual([new Set([0, 1, 2, 3]), []]);
+    }
+  });
+
+  it('the meta engine\'s split steps drive it: no founders log for the child, on a founder of the parent either', async () => {
+    const meta = new MetaEngine();
+    const context = { index: 1, term: 1, nowMs: 0, proposer: 0, requestId: 0 };
+    for (const id of [11, 12]) {
+      meta.applyConfChange({ transition: 'auto', changes: [{ type: 'add-voter', nodeId: id }], context: encodeMemberContext({ id, name: `n${id}`, peerUrls: [`http://h${id}:2380`], isLearner: false }) }, context);
+    }
+    meta.apply(mountStoreCommand('users', text('/users/'), 1), context);
+    meta.apply(activateStoreCommand('users', 2), context);
+    // As the node hands it over: the meta engine itself.
+    const { state, groups } = host(11, { hosted: [2], stored: [2], meta: () => meta });
+    expect(meta.apply(splitShardCommand(2, text('/users/m'), 1), context)).toEqual({ kind: 'stores', shards: [2, 3] });
+    await groups.reconcile();
+    expect(state.hosted).toEqual(new Set([0, 1, 2]));
+    meta.apply(finishSplitCommand(3), context);
+    await groups.reconcile();
+    expect([state.hosted, state.bootstrapped]).toEqual([new Set([0, 1, 2, 3]), []]);
   });
 
   it('runs one pass at a time: a request during a pass makes one more after it', async () => {

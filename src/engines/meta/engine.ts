@@ -2,7 +2,8 @@
  * The meta engine: what the meta shard (shard 0) replicates about the cluster: membership (member
  * records written as configuration changes are applied — their context carries the record — the
  * attributes each member publishes about itself, and the ids that were removed and may never come
- * back), and the stores with the shard map (stores.ts): mounts and drops are commands.
+ * back), and the stores with the shard map (stores.ts): mounts, activations, drops and the meta
+ * steps of a shard's split are commands.
  *
  * The state lives in a small MVCC store (see members.ts for the keys), so it is snapshotted,
  * restored and hashed like any other; nothing here reads a clock.
@@ -11,10 +12,10 @@ import type { ConfChange } from '../../../raft/index.js';
 import { MvccStore, encodeSnapshot, restoreSnapshotPieces } from '../../../storage/index.js';
 import { etcdType } from '../../etcd-proto.js';
 import type { ShardMap, ShardMapErrorCode } from '../../cluster/model.js';
-import { bytesToHex } from '../bytes.js';
+import { bytesToHex, hexToBytes } from '../bytes.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError } from '../engine.js';
 import { type Member, type MemberAttributes, admitMembershipChange, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers, removedIds } from './members.js';
-import { type Founders, type StoresChange, applyStoresChange, creatingStores, foundersOf, readRoutingMap, readShardMap } from './stores.js';
+import { type Founders, type SplittingShard, type StoresChange, applyStoresChange, creatingStores, foundersOf, readRoutingMap, readShardMap, splittingShards } from './stores.js';
 
 /** The meta engine's operation codes (in every meta log entry: never renumber). */
 export const MetaCommandKind = {
@@ -26,12 +27,25 @@ export const MetaCommandKind = {
   DropStore: 3,
   /** Route requests to a store being created (version 2): payload `{ name, first }` (JSON). */
   ActivateStore: 4,
+  /**
+   * Split a mounted store's shard (version 3): payload `{ parent, atHex, epoch }` (JSON; `epoch`:
+   * the parent's epoch in the proposer's map). The child takes the next shard id and is splitting.
+   */
+  SplitShard: 5,
+  /** Finish a split (version 3): payload `{ child }` (JSON); the child is not splitting any more. */
+  FinishSplit: 6,
 } as const;
 
 /** The meta command format of member attributes (every build applies it). */
 export const META_COMMAND_VERSION = 1;
 /** The meta command format of store changes: proposed only once every member applies it. */
 export const META_STORES_VERSION = 2;
+/**
+ * The meta command format of shard splits (SplitShard, FinishSplit): proposed only once every
+ * member publishes that its meta engine applies it (`membersSupport(members, EngineId.Meta,
+ * META_SPLIT_VERSION)`; the runtime refuses a proposal before then).
+ */
+export const META_SPLIT_VERSION = 3;
 
 /** The KV command kind of an earlier build's attribute publication (a Put into the meta store). */
 const LEGACY_KV_PUT = 1;
@@ -64,16 +78,33 @@ export function dropStoreCommand(name: string, first: number): EngineCommand {
   return { engine: EngineId.Meta, version: META_STORES_VERSION, kind: MetaCommandKind.DropStore, payload: encoder.encode(JSON.stringify({ name, first })) };
 }
 
+/**
+ * A command splitting shard `parent` (at `epoch` in the proposer's map) at `at`: the child takes
+ * `[at, parent's end)`. Idempotent: a repeat answers the split made already.
+ */
+export function splitShardCommand(parent: number, at: Uint8Array, epoch: number): EngineCommand {
+  const payload = encoder.encode(JSON.stringify({ parent, atHex: bytesToHex(at), epoch }));
+  return { engine: EngineId.Meta, version: META_SPLIT_VERSION, kind: MetaCommandKind.SplitShard, payload };
+}
+
+/** A command finishing the split that made shard `child` (idempotent). */
+export function finishSplitCommand(child: number): EngineCommand {
+  return { engine: EngineId.Meta, version: META_SPLIT_VERSION, kind: MetaCommandKind.FinishSplit, payload: encoder.encode(JSON.stringify({ child })) };
+}
+
 export type MetaOutcome =
   | { readonly kind: 'ok' }
-  /** A store change applied: the shards it made (mount) or took out of the map (drop). */
+  /**
+   * A store change applied: the shards it made (mount), took out of the map (drop) or activated;
+   * a split's `[parent, child]`; a finished split's `[child]`.
+   */
   | { readonly kind: 'stores'; readonly shards: readonly number[] }
   | { readonly kind: 'error'; readonly message: string; readonly code?: ShardMapErrorCode | 'bad-command' };
 
 export class MetaEngine implements Engine {
   readonly id = EngineId.Meta;
   readonly name = 'meta';
-  readonly version = META_STORES_VERSION;
+  readonly version = META_SPLIT_VERSION;
   private store = new MvccStore();
   /** The maps decoded from `store` (undefined: not decoded since the store last changed). */
   private map: ShardMap | undefined;
@@ -81,7 +112,10 @@ export class MetaEngine implements Engine {
 
   apply(command: EngineCommand, context: ApplyContext): MetaOutcome {
     if (command.engine === 0) return this.applyLegacy(command);
-    if (command.kind === MetaCommandKind.MountStore || command.kind === MetaCommandKind.DropStore || command.kind === MetaCommandKind.ActivateStore) return this.applyStores(command, context);
+    if (command.kind === MetaCommandKind.MountStore || command.kind === MetaCommandKind.DropStore || command.kind === MetaCommandKind.ActivateStore) {
+      return this.applyStores(command, context, META_STORES_VERSION);
+    }
+    if (command.kind === MetaCommandKind.SplitShard || command.kind === MetaCommandKind.FinishSplit) return this.applyStores(command, context, META_SPLIT_VERSION);
     if (command.kind !== MetaCommandKind.PublishAttributes) throw new UnknownCommandError(`unknown meta command kind ${command.kind}`);
     let parsed: { id?: unknown; name?: unknown; clientUrls?: unknown; engines?: unknown };
     try {
@@ -98,9 +132,10 @@ export class MetaEngine implements Engine {
     return { kind: 'ok' };
   }
 
-  private applyStores(command: EngineCommand, context: ApplyContext): MetaOutcome {
-    if (command.version < META_STORES_VERSION) throw new UnknownCommandError(`meta command kind ${command.kind} needs version ${META_STORES_VERSION}, got ${command.version}`);
-    const change = parseStoresChange(command.kind, command.payload);
+  /** A store change; `needs`: the command version its kind came with (an older one never carried it). */
+  private applyStores(command: EngineCommand, context: ApplyContext, needs: number): MetaOutcome {
+    if (command.version < needs) throw new UnknownCommandError(`meta command kind ${command.kind} needs version ${needs}, got ${command.version}`);
+    const change = command.kind === MetaCommandKind.SplitShard || command.kind === MetaCommandKind.FinishSplit ? parseSplitChange(command.kind, command.payload) : parseStoresChange(command.kind, command.payload);
     if (typeof change === 'string') return { kind: 'error', code: 'bad-command', message: change };
     const outcome = applyStoresChange(this.store, change, context.nowMs);
     this.map = undefined;
@@ -176,7 +211,12 @@ export class MetaEngine implements Engine {
     return creatingStores(this.store);
   }
 
-  /** The configuration a mounted shard's group starts with on its founders (none: the default store's shard). */
+  /** The children of unfinished splits, by shard id (no member starts such a group on its own). */
+  splitting(): Map<number, SplittingShard> {
+    return splittingShards(this.store);
+  }
+
+  /** The configuration a mounted shard's group starts with on its founders (none: the default store's shard or a split's child). */
   founders(shard: number): Founders | undefined {
     return foundersOf(this.store, shard);
   }
@@ -197,11 +237,28 @@ function parseStoresChange(kind: number, payload: Uint8Array): StoresChange | st
     return { kind: kind === MetaCommandKind.DropStore ? 'drop' : 'activate', name: parsed.name, first };
   }
   const { prefixHex, shards } = parsed;
-  if (typeof prefixHex !== 'string' || !/^(?:[0-9a-f]{2})*$/.test(prefixHex)) return 'a mount\'s prefix is not hex';
+  const prefix = typeof prefixHex === 'string' ? hexToBytes(prefixHex) : undefined;
+  if (prefix === undefined) return 'a mount\'s prefix is not hex';
   if (typeof shards !== 'number') return 'a mount has no shard count';
-  const prefix = new Uint8Array(prefixHex.length / 2);
-  for (let i = 0; i < prefix.length; i++) prefix[i] = Number.parseInt(prefixHex.slice(2 * i, 2 * i + 2), 16);
   return { kind: 'mount', name: parsed.name, prefix, shards };
+}
+
+/** A split step's payload, or why it is malformed (the same on every replica). */
+function parseSplitChange(kind: number, payload: Uint8Array): StoresChange | string {
+  let parsed: { parent?: unknown; atHex?: unknown; epoch?: unknown; child?: unknown };
+  try {
+    parsed = JSON.parse(decoder.decode(payload)) as typeof parsed;
+  } catch {
+    return 'a split step is not JSON';
+  }
+  if (typeof parsed !== 'object' || parsed === null) return 'a split step is not an object';
+  const isShardId = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
+  if (kind === MetaCommandKind.FinishSplit) return isShardId(parsed.child) ? { kind: 'finish-split', child: parsed.child } : 'a split\'s finish names no child shard';
+  if (!isShardId(parsed.parent)) return 'a split names no parent shard';
+  if (!isShardId(parsed.epoch)) return 'a split names no epoch';
+  const at = typeof parsed.atHex === 'string' ? hexToBytes(parsed.atHex) : undefined;
+  if (at === undefined) return 'a split\'s key is not hex';
+  return { kind: 'split', parent: parsed.parent, at, epoch: parsed.epoch };
 }
 
 function isEngineVersions(value: unknown): value is Record<string, number> {

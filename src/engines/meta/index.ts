@@ -4,11 +4,14 @@ export {
   MetaCommandKind,
   META_COMMAND_VERSION,
   META_STORES_VERSION,
+  META_SPLIT_VERSION,
   activateStoreCommand,
   dropStoreCommand,
+  finishSplitCommand,
   mountStoreCommand,
+  splitShardCommand,
   publishAttributesCommand,
   type MetaOutcome,
 } from './engine.js';
 export { type Member, type MemberAttributes, type MemberRecord, encodeMemberContext, membersSupport } from './members.js';
-export { DEFAULT_STORE_SHARD, type Founders } from './stores.js';
+export { DEFAULT_STORE_SHARD, type Founders, type SplittingShard } from './stores.js';

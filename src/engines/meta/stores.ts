@@ -1,14 +1,19 @@
 /**
  * Stores and the shard map, kept in the meta shard's MVCC store beside the members (members.ts):
  *
- *   shardmap                 the map's wire form (src/cluster/shard-map.ts)    absent: the initial map
- *   founders/<shard id hex>  {voters, learners}                                a shard's first configuration
- *   creating/<store name>    {createdAtMs}                                     a store not serving yet
+ *   shardmap                  the map's wire form (src/cluster/shard-map.ts)   absent: the initial map
+ *   founders/<shard id hex>   {voters, learners}                               a mounted shard's first configuration
+ *   creating/<store name>     {createdAtMs}                                    a store not serving yet
+ *   splitting/<shard id hex>  {parent, atHex, endHex|null}                     a split's child not finished yet
+ *   splitfrom/<shard id hex>  {parent}                                         the shard a split's child came from
+ *
+ * (Shard ids in keys are 14 lower-case hex digits, so they sort by id.)
  *
  * A store is mounted **creating**: its shards exist (their groups start) but requests are not
  * routed to them (`readRoutingMap` leaves it out), because the default store still serves its
  * prefix until it cedes it (src/engines/ownership); once it has, the store is activated and the
- * routing map sends its keys to its shards. A drop takes a store out in either state.
+ * routing map sends its keys to its shards. A drop takes a store out in either state, with every
+ * record of its shards.
  *
  * The initial map (before any store was mounted) is the default store alone, as one shard
  * (`DEFAULT_STORE_SHARD`). Until placement exists every shard is replicated on every member, as
@@ -18,10 +23,27 @@
  * configuration recorded as its founders: every founder bootstraps the group with it, alike; a
  * member that joins later gets the group from its leader.
  *
+ * A split of a mounted store's shard (the parent) at a key: SplitShard puts the child (the next
+ * shard id, `[at, parent's end)`) in the map, both halves at the parent's epoch + 1, and marks the
+ * child **splitting**; the parent's own log then applies a Split at which every replica of the
+ * parent makes the child's group from its own data; FinishSplit takes the mark away. The routing
+ * map has the child from the start (a node that does not host it yet answers a retryable error).
+ * While splitting, no member starts the child's group on its own (src/server/store-groups.ts);
+ * once finished, a member without it starts it empty and gets it from its leader. A child has no
+ * founders record: its group begins from the parent's state, not from an empty log, so a founders
+ * log written by a member that missed the Split would be a history the group never had.
+ * The default store is not split (its leases and cessions are not split), nor a shard of a store
+ * still creating, nor a shard in an unfinished split (as parent or child): one split of a shard at
+ * a time. A SplitShard is idempotent: when the shard that starts at `at` in the parent's store
+ * came from the parent (its `splitfrom` record; a shard's start never changes, as a split keeps
+ * the parent's start), the outcome is that split's, finished or not, whatever the epoch.
+ *
  * Everything here reads only the store and the command, so every replica decides alike.
  */
 import { prefixEnd, type MvccStore } from '../../../storage/index.js';
-import { ShardMap, ShardMapError, type ShardMapErrorCode, decodeShardMap, encodeShardMap, mountShardsMax } from '../../cluster/model.js';
+import { assert } from '../../../raft/index.js';
+import { DEFAULT_STORE, ShardMap, ShardMapError, type ShardMapErrorCode, compareKeys, decodeShardMap, encodeShardMap, mountShardsMax } from '../../cluster/model.js';
+import { bytesToHex, hexToBytes } from '../bytes.js';
 import { listMembers } from './members.js';
 
 /** The default store's shard in a new cluster (shard 0 is the meta shard, outside the map). */
@@ -31,9 +53,20 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 const shardMapKey = encoder.encode('shardmap');
-const foundersKey = (shard: number): Uint8Array => encoder.encode(`founders/${shard.toString(16).padStart(14, '0')}`);
+const shardHex = (shard: number): string => shard.toString(16).padStart(14, '0');
+const foundersKey = (shard: number): Uint8Array => encoder.encode(`founders/${shardHex(shard)}`);
 const creatingPrefix = encoder.encode('creating/');
 const creatingKey = (name: string): Uint8Array => encoder.encode(`creating/${name}`);
+const splittingPrefix = encoder.encode('splitting/');
+const splittingKey = (child: number): Uint8Array => encoder.encode(`splitting/${shardHex(child)}`);
+const splitFromKey = (child: number): Uint8Array => encoder.encode(`splitfrom/${shardHex(child)}`);
+
+/** A split's child not finished yet: the shard it comes from and the range it took (`end` undefined: no bound). */
+export interface SplittingShard {
+  readonly parent: number;
+  readonly at: Uint8Array;
+  readonly end: Uint8Array | undefined;
+}
 
 /** The configuration a shard's group starts with on the members that found it. */
 export interface Founders {
@@ -63,6 +96,20 @@ export function readRoutingMap(mvcc: MvccStore, full: ShardMap = readShardMap(mv
   return map;
 }
 
+/** The children of unfinished splits, by shard id. */
+export function splittingShards(mvcc: MvccStore): Map<number, SplittingShard> {
+  const out = new Map<number, SplittingShard>();
+  for (const kv of mvcc.range({ key: splittingPrefix, rangeEnd: prefixEnd(splittingPrefix) }).kvs) {
+    const child = Number.parseInt(decoder.decode(kv.key).slice(splittingPrefix.length), 16);
+    const record = JSON.parse(decoder.decode(kv.value)) as { parent: number; atHex: string; endHex: string | null };
+    const at = hexToBytes(record.atHex);
+    const end = record.endHex === null ? undefined : hexToBytes(record.endHex);
+    assert(at !== undefined && end !== null, () => `splitting record of shard ${child} holds a key that is not hex`);
+    out.set(child, { parent: record.parent, at, end });
+  }
+  return out;
+}
+
 export function foundersOf(mvcc: MvccStore, shard: number): Founders | undefined {
   const kv = mvcc.range({ key: foundersKey(shard) }).kvs[0];
   return kv === undefined ? undefined : (JSON.parse(decoder.decode(kv.value)) as Founders);
@@ -72,7 +119,10 @@ export type StoresChange =
   | { readonly kind: 'mount'; readonly name: string; readonly prefix: Uint8Array; readonly shards: number }
   /** `first`: the store's first shard id, which names one incarnation of the store (ids are never reused). */
   | { readonly kind: 'activate'; readonly name: string; readonly first: number }
-  | { readonly kind: 'drop'; readonly name: string; readonly first: number };
+  | { readonly kind: 'drop'; readonly name: string; readonly first: number }
+  /** `epoch`: the parent's epoch in the caller's map. */
+  | { readonly kind: 'split'; readonly parent: number; readonly at: Uint8Array; readonly epoch: number }
+  | { readonly kind: 'finish-split'; readonly child: number };
 
 export type StoresOutcome =
   | { readonly kind: 'ok'; readonly shards: readonly number[] }
@@ -81,8 +131,9 @@ export type StoresOutcome =
 /**
  * Applies a change of stores: mount (new shards take the next ids, replicated on every member;
  * today's configuration of voters and learners is recorded as their founders; the store is
- * creating), activate (routed to from now on; idempotent) or drop (the store's shards leave the
- * map; their founders records go too). A change the map refuses is the outcome, changing nothing.
+ * creating), activate (routed to from now on; idempotent), drop (the store's shards leave the
+ * map with every record of theirs), split (`applySplit`) or finish a split (the child's mark goes;
+ * idempotent; the outcome names the child). A change refused is the outcome, changing nothing.
  */
 export function applyStoresChange(mvcc: MvccStore, change: StoresChange, nowMs: number): StoresOutcome {
   const before = readShardMap(mvcc);
@@ -92,11 +143,17 @@ export function applyStoresChange(mvcc: MvccStore, change: StoresChange, nowMs: 
       const first = before.shardsOf(change.name)[0]?.id;
       if (first !== change.first) return { kind: 'error', code: 'unknown-store', message: `store "${change.name}" is not the one of shard ${change.first} any more (its first shard is ${first})` };
     }
+    if (change.kind === 'split') return applySplit(mvcc, before, change);
+    if (change.kind === 'finish-split') {
+      mvcc.deleteRange({ key: splittingKey(change.child) });
+      return { kind: 'ok', shards: [change.child] };
+    }
     if (change.kind === 'drop') {
       const after = before.drop(change.name);
       const dropped = before.shardsOf(change.name).map((s) => s.id);
       writeMap(mvcc, after);
-      for (const id of dropped) mvcc.deleteRange({ key: foundersKey(id) });
+      // (Deleting a key that is absent writes nothing: no revision is used.)
+      for (const id of dropped) for (const key of [foundersKey(id), splittingKey(id), splitFromKey(id)]) mvcc.deleteRange({ key });
       mvcc.deleteRange({ key: creatingKey(change.name) });
       return { kind: 'ok', shards: dropped };
     }
@@ -123,6 +180,57 @@ export function applyStoresChange(mvcc: MvccStore, change: StoresChange, nowMs: 
     if (error instanceof ShardMapError) return { kind: 'error', code: error.code, message: error.message };
     throw error;
   }
+}
+
+type SplitChange = Extract<StoresChange, { kind: 'split' }>;
+
+/**
+ * Splits a mounted store's shard at `change.at` (see the header): the child takes the next id, the
+ * map is written, the child is marked splitting and its parent recorded; the outcome is
+ * `[parent, child]`. A repeat of a split made already answers the same (finished or not). Refused,
+ * changing nothing: an unknown parent (`unknown-shard`), the default store's (`default-store`), a
+ * store still creating (`unknown-store`), a parent still splitting itself (`unknown-shard`) or with
+ * a child not finished (`bad-split-key`), an epoch other than the parent's (`bad-epoch`: the
+ * caller's map is stale), and whatever the map refuses (`bad-split-key`, `too-many-shards`, …).
+ * Throws `ShardMapError` for the map's refusals (the caller turns them into the outcome).
+ */
+function applySplit(mvcc: MvccStore, before: ShardMap, change: SplitChange): StoresOutcome {
+  const refused = (code: ShardMapErrorCode, message: string): StoresOutcome => ({ kind: 'error', code, message });
+  const parent = before.shard(change.parent);
+  if (parent === undefined) return refused('unknown-shard', `no shard ${change.parent}`);
+  const madeAlready = splitMadeAlready(mvcc, before, parent.store, parent.id, change.at);
+  if (madeAlready !== undefined) return { kind: 'ok', shards: [parent.id, madeAlready] };
+  if (parent.store === DEFAULT_STORE) return refused('default-store', `shard ${parent.id} is the default store's, which stays one shard (its leases and cessions are not split)`);
+  if (mvcc.range({ key: creatingKey(parent.store), countOnly: true }).count > 0) {
+    return refused('unknown-store', `store "${parent.store}" is still being created: its shards split once it serves`);
+  }
+  const splitting = splittingShards(mvcc);
+  const own = splitting.get(parent.id);
+  if (own !== undefined) return refused('unknown-shard', `shard ${parent.id} is still being split from shard ${own.parent}: it splits once that split is finished`);
+  for (const [child, split] of splitting) {
+    if (split.parent === parent.id) return refused('bad-split-key', `shard ${parent.id}'s split at ${bytesToHex(split.at)} (shard ${child}) is not finished: a shard has one split at a time`);
+  }
+  if (parent.epoch !== change.epoch) {
+    return refused('bad-epoch', `shard ${parent.id} is at epoch ${parent.epoch}, the split names epoch ${change.epoch}: the caller's map is stale`);
+  }
+  const child = before.highestShardId + 1;
+  const after = before.split(parent.id, change.at, child);
+  const made = after.shard(child);
+  assert(made !== undefined && compareKeys(made.start, change.at) === 0 && made.epoch === parent.epoch + 1, () => `split of shard ${parent.id}: child ${child} not made as asked`);
+  writeMap(mvcc, after);
+  const record = { parent: parent.id, atHex: bytesToHex(change.at), endHex: parent.end === undefined ? null : bytesToHex(parent.end) };
+  mvcc.put(splittingKey(child), encoder.encode(JSON.stringify(record)));
+  mvcc.put(splitFromKey(child), encoder.encode(JSON.stringify({ parent: parent.id })));
+  return { kind: 'ok', shards: [parent.id, child] };
+}
+
+/** The child of `parent`'s split at `at` when it was made (the shard starting at `at` in `store` came from `parent`). */
+function splitMadeAlready(mvcc: MvccStore, map: ShardMap, store: string, parent: number, at: Uint8Array): number | undefined {
+  const shard = map.shardForKey(at);
+  if (shard.store !== store || compareKeys(shard.start, at) !== 0 || shard.id === parent) return undefined;
+  const kv = mvcc.range({ key: splitFromKey(shard.id) }).kvs[0];
+  if (kv === undefined) return undefined;
+  return (JSON.parse(decoder.decode(kv.value)) as { parent: number }).parent === parent ? shard.id : undefined;
 }
 
 function writeMap(mvcc: MvccStore, map: ShardMap): void {
