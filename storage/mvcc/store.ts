@@ -779,8 +779,9 @@ export class MvccStore {
    * unchanged) and dropping this one frees whatever was not kept. Its change log is rebuilt from
    * the kept versions: a revision may keep only some of its changes, or none.
    *
-   * O(size of the store): the kept versions are copied, and the log rebuilt over every revision
-   * since the compact revision.
+   * O(kept versions + revisions since the compact revision): the kept versions are copied, and
+   * the log is rebuilt with a counting pass over every revision since the compact revision (8
+   * bytes of scratch each, however few the range kept). The range is found by binary search.
    */
   retained(start: Uint8Array, end: Uint8Array | undefined): MvccStore {
     assert(!this.writing, 'retained called during a write');
