@@ -1,14 +1,17 @@
 /**
  * The change log: every change the store made, in (revision, sub-revision) order, as
- * (revision, key) pairs packed into fixed-size chunks. The sub-revision is not stored: the changes
- * of one revision are consecutive and numbered from 0. Compaction drops whole revisions from the
- * front and frees whole chunks, so the log costs about key bytes + 12 bytes per retained change.
+ * (revision, sub-revision, key) triples packed into fixed-size chunks. The changes of one revision
+ * are consecutive, but need not all be there nor be numbered densely: compaction keeps only the
+ * puts made at the compact revision, and a store kept for one side of a shard split
+ * (`MvccStore.retained`) only that side's changes. Compaction drops whole revisions from the front
+ * and frees whole chunks, so the log costs about key bytes + 16 bytes per retained change.
  */
 import { assert } from './errors.js';
 import { changeLogChunkEntries } from './limits.js';
 
 class Chunk {
   readonly revisions = new Float64Array(changeLogChunkEntries);
+  readonly subs = new Uint32Array(changeLogChunkEntries);
   /** End offset of entry i's key in `keys`. */
   readonly keyEnds = new Uint32Array(changeLogChunkEntries);
   keys = new Uint8Array(1024);
@@ -22,7 +25,7 @@ class Chunk {
     return this.keys.subarray(this.keyStart(entry), this.keyEnds[entry]!);
   }
 
-  append(revision: number, key: Uint8Array): void {
+  append(revision: number, sub: number, key: Uint8Array): void {
     const start = this.keyStart(this.count);
     if (start + key.length > this.keys.length) {
       const keys = new Uint8Array(Math.max(start + key.length, this.keys.length * 2));
@@ -31,6 +34,7 @@ class Chunk {
     }
     this.keys.set(key, start);
     this.revisions[this.count] = revision;
+    this.subs[this.count] = sub;
     this.keyEnds[this.count] = start + key.length;
     this.count++;
   }
@@ -50,6 +54,9 @@ export class ChangeLog {
   /** Entries of chunks[0] already dropped by compaction. */
   private start = 0;
   private entries = 0;
+  /** The last change appended (dropping changes does not move it: appends only go forward). */
+  private lastRevision = 0;
+  private lastSub = -1;
 
   get length(): number {
     return this.entries;
@@ -58,22 +65,24 @@ export class ChangeLog {
   /** Bytes of the chunks' arrays (revisions, key ends, key bytes). */
   get bytes(): number {
     let bytes = 0;
-    for (const chunk of this.chunks) bytes += chunk.revisions.byteLength + chunk.keyEnds.byteLength + chunk.keys.byteLength;
+    for (const chunk of this.chunks) bytes += chunk.revisions.byteLength + chunk.subs.byteLength + chunk.keyEnds.byteLength + chunk.keys.byteLength;
     return bytes;
   }
 
-  append(revision: number, key: Uint8Array): void {
+  /** Appends one change; (revision, sub) must come after every change appended before. */
+  append(revision: number, sub: number, key: Uint8Array): void {
+    assert(Number.isSafeInteger(sub) && sub >= 0 && sub <= 0xffff_ffff, 'a sub-revision is a u32');
+    // invariant: the log is in strict (revision, sub) order, so no change is in it twice.
+    assert(revision > this.lastRevision || (revision === this.lastRevision && sub > this.lastSub), 'change log entries must go forward in (revision, sub) order');
+    this.lastRevision = revision;
+    this.lastSub = sub;
     let last = this.chunks[this.chunks.length - 1];
-    if (last !== undefined) {
-      const lastRevision = last.count > 0 ? last.revisions[last.count - 1]! : 0;
-      assert(revision >= lastRevision, 'change log revisions must not go back');
-    }
     if (last === undefined || last.count === changeLogChunkEntries) {
       last?.trim();
       last = new Chunk();
       this.chunks.push(last);
     }
-    last.append(revision, key);
+    last.append(revision, sub, key);
     this.entries++;
   }
 
@@ -82,16 +91,12 @@ export class ChangeLog {
     let chunkNumber = this.firstChunkReaching(fromRevision);
     if (chunkNumber < 0) return;
     let entry = this.firstEntryReaching(chunkNumber, fromRevision);
-    let previousRevision = -1;
-    let sub = 0;
     for (; chunkNumber < this.chunks.length; chunkNumber++, entry = 0) {
       const chunk = this.chunks[chunkNumber]!;
       for (; entry < chunk.count; entry++) {
         const revision = chunk.revisions[entry]!;
         if (revision > toRevision) return;
-        sub = revision === previousRevision ? sub + 1 : 0;
-        previousRevision = revision;
-        if (visit(revision, sub, chunk.key(entry)) === false) return;
+        if (visit(revision, chunk.subs[entry]!, chunk.key(entry)) === false) return;
       }
     }
   }

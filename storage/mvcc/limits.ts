@@ -14,6 +14,13 @@ export const segmentKeysMaxLimit = 65_536;
 export const segmentKeysMinDivisor = 4;
 /** Live record bytes after which a segment with at least two keys splits (keeps rewrites bounded). */
 export const segmentBytesMax = 4 * 1024 * 1024;
+/**
+ * A segment built in bulk (a restore, `MvccStore.retained`) is closed at this many quarters of the
+ * store's keys per segment, or once its live bytes reach `segmentFillBytes`: room to grow before
+ * it splits.
+ */
+export const segmentFillQuarters = 3;
+export const segmentFillBytes = segmentBytesMax / 2;
 /** Largest arena a segment may ever hold; record offsets are 32-bit. */
 export const arenaBytesMax = 0xffff_fff0;
 /** First arena of a new segment. */
@@ -69,6 +76,7 @@ export const snapshotChunkFrameBytes = 20;
 
 assert(segmentKeysMaxMin >= 4, 'a segment must hold enough keys to split into two non-empty halves');
 assert(segmentKeysMaxMin <= segmentKeysMaxDefault && segmentKeysMaxDefault <= segmentKeysMaxLimit, 'segment size default out of bounds');
+assert(segmentFillQuarters >= 1 && segmentFillQuarters <= 4 && segmentFillBytes <= segmentBytesMax, 'a bulk-built segment fills at most to its limits');
 assert(segmentKeysMinDivisor >= 2, 'merging must leave room below the split size');
 assert(arenaBytesInitial > 0 && segmentBytesMax < arenaBytesMax, 'segment bytes must fit an arena');
 assert(arenaGrowthQuarters > 4, 'arenas must grow');

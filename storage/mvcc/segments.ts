@@ -23,6 +23,8 @@ import {
   arenaGrowthQuarters,
   arenaRewriteHeadroomEighths,
   segmentBytesMax,
+  segmentFillBytes,
+  segmentFillQuarters,
   segmentKeysMinDivisor,
 } from './limits.js';
 import type { KeyValue } from './types.js';
@@ -369,11 +371,23 @@ export function retainedBytes(source: RecordSource, head: number, floor: number,
   return bytes;
 }
 
+/** Keys a segment built in bulk (a restore, a copy of a key range) gets before the next one starts. */
+export function segmentFillKeys(keysMax: number): number {
+  return Math.max(1, Math.floor((keysMax * segmentFillQuarters) / 4));
+}
+
+/** Slots [start, end) of one segment. */
+interface SlotRange {
+  readonly segment: Segment;
+  readonly start: number;
+  end: number;
+}
+
 /**
  * A new segment holding slots [start, end) of the given sources (in order), retained versions
  * only, oldest version first so previous-version offsets point backwards.
  */
-function buildSegment(parts: readonly { segment: Segment; start: number; end: number }[], floor: number, keysCapacity: number, arenaBytesMin = 0): Segment {
+function buildSegment(parts: readonly SlotRange[], floor: number, keysCapacity: number, arenaBytesMin = 0): Segment {
   const scratch: number[] = [];
   let live = 0;
   let keys = 0;
@@ -552,6 +566,39 @@ export class SegmentIndex {
     cursor.slot = 0;
     this.replace(cursor.segment, 0, next);
     return next;
+  }
+
+  /**
+   * Copies of the keys in [start, end) (end undefined: no end), retained versions only, in new
+   * segments that share no memory with this index's (left unchanged), each filled as a restore
+   * fills them (`segmentFillKeys`, `segmentFillBytes`) with arenas sized to what they hold.
+   */
+  copyRange(start: Uint8Array, end: Uint8Array | undefined): Segment[] {
+    const copies: Segment[] = [];
+    const fillKeys = segmentFillKeys(this.keysMax);
+    const cursor: Cursor = { segment: 0, slot: 0 };
+    const scratch: number[] = [];
+    const parts: SlotRange[] = [];
+    let keys = 0;
+    let bytes = 0;
+    const close = (): void => {
+      copies.push(buildSegment(parts, this.floor, this.keysMax + 1));
+      parts.length = 0;
+      keys = 0;
+      bytes = 0;
+    };
+    for (let more = this.seek(start, cursor); more; more = this.next(cursor)) {
+      const segment = this.segments[cursor.segment]!;
+      if (end !== undefined && segment.compareKey(cursor.slot, end) >= 0) break;
+      if (keys === fillKeys || bytes >= segmentFillBytes) close();
+      const last = parts[parts.length - 1];
+      if (last !== undefined && last.segment === segment && last.end === cursor.slot) last.end++;
+      else parts.push({ segment, start: cursor.slot, end: cursor.slot + 1 });
+      keys++;
+      bytes += retainedBytes(segment, segment.heads[cursor.slot]!, this.floor, scratch);
+    }
+    if (keys > 0) close();
+    return copies;
   }
 
   /** Splits segment `index` in two if a write made it too big. */

@@ -24,7 +24,7 @@ import { crc32c } from '../checksum.js';
 import { assert, SnapshotError } from './errors.js';
 import {
   keyBytesMax,
-  segmentBytesMax,
+  segmentFillBytes,
   snapshotChunkBytesMax,
   snapshotChunkFrameBytes,
   snapshotFormatVersion,
@@ -45,6 +45,7 @@ import {
   recordVersion,
   retainedChain,
   Segment,
+  segmentFillKeys,
   writeLease,
 } from './segments.js';
 import { MvccStore } from './store.js';
@@ -200,7 +201,7 @@ class Loader {
     readonly compactRevision: number,
     private readonly keysMax: number,
   ) {
-    this.fillKeys = Math.max(1, Math.floor((keysMax * 3) / 4));
+    this.fillKeys = segmentFillKeys(keysMax);
   }
 
   get expectingKey(): boolean {
@@ -212,7 +213,7 @@ class Loader {
     if (key.length === 0 || key.length > keyBytesMax) throw new SnapshotError(`snapshot: bad key length ${key.length}`);
     if (versions === 0) throw new SnapshotError('snapshot: a key without versions');
     if (this.lastKey !== undefined && compareBytes(this.lastKey, key) >= 0) throw new SnapshotError('snapshot: keys out of order');
-    if (this.segment === undefined || this.segment.count >= this.fillKeys || this.segment.liveBytes >= segmentBytesMax / 2) {
+    if (this.segment === undefined || this.segment.count >= this.fillKeys || this.segment.liveBytes >= segmentFillBytes) {
       this.segment?.shrink();
       this.segment = new Segment(this.keysMax + 1, 64 * 1024);
       this.segments.push(this.segment);

@@ -216,14 +216,34 @@ export class MvccStore {
     return this.log.bytes;
   }
 
-  /** Throws if the segment index breaks an invariant (sorted, bounded, no empty segment). */
+  /**
+   * Throws if the segment index breaks an invariant (sorted, bounded, no empty segment), the live
+   * key count is off, or the change log and the retained versions disagree.
+   */
   checkInvariants(): void {
+    assert(!this.writing, 'checkInvariants called during a write');
     this.index.checkInvariants();
+    const floor = this.compactedRevision;
+    assert(this.index.floor === floor, `the index compacts at ${this.index.floor}, the store at ${floor}`);
+    const scratch = this.scratch;
     let live = 0;
+    let changes = 0;
     for (const segment of this.index.segments) {
-      for (let slot = 0; slot < segment.count; slot++) if (!recordIsTombstone(segment, segment.heads[slot]!)) live++;
+      for (let slot = 0; slot < segment.count; slot++) {
+        if (!recordIsTombstone(segment, segment.heads[slot]!)) live++;
+        scratch.length = 0;
+        retainedChain(segment, segment.heads[slot]!, floor, scratch);
+        for (const offset of scratch) if (recordModRevision(segment, offset) >= floor) changes++;
+      }
     }
     assert(live === this.liveKeys, `live key count ${this.liveKeys} but ${live} keys are live`);
+    // The log is in strict (revision, sub) order (it asserts that as changes come), so each
+    // change it holds names a different version: the same count means each one is there once.
+    let logged = 0;
+    this.log.forEach(floor, this.currentRevision, (revision, sub, key) => {
+      if (this.retainedChange(key, revision, sub) !== undefined) logged++;
+    });
+    assert(logged === changes, `the change log holds ${logged} retained changes, the segments ${changes}`);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -442,7 +462,7 @@ export class MvccStore {
     const previous = liveVersionBefore(segment, offset, revision);
     const event: MvccEvent = previous === noRecord ? { type, kv } : { type, kv, prevKv: recordToKeyValue(segment, previous) };
     this.pendingEvents.push(event);
-    this.log.append(revision, kv.key);
+    this.log.append(revision, this.pendingChanges, kv.key);
     this.pendingChanges++;
   }
 
@@ -662,7 +682,6 @@ export class MvccStore {
     if (request.fromRevision < this.compactedRevision || request.fromRevision < 1) throw new MvccError('compacted');
     const to = Math.min(request.toRevision ?? this.currentRevision, this.currentRevision);
     const events: MvccEvent[] = [];
-    const cursor = this.cursor;
     const floor = this.compactedRevision;
     const bytesMax = request.bytesMax ?? Number.POSITIVE_INFINITY;
     let bytes = 0;
@@ -674,16 +693,9 @@ export class MvccStore {
         throughRevision = revision - 1;
         return false;
       }
-      const found = this.index.lookup(key, cursor);
-      if (!found && revision === floor) return; // a delete at the compact revision, compacted away
-      assert(found, 'a logged key is missing from the index');
-      const segment = this.index.segments[cursor.segment]!;
-      let offset = segment.heads[cursor.slot]!;
-      while (offset !== noRecord && (recordModRevision(segment, offset) !== revision || recordSub(segment, offset) !== sub)) {
-        offset = recordPrevious(segment, offset);
-      }
-      if (offset === noRecord && revision === floor) return;
-      assert(offset !== noRecord, 'a logged change is missing from its key');
+      const change = this.retainedChange(key, revision, sub);
+      if (change === undefined) return; // at the compact revision, and compacted away
+      const { segment, offset } = change;
       const kv = recordToKeyValue(segment, offset);
       const type = recordIsTombstone(segment, offset) ? 'delete' : 'put';
       // prevKv is the key read at revision - 1, which is gone when that is below the compact revision.
@@ -694,6 +706,35 @@ export class MvccStore {
       return true;
     });
     return { events, throughRevision };
+  }
+
+  /**
+   * The record of change (revision, sub) to `key`, or undefined when compaction dropped it: only
+   * a change at the compact revision may be gone (a delete made there, or a put a later change of
+   * the same key in that revision replaced). A dropped record may still sit in its arena until
+   * the segment is rewritten: it is not answered, so the store reads the same before and after.
+   */
+  private retainedChange(key: Uint8Array, revision: number, sub: number): { segment: Segment; offset: number } | undefined {
+    const floor = this.compactedRevision;
+    const cursor = this.cursor;
+    if (!this.index.lookup(key, cursor)) {
+      assert(revision === floor, 'a logged key is missing from the index');
+      return undefined;
+    }
+    const segment = this.index.segments[cursor.segment]!;
+    const head = segment.heads[cursor.slot]!;
+    // Newest first: versions of one revision are chained in descending sub order.
+    let offset = head;
+    while (offset !== noRecord && (recordModRevision(segment, offset) > revision || (recordModRevision(segment, offset) === revision && recordSub(segment, offset) > sub))) {
+      offset = recordPrevious(segment, offset);
+    }
+    const found = offset !== noRecord && recordModRevision(segment, offset) === revision && recordSub(segment, offset) === sub;
+    if (revision === floor) {
+      // At the compact revision only the key's newest version there is kept, and only if live.
+      return found && !recordIsTombstone(segment, offset) && versionAt(segment, head, floor) === offset ? { segment, offset } : undefined;
+    }
+    assert(found, () => `logged change ${revision}.${sub} is missing from its key`);
+    return { segment, offset };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -727,18 +768,53 @@ export class MvccStore {
     return store;
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Shard split
+
   /**
-   * The log holds every retained change above the compact revision in (revision, sub) order.
-   * Each such revision's changes are all retained and numbered 0..n-1, so a counting pass places
-   * every change without sorting.
+   * A new store holding only the keys in [start, end) (start empty: from the first key; end
+   * undefined: no end — not etcd's "\0"), each with its whole retained history, at this store's
+   * revision, compact revision and applied index: what one side of a shard split keeps. The kept
+   * versions are copied into new arenas, so the new store shares no memory with this one (left
+   * unchanged) and dropping this one frees whatever was not kept. Its change log is rebuilt from
+   * the kept versions: a revision may keep only some of its changes, or none.
+   *
+   * O(kept versions + revisions since the compact revision): the kept versions are copied, and
+   * the log is rebuilt with a counting pass over every revision since the compact revision (8
+   * bytes of scratch each, however few the range kept). The range is found by binary search.
+   */
+  retained(start: Uint8Array, end: Uint8Array | undefined): MvccStore {
+    assert(!this.writing, 'retained called during a write');
+    assert(start.length <= keyBytesMax && (end === undefined || end.length <= keyBytesMax), 'a retained range bound is over keyBytesMax');
+    assert(end === undefined || compareBytes(start, end) <= 0, 'a retained range must not end before it starts');
+    const store = new MvccStore({ segmentKeysMax: this.index.keysMax });
+    store.currentRevision = this.currentRevision;
+    store.compactedRevision = this.compactedRevision;
+    store.index.floor = this.compactedRevision;
+    store.applied = this.applied;
+    const segments = this.index.copyRange(start, end);
+    for (const segment of segments) {
+      for (let slot = 0; slot < segment.count; slot++) if (!recordIsTombstone(segment, segment.heads[slot]!)) store.liveKeys++;
+    }
+    store.index.adopt(segments);
+    store.rebuildLog();
+    return store;
+  }
+
+  /**
+   * Rebuilds the log from the retained versions: every change at or above the compact revision,
+   * in (revision, sub) order. A revision's changes need not all be retained nor be numbered
+   * densely (compaction keeps only the puts made at the compact revision, `retained` one side of
+   * a split, so many revisions keep none): a counting pass places the changes by revision, then
+   * each revision's are put in sub order, which they mostly have already (a range delete numbers
+   * its keys in key order). O(revisions since the compact revision + retained changes).
    */
   private rebuildLog(): void {
     const floor = this.compactedRevision;
     const span = this.currentRevision - floor;
-    const counts = new Uint32Array(span + 1);
     const scratch = this.scratch;
     const segments = this.index.segments;
-    const eachChange = (visit: (segmentNumber: number, slot: number, offset: number, revision: number, sub: number) => void) => {
+    const eachChange = (visit: (segmentNumber: number, slot: number, revision: number, sub: number) => void): void => {
       for (let segmentNumber = 0; segmentNumber < segments.length; segmentNumber++) {
         const segment = segments[segmentNumber]!;
         for (let slot = 0; slot < segment.count; slot++) {
@@ -746,50 +822,57 @@ export class MvccStore {
           retainedChain(segment, segment.heads[slot]!, floor, scratch);
           for (const offset of scratch) {
             const revision = recordModRevision(segment, offset);
-            if (revision > floor) visit(segmentNumber, slot, offset, revision, recordSub(segment, offset));
+            // A version from below the compact revision is kept; its change is not.
+            if (revision >= floor) visit(segmentNumber, slot, revision, recordSub(segment, offset));
           }
         }
       }
     };
-    let total = 0;
-    eachChange((_s, _slot, _o, revision) => {
-      counts[revision - floor]!++;
-      total++;
+    // bounds[i + 2] counts revision floor + i; the prefix sums make bounds[i + 1] where it starts;
+    // placing its changes moves that on to where it ends, so revision floor + i ends up at
+    // [bounds[i], bounds[i + 1]).
+    const bounds = new Float64Array(span + 3);
+    eachChange((_segmentNumber, _slot, revision) => {
+      bounds[revision - floor + 2]!++;
     });
-    const starts = new Float64Array(span + 2);
-    for (let i = 1; i <= span + 1; i++) starts[i] = starts[i - 1]! + counts[i - 1]!;
-    const segmentOf = new Uint32Array(total);
-    const slotOf = new Uint32Array(total);
-    const filled = new Uint8Array(total);
-    eachChange((segmentNumber, slot, _o, revision, sub) => {
-      if (sub >= counts[revision - floor]!) throw new SnapshotError(`snapshot: sub-revision ${sub} of revision ${revision} out of sequence`);
-      const position = starts[revision - floor]! + sub;
-      if (filled[position] === 1) throw new SnapshotError(`snapshot: revision ${revision}.${sub} appears twice`);
-      filled[position] = 1;
-      segmentOf[position] = segmentNumber;
-      slotOf[position] = slot;
+    for (let i = 2; i <= span + 2; i++) bounds[i]! += bounds[i - 1]!;
+    const total = bounds[span + 2]!;
+    const columns: ChangeColumns = { segment: new Uint32Array(total), slot: new Uint32Array(total), sub: new Uint32Array(total) };
+    eachChange((segmentNumber, slot, revision, sub) => {
+      const position = bounds[revision - floor + 1]!++;
+      columns.segment[position] = segmentNumber;
+      columns.slot[position] = slot;
+      columns.sub[position] = sub;
     });
-    // Changes at the floor itself survive compaction only partly (puts made there): keep the ones
-    // that are left, in sub-revision order, ahead of the rest.
-    const atFloor: Array<{ sub: number; key: Uint8Array }> = [];
-    if (floor > 0) {
-      for (const segment of segments) {
-        for (let slot = 0; slot < segment.count; slot++) {
-          scratch.length = 0;
-          retainedChain(segment, segment.heads[slot]!, floor, scratch);
-          for (const offset of scratch) {
-            if (recordModRevision(segment, offset) === floor) atFloor.push({ sub: recordSub(segment, offset), key: segment.keyAt(slot) });
-          }
-        }
+    for (let i = 0; i <= span; i++) {
+      const first = bounds[i]!;
+      const end = bounds[i + 1]!;
+      if (end - first > 1) sortBySub(columns, first, end);
+      for (let position = first; position < end; position++) {
+        const sub = columns.sub[position]!;
+        if (position > first && sub === columns.sub[position - 1]) throw new SnapshotError(`snapshot: revision ${floor + i}.${sub} appears twice`);
+        this.log.append(floor + i, sub, segments[columns.segment[position]!]!.keyAt(columns.slot[position]!));
       }
     }
-    atFloor.sort((a, b) => a.sub - b.sub);
-    for (const change of atFloor) this.log.append(floor, change.key);
-    let revision = floor + 1;
-    for (let position = 0; position < total; position++) {
-      while (starts[revision - floor + 1]! <= position) revision++;
-      this.log.append(revision, segments[segmentOf[position]!]!.keyAt(slotOf[position]!));
-    }
+  }
+}
+
+/** The retained changes as columns (segment number, slot, sub-revision), grouped by revision. */
+interface ChangeColumns {
+  readonly segment: Uint32Array;
+  readonly slot: Uint32Array;
+  readonly sub: Uint32Array;
+}
+
+/** Puts positions [first, end) of the columns (one revision's changes) in sub order. */
+function sortBySub(columns: ChangeColumns, first: number, end: number): void {
+  let sorted = true;
+  for (let position = first + 1; position < end && sorted; position++) sorted = columns.sub[position - 1]! < columns.sub[position]!;
+  if (sorted) return;
+  const order = Array.from({ length: end - first }, (_, i) => first + i).sort((a, b) => columns.sub[a]! - columns.sub[b]!);
+  for (const column of [columns.segment, columns.slot, columns.sub]) {
+    const values = order.map((position) => column[position]!);
+    column.set(values, first);
   }
 }
 

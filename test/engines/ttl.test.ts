@@ -402,6 +402,58 @@ describe('TTL engine: snapshots and hashes', () => {
   });
 });
 
+describe('TTL engine: a shard split', () => {
+  /** A shard with TTLs on a, b, bÿ, c, d (revisions 2..6), a and c proposed for expiry and lost. */
+  function shardWithTtls(): Shard {
+    const shard = new Shard();
+    for (const [key, ttlMs] of [['a', 1_000], ['b', 2_000], ['b\u00ff', 3_000], ['c', 1_000], ['d', 4_000]] as const) shard.ttl(dkvPut(key, ttlMs), 0);
+    expect(shard.leaderTick(1_000).length).toBe(1);
+    return shard;
+  }
+
+  function split(shard: Shard, start: Uint8Array, end: Uint8Array | undefined): void {
+    kvEngineOf(shard.machine).retainRange(start, end);
+    shard.ttls.retainRange(start, end);
+  }
+
+  it('forgets the TTLs, timers and proposed expiries of keys outside [start, end); the kept ones expire when they would have', () => {
+    const shard = shardWithTtls();
+    split(shard, b('b'), b('d'));
+    expect(shard.table()).toEqual({ b: [2_000, 3], 'b\u00ff': [3_000, 4], c: [1_000, 5] });
+    expect(shard.ttls.scheduled).toBe(3);
+    shard.ttls.checkInvariants();
+    // c's lost expiry is proposed again an election timeout on, with b, due then; a's is gone with it.
+    expect(shard.tickAndApply(2_000)).toEqual(['b', 'c']);
+    expect(shard.tickAndApply(2_990)).toEqual([]);
+    expect(shard.tickAndApply(3_000)).toEqual(['b\u00ff']);
+    expect(shard.tickAndApply(10_000)).toEqual([]);
+    expect(shard.ttls.scheduled).toBe(0);
+    shard.ttls.checkInvariants();
+  });
+
+  it('splits from the first key or to no end; snapshots and hashes then cover only the kept TTLs', () => {
+    const left = shardWithTtls();
+    split(left, new Uint8Array(0), b('b'));
+    expect(left.table()).toEqual({ a: [1_000, 2] });
+    const right = shardWithTtls();
+    split(right, b('c'), undefined);
+    expect(right.table()).toEqual({ c: [1_000, 5], d: [4_000, 6] });
+    right.ttls.checkInvariants();
+    const copy = composeStateMachine('data', { electionTimeoutMs });
+    copy.restore(joinSnapshotFrames(right.machine.snapshot()), right.machine.appliedIndex);
+    expect(ttlEngineOf(copy).entries()).toEqual(right.ttls.entries());
+    expect(ttlEngineOf(copy).hash()).toBe(right.ttls.hash());
+    expect(copy.hash()).toBe(right.machine.hash());
+    ttlEngineOf(copy).checkInvariants();
+    // The same TTLs set on a shard that never held the others hash alike.
+    const fresh = new Shard();
+    fresh.ttls.setTtl(b('c'), 1_000, 5, 1);
+    fresh.ttls.setTtl(b('d'), 4_000, 6, 1);
+    expect(fresh.ttls.hash()).toBe(right.ttls.hash());
+    expect(fresh.ttls.hash()).not.toBe(shardWithTtls().ttls.hash());
+  });
+});
+
 describe('TTL engine: property', () => {
   it('the TTL table always equals a model of which writes set and cleared each key\'s TTL, and expiry deletes exactly the due keys', () => {
     const key = fc.integer({ min: 0, max: 5 }).map((i) => `k${i}`);

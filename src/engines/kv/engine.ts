@@ -191,6 +191,16 @@ export class KvEngine implements Engine {
     }
   }
 
+  /**
+   * Keeps only the keys in [start, end) (start empty: from the first key; end undefined: no end),
+   * each with its whole retained history, at the same revisions: one side of a shard split. The
+   * store is replaced by a copy of that range (`MvccStore.retained`), so the rest is freed.
+   * O(kept versions + revisions since the compact revision).
+   */
+  retainRange(start: Uint8Array, end: Uint8Array | undefined): void {
+    this.mvcc = this.mvcc.retained(start, end);
+  }
+
   snapshot(): Iterator<Uint8Array> {
     return encodeSnapshot(this.mvcc);
   }

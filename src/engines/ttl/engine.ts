@@ -295,6 +295,21 @@ export class TtlEngine implements Engine, KvWriteObserver, KeyTtlScheduler {
     this.wheel!.cancel(record.timer);
   }
 
+  /**
+   * Forgets the TTL of every key outside [start, end) (start empty: from the first key; end
+   * undefined: no end), with its timer and any expiry proposed for it: one side of a shard split,
+   * once the KV engine kept the same range. The kept TTLs keep their deadlines, revisions and
+   * terms. O(TTLs).
+   */
+  retainRange(start: Uint8Array, end: Uint8Array | undefined): void {
+    // Names are latin1 (one char per byte): they compare as the bytes do.
+    const first = keyName(start);
+    const last = end === undefined ? undefined : keyName(end);
+    for (const record of [...this.records.values()]) {
+      if (record.name < first || (last !== undefined && record.name >= last)) this.remove(record);
+    }
+  }
+
   /** Every write to the store: a write to a key with a TTL at another revision clears the TTL. */
   written(events: readonly MvccEvent[]): void {
     // An expiry's deletes: their TTLs are gone already (`expire` removed them).
