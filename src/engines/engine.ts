@@ -85,6 +85,12 @@ export interface Engine {
   /** The highest command version this build applies. */
   readonly version: number;
   /**
+   * The version stamped on this engine's snapshot section now (default `version`): the oldest
+   * format that holds the state, so a member of an earlier build restores a snapshot whose
+   * section did not change although the engine's commands did (a rolling upgrade).
+   */
+  readonly sectionVersion?: number;
+  /**
    * Applies one command; returns the engine's outcome (deterministic refusals included). Throws
    * only for a bug (it stops the node): a refusal that depends on the state is an outcome.
    */

@@ -329,15 +329,15 @@ export class ShardStateMachine implements ShardStateView {
     view.setUint32(24, this.chainValue.a);
     view.setUint32(28, this.chainValue.b);
     view.setUint32(32, this.engines.size);
-    const captured = [...this.engines.values()].map((engine) => ({ engine, chunks: engine.snapshot() }));
+    const captured = [...this.engines.values()].map((engine) => ({ engine, version: engine.sectionVersion ?? engine.version, chunks: engine.snapshot() }));
     const crc = new RunningCrc();
     const emit = (bytes: Uint8Array): Uint8Array => {
       crc.update(bytes);
       return bytes;
     };
     yield emit(frame(KIND_HEADER, 0, SNAPSHOT_FORMAT, header));
-    for (const { engine, chunks } of captured) {
-      for (const chunk of bounded(chunks)) yield emit(frame(KIND_SECTION, engine.id, engine.version, chunk));
+    for (const { engine, version, chunks } of captured) {
+      for (const chunk of bounded(chunks)) yield emit(frame(KIND_SECTION, engine.id, version, chunk));
     }
     const end = new Uint8Array(4);
     new DataView(end.buffer).setUint32(0, crc.value);

@@ -233,3 +233,20 @@ describe('split bounds', () => {
 function* iterate<T>(iterator: Iterator<T>): Generator<T> {
   for (let next = iterator.next(); next.done !== true; next = iterator.next()) yield next.value;
 }
+
+describe('versions for a rolling upgrade', () => {
+  it('keeps Cede, Reclaim and Retire at version 1, and stamps the section 2 only with split bounds', () => {
+    expect([cedeCommand(b('/a/'), 2).version, reclaimCommand(b('/a/'), 2).version, retireCommand(2).version]).toEqual([1, 1, 1]);
+    expect(splitCommand(3, b('m'), undefined).version).toBe(2);
+    const engine = new OwnershipEngine(new KvEngine());
+    expect(engine.sectionVersion).toBe(1);
+    engine.retainRange(new Uint8Array(0), b('m'));
+    expect(engine.sectionVersion).toBe(2);
+  });
+
+  it('refuses a malformed split payload without stopping', () => {
+    const engine = new OwnershipEngine(new KvEngine());
+    const bad = { ...splitCommand(3, b('m'), undefined), payload: new Uint8Array([1, 2, 3]) };
+    expect(engine.apply(bad, { index: 1, term: 1, nowMs: 0, proposer: 1, requestId: 1 })).toMatchObject({ kind: 'error', code: 'bad-split' });
+  });
+});

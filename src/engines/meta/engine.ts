@@ -105,6 +105,8 @@ export class MetaEngine implements Engine {
   readonly id = EngineId.Meta;
   readonly name = 'meta';
   readonly version = META_SPLIT_VERSION;
+  /** The section's format is unchanged since version 2 (the records are keys of the meta store): earlier builds restore it. */
+  readonly sectionVersion = META_STORES_VERSION;
   private store = new MvccStore();
   /** The maps decoded from `store` (undefined: not decoded since the store last changed). */
   private map: ShardMap | undefined;

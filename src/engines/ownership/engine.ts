@@ -13,8 +13,10 @@
  * is refused (`prefix-ceded`, naming it) until that store's is reclaimed. A store's own shard is
  * **retired** before its store is dropped: from then on it serves no key at all, so no node whose
  * map still routes to it has a write acknowledged there that the drop would lose, or reads a key
- * the default store serves again. The state is the sorted list of (prefix, store) and the retired
- * flag; a shard with neither writes no snapshot section (a build without this engine restores its
+ * the default store serves again. A shard **split** (the Split command) serves only `[lo, hi)`
+ * of its keys from then on; the child the state machine makes at that index serves the rest. The
+ * state is the sorted list of (prefix, store), the retired flag and the split bounds; a shard with
+ * none of them writes no snapshot section (a build without this engine restores its
  * snapshots). Authentication and stores exclude each other here, in the default store's one log:
  * a prefix is not ceded while auth is on (`auth-enabled`), and auth is not enabled while a prefix
  * is ceded (the auth engine asks `hasCessions`).
@@ -44,6 +46,8 @@ export const OwnershipCommandKind = {
 
 /** The version of the ownership commands this build applies (Split needs 2). */
 export const OWNERSHIP_COMMAND_VERSION = 2;
+/** The version of Cede, Reclaim and Retire (members of every build apply them). */
+export const OWNERSHIP_CESSION_VERSION = 1;
 /** The first version with Split: proposed only once every member applies it. */
 export const OWNERSHIP_SPLIT_VERSION = 2;
 
@@ -63,17 +67,17 @@ function payloadOf(prefix: Uint8Array, store: number): Uint8Array {
 
 /** Cede `prefix` to the store whose first shard is `store`. */
 export function cedeCommand(prefix: Uint8Array, store: number): EngineCommand {
-  return { engine: EngineId.Ownership, version: OWNERSHIP_COMMAND_VERSION, kind: OwnershipCommandKind.Cede, payload: payloadOf(prefix, store) };
+  return { engine: EngineId.Ownership, version: OWNERSHIP_CESSION_VERSION, kind: OwnershipCommandKind.Cede, payload: payloadOf(prefix, store) };
 }
 
 /** Reclaim `prefix` from the store whose first shard is `store` (nothing happens if it holds it not). */
 export function reclaimCommand(prefix: Uint8Array, store: number): EngineCommand {
-  return { engine: EngineId.Ownership, version: OWNERSHIP_COMMAND_VERSION, kind: OwnershipCommandKind.Reclaim, payload: payloadOf(prefix, store) };
+  return { engine: EngineId.Ownership, version: OWNERSHIP_CESSION_VERSION, kind: OwnershipCommandKind.Reclaim, payload: payloadOf(prefix, store) };
 }
 
 /** Retire a store's shard (its store is being dropped): it serves no key from then on. */
 export function retireCommand(store: number): EngineCommand {
-  return { engine: EngineId.Ownership, version: OWNERSHIP_COMMAND_VERSION, kind: OwnershipCommandKind.Retire, payload: payloadOf(new Uint8Array(0), store) };
+  return { engine: EngineId.Ownership, version: OWNERSHIP_CESSION_VERSION, kind: OwnershipCommandKind.Retire, payload: payloadOf(new Uint8Array(0), store) };
 }
 
 /** Split the shard at `at` into itself (keys below) and shard `child` (`[at, end)`; `end`: the shard's end before the split, undefined for none). */
@@ -149,6 +153,10 @@ export class OwnershipEngine implements Engine, KeyOwner {
   readonly id = EngineId.Ownership;
   readonly name = 'ownership';
   readonly version = OWNERSHIP_COMMAND_VERSION;
+  /** Version 2 only with split bounds: an earlier build restores every other section. */
+  get sectionVersion(): number {
+    return this.lo === undefined && this.hi === undefined ? OWNERSHIP_CESSION_VERSION : OWNERSHIP_SPLIT_VERSION;
+  }
   /** Ceded prefixes with their stores, sorted by prefix, no prefix starting another. */
   private ceded: Cession[] = [];
   /** The store (first shard id) this shard was retired for; 0: serving. */
@@ -216,14 +224,16 @@ export class OwnershipEngine implements Engine, KeyOwner {
    */
   private applySplit(command: EngineCommand): OwnershipOutcome {
     if (command.version < OWNERSHIP_SPLIT_VERSION) throw new UnknownCommandError(`an ownership split needs version ${OWNERSHIP_SPLIT_VERSION}, got ${command.version}`);
-    const parsed = parseSplit(command.payload);
-    if (typeof parsed === 'string') throw new UnknownCommandError(parsed);
-    const { child, at, end } = parsed;
     const refuse = (message: string): OwnershipOutcome => ({ kind: 'error', code: 'bad-split', message });
+    const parsed = parseSplit(command.payload);
+    // Malformed: refused alike everywhere (the shard keeps serving), not a reason to stop.
+    if (typeof parsed === 'string') return refuse(parsed);
+    const { child, at, end } = parsed;
     if (this.hi !== undefined && compareKeys(this.hi, at) === 0) return { kind: 'ok' };
     if (this.splitter === undefined) return refuse('this shard cannot split');
     if (this.retiredFor !== 0) return refuse('the shard is retired (its store is being dropped)');
     if (this.ceded.length > 0) return refuse('the shard ceded prefixes to other stores (a default-store shard)');
+    if (this.authEnabled()) return refuse('authentication is on (stores and auth exclude each other)');
     if (at.length === 0) return refuse('the split key is empty');
     if (this.lo !== undefined && compareKeys(at, this.lo) <= 0) return refuse(`the split key ${bytesToHex(at)} is not above the shard's start ${bytesToHex(this.lo)}`);
     if (end !== undefined && compareKeys(at, end) >= 0) return refuse(`the split key ${bytesToHex(at)} is not below the shard's end ${bytesToHex(end)}`);
