@@ -72,9 +72,9 @@ const RUNTIME_CODES: Record<RuntimeErrorCode, ErrorCode> = {
 /**
  * The shard map's refusals of a store change (src/cluster/shard-map.ts; the meta engine's outcome
  * carries them, and dkv.v1.Admin checks a change against the map before proposing it), plus the
- * meta engine's `bad-command`. A mount or drop can meet only the first group; the rest come from
- * splits, replica moves and decoding, which no client request makes yet: were one to reach a
- * client it would be a server bug, sent as the internal error with the map's message.
+ * meta engine's `bad-command`. A mount or drop meets the store codes, a ShardSplit the shard codes;
+ * the rest come from replica moves and decoding, which no client request makes yet: were one to
+ * reach a client it would be a server bug, sent as the internal error with the map's message.
  */
 const SHARD_MAP_CODES: Record<ShardMapErrorCode | 'bad-command', ErrorCode> = {
   'bad-store-name': 'store-bad-name',
@@ -89,11 +89,11 @@ const SHARD_MAP_CODES: Record<ShardMapErrorCode | 'bad-command', ErrorCode> = {
   'bad-replicas': 'internal',
   'bad-shard-id': 'internal',
   'shard-exists': 'internal',
-  'unknown-shard': 'internal',
-  'too-many-shards': 'internal',
-  'empty-shard': 'internal',
-  'bad-split-key': 'internal',
-  'bad-epoch': 'internal',
+  'unknown-shard': 'shard-not-found',
+  'too-many-shards': 'too-many-shards',
+  'empty-shard': 'shard-bad-split-key',
+  'bad-split-key': 'shard-bad-split-key',
+  'bad-epoch': 'shard-stale-epoch',
   'bad-tiling': 'internal',
   'bad-encoding': 'internal',
   // A store change's payload the meta engine could not read: the server built it, so a bug.

@@ -175,6 +175,7 @@ export const errorTable = {
   'cross-shard-range': dkv(status.FAILED_PRECONDITION, 'dkv: the range spans more than one shard'),
   'cross-shard-revision': dkv(status.FAILED_PRECONDITION, 'dkv: a range across shards is served at the current revision only'),
   'watch-other-store': dkv(status.FAILED_PRECONDITION, 'dkv: the watched keys are not served by this shard any more (a store took or gave back their prefix), watch them again'),
+  'watch-shard-split': dkv(status.FAILED_PRECONDITION, 'dkv: the watched keys moved to a new shard (a split), watch them again from the next revision'),
   'watch-cross-shard': dkv(status.FAILED_PRECONDITION, "dkv: an etcd watch across shards is not served (watch the prefix with dkv.v1.Watch/WatchPrefix, or each shard's part of the range)"),
   'store-lease-unsupported': dkv(status.FAILED_PRECONDITION, "dkv: a lease attaches only keys of the shard that granted it, and LeaseGrant grants in the default store (give a store's keys per-key TTLs)"),
   'watch-resume-mismatch': dkv(status.FAILED_PRECONDITION, 'dkv: the resume token does not name the shards of the prefix'),
@@ -205,6 +206,13 @@ export const errorTable = {
   'counter-ttl-unavailable': dkv(status.UNIMPLEMENTED, 'dkv: counter TTLs need the TTL engine'),
   'too-many-watchers': dkv(status.RESOURCE_EXHAUSTED, 'dkv: too many watchers on this stream'),
   'shard-splitting': dkv(status.UNAVAILABLE, 'dkv: shard is splitting, retry'),
+  // dkv.v1.Admin's ShardSplit: the key is not strictly inside the shard (or the shard has too
+  // few keys to choose one), the shard changed since the caller's map (its epoch), too many shards.
+  'shard-bad-split-key': dkv(status.INVALID_ARGUMENT, 'dkv: invalid split key'),
+  'shard-stale-epoch': dkv(status.FAILED_PRECONDITION, 'dkv: the shard changed meanwhile (a split or a move), read the map again'),
+  'too-many-shards': dkv(status.RESOURCE_EXHAUSTED, 'dkv: too many shards'),
+  // A ShardSplit of a shard whose split is not finished yet (ShardSplit it again at the same key to finish that one).
+  'shard-split-in-progress': dkv(status.FAILED_PRECONDITION, 'dkv: the shard has a split in progress'),
   'membership-change-pending': dkv(status.FAILED_PRECONDITION, 'dkv: a membership change is still in progress, retry once it is applied'),
   'invalid-membership-change': dkv(status.INVALID_ARGUMENT, 'dkv: the membership change does not fit the current configuration'),
   'not-member': dkv(status.FAILED_PRECONDITION, 'dkv: this node is no longer a member of the shard'),

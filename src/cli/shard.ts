@@ -8,10 +8,11 @@ import { UsageError } from './args.js';
 import { targets } from './endpoint.js';
 import { goJson, headerJson, humanBytes, idHex, int, list, renderTable, text } from './output.js';
 import { type Remote, exitFailure, failureMessage, remoteOptionsHelp, runRemote } from './remote.js';
-import { shardJson, shardRow } from './store.js';
+import { shardJson, shardRow, showKey } from './store.js';
 
 export const shardHelp = `Usage: dkv shard list [options]
        dkv shard describe ID [--cluster] [options]
+       dkv shard split ID [--at KEY] [options]
 
 Each store's keys are split into shards, each one Raft group hosted on every member. Shard 0 is
 the meta shard (store "(meta)"): it holds the members, the stores and the shard map, and owns no
@@ -27,6 +28,13 @@ client key. Needs the root role while auth is enabled.
             it knows, commit index, applied index, and for a data shard its store's revision,
             compact revision, size (what the quota counts), size in use, live keys and alarms
             ("-": none, or not hosted) (-w table: two tables). A shard unknown to the map fails with "dkv: shard not found"
+  split     split shard ID of a mounted store in two, online, at KEY (the child's first key;
+            default: the shard's middle live key): every replica makes the child from its own
+            data, both halves get a new epoch; prints both rows once the child has a leader.
+            Requests for the moved keys fail with a retryable error for about a round trip.
+            Refused for the meta shard and the default store's shard, a KEY not strictly inside
+            the shard, a shard with a lease or fewer than two keys (without --at). A split that
+            stopped half way is finished by running it again with the same KEY
 
 A data shard's history is compacted with "dkv compact REV --shard ID" (to that shard's own
 revision). ID is a shard id in decimal (0 to 2^53 - 1). Keys print as text, a byte outside printable
@@ -36,6 +44,7 @@ meta shard's).
 Options:
   --cluster              describe: every member's client URLs (from the member list) instead
                          of --endpoints
+  --at KEY               split: the split key, as UTF-8 (at most 4096 bytes)
 ${remoteOptionsHelp}
 Exit status: 0 done (describe: every endpoint answered), 1 the server refused or an endpoint
 could not be reached, 2 bad command line.
@@ -43,7 +52,7 @@ could not be reached, 2 bad command line.
 
 const adminCodec = (method: string) => methodCodec('dkv.v1.Admin', method, longsAsStrings);
 
-const shardOptions = { cluster: { type: 'boolean' } } as const;
+const shardOptions = { cluster: { type: 'boolean' }, at: { type: 'string' } } as const;
 
 /** etcd's AlarmType names (rpc.proto). */
 const alarmNames: Readonly<Record<string, string>> = { '0': 'NONE', '1': 'NOSPACE', '2': 'CORRUPT' };
@@ -66,6 +75,9 @@ export function listRow(s: Decoded): string[] {
 }
 
 export const listHeader = ['SHARD', 'STORE', 'START', 'END', 'EPOCH', 'REPLICAS', 'LEADER', 'RAFT TERM'];
+
+/** split's rows: the parent's and the child's, as store describe prints a shard. */
+const splitHeader = ['SHARD', 'START', 'END', 'EPOCH', 'REPLICAS', 'LEADER', 'RAFT TERM'];
 
 const listJson = (s: Decoded): object => {
   const { id, ...rest } = shardJson(s) as { id: unknown };
@@ -128,6 +140,7 @@ export function shardCommand(args: string[]): Promise<number> {
     const [action, id, ...extra] = positionals;
     if (extra.length > 0) throw new UsageError(`too many arguments: ${extra.join(' ')}`);
     if (action !== 'describe' && o.cluster === true) throw new UsageError('--cluster applies to describe');
+    if (action !== 'split' && o.at !== undefined) throw new UsageError('--at applies to split');
     switch (action) {
       case 'list': {
         if (id !== undefined) throw new UsageError('shard list takes no arguments');
@@ -140,8 +153,20 @@ export function shardCommand(args: string[]): Promise<number> {
       }
       case 'describe':
         return describe(remote, parseShardId(id), o.cluster === true);
+      case 'split': {
+        const shardId = parseShardId(id, 'shard split');
+        if (o.at === '') throw new UsageError('--at needs a key (leave it out for the middle key)');
+        const request = o.at === undefined ? { shard_id: shardId } : { shard_id: shardId, at: Buffer.from(o.at) };
+        const r = await remote.endpoints.unary(adminCodec('ShardSplit'), request, { write: true });
+        const parent = r.parent as Decoded;
+        const child = r.child as Decoded;
+        if (remote.format === 'json') process.stdout.write(`${goJson({ header: headerJson(r.header), parent: shardJson(parent), child: shardJson(child) })}\n`);
+        else if (remote.format === 'table') process.stdout.write(renderTable(splitHeader, [shardRow(parent), shardRow(child)]));
+        else process.stdout.write(`Shard ${String(parent.id)} split at ${showKey(child.start)} into shards ${String(parent.id)} and ${String(child.id)}\n${[parent, child].map((s) => `${shardRow(s).join(', ')}\n`).join('')}`);
+        return 0;
+      }
       default:
-        throw new UsageError(action === undefined ? 'shard needs a subcommand: list or describe' : `unknown shard subcommand "${action}"`);
+        throw new UsageError(action === undefined ? 'shard needs a subcommand: list, describe or split' : `unknown shard subcommand "${action}"`);
     }
   });
 }

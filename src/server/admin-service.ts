@@ -13,7 +13,7 @@
  * prefix only while it holds no live key under it. A refusal changes nothing.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { type ShardMap, type StoreDef, mountShardsMax, prefixEndOf } from '../cluster/index.js';
+import { DEFAULT_STORE, type ShardMap, type StoreDef, mountShardsMax, prefixEndOf, splitKeyBytesMax } from '../cluster/index.js';
 import { storeRefusal } from '../error-mapping.js';
 import { dkvRoot, etcdType } from '../etcd-proto.js';
 import { dkvError } from '../errors.js';
@@ -23,10 +23,13 @@ import { RuntimeError, type ShardHandle, alarmEngineOf, kvEngineOf, metaEngineOf
 import { proposeKv } from './kv-service.js';
 import { serviceDefinition } from './grpc-service.js';
 import { type ReplicaFacts, type ShardEntry, shardEntries, shardEntryOf, shardIdOf, shardStatusWire } from './shard-views.js';
-import { StoreChangeRefused, createStore, dropStore } from './store-admin.js';
+import { StoreChangeRefused, createStore, dropStore, splitShard } from './store-admin.js';
 import { type ServiceContext, callerOptions, requestOptions, responseHeader, unary } from './service-common.js';
 
 const CompactionRequestType = etcdType('etcdserverpb.CompactionRequest');
+
+/** How often ShardSplit looks for the child's leader before it answers (ms). */
+const childLeaderPollMs = 20;
 
 /** A store created without a shard count gets this many shards. */
 export const storeShardsDefault = 1;
@@ -100,6 +103,8 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
         if (error.code === 'store-prefix-in-use') throw dkvError('store-prefix-in-use', `${error.message} ${printable(prefix)}; delete them or choose another prefix`);
         if (error.code === 'store-prefix-ceded') throw dkvError('store-prefix-overlap', error.message);
         if (error.code === 'store-auth-enabled') throw dkvError('store-auth-unsupported', error.message);
+        if (error.code === 'bad-split') throw dkvError('shard-bad-split-key', error.message);
+        if (error.code === 'split-in-progress') throw dkvError('shard-split-in-progress', error.message);
         throw storeRefusal(error.code, error.message);
       }
       throw error;
@@ -228,6 +233,36 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       if (outcome.kind !== 'compaction') throw new Error(`compaction applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.revision) };
     }),
+
+    ShardSplit: unary<{ shard_id?: Int64; at?: Uint8Array | null }>(async ({ message }, call) => {
+      await ctx.gate.admin(call);
+      const id = shardIdOf(message.shard_id);
+      const metaShard = ctx.router.map.metaShard;
+      if (id === metaShard) throw dkvError('invalid-argument', `shard ${id} is the meta shard: it holds no keys to split`);
+      const map = await currentMap();
+      const entry = map.shard(id);
+      if (entry === undefined) throw dkvError('shard-not-found', `no shard ${id} in the map`);
+      if (entry.store === DEFAULT_STORE) throw dkvError('store-default', `shard ${id} is the default store's: it stays one shard (its leases and the prefixes it ceded are not split)`);
+      // Unset, or empty (never a split key: nothing is below it): the middle key.
+      const at = message.at === undefined || message.at === null || message.at.length === 0 ? undefined : Uint8Array.from(message.at);
+      if (at !== undefined && at.length > splitKeyBytesMax) throw dkvError('shard-bad-split-key', `a split key is at most ${splitKeyBytesMax} bytes, got ${at.length}`);
+      const done = await change(() => splitShard({ router: ctx.router, options }, id, at), entry.start);
+      await childLeader(done.child, options.timeoutMs ?? ctx.requestTimeoutMs);
+      const after = await currentMap();
+      const parent = shardEntryOf(after, metaShard, done.parent);
+      const child = shardEntryOf(after, metaShard, done.child);
+      if (parent === undefined || child === undefined) throw dkvError('shard-stale-epoch', `shard ${done.parent} or ${done.child} left the map meanwhile (its store was dropped?)`);
+      return { header: header(), parent: shardToWire(parent), child: shardToWire(child) };
+    }),
+  };
+
+  /** Resolves once this node knows a leader of `child` (its group elects right after the split), or after `timeoutMs`. */
+  const childLeader = async (child: number, timeoutMs: number): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (ctx.router.hosts(child) && ctx.router.shard(child).leader() !== 0) return;
+      await new Promise((resolve) => setTimeout(resolve, childLeaderPollMs));
+    }
   };
   return { definition: serviceDefinition('dkv.v1.Admin', dkvRoot()), implementation };
 }

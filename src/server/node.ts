@@ -281,6 +281,13 @@ export class DkvNode {
           if (isCompactionOutcome(applied.outcome)) this.memorySettler.compactionApplied();
           if (applied.engine === EngineId.Auth) this.authApplied(applied.outcome, this.recoveryLog?.replays(shard, entry.index) === true);
         },
+        shardSplit: (parent, child) => {
+          logger.info(`shard ${parent}: split; shard ${child} made here from its keys at or above the split key, at index ${this.runtime.machine(parent).appliedIndex}`);
+          // Watchers of the keys that moved: their events are the child's from now on. The child
+          // keeps the revisions, so a watch again from the next revision misses nothing.
+          const ownership = ownershipEngineOf(this.runtime.machine(parent));
+          this.watchedShard(parent).hub.cancelWhere((w) => !watcherOwned(w, (key, rangeEnd) => ownership.owns(key, rangeEnd)), errorTable['watch-shard-split'].message);
+        },
         stateReplaced: (shard, from) => {
           const source = from === 'leader' ? "the leader's snapshot" : 'the stored snapshot';
           logger.info(`shard ${shard}: state restored from ${source} at index ${this.runtime.machine(shard).appliedIndex}`);

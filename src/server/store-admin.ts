@@ -20,18 +20,29 @@
  * 3. The default store reclaims the prefix; until it has, the prefix's keys are refused.
  * Every step names the store by its first shard id (ids are never reused), so a late step of an
  * earlier store of the same name never acts on a newer one.
+ *
+ * Split of shard P at key K (a mounted store's shard):
+ * 1. The meta shard splits P in the map: the child C takes the next id, both get a new epoch, and
+ *    C is marked **splitting**. Requests for [K, end) are routed to C from then on; until C's
+ *    group exists on a node they fail there with a retryable `wrong-shard`.
+ * 2. P's own log applies Split(C, K, end): every replica makes C from its own data at that index
+ *    (src/runtime). From then on P refuses keys at or above K (`not-owned`, retryable).
+ * 3. The meta shard finishes the split (the mark goes): a member that missed step 2 (its replica
+ *    of P got a snapshot past it) then starts C empty and gets it from C's leader.
+ * Each step is idempotent: a ShardSplit of P at K again finishes one that stopped half way, and
+ * `repairStores` finishes what nobody resumed.
  */
 import { type ShardMap, ShardMapError, type ShardMapErrorCode } from '../cluster/index.js';
-import { type OwnershipOutcome, cedeCommand, reclaimCommand, retireCommand } from '../engines/index.js';
-import { type MetaOutcome, activateStoreCommand, dropStoreCommand, mountStoreCommand } from '../engines/meta/index.js';
+import { type OwnershipOutcome, cedeCommand, reclaimCommand, retireCommand, splitCommand } from '../engines/index.js';
+import { type MetaOutcome, activateStoreCommand, dropStoreCommand, finishSplitCommand, mountStoreCommand, splitShardCommand } from '../engines/meta/index.js';
 
-import { type RequestOptions, type Router, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
+import { type RequestOptions, type Router, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
 
 /** A store change the cluster refused (deterministically: nothing changed). */
 export class StoreChangeRefused extends Error {
   override readonly name = 'StoreChangeRefused';
   constructor(
-    readonly code: ShardMapErrorCode | 'bad-command' | 'store-prefix-in-use' | 'store-prefix-ceded' | 'store-auth-enabled',
+    readonly code: ShardMapErrorCode | 'bad-command' | 'store-prefix-in-use' | 'store-prefix-ceded' | 'store-auth-enabled' | 'bad-split' | 'split-in-progress',
     message: string,
   ) {
     super(message);
@@ -153,4 +164,74 @@ export async function repairStores(ctx: StoreAdminContext, nowMs: number, staleM
       if (!(error instanceof StoreChangeRefused || error instanceof ShardMapError)) throw error;
     }
   }
+  // Splits nobody finished (their coordinator stopped between the steps).
+  for (const [child, record] of meta.splitting()) {
+    try {
+      await finishSplit(ctx, record.parent, child, record.at, record.end);
+    } catch (error) {
+      if (!(error instanceof StoreChangeRefused)) throw error;
+    }
+  }
+}
+
+/** A split carried out: the shard split and its new child. */
+export interface ShardSplitDone {
+  readonly parent: number;
+  readonly child: number;
+  readonly at: Uint8Array;
+}
+
+function sameKey(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+/**
+ * Splits shard `shardId` at `at` (undefined: its middle live key, read linearizably from this
+ * node's replica), or finishes its unfinished split at that key. Resolves once the parent applied
+ * the split and the meta shard finished it; the child's group may still be electing its leader
+ * (`waitForLeader`).
+ */
+export async function splitShard(ctx: StoreAdminContext, shardId: number, at: Uint8Array | undefined): Promise<ShardSplitDone> {
+  const metaShard = ctx.router.meta();
+  await metaShard.read(ctx.options);
+  const meta = metaEngineOf(metaShard.machine());
+  const map = meta.shardMap();
+  const shard = map.shard(shardId);
+  if (shard === undefined) throw new StoreChangeRefused('unknown-shard', `no shard ${shardId} in the map`);
+  for (const [child, record] of meta.splitting()) {
+    if (record.parent !== shardId) continue;
+    if (at === undefined || sameKey(record.at, at)) return finishSplit(ctx, shardId, child, record.at, record.end);
+    throw new StoreChangeRefused('split-in-progress', `shard ${shardId} has an unfinished split at another key into shard ${child}: split it again at that key to finish it`);
+  }
+  const key = at ?? (await middleKey(ctx, shardId, shard.start, shard.end));
+  const [, child] = metaResult((await metaShard.propose(splitShardCommand(shardId, key, shard.epoch), ctx.options)).outcome);
+  if (child === undefined) throw new Error(`the split of shard ${shardId} named no child`);
+  // The end the meta shard recorded (the parent's before this split): the same as `shard.end`
+  // unless this call met its own earlier split (a repeat), whose record holds it.
+  const record = meta.splitting().get(child);
+  if (record === undefined) {
+    // Finished already (a repeat after the finish): nothing left to do.
+    return { parent: shardId, child, at: key };
+  }
+  return finishSplit(ctx, shardId, child, record.at, record.end);
+}
+
+/** Steps 2 and 3 of a split, each idempotent. */
+async function finishSplit(ctx: StoreAdminContext, parent: number, child: number, at: Uint8Array, end: Uint8Array | undefined): Promise<ShardSplitDone> {
+  const outcome = (await ctx.router.shard(parent).propose(splitCommand(child, at, end), ctx.options)).outcome as OwnershipOutcome;
+  if (outcome.kind === 'error') throw new StoreChangeRefused('bad-split', `shard ${parent} refused its split at the map's key: ${outcome.message}`);
+  metaResult((await ctx.router.meta().propose(finishSplitCommand(child), ctx.options)).outcome);
+  return { parent, child, at };
+}
+
+/** The key in the middle of the shard's live keys (the first key of the upper half), read linearizably. */
+async function middleKey(ctx: StoreAdminContext, shardId: number, start: Uint8Array, end: Uint8Array | undefined): Promise<Uint8Array> {
+  const handle = ctx.router.shard(shardId);
+  await handle.read(ctx.options);
+  const mvcc = kvEngineOf(handle.machine()).mvcc;
+  const rangeEnd = end ?? Uint8Array.of(0);
+  const count = mvcc.range({ key: start, rangeEnd, countOnly: true }).count;
+  if (count < 2) throw new StoreChangeRefused('bad-split-key', `shard ${shardId} holds ${count} live key${count === 1 ? '' : 's'}: give the split key`);
+  const kvs = mvcc.range({ key: start, rangeEnd, keysOnly: true, limit: Math.floor(count / 2) + 1 }).kvs;
+  return Uint8Array.from(kvs[kvs.length - 1]!.key);
 }

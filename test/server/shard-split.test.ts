@@ -1,0 +1,148 @@
+/**
+ * An online split on a real 3-node cluster, through dkv.v1.Admin's ShardSplit and `dkv shard
+ * split`: a store's shard splits at a key while a client keeps writing into the half that moves;
+ * every replica then holds the two halves (the same keys, values and revisions on every member),
+ * both take writes, a range across them is merged, the watchers of the keys that moved are
+ * canceled with the reason while the others keep their events, the groups come back from disk
+ * after a SIGKILL, and bad requests are refused with stable errors, changing nothing.
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Decoded, DkvClient, type EtcdChannel } from '../../src/client/index.js';
+import { errorTable } from '../../src/errors.js';
+import { TestCluster, etcdChannel, etcdctl, waitUntil } from './cluster-harness.js';
+import { WatchClient } from './watch-client.js';
+
+const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
+
+let cluster: TestCluster;
+let channels: EtcdChannel[] = [];
+
+beforeAll(async () => {
+  cluster = await TestCluster.start({ nodes: 3 });
+  channels = [0, 1, 2].map((i) => etcdChannel(cluster.endpoint(i)));
+}, 60_000);
+
+afterAll(async () => {
+  for (const channel of channels) channel.close();
+  await cluster?.stop();
+});
+
+const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+const admin = (node: number, method: string, request: object = {}): Promise<Decoded> => channels[node]!.call('dkv.v1.Admin', method, request);
+const ctl = (node: number, ...args: string[]) => etcdctl(cluster.endpoint(node), args);
+const key = (i: number) => `/u/k${String(i).padStart(2, '0')}`;
+
+/** Every node's replica of `shard`: its live keys and revision (ShardStatus, this node's own). */
+async function replicas(shard: number): Promise<string[]> {
+  return Promise.all([0, 1, 2].map(async (node) => {
+    const s = await admin(node, 'ShardStatus', { shard_id: shard });
+    return `${String(s.key_count)}@${String(s.revision)}`;
+  }));
+}
+
+describe('an online shard split', () => {
+  let first = 0;
+
+  it('splits a store shard at a key while a client writes into the half that moves', async () => {
+    const created = await admin(0, 'StoreCreate', { name: 'users', prefix: b('/u/'), shards: 1 });
+    first = Number((created.shard_ids as unknown[])[0]);
+    for (let i = 0; i < 40; i++) await channels[i % 3]!.call('etcdserverpb.KV', 'Put', { key: b(key(i)), value: b(`v${i}`) });
+    const watches = [new WatchClient(cluster.endpoint(2)), new WatchClient(cluster.endpoint(2))];
+    const client = new DkvClient({ servers: cluster.endpoints.split(',').map((address) => ({ address })) });
+    try {
+      watches[0]!.create({ key: key(30), watchId: 1 });
+      watches[1]!.create({ key: key(5), watchId: 2 });
+      for (const w of watches) await w.waitFor((r) => r.some((x) => x.created === true));
+      // A writer into the half that moves, for as long as the split takes.
+      let writing = true;
+      let written = 0;
+      let slowest = 0;
+      const writer = (async () => {
+        while (writing) {
+          const started = performance.now();
+          await client.put(key(35), `w${written}`);
+          slowest = Math.max(slowest, performance.now() - started);
+          written++;
+        }
+      })();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const split = await admin(1, 'ShardSplit', { shard_id: first, at: b(key(20)) });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      writing = false;
+      await writer;
+      const parent = split.parent as Decoded;
+      const child = split.child as Decoded;
+      expect(Number(parent.id)).toBe(first);
+      expect(Number(child.id)).toBe(first + 1);
+      expect(Buffer.from(parent.end as Buffer).toString()).toBe(key(20));
+      expect(Buffer.from(child.start as Buffer).toString()).toBe(key(20));
+      expect([Number(parent.epoch), Number(child.epoch)]).toEqual([2, 2]);
+      expect(String(child.leader)).not.toBe('0');
+      // Every write was acknowledged once, in order: the last value is the last acknowledged.
+      expect(written).toBeGreaterThan(5);
+      expect(ctl(0, 'get', key(35), '--print-value-only').stdout.trim()).toBe(`w${written - 1}`);
+      // Unavailability of a moving key, as a client retrying sees it (printed for the record).
+      console.log(`shard split: ${written} puts into the moving half, the slowest took ${slowest.toFixed(0)} ms`);
+      expect(slowest).toBeLessThan(3000);
+
+      // The moved key's watcher is canceled with the reason; the other keeps its events.
+      await watches[0]!.waitFor((r) => r.some((x) => x.canceled === true));
+      expect(watches[0]!.responses.find((x) => x.canceled === true)!.cancel_reason).toBe(errorTable['watch-shard-split'].message);
+      expect(ctl(0, 'put', key(5), 'after').code).toBe(0);
+      await watches[1]!.waitFor((r) => r.some((x) => ((x.events as Decoded[] | undefined) ?? []).length > 0));
+      expect(watches[1]!.responses.some((x) => x.canceled === true)).toBe(false);
+    } finally {
+      for (const w of watches) w.close();
+      client.close();
+    }
+    // Both halves on every member alike: 20 keys each, the same revision.
+    await waitUntil(async () => new Set(await replicas(first)).size === 1 && new Set(await replicas(first + 1)).size === 1, 10_000, () => cluster.logs());
+    expect((await replicas(first))[0]).toMatch(/^20@/);
+    expect((await replicas(first + 1))[0]).toMatch(/^20@/);
+    for (const node of [0, 1, 2]) {
+      const all = ctl(node, 'get', '/u/', '--prefix', '--keys-only');
+      expect(all.stdout.split('\n').filter((l) => l.startsWith('/u/')).length).toBe(40);
+      expect(ctl(node, 'get', key(3), '--print-value-only').stdout.trim()).toBe('v3');
+      expect(ctl(node, 'get', key(23), '--print-value-only').stdout.trim()).toBe('v23');
+    }
+    // Each half takes writes.
+    expect(ctl(2, 'put', key(25), 'new').code).toBe(0);
+    expect(ctl(0, 'put', key(15), 'new').code).toBe(0);
+    expect(ctl(1, 'get', key(25), '--print-value-only').stdout.trim()).toBe('new');
+  }, 90_000);
+
+  it('refuses bad splits with stable errors, changing nothing', async () => {
+    const before = await admin(0, 'ShardList');
+    const refusal = (request: object) => admin(0, 'ShardSplit', request).then(() => 'accepted', (error: Error) => error.message);
+    expect(await refusal({ shard_id: first + 1, at: b(key(10)) })).toContain(errorTable['shard-bad-split-key'].message);
+    expect(await refusal({ shard_id: first + 1, at: b(key(20)) })).toContain(errorTable['shard-bad-split-key'].message);
+    expect(await refusal({ shard_id: first, at: b('/v/') })).toContain(errorTable['shard-bad-split-key'].message);
+    expect(await refusal({ shard_id: 0, at: b('x') })).toContain(errorTable['invalid-argument'].message);
+    expect(await refusal({ shard_id: 1, at: b('x') })).toContain(errorTable['store-default'].message);
+    expect(await refusal({ shard_id: 999, at: b('x') })).toContain(errorTable['shard-not-found'].message);
+    const after = await admin(0, 'ShardList');
+    expect((after.shards as Decoded[]).map((s) => `${String(s.id)}/${String(s.epoch)}`)).toEqual((before.shards as Decoded[]).map((s) => `${String(s.id)}/${String(s.epoch)}`));
+  }, 30_000);
+
+  it('dkv shard split splits at the middle key, and the groups come back from disk after a SIGKILL', async () => {
+    const r = spawnSync(process.execPath, [dkvBin, 'shard', 'split', String(first + 1), '--endpoints', cluster.endpoints], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    // 20 keys in [k20, end): the middle one is k30.
+    expect(r.stdout.split('\n')[0]).toBe(`Shard ${first + 1} split at ${key(30)} into shards ${first + 1} and ${first + 2}`);
+    await waitUntil(async () => new Set(await replicas(first + 2)).size === 1, 10_000, () => cluster.logs());
+    await cluster.kill(2);
+    cluster.startNode(2);
+    await waitUntil(async () => {
+      try {
+        return ctl(2, 'get', key(33), '--print-value-only', '--consistency=s').stdout.trim() === 'v33';
+      } catch {
+        return false;
+      }
+    }, 20_000, () => cluster.logs());
+    await waitUntil(async () => (await Promise.all([first, first + 1, first + 2].map(async (id) => new Set(await replicas(id).catch(() => ['x', 'y'])).size === 1))).every(Boolean), 20_000, () => cluster.logs());
+    expect((await replicas(first + 2))[0]).toMatch(/^10@/);
+  }, 60_000);
+});
