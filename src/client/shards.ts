@@ -1,6 +1,7 @@
 /**
- * DKV's shards (`dkv.v1.Admin`'s ShardList, ShardStatus and ShardCompact): every shard of the map,
- * one server's own replica of a shard, and etcd's compaction for one shard. Root only while auth
+ * DKV's shards (`dkv.v1.Admin`'s ShardList, ShardStatus, ShardCompact and ShardSplit): every shard
+ * of the map, one server's own replica of a shard, etcd's compaction for one shard, and an online
+ * split of a store's shard. Root only while auth
  * is on. Not offered by etcd: every call then rejects with NOT_SUPPORTED. All are retried like
  * reads. Shard ids, terms, indexes and revisions are numbers (safe integers); member ids are
  * bigints.
@@ -87,9 +88,9 @@ export class Shards {
   /** @internal */
   constructor(private readonly core: ClientCore) {}
 
-  private async call(method: string, request: object, options: CallOptionsCommon, kind: 'read' | 'write' = 'read'): Promise<Wire> {
+  private async call(method: string, request: object, options: CallOptionsCommon, kind: 'read' | 'write' = 'read', retry: 'safe' | 'unsafe' = 'safe'): Promise<Wire> {
     try {
-      return await this.core.unary({ service: 'dkv.v1.Admin', method, request, kind, retry: 'safe', what: `shard ${method.slice('Shard'.length).toLowerCase()}`, ...options });
+      return await this.core.unary({ service: 'dkv.v1.Admin', method, request, kind, retry, what: `shard ${method.slice('Shard'.length).toLowerCase()}`, ...options });
     } catch (error) {
       if (isDkvError(error, 'NOT_SUPPORTED')) throw new DkvError('NOT_SUPPORTED', 'shards are a DKV extension (dkv.v1.Admin) this server does not offer', { grpcStatus: error.grpcStatus, serverMessage: error.serverMessage, cause: error });
       throw error;
@@ -110,6 +111,21 @@ export class Shards {
     if (!Number.isSafeInteger(id) || id < 1) throw new DkvError('INVALID_ARGUMENT', `a data shard id is a whole number from 1 to 2^53 - 1 (got ${id})`);
     const r = await this.call('ShardCompact', { shard_id: id, revision: checkRevision(revision, 'revision'), physical: options.physical === true }, options, 'write');
     return headerFromWire(r.header);
+  }
+
+  /**
+   * Splits shard `id` of a mounted store at `at` (the child's first key; none: the shard's middle
+   * live key), online; resolves with both halves as the map holds them once the child has a
+   * leader. With a key it is sent again when its outcome is unknown (a split at the same key again
+   * finishes it or changes nothing); without one it is not (a repeat would split again).
+   */
+  async split(id: number, at?: Uint8Array | string, options: CallOptionsCommon = {}): Promise<{ readonly header: ResponseHeader; readonly parent: StoreShardInfo; readonly child: StoreShardInfo }> {
+    if (!Number.isSafeInteger(id) || id < 1) throw new DkvError('INVALID_ARGUMENT', `a data shard id is a whole number from 1 to 2^53 - 1 (got ${id})`);
+    const key = at === undefined ? undefined : typeof at === 'string' ? Buffer.from(at) : at;
+    if (key !== undefined && key.length === 0) throw new DkvError('INVALID_ARGUMENT', 'a split key is not empty (leave it out for the middle key)');
+    const request = key === undefined ? { shard_id: id } : { shard_id: id, at: key };
+    const r = await this.call('ShardSplit', request, options, 'write', key === undefined ? 'unsafe' : 'safe');
+    return { header: headerFromWire(r.header), parent: shardFromWire(r.parent), child: shardFromWire(r.child) };
   }
 
   /** The answering server's replica of shard `id` (NOT_FOUND for an id it does not know). */

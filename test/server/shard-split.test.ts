@@ -69,6 +69,9 @@ describe('an online shard split', () => {
       })();
       await new Promise((resolve) => setTimeout(resolve, 200));
       const split = await admin(1, 'ShardSplit', { shard_id: first, at: b(key(20)) });
+      // The client's split at the same key again: the same two halves, nothing more.
+      const again = await client.shards.split(first, key(20));
+      expect([again.parent.id, again.child.id]).toEqual([first, first + 1]);
       await new Promise((resolve) => setTimeout(resolve, 300));
       writing = false;
       await writer;

@@ -104,7 +104,7 @@ export function splittingShards(mvcc: MvccStore): Map<number, SplittingShard> {
     const record = JSON.parse(decoder.decode(kv.value)) as { parent: number; atHex: string; endHex: string | null };
     const at = hexToBytes(record.atHex);
     const end = record.endHex === null ? undefined : hexToBytes(record.endHex);
-    assert(at !== undefined && end !== null, () => `splitting record of shard ${child} holds a key that is not hex`);
+    assert(at !== undefined && (record.endHex === null || end !== undefined), () => `splitting record of shard ${child} holds a key that is not hex`);
     out.set(child, { parent: record.parent, at, end });
   }
   return out;
