@@ -124,10 +124,38 @@ export async function dropStore(ctx: StoreAdminContext, name: string): Promise<r
   return shards;
 }
 
-/** The steps of a drop, each idempotent: retire every shard, drop from the map, reclaim the prefix. */
+/**
+ * The steps of a drop, each idempotent: retire every shard, drop from the map, reclaim the prefix.
+ * The store's shards are read again after each round of retires: a split applied before its
+ * parent's retire made a child the last read did not list (a retired shard never splits). A
+ * child still splitting is decided by its parent, retired before it: its Split applied (then the
+ * child is retired too), or refused (the child never exists anywhere).
+ */
 async function finishDrop(ctx: StoreAdminContext, name: string, prefix: Uint8Array, shards: readonly number[]): Promise<void> {
   const first = shards[0]!;
-  await Promise.all(shards.map((id) => ctx.router.shard(id).propose(retireCommand(first), ctx.options)));
+  const retired = new Set<number>();
+  for (;;) {
+    const metaShard = ctx.router.meta();
+    await metaShard.read(ctx.options);
+    const meta = metaEngineOf(metaShard.machine());
+    const current = meta.shardMap().shardsOf(name).map((shard) => shard.id);
+    const left = current[0] === first ? current.filter((id) => !retired.has(id)) : [];
+    if (left.length === 0) break;
+    const before = retired.size;
+    const splitting = meta.splitting();
+    const plain = left.filter((id) => !splitting.has(id));
+    await Promise.all(plain.map((id) => ctx.router.shard(id).propose(retireCommand(first), ctx.options)));
+    for (const id of plain) retired.add(id);
+    for (const id of left) {
+      const record = splitting.get(id);
+      if (record === undefined || !retired.has(record.parent)) continue;
+      const outcome = (await ctx.router.shard(record.parent).propose(splitCommand(id, record.at, record.end), ctx.options)).outcome as OwnershipOutcome;
+      if (outcome.kind === 'ok') await ctx.router.shard(id).propose(retireCommand(first), ctx.options);
+      retired.add(id);
+    }
+    // Every child's parent is a shard of the store no split is pending on (one split at a time).
+    if (retired.size === before) throw new Error(`the drop of store ${name} retired no shard of ${left.join(', ')}`);
+  }
   metaResult((await ctx.router.meta().propose(dropStoreCommand(name, first), ctx.options)).outcome);
   await ctx.router.defaultStore().propose(reclaimCommand(prefix, first), ctx.options);
 }

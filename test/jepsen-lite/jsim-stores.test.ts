@@ -28,7 +28,7 @@ function describeFailure(r: StoreSimResult): string {
 
 function runSeeds(first: number, count: number): void {
   const failures: string[] = [];
-  const totals = { ok: 0, okInStores: 0, created: 0, dropped: 0, notOwned: 0, prefixInUse: 0, abandoned: 0, faults: 0, transfers: 0, transfersChangedLeader: 0, storeGroupTransfers: 0 };
+  const totals = { ok: 0, okInStores: 0, created: 0, dropped: 0, splits: 0, notOwned: 0, prefixInUse: 0, abandoned: 0, faults: 0, transfers: 0, transfersChangedLeader: 0, storeGroupTransfers: 0 };
   const began = performance.now();
   for (let seed = first; seed < first + count; seed++) {
     const r = seedRun(seed);
@@ -37,6 +37,7 @@ function runSeeds(first: number, count: number): void {
     totals.okInStores += r.stats.okInStores;
     totals.created += r.stats.storesCreated;
     totals.dropped += r.stats.storesDropped;
+    totals.splits += r.stats.splits;
     totals.notOwned += r.stats.notOwned;
     totals.prefixInUse += r.stats.prefixInUse;
     totals.abandoned += r.stats.abandoned;
@@ -53,6 +54,8 @@ function runSeeds(first: number, count: number): void {
   expect(totals.faults).toBeGreaterThanOrEqual(count);
   expect(totals.created).toBeGreaterThan(count);
   expect(totals.dropped).toBeGreaterThan(count / 2);
+  // Stores' shards were split online (each split finished: applied by the parent, finished in the map).
+  expect(totals.splits).toBeGreaterThan(count / 2);
   expect(totals.okInStores).toBeGreaterThan(count * 10);
   expect(totals.notOwned).toBeGreaterThan(count);
   expect(totals.prefixInUse).toBeGreaterThan(count / 2);

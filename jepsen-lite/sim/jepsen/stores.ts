@@ -9,9 +9,14 @@
  *   ceded to a store dropped since; finish a store left creating). Each step goes through some
  *   node; a step that fails or goes unanswered is retried through another node, or abandoned as
  *   a crashed admin would (the half-done change is resumed, dropped or repaired later).
+ * - **Splitters** (one per store, a lane of their own) split the store's shard that holds the
+ *   key `<prefix>2` at that key, as store-admin.ts does (the meta shard splits the map, the
+ *   shard's own log applies the Split, the meta shard finishes it), abandoning half way like the
+ *   admins; a repair finishes an unfinished split.
  * - **Store groups** follow each node's own applied meta map, as src/server/store-groups.ts does
- *   (a shard of the map the node does not host starts, bootstrapped with its founders; a hosted
- *   one that left a map which gave its id out goes). jepsen-lite may not import src/server, so the
+ *   (a shard of the map the node does not host starts, bootstrapped with its founders, or empty
+ *   for a split's child once its split is finished; a child still splitting is left to the
+ *   parent's Split; a hosted one that left a map which gave its id out goes). jepsen-lite may not import src/server, so the
  *   rules are mirrored here on the simulator's createShard/removeShard.
  * - **Clients** route each request by the routing map of the node they call (its applied meta
  *   state, which may lag), to the shard it names: writes are proposed there (a `not-owned`
@@ -28,8 +33,8 @@
  */
 import { RaftAssertionError, SeededPrng } from '../../../raft/index.js';
 import { prefixEnd } from '../../../storage/index.js';
-import { type EngineCommand, type OwnershipOutcome, cedeCommand, ownsEveryKey, reclaimCommand, retireCommand } from '../../../src/engines/index.js';
-import { type MetaOutcome, activateStoreCommand, dropStoreCommand, mountStoreCommand } from '../../../src/engines/meta/index.js';
+import { type EngineCommand, type OwnershipOutcome, cedeCommand, ownsEveryKey, reclaimCommand, retireCommand, splitCommand } from '../../../src/engines/index.js';
+import { type MetaOutcome, activateStoreCommand, dropStoreCommand, finishSplitCommand, mountStoreCommand, splitShardCommand } from '../../../src/engines/meta/index.js';
 import { kvOutcome } from '../../../src/engines/kv/index.js';
 import { type RuntimeErrorCode, type ShardStateMachine, StateMachineHaltError, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../../../src/runtime/index.js';
 import { type LinearizabilityResult, checkLinearizability } from '../../check/index.js';
@@ -69,6 +74,8 @@ export interface StoreSimStats {
   readonly notOwned: number;
   readonly storesCreated: number;
   readonly storesDropped: number;
+  /** Splits finished (the parent applied its Split and the meta shard finished it). */
+  readonly splits: number;
   /** Creates refused because the default store held keys under the prefix. */
   readonly prefixInUse: number;
   /** Admin flows abandoned half way (a crashed admin). */
@@ -116,6 +123,9 @@ const clientProcesses = 4;
 /** An admin waits this long between two actions, uniform in [min, max] simulated ms. */
 const adminGapMsMin = 50;
 const adminGapMsMax = 600;
+/** A splitter waits this long between two splits, uniform in [min, max] simulated ms. */
+const splitGapMsMin = 300;
+const splitGapMsMax = 1500;
 /** An admin gives up on a step's answer after this long, then retries it elsewhere or abandons. */
 const adminStepTimeoutMs = clientTimeoutMs + 2 * clientLinkDelayMsMax;
 /** Percent of creates that first delete the keys under the prefix (a cede needs none there). */
@@ -174,7 +184,7 @@ class Run {
   readonly ceded = new Set<number>();
   issueUntil = Number.POSITIVE_INFINITY;
   adminsUntil = Number.POSITIVE_INFINITY;
-  readonly counts = { notOwned: 0, created: 0, dropped: 0, prefixInUse: 0, abandoned: 0 };
+  readonly counts = { notOwned: 0, created: 0, dropped: 0, prefixInUse: 0, abandoned: 0, splits: 0 };
   private readonly nodeIds: number[];
   /** Groups a node is bootstrapping (`node/incarnation/shard`): not started twice. */
   private readonly bootstrapping = new Set<string>();
@@ -192,6 +202,8 @@ class Run {
     private readonly random: SeededPrng,
     private readonly adminRandom: SeededPrng,
     private readonly unsafe: StoreSimOptions['unsafe'],
+    /** The splitters' own draws: the admins' schedules per seed are those of a build without splits. */
+    private readonly splitRandom: SeededPrng,
   ) {
     this.nodeIds = [...cluster.nodes.keys()].sort((a, b) => a - b);
   }
@@ -218,9 +230,12 @@ class Run {
     if (node.status !== 'up' || runtime === undefined || runtime.fatalError !== undefined || machine === undefined) return;
     const meta = metaEngineOf(machine);
     const map = meta.shardMap();
+    const splitting = meta.splitting();
     for (const shard of map.shards()) {
       if (fixedShards.includes(shard.id) || (shard.replicas.length > 0 && !shard.replicas.includes(node.id))) continue;
       if (runtime.hasShard(shard.id)) continue;
+      // A child still splitting: the parent's Split makes it here.
+      if (splitting.has(shard.id)) continue;
       // Stored but not hosted: a restart adds it (the simulator's boot), a bootstrap in flight adds it when durable.
       const key = `${node.id}/${node.incarnation}/${shard.id}`;
       if (this.bootstrapping.has(key) || node.disk.shards().includes(shard.id)) continue;
@@ -228,8 +243,15 @@ class Run {
       // would, while a restarted meta shard replays a map from before the drop; see the README).
       if (node.removedShards.has(shard.id)) continue;
       const founders = meta.founders(shard.id);
+      if (founders === undefined) {
+        // A split's child this node missed (its parent's replica got a snapshot past the split):
+        // started empty, it gets the child's state from the child's leader.
+        this.cluster.record(`add-shard ${node.id} shard=${shard.id} (a split's child, empty)`);
+        runtime.addShard(shard.id);
+        continue;
+      }
       // A member that is no founder starts the group empty in the server; every member here is one.
-      if (founders === undefined || !founders.voters.includes(node.id)) continue;
+      if (!founders.voters.includes(node.id)) continue;
       this.bootstrapping.add(key);
       this.cluster.createShard(shard.id, [node.id], founders.voters);
     }
@@ -394,6 +416,16 @@ class Run {
 
   startAdmins(): void {
     for (const store of stores) this.scheduleAdmin(store);
+    for (const store of stores) this.scheduleSplitter(store);
+  }
+
+  /** A splitter's lane: now and then, a split of the store's shard that holds `<prefix>2`. */
+  private scheduleSplitter(store: (typeof stores)[number]): void {
+    const gap = splitGapMsMin + this.splitRandom.nextInt(splitGapMsMax - splitGapMsMin + 1);
+    this.cluster.at(gap, `splitter ${store.name}`, () => {
+      if (this.cluster.now >= this.adminsUntil) return;
+      new AdminFlow(this, store.name, bytes(store.prefix), this.splitRandom, true, () => this.scheduleSplitter(store)).split();
+    });
   }
 
   private scheduleAdmin(store: (typeof stores)[number]): void {
@@ -603,18 +635,38 @@ class AdminFlow {
       const map = metaEngineOf(node.machine(metaShard)!).shardMap();
       const store = map.store(this.name);
       if (store === undefined) return this.end();
-      const first = map.shardsOf(this.name)[0]!.id;
-      const record: DropRecord = { prefix: decoder.decode(store.prefix), first, call: this.c.now };
+      const record: DropRecord = { prefix: decoder.decode(store.prefix), first: map.shardsOf(this.name)[0]!.id, call: this.c.now };
       this.run.drops.push(record);
       this.finishDrop(record, store.prefix);
     });
   }
 
-  /** The steps of a drop (each idempotent): retire the store's shard, drop it from the map, reclaim its prefix. */
-  private finishDrop(record: DropRecord, prefix: Uint8Array): void {
+  /** The steps of a drop (each idempotent): retire the store's shards, drop it from the map, reclaim its prefix. */
+  private finishDrop(record: DropRecord, prefix: Uint8Array, retired: Set<number> = new Set()): void {
     const first = record.first;
-    const retire = this.run.skipRetire ? (next: () => void) => next() : (next: () => void) => this.step(`retire ${first}`, first, retireCommand(first), next);
-    retire(() => {
+    if (this.run.skipRetire) return this.dropFromMap(record, prefix);
+    // Every shard of the store, read again after each retire: a split applied before its
+    // parent's retire made a child the first read did not list (a retired shard never splits).
+    this.readMeta((node) => {
+      const meta = metaEngineOf(node.machine(metaShard)!);
+      const shards = meta.shardMap().shardsOf(this.name).map((shard) => shard.id);
+      const next = shards[0] === first ? shards.find((id) => !retired.has(id)) : undefined;
+      if (next === undefined) return this.dropFromMap(record, prefix);
+      const retire = (): void => this.step(`retire ${next}`, next, retireCommand(first), () => this.finishDrop(record, prefix, retired.add(next)));
+      const splitting = meta.splitting().get(next);
+      if (splitting === undefined) return retire();
+      // A child still splitting: its parent (retired before it, in key order) decides whether it exists.
+      this.step(`split ${splitting.parent} before the drop`, splitting.parent, splitCommand(next, splitting.at, splitting.end), (outcome) => {
+        if ((outcome as OwnershipOutcome).kind === 'ok') return retire();
+        this.finishDrop(record, prefix, retired.add(next));
+      });
+    });
+  }
+
+  /** The drop's last steps: out of the map, then the prefix reclaimed. */
+  private dropFromMap(record: DropRecord, prefix: Uint8Array): void {
+    const first = record.first;
+    {
       this.step(`drop ${first}`, metaShard, dropStoreCommand(this.name, first), (outcome) => {
         const o = outcome as MetaOutcome;
         // Refused: an earlier attempt dropped it (unknown-store), or a later incarnation is in the map.
@@ -622,6 +674,42 @@ class AdminFlow {
         record.ret = this.c.now;
         this.run.counts.dropped++;
         this.step(`reclaim from ${first}`, dataShard, reclaimCommand(prefix, first), () => this.end());
+      });
+    }
+  }
+
+  /** A split of the store's shard that holds `<prefix>2`, at that key, as store-admin.ts's splitShard does. */
+  split(): void {
+    this.readMeta((node) => {
+      const meta = metaEngineOf(node.machine(metaShard)!);
+      const map = meta.shardMap();
+      if (map.store(this.name) === undefined || meta.creatingStores().has(this.name)) return this.end();
+      const shards = map.shardsOf(this.name);
+      for (const [child, record] of meta.splitting()) {
+        if (shards.some((shard) => shard.id === record.parent)) return this.finishSplit(record.parent, child, record.at, record.end);
+      }
+      const at = Uint8Array.from([...this.prefix, 0x32]);
+      const parent = map.shardForKey(at);
+      // Split there already (this incarnation of the store).
+      if (Buffer.from(parent.start).equals(Buffer.from(at))) return this.end();
+      this.step(`split ${parent.id} in the map`, metaShard, splitShardCommand(parent.id, at, parent.epoch), (outcome) => {
+        const o = outcome as MetaOutcome;
+        // Refused (the store went, or the map moved on since the read): nothing to finish.
+        if (o.kind !== 'stores' || o.shards.length !== 2) return this.end();
+        this.finishSplit(parent.id, o.shards[1]!, at, parent.end);
+      });
+    });
+  }
+
+  /** Steps 2 and 3 of a split: the parent's log applies it, the meta shard finishes it. */
+  private finishSplit(parent: number, child: number, at: Uint8Array, end: Uint8Array | undefined): void {
+    this.step(`split ${parent} into ${child}`, parent, splitCommand(child, at, end), (outcome) => {
+      // Refused: the parent was retired first (its store is being dropped), so the child never
+      // exists; it stays marked splitting (no node starts it) until the drop takes it out.
+      if ((outcome as OwnershipOutcome).kind !== 'ok') return this.end();
+      this.step(`finish split ${child}`, metaShard, finishSplitCommand(child), () => {
+        this.run.counts.splits++;
+        this.end();
       });
     });
   }
@@ -637,16 +725,21 @@ class AdminFlow {
       const finish = (): void => {
         const store = map.store(this.name);
         if (store === undefined) return this.end();
-        const first = map.shardsOf(this.name)[0]!.id;
-        // A drop that stopped after retiring the store's shard: finish it.
-        const retired = node.machine(first) !== undefined && ownershipEngineOf(node.machine(first)!).retired !== 0;
+        const shards = map.shardsOf(this.name).map((shard) => shard.id);
+        const first = shards[0]!;
+        // A drop that stopped after retiring one of the store's shards: finish it.
+        const retired = shards.some((id) => node.machine(id) !== undefined && ownershipEngineOf(node.machine(id)!).retired !== 0);
         if (retired) {
           const record: DropRecord = { prefix: decoder.decode(store.prefix), first, call: this.c.now };
           this.run.drops.push(record);
           return this.finishDrop(record, store.prefix);
         }
-        if (meta.creatingStores().has(this.name)) this.finishCreate(first);
-        else this.end();
+        if (meta.creatingStores().has(this.name)) return this.finishCreate(first);
+        // A split that stopped half way: finish it.
+        for (const [child, record] of meta.splitting()) {
+          if (shards.includes(record.parent)) return this.finishSplit(record.parent, child, record.at, record.end);
+        }
+        this.end();
       };
       if (cession !== undefined && map.shard(cession.store) === undefined && cession.store <= map.highestShardId) {
         this.step(`reclaim from ${cession.store}`, dataShard, reclaimCommand(this.prefix, cession.store), finish);
@@ -750,6 +843,7 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
   const clientRandom = master.fork();
   const adminRandom = master.fork();
   const nemesisRandom = master.fork();
+  const splitRandom = master.fork();
   let run: Run | undefined;
   const cluster = jepsenCluster({
     seed: options.seed,
@@ -766,7 +860,7 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
     },
     ...(options.unsafe?.ownsEveryKey === true ? { alterDataShard: (machine: ShardStateMachine) => kvEngineOf(machine).connect({ owner: ownsEveryKey }) } : {}),
   });
-  run = new Run(cluster, clientRandom, adminRandom, options.unsafe);
+  run = new Run(cluster, clientRandom, adminRandom, options.unsafe, splitRandom);
   const nemesis = new Nemesis(cluster, plan, nemesisRandom, { crash: (node) => cluster.crash(node), restart: (node) => cluster.restart(node) });
 
   let failure: string | undefined;
@@ -818,6 +912,7 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
       notOwned: run.counts.notOwned,
       storesCreated: run.counts.created,
       storesDropped: run.counts.dropped,
+      splits: run.counts.splits,
       prefixInUse: run.counts.prefixInUse,
       abandoned: run.counts.abandoned,
       okInStores: run.operations.filter((op) => op.status === 'ok' && op.shard !== undefined && op.shard !== dataShard).length,
