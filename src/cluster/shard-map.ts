@@ -44,7 +44,9 @@ export type ShardMapErrorCode =
   | 'bad-replicas'
   | 'bad-epoch'
   | 'bad-tiling'
-  | 'bad-encoding';
+  | 'bad-encoding'
+  /** A split of a shard whose split (or whose own making by a split) is not finished (the meta shard's rule). */
+  | 'split-in-progress';
 
 export class ShardMapError extends Error {
   constructor(

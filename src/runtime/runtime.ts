@@ -1528,9 +1528,18 @@ export class NodeRuntime {
    * as it is. The node that led the parent makes the child campaign at its first tick.
    */
   private startSplitChild(parent: ShardState, child: number, machine: ShardStateMachine): void {
-    if (this.shards.has(child)) return;
-    const storage = this.options.storage.shard(child);
-    if (storage.lastIndex() > 0 || storage.snapshot().metadata.index > 0) return;
+    const made = this.shards.has(child) || this.storedAlready(child);
+    if (!made) this.makeSplitChild(parent, child, machine);
+    // Either way the parent no longer serves the moved keys (its watchers are told).
+    this.options.listener?.shardSplit?.(parent.id, child);
+  }
+
+  private storedAlready(shard: number): boolean {
+    const storage = this.options.storage.shard(shard);
+    return storage.lastIndex() > 0 || storage.snapshot().metadata.index > 0;
+  }
+
+  private makeSplitChild(parent: ShardState, child: number, machine: ShardStateMachine): void {
     const metadata: Snapshot['metadata'] = { index: SPLIT_CHILD_INDEX, term: SPLIT_CHILD_INDEX, confState: parent.node.raft.tracker.confState() };
     const data = joinSnapshotFrames([...machine.snapshot()]);
     this.options.storage.save(
@@ -1542,7 +1551,6 @@ export class NodeRuntime {
     );
     this.addShard(child);
     this.shards.get(child)!.campaignAtTick = parent.isLeader;
-    this.options.listener?.shardSplit?.(parent.id, child);
   }
 
   /** See `campaignWhenSoleVoter`: Raft would refuse a campaign before the committed conf changes apply. */

@@ -30,6 +30,8 @@ const CompactionRequestType = etcdType('etcdserverpb.CompactionRequest');
 
 /** How often ShardSplit looks for the child's leader before it answers (ms). */
 const childLeaderPollMs = 20;
+/** ShardSplit stops waiting for the child's leader this long before the call's deadline (ms), to answer in time. */
+const childLeaderDeadlineLeadMs = 200;
 
 /** A store created without a shard count gets this many shards. */
 export const storeShardsDefault = 1;
@@ -103,8 +105,9 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
         if (error.code === 'store-prefix-in-use') throw dkvError('store-prefix-in-use', `${error.message} ${printable(prefix)}; delete them or choose another prefix`);
         if (error.code === 'store-prefix-ceded') throw dkvError('store-prefix-overlap', error.message);
         if (error.code === 'store-auth-enabled') throw dkvError('store-auth-unsupported', error.message);
-        if (error.code === 'bad-split') throw dkvError('shard-bad-split-key', error.message);
-        if (error.code === 'split-in-progress') throw dkvError('shard-split-in-progress', error.message);
+        if (error.code === 'split-leases') throw dkvError('shard-holds-leases', error.message);
+        // The map changed and the shard refused after: retryable, and said plainly.
+        if (error.code === 'split-refused') throw dkvError('shard-splitting', error.message);
         throw storeRefusal(error.code, error.message);
       }
       throw error;
@@ -243,15 +246,21 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       const entry = map.shard(id);
       if (entry === undefined) throw dkvError('shard-not-found', `no shard ${id} in the map`);
       if (entry.store === DEFAULT_STORE) throw dkvError('store-default', `shard ${id} is the default store's: it stays one shard (its leases and the prefixes it ceded are not split)`);
-      // Unset, or empty (never a split key: nothing is below it): the middle key.
-      const at = message.at === undefined || message.at === null || message.at.length === 0 ? undefined : Uint8Array.from(message.at);
+      // Unset: the middle key. Set and empty: refused (never a split key, and not to be read as
+      // "choose one", which a retry would do again).
+      const at = message.at === undefined || message.at === null ? undefined : Uint8Array.from(message.at);
+      if (at !== undefined && at.length === 0) throw dkvError('shard-bad-split-key', 'the split key is empty (leave it out for the middle key)');
       if (at !== undefined && at.length > splitKeyBytesMax) throw dkvError('shard-bad-split-key', `a split key is at most ${splitKeyBytesMax} bytes, got ${at.length}`);
       const done = await change(() => splitShard({ router: ctx.router, options }, id, at), entry.start);
-      await childLeader(done.child, options.timeoutMs ?? ctx.requestTimeoutMs);
+      // Within the call's own deadline: the split is done, the answer must not be lost to a wait.
+      const deadline = call.getDeadline();
+      const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+      const waitMs = Math.min(options.timeoutMs ?? ctx.requestTimeoutMs, Number.isFinite(deadlineMs) ? deadlineMs - Date.now() - childLeaderDeadlineLeadMs : Number.POSITIVE_INFINITY);
+      await childLeader(done.child, Math.max(0, waitMs));
       const after = await currentMap();
       const parent = shardEntryOf(after, metaShard, done.parent);
       const child = shardEntryOf(after, metaShard, done.child);
-      if (parent === undefined || child === undefined) throw dkvError('shard-stale-epoch', `shard ${done.parent} or ${done.child} left the map meanwhile (its store was dropped?)`);
+      if (parent === undefined || child === undefined) throw dkvError('store-not-found', `shard ${done.parent} or ${done.child} left the map meanwhile: its store was dropped`);
       return { header: header(), parent: shardToWire(parent), child: shardToWire(child) };
     }),
   };

@@ -282,7 +282,7 @@ export class DkvNode {
           if (applied.engine === EngineId.Auth) this.authApplied(applied.outcome, this.recoveryLog?.replays(shard, entry.index) === true);
         },
         shardSplit: (parent, child) => {
-          logger.info(`shard ${parent}: split; shard ${child} made here from its keys at or above the split key, at index ${this.runtime.machine(parent).appliedIndex}`);
+          logger.info(`shard ${parent}: split at index ${this.runtime.machine(parent).appliedIndex}; its keys from the split key on are shard ${child}'s`);
           // Watchers of the keys that moved: their events are the child's from now on. The child
           // keeps the revisions, so a watch again from the next revision misses nothing.
           const ownership = ownershipEngineOf(this.runtime.machine(parent));
@@ -626,7 +626,7 @@ export class DkvNode {
     if (this.stopping || this.storeRepairRunning || this.runtime.leader(META_SHARD) !== this.identity.memberId) return;
     this.storeRepairRunning = true;
     const timeoutMs = this.requestTimeoutMs;
-    repairStores({ router: this.router, options: { timeoutMs } }, Date.now(), storeCreateStaleRequestTimeouts * timeoutMs)
+    repairStores({ router: this.router, options: { timeoutMs }, log: this.logger }, Date.now(), storeCreateStaleRequestTimeouts * timeoutMs)
       .catch((error: unknown) => this.logger.warn(`store repair: ${error instanceof Error ? error.message : String(error)}`))
       .finally(() => (this.storeRepairRunning = false));
   }

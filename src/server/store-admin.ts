@@ -36,13 +36,13 @@ import { type ShardMap, ShardMapError, type ShardMapErrorCode } from '../cluster
 import { type OwnershipOutcome, cedeCommand, reclaimCommand, retireCommand, splitCommand } from '../engines/index.js';
 import { type MetaOutcome, activateStoreCommand, dropStoreCommand, finishSplitCommand, mountStoreCommand, splitShardCommand } from '../engines/meta/index.js';
 
-import { type RequestOptions, type Router, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
+import { type RequestOptions, type Router, kvEngineOf, leaseEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
 
 /** A store change the cluster refused (deterministically: nothing changed). */
 export class StoreChangeRefused extends Error {
   override readonly name = 'StoreChangeRefused';
   constructor(
-    readonly code: ShardMapErrorCode | 'bad-command' | 'store-prefix-in-use' | 'store-prefix-ceded' | 'store-auth-enabled' | 'bad-split' | 'split-in-progress',
+    readonly code: ShardMapErrorCode | 'bad-command' | 'store-prefix-in-use' | 'store-prefix-ceded' | 'store-auth-enabled' | 'split-refused' | 'split-leases',
     message: string,
   ) {
     super(message);
@@ -52,6 +52,8 @@ export class StoreChangeRefused extends Error {
 export interface StoreAdminContext {
   readonly router: Router;
   readonly options: RequestOptions;
+  /** Where a repair reports what it could not finish (none: not reported). */
+  readonly log?: { warn(message: string): void };
 }
 
 export interface StoreCreated {
@@ -120,8 +122,8 @@ export async function dropStore(ctx: StoreAdminContext, name: string): Promise<r
   const store = map.store(name);
   if (store === undefined) throw new StoreChangeRefused(name === '' ? 'bad-store-name' : 'unknown-store', `no store "${name}"`);
   const shards = map.shardsOf(name).map((s) => s.id);
-  await finishDrop(ctx, name, store.prefix, shards);
-  return shards;
+  // Every shard dropped: a split's child made meanwhile too.
+  return finishDrop(ctx, name, store.prefix, shards);
 }
 
 /**
@@ -131,7 +133,7 @@ export async function dropStore(ctx: StoreAdminContext, name: string): Promise<r
  * child still splitting is decided by its parent, retired before it: its Split applied (then the
  * child is retired too), or refused (the child never exists anywhere).
  */
-async function finishDrop(ctx: StoreAdminContext, name: string, prefix: Uint8Array, shards: readonly number[]): Promise<void> {
+async function finishDrop(ctx: StoreAdminContext, name: string, prefix: Uint8Array, shards: readonly number[]): Promise<readonly number[]> {
   const first = shards[0]!;
   const retired = new Set<number>();
   for (;;) {
@@ -150,14 +152,19 @@ async function finishDrop(ctx: StoreAdminContext, name: string, prefix: Uint8Arr
       const record = splitting.get(id);
       if (record === undefined || !retired.has(record.parent)) continue;
       const outcome = (await ctx.router.shard(record.parent).propose(splitCommand(id, record.at, record.end), ctx.options)).outcome as OwnershipOutcome;
-      if (outcome.kind === 'ok') await ctx.router.shard(id).propose(retireCommand(first), ctx.options);
+      if (outcome.kind === 'ok') {
+        // Finished first: a node that missed the split then starts the child (empty, filled by its leader).
+        metaResult((await ctx.router.meta().propose(finishSplitCommand(id), ctx.options)).outcome);
+        await ctx.router.shard(id).propose(retireCommand(first), ctx.options);
+      }
       retired.add(id);
     }
     // Every child's parent is a shard of the store no split is pending on (one split at a time).
     if (retired.size === before) throw new Error(`the drop of store ${name} retired no shard of ${left.join(', ')}`);
   }
-  metaResult((await ctx.router.meta().propose(dropStoreCommand(name, first), ctx.options)).outcome);
+  const dropped = metaResult((await ctx.router.meta().propose(dropStoreCommand(name, first), ctx.options)).outcome);
   await ctx.router.defaultStore().propose(reclaimCommand(prefix, first), ctx.options);
+  return dropped;
 }
 
 /**
@@ -175,7 +182,8 @@ export async function repairStores(ctx: StoreAdminContext, nowMs: number, staleM
   for (const store of map.stores()) {
     const shards = map.shardsOf(store.name).map((s) => s.id);
     const retired = shards.some((id) => ctx.router.hosts(id) && ownershipEngineOf(ctx.router.shard(id).machine()).retired !== 0);
-    if (retired) await finishDrop(ctx, store.name, store.prefix, shards);
+    // One store's drop that cannot finish now (a group without a leader) does not hold up the rest.
+    if (retired) await finishDrop(ctx, store.name, store.prefix, shards).catch((error: unknown) => ctx.log?.warn(`store repair: the drop of store "${store.name}": ${error instanceof Error ? error.message : String(error)}`));
   }
   map = meta.shardMap();
   const data = ctx.router.defaultStore();
@@ -227,10 +235,20 @@ export async function splitShard(ctx: StoreAdminContext, shardId: number, at: Ui
   const shard = map.shard(shardId);
   if (shard === undefined) throw new StoreChangeRefused('unknown-shard', `no shard ${shardId} in the map`);
   for (const [child, record] of meta.splitting()) {
+    if (child === shardId) throw new StoreChangeRefused('split-in-progress', `shard ${shardId} is still being split off shard ${record.parent}: split shard ${record.parent} again at the same key to finish that first`);
     if (record.parent !== shardId) continue;
     if (at === undefined || sameKey(record.at, at)) return finishSplit(ctx, shardId, child, record.at, record.end);
     throw new StoreChangeRefused('split-in-progress', `shard ${shardId} has an unfinished split at another key into shard ${child}: split it again at that key to finish it`);
   }
+  // What the shard's own log would refuse, checked on a linearizable read of this node's replica
+  // before the map changes, so a refusal changes nothing (a lease granted between this read and
+  // the Split is the one case left: see finishSplit).
+  const handle = ctx.router.shard(shardId);
+  await handle.read(ctx.options);
+  const ownership = ownershipEngineOf(handle.machine());
+  if (ownership.retired !== 0) throw new StoreChangeRefused('unknown-store', `store "${shard.store}" is being dropped`);
+  const leases = leaseEngineOf(handle.machine()).size;
+  if (leases > 0) throw new StoreChangeRefused('split-leases', `shard ${shardId} holds ${leases} lease${leases === 1 ? '' : 's'} (a Lock's or Campaign's session lease): a lease's keys would span two shards; split it once they are gone`);
   const key = at ?? (await middleKey(ctx, shardId, shard.start, shard.end));
   const [, child] = metaResult((await metaShard.propose(splitShardCommand(shardId, key, shard.epoch), ctx.options)).outcome);
   if (child === undefined) throw new Error(`the split of shard ${shardId} named no child`);
@@ -247,7 +265,10 @@ export async function splitShard(ctx: StoreAdminContext, shardId: number, at: Ui
 /** Steps 2 and 3 of a split, each idempotent. */
 async function finishSplit(ctx: StoreAdminContext, parent: number, child: number, at: Uint8Array, end: Uint8Array | undefined): Promise<ShardSplitDone> {
   const outcome = (await ctx.router.shard(parent).propose(splitCommand(child, at, end), ctx.options)).outcome as OwnershipOutcome;
-  if (outcome.kind === 'error') throw new StoreChangeRefused('bad-split', `shard ${parent} refused its split at the map's key: ${outcome.message}`);
+  // Refused after the map changed (a lease granted since the check, or the store being dropped):
+  // the split stays recorded, the keys from `at` on are not served until repairStores finishes
+  // it (once the shard allows it) or the drop takes the store.
+  if (outcome.kind === 'error') throw new StoreChangeRefused('split-refused', `shard ${parent} refused its split into shard ${child} after the map recorded it (${outcome.message}): its keys from the split key on are not served until the split is finished (store repair retries it) or the store is dropped`);
   metaResult((await ctx.router.meta().propose(finishSplitCommand(child), ctx.options)).outcome);
   return { parent, child, at };
 }

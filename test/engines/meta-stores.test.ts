@@ -333,8 +333,8 @@ describe('meta engine: shard splits', () => {
     refused({ ...finishSplitCommand(3), payload: text('{"child":0}') }, 'bad-command');
     // One split of a shard at a time: neither half of an unfinished split splits again.
     expect(meta.apply(split, context)).toEqual({ kind: 'stores', shards: [2, 4] });
-    refused(splitShardCommand(2, text('/users/f'), 2), 'bad-split-key', /not finished/);
-    refused(splitShardCommand(4, text('/users/t'), 2), 'unknown-shard', /still being split/);
+    refused(splitShardCommand(2, text('/users/f'), 2), 'split-in-progress', /not finished/);
+    refused(splitShardCommand(4, text('/users/t'), 2), 'split-in-progress', /still being split/);
     meta.apply(finishSplitCommand(4), context);
     expect(meta.apply(splitShardCommand(4, text('/users/t'), 2), context)).toEqual({ kind: 'stores', shards: [4, 5] });
   });

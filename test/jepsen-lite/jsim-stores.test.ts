@@ -1,6 +1,6 @@
 /**
- * The simulator's stores workload (jepsen-lite/sim/jepsen/stores.ts): stores created and dropped
- * on key prefixes through the store-admin steps while clients routed by their node's own meta map
+ * The simulator's stores workload (jepsen-lite/sim/jepsen/stores.ts): stores created, split and
+ * dropped on key prefixes through the store-admin steps while clients routed by their node's own meta map
  * read and write keys under the prefixes and outside them, under faults. Every seed must check
  * out (linearizable registers with drops as deletes, no acknowledged write lost, Raft safety of
  * every group, groups in step with the map, replicas converged); breaking the protocol on purpose
@@ -10,13 +10,13 @@ import { describe, expect, it } from 'vitest';
 import { type StoreSimResult, runStoreSim } from '../../jepsen-lite/sim/jepsen/index.js';
 
 const seedsFirst = 0;
-const seedsCount = 200;
+const seedsCount = 500;
 const durationMs = 4000;
 /** The broken protocols must be caught within this many seeds. */
 const mutationSeedsMax = 40;
 
 /** Every fourth seed runs five nodes, every other one a swarm plan. */
-function seedRun(seed: number, unsafe?: { skipCede?: boolean; ownsEveryKey?: boolean }): StoreSimResult {
+function seedRun(seed: number, unsafe?: { skipCede?: boolean; ownsEveryKey?: boolean; splitChildEmpty?: boolean }): StoreSimResult {
   return runStoreSim({ seed, nodes: seed % 4 === 3 ? 5 : 3, durationMs, swarm: seed % 2 === 1, ...(unsafe === undefined ? {} : { unsafe }) });
 }
 
@@ -84,7 +84,7 @@ describe('jepsen sim, stores workload', () => {
   });
 
   // The checks can fail: each protocol broken on purpose is found within a few seeds.
-  for (const unsafe of [{ skipCede: true }, { ownsEveryKey: true }]) {
+  for (const unsafe of [{ skipCede: true }, { ownsEveryKey: true }, { splitChildEmpty: true }]) {
     it(`breaking the protocol (${Object.keys(unsafe)[0]}) is caught`, () => {
       let caught: StoreSimResult | undefined;
       for (let seed = seedsFirst; seed < seedsFirst + mutationSeedsMax && caught === undefined; seed++) {

@@ -125,6 +125,12 @@ describe('an online shard split', () => {
     expect(await refusal({ shard_id: 0, at: b('x') })).toContain(errorTable['invalid-argument'].message);
     expect(await refusal({ shard_id: 1, at: b('x') })).toContain(errorTable['store-default'].message);
     expect(await refusal({ shard_id: 999, at: b('x') })).toContain(errorTable['shard-not-found'].message);
+    expect(await refusal({ shard_id: first, at: new Uint8Array(0) })).toContain(errorTable['shard-bad-split-key'].message);
+    // A lock under the store (lease 0: the server grants a session lease in the lock's shard):
+    // a lease's keys would span two shards, so the split is refused before the map changes.
+    const lock = await channels[0]!.call('v3lockpb.Lock', 'Lock', { name: b('/u/a-lock'), lease: 0 });
+    expect(await refusal({ shard_id: first, at: b(key(10)) })).toContain(errorTable['shard-holds-leases'].message);
+    await channels[0]!.call('v3lockpb.Lock', 'Unlock', { key: lock.key });
     const after = await admin(0, 'ShardList');
     expect((after.shards as Decoded[]).map((s) => `${String(s.id)}/${String(s.epoch)}`)).toEqual((before.shards as Decoded[]).map((s) => `${String(s.id)}/${String(s.epoch)}`));
   }, 30_000);

@@ -61,6 +61,8 @@ export interface StoreSimOptions {
     readonly skipRetire?: boolean;
     /** Every data shard owns every key (no ownership checks at apply or on reads). */
     readonly ownsEveryKey?: boolean;
+    /** A split's child starts without the parent's keys (the split keeps nothing of them). */
+    readonly splitChildEmpty?: boolean;
   };
   readonly trace?: boolean;
 }
@@ -116,7 +118,7 @@ const stores: readonly { readonly name: string; readonly prefix: string }[] = [
   { name: 'sb', prefix: 'b/' },
 ];
 /** The keys clients use: some under each store's prefix, one outside every prefix. */
-export const storeSimKeys: readonly string[] = ['a/1', 'a/2', 'b/1', 'z/1'];
+export const storeSimKeys: readonly string[] = ['a/1', 'a/2', 'b/1', 'b/2', 'z/1'];
 /** The register value of an absent key (the model's registers hold strings). */
 export const absent = '∅';
 const clientProcesses = 4;
@@ -458,8 +460,8 @@ class Run {
     return this.unsafe?.skipRetire === true;
   }
 
-  randomNode(): number {
-    return this.nodeIds[this.adminRandom.nextInt(this.nodeIds.length)]!;
+  randomNode(random: SeededPrng = this.adminRandom): number {
+    return this.nodeIds[random.nextInt(this.nodeIds.length)]!;
   }
 }
 
@@ -518,7 +520,7 @@ class AdminFlow {
   /** Proposes `command` on `shard` through some node; `onOutcome` hears the applied outcome. */
   private step(label: string, shard: number, command: EngineCommand, onOutcome: (outcome: unknown) => void, attempt = 0): void {
     const c = this.c;
-    const node = this.run.randomNode();
+    const node = this.run.randomNode(this.random);
     let settled = false;
     const failed = (why: string): void => {
       if (settled) return;
@@ -542,7 +544,7 @@ class AdminFlow {
   /** A ReadIndex on the meta shard through some node; `onMeta` gets that node's meta engine then. */
   private readMeta(onMeta: (node: SimNode) => void, attempt = 0): void {
     const c = this.c;
-    const id = this.run.randomNode();
+    const id = this.run.randomNode(this.random);
     let settled = false;
     const failed = (why: string): void => {
       if (settled) return;
@@ -858,7 +860,16 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
         if (shard === metaShard) run?.reconcileSoon(node);
       },
     },
-    ...(options.unsafe?.ownsEveryKey === true ? { alterDataShard: (machine: ShardStateMachine) => kvEngineOf(machine).connect({ owner: ownsEveryKey }) } : {}),
+    alterDataShard: (machine: ShardStateMachine) => {
+      if (options.unsafe?.ownsEveryKey === true) kvEngineOf(machine).connect({ owner: ownsEveryKey });
+      if (options.unsafe?.splitChildEmpty === true) {
+        const splitOff = machine.splitOff.bind(machine);
+        machine.splitOff = (child, into, at, end, index) => {
+          splitOff(child, into, at, end, index);
+          kvEngineOf(into).retainRange(at, at);
+        };
+      }
+    },
   });
   run = new Run(cluster, clientRandom, adminRandom, options.unsafe, splitRandom);
   const nemesis = new Nemesis(cluster, plan, nemesisRandom, { crash: (node) => cluster.crash(node), restart: (node) => cluster.restart(node) });

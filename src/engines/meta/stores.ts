@@ -206,9 +206,9 @@ function applySplit(mvcc: MvccStore, before: ShardMap, change: SplitChange): Sto
   }
   const splitting = splittingShards(mvcc);
   const own = splitting.get(parent.id);
-  if (own !== undefined) return refused('unknown-shard', `shard ${parent.id} is still being split from shard ${own.parent}: it splits once that split is finished`);
+  if (own !== undefined) return refused('split-in-progress', `shard ${parent.id} is still being split from shard ${own.parent}: it splits once that split is finished`);
   for (const [child, split] of splitting) {
-    if (split.parent === parent.id) return refused('bad-split-key', `shard ${parent.id}'s split at ${bytesToHex(split.at)} (shard ${child}) is not finished: a shard has one split at a time`);
+    if (split.parent === parent.id) return refused('split-in-progress', `shard ${parent.id}'s split at ${bytesToHex(split.at)} (shard ${child}) is not finished: a shard has one split at a time`);
   }
   if (parent.epoch !== change.epoch) {
     return refused('bad-epoch', `shard ${parent.id} is at epoch ${parent.epoch}, the split names epoch ${change.epoch}: the caller's map is stale`);
