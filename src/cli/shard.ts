@@ -30,11 +30,13 @@ client key. Needs the root role while auth is enabled.
             ("-": none, or not hosted) (-w table: two tables). A shard unknown to the map fails with "dkv: shard not found"
   split     split shard ID of a mounted store in two, online, at KEY (the child's first key;
             default: the shard's middle live key): every replica makes the child from its own
-            data, both halves get a new epoch; prints both rows once the child has a leader.
-            Requests for the moved keys fail with a retryable error for about a round trip.
-            Refused for the meta shard and the default store's shard, a KEY not strictly inside
-            the shard, a shard with a lease or fewer than two keys (without --at). A split that
-            stopped half way is finished by running it again with the same KEY
+            data, both halves get a new epoch; prints both rows once the child has a leader (or
+            as the call's deadline nears). Requests for the moved keys fail with a retryable
+            error meanwhile (tens of ms). Refused, changing nothing, for the meta shard and the
+            default store's shard, a KEY not strictly inside the shard, a shard holding leases
+            (a Lock's or Campaign's session lease), fewer than two keys (without --at). A split
+            that stopped half way is finished by running it again with the same KEY (store
+            repair, on the meta shard's leader, also finishes it)
 
 A data shard's history is compacted with "dkv compact REV --shard ID" (to that shard's own
 revision). ID is a shard id in decimal (0 to 2^53 - 1). Keys print as text, a byte outside printable
@@ -44,7 +46,8 @@ meta shard's).
 Options:
   --cluster              describe: every member's client URLs (from the member list) instead
                          of --endpoints
-  --at KEY               split: the split key, as UTF-8 (at most 4096 bytes)
+  --at KEY               split: the split key, as UTF-8 (at most 4096 bytes; binary keys
+                         through dkv.v1.Admin's ShardSplit)
 ${remoteOptionsHelp}
 Exit status: 0 done (describe: every endpoint answered), 1 the server refused or an endpoint
 could not be reached, 2 bad command line.
