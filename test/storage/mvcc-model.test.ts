@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MvccError, MvccStore } from '../../storage/mvcc/index.js';
 import type { ChangesRequest, Compare, DeleteRangeRequest, MvccEvent, PutRequest, RangeRequest, RequestOp, TxnRequest } from '../../storage/mvcc/index.js';
-import { MvccModel } from './mvcc-model.js';
+import { MvccModel, plain } from './mvcc-model.js';
 
 const byteArb = fc.constantFrom(0x00, 0x61, 0x62, 0x63, 0xff);
 const keyArb = fc.array(byteArb, { minLength: 1, maxLength: 2 }).map((b) => new Uint8Array(b));
@@ -134,18 +134,6 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { arbitrary: fc.integer({ min: -1, max: 10 }).map((back) => ({ kind: 'hash', back }) as Step), weight: 1 },
 );
 
-/** Uint8Arrays as hex so results compare as plain data. */
-function plain(value: unknown): unknown {
-  if (value instanceof Uint8Array) return Buffer.from(value).toString('hex');
-  if (typeof value === 'bigint') return `${value}n`;
-  if (Array.isArray(value)) return value.map(plain);
-  if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = plain(v);
-    return out;
-  }
-  return value;
-}
 
 /** `changes` read page by page with `changesPage` and a byte limit; checks each page's bounds. */
 function pagedChanges(store: MvccStore, request: ChangesRequest, bytesMax: number): MvccEvent[] {

@@ -342,3 +342,16 @@ export class MvccModel {
     return this.liveKvs(new Uint8Array([0]), new Uint8Array([0]), this.revision).length;
   }
 }
+
+/** Uint8Arrays as hex and bigints as text, so results compare as plain data. */
+export function plain(value: unknown): unknown {
+  if (value instanceof Uint8Array) return Buffer.from(value).toString('hex');
+  if (typeof value === 'bigint') return `${value}n`;
+  if (Array.isArray(value)) return value.map(plain);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = plain(v);
+    return out;
+  }
+  return value;
+}

@@ -23,7 +23,7 @@ import {
   restoreSnapshot,
   restoreSnapshotSync,
 } from '../../storage/mvcc/index.js';
-import { MvccModel } from './mvcc-model.js';
+import { MvccModel, plain } from './mvcc-model.js';
 
 const enc = (text: string): Uint8Array => new TextEncoder().encode(text);
 const ALL = Uint8Array.of(0);
@@ -140,18 +140,6 @@ function writeInBounds(write: Write, bounds: Bounds): boolean {
 
 // ---- Comparisons -------------------------------------------------------------------------------
 
-/** Uint8Arrays as hex and bigints as text, so results compare as plain data. */
-function plain(value: unknown): unknown {
-  if (value instanceof Uint8Array) return Buffer.from(value).toString('hex');
-  if (typeof value === 'bigint') return `${value}n`;
-  if (Array.isArray(value)) return value.map(plain);
-  if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = plain(v);
-    return out;
-  }
-  return value;
-}
 
 function everyKey(store: MvccStore, revision: number): RangeResponse {
   return store.range({ key: ALL, rangeEnd: ALL, revision });
