@@ -119,6 +119,13 @@ export interface Engine {
    * a split, on every replica alike. An engine whose state names no key has none.
    */
   retainRange?(start: Uint8Array, end: Uint8Array | undefined): void;
+  /**
+   * Makes `target` (a new engine of this kind, in a new state machine) hold this engine's state
+   * of keys in `[start, end)`: what restoring this state into it and then `retainRange` would
+   * give, without copying the rest (a split's child, from a large parent). Optional: the state
+   * machine does the restore and `retainRange` otherwise.
+   */
+  copyRangeInto?(target: Engine, start: Uint8Array, end: Uint8Array | undefined): void;
   /** Leader-only duties: called when this node becomes or stops being the shard's leader. */
   onLeadership?(isLeader: boolean, context: LeaderContext): void;
   /** Leader-only duties: called on every tick while this node leads the shard. */

@@ -428,16 +428,18 @@ export class NodeRuntime {
    * It may be called at any time, cycles in flight included (they hold only the groups they
    * took a Ready from); the new group's first cycle comes with the next tick or message.
    */
-  addShard(shardId: number): void {
+  addShard(shardId: number, prepared?: ShardStateMachine): void {
     if (this.failure !== undefined || this.stopped) throw new RuntimeError('stopped', 'the node is stopping');
     assert(!this.shards.has(shardId), `shard ${shardId} is added twice`);
     // A removed group's Ready still in flight would advance nothing, but its save would be the
     // new group's: ack-before-durable. Shard ids are never reused; this keeps the rare re-add safe.
     assert(!this.cycles.some((cycle) => cycle.readies.some(([held]) => held.id === shardId)), `shard ${shardId} is added again while a cycle of its removed group is in flight`);
     const storage = this.options.storage.shard(shardId);
-    const machine = this.options.stateMachine(shardId);
     const stored = storage.snapshot();
-    if (stored.data.length > 0) machine.restore(stored.data, stored.metadata.index);
+    // A split's child comes with the state its stored snapshot holds, made already.
+    assert(prepared === undefined || prepared.appliedIndex === stored.metadata.index, 'a prepared state machine is at its stored snapshot');
+    const machine = prepared ?? this.options.stateMachine(shardId);
+    if (prepared === undefined && stored.data.length > 0) machine.restore(stored.data, stored.metadata.index);
     const node = this.newRawNode(storage, machine.appliedIndex);
     const shard = new ShardState(shardId, node, machine, (run) => this.deliver(run));
     shard.snapshotIndex = stored.metadata.index;
@@ -1549,7 +1551,7 @@ export class NodeRuntime {
         if (error !== undefined) this.fatal(error);
       },
     );
-    this.addShard(child);
+    this.addShard(child, machine);
     this.shards.get(child)!.campaignAtTick = parent.isLeader;
   }
 

@@ -281,12 +281,17 @@ export class ShardStateMachine implements ShardStateView {
     assert(into.appliedIndexValue === 0, 'splitOff into a state machine that applied entries');
     // Engines with deadlines read the time as they restore.
     into.lastTimestampMs = this.lastTimestampMs;
+    // In engine order (the lease engine's restore reads the KV engine's store).
     for (const [id, engine] of this.engines) {
       const target = into.engines.get(id);
       assert(target !== undefined, `the split's state machine has no engine ${id}`);
+      if (engine.copyRangeInto !== undefined) {
+        engine.copyRangeInto(target, at, end);
+        continue;
+      }
       target.restore([...iterate(engine.snapshot())]);
+      target.retainRange?.(at, end);
     }
-    for (const engine of into.engines.values()) engine.retainRange?.(at, end);
     for (const engine of this.engines.values()) engine.retainRange?.(new Uint8Array(0), at);
     into.appliedIndexValue = index;
     this.splits.push({ child, machine: into });

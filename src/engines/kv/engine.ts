@@ -201,6 +201,10 @@ export class KvEngine implements Engine {
     this.mvcc = this.mvcc.retained(start, end);
   }
 
+  copyRangeInto(target: Engine, start: Uint8Array, end: Uint8Array | undefined): void {
+    (target as KvEngine).mvcc = this.mvcc.retained(start, end);
+  }
+
   snapshot(): Iterator<Uint8Array> {
     return encodeSnapshot(this.mvcc);
   }
