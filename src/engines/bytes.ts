@@ -6,6 +6,13 @@ export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
   return chunks.length === 1 ? chunks[0]! : joinSnapshotFrames(chunks);
 }
 
+/** Every chunk an engine's `snapshot()` hands out, drained now (a section's chunks, for `restore`). */
+export function sectionChunks(chunks: Iterator<Uint8Array>): Uint8Array[] {
+  const drained: Uint8Array[] = [];
+  for (let next = chunks.next(); next.done !== true; next = chunks.next()) drained.push(next.value);
+  return drained;
+}
+
 /** Lower-case hex, two digits a byte (for messages and JSON payloads). */
 export function bytesToHex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');

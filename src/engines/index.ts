@@ -12,3 +12,4 @@ export { AuthEngine, AuthCommandKind, AUTH_COMMAND_VERSION, ROOT, tokenPrefixLet
 export { AlarmEngine, AlarmType, activateAlarmCommand, deactivateAlarmCommand, alarmOutcome, type AlarmMember, type AlarmOutcome } from './alarm/index.js';
 export { type AdvanceWork, TimeWheel, type TimeWheelOptions, type WheelTimer, wheelLimits } from './expiry/index.js';
 export { OwnershipEngine, OwnershipCommandKind, OWNERSHIP_COMMAND_VERSION, OWNERSHIP_SPLIT_VERSION, cedeCommand, reclaimCommand, retireCommand, splitCommand, type OwnershipOutcome, type Splitter } from './ownership/index.js';
+export { sectionChunks } from './bytes.js';

@@ -20,7 +20,7 @@ import type { ConfChange, Entry } from '../../raft/index.js';
 import { assert } from '../../raft/index.js';
 import { crc32c } from '../../storage/index.js';
 import { type AppliedChain, CHAIN_START, extendChain } from './applied-chain.js';
-import { type ApplyContext, type Caller, type Engine, type EngineCommand, type EngineError, type EngineId, type LeaderContext, UnknownCommandError } from '../engines/index.js';
+import { type ApplyContext, type Caller, type Engine, type EngineCommand, type EngineError, type EngineId, type LeaderContext, UnknownCommandError, sectionChunks } from '../engines/index.js';
 import { type CommandEnvelope, LEGACY_ENGINE, decodeEnvelope } from './envelope.js';
 import { snapshotFrameBytesMax, snapshotSectionChunkBytesMax, snapshotSectionsMax } from './limits.js';
 
@@ -139,10 +139,6 @@ function* bounded(chunks: Iterator<Uint8Array>): Generator<Uint8Array> {
 }
 
 const noSplits: readonly { readonly child: number; readonly machine: ShardStateMachine }[] = [];
-
-function* iterate<T>(iterator: Iterator<T>): Generator<T> {
-  for (let next = iterator.next(); next.done !== true; next = iterator.next()) yield next.value;
-}
 
 export class ShardStateMachine implements ShardStateView {
   private readonly engines = new Map<number, Engine>();
@@ -289,7 +285,7 @@ export class ShardStateMachine implements ShardStateView {
         engine.copyRangeInto(target, at, end);
         continue;
       }
-      target.restore([...iterate(engine.snapshot())]);
+      target.restore(sectionChunks(engine.snapshot()));
       target.retainRange?.(at, end);
     }
     for (const engine of this.engines.values()) engine.retainRange?.(new Uint8Array(0), at);

@@ -32,7 +32,7 @@
  * Each step is idempotent: a ShardSplit of P at K again finishes one that stopped half way, and
  * `repairStores` finishes what nobody resumed.
  */
-import { type ShardMap, ShardMapError, type ShardMapErrorCode } from '../cluster/index.js';
+import { type ShardMap, ShardMapError, type ShardMapErrorCode, compareKeys } from '../cluster/index.js';
 import { type OwnershipOutcome, cedeCommand, reclaimCommand, retireCommand, splitCommand } from '../engines/index.js';
 import { type MetaOutcome, activateStoreCommand, dropStoreCommand, finishSplitCommand, mountStoreCommand, splitShardCommand } from '../engines/meta/index.js';
 
@@ -217,10 +217,6 @@ export interface ShardSplitDone {
   readonly at: Uint8Array;
 }
 
-function sameKey(a: Uint8Array, b: Uint8Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-}
-
 /**
  * Splits shard `shardId` at `at` (undefined: its middle live key, read linearizably from this
  * node's replica), or finishes its unfinished split at that key. Resolves once the parent applied
@@ -237,7 +233,7 @@ export async function splitShard(ctx: StoreAdminContext, shardId: number, at: Ui
   for (const [child, record] of meta.splitting()) {
     if (child === shardId) throw new StoreChangeRefused('split-in-progress', `shard ${shardId} is still being split off shard ${record.parent}: split shard ${record.parent} again at the same key to finish that first`);
     if (record.parent !== shardId) continue;
-    if (at === undefined || sameKey(record.at, at)) return finishSplit(ctx, shardId, child, record.at, record.end);
+    if (at === undefined || compareKeys(record.at, at) === 0) return finishSplit(ctx, shardId, child, record.at, record.end);
     throw new StoreChangeRefused('split-in-progress', `shard ${shardId} has an unfinished split at another key into shard ${child}: split it again at that key to finish it`);
   }
   // What the shard's own log would refuse, checked on a linearizable read of this node's replica

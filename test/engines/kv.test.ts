@@ -4,7 +4,7 @@
  * from there.
  */
 import { describe, expect, it } from 'vitest';
-import { type ApplyContext, type EngineCommand, KvEngine } from '../../src/engines/index.js';
+import { type ApplyContext, type EngineCommand, KvEngine, sectionChunks } from '../../src/engines/index.js';
 import { KvCommandKind, kvCommand, kvOutcome } from '../../src/engines/kv/index.js';
 import { etcdType } from '../../src/etcd-proto.js';
 import { MvccStore } from '../../storage/index.js';
@@ -27,12 +27,6 @@ function applier(engine: KvEngine): (command: EngineCommand) => ReturnType<typeo
     const context: ApplyContext = { index, term: 1, nowMs: 0, proposer: 1, requestId: index };
     return kvOutcome(engine.apply(command, context));
   };
-}
-
-function drain(chunks: Iterator<Uint8Array>): Uint8Array[] {
-  const drained: Uint8Array[] = [];
-  for (let next = chunks.next(); next.done !== true; next = chunks.next()) drained.push(next.value);
-  return drained;
 }
 
 /** Every key live at `revision` as "key=value@modRevision". */
@@ -82,7 +76,7 @@ describe('KvEngine.retainRange', () => {
     expect(outcome.outcome).toMatchObject({ kind: 'put', result: { revision: 6 } });
     expect(contents(engine.mvcc)).toEqual(['b=1@2', 'c=3@6']);
     const copy = new KvEngine();
-    copy.restore(drain(engine.snapshot()));
+    copy.restore(sectionChunks(engine.snapshot()));
     expect(copy.hash()).toBe(engine.hash());
     expect(contents(copy.mvcc, 4)).toEqual(contents(engine.mvcc, 4));
     // The same write on the whole store, split afterwards, hashes alike: splitting commutes with writes in the range.

@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Entry } from '../../raft/index.js';
-import { type EngineCommand, type EngineError, OwnershipEngine, cedeCommand, reclaimCommand, retireCommand, splitCommand } from '../../src/engines/index.js';
+import { type EngineCommand, type EngineError, OwnershipEngine, cedeCommand, reclaimCommand, retireCommand, sectionChunks, splitCommand } from '../../src/engines/index.js';
 import { counterOutcome, deleteCommand, incrementCommand } from '../../src/engines/counter/index.js';
 import { KvCommandKind, KvEngine, kvCommand, kvOutcome } from '../../src/engines/kv/index.js';
 import { dkvPutCommand, dkvTxnCommand, ttlOutcome } from '../../src/engines/ttl/index.js';
@@ -196,7 +196,7 @@ describe('split bounds', () => {
         const loBound = lo.length > 0 ? lo : undefined;
         expect(engine.owns(key, end)).toBe(inside(key, end, loBound, hiBound));
         const copy = new OwnershipEngine(new KvEngine());
-        copy.restore([...iterate(engine.snapshot())]);
+        copy.restore(sectionChunks(engine.snapshot()));
         expect(copy.owns(key, end)).toBe(engine.owns(key, end));
         expect(copy.hash()).toBe(engine.hash());
         expect(copy.bounds()).toEqual(engine.bounds());
@@ -208,11 +208,11 @@ describe('split bounds', () => {
   it('keeps a retired shard retired with bounds, and an 8-byte retired tail still restores', () => {
     const engine = new OwnershipEngine(new KvEngine());
     engine.apply(retireCommand(9), { index: 1, term: 1, nowMs: 0, proposer: 1, requestId: 1 });
-    const legacy = [...iterate(engine.snapshot())];
+    const legacy = sectionChunks(engine.snapshot());
     expect(joinSnapshotFrames(legacy).length).toBe(4 + 8);
     engine.retainRange(b('m'), undefined);
     const copy = new OwnershipEngine(new KvEngine());
-    copy.restore([...iterate(engine.snapshot())]);
+    copy.restore(sectionChunks(engine.snapshot()));
     expect(copy.retired).toBe(9);
     expect(copy.bounds().lo).toEqual(new Uint8Array(b('m')));
     const old = new OwnershipEngine(new KvEngine());
@@ -229,10 +229,6 @@ describe('split bounds', () => {
     expect(bare.apply(splitCommand(3, b('m'), undefined), { index: 1, term: 1, nowMs: 0, proposer: 1, requestId: 1 })).toMatchObject({ kind: 'error', code: 'bad-split' });
   });
 });
-
-function* iterate<T>(iterator: Iterator<T>): Generator<T> {
-  for (let next = iterator.next(); next.done !== true; next = iterator.next()) yield next.value;
-}
 
 describe('versions for a rolling upgrade', () => {
   it('keeps Cede, Reclaim and Retire at version 1, and stamps the section 2 only with split bounds', () => {
