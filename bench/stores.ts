@@ -116,7 +116,8 @@ class BenchCluster {
     const layout = devClusterLayout({ nodes: 3, basePort, dataDir: dir });
     this.nodes = layout.nodes.map((node) => {
       const log = openSync(node.logFile, 'a');
-      const child = spawn(process.execPath, [...nodeArgs, dkvBin, 'server', ...node.args], { stdio: ['ignore', log, log], env: serverProcessEnv() });
+      // Each store keeps the shard count it was made with: no automatic split during a run.
+      const child = spawn(process.execPath, [...nodeArgs, dkvBin, 'server', ...node.args, '--shard-split-bytes=0', '--shard-split-qps=0'], { stdio: ['ignore', log, log], env: serverProcessEnv() });
       closeSync(log);
       return { layout: node, child, endpoint: `127.0.0.1:${node.clientPort}` };
     });

@@ -181,6 +181,8 @@ export class Router {
      * a node reaches on its own.
      */
     private readonly admit: (shardId: number) => void = () => {},
+    /** Hears each client request's shard and first key (the server's load counts for automatic splits). */
+    private readonly observe: (shardId: number, key: Uint8Array) => void = () => {},
   ) {}
 
   /** Whether this node hosts a group of `shardId`. */
@@ -201,19 +203,19 @@ export class Router {
 
   /** The shard that owns `key`. */
   forKey(key: Uint8Array): ShardHandle {
-    return this.routed(this.map.shardForKey(key));
+    return this.routed(this.map.shardForKey(key), key);
   }
 
   /** The one shard that serves `range`; `cross-shard-range` if it spans more. */
   forRange(range: KeyRange): ShardHandle {
     const shards = this.map.shardsOfRange(range);
     if (shards.length > 1) throw new RuntimeError('cross-shard-range', 'dkv: the range spans more than one shard');
-    return this.routed(shards[0]!);
+    return this.routed(shards[0]!, range.key);
   }
 
   /** The shards that serve `range`, each with its part, in key order (a Range merges their answers). */
   partsOf(range: KeyRange): Array<{ readonly shard: ShardHandle; readonly range: KeyRange }> {
-    return this.map.partsOfRange(range).map((part) => ({ shard: this.routed(part.shard), range: part.range }));
+    return this.map.partsOfRange(range).map((part) => ({ shard: this.routed(part.shard, part.range.key), range: part.range }));
   }
 
   /** The one shard that owns every key given (a txn's); `cross-shard` if they span more. */
@@ -224,18 +226,22 @@ export class Router {
   /** The one shard that serves every range given (a txn's keys and ranges); `cross-shard` if they span more. */
   forRanges(ranges: Iterable<KeyRange>): ShardHandle {
     let shardId: number | undefined;
+    let first: Uint8Array | undefined;
     for (const range of ranges) {
+      first ??= range.key;
       for (const owner of this.map.shardsOfRange(range)) {
         if (shardId !== undefined && owner !== shardId) throw new RuntimeError('cross-shard', 'dkv: txn keys span more than one shard');
         shardId = owner;
       }
     }
-    return this.routed(shardId ?? this.map.defaultStoreShard);
+    return this.routed(shardId ?? this.map.defaultStoreShard, first);
   }
 
-  private routed(shardId: number): ShardHandle {
+  private routed(shardId: number, key: Uint8Array | undefined): ShardHandle {
     this.admit(shardId);
-    return this.shard(shardId);
+    const handle = this.shard(shardId);
+    if (key !== undefined) this.observe(shardId, key);
+    return handle;
   }
 
   defaultStore(): ShardHandle {

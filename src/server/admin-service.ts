@@ -23,7 +23,7 @@ import { RuntimeError, type ShardHandle, alarmEngineOf, kvEngineOf, metaEngineOf
 import { proposeKv } from './kv-service.js';
 import { serviceDefinition } from './grpc-service.js';
 import { type ReplicaFacts, type ShardEntry, shardEntries, shardEntryOf, shardIdOf, shardStatusWire } from './shard-views.js';
-import { StoreChangeRefused, createStore, dropStore, splitShard } from './store-admin.js';
+import { StoreChangeRefused, createStore, dropStore, printableKey, splitShard } from './store-admin.js';
 import { type ServiceContext, callerOptions, requestOptions, responseHeader, unary } from './service-common.js';
 
 const CompactionRequestType = etcdType('etcdserverpb.CompactionRequest');
@@ -74,11 +74,6 @@ function defaultKeysUnder(shard: ShardHandle, prefix: Uint8Array): number {
   return kvEngineOf(shard.machine()).mvcc.range({ key: prefix, rangeEnd, countOnly: true }).count;
 }
 
-/** A prefix for a message: quoted when it is printable ASCII, else hex. */
-function printable(prefix: Uint8Array): string {
-  return prefix.every((b) => b >= 0x20 && b < 0x7f) ? JSON.stringify(Buffer.from(prefix).toString('latin1')) : `0x${Buffer.from(prefix).toString('hex')}`;
-}
-
 export function createAdminService(ctx: ServiceContext): { definition: ReturnType<typeof serviceDefinition>; implementation: grpc.UntypedServiceImplementation } {
   const options = requestOptions(ctx);
   // The meta shard keeps no client revision: its headers carry its term, as the Cluster service's.
@@ -102,7 +97,7 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       // is older than the command. Said plainly rather than as etcd's `not capable`.
       if (error instanceof RuntimeError && error.code === 'unsupported-command') throw dkvError('stores-unsupported', error.message);
       if (error instanceof StoreChangeRefused) {
-        if (error.code === 'store-prefix-in-use') throw dkvError('store-prefix-in-use', `${error.message} ${printable(prefix)}; delete them or choose another prefix`);
+        if (error.code === 'store-prefix-in-use') throw dkvError('store-prefix-in-use', `${error.message} ${printableKey(prefix)}; delete them or choose another prefix`);
         if (error.code === 'store-prefix-ceded') throw dkvError('store-prefix-overlap', error.message);
         if (error.code === 'store-auth-enabled') throw dkvError('store-auth-unsupported', error.message);
         if (error.code === 'split-leases') throw dkvError('shard-holds-leases', error.message);
@@ -170,7 +165,7 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       // Checked again where the default store cedes the prefix (a write racing this read is
       // either applied before the cede, which then refuses, or refused itself after it).
       const inUse = defaultKeysUnder(defaultStore, prefix);
-      if (inUse > 0) throw dkvError('store-prefix-in-use', `${inUse} key${inUse === 1 ? '' : 's'} under prefix ${printable(prefix)}; delete ${inUse === 1 ? 'it' : 'them'} or choose another prefix`);
+      if (inUse > 0) throw dkvError('store-prefix-in-use', `${inUse} key${inUse === 1 ? '' : 's'} under prefix ${printableKey(prefix)}; delete ${inUse === 1 ? 'it' : 'them'} or choose another prefix`);
       const created = await change(() => createStore({ router: ctx.router, options }, name, prefix, shards), prefix);
       return { header: header(), store: { name, prefix, shard_count: created.shards.length, creating: false }, shard_ids: created.shards };
     }),

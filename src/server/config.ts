@@ -18,6 +18,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { limits as raftLimits } from '../../raft/index.js';
 import { type AuthTokenOption, AuthTokenOptionError, parseAuthTokenOption } from './auth/jwt.js';
+import { shardSplitLoadWindowMs } from './limits.js';
 
 // ---------------------------------------------------------------------------------------------
 // Limits and defaults (units last)
@@ -52,6 +53,19 @@ export const snapshotBytesRecommended = 32 * 1024 * 1024;
 /** 0 turns the byte threshold off (entries only, as etcd). */
 export const snapshotBytesMin = 0;
 export const snapshotBytesMax = 64 * 1024 * 1024 * 1024;
+/**
+ * A mounted store's shard is split in two once the versions it retains reach this many bytes (its
+ * DB SIZE IN USE): about 200,000 keys of 16 + 100 bytes. Not larger: a split copies each half on
+ * every replica's event loop, about 0.3 s per 100,000 keys here, and a longer stall costs the
+ * node's other groups their leadership.
+ */
+export const shardSplitBytesDefault = 32 * 1024 * 1024;
+/** 0 turns size splits off; below this a shard would split over and over. */
+export const shardSplitBytesMin = 64 * 1024;
+export const shardSplitBytesMax = 8 * 1024 * 1024 * 1024;
+/** CockroachDB's default load-split threshold: requests per second one node routes to a shard. */
+export const shardSplitQpsDefault = 2500;
+export const shardSplitQpsMax = 10_000_000;
 /** etcd's default request size limit, 1.5 MiB. */
 export const requestBytesMaxDefault = 1_572_864;
 export const requestBytesMaxMin = 1;
@@ -229,6 +243,10 @@ export interface ServerConfig {
    * not publish that it quiesces, so no group in the cluster quiesces while it is a member.
    */
   readonly experimentalQuiesce: boolean;
+  /** `--shard-split-bytes`: a store shard retaining this many bytes is split (0: never; see auto-split.ts). */
+  readonly shardSplitBytes: number;
+  /** `--shard-split-qps`: a store shard this member routes this many requests/s to is split (0: never). */
+  readonly shardSplitQps: number;
   /**
    * Test only: propose every Txn that writes without its (top-level) compares, so its success
    * branch runs whatever they would have said, which breaks
@@ -603,6 +621,22 @@ const flagSpecs: readonly FlagSpec[] = [
       'Always off with --experimental-lease-reads, whatever this flag says. DKV only (etcd has no such flag).',
   ),
   spec(
+    'shard-split-bytes',
+    'int',
+    'dkv',
+    String(shardSplitBytesDefault),
+    `a mounted store's shard whose retained versions (its DB SIZE IN USE) reach this many bytes is split at its middle key, by the node leading it (0: never; else ${shardSplitBytesMin} or more). ` +
+      'The default store and the meta shard are never split. DKV only (etcd has no such flag).',
+  ),
+  spec(
+    'shard-split-qps',
+    'int',
+    'dkv',
+    String(shardSplitQpsDefault),
+    `a mounted store's shard to which this member routes this many requests per second, over a ${shardSplitLoadWindowMs / 1000} s window, is split at the key that divides them most evenly ` +
+      `(not when one key takes most of them). Counted where requests arrive: each member counts its own share (0: never). DKV only (etcd has no such flag).`,
+  ),
+  spec(
     'unsafe-stale-reads',
     'bool',
     'dkv',
@@ -950,6 +984,13 @@ function intValue(flag: string, raw: RawSettings, fallback: number, min: number,
     fail(flag, raw, `must be between ${min} and ${max}, got ${text}`);
   }
   return value;
+}
+
+/** `--shard-split-bytes`: 0 (off) or a threshold of at least shardSplitBytesMin. */
+function shardSplitBytesValue(raw: RawSettings): number {
+  const bytes = intValue('shard-split-bytes', raw, shardSplitBytesDefault, 0, shardSplitBytesMax);
+  if (bytes !== 0 && bytes < shardSplitBytesMin) fail('shard-split-bytes', raw, `must be 0 (never split by size) or at least ${shardSplitBytesMin}, got ${bytes}`);
+  return bytes;
 }
 
 function boolValue(flag: string, raw: RawSettings, fallback = false): boolean {
@@ -1308,6 +1349,8 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     warnings.push(`${labelOf('experimental-quiesce', raw)}: idle shards never quiesce with --experimental-lease-reads; ignored`);
   }
   const experimentalQuiesce = quiesceGiven && !experimentalLeaseReads;
+  const shardSplitBytes = field(() => shardSplitBytesValue(raw), shardSplitBytesDefault);
+  const shardSplitQps = field(() => intValue('shard-split-qps', raw, shardSplitQpsDefault, 0, shardSplitQpsMax), shardSplitQpsDefault);
   const unsafeIgnoreTxnCompare = field(() => boolValue('unsafe-ignore-txn-compare', raw), false);
   if (unsafeIgnoreTxnCompare) warnings.push('--unsafe-ignore-txn-compare: every Txn that writes runs its success branch, whatever its compares say (test only)');
   const noTls: TlsConfig = { certFile: undefined, keyFile: undefined, trustedCaFile: undefined, clientCertAuth: false };
@@ -1349,6 +1392,8 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     unsafeStaleReads,
     experimentalLeaseReads,
     experimentalQuiesce,
+    shardSplitBytes,
+    shardSplitQps,
     unsafeIgnoreTxnCompare,
     configFile,
     warnings,

@@ -152,3 +152,14 @@ export const storeRepairElections = 10;
 
 /** A store still being created after this many request timeouts is finished (or dropped) by the repair: its create stopped half way. */
 export const storeCreateStaleRequestTimeouts = 3;
+
+/** The automatic splitter (auto-split.ts) looks at the shards this node hosts this often. */
+export const shardSplitCheckMs = 1000;
+/** A shard's load is its requests over a window this long (`--shard-split-qps` is their rate over one whole window). */
+export const shardSplitLoadWindowMs = 10_000;
+/** Keys sampled per shard and window to choose where a load split cuts. */
+export const shardSplitLoadSampleKeys = 64;
+/** A load split leaves at least this share of the sampled requests on each side, or is not made. */
+export const shardSplitLoadSideMin = 0.25;
+/** A shard whose automatic split was refused or failed is not tried again before this long. */
+export const shardSplitRetryMs = 30_000;

@@ -329,6 +329,8 @@ export interface ServerMetrics {
   readonly hasLeader: Gauge;
   readonly leaderChanges: Counter;
   readonly shardLeaderChanges: Counter;
+  readonly shardSplits: Counter;
+  readonly shardAutoSplits: Counter;
   /** Gauges, as in etcd: the committed and applied indexes summed over local shards. */
   readonly proposalsCommitted: Gauge;
   readonly proposalsApplied: Gauge;
@@ -385,6 +387,15 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
     shardLeaderChanges: registry.counter({
       name: 'dkv_shard_leader_changes_total',
       help: "Leader changes this node saw in every shard it hosts, the meta shard's included (etcd_server_leader_changes_seen_total counts the default store's).",
+    }),
+    shardSplits: registry.counter({
+      name: 'dkv_shard_splits_total',
+      help: 'Splits applied by the shard replicas this node hosts (each split counts once on every replica of its shard).',
+    }),
+    shardAutoSplits: registry.counter({
+      name: 'dkv_shard_auto_splits_total',
+      help: 'Splits this node made on its own (--shard-split-bytes, --shard-split-qps), by reason: size or load.',
+      labelNames: ['reason'],
     }),
     proposalsCommitted: registry.gauge({
       name: 'etcd_server_proposals_committed_total',

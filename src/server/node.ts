@@ -36,7 +36,7 @@ import { createAdminService } from './admin-service.js';
 import { createKvService } from './kv-service.js';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service.js';
 import { createLockService } from './lock-service.js';
-import { clusterQueryRetryElections, grpcOverheadBytes, membershipAddAfterMs, membershipSyncChangeElections, membershipSyncPassElections, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax, storeCreateStaleRequestTimeouts, storeRepairElections } from './limits.js';
+import { clusterQueryRetryElections, grpcOverheadBytes, membershipAddAfterMs, membershipSyncChangeElections, membershipSyncPassElections, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax, storeCreateStaleRequestTimeouts, shardSplitCheckMs, storeRepairElections } from './limits.js';
 import { createMaintenanceService } from './maintenance-service.js';
 import { AutoCompactor } from './auto-compaction.js';
 import { Defragmenter } from './defragment.js';
@@ -55,7 +55,8 @@ import { answerLeaderQuery, learnerProgress, leftGroupAtLeader } from './leader-
 import { MembershipSync } from './membership-sync.js';
 import { OwnRemovalWatch } from './own-removal-watch.js';
 import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log.js';
-import { repairStores } from './store-admin.js';
+import { repairStores, splitShard } from './store-admin.js';
+import { AutoSplitter, LoadTracker } from './auto-split.js';
 import { StoreGroups } from './store-groups.js';
 
 /** Shard 0 holds cluster metadata (members, stores, the shard map); shard 1 the default store's data. */
@@ -159,6 +160,10 @@ export class DkvNode {
   private membershipSyncTimer: NodeJS.Timeout | undefined;
   private storeRepairTimer: NodeJS.Timeout | undefined;
   private storeRepairRunning = false;
+  /** The requests this node routes to each store shard (the load --shard-split-qps compares). */
+  private readonly loadTracker = new LoadTracker(() => Date.now());
+  private autoSplitter: AutoSplitter | undefined;
+  private autoSplitTimer: NodeJS.Timeout | undefined;
   /** Finishes, from the meta shard's member list, a membership change a failed call left half done in other groups. */
   private readonly membershipSync: MembershipSync;
   /** etcd's simple tokens this member accepts (registered by every applied Authenticate). */
@@ -282,6 +287,7 @@ export class DkvNode {
           if (applied.engine === EngineId.Auth) this.authApplied(applied.outcome, this.recoveryLog?.replays(shard, entry.index) === true);
         },
         shardSplit: (parent, child) => {
+          this.metrics.shardSplits.inc();
           logger.info(`shard ${parent}: split at index ${this.runtime.machine(parent).appliedIndex}; its keys from the split key on are shard ${child}'s`);
           // Watchers of the keys that moved: their events are the child's from now on. The child
           // keeps the revisions, so a watch again from the next revision misses nothing.
@@ -320,7 +326,11 @@ export class DkvNode {
     const admit = (shard: number): void => {
       if (shard !== DEFAULT_STORE_SHARD && authEngineOf(this.router.defaultStore().machine()).enabled) throw dkvError('store-auth-unsupported');
     };
-    this.router = new Router(this.runtime, metaShardMap(this.runtime, META_SHARD, DEFAULT_STORE_SHARD), admit);
+    // Only store shards are counted (the default store and the meta shard are never split).
+    const observe = config.shardSplitQps === 0 ? undefined : (shard: number, key: Uint8Array): void => {
+      if (shard !== DEFAULT_STORE_SHARD && shard !== META_SHARD) this.loadTracker.record(shard, key);
+    };
+    this.router = new Router(this.runtime, metaShardMap(this.runtime, META_SHARD, DEFAULT_STORE_SHARD), admit, observe);
     this.membershipSync = new MembershipSync({
       groups: () => this.runtime.shardIds().filter((shard) => shard !== META_SHARD),
       leads: (shard) => this.runtime.leader(shard) === identity.memberId,
@@ -491,6 +501,7 @@ export class DkvNode {
       node.membershipSyncTimer.unref();
       node.storeRepairTimer = setInterval(() => node.repairStores(), storeRepairElections * electionTimeoutMsOf(config));
       node.storeRepairTimer.unref();
+      node.startAutoSplits();
       void node.membershipSync.poke();
       // A removal in the log tail may have been applied while starting (entries replay on ticks).
       if (node.removedWhileStarting !== undefined) node.removed(node.removedWhileStarting);
@@ -629,6 +640,26 @@ export class DkvNode {
     repairStores({ router: this.router, options: { timeoutMs }, log: this.logger }, Date.now(), storeCreateStaleRequestTimeouts * timeoutMs)
       .catch((error: unknown) => this.logger.warn(`store repair: ${error instanceof Error ? error.message : String(error)}`))
       .finally(() => (this.storeRepairRunning = false));
+  }
+
+  /** Automatic splits by size and load (auto-split.ts), unless both thresholds are 0. */
+  private startAutoSplits(): void {
+    const settings = { bytes: this.config.shardSplitBytes, qps: this.config.shardSplitQps };
+    if (settings.bytes === 0 && settings.qps === 0) return;
+    this.autoSplitter = new AutoSplitter({
+      router: this.router,
+      selfId: this.identity.memberId,
+      settings,
+      tracker: this.loadTracker,
+      split: (shard, at) => splitShard({ router: this.router, options: { timeoutMs: this.requestTimeoutMs } }, shard, at),
+      log: this.logger,
+      now: () => Date.now(),
+      splitDone: (reason) => this.metrics.shardAutoSplits.inc(1, { reason }),
+    });
+    this.autoSplitTimer = setInterval(() => {
+      if (!this.stopping) void this.autoSplitter?.pass();
+    }, shardSplitCheckMs);
+    this.autoSplitTimer.unref();
   }
 
   /**
@@ -1031,6 +1062,7 @@ export class DkvNode {
     clearInterval(this.tokenSweepTimer);
     clearInterval(this.membershipSyncTimer);
     clearInterval(this.storeRepairTimer);
+    clearInterval(this.autoSplitTimer);
     this.membershipSync.stop();
     this.autoCompactor.stop();
     const storeGroupsStopped = this.storeGroups.stop();

@@ -38,6 +38,11 @@ import { type MetaOutcome, activateStoreCommand, dropStoreCommand, finishSplitCo
 
 import { type RequestOptions, type Router, kvEngineOf, leaseEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
 
+/** A key or prefix for a message: quoted when it is printable ASCII, else hex. */
+export function printableKey(key: Uint8Array): string {
+  return key.every((b) => b >= 0x20 && b < 0x7f) ? JSON.stringify(Buffer.from(key).toString('latin1')) : `0x${Buffer.from(key).toString('hex')}`;
+}
+
 /** A store change the cluster refused (deterministically: nothing changed). */
 export class StoreChangeRefused extends Error {
   override readonly name = 'StoreChangeRefused';

@@ -4,23 +4,30 @@
  * every replica then holds the two halves (the same keys, values and revisions on every member),
  * both take writes, a range across them is merged, the watchers of the keys that moved are
  * canceled with the reason while the others keep their events, the groups come back from disk
- * after a SIGKILL, and bad requests are refused with stable errors, changing nothing.
+ * after a SIGKILL, and bad requests are refused with stable errors, changing nothing. A shard
+ * past `--shard-split-bytes` splits itself at its middle key, one past `--shard-split-qps` at the
+ * key that divides its requests.
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Decoded, DkvClient, type EtcdChannel } from '../../src/client/index.js';
+import type { ServiceName } from '../../src/client/etcd-channel.js';
 import { errorTable } from '../../src/errors.js';
 import { TestCluster, etcdChannel, etcdctl, waitUntil } from './cluster-harness.js';
 import { WatchClient } from './watch-client.js';
 
 const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 
+const autoSplitBytes = 256 * 1024;
+const autoSplitQps = 300;
+
 let cluster: TestCluster;
 let channels: EtcdChannel[] = [];
 
 beforeAll(async () => {
-  cluster = await TestCluster.start({ nodes: 3 });
+  // Low thresholds for the automatic splits (the last two tests); the other tests stay far below them.
+  cluster = await TestCluster.start({ nodes: 3, args: [`--shard-split-bytes=${autoSplitBytes}`, `--shard-split-qps=${autoSplitQps}`] });
   channels = [0, 1, 2].map((i) => etcdChannel(cluster.endpoint(i)));
 }, 60_000);
 
@@ -186,4 +193,96 @@ describe('an online shard split', () => {
       }, 10_000, () => cluster.logs());
     }
   }, 30_000);
+  /** A call asked again while it meets the retryable UNAVAILABLE (a node that has not applied the store's mount yet), as etcd's clients do. */
+  async function callRetrying(node: number, service: ServiceName, method: string, request: object): Promise<Decoded> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await channels[node]!.call(service, method, request);
+      } catch (error) {
+        if ((error as { code?: number }).code !== 14 || attempt === 50) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  }
+
+  /** The shards of store `name`, in key order, as node 0's map has them. */
+  async function shardsOf(name: string): Promise<Decoded[]> {
+    return ((await admin(0, 'ShardList')).shards as Decoded[]).filter((shard) => shard.store === name);
+  }
+
+  /** The sum of a counter's series on every node. */
+  async function counted(metric: string): Promise<number> {
+    let total = 0;
+    for (const node of [0, 1, 2]) {
+      const text = await (await fetch(`${cluster.metricsUrl(node)}/metrics`)).text();
+      for (const line of text.split('\n')) if (line.startsWith(metric)) total += Number(line.split(' ').pop());
+    }
+    return total;
+  }
+
+  it('a store shard past --shard-split-bytes splits itself at its middle key, losing nothing', async () => {
+    await admin(0, 'StoreCreate', { name: 'big', prefix: b('/big/'), shards: 1 });
+    const bigKey = (i: number) => `/big/${String(i).padStart(3, '0')}`;
+    const value = 'x'.repeat(1000);
+    // 300 values of 1,000 bytes (about 310 KiB with their keys and versions' headers), 50 per txn.
+    for (let t = 0; t < 6; t++) {
+      const success = Array.from({ length: 50 }, (_, i) => ({ request_put: { key: b(bigKey(t * 50 + i)), value: b(value) } }));
+      await callRetrying(t % 3, 'etcdserverpb.KV', 'Txn', { success });
+    }
+    await waitUntil(async () => (await shardsOf('big')).length === 2, 15_000, () => cluster.logs());
+    const [low, high] = await shardsOf('big');
+    expect(Buffer.from(high!.start as Buffer).toString()).toBe(bigKey(150));
+    expect(Buffer.from(low!.end as Buffer).toString()).toBe(bigKey(150));
+    // Each half (~155 KiB) is under the threshold: no further split.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    expect((await shardsOf('big')).length).toBe(2);
+    expect(await counted('dkv_shard_auto_splits_total{reason="size"}')).toBe(1);
+    expect(cluster.logs()).toContain(`automatic split: shard ${String(low!.id)} of store "big" split at "${bigKey(150)}"`);
+    for (const node of [0, 1, 2]) {
+      await waitUntil(async () => ctl(node, 'get', '/big/', '--prefix', '--keys-only').stdout.split('\n').filter((l) => l.startsWith('/big/')).length === 300, 10_000, () => cluster.logs());
+      expect(ctl(node, 'get', bigKey(299), '--print-value-only').stdout.trim()).toBe(value);
+    }
+    await waitUntil(async () => new Set(await replicas(Number(high!.id))).size === 1, 10_000, () => cluster.logs());
+    expect((await replicas(Number(high!.id)))[0]).toMatch(/^150@/);
+  }, 60_000);
+
+  it('a store shard past --shard-split-qps splits at the key that divides its requests', async () => {
+    await admin(0, 'StoreCreate', { name: 'hot', prefix: b('/hot/'), shards: 1 });
+    const letters = Array.from({ length: 26 }, (_, i) => String.fromCharCode(97 + i));
+    for (const letter of letters) await callRetrying(1, 'etcdserverpb.KV', 'Put', { key: b(`/hot/${letter}`), value: b(letter) });
+    // Reads spread evenly over the 26 keys, through node 1, four at a time, until the split
+    // (a whole window of --shard-split-qps and more: about 11 s). A read that meets the split
+    // gets the retryable UNAVAILABLE and is asked again, as etcd's clients do.
+    let reads = 0;
+    let retried = 0;
+    let done = false;
+    const reader = async (): Promise<void> => {
+      while (!done) {
+        try {
+          await channels[1]!.call('etcdserverpb.KV', 'Range', { key: b(`/hot/${letters[reads % 26]!}`), serializable: true });
+          reads++;
+        } catch (error) {
+          if ((error as { code?: number }).code !== 14) throw error;
+          retried++;
+        }
+      }
+    };
+    const readers = [reader(), reader(), reader(), reader()];
+    const started = Date.now();
+    try {
+      await waitUntil(async () => (await shardsOf('hot')).length === 2, 30_000, () => cluster.logs());
+    } finally {
+      done = true;
+      await Promise.all(readers);
+    }
+    const rate = (reads * 1000) / (Date.now() - started);
+    console.log(`load split: ${reads} reads in ${Date.now() - started} ms (${rate.toFixed(0)}/s against a threshold of ${autoSplitQps}/s), ${retried} retried`);
+    const [, high] = await shardsOf('hot');
+    // The sampled reads were even over the letters: the cut is near the middle one.
+    const cut = Buffer.from(high!.start as Buffer).toString();
+    expect(cut >= '/hot/f' && cut <= '/hot/u').toBe(true);
+    expect(await counted('dkv_shard_auto_splits_total{reason="load"}')).toBe(1);
+    expect(cluster.logs()).toMatch(/automatic split: shard \d+ of store "hot" split at "\/hot\/[a-z]" into shards \d+ and \d+ \(load: /);
+    for (const letter of letters) expect(ctl(0, 'get', `/hot/${letter}`, '--print-value-only').stdout.trim()).toBe(letter);
+  }, 60_000);
 });
