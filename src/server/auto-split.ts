@@ -21,7 +21,8 @@
  */
 import { DEFAULT_STORE, type ShardDef, compareKeys } from '../cluster/index.js';
 import { type Router, kvEngineOf, leaseEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
-import { shardSplitLoadSampleKeys, shardSplitLoadSideMin, shardSplitLoadWindowMs, shardSplitRetryMs } from './limits.js';
+import { shardSplitLoadWindowMs } from './config.js';
+import { shardSplitLoadSampleKeys, shardSplitLoadSideMin, shardSplitRetryMs } from './limits.js';
 import { type ShardSplitDone, StoreChangeRefused, printableKey } from './store-admin.js';
 
 /** Why a shard was split (the `reason` label of dkv_shard_splits_total). */

@@ -18,7 +18,6 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { limits as raftLimits } from '../../raft/index.js';
 import { type AuthTokenOption, AuthTokenOptionError, parseAuthTokenOption } from './auth/jwt.js';
-import { shardSplitLoadWindowMs } from './limits.js';
 
 // ---------------------------------------------------------------------------------------------
 // Limits and defaults (units last)
@@ -66,6 +65,8 @@ export const shardSplitBytesMax = 8 * 1024 * 1024 * 1024;
 /** CockroachDB's default load-split threshold: requests per second one node routes to a shard. */
 export const shardSplitQpsDefault = 2500;
 export const shardSplitQpsMax = 10_000_000;
+/** A shard's load is its requests over a window this long (`--shard-split-qps` is their rate over one whole window). */
+export const shardSplitLoadWindowMs = 10_000;
 /** etcd's default request size limit, 1.5 MiB. */
 export const requestBytesMaxDefault = 1_572_864;
 export const requestBytesMaxMin = 1;

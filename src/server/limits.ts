@@ -155,8 +155,6 @@ export const storeCreateStaleRequestTimeouts = 3;
 
 /** The automatic splitter (auto-split.ts) looks at the shards this node hosts this often. */
 export const shardSplitCheckMs = 1000;
-/** A shard's load is its requests over a window this long (`--shard-split-qps` is their rate over one whole window). */
-export const shardSplitLoadWindowMs = 10_000;
 /** Keys sampled per shard and window to choose where a load split cuts. */
 export const shardSplitLoadSampleKeys = 64;
 /** A load split leaves at least this share of the sampled requests on each side, or is not made. */
