@@ -20,6 +20,16 @@ import { grpcStatus } from './etcd-channel.js';
 /** The start of the server's message for a resume token that names other shards than the prefix's. */
 const RESUME_MISMATCH = 'dkv: the resume token does not name the shards of the prefix';
 
+/**
+ * A watch canceled because its keys moved to a split's child, or refused by a member whose map
+ * lags the split: the child keeps the parent's revisions and history, so it resumes from the
+ * revision owed.
+ */
+function movedBySplit(reason: string): boolean {
+  const code = errorCodeOfMessage(reason);
+  return code === 'watch-shard-split' || code === 'wrong-shard';
+}
+
 /** Options of `watch`. */
 export interface WatchOptions extends RangeSelector {
   /** The first revision wanted (default: changes after the watch is created). */
@@ -161,6 +171,14 @@ export class Watcher implements AsyncIterable<WatchBatch> {
     if (r.canceled === true) {
       const compactRevision = revisionFromWire(r.compact_revision, 'compact_revision');
       const reason = String(r.cancel_reason ?? '');
+      if (compactRevision === 0 && movedBySplit(reason) && this.nextRevision > 0) {
+        // The keys moved to a split's child, which keeps their revisions and history (or this
+        // member's map lags the split): the watch goes on from the revision owed, on a new stream.
+        this.stream = undefined;
+        stream.close();
+        void this.open(true);
+        return;
+      }
       this.fail(
         compactRevision > 0
           ? new DkvError('COMPACTED', `watch: revision ${this.nextRevision} was compacted (compact revision ${compactRevision})`, { compactRevision, serverMessage: reason })
@@ -299,6 +317,12 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
   private readonly next = new Map<number, number>();
   /** How many shards serve the prefix (the server says so): the token is whole once `next` has them all. */
   private shardCount = 0;
+  /**
+   * `next` was whole once: a resume with it is always right, even when a stream after a split
+   * broke before each new shard said where it starts (the server maps a split's children to
+   * their ancestor's revision).
+   */
+  private tokenWhole = false;
   private readonly backoff: Backoff;
 
   /** @internal */
@@ -368,8 +392,8 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
         return true; // closed
       }
       if (this.abort.signal.aborted) return true;
-      // A stream broken before every shard said where it starts delivered nothing yet: begin again.
-      if (this.next.size < this.shardCount) this.next.clear();
+      // A first stream broken before every shard said where it starts delivered nothing yet: begin again.
+      if (!this.tokenWhole && this.next.size < this.shardCount) this.next.clear();
       const resume = [...this.next].map(([shard, revision]) => ({ shard, revision }));
       const request = {
         prefix: this.prefix,
@@ -422,6 +446,8 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
             const compactRevision = revisionFromWire(r.compact_revision, 'compact_revision');
             const reason = String(r.cancel_reason ?? '');
             const owed = this.next.get(shard) ?? 0;
+            // A shard split under the prefix: the token resumes in the parent and its children.
+            if (compactRevision === 0 && movedBySplit(reason) && pending === undefined) return settle('retry');
             settle(
               compactRevision > 0
                 ? new DkvError('COMPACTED', `watch: revision ${owed} of shard ${shard} was compacted (compact revision ${compactRevision})`, { compactRevision, serverMessage: reason })
@@ -434,6 +460,7 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
             if (!shards.some((s) => s.shard === shard)) shards.push({ shard, revision });
             if (r.snapshot_done !== true) return;
             for (const s of shards) this.next.set(s.shard, s.revision + 1);
+            this.tokenWhole ||= this.next.size >= this.shardCount;
             this.revision = shards[shards.length - 1]!.revision;
             this.queue.push({ type: 'snapshot', kvs: pending, revision: shards[0]!.revision, shards });
             pending = undefined;
@@ -453,6 +480,7 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
           } else if (listOf(r.events).length === 0) {
             // Where the shard's watch starts, or nothing happened there up to `revision`.
             this.next.set(shard, Math.max(this.next.get(shard) ?? 0, revision + 1));
+            this.tokenWhole ||= this.next.size >= this.shardCount;
             this.startWatcher.resolve({ ready: Promise.resolve(revision) });
           }
           if (this.queue.buffered >= prefixWatchBufferedItemsMax) {

@@ -878,6 +878,7 @@ export class DkvNode {
     addService(watch);
     const prefixWatch = createPrefixWatchService({
       parts: (range) => this.watchParts(range),
+      splitParent: (shard) => metaEngineOf(this.router.meta().machine()).splitParent(shard),
       catchUp: async () => {
         await this.router.meta().read({ timeoutMs: this.requestTimeoutMs });
         await this.router.defaultStore().read({ timeoutMs: this.requestTimeoutMs });
@@ -969,7 +970,14 @@ export class DkvNode {
       throw error;
     }
     for (const part of parts) {
-      if (!kvEngineOf(this.runtime.machine(part.shard.shardId)).owns(part.range.key, part.range.rangeEnd)) return { refusal: dkvError('watch-other-store') };
+      const machine = this.runtime.machine(part.shard.shardId);
+      if (kvEngineOf(machine).owns(part.range.key, part.range.rangeEnd)) continue;
+      // A store's shard with bounds split: this node's map lags the split, and the keys are its
+      // child's (retryable). Otherwise a store took or gave back the prefix, or was dropped.
+      const ownership = ownershipEngineOf(machine);
+      const { lo, hi } = ownership.bounds();
+      const split = ownership.retired === 0 && (lo !== undefined || hi !== undefined);
+      return { refusal: dkvError(split ? 'wrong-shard' : 'watch-other-store') };
     }
     return parts.map((part) => ({ shard: this.watchedShard(part.shard.shardId), range: part.range }));
   }

@@ -30,6 +30,8 @@ export interface PrefixWatchContext {
   readonly buffered?: BufferedBytes;
   /** The caller must be able to read the whole prefix (checked when the stream starts). */
   readonly gate: AuthGate;
+  /** The shard a split made `shard` from, by the meta shard as this member applied it (none: a mount made it). */
+  readonly splitParent?: (shard: number) => number | undefined;
   /** Resolves once this member applied what the cluster committed to the shard map and the default store's cessions (ReadIndex of both). */
   readonly catchUp: () => Promise<void>;
   /**
@@ -62,10 +64,15 @@ function prefixRange(prefix: Uint8Array): { key: Uint8Array; rangeEnd: Uint8Arra
 /**
  * Where each part's watch starts: 'snapshot' (read it now, then watch from the next revision),
  * 'now', or a revision; or the refusal. A start_revision is one shard's revision, so it is taken
- * only for a prefix in one shard; a resume must name exactly the shards that serve the prefix
- * now (a shard missing would lose its changes; one too many names keys served elsewhere now).
+ * only for a prefix in one shard. A resume names the shards that served the prefix when its
+ * token was taken: each shard serving it now must be named, or have been split (`splitParent`,
+ * maybe more than once) from a shard named, and every shard named must serve it now or be such
+ * an ancestor (a shard missing would lose its changes; one too many names keys served elsewhere).
+ * A split's child resumes from its ancestor's revision: it keeps the parent's revisions and
+ * history for its keys, and the token's revision is at most the split's (the parent's watchers of
+ * the moved keys are canceled as it applies the split, before any later revision of its own).
  */
-export function planPrefixWatch(request: WireRequest, shards: readonly number[]): Array<'snapshot' | 'now' | number> | DkvError {
+export function planPrefixWatch(request: WireRequest, shards: readonly number[], splitParent: (shard: number) => number | undefined = () => undefined): Array<'snapshot' | 'now' | number> | DkvError {
   const start = int64Saturated(request.start_revision);
   const resume = request.resume ?? [];
   if (resume.length === 0) {
@@ -80,10 +87,22 @@ export function planPrefixWatch(request: WireRequest, shards: readonly number[])
     if (shard === undefined || wanted.has(shard)) return dkvError('watch-resume-mismatch', `shard ${String(entry.shard)} named ${shard === undefined ? 'is not a shard id' : 'twice'}`);
     wanted.set(shard, Math.max(1, int64Saturated(entry.revision)));
   }
-  if (wanted.size !== shards.length || shards.some((shard) => !wanted.has(shard))) {
-    return dkvError('watch-resume-mismatch', `the prefix is served by shards ${shards.join(', ')}; the token names ${[...wanted.keys()].join(', ')}: watch again with a snapshot`);
+  const mismatch = (): DkvError => dkvError('watch-resume-mismatch', `the prefix is served by shards ${shards.join(', ')}; the token names ${[...wanted.keys()].join(', ')}: watch again with a snapshot`);
+  const used = new Set<number>();
+  const starts: number[] = [];
+  for (const shard of shards) {
+    // The shard itself, or the nearest ancestor the token names (a chain of splits is finite: ids only grow).
+    let named: number | undefined = shard;
+    while (named !== undefined && !wanted.has(named)) {
+      const parent = splitParent(named);
+      named = parent !== undefined && parent < named ? parent : undefined;
+    }
+    if (named === undefined) return mismatch();
+    used.add(named);
+    starts.push(wanted.get(named)!);
   }
-  return shards.map((shard) => wanted.get(shard)!);
+  if (used.size !== wanted.size) return mismatch();
+  return starts;
 }
 
 /**
@@ -282,7 +301,7 @@ export function createPrefixWatchService(ctx: PrefixWatchContext): { definition:
       const open = (caughtUp = false, read = false): void => {
         const parts = ctx.parts(prefixRange(call.request.message.prefix ?? new Uint8Array(0)));
         if ('refusal' in parts) return void call.emit('error', toGrpcError(parts.refusal));
-        const starts = planPrefixWatch(call.request.message, shardsOfParts(parts).map((entry) => entry.shard.shardId));
+        const starts = planPrefixWatch(call.request.message, shardsOfParts(parts).map((entry) => entry.shard.shardId), ctx.splitParent);
         if (starts instanceof DkvError && starts.code === 'watch-resume-mismatch' && !caughtUp) {
           // This member's map may lag the token's (a resume after failover): refused only once it caught up.
           ctx.catchUp().then(

@@ -6,7 +6,8 @@
  * canceled with the reason while the others keep their events, the groups come back from disk
  * after a SIGKILL, and bad requests are refused with stable errors, changing nothing. A shard
  * past `--shard-split-bytes` splits itself at its middle key, one past `--shard-split-qps` at the
- * key that divides its requests.
+ * key that divides its requests. A client's prefix watch and key watch go on through a split with
+ * every change once, in its shard's order.
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -284,5 +285,70 @@ describe('an online shard split', () => {
     expect(await counted('dkv_shard_auto_splits_total{reason="load"}')).toBe(1);
     expect(cluster.logs()).toMatch(/automatic split: shard \d+ of store "hot" split at "\/hot\/[a-z]" into shards \d+ and \d+ \(load: /);
     for (const letter of letters) expect(ctl(0, 'get', `/hot/${letter}`, '--print-value-only').stdout.trim()).toBe(letter);
+  }, 60_000);
+  it("a client's prefix watch and key watch go on through a split: every change once, in its shard's order", async () => {
+    await admin(0, 'StoreCreate', { name: 'cfg', prefix: b('/c/'), shards: 1 });
+    const letters = Array.from({ length: 26 }, (_, i) => String.fromCharCode(97 + i));
+    const client = new DkvClient({ servers: cluster.endpoints.split(',').map((address) => ({ address })) });
+    const seen: Array<{ shard: number; key: string; value: string; revision: number }> = [];
+    const keySeen: string[] = [];
+    try {
+      for (const letter of letters) await client.put(`/c/${letter}`, 'v0');
+      const prefixWatch = client.watchPrefix('/c/');
+      const keyWatch = client.watch('/c/x');
+      const consumed = (async () => {
+        for await (const item of prefixWatch) {
+          if (item.type !== 'events') continue;
+          for (const e of item.events) seen.push({ shard: item.shard ?? 0, key: e.kv.key.toString(), value: e.kv.value.toString(), revision: e.kv.modRevision });
+        }
+      })();
+      const keyConsumed = (async () => {
+        for await (const batch of keyWatch) for (const e of batch.events) keySeen.push(e.kv.value.toString());
+      })();
+      await prefixWatch.ready();
+      await keyWatch.ready;
+      // One writer over every letter (about 100 puts/s, under --shard-split-qps), split half way.
+      const written: Array<{ key: string; value: string }> = [];
+      let writing = true;
+      const writer = (async () => {
+        for (let n = 1; writing; n++) {
+          const key = `/c/${letters[n % 26]!}`;
+          await client.put(key, `v${n}`);
+          written.push({ key, value: `v${n}` });
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      })();
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      const split = await admin(2, 'ShardSplit', { shard_id: Number(((await shardsOf('cfg'))[0]!).id), at: b('/c/m') });
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+      writing = false;
+      await writer;
+      // Every acknowledged put arrives once.
+      await waitUntil(async () => seen.length >= written.length, 15_000, () => `${seen.length} of ${written.length} events\n${cluster.logs()}`);
+      await waitUntil(async () => keySeen.length >= written.filter((w) => w.key === '/c/x').length, 15_000, () => cluster.logs());
+      prefixWatch.close();
+      keyWatch.close();
+      await Promise.all([consumed, keyConsumed]);
+      expect(seen.map((e) => `${e.key}=${e.value}`)).toEqual(expect.arrayContaining(written.map((w) => `${w.key}=${w.value}`)));
+      expect(seen.length).toBe(written.length);
+      // Per shard, revisions only grow; the moved keys' later events come from the child.
+      const child = Number((split.child as Decoded).id);
+      for (const shard of new Set(seen.map((e) => e.shard))) {
+        const revisions = seen.filter((e) => e.shard === shard).map((e) => e.revision);
+        expect(revisions).toEqual([...revisions].sort((x, y) => x - y));
+        expect(new Set(revisions).size).toBe(revisions.length);
+      }
+      expect(seen.some((e) => e.shard === child && e.key >= '/c/m')).toBe(true);
+      expect(seen.filter((e) => e.shard === child).every((e) => e.key >= '/c/m')).toBe(true);
+      // Per key, the writer's order.
+      for (const letter of letters) {
+        const key = `/c/${letter}`;
+        expect(seen.filter((e) => e.key === key).map((e) => e.value)).toEqual(written.filter((w) => w.key === key).map((w) => w.value));
+      }
+      expect(keySeen).toEqual(written.filter((w) => w.key === '/c/x').map((w) => w.value));
+      expect([...prefixWatch.resumeToken.keys()].sort((x, y) => x - y)).toEqual([Number((split.parent as Decoded).id), child]);
+    } finally {
+      client.close();
+    }
   }, 60_000);
 });

@@ -15,7 +15,7 @@ import type { ShardMap, ShardMapErrorCode } from '../../cluster/model.js';
 import { bytesToHex, hexToBytes } from '../bytes.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError } from '../engine.js';
 import { type Member, type MemberAttributes, admitMembershipChange, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers, removedIds } from './members.js';
-import { type Founders, type SplittingShard, type StoresChange, applyStoresChange, creatingStores, foundersOf, readRoutingMap, readShardMap, splittingShards } from './stores.js';
+import { type Founders, type SplittingShard, type StoresChange, applyStoresChange, creatingStores, foundersOf, readRoutingMap, readShardMap, splitParentOf, splittingShards } from './stores.js';
 
 /** The meta engine's operation codes (in every meta log entry: never renumber). */
 export const MetaCommandKind = {
@@ -216,6 +216,11 @@ export class MetaEngine implements Engine {
   /** The children of unfinished splits, by shard id (no member starts such a group on its own). */
   splitting(): Map<number, SplittingShard> {
     return splittingShards(this.store);
+  }
+
+  /** The shard a split made `shard` from (none: a mount made it). */
+  splitParent(shard: number): number | undefined {
+    return splitParentOf(this.store, shard);
   }
 
   /** The configuration a mounted shard's group starts with on its founders (none: the default store's shard or a split's child). */

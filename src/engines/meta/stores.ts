@@ -110,6 +110,12 @@ export function splittingShards(mvcc: MvccStore): Map<number, SplittingShard> {
   return out;
 }
 
+/** The shard a split made `shard` from (none: a shard a mount made, or one the map no longer has). */
+export function splitParentOf(mvcc: MvccStore, shard: number): number | undefined {
+  const kv = mvcc.range({ key: splitFromKey(shard) }).kvs[0];
+  return kv === undefined ? undefined : (JSON.parse(decoder.decode(kv.value)) as { parent: number }).parent;
+}
+
 export function foundersOf(mvcc: MvccStore, shard: number): Founders | undefined {
   const kv = mvcc.range({ key: foundersKey(shard) }).kvs[0];
   return kv === undefined ? undefined : (JSON.parse(decoder.decode(kv.value)) as Founders);
@@ -228,9 +234,7 @@ function applySplit(mvcc: MvccStore, before: ShardMap, change: SplitChange): Sto
 function splitMadeAlready(mvcc: MvccStore, map: ShardMap, store: string, parent: number, at: Uint8Array): number | undefined {
   const shard = map.shardForKey(at);
   if (shard.store !== store || compareKeys(shard.start, at) !== 0 || shard.id === parent) return undefined;
-  const kv = mvcc.range({ key: splitFromKey(shard.id) }).kvs[0];
-  if (kv === undefined) return undefined;
-  return (JSON.parse(decoder.decode(kv.value)) as { parent: number }).parent === parent ? shard.id : undefined;
+  return splitParentOf(mvcc, shard.id) === parent ? shard.id : undefined;
 }
 
 function writeMap(mvcc: MvccStore, map: ShardMap): void {
