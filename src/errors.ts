@@ -213,6 +213,8 @@ export const errorTable = {
   'too-many-shards': dkv(status.RESOURCE_EXHAUSTED, 'dkv: too many shards'),
   // A ShardSplit of a shard whose split is not finished yet (ShardSplit it again at the same key to finish that one).
   'shard-split-in-progress': dkv(status.FAILED_PRECONDITION, 'dkv: the shard has a split in progress'),
+  // The shard's own log refused a split the map had recorded (a lease granted meanwhile): the split was undone, nothing changed.
+  'shard-split-undone': dkv(status.FAILED_PRECONDITION, 'dkv: the shard refused the split, which was undone'),
   // ShardSplit of a shard holding leases (a Lock's or Campaign's session lease): a lease's keys would span two shards.
   'shard-holds-leases': dkv(status.FAILED_PRECONDITION, 'dkv: the shard holds leases, which a split would cut in two'),
   'membership-change-pending': dkv(status.FAILED_PRECONDITION, 'dkv: a membership change is still in progress, retry once it is applied'),

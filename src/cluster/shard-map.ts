@@ -345,6 +345,22 @@ export class ShardMap {
     return new ShardMap([...this.storesByName.values()], [...[...this.shardsById.values()].filter((s) => s.id !== id), left, right], this.highestShardId);
   }
 
+  /**
+   * Undoes the split that made `childId` from `parentId`: the parent takes the child's range back
+   * (`[parent's start, child's end)`) at an epoch above both, and the child leaves the map (its id
+   * stays given out). The child must start where the parent ends, in the same store.
+   */
+  unsplit(parentId: number, childId: number): ShardMap {
+    const parent = this.shardsById.get(parentId);
+    const child = this.shardsById.get(childId);
+    if (parent === undefined || child === undefined) throw new ShardMapError('unknown-shard', `no shard ${parent === undefined ? parentId : childId}`);
+    if (parent.store !== child.store || parent.end === undefined || compareKeys(parent.end, child.start) !== 0) {
+      throw new ShardMapError('bad-tiling', `shard ${childId} [${hex(child.start)}, ${hex(child.end)}) does not follow shard ${parentId} [${hex(parent.start)}, ${hex(parent.end)}) in one store`);
+    }
+    const merged: ShardDef = { ...parent, end: child.end, epoch: Math.max(parent.epoch, child.epoch) + 1 };
+    return new ShardMap([...this.storesByName.values()], [...[...this.shardsById.values()].filter((s) => s.id !== parentId && s.id !== childId), merged], this.highestShardId);
+  }
+
   /** Shard `id` with `replicas` instead (a replica move), its epoch raised. */
   withReplicas(id: number, replicas: readonly number[]): ShardMap {
     const shard = this.shardsById.get(id);

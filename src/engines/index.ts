@@ -11,5 +11,5 @@ export { CounterEngine } from './counter/index.js';
 export { AuthEngine, AuthCommandKind, AUTH_COMMAND_VERSION, ROOT, tokenPrefixLettersMax, authCommands, authOutcome, type AuthOutcome, type AuthRole, type AuthUser, type KeyPermission, PermissionType, UserPermissions, isValidPermissionRange, type CommandAccess, type KeyAccess, accessRefusal, authGuard, commandAccess, deleteRangeAccess, putAccess, rangeAccess, txnAccess } from './auth/index.js';
 export { AlarmEngine, AlarmType, activateAlarmCommand, deactivateAlarmCommand, alarmOutcome, type AlarmMember, type AlarmOutcome } from './alarm/index.js';
 export { type AdvanceWork, TimeWheel, type TimeWheelOptions, type WheelTimer, wheelLimits } from './expiry/index.js';
-export { OwnershipEngine, OwnershipCommandKind, OWNERSHIP_COMMAND_VERSION, OWNERSHIP_SPLIT_VERSION, cedeCommand, reclaimCommand, retireCommand, splitCommand, type OwnershipOutcome, type Splitter } from './ownership/index.js';
+export { OwnershipEngine, OwnershipCommandKind, OWNERSHIP_COMMAND_VERSION, OWNERSHIP_FENCED_SPLIT_VERSION, OWNERSHIP_SPLIT_VERSION, cedeCommand, reclaimCommand, retireCommand, splitCommand, type OwnershipOutcome, type Splitter } from './ownership/index.js';
 export { sectionChunks } from './bytes.js';

@@ -103,6 +103,7 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
         if (error.code === 'split-leases') throw dkvError('shard-holds-leases', error.message);
         // The map changed and the shard refused after: retryable, and said plainly.
         if (error.code === 'split-refused') throw dkvError('shard-splitting', error.message);
+        if (error.code === 'split-undone') throw dkvError('shard-split-undone', error.message);
         throw storeRefusal(error.code, error.message);
       }
       throw error;

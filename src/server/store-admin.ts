@@ -30,13 +30,15 @@
  * 3. The meta shard finishes the split (the mark goes): a member that missed step 2 (its replica
  *    of P got a snapshot past it) then starts C empty and gets it from C's leader.
  * Each step is idempotent: a ShardSplit of P at K again finishes one that stopped half way, and
- * `repairStores` finishes what nobody resumed.
+ * `repairStores` finishes what nobody resumed. If P's log refuses step 2 (a lease granted after the
+ * coordinator's check), the refusal fences C there for good, and the meta shard undoes step 1
+ * (AbortSplit: P takes [K, end) back at a new epoch, C leaves the map).
  */
 import { type ShardMap, ShardMapError, type ShardMapErrorCode, compareKeys } from '../cluster/index.js';
-import { type OwnershipOutcome, cedeCommand, reclaimCommand, retireCommand, splitCommand } from '../engines/index.js';
-import { type MetaOutcome, activateStoreCommand, dropStoreCommand, finishSplitCommand, mountStoreCommand, splitShardCommand } from '../engines/meta/index.js';
+import { OWNERSHIP_SPLIT_VERSION, type OwnershipOutcome, cedeCommand, reclaimCommand, retireCommand, splitCommand } from '../engines/index.js';
+import { type MetaOutcome, abortSplitCommand, activateStoreCommand, dropStoreCommand, finishSplitCommand, mountStoreCommand, splitShardCommand } from '../engines/meta/index.js';
 
-import { type RequestOptions, type Router, kvEngineOf, leaseEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
+import { type RequestOptions, type Router, RuntimeError, kvEngineOf, leaseEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
 
 /** A key or prefix for a message: quoted when it is printable ASCII, else hex. */
 export function printableKey(key: Uint8Array): string {
@@ -47,7 +49,7 @@ export function printableKey(key: Uint8Array): string {
 export class StoreChangeRefused extends Error {
   override readonly name = 'StoreChangeRefused';
   constructor(
-    readonly code: ShardMapErrorCode | 'bad-command' | 'store-prefix-in-use' | 'store-prefix-ceded' | 'store-auth-enabled' | 'split-refused' | 'split-leases',
+    readonly code: ShardMapErrorCode | 'bad-command' | 'store-prefix-in-use' | 'store-prefix-ceded' | 'store-auth-enabled' | 'split-refused' | 'split-undone' | 'split-leases',
     message: string,
   ) {
     super(message);
@@ -156,7 +158,7 @@ async function finishDrop(ctx: StoreAdminContext, name: string, prefix: Uint8Arr
     for (const id of left) {
       const record = splitting.get(id);
       if (record === undefined || !retired.has(record.parent)) continue;
-      const outcome = (await ctx.router.shard(record.parent).propose(splitCommand(id, record.at, record.end), ctx.options)).outcome as OwnershipOutcome;
+      const { outcome } = await proposeSplit(ctx, record.parent, id, record.at, record.end);
       if (outcome.kind === 'ok') {
         // Finished first: a node that missed the split then starts the child (empty, filled by its leader).
         metaResult((await ctx.router.meta().propose(finishSplitCommand(id), ctx.options)).outcome);
@@ -263,15 +265,37 @@ export async function splitShard(ctx: StoreAdminContext, shardId: number, at: Ui
   return finishSplit(ctx, shardId, child, record.at, record.end);
 }
 
-/** Steps 2 and 3 of a split, each idempotent. */
+/**
+ * Steps 2 and 3 of a split, each idempotent. The parent's log may refuse the split after the map
+ * changed (a lease granted since the check, or the store being dropped). A fenced Split (every
+ * member's build has it) refused there can never apply, so the map's split is undone (AbortSplit)
+ * and the parent serves its whole range again. With a member of an earlier build the refusal
+ * fences nothing: the split stays recorded, and the keys from `at` on are not served until
+ * repairStores finishes it (once the shard allows it) or the drop takes the store.
+ */
 async function finishSplit(ctx: StoreAdminContext, parent: number, child: number, at: Uint8Array, end: Uint8Array | undefined): Promise<ShardSplitDone> {
-  const outcome = (await ctx.router.shard(parent).propose(splitCommand(child, at, end), ctx.options)).outcome as OwnershipOutcome;
-  // Refused after the map changed (a lease granted since the check, or the store being dropped):
-  // the split stays recorded, the keys from `at` on are not served until repairStores finishes
-  // it (once the shard allows it) or the drop takes the store.
+  const { outcome, fenced } = await proposeSplit(ctx, parent, child, at, end);
+  if (outcome.kind === 'error' && fenced) {
+    metaResult((await ctx.router.meta().propose(abortSplitCommand(child), ctx.options)).outcome);
+    throw new StoreChangeRefused('split-undone', `shard ${parent} refused its split into shard ${child} after the map recorded it (${outcome.message}), so the split was undone: the shard serves its whole range again, nothing changed; split it again once that is no longer so`);
+  }
   if (outcome.kind === 'error') throw new StoreChangeRefused('split-refused', `shard ${parent} refused its split into shard ${child} after the map recorded it (${outcome.message}): its keys from the split key on are not served until the split is finished (store repair retries it) or the store is dropped`);
   metaResult((await ctx.router.meta().propose(finishSplitCommand(child), ctx.options)).outcome);
   return { parent, child, at };
+}
+
+/**
+ * The parent's Split, fenced (a refusal fences the child for good) unless a member's build does
+ * not apply fenced splits yet; with what applying it answered.
+ */
+async function proposeSplit(ctx: StoreAdminContext, parent: number, child: number, at: Uint8Array, end: Uint8Array | undefined): Promise<{ outcome: OwnershipOutcome; fenced: boolean }> {
+  const handle = ctx.router.shard(parent);
+  try {
+    return { outcome: (await handle.propose(splitCommand(child, at, end), ctx.options)).outcome as OwnershipOutcome, fenced: true };
+  } catch (error) {
+    if (!(error instanceof RuntimeError && error.code === 'unsupported-command')) throw error;
+    return { outcome: (await handle.propose(splitCommand(child, at, end, OWNERSHIP_SPLIT_VERSION), ctx.options)).outcome as OwnershipOutcome, fenced: false };
+  }
 }
 
 /** The key in the middle of the shard's live keys (the first key of the upper half), read linearizably. */

@@ -14,8 +14,10 @@ import { EngineId, MetaEngine, UnknownCommandError } from '../../src/engines/ind
 import {
   DEFAULT_STORE_SHARD,
   MetaCommandKind,
+  META_ABORT_SPLIT_VERSION,
   META_SPLIT_VERSION,
   META_STORES_VERSION,
+  abortSplitCommand,
   activateStoreCommand,
   dropStoreCommand,
   encodeMemberContext,
@@ -218,8 +220,8 @@ describe('meta engine: stores and the shard map', () => {
   });
 
   it('names its command kinds for good', () => {
-    expect(MetaCommandKind).toEqual({ PublishAttributes: 1, MountStore: 2, DropStore: 3, ActivateStore: 4, SplitShard: 5, FinishSplit: 6 });
-    expect([META_STORES_VERSION, META_SPLIT_VERSION, new MetaEngine().version]).toEqual([2, 3, 3]);
+    expect(MetaCommandKind).toEqual({ PublishAttributes: 1, MountStore: 2, DropStore: 3, ActivateStore: 4, SplitShard: 5, FinishSplit: 6, AbortSplit: 7 });
+    expect([META_STORES_VERSION, META_SPLIT_VERSION, META_ABORT_SPLIT_VERSION, new MetaEngine().version]).toEqual([2, 3, 4, 4]);
   });
 });
 
@@ -269,6 +271,33 @@ describe('meta engine: shard splits', () => {
     expect(meta.apply(finishSplitCommand(3), context)).toEqual({ kind: 'stores', shards: [3] });
     expect(meta.apply(finishSplitCommand(77), context)).toEqual({ kind: 'stores', shards: [77] });
     expect(meta.hash()).toBe(hash);
+  });
+
+  it('undoes an unfinished split (idempotent): the parent takes its range back at a new epoch, the child and its records go, its id is not given again', () => {
+    const meta = withUsers();
+    const whole = meta.shardMap().shard(2)!;
+    meta.apply(splitShardCommand(2, text('/users/m'), 1), context);
+    expect(meta.apply(abortSplitCommand(3), context)).toEqual({ kind: 'stores', shards: [2, 3] });
+    const map = meta.shardMap();
+    expect(map.shard(3)).toBeUndefined();
+    expect(map.shard(2)).toMatchObject({ start: whole.start, end: whole.end, epoch: 3 });
+    expect(map.highestShardId).toBe(3);
+    expect(meta.routingMap().shardForKey(text('/users/zed')).id).toBe(2);
+    expect(meta.splitting().size).toBe(0);
+    expect(meta.splitParent(3)).toBeUndefined();
+    const hash = meta.hash();
+    expect(meta.apply(abortSplitCommand(3), context)).toEqual({ kind: 'stores', shards: [3] });
+    expect(meta.hash()).toBe(hash);
+    expect(restored(meta).hash()).toBe(hash);
+    // The split again, at the parent's new epoch: a new child.
+    expect(meta.apply(splitShardCommand(2, text('/users/m'), 1), context)).toMatchObject({ kind: 'error', code: 'bad-epoch' });
+    expect(meta.apply(splitShardCommand(2, text('/users/m'), 3), context)).toEqual({ kind: 'stores', shards: [2, 4] });
+    // A finished split is not undone.
+    meta.apply(finishSplitCommand(4), context);
+    const finished = meta.hash();
+    expect(meta.apply(abortSplitCommand(4), context)).toMatchObject({ kind: 'error', code: 'bad-tiling' });
+    expect(meta.hash()).toBe(finished);
+    expect(() => meta.apply({ ...abortSplitCommand(4), version: META_SPLIT_VERSION }, context)).toThrow(UnknownCommandError);
   });
 
   it('answers a repeat with the split made, before and after its finish, and splits nothing more', () => {

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import type { Entry } from '../../raft/index.js';
 import { type EngineCommand, type EngineError, OwnershipEngine, cedeCommand, reclaimCommand, retireCommand, sectionChunks, splitCommand } from '../../src/engines/index.js';
 import { counterOutcome, deleteCommand, incrementCommand } from '../../src/engines/counter/index.js';
+import { grantCommand, revokeCommand } from '../../src/engines/lease/engine.js';
 import { KvCommandKind, KvEngine, kvCommand, kvOutcome } from '../../src/engines/kv/index.js';
 import { dkvPutCommand, dkvTxnCommand, ttlOutcome } from '../../src/engines/ttl/index.js';
 import { dkvType, etcdType } from '../../src/etcd-proto.js';
@@ -230,10 +231,68 @@ describe('split bounds', () => {
   });
 });
 
+describe('split fences', () => {
+  const grant = (id: bigint) => grantCommand(id, 60);
+  const revoke = (id: bigint) => revokeCommand(id);
+
+  it('fences the child of a refused split (version 3): no later split into it applies, even once the shard allows splits', () => {
+    const log = new Log();
+    log.apply(put('a'));
+    log.apply(put('p'));
+    expect(log.apply(grant(5n))).toMatchObject({ kind: 'granted' });
+    const ownership = ownershipEngineOf(log.machine);
+    expect(log.apply(splitCommand(9, b('m'), undefined))).toMatchObject({ kind: 'error', code: 'bad-split' });
+    expect(ownership.splitFence).toBe(9);
+    log.apply(revoke(5n));
+    // The same split again, or into a lower id: refused, the shard whole.
+    expect(log.apply(splitCommand(9, b('m'), undefined))).toMatchObject({ kind: 'error', message: expect.stringContaining('fenced') });
+    expect(log.apply(splitCommand(8, b('m'), undefined))).toMatchObject({ kind: 'error', code: 'bad-split' });
+    expect(ownership.bounds()).toEqual({ lo: undefined, hi: undefined });
+    expect(log.machine.takeSplits()).toEqual([]);
+    // A new split (a new child id) applies.
+    expect(log.apply(splitCommand(10, b('m'), undefined))).toEqual({ kind: 'ok' });
+    expect(ownership.bounds().hi).toEqual(new Uint8Array(b('m')));
+    expect(ownership.splitFence).toBe(9);
+  });
+
+  it('fences nothing at version 2 (a member of an earlier build applies it alike)', () => {
+    const log = new Log();
+    log.apply(put('a'));
+    log.apply(grant(5n));
+    expect(log.apply(splitCommand(9, b('m'), undefined, 2))).toMatchObject({ kind: 'error', code: 'bad-split' });
+    expect(ownershipEngineOf(log.machine).splitFence).toBe(0);
+    log.apply(revoke(5n));
+    expect(log.apply(splitCommand(9, b('m'), undefined, 2))).toEqual({ kind: 'ok' });
+  });
+
+  it('keeps the fence through a snapshot and in the hash, with or without bounds; the section is version 3 only with one', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 2 ** 40 }), fc.boolean(), fc.boolean(), (fence, bounded, retired) => {
+        const engine = new OwnershipEngine(new KvEngine());
+        if (retired) engine.apply(retireCommand(4), { index: 1, term: 1, nowMs: 0, proposer: 1, requestId: 1 });
+        if (bounded) engine.retainRange(b('c'), b('x'));
+        const before = engine.hash();
+        engine.apply(splitCommand(fence, b('m'), undefined), { index: 2, term: 1, nowMs: 0, proposer: 1, requestId: 2 });
+        expect(engine.splitFence).toBe(fence);
+        expect(engine.sectionVersion).toBe(3);
+        expect(engine.hash()).not.toBe(before);
+        const copy = new OwnershipEngine(new KvEngine());
+        copy.restore(sectionChunks(engine.snapshot()));
+        expect([copy.splitFence, copy.hash(), copy.retired, copy.bounds()]).toEqual([fence, engine.hash(), engine.retired, engine.bounds()]);
+        // A truncated fence is refused, not read as something else.
+        const bytes = joinSnapshotFrames(sectionChunks(engine.snapshot()));
+        expect(() => new OwnershipEngine(new KvEngine()).restore([bytes.subarray(0, bytes.length - 3)])).toThrow(/ownership snapshot section/);
+      }),
+      { numRuns: 100 },
+    );
+  });
+});
+
 describe('versions for a rolling upgrade', () => {
   it('keeps Cede, Reclaim and Retire at version 1, and stamps the section 2 only with split bounds', () => {
     expect([cedeCommand(b('/a/'), 2).version, reclaimCommand(b('/a/'), 2).version, retireCommand(2).version]).toEqual([1, 1, 1]);
-    expect(splitCommand(3, b('m'), undefined).version).toBe(2);
+    expect(splitCommand(3, b('m'), undefined).version).toBe(3);
+    expect(splitCommand(3, b('m'), undefined, 2).version).toBe(2);
     const engine = new OwnershipEngine(new KvEngine());
     expect(engine.sectionVersion).toBe(1);
     engine.retainRange(new Uint8Array(0), b('m'));

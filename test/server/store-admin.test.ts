@@ -6,16 +6,18 @@
  * (once stale, not before) or by creating again; a prefix still ceded to a store dropped since is
  * reclaimed before a new store takes it; a drop retires the store's shards before anything
  * else; a late step of a dropped store never acts on a newer one of the same name; stores and
- * authentication exclude each other.
+ * authentication exclude each other. A split the shard's own log refuses after the map recorded
+ * it (a lease granted meanwhile) is undone, by the coordinator or by the repair.
  */
 import { describe, expect, it } from 'vitest';
 import type { Entry } from '../../raft/index.js';
 import { EngineId, type EngineCommand, OwnershipCommandKind, authCommands, cedeCommand, retireCommand } from '../../src/engines/index.js';
 import { KvCommandKind, kvCommand } from '../../src/engines/kv/index.js';
-import { MetaCommandKind, dropStoreCommand, encodeMemberContext, mountStoreCommand } from '../../src/engines/meta/index.js';
+import { MetaCommandKind, dropStoreCommand, encodeMemberContext, mountStoreCommand, splitShardCommand } from '../../src/engines/meta/index.js';
 import { etcdType } from '../../src/etcd-proto.js';
 import { type Applied, type Router, type ShardStateMachine, authEngineOf, composeStateMachine, encodeEnvelope, metaEngineOf, ownershipEngineOf } from '../../src/runtime/index.js';
-import { StoreChangeRefused, createStore, dropStore, repairStores } from '../../src/server/store-admin.js';
+import { StoreChangeRefused, createStore, dropStore, repairStores, splitShard } from '../../src/server/store-admin.js';
+import { grantCommand, revokeCommand } from '../../src/engines/lease/engine.js';
 
 const b = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -218,5 +220,53 @@ describe('store changes across the meta shard and the default store', () => {
       { prefix: b('/jobs/'), store: 9 },
       { prefix: b('/users/'), store: 2 },
     ]);
+  });
+
+  it('undoes a split whose shard refused it after the map recorded it (a lease granted between the check and the Split), leaving the shard whole and serving', async () => {
+    const { ctx, engines, hook, storeShard, proposed } = setup();
+    await createStore(ctx, 'users', b('/users/'), 1);
+    const users = storeShard(2);
+    const put = (key: string) => users.propose(kvCommand(KvCommandKind.Put, etcdType('etcdserverpb.PutRequest').encode({ key: b(key), value: b('v') }).finish()));
+    for (const key of ['/users/a', '/users/k', '/users/t']) await put(key);
+    // Between the meta shard's split and the shard's own: a Lock's session lease granted there.
+    hook.before = async (command) => {
+      if (command.engine !== EngineId.Meta) return;
+      hook.before = async () => void (await users.propose(grantCommand(77n, 60)));
+    };
+    proposed.length = 0;
+    await expect(splitShard(ctx, 2, b('/users/m'))).rejects.toMatchObject({ code: 'split-undone' });
+    expect(proposed.map((c) => [c.engine, c.kind])).toEqual([
+      [EngineId.Meta, MetaCommandKind.SplitShard],
+      [EngineId.Lease, expect.any(Number)],
+      [EngineId.Ownership, OwnershipCommandKind.Split],
+      [EngineId.Meta, MetaCommandKind.AbortSplit],
+    ]);
+    const map = engines().meta.shardMap();
+    expect(map.shardsOf('users').map((s) => [s.id, s.epoch])).toEqual([[2, 3]]);
+    expect(engines().meta.splitting().size).toBe(0);
+    expect(engines().meta.routingMap().shardForKey(b('/users/t')).id).toBe(2);
+    // The shard still serves the keys the split would have moved, and is fenced against that child.
+    const ownership = ownershipEngineOf(users.machine());
+    expect(ownership.owns(b('/users/t'))).toBe(true);
+    expect(ownership.splitFence).toBe(3);
+    expect((await put('/users/z')).outcome).toMatchObject({ outcome: { kind: 'put', result: { revision: 5 } } });
+    // Once the lease is gone, the split is made, into a new child.
+    await users.propose(revokeCommand(77n));
+    expect(await splitShard(ctx, 2, b('/users/m'))).toEqual({ parent: 2, child: 4, at: b('/users/m') });
+    expect(ownership.owns(b('/users/t'))).toBe(false);
+  });
+
+  it('the repair undoes a split left recorded whose shard refuses it', async () => {
+    const { ctx, clock, engines, storeShard } = setup();
+    await createStore(ctx, 'users', b('/users/'), 1);
+    const users = storeShard(2);
+    await users.propose(kvCommand(KvCommandKind.Put, etcdType('etcdserverpb.PutRequest').encode({ key: b('/users/a'), value: b('v') }).finish()));
+    // A coordinator stopped after the meta shard's step; a lease was granted since.
+    await ctx.router.meta().propose(splitShardCommand(2, b('/users/m'), 1));
+    await users.propose(grantCommand(5n, 60));
+    await repairStores(ctx, clock.now, 1000);
+    expect(engines().meta.splitting().size).toBe(0);
+    expect(engines().meta.shardMap().shardsOf('users').map((s) => s.id)).toEqual([2]);
+    expect(ownershipEngineOf(users.machine()).owns(b('/users/z'))).toBe(true);
   });
 });

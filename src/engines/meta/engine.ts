@@ -34,6 +34,11 @@ export const MetaCommandKind = {
   SplitShard: 5,
   /** Finish a split (version 3): payload `{ child }` (JSON); the child is not splitting any more. */
   FinishSplit: 6,
+  /**
+   * Undo a split its parent refused (version 4): payload `{ child }` (JSON); the parent takes the
+   * child's range back, the child leaves the map.
+   */
+  AbortSplit: 7,
 } as const;
 
 /** The meta command format of member attributes (every build applies it). */
@@ -46,6 +51,8 @@ export const META_STORES_VERSION = 2;
  * META_SPLIT_VERSION)`; the runtime refuses a proposal before then).
  */
 export const META_SPLIT_VERSION = 3;
+/** The meta command format of AbortSplit: proposed only once every member applies it. */
+export const META_ABORT_SPLIT_VERSION = 4;
 
 /** The KV command kind of an earlier build's attribute publication (a Put into the meta store). */
 const LEGACY_KV_PUT = 1;
@@ -87,6 +94,14 @@ export function splitShardCommand(parent: number, at: Uint8Array, epoch: number)
   return { engine: EngineId.Meta, version: META_SPLIT_VERSION, kind: MetaCommandKind.SplitShard, payload };
 }
 
+/**
+ * A command undoing the unfinished split that made shard `child` (idempotent), once its parent's
+ * log refused that split for good (a fenced refusal: the child can never be made).
+ */
+export function abortSplitCommand(child: number): EngineCommand {
+  return { engine: EngineId.Meta, version: META_ABORT_SPLIT_VERSION, kind: MetaCommandKind.AbortSplit, payload: encoder.encode(JSON.stringify({ child })) };
+}
+
 /** A command finishing the split that made shard `child` (idempotent). */
 export function finishSplitCommand(child: number): EngineCommand {
   return { engine: EngineId.Meta, version: META_SPLIT_VERSION, kind: MetaCommandKind.FinishSplit, payload: encoder.encode(JSON.stringify({ child })) };
@@ -104,7 +119,7 @@ export type MetaOutcome =
 export class MetaEngine implements Engine {
   readonly id = EngineId.Meta;
   readonly name = 'meta';
-  readonly version = META_SPLIT_VERSION;
+  readonly version = META_ABORT_SPLIT_VERSION;
   /** The section's format is unchanged since version 2 (the records are keys of the meta store): earlier builds restore it. */
   readonly sectionVersion = META_STORES_VERSION;
   private store = new MvccStore();
@@ -118,6 +133,7 @@ export class MetaEngine implements Engine {
       return this.applyStores(command, context, META_STORES_VERSION);
     }
     if (command.kind === MetaCommandKind.SplitShard || command.kind === MetaCommandKind.FinishSplit) return this.applyStores(command, context, META_SPLIT_VERSION);
+    if (command.kind === MetaCommandKind.AbortSplit) return this.applyStores(command, context, META_ABORT_SPLIT_VERSION);
     if (command.kind !== MetaCommandKind.PublishAttributes) throw new UnknownCommandError(`unknown meta command kind ${command.kind}`);
     let parsed: { id?: unknown; name?: unknown; clientUrls?: unknown; engines?: unknown };
     try {
@@ -137,7 +153,8 @@ export class MetaEngine implements Engine {
   /** A store change; `needs`: the command version its kind came with (an older one never carried it). */
   private applyStores(command: EngineCommand, context: ApplyContext, needs: number): MetaOutcome {
     if (command.version < needs) throw new UnknownCommandError(`meta command kind ${command.kind} needs version ${needs}, got ${command.version}`);
-    const change = command.kind === MetaCommandKind.SplitShard || command.kind === MetaCommandKind.FinishSplit ? parseSplitChange(command.kind, command.payload) : parseStoresChange(command.kind, command.payload);
+    const splitStep = command.kind === MetaCommandKind.SplitShard || command.kind === MetaCommandKind.FinishSplit || command.kind === MetaCommandKind.AbortSplit;
+    const change = splitStep ? parseSplitChange(command.kind, command.payload) : parseStoresChange(command.kind, command.payload);
     if (typeof change === 'string') return { kind: 'error', code: 'bad-command', message: change };
     const outcome = applyStoresChange(this.store, change, context.nowMs);
     this.map = undefined;
@@ -261,6 +278,7 @@ function parseSplitChange(kind: number, payload: Uint8Array): StoresChange | str
   if (typeof parsed !== 'object' || parsed === null) return 'a split step is not an object';
   const isShardId = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
   if (kind === MetaCommandKind.FinishSplit) return isShardId(parsed.child) ? { kind: 'finish-split', child: parsed.child } : 'a split\'s finish names no child shard';
+  if (kind === MetaCommandKind.AbortSplit) return isShardId(parsed.child) ? { kind: 'abort-split', child: parsed.child } : 'a split\'s undoing names no child shard';
   if (!isShardId(parsed.parent)) return 'a split names no parent shard';
   if (!isShardId(parsed.epoch)) return 'a split names no epoch';
   const at = typeof parsed.atHex === 'string' ? hexToBytes(parsed.atHex) : undefined;

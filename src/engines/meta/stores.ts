@@ -128,7 +128,8 @@ export type StoresChange =
   | { readonly kind: 'drop'; readonly name: string; readonly first: number }
   /** `epoch`: the parent's epoch in the caller's map. */
   | { readonly kind: 'split'; readonly parent: number; readonly at: Uint8Array; readonly epoch: number }
-  | { readonly kind: 'finish-split'; readonly child: number };
+  | { readonly kind: 'finish-split'; readonly child: number }
+  | { readonly kind: 'abort-split'; readonly child: number };
 
 export type StoresOutcome =
   | { readonly kind: 'ok'; readonly shards: readonly number[] }
@@ -154,6 +155,7 @@ export function applyStoresChange(mvcc: MvccStore, change: StoresChange, nowMs: 
       mvcc.deleteRange({ key: splittingKey(change.child) });
       return { kind: 'ok', shards: [change.child] };
     }
+    if (change.kind === 'abort-split') return applyAbortSplit(mvcc, before, change.child);
     if (change.kind === 'drop') {
       const after = before.drop(change.name);
       const dropped = before.shardsOf(change.name).map((s) => s.id);
@@ -228,6 +230,24 @@ function applySplit(mvcc: MvccStore, before: ShardMap, change: SplitChange): Sto
   mvcc.put(splittingKey(child), encoder.encode(JSON.stringify(record)));
   mvcc.put(splitFromKey(child), encoder.encode(JSON.stringify({ parent: parent.id })));
   return { kind: 'ok', shards: [parent.id, child] };
+}
+
+/**
+ * Undoes the unfinished split that made `child`: its parent takes the range back at a new epoch,
+ * the child and its records leave the map (its id is never given out again); the outcome is
+ * `[parent, child]`. Idempotent: a child the map no longer has answers `[child]`. A finished split
+ * is not undone (`bad-tiling`: the coordinator undoes only a split its parent refused for good,
+ * which never finishes).
+ */
+function applyAbortSplit(mvcc: MvccStore, before: ShardMap, child: number): StoresOutcome {
+  const record = splittingShards(mvcc).get(child);
+  if (record === undefined) {
+    if (before.shard(child) === undefined) return { kind: 'ok', shards: [child] };
+    return { kind: 'error', code: 'bad-tiling', message: `the split that made shard ${child} is finished: it is not undone` };
+  }
+  writeMap(mvcc, before.unsplit(record.parent, child));
+  for (const key of [splittingKey(child), splitFromKey(child), foundersKey(child)]) mvcc.deleteRange({ key });
+  return { kind: 'ok', shards: [record.parent, child] };
 }
 
 /** The child of `parent`'s split at `at` when it was made (the shard starting at `at` in `store` came from `parent`). */

@@ -39,17 +39,24 @@ export const OwnershipCommandKind = {
    * Split the shard at a key (version 2): from then on it serves only the keys below it, and a
    * child shard made from this state at this index serves the rest (payload: the child's shard id
    * u64, the split key's length u32 and bytes, then the shard's end before the split as a flag byte
-   * (1: there is one), its length u32 and bytes).
+   * (1: there is one), its length u32 and bytes). At version 3 a split refused fences its child:
+   * no later split into that child applies, so the coordinator may undo the map's split.
    */
   Split: 4,
 } as const;
 
-/** The version of the ownership commands this build applies (Split needs 2). */
-export const OWNERSHIP_COMMAND_VERSION = 2;
+/** The version of the ownership commands this build applies (Split needs 2, a fenced Split 3). */
+export const OWNERSHIP_COMMAND_VERSION = 3;
 /** The version of Cede, Reclaim and Retire (members of every build apply them). */
 export const OWNERSHIP_CESSION_VERSION = 1;
 /** The first version with Split: proposed only once every member applies it. */
 export const OWNERSHIP_SPLIT_VERSION = 2;
+/**
+ * The first version whose refused Split fences its child (`splitFence`): every later split into
+ * that child is refused too, whatever the shard's state then. Proposed only once every member
+ * applies it; the snapshot section is at this version while a fence is set.
+ */
+export const OWNERSHIP_FENCED_SPLIT_VERSION = 3;
 
 /** Bytes of a ceded prefix: a mount prefix's limit. */
 export const cededPrefixBytesMax = storePrefixBytesMax;
@@ -57,6 +64,8 @@ export const cededPrefixBytesMax = storePrefixBytesMax;
 const OWNER_BYTES = 8;
 /** Marks the snapshot tail of a shard with split bounds. */
 const BOUNDS_TAG = 0xb0;
+/** Marks the split fence after the bounds. */
+const FENCE_TAG = 0xb1;
 
 function payloadOf(prefix: Uint8Array, store: number): Uint8Array {
   const payload = new Uint8Array(OWNER_BYTES + prefix.length);
@@ -80,8 +89,12 @@ export function retireCommand(store: number): EngineCommand {
   return { engine: EngineId.Ownership, version: OWNERSHIP_CESSION_VERSION, kind: OwnershipCommandKind.Retire, payload: payloadOf(new Uint8Array(0), store) };
 }
 
-/** Split the shard at `at` into itself (keys below) and shard `child` (`[at, end)`; `end`: the shard's end before the split, undefined for none). */
-export function splitCommand(child: number, at: Uint8Array, end: Uint8Array | undefined): EngineCommand {
+/**
+ * Split the shard at `at` into itself (keys below) and shard `child` (`[at, end)`; `end`: the
+ * shard's end before the split, undefined for none). At `version` 3 (the default) a refusal fences
+ * the child; 2 is for a cluster with a member of an earlier build.
+ */
+export function splitCommand(child: number, at: Uint8Array, end: Uint8Array | undefined, version = OWNERSHIP_FENCED_SPLIT_VERSION): EngineCommand {
   const payload = new Uint8Array(OWNER_BYTES + 4 + at.length + 1 + 4 + (end?.length ?? 0));
   const view = new DataView(payload.buffer);
   view.setBigUint64(0, BigInt(child));
@@ -92,7 +105,7 @@ export function splitCommand(child: number, at: Uint8Array, end: Uint8Array | un
   view.setUint32(offset + 1, end?.length ?? 0);
   offset += 5;
   if (end !== undefined) payload.set(end, offset);
-  return { engine: EngineId.Ownership, version: OWNERSHIP_SPLIT_VERSION, kind: OwnershipCommandKind.Split, payload };
+  return { engine: EngineId.Ownership, version, kind: OwnershipCommandKind.Split, payload };
 }
 
 /** A split command's payload, or why it is malformed. */
@@ -153,8 +166,9 @@ export class OwnershipEngine implements Engine, KeyOwner {
   readonly id = EngineId.Ownership;
   readonly name = 'ownership';
   readonly version = OWNERSHIP_COMMAND_VERSION;
-  /** Version 2 only with split bounds: an earlier build restores every other section. */
+  /** Version 3 only with a split fence, 2 only with split bounds: an earlier build restores every other section. */
   get sectionVersion(): number {
+    if (this.fence !== 0) return OWNERSHIP_FENCED_SPLIT_VERSION;
     return this.lo === undefined && this.hi === undefined ? OWNERSHIP_CESSION_VERSION : OWNERSHIP_SPLIT_VERSION;
   }
   /** Ceded prefixes with their stores, sorted by prefix, no prefix starting another. */
@@ -165,6 +179,8 @@ export class OwnershipEngine implements Engine, KeyOwner {
   private lo: Uint8Array | undefined;
   /** The keys the shard serves are below this (undefined: no upper bound); set by splits. */
   private hi: Uint8Array | undefined;
+  /** The highest child id a fenced split into was refused (0: none): no split into it or below applies. */
+  private fence = 0;
 
   constructor(
     private readonly kv: KvEngine,
@@ -220,16 +236,22 @@ export class OwnershipEngine implements Engine, KeyOwner {
    * A split: refused (changing nothing, alike on every replica) when the shard is retired, ceded a
    * prefix (the default store's), holds a lease, or `at` is not strictly inside the keys it serves;
    * `end` must be the shard's end as it knows it (a stale command is refused). A split at the
-   * shard's end already is the same split again: ok, nothing done.
+   * shard's end already is the same split again: ok, nothing done. A split into a child at or
+   * below the fence is refused; a fenced split (version 3) refused raises the fence to its child,
+   * the only change a refusal makes.
    */
   private applySplit(command: EngineCommand): OwnershipOutcome {
     if (command.version < OWNERSHIP_SPLIT_VERSION) throw new UnknownCommandError(`an ownership split needs version ${OWNERSHIP_SPLIT_VERSION}, got ${command.version}`);
-    const refuse = (message: string): OwnershipOutcome => ({ kind: 'error', code: 'bad-split', message });
     const parsed = parseSplit(command.payload);
     // Malformed: refused alike everywhere (the shard keeps serving), not a reason to stop.
-    if (typeof parsed === 'string') return refuse(parsed);
+    if (typeof parsed === 'string') return { kind: 'error', code: 'bad-split', message: parsed };
     const { child, at, end } = parsed;
     if (this.hi !== undefined && compareKeys(this.hi, at) === 0) return { kind: 'ok' };
+    if (child <= this.fence) return { kind: 'error', code: 'bad-split', message: `a split into shard ${child} was refused here before (the shard is fenced against it up to shard ${this.fence})` };
+    const refuse = (message: string): OwnershipOutcome => {
+      if (command.version >= OWNERSHIP_FENCED_SPLIT_VERSION) this.fence = child;
+      return { kind: 'error', code: 'bad-split', message };
+    };
     if (this.splitter === undefined) return refuse('this shard cannot split');
     if (this.retiredFor !== 0) return refuse('the shard is retired (its store is being dropped)');
     if (this.ceded.length > 0) return refuse('the shard ceded prefixes to other stores (a default-store shard)');
@@ -256,6 +278,11 @@ export class OwnershipEngine implements Engine, KeyOwner {
   /** The keys this shard serves by its splits: `[lo, hi)`, either undefined for no bound. */
   bounds(): { readonly lo: Uint8Array | undefined; readonly hi: Uint8Array | undefined } {
     return { lo: this.lo === undefined ? undefined : Uint8Array.from(this.lo), hi: this.hi === undefined ? undefined : Uint8Array.from(this.hi) };
+  }
+
+  /** The highest child id a fenced split into was refused here (0: none); no split into it or below applies. */
+  get splitFence(): number {
+    return this.fence;
   }
 
   /** Whether a split at `at` was applied here (this shard ends there, or below). */
@@ -316,12 +343,14 @@ export class OwnershipEngine implements Engine, KeyOwner {
   /**
    * count u32 | per cession: store u64, prefix length u32, prefix | then, with no bounds: [retired
    * for u64, when retired]; with bounds (a split shard): BOUNDS_TAG u8, retired for u64 (0: not),
-   * lo length i32 (-1: none), lo, hi length i32 (-1: none), hi. The tail is never 8 bytes long with
-   * bounds, so the two forms are told apart by its length.
+   * lo length i32 (-1: none), lo, hi length i32 (-1: none), hi, and with a split fence FENCE_TAG
+   * u8, fence u64 (a fence alone has the bounded form with neither bound). The tail is never 8
+   * bytes long with bounds, so the two forms are told apart by its length.
    */
   private encode(): Uint8Array {
-    const bounded = this.lo !== undefined || this.hi !== undefined;
-    let size = 4 + (bounded ? 1 + OWNER_BYTES + 8 + (this.lo?.length ?? 0) + (this.hi?.length ?? 0) : this.retiredFor === 0 ? 0 : OWNER_BYTES);
+    const bounded = this.lo !== undefined || this.hi !== undefined || this.fence !== 0;
+    const fenceBytes = this.fence === 0 ? 0 : 1 + OWNER_BYTES;
+    let size = 4 + (bounded ? 1 + OWNER_BYTES + 8 + (this.lo?.length ?? 0) + (this.hi?.length ?? 0) + fenceBytes : this.retiredFor === 0 ? 0 : OWNER_BYTES);
     for (const c of this.ceded) size += OWNER_BYTES + 4 + c.prefix.length;
     const bytes = new Uint8Array(size);
     const view = new DataView(bytes.buffer);
@@ -342,12 +371,16 @@ export class OwnershipEngine implements Engine, KeyOwner {
         if (bound !== undefined) bytes.set(bound, at + 4);
         at += 4 + (bound?.length ?? 0);
       }
+      if (this.fence !== 0) {
+        bytes[at] = FENCE_TAG;
+        view.setBigUint64(at + 1, BigInt(this.fence));
+      }
     } else if (this.retiredFor !== 0) view.setBigUint64(at, BigInt(this.retiredFor));
     return bytes;
   }
 
   private get empty(): boolean {
-    return this.ceded.length === 0 && this.retiredFor === 0 && this.lo === undefined && this.hi === undefined;
+    return this.ceded.length === 0 && this.retiredFor === 0 && this.lo === undefined && this.hi === undefined && this.fence === 0;
   }
 
   snapshot(): Iterator<Uint8Array> {
@@ -361,6 +394,7 @@ export class OwnershipEngine implements Engine, KeyOwner {
       this.retiredFor = 0;
       this.lo = undefined;
       this.hi = undefined;
+      this.fence = 0;
       return;
     }
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -383,6 +417,7 @@ export class OwnershipEngine implements Engine, KeyOwner {
     let retired = 0;
     let lo: Uint8Array | undefined;
     let hi: Uint8Array | undefined;
+    let fence = 0;
     if (at + OWNER_BYTES === bytes.length) {
       const store = view.getBigUint64(at);
       if (store === 0n || store > BigInt(Number.MAX_SAFE_INTEGER)) fail(`retired for store ${store}`);
@@ -406,13 +441,21 @@ export class OwnershipEngine implements Engine, KeyOwner {
       };
       lo = bound();
       hi = bound();
-      if (lo === undefined && hi === undefined) fail('bounds with neither end');
+      if (at < bytes.length && bytes[at] === FENCE_TAG) {
+        if (at + 1 + OWNER_BYTES > bytes.length) fail('a split fence cut off');
+        const child = view.getBigUint64(at + 1);
+        if (child === 0n || child > BigInt(Number.MAX_SAFE_INTEGER)) fail(`a split fence at shard ${child}`);
+        fence = Number(child);
+        at += 1 + OWNER_BYTES;
+      }
+      if (lo === undefined && hi === undefined && fence === 0) fail('bounds with neither end');
     }
     if (at !== bytes.length) fail(`${bytes.length - at} bytes after the prefixes`);
     this.ceded = restored.sort((a, b) => compareKeys(a.prefix, b.prefix));
     this.retiredFor = retired;
     this.lo = lo;
     this.hi = hi;
+    this.fence = fence;
   }
 
   hash(): number {

@@ -1,1 +1,1 @@
-export { OwnershipEngine, OwnershipCommandKind, OWNERSHIP_COMMAND_VERSION, OWNERSHIP_SPLIT_VERSION, cededPrefixBytesMax, cedeCommand, reclaimCommand, retireCommand, splitCommand, type Cession, type OwnershipOutcome, type Splitter } from './engine.js';
+export { OwnershipEngine, OwnershipCommandKind, OWNERSHIP_COMMAND_VERSION, OWNERSHIP_FENCED_SPLIT_VERSION, OWNERSHIP_SPLIT_VERSION, cededPrefixBytesMax, cedeCommand, reclaimCommand, retireCommand, splitCommand, type Cession, type OwnershipOutcome, type Splitter } from './engine.js';
