@@ -16,7 +16,7 @@ const durationMs = 4000;
 const mutationSeedsMax = 40;
 
 /** Every fourth seed runs five nodes, every other one a swarm plan. */
-function seedRun(seed: number, unsafe?: { skipCede?: boolean; ownsEveryKey?: boolean; splitChildEmpty?: boolean }): StoreSimResult {
+function seedRun(seed: number, unsafe?: { skipCede?: boolean; ownsEveryKey?: boolean; splitChildEmpty?: boolean; noSplitAbort?: boolean }): StoreSimResult {
   return runStoreSim({ seed, nodes: seed % 4 === 3 ? 5 : 3, durationMs, swarm: seed % 2 === 1, ...(unsafe === undefined ? {} : { unsafe }) });
 }
 
@@ -28,7 +28,7 @@ function describeFailure(r: StoreSimResult): string {
 
 function runSeeds(first: number, count: number): void {
   const failures: string[] = [];
-  const totals = { ok: 0, okInStores: 0, created: 0, dropped: 0, splits: 0, notOwned: 0, prefixInUse: 0, abandoned: 0, faults: 0, transfers: 0, transfersChangedLeader: 0, storeGroupTransfers: 0 };
+  const totals = { ok: 0, okInStores: 0, created: 0, dropped: 0, splits: 0, splitsUndone: 0, notOwned: 0, prefixInUse: 0, abandoned: 0, faults: 0, transfers: 0, transfersChangedLeader: 0, storeGroupTransfers: 0 };
   const began = performance.now();
   for (let seed = first; seed < first + count; seed++) {
     const r = seedRun(seed);
@@ -38,6 +38,7 @@ function runSeeds(first: number, count: number): void {
     totals.created += r.stats.storesCreated;
     totals.dropped += r.stats.storesDropped;
     totals.splits += r.stats.splits;
+    totals.splitsUndone += r.stats.splitsUndone;
     totals.notOwned += r.stats.notOwned;
     totals.prefixInUse += r.stats.prefixInUse;
     totals.abandoned += r.stats.abandoned;
@@ -56,6 +57,8 @@ function runSeeds(first: number, count: number): void {
   expect(totals.dropped).toBeGreaterThan(count / 2);
   // Stores' shards were split online (each split finished: applied by the parent, finished in the map).
   expect(totals.splits).toBeGreaterThan(count / 2);
+  // Splits raced by a lease granted in the parent were refused there and undone in the map.
+  expect(totals.splitsUndone).toBeGreaterThan(count / 10);
   expect(totals.okInStores).toBeGreaterThan(count * 10);
   expect(totals.notOwned).toBeGreaterThan(count);
   expect(totals.prefixInUse).toBeGreaterThan(count / 2);
@@ -84,7 +87,7 @@ describe('jepsen sim, stores workload', () => {
   });
 
   // The checks can fail: each protocol broken on purpose is found within a few seeds.
-  for (const unsafe of [{ skipCede: true }, { ownsEveryKey: true }, { splitChildEmpty: true }]) {
+  for (const unsafe of [{ skipCede: true }, { ownsEveryKey: true }, { splitChildEmpty: true }, { noSplitAbort: true }]) {
     it(`breaking the protocol (${Object.keys(unsafe)[0]}) is caught`, () => {
       let caught: StoreSimResult | undefined;
       for (let seed = seedsFirst; seed < seedsFirst + mutationSeedsMax && caught === undefined; seed++) {

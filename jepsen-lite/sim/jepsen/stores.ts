@@ -12,7 +12,8 @@
  * - **Splitters** (one per store, a lane of their own) split the store's shard that holds the
  *   key `<prefix>2` at that key, as store-admin.ts does (the meta shard splits the map, the
  *   shard's own log applies the Split, the meta shard finishes it), abandoning half way like the
- *   admins; a repair finishes an unfinished split.
+ *   admins; a repair finishes an unfinished split. Some splits meet a lease granted in the parent
+ *   between the map's split and the parent's own: the parent refuses, and the split is undone.
  * - **Store groups** follow each node's own applied meta map, as src/server/store-groups.ts does
  *   (a shard of the map the node does not host starts, bootstrapped with its founders, or empty
  *   for a split's child once its split is finished; a child still splitting is left to the
@@ -34,7 +35,8 @@
 import { RaftAssertionError, SeededPrng } from '../../../raft/index.js';
 import { prefixEnd } from '../../../storage/index.js';
 import { type EngineCommand, type OwnershipOutcome, cedeCommand, ownsEveryKey, reclaimCommand, retireCommand, splitCommand } from '../../../src/engines/index.js';
-import { type MetaOutcome, activateStoreCommand, dropStoreCommand, finishSplitCommand, mountStoreCommand, splitShardCommand } from '../../../src/engines/meta/index.js';
+import { type MetaOutcome, abortSplitCommand, activateStoreCommand, dropStoreCommand, finishSplitCommand, mountStoreCommand, splitShardCommand } from '../../../src/engines/meta/index.js';
+import { grantCommand, revokeCommand } from '../../../src/engines/lease/engine.js';
 import { kvOutcome } from '../../../src/engines/kv/index.js';
 import { type RuntimeErrorCode, type ShardStateMachine, StateMachineHaltError, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../../../src/runtime/index.js';
 import { type LinearizabilityResult, checkLinearizability } from '../../check/index.js';
@@ -63,6 +65,8 @@ export interface StoreSimOptions {
     readonly ownsEveryKey?: boolean;
     /** A split's child starts without the parent's keys (the split keeps nothing of them). */
     readonly splitChildEmpty?: boolean;
+    /** A split its parent refused after the map recorded it stays recorded (nobody undoes it). */
+    readonly noSplitAbort?: boolean;
   };
   readonly trace?: boolean;
 }
@@ -78,6 +82,8 @@ export interface StoreSimStats {
   readonly storesDropped: number;
   /** Splits finished (the parent applied its Split and the meta shard finished it). */
   readonly splits: number;
+  /** Splits the parent refused after the map recorded them (a lease granted between), undone in the map. */
+  readonly splitsUndone: number;
   /** Creates refused because the default store held keys under the prefix. */
   readonly prefixInUse: number;
   /** Admin flows abandoned half way (a crashed admin). */
@@ -125,6 +131,14 @@ const clientProcesses = 4;
 /** An admin waits this long between two actions, uniform in [min, max] simulated ms. */
 const adminGapMsMin = 50;
 const adminGapMsMax = 600;
+/**
+ * Percent of splits where a lease is granted in the parent between the map's split and the
+ * parent's own (a Lock's session lease a lagging map routed there): the parent refuses the split,
+ * which is undone.
+ */
+const splitLeaseRacePercent = 30;
+/** That lease's TTL (it is revoked once the split was undone, or expires). */
+const splitLeaseTtlSeconds = 2;
 /** A splitter waits this long between two splits, uniform in [min, max] simulated ms. */
 const splitGapMsMin = 300;
 const splitGapMsMax = 1500;
@@ -186,7 +200,7 @@ class Run {
   readonly ceded = new Set<number>();
   issueUntil = Number.POSITIVE_INFINITY;
   adminsUntil = Number.POSITIVE_INFINITY;
-  readonly counts = { notOwned: 0, created: 0, dropped: 0, prefixInUse: 0, abandoned: 0, splits: 0 };
+  readonly counts = { notOwned: 0, created: 0, dropped: 0, prefixInUse: 0, abandoned: 0, splits: 0, splitsUndone: 0 };
   private readonly nodeIds: number[];
   /** Groups a node is bootstrapping (`node/incarnation/shard`): not started twice. */
   private readonly bootstrapping = new Set<string>();
@@ -460,6 +474,17 @@ class Run {
     return this.unsafe?.skipRetire === true;
   }
 
+  get noSplitAbort(): boolean {
+    return this.unsafe?.noSplitAbort === true;
+  }
+
+  /** A lease id for a splitter's race (each run's own, never 0). */
+  nextLeaseId(): bigint {
+    return BigInt(++this.leaseIds);
+  }
+
+  private leaseIds = 0;
+
   randomNode(random: SeededPrng = this.adminRandom): number {
     return this.nodeIds[random.nextInt(this.nodeIds.length)]!;
   }
@@ -694,24 +719,42 @@ class AdminFlow {
       const parent = map.shardForKey(at);
       // Split there already (this incarnation of the store).
       if (Buffer.from(parent.start).equals(Buffer.from(at))) return this.end();
+      const race = this.random.nextInt(100) < splitLeaseRacePercent;
       this.step(`split ${parent.id} in the map`, metaShard, splitShardCommand(parent.id, at, parent.epoch), (outcome) => {
         const o = outcome as MetaOutcome;
         // Refused (the store went, or the map moved on since the read): nothing to finish.
         if (o.kind !== 'stores' || o.shards.length !== 2) return this.end();
-        this.finishSplit(parent.id, o.shards[1]!, at, parent.end);
+        const child = o.shards[1]!;
+        if (!race) return this.finishSplit(parent.id, child, at, parent.end);
+        // A lease granted in the parent after the coordinator's check: the parent refuses the split.
+        const lease = this.run.nextLeaseId();
+        this.step(`grant lease ${lease} in ${parent.id}`, parent.id, grantCommand(lease, splitLeaseTtlSeconds), () => this.finishSplit(parent.id, child, at, parent.end, lease));
       });
     });
   }
 
-  /** Steps 2 and 3 of a split: the parent's log applies it, the meta shard finishes it. */
-  private finishSplit(parent: number, child: number, at: Uint8Array, end: Uint8Array | undefined): void {
+  /**
+   * Steps 2 and 3 of a split: the parent's log applies it, the meta shard finishes it. Refused
+   * (a lease in the parent, or the parent retired: its store is being dropped), the refusal fences
+   * the child in the parent's log, so the map's split is undone (AbortSplit) and the parent serves
+   * its whole range again; then `lease`, if the race granted one, is revoked.
+   */
+  private finishSplit(parent: number, child: number, at: Uint8Array, end: Uint8Array | undefined, lease?: bigint): void {
+    const done = (): void => {
+      if (lease === undefined) return this.end();
+      this.step(`revoke lease ${lease} in ${parent}`, parent, revokeCommand(lease), () => this.end());
+    };
     this.step(`split ${parent} into ${child}`, parent, splitCommand(child, at, end), (outcome) => {
-      // Refused: the parent was retired first (its store is being dropped), so the child never
-      // exists; it stays marked splitting (no node starts it) until the drop takes it out.
-      if ((outcome as OwnershipOutcome).kind !== 'ok') return this.end();
+      if ((outcome as OwnershipOutcome).kind !== 'ok') {
+        if (this.run.noSplitAbort) return done();
+        return this.step(`undo split ${child}`, metaShard, abortSplitCommand(child), (undone) => {
+          if ((undone as MetaOutcome).kind === 'stores') this.run.counts.splitsUndone++;
+          done();
+        });
+      }
       this.step(`finish split ${child}`, metaShard, finishSplitCommand(child), () => {
         this.run.counts.splits++;
-        this.end();
+        done();
       });
     });
   }
@@ -924,6 +967,7 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
       storesCreated: run.counts.created,
       storesDropped: run.counts.dropped,
       splits: run.counts.splits,
+      splitsUndone: run.counts.splitsUndone,
       prefixInUse: run.counts.prefixInUse,
       abandoned: run.counts.abandoned,
       okInStores: run.operations.filter((op) => op.status === 'ok' && op.shard !== undefined && op.shard !== dataShard).length,
