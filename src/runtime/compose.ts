@@ -47,7 +47,7 @@ export function composeStateMachine(kind: ShardKind, options: ComposeOptions = {
   // A split makes the child from this state at this index (SPLIT_CHILD_INDEX of the child's log).
   const ownership: OwnershipEngine = new OwnershipEngine(kv, () => auth.enabled, {
     leaseCount: () => leases.size,
-    split: (child, at, end) => machine!.splitOff(child, composeStateMachine('data', options), at, end, SPLIT_CHILD_INDEX),
+    split: (child, at, end) => machine!.splitOff(child, () => composeStateMachine('data', options), at, end, SPLIT_CHILD_INDEX),
   });
   kv.connect({ owner: ownership });
   const guard = authGuard(auth, (id) => leases.get(id)?.keys.values() ?? []);

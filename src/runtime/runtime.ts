@@ -441,6 +441,7 @@ export class NodeRuntime {
     const machine = prepared ?? this.options.stateMachine(shardId);
     if (prepared === undefined && stored.data.length > 0) machine.restore(stored.data, stored.metadata.index);
     const node = this.newRawNode(storage, machine.appliedIndex);
+    this.adopt(machine);
     const shard = new ShardState(shardId, node, machine, (run) => this.deliver(run));
     shard.snapshotIndex = stored.metadata.index;
     // Entries before this are not counted: they are compacted first when a budget is tight.
@@ -1430,6 +1431,7 @@ export class NodeRuntime {
   }
 
   private installSnapshot(shard: ShardState, snapshot: Snapshot, machine: ShardStateMachine): void {
+    this.adopt(machine);
     shard.machine = machine;
     shard.snapshotIndex = snapshot.metadata.index;
     shard.appliedBytesAtSnapshot = shard.appliedBytes;
@@ -1529,9 +1531,17 @@ export class NodeRuntime {
    * restart replaying the parent's log, or a replica the group's leader gave a snapshot) is left
    * as it is. The node that led the parent makes the child campaign at its first tick.
    */
-  private startSplitChild(parent: ShardState, child: number, machine: ShardStateMachine): void {
-    const made = this.shards.has(child) || this.storedAlready(child);
-    if (!made) this.makeSplitChild(parent, child, machine);
+  /** A state machine a group runs from now on: it asks whether a split's child exists here already. */
+  private adopt(machine: ShardStateMachine): void {
+    machine.splitChildMade = (child) => this.shards.has(child) || this.storedAlready(child);
+  }
+
+  private startSplitChild(parent: ShardState, child: number, machine: ShardStateMachine | undefined): void {
+    // No machine: the split found the child made already (a replay of the parent's log).
+    if (machine !== undefined) {
+      assert(!this.shards.has(child) && !this.storedAlready(child), `shard ${child}: a split made it twice`);
+      this.makeSplitChild(parent, child, machine);
+    }
     // Either way the parent no longer serves the moved keys (its watchers are told).
     this.options.listener?.shardSplit?.(parent.id, child);
   }

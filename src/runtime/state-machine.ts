@@ -138,7 +138,7 @@ function* bounded(chunks: Iterator<Uint8Array>): Generator<Uint8Array> {
   }
 }
 
-const noSplits: readonly { readonly child: number; readonly machine: ShardStateMachine }[] = [];
+const noSplits: readonly { readonly child: number; readonly machine: ShardStateMachine | undefined }[] = [];
 
 export class ShardStateMachine implements ShardStateView {
   private readonly engines = new Map<number, Engine>();
@@ -148,7 +148,7 @@ export class ShardStateMachine implements ShardStateView {
   private chainValue: AppliedChain = CHAIN_START;
   private readonly trackChain: boolean;
   private readonly guard: CommandGuard | undefined;
-  private splits: Array<{ readonly child: number; readonly machine: ShardStateMachine }> = [];
+  private splits: Array<{ readonly child: number; readonly machine: ShardStateMachine | undefined }> = [];
 
   constructor(options: ShardStateMachineOptions) {
     for (const engine of options.engines) {
@@ -271,9 +271,17 @@ export class ShardStateMachine implements ShardStateView {
    * machine composed alike) gets this state restricted to `[at, end)` as its state at log index
    * `index`, with this one's leader-stamped time, and this one keeps only the keys below `at`.
    * Every engine takes part (`retainRange`); the child is then handed to the runtime
-   * (`takeSplits`), which starts its group.
+   * (`takeSplits`), which starts its group. A child this node made already (`splitChildMade`: a
+   * restart replaying the parent's log through its Split) is not made again: this one only keeps
+   * its own keys.
    */
-  splitOff(child: number, into: ShardStateMachine, at: Uint8Array, end: Uint8Array | undefined, index: number): void {
+  splitOff(child: number, makeInto: () => ShardStateMachine, at: Uint8Array, end: Uint8Array | undefined, index: number): void {
+    if (this.splitChildMade?.(child) === true) {
+      for (const engine of this.engines.values()) engine.retainRange?.(new Uint8Array(0), at);
+      this.splits.push({ child, machine: undefined });
+      return;
+    }
+    const into = makeInto();
     assert(into.appliedIndexValue === 0, 'splitOff into a state machine that applied entries');
     // Engines with deadlines read the time as they restore.
     into.lastTimestampMs = this.lastTimestampMs;
@@ -293,8 +301,14 @@ export class ShardStateMachine implements ShardStateView {
     this.splits.push({ child, machine: into });
   }
 
-  /** The children this state machine split off since the last call (the runtime starts their groups). */
-  takeSplits(): readonly { readonly child: number; readonly machine: ShardStateMachine }[] {
+  /**
+   * Whether the group of a split's child exists on this node already (set by the runtime); its
+   * state is then not made again when a replay applies the split.
+   */
+  splitChildMade: ((child: number) => boolean) | undefined;
+
+  /** The children this state machine split off since the last call (the runtime starts their groups; no machine: made already). */
+  takeSplits(): readonly { readonly child: number; readonly machine: ShardStateMachine | undefined }[] {
     if (this.splits.length === 0) return noSplits;
     const taken = this.splits;
     this.splits = [];

@@ -10,10 +10,11 @@
 import { describe, expect, it } from 'vitest';
 import { SIM_DEFAULTS, type SimCallback, SimCluster } from '../../jepsen-lite/sim/cluster.js';
 import { etcdType } from '../../src/etcd-proto.js';
-import { type OwnershipOutcome, splitCommand } from '../../src/engines/index.js';
+import { type EngineCommand, type OwnershipOutcome, splitCommand } from '../../src/engines/index.js';
 import { KvCommandKind, kvCommand } from '../../src/engines/kv/index.js';
 import { grantCommand } from '../../src/engines/lease/engine.js';
 import { composeStateMachine, kvEngineOf, ownershipEngineOf } from '../../src/runtime/compose.js';
+import { encodeEnvelope } from '../../src/runtime/index.js';
 
 const PARENT = 7;
 const CHILD = 8;
@@ -165,5 +166,27 @@ describe('a shard split', () => {
       expect(parent.kvs.length + child.kvs.length).toBe(before.kvs.length);
     }
     for (const node of c.nodes.values()) expect(node.runtime?.fatalError).toBeUndefined();
+  });
+
+  it('a replay through a split whose child this node has already keeps only the parent half, as the first apply did, without making the child again', () => {
+    const apply = (made: boolean) => {
+      const machine = composeStateMachine('data');
+      machine.splitChildMade = () => made;
+      let index = 0;
+      const entry = (command: EngineCommand) => {
+        index++;
+        return machine.apply({ index, term: 1, type: 'normal', data: encodeEnvelope({ ...command, timestampMs: 1000 + index, proposer: 1, requestId: index }) });
+      };
+      for (let i = 0; i < 30; i++) entry(put(key(i), `v${i}`));
+      expect(entry(splitCommand(CHILD, text(key(15)), undefined))?.outcome).toEqual({ kind: 'ok' });
+      return { machine, splits: machine.takeSplits() };
+    };
+    const first = apply(false);
+    const replay = apply(true);
+    expect(first.splits.map((split) => split.child)).toEqual([CHILD]);
+    expect(kvEngineOf(first.splits[0]!.machine!).mvcc.keyCount).toBe(15);
+    expect(replay.splits).toEqual([{ child: CHILD, machine: undefined }]);
+    expect(replay.machine.hash()).toBe(first.machine.hash());
+    expect(kvEngineOf(replay.machine).mvcc.keyCount).toBe(15);
   });
 });

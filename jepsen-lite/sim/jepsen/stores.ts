@@ -907,9 +907,10 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
       if (options.unsafe?.ownsEveryKey === true) kvEngineOf(machine).connect({ owner: ownsEveryKey });
       if (options.unsafe?.splitChildEmpty === true) {
         const splitOff = machine.splitOff.bind(machine);
-        machine.splitOff = (child, into, at, end, index) => {
-          splitOff(child, into, at, end, index);
-          kvEngineOf(into).retainRange(at, at);
+        machine.splitOff = (child, makeInto, at, end, index) => {
+          let into: ShardStateMachine | undefined;
+          splitOff(child, () => (into = makeInto()), at, end, index);
+          if (into !== undefined) kvEngineOf(into).retainRange(at, at);
         };
       }
     },
