@@ -171,9 +171,10 @@ export class Watcher implements AsyncIterable<WatchBatch> {
     if (r.canceled === true) {
       const compactRevision = revisionFromWire(r.compact_revision, 'compact_revision');
       const reason = String(r.cancel_reason ?? '');
-      if (compactRevision === 0 && movedBySplit(reason) && this.nextRevision > 0) {
+      if (compactRevision === 0 && movedBySplit(reason)) {
         // The keys moved to a split's child, which keeps their revisions and history (or this
-        // member's map lags the split): the watch goes on from the revision owed, on a new stream.
+        // member's map lags the split): the watch goes on from the revision owed (or, created
+        // nowhere yet, from now), on a new stream.
         this.stream = undefined;
         stream.close();
         void this.open(true);

@@ -3,26 +3,30 @@
  * `--shard-split-qps`), through the same coordinator as `dkv shard split` (store-admin.ts).
  *
  * - **Size:** a shard whose retained versions (its DB SIZE IN USE) reach the threshold is split
- *   at its middle live key. Every replica holds the same data, so only the node leading the shard
- *   decides; a half still too large is split again at a later pass.
+ *   at the key that divides those bytes most evenly (`MvccStore.bytesMiddleKey`), if each side
+ *   gets at least `shardSplitSideMin` of them: one key whose history holds most of the bytes is
+ *   compaction's to shrink, not a split's. Every replica holds the same data, so only the node
+ *   leading the shard decides; a half still too large is split again at a later pass.
  * - **Load:** each node counts the requests it routes to each store shard (`LoadTracker`, fed by
  *   the router) over windows of `shardSplitLoadWindowMs`, keeping a reservoir of the keys asked.
  *   A shard whose count over a whole window reaches the threshold on one node is split, by that
  *   node, at the sampled key that divides the sampled requests most evenly, if each side gets at
- *   least `shardSplitLoadSideMin` of them (one hot key is not split: no key would divide its
+ *   least `shardSplitSideMin` of them (one hot key is not split: no key would divide its
  *   load). A request is counted where it arrives: the DKV client sends a shard's requests to its
  *   leader, etcd's clients spread them over the members, each of which counts its own share.
  *
  * Never split: the default store and the meta shard (as `dkv shard split` refuses them), a store
  * still being created or being dropped, a shard whose split is not finished, a shard holding
- * leases (the coordinator would refuse it). One split at a time per node; a split refused or
- * failed is not tried again for that shard before `shardSplitRetryMs`. Two nodes deciding at
- * once is harmless: the meta shard takes the first split and refuses the other's stale epoch.
+ * leases (the coordinator would refuse it). Nothing is split while a member's build does not
+ * apply fenced splits (a split a lease raced could not be undone). One split at a time per node;
+ * a split refused or failed is not tried again for that shard before `shardSplitRetryMs`. Two
+ * nodes deciding at once is harmless: the meta shard takes the first split and refuses the
+ * other's stale epoch. Splits made are counted by `dkv_shard_auto_splits_total{reason}`.
  */
 import { DEFAULT_STORE, type ShardDef, compareKeys } from '../cluster/index.js';
 import { type Router, kvEngineOf, leaseEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
 import { shardSplitLoadWindowMs } from './config.js';
-import { shardSplitLoadSampleKeys, shardSplitLoadSideMin, shardSplitRetryMs } from './limits.js';
+import { shardSplitLoadSampleKeyBytesMax, shardSplitLoadSampleKeys, shardSplitRetryMs, shardSplitSideMin } from './limits.js';
 import { type ShardSplitDone, StoreChangeRefused, printableKey } from './store-admin.js';
 
 /** Why a shard was split (the `reason` label of dkv_shard_splits_total). */
@@ -42,6 +46,11 @@ interface LoadWindow {
   samples: Uint8Array[];
 }
 
+/** A copy of (the start of) a key for the sample. */
+function sampled(key: Uint8Array): Uint8Array {
+  return Uint8Array.from(key.length > shardSplitLoadSampleKeyBytesMax ? key.subarray(0, shardSplitLoadSampleKeyBytesMax) : key);
+}
+
 /** A whole window's load of one shard. */
 export interface ShardLoad {
   readonly qps: number;
@@ -51,7 +60,8 @@ export interface ShardLoad {
 /**
  * The requests this node routes to each store shard, per window, with a reservoir sample of their
  * keys (a uniform sample of `shardSplitLoadSampleKeys` whatever the rate; a sampled key is copied,
- * so no request's buffer is kept).
+ * at most its first `shardSplitLoadSampleKeyBytesMax` bytes, so no request's buffer is kept; a cut
+ * key is still a key between the shard's keys).
  */
 export class LoadTracker {
   private readonly windows = new Map<number, LoadWindow>();
@@ -72,10 +82,10 @@ export class LoadTracker {
       this.windows.set(shardId, window);
     }
     window.requests++;
-    if (window.samples.length < this.sampleKeys) window.samples.push(Uint8Array.from(key));
+    if (window.samples.length < this.sampleKeys) window.samples.push(sampled(key));
     else {
       const slot = Math.floor(this.random() * window.requests);
-      if (slot < this.sampleKeys) window.samples[slot] = Uint8Array.from(key);
+      if (slot < this.sampleKeys) window.samples[slot] = sampled(key);
     }
   }
 
@@ -114,7 +124,7 @@ export class LoadTracker {
  * when no candidate leaves at least `sideMin` of the samples on each side (one hot key, or too
  * few samples inside the range).
  */
-export function loadSplitKey(samples: readonly Uint8Array[], start: Uint8Array, end: Uint8Array | undefined, sideMin = shardSplitLoadSideMin): Uint8Array | undefined {
+export function loadSplitKey(samples: readonly Uint8Array[], start: Uint8Array, end: Uint8Array | undefined, sideMin = shardSplitSideMin): Uint8Array | undefined {
   const inside = samples.filter((key) => compareKeys(key, start) >= 0 && (end === undefined || compareKeys(key, end) < 0)).sort(compareKeys);
   const total = inside.length;
   if (total < 2) return undefined;
@@ -136,7 +146,8 @@ export interface ShardFigures {
   readonly leader: boolean;
   /** Bytes of versions the shard retains. */
   readonly sizeBytes: number;
-  readonly liveKeys: number;
+  /** Where those bytes divide most evenly, and the share below that key (asked only of a leader past the threshold). */
+  readonly sizeMiddle?: { readonly key: Uint8Array; readonly share: number };
   /** Leases the shard holds (a split would be refused). */
   readonly leases: number;
   /** The shard is being dropped. */
@@ -145,27 +156,38 @@ export interface ShardFigures {
   readonly load?: ShardLoad;
 }
 
+/** Why a shard over a threshold is not split (logged once per shard and kind). */
+export type HeldKind = 'leases' | 'size-undivided' | 'load-undivided';
+
 /** A decision about one shard. */
 export type SplitChoice =
-  | { readonly split: true; readonly reason: SplitReason; readonly at: Uint8Array | undefined; readonly why: string }
-  | { readonly split: false; readonly why?: string };
+  | { readonly split: true; readonly reason: SplitReason; readonly at: Uint8Array; readonly why: string }
+  | { readonly split: false; readonly held?: HeldKind; readonly why?: string };
 
-/** Whether to split `shard` now, and where (pure; `at` undefined: its middle live key). */
+/** Whether to split `shard` now, and where (pure). */
 export function chooseSplit(shard: Pick<ShardDef, 'start' | 'end'>, figures: ShardFigures, settings: AutoSplitSettings): SplitChoice {
   if (figures.retired) return { split: false };
-  const bySize = settings.bytes > 0 && figures.leader && figures.sizeBytes >= settings.bytes && figures.liveKeys >= 2;
+  const bySize = settings.bytes > 0 && figures.leader && figures.sizeBytes >= settings.bytes;
   const byLoad = settings.qps > 0 && figures.load !== undefined && figures.load.qps >= settings.qps;
   if (!bySize && !byLoad) return { split: false };
-  if (figures.leases > 0) return { split: false, why: `it holds ${figures.leases} lease${figures.leases === 1 ? '' : 's'}, whose keys would span two shards` };
-  if (bySize) return { split: true, reason: 'size', at: undefined, why: `${figures.sizeBytes} bytes in use, the threshold is ${settings.bytes}` };
+  if (figures.leases > 0) return { split: false, held: 'leases', why: `it holds ${figures.leases} lease${figures.leases === 1 ? '' : 's'}, whose keys would span two shards` };
+  if (bySize) {
+    const middle = figures.sizeMiddle;
+    if (middle !== undefined && Math.min(middle.share, 1 - middle.share) >= shardSplitSideMin) {
+      return { split: true, reason: 'size', at: middle.key, why: `${figures.sizeBytes} bytes in use, the threshold is ${settings.bytes}` };
+    }
+    if (!byLoad) return { split: false, held: 'size-undivided', why: `${figures.sizeBytes} bytes in use, but no key divides them (one key, or its history, holds most of them: compact the store)` };
+  }
   const load = figures.load!;
   const at = loadSplitKey(load.samples, shard.start, shard.end);
-  if (at === undefined) return { split: false, why: `${Math.round(load.qps)} requests/s, but no key divides them (a single hot key, or one side takes under ${shardSplitLoadSideMin * 100}% of them)` };
+  if (at === undefined) return { split: false, held: 'load-undivided', why: `${Math.round(load.qps)} requests/s, but no key divides them (a single hot key, or one side takes under ${shardSplitSideMin * 100}% of them)` };
   return { split: true, reason: 'load', at, why: `${Math.round(load.qps)} requests/s, the threshold is ${settings.qps}` };
 }
 
 export interface AutoSplitterDeps {
   readonly router: Router;
+  /** Whether every member applies fenced splits and AbortSplit (no split is made before). */
+  readonly membersReady: () => boolean;
   readonly selfId: number;
   readonly settings: AutoSplitSettings;
   readonly tracker: LoadTracker;
@@ -181,8 +203,8 @@ export class AutoSplitter {
   private running = false;
   /** Shards not to try again before this time (their split was refused or failed). */
   private readonly holdUntil = new Map<number, number>();
-  /** The reason last logged for not splitting a shard over a threshold (logged once per shard and reason). */
-  private readonly held = new Map<number, string>();
+  /** Why a shard over a threshold was last logged as not split (logged once per shard and kind). */
+  private readonly held = new Map<number, HeldKind>();
 
   constructor(private readonly deps: AutoSplitterDeps) {}
 
@@ -202,7 +224,7 @@ export class AutoSplitter {
 
   private choose(): { shard: ShardDef; choice: SplitChoice & { split: true } } | undefined {
     const { router, tracker, settings } = this.deps;
-    if (!router.hosts(router.map.metaShard)) return undefined;
+    if (!router.hosts(router.map.metaShard) || !this.deps.membersReady()) return undefined;
     const meta = metaEngineOf(router.meta().machine());
     const map = meta.shardMap();
     const creating = meta.creatingStores();
@@ -214,23 +236,30 @@ export class AutoSplitter {
     for (const shard of map.shards()) {
       if (shard.store === DEFAULT_STORE || !router.hosts(shard.id)) continue;
       seen.add(shard.id);
-      // Every hosted shard's window rolls at each pass, so a window never outlives its epoch.
+      // Once a split is chosen the other shards' windows go on (rolled at the next pass, over
+      // their longer time): a second hot shard is not made to wait a window more.
+      if (found !== undefined) continue;
+      // Every other hosted shard's window rolls at each pass, so a window never outlives its epoch.
       const load = tracker.roll(shard.id, shard.epoch, nowMs);
-      if (found !== undefined || creating.has(shard.store) || busy.has(shard.id) || (this.holdUntil.get(shard.id) ?? 0) > nowMs) continue;
+      if (creating.has(shard.store) || busy.has(shard.id) || (this.holdUntil.get(shard.id) ?? 0) > nowMs) continue;
       const handle = router.shard(shard.id);
       const machine = handle.machine();
+      const mvcc = kvEngineOf(machine).mvcc;
+      const leader = handle.leader() === this.deps.selfId;
+      const sizeBytes = mvcc.sizeInUseBytes;
+      const sizeMiddle = settings.bytes > 0 && leader && sizeBytes >= settings.bytes ? mvcc.bytesMiddleKey() : undefined;
       const figures: ShardFigures = {
-        leader: handle.leader() === this.deps.selfId,
-        sizeBytes: kvEngineOf(machine).mvcc.sizeInUseBytes,
-        liveKeys: kvEngineOf(machine).mvcc.keyCount,
+        leader,
+        sizeBytes,
+        ...(sizeMiddle === undefined ? {} : { sizeMiddle }),
         leases: leaseEngineOf(machine).size,
         retired: ownershipEngineOf(machine).retired !== 0,
         ...(load === undefined ? {} : { load }),
       };
       const choice = chooseSplit(shard, figures, settings);
       if (choice.split) found = { shard, choice };
-      else if (choice.why !== undefined && this.held.get(shard.id) !== choice.why) {
-        this.held.set(shard.id, choice.why);
+      else if (choice.held !== undefined && this.held.get(shard.id) !== choice.held) {
+        this.held.set(shard.id, choice.held);
         this.deps.log.info(`automatic split: shard ${shard.id} of store "${shard.store}" is not split: ${choice.why}`);
       }
     }

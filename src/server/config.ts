@@ -626,7 +626,7 @@ const flagSpecs: readonly FlagSpec[] = [
     'int',
     'dkv',
     String(shardSplitBytesDefault),
-    `a mounted store's shard whose retained versions (its DB SIZE IN USE) reach this many bytes is split at its middle key, by the node leading it (0: never; else ${shardSplitBytesMin} or more). ` +
+    `a mounted store's shard whose retained versions (its DB SIZE IN USE) reach this many bytes is split at the key that divides them most evenly, by the node leading it (not when one key's history holds most of them: compact it) (0: never; else ${shardSplitBytesMin} or more). ` +
       'The default store and the meta shard are never split. DKV only (etcd has no such flag).',
   ),
   spec(

@@ -157,7 +157,9 @@ export const storeCreateStaleRequestTimeouts = 3;
 export const shardSplitCheckMs = 1000;
 /** Keys sampled per shard and window to choose where a load split cuts. */
 export const shardSplitLoadSampleKeys = 64;
-/** A load split leaves at least this share of the sampled requests on each side, or is not made. */
-export const shardSplitLoadSideMin = 0.25;
+/** A sampled key keeps at most its first this many bytes (64 samples of 1.5 MiB keys would hold ~96 MiB per shard). */
+export const shardSplitLoadSampleKeyBytesMax = 512;
+/** An automatic split leaves at least this share of the shard's bytes (size) or sampled requests (load) on each side, or is not made. */
+export const shardSplitSideMin = 0.25;
 /** A shard whose automatic split was refused or failed is not tried again before this long. */
 export const shardSplitRetryMs = 30_000;

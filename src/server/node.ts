@@ -12,7 +12,7 @@ import { type ConfChange, type Entry, SeededPrng, assert, encodeConfChange } fro
 import { LevelLogStore, type ShardUpdate } from '../../storage/index.js';
 import { clusterIdOf, formatId, memberIdOf } from '../cluster/index.js';
 import { authEngineOf, composeStateMachine, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
-import { EngineId, authOutcome, eventsOf, isCompactionOutcome } from '../engines/index.js';
+import { EngineId, OWNERSHIP_FENCED_SPLIT_VERSION, authOutcome, eventsOf, isCompactionOutcome } from '../engines/index.js';
 import { AuthGate } from './auth/gate.js';
 import { keepServingAfterClientGoaway } from './client-goaway.js';
 import { ConnectionLoad, withConnectionLimits } from './connection-limits.js';
@@ -22,7 +22,7 @@ import { JwtTokens } from './auth/jwt.js';
 import { RateLimiter } from './auth/rate-limit.js';
 import { createAuthService } from './auth/service.js';
 import { SimpleTokens } from './auth/tokens.js';
-import { DEFAULT_STORE_SHARD, type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index.js';
+import { DEFAULT_STORE_SHARD, META_ABORT_SPLIT_VERSION, type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index.js';
 import { WatchHub, watchLimits, watcherOwned } from '../engines/watch/index.js';
 import { DkvError, dkvError, errorTable } from '../errors.js';
 import { clientError } from '../error-mapping.js';
@@ -287,7 +287,8 @@ export class DkvNode {
           if (applied.engine === EngineId.Auth) this.authApplied(applied.outcome, this.recoveryLog?.replays(shard, entry.index) === true);
         },
         shardSplit: (parent, child) => {
-          this.metrics.shardSplits.inc();
+          // A restart's replay of the parent's log met a split counted before.
+          if (this.recoveryLog?.replaying(parent) !== true) this.metrics.shardSplits.inc();
           logger.info(`shard ${parent}: split at index ${this.runtime.machine(parent).appliedIndex}; its keys from the split key on are shard ${child}'s`);
           // Watchers of the keys that moved: their events are the child's from now on. The child
           // keeps the revisions, so a watch again from the next revision misses nothing.
@@ -649,6 +650,7 @@ export class DkvNode {
     this.autoSplitter = new AutoSplitter({
       router: this.router,
       selfId: this.identity.memberId,
+      membersReady: () => this.membersSupportCached(EngineId.Ownership, OWNERSHIP_FENCED_SPLIT_VERSION) && this.membersSupportCached(EngineId.Meta, META_ABORT_SPLIT_VERSION),
       settings,
       tracker: this.loadTracker,
       split: (shard, at) => splitShard({ router: this.router, options: { timeoutMs: this.requestTimeoutMs } }, shard, at),

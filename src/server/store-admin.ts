@@ -35,8 +35,8 @@
  * (AbortSplit: P takes [K, end) back at a new epoch, C leaves the map).
  */
 import { type ShardMap, ShardMapError, type ShardMapErrorCode, compareKeys } from '../cluster/index.js';
-import { OWNERSHIP_SPLIT_VERSION, type OwnershipOutcome, cedeCommand, reclaimCommand, retireCommand, splitCommand } from '../engines/index.js';
-import { type MetaOutcome, abortSplitCommand, activateStoreCommand, dropStoreCommand, finishSplitCommand, mountStoreCommand, splitShardCommand } from '../engines/meta/index.js';
+import { EngineId, OWNERSHIP_SPLIT_VERSION, type OwnershipOutcome, cedeCommand, reclaimCommand, retireCommand, splitCommand } from '../engines/index.js';
+import { META_ABORT_SPLIT_VERSION, type MetaOutcome, abortSplitCommand, membersSupport, activateStoreCommand, dropStoreCommand, finishSplitCommand, mountStoreCommand, splitShardCommand } from '../engines/meta/index.js';
 
 import { type RequestOptions, type Router, RuntimeError, kvEngineOf, leaseEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
 
@@ -207,12 +207,13 @@ export async function repairStores(ctx: StoreAdminContext, nowMs: number, staleM
       if (!(error instanceof StoreChangeRefused || error instanceof ShardMapError)) throw error;
     }
   }
-  // Splits nobody finished (their coordinator stopped between the steps).
+  // Splits nobody finished (their coordinator stopped between the steps); one that cannot be
+  // finished now does not hold up the rest.
   for (const [child, record] of meta.splitting()) {
     try {
       await finishSplit(ctx, record.parent, child, record.at, record.end);
     } catch (error) {
-      if (!(error instanceof StoreChangeRefused)) throw error;
+      if (!(error instanceof StoreChangeRefused)) ctx.log?.warn(`store repair: the split of shard ${record.parent} into shard ${child}: ${error instanceof Error ? error.message : String(error)}`);
     }
   }
 }
@@ -277,7 +278,7 @@ async function finishSplit(ctx: StoreAdminContext, parent: number, child: number
   const { outcome, fenced } = await proposeSplit(ctx, parent, child, at, end);
   if (outcome.kind === 'error' && fenced) {
     metaResult((await ctx.router.meta().propose(abortSplitCommand(child), ctx.options)).outcome);
-    throw new StoreChangeRefused('split-undone', `shard ${parent} refused its split into shard ${child} after the map recorded it (${outcome.message}), so the split was undone: the shard serves its whole range again, nothing changed; split it again once that is no longer so`);
+    throw new StoreChangeRefused('split-undone', `shard ${parent} refused its split into shard ${child} after the map recorded it (${outcome.message}), so the map's split was undone: nothing changed; split it again once that is no longer so`);
   }
   if (outcome.kind === 'error') throw new StoreChangeRefused('split-refused', `shard ${parent} refused its split into shard ${child} after the map recorded it (${outcome.message}): its keys from the split key on are not served until the split is finished (store repair retries it) or the store is dropped`);
   metaResult((await ctx.router.meta().propose(finishSplitCommand(child), ctx.options)).outcome);
@@ -290,6 +291,10 @@ async function finishSplit(ctx: StoreAdminContext, parent: number, child: number
  */
 async function proposeSplit(ctx: StoreAdminContext, parent: number, child: number, at: Uint8Array, end: Uint8Array | undefined): Promise<{ outcome: OwnershipOutcome; fenced: boolean }> {
   const handle = ctx.router.shard(parent);
+  // A fenced refusal is undone by AbortSplit: fenced only once every member applies that too.
+  if (!membersSupport(metaEngineOf(ctx.router.meta().machine()).members(), EngineId.Meta, META_ABORT_SPLIT_VERSION)) {
+    return { outcome: (await handle.propose(splitCommand(child, at, end, OWNERSHIP_SPLIT_VERSION), ctx.options)).outcome as OwnershipOutcome, fenced: false };
+  }
   try {
     return { outcome: (await handle.propose(splitCommand(child, at, end), ctx.options)).outcome as OwnershipOutcome, fenced: true };
   } catch (error) {

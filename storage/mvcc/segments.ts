@@ -442,6 +442,44 @@ export class SegmentIndex {
     return this.account.bytes;
   }
 
+  /**
+   * The key before which the retained bytes divide most evenly (segments' live bytes to find the
+   * middle segment, then each key's retained versions in it), and the bytes below it; none for a
+   * store of fewer than two keys. The cut before the first key is never taken.
+   */
+  bytesMiddle(): { key: Uint8Array; below: number; total: number } | undefined {
+    const segments = this.segments.filter((segment) => segment.count > 0);
+    let total = 0;
+    for (const segment of segments) total += segment.liveBytes;
+    let best: { segment: Segment; slot: number; below: number } | undefined;
+    // A cut before key `slot` of `segment`, with `below` bytes before it (never before the first key).
+    const consider = (segment: Segment, slot: number, below: number): void => {
+      if (segment === segments[0] && slot === 0) return;
+      if (best === undefined || Math.abs(total - 2 * below) < Math.abs(total - 2 * best.below)) best = { segment, slot, below };
+    };
+    const scratch: number[] = [];
+    let below = 0;
+    for (let i = 0; i < segments.length; i++) {
+      const segment = segments[i]!;
+      // Cuts inside a segment that ends before the middle are no better than its edges.
+      if (below + segment.liveBytes < total / 2) {
+        consider(segment, 0, below);
+        below += segment.liveBytes;
+        continue;
+      }
+      let at = below;
+      for (let slot = 0; slot < segment.count; slot++) {
+        consider(segment, slot, at);
+        at += retainedBytes(segment, segment.heads[slot]!, this.floor, scratch);
+      }
+      if (i + 1 < segments.length) consider(segments[i + 1]!, 0, below + segment.liveBytes);
+      break;
+    }
+    if (best === undefined) return undefined;
+    const { segment, slot } = best;
+    return { key: Uint8Array.from(segment.keyAt(slot)), below: best.below, total };
+  }
+
   /** Appends segments built elsewhere (a restore's loader), in key order after every current one. */
   adopt(segments: readonly Segment[]): void {
     for (const segment of segments) this.segments.push(this.accounted(segment));

@@ -178,6 +178,18 @@ export class MvccStore {
     return this.index.sizeBytes;
   }
 
+  /**
+   * The key that divides the versions this store retains most evenly by their bytes (where a
+   * shard splits by size), with the share of those bytes below it; none when the store has fewer
+   * than two keys. One key holding most of the bytes (its history) leaves a lopsided share: a
+   * split cannot divide it.
+   */
+  bytesMiddleKey(): { readonly key: Uint8Array; readonly share: number } | undefined {
+    const middle = this.index.bytesMiddle();
+    if (middle === undefined) return undefined;
+    return { key: middle.key, share: middle.total === 0 ? 0.5 : middle.below / middle.total };
+  }
+
   /** Bytes of versions still retained (etcd's DB SIZE IN USE): `sizeBytes` less garbage and free room. */
   get sizeInUseBytes(): number {
     let bytes = 0;

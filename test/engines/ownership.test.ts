@@ -253,6 +253,10 @@ describe('split fences', () => {
     expect(log.apply(splitCommand(10, b('m'), undefined))).toEqual({ kind: 'ok' });
     expect(ownership.bounds().hi).toEqual(new Uint8Array(b('m')));
     expect(ownership.splitFence).toBe(9);
+    // The refused one again, late (a repair that read the map before the undo): still refused,
+    // though a split at its key applied since; the one made is answered as made.
+    expect(log.apply(splitCommand(9, b('m'), undefined))).toMatchObject({ kind: 'error', message: expect.stringContaining('fenced') });
+    expect(log.apply(splitCommand(10, b('m'), undefined))).toEqual({ kind: 'ok' });
   });
 
   it('fences nothing at version 2 (a member of an earlier build applies it alike)', () => {

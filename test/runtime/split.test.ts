@@ -12,7 +12,7 @@ import { SIM_DEFAULTS, type SimCallback, SimCluster } from '../../jepsen-lite/si
 import { etcdType } from '../../src/etcd-proto.js';
 import { type EngineCommand, type OwnershipOutcome, splitCommand } from '../../src/engines/index.js';
 import { KvCommandKind, kvCommand } from '../../src/engines/kv/index.js';
-import { grantCommand } from '../../src/engines/lease/engine.js';
+import { grantCommand, revokeCommand } from '../../src/engines/lease/engine.js';
 import { composeStateMachine, kvEngineOf, ownershipEngineOf } from '../../src/runtime/compose.js';
 import { encodeEnvelope } from '../../src/runtime/index.js';
 
@@ -115,20 +115,27 @@ describe('a shard split', () => {
     const at = leaderOf(c, PARENT);
     expect(run(c, at, PARENT, splitCommand(CHILD, text(key(15)), undefined))).toEqual({ kind: 'ok' });
     expect(c.runUntilCondition(() => c.leader(CHILD) !== undefined, 10_000)).toBe(true);
-    const bad = (outcome: unknown) => expect((outcome as OwnershipOutcome).kind === 'error' && (outcome as { code: string }).code).toBe('bad-split');
+    // Each refusal fences its child, so each case names a child of its own (a refusal by the
+    // fence would hide the one meant) and is told by its message.
+    const bad = (outcome: unknown, why: RegExp) => {
+      expect(outcome).toMatchObject({ kind: 'error', code: 'bad-split' });
+      expect((outcome as { message: string }).message).toMatch(why);
+    };
     // Above the parent's new end, with the parent's stale end, at the child's start, below it.
-    bad(run(c, leaderOf(c, PARENT), PARENT, splitCommand(9, text(key(20)), text(key(15)))));
-    bad(run(c, leaderOf(c, PARENT), PARENT, splitCommand(9, text(key(10)), undefined)));
-    bad(run(c, leaderOf(c, CHILD), CHILD, splitCommand(9, text(key(15)), undefined)));
-    bad(run(c, leaderOf(c, CHILD), CHILD, splitCommand(9, text(key(2)), undefined)));
-    bad(run(c, leaderOf(c, CHILD), CHILD, splitCommand(9, new Uint8Array(0), undefined)));
+    bad(run(c, leaderOf(c, PARENT), PARENT, splitCommand(9, text(key(20)), text(key(15)))), /not below the shard's end/);
+    bad(run(c, leaderOf(c, PARENT), PARENT, splitCommand(10, text(key(10)), undefined)), /the shard ends at/);
+    bad(run(c, leaderOf(c, CHILD), CHILD, splitCommand(11, text(key(15)), undefined)), /not above the shard's start/);
+    bad(run(c, leaderOf(c, CHILD), CHILD, splitCommand(12, text(key(2)), undefined)), /not above the shard's start/);
+    bad(run(c, leaderOf(c, CHILD), CHILD, splitCommand(13, new Uint8Array(0), undefined)), /empty/);
     c.runFor(2000);
-    expect(c.hosts(9)).toEqual([]);
-    // A lease in the shard: refused.
+    for (const child of [9, 10, 11, 12, 13]) expect(c.hosts(child)).toEqual([]);
+    // A lease in the shard: refused; then fenced against that child even once the lease is gone.
     expect(run(c, leaderOf(c, CHILD), CHILD, grantCommand(5n, 60))).toMatchObject({ kind: 'granted' });
-    bad(run(c, leaderOf(c, CHILD), CHILD, splitCommand(9, text(key(25)), undefined)));
+    bad(run(c, leaderOf(c, CHILD), CHILD, splitCommand(14, text(key(25)), undefined)), /holds 1 lease/);
+    expect(run(c, leaderOf(c, CHILD), CHILD, revokeCommand(5n))).toMatchObject({ kind: 'revoked' });
+    bad(run(c, leaderOf(c, CHILD), CHILD, splitCommand(14, text(key(25)), undefined)), /fenced/);
     c.runFor(2000);
-    expect(c.hosts(9)).toEqual([]);
+    expect(c.hosts(14)).toEqual([]);
   });
 
   it('survives restarts: a restart replays the split without making the child twice; a replica that missed it gets the child from its leader', () => {

@@ -2,13 +2,14 @@
  * The automatic splitter's decisions (src/server/auto-split.ts), pure: where a load split cuts
  * (the sampled key dividing the sampled requests most evenly, never one that leaves a side under
  * its minimum share, never the shard's start or a key outside it), the per-shard load windows and
- * their key reservoir, and when a shard is split by size or load or left alone, with the reason.
+ * their key reservoir, where a size split cuts (the key dividing the retained bytes, not one that
+ * leaves a side too little), and when a shard is split by size or load or left alone, with why.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compareKeys } from '../../src/cluster/index.js';
 import { LoadTracker, chooseSplit, loadSplitKey } from '../../src/server/auto-split.js';
-import { shardSplitLoadSideMin } from '../../src/server/limits.js';
+import { shardSplitLoadSampleKeyBytesMax, shardSplitSideMin } from '../../src/server/limits.js';
 
 const b = (s: string): Uint8Array => Buffer.from(s, 'latin1');
 const s = (k: Uint8Array | undefined): string | undefined => (k === undefined ? undefined : Buffer.from(k).toString('latin1'));
@@ -35,7 +36,7 @@ describe('loadSplitKey', () => {
         };
         const fair = (cut: Uint8Array): boolean => {
           const { below, total } = split(samples, start, end, cut);
-          return Math.min(below, total - below) >= shardSplitLoadSideMin * total;
+          return Math.min(below, total - below) >= shardSplitSideMin * total;
         };
         const best = candidates.length === 0 ? undefined : Math.min(...candidates.map(imbalance));
         if (at === undefined) {
@@ -73,6 +74,17 @@ describe('loadSplitKey', () => {
 });
 
 describe('LoadTracker', () => {
+  it('keeps at most the first bytes of a long key in its sample', () => {
+    const tracker = new LoadTracker(() => 0, () => 0, 10, 4);
+    tracker.record(1, b('x'));
+    tracker.roll(1, 1, 0);
+    const long = new Uint8Array(100_000).fill(0x61);
+    tracker.record(1, long);
+    const [sample] = tracker.roll(1, 1, 10)!.samples;
+    expect(sample!.length).toBe(shardSplitLoadSampleKeyBytesMax);
+    expect(sample!.buffer.byteLength).toBe(shardSplitLoadSampleKeyBytesMax);
+  });
+
   it('counts a whole window per shard epoch, keeping a bounded copy-sample of the keys', () => {
     let now = 0;
     const tracker = new LoadTracker(() => now, () => 0.5, 10_000, 8);
@@ -130,15 +142,22 @@ describe('LoadTracker', () => {
 describe('chooseSplit', () => {
   const shard = { start: b('/h/'), end: b('/h0') };
   const settings = { bytes: 1000, qps: 100 };
-  const quiet = { leader: true, sizeBytes: 10, liveKeys: 10, leases: 0, retired: false };
+  const quiet = { leader: true, sizeBytes: 10, leases: 0, retired: false };
+  const middle = { key: b('/h/q'), share: 0.5 };
   const uniform = Array.from({ length: 26 }, (_, i) => b(`/h/${String.fromCharCode(97 + i)}`));
 
-  it('splits by size on the leader only, at the middle key', () => {
-    expect(chooseSplit(shard, { ...quiet, sizeBytes: 1000 }, settings)).toMatchObject({ split: true, reason: 'size', at: undefined });
-    expect(chooseSplit(shard, { ...quiet, sizeBytes: 999 }, settings)).toEqual({ split: false });
-    expect(chooseSplit(shard, { ...quiet, sizeBytes: 5000, leader: false }, settings)).toEqual({ split: false });
-    expect(chooseSplit(shard, { ...quiet, sizeBytes: 5000, liveKeys: 1 }, settings)).toEqual({ split: false });
-    expect(chooseSplit(shard, { ...quiet, sizeBytes: 5000 }, { ...settings, bytes: 0 })).toEqual({ split: false });
+  it('splits by size on the leader only, at the key that divides its bytes, unless one side would keep too little of them', () => {
+    expect(chooseSplit(shard, { ...quiet, sizeBytes: 1000, sizeMiddle: middle }, settings)).toMatchObject({ split: true, reason: 'size', at: b('/h/q') });
+    expect(chooseSplit(shard, { ...quiet, sizeBytes: 1000, sizeMiddle: { ...middle, share: shardSplitSideMin } }, settings)).toMatchObject({ split: true });
+    expect(chooseSplit(shard, { ...quiet, sizeBytes: 999, sizeMiddle: middle }, settings)).toEqual({ split: false });
+    expect(chooseSplit(shard, { ...quiet, sizeBytes: 5000, sizeMiddle: middle, leader: false }, settings)).toEqual({ split: false });
+    expect(chooseSplit(shard, { ...quiet, sizeBytes: 5000, sizeMiddle: middle }, { ...settings, bytes: 0 })).toEqual({ split: false });
+    // One key's history holds most of the bytes (or fewer than two keys): compaction's to shrink.
+    for (const lopsided of [{ sizeMiddle: { ...middle, share: 0.9 } }, { sizeMiddle: { ...middle, share: 0.1 } }, {}]) {
+      expect(chooseSplit(shard, { ...quiet, sizeBytes: 5000, ...lopsided }, settings)).toMatchObject({ split: false, held: 'size-undivided', why: expect.stringMatching(/compact the store/) });
+    }
+    // Then load may still split it where its requests divide.
+    expect(chooseSplit(shard, { ...quiet, sizeBytes: 5000, sizeMiddle: { ...middle, share: 0.9 }, load: { qps: 500, samples: uniform } }, settings)).toMatchObject({ split: true, reason: 'load', at: b('/h/n') });
   });
 
   it('splits by load on whichever node saw it, at the balancing key', () => {
@@ -147,13 +166,13 @@ describe('chooseSplit', () => {
     expect(chooseSplit(shard, { ...quiet, load: { ...load, qps: 99 } }, settings)).toEqual({ split: false });
     expect(chooseSplit(shard, { ...quiet, load }, { ...settings, qps: 0 })).toEqual({ split: false });
     const hot = chooseSplit(shard, { ...quiet, load: { qps: 500, samples: Array(64).fill(b('/h/k')) } }, settings);
-    expect(hot).toMatchObject({ split: false });
+    expect(hot).toMatchObject({ split: false, held: 'load-undivided' });
     expect((hot as { why: string }).why).toMatch(/no key divides them/);
   });
 
   it('leaves a shard holding leases, or being dropped, alone (saying why for the leases)', () => {
     const leased = chooseSplit(shard, { ...quiet, sizeBytes: 5000, leases: 2 }, settings);
-    expect(leased).toEqual({ split: false, why: 'it holds 2 leases, whose keys would span two shards' });
+    expect(leased).toEqual({ split: false, held: 'leases', why: 'it holds 2 leases, whose keys would span two shards' });
     expect(chooseSplit(shard, { ...quiet, sizeBytes: 5000, retired: true }, settings)).toEqual({ split: false });
   });
 });

@@ -246,8 +246,9 @@ export class OwnershipEngine implements Engine, KeyOwner {
     // Malformed: refused alike everywhere (the shard keeps serving), not a reason to stop.
     if (typeof parsed === 'string') return { kind: 'error', code: 'bad-split', message: parsed };
     const { child, at, end } = parsed;
-    if (this.hi !== undefined && compareKeys(this.hi, at) === 0) return { kind: 'ok' };
+    // Fenced first: a refused split stays refused even once another split at its key applied.
     if (child <= this.fence) return { kind: 'error', code: 'bad-split', message: `a split into shard ${child} was refused here before (the shard is fenced against it up to shard ${this.fence})` };
+    if (this.hi !== undefined && compareKeys(this.hi, at) === 0) return { kind: 'ok' };
     const refuse = (message: string): OwnershipOutcome => {
       if (command.version >= OWNERSHIP_FENCED_SPLIT_VERSION) this.fence = child;
       return { kind: 'error', code: 'bad-split', message };
