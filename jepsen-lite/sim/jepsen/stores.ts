@@ -748,7 +748,9 @@ class AdminFlow {
       if ((outcome as OwnershipOutcome).kind !== 'ok') {
         if (this.run.noSplitAbort) return done();
         return this.step(`undo split ${child}`, metaShard, abortSplitCommand(child), (undone) => {
-          if ((undone as MetaOutcome).kind === 'stores') this.run.counts.splitsUndone++;
+          // `[parent, child]`: undone now (`[child]`: gone already, with its store's drop or an earlier undo).
+          const o = undone as MetaOutcome;
+          if (o.kind === 'stores' && o.shards.length === 2) this.run.counts.splitsUndone++;
           done();
         });
       }
