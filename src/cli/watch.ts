@@ -15,8 +15,8 @@ export const watchHelp = `Usage: dkv watch KEY [RANGE_END] [options]
 Prints every change of KEY (or of the keys in [KEY, RANGE_END)) as etcdctl watch does: the event
 (PUT or DELETE), the key and its value, a line each, until SIGINT or SIGTERM (then exit 0). A
 watch whose start revision was compacted ends with a message and exit 1, as does one a split of
-its store's shard cancels (keys still in one shard: watch again with --rev, the next revision,
-since their new shard keeps their history; the TypeScript client's watches go on by themselves). A --prefix whose keys
+its store's shard cancels: a watch whose range the split cut in two, or a --prefix watched in
+every shard (a watch whose keys all moved goes on in the new shard). A --prefix whose keys
 span shards (stores mounted under it), which etcd's Watch does not serve, is watched through
 dkv.v1's WatchPrefix in every shard instead (from now: each shard has its own revisions, so
 --rev is refused there).

@@ -23,7 +23,7 @@ import { RateLimiter } from './auth/rate-limit.js';
 import { createAuthService } from './auth/service.js';
 import { SimpleTokens } from './auth/tokens.js';
 import { DEFAULT_STORE_SHARD, META_ABORT_SPLIT_VERSION, type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index.js';
-import { WatchHub, watchLimits, watcherOwned } from '../engines/watch/index.js';
+import { type Watcher, WatchHub, watchLimits, watcherOwned } from '../engines/watch/index.js';
 import { DkvError, dkvError, errorTable } from '../errors.js';
 import { clientError } from '../error-mapping.js';
 import { type KeyRange, NodeRuntime, QUIESCE_FEATURE_VERSION, RUNTIME_FEATURES_ID, type RequestOptions, Router, type ShardHandle, firstRequestId, metaShardMap, wrapConfContext } from '../runtime/index.js';
@@ -50,7 +50,7 @@ import { guardLearner } from './learner-guard.js';
 import { type WatchPart, createPrefixWatchService } from './prefix-watch-service.js';
 import { BufferedBytes } from './response-queue.js';
 import { Ticker, immediateScheduler, leaseScheduler, levelStorage, wallClock } from './runtime-host.js';
-import { type WatchRefusal, type WatchedShard, createWatchService } from './watch-service.js';
+import { type WatchRefusal, type WatchedShard, createWatchService, rehomeWatcher } from './watch-service.js';
 import { answerLeaderQuery, learnerProgress, leftGroupAtLeader } from './leader-queries.js';
 import { MembershipSync } from './membership-sync.js';
 import { OwnRemovalWatch } from './own-removal-watch.js';
@@ -290,10 +290,16 @@ export class DkvNode {
           // A restart's replay of the parent's log met a split counted before.
           if (this.recoveryLog?.replaying(parent) !== true) this.metrics.shardSplits.inc();
           logger.info(`shard ${parent}: split at index ${this.runtime.machine(parent).appliedIndex}; its keys from the split key on are shard ${child}'s`);
-          // Watchers of the keys that moved: their events are the child's from now on. The child
-          // keeps the revisions, so a watch again from the next revision misses nothing.
+          // Watchers of the keys that moved: their events are the child's from now on. An etcd
+          // watch whose keys the child serves whole moves there on its stream, from the next
+          // revision it owes (the child keeps the revisions and history); any other (its range
+          // across both halves, a dkv.v1 prefix watch, an Observe) is canceled with the reason,
+          // and a watch again from the next revision misses nothing.
           const ownership = ownershipEngineOf(this.runtime.machine(parent));
-          this.watchedShard(parent).hub.cancelWhere((w) => !watcherOwned(w, (key, rangeEnd) => ownership.owns(key, rangeEnd)), errorTable['watch-shard-split'].message);
+          const childOwnership = this.runtime.hasShard(child) ? ownershipEngineOf(this.runtime.machine(child)) : undefined;
+          const rehome = (w: Watcher): boolean =>
+            childOwnership !== undefined && watcherOwned(w, (key, rangeEnd) => childOwnership.owns(key, rangeEnd)) && rehomeWatcher(w, this.watchedShard(child));
+          this.watchedShard(parent).hub.cancelWhere((w) => !watcherOwned(w, (key, rangeEnd) => ownership.owns(key, rangeEnd)), errorTable['watch-shard-split'].message, rehome);
         },
         stateReplaced: (shard, from) => {
           const source = from === 'leader' ? "the leader's snapshot" : 'the stored snapshot';

@@ -227,6 +227,15 @@ export function isEmptyWatchRange(key: Uint8Array | undefined, rangeEnd: Uint8Ar
   return compareBytes(key !== undefined && key.length > 0 ? key : Uint8Array.of(0), rangeEnd) >= 0;
 }
 
+/**
+ * Moves an etcd Watch watcher of a shard that split to the child that now serves all its keys
+ * (`WatchStream.rehome`); false for any other watcher (a dkv.v1 prefix watch, an Observe), which
+ * is canceled instead.
+ */
+export function rehomeWatcher(watcher: Watcher, to: WatchedShard): boolean {
+  return watcher.sink instanceof WatchStream && watcher.sink.rehome(watcher, to);
+}
+
 /** One client stream: its watchers and a bounded queue of responses for a slow reader. */
 class WatchStream implements WatchSink {
   private readonly states = new Map<number, WatcherState>();
@@ -505,6 +514,22 @@ class WatchStream implements WatchSink {
       pieceBytes += size;
     }
     this.push(new EventsResponse(header, watcher.id, piece, false), pieceBytes);
+    return true;
+  }
+
+  /**
+   * Takes `watcher` (removed from its hub already) over in shard `to`, from the next revision it
+   * owes: a split's child, which keeps the parent's revisions and history for its keys. Same id,
+   * same stream, no cancel: its events and headers are the child's from then on. False when the
+   * watcher is not this stream's (any more).
+   */
+  rehome(watcher: Watcher, to: WatchedShard): boolean {
+    const state = this.states.get(watcher.id);
+    if (this.closed || state === undefined || state.watcher !== watcher) return false;
+    const moved = new Watcher(watcher.id, { ...watcher.options, startRevision: watcher.nextRevision }, this);
+    this.untrack(state);
+    this.track({ ...state, watcher: moved, shard: to });
+    to.hub.add(moved);
     return true;
   }
 

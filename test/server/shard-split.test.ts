@@ -2,8 +2,9 @@
  * An online split on a real 3-node cluster, through dkv.v1.Admin's ShardSplit and `dkv shard
  * split`: a store's shard splits at a key while a client keeps writing into the half that moves;
  * every replica then holds the two halves (the same keys, values and revisions on every member),
- * both take writes, a range across them is merged, the watchers of the keys that moved are
- * canceled with the reason while the others keep their events, the groups come back from disk
+ * both take writes, a range across them is merged, an etcd watch of a moved key goes on in the
+ * child without a cancel, one across both halves is canceled with the reason, the others keep
+ * their events, the groups come back from disk
  * after a SIGKILL, and bad requests are refused with stable errors, changing nothing. A shard
  * past `--shard-split-bytes` splits itself at its middle key, one past `--shard-split-qps` at the
  * key that divides its requests. A client's prefix watch and key watch go on through a split with
@@ -57,11 +58,13 @@ describe('an online shard split', () => {
     const created = await admin(0, 'StoreCreate', { name: 'users', prefix: b('/u/'), shards: 1 });
     first = Number((created.shard_ids as unknown[])[0]);
     for (let i = 0; i < 40; i++) await channels[i % 3]!.call('etcdserverpb.KV', 'Put', { key: b(key(i)), value: b(`v${i}`) });
-    const watches = [new WatchClient(cluster.endpoint(2)), new WatchClient(cluster.endpoint(2))];
+    const watches = [new WatchClient(cluster.endpoint(2)), new WatchClient(cluster.endpoint(2)), new WatchClient(cluster.endpoint(2))];
     const client = new DkvClient({ servers: cluster.endpoints.split(',').map((address) => ({ address })) });
     try {
-      watches[0]!.create({ key: key(30), watchId: 1 });
+      // etcd watches: the key written into the moving half, a key that stays, and a range across both halves.
+      watches[0]!.create({ key: key(35), watchId: 1 });
       watches[1]!.create({ key: key(5), watchId: 2 });
+      watches[2]!.create({ key: key(10), rangeEnd: key(30), watchId: 3 });
       for (const w of watches) await w.waitFor((r) => r.some((x) => x.created === true));
       // A writer into the half that moves, for as long as the split takes.
       let writing = true;
@@ -98,9 +101,16 @@ describe('an online shard split', () => {
       console.log(`shard split: ${written} puts into the moving half, the slowest took ${slowest.toFixed(0)} ms`);
       expect(slowest).toBeLessThan(3000);
 
-      // The moved key's watcher is canceled with the reason; the other keeps its events.
-      await watches[0]!.waitFor((r) => r.some((x) => x.canceled === true));
-      expect(watches[0]!.responses.find((x) => x.canceled === true)!.cancel_reason).toBe(errorTable['watch-shard-split'].message);
+      // The moved key's etcd watch went on, on its stream, in the child: every put once, in
+      // order, never canceled (an etcd client sees nothing of the split).
+      const valuesOf = (w: WatchClient) => w.responses.flatMap((x) => ((x.events as Decoded[] | undefined) ?? []).map((e) => Buffer.from((e.kv as Decoded).value as Buffer).toString()));
+      await watches[0]!.waitFor(() => valuesOf(watches[0]!).length >= written);
+      expect(valuesOf(watches[0]!)).toEqual(Array.from({ length: written }, (_, n) => `w${n}`));
+      expect(watches[0]!.responses.some((x) => x.canceled === true)).toBe(false);
+      // The range across both halves cannot be one shard's watch: canceled with the reason.
+      await watches[2]!.waitFor((r) => r.some((x) => x.canceled === true));
+      expect(watches[2]!.responses.find((x) => x.canceled === true)!.cancel_reason).toBe(errorTable['watch-shard-split'].message);
+      // The key that stays keeps its events.
       expect(ctl(0, 'put', key(5), 'after').code).toBe(0);
       await watches[1]!.waitFor((r) => r.some((x) => ((x.events as Decoded[] | undefined) ?? []).length > 0));
       expect(watches[1]!.responses.some((x) => x.canceled === true)).toBe(false);

@@ -165,16 +165,18 @@ export class WatchHub {
 
   /**
    * Cancels, with `reason`, every watcher for which `drop` holds (the store ceded some of its keys
-   * to a new store: no event of them will be applied here any more).
+   * to a new store: no event of them will be applied here any more), unless `rehome` takes it
+   * over elsewhere (then it is only removed from here).
    */
-  cancelWhere(drop: (watcher: Watcher) => boolean, reason: string): number {
+  cancelWhere(drop: (watcher: Watcher) => boolean, reason: string, rehome?: (watcher: Watcher) => boolean): number {
     const chosen = new Set<Watcher>();
     for (const watcher of this.unsynced) if (drop(watcher)) chosen.add(watcher);
     for (const watcher of this.ranges.all()) if (drop(watcher)) chosen.add(watcher);
     for (const set of this.byKey.values()) for (const watcher of set) if (drop(watcher)) chosen.add(watcher);
     for (const watcher of chosen) {
       this.remove(watcher);
-      watcher.sink.canceled(watcher, reason);
+      // Taken over elsewhere (a split's child serving all its keys, from its next revision): no cancel.
+      if (rehome?.(watcher) !== true) watcher.sink.canceled(watcher, reason);
     }
     return chosen.size;
   }
