@@ -61,7 +61,7 @@ export interface ShardLoad {
  * The requests this node routes to each store shard, per window, with a reservoir sample of their
  * keys (a uniform sample of `shardSplitLoadSampleKeys` whatever the rate; a sampled key is copied,
  * at most its first `shardSplitLoadSampleKeyBytesMax` bytes, so no request's buffer is kept; a cut
- * key is still a key between the shard's keys).
+ * key that sorts below the shard's start, past a long start, is left out when choosing the cut).
  */
 export class LoadTracker {
   private readonly windows = new Map<number, LoadWindow>();
@@ -203,8 +203,8 @@ export class AutoSplitter {
   private running = false;
   /** Shards not to try again before this time (their split was refused or failed). */
   private readonly holdUntil = new Map<number, number>();
-  /** Why a shard over a threshold was last logged as not split (logged once per shard and kind). */
-  private readonly held = new Map<number, HeldKind>();
+  /** Why each shard over a threshold was logged as not split (once per kind, until it is under both again or splits). */
+  private readonly held = new Map<number, Set<HeldKind>>();
 
   constructor(private readonly deps: AutoSplitterDeps) {}
 
@@ -257,9 +257,13 @@ export class AutoSplitter {
         ...(load === undefined ? {} : { load }),
       };
       const choice = chooseSplit(shard, figures, settings);
+      const held = this.held.get(shard.id);
       if (choice.split) found = { shard, choice };
-      else if (choice.held !== undefined && this.held.get(shard.id) !== choice.held) {
-        this.held.set(shard.id, choice.held);
+      else if (choice.held === undefined) {
+        // Under both thresholds (a load window not over says nothing of the load).
+        if (load !== undefined || settings.qps === 0) this.held.delete(shard.id);
+      } else if (held?.has(choice.held) !== true) {
+        this.held.set(shard.id, (held ?? new Set()).add(choice.held));
         this.deps.log.info(`automatic split: shard ${shard.id} of store "${shard.store}" is not split: ${choice.why}`);
       }
     }

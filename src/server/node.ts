@@ -130,6 +130,12 @@ export function buildEngineVersions(options: { readonly quiesce: boolean }): Rec
   return versions;
 }
 
+/** A store's shard that split and still serves its part: keys outside it moved to a split's shard, which keeps their history. */
+function servesSplitPart(ownership: { readonly retired: number; bounds(): { readonly lo: Uint8Array | undefined; readonly hi: Uint8Array | undefined } }): boolean {
+  const { lo, hi } = ownership.bounds();
+  return ownership.retired === 0 && (lo !== undefined || hi !== undefined);
+}
+
 /** The state machine of a hosted shard: membership on the meta shard, keys on the others. */
 export function shardStateMachine(shard: number, electionTimeoutMs?: number) {
   return composeStateMachine(shard === META_SHARD ? 'meta' : 'data', { electionTimeoutMs });
@@ -945,7 +951,10 @@ export class DkvNode {
   /** Cancels, with the reason, the watchers of shard `shard` whose keys it no longer serves (ceded to a store, or the shard retired). */
   private cancelUnownedWatchers(shard: number): void {
     const ownership = ownershipEngineOf(this.runtime.machine(shard));
-    this.watchedShard(shard).hub.cancelWhere((w) => !watcherOwned(w, (key, rangeEnd) => ownership.owns(key, rangeEnd)), errorTable['watch-other-store'].message);
+    // A store's shard that split (a snapshot past the split replaced its state here): its keys
+    // moved to a child that keeps their history, so the reason says so (a client watches again
+    // from its next revision); otherwise a store took or gave back the keys.
+    this.watchedShard(shard).hub.cancelWhere((w) => !watcherOwned(w, (key, rangeEnd) => ownership.owns(key, rangeEnd)), errorTable[servesSplitPart(ownership) ? 'watch-shard-split' : 'watch-other-store'].message);
   }
 
   /** A store's shard leaves this node: its watchers are canceled, with the reason, before its group goes. */
@@ -982,10 +991,7 @@ export class DkvNode {
       if (kvEngineOf(machine).owns(part.range.key, part.range.rangeEnd)) continue;
       // A store's shard with bounds split: this node's map lags the split, and the keys are its
       // child's (retryable). Otherwise a store took or gave back the prefix, or was dropped.
-      const ownership = ownershipEngineOf(machine);
-      const { lo, hi } = ownership.bounds();
-      const split = ownership.retired === 0 && (lo !== undefined || hi !== undefined);
-      return { refusal: dkvError(split ? 'wrong-shard' : 'watch-other-store') };
+      return { refusal: dkvError(servesSplitPart(ownershipEngineOf(machine)) ? 'wrong-shard' : 'watch-other-store') };
     }
     return parts.map((part) => ({ shard: this.watchedShard(part.shard.shardId), range: part.range }));
   }

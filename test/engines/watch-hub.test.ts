@@ -86,6 +86,47 @@ describe('WatchHub.cancelWhere', () => {
   });
 });
 
+describe('WatchHub.cancelWhere with a take-over (a split)', () => {
+  it("hands a synced watcher over from the store's next revision, even for a quiet key, and an unsynced one from where it is", async () => {
+    const store = new MvccStore();
+    const hub = new WatchHub(() => store);
+    const options = { noPut: false, noDelete: false, prevKv: false, rangeEnd: undefined };
+    const put = (k: string) => hub.onApplied(store.put(Buffer.from(k), Buffer.from('v')).events);
+    put('/u/quiet');
+    const quietSink = new RecordingSink();
+    const quiet = new Watcher(1, { ...options, key: Buffer.from('/u/quiet'), startRevision: store.revision + 1 }, quietSink);
+    hub.add(quiet);
+    await untilSynced(quiet);
+    // Other keys move the store on; the quiet watcher's own next revision does not move.
+    for (let i = 0; i < 50; i++) put(`/u/other${i}`);
+    store.compact(store.revision - 5);
+    // An unsynced watcher (it starts in the past, and its stream has no room to catch up).
+    const behindSink = new RecordingSink();
+    behindSink.hasRoom = () => false;
+    behindSink.deliver = () => false;
+    const behind = new Watcher(2, { ...options, key: Buffer.from('/u/other49'), startRevision: store.revision - 2 }, behindSink);
+    hub.add(behind);
+    expect(behind.synced).toBe(false);
+    const taken = new Map<number, number>();
+    const rehome = (w: Watcher): boolean => {
+      taken.set(w.id, w.nextRevision);
+      return true;
+    };
+    expect(hub.cancelWhere(() => true, 'moved', rehome)).toBe(2);
+    // Taken over past the compaction (the child would otherwise cancel it as compacted), not canceled.
+    expect(taken.get(1)).toBe(store.revision + 1);
+    expect(taken.get(2)).toBe(store.revision - 2);
+    expect([quietSink.cancels, behindSink.cancels]).toEqual([[], []]);
+    // A take-over refused: canceled with the reason.
+    const refusedSink = new RecordingSink();
+    const refused = new Watcher(3, { ...options, key: Buffer.from('/u/x'), startRevision: store.revision + 1 }, refusedSink);
+    hub.add(refused);
+    await untilSynced(refused);
+    hub.cancelWhere(() => true, 'moved', () => false);
+    expect(refusedSink.cancels).toEqual(['moved']);
+  });
+});
+
 describe('Watcher.select', () => {
   const kv = (key: string, modRevision = 5) => ({ key: Buffer.from(key), value: Buffer.from('v'), createRevision: 2, modRevision, version: 3, lease: 0n });
   const options = { key: Buffer.from('a'), rangeEnd: Buffer.from('c'), startRevision: 1, noPut: false, noDelete: false, prevKv: true };

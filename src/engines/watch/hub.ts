@@ -174,9 +174,17 @@ export class WatchHub {
     for (const watcher of this.ranges.all()) if (drop(watcher)) chosen.add(watcher);
     for (const set of this.byKey.values()) for (const watcher of set) if (drop(watcher)) chosen.add(watcher);
     for (const watcher of chosen) {
+      const synced = watcher.synced;
       this.remove(watcher);
+      if (rehome === undefined) {
+        watcher.sink.canceled(watcher, reason);
+        continue;
+      }
+      // A synced watcher was given every revision up to the store's (its next revision moves only
+      // with its own keys' events): taken over from the next one, not from a quiet key's old one.
+      if (synced) watcher.nextRevision = Math.max(watcher.nextRevision, this.store().revision + 1);
       // Taken over elsewhere (a split's child serving all its keys, from its next revision): no cancel.
-      if (rehome?.(watcher) !== true) watcher.sink.canceled(watcher, reason);
+      if (!rehome(watcher)) watcher.sink.canceled(watcher, reason);
     }
     return chosen.size;
   }
