@@ -276,12 +276,14 @@ export class ShardStateMachine implements ShardStateView {
    * its own keys.
    */
   splitOff(child: number, makeInto: () => ShardStateMachine, at: Uint8Array, end: Uint8Array | undefined, index: number): void {
-    if (this.splitChildMade?.(child) === true) {
-      for (const engine of this.engines.values()) engine.retainRange?.(new Uint8Array(0), at);
-      this.splits.push({ child, machine: undefined });
-      return;
-    }
-    const into = makeInto();
+    // The child's state is copied before this one keeps only its own keys.
+    const into = this.splitChildMade?.(child) === true ? undefined : this.fillSplitChild(makeInto(), at, end, index);
+    for (const engine of this.engines.values()) engine.retainRange?.(new Uint8Array(0), at);
+    this.splits.push({ child, machine: into });
+  }
+
+  /** `into` (a new state machine composed alike) given this state restricted to `[at, end)`, at log index `index`. */
+  private fillSplitChild(into: ShardStateMachine, at: Uint8Array, end: Uint8Array | undefined, index: number): ShardStateMachine {
     assert(into.appliedIndexValue === 0, 'splitOff into a state machine that applied entries');
     // Engines with deadlines read the time as they restore.
     into.lastTimestampMs = this.lastTimestampMs;
@@ -296,9 +298,8 @@ export class ShardStateMachine implements ShardStateView {
       target.restore(sectionChunks(engine.snapshot()));
       target.retainRange?.(at, end);
     }
-    for (const engine of this.engines.values()) engine.retainRange?.(new Uint8Array(0), at);
     into.appliedIndexValue = index;
-    this.splits.push({ child, machine: into });
+    return into;
   }
 
   /**

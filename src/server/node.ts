@@ -130,10 +130,9 @@ export function buildEngineVersions(options: { readonly quiesce: boolean }): Rec
   return versions;
 }
 
-/** A store's shard that split and still serves its part: keys outside it moved to a split's shard, which keeps their history. */
-function servesSplitPart(ownership: { readonly retired: number; bounds(): { readonly lo: Uint8Array | undefined; readonly hi: Uint8Array | undefined } }): boolean {
-  const { lo, hi } = ownership.bounds();
-  return ownership.retired === 0 && (lo !== undefined || hi !== undefined);
+/** Whether every key of `watcher` is one `owner` serves. */
+function ownedBy(owner: { owns(key: Uint8Array, rangeEnd?: Uint8Array): boolean }): (watcher: Watcher) => boolean {
+  return (watcher) => watcherOwned(watcher, (key, rangeEnd) => owner.owns(key, rangeEnd));
 }
 
 /** The state machine of a hosted shard: membership on the meta shard, keys on the others. */
@@ -301,11 +300,10 @@ export class DkvNode {
           // revision it owes (the child keeps the revisions and history); any other (its range
           // across both halves, a dkv.v1 prefix watch, an Observe) is canceled with the reason,
           // and a watch again from the next revision misses nothing.
-          const ownership = ownershipEngineOf(this.runtime.machine(parent));
-          const childOwnership = this.runtime.hasShard(child) ? ownershipEngineOf(this.runtime.machine(child)) : undefined;
-          const rehome = (w: Watcher): boolean =>
-            childOwnership !== undefined && watcherOwned(w, (key, rangeEnd) => childOwnership.owns(key, rangeEnd)) && rehomeWatcher(w, this.watchedShard(child));
-          this.watchedShard(parent).hub.cancelWhere((w) => !watcherOwned(w, (key, rangeEnd) => ownership.owns(key, rangeEnd)), errorTable['watch-shard-split'].message, rehome);
+          const ownedByParent = ownedBy(ownershipEngineOf(this.runtime.machine(parent)));
+          const ownedByChild = this.runtime.hasShard(child) ? ownedBy(ownershipEngineOf(this.runtime.machine(child))) : () => false;
+          const rehome = (w: Watcher): boolean => ownedByChild(w) && rehomeWatcher(w, this.watchedShard(child));
+          this.watchedShard(parent).hub.cancelWhere((w) => !ownedByParent(w), errorTable['watch-shard-split'].message, rehome);
         },
         stateReplaced: (shard, from) => {
           const source = from === 'leader' ? "the leader's snapshot" : 'the stored snapshot';
@@ -954,7 +952,8 @@ export class DkvNode {
     // A store's shard that split (a snapshot past the split replaced its state here): its keys
     // moved to a child that keeps their history, so the reason says so (a client watches again
     // from its next revision); otherwise a store took or gave back the keys.
-    this.watchedShard(shard).hub.cancelWhere((w) => !watcherOwned(w, (key, rangeEnd) => ownership.owns(key, rangeEnd)), errorTable[servesSplitPart(ownership) ? 'watch-shard-split' : 'watch-other-store'].message);
+    const owned = ownedBy(ownership);
+    this.watchedShard(shard).hub.cancelWhere((w) => !owned(w), errorTable[ownership.servesSplitPart ? 'watch-shard-split' : 'watch-other-store'].message);
   }
 
   /** A store's shard leaves this node: its watchers are canceled, with the reason, before its group goes. */
@@ -991,7 +990,7 @@ export class DkvNode {
       if (kvEngineOf(machine).owns(part.range.key, part.range.rangeEnd)) continue;
       // A store's shard with bounds split: this node's map lags the split, and the keys are its
       // child's (retryable). Otherwise a store took or gave back the prefix, or was dropped.
-      return { refusal: dkvError(servesSplitPart(ownershipEngineOf(machine)) ? 'wrong-shard' : 'watch-other-store') };
+      return { refusal: dkvError(ownershipEngineOf(machine).servesSplitPart ? 'wrong-shard' : 'watch-other-store') };
     }
     return parts.map((part) => ({ shard: this.watchedShard(part.shard.shardId), range: part.range }));
   }

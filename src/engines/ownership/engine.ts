@@ -286,6 +286,14 @@ export class OwnershipEngine implements Engine, KeyOwner {
     return this.fence;
   }
 
+  /**
+   * Whether this shard serves one part of a split store shard (it has split bounds and is not
+   * retired): a key outside its bounds moved to a shard split from it, which keeps its history.
+   */
+  get servesSplitPart(): boolean {
+    return this.retiredFor === 0 && (this.lo !== undefined || this.hi !== undefined);
+  }
+
   /** Whether a split at `at` was applied here (this shard ends there, or below). */
   splitApplied(at: Uint8Array): boolean {
     return this.hi !== undefined && compareKeys(this.hi, at) <= 0;
