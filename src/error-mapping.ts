@@ -62,6 +62,7 @@ const RUNTIME_CODES: Record<RuntimeErrorCode, ErrorCode> = {
   'invalid-conf-change': 'invalid-membership-change',
   'not-member': 'not-member',
   'wrong-shard': 'wrong-shard',
+  'shard-elsewhere': 'shard-not-hosted',
   'cross-shard': 'cross-shard-txn',
   'cross-shard-range': 'cross-shard-range',
   timeout: 'timeout',
@@ -85,8 +86,8 @@ const SHARD_MAP_CODES: Record<ShardMapErrorCode | 'bad-command', ErrorCode> = {
   'default-store': 'store-default',
   'too-many-stores': 'too-many-stores',
   'bad-shard-count': 'store-bad-shard-count',
-  // A mount when no member votes (cannot happen in a running cluster).
-  'bad-replicas': 'internal',
+  // A mount asking more replicas than the cluster has voters (or none voting).
+  'bad-replicas': 'store-bad-replicas',
   'bad-shard-id': 'internal',
   'shard-exists': 'internal',
   'unknown-shard': 'shard-not-found',

@@ -182,6 +182,11 @@ export const errorTable = {
   'auth-stores-exist': dkv(status.FAILED_PRECONDITION, 'dkv: authentication cannot be enabled while stores exist (drop them first)'),
   'store-auth-unsupported': dkv(status.FAILED_PRECONDITION, 'dkv: only the default store is served while authentication is enabled'),
   'wrong-shard': dkv(status.UNAVAILABLE, 'dkv: this node does not serve the shard that owns the key'),
+  // A stream (Watch, Observe), a waiting call (Lock, Campaign) or a multi-shard Range whose shard the
+  // map places on other members only: this member forwards unary calls, not these. Send it to a replica.
+  'shard-not-hosted': dkv(status.UNAVAILABLE, 'dkv: this member hosts no replica of the shard that owns the key; send the call to a member that does (dkv shard list names them)'),
+  // A call forwarded to a replica of its shard whose answer is larger than a peer answer may be.
+  'forwarded-response-too-large': dkv(status.RESOURCE_EXHAUSTED, 'dkv: the answer is too large to forward from the shard\'s replica; send the call to a member that hosts the shard, or ask for less (limit)'),
   'store-not-found': dkv(status.NOT_FOUND, 'dkv: store not found'),
   'store-exists': dkv(status.ALREADY_EXISTS, 'dkv: store already exists'),
   // dkv.v1.Admin's ShardStatus of an id the answering node neither knows from its map nor hosts.
@@ -191,6 +196,8 @@ export const errorTable = {
   'store-bad-name': dkv(status.INVALID_ARGUMENT, 'dkv: invalid store name'),
   'store-bad-prefix': dkv(status.INVALID_ARGUMENT, 'dkv: invalid store prefix'),
   'store-bad-shard-count': dkv(status.INVALID_ARGUMENT, 'dkv: invalid shard count'),
+  // StoreCreate's replicas: more than replicasMax (7), or more than the cluster's voting members.
+  'store-bad-replicas': dkv(status.INVALID_ARGUMENT, 'dkv: invalid replica count'),
   'store-default': dkv(status.INVALID_ARGUMENT, 'dkv: operation not allowed on the default store'),
   'store-prefix-overlap': dkv(status.FAILED_PRECONDITION, "dkv: store prefix overlaps another store's"),
   'too-many-stores': dkv(status.RESOURCE_EXHAUSTED, 'dkv: too many stores'),
@@ -220,6 +227,8 @@ export const errorTable = {
   'membership-change-pending': dkv(status.FAILED_PRECONDITION, 'dkv: a membership change is still in progress, retry once it is applied'),
   'invalid-membership-change': dkv(status.INVALID_ARGUMENT, 'dkv: the membership change does not fit the current configuration'),
   'not-member': dkv(status.FAILED_PRECONDITION, 'dkv: this node is no longer a member of the shard'),
+  // MemberRemove of the member that holds the only replica of a shard (a store created with --replicas 1): its data would go with it.
+  'member-sole-replica': dkv(status.FAILED_PRECONDITION, 'dkv: the member holds the only replica of a shard'),
   // A dkv.v1.KV write's fence (a lock key and its create revision) no longer holds.
   'fence-stale': dkv(status.FAILED_PRECONDITION, 'dkv: fencing token is stale (the lock key has another owner or is gone)'),
   // UserAdd's hashed_password must be a hash this server can check (scrypt, as it stores them).

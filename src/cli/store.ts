@@ -1,11 +1,11 @@
 /** `dkv store create|list|describe|drop`: the stores of a running cluster (the dkv.v1.Admin service). */
 import { type Decoded, longsAsStrings, methodCodec } from '../client/index.js';
-import { mountShardsMax, storeNameBytesMax, storePrefixBytesMax } from '../cluster/index.js';
+import { mountShardsMax, replicasMax, storeNameBytesMax, storePrefixBytesMax } from '../cluster/index.js';
 import { UsageError, intOption } from './args.js';
 import { goJson, headerJson, idHex, int, list, renderTable, text } from './output.js';
 import { remoteOptionsHelp, runRemote } from './remote.js';
 
-export const storeHelp = `Usage: dkv store create NAME --prefix P [--shards N] [options]
+export const storeHelp = `Usage: dkv store create NAME --prefix P [--shards N] [--replicas R] [options]
        dkv store list [options]
        dkv store describe NAME [options]
        dkv store drop NAME [options]
@@ -18,7 +18,12 @@ auth is enabled.
   create    mount store NAME on prefix P as N shards (default 1; at most ${mountShardsMax}), the prefix's
             keys cut evenly by the byte after it; prints the new shards' ids. Refused when P
             overlaps another store's prefix (one starts the other) or when the default store
-            holds keys under P (delete them first)
+            holds keys under P (delete them first). With --replicas R, each shard lives on R
+            voting members only (those holding the fewest placed replicas); the others forward
+            unary calls (get, put, del, txn) for its keys to one of them, but not watches,
+            locks or elections: send those to a member that hosts the shard (describe names
+            them). A member added later does not join such a shard, and a member that holds a
+            shard's only replica cannot be removed while the store exists
   list      every store: name, prefix, shard count (-w table: a table)
   describe  a store's shards in key order: id, [start, end), epoch, replicas (none listed:
             every member), and the leader and Raft term as the answering node sees them (0
@@ -29,13 +34,15 @@ auth is enabled.
 
 NAME is 1 to ${storeNameBytesMax} of a-z, 0-9, "_" and "-", starting with a letter or digit. Keys print as text,
 a byte outside printable ASCII as \\xNN; an end of "(end)" means the end of the store's range.
-A store's keys are served by its shards (each a Raft group on every member); a range across
+A store's keys are served by its shards (each a Raft group on every member, or on R); a range across
 shards is merged from them, a write or txn across shards is refused. A store is "creating" until the default store has ceded its prefix
 (create it again, with the same --prefix and --shards, to finish one that stopped half way); a drop deletes the store's keys.
 
 Options:
   --prefix P             create: the store's key prefix (1 to ${storePrefixBytesMax} bytes, as UTF-8)
   --shards N             create: how many shards the store starts with (default 1)
+  --replicas R           create: how many voting members host each shard (1 to ${replicasMax}, at most the
+                         cluster's voters; default 0: every member, as the default store)
 ${remoteOptionsHelp}
 Exit status: 0 done, 1 the server refused or could not be reached, 2 bad command line.
 `;
@@ -45,6 +52,7 @@ const adminCodec = (method: string) => methodCodec('dkv.v1.Admin', method, longs
 const storeOptions = {
   prefix: { type: 'string' },
   shards: { type: 'string' },
+  replicas: { type: 'string' },
 } as const;
 
 /** A key for people: printable ASCII as is, any other byte as \xNN; the empty key as "". */
@@ -86,7 +94,7 @@ export function storeCommand(args: string[]): Promise<number> {
   return runRemote({ name: 'store', help: storeHelp, options: storeOptions, formats }, args, async (remote, o, positionals) => {
     const [action, name, ...extra] = positionals;
     if (extra.length > 0) throw new UsageError(`too many arguments: ${extra.join(' ')}`);
-    if (action !== 'create' && (o.prefix !== undefined || o.shards !== undefined)) throw new UsageError('--prefix and --shards apply to create');
+    if (action !== 'create' && (o.prefix !== undefined || o.shards !== undefined || o.replicas !== undefined)) throw new UsageError('--prefix, --shards and --replicas apply to create');
     if (action !== 'list' && action !== 'describe' && remote.format === 'table') throw new UsageError('table output is for store list and describe');
     const call = (method: string, request: object, write: boolean): Promise<Decoded> => remote.endpoints.unary(adminCodec(method), request, { write });
     const needName = (): string => {
@@ -101,7 +109,8 @@ export function storeCommand(args: string[]): Promise<number> {
         const storeName = needName();
         if (o.prefix === undefined || o.prefix === '') throw new UsageError('store create needs --prefix (a store cannot take the empty prefix: the default store has it)');
         const shards = intOption(o.shards, 'shards', 1, 1, mountShardsMax);
-        const r = await call('StoreCreate', { name: storeName, prefix: Buffer.from(o.prefix), shards }, true);
+        const replicas = intOption(o.replicas, 'replicas', 0, 0, replicasMax);
+        const r = await call('StoreCreate', { name: storeName, prefix: Buffer.from(o.prefix), shards, replicas }, true);
         const ids = (r.shard_ids as unknown[]).map(String);
         if (remote.format === 'json') json({ header: headerJson(r.header), store: storeJson(r.store as Decoded), shard_ids: list(r.shard_ids, (id) => int(id)) });
         else process.stdout.write(`Store ${storeName} created on prefix ${showKey((r.store as Decoded).prefix)} with shard${ids.length === 1 ? '' : 's'} ${ids.join(', ')}\n`);

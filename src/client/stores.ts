@@ -72,11 +72,16 @@ export class Stores {
     }
   }
 
-  /** Mounts store `name` on `prefix` as `shards` shards (default 1); the store and its new shards' ids. */
-  async create(name: string, prefix: Bytes, options: CallOptionsCommon & { readonly shards?: number } = {}): Promise<{ store: StoreInfo; shardIds: number[] }> {
+  /**
+   * Mounts store `name` on `prefix` as `shards` shards (default 1), each hosted by `replicas` voting
+   * members (default 0: every member); the store and its new shards' ids.
+   */
+  async create(name: string, prefix: Bytes, options: CallOptionsCommon & { readonly shards?: number; readonly replicas?: number } = {}): Promise<{ store: StoreInfo; shardIds: number[] }> {
     const shards = options.shards ?? 1;
     if (!Number.isSafeInteger(shards) || shards < 1) throw new DkvError('INVALID_ARGUMENT', `shards must be a positive integer (got ${shards})`);
-    const r = await this.call('StoreCreate', { name, prefix: toBytes(prefix, 'prefix'), shards }, 'write', options);
+    const replicas = options.replicas ?? 0;
+    if (!Number.isSafeInteger(replicas) || replicas < 0) throw new DkvError('INVALID_ARGUMENT', `replicas must be a whole number, 0 for every member (got ${replicas})`);
+    const r = await this.call('StoreCreate', { name, prefix: toBytes(prefix, 'prefix'), shards, replicas }, 'write', options);
     return { store: storeFromWire(r.store), shardIds: shardIdsOf(r.shard_ids) };
   }
 

@@ -297,9 +297,10 @@ export class ShardMap {
 
   /**
    * Mounts store `name` on `prefix` as shards `shardIds` (one per id; more than one splits the
-   * prefix's key range evenly by the byte after the prefix), each with `replicas`.
+   * prefix's key range evenly by the byte after the prefix), each with `replicas` (one list for
+   * every shard, or one per shard in id order).
    */
-  mount(name: string, prefix: Uint8Array, shardIds: readonly number[], replicas: readonly number[]): ShardMap {
+  mount(name: string, prefix: Uint8Array, shardIds: readonly number[], replicas: readonly number[] | ReadonlyArray<readonly number[]>): ShardMap {
     checkStoreName(name);
     if (this.storesByName.has(name)) throw new ShardMapError('store-exists', `store "${name}" exists`);
     if (prefix.length === 0) throw new ShardMapError('bad-prefix', `store "${name}" needs a non-empty prefix`);
@@ -312,7 +313,8 @@ export class ShardMap {
     for (const id of shardIds) this.checkNewShardId(id);
     if (new Set(shardIds).size !== shardIds.length) throw new ShardMapError('shard-exists', 'a shard id appears twice');
     const bounds = evenBounds(prefix, shardIds.length);
-    const added: ShardDef[] = shardIds.map((id, i) => ({ id, store: name, start: bounds[i]!, end: bounds[i + 1], epoch: 1, replicas }));
+    const perShard = (i: number): readonly number[] => (replicas.length > 0 && Array.isArray(replicas[0]) ? (replicas as ReadonlyArray<readonly number[]>)[i]! : (replicas as readonly number[]));
+    const added: ShardDef[] = shardIds.map((id, i) => ({ id, store: name, start: bounds[i]!, end: bounds[i + 1], epoch: 1, replicas: perShard(i) }));
     return new ShardMap([...this.storesByName.values(), { name, prefix }], [...this.shardsById.values(), ...added], this.highestShardId);
   }
 

@@ -4,7 +4,7 @@
  *
  * Whether the request may still take effect matters to a client (a retry could apply it twice):
  * - definitely not applied: `no-leader`, `leader-transfer`, `too-many-requests`,
- *   `unsupported-command`, `wrong-shard`, `cross-shard`, `cross-shard-range`, `conf-change-pending`,
+ *   `unsupported-command`, `wrong-shard`, `shard-elsewhere`, `cross-shard`, `cross-shard-range`, `conf-change-pending`,
  *   `invalid-conf-change`, `not-member`, `lost` (its place in the log was taken by another entry,
  *   so it can never be applied: this relies on the peer transport never delivering a forwarded
  *   proposal twice, which a stream that does not resend guarantees);
@@ -18,6 +18,7 @@ export type RuntimeErrorCode =
   | 'too-many-requests'
   | 'unsupported-command'
   | 'wrong-shard'
+  | 'shard-elsewhere'
   | 'cross-shard'
   | 'cross-shard-range'
   | 'lost'
@@ -35,6 +36,19 @@ export class RuntimeError extends Error {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/**
+ * A request routed to a shard the map places on other members only (`replicas`, never this one):
+ * nothing was done; the server forwards the call to one of them, or refuses it (a stream).
+ */
+export class ShardElsewhereError extends RuntimeError {
+  constructor(
+    readonly shardId: number,
+    readonly replicas: readonly number[],
+  ) {
+    super('shard-elsewhere', `shard ${shardId} is hosted on member${replicas.length === 1 ? '' : 's'} ${replicas.map((id) => id.toString(16)).join(', ')}, not on this node`);
   }
 }
 

@@ -15,7 +15,7 @@ import { ShardMap as ClusterShardMap } from '../cluster/model.js';
 import { EngineError, anonymousCaller } from '../engines/index.js';
 import { metaEngineOf } from './compose.js';
 import type { EngineCommand } from './envelope.js';
-import { RuntimeError } from './errors.js';
+import { RuntimeError, ShardElsewhereError } from './errors.js';
 import { authOldRevisionProposalsMax } from './limits.js';
 import { timeoutError } from './pending.js';
 import type { NodeRuntime, RequestOptions, ShardStatus } from './runtime.js';
@@ -62,6 +62,8 @@ export interface ShardMap {
   readonly defaultStoreShard: number;
   /** The meta shard (members, stores and the shard map). */
   readonly metaShard: number;
+  /** The members the map places shard `shardId` on (empty: every member, or a shard it does not list). */
+  replicasOf?(shardId: number): readonly number[];
 }
 
 /** The map of a node with one store on one shard. */
@@ -82,6 +84,7 @@ export function metaShardMap(runtime: NodeRuntime, metaShard: number, defaultSto
     partsOfRange: (range) => partsOfRange(current(), range),
     defaultStoreShard,
     metaShard,
+    replicasOf: (shardId) => current().shard(shardId)?.replicas ?? [],
   };
 }
 
@@ -183,6 +186,8 @@ export class Router {
     private readonly admit: (shardId: number) => void = () => {},
     /** Hears each client request's shard and first key (the server's load counts for automatic splits). */
     private readonly observe: (shardId: number, key: Uint8Array) => void = () => {},
+    /** This node's member id: a shard the map places on other members only is `shard-elsewhere` here. */
+    private readonly self = 0,
   ) {}
 
   /** Whether this node hosts a group of `shardId`. */
@@ -190,11 +195,19 @@ export class Router {
     return this.runtime.hasShard(shardId);
   }
 
-  /** The handle of a shard this node hosts; `wrong-shard` otherwise. */
+  /**
+   * The handle of a shard this node hosts; otherwise `shard-elsewhere` (ShardElsewhereError) when
+   * the map places it on other members only, `wrong-shard` (retryable) when it is this node's to
+   * host and its group has not started here yet (or has gone).
+   */
   shard(shardId: number): ShardHandle {
     let handle = this.handles.get(shardId);
     if (handle === undefined) {
-      if (!this.runtime.hasShard(shardId)) throw new RuntimeError('wrong-shard', `shard ${shardId} is not hosted on this node`);
+      if (!this.runtime.hasShard(shardId)) {
+        const replicas = this.map.replicasOf?.(shardId) ?? [];
+        if (replicas.length > 0 && !replicas.includes(this.self)) throw new ShardElsewhereError(shardId, replicas);
+        throw new RuntimeError('wrong-shard', `shard ${shardId} is not hosted on this node`);
+      }
       handle = new RuntimeShardHandle(this.runtime, shardId);
       this.handles.set(shardId, handle);
     }

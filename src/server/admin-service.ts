@@ -13,7 +13,7 @@
  * prefix only while it holds no live key under it. A refusal changes nothing.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { DEFAULT_STORE, type ShardMap, type StoreDef, mountShardsMax, prefixEndOf, splitKeyBytesMax } from '../cluster/index.js';
+import { DEFAULT_STORE, type ShardMap, type StoreDef, mountShardsMax, prefixEndOf, replicasMax, splitKeyBytesMax } from '../cluster/index.js';
 import { storeRefusal } from '../error-mapping.js';
 import { dkvRoot, etcdType } from '../etcd-proto.js';
 import { dkvError } from '../errors.js';
@@ -40,6 +40,7 @@ interface WireCreateRequest {
   name?: string;
   prefix?: Uint8Array;
   shards?: number;
+  replicas?: number;
 }
 
 interface WireNameRequest {
@@ -155,6 +156,8 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       const shards = message.shards === undefined || message.shards === 0 ? storeShardsDefault : message.shards;
       // Before ids are made for it (the meta engine checks the same before it does).
       if (shards > mountShardsMax) throw dkvError('store-bad-shard-count', `a store starts with 1 to ${mountShardsMax} shards, got ${shards}`);
+      const replicas = message.replicas ?? 0;
+      if (replicas > replicasMax) throw dkvError('store-bad-replicas', `a store's shards have 1 to ${replicasMax} replicas (0: every member), got ${replicas}`);
       const map = await currentMap();
       // The map's own checks (name, prefix, overlap, existing name, count of stores), with ids
       // past every one given out; a refusal is a ShardMapError, which the error mapping sends.
@@ -167,7 +170,7 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       // either applied before the cede, which then refuses, or refused itself after it).
       const inUse = defaultKeysUnder(defaultStore, prefix);
       if (inUse > 0) throw dkvError('store-prefix-in-use', `${inUse} key${inUse === 1 ? '' : 's'} under prefix ${printableKey(prefix)}; delete ${inUse === 1 ? 'it' : 'them'} or choose another prefix`);
-      const created = await change(() => createStore({ router: ctx.router, options }, name, prefix, shards), prefix);
+      const created = await change(() => createStore({ router: ctx.router, options, proposeElsewhere: ctx.proposeElsewhere }, name, prefix, shards, replicas), prefix);
       return { header: header(), store: { name, prefix, shard_count: created.shards.length, creating: false }, shard_ids: created.shards };
     }),
 
@@ -191,7 +194,7 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       // The map's checks first (the default store, an unknown name): nothing is proposed then.
       const map = await currentMap();
       map.drop(name);
-      const ids = await change(() => dropStore({ router: ctx.router, options }, name), map.store(name)!.prefix);
+      const ids = await change(() => dropStore({ router: ctx.router, options, proposeElsewhere: ctx.proposeElsewhere }, name), map.store(name)!.prefix);
       return { header: header(), shard_ids: ids };
     }),
 
@@ -247,7 +250,7 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       const at = message.at === undefined || message.at === null ? undefined : Uint8Array.from(message.at);
       if (at !== undefined && at.length === 0) throw dkvError('shard-bad-split-key', 'the split key is empty (leave it out for the middle key)');
       if (at !== undefined && at.length > splitKeyBytesMax) throw dkvError('shard-bad-split-key', `a split key is at most ${splitKeyBytesMax} bytes, got ${at.length}`);
-      const done = await change(() => splitShard({ router: ctx.router, options }, id, at), entry.start);
+      const done = await change(() => splitShard({ router: ctx.router, options, proposeElsewhere: ctx.proposeElsewhere }, id, at), entry.start);
       // Within the call's own deadline: the split is done, the answer must not be lost to a wait.
       const deadline = call.getDeadline();
       const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);

@@ -14,7 +14,7 @@ import { addedMemberIdOf } from '../cluster/index.js';
 import { type Member, encodeMemberContext } from '../engines/meta/index.js';
 import { int64IfSafe, type Int64 } from '../etcd-proto.js';
 import { type DkvError, dkvError, isDkvError } from '../errors.js';
-import { RuntimeError, type RuntimeErrorCode, type ShardHandle, indeterminateCodes } from '../runtime/index.js';
+import { RuntimeError, type RuntimeErrorCode, type ShardHandle, indeterminateCodes, metaEngineOf } from '../runtime/index.js';
 import { membershipAttemptMinMs, membershipRetryMs } from './limits.js';
 import { serviceDefinition } from './grpc-service.js';
 import { type ServiceContext, responseHeader, unary } from './service-common.js';
@@ -169,7 +169,19 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     progress.lastFailure = undefined;
   };
   const startCall = (): CallProgress => ({ deadline: Date.now() + ctx.requestTimeoutMs, changed: false, unknown: undefined, lastFailure: undefined });
-  const others = (): ShardHandle[] => ctx.router.hosted().filter((shard) => shard.shardId !== ctx.router.meta().shardId);
+  /**
+   * The groups a change of `member`'s membership is carried out on here: every hosted one but the
+   * meta shard's, except shards the map places on some members only that do not name it (a member
+   * added later joins those by a move, never by MemberAdd).
+   */
+  const others = (member: number): ShardHandle[] => {
+    const map = metaEngineOf(ctx.router.meta().machine()).shardMap();
+    return ctx.router.hosted().filter((shard) => {
+      if (shard.shardId === ctx.router.meta().shardId) return false;
+      const replicas = map.shard(shard.shardId)?.replicas ?? [];
+      return replicas.length === 0 || replicas.includes(member);
+    });
+  };
   const names = (shard: ShardHandle, id: number): 'voter' | 'learner' | undefined => {
     const config = shard.status().config;
     return config.voters.includes(id) ? 'voter' : config.learners.includes(id) ? 'learner' : undefined;
@@ -216,7 +228,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       const change: ConfChange = { transition: 'auto', changes: [{ type: isLearner ? 'add-learner' : 'add-voter', nodeId: id }], context: encodeMemberContext(added) };
       const progress = startCall();
       await carryOut(ctx.router.meta(), change, () => (notRemoved(id), membership.members().some((m) => m.id === id)), progress);
-      for (const shard of others()) await carryOut(shard, change, () => (notRemoved(id), names(shard, id) !== undefined), progress);
+      for (const shard of others(id)) await carryOut(shard, change, () => (notRemoved(id), names(shard, id) !== undefined), progress);
       // Removed meanwhile by another call: the member is gone (membership-sync takes it out of any group left).
       notRemoved(id);
       return { header: header(), member: toWire({ ...added, clientUrls: [] }), members: members() };
@@ -225,13 +237,16 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     MemberRemove: unary<{ ID: Int64 }>(async ({ message }, call) => {
       await ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
       const member = find(message.ID);
+      // A shard placed on this member alone would lose its data with it (no move puts it elsewhere first).
+      const sole = metaEngineOf(ctx.router.meta().machine()).shardMap().shards().filter((shard) => shard.replicas.length === 1 && shard.replicas[0] === member.id);
+      if (sole.length > 0) throw dkvError('member-sole-replica', `member ${member.id.toString(16)} holds the only replica of shard${sole.length === 1 ? '' : 's'} ${sole.map((shard) => shard.id).join(', ')} (store${sole.length === 1 ? '' : 's'} ${[...new Set(sole.map((shard) => shard.store))].join(', ')}); drop the store first`);
       const change: ConfChange = { transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) };
       const progress = startCall();
       // The other groups first: the member still votes there, and still has its links, until the
       // meta shard's record (and with it the peer every group dials) goes. A member removing itself
       // asks each group's leader whether it is done (its own replica may never hear).
       const removingSelf = member.id === ctx.memberId;
-      for (const shard of others()) {
+      for (const shard of others(member.id)) {
         await carryOut(shard, change, removingSelf ? () => selfOutOf(shard, member.id, progress) : () => names(shard, member.id) === undefined, progress);
       }
       const meta = ctx.router.meta();
@@ -276,7 +291,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       const change: ConfChange = { transition: 'auto', changes: [{ type: 'add-voter', nodeId: member.id }], context: encodeMemberContext({ ...member, isLearner: false }) };
       const progress = startCall();
       await carryOut(ctx.router.meta(), change, () => (notRemoved(member.id), membership.members().some((m) => m.id === member.id && !m.isLearner)), progress);
-      for (const shard of others()) await carryOut(shard, change, () => (notRemoved(member.id), names(shard, member.id) === 'voter'), progress);
+      for (const shard of others(member.id)) await carryOut(shard, change, () => (notRemoved(member.id), names(shard, member.id) === 'voter'), progress);
       notRemoved(member.id);
       return { header: header(), members: members() };
     }),

@@ -44,6 +44,11 @@ function decodeFrame(type: protobuf.Type, raw: Buffer): StreamFrame<unknown> {
 
 export type ServiceDefinition = grpc.ServiceDefinition<grpc.UntypedServiceImplementation>;
 
+/** A unary response already encoded (one a replica answered for a forwarded call): sent as is. */
+export class RawResponse {
+  constructor(readonly bytes: Buffer) {}
+}
+
 export function serviceDefinition(fullName: string, root?: protobuf.Root): ServiceDefinition {
   const service: protobuf.Service = root === undefined ? etcdService(fullName) : root.lookupService(fullName);
   const definition: Record<string, grpc.MethodDefinition<Incoming<unknown>, object>> = {};
@@ -58,7 +63,7 @@ export function serviceDefinition(fullName: string, root?: protobuf.Root): Servi
       requestSerialize: (value: Incoming<unknown>) => value.raw,
       requestDeserialize:
         method.requestStream === true ? (raw: Buffer) => decodeFrame(requestType, raw) : (raw: Buffer) => ({ raw, message: requestType.decode(raw) as unknown }),
-      responseSerialize: (value: object) => Buffer.from(responseType.encode(value).finish()),
+      responseSerialize: (value: object) => (value instanceof RawResponse ? value.bytes : Buffer.from(responseType.encode(value).finish())),
       responseDeserialize: (raw: Buffer) => responseType.decode(raw) as object,
       originalName: method.name,
     };

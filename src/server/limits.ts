@@ -163,3 +163,14 @@ export const shardSplitLoadSampleKeyBytesMax = 512;
 export const shardSplitSideMin = 0.25;
 /** A shard whose automatic split was refused or failed is not tried again before this long. */
 export const shardSplitRetryMs = 30_000;
+
+/** A forwarded call's method path is at most this many bytes (etcd's longest is under 64). */
+export const forwardedPathBytesMax = 256;
+/** A forwarded call's caller (its user name and auth revision, as JSON) is at most this many bytes. */
+export const forwardedCallerBytesMax = 1024;
+/**
+ * A forwarded call's answer is at most this many bytes: what one peer answer may carry
+ * (`responsePayloadBytesMax`). A larger one is `forwarded-response-too-large`: a Range of many
+ * keys is asked of a member that hosts the shard, or in pages (`limit`).
+ */
+export const forwardedAnswerBytesMax = 4 * 1024 * 1024;

@@ -58,6 +58,11 @@ export interface MembershipSyncHost {
    */
   metaVersion(): number;
   members(): readonly RecordedMember[];
+  /**
+   * The members the shard map places `shard` on (empty: every member, the group following the
+   * whole list); read with `members()`, at the same meta version.
+   */
+  replicasOf(shard: number): readonly number[];
   isRemoved(id: number): boolean;
   /** A linearizable read of the meta shard: settles once this node applied what was committed. */
   readMeta(): Promise<void>;
@@ -178,7 +183,10 @@ export class MembershipSync {
       assert(!this.missing.has(shard), () => `shard ${shard}: in step with the list, yet an add is counted as due`);
       return undefined;
     }
-    const change = nextGroupChange(list.members, (id) => this.isRemoved(list, id), config);
+    const placed = this.host.replicasOf(shard);
+    // A shard placed on some members follows those of the list only (a move changes its replicas).
+    const members = placed.length === 0 ? list.members : list.members.filter((m) => placed.includes(m.id));
+    const change = nextGroupChange(members, (id) => this.isRemoved(list, id), config);
     if (change === undefined) {
       this.missing.delete(shard);
       this.inStep.set(shard, { metaVersion: list.version, config });

@@ -370,6 +370,8 @@ export interface ServerMetrics {
   /** Keep-alive requests read from clients' LeaseKeepAlive streams. */
   readonly leaseKeepAlives: Counter;
   readonly connectionRefused: Counter;
+  /** Client calls forwarded to a shard's replica, by outcome; and those served for other members. */
+  readonly forwardedCalls: Counter;
 }
 
 /** Registers the node's metrics (and the process basics) on a fresh registry. */
@@ -496,6 +498,13 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
     leaseKeepAlives: registry.counter({
       name: 'dkv_lease_keepalives_total',
       help: 'Lease keep-alive requests read from clients (a stream is not read while its pending renewals and unsent answers are at their bound).',
+    }),
+    forwardedCalls: registry.counter({
+      name: 'dkv_forwarded_calls_total',
+      help:
+        'Unary client calls for shards this member hosts no replica of, forwarded to one that does, by outcome: ok (a response), status (an error the replica answered), ' +
+        'failed (no replica reached, or no answer); served: calls other members forwarded here.',
+      labelNames: ['outcome'],
     }),
   };
   registerProcessMetrics(registry);

@@ -12,7 +12,7 @@ import { type ConfChange, type Entry, SeededPrng, assert, encodeConfChange } fro
 import { LevelLogStore, type ShardUpdate } from '../../storage/index.js';
 import { clusterIdOf, formatId, memberIdOf } from '../cluster/index.js';
 import { authEngineOf, composeStateMachine, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
-import { EngineId, OWNERSHIP_FENCED_SPLIT_VERSION, authOutcome, eventsOf, isCompactionOutcome } from '../engines/index.js';
+import { type EngineCommand, EngineId, OWNERSHIP_FENCED_SPLIT_VERSION, authOutcome, eventsOf, isCompactionOutcome } from '../engines/index.js';
 import { AuthGate } from './auth/gate.js';
 import { keepServingAfterClientGoaway } from './client-goaway.js';
 import { ConnectionLoad, withConnectionLimits } from './connection-limits.js';
@@ -26,7 +26,7 @@ import { DEFAULT_STORE_SHARD, META_ABORT_SPLIT_VERSION, type Member, type Member
 import { type Watcher, WatchHub, watchLimits, watcherOwned } from '../engines/watch/index.js';
 import { DkvError, dkvError, errorTable } from '../errors.js';
 import { clientError } from '../error-mapping.js';
-import { type KeyRange, NodeRuntime, QUIESCE_FEATURE_VERSION, RUNTIME_FEATURES_ID, type RequestOptions, Router, type ShardHandle, firstRequestId, metaShardMap, wrapConfContext } from '../runtime/index.js';
+import { type KeyRange, NodeRuntime, QUIESCE_FEATURE_VERSION, RUNTIME_FEATURES_ID, type RequestOptions, Router, ShardElsewhereError, type ShardHandle, firstRequestId, metaShardMap, wrapConfContext } from '../runtime/index.js';
 import { type Membership, createClusterService } from './cluster-service.js';
 import { type ServerConfig, type ServerUrl, type TlsConfig, electionTimeoutMsOf } from './config.js';
 import { createElectionService } from './election-service.js';
@@ -44,7 +44,8 @@ import { MemorySettler } from './memory-settle.js';
 import { BackendQuota } from './quota.js';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics.js';
 import { type LogFields, RequestLog, withRequestLog } from './request-log.js';
-import { PeerTransport, peerRefusalReasons, type PeerTlsOptions } from './peer/index.js';
+import { PeerRequestRefusal, PeerTransport, peerRefusalReasons, type PeerTlsOptions } from './peer/index.js';
+import { FORWARDED_CALL_TAG, FORWARDED_PROPOSAL_TAG, Forwarder } from './forwarding.js';
 import { type KnownPeer, type StartIdentity, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup.js';
 import { guardLearner } from './learner-guard.js';
 import { type WatchPart, createPrefixWatchService } from './prefix-watch-service.js';
@@ -162,6 +163,11 @@ export class DkvNode {
   private stopping = false;
   private publishTimer: NodeJS.Timeout | undefined;
   private tokenSweepTimer: NodeJS.Timeout | undefined;
+  /** Forwards client calls for shards other members host, and serves those forwarded here (set once clients are served). */
+  private forwarder: Forwarder | undefined;
+  /** A proposal to a shard other members host, through one of them (before clients are served: none reachable). */
+  private readonly proposeElsewhere = (shard: number, replicas: readonly number[], command: EngineCommand): Promise<unknown> =>
+    this.forwarder === undefined ? Promise.reject(new ShardElsewhereError(shard, replicas)) : this.forwarder.propose(shard, replicas, command);
   private membershipSyncTimer: NodeJS.Timeout | undefined;
   private storeRepairTimer: NodeJS.Timeout | undefined;
   private storeRepairRunning = false;
@@ -224,7 +230,12 @@ export class DkvNode {
       isKnownShard: (shard) => this.runtime.hasShard(shard),
       onUnreachable: (peer, shards) => this.runtime.reportUnreachable(peer, shards),
       onSnapshotStatus: (peer, shard, ok) => this.runtime.reportSnapshot(peer, shard, ok),
-      onRequest: async (_from, payload) => answerLeaderQuery(this.runtime, payload),
+      // A forwarded client call (forwarding.ts) or a question for a shard's leader (JSON).
+      onRequest: async (_from, payload) => {
+        if (payload[0] !== FORWARDED_CALL_TAG && payload[0] !== FORWARDED_PROPOSAL_TAG) return answerLeaderQuery(this.runtime, payload);
+        if (this.forwarder === undefined) throw new PeerRequestRefusal('not-serving', 'this member does not serve clients yet');
+        return payload[0] === FORWARDED_CALL_TAG ? this.forwarder.answer(payload) : this.forwarder.answerProposal(payload);
+      },
       isRemoved: (id) => this.runtime.hasShard(META_SHARD) && metaEngineOf(this.router.meta().machine()).isRemoved(id),
       onRemoved: (by) => this.removed(`member ${formatId(by)} refused this member's messages: it was removed from the cluster`),
       // Silent peers are probed after two election timeouts: a removed member hears of it soon.
@@ -341,7 +352,7 @@ export class DkvNode {
     const observe = config.shardSplitQps === 0 ? undefined : (shard: number, key: Uint8Array): void => {
       if (shard !== DEFAULT_STORE_SHARD && shard !== META_SHARD) this.loadTracker.record(shard, key);
     };
-    this.router = new Router(this.runtime, metaShardMap(this.runtime, META_SHARD, DEFAULT_STORE_SHARD), admit, observe);
+    this.router = new Router(this.runtime, metaShardMap(this.runtime, META_SHARD, DEFAULT_STORE_SHARD), admit, observe, identity.memberId);
     this.membershipSync = new MembershipSync({
       groups: () => this.runtime.shardIds().filter((shard) => shard !== META_SHARD),
       leads: (shard) => this.runtime.leader(shard) === identity.memberId,
@@ -349,6 +360,7 @@ export class DkvNode {
       config: (shard) => this.runtime.rawNode(shard).basicStatus().config,
       metaVersion: () => this.router.meta().machine().appliedIndex,
       members: () => this.members(),
+      replicasOf: (shard) => metaEngineOf(this.router.meta().machine()).shardMap().shard(shard)?.replicas ?? [],
       isRemoved: (id) => metaEngineOf(this.router.meta().machine()).isRemoved(id),
       readMeta: async () => {
         await this.router.meta().read({ timeoutMs: electionTimeoutMs });
@@ -648,7 +660,7 @@ export class DkvNode {
     if (this.stopping || this.storeRepairRunning || this.runtime.leader(META_SHARD) !== this.identity.memberId) return;
     this.storeRepairRunning = true;
     const timeoutMs = this.requestTimeoutMs;
-    repairStores({ router: this.router, options: { timeoutMs }, log: this.logger }, Date.now(), storeCreateStaleRequestTimeouts * timeoutMs)
+    repairStores({ router: this.router, options: { timeoutMs }, log: this.logger, proposeElsewhere: this.proposeElsewhere }, Date.now(), storeCreateStaleRequestTimeouts * timeoutMs)
       .catch((error: unknown) => this.logger.warn(`store repair: ${error instanceof Error ? error.message : String(error)}`))
       .finally(() => (this.storeRepairRunning = false));
   }
@@ -663,7 +675,7 @@ export class DkvNode {
       membersReady: () => this.membersSupportCached(EngineId.Ownership, OWNERSHIP_FENCED_SPLIT_VERSION) && this.membersSupportCached(EngineId.Meta, META_ABORT_SPLIT_VERSION),
       settings,
       tracker: this.loadTracker,
-      split: (shard, at) => splitShard({ router: this.router, options: { timeoutMs: this.requestTimeoutMs } }, shard, at),
+      split: (shard, at) => splitShard({ router: this.router, options: { timeoutMs: this.requestTimeoutMs }, proposeElsewhere: this.proposeElsewhere }, shard, at),
       log: this.logger,
       now: () => Date.now(),
       splitDone: (reason) => this.metrics.shardAutoSplits.inc(1, { reason }),
@@ -836,8 +848,18 @@ export class DkvNode {
     });
     this.tokenSweepTimer = setInterval(() => this.simpleTokens.sweep(Date.now()), simpleTokenSweepMs);
     this.tokenSweepTimer.unref();
+    const forwarder = new Forwarder({
+      request: (to, payload, timeoutMs) => this.transport.request(to, payload, { timeoutMs }),
+      caller: (call) => gate.caller(call),
+      proposeHere: async (shard, command) => (await this.router.shard(shard).propose(command, { timeoutMs: this.requestTimeoutMs })).outcome,
+      // The replica's own request timeout, and the way there and back.
+      timeoutMs: this.requestTimeoutMs + electionTimeoutMsOf(this.config),
+      counted: (outcome) => this.metrics.forwardedCalls.inc(1, { outcome }),
+    });
+    this.forwarder = forwarder;
     const common = {
       router: this.router,
+      proposeElsewhere: (shard: number, replicas: readonly number[], command: EngineCommand) => forwarder.propose(shard, replicas, command),
       clusterId: () => this.identity.clusterId,
       memberId: this.identity.memberId,
       requestTimeoutMs: this.requestTimeoutMs,
@@ -854,7 +876,11 @@ export class DkvNode {
     const addService = (service: { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }): void =>
       server.addService(
         service.definition,
-        withRequestLog(service.definition, guardLearner(service.definition, withConnectionLimits(service.definition, withStreamDeadlines(service.definition, service.implementation), load), () => this.learner), requestLog),
+        withRequestLog(
+          service.definition,
+          guardLearner(service.definition, withConnectionLimits(service.definition, withStreamDeadlines(service.definition, forwarder.wrap(service.definition, service.implementation)), load), () => this.learner),
+          requestLog,
+        ),
       );
     const kv = createKvService({ ...common, maxRequestBytes: this.config.maxRequestBytes, unsafeStaleReads: this.config.unsafeStaleReads, unsafeIgnoreTxnCompare: this.config.unsafeIgnoreTxnCompare });
     addService(kv);

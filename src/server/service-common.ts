@@ -3,12 +3,13 @@ import type * as grpc from '@grpc/grpc-js';
 import { clientError } from '../error-mapping.js';
 import type { WireResponseHeader } from '../etcd-proto.js';
 import { DkvError, type GrpcErrorObject, dkvError, toGrpcError } from '../errors.js';
-import type { RequestOptions, Router, ShardHandle } from '../runtime/index.js';
-import type { Incoming } from './grpc-service.js';
+import { type RequestOptions, type Router, type ShardHandle, ShardElsewhereError } from '../runtime/index.js';
+import { type Incoming, RawResponse } from './grpc-service.js';
+import { forwardingOf } from './forwarding.js';
 import { type LogFields, requestIdOfCall } from './request-log.js';
 import type { BackendQuota } from './quota.js';
 import type { AuthGate } from './auth/gate.js';
-import type { Caller } from '../engines/index.js';
+import type { Caller, EngineCommand } from '../engines/index.js';
 
 export interface ServiceContext {
   readonly router: Router;
@@ -20,6 +21,8 @@ export interface ServiceContext {
   readonly quota?: BackendQuota;
   /** Who each call's caller is and what it may do (etcd's auth). */
   readonly gate: AuthGate;
+  /** Proposes a command to a shard other members host, through one of `replicas` (forwarding.ts); the outcome. */
+  readonly proposeElsewhere?: (shard: number, replicas: readonly number[], command: EngineCommand) => Promise<unknown>;
 }
 
 export { clientError };
@@ -47,7 +50,7 @@ export type UnaryCall<Req> = grpc.ServerUnaryCall<Incoming<Req>, object>;
 
 /** A unary handler: the promise's value is the response; a rejection becomes a gRPC status. */
 export function unary<Req>(handle: (request: Incoming<Req>, call: UnaryCall<Req>) => Promise<object>, log?: Logger, toStatus: ToStatus = toGrpcError): grpc.handleUnaryCall<Incoming<Req>, object> {
-  return (call, callback) => answer(() => handle(call.request, call), callback, log, toStatus, requestIdOfCall(call));
+  return (call, callback) => answer(() => handle(call.request, call), callback, log, toStatus, requestIdOfCall(call), call as UnaryCall<unknown>);
 }
 
 /**
@@ -68,16 +71,29 @@ export function waitingUnary<Req>(
   };
 }
 
-function answer(handle: () => Promise<object>, callback: grpc.sendUnaryData<object>, log: Logger | undefined, toStatus: ToStatus, requestId: string | undefined): void {
+/**
+ * Answers a unary call with what `handle` settles with. `forwardable`: a client's own unary call
+ * whose shard the map places on other members only is forwarded to one of them (forwarding.ts),
+ * and their answer is this call's.
+ */
+function answer(handle: () => Promise<object>, callback: grpc.sendUnaryData<object>, log: Logger | undefined, toStatus: ToStatus, requestId: string | undefined, forwardable?: UnaryCall<unknown>): void {
   let pending: Promise<object>;
   try {
     pending = handle();
   } catch (error) {
     pending = Promise.reject(error);
   }
+  const fail = (error: unknown): void => callback(toStatus(clientErrorLogged(error, log, requestId)) as grpc.ServiceError);
   pending.then(
     (response) => callback(null, response),
-    (error: unknown) => callback(toStatus(clientErrorLogged(error, log, requestId)) as grpc.ServiceError),
+    (error: unknown) => {
+      const forwarding = forwardable === undefined || !(error instanceof ShardElsewhereError) ? undefined : forwardingOf(forwardable);
+      if (forwarding === undefined) return fail(error);
+      forwarding.forwarder.forward(forwarding, forwardable!, (error as ShardElsewhereError).replicas).then(
+        (answered) => (answered instanceof RawResponse ? callback(null, answered) : callback(answered as grpc.ServiceError)),
+        fail,
+      );
+    },
   );
 }
 

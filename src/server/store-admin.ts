@@ -35,10 +35,10 @@
  * (AbortSplit: P takes [K, end) back at a new epoch, C leaves the map).
  */
 import { type ShardMap, ShardMapError, type ShardMapErrorCode, compareKeys } from '../cluster/index.js';
-import { EngineId, OWNERSHIP_SPLIT_VERSION, type OwnershipOutcome, cedeCommand, reclaimCommand, retireCommand, splitCommand } from '../engines/index.js';
+import { type EngineCommand, EngineId, OWNERSHIP_SPLIT_VERSION, type OwnershipOutcome, cedeCommand, reclaimCommand, retireCommand, splitCommand } from '../engines/index.js';
 import { META_ABORT_SPLIT_VERSION, type MetaOutcome, abortSplitCommand, membersSupport, activateStoreCommand, dropStoreCommand, finishSplitCommand, mountStoreCommand, splitShardCommand } from '../engines/meta/index.js';
 
-import { type RequestOptions, type Router, RuntimeError, kvEngineOf, leaseEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
+import { type RequestOptions, type Router, RuntimeError, ShardElsewhereError, kvEngineOf, leaseEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
 
 /** A key or prefix for a message: quoted when it is printable ASCII, else hex. */
 export function printableKey(key: Uint8Array): string {
@@ -61,6 +61,21 @@ export interface StoreAdminContext {
   readonly options: RequestOptions;
   /** Where a repair reports what it could not finish (none: not reported). */
   readonly log?: { warn(message: string): void };
+  /** Proposes to a shard other members host, through one of `replicas` (none: such a shard's steps fail). */
+  readonly proposeElsewhere?: (shard: number, replicas: readonly number[], command: EngineCommand) => Promise<unknown>;
+}
+
+/**
+ * Proposes `command` to shard `shardId`: here if this node hosts it, else through one of the
+ * members the map places it on. Resolves with the outcome applying it produced.
+ */
+async function proposeOn(ctx: StoreAdminContext, shardId: number, command: EngineCommand): Promise<unknown> {
+  try {
+    return (await ctx.router.shard(shardId).propose(command, ctx.options)).outcome;
+  } catch (error) {
+    if (!(error instanceof ShardElsewhereError) || ctx.proposeElsewhere === undefined) throw error;
+    return ctx.proposeElsewhere(shardId, error.replicas, command);
+  }
 }
 
 export interface StoreCreated {
@@ -81,8 +96,11 @@ function gone(map: ShardMap, first: number): boolean {
   return map.shard(first) === undefined && first <= map.highestShardId;
 }
 
-/** Creates store `name` on `prefix` with `shards` shards, or finishes creating it (same prefix). */
-export async function createStore(ctx: StoreAdminContext, name: string, prefix: Uint8Array, shards: number): Promise<StoreCreated> {
+/**
+ * Creates store `name` on `prefix` with `shards` shards, each on `replicas` members the meta shard
+ * places (0: every member), or finishes creating it (same prefix).
+ */
+export async function createStore(ctx: StoreAdminContext, name: string, prefix: Uint8Array, shards: number, replicas = 0): Promise<StoreCreated> {
   const metaShard = ctx.router.meta();
   await metaShard.read(ctx.options);
   const meta = metaEngineOf(metaShard.machine());
@@ -93,7 +111,7 @@ export async function createStore(ctx: StoreAdminContext, name: string, prefix: 
     // Finishing it as asked: a different shard count is another store, which this one's name holds.
     if (ids.length !== shards) throw new StoreChangeRefused('store-exists', `store ${name} is being created with ${ids.length} shards: create it again with ${ids.length} to finish it, or drop it`);
   } else {
-    ids = metaResult((await metaShard.propose(mountStoreCommand(name, prefix, shards), ctx.options)).outcome);
+    ids = metaResult((await metaShard.propose(mountStoreCommand(name, prefix, shards, replicas), ctx.options)).outcome);
   }
   await finishCreate(ctx, name, prefix, ids[0]!);
   return { name, prefix, shards: ids };
@@ -153,7 +171,7 @@ async function finishDrop(ctx: StoreAdminContext, name: string, prefix: Uint8Arr
     const before = retired.size;
     const splitting = meta.splitting();
     const plain = left.filter((id) => !splitting.has(id));
-    await Promise.all(plain.map((id) => ctx.router.shard(id).propose(retireCommand(first), ctx.options)));
+    await Promise.all(plain.map((id) => proposeOn(ctx, id, retireCommand(first))));
     for (const id of plain) retired.add(id);
     for (const id of left) {
       const record = splitting.get(id);
@@ -162,7 +180,7 @@ async function finishDrop(ctx: StoreAdminContext, name: string, prefix: Uint8Arr
       if (outcome.kind === 'ok') {
         // Finished first: a node that missed the split then starts the child (empty, filled by its leader).
         metaResult((await ctx.router.meta().propose(finishSplitCommand(id), ctx.options)).outcome);
-        await ctx.router.shard(id).propose(retireCommand(first), ctx.options);
+        await proposeOn(ctx, id, retireCommand(first));
       }
       retired.add(id);
     }
@@ -290,16 +308,15 @@ async function finishSplit(ctx: StoreAdminContext, parent: number, child: number
  * not apply fenced splits yet; with what applying it answered.
  */
 async function proposeSplit(ctx: StoreAdminContext, parent: number, child: number, at: Uint8Array, end: Uint8Array | undefined): Promise<{ outcome: OwnershipOutcome; fenced: boolean }> {
-  const handle = ctx.router.shard(parent);
   // A fenced refusal is undone by AbortSplit: fenced only once every member applies that too.
   if (!membersSupport(metaEngineOf(ctx.router.meta().machine()).members(), EngineId.Meta, META_ABORT_SPLIT_VERSION)) {
-    return { outcome: (await handle.propose(splitCommand(child, at, end, OWNERSHIP_SPLIT_VERSION), ctx.options)).outcome as OwnershipOutcome, fenced: false };
+    return { outcome: (await proposeOn(ctx, parent, splitCommand(child, at, end, OWNERSHIP_SPLIT_VERSION))) as OwnershipOutcome, fenced: false };
   }
   try {
-    return { outcome: (await handle.propose(splitCommand(child, at, end), ctx.options)).outcome as OwnershipOutcome, fenced: true };
+    return { outcome: (await proposeOn(ctx, parent, splitCommand(child, at, end))) as OwnershipOutcome, fenced: true };
   } catch (error) {
     if (!(error instanceof RuntimeError && error.code === 'unsupported-command')) throw error;
-    return { outcome: (await handle.propose(splitCommand(child, at, end, OWNERSHIP_SPLIT_VERSION), ctx.options)).outcome as OwnershipOutcome, fenced: false };
+    return { outcome: (await proposeOn(ctx, parent, splitCommand(child, at, end, OWNERSHIP_SPLIT_VERSION))) as OwnershipOutcome, fenced: false };
   }
 }
 

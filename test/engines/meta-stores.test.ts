@@ -9,12 +9,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ConfChange } from '../../raft/index.js';
 import { restoreSnapshotPieces } from '../../storage/index.js';
-import { DEFAULT_STORE, ShardMap, ShardMapError, encodeShardMap, mountShardsMax } from '../../src/cluster/index.js';
+import { DEFAULT_STORE, ShardMap, ShardMapError, encodeShardMap, mountShardsMax, replicasMax } from '../../src/cluster/index.js';
 import { EngineId, MetaEngine, UnknownCommandError } from '../../src/engines/index.js';
 import {
   DEFAULT_STORE_SHARD,
   MetaCommandKind,
   META_ABORT_SPLIT_VERSION,
+  META_REPLICAS_VERSION,
   META_SPLIT_VERSION,
   META_STORES_VERSION,
   abortSplitCommand,
@@ -151,6 +152,59 @@ describe('meta engine: stores and the shard map', () => {
     expect(learnersOnly.apply(mountStoreCommand('x', text('/x/'), 1), context)).toMatchObject({ kind: 'error', code: 'bad-replicas' });
   });
 
+  it('places a store\'s shards on the voters holding the fewest placed replicas, which found them alone', () => {
+    const meta = engineWith([1, 2, 3, 4], [5]);
+    expect(meta.apply(mountStoreCommand('a', text('/a/'), 2, 2), context)).toEqual({ kind: 'stores', shards: [2, 3] });
+    expect(meta.shardMap().shardsOf('a').map((s) => s.replicas)).toEqual([[1, 2], [3, 4]]);
+    expect(meta.founders(2)).toEqual({ voters: [1, 2], learners: [] });
+    expect(meta.founders(3)).toEqual({ voters: [3, 4], learners: [] });
+    meta.apply(mountStoreCommand('b', text('/b/'), 1, 3), context);
+    expect(meta.shardMap().shardsOf('b')[0]!.replicas).toEqual([1, 2, 3]);
+    meta.apply(mountStoreCommand('c', text('/c/'), 1, 1), context);
+    expect(meta.shardMap().shardsOf('c')[0]!.replicas).toEqual([4]);
+    // Every member, as before: no list, founded by every voter and learner.
+    meta.apply(mountStoreCommand('d', text('/d/'), 1), context);
+    expect(meta.shardMap().shardsOf('d')[0]!.replicas).toEqual([]);
+    expect(meta.founders(6)).toEqual({ voters: [1, 2, 3, 4], learners: [5] });
+    // A split's child is on its parent's members.
+    meta.apply(activateStoreCommand('a', 2), context);
+    expect(meta.apply(splitShardCommand(2, text('/a/m'), 1), context)).toEqual({ kind: 'stores', shards: [2, 7] });
+    const replica = restored(meta);
+    expect(replica.shardMap().shardsOf('a').map((s) => [s.id, s.replicas])).toEqual([[2, [1, 2]], [7, [1, 2]], [3, [3, 4]]]);
+  });
+
+  it('refuses a replica count above the voters or the limit, and one a version-2 command carries', () => {
+    const meta = engineWith([1, 2, 3], [4]);
+    const before = meta.hash();
+    for (const replicas of [4, replicasMax + 1, -1, 1.5]) {
+      expect(meta.apply(mountStoreCommand('x', text('/x/'), 1, replicas), context)).toMatchObject({ kind: 'error', code: 'bad-replicas' });
+    }
+    const smuggled = { ...mountStoreCommand('x', text('/x/'), 1, 2), version: META_STORES_VERSION };
+    expect(meta.apply(smuggled, context)).toMatchObject({ kind: 'error', code: 'bad-command' });
+    expect(meta.hash()).toBe(before);
+  });
+
+  it('keeps placed replicas balanced: over any mounts, the voters\' loads differ by at most one', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 7 }), fc.array(fc.record({ shards: fc.integer({ min: 1, max: 4 }), replicas: fc.integer({ min: 1, max: 7 }) }), { maxLength: 12 }), (voters, mounts) => {
+        const ids = Array.from({ length: voters }, (_, i) => 10 + i);
+        const meta = engineWith(ids);
+        mounts.forEach((m, i) => {
+          const outcome = meta.apply(mountStoreCommand(`s${i}`, text(`/s${i}/`), m.shards, m.replicas), context) as { kind: string; code?: string };
+          expect(outcome.kind === 'stores' || (outcome.code === 'bad-replicas' && m.replicas > voters)).toBe(true);
+        });
+        const load = new Map(ids.map((id) => [id, 0]));
+        for (const shard of meta.shardMap().shards()) {
+          expect([...shard.replicas].sort((a, b) => a - b)).toEqual(shard.replicas);
+          expect(new Set(shard.replicas).size).toBe(shard.replicas.length);
+          for (const id of shard.replicas) load.set(id, load.get(id)! + 1);
+        }
+        expect(Math.max(...load.values()) - Math.min(...load.values())).toBeLessThanOrEqual(1);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('stops the node on a store change of a version that never existed (never skipped)', () => {
     const meta = engineWith([1]);
     expect(() => meta.apply({ ...mountStoreCommand('x', text('/x/'), 1), version: 1 }, context)).toThrow(UnknownCommandError);
@@ -221,7 +275,10 @@ describe('meta engine: stores and the shard map', () => {
 
   it('names its command kinds for good', () => {
     expect(MetaCommandKind).toEqual({ PublishAttributes: 1, MountStore: 2, DropStore: 3, ActivateStore: 4, SplitShard: 5, FinishSplit: 6, AbortSplit: 7 });
-    expect([META_STORES_VERSION, META_SPLIT_VERSION, META_ABORT_SPLIT_VERSION, new MetaEngine().version]).toEqual([2, 3, 4, 4]);
+    expect([META_STORES_VERSION, META_SPLIT_VERSION, META_ABORT_SPLIT_VERSION, META_REPLICAS_VERSION, new MetaEngine().version]).toEqual([2, 3, 4, 5, 5]);
+    // A mount on every member keeps the form every build since stores applies; one placed needs 5.
+    expect(mountStoreCommand('a', text('/a/'), 1).version).toBe(META_STORES_VERSION);
+    expect(mountStoreCommand('a', text('/a/'), 1, 2).version).toBe(META_REPLICAS_VERSION);
   });
 });
 

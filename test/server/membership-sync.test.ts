@@ -91,6 +91,8 @@ function fakeHost(initial: { members: RecordedMember[]; removed: number[]; confi
     removed: new Set(initial.removed),
     config: initial.config,
     configs: new Map<number, ConfState>(),
+    /** Per group, the members the map places it on (absent: every member). */
+    replicas: new Map<number, number[]>(),
     /** What the meta shard says once read linearizably (undefined: what this node has already). */
     onRead: undefined as undefined | (() => void),
     leading: true,
@@ -127,6 +129,7 @@ function fakeHost(initial: { members: RecordedMember[]; removed: number[]; confi
         },
       });
     },
+    replicasOf: (shard) => host.replicas.get(shard) ?? [],
     isRemoved: (id) => {
       host.removedAsks++;
       return host.removed.has(id);
@@ -174,6 +177,25 @@ describe('MembershipSync', () => {
     host.nowMs = 1000;
     await sync.poke();
     expect(host.proposed).toEqual([{ type: 'add-voter', nodeId: 4 }]);
+  });
+
+  it('a shard placed on some members follows those only: another member is never added; a removed replica still leaves', async () => {
+    const { host, sync } = fakeHost({ members: [voter(1), voter(2), voter(3), voter(4)], removed: [], config: conf([1, 2]), groups: [5, 6] });
+    host.replicas.set(5, [1, 2]);
+    host.configs.set(6, conf([1, 2]));
+    host.nowMs = 0;
+    await sync.poke();
+    host.nowMs = 5000;
+    await sync.poke();
+    // Shard 6 follows the whole list (no replicas placed): 3 then 4 are added; shard 5 stays as placed.
+    expect(host.proposedTo).toEqual([6]);
+    expect(host.proposed).toEqual([{ type: 'add-voter', nodeId: 3 }]);
+    expect(host.config).toEqual(conf([1, 2]));
+    host.removed.add(2);
+    host.members = host.members.filter((m) => m.id !== 2);
+    await sync.poke();
+    expect(host.proposed).toContainEqual({ type: 'remove', nodeId: 2 });
+    expect(host.config.voters).toEqual([1]);
   });
 
   it('never adds back a member in the middle of its removal (the groups drop it before the meta shard records it)', async () => {

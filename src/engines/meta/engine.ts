@@ -53,6 +53,12 @@ export const META_STORES_VERSION = 2;
 export const META_SPLIT_VERSION = 3;
 /** The meta command format of AbortSplit: proposed only once every member applies it. */
 export const META_ABORT_SPLIT_VERSION = 4;
+/**
+ * The meta command format of a mount whose shards live on some members only (its `replicas`
+ * field; an earlier build would mount them on every member): proposed only once every member
+ * applies it, which also says every member forwards client calls for shards it does not host.
+ */
+export const META_REPLICAS_VERSION = 5;
 
 /** The KV command kind of an earlier build's attribute publication (a Put into the meta store). */
 const LEGACY_KV_PUT = 1;
@@ -66,10 +72,15 @@ export function publishAttributesCommand(id: number, attributes: MemberAttribute
   return { engine: EngineId.Meta, version: META_COMMAND_VERSION, kind: MetaCommandKind.PublishAttributes, payload };
 }
 
-/** A command mounting store `name` on `prefix` as `shards` shards (replicated on every member). */
-export function mountStoreCommand(name: string, prefix: Uint8Array, shards: number): EngineCommand {
+/**
+ * A command mounting store `name` on `prefix` as `shards` shards, each replicated on `replicas`
+ * voting members the meta shard places (0: on every member; such a command keeps version 2's
+ * form, which every build applies).
+ */
+export function mountStoreCommand(name: string, prefix: Uint8Array, shards: number, replicas = 0): EngineCommand {
   const prefixHex = bytesToHex(prefix);
-  return { engine: EngineId.Meta, version: META_STORES_VERSION, kind: MetaCommandKind.MountStore, payload: encoder.encode(JSON.stringify({ name, prefixHex, shards })) };
+  if (replicas === 0) return { engine: EngineId.Meta, version: META_STORES_VERSION, kind: MetaCommandKind.MountStore, payload: encoder.encode(JSON.stringify({ name, prefixHex, shards })) };
+  return { engine: EngineId.Meta, version: META_REPLICAS_VERSION, kind: MetaCommandKind.MountStore, payload: encoder.encode(JSON.stringify({ name, prefixHex, shards, replicas })) };
 }
 
 /**
@@ -119,7 +130,7 @@ export type MetaOutcome =
 export class MetaEngine implements Engine {
   readonly id = EngineId.Meta;
   readonly name = 'meta';
-  readonly version = META_ABORT_SPLIT_VERSION;
+  readonly version = META_REPLICAS_VERSION;
   /** The section's format is unchanged since version 2 (the records are keys of the meta store): earlier builds restore it. */
   readonly sectionVersion = META_STORES_VERSION;
   private store = new MvccStore();
@@ -154,7 +165,7 @@ export class MetaEngine implements Engine {
   private applyStores(command: EngineCommand, context: ApplyContext, needs: number): MetaOutcome {
     if (command.version < needs) throw new UnknownCommandError(`meta command kind ${command.kind} needs version ${needs}, got ${command.version}`);
     const splitStep = command.kind === MetaCommandKind.SplitShard || command.kind === MetaCommandKind.FinishSplit || command.kind === MetaCommandKind.AbortSplit;
-    const change = splitStep ? parseSplitChange(command.kind, command.payload) : parseStoresChange(command.kind, command.payload);
+    const change = splitStep ? parseSplitChange(command.kind, command.payload) : parseStoresChange(command.kind, command.version, command.payload);
     if (typeof change === 'string') return { kind: 'error', code: 'bad-command', message: change };
     const outcome = applyStoresChange(this.store, change, context.nowMs);
     this.map = undefined;
@@ -247,8 +258,8 @@ export class MetaEngine implements Engine {
 }
 
 /** A store change's payload, or why it is malformed (the same on every replica). */
-function parseStoresChange(kind: number, payload: Uint8Array): StoresChange | string {
-  let parsed: { name?: unknown; prefixHex?: unknown; shards?: unknown; first?: unknown };
+function parseStoresChange(kind: number, version: number, payload: Uint8Array): StoresChange | string {
+  let parsed: { name?: unknown; prefixHex?: unknown; shards?: unknown; first?: unknown; replicas?: unknown };
   try {
     parsed = JSON.parse(decoder.decode(payload)) as typeof parsed;
   } catch {
@@ -264,7 +275,10 @@ function parseStoresChange(kind: number, payload: Uint8Array): StoresChange | st
   const prefix = typeof prefixHex === 'string' ? hexToBytes(prefixHex) : undefined;
   if (prefix === undefined) return 'a mount\'s prefix is not hex';
   if (typeof shards !== 'number') return 'a mount has no shard count';
-  return { kind: 'mount', name: parsed.name, prefix, shards };
+  const replicas = parsed.replicas ?? 0;
+  if (typeof replicas !== 'number') return 'a mount\'s replica count is not a number';
+  if (replicas !== 0 && version < META_REPLICAS_VERSION) return 'a mount with a replica count needs command version 5';
+  return { kind: 'mount', name: parsed.name, prefix, shards, replicas };
 }
 
 /** A split step's payload, or why it is malformed (the same on every replica). */

@@ -6,6 +6,7 @@ export {
   META_STORES_VERSION,
   META_SPLIT_VERSION,
   META_ABORT_SPLIT_VERSION,
+  META_REPLICAS_VERSION,
   activateStoreCommand,
   dropStoreCommand,
   finishSplitCommand,

@@ -42,7 +42,7 @@
  */
 import { prefixEnd, type MvccStore } from '../../../storage/index.js';
 import { assert } from '../../../raft/index.js';
-import { DEFAULT_STORE, ShardMap, ShardMapError, type ShardMapErrorCode, compareKeys, decodeShardMap, encodeShardMap, mountShardsMax } from '../../cluster/model.js';
+import { DEFAULT_STORE, ShardMap, ShardMapError, type ShardMapErrorCode, compareKeys, decodeShardMap, encodeShardMap, mountShardsMax, replicasMax } from '../../cluster/model.js';
 import { bytesToHex, hexToBytes } from '../bytes.js';
 import { listMembers } from './members.js';
 
@@ -122,7 +122,8 @@ export function foundersOf(mvcc: MvccStore, shard: number): Founders | undefined
 }
 
 export type StoresChange =
-  | { readonly kind: 'mount'; readonly name: string; readonly prefix: Uint8Array; readonly shards: number }
+  /** `replicas`: how many voting members host each shard (0: every member, its group following the member list). */
+  | { readonly kind: 'mount'; readonly name: string; readonly prefix: Uint8Array; readonly shards: number; readonly replicas: number }
   /** `first`: the store's first shard id, which names one incarnation of the store (ids are never reused). */
   | { readonly kind: 'activate'; readonly name: string; readonly first: number }
   | { readonly kind: 'drop'; readonly name: string; readonly first: number }
@@ -176,18 +177,50 @@ export function applyStoresChange(mvcc: MvccStore, change: StoresChange, nowMs: 
       return { kind: 'error', code: 'bad-shard-count', message: `a store starts with 1 to ${mountShardsMax} shards, got ${change.shards}` };
     }
     const ids = Array.from({ length: change.shards }, (_, i) => before.highestShardId + 1 + i);
-    const after = before.mount(change.name, change.prefix, ids, []);
     const members = listMembers(mvcc);
-    if (!members.some((m) => !m.isLearner)) return { kind: 'error', code: 'bad-replicas', message: 'no voting member to found the store\'s shards' };
+    const voters = members.filter((m) => !m.isLearner).map((m) => m.id);
+    if (voters.length === 0) return { kind: 'error', code: 'bad-replicas', message: 'no voting member to found the store\'s shards' };
+    if (!Number.isSafeInteger(change.replicas) || change.replicas < 0 || change.replicas > replicasMax) {
+      return { kind: 'error', code: 'bad-replicas', message: `a store's shards have 1 to ${replicasMax} replicas (0: every member), got ${change.replicas}` };
+    }
+    if (change.replicas > voters.length) {
+      return { kind: 'error', code: 'bad-replicas', message: `${change.replicas} replicas asked, the cluster has ${voters.length} voting member${voters.length === 1 ? '' : 's'}` };
+    }
+    const placed = change.replicas === 0 ? ids.map(() => []) : placeReplicas(before, voters, ids.length, change.replicas);
+    const after = before.mount(change.name, change.prefix, ids, placed);
     writeMap(mvcc, after);
-    const founders: Founders = { voters: members.filter((m) => !m.isLearner).map((m) => m.id), learners: members.filter((m) => m.isLearner).map((m) => m.id) };
-    for (const id of ids) mvcc.put(foundersKey(id), encoder.encode(JSON.stringify(founders)));
+    const everyMember: Founders = { voters, learners: members.filter((m) => m.isLearner).map((m) => m.id) };
+    ids.forEach((id, i) => {
+      const founders: Founders = placed[i]!.length === 0 ? everyMember : { voters: placed[i]!, learners: [] };
+      mvcc.put(foundersKey(id), encoder.encode(JSON.stringify(founders)));
+    });
     mvcc.put(creatingKey(change.name), encoder.encode(JSON.stringify({ createdAtMs: nowMs })));
     return { kind: 'ok', shards: ids };
   } catch (error) {
     if (error instanceof ShardMapError) return { kind: 'error', code: error.code, message: error.message };
     throw error;
   }
+}
+
+/**
+ * The replicas of `count` new shards, `replicas` voters each, chosen from `voters` (distinct ids):
+ * each shard takes the voters that host the fewest placed replicas so far (the map's shards with a
+ * replica list, then the shards placed before it), ties to the lower id. A pure function of the map
+ * and the member list, so every replica of the meta shard places alike. Each list is ascending.
+ */
+export function placeReplicas(map: ShardMap, voters: readonly number[], count: number, replicas: number): number[][] {
+  const load = new Map<number, number>(voters.map((id) => [id, 0]));
+  for (const shard of map.shards()) for (const id of shard.replicas) if (load.has(id)) load.set(id, load.get(id)! + 1);
+  const out: number[][] = [];
+  for (let i = 0; i < count; i++) {
+    const chosen = [...load.entries()]
+      .sort((a, b) => a[1] - b[1] || a[0] - b[0])
+      .slice(0, replicas)
+      .map(([id]) => id);
+    for (const id of chosen) load.set(id, load.get(id)! + 1);
+    out.push(chosen.sort((a, b) => a - b));
+  }
+  return out;
 }
 
 type SplitChange = Extract<StoresChange, { kind: 'split' }>;

@@ -22,6 +22,7 @@
  * member's state, as etcd answers it.
  */
 import type * as grpc from '@grpc/grpc-js';
+import { forwardedCallerOf } from '../forwarding.js';
 import { type AuthEngine, type Caller, type CommandAccess, EngineError, type KeyAccess, accessRefusal, anonymousCaller } from '../../engines/index.js';
 import { DkvError, dkvError } from '../../errors.js';
 import { tokenBytesMax } from './limits.js';
@@ -93,6 +94,12 @@ export class AuthGate {
   caller(call: CallCredentials): Caller {
     const auth = this.options.auth();
     if (!auth.enabled) return anonymousCaller;
+    // A call another member forwarded: its caller is the one that member authenticated (the
+    // token was checked there; simple tokens live on the member that issued them).
+    const forwarded = forwardedCallerOf(call);
+    if (forwarded !== undefined) {
+      return forwarded.authRevision < 0 ? { user: forwarded.user, authRevision: auth.revision, again: () => this.caller(call) } : { user: forwarded.user, authRevision: forwarded.authRevision };
+    }
     const values = call.metadata.get('token');
     const token = values.length === 0 ? undefined : String(values[0]);
     if (token !== undefined) return this.tokenCaller(token, auth, call);

@@ -1,0 +1,326 @@
+/**
+ * Client calls for shards this member does not host, carried to a member that does.
+ *
+ * A store created with `--replicas N` places each shard on N members; the others host no group
+ * of it. A unary call routed there (etcd's Range, Put, DeleteRange, Txn, Compact, the dkv.v1 KV
+ * and Counter calls, ShardSplit…) fails in the router with `ShardElsewhereError` before it does
+ * anything, and the unary plumbing (service-common.ts) hands it here: the call's method path, its
+ * request bytes as received and its caller (whom this member authenticated) go over the peer
+ * link's request channel to one of the shard's replicas, which runs the same handler as if the
+ * client had called it there, and its answer — the response's bytes or its status — goes back to
+ * the client unchanged. Replicas are tried in the map's order, moving on only when a request
+ * certainly did not reach one (`notDelivered`); a call that may have run there is answered as
+ * unknown (a timeout), as any write whose outcome is unknown.
+ *
+ * One hop: a forwarded call never forwards again (the receiving replica's map may say another
+ * member now: it answers `shard-not-hosted`, and the client retries). Not forwarded, refused with
+ * `shard-not-hosted`: streams (Watch, LeaseKeepAlive, Observe, WatchPrefix) and waiting calls
+ * (Lock, Campaign), whose cancellation the peer channel cannot carry; send those to a replica.
+ *
+ * The store coordinator's own steps on shards it does not host (a drop's Retire, a split's Split)
+ * go the same way as proposals (`propose`): the replica proposes the command and answers what
+ * applying it produced (ownership outcomes: plain JSON).
+ *
+ * Wire (the first byte tells these from leader-queries.ts's JSON, which starts with `{`):
+ *   call      0x01 | u16 path length | path | u16 caller length | caller JSON | request bytes
+ *   answer    0x00 | response bytes        (a response)
+ *             0x01 | status JSON           ({ code, details }: the replica's status, as sent)
+ *   proposal  0x02 | JSON { shard, engine, version, kind, payloadHex }
+ *   answer    JSON { outcome }             (refused: the runtime's code, as `runtime.<code>`)
+ */
+import * as grpc from '@grpc/grpc-js';
+import { type Caller, type EngineCommand, anonymousCaller } from '../engines/index.js';
+import { RuntimeError, type RuntimeErrorCode, ShardElsewhereError } from '../runtime/index.js';
+import { type GrpcErrorObject, dkvError, toGrpcError } from '../errors.js';
+import { type Incoming, RawResponse } from './grpc-service.js';
+import { PeerRequestError, PeerRequestRefusal, peerLimits } from './peer/index.js';
+import { assert } from '../../raft/index.js';
+import { forwardedAnswerBytesMax, forwardedPathBytesMax, forwardedCallerBytesMax } from './limits.js';
+
+assert(forwardedAnswerBytesMax <= peerLimits.responsePayloadBytesMax, 'a forwarded call\'s answer must fit a peer answer');
+
+/** The first byte of a forwarded call on the peer request channel. */
+export const FORWARDED_CALL_TAG = 0x01;
+/** The first byte of a forwarded proposal (a coordinator's step on a shard hosted elsewhere). */
+export const FORWARDED_PROPOSAL_TAG = 0x02;
+const ANSWER_RESPONSE = 0x00;
+const ANSWER_STATUS = 0x01;
+
+/** Set on an incoming unary call by `Forwarder.wrap`: where to forward it, if its shard is elsewhere. */
+const forwardingKey = Symbol('dkv.forwarding');
+/** Set on the call a replica makes of a forwarded one: the caller the forwarding member found. */
+const forwardedCallerKey = Symbol('dkv.forwardedCaller');
+
+interface Forwarding {
+  readonly forwarder: Forwarder;
+  readonly path: string;
+}
+
+/** Where a call may be forwarded (undefined: not a client's own unary call, or a forwarded one). */
+export function forwardingOf(call: object): Forwarding | undefined {
+  return (call as { [forwardingKey]?: Forwarding })[forwardingKey];
+}
+
+/**
+ * The caller of a forwarded call, as the member that forwarded it authenticated it (undefined: a
+ * client's own call); `authRevision` -1: checked at the auth revision of the member serving it.
+ */
+export function forwardedCallerOf(call: object): { readonly user: string; readonly authRevision: number } | undefined {
+  return (call as { [forwardedCallerKey]?: { user: string; authRevision: number } })[forwardedCallerKey];
+}
+
+/** What the forwarder needs of its node. */
+export interface ForwarderHost {
+  /** Sends a request to member `to`'s peer request handler. */
+  request(to: number, payload: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
+  /** The caller of a client's call (throws the client's error for a bad token). */
+  caller(call: { readonly metadata: grpc.Metadata }): Caller;
+  /** How long a forwarded call may take before it is answered as a timeout. */
+  readonly timeoutMs: number;
+  /** Proposes `command` to shard `shard` here and resolves with the outcome applying it produced. */
+  proposeHere(shard: number, command: EngineCommand): Promise<unknown>;
+  /** Counts a forwarded call by how it ended (`ok`, `status`, `failed`) and one answered for a peer. */
+  counted?(outcome: 'ok' | 'status' | 'failed' | 'served'): void;
+}
+
+type UnaryHandler = (call: grpc.ServerUnaryCall<Incoming<unknown>, object>, callback: grpc.sendUnaryData<object>) => void;
+
+interface Method {
+  readonly handler: UnaryHandler;
+  readonly deserialize: (raw: Buffer) => Incoming<unknown>;
+  readonly serialize: (value: object) => Buffer;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export class Forwarder {
+  private readonly methods = new Map<string, Method>();
+
+  constructor(private readonly host: ForwarderHost) {}
+
+  /**
+   * A service's implementation whose unary calls can be forwarded (and served when forwarded
+   * here): each handler is registered by its path, and each incoming call is marked with it.
+   */
+  wrap(definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): grpc.UntypedServiceImplementation {
+    const wrapped: grpc.UntypedServiceImplementation = { ...implementation };
+    for (const [name, handler] of Object.entries(implementation)) {
+      const method = definition[name];
+      if (method === undefined || method.requestStream || method.responseStream) continue;
+      const original = handler as UnaryHandler;
+      this.methods.set(method.path, {
+        handler: original,
+        deserialize: method.requestDeserialize as (raw: Buffer) => Incoming<unknown>,
+        serialize: method.responseSerialize as (value: object) => Buffer,
+      });
+      const forwarding: Forwarding = { forwarder: this, path: method.path };
+      wrapped[name] = ((call: grpc.ServerUnaryCall<Incoming<unknown>, object>, callback: grpc.sendUnaryData<object>) => {
+        (call as { [forwardingKey]?: Forwarding })[forwardingKey] = forwarding;
+        original(call, callback);
+      }) as grpc.UntypedHandleCall;
+    }
+    return wrapped;
+  }
+
+  /**
+   * Forwards a client's call to one of `replicas`: resolves with what to answer the client (the
+   * replica's response as bytes, or its status); rejects with the client's error when no replica
+   * could be asked (`shard-not-hosted`), or with a timeout when one may have run it unanswered.
+   */
+  async forward(forwarding: Forwarding, call: grpc.ServerUnaryCall<Incoming<unknown>, object>, replicas: readonly number[]): Promise<RawResponse | GrpcErrorObject> {
+    const caller = this.host.caller(call);
+    const payload = encodeForwardedCall(forwarding.path, caller, call.request.raw);
+    if (payload.byteLength > peerLimits.requestPayloadBytesMax) throw dkvError('shard-not-hosted', `the request is too large to forward (${payload.byteLength} bytes)`);
+    let lastError: unknown;
+    for (const to of replicas) {
+      let answer: Uint8Array;
+      try {
+        answer = await this.host.request(to, payload, this.host.timeoutMs);
+      } catch (error) {
+        lastError = error;
+        if (error instanceof PeerRequestError && error.notDelivered) continue;
+        this.host.counted?.('failed');
+        // It may have run there: the outcome is unknown, as a write's that timed out.
+        throw error instanceof PeerRequestError && error.code === 'refused' ? dkvError('shard-not-hosted', error.message) : dkvError('timeout');
+      }
+      const decoded = decodeAnswer(answer);
+      this.host.counted?.(decoded instanceof RawResponse ? 'ok' : 'status');
+      return decoded;
+    }
+    this.host.counted?.('failed');
+    throw dkvError('shard-not-hosted', lastError instanceof Error ? `no replica could be reached (${lastError.message})` : 'no replica could be reached');
+  }
+
+  /**
+   * Proposes `command` to shard `shard` through one of its `replicas`: resolves with the outcome
+   * applying it produced there. A refusal of the replica's runtime is thrown as that RuntimeError;
+   * no replica reached is `shard-elsewhere`; one that may have run it unanswered, a timeout.
+   */
+  async propose(shard: number, replicas: readonly number[], command: EngineCommand): Promise<unknown> {
+    const payload = encoder.encode(JSON.stringify({ shard, engine: command.engine, version: command.version, kind: command.kind, payloadHex: Buffer.from(command.payload).toString('hex') }));
+    const tagged = new Uint8Array(payload.byteLength + 1);
+    tagged[0] = FORWARDED_PROPOSAL_TAG;
+    tagged.set(payload, 1);
+    for (const to of replicas) {
+      let answer: Uint8Array;
+      try {
+        answer = await this.host.request(to, tagged, this.host.timeoutMs);
+      } catch (error) {
+        if (error instanceof PeerRequestError && error.notDelivered) continue;
+        if (error instanceof PeerRequestError && error.code === 'refused' && error.refusal?.code.startsWith('runtime.') === true) {
+          throw new RuntimeError(error.refusal.code.slice('runtime.'.length) as RuntimeErrorCode, error.refusal.message);
+        }
+        throw new RuntimeError('timeout', `the proposal to shard ${shard} through member ${to.toString(16)}: ${(error as Error).message}`);
+      }
+      return (JSON.parse(decoder.decode(answer)) as { outcome: unknown }).outcome;
+    }
+    throw new ShardElsewhereError(shard, replicas);
+  }
+
+  /** Serves a proposal another member forwarded (see `propose`). */
+  async answerProposal(payload: Uint8Array): Promise<Uint8Array> {
+    let parsed: { shard?: unknown; engine?: unknown; version?: unknown; kind?: unknown; payloadHex?: unknown };
+    try {
+      parsed = JSON.parse(decoder.decode(payload.subarray(1))) as typeof parsed;
+    } catch {
+      throw new PeerRequestRefusal('bad-forward', 'a forwarded proposal is not JSON');
+    }
+    const { shard, engine, version, kind, payloadHex } = parsed;
+    const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+    if (!isInt(shard) || !isInt(engine) || !isInt(version) || !isInt(kind) || typeof payloadHex !== 'string' || !/^(?:[0-9a-f]{2})*$/.test(payloadHex)) {
+      throw new PeerRequestRefusal('bad-forward', 'a forwarded proposal is malformed');
+    }
+    try {
+      const outcome = await this.host.proposeHere(shard, { engine, version, kind, payload: Buffer.from(payloadHex, 'hex') });
+      return encoder.encode(JSON.stringify({ outcome }));
+    } catch (error) {
+      if (error instanceof RuntimeError) throw new PeerRequestRefusal(`runtime.${error.code}`, error.message);
+      throw error;
+    }
+  }
+
+  /**
+   * Serves a call another member forwarded: runs its method's handler as a client's call made
+   * here by the caller it names, and answers the response's bytes or the status.
+   */
+  async answer(payload: Uint8Array): Promise<Uint8Array> {
+    const call = decodeForwardedCall(payload);
+    const method = this.methods.get(call.path);
+    if (method === undefined) throw new PeerRequestRefusal('unknown-method', `no unary method ${call.path.slice(0, 128)} here`);
+    let request: Incoming<unknown>;
+    try {
+      request = method.deserialize(Buffer.from(call.request.buffer, call.request.byteOffset, call.request.byteLength));
+    } catch (error) {
+      return encodeStatus({ code: grpc.status.INTERNAL, details: `Error deserializing request: ${(error as Error).message}` });
+    }
+    this.host.counted?.('served');
+    const served = replicaCall(request, call.caller);
+    const outcome = await new Promise<{ error: grpc.ServiceError | null; value: object | null | undefined }>((resolve) => {
+      method.handler(served, ((error, value) => resolve({ error: error as grpc.ServiceError | null, value })) as grpc.sendUnaryData<object>);
+    });
+    if (outcome.error !== null && outcome.error !== undefined) {
+      return encodeStatus({ code: outcome.error.code ?? grpc.status.UNKNOWN, details: outcome.error.details ?? outcome.error.message ?? '' });
+    }
+    const bytes = outcome.value instanceof RawResponse ? outcome.value.bytes : method.serialize(outcome.value ?? {});
+    if (bytes.byteLength + 1 > forwardedAnswerBytesMax) return encodeStatus(toGrpcError(dkvError('forwarded-response-too-large', `${bytes.byteLength} bytes`)));
+    const out = new Uint8Array(bytes.byteLength + 1);
+    out[0] = ANSWER_RESPONSE;
+    out.set(bytes, 1);
+    return out;
+  }
+}
+
+/** The call a replica's handler sees for a forwarded one: no metadata, the forwarding member's caller, never cancelled. */
+function replicaCall(request: Incoming<unknown>, caller: { user: string; authRevision: number } | undefined): grpc.ServerUnaryCall<Incoming<unknown>, object> {
+  const call = {
+    request,
+    metadata: new grpc.Metadata(),
+    cancelled: false,
+    getPeer: () => 'forwarded',
+    getPath: () => '',
+    getDeadline: () => Infinity,
+    getHost: () => '',
+    once: () => call,
+    on: () => call,
+    removeListener: () => call,
+    sendMetadata: () => {},
+    [forwardedCallerKey]: caller,
+  };
+  return call as unknown as grpc.ServerUnaryCall<Incoming<unknown>, object>;
+}
+
+export function encodeForwardedCall(path: string, caller: Caller, request: Uint8Array): Uint8Array {
+  const pathBytes = encoder.encode(path);
+  // The anonymous caller (auth off) travels as none: the replica finds its own (auth may be on there by now).
+  // A caller that may be found again (a simple token's, a certificate's) is checked at the replica's
+  // auth revision, as it would be here (authRevision -1); a JWT's at the revision it was issued at.
+  const authRevision = caller.again === undefined ? caller.authRevision : -1;
+  const callerBytes = encoder.encode(caller === anonymousCaller ? '' : JSON.stringify({ user: caller.user, authRevision }));
+  if (pathBytes.byteLength > forwardedPathBytesMax || callerBytes.byteLength > forwardedCallerBytesMax) throw dkvError('malformed-request', 'a forwarded call\'s method or caller is too long');
+  const out = new Uint8Array(1 + 2 + pathBytes.byteLength + 2 + callerBytes.byteLength + request.byteLength);
+  const view = new DataView(out.buffer);
+  out[0] = FORWARDED_CALL_TAG;
+  view.setUint16(1, pathBytes.byteLength);
+  out.set(pathBytes, 3);
+  let at = 3 + pathBytes.byteLength;
+  view.setUint16(at, callerBytes.byteLength);
+  out.set(callerBytes, at + 2);
+  at += 2 + callerBytes.byteLength;
+  out.set(request, at);
+  return out;
+}
+
+export interface ForwardedCall {
+  readonly path: string;
+  readonly caller: { readonly user: string; readonly authRevision: number } | undefined;
+  readonly request: Uint8Array;
+}
+
+export function decodeForwardedCall(payload: Uint8Array): ForwardedCall {
+  const bad = (why: string): never => {
+    throw new PeerRequestRefusal('bad-forward', `a forwarded call ${why}`);
+  };
+  if (payload.byteLength < 5 || payload[0] !== FORWARDED_CALL_TAG) bad('is too short or not tagged');
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  const pathLength = view.getUint16(1);
+  if (pathLength > forwardedPathBytesMax || 3 + pathLength + 2 > payload.byteLength) bad('has a method path out of bounds');
+  const path = decoder.decode(payload.subarray(3, 3 + pathLength));
+  let at = 3 + pathLength;
+  const callerLength = view.getUint16(at);
+  at += 2;
+  if (callerLength > forwardedCallerBytesMax || at + callerLength > payload.byteLength) bad('has a caller out of bounds');
+  let caller: { user: string; authRevision: number } | undefined;
+  if (callerLength > 0) {
+    let parsed: { user?: unknown; authRevision?: unknown };
+    try {
+      parsed = JSON.parse(decoder.decode(payload.subarray(at, at + callerLength))) as typeof parsed;
+    } catch {
+      return bad('has a caller that is not JSON');
+    }
+    if (typeof parsed?.user !== 'string' || typeof parsed.authRevision !== 'number' || !Number.isSafeInteger(parsed.authRevision) || parsed.authRevision < -1) bad('has a malformed caller');
+    caller = { user: parsed.user as string, authRevision: parsed.authRevision as number };
+  }
+  return { path, caller, request: payload.subarray(at + callerLength) };
+}
+
+function encodeStatus(status: GrpcErrorObject): Uint8Array {
+  const json = encoder.encode(JSON.stringify({ code: status.code, details: status.details }));
+  const out = new Uint8Array(json.byteLength + 1);
+  out[0] = ANSWER_STATUS;
+  out.set(json, 1);
+  return out;
+}
+
+export function decodeAnswer(answer: Uint8Array): RawResponse | GrpcErrorObject {
+  if (answer[0] === ANSWER_RESPONSE) return new RawResponse(Buffer.from(answer.buffer, answer.byteOffset + 1, answer.byteLength - 1));
+  if (answer[0] === ANSWER_STATUS) {
+    try {
+      const parsed = JSON.parse(decoder.decode(answer.subarray(1))) as { code?: unknown; details?: unknown };
+      if (typeof parsed.code === 'number' && Number.isInteger(parsed.code) && typeof parsed.details === 'string') return { code: parsed.code, details: parsed.details };
+    } catch {
+      // Answered below.
+    }
+  }
+  return toGrpcError(dkvError('internal'));
+}
