@@ -326,3 +326,14 @@ export function errorCodeOfMessage(message: string): ErrorCode | undefined {
   const code = codeByMessage.get(message.slice(0, separator));
   return code !== undefined && errorTable[code].extension ? code : undefined;
 }
+
+/**
+ * The error a status another member answered stands for (a part of a Range read there): its
+ * code when the message is a known one (an extension's detail kept), else the internal error.
+ */
+export function errorOfStatus(status: GrpcErrorObject): DkvError {
+  const code = errorCodeOfMessage(status.details);
+  if (code === undefined) return dkvError('internal');
+  const base = errorTable[code].message;
+  return dkvError(code, status.details.length > base.length + 2 && status.details.startsWith(`${base}: `) ? status.details.slice(base.length + 2) : undefined);
+}

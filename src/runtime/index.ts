@@ -30,6 +30,6 @@ export {
 export { type AppliedChain, CHAIN_START, extendChain, hashBytes } from './applied-chain.js';
 export { type CommandEnvelope, ENVELOPE_HEADER_BYTES, EnvelopeDecodeError, decodeEnvelope, encodeEnvelope, envelopeOrigin } from './envelope.js';
 export { RuntimeError, type RuntimeErrorCode, ShardElsewhereError, indeterminateCodes } from './errors.js';
-export { type KeyRange, type RangePart, Router, type ShardHandle, type ShardMap, metaShardMap, singleStoreMap } from './router.js';
+export { type KeyRange, type RangePart, type RoutedPart, Router, type ShardHandle, type ShardMap, metaShardMap, singleStoreMap } from './router.js';
 export { type PendingCounts } from './pending.js';
 export * as runtimeLimits from './limits.js';

@@ -45,6 +45,9 @@ export interface KeyRange {
   readonly rangeEnd?: Uint8Array;
 }
 
+/** A part of a range and its shard here, or why this node does not host it (exactly one of the two). */
+export type RoutedPart = { readonly range: KeyRange } & ({ readonly shard: ShardHandle; readonly elsewhere?: undefined } | { readonly shard?: undefined; readonly elsewhere: ShardElsewhereError });
+
 /** The part of a range one shard serves (its own range in etcd's conventions). */
 export interface RangePart {
   readonly shard: number;
@@ -229,6 +232,21 @@ export class Router {
   /** The shards that serve `range`, each with its part, in key order (a Range merges their answers). */
   partsOf(range: KeyRange): Array<{ readonly shard: ShardHandle; readonly range: KeyRange }> {
     return this.map.partsOfRange(range).map((part) => ({ shard: this.routed(part.shard, part.range.key), range: part.range }));
+  }
+
+  /**
+   * As `partsOf`, but a part whose shard the map places on other members only comes with that
+   * refusal (`elsewhere`) instead of a handle: a Range reads such parts through a replica.
+   */
+  partsAnywhere(range: KeyRange): RoutedPart[] {
+    return this.map.partsOfRange(range).map((part) => {
+      try {
+        return { shard: this.routed(part.shard, part.range.key), range: part.range };
+      } catch (error) {
+        if (error instanceof ShardElsewhereError) return { elsewhere: error, range: part.range };
+        throw error;
+      }
+    });
   }
 
   /** The one shard that owns every key given (a txn's); `cross-shard` if they span more. */

@@ -128,9 +128,16 @@ export class Forwarder {
    * replica's response as bytes, or its status); rejects with the client's error when no replica
    * could be asked (`shard-not-hosted`), or with a timeout when one may have run it unanswered.
    */
-  async forward(forwarding: Forwarding, call: grpc.ServerUnaryCall<Incoming<unknown>, object>, replicas: readonly number[]): Promise<RawResponse | GrpcErrorObject> {
-    const caller = this.host.caller(call);
-    const payload = encodeForwardedCall(forwarding.path, caller, call.request.raw);
+  forward(forwarding: Forwarding, call: grpc.ServerUnaryCall<Incoming<unknown>, object>, replicas: readonly number[]): Promise<RawResponse | GrpcErrorObject> {
+    return this.call(forwarding.path, call.request.raw, this.host.caller(call), replicas);
+  }
+
+  /**
+   * Calls unary method `path` with `request` (its encoded message) as `caller` on one of
+   * `replicas` (see `forward`): a part of a Range this node does not host, say.
+   */
+  async call(path: string, request: Uint8Array, caller: Caller, replicas: readonly number[]): Promise<RawResponse | GrpcErrorObject> {
+    const payload = encodeForwardedCall(path, caller, request);
     if (payload.byteLength > peerLimits.requestPayloadBytesMax) throw dkvError('shard-not-hosted', `the request is too large to forward (${payload.byteLength} bytes)`);
     let lastError: unknown;
     for (const to of replicas) {

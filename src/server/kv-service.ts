@@ -6,10 +6,10 @@
 import { strict as assert } from 'node:assert';
 import type * as grpc from '@grpc/grpc-js';
 import { isReadOnlyTxn, mvccLimits } from '../../storage/index.js';
-import type { DeleteRangeResult, RangeRequest, RequestOp, TxnRequest, TxnResult } from '../../storage/index.js';
-import { KvCommandKind, type KvEngine, NOT_OWNED_DETAIL, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
+import type { DeleteRangeResult, RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResult } from '../../storage/index.js';
+import { KvCommandKind, type KvEngine, NOT_OWNED_DETAIL, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeRequestToWire, rangeResponseFromWire, rangeToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
 import { type Caller, EngineError, EngineId, type KeyAccess, type LeaseEngine, deleteRangeAccess, putAccess, rangeAccess, txnAccess } from '../engines/index.js';
-import type { KeyRange, RequestOptions, Router, ShardHandle } from '../runtime/index.js';
+import type { KeyRange, RequestOptions, RoutedPart, Router, ShardHandle } from '../runtime/index.js';
 import { mergeRange } from './range-merge.js';
 import {
   type WireDeleteRangeRequest,
@@ -17,11 +17,14 @@ import {
   type WireRangeRequest,
   type WireRequestOp,
   type WireTxnRequest,
+  type Int64,
+  type WireKeyValue,
   etcdType,
   int64Exact,
+  int64Saturated,
 } from '../etcd-proto.js';
-import { dkvError } from '../errors.js';
-import { serviceDefinition } from './grpc-service.js';
+import { dkvError, errorOfStatus } from '../errors.js';
+import { RawResponse, serviceDefinition } from './grpc-service.js';
 import { putCost, txnCost } from './quota.js';
 import { type ServiceContext, type UnaryCall, callerOptions, clientError, requestOptions, responseHeader, unary } from './service-common.js';
 
@@ -117,6 +120,10 @@ export function notServed(): Error {
 // ---- Writes through Raft (this service's, and those the Lock and Election services build) ----
 
 const TxnRequestType = etcdType('etcdserverpb.TxnRequest');
+const RangeRequestType = etcdType('etcdserverpb.RangeRequest');
+const RangeResponseType = etcdType('etcdserverpb.RangeResponse');
+/** The method a part of a Range hosted elsewhere is asked with. */
+const rangeMethodPath = '/etcdserverpb.KV/Range';
 const DeleteRangeRequestType = etcdType('etcdserverpb.DeleteRangeRequest');
 
 /** Proposes a KV command (an etcd request's bytes); a deterministic refusal at apply rejects. */
@@ -202,26 +209,47 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
    * state once its own read is due. The header is the default store's when it serves a part
    * (else the first part's shard's): its revision is that shard's.
    */
-  const crossShardRange = async (message: WireRangeRequest, parts: ReturnType<Router['partsOf']>, call: UnaryCall<unknown>): Promise<object> => {
+  const crossShardRange = async (message: WireRangeRequest, parts: readonly RoutedPart[], call: UnaryCall<unknown>): Promise<object> => {
     const request = rangeFromWire(message);
     if ((request.revision ?? 0) > 0) throw dkvError('cross-shard-revision');
-    const shards = [...new Map(parts.map((part) => [part.shard.shardId, part.shard])).values()];
+    const here = parts.filter((part): part is RoutedPart & { shard: ShardHandle } => part.shard !== undefined);
+    const shards = [...new Map(here.map((part) => [part.shard.shardId, part.shard])).values()];
     if (!message.serializable && ctx.unsafeStaleReads !== true) await Promise.all(shards.map((shard) => shard.read(options)));
     const caller = ctx.gate.caller(call);
     if (ctx.gate.enabled) ctx.gate.checkKeys(caller, rangeAccess({ key: message.key, rangeEnd: message.range_end }));
-    for (const part of parts) if (!kv(part.shard).owns(part.range.key, part.range.rangeEnd)) throw notServed();
-    const merged = mergeRange(request, parts.map((part) => ({ range: part.range, read: (r: RangeRequest) => kv(part.shard).mvcc.range(r) })));
-    const headerShard = shards.find((shard) => shard.shardId === ctx.router.map.defaultStoreShard) ?? shards[0]!;
-    return { header: responseHeader(ctx, headerShard, kv(headerShard).mvcc.revision), ...rangeToWire({ ...merged, revision: kv(headerShard).mvcc.revision }) };
+    for (const part of here) if (!kv(part.shard).owns(part.range.key, part.range.rangeEnd)) throw notServed();
+    // A part whose shard other members host is asked of one of them as a Range of its own (read
+    // there as this one would be: linearizably unless serializable), when the merge needs it.
+    let elsewhereRevision: number | undefined;
+    const readElsewhere = async (part: RoutedPart, r: RangeRequest): Promise<RangeResponse> => {
+      if (ctx.callElsewhere === undefined) throw part.elsewhere!;
+      const raw = RangeRequestType.encode({ ...rangeRequestToWire(r), serializable: message.serializable === true }).finish();
+      const answered = await ctx.callElsewhere(rangeMethodPath, raw, caller, part.elsewhere!.replicas);
+      if (!(answered instanceof RawResponse)) throw errorOfStatus(answered);
+      const decoded = RangeResponseType.decode(answered.bytes) as unknown as { header?: { revision?: Int64 }; kvs?: WireKeyValue[]; more?: boolean; count?: Int64 };
+      const revision = int64Saturated(decoded.header?.revision);
+      elsewhereRevision ??= revision;
+      return rangeResponseFromWire(decoded, revision);
+    };
+    const merged = await mergeRange(
+      request,
+      parts.map((part) => ({ range: part.range, read: (r: RangeRequest) => (part.shard === undefined ? readElsewhere(part, r) : kv(part.shard).mvcc.range(r)) })),
+    );
+    const headerShard = shards.find((shard) => shard.shardId === ctx.router.map.defaultStoreShard) ?? shards[0];
+    // No part here: the header is this node's default store's, with the first part's revision.
+    const revision = headerShard === undefined ? (elsewhereRevision ?? 0) : kv(headerShard).mvcc.revision;
+    return { header: responseHeader(ctx, headerShard ?? ctx.router.defaultStore(), revision), ...rangeToWire({ ...merged, revision }) };
   };
 
   const implementation: grpc.UntypedServiceImplementation = {
     Range: unary<WireRangeRequest>(async ({ raw, message }, call) => {
       checkSize(raw);
       checkKey(message.key);
-      const parts = ctx.router.partsOf({ key: message.key, rangeEnd: message.range_end });
+      const parts = ctx.router.partsAnywhere({ key: message.key, rangeEnd: message.range_end });
       if (parts.length > 1) return crossShardRange(message, parts, call);
-      const shard = parts[0]!.shard;
+      // One shard, hosted elsewhere: the whole call is forwarded (service-common.ts).
+      if (parts[0]!.elsewhere !== undefined) throw parts[0]!.elsewhere;
+      const shard = parts[0]!.shard!;
       if (!message.serializable && ctx.unsafeStaleReads !== true) await shard.read(options);
       // Checked once the read is due, as etcd does: a permission revoked before it is not used,
       // and one granted before it is (so is an auth change: the caller is found after the read).

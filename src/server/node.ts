@@ -12,7 +12,7 @@ import { type ConfChange, type Entry, SeededPrng, assert, encodeConfChange } fro
 import { LevelLogStore, type ShardUpdate } from '../../storage/index.js';
 import { clusterIdOf, formatId, memberIdOf } from '../cluster/index.js';
 import { authEngineOf, composeStateMachine, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
-import { type EngineCommand, EngineId, OWNERSHIP_FENCED_SPLIT_VERSION, authOutcome, eventsOf, isCompactionOutcome } from '../engines/index.js';
+import { type Caller, type EngineCommand, EngineId, OWNERSHIP_FENCED_SPLIT_VERSION, authOutcome, eventsOf, isCompactionOutcome } from '../engines/index.js';
 import { AuthGate } from './auth/gate.js';
 import { keepServingAfterClientGoaway } from './client-goaway.js';
 import { ConnectionLoad, withConnectionLimits } from './connection-limits.js';
@@ -860,6 +860,7 @@ export class DkvNode {
     const common = {
       router: this.router,
       proposeElsewhere: (shard: number, replicas: readonly number[], command: EngineCommand) => forwarder.propose(shard, replicas, command),
+      callElsewhere: (path: string, raw: Uint8Array, caller: Caller, replicas: readonly number[]) => forwarder.call(path, raw, caller, replicas),
       clusterId: () => this.identity.clusterId,
       memberId: this.identity.memberId,
       requestTimeoutMs: this.requestTimeoutMs,

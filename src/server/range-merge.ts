@@ -16,8 +16,8 @@ import type { KeyRange } from '../runtime/index.js';
 export interface RangePartReader {
   /** The part of the request's range this shard serves (etcd's conventions). */
   readonly range: KeyRange;
-  /** The shard's answer to `request` over its part. */
-  read(request: RangeRequest): RangeResponse;
+  /** The shard's answer to `request` over its part (a part another member serves answers later). */
+  read(request: RangeRequest): RangeResponse | Promise<RangeResponse>;
 }
 
 export interface MergedRange {
@@ -32,12 +32,12 @@ function isFiltered(request: RangeRequest): boolean {
   return (request.minModRevision ?? 0) !== 0 || (request.maxModRevision ?? 0) !== 0 || (request.minCreateRevision ?? 0) !== 0 || (request.maxCreateRevision ?? 0) !== 0;
 }
 
-/** Merges the parts' answers (parts in key order). `request.revision` must be the current one (0). */
-export function mergeRange(request: RangeRequest, parts: readonly RangePartReader[]): MergedRange {
-  const over = (part: RangePartReader, changes: Partial<RangeRequest>): RangeResponse => part.read({ ...request, key: part.range.key, rangeEnd: part.range.rangeEnd, ...changes });
+/** Merges the parts' answers (parts in key order, read one after another). `request.revision` must be the current one (0). */
+export async function mergeRange(request: RangeRequest, parts: readonly RangePartReader[]): Promise<MergedRange> {
+  const over = (part: RangePartReader, changes: Partial<RangeRequest>): RangeResponse | Promise<RangeResponse> => part.read({ ...request, key: part.range.key, rangeEnd: part.range.rangeEnd, ...changes });
   if (request.countOnly === true) {
     let count = 0;
-    for (const part of parts) count += over(part, {}).count;
+    for (const part of parts) count += (await over(part, {})).count;
     return { kvs: [], more: false, count };
   }
   const limit = request.limit !== undefined && request.limit > 0 ? request.limit : 0;
@@ -52,10 +52,10 @@ export function mergeRange(request: RangeRequest, parts: readonly RangePartReade
     let count = 0;
     for (const part of ordered) {
       if (kvs.length > limit) {
-        count += over(part, { countOnly: true, limit: 0 }).count;
+        count += (await over(part, { countOnly: true, limit: 0 })).count;
         continue;
       }
-      const answer = over(part, { limit: limit + 1 - kvs.length });
+      const answer = await over(part, { limit: limit + 1 - kvs.length });
       count += answer.count;
       kvs.push(...answer.kvs);
     }
@@ -66,7 +66,7 @@ export function mergeRange(request: RangeRequest, parts: readonly RangePartReade
   let all: KeyValue[] = [];
   let count = 0;
   for (const part of parts) {
-    const answer = over(part, { limit: 0, sortOrder: 'none', sortTarget: 'key', keysOnly: request.keysOnly === true && target !== 'value' });
+    const answer = await over(part, { limit: 0, sortOrder: 'none', sortTarget: 'key', keysOnly: request.keysOnly === true && target !== 'value' });
     count += answer.count;
     all.push(...answer.kvs);
   }

@@ -21,6 +21,11 @@ export interface ServiceContext {
   readonly quota?: BackendQuota;
   /** Who each call's caller is and what it may do (etcd's auth). */
   readonly gate: AuthGate;
+  /**
+   * Calls unary method `path` (request `raw`, encoded) as `caller` on one of `replicas`, members
+   * hosting a shard this node does not (forwarding.ts): the response's bytes, or its status.
+   */
+  readonly callElsewhere?: (path: string, raw: Uint8Array, caller: Caller, replicas: readonly number[]) => Promise<RawResponse | GrpcErrorObject>;
   /** Proposes a command to a shard other members host, through one of `replicas` (forwarding.ts); the outcome. */
   readonly proposeElsewhere?: (shard: number, replicas: readonly number[], command: EngineCommand) => Promise<unknown>;
 }

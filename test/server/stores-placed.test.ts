@@ -2,7 +2,8 @@
  * A store placed on some members only (`replicas`), on a real 3-node cluster through the real
  * etcdctl: each shard's group runs on the members the meta shard placed it on (the least loaded),
  * and nowhere else; a member that hosts no replica forwards unary calls (put, get, txn, del) to
- * one that does, so every endpoint answers alike, while a watch there is refused with the stable
+ * one that does, so every endpoint answers alike (a Range across shards on different members reads
+ * each part where it lives), while a watch there is refused with the stable
  * `shard-not-hosted` error. A split asked of a member that does not host the shard is carried out
  * by one that does; the child stays on its parent's members. A member holding a shard's only
  * replica cannot be removed. A drop asked of a member that hosts none of the store's shards
@@ -78,6 +79,13 @@ describe('a store whose shards live on some members only', () => {
     expect(`${txn.stdout}${txn.stderr}`).toContain('SUCCESS');
     for (const node of [0, 1, 2]) expect(ctl(node, 'get', keys[0]!, '--print-value-only').stdout.trim()).toBe('swapped');
     expect(ctl(2, 'del', keys[1]!).stdout.trim()).toBe('1');
+    // A Range over the whole store (three shards on three members), through every member: each
+    // part is read where it lives and merged with etcd's rules (limit, sort, count, more).
+    for (const node of [0, 1, 2]) {
+      expect(ctl(node, 'get', '/placed/', '--prefix', '--keys-only').stdout.split('\n').filter(Boolean)).toEqual([keys[0], keys[2]]);
+      const page = JSON.parse(ctl(node, 'get', '/placed/', '--prefix', '--limit', '1', '--order', 'DESCEND', '-w', 'json').stdout) as { kvs: Array<{ key: string }>; more?: boolean; count: number };
+      expect([Buffer.from(page.kvs[0]!.key, 'base64').toString(), page.more, page.count]).toEqual([keys[2], true, 2]);
+    }
     const forwarded = await Promise.all([0, 1, 2].map((n) => metric(n, 'dkv_forwarded_calls_total')));
     expect(forwarded.every((n) => n > 0)).toBe(true);
   });

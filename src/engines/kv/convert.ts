@@ -28,6 +28,7 @@ import type {
   TxnResponse,
 } from '../../../storage/index.js';
 import {
+  type Int64,
   int64Exact,
   int64Saturated,
   int64ToWire,
@@ -78,6 +79,41 @@ export function rangeFromWire(r: WireRangeRequest): RangeRequest {
     maxModRevision: int64Saturated(r.max_mod_revision),
     minCreateRevision: int64Saturated(r.min_create_revision),
     maxCreateRevision: int64Saturated(r.max_create_revision),
+  };
+}
+
+/** The wire form of a Range request (the inverse of rangeFromWire): a part of a Range asked of another member. */
+export function rangeRequestToWire(r: RangeRequest): WireRangeRequest {
+  return {
+    key: r.key,
+    range_end: r.rangeEnd,
+    revision: r.revision ?? 0,
+    limit: r.limit ?? 0,
+    count_only: r.countOnly === true,
+    keys_only: r.keysOnly === true,
+    sort_order: SORT_ORDERS.indexOf(r.sortOrder ?? 'none'),
+    sort_target: SORT_TARGETS.indexOf(r.sortTarget ?? 'key'),
+    min_mod_revision: r.minModRevision ?? 0,
+    max_mod_revision: r.maxModRevision ?? 0,
+    min_create_revision: r.minCreateRevision ?? 0,
+    max_create_revision: r.maxCreateRevision ?? 0,
+  } as WireRangeRequest;
+}
+
+/** A Range response as decoded off the wire (the inverse of rangeToWire), with its header's revision. */
+export function rangeResponseFromWire(r: { kvs?: readonly WireKeyValue[] | null; more?: boolean | null; count?: Int64 }, revision: number): RangeResponse {
+  return {
+    kvs: (r.kvs ?? []).map((kv) => ({
+      key: bytes(kv.key),
+      createRevision: int64Saturated(kv.create_revision),
+      modRevision: int64Saturated(kv.mod_revision),
+      version: int64Saturated(kv.version),
+      value: bytes(kv.value),
+      lease: int64Exact(kv.lease),
+    })),
+    more: r.more === true,
+    count: int64Saturated(r.count),
+    revision,
   };
 }
 
