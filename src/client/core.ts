@@ -7,7 +7,7 @@
  * - a call that failed *before it was sent* (the server could not be connected within
  *   `connectTimeoutMs`) goes to the next server, whatever it is;
  * - a call the server *refused without applying it* (etcd's "no leader", "not capable", "rpc not
- *   supported for learner", "too many requests", DKV's wrong-shard and shard-splitting) is retried;
+ *   supported for learner", "too many requests", DKV's wrong-shard, shard-splitting and shard-not-hosted) is retried;
  * - a call whose outcome is unknown (the connection broke after sending, a deadline) is retried
  *   only when `retry` is 'safe' (reads, and writes the caller or a guard made idempotent);
  *   otherwise it rejects with `UNKNOWN_OUTCOME`, never repeated blindly;
@@ -113,9 +113,9 @@ export interface UnaryCall {
 }
 
 /** Server-side codes meaning "refused, nothing applied": any call may be sent again. */
-const notAppliedCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['no-leader', 'not-capable', 'not-supported-for-learner', 'too-many-requests', 'wrong-shard', 'shard-splitting']);
+const notAppliedCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['no-leader', 'not-capable', 'not-supported-for-learner', 'too-many-requests', 'wrong-shard', 'shard-splitting', 'shard-not-hosted']);
 /** Of those, the ones that say this server cannot serve now: use another. */
-const serverUnfitCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['no-leader', 'not-capable', 'not-supported-for-learner', 'wrong-shard']);
+const serverUnfitCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['no-leader', 'not-capable', 'not-supported-for-learner', 'wrong-shard', 'shard-not-hosted']);
 
 /** How a failed attempt is handled. */
 type Failure =

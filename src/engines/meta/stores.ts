@@ -16,12 +16,14 @@
  * record of its shards.
  *
  * The initial map (before any store was mounted) is the default store alone, as one shard
- * (`DEFAULT_STORE_SHARD`). Until placement exists every shard is replicated on every member, as
- * the default store's is: its replica list is empty, which the map reads as "every member", and
- * its group's configuration follows the member list (src/server/membership-sync.ts). A mounted
- * shard's group starts on the members of the moment its store was mounted, with their
- * configuration recorded as its founders: every founder bootstraps the group with it, alike; a
- * member that joins later gets the group from its leader.
+ * (`DEFAULT_STORE_SHARD`). A shard is replicated on every member, as the default store's is,
+ * unless its store was mounted with a replica count: its replica list is empty, which the map
+ * reads as "every member", and its group's configuration follows the member list
+ * (src/server/membership-sync.ts). A mounted shard's group starts on the members of the moment
+ * its store was mounted, with their configuration recorded as its founders: every founder
+ * bootstraps the group with it, alike; a member that joins later gets the group from its leader.
+ * A mount with a replica count R places each shard on R voters (`placeReplicas`), listed in the
+ * map; they alone found it, and its group follows them only (a split's child keeps the list).
  *
  * A split of a mounted store's shard (the parent) at a key: SplitShard puts the child (the next
  * shard id, `[at, parent's end)`) in the map, both halves at the parent's epoch + 1, and marks the
@@ -137,9 +139,9 @@ export type StoresOutcome =
   | { readonly kind: 'error'; readonly code: ShardMapErrorCode; readonly message: string };
 
 /**
- * Applies a change of stores: mount (new shards take the next ids, replicated on every member;
- * today's configuration of voters and learners is recorded as their founders; the store is
- * creating), activate (routed to from now on; idempotent), drop (the store's shards leave the
+ * Applies a change of stores: mount (new shards take the next ids, replicated on every member
+ * with today's configuration of voters and learners recorded as their founders, or placed on R
+ * voters who found them alone; the store is creating), activate (routed to from now on; idempotent), drop (the store's shards leave the
  * map with every record of theirs), split (`applySplit`) or finish a split (the child's mark goes;
  * idempotent; the outcome names the child). A change refused is the outcome, changing nothing.
  */
