@@ -185,8 +185,11 @@ export const errorTable = {
   // A stream (Watch, Observe), a waiting call (Lock, Campaign) or a multi-shard Range whose shard the
   // map places on other members only: this member forwards unary calls, not these. Send it to a replica.
   'shard-not-hosted': dkv(status.UNAVAILABLE, 'dkv: this member hosts no replica of the shard that owns the key; send the call to a member that does (dkv shard list names them)'),
-  // A call forwarded to a replica of its shard whose answer is larger than a peer answer may be.
-  'forwarded-response-too-large': dkv(status.RESOURCE_EXHAUSTED, 'dkv: the answer is too large to forward from the shard\'s replica; send the call to a member that hosts the shard, or ask for less (limit)'),
+  // Maintenance.Snapshot on a member that hosts no replica of a placed store's shard (a backup holds every shard's data).
+  'snapshot-shard-elsewhere': dkv(status.FAILED_PRECONDITION, 'dkv: a snapshot needs a member that hosts every shard, and this one hosts no replica of a placed store\'s shard (save it from a member that hosts them all, or create the store on every member)'),
+  // A call forwarded to a replica of its shard whose answer is larger than a peer answer may be
+  // (it ran there: a write was applied).
+  'forwarded-response-too-large': dkv(status.RESOURCE_EXHAUSTED, 'dkv: the call ran on the shard\'s replica, but its answer is too large to forward; send the call to a member that hosts the shard, or ask for less (limit)'),
   'store-not-found': dkv(status.NOT_FOUND, 'dkv: store not found'),
   'store-exists': dkv(status.ALREADY_EXISTS, 'dkv: store already exists'),
   // dkv.v1.Admin's ShardStatus of an id the answering node neither knows from its map nor hosts.
@@ -227,8 +230,9 @@ export const errorTable = {
   'membership-change-pending': dkv(status.FAILED_PRECONDITION, 'dkv: a membership change is still in progress, retry once it is applied'),
   'invalid-membership-change': dkv(status.INVALID_ARGUMENT, 'dkv: the membership change does not fit the current configuration'),
   'not-member': dkv(status.FAILED_PRECONDITION, 'dkv: this node is no longer a member of the shard'),
-  // MemberRemove of the member that holds the only replica of a shard (a store created with --replicas 1): its data would go with it.
-  'member-sole-replica': dkv(status.FAILED_PRECONDITION, 'dkv: the member holds the only replica of a shard'),
+  // MemberRemove of a member holding one of a placed shard's one or two replicas: the shard's data
+  // would go with it (one), or its group could not commit the removal without it (two).
+  'member-replica-quorum': dkv(status.FAILED_PRECONDITION, 'dkv: removing the member would leave a shard without a quorum of its replicas'),
   // A dkv.v1.KV write's fence (a lock key and its create revision) no longer holds.
   'fence-stale': dkv(status.FAILED_PRECONDITION, 'dkv: fencing token is stale (the lock key has another owner or is gone)'),
   // UserAdd's hashed_password must be a hash this server can check (scrypt, as it stores them).

@@ -22,8 +22,10 @@ auth is enabled.
             voting members only (those holding the fewest placed replicas); the others forward
             unary calls (get, put, del, txn) for its keys to one of them, but not watches,
             locks or elections: send those to a member that hosts the shard (describe names
-            them). A member added later does not join such a shard, and a member that holds a
-            shard's only replica cannot be removed while the store exists
+            them). A member added later does not join such a shard, and a member that holds
+            one of a shard's one or two replicas cannot be removed while the store exists.
+            Create a store that stopped half way again with the same --prefix, --shards and
+            --replicas
   list      every store: name, prefix, shard count (-w table: a table)
   describe  a store's shards in key order: id, [start, end), epoch, replicas (none listed:
             every member), and the leader and Raft term as the answering node sees them (0

@@ -224,8 +224,9 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       const map = await currentMap();
       const entry = map.shard(id);
       if (entry === undefined) throw dkvError('shard-not-found', `no shard ${id} in the map`);
-      // A node that has not made the group yet (it joined lately): the client tries another.
-      if (!ctx.router.hosts(id)) throw dkvError('wrong-shard', `this node hosts no group of shard ${id} yet`);
+      // A node that has not made the group yet (it joined lately): the client tries another. A
+      // shard placed on other members: the router's refusal forwards the call to one of them.
+      if (!ctx.router.hosts(id) && entry.replicas.length === 0) throw dkvError('wrong-shard', `this node hosts no group of shard ${id} yet`);
       const shard = ctx.router.shard(id);
       // The revision as sent (int64): the shard's engine refuses one past its revision, or at or
       // below its compacted one, with etcd's errors, as it does for etcd's Compact. The caller is

@@ -17,7 +17,7 @@ import { type DkvError, dkvError, isDkvError } from '../errors.js';
 import { RuntimeError, type RuntimeErrorCode, type ShardHandle, indeterminateCodes, metaEngineOf } from '../runtime/index.js';
 import { membershipAttemptMinMs, membershipRetryMs } from './limits.js';
 import { serviceDefinition } from './grpc-service.js';
-import { type ServiceContext, responseHeader, unary } from './service-common.js';
+import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common.js';
 
 /** etcd allows one learner at a time. */
 export const learnersMax = 1;
@@ -172,7 +172,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
   /**
    * The groups a change of `member`'s membership is carried out on here: every hosted one but the
    * meta shard's, except shards the map places on some members only that do not name it (a member
-   * added later joins those by a move, never by MemberAdd).
+   * added later does not join those).
    */
   const others = (member: number): ShardHandle[] => {
     const map = metaEngineOf(ctx.router.meta().machine()).shardMap();
@@ -237,9 +237,17 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
     MemberRemove: unary<{ ID: Int64 }>(async ({ message }, call) => {
       await ctx.gate.admin(call); // etcd's checkMembershipOperationPermission: root only
       const member = find(message.ID);
-      // A shard placed on this member alone would lose its data with it (no move puts it elsewhere first).
-      const sole = metaEngineOf(ctx.router.meta().machine()).shardMap().shards().filter((shard) => shard.replicas.length === 1 && shard.replicas[0] === member.id);
-      if (sole.length > 0) throw dkvError('member-sole-replica', `member ${member.id.toString(16)} holds the only replica of shard${sole.length === 1 ? '' : 's'} ${sole.map((shard) => shard.id).join(', ')} (store${sole.length === 1 ? '' : 's'} ${[...new Set(sole.map((shard) => shard.store))].join(', ')}); drop the store first`);
+      // A shard placed on this member and at most one other would lose its data (one replica), or
+      // could not commit the member's removal without its vote (two: the meta shard removes the
+      // member first where this node hosts no replica, and its links go). No move puts a replica
+      // elsewhere first, so such a removal is refused; read after a ReadIndex, so a store placed
+      // just before is seen.
+      await ctx.router.meta().read(requestOptions(ctx));
+      const held = metaEngineOf(ctx.router.meta().machine()).shardMap().shards().filter((shard) => shard.replicas.length > 0 && shard.replicas.length <= 2 && shard.replicas.includes(member.id));
+      if (held.length > 0) {
+        const list = held.map((shard) => `${shard.id} (store ${shard.store}, ${shard.replicas.length} replica${shard.replicas.length === 1 ? '' : 's'})`).join(', ');
+        throw dkvError('member-replica-quorum', `member ${member.id.toString(16)} holds a replica of shard${held.length === 1 ? '' : 's'} ${list}; drop the store first`);
+      }
       const change: ConfChange = { transition: 'auto', changes: [{ type: 'remove', nodeId: member.id }], context: new Uint8Array(0) };
       const progress = startCall();
       // The other groups first: the member still votes there, and still has its links, until the

@@ -2,15 +2,19 @@
  * Client calls for shards this member does not host, carried to a member that does.
  *
  * A store created with `--replicas N` places each shard on N members; the others host no group
- * of it. A unary call routed there (etcd's Range, Put, DeleteRange, Txn, Compact, the dkv.v1 KV
- * and Counter calls, ShardSplit…) fails in the router with `ShardElsewhereError` before it does
+ * of it. A unary call of the data services (`forwardedServices`: etcd's KV, Lock's Unlock,
+ * Election's Proclaim, Resign and Leader, the dkv.v1 KV, Counter and Admin calls — ShardSplit,
+ * ShardCompact) routed there fails in the router with `ShardElsewhereError` before it does
  * anything, and the unary plumbing (service-common.ts) hands it here: the call's method path, its
  * request bytes as received and its caller (whom this member authenticated) go over the peer
  * link's request channel to one of the shard's replicas, which runs the same handler as if the
  * client had called it there, and its answer — the response's bytes or its status — goes back to
- * the client unchanged. Replicas are tried in the map's order, moving on only when a request
- * certainly did not reach one (`notDelivered`); a call that may have run there is answered as
- * unknown (a timeout), as any write whose outcome is unknown.
+ * the client unchanged. Replicas are tried in turn (each call starts at the next one, so no replica
+ * takes them all), moving on only when a request certainly did not run there (not sent, or
+ * refused before its handler: `notRunCodes`); a call that may have run there is answered as
+ * unknown (a timeout), as any write whose outcome is unknown. It may take as long as the client's
+ * deadline allows (`forwardedCallTimeoutMsMax` at most; without a deadline, the host's timeout).
+ * An answer too large for the peer link is `forwarded-response-too-large`, and says the call ran.
  *
  * One hop: a forwarded call never forwards again (the receiving replica's map may say another
  * member now: it answers `shard-not-hosted`, and the client retries). Not forwarded, refused with
@@ -18,8 +22,8 @@
  * (Lock, Campaign), whose cancellation the peer channel cannot carry; send those to a replica.
  *
  * The store coordinator's own steps on shards it does not host (a drop's Retire, a split's Split)
- * go the same way as proposals (`propose`): the replica proposes the command and answers what
- * applying it produced (ownership outcomes: plain JSON).
+ * go the same way as proposals (`propose`; those two commands only): the replica proposes the
+ * command and answers what applying it produced (ownership outcomes: plain JSON).
  *
  * Wire (the first byte tells these from leader-queries.ts's JSON, which starts with `{`):
  *   call      0x01 | u16 path length | path | u16 caller length | caller JSON | request bytes
@@ -29,20 +33,30 @@
  *   answer    JSON { outcome }             (refused: the runtime's code, as `runtime.<code>`)
  */
 import * as grpc from '@grpc/grpc-js';
-import { type Caller, type EngineCommand, anonymousCaller } from '../engines/index.js';
+import { type Caller, type EngineCommand, EngineId, OwnershipCommandKind, anonymousCaller } from '../engines/index.js';
 import { RuntimeError, type RuntimeErrorCode, ShardElsewhereError } from '../runtime/index.js';
 import { type GrpcErrorObject, dkvError, toGrpcError } from '../errors.js';
 import { type Incoming, RawResponse } from './grpc-service.js';
 import { PeerRequestError, PeerRequestRefusal, peerLimits } from './peer/index.js';
 import { assert } from '../../raft/index.js';
-import { forwardedAnswerBytesMax, forwardedPathBytesMax, forwardedCallerBytesMax } from './limits.js';
+import { forwardedAnswerBytesMax, forwardedCallTimeoutMsMax, forwardedPathBytesMax, forwardedCallerBytesMax } from './limits.js';
 
 assert(forwardedAnswerBytesMax <= peerLimits.responsePayloadBytesMax, 'a forwarded call\'s answer must fit a peer answer');
+assert(forwardedCallTimeoutMsMax <= peerLimits.requestTimeoutMsMax, 'a forwarded call\'s timeout must be one a peer request may have');
 
 /** The first byte of a forwarded call on the peer request channel. */
 export const FORWARDED_CALL_TAG = 0x01;
 /** The first byte of a forwarded proposal (a coordinator's step on a shard hosted elsewhere). */
 export const FORWARDED_PROPOSAL_TAG = 0x02;
+
+/** The services whose unary calls are forwarded (and served when forwarded): those that route by key. */
+export const forwardedServices: ReadonlySet<string> = new Set(['etcdserverpb.KV', 'v3lockpb.Lock', 'v3electionpb.Election', 'dkv.v1.KV', 'dkv.v1.Counter', 'dkv.v1.Admin']);
+
+/** Refusals a replica gives before a forwarded call's handler runs: the next replica is tried. */
+const notRunCodes: ReadonlySet<string> = new Set(['unknown-method', 'bad-forward', 'not-serving']);
+
+/** The ownership commands a forwarded proposal may carry (a drop's and a split's steps). */
+const forwardedProposalKinds: ReadonlySet<number> = new Set([OwnershipCommandKind.Retire, OwnershipCommandKind.Split]);
 const ANSWER_RESPONSE = 0x00;
 const ANSWER_STATUS = 0x01;
 
@@ -96,6 +110,8 @@ const decoder = new TextDecoder();
 
 export class Forwarder {
   private readonly methods = new Map<string, Method>();
+  /** Calls forwarded so far: each starts at the next replica. */
+  private turn = 0;
 
   constructor(private readonly host: ForwarderHost) {}
 
@@ -108,6 +124,7 @@ export class Forwarder {
     for (const [name, handler] of Object.entries(implementation)) {
       const method = definition[name];
       if (method === undefined || method.requestStream || method.responseStream) continue;
+      if (!forwardedServices.has(method.path.slice(1, method.path.lastIndexOf('/')))) continue;
       const original = handler as UnaryHandler;
       this.methods.set(method.path, {
         handler: original,
@@ -129,33 +146,42 @@ export class Forwarder {
    * could be asked (`shard-not-hosted`), or with a timeout when one may have run it unanswered.
    */
   forward(forwarding: Forwarding, call: grpc.ServerUnaryCall<Incoming<unknown>, object>, replicas: readonly number[]): Promise<RawResponse | GrpcErrorObject> {
-    return this.call(forwarding.path, call.request.raw, this.host.caller(call), replicas);
+    const deadline = call.getDeadline?.();
+    const left = deadline === undefined || deadline === Infinity ? undefined : (deadline instanceof Date ? deadline.getTime() : Number(deadline)) - Date.now();
+    return this.call(forwarding.path, call.request.raw, this.host.caller(call), replicas, left);
   }
 
   /**
    * Calls unary method `path` with `request` (its encoded message) as `caller` on one of
    * `replicas` (see `forward`): a part of a Range this node does not host, say.
    */
-  async call(path: string, request: Uint8Array, caller: Caller, replicas: readonly number[]): Promise<RawResponse | GrpcErrorObject> {
+  async call(path: string, request: Uint8Array, caller: Caller, replicas: readonly number[], deadlineMs?: number): Promise<RawResponse | GrpcErrorObject> {
     const payload = encodeForwardedCall(path, caller, request);
-    if (payload.byteLength > peerLimits.requestPayloadBytesMax) throw dkvError('shard-not-hosted', `the request is too large to forward (${payload.byteLength} bytes)`);
+    if (payload.byteLength > peerLimits.requestPayloadBytesMax) {
+      throw dkvError('request-too-large', `${payload.byteLength} bytes cannot be forwarded to the shard's replica (at most ${peerLimits.requestPayloadBytesMax}): send it to a member that hosts the shard`);
+    }
+    if (deadlineMs !== undefined && deadlineMs <= 0) throw dkvError('timeout');
+    const timeoutMs = deadlineMs === undefined ? this.host.timeoutMs : Math.min(Math.ceil(deadlineMs), forwardedCallTimeoutMsMax);
     let lastError: unknown;
-    for (const to of replicas) {
+    const first = this.turn++ % Math.max(1, replicas.length);
+    for (let i = 0; i < replicas.length; i++) {
+      const to = replicas[(first + i) % replicas.length]!;
       let answer: Uint8Array;
       try {
-        answer = await this.host.request(to, payload, this.host.timeoutMs);
+        answer = await this.host.request(to, payload, timeoutMs);
       } catch (error) {
         lastError = error;
-        if (error instanceof PeerRequestError && error.notDelivered) continue;
+        if (error instanceof PeerRequestError && (error.notDelivered || (error.code === 'refused' && notRunCodes.has(error.refusal?.code ?? '')))) continue;
         this.host.counted?.('failed');
         // It may have run there: the outcome is unknown, as a write's that timed out.
-        throw error instanceof PeerRequestError && error.code === 'refused' ? dkvError('shard-not-hosted', error.message) : dkvError('timeout');
+        throw dkvError('timeout');
       }
       const decoded = decodeAnswer(answer);
       this.host.counted?.(decoded instanceof RawResponse ? 'ok' : 'status');
       return decoded;
     }
     this.host.counted?.('failed');
+    if (lastError instanceof PeerRequestError && lastError.code === 'too-many') throw dkvError('too-many-requests');
     throw dkvError('shard-not-hosted', lastError instanceof Error ? `no replica could be reached (${lastError.message})` : 'no replica could be reached');
   }
 
@@ -174,7 +200,7 @@ export class Forwarder {
       try {
         answer = await this.host.request(to, tagged, this.host.timeoutMs);
       } catch (error) {
-        if (error instanceof PeerRequestError && error.notDelivered) continue;
+        if (error instanceof PeerRequestError && (error.notDelivered || (error.code === 'refused' && notRunCodes.has(error.refusal?.code ?? '')))) continue;
         if (error instanceof PeerRequestError && error.code === 'refused' && error.refusal?.code.startsWith('runtime.') === true) {
           throw new RuntimeError(error.refusal.code.slice('runtime.'.length) as RuntimeErrorCode, error.refusal.message);
         }
@@ -182,7 +208,8 @@ export class Forwarder {
       }
       return (JSON.parse(decoder.decode(answer)) as { outcome: unknown }).outcome;
     }
-    throw new ShardElsewhereError(shard, replicas);
+    // Nothing was proposed: retryable, and not a ShardElsewhereError (the caller's call must not be forwarded whole).
+    throw new RuntimeError('no-leader', `no replica of shard ${shard} (member${replicas.length === 1 ? '' : 's'} ${replicas.map((id) => id.toString(16)).join(', ')}) could be reached`);
   }
 
   /** Serves a proposal another member forwarded (see `propose`). */
@@ -198,6 +225,7 @@ export class Forwarder {
     if (!isInt(shard) || !isInt(engine) || !isInt(version) || !isInt(kind) || typeof payloadHex !== 'string' || !/^(?:[0-9a-f]{2})*$/.test(payloadHex)) {
       throw new PeerRequestRefusal('bad-forward', 'a forwarded proposal is malformed');
     }
+    if (engine !== EngineId.Ownership || !forwardedProposalKinds.has(kind)) throw new PeerRequestRefusal('bad-forward', `a forwarded proposal may carry a Retire or a Split, not engine ${engine} kind ${kind}`);
     try {
       const outcome = await this.host.proposeHere(shard, { engine, version, kind, payload: Buffer.from(payloadHex, 'hex') });
       return encoder.encode(JSON.stringify({ outcome }));
@@ -230,7 +258,9 @@ export class Forwarder {
       return encodeStatus({ code: outcome.error.code ?? grpc.status.UNKNOWN, details: outcome.error.details ?? outcome.error.message ?? '' });
     }
     const bytes = outcome.value instanceof RawResponse ? outcome.value.bytes : method.serialize(outcome.value ?? {});
-    if (bytes.byteLength + 1 > forwardedAnswerBytesMax) return encodeStatus(toGrpcError(dkvError('forwarded-response-too-large', `${bytes.byteLength} bytes`)));
+    if (bytes.byteLength + 1 > forwardedAnswerBytesMax) {
+      return encodeStatus(toGrpcError(dkvError('forwarded-response-too-large', `the call ran on the replica (a write was applied there); its answer of ${bytes.byteLength} bytes is over ${forwardedAnswerBytesMax}`)));
+    }
     const out = new Uint8Array(bytes.byteLength + 1);
     out[0] = ANSWER_RESPONSE;
     out.set(bytes, 1);

@@ -174,3 +174,7 @@ export const forwardedCallerBytesMax = 1024;
  * keys is asked of a member that hosts the shard, or in pages (`limit`).
  */
 export const forwardedAnswerBytesMax = 4 * 1024 * 1024;
+/** A forwarded call waits at most this long for the replica's answer, whatever the client's deadline. */
+export const forwardedCallTimeoutMsMax = 60_000;
+/** Without a client deadline, a forwarded call waits this many request timeouts (a forwarded ShardSplit makes several proposals). */
+export const forwardedCallRequestTimeouts = 3;

@@ -171,6 +171,9 @@ async function readEveryShard(router: Router, options: RequestOptions): Promise<
   for (const store of map.stores()) {
     if (store.name === DEFAULT_STORE) continue;
     for (const def of map.shardsOf(store.name)) {
+      if (def.replicas.length > 0 && !router.hosts(def.id)) {
+        throw dkvError('snapshot-shard-elsewhere', `shard ${def.id} of store ${store.name} is placed on member${def.replicas.length === 1 ? '' : 's'} ${def.replicas.map((id) => id.toString(16)).join(', ')}`);
+      }
       if (!router.hosts(def.id)) throw dkvError('wrong-shard', `shard ${def.id} of store ${store.name} is not on this member yet: save the snapshot from another member, or again later`);
       reads.push(router.shard(def.id).read(options));
       read.add(def.id);

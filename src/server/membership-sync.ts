@@ -184,7 +184,7 @@ export class MembershipSync {
       return undefined;
     }
     const placed = this.host.replicasOf(shard);
-    // A shard placed on some members follows those of the list only (a move changes its replicas).
+    // A shard placed on some members follows those of the list only.
     const members = placed.length === 0 ? list.members : list.members.filter((m) => placed.includes(m.id));
     const change = nextGroupChange(members, (id) => this.isRemoved(list, id), config);
     if (change === undefined) {

@@ -36,7 +36,7 @@ import { createAdminService } from './admin-service.js';
 import { createKvService } from './kv-service.js';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service.js';
 import { createLockService } from './lock-service.js';
-import { clusterQueryRetryElections, grpcOverheadBytes, membershipAddAfterMs, membershipSyncChangeElections, membershipSyncPassElections, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax, storeCreateStaleRequestTimeouts, shardSplitCheckMs, storeRepairElections } from './limits.js';
+import { clusterQueryRetryElections, grpcOverheadBytes, membershipAddAfterMs, membershipSyncChangeElections, membershipSyncPassElections, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax, storeCreateStaleRequestTimeouts, shardSplitCheckMs, storeRepairElections, forwardedCallRequestTimeouts, forwardedCallTimeoutMsMax } from './limits.js';
 import { createMaintenanceService } from './maintenance-service.js';
 import { AutoCompactor } from './auto-compaction.js';
 import { Defragmenter } from './defragment.js';
@@ -852,8 +852,9 @@ export class DkvNode {
       request: (to, payload, timeoutMs) => this.transport.request(to, payload, { timeoutMs }),
       caller: (call) => gate.caller(call),
       proposeHere: async (shard, command) => (await this.router.shard(shard).propose(command, { timeoutMs: this.requestTimeoutMs })).outcome,
-      // The replica's own request timeout, and the way there and back.
-      timeoutMs: this.requestTimeoutMs + electionTimeoutMsOf(this.config),
+      // Without a client deadline: a few of the replica's own request timeouts (a forwarded split
+      // makes several proposals), and the way there and back.
+      timeoutMs: Math.min(forwardedCallRequestTimeouts * this.requestTimeoutMs + electionTimeoutMsOf(this.config), forwardedCallTimeoutMsMax),
       counted: (outcome) => this.metrics.forwardedCalls.inc(1, { outcome }),
     });
     this.forwarder = forwarder;

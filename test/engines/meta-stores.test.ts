@@ -173,6 +173,25 @@ describe('meta engine: stores and the shard map', () => {
     expect(replica.shardMap().shardsOf('a').map((s) => [s.id, s.replicas])).toEqual([[2, [1, 2]], [7, [1, 2]], [3, [3, 4]]]);
   });
 
+  it('takes a removed member out of placed replica lists (epoch raised), never emptying one; its snapshot section says placement', () => {
+    const meta = engineWith([1, 2, 3, 4]);
+    expect(meta.sectionVersion).toBe(META_STORES_VERSION);
+    meta.apply(mountStoreCommand('a', text('/a/'), 1, 3), context);
+    meta.apply(mountStoreCommand('b', text('/b/'), 1, 1), context);
+    meta.apply(mountStoreCommand('c', text('/c/'), 1), context);
+    expect(meta.sectionVersion).toBe(META_REPLICAS_VERSION);
+    expect(meta.shardMap().shardsOf('a')[0]).toMatchObject({ replicas: [1, 2, 3], epoch: 1 });
+    expect(meta.shardMap().shardsOf('b')[0]).toMatchObject({ replicas: [4], epoch: 1 });
+    const remove = (id: number): ConfChange => ({ transition: 'auto', changes: [{ type: 'remove', nodeId: id }], context: new Uint8Array(0) });
+    meta.applyConfChange(remove(2), context);
+    expect(meta.shardMap().shardsOf('a')[0]).toMatchObject({ replicas: [1, 3], epoch: 2 });
+    meta.applyConfChange(remove(4), context);
+    // The last replica stays listed: an empty list would mean every member.
+    expect(meta.shardMap().shardsOf('b')[0]).toMatchObject({ replicas: [4], epoch: 1 });
+    expect(meta.shardMap().shardsOf('c')[0]!.replicas).toEqual([]);
+    expect(encodeShardMap(restored(meta).shardMap())).toEqual(encodeShardMap(meta.shardMap()));
+  });
+
   it('refuses a replica count above the voters or the limit, and one a version-2 command carries', () => {
     const meta = engineWith([1, 2, 3], [4]);
     const before = meta.hash();

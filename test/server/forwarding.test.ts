@@ -8,7 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { anonymousCaller } from '../../src/engines/index.js';
+import { EngineId, anonymousCaller, retireCommand } from '../../src/engines/index.js';
 import { errorTable } from '../../src/errors.js';
 import { RuntimeError } from '../../src/runtime/index.js';
 import { FORWARDED_CALL_TAG, Forwarder, decodeForwardedCall, encodeForwardedCall, forwardedCallerOf, forwardingOf } from '../../src/server/forwarding.js';
@@ -129,9 +129,14 @@ describe('forwarding', () => {
     );
   });
 
-  it('carries a proposal\'s outcome, and a runtime refusal as the same RuntimeError', async () => {
-    const { origin } = pair();
-    expect(await origin.propose(4, [5], { engine: 1, version: 1, kind: 1, payload: Uint8Array.of(1, 2) })).toEqual({ kind: 'ok', shard: 4 });
-    await expect(origin.propose(9, [5], { engine: 1, version: 1, kind: 1, payload: new Uint8Array(0) })).rejects.toMatchObject({ name: 'RuntimeError', code: 'no-leader' });
+  it('carries a Retire\'s or a Split\'s outcome, a runtime refusal as the same RuntimeError, and nothing else', async () => {
+    const { origin, replica } = pair();
+    expect(await origin.propose(4, [5], retireCommand(4))).toEqual({ kind: 'ok', shard: 4 });
+    await expect(origin.propose(9, [5], retireCommand(9))).rejects.toMatchObject({ name: 'RuntimeError', code: 'no-leader', message: 'no leader of shard 9' });
+    // Any other command is refused before it is proposed (a peer may ask for a drop's and a split's steps only).
+    const put = Buffer.concat([Buffer.of(0x02), Buffer.from(JSON.stringify({ shard: 4, engine: EngineId.Kv, version: 1, kind: 1, payloadHex: '' }))]);
+    await expect(replica.answerProposal(put)).rejects.toMatchObject({ code: 'bad-forward' });
+    // No replica took it: retryable, never a ShardElsewhereError (that would forward the caller's whole call).
+    await expect(origin.propose(4, [5], { engine: EngineId.Kv, version: 1, kind: 1, payload: new Uint8Array(0) })).rejects.toMatchObject({ name: 'RuntimeError', code: 'no-leader' });
   });
 });

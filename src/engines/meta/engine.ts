@@ -15,7 +15,7 @@ import type { ShardMap, ShardMapErrorCode } from '../../cluster/model.js';
 import { bytesToHex, hexToBytes } from '../bytes.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError } from '../engine.js';
 import { type Member, type MemberAttributes, admitMembershipChange, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers, removedIds } from './members.js';
-import { type Founders, type SplittingShard, type StoresChange, applyStoresChange, creatingStores, foundersOf, readRoutingMap, readShardMap, splitParentOf, splittingShards } from './stores.js';
+import { type Founders, type SplittingShard, type StoresChange, applyStoresChange, creatingStores, dropReplica, foundersOf, readRoutingMap, readShardMap, splitParentOf, splittingShards } from './stores.js';
 
 /** The meta engine's operation codes (in every meta log entry: never renumber). */
 export const MetaCommandKind = {
@@ -131,8 +131,14 @@ export class MetaEngine implements Engine {
   readonly id = EngineId.Meta;
   readonly name = 'meta';
   readonly version = META_REPLICAS_VERSION;
-  /** The section's format is unchanged since version 2 (the records are keys of the meta store): earlier builds restore it. */
-  readonly sectionVersion = META_STORES_VERSION;
+  /**
+   * The section's format is unchanged since version 2 (the records are keys of the meta store):
+   * earlier builds restore it, unless a shard is placed on some members (version 5), which a
+   * build before placement would read as "every member" and add the others to its group.
+   */
+  get sectionVersion(): number {
+    return this.shardMap().shards().some((shard) => shard.replicas.length > 0) ? META_REPLICAS_VERSION : META_STORES_VERSION;
+  }
   private store = new MvccStore();
   /** The maps decoded from `store` (undefined: not decoded since the store last changed). */
   private map: ShardMap | undefined;
@@ -187,6 +193,13 @@ export class MetaEngine implements Engine {
 
   applyConfChange(change: ConfChange, _context: ApplyContext): void {
     applyMembershipChange(this.store, change);
+    // A removed member leaves the replica lists of placed shards (their groups drop it too).
+    for (const single of change.changes) {
+      if (single.type === 'remove' && dropReplica(this.store, single.nodeId)) {
+        this.map = undefined;
+        this.routing = undefined;
+      }
+    }
   }
 
   snapshot(): Iterator<Uint8Array> {

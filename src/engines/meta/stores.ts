@@ -225,6 +225,22 @@ export function placeReplicas(map: ShardMap, voters: readonly number[], count: n
   return out;
 }
 
+/**
+ * Takes removed member `id` out of every placed shard's replica list (each such shard's epoch
+ * raised); a list it is the last of keeps it (an empty list would mean "every member": that
+ * shard's data went with the member). Whether the map changed.
+ */
+export function dropReplica(mvcc: MvccStore, id: number): boolean {
+  const before = readShardMap(mvcc);
+  let after = before;
+  for (const shard of before.shards()) {
+    if (shard.replicas.length > 1 && shard.replicas.includes(id)) after = after.withReplicas(shard.id, shard.replicas.filter((r) => r !== id));
+  }
+  if (after === before) return false;
+  writeMap(mvcc, after);
+  return true;
+}
+
 type SplitChange = Extract<StoresChange, { kind: 'split' }>;
 
 /**
