@@ -20,7 +20,9 @@
  *      then, for each shard count S of --shards, on a store of S shards created for it (its keys
  *      spread over the shards as `dkv bench --store` spreads them), dropped after its loads, then
  *      on the default store again; one row per run: create time, time until every shard had a
- *      leader, requests/s, p50/p99 latency, errors (--idle-only leaves the load out);
+ *      leader, requests/s, p50/p99 latency, errors (--idle-only leaves the load out); with
+ *      --replicas R each such store's shards live on R of the 3 members (the others forward the
+ *      load's calls: its clients spread over every node);
  * --node-args="A B" gives the servers' node more flags (`--node-args="--cpu-prof
  * --cpu-prof-dir=DIR"`: a CPU profile of each server, written when it stops).
  * The load average is printed with every phase (other work on the machine skews the numbers).
@@ -185,11 +187,15 @@ interface LoadRow {
   readonly range: LoadResult;
 }
 
-/** Every shard of `store` has a leader as node 1 sees it; the sum of their Raft terms. */
-async function waitStoreLeaders(client: DkvClient, store: string, timeoutMs: number): Promise<number> {
+/**
+ * Every shard of `store` has a leader as one of the nodes `clients` reach sees it (a shard placed
+ * on some members is described with its leader only by those); the sum of their Raft terms.
+ */
+async function waitStoreLeaders(clients: readonly DkvClient[], store: string, timeoutMs: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const { shards } = await client.stores.describe(store, { timeoutMs: adminCallTimeoutMs });
+    const views = await Promise.all(clients.map((c) => c.stores.describe(store, { timeoutMs: adminCallTimeoutMs })));
+    const shards = views[0]!.shards.map((shard, i) => views.map((v) => v.shards[i]!).reduce((best, s) => (s.leader !== 0n && s.raftTerm >= best.raftTerm ? s : best), shard));
     if (shards.every((s) => s.leader !== 0n)) return shards.reduce((sum, s) => sum + s.raftTerm, 0);
     if (Date.now() > deadline) throw new Error(`store ${store}: ${shards.filter((s) => s.leader === 0n).length} of ${shards.length} shards have no leader after ${timeoutMs / 1000} s`);
     await sleep(pollMs);
@@ -210,9 +216,11 @@ interface BenchOptions {
   readonly idleShards: readonly number[];
   readonly settleSeconds: number;
   readonly idleSeconds: number;
+  /** The load phase's stores' replicas per shard (0: every member). */
+  readonly replicas: number;
 }
 
-async function loadPhase(cluster: BenchCluster, client: DkvClient, options: BenchOptions): Promise<LoadRow[]> {
+async function loadPhase(cluster: BenchCluster, client: DkvClient, nodeClients: readonly DkvClient[], options: BenchOptions): Promise<LoadRow[]> {
   const base: Omit<LoadOptions, 'workload'> = {
     endpoints: cluster.endpoints,
     conns: options.conns,
@@ -239,8 +247,8 @@ async function loadPhase(cluster: BenchCluster, client: DkvClient, options: Benc
   for (const shards of options.shards) {
     const name = `load${shards}`;
     const prefix = Buffer.from(`load${shards}/`);
-    const created = await timed(() => client.stores.create(name, prefix, { shards, timeoutMs: adminCallTimeoutMs }));
-    const leaders = await timed(() => waitStoreLeaders(client, name, storeLeadersWaitMs));
+    const created = await timed(() => client.stores.create(name, prefix, { shards, replicas: options.replicas, timeoutMs: adminCallTimeoutMs }));
+    const leaders = await timed(() => waitStoreLeaders(nodeClients, name, storeLeadersWaitMs));
     await measure(name, shards, created.seconds, leaders.seconds, { name, prefix });
     await client.stores.drop(name, { timeoutMs: adminCallTimeoutMs });
   }
@@ -340,7 +348,7 @@ async function idlePhase(cluster: BenchCluster, client: DkvClient, options: Benc
       const created = await timed(() => client.stores.create(name, Buffer.from(`${name}/`), { shards, timeoutMs: adminCallTimeoutMs }));
       stores.push(name);
       have += shards;
-      const leaders = await timed(() => waitStoreLeaders(client, name, storeLeadersWaitMs));
+      const leaders = await timed(() => waitStoreLeaders([client], name, storeLeadersWaitMs));
       const meanTerm = leaders.value / shards;
       creates.push({ shards, createSeconds: created.seconds, leadersSeconds: leaders.seconds, meanTerm });
       print(`  store ${name}: ${shards} shards created in ${created.seconds.toFixed(1)} s, every shard had a leader ${leaders.seconds.toFixed(1)} s later, mean Raft term then ${meanTerm.toFixed(2)} (load average ${load()})`);
@@ -459,6 +467,7 @@ async function main(): Promise<number> {
       'base-port': { type: 'string' },
       'node-args': { type: 'string' },
       'idle-only': { type: 'boolean' },
+      replicas: { type: 'string' },
       keep: { type: 'boolean' },
     },
   });
@@ -471,6 +480,7 @@ async function main(): Promise<number> {
     idleShards: parseList(values['idle-shards'], d.idleShards, 'idle-shards', 100_000),
     settleSeconds: parseCount(values['settle-seconds'], d.settleSeconds, 'settle-seconds', 0, 3_600),
     idleSeconds: parseCount(values['idle-seconds'], d.idleSeconds, 'idle-seconds', 1, 3_600),
+    replicas: parseCount(values.replicas, 0, 'replicas', 0, 3),
   };
   const basePort = parseCount(values['base-port'], d.basePort, 'base-port', 1_024, 65_000);
   // The servers would run the sources through tsx (bin/load.js), whose loader and transpiler
@@ -492,6 +502,7 @@ async function main(): Promise<number> {
     });
   }
   const client = new DkvClient({ servers: cluster.endpoints.map((address) => ({ address })), timeoutMs: adminCallTimeoutMs });
+  const nodeClients = cluster.endpoints.map((address) => new DkvClient({ servers: [{ address }], timeoutMs: adminCallTimeoutMs }));
   try {
     print(`bench/stores.ts: 3 dkv servers at ${cluster.endpoints.join(',')} (pids ${cluster.nodes.map((n) => n.child.pid).join(', ')}), data in ${dir}`);
     print(`load average at start: ${load()}`);
@@ -504,7 +515,7 @@ async function main(): Promise<number> {
     let loadRows: LoadRow[] = [];
     if (values['idle-only'] !== true) {
       print(`load: put then range (linearizable), ${options.total} requests, ${options.clients} clients over ${options.conns} conns, value ${d.valSize} B, key space ${d.keySpaceSize}`);
-      loadRows = await loadPhase(cluster, client, options);
+      loadRows = await loadPhase(cluster, client, nodeClients, options);
     }
     print('');
     print(`load average at the end: ${load()}`);
@@ -519,6 +530,7 @@ async function main(): Promise<number> {
     return 1;
   } finally {
     client.close();
+    for (const c of nodeClients) c.close();
     await cluster.stop();
   }
 }
