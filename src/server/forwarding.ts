@@ -31,6 +31,8 @@
  *             0x01 | status JSON           ({ code, details }: the replica's status, as sent)
  *   proposal  0x02 | JSON { shard, engine, version, kind, payloadHex }
  *   answer    JSON { outcome }             (refused: the runtime's code, as `runtime.<code>`)
+ *   retired?  0x03 | JSON { shard }        (whether a store's drop retired the shard there)
+ *   answer    JSON { retired }             (refused `wrong-shard` where it is not hosted)
  */
 import * as grpc from '@grpc/grpc-js';
 import { type Caller, type EngineCommand, EngineId, OwnershipCommandKind, anonymousCaller } from '../engines/index.js';
@@ -48,6 +50,9 @@ assert(forwardedCallTimeoutMsMax <= peerLimits.requestTimeoutMsMax, 'a forwarded
 export const FORWARDED_CALL_TAG = 0x01;
 /** The first byte of a forwarded proposal (a coordinator's step on a shard hosted elsewhere). */
 export const FORWARDED_PROPOSAL_TAG = 0x02;
+
+/** The first byte of a question whether a shard is retired (store repair, on a member without it). */
+export const RETIRED_QUERY_TAG = 0x03;
 
 /** The services whose unary calls are forwarded (and served when forwarded): those that route by key. */
 export const forwardedServices: ReadonlySet<string> = new Set(['etcdserverpb.KV', 'v3lockpb.Lock', 'v3electionpb.Election', 'dkv.v1.KV', 'dkv.v1.Counter', 'dkv.v1.Admin']);
@@ -91,6 +96,8 @@ export interface ForwarderHost {
   caller(call: { readonly metadata: grpc.Metadata }): Caller;
   /** How long a forwarded call may take before it is answered as a timeout. */
   readonly timeoutMs: number;
+  /** Whether shard `shard`, hosted here, was retired by a drop (undefined: not hosted here). */
+  retiredHere(shard: number): boolean | undefined;
   /** Proposes `command` to shard `shard` here and resolves with the outcome applying it produced. */
   proposeHere(shard: number, command: EngineCommand): Promise<unknown>;
   /** Counts a forwarded call by how it ended (`ok`, `status`, `failed`) and one answered for a peer. */
@@ -210,6 +217,41 @@ export class Forwarder {
     }
     // Nothing was proposed: retryable, and not a ShardElsewhereError (the caller's call must not be forwarded whole).
     throw new RuntimeError('no-leader', `no replica of shard ${shard} (member${replicas.length === 1 ? '' : 's'} ${replicas.map((id) => id.toString(16)).join(', ')}) could be reached`);
+  }
+
+  /**
+   * Whether a drop retired shard `shard`, as the first of `replicas` that answers has applied it
+   * (a retirement is never undone; a replica behind may say no, and the next look asks again).
+   * Undefined when no replica answered.
+   */
+  async retired(shard: number, replicas: readonly number[]): Promise<boolean | undefined> {
+    const payload = encoder.encode(JSON.stringify({ shard }));
+    const tagged = new Uint8Array(payload.byteLength + 1);
+    tagged[0] = RETIRED_QUERY_TAG;
+    tagged.set(payload, 1);
+    for (const to of replicas) {
+      try {
+        const answer = JSON.parse(decoder.decode(await this.host.request(to, tagged, this.host.timeoutMs))) as { retired?: unknown };
+        if (typeof answer.retired === 'boolean') return answer.retired;
+      } catch {
+        // Not hosted there, unreachable, an older build: the next replica.
+      }
+    }
+    return undefined;
+  }
+
+  /** Answers whether a shard hosted here is retired (see `retired`). */
+  answerRetired(payload: Uint8Array): Uint8Array {
+    let shard: unknown;
+    try {
+      shard = (JSON.parse(decoder.decode(payload.subarray(1))) as { shard?: unknown }).shard;
+    } catch {
+      throw new PeerRequestRefusal('bad-forward', 'a retired query is not JSON');
+    }
+    if (typeof shard !== 'number' || !Number.isSafeInteger(shard) || shard < 0) throw new PeerRequestRefusal('bad-forward', 'a retired query names no shard');
+    const retired = this.host.retiredHere(shard);
+    if (retired === undefined) throw new PeerRequestRefusal('wrong-shard', `shard ${shard} is not hosted here`);
+    return encoder.encode(JSON.stringify({ retired }));
   }
 
   /** Serves a proposal another member forwarded (see `propose`). */

@@ -45,7 +45,7 @@ import { BackendQuota } from './quota.js';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics.js';
 import { type LogFields, RequestLog, withRequestLog } from './request-log.js';
 import { PeerRequestRefusal, PeerTransport, peerRefusalReasons, type PeerTlsOptions } from './peer/index.js';
-import { FORWARDED_CALL_TAG, FORWARDED_PROPOSAL_TAG, Forwarder } from './forwarding.js';
+import { FORWARDED_CALL_TAG, FORWARDED_PROPOSAL_TAG, Forwarder, RETIRED_QUERY_TAG } from './forwarding.js';
 import { type KnownPeer, type StartIdentity, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup.js';
 import { guardLearner } from './learner-guard.js';
 import { type WatchPart, createPrefixWatchService } from './prefix-watch-service.js';
@@ -232,8 +232,9 @@ export class DkvNode {
       onSnapshotStatus: (peer, shard, ok) => this.runtime.reportSnapshot(peer, shard, ok),
       // A forwarded client call (forwarding.ts) or a question for a shard's leader (JSON).
       onRequest: async (_from, payload) => {
-        if (payload[0] !== FORWARDED_CALL_TAG && payload[0] !== FORWARDED_PROPOSAL_TAG) return answerLeaderQuery(this.runtime, payload);
+        if (payload[0] !== FORWARDED_CALL_TAG && payload[0] !== FORWARDED_PROPOSAL_TAG && payload[0] !== RETIRED_QUERY_TAG) return answerLeaderQuery(this.runtime, payload);
         if (this.forwarder === undefined) throw new PeerRequestRefusal('not-serving', 'this member does not serve clients yet');
+        if (payload[0] === RETIRED_QUERY_TAG) return this.forwarder.answerRetired(payload);
         return payload[0] === FORWARDED_CALL_TAG ? this.forwarder.answer(payload) : this.forwarder.answerProposal(payload);
       },
       isRemoved: (id) => this.runtime.hasShard(META_SHARD) && metaEngineOf(this.router.meta().machine()).isRemoved(id),
@@ -660,7 +661,7 @@ export class DkvNode {
     if (this.stopping || this.storeRepairRunning || this.runtime.leader(META_SHARD) !== this.identity.memberId) return;
     this.storeRepairRunning = true;
     const timeoutMs = this.requestTimeoutMs;
-    repairStores({ router: this.router, options: { timeoutMs }, log: this.logger, proposeElsewhere: this.proposeElsewhere }, Date.now(), storeCreateStaleRequestTimeouts * timeoutMs)
+    repairStores({ router: this.router, options: { timeoutMs }, log: this.logger, proposeElsewhere: this.proposeElsewhere, retiredElsewhere: (shard, replicas) => this.forwarder?.retired(shard, replicas) ?? Promise.resolve(undefined) }, Date.now(), storeCreateStaleRequestTimeouts * timeoutMs)
       .catch((error: unknown) => this.logger.warn(`store repair: ${error instanceof Error ? error.message : String(error)}`))
       .finally(() => (this.storeRepairRunning = false));
   }
@@ -851,6 +852,7 @@ export class DkvNode {
     const forwarder = new Forwarder({
       request: (to, payload, timeoutMs) => this.transport.request(to, payload, { timeoutMs }),
       caller: (call) => gate.caller(call),
+      retiredHere: (shard) => (this.runtime.hasShard(shard) ? ownershipEngineOf(this.runtime.machine(shard)).retired !== 0 : undefined),
       proposeHere: async (shard, command) => (await this.router.shard(shard).propose(command, { timeoutMs: this.requestTimeoutMs })).outcome,
       // Without a client deadline: a few of the replica's own request timeouts (a forwarded split
       // makes several proposals), and the way there and back.

@@ -61,6 +61,8 @@ export interface StoreAdminContext {
   readonly options: RequestOptions;
   /** Where a repair reports what it could not finish (none: not reported). */
   readonly log?: { warn(message: string): void };
+  /** Whether a drop retired a shard other members host, as one of `replicas` says (undefined: none answered). */
+  readonly retiredElsewhere?: (shard: number, replicas: readonly number[]) => Promise<boolean | undefined>;
   /** Proposes to a shard other members host, through one of `replicas` (none: such a shard's steps fail). */
   readonly proposeElsewhere?: (shard: number, replicas: readonly number[], command: EngineCommand) => Promise<unknown>;
 }
@@ -205,8 +207,14 @@ export async function repairStores(ctx: StoreAdminContext, nowMs: number, staleM
   const meta = metaEngineOf(metaShard.machine());
   let map = meta.shardMap();
   for (const store of map.stores()) {
-    const shards = map.shardsOf(store.name).map((s) => s.id);
-    const retired = shards.some((id) => ctx.router.hosts(id) && ownershipEngineOf(ctx.router.shard(id).machine()).retired !== 0);
+    const defs = map.shardsOf(store.name);
+    const shards = defs.map((s) => s.id);
+    let retired = shards.some((id) => ctx.router.hosts(id) && ownershipEngineOf(ctx.router.shard(id).machine()).retired !== 0);
+    // A store placed on other members: they say whether its drop began (this node hosts none of it).
+    for (const def of defs) {
+      if (retired || ctx.router.hosts(def.id) || def.replicas.length === 0 || ctx.retiredElsewhere === undefined) continue;
+      retired = (await ctx.retiredElsewhere(def.id, def.replicas)) === true;
+    }
     // One store's drop that cannot finish now (a group without a leader) does not hold up the rest.
     if (retired) await finishDrop(ctx, store.name, store.prefix, shards).catch((error: unknown) => ctx.log?.warn(`store repair: the drop of store "${store.name}": ${error instanceof Error ? error.message : String(error)}`));
   }

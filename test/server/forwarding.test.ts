@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { EngineId, anonymousCaller, retireCommand } from '../../src/engines/index.js';
 import { errorTable } from '../../src/errors.js';
 import { RuntimeError } from '../../src/runtime/index.js';
-import { FORWARDED_CALL_TAG, Forwarder, decodeForwardedCall, encodeForwardedCall, forwardedCallerOf, forwardingOf } from '../../src/server/forwarding.js';
+import { FORWARDED_CALL_TAG, Forwarder, RETIRED_QUERY_TAG, decodeForwardedCall, encodeForwardedCall, forwardedCallerOf, forwardingOf } from '../../src/server/forwarding.js';
 import { RawResponse, serviceDefinition } from '../../src/server/grpc-service.js';
 import { PeerRequestError, PeerRequestRefusal } from '../../src/server/peer/index.js';
 import { etcdType } from '../../src/etcd-proto.js';
@@ -28,6 +28,7 @@ function pair(options: { fail?: (to: number) => PeerRequestError | undefined } =
       const failure = options.fail?.(to);
       if (failure !== undefined) throw failure;
       try {
+        if (payload[0] === RETIRED_QUERY_TAG) return replica.answerRetired(payload);
         return await (payload[0] === FORWARDED_CALL_TAG ? replica.answer(payload) : replica.answerProposal(payload));
       } catch (error) {
         if (error instanceof PeerRequestRefusal) throw new PeerRequestError('refused', 'yes', error.message, { code: error.code, message: error.message });
@@ -36,6 +37,7 @@ function pair(options: { fail?: (to: number) => PeerRequestError | undefined } =
     },
     caller: () => ({ user: 'alice', authRevision: 3, again: () => anonymousCaller }),
     proposeHere: async () => ({ kind: 'ok' }),
+    retiredHere: () => undefined,
     timeoutMs: 1000,
   });
   replica = new Forwarder({
@@ -45,6 +47,7 @@ function pair(options: { fail?: (to: number) => PeerRequestError | undefined } =
       if (shard === 9) throw new RuntimeError('no-leader', 'no leader of shard 9');
       return { kind: 'ok', shard };
     },
+    retiredHere: (shard) => (shard === 4 ? true : shard === 5 ? false : undefined),
     timeoutMs: 1000,
   });
   const handler = (call: grpc.ServerUnaryCall<{ message: { key?: Uint8Array } }, object>, callback: grpc.sendUnaryData<object>): void => {
@@ -112,7 +115,7 @@ describe('forwarding', () => {
     }
     // The call a replica's handler sees carries no forwarding mark of its own.
     let marked: unknown = 'unset';
-    const seen = new Forwarder({ request: async () => new Uint8Array(0), caller: () => anonymousCaller, proposeHere: async () => undefined, timeoutMs: 1 });
+    const seen = new Forwarder({ request: async () => new Uint8Array(0), caller: () => anonymousCaller, proposeHere: async () => undefined, retiredHere: () => undefined, timeoutMs: 1 });
     seen.wrap(definition, { Range: (call: object, cb: grpc.sendUnaryData<object>) => ((marked = forwardingOf(call)), cb(null, {})) } as unknown as grpc.UntypedServiceImplementation);
     await seen.answer(encodeForwardedCall('/etcdserverpb.KV/Range', anonymousCaller, RangeRequest.encode({ key: Buffer.from('a') }).finish()));
     expect(marked).toBeUndefined();
@@ -138,5 +141,14 @@ describe('forwarding', () => {
     await expect(replica.answerProposal(put)).rejects.toMatchObject({ code: 'bad-forward' });
     // No replica took it: retryable, never a ShardElsewhereError (that would forward the caller's whole call).
     await expect(origin.propose(4, [5], { engine: EngineId.Kv, version: 1, kind: 1, payload: new Uint8Array(0) })).rejects.toMatchObject({ name: 'RuntimeError', code: 'no-leader' });
+  });
+
+  it('asks a replica whether a drop retired a shard it hosts (a repair on a member without it)', async () => {
+    const { origin } = pair();
+    expect(await origin.retired(4, [5])).toBe(true);
+    expect(await origin.retired(5, [5])).toBe(false);
+    // Not hosted where asked (refused), or no replica reachable: no answer.
+    expect(await origin.retired(6, [5])).toBeUndefined();
+    expect(await pair({ fail: () => new PeerRequestError('unreachable', 'no', 'down') }).origin.retired(4, [5, 6])).toBeUndefined();
   });
 });
