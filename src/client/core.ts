@@ -145,7 +145,15 @@ export class ClientCore {
   private leaderTerm = 0;
   private refreshingLeader = false;
   private members: { readonly at: number; readonly urls: ReadonlyMap<bigint, readonly string[]> } | undefined;
-  private routes: { readonly at: number; readonly table: ShardRoutes; readonly leaders: ReadonlyMap<number, Server> } | undefined;
+  private routes:
+    | {
+        readonly at: number;
+        readonly table: ShardRoutes;
+        readonly leaders: ReadonlyMap<number, Server>;
+        /** Of a shard placed on some members: the configured servers that host it (reads go there). */
+        readonly hosts: ReadonlyMap<number, readonly Server[]>;
+      }
+    | undefined;
   private routesAsked = -Infinity;
   private routesRefusedAt = -Infinity;
   private refreshingRoutes = false;
@@ -294,9 +302,27 @@ export class ClientCore {
         const shardLeader = this.shardLeaderServer(routeKey);
         if (shardLeader !== undefined) return shardLeader;
       }
-      if (this.leaderServer?.available === true) return this.leaderServer;
     }
+    // A shard placed on some members: a server that hosts it (no forwarding hop; a watch must).
+    if (routeKey !== undefined) {
+      const host = this.shardHostServer(routeKey);
+      if (host !== undefined) return host;
+    }
+    if (kind === 'write' && this.leaderServer?.available === true) return this.leaderServer;
     return this.current?.available === true ? this.current : undefined;
+  }
+
+  /**
+   * For a key of a shard placed on some members (a store created with replicas): an available
+   * configured server that hosts it, the current one when it does; undefined otherwise.
+   */
+  shardHostServer(key: Uint8Array): Server | undefined {
+    this.refreshRoutesIfOld();
+    const shard = this.storeShardOf(key);
+    if (shard === undefined || shard.replicas.length === 0) return undefined;
+    const hosts = this.routes?.hosts.get(shard.id) ?? [];
+    if (this.current !== undefined && this.current.available && hosts.includes(this.current)) return this.current;
+    return hosts.find((server) => server.available);
   }
 
   /** The store shard that holds `key`, as the routes last said (undefined: the default store's, or not known). */
@@ -361,16 +387,20 @@ export class ClientCore {
         const response = await server.channel.call('dkv.v1.Admin', 'ShardList', {}, { timeoutMs: probeTimeoutMsMax, signal: this.closing.signal });
         const table = ShardRoutes.of(listOf(response.shards).map((shard) => ({ ...shardFromWire(shard), store: String((shard as Record<string, unknown>).store ?? '') })));
         const leaders = new Map<number, Server>();
+        const hosts = new Map<number, Server[]>();
         if (table.hasStores) {
           const urls = await this.memberUrls(server);
           for (const shard of listOf(response.shards).map(shardFromWire)) {
-            if (shard.leader === 0n || table.shard(shard.id) === undefined) continue;
+            if (table.shard(shard.id) === undefined) continue;
+            const placed = shard.replicas.map((id) => this.serverOf(urls.get(id))).filter((s): s is Server => s !== undefined);
+            if (placed.length > 0) hosts.set(shard.id, placed);
+            if (shard.leader === 0n) continue;
             const leaderServer = this.serverOf(urls.get(shard.leader));
             if (leaderServer !== undefined) leaders.set(shard.id, leaderServer);
           }
         }
         if (generation !== this.routesGeneration) return; // found stale meanwhile: asked again below
-        this.routes = { at: Date.now(), table, leaders };
+        this.routes = { at: Date.now(), table, leaders, hosts };
         // The default store's term as that server sees it: a term learned from a store's response
         // before these routes said it was one no longer stands for the default store's.
         const defaultTerm = table.defaultTerm;

@@ -22,6 +22,8 @@ export interface RoutedShard {
   /** As the answering member saw it (0n: unknown). */
   readonly leader: bigint;
   readonly raftTerm: number;
+  /** The members the shard is placed on (empty: every member). */
+  readonly replicas: readonly bigint[];
 }
 
 /** The shards of one tiling, sorted by start, with their starts for the binary search. */
@@ -70,7 +72,7 @@ export class ShardRoutes {
   /** From ShardList's shards; the meta shard (and any shard of no store) is left out: it holds no client key. */
   static of(shards: readonly ShardInfo[]): ShardRoutes {
     const data = shards.filter((s) => s.store !== '' && !s.store.startsWith('('));
-    return new ShardRoutes(data.map(({ id, store, start, end, epoch, leader, raftTerm }) => ({ id, store, start, end, epoch, leader, raftTerm })));
+    return new ShardRoutes(data.map(({ id, store, start, end, epoch, leader, raftTerm, replicas }) => ({ id, store, start, end, epoch, leader, raftTerm, replicas: replicas ?? [] })));
   }
 
   /** The highest Raft term the default store's shards were listed with (0: none known). */

@@ -27,7 +27,9 @@ const RESUME_MISMATCH = 'dkv: the resume token does not name the shards of the p
  */
 function movedBySplit(reason: string): boolean {
   const code = errorCodeOfMessage(reason);
-  return code === 'watch-shard-split' || code === 'wrong-shard';
+  // (Or refused by a member that hosts no replica of a placed shard: the watch is opened again,
+  // on a member that hosts it once the client's routes say which.)
+  return code === 'watch-shard-split' || code === 'wrong-shard' || code === 'shard-not-hosted';
 }
 
 /** Options of `watch`. */
@@ -140,7 +142,8 @@ export class Watcher implements AsyncIterable<WatchBatch> {
     let server: Server;
     try {
       if (delay) await this.core.sleep(this.backoff.next(), this.core.closeSignal);
-      server = await this.core.pick('read', this.backoff, this.core.closeSignal);
+      // A key of a shard placed on some members: a server that hosts it.
+      server = await this.core.pick('read', this.backoff, this.core.closeSignal, undefined, this.key);
       if (this.closed) return;
       if (!(await this.core.connect(server, this.core.options.connectTimeoutMs))) return void this.open(false);
     } catch {
@@ -387,7 +390,7 @@ export class PrefixWatch implements AsyncIterable<PrefixWatchItem> {
     for (;;) {
       let server: Server;
       try {
-        server = await this.core.pick('read', this.backoff, this.abort.signal);
+        server = await this.core.pick('read', this.backoff, this.abort.signal, undefined, this.prefix);
         if (!(await this.core.connect(server, this.core.options.connectTimeoutMs))) continue;
       } catch {
         return true; // closed

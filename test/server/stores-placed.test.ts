@@ -10,7 +10,7 @@
  * retires them through their replicas, and every member ends with the fixed groups alone.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Decoded, type EtcdChannel } from '../../src/client/index.js';
+import { type Decoded, DkvClient, type EtcdChannel } from '../../src/client/index.js';
 import { errorTable } from '../../src/errors.js';
 import { TestCluster, etcdChannel, etcdctl, waitUntil } from './cluster-harness.js';
 import { WatchClient } from './watch-client.js';
@@ -122,6 +122,35 @@ describe('a store whose shards live on some members only', () => {
     expect((child!.replicas as unknown[]).map(nodeOf)).toEqual([owner]);
     await waitUntil(async () => (await metric(owner, 'dkv_shards')) === 4, 20_000, () => cluster.logs());
     expect(await metric(other, 'dkv_shards')).toBe(3);
+  });
+
+  it('the TypeScript client sends a placed key\'s reads, writes and watch to a member hosting it, whichever it prefers', async () => {
+    const shard = shards[2]!;
+    const owner = nodeOf((shard.replicas as unknown[])[0]);
+    const other = (owner + 1) % 3;
+    const key = Buffer.concat([shard.start as Buffer, b('client')]);
+    // The member without the shard is preferred: only the routes send the calls elsewhere.
+    const client = new DkvClient({ servers: [{ address: cluster.endpoint(other), priority: 2 }, { address: cluster.endpoint(owner), priority: 1 }] });
+    const seen: string[] = [];
+    try {
+      const watch = client.watch(key);
+      const consumed = (async () => {
+        for await (const batch of watch) for (const e of batch.events) if (seen.push(Buffer.from(e.kv.value).toString()) >= 3) return;
+      })();
+      // Created where the shard lives (the watch is ready only once a member created it; one that
+      // hosts no replica refuses it, and the client opens it again once its routes say where).
+      await watch.ready;
+      const forwardedBefore = await metric(other, 'dkv_forwarded_calls_total');
+      for (const value of ['a', 'b', 'c']) await client.put(key, value);
+      expect(Buffer.from((await client.get(key))!.value).toString()).toBe('c');
+      // Sent to the member that hosts the shard: none went through the preferred one.
+      expect(await metric(other, 'dkv_forwarded_calls_total')).toBe(forwardedBefore);
+      await consumed;
+      expect(seen).toEqual(['a', 'b', 'c']);
+      watch.close();
+    } finally {
+      client.close();
+    }
   });
 
   it('refuses to remove a member that holds a shard\'s only replica', async () => {
