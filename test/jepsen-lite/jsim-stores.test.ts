@@ -28,7 +28,7 @@ function describeFailure(r: StoreSimResult): string {
 
 function runSeeds(first: number, count: number): void {
   const failures: string[] = [];
-  const totals = { ok: 0, okInStores: 0, created: 0, dropped: 0, splits: 0, splitsUndone: 0, notOwned: 0, prefixInUse: 0, abandoned: 0, faults: 0, transfers: 0, transfersChangedLeader: 0, storeGroupTransfers: 0 };
+  const totals = { ok: 0, okInStores: 0, created: 0, placed: 0, forwarded: 0, dropped: 0, splits: 0, splitsUndone: 0, notOwned: 0, prefixInUse: 0, abandoned: 0, faults: 0, transfers: 0, transfersChangedLeader: 0, storeGroupTransfers: 0 };
   const began = performance.now();
   for (let seed = first; seed < first + count; seed++) {
     const r = seedRun(seed);
@@ -36,6 +36,8 @@ function runSeeds(first: number, count: number): void {
     totals.ok += r.stats.ok;
     totals.okInStores += r.stats.okInStores;
     totals.created += r.stats.storesCreated;
+    totals.placed += r.stats.storesPlaced;
+    totals.forwarded += r.stats.forwarded;
     totals.dropped += r.stats.storesDropped;
     totals.splits += r.stats.splits;
     totals.splitsUndone += r.stats.splitsUndone;
@@ -55,6 +57,9 @@ function runSeeds(first: number, count: number): void {
   expect(totals.faults).toBeGreaterThanOrEqual(count);
   expect(totals.created).toBeGreaterThan(count);
   expect(totals.dropped).toBeGreaterThan(count / 2);
+  // Stores were placed on some nodes only, and requests for their shards forwarded to a replica.
+  expect(totals.placed).toBeGreaterThan(count / 4);
+  expect(totals.forwarded).toBeGreaterThan(count);
   // Stores' shards were split online (each split finished: applied by the parent, finished in the map).
   expect(totals.splits).toBeGreaterThan(count / 2);
   // Splits raced by a lease granted in the parent were refused there and undone in the map.

@@ -19,6 +19,11 @@
  *   for a split's child once its split is finished; a child still splitting is left to the
  *   parent's Split; a hosted one that left a map which gave its id out goes). jepsen-lite may not import src/server, so the
  *   rules are mirrored here on the simulator's createShard/removeShard.
+ * - **Placement**: half the mounts ask a replica count (1 to every node), so their shards live on
+ *   some nodes only; a node that does not host a request's shard forwards it, one hop over the
+ *   peer link (not across a partition), to a replica, which serves it by its own map
+ *   (src/server/forwarding.ts), and so do admins' steps on such shards (store-admin.ts's
+ *   proposeOn); a repair asks a replica whether a drop retired such a shard.
  * - **Clients** route each request by the routing map of the node they call (its applied meta
  *   state, which may lag), to the shard it names: writes are proposed there (a `not-owned`
  *   outcome is a definite failure); reads go through ReadIndex and are answered only if the shard
@@ -79,6 +84,10 @@ export interface StoreSimStats {
   /** Definite failures of client requests because the shard did not own the key (routed by a lagging map). */
   readonly notOwned: number;
   readonly storesCreated: number;
+  /** Stores mounted on some members only (a replica count); the others forward their requests. */
+  readonly storesPlaced: number;
+  /** Requests (clients' and admins' steps) a node forwarded to a replica of a shard it does not host. */
+  readonly forwarded: number;
   readonly storesDropped: number;
   /** Splits finished (the parent applied its Split and the meta shard finished it). */
   readonly splits: number;
@@ -200,7 +209,7 @@ class Run {
   readonly ceded = new Set<number>();
   issueUntil = Number.POSITIVE_INFINITY;
   adminsUntil = Number.POSITIVE_INFINITY;
-  readonly counts = { notOwned: 0, created: 0, dropped: 0, prefixInUse: 0, abandoned: 0, splits: 0, splitsUndone: 0 };
+  readonly counts = { notOwned: 0, created: 0, dropped: 0, prefixInUse: 0, abandoned: 0, splits: 0, splitsUndone: 0, forwarded: 0, placed: 0 };
   private readonly nodeIds: number[];
   /** Groups a node is bootstrapping (`node/incarnation/shard`): not started twice. */
   private readonly bootstrapping = new Set<string>();
@@ -220,6 +229,8 @@ class Run {
     private readonly unsafe: StoreSimOptions['unsafe'],
     /** The splitters' own draws: the admins' schedules per seed are those of a build without splits. */
     private readonly splitRandom: SeededPrng,
+    /** Placement's own draws (how many replicas a mount asks, which replica a forward goes to). */
+    readonly placementRandom: SeededPrng,
   ) {
     this.nodeIds = [...cluster.nodes.keys()].sort((a, b) => a - b);
   }
@@ -285,7 +296,8 @@ class Run {
       if (machine === undefined) return `n${node.id} is down`;
       hashes.add(machine.hash());
       const map = metaEngineOf(machine).shardMap();
-      const want = [...new Set([...fixedShards, ...map.shards().map((s) => s.id)])].sort((a, b) => a - b);
+      const placedHere = map.shards().filter((s) => s.replicas.length === 0 || s.replicas.includes(node.id));
+      const want = [...new Set([...fixedShards, ...placedHere.map((s) => s.id)])].sort((a, b) => a - b);
       const have = node.runtime!.shardIds().sort((a, b) => a - b);
       if (want.join(',') !== have.join(',')) return `n${node.id} hosts groups ${have.join(',')}, its map has ${want.join(',')}`;
     }
@@ -376,8 +388,12 @@ class Run {
     };
   }
 
-  /** The request reached `node`: routed by its own routing map, served as the KV service serves it. */
-  private atNode(id: number, input: RegisterInput, respond: (reply: Reply) => void): void {
+  /**
+   * The request reached `node`: routed by its own routing map, served as the KV service serves it.
+   * A shard its map places on other members only is forwarded to one of them, one hop over the
+   * peer link (src/server/forwarding.ts), which serves it by its own map (`forwarded`).
+   */
+  private atNode(id: number, input: RegisterInput, respond: (reply: Reply) => void, forwarded = false): void {
     const c = this.cluster;
     const node = c.nodes.get(id)!;
     const metaMachine = node.machine(metaShard);
@@ -388,7 +404,13 @@ class Run {
     const key = bytes(input.key);
     const shard = metaEngineOf(metaMachine).routingMap().shardForKey(key).id;
     if (node.machine(shard) === undefined) {
-      // The router's wrong-shard: refused before anything was proposed.
+      const to = forwarded ? undefined : this.forwardTarget(id, metaEngineOf(metaMachine).routingMap().shard(shard)?.replicas ?? []);
+      if (to !== undefined) {
+        this.counts.forwarded++;
+        c.atNode(to, this.linkDelay(), `forward to n${to}`, () => this.atNode(to, input, (reply) => c.at(this.linkDelay(), `forwarded answer from n${to}`, () => respond(reply)), true));
+        return;
+      }
+      // The router's wrong-shard (or shard-not-hosted): refused before anything was proposed.
       respond({ status: 'fail', error: `shard ${shard} is not hosted on n${id}` });
       return;
     }
@@ -415,6 +437,17 @@ class Run {
         ? writeCommand({ method: 'deleteRange', request: { key, range_end: new Uint8Array(0), prev_kv: false } })
         : writeCommand({ method: 'put', request: { key, value: bytes(input.value), lease: 0, prev_kv: false, ignore_value: false, ignore_lease: false } });
     this.write(id, shard, command, respond);
+  }
+
+  /**
+   * The replica a node forwards to: a random one of `replicas` (a shard placed on other members
+   * only) it can reach over the peer link; undefined when none (refused, as a forward that could
+   * not be sent: nothing proposed).
+   */
+  forwardTarget(id: number, replicas: readonly number[]): number | undefined {
+    if (replicas.length === 0 || replicas.includes(id)) return undefined;
+    const reachable = replicas.filter((to) => !this.cluster.network.isCut(id, to) && !this.cluster.network.isCut(to, id));
+    return reachable.length === 0 ? undefined : reachable[this.placementRandom.nextInt(reachable.length)];
   }
 
   /** Proposes a KV write on `shard` at node `id` (which hosts it or is down). */
@@ -553,16 +586,26 @@ class AdminFlow {
       this.abandonOrRetry(attempt, () => this.step(label, shard, command, onOutcome, attempt + 1), `${label} through n${node}: ${why}`);
     };
     c.at(adminStepTimeoutMs, `admin ${this.name} ${label} timeout`, () => failed('timeout'));
-    c.atNode(node, clientLinkDelayMsMax, `admin ${this.name} ${label} at n${node}`, () => {
-      if (c.submit(node, shard, command, (code, outcome) => {
+    const submitAt = (at: number): void => {
+      if (c.submit(at, shard, command, (code, outcome) => {
         c.at(clientLinkDelayMsMax, `admin ${this.name} ${label} answer`, () => {
           if (code !== undefined || outcome === undefined) return failed(code ?? 'refused');
           if (settled) return;
           settled = true;
-          c.record(`admin ${this.name}: ${label} applied through n${node}`);
+          c.record(`admin ${this.name}: ${label} applied through n${at}`);
           onOutcome(outcome);
         });
       }) === 'down') failed('down');
+    };
+    c.atNode(node, clientLinkDelayMsMax, `admin ${this.name} ${label} at n${node}`, () => {
+      // A shard this node's map places on other members only: proposed through one of them
+      // (store-admin.ts's proposeOn, over forwarding.ts).
+      const here = c.nodes.get(node)!;
+      const meta = here.machine(metaShard);
+      const to = here.machine(shard) !== undefined || meta === undefined ? undefined : this.run.forwardTarget(node, metaEngineOf(meta).shardMap().shard(shard)?.replicas ?? []);
+      if (to === undefined) return submitAt(node);
+      this.run.counts.forwarded++;
+      c.atNode(to, clientLinkDelayMsMax, `admin ${this.name} ${label} forwarded to n${to}`, () => submitAt(to));
     });
   }
 
@@ -613,10 +656,13 @@ class AdminFlow {
   }
 
   private mount(): void {
-    this.step('mount', metaShard, mountStoreCommand(this.name, this.prefix, 1), (outcome) => {
+    // Half the stores are placed on some members (1 to all of them), the rest on every member.
+    const replicas = this.run.placementRandom.nextInt(2) === 0 ? 0 : 1 + this.run.placementRandom.nextInt(this.run.cluster.nodes.size);
+    this.step('mount', metaShard, mountStoreCommand(this.name, this.prefix, 1, replicas), (outcome) => {
       const o = outcome as MetaOutcome;
       // Refused (a mount through an earlier attempt that did apply: the store exists): done.
       if (o.kind !== 'stores') return this.end();
+      if (replicas > 0) this.run.counts.placed++;
       this.finishCreate(o.shards[0]!);
     });
   }
@@ -774,8 +820,17 @@ class AdminFlow {
         if (store === undefined) return this.end();
         const shards = map.shardsOf(this.name).map((shard) => shard.id);
         const first = shards[0]!;
-        // A drop that stopped after retiring one of the store's shards: finish it.
-        const retired = shards.some((id) => node.machine(id) !== undefined && ownershipEngineOf(node.machine(id)!).retired !== 0);
+        // A drop that stopped after retiring one of the store's shards: finish it. A shard this
+        // node does not host is asked of a replica it reaches (store-admin.ts's retiredElsewhere).
+        const holder = (id: number): SimNode | undefined => {
+          if (node.machine(id) !== undefined) return node;
+          const to = this.run.forwardTarget(node.id, map.shard(id)?.replicas ?? []);
+          return to === undefined ? undefined : this.c.nodes.get(to);
+        };
+        const retired = shards.some((id) => {
+          const machine = holder(id)?.machine(id);
+          return machine !== undefined && ownershipEngineOf(machine).retired !== 0;
+        });
         if (retired) {
           const record: DropRecord = { prefix: decoder.decode(store.prefix), first, call: this.c.now };
           this.run.drops.push(record);
@@ -861,10 +916,12 @@ function lostWrites(history: readonly Operation<RegisterInput, RegisterOutput>[]
 function converged(cluster: SimCluster, shards: readonly number[]): string | undefined {
   const deadline = cluster.now + convergenceMsMax;
   const nodes = [...cluster.nodes.values()];
+  // A shard placed on some nodes: those (groupsInStep checked that each hosts exactly its map's).
+  const hosts = (shard: number): SimNode[] => nodes.filter((n) => n.runtime?.hasShard(shard) === true);
   const lagging = (): string | undefined => {
     for (const shard of shards) {
-      const committed = Math.max(...nodes.map((n) => (n.runtime?.hasShard(shard) === true ? n.runtime.rawNode(shard).raft.log.committed : 0)));
-      const behind = nodes.filter((n) => (n.machine(shard)?.appliedIndex ?? 0) < committed);
+      const committed = Math.max(0, ...hosts(shard).map((n) => n.runtime!.rawNode(shard).raft.log.committed));
+      const behind = hosts(shard).filter((n) => (n.machine(shard)?.appliedIndex ?? 0) < committed);
       if (behind.length > 0) return `shard ${shard}: ${behind.map((n) => `n${n.id} applied ${n.machine(shard)?.appliedIndex ?? 'nothing'}`).join(', ')} < committed ${committed}`;
     }
     return undefined;
@@ -873,7 +930,8 @@ function converged(cluster: SimCluster, shards: readonly number[]): string | und
   const behind = lagging();
   if (behind !== undefined) return `replicas did not converge within ${convergenceMsMax} ms after healing: ${behind}`;
   for (const shard of shards) {
-    const states = nodes.map((n) => ({ node: n.id, hash: n.machine(shard)!.hash(), index: n.machine(shard)!.appliedIndex }));
+    const states = hosts(shard).map((n) => ({ node: n.id, hash: n.machine(shard)!.hash(), index: n.machine(shard)!.appliedIndex }));
+    if (states.length === 0) return `shard ${shard} is hosted nowhere`;
     const first = states[0]!;
     if (states.some((s) => s.index === first.index && s.hash !== first.hash)) {
       return `replicas diverged on shard ${shard}: ${states.map((s) => `n${s.node}=${s.hash}@${s.index}`).join(' ')}`;
@@ -891,6 +949,7 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
   const adminRandom = master.fork();
   const nemesisRandom = master.fork();
   const splitRandom = master.fork();
+  const placementRandom = master.fork();
   let run: Run | undefined;
   const cluster = jepsenCluster({
     seed: options.seed,
@@ -917,7 +976,7 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
       }
     },
   });
-  run = new Run(cluster, clientRandom, adminRandom, options.unsafe, splitRandom);
+  run = new Run(cluster, clientRandom, adminRandom, options.unsafe, splitRandom, placementRandom);
   const nemesis = new Nemesis(cluster, plan, nemesisRandom, { crash: (node) => cluster.crash(node), restart: (node) => cluster.restart(node) });
 
   let failure: string | undefined;
@@ -968,6 +1027,8 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
       info: run.operations.filter((op) => op.status === 'info' || op.status === undefined).length,
       notOwned: run.counts.notOwned,
       storesCreated: run.counts.created,
+      storesPlaced: run.counts.placed,
+      forwarded: run.counts.forwarded,
       storesDropped: run.counts.dropped,
       splits: run.counts.splits,
       splitsUndone: run.counts.splitsUndone,
@@ -985,11 +1046,17 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
 /** After healing: the admins' last flows end, a final repair finishes half-done changes, every node's groups follow its map. */
 function settle(run: Run): string | undefined {
   const c = run.cluster;
-  let repaired = false;
-  run.finalRepair(() => {
-    repaired = true;
-  });
-  if (!c.runUntilCondition(() => repaired, settleMsMax)) return `the final repair did not finish within ${settleMsMax} ms of healing`;
+  // Twice, as the meta leader's repair runs every few election timeouts: a step an admin gave up
+  // on may still apply after the first pass looked (a Retire forwarded to a replica that answers
+  // late, say), and the second, once every such step has had its time, finishes what it began.
+  for (const pass of [1, 2]) {
+    let repaired = false;
+    run.finalRepair(() => {
+      repaired = true;
+    });
+    if (!c.runUntilCondition(() => repaired, settleMsMax)) return `the final repair (pass ${pass}) did not finish within ${settleMsMax} ms of healing`;
+    if (pass === 1) c.runUntil(c.now + adminStepTimeoutMs);
+  }
   const deadline = c.now + settleMsMax;
   while (run.groupsInStep() !== undefined && c.now < deadline) c.runUntil(c.now + settleStepMs);
   const out = run.groupsInStep();
