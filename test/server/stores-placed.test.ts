@@ -6,8 +6,9 @@
  * each part where it lives), while a watch there is refused with the stable
  * `shard-not-hosted` error. A split asked of a member that does not host the shard is carried out
  * by one that does; the child stays on its parent's members. A member holding a shard's only
- * replica cannot be removed. A drop asked of a member that hosts none of the store's shards
- * retires them through their replicas, and every member ends with the fixed groups alone.
+ * replica cannot be removed; one of three replicas can, and leaves the shard's list. A drop asked
+ * of a member that hosts none of the store's shards retires them through their replicas, and
+ * every member ends with the fixed groups alone.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Decoded, DkvClient, type EtcdChannel } from '../../src/client/index.js';
@@ -165,5 +166,21 @@ describe('a store whose shards live on some members only', () => {
     await waitUntil(async () => (await Promise.all([0, 1, 2].map((n) => metric(n, 'dkv_shards')))).every((n) => n === 2), 20_000, () => cluster.logs());
     expect(ctl(1, 'put', '/placed/a', 'default-again').code).toBe(0);
     expect(ctl(2, 'get', '/placed/a', '--print-value-only').stdout.trim()).toBe('default-again');
+  });
+
+  it('a member removed from a shard of three replicas leaves its list (epoch raised) and its group; the two left serve it', async () => {
+    await admin(0, 'StoreCreate', { name: 'three', prefix: b('/three/'), replicas: 3 });
+    expect(ctl(1, 'put', '/three/k', 'before').code).toBe(0);
+    const before = ((await admin(0, 'StoreDescribe', { name: 'three' })).shards as Decoded[])[0]!;
+    expect((before.replicas as unknown[]).map(nodeOf).sort()).toEqual([0, 1, 2]);
+    const removed = ctl(0, 'member', 'remove', ids[2]!);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect(await cluster.waitForExit(2, 20_000)).toBe(3);
+    const after = ((await admin(0, 'StoreDescribe', { name: 'three' })).shards as Decoded[])[0]!;
+    expect((after.replicas as unknown[]).map(nodeOf).sort()).toEqual([0, 1]);
+    expect(Number(after.epoch)).toBe(Number(before.epoch) + 1);
+    // The two left serve it (the group drops the member too: membership sync on the shard's leader).
+    await waitUntil(async () => ctl(0, 'put', '/three/k', 'after').code === 0, 20_000, () => cluster.logs());
+    expect(ctl(1, 'get', '/three/k', '--print-value-only').stdout.trim()).toBe('after');
   });
 });
