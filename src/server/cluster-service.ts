@@ -17,7 +17,7 @@ import { type DkvError, dkvError, isDkvError } from '../errors.js';
 import { RuntimeError, type RuntimeErrorCode, type ShardHandle, indeterminateCodes, metaEngineOf } from '../runtime/index.js';
 import { membershipAttemptMinMs, membershipRetryMs } from './limits.js';
 import { serviceDefinition } from './grpc-service.js';
-import { type ServiceContext, requestOptions, responseHeader, unary } from './service-common.js';
+import { type ServiceContext, responseHeader, unary } from './service-common.js';
 
 /** etcd allows one learner at a time. */
 export const learnersMax = 1;
@@ -241,8 +241,16 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
       // could not commit the member's removal without its vote (two: the meta shard removes the
       // member first where this node hosts no replica, and its links go). No move puts a replica
       // elsewhere first, so such a removal is refused; read after a ReadIndex, so a store placed
-      // just before is seen.
-      await ctx.router.meta().read(requestOptions(ctx));
+      // just before is seen (tried again, as the change itself is, while the meta shard elects).
+      for (const deadline = Date.now() + ctx.requestTimeoutMs; ; ) {
+        try {
+          await ctx.router.meta().read({ timeoutMs: Math.max(1, deadline - Date.now()) });
+          break;
+        } catch (error) {
+          if (!(error instanceof RuntimeError && retriedCodes.has(error.code)) || Date.now() + membershipRetryMs >= deadline) throw error;
+          await sleep(membershipRetryMs);
+        }
+      }
       const held = metaEngineOf(ctx.router.meta().machine()).shardMap().shards().filter((shard) => shard.replicas.length > 0 && shard.replicas.length <= 2 && shard.replicas.includes(member.id));
       if (held.length > 0) {
         const list = held.map((shard) => `${shard.id} (store ${shard.store}, ${shard.replicas.length} replica${shard.replicas.length === 1 ? '' : 's'})`).join(', ');
