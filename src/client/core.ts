@@ -115,7 +115,7 @@ export interface UnaryCall {
 /** Server-side codes meaning "refused, nothing applied": any call may be sent again. */
 const notAppliedCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['no-leader', 'not-capable', 'not-supported-for-learner', 'too-many-requests', 'wrong-shard', 'shard-splitting', 'shard-not-hosted']);
 /** Of those, the ones that say this server cannot serve now: use another. */
-const serverUnfitCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['no-leader', 'not-capable', 'not-supported-for-learner', 'wrong-shard', 'shard-not-hosted']);
+const serverUnfitCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['no-leader', 'not-capable', 'not-supported-for-learner', 'wrong-shard']);
 
 /** How a failed attempt is handled. */
 type Failure =
@@ -313,6 +313,17 @@ export class ClientCore {
   }
 
   /**
+   * For a key of a shard placed on some members: how many configured servers host it, as the
+   * routes say; undefined when they do not say (not asked yet, or the key's shard is not placed
+   * in them: they may predate the store).
+   */
+  placedHostCount(key: Uint8Array): number | undefined {
+    const shard = this.routes === undefined ? undefined : this.storeShardOf(key);
+    if (shard === undefined || shard.replicas.length === 0) return undefined;
+    return this.routes?.hosts.get(shard.id)?.length ?? 0;
+  }
+
+  /**
    * For a key of a shard placed on some members (a store created with replicas): an available
    * configured server that hosts it, the current one when it does; undefined otherwise.
    */
@@ -365,6 +376,14 @@ export class ClientCore {
   private refreshRoutesIfOld(): void {
     const routes = this.routes;
     if (routes === undefined || Date.now() - routes.at > shardRoutesMaxAgeMs) this.refreshRoutes();
+  }
+
+  /**
+   * Asks for the routes again (at most every shardRoutesRefreshMinMs), keeping the ones held and
+   * any answer on its way: a call refused where its placed shard is not hosted.
+   */
+  askRoutes(): void {
+    this.refreshRoutes();
   }
 
   /** The routes are stale (the map changed under a call, a shard's leader refused it): ask again. */
@@ -633,7 +652,9 @@ export class ClientCore {
   /** A server went away under a stream: forget it as leader, mark it unavailable when the failure was its connection. */
   streamFailed(server: Server, raw: unknown, what: string): DkvError {
     const error = fromRpcError(raw, what);
-    if (error.grpcStatus === grpcStatus.UNAVAILABLE || (error.serverCode !== undefined && serverUnfitCodes.has(error.serverCode))) this.markUnavailable(server, error);
+    // (Not shard-not-hosted: the server serves other keys; only this one's shard is elsewhere.)
+    if (error.serverCode === 'shard-not-hosted') this.askRoutes();
+    else if (error.grpcStatus === grpcStatus.UNAVAILABLE || (error.serverCode !== undefined && serverUnfitCodes.has(error.serverCode))) this.markUnavailable(server, error);
     else if (this.leaderServer === server) this.leaderServer = undefined;
     return error;
   }

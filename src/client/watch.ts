@@ -27,10 +27,20 @@ const RESUME_MISMATCH = 'dkv: the resume token does not name the shards of the p
  */
 function movedBySplit(reason: string): boolean {
   const code = errorCodeOfMessage(reason);
-  // (Or refused by a member that hosts no replica of a placed shard: the watch is opened again,
-  // on a member that hosts it once the client's routes say which.)
-  return code === 'watch-shard-split' || code === 'wrong-shard' || code === 'shard-not-hosted';
+  return code === 'watch-shard-split' || code === 'wrong-shard';
 }
+
+/** A watch refused by a member that hosts no replica of its placed shard. */
+function notHostedThere(reason: string): boolean {
+  return errorCodeOfMessage(reason) === 'shard-not-hosted';
+}
+
+/**
+ * Times in a row a watch is opened again after `shard-not-hosted` (the routes asked again each
+ * time, with the reconnect backoff between) before it fails. It fails at once when the routes
+ * say that none of the configured servers hosts the shard.
+ */
+export const watchNotHostedRetriesMax = 10;
 
 /** Options of `watch`. */
 export interface WatchOptions extends RangeSelector {
@@ -80,6 +90,8 @@ export class Watcher implements AsyncIterable<WatchBatch> {
   private created = false;
   /** Reading stopped because the consumer fell `bufferMax` batches behind. */
   private paused = false;
+  /** Opens again in a row after `shard-not-hosted` (reset once a server created the watch). */
+  private notHostedRetries = 0;
   private readonly bufferMax: number;
   private readonly backoff: Backoff;
   private readonly untrack: () => void;
@@ -174,6 +186,16 @@ export class Watcher implements AsyncIterable<WatchBatch> {
     if (r.canceled === true) {
       const compactRevision = revisionFromWire(r.compact_revision, 'compact_revision');
       const reason = String(r.cancel_reason ?? '');
+      // Refused where the key's placed shard is not hosted: opened again on a server that hosts
+      // it once the routes say which (asked again now), a few times, then failed with the reason.
+      if (compactRevision === 0 && notHostedThere(reason) && this.notHostedRetries < watchNotHostedRetriesMax && this.core.placedHostCount(this.key) !== 0) {
+        this.notHostedRetries++;
+        this.core.askRoutes();
+        this.stream = undefined;
+        stream.close();
+        void this.open(true);
+        return;
+      }
       if (compactRevision === 0 && movedBySplit(reason)) {
         // The keys moved to a split's child, which keeps their revisions and history (or this
         // member's map lags the split): the watch goes on from the revision owed (or, created
@@ -193,6 +215,7 @@ export class Watcher implements AsyncIterable<WatchBatch> {
     if (r.created === true) {
       this.core.markAvailable(server);
       this.backoff.reset();
+      this.notHostedRetries = 0;
       if (this.nextRevision === 0) this.nextRevision = revision + 1;
       if (!this.created) {
         this.created = true;

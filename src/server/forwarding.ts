@@ -224,14 +224,14 @@ export class Forwarder {
    * (a retirement is never undone; a replica behind may say no, and the next look asks again).
    * Undefined when no replica answered.
    */
-  async retired(shard: number, replicas: readonly number[]): Promise<boolean | undefined> {
+  async retired(shard: number, replicas: readonly number[], timeoutMs = this.host.timeoutMs): Promise<boolean | undefined> {
     const payload = encoder.encode(JSON.stringify({ shard }));
     const tagged = new Uint8Array(payload.byteLength + 1);
     tagged[0] = RETIRED_QUERY_TAG;
     tagged.set(payload, 1);
     for (const to of replicas) {
       try {
-        const answer = JSON.parse(decoder.decode(await this.host.request(to, tagged, this.host.timeoutMs))) as { retired?: unknown };
+        const answer = JSON.parse(decoder.decode(await this.host.request(to, tagged, timeoutMs))) as { retired?: unknown };
         if (typeof answer.retired === 'boolean') return answer.retired;
       } catch {
         // Not hosted there, unreachable, an older build: the next replica.

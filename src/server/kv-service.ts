@@ -25,6 +25,7 @@ import {
 } from '../etcd-proto.js';
 import { dkvError, errorOfStatus } from '../errors.js';
 import { RawResponse, serviceDefinition } from './grpc-service.js';
+import { forwardedCallerOf } from './forwarding.js';
 import { putCost, txnCost } from './quota.js';
 import { type ServiceContext, type UnaryCall, callerOptions, clientError, requestOptions, responseHeader, unary } from './service-common.js';
 
@@ -221,8 +222,10 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     // A part whose shard other members host is asked of one of them as a Range of its own (read
     // there as this one would be: linearizably unless serializable), when the merge needs it.
     let elsewhereRevision: number | undefined;
+    // A call forwarded here goes no further (one hop): its parts hosted elsewhere are refused.
+    const forwarded = forwardedCallerOf(call) !== undefined;
     const readElsewhere = async (part: RoutedPart, r: RangeRequest): Promise<RangeResponse> => {
-      if (ctx.callElsewhere === undefined) throw part.elsewhere!;
+      if (ctx.callElsewhere === undefined || forwarded) throw part.elsewhere!;
       const raw = RangeRequestType.encode({ ...rangeRequestToWire(r), serializable: message.serializable === true }).finish();
       const answered = await ctx.callElsewhere(rangeMethodPath, raw, caller, part.elsewhere!.replicas);
       if (!(answered instanceof RawResponse)) throw errorOfStatus(answered);
@@ -231,13 +234,18 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       elsewhereRevision ??= revision;
       return rangeResponseFromWire(decoded, revision);
     };
+    const headerShard = shards.find((shard) => shard.shardId === ctx.router.map.defaultStoreShard) ?? shards[0];
+    // Taken before the merge: a part read after a remote part's answer came may be newer, never
+    // older, so a watch from the header's revision + 1 misses nothing (with every part here, the
+    // merge's awaits are of values already there: no entry is applied between them, as entries
+    // are applied in the runtime's own turns, so every part is read at this revision).
+    const headerRevision = headerShard === undefined ? undefined : kv(headerShard).mvcc.revision;
     const merged = await mergeRange(
       request,
       parts.map((part) => ({ range: part.range, read: (r: RangeRequest) => (part.shard === undefined ? readElsewhere(part, r) : kv(part.shard).mvcc.range(r)) })),
     );
-    const headerShard = shards.find((shard) => shard.shardId === ctx.router.map.defaultStoreShard) ?? shards[0];
-    // No part here: the header is this node's default store's, with the first part's revision.
-    const revision = headerShard === undefined ? (elsewhereRevision ?? 0) : kv(headerShard).mvcc.revision;
+    // No part here: the header is this node's default store's, with the first remote part's revision.
+    const revision = headerRevision ?? elsewhereRevision ?? 0;
     return { header: responseHeader(ctx, headerShard ?? ctx.router.defaultStore(), revision), ...rangeToWire({ ...merged, revision }) };
   };
 

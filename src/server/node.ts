@@ -661,7 +661,7 @@ export class DkvNode {
     if (this.stopping || this.storeRepairRunning || this.runtime.leader(META_SHARD) !== this.identity.memberId) return;
     this.storeRepairRunning = true;
     const timeoutMs = this.requestTimeoutMs;
-    repairStores({ router: this.router, options: { timeoutMs }, log: this.logger, proposeElsewhere: this.proposeElsewhere, retiredElsewhere: (shard, replicas) => this.forwarder?.retired(shard, replicas) ?? Promise.resolve(undefined) }, Date.now(), storeCreateStaleRequestTimeouts * timeoutMs)
+    repairStores({ router: this.router, options: { timeoutMs }, log: this.logger, proposeElsewhere: this.proposeElsewhere, retiredElsewhere: (shard, replicas) => this.forwarder?.retired(shard, replicas, electionTimeoutMsOf(this.config)) ?? Promise.resolve(undefined) }, Date.now(), storeCreateStaleRequestTimeouts * timeoutMs)
       .catch((error: unknown) => this.logger.warn(`store repair: ${error instanceof Error ? error.message : String(error)}`))
       .finally(() => (this.storeRepairRunning = false));
   }
@@ -852,7 +852,8 @@ export class DkvNode {
     const forwarder = new Forwarder({
       request: (to, payload, timeoutMs) => this.transport.request(to, payload, { timeoutMs }),
       caller: (call) => gate.caller(call),
-      retiredHere: (shard) => (this.runtime.hasShard(shard) ? ownershipEngineOf(this.runtime.machine(shard)).retired !== 0 : undefined),
+      // A store's shard hosted here (the meta shard has no ownership engine: not one).
+      retiredHere: (shard) => (shard !== META_SHARD && this.runtime.hasShard(shard) ? ownershipEngineOf(this.runtime.machine(shard)).retired !== 0 : undefined),
       proposeHere: async (shard, command) => (await this.router.shard(shard).propose(command, { timeoutMs: this.requestTimeoutMs })).outcome,
       // Without a client deadline: a few of the replica's own request timeouts (a forwarded split
       // makes several proposals), and the way there and back.

@@ -206,15 +206,19 @@ export async function repairStores(ctx: StoreAdminContext, nowMs: number, staleM
   await metaShard.read(ctx.options);
   const meta = metaEngineOf(metaShard.machine());
   let map = meta.shardMap();
+  // Placed shards this node does not host: their replicas say whether a drop retired them, all
+  // asked at once (one member that does not answer holds the pass up once, not per shard).
+  const retiredElsewhere = new Set<number>();
+  const elsewhere = map.shards().filter((def) => def.replicas.length > 0 && !ctx.router.hosts(def.id));
+  if (ctx.retiredElsewhere !== undefined) {
+    const ask = ctx.retiredElsewhere;
+    await Promise.all(elsewhere.map(async (def) => {
+      if ((await ask(def.id, def.replicas)) === true) retiredElsewhere.add(def.id);
+    }));
+  }
   for (const store of map.stores()) {
-    const defs = map.shardsOf(store.name);
-    const shards = defs.map((s) => s.id);
-    let retired = shards.some((id) => ctx.router.hosts(id) && ownershipEngineOf(ctx.router.shard(id).machine()).retired !== 0);
-    // A store placed on other members: they say whether its drop began (this node hosts none of it).
-    for (const def of defs) {
-      if (retired || ctx.router.hosts(def.id) || def.replicas.length === 0 || ctx.retiredElsewhere === undefined) continue;
-      retired = (await ctx.retiredElsewhere(def.id, def.replicas)) === true;
-    }
+    const shards = map.shardsOf(store.name).map((s) => s.id);
+    const retired = shards.some((id) => retiredElsewhere.has(id) || (ctx.router.hosts(id) && ownershipEngineOf(ctx.router.shard(id).machine()).retired !== 0));
     // One store's drop that cannot finish now (a group without a leader) does not hold up the rest.
     if (retired) await finishDrop(ctx, store.name, store.prefix, shards).catch((error: unknown) => ctx.log?.warn(`store repair: the drop of store "${store.name}": ${error instanceof Error ? error.message : String(error)}`));
   }
