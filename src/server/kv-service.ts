@@ -208,7 +208,9 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
    * A Range over more than one shard: each shard read (linearizably unless serializable) and the
    * parts merged with etcd's rules (range-merge.ts). Not one snapshot: each shard's part is its
    * state once its own read is due. The header is the default store's when it serves a part
-   * (else the first part's shard's): its revision is that shard's.
+   * (else the first hosted part's shard's, else the first remote part's): its revision is that
+   * shard's, as before any part was read. A part whose shard this node does not host is read as
+   * a Range of its own from a replica, except in a call forwarded here (one hop).
    */
   const crossShardRange = async (message: WireRangeRequest, parts: readonly RoutedPart[], call: UnaryCall<unknown>): Promise<object> => {
     const request = rangeFromWire(message);
