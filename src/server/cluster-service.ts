@@ -14,7 +14,7 @@ import { addedMemberIdOf } from '../cluster/index.js';
 import { type Member, encodeMemberContext } from '../engines/meta/index.js';
 import { int64IfSafe, type Int64 } from '../etcd-proto.js';
 import { type DkvError, dkvError, isDkvError } from '../errors.js';
-import { RuntimeError, type RuntimeErrorCode, type ShardHandle, indeterminateCodes, metaEngineOf } from '../runtime/index.js';
+import { RuntimeError, type RuntimeErrorCode, type ShardHandle, indeterminateCodes } from '../runtime/index.js';
 import { membershipAttemptMinMs, membershipRetryMs } from './limits.js';
 import { serviceDefinition } from './grpc-service.js';
 import { type ServiceContext, responseHeader, unary } from './service-common.js';
@@ -70,6 +70,11 @@ export interface Membership {
    * (a leader of an older build cannot answer).
    */
   leftGroupAtLeader(shardId: number, id: number, timeoutMs: number): Promise<boolean>;
+  /**
+   * The shards the map places on some members only, each with its store and members, as this
+   * node applied the meta shard (a change of a member is carried out only where it is placed).
+   */
+  placedShards(): ReadonlyArray<{ readonly id: number; readonly store: string; readonly replicas: readonly number[] }>;
 }
 
 /** Failures of a leader's configuration query after which the query is made again on the next attempt. */
@@ -175,11 +180,11 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
    * added later does not join those).
    */
   const others = (member: number): ShardHandle[] => {
-    const map = metaEngineOf(ctx.router.meta().machine()).shardMap();
+    const placed = new Map(membership.placedShards().map((shard) => [shard.id, shard.replicas]));
     return ctx.router.hosted().filter((shard) => {
       if (shard.shardId === ctx.router.meta().shardId) return false;
-      const replicas = map.shard(shard.shardId)?.replicas ?? [];
-      return replicas.length === 0 || replicas.includes(member);
+      const replicas = placed.get(shard.shardId);
+      return replicas === undefined || replicas.includes(member);
     });
   };
   const names = (shard: ShardHandle, id: number): 'voter' | 'learner' | undefined => {
@@ -251,7 +256,7 @@ export function createClusterService(ctx: ClusterServiceContext): { definition: 
           await sleep(membershipRetryMs);
         }
       }
-      const held = metaEngineOf(ctx.router.meta().machine()).shardMap().shards().filter((shard) => shard.replicas.length > 0 && shard.replicas.length <= 2 && shard.replicas.includes(member.id));
+      const held = membership.placedShards().filter((shard) => shard.replicas.length <= 2 && shard.replicas.includes(member.id));
       if (held.length > 0) {
         const list = held.map((shard) => `${shard.id} (store ${shard.store}, ${shard.replicas.length} replica${shard.replicas.length === 1 ? '' : 's'})`).join(', ');
         throw dkvError('member-replica-quorum', `member ${member.id.toString(16)} holds a replica of shard${held.length === 1 ? '' : 's'} ${list}; drop the store first`);

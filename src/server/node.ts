@@ -774,6 +774,7 @@ export class DkvNode {
       clusterToken: this.identity.clusterToken,
       peersSayRemovedSelf: () => this.ownRemoval.askOnce(),
       leftGroupAtLeader: (shard, id, timeoutMs) => leftGroupAtLeader(this.runtime, this.transport, shard, id, timeoutMs),
+      placedShards: () => metaEngineOf(this.router.meta().machine()).shardMap().shards().filter((shard) => shard.replicas.length > 0),
       removedSelf: () => {
         this.ownRemoval.start();
         return this.removedSelf.promise;

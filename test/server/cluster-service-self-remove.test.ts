@@ -119,6 +119,7 @@ function membership(w: World): Membership {
     // from its peers, once the meta shard applied it.
     removedSelf: () => new Promise<void>(() => {}),
     peersSayRemovedSelf: async () => w.metaRemoved,
+    placedShards: () => [],
     leftGroupAtLeader: async (shardId, id, timeoutMs) => {
       expect(shardId).toBe(DATA);
       expect(timeoutMs).toBeGreaterThan(0);
