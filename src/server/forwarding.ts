@@ -195,13 +195,11 @@ export class Forwarder {
   /**
    * Proposes `command` to shard `shard` through one of its `replicas`: resolves with the outcome
    * applying it produced there. A refusal of the replica's runtime is thrown as that RuntimeError;
-   * no replica reached is `shard-elsewhere`; one that may have run it unanswered, a timeout.
+   * no replica reached is `no-leader` (nothing proposed); one that may have run it unanswered, a
+   * timeout.
    */
   async propose(shard: number, replicas: readonly number[], command: EngineCommand): Promise<unknown> {
-    const payload = encoder.encode(JSON.stringify({ shard, engine: command.engine, version: command.version, kind: command.kind, payloadHex: Buffer.from(command.payload).toString('hex') }));
-    const tagged = new Uint8Array(payload.byteLength + 1);
-    tagged[0] = FORWARDED_PROPOSAL_TAG;
-    tagged.set(payload, 1);
+    const tagged = taggedBytes(FORWARDED_PROPOSAL_TAG, encoder.encode(JSON.stringify({ shard, engine: command.engine, version: command.version, kind: command.kind, payloadHex: Buffer.from(command.payload).toString('hex') })));
     for (const to of replicas) {
       let answer: Uint8Array;
       try {
@@ -225,10 +223,7 @@ export class Forwarder {
    * Undefined when no replica answered.
    */
   async retired(shard: number, replicas: readonly number[], timeoutMs = this.host.timeoutMs): Promise<boolean | undefined> {
-    const payload = encoder.encode(JSON.stringify({ shard }));
-    const tagged = new Uint8Array(payload.byteLength + 1);
-    tagged[0] = RETIRED_QUERY_TAG;
-    tagged.set(payload, 1);
+    const tagged = taggedBytes(RETIRED_QUERY_TAG, encoder.encode(JSON.stringify({ shard })));
     for (const to of replicas) {
       try {
         const answer = JSON.parse(decoder.decode(await this.host.request(to, tagged, timeoutMs))) as { retired?: unknown };
@@ -303,10 +298,7 @@ export class Forwarder {
     if (bytes.byteLength + 1 > forwardedAnswerBytesMax) {
       return encodeStatus(toGrpcError(dkvError('forwarded-response-too-large', `the call ran on the replica (a write was applied there); its answer of ${bytes.byteLength} bytes is over ${forwardedAnswerBytesMax}`)));
     }
-    const out = new Uint8Array(bytes.byteLength + 1);
-    out[0] = ANSWER_RESPONSE;
-    out.set(bytes, 1);
-    return out;
+    return taggedBytes(ANSWER_RESPONSE, bytes);
   }
 }
 
@@ -383,12 +375,16 @@ export function decodeForwardedCall(payload: Uint8Array): ForwardedCall {
   return { path, caller, request: payload.subarray(at + callerLength) };
 }
 
-function encodeStatus(status: GrpcErrorObject): Uint8Array {
-  const json = encoder.encode(JSON.stringify({ code: status.code, details: status.details }));
-  const out = new Uint8Array(json.byteLength + 1);
-  out[0] = ANSWER_STATUS;
-  out.set(json, 1);
+/** `body` after the one byte `tag` that says what it is (every message here starts so). */
+function taggedBytes(tag: number, body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(body.byteLength + 1);
+  out[0] = tag;
+  out.set(body, 1);
   return out;
+}
+
+function encodeStatus(status: GrpcErrorObject): Uint8Array {
+  return taggedBytes(ANSWER_STATUS, encoder.encode(JSON.stringify({ code: status.code, details: status.details })));
 }
 
 export function decodeAnswer(answer: Uint8Array): RawResponse | GrpcErrorObject {
