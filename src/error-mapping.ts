@@ -96,6 +96,8 @@ const SHARD_MAP_CODES: Record<ShardMapErrorCode | 'bad-command', ErrorCode> = {
   'bad-split-key': 'shard-bad-split-key',
   'bad-epoch': 'shard-stale-epoch',
   'split-in-progress': 'shard-split-in-progress',
+  'bad-move': 'shard-bad-move',
+  'unknown-member': 'member-not-found',
   'bad-tiling': 'internal',
   'bad-encoding': 'internal',
   // A store change's payload the meta engine could not read: the server built it, so a bug.

@@ -226,6 +226,9 @@ export const errorTable = {
   // The shard's own log refused a split the map had recorded (a lease granted meanwhile): the split was undone, nothing changed.
   'shard-split-undone': dkv(status.FAILED_PRECONDITION, 'dkv: the shard refused the split, which was undone'),
   // ShardSplit of a shard holding leases (a Lock's or Campaign's session lease): a lease's keys would span two shards.
+  // dkv.v1.Admin's ShardMove: the shard is not placed (every member hosts it), the member moved
+  // from holds no replica of it, or the member moved to holds one already.
+  'shard-bad-move': dkv(status.INVALID_ARGUMENT, 'dkv: invalid replica move'),
   'shard-holds-leases': dkv(status.FAILED_PRECONDITION, 'dkv: the shard holds leases, which a split would cut in two'),
   'membership-change-pending': dkv(status.FAILED_PRECONDITION, 'dkv: a membership change is still in progress, retry once it is applied'),
   'invalid-membership-change': dkv(status.INVALID_ARGUMENT, 'dkv: the membership change does not fit the current configuration'),

@@ -34,13 +34,13 @@ Commands:
                  from one (also from "etcdctl snapshot save" against DKV)
   counter incr|decr|get|set|del KEY [N]
                  atomic 64-bit counters of a running cluster (dkv.v1.Counter)
-  store create NAME --prefix P [--shards N] | list | describe NAME | drop NAME
+  store create NAME --prefix P [--shards N] [--replicas R] | list | describe NAME | drop NAME
                  the cluster's stores: keyspaces mounted on key prefixes, split into shards
                  (dkv.v1.Admin), each shard a Raft group of its own
-  shard list | describe ID [--cluster] | split ID [--at KEY]
+  shard list | describe ID [--cluster] | split ID [--at KEY] | move ID --from M --to M
                  the cluster's shards (the meta shard, the default store's, every store's),
-                 each endpoint's replica of one: Raft state, indexes, revision, size; and
-                 the online split of a store's shard in two
+                 each endpoint's replica of one: Raft state, indexes, revision, size; the
+                 online split of a store's shard in two; the move of a placed shard's replica
   user add|get|list|delete|passwd|grant-role|revoke-role
                  the cluster's users (etcdctl user)
   role add|get|list|delete|grant-permission|revoke-permission
@@ -76,7 +76,7 @@ lease, lock, elect) take etcdctl's flags and print what etcdctl prints:
   --endpoints E          host:port,… (default $DKV_ENDPOINTS, else $ETCDCTL_ENDPOINTS, else
                          127.0.0.1:2379); the next endpoint is tried when one is unreachable
   -w, --write-out F      simple (default), json (etcdctl's -w json), or table (member list,
-                         endpoint status|health, store list|describe, shard list|describe|split)
+                         endpoint status|health, store list|describe, shard list|describe|split|move)
   --command-timeout D    each call's deadline (default 5s)
   --user NAME[:PASSWORD] authenticate as NAME once per run, each call then carrying the token
                          (default $DKV_USER, else $ETCDCTL_USER); without a password (--password,

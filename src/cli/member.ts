@@ -35,7 +35,7 @@ const memberOptions = {
 } as const;
 
 /** A member id on the command line: hex (any uint64), as decimal text. */
-function parseMemberId(text: string | undefined): string {
+export function parseMemberId(text: string | undefined): string {
   if (text === undefined || !/^[0-9a-fA-F]{1,16}$/.test(text)) throw new UsageError(`a member id is 1 to 16 hex digits, got "${text ?? ''}"`);
   return BigInt(`0x${text}`).toString();
 }

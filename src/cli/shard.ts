@@ -1,20 +1,24 @@
 /**
- * `dkv shard list|describe`: the shards of a running cluster (dkv.v1.Admin's ShardList, and
- * ShardStatus asked of each endpoint on its own, as `dkv endpoint status` asks Status).
+ * `dkv shard list|describe|split|move`: the shards of a running cluster (dkv.v1.Admin's ShardList,
+ * and ShardStatus asked of each endpoint on its own, as `dkv endpoint status` asks Status), the
+ * online split of one, and the move of a placed shard's replica.
  */
 import { type Decoded, type EtcdChannel, longsAsStrings, methodCodec } from '../client/index.js';
 import { errorTable } from '../errors.js';
 import { UsageError } from './args.js';
 import { targets } from './endpoint.js';
 import { goJson, headerJson, humanBytes, idHex, int, list, renderTable, text } from './output.js';
+import { parseMemberId } from './member.js';
 import { type Remote, exitFailure, failureMessage, remoteOptionsHelp, runRemote } from './remote.js';
 import { shardJson, shardRow, showKey } from './store.js';
 
 export const shardHelp = `Usage: dkv shard list [options]
        dkv shard describe ID [--cluster] [options]
        dkv shard split ID [--at KEY] [options]
+       dkv shard move ID --from MEMBER --to MEMBER [options]
 
-Each store's keys are split into shards, each one Raft group hosted on every member. Shard 0 is
+Each store's keys are split into shards, each one Raft group hosted on every member, or on the
+members a store's replica count placed it on (its replicas, which move puts elsewhere). Shard 0 is
 the meta shard (store "(meta)"): it holds the members, the stores and the shard map, and owns no
 client key. Needs the root role while auth is enabled.
 
@@ -37,6 +41,16 @@ client key. Needs the root role while auth is enabled.
             (a Lock's or Campaign's session lease), fewer than two keys (without --at). A split
             that stopped half way is finished by running it again with the same KEY (store
             repair, on the meta shard's leader, also finishes it)
+  move      move shard ID's replica from member MEMBER to member MEMBER (hex, as "dkv member
+            list" prints them), online: the shard's leader adds the new member as a learner,
+            which catches up from a snapshot, promotes it, then the map lists it in the old
+            member's place (a new epoch) and the group removes the old member, whose replica is
+            then deleted. Prints the shard's row once the map lists the new member, or says the
+            move goes on if --command-timeout ran out first (dkv shard list shows when it is
+            done). Only a placed shard moves (a store created with --replicas); refused, changing
+            nothing: a --from without a replica, a --to with one or not a voting member, a shard
+            in a split, another move of the shard from another member under way (a move from the
+            same member to another replaces one not finished)
 
 A data shard's history is compacted with "dkv compact REV --shard ID" (to that shard's own
 revision). ID is a shard id in decimal (0 to 2^53 - 1). Keys print as text, a byte outside printable
@@ -48,6 +62,8 @@ Options:
                          of --endpoints
   --at KEY               split: the split key, as UTF-8 (at most 4096 bytes; binary keys
                          through dkv.v1.Admin's ShardSplit)
+  --from MEMBER          move: the member whose replica moves (hex id)
+  --to MEMBER            move: the voting member it moves to (hex id)
 ${remoteOptionsHelp}
 Exit status: 0 done (describe: every endpoint answered), 1 the server refused or an endpoint
 could not be reached, 2 bad command line.
@@ -55,7 +71,7 @@ could not be reached, 2 bad command line.
 
 const adminCodec = (method: string) => methodCodec('dkv.v1.Admin', method, longsAsStrings);
 
-const shardOptions = { cluster: { type: 'boolean' }, at: { type: 'string' } } as const;
+const shardOptions = { cluster: { type: 'boolean' }, at: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' } } as const;
 
 /** etcd's AlarmType names (rpc.proto). */
 const alarmNames: Readonly<Record<string, string>> = { '0': 'NONE', '1': 'NOSPACE', '2': 'CORRUPT' };
@@ -144,6 +160,7 @@ export function shardCommand(args: string[]): Promise<number> {
     if (extra.length > 0) throw new UsageError(`too many arguments: ${extra.join(' ')}`);
     if (action !== 'describe' && o.cluster === true) throw new UsageError('--cluster applies to describe');
     if (action !== 'split' && o.at !== undefined) throw new UsageError('--at applies to split');
+    if (action !== 'move' && (o.from !== undefined || o.to !== undefined)) throw new UsageError('--from and --to apply to move');
     switch (action) {
       case 'list': {
         if (id !== undefined) throw new UsageError('shard list takes no arguments');
@@ -168,8 +185,23 @@ export function shardCommand(args: string[]): Promise<number> {
         else process.stdout.write(`Shard ${String(parent.id)} split at ${showKey(child.start)} into shards ${String(parent.id)} and ${String(child.id)}\n${[parent, child].map((s) => `${shardRow(s).join(', ')}\n`).join('')}`);
         return 0;
       }
+      case 'move': {
+        const shardId = parseShardId(id, 'shard move');
+        if (o.from === undefined || o.to === undefined) throw new UsageError('shard move needs --from MEMBER and --to MEMBER');
+        const request = { shard_id: shardId, from_member: parseMemberId(o.from), to_member: parseMemberId(o.to) };
+        const r = await remote.endpoints.unary(adminCodec('ShardMove'), request, { write: true });
+        const shard = r.shard as Decoded;
+        const done = r.done === true;
+        if (remote.format === 'json') process.stdout.write(`${goJson({ header: headerJson(r.header), shard: shardJson(shard), done })}\n`);
+        else if (remote.format === 'table') process.stdout.write(renderTable(splitHeader, [shardRow(shard)]));
+        else {
+          const what = done ? `Shard ${String(shard.id)}'s replica moved from ${o.from} to ${o.to}` : `Shard ${String(shard.id)}'s replica is moving from ${o.from} to ${o.to} (not finished when the call ended; dkv shard list shows when it is)`;
+          process.stdout.write(`${what}\n${shardRow(shard).join(', ')}\n`);
+        }
+        return 0;
+      }
       default:
-        throw new UsageError(action === undefined ? 'shard needs a subcommand: list, describe or split' : `unknown shard subcommand "${action}"`);
+        throw new UsageError(action === undefined ? 'shard needs a subcommand: list, describe, split or move' : `unknown shard subcommand "${action}"`);
     }
   });
 }

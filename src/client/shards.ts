@@ -128,6 +128,20 @@ export class Shards {
     return { header: headerFromWire(r.header), parent: shardFromWire(r.parent), child: shardFromWire(r.child) };
   }
 
+  /**
+   * Moves placed shard `id`'s replica from member `from` to member `to`, online (a learner caught
+   * up, promoted, then listed in `from`'s place at a new epoch, and `from` removed); resolves with
+   * the shard as the map holds it and whether the move is finished (`done`: the map lists `to`),
+   * waiting for it up to the call's deadline. Sent again when its outcome is unknown (a repeat
+   * changes nothing more).
+   */
+  async move(id: number, from: number, to: number, options: CallOptionsCommon = {}): Promise<{ readonly header: ResponseHeader; readonly shard: StoreShardInfo; readonly done: boolean }> {
+    if (!Number.isSafeInteger(id) || id < 1) throw new DkvError('INVALID_ARGUMENT', `a data shard id is a whole number from 1 to 2^53 - 1 (got ${id})`);
+    for (const member of [from, to]) if (!Number.isSafeInteger(member) || member < 1) throw new DkvError('INVALID_ARGUMENT', `a member id is a whole number from 1 to 2^53 - 1 (got ${member})`);
+    const r = await this.call('ShardMove', { shard_id: id, from_member: from, to_member: to }, options, 'write', 'safe');
+    return { header: headerFromWire(r.header), shard: shardFromWire(r.shard), done: r.done === true };
+  }
+
   /** The answering server's replica of shard `id` (NOT_FOUND for an id it does not know). */
   async status(id: number, options: CallOptionsCommon = {}): Promise<ShardStatusInfo> {
     if (!Number.isSafeInteger(id) || id < 0) throw new DkvError('INVALID_ARGUMENT', `a shard id is a whole number from 0 to 2^53 - 1 (got ${id})`);

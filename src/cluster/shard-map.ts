@@ -46,7 +46,11 @@ export type ShardMapErrorCode =
   | 'bad-tiling'
   | 'bad-encoding'
   /** A split of a shard whose split (or whose own making by a split) is not finished (the meta shard's rule). */
-  | 'split-in-progress';
+  | 'split-in-progress'
+  /** A replica move the shard's list does not allow: the shard is not placed, `from` holds no replica, `to` holds one (the meta shard's rule). */
+  | 'bad-move'
+  /** A replica move to a member that is not a voting member of the cluster (the meta shard's rule). */
+  | 'unknown-member';
 
 export class ShardMapError extends Error {
   constructor(

@@ -205,6 +205,11 @@ export class Router {
    */
   shard(shardId: number): ShardHandle {
     let handle = this.handles.get(shardId);
+    // A group removed here since (a replica moved away) leaves no handle behind.
+    if (handle !== undefined && !this.runtime.hasShard(shardId)) {
+      this.handles.delete(shardId);
+      handle = undefined;
+    }
     if (handle === undefined) {
       if (!this.runtime.hasShard(shardId)) {
         const replicas = this.map.replicasOf?.(shardId) ?? [];
@@ -270,6 +275,12 @@ export class Router {
 
   private routed(shardId: number, key: Uint8Array | undefined): ShardHandle {
     this.admit(shardId);
+    // A replica moved away serves no more requests, though it still hosts its group until it has
+    // left it (src/server/store-groups.ts): they go to the members the map lists.
+    if (this.self !== 0 && this.runtime.hasShard(shardId)) {
+      const replicas = this.map.replicasOf?.(shardId) ?? [];
+      if (replicas.length > 0 && !replicas.includes(this.self)) throw new ShardElsewhereError(shardId, replicas);
+    }
     const handle = this.shard(shardId);
     if (key !== undefined) this.observe(shardId, key);
     return handle;

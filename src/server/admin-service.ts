@@ -15,7 +15,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { DEFAULT_STORE, type ShardMap, type StoreDef, mountShardsMax, prefixEndOf, replicasMax, splitKeyBytesMax } from '../cluster/index.js';
 import { storeRefusal } from '../error-mapping.js';
-import { dkvRoot, etcdType } from '../etcd-proto.js';
+import { dkvRoot, etcdType, int64IfSafe } from '../etcd-proto.js';
 import { dkvError } from '../errors.js';
 import type { Int64 } from '../etcd-proto.js';
 import { KvCommandKind } from '../engines/kv/index.js';
@@ -23,7 +23,7 @@ import { RuntimeError, type ShardHandle, alarmEngineOf, kvEngineOf, metaEngineOf
 import { proposeKv } from './kv-service.js';
 import { serviceDefinition } from './grpc-service.js';
 import { type ReplicaFacts, type ShardEntry, shardEntries, shardEntryOf, shardIdOf, shardStatusWire } from './shard-views.js';
-import { StoreChangeRefused, createStore, dropStore, printableKey, splitShard } from './store-admin.js';
+import { StoreChangeRefused, createStore, dropStore, moveReplica, printableKey, splitShard } from './store-admin.js';
 import { type ServiceContext, callerOptions, requestOptions, responseHeader, unary } from './service-common.js';
 
 const CompactionRequestType = etcdType('etcdserverpb.CompactionRequest');
@@ -32,6 +32,8 @@ const CompactionRequestType = etcdType('etcdserverpb.CompactionRequest');
 const childLeaderPollMs = 20;
 /** ShardSplit stops waiting for the child's leader this long before the call's deadline (ms), to answer in time. */
 const childLeaderDeadlineLeadMs = 200;
+/** How often ShardMove looks whether the map lists the member moved to (ms). */
+const movePollMs = 50;
 
 /** A store created without a shard count gets this many shards. */
 export const storeShardsDefault = 1;
@@ -262,6 +264,39 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       const child = shardEntryOf(after, metaShard, done.child);
       if (parent === undefined || child === undefined) throw dkvError('store-not-found', `shard ${done.parent} or ${done.child} left the map meanwhile: its store was dropped`);
       return { header: header(), parent: shardToWire(parent), child: shardToWire(child) };
+    }),
+
+    ShardMove: unary<{ shard_id?: Int64; from_member?: Int64; to_member?: Int64 }>(async ({ message }, call) => {
+      await ctx.gate.admin(call);
+      const id = shardIdOf(message.shard_id);
+      const metaShard = ctx.router.map.metaShard;
+      if (id === metaShard) throw dkvError('invalid-argument', `shard ${id} is the meta shard: it is hosted by every member`);
+      // Member ids are made below 2^53: another uint64 names no member.
+      const member = (wire: Int64 | undefined, what: string): number => {
+        const value = wire === undefined ? 0 : int64IfSafe(wire);
+        if (value === undefined || value <= 0) throw dkvError('member-not-found', `the ${what} member names no member`);
+        return value;
+      };
+      const from = member(message.from_member, 'from');
+      const to = member(message.to_member, 'to');
+      const map = await currentMap();
+      const entry = map.shard(id);
+      if (entry === undefined) throw dkvError('shard-not-found', `no shard ${id} in the map`);
+      if (entry.store === DEFAULT_STORE) throw dkvError('store-default', `shard ${id} is the default store's: it is hosted by every member`);
+      await change(() => moveReplica({ router: ctx.router, options }, id, from, to), entry.start);
+      // Within the call's own deadline: the move is recorded, the answer must not be lost to a wait.
+      const deadline = call.getDeadline();
+      const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+      // Up to the client's deadline (a move catches a replica up: longer than a request), else a request's time.
+      const until = Number.isFinite(deadlineMs) ? deadlineMs - childLeaderDeadlineLeadMs : Date.now() + (options.timeoutMs ?? ctx.requestTimeoutMs);
+      const moved = (): boolean => {
+        const shard = metaEngineOf(ctx.router.meta().machine()).shardMap().shard(id);
+        return shard === undefined || (shard.replicas.includes(to) && !shard.replicas.includes(from));
+      };
+      while (!moved() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, movePollMs));
+      const after = shardEntryOf(metaEngineOf(ctx.router.meta().machine()).shardMap(), metaShard, id);
+      if (after === undefined) throw dkvError('store-not-found', `shard ${id} left the map meanwhile: its store was dropped`);
+      return { header: header(), shard: shardToWire(after), done: after.replicas.includes(to) && !after.replicas.includes(from) };
     }),
   };
 

@@ -12,6 +12,16 @@
  * Before each change the leader reads the meta shard linearizably, so a leader whose meta replica
  * lags never acts on an old list. An id the list neither names nor marks removed is left alone.
  *
+ * A shard the map places on some members follows its replica list instead (`nextPlacedChange`),
+ * and a replica move under way (src/engines/meta/stores.ts): the member moved to is added as a
+ * learner at once (the move names it: no call is half way), a listed member the group lacks after
+ * the same wait as above; a learner is promoted once it holds `learnerReadyRatio` of the leader's
+ * log. Once the member moved to votes, the leader finishes the move in the meta shard (the list
+ * takes it in the place of the member moved from), and only then, every listed member voting,
+ * does a member the list no longer names leave the group, one change at a time, once it holds the
+ * log up to the commit index (or after the wait, when it does not); a leader that is itself to
+ * leave hands its leadership to a listed voter first, and the next leader removes it.
+ *
  * A pass runs every election timeout over every group, so it costs O(1) per group when nothing
  * changed: the member list is read once per state of the meta shard (its version), not once per
  * group, and a group found in step with the list is skipped until its configuration or the list
@@ -44,6 +54,46 @@ export function nextGroupChange(members: readonly RecordedMember[], isRemoved: (
   return undefined;
 }
 
+/** What to do next to a placed shard's group: a configuration change, or a leadership transfer. */
+export type PlacedStep = { readonly change: ConfChangeSingle } | { readonly transferTo: number };
+
+/**
+ * The next step that brings a placed shard's group (`config`, led by `self`) to its replica list
+ * `replicas` (the listed members that are members of the cluster; see the header):
+ * removed ids leave first; then a listed member the group lacks is added as a learner; then a
+ * listed learner is promoted once `caughtUp` says so (nothing else happens while one catches up);
+ * then, every listed member voting, an id the list does not name is removed, the leader itself
+ * last and never by itself: it hands leadership to the listed voter `caughtUp` ranks first.
+ */
+export function nextPlacedChange(
+  replicas: readonly number[],
+  isRemoved: (id: number) => boolean,
+  config: ConfState,
+  self: number,
+  caughtUp: (id: number) => boolean,
+): PlacedStep | undefined {
+  if (config.votersOutgoing.length > 0) return undefined;
+  const voters = new Set(config.voters);
+  const learners = new Set(config.learners);
+  const members = [...learners, ...voters].sort((a, b) => a - b);
+  for (const id of members) {
+    if (isRemoved(id) && !(voters.has(id) && voters.size === 1)) return { change: { type: 'remove', nodeId: id } };
+  }
+  const listed = [...replicas].filter((id) => !isRemoved(id)).sort((a, b) => a - b);
+  for (const id of listed) if (!voters.has(id) && !learners.has(id)) return { change: { type: 'add-learner', nodeId: id } };
+  for (const id of listed) {
+    if (!learners.has(id)) continue;
+    return caughtUp(id) ? { change: { type: 'add-voter', nodeId: id } } : undefined;
+  }
+  const listedSet = new Set(listed);
+  for (const id of members) if (!listedSet.has(id) && id !== self) return { change: { type: 'remove', nodeId: id } };
+  if (!listedSet.has(self) && voters.has(self)) {
+    const to = listed.find((id) => voters.has(id) && caughtUp(id));
+    return to === undefined ? undefined : { transferTo: to };
+  }
+  return undefined;
+}
+
 /** What the follower needs of its node. */
 export interface MembershipSyncHost {
   /** The groups to keep in step: every hosted shard except the meta shard. */
@@ -67,6 +117,18 @@ export interface MembershipSyncHost {
   /** A linearizable read of the meta shard: settles once this node applied what was committed. */
   readMeta(): Promise<void>;
   proposeChange(shard: number, change: ConfChangeSingle): Promise<void>;
+  /** This node's member id (a placed group's leader that is to leave hands its leadership over). */
+  readonly self: number;
+  /** Whether `id`'s log on `shard` is near enough the leader's to vote (asked where this node leads `shard`). */
+  caughtUp(shard: number, id: number): boolean;
+  /** Whether `id` holds `shard`'s log up to the leader's commit index (asked where this node leads `shard`). */
+  inSync(shard: number, id: number): boolean;
+  /** Asks this node's leadership of `shard` to pass to `to` (done when `to` wins an election). */
+  transferLeader(shard: number, to: number): void;
+  /** The replica move of `shard` under way, read with `members()` at the same meta version. */
+  movingOf(shard: number): { readonly from: number; readonly to: number } | undefined;
+  /** Finishes that move in the meta shard (settles once applied). */
+  finishMove(shard: number, from: number, to: number): Promise<void>;
   /** How long a member must be missing from a group before it is added (longer than a membership call). */
   readonly addAfterMs: number;
   now(): number;
@@ -174,8 +236,8 @@ export class MembershipSync {
     }
   }
 
-  /** The change to make to `shard` now, if any: an add only once it has been due long enough. */
-  private due(shard: number): ConfChangeSingle | undefined {
+  /** The change to make to `shard` now, if any (an add only once it has been due long enough), or the leadership transfer to ask. */
+  private due(shard: number): ConfChangeSingle | { readonly transferTo: number } | { readonly finishMove: { readonly from: number; readonly to: number } } | undefined {
     const list = this.memberList();
     const config = this.host.config(shard);
     const seenInStep = this.inStep.get(shard);
@@ -184,16 +246,50 @@ export class MembershipSync {
       return undefined;
     }
     const placed = this.host.replicasOf(shard);
-    // A shard placed on some members follows those of the list only.
-    const members = placed.length === 0 ? list.members : list.members.filter((m) => placed.includes(m.id));
-    const change = nextGroupChange(members, (id) => this.isRemoved(list, id), config);
+    let change: ConfChangeSingle | undefined;
+    if (placed.length === 0) change = nextGroupChange(list.members, (id) => this.isRemoved(list, id), config);
+    else {
+      // A shard placed on some members follows its list (of the members the cluster has), and the move under way.
+      const known = new Set(list.members.map((m) => m.id));
+      const moving = this.host.movingOf(shard);
+      if (moving !== undefined && config.votersOutgoing.length === 0 && config.voters.includes(moving.to)) {
+        this.inStep.delete(shard);
+        this.missing.delete(shard);
+        return { finishMove: moving };
+      }
+      const target = moving === undefined || placed.includes(moving.to) ? placed : [...placed, moving.to];
+      const step = nextPlacedChange(target.filter((id) => known.has(id)), (id) => this.isRemoved(list, id), config, this.host.self, (id) => this.host.caughtUp(shard, id));
+      if (step !== undefined && 'transferTo' in step) {
+        this.inStep.delete(shard);
+        this.missing.delete(shard);
+        return step;
+      }
+      change = step?.change;
+      // The member a move names is added at once.
+      if (change?.type === 'add-learner' && change.nodeId === moving?.to) {
+        this.inStep.delete(shard);
+        this.missing.delete(shard);
+        return change;
+      }
+    }
     if (change === undefined) {
       this.missing.delete(shard);
-      this.inStep.set(shard, { metaVersion: list.version, config });
+      // A placed group is in step only when it holds its listed members alone, all voting: one
+      // with a learner catching up, or a leader waiting for a voter to hand over to, is looked at
+      // again each pass.
+      if (placed.length === 0 || (config.learners.length === 0 && sameIds(config.voters, [...placed].sort((a, b) => a - b)) && this.host.movingOf(shard) === undefined)) {
+        this.inStep.set(shard, { metaVersion: list.version, config });
+      }
       return undefined;
     }
     this.inStep.delete(shard);
-    if (change.type === 'remove') {
+    // Removals and promotions are made at once: only an add may be the gap of a call under way.
+    // But a replica moved away (not removed from the cluster) leaves once it holds the log up to
+    // the commit index, so the removal's own message tells it the outcome of the requests it was
+    // waiting for (its leadership just passed on); one that does not (stopped, cut off) leaves
+    // after the same wait as an add.
+    const movedAway = change.type === 'remove' && placed.length > 0 && !this.isRemoved(list, change.nodeId) && !this.host.inSync(shard, change.nodeId);
+    if ((change.type === 'remove' && !movedAway) || (change.type === 'add-voter' && config.learners.includes(change.nodeId))) {
       this.missing.delete(shard);
       return change;
     }
@@ -214,8 +310,21 @@ export class MembershipSync {
       if (this.stopped || !this.host.leads(shard)) return;
       const change = this.due(shard);
       if (change === undefined) return;
+      if ('finishMove' in change) {
+        const { from, to } = change.finishMove;
+        this.host.log.info(`shard ${shard}: ${formatId(to)} votes; finishing the replica move from ${formatId(from)}`);
+        await this.host.finishMove(shard, from, to);
+        this.lastFailure = '';
+        this.again = true;
+        return;
+      }
+      if ('transferTo' in change) {
+        this.host.log.info(`shard ${shard}: handing leadership to ${formatId(change.transferTo)}, as this member leaves the shard's replica list`);
+        this.host.transferLeader(shard, change.transferTo);
+        return;
+      }
       const verb = change.type === 'remove' ? 'removing' : change.type === 'add-learner' ? 'adding learner' : 'adding voter';
-      this.host.log.info(`shard ${shard}: ${verb} ${formatId(change.nodeId)} to match the member list`);
+      this.host.log.info(`shard ${shard}: ${verb} ${formatId(change.nodeId)} to match the ${this.host.replicasOf(shard).length === 0 ? 'member' : 'replica'} list`);
       await this.host.proposeChange(shard, change);
       this.lastFailure = '';
       // One change at a time: the next pass looks again.

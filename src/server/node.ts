@@ -27,7 +27,7 @@ import { type Watcher, WatchHub, watchLimits, watcherOwned } from '../engines/wa
 import { DkvError, dkvError, errorTable } from '../errors.js';
 import { clientError } from '../error-mapping.js';
 import { type KeyRange, NodeRuntime, QUIESCE_FEATURE_VERSION, RUNTIME_FEATURES_ID, type RequestOptions, Router, ShardElsewhereError, type ShardHandle, firstRequestId, metaShardMap, wrapConfContext } from '../runtime/index.js';
-import { type Membership, createClusterService } from './cluster-service.js';
+import { type Membership, createClusterService, learnerReadyRatio } from './cluster-service.js';
 import { type ServerConfig, type ServerUrl, type TlsConfig, electionTimeoutMsOf } from './config.js';
 import { createElectionService } from './election-service.js';
 import { createDkvKvService } from './dkv-kv-service.js';
@@ -56,7 +56,7 @@ import { answerLeaderQuery, learnerProgress, leftGroupAtLeader } from './leader-
 import { MembershipSync } from './membership-sync.js';
 import { OwnRemovalWatch } from './own-removal-watch.js';
 import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log.js';
-import { repairStores, splitShard } from './store-admin.js';
+import { finishMove, repairStores, splitShard } from './store-admin.js';
 import { AutoSplitter, LoadTracker } from './auto-split.js';
 import { StoreGroups } from './store-groups.js';
 
@@ -367,6 +367,20 @@ export class DkvNode {
         await this.router.meta().read({ timeoutMs: electionTimeoutMs });
       },
       proposeChange: (shard, change) => this.router.shard(shard).proposeConfChange({ transition: 'auto', changes: [change], context: new Uint8Array(0) }, { timeoutMs: membershipSyncChangeElections * electionTimeoutMs }),
+      self: identity.memberId,
+      caughtUp: (shard, id) => {
+        // As MemberPromote's check: the member holds etcd's share of the leader's log.
+        const status = this.runtime.status(shard);
+        const match = status.progress?.get(id)?.match ?? 0;
+        return match > 0 && match >= status.lastIndex * learnerReadyRatio;
+      },
+      inSync: (shard, id) => {
+        const status = this.runtime.status(shard);
+        return (status.progress?.get(id)?.match ?? 0) >= status.commit;
+      },
+      transferLeader: (shard, to) => this.runtime.transferLeader(shard, to),
+      movingOf: (shard) => metaEngineOf(this.router.meta().machine()).moving().get(shard),
+      finishMove: (shard, from, to) => finishMove({ router: this.router, options: { timeoutMs: membershipSyncChangeElections * electionTimeoutMs } }, shard, from, to),
       addAfterMs: membershipAddAfterMs(electionTimeoutMs),
       now: () => Date.now(),
       log: { info: (m) => logger.info(m), warn: (m) => logger.warn(m) },
@@ -382,12 +396,23 @@ export class DkvNode {
       },
       bootstrap: (shard, entries, hardState) => logStore.save([{ shard, entries, hardState }]),
       addGroup: (shard) => this.runtime.addShard(shard),
-      removeGroup: (shard) => {
-        this.dropWatchedShard(shard);
+      removeGroup: (shard, why) => {
+        // A watch of a moved replica is opened again on a member that hosts it, from the revision it owes.
+        this.dropWatchedShard(shard, why === 'moved' ? errorTable['shard-not-hosted'].message : errorTable['watch-other-store'].message);
         this.runtime.removeShard(shard);
         this.roleByShard.delete(shard);
       },
       dropStorage: (shard) => logStore.dropShard(shard),
+      leftGroup: async (shard) => {
+        const own = this.runtime.rawNode(shard).basicStatus().config;
+        if (![...own.voters, ...own.votersOutgoing, ...own.learners, ...own.learnersNext].includes(identity.memberId)) return true;
+        try {
+          return await leftGroupAtLeader(this.runtime, this.transport, shard, identity.memberId, electionTimeoutMs);
+        } catch {
+          // No leader, no answer in time: asked again on the next pass.
+          return false;
+        }
+      },
       log: { info: (m) => logger.info(m), warn: (m) => logger.warn(m) },
     });
     const info = (message: string): void => logger.info(message);
@@ -521,7 +546,11 @@ export class DkvNode {
       node.started = true;
       node.reconcileStoreGroups();
       // Retries what a pass could not finish (a leader change in the middle, a pending change).
-      node.membershipSyncTimer = setInterval(() => void node.membershipSync.poke(), membershipSyncPassElections * electionTimeoutMsOf(config));
+      node.membershipSyncTimer = setInterval(() => {
+        void node.membershipSync.poke();
+        // A replica moved away learns it left the group by asking: see store-groups.ts.
+        node.reconcileStoreGroups();
+      }, membershipSyncPassElections * electionTimeoutMsOf(config));
       node.membershipSyncTimer.unref();
       node.storeRepairTimer = setInterval(() => node.repairStores(), storeRepairElections * electionTimeoutMsOf(config));
       node.storeRepairTimer.unref();
@@ -989,10 +1018,10 @@ export class DkvNode {
   }
 
   /** A store's shard leaves this node: its watchers are canceled, with the reason, before its group goes. */
-  private dropWatchedShard(shard: number): void {
+  private dropWatchedShard(shard: number, reason: string = errorTable['watch-other-store'].message): void {
     const watched = this.watchedShards.get(shard);
     if (watched === undefined) return;
-    watched.hub.cancelWhere(() => true, errorTable['watch-other-store'].message);
+    watched.hub.cancelWhere(() => true, reason);
     this.watchedShards.delete(shard);
   }
 

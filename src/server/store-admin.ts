@@ -36,7 +36,7 @@
  */
 import { type ShardMap, ShardMapError, type ShardMapErrorCode, compareKeys } from '../cluster/index.js';
 import { type EngineCommand, EngineId, OWNERSHIP_SPLIT_VERSION, type OwnershipOutcome, cedeCommand, reclaimCommand, retireCommand, splitCommand } from '../engines/index.js';
-import { META_ABORT_SPLIT_VERSION, type MetaOutcome, abortSplitCommand, membersSupport, activateStoreCommand, dropStoreCommand, finishSplitCommand, mountStoreCommand, splitShardCommand } from '../engines/meta/index.js';
+import { META_ABORT_SPLIT_VERSION, type MetaOutcome, abortSplitCommand, membersSupport, activateStoreCommand, dropStoreCommand, finishMoveCommand, finishSplitCommand, moveReplicaCommand, mountStoreCommand, splitShardCommand } from '../engines/meta/index.js';
 
 import { type RequestOptions, type Router, RuntimeError, ShardElsewhereError, kvEngineOf, leaseEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
 
@@ -342,4 +342,23 @@ async function middleKey(ctx: StoreAdminContext, shardId: number, start: Uint8Ar
   if (count < 2) throw new StoreChangeRefused('bad-split-key', `shard ${shardId} holds ${count} live key${count === 1 ? '' : 's'}: give the split key`);
   const kvs = mvcc.range({ key: start, rangeEnd, keysOnly: true, limit: Math.floor(count / 2) + 1 }).kvs;
   return Uint8Array.from(kvs[kvs.length - 1]!.key);
+}
+
+/**
+ * Starts moving shard `shardId`'s replica from member `from` to member `to`, at the shard's epoch
+ * in the map as a linearizable read of the meta shard gives it; resolves once the move is recorded
+ * (the group's leader carries it out: src/server/membership-sync.ts). The meta shard's refusals
+ * are StoreChangeRefused.
+ */
+export async function moveReplica(ctx: StoreAdminContext, shardId: number, from: number, to: number): Promise<void> {
+  const meta = ctx.router.meta();
+  await meta.read(ctx.options);
+  const shard = metaEngineOf(meta.machine()).shardMap().shard(shardId);
+  if (shard === undefined) throw new StoreChangeRefused('unknown-shard', `no shard ${shardId} in the map`);
+  metaResult((await meta.propose(moveReplicaCommand(shardId, from, to, shard.epoch), ctx.options)).outcome);
+}
+
+/** Finishes the move of `shardId`'s replica from `from` to `to` in the meta shard (its group holds `to` as a voter). */
+export async function finishMove(ctx: StoreAdminContext, shardId: number, from: number, to: number): Promise<void> {
+  metaResult((await ctx.router.meta().propose(finishMoveCommand(shardId, from, to), ctx.options)).outcome);
 }

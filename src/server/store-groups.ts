@@ -2,7 +2,8 @@
  * The Raft groups of mounted stores on this node, kept in step with the meta shard's map:
  *
  * - A shard of the map this member hosts a replica of (every shard while replica lists are empty:
- *   every member hosts every shard) and does not host yet is added. Its log is bootstrapped first
+ *   every member hosts every shard; a placed shard whose list names it, or whose replica move
+ *   under way moves to it) and does not host yet is added. Its log is bootstrapped first
  *   with its founders' configuration when this member is one of them and holds nothing of it
  *   (every founder writes the same entries, so their logs agree); any other member starts it
  *   empty and gets it from the group's leader (a member that joined after the mount).
@@ -12,6 +13,11 @@
  *   applies: a member without it starts it empty (a child has no founders record, so nobody
  *   writes a founders log for it, which would be a history the group never had) and gets a
  *   snapshot from its leader.
+ * - A hosted group of a shard the map places on other members only (a finished replica move took
+ *   this member out of its list, or a move to it was replaced) is removed and its storage dropped once this member has left the
+ *   group (`leftGroup`: its own configuration, or its leader's, lacks it). Before then it still
+ *   votes there, and the group may need it for a quorum; passes run on a timer too, as nothing
+ *   this member applies tells it when the leader removed it.
  * - A hosted group whose shard has left the map is removed and its storage dropped, but only
  *   when the map has given its id out (`highestShardId`): ids are never reused, so a shard absent
  *   from such a map was dropped for good. While a restart replays the meta shard from an older
@@ -31,7 +37,12 @@ export interface StoreGroupsHost {
    * The map, founders and unfinished splits' children as this node's meta shard applied them
    * (undefined: no meta shard yet); the meta engine itself is one.
    */
-  meta(): { shardMap(): ShardMap; founders(shard: number): Founders | undefined; splitting(): ReadonlyMap<number, SplittingShard> } | undefined;
+  meta(): {
+    shardMap(): ShardMap;
+    founders(shard: number): Founders | undefined;
+    splitting(): ReadonlyMap<number, SplittingShard>;
+    moving(): ReadonlyMap<number, { readonly from: number; readonly to: number }>;
+  } | undefined;
   /** Shards never added or removed here (the meta shard, the default store's). */
   readonly fixed: readonly number[];
   hosted(): number[];
@@ -40,9 +51,15 @@ export interface StoreGroupsHost {
   /** Writes a new group's first entries (durably). */
   bootstrap(shard: number, entries: Entry[], hardState: { term: number; vote: number; commit: number }): Promise<void>;
   addGroup(shard: number): void;
-  removeGroup(shard: number): void;
+  /** Stops a hosted group: `moved` when this member's replica moved away, `dropped` when its store was dropped. */
+  removeGroup(shard: number, why: 'moved' | 'dropped'): void;
   /** Deletes a removed group's storage (durably). */
   dropStorage(shard: number): Promise<void>;
+  /**
+   * Whether this member has left `shard`'s group: its own configuration lacks it, or the group's
+   * leader's, applied at least as far, does (false when that cannot be known now).
+   */
+  leftGroup(shard: number): Promise<boolean>;
   readonly log: { info(message: string): void; warn(message: string): void };
 }
 
@@ -100,13 +117,17 @@ export class StoreGroups {
     // Read in one turn, so the map and the splits agree.
     const map = meta.shardMap();
     const splitting = meta.splitting();
+    const moving = meta.moving();
     const fixed = new Set(this.host.fixed);
     const self = this.host.memberId;
+    // A member a replica move names hosts the shard from the start (its group adds it as a learner).
+    const listed = (shard: { readonly id: number; readonly replicas: readonly number[] }): boolean =>
+      shard.replicas.length === 0 || shard.replicas.includes(self) || moving.get(shard.id)?.to === self;
     // A set, not hosted().includes per shard: a map of 1,000 shards made each pass O(shards²).
     let hosted = new Set(this.host.hosted());
     for (const shard of map.shards()) {
       if (this.stopped) return;
-      if (fixed.has(shard.id) || (shard.replicas.length > 0 && !shard.replicas.includes(self))) continue;
+      if (fixed.has(shard.id) || !listed(shard)) continue;
       if (hosted.has(shard.id) || splitting.has(shard.id)) continue;
       if (!this.host.stored(shard.id)) {
         const founders = meta.founders(shard.id);
@@ -127,8 +148,20 @@ export class StoreGroups {
     const current = meta.shardMap();
     for (const id of this.host.hosted()) {
       if (this.stopped) return;
-      if (fixed.has(id) || current.shard(id) !== undefined || id > current.highestShardId) continue;
-      this.host.removeGroup(id);
+      if (fixed.has(id)) continue;
+      const shard = current.shard(id);
+      if (shard !== undefined && !listed(shard)) {
+        // Moved away: kept until out of the group (the map may list it again meanwhile).
+        if (!(await this.host.leftGroup(id)) || this.stopped) continue;
+        const now = meta.shardMap().shard(id);
+        if (now === undefined || now.replicas.length === 0 || now.replicas.includes(self) || meta.moving().get(id)?.to === self) continue;
+        this.host.removeGroup(id, 'moved');
+        await this.host.dropStorage(id);
+        this.host.log.info(`shard ${id}: this member's replica moved away and left the group; group removed and its storage deleted`);
+        continue;
+      }
+      if (shard !== undefined || id > current.highestShardId) continue;
+      this.host.removeGroup(id, 'dropped');
       await this.host.dropStorage(id);
       this.host.log.info(`shard ${id}: its store was dropped; group removed and its storage deleted`);
     }

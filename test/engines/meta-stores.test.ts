@@ -15,6 +15,7 @@ import {
   DEFAULT_STORE_SHARD,
   MetaCommandKind,
   META_ABORT_SPLIT_VERSION,
+  META_MOVE_VERSION,
   META_REPLICAS_VERSION,
   META_SPLIT_VERSION,
   META_STORES_VERSION,
@@ -22,7 +23,9 @@ import {
   activateStoreCommand,
   dropStoreCommand,
   encodeMemberContext,
+  finishMoveCommand,
   finishSplitCommand,
+  moveReplicaCommand,
   mountStoreCommand,
   splitShardCommand,
 } from '../../src/engines/meta/index.js';
@@ -293,8 +296,8 @@ describe('meta engine: stores and the shard map', () => {
   });
 
   it('names its command kinds for good', () => {
-    expect(MetaCommandKind).toEqual({ PublishAttributes: 1, MountStore: 2, DropStore: 3, ActivateStore: 4, SplitShard: 5, FinishSplit: 6, AbortSplit: 7 });
-    expect([META_STORES_VERSION, META_SPLIT_VERSION, META_ABORT_SPLIT_VERSION, META_REPLICAS_VERSION, new MetaEngine().version]).toEqual([2, 3, 4, 5, 5]);
+    expect(MetaCommandKind).toEqual({ PublishAttributes: 1, MountStore: 2, DropStore: 3, ActivateStore: 4, SplitShard: 5, FinishSplit: 6, AbortSplit: 7, MoveReplica: 8, FinishMove: 9 });
+    expect([META_STORES_VERSION, META_SPLIT_VERSION, META_ABORT_SPLIT_VERSION, META_REPLICAS_VERSION, META_MOVE_VERSION, new MetaEngine().version]).toEqual([2, 3, 4, 5, 6, 6]);
     // A mount on every member keeps the form every build since stores applies; one placed needs 5.
     expect(mountStoreCommand('a', text('/a/'), 1).version).toBe(META_STORES_VERSION);
     expect(mountStoreCommand('a', text('/a/'), 1, 2).version).toBe(META_REPLICAS_VERSION);
@@ -519,5 +522,94 @@ describe('meta engine: shard splits', () => {
     expect(meta.shardMap().shard(3)).toBeUndefined();
     // The store kinds still apply at their own version.
     expect(meta.apply({ ...mountStoreCommand('x', text('/x/'), 1), version: META_STORES_VERSION }, context)).toEqual({ kind: 'stores', shards: [3] });
+  });
+});
+
+describe('meta engine: replica moves', () => {
+  /** Store "users" on /users/ as shard 2 placed on members 1 and 2 (of 1 to 4; 4 a learner), activated. */
+  function withPlaced(): MetaEngine {
+    const meta = engineWith([1, 2, 3], [4]);
+    meta.apply(mountStoreCommand('users', text('/users/'), 1, 2), context);
+    meta.apply(activateStoreCommand('users', 2), context);
+    expect(meta.shardMap().shard(2)!.replicas).toEqual([1, 2]);
+    return meta;
+  }
+  const stateOf = (meta: MetaEngine) => ({ map: encodeShardMap(meta.shardMap()), moving: [...meta.moving()] });
+
+  it('records a move, leaves the map until it is finished, then lists the new member at a new epoch (both steps idempotent)', () => {
+    const meta = withPlaced();
+    expect(meta.apply(moveReplicaCommand(2, 1, 3, 1), context)).toEqual({ kind: 'stores', shards: [2] });
+    expect(meta.shardMap().shard(2)).toMatchObject({ replicas: [1, 2], epoch: 1 });
+    expect([...meta.moving()]).toEqual([[2, { from: 1, to: 3 }]]);
+    expect(meta.sectionVersion).toBe(META_MOVE_VERSION);
+    // A repeat answers the same, whatever the epoch.
+    expect(meta.apply(moveReplicaCommand(2, 1, 3, 7), context)).toEqual({ kind: 'stores', shards: [2] });
+    expect(meta.apply(finishMoveCommand(2, 1, 3), context)).toEqual({ kind: 'stores', shards: [2] });
+    expect(meta.shardMap().shard(2)).toMatchObject({ replicas: [2, 3], epoch: 2 });
+    expect(meta.moving().size).toBe(0);
+    expect(meta.sectionVersion).toBe(META_REPLICAS_VERSION);
+    const after = stateOf(meta);
+    expect(meta.apply(finishMoveCommand(2, 1, 3), context)).toEqual({ kind: 'stores', shards: [2] });
+    expect(meta.apply(moveReplicaCommand(2, 1, 3, 1), context)).toEqual({ kind: 'stores', shards: [2] });
+    expect(stateOf(meta)).toEqual(after);
+    // The founders record stays: the group's own first configuration.
+    expect(meta.founders(2)).toEqual({ voters: [1, 2], learners: [] });
+  });
+
+  it('refuses a move with a stable code and changes nothing', () => {
+    const meta = withPlaced();
+    meta.apply(mountStoreCommand('all', text('/all/'), 1), context);
+    meta.apply(activateStoreCommand('all', 3), context);
+    const before = stateOf(meta);
+    const refusal = (command: ReturnType<typeof moveReplicaCommand>) => {
+      const outcome = meta.apply(command, context) as { kind: string; code?: string };
+      expect(outcome.kind).toBe('error');
+      expect(stateOf(meta)).toEqual(before);
+      return outcome.code;
+    };
+    expect(refusal(moveReplicaCommand(9, 1, 3, 1))).toBe('unknown-shard');
+    expect(refusal(moveReplicaCommand(3, 1, 3, 1))).toBe('bad-move');
+    expect(refusal(moveReplicaCommand(2, 3, 4, 1))).toBe('bad-move');
+    expect(refusal(moveReplicaCommand(2, 1, 2, 1))).toBe('bad-move');
+    expect(refusal(moveReplicaCommand(2, 1, 1, 1))).toBe('bad-move');
+    expect(refusal(moveReplicaCommand(2, 1, 9, 1))).toBe('unknown-member');
+    expect(refusal(moveReplicaCommand(2, 1, 4, 1))).toBe('unknown-member');
+    expect(refusal(moveReplicaCommand(2, 1, 3, 2))).toBe('bad-epoch');
+    expect(refusal(finishMoveCommand(2, 1, 3))).toBe('bad-move');
+    // One move at a time: another from the same member replaces it, one from another is refused.
+    meta.apply(moveReplicaCommand(2, 1, 3, 1), context);
+    const moving = stateOf(meta);
+    expect((meta.apply(moveReplicaCommand(2, 2, 3, 1), context) as { code?: string }).code).toBe('bad-move');
+    expect(stateOf(meta)).toEqual(moving);
+    // A moving shard is not split.
+    expect((meta.apply(splitShardCommand(2, text('/users/m'), 1), context) as { code?: string }).code).toBe('split-in-progress');
+    meta.applyConfChange(add(5), context);
+    expect(meta.apply(moveReplicaCommand(2, 1, 5, 1), context)).toEqual({ kind: 'stores', shards: [2] });
+    expect([...meta.moving()]).toEqual([[2, { from: 1, to: 5 }]]);
+    expect((meta.apply(finishMoveCommand(2, 1, 3), context) as { code?: string }).code).toBe('bad-move');
+  });
+
+  it('a removed member\'s move is forgotten; a drop takes the move with it; an older command version stops the node', () => {
+    const meta = withPlaced();
+    meta.apply(moveReplicaCommand(2, 1, 3, 1), context);
+    meta.applyConfChange({ transition: 'auto', changes: [{ type: 'remove', nodeId: 3 }], context: new Uint8Array(0) }, context);
+    expect(meta.moving().size).toBe(0);
+    expect(meta.shardMap().shard(2)!.replicas).toEqual([1, 2]);
+    meta.applyConfChange(add(6), context);
+    meta.apply(moveReplicaCommand(2, 2, 6, 1), context);
+    expect(meta.moving().size).toBe(1);
+    meta.apply(dropStoreCommand('users', 2), context);
+    expect(meta.moving().size).toBe(0);
+    expect(() => meta.apply({ ...moveReplicaCommand(2, 1, 3, 1), version: META_REPLICAS_VERSION }, context)).toThrow(UnknownCommandError);
+    expect(() => meta.apply({ ...finishMoveCommand(2, 1, 3), version: META_REPLICAS_VERSION }, context)).toThrow(UnknownCommandError);
+  });
+
+  it('a move survives a snapshot', () => {
+    const meta = withPlaced();
+    meta.apply(moveReplicaCommand(2, 2, 3, 1), context);
+    const copy = restored(meta);
+    expect([...copy.moving()]).toEqual([[2, { from: 2, to: 3 }]]);
+    copy.apply(finishMoveCommand(2, 2, 3), context);
+    expect(copy.shardMap().shard(2)!.replicas).toEqual([1, 3]);
   });
 });

@@ -6,8 +6,8 @@
  * check runs for what clients route, not for the shards a node reaches itself.
  */
 import { describe, expect, it } from 'vitest';
-import { activateStoreCommand, dropStoreCommand, mountStoreCommand } from '../../src/engines/meta/index.js';
-import { RuntimeError } from '../../src/runtime/errors.js';
+import { activateStoreCommand, dropStoreCommand, encodeMemberContext, finishMoveCommand, moveReplicaCommand, mountStoreCommand } from '../../src/engines/meta/index.js';
+import { RuntimeError, ShardElsewhereError } from '../../src/runtime/errors.js';
 import { composeStateMachine, metaEngineOf } from '../../src/runtime/compose.js';
 import { Router, metaShardMap } from '../../src/runtime/router.js';
 import type { NodeRuntime } from '../../src/runtime/runtime.js';
@@ -101,5 +101,38 @@ describe('routing by the meta shard\'s map', () => {
   it('uses the initial map while the node hosts no meta shard', () => {
     const { router } = setup({ hostsMeta: false });
     expect(router.forKey(text('/users/a')).shardId).toBe(1);
+  });
+});
+
+describe('routing a placed shard on a node that hosts its group', () => {
+  it('serves it while the map lists this member; once a move took it out, sends clients to the listed replicas though the group is still here', () => {
+    const meta = composeStateMachine('meta');
+    const engine = metaEngineOf(meta);
+    for (const id of [1, 2]) {
+      const member = encodeMemberContext({ id, name: `n${id}`, peerUrls: [`http://h${id}:2380`], isLearner: false });
+      engine.applyConfChange({ transition: 'auto', changes: [{ type: 'add-voter', nodeId: id }], context: member }, context);
+    }
+    // Every group is hosted here, as on a member that has not left a moved shard's group yet.
+    const runtime = { hasShard: () => true, machine: () => meta } as unknown as NodeRuntime;
+    const routers = [1, 2].map((self) => new Router(runtime, metaShardMap(runtime, 0, 1), () => {}, undefined, self));
+    engine.apply(mountStoreCommand('users', text('/users/'), 1, 1), context);
+    engine.apply(activateStoreCommand('users', 2), context);
+    const elsewhere = (router: Router): readonly number[] | undefined => {
+      try {
+        router.forKey(text('/users/a'));
+        return undefined;
+      } catch (error) {
+        if (error instanceof ShardElsewhereError) return error.replicas;
+        throw error;
+      }
+    };
+    expect([elsewhere(routers[0]!), elsewhere(routers[1]!)]).toEqual([undefined, [1]]);
+    // Moving: still member 1's until the move is finished.
+    engine.apply(moveReplicaCommand(2, 1, 2, 1), context);
+    expect([elsewhere(routers[0]!), elsewhere(routers[1]!)]).toEqual([undefined, [1]]);
+    engine.apply(finishMoveCommand(2, 1, 2), context);
+    expect([elsewhere(routers[0]!), elsewhere(routers[1]!)]).toEqual([[2], undefined]);
+    // What the node reaches itself by id is not refused (its leader hands over, its group leaves).
+    expect(routers[0]!.shard(2).shardId).toBe(2);
   });
 });

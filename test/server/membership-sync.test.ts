@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { ConfChangeSingle, ConfState } from '../../raft/index.js';
-import { MembershipSync, type MembershipSyncHost, type RecordedMember, nextGroupChange } from '../../src/server/membership-sync.js';
+import { MembershipSync, type MembershipSyncHost, type RecordedMember, nextGroupChange, nextPlacedChange } from '../../src/server/membership-sync.js';
 
 const conf = (voters: number[], learners: number[] = [], votersOutgoing: number[] = []): ConfState => ({ voters, votersOutgoing, learners, learnersNext: [], autoLeave: false });
 
@@ -105,6 +105,14 @@ function fakeHost(initial: { members: RecordedMember[]; removed: number[]; confi
     memberReads: 0,
     memberWalks: 0,
     removedAsks: 0,
+    /** Members whose log is near enough the leader's (placed groups promote them). */
+    caughtUp: new Set<number>(),
+    /** Members whose log is behind the leader's commit index. */
+    lagging: new Set<number>(),
+    transfers: [] as Array<{ shard: number; to: number }>,
+    /** Per group, the replica move under way. */
+    moving: new Map<number, { from: number; to: number }>(),
+    finished: [] as Array<{ shard: number; from: number; to: number }>,
     metaVersion: 0,
     metaSeen: '',
   };
@@ -148,6 +156,18 @@ function fakeHost(initial: { members: RecordedMember[]; removed: number[]; confi
       if (host.configs.has(shard)) host.configs.set(shard, applied(configOf(shard), change));
       else host.config = applied(host.config, change);
     },
+    self: 1,
+    caughtUp: (_shard, id) => host.caughtUp.has(id),
+    inSync: (_shard, id) => !host.lagging.has(id),
+    transferLeader: (shard, to) => host.transfers.push({ shard, to }),
+    movingOf: (shard) => host.moving.get(shard),
+    finishMove: async (shard, from, to) => {
+      host.finished.push({ shard, from, to });
+      // The meta shard applies it: the list takes `to` in `from`'s place.
+      host.moving.delete(shard);
+      host.replicas.set(shard, [...(host.replicas.get(shard) ?? []).filter((id) => id !== from), to].sort((a, b) => a - b));
+      host.metaVersion++;
+    },
     addAfterMs: 1000,
     now: () => host.nowMs,
     log: { info: () => {}, warn: (m) => host.warnings.push(m) },
@@ -156,6 +176,67 @@ function fakeHost(initial: { members: RecordedMember[]; removed: number[]; confi
 }
 
 const voter = (id: number): RecordedMember => ({ id, isLearner: false });
+
+describe('nextPlacedChange', () => {
+  const none = () => false;
+  const all = () => true;
+
+  it('moves a replica as learner, promotion, then removal; nothing while the learner catches up', () => {
+    // Leader 1 of {1, 2, 3}; the list moved 3 to 4.
+    expect(nextPlacedChange([1, 2, 4], none, conf([1, 2, 3]), 1, none)).toEqual({ change: { type: 'add-learner', nodeId: 4 } });
+    expect(nextPlacedChange([1, 2, 4], none, conf([1, 2, 3], [4]), 1, none)).toBeUndefined();
+    expect(nextPlacedChange([1, 2, 4], none, conf([1, 2, 3], [4]), 1, all)).toEqual({ change: { type: 'add-voter', nodeId: 4 } });
+    expect(nextPlacedChange([1, 2, 4], none, conf([1, 2, 3, 4]), 1, all)).toEqual({ change: { type: 'remove', nodeId: 3 } });
+    expect(nextPlacedChange([1, 2, 4], none, conf([1, 2, 4]), 1, all)).toBeUndefined();
+  });
+
+  it('a leader the list no longer names hands its leadership to a caught-up listed voter, and never removes itself', () => {
+    expect(nextPlacedChange([2, 4], none, conf([1, 2, 4]), 1, (id) => id === 4)).toEqual({ transferTo: 4 });
+    expect(nextPlacedChange([2, 4], none, conf([1, 2, 4]), 1, none)).toBeUndefined();
+    // The next leader removes it.
+    expect(nextPlacedChange([2, 4], none, conf([1, 2, 4]), 2, all)).toEqual({ change: { type: 'remove', nodeId: 1 } });
+  });
+
+  it('leaves a joint configuration alone, and removes a removed member first', () => {
+    expect(nextPlacedChange([1, 2], none, conf([1, 2], [], [1, 3]), 1, all)).toBeUndefined();
+    expect(nextPlacedChange([1, 2, 4], (id) => id === 3, conf([1, 2, 3]), 1, all)).toEqual({ change: { type: 'remove', nodeId: 3 } });
+  });
+
+  it('property: from any configuration the steps reach the list, every listed member voting before anyone leaves, the leader never removing itself', () => {
+    const ids = fc.uniqueArray(fc.integer({ min: 1, max: 7 }), { minLength: 1, maxLength: 5 });
+    fc.assert(
+      fc.property(ids, ids, fc.array(fc.integer({ min: 1, max: 7 }), { maxLength: 3 }), fc.nat(), (voterIds, listed, learnerIds, pick) => {
+        let config = conf(voterIds, [...new Set(learnerIds)].filter((id) => !voterIds.includes(id)));
+        let self = voterIds[pick % voterIds.length]!;
+        const steps = 4 * (config.voters.length + config.learners.length + listed.length) + 4;
+        for (let step = 0; step <= steps; step++) {
+          const next = nextPlacedChange(listed, none, config, self, all);
+          if (next === undefined) break;
+          if ('transferTo' in next) {
+            expect(listed).toContain(next.transferTo);
+            expect(config.voters).toContain(next.transferTo);
+            self = next.transferTo;
+            continue;
+          }
+          const { change } = next;
+          if (change.type === 'remove') {
+            expect(change.nodeId).not.toBe(self);
+            expect(listed).not.toContain(change.nodeId);
+            // Every listed member votes before anyone leaves.
+            for (const id of listed) expect(config.voters).toContain(id);
+          }
+          if (change.type === 'add-voter') expect(config.learners).toContain(change.nodeId);
+          config = applied(config, change);
+          expect(config.voters.length).toBeGreaterThan(0);
+        }
+        expect(nextPlacedChange(listed, none, config, self, all)).toBeUndefined();
+        expect([...config.voters].sort()).toEqual([...listed].sort());
+        expect(config.learners).toEqual([]);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
 
 describe('MembershipSync', () => {
   it('removes a removed member at once, after a read of the meta shard; one change per pass', async () => {
@@ -196,6 +277,57 @@ describe('MembershipSync', () => {
     await sync.poke();
     expect(host.proposed).toContainEqual({ type: 'remove', nodeId: 2 });
     expect(host.config.voters).toEqual([1]);
+  });
+
+  it('a placed shard follows a replica move: learner at once, promoted once caught up, the move finished, then the leader leaving hands over', async () => {
+    const { host, sync } = fakeHost({ members: [voter(1), voter(2), voter(3)], removed: [], config: conf([1, 2]), groups: [5] });
+    host.configs.set(5, conf([1, 2]));
+    host.replicas.set(5, [1, 2]);
+    await sync.poke();
+    expect(host.proposed).toEqual([]);
+    // Member 1 (this node, the leader) moves to member 3: the move names 3, added without the wait.
+    host.moving.set(5, { from: 1, to: 3 });
+    host.metaVersion++;
+    await sync.poke();
+    expect(host.proposed).toEqual([{ type: 'add-learner', nodeId: 3 }]);
+    await sync.poke();
+    expect(host.proposed).toHaveLength(1);
+    expect(host.finished).toEqual([]);
+    host.caughtUp.add(3);
+    await sync.poke();
+    expect(host.proposed).toEqual([{ type: 'add-learner', nodeId: 3 }, { type: 'add-voter', nodeId: 3 }]);
+    // Finished only once 3 votes; then this node, no longer listed, hands over and never removes itself.
+    expect(host.finished).toEqual([{ shard: 5, from: 1, to: 3 }]);
+    expect(host.replicas.get(5)).toEqual([2, 3]);
+    expect(host.transfers).toEqual([{ shard: 5, to: 3 }]);
+    expect(host.configs.get(5)).toEqual(conf([1, 2, 3]));
+  });
+
+  it('a placed shard whose leader stays removes the member moved from once the move is finished', async () => {
+    const { host, sync } = fakeHost({ members: [voter(1), voter(2), voter(3)], removed: [], config: conf([1, 2]), groups: [5] });
+    host.configs.set(5, conf([1, 2]));
+    host.replicas.set(5, [1, 2]);
+    host.moving.set(5, { from: 2, to: 3 });
+    host.caughtUp.add(3);
+    await sync.poke();
+    expect(host.proposed).toEqual([{ type: 'add-learner', nodeId: 3 }, { type: 'add-voter', nodeId: 3 }, { type: 'remove', nodeId: 2 }]);
+    expect(host.finished).toEqual([{ shard: 5, from: 2, to: 3 }]);
+    expect(host.configs.get(5)).toEqual(conf([1, 3]));
+    expect(host.transfers).toEqual([]);
+  });
+
+  it('a member moved away that lags behind the commit index leaves only after the wait (it would not learn its requests\' outcome)', async () => {
+    const { host, sync } = fakeHost({ members: [voter(1), voter(2), voter(3)], removed: [], config: conf([1, 2]), groups: [5] });
+    host.configs.set(5, conf([1, 2, 3]));
+    host.replicas.set(5, [1, 3]);
+    host.lagging.add(2);
+    await sync.poke();
+    host.nowMs = 999;
+    await sync.poke();
+    expect(host.proposed).toEqual([]);
+    host.nowMs = 1000;
+    await sync.poke();
+    expect(host.proposed).toEqual([{ type: 'remove', nodeId: 2 }]);
   });
 
   it('never adds back a member in the middle of its removal (the groups drop it before the meta shard records it)', async () => {

@@ -23,15 +23,19 @@ function host(self: number, options: { stored?: number[]; hosted?: number[]; met
     map: ShardMap.initial(1) as Map_,
     founders: new Map<number, Founders>(),
     splitting: new Map<number, SplittingShard>(),
+    moving: new Map<number, { from: number; to: number }>(),
     hosted: new Set([0, 1, ...(options.hosted ?? [])]),
     stored: new Set(options.stored ?? []),
     bootstrapped: [] as Array<{ shard: number; entries: Entry[]; commit: number }>,
     dropped: [] as number[],
     log: [] as string[],
+    /** Groups this member has left (its configuration, or its leader's, lacks it). */
+    left: new Set<number>(),
+    leftAsks: 0,
   };
   const h: StoreGroupsHost = {
     memberId: self,
-    meta: options.meta ?? (() => ({ shardMap: () => state.map, founders: (id) => state.founders.get(id), splitting: () => state.splitting })),
+    meta: options.meta ?? (() => ({ shardMap: () => state.map, founders: (id) => state.founders.get(id), splitting: () => state.splitting, moving: () => state.moving })),
     fixed: [0, 1],
     hosted: () => [...state.hosted].sort((a, b) => a - b),
     stored: (id) => state.stored.has(id),
@@ -49,6 +53,10 @@ function host(self: number, options: { stored?: number[]; hosted?: number[]; met
     dropStorage: async (id) => {
       state.dropped.push(id);
       state.stored.delete(id);
+    },
+    leftGroup: async (id) => {
+      state.leftAsks++;
+      return state.left.has(id);
     },
     log: { info: (m) => state.log.push(m), warn: (m) => state.log.push(`warn: ${m}`) },
   };
@@ -135,6 +143,45 @@ describe('store groups on a node', () => {
     meta.apply(finishSplitCommand(3), context);
     await groups.reconcile();
     expect([state.hosted, state.bootstrapped]).toEqual([new Set([0, 1, 2, 3]), []]);
+  });
+
+  it('a member a move names starts the group empty at once', async () => {
+    const { state, groups } = host(13);
+    state.map = ShardMap.initial(1).mount('users', text('/users/'), [2], [[11, 12]]);
+    state.founders.set(2, { voters: [11, 12], learners: [] });
+    await groups.reconcile();
+    expect(state.hosted.has(2)).toBe(false);
+    state.moving.set(2, { from: 11, to: 13 });
+    await groups.reconcile();
+    expect(state.hosted.has(2)).toBe(true);
+    expect(state.bootstrapped).toEqual([]);
+    expect(state.leftAsks).toBe(0);
+  });
+
+  it('a replica moved away is kept until this member has left the group, then removed and its storage dropped', async () => {
+    const { state, groups } = host(11, { hosted: [2], stored: [2] });
+    state.map = ShardMap.initial(1).mount('users', text('/users/'), [2], [[11, 12]]);
+    await groups.reconcile();
+    // Moving away: still listed until the move is finished.
+    state.moving.set(2, { from: 11, to: 13 });
+    await groups.reconcile();
+    expect(state.leftAsks).toBe(0);
+    state.moving.delete(2);
+    // The move finished: 13 in 11's place; the group has not removed 11 yet.
+    state.map = state.map.withReplicas(2, [12, 13]);
+    await groups.reconcile();
+    expect(state.leftAsks).toBe(1);
+    expect(state.hosted.has(2)).toBe(true);
+    expect(state.dropped).toEqual([]);
+    state.left.add(2);
+    await groups.reconcile();
+    expect(state.hosted.has(2)).toBe(false);
+    expect(state.dropped).toEqual([2]);
+    // Listed again later (moved back): started again, empty.
+    state.map = state.map.withReplicas(2, [11, 12]);
+    await groups.reconcile();
+    expect(state.hosted.has(2)).toBe(true);
+    expect(state.bootstrapped).toEqual([]);
   });
 
   it('runs one pass at a time: a request during a pass makes one more after it', async () => {

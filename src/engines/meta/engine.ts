@@ -15,7 +15,7 @@ import type { ShardMap, ShardMapErrorCode } from '../../cluster/model.js';
 import { bytesToHex, hexToBytes } from '../bytes.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineId, UnknownCommandError } from '../engine.js';
 import { type Member, type MemberAttributes, admitMembershipChange, applyMembershipChange, attributesKey, encodeAttributes, isRemoved, listMembers, removedIds } from './members.js';
-import { type Founders, type SplittingShard, type StoresChange, applyStoresChange, creatingStores, dropReplica, foundersOf, readRoutingMap, readShardMap, splitParentOf, splittingShards } from './stores.js';
+import { type Founders, type MovingReplica, type SplittingShard, type StoresChange, applyStoresChange, creatingStores, dropReplica, foundersOf, movingReplicas, readRoutingMap, readShardMap, splitParentOf, splittingShards } from './stores.js';
 
 /** The meta engine's operation codes (in every meta log entry: never renumber). */
 export const MetaCommandKind = {
@@ -39,6 +39,14 @@ export const MetaCommandKind = {
    * child's range back, the child leaves the map.
    */
   AbortSplit: 7,
+  /**
+   * Start moving one replica of a placed shard (version 6): payload `{ shard, from, to, epoch }`
+   * (JSON; `epoch`: the shard's epoch in the proposer's map). Recorded as moving; the group adds
+   * `to` (src/server/membership-sync.ts).
+   */
+  MoveReplica: 8,
+  /** Finish a replica move (version 6): payload `{ shard, from, to }` (JSON); the list takes `to` in `from`'s place. */
+  FinishMove: 9,
 } as const;
 
 /** The meta command format of member attributes (every build applies it). */
@@ -59,6 +67,11 @@ export const META_ABORT_SPLIT_VERSION = 4;
  * applies it, which also says every member forwards client calls for shards it does not host.
  */
 export const META_REPLICAS_VERSION = 5;
+/**
+ * The meta command format of MoveReplica: proposed only once every member applies it, which also
+ * says every member's group leader carries a replica list's change out (learner, promotion, removal).
+ */
+export const META_MOVE_VERSION = 6;
 
 /** The KV command kind of an earlier build's attribute publication (a Put into the meta store). */
 const LEGACY_KV_PUT = 1;
@@ -118,6 +131,19 @@ export function finishSplitCommand(child: number): EngineCommand {
   return { engine: EngineId.Meta, version: META_SPLIT_VERSION, kind: MetaCommandKind.FinishSplit, payload: encoder.encode(JSON.stringify({ child })) };
 }
 
+/**
+ * A command starting the move of shard `shard`'s replica from member `from` to member `to` (at
+ * `epoch` in the proposer's map): recorded as moving, the map unchanged until it is finished.
+ */
+export function moveReplicaCommand(shard: number, from: number, to: number, epoch: number): EngineCommand {
+  return { engine: EngineId.Meta, version: META_MOVE_VERSION, kind: MetaCommandKind.MoveReplica, payload: encoder.encode(JSON.stringify({ shard, from, to, epoch })) };
+}
+
+/** A command finishing the move of `shard`'s replica from `from` to `to` (its group holds `to` as a voter). */
+export function finishMoveCommand(shard: number, from: number, to: number): EngineCommand {
+  return { engine: EngineId.Meta, version: META_MOVE_VERSION, kind: MetaCommandKind.FinishMove, payload: encoder.encode(JSON.stringify({ shard, from, to })) };
+}
+
 export type MetaOutcome =
   | { readonly kind: 'ok' }
   /**
@@ -130,13 +156,16 @@ export type MetaOutcome =
 export class MetaEngine implements Engine {
   readonly id = EngineId.Meta;
   readonly name = 'meta';
-  readonly version = META_REPLICAS_VERSION;
+  readonly version = META_MOVE_VERSION;
   /**
    * The section's format is unchanged since version 2 (the records are keys of the meta store):
    * earlier builds restore it, unless a shard is placed on some members (version 5), which a
-   * build before placement would read as "every member" and add the others to its group.
+   * build before placement would read as "every member" and add the others to its group, or a
+   * replica move is not finished (version 6).
    */
   get sectionVersion(): number {
+    // A move not finished (version 6) would be forgotten by a build before moves.
+    if (this.moving().size > 0) return META_MOVE_VERSION;
     return this.shardMap().shards().some((shard) => shard.replicas.length > 0) ? META_REPLICAS_VERSION : META_STORES_VERSION;
   }
   private store = new MvccStore();
@@ -151,6 +180,7 @@ export class MetaEngine implements Engine {
     }
     if (command.kind === MetaCommandKind.SplitShard || command.kind === MetaCommandKind.FinishSplit) return this.applyStores(command, context, META_SPLIT_VERSION);
     if (command.kind === MetaCommandKind.AbortSplit) return this.applyStores(command, context, META_ABORT_SPLIT_VERSION);
+    if (command.kind === MetaCommandKind.MoveReplica || command.kind === MetaCommandKind.FinishMove) return this.applyStores(command, context, META_MOVE_VERSION);
     if (command.kind !== MetaCommandKind.PublishAttributes) throw new UnknownCommandError(`unknown meta command kind ${command.kind}`);
     let parsed: { id?: unknown; name?: unknown; clientUrls?: unknown; engines?: unknown };
     try {
@@ -171,7 +201,8 @@ export class MetaEngine implements Engine {
   private applyStores(command: EngineCommand, context: ApplyContext, needs: number): MetaOutcome {
     if (command.version < needs) throw new UnknownCommandError(`meta command kind ${command.kind} needs version ${needs}, got ${command.version}`);
     const splitStep = command.kind === MetaCommandKind.SplitShard || command.kind === MetaCommandKind.FinishSplit || command.kind === MetaCommandKind.AbortSplit;
-    const change = splitStep ? parseSplitChange(command.kind, command.payload) : parseStoresChange(command.kind, command.version, command.payload);
+    const change =
+      command.kind === MetaCommandKind.MoveReplica || command.kind === MetaCommandKind.FinishMove ? parseMove(command.kind, command.payload) : splitStep ? parseSplitChange(command.kind, command.payload) : parseStoresChange(command.kind, command.version, command.payload);
     if (typeof change === 'string') return { kind: 'error', code: 'bad-command', message: change };
     const outcome = applyStoresChange(this.store, change, context.nowMs);
     this.map = undefined;
@@ -259,6 +290,11 @@ export class MetaEngine implements Engine {
     return splittingShards(this.store);
   }
 
+  /** The placed shards' unfinished replica moves, by shard id. */
+  moving(): Map<number, MovingReplica> {
+    return movingReplicas(this.store);
+  }
+
   /** The shard a split made `shard` from (none: a mount made it). */
   splitParent(shard: number): number | undefined {
     return splitParentOf(this.store, shard);
@@ -311,6 +347,22 @@ function parseSplitChange(kind: number, payload: Uint8Array): StoresChange | str
   const at = typeof parsed.atHex === 'string' ? hexToBytes(parsed.atHex) : undefined;
   if (at === undefined) return 'a split\'s key is not hex';
   return { kind: 'split', parent: parsed.parent, at, epoch: parsed.epoch };
+}
+
+/** A move's payload, or why it is malformed (the same on every replica). */
+function parseMove(kind: number, payload: Uint8Array): StoresChange | string {
+  let parsed: { shard?: unknown; from?: unknown; to?: unknown; epoch?: unknown };
+  try {
+    parsed = JSON.parse(decoder.decode(payload)) as typeof parsed;
+  } catch {
+    return 'a replica move is not JSON';
+  }
+  if (typeof parsed !== 'object' || parsed === null) return 'a replica move is not an object';
+  const isId = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
+  if (!isId(parsed.shard) || !isId(parsed.from) || !isId(parsed.to)) return 'a replica move needs a shard and two member ids';
+  if (kind === MetaCommandKind.FinishMove) return { kind: 'finish-move', shard: parsed.shard, from: parsed.from, to: parsed.to };
+  if (!isId(parsed.epoch)) return 'a replica move needs an epoch';
+  return { kind: 'move', shard: parsed.shard, from: parsed.from, to: parsed.to, epoch: parsed.epoch };
 }
 
 function isEngineVersions(value: unknown): value is Record<string, number> {

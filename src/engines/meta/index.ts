@@ -7,6 +7,9 @@ export {
   META_SPLIT_VERSION,
   META_ABORT_SPLIT_VERSION,
   META_REPLICAS_VERSION,
+  META_MOVE_VERSION,
+  moveReplicaCommand,
+  finishMoveCommand,
   activateStoreCommand,
   dropStoreCommand,
   finishSplitCommand,
@@ -17,4 +20,4 @@ export {
   type MetaOutcome,
 } from './engine.js';
 export { type Member, type MemberAttributes, type MemberRecord, encodeMemberContext, membersSupport } from './members.js';
-export { DEFAULT_STORE_SHARD, type Founders, type SplittingShard } from './stores.js';
+export { DEFAULT_STORE_SHARD, type Founders, type MovingReplica, type SplittingShard } from './stores.js';

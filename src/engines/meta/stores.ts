@@ -6,6 +6,8 @@
  *   creating/<store name>     {createdAtMs}                                    a store not serving yet
  *   splitting/<shard id hex>  {parent, atHex, endHex|null}                     a split's child not finished yet
  *   splitfrom/<shard id hex>  {parent}                                         the shard a split's child came from
+ *   moving/<shard id hex>     {from, to}                                       a placed shard's replica move not finished yet
+ *   moved/<shard id hex>      {from, to}                                       its last move finished (a repeat answers it)
  *
  * (Shard ids in keys are 14 lower-case hex digits, so they sort by id.)
  *
@@ -40,6 +42,15 @@
  * came from the parent (its `splitfrom` record; a shard's start never changes, as a split keeps
  * the parent's start), the outcome is that split's, finished or not, whatever the epoch.
  *
+ * A replica move of a placed shard, from member F to member T (`applyMove`): MoveReplica records
+ * it (**moving**); the map does not change yet, so requests still go to the listed replicas, F
+ * among them. The shard's group leader adds T as a learner and promotes it once it caught up
+ * (src/server/membership-sync.ts), then FinishMove puts T in the list in F's place at a new epoch;
+ * only then does the group remove F (its leader first handing over if it is F), and F drops its
+ * replica once out of the group (src/server/store-groups.ts). One move of a shard at a time; a
+ * move from the same F to another T replaces one not finished (a T that died half way). A shard
+ * moving is not split, nor a shard splitting moved.
+ *
  * Everything here reads only the store and the command, so every replica decides alike.
  */
 import { prefixEnd, type MvccStore } from '../../../storage/index.js';
@@ -62,6 +73,26 @@ const creatingKey = (name: string): Uint8Array => encoder.encode(`creating/${nam
 const splittingPrefix = encoder.encode('splitting/');
 const splittingKey = (child: number): Uint8Array => encoder.encode(`splitting/${shardHex(child)}`);
 const splitFromKey = (child: number): Uint8Array => encoder.encode(`splitfrom/${shardHex(child)}`);
+const movingPrefix = encoder.encode('moving/');
+const movingKey = (shard: number): Uint8Array => encoder.encode(`moving/${shardHex(shard)}`);
+const movedKey = (shard: number): Uint8Array => encoder.encode(`moved/${shardHex(shard)}`);
+
+/** A replica move not finished yet: the member leaving the shard's list and the one joining it. */
+export interface MovingReplica {
+  readonly from: number;
+  readonly to: number;
+}
+
+/** The placed shards' unfinished replica moves, by shard id. */
+export function movingReplicas(mvcc: MvccStore): Map<number, MovingReplica> {
+  const out = new Map<number, MovingReplica>();
+  for (const kv of mvcc.range({ key: movingPrefix, rangeEnd: prefixEnd(movingPrefix) }).kvs) {
+    const shard = Number.parseInt(decoder.decode(kv.key).slice(movingPrefix.length), 16);
+    const record = JSON.parse(decoder.decode(kv.value)) as MovingReplica;
+    out.set(shard, { from: record.from, to: record.to });
+  }
+  return out;
+}
 
 /** A split's child not finished yet: the shard it comes from and the range it took (`end` undefined: no bound). */
 export interface SplittingShard {
@@ -132,7 +163,10 @@ export type StoresChange =
   /** `epoch`: the parent's epoch in the caller's map. */
   | { readonly kind: 'split'; readonly parent: number; readonly at: Uint8Array; readonly epoch: number }
   | { readonly kind: 'finish-split'; readonly child: number }
-  | { readonly kind: 'abort-split'; readonly child: number };
+  | { readonly kind: 'abort-split'; readonly child: number }
+  /** `epoch`: the shard's epoch in the caller's map. */
+  | { readonly kind: 'move'; readonly shard: number; readonly from: number; readonly to: number; readonly epoch: number }
+  | { readonly kind: 'finish-move'; readonly shard: number; readonly from: number; readonly to: number };
 
 export type StoresOutcome =
   | { readonly kind: 'ok'; readonly shards: readonly number[] }
@@ -159,12 +193,14 @@ export function applyStoresChange(mvcc: MvccStore, change: StoresChange, nowMs: 
       return { kind: 'ok', shards: [change.child] };
     }
     if (change.kind === 'abort-split') return applyAbortSplit(mvcc, before, change.child);
+    if (change.kind === 'move') return applyMove(mvcc, before, change);
+    if (change.kind === 'finish-move') return applyFinishMove(mvcc, before, change);
     if (change.kind === 'drop') {
       const after = before.drop(change.name);
       const dropped = before.shardsOf(change.name).map((s) => s.id);
       writeMap(mvcc, after);
       // (Deleting a key that is absent writes nothing: no revision is used.)
-      for (const id of dropped) for (const key of [foundersKey(id), splittingKey(id), splitFromKey(id)]) mvcc.deleteRange({ key });
+      for (const id of dropped) for (const key of [foundersKey(id), splittingKey(id), splitFromKey(id), movingKey(id), movedKey(id)]) mvcc.deleteRange({ key });
       mvcc.deleteRange({ key: creatingKey(change.name) });
       return { kind: 'ok', shards: dropped };
     }
@@ -228,7 +264,7 @@ export function placeReplicas(map: ShardMap, voters: readonly number[], count: n
 /**
  * Takes removed member `id` out of every placed shard's replica list (each such shard's epoch
  * raised); a list it is the last of keeps it (an empty list would mean "every member": that
- * shard's data went with the member). Whether the map changed.
+ * shard's data went with the member). A move to it is forgotten. Whether the map or a move changed.
  */
 export function dropReplica(mvcc: MvccStore, id: number): boolean {
   const before = readShardMap(mvcc);
@@ -236,9 +272,84 @@ export function dropReplica(mvcc: MvccStore, id: number): boolean {
   for (const shard of before.shards()) {
     if (shard.replicas.length > 1 && shard.replicas.includes(id)) after = after.withReplicas(shard.id, shard.replicas.filter((r) => r !== id));
   }
-  if (after === before) return false;
-  writeMap(mvcc, after);
-  return true;
+  let changed = after !== before;
+  if (changed) writeMap(mvcc, after);
+  // A move to the removed member cannot finish: it goes (its shard keeps its list).
+  for (const [shard, moving] of movingReplicas(mvcc)) {
+    if (moving.to !== id) continue;
+    mvcc.deleteRange({ key: movingKey(shard) });
+    changed = true;
+  }
+  return changed;
+}
+
+type MoveChange = Extract<StoresChange, { kind: 'move' }>;
+
+/**
+ * Starts moving a placed shard's replica from `change.from` to `change.to` (see the header): the
+ * move is recorded, the map is left as it is; the outcome is `[shard]`. A repeat of a move
+ * started or made already answers the same, whatever the epoch. The founders record stays as it
+ * is: a founder that moved away and back, its storage dropped, writes the founders log again,
+ * which is the group's own first entries (every founder wrote the same), then gets the rest from
+ * the leader. Refused, changing nothing: an unknown shard (`unknown-shard`), a store still
+ * creating (`unknown-store`), a shard in an unfinished split as parent or child
+ * (`split-in-progress`), a shard every member hosts, `from` not listed, `to` listed, or another
+ * move not finished from another member (`bad-move`), `to` not a voting member (`unknown-member`),
+ * an epoch other than the shard's (`bad-epoch`).
+ */
+function applyMove(mvcc: MvccStore, before: ShardMap, change: MoveChange): StoresOutcome {
+  const refused = (code: ShardMapErrorCode, message: string): StoresOutcome => ({ kind: 'error', code, message });
+  const shard = before.shard(change.shard);
+  if (shard === undefined) return refused('unknown-shard', `no shard ${change.shard}`);
+  if (shard.replicas.length === 0) return refused('bad-move', `shard ${shard.id} is hosted by every member (its store was created without a replica count): it has no replica to move`);
+  const moving = movingReplicas(mvcc).get(shard.id);
+  const done = { kind: 'ok' as const, shards: [shard.id] };
+  if (moving !== undefined && moving.from === change.from && moving.to === change.to) return done;
+  if (moving === undefined && isLastMove(mvcc, shard.id, change.from, change.to) && shard.replicas.includes(change.to) && !shard.replicas.includes(change.from)) return done;
+  if (change.from === change.to) return refused('bad-move', `a replica moves to another member than the one it leaves (${change.from.toString(16)})`);
+  if (mvcc.range({ key: creatingKey(shard.store), countOnly: true }).count > 0) return refused('unknown-store', `store "${shard.store}" is still being created: its replicas move once it serves`);
+  for (const [child, split] of splittingShards(mvcc)) {
+    if (child === shard.id || split.parent === shard.id) return refused('split-in-progress', `shard ${shard.id} is in an unfinished split (shard ${split.parent} into ${child}): its replicas move once it is finished`);
+  }
+  if (moving !== undefined && moving.from !== change.from) {
+    return refused('bad-move', `shard ${shard.id}'s replica is moving from ${moving.from.toString(16)} to ${moving.to.toString(16)}: one move of a shard at a time (a move from ${moving.from.toString(16)} to another member replaces it)`);
+  }
+  if (!shard.replicas.includes(change.from)) return refused('bad-move', `member ${change.from.toString(16)} holds no replica of shard ${shard.id}`);
+  if (shard.replicas.includes(change.to)) return refused('bad-move', `member ${change.to.toString(16)} holds a replica of shard ${shard.id} already`);
+  const target = listMembers(mvcc).find((m) => m.id === change.to);
+  if (target === undefined || target.isLearner) return refused('unknown-member', `member ${change.to.toString(16)} is not a voting member of the cluster`);
+  if (shard.epoch !== change.epoch) return refused('bad-epoch', `shard ${shard.id} is at epoch ${shard.epoch}, the move names epoch ${change.epoch}: the caller's map is stale`);
+  mvcc.put(movingKey(shard.id), encoder.encode(JSON.stringify({ from: change.from, to: change.to })));
+  return done;
+}
+
+/**
+ * Finishes the move of `change.shard` from `change.from` to `change.to` (its group holds `to` as a
+ * voter): the list takes `to` in `from`'s place (kept ascending), the epoch rises, the record goes;
+ * it is recorded as the shard's last move; the outcome is `[shard]`. Idempotent (the last move
+ * finished answers the same); a move not recorded is refused (`bad-move`: it was replaced, or its store dropped).
+ */
+function applyFinishMove(mvcc: MvccStore, before: ShardMap, change: Extract<StoresChange, { kind: 'finish-move' }>): StoresOutcome {
+  const shard = before.shard(change.shard);
+  if (shard === undefined) return { kind: 'error', code: 'unknown-shard', message: `no shard ${change.shard}` };
+  const moving = movingReplicas(mvcc).get(shard.id);
+  if (moving === undefined || moving.from !== change.from || moving.to !== change.to) {
+    if (moving === undefined && isLastMove(mvcc, shard.id, change.from, change.to)) return { kind: 'ok', shards: [shard.id] };
+    return { kind: 'error', code: 'bad-move', message: `shard ${shard.id} has no move from ${change.from.toString(16)} to ${change.to.toString(16)} to finish` };
+  }
+  const replicas = [...new Set([...shard.replicas.filter((id) => id !== change.from), change.to])].sort((a, b) => a - b);
+  writeMap(mvcc, before.withReplicas(shard.id, replicas));
+  mvcc.deleteRange({ key: movingKey(shard.id) });
+  mvcc.put(movedKey(shard.id), encoder.encode(JSON.stringify({ from: change.from, to: change.to })));
+  return { kind: 'ok', shards: [shard.id] };
+}
+
+/** Whether `shard`'s last finished move was from `from` to `to`. */
+function isLastMove(mvcc: MvccStore, shard: number, from: number, to: number): boolean {
+  const kv = mvcc.range({ key: movedKey(shard) }).kvs[0];
+  if (kv === undefined) return false;
+  const last = JSON.parse(decoder.decode(kv.value)) as MovingReplica;
+  return last.from === from && last.to === to;
 }
 
 type SplitChange = Extract<StoresChange, { kind: 'split' }>;
@@ -268,6 +379,10 @@ function applySplit(mvcc: MvccStore, before: ShardMap, change: SplitChange): Sto
   if (own !== undefined) return refused('split-in-progress', `shard ${parent.id} is still being split from shard ${own.parent}: it splits once that split is finished`);
   for (const [child, split] of splitting) {
     if (split.parent === parent.id) return refused('split-in-progress', `shard ${parent.id}'s split at ${bytesToHex(split.at)} (shard ${child}) is not finished: a shard has one split at a time`);
+  }
+  const moving = movingReplicas(mvcc).get(parent.id);
+  if (moving !== undefined) {
+    return refused('split-in-progress', `shard ${parent.id}'s replica is moving from ${moving.from.toString(16)} to ${moving.to.toString(16)}: it splits once the move is finished`);
   }
   if (parent.epoch !== change.epoch) {
     return refused('bad-epoch', `shard ${parent.id} is at epoch ${parent.epoch}, the split names epoch ${change.epoch}: the caller's map is stale`);
