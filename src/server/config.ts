@@ -64,6 +64,9 @@ export const shardSplitBytesMin = 64 * 1024;
 export const shardSplitBytesMax = 8 * 1024 * 1024 * 1024;
 /** CockroachDB's default load-split threshold: requests per second one node routes to a shard. */
 export const shardSplitQpsDefault = 2500;
+/** `--shard-replica-dead-seconds`: a member unreachable this long has its placed replicas moved elsewhere (CockroachDB's default for a dead store). */
+export const shardReplicaDeadSecondsDefault = 300;
+export const shardReplicaDeadSecondsMax = 7 * 24 * 3600;
 export const shardSplitQpsMax = 10_000_000;
 /** A shard's load is its requests over a window this long (`--shard-split-qps` is their rate over one whole window). */
 export const shardSplitLoadWindowMs = 10_000;
@@ -248,6 +251,10 @@ export interface ServerConfig {
   readonly shardSplitBytes: number;
   /** `--shard-split-qps`: a store shard this member routes this many requests/s to is split (0: never). */
   readonly shardSplitQps: number;
+  /** `--shard-replica-dead-seconds`: a member unreachable this long has its placed replicas moved (0: never; placement.ts). */
+  readonly shardReplicaDeadSeconds: number;
+  /** `--shard-rebalance`: placed replicas are moved to even them out over the members (placement.ts). */
+  readonly shardRebalance: boolean;
   /**
    * Test only: propose every Txn that writes without its (top-level) compares, so its success
    * branch runs whatever they would have said, which breaks
@@ -636,6 +643,23 @@ const flagSpecs: readonly FlagSpec[] = [
     String(shardSplitQpsDefault),
     `a mounted store's shard to which this member routes this many requests per second, over a ${shardSplitLoadWindowMs / 1000} s window, is split at the key that divides them most evenly ` +
       `(not when one key takes most of them). Counted where requests arrive: each member counts its own share (0: never). DKV only (etcd has no such flag).`,
+  ),
+  spec(
+    'shard-replica-dead-seconds',
+    'int',
+    'dkv',
+    String(shardReplicaDeadSecondsDefault),
+    'a member whose peer link has been down this many seconds, as the meta shard\'s leader sees it, is dead: each replica it holds of a store created with --replicas ' +
+      'moves to the live member hosting the fewest (a learner, caught up, promoted, then the dead member removed), one shard at a time, while a majority of the shard\'s replicas is live (0: never). ' +
+      'Read on the meta shard\'s leader. DKV only (etcd has no such flag).',
+  ),
+  spec(
+    'shard-rebalance',
+    'bool',
+    'dkv',
+    'true',
+    'while every voting member is live, the meta shard\'s leader moves replicas of stores created with --replicas, one at a time, until no member hosts two more than another ' +
+      '(false: only dead members\' replicas move). Read on the meta shard\'s leader. DKV only (etcd has no such flag).',
   ),
   spec(
     'unsafe-stale-reads',
@@ -1352,6 +1376,8 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
   const experimentalQuiesce = quiesceGiven && !experimentalLeaseReads;
   const shardSplitBytes = field(() => shardSplitBytesValue(raw), shardSplitBytesDefault);
   const shardSplitQps = field(() => intValue('shard-split-qps', raw, shardSplitQpsDefault, 0, shardSplitQpsMax), shardSplitQpsDefault);
+  const shardReplicaDeadSeconds = field(() => intValue('shard-replica-dead-seconds', raw, shardReplicaDeadSecondsDefault, 0, shardReplicaDeadSecondsMax), shardReplicaDeadSecondsDefault);
+  const shardRebalance = field(() => boolValue('shard-rebalance', raw, true), true);
   const unsafeIgnoreTxnCompare = field(() => boolValue('unsafe-ignore-txn-compare', raw), false);
   if (unsafeIgnoreTxnCompare) warnings.push('--unsafe-ignore-txn-compare: every Txn that writes runs its success branch, whatever its compares say (test only)');
   const noTls: TlsConfig = { certFile: undefined, keyFile: undefined, trustedCaFile: undefined, clientCertAuth: false };
@@ -1395,6 +1421,8 @@ function resolve(raw: RawSettings, configFile: string | undefined, warnings: str
     experimentalQuiesce,
     shardSplitBytes,
     shardSplitQps,
+    shardReplicaDeadSeconds,
+    shardRebalance,
     unsafeIgnoreTxnCompare,
     configFile,
     warnings,

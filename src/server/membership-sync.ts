@@ -16,8 +16,9 @@
  * and a replica move under way (src/engines/meta/stores.ts): the member moved to is added as a
  * learner at once (the move names it: no call is half way), a listed member the group lacks after
  * the same wait as above; a learner is promoted once it holds `learnerReadyRatio` of the leader's
- * log. Once the member moved to votes, the leader finishes the move in the meta shard (the list
- * takes it in the place of the member moved from), and only then, every listed member voting,
+ * log. Once the member moved to votes and is in sync, the leader finishes the move in the meta
+ * shard (the list takes it in the place of the member moved from), and only then, every listed
+ * member voting and a majority of those left in sync,
  * does a member the list no longer names leave the group, one change at a time, once it holds the
  * log up to the commit index (or after the wait, when it does not); a leader that is itself to
  * leave hands its leadership to a listed voter first, and the next leader removes it.
@@ -62,8 +63,9 @@ export type PlacedStep = { readonly change: ConfChangeSingle } | { readonly tran
  * `replicas` (the listed members that are members of the cluster; see the header):
  * removed ids leave first; then a listed member the group lacks is added as a learner; then a
  * listed learner is promoted once `caughtUp` says so (nothing else happens while one catches up);
- * then, every listed member voting, an id the list does not name is removed, the leader itself
- * last and never by itself: it hands leadership to the listed voter `caughtUp` ranks first.
+ * then, every listed member voting, an id the list does not name is removed while the voters left
+ * hold a majority `inSync` (this node counted), the leader itself last and never by itself: it
+ * hands leadership to the first listed voter `inSync`.
  */
 export function nextPlacedChange(
   replicas: readonly number[],
@@ -71,6 +73,7 @@ export function nextPlacedChange(
   config: ConfState,
   self: number,
   caughtUp: (id: number) => boolean,
+  inSync: (id: number) => boolean = caughtUp,
 ): PlacedStep | undefined {
   if (config.votersOutgoing.length > 0) return undefined;
   const voters = new Set(config.voters);
@@ -86,9 +89,15 @@ export function nextPlacedChange(
     return caughtUp(id) ? { change: { type: 'add-voter', nodeId: id } } : undefined;
   }
   const listedSet = new Set(listed);
-  for (const id of members) if (!listedSet.has(id) && id !== self) return { change: { type: 'remove', nodeId: id } };
+  for (const id of members) {
+    if (listedSet.has(id) || id === self) continue;
+    // Only while the voters left hold a majority in sync (this node among them): a new member
+    // that stopped right after its promotion must not leave the group without a quorum.
+    const left = config.voters.filter((v) => v !== id);
+    return 2 * left.filter((v) => v === self || inSync(v)).length > left.length ? { change: { type: 'remove', nodeId: id } } : undefined;
+  }
   if (!listedSet.has(self) && voters.has(self)) {
-    const to = listed.find((id) => voters.has(id) && caughtUp(id));
+    const to = listed.find((id) => voters.has(id) && inSync(id));
     return to === undefined ? undefined : { transferTo: to };
   }
   return undefined;
@@ -121,7 +130,7 @@ export interface MembershipSyncHost {
   readonly self: number;
   /** Whether `id`'s log on `shard` is near enough the leader's to vote (asked where this node leads `shard`). */
   caughtUp(shard: number, id: number): boolean;
-  /** Whether `id` holds `shard`'s log up to the leader's commit index (asked where this node leads `shard`). */
+  /** Whether `id` is heard from lately and holds `shard`'s log up to about the leader's commit index (asked where this node leads `shard`). */
   inSync(shard: number, id: number): boolean;
   /** Asks this node's leadership of `shard` to pass to `to` (done when `to` wins an election). */
   transferLeader(shard: number, to: number): void;
@@ -252,13 +261,23 @@ export class MembershipSync {
       // A shard placed on some members follows its list (of the members the cluster has), and the move under way.
       const known = new Set(list.members.map((m) => m.id));
       const moving = this.host.movingOf(shard);
-      if (moving !== undefined && config.votersOutgoing.length === 0 && config.voters.includes(moving.to)) {
+      // Finished once the member moved to votes, in sync (not one that stopped right after its
+      // promotion), in a group that still holds the member moved from (or it left the cluster).
+      const fromHeld = moving !== undefined && (config.voters.includes(moving.from) || this.isRemoved(list, moving.from) || !known.has(moving.from));
+      if (moving !== undefined && config.votersOutgoing.length === 0 && config.voters.includes(moving.to) && fromHeld && this.host.inSync(shard, moving.to)) {
         this.inStep.delete(shard);
         this.missing.delete(shard);
         return { finishMove: moving };
       }
       const target = moving === undefined || placed.includes(moving.to) ? placed : [...placed, moving.to];
-      const step = nextPlacedChange(target.filter((id) => known.has(id)), (id) => this.isRemoved(list, id), config, this.host.self, (id) => this.host.caughtUp(shard, id));
+      const step = nextPlacedChange(
+        target.filter((id) => known.has(id)),
+        (id) => this.isRemoved(list, id),
+        config,
+        this.host.self,
+        (id) => this.host.caughtUp(shard, id),
+        (id) => this.host.inSync(shard, id),
+      );
       if (step !== undefined && 'transferTo' in step) {
         this.inStep.delete(shard);
         this.missing.delete(shard);

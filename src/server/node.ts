@@ -22,7 +22,7 @@ import { JwtTokens } from './auth/jwt.js';
 import { RateLimiter } from './auth/rate-limit.js';
 import { createAuthService } from './auth/service.js';
 import { SimpleTokens } from './auth/tokens.js';
-import { DEFAULT_STORE_SHARD, META_ABORT_SPLIT_VERSION, type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index.js';
+import { DEFAULT_STORE_SHARD, META_ABORT_SPLIT_VERSION, META_MOVE_VERSION, type Member, type MemberRecord, encodeMemberContext, membersSupport, publishAttributesCommand } from '../engines/meta/index.js';
 import { type Watcher, WatchHub, watchLimits, watcherOwned } from '../engines/watch/index.js';
 import { DkvError, dkvError, errorTable } from '../errors.js';
 import { clientError } from '../error-mapping.js';
@@ -36,7 +36,7 @@ import { createAdminService } from './admin-service.js';
 import { createKvService } from './kv-service.js';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service.js';
 import { createLockService } from './lock-service.js';
-import { clusterQueryRetryElections, grpcOverheadBytes, membershipAddAfterMs, membershipSyncChangeElections, membershipSyncPassElections, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax, storeCreateStaleRequestTimeouts, shardSplitCheckMs, storeRepairElections, forwardedCallRequestTimeouts, forwardedCallTimeoutMsMax } from './limits.js';
+import { clusterQueryRetryElections, grpcOverheadBytes, membershipAddAfterMs, membershipSyncChangeElections, membershipSyncPassElections, placementPassElections, replicaSyncSlackEntries, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax, storeCreateStaleRequestTimeouts, shardSplitCheckMs, storeRepairElections, forwardedCallRequestTimeouts, forwardedCallTimeoutMsMax } from './limits.js';
 import { createMaintenanceService } from './maintenance-service.js';
 import { AutoCompactor } from './auto-compaction.js';
 import { Defragmenter } from './defragment.js';
@@ -56,7 +56,8 @@ import { answerLeaderQuery, learnerProgress, leftGroupAtLeader } from './leader-
 import { MembershipSync } from './membership-sync.js';
 import { OwnRemovalWatch } from './own-removal-watch.js';
 import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log.js';
-import { finishMove, repairStores, splitShard } from './store-admin.js';
+import { finishMove, moveReplica, repairStores, splitShard } from './store-admin.js';
+import { PlacementLoop } from './placement.js';
 import { AutoSplitter, LoadTracker } from './auto-split.js';
 import { StoreGroups } from './store-groups.js';
 
@@ -170,6 +171,8 @@ export class DkvNode {
     this.forwarder === undefined ? Promise.reject(new ShardElsewhereError(shard, replicas)) : this.forwarder.propose(shard, replicas, command);
   private membershipSyncTimer: NodeJS.Timeout | undefined;
   private storeRepairTimer: NodeJS.Timeout | undefined;
+  private placementTimer: NodeJS.Timeout | undefined;
+  private readonly placement: PlacementLoop;
   private storeRepairRunning = false;
   /** The requests this node routes to each store shard (the load --shard-split-qps compares). */
   private readonly loadTracker = new LoadTracker(() => Date.now());
@@ -369,19 +372,34 @@ export class DkvNode {
       proposeChange: (shard, change) => this.router.shard(shard).proposeConfChange({ transition: 'auto', changes: [change], context: new Uint8Array(0) }, { timeoutMs: membershipSyncChangeElections * electionTimeoutMs }),
       self: identity.memberId,
       caughtUp: (shard, id) => {
-        // As MemberPromote's check: the member holds etcd's share of the leader's log.
+        // As MemberPromote's check: the member holds etcd's share of the leader's log (and is heard from).
         const status = this.runtime.status(shard);
-        const match = status.progress?.get(id)?.match ?? 0;
-        return match > 0 && match >= status.lastIndex * learnerReadyRatio;
+        const progress = status.progress?.get(id);
+        return progress !== undefined && progress.recentActive && progress.match > 0 && progress.match >= status.lastIndex * learnerReadyRatio;
       },
       inSync: (shard, id) => {
         const status = this.runtime.status(shard);
-        return (status.progress?.get(id)?.match ?? 0) >= status.commit;
+        const progress = status.progress?.get(id);
+        return progress !== undefined && progress.recentActive && progress.match >= status.commit - replicaSyncSlackEntries;
       },
       transferLeader: (shard, to) => this.runtime.transferLeader(shard, to),
       movingOf: (shard) => metaEngineOf(this.router.meta().machine()).moving().get(shard),
       finishMove: (shard, from, to) => finishMove({ router: this.router, options: { timeoutMs: membershipSyncChangeElections * electionTimeoutMs } }, shard, from, to),
       addAfterMs: membershipAddAfterMs(electionTimeoutMs),
+      now: () => Date.now(),
+      log: { info: (m) => logger.info(m), warn: (m) => logger.warn(m) },
+    });
+    this.placement = new PlacementLoop({
+      leadsMeta: () => this.runtime.hasShard(META_SHARD) && this.runtime.leader(META_SHARD) === identity.memberId,
+      movesSupported: () => this.membersSupportCached(EngineId.Meta, META_MOVE_VERSION),
+      self: identity.memberId,
+      map: () => metaEngineOf(this.router.meta().machine()).shardMap(),
+      moving: () => metaEngineOf(this.router.meta().machine()).moving(),
+      voters: () => this.members().filter((m) => !m.isLearner).map((m) => m.id),
+      connected: () => this.transport.connectedPeers(),
+      move: (move) => moveReplica({ router: this.router, options: { timeoutMs: this.requestTimeoutMs } }, move.shard, move.from, move.to),
+      deadAfterMs: config.shardReplicaDeadSeconds * 1000,
+      rebalance: config.shardRebalance,
       now: () => Date.now(),
       log: { info: (m) => logger.info(m), warn: (m) => logger.warn(m) },
     });
@@ -404,8 +422,11 @@ export class DkvNode {
       },
       dropStorage: (shard) => logStore.dropShard(shard),
       leftGroup: async (shard) => {
-        const own = this.runtime.rawNode(shard).basicStatus().config;
-        if (![...own.voters, ...own.votersOutgoing, ...own.learners, ...own.learnersNext].includes(identity.memberId)) return true;
+        // Nothing stored: it never joined (a move to it replaced before its leader added it). Else
+        // the leader says: this member's own configuration lacking it may only mean it has not
+        // applied its addition yet.
+        const log = logStore.shard(shard);
+        if (log.lastIndex() === 0 && log.snapshot().metadata.index === 0) return true;
         try {
           return await leftGroupAtLeader(this.runtime, this.transport, shard, identity.memberId, electionTimeoutMs);
         } catch {
@@ -554,6 +575,8 @@ export class DkvNode {
       node.membershipSyncTimer.unref();
       node.storeRepairTimer = setInterval(() => node.repairStores(), storeRepairElections * electionTimeoutMsOf(config));
       node.storeRepairTimer.unref();
+      node.placementTimer = setInterval(() => void node.placement.tick(), placementPassElections * electionTimeoutMsOf(config));
+      node.placementTimer.unref();
       node.startAutoSplits();
       void node.membershipSync.poke();
       // A removal in the log tail may have been applied while starting (entries replay on ticks).
@@ -1144,6 +1167,7 @@ export class DkvNode {
     clearInterval(this.tokenSweepTimer);
     clearInterval(this.membershipSyncTimer);
     clearInterval(this.storeRepairTimer);
+    clearInterval(this.placementTimer);
     clearInterval(this.autoSplitTimer);
     this.membershipSync.stop();
     this.autoCompactor.stop();

@@ -14,9 +14,9 @@
  *   writes a founders log for it, which would be a history the group never had) and gets a
  *   snapshot from its leader.
  * - A hosted group of a shard the map places on other members only (a finished replica move took
- *   this member out of its list, or a move to it was replaced) is removed and its storage dropped once this member has left the
- *   group (`leftGroup`: its own configuration, or its leader's, lacks it). Before then it still
- *   votes there, and the group may need it for a quorum; passes run on a timer too, as nothing
+ *   this member out of its list, or a move to it was replaced) is removed and its storage dropped
+ *   once this member has left the group (`leftGroup`: it stored nothing of it, or the group's
+ *   leader's configuration lacks it). Before then it still votes there, and the group may need it for a quorum; passes run on a timer too, as nothing
  *   this member applies tells it when the leader removed it.
  * - A hosted group whose shard has left the map is removed and its storage dropped, but only
  *   when the map has given its id out (`highestShardId`): ids are never reused, so a shard absent
@@ -56,8 +56,9 @@ export interface StoreGroupsHost {
   /** Deletes a removed group's storage (durably). */
   dropStorage(shard: number): Promise<void>;
   /**
-   * Whether this member has left `shard`'s group: its own configuration lacks it, or the group's
-   * leader's, applied at least as far, does (false when that cannot be known now).
+   * Whether this member has left `shard`'s group: it stored nothing of it (never joined), or the
+   * group's leader's configuration, applied at least as far as this member's, lacks it (false
+   * when that cannot be known now).
    */
   leftGroup(shard: number): Promise<boolean>;
   readonly log: { info(message: string): void; warn(message: string): void };
@@ -131,7 +132,9 @@ export class StoreGroups {
       if (hosted.has(shard.id) || splitting.has(shard.id)) continue;
       if (!this.host.stored(shard.id)) {
         const founders = meta.founders(shard.id);
-        if (founders !== undefined && (founders.voters.includes(self) || founders.learners.includes(self))) {
+        // Never for a member only a move names (its group has moved on from the founders' configuration).
+        const inList = shard.replicas.length === 0 || shard.replicas.includes(self);
+        if (inList && founders !== undefined && (founders.voters.includes(self) || founders.learners.includes(self))) {
           const { entries, hardState } = foundersLog(founders);
           await this.host.bootstrap(shard.id, entries, hardState);
           if (this.stopped) return;

@@ -540,6 +540,7 @@ describe('meta engine: replica moves', () => {
     const meta = withPlaced();
     expect(meta.apply(moveReplicaCommand(2, 1, 3, 1), context)).toEqual({ kind: 'stores', shards: [2] });
     expect(meta.shardMap().shard(2)).toMatchObject({ replicas: [1, 2], epoch: 1 });
+    expect(meta.founders(2)).toEqual({ voters: [1, 2], learners: [] });
     expect([...meta.moving()]).toEqual([[2, { from: 1, to: 3 }]]);
     expect(meta.sectionVersion).toBe(META_MOVE_VERSION);
     // A repeat answers the same, whatever the epoch.
@@ -552,8 +553,8 @@ describe('meta engine: replica moves', () => {
     expect(meta.apply(finishMoveCommand(2, 1, 3), context)).toEqual({ kind: 'stores', shards: [2] });
     expect(meta.apply(moveReplicaCommand(2, 1, 3, 1), context)).toEqual({ kind: 'stores', shards: [2] });
     expect(stateOf(meta)).toEqual(after);
-    // The founders record stays: the group's own first configuration.
-    expect(meta.founders(2)).toEqual({ voters: [1, 2], learners: [] });
+    // The founders record goes with the first move finished: nobody founds the group again.
+    expect(meta.founders(2)).toBeUndefined();
   });
 
   it('refuses a move with a stable code and changes nothing', () => {

@@ -197,6 +197,14 @@ describe('nextPlacedChange', () => {
     expect(nextPlacedChange([2, 4], none, conf([1, 2, 4]), 2, all)).toEqual({ change: { type: 'remove', nodeId: 1 } });
   });
 
+  it('removes a member no longer listed only while the voters left hold a majority in sync', () => {
+    // 4 was promoted, then stopped: removing 3 would leave {1, 4} with 4 silent.
+    expect(nextPlacedChange([1, 4], none, conf([1, 3, 4]), 1, all, (id) => id !== 4)).toBeUndefined();
+    expect(nextPlacedChange([1, 4], none, conf([1, 3, 4]), 1, all, all)).toEqual({ change: { type: 'remove', nodeId: 3 } });
+    // A leader leaving hands over only to a listed voter in sync.
+    expect(nextPlacedChange([2, 4], none, conf([1, 2, 4]), 1, all, (id) => id === 4)).toEqual({ transferTo: 4 });
+  });
+
   it('leaves a joint configuration alone, and removes a removed member first', () => {
     expect(nextPlacedChange([1, 2], none, conf([1, 2], [], [1, 3]), 1, all)).toBeUndefined();
     expect(nextPlacedChange([1, 2, 4], (id) => id === 3, conf([1, 2, 3]), 1, all)).toEqual({ change: { type: 'remove', nodeId: 3 } });
@@ -299,7 +307,7 @@ describe('MembershipSync', () => {
     // Finished only once 3 votes; then this node, no longer listed, hands over and never removes itself.
     expect(host.finished).toEqual([{ shard: 5, from: 1, to: 3 }]);
     expect(host.replicas.get(5)).toEqual([2, 3]);
-    expect(host.transfers).toEqual([{ shard: 5, to: 3 }]);
+    expect(host.transfers).toEqual([{ shard: 5, to: 2 }]);
     expect(host.configs.get(5)).toEqual(conf([1, 2, 3]));
   });
 
@@ -314,6 +322,19 @@ describe('MembershipSync', () => {
     expect(host.finished).toEqual([{ shard: 5, from: 2, to: 3 }]);
     expect(host.configs.get(5)).toEqual(conf([1, 3]));
     expect(host.transfers).toEqual([]);
+  });
+
+  it('finishes a move only once the member moved to is in sync', async () => {
+    const { host, sync } = fakeHost({ members: [voter(1), voter(2), voter(3)], removed: [], config: conf([1, 2]), groups: [5] });
+    host.configs.set(5, conf([1, 2, 3]));
+    host.replicas.set(5, [1, 2]);
+    host.moving.set(5, { from: 2, to: 3 });
+    host.lagging.add(3);
+    await sync.poke();
+    expect(host.finished).toEqual([]);
+    host.lagging.delete(3);
+    await sync.poke();
+    expect(host.finished).toEqual([{ shard: 5, from: 2, to: 3 }]);
   });
 
   it('a member moved away that lags behind the commit index leaves only after the wait (it would not learn its requests\' outcome)', async () => {

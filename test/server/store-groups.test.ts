@@ -158,6 +158,17 @@ describe('store groups on a node', () => {
     expect(state.leftAsks).toBe(0);
   });
 
+  it('a founder a move names back starts the group empty, never from the founders log', async () => {
+    // 11 founded shard 2 alone, moved away (its storage dropped), and a move brings it back.
+    const { state, groups } = host(11);
+    state.map = ShardMap.initial(1).mount('users', text('/users/'), [2], [[12]]);
+    state.founders.set(2, { voters: [11], learners: [] });
+    state.moving.set(2, { from: 12, to: 11 });
+    await groups.reconcile();
+    expect(state.hosted.has(2)).toBe(true);
+    expect(state.bootstrapped).toEqual([]);
+  });
+
   it('a replica moved away is kept until this member has left the group, then removed and its storage dropped', async () => {
     const { state, groups } = host(11, { hosted: [2], stored: [2] });
     state.map = ShardMap.initial(1).mount('users', text('/users/'), [2], [[11, 12]]);

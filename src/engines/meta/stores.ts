@@ -288,10 +288,7 @@ type MoveChange = Extract<StoresChange, { kind: 'move' }>;
 /**
  * Starts moving a placed shard's replica from `change.from` to `change.to` (see the header): the
  * move is recorded, the map is left as it is; the outcome is `[shard]`. A repeat of a move
- * started or made already answers the same, whatever the epoch. The founders record stays as it
- * is: a founder that moved away and back, its storage dropped, writes the founders log again,
- * which is the group's own first entries (every founder wrote the same), then gets the rest from
- * the leader. Refused, changing nothing: an unknown shard (`unknown-shard`), a store still
+ * started or made already answers the same, whatever the epoch. Refused, changing nothing: an unknown shard (`unknown-shard`), a store still
  * creating (`unknown-store`), a shard in an unfinished split as parent or child
  * (`split-in-progress`), a shard every member hosts, `from` not listed, `to` listed, or another
  * move not finished from another member (`bad-move`), `to` not a voting member (`unknown-member`),
@@ -326,7 +323,10 @@ function applyMove(mvcc: MvccStore, before: ShardMap, change: MoveChange): Store
 /**
  * Finishes the move of `change.shard` from `change.from` to `change.to` (its group holds `to` as a
  * voter): the list takes `to` in `from`'s place (kept ascending), the epoch rises, the record goes;
- * it is recorded as the shard's last move; the outcome is `[shard]`. Idempotent (the last move
+ * it is recorded as the shard's last move, and the founders record goes: a founder moved away and
+ * back later, its storage dropped, must start the group empty and get it from the leader, not
+ * write the founders log again (a lone founder would elect itself on a history the group left long
+ * ago); the outcome is `[shard]`. Idempotent (the last move
  * finished answers the same); a move not recorded is refused (`bad-move`: it was replaced, or its store dropped).
  */
 function applyFinishMove(mvcc: MvccStore, before: ShardMap, change: Extract<StoresChange, { kind: 'finish-move' }>): StoresOutcome {
@@ -340,6 +340,8 @@ function applyFinishMove(mvcc: MvccStore, before: ShardMap, change: Extract<Stor
   const replicas = [...new Set([...shard.replicas.filter((id) => id !== change.from), change.to])].sort((a, b) => a - b);
   writeMap(mvcc, before.withReplicas(shard.id, replicas));
   mvcc.deleteRange({ key: movingKey(shard.id) });
+  // The group has moved on from its first configuration: no member founds it again (see applyMove).
+  mvcc.deleteRange({ key: foundersKey(shard.id) });
   mvcc.put(movedKey(shard.id), encoder.encode(JSON.stringify({ from: change.from, to: change.to })));
   return { kind: 'ok', shards: [shard.id] };
 }

@@ -1,0 +1,154 @@
+/**
+ * The placement loop: on the meta shard's leader, it keeps the replicas of placed shards (stores
+ * created with a replica count) on live members, and spread evenly, by starting replica moves
+ * (src/engines/meta/stores.ts: MoveReplica; membership-sync.ts carries each out). One move at a
+ * time in the whole cluster: none starts while one is under way, whoever started it.
+ *
+ * - **Re-replication**: a member whose peer link has been down for `deadAfterMs` (counted by this
+ *   leader; a new leader counts afresh) is dead. A shard listing a dead member moves that replica
+ *   to the live voting member that hosts the fewest placed replicas (ties to the lower id), if a
+ *   majority of its list is live (a group without a quorum could not take the new member; its
+ *   data waits for its members to come back).
+ * - A move under way to a member that died since goes to another live member instead.
+ * - **Balance**: with every voting member live, when the most loaded hosts at least two placed
+ *   replicas more than the least loaded, one replica moves from the first to the second (of the
+ *   lowest-id shard that lists the first and not the second). Each move narrows the gap, so the
+ *   loads end at most one apart and the loop stops moving.
+ *
+ * `nextPlacementMove` is pure (a function of the map, the moves under way, the voters and who is
+ * dead or live), so its properties are tested alone; `PlacementLoop` adds the clock and the I/O.
+ */
+import type { ShardMap } from '../cluster/index.js';
+
+export interface PlacementMove {
+  readonly shard: number;
+  readonly from: number;
+  readonly to: number;
+  readonly why: 're-replicate' | 'balance';
+}
+
+/** How many placed replicas each of `voters` hosts in `map`. */
+export function placedLoads(map: ShardMap, voters: readonly number[]): Map<number, number> {
+  const load = new Map<number, number>(voters.map((id) => [id, 0]));
+  for (const shard of map.shards()) for (const id of shard.replicas) if (load.has(id)) load.set(id, load.get(id)! + 1);
+  return load;
+}
+
+/**
+ * The next replica move, if any (see the header). `voters`: the cluster's voting members;
+ * `dead(id)`: down for longer than the grace period; `live(id)`: reachable now (this node, or a
+ * live peer link). While a move is under way, only its replacement when its target died.
+ */
+export function nextPlacementMove(
+  map: ShardMap,
+  moving: ReadonlyMap<number, { readonly from: number; readonly to: number }>,
+  voters: readonly number[],
+  dead: (id: number) => boolean,
+  live: (id: number) => boolean,
+): PlacementMove | undefined {
+  const placed = map.shards().filter((shard) => shard.replicas.length > 0);
+  if (placed.length === 0) return undefined;
+  const load = placedLoads(map, voters);
+  const byLoad = (candidates: readonly number[]): number[] => [...candidates].sort((a, b) => load.get(a)! - load.get(b)! || a - b);
+  const targets = voters.filter((id) => live(id) && !dead(id));
+  if (moving.size > 0) {
+    // A move to a member that died since would never finish: it is sent elsewhere (a move from
+    // the same member to another replaces it), else nothing starts while one is under way.
+    for (const [id, move] of moving) {
+      const shard = map.shard(id);
+      if (shard === undefined || !dead(move.to)) continue;
+      const to = byLoad(targets.filter((t) => !shard.replicas.includes(t) && t !== move.to))[0];
+      if (to !== undefined) return { shard: id, from: move.from, to, why: 're-replicate' };
+    }
+    return undefined;
+  }
+  for (const shard of placed) {
+    const gone = shard.replicas.find((id) => dead(id));
+    if (gone === undefined) continue;
+    const alive = shard.replicas.filter((id) => live(id) && !dead(id)).length;
+    if (2 * alive <= shard.replicas.length) continue;
+    const to = byLoad(targets.filter((id) => !shard.replicas.includes(id)))[0];
+    if (to !== undefined) return { shard: shard.id, from: gone, to, why: 're-replicate' };
+  }
+  if (voters.length < 2 || !voters.every((id) => live(id) && !dead(id))) return undefined;
+  const ordered = byLoad(voters);
+  const least = ordered[0]!;
+  // The most loaded, ties to the higher id (so a tie never picks the least loaded member itself).
+  const most = ordered[ordered.length - 1]!;
+  if (load.get(most)! - load.get(least)! < 2) return undefined;
+  const shard = placed.find((s) => s.replicas.includes(most) && !s.replicas.includes(least));
+  return shard === undefined ? undefined : { shard: shard.id, from: most, to: least, why: 'balance' };
+}
+
+/** What the loop needs of its node. */
+export interface PlacementHost {
+  /** Whether this node leads the meta shard now. */
+  leadsMeta(): boolean;
+  /** Whether every member applies replica moves (none is proposed before). */
+  movesSupported(): boolean;
+  readonly self: number;
+  map(): ShardMap;
+  moving(): ReadonlyMap<number, { readonly from: number; readonly to: number }>;
+  /** The cluster's voting members now. */
+  voters(): readonly number[];
+  /** The members with a live peer link now. */
+  connected(): readonly number[];
+  /** Starts a move (settles once the meta shard recorded it, or fails). */
+  move(move: PlacementMove): Promise<void>;
+  /** How long a member's link must be down before its replicas move elsewhere (0: never). */
+  readonly deadAfterMs: number;
+  /** Whether replicas are moved for balance. */
+  readonly rebalance: boolean;
+  now(): number;
+  readonly log: { info(message: string): void; warn(message: string): void };
+}
+
+export class PlacementLoop {
+  /** Per member, since when this leader has seen no live link to it. */
+  private readonly downSince = new Map<number, number>();
+  private running = false;
+  private lastFailure = '';
+
+  constructor(private readonly host: PlacementHost) {}
+
+  /** One look (called on a timer): at most one move started. */
+  async tick(): Promise<void> {
+    if (this.running) return;
+    if (!this.host.leadsMeta()) {
+      // A new leader counts afresh: it has not watched the links.
+      this.downSince.clear();
+      return;
+    }
+    this.running = true;
+    try {
+      const nowMs = this.host.now();
+      const voters = this.host.voters();
+      const connected = new Set(this.host.connected());
+      const live = (id: number): boolean => id === this.host.self || connected.has(id);
+      for (const id of voters) {
+        if (live(id)) this.downSince.delete(id);
+        else if (!this.downSince.has(id)) this.downSince.set(id, nowMs);
+      }
+      for (const id of this.downSince.keys()) if (!voters.includes(id)) this.downSince.delete(id);
+      if (!this.host.movesSupported()) return;
+      const deadAfterMs = this.host.deadAfterMs;
+      const dead = (id: number): boolean => deadAfterMs > 0 && this.downSince.has(id) && nowMs - this.downSince.get(id)! >= deadAfterMs;
+      const move = nextPlacementMove(this.host.map(), this.host.moving(), voters, dead, live);
+      if (move === undefined || (move.why === 'balance' && !this.host.rebalance)) return;
+      const hex = (id: number): string => id.toString(16);
+      this.host.log.info(
+        move.why === 're-replicate'
+          ? `placement: member ${hex(move.from)} has been unreachable for ${Math.round((nowMs - this.downSince.get(move.from)!) / 1000)} s; moving shard ${move.shard}'s replica to ${hex(move.to)}`
+          : `placement: moving shard ${move.shard}'s replica from ${hex(move.from)} to ${hex(move.to)} to even out the replicas per member`,
+      );
+      await this.host.move(move);
+      this.lastFailure = '';
+    } catch (error) {
+      const reason = `placement: ${error instanceof Error ? error.message : String(error)}`;
+      if (reason !== this.lastFailure) this.host.log.warn(`${reason} (retrying)`);
+      this.lastFailure = reason;
+    } finally {
+      this.running = false;
+    }
+  }
+}

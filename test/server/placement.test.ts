@@ -1,0 +1,167 @@
+/**
+ * The placement loop (src/server/placement.ts): a dead member's replicas move to the least loaded
+ * live voter while a majority of the shard's list is live; with every voter live, replicas move
+ * from the most to the least loaded member until no two differ by more than one (a property over
+ * random placements: it ends, in few moves, each move valid); nothing moves while a move is under
+ * way; the loop counts a member dead only after its link has been down for the grace period, on
+ * the meta shard's leader, and counts afresh after a leadership change.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ShardMap } from '../../src/cluster/index.js';
+import { PlacementLoop, type PlacementMove, nextPlacementMove, placedLoads } from '../../src/server/placement.js';
+
+const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+const none = (): boolean => false;
+const all = (): boolean => true;
+
+/** A store "s" whose shards (ids from 2) are placed on `lists`. */
+function placed(lists: number[][]): ShardMap {
+  return ShardMap.initial(1).mount('s', text('/s/'), lists.map((_, i) => i + 2), lists);
+}
+
+function applied(map: ShardMap, move: PlacementMove): ShardMap {
+  const shard = map.shard(move.shard)!;
+  return map.withReplicas(move.shard, [...shard.replicas.filter((id) => id !== move.from), move.to].sort((a, b) => a - b));
+}
+
+describe('nextPlacementMove', () => {
+  it('moves a dead member\'s replica to the least loaded live voter not listed', () => {
+    const map = placed([[1, 2, 3], [1, 2, 4]]);
+    expect(nextPlacementMove(map, new Map(), [1, 2, 3, 4, 5], (id) => id === 3, (id) => id !== 3)).toEqual({ shard: 2, from: 3, to: 5, why: 're-replicate' });
+    // 5 is dead too: the least loaded live voter not listed is 4.
+    expect(nextPlacementMove(map, new Map(), [1, 2, 3, 4, 5], (id) => id === 3 || id === 5, (id) => id !== 3 && id !== 5)).toEqual({ shard: 2, from: 3, to: 4, why: 're-replicate' });
+  });
+
+  it('leaves a shard without a live majority alone, and moves nothing while a move is under way', () => {
+    expect(nextPlacementMove(placed([[1, 2]]), new Map(), [1, 2, 3], (id) => id === 2, (id) => id !== 2)).toBeUndefined();
+    expect(nextPlacementMove(placed([[1]]), new Map(), [1, 2], (id) => id === 1, (id) => id !== 1)).toBeUndefined();
+    expect(nextPlacementMove(placed([[1, 2, 3]]), new Map([[2, { from: 1, to: 4 }]]), [1, 2, 3, 4], (id) => id === 3, (id) => id !== 3)).toBeUndefined();
+  });
+
+  it('sends a move whose target died to another live member', () => {
+    const map = placed([[1, 2, 3]]);
+    expect(nextPlacementMove(map, new Map([[2, { from: 3, to: 4 }]]), [1, 2, 3, 4, 5], (id) => id === 3 || id === 4, (id) => id !== 3 && id !== 4)).toEqual({ shard: 2, from: 3, to: 5, why: 're-replicate' });
+    expect(nextPlacementMove(map, new Map([[2, { from: 3, to: 4 }]]), [1, 2, 3, 4], (id) => id === 4, (id) => id !== 4)).toBeUndefined();
+  });
+
+  it('balances only while every voter is live', () => {
+    const map = placed([[1], [1], [1]]);
+    expect(nextPlacementMove(map, new Map(), [1, 2], none, all)).toEqual({ shard: 2, from: 1, to: 2, why: 'balance' });
+    expect(nextPlacementMove(map, new Map(), [1, 2], none, (id) => id !== 2)).toBeUndefined();
+    expect(nextPlacementMove(placed([[1], [2]]), new Map(), [1, 2, 3], none, all)).toBeUndefined();
+  });
+
+  it('property: balance moves are valid and end, in few moves, with loads at most one apart', () => {
+    const voterIds = fc.uniqueArray(fc.integer({ min: 1, max: 9 }), { minLength: 2, maxLength: 6 });
+    fc.assert(
+      fc.property(voterIds, fc.array(fc.tuple(fc.integer({ min: 1, max: 3 }), fc.nat()), { minLength: 1, maxLength: 12 }), (voters, shards) => {
+        // Each shard on R voters (R no more than the voters), some of them packed on the first ones.
+        const lists = shards.map(([r, seed]) => {
+          const count = Math.min(r, voters.length);
+          const start = seed % voters.length;
+          return Array.from({ length: count }, (_, i) => voters[(start + i) % voters.length]!).sort((a, b) => a - b);
+        });
+        let map = placed(lists);
+        const moves = lists.reduce((sum, l) => sum + l.length, 0);
+        for (let step = 0; ; step++) {
+          const move = nextPlacementMove(map, new Map(), voters, none, all);
+          if (move === undefined) break;
+          expect(step).toBeLessThan(moves);
+          const shard = map.shard(move.shard)!;
+          expect(shard.replicas).toContain(move.from);
+          expect(shard.replicas).not.toContain(move.to);
+          expect(voters).toContain(move.to);
+          map = applied(map, move);
+        }
+        const loads = [...placedLoads(map, voters).values()];
+        expect(Math.max(...loads) - Math.min(...loads)).toBeLessThanOrEqual(1);
+        // Every shard keeps its replica count.
+        map.shards().filter((s) => s.replicas.length > 0).forEach((s, i) => expect(s.replicas).toHaveLength(lists[i]!.length));
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('PlacementLoop', () => {
+  function loop(options: { rebalance?: boolean } = {}) {
+    const state = {
+      leads: true,
+      nowMs: 0,
+      map: placed([[1, 2, 3]]),
+      connected: [2, 3, 4],
+      moves: [] as PlacementMove[],
+      logs: [] as string[],
+    };
+    const placement = new PlacementLoop({
+      leadsMeta: () => state.leads,
+      movesSupported: () => true,
+      self: 1,
+      map: () => state.map,
+      moving: () => new Map(),
+      voters: () => [1, 2, 3, 4],
+      connected: () => state.connected,
+      move: async (move) => {
+        state.moves.push(move);
+        state.map = applied(state.map, move);
+      },
+      deadAfterMs: 5000,
+      rebalance: options.rebalance ?? true,
+      now: () => state.nowMs,
+      log: { info: (m) => state.logs.push(m), warn: (m) => state.logs.push(`warn: ${m}`) },
+    });
+    return { state, placement };
+  }
+
+  it('counts a member dead only once its link has been down for the grace period, then moves its replica', async () => {
+    const { state, placement } = loop();
+    state.connected = [2, 4];
+    await placement.tick();
+    state.nowMs = 4999;
+    await placement.tick();
+    expect(state.moves).toEqual([]);
+    // Back for a moment: counted afresh.
+    state.connected = [2, 3, 4];
+    await placement.tick();
+    state.connected = [2, 4];
+    state.nowMs = 6000;
+    await placement.tick();
+    state.nowMs = 10_999;
+    await placement.tick();
+    expect(state.moves).toEqual([]);
+    state.nowMs = 11_000;
+    await placement.tick();
+    expect(state.moves).toEqual([{ shard: 2, from: 3, to: 4, why: 're-replicate' }]);
+    expect(state.logs[0]).toMatch(/member 3 has been unreachable for 5 s; moving shard 2's replica to 4/);
+  });
+
+  it('acts only on the meta shard\'s leader, which counts afresh when it leads again', async () => {
+    const { state, placement } = loop();
+    state.connected = [2, 4];
+    await placement.tick();
+    state.leads = false;
+    state.nowMs = 6000;
+    await placement.tick();
+    expect(state.moves).toEqual([]);
+    state.leads = true;
+    await placement.tick();
+    state.nowMs = 10_999;
+    await placement.tick();
+    expect(state.moves).toEqual([]);
+    state.nowMs = 11_000;
+    await placement.tick();
+    expect(state.moves).toHaveLength(1);
+  });
+
+  it('balances unless told not to', async () => {
+    const packed = loop();
+    packed.state.map = placed([[1], [1], [1]]);
+    await packed.placement.tick();
+    expect(packed.state.moves).toEqual([{ shard: 2, from: 1, to: 2, why: 'balance' }]);
+    const still = loop({ rebalance: false });
+    still.state.map = placed([[1], [1], [1]]);
+    await still.placement.tick();
+    expect(still.state.moves).toEqual([]);
+  });
+});
