@@ -610,14 +610,15 @@ export class SimCluster {
     return undefined;
   }
 
-  proposeConfChange(id: number, cc: ConfChange, callback?: (error: RuntimeErrorCode | undefined) => void): 'down' | undefined {
+  proposeConfChange(id: number, cc: ConfChange, callback?: (error: RuntimeErrorCode | undefined) => void, shard: number = this.shards[0]!): 'down' | undefined {
     const runtime = this.runningRuntime(id);
     const changes = cc.changes.map((c) => `${c.type}:${c.nodeId}`).join(',');
-    this.record(`propose-conf-change ${changes} at ${id}: ${runtime === undefined ? 'down' : 'queued'}`);
-    if (runtime === undefined) return 'down';
+    // The first shard's line is as it always was, so recorded seeds keep their trace hashes.
+    this.record(`propose-conf-change ${changes} at ${id}${shard === this.shards[0] ? '' : ` shard=${shard}`}: ${runtime === undefined ? 'down' : 'queued'}`);
+    if (runtime === undefined || !runtime.hasShard(shard)) return 'down';
     const done = (error: RuntimeError | undefined): void => callback?.(error?.code);
     try {
-      runtime.proposeConfChange(this.shards[0]!, cc, {}, done);
+      runtime.proposeConfChange(shard, cc, {}, done);
     } catch (error) {
       if (!(error instanceof RuntimeError)) throw error;
       done(error);

@@ -16,3 +16,4 @@ export {
   prefixEndOf,
 } from './shard-map.js';
 export * from './limits.js';
+export { type GroupChange, type GroupConfigView, type PlacedStep, nextPlacedChange } from './placed-steps.js';

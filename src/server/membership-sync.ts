@@ -29,7 +29,9 @@
  * changes (the next change is a pure function of the two).
  */
 import { type ConfChangeSingle, type ConfState, assert } from '../../raft/index.js';
-import { formatId } from '../cluster/index.js';
+import { formatId, nextPlacedChange } from '../cluster/index.js';
+
+export { nextPlacedChange, type PlacedStep } from '../cluster/index.js';
 
 /** A member as the meta shard records it, for this purpose. */
 export interface RecordedMember {
@@ -51,54 +53,6 @@ export function nextGroupChange(members: readonly RecordedMember[], isRemoved: (
     if (isRemoved(member.id)) continue;
     if (!voters.has(member.id) && !learners.has(member.id)) return { type: member.isLearner ? 'add-learner' : 'add-voter', nodeId: member.id };
     if (!member.isLearner && learners.has(member.id)) return { type: 'add-voter', nodeId: member.id };
-  }
-  return undefined;
-}
-
-/** What to do next to a placed shard's group: a configuration change, or a leadership transfer. */
-export type PlacedStep = { readonly change: ConfChangeSingle } | { readonly transferTo: number };
-
-/**
- * The next step that brings a placed shard's group (`config`, led by `self`) to its replica list
- * `replicas` (the listed members that are members of the cluster; see the header):
- * removed ids leave first; then a listed member the group lacks is added as a learner; then a
- * listed learner is promoted once `caughtUp` says so (nothing else happens while one catches up);
- * then, every listed member voting, an id the list does not name is removed while the voters left
- * hold a majority `inSync` (this node counted), the leader itself last and never by itself: it
- * hands leadership to the first listed voter `inSync`.
- */
-export function nextPlacedChange(
-  replicas: readonly number[],
-  isRemoved: (id: number) => boolean,
-  config: ConfState,
-  self: number,
-  caughtUp: (id: number) => boolean,
-  inSync: (id: number) => boolean = caughtUp,
-): PlacedStep | undefined {
-  if (config.votersOutgoing.length > 0) return undefined;
-  const voters = new Set(config.voters);
-  const learners = new Set(config.learners);
-  const members = [...learners, ...voters].sort((a, b) => a - b);
-  for (const id of members) {
-    if (isRemoved(id) && !(voters.has(id) && voters.size === 1)) return { change: { type: 'remove', nodeId: id } };
-  }
-  const listed = [...replicas].filter((id) => !isRemoved(id)).sort((a, b) => a - b);
-  for (const id of listed) if (!voters.has(id) && !learners.has(id)) return { change: { type: 'add-learner', nodeId: id } };
-  for (const id of listed) {
-    if (!learners.has(id)) continue;
-    return caughtUp(id) ? { change: { type: 'add-voter', nodeId: id } } : undefined;
-  }
-  const listedSet = new Set(listed);
-  for (const id of members) {
-    if (listedSet.has(id) || id === self) continue;
-    // Only while the voters left hold a majority in sync (this node among them): a new member
-    // that stopped right after its promotion must not leave the group without a quorum.
-    const left = config.voters.filter((v) => v !== id);
-    return 2 * left.filter((v) => v === self || inSync(v)).length > left.length ? { change: { type: 'remove', nodeId: id } } : undefined;
-  }
-  if (!listedSet.has(self) && voters.has(self)) {
-    const to = listed.find((id) => voters.has(id) && inSync(id));
-    return to === undefined ? undefined : { transferTo: to };
   }
   return undefined;
 }

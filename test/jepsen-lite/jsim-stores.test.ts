@@ -1,6 +1,6 @@
 /**
- * The simulator's stores workload (jepsen-lite/sim/jepsen/stores.ts): stores created, split and
- * dropped on key prefixes through the store-admin steps while clients routed by their node's own meta map
+ * The simulator's stores workload (jepsen-lite/sim/jepsen/stores.ts): stores created, split,
+ * their placed shards' replicas moved, and dropped on key prefixes through the store-admin steps while clients routed by their node's own meta map
  * read and write keys under the prefixes and outside them, under faults. Every seed must check
  * out (linearizable registers with drops as deletes, no acknowledged write lost, Raft safety of
  * every group, groups in step with the map, replicas converged); breaking the protocol on purpose
@@ -16,7 +16,7 @@ const durationMs = 4000;
 const mutationSeedsMax = 40;
 
 /** Every fourth seed runs five nodes, every other one a swarm plan. */
-function seedRun(seed: number, unsafe?: { skipCede?: boolean; ownsEveryKey?: boolean; splitChildEmpty?: boolean; noSplitAbort?: boolean }): StoreSimResult {
+function seedRun(seed: number, unsafe?: { skipCede?: boolean; ownsEveryKey?: boolean; splitChildEmpty?: boolean; noSplitAbort?: boolean; moveAtOnce?: boolean }): StoreSimResult {
   return runStoreSim({ seed, nodes: seed % 4 === 3 ? 5 : 3, durationMs, swarm: seed % 2 === 1, ...(unsafe === undefined ? {} : { unsafe }) });
 }
 
@@ -28,7 +28,7 @@ function describeFailure(r: StoreSimResult): string {
 
 function runSeeds(first: number, count: number): void {
   const failures: string[] = [];
-  const totals = { ok: 0, okInStores: 0, created: 0, placed: 0, forwarded: 0, dropped: 0, splits: 0, splitsUndone: 0, notOwned: 0, prefixInUse: 0, abandoned: 0, faults: 0, transfers: 0, transfersChangedLeader: 0, storeGroupTransfers: 0 };
+  const totals = { ok: 0, okInStores: 0, created: 0, placed: 0, forwarded: 0, moves: 0, movesFinished: 0, dropped: 0, splits: 0, splitsUndone: 0, notOwned: 0, prefixInUse: 0, abandoned: 0, faults: 0, transfers: 0, transfersChangedLeader: 0, storeGroupTransfers: 0 };
   const began = performance.now();
   for (let seed = first; seed < first + count; seed++) {
     const r = seedRun(seed);
@@ -38,6 +38,8 @@ function runSeeds(first: number, count: number): void {
     totals.created += r.stats.storesCreated;
     totals.placed += r.stats.storesPlaced;
     totals.forwarded += r.stats.forwarded;
+    totals.moves += r.stats.moves;
+    totals.movesFinished += r.stats.movesFinished;
     totals.dropped += r.stats.storesDropped;
     totals.splits += r.stats.splits;
     totals.splitsUndone += r.stats.splitsUndone;
@@ -60,6 +62,10 @@ function runSeeds(first: number, count: number): void {
   // Stores were placed on some nodes only, and requests for their shards forwarded to a replica.
   expect(totals.placed).toBeGreaterThan(count / 4);
   expect(totals.forwarded).toBeGreaterThan(count);
+  // Placed shards' replicas were moved under faults (a learner caught up, promoted, the map
+  // changed, the old replica removed), some of them finished before their store was dropped.
+  expect(totals.moves).toBeGreaterThan(count / 4);
+  expect(totals.movesFinished).toBeGreaterThan(count / 10);
   // Stores' shards were split online (each split finished: applied by the parent, finished in the map).
   expect(totals.splits).toBeGreaterThan(count / 2);
   // Splits raced by a lease granted in the parent were refused there and undone in the map.
@@ -92,7 +98,7 @@ describe('jepsen sim, stores workload', () => {
   });
 
   // The checks can fail: each protocol broken on purpose is found within a few seeds.
-  for (const unsafe of [{ skipCede: true }, { ownsEveryKey: true }, { splitChildEmpty: true }, { noSplitAbort: true }]) {
+  for (const unsafe of [{ skipCede: true }, { ownsEveryKey: true }, { splitChildEmpty: true }, { noSplitAbort: true }, { moveAtOnce: true }]) {
     it(`breaking the protocol (${Object.keys(unsafe)[0]}) is caught`, () => {
       let caught: StoreSimResult | undefined;
       for (let seed = seedsFirst; seed < seedsFirst + mutationSeedsMax && caught === undefined; seed++) {

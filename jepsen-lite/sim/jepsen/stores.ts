@@ -24,6 +24,15 @@
  *   peer link (not across a partition), to a replica, which serves it by its own map
  *   (src/server/forwarding.ts), and so do admins' steps on such shards (store-admin.ts's
  *   proposeOn); a repair asks a replica whether a drop retired such a shard.
+ * - **Movers** (one per store, a lane of their own) move a replica of one of the store's placed
+ *   shards, from a listed node to one that never hosted it (the simulator never starts a group
+ *   again on a node that removed it), as store-admin.ts's moveReplica does: the meta shard records
+ *   the move; each node's reconcile then carries out src/server/membership-sync.ts's rules on the
+ *   placed groups it leads (`nextPlacedChange`, shared with the server: the target added as a
+ *   learner, promoted once caught up, the move finished once it votes in sync, a member no longer
+ *   listed removed while a majority of the voters left is in sync, a leaving leader handing over),
+ *   a move's target starts the group empty, and a node moved away removes its group once the
+ *   group's leader no longer holds it (store-groups.ts).
  * - **Clients** route each request by the routing map of the node they call (its applied meta
  *   state, which may lag), to the shard it names: writes are proposed there (a `not-owned`
  *   outcome is a definite failure); reads go through ReadIndex and are answered only if the shard
@@ -35,12 +44,14 @@
  * the prefix had been ceded to that store — otherwise the store never held a key); after healing
  * the half-done changes are finished, every key is read once more and that read returns the last
  * acknowledged write unless a delete or a drop came after it; every group's Raft safety; every
- * node hosts exactly the groups of the map; every live group's replicas converge.
+ * node hosts exactly the groups of the map, with no move left under way; every live group's
+ * replicas converge.
  */
 import { RaftAssertionError, SeededPrng } from '../../../raft/index.js';
 import { prefixEnd } from '../../../storage/index.js';
 import { type EngineCommand, type OwnershipOutcome, cedeCommand, ownsEveryKey, reclaimCommand, retireCommand, splitCommand } from '../../../src/engines/index.js';
-import { type MetaOutcome, abortSplitCommand, activateStoreCommand, dropStoreCommand, finishSplitCommand, mountStoreCommand, splitShardCommand } from '../../../src/engines/meta/index.js';
+import { type MetaOutcome, abortSplitCommand, activateStoreCommand, dropStoreCommand, finishMoveCommand, finishSplitCommand, moveReplicaCommand, mountStoreCommand, splitShardCommand } from '../../../src/engines/meta/index.js';
+import { nextPlacedChange } from '../../../src/cluster/index.js';
 import { grantCommand, revokeCommand } from '../../../src/engines/lease/index.js';
 import { kvOutcome } from '../../../src/engines/kv/index.js';
 import { type RuntimeErrorCode, type ShardStateMachine, StateMachineHaltError, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../../../src/runtime/index.js';
@@ -72,6 +83,8 @@ export interface StoreSimOptions {
     readonly splitChildEmpty?: boolean;
     /** A split its parent refused after the map recorded it stays recorded (nobody undoes it). */
     readonly noSplitAbort?: boolean;
+    /** A replica move finishes as soon as it is recorded, and the node moved from drops its replica at once (no learner, no wait to leave). */
+    readonly moveAtOnce?: boolean;
   };
   readonly trace?: boolean;
 }
@@ -88,6 +101,9 @@ export interface StoreSimStats {
   readonly storesPlaced: number;
   /** Requests (clients' and admins' steps) a node forwarded to a replica of a shard it does not host. */
   readonly forwarded: number;
+  /** Replica moves the meta shard recorded (MoveReplica), and those finished (FinishMove applied). */
+  readonly moves: number;
+  readonly movesFinished: number;
   readonly storesDropped: number;
   /** Splits finished (the parent applied its Split and the meta shard finished it). */
   readonly splits: number;
@@ -151,6 +167,13 @@ const splitLeaseTtlSeconds = 2;
 /** A splitter waits this long between two splits, uniform in [min, max] simulated ms. */
 const splitGapMsMin = 300;
 const splitGapMsMax = 1500;
+/** A mover waits this long between two replica moves of its store, uniform in [min, max] simulated ms. */
+const moveGapMsMin = 100;
+const moveGapMsMax = 400;
+/** As the server's learnerReadyRatio: a learner is promoted once it holds this share of the leader's log. */
+const learnerReadyRatio = 0.9;
+/** As the server's replicaSyncSlackEntries. */
+const replicaSyncSlackEntries = 64;
 /** An admin gives up on a step's answer after this long, then retries it elsewhere or abandons. */
 const adminStepTimeoutMs = clientTimeoutMs + 2 * clientLinkDelayMsMax;
 /** Percent of creates that first delete the keys under the prefix (a cede needs none there). */
@@ -209,7 +232,7 @@ class Run {
   readonly ceded = new Set<number>();
   issueUntil = Number.POSITIVE_INFINITY;
   adminsUntil = Number.POSITIVE_INFINITY;
-  readonly counts = { notOwned: 0, created: 0, dropped: 0, prefixInUse: 0, abandoned: 0, splits: 0, splitsUndone: 0, forwarded: 0, placed: 0 };
+  readonly counts = { notOwned: 0, created: 0, dropped: 0, prefixInUse: 0, abandoned: 0, splits: 0, splitsUndone: 0, forwarded: 0, placed: 0, moves: 0, movesFinished: 0 };
   private readonly nodeIds: number[];
   /** Groups a node is bootstrapping (`node/incarnation/shard`): not started twice. */
   private readonly bootstrapping = new Set<string>();
@@ -231,6 +254,8 @@ class Run {
     private readonly splitRandom: SeededPrng,
     /** Placement's own draws (how many replicas a mount asks, which replica a forward goes to). */
     readonly placementRandom: SeededPrng,
+    /** The movers' own draws (which replica moves where, and when). */
+    readonly moveRandom: SeededPrng,
   ) {
     this.nodeIds = [...cluster.nodes.keys()].sort((a, b) => a - b);
   }
@@ -258,9 +283,18 @@ class Run {
     const meta = metaEngineOf(machine);
     const map = meta.shardMap();
     const splitting = meta.splitting();
+    const moving = meta.moving();
     for (const shard of map.shards()) {
-      if (fixedShards.includes(shard.id) || (shard.replicas.length > 0 && !shard.replicas.includes(node.id))) continue;
+      const movingHere = moving.get(shard.id)?.to === node.id;
+      if (fixedShards.includes(shard.id) || (shard.replicas.length > 0 && !shard.replicas.includes(node.id) && !movingHere)) continue;
       if (runtime.hasShard(shard.id)) continue;
+      // A member a move names starts the group empty (never from the founders log): its leader adds it.
+      if (movingHere) {
+        if (node.disk.shards().includes(shard.id) || node.removedShards.has(shard.id)) continue;
+        this.cluster.record(`add-shard ${node.id} shard=${shard.id} (a move's target, empty)`);
+        runtime.addShard(shard.id);
+        continue;
+      }
       // A child still splitting: the parent's Split makes it here.
       if (splitting.has(shard.id)) continue;
       // Stored but not hosted: a restart adds it (the simulator's boot), a bootstrap in flight adds it when durable.
@@ -283,9 +317,74 @@ class Run {
       this.cluster.createShard(shard.id, [node.id], founders.voters);
     }
     for (const id of runtime.shardIds()) {
-      if (fixedShards.includes(id) || map.shard(id) !== undefined || id > map.highestShardId) continue;
+      if (fixedShards.includes(id)) continue;
+      const shard = map.shard(id);
+      if (shard !== undefined && shard.replicas.length > 0 && !shard.replicas.includes(node.id) && moving.get(id)?.to !== node.id) {
+        // Moved away: removed once out of the group, as its leader's configuration says.
+        if (this.leftGroup(node, id)) this.cluster.removeShard(id, [node.id]);
+        continue;
+      }
+      if (shard !== undefined || id > map.highestShardId) continue;
       this.cluster.removeShard(id, [node.id]);
     }
+    for (const shard of map.shards()) if (shard.replicas.length > 0 && runtime.hasShard(shard.id) && runtime.leader(shard.id) === node.id) this.placedStep(node, shard.id, shard.replicas, moving.get(shard.id));
+  }
+
+  /** Whether `node` has left group `shard`: it stored nothing of it, or the group's leader (reachable, applied as far) lacks it. */
+  private leftGroup(node: SimNode, shard: number): boolean {
+    if (this.moveAtOnce) return true;
+    const raft = node.runtime!.rawNode(shard).raft;
+    if (raft.log.lastIndex() === 0) return true;
+    const leader = this.cluster.leader(shard);
+    if (leader === undefined || leader.id === node.id || this.cluster.network.isCut(node.id, leader.id) || this.cluster.network.isCut(leader.id, node.id)) return false;
+    const status = leader.runtime!.rawNode(shard).basicStatus();
+    const config = status.config;
+    const inConfig = [...config.voters, ...config.votersOutgoing, ...config.learners, ...config.learnersNext].includes(node.id);
+    return status.applied >= (node.machine(shard)?.appliedIndex ?? 0) && !inConfig;
+  }
+
+  /** Per node and group, a membership step in flight (one at a time, as membership-sync.ts). */
+  private readonly stepping = new Set<string>();
+
+  /** src/server/membership-sync.ts's rules for a placed group this node leads: one step toward its list and the move under way. */
+  private placedStep(node: SimNode, shard: number, replicas: readonly number[], moving: { readonly from: number; readonly to: number } | undefined): void {
+    const key = `${node.id}/${node.incarnation}/${shard}`;
+    if (this.stepping.has(key)) return;
+    const runtime = node.runtime!;
+    const status = runtime.status(shard);
+    const config = status.config;
+    const progress = (id: number) => status.progress?.get(id);
+    const caughtUp = (id: number): boolean => {
+      const p = progress(id);
+      return p !== undefined && p.recentActive && p.match > 0 && p.match >= status.lastIndex * learnerReadyRatio;
+    };
+    const inSync = (id: number): boolean => {
+      const p = progress(id);
+      return p !== undefined && p.recentActive && p.match >= status.commit - replicaSyncSlackEntries;
+    };
+    const done = (): void => {
+      this.cluster.at(reconcileEveryMs, `placed step done n${node.id} shard ${shard}`, () => this.stepping.delete(key));
+    };
+    if (moving !== undefined && config.votersOutgoing.length === 0 && config.voters.includes(moving.to) && config.voters.includes(moving.from) && inSync(moving.to)) {
+      this.stepping.add(key);
+      this.cluster.record(`finish-move shard=${shard} ${moving.from}->${moving.to} at ${node.id}`);
+      if (this.cluster.submit(node.id, metaShard, finishMoveCommand(shard, moving.from, moving.to), (code, outcome) => {
+        if (code === undefined && (outcome as MetaOutcome | undefined)?.kind === 'stores') this.counts.movesFinished++;
+        done();
+      }) === 'down') done();
+      return;
+    }
+    const target = moving === undefined || replicas.includes(moving.to) ? replicas : [...replicas, moving.to];
+    const step = nextPlacedChange(target, () => false, config, node.id, caughtUp, inSync);
+    if (step === undefined) return;
+    if ('transferTo' in step) {
+      this.cluster.transferLeader(node.id, step.transferTo, shard);
+      return;
+    }
+    // A member moved away leaves once in sync (or, as the server does after a wait, when it is not: here once it is down or cut off).
+    if (step.change.type === 'remove' && !inSync(step.change.nodeId) && this.cluster.nodes.get(step.change.nodeId)?.status === 'up') return;
+    this.stepping.add(key);
+    if (this.cluster.proposeConfChange(node.id, { transition: 'auto', changes: [step.change], context: new Uint8Array(0) }, () => done(), shard) === 'down') done();
   }
 
   /** Whether every up node hosts exactly the map's groups (its own map), and every node applied the same meta state. */
@@ -295,7 +394,9 @@ class Run {
       const machine = node.machine(metaShard);
       if (machine === undefined) return `n${node.id} is down`;
       hashes.add(machine.hash());
-      const map = metaEngineOf(machine).shardMap();
+      const meta = metaEngineOf(machine);
+      if (meta.moving().size > 0) return `n${node.id}'s map has moves under way: ${[...meta.moving()].map(([id, m]) => `shard ${id} ${m.from}->${m.to}`).join(', ')}`;
+      const map = meta.shardMap();
       const placedHere = map.shards().filter((s) => s.replicas.length === 0 || s.replicas.includes(node.id));
       const want = [...new Set([...fixedShards, ...placedHere.map((s) => s.id)])].sort((a, b) => a - b);
       const have = node.runtime!.shardIds().sort((a, b) => a - b);
@@ -466,6 +567,16 @@ class Run {
   startAdmins(): void {
     for (const store of stores) this.scheduleAdmin(store);
     for (const store of stores) this.scheduleSplitter(store);
+    for (const store of stores) this.scheduleMover(store);
+  }
+
+  /** A mover's lane: now and then, one replica of one of the store's placed shards moves to a node that never hosted it. */
+  private scheduleMover(store: (typeof stores)[number]): void {
+    const gap = moveGapMsMin + this.moveRandom.nextInt(moveGapMsMax - moveGapMsMin + 1);
+    this.cluster.at(gap, `mover ${store.name}`, () => {
+      if (this.cluster.now >= this.adminsUntil) return;
+      new AdminFlow(this, store.name, bytes(store.prefix), this.moveRandom, true, () => this.scheduleMover(store)).move();
+    });
   }
 
   /** A splitter's lane: now and then, a split of the store's shard that holds `<prefix>2`. */
@@ -509,6 +620,10 @@ class Run {
 
   get noSplitAbort(): boolean {
     return this.unsafe?.noSplitAbort === true;
+  }
+
+  get moveAtOnce(): boolean {
+    return this.unsafe?.moveAtOnce === true;
   }
 
   /** A lease id for a splitter's race (each run's own, never 0). */
@@ -807,6 +922,31 @@ class AdminFlow {
     });
   }
 
+  /** A replica move (store-admin.ts's moveReplica): of a placed shard of this store, from a listed node to one that never hosted it. */
+  move(): void {
+    this.readMeta((node) => {
+      const meta = metaEngineOf(node.machine(metaShard)!);
+      const map = meta.shardMap();
+      if (map.store(this.name) === undefined || meta.creatingStores().has(this.name)) return this.end();
+      const splitting = meta.splitting();
+      const moving = meta.moving();
+      const candidates = map.shardsOf(this.name).filter((s) => s.replicas.length > 0 && !moving.has(s.id) && !splitting.has(s.id) && ![...splitting.values()].some((r) => r.parent === s.id));
+      if (candidates.length === 0) return this.end();
+      const shard = candidates[this.random.nextInt(candidates.length)]!;
+      // The simulator never starts a group again on a node that removed it: a move goes to a node that never hosted it.
+      const targets = [...this.c.nodes.keys()].filter((id) => !shard.replicas.includes(id) && !this.c.nodes.get(id)!.removedShards.has(shard.id) && !this.c.hosts(shard.id).includes(id));
+      if (targets.length === 0) return this.end();
+      const from = shard.replicas[this.random.nextInt(shard.replicas.length)]!;
+      const to = targets[this.random.nextInt(targets.length)]!;
+      this.step(`move ${shard.id} ${from}->${to}`, metaShard, moveReplicaCommand(shard.id, from, to, shard.epoch), (outcome) => {
+        if ((outcome as MetaOutcome).kind !== 'stores') return this.end();
+        this.run.counts.moves++;
+        if (!this.run.moveAtOnce) return this.end();
+        this.step(`finish move ${shard.id} at once`, metaShard, finishMoveCommand(shard.id, from, to), () => this.end());
+      });
+    });
+  }
+
   /** repairStores for this store: reclaim the prefix from a store dropped since; finish a store left creating. */
   repair(): void {
     this.readMeta((node) => {
@@ -950,6 +1090,7 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
   const nemesisRandom = master.fork();
   const splitRandom = master.fork();
   const placementRandom = master.fork();
+  const moveRandom = master.fork();
   let run: Run | undefined;
   const cluster = jepsenCluster({
     seed: options.seed,
@@ -976,7 +1117,7 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
       }
     },
   });
-  run = new Run(cluster, clientRandom, adminRandom, options.unsafe, splitRandom, placementRandom);
+  run = new Run(cluster, clientRandom, adminRandom, options.unsafe, splitRandom, placementRandom, moveRandom);
   const nemesis = new Nemesis(cluster, plan, nemesisRandom, { crash: (node) => cluster.crash(node), restart: (node) => cluster.restart(node) });
 
   let failure: string | undefined;
@@ -1029,6 +1170,8 @@ export function runStoreSim(options: StoreSimOptions): StoreSimResult {
       storesCreated: run.counts.created,
       storesPlaced: run.counts.placed,
       forwarded: run.counts.forwarded,
+      moves: run.counts.moves,
+      movesFinished: run.counts.movesFinished,
       storesDropped: run.counts.dropped,
       splits: run.counts.splits,
       splitsUndone: run.counts.splitsUndone,
