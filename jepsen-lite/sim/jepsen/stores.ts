@@ -51,7 +51,7 @@ import { RaftAssertionError, SeededPrng } from '../../../raft/index.js';
 import { prefixEnd } from '../../../storage/index.js';
 import { type EngineCommand, type OwnershipOutcome, cedeCommand, ownsEveryKey, reclaimCommand, retireCommand, splitCommand } from '../../../src/engines/index.js';
 import { type MetaOutcome, abortSplitCommand, activateStoreCommand, dropStoreCommand, finishMoveCommand, finishSplitCommand, moveReplicaCommand, mountStoreCommand, splitShardCommand } from '../../../src/engines/meta/index.js';
-import { nextPlacedChange } from '../../../src/cluster/index.js';
+import { nextPlacedChange } from '../../../src/cluster/model.js';
 import { grantCommand, revokeCommand } from '../../../src/engines/lease/index.js';
 import { kvOutcome } from '../../../src/engines/kv/index.js';
 import { type RuntimeErrorCode, type ShardStateMachine, StateMachineHaltError, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../../../src/runtime/index.js';
