@@ -650,7 +650,7 @@ const flagSpecs: readonly FlagSpec[] = [
     'dkv',
     String(shardReplicaDeadSecondsDefault),
     'a member whose peer link has been down this many seconds, as the meta shard\'s leader sees it, is dead: each replica it holds of a store created with --replicas ' +
-      'moves to the live member hosting the fewest (a learner, caught up, promoted, then the dead member removed), one shard at a time, while a majority of the shard\'s replicas is live (0: never). ' +
+      'moves to the live member hosting the fewest (a learner, caught up, promoted, then the dead member removed), while a majority of the shard\'s replicas is live (0: never). ' +
       'Read on the meta shard\'s leader. DKV only (etcd has no such flag).',
   ),
   spec(
@@ -659,7 +659,7 @@ const flagSpecs: readonly FlagSpec[] = [
     'dkv',
     'true',
     'while every voting member is live, the meta shard\'s leader moves replicas of stores created with --replicas, one at a time, until no member hosts two more than another ' +
-      '(false: only dead members\' replicas move). Read on the meta shard\'s leader. DKV only (etcd has no such flag).',
+      '(false: only dead members\' replicas move; set it on every member before emptying one by hand). Read on the meta shard\'s leader. DKV only (etcd has no such flag).',
   ),
   spec(
     'unsafe-stale-reads',

@@ -149,11 +149,6 @@ export const autoCompactionPeriodicCheckMsMin = 100;
 
 /** The meta shard's leader looks for store changes nobody finished (store-admin.ts's repairStores) every this many election timeouts. */
 export const storeRepairElections = 10;
-/**
- * Entries a member's log may be behind its group leader's commit index and still count as in sync
- * for a replica move (membership-sync.ts): the entries on their way to it under steady writes.
- */
-export const replicaSyncSlackEntries = 64;
 /** Election timeouts between two looks of the placement loop on the meta shard's leader (placement.ts): at most one move starts per look. */
 export const placementPassElections = 1;
 

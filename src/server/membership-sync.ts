@@ -16,9 +16,11 @@
  * and a replica move under way (src/engines/meta/stores.ts): the member moved to is added as a
  * learner at once (the move names it: no call is half way), a listed member the group lacks after
  * the same wait as above; a learner is promoted once it holds `learnerReadyRatio` of the leader's
- * log. Once the member moved to votes and is in sync, the leader finishes the move in the meta
+ * log. Once the member moved to votes (for an election timeout, so one that stopped right after
+ * its promotion is no longer counted as heard from) and is in sync, the leader finishes the move in the meta
  * shard (the list takes it in the place of the member moved from), and only then, every listed
- * member voting and a majority of those left in sync,
+ * member voting and a majority of those left in sync (heard from lately, holding the log up to the
+ * commit index),
  * does a member the list no longer names leave the group, one change at a time, once it holds the
  * log up to the commit index (or after the wait, when it does not); a leader that is itself to
  * leave hands its leadership to a listed voter first, and the next leader removes it.
@@ -84,8 +86,13 @@ export interface MembershipSyncHost {
   readonly self: number;
   /** Whether `id`'s log on `shard` is near enough the leader's to vote (asked where this node leads `shard`). */
   caughtUp(shard: number, id: number): boolean;
-  /** Whether `id` is heard from lately and holds `shard`'s log up to about the leader's commit index (asked where this node leads `shard`). */
+  /** Whether `id` is heard from lately and holds `shard`'s log up to the leader's commit index (asked where this node leads `shard`). */
   inSync(shard: number, id: number): boolean;
+  /**
+   * How long a move's new member must have been a voter before the move is finished (an election
+   * timeout: a member that stopped right after its promotion is no longer counted as heard from).
+   */
+  readonly promotionSettleMs: number;
   /** Asks this node's leadership of `shard` to pass to `to` (done when `to` wins an election). */
   transferLeader(shard: number, to: number): void;
   /** The replica move of `shard` under way, read with `members()` at the same meta version. */
@@ -136,6 +143,8 @@ export class MembershipSync {
    */
   private readonly inStep = new Map<number, { readonly metaVersion: number; readonly config: ConfState }>();
   private list: MemberList | undefined;
+  /** Per group, the member a move adds and since when this node has seen it vote. */
+  private readonly votingSince = new Map<number, { readonly id: number; readonly sinceMs: number }>();
 
   constructor(private readonly host: MembershipSyncHost) {}
 
@@ -218,7 +227,11 @@ export class MembershipSync {
       // Finished once the member moved to votes, in sync (not one that stopped right after its
       // promotion), in a group that still holds the member moved from (or it left the cluster).
       const fromHeld = moving !== undefined && (config.voters.includes(moving.from) || this.isRemoved(list, moving.from) || !known.has(moving.from));
-      if (moving !== undefined && config.votersOutgoing.length === 0 && config.voters.includes(moving.to) && fromHeld && this.host.inSync(shard, moving.to)) {
+      const voting = moving !== undefined && config.votersOutgoing.length === 0 && config.voters.includes(moving.to);
+      if (!voting) this.votingSince.delete(shard);
+      else if (this.votingSince.get(shard)?.id !== moving.to) this.votingSince.set(shard, { id: moving.to, sinceMs: this.host.now() });
+      const settled = voting && this.host.now() - this.votingSince.get(shard)!.sinceMs >= this.host.promotionSettleMs;
+      if (voting && settled && fromHeld && this.host.inSync(shard, moving.to)) {
         this.inStep.delete(shard);
         this.missing.delete(shard);
         return { finishMove: moving };
@@ -309,8 +322,9 @@ export class MembershipSync {
 
   /** Drops what was kept of groups no longer hosted (a dropped store's). */
   private forgetGone(groups: readonly number[]): void {
-    if (this.inStep.size === 0 && this.missing.size === 0) return;
+    if (this.inStep.size === 0 && this.missing.size === 0 && this.votingSince.size === 0) return;
     const hosted = new Set(groups);
+    for (const shard of this.votingSince.keys()) if (!hosted.has(shard)) this.votingSince.delete(shard);
     for (const shard of this.inStep.keys()) if (!hosted.has(shard)) this.inStep.delete(shard);
     for (const shard of this.missing.keys()) if (!hosted.has(shard)) this.missing.delete(shard);
   }

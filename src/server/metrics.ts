@@ -331,6 +331,8 @@ export interface ServerMetrics {
   readonly shardLeaderChanges: Counter;
   readonly shardSplits: Counter;
   readonly shardAutoSplits: Counter;
+  readonly placementMoves: Counter;
+  readonly replicaMovesFinished: Counter;
   /** Gauges, as in etcd: the committed and applied indexes summed over local shards. */
   readonly proposalsCommitted: Gauge;
   readonly proposalsApplied: Gauge;
@@ -398,6 +400,15 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
       name: 'dkv_shard_auto_splits_total',
       help: 'Splits this node made on its own (--shard-split-bytes, --shard-split-qps), by reason: size or load.',
       labelNames: ['reason'],
+    }),
+    placementMoves: registry.counter({
+      name: 'dkv_shard_placement_moves_total',
+      help: "Replica moves this node's placement loop started while leading the meta shard, by reason: re-replicate (a dead member's replica), redirect (a move whose target died), balance.",
+      labelNames: ['reason'],
+    }),
+    replicaMovesFinished: registry.counter({
+      name: 'dkv_shard_replica_moves_finished_total',
+      help: "Replica moves this node finished in the meta shard while leading the moved shard's group (the map then lists the new member).",
     }),
     proposalsCommitted: registry.gauge({
       name: 'etcd_server_proposals_committed_total',

@@ -36,7 +36,7 @@ import { createAdminService } from './admin-service.js';
 import { createKvService } from './kv-service.js';
 import { LeaseIdGenerator, createLeaseService, grantLease, leaseTtlSecondsMinFor } from './lease-service.js';
 import { createLockService } from './lock-service.js';
-import { clusterQueryRetryElections, grpcOverheadBytes, membershipAddAfterMs, membershipSyncChangeElections, membershipSyncPassElections, placementPassElections, replicaSyncSlackEntries, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax, storeCreateStaleRequestTimeouts, shardSplitCheckMs, storeRepairElections, forwardedCallRequestTimeouts, forwardedCallTimeoutMsMax } from './limits.js';
+import { clusterQueryRetryElections, grpcOverheadBytes, membershipAddAfterMs, membershipSyncChangeElections, membershipSyncPassElections, placementPassElections, ownRemovalPollMs, ownRemovalWatchMs, publishRetryElections, removedStopGraceElections, requestTimeoutMs, shutdownGraceMs, snapshotCatchUpEntriesMax, storeCreateStaleRequestTimeouts, shardSplitCheckMs, storeRepairElections, forwardedCallRequestTimeouts, forwardedCallTimeoutMsMax } from './limits.js';
 import { createMaintenanceService } from './maintenance-service.js';
 import { AutoCompactor } from './auto-compaction.js';
 import { Defragmenter } from './defragment.js';
@@ -380,11 +380,15 @@ export class DkvNode {
       inSync: (shard, id) => {
         const status = this.runtime.status(shard);
         const progress = status.progress?.get(id);
-        return progress !== undefined && progress.recentActive && progress.match >= status.commit - replicaSyncSlackEntries;
+        return progress !== undefined && progress.recentActive && progress.match >= status.commit;
       },
+      promotionSettleMs: electionTimeoutMs,
       transferLeader: (shard, to) => this.runtime.transferLeader(shard, to),
       movingOf: (shard) => metaEngineOf(this.router.meta().machine()).moving().get(shard),
-      finishMove: (shard, from, to) => finishMove({ router: this.router, options: { timeoutMs: membershipSyncChangeElections * electionTimeoutMs } }, shard, from, to),
+      finishMove: async (shard, from, to) => {
+        await finishMove({ router: this.router, options: { timeoutMs: membershipSyncChangeElections * electionTimeoutMs } }, shard, from, to);
+        this.metrics.replicaMovesFinished.inc();
+      },
       addAfterMs: membershipAddAfterMs(electionTimeoutMs),
       now: () => Date.now(),
       log: { info: (m) => logger.info(m), warn: (m) => logger.warn(m) },
@@ -395,9 +399,20 @@ export class DkvNode {
       self: identity.memberId,
       map: () => metaEngineOf(this.router.meta().machine()).shardMap(),
       moving: () => metaEngineOf(this.router.meta().machine()).moving(),
+      unmovable: () => {
+        const meta = metaEngineOf(this.router.meta().machine());
+        const out = new Set<number>();
+        for (const [child, split] of meta.splitting()) out.add(child).add(split.parent);
+        const map = meta.shardMap();
+        for (const name of meta.creatingStores().keys()) for (const shard of map.shardsOf(name)) out.add(shard.id);
+        return out;
+      },
       voters: () => this.members().filter((m) => !m.isLearner).map((m) => m.id),
       connected: () => this.transport.connectedPeers(),
-      move: (move) => moveReplica({ router: this.router, options: { timeoutMs: this.requestTimeoutMs } }, move.shard, move.from, move.to),
+      move: async (move) => {
+        await moveReplica({ router: this.router, options: { timeoutMs: this.requestTimeoutMs } }, move.shard, move.from, move.to);
+        this.metrics.placementMoves.inc(1, { reason: move.why });
+      },
       deadAfterMs: config.shardReplicaDeadSeconds * 1000,
       rebalance: config.shardRebalance,
       now: () => Date.now(),

@@ -1,8 +1,10 @@
 /**
  * The placement loop: on the meta shard's leader, it keeps the replicas of placed shards (stores
  * created with a replica count) on live members, and spread evenly, by starting replica moves
- * (src/engines/meta/stores.ts: MoveReplica; membership-sync.ts carries each out). One move at a
- * time in the whole cluster: none starts while one is under way, whoever started it.
+ * (src/engines/meta/stores.ts: MoveReplica; membership-sync.ts carries each out). At most one move
+ * per look, one per shard, `placementMovesMax` under way in the cluster for re-replication, and a
+ * balance move only while no other is under way (whoever started it). A shard of a store still
+ * being created, or in a split, is left alone (the meta shard would refuse its move).
  *
  * - **Re-replication**: a member whose peer link has been down for `deadAfterMs` (counted by this
  *   leader; a new leader counts afresh) is dead. A shard listing a dead member moves that replica
@@ -24,13 +26,21 @@ export interface PlacementMove {
   readonly shard: number;
   readonly from: number;
   readonly to: number;
-  readonly why: 're-replicate' | 'balance';
+  /** `redirect`: a move under way whose target died, sent to another member. */
+  readonly why: 're-replicate' | 'redirect' | 'balance';
 }
 
-/** How many placed replicas each of `voters` hosts in `map`. */
-export function placedLoads(map: ShardMap, voters: readonly number[]): Map<number, number> {
+/** Replica moves under way in the cluster past which the loop starts no re-replication (balance waits for none). */
+export const placementMovesMax = 4;
+
+/** How many placed replicas each of `voters` hosts in `map`, a move under way counting at its target too. */
+export function placedLoads(map: ShardMap, voters: readonly number[], moving: ReadonlyMap<number, { readonly to: number }> = new Map()): Map<number, number> {
   const load = new Map<number, number>(voters.map((id) => [id, 0]));
-  for (const shard of map.shards()) for (const id of shard.replicas) if (load.has(id)) load.set(id, load.get(id)! + 1);
+  const count = (id: number): void => {
+    if (load.has(id)) load.set(id, load.get(id)! + 1);
+  };
+  for (const shard of map.shards()) for (const id of shard.replicas) count(id);
+  for (const move of moving.values()) count(move.to);
   return load;
 }
 
@@ -45,24 +55,27 @@ export function nextPlacementMove(
   voters: readonly number[],
   dead: (id: number) => boolean,
   live: (id: number) => boolean,
+  /** Shards that cannot move now (a store still creating, a split not finished): the meta shard would refuse them. */
+  fixed: ReadonlySet<number> = new Set(),
 ): PlacementMove | undefined {
-  const placed = map.shards().filter((shard) => shard.replicas.length > 0);
+  const placed = map.shards().filter((shard) => shard.replicas.length > 0 && !fixed.has(shard.id));
   if (placed.length === 0) return undefined;
-  const load = placedLoads(map, voters);
+  const load = placedLoads(map, voters, moving);
   const byLoad = (candidates: readonly number[]): number[] => [...candidates].sort((a, b) => load.get(a)! - load.get(b)! || a - b);
   const targets = voters.filter((id) => live(id) && !dead(id));
-  if (moving.size > 0) {
-    // A move to a member that died since would never finish: it is sent elsewhere (a move from
-    // the same member to another replaces it), else nothing starts while one is under way.
-    for (const [id, move] of moving) {
-      const shard = map.shard(id);
-      if (shard === undefined || !dead(move.to)) continue;
-      const to = byLoad(targets.filter((t) => !shard.replicas.includes(t) && t !== move.to))[0];
-      if (to !== undefined) return { shard: id, from: move.from, to, why: 're-replicate' };
-    }
-    return undefined;
+  // A move to a member that died since would never finish: it is sent elsewhere (a move from the
+  // same member to another replaces it).
+  for (const [id, move] of moving) {
+    const shard = map.shard(id);
+    if (shard === undefined || !dead(move.to)) continue;
+    const to = byLoad(targets.filter((t) => !shard.replicas.includes(t) && t !== move.to))[0];
+    if (to !== undefined) return { shard: id, from: move.from, to, why: 'redirect' };
   }
+  // A few moves at once: one that cannot finish (its shard lost its quorum meanwhile) does not
+  // keep every other shard under-replicated.
+  if (moving.size >= placementMovesMax) return undefined;
   for (const shard of placed) {
+    if (moving.has(shard.id)) continue;
     const gone = shard.replicas.find((id) => dead(id));
     if (gone === undefined) continue;
     const alive = shard.replicas.filter((id) => live(id) && !dead(id)).length;
@@ -70,7 +83,8 @@ export function nextPlacementMove(
     const to = byLoad(targets.filter((id) => !shard.replicas.includes(id)))[0];
     if (to !== undefined) return { shard: shard.id, from: gone, to, why: 're-replicate' };
   }
-  if (voters.length < 2 || !voters.every((id) => live(id) && !dead(id))) return undefined;
+  // Balance one move at a time, with nothing else under way.
+  if (moving.size > 0 || voters.length < 2 || !voters.every((id) => live(id) && !dead(id))) return undefined;
   const ordered = byLoad(voters);
   const least = ordered[0]!;
   // The most loaded, ties to the higher id (so a tie never picks the least loaded member itself).
@@ -89,6 +103,8 @@ export interface PlacementHost {
   readonly self: number;
   map(): ShardMap;
   moving(): ReadonlyMap<number, { readonly from: number; readonly to: number }>;
+  /** Shards whose store is still being created, or that are in a split (as parent or child). */
+  unmovable(): ReadonlySet<number>;
   /** The cluster's voting members now. */
   voters(): readonly number[];
   /** The members with a live peer link now. */
@@ -133,13 +149,16 @@ export class PlacementLoop {
       if (!this.host.movesSupported()) return;
       const deadAfterMs = this.host.deadAfterMs;
       const dead = (id: number): boolean => deadAfterMs > 0 && this.downSince.has(id) && nowMs - this.downSince.get(id)! >= deadAfterMs;
-      const move = nextPlacementMove(this.host.map(), this.host.moving(), voters, dead, live);
+      const move = nextPlacementMove(this.host.map(), this.host.moving(), voters, dead, live, this.host.unmovable());
       if (move === undefined || (move.why === 'balance' && !this.host.rebalance)) return;
       const hex = (id: number): string => id.toString(16);
+      const downFor = (id: number): number => Math.round((nowMs - (this.downSince.get(id) ?? nowMs)) / 1000);
       this.host.log.info(
         move.why === 're-replicate'
-          ? `placement: member ${hex(move.from)} has been unreachable for ${Math.round((nowMs - this.downSince.get(move.from)!) / 1000)} s; moving shard ${move.shard}'s replica to ${hex(move.to)}`
-          : `placement: moving shard ${move.shard}'s replica from ${hex(move.from)} to ${hex(move.to)} to even out the replicas per member`,
+          ? `placement: member ${hex(move.from)} has been unreachable for ${downFor(move.from)} s; moving shard ${move.shard}'s replica to ${hex(move.to)}`
+          : move.why === 'redirect'
+            ? `placement: shard ${move.shard}'s replica was moving from ${hex(move.from)} to a member unreachable for ${downFor(this.host.moving().get(move.shard)?.to ?? move.to)} s; moving it to ${hex(move.to)} instead`
+            : `placement: moving shard ${move.shard}'s replica from ${hex(move.from)} to ${hex(move.to)} to even out the replicas per member`,
       );
       await this.host.move(move);
       this.lastFailure = '';

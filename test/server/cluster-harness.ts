@@ -162,6 +162,15 @@ export class TestCluster {
     return this.nodes[i]!.metricsUrl;
   }
 
+  /** The sum of every sample of metric `name` on node i (all its label sets), from its /metrics. */
+  async metric(i: number, name: string): Promise<number> {
+    const text = await (await fetch(`${this.metricsUrl(i)}/metrics`)).text();
+    return text
+      .split('\n')
+      .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+      .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  }
+
   /** Node i's log file, whole. */
   log(i: number): string {
     return readLog(this.nodes[i]!.logFile, Infinity);

@@ -85,7 +85,7 @@ describe('nextGroupChange', () => {
  * the members or removals differ from the last time it was asked, as the meta shard's applied index
  * does; the calls of the member list and of isRemoved are counted.
  */
-function fakeHost(initial: { members: RecordedMember[]; removed: number[]; config: ConfState; groups?: number[] }) {
+function fakeHost(initial: { members: RecordedMember[]; removed: number[]; config: ConfState; groups?: number[]; promotionSettleMs?: number }) {
   const host = {
     members: initial.members,
     removed: new Set(initial.removed),
@@ -159,6 +159,7 @@ function fakeHost(initial: { members: RecordedMember[]; removed: number[]; confi
     self: 1,
     caughtUp: (_shard, id) => host.caughtUp.has(id),
     inSync: (_shard, id) => !host.lagging.has(id),
+    promotionSettleMs: initial.promotionSettleMs ?? 0,
     transferLeader: (shard, to) => host.transfers.push({ shard, to }),
     movingOf: (shard) => host.moving.get(shard),
     finishMove: async (shard, from, to) => {
@@ -208,6 +209,34 @@ describe('nextPlacedChange', () => {
   it('leaves a joint configuration alone, and removes a removed member first', () => {
     expect(nextPlacedChange([1, 2], none, conf([1, 2], [], [1, 3]), 1, all)).toBeUndefined();
     expect(nextPlacedChange([1, 2, 4], (id) => id === 3, conf([1, 2, 3]), 1, all)).toEqual({ change: { type: 'remove', nodeId: 3 } });
+  });
+
+  it('property: with some members silent, every removal leaves the voters a majority in sync, and no silent member is handed leadership', () => {
+    const ids = fc.uniqueArray(fc.integer({ min: 1, max: 7 }), { minLength: 1, maxLength: 5 });
+    fc.assert(
+      fc.property(ids, ids, fc.uniqueArray(fc.integer({ min: 1, max: 7 }), { maxLength: 3 }), fc.nat(), (voterIds, listed, silentIds, pick) => {
+        let config = conf(voterIds);
+        let self = voterIds[pick % voterIds.length]!;
+        const silent = new Set(silentIds.filter((id) => id !== self));
+        const inSync = (id: number): boolean => !silent.has(id);
+        for (let step = 0; step <= 40; step++) {
+          const next = nextPlacedChange(listed, none, config, self, inSync, inSync);
+          if (next === undefined) break;
+          if ('transferTo' in next) {
+            expect(silent.has(next.transferTo)).toBe(false);
+            self = next.transferTo;
+            silent.delete(self);
+            continue;
+          }
+          config = applied(config, next.change);
+          if (next.change.type === 'remove') {
+            const healthy = config.voters.filter((v) => v === self || inSync(v)).length;
+            expect(2 * healthy).toBeGreaterThan(config.voters.length);
+          }
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('property: from any configuration the steps reach the list, every listed member voting before anyone leaves, the leader never removing itself', () => {
@@ -333,6 +362,20 @@ describe('MembershipSync', () => {
     await sync.poke();
     expect(host.finished).toEqual([]);
     host.lagging.delete(3);
+    await sync.poke();
+    expect(host.finished).toEqual([{ shard: 5, from: 2, to: 3 }]);
+  });
+
+  it('finishes a move only once the member moved to has voted for the settle time (a promoted member that stopped is not counted)', async () => {
+    const { host, sync } = fakeHost({ members: [voter(1), voter(2), voter(3)], removed: [], config: conf([1, 2]), groups: [5], promotionSettleMs: 500 });
+    host.configs.set(5, conf([1, 2, 3]));
+    host.replicas.set(5, [1, 2]);
+    host.moving.set(5, { from: 2, to: 3 });
+    await sync.poke();
+    host.nowMs = 499;
+    await sync.poke();
+    expect(host.finished).toEqual([]);
+    host.nowMs = 500;
     await sync.poke();
     expect(host.finished).toEqual([{ shard: 5, from: 2, to: 3 }]);
   });

@@ -33,15 +33,23 @@ describe('nextPlacementMove', () => {
     expect(nextPlacementMove(map, new Map(), [1, 2, 3, 4, 5], (id) => id === 3 || id === 5, (id) => id !== 3 && id !== 5)).toEqual({ shard: 2, from: 3, to: 4, why: 're-replicate' });
   });
 
-  it('leaves a shard without a live majority alone, and moves nothing while a move is under way', () => {
+  it('leaves a shard without a live majority alone, one moving already, and one that cannot move now', () => {
     expect(nextPlacementMove(placed([[1, 2]]), new Map(), [1, 2, 3], (id) => id === 2, (id) => id !== 2)).toBeUndefined();
     expect(nextPlacementMove(placed([[1]]), new Map(), [1, 2], (id) => id === 1, (id) => id !== 1)).toBeUndefined();
     expect(nextPlacementMove(placed([[1, 2, 3]]), new Map([[2, { from: 1, to: 4 }]]), [1, 2, 3, 4], (id) => id === 3, (id) => id !== 3)).toBeUndefined();
+    expect(nextPlacementMove(placed([[1, 2, 3]]), new Map(), [1, 2, 3, 4], (id) => id === 3, (id) => id !== 3, new Set([2]))).toBeUndefined();
+  });
+
+  it('re-replicates other shards while a move is under way (up to a few at once); balances only with none', () => {
+    const map = placed([[1, 2, 3], [1, 2, 3]]);
+    // Shard 2's move cannot finish (its target is cut off but not dead): shard 3 still re-replicates.
+    expect(nextPlacementMove(map, new Map([[2, { from: 3, to: 4 }]]), [1, 2, 3, 4, 5], (id) => id === 3, (id) => id !== 3)).toEqual({ shard: 3, from: 3, to: 5, why: 're-replicate' });
+    expect(nextPlacementMove(placed([[1], [1], [1]]), new Map([[2, { from: 1, to: 3 }]]), [1, 2, 3], none, all)).toBeUndefined();
   });
 
   it('sends a move whose target died to another live member', () => {
     const map = placed([[1, 2, 3]]);
-    expect(nextPlacementMove(map, new Map([[2, { from: 3, to: 4 }]]), [1, 2, 3, 4, 5], (id) => id === 3 || id === 4, (id) => id !== 3 && id !== 4)).toEqual({ shard: 2, from: 3, to: 5, why: 're-replicate' });
+    expect(nextPlacementMove(map, new Map([[2, { from: 3, to: 4 }]]), [1, 2, 3, 4, 5], (id) => id === 3 || id === 4, (id) => id !== 3 && id !== 4)).toEqual({ shard: 2, from: 3, to: 5, why: 'redirect' });
     expect(nextPlacementMove(map, new Map([[2, { from: 3, to: 4 }]]), [1, 2, 3, 4], (id) => id === 4, (id) => id !== 4)).toBeUndefined();
   });
 
@@ -100,6 +108,7 @@ describe('PlacementLoop', () => {
       self: 1,
       map: () => state.map,
       moving: () => new Map(),
+      unmovable: () => new Set(),
       voters: () => [1, 2, 3, 4],
       connected: () => state.connected,
       move: async (move) => {

@@ -26,13 +26,7 @@ afterAll(async () => {
 
 const nodeOf = (memberId: unknown): number => ids.indexOf(BigInt(String(memberId)).toString(16));
 
-async function metric(node: number, name: string): Promise<number> {
-  const text = await (await fetch(`${cluster.metricsUrl(node)}/metrics`)).text();
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
-    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
-}
+const metric = (node: number, name: string): Promise<number> => cluster.metric(node, name);
 
 describe('a member stopped for good', () => {
   it('has its replicas moved to a live member, and deletes its own once it is back', async () => {
@@ -58,6 +52,10 @@ describe('a member stopped for good', () => {
       return now.includes(spare) && !now.includes(stopped);
     }, 60_000, () => cluster.logs());
     console.log(`re-replication: shard ${shardId}'s replica on the stopped member moved in ${Date.now() - stoppedAt} ms (grace 2 s)`);
+    // Counted by the meta leader that started it, and by the shard leader that finished it.
+    const counted = async (name: string): Promise<number> => (await Promise.all(live.map((n) => metric(n, name)))).reduce((a, b) => a + b, 0);
+    expect(await counted('dkv_shard_placement_moves_total')).toBeGreaterThanOrEqual(1);
+    expect(await counted('dkv_shard_replica_moves_finished_total')).toBeGreaterThanOrEqual(1);
     const keys = (node: number, serializable: boolean) =>
       etcdctl(cluster.endpoint(node), ['get', '/rr/', '--prefix', '--keys-only', ...(serializable ? ['--consistency=s'] : [])]).stdout.split('\n').filter(Boolean);
     const all = [...expected, '/rr/during'].sort();

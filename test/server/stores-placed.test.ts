@@ -38,13 +38,7 @@ const admin = (node: number, method: string, request: object = {}): Promise<Deco
 const ctl = (node: number, ...args: string[]) => etcdctl(cluster.endpoint(node), args);
 const nodeOf = (memberId: unknown): number => ids.indexOf(BigInt(String(memberId)).toString(16));
 
-async function metric(node: number, name: string): Promise<number> {
-  const text = await (await fetch(`${cluster.metricsUrl(node)}/metrics`)).text();
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
-    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
-}
+const metric = (node: number, name: string): Promise<number> => cluster.metric(node, name);
 
 describe('a store whose shards live on some members only', () => {
   let shards: Decoded[] = [];

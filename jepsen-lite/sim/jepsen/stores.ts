@@ -62,7 +62,7 @@ import type { SimCluster, SimNode } from '../cluster.js';
 import { SafetyViolation } from '../safety.js';
 import { clientLinkDelayMsMax, clientLinkDelayMsMin, clientThinkMsMax, clientTimeoutMs, clientBackoffMs } from './clients.js';
 import { type FaultPlan, Nemesis, faultPlanFor, transferStats } from './faults.js';
-import { awaitLeader, convergenceMsMax, dataShard, jepsenCluster, recoveryMs } from './run.js';
+import { awaitLeader, convergenceMsMax, dataShard, electionTimeoutMs, jepsenCluster, recoveryMs } from './run.js';
 
 export interface StoreSimOptions {
   readonly seed: number;
@@ -172,8 +172,8 @@ const moveGapMsMin = 100;
 const moveGapMsMax = 400;
 /** As the server's learnerReadyRatio: a learner is promoted once it holds this share of the leader's log. */
 const learnerReadyRatio = 0.9;
-/** As the server's replicaSyncSlackEntries. */
-const replicaSyncSlackEntries = 64;
+/** As the server's membershipAddAfterMs: a member moved away that stays out of sync is removed after this long. */
+const movedAwayWaitMs = 3 * electionTimeoutMs;
 /** An admin gives up on a step's answer after this long, then retries it elsewhere or abandons. */
 const adminStepTimeoutMs = clientTimeoutMs + 2 * clientLinkDelayMsMax;
 /** Percent of creates that first delete the keys under the prefix (a cede needs none there). */
@@ -345,6 +345,10 @@ class Run {
 
   /** Per node and group, a membership step in flight (one at a time, as membership-sync.ts). */
   private readonly stepping = new Set<string>();
+  /** Per node and group, the member a move adds and since when that node has seen it vote. */
+  private readonly votingSince = new Map<string, { readonly key: string; readonly sinceMs: number }>();
+  /** Per node, group and member moved away out of sync: since when its removal has been due. */
+  private readonly removeDueSince = new Map<string, number>();
 
   /** src/server/membership-sync.ts's rules for a placed group this node leads: one step toward its list and the move under way. */
   private placedStep(node: SimNode, shard: number, replicas: readonly number[], moving: { readonly from: number; readonly to: number } | undefined): void {
@@ -360,12 +364,18 @@ class Run {
     };
     const inSync = (id: number): boolean => {
       const p = progress(id);
-      return p !== undefined && p.recentActive && p.match >= status.commit - replicaSyncSlackEntries;
+      return p !== undefined && p.recentActive && p.match >= status.commit;
     };
     const done = (): void => {
       this.cluster.at(reconcileEveryMs, `placed step done n${node.id} shard ${shard}`, () => this.stepping.delete(key));
     };
-    if (moving !== undefined && config.votersOutgoing.length === 0 && config.voters.includes(moving.to) && config.voters.includes(moving.from) && inSync(moving.to)) {
+    // Finished once the target has voted for an election timeout (as the server's promotionSettleMs) and is in sync.
+    const voting = moving !== undefined && config.votersOutgoing.length === 0 && config.voters.includes(moving.to);
+    const votingKey = `${shard}/${moving?.to}`;
+    if (!voting) this.votingSince.delete(`${node.id}/${shard}`);
+    else if (this.votingSince.get(`${node.id}/${shard}`)?.key !== votingKey) this.votingSince.set(`${node.id}/${shard}`, { key: votingKey, sinceMs: this.cluster.now });
+    const settled = voting && this.cluster.now - this.votingSince.get(`${node.id}/${shard}`)!.sinceMs >= electionTimeoutMs;
+    if (moving !== undefined && settled && config.voters.includes(moving.from) && inSync(moving.to)) {
       this.stepping.add(key);
       this.cluster.record(`finish-move shard=${shard} ${moving.from}->${moving.to} at ${node.id}`);
       if (this.cluster.submit(node.id, metaShard, finishMoveCommand(shard, moving.from, moving.to), (code, outcome) => {
@@ -381,8 +391,13 @@ class Run {
       this.cluster.transferLeader(node.id, step.transferTo, shard);
       return;
     }
-    // A member moved away leaves once in sync (or, as the server does after a wait, when it is not: here once it is down or cut off).
-    if (step.change.type === 'remove' && !inSync(step.change.nodeId) && this.cluster.nodes.get(step.change.nodeId)?.status === 'up') return;
+    // A member moved away leaves once in sync, or after a wait when it is not (as the server does).
+    if (step.change.type === 'remove' && !inSync(step.change.nodeId)) {
+      const waitKey = `${node.id}/${shard}/${step.change.nodeId}`;
+      const since = this.removeDueSince.get(waitKey) ?? this.cluster.now;
+      this.removeDueSince.set(waitKey, since);
+      if (this.cluster.now - since < movedAwayWaitMs) return;
+    }
     this.stepping.add(key);
     if (this.cluster.proposeConfChange(node.id, { transition: 'auto', changes: [step.change], context: new Uint8Array(0) }, () => done(), shard) === 'down') done();
   }
