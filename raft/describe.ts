@@ -1,5 +1,6 @@
 /** Human-readable renderings of entries, messages and Ready batches, for transcripts and logs. */
 import { decodeConfChange } from './codec.js';
+import { dropReasonOfCode } from './raft.js';
 import type { Ready } from './raw-node.js';
 import type { ConfChange, Entry, HardState, Message } from './types.js';
 
@@ -54,6 +55,7 @@ export function describeHardState(hs: HardState): string {
 export function describeMessage(m: Message): string {
   let text = `${m.from}->${m.to} ${m.type} Term:${m.term} Log:${m.logTerm}/${m.index}`;
   if (m.reject) text += ` Rejected (Hint: ${m.rejectHint})`;
+  if (m.type === 'MsgPropDropped') text += ` Refused:${dropReasonOfCode(m.rejectHint)}`;
   if (m.commit !== 0) text += ` Commit:${m.commit}`;
   if (m.entries.length > 0) text += ` Entries:[${m.entries.map(describeEntry).join(', ')}]`;
   if (m.snapshot !== undefined) {
@@ -90,5 +92,6 @@ export function describeReady(rd: Ready): string {
     for (const m of rd.messagesAfterPersist) lines.push(`  ${describeMessage(m)}`);
   }
   for (const rs of rd.readStates) lines.push(`ReadState Index:${rs.index} Context:${printable(rs.requestContext)}`);
+  for (const d of rd.droppedProposals) lines.push(`DroppedProposal ${d.reason} Entries:[${d.entries.map(describeEntry).join(', ')}]`);
   return lines.join('\n');
 }

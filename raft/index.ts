@@ -13,6 +13,7 @@ export {
   type RaftLogger,
   silentLogger,
   type DropReason,
+  type DroppedProposal,
   dropReasonText,
   ProposalDroppedError,
 } from './raft.js';

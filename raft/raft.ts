@@ -67,6 +67,35 @@ export type DropReason =
   | 'too-many-entries'
   | 'read-index-queue-full';
 
+/**
+ * The stable wire codes of drop reasons, carried in a MsgPropDropped's rejectHint. Never renumber;
+ * add new reasons at the end. An unknown code reads as 'no-leader'.
+ */
+const DROP_REASON_CODES: readonly DropReason[] = [
+  'no-leader',
+  'transfer-in-progress',
+  'uncommitted-size-limit',
+  'not-member',
+  'forwarding-disabled',
+  'conf-change-pending',
+  'conf-change-in-joint',
+  'conf-change-not-joint',
+  'conf-change-invalid',
+  'too-many-entries',
+  'read-index-queue-full',
+];
+
+/** The reason a MsgPropDropped's rejectHint names. */
+export function dropReasonOfCode(code: number): DropReason {
+  return DROP_REASON_CODES[code] ?? 'no-leader';
+}
+
+/** A proposal this node forwarded that the node it reached refused: none of its entries was appended. */
+export interface DroppedProposal {
+  readonly entries: readonly Entry[];
+  readonly reason: DropReason;
+}
+
 export const dropReasonText: Readonly<Record<DropReason, string>> = {
   'no-leader': 'no leader is known',
   'transfer-in-progress': 'a leadership transfer is in progress',
@@ -203,6 +232,8 @@ export class Raft {
   /** Messages that may be sent only once the current Ready's writes are durable. */
   messagesAfterAppend: Message[] = [];
   readStates: ReadState[] = [];
+  /** Proposals of ours that were forwarded and refused where they arrived (see MsgPropDropped). */
+  droppedProposals: DroppedProposal[] = [];
 
   readonly checkQuorum: boolean;
   readonly preVote: boolean;
@@ -323,8 +354,9 @@ export class Raft {
       assert(m.term !== 0, () => `term must be set when sending ${m.type}`);
     } else {
       assert(m.term === 0, () => `term must not be set when sending ${m.type} (was ${m.term})`);
-      // Proposals and read requests are forwarded like local messages: they carry no term.
-      if (m.type !== 'MsgProp' && m.type !== 'MsgReadIndex') m.term = this.term;
+      // Proposals and read requests are forwarded like local messages: they carry no term (nor
+      // does the answer to a dropped one, which is about the proposal, not about a term).
+      if (m.type !== 'MsgProp' && m.type !== 'MsgReadIndex' && m.type !== 'MsgPropDropped') m.term = this.term;
     }
     if (m.type === 'MsgAppResp' || m.type === 'MsgVoteResp' || m.type === 'MsgPreVoteResp') {
       // Acknowledgements and votes promise durable state: they leave only after the persist.
@@ -685,8 +717,18 @@ export class Raft {
       case 'MsgPreVote':
         this.handleVoteRequest(m);
         return undefined;
-      default:
-        return this.stepRole(m);
+      case 'MsgPropDropped':
+        this.droppedProposals.push({ entries: m.entries, reason: dropReasonOfCode(m.rejectHint) });
+        return undefined;
+      default: {
+        const refused = this.stepRole(m);
+        // A proposal forwarded here and refused (by a leader handing over, a follower without a
+        // leader, …): without an answer its proposer could only wait for its request's timeout.
+        if (refused !== undefined && m.type === 'MsgProp' && m.from !== NONE && m.from !== this.id) {
+          this.send(makeMessage({ type: 'MsgPropDropped', to: m.from, entries: m.entries, rejectHint: DROP_REASON_CODES.indexOf(refused) }));
+        }
+        return refused;
+      }
     }
   }
 

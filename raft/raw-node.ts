@@ -15,7 +15,7 @@
 import { assert } from './assert.js';
 import { encodeConfChange } from './codec.js';
 import { readIndexContextBytesMax, readiesInFlightMaxDefault } from './limits.js';
-import { type DropReason, ProposalDroppedError, Raft, type RaftConfig } from './raft.js';
+import { type DropReason, type DroppedProposal, ProposalDroppedError, Raft, type RaftConfig } from './raft.js';
 import { payloadBytes } from './storage.js';
 import type { ProgressState } from './progress.js';
 import { describeConfig } from './tracker.js';
@@ -53,6 +53,11 @@ export interface Ready {
   readonly messagesAfterPersist: readonly Message[];
   /** Completed ReadIndex requests. */
   readonly readStates: readonly ReadState[];
+  /**
+   * Proposals this node forwarded that were refused where they arrived; none of their entries
+   * was appended anywhere, so they may be proposed again.
+   */
+  readonly droppedProposals: readonly DroppedProposal[];
   /** Whether the write must be synced (entries, or a term/vote change). */
   readonly mustSync: boolean;
 }
@@ -212,7 +217,7 @@ export class RawNode {
     if (r.log.unstable.nextSnapshot() !== undefined) return true;
     if (r.messages.length > 0 || r.messagesAfterAppend.length > 0) return true;
     if (r.log.unstable.hasNextEntries() || r.log.hasNextCommittedEntries()) return true;
-    return r.readStates.length > 0;
+    return r.readStates.length > 0 || r.droppedProposals.length > 0;
   }
 
   /** Everything to persist, send and apply; call `advance()` when done with it. */
@@ -259,6 +264,8 @@ export class RawNode {
     r.messagesAfterAppend = [];
     const readStates = r.readStates;
     r.readStates = [];
+    const droppedProposals = r.droppedProposals;
+    r.droppedProposals = [];
     if (softChanged) this.prevSoftState = soft;
     if (hardChanged) this.prevHardState = hard;
 
@@ -271,6 +278,7 @@ export class RawNode {
       messages,
       messagesAfterPersist,
       readStates,
+      droppedProposals,
       mustSync,
     };
   }

@@ -100,7 +100,10 @@ export type MessageType =
   | 'MsgTransferLeader'
   | 'MsgTimeoutNow'
   | 'MsgReadIndex'
-  | 'MsgReadIndexResp';
+  | 'MsgReadIndexResp'
+  // A node that refused a proposal forwarded to it tells the proposer, with the entries and the
+  // reason (in rejectHint): they were not appended, so the proposer may propose them again.
+  | 'MsgPropDropped';
 
 export interface Message {
   type: MessageType;

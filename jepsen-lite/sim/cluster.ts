@@ -97,8 +97,9 @@ export interface SimClusterOptions {
   readonly membersSupport?: (engine: number, version: number) => boolean;
   /**
    * Message types the network never duplicates. A forwarded proposal (MsgProp) delivered twice
-   * is appended twice — Raft does not deduplicate commands — so a run that models the peer
-   * transport (a stream that never repeats a message) excludes it.
+   * is appended twice — Raft does not deduplicate commands — and a refusal (MsgPropDropped)
+   * delivered twice could send its proposal again after the second copy was appended; so a run
+   * that models the peer transport (a stream that never repeats a message) excludes both.
    */
   readonly neverDuplicate?: readonly Message['type'][];
   /** Test-only switches that break the runtime on purpose (the checkers must catch them). */

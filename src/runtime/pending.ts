@@ -8,6 +8,8 @@
  * - a leader change: reads asked of the old leader fail at once (`leader-changed`); forwarded
  *   writes whose place in the log is not known get a short grace (`leaderChangeGraceMs`) to
  *   show up in this node's log, then count as timed out;
+ * - a forwarded write refused where it arrived (`unpropose`): it waits for a leader again, or
+ *   fails with the refusal when waiting cannot help;
  * - the runtime stopping (`stopped`; outcome unknown).
  *
  * Invariants (asserted): a write with a known position sits above the applied index; counts
@@ -32,6 +34,8 @@ export interface WriteWaiter {
   data: Uint8Array | undefined;
   readonly bytes: number;
   deadlineMs: number;
+  /** The deadline the request came with (`deadlineMs` may be cut after a leader change). */
+  readonly requestDeadlineMs: number;
   /** Proposed while this node did not lead: Raft forwarded it. */
   forwarded: boolean;
   /** The log index the entry was appended at, once known here. */
@@ -151,6 +155,20 @@ export class PendingRequests {
     }
     assert(this.forwardedUnknown >= 0 && this.writeBytes >= 0, 'pending write counts went negative');
     this.deliver(() => waiter.callback(error, result));
+  }
+
+  /**
+   * A forwarded write came back refused where it arrived (Raft's MsgPropDropped), so it was
+   * appended nowhere: it is as if never proposed, with its request's own deadline again (a leader
+   * change may have cut it to the grace).
+   */
+  unpropose(waiter: WriteWaiter): void {
+    assert(waiter.data !== undefined && waiter.forwarded && waiter.position === undefined, () => `request ${waiter.requestId} is not a forwarded write of unknown place`);
+    waiter.data = undefined;
+    waiter.forwarded = false;
+    this.forwardedUnknown--;
+    waiter.deadlineMs = waiter.requestDeadlineMs;
+    waiter.leaderChanged = false;
   }
 
   /** Fails every queued (not yet proposed) write. */

@@ -26,6 +26,7 @@ import {
   type Entry,
   type Message,
   type Prng,
+  type DropReason,
   ProposalDroppedError,
   type RaftLogger,
   RawNode,
@@ -60,6 +61,18 @@ import {
 } from './limits.js';
 import { type PendingCounts, PendingRequests, type ReadWaiter, type WriteWaiter } from './pending.js';
 import { SPLIT_CHILD_INDEX } from './compose.js';
+
+/**
+ * Refusals of a forwarded write that waiting for a leader cures: it is proposed again. Any other
+ * refusal (a conf change pending, a full uncommitted log, …) fails the write, known not applied.
+ */
+const retriedDropReasons: ReadonlySet<DropReason> = new Set<DropReason>(['no-leader', 'transfer-in-progress', 'not-member']);
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 import { type Applied, type LeaderContext, ShardStateMachine, StateMachineHaltError } from './state-machine.js';
 
 /**
@@ -132,6 +145,8 @@ export interface RuntimeListener {
   /** `shard` was removed from this node (`removeShard`); its pending requests have failed. */
   shardRemoved?(shard: number): void;
   leaderChanged?(shard: number, leader: number, term: number): void;
+  /** A write this node forwarded came back refused where it arrived (`reason`); it waits for a leader again, or fails. */
+  proposalDropped?(shard: number, reason: DropReason): void;
   /** A synced save finished after `seconds`. */
   saved?(seconds: number): void;
   /** The runtime stopped for good (storage failed, an invariant broke, an entry cannot be applied). */
@@ -1023,7 +1038,8 @@ export class NodeRuntime {
   private newWaiter(kind: 'command' | 'conf', bytes: number, options: RequestOptions, callback: (error: RuntimeError | undefined, result?: unknown) => void): WriteWaiter {
     const requestId = this.nextRequestId++;
     const caller = options.caller;
-    return { requestId, kind, command: undefined, caller, change: undefined, data: undefined, bytes, deadlineMs: this.deadline(options), forwarded: false, position: undefined, leaderChanged: false, callback };
+    const deadlineMs = this.deadline(options);
+    return { requestId, kind, command: undefined, caller, change: undefined, data: undefined, bytes, deadlineMs, requestDeadlineMs: deadlineMs, forwarded: false, position: undefined, leaderChanged: false, callback };
   }
 
   private deadline(options: RequestOptions): number {
@@ -1177,6 +1193,7 @@ export class NodeRuntime {
         mustSync ||= ready.mustSync;
       }
       this.placeOwnEntries(shard, ready.entries);
+      this.noteDroppedProposals(shard, ready);
     }
     const cycle: Cycle = { readies, confApplied: [], startedMs: this.options.clock.now(), synced: mustSync, saved: updates.length === 0, error: undefined };
     this.cycles.push(cycle);
@@ -1317,6 +1334,7 @@ export class NodeRuntime {
     try {
       shard.node.proposeMany(commands.map(([, data]) => data));
     } catch (error) {
+      if (this.parkDuringHandOver(shard, error, commands.map(([waiter]) => waiter))) return;
       const refusal = this.refusal(error);
       for (const [waiter] of commands) pending.settleWrite(waiter, refusal);
       return;
@@ -1331,12 +1349,30 @@ export class NodeRuntime {
     }
   }
 
+  /**
+   * Writes this leader refused because it is handing leadership over wait for the hand-over (or
+   * for it to give up, after an election timeout), as writes forwarded to it do, instead of
+   * failing with `leader changed`: they go again at the leader change or the next tick.
+   */
+  private parkDuringHandOver(shard: ShardState, error: unknown, waiters: readonly WriteWaiter[]): boolean {
+    if (!(error instanceof ProposalDroppedError) || error.reason !== 'transfer-in-progress') return false;
+    this.park(shard, waiters);
+    return true;
+  }
+
+  private park(shard: ShardState, waiters: readonly WriteWaiter[]): void {
+    const pending = shard.pending;
+    if (pending.parked.length === 0) pending.parkedUntilMs = this.options.clock.now() + noLeaderWaitElections * this.electionTimeoutMs;
+    pending.parked.push(...waiters);
+  }
+
   private proposeConf(shard: ShardState, waiter: WriteWaiter): void {
     const change = waiter.change!;
     const wrapped: ConfChange = { ...change, context: wrapConfContext(this.options.memberId, waiter.requestId, change.context) };
     try {
       shard.node.proposeConfChange(wrapped);
     } catch (error) {
+      if (this.parkDuringHandOver(shard, error, [waiter])) return;
       shard.pending.settleWrite(waiter, this.refusal(error));
       return;
     }
@@ -1505,6 +1541,41 @@ export class NodeRuntime {
         if (sameCommand(waiter.data, entry.data)) pending.settleWrite(waiter, undefined, result);
       } else if (waiter.kind === 'conf') {
         confApplied.push(() => pending.settleWrite(waiter, undefined));
+      }
+    }
+  }
+
+  /**
+   * Proposals of ours that were forwarded and refused where they arrived (a leader handing over,
+   * a node without a leader): none of their entries was appended anywhere, so each write waits
+   * for a leader again, with its own deadline, and is proposed again (at a leader change or the
+   * next tick); one refused for a reason waiting cannot cure fails with that refusal, known not
+   * applied. Without this, such a write waited for its deadline and ended as unknown.
+   */
+  private noteDroppedProposals(shard: ShardState, ready: Ready): void {
+    if (ready.droppedProposals.length === 0) return;
+    const pending = shard.pending;
+    const me = this.options.memberId;
+    for (const dropped of ready.droppedProposals) {
+      for (const entry of dropped.entries) {
+        let origin: { proposer: number; requestId: number };
+        try {
+          origin = entry.type === 'normal' ? envelopeOrigin(entry.data) : unwrapConfContext(decodeConfChange(entry.data).context);
+        } catch {
+          continue; // not an entry of this build's: not ours
+        }
+        if (origin.proposer !== me) continue;
+        const waiter = pending.writes.get(origin.requestId);
+        if (waiter === undefined || waiter.data === undefined || !waiter.forwarded || waiter.position !== undefined) continue;
+        const same = entry.type === 'normal' ? waiter.kind === 'command' && sameCommand(waiter.data, entry.data) : waiter.kind === 'conf' && bytesEqual(waiter.data, entry.data);
+        if (!same) continue;
+        this.options.listener?.proposalDropped?.(shard.id, dropped.reason);
+        if (!retriedDropReasons.has(dropped.reason)) {
+          pending.settleWrite(waiter, this.refusal(new ProposalDroppedError(dropped.reason)));
+          continue;
+        }
+        pending.unpropose(waiter);
+        this.park(shard, [waiter]);
       }
     }
   }

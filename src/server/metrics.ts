@@ -332,6 +332,7 @@ export interface ServerMetrics {
   readonly shardSplits: Counter;
   readonly shardAutoSplits: Counter;
   readonly placementMoves: Counter;
+  readonly forwardedProposalsRefused: Counter;
   readonly replicaMovesFinished: Counter;
   /** Gauges, as in etcd: the committed and applied indexes summed over local shards. */
   readonly proposalsCommitted: Gauge;
@@ -404,6 +405,11 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
     placementMoves: registry.counter({
       name: 'dkv_shard_placement_moves_total',
       help: "Replica moves this node's placement loop started while leading the meta shard, by reason: re-replicate (a dead member's replica), redirect (a move whose target died), balance.",
+      labelNames: ['reason'],
+    }),
+    forwardedProposalsRefused: registry.counter({
+      name: 'dkv_forwarded_proposals_refused_total',
+      help: 'Writes this node forwarded to a leader that came back refused, by reason (transfer-in-progress, no-leader and not-member: proposed again once a leader is known; any other: failed, known not applied).',
       labelNames: ['reason'],
     }),
     replicaMovesFinished: registry.counter({

@@ -283,6 +283,7 @@ export class DkvNode {
           this.metrics.shardLeaderChanges.inc();
           if (leader === identity.memberId && this.started) void this.membershipSync.poke();
         },
+        proposalDropped: (_shard, reason) => this.metrics.forwardedProposalsRefused.inc(1, { reason }),
         confChangeApplied: (shard) => {
           this.refreshLearner(shard);
           if (this.started) void this.membershipSync.poke();

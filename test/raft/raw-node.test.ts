@@ -5,9 +5,11 @@
 import { describe, expect, it } from 'vitest';
 import {
   type ConfChange,
+  type DroppedProposal,
   MemoryLogStorage,
   type Message,
   ProposalDroppedError,
+  makeMessage,
   RaftAssertionError,
   RaftConfigError,
   type RaftConfig,
@@ -25,6 +27,8 @@ class Group {
   readonly storages = new Map<number, MemoryLogStorage>();
   readonly applied = new Map<number, string[]>();
   readonly down = new Set<number>();
+  /** Proposals each node forwarded that came back refused (Ready.droppedProposals). */
+  readonly dropped = new Map<number, DroppedProposal[]>();
 
   constructor(ids: readonly number[], options: Partial<RaftConfig> = {}) {
     for (const id of ids) {
@@ -52,6 +56,7 @@ class Group {
         storage.append(rd.entries);
         if (rd.hardState !== undefined) storage.setHardState(rd.hardState);
         outbox.push(...rd.messages, ...rd.messagesAfterPersist);
+        if (rd.droppedProposals.length > 0) this.dropped.set(id, [...(this.dropped.get(id) ?? []), ...rd.droppedProposals]);
         for (const entry of rd.committedEntries) {
           if (entry.type === 'conf-change') continue;
           if (entry.data.byteLength > 0) this.applied.get(id)!.push(new TextDecoder().decode(entry.data));
@@ -252,6 +257,39 @@ describe('refusals carry a reason', () => {
     g.down.add(3);
     g.node(1).transferLeader(3);
     expect(refusal(() => g.node(1).propose(bytes('x')))).toBe('transfer-in-progress');
+  });
+
+  it('a forwarded proposal refused where it arrives comes back to its proposer, appended nowhere', () => {
+    const g = new Group([1, 2, 3]);
+    g.elect(1);
+    g.down.add(3);
+    g.node(1).transferLeader(3);
+    const lastIndex = g.node(1).raft.log.lastIndex();
+    g.node(2).propose(bytes('forwarded'));
+    g.stabilize();
+    const dropped = g.dropped.get(2) ?? [];
+    expect(dropped.map((d) => d.reason)).toEqual(['transfer-in-progress']);
+    expect(dropped[0]!.entries.map((e) => new TextDecoder().decode(e.data))).toEqual(['forwarded']);
+    expect(g.node(1).raft.log.lastIndex()).toBe(lastIndex);
+    expect(g.node(2).raft.log.lastIndex()).toBe(lastIndex);
+    expect(g.dropped.has(1)).toBe(false);
+    // Proposed again once the transfer is over (here: it timed out), it is appended and applied once.
+    for (let i = 0; i < 40 && g.node(1).raft.leadTransferee !== 0; i++) g.node(1).tick();
+    expect(g.node(1).raft.leadTransferee).toBe(0);
+    g.node(2).propose(bytes('forwarded'));
+    g.stabilize();
+    expect(g.applied.get(1)!.filter((v) => v === 'forwarded')).toHaveLength(1);
+  });
+
+  it('a forwarded proposal that reaches a node without a leader comes back as no-leader', () => {
+    const g = new Group([1, 2, 3]);
+    g.elect(1);
+    // Node 3 knows no leader (a fresh term with no winner yet) while node 2 still sends to it.
+    g.node(3).raft.becomeFollower(g.node(3).raft.term + 1, 0);
+    const refused = g.node(3).step(makeMessage({ type: 'MsgProp', to: 3, from: 2, entries: [{ term: 0, index: 0, type: 'normal', data: bytes('lost') }] }));
+    expect(refused).toBe('no-leader');
+    g.stabilize();
+    expect((g.dropped.get(2) ?? []).map((d) => d.reason)).toEqual(['no-leader']);
   });
 
   it('read-index-queue-full: reads waiting for a heartbeat quorum that never answers', () => {

@@ -140,6 +140,46 @@ describe('the request pipeline releases everything it holds', () => {
     for (const code of writes.heard.values()) expect(['ok', 'lost', 'timeout', 'leader-failed', 'no-leader', 'leader-changed', 'leader-transfer']).toContain(code);
   });
 
+  it('a write at or forwarded to a leader handing over waits for the hand-over and applies once', () => {
+    const c = cluster(14);
+    const a = c.leader()!.id;
+    const [follower, target] = [1, 2, 3].filter((id) => id !== a) as [number, number];
+    const applied = new Map<number, number>();
+    c.onApply((node, entry) => {
+      if (node.id !== a || entry.type !== 'normal' || entry.data.byteLength === 0) return;
+      const text = new TextDecoder().decode(entry.data);
+      if (text.includes('handed-over')) applied.set(entry.index, (applied.get(entry.index) ?? 0) + 1);
+    });
+    // The transfer stalls (its TimeoutNow never arrives), so A refuses proposals until it gives up
+    // after an election timeout.
+    c.dropWhere = (_shard, m) => m.type === 'MsgTimeoutNow';
+    c.transferLeader(a, target);
+    c.runFor(20);
+    expect(c.nodes.get(a)!.raw!.raft.leadTransferee).toBe(target);
+    const outcomes = new Outcomes();
+    const sentAt = c.now;
+    let answeredAt = 0;
+    const heard = outcomes.callback();
+    c.propose(follower, payload('handed-over-forwarded'), (error) => {
+      answeredAt = Math.max(answeredAt, c.now);
+      heard(error);
+    });
+    // And one at the leader itself, which refuses it to Raft: it waits too, not failing with `leader changed`.
+    const heardAtLeader = outcomes.callback();
+    c.propose(a, payload('handed-over-local'), (error) => {
+      answeredAt = Math.max(answeredAt, c.now);
+      heardAtLeader(error);
+    });
+    c.runUntilCondition(() => outcomes.heard.size === 2, requestTimeoutMs);
+    expect(outcomes.codes()).toEqual(['ok']);
+    // Answered once the transfer gave up (an election timeout), not at the request's deadline.
+    const electionMs = (SIM_DEFAULTS.raft.electionTicks ?? 10) * SIM_DEFAULTS.tickIntervalMs;
+    expect(answeredAt - sentAt).toBeLessThanOrEqual(electionMs + 2 * SIM_DEFAULTS.tickIntervalMs);
+    expect([...applied.values()]).toEqual([1, 1]);
+    expect(pending(c, follower)).toEqual(idle);
+    expect(pending(c, a)).toEqual(idle);
+  });
+
   it('a read asked of a leader that lost its leadership fails with leader-changed', () => {
     const c = cluster(13);
     const a = c.leader()!.id;

@@ -16,7 +16,9 @@ import {
   linkStatus,
   peerLimits,
   queryCluster,
+  decodeFrame,
 } from '../../src/server/peer/index.js';
+import { makeMessage } from '../../raft/index.js';
 import { dialRaw, startMesh, startNode, stopAll, waitFor, type RawLink, type TestNode } from './peer-harness.js';
 
 /** What a raw link ended with, or 'open' if it had not ended within `ms` (well below the hello timeout). */
@@ -237,5 +239,36 @@ describe('cluster query answers beyond clusterQueryBytesMax', () => {
     } finally {
       await stopAll([node]);
     }
+  });
+});
+
+describe('MsgPropDropped and older peers', () => {
+  const dropped = makeMessage({ type: 'MsgPropDropped', to: 1, from: 3, rejectHint: 1, entries: [{ term: 0, index: 0, type: 'normal', data: new Uint8Array([1, 2]) }] });
+  const append = makeMessage({ type: 'MsgApp', to: 1, from: 3, term: 2, index: 4, logTerm: 2, commit: 4 });
+
+  /** The message types a raw node listing `features` receives when node 3 sends it both. */
+  async function receivedBy(features: readonly string[]): Promise<string[]> {
+    const three = await startNode({ id: 3, peers: new Map([[1, '127.0.0.1:1']]) });
+    const link = dialRaw(three.transport.boundPort, features);
+    try {
+      link.sendFrame(encodeHello({ clusterId: 1, fromId: 1, toId: 3, protocolVersion: peerLimits.protocolVersion }));
+      await waitFor(() => three.transport.connectedPeers().length === 1, 'raw node connected');
+      three.transport.send(1, 7, [{ ...dropped }, { ...append }]);
+      const batches = (): string[] =>
+        link.frames.flatMap((frame) => {
+          const decoded = decodeFrame(frame);
+          return decoded.kind === 'batch' ? decoded.messages.map((m) => m.message.type) : [];
+        });
+      await waitFor(() => batches().includes('MsgApp'), 'append received');
+      return batches();
+    } finally {
+      link.destroy();
+      await stopAll([three]);
+    }
+  }
+
+  it('goes only to a peer whose preamble lists prop-dropped; an older peer gets the rest of the batch', async () => {
+    expect(await receivedBy(['requests', 'prop-dropped'])).toEqual(['MsgPropDropped', 'MsgApp']);
+    expect(await receivedBy(['requests'])).toEqual(['MsgApp']);
   });
 });

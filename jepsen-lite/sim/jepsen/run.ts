@@ -186,7 +186,9 @@ export function jepsenCluster(options: JepsenClusterOptions): SimCluster {
     snapshotKeepEntries,
     checkSafety: true,
     traceEvents: options.trace,
-    neverDuplicate: ['MsgProp'],
+    // The peer transport never repeats a message: a proposal delivered twice is appended twice,
+    // and a refusal delivered twice could have its proposal proposed again after it was appended.
+    neverDuplicate: ['MsgProp', 'MsgPropDropped'],
     shards: [dataShard, metaShard],
     stateMachine: (_node, shard) => {
       if (shard === metaShard) return composeStateMachine('meta', { trackChain: true });

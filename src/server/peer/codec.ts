@@ -134,6 +134,8 @@ const MESSAGE_TYPE_CODES: ReadonlyMap<MessageType, number> = new Map<MessageType
   ['MsgTimeoutNow', 12],
   ['MsgReadIndex', 13],
   ['MsgReadIndexResp', 14],
+  // Sent only to peers that list `prop-dropped` in their preamble (transport.ts).
+  ['MsgPropDropped', 15],
 ]);
 const MESSAGE_TYPES_BY_CODE: ReadonlyMap<number, MessageType> = new Map(
   [...MESSAGE_TYPE_CODES].map(([type, code]) => [code, type]),

@@ -106,10 +106,16 @@ const idHex = (id: number): string => id.toString(16);
 export const removedMemberRefusal = 'member removed:';
 
 /**
- * The feature a link's preamble lists when its node answers request frames (the one feature
- * today; a node sends request frames only to peers that listed it).
+ * The feature a link's preamble lists when its node answers request frames (a node sends request
+ * frames only to peers that listed it).
  */
 export const peerFeatureRequests = 'requests';
+/**
+ * The feature a link's preamble lists when its node decodes MsgPropDropped (message type 15). It
+ * is not sent to a peer that did not list it, whose decoder would refuse the whole link: the
+ * proposer then waits for its request's deadline, as before.
+ */
+export const peerFeaturePropDropped = 'prop-dropped';
 
 export type PeerLogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -397,6 +403,7 @@ class Connection {
   helloTimer: NodeJS.Timeout | undefined;
   /** The other side advertised that it answers requests (its preamble). */
   peerHandlesRequests = false;
+  peerDecodesPropDropped = false;
   /** Request and response frames to write, ahead of the Raft frames. */
   readonly rpcQueue: OutgoingRpc[] = [];
   /** 'refusal' items in `rpcQueue`. */
@@ -471,7 +478,7 @@ function assert(condition: boolean, message: string): asserts condition {
 }
 
 function features(handlesRequests: boolean): string[] {
-  return handlesRequests ? [peerFeatureRequests] : [];
+  return handlesRequests ? [peerFeatureRequests, peerFeaturePropDropped] : [peerFeaturePropDropped];
 }
 
 function checkShard(shard: number): void {
@@ -782,6 +789,10 @@ export class PeerTransport {
       if (isLocalMessage(message.type)) throw new TypeError(`local message ${message.type} cannot be sent to a peer`);
       if (peer === undefined || peer.connection?.live !== true || !this.running) {
         this.drop(to, shard, message);
+        continue;
+      }
+      if (message.type === 'MsgPropDropped' && !peer.connection.peerDecodesPropDropped) {
+        this.counters.dropped += 1; // an older peer: not unreachable, it just cannot read this
         continue;
       }
       this.enqueue(peer, shard, message);
@@ -1277,6 +1288,7 @@ export class PeerTransport {
     }
     connection.preambleRead = true;
     connection.peerHandlesRequests = listed.includes(peerFeatureRequests);
+    connection.peerDecodesPropDropped = listed.includes(peerFeaturePropDropped);
     // The acceptor answers with its own, ahead of its hello (as gRPC's response headers were).
     if (connection.side === 'accept') this.writePreamble(connection);
   }
