@@ -15,6 +15,7 @@ export {
   type DropReason,
   type DroppedProposal,
   dropReasonText,
+  dropReasonOfCode,
   ProposalDroppedError,
 } from './raft.js';
 export { RawNode, type Ready, type Status, type ProgressStatus } from './raw-node.js';

@@ -65,29 +65,38 @@ export type DropReason =
   | 'conf-change-not-joint'
   | 'conf-change-invalid'
   | 'too-many-entries'
-  | 'read-index-queue-full';
+  | 'read-index-queue-full'
+  /** A MsgPropDropped whose reason this build does not know (a newer peer's). */
+  | 'unknown';
 
 /**
  * The stable wire codes of drop reasons, carried in a MsgPropDropped's rejectHint. Never renumber;
- * add new reasons at the end. An unknown code reads as 'no-leader'.
+ * give a new reason the next code. `unknown` is never sent: it is what a code this build does not
+ * know reads as.
  */
-const DROP_REASON_CODES: readonly DropReason[] = [
-  'no-leader',
-  'transfer-in-progress',
-  'uncommitted-size-limit',
-  'not-member',
-  'forwarding-disabled',
-  'conf-change-pending',
-  'conf-change-in-joint',
-  'conf-change-not-joint',
-  'conf-change-invalid',
-  'too-many-entries',
-  'read-index-queue-full',
-];
+const DROP_REASON_CODES: Readonly<Record<Exclude<DropReason, 'unknown'>, number>> = {
+  'no-leader': 0,
+  'transfer-in-progress': 1,
+  'uncommitted-size-limit': 2,
+  'not-member': 3,
+  'forwarding-disabled': 4,
+  'conf-change-pending': 5,
+  'conf-change-in-joint': 6,
+  'conf-change-not-joint': 7,
+  'conf-change-invalid': 8,
+  'too-many-entries': 9,
+  'read-index-queue-full': 10,
+};
+const DROP_REASONS_BY_CODE: ReadonlyMap<number, DropReason> = new Map(Object.entries(DROP_REASON_CODES).map(([reason, code]) => [code, reason as DropReason]));
 
 /** The reason a MsgPropDropped's rejectHint names. */
 export function dropReasonOfCode(code: number): DropReason {
-  return DROP_REASON_CODES[code] ?? 'no-leader';
+  return DROP_REASONS_BY_CODE.get(code) ?? 'unknown';
+}
+
+function dropReasonCode(reason: DropReason): number {
+  assert(reason !== 'unknown', 'a refusal of unknown reason is never sent');
+  return DROP_REASON_CODES[reason];
 }
 
 /** A proposal this node forwarded that the node it reached refused: none of its entries was appended. */
@@ -108,6 +117,7 @@ export const dropReasonText: Readonly<Record<DropReason, string>> = {
   'conf-change-invalid': 'the configuration change is invalid',
   'too-many-entries': 'too many entries in one proposal',
   'read-index-queue-full': 'too many read index requests are waiting',
+  unknown: 'refused where it was forwarded, for a reason this node does not know',
 };
 
 export class ProposalDroppedError extends Error {
@@ -725,7 +735,7 @@ export class Raft {
         // A proposal forwarded here and refused (by a leader handing over, a follower without a
         // leader, …): without an answer its proposer could only wait for its request's timeout.
         if (refused !== undefined && m.type === 'MsgProp' && m.from !== NONE && m.from !== this.id) {
-          this.send(makeMessage({ type: 'MsgPropDropped', to: m.from, entries: m.entries, rejectHint: DROP_REASON_CODES.indexOf(refused) }));
+          this.send(makeMessage({ type: 'MsgPropDropped', to: m.from, entries: m.entries, rejectHint: dropReasonCode(refused) }));
         }
         return refused;
       }

@@ -42,6 +42,8 @@ export interface WriteWaiter {
   position: number | undefined;
   /** A leader change happened while it was pending (a timeout then says so). */
   leaderChanged: boolean;
+  /** Why it was last refused and parked to go again (its deadline then fails it with this). */
+  refusal: RuntimeError | undefined;
   readonly callback: WriteCallback<unknown>;
 }
 
@@ -187,11 +189,18 @@ export class PendingRequests {
     }
   }
 
-  /** Releases writes and reads whose deadline passed. */
+  /**
+   * Releases writes and reads whose deadline passed. A write never handed to Raft (queued, or
+   * parked after a refusal) is known not applied: it fails with the refusal that parked it, else
+   * with `no leader`.
+   */
   expire(nowMs: number): void {
     const expired: WriteWaiter[] = [];
-    for (const waiter of this.writes.values()) if (waiter.deadlineMs <= nowMs && waiter.data !== undefined) expired.push(waiter);
-    for (const waiter of expired) this.settleWrite(waiter, timeoutError(waiter.leaderChanged ? 'leader-failed' : 'timeout'));
+    for (const waiter of this.writes.values()) if (waiter.deadlineMs <= nowMs) expired.push(waiter);
+    for (const waiter of expired) {
+      if (waiter.data !== undefined) this.settleWrite(waiter, timeoutError(waiter.leaderChanged ? 'leader-failed' : 'timeout'));
+      else this.settleWrite(waiter, waiter.refusal ?? new RuntimeError('no-leader', 'etcdserver: no leader'));
+    }
     if (this.readCount === 0) return;
     const expireRead = (waiter: ReadWaiter): void => {
       if (!waiter.settled && waiter.deadlineMs <= nowMs) this.settleRead(waiter, timeoutError('timeout'));

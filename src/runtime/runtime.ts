@@ -309,6 +309,11 @@ function isWakeCall(message: Message): boolean {
   return message.type === 'MsgHeartbeatResp' && hasContext(message, wakeContext);
 }
 
+/** Writes of `shard` queued or parked here, not yet handed to Raft (a group holding one does not quiesce). */
+function holdsUnproposed(shard: ShardState): boolean {
+  return shard.pending.queue.length > 0 || shard.pending.parked.length > 0;
+}
+
 /** Whether a cycle would find something to do for `shard`: queued writes or reads, or a Ready. */
 function shardHasWork(shard: ShardState): boolean {
   const p = shard.pending;
@@ -862,6 +867,9 @@ export class NodeRuntime {
     // Still no leader: fed as they are, so Raft refuses them (`no leader`) instead of parking them again.
     pending.feedParkedAsIs = shard.node.raft.lead === 0;
     pending.queue.unshift(...pending.parked.splice(0));
+    // Fed by the next cycle, a quiesced group's too.
+    this.wake(shard);
+    this.dirty.add(shard);
   }
 
   /** Messages from a peer for our groups (unknown shards are ignored). */
@@ -887,7 +895,7 @@ export class NodeRuntime {
       this.options.listener?.stepped?.(shardId, shard.node);
       const raft = shard.node.raft;
       if (shard.quiesced && (raft.term !== shard.quiescedTerm || raft.lead !== shard.quiescedLead)) this.wake(shard);
-      else if (quiesce && !shard.quiesced && this.quiesceEnabled && raft.role === 'follower' && raft.lead === stepped.from && raft.term === stepped.term) this.quiesce(shard);
+      else if (quiesce && !shard.quiesced && this.quiesceEnabled && raft.role === 'follower' && raft.lead === stepped.from && raft.term === stepped.term && !holdsUnproposed(shard)) this.quiesce(shard);
     }
     this.schedule();
   }
@@ -1039,7 +1047,7 @@ export class NodeRuntime {
     const requestId = this.nextRequestId++;
     const caller = options.caller;
     const deadlineMs = this.deadline(options);
-    return { requestId, kind, command: undefined, caller, change: undefined, data: undefined, bytes, deadlineMs, requestDeadlineMs: deadlineMs, forwarded: false, position: undefined, leaderChanged: false, callback };
+    return { requestId, kind, command: undefined, caller, change: undefined, data: undefined, bytes, deadlineMs, requestDeadlineMs: deadlineMs, forwarded: false, position: undefined, leaderChanged: false, refusal: undefined, callback };
   }
 
   private deadline(options: RequestOptions): number {
@@ -1356,11 +1364,13 @@ export class NodeRuntime {
    */
   private parkDuringHandOver(shard: ShardState, error: unknown, waiters: readonly WriteWaiter[]): boolean {
     if (!(error instanceof ProposalDroppedError) || error.reason !== 'transfer-in-progress') return false;
-    this.park(shard, waiters);
+    this.park(shard, waiters, this.refusal(error));
     return true;
   }
 
-  private park(shard: ShardState, waiters: readonly WriteWaiter[]): void {
+  /** Writes refused for a while (`refusal`) go again at the next leader change or tick, until their deadline. */
+  private park(shard: ShardState, waiters: readonly WriteWaiter[], refusal: RuntimeError): void {
+    for (const waiter of waiters) waiter.refusal = refusal;
     const pending = shard.pending;
     if (pending.parked.length === 0) pending.parkedUntilMs = this.options.clock.now() + noLeaderWaitElections * this.electionTimeoutMs;
     pending.parked.push(...waiters);
@@ -1575,7 +1585,7 @@ export class NodeRuntime {
           continue;
         }
         pending.unpropose(waiter);
-        this.park(shard, [waiter]);
+        this.park(shard, [waiter], this.refusal(new ProposalDroppedError(dropped.reason)));
       }
     }
   }

@@ -409,7 +409,7 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
     }),
     forwardedProposalsRefused: registry.counter({
       name: 'dkv_forwarded_proposals_refused_total',
-      help: 'Writes this node forwarded to a leader that came back refused, by reason (transfer-in-progress, no-leader and not-member: proposed again once a leader is known; any other: failed, known not applied).',
+      help: 'Refusals of writes this node forwarded that came back, by reason (transfer-in-progress, no-leader, not-member: the write goes again, so one write may count several times; any other: it failed, known not applied).',
       labelNames: ['reason'],
     }),
     replicaMovesFinished: registry.counter({

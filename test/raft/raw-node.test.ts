@@ -9,6 +9,8 @@ import {
   MemoryLogStorage,
   type Message,
   ProposalDroppedError,
+  dropReasonOfCode,
+  dropReasonText,
   makeMessage,
   RaftAssertionError,
   RaftConfigError,
@@ -279,6 +281,17 @@ describe('refusals carry a reason', () => {
     g.node(2).propose(bytes('forwarded'));
     g.stabilize();
     expect(g.applied.get(1)!.filter((v) => v === 'forwarded')).toHaveLength(1);
+  });
+
+  it('names every refusal on the wire with a code of its own; a code this build does not know reads as unknown', () => {
+    const seen = new Set<string>();
+    for (let code = 0; code < 64; code++) {
+      const reason = dropReasonOfCode(code);
+      if (reason !== 'unknown') seen.add(reason);
+    }
+    expect([...seen].sort()).toEqual(Object.keys(dropReasonText).filter((r) => r !== 'unknown').sort());
+    expect(dropReasonOfCode(1)).toBe('transfer-in-progress');
+    expect(dropReasonOfCode(9999)).toBe('unknown');
   });
 
   it('a forwarded proposal that reaches a node without a leader comes back as no-leader', () => {

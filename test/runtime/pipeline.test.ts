@@ -170,12 +170,47 @@ describe('the request pipeline releases everything it holds', () => {
       answeredAt = Math.max(answeredAt, c.now);
       heardAtLeader(error);
     });
-    c.runUntilCondition(() => outcomes.heard.size === 2, requestTimeoutMs);
-    expect(outcomes.codes()).toEqual(['ok']);
+    expect(c.runUntilCondition(() => outcomes.heard.size === 2, requestTimeoutMs)).toBe(true);
+    expect([...outcomes.heard.values()]).toEqual(['ok', 'ok']);
     // Answered once the transfer gave up (an election timeout), not at the request's deadline.
     const electionMs = (SIM_DEFAULTS.raft.electionTicks ?? 10) * SIM_DEFAULTS.tickIntervalMs;
     expect(answeredAt - sentAt).toBeLessThanOrEqual(electionMs + 2 * SIM_DEFAULTS.tickIntervalMs);
     expect([...applied.values()]).toEqual([1, 1]);
+    expect(pending(c, follower)).toEqual(idle);
+    expect(pending(c, a)).toEqual(idle);
+  });
+
+  it('a write refused again and again (a hand-over restarted each time it gives up) fails at its deadline, known not applied', () => {
+    const c = cluster(15);
+    const a = c.leader()!.id;
+    const [follower, target] = [1, 2, 3].filter((id) => id !== a) as [number, number];
+    const applied: string[] = [];
+    c.onApply((node, entry) => {
+      if (node.id === a && entry.type === 'normal' && new TextDecoder().decode(entry.data).includes('never')) applied.push('never');
+    });
+    c.dropWhere = (_shard, m) => m.type === 'MsgTimeoutNow';
+    c.transferLeader(a, target);
+    c.runFor(20);
+    const outcomes = new Outcomes();
+    const sentAt = c.now;
+    c.propose(follower, payload('never-forwarded'), outcomes.callback());
+    c.propose(a, payload('never-local'), outcomes.callback());
+    let refusedAt = 0;
+    for (let t = 0; t < requestTimeoutMs + 2000; t += 10) {
+      if (c.nodes.get(a)!.raw!.raft.leadTransferee === 0) c.transferLeader(a, target);
+      c.runFor(10);
+      if (refusedAt === 0 && [...outcomes.heard.values()].includes('leader-transfer')) refusedAt = c.now;
+    }
+    // Each is answered: applied (a retry can slip in between a transfer giving up and the next
+    // one starting), or refused at its deadline with the refusal that kept it waiting, never
+    // left pending.
+    const codes = [...outcomes.heard.values()];
+    expect(codes).toHaveLength(2);
+    for (const code of codes) expect(['ok', 'leader-transfer']).toContain(code);
+    expect(codes).toContain('leader-transfer');
+    expect(refusedAt - sentAt).toBeGreaterThanOrEqual(requestTimeoutMs);
+    expect(refusedAt - sentAt).toBeLessThanOrEqual(requestTimeoutMs + 2 * SIM_DEFAULTS.tickIntervalMs);
+    expect(applied).toHaveLength(codes.filter((code) => code === 'ok').length);
     expect(pending(c, follower)).toEqual(idle);
     expect(pending(c, a)).toEqual(idle);
   });

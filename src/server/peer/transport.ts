@@ -1111,7 +1111,15 @@ export class PeerTransport {
       bytes += batchItemOverheadBytes + item.bytes;
       count += 1;
     }
-    const taken = this.dequeue(peer, count);
+    let taken = this.dequeue(peer, count);
+    // Checked again here: the queue may have been queued for a link the peer has since replaced
+    // (a restart as an older build).
+    if (!connection.peerDecodesPropDropped && taken.some((item) => item.message.type === 'MsgPropDropped')) {
+      const kept = taken.filter((item) => item.message.type !== 'MsgPropDropped');
+      this.counters.dropped += taken.length - kept.length;
+      taken = kept;
+      if (taken.length === 0) return;
+    }
     this.write(peer, connection, encodeBatch(taken));
     this.counters.messagesSent += taken.length;
     for (const item of taken) {
