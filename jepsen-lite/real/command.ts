@@ -14,7 +14,7 @@ import type { RealCluster, Target } from './cluster.js';
 import { defaultEtcdBin } from './cluster.js';
 import { electionObservers } from './election-clients.js';
 import { type FaultKind, defaultFaultKinds, faultKinds, isFaultKind } from './nemesis.js';
-import { type RealRunOutcome, checkTimeBudgetMsDefault, runReal } from './run.js';
+import { type RealRunOutcome, checkTimeBudgetMsDefault, runReal, shardsFaultProblem } from './run.js';
 import { watchCutMs, watchersPerNodeDefault, watchersPerNodeMax } from './clients.js';
 import { type RealWorkloadName, isRealWorkloadName, realWorkloadNames, unsupportedReason } from './workloads.js';
 
@@ -26,7 +26,7 @@ export const checkBudgetSecondsMax = 3600;
 const watchCutSeconds = watchCutMs / 1000;
 
 export const jepsenRunHelp = `Usage: dkv jepsen run [--nodes N] [--time S] [--workload register|kv|watch|append|rw-register|counter|lock|election]
-                      [--faults partition,kill,pause,delay,membership] [--target dkv|etcd] [--clients N]
+                      [--faults partition,kill,pause,delay,membership,shards] [--target dkv|etcd] [--clients N]
                       [--watchers-per-node N] [--seed S] [--out DIR] [--etcd-bin PATH] [--unsafe-stale-reads]
                       [--unsafe-ignore-txn-compare]
 
@@ -36,7 +36,10 @@ of each link, and runs concurrent clients through the etcd gRPC API while a neme
 faults: network partitions (majority/minority, an isolated node, the isolated leader, one-way),
 SIGKILL and restart of a member, SIGSTOP/SIGCONT, latency on links, and (asked for by name)
 member replacement as etcd's runbook does it: MemberRemove, the data dir wiped, MemberAdd on
-the same peer URL, a start with --initial-cluster-state existing. Faults last a few
+the same peer URL, a start with --initial-cluster-state existing, and (asked for by name, DKV
+only, register and kv workloads) shard replica moves: the run's keys live in a store of one
+shard placed on every member but one, and the fault moves one of its replicas, often its
+leader's, to the member without one (dkv.v1.Admin.ShardMove). Faults last a few
 seconds with healthy gaps; the last fifth of the run is healed. The recorded history is checked
 for linearizability (register, counter: per key; kv and watch: etcd's key space with revisions,
 decided from them against the committed history; lock: fencing tokens), the append and
@@ -188,13 +191,17 @@ export function parseJepsenRunArgs(argv: string[], now: Date = new Date()): Jeps
   if (values['watchers-per-node'] !== undefined && workload !== 'watch') throw new UsageError('--watchers-per-node is for --workload watch');
   const auth = values.auth === true;
   if (auth && workload !== 'register' && workload !== 'kv') throw new UsageError('--auth is for --workload register or kv');
+  const faults = parseFaults(values.faults);
+  const nodes = intOption(values.nodes, 'nodes', 3, 1, nodesMax);
+  const shardsProblem = shardsFaultProblem({ faults, target, nodes, workload, auth });
+  if (shardsProblem !== undefined) throw new UsageError(shardsProblem);
   const stamp = now.toISOString().replace(/[:.]/g, '-');
   return {
     target,
-    nodes: intOption(values.nodes, 'nodes', 3, 1, nodesMax),
+    nodes,
     timeMs: 1000 * intOption(timeOption(values.time, values['time-limit']), 'time', 60, timeSecondsMin, timeSecondsMax),
     workload,
-    faults: parseFaults(values.faults),
+    faults,
     clients: intOption(values.clients, 'clients', 5, 1, clientsMax),
     watchersPerNode: intOption(values['watchers-per-node'], 'watchers-per-node', watchersPerNodeDefault, 1, watchersPerNodeMax),
     seed: intOption(values.seed, 'seed', now.getTime() % 1_000_000_000, 0, Number.MAX_SAFE_INTEGER),
@@ -261,7 +268,7 @@ function summary(outcome: RealRunOutcome): string[] {
   const lines = [
     `verdict: ${results.verdict}${outcome.interrupted ? ' (interrupted)' : ''}`,
     `  operations: ${stats.operations ?? 0} (ok ${stats.ok ?? 0}, fail ${stats.fail ?? 0}, info ${stats.info ?? 0})`,
-    `  faults: ${stats.faults ?? 0} (partition ${stats['faults.partition'] ?? 0}, kill ${stats['faults.kill'] ?? 0}, pause ${stats['faults.pause'] ?? 0}, delay ${stats['faults.delay'] ?? 0}, membership ${stats['faults.membership'] ?? 0}${outcome.fencing === undefined ? '' : `, holder pause ${stats['faults.holder-pause'] ?? 0}`}${outcome.election === undefined ? '' : `, leader pause ${stats['faults.leader-pause'] ?? 0}`})`,
+    `  faults: ${stats.faults ?? 0} (partition ${stats['faults.partition'] ?? 0}, kill ${stats['faults.kill'] ?? 0}, pause ${stats['faults.pause'] ?? 0}, delay ${stats['faults.delay'] ?? 0}, membership ${stats['faults.membership'] ?? 0}${(stats['faults.shards'] ?? 0) > 0 ? `, shards ${stats['faults.shards']}` : ''}${outcome.fencing === undefined ? '' : `, holder pause ${stats['faults.holder-pause'] ?? 0}`}${outcome.election === undefined ? '' : `, leader pause ${stats['faults.leader-pause'] ?? 0}`})`,
   ];
   if (linearizability !== undefined) {
     lines.push(

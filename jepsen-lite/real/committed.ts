@@ -1,6 +1,6 @@
 /**
  * The store's committed history, read back at the end of a run on the healed cluster: one Watch
- * over the whole key space from revision 1 (the run's cluster is fresh, so that is every change
+ * over the whole key space (or the run store's prefix) from revision 1 (the run's cluster is fresh, so that is every change
  * it ever made), until the revision a linearizable Range reported. The watch checker checks the
  * run's watch streams against it; `checkAcknowledgedWrites` checks that every write a client saw
  * acknowledged is in it, at the revision it was acknowledged at.
@@ -17,22 +17,41 @@ export const committedReadTimeoutMs = 20_000;
 /** Problems listed per run (the count is always complete). */
 export const acknowledgedProblemsListedMax = 20;
 
-const wholeKeySpace = { key: Buffer.from([0]), rangeEnd: Buffer.from([0]) };
+export interface KeyRange {
+  readonly key: Buffer;
+  readonly rangeEnd: Buffer;
+}
 
-/** Reads every committed revision up to the store's current one from the member at `endpoint`. */
-export async function readCommittedHistory(endpoint: string, timeoutMs = committedReadTimeoutMs, auth?: RunAuth): Promise<WatchHistory> {
+export const wholeKeySpace: KeyRange = { key: Buffer.from([0]), rangeEnd: Buffer.from([0]) };
+
+/** The keys that start with `prefix` (not empty, not all 0xff). */
+export function prefixRange(prefix: Uint8Array): KeyRange {
+  const end = Buffer.from(prefix);
+  let at = end.length - 1;
+  while (at >= 0 && end[at] === 0xff) at--;
+  if (at < 0) throw new TypeError('prefixRange: the prefix must hold a byte below 0xff');
+  end[at] = end[at]! + 1;
+  return { key: Buffer.from(prefix), rangeEnd: end.subarray(0, at + 1) };
+}
+
+/**
+ * Reads every committed revision up to the store's current one from the member at `endpoint`:
+ * of the whole key space, or of `range` (a store of DKV's: its shard has a revision sequence of
+ * its own, and a Watch across stores is refused).
+ */
+export async function readCommittedHistory(endpoint: string, timeoutMs = committedReadTimeoutMs, auth?: RunAuth, range: KeyRange = wholeKeySpace): Promise<WatchHistory> {
   const client = memberChannel(endpoint, auth);
   try {
-    const range = await client.kv('Range', { key: wholeKeySpace.key, range_end: wholeKeySpace.rangeEnd, count_only: true }, { timeoutMs });
-    const head = Number((range.header as { revision?: number } | undefined)?.revision ?? 0);
-    const revisions = head > 1 ? await watchUpTo(client, head, timeoutMs) : [];
+    const counted = await client.kv('Range', { key: range.key, range_end: range.rangeEnd, count_only: true }, { timeoutMs });
+    const head = Number((counted.header as { revision?: number } | undefined)?.revision ?? 0);
+    const revisions = head > 1 ? await watchUpTo(client, head, timeoutMs, range) : [];
     return { revisions, headRevision: Math.max(head, 1) };
   } finally {
     client.close();
   }
 }
 
-function watchUpTo(client: EtcdChannel, head: number, timeoutMs: number): Promise<HistoryRevision[]> {
+function watchUpTo(client: EtcdChannel, head: number, timeoutMs: number, range: KeyRange): Promise<HistoryRevision[]> {
   return new Promise((resolve, reject) => {
     const byRevision = new Map<number, WatchEvent[]>();
     let last = 1;
@@ -68,7 +87,7 @@ function watchUpTo(client: EtcdChannel, head: number, timeoutMs: number): Promis
       },
       onEnd: (error) => finish(error ?? new Error('committed history: watch ended early')),
     });
-    stream.send({ create_request: { key: wholeKeySpace.key, range_end: wholeKeySpace.rangeEnd, start_revision: 1, prev_kv: false } });
+    stream.send({ create_request: { key: range.key, range_end: range.rangeEnd, start_revision: 1, prev_kv: false } });
   });
 }
 

@@ -12,11 +12,13 @@ import { SeededPrng } from '../../raft/index.js';
 import type { FaultWindow } from '../history.js';
 import type { LinkMode } from './proxy.js';
 
-export type FaultKind = 'partition' | 'kill' | 'pause' | 'delay' | 'membership';
-export const faultKinds: readonly FaultKind[] = ['partition', 'kill', 'pause', 'delay', 'membership'];
+export type FaultKind = 'partition' | 'kill' | 'pause' | 'delay' | 'membership' | 'shards';
+export const faultKinds: readonly FaultKind[] = ['partition', 'kill', 'pause', 'delay', 'membership', 'shards'];
 /**
  * What a run injects unless told otherwise. `membership` (replace a member as etcd's runbook
- * does: remove it, wipe its data, add it back, start it with `existing`) is asked for by name.
+ * does: remove it, wipe its data, add it back, start it with `existing`) and `shards` (DKV only:
+ * the run's keys live in a store of one shard placed on all members but one, and the fault moves
+ * one of its replicas, often its leader's, to the member without one) are asked for by name.
  */
 export const defaultFaultKinds: readonly FaultKind[] = ['partition', 'kill', 'pause', 'delay'];
 
@@ -52,6 +54,8 @@ export type FaultAction =
   | { readonly kind: 'pause'; readonly target: NodeChoice }
   /** Remove the member, wipe its data directory, add it back on the same peer URL, start it. */
   | { readonly kind: 'membership'; readonly target: NodeChoice }
+  /** Move a replica of the run store's shard: the leader's when `leader`, else the one `pick` names. */
+  | { readonly kind: 'shards'; readonly pick: number; readonly leader: boolean }
   /** Latency on both directions of every link of `nodes` (all links when it holds every node). */
   | { readonly kind: 'delay'; readonly nodes: readonly number[]; readonly delayMs: number };
 
@@ -98,6 +102,8 @@ function drawAction(random: SeededPrng, kind: FaultKind, nodes: number): FaultAc
     case 'pause':
     case 'membership':
       return { kind, target: { node, leader: random.nextInt(3) === 0 } };
+    case 'shards':
+      return { kind, pick: random.nextInt(1 << 16), leader: random.nextInt(2) === 0 };
     case 'delay': {
       const all = random.nextInt(2) === 0;
       return { kind, nodes: all ? range(nodes) : [node], delayMs: between(random, linkDelayMsMin, linkDelayMsMax) };
@@ -148,6 +154,8 @@ export interface NemesisCluster {
   resume(name: string): void;
   /** Replaces member `name` through member `via` (see RealCluster.replaceMember). */
   replaceMember(name: string, via: string): Promise<{ oldId: string; newId: string; exitedByItself: boolean }>;
+  /** The `shards` fault (RealCluster.moveRunStoreReplica); absent: the fault is skipped. */
+  moveRunStoreReplica?(pick: number, leader: boolean): Promise<string>;
   readonly proxies: {
     setLink(from: string, to: string, change: { mode?: LinkMode; delayMs?: number }): void;
     healAll(): void;
@@ -325,6 +333,11 @@ export class Nemesis {
             },
           };
         }
+      }
+      case 'shards': {
+        // A move is not undone: the heal lets it finish (or not) while the run goes on.
+        const description = cluster.moveRunStoreReplica === undefined ? 'move: skipped, the cluster has no run store' : await cluster.moveRunStoreReplica(action.pick, action.leader);
+        return { description, heal: () => {} };
       }
       case 'delay': {
         const names = action.nodes.map((i) => this.name(i));

@@ -29,8 +29,8 @@ import type { RunHistory, RunInfo, RunResults, RunVerdict } from '../report/inde
 import { CounterGenerator, Generator, electionKeys, elleModelOf, elleTxnsOf, isWorkloadName, lockKeys, workloadDefaults } from '../workload/index.js';
 import { SeededPrng } from '../../raft/index.js';
 import { ClientPool, type ClientWorkload, counterWorkload, etcdWorkload, watchStats, watchersPerNodeDefault } from './clients.js';
-import { RealCluster, leaderWaitMs, type Target } from './cluster.js';
-import { type AcknowledgedCheck, checkAcknowledgedWrites, readCommittedHistory } from './committed.js';
+import { RealCluster, leaderWaitMs, runStoreName, type Target } from './cluster.js';
+import { type AcknowledgedCheck, checkAcknowledgedWrites, prefixRange, readCommittedHistory } from './committed.js';
 import { clientUser, rootUser, setUpAuth } from './auth.js';
 import { ElectionClients, electionObservers } from './election-clients.js';
 import { RunClock } from './clock.js';
@@ -106,7 +106,27 @@ export interface RealRunOutcome {
 
 const progressIntervalMs = 1000;
 
+/**
+ * Why the `shards` fault cannot run with these options (undefined: it can, or it is not asked
+ * for). Its store holds every key of the run in one shard placed on all members but one, so it
+ * needs DKV, 3 members or more, and a workload of plain KV calls (a Watch or a lock's waiting call
+ * must reach a replica; auth would need the root user for the moves).
+ */
+export function shardsFaultProblem(options: Pick<RealRunOptions, 'faults' | 'target' | 'nodes' | 'workload' | 'auth'>): string | undefined {
+  if (!options.faults.includes('shards')) return undefined;
+  if (options.target !== 'dkv') return 'the shards fault needs --target dkv (etcd has no stores or shards)';
+  if (options.nodes < 3) return 'the shards fault needs --nodes 3 or more (a replica moves to a member without one)';
+  if (!shardsFaultWorkloads.includes(options.workload)) return `the shards fault runs with --workload ${shardsFaultWorkloads.join(' or ')}`;
+  if (options.auth === true) return 'the shards fault does not run with --auth';
+  return undefined;
+}
+
+/** The workloads the `shards` fault runs with. */
+export const shardsFaultWorkloads: readonly RealWorkloadName[] = ['register', 'kv'];
+
 export async function runReal(options: RealRunOptions): Promise<RealRunOutcome> {
+  const problem = shardsFaultProblem(options);
+  if (problem !== undefined) throw new TypeError(problem);
   const log = options.log ?? (() => undefined);
   const startedAt = new Date().toISOString();
   const cluster = await RealCluster.start({
@@ -218,6 +238,11 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
     await setUpAuth(cluster.endpoint(await cluster.waitForLeader(leaderWaitMs)), keyPrefix);
     log('auth enabled: the clients call as a user who may read and write only the run\'s keys');
   }
+  if (options.faults.includes('shards')) {
+    const replicas = options.nodes - 1;
+    const shard = await cluster.createRunStore(new TextEncoder().encode(keyPrefix), replicas);
+    log(`the run's keys live in store ${runStoreName} (prefix ${keyPrefix}): shard ${shard}, ${replicas} replicas; the shards fault moves them`);
+  }
   const clients = clientsFor(options, cluster, clock, (op) => counts[op.status]++);
   try {
     await clients.prepare?.(stop.signal);
@@ -249,8 +274,10 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
   let watchHistory: WatchHistory | undefined;
   let committedError: string | undefined;
   try {
-    const leader = await cluster.waitForLeader(leaderWaitMs);
-    watchHistory = await readCommittedHistory(cluster.endpoint(leader), undefined, options.auth === true ? rootUser : undefined);
+    // The run store's Watch is served only where it has a replica.
+    const reader = (await cluster.runStoreReplica(leaderWaitMs)) ?? (await cluster.waitForLeader(leaderWaitMs));
+    const range = options.faults.includes('shards') ? prefixRange(new TextEncoder().encode(keyPrefix)) : undefined;
+    watchHistory = await readCommittedHistory(cluster.endpoint(reader), undefined, options.auth === true ? rootUser : undefined, range);
   } catch (error) {
     committedError = (error as Error).message;
     log(`could not read the committed history: ${committedError}`);
@@ -342,7 +369,7 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
       fail: counts.fail,
       info: counts.info,
       faults: faults.length,
-      ...Object.fromEntries(['partition', 'kill', 'pause', 'delay', 'membership', 'holder-pause', 'leader-pause'].map((k) => [`faults.${k}`, faults.filter((f) => f.kind === k).length])),
+      ...Object.fromEntries(['partition', 'kill', 'pause', 'delay', 'membership', 'shards', 'holder-pause', 'leader-pause'].map((k) => [`faults.${k}`, faults.filter((f) => f.kind === k).length])),
       ...(fencing !== undefined ? fencingStats(fencing) : {}),
       ...(election !== undefined ? electionStats(election) : {}),
       ...(watches.length > 0 ? watchStats(watches, cluster.members.map((m) => m.name)) : {}),

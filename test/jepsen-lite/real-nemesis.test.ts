@@ -1,4 +1,5 @@
 /** The real-mode nemesis: its schedule (deterministic from the seed) and how it applies a plan. */
+import { parseJepsenRunArgs } from '../../jepsen-lite/real/command.js';
 import { describe, expect, it } from 'vitest';
 import {
   type FaultKind,
@@ -61,6 +62,8 @@ describe('planFaults', () => {
           if (action.shape.startsWith('one-way')) expect(action.mode).toBe('blackhole');
         } else if (action.kind === 'delay') {
           expect(action.delayMs).toBeGreaterThan(0);
+        } else if (action.kind === 'shards') {
+          expect(Number.isSafeInteger(action.pick) && action.pick >= 0).toBe(true);
         } else {
           expect(action.target.node).toBeLessThan(5);
         }
@@ -132,6 +135,20 @@ describe('Nemesis', () => {
     for (const window of nemesis.windows) expect(window.end).toBeGreaterThanOrEqual(window.start);
   });
 
+  it('moves a replica of the run store for a shards fault, and skips it on a cluster without one', async () => {
+    const plan: PlannedFault[] = [{ start: 0, end: 10, action: { kind: 'shards', pick: 7, leader: true } }];
+    const moved: string[] = [];
+    const withStore = { ...fakeCluster('n1'), moveRunStoreReplica: (pick: number, leader: boolean) => (moved.push(`${pick} ${leader}`), Promise.resolve('move shard 2: done')) };
+    const origin = Date.now();
+    const nemesis = new Nemesis({ plan, cluster: withStore, now: () => Date.now() - origin });
+    await nemesis.run(new AbortController().signal);
+    expect(moved).toEqual(['7 true']);
+    expect(nemesis.windows.map((w) => [w.kind, w.description])).toEqual([['shards', 'move shard 2: done']]);
+    const without = new Nemesis({ plan, cluster: fakeCluster('n1'), now: () => Date.now() - origin });
+    await without.run(new AbortController().signal);
+    expect(without.windows.map((w) => w.description)).toEqual(['move: skipped, the cluster has no run store']);
+  });
+
   it('heals the active fault when aborted', async () => {
     const plan: PlannedFault[] = [{ start: 0, end: 60_000, action: { kind: 'pause', target: { node: 2, leader: false } } }];
     const cluster = fakeCluster('n1');
@@ -156,5 +173,25 @@ describe('Nemesis', () => {
     expect(nemesis.windows.map((w) => [w.kind, w.description])).toEqual([
       ['membership', 'replace n2 (leader): removed a (it exited by itself), added back as b on an empty data dir'],
     ]);
+  });
+});
+
+describe('--faults shards', () => {
+  it('is refused, with the reason, where it cannot run', () => {
+    const refused = (args: string[]): string => {
+      try {
+        parseJepsenRunArgs(['--faults', 'shards', ...args]);
+        return 'accepted';
+      } catch (error) {
+        return (error as Error).message;
+      }
+    };
+    expect(refused(['--target', 'etcd'])).toMatch(/needs --target dkv/);
+    expect(refused(['--nodes', '2'])).toMatch(/needs --nodes 3 or more/);
+    expect(refused(['--workload', 'watch'])).toMatch(/runs with --workload register or kv/);
+    expect(refused(['--workload', 'lock'])).toMatch(/runs with --workload register or kv/);
+    expect(refused(['--auth'])).toMatch(/does not run with --auth/);
+    expect(refused(['--workload', 'kv', '--nodes', '5'])).toBe('accepted');
+    expect(parseJepsenRunArgs(['--faults', 'partition,shards'])?.faults).toEqual(['partition', 'shards']);
   });
 });

@@ -1,7 +1,9 @@
 /**
- * Issue 6 §5's real-mode proof: one `dkv jepsen run` of 32 s on a real 3-node DKV cluster with
- * partitions and kills (seed 8: kill a node, cut the leader off, kill the leader, blackhole a
- * minority), checked linearizable, with the faults visible in the history and the report written.
+ * Issue 6 §5's real-mode proof, and issue 18's real-mode shard fault: one `dkv jepsen run` of 32 s
+ * on a real 3-node DKV cluster, the register keys in a store of one shard on two of the members,
+ * with partitions, kills and replica moves (seed 13: move the shard leader's replica, a
+ * partition, a kill, move another replica), checked linearizable, with the faults visible in the
+ * history and the report written.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +14,7 @@ import { opTimeoutMs } from '../../jepsen-lite/real/clients.js';
 import { parseHistoryJson } from '../../jepsen-lite/report/index.js';
 
 const runSeconds = 32;
-const seed = 8;
+const seed = 13;
 /** Ok operations the healed cluster must serve after the last fault (it serves hundreds). */
 const okAfterHealingMin = 50;
 
@@ -20,13 +22,13 @@ const out = mkdtempSync(join(tmpdir(), 'dkv-jepsen-real-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 describe('dkv jepsen run (real DKV cluster)', () => {
-  it(`runs ${runSeconds} s of register ops under partitions and kills, and the history is linearizable`, async () => {
+  it(`runs ${runSeconds} s of register ops under partitions, kills and replica moves, and the history is linearizable`, async () => {
     const code = await jepsenRunCommand([
       '--target', 'dkv',
       '--nodes', '3',
       '--time', String(runSeconds),
       '--workload', 'register',
-      '--faults', 'partition,kill',
+      '--faults', 'partition,kill,shards',
       '--clients', '5',
       '--seed', String(seed),
       '--out', out,
@@ -53,6 +55,10 @@ describe('dkv jepsen run (real DKV cluster)', () => {
     const faults = history.faults;
     expect(faults.filter((f) => f.kind === 'kill').length).toBeGreaterThanOrEqual(1);
     expect(faults.filter((f) => f.kind === 'partition').length).toBeGreaterThanOrEqual(1);
+    // The run's keys lived in a store of one shard on two of the three members, and at least one
+    // of its replicas moved to the third while the clients ran (its leader's, at this seed).
+    const moves = faults.filter((f) => f.kind === 'shards');
+    expect(moves.some((f) => /^move shard \d+'s replica from n\d \(its leader\) to n\d: done$/.test(f.description)), JSON.stringify(moves)).toBe(true);
     for (const fault of faults) expect(fault.end).toBeDefined();
     const lastHeal = Math.max(...faults.map((f) => f.end ?? Infinity));
     expect(lastHeal).toBeLessThanOrEqual(runSeconds * 1000 * 0.8 + 1000);
