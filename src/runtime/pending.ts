@@ -5,7 +5,8 @@
  * - its outcome (a write applied here; a read's index applied here);
  * - proof that it can never be applied (`lost`: another entry was applied where it sat);
  * - its deadline (`timeout`, or `leader-failed` after a leader change; outcome unknown);
- * - a leader change: reads asked of the old leader fail at once (`leader-changed`); forwarded
+ * - a leader change: reads asked of the old leader are asked again of the next one (refused
+ *   `no leader` if none is known within `noLeaderWaitElections`); forwarded
  *   writes whose place in the log is not known get a short grace (`leaderChangeGraceMs`) to
  *   show up in this node's log, then count as timed out;
  * - a forwarded write refused where it arrived (`unpropose`): it waits for a leader again, or
@@ -94,6 +95,12 @@ export class PendingRequests {
   private writeBytes = 0;
 
   queuedReads: ReadWaiter[] = [];
+  /**
+   * Reads whose round was asked of a leader that lost its leadership: asked again of the next one
+   * once it is known (or, with none known when `parkedReadsUntilMs` passes, refused `no leader`).
+   */
+  parkedReads: ReadWaiter[] = [];
+  parkedReadsUntilMs = 0;
   readonly readRounds = new Map<string, ReadBatch>();
   readonly readsAwaitingApply: ReadBatch[] = [];
   private readCount = 0;
@@ -206,9 +213,11 @@ export class PendingRequests {
       if (!waiter.settled && waiter.deadlineMs <= nowMs) this.settleRead(waiter, timeoutError('timeout'));
     };
     for (const waiter of this.queuedReads) expireRead(waiter);
+    for (const waiter of this.parkedReads) expireRead(waiter);
     for (const batch of this.readRounds.values()) for (const waiter of batch.waiters) expireRead(waiter);
     for (const batch of this.readsAwaitingApply) for (const waiter of batch.waiters) expireRead(waiter);
     this.queuedReads = this.queuedReads.filter((w) => !w.settled);
+    this.parkedReads = this.parkedReads.filter((w) => !w.settled);
     // A round whose every read timed out is forgotten (its answer, if it ever comes, serves no one).
     for (const [context, batch] of this.readRounds) if (batch.waiters.every((w) => w.settled)) this.readRounds.delete(context);
     let kept = 0;
@@ -229,6 +238,17 @@ export class PendingRequests {
     this.readCount--;
     assert(this.readCount >= 0, 'pending read count went negative');
     this.deliver(() => waiter.callback(error, readIndex));
+  }
+
+  /**
+   * After a leader change: the reads of rounds asked of the old leader (which will never answer
+   * them) wait to be asked again of the next one. A read has no effect, so asking twice is safe,
+   * and the new round starts after the read arrived, so it stays linearizable.
+   */
+  requeueReadRounds(waitUntilMs: number): void {
+    if (this.parkedReads.length === 0) this.parkedReadsUntilMs = waitUntilMs;
+    for (const batch of this.readRounds.values()) for (const waiter of batch.waiters) if (!waiter.settled) this.parkedReads.push(waiter);
+    this.readRounds.clear();
   }
 
   failReadRounds(error: RuntimeError): void {
@@ -255,6 +275,8 @@ export class PendingRequests {
     this.queue = [];
     for (const waiter of this.queuedReads) this.settleRead(waiter, error);
     this.queuedReads = [];
+    for (const waiter of this.parkedReads) this.settleRead(waiter, error);
+    this.parkedReads = [];
     this.failReadRounds(error);
     for (const batch of this.readsAwaitingApply) for (const waiter of batch.waiters) this.settleRead(waiter, error);
     this.readsAwaitingApply.length = 0;

@@ -309,9 +309,9 @@ function isWakeCall(message: Message): boolean {
   return message.type === 'MsgHeartbeatResp' && hasContext(message, wakeContext);
 }
 
-/** Writes of `shard` queued or parked here, not yet handed to Raft (a group holding one does not quiesce). */
+/** Writes (or reads to ask again) of `shard` queued or parked here, not yet handed to Raft (a group holding one does not quiesce). */
 function holdsUnproposed(shard: ShardState): boolean {
-  return shard.pending.queue.length > 0 || shard.pending.parked.length > 0;
+  return shard.pending.queue.length > 0 || shard.pending.parked.length > 0 || shard.pending.parkedReads.length > 0;
 }
 
 /** Whether a cycle would find something to do for `shard`: queued writes or reads, or a Ready. */
@@ -692,7 +692,7 @@ export class NodeRuntime {
     if (raft.readOnly.size > 0 || raft.pendingReadIndexMessages.length > 0) return;
     if (raft.tracker.config.voters[1].size > 0 || raft.tracker.config.learnersNext.size > 0) return;
     const p = shard.pending;
-    if (p.queue.length > 0 || p.queuedReads.length > 0 || p.parked.length > 0) return;
+    if (p.queue.length > 0 || p.queuedReads.length > 0 || p.parked.length > 0 || p.parkedReads.length > 0) return;
     const counts = p.counts();
     if (counts.writes > 0 || counts.reads > 0 || counts.readRounds > 0) return;
     // Messages still to leave would reach its followers after the quiesce heartbeat, and wake them.
@@ -862,6 +862,12 @@ export class NodeRuntime {
    */
   private unpark(shard: ShardState, now: number): void {
     const pending = shard.pending;
+    if (pending.parkedReads.length > 0 && (shard.node.raft.lead !== 0 || now >= pending.parkedReadsUntilMs)) {
+      // Still no leader: Raft refuses them (`no leader`).
+      pending.queuedReads.push(...pending.parkedReads.splice(0));
+      this.wake(shard);
+      this.dirty.add(shard);
+    }
     if (pending.parked.length === 0) return;
     if (shard.node.raft.lead === 0 && now < pending.parkedUntilMs) return;
     // Still no leader: fed as they are, so Raft refuses them (`no leader`) instead of parking them again.
@@ -1435,9 +1441,9 @@ export class NodeRuntime {
       shard.leader = soft.lead;
       shard.term = shard.node.raft.term;
       this.options.listener?.leaderChanged?.(shard.id, soft.lead, shard.term);
-      // Reads in flight were asked of the old leader: they will never complete there (etcd says
-      // "leader changed" whether or not a new leader is known yet).
-      shard.pending.failReadRounds(new RuntimeError('leader-changed', 'etcdserver: leader changed'));
+      // Reads in flight were asked of the old leader: they will never complete there. etcd fails
+      // them ("leader changed"); here they are asked again of the next leader.
+      shard.pending.requeueReadRounds(this.options.clock.now() + noLeaderWaitElections * this.electionTimeoutMs);
       shard.pending.leaderChanged(this.options.clock.now() + leaderChangeGraceElections * this.electionTimeoutMs);
       // Writes parked for want of a leader go now, not at the next tick (a restarted node's first
       // write waited up to a tick after its election).

@@ -253,7 +253,7 @@ export interface ServerConfig {
   readonly shardSplitQps: number;
   /** `--shard-replica-dead-seconds`: a member unreachable this long has its placed replicas moved (0: never; placement.ts). */
   readonly shardReplicaDeadSeconds: number;
-  /** `--shard-rebalance`: placed replicas are moved to even them out over the members (placement.ts). */
+  /** `--shard-rebalance`: placed replicas are moved, and leaderships handed over, to even them out over the members (placement.ts). */
   readonly shardRebalance: boolean;
   /**
    * Test only: propose every Txn that writes without its (top-level) compares, so its success
@@ -658,8 +658,9 @@ const flagSpecs: readonly FlagSpec[] = [
     'bool',
     'dkv',
     'true',
-    'while every voting member is live, the meta shard\'s leader moves replicas of stores created with --replicas, one at a time, until no member hosts two more than another ' +
-      '(false: only dead members\' replicas move; set it on every member before emptying one by hand). Read on the meta shard\'s leader. DKV only (etcd has no such flag).',
+    'while every voting member is live, the meta shard\'s leader moves replicas of stores created with --replicas, one at a time, until no member hosts two more than another, ' +
+      'then hands leaderships of named stores\' shards over until no member leads two more than another (false: only dead members\' replicas move; set it on every member before emptying one by hand). ' +
+      'Read on the meta shard\'s leader. DKV only (etcd has no such flag).',
   ),
   spec(
     'unsafe-stale-reads',

@@ -1,9 +1,11 @@
 /**
  * Questions only a shard's leader can answer, asked over the peer transport's request channel
- * (no connection of their own). Two today: how far a learner's log is, which MemberPromote checks
- * on every shard as etcd checks it on its leader; and the shard's configuration as the leader
- * applied it, which a member removing itself reads (the leader stops replicating to it once it
- * applies the removal, so its own replica may never learn that it is done). JSON: these are rare
+ * (no connection of their own): how far a learner's log is, which MemberPromote checks on every
+ * shard as etcd checks it on its leader; and the shard's configuration as the leader applied it,
+ * which a member removing itself reads (the leader stops replicating to it once it applies the
+ * removal, so its own replica may never learn that it is done). And two the placement loop asks
+ * to even out leaderships: which data shards a member leads (`leading`, any member answers), and
+ * a leader handing one over to a voter that is in touch (`transfer-leader`). JSON: these are rare
  * administrative calls.
  *
  * Refusal codes: `bad-query` (not JSON, or an op's fields malformed), `unknown-query` (an op this
@@ -27,7 +29,21 @@ interface ConfigQuery {
   readonly shard: number;
 }
 
+interface LeadingQuery {
+  readonly op: 'leading';
+}
+
+interface TransferLeaderQuery {
+  readonly op: 'transfer-leader';
+  readonly shard: number;
+  readonly to: number;
+}
+
 type LeaderQuery = LearnerProgressQuery | ConfigQuery;
+type MemberQuery = LeaderQuery | LeadingQuery | TransferLeaderQuery;
+
+/** Shards one `leading` answer may list: a bound on what is parsed. */
+export const leadingShardsMax = 100_000;
 
 export interface LearnerProgress {
   /** The learner's match index on the leader (0 if the leader does not track it). */
@@ -57,6 +73,14 @@ export interface LeaderQueryHost {
   status(shard: number): Pick<ShardStatus, 'id' | 'progress' | 'lastIndex' | 'applied' | 'config' | 'lead'>;
 }
 
+/** What answering the placement loop's questions needs besides (without it they are refused as unknown). */
+export interface MemberQueryHost extends LeaderQueryHost {
+  /** The data shards (not the meta shard) this node leads. */
+  leadingShards?(): number[];
+  /** Starts handing `shard`'s leadership to `to` (Raft catches it up first, and gives up after an election timeout). */
+  transferLeader?(shard: number, to: number): void;
+}
+
 /** What asking needs of the peer transport. */
 export type LeaderQueryTransport = Pick<PeerTransport, 'request'>;
 
@@ -64,7 +88,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** A query as received: refused unless it is one this build answers, with every field well-formed. */
-function parseQuery(payload: Uint8Array): LeaderQuery {
+function parseQuery(payload: Uint8Array): MemberQuery {
   let query: unknown;
   try {
     query = JSON.parse(decoder.decode(payload));
@@ -81,6 +105,13 @@ function parseQuery(payload: Uint8Array): LeaderQuery {
     case 'config':
       if (!id(fields.shard)) throw new PeerRequestRefusal('bad-query', 'a config query needs a shard');
       return { op: 'config', shard: fields.shard };
+    case 'leading':
+      return { op: 'leading' };
+    case 'transfer-leader': {
+      const to = (fields as { to?: unknown }).to;
+      if (!id(fields.shard) || !id(to) || to === 0) throw new PeerRequestRefusal('bad-query', 'a transfer-leader query needs a shard and a member');
+      return { op: 'transfer-leader', shard: fields.shard, to };
+    }
     default:
       throw new PeerRequestRefusal('unknown-query', `unknown query op ${String(fields.op).slice(0, unknownOpQuotedCharsMax)}`);
   }
@@ -91,15 +122,63 @@ function groupConfigOf(status: Pick<ShardStatus, 'applied' | 'config'>): GroupCo
   return { applied: status.applied, voters: [...config.voters], votersOutgoing: [...config.votersOutgoing], learners: [...config.learners], learnersNext: [...config.learnersNext] };
 }
 
-/** The leader's answer to a query from a peer; refuses with `not-leader` when this node does not lead. */
-export function answerLeaderQuery(host: LeaderQueryHost, payload: Uint8Array): Uint8Array {
+/**
+ * The answer to a query from a peer; refuses with `not-leader` when a query for a shard's leader
+ * reaches a node that does not lead it, and `not-in-touch` when a leadership would go to a member
+ * that is not a voter the leader heard from lately.
+ */
+export function answerLeaderQuery(host: MemberQueryHost, payload: Uint8Array): Uint8Array {
   const query = parseQuery(payload);
+  if ((query.op === 'leading' && host.leadingShards === undefined) || (query.op === 'transfer-leader' && host.transferLeader === undefined)) {
+    throw new PeerRequestRefusal('unknown-query', `unknown query op ${query.op}`);
+  }
+  if (query.op === 'leading') return encoder.encode(JSON.stringify({ shards: host.leadingShards!() }));
   if (!host.hasShard(query.shard)) throw new PeerRequestRefusal('wrong-shard', `shard ${query.shard} is not hosted here`);
   const status = host.status(query.shard);
   if (status.progress === undefined) throw new PeerRequestRefusal('not-leader', `not the leader of shard ${query.shard}`);
+  if (query.op === 'transfer-leader') {
+    if (!inTouchVoter(status, query.to)) throw new PeerRequestRefusal('not-in-touch', `member ${query.to.toString(16)} is not a voter of shard ${query.shard} heard from lately`);
+    host.transferLeader!(query.shard, query.to);
+    return encoder.encode(JSON.stringify({ started: true }));
+  }
   const answer: LearnerProgress | GroupConfig =
     query.op === 'learner-progress' ? { match: status.progress.get(query.member)?.match ?? 0, lastIndex: status.lastIndex } : groupConfigOf(status);
   return encoder.encode(JSON.stringify(answer));
+}
+
+/** Whether `to` may take `status`'s leadership: a voter (of a configuration that is not joint) this leader heard from lately. */
+export function inTouchVoter(status: Pick<ShardStatus, 'id' | 'progress' | 'config'>, to: number): boolean {
+  if (to === status.id || status.config.votersOutgoing.length > 0 || !status.config.voters.includes(to)) return false;
+  const progress = status.progress?.get(to);
+  return progress !== undefined && !progress.isLearner && progress.recentActive;
+}
+
+/**
+ * The data shards member `to` leads, as it answers (undefined when it does not answer in time or
+ * runs a build that does not know the question: the caller then does not balance).
+ */
+export async function leadingShardsOf(transport: LeaderQueryTransport, to: number, timeoutMs: number): Promise<number[] | undefined> {
+  let answer: Uint8Array;
+  try {
+    answer = await transport.request(to, encoder.encode(JSON.stringify({ op: 'leading' })), { timeoutMs });
+  } catch (error) {
+    if (error instanceof PeerRequestError) return undefined;
+    throw error;
+  }
+  const parsed = parseJson(answer, 'leading') as { shards?: unknown } | null;
+  const shards = parsed?.shards;
+  if (!Array.isArray(shards) || shards.length > leadingShardsMax || !shards.every(isIndex)) throw dkvError('internal', 'a member answered a leading query without its list of shards');
+  return shards;
+}
+
+/** Asks member `from`, which leads `shard`, to hand its leadership to `to`; fails with the refusal's message. */
+export async function askTransferLeader(transport: LeaderQueryTransport, from: number, shard: number, to: number, timeoutMs: number): Promise<void> {
+  try {
+    await transport.request(from, encoder.encode(JSON.stringify({ op: 'transfer-leader', shard, to })), { timeoutMs });
+  } catch (error) {
+    if (!(error instanceof PeerRequestError)) throw error;
+    throw new Error(`member ${from.toString(16)} did not hand shard ${shard}'s leadership to ${to.toString(16)}: ${error.refusal?.message ?? error.message}`);
+  }
 }
 
 /** A failed question to one node, as the asker reports it. */

@@ -333,6 +333,7 @@ export interface ServerMetrics {
   readonly shardAutoSplits: Counter;
   readonly placementMoves: Counter;
   readonly forwardedProposalsRefused: Counter;
+  readonly leaderBalanceTransfers: Counter;
   readonly replicaMovesFinished: Counter;
   /** Gauges, as in etcd: the committed and applied indexes summed over local shards. */
   readonly proposalsCommitted: Gauge;
@@ -411,6 +412,10 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
       name: 'dkv_forwarded_proposals_refused_total',
       help: 'Refusals of writes this node forwarded that came back, by reason (transfer-in-progress, no-leader, not-member: the write goes again, so one write may count several times; any other: it failed, known not applied).',
       labelNames: ['reason'],
+    }),
+    leaderBalanceTransfers: registry.counter({
+      name: 'dkv_shard_leader_balance_transfers_total',
+      help: "Leadership hand-overs this node's placement loop asked for while leading the meta shard, to even out the shards each member leads (--shard-rebalance).",
     }),
     replicaMovesFinished: registry.counter({
       name: 'dkv_shard_replica_moves_finished_total',

@@ -52,7 +52,7 @@ import { type WatchPart, createPrefixWatchService } from './prefix-watch-service
 import { BufferedBytes } from './response-queue.js';
 import { Ticker, immediateScheduler, leaseScheduler, levelStorage, wallClock } from './runtime-host.js';
 import { type WatchRefusal, type WatchedShard, createWatchService, rehomeWatcher } from './watch-service.js';
-import { answerLeaderQuery, learnerProgress, leftGroupAtLeader } from './leader-queries.js';
+import { type MemberQueryHost, answerLeaderQuery, askTransferLeader, leadingShardsOf, learnerProgress, leftGroupAtLeader } from './leader-queries.js';
 import { MembershipSync } from './membership-sync.js';
 import { OwnRemovalWatch } from './own-removal-watch.js';
 import { MembershipLog, type RecoveredShard, RecoveryLog, startupLines } from './operator-log.js';
@@ -235,7 +235,7 @@ export class DkvNode {
       onSnapshotStatus: (peer, shard, ok) => this.runtime.reportSnapshot(peer, shard, ok),
       // A forwarded client call (forwarding.ts) or a question for a shard's leader (JSON).
       onRequest: async (_from, payload) => {
-        if (payload[0] !== FORWARDED_CALL_TAG && payload[0] !== FORWARDED_PROPOSAL_TAG && payload[0] !== RETIRED_QUERY_TAG) return answerLeaderQuery(this.runtime, payload);
+        if (payload[0] !== FORWARDED_CALL_TAG && payload[0] !== FORWARDED_PROPOSAL_TAG && payload[0] !== RETIRED_QUERY_TAG) return answerLeaderQuery(this.memberQueryHost(), payload);
         if (this.forwarder === undefined) throw new PeerRequestRefusal('not-serving', 'this member does not serve clients yet');
         if (payload[0] === RETIRED_QUERY_TAG) return this.forwarder.answerRetired(payload);
         return payload[0] === FORWARDED_CALL_TAG ? this.forwarder.answer(payload) : this.forwarder.answerProposal(payload);
@@ -416,6 +416,23 @@ export class DkvNode {
       },
       deadAfterMs: config.shardReplicaDeadSeconds * 1000,
       rebalance: config.shardRebalance,
+      leading: async (voters) => {
+        const answers = await Promise.all(
+          voters.map((id) => (id === identity.memberId ? Promise.resolve(this.memberQueryHost().leadingShards!()) : leadingShardsOf(this.transport, id, this.requestTimeoutMs))),
+        );
+        const leading = new Map<number, number[]>();
+        for (let i = 0; i < voters.length; i++) {
+          const shards = answers[i];
+          if (shards === undefined) return undefined; // a voter that did not answer: no balancing this time
+          leading.set(voters[i]!, shards);
+        }
+        return leading;
+      },
+      transferLeader: async (transfer) => {
+        if (transfer.from === identity.memberId) answerLeaderQuery(this.memberQueryHost(), new TextEncoder().encode(JSON.stringify({ op: 'transfer-leader', shard: transfer.shard, to: transfer.to })));
+        else await askTransferLeader(this.transport, transfer.from, transfer.shard, transfer.to, this.requestTimeoutMs);
+        this.metrics.leaderBalanceTransfers.inc();
+      },
       now: () => Date.now(),
       log: { info: (m) => logger.info(m), warn: (m) => logger.warn(m) },
     });
@@ -814,6 +831,17 @@ export class DkvNode {
 
   /** Answers of membersSupport for the meta shard's state now (asked on every proposal). */
   private supportAnswers: { machine: unknown; index: number; answers: Map<number, boolean> } = { machine: undefined, index: -1, answers: new Map() };
+
+  /** What answers the peers' questions about this node's groups (leader-queries.ts). */
+  private memberQueryHost(): MemberQueryHost {
+    const runtime = this.runtime;
+    return {
+      hasShard: (shard) => runtime.hasShard(shard),
+      status: (shard) => runtime.status(shard),
+      leadingShards: () => runtime.shardIds().filter((shard) => shard !== META_SHARD && runtime.leader(shard) === this.identity.memberId),
+      transferLeader: (shard, to) => runtime.transferLeader(shard, to),
+    };
+  }
 
   private membersSupportCached(engine: number, version: number): boolean {
     if (!this.runtime.hasShard(META_SHARD)) return true;

@@ -17,10 +17,19 @@
  *   lowest-id shard that lists the first and not the second). Each move narrows the gap, so the
  *   loads end at most one apart and the loop stops moving.
  *
- * `nextPlacementMove` is pure (a function of the map, the moves under way, the voters and who is
- * dead or live), so its properties are tested alone; `PlacementLoop` adds the clock and the I/O.
+ * - **Leaderships** (with `rebalance`, every voter live, no replica move to start or under way,
+ *   every `leaderBalancePasses` looks): the loop asks every voter which data shards it leads;
+ *   when the member leading the most leads at least two more than a voter of one of its shards,
+ *   that shard's leadership is handed to the voter of it leading the fewest (one per look). Each
+ *   hand-over narrows the gap, so it stops. Only the shards of named stores are handed over: the
+ *   default store's leader (the one etcd's tools show) and the meta shard's move only as Raft
+ *   moves them, though they count.
+ *
+ * `nextPlacementMove` and `nextLeaderTransfer` are pure (functions of the map, the moves under
+ * way, the voters and who is dead or live, or leads what), so their properties are tested alone;
+ * `PlacementLoop` adds the clock and the I/O.
  */
-import type { ShardMap } from '../cluster/index.js';
+import { DEFAULT_STORE, type ShardMap } from '../cluster/index.js';
 
 export interface PlacementMove {
   readonly shard: number;
@@ -94,6 +103,44 @@ export function nextPlacementMove(
   return shard === undefined ? undefined : { shard: shard.id, from: most, to: least, why: 'balance' };
 }
 
+/** A leadership to hand over for balance. */
+export interface LeaderTransfer {
+  readonly shard: number;
+  readonly from: number;
+  readonly to: number;
+}
+
+/** Looks between two leadership balancing looks (each a placement look, one election timeout apart). */
+export const leaderBalancePasses = 3;
+
+/**
+ * The next leadership to hand over for balance, if any (see the header). `leading`: the data
+ * shards each voter leads (a voter missing leads none); `fixed`: shards not to touch now.
+ */
+export function nextLeaderTransfer(
+  map: ShardMap,
+  voters: readonly number[],
+  leading: ReadonlyMap<number, readonly number[]>,
+  fixed: ReadonlySet<number> = new Set(),
+): LeaderTransfer | undefined {
+  const count = (id: number): number => leading.get(id)?.length ?? 0;
+  // Most loaded first (ties to the lower id), so the first hand-over found comes from it.
+  const byCountDesc = [...voters].sort((a, b) => count(b) - count(a) || a - b);
+  for (const from of byCountDesc) {
+    const shards = [...(leading.get(from) ?? [])].sort((a, b) => a - b);
+    for (const id of shards) {
+      const shard = map.shard(id);
+      if (shard === undefined || shard.store === DEFAULT_STORE || fixed.has(id)) continue;
+      const members = shard.replicas.length > 0 ? shard.replicas : voters;
+      const to = members
+        .filter((m) => m !== from && voters.includes(m) && count(m) <= count(from) - 2)
+        .sort((a, b) => count(a) - count(b) || a - b)[0];
+      if (to !== undefined) return { shard: id, from, to };
+    }
+  }
+  return undefined;
+}
+
 /** What the loop needs of its node. */
 export interface PlacementHost {
   /** Whether this node leads the meta shard now. */
@@ -113,8 +160,12 @@ export interface PlacementHost {
   move(move: PlacementMove): Promise<void>;
   /** How long a member's link must be down before its replicas move elsewhere (0: never). */
   readonly deadAfterMs: number;
-  /** Whether replicas are moved for balance. */
+  /** Whether replicas (and leaderships) are moved for balance. */
   readonly rebalance: boolean;
+  /** The data shards each voter leads, asked of every one (undefined when one does not answer). */
+  leading(voters: readonly number[]): Promise<ReadonlyMap<number, readonly number[]> | undefined>;
+  /** Hands a leadership over (asks its leader; settles once it started). */
+  transferLeader(transfer: LeaderTransfer): Promise<void>;
   now(): number;
   readonly log: { info(message: string): void; warn(message: string): void };
 }
@@ -124,6 +175,8 @@ export class PlacementLoop {
   private readonly downSince = new Map<number, number>();
   private running = false;
   private lastFailure = '';
+  /** Looks since the last leadership balancing look. */
+  private passesSinceLeaderLook = 0;
 
   constructor(private readonly host: PlacementHost) {}
 
@@ -150,7 +203,10 @@ export class PlacementLoop {
       const deadAfterMs = this.host.deadAfterMs;
       const dead = (id: number): boolean => deadAfterMs > 0 && this.downSince.has(id) && nowMs - this.downSince.get(id)! >= deadAfterMs;
       const move = nextPlacementMove(this.host.map(), this.host.moving(), voters, dead, live, this.host.unmovable());
-      if (move === undefined || (move.why === 'balance' && !this.host.rebalance)) return;
+      if (move === undefined || (move.why === 'balance' && !this.host.rebalance)) {
+        if (move === undefined && this.host.rebalance && this.host.moving().size === 0 && voters.every(live)) await this.balanceLeaders(voters);
+        return;
+      }
       const hex = (id: number): string => id.toString(16);
       const downFor = (id: number): number => Math.round((nowMs - (this.downSince.get(id) ?? nowMs)) / 1000);
       this.host.log.info(
@@ -169,5 +225,20 @@ export class PlacementLoop {
     } finally {
       this.running = false;
     }
+  }
+
+  private async balanceLeaders(voters: readonly number[]): Promise<void> {
+    if (++this.passesSinceLeaderLook < leaderBalancePasses) return;
+    this.passesSinceLeaderLook = 0;
+    const leading = await this.host.leading(voters);
+    if (leading === undefined) return;
+    const transfer = nextLeaderTransfer(this.host.map(), voters, leading, this.host.unmovable());
+    if (transfer === undefined) return;
+    const hex = (id: number): string => id.toString(16);
+    const led = (id: number): number => leading.get(id)?.length ?? 0;
+    this.host.log.info(
+      `placement: handing shard ${transfer.shard}'s leadership from ${hex(transfer.from)} (leads ${led(transfer.from)} shards) to ${hex(transfer.to)} (leads ${led(transfer.to)}) to even out the leaderships per member`,
+    );
+    await this.host.transferLeader(transfer);
   }
 }

@@ -215,20 +215,44 @@ describe('the request pipeline releases everything it holds', () => {
     expect(pending(c, a)).toEqual(idle);
   });
 
-  it('a read asked of a leader that lost its leadership fails with leader-changed', () => {
+  it('a read asked of a leader that lost its leadership is asked again of the next one', () => {
     const c = cluster(13);
     const a = c.leader()!.id;
     const follower = [1, 2, 3].find((id) => id !== a)!;
     const reads = new Outcomes();
-    // The read index request reaches A, but its answer never comes back.
-    c.dropWhere = (_shard, m) => m.type === 'MsgReadIndexResp';
+    // The read index request reaches A, but A's answer never comes back.
+    c.dropWhere = (_shard, m) => m.type === 'MsgReadIndexResp' && m.from === a;
     read(c, follower, reads);
     c.runFor(50);
     expect(pending(c, follower).reads).toBe(1);
     expect(pending(c, follower).readRounds).toBe(1);
-    c.transferLeader(a, [1, 2, 3].find((id) => id !== a && id !== follower)!);
-    c.runUntilCondition(() => reads.heard.size === 1, 5000);
-    expect(reads.codes()).toEqual(['leader-changed']);
+    const b = [1, 2, 3].find((id) => id !== a && id !== follower)!;
+    c.transferLeader(a, b);
+    const askedAt = c.now;
+    expect(c.runUntilCondition(() => reads.heard.size === 1, 5000)).toBe(true);
+    expect(reads.codes()).toEqual(['ok']);
+    expect(c.leader()!.id).toBe(b);
+    expect(c.now - askedAt).toBeLessThan(requestTimeoutMs);
+    expect(pending(c, follower)).toEqual(idle);
+  });
+
+  it('a read whose leader was lost, with no leader to follow, fails by its deadline', () => {
+    const c = cluster(16);
+    const a = c.leader()!.id;
+    const [follower, other] = [1, 2, 3].filter((id) => id !== a) as [number, number];
+    const reads = new Outcomes();
+    c.dropWhere = (_shard, m) => m.type === 'MsgReadIndexResp';
+    read(c, follower, reads);
+    c.runFor(50);
+    expect(pending(c, follower).readRounds).toBe(1);
+    // The leader and the third member go: the follower learns no new leader.
+    c.crash(a);
+    c.crash(other);
+    const askedAt = c.now;
+    expect(c.runUntilCondition(() => reads.heard.size === 1, requestTimeoutMs + 2000)).toBe(true);
+    // Refused `no leader` once the wait for one is over, or at its deadline if that comes first.
+    expect(['no-leader', 'timeout']).toContain(reads.codes()[0]);
+    expect(c.now - askedAt).toBeLessThanOrEqual(requestTimeoutMs + SIM_DEFAULTS.tickIntervalMs);
     expect(pending(c, follower)).toEqual(idle);
   });
 

@@ -11,7 +11,10 @@ import { PeerRequestError, PeerRequestRefusal, type PeerTransport } from '../../
 import {
   type GroupConfig,
   type LeaderQueryHost,
+  type MemberQueryHost,
   answerLeaderQuery,
+  askTransferLeader,
+  leadingShardsOf,
   groupConfigIdsMax,
   inGroupConfig,
   leaderGroupConfig,
@@ -224,5 +227,46 @@ describe('inGroupConfig', () => {
     for (const id of [1, 2, 3, 4, 5]) expect(inGroupConfig(joint, id), String(id)).toBe(true);
     expect(inGroupConfig(joint, 6)).toBe(false);
     expect(inGroupConfig({ applied: 9, voters: [], votersOutgoing: [], learners: [], learnersNext: [] }, 1)).toBe(false);
+  });
+});
+
+describe('the placement loop\'s questions', () => {
+  /** Member 11 leading shard 1 of voters 11, 12, 13 (13 not heard from lately, 14 a learner). */
+  function balancingHost(): MemberQueryHost & { transfers: Array<[number, number]> } {
+    const transfers: Array<[number, number]> = [];
+    const progress = (recentActive: boolean, isLearner = false) => ({ match: 40, next: 41, state: 'replicate' as const, isLearner, recentActive, paused: false, inflight: 0, pendingSnapshot: 0 });
+    return {
+      transfers,
+      hasShard: (shard) => shard === 1,
+      status: () => ({
+        id: 11,
+        config: { voters: [11, 12, 13], votersOutgoing: [], learners: [14], learnersNext: [], autoLeave: false },
+        lastIndex: 40,
+        applied: 40,
+        lead: 11,
+        progress: new Map([[11, progress(true)], [12, progress(true)], [13, progress(false)], [14, progress(true, true)]]),
+      }),
+      leadingShards: () => [1, 5],
+      transferLeader: (shard, to) => transfers.push([shard, to]),
+    };
+  }
+
+  it('answers which shards it leads, and hands a leadership only to a voter heard from lately', () => {
+    const on = balancingHost();
+    expect(json(answerLeaderQuery(on, text('{"op":"leading"}')))).toEqual({ shards: [1, 5] });
+    expect(json(answerLeaderQuery(on, text('{"op":"transfer-leader","shard":1,"to":12}')))).toEqual({ started: true });
+    expect(on.transfers).toEqual([[1, 12]]);
+    for (const to of [13, 14, 11, 99]) expect(refusal(`{"op":"transfer-leader","shard":1,"to":${to}}`, on).code, String(to)).toBe('not-in-touch');
+    expect(refusal('{"op":"transfer-leader","shard":2,"to":12}', on).code).toBe('wrong-shard');
+    expect(refusal('{"op":"transfer-leader","shard":1}', on).code).toBe('bad-query');
+    expect(refusal('{"op":"transfer-leader","shard":1,"to":12}', host({ leads: false })).code).toBe('unknown-query');
+    expect(on.transfers).toEqual([[1, 12]]);
+  });
+
+  it('an asker reads a member that cannot answer as no answer, and a malformed one as an error', async () => {
+    expect(await leadingShardsOf(transport(text('{"shards":[3,4]}')), 12, 1000)).toEqual([3, 4]);
+    expect(await leadingShardsOf(transport(olderBuild()), 12, 1000)).toBeUndefined();
+    expect(await failureCode(leadingShardsOf(transport(text('{"shards":[-1]}')), 12, 1000))).toBe('internal');
+    await expect(askTransferLeader(transport(new PeerRequestError('refused', 'yes', 'refused', { code: 'not-in-touch', message: 'member d is not a voter' })), 12, 1, 13, 1000)).rejects.toThrow(/did not hand shard 1's leadership to d: member d is not a voter/);
   });
 });

@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ShardMap } from '../../src/cluster/index.js';
-import { PlacementLoop, type PlacementMove, nextPlacementMove, placedLoads } from '../../src/server/placement.js';
+import { type LeaderTransfer, PlacementLoop, type PlacementMove, leaderBalancePasses, nextLeaderTransfer, nextPlacementMove, placedLoads } from '../../src/server/placement.js';
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 const none = (): boolean => false;
@@ -92,8 +92,16 @@ describe('nextPlacementMove', () => {
   });
 });
 
-describe('PlacementLoop', () => {
-  function loop(options: { rebalance?: boolean } = {}) {
+/** A loop over a balanced placement of three shards on 1-4, member 1 leading all of them but one led by 2. */
+function loopWithLeaders(rebalance: boolean) {
+  const made = loop({ rebalance });
+  made.state.map = placed([[1, 2, 3], [1, 2, 4], [1, 3, 4]]);
+  made.state.connected = [2, 3, 4];
+  made.state.leading = new Map([[1, [2, 3, 4]], [2, [1]], [3, []], [4, []]]);
+  return made;
+}
+
+function loop(options: { rebalance?: boolean } = {}) {
     const state = {
       leads: true,
       nowMs: 0,
@@ -101,6 +109,8 @@ describe('PlacementLoop', () => {
       connected: [2, 3, 4],
       moves: [] as PlacementMove[],
       logs: [] as string[],
+      leading: new Map<number, number[]>() as Map<number, number[]> | undefined,
+      transfers: [] as LeaderTransfer[],
     };
     const placement = new PlacementLoop({
       leadsMeta: () => state.leads,
@@ -117,12 +127,20 @@ describe('PlacementLoop', () => {
       },
       deadAfterMs: 5000,
       rebalance: options.rebalance ?? true,
+      leading: async () => state.leading,
+      transferLeader: async (transfer) => {
+        state.transfers.push(transfer);
+        const from = state.leading!.get(transfer.from)!.filter((id) => id !== transfer.shard);
+        state.leading!.set(transfer.from, from);
+        state.leading!.set(transfer.to, [...(state.leading!.get(transfer.to) ?? []), transfer.shard]);
+      },
       now: () => state.nowMs,
       log: { info: (m) => state.logs.push(m), warn: (m) => state.logs.push(`warn: ${m}`) },
     });
     return { state, placement };
-  }
+}
 
+describe('PlacementLoop', () => {
   it('counts a member dead only once its link has been down for the grace period, then moves its replica', async () => {
     const { state, placement } = loop();
     state.connected = [2, 4];
@@ -172,5 +190,76 @@ describe('PlacementLoop', () => {
     still.state.map = placed([[1], [1], [1]]);
     await still.placement.tick();
     expect(still.state.moves).toEqual([]);
+  });
+});
+
+describe('nextLeaderTransfer', () => {
+  /** A store "s" of `n` shards (ids from 2) every member hosts, and the default store's shard 1. */
+  const everywhere = (n: number): ShardMap => ShardMap.initial(1).mount('s', text('/s/'), Array.from({ length: n }, (_, i) => i + 2), Array.from({ length: n }, () => []));
+
+  it('hands a leadership from the member leading the most to the voter of it leading the fewest', () => {
+    const map = everywhere(4);
+    expect(nextLeaderTransfer(map, [1, 2, 3], new Map([[1, [1, 2, 3, 4]], [2, [5]]]))).toEqual({ shard: 2, from: 1, to: 3 });
+    // Two apart or more only.
+    expect(nextLeaderTransfer(map, [1, 2, 3], new Map([[1, [2, 3]], [2, [4]], [3, [5]]]))).toBeUndefined();
+    expect(nextLeaderTransfer(map, [1, 2, 3], new Map([[1, [2, 3]], [2, [4, 5]], [3, [1]]]))).toBeUndefined();
+  });
+
+  it('never hands over the default store\'s shard or a shard that cannot move now, and only to a replica', () => {
+    expect(nextLeaderTransfer(everywhere(1), [1, 2, 3], new Map([[1, [1, 2]]]), new Set([2]))).toBeUndefined();
+    expect(nextLeaderTransfer(everywhere(1), [1, 2, 3], new Map([[1, [1, 2]]]))).toEqual({ shard: 2, from: 1, to: 2 });
+    // Shard 2 lives on 1 and 2 only: its leadership can go to 2, never to 3.
+    expect(nextLeaderTransfer(placed([[1, 2], [1, 3]]), [1, 2, 3], new Map([[1, [2, 3]], [2, [1]]]))).toEqual({ shard: 3, from: 1, to: 3 });
+    expect(nextLeaderTransfer(placed([[1, 2]]), [1, 2, 3], new Map([[1, [2]], [2, [1]]]))).toBeUndefined();
+  });
+
+  it('ends, with every hand-over valid and each member leading within one of the others, when every member hosts every shard', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 5 }), fc.integer({ min: 1, max: 24 }), fc.array(fc.nat(), { minLength: 25, maxLength: 25 }), (members, shards, draws) => {
+        const voters = Array.from({ length: members }, (_, i) => i + 1);
+        const map = everywhere(shards);
+        const leading = new Map<number, number[]>(voters.map((id) => [id, []]));
+        for (let s = 0; s < shards; s++) leading.get(voters[draws[s]! % members]!)!.push(s + 2);
+        let steps = 0;
+        for (;;) {
+          const transfer = nextLeaderTransfer(map, voters, leading);
+          if (transfer === undefined) break;
+          expect(leading.get(transfer.from)).toContain(transfer.shard);
+          expect(transfer.to).not.toBe(transfer.from);
+          expect(leading.get(transfer.from)!.length - leading.get(transfer.to)!.length).toBeGreaterThanOrEqual(2);
+          leading.set(transfer.from, leading.get(transfer.from)!.filter((id) => id !== transfer.shard));
+          leading.get(transfer.to)!.push(transfer.shard);
+          steps++;
+          expect(steps).toBeLessThanOrEqual(shards);
+        }
+        const counts = voters.map((id) => leading.get(id)!.length);
+        expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(1);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('PlacementLoop leaderships', () => {
+  it('hands one leadership over every few looks while replicas are balanced, unless told not to', async () => {
+    for (const rebalance of [true, false]) {
+      const { state, placement } = loopWithLeaders(rebalance);
+      for (let i = 0; i < leaderBalancePasses - 1; i++) await placement.tick();
+      expect(state.transfers).toEqual([]);
+      await placement.tick();
+      if (!rebalance) {
+        expect(state.transfers).toEqual([]);
+        continue;
+      }
+      expect(state.transfers).toEqual([{ shard: 2, from: 1, to: 3 }]);
+      expect(state.logs.some((l) => /handing shard 2's leadership from 1 \(leads 3 shards\) to 3 \(leads 0\)/.test(l))).toBe(true);
+      // One per look: the next one a few looks later, then none (each member leads one).
+      for (let i = 0; i < 3 * leaderBalancePasses; i++) await placement.tick();
+      expect(state.transfers).toEqual([{ shard: 2, from: 1, to: 3 }, { shard: 3, from: 1, to: 4 }]);
+      // A voter that does not answer: no balancing.
+      state.leading = undefined;
+      for (let i = 0; i < 2 * leaderBalancePasses; i++) await placement.tick();
+      expect(state.transfers).toHaveLength(2);
+    }
   });
 });
