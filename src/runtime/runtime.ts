@@ -1432,8 +1432,15 @@ export class NodeRuntime {
   }
 
   private noteSoftState(shard: ShardState, ready: Ready): void {
+    const termBefore = shard.term;
     if (ready.hardState !== undefined) shard.term = ready.hardState.term;
     const soft = ready.softState;
+    // A new term with the same leader (re-elected, never seen deposed here): its rounds of the
+    // old term are lost with its read state all the same.
+    if (shard.term > termBefore && (soft === undefined || soft.lead === shard.leader)) {
+      shard.pending.requeueReadRounds(this.options.clock.now() + noLeaderWaitElections * this.electionTimeoutMs);
+      this.unpark(shard, this.options.clock.now());
+    }
     if (soft === undefined) return;
     const wasLeader = shard.isLeader;
     shard.isLeader = soft.role === 'leader';

@@ -659,7 +659,7 @@ const flagSpecs: readonly FlagSpec[] = [
     'dkv',
     'true',
     'while every voting member is live, the meta shard\'s leader moves replicas of stores created with --replicas, one at a time, until no member hosts two more than another, ' +
-      'then hands leaderships of named stores\' shards over until no member leads two more than another (false: only dead members\' replicas move; set it on every member before emptying one by hand). ' +
+      'then hands leaderships of named stores\' shards over until no member leads two more than a member hosting one of its shards (false: only dead members\' replicas move; set it on every member before emptying one by hand). ' +
       'Read on the meta shard\'s leader. DKV only (etcd has no such flag).',
   ),
   spec(

@@ -70,7 +70,7 @@ export const unknownOpQuotedCharsMax = 64;
 /** What answering and asking need of the node: its shards' status. */
 export interface LeaderQueryHost {
   hasShard(shard: number): boolean;
-  status(shard: number): Pick<ShardStatus, 'id' | 'progress' | 'lastIndex' | 'applied' | 'config' | 'lead'>;
+  status(shard: number): Pick<ShardStatus, 'id' | 'progress' | 'lastIndex' | 'applied' | 'config' | 'lead'> & { readonly leadTransferee?: number };
 }
 
 /** What answering the placement loop's questions needs besides (without it they are refused as unknown). */
@@ -124,8 +124,9 @@ function groupConfigOf(status: Pick<ShardStatus, 'applied' | 'config'>): GroupCo
 
 /**
  * The answer to a query from a peer; refuses with `not-leader` when a query for a shard's leader
- * reaches a node that does not lead it, and `not-in-touch` when a leadership would go to a member
- * that is not a voter the leader heard from lately.
+ * reaches a node that does not lead it, `not-in-touch` when a leadership would go to a member that
+ * is not a caught-up voter the leader heard from lately, and `transfer-in-progress` while one is
+ * being handed over already.
  */
 export function answerLeaderQuery(host: MemberQueryHost, payload: Uint8Array): Uint8Array {
   const query = parseQuery(payload);
@@ -137,6 +138,8 @@ export function answerLeaderQuery(host: MemberQueryHost, payload: Uint8Array): U
   const status = host.status(query.shard);
   if (status.progress === undefined) throw new PeerRequestRefusal('not-leader', `not the leader of shard ${query.shard}`);
   if (query.op === 'transfer-leader') {
+    // A hand-over under way (membership-sync's, move-leader's) is not overridden.
+    if ((status.leadTransferee ?? 0) !== 0) throw new PeerRequestRefusal('transfer-in-progress', `shard ${query.shard}'s leadership is being handed over already`);
     if (!inTouchVoter(status, query.to)) throw new PeerRequestRefusal('not-in-touch', `member ${query.to.toString(16)} is not a voter of shard ${query.shard} heard from lately`);
     host.transferLeader!(query.shard, query.to);
     return encoder.encode(JSON.stringify({ started: true }));
@@ -146,11 +149,16 @@ export function answerLeaderQuery(host: MemberQueryHost, payload: Uint8Array): U
   return encoder.encode(JSON.stringify(answer));
 }
 
-/** Whether `to` may take `status`'s leadership: a voter (of a configuration that is not joint) this leader heard from lately. */
-export function inTouchVoter(status: Pick<ShardStatus, 'id' | 'progress' | 'config'>, to: number): boolean {
+/**
+ * Whether `to` may take `status`'s leadership at once: a voter (of a configuration that is not
+ * joint) this leader heard from lately, replicating and holding the log up to the applied index.
+ * A member behind (a restarted one fetching a snapshot) would keep the leader refusing writes
+ * until Raft gives the hand-over up, an election timeout later.
+ */
+export function inTouchVoter(status: Pick<ShardStatus, 'id' | 'progress' | 'config' | 'applied'>, to: number): boolean {
   if (to === status.id || status.config.votersOutgoing.length > 0 || !status.config.voters.includes(to)) return false;
   const progress = status.progress?.get(to);
-  return progress !== undefined && !progress.isLearner && progress.recentActive;
+  return progress !== undefined && !progress.isLearner && progress.recentActive && progress.state === 'replicate' && progress.match >= status.applied;
 }
 
 /**

@@ -418,7 +418,8 @@ export class DkvNode {
       rebalance: config.shardRebalance,
       leading: async (voters) => {
         const answers = await Promise.all(
-          voters.map((id) => (id === identity.memberId ? Promise.resolve(this.memberQueryHost().leadingShards!()) : leadingShardsOf(this.transport, id, this.requestTimeoutMs))),
+          // One election timeout: the loop waits for the answers, and a slow one is no answer.
+          voters.map((id) => (id === identity.memberId ? Promise.resolve(this.memberQueryHost().leadingShards!()) : leadingShardsOf(this.transport, id, electionTimeoutMs))),
         );
         const leading = new Map<number, number[]>();
         for (let i = 0; i < voters.length; i++) {

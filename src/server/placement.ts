@@ -20,10 +20,11 @@
  * - **Leaderships** (with `rebalance`, every voter live, no replica move to start or under way,
  *   every `leaderBalancePasses` looks): the loop asks every voter which data shards it leads;
  *   when the member leading the most leads at least two more than a voter of one of its shards,
- *   that shard's leadership is handed to the voter of it leading the fewest (one per look). Each
- *   hand-over narrows the gap, so it stops. Only the shards of named stores are handed over: the
- *   default store's leader (the one etcd's tools show) and the meta shard's move only as Raft
- *   moves them, though they count.
+ *   that shard's leadership is handed to the voter of it leading the fewest (one per look, and a
+ *   shard handed over rests for `leaderTransferRestLooks` looks). Each hand-over narrows the gap,
+ *   so it stops. Only the shards of named stores are handed over: the default store's leader (the
+ *   one etcd's tools show) moves only as Raft moves it, though it counts; the meta shard neither
+ *   counts nor moves.
  *
  * `nextPlacementMove` and `nextLeaderTransfer` are pure (functions of the map, the moves under
  * way, the voters and who is dead or live, or leads what), so their properties are tested alone;
@@ -112,6 +113,11 @@ export interface LeaderTransfer {
 
 /** Looks between two leadership balancing looks (each a placement look, one election timeout apart). */
 export const leaderBalancePasses = 3;
+/**
+ * Balancing looks during which a shard whose hand-over was asked for is left alone: one that did
+ * not happen (its target fell behind, say) is not asked for again at once.
+ */
+export const leaderTransferRestLooks = 4;
 
 /**
  * The next leadership to hand over for balance, if any (see the header). `leading`: the data
@@ -123,11 +129,13 @@ export function nextLeaderTransfer(
   leading: ReadonlyMap<number, readonly number[]>,
   fixed: ReadonlySet<number> = new Set(),
 ): LeaderTransfer | undefined {
-  const count = (id: number): number => leading.get(id)?.length ?? 0;
+  // Only shards of the map count (a dropped store's groups may linger until they are removed).
+  const led = new Map([...leading].map(([id, shards]) => [id, shards.filter((shard) => map.shard(shard) !== undefined)]));
+  const count = (id: number): number => led.get(id)?.length ?? 0;
   // Most loaded first (ties to the lower id), so the first hand-over found comes from it.
   const byCountDesc = [...voters].sort((a, b) => count(b) - count(a) || a - b);
   for (const from of byCountDesc) {
-    const shards = [...(leading.get(from) ?? [])].sort((a, b) => a - b);
+    const shards = [...(led.get(from) ?? [])].sort((a, b) => a - b);
     for (const id of shards) {
       const shard = map.shard(id);
       if (shard === undefined || shard.store === DEFAULT_STORE || fixed.has(id)) continue;
@@ -177,6 +185,9 @@ export class PlacementLoop {
   private lastFailure = '';
   /** Looks since the last leadership balancing look. */
   private passesSinceLeaderLook = 0;
+  /** Balancing looks so far, and the look at which each shard's hand-over was last asked for. */
+  private leaderLooks = 0;
+  private readonly handedOverAt = new Map<number, number>();
 
   constructor(private readonly host: PlacementHost) {}
 
@@ -230,10 +241,17 @@ export class PlacementLoop {
   private async balanceLeaders(voters: readonly number[]): Promise<void> {
     if (++this.passesSinceLeaderLook < leaderBalancePasses) return;
     this.passesSinceLeaderLook = 0;
+    const look = ++this.leaderLooks;
     const leading = await this.host.leading(voters);
     if (leading === undefined) return;
-    const transfer = nextLeaderTransfer(this.host.map(), voters, leading, this.host.unmovable());
+    const resting = new Set(this.host.unmovable());
+    for (const [shard, at] of this.handedOverAt) {
+      if (look - at < leaderTransferRestLooks) resting.add(shard);
+      else this.handedOverAt.delete(shard);
+    }
+    const transfer = nextLeaderTransfer(this.host.map(), voters, leading, resting);
     if (transfer === undefined) return;
+    this.handedOverAt.set(transfer.shard, look);
     const hex = (id: number): string => id.toString(16);
     const led = (id: number): number => leading.get(id)?.length ?? 0;
     this.host.log.info(

@@ -231,20 +231,24 @@ describe('inGroupConfig', () => {
 });
 
 describe('the placement loop\'s questions', () => {
-  /** Member 11 leading shard 1 of voters 11, 12, 13 (13 not heard from lately, 14 a learner). */
-  function balancingHost(): MemberQueryHost & { transfers: Array<[number, number]> } {
+  /**
+   * Member 11 leading shard 1 of voters 11, 12, 13, 15, 16 (13 not heard from lately, 14 a learner,
+   * 15 behind the applied index, 16 probing); `transferee`: a hand-over under way.
+   */
+  function balancingHost(transferee = 0): MemberQueryHost & { transfers: Array<[number, number]> } {
     const transfers: Array<[number, number]> = [];
-    const progress = (recentActive: boolean, isLearner = false) => ({ match: 40, next: 41, state: 'replicate' as const, isLearner, recentActive, paused: false, inflight: 0, pendingSnapshot: 0 });
+    const progress = (recentActive: boolean, isLearner = false, match = 40, state: 'replicate' | 'probe' = 'replicate') => ({ match, next: match + 1, state, isLearner, recentActive, paused: false, inflight: 0, pendingSnapshot: 0 });
     return {
       transfers,
       hasShard: (shard) => shard === 1,
       status: () => ({
         id: 11,
-        config: { voters: [11, 12, 13], votersOutgoing: [], learners: [14], learnersNext: [], autoLeave: false },
-        lastIndex: 40,
+        config: { voters: [11, 12, 13, 15, 16], votersOutgoing: [], learners: [14], learnersNext: [], autoLeave: false },
+        lastIndex: 41,
         applied: 40,
         lead: 11,
-        progress: new Map([[11, progress(true)], [12, progress(true)], [13, progress(false)], [14, progress(true, true)]]),
+        leadTransferee: transferee,
+        progress: new Map([[11, progress(true)], [12, progress(true)], [13, progress(false)], [14, progress(true, true)], [15, progress(true, false, 39)], [16, progress(true, false, 40, 'probe')]]),
       }),
       leadingShards: () => [1, 5],
       transferLeader: (shard, to) => transfers.push([shard, to]),
@@ -256,7 +260,8 @@ describe('the placement loop\'s questions', () => {
     expect(json(answerLeaderQuery(on, text('{"op":"leading"}')))).toEqual({ shards: [1, 5] });
     expect(json(answerLeaderQuery(on, text('{"op":"transfer-leader","shard":1,"to":12}')))).toEqual({ started: true });
     expect(on.transfers).toEqual([[1, 12]]);
-    for (const to of [13, 14, 11, 99]) expect(refusal(`{"op":"transfer-leader","shard":1,"to":${to}}`, on).code, String(to)).toBe('not-in-touch');
+    for (const to of [13, 14, 15, 16, 11, 99]) expect(refusal(`{"op":"transfer-leader","shard":1,"to":${to}}`, on).code, String(to)).toBe('not-in-touch');
+    expect(refusal('{"op":"transfer-leader","shard":1,"to":12}', balancingHost(12)).code).toBe('transfer-in-progress');
     expect(refusal('{"op":"transfer-leader","shard":2,"to":12}', on).code).toBe('wrong-shard');
     expect(refusal('{"op":"transfer-leader","shard":1}', on).code).toBe('bad-query');
     expect(refusal('{"op":"transfer-leader","shard":1,"to":12}', host({ leads: false })).code).toBe('unknown-query');

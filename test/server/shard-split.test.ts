@@ -172,7 +172,7 @@ describe('an online shard split', () => {
     await waitUntil(async () => (await Promise.all([first, first + 1, first + 2].map(async (id) => new Set(await replicas(id).catch(() => ['x', 'y'])).size === 1))).every(Boolean), 20_000, () => cluster.logs());
     expect((await replicas(first + 2))[0]).toMatch(/^10@/);
     // The killed node may have led the meta shard: its election must be over before the next
-    // test's raw calls (etcd's clients retry `leader changed`; these do not).
+    // test's raw calls (etcd's clients retry `no leader` and timeouts; these do not).
     await waitUntil(async () => (await Promise.all([0, 1, 2].map((node) => admin(node, 'StoreList').then(() => true, () => false)))).every(Boolean), 20_000, () => cluster.logs());
   }, 60_000);
 

@@ -170,8 +170,8 @@ describe('a store whose shards live on some members only', () => {
     const removed = ctl(0, 'member', 'remove', ids[2]!);
     expect(removed.code, removed.stderr).toBe(0);
     expect(await cluster.waitForExit(2, 20_000)).toBe(3);
-    // The removed member may have led the meta shard: a read in flight during the election fails
-    // with `leader changed` (etcd's clients retry it; these raw calls do not), so it is asked again.
+    // The removed member may have led the meta shard: a read in flight during the election may
+    // fail (`no leader`, a timeout; etcd's clients retry it, these raw calls do not), so it is asked again.
     let after: Decoded | undefined;
     await waitUntil(async () => {
       after = await admin(0, 'StoreDescribe', { name: 'three' }).then((r) => (r.shards as Decoded[])[0], () => undefined);
