@@ -852,6 +852,9 @@ class AdminFlow {
     // parent's retire made a child the first read did not list (a retired shard never splits).
     this.readMeta((node) => {
       const meta = metaEngineOf(node.machine(metaShard)!);
+      // Out of the map already: a step of an attempt given up on (its command applied after all)
+      // dropped it. The drop step is then refused as unknown, and the drop ends.
+      if (meta.shardMap().store(this.name) === undefined) return this.dropFromMap(record, prefix);
       const shards = meta.shardMap().shardsOf(this.name).map((shard) => shard.id);
       const next = shards[0] === first ? shards.find((id) => !retired.has(id)) : undefined;
       if (next === undefined) return this.dropFromMap(record, prefix);
