@@ -61,6 +61,7 @@ import {
 } from './limits.js';
 import { type PendingCounts, PendingRequests, type ReadWaiter, type WriteWaiter } from './pending.js';
 import { SPLIT_CHILD_INDEX } from './compose.js';
+import { type Applied, type LeaderContext, ShardStateMachine, StateMachineHaltError } from './state-machine.js';
 
 /**
  * Refusals of a forwarded write that waiting for a leader cures: it is proposed again. Any other
@@ -73,7 +74,6 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
-import { type Applied, type LeaderContext, ShardStateMachine, StateMachineHaltError } from './state-machine.js';
 
 /**
  * Whether a ready's messages may leave after the answers its committed entries release: they only

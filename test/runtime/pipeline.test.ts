@@ -236,6 +236,31 @@ describe('the request pipeline releases everything it holds', () => {
     expect(pending(c, follower)).toEqual(idle);
   });
 
+  it('a read asked of a leader re-elected in a new term (never seen deposed here) is asked again', () => {
+    const c = cluster(17);
+    const a = c.leader()!.id;
+    const [follower, b] = [1, 2, 3].filter((id) => id !== a) as [number, number];
+    const reads = new Outcomes();
+    // A's answer to the follower's round never comes back, and the follower misses what follows.
+    c.dropWhere = (_shard, m) => (m.type === 'MsgReadIndexResp' && m.from === a) || m.to === follower || m.from === follower;
+    read(c, follower, reads);
+    c.runFor(50);
+    expect(pending(c, follower).readRounds).toBe(1);
+    const termBefore = c.nodes.get(follower)!.raw!.raft.term;
+    // A hands over to B and gets it back: two new terms, the same leader when the follower hears again.
+    c.transferLeader(a, b);
+    expect(c.runUntilCondition(() => c.leader()?.id === b, 3000)).toBe(true);
+    c.transferLeader(b, a);
+    expect(c.runUntilCondition(() => c.leader()?.id === a, 3000)).toBe(true);
+    c.dropWhere = (_shard, m) => m.type === 'MsgReadIndexResp' && m.from === a && m.term <= termBefore;
+    const healedAt = c.now;
+    expect(c.runUntilCondition(() => reads.heard.size === 1, requestTimeoutMs)).toBe(true);
+    expect(c.nodes.get(follower)!.raw!.raft.term).toBeGreaterThan(termBefore);
+    expect(reads.codes()).toEqual(['ok']);
+    expect(c.now - healedAt).toBeLessThan(1000);
+    expect(pending(c, follower)).toEqual(idle);
+  });
+
   it('a read whose leader was lost, with no leader to follow, fails by its deadline', () => {
     const c = cluster(16);
     const a = c.leader()!.id;
