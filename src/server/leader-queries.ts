@@ -79,6 +79,11 @@ export interface MemberQueryHost extends LeaderQueryHost {
   leadingShards?(): number[];
   /** Starts handing `shard`'s leadership to `to` (Raft catches it up first, and gives up after an election timeout). */
   transferLeader?(shard: number, to: number): void;
+  /**
+   * Whether `shard`'s group is quiesced here (idle: no heartbeats, so what its leader last heard
+   * of each member is stale, and a hand-over holds up no write).
+   */
+  quiesced?(shard: number): boolean;
 }
 
 /** What asking needs of the peer transport. */
@@ -140,7 +145,11 @@ export function answerLeaderQuery(host: MemberQueryHost, payload: Uint8Array): U
   if (query.op === 'transfer-leader') {
     // A hand-over under way (membership-sync's, move-leader's) is not overridden.
     if ((status.leadTransferee ?? 0) !== 0) throw new PeerRequestRefusal('transfer-in-progress', `shard ${query.shard}'s leadership is being handed over already`);
-    if (!inTouchVoter(status, query.to)) throw new PeerRequestRefusal('not-in-touch', `member ${query.to.toString(16)} is not a voter of shard ${query.shard} heard from lately`);
+    // An idle (quiesced) group's progress is stale: a voter is enough, and Raft catches it up.
+    const idle = host.quiesced?.(query.shard) === true;
+    if (!(idle ? isPlainVoter(status, query.to) : inTouchVoter(status, query.to))) {
+      throw new PeerRequestRefusal('not-in-touch', `member ${query.to.toString(16)} is not a voter of shard ${query.shard} heard from lately`);
+    }
     host.transferLeader!(query.shard, query.to);
     return encoder.encode(JSON.stringify({ started: true }));
   }
@@ -156,9 +165,14 @@ export function answerLeaderQuery(host: MemberQueryHost, payload: Uint8Array): U
  * until Raft gives the hand-over up, an election timeout later.
  */
 export function inTouchVoter(status: Pick<ShardStatus, 'id' | 'progress' | 'config' | 'applied'>, to: number): boolean {
-  if (to === status.id || status.config.votersOutgoing.length > 0 || !status.config.voters.includes(to)) return false;
+  if (!isPlainVoter(status, to)) return false;
   const progress = status.progress?.get(to);
   return progress !== undefined && !progress.isLearner && progress.recentActive && progress.state === 'replicate' && progress.match >= status.applied;
+}
+
+/** Whether `to` is another voter of `status`'s configuration, which is not joint. */
+function isPlainVoter(status: Pick<ShardStatus, 'id' | 'config'>, to: number): boolean {
+  return to !== status.id && status.config.votersOutgoing.length === 0 && status.config.voters.includes(to);
 }
 
 /**

@@ -841,6 +841,7 @@ export class DkvNode {
       status: (shard) => runtime.status(shard),
       leadingShards: () => runtime.shardIds().filter((shard) => shard !== META_SHARD && runtime.leader(shard) === this.identity.memberId),
       transferLeader: (shard, to) => runtime.transferLeader(shard, to),
+      quiesced: (shard) => runtime.isQuiesced(shard),
     };
   }
 

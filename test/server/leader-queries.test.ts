@@ -262,6 +262,11 @@ describe('the placement loop\'s questions', () => {
     expect(on.transfers).toEqual([[1, 12]]);
     for (const to of [13, 14, 15, 16, 11, 99]) expect(refusal(`{"op":"transfer-leader","shard":1,"to":${to}}`, on).code, String(to)).toBe('not-in-touch');
     expect(refusal('{"op":"transfer-leader","shard":1,"to":12}', balancingHost(12)).code).toBe('transfer-in-progress');
+    // A quiesced (idle) group's progress is stale: any other voter will do (Raft catches it up),
+    // never a learner or a stranger.
+    const idle = { ...balancingHost(), quiesced: () => true };
+    for (const to of [13, 15, 16]) expect(json(answerLeaderQuery(idle, text(`{"op":"transfer-leader","shard":1,"to":${to}}`)))).toEqual({ started: true });
+    for (const to of [14, 11, 99]) expect(refusal(`{"op":"transfer-leader","shard":1,"to":${to}}`, idle).code, String(to)).toBe('not-in-touch');
     expect(refusal('{"op":"transfer-leader","shard":2,"to":12}', on).code).toBe('wrong-shard');
     expect(refusal('{"op":"transfer-leader","shard":1}', on).code).toBe('bad-query');
     expect(refusal('{"op":"transfer-leader","shard":1,"to":12}', host({ leads: false })).code).toBe('unknown-query');

@@ -73,7 +73,10 @@ describe('a member stopped for good', () => {
     const created = await channels[0]!.call('dkv.v1.Admin', 'StoreCreate', { name: 'lb', prefix: Buffer.from('/lb/'), shards: 8 });
     const lb = (created.shard_ids as unknown[]).map(Number);
     expect(lb).toHaveLength(8);
-    /** Leaders of the store's shards (node indexes), as the members that answer see them (the highest term wins). */
+    /**
+     * Leaders of every data shard (node indexes) — the default store's, rr's and lb's, as the loop
+     * counts them — as the members that answer see them (the highest term wins).
+     */
     const leaders = async (): Promise<Map<number, number>> => {
       const best = new Map<number, { node: number; term: number }>();
       for (let node = 0; node < 4; node++) {
@@ -82,34 +85,37 @@ describe('a member stopped for good', () => {
         for (const s of (listed?.shards as Decoded[] | undefined) ?? []) {
           const id = Number(s.id);
           const term = Number(s.raft_term ?? 0);
-          if (!lb.includes(id) || String(s.leader ?? '0') === '0') continue;
+          if (id === 0 || String(s.leader ?? '0') === '0') continue;
           if ((best.get(id)?.term ?? -1) < term) best.set(id, { node: nodeOf(s.leader), term });
         }
       }
       return new Map([...best].map(([id, { node }]) => [id, node]));
     };
     const led = (view: Map<number, number>, node: number): number => [...view.values()].filter((n) => n === node).length;
-    await waitUntil(async () => (await leaders()).size === lb.length, 30_000, () => cluster.logs());
+    const dataShards = lb.length + 2;
+    await waitUntil(async () => (await leaders()).size === dataShards, 30_000, () => cluster.logs());
     // Member 3 stops: the others take its leaderships.
     await cluster.kill(3);
     await waitUntil(async () => {
       const view = await leaders();
-      return view.size === lb.length && led(view, 3) === 0;
+      return view.size === dataShards && led(view, 3) === 0;
     }, 30_000, () => cluster.logs());
     const before = (await Promise.all([0, 1, 2].map((n) => metric(n, 'dkv_shard_leader_balance_transfers_total')))).reduce((a, b) => a + b, 0);
     cluster.startNode(3);
     await cluster.waitForHealthy(3);
     const backAt = Date.now();
-    // The placement loop hands some back: member 3 leads again, and the store's shards are spread.
+    // The placement loop hands some back: member 3 leads again, and the leaderships are spread
+    // (rr is on three of the four members, so two apart may remain).
     await waitUntil(async () => {
       const view = await leaders();
       const counts = [0, 1, 2, 3].map((n) => led(view, n));
-      return view.size === lb.length && Math.max(...counts) - Math.min(...counts) <= 2 && counts[3]! >= 1;
+      return view.size === dataShards && Math.max(...counts) - Math.min(...counts) <= 2 && counts[3]! >= 1;
     }, 60_000, () => cluster.logs());
     const view = await leaders();
-    console.log(`leader balance: member 3 leads ${led(view, 3)} of the store's ${lb.length} shards ${Date.now() - backAt} ms after its restart (per member: ${[0, 1, 2, 3].map((n) => led(view, n)).join(' ')})`);
-    const after = (await Promise.all([0, 1, 2, 3].map((n) => metric(n, 'dkv_shard_leader_balance_transfers_total')))).reduce((a, b) => a + b, 0);
-    expect(after).toBeGreaterThan(before);
+    console.log(`leader balance: member 3 leads ${led(view, 3)} of the ${dataShards} data shards ${Date.now() - backAt} ms after its restart (per member: ${[0, 1, 2, 3].map((n) => led(view, n)).join(' ')})`);
+    // At least one of them by the loop (member 3 may also have won an election on its own).
+    const transfers = async (): Promise<number> => (await Promise.all([0, 1, 2, 3].map((n) => metric(n, 'dkv_shard_leader_balance_transfers_total')))).reduce((a, b) => a + b, 0);
+    await waitUntil(async () => (await transfers()) > before, 60_000, () => cluster.logs());
     // The store still serves through it all.
     for (let i = 0; i < 8; i++) expect(etcdctl(cluster.endpoint(i % 4), ['put', `/lb/${String.fromCharCode(32 + i * 28)}k`, 'v']).code).toBe(0);
   });
