@@ -15,7 +15,7 @@
  */
 import type { ConfState } from '../../raft/index.js';
 import type { ShardStatus } from '../runtime/index.js';
-import { type DkvError, dkvError } from '../errors.js';
+import { type DkvError, dkvError, isDkvError } from '../errors.js';
 import { PeerRequestError, PeerRequestRefusal, type PeerTransport } from './peer/index.js';
 
 interface LearnerProgressQuery {
@@ -235,7 +235,18 @@ const failureRank: Readonly<Record<'leader' | 'voters', Readonly<Partial<Record<
 async function askLeader(host: LeaderQueryHost, transport: LeaderQueryTransport, query: LeaderQuery, timeoutMs: number, whenNoLeader: 'fail' | 'ask-voters'): Promise<Uint8Array> {
   const status = host.status(query.shard);
   const voters = (): number[] => [...new Set([...status.config.voters, ...status.config.votersOutgoing])].filter((id) => id !== status.id);
-  const asked = status.lead !== 0 ? [status.lead] : whenNoLeader === 'ask-voters' ? voters() : [];
+  if (status.lead === 0) return askSome(whenNoLeader === 'ask-voters' ? voters() : [], 'voters', transport, query, timeoutMs);
+  try {
+    return await askSome([status.lead], 'leader', transport, query, timeoutMs);
+  } catch (error) {
+    // The leader this node knows says it leads no more, and this node may never hear of the next
+    // one (removed from the group, its follower quiesced): the other voters are asked.
+    if (whenNoLeader !== 'ask-voters' || !isDkvError(error) || error.code !== 'no-leader') throw error;
+    return askSome(voters().filter((id) => id !== status.lead), 'voters', transport, query, timeoutMs);
+  }
+}
+
+async function askSome(asked: readonly number[], whom: 'leader' | 'voters', transport: LeaderQueryTransport, query: LeaderQuery, timeoutMs: number): Promise<Uint8Array> {
   if (asked.length === 0) throw dkvError('no-leader');
   const payload = encoder.encode(JSON.stringify(query));
   const answers = asked.map((to) =>
@@ -247,7 +258,7 @@ async function askLeader(host: LeaderQueryHost, transport: LeaderQueryTransport,
     return await Promise.any(answers);
   } catch (error) {
     if (!(error instanceof AggregateError)) throw error;
-    const rank = failureRank[status.lead !== 0 ? 'leader' : 'voters'];
+    const rank = failureRank[whom];
     const failures = (error.errors as DkvError[]).sort((a, b) => (rank[a.code] ?? 2) - (rank[b.code] ?? 2));
     throw failures[0]!;
   }

@@ -136,6 +136,12 @@ describe('leaderGroupConfig', () => {
     expect(peers.asked).toEqual([{ to: 12, query: { op: 'config', shard: 1 } }]);
   });
 
+  it('asks the other voters when the leader this node knows leads no more (a removed, quiesced member never hears of the next)', async () => {
+    const peers = transport(new Map<number, Answer>([[12, notLeader()], [11, text(JSON.stringify(answered))]]));
+    expect(await leaderGroupConfig(host({ leads: false, lead: 12 }), peers, 1, 1000)).toEqual(answered);
+    expect(peers.asked.map((a) => a.to)).toEqual([12, 11]);
+  });
+
   it('a leader answer round-trips through answerLeaderQuery', async () => {
     const leaderAnswer = answerLeaderQuery(host({ leads: true }), text('{"op":"config","shard":1}'));
     expect(await leaderGroupConfig(host({ leads: false, lead: 11 }), transport(leaderAnswer), 1, 1000)).toEqual(parseGroupConfig(leaderAnswer));
