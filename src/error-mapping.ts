@@ -8,7 +8,7 @@ import { ShardMapError, type ShardMapErrorCode } from './cluster/model.js';
 import { EngineError, type EngineErrorCode } from './engines/index.js';
 import { WireValueError } from './engines/kv/convert.js';
 import { type ErrorCode, DkvError, dkvError } from './errors.js';
-import { RuntimeError, type RuntimeErrorCode } from './runtime/index.js';
+import { RuntimeError, type RuntimeErrorCode, ShardElsewhereError } from './runtime/index.js';
 
 const MVCC_CODES: Record<MvccErrorCode, ErrorCode> = {
   'future-revision': 'future-revision',
@@ -113,6 +113,8 @@ export function storeRefusal(code: ShardMapErrorCode | 'bad-command' | undefined
 export function clientError(error: unknown): unknown {
   if (error instanceof DkvError) return error;
   if (error instanceof MvccError) return dkvError(MVCC_CODES[error.code]);
+  // Which members the map places the shard on, at which epoch: the route to take instead.
+  if (error instanceof ShardElsewhereError) return dkvError('shard-not-hosted', error.message);
   if (error instanceof RuntimeError) return dkvError(RUNTIME_CODES[error.code]);
   if (error instanceof EngineError) return dkvError(ENGINE_CODES[error.code], error.detail);
   if (error instanceof ShardMapError) return storeRefusal(error.code, error.message);

@@ -32,10 +32,6 @@ const leaderPollMs = 100;
 export const removedExitWaitMs = 10_000;
 /** The deadline of a membership call (MemberList, MemberRemove, MemberAdd). */
 export const membershipCallTimeoutMs = 10_000;
-/** The store the `shards` fault mounts the run's keys on. */
-export const runStoreName = 'jepsen';
-/** Deadline of a ShardMove call (it answers once the move is done, or near its deadline). */
-export const shardMoveCallTimeoutMs = 8000;
 /** Deadline of a Status call. */
 export const statusTimeoutMs = 1000;
 /** SIGKILL of a member: how long its exit may take to be seen. */
@@ -149,8 +145,6 @@ export class RealCluster {
   private readonly paused = new Set<string>();
   private readonly clients = new Map<string, EtcdChannel>();
   private readonly memberIds = new Map<number, string>();
-  /** The shard of the store `createRunStore` made (the `shards` fault's). */
-  private runStoreShard: number | undefined;
   private readonly initialCluster: string;
   private readonly token: string;
 
@@ -397,106 +391,15 @@ export class RealCluster {
     }
   }
 
-  /**
-   * DKV only: mounts the run's keys on a store of one shard placed on `replicas` members (the
-   * `shards` fault moves its replicas). Returns the shard's id.
-   */
-  async createRunStore(prefix: Uint8Array, replicas: number): Promise<number> {
-    const via = await this.waitForLeader(leaderWaitMs);
-    const admin = new EtcdChannel(this.endpoint(via), { decode: longsAsStrings, callTimeoutMs: membershipCallTimeoutMs });
-    try {
-      const created = (await admin.call('dkv.v1.Admin', 'StoreCreate', { name: runStoreName, prefix, shards: 1, replicas })) as { shard_ids?: string[] };
-      const shard = Number(created.shard_ids?.[0]);
-      if (!Number.isSafeInteger(shard) || shard <= 0) throw new Error(`StoreCreate answered no shard (${JSON.stringify(created)})`);
-      this.runStoreShard = shard;
-      return shard;
-    } finally {
-      admin.close();
-    }
-  }
-
-  /** Member names by id (decimal strings, exact) and the run store's shard as a running member lists it. */
-  private async runStoreView(admin: EtcdChannel): Promise<{ names: Map<string, string>; replicas: string[]; leader: string }> {
+  /** Member names by member id (decimal strings, exact: etcd's ids go past 2^53), from `admin`'s MemberList. */
+  async memberNames(admin: EtcdChannel): Promise<Map<string, string>> {
     const list = (await admin.call('etcdserverpb.Cluster', 'MemberList', {})) as { members?: Array<{ ID: string; peerURLs: string[] }> };
     const names = new Map<string, string>();
     for (const m of list.members ?? []) {
       const member = this.members.find((candidate) => m.peerURLs.includes(url(candidate.proxyPort)));
       if (member !== undefined) names.set(m.ID, member.name);
     }
-    const listed = async (channel: EtcdChannel): Promise<{ replicas?: string[]; leader?: string; raft_term?: string }> => {
-      const shards = (await channel.call('dkv.v1.Admin', 'ShardList', {})) as { shards?: Array<{ id: string; replicas?: string[]; leader?: string; raft_term?: string }> };
-      const shard = (shards.shards ?? []).find((s) => Number(s.id) === this.runStoreShard);
-      if (shard === undefined) throw new Error(`shard ${this.runStoreShard} is not listed`);
-      return shard;
-    };
-    const shard = await listed(admin);
-    const replicas = shard.replicas ?? [];
-    // Only a member hosting a replica knows the shard's leader: ask those that run.
-    let leader = '0';
-    let term = -1;
-    for (const id of replicas) {
-      const name = names.get(id);
-      if (name === undefined || !this.running(name) || this.paused.has(name)) continue;
-      const channel = new EtcdChannel(this.endpoint(name), { decode: longsAsStrings, callTimeoutMs: statusTimeoutMs });
-      try {
-        const seen = await listed(channel);
-        if ((seen.leader ?? '0') !== '0' && Number(seen.raft_term ?? 0) > term) {
-          leader = seen.leader!;
-          term = Number(seen.raft_term ?? 0);
-        }
-      } catch {
-        // Not answering: another replica may.
-      } finally {
-        channel.close();
-      }
-    }
-    return { names, replicas, leader };
-  }
-
-  /**
-   * The `shards` fault: moves one replica of the run store's shard to the member without one (the
-   * leader's replica when `leader`, else the replica `pick` names), through `dkv.v1.Admin.ShardMove`,
-   * which answers once the map lists the new member or near its deadline. Returns what happened.
-   */
-  async moveRunStoreReplica(pick: number, leader: boolean): Promise<string> {
-    const names = this.members.map((m) => m.name).filter((n) => this.running(n) && !this.paused.has(n));
-    const via = (await this.leader()) ?? names[0];
-    if (via === undefined) return 'move: skipped, no member runs';
-    const admin = new EtcdChannel(this.endpoint(via), { decode: longsAsStrings, callTimeoutMs: shardMoveCallTimeoutMs });
-    try {
-      const view = await this.runStoreView(admin);
-      const spare = [...view.names.keys()].filter((id) => !view.replicas.includes(id));
-      if (view.replicas.length === 0 || spare.length === 0) return `move shard ${this.runStoreShard}: skipped, no replica or no spare member`;
-      const from = leader && view.replicas.includes(view.leader) ? view.leader : view.replicas[pick % view.replicas.length]!;
-      const to = spare[pick % spare.length]!;
-      const what = `move shard ${this.runStoreShard}'s replica from ${view.names.get(from) ?? from}${from === view.leader ? ' (its leader)' : ''} to ${view.names.get(to) ?? to}`;
-      try {
-        const moved = (await admin.call('dkv.v1.Admin', 'ShardMove', { shard_id: this.runStoreShard, from_member: from, to_member: to })) as { done?: boolean };
-        return `${what}: ${moved.done === true ? 'done' : 'under way'}`;
-      } catch (error) {
-        return `${what}: ${(error as Error).message}`;
-      }
-    } catch (error) {
-      return `move shard ${this.runStoreShard}: failed (${(error as Error).message})`;
-    } finally {
-      admin.close();
-    }
-  }
-
-  /**
-   * A running member that hosts a replica of the run store's shard (streams such as Watch are
-   * served only there), else whoever leads; undefined without a run store.
-   */
-  async runStoreReplica(timeoutMs: number): Promise<string | undefined> {
-    if (this.runStoreShard === undefined) return undefined;
-    const via = await this.waitForLeader(timeoutMs);
-    const admin = new EtcdChannel(this.endpoint(via), { decode: longsAsStrings, callTimeoutMs: membershipCallTimeoutMs });
-    try {
-      const view = await this.runStoreView(admin);
-      return view.replicas.map((id) => view.names.get(id)).find((name) => name !== undefined && this.running(name)) ?? via;
-    } finally {
-      admin.close();
-    }
+    return names;
   }
 
   /** Kills every member (SIGCONT first for paused ones is not needed: SIGKILL ends a stopped process) and closes the proxies. */

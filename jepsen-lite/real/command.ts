@@ -37,9 +37,11 @@ faults: network partitions (majority/minority, an isolated node, the isolated le
 SIGKILL and restart of a member, SIGSTOP/SIGCONT, latency on links, and (asked for by name)
 member replacement as etcd's runbook does it: MemberRemove, the data dir wiped, MemberAdd on
 the same peer URL, a start with --initial-cluster-state existing, and (asked for by name, DKV
-only, register and kv workloads) shard replica moves: the run's keys live in a store of one
-shard placed on every member but one, and the fault moves one of its replicas, often its
-leader's, to the member without one (dkv.v1.Admin.ShardMove). Faults last a few
+only, register and kv workloads) shard changes: the run's keys live in a store of one
+shard placed on every member but one, and the fault moves a replica of one of its shards,
+often a leader's, to the member without one (dkv.v1.Admin.ShardMove), or with register,
+every second time, splits a shard (ShardSplit, up to 3 shards); each shard's committed
+history is read on its own, and its replicas must hash alike (HashKV). Faults last a few
 seconds with healthy gaps; the last fifth of the run is healed. The recorded history is checked
 for linearizability (register, counter: per key; kv and watch: etcd's key space with revisions,
 decided from them against the committed history; lock: fencing tokens), the append and
@@ -291,6 +293,11 @@ function summary(outcome: RealRunOutcome): string[] {
   if (outcome.fencing !== undefined) lines.push(...fencingSummary(outcome.fencing, results.stats['faults.holder-pause'] ?? 0, outcome.info.target));
   if (outcome.election !== undefined) lines.push(...electionSummary(outcome.election, results.stats['faults.leader-pause'] ?? 0));
   if (outcome.committedError !== undefined) lines.push(`  committed history not read: ${outcome.committedError}`);
+  if (results.replicas !== undefined) {
+    const r = results.replicas;
+    lines.push(`  shard replicas (HashKV at one applied index): ${r.compared} of ${r.shards} shard(s) compared, ${r.diverged} diverged, ${r.unsettled} unchecked`);
+    for (const problem of r.problems) lines.push(`    ${problem}`);
+  }
   return lines;
 }
 

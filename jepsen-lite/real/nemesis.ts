@@ -17,8 +17,9 @@ export const faultKinds: readonly FaultKind[] = ['partition', 'kill', 'pause', '
 /**
  * What a run injects unless told otherwise. `membership` (replace a member as etcd's runbook
  * does: remove it, wipe its data, add it back, start it with `existing`) and `shards` (DKV only:
- * the run's keys live in a store of one shard placed on all members but one, and the fault moves
- * one of its replicas, often its leader's, to the member without one) are asked for by name.
+ * the run's keys live in a store placed on all members but one, and the fault moves a replica of
+ * one of its shards, often its leader's, to the member without one, or splits a shard:
+ * run-store.ts) are asked for by name.
  */
 export const defaultFaultKinds: readonly FaultKind[] = ['partition', 'kill', 'pause', 'delay'];
 
@@ -54,7 +55,7 @@ export type FaultAction =
   | { readonly kind: 'pause'; readonly target: NodeChoice }
   /** Remove the member, wipe its data directory, add it back on the same peer URL, start it. */
   | { readonly kind: 'membership'; readonly target: NodeChoice }
-  /** Move a replica of the run store's shard: the leader's when `leader`, else the one `pick` names. */
+  /** Move a replica of one of the run store's shards (the leader's when `leader`, else the one `pick` names), or split one (run-store.ts). */
   | { readonly kind: 'shards'; readonly pick: number; readonly leader: boolean }
   /** Latency on both directions of every link of `nodes` (all links when it holds every node). */
   | { readonly kind: 'delay'; readonly nodes: readonly number[]; readonly delayMs: number };
@@ -154,8 +155,6 @@ export interface NemesisCluster {
   resume(name: string): void;
   /** Replaces member `name` through member `via` (see RealCluster.replaceMember). */
   replaceMember(name: string, via: string): Promise<{ oldId: string; newId: string; exitedByItself: boolean }>;
-  /** The `shards` fault (RealCluster.moveRunStoreReplica); absent: the fault is skipped. */
-  moveRunStoreReplica?(pick: number, leader: boolean): Promise<string>;
   readonly proxies: {
     setLink(from: string, to: string, change: { mode?: LinkMode; delayMs?: number }): void;
     healAll(): void;
@@ -168,6 +167,8 @@ export interface NemesisOptions {
   /** ms since the run began. */
   readonly now: () => number;
   readonly log?: (message: string) => void;
+  /** The `shards` fault (run-store.ts's RunStore.fault): what it did; absent: the fault is skipped. */
+  readonly shards?: (pick: number, leader: boolean) => Promise<string>;
   /**
    * Resolves when the faults may start (ms since the run began): the plan is shifted so its
    * first fault starts then, and faults that would then end past `endByMs` are dropped.
@@ -335,8 +336,9 @@ export class Nemesis {
         }
       }
       case 'shards': {
-        // A move is not undone: the heal lets it finish (or not) while the run goes on.
-        const description = cluster.moveRunStoreReplica === undefined ? 'move: skipped, the cluster has no run store' : await cluster.moveRunStoreReplica(action.pick, action.leader);
+        // A move or a split is not undone: the heal lets it finish (or not) while the run goes on.
+        const { shards } = this.options;
+        const description = shards === undefined ? 'shards: skipped, the cluster has no run store' : await shards(action.pick, action.leader);
         return { description, heal: () => {} };
       }
       case 'delay': {

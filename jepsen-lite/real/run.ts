@@ -26,11 +26,12 @@ import {
 } from '../check/index.js';
 import type { FaultWindow, ModelName, Operation } from '../history.js';
 import type { RunHistory, RunInfo, RunResults, RunVerdict } from '../report/index.js';
-import { CounterGenerator, Generator, electionKeys, elleModelOf, elleTxnsOf, isWorkloadName, lockKeys, workloadDefaults } from '../workload/index.js';
+import { CounterGenerator, Generator, type WorkloadName, electionKeys, etcdKey, elleModelOf, elleTxnsOf, isWorkloadName, lockKeys, workloadDefaults } from '../workload/index.js';
 import { SeededPrng } from '../../raft/index.js';
 import { ClientPool, type ClientWorkload, counterWorkload, etcdWorkload, watchStats, watchersPerNodeDefault } from './clients.js';
-import { RealCluster, leaderWaitMs, runStoreName, type Target } from './cluster.js';
-import { type AcknowledgedCheck, checkAcknowledgedWrites, prefixRange, readCommittedHistory } from './committed.js';
+import { RealCluster, leaderWaitMs, type Target } from './cluster.js';
+import { type AcknowledgedCheck, checkAcknowledgedWrites, readCommittedHistory } from './committed.js';
+import { type ReplicaCheck, RunStore, runStoreName, runStoreShardsMax } from './run-store.js';
 import { clientUser, rootUser, setUpAuth } from './auth.js';
 import { ElectionClients, electionObservers } from './election-clients.js';
 import { RunClock } from './clock.js';
@@ -123,6 +124,12 @@ export function shardsFaultProblem(options: Pick<RealRunOptions, 'faults' | 'tar
 
 /** The workloads the `shards` fault runs with. */
 export const shardsFaultWorkloads: readonly RealWorkloadName[] = ['register', 'kv'];
+/**
+ * The workloads whose `shards` fault splits shards too: the register's checks need no single
+ * revision sequence (the kv workload's revision checker and its two-key txns do: each shard counts
+ * its own revisions, and a Txn across shards is refused), so the kv workload's fault only moves.
+ */
+export const shardsSplitWorkloads: readonly RealWorkloadName[] = ['register'];
 
 export async function runReal(options: RealRunOptions): Promise<RealRunOutcome> {
   const problem = shardsFaultProblem(options);
@@ -238,10 +245,15 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
     await setUpAuth(cluster.endpoint(await cluster.waitForLeader(leaderWaitMs)), keyPrefix);
     log('auth enabled: the clients call as a user who may read and write only the run\'s keys');
   }
+  let runStore: RunStore | undefined;
   if (options.faults.includes('shards')) {
     const replicas = options.nodes - 1;
-    const shard = await cluster.createRunStore(new TextEncoder().encode(keyPrefix), replicas);
-    log(`the run's keys live in store ${runStoreName} (prefix ${keyPrefix}): shard ${shard}, ${replicas} replicas; the shards fault moves them`);
+    const splits = shardsSplitWorkloads.includes(options.workload);
+    // The keys the clients' generator uses (a generator's keys do not depend on its draws).
+    const splitKeys = splits ? new Generator(options.workload as WorkloadName, () => 0, { keyPrefix }).keys.map((key) => etcdKey(keyPrefix, key)) : [];
+    const created = await RunStore.create(cluster, new TextEncoder().encode(keyPrefix), replicas, splitKeys);
+    runStore = created.store;
+    log(`the run's keys live in store ${runStoreName} (prefix ${keyPrefix}): shard ${created.shard}, ${replicas} replicas; the shards fault moves their replicas${splits ? ` and splits them (up to ${runStoreShardsMax} shards)` : ''}`);
   }
   const clients = clientsFor(options, cluster, clock, (op) => counts[op.status]++);
   try {
@@ -256,7 +268,7 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
 
   const plan = planFaults({ seed: options.seed, faults: options.faults, runMs: options.timeMs, nodes: options.nodes });
   const healedFrom = Math.floor(options.timeMs * (1 - healedTailFraction));
-  const nemesis = new Nemesis({ plan, cluster, now, log, ...(clients.faultsFrom === undefined ? {} : { startFrom: clients.faultsFrom, endByMs: healedFrom }) });
+  const nemesis = new Nemesis({ plan, cluster, now, log, ...(runStore === undefined ? {} : { shards: (pick, leader) => runStore.fault(pick, leader) }), ...(clients.faultsFrom === undefined ? {} : { startFrom: clients.faultsFrom, endByMs: healedFrom }) });
   let recorded: Recorded;
   try {
     const [, fromClients] = await Promise.all([nemesis.run(stop.signal), clients.run(stop.signal)]);
@@ -274,13 +286,22 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
   let watchHistory: WatchHistory | undefined;
   let committedError: string | undefined;
   try {
-    // The run store's Watch is served only where it has a replica.
-    const reader = (await cluster.runStoreReplica(leaderWaitMs)) ?? (await cluster.waitForLeader(leaderWaitMs));
-    const range = options.faults.includes('shards') ? prefixRange(new TextEncoder().encode(keyPrefix)) : undefined;
-    watchHistory = await readCommittedHistory(cluster.endpoint(reader), undefined, options.auth === true ? rootUser : undefined, range);
+    // The run store's history is read shard by shard, each where it has a replica.
+    watchHistory =
+      runStore !== undefined
+        ? await runStore.readHistory(leaderWaitMs)
+        : await readCommittedHistory(cluster.endpoint(await cluster.waitForLeader(leaderWaitMs)), undefined, options.auth === true ? rootUser : undefined);
   } catch (error) {
     committedError = (error as Error).message;
     log(`could not read the committed history: ${committedError}`);
+  }
+  let replicas: ReplicaCheck | undefined;
+  if (runStore !== undefined) {
+    try {
+      replicas = await runStore.compareReplicas();
+    } catch (error) {
+      replicas = { shards: 0, compared: 0, diverged: 0, unsettled: 1, problems: [`the replicas were not compared: ${(error as Error).message}`] };
+    }
   }
 
   const model: ModelName = realModelOf(options.workload);
@@ -317,7 +338,7 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
         });
 
   const faults: FaultWindow[] = [...nemesis.windows, ...recorded.clientFaults].sort((a, b) => a.start - b.start);
-  const verdict = combineVerdict(linearizability?.verdict, watch, acknowledged, committedError, fencing, election, txn);
+  const verdict = combineVerdict(linearizability?.verdict, watch, acknowledged, committedError, fencing, election, txn, replicas);
   const info: RunInfo = {
     mode: 'real',
     target: options.target,
@@ -363,6 +384,7 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
       : {}),
     ...(fencing !== undefined ? { fencing } : {}),
     ...(election !== undefined ? { election } : {}),
+    ...(replicas !== undefined ? { replicas } : {}),
     stats: {
       operations: recorded.operations.length,
       ok: counts.ok,
@@ -376,6 +398,7 @@ async function runOnCluster(options: RealRunOptions, cluster: RealCluster, start
       committedRevisions: watchHistory?.revisions.length ?? 0,
       acknowledgedWritesChecked: acknowledged?.checked ?? 0,
       acknowledgedWritesMissing: acknowledged?.missing ?? 0,
+      ...(replicas === undefined ? {} : { 'shards.atEnd': replicas.shards, 'shards.replicasCompared': replicas.compared, 'shards.replicasDiverged': replicas.diverged, 'shards.replicasUnsettled': replicas.unsettled }),
       proxyConnections: cluster.proxies.stats.accepted,
       proxyUnidentified: cluster.proxies.stats.unidentified,
       proxyVanished: cluster.proxies.stats.vanished,
@@ -455,9 +478,11 @@ export function combineVerdict(
   fencing?: FencingResult,
   election?: ElectionResult,
   txn?: ElleResult,
+  replicas?: ReplicaCheck,
 ): RunVerdict {
   if (
     linearizability === 'violation' ||
+    (replicas?.diverged ?? 0) > 0 ||
     txn?.verdict === 'violation' ||
     watch?.ok === false ||
     (acknowledged?.missing ?? 0) > 0 ||
@@ -466,6 +491,6 @@ export function combineVerdict(
   ) {
     return 'violation';
   }
-  if (linearizability === 'unknown' || committedError !== undefined) return 'unknown';
+  if (linearizability === 'unknown' || committedError !== undefined || (replicas?.unsettled ?? 0) > 0) return 'unknown';
   return 'ok';
 }

@@ -66,6 +66,10 @@ function banner(results: RunResults): string {
     const election = results.election;
     parts.push(`election: ${election.ok ? 'held' : `${election.violations.length + election.omitted} violation(s)`}, leader changes: ${election.stats.leaderChanges}`);
   }
+  if (results.replicas !== undefined) {
+    const r = results.replicas;
+    parts.push(`shard replicas: ${r.diverged > 0 ? `${r.diverged} shard(s) diverged` : `${r.compared} of ${r.shards} shard(s) equal`}${r.unsettled > 0 ? `, ${r.unsettled} unchecked` : ''}`);
+  }
   return `<div id="verdict" class="banner ${escapeHtml(results.verdict)}"><strong>${escapeHtml(verdictText[results.verdict])}</strong><span>${parts.join(' · ')}</span></div>`;
 }
 

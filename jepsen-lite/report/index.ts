@@ -2,6 +2,7 @@
 export type {
   ReportLinearizability,
   ReportPartition,
+  ReplicaResults,
   RunHistory,
   RunInfo,
   RunResults,

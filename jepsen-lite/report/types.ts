@@ -34,6 +34,20 @@ export interface WatchResults extends CheckResult {
   readonly events: number;
 }
 
+/** The `shards` fault's store after the run: every shard's replicas compared by their HashKV. */
+export interface ReplicaResults {
+  /** The store's shards at the end. */
+  readonly shards: number;
+  /** Shards whose running replicas reached one applied index and were compared. */
+  readonly compared: number;
+  /** Shards whose replicas answered different hashes at one applied index (a violation). */
+  readonly diverged: number;
+  /** Shards whose replicas did not settle in time, or did not answer (unchecked: the verdict is at best unknown). */
+  readonly unsettled: number;
+  /** The first few problems, described. */
+  readonly problems: readonly string[];
+}
+
 export interface RunResults {
   readonly verdict: RunVerdict;
   /** Absent when the workload's checker is another one (transactional workloads: `txn`). */
@@ -45,6 +59,8 @@ export interface RunResults {
   readonly fencing?: FencingResult;
   /** The election workload: one leader per revision, campaigns, observers' order, proclaims. */
   readonly election?: ElectionResult;
+  /** The `shards` fault's store: its shards' replicas compared after the run. */
+  readonly replicas?: ReplicaResults;
   readonly stats: Readonly<Record<string, number>>;
 }
 

@@ -43,6 +43,7 @@ const definiteCodes: ReadonlySet<number> = new Set([
  *   version some member's build cannot apply — both before proposing;
  * - DKV's cross-shard txn refusal, checked at the edge, and its wrong-shard refusal (this node
  *   does not host the shard: nothing was proposed);
+ * - "rpc not supported for learner": etcd's and DKV's learner refuses the call at the edge;
  * - grpc-js's "No connection established" (UNAVAILABLE): the call never had a connection, so
  *   the request was never sent (a connection lost mid-call says something else and stays `info`).
  * A timeout (any of etcd's "request timed out" forms), "server stopped" and connection errors
@@ -59,6 +60,7 @@ export const definiteMessages: readonly string[] = [
   'dkv: this node is no longer a member of the shard',
   'dkv: txn keys span more than one shard',
   'dkv: this node does not serve the shard that owns the key',
+  'etcdserver: rpc not supported for learner',
   'No connection established',
 ];
 

@@ -47,8 +47,10 @@ export class ShardElsewhereError extends RuntimeError {
   constructor(
     readonly shardId: number,
     readonly replicas: readonly number[],
+    /** The shard's epoch in the map that placed it so (undefined: not known). */
+    readonly epoch?: number,
   ) {
-    super('shard-elsewhere', `shard ${shardId} is hosted on member${replicas.length === 1 ? '' : 's'} ${replicas.map((id) => id.toString(16)).join(', ')}, not on this node`);
+    super('shard-elsewhere', `shard ${shardId}${epoch === undefined ? '' : ` (epoch ${epoch})`} is hosted on member${replicas.length === 1 ? '' : 's'} ${replicas.map((id) => id.toString(16)).join(', ')}, not on this node`);
   }
 }
 

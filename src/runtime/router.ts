@@ -67,6 +67,8 @@ export interface ShardMap {
   readonly metaShard: number;
   /** The members the map places shard `shardId` on (empty: every member, or a shard it does not list). */
   replicasOf?(shardId: number): readonly number[];
+  /** Shard `shardId`'s epoch in the map (raised by each split or move of it; undefined: not listed). */
+  epochOf?(shardId: number): number | undefined;
 }
 
 /** The map of a node with one store on one shard. */
@@ -88,6 +90,7 @@ export function metaShardMap(runtime: NodeRuntime, metaShard: number, defaultSto
     defaultStoreShard,
     metaShard,
     replicasOf: (shardId) => current().shard(shardId)?.replicas ?? [],
+    epochOf: (shardId) => current().shard(shardId)?.epoch,
   };
 }
 
@@ -213,7 +216,7 @@ export class Router {
     if (handle === undefined) {
       if (!this.runtime.hasShard(shardId)) {
         const replicas = this.map.replicasOf?.(shardId) ?? [];
-        if (replicas.length > 0 && !replicas.includes(this.self)) throw new ShardElsewhereError(shardId, replicas);
+        if (replicas.length > 0 && !replicas.includes(this.self)) throw new ShardElsewhereError(shardId, replicas, this.map.epochOf?.(shardId));
         throw new RuntimeError('wrong-shard', `shard ${shardId} is not hosted on this node`);
       }
       handle = new RuntimeShardHandle(this.runtime, shardId);
@@ -279,7 +282,7 @@ export class Router {
     // left it (src/server/store-groups.ts): they go to the members the map lists.
     if (this.self !== 0 && this.runtime.hasShard(shardId)) {
       const replicas = this.map.replicasOf?.(shardId) ?? [];
-      if (replicas.length > 0 && !replicas.includes(this.self)) throw new ShardElsewhereError(shardId, replicas);
+      if (replicas.length > 0 && !replicas.includes(this.self)) throw new ShardElsewhereError(shardId, replicas, this.map.epochOf?.(shardId));
     }
     const handle = this.shard(shardId);
     if (key !== undefined) this.observe(shardId, key);

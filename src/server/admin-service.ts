@@ -130,11 +130,13 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
   });
 
   /** This node's replica of a shard it hosts, as ShardStatus reports it. */
-  const replicaOf = (shard: ShardHandle): ReplicaFacts => {
+  const replicaOf = (shard: ShardHandle, hashKv: boolean): ReplicaFacts => {
     const machine = shard.machine();
     const isMeta = shard.shardId === ctx.router.map.metaShard;
     const mvcc = isMeta ? undefined : kvEngineOf(machine).mvcc;
     return {
+      // Taken in the same turn as the applied index, so replicas at one index must agree.
+      ...(hashKv && mvcc !== undefined ? { hashKv: mvcc.hashKV(0).hash } : {}),
       memberId: ctx.memberId,
       status: shard.status(),
       appliedIndex: machine.appliedIndex,
@@ -207,14 +209,14 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
     }),
 
     // No ReadIndex: this node's replica as it is, answered while the shard has no quorum too.
-    ShardStatus: unary<{ shard_id?: Int64 }>(async ({ message }, call) => {
+    ShardStatus: unary<{ shard_id?: Int64; hash_kv?: boolean }>(async ({ message }, call) => {
       await ctx.gate.admin(call);
       const id = shardIdOf(message.shard_id);
       const metaShard = ctx.router.map.metaShard;
       const entry = shardEntryOf(metaEngineOf(ctx.router.meta().machine()).shardMap(), metaShard, id);
       const hosted = ctx.router.hosts(id) ? ctx.router.shard(id) : undefined;
       if (entry === undefined && hosted === undefined) throw dkvError('shard-not-found', `no shard ${id} in this node's map, and it hosts no group of it`);
-      const body = shardStatusWire(id, entry?.store ?? '', hosted === undefined ? undefined : replicaOf(hosted));
+      const body = shardStatusWire(id, entry?.store ?? '', hosted === undefined ? undefined : replicaOf(hosted, message.hash_kv === true));
       const headerShard = hosted ?? ctx.router.meta();
       return { header: responseHeader(ctx, headerShard, body.revision), ...body };
     }),

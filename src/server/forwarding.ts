@@ -16,8 +16,12 @@
  * deadline allows (`forwardedCallTimeoutMsMax` at most; without a deadline, the host's timeout).
  * An answer too large for the peer link is `forwarded-response-too-large`, and says the call ran.
  *
- * One hop: a forwarded call never forwards again (the receiving replica's map may say another
- * member now: it answers `shard-not-hosted`, and the client retries). Not forwarded, refused with
+ * One hop: a forwarded call never forwards again. A replica whose map places the shard elsewhere
+ * (it split or moved since this member's map) answers `shard-not-hosted` with the route its map
+ * gives: the shard's epoch and replicas. When that epoch is newer than the one the call was routed
+ * by, this member tries those replicas next (`forwardedRedirectsMax` times at most), without
+ * waiting for its own map to catch up; otherwise the next replica of its own list. When none
+ * serves it, the client gets the last such answer (the epoch in its detail) and retries. Not forwarded, refused with
  * `shard-not-hosted`: streams (Watch, LeaseKeepAlive, Observe, WatchPrefix) and waiting calls
  * (Lock, Campaign), whose cancellation the peer channel cannot carry; send those to a replica.
  *
@@ -28,7 +32,9 @@
  * Wire (the first byte tells these from leader-queries.ts's JSON, which starts with `{`):
  *   call      0x01 | u16 path length | path | u16 caller length | caller JSON | request bytes
  *   answer    0x00 | response bytes        (a response)
- *             0x01 | status JSON           ({ code, details }: the replica's status, as sent)
+ *             0x01 | status JSON           ({ code, details }: the replica's status, as sent;
+ *                                          `elsewhere` { shard, epoch, replicas } added when its
+ *                                          map places the shard on other members)
  *   proposal  0x02 | JSON { shard, engine, version, kind, payloadHex }
  *   answer    JSON { outcome }             (refused: the runtime's code, as `runtime.<code>`)
  *   retired?  0x03 | JSON { shard }        (whether a store's drop retired the shard there)
@@ -41,7 +47,7 @@ import { type GrpcErrorObject, dkvError, toGrpcError } from '../errors.js';
 import { type Incoming, RawResponse } from './grpc-service.js';
 import { PeerRequestError, PeerRequestRefusal, peerLimits } from './peer/index.js';
 import { assert } from '../../raft/index.js';
-import { forwardedAnswerBytesMax, forwardedCallTimeoutMsMax, forwardedPathBytesMax, forwardedCallerBytesMax } from './limits.js';
+import { forwardedAnswerBytesMax, forwardedCallTimeoutMsMax, forwardedPathBytesMax, forwardedCallerBytesMax, forwardedRedirectsMax } from './limits.js';
 
 assert(forwardedAnswerBytesMax <= peerLimits.responsePayloadBytesMax, 'a forwarded call\'s answer must fit a peer answer');
 assert(forwardedCallTimeoutMsMax <= peerLimits.requestTimeoutMsMax, 'a forwarded call\'s timeout must be one a peer request may have');
@@ -69,6 +75,27 @@ const ANSWER_STATUS = 0x01;
 const forwardingKey = Symbol('dkv.forwarding');
 /** Set on the call a replica makes of a forwarded one: the caller the forwarding member found. */
 const forwardedCallerKey = Symbol('dkv.forwardedCaller');
+/** Set on the call a replica makes of a forwarded one: told where its map places the call's shard, when not here. */
+const elsewhereKey = Symbol('dkv.elsewhere');
+
+/** Where a replica's map places a forwarded call's shard, when not on that replica. */
+export interface ForwardedRoute {
+  readonly shard: number;
+  /** undefined: the replica's map does not list the shard's epoch. */
+  readonly epoch: number | undefined;
+  readonly replicas: readonly number[];
+}
+
+/** A replica's status for a forwarded call, with the route its map gives when the shard is elsewhere. */
+export type ForwardedStatus = GrpcErrorObject & { readonly elsewhere?: ForwardedRoute };
+
+/**
+ * A call failing with `error` (its shard is elsewhere): a forwarded call's replica passes the
+ * route on with its status (service-common.ts calls this before it answers the failure).
+ */
+export function noteElsewhere(call: object, error: ShardElsewhereError): void {
+  (call as { [elsewhereKey]?: (error: ShardElsewhereError) => void })[elsewhereKey]?.(error);
+}
 
 interface Forwarding {
   readonly forwarder: Forwarder;
@@ -100,8 +127,10 @@ export interface ForwarderHost {
   retiredHere(shard: number): boolean | undefined;
   /** Proposes `command` to shard `shard` here and resolves with the outcome applying it produced. */
   proposeHere(shard: number, command: EngineCommand): Promise<unknown>;
-  /** Counts a forwarded call by how it ended (`ok`, `status`, `failed`) and one answered for a peer. */
-  counted?(outcome: 'ok' | 'status' | 'failed' | 'served'): void;
+  /** Counts a forwarded call by how it ended (`ok`, `status`, `failed`), a redirect to a newer route, and one answered for a peer. */
+  counted?(outcome: 'ok' | 'status' | 'failed' | 'redirected' | 'served'): void;
+  /** This member (never a forwarded call's target). */
+  readonly memberId?: number;
 }
 
 type UnaryHandler = (call: grpc.ServerUnaryCall<Incoming<unknown>, object>, callback: grpc.sendUnaryData<object>) => void;
@@ -152,17 +181,18 @@ export class Forwarder {
    * replica's response as bytes, or its status); rejects with the client's error when no replica
    * could be asked (`shard-not-hosted`), or with a timeout when one may have run it unanswered.
    */
-  forward(forwarding: Forwarding, call: grpc.ServerUnaryCall<Incoming<unknown>, object>, replicas: readonly number[]): Promise<RawResponse | GrpcErrorObject> {
+  forward(forwarding: Forwarding, call: grpc.ServerUnaryCall<Incoming<unknown>, object>, replicas: readonly number[], epoch?: number): Promise<RawResponse | GrpcErrorObject> {
     const deadline = call.getDeadline?.();
     const left = deadline === undefined || deadline === Infinity ? undefined : (deadline instanceof Date ? deadline.getTime() : Number(deadline)) - Date.now();
-    return this.call(forwarding.path, call.request.raw, this.host.caller(call), replicas, left);
+    return this.call(forwarding.path, call.request.raw, this.host.caller(call), replicas, left, epoch);
   }
 
   /**
    * Calls unary method `path` with `request` (its encoded message) as `caller` on one of
-   * `replicas` (see `forward`): a part of a Range this node does not host, say.
+   * `replicas` (see `forward`): a part of a Range this node does not host, say. `epoch`: the
+   * shard's epoch in the map that gave `replicas` (a replica's newer route is followed).
    */
-  async call(path: string, request: Uint8Array, caller: Caller, replicas: readonly number[], deadlineMs?: number): Promise<RawResponse | GrpcErrorObject> {
+  async call(path: string, request: Uint8Array, caller: Caller, replicas: readonly number[], deadlineMs?: number, epoch?: number): Promise<RawResponse | GrpcErrorObject> {
     const payload = encodeForwardedCall(path, caller, request);
     if (payload.byteLength > peerLimits.requestPayloadBytesMax) {
       throw dkvError('request-too-large', `${payload.byteLength} bytes cannot be forwarded to the shard's replica (at most ${peerLimits.requestPayloadBytesMax}): send it to a member that hosts the shard`);
@@ -170,9 +200,15 @@ export class Forwarder {
     if (deadlineMs !== undefined && deadlineMs <= 0) throw dkvError('timeout');
     const timeoutMs = deadlineMs === undefined ? this.host.timeoutMs : Math.min(Math.ceil(deadlineMs), forwardedCallTimeoutMsMax);
     let lastError: unknown;
+    let lastStatus: GrpcErrorObject | undefined;
     const first = this.turn++ % Math.max(1, replicas.length);
-    for (let i = 0; i < replicas.length; i++) {
-      const to = replicas[(first + i) % replicas.length]!;
+    const queue = replicas.map((_, i) => replicas[(first + i) % replicas.length]!);
+    const tried = new Set<number>();
+    let routeEpoch = epoch;
+    let redirects = 0;
+    for (let to = queue.shift(); to !== undefined; to = queue.shift()) {
+      if (tried.has(to)) continue;
+      tried.add(to);
       let answer: Uint8Array;
       try {
         answer = await this.host.request(to, payload, timeoutMs);
@@ -184,8 +220,24 @@ export class Forwarder {
         throw dkvError('timeout');
       }
       const decoded = decodeAnswer(answer);
+      if (!(decoded instanceof RawResponse) && decoded.elsewhere !== undefined) {
+        // Nothing ran there: its map places the shard elsewhere. A newer map's replicas go first.
+        const { elsewhere, ...status } = decoded;
+        lastStatus = status;
+        if (elsewhere.epoch !== undefined && (routeEpoch === undefined || elsewhere.epoch > routeEpoch) && redirects < forwardedRedirectsMax) {
+          redirects++;
+          routeEpoch = elsewhere.epoch;
+          this.host.counted?.('redirected');
+          queue.unshift(...elsewhere.replicas.filter((id) => !tried.has(id) && id !== this.host.memberId));
+        }
+        continue;
+      }
       this.host.counted?.(decoded instanceof RawResponse ? 'ok' : 'status');
       return decoded;
+    }
+    if (lastStatus !== undefined) {
+      this.host.counted?.('status');
+      return lastStatus;
     }
     this.host.counted?.('failed');
     if (lastError instanceof PeerRequestError && lastError.code === 'too-many') throw dkvError('too-many-requests');
@@ -287,12 +339,14 @@ export class Forwarder {
       return encodeStatus({ code: grpc.status.INTERNAL, details: `Error deserializing request: ${(error as Error).message}` });
     }
     this.host.counted?.('served');
-    const served = replicaCall(request, call.caller);
+    let elsewhere: ShardElsewhereError | undefined;
+    const served = replicaCall(request, call.caller, (error) => (elsewhere = error));
     const outcome = await new Promise<{ error: grpc.ServiceError | null; value: object | null | undefined }>((resolve) => {
       method.handler(served, ((error, value) => resolve({ error: error as grpc.ServiceError | null, value })) as grpc.sendUnaryData<object>);
     });
     if (outcome.error !== null && outcome.error !== undefined) {
-      return encodeStatus({ code: outcome.error.code ?? grpc.status.UNKNOWN, details: outcome.error.details ?? outcome.error.message ?? '' });
+      const route = elsewhere === undefined ? undefined : { shard: elsewhere.shardId, epoch: elsewhere.epoch, replicas: elsewhere.replicas };
+      return encodeStatus({ code: outcome.error.code ?? grpc.status.UNKNOWN, details: outcome.error.details ?? outcome.error.message ?? '' }, route);
     }
     const bytes = outcome.value instanceof RawResponse ? outcome.value.bytes : method.serialize(outcome.value ?? {});
     if (bytes.byteLength + 1 > forwardedAnswerBytesMax) {
@@ -303,7 +357,7 @@ export class Forwarder {
 }
 
 /** The call a replica's handler sees for a forwarded one: no metadata, the forwarding member's caller, never cancelled. */
-function replicaCall(request: Incoming<unknown>, caller: { user: string; authRevision: number } | undefined): grpc.ServerUnaryCall<Incoming<unknown>, object> {
+function replicaCall(request: Incoming<unknown>, caller: { user: string; authRevision: number } | undefined, onElsewhere: (error: ShardElsewhereError) => void): grpc.ServerUnaryCall<Incoming<unknown>, object> {
   const call = {
     request,
     metadata: new grpc.Metadata(),
@@ -317,6 +371,7 @@ function replicaCall(request: Incoming<unknown>, caller: { user: string; authRev
     removeListener: () => call,
     sendMetadata: () => {},
     [forwardedCallerKey]: caller,
+    [elsewhereKey]: onElsewhere,
   };
   return call as unknown as grpc.ServerUnaryCall<Incoming<unknown>, object>;
 }
@@ -383,16 +438,28 @@ function taggedBytes(tag: number, body: Uint8Array): Uint8Array {
   return out;
 }
 
-function encodeStatus(status: GrpcErrorObject): Uint8Array {
-  return taggedBytes(ANSWER_STATUS, encoder.encode(JSON.stringify({ code: status.code, details: status.details })));
+export function encodeStatus(status: GrpcErrorObject, elsewhere?: ForwardedRoute): Uint8Array {
+  return taggedBytes(ANSWER_STATUS, encoder.encode(JSON.stringify({ code: status.code, details: status.details, ...(elsewhere === undefined ? {} : { elsewhere }) })));
 }
 
-export function decodeAnswer(answer: Uint8Array): RawResponse | GrpcErrorObject {
+function routeOf(value: unknown): ForwardedRoute | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { shard, epoch, replicas } = value as { shard?: unknown; epoch?: unknown; replicas?: unknown };
+  const id = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  if (!id(shard) || (epoch !== undefined && !id(epoch)) || !Array.isArray(replicas) || !replicas.every(id)) return undefined;
+  return { shard, epoch, replicas };
+}
+
+/** A replica's answer: the response, or its status (with the route it gave, if any; a malformed one is dropped). */
+export function decodeAnswer(answer: Uint8Array): RawResponse | ForwardedStatus {
   if (answer[0] === ANSWER_RESPONSE) return new RawResponse(Buffer.from(answer.buffer, answer.byteOffset + 1, answer.byteLength - 1));
   if (answer[0] === ANSWER_STATUS) {
     try {
-      const parsed = JSON.parse(decoder.decode(answer.subarray(1))) as { code?: unknown; details?: unknown };
-      if (typeof parsed.code === 'number' && Number.isInteger(parsed.code) && typeof parsed.details === 'string') return { code: parsed.code, details: parsed.details };
+      const parsed = JSON.parse(decoder.decode(answer.subarray(1))) as { code?: unknown; details?: unknown; elsewhere?: unknown };
+      if (typeof parsed.code === 'number' && Number.isInteger(parsed.code) && typeof parsed.details === 'string') {
+        const elsewhere = routeOf(parsed.elsewhere);
+        return { code: parsed.code, details: parsed.details, ...(elsewhere === undefined ? {} : { elsewhere }) };
+      }
     } catch {
       // Answered below.
     }

@@ -6,8 +6,21 @@
  * it would only add a hop, and a watch from it could lag.
  */
 import type * as grpc from '@grpc/grpc-js';
+import type { ShardMap } from '../cluster/index.js';
 import { dkvError, toGrpcError } from '../errors.js';
 import type { Incoming } from './grpc-service.js';
+
+/**
+ * Whether group `shard`'s configuration follows the cluster's membership, so that this member
+ * being its learner makes it etcd's learner: the meta shard and every shard all members host. A
+ * placed shard (its map entry lists replicas) has a learner of its own while a replica moves in;
+ * that member stays a voter of the cluster. A group the map does not list counts, to be safe.
+ */
+export function followsMembership(shard: number, metaShard: number, map: Pick<ShardMap, 'shard'>): boolean {
+  if (shard === metaShard) return true;
+  const entry = map.shard(shard);
+  return entry === undefined || entry.replicas.length === 0;
+}
 
 /** Calls a learner answers; `Range` only when serializable. */
 export function servedByLearner(path: string, request: unknown): boolean {

@@ -178,5 +178,10 @@ export const forwardedCallerBytesMax = 1024;
 export const forwardedAnswerBytesMax = 4 * 1024 * 1024;
 /** A forwarded call waits at most this long for the replica's answer, whatever the client's deadline. */
 export const forwardedCallTimeoutMsMax = 60_000;
+/**
+ * A forwarded call follows a replica's newer route (its map places the shard on other members at
+ * a higher epoch) at most this many times before the client gets the refusal and retries.
+ */
+export const forwardedRedirectsMax = 2;
 /** Without a client deadline, a forwarded call waits this many request timeouts (a forwarded ShardSplit makes several proposals). */
 export const forwardedCallRequestTimeouts = 3;

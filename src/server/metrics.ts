@@ -525,7 +525,7 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
       name: 'dkv_forwarded_calls_total',
       help:
         'Unary client calls for shards this member hosts no replica of, forwarded to one that does, by outcome: ok (a response), status (an error the replica answered), ' +
-        'failed (no replica reached, or no answer); served: calls other members forwarded here.',
+        'failed (no replica reached, or no answer); redirected: a replica whose newer map placed the shard elsewhere, whose route was followed; served: calls other members forwarded here.',
       labelNames: ['outcome'],
     }),
   };

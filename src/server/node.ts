@@ -47,7 +47,7 @@ import { type LogFields, RequestLog, withRequestLog } from './request-log.js';
 import { PeerRequestRefusal, PeerTransport, peerRefusalReasons, type PeerTlsOptions } from './peer/index.js';
 import { FORWARDED_CALL_TAG, FORWARDED_PROPOSAL_TAG, Forwarder, RETIRED_QUERY_TAG } from './forwarding.js';
 import { type KnownPeer, type StartIdentity, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup.js';
-import { guardLearner } from './learner-guard.js';
+import { followsMembership, guardLearner } from './learner-guard.js';
 import { type WatchPart, createPrefixWatchService } from './prefix-watch-service.js';
 import { BufferedBytes } from './response-queue.js';
 import { Ticker, immediateScheduler, leaseScheduler, levelStorage, wallClock } from './runtime-host.js';
@@ -664,14 +664,19 @@ export class DkvNode {
   private readonly roleByShard = new Map<number, 'voter' | 'learner' | 'none'>();
 
   /**
-   * A learner in any hosted group's configuration (the data shard may learn of a promotion before
-   * the meta shard, or the other way round: a learner until every group says voter).
+   * A learner in any hosted group's configuration that follows the cluster's membership: the meta
+   * shard and the shards every member hosts (the default store's shard may learn of a promotion
+   * before the meta shard, or the other way round: a learner until every such group says voter).
+   * A placed shard's group (a store created with a replica count) does not count: this member is
+   * its learner while a replica moves in, and serves every call meanwhile as the voter it is.
    */
   private refreshLearner(changed?: number): void {
     if (changed !== undefined) this.roleByShard.delete(changed);
     let known = false;
     let learner = false;
+    const map = metaEngineOf(this.router.meta().machine()).shardMap();
     for (const shard of this.runtime.unorderedShardIds()) {
+      if (!followsMembership(shard, this.router.map.metaShard, map)) continue;
       let role = this.roleByShard.get(shard);
       if (role === undefined) {
         const config = this.runtime.rawNode(shard).basicStatus().config;
@@ -958,6 +963,7 @@ export class DkvNode {
       // makes several proposals), and the way there and back.
       timeoutMs: Math.min(forwardedCallRequestTimeouts * this.requestTimeoutMs + electionTimeoutMsOf(this.config), forwardedCallTimeoutMsMax),
       counted: (outcome) => this.metrics.forwardedCalls.inc(1, { outcome }),
+      memberId: this.identity.memberId,
     });
     this.forwarder = forwarder;
     const common = {

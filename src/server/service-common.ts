@@ -5,7 +5,7 @@ import type { WireResponseHeader } from '../etcd-proto.js';
 import { DkvError, type GrpcErrorObject, dkvError, toGrpcError } from '../errors.js';
 import { type RequestOptions, type Router, type ShardHandle, ShardElsewhereError } from '../runtime/index.js';
 import { type Incoming, RawResponse } from './grpc-service.js';
-import { forwardingOf } from './forwarding.js';
+import { forwardingOf, noteElsewhere } from './forwarding.js';
 import { type LogFields, requestIdOfCall } from './request-log.js';
 import type { BackendQuota } from './quota.js';
 import type { AuthGate } from './auth/gate.js';
@@ -92,9 +92,10 @@ function answer(handle: () => Promise<object>, callback: grpc.sendUnaryData<obje
   pending.then(
     (response) => callback(null, response),
     (error: unknown) => {
+      if (forwardable !== undefined && error instanceof ShardElsewhereError) noteElsewhere(forwardable, error);
       const forwarding = forwardable === undefined || !(error instanceof ShardElsewhereError) ? undefined : forwardingOf(forwardable);
       if (forwarding === undefined) return fail(error);
-      forwarding.forwarder.forward(forwarding, forwardable!, (error as ShardElsewhereError).replicas).then(
+      forwarding.forwarder.forward(forwarding, forwardable!, (error as ShardElsewhereError).replicas, (error as ShardElsewhereError).epoch).then(
         (answered) => (answered instanceof RawResponse ? callback(null, answered) : callback(answered as grpc.ServiceError)),
         fail,
       );

@@ -65,6 +65,8 @@ export interface ReplicaFacts {
   /** undefined: the meta shard (no MVCC store, no alarms). */
   readonly store: StoreFigures | undefined;
   readonly alarms: readonly AlarmMember[];
+  /** HashKV's hash of the store at its revision, when the caller asked for it (data shards only). */
+  readonly hashKv?: number;
 }
 
 export interface WireShardStatus {
@@ -83,6 +85,7 @@ export interface WireShardStatus {
   db_size_in_use: number;
   key_count: number;
   alarms: Array<{ memberID: number; alarm: number }>;
+  hash_kv: number;
 }
 
 /**
@@ -107,7 +110,9 @@ export function shardStatusWire(id: number, store: string, replica: ReplicaFacts
     db_size_in_use: figures?.sizeInUseBytes ?? 0,
     key_count: figures?.keyCount ?? 0,
     alarms: (replica?.alarms ?? []).map((alarm) => ({ memberID: alarm.memberId, alarm: alarm.alarm })),
+    hash_kv: replica?.hashKv ?? 0,
   };
+  assert(Number.isInteger(wire.hash_kv) && wire.hash_kv >= 0 && wire.hash_kv <= 0xffff_ffff, () => `shard ${id} status: hash_kv ${wire.hash_kv}`);
   for (const field of ['raft_term', 'leader', 'commit_index', 'applied_index', 'revision', 'compact_revision', 'db_size', 'db_size_in_use', 'key_count'] as const) {
     assert(Number.isSafeInteger(wire[field]) && wire[field] >= 0, () => `shard ${id} status: ${field} ${wire[field]}`);
   }

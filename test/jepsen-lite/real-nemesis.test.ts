@@ -135,18 +135,18 @@ describe('Nemesis', () => {
     for (const window of nemesis.windows) expect(window.end).toBeGreaterThanOrEqual(window.start);
   });
 
-  it('moves a replica of the run store for a shards fault, and skips it on a cluster without one', async () => {
+  it('asks the run store for a shards fault, and skips it on a cluster without one', async () => {
     const plan: PlannedFault[] = [{ start: 0, end: 10, action: { kind: 'shards', pick: 7, leader: true } }];
     const moved: string[] = [];
-    const withStore = { ...fakeCluster('n1'), moveRunStoreReplica: (pick: number, leader: boolean) => (moved.push(`${pick} ${leader}`), Promise.resolve('move shard 2: done')) };
+    const shards = (pick: number, leader: boolean): Promise<string> => (moved.push(`${pick} ${leader}`), Promise.resolve('move shard 2: done'));
     const origin = Date.now();
-    const nemesis = new Nemesis({ plan, cluster: withStore, now: () => Date.now() - origin });
+    const nemesis = new Nemesis({ plan, cluster: fakeCluster('n1'), shards, now: () => Date.now() - origin });
     await nemesis.run(new AbortController().signal);
     expect(moved).toEqual(['7 true']);
     expect(nemesis.windows.map((w) => [w.kind, w.description])).toEqual([['shards', 'move shard 2: done']]);
     const without = new Nemesis({ plan, cluster: fakeCluster('n1'), now: () => Date.now() - origin });
     await without.run(new AbortController().signal);
-    expect(without.windows.map((w) => w.description)).toEqual(['move: skipped, the cluster has no run store']);
+    expect(without.windows.map((w) => w.description)).toEqual(['shards: skipped, the cluster has no run store']);
   });
 
   it('heals the active fault when aborted', async () => {

@@ -1,9 +1,10 @@
 /**
  * Issue 6 §5's real-mode proof, and issue 18's real-mode shard fault: one `dkv jepsen run` of 32 s
  * on a real 3-node DKV cluster, the register keys in a store of one shard on two of the members,
- * with partitions, kills and replica moves (seed 13: move the shard leader's replica, a
- * partition, a kill, move another replica), checked linearizable, with the faults visible in the
- * history and the report written.
+ * with partitions, kills, replica moves and a split (seed 13: move the shard leader's replica, a
+ * partition, a kill, split the shard), checked linearizable, every acknowledged write found in
+ * the shards' committed histories and each shard's replicas hashing alike, with the faults
+ * visible in the history and the report written.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +23,7 @@ const out = mkdtempSync(join(tmpdir(), 'dkv-jepsen-real-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 describe('dkv jepsen run (real DKV cluster)', () => {
-  it(`runs ${runSeconds} s of register ops under partitions, kills and replica moves, and the history is linearizable`, async () => {
+  it(`runs ${runSeconds} s of register ops under partitions, kills, replica moves and a split, and the history is linearizable`, async () => {
     const code = await jepsenRunCommand([
       '--target', 'dkv',
       '--nodes', '3',
@@ -55,10 +56,16 @@ describe('dkv jepsen run (real DKV cluster)', () => {
     const faults = history.faults;
     expect(faults.filter((f) => f.kind === 'kill').length).toBeGreaterThanOrEqual(1);
     expect(faults.filter((f) => f.kind === 'partition').length).toBeGreaterThanOrEqual(1);
-    // The run's keys lived in a store of one shard on two of the three members, and at least one
-    // of its replicas moved to the third while the clients ran (its leader's, at this seed).
-    const moves = faults.filter((f) => f.kind === 'shards');
-    expect(moves.some((f) => /^move shard \d+'s replica from n\d \(its leader\) to n\d: done$/.test(f.description)), JSON.stringify(moves)).toBe(true);
+    // The run's keys lived in a store of one shard on two of the three members: one of its
+    // replicas moved to the third while the clients ran (its leader's, at this seed), and the
+    // next shards fault split it at one of the run's keys.
+    const shardFaults = faults.filter((f) => f.kind === 'shards');
+    expect(shardFaults.some((f) => /^move shard \d+'s replica from n\d \(its leader\) to n\d: done$/.test(f.description)), JSON.stringify(shardFaults)).toBe(true);
+    expect(shardFaults.some((f) => /^split shard \d+ at jepsen\/k\d into shard \d+: done/.test(f.description)), JSON.stringify(shardFaults)).toBe(true);
+    // Each shard's history was read on its own, and its replicas hash alike.
+    expect(results.stats['shards.atEnd']).toBe(2);
+    expect(results.stats['shards.replicasCompared']).toBe(2);
+    expect(results.stats['shards.replicasDiverged']).toBe(0);
     for (const fault of faults) expect(fault.end).toBeDefined();
     const lastHeal = Math.max(...faults.map((f) => f.end ?? Infinity));
     expect(lastHeal).toBeLessThanOrEqual(runSeconds * 1000 * 0.8 + 1000);

@@ -254,6 +254,7 @@ describe('classifyError', () => {
     [grpcCode.UNAVAILABLE, 'etcdserver: server stopped', 'info'],
     // grpc-js: the call never had a connection (never sent) vs a connection lost mid-call.
     [grpcCode.UNAVAILABLE, 'No connection established. Last error: connect ECONNREFUSED 127.0.0.1:2379', 'fail'],
+    [grpcCode.UNAVAILABLE, 'etcdserver: rpc not supported for learner', 'fail'], // refused at the edge
     [grpcCode.UNAVAILABLE, 'Connection dropped', 'info'],
     [grpcCode.UNAVAILABLE, 'read ECONNRESET', 'info'],
     [grpcCode.DEADLINE_EXCEEDED, 'Deadline exceeded', 'info'],

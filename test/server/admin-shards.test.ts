@@ -118,6 +118,26 @@ describe('dkv shard on a 3-node cluster', () => {
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/\|\s+ENDPOINT\s+\|\s+ID\s+\|\s+HOSTED\s+\|\s+RAFT STATE\s+\|/);
     expect(table.stdout.match(/\| 127\.0\.0\.1:\d+ \|/g)).toEqual([`| ${cluster.endpoint(1)} |`]);
+    // Asked with hash_kv, each replica hashes its keys: the settled replicas agree, and a write
+    // changes the hash; unasked, no hash.
+    const hashes = async (): Promise<Array<{ applied: number; hash: number }>> =>
+      Promise.all(nodes.map(async (node) => {
+        const status = await node.call('dkv.v1.Admin', 'ShardStatus', { shard_id: orders[0], hash_kv: true });
+        return { applied: Number(status.applied_index), hash: Number(status.hash_kv ?? 0) };
+      }));
+    const before = await hashes();
+    expect(new Set(before.map((h) => h.applied)).size, JSON.stringify(before)).toBe(1);
+    expect(new Set(before.map((h) => h.hash)).size, JSON.stringify(before)).toBe(1);
+    expect(before[0]!.hash).toBeGreaterThan(0);
+    expect(Number((await nodes[0]!.call('dkv.v1.Admin', 'ShardStatus', { shard_id: orders[0] })).hash_kv ?? 0)).toBe(0);
+    await nodes[0]!.kv('Put', { key: b('orders/a'), value: b('2') }); // an overwrite: the key count stays 1
+    let after: Array<{ applied: number; hash: number }> = [];
+    await waitUntil(async () => {
+      after = await hashes();
+      return new Set(after.map((h) => h.applied)).size === 1 && after[0]!.applied > before[0]!.applied;
+    }, 20_000, () => `the replicas apply the second write: ${JSON.stringify(after)}`, 100);
+    expect(new Set(after.map((h) => h.hash)).size, JSON.stringify(after)).toBe(1);
+    expect(after[0]!.hash).not.toBe(before[0]!.hash);
   }, 60_000);
 
   it('describes the meta shard: hosted everywhere, no store figures', () => {

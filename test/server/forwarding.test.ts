@@ -3,15 +3,18 @@
  * two Forwarders joined by a fake request channel. A call forwarded runs the replica's handler
  * with the caller the forwarding member found and answers its response or status unchanged;
  * replicas are tried in order only while a request certainly did not reach one; a malformed
- * payload is refused; a proposal carries a runtime refusal back as the same RuntimeError.
+ * payload is refused; a proposal carries a runtime refusal back as the same RuntimeError; a
+ * replica whose map moved on answers its route, followed when its epoch is newer.
  */
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EngineId, anonymousCaller, retireCommand } from '../../src/engines/index.js';
 import { errorTable } from '../../src/errors.js';
-import { RuntimeError } from '../../src/runtime/index.js';
-import { FORWARDED_CALL_TAG, Forwarder, RETIRED_QUERY_TAG, decodeForwardedCall, encodeForwardedCall, forwardedCallerOf, forwardingOf } from '../../src/server/forwarding.js';
+import { RuntimeError, ShardElsewhereError } from '../../src/runtime/index.js';
+import { FORWARDED_CALL_TAG, Forwarder, RETIRED_QUERY_TAG, decodeAnswer, decodeForwardedCall, encodeForwardedCall, encodeStatus, forwardedCallerOf, forwardingOf } from '../../src/server/forwarding.js';
+import { unary } from '../../src/server/service-common.js';
+import { forwardedRedirectsMax } from '../../src/server/limits.js';
 import { RawResponse, serviceDefinition } from '../../src/server/grpc-service.js';
 import { PeerRequestError, PeerRequestRefusal } from '../../src/server/peer/index.js';
 import { etcdType } from '../../src/etcd-proto.js';
@@ -150,5 +153,77 @@ describe('forwarding', () => {
     // Not hosted where asked (refused), or no replica reachable: no answer.
     expect(await origin.retired(6, [5])).toBeUndefined();
     expect(await pair({ fail: () => new PeerRequestError('unreachable', 'no', 'down') }).origin.retired(4, [5, 6])).toBeUndefined();
+  });
+
+  describe('a replica whose map places the shard elsewhere', () => {
+    /**
+     * Member 1 forwards; each other member's Range either answers (`serves`) or, as its router
+     * would, finds the shard elsewhere at `routes[member]` (through service-common's `unary`, as
+     * the services do).
+     */
+    function members(routes: Record<number, { epoch: number; replicas: number[] }>, serves: number[]) {
+      const tried: number[] = [];
+      const replicas = new Map<number, Forwarder>();
+      const origin = new Forwarder({
+        request: async (to, payload) => {
+          tried.push(to);
+          const replica = replicas.get(to);
+          if (replica === undefined) throw new PeerRequestError('unreachable', 'no', 'no such member');
+          return replica.answer(payload);
+        },
+        caller: () => anonymousCaller,
+        proposeHere: async () => undefined,
+        retiredHere: () => undefined,
+        timeoutMs: 1000,
+        memberId: 1,
+      });
+      for (const id of new Set([...Object.keys(routes).map(Number), ...serves])) {
+        const replica = new Forwarder({ request: async () => new Uint8Array(0), caller: () => anonymousCaller, proposeHere: async () => undefined, retiredHere: () => undefined, timeoutMs: 1000, memberId: id });
+        const route = routes[id];
+        const handler = unary(async () => {
+          if (route !== undefined) throw new ShardElsewhereError(2, route.replicas, route.epoch);
+          return { count: id };
+        });
+        replica.wrap(definition, { Range: handler } as unknown as grpc.UntypedServiceImplementation);
+        replicas.set(id, replica);
+      }
+      const call = (list: number[], epoch?: number) => origin.call('/etcdserverpb.KV/Range', RangeRequest.encode({ key: Buffer.from('k') }).finish(), anonymousCaller, list, undefined, epoch);
+      const servedBy = (answer: unknown): number => Number((RangeResponse.decode((answer as RawResponse).bytes) as unknown as { count: number }).count);
+      return { tried, call, servedBy };
+    }
+
+    it('follows a newer route at once: the replicas its map lists, before the rest of its own list', async () => {
+      const { tried, call, servedBy } = members({ 5: { epoch: 4, replicas: [7, 1] } }, [6, 7]);
+      expect(servedBy(await call([5, 6], 3))).toBe(7);
+      // Never itself, though the newer route lists it (its own map has not caught up yet).
+      expect(tried).toEqual([5, 7]);
+    });
+
+    it('takes the next replica of its own list when the replica\'s map is no newer', async () => {
+      const { tried, call, servedBy } = members({ 5: { epoch: 3, replicas: [7] } }, [6, 7]);
+      expect(servedBy(await call([5, 6], 3))).toBe(6);
+      expect(tried).toEqual([5, 6]);
+    });
+
+    it('answers the last refusal, its detail naming the epoch and the replicas, when no replica serves it', async () => {
+      const { call } = members({ 5: { epoch: 4, replicas: [1] } }, []);
+      const answer = (await call([5], 3)) as { code: number; details: string; elsewhere?: unknown };
+      expect(answer).toEqual({ code: grpc.status.UNAVAILABLE, details: `${errorTable['shard-not-hosted'].message}: shard 2 (epoch 4) is hosted on member 1, not on this node` });
+    });
+
+    it(`follows at most ${forwardedRedirectsMax} newer routes`, async () => {
+      const { tried, call } = members({ 5: { epoch: 4, replicas: [6] }, 6: { epoch: 5, replicas: [8] }, 8: { epoch: 6, replicas: [9] } }, [9]);
+      const answer = (await call([5], 3)) as { details: string };
+      expect(tried).toEqual([5, 6, 8]);
+      expect(answer.details).toContain('shard 2 (epoch 6)');
+    });
+
+    it('carries the route next to the status, and drops a malformed one', () => {
+      const status = { code: grpc.status.UNAVAILABLE, details: 'moved' };
+      expect(decodeAnswer(encodeStatus(status, { shard: 2, epoch: 4, replicas: [7] }))).toEqual({ ...status, elsewhere: { shard: 2, epoch: 4, replicas: [7] } });
+      expect(decodeAnswer(encodeStatus(status))).toEqual(status);
+      const bad = Buffer.concat([Buffer.of(0x01), Buffer.from(JSON.stringify({ ...status, elsewhere: { shard: 2, epoch: -1, replicas: [7] } }))]);
+      expect(decodeAnswer(bad)).toEqual(status);
+    });
   });
 });

@@ -127,6 +127,20 @@ describe('moving a placed shard\'s replica', () => {
           last = now;
         }
       })();
+      // A client of the target member alone, writing the default store's keys: the member is the
+      // moving shard's learner for a while, and stays a voter of the cluster that serves every call.
+      const targetRefusals: string[] = [];
+      let targetWrites = 0;
+      const targetWriter = (async () => {
+        for (let i = 0; writing; i++) {
+          try {
+            await channels[target]!.kv('Put', { key: b(`/default/${i}`), value: b('x') });
+            targetWrites++;
+          } catch (error) {
+            targetRefusals.push((error as Error).message);
+          }
+        }
+      })();
       const run = await dkv('move', String(placed), '--from', ids[leader]!, '--to', ids[target]!, '--command-timeout', '30s');
       expect(run.stderr).toBe('');
       expect(run.stdout).toContain(`Shard ${placed}'s replica moved from ${ids[leader]} to ${ids[target]}`);
@@ -138,6 +152,9 @@ describe('moving a placed shard\'s replica', () => {
       await waitUntil(async () => !(await hosts(leader, placed)) && (await hosts(target, placed)), 30_000, () => cluster.logs());
       writing = false;
       await writer;
+      await targetWriter;
+      expect(targetRefusals).toEqual([]);
+      expect(targetWrites).toBeGreaterThan(0);
       // The longest put through the move (for the closing note).
       console.log(`shard move: ${acked.length} writes through the move, longest put ${maxGapMs} ms, ${unknown.length} of unknown outcome ${JSON.stringify(unknown)}`);
       // Every acknowledged write and every seed key, linearizably through every member (the same

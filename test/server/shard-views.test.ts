@@ -12,7 +12,7 @@ import { AlarmType, EngineId, anonymousCaller } from '../../src/engines/index.js
 import { MetaEngine } from '../../src/engines/meta/index.js';
 import { isDkvError } from '../../src/errors.js';
 import { createAdminService } from '../../src/server/admin-service.js';
-import { servedByLearner } from '../../src/server/learner-guard.js';
+import { followsMembership, servedByLearner } from '../../src/server/learner-guard.js';
 import { type ReplicaFacts, metaStoreName, shardEntries, shardIdOf, shardStatusWire } from '../../src/server/shard-views.js';
 
 const b = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s));
@@ -91,7 +91,10 @@ describe('shardStatusWire', () => {
       db_size_in_use: 1024,
       key_count: 3,
       alarms: [{ memberID: 6, alarm: AlarmType.NoSpace }],
+      hash_kv: 0,
     });
+    // The hash when the caller asked for it (all 32 bits).
+    expect(shardStatusWire(2, 'orders', replica({ hashKv: 0xfedc_ba98 })).hash_kv).toBe(0xfedc_ba98);
   });
 
   it('says when this member is the shard\'s learner', () => {
@@ -103,7 +106,7 @@ describe('shardStatusWire', () => {
     expect(shardStatusWire(0, metaStoreName, replica({ store: undefined, alarms: [] }))).toMatchObject({ hosted: true, raft_term: 3, applied_index: 41, revision: 0, db_size: 0, key_count: 0, alarms: [] });
     expect(shardStatusWire(2, 'orders', undefined)).toEqual({
       shard_id: 2, store: 'orders', hosted: false, raft_state: '', is_learner: false, raft_term: 0, leader: 0, commit_index: 0, applied_index: 0,
-      revision: 0, compact_revision: 0, db_size: 0, db_size_in_use: 0, key_count: 0, alarms: [],
+      revision: 0, compact_revision: 0, db_size: 0, db_size_in_use: 0, key_count: 0, alarms: [], hash_kv: 0,
     });
   });
 });
@@ -173,5 +176,14 @@ describe('a learner', () => {
   it('answers ShardStatus (its own replica, as Status), not ShardList (a linearizable read)', () => {
     expect(servedByLearner('/dkv.v1.Admin/ShardStatus', { message: { shard_id: 1 } })).toBe(true);
     expect(servedByLearner('/dkv.v1.Admin/ShardList', { message: {} })).toBe(false);
+  });
+
+  it('is one of the cluster by the groups every member hosts, not by a placed shard it is being moved into', () => {
+    const map = ShardMap.initial(1).mount('all', b('all/'), [2], []).mount('placed', b('placed/'), [3], [7, 8]);
+    expect(followsMembership(0, 0, map)).toBe(true); // the meta shard
+    expect(followsMembership(1, 0, map)).toBe(true); // the default store's
+    expect(followsMembership(2, 0, map)).toBe(true); // a store on every member
+    expect(followsMembership(3, 0, map)).toBe(false); // a store with a replica count
+    expect(followsMembership(99, 0, map)).toBe(true); // a group the map does not list: counted, to be safe
   });
 });
