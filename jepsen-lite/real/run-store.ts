@@ -29,7 +29,8 @@ export const shardMoveCallTimeoutMs = 8000;
 export const runStoreShardsMax = 3;
 /** ShardSplit calls one split may make (each again at the same key, which finishes a split stopped half way). */
 export const splitAttemptsMax = 3;
-const splitRetryMs = 1000;
+/** Between two of those calls: a move of the shard under way (the meta shard refuses its split meanwhile) takes about this long. */
+const splitRetryMs = 2000;
 /** After the run: how long every shard's replicas may take to reach one applied index. */
 export const replicaSettleMs = 20_000;
 const replicaSettlePollMs = 200;
@@ -198,7 +199,8 @@ export class RunStore {
         return this.move(admin, view, pick, leader);
       });
     } catch (error) {
-      return `${split ? 'split' : 'move'}: failed (${(error as Error).message})`;
+      // The shard list could not be read: nothing was asked.
+      return `shards: failed before asking anything (${(error as Error).message})`;
     }
   }
 
@@ -250,9 +252,20 @@ export class RunStore {
   async readHistory(timeoutMs: number, read: typeof readCommittedHistory = readCommittedHistory): Promise<WatchHistory> {
     const histories: WatchHistory[] = [];
     for (const { shard, hosts } of await this.hosted(timeoutMs)) {
-      const reader = hosts[0];
-      if (reader === undefined) throw new Error(`shard ${shard.id} of store ${runStoreName} has no running replica to read its history from`);
-      histories.push(await read(this.cluster.endpoint(reader), timeoutMs, undefined, shardKeyRange(shard, this.range)));
+      if (hosts.length === 0) throw new Error(`shard ${shard.id} of store ${runStoreName} has no running replica to read its history from`);
+      // A replica the map lists may not have made its group yet (it refuses the Watch): the next one.
+      let failure: unknown;
+      let history: WatchHistory | undefined;
+      for (const reader of hosts) {
+        try {
+          history = await read(this.cluster.endpoint(reader), timeoutMs, undefined, shardKeyRange(shard, this.range));
+          break;
+        } catch (error) {
+          failure = error;
+        }
+      }
+      if (history === undefined) throw new Error(`shard ${shard.id}: no replica gave its history (${hosts.join(', ')}): ${(failure as Error).message}`);
+      histories.push(history);
     }
     return mergeShardHistories(histories);
   }
@@ -263,7 +276,8 @@ export class RunStore {
    * must be equal. A shard whose replicas do not settle within `settleMs` is counted unsettled.
    */
   async compareReplicas(settleMs = replicaSettleMs): Promise<ReplicaCheck> {
-    const shards = await this.hosted(settleMs);
+    const deadline = Date.now() + settleMs;
+    const ids = (await this.hosted(settleMs)).map(({ shard }) => shard.id);
     let compared = 0;
     let diverged = 0;
     let unsettled = 0;
@@ -271,22 +285,15 @@ export class RunStore {
     const note = (problem: string): void => {
       if (problems.length < replicaProblemsListedMax) problems.push(problem);
     };
-    for (const { shard, hosts } of shards) {
-      const deadline = Date.now() + settleMs;
+    for (const id of ids) {
       let last: Array<{ name: string; applied: number; hash: number } | undefined> = [];
+      let hosts: string[] = [];
       for (;;) {
-        last = await Promise.all(
-          hosts.map(async (name) => {
-            try {
-              const status = (await this.withChannel(name, (c) => c.call('dkv.v1.Admin', 'ShardStatus', { shard_id: shard.id, hash_kv: true }), shardStatusTimeoutMs)) as { hosted?: boolean; applied_index?: string; hash_kv?: number };
-              return status.hosted === true ? { name, applied: Number(status.applied_index ?? 0), hash: Number(status.hash_kv ?? 0) } : undefined;
-            } catch {
-              return undefined;
-            }
-          }),
-        );
+        // The hosts again each time: a move under way may finish meanwhile (its old replica goes).
+        hosts = (await this.hosted(settleMs).catch(() => [])).find(({ shard }) => shard.id === id)?.hosts ?? [];
+        last = await Promise.all(hosts.map((name) => this.replicaHash(name, id)));
         const answered = last.filter((s) => s !== undefined);
-        if (answered.length === hosts.length && new Set(answered.map((s) => s.applied)).size === 1) break;
+        if (hosts.length > 0 && answered.length === hosts.length && new Set(answered.map((s) => s.applied)).size === 1) break;
         if (Date.now() > deadline) break;
         await new Promise((resolve) => setTimeout(resolve, replicaSettlePollMs));
       }
@@ -294,15 +301,31 @@ export class RunStore {
       const describe = (): string => last.map((s, i) => (s === undefined ? `${hosts[i]}=no answer` : `${s.name}=${s.hash.toString(16)}@${s.applied}`)).join(' ');
       if (hosts.length === 0 || answered.length < hosts.length || new Set(answered.map((s) => s.applied)).size !== 1) {
         unsettled++;
-        note(`shard ${shard.id}: its replicas did not reach one applied index in ${settleMs} ms (${hosts.length === 0 ? 'no running replica' : describe()})`);
+        note(`shard ${id}: its replicas did not reach one applied index in ${settleMs} ms (${hosts.length === 0 ? 'no running replica' : describe()})`);
+        continue;
+      }
+      if (answered.every((s) => s.hash === 0)) {
+        // A build without hash_kv answers 0: nothing to compare.
+        unsettled++;
+        note(`shard ${id}: its replicas answered no hash (a build without ShardStatus's hash_kv?)`);
         continue;
       }
       compared++;
       if (new Set(answered.map((s) => s.hash)).size !== 1) {
         diverged++;
-        note(`shard ${shard.id}: replicas at one applied index hash differently: ${describe()}`);
+        note(`shard ${id}: replicas at one applied index hash differently: ${describe()}`);
       }
     }
-    return { shards: shards.length, compared, diverged, unsettled, problems };
+    return { shards: ids.length, compared, diverged, unsettled, problems };
+  }
+
+  /** Member `name`'s replica of shard `id`: its applied index and HashKV (undefined: no answer, or not hosted). */
+  private async replicaHash(name: string, id: number): Promise<{ name: string; applied: number; hash: number } | undefined> {
+    try {
+      const status = (await this.withChannel(name, (c) => c.call('dkv.v1.Admin', 'ShardStatus', { shard_id: id, hash_kv: true }), shardStatusTimeoutMs)) as { hosted?: boolean; applied_index?: string; hash_kv?: number };
+      return status.hosted === true ? { name, applied: Number(status.applied_index ?? 0), hash: Number(status.hash_kv ?? 0) } : undefined;
+    } catch {
+      return undefined;
+    }
   }
 }

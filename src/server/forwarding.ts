@@ -86,6 +86,12 @@ export interface ForwardedRoute {
   readonly replicas: readonly number[];
 }
 
+/** The shard a forwarded call was routed to, and its epoch in the map that routed it (undefined: not known). */
+export interface RoutedBy {
+  readonly shard: number;
+  readonly epoch: number | undefined;
+}
+
 /** A replica's status for a forwarded call, with the route its map gives when the shard is elsewhere. */
 export type ForwardedStatus = GrpcErrorObject & { readonly elsewhere?: ForwardedRoute };
 
@@ -181,33 +187,38 @@ export class Forwarder {
    * replica's response as bytes, or its status); rejects with the client's error when no replica
    * could be asked (`shard-not-hosted`), or with a timeout when one may have run it unanswered.
    */
-  forward(forwarding: Forwarding, call: grpc.ServerUnaryCall<Incoming<unknown>, object>, replicas: readonly number[], epoch?: number): Promise<RawResponse | GrpcErrorObject> {
+  forward(forwarding: Forwarding, call: grpc.ServerUnaryCall<Incoming<unknown>, object>, replicas: readonly number[], route?: RoutedBy): Promise<RawResponse | GrpcErrorObject> {
     const deadline = call.getDeadline?.();
     const left = deadline === undefined || deadline === Infinity ? undefined : (deadline instanceof Date ? deadline.getTime() : Number(deadline)) - Date.now();
-    return this.call(forwarding.path, call.request.raw, this.host.caller(call), replicas, left, epoch);
+    return this.call(forwarding.path, call.request.raw, this.host.caller(call), replicas, left, route);
   }
 
   /**
    * Calls unary method `path` with `request` (its encoded message) as `caller` on one of
-   * `replicas` (see `forward`): a part of a Range this node does not host, say. `epoch`: the
-   * shard's epoch in the map that gave `replicas` (a replica's newer route is followed).
+   * `replicas` (see `forward`): a part of a Range this node does not host, say. `route`: the
+   * shard the call was routed to and its epoch in the map that gave `replicas` (a replica's
+   * route for that shard at a newer epoch is followed; without it, none is).
    */
-  async call(path: string, request: Uint8Array, caller: Caller, replicas: readonly number[], deadlineMs?: number, epoch?: number): Promise<RawResponse | GrpcErrorObject> {
+  async call(path: string, request: Uint8Array, caller: Caller, replicas: readonly number[], deadlineMs?: number, route?: RoutedBy): Promise<RawResponse | GrpcErrorObject> {
     const payload = encodeForwardedCall(path, caller, request);
     if (payload.byteLength > peerLimits.requestPayloadBytesMax) {
       throw dkvError('request-too-large', `${payload.byteLength} bytes cannot be forwarded to the shard's replica (at most ${peerLimits.requestPayloadBytesMax}): send it to a member that hosts the shard`);
     }
     if (deadlineMs !== undefined && deadlineMs <= 0) throw dkvError('timeout');
-    const timeoutMs = deadlineMs === undefined ? this.host.timeoutMs : Math.min(Math.ceil(deadlineMs), forwardedCallTimeoutMsMax);
+    const deadlineAt = deadlineMs === undefined ? undefined : Date.now() + deadlineMs;
     let lastError: unknown;
     let lastStatus: GrpcErrorObject | undefined;
     const first = this.turn++ % Math.max(1, replicas.length);
     const queue = replicas.map((_, i) => replicas[(first + i) % replicas.length]!);
     const tried = new Set<number>();
-    let routeEpoch = epoch;
+    let routeEpoch = route?.epoch;
     let redirects = 0;
     for (let to = queue.shift(); to !== undefined; to = queue.shift()) {
       if (tried.has(to)) continue;
+      // Each attempt within what is left of the client's deadline (a later one, after a refusal, has less).
+      const left = deadlineAt === undefined ? undefined : deadlineAt - Date.now();
+      if (left !== undefined && left <= 0) break;
+      const timeoutMs = left === undefined ? this.host.timeoutMs : Math.min(Math.ceil(left), forwardedCallTimeoutMsMax);
       tried.add(to);
       let answer: Uint8Array;
       try {
@@ -224,7 +235,8 @@ export class Forwarder {
         // Nothing ran there: its map places the shard elsewhere. A newer map's replicas go first.
         const { elsewhere, ...status } = decoded;
         lastStatus = status;
-        if (elsewhere.epoch !== undefined && (routeEpoch === undefined || elsewhere.epoch > routeEpoch) && redirects < forwardedRedirectsMax) {
+        const newer = route !== undefined && elsewhere.shard === route.shard && elsewhere.epoch !== undefined && (routeEpoch === undefined || elsewhere.epoch > routeEpoch);
+        if (newer && redirects < forwardedRedirectsMax) {
           redirects++;
           routeEpoch = elsewhere.epoch;
           this.host.counted?.('redirected');
@@ -240,6 +252,7 @@ export class Forwarder {
       return lastStatus;
     }
     this.host.counted?.('failed');
+    if (tried.size === 0) throw dkvError('timeout');
     if (lastError instanceof PeerRequestError && lastError.code === 'too-many') throw dkvError('too-many-requests');
     throw dkvError('shard-not-hosted', lastError instanceof Error ? `no replica could be reached (${lastError.message})` : 'no replica could be reached');
   }

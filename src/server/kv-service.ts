@@ -229,7 +229,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     const readElsewhere = async (part: RoutedPart, r: RangeRequest): Promise<RangeResponse> => {
       if (ctx.callElsewhere === undefined || forwarded) throw part.elsewhere!;
       const raw = RangeRequestType.encode({ ...rangeRequestToWire(r), serializable: message.serializable === true }).finish();
-      const answered = await ctx.callElsewhere(rangeMethodPath, raw, caller, part.elsewhere!.replicas);
+      const answered = await ctx.callElsewhere(rangeMethodPath, raw, caller, part.elsewhere!.replicas, { shard: part.elsewhere!.shardId, epoch: part.elsewhere!.epoch });
       if (!(answered instanceof RawResponse)) throw errorOfStatus(answered);
       const decoded = RangeResponseType.decode(answered.bytes) as unknown as { header?: { revision?: Int64 }; kvs?: WireKeyValue[]; more?: boolean; count?: Int64 };
       const revision = int64Saturated(decoded.header?.revision);

@@ -45,7 +45,7 @@ import { BackendQuota } from './quota.js';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics.js';
 import { type LogFields, RequestLog, withRequestLog } from './request-log.js';
 import { PeerRequestRefusal, PeerTransport, peerRefusalReasons, type PeerTlsOptions } from './peer/index.js';
-import { FORWARDED_CALL_TAG, FORWARDED_PROPOSAL_TAG, Forwarder, RETIRED_QUERY_TAG } from './forwarding.js';
+import { FORWARDED_CALL_TAG, FORWARDED_PROPOSAL_TAG, Forwarder, RETIRED_QUERY_TAG, type RoutedBy } from './forwarding.js';
 import { type KnownPeer, type StartIdentity, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup.js';
 import { followsMembership, guardLearner } from './learner-guard.js';
 import { type WatchPart, createPrefixWatchService } from './prefix-watch-service.js';
@@ -785,6 +785,8 @@ export class DkvNode {
    */
   private reconcileStoreGroups(): void {
     if (this.recoveryLog?.replaying(META_SHARD) === true) return;
+    // Which groups follow the cluster's membership depends on the map (placed shards do not).
+    this.refreshLearner();
     void this.storeGroups.reconcile();
   }
 
@@ -969,7 +971,7 @@ export class DkvNode {
     const common = {
       router: this.router,
       proposeElsewhere: (shard: number, replicas: readonly number[], command: EngineCommand) => forwarder.propose(shard, replicas, command),
-      callElsewhere: (path: string, raw: Uint8Array, caller: Caller, replicas: readonly number[]) => forwarder.call(path, raw, caller, replicas),
+      callElsewhere: (path: string, raw: Uint8Array, caller: Caller, replicas: readonly number[], route?: RoutedBy) => forwarder.call(path, raw, caller, replicas, undefined, route),
       clusterId: () => this.identity.clusterId,
       memberId: this.identity.memberId,
       requestTimeoutMs: this.requestTimeoutMs,

@@ -5,7 +5,7 @@ import type { WireResponseHeader } from '../etcd-proto.js';
 import { DkvError, type GrpcErrorObject, dkvError, toGrpcError } from '../errors.js';
 import { type RequestOptions, type Router, type ShardHandle, ShardElsewhereError } from '../runtime/index.js';
 import { type Incoming, RawResponse } from './grpc-service.js';
-import { forwardingOf, noteElsewhere } from './forwarding.js';
+import { type RoutedBy, forwardingOf, noteElsewhere } from './forwarding.js';
 import { type LogFields, requestIdOfCall } from './request-log.js';
 import type { BackendQuota } from './quota.js';
 import type { AuthGate } from './auth/gate.js';
@@ -25,7 +25,7 @@ export interface ServiceContext {
    * Calls unary method `path` (request `raw`, encoded) as `caller` on one of `replicas`, members
    * hosting a shard this node does not (forwarding.ts): the response's bytes, or its status.
    */
-  readonly callElsewhere?: (path: string, raw: Uint8Array, caller: Caller, replicas: readonly number[]) => Promise<RawResponse | GrpcErrorObject>;
+  readonly callElsewhere?: (path: string, raw: Uint8Array, caller: Caller, replicas: readonly number[], route?: RoutedBy) => Promise<RawResponse | GrpcErrorObject>;
   /** Proposes a command to a shard other members host, through one of `replicas` (forwarding.ts); the outcome. */
   readonly proposeElsewhere?: (shard: number, replicas: readonly number[], command: EngineCommand) => Promise<unknown>;
 }
@@ -95,7 +95,8 @@ function answer(handle: () => Promise<object>, callback: grpc.sendUnaryData<obje
       if (forwardable !== undefined && error instanceof ShardElsewhereError) noteElsewhere(forwardable, error);
       const forwarding = forwardable === undefined || !(error instanceof ShardElsewhereError) ? undefined : forwardingOf(forwardable);
       if (forwarding === undefined) return fail(error);
-      forwarding.forwarder.forward(forwarding, forwardable!, (error as ShardElsewhereError).replicas, (error as ShardElsewhereError).epoch).then(
+      const elsewhere = error as ShardElsewhereError;
+      forwarding.forwarder.forward(forwarding, forwardable!, elsewhere.replicas, { shard: elsewhere.shardId, epoch: elsewhere.epoch }).then(
         (answered) => (answered instanceof RawResponse ? callback(null, answered) : callback(answered as grpc.ServiceError)),
         fail,
       );

@@ -125,8 +125,11 @@ describe('dkv shard on a 3-node cluster', () => {
         const status = await node.call('dkv.v1.Admin', 'ShardStatus', { shard_id: orders[0], hash_kv: true });
         return { applied: Number(status.applied_index), hash: Number(status.hash_kv ?? 0) };
       }));
-    const before = await hashes();
-    expect(new Set(before.map((h) => h.applied)).size, JSON.stringify(before)).toBe(1);
+    let before: Array<{ applied: number; hash: number }> = [];
+    await waitUntil(async () => {
+      before = await hashes();
+      return new Set(before.map((h) => h.applied)).size === 1;
+    }, 20_000, () => `the replicas at one applied index: ${JSON.stringify(before)}`, 100);
     expect(new Set(before.map((h) => h.hash)).size, JSON.stringify(before)).toBe(1);
     expect(before[0]!.hash).toBeGreaterThan(0);
     expect(Number((await nodes[0]!.call('dkv.v1.Admin', 'ShardStatus', { shard_id: orders[0] })).hash_kv ?? 0)).toBe(0);

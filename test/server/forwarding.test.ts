@@ -187,7 +187,7 @@ describe('forwarding', () => {
         replica.wrap(definition, { Range: handler } as unknown as grpc.UntypedServiceImplementation);
         replicas.set(id, replica);
       }
-      const call = (list: number[], epoch?: number) => origin.call('/etcdserverpb.KV/Range', RangeRequest.encode({ key: Buffer.from('k') }).finish(), anonymousCaller, list, undefined, epoch);
+      const call = (list: number[], epoch?: number, shard = 2) => origin.call('/etcdserverpb.KV/Range', RangeRequest.encode({ key: Buffer.from('k') }).finish(), anonymousCaller, list, undefined, { shard, epoch });
       const servedBy = (answer: unknown): number => Number((RangeResponse.decode((answer as RawResponse).bytes) as unknown as { count: number }).count);
       return { tried, call, servedBy };
     }
@@ -202,6 +202,12 @@ describe('forwarding', () => {
     it('takes the next replica of its own list when the replica\'s map is no newer', async () => {
       const { tried, call, servedBy } = members({ 5: { epoch: 3, replicas: [7] } }, [6, 7]);
       expect(servedBy(await call([5, 6], 3))).toBe(6);
+      expect(tried).toEqual([5, 6]);
+    });
+
+    it('follows no route of another shard than the one the call was routed to (a Range part of a newer split)', async () => {
+      const { tried, call, servedBy } = members({ 5: { epoch: 9, replicas: [7] } }, [6, 7]);
+      expect(servedBy(await call([5, 6], 3, 4))).toBe(6);
       expect(tried).toEqual([5, 6]);
     });
 
