@@ -13,7 +13,7 @@ import { type Remote, exitFailure, failureMessage, remoteOptionsHelp, runRemote 
 import { shardJson, shardRow, showKey } from './store.js';
 
 export const shardHelp = `Usage: dkv shard list [options]
-       dkv shard describe ID [--cluster] [options]
+       dkv shard describe ID [--cluster] [--hash-kv] [options]
        dkv shard split ID [--at KEY] [options]
        dkv shard move ID --from MEMBER --to MEMBER [options]
 
@@ -31,7 +31,10 @@ client key. Needs the root role while auth is enabled.
             follower, candidate, pre-candidate), whether it is a learner, Raft term, the leader
             it knows, commit index, applied index, and for a data shard its store's revision,
             compact revision, size (what the quota counts), size in use, live keys and alarms
-            ("-": none, or not hosted) (-w table: two tables). A shard unknown to the map fails with "dkv: shard not found"
+            ("-": none, or not hosted) (-w table: two tables); with --hash-kv also each
+            replica's HashKV of its keys at its revision, in decimal as "etcdctl endpoint
+            hashkv" prints it (replicas at one applied index show the same hash; it costs each
+            a pass over the shard's data). A shard unknown to the map fails with "dkv: shard not found"
   split     split shard ID of a mounted store in two, online, at KEY (the child's first key;
             default: the shard's middle live key): every replica makes the child from its own
             data, both halves get a new epoch; prints both rows once the child has a leader (or
@@ -60,6 +63,7 @@ meta shard's).
 Options:
   --cluster              describe: every member's client URLs (from the member list) instead
                          of --endpoints
+  --hash-kv              describe: also each replica's HashKV (a column, or hash_kv in JSON)
   --at KEY               split: the split key, as UTF-8 (at most 4096 bytes; binary keys
                          through dkv.v1.Admin's ShardSplit)
   --from MEMBER          move: the member whose replica moves (hex id)
@@ -71,7 +75,7 @@ could not be reached, 2 bad command line.
 
 const adminCodec = (method: string) => methodCodec('dkv.v1.Admin', method, longsAsStrings);
 
-const shardOptions = { cluster: { type: 'boolean' }, at: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' } } as const;
+const shardOptions = { cluster: { type: 'boolean' }, 'hash-kv': { type: 'boolean' }, at: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' } } as const;
 
 /** etcd's AlarmType names (rpc.proto). */
 const alarmNames: Readonly<Record<string, string>> = { '0': 'NONE', '1': 'NOSPACE', '2': 'CORRUPT' };
@@ -111,8 +115,8 @@ const alarmsText = (s: Decoded): string => {
   return alarms.length === 0 ? '-' : alarms.map((a) => `${alarmNames[String(a.alarm)] ?? String(a.alarm)}(${idHex(a.memberID)})`).join(' ');
 };
 
-/** describe's row of one endpoint's ShardStatus. */
-export function statusRow(endpoint: string, s: Decoded): string[] {
+/** describe's row of one endpoint's ShardStatus (`hashKv`: asked for, one more column). */
+export function statusRow(endpoint: string, s: Decoded, hashKv = false): string[] {
   const hosted = s.hosted === true;
   const figure = (value: unknown): string => (hosted ? String(value) : '-');
   return [
@@ -131,10 +135,11 @@ export function statusRow(endpoint: string, s: Decoded): string[] {
     hosted ? humanBytes(Number(s.db_size_in_use)) : '-',
     figure(s.key_count),
     alarmsText(s),
+    ...(hashKv ? [hosted && s.store !== '(meta)' ? String(Number(s.hash_kv ?? 0)) : '-'] : []),
   ];
 }
 
-const statusJson = (s: Decoded): object => ({
+const statusJson = (s: Decoded, hashKv: boolean): object => ({
   header: headerJson(s.header),
   shard_id: int(s.shard_id),
   store: text(s.store),
@@ -151,6 +156,7 @@ const statusJson = (s: Decoded): object => ({
   db_size_in_use: int(s.db_size_in_use),
   key_count: int(s.key_count),
   alarms: list(s.alarms, (a) => ({ memberID: int(a.memberID), alarm: int(a.alarm) })),
+  hash_kv: hashKv ? int(s.hash_kv) : undefined,
 });
 
 export function shardCommand(args: string[]): Promise<number> {
@@ -159,6 +165,7 @@ export function shardCommand(args: string[]): Promise<number> {
     const [action, id, ...extra] = positionals;
     if (extra.length > 0) throw new UsageError(`too many arguments: ${extra.join(' ')}`);
     if (action !== 'describe' && o.cluster === true) throw new UsageError('--cluster applies to describe');
+    if (action !== 'describe' && o['hash-kv'] === true) throw new UsageError('--hash-kv applies to describe');
     if (action !== 'split' && o.at !== undefined) throw new UsageError('--at applies to split');
     if (action !== 'move' && (o.from !== undefined || o.to !== undefined)) throw new UsageError('--from and --to apply to move');
     switch (action) {
@@ -172,7 +179,7 @@ export function shardCommand(args: string[]): Promise<number> {
         return 0;
       }
       case 'describe':
-        return describe(remote, parseShardId(id), o.cluster === true);
+        return describe(remote, parseShardId(id), o.cluster === true, o['hash-kv'] === true);
       case 'split': {
         const shardId = parseShardId(id, 'shard split');
         if (o.at === '') throw new UsageError('--at needs a key (leave it out for the middle key)');
@@ -207,7 +214,7 @@ export function shardCommand(args: string[]): Promise<number> {
 }
 
 /** The map's view of shard `id` (after a linearizable read), then each endpoint's replica. */
-async function describe(remote: Remote, id: number, cluster: boolean): Promise<number> {
+async function describe(remote: Remote, id: number, cluster: boolean, hashKv: boolean): Promise<number> {
   const listed = await remote.endpoints.unary(adminCodec('ShardList'), {}, { write: false });
   const shard = (listed.shards as Decoded[]).find((s) => String(s.id) === String(id));
   if (shard === undefined) {
@@ -221,7 +228,7 @@ async function describe(remote: Remote, id: number, cluster: boolean): Promise<n
   try {
     for (const { endpoint, channel } of endpoints) {
       try {
-        answers.push({ endpoint, status: await statusOf(remote, channel, id) });
+        answers.push({ endpoint, status: await statusOf(remote, channel, id, hashKv) });
       } catch (error) {
         failed = true;
         process.stderr.write(`dkv shard describe: failed to get shard ${id}'s status from endpoint ${endpoint} (${failureMessage(error)})\n`);
@@ -231,18 +238,18 @@ async function describe(remote: Remote, id: number, cluster: boolean): Promise<n
     for (const { channel } of endpoints) channel.close();
   }
   if (remote.format === 'json') {
-    const statuses = answers.map(({ endpoint, status }) => ({ Endpoint: endpoint, Status: statusJson(status) }));
+    const statuses = answers.map(({ endpoint, status }) => ({ Endpoint: endpoint, Status: statusJson(status, hashKv) }));
     process.stdout.write(`${goJson({ header: headerJson(listed.header), shard: listJson(shard), statuses })}\n`);
   } else if (remote.format === 'table') {
     process.stdout.write(renderTable(listHeader, [listRow(shard)]));
-    process.stdout.write(renderTable(statusHeader, answers.map(({ endpoint, status }) => statusRow(endpoint, status))));
+    process.stdout.write(renderTable(hashKv ? [...statusHeader, 'HASH KV'] : statusHeader, answers.map(({ endpoint, status }) => statusRow(endpoint, status, hashKv))));
   } else {
     process.stdout.write(`${listRow(shard).join(', ')}\n`);
-    process.stdout.write(answers.map(({ endpoint, status }) => `${statusRow(endpoint, status).join(', ')}\n`).join(''));
+    process.stdout.write(answers.map(({ endpoint, status }) => `${statusRow(endpoint, status, hashKv).join(', ')}\n`).join(''));
   }
   return failed ? exitFailure : 0;
 }
 
-function statusOf(remote: Remote, channel: EtcdChannel, id: number): Promise<Decoded> {
-  return remote.endpoints.withAuth((auth) => channel.unary(adminCodec('ShardStatus'), { shard_id: id }, auth));
+function statusOf(remote: Remote, channel: EtcdChannel, id: number, hashKv: boolean): Promise<Decoded> {
+  return remote.endpoints.withAuth((auth) => channel.unary(adminCodec('ShardStatus'), { shard_id: id, ...(hashKv ? { hash_kv: true } : {}) }, auth));
 }

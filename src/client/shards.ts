@@ -51,6 +51,8 @@ export interface ShardStatusInfo {
   readonly dbSizeInUse: number;
   readonly keyCount: number;
   readonly alarms: ShardAlarm[];
+  /** Asked for with `{ hashKv: true }` (0 otherwise): HashKV of the replica's keys at `revision`, taken at `appliedIndex` (replicas at one applied index agree). */
+  readonly hashKv: number;
 }
 
 type Wire = Record<string, unknown>;
@@ -80,6 +82,7 @@ function statusFromWire(r: Wire): ShardStatusInfo {
       const a = alarm as Wire;
       return { memberId: BigInt.asUintN(64, idFromWire(a.memberID ?? 0)), alarm: alarmNames[Number(a.alarm ?? 0)] ?? 'NONE' };
     }),
+    hashKv: Number(r.hash_kv ?? 0),
   };
 }
 
@@ -142,9 +145,13 @@ export class Shards {
     return { header: headerFromWire(r.header), shard: shardFromWire(r.shard), done: r.done === true };
   }
 
-  /** The answering server's replica of shard `id` (NOT_FOUND for an id it does not know). */
-  async status(id: number, options: CallOptionsCommon = {}): Promise<ShardStatusInfo> {
+  /**
+   * The answering server's replica of shard `id` (NOT_FOUND for an id it does not know); with
+   * `hashKv`, its HashKV too (a pass over the shard's data on that server).
+   */
+  async status(id: number, options: CallOptionsCommon & { readonly hashKv?: boolean } = {}): Promise<ShardStatusInfo> {
     if (!Number.isSafeInteger(id) || id < 0) throw new DkvError('INVALID_ARGUMENT', `a shard id is a whole number from 0 to 2^53 - 1 (got ${id})`);
-    return statusFromWire(await this.call('ShardStatus', { shard_id: id }, options));
+    const { hashKv, ...common } = options;
+    return statusFromWire(await this.call('ShardStatus', { shard_id: id, ...(hashKv === true ? { hash_kv: true } : {}) }, common));
   }
 }

@@ -141,6 +141,20 @@ describe('dkv shard on a 3-node cluster', () => {
     }, 20_000, () => `the replicas apply the second write: ${JSON.stringify(after)}`, 100);
     expect(new Set(after.map((h) => h.hash)).size, JSON.stringify(after)).toBe(1);
     expect(after[0]!.hash).not.toBe(before[0]!.hash);
+    // The same hash through `dkv shard describe --hash-kv` (JSON and the simple rows' last column) and DkvClient.
+    const hashed = dkv('describe', shard, '--cluster', '--hash-kv', '-w', 'json', `--endpoints=${cluster.endpoint(0)}`);
+    expect(hashed, hashed.stderr).toMatchObject({ code: 0, stderr: '' });
+    expect((JSON.parse(hashed.stdout) as { statuses: Array<{ Status: { hash_kv?: number } }> }).statuses.map((s) => s.Status.hash_kv)).toEqual([after[0]!.hash, after[0]!.hash, after[0]!.hash]);
+    const rows = dkv('describe', shard, '--hash-kv', `--endpoints=${cluster.endpoint(1)}`).stdout.trimEnd().split('\n');
+    expect(rows[1]!.endsWith(`, -, ${after[0]!.hash}`), rows[1]).toBe(true);
+    const client = new DkvClient({ servers: [{ address: cluster.endpoint(2) }] });
+    try {
+      expect((await client.shards.status(orders[0]!, { hashKv: true })).hashKv).toBe(after[0]!.hash);
+      expect((await client.shards.status(orders[0]!)).hashKv).toBe(0);
+    } finally {
+      client.close();
+    }
+    expect(dkv('list', '--hash-kv', `--endpoints=${cluster.endpoint(0)}`)).toMatchObject({ code: 2, stderr: expect.stringMatching(/^dkv shard: --hash-kv applies to describe\n/) });
   }, 60_000);
 
   it('describes the meta shard: hosted everywhere, no store figures', () => {
@@ -170,7 +184,7 @@ describe('dkv shard on a 3-node cluster', () => {
     }
     const help = dkv('--help');
     expect(help.code).toBe(0);
-    expect(help.stdout).toMatch(/^Usage: dkv shard list \[options\]\n {7}dkv shard describe ID \[--cluster\] \[options\]\n/);
+    expect(help.stdout).toMatch(/^Usage: dkv shard list \[options\]\n {7}dkv shard describe ID \[--cluster\] \[--hash-kv\] \[options\]\n/);
   }, 30_000);
 
   it('DkvClient.shards: list, and the answering server\'s replica of a shard', async () => {
