@@ -5,6 +5,8 @@
  * - its outcome (a write applied here; a read's index applied here);
  * - proof that it can never be applied (`lost`: another entry was applied where it sat);
  * - its deadline (`timeout`, or `leader-failed` after a leader change; outcome unknown);
+ * - no leader known when it arrives: a write or a read waits for one (`parked`, `parkedReads`),
+ *   refused `no leader` if none is known within `noLeaderWaitElections`;
  * - a leader change: reads asked of the old leader are asked again of the next one (refused
  *   `no leader` if none is known within `noLeaderWaitElections`); forwarded
  *   writes whose place in the log is not known get a short grace (`leaderChangeGraceMs`) to
@@ -96,11 +98,14 @@ export class PendingRequests {
 
   queuedReads: ReadWaiter[] = [];
   /**
-   * Reads whose round was asked of a leader that lost its leadership: asked again of the next one
-   * once it is known (or, with none known when `parkedReadsUntilMs` passes, refused `no leader`).
+   * Reads that arrived while this node knew no leader, and reads whose round was asked of a
+   * leader that lost its leadership: asked (again) of the next leader once one is known (or, with
+   * none known when `parkedReadsUntilMs` passes, refused `no leader`).
    */
   parkedReads: ReadWaiter[] = [];
   parkedReadsUntilMs = 0;
+  /** The parked reads' wait ended with no leader: the next feed asks them as they are (Raft refuses them). */
+  feedReadsAsIs = false;
   readonly readRounds = new Map<string, ReadBatch>();
   readonly readsAwaitingApply: ReadBatch[] = [];
   private readCount = 0;

@@ -863,7 +863,8 @@ export class NodeRuntime {
   private unpark(shard: ShardState, now: number): void {
     const pending = shard.pending;
     if (pending.parkedReads.length > 0 && (shard.node.raft.lead !== 0 || now >= pending.parkedReadsUntilMs)) {
-      // Still no leader: Raft refuses them (`no leader`).
+      // Still no leader: asked as they are, so Raft refuses them (`no leader`) instead of parking them again.
+      pending.feedReadsAsIs = shard.node.raft.lead === 0;
       pending.queuedReads.push(...pending.parkedReads.splice(0));
       this.wake(shard);
       this.dirty.add(shard);
@@ -1297,6 +1298,18 @@ export class NodeRuntime {
       const waiters = pending.queuedReads.filter((w) => !w.settled);
       pending.queuedReads = [];
       if (waiters.length === 0) return;
+      // No leader known (an election, a leader handing over): wait for one, as writes do and as
+      // etcd's read loop does, rather than refuse a read a moment before the next leader is heard.
+      const waitOver = pending.feedReadsAsIs;
+      pending.feedReadsAsIs = false;
+      if (shard.node.raft.lead === 0 && !waitOver) {
+        const now = this.options.clock.now();
+        if (pending.parkedReads.length === 0) pending.parkedReadsUntilMs = now + noLeaderWaitElections * this.electionTimeoutMs;
+        if (now < pending.parkedReadsUntilMs) {
+          pending.parkedReads.push(...waiters);
+          return;
+        }
+      }
       // Unique across restarts too: a late answer for an earlier process must match no round of this one.
       const context = `${this.options.memberId}:${this.options.firstRequestId}:${++shard.readRound}`;
       try {

@@ -108,6 +108,32 @@ describe('the request pipeline releases everything it holds', () => {
     expect(pending(c, follower)).toEqual(idle);
   });
 
+  it('a read at a node that knows no leader waits for one; with no leader possible it is refused after the wait', () => {
+    const c = cluster(13);
+    const leader = c.leader()!.id;
+    const follower = [1, 2, 3].find((id) => id !== leader)!;
+    // Restarted, the follower knows no leader until the leader's next heartbeat reaches it: the
+    // read waits for it (it was refused `no leader` at once before), and is served.
+    c.crash(follower);
+    c.restart(follower);
+    expect(c.nodes.get(follower)!.runtime!.status(SHARD).lead).toBe(0);
+    const reads = new Outcomes();
+    read(c, follower, reads);
+    c.runFor(1500);
+    expect(reads.heard.get(0)).toBe('ok');
+    // Two of three down: no leader can be elected; the survivor refuses after the wait.
+    const others = [1, 2, 3].filter((id) => id !== follower);
+    for (const id of others) c.crash(id);
+    c.runFor(3000);
+    read(c, follower, reads);
+    const waitMs = runtimeLimits.noLeaderWaitElections * (SIM_DEFAULTS.raft.electionTicks ?? 10) * SIM_DEFAULTS.tickIntervalMs;
+    c.runFor(waitMs - 200);
+    expect(reads.heard.has(1)).toBe(false);
+    c.runFor(400);
+    expect(reads.heard.get(1)).toBe('no-leader');
+    expect(pending(c, follower)).toEqual(idle);
+  });
+
   it('a leader change A→B releases pending reads at once and every write by its outcome or deadline', () => {
     const c = cluster(12);
     const a = c.leader()!.id;
