@@ -1297,11 +1297,12 @@ export class NodeRuntime {
     if (pending.queuedReads.length > 0) {
       const waiters = pending.queuedReads.filter((w) => !w.settled);
       pending.queuedReads = [];
-      if (waiters.length === 0) return;
       // No leader known (an election, a leader handing over): wait for one, as writes do and as
       // etcd's read loop does, rather than refuse a read a moment before the next leader is heard.
+      // (Read and cleared first: reads that settled meanwhile must not leave it set for later ones.)
       const waitOver = pending.feedReadsAsIs;
       pending.feedReadsAsIs = false;
+      if (waiters.length === 0) return;
       if (shard.node.raft.lead === 0 && !waitOver) {
         const now = this.options.clock.now();
         if (pending.parkedReads.length === 0) pending.parkedReadsUntilMs = now + noLeaderWaitElections * this.electionTimeoutMs;
