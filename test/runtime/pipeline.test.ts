@@ -82,55 +82,34 @@ describe('the request pipeline releases everything it holds', () => {
     expect(pending(c, follower)).toEqual(idle);
   });
 
-  it('a write at a node that knows no leader waits for one; with no leader possible it is refused after the wait', () => {
+  // A write, or a read, at a node that knows no leader (restarted, until the leader's next
+  // heartbeat reaches it) waits for one and is served; with no leader possible (two of three
+  // down) it is refused `no-leader` after the wait, not before (the request's deadline is later).
+  const asks = {
+    write: (c: SimCluster, id: number, outcomes: Outcomes, name: string) => c.propose(id, payload(name), outcomes.callback()),
+    read: (c: SimCluster, id: number, outcomes: Outcomes) => read(c, id, outcomes),
+  };
+  it.each(['write', 'read'] as const)('a %s at a node that knows no leader waits for one; with no leader possible it is refused after the wait', (kind) => {
+    const ask = asks[kind];
     const c = cluster(13);
     const leader = c.leader()!.id;
     const follower = [1, 2, 3].find((id) => id !== leader)!;
-    // Restarted, the follower knows no leader until the leader's next heartbeat reaches it.
     c.crash(follower);
     c.restart(follower);
     expect(c.nodes.get(follower)!.runtime!.status(SHARD).lead).toBe(0);
     const outcomes = new Outcomes();
-    c.propose(follower, payload('waits'), outcomes.callback());
+    ask(c, follower, outcomes, 'waits');
     c.runFor(1500);
     expect(outcomes.heard.get(0)).toBe('ok');
-    // Two of three down: no leader can be elected; the survivor refuses after the wait, with
-    // `no-leader` (the request's deadline is later).
     const others = [1, 2, 3].filter((id) => id !== follower);
     for (const id of others) c.crash(id);
     c.runFor(3000);
-    c.propose(follower, payload('refused'), outcomes.callback());
+    ask(c, follower, outcomes, 'refused');
     const waitMs = runtimeLimits.noLeaderWaitElections * (SIM_DEFAULTS.raft.electionTicks ?? 10) * SIM_DEFAULTS.tickIntervalMs;
     c.runFor(waitMs - 200);
     expect(outcomes.heard.has(1)).toBe(false);
     c.runFor(400);
     expect(outcomes.heard.get(1)).toBe('no-leader');
-    expect(pending(c, follower)).toEqual(idle);
-  });
-
-  it('a read at a node that knows no leader waits for one; with no leader possible it is refused after the wait', () => {
-    const c = cluster(13);
-    const leader = c.leader()!.id;
-    const follower = [1, 2, 3].find((id) => id !== leader)!;
-    // Restarted, the follower knows no leader until the leader's next heartbeat reaches it: the
-    // read waits for it (it was refused `no leader` at once before), and is served.
-    c.crash(follower);
-    c.restart(follower);
-    expect(c.nodes.get(follower)!.runtime!.status(SHARD).lead).toBe(0);
-    const reads = new Outcomes();
-    read(c, follower, reads);
-    c.runFor(1500);
-    expect(reads.heard.get(0)).toBe('ok');
-    // Two of three down: no leader can be elected; the survivor refuses after the wait.
-    const others = [1, 2, 3].filter((id) => id !== follower);
-    for (const id of others) c.crash(id);
-    c.runFor(3000);
-    read(c, follower, reads);
-    const waitMs = runtimeLimits.noLeaderWaitElections * (SIM_DEFAULTS.raft.electionTicks ?? 10) * SIM_DEFAULTS.tickIntervalMs;
-    c.runFor(waitMs - 200);
-    expect(reads.heard.has(1)).toBe(false);
-    c.runFor(400);
-    expect(reads.heard.get(1)).toBe('no-leader');
     expect(pending(c, follower)).toEqual(idle);
   });
 
