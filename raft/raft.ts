@@ -1034,7 +1034,10 @@ export class Raft {
   private handleHeartbeatResponse(m: Message, pr: Progress): void {
     pr.recentActive = true;
     pr.msgAppFlowPaused = false;
-    if (pr.match < this.log.lastIndex()) this.maybeSendAppend(m.from, true);
+    // A follower probed while it holds the whole log (a MsgUnreachable put it back in probe, say)
+    // gets an empty append too: its answer is what takes it back to replicate. Otherwise an idle
+    // group would probe it for as long as nothing is proposed (as etcd-io/raft does since 3.6).
+    if (pr.match < this.log.lastIndex() || pr.state === 'probe') this.maybeSendAppend(m.from, true);
     if (this.leaseTicks > 0 && m.index <= this.leaderTicks) {
       this.heartbeatAcks.set(m.from, Math.max(this.heartbeatAcks.get(m.from) ?? 0, m.index + 1));
     }

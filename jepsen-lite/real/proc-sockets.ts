@@ -63,7 +63,8 @@ export async function processHoldsSocket(pid: number, inode: string): Promise<bo
  * The name of the process (among `candidates`, name -> pid) that dialed a connection we
  * accepted: its socket has local port `dialerPort` (our socket's remotePort) and peer port
  * `acceptPort` (the port we listen on). `gone` when the dialer's socket no longer exists (its
- * process was killed right after dialing); undefined when a socket exists and no candidate holds it.
+ * process was killed right after dialing, before the first look or while no candidate was found
+ * holding it); undefined when the socket still exists and no candidate holds it.
  */
 export async function identifyDialer(
   dialerPort: number,
@@ -75,5 +76,7 @@ export async function identifyDialer(
   for (const [name, pid] of candidates) {
     if (await processHoldsSocket(pid, inode)) return name;
   }
-  return undefined;
+  // The dialer may have been killed between the two looks: its exit closed the socket, which is
+  // then gone from the table (or no longer that inode).
+  return (await findSocketInode(dialerPort, acceptPort)) === inode ? undefined : 'gone';
 }

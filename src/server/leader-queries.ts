@@ -148,7 +148,7 @@ export function answerLeaderQuery(host: MemberQueryHost, payload: Uint8Array): U
     // An idle (quiesced) group's progress is stale: a voter is enough, and Raft catches it up.
     const idle = host.quiesced?.(query.shard) === true;
     if (!(idle ? isPlainVoter(status, query.to) : inTouchVoter(status, query.to))) {
-      throw new PeerRequestRefusal('not-in-touch', `member ${query.to.toString(16)} is not a voter of shard ${query.shard} heard from lately`);
+      throw new PeerRequestRefusal('not-in-touch', `member ${query.to.toString(16)} is not a voter of shard ${query.shard} heard from lately (${progressText(status, query.to)})`);
     }
     host.transferLeader!(query.shard, query.to);
     return encoder.encode(JSON.stringify({ started: true }));
@@ -168,6 +168,13 @@ export function inTouchVoter(status: Pick<ShardStatus, 'id' | 'progress' | 'conf
   if (!isPlainVoter(status, to)) return false;
   const progress = status.progress?.get(to);
   return progress !== undefined && !progress.isLearner && progress.recentActive && progress.state === 'replicate' && progress.match >= status.applied;
+}
+
+/** What this leader knows of `to`, for a refusal's message. */
+function progressText(status: Pick<ShardStatus, 'progress' | 'applied'>, to: number): string {
+  const progress = status.progress?.get(to);
+  if (progress === undefined) return 'no progress kept for it';
+  return `${progress.state}, match ${progress.match} of applied ${status.applied}${progress.recentActive ? '' : ', not heard from this election timeout'}`;
 }
 
 /** Whether `to` is another voter of `status`'s configuration, which is not joint. */

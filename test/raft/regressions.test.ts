@@ -85,3 +85,39 @@ describe('a snapshot older than a member is never sent to it (sim seed 57)', () 
     expect(node.status().progress!.get(4)!.state).not.toBe('snapshot');
   });
 });
+
+describe('a caught-up follower put back in probe (CI: a leadership hand-over refused for a minute)', () => {
+  it('returns to replicate on its next heartbeat answer though nothing is proposed', () => {
+    const storage = MemoryLogStorage.withMembers([1, 2, 3]);
+    const node = new RawNode({ id: 1, storage, random: new SeededPrng(3) });
+    node.campaign();
+    node.ready();
+    node.advance();
+    for (const id of [2, 3]) node.step(makeMessage({ type: 'MsgPreVoteResp', from: id, to: 1, term: node.raft.term + 1 }));
+    node.ready();
+    node.advance();
+    for (const id of [2, 3]) node.step(makeMessage({ type: 'MsgVoteResp', from: id, to: 1, term: node.raft.term }));
+    expect(node.status().role).toBe('leader');
+    // The leader's empty entry, persisted here and acknowledged by both followers.
+    const rd = node.ready();
+    storage.append(rd.entries);
+    node.advance();
+    const last = node.raft.log.lastIndex();
+    for (const id of [2, 3]) node.step(makeMessage({ type: 'MsgAppResp', from: id, to: 1, term: node.raft.term, index: last }));
+    node.ready();
+    node.advance();
+    expect(node.status().progress!.get(2)).toMatchObject({ state: 'replicate', match: last });
+    // Its node restarted: the link reported it unreachable, so the leader probes it again.
+    node.reportUnreachable(2);
+    expect(node.status().progress!.get(2)).toMatchObject({ state: 'probe', match: last });
+    // Back: its heartbeat answer brings an (empty) append, and the answer to that, replicate.
+    node.step(makeMessage({ type: 'MsgHeartbeatResp', from: 2, to: 1, term: node.raft.term }));
+    const probe = node.ready().messages.filter((m) => m.to === 2 && m.type === 'MsgApp');
+    node.advance();
+    expect(probe).toHaveLength(1);
+    expect(probe[0]!.entries).toEqual([]);
+    expect(probe[0]!.index).toBe(last);
+    node.step(makeMessage({ type: 'MsgAppResp', from: 2, to: 1, term: node.raft.term, index: last }));
+    expect(node.status().progress!.get(2)).toMatchObject({ state: 'replicate', match: last, recentActive: true });
+  });
+});
