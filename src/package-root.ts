@@ -3,6 +3,7 @@
  * through tsx or vitest) or from the compiled build (`dist/src/…`): the protos, `bin/`, and
  * package.json are found from here, never relative to the running module.
  */
+import { accessSync, constants } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -41,19 +42,75 @@ export const mallocMmapThresholdBytes = 64 * 1024;
  */
 export const serverSemiSpaceMib = 8;
 
+/**
+ * Where jemalloc 5 is looked for (Debian's and Ubuntu's package `libjemalloc2`, per architecture;
+ * Fedora's, RHEL's and Arch's), in this order; with DKV_ALLOCATOR=jemalloc the first readable one
+ * is preloaded into `dkv server` processes, unless the caller set LD_PRELOAD. bin/dkv.js's sh line
+ * looks in the same places, `$(uname -m)` standing for the machine name.
+ */
+export function jemallocCandidates(machine: string = unameMachine()): string[] {
+  return [`/usr/lib/${machine}-linux-gnu/libjemalloc.so.2`, '/usr/lib64/libjemalloc.so.2', '/usr/lib/libjemalloc.so.2'];
+}
+
+/** `uname -m`'s name for this machine (Node's process.arch names differ). */
+function unameMachine(): string {
+  const names: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64', arm: 'arm', ia32: 'i386', ppc64: 'powerpc64le', s390x: 's390x', riscv64: 'riscv64' };
+  return names[process.arch] ?? process.arch;
+}
+
+/**
+ * jemalloc's settings for `dkv server` with DKV_ALLOCATOR=jemalloc (MALLOC_CONF, unless the caller
+ * set it). glibc's malloc gives back freed memory only from the top of its heap: after a burst of
+ * writes, the many small buffers it served (Raft entries, request buffers) leave free holes that
+ * stay resident. Measured with 500k keys of 16 + 100 bytes on one node (load, SIGKILL and restart,
+ * load again and compact, delete all and compact; 2 runs each, resident MB):
+ *
+ *                  empty  loaded  overwritten  deleted  load (128-put txns/s)
+ *   glibc           116   309       348-359    315-318   508-618
+ *   jemalloc        108   230-238   139-149    105-107   397-400
+ *
+ * glibc's deleted figure fell to ~105 MB when malloc_trim was called from a debugger: the memory
+ * is free, just not returned. jemalloc returns free pages on its own, here within 1 s, by a
+ * background thread (so an idle node gives memory back too), with two arenas (the event loop and
+ * LevelDB's and libuv's threads share them). It costs ~20-30% of the bulk load's rate, which is
+ * why it is a choice and not the default.
+ */
+export const jemallocConf = 'narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0,background_thread:true';
+
 /** `--max-semi-space-size` as NODE_OPTIONS may spell it (V8 takes `-` or `_`). */
 const semiSpaceOption = /--max[-_]semi[-_]space[-_]size/;
 
 /**
  * The environment a `dkv server` child gets: `env` plus glibc's fixed mmap threshold, unless the
- * caller set one, and V8's semi-space limit in NODE_OPTIONS, unless the caller's NODE_OPTIONS set
- * one (bin/dkv.js does the same for a `dkv server` started by hand).
+ * caller set one; with DKV_ALLOCATOR=jemalloc, jemalloc preloaded with `jemallocConf` (the first of
+ * `jemallocCandidates` that is `readable`; none: glibc's malloc), unless the caller set LD_PRELOAD;
+ * and V8's semi-space limit in NODE_OPTIONS, unless the caller's NODE_OPTIONS set one (bin/dkv.js
+ * does the same for a `dkv server` started by hand).
  */
-export function serverProcessEnv(env: Readonly<Record<string, string | undefined>> = process.env): Record<string, string> {
+export function serverProcessEnv(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  readable: (path: string) => boolean = isReadable,
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) if (value !== undefined) out[key] = value;
   out.MALLOC_MMAP_THRESHOLD_ ??= String(mallocMmapThresholdBytes);
+  if (out.LD_PRELOAD === undefined && out.DKV_ALLOCATOR === 'jemalloc') {
+    const jemalloc = jemallocCandidates().find(readable);
+    if (jemalloc !== undefined) {
+      out.LD_PRELOAD = jemalloc;
+      out.MALLOC_CONF ??= jemallocConf;
+    }
+  }
   const nodeOptions = out.NODE_OPTIONS ?? '';
   if (!semiSpaceOption.test(nodeOptions)) out.NODE_OPTIONS = `--max-semi-space-size=${serverSemiSpaceMib}${nodeOptions === '' ? '' : ` ${nodeOptions}`}`;
   return out;
+}
+
+function isReadable(path: string): boolean {
+  try {
+    accessSync(path, constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }

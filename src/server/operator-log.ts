@@ -34,6 +34,21 @@ export interface StartupFacts {
   readonly recovered: readonly RecoveredShard[];
   /** Once serving: each shard's applied index, and the default store's revision. */
   readonly applied: ReadonlyArray<{ shard: number; appliedIndex: number; revision?: number }>;
+  /** The process's environment, for the allocator line (default: process.env). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
+/**
+ * Which malloc the process runs on: jemalloc when LD_PRELOAD names it, and a warning when
+ * DKV_ALLOCATOR=jemalloc asked for it and none was found (src/package-root.ts: jemallocCandidates).
+ */
+export function allocatorLine(env: Readonly<Record<string, string | undefined>>): string {
+  const preloaded = (env.LD_PRELOAD ?? '').split(/[ :]/).find((path) => path.includes('libjemalloc'));
+  if (preloaded !== undefined) return `memory allocator: jemalloc (${preloaded}, MALLOC_CONF=${env.MALLOC_CONF ?? '(its defaults)'})`;
+  if (env.DKV_ALLOCATOR === 'jemalloc') {
+    return 'memory allocator: the C library\'s malloc; DKV_ALLOCATOR=jemalloc found no libjemalloc.so.2 (install it: Debian libjemalloc2) or LD_PRELOAD was set already';
+  }
+  return 'memory allocator: the C library\'s malloc (DKV_ALLOCATOR=jemalloc for jemalloc)';
 }
 
 /** The lines a node logs once it serves clients, in the order an operator reads them. */
@@ -49,6 +64,7 @@ export function startupLines(facts: StartupFacts): string[] {
     `DKV ${dkvVersion()} (etcd API ${etcdApiVersion}, Node ${process.version}) member ${formatId(memberId)} ("${config.name}") of cluster ${formatId(clusterId)}: ${how}`,
     `data dir ${config.dataDir}${config.configFile === undefined ? '' : `, config file ${config.configFile}`}`,
     `settings not at their defaults: ${config.changedSettings.length === 0 ? '(none)' : config.changedSettings.join(' ')}`,
+    allocatorLine(facts.env ?? process.env),
   ];
   if (kind === 'restart') {
     for (const shard of recovered) {

@@ -3,16 +3,37 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { dkvBin, mallocMmapThresholdBytes, serverProcessEnv, serverSemiSpaceMib } from '../../src/package-root.js';
+import { dkvBin, jemallocCandidates, jemallocConf, mallocMmapThresholdBytes, serverProcessEnv, serverSemiSpaceMib } from '../../src/package-root.js';
 
 const semiSpace = `--max-semi-space-size=${serverSemiSpaceMib}`;
+/** A system without jemalloc. */
+const noJemalloc = (): boolean => false;
 
 describe('the environment dkv server runs with', () => {
   it('serverProcessEnv fixes glibc mmap threshold and V8 semi-space limit unless the caller set them', () => {
-    expect(serverProcessEnv({ PATH: '/bin' })).toEqual({ PATH: '/bin', MALLOC_MMAP_THRESHOLD_: String(mallocMmapThresholdBytes), NODE_OPTIONS: semiSpace });
-    expect(serverProcessEnv({ MALLOC_MMAP_THRESHOLD_: '131072', GONE: undefined })).toEqual({ MALLOC_MMAP_THRESHOLD_: '131072', NODE_OPTIONS: semiSpace });
-    expect(serverProcessEnv({ NODE_OPTIONS: '--enable-source-maps' }).NODE_OPTIONS).toBe(`${semiSpace} --enable-source-maps`);
-    expect(serverProcessEnv({ NODE_OPTIONS: '--max_semi_space_size=32' }).NODE_OPTIONS).toBe('--max_semi_space_size=32');
+    expect(serverProcessEnv({ PATH: '/bin' }, noJemalloc)).toEqual({ PATH: '/bin', MALLOC_MMAP_THRESHOLD_: String(mallocMmapThresholdBytes), NODE_OPTIONS: semiSpace });
+    expect(serverProcessEnv({ MALLOC_MMAP_THRESHOLD_: '131072', GONE: undefined }, noJemalloc)).toEqual({ MALLOC_MMAP_THRESHOLD_: '131072', NODE_OPTIONS: semiSpace });
+    expect(serverProcessEnv({ NODE_OPTIONS: '--enable-source-maps' }, noJemalloc).NODE_OPTIONS).toBe(`${semiSpace} --enable-source-maps`);
+    expect(serverProcessEnv({ NODE_OPTIONS: '--max_semi_space_size=32' }, noJemalloc).NODE_OPTIONS).toBe('--max_semi_space_size=32');
+  });
+
+  it('serverProcessEnv preloads the first jemalloc found when DKV_ALLOCATOR=jemalloc, unless the caller preloads something', () => {
+    const [first, second] = jemallocCandidates('x86_64');
+    expect(first).toBe('/usr/lib/x86_64-linux-gnu/libjemalloc.so.2');
+    const only = (path: string | undefined) => (candidate: string): boolean => candidate === path;
+    const found = (readable: (path: string) => boolean, env: Record<string, string> = {}) => {
+      const out = serverProcessEnv({ DKV_ALLOCATOR: 'jemalloc', ...env }, readable);
+      return { LD_PRELOAD: out.LD_PRELOAD, MALLOC_CONF: out.MALLOC_CONF };
+    };
+    const candidates = jemallocCandidates();
+    expect(found(only(candidates[1]))).toEqual({ LD_PRELOAD: candidates[1], MALLOC_CONF: jemallocConf });
+    expect(found(() => true)).toEqual({ LD_PRELOAD: candidates[0], MALLOC_CONF: jemallocConf });
+    expect(found(() => false)).toEqual({ LD_PRELOAD: undefined, MALLOC_CONF: undefined });
+    expect(found(() => true, { MALLOC_CONF: 'narenas:1' })).toEqual({ LD_PRELOAD: candidates[0], MALLOC_CONF: 'narenas:1' });
+    expect(found(() => true, { LD_PRELOAD: '/opt/other.so' })).toEqual({ LD_PRELOAD: '/opt/other.so', MALLOC_CONF: undefined });
+    expect(found(() => true, { DKV_ALLOCATOR: 'glibc' })).toEqual({ LD_PRELOAD: undefined, MALLOC_CONF: undefined });
+    expect(serverProcessEnv({}, () => true).LD_PRELOAD).toBeUndefined();
+    expect(second).toBe('/usr/lib64/libjemalloc.so.2');
   });
 
   it('node accepts the semi-space limit in NODE_OPTIONS (it refuses options it does not allow there)', () => {
@@ -31,7 +52,7 @@ describe('the environment dkv server runs with', () => {
     // As the kernel runs it: sh, then the `node` on PATH (here a stub that prints what it got).
     const stubDir = mkdtempSync(join(tmpdir(), 'dkv-stub-node-'));
     try {
-      writeFileSync(join(stubDir, 'node'), '#!/bin/sh\necho "threshold=${MALLOC_MMAP_THRESHOLD_-unset} options=${NODE_OPTIONS-unset} args=$*"\n', { mode: 0o755 });
+      writeFileSync(join(stubDir, 'node'), '#!/bin/sh\necho "threshold=${MALLOC_MMAP_THRESHOLD_-unset} options=${NODE_OPTIONS-unset} args=$*"\necho "preload=${LD_PRELOAD-unset} conf=${MALLOC_CONF-unset}" >&2\n', { mode: 0o755 });
       const run = (args: string[], env: Record<string, string> = {}): string => {
         const result = spawnSync(dkvBin, args, { encoding: 'utf8', env: { PATH: `${stubDir}:/usr/bin:/bin`, ...env } });
         expect(result.status).toBe(0);
@@ -43,6 +64,14 @@ describe('the environment dkv server runs with', () => {
       );
       expect(run(['server'], { NODE_OPTIONS: '--max-semi-space-size=32' })).toBe(`threshold=${mallocMmapThresholdBytes} options=--max-semi-space-size=32 args=${dkvBin} server`);
       expect(run(['get', 'k'])).toBe(`threshold=unset options=unset args=${dkvBin} get k`);
+      // jemalloc: the sh line looks where serverProcessEnv looks, and leaves a caller's choice alone.
+      const preload = (args: string[], env: Record<string, string> = {}): string =>
+        spawnSync(dkvBin, args, { encoding: 'utf8', env: { PATH: `${stubDir}:/usr/bin:/bin`, ...env } }).stderr.trim();
+      const jemalloc = serverProcessEnv({ DKV_ALLOCATOR: 'jemalloc' }).LD_PRELOAD;
+      expect(preload(['server'], { DKV_ALLOCATOR: 'jemalloc' })).toBe(jemalloc === undefined ? 'preload=unset conf=unset' : `preload=${jemalloc} conf=${jemallocConf}`);
+      expect(preload(['server'])).toBe('preload=unset conf=unset');
+      expect(preload(['server'], { DKV_ALLOCATOR: 'jemalloc', LD_PRELOAD: '' })).toBe('preload= conf=unset');
+      expect(preload(['get', 'k'], { DKV_ALLOCATOR: 'jemalloc' })).toBe('preload=unset conf=unset');
     } finally {
       rmSync(stubDir, { recursive: true, force: true });
     }

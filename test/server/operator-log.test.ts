@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseServerConfig } from '../../src/server/config.js';
 import { formatId } from '../../src/cluster/index.js';
 import { formatLogLine } from '../../src/server/logger.js';
-import { MembershipLog, RecoveryLog, memberChanges, startKindOf, startupLines } from '../../src/server/operator-log.js';
+import { MembershipLog, RecoveryLog, allocatorLine, memberChanges, startKindOf, startupLines } from '../../src/server/operator-log.js';
 import { dkvVersion, versionText } from '../../src/server/version.js';
 
 const member = (id: number, name: string, isLearner = false) => ({ id, name, peerUrls: [`http://10.0.0.${id % 250}:2380`], isLearner });
@@ -73,5 +73,15 @@ describe('--version', () => {
     const text = versionText();
     expect(text).toMatch(/^DKV Version: \d+\.\d+\.\d+\netcd API Version: 3\.5\.0\nGit SHA: \S+/);
     expect(text).toContain(`Node Version: ${process.version}\n`);
+  });
+});
+
+describe('allocatorLine', () => {
+  it('names jemalloc when preloaded, warns when asked for and missing, and says how to ask otherwise', () => {
+    const jemalloc = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
+    expect(allocatorLine({ LD_PRELOAD: jemalloc, MALLOC_CONF: 'narenas:2' })).toBe(`memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=narenas:2)`);
+    expect(allocatorLine({ LD_PRELOAD: `/opt/a.so ${jemalloc}` })).toBe(`memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=(its defaults))`);
+    expect(allocatorLine({ DKV_ALLOCATOR: 'jemalloc' })).toContain('found no libjemalloc.so.2');
+    expect(allocatorLine({})).toBe("memory allocator: the C library's malloc (DKV_ALLOCATOR=jemalloc for jemalloc)");
   });
 });
