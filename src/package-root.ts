@@ -52,11 +52,21 @@ export function jemallocCandidates(machine: string = unameMachine()): string[] {
   return [`/usr/lib/${machine}-linux-gnu/libjemalloc.so.2`, '/usr/lib64/libjemalloc.so.2', '/usr/lib/libjemalloc.so.2'];
 }
 
-/** `uname -m`'s name for this machine (Node's process.arch names differ). */
+/**
+ * `uname -m`'s name for this machine where it is also Debian's multiarch folder name (x86_64,
+ * aarch64); elsewhere Node's name, which names no folder, so only /usr/lib64 and /usr/lib are
+ * looked in, by the sh line too (set LD_PRELOAD by hand there).
+ */
 function unameMachine(): string {
-  const names: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64', arm: 'arm', ia32: 'i386', ppc64: 'powerpc64le', s390x: 's390x', riscv64: 'riscv64' };
+  const names: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64' };
   return names[process.arch] ?? process.arch;
 }
+
+/**
+ * DKV_ variables that say how the process runs, not how the server is configured: the server does
+ * not warn about them, and `dkv instance` passes them to the servers it starts.
+ */
+export const processVariables: readonly string[] = ['DKV_ALLOCATOR', 'DKV_DEBUG', 'DKV_FROM_SOURCE'];
 
 /**
  * jemalloc's settings for `dkv server` with DKV_ALLOCATOR=jemalloc (MALLOC_CONF, unless the caller
@@ -72,7 +82,7 @@ function unameMachine(): string {
  * glibc's deleted figure fell to ~105 MB when malloc_trim was called from a debugger: the memory
  * is free, just not returned. jemalloc returns free pages on its own, here within 1 s, by a
  * background thread (so an idle node gives memory back too), with two arenas (the event loop and
- * LevelDB's and libuv's threads share them). It costs ~20-30% of the bulk load's rate, which is
+ * LevelDB's and libuv's threads share them). It costs ~20-35% of the bulk load's rate, which is
  * why it is a choice and not the default.
  */
 export const jemallocConf = 'narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0,background_thread:true';

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { dkvBin, serverProcessEnv } from '../package-root.js';
+import { dkvBin, processVariables, serverProcessEnv } from '../package-root.js';
 import { checkConfigFile, type ConfigError, type ServerConfig } from '../server/config.js';
 import { InstanceError } from './errors.js';
 import { checkInstanceName, instancePaths, instancesDir, type InstancePaths } from './home.js';
@@ -139,13 +139,13 @@ function badConfig(paths: InstancePaths, errors: readonly ConfigError[]): Instan
   return new InstanceError('bad-config', `instance "${paths.name}": ${paths.config} is not valid:\n${errors.map((e) => `  ${e.message}`).join('\n')}`);
 }
 
-/** The environment of a started server: every DKV_ and ETCD_ setting removed (the config file is the whole configuration). */
+/** The environment of a started server: every DKV_ and ETCD_ setting removed (the config file is the whole configuration), process variables kept. */
 export function serverEnvironment(env: Readonly<Record<string, string | undefined>>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) {
     if (value === undefined) continue;
-    // DKV_FROM_SOURCE says how bin/dkv.js loads the code, not how the server is configured.
-    if ((key.startsWith('DKV_') || key.startsWith('ETCD_')) && key !== 'DKV_FROM_SOURCE') continue;
+    // Process variables (DKV_FROM_SOURCE: how bin/dkv.js loads the code; DKV_ALLOCATOR, DKV_DEBUG) are not configuration.
+    if ((key.startsWith('DKV_') || key.startsWith('ETCD_')) && !processVariables.includes(key)) continue;
     out[key] = value;
   }
   return out;

@@ -18,6 +18,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { limits as raftLimits } from '../../raft/index.js';
 import { type AuthTokenOption, AuthTokenOptionError, parseAuthTokenOption } from './auth/jwt.js';
+import { processVariables } from '../package-root.js';
 
 // ---------------------------------------------------------------------------------------------
 // Limits and defaults (units last)
@@ -868,7 +869,7 @@ function parseArgv(argv: readonly string[]): RawSettings {
 }
 
 function addEnvironment(raw: RawSettings, env: Readonly<Record<string, string | undefined>>, warnings: string[]): void {
-  const known = new Set<string>();
+  const known = new Set<string>(processVariables);
   for (const spec of flagSpecs) {
     // DKV_ wins over etcd's ETCD_ (both name the same flag); a flag on the command line over both.
     const given = (['DKV_', 'ETCD_'] as const)

@@ -7,7 +7,8 @@
  * Member and cluster ids are written in hex, as etcd does (`formatId` of src/cluster). A line
  * about one client request carries its `request_id` field.
  */
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { LogFormat, LogLevel } from './config.js';
 
 /** Structured context of a line: request id, shard, member id, durations… */
@@ -50,7 +51,13 @@ export function createServerLogger(options: { name: string; level: LogLevel; out
   const writers = options.outputs.map((output): ((line: string) => void) => {
     if (output === 'stderr') return (line) => process.stderr.write(line);
     if (output === 'stdout') return (line) => process.stdout.write(line);
-    return (line) => appendFileSync(output, line);
+    // The file's folder may not exist yet (a --log-file beside a data dir not made yet).
+    let made = false;
+    return (line) => {
+      if (!made) mkdirSync(dirname(output), { recursive: true });
+      made = true;
+      appendFileSync(output, line);
+    };
   });
   const write = (level: LogLevel, message: string, fields: LogFields | undefined): void => {
     if (rank[level] < rank[options.level]) return;

@@ -3,6 +3,7 @@
  * directory, bootstrap or restart and what was recovered, URLs) and one line per membership
  * change. Pure functions over narrow inputs, so tests check the lines without a node.
  */
+import { readFileSync } from 'node:fs';
 import type { MemberRecord } from '../engines/meta/index.js';
 import type { ServerConfig, ServerUrl } from './config.js';
 import { formatId } from '../cluster/index.js';
@@ -34,21 +35,41 @@ export interface StartupFacts {
   readonly recovered: readonly RecoveredShard[];
   /** Once serving: each shard's applied index, and the default store's revision. */
   readonly applied: ReadonlyArray<{ shard: number; appliedIndex: number; revision?: number }>;
-  /** The process's environment, for the allocator line (default: process.env). */
+  /** The process's environment and mapped shared objects, for the allocator line (default: this process's). */
   readonly env?: Readonly<Record<string, string | undefined>>;
+  readonly mapped?: readonly string[];
 }
 
 /**
- * Which malloc the process runs on: jemalloc when LD_PRELOAD names it, and a warning when
- * DKV_ALLOCATOR=jemalloc asked for it and none was found (src/package-root.ts: jemallocCandidates).
+ * Which malloc the process runs on, from what it maps (`mapped`: the paths of the shared objects
+ * in /proc/self/maps) and what was asked: a warning when DKV_ALLOCATOR=jemalloc found none, or
+ * DKV_ALLOCATOR has a value other than jemalloc or glibc.
  */
-export function allocatorLine(env: Readonly<Record<string, string | undefined>>): string {
-  const preloaded = (env.LD_PRELOAD ?? '').split(/[ :]/).find((path) => path.includes('libjemalloc'));
-  if (preloaded !== undefined) return `memory allocator: jemalloc (${preloaded}, MALLOC_CONF=${env.MALLOC_CONF ?? '(its defaults)'})`;
-  if (env.DKV_ALLOCATOR === 'jemalloc') {
-    return 'memory allocator: the C library\'s malloc; DKV_ALLOCATOR=jemalloc found no libjemalloc.so.2 (install it: Debian libjemalloc2) or LD_PRELOAD was set already';
+export function allocatorLine(env: Readonly<Record<string, string | undefined>>, mapped: readonly string[]): string {
+  const jemalloc = mapped.find((path) => /\/libjemalloc[^/]*$/.test(path));
+  if (jemalloc !== undefined) return `memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=${env.MALLOC_CONF ?? '(its defaults)'})`;
+  const asked = env.DKV_ALLOCATOR;
+  const preload = env.LD_PRELOAD ?? '';
+  const libc = `memory allocator: the C library's malloc${preload === '' ? '' : ` or one LD_PRELOAD=${preload} loads`}`;
+  if (asked === 'jemalloc') return `${libc}; DKV_ALLOCATOR=jemalloc found no libjemalloc.so.2 (Debian: libjemalloc2), or LD_PRELOAD was set already`;
+  if (asked !== undefined && asked !== '' && asked !== 'glibc') return `${libc}; DKV_ALLOCATOR=${asked} is neither jemalloc nor glibc, and was ignored`;
+  return `${libc} (DKV_ALLOCATOR=jemalloc for jemalloc)`;
+}
+
+/** The shared objects this process maps (empty where /proc is not Linux's). */
+export function mappedObjects(maps: () => string = () => readFileSync('/proc/self/maps', 'utf8')): string[] {
+  let text: string;
+  try {
+    text = maps();
+  } catch {
+    return [];
   }
-  return 'memory allocator: the C library\'s malloc (DKV_ALLOCATOR=jemalloc for jemalloc)';
+  const paths = new Set<string>();
+  for (const line of text.split('\n')) {
+    const slash = line.indexOf(' /');
+    if (slash >= 0 && line.includes('.so')) paths.add(line.slice(slash + 1).trim());
+  }
+  return [...paths];
 }
 
 /** The lines a node logs once it serves clients, in the order an operator reads them. */
@@ -64,7 +85,7 @@ export function startupLines(facts: StartupFacts): string[] {
     `DKV ${dkvVersion()} (etcd API ${etcdApiVersion}, Node ${process.version}) member ${formatId(memberId)} ("${config.name}") of cluster ${formatId(clusterId)}: ${how}`,
     `data dir ${config.dataDir}${config.configFile === undefined ? '' : `, config file ${config.configFile}`}`,
     `settings not at their defaults: ${config.changedSettings.length === 0 ? '(none)' : config.changedSettings.join(' ')}`,
-    allocatorLine(facts.env ?? process.env),
+    allocatorLine(facts.env ?? process.env, facts.mapped ?? mappedObjects()),
   ];
   if (kind === 'restart') {
     for (const shard of recovered) {

@@ -183,7 +183,7 @@ describe('instance names, home, pid files, logs, environment', () => {
   });
 
   it('starts servers without DKV_*/ETCD_* settings, keeping how bin/dkv.js loads code', () => {
-    const out = serverEnvironment({ PATH: '/bin', DKV_FROM_SOURCE: '1', DKV_NAME: 'x', ETCD_DATA_DIR: '/d', DKV_HOME: '/h', HOME: '/root' });
-    expect(out).toEqual({ PATH: '/bin', DKV_FROM_SOURCE: '1', HOME: '/root' });
+    const out = serverEnvironment({ PATH: '/bin', DKV_FROM_SOURCE: '1', DKV_ALLOCATOR: 'jemalloc', DKV_NAME: 'x', ETCD_DATA_DIR: '/d', DKV_HOME: '/h', HOME: '/root' });
+    expect(out).toEqual({ PATH: '/bin', DKV_FROM_SOURCE: '1', DKV_ALLOCATOR: 'jemalloc', HOME: '/root' });
   });
 });

@@ -304,6 +304,10 @@ describe('environment variables', () => {
       DKV_SNAPSHOT_COUNT: '77',
       DKV_CLIENT_CERT_AUTH: '',
       DKV_NOT_A_SETTING: 'x',
+      // Process variables, not settings: no warning.
+      DKV_ALLOCATOR: 'jemalloc',
+      DKV_DEBUG: '1',
+      DKV_FROM_SOURCE: '1',
       HOME: '/root',
     });
     expect(config.name).toBe('from-flag');

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseServerConfig } from '../../src/server/config.js';
 import { formatId } from '../../src/cluster/index.js';
 import { formatLogLine } from '../../src/server/logger.js';
-import { MembershipLog, RecoveryLog, allocatorLine, memberChanges, startKindOf, startupLines } from '../../src/server/operator-log.js';
+import { MembershipLog, RecoveryLog, allocatorLine, mappedObjects, memberChanges, startKindOf, startupLines } from '../../src/server/operator-log.js';
 import { dkvVersion, versionText } from '../../src/server/version.js';
 
 const member = (id: number, name: string, isLearner = false) => ({ id, name, peerUrls: [`http://10.0.0.${id % 250}:2380`], isLearner });
@@ -77,11 +77,30 @@ describe('--version', () => {
 });
 
 describe('allocatorLine', () => {
-  it('names jemalloc when preloaded, warns when asked for and missing, and says how to ask otherwise', () => {
+  it('names jemalloc when mapped, warns when asked for and missing or for an unknown value, and says how to ask otherwise', () => {
     const jemalloc = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
-    expect(allocatorLine({ LD_PRELOAD: jemalloc, MALLOC_CONF: 'narenas:2' })).toBe(`memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=narenas:2)`);
-    expect(allocatorLine({ LD_PRELOAD: `/opt/a.so ${jemalloc}` })).toBe(`memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=(its defaults))`);
-    expect(allocatorLine({ DKV_ALLOCATOR: 'jemalloc' })).toContain('found no libjemalloc.so.2');
-    expect(allocatorLine({})).toBe("memory allocator: the C library's malloc (DKV_ALLOCATOR=jemalloc for jemalloc)");
+    const libc = ['/usr/lib/x86_64-linux-gnu/libc.so.6'];
+    expect(allocatorLine({ LD_PRELOAD: jemalloc, MALLOC_CONF: 'narenas:2' }, [...libc, jemalloc])).toBe(`memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=narenas:2)`);
+    expect(allocatorLine({}, [jemalloc])).toBe(`memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=(its defaults))`);
+    // Named but not loaded (another architecture's, say): not claimed.
+    expect(allocatorLine({ LD_PRELOAD: jemalloc, DKV_ALLOCATOR: 'jemalloc' }, libc)).toBe(
+      `memory allocator: the C library's malloc or one LD_PRELOAD=${jemalloc} loads; DKV_ALLOCATOR=jemalloc found no libjemalloc.so.2 (Debian: libjemalloc2), or LD_PRELOAD was set already`,
+    );
+    expect(allocatorLine({ DKV_ALLOCATOR: 'jemaloc' }, libc)).toBe("memory allocator: the C library's malloc; DKV_ALLOCATOR=jemaloc is neither jemalloc nor glibc, and was ignored");
+    expect(allocatorLine({ DKV_ALLOCATOR: 'glibc' }, libc)).toBe("memory allocator: the C library's malloc (DKV_ALLOCATOR=jemalloc for jemalloc)");
+    expect(allocatorLine({}, libc)).toBe("memory allocator: the C library's malloc (DKV_ALLOCATOR=jemalloc for jemalloc)");
+  });
+
+  it('reads the mapped shared objects from a maps text', () => {
+    const maps = [
+      '7f00-7f01 r-xp 00000000 08:01 1 /usr/lib/x86_64-linux-gnu/libjemalloc.so.2',
+      '7f01-7f02 r--p 00000000 08:01 1 /usr/lib/x86_64-linux-gnu/libjemalloc.so.2',
+      '7f02-7f03 rw-p 00000000 00:00 0 [heap]',
+      '5600-5601 r-xp 00000000 08:01 2 /usr/bin/node',
+    ].join('\n');
+    expect(mappedObjects(() => maps)).toEqual(['/usr/lib/x86_64-linux-gnu/libjemalloc.so.2']);
+    expect(mappedObjects(() => {
+      throw new Error('no /proc');
+    })).toEqual([]);
   });
 });
