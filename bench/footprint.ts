@@ -73,14 +73,31 @@ interface Node {
 function dkvNode(dir: string, base: number, serverArgs: readonly string[]): Node {
   const layout = devClusterLayout({ nodes: 1, basePort: base, dataDir: join(dir, 'dkv') });
   const node = layout.nodes[0]!;
-  return { endpoint: `127.0.0.1:${node.clientPort}`, start: () => spawn(process.execPath, [dkvBin, 'server', ...node.args, ...serverArgs], { stdio: 'ignore', env: serverProcessEnv() }) };
+  return { endpoint: `127.0.0.1:${node.clientPort}`, start: () => keepStderrTail(spawn(process.execPath, [dkvBin, 'server', ...node.args, ...serverArgs], { stdio: ['ignore', 'ignore', 'pipe'], env: serverProcessEnv() })) };
 }
 
 function etcdNode(dir: string, base: number, etcdBin: string): Node {
   const client = `http://127.0.0.1:${base}`;
   const peer = `http://127.0.0.1:${base + 1}`;
   const args = ['--name', 'etcd1', '--data-dir', join(dir, 'etcd'), '--listen-client-urls', client, '--advertise-client-urls', client, '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `etcd1=${peer}`];
-  return { endpoint: `127.0.0.1:${base}`, start: () => spawn(etcdBin, args, { stdio: 'ignore' }) };
+  return { endpoint: `127.0.0.1:${base}`, start: () => keepStderrTail(spawn(etcdBin, args, { stdio: ['ignore', 'ignore', 'pipe'] })) };
+}
+
+/** How much of a node's stderr the bench keeps, to say why it exited. */
+const stderrTailBytes = 4096;
+const stderrTails = new WeakMap<ChildProcess, string>();
+
+function keepStderrTail(child: ChildProcess): ChildProcess {
+  stderrTails.set(child, '');
+  child.stderr!.on('data', (chunk: Buffer) => stderrTails.set(child, `${stderrTails.get(child)!}${chunk.toString()}`.slice(-stderrTailBytes)));
+  return child;
+}
+
+/** Throws when the node has exited: a bench must not wait for a process that is gone. */
+function assertRunning(child: ChildProcess): void {
+  if (child.exitCode === null && child.signalCode === null) return;
+  const tail = stderrTails.get(child)?.trim() ?? '';
+  throw new Error(`the node exited (${child.exitCode === null ? `signal ${child.signalCode}` : `code ${child.exitCode}`})${tail === '' ? '' : `; its stderr ended:\n${tail}`}`);
 }
 
 function rssBytes(child: ChildProcess): number {
@@ -90,9 +107,10 @@ function rssBytes(child: ChildProcess): number {
 }
 
 /** Milliseconds from now until a Put is acknowledged (a new channel each try: the port may not be open). */
-async function untilServedWrite(endpoint: string): Promise<number> {
+async function untilServedWrite(endpoint: string, child: ChildProcess): Promise<number> {
   const started = performance.now();
   while (performance.now() - started < readyTimeoutMs) {
+    assertRunning(child);
     const channel = new EtcdChannel(endpoint, { callTimeoutMs: 2_000 });
     try {
       await channel.kv('Put', { key: Buffer.from('fp-ready'), value: Buffer.from('1') });
@@ -190,7 +208,7 @@ async function measure(target: string, node: Node, options: FootprintOptions): P
   const mb = (bytes: number): number => Math.round(bytes / 1048576);
   let child = node.start();
   try {
-    await untilServedWrite(node.endpoint);
+    await untilServedWrite(node.endpoint, child);
     const channel = new EtcdChannel(node.endpoint, { callTimeoutMs: 120_000 });
     await sleep(settleMs);
     const empty = rssBytes(child);
@@ -203,7 +221,7 @@ async function measure(target: string, node: Node, options: FootprintOptions): P
     await new Promise((resolve) => child.once('exit', resolve));
     const startedAt = performance.now();
     child = node.start();
-    await untilServedWrite(node.endpoint);
+    await untilServedWrite(node.endpoint, child);
     const restartMs = performance.now() - startedAt;
     const again = new EtcdChannel(node.endpoint, { callTimeoutMs: 120_000 });
     await sleep(settleMs);

@@ -45,15 +45,25 @@ export interface StartupFacts {
  * in /proc/self/maps) and what was asked: a warning when DKV_ALLOCATOR=jemalloc found none, or
  * DKV_ALLOCATOR has a value other than jemalloc or glibc.
  */
-export function allocatorLine(env: Readonly<Record<string, string | undefined>>, mapped: readonly string[]): string {
+export function allocatorLine(env: Readonly<Record<string, string | undefined>>, mapped: readonly string[]): StartupLine {
   const jemalloc = mapped.find((path) => /\/libjemalloc[^/]*$/.test(path));
-  if (jemalloc !== undefined) return `memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=${env.MALLOC_CONF ?? '(its defaults)'})`;
+  if (jemalloc !== undefined) return info(`memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=${env.MALLOC_CONF ?? '(its defaults)'})`);
   const asked = env.DKV_ALLOCATOR;
   const preload = env.LD_PRELOAD ?? '';
   const libc = `memory allocator: the C library's malloc${preload === '' ? '' : ` or one LD_PRELOAD=${preload} loads`}`;
-  if (asked === 'jemalloc') return `${libc}; DKV_ALLOCATOR=jemalloc found no libjemalloc.so.2 (Debian: libjemalloc2), or LD_PRELOAD was set already`;
-  if (asked !== undefined && asked !== '' && asked !== 'glibc') return `${libc}; DKV_ALLOCATOR=${asked} is neither jemalloc nor glibc, and was ignored`;
-  return `${libc} (DKV_ALLOCATOR=jemalloc for jemalloc)`;
+  if (asked === 'jemalloc') return { level: 'warn', text: `${libc}; DKV_ALLOCATOR=jemalloc found no libjemalloc.so.2 (Debian: libjemalloc2), or LD_PRELOAD was set already` };
+  if (asked !== undefined && asked !== '' && asked !== 'glibc') return { level: 'warn', text: `${libc}; DKV_ALLOCATOR=${asked} is neither jemalloc nor glibc, and was ignored` };
+  return info(`${libc} (DKV_ALLOCATOR=jemalloc for jemalloc)`);
+}
+
+/** One start-up line and the level it is logged at (a setting asked for and not in effect warns). */
+export interface StartupLine {
+  readonly level: 'info' | 'warn';
+  readonly text: string;
+}
+
+function info(text: string): StartupLine {
+  return { level: 'info', text };
 }
 
 /** The shared objects this process maps (empty where /proc is not Linux's). */
@@ -73,7 +83,7 @@ export function mappedObjects(maps: () => string = () => readFileSync('/proc/sel
 }
 
 /** The lines a node logs once it serves clients, in the order an operator reads them. */
-export function startupLines(facts: StartupFacts): string[] {
+export function startupLines(facts: StartupFacts): StartupLine[] {
   const { config, memberId, clusterId, recovered } = facts;
   const kind = startKindOf(config, recovered);
   const how = {
@@ -81,28 +91,32 @@ export function startupLines(facts: StartupFacts): string[] {
     join: 'joining an existing cluster (--initial-cluster-state=existing)',
     restart: 'restarted from its data directory',
   }[kind];
-  const lines = [
+  const lines: StartupLine[] = [
     `DKV ${dkvVersion()} (etcd API ${etcdApiVersion}, Node ${process.version}) member ${formatId(memberId)} ("${config.name}") of cluster ${formatId(clusterId)}: ${how}`,
     `data dir ${config.dataDir}${config.configFile === undefined ? '' : `, config file ${config.configFile}`}`,
     `settings not at their defaults: ${config.changedSettings.length === 0 ? '(none)' : config.changedSettings.join(' ')}`,
-    allocatorLine(facts.env ?? process.env, facts.mapped ?? mappedObjects()),
-  ];
+  ].map(info);
+  lines.push(allocatorLine(facts.env ?? process.env, facts.mapped ?? mappedObjects()));
   if (kind === 'restart') {
     for (const shard of recovered) {
       const state = facts.applied.find((a) => a.shard === shard.shard);
       const revision = state?.revision === undefined ? '' : `, revision ${state.revision}`;
       lines.push(
-        `shard ${shard.shard} stored: snapshot index ${shard.snapshotIndex}, last log index ${shard.lastIndex}, ` +
-          `commit ${shard.commit}, term ${shard.term}; applied index ${state?.appliedIndex ?? 0}${revision} before replaying the log`,
+        info(
+          `shard ${shard.shard} stored: snapshot index ${shard.snapshotIndex}, last log index ${shard.lastIndex}, ` +
+            `commit ${shard.commit}, term ${shard.term}; applied index ${state?.appliedIndex ?? 0}${revision} before replaying the log`,
+        ),
       );
     }
   }
   lines.push(
-    `client URLs: listen ${urls(config.listenClientUrls)}, advertise ${urls(config.advertiseClientUrls)}`,
-    `peer URLs: listen ${urls(config.listenPeerUrls)}, advertise ${urls(config.initialAdvertisePeerUrls)}`,
-    `metrics URLs: ${urls(config.listenMetricsUrls)}`,
-    `raft: tick ${config.tickMs} ms, heartbeat ${config.heartbeatTicks} tick(s), election ${config.electionTicks} ticks, ` +
-      `snapshot every ${config.snapshotCount} entries or ${config.snapshotBytes} bytes, max request ${config.maxRequestBytes} bytes`,
+    ...[
+      `client URLs: listen ${urls(config.listenClientUrls)}, advertise ${urls(config.advertiseClientUrls)}`,
+      `peer URLs: listen ${urls(config.listenPeerUrls)}, advertise ${urls(config.initialAdvertisePeerUrls)}`,
+      `metrics URLs: ${urls(config.listenMetricsUrls)}`,
+      `raft: tick ${config.tickMs} ms, heartbeat ${config.heartbeatTicks} tick(s), election ${config.electionTicks} ticks, ` +
+        `snapshot every ${config.snapshotCount} entries or ${config.snapshotBytes} bytes, max request ${config.maxRequestBytes} bytes`,
+    ].map(info),
   );
   return lines;
 }

@@ -47,7 +47,9 @@ describe('start-up lines', () => {
   });
 
   it('give version, ids in hex, data dir, changed settings, URLs and what a restart recovered', () => {
-    const lines = startupLines({ config, memberId: 0x8e9e05c5, clusterId: 0xcdf8, recovered: stored, applied: [{ shard: 1, appliedIndex: 10, revision: 7 }] });
+    const facts = { config, memberId: 0x8e9e05c5, clusterId: 0xcdf8, recovered: stored, applied: [{ shard: 1, appliedIndex: 10, revision: 7 }], env: {}, mapped: [] };
+    const logged = startupLines(facts);
+    const lines = logged.map((line) => line.text);
     expect(lines[0]).toBe(
       `DKV ${dkvVersion()} (etcd API 3.5.0, Node ${process.version}) member 8e9e05c5 ("n1") of cluster cdf8: restarted from its data directory`,
     );
@@ -56,6 +58,10 @@ describe('start-up lines', () => {
     expect(lines).toContain('shard 1 stored: snapshot index 10, last log index 40, commit 38, term 3; applied index 10, revision 7 before replaying the log');
     expect(lines).toContain('client URLs: listen http://127.0.0.1:2379, advertise http://127.0.0.1:2379');
     expect(lines).toContain('peer URLs: listen http://127.0.0.1:2380, advertise http://127.0.0.1:2380');
+    expect(logged.every((line) => line.level === 'info')).toBe(true);
+    // jemalloc asked for and not loaded: the one line at warn level.
+    const warned = startupLines({ ...facts, env: { DKV_ALLOCATOR: 'jemalloc' } }).filter((line) => line.level === 'warn');
+    expect(warned.map((line) => line.text)).toEqual([expect.stringContaining('DKV_ALLOCATOR=jemalloc found no libjemalloc.so.2')]);
   });
 
   it('report once when a restarted shard has applied its stored commit index', () => {
@@ -80,15 +86,19 @@ describe('allocatorLine', () => {
   it('names jemalloc when mapped, warns when asked for and missing or for an unknown value, and says how to ask otherwise', () => {
     const jemalloc = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
     const libc = ['/usr/lib/x86_64-linux-gnu/libc.so.6'];
-    expect(allocatorLine({ LD_PRELOAD: jemalloc, MALLOC_CONF: 'narenas:2' }, [...libc, jemalloc])).toBe(`memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=narenas:2)`);
-    expect(allocatorLine({}, [jemalloc])).toBe(`memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=(its defaults))`);
+    expect(allocatorLine({ LD_PRELOAD: jemalloc, MALLOC_CONF: 'narenas:2' }, [...libc, jemalloc])).toEqual({ level: 'info', text: `memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=narenas:2)` });
+    expect(allocatorLine({}, [jemalloc])).toEqual({ level: 'info', text: `memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=(its defaults))` });
     // Named but not loaded (another architecture's, say): not claimed.
-    expect(allocatorLine({ LD_PRELOAD: jemalloc, DKV_ALLOCATOR: 'jemalloc' }, libc)).toBe(
-      `memory allocator: the C library's malloc or one LD_PRELOAD=${jemalloc} loads; DKV_ALLOCATOR=jemalloc found no libjemalloc.so.2 (Debian: libjemalloc2), or LD_PRELOAD was set already`,
-    );
-    expect(allocatorLine({ DKV_ALLOCATOR: 'jemaloc' }, libc)).toBe("memory allocator: the C library's malloc; DKV_ALLOCATOR=jemaloc is neither jemalloc nor glibc, and was ignored");
-    expect(allocatorLine({ DKV_ALLOCATOR: 'glibc' }, libc)).toBe("memory allocator: the C library's malloc (DKV_ALLOCATOR=jemalloc for jemalloc)");
-    expect(allocatorLine({}, libc)).toBe("memory allocator: the C library's malloc (DKV_ALLOCATOR=jemalloc for jemalloc)");
+    expect(allocatorLine({ LD_PRELOAD: jemalloc, DKV_ALLOCATOR: 'jemalloc' }, libc)).toEqual({
+      level: 'warn',
+      text: `memory allocator: the C library's malloc or one LD_PRELOAD=${jemalloc} loads; DKV_ALLOCATOR=jemalloc found no libjemalloc.so.2 (Debian: libjemalloc2), or LD_PRELOAD was set already`,
+    });
+    expect(allocatorLine({ DKV_ALLOCATOR: 'jemaloc' }, libc)).toEqual({
+      level: 'warn',
+      text: "memory allocator: the C library's malloc; DKV_ALLOCATOR=jemaloc is neither jemalloc nor glibc, and was ignored",
+    });
+    expect(allocatorLine({ DKV_ALLOCATOR: 'glibc' }, libc)).toEqual({ level: 'info', text: "memory allocator: the C library's malloc (DKV_ALLOCATOR=jemalloc for jemalloc)" });
+    expect(allocatorLine({}, libc)).toEqual({ level: 'info', text: "memory allocator: the C library's malloc (DKV_ALLOCATOR=jemalloc for jemalloc)" });
   });
 
   it('reads the mapped shared objects from a maps text', () => {
