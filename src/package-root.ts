@@ -82,8 +82,9 @@ export const processVariables: readonly string[] = ['DKV_ALLOCATOR', 'DKV_DEBUG'
  * glibc's deleted figure fell to ~105 MB when malloc_trim was called from a debugger: the memory
  * is free, just not returned. jemalloc returns free pages on its own, here within 1 s, by a
  * background thread (so an idle node gives memory back too), with two arenas (the event loop and
- * LevelDB's and libuv's threads share them). It costs ~20-35% of the bulk load's rate, which is
- * why it is a choice and not the default.
+ * LevelDB's and libuv's threads share them). Its cost to the bulk load's rate was 20-35% in
+ * the runs above and within the noise in later alternated runs (bench/README.md, 2026-12-07),
+ * so it is a choice and not the default.
  */
 export const jemallocConf = 'narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0,background_thread:true';
 
