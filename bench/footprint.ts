@@ -23,7 +23,7 @@
  */
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdChannel } from '../src/client/index.js';
@@ -56,6 +56,8 @@ const readyTimeoutMs = 600_000;
 const readyPollMs = 20;
 /** How long the delete of every key may take, answered or not, before the run fails. */
 const deleteAllTimeoutMs = 300_000;
+/** After a failed call, how long the bench waits to learn whether the node exited. */
+const nodeExitWaitMs = 1_000;
 /** Between polls for the keys' count after a DeleteRange answered UNAVAILABLE. */
 const deletePollMs = 500;
 const keyPrefix = 'fp/';
@@ -73,31 +75,48 @@ interface Node {
 function dkvNode(dir: string, base: number, serverArgs: readonly string[]): Node {
   const layout = devClusterLayout({ nodes: 1, basePort: base, dataDir: join(dir, 'dkv') });
   const node = layout.nodes[0]!;
-  return { endpoint: `127.0.0.1:${node.clientPort}`, start: () => keepStderrTail(spawn(process.execPath, [dkvBin, 'server', ...node.args, ...serverArgs], { stdio: ['ignore', 'ignore', 'pipe'], env: serverProcessEnv() })) };
+  return { endpoint: `127.0.0.1:${node.clientPort}`, start: () => spawnLogged(process.execPath, [dkvBin, 'server', ...node.args, ...serverArgs], join(dir, 'dkv.stderr'), serverProcessEnv()) };
 }
 
 function etcdNode(dir: string, base: number, etcdBin: string): Node {
   const client = `http://127.0.0.1:${base}`;
   const peer = `http://127.0.0.1:${base + 1}`;
   const args = ['--name', 'etcd1', '--data-dir', join(dir, 'etcd'), '--listen-client-urls', client, '--advertise-client-urls', client, '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `etcd1=${peer}`];
-  return { endpoint: `127.0.0.1:${base}`, start: () => keepStderrTail(spawn(etcdBin, args, { stdio: ['ignore', 'ignore', 'pipe'] })) };
+  return { endpoint: `127.0.0.1:${base}`, start: () => spawnLogged(etcdBin, args, join(dir, 'etcd.stderr'), process.env) };
 }
 
-/** How much of a node's stderr the bench keeps, to say why it exited. */
+/** How much of a node's stderr an error quotes, to say why it exited. */
 const stderrTailBytes = 4096;
-const stderrTails = new WeakMap<ChildProcess, string>();
+const stderrFiles = new WeakMap<ChildProcess, string>();
 
-function keepStderrTail(child: ChildProcess): ChildProcess {
-  stderrTails.set(child, '');
-  child.stderr!.on('data', (chunk: Buffer) => stderrTails.set(child, `${stderrTails.get(child)!}${chunk.toString()}`.slice(-stderrTailBytes)));
-  return child;
+/**
+ * Starts a node whose stderr goes to a file (appended across restarts; the bench does not read
+ * it while the node runs, so a chatty node never waits on the bench).
+ */
+function spawnLogged(command: string, args: readonly string[], stderrPath: string, env: NodeJS.ProcessEnv): ChildProcess {
+  const fd = openSync(stderrPath, 'a');
+  try {
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', fd], env });
+    child.once('error', () => {}); // a missing binary: reported as an exit by assertRunning
+    stderrFiles.set(child, stderrPath);
+    return child;
+  } finally {
+    closeSync(fd);
+  }
 }
 
-/** Throws when the node has exited: a bench must not wait for a process that is gone. */
+/** Throws when the node has exited (or never started): a bench must not wait for a process that is gone. */
 function assertRunning(child: ChildProcess): void {
-  if (child.exitCode === null && child.signalCode === null) return;
-  const tail = stderrTails.get(child)?.trim() ?? '';
-  throw new Error(`the node exited (${child.exitCode === null ? `signal ${child.signalCode}` : `code ${child.exitCode}`})${tail === '' ? '' : `; its stderr ended:\n${tail}`}`);
+  if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) return;
+  const path = stderrFiles.get(child);
+  let tail = '';
+  try {
+    if (path !== undefined) tail = readFileSync(path, 'utf8').slice(-stderrTailBytes).trim();
+  } catch {
+    // no file: nothing to quote
+  }
+  const how = child.pid === undefined ? 'did not start' : child.exitCode === null ? `exited (signal ${child.signalCode})` : `exited (code ${child.exitCode})`;
+  throw new Error(`the node ${how}${tail === '' ? '' : `; its stderr ended:\n${tail}`}`);
 }
 
 function rssBytes(child: ChildProcess): number {
@@ -156,7 +175,7 @@ async function load(channel: EtcdChannel, round: number, options: FootprintOptio
  * polls until the keys are gone, sending the (idempotent) DeleteRange again after each poll that
  * still finds keys, in case that proposal was lost, and gives up after `deleteAllTimeoutMs`.
  */
-async function deleteAll(channel: EtcdChannel): Promise<number> {
+async function deleteAll(channel: EtcdChannel, child: ChildProcess): Promise<number> {
   const range = { key: Buffer.from(keyPrefix), range_end: Buffer.from(keyPrefix.slice(0, -1) + String.fromCharCode(keyPrefix.charCodeAt(keyPrefix.length - 1) + 1)) };
   const unavailable = (error: unknown): boolean => (error as { code?: unknown }).code === grpcStatus.UNAVAILABLE;
   const started = performance.now();
@@ -170,6 +189,7 @@ async function deleteAll(channel: EtcdChannel): Promise<number> {
     for (;;) {
       if (performance.now() - started > deleteAllTimeoutMs) throw new Error(`the keys were not all deleted within ${deleteAllTimeoutMs} ms`);
       await sleep(deletePollMs);
+      assertRunning(child); // UNAVAILABLE from a node that is gone is not a delete still applying
       try {
         const { count } = (await channel.kv('Range', { ...range, count_only: true })) as { count: number | string };
         if (Number(count) === 0) return performance.now() - started;
@@ -232,7 +252,7 @@ async function measure(target: string, node: Node, options: FootprintOptions): P
     await sleep(settleMs);
     const overwritten = rssBytes(child);
 
-    const deleteAllMs = await deleteAll(again);
+    const deleteAllMs = await deleteAll(again, child);
     await again.kv('Compact', { revision: await headRevision(again), physical: true });
     await sleep(settleMs);
     const deleted = rssBytes(child);
@@ -252,6 +272,16 @@ async function measure(target: string, node: Node, options: FootprintOptions): P
       deletedRssMb: mb(deleted),
       deletedOverEmpty: Number((deleted / empty).toFixed(3)),
     };
+  } catch (error) {
+    // A call that failed because the node died: say so, with the end of its stderr.
+    const running = child;
+    if (running.exitCode === null && running.signalCode === null) await Promise.race([new Promise((resolve) => running.once('exit', resolve)), sleep(nodeExitWaitMs)]);
+    try {
+      assertRunning(running);
+    } catch (gone) {
+      throw new Error((gone as Error).message, { cause: error });
+    }
+    throw error;
   } finally {
     child.kill('SIGKILL');
   }

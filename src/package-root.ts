@@ -66,7 +66,28 @@ function unameMachine(): string {
  * DKV_ variables that say how the process runs, not how the server is configured: the server does
  * not warn about them, and `dkv instance` passes them to the servers it starts.
  */
-export const processVariables: readonly string[] = ['DKV_ALLOCATOR', 'DKV_DEBUG', 'DKV_FROM_SOURCE'];
+export const processVariables: readonly string[] = ['DKV_ALLOCATOR', 'DKV_DEBUG', 'DKV_FROM_SOURCE', 'DKV_TEST_PORTS'];
+
+/** The fewest ports DKV_TEST_PORTS may name. */
+export const harnessPortsMin = 100;
+
+/**
+ * The ports that harnesses pick free ones from (the test suites' clusters, jepsen-lite's real
+ * clusters, `dkv instance create` without ports), when `DKV_TEST_PORTS=low-high` narrows them:
+ * for a machine shared with other runs, and for test files running at once, which the suite
+ * gives a slice each (test/setup-ports.ts). Unset: undefined, each picker's own range.
+ */
+export function harnessPortRange(env: Readonly<Record<string, string | undefined>> = process.env): { low: number; high: number } | undefined {
+  const setting = env.DKV_TEST_PORTS;
+  if (setting === undefined || setting === '') return undefined;
+  const match = /^(\d+)-(\d+)$/.exec(setting);
+  const low = Number(match?.[1]);
+  const high = Number(match?.[2]);
+  if (match === null || low < 1024 || high > 65535 || high - low < harnessPortsMin) {
+    throw new Error(`DKV_TEST_PORTS: want low-high within 1024-65535, ${harnessPortsMin} ports at least, got '${setting}'`);
+  }
+  return { low, high };
+}
 
 /**
  * jemalloc's settings for `dkv server` with DKV_ALLOCATOR=jemalloc (MALLOC_CONF, unless the caller

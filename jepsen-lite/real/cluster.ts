@@ -11,7 +11,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { dkvBin, serverProcessEnv } from '../../src/package-root.js';
+import { dkvBin, harnessPortRange, serverProcessEnv } from '../../src/package-root.js';
 import { EtcdChannel, longsAsStrings } from '../../src/client/index.js';
 import { memberChannel } from './clients.js';
 import { ProxyNetwork, proxyHost } from './proxy.js';
@@ -97,9 +97,14 @@ function portFree(port: number): Promise<boolean> {
 
 /** A base port whose block (4 ports per member) is free now. */
 export async function freeBasePort(nodes: number, random: () => number = Math.random): Promise<number> {
-  const blocks = Math.floor((basePortMax - basePortMin) / memberPortStride) - nodes;
+  // DKV_TEST_PORTS narrows the range (a shared machine, test files running at once).
+  const narrowed = harnessPortRange();
+  const low = narrowed?.low ?? basePortMin;
+  const high = narrowed === undefined ? basePortMax : narrowed.high + 1;
+  const blocks = Math.floor((high - low) / memberPortStride) - nodes;
+  if (blocks < 1) throw new Error(`DKV_TEST_PORTS ${low}-${high - 1} has no room for ${nodes} members of ${memberPortStride} ports`);
   for (let attempt = 0; attempt < basePortAttemptsMax; attempt++) {
-    const base = basePortMin + memberPortStride * Math.floor(random() * blocks);
+    const base = low + memberPortStride * Math.floor(random() * blocks);
     const ports = clusterLayout(nodes, base, '').flatMap((m) => [m.clientPort, m.peerPort, m.metricsPort, m.proxyPort]);
     const free = await Promise.all(ports.map(portFree));
     if (free.every(Boolean)) return base;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { checkConfigFile, type ServerConfig } from '../server/config.js';
 import { InstanceError } from './errors.js';
 import { instancesDir } from './home.js';
+import { harnessPortRange } from '../package-root.js';
 import { portPickAttemptsMax, portPickMax, portPickMin } from './limits.js';
 
 /** True when nothing listens on host:port now (checked by listening there for a moment). */
@@ -84,10 +85,14 @@ export async function checkPort(host: string, port: number, what: string, claims
 
 /** A port free on `host` and claimed by no instance, nor in `avoid`; random in the pick range. */
 export async function pickPort(host: string, claims: ReadonlyMap<number, PortClaim>, avoid: ReadonlySet<number>): Promise<number> {
+  // DKV_TEST_PORTS narrows the range (test files running at once each pick from their own slice).
+  const narrowed = harnessPortRange();
+  const low = narrowed?.low ?? portPickMin;
+  const high = narrowed === undefined ? portPickMax : narrowed.high + 1;
   for (let attempt = 0; attempt < portPickAttemptsMax; attempt++) {
-    const port = portPickMin + Math.floor(Math.random() * (portPickMax - portPickMin));
+    const port = low + Math.floor(Math.random() * (high - low));
     if (claims.has(port) || avoid.has(port)) continue;
     if (await portFree(host, port)) return port;
   }
-  throw new InstanceError('port-taken', `no free port found in ${portPickMin}..${portPickMax} after ${portPickAttemptsMax} tries; give --client-port and --peer-port`);
+  throw new InstanceError('port-taken', `no free port found in ${low}..${high} after ${portPickAttemptsMax} tries; give --client-port and --peer-port`);
 }

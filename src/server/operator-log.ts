@@ -42,17 +42,24 @@ export interface StartupFacts {
 
 /**
  * Which malloc the process runs on, from what it maps (`mapped`: the paths of the shared objects
- * in /proc/self/maps) and what was asked: a warning when DKV_ALLOCATOR=jemalloc found none, or
- * DKV_ALLOCATOR has a value other than jemalloc or glibc.
+ * in /proc/self/maps) and what was asked: a warning when DKV_ALLOCATOR=jemalloc found none,
+ * DKV_ALLOCATOR=glibc runs on a jemalloc the caller preloaded, or DKV_ALLOCATOR has a value other
+ * than jemalloc or glibc.
  */
 export function allocatorLine(env: Readonly<Record<string, string | undefined>>, mapped: readonly string[]): StartupLine {
   const jemalloc = mapped.find((path) => /\/libjemalloc[^/]*$/.test(path));
-  if (jemalloc !== undefined) return info(`memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=${env.MALLOC_CONF ?? '(its defaults)'})`);
   const asked = env.DKV_ALLOCATOR;
+  const unknown = asked !== undefined && asked !== '' && asked !== 'glibc' && asked !== 'jemalloc';
+  if (jemalloc !== undefined) {
+    const text = `memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=${env.MALLOC_CONF ?? '(its defaults)'})`;
+    if (unknown) return { level: 'warn', text: `${text}; DKV_ALLOCATOR=${asked} is neither jemalloc nor glibc, and was ignored` };
+    if (asked === 'glibc') return { level: 'warn', text: `${text}; DKV_ALLOCATOR=glibc was not followed: LD_PRELOAD loads jemalloc` };
+    return info(text);
+  }
   const preload = env.LD_PRELOAD ?? '';
   const libc = `memory allocator: the C library's malloc${preload === '' ? '' : ` or one LD_PRELOAD=${preload} loads`}`;
   if (asked === 'jemalloc') return { level: 'warn', text: `${libc}; DKV_ALLOCATOR=jemalloc found no libjemalloc.so.2 (Debian: libjemalloc2), or LD_PRELOAD was set already` };
-  if (asked !== undefined && asked !== '' && asked !== 'glibc') return { level: 'warn', text: `${libc}; DKV_ALLOCATOR=${asked} is neither jemalloc nor glibc, and was ignored` };
+  if (unknown) return { level: 'warn', text: `${libc}; DKV_ALLOCATOR=${asked} is neither jemalloc nor glibc, and was ignored` };
   return info(`${libc} (DKV_ALLOCATOR=jemalloc for jemalloc)`);
 }
 

@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdChannel, type EtcdChannelOptions, prefixRangeEnd } from '../../src/client/index.js';
 import { devClusterLayout, type DevNode } from '../../src/server/config.js';
+import { harnessPortRange } from '../../src/package-root.js';
+import { testPortsDefault } from '../workers.js';
 
 const dkvBin = join(import.meta.dirname, '..', '..', 'bin', 'dkv.js');
 
@@ -28,19 +30,7 @@ function portFree(port: number): Promise<boolean> {
  */
 /** Ports one node of a test cluster takes a block of (client, peer, metrics, and spares). */
 const portsPerNode = 10;
-/** The fewest ports DKV_TEST_PORTS may name. */
-const testPortsMin = 100;
-
-function testPortRange(setting: string | undefined): { low: number; high: number } {
-  if (setting === undefined || setting === '') return { low: 20000, high: 31999 };
-  const match = /^(\d+)-(\d+)$/.exec(setting);
-  const low = Number(match?.[1]);
-  const high = Number(match?.[2]);
-  if (match === null || low < 1024 || high > 65535 || high - low < testPortsMin) throw new Error(`DKV_TEST_PORTS: want low-high, ${testPortsMin} ports at least, got '${setting}'`);
-  return { low, high };
-}
-
-const testPorts = testPortRange(process.env['DKV_TEST_PORTS']);
+const testPorts = harnessPortRange() ?? testPortsDefault;
 
 /** A base port whose whole block (10 per node) is free now. */
 export async function freeBase(nodes: number): Promise<number> {

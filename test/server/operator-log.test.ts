@@ -88,6 +88,15 @@ describe('allocatorLine', () => {
     const libc = ['/usr/lib/x86_64-linux-gnu/libc.so.6'];
     expect(allocatorLine({ LD_PRELOAD: jemalloc, MALLOC_CONF: 'narenas:2' }, [...libc, jemalloc])).toEqual({ level: 'info', text: `memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=narenas:2)` });
     expect(allocatorLine({}, [jemalloc])).toEqual({ level: 'info', text: `memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=(its defaults))` });
+    // jemalloc loaded by a caller's LD_PRELOAD against what DKV_ALLOCATOR says: warned.
+    expect(allocatorLine({ DKV_ALLOCATOR: 'glibc', LD_PRELOAD: jemalloc }, [jemalloc])).toEqual({
+      level: 'warn',
+      text: `memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=(its defaults)); DKV_ALLOCATOR=glibc was not followed: LD_PRELOAD loads jemalloc`,
+    });
+    expect(allocatorLine({ DKV_ALLOCATOR: 'jemaloc', LD_PRELOAD: jemalloc }, [jemalloc])).toEqual({
+      level: 'warn',
+      text: `memory allocator: jemalloc (${jemalloc}, MALLOC_CONF=(its defaults)); DKV_ALLOCATOR=jemaloc is neither jemalloc nor glibc, and was ignored`,
+    });
     // Named but not loaded (another architecture's, say): not claimed.
     expect(allocatorLine({ LD_PRELOAD: jemalloc, DKV_ALLOCATOR: 'jemalloc' }, libc)).toEqual({
       level: 'warn',
