@@ -89,6 +89,12 @@ export function harnessPortRange(env: Readonly<Record<string, string | undefined
   return { low, high };
 }
 
+/** A picker's range, [low, high) with `high` excluded: DKV_TEST_PORTS's when set, else the picker's own. */
+export function harnessPortBounds(low: number, highExcluded: number): { low: number; high: number } {
+  const narrowed = harnessPortRange();
+  return narrowed === undefined ? { low, high: highExcluded } : { low: narrowed.low, high: narrowed.high + 1 };
+}
+
 /**
  * jemalloc's settings for `dkv server` with DKV_ALLOCATOR=jemalloc (MALLOC_CONF, unless the caller
  * set it). glibc's malloc gives back freed memory only from the top of its heap: after a burst of

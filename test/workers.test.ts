@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { harnessPortRange } from '../src/package-root.js';
+import { harnessPortBounds, harnessPortRange } from '../src/package-root.js';
 import { testPortsDefault, testWorkers, workerPorts } from './workers.js';
 
 describe('test workers and their ports', () => {
@@ -22,6 +22,8 @@ describe('test workers and their ports', () => {
     expect(poolId).toBeGreaterThanOrEqual(1);
     const whole = harnessPortRange({ DKV_TEST_PORTS: process.env.VITEST_DKV_PORTS_WHOLE })!;
     expect(process.env.DKV_TEST_PORTS).toBe(workerPorts(whole, poolId, testWorkers()));
+    const slice = harnessPortRange()!;
+    expect(harnessPortBounds(20000, 32000)).toEqual({ low: slice.low, high: slice.high + 1 });
   });
 
   it('reads DKV_TEST_PORTS, and refuses a malformed or too small range', () => {

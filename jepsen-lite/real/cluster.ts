@@ -11,7 +11,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { dkvBin, harnessPortRange, serverProcessEnv } from '../../src/package-root.js';
+import { dkvBin, harnessPortBounds, serverProcessEnv } from '../../src/package-root.js';
 import { EtcdChannel, longsAsStrings } from '../../src/client/index.js';
 import { memberChannel } from './clients.js';
 import { ProxyNetwork, proxyHost } from './proxy.js';
@@ -98,9 +98,7 @@ function portFree(port: number): Promise<boolean> {
 /** A base port whose block (4 ports per member) is free now. */
 export async function freeBasePort(nodes: number, random: () => number = Math.random): Promise<number> {
   // DKV_TEST_PORTS narrows the range (a shared machine, test files running at once).
-  const narrowed = harnessPortRange();
-  const low = narrowed?.low ?? basePortMin;
-  const high = narrowed === undefined ? basePortMax : narrowed.high + 1;
+  const { low, high } = harnessPortBounds(basePortMin, basePortMax);
   const blocks = Math.floor((high - low) / memberPortStride) - nodes;
   if (blocks < 1) throw new Error(`DKV_TEST_PORTS ${low}-${high - 1} has no room for ${nodes} members of ${memberPortStride} ports`);
   for (let attempt = 0; attempt < basePortAttemptsMax; attempt++) {

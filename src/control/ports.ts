@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { checkConfigFile, type ServerConfig } from '../server/config.js';
 import { InstanceError } from './errors.js';
 import { instancesDir } from './home.js';
-import { harnessPortRange } from '../package-root.js';
+import { harnessPortBounds } from '../package-root.js';
 import { portPickAttemptsMax, portPickMax, portPickMin } from './limits.js';
 
 /** True when nothing listens on host:port now (checked by listening there for a moment). */
@@ -86,9 +86,7 @@ export async function checkPort(host: string, port: number, what: string, claims
 /** A port free on `host` and claimed by no instance, nor in `avoid`; random in the pick range. */
 export async function pickPort(host: string, claims: ReadonlyMap<number, PortClaim>, avoid: ReadonlySet<number>): Promise<number> {
   // DKV_TEST_PORTS narrows the range (test files running at once each pick from their own slice).
-  const narrowed = harnessPortRange();
-  const low = narrowed?.low ?? portPickMin;
-  const high = narrowed === undefined ? portPickMax : narrowed.high + 1;
+  const { low, high } = harnessPortBounds(portPickMin, portPickMax);
   for (let attempt = 0; attempt < portPickAttemptsMax; attempt++) {
     const port = low + Math.floor(Math.random() * (high - low));
     if (claims.has(port) || avoid.has(port)) continue;
