@@ -109,9 +109,9 @@ export function harnessPortBounds(low: number, highExcluded: number): { low: num
  * glibc's deleted figure fell to ~105 MB when malloc_trim was called from a debugger: the memory
  * is free, just not returned. jemalloc returns free pages on its own, here within 1 s, by a
  * background thread (so an idle node gives memory back too), with two arenas (the event loop and
- * LevelDB's and libuv's threads share them). Its cost to the bulk load's rate was 20-35% in
- * the runs above and within the noise in later alternated runs (bench/README.md, 2026-12-07),
- * so it is a choice and not the default.
+ * LevelDB's and libuv's threads share them). It costs ~10% of the bulk load's rate and ~16% of
+ * the restart (medians of five alternated footprint runs, bench/README.md), so it is a choice
+ * and not the default.
  */
 export const jemallocConf = 'narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0,background_thread:true';
 
