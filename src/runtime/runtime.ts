@@ -7,12 +7,12 @@
  * A cycle, started on the scheduler's next turn after anything changed:
  *  1. queued proposals (one Raft proposal per shard, stamped with this node's clock when it
  *     leads), configuration changes and reads (one ReadIndex round per shard) go into the groups;
- *  2. `ready()` of every group; messages that need no persistence go out at once (a leader's
- *     appends travel in parallel with its own write), except appends that only carry a new
- *     commit index no other member waits for, which go one task later, after the answers that
- *     commit released;
- *  3. ONE save for every group's entries and hard state (group commit), synced when any group
- *     needs it; a save of commit indexes alone is not waited for;
+ *  2. `ready()` of every group, then ONE save for every group's entries and hard state (group
+ *     commit), synced when any group needs it; a save of commit indexes alone is not waited for;
+ *  3. the messages that need no persistence go out once that save has been handed to the
+ *     storage (a leader's appends travel in parallel with its own write, which starts first),
+ *     except appends that only carry a new commit index no other member waits for, which go one
+ *     task later, after the answers that commit released;
  *  4. while that save runs, committed entries are applied (durable on a quorum already) and
  *     waiting writes resolve;
  *  5. once the save is done, and every earlier cycle's too: the messages that promise
@@ -1193,14 +1193,15 @@ export class NodeRuntime {
     const updates: ShardUpdate[] = [];
     let mustSync = false;
     let commitNews: Array<[ShardState, readonly Message[]]> | undefined;
+    const outgoing: Array<[ShardState, readonly Message[]]> = [];
     for (const [shard, ready] of readies) {
       // A group removed meanwhile (by a listener) sends, saves and applies nothing more.
       if (shard.removed) continue;
       this.noteSoftState(shard, ready);
       if (shard.removed) continue;
       if (onlyCommitNews(ready, this.options.memberId)) (commitNews ??= []).push([shard, ready.messages]);
-      else this.send(shard, ready.messages);
-      if (this.options.unsafe?.acknowledgeBeforePersist === true) this.send(shard, ready.messagesAfterPersist);
+      else outgoing.push([shard, ready.messages]);
+      if (this.options.unsafe?.acknowledgeBeforePersist === true) outgoing.push([shard, ready.messagesAfterPersist]);
       if (ready.entries.length > 0 || ready.hardState !== undefined || ready.snapshot !== undefined) {
         // The applied index lets the log's tail cache drop applied entries between snapshots.
         const appliedInMemory = ready.snapshot === undefined ? shard.machine.appliedIndex : undefined;
@@ -1232,6 +1233,9 @@ export class NodeRuntime {
       });
       if (!mustSync) cycle.saved = true;
     }
+    // The messages leave once the write has been handed to the storage, so that a leader's own
+    // write starts before its sends and before the followers they wake take the CPU.
+    for (const [shard, messages] of outgoing) if (!shard.removed) this.send(shard, messages);
     // Committed entries are durable on a quorum already: apply them while our own write runs.
     for (const [shard, ready] of readies) {
       if (shard.removed) continue;
