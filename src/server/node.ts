@@ -505,6 +505,7 @@ export class DkvNode {
         this.metrics.peerReceivedBytes.inc(bytes.received - this.metrics.peerReceivedBytes.get({ From: To }), { From: To });
       }
     });
+    logStore.onSyncedWrite((seconds) => this.metrics.logSyncedWriteSeconds.observe(seconds));
     // Group commit at work: saves (one per runtime cycle that wrote) against the fsyncs they shared.
     this.metrics.registry.counter({
       name: 'dkv_log_synced_batches_total',

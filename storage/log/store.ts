@@ -145,6 +145,7 @@ export class LevelLogStore implements ShardLogHost {
   private readonly deletions: DeletionTask[] = [];
   private readonly background = new Set<Promise<unknown>>();
   private idleWaiters: Array<() => void> = [];
+  private syncedWriteListener: ((seconds: number) => void) | undefined;
   readonly stats: LogStoreStats = { syncedBatches: 0, saves: 0, compactedKeys: 0, loads: 0 };
   private readonly groupCommit: boolean;
   private readonly sync: boolean;
@@ -204,6 +205,15 @@ export class LevelLogStore implements ShardLogHost {
   }
 
   // ---- Writes --------------------------------------------------------------------------------
+
+  /**
+   * `listener` gets the seconds of every synced batch from the moment it is handed to LevelDB to
+   * its completion: the disk's part of a save, without the queueing before it (the server's
+   * `dkv_log_synced_write_duration_seconds`). One listener; a later call replaces it.
+   */
+  onSyncedWrite(listener: (seconds: number) => void): void {
+    this.syncedWriteListener = listener;
+  }
 
   save(updates: readonly ShardUpdate[], options: SaveOptions = {}): Promise<void> {
     if (this.closed) return Promise.reject(new StorageFailedError('the log store is closed'));
@@ -419,10 +429,11 @@ export class LevelLogStore implements ShardLogHost {
     const ops = this.takeDeletionStep().concat(batch.ops);
     const synced = batch.mustSync && this.sync;
     this.writing = true;
+    const startedMs = performance.now();
     this.writeBatch(ops, synced).then(
       () => {
         this.writing = false;
-        if (synced) this.stats.syncedBatches++;
+        if (synced) this.noteSynced(startedMs);
         this.stats.saves += batch.waiters.length;
         for (const waiter of batch.waiters) waiter.resolve();
         // What queued meanwhile goes out now, as the next group (deferred saves alone wait).
@@ -455,10 +466,11 @@ export class LevelLogStore implements ShardLogHost {
 
   private writeAlone(ops: BatchOp[], waiter: Waiter): void {
     this.writingAlone++;
+    const startedMs = performance.now();
     this.writeBatch(this.takeDeletionStep().concat(ops), this.sync).then(
       () => {
         this.writingAlone--;
-        this.stats.syncedBatches++;
+        if (this.sync) this.noteSynced(startedMs);
         this.stats.saves++;
         waiter.resolve();
         this.notifyIdle();
@@ -469,6 +481,11 @@ export class LevelLogStore implements ShardLogHost {
         waiter.reject(this.failure!);
       },
     );
+  }
+
+  private noteSynced(startedMs: number): void {
+    this.stats.syncedBatches++;
+    this.syncedWriteListener?.((performance.now() - startedMs) / 1000);
   }
 
   private takeDeletionStep(): BatchOp[] {

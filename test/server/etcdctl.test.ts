@@ -146,6 +146,9 @@ describe('etcdctl against a 3-node DKV cluster', () => {
     const saves = Number(/^dkv_log_saves_total (\d+)$/m.exec(text)?.[1]);
     expect(synced).toBeGreaterThan(0);
     expect(saves).toBeGreaterThanOrEqual(synced);
+    // Each synced batch's own write time, one observation per batch (buckets from 100 µs).
+    expect(Number(/^dkv_log_synced_write_duration_seconds_count (\d+)$/m.exec(text)?.[1])).toBe(synced);
+    expect(text).toMatch(/^dkv_log_synced_write_duration_seconds_bucket\{le="0\.0001"\} \d+$/m);
     // Leader changes: etcd's counts the default store's, DKV's every shard's (the meta shard's too).
     const defaultChanges = Number(/^etcd_server_leader_changes_seen_total (\d+)$/m.exec(text)?.[1]);
     expect(defaultChanges).toBeGreaterThan(0);

@@ -76,6 +76,24 @@ describe('group commit', () => {
     expect(store.stats.saves).toBe(4);
   });
 
+  it('reports the duration of every synced batch to the listener, and of no unsynced one', async () => {
+    const { store } = await openStore();
+    const seconds: number[] = [];
+    store.onSyncedWrite((s) => seconds.push(s));
+    await Promise.all([store.save([{ shard: 1, entries: entries(1, 2, 1) }]), store.save([{ shard: 2, entries: entries(1, 2, 1) }])]);
+    expect(seconds).toHaveLength(1);
+    await store.save([{ shard: 1, hardState: { term: 1, vote: 0, commit: 2 } }], { sync: false });
+    expect(seconds).toHaveLength(1);
+    const started = performance.now();
+    await store.save([{ shard: 1, entries: entries(3, 3, 1) }]);
+    const waited = (performance.now() - started) / 1000;
+    expect(seconds).toHaveLength(2);
+    expect(store.stats.syncedBatches).toBe(2);
+    // The batch's own time: positive, and never more than the save waited in all.
+    expect(seconds[1]).toBeGreaterThan(0);
+    expect(seconds[1]).toBeLessThanOrEqual(waited);
+  });
+
   it('a deferrable save (a commit index alone) waits for the next batch and is written with it', async () => {
     const { store, reopen } = await openStore();
     await store.save([{ shard: 1, entries: entries(1, 4, 1), hardState: { term: 1, vote: 1, commit: 1 } }]);
