@@ -342,7 +342,7 @@ export interface ServerMetrics {
   readonly proposalsApplied: Gauge;
   readonly proposalsPending: Gauge;
   readonly proposalsFailed: Counter;
-  /** From a runtime cycle's start to its synced save (queueing and the batch's write included). */
+  /** From a save being handed to the log store to its completion (the wait behind a batch in flight included). */
   readonly walFsyncSeconds: Histogram;
   /** The synced LevelDB batch alone, from being handed to LevelDB to its completion. */
   readonly logSyncedWriteSeconds: Histogram;

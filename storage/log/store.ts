@@ -208,8 +208,9 @@ export class LevelLogStore implements ShardLogHost {
 
   /**
    * `listener` gets the seconds of every synced batch from the moment it is handed to LevelDB to
-   * its completion: the disk's part of a save, without the queueing before it (the server's
-   * `dkv_log_synced_write_duration_seconds`). One listener; a later call replaces it.
+   * its completion callback, without the wait behind an earlier batch (the server's
+   * `dkv_log_synced_write_duration_seconds`), once the batch's saves have resolved. One
+   * listener; a later call replaces it.
    */
   onSyncedWrite(listener: (seconds: number) => void): void {
     this.syncedWriteListener = listener;
@@ -433,9 +434,11 @@ export class LevelLogStore implements ShardLogHost {
     this.writeBatch(ops, synced).then(
       () => {
         this.writing = false;
-        if (synced) this.noteSynced(startedMs);
+        const seconds = (performance.now() - startedMs) / 1000;
+        if (synced) this.stats.syncedBatches++;
         this.stats.saves += batch.waiters.length;
         for (const waiter of batch.waiters) waiter.resolve();
+        if (synced) this.syncedWriteListener?.(seconds);
         // What queued meanwhile goes out now, as the next group (deferred saves alone wait).
         if (this.pending.eager || this.deletions.length > 0 || (this.idleWaiters.length > 0 && this.pending.ops.length > 0)) this.flush();
         else {
@@ -470,9 +473,11 @@ export class LevelLogStore implements ShardLogHost {
     this.writeBatch(this.takeDeletionStep().concat(ops), this.sync).then(
       () => {
         this.writingAlone--;
-        if (this.sync) this.noteSynced(startedMs);
+        const seconds = (performance.now() - startedMs) / 1000;
+        if (this.sync) this.stats.syncedBatches++;
         this.stats.saves++;
         waiter.resolve();
+        if (this.sync) this.syncedWriteListener?.(seconds);
         this.notifyIdle();
       },
       (error: unknown) => {
@@ -481,11 +486,6 @@ export class LevelLogStore implements ShardLogHost {
         waiter.reject(this.failure!);
       },
     );
-  }
-
-  private noteSynced(startedMs: number): void {
-    this.stats.syncedBatches++;
-    this.syncedWriteListener?.((performance.now() - startedMs) / 1000);
   }
 
   private takeDeletionStep(): BatchOp[] {

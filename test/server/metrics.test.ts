@@ -159,6 +159,7 @@ describe('the node\'s metrics', () => {
       etcd_server_proposals_failed_total: 'counter',
       etcd_disk_wal_fsync_duration_seconds: 'histogram',
       etcd_disk_backend_commit_duration_seconds: 'histogram',
+      dkv_log_synced_write_duration_seconds: 'histogram',
       etcd_network_peer_sent_bytes_total: 'counter',
       etcd_mvcc_db_total_size_in_bytes: 'gauge',
       etcd_debugging_mvcc_keys_total: 'gauge',
