@@ -14,7 +14,8 @@
 #   COMPARE_SCALE=F     multiply every workload's --total (--put-total) by F (default 1; 0.2 for a quick look)
 #   COMPARE_ONLY=RE     run only the workloads whose name matches the extended regex RE
 #                       (e.g. COMPARE_ONLY='one key', COMPARE_ONLY='^put', COMPARE_ONLY='^lease';
-#                       COMPARE_ONLY=idle for the idle cost alone; COMPARE_ONLY=auth for the rows
+#                       COMPARE_ONLY=idle for the idle cost alone; COMPARE_ONLY=disk for each
+#                       member's mean log sync after the rows that ran; COMPARE_ONLY=auth for the rows
 #                       run with auth enabled on both clusters, whose names end in ", auth": a
 #                       regex such as '^put' picks them too, and turns auth on and off for them)
 #   COMPARE_KEEP=1      keep the temporary directory (logs, raw results) instead of removing it
@@ -375,6 +376,29 @@ const print = (which) => {
 };
 console.log(['kv', 'watch', 'lease', 'counter', 'lock'].map(print).filter((t) => t !== undefined).join('\n\n'));
 EOF
+
+# ---- Disk: each member's log sync latency over everything above, from its own /metrics. etcd:
+# ---- etcd_disk_wal_fsync_duration_seconds (the fsync call). DKV: dkv_log_synced_write_duration_seconds
+# ---- (a synced LevelDB batch: write, fsync and the thread-pool round trip) and
+# ---- etcd_disk_wal_fsync_duration_seconds (from the save being handed to the log store).
+metric_mean_ms() { # url name: the histogram's mean in ms over the member's life ("-" when absent)
+  curl -fsS --max-time 5 "$1" 2>/dev/null | awk -v n="$2" '
+    $1 == n "_sum" { s = $2 } $1 == n "_count" { c = $2 }
+    END { if (c > 0) printf "%.3f", 1000 * s / c; else printf "-" }'
+}
+if selected "disk"; then
+  echo
+  echo "log sync, mean ms per member over the run (counted from each member's start):"
+  etcd_fsync="" dkv_write="" dkv_save=""
+  for i in 0 1 2; do
+    etcd_fsync+="$(metric_mean_ms "http://127.0.0.1:$((e + 10 * i))/metrics" etcd_disk_wal_fsync_duration_seconds) "
+    dkv_write+="$(metric_mean_ms "http://127.0.0.1:$((base + 10 * i + 2))/metrics" dkv_log_synced_write_duration_seconds) "
+    dkv_save+="$(metric_mean_ms "http://127.0.0.1:$((base + 10 * i + 2))/metrics" etcd_disk_wal_fsync_duration_seconds) "
+  done
+  echo "  etcd  wal fsync              $etcd_fsync"
+  echo "  dkv   synced LevelDB batch   $dkv_write"
+  echo "  dkv   save (queue included)  $dkv_save"
+fi
 
 # ---- Idle: what each 3-node cluster costs when nobody calls it (after the workloads above: their
 # ---- keys and leases stay), CPU and resident memory per member, sampled over idle_sample_s.
