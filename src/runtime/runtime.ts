@@ -11,9 +11,9 @@
  *     commit), synced when any group needs it; a save of commit indexes alone is not waited for;
  *  3. the messages that need no persistence go out once that save has been handed to the
  *     storage (a leader's appends travel in parallel with its own write, which starts first when
- *     no earlier batch is still being written),
- *     except appends that only carry a new commit index no other member waits for, which go one
- *     task later, after the answers that commit released;
+ *     no earlier batch is still being written), except appends that only carry a new commit
+ *     index no other member waits for, which go one task later, after the answers that commit
+ *     released;
  *  4. while that save runs, committed entries are applied (durable on a quorum already) and
  *     waiting writes resolve;
  *  5. once the save is done, and every earlier cycle's too: the messages that promise
