@@ -292,6 +292,9 @@ describe('an online shard split', () => {
     // The sampled reads were even over the letters: the cut is near the middle one.
     const cut = Buffer.from(high!.start as Buffer).toString();
     expect(cut >= '/hot/f' && cut <= '/hot/u').toBe(true);
+    // The map shows the split once the meta shard has applied it; the node that asked for it
+    // counts and logs it when its request returns, which can be a moment later.
+    await waitUntil(async () => (await counted('dkv_shard_auto_splits_total{reason="load"}')) >= 1, 10_000, () => cluster.logs());
     expect(await counted('dkv_shard_auto_splits_total{reason="load"}')).toBe(1);
     expect(cluster.logs()).toMatch(/automatic split: shard \d+ of store "hot" split at "\/hot\/[a-z]" into shards \d+ and \d+ \(load: /);
     for (const letter of letters) expect(ctl(0, 'get', `/hot/${letter}`, '--print-value-only').stdout.trim()).toBe(letter);
