@@ -235,9 +235,12 @@ describe('an online shard split', () => {
     await admin(0, 'StoreCreate', { name: 'big', prefix: b('/big/'), shards: 1 });
     const bigKey = (i: number) => `/big/${String(i).padStart(3, '0')}`;
     const value = 'x'.repeat(1000);
-    // 300 values of 1,000 bytes (about 310 KiB with their keys and versions' headers), 50 per txn.
-    for (let t = 0; t < 6; t++) {
-      const success = Array.from({ length: 50 }, (_, i) => ({ request_put: { key: b(bigKey(t * 50 + i)), value: b(value) } }));
+    // 300 values of 1,000 bytes (about 310 KiB with their keys and versions' headers), 100 per
+    // txn: after two txns the shard holds about 207 KiB, well under the threshold, so the split
+    // can only come after the third, with all 300 keys in (with 50 per txn, 250 keys were already
+    // past it and the split once came at the 125th key).
+    for (let t = 0; t < 3; t++) {
+      const success = Array.from({ length: 100 }, (_, i) => ({ request_put: { key: b(bigKey(t * 100 + i)), value: b(value) } }));
       await callRetrying(t % 3, 'etcdserverpb.KV', 'Txn', { success });
     }
     await waitUntil(async () => (await shardsOf('big')).length === 2, 15_000, () => cluster.logs());
