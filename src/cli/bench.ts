@@ -1,4 +1,6 @@
 /** `dkv bench <target>`: benchmarks that print numbers (they never gate CI). */
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { intOption, parseEndpoints, parseOptions, UsageError, withUsage } from './args.js';
 import { type Credentials, credentialsOf, credentialsOptionsHelp } from './credentials.js';
 import { Endpoints, commandTimeoutMs, failureMessage } from './remote.js';
@@ -479,6 +481,14 @@ async function footprintCommand(args: string[]): Promise<number> {
   const { footprintDefaults: d, footprintTable, runFootprintBench } = await import('../../bench/footprint.js');
   const targets = (o.target ?? 'dkv,etcd').split(',');
   for (const target of targets) if (target !== 'dkv' && target !== 'etcd') throw new UsageError(`--target: dkv, etcd or dkv,etcd, got "${target}"`);
+  if (targets.includes('dkv')) {
+    // The node runs what bin/dkv.js runs: without a usable build, the sources through tsx, whose
+    // loader and transpiler the figures would then include.
+    const { packageRoot } = await import('../package-root.js');
+    const loader = (await import(pathToFileURL(join(packageRoot, 'bin', 'load.js')).href)) as { buildUnusable(): string | undefined };
+    const unusable = loader.buildUnusable();
+    if (unusable !== undefined) process.stderr.write(`dkv bench footprint: the DKV node runs the sources through tsx, not the build (${unusable}): run "npm run build" to measure the build\n`);
+  }
   const json = o.json === true;
   const print = (line: string): void => {
     process.stdout.write(`${line}\n`);
