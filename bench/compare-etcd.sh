@@ -44,18 +44,24 @@ command -v "$etcd_bin" >/dev/null 2>&1 \
 command -v etcdctl >/dev/null 2>&1 || fail "etcdctl not found; install it (Debian: apt-get install etcd-client)"
 command -v node >/dev/null 2>&1 || fail "node not found"
 [[ -d "$repo/node_modules" ]] || fail "run npm install in $repo first"
+[[ "$scale" =~ ^[0-9]*\.?[0-9]+$ ]] || fail "COMPARE_SCALE must be a positive number, got \"$scale\""
+etcd_version="$("$etcd_bin" --version 2>/dev/null | head -n 1 || true)"
+[[ "$etcd_version" == *"Version: 3."* ]] || fail "\"$etcd_bin --version\" does not report etcd 3.x: $etcd_version"
 # The rows measure the compiled build. With DKV_FROM_SOURCE=1, no build, or a build older than
 # the sources, bin/dkv.js runs the TypeScript through tsx (bin/load.js), whose loader and
 # transpiler slow every DKV process and the load generator (bench/README.md).
 [[ "${DKV_FROM_SOURCE:-}" != 1 ]] || fail "DKV_FROM_SOURCE=1 runs the sources through tsx; unset it: the rows measure the build"
-build_state="$(cd "$repo" && node --input-type=module -e "const { buildUnusable } = await import('./bin/load.js'); process.stdout.write(buildUnusable() ?? 'usable')")"
-if [[ "$build_state" != usable ]]; then
-  echo "compare-etcd.sh: the build in dist/ is $build_state; running npm run build" >&2
+build_state() {
+  (cd "$repo" && node --input-type=module -e "const { buildUnusable } = await import('./bin/load.js'); process.stdout.write(buildUnusable() ?? 'usable')") \
+    || fail "could not check the build in dist/ (bin/load.js)"
+}
+dkv_build="$(build_state)"
+if [[ "$dkv_build" != usable ]]; then
+  echo "compare-etcd.sh: the build in dist/ is $dkv_build; running npm run build" >&2
   (cd "$repo" && npm run --silent build) || fail "npm run build failed"
+  dkv_build="$(build_state)"
+  [[ "$dkv_build" == usable ]] || fail "the build in dist/ is still $dkv_build after npm run build (a source file dated in the future?)"
 fi
-[[ "$scale" =~ ^[0-9]*\.?[0-9]+$ ]] || fail "COMPARE_SCALE must be a positive number, got \"$scale\""
-etcd_version="$("$etcd_bin" --version 2>/dev/null | head -n 1 || true)"
-[[ "$etcd_version" == *"Version: 3."* ]] || fail "\"$etcd_bin --version\" does not report etcd 3.x: $etcd_version"
 
 work="$(mktemp -d)"  # a fresh temporary directory for both clusters
 etcd_pids=()

@@ -19,7 +19,7 @@ function newestSource(dir) {
   return newest;
 }
 
-/** Why the build cannot be used, or undefined when it can (bench/stores.ts asks too: it measures the build). */
+/** Why the build cannot be used, or undefined when it can (the benches ask too: they measure the build). */
 export function buildUnusable() {
   if (process.env.DKV_FROM_SOURCE === '1') return 'DKV_FROM_SOURCE=1';
   const info = new URL('dist/.tsbuildinfo', root);

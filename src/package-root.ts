@@ -37,16 +37,15 @@ export const mallocMmapThresholdBytes = 64 * 1024;
  * glibc's arena limit for `dkv server` processes (MALLOC_ARENA_MAX). glibc's own is 8 per CPU: a
  * thread that finds the arenas in use by others gets one of its own (libuv's thread pool,
  * LevelDB's compaction thread, V8's workers), and each arena keeps the holes a burst of writes
- * leaves in it, giving memory back from its top only. With two (the event loop's, and one the
- * other threads share, as jemallocConf's narenas:2), four alternated bench/footprint.ts runs at
+ * leaves in it, giving memory back from its top only. With two, which all threads share (as
+ * jemallocConf's narenas:2 does for jemalloc), four alternated bench/footprint.ts runs at
  * 500k keys against four with glibc's default (medians): resident after the keys were overwritten
  * and compacted 228 against 244 MB (growth over the loaded node 1.06 against 1.16), after all were
- * deleted 217 against 226 MB, bulk load 68.5k against 62.4k keys/s, restart 1.86 against 2.03 s.
- * Puts did not slow: one node, one client, three alternated rounds, p50 1.15-1.95 ms against
+ * deleted 217 against 226 MB, bulk load 68.6k against 62.4k keys/s, restart 1.86 against 2.02 s.
+ * Puts slowed no more than the noise: one node, one client, three alternated rounds, p50 1.15-1.95 ms against
  * 1.21-1.75; 3 nodes (compare-etcd.sh's put rows, four alternated rounds), one client's p50 at
  * 1.33-1.49x etcd's against 1.75-2.10x, 100 clients' rate at 0.83-0.96x against 0.85-1.06x.
- * One arena did as well in two footprint runs, but makes the other threads wait on the event
- * loop's.
+ * One arena did as well in two footprint runs, but would make every thread wait on one lock.
  */
 export const mallocArenaMax = 2;
 

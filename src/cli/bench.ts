@@ -487,7 +487,8 @@ async function footprintCommand(args: string[]): Promise<number> {
     const { packageRoot } = await import('../package-root.js');
     const loader = (await import(pathToFileURL(join(packageRoot, 'bin', 'load.js')).href)) as { buildUnusable(): string | undefined };
     const unusable = loader.buildUnusable();
-    if (unusable !== undefined) process.stderr.write(`dkv bench footprint: the DKV node runs the sources through tsx, not the build (${unusable}): run "npm run build" to measure the build\n`);
+    const remedy = unusable === 'DKV_FROM_SOURCE=1' ? 'unset DKV_FROM_SOURCE' : 'run "npm run build"';
+    if (unusable !== undefined) process.stderr.write(`dkv bench footprint: the DKV node runs the sources through tsx, not the build (${unusable}): ${remedy} to measure the build\n`);
   }
   const json = o.json === true;
   const print = (line: string): void => {

@@ -15,8 +15,8 @@
  *    held; V8 releases an ArrayBuffer's memory one collection after its owner).
  * At most once per `settleIntervalMsMin`. Whether the freed memory leaves the resident set is the
  * C allocator's business: `dkv server` run as the `dkv` command, or by `dkv dev`, `dkv instance` or
- * jepsen-lite, has glibc's mmap threshold fixed (`serverProcessEnv` in src/package-root.ts), so
- * large buffers are returned when freed.
+ * jepsen-lite, has glibc's mmap threshold and arena limit fixed (`serverProcessEnv` in
+ * src/package-root.ts), so large buffers are returned when freed and fewer arenas keep holes.
  */
 import { fullGc } from './defragment.js';
 import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin, settleRewriteInUseFraction } from './limits.js';

@@ -20,7 +20,7 @@ describe('dkv bench footprint', () => {
   it('warns when the DKV node would run the sources through tsx rather than the build', () => {
     const args = [dkvBin, 'bench', 'footprint', '--target', 'dkv', '--keys', '1000', '--settle-ms', '0', '--server-args=--no-such-flag'];
     const run = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...process.env, DKV_FROM_SOURCE: '1' }, timeout: 60_000 });
-    expect(run.stderr).toContain('dkv bench footprint: the DKV node runs the sources through tsx, not the build (DKV_FROM_SOURCE=1): run "npm run build" to measure the build');
+    expect(run.stderr).toContain('dkv bench footprint: the DKV node runs the sources through tsx, not the build (DKV_FROM_SOURCE=1): unset DKV_FROM_SOURCE to measure the build');
     // The run goes on (and here stops at the node's refusal of the flag).
     expect(run.stderr).toMatch(/the node exited \(code 2\)/);
     expect(run.status).not.toBe(0);

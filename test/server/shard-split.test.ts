@@ -237,8 +237,8 @@ describe('an online shard split', () => {
     const value = 'x'.repeat(1000);
     // 300 values of 1,000 bytes (about 310 KiB with their keys and versions' headers), 100 per
     // txn: after two txns the shard holds about 207 KiB, well under the threshold, so the split
-    // can only come after the third, with all 300 keys in (with 50 per txn, 250 keys were already
-    // past it and the split once came at the 125th key).
+    // can only come after the third, with all 300 keys in (in txns of 50, 250 keys, ~259 KiB,
+    // would already pass it, and the split could come at /big/125).
     for (let t = 0; t < 3; t++) {
       const success = Array.from({ length: 100 }, (_, i) => ({ request_put: { key: b(bigKey(t * 100 + i)), value: b(value) } }));
       await callRetrying(t % 3, 'etcdserverpb.KV', 'Txn', { success });
