@@ -42,10 +42,11 @@ export const mallocMmapThresholdBytes = 64 * 1024;
  * 500k keys against four with glibc's default (medians): resident after the keys were overwritten
  * and compacted 228 against 244 MB (growth over the loaded node 1.06 against 1.16), after all were
  * deleted 217 against 226 MB, bulk load 68.6k against 62.4k keys/s, restart 1.86 against 2.02 s.
- * Puts slowed no more than the noise: one node, one client, three alternated rounds, p50 1.15-1.95 ms against
- * 1.21-1.75; 3 nodes (compare-etcd.sh's put rows, four alternated rounds), one client's p50 at
- * 1.33-1.49x etcd's against 1.75-2.10x, 100 clients' rate at 0.83-0.96x against 0.85-1.06x.
- * One arena did as well in two footprint runs, but would make every thread wait on one lock.
+ * Puts slowed no more than the noise: one node, one client, three alternated rounds, p50
+ * 1.15-1.95 ms against 1.21-1.75; 3 nodes (compare-etcd.sh's put rows, four alternated rounds),
+ * one client's p50 at 1.33-1.49x etcd's against 1.75-2.10x, 100 clients' rate at 0.83-0.96x
+ * against 0.85-1.06x. One arena did as well in two footprint runs, but would make every thread
+ * wait on one lock.
  */
 export const mallocArenaMax = 2;
 
