@@ -37,7 +37,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DkvClient } from '../src/client/index.js';
 import { mountShardsMax } from '../src/cluster/index.js';
-import { dkvBin, packageRoot, serverProcessEnv } from '../src/package-root.js';
+import { buildUnusable, dkvBin, serverProcessEnv } from '../src/package-root.js';
 import { devClusterLayout, type DevNode } from '../src/server/config.js';
 import { type LoadOptions, type LoadResult, runLoad } from './etcd-load.js';
 
@@ -485,9 +485,7 @@ async function main(): Promise<number> {
   const basePort = parseCount(values['base-port'], d.basePort, 'base-port', 1_024, 65_000);
   // The servers would run the sources through tsx (bin/load.js), whose loader and transpiler
   // add memory and CPU of their own: what this bench measures is the build.
-  const loader = pathToFileURL(join(packageRoot, 'bin', 'load.js')).href;
-  const { buildUnusable } = (await import(loader)) as { buildUnusable(): string | undefined };
-  const unusable = buildUnusable();
+  const unusable = await buildUnusable();
   if (unusable !== undefined) {
     process.stderr.write(`bench/stores.ts: the servers would not run the build in dist/ (${unusable}): run "npm run build" first (npm run bench:stores does)\n`);
     return 2;

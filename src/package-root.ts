@@ -5,7 +5,7 @@
  */
 import { accessSync, constants } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -17,6 +17,16 @@ export const packageRoot = runsCompiled ? join(here, '..', '..') : join(here, '.
 
 /** The `dkv` command's entry (bin/dkv.js); children started with it run the same build as this process. */
 export const dkvBin = join(packageRoot, 'bin', 'dkv.js');
+
+/**
+ * Why a `dkv` started now would not run the build in dist/ but the sources through tsx (bin/load.js:
+ * `DKV_FROM_SOURCE=1`, `no build`, `stale`), or undefined when it would run the build. Benchmarks
+ * ask: tsx's loader and transpiler add memory and CPU of their own.
+ */
+export async function buildUnusable(): Promise<string | undefined> {
+  const loader = (await import(pathToFileURL(join(packageRoot, 'bin', 'load.js')).href)) as { buildUnusable(): string | undefined };
+  return loader.buildUnusable();
+}
 
 /**
  * glibc's mmap threshold for `dkv server` processes. Left alone, glibc raises it (up to 32 MiB)

@@ -1,6 +1,4 @@
 /** `dkv bench <target>`: benchmarks that print numbers (they never gate CI). */
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { intOption, parseEndpoints, parseOptions, UsageError, withUsage } from './args.js';
 import { type Credentials, credentialsOf, credentialsOptionsHelp } from './credentials.js';
 import { Endpoints, commandTimeoutMs, failureMessage } from './remote.js';
@@ -484,9 +482,8 @@ async function footprintCommand(args: string[]): Promise<number> {
   if (targets.includes('dkv')) {
     // The node runs what bin/dkv.js runs: without a usable build, the sources through tsx, whose
     // loader and transpiler the figures would then include.
-    const { packageRoot } = await import('../package-root.js');
-    const loader = (await import(pathToFileURL(join(packageRoot, 'bin', 'load.js')).href)) as { buildUnusable(): string | undefined };
-    const unusable = loader.buildUnusable();
+    const { buildUnusable } = await import('../package-root.js');
+    const unusable = await buildUnusable();
     const remedy = unusable === 'DKV_FROM_SOURCE=1' ? 'unset DKV_FROM_SOURCE' : 'run "npm run build"';
     if (unusable !== undefined) process.stderr.write(`dkv bench footprint: the DKV node runs the sources through tsx, not the build (${unusable}): ${remedy} to measure the build\n`);
   }
