@@ -6,7 +6,8 @@
  * (defragmentSegmentsPerStep segments, then the event loop turns), so the node keeps serving.
  * Then it asks V8 for a full garbage collection, so that the dropped arenas return to the
  * operating system now rather than at V8's next major GC (the resident size is what operators
- * watch).
+ * watch), and glibc's malloc_trim (when `trim` is given: malloc-trim.ts) for the free
+ * pages left inside malloc's heaps.
  *
  * Like etcd's, it acts on the member that receives the call only (replicas do not need the same
  * layout: the hash covers the data, not the arenas).
@@ -22,6 +23,16 @@ export interface DefragmentResult {
   readonly afterBytes: number;
   /** Whether a full V8 garbage collection ran after the rewrite. */
   readonly collected: boolean;
+}
+
+/** glibc's malloc_trim with the resident bytes around it, or undefined where it cannot run (malloc-trim.ts). */
+export type MemoryTrim = () => { readonly rssBefore: number; readonly rssAfter: number } | undefined;
+
+/** The log's words for a trim's effect, or '' when none ran. */
+export function trimmedText(trimmed: ReturnType<MemoryTrim>): string {
+  if (trimmed === undefined) return '';
+  const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);
+  return `; malloc_trim: rss ${mb(trimmed.rssBefore)} -> ${mb(trimmed.rssAfter)} MB`;
 }
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -57,6 +68,8 @@ export class Defragmenter {
     private readonly log?: (message: string) => void,
     /** Called before the collection: other holders of store views let go (the watch hub's recent events). */
     private readonly releaseViews?: () => void,
+    /** Run after the collection. */
+    private readonly trim?: MemoryTrim,
   ) {}
 
   /** One defragmentation at a time: a call while one runs waits for that one. */
@@ -88,11 +101,13 @@ export class Defragmenter {
     await nextTurn();
     if (collected) fullGc();
     const memoryAfter = process.memoryUsage();
+    const trimmed = this.trim?.();
     const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);
     const memory = (m: NodeJS.MemoryUsage): string => `rss ${mb(m.rss)} heap ${mb(m.heapUsed)}/${mb(m.heapTotal)} external ${mb(m.external)} (buffers ${mb(m.arrayBuffers)}) MB`;
     this.log?.(
       `defragmented: store ${beforeBytes} -> ${afterBytes} bytes in ${Math.round(performance.now() - started)} ms; ` +
-        (collected ? `full GC: ${memory(memoryBefore)} -> ${memory(memoryAfter)}` : 'no full GC (V8 does not expose it)'),
+        (collected ? `full GC: ${memory(memoryBefore)} -> ${memory(memoryAfter)}` : 'no full GC (V8 does not expose it)') +
+        trimmedText(trimmed),
     );
     return { beforeBytes, afterBytes, collected };
   }

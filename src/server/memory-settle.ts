@@ -16,9 +16,11 @@
  * At most once per `settleIntervalMsMin`. Whether the freed memory leaves the resident set is the
  * C allocator's business: `dkv server` run as the `dkv` command, or by `dkv dev`, `dkv instance` or
  * jepsen-lite, has glibc's mmap threshold and arena limit fixed (`serverProcessEnv` in
- * src/package-root.ts), so large buffers are returned when freed and fewer arenas keep holes.
+ * src/package-root.ts), so large buffers are returned when freed and fewer arenas keep holes; and
+ * each settle ends with glibc's malloc_trim (`trim`, malloc-trim.ts), which returns the
+ * free pages inside malloc's heaps that free() keeps.
  */
-import { fullGc } from './defragment.js';
+import { type MemoryTrim, fullGc, trimmedText } from './defragment.js';
 import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin, settleRewriteInUseFraction } from './limits.js';
 
 export interface MemorySettlerOptions {
@@ -32,6 +34,8 @@ export interface MemorySettlerOptions {
   readonly now?: () => number;
   readonly setTimer?: (run: () => void, ms: number) => { unref?(): unknown; ref?(): unknown } | number;
   readonly clearTimer?: (timer: unknown) => void;
+  /** Run after a settle's collections (the defragment path trims in `defragment`); none: no trim. */
+  readonly trim?: MemoryTrim;
   /** Called after each settle with its kind (the dkv_memory_settles_total counter). */
   readonly onSettled?: (kind: 'collect' | 'defragment') => void;
 }
@@ -134,11 +138,13 @@ export class MemorySettler {
       this.settles.collect++;
       this.options.onSettled?.('collect');
     }
+    const trimmed = rewrite ? undefined : this.options.trim?.();
     const after = process.memoryUsage();
     const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);
     this.options.log?.(
       `memory settled after writes stopped (${rewrite ? 'store rewritten, then collected' : 'collected'}): ` +
-        `rss ${mb(before.rss)} -> ${mb(after.rss)} MB, heap ${mb(before.heapUsed)} -> ${mb(after.heapUsed)} MB, external ${mb(before.external)} -> ${mb(after.external)} MB`,
+        `rss ${mb(before.rss)} -> ${mb(after.rss)} MB, heap ${mb(before.heapUsed)} -> ${mb(after.heapUsed)} MB, external ${mb(before.external)} -> ${mb(after.external)} MB` +
+        trimmedText(trimmed),
     );
   }
 

@@ -367,6 +367,7 @@ export interface ServerMetrics {
   readonly memoryBytes: Gauge;
   /** Memory settles after writes stopped, by kind (collect, defragment). */
   readonly memorySettles: Counter;
+  readonly memoryTrimmed: Counter;
   /** Bytes watch streams hold for slow clients now, and the most they ever held. */
   readonly watchBufferedBytes: Gauge;
   readonly watchBufferedBytesPeak: Gauge;
@@ -501,6 +502,10 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
       name: 'dkv_memory_settles_total',
       help: 'Times the node gave memory back once writes stopped, by kind: collect (full garbage collections) or defragment (the store rewritten after a compaction left it mostly garbage).',
       labelNames: ['kind'],
+    }),
+    memoryTrimmed: registry.counter({
+      name: 'dkv_memory_trimmed_bytes_total',
+      help: "Resident bytes glibc's malloc_trim handed back to the system after memory settles and defragmentations (0 where it cannot run: see the start-up line 'memory trim').",
     }),
     watchBufferedBytes: registry.gauge({
       name: 'dkv_watch_buffered_bytes',

@@ -40,6 +40,7 @@ import { clusterQueryRetryElections, grpcOverheadBytes, membershipAddAfterMs, me
 import { createMaintenanceService } from './maintenance-service.js';
 import { AutoCompactor } from './auto-compaction.js';
 import { Defragmenter } from './defragment.js';
+import { mallocTrim } from './malloc-trim.js';
 import { MemorySettler } from './memory-settle.js';
 import { BackendQuota } from './quota.js';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics.js';
@@ -472,15 +473,26 @@ export class DkvNode {
     });
     const info = (message: string): void => logger.info(message);
     this.quota = new BackendQuota({ quotaBytes: config.quotaBackendBytes, memberId: identity.memberId, log: info });
-    this.defragmenter = new Defragmenter(this.router, info, () => {
-      for (const watched of this.watchedShards.values()) watched.hub.releaseRecentEvents();
-    });
+    const trim = (): ReturnType<typeof mallocTrim> => {
+      const trimmed = mallocTrim();
+      if (trimmed !== undefined) this.metrics.memoryTrimmed.inc(Math.max(0, trimmed.rssBefore - trimmed.rssAfter));
+      return trimmed;
+    };
+    this.defragmenter = new Defragmenter(
+      this.router,
+      info,
+      () => {
+        for (const watched of this.watchedShards.values()) watched.hub.releaseRecentEvents();
+      },
+      trim,
+    );
     this.memorySettler = new MemorySettler({
       storeBytes: () => {
         const mvcc = kvEngineOf(this.router.defaultStore().machine()).mvcc;
         return { total: mvcc.sizeBytes, inUse: mvcc.sizeInUseBytes };
       },
       defragment: () => this.defragmenter.run(),
+      trim,
       log: info,
       onSettled: (kind) => this.metrics.memorySettles.inc(1, { kind }),
     });

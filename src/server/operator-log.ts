@@ -8,6 +8,7 @@ import type { MemberRecord } from '../engines/meta/index.js';
 import type { ServerConfig, ServerUrl } from './config.js';
 import { formatId } from '../cluster/index.js';
 import { dkvVersion, etcdApiVersion } from './version.js';
+import { type MallocTrimAvailability, mallocTrimAvailability } from './malloc-trim.js';
 
 /** What one shard's log store held when the node opened it, before anything was written. */
 export interface RecoveredShard {
@@ -38,6 +39,8 @@ export interface StartupFacts {
   /** The process's environment and mapped shared objects, for the allocator line (default: this process's). */
   readonly env?: Readonly<Record<string, string | undefined>>;
   readonly mapped?: readonly string[];
+  /** Whether glibc's malloc_trim can run (default: this process's, malloc-trim.ts). */
+  readonly trim?: MallocTrimAvailability;
 }
 
 /**
@@ -104,6 +107,8 @@ export function startupLines(facts: StartupFacts): StartupLine[] {
     `settings not at their defaults: ${config.changedSettings.length === 0 ? '(none)' : config.changedSettings.join(' ')}`,
   ].map(info);
   lines.push(allocatorLine(facts.env ?? process.env, facts.mapped ?? mappedObjects()));
+  const trim = facts.trim ?? mallocTrimAvailability();
+  lines.push(info(trim.available ? "memory trim: glibc's malloc_trim after each memory settle and defragmentation" : `memory trim: none (${trim.reason})`));
   if (kind === 'restart') {
     for (const shard of recovered) {
       const state = facts.applied.find((a) => a.shard === shard.shard);

@@ -65,6 +65,8 @@ describe('the packed package', () => {
     expect(files).toContain('dist/src/client/index.d.ts');
     expect(files).toContain('dist/src/server/index.js');
     expect(files).toContain('bin/dkv.js');
+    // The malloc_trim addon, built by prepare where CI runs (glibc, a C compiler): src/native/.
+    expect(files).toContain('dist/native/malloc-trim.node');
     expect(files).toContain('proto/etcd/etcdserverpb/rpc.proto');
     expect(files.filter((f) => f.startsWith('test/') || f.includes('.test.'))).toEqual([]);
     expect(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);

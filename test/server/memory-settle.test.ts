@@ -7,6 +7,7 @@ function harness(store = { total: 100, inUse: 90 }, failDefragment = false) {
   let now = 0;
   let timers: Array<{ at: number; run: () => void }> = [];
   const calls = { collect: 0, defragment: 0 };
+  const trims = { count: 0 };
   const logged: string[] = [];
   const settler = new MemorySettler({
     storeBytes: () => store,
@@ -18,6 +19,10 @@ function harness(store = { total: 100, inUse: 90 }, failDefragment = false) {
     collect: () => {
       calls.collect++;
       return true;
+    },
+    trim: () => {
+      trims.count++;
+      return { rssBefore: 3 * 1048576, rssAfter: 1048576 };
     },
     now: () => now,
     setTimer: (run, ms) => {
@@ -42,7 +47,7 @@ function harness(store = { total: 100, inUse: 90 }, failDefragment = false) {
     }
     now = end;
   }
-  return { settler, calls, advance, store, logged, pending: () => timers.length };
+  return { settler, calls, trims, advance, store, logged, pending: () => timers.length };
 }
 
 describe('MemorySettler', () => {
@@ -101,11 +106,15 @@ describe('MemorySettler', () => {
     h.settler.compactionApplied();
     await h.advance(settleIdleMs);
     expect(h.calls).toEqual({ collect: 0, defragment: 1 });
-    // A compaction that left the arenas mostly in use: a collection is enough.
+    // The Defragmenter trims after its own collection: the settle does not trim again.
+    expect(h.trims.count).toBe(0);
+    // A compaction that left the arenas mostly in use: a collection is enough, then a trim.
     h.store.inUse = 90;
     h.settler.compactionApplied();
     await h.advance(settleIntervalMsMin);
     expect(h.calls).toEqual({ collect: 2, defragment: 1 });
+    expect(h.trims.count).toBe(1);
+    expect(h.logged.at(-1)).toMatch(/^memory settled after writes stopped \(collected\): .*; malloc_trim: rss 3\.0 -> 1\.0 MB$/);
   });
 
   it('does nothing once stopped', async () => {

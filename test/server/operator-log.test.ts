@@ -47,7 +47,7 @@ describe('start-up lines', () => {
   });
 
   it('give version, ids in hex, data dir, changed settings, URLs and what a restart recovered', () => {
-    const facts = { config, memberId: 0x8e9e05c5, clusterId: 0xcdf8, recovered: stored, applied: [{ shard: 1, appliedIndex: 10, revision: 7 }], env: {}, mapped: [] };
+    const facts = { config, memberId: 0x8e9e05c5, clusterId: 0xcdf8, recovered: stored, applied: [{ shard: 1, appliedIndex: 10, revision: 7 }], env: {}, mapped: [], trim: { available: true } as const };
     const logged = startupLines(facts);
     const lines = logged.map((line) => line.text);
     expect(lines[0]).toBe(
@@ -58,6 +58,8 @@ describe('start-up lines', () => {
     expect(lines).toContain('shard 1 stored: snapshot index 10, last log index 40, commit 38, term 3; applied index 10, revision 7 before replaying the log');
     expect(lines).toContain('client URLs: listen http://127.0.0.1:2379, advertise http://127.0.0.1:2379');
     expect(lines).toContain('peer URLs: listen http://127.0.0.1:2380, advertise http://127.0.0.1:2380');
+    expect(lines).toContain("memory trim: glibc's malloc_trim after each memory settle and defragmentation");
+    expect(startupLines({ ...facts, trim: { available: false, reason: 'not glibc' } }).map((line) => line.text)).toContain('memory trim: none (not glibc)');
     expect(logged.every((line) => line.level === 'info')).toBe(true);
     // jemalloc asked for and not loaded: the one line at warn level.
     const warned = startupLines({ ...facts, env: { DKV_ALLOCATOR: 'jemalloc' } }).filter((line) => line.level === 'warn');
