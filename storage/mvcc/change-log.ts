@@ -4,7 +4,8 @@
  * are consecutive, but need not all be there nor be numbered densely: compaction keeps only the
  * puts made at the compact revision, and a store kept for one side of a shard split
  * (`MvccStore.retained`) only that side's changes. Compaction drops whole revisions from the front
- * and frees whole chunks, so the log costs about key bytes + 16 bytes per retained change.
+ * and frees whole chunks, so the log costs about key bytes + 16 bytes per retained change. Every
+ * chunk is full but the last, except the chunks `retainAt` rebuilt at the front.
  */
 import { assert } from './errors.js';
 import { changeLogChunkEntries } from './limits.js';
@@ -111,16 +112,55 @@ export class ChangeLog {
         this.entries--;
       }
       if (this.start < chunk.count) return;
-      if (chunk.count < changeLogChunkEntries) {
-        // The tail chunk: keep it for appends, empty.
-        assert(this.chunks.length === 1, 'only the last chunk may be partly filled');
-        this.chunks.pop();
-        this.start = 0;
-        return;
-      }
       this.chunks.shift();
       this.start = 0;
     }
+  }
+
+  /**
+   * Keeps, of the changes at `revision`, only those `keep` accepts. They must be the oldest left
+   * (compaction dropped everything before `revision`). Compaction calls it for the changes at the
+   * compact revision that lost their record (a delete made there): nothing reads them any more,
+   * and a DeleteRange of a million keys would otherwise keep ~16 bytes plus the key for each one
+   * until the next compaction. Copies the changes kept and the rest of the chunk the last dropped
+   * one was in (at most a chunk); the chunks after are untouched.
+   */
+  retainAt(revision: number, keep: (sub: number, key: Uint8Array) => boolean): void {
+    const first = this.chunks[0];
+    assert(first === undefined || this.start >= first.count || first.revisions[this.start]! >= revision, 'changes before the retained revision are still there');
+    const front: Chunk[] = [];
+    const add = (revisionOf: number, sub: number, key: Uint8Array): void => {
+      let last = front[front.length - 1];
+      if (last === undefined || last.count === changeLogChunkEntries) {
+        last?.trim();
+        last = new Chunk();
+        front.push(last);
+      }
+      last.append(revisionOf, sub, key);
+    };
+    let atRevision = 0;
+    let kept = 0;
+    this.forEach(revision, revision, (_revision, sub, key) => {
+      atRevision++;
+      if (!keep(sub, key)) return;
+      kept++;
+      add(revision, sub, key);
+    });
+    if (kept === atRevision) return;
+    this.dropThrough(revision, () => {});
+    // The chunk now first may have been read part-way: its other changes move to the front too.
+    const partial = this.chunks[0];
+    if (partial !== undefined && this.start > 0) {
+      for (let entry = this.start; entry < partial.count; entry++) add(partial.revisions[entry]!, partial.subs[entry]!, partial.key(entry));
+      this.entries -= partial.count - this.start;
+      this.chunks.shift();
+      this.start = 0;
+    }
+    if (front.length === 0) return;
+    // The tail takes the next appends: trimmed only when the log goes on after it.
+    if (this.chunks.length > 0) front[front.length - 1]!.trim();
+    for (const chunk of front) this.entries += chunk.count;
+    this.chunks.unshift(...front);
   }
 
   private firstChunkReaching(revision: number): number {

@@ -256,6 +256,8 @@ export class MvccStore {
       if (this.retainedChange(key, revision, sub) !== undefined) logged++;
     });
     assert(logged === changes, `the change log holds ${logged} retained changes, the segments ${changes}`);
+    // And nothing else: compaction lets go of the changes at its revision that lost their record.
+    assert(this.log.length === logged, `the change log holds ${this.log.length - logged} changes no read returns`);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -619,6 +621,9 @@ export class MvccStore {
     this.log.forEach(revision, revision, (_revision, _sub, key) => note(key));
     for (const segmentNumber of affected) this.compactSegment(segmentNumber);
     this.index.rebalance();
+    // The changes at the compact revision whose record compaction dropped (deletes made there)
+    // are skipped by every read (`retainedChange`): the log lets them go too.
+    this.log.retainAt(revision, (sub, key) => this.retainedChange(key, revision, sub) !== undefined);
   }
 
   private compactSegment(segmentNumber: number): void {

@@ -222,6 +222,30 @@ describe('the tail cache and background loads', () => {
     expect(span[0]).toBe(stats.first - 2);
   });
 
+  it('recovers the entries the tail cache keeps as copies of their own, not views of a shared read block', async () => {
+    const { store, reopen } = await openStore({ sync: false, tailCacheBytesMax: 4096 });
+    // Shard 2: a handful of entries (as a meta shard has), read in one block with shard 3's.
+    await store.save([
+      { shard: 2, entries: entries(1, 3, 1, 100), hardState: { term: 1, vote: 1, commit: 3 }, applied: 3 },
+      { shard: 3, entries: entries(1, 400, 1, 200), hardState: { term: 1, vote: 1, commit: 400 } },
+    ]);
+    const reopened = await reopen();
+    const own = (e: Entry): boolean => e.data.byteOffset === 0 && e.data.buffer.byteLength === e.data.byteLength;
+    const small = reopened.shard(2).entries(1, 4, 1e9);
+    expect(small.map((e) => e.index)).toEqual([1, 2, 3]);
+    expect(small.every(own)).toBe(true);
+    expect(Array.from(small[2]!.data)).toEqual(Array.from(entry(3, 1, 100).data));
+    // Shard 3: the newest tailCacheEntriesMin entries (and tailCacheBytesMax) are copies; the
+    // older ones stay views until the replay applies them.
+    const big = reopened.shard(3).entries(1, 401, 1e9);
+    expect(big.length).toBe(400);
+    const copied = big.filter(own).length;
+    expect(copied).toBeGreaterThanOrEqual(logLimits.tailCacheEntriesMin);
+    expect(copied).toBeLessThan(400);
+    expect(big.slice(400 - logLimits.tailCacheEntriesMin).every(own)).toBe(true);
+    expect(Array.from(big[399]!.data)).toEqual(Array.from(entry(400, 1, 200).data));
+  });
+
   it('lets go of entries applied in memory only, and stores no applied index for them', async () => {
     const { store, reopen } = await openStore({ sync: false, tailCacheBytesMax: 4096 });
     const log = store.shard(3);
