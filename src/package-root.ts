@@ -33,8 +33,9 @@ export async function buildUnusable(): Promise<string | undefined> {
  * each time a large block is freed, after which the store's arenas and the Raft log's buffers come
  * from the heap, and memory they free stays in the process for good. Fixed, every block of this
  * size or more that no free heap chunk can hold gets a mapping of its own, returned to the system
- * when freed. glibc gives back heap memory only from the heap's top, so a lower threshold keeps
- * more of a burst's memory returnable: at 8 KiB the resident set after deleting 500k keys fell
+ * when freed. glibc's free() gives back heap memory only from the heap's top (the rest waits for
+ * malloc_trim, which each memory settle runs: src/server/malloc-trim.ts), so a lower threshold
+ * keeps more of a burst's memory returnable: at 8 KiB the resident set after deleting 500k keys fell
  * from ~234 to ~153 MB (bench/footprint.ts), but every buffer of 8 KiB or more (request and
  * response buffers, Raft entries, watch responses) then cost a mapping, its page faults and an
  * unmapping, and on a 2-CPU VM the 3-node workloads lost 10-25% (compare-etcd.sh A/B: put with
