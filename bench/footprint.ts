@@ -27,7 +27,8 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdChannel } from '../src/client/index.js';
-import { dkvBin, serverProcessEnv } from '../src/package-root.js';
+import { portFree } from '../src/control/ports.js';
+import { dkvBin, harnessPortBounds, serverProcessEnv } from '../src/package-root.js';
 import { devClusterLayout } from '../src/server/config.js';
 
 export interface FootprintOptions {
@@ -61,9 +62,13 @@ const nodeExitWaitMs = 1_000;
 /** Between polls for the keys' count after a DeleteRange answered UNAVAILABLE. */
 const deletePollMs = 500;
 const keyPrefix = 'fp/';
-/** The lowest base port tried, and how many blocks of 10 above it. */
+/** The lowest base port tried, and how many blocks of 10 above it (DKV_TEST_PORTS narrows them). */
 const portBase = 21_000;
 const portBlocks = 800;
+/** Ports a run uses from its base: the DKV node's from +0, etcd's from +5. */
+const portsPerRun = 10;
+/** Random blocks tried before the bench gives up finding a free one. */
+const portBlockAttemptsMax = 50;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -287,11 +292,29 @@ async function measure(target: string, node: Node, options: FootprintOptions): P
   }
 }
 
+/**
+ * A base port whose block of `ports` (a multiple of 10) is free now, within DKV_TEST_PORTS when
+ * set (test files running at once each pick from their own slice). A block taken by another
+ * cluster would have a bench load its keys into that cluster, through the port its own node
+ * failed to bind. bench/memory-reclaim.ts picks its block here too.
+ */
+export async function freePortBlock(ports = portsPerRun): Promise<number> {
+  const { low, high } = harnessPortBounds(portBase, portBase + portsPerRun * portBlocks);
+  const blocks = Math.floor((high - low - ports) / portsPerRun) + 1;
+  if (blocks < 1) throw new Error(`no room for ${ports} ports in ${low}-${high - 1}`);
+  for (let attempt = 0; attempt < portBlockAttemptsMax; attempt++) {
+    const base = low + portsPerRun * Math.floor(Math.random() * blocks);
+    const free = await Promise.all(Array.from({ length: ports }, (_, i) => portFree('127.0.0.1', base + i)));
+    if (free.every(Boolean)) return base;
+  }
+  throw new Error(`no free block of ${ports} ports found in ${low}-${high - 1} after ${portBlockAttemptsMax} tries`);
+}
+
 /** Measures each target in turn, each on a fresh data directory; returns their results. */
 export async function runFootprintBench(options: FootprintOptions): Promise<Footprint[]> {
   if (!(options.keySize > keyPrefix.length + 8)) throw new Error(`key size must be over ${keyPrefix.length + 8}`);
   const dir = mkdtempSync(join(tmpdir(), 'dkv-footprint-'));
-  const base = portBase + 10 * Math.floor(Math.random() * portBlocks);
+  const base = await freePortBlock();
   const results: Footprint[] = [];
   try {
     for (const target of options.targets) {

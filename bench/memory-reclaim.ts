@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EtcdChannel } from '../src/client/index.js';
 import { serverProcessEnv } from '../src/package-root.js';
+import { freePortBlock } from './footprint.js';
 import { devClusterLayout } from '../src/server/config.js';
 
 function argument(name: string, fallback: string): string {
@@ -117,7 +118,8 @@ async function workload(members: readonly Member[], groups: ReadonlyArray<readon
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'dkv-memory-'));
-  const base = 21000 + 10 * Math.floor(Math.random() * 800);
+  // DKV's members at base + 10i, etcd's after them.
+  const base = await freePortBlock(10 * nodes + 20);
   const dkv = startDkv(dir, base);
   const etcd = withEtcd ? [startEtcd(dir, base + 10 * nodes + 10)] : [];
   try {

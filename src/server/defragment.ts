@@ -17,6 +17,7 @@ import { runInNewContext } from 'node:vm';
 import type { Router } from '../runtime/index.js';
 import { kvEngineOf } from '../runtime/index.js';
 import { defragmentSegmentsPerStep } from './limits.js';
+import type { Trimmed } from './malloc-trim.js';
 
 export interface DefragmentResult {
   readonly beforeBytes: number;
@@ -25,14 +26,24 @@ export interface DefragmentResult {
   readonly collected: boolean;
 }
 
-/** glibc's malloc_trim with the resident bytes around it, or undefined where it cannot run (malloc-trim.ts). */
-export type MemoryTrim = () => { readonly rssBefore: number; readonly rssAfter: number } | undefined;
+/** glibc's malloc_trim, or undefined where it cannot run (malloc-trim.ts). */
+export type MemoryTrim = () => Trimmed | undefined;
+
+/** Bytes as MiB with one decimal, as the memory lines print them. */
+export const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);
 
 /** The log's words for a trim's effect, or '' when none ran. */
-export function trimmedText(trimmed: ReturnType<MemoryTrim>): string {
+export function trimmedText(trimmed: Trimmed | undefined): string {
   if (trimmed === undefined) return '';
-  const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);
-  return `; malloc_trim: rss ${mb(trimmed.rssBefore)} -> ${mb(trimmed.rssAfter)} MB`;
+  return `; malloc_trim: rss ${mb(trimmed.rssBefore)} -> ${mb(trimmed.rssAfter)} MB in ${trimmed.ms.toFixed(1)} ms`;
+}
+
+export interface DefragmenterOptions {
+  readonly log?: (message: string) => void;
+  /** Called before the collection: other holders of store views let go (the watch hub's recent events). */
+  readonly releaseViews?: () => void;
+  /** Run after the collection. */
+  readonly trim?: MemoryTrim;
 }
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -65,11 +76,7 @@ export class Defragmenter {
 
   constructor(
     private readonly router: Router,
-    private readonly log?: (message: string) => void,
-    /** Called before the collection: other holders of store views let go (the watch hub's recent events). */
-    private readonly releaseViews?: () => void,
-    /** Run after the collection. */
-    private readonly trim?: MemoryTrim,
+    private readonly options: DefragmenterOptions = {},
   ) {}
 
   /** One defragmentation at a time: a call while one runs waits for that one. */
@@ -94,17 +101,16 @@ export class Defragmenter {
       }
       afterBytes += kvEngineOf(shard.machine()).mvcc.sizeBytes;
     }
-    this.releaseViews?.();
+    this.options.releaseViews?.();
     const memoryBefore = process.memoryUsage();
     // Twice: V8 frees an ArrayBuffer's memory one collection after the object that owned it.
     const collected = fullGc();
     await nextTurn();
     if (collected) fullGc();
     const memoryAfter = process.memoryUsage();
-    const trimmed = this.trim?.();
-    const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);
+    const trimmed = this.options.trim?.();
     const memory = (m: NodeJS.MemoryUsage): string => `rss ${mb(m.rss)} heap ${mb(m.heapUsed)}/${mb(m.heapTotal)} external ${mb(m.external)} (buffers ${mb(m.arrayBuffers)}) MB`;
-    this.log?.(
+    this.options.log?.(
       `defragmented: store ${beforeBytes} -> ${afterBytes} bytes in ${Math.round(performance.now() - started)} ms; ` +
         (collected ? `full GC: ${memory(memoryBefore)} -> ${memory(memoryAfter)}` : 'no full GC (V8 does not expose it)') +
         trimmedText(trimmed),

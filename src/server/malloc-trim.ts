@@ -20,14 +20,17 @@ let addon: { mallocTrim(): boolean } | undefined;
 let availability: MallocTrimAvailability | undefined;
 
 /**
- * Whether `mallocTrim` can run here, and why not: the process runs on jemalloc (preloaded: it
- * returns freed memory itself, and glibc's arenas hold nothing to trim), no build of the addon
- * (not glibc, or no C compiler at `npm run build`), or an addon that does not load (built for
- * another platform or C library).
+ * Whether `mallocTrim` can run here, and why not: not Linux, the process runs on jemalloc
+ * (preloaded: it returns freed memory itself, and glibc's arenas hold nothing to trim), no build
+ * of the addon (not glibc, or no C compiler at `npm run build`), or an addon that does not load
+ * (built for another platform or C library: a package installed from a tarball carries the
+ * addon built where it was packed). Another malloc preloaded (tcmalloc) is not detected: the
+ * trims then find little to do. `mapped`: the shared objects the process maps.
  */
-export function mallocTrimAvailability(): MallocTrimAvailability {
+export function mallocTrimAvailability(mapped: readonly string[] = mappedObjects()): MallocTrimAvailability {
   if (availability !== undefined) return availability;
-  if (mapsJemalloc()) return (availability = { available: false, reason: 'the process runs on jemalloc, which returns freed memory itself' });
+  if (process.platform !== 'linux') return (availability = { available: false, reason: `${process.platform} has no glibc` });
+  if (mapped.some((path) => jemallocPath.test(path))) return (availability = { available: false, reason: 'the process runs on jemalloc, which returns freed memory itself' });
   try {
     const loaded = createRequire(import.meta.url)(mallocTrimAddonPath) as { mallocTrim?: unknown };
     if (typeof loaded.mallocTrim !== 'function') return (availability = { available: false, reason: `${mallocTrimAddonPath} has no mallocTrim` });
@@ -40,23 +43,42 @@ export function mallocTrimAvailability(): MallocTrimAvailability {
   }
 }
 
-function mapsJemalloc(): boolean {
+/** A mapped shared object that is jemalloc. */
+export const jemallocPath = /\/libjemalloc[^/]*$/;
+
+/** The shared objects this process maps (empty where /proc is not Linux's). */
+export function mappedObjects(maps: () => string = () => readFileSync('/proc/self/maps', 'utf8')): string[] {
+  let text: string;
   try {
-    return /\/libjemalloc[^/\n]*$/m.test(readFileSync('/proc/self/maps', 'utf8'));
+    text = maps();
   } catch {
-    return false; // no /proc: not Linux, and no addon either
+    return [];
   }
+  const paths = new Set<string>();
+  for (const line of text.split('\n')) {
+    const slash = line.indexOf(' /');
+    if (slash >= 0 && line.includes('.so')) paths.add(line.slice(slash + 1).trim());
+  }
+  return [...paths];
+}
+
+/** What a trim did: the resident bytes before and after (it gave back their difference), and how long it took. */
+export interface Trimmed {
+  readonly rssBefore: number;
+  readonly rssAfter: number;
+  readonly ms: number;
 }
 
 /**
- * Runs malloc_trim(0) when available: the resident bytes before and after (what it gave back is
- * their difference), or undefined when it cannot run. It walks every arena and blocks the event
- * loop meanwhile (2-60 ms on a node of a few hundred MB), so it runs only where a full collection
- * already does.
+ * Runs malloc_trim(0) when available, or returns undefined. It walks the free chunks of every
+ * arena, holding each arena's lock (LevelDB's threads wait meanwhile), and blocks the event loop:
+ * 2-61 ms on a node of ~200-570 MB (bench/README.md), more on a larger heap. So it runs only when
+ * the node settles or defragments, once writes have stopped.
  */
-export function mallocTrim(): { readonly rssBefore: number; readonly rssAfter: number } | undefined {
+export function mallocTrim(): Trimmed | undefined {
   if (addon === undefined && !mallocTrimAvailability().available) return undefined;
   const rssBefore = process.memoryUsage.rss();
+  const started = performance.now();
   addon!.mallocTrim();
-  return { rssBefore, rssAfter: process.memoryUsage.rss() };
+  return { rssBefore, rssAfter: process.memoryUsage.rss(), ms: performance.now() - started };
 }

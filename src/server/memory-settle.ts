@@ -20,7 +20,7 @@
  * each settle ends with glibc's malloc_trim (`trim`, malloc-trim.ts), which returns the
  * free pages inside malloc's heaps that free() keeps.
  */
-import { type MemoryTrim, fullGc, trimmedText } from './defragment.js';
+import { type MemoryTrim, fullGc, mb, trimmedText } from './defragment.js';
 import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin, settleRewriteInUseFraction } from './limits.js';
 
 export interface MemorySettlerOptions {
@@ -140,7 +140,6 @@ export class MemorySettler {
     }
     const trimmed = rewrite ? undefined : this.options.trim?.();
     const after = process.memoryUsage();
-    const mb = (bytes: number): string => (bytes / 1048576).toFixed(1);
     this.options.log?.(
       `memory settled after writes stopped (${rewrite ? 'store rewritten, then collected' : 'collected'}): ` +
         `rss ${mb(before.rss)} -> ${mb(after.rss)} MB, heap ${mb(before.heapUsed)} -> ${mb(after.heapUsed)} MB, external ${mb(before.external)} -> ${mb(after.external)} MB` +

@@ -367,6 +367,7 @@ export interface ServerMetrics {
   readonly memoryBytes: Gauge;
   /** Memory settles after writes stopped, by kind (collect, defragment). */
   readonly memorySettles: Counter;
+  /** Resident bytes malloc_trim gave back (memory-settle.ts, defragment.ts). */
   readonly memoryTrimmed: Counter;
   /** Bytes watch streams hold for slow clients now, and the most they ever held. */
   readonly watchBufferedBytes: Gauge;

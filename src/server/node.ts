@@ -478,14 +478,13 @@ export class DkvNode {
       if (trimmed !== undefined) this.metrics.memoryTrimmed.inc(Math.max(0, trimmed.rssBefore - trimmed.rssAfter));
       return trimmed;
     };
-    this.defragmenter = new Defragmenter(
-      this.router,
-      info,
-      () => {
+    this.defragmenter = new Defragmenter(this.router, {
+      log: info,
+      releaseViews: () => {
         for (const watched of this.watchedShards.values()) watched.hub.releaseRecentEvents();
       },
       trim,
-    );
+    });
     this.memorySettler = new MemorySettler({
       storeBytes: () => {
         const mvcc = kvEngineOf(this.router.defaultStore().machine()).mvcc;

@@ -3,12 +3,11 @@
  * directory, bootstrap or restart and what was recovered, URLs) and one line per membership
  * change. Pure functions over narrow inputs, so tests check the lines without a node.
  */
-import { readFileSync } from 'node:fs';
 import type { MemberRecord } from '../engines/meta/index.js';
 import type { ServerConfig, ServerUrl } from './config.js';
 import { formatId } from '../cluster/index.js';
 import { dkvVersion, etcdApiVersion } from './version.js';
-import { type MallocTrimAvailability, mallocTrimAvailability } from './malloc-trim.js';
+import { type MallocTrimAvailability, jemallocPath, mallocTrimAvailability, mappedObjects } from './malloc-trim.js';
 
 /** What one shard's log store held when the node opened it, before anything was written. */
 export interface RecoveredShard {
@@ -50,7 +49,7 @@ export interface StartupFacts {
  * than jemalloc or glibc.
  */
 export function allocatorLine(env: Readonly<Record<string, string | undefined>>, mapped: readonly string[]): StartupLine {
-  const jemalloc = mapped.find((path) => /\/libjemalloc[^/]*$/.test(path));
+  const jemalloc = mapped.find((path) => jemallocPath.test(path));
   const asked = env.DKV_ALLOCATOR;
   const unknown = asked !== undefined && asked !== '' && asked !== 'glibc' && asked !== 'jemalloc';
   if (jemalloc !== undefined) {
@@ -76,21 +75,6 @@ function info(text: string): StartupLine {
   return { level: 'info', text };
 }
 
-/** The shared objects this process maps (empty where /proc is not Linux's). */
-export function mappedObjects(maps: () => string = () => readFileSync('/proc/self/maps', 'utf8')): string[] {
-  let text: string;
-  try {
-    text = maps();
-  } catch {
-    return [];
-  }
-  const paths = new Set<string>();
-  for (const line of text.split('\n')) {
-    const slash = line.indexOf(' /');
-    if (slash >= 0 && line.includes('.so')) paths.add(line.slice(slash + 1).trim());
-  }
-  return [...paths];
-}
 
 /** The lines a node logs once it serves clients, in the order an operator reads them. */
 export function startupLines(facts: StartupFacts): StartupLine[] {
@@ -106,8 +90,9 @@ export function startupLines(facts: StartupFacts): StartupLine[] {
     `data dir ${config.dataDir}${config.configFile === undefined ? '' : `, config file ${config.configFile}`}`,
     `settings not at their defaults: ${config.changedSettings.length === 0 ? '(none)' : config.changedSettings.join(' ')}`,
   ].map(info);
-  lines.push(allocatorLine(facts.env ?? process.env, facts.mapped ?? mappedObjects()));
-  const trim = facts.trim ?? mallocTrimAvailability();
+  const mapped = facts.mapped ?? mappedObjects();
+  lines.push(allocatorLine(facts.env ?? process.env, mapped));
+  const trim = facts.trim ?? mallocTrimAvailability(mapped);
   lines.push(info(trim.available ? "memory trim: glibc's malloc_trim after each memory settle and defragmentation" : `memory trim: none (${trim.reason})`));
   if (kind === 'restart') {
     for (const shard of recovered) {

@@ -344,20 +344,19 @@ export class ShardLog implements LogStorage, LogStorageWriter {
    * Recovery: installs the entries read from disk (contiguous from offset + 1). Recovery reads
    * them as views of blocks of 4 MiB shared with other records (`packValues` in store.ts); the
    * newest ones, which the tail cache keeps past the replay (tailCacheBytesMax, and at least
-   * tailCacheEntriesMin), are copied out, so that a shard's few cached entries (a meta shard's
-   * handful) do not keep whole blocks alive. The older ones go once applied, and their blocks with them.
+   * tailCacheEntriesMin), are copied out when they are less than half of their block, so that a
+   * shard's few cached entries (a meta shard's handful) do not keep whole blocks alive. The older
+   * ones go once applied, and their blocks with them.
    */
   recover(entries: readonly Entry[]): void {
-    const tail = entries.slice();
-    let bytes = 0;
-    for (let i = tail.length - 1, kept = 0; i >= 0 && (kept < tailCacheEntriesMin || bytes < this.tailCacheBytesMax); i--, kept++) {
-      const e = tail[i]!;
-      bytes += entryBytes(e);
-      if (e.data.byteLength < e.data.buffer.byteLength) tail[i] = { ...e, data: e.data.slice() };
+    let tailFrom = entries.length;
+    for (let bytes = 0; tailFrom > 0 && (entries.length - tailFrom < tailCacheEntriesMin || bytes < this.tailCacheBytesMax); ) bytes += entryBytes(entries[--tailFrom]!);
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      this.pushEntry(i >= tailFrom && e.data.byteLength * 2 < e.data.buffer.byteLength ? { ...e, data: e.data.slice() } : e);
     }
-    for (const e of tail) this.pushEntry(e);
-    this.last = tail.length > 0 ? tail[tail.length - 1]!.index : this.offset;
-    if (tail.length === 0) this.cacheFirst = this.offset + 1;
+    this.last = entries.length > 0 ? entries[entries.length - 1]!.index : this.offset;
+    if (entries.length === 0) this.cacheFirst = this.offset + 1;
     this.evict();
   }
 

@@ -122,8 +122,9 @@ export class ChangeLog {
    * (compaction dropped everything before `revision`). Compaction calls it for the changes at the
    * compact revision that lost their record (a delete made there): nothing reads them any more,
    * and a DeleteRange of a million keys would otherwise keep ~16 bytes plus the key for each one
-   * until the next compaction. Copies the changes kept and the rest of the chunk the last dropped
-   * one was in (at most a chunk); the chunks after are untouched.
+   * until the next compaction. Copies the changes kept (into chunks of their own, full but the
+   * last) and the rest of the chunk the last dropped one was in (at most a chunk); the chunks
+   * after are untouched.
    */
   retainAt(revision: number, keep: (sub: number, key: Uint8Array) => boolean): void {
     const first = this.chunks[0];

@@ -6,8 +6,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { footprintDefaults, runFootprintBench } from '../../bench/footprint.js';
-import { dkvBin } from '../../src/package-root.js';
+import { footprintDefaults, freePortBlock, runFootprintBench } from '../../bench/footprint.js';
+import { dkvBin, harnessPortRange } from '../../src/package-root.js';
 
 describe('dkv bench footprint', () => {
   it('stops at once when its DKV node exits, with the exit code and the end of its stderr', async () => {
@@ -25,6 +25,18 @@ describe('dkv bench footprint', () => {
     expect(run.stderr).toMatch(/the node exited \(code 2\)/);
     expect(run.status).not.toBe(0);
   }, 60_000);
+
+  it("picks its ports from this worker's DKV_TEST_PORTS slice, never from another's", async () => {
+    // Before, a random block anywhere in 21000-28999, unchecked: a test file running beside it
+    // had its cluster's member take writes of the bench's (its own node had failed to start).
+    const slice = harnessPortRange()!;
+    expect(slice).toBeDefined();
+    for (let i = 0; i < 20; i++) {
+      const base = await freePortBlock();
+      expect(base).toBeGreaterThanOrEqual(slice.low);
+      expect(base + 9).toBeLessThanOrEqual(slice.high);
+    }
+  });
 
   it('says so when the etcd binary cannot start', async () => {
     const run = runFootprintBench({ ...footprintDefaults, targets: ['etcd'], keys: 1000, settleMs: 0, serverArgs: [], etcdBin: '/nonexistent/etcd' });

@@ -25,6 +25,7 @@ import {
   portFree,
 } from '../../src/control/index.js';
 import { claimedPorts } from '../../src/control/ports.js';
+import { harnessPortBounds } from '../../src/package-root.js';
 
 const home = mkdtempSync(join(tmpdir(), 'dkv-templates-'));
 afterAll(() => rmSync(home, { recursive: true, force: true }));
@@ -47,7 +48,10 @@ async function refusal(promise: Promise<unknown>): Promise<InstanceError> {
 async function unclaimedDevBase(): Promise<number> {
   const claims = claimedPorts(home);
   for (let attempt = 0; attempt < 200; attempt++) {
-    const base = 20_000 + 10 * Math.floor(Math.random() * 1000);
+    // Within this worker's DKV_TEST_PORTS slice: a port free now in another worker's may be
+    // taken by its cluster a moment later (a member restarted on its ports).
+    const { low, high } = harnessPortBounds(20_000, 30_000);
+    const base = low + 10 * Math.floor(Math.random() * Math.floor((high - low - 30) / 10));
     const ports = [0, 1, 2].flatMap((i) => [base + 10 * i, base + 10 * i + 1, base + 10 * i + 2]);
     if (ports.some((port) => claims.has(port))) continue;
     if ((await Promise.all(ports.map((port) => portFree('127.0.0.1', port)))).every(Boolean)) return base;

@@ -65,8 +65,11 @@ describe('the packed package', () => {
     expect(files).toContain('dist/src/client/index.d.ts');
     expect(files).toContain('dist/src/server/index.js');
     expect(files).toContain('bin/dkv.js');
-    // The malloc_trim addon, built by prepare where CI runs (glibc, a C compiler): src/native/.
-    expect(files).toContain('dist/native/malloc-trim.node');
+    // The malloc_trim addon's source and build script (src/native/), and the addon itself where
+    // prepare could build it (CI installs a C compiler: there it must be in).
+    expect(files).toContain('src/native/malloc-trim.c');
+    expect(files).toContain('src/native/build.mjs');
+    if (process.env.CI === 'true') expect(files).toContain('dist/native/malloc-trim.node');
     expect(files).toContain('proto/etcd/etcdserverpb/rpc.proto');
     expect(files.filter((f) => f.startsWith('test/') || f.includes('.test.'))).toEqual([]);
     expect(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);

@@ -1,16 +1,25 @@
 /**
- * glibc's malloc_trim through the addon `npm run build` compiles (src/native/): it is built and
- * loads on this glibc machine (CI installs a C compiler), and it gives back what free() keeps.
- * The child process below leaves the pattern a burst of small buffers leaves in a dkv server's
- * heap: ~100 MB of 1,000-byte buffers freed, one in 64 still held, so no free run reaches the
- * heap's top and free() returns none of it.
+ * glibc's malloc_trim through the addon `npm run build` compiles (src/native/): where it could be
+ * built (CI, which installs a C compiler; any glibc machine with one) it is built, loads and gives
+ * back what free() keeps; elsewhere the server says why not. The child process below leaves the
+ * pattern a burst of small buffers leaves in a dkv server's heap: ~100 MB of 1,000-byte buffers
+ * freed, one in 64 still held, so no free run reaches the heap's top and free() returns none of it.
  */
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { mallocMmapThresholdBytes, mallocArenaMax } from '../../src/package-root.js';
+import { mallocArenaMax, mallocMmapThresholdBytes } from '../../src/package-root.js';
 import { mallocTrim, mallocTrimAddonPath, mallocTrimAvailability } from '../../src/server/malloc-trim.js';
 
-const glibc = process.platform === 'linux' && (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime !== undefined;
+/** Whether this machine can build the addon: Linux, glibc, a C compiler and malloc.h. */
+function canBuild(): boolean {
+  if (process.platform !== 'linux') return false;
+  const glibc = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime !== undefined;
+  const compiler = spawnSync(process.env.CC?.trim().split(/\s+/)[0] || 'cc', ['--version'], { encoding: 'utf8' });
+  return glibc && compiler.status === 0 && spawnSync('test', ['-r', '/usr/include/malloc.h']).status === 0;
+}
+
+/** CI must build it (.ci/run installs gcc and libc6-dev): there, a missing addon is a failure. */
+const expected = process.env.CI === 'true' || canBuild();
 
 const child = `
 const { mallocTrim } = require(process.argv[1]);
@@ -28,39 +37,37 @@ setImmediate(() => {
   const before = process.memoryUsage.rss();
   mallocTrim();
   const after = process.memoryUsage.rss();
-  const second = (mallocTrim(), process.memoryUsage.rss());
-  console.log(JSON.stringify({ before, after, second, kept: kept.length }));
+  console.log(JSON.stringify({ before, after, kept: kept.length }));
 });
 `;
 
 describe('malloc_trim', () => {
-  it('is built and loads where the C library is glibc, and says why not elsewhere', () => {
+  it('is built and loads where it can be built, and says why not elsewhere', () => {
     const availability = mallocTrimAvailability();
-    if (glibc) expect(availability).toEqual({ available: true });
-    else expect(availability).toEqual({ available: false, reason: expect.stringContaining(mallocTrimAddonPath) });
-    const trimmed = mallocTrim();
-    if (!glibc) expect(trimmed).toBeUndefined();
-    else {
-      expect(trimmed!.rssBefore).toBeGreaterThan(0);
-      expect(trimmed!.rssAfter).toBeGreaterThan(0);
+    if (expected) {
+      expect(availability).toEqual({ available: true });
+      const trimmed = mallocTrim()!;
+      expect(trimmed.ms).toBeGreaterThanOrEqual(0);
+    } else {
+      expect(availability.available).toBe(false);
+      expect((availability as { reason: string }).reason).not.toBe('');
+      expect(mallocTrim()).toBeUndefined();
     }
   });
 
   it('hands back the free pages between buffers still held, which free() keeps', () => {
-    expect(glibc).toBe(true); // the suite runs on Debian: the addon must be there
-    const result = spawnSync(process.execPath, ['--expose-gc', '-e', child, mallocTrimAddonPath], {
-      encoding: 'utf8',
-      timeout: 60_000,
-      // As a dkv server runs (serverProcessEnv): 1,000-byte buffers come from malloc's heaps.
-      env: { ...process.env, MALLOC_MMAP_THRESHOLD_: String(mallocMmapThresholdBytes), MALLOC_ARENA_MAX: String(mallocArenaMax), NODE_OPTIONS: '' },
-    });
+    if (!expected) {
+      expect(mallocTrim()).toBeUndefined();
+      return;
+    }
+    const env: NodeJS.ProcessEnv = { ...process.env, MALLOC_MMAP_THRESHOLD_: String(mallocMmapThresholdBytes), MALLOC_ARENA_MAX: String(mallocArenaMax), NODE_OPTIONS: '' };
+    // glibc's malloc, as a dkv server runs (serverProcessEnv): not a preloaded one.
+    delete env.LD_PRELOAD;
+    const result = spawnSync(process.execPath, ['--expose-gc', '-e', child, mallocTrimAddonPath], { encoding: 'utf8', timeout: 60_000, env });
     expect(result.status, result.stderr).toBe(0);
-    const { before, after, second, kept } = JSON.parse(result.stdout) as { before: number; after: number; second: number; kept: number };
+    const { before, after, kept } = JSON.parse(result.stdout) as { before: number; after: number; kept: number };
     expect(kept).toBe(1563);
-    const mb = 1024 * 1024;
     // ~98 MB were freed; free() kept them resident, the trim gives back at least 60 MB of them.
-    expect(before - after).toBeGreaterThan(60 * mb);
-    // Nothing is left to give back a second time.
-    expect(Math.abs(second - after)).toBeLessThan(8 * mb);
+    expect(before - after).toBeGreaterThan(60 * 1024 * 1024);
   });
 });

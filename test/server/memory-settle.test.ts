@@ -22,7 +22,7 @@ function harness(store = { total: 100, inUse: 90 }, failDefragment = false) {
     },
     trim: () => {
       trims.count++;
-      return { rssBefore: 3 * 1048576, rssAfter: 1048576 };
+      return { rssBefore: 3 * 1048576, rssAfter: 1048576, ms: 12.34 };
     },
     now: () => now,
     setTimer: (run, ms) => {
@@ -114,7 +114,7 @@ describe('MemorySettler', () => {
     await h.advance(settleIntervalMsMin);
     expect(h.calls).toEqual({ collect: 2, defragment: 1 });
     expect(h.trims.count).toBe(1);
-    expect(h.logged.at(-1)).toMatch(/^memory settled after writes stopped \(collected\): .*; malloc_trim: rss 3\.0 -> 1\.0 MB$/);
+    expect(h.logged.at(-1)).toMatch(/^memory settled after writes stopped \(collected\): .*; malloc_trim: rss 3\.0 -> 1\.0 MB in 12\.3 ms$/);
   });
 
   it('does nothing once stopped', async () => {

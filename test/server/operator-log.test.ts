@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { parseServerConfig } from '../../src/server/config.js';
 import { formatId } from '../../src/cluster/index.js';
 import { formatLogLine } from '../../src/server/logger.js';
-import { MembershipLog, RecoveryLog, allocatorLine, mappedObjects, memberChanges, startKindOf, startupLines } from '../../src/server/operator-log.js';
+import { mappedObjects } from '../../src/server/malloc-trim.js';
+import { MembershipLog, RecoveryLog, allocatorLine, memberChanges, startKindOf, startupLines } from '../../src/server/operator-log.js';
 import { dkvVersion, versionText } from '../../src/server/version.js';
 
 const member = (id: number, name: string, isLearner = false) => ({ id, name, peerUrls: [`http://10.0.0.${id % 250}:2380`], isLearner });

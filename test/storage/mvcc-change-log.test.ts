@@ -80,6 +80,25 @@ describe('ChangeLog.retainAt', () => {
     );
   });
 
+  it('rebuilds a front of several chunks before a chunk read part-way, in order', () => {
+    const log = new ChangeLog();
+    let model: Change[] = [];
+    // Revision 1 ends part-way into a chunk; revision 2 (kept in part) spans three chunks and
+    // ends part-way into a fourth, which revision 3 fills on.
+    write(log, model, 1, 100);
+    write(log, model, 2, changeLogChunkEntries * 3);
+    write(log, model, 3, changeLogChunkEntries + 7);
+    log.dropThrough(1, () => {});
+    const keep = (sub: number): boolean => sub % 3 !== 0;
+    log.retainAt(2, (sub) => keep(sub));
+    model = model.filter((c) => c.revision === 3 || (c.revision === 2 && keep(c.sub)));
+    expect(log.length).toBe(model.length);
+    expect(contents(log)).toEqual(model);
+    expect(contents(log, 3, 3)).toEqual(model.filter((c) => c.revision === 3));
+    write(log, model, 4, 5);
+    expect(contents(log, 2)).toEqual(model);
+  });
+
   it('frees the chunks of a revision it lets go entirely', () => {
     const log = new ChangeLog();
     const model: Change[] = [];
