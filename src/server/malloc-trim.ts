@@ -25,7 +25,8 @@ let availability: MallocTrimAvailability | undefined;
  * of the addon (not glibc, or no C compiler at `npm run build`), or an addon that does not load
  * (built for another platform or C library: a package installed from a tarball carries the
  * addon built where it was packed). Another malloc preloaded (tcmalloc) is not detected: the
- * trims then find little to do. `mapped`: the shared objects the process maps.
+ * trims then find little to do. `mapped`: the shared objects the process maps. The first call
+ * decides for the process (its malloc is chosen when it starts).
  */
 export function mallocTrimAvailability(mapped: readonly string[] = mappedObjects()): MallocTrimAvailability {
   if (availability !== undefined) return availability;

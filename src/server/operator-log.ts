@@ -75,7 +75,6 @@ function info(text: string): StartupLine {
   return { level: 'info', text };
 }
 
-
 /** The lines a node logs once it serves clients, in the order an operator reads them. */
 export function startupLines(facts: StartupFacts): StartupLine[] {
   const { config, memberId, clusterId, recovered } = facts;
