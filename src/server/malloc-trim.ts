@@ -73,7 +73,7 @@ export interface Trimmed {
 /**
  * Runs malloc_trim(0) when available, or returns undefined. It walks the free chunks of every
  * arena, holding each arena's lock (LevelDB's threads wait meanwhile), and blocks the event loop:
- * 2-61 ms on a node of ~200-570 MB (bench/README.md), more on a larger heap. So it runs only when
+ * 2-72 ms on a node of ~200-570 MB (bench/README.md), more on a larger heap. So it runs only when
  * the node settles or defragments, once writes have stopped.
  */
 export function mallocTrim(): Trimmed | undefined {
