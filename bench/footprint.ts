@@ -16,10 +16,11 @@
  * target with --json. Never gates CI.
  *
  *   dkv bench footprint [--target dkv,etcd] [--keys 500000] [--key-size 16] [--val-size 100]
- *     [--txn-ops 128] [--clients 8] [--settle-ms 12000] [--json] [--keep]
+ *     [--txn-ops 128] [--clients 8] [--settle-ms 20000] [--json] [--keep]
  *     [--server-args "--snapshot-count=10000"]  (more `dkv server` flags, space-separated)
- * The settle is longer than a DKV node's idle settle (src/server/memory-settle.ts), so both
- * targets are read after their collectors had a chance to run.
+ * The settle is longer than a DKV node takes to settle after its last write, late collection
+ * included (src/server/memory-settle.ts: up to settleIntervalMsMin + settleLateCollectMs, 16 s),
+ * so both targets are read after their collectors had a chance to run.
  */
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -51,7 +52,7 @@ export interface FootprintOptions {
   readonly print?: (line: string) => void;
 }
 
-export const footprintDefaults = { keys: 500_000, keySize: 16, valueSize: 100, txnOps: 128, clients: 8, settleMs: 12_000 } as const;
+export const footprintDefaults = { keys: 500_000, keySize: 16, valueSize: 100, txnOps: 128, clients: 8, settleMs: 20_000 } as const;
 
 const readyTimeoutMs = 600_000;
 const readyPollMs = 20;

@@ -89,7 +89,7 @@ Options (footprint):
   --val-size N          value bytes (default 100)
   --txn-ops N           puts per Txn (default 128)
   --clients N           Txns in flight (default 8)
-  --settle-ms MS        wait before each RSS reading (default 12000)
+  --settle-ms MS        wait before each RSS reading (default 20000)
   --server-args "A B"   more dkv server flags, space-separated
   --etcd PATH           the etcd binary (default etcd)
   --keep                keep the data directories (the servers' logs)

@@ -135,6 +135,15 @@ export const settleIdleMs = 2_000;
 /** The least time between two settles (each is one or two full collections, tens of ms). */
 export const settleIntervalMsMin = 10_000;
 
+/**
+ * How long after a settle, with no entry applied meanwhile, the node collects once more. V8 shrinks
+ * its young generation (two semi-spaces of up to --max-semi-space-size each, resident once a burst
+ * has filled them) only in a collection that finds its recent allocation rate low and not zero,
+ * measured over its last 5 seconds: the settle's own collections come right after the burst, and
+ * an idle node may not collect again for hours.
+ */
+export const settleLateCollectMs = 6_000;
+
 /** A settle after a compaction rewrites the store when less than this fraction of its arenas is in use. */
 export const settleRewriteInUseFraction = 0.75;
 

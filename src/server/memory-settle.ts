@@ -13,6 +13,11 @@
  *    memory than the first;
  *  - otherwise two full collections (the first frees the objects, the second the buffers they
  *    held; V8 releases an ArrayBuffer's memory one collection after its owner).
+ * Each settle first lets the Raft logs' tail caches go of their applied entries (`releaseCaches`;
+ * a follower that asks for them later has them read back from LevelDB). `settleLateCollectMs`
+ * after a settle, if no entry was applied meanwhile, one more collection (kind `late`): V8 shrinks
+ * its young generation only in a collection that sees a low allocation rate, which the settle's
+ * collections, right after the burst, never see.
  * At most once per `settleIntervalMsMin`. Whether the freed memory leaves the resident set is the
  * C allocator's business: `dkv server` run as the `dkv` command, or by `dkv dev`, `dkv instance` or
  * jepsen-lite, has glibc's mmap threshold and arena limit fixed (`serverProcessEnv` in
@@ -21,7 +26,7 @@
  * free pages inside malloc's heaps that free() keeps.
  */
 import { type MemoryTrim, fullGc, mb, trimmedText } from './defragment.js';
-import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin, settleRewriteInUseFraction } from './limits.js';
+import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin, settleLateCollectMs, settleRewriteInUseFraction } from './limits.js';
 
 export interface MemorySettlerOptions {
   /** The data store's arena bytes and bytes in use (Maintenance.Status dbSize / dbSizeInUse). */
@@ -36,9 +41,14 @@ export interface MemorySettlerOptions {
   readonly clearTimer?: (timer: unknown) => void;
   /** Run after a settle's collections (the defragment path trims in `defragment`); none: no trim. */
   readonly trim?: MemoryTrim;
+  /** Lets go of caches an idle node does not need (the Raft logs' applied entries); returns the bytes released. */
+  readonly releaseCaches?: () => number;
   /** Called after each settle with its kind (the dkv_memory_settles_total counter). */
-  readonly onSettled?: (kind: 'collect' | 'defragment') => void;
+  readonly onSettled?: (kind: SettleKind) => void;
 }
+
+/** collect: full collections; defragment: the store rewritten, then collected; late: the collection `settleLateCollectMs` after either. */
+export type SettleKind = 'collect' | 'defragment' | 'late';
 
 export class MemorySettler {
   private churnBytes = 0;
@@ -46,12 +56,16 @@ export class MemorySettler {
   private churnBytesNeeded = settleChurnBytesMin;
   private compacted = false;
   private lastAppliedAt = 0;
+  /** Entries and compactions applied so far (the late collection checks none came since its settle). */
+  private appliedCount = 0;
   private lastSettledAt = Number.NEGATIVE_INFINITY;
   private timer: unknown;
+  /** The late collection's timer, armed after each settle. */
+  private lateTimer: unknown;
   private settling: Promise<void> | undefined;
   private stopped = false;
   /** Settles done, by kind. */
-  readonly settles = { collect: 0, defragment: 0 };
+  readonly settles = { collect: 0, defragment: 0, late: 0 };
 
   constructor(private readonly options: MemorySettlerOptions) {}
 
@@ -62,6 +76,7 @@ export class MemorySettler {
   /** An entry of `bytes` was applied to the data store. */
   applied(bytes: number): void {
     this.churnBytes += bytes;
+    this.appliedCount++;
     this.lastAppliedAt = this.now();
     this.arm();
   }
@@ -69,6 +84,7 @@ export class MemorySettler {
   /** A compaction was applied to the data store. */
   compactionApplied(): void {
     this.compacted = true;
+    this.appliedCount++;
     this.lastAppliedAt = this.now();
     this.arm();
   }
@@ -77,7 +93,9 @@ export class MemorySettler {
   stop(): Promise<void> {
     this.stopped = true;
     if (this.timer !== undefined) (this.options.clearTimer ?? clearTimeout)(this.timer as NodeJS.Timeout);
+    if (this.lateTimer !== undefined) (this.options.clearTimer ?? clearTimeout)(this.lateTimer as NodeJS.Timeout);
     this.timer = undefined;
+    this.lateTimer = undefined;
     return this.settling ?? Promise.resolve();
   }
 
@@ -93,12 +111,10 @@ export class MemorySettler {
   private arm(): void {
     if (this.stopped || this.settling !== undefined || this.timer !== undefined || !this.due()) return;
     const wait = Math.max(settleIdleMs - (this.now() - this.lastAppliedAt), this.lastSettledAt + settleIntervalMsMin - this.now(), 0);
-    const timer = (this.options.setTimer ?? setTimeout)(() => {
+    this.timer = this.startTimer(() => {
       this.timer = undefined;
       this.fire();
     }, wait);
-    if (typeof timer === 'object') timer.unref?.();
-    this.timer = timer;
   }
 
   private fire(): void {
@@ -110,6 +126,7 @@ export class MemorySettler {
     }
     // A settle that fails (a store replaced or stopped under it) is logged, never left to reject.
     this.settling = this.settle()
+      .then(() => this.armLate())
       .catch((error: unknown) => this.options.log?.(`memory settle failed: ${error instanceof Error ? error.message : String(error)}`))
       .finally(() => {
         this.settling = undefined;
@@ -118,12 +135,44 @@ export class MemorySettler {
       });
   }
 
+  private startTimer(run: () => void, ms: number): unknown {
+    const timer = (this.options.setTimer ?? setTimeout)(run, ms);
+    if (typeof timer === 'object') timer.unref?.();
+    return timer;
+  }
+
+  /** Arms the late collection after a settle (a later settle re-arms it). */
+  private armLate(): void {
+    if (this.stopped) return;
+    if (this.lateTimer !== undefined) (this.options.clearTimer ?? clearTimeout)(this.lateTimer as NodeJS.Timeout);
+    const appliedAtSettle = this.appliedCount;
+    this.lateTimer = this.startTimer(() => {
+      this.lateTimer = undefined;
+      // Writes came meanwhile: the settle that follows them arms its own.
+      if (this.stopped || this.settling !== undefined || this.appliedCount !== appliedAtSettle) return;
+      this.collectLate();
+    }, settleLateCollectMs);
+  }
+
+  private collectLate(): void {
+    const before = process.memoryUsage();
+    if (!(this.options.collect ?? fullGc)()) return;
+    const trimmed = this.options.trim?.();
+    this.settles.late++;
+    this.options.onSettled?.('late');
+    const after = process.memoryUsage();
+    this.options.log?.(
+      `memory settled, late collection: rss ${mb(before.rss)} -> ${mb(after.rss)} MB, heap total ${mb(before.heapTotal)} -> ${mb(after.heapTotal)} MB` + trimmedText(trimmed),
+    );
+  }
+
   private async settle(): Promise<void> {
     const rewrite = this.compacted && this.shouldRewrite();
     this.compacted = false;
     this.churnBytes = 0;
     this.churnBytesNeeded = settleChurnBytesMin;
     const before = process.memoryUsage();
+    const released = this.options.releaseCaches?.() ?? 0;
     if (rewrite) {
       await this.options.defragment();
       this.settles.defragment++;
@@ -143,6 +192,7 @@ export class MemorySettler {
     this.options.log?.(
       `memory settled after writes stopped (${rewrite ? 'store rewritten, then collected' : 'collected'}): ` +
         `rss ${mb(before.rss)} -> ${mb(after.rss)} MB, heap ${mb(before.heapUsed)} -> ${mb(after.heapUsed)} MB, external ${mb(before.external)} -> ${mb(after.external)} MB` +
+        (released > 0 ? `, Raft log cache ${mb(released)} MB released` : '') +
         trimmedText(trimmed),
     );
   }

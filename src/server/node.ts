@@ -491,6 +491,7 @@ export class DkvNode {
         return { total: mvcc.sizeBytes, inUse: mvcc.sizeInUseBytes };
       },
       defragment: () => this.defragmenter.run(),
+      releaseCaches: () => this.logStore.releaseAppliedCaches(),
       trim,
       log: info,
       onSettled: (kind) => this.metrics.memorySettles.inc(1, { kind }),

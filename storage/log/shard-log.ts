@@ -331,6 +331,21 @@ export class ShardLog implements LogStorage, LogStorageWriter {
     }
   }
 
+  /**
+   * Lets go of every applied entry in the tail cache and of the ranges loaded from disk, for an
+   * idle node (LevelLogStore.releaseAppliedCaches says when that is safe); returns the bytes let go.
+   */
+  releaseApplied(): number {
+    const before = this.cacheBytes;
+    while (this.cacheHead < this.cache.length && this.cacheFirst <= Math.max(this.applied, this.appliedInMemory)) this.dropCacheHead();
+    if (this.cacheHead === this.cache.length) {
+      this.cache = [];
+      this.cacheHead = 0;
+    }
+    this.loaded = [];
+    return before - this.cacheBytes;
+  }
+
   /** Takes entries loaded from disk (if nothing replaced them meanwhile). */
   addLoaded(first: number, entries: Entry[], epoch: number): void {
     if (epoch !== this.epoch || entries.length === 0) return;

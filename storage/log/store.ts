@@ -199,6 +199,19 @@ export class LevelLogStore implements ShardLogHost {
     return held.sort((a, b) => a - b);
   }
 
+  /**
+   * Lets every shard's tail cache go of its applied entries (and of entries read back for
+   * followers), for an idle node: the server's memory settle. Only when nothing is queued or being
+   * written, so every entry let go is in LevelDB and is read back from there when a follower asks
+   * for it. Returns the bytes let go (0 when a write is under way).
+   */
+  releaseAppliedCaches(): number {
+    if (this.closed || this.writing || this.writingAlone > 0 || this.pending.ops.length > 0) return 0;
+    let bytes = 0;
+    for (const log of this.shardLogs.values()) bytes += log.releaseApplied();
+    return bytes;
+  }
+
   /** Shards whose drop has started and not finished (their remaining records are being deleted). */
   droppingShards(): number[] {
     return [...this.dropping].sort((a, b) => a - b);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin } from '../../src/server/limits.js';
+import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin, settleLateCollectMs } from '../../src/server/limits.js';
 import { MemorySettler, settleChurnBytesFor } from '../../src/server/memory-settle.js';
 
 /** A settler on a hand-driven clock and timer queue. */
@@ -8,6 +8,7 @@ function harness(store = { total: 100, inUse: 90 }, failDefragment = false) {
   let timers: Array<{ at: number; run: () => void }> = [];
   const calls = { collect: 0, defragment: 0 };
   const trims = { count: 0 };
+  const released = { count: 0 };
   const logged: string[] = [];
   const settler = new MemorySettler({
     storeBytes: () => store,
@@ -16,6 +17,10 @@ function harness(store = { total: 100, inUse: 90 }, failDefragment = false) {
       if (failDefragment) throw new Error('store replaced');
     },
     log: (line) => logged.push(line),
+    releaseCaches: () => {
+      released.count++;
+      return 4 * 1048576;
+    },
     collect: () => {
       calls.collect++;
       return true;
@@ -47,7 +52,7 @@ function harness(store = { total: 100, inUse: 90 }, failDefragment = false) {
     }
     now = end;
   }
-  return { settler, calls, trims, advance, store, logged, pending: () => timers.length };
+  return { settler, calls, trims, released, advance, store, logged, pending: () => timers.length };
 }
 
 describe('MemorySettler', () => {
@@ -64,6 +69,46 @@ describe('MemorySettler', () => {
     expect(h.calls.collect).toBe(0);
     await h.advance(settleIdleMs);
     expect(h.calls).toEqual({ collect: 2, defragment: 0 });
+    expect(h.released.count).toBe(1);
+    expect(h.logged.at(-1)).toMatch(/, Raft log cache 4\.0 MB released; malloc_trim: /);
+    // Then the late collection, and nothing more until the next writes.
+    expect(h.pending()).toBe(1);
+    await h.advance(settleLateCollectMs);
+    expect(h.calls).toEqual({ collect: 3, defragment: 0 });
+    expect(h.settler.settles).toEqual({ collect: 1, defragment: 0, late: 1 });
+    expect(h.trims.count).toBe(2);
+    expect(h.logged.at(-1)).toMatch(/^memory settled, late collection: rss .* MB; malloc_trim: rss 3\.0 -> 1\.0 MB in 12\.3 ms$/);
+    expect(h.pending()).toBe(0);
+  });
+
+  it('collects late only when nothing was applied since the settle, after either kind of settle', async () => {
+    const h = harness({ total: 100, inUse: 40 });
+    h.settler.compactionApplied();
+    await h.advance(settleIdleMs);
+    expect(h.calls).toEqual({ collect: 0, defragment: 1 });
+    await h.advance(settleLateCollectMs - 1);
+    expect(h.calls.collect).toBe(0);
+    await h.advance(1);
+    expect(h.settler.settles).toEqual({ collect: 0, defragment: 1, late: 1 });
+    // A write between the settle and its late collection: no late collection for that settle; the
+    // settle that follows the write arms its own.
+    h.store.inUse = 90;
+    h.settler.applied(settleChurnBytesMin);
+    await h.advance(settleIntervalMsMin - settleLateCollectMs);
+    expect(h.settler.settles).toEqual({ collect: 1, defragment: 1, late: 1 });
+    h.settler.applied(settleChurnBytesMin);
+    await h.advance(settleLateCollectMs);
+    expect(h.settler.settles).toEqual({ collect: 1, defragment: 1, late: 1 });
+    await h.advance(settleIntervalMsMin);
+    expect(h.settler.settles).toEqual({ collect: 2, defragment: 1, late: 2 });
+    expect(h.released.count).toBe(3);
+    // Stopped: a late collection armed before does not run.
+    h.settler.applied(settleChurnBytesMin);
+    await h.advance(settleIntervalMsMin - settleLateCollectMs);
+    expect(h.settler.settles.collect).toBe(3);
+    await h.settler.stop();
+    await h.advance(settleLateCollectMs);
+    expect(h.settler.settles.late).toBe(2);
     expect(h.pending()).toBe(0);
   });
 
@@ -131,7 +176,7 @@ describe('MemorySettler', () => {
     await h.advance(settleIdleMs);
     expect(h.calls.defragment).toBe(1);
     expect(h.logged.join('\n')).toMatch(/memory settle failed: store replaced/);
-    expect(h.settler.settles).toEqual({ collect: 0, defragment: 0 });
+    expect(h.settler.settles).toEqual({ collect: 0, defragment: 0, late: 0 });
     h.settler.applied(settleChurnBytesMin);
     await h.advance(settleIntervalMsMin);
     expect(h.calls.collect).toBe(2);

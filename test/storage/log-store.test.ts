@@ -262,6 +262,43 @@ describe('the tail cache and background loads', () => {
     await reopened.close();
   });
 
+  it('an idle node lets go of every applied entry; a read of one brings it back from disk', async () => {
+    const { store } = await openStore({ sync: false });
+    const log = store.shard(3);
+    await store.save([{ shard: 3, entries: entries(1, 300, 1, 64), hardState: { term: 1, vote: 1, commit: 300 } }]);
+    await store.save([{ shard: 3, appliedInMemory: 200 }]);
+    // A save under way: nothing is let go (its entries may not be in LevelDB yet).
+    const saving = store.save([{ shard: 3, entries: entries(301, 301, 1, 64) }]);
+    expect(store.releaseAppliedCaches()).toBe(0);
+    await saving;
+    await store.idle();
+    const before = log.cacheStats();
+    expect(before.entries).toBe(301);
+    const released = store.releaseAppliedCaches();
+    const after = log.cacheStats();
+    expect(released).toBe(before.bytes - after.bytes);
+    expect(released).toBeGreaterThan(0);
+    // The unapplied entries stay: the apply loop reads them synchronously.
+    expect(after).toMatchObject({ first: 201, entries: 101 });
+    expect(log.entries(201, 302, 1e9).map((e) => e.index)).toEqual(Array.from({ length: 101 }, (_, i) => 201 + i));
+    // An applied one (a lagging follower's next entry) is read back from LevelDB.
+    expect(() => log.entries(100, 102, 1e9)).toThrow();
+    await store.idle();
+    const back = log.entries(100, 102, 1e9);
+    expect(back.map((e) => e.index)).toEqual([100, 101]);
+    expect(Array.from(back[0]!.data)).toEqual(Array.from(entry(100, 1, 64).data));
+    expect(log.cacheStats().loadedRanges).toBe(1);
+    // The next release lets go of what was read back too; everything applied is gone.
+    await store.save([{ shard: 3, appliedInMemory: 301 }]);
+    store.releaseAppliedCaches();
+    expect(log.cacheStats()).toMatchObject({ first: 302, entries: 0, bytes: 0, loadedRanges: 0 });
+    // New entries are cached again from the next index.
+    await store.save([{ shard: 3, entries: entries(302, 303, 1, 64) }]);
+    expect(log.cacheStats()).toMatchObject({ first: 302, entries: 2 });
+    expect(log.entries(302, 304, 1e9).map((e) => e.index)).toEqual([302, 303]);
+    await store.close();
+  });
+
   it('drops a load whose entries were replaced while it ran', async () => {
     const { store } = await openStore({ sync: false, tailCacheBytesMax: 1024 });
     const log = store.shard(3);
