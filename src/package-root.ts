@@ -65,9 +65,8 @@ export const mallocArenaMax = 2;
  * V8's largest semi-space (MiB) for `dkv server` processes. V8's own default on 64-bit is 16: a burst
  * of writes grows the young generation to two semi-spaces of 16 MiB, and V8 keeps them resident
  * until a collection finds its recent allocation rate low (the memory settle's late collection,
- * memory-settle.ts). At 8 the node's resident set is 14 to 19 MiB
- * lower at every step of bench/footprint.ts (500k keys: loaded 217 -> 203 MB, all deleted
- * 153 -> 135 MB) for more frequent, shorter scavenges. At 4 it would save 24 MiB.
+ * memory-settle.ts). At 8 a burst leaves at most half as much resident until then, for more
+ * frequent, shorter scavenges.
  */
 export const serverSemiSpaceMib = 8;
 

@@ -15,7 +15,7 @@
  *    held; V8 releases an ArrayBuffer's memory one collection after its owner).
  * Each settle first lets the Raft logs' tail caches go of their applied entries (`releaseCaches`;
  * a follower that asks for them later has them read back from LevelDB). `settleLateCollectMs`
- * after a settle, if no entry was applied meanwhile, one more collection (kind `late`): V8 shrinks
+ * after a settle, and after the last entry applied since, one more collection (kind `late`): V8 shrinks
  * its young generation only in a collection that sees a low allocation rate, which the settle's
  * collections, right after the burst, never see.
  * At most once per `settleIntervalMsMin`. Whether the freed memory leaves the resident set is the
@@ -56,12 +56,11 @@ export class MemorySettler {
   private churnBytesNeeded = settleChurnBytesMin;
   private compacted = false;
   private lastAppliedAt = 0;
-  /** Entries and compactions applied so far (the late collection checks none came since its settle). */
-  private appliedCount = 0;
   private lastSettledAt = Number.NEGATIVE_INFINITY;
   private timer: unknown;
-  /** The late collection's timer, armed after each settle. */
+  /** The late collection's timer, armed after each settle; and when that settle ended. */
   private lateTimer: unknown;
+  private lateArmedAt = 0;
   private settling: Promise<void> | undefined;
   private stopped = false;
   /** Settles done, by kind. */
@@ -76,7 +75,6 @@ export class MemorySettler {
   /** An entry of `bytes` was applied to the data store. */
   applied(bytes: number): void {
     this.churnBytes += bytes;
-    this.appliedCount++;
     this.lastAppliedAt = this.now();
     this.arm();
   }
@@ -84,7 +82,6 @@ export class MemorySettler {
   /** A compaction was applied to the data store. */
   compactionApplied(): void {
     this.compacted = true;
-    this.appliedCount++;
     this.lastAppliedAt = this.now();
     this.arm();
   }
@@ -92,8 +89,8 @@ export class MemorySettler {
   /** No settle starts after this; resolves when one that was running is done. */
   stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer !== undefined) (this.options.clearTimer ?? clearTimeout)(this.timer as NodeJS.Timeout);
-    if (this.lateTimer !== undefined) (this.options.clearTimer ?? clearTimeout)(this.lateTimer as NodeJS.Timeout);
+    this.clearTimer(this.timer);
+    this.clearTimer(this.lateTimer);
     this.timer = undefined;
     this.lateTimer = undefined;
     return this.settling ?? Promise.resolve();
@@ -141,28 +138,43 @@ export class MemorySettler {
     return timer;
   }
 
-  /** Arms the late collection after a settle (a later settle re-arms it). */
+  private clearTimer(timer: unknown): void {
+    if (timer !== undefined) (this.options.clearTimer ?? clearTimeout)(timer as NodeJS.Timeout);
+  }
+
+  /** Arms the late collection after a settle, in place of one still waiting. */
   private armLate(): void {
     if (this.stopped) return;
-    if (this.lateTimer !== undefined) (this.options.clearTimer ?? clearTimeout)(this.lateTimer as NodeJS.Timeout);
-    const appliedAtSettle = this.appliedCount;
+    this.clearTimer(this.lateTimer);
+    this.lateArmedAt = this.now();
+    this.waitLate(settleLateCollectMs);
+  }
+
+  /** The late collection runs once `settleLateCollectMs` passed since its settle and since the last entry applied. */
+  private waitLate(ms: number): void {
     this.lateTimer = this.startTimer(() => {
       this.lateTimer = undefined;
-      // Writes came meanwhile: the settle that follows them arms its own.
-      if (this.stopped || this.settling !== undefined || this.appliedCount !== appliedAtSettle) return;
-      this.collectLate();
-    }, settleLateCollectMs);
+      // A settle under way arms its own when it ends.
+      if (this.stopped || this.settling !== undefined) return;
+      const wait = settleLateCollectMs - (this.now() - Math.max(this.lastAppliedAt, this.lateArmedAt));
+      if (wait > 0) this.waitLate(wait);
+      else this.collectLate();
+    }, ms);
   }
 
   private collectLate(): void {
     const before = process.memoryUsage();
+    // What the settle could not release (a write was under way) goes now.
+    const released = this.options.releaseCaches?.() ?? 0;
     if (!(this.options.collect ?? fullGc)()) return;
     const trimmed = this.options.trim?.();
     this.settles.late++;
     this.options.onSettled?.('late');
     const after = process.memoryUsage();
     this.options.log?.(
-      `memory settled, late collection: rss ${mb(before.rss)} -> ${mb(after.rss)} MB, heap total ${mb(before.heapTotal)} -> ${mb(after.heapTotal)} MB` + trimmedText(trimmed),
+      `memory settled, late collection: rss ${mb(before.rss)} -> ${mb(after.rss)} MB, heap total ${mb(before.heapTotal)} -> ${mb(after.heapTotal)} MB` +
+        releasedText(released) +
+        trimmedText(trimmed),
     );
   }
 
@@ -192,7 +204,7 @@ export class MemorySettler {
     this.options.log?.(
       `memory settled after writes stopped (${rewrite ? 'store rewritten, then collected' : 'collected'}): ` +
         `rss ${mb(before.rss)} -> ${mb(after.rss)} MB, heap ${mb(before.heapUsed)} -> ${mb(after.heapUsed)} MB, external ${mb(before.external)} -> ${mb(after.external)} MB` +
-        (released > 0 ? `, Raft log cache ${mb(released)} MB released` : '') +
+        releasedText(released) +
         trimmedText(trimmed),
     );
   }
@@ -201,6 +213,11 @@ export class MemorySettler {
     const { total, inUse } = this.options.storeBytes();
     return total > 0 && inUse < total * settleRewriteInUseFraction;
   }
+}
+
+/** The log's words for the Raft log cache bytes a settle let go, or '' when none. */
+function releasedText(released: number): string {
+  return released > 0 ? `, Raft log cache ${mb(released)} MB released` : '';
 }
 
 /** The bytes written since the last settle that make a store of `storeBytes` arena bytes due for one. */

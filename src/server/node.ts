@@ -530,6 +530,11 @@ export class DkvNode {
       collect: () => logStore.stats.saves,
     });
     this.metrics.registry.counter({
+      name: 'dkv_log_loads_total',
+      help: 'Reads of Raft log entries no longer held in memory (a follower behind the tail cache, or one after an idle node let it go), each of up to a request of entries.',
+      collect: () => logStore.stats.loads,
+    });
+    this.metrics.registry.counter({
       name: 'dkv_requests_refused_total',
       help: 'Requests refused with RESOURCE_EXHAUSTED because a pending-request limit was reached.',
       collect: () => this.runtime.refusedTotal,

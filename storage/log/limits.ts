@@ -11,10 +11,11 @@ export const snapshotChunkBytesMax = 1024 * 1024;
  * Bytes of already-applied entries each shard keeps in its in-memory tail cache, so a leader
  * sends fresh appends (and a slightly lagging follower's) without reading LevelDB. Entries not
  * yet applied always stay in memory whatever this says: the apply loop must never wait on disk.
+ * An idle node lets go of all applied ones (`releaseAppliedCaches`, the server's memory settle).
  */
 export const tailCacheBytesMax = 4 * 1024 * 1024;
 
-/** Applied entries the tail cache keeps even when they are larger than `tailCacheBytesMax`. */
+/** Applied entries the tail cache keeps while writes go on, even when they are larger than `tailCacheBytesMax`. */
 export const tailCacheEntriesMin = 64;
 
 /** Bytes one background load of older entries (for a far-behind follower) reads at most. */

@@ -322,13 +322,7 @@ export class ShardLog implements LogStorage, LogStorageWriter {
    * loop reads them synchronously.
    */
   evict(): void {
-    while (
-      this.cache.length - this.cacheHead > tailCacheEntriesMin &&
-      this.cacheBytes > this.tailCacheBytesMax &&
-      this.cacheFirst <= Math.max(this.applied, this.appliedInMemory)
-    ) {
-      this.dropCacheHead();
-    }
+    while (this.cache.length - this.cacheHead > tailCacheEntriesMin && this.cacheBytes > this.tailCacheBytesMax && this.headApplied()) this.dropCacheHead();
   }
 
   /**
@@ -337,13 +331,20 @@ export class ShardLog implements LogStorage, LogStorageWriter {
    */
   releaseApplied(): number {
     const before = this.cacheBytes;
-    while (this.cacheHead < this.cache.length && this.cacheFirst <= Math.max(this.applied, this.appliedInMemory)) this.dropCacheHead();
+    while (this.headApplied()) this.dropCacheHead();
     if (this.cacheHead === this.cache.length) {
       this.cache = [];
       this.cacheHead = 0;
     }
+    let loadedBytes = 0;
+    for (const range of this.loaded) for (const e of range.entries) loadedBytes += entryBytes(e);
     this.loaded = [];
-    return before - this.cacheBytes;
+    return before - this.cacheBytes + loadedBytes;
+  }
+
+  /** Whether the cache's first entry is applied (and so may be let go). */
+  private headApplied(): boolean {
+    return this.cacheHead < this.cache.length && this.cacheFirst <= Math.max(this.applied, this.appliedInMemory);
   }
 
   /** Takes entries loaded from disk (if nothing replaced them meanwhile). */

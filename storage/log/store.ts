@@ -206,7 +206,10 @@ export class LevelLogStore implements ShardLogHost {
    * for it. Returns the bytes let go (0 when a write is under way).
    */
   releaseAppliedCaches(): number {
-    if (this.closed || this.writing || this.writingAlone > 0 || this.pending.ops.length > 0) return 0;
+    // The runtime applies committed entries while their own write may still be under way, so an
+    // applied entry is known to be in LevelDB only when no write is queued or running (nor failed:
+    // a failed write's entries never got there).
+    if (this.closed || this.failure !== undefined || this.writing || this.writingAlone > 0 || this.pending.ops.length > 0) return 0;
     let bytes = 0;
     for (const log of this.shardLogs.values()) bytes += log.releaseApplied();
     return bytes;
