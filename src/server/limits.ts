@@ -136,11 +136,11 @@ export const settleIdleMs = 2_000;
 export const settleIntervalMsMin = 10_000;
 
 /**
- * How long after a settle, and after the last entry applied since, the node collects once more. V8 shrinks
- * its young generation (two semi-spaces of up to --max-semi-space-size each, resident once a burst
- * has filled them) only in a collection that finds its recent allocation rate low and not zero,
- * measured over its last 5 seconds: the settle's own collections come right after the burst, and
- * an idle node may not collect again for hours.
+ * How long after a settle, and after the last entry applied since, the node collects once more.
+ * V8 shrinks its young generation (two semi-spaces of up to --max-semi-space-size each, resident
+ * once a burst has filled them) only in a collection that finds its recent allocation rate low
+ * and not zero, measured over its last 5 seconds: the settle's own collections come right after
+ * the burst, and an idle node may not collect again for hours.
  */
 export const settleLateCollectMs = 6_000;
 

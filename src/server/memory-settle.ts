@@ -15,9 +15,9 @@
  *    held; V8 releases an ArrayBuffer's memory one collection after its owner).
  * Each settle first lets the Raft logs' tail caches go of their applied entries (`releaseCaches`;
  * a follower that asks for them later has them read back from LevelDB). `settleLateCollectMs`
- * after a settle, and after the last entry applied since, one more collection (kind `late`): V8 shrinks
- * its young generation only in a collection that sees a low allocation rate, which the settle's
- * collections, right after the burst, never see.
+ * after a settle, and after the last entry applied since, one more collection (kind `late`): V8
+ * shrinks its young generation only in a collection that sees a low allocation rate, which the
+ * settle's collections, right after the burst, never see.
  * At most once per `settleIntervalMsMin`. Whether the freed memory leaves the resident set is the
  * C allocator's business: `dkv server` run as the `dkv` command, or by `dkv dev`, `dkv instance` or
  * jepsen-lite, has glibc's mmap threshold and arena limit fixed (`serverProcessEnv` in
@@ -150,7 +150,7 @@ export class MemorySettler {
     this.waitLate(settleLateCollectMs);
   }
 
-  /** The late collection runs once `settleLateCollectMs` passed since its settle and since the last entry applied. */
+  /** The late collection runs once `settleLateCollectMs` passed since its settle and the last entry applied. */
   private waitLate(ms: number): void {
     this.lateTimer = this.startTimer(() => {
       this.lateTimer = undefined;

@@ -42,7 +42,8 @@ describe('the memory settle on a 3-node cluster', () => {
     writer.close();
     for (const i of up) {
       await waitUntil(() => lateAfterWrites(i), 4 * (settleIdleMs + settleLateCollectMs), () => `node ${i}: a late collection and the Raft log cache let go (${JSON.stringify(seen)})`, 500);
-      expect(cluster.log(i)).toMatch(/memory settled after writes stopped \(collected\): .*, Raft log cache \d+\.\d MB released/);
+      // The settle's release, or the late collection's when a write was under way at the settle.
+      expect(cluster.log(i)).toMatch(/memory settled[^\n]*, Raft log cache \d+\.\d MB released/);
       expect(cluster.log(i)).toMatch(/memory settled, late collection: rss /);
     }
     // The member that missed the writes: the leader sends it entries it no longer holds in memory,
