@@ -7,7 +7,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { metricsKeepAliveMs } from './limits.js';
+import { metricsKeepAliveMs, settleLateCollectMs } from './limits.js';
 import { type RuntimeMetrics, registerRuntimeMetrics } from './runtime-metrics.js';
 
 export type Labels = Readonly<Record<string, string>>;
@@ -501,7 +501,7 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
     }),
     memorySettles: registry.counter({
       name: 'dkv_memory_settles_total',
-      help: 'Times the node gave memory back once writes stopped, by kind: collect (full garbage collections), defragment (the store rewritten after a compaction left it mostly garbage) or late (one more collection once 6 s passed since either and since the last write, which lets V8 shrink its young generation).',
+      help: `Times the node gave memory back once writes stopped, by kind: collect (full garbage collections), defragment (the store rewritten after a compaction left it mostly garbage) or late (one more collection once ${settleLateCollectMs / 1000} s passed since either and since the last write, which lets V8 shrink its young generation).`,
       labelNames: ['kind'],
     }),
     memoryTrimmed: registry.counter({
