@@ -17,7 +17,9 @@
  * a follower that asks for them later has them read back from LevelDB). `settleLateCollectMs`
  * after a settle, and after the last entry applied since, one more collection (kind `late`): V8
  * shrinks its young generation only in a collection that sees a low allocation rate, which the
- * settle's collections, right after the burst, never see.
+ * settle's collections, right after the burst, never see. Before it, LevelDB writes out and frees
+ * its memtable (`flushStorage`), which an idle node would otherwise keep full of the burst's last
+ * writes; and it compacts V8's whole old generation, which the burst left sparse.
  * At most once per `settleIntervalMsMin`. Whether the freed memory leaves the resident set is the
  * C allocator's business: `dkv server` run as the `dkv` command, or by `dkv dev`, `dkv instance` or
  * jepsen-lite, has glibc's mmap threshold and arena limit fixed (`serverProcessEnv` in
@@ -34,8 +36,8 @@ export interface MemorySettlerOptions {
   /** Defragments (rewrites the store and collects). */
   readonly defragment: () => Promise<unknown>;
   readonly log?: (message: string) => void;
-  /** Injected for tests: a full collection; false when V8 offers none. */
-  readonly collect?: () => boolean;
+  /** Injected for tests: a full collection, compacting the whole old generation when asked; false when V8 offers none. */
+  readonly collect?: (options: { readonly compact: boolean }) => boolean;
   readonly now?: () => number;
   readonly setTimer?: (run: () => void, ms: number) => { unref?(): unknown; ref?(): unknown } | number;
   readonly clearTimer?: (timer: unknown) => void;
@@ -43,6 +45,8 @@ export interface MemorySettlerOptions {
   readonly trim?: MemoryTrim;
   /** Lets go of caches an idle node does not need (the Raft logs' applied entries); returns the bytes released. */
   readonly releaseCaches?: () => number;
+  /** Has the storage engine write out and free its write buffer (the Raft log store's LevelDB memtable), before the late collection. */
+  readonly flushStorage?: () => Promise<unknown>;
   /** Called after each settle with its kind (the dkv_memory_settles_total counter). */
   readonly onSettled?: (kind: SettleKind) => void;
 }
@@ -62,6 +66,10 @@ export class MemorySettler {
   private lateTimer: unknown;
   private lateArmedAt = 0;
   private settling: Promise<void> | undefined;
+  /** The late collection under way (from its storage flush to its trim), and any queued after it. */
+  private late: Promise<void> | undefined;
+  /** Settles begun: a late collection whose settle is no longer the latest gives way to the latest's. */
+  private settlesBegun = 0;
   private stopped = false;
   /** Settles done, by kind. */
   readonly settles = { collect: 0, defragment: 0, late: 0 };
@@ -86,14 +94,14 @@ export class MemorySettler {
     this.arm();
   }
 
-  /** No settle starts after this; resolves when one that was running is done. */
-  stop(): Promise<void> {
+  /** No settle starts after this; resolves when one that was running (and a late collection) is done. */
+  async stop(): Promise<void> {
     this.stopped = true;
     this.clearTimer(this.timer);
     this.clearTimer(this.lateTimer);
     this.timer = undefined;
     this.lateTimer = undefined;
-    return this.settling ?? Promise.resolve();
+    await Promise.all([this.settling, this.late]);
   }
 
   private due(): boolean {
@@ -122,6 +130,7 @@ export class MemorySettler {
       return;
     }
     // A settle that fails (a store replaced or stopped under it) is logged, never left to reject.
+    this.settlesBegun++;
     this.settling = this.settle()
       .then(() => this.armLate())
       .catch((error: unknown) => this.options.log?.(`memory settle failed: ${error instanceof Error ? error.message : String(error)}`))
@@ -158,22 +167,53 @@ export class MemorySettler {
       if (this.stopped || this.settling !== undefined) return;
       const wait = settleLateCollectMs - (this.now() - Math.max(this.lastAppliedAt, this.lateArmedAt));
       if (wait > 0) this.waitLate(wait);
-      else this.collectLate();
+      else this.startLate();
     }, ms);
   }
 
-  private collectLate(): void {
+  /** Runs the late collection, after one still under way (whose storage flush takes its time). */
+  private startLate(): void {
+    const begun = this.settlesBegun;
+    const late = (this.late ?? Promise.resolve())
+      .then(() => this.collectLate(begun))
+      .catch((error: unknown) => this.options.log?.(`memory settle failed (late collection): ${error instanceof Error ? error.message : String(error)}`));
+    this.late = late;
+    void late.finally(() => {
+      if (this.late === late) this.late = undefined;
+    });
+  }
+
+  /** The late collection for the settle that was the `begun`th. */
+  private async collectLate(begun: number): Promise<void> {
+    if (this.stopped) return;
     const before = process.memoryUsage();
     // What the settle could not release (a write was under way) goes now.
     const released = this.options.releaseCaches?.() ?? 0;
-    if (!(this.options.collect ?? fullGc)()) return;
+    let flushed = '';
+    if (this.options.flushStorage !== undefined) {
+      const started = performance.now();
+      try {
+        await this.options.flushStorage();
+        flushed = `, LevelDB memtable flushed in ${(performance.now() - started).toFixed(1)} ms`;
+      } catch (error) {
+        // The collection is still worth making.
+        flushed = `, LevelDB memtable not flushed (${error instanceof Error ? error.message : String(error)})`;
+      }
+      // A settle that began meanwhile has a late collection of its own.
+      if (this.stopped || this.settlesBegun !== begun) return;
+    }
+    const started = performance.now();
+    if (!(this.options.collect ?? fullGc)({ compact: true })) return;
+    const collectedMs = performance.now() - started;
     const trimmed = this.options.trim?.();
     this.settles.late++;
     this.options.onSettled?.('late');
     const after = process.memoryUsage();
     this.options.log?.(
-      `memory settled, late collection: rss ${mb(before.rss)} -> ${mb(after.rss)} MB, heap total ${mb(before.heapTotal)} -> ${mb(after.heapTotal)} MB` +
+      `memory settled, late collection: rss ${mb(before.rss)} -> ${mb(after.rss)} MB, heap total ${mb(before.heapTotal)} -> ${mb(after.heapTotal)} MB ` +
+        `(compacted in ${collectedMs.toFixed(1)} ms)` +
         releasedText(released) +
+        flushed +
         trimmedText(trimmed),
     );
   }
@@ -191,11 +231,11 @@ export class MemorySettler {
       this.options.onSettled?.('defragment');
     } else {
       const collect = this.options.collect ?? fullGc;
-      collect();
+      collect({ compact: false });
       // The second collection frees the buffers whose owners the first one freed.
       await new Promise((resolve) => setImmediate(resolve));
       if (this.stopped) return;
-      collect();
+      collect({ compact: false });
       this.settles.collect++;
       this.options.onSettled?.('collect');
     }

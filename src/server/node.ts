@@ -492,6 +492,7 @@ export class DkvNode {
       },
       defragment: () => this.defragmenter.run(),
       releaseCaches: () => this.logStore.releaseAppliedCaches(),
+      flushStorage: () => this.logStore.flushMemtable(),
       trim,
       log: info,
       onSettled: (kind) => this.metrics.memorySettles.inc(1, { kind }),

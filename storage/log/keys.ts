@@ -37,6 +37,9 @@ export const KNOWN_KINDS: ReadonlySet<number> = new Set(Object.values(Kind));
 
 export const FORMAT_KEY = Uint8Array.of(NODE_PREFIX, 0x76);
 
+/** Sorts after every record (all start with NODE_PREFIX or SHARD_PREFIX): a compaction range that covers none. */
+export const PAST_ALL_RECORDS_KEY = Uint8Array.of(0xff);
+
 const TWO_32 = 0x1_0000_0000;
 
 function writeU32(target: Uint8Array, at: number, value: number): void {

@@ -20,6 +20,7 @@ import { crc32c } from '../checksum.js';
 import { StorageCorruptionError, StorageFailedError } from './errors.js';
 import {
   FORMAT_KEY,
+  PAST_ALL_RECORDS_KEY,
   Kind,
   chunkKey,
   entryKey,
@@ -213,6 +214,22 @@ export class LevelLogStore implements ShardLogHost {
     let bytes = 0;
     for (const log of this.shardLogs.values()) bytes += log.releaseApplied();
     return bytes;
+  }
+
+  /**
+   * Has LevelDB write its memtable out to a table file and free it (an idle node's memory settle):
+   * the memtable keeps up to LevelDB's write buffer of the latest writes (4 MiB by default) in
+   * memory until it fills, however long the node then stays idle. LevelDB's CompactRange flushes
+   * the memtable first, whatever the range; the range given covers no record, so nothing else is
+   * compacted. Resolves false without doing anything when the store is closed or has failed, or
+   * when the database has no compactRange (`level` is classic-level on Node, which has it; its
+   * types declare only what every `level` backend has, so the method is looked up by its manifest).
+   */
+  async flushMemtable(): Promise<boolean> {
+    if (this.closed || this.failure !== undefined || this.db.supports.additionalMethods.compactRange !== true) return false;
+    const db = this.db as unknown as { compactRange(start: Uint8Array, end: Uint8Array): Promise<void> };
+    await db.compactRange(PAST_ALL_RECORDS_KEY, PAST_ALL_RECORDS_KEY);
+    return true;
   }
 
   /** Shards whose drop has started and not finished (their remaining records are being deleted). */

@@ -2,12 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin, settleLateCollectMs } from '../../src/server/limits.js';
 import { MemorySettler, settleChurnBytesFor } from '../../src/server/memory-settle.js';
 
-/** A settler on a hand-driven clock and timer queue. */
-function harness(store = { total: 100, inUse: 90 }, failDefragment = false) {
+/** A settler on a hand-driven clock and timer queue; `flush` stands in for the log store's memtable flush. */
+function harness(store = { total: 100, inUse: 90 }, failDefragment = false, flush?: () => Promise<unknown>) {
   let now = 0;
   let timers: Array<{ id: number; at: number; run: () => void }> = [];
   let nextTimerId = 1;
   const calls = { collect: 0, defragment: 0 };
+  /** What the settler did, in order: release, flush, collect or compact, trim. */
+  const steps: string[] = [];
   const trims = { count: 0 };
   const released = { count: 0 };
   const logged: string[] = [];
@@ -20,14 +22,25 @@ function harness(store = { total: 100, inUse: 90 }, failDefragment = false) {
     log: (line) => logged.push(line),
     releaseCaches: () => {
       released.count++;
+      steps.push('release');
       return 4 * 1048576;
     },
-    collect: () => {
+    ...(flush === undefined
+      ? {}
+      : {
+          flushStorage: async () => {
+            steps.push('flush');
+            await flush();
+          },
+        }),
+    collect: ({ compact }) => {
       calls.collect++;
+      steps.push(compact ? 'compact' : 'collect');
       return true;
     },
     trim: () => {
       trims.count++;
+      steps.push('trim');
       return { rssBefore: 3 * 1048576, rssAfter: 1048576, ms: 12.34 };
     },
     now: () => now,
@@ -54,7 +67,7 @@ function harness(store = { total: 100, inUse: 90 }, failDefragment = false) {
     }
     now = end;
   }
-  return { settler, calls, trims, released, advance, store, logged, pending: () => timers.length };
+  return { settler, calls, trims, released, steps, advance, store, logged, pending: () => timers.length };
 }
 
 describe('MemorySettler', () => {
@@ -79,8 +92,68 @@ describe('MemorySettler', () => {
     expect(h.calls).toEqual({ collect: 3, defragment: 0 });
     expect(h.settler.settles).toEqual({ collect: 1, defragment: 0, late: 1 });
     expect(h.trims.count).toBe(2);
-    expect(h.logged.at(-1)).toMatch(/^memory settled, late collection: rss .* MB, Raft log cache 4\.0 MB released; malloc_trim: rss 3\.0 -> 1\.0 MB in 12\.3 ms$/);
+    expect(h.logged.at(-1)).toMatch(/^memory settled, late collection: rss .* MB \(compacted in [\d.]+ ms\), Raft log cache 4\.0 MB released; malloc_trim: rss 3\.0 -> 1\.0 MB in 12\.3 ms$/);
     expect(h.pending()).toBe(0);
+    // Only the late collection compacts the old generation: the settle's two are plain.
+    expect(h.steps).toEqual(['release', 'collect', 'collect', 'trim', 'release', 'compact', 'trim']);
+  });
+
+  it('the late collection flushes the storage first, then compacts and trims; a failed flush is logged and the collection still runs', async () => {
+    let flushes = 0;
+    let failNext = false;
+    const h = harness({ total: 100, inUse: 90 }, false, async () => {
+      flushes++;
+      if (failNext) throw new Error('Database is not open');
+    });
+    h.settler.applied(settleChurnBytesMin);
+    await h.advance(settleIdleMs + settleLateCollectMs);
+    expect(h.steps).toEqual(['release', 'collect', 'collect', 'trim', 'release', 'flush', 'compact', 'trim']);
+    expect(flushes).toBe(1);
+    expect(h.logged.at(-1)).toMatch(/ MB released, LevelDB memtable flushed in [\d.]+ ms; malloc_trim: /);
+    failNext = true;
+    h.settler.applied(settleChurnBytesMin);
+    await h.advance(settleIntervalMsMin + settleLateCollectMs);
+    expect(h.settler.settles).toEqual({ collect: 2, defragment: 0, late: 2 });
+    expect(h.steps.slice(-3)).toEqual(['flush', 'compact', 'trim']);
+    expect(h.logged.at(-1)).toMatch(/, LevelDB memtable not flushed \(Database is not open\); malloc_trim: /);
+  });
+
+  it('a late collection whose flush is under way when the settler stops, or a settle begins, collects nothing; stop() waits for the flush', async () => {
+    const flushes: Array<() => void> = [];
+    const h = harness({ total: 100, inUse: 90 }, false, () => new Promise<void>((resolve) => flushes.push(resolve)));
+    h.settler.applied(settleChurnBytesMin);
+    await h.advance(settleIdleMs + settleLateCollectMs);
+    expect(flushes).toHaveLength(1);
+    let stopped = false;
+    const stopping = h.settler.stop().then(() => {
+      stopped = true;
+    });
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(stopped).toBe(false);
+    flushes[0]!();
+    await stopping;
+    expect(h.steps.at(-1)).toBe('flush');
+    expect(h.settler.settles.late).toBe(0);
+
+    // A settle that begins while the flush runs has a late collection of its own, which runs after
+    // the first one gave way to it.
+    const g = harness({ total: 100, inUse: 90 }, false, () => new Promise<void>((resolve) => flushes.push(resolve)));
+    g.settler.applied(settleChurnBytesMin);
+    await g.advance(settleIdleMs + settleLateCollectMs);
+    expect(flushes).toHaveLength(2);
+    g.settler.applied(settleChurnBytesMin);
+    await g.advance(settleIntervalMsMin);
+    expect(g.settler.settles).toEqual({ collect: 2, defragment: 0, late: 0 });
+    expect(flushes).toHaveLength(2);
+    flushes[1]!();
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(g.settler.settles.late).toBe(0);
+    expect(flushes).toHaveLength(3);
+    flushes[2]!();
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(g.settler.settles.late).toBe(1);
+    expect(g.steps).toEqual(['release', 'collect', 'collect', 'trim', 'release', 'flush', 'release', 'collect', 'collect', 'trim', 'release', 'flush', 'compact', 'trim']);
+    await g.settler.stop();
   });
 
   it('collects late once settleLateCollectMs passed since the settle and since the last entry applied', async () => {

@@ -3,6 +3,7 @@
  * one database, the tail cache with background loads, bounded background compaction, snapshot
  * chunks, and recovery.
  */
+import { readdirSync } from 'node:fs';
 import { Level } from 'level';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Entry, type Snapshot, isLogUnavailable } from '../../raft/index.js';
@@ -297,6 +298,22 @@ describe('the tail cache and background loads', () => {
     expect(log.cacheStats()).toMatchObject({ first: 302, entries: 2 });
     expect(log.entries(302, 304, 1e9).map((e) => e.index)).toEqual([302, 303]);
     await store.close();
+  });
+
+  it('flushMemtable writes the memtable out to a table file; the records stay; a closed store does nothing', async () => {
+    const { store, path, reopen } = await openStore({ sync: false });
+    await store.save([{ shard: 3, entries: entries(1, 50, 1, 64), hardState: { term: 1, vote: 1, commit: 50 } }]);
+    const tables = (): string[] => readdirSync(path).filter((name) => name.endsWith('.ldb'));
+    // A few KiB: LevelDB keeps them in its memtable (and its own log) until the write buffer fills.
+    expect(tables()).toEqual([]);
+    expect(await store.flushMemtable()).toBe(true);
+    expect(tables().length).toBeGreaterThan(0);
+    const again = await reopen();
+    const log = again.shard(3);
+    await again.idle();
+    expect(log.entries(1, 51, 1e9).map((e) => Array.from(e.data))).toEqual(entries(1, 50, 1, 64).map((e) => Array.from(e.data)));
+    await again.close();
+    expect(await again.flushMemtable()).toBe(false);
   });
 
   it('drops a load whose entries were replaced while it ran', async () => {
