@@ -144,6 +144,14 @@ export const settleIntervalMsMin = 10_000;
  */
 export const settleLateCollectMs = 6_000;
 
+/**
+ * The late collection compacts V8's whole old generation only while the heap holds at most this
+ * many bytes: the pause grows with the live heap it moves (~6 ms per MB on a 2-vCPU VM, 55–87 ms
+ * on a node holding 500k or 2M keys, whose heap is ~20 MB: the keys live in the store's arenas,
+ * outside it), and must stay well inside an election timeout. Above it, a plain full collection.
+ */
+export const settleLateCompactHeapBytesMax = 48 * 1024 * 1024;
+
 /** A settle after a compaction rewrites the store when less than this fraction of its arenas is in use. */
 export const settleRewriteInUseFraction = 0.75;
 

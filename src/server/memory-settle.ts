@@ -19,7 +19,8 @@
  * shrinks its young generation only in a collection that sees a low allocation rate, which the
  * settle's collections, right after the burst, never see. Before it, LevelDB writes out and frees
  * its memtable (`flushStorage`), which an idle node would otherwise keep full of the burst's last
- * writes; and it compacts V8's whole old generation, which the burst left sparse.
+ * writes; and it compacts V8's whole old generation, which the burst left sparse, when the heap
+ * is small enough for the pause to stay short (`settleLateCompactHeapBytesMax`).
  * At most once per `settleIntervalMsMin`. Whether the freed memory leaves the resident set is the
  * C allocator's business: `dkv server` run as the `dkv` command, or by `dkv dev`, `dkv instance` or
  * jepsen-lite, has glibc's mmap threshold and arena limit fixed (`serverProcessEnv` in
@@ -28,7 +29,16 @@
  * free pages inside malloc's heaps that free() keeps.
  */
 import { type MemoryTrim, fullGc, mb, trimmedText } from './defragment.js';
-import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin, settleLateCollectMs, settleRewriteInUseFraction } from './limits.js';
+import { getHeapStatistics } from 'node:v8';
+import {
+  settleChurnBytesMin,
+  settleChurnStoreFraction,
+  settleIdleMs,
+  settleIntervalMsMin,
+  settleLateCollectMs,
+  settleLateCompactHeapBytesMax,
+  settleRewriteInUseFraction,
+} from './limits.js';
 
 export interface MemorySettlerOptions {
   /** The data store's arena bytes and bytes in use (Maintenance.Status dbSize / dbSizeInUse). */
@@ -38,6 +48,8 @@ export interface MemorySettlerOptions {
   readonly log?: (message: string) => void;
   /** Injected for tests: a full collection, compacting the whole old generation when asked; false when V8 offers none. */
   readonly collect?: (options: { readonly compact: boolean }) => boolean;
+  /** Injected for tests: the bytes V8's heap holds (live and not yet collected). */
+  readonly heapUsedBytes?: () => number;
   readonly now?: () => number;
   readonly setTimer?: (run: () => void, ms: number) => { unref?(): unknown; ref?(): unknown } | number;
   readonly clearTimer?: (timer: unknown) => void;
@@ -202,8 +214,10 @@ export class MemorySettler {
       // A settle that began meanwhile has a late collection of its own.
       if (this.stopped || this.settlesBegun !== begun) return;
     }
+    const heapUsed = (this.options.heapUsedBytes ?? (() => getHeapStatistics().used_heap_size))();
+    const compact = heapUsed <= settleLateCompactHeapBytesMax;
     const started = performance.now();
-    if (!(this.options.collect ?? fullGc)({ compact: true })) return;
+    if (!(this.options.collect ?? fullGc)({ compact })) return;
     const collectedMs = performance.now() - started;
     const trimmed = this.options.trim?.();
     this.settles.late++;
@@ -211,7 +225,7 @@ export class MemorySettler {
     const after = process.memoryUsage();
     this.options.log?.(
       `memory settled, late collection: rss ${mb(before.rss)} -> ${mb(after.rss)} MB, heap total ${mb(before.heapTotal)} -> ${mb(after.heapTotal)} MB ` +
-        `(compacted in ${collectedMs.toFixed(1)} ms)` +
+        (compact ? `(compacted in ${collectedMs.toFixed(1)} ms)` : `(collected in ${collectedMs.toFixed(1)} ms, not compacted: heap ${mb(heapUsed)} MB)`) +
         releasedText(released) +
         flushed +
         trimmedText(trimmed),

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin, settleLateCollectMs } from '../../src/server/limits.js';
+import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin, settleLateCollectMs, settleLateCompactHeapBytesMax } from '../../src/server/limits.js';
 import { MemorySettler, settleChurnBytesFor } from '../../src/server/memory-settle.js';
 
 /** A settler on a hand-driven clock and timer queue; `flush` stands in for the log store's memtable flush. */
 function harness(store = { total: 100, inUse: 90 }, failDefragment = false, flush?: () => Promise<unknown>) {
   let now = 0;
+  const heap = { used: 20 * 1048576 };
   let timers: Array<{ id: number; at: number; run: () => void }> = [];
   let nextTimerId = 1;
   const calls = { collect: 0, defragment: 0 };
@@ -43,6 +44,7 @@ function harness(store = { total: 100, inUse: 90 }, failDefragment = false, flus
       steps.push('trim');
       return { rssBefore: 3 * 1048576, rssAfter: 1048576, ms: 12.34 };
     },
+    heapUsedBytes: () => heap.used,
     now: () => now,
     setTimer: (run, ms) => {
       const id = nextTimerId++;
@@ -67,7 +69,7 @@ function harness(store = { total: 100, inUse: 90 }, failDefragment = false, flus
     }
     now = end;
   }
-  return { settler, calls, trims, released, steps, advance, store, logged, pending: () => timers.length };
+  return { settler, calls, trims, released, steps, heap, advance, store, logged, pending: () => timers.length };
 }
 
 describe('MemorySettler', () => {
@@ -116,6 +118,14 @@ describe('MemorySettler', () => {
     expect(h.settler.settles).toEqual({ collect: 2, defragment: 0, late: 2 });
     expect(h.steps.slice(-3)).toEqual(['flush', 'compact', 'trim']);
     expect(h.logged.at(-1)).toMatch(/, LevelDB memtable not flushed \(Database is not open\); malloc_trim: /);
+    // A heap too large for a short compacting pause: a plain collection.
+    h.heap.used = settleLateCompactHeapBytesMax + 1;
+    failNext = false;
+    h.settler.applied(settleChurnBytesMin);
+    await h.advance(settleIntervalMsMin + settleLateCollectMs);
+    expect(h.settler.settles.late).toBe(3);
+    expect(h.steps.slice(-3)).toEqual(['flush', 'collect', 'trim']);
+    expect(h.logged.at(-1)).toMatch(/ \(collected in [\d.]+ ms, not compacted: heap 48\.0 MB\), /);
   });
 
   it('a late collection whose flush is under way when the settler stops, or a settle begins, collects nothing; stop() waits for the flush', async () => {
