@@ -55,8 +55,8 @@ let gcFunction: (() => void) | undefined;
  * from a fresh context after turning the flag on (V8 installs `gc` in contexts made after that).
  * With `compact`, V8 compacts its whole old generation in this collection (its own heuristics move
  * only the emptiest pages; a heap a burst left sparse keeps the rest resident): the flag is on for
- * this one collection. The pause grows with the live heap it moves (~6 ms per MB here), so only
- * an idle node asks for it: the memory settle's late collection.
+ * this one collection. Its pause grows with the live heap it moves (`settleLateCompactMsPerMib`),
+ * so only an idle node asks for it, with a small enough heap: the memory settle's late collection.
  */
 export function fullGc(options: { readonly compact?: boolean } = {}): boolean {
   if (gcFunction === undefined) {

@@ -18,9 +18,9 @@
  * after a settle, and after the last entry applied since, one more collection (kind `late`): V8
  * shrinks its young generation only in a collection that sees a low allocation rate, which the
  * settle's collections, right after the burst, never see. Before it, LevelDB writes out and frees
- * its memtable (`flushStorage`), which an idle node would otherwise keep full of the burst's last
- * writes; and it compacts V8's whole old generation, which the burst left sparse, when the heap
- * is small enough for the pause to stay short (`settleLateCompactHeapBytesMax`).
+ * its memtable (`flushStorage`), which an idle node would otherwise keep with up to 4 MiB of the
+ * burst's last writes; and it compacts V8's whole old generation, which the burst left sparse,
+ * when the heap is small enough for the pause to stay short (`compactHeapBytesMax`).
  * At most once per `settleIntervalMsMin`. Whether the freed memory leaves the resident set is the
  * C allocator's business: `dkv server` run as the `dkv` command, or by `dkv dev`, `dkv instance` or
  * jepsen-lite, has glibc's mmap threshold and arena limit fixed (`serverProcessEnv` in
@@ -28,15 +28,16 @@
  * each settle ends with glibc's malloc_trim (`trim`, malloc-trim.ts), which returns the
  * free pages inside malloc's heaps that free() keeps.
  */
-import { type MemoryTrim, fullGc, mb, trimmedText } from './defragment.js';
 import { getHeapStatistics } from 'node:v8';
+import { type MemoryTrim, fullGc, mb, trimmedText } from './defragment.js';
 import {
   settleChurnBytesMin,
   settleChurnStoreFraction,
   settleIdleMs,
   settleIntervalMsMin,
   settleLateCollectMs,
-  settleLateCompactHeapBytesMax,
+  settleLateCompactElectionFraction,
+  settleLateCompactMsPerMib,
   settleRewriteInUseFraction,
 } from './limits.js';
 
@@ -50,6 +51,8 @@ export interface MemorySettlerOptions {
   readonly collect?: (options: { readonly compact: boolean }) => boolean;
   /** Injected for tests: the bytes V8's heap holds (live and not yet collected). */
   readonly heapUsedBytes?: () => number;
+  /** The largest heap the late collection compacts (`lateCompactHeapBytesFor` the election timeout). */
+  readonly compactHeapBytesMax: number;
   readonly now?: () => number;
   readonly setTimer?: (run: () => void, ms: number) => { unref?(): unknown; ref?(): unknown } | number;
   readonly clearTimer?: (timer: unknown) => void;
@@ -57,8 +60,8 @@ export interface MemorySettlerOptions {
   readonly trim?: MemoryTrim;
   /** Lets go of caches an idle node does not need (the Raft logs' applied entries); returns the bytes released. */
   readonly releaseCaches?: () => number;
-  /** Has the storage engine write out and free its write buffer (the Raft log store's LevelDB memtable), before the late collection. */
-  readonly flushStorage?: () => Promise<unknown>;
+  /** Has the storage engine write out and free its write buffer (the Raft log store's LevelDB memtable), before the late collection; false when it could not (closed or failed). */
+  readonly flushStorage?: () => Promise<boolean>;
   /** Called after each settle with its kind (the dkv_memory_settles_total counter). */
   readonly onSettled?: (kind: SettleKind) => void;
 }
@@ -197,7 +200,8 @@ export class MemorySettler {
 
   /** The late collection for the settle that was the `begun`th. */
   private async collectLate(begun: number): Promise<void> {
-    if (this.stopped) return;
+    // Queued behind a slow flush while a newer settle began: that settle's collection is the one to run.
+    if (this.stopped || this.settlesBegun !== begun) return;
     const before = process.memoryUsage();
     // What the settle could not release (a write was under way) goes now.
     const released = this.options.releaseCaches?.() ?? 0;
@@ -205,8 +209,9 @@ export class MemorySettler {
     if (this.options.flushStorage !== undefined) {
       const started = performance.now();
       try {
-        await this.options.flushStorage();
-        flushed = `, LevelDB memtable flushed in ${(performance.now() - started).toFixed(1)} ms`;
+        flushed = (await this.options.flushStorage())
+          ? `, LevelDB memtable flushed in ${(performance.now() - started).toFixed(1)} ms`
+          : ', LevelDB memtable not flushed (the store is closed or failed)';
       } catch (error) {
         // The collection is still worth making.
         flushed = `, LevelDB memtable not flushed (${error instanceof Error ? error.message : String(error)})`;
@@ -215,7 +220,7 @@ export class MemorySettler {
       if (this.stopped || this.settlesBegun !== begun) return;
     }
     const heapUsed = (this.options.heapUsedBytes ?? (() => getHeapStatistics().used_heap_size))();
-    const compact = heapUsed <= settleLateCompactHeapBytesMax;
+    const compact = heapUsed <= this.options.compactHeapBytesMax;
     const started = performance.now();
     if (!(this.options.collect ?? fullGc)({ compact })) return;
     const collectedMs = performance.now() - started;
@@ -272,6 +277,11 @@ export class MemorySettler {
 /** The log's words for the Raft log cache bytes a settle let go, or '' when none. */
 function releasedText(released: number): string {
   return released > 0 ? `, Raft log cache ${mb(released)} MB released` : '';
+}
+
+/** The largest heap whose compaction, at `settleLateCompactMsPerMib`, pauses for at most `settleLateCompactElectionFraction` of `electionTimeoutMs`. */
+export function lateCompactHeapBytesFor(electionTimeoutMs: number): number {
+  return Math.floor(((electionTimeoutMs * settleLateCompactElectionFraction) / settleLateCompactMsPerMib) * 1048576);
 }
 
 /** The bytes written since the last settle that make a store of `storeBytes` arena bytes due for one. */

@@ -501,7 +501,7 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
     }),
     memorySettles: registry.counter({
       name: 'dkv_memory_settles_total',
-      help: `Times the node gave memory back once writes stopped, by kind: collect (full garbage collections), defragment (the store rewritten after a compaction left it mostly garbage) or late (one more collection, compacting V8's old generation, after LevelDB's memtable is written out, once ${settleLateCollectMs / 1000} s passed since either and since the last write, which lets V8 shrink its young generation).`,
+      help: `Times the node gave memory back once writes stopped, by kind: collect (full garbage collections), defragment (the store rewritten after a compaction left it mostly garbage) or late (one more collection once ${settleLateCollectMs / 1000} s passed since either and since the last write, which lets V8 shrink its young generation; LevelDB's memtable is written out first, and V8's old generation compacted when the heap is small enough for a short pause).`,
       labelNames: ['kind'],
     }),
     memoryTrimmed: registry.counter({

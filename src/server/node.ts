@@ -41,7 +41,7 @@ import { createMaintenanceService } from './maintenance-service.js';
 import { AutoCompactor } from './auto-compaction.js';
 import { Defragmenter } from './defragment.js';
 import { mallocTrim } from './malloc-trim.js';
-import { MemorySettler } from './memory-settle.js';
+import { MemorySettler, lateCompactHeapBytesFor } from './memory-settle.js';
 import { BackendQuota } from './quota.js';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics.js';
 import { type LogFields, RequestLog, withRequestLog } from './request-log.js';
@@ -493,6 +493,7 @@ export class DkvNode {
       defragment: () => this.defragmenter.run(),
       releaseCaches: () => this.logStore.releaseAppliedCaches(),
       flushStorage: () => this.logStore.flushMemtable(),
+      compactHeapBytesMax: lateCompactHeapBytesFor(electionTimeoutMs),
       trim,
       log: info,
       onSettled: (kind) => this.metrics.memorySettles.inc(1, { kind }),

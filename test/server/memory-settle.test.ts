@@ -1,9 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin, settleLateCollectMs, settleLateCompactHeapBytesMax } from '../../src/server/limits.js';
-import { MemorySettler, settleChurnBytesFor } from '../../src/server/memory-settle.js';
+import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin, settleLateCollectMs, settleLateCompactElectionFraction, settleLateCompactMsPerMib } from '../../src/server/limits.js';
+import { MemorySettler, lateCompactHeapBytesFor, settleChurnBytesFor } from '../../src/server/memory-settle.js';
 
 /** A settler on a hand-driven clock and timer queue; `flush` stands in for the log store's memtable flush. */
-function harness(store = { total: 100, inUse: 90 }, failDefragment = false, flush?: () => Promise<unknown>) {
+/** The largest heap the harness's settler compacts. */
+const compactHeapBytesMax = 40 * 1048576;
+
+function harness(store = { total: 100, inUse: 90 }, failDefragment = false, flush?: () => Promise<boolean>) {
   let now = 0;
   const heap = { used: 20 * 1048576 };
   let timers: Array<{ id: number; at: number; run: () => void }> = [];
@@ -31,7 +34,7 @@ function harness(store = { total: 100, inUse: 90 }, failDefragment = false, flus
       : {
           flushStorage: async () => {
             steps.push('flush');
-            await flush();
+            return flush();
           },
         }),
     collect: ({ compact }) => {
@@ -45,6 +48,7 @@ function harness(store = { total: 100, inUse: 90 }, failDefragment = false, flus
       return { rssBefore: 3 * 1048576, rssAfter: 1048576, ms: 12.34 };
     },
     heapUsedBytes: () => heap.used,
+    compactHeapBytesMax,
     now: () => now,
     setTimer: (run, ms) => {
       const id = nextTimerId++;
@@ -103,9 +107,11 @@ describe('MemorySettler', () => {
   it('the late collection flushes the storage first, then compacts and trims; a failed flush is logged and the collection still runs', async () => {
     let flushes = 0;
     let failNext = false;
+    let closed = false;
     const h = harness({ total: 100, inUse: 90 }, false, async () => {
       flushes++;
       if (failNext) throw new Error('Database is not open');
+      return !closed;
     });
     h.settler.applied(settleChurnBytesMin);
     await h.advance(settleIdleMs + settleLateCollectMs);
@@ -118,19 +124,37 @@ describe('MemorySettler', () => {
     expect(h.settler.settles).toEqual({ collect: 2, defragment: 0, late: 2 });
     expect(h.steps.slice(-3)).toEqual(['flush', 'compact', 'trim']);
     expect(h.logged.at(-1)).toMatch(/, LevelDB memtable not flushed \(Database is not open\); malloc_trim: /);
-    // A heap too large for a short compacting pause: a plain collection.
-    h.heap.used = settleLateCompactHeapBytesMax + 1;
+    // The store could not flush (closed or failed): said so.
     failNext = false;
+    closed = true;
     h.settler.applied(settleChurnBytesMin);
     await h.advance(settleIntervalMsMin + settleLateCollectMs);
-    expect(h.settler.settles.late).toBe(3);
+    expect(h.logged.at(-1)).toMatch(/, LevelDB memtable not flushed \(the store is closed or failed\); malloc_trim: /);
+    // A heap at the bound is compacted; one byte more, too large for a short pause, gets a plain collection.
+    h.heap.used = compactHeapBytesMax;
+    h.settler.applied(settleChurnBytesMin);
+    await h.advance(settleIntervalMsMin + settleLateCollectMs);
+    expect(h.steps.slice(-3)).toEqual(['flush', 'compact', 'trim']);
+    h.heap.used = compactHeapBytesMax + 1;
+    h.settler.applied(settleChurnBytesMin);
+    await h.advance(settleIntervalMsMin + settleLateCollectMs);
+    expect(h.settler.settles.late).toBe(5);
     expect(h.steps.slice(-3)).toEqual(['flush', 'collect', 'trim']);
-    expect(h.logged.at(-1)).toMatch(/ \(collected in [\d.]+ ms, not compacted: heap 48\.0 MB\), /);
+    expect(h.logged.at(-1)).toMatch(/ \(collected in [\d.]+ ms, not compacted: heap 40\.0 MB\), /);
+  });
+
+  it('compacts heaps whose estimated pause fits in a quarter of the election timeout', () => {
+    expect(settleLateCompactElectionFraction).toBe(0.25);
+    // etcd's default election timeout, 1 s: 250 ms of pause at settleLateCompactMsPerMib.
+    expect(lateCompactHeapBytesFor(1000)).toBe(Math.floor((250 / settleLateCompactMsPerMib) * 1048576));
+    expect(lateCompactHeapBytesFor(1000)).toBeGreaterThan(40 * 1048576);
+    // A short election timeout leaves room for the small heaps only.
+    expect(lateCompactHeapBytesFor(200)).toBeLessThan(10 * 1048576);
   });
 
   it('a late collection whose flush is under way when the settler stops, or a settle begins, collects nothing; stop() waits for the flush', async () => {
     const flushes: Array<() => void> = [];
-    const h = harness({ total: 100, inUse: 90 }, false, () => new Promise<void>((resolve) => flushes.push(resolve)));
+    const h = harness({ total: 100, inUse: 90 }, false, () => new Promise<boolean>((resolve) => flushes.push(() => resolve(true))));
     h.settler.applied(settleChurnBytesMin);
     await h.advance(settleIdleMs + settleLateCollectMs);
     expect(flushes).toHaveLength(1);
@@ -147,7 +171,7 @@ describe('MemorySettler', () => {
 
     // A settle that begins while the flush runs has a late collection of its own, which runs after
     // the first one gave way to it.
-    const g = harness({ total: 100, inUse: 90 }, false, () => new Promise<void>((resolve) => flushes.push(resolve)));
+    const g = harness({ total: 100, inUse: 90 }, false, () => new Promise<boolean>((resolve) => flushes.push(() => resolve(true))));
     g.settler.applied(settleChurnBytesMin);
     await g.advance(settleIdleMs + settleLateCollectMs);
     expect(flushes).toHaveLength(2);
