@@ -155,8 +155,9 @@ export const settleLateCompactMsPerMib = 6;
 
 /**
  * The share of the election timeout the late collection's compacting pause may take (estimated
- * by `settleLateCompactMsPerMib`): a heap larger than that gets a plain full collection. With
- * the default election timeout of 1 s (as etcd's), heaps up to ~41 MiB are compacted (a pause of ~250 ms).
+ * by `settleLateCompactMsPerMib`): a heap larger than that gets a plain full collection. With the
+ * default election timeout of 1 s (as etcd's), heaps up to ~41 MiB are compacted (a pause of
+ * ~250 ms).
  */
 export const settleLateCompactElectionFraction = 0.25;
 

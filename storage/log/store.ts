@@ -20,8 +20,8 @@ import { crc32c } from '../checksum.js';
 import { StorageCorruptionError, StorageFailedError } from './errors.js';
 import {
   FORMAT_KEY,
-  PAST_ALL_RECORDS_KEY,
   Kind,
+  PAST_ALL_RECORDS_KEY,
   chunkKey,
   entryKey,
   parseShardKey,

@@ -1,8 +1,8 @@
 /**
  * The memory settle on a real 3-node cluster: once writes stop, every running member lets its Raft
  * log cache go of the applied entries and, 6 s later, collects once more (kind `late`: LevelDB's
- * memtable written out first, V8's old generation compacted); a member
- * that was down meanwhile still catches up, from entries the leader reads back from LevelDB.
+ * memtable written out first, V8's old generation compacted); a member that was down meanwhile
+ * still catches up, from entries the leader reads back from LevelDB.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { settleIdleMs, settleLateCollectMs } from '../../src/server/limits.js';

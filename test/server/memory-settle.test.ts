@@ -2,10 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { settleChurnBytesMin, settleChurnStoreFraction, settleIdleMs, settleIntervalMsMin, settleLateCollectMs, settleLateCompactElectionFraction, settleLateCompactMsPerMib } from '../../src/server/limits.js';
 import { MemorySettler, lateCompactHeapBytesFor, settleChurnBytesFor } from '../../src/server/memory-settle.js';
 
-/** A settler on a hand-driven clock and timer queue; `flush` stands in for the log store's memtable flush. */
 /** The largest heap the harness's settler compacts. */
 const compactHeapBytesMax = 40 * 1048576;
 
+/** A settler on a hand-driven clock and timer queue; `flush` stands in for the log store's memtable flush. */
 function harness(store = { total: 100, inUse: 90 }, failDefragment = false, flush?: () => Promise<boolean>) {
   let now = 0;
   const heap = { used: 20 * 1048576 };
