@@ -148,7 +148,7 @@ export class MemorySettler {
     this.settlesBegun++;
     this.settling = this.settle()
       .then(() => this.armLate())
-      .catch((error: unknown) => this.options.log?.(`memory settle failed: ${error instanceof Error ? error.message : String(error)}`))
+      .catch((error: unknown) => this.options.log?.(`memory settle failed: ${errorText(error)}`))
       .finally(() => {
         this.settling = undefined;
         this.lastSettledAt = this.now();
@@ -191,7 +191,7 @@ export class MemorySettler {
     const begun = this.settlesBegun;
     const late = (this.late ?? Promise.resolve())
       .then(() => this.collectLate(begun))
-      .catch((error: unknown) => this.options.log?.(`memory settle failed (late collection): ${error instanceof Error ? error.message : String(error)}`));
+      .catch((error: unknown) => this.options.log?.(`memory settle failed (late collection): ${errorText(error)}`));
     this.late = late;
     void late.finally(() => {
       if (this.late === late) this.late = undefined;
@@ -214,7 +214,7 @@ export class MemorySettler {
           : ', LevelDB memtable not flushed (the store is closed or failed)';
       } catch (error) {
         // The collection is still worth making.
-        flushed = `, LevelDB memtable not flushed (${error instanceof Error ? error.message : String(error)})`;
+        flushed = `, LevelDB memtable not flushed (${errorText(error)})`;
       }
       // A settle that began meanwhile has a late collection of its own.
       if (this.stopped || this.settlesBegun !== begun) return;
@@ -272,6 +272,11 @@ export class MemorySettler {
     const { total, inUse } = this.options.storeBytes();
     return total > 0 && inUse < total * settleRewriteInUseFraction;
   }
+}
+
+/** An error's message for the log. */
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** The log's words for the Raft log cache bytes a settle let go, or '' when none. */
