@@ -22,6 +22,8 @@ export class RecordEngine implements Engine {
   readonly version = RECORD_COMMAND_VERSION;
   count = 0;
   digest = 0x811c9dc5;
+  /** Commands applied with the proposer's decoded payload (`EngineCommand.decoded`): only the proposer's own. */
+  decodedApplied = 0;
   /** The payloads applied since this state started (only with `keep`: the demo prints them). */
   readonly kept: Uint8Array[] = [];
 
@@ -29,6 +31,7 @@ export class RecordEngine implements Engine {
 
   apply(command: EngineCommand, _context: ApplyContext): number {
     this.count++;
+    if (command.decoded !== undefined) this.decodedApplied++;
     this.digest = hashBytes(this.digest, command.payload);
     if (this.keep) this.kept.push(command.payload);
     return this.count;

@@ -15,6 +15,12 @@ export interface EngineCommand {
   /** The engine's operation code. */
   readonly kind: number;
   readonly payload: Uint8Array;
+  /**
+   * The payload as the proposing node's edge already decoded it, kept by that node only (never in
+   * the log): its own apply may use it instead of decoding the payload again. It must be exactly
+   * what the engine's own decoding of `payload` gives; an engine checks it is for this `kind`.
+   */
+  readonly decoded?: unknown;
 }
 
 /** Stable engine ids (they are in every log entry and snapshot: never renumber). */

@@ -173,15 +173,14 @@ export function stampEnvelope(bytes: Uint8Array, timestampMs: number): Uint8Arra
   return stamped;
 }
 
+/** Whether bytes [from, to) of `a` and `b` are equal (a native compare: commands run to kilobytes). */
+function rangeEqual(a: Uint8Array, b: Uint8Array, from: number, to: number): boolean {
+  return Buffer.compare(a.subarray(from, to), b.subarray(from, to)) === 0;
+}
+
 /** Whether two envelopes carry the same command (everything but the timestamp is equal). */
 export function sameCommand(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) {
-    if (i === AT_TIMESTAMP && isCurrentFormat(a)) {
-      i = AT_TIMESTAMP + 7;
-      continue;
-    }
-    if (a[i] !== b[i]) return false;
-  }
-  return true;
+  if (!isCurrentFormat(a)) return rangeEqual(a, b, 0, a.length);
+  return rangeEqual(a, b, 0, AT_TIMESTAMP) && rangeEqual(a, b, AT_TIMESTAMP + 8, a.length);
 }

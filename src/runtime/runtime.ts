@@ -1549,6 +1549,7 @@ export class NodeRuntime {
       shard.appliedBytes += entry.data.length;
       let origin: { proposer: number; requestId: number };
       let result: unknown;
+      let own: WriteWaiter | undefined;
       if (entry.type === 'conf-change') {
         const change = decodeConfChange(entry.data);
         const unwrapped = unwrapConfContext(change.context);
@@ -1562,7 +1563,9 @@ export class NodeRuntime {
         shard.confChanged = true;
         this.options.listener?.confChangeApplied?.(shard.id, plain, entry);
       } else {
-        const applied = shard.machine.apply(entry);
+        // A command of ours, as we proposed it: its apply may use what our edge decoded.
+        own = this.ownCommand(pending, entry);
+        const applied = shard.machine.apply(entry, own?.command?.decoded);
         origin = applied === undefined ? { proposer: 0, requestId: 0 } : applied;
         result = applied;
         for (const split of shard.machine.takeSplits()) this.startSplitChild(shard, split.child, split.machine);
@@ -1580,11 +1583,20 @@ export class NodeRuntime {
       // An id from before a restart (ids are unique per process start; this checks it anyway).
       if (waiter === undefined || waiter.data === undefined) continue;
       if (entry.type === 'normal') {
-        if (sameCommand(waiter.data, entry.data)) pending.settleWrite(waiter, undefined, result);
+        if (waiter === own) pending.settleWrite(waiter, undefined, result);
       } else if (waiter.kind === 'conf') {
         confApplied.push(() => pending.settleWrite(waiter, undefined));
       }
     }
+  }
+
+  /** The write of this node's that a normal entry carries (the same command), if it is still waiting. */
+  private ownCommand(pending: PendingRequests, entry: Entry): WriteWaiter | undefined {
+    if (entry.data.length === 0) return undefined;
+    const origin = envelopeOrigin(entry.data);
+    if (origin.proposer !== this.options.memberId) return undefined;
+    const waiter = pending.writes.get(origin.requestId);
+    return waiter !== undefined && waiter.data !== undefined && sameCommand(waiter.data, entry.data) ? waiter : undefined;
   }
 
   /**

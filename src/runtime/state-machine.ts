@@ -196,9 +196,10 @@ export class ShardStateMachine implements ShardStateView {
   /**
    * Applies one committed normal entry; entries at or below the applied index are already in the
    * state (a restored snapshot covers them) and are skipped. Returns what the command produced,
-   * or undefined for an empty entry (a new leader's no-op) or a skipped one.
+   * or undefined for an empty entry (a new leader's no-op) or a skipped one. `decoded`: the
+   * payload as this node decoded it before proposing the entry (EngineCommand.decoded).
    */
-  apply(entry: Entry): Applied | undefined {
+  apply(entry: Entry, decoded?: unknown): Applied | undefined {
     assert(entry.type === 'normal', 'configuration changes are applied through applyConfChange');
     if (entry.index <= this.appliedIndexValue) return undefined;
     assert(entry.index === this.appliedIndexValue + 1, () => `applied index ${this.appliedIndexValue} then entry ${entry.index}: a gap`);
@@ -226,7 +227,7 @@ export class ShardStateMachine implements ShardStateView {
     }
     let outcome: unknown;
     try {
-      outcome = engine.apply(envelope, context);
+      outcome = engine.apply(decoded === undefined ? envelope : { ...envelope, decoded }, context);
     } catch (error) {
       if (error instanceof UnknownCommandError) throw new StateMachineHaltError(`entry ${entry.index} (term ${entry.term}): ${error.message}: upgrade this member before it rejoins`);
       throw error;

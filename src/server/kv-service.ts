@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import type * as grpc from '@grpc/grpc-js';
 import { isReadOnlyTxn, mvccLimits } from '../../storage/index.js';
 import type { DeleteRangeResult, RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResult } from '../../storage/index.js';
-import { KvCommandKind, type KvEngine, NOT_OWNED_DETAIL, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putToWire, rangeFromWire, rangeRequestToWire, rangeResponseFromWire, rangeToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
+import { KvCommandKind, type KvDecoded, type KvEngine, NOT_OWNED_DETAIL, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putFromWire, putToWire, rangeFromWire, rangeRequestToWire, rangeResponseFromWire, rangeToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
 import { type Caller, EngineError, EngineId, type KeyAccess, type LeaseEngine, deleteRangeAccess, putAccess, rangeAccess, txnAccess } from '../engines/index.js';
 import type { KeyRange, RequestOptions, RoutedPart, Router, ShardHandle } from '../runtime/index.js';
 import { mergeRange } from './range-merge.js';
@@ -127,9 +127,12 @@ const RangeResponseType = etcdType('etcdserverpb.RangeResponse');
 const rangeMethodPath = '/etcdserverpb.KV/Range';
 const DeleteRangeRequestType = etcdType('etcdserverpb.DeleteRangeRequest');
 
-/** Proposes a KV command (an etcd request's bytes); a deterministic refusal at apply rejects. */
-export async function proposeKv(shard: ShardHandle, kind: KvCommandKind, raw: Uint8Array, options: RequestOptions): Promise<WriteOutcome> {
-  const { outcome } = kvOutcome((await shard.propose(kvCommand(kind, raw), options)).outcome);
+/**
+ * Proposes a KV command (an etcd request's bytes, and what they decode to when the caller has it:
+ * `kvCommand`); a deterministic refusal at apply rejects.
+ */
+export async function proposeKv(shard: ShardHandle, kind: KvCommandKind, raw: Uint8Array, options: RequestOptions, decoded?: KvDecoded): Promise<WriteOutcome> {
+  const { outcome } = kvOutcome((await shard.propose(kvCommand(kind, raw, decoded), options)).outcome);
   if (outcome.kind === 'error') throw outcome.error;
   return outcome;
 }
@@ -199,7 +202,8 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     if (raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
   };
 
-  const propose = (shard: ShardHandle, kind: KvCommandKind, raw: Buffer, caller: Caller): Promise<WriteOutcome> => proposeKv(shard, kind, raw, callerOptions(ctx, caller));
+  const propose = (shard: ShardHandle, kind: KvCommandKind, raw: Buffer, caller: Caller, decoded?: KvDecoded): Promise<WriteOutcome> =>
+    proposeKv(shard, kind, raw, callerOptions(ctx, caller), decoded);
   const options = requestOptions(ctx);
 
   const kv = (shard: ShardHandle): KvEngine => shard.machine().engine<KvEngine>(EngineId.Kv);
@@ -278,7 +282,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkLeasesOfShard(ctx.router, shard, [int64Exact(message.lease)]);
       const caller = await permittedCaller(ctx, call, () => putAccess({ key: message.key, lease: int64Exact(message.lease), prevKv: message.prev_kv }, leaseKeysOf(shard)));
       ctx.quota?.check(shard, putCost(message));
-      const outcome = await propose(shard, KvCommandKind.Put, raw, caller);
+      const outcome = await propose(shard, KvCommandKind.Put, raw, caller, { kind: KvCommandKind.Put, request: putFromWire(message) });
       if (outcome.kind !== 'put') throw new Error(`put applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.result.revision), ...putToWire(outcome.result) };
     }),
@@ -311,8 +315,10 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkLeasesOfShard(ctx.router, shard, txnLeases(request));
       const caller = await permittedCaller(ctx, call, () => txnAccess(request, leaseKeysOf(shard)));
       ctx.quota?.check(shard, txnCost(message));
-      const payload = ctx.unsafeIgnoreTxnCompare === true ? Buffer.from(TxnRequestType.encode({ ...message, compare: [] }).finish()) : raw;
-      const outcome = await propose(shard, KvCommandKind.Txn, payload, caller);
+      const outcome =
+        ctx.unsafeIgnoreTxnCompare === true
+          ? await propose(shard, KvCommandKind.Txn, Buffer.from(TxnRequestType.encode({ ...message, compare: [] }).finish()), caller)
+          : await propose(shard, KvCommandKind.Txn, raw, caller, { kind: KvCommandKind.Txn, request });
       if (outcome.kind !== 'txn') throw new Error(`txn applied as ${outcome.kind}`);
       const h = responseHeader(ctx, shard, outcome.result.revision);
       return { header: h, ...txnToWire(outcome.result, h) };

@@ -3,10 +3,11 @@
  * history and revisions, in a new store; the engine goes on applying, snapshotting and hashing
  * from there.
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type ApplyContext, type EngineCommand, KvEngine, sectionChunks } from '../../src/engines/index.js';
-import { KvCommandKind, kvCommand, kvOutcome } from '../../src/engines/kv/index.js';
-import { etcdType } from '../../src/etcd-proto.js';
+import { KvCommandKind, kvCommand, kvOutcome, putFromWire, txnFromWire } from '../../src/engines/kv/index.js';
+import { etcdType, type WirePutRequest, type WireTxnRequest } from '../../src/etcd-proto.js';
 import { MvccStore } from '../../storage/index.js';
 
 const PutRequest = etcdType('etcdserverpb.PutRequest');
@@ -84,5 +85,56 @@ describe('KvEngine.retainRange', () => {
     applier(whole)(put('c', '3'));
     expect(engine.hash()).not.toBe(whole.hash());
     expect(engine.hash()).toBe(whole.mvcc.retained(b('b'), b('d')).hashKV().hash);
+  });
+});
+
+describe('a KV command carrying its decoded request', () => {
+  const decodedPut = (bytes: Uint8Array): EngineCommand =>
+    kvCommand(KvCommandKind.Put, bytes, { kind: KvCommandKind.Put, request: putFromWire(PutRequest.decode(bytes) as unknown as WirePutRequest) });
+  const decodedTxn = (bytes: Uint8Array): EngineCommand =>
+    kvCommand(KvCommandKind.Txn, bytes, { kind: KvCommandKind.Txn, request: txnFromWire(TxnRequest.decode(bytes) as unknown as WireTxnRequest) });
+
+  it('is applied from what it carries, not from its bytes', () => {
+    const engine = new KvEngine(new MvccStore());
+    const bytes = PutRequest.encode({ key: b('k'), value: b('from the bytes') }).finish();
+    const carried = putFromWire({ key: b('k'), value: b('as decoded') } as unknown as WirePutRequest);
+    applier(engine)(kvCommand(KvCommandKind.Put, bytes, { kind: KvCommandKind.Put, request: carried }));
+    expect(contents(engine.mvcc)).toEqual(['k=as decoded@2']);
+  });
+
+  it('refuses a decoded request of another kind', () => {
+    const request = putFromWire({ key: b('k'), value: b('v') } as unknown as WirePutRequest);
+    expect(() => kvCommand(KvCommandKind.Txn, new Uint8Array(0), { kind: KvCommandKind.Put, request })).toThrow(/another kind/);
+  });
+
+  it('gives the same outcomes and the same store as decoding the bytes (puts and txns, compares, nested txns, refusals)', () => {
+    const key = fc.constantFrom('a', 'b', 'c', 'd').map(b);
+    const value = fc.constantFrom('', 'x', 'yy').map(b);
+    const put = fc.record({ key, value, prev_kv: fc.boolean(), ignore_value: fc.boolean() });
+    const compare = fc.record({ key, result: fc.constantFrom(0, 1, 2, 3), target: fc.constantFrom(0, 1, 2), version: fc.integer({ min: 0, max: 3 }), mod_revision: fc.integer({ min: 0, max: 6 }) });
+    const op = fc.oneof(
+      put.map((request_put) => ({ request_put })),
+      key.map((k) => ({ request_delete_range: { key: k, prev_kv: true } })),
+      key.map((k) => ({ request_range: { key: k } })),
+      put.map((p) => ({ request_txn: { compare: [], success: [{ request_put: p }], failure: [] } })),
+    );
+    const txn = fc.record({ compare: fc.array(compare, { maxLength: 2 }), success: fc.array(op, { maxLength: 3 }), failure: fc.array(op, { maxLength: 3 }) });
+    const command = fc.oneof(put.map((p) => ({ put: PutRequest.encode(p).finish() })), txn.map((t) => ({ txn: TxnRequest.encode(t).finish() })));
+    fc.assert(
+      fc.property(fc.array(command, { minLength: 1, maxLength: 12 }), (commands) => {
+        const plain = new KvEngine(new MvccStore());
+        const carried = new KvEngine(new MvccStore());
+        const [applyPlain, applyCarried] = [applier(plain), applier(carried)];
+        for (const c of commands) {
+          const bytes = 'put' in c ? c.put : c.txn;
+          const kind = 'put' in c ? KvCommandKind.Put : KvCommandKind.Txn;
+          const a = applyPlain(kvCommand(kind, bytes));
+          const d = applyCarried('put' in c ? decodedPut(bytes) : decodedTxn(bytes));
+          expect(d).toEqual(a);
+        }
+        expect(carried.hash()).toBe(plain.hash());
+        expect(contents(carried.mvcc)).toEqual(contents(plain.mvcc));
+      }),
+    );
   });
 });

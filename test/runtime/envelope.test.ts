@@ -101,6 +101,26 @@ describe('command envelope with a caller (format 3)', () => {
     );
   });
 
+  it('sameCommand: equal but for the timestamp of a current-format command, one flipped byte anywhere else tells', () => {
+    const reference = (a: Uint8Array, b: Uint8Array): boolean => {
+      if (a.length !== b.length) return false;
+      const current = a.length >= 28 && (a[0] === 2 || a[0] === 3);
+      for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(current && i >= 4 && i < 12)) return false;
+      return true;
+    };
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.constantFrom(1, 2, 3, 9), fc.nat(), fc.integer({ min: 1, max: 255 }), (bytes, format, at, flip) => {
+        const a = Uint8Array.from(bytes);
+        if (a.length > 0) a[0] = format;
+        const b = a.slice();
+        if (b.length > 0) b[at % b.length]! ^= flip;
+        expect(sameCommand(a, b)).toBe(reference(a, b));
+        expect(sameCommand(a, a.slice())).toBe(true);
+        expect(sameCommand(a, a.subarray(0, Math.max(0, a.length - 1)))).toBe(a.length === 0);
+      }),
+    );
+  });
+
   it('two commands that differ only in their caller are not the same command', () => {
     const base = { engine: 2, version: 1, kind: 1, timestampMs: 5, proposer: 1, requestId: 9, payload: Uint8Array.of(1, 2, 3) };
     const alice = encodeEnvelope({ ...base, caller: { user: 'alice', authRevision: 3 } });

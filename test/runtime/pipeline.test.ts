@@ -10,7 +10,7 @@ import { type Entry, MemoryLogStorage, type Message, SeededPrng, makeMessage } f
 import { encodeEnvelope } from '../../src/runtime/envelope.js';
 import { onlyCommitNews } from '../../src/runtime/runtime.js';
 import { applyUpdate } from '../../jepsen-lite/sim/disk.js';
-import { RecordEngine } from '../../jepsen-lite/sim/record-engine.js';
+import { RECORD_ENGINE_ID, RecordEngine } from '../../jepsen-lite/sim/record-engine.js';
 import type { RuntimeErrorCode, RuntimeStorage } from '../../src/runtime/index.js';
 import { NodeRuntime, RuntimeError, ShardStateMachine, runtimeLimits } from '../../src/runtime/index.js';
 
@@ -562,5 +562,49 @@ describe('which commit news may wait for the answers', () => {
     expect(onlyCommitNews({ messages: [{ ...news(1), commit: 11 }], committedEntries: [entry(self)] }, self)).toBe(false);
     expect(onlyCommitNews({ messages: [{ ...news(1), commit: 10 }], committedEntries: [entry(self)] }, self)).toBe(true);
     expect(onlyCommitNews({ messages: [], committedEntries: [entry(self)] }, self)).toBe(false);
+  });
+});
+
+describe("a proposer's own decoding of its command", () => {
+  const decodedApplied = (c: SimCluster, id: number): number => c.nodes.get(id)!.machine(c.shards[0]!)!.engine<RecordEngine>(RECORD_ENGINE_ID).decodedApplied;
+
+  it('reaches its own apply only, at a leader and at a follower that forwarded it; every member applies the same', () => {
+    const c = cluster(23);
+    const leader = c.leader()!.id;
+    const follower = [1, 2, 3].find((id) => id !== leader)!;
+    const third = [1, 2, 3].find((id) => id !== leader && id !== follower)!;
+    const outcomes = new Outcomes();
+    for (let i = 0; i < 5; i++) c.submit(leader, c.shards[0]!, { ...recordCommand(payload(`at leader ${i}`)), decoded: i }, outcomes.callback());
+    for (let i = 0; i < 3; i++) c.submit(follower, c.shards[0]!, { ...recordCommand(payload(`at follower ${i}`)), decoded: i }, outcomes.callback());
+    c.propose(third, payload('without'), outcomes.callback());
+    c.runFor(2000);
+    expect(outcomes.codes()).toEqual(['ok']);
+    expect(outcomes.heard.size).toBe(9);
+    expect([decodedApplied(c, leader), decodedApplied(c, follower), decodedApplied(c, third)]).toEqual([5, 3, 0]);
+    const states = [1, 2, 3].map((id) => c.nodes.get(id)!.machine(c.shards[0]!)!.hash());
+    expect(new Set(states).size).toBe(1);
+  });
+
+  it('is not used for an entry that carries its request id with a command changed on the way', () => {
+    const c = cluster(29);
+    const leader = c.leader()!.id;
+    const follower = [1, 2, 3].find((id) => id !== leader)!;
+    // The follower's forwarded proposal arrives at the leader changed: the leader appends the
+    // changed command; the follower's apply of it must not take its own decoding for it.
+    const original = c.dropWhere;
+    c.dropWhere = (_shard, m) => {
+      if (m.type === 'MsgProp') {
+        // A changed copy (the proposer's record of its command shares the bytes it sent).
+        const changed = m.entries.map((entry) => ({ ...entry, data: entry.data.map((byte, i) => (i === entry.data.length - 1 ? byte ^ 1 : byte)) }));
+        (m as { entries: Entry[] }).entries = changed;
+      }
+      return original?.(_shard, m) ?? false;
+    };
+    const outcomes = new Outcomes();
+    c.submit(follower, c.shards[0]!, { ...recordCommand(payload('changed on the way')), decoded: 'mine' }, outcomes.callback());
+    c.runFor(500);
+    c.dropWhere = original;
+    expect(decodedApplied(c, follower)).toBe(0);
+    expect(c.nodes.get(follower)!.machine(c.shards[0]!)!.engine<RecordEngine>(RECORD_ENGINE_ID).count).toBeGreaterThan(0);
   });
 });

@@ -28,6 +28,7 @@ import {
 } from '../../etcd-proto.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, type KeyOwner, UnknownCommandError, ownsEveryKey, uncapped, type WriteCap } from '../engine.js';
 import { WireValueError, deleteRangeFromWire, putFromWire, txnFromWire } from './convert.js';
+import { assert } from '../../../raft/index.js';
 
 /** The KV engine's operation codes (in every KV log entry: never renumber). */
 export const KvCommandKind = {
@@ -60,9 +61,29 @@ export interface KvApplied {
   readonly events: readonly MvccEvent[];
 }
 
-/** A KV command carrying an etcd request's protobuf bytes. */
-export function kvCommand(kind: KvCommandKind, request: Uint8Array): EngineCommand {
-  return { engine: EngineId.Kv, version: KV_COMMAND_VERSION, kind, payload: request };
+/** What the proposer's edge decoded a Put's or a Txn's bytes to (`EngineCommand.decoded`). */
+export type KvDecoded = { readonly kind: typeof KvCommandKind.Put; readonly request: PutRequest } | { readonly kind: typeof KvCommandKind.Txn; readonly request: TxnRequest };
+
+/**
+ * A KV command carrying an etcd request's protobuf bytes, and optionally what they decode to
+ * (`putFromWire` or `txnFromWire` of the protobuf decoding of exactly these bytes): this node's
+ * apply then uses it instead of decoding them again.
+ */
+export function kvCommand(kind: KvCommandKind, request: Uint8Array, decoded?: KvDecoded): EngineCommand {
+  assert(decoded === undefined || decoded.kind === kind, 'a decoded request of another kind');
+  const command = { engine: EngineId.Kv, version: KV_COMMAND_VERSION, kind, payload: request };
+  return decoded === undefined ? command : { ...command, decoded };
+}
+
+/** The request `command` carries already decoded, when it is of kind `kind`. */
+function decodedOf<K extends KvDecoded['kind']>(command: EngineCommand, kind: K): KvDecodedRequest[K] | undefined {
+  const decoded = command.decoded as KvDecoded | undefined;
+  return decoded !== undefined && decoded.kind === kind ? (decoded.request as KvDecodedRequest[K]) : undefined;
+}
+
+interface KvDecodedRequest {
+  [KvCommandKind.Put]: PutRequest;
+  [KvCommandKind.Txn]: TxnRequest;
 }
 
 /** An engine that follows every write to the store (lease attachments, TTL bookkeeping). */
@@ -146,17 +167,18 @@ export class KvEngine implements Engine {
   }
 
   apply(command: EngineCommand, _context: ApplyContext): KvApplied {
-    const outcome = this.execute(command.kind, command.payload);
+    const outcome = this.execute(command);
     const events = outcome.kind === 'put' || outcome.kind === 'delete-range' || outcome.kind === 'txn' ? outcome.result.events : [];
     this.written(events);
     return { outcome, events };
   }
 
-  private execute(kind: number, payload: Uint8Array): WriteOutcome {
+  private execute(command: EngineCommand): WriteOutcome {
+    const { kind, payload } = command;
     try {
       switch (kind) {
         case KvCommandKind.Put: {
-          const put = putFromWire(PutRequestType.decode(payload) as unknown as WirePutRequest);
+          const put = decodedOf(command, KvCommandKind.Put) ?? putFromWire(PutRequestType.decode(payload) as unknown as WirePutRequest);
           if (!this.owner.owns(put.key)) return notOwned();
           if (this.cap.capped) return { kind: 'error', error: new EngineError('no-space') };
           return { kind: 'put', result: this.mvcc.put(put.key, put.value, put, this.checks) };
@@ -167,7 +189,7 @@ export class KvEngine implements Engine {
           return { kind: 'delete-range', result: this.mvcc.deleteRange(request) };
         }
         case KvCommandKind.Txn: {
-          const request = txnFromWire(TxnRequestType.decode(payload) as unknown as WireTxnRequest);
+          const request = decodedOf(command, KvCommandKind.Txn) ?? txnFromWire(TxnRequestType.decode(payload) as unknown as WireTxnRequest);
           if (!this.ownsTxn(request)) return notOwned();
           // As etcd: a txn is refused when either branch could put (its quota cost is not zero).
           if (this.cap.capped && txnPuts(request)) return { kind: 'error', error: new EngineError('no-space') };
