@@ -23,42 +23,19 @@
  * same reason, with no stream open, only HEADERS read together with the GOAWAY are served: those
  * arriving in a later read (a TLS record or TCP segment of their own) are not read at all.
  *
- * How: grpc-js makes every HTTP/2 server it listens with in its (private) `createHttp2Server`; it
- * is wrapped on this one `grpc.Server` instance so each HTTP/2 server gets a 'session' listener
- * before it accepts a connection. Node emits a session's 'goaway' event synchronously just before
- * its `close()` call; the listener turns that one call into a no-op (and takes the no-op away on
- * the next tick should Node not make it). The idle check runs from `setImmediate`, after the rest
- * of the bytes read with the GOAWAY (queued HEADERS among them) have opened their streams. Every
+ * How: `serveThroughClientGoaway` listens to each session the server accepts (client-sessions.ts).
+ * Node emits a session's 'goaway' event synchronously just before its `close()` call; the
+ * listener turns that one call into a no-op (and takes the no-op away on the next tick should
+ * Node not make it). The idle check runs from `setImmediate`, after the rest of the bytes read
+ * with the GOAWAY (queued HEADERS among them) have opened their streams. Every
  * other `close()` — the server's own shutdown (`tryShutdown`, `forceShutdown`), grpc-js's max
  * connection age — is Node's own. A GOAWAY with an error code still destroys the session.
  */
-import type * as grpc from '@grpc/grpc-js';
-import { constants as http2Constants, type Http2SecureServer, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { constants as http2Constants, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { assert } from '../../raft/index.js';
 
-type Http2ServerOfGrpc = Http2Server | Http2SecureServer;
-type CreateHttp2Server = (credentials: grpc.ServerCredentials) => Http2ServerOfGrpc;
-
-/**
- * Makes `server` keep serving a connection's calls after its client sent GOAWAY. Call before the
- * first `bindAsync`: it applies to the HTTP/2 servers made afterwards.
- */
-export function keepServingAfterClientGoaway(server: grpc.Server): void {
-  // grpc-js is pinned to one version (package.json); its private method is asserted, so a version
-  // that renames it fails at start-up rather than bringing the refused streams back silently.
-  const internals = server as unknown as { createHttp2Server?: unknown };
-  const create = internals.createHttp2Server;
-  assert(typeof create === 'function', "grpc-js's Server has no createHttp2Server: client-goaway.ts needs another hook");
-  assert(!Object.hasOwn(server, 'createHttp2Server'), 'keepServingAfterClientGoaway is applied once per server');
-  const createHttp2Server: CreateHttp2Server = (credentials) => {
-    const http2Server = (create as CreateHttp2Server).call(server, credentials);
-    http2Server.on('session', serveThroughClientGoaway);
-    return http2Server;
-  };
-  internals.createHttp2Server = createHttp2Server;
-}
-
-function serveThroughClientGoaway(session: ServerHttp2Session): void {
+/** Makes a session keep serving its calls after its client sent GOAWAY (the module's comment says how). */
+export function serveThroughClientGoaway(session: ServerHttp2Session): void {
   // invariant: streamsOpen >= 0 (the session's streams seen open and not yet closed)
   let streamsOpen = 0;
   let clientWentAway = false;

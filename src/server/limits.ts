@@ -211,3 +211,16 @@ export const forwardedCallTimeoutMsMax = 60_000;
 export const forwardedRedirectsMax = 2;
 /** Without a client deadline, a forwarded call waits this many request timeouts (a forwarded ShardSplit makes several proposals). */
 export const forwardedCallRequestTimeouts = 3;
+
+/**
+ * The receive window a client connection's every stream opens with (HTTP/2's SETTINGS
+ * INITIAL_WINDOW_SIZE; the protocol's default is 64 KiB): a large request goes in one flight.
+ */
+export const clientStreamWindowBytes = 1024 * 1024;
+
+/**
+ * A client connection's receive window (HTTP/2's default is 64 KiB): room for several large
+ * requests at once. Measured (bench/README.md): a bulk load of 128-put Txns, 8 in flight on one
+ * connection, took ~20% less server CPU than with 64 KiB.
+ */
+export const clientConnectionWindowBytes = 4 * 1024 * 1024;

@@ -1,0 +1,50 @@
+/**
+ * Each client connection a node accepts opens wide receive windows (client-sessions.ts): a client
+ * learns the stream window from the node's SETTINGS and the connection window from its
+ * WINDOW_UPDATE, and a Txn of 128 puts larger than HTTP/2's initial 64 KiB goes through.
+ */
+import { connect, type ClientHttp2Session } from 'node:http2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clientConnectionWindowBytes, clientStreamWindowBytes } from '../../src/server/limits.js';
+import { TestCluster, etcdChannel, waitUntil } from './cluster-harness.js';
+
+/** HTTP/2's initial window, for a stream and for the connection (RFC 9113, 6.9.2). */
+const http2InitialWindowBytes = 65_535;
+
+let cluster: TestCluster;
+
+beforeAll(async () => {
+  cluster = await TestCluster.start({ nodes: 1 });
+}, 60_000);
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+describe('a client connection of a node', () => {
+  it("gets the node's stream window in its SETTINGS and its connection window in a WINDOW_UPDATE", async () => {
+    expect(clientStreamWindowBytes).toBeGreaterThan(http2InitialWindowBytes);
+    expect(clientConnectionWindowBytes).toBeGreaterThanOrEqual(clientStreamWindowBytes);
+    const session: ClientHttp2Session = connect(`http://${cluster.endpoint(0)}`);
+    try {
+      await waitUntil(() => session.remoteSettings?.initialWindowSize === clientStreamWindowBytes, 5_000, () => `the stream window the node announced: ${session.remoteSettings?.initialWindowSize}`);
+      await waitUntil(() => session.state.remoteWindowSize === clientConnectionWindowBytes, 5_000, () => `the connection window: ${session.state.remoteWindowSize}`);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it('takes Txns larger than the initial window, several at once on one connection', async () => {
+    const channel = etcdChannel(cluster.endpoint(0));
+    try {
+      const value = Buffer.alloc(1024, 0x61);
+      const txn = (n: number) => ({ success: Array.from({ length: 128 }, (_, i) => ({ request_put: { key: Buffer.from(`window/${n}/${i}`), value } })) });
+      const answers = (await Promise.all(Array.from({ length: 8 }, (_, n) => channel.kv('Txn', txn(n))))) as Array<{ succeeded: boolean }>;
+      expect(answers.map((a) => a.succeeded)).toEqual(Array(8).fill(true));
+      const { count } = (await channel.kv('Range', { key: Buffer.from('window/'), range_end: Buffer.from('window0'), count_only: true })) as { count: number | string };
+      expect(Number(count)).toBe(8 * 128);
+    } finally {
+      channel.close();
+    }
+  });
+});
