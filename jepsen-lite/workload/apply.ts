@@ -15,6 +15,7 @@ import {
   deleteRangeToWire,
   kvCommand,
   kvOutcome,
+  putFromWire,
   putToWire,
   rangeFromWire,
   rangeToWire,
@@ -23,7 +24,7 @@ import {
 } from '../../src/engines/kv/index.js';
 import { clientError } from '../../src/error-mapping.js';
 import { DkvError } from '../../src/errors.js';
-import { etcdType, type WireResponseHeader } from '../../src/etcd-proto.js';
+import { etcdType, type WirePutRequest, type WireResponseHeader, type WireTxnRequest } from '../../src/etcd-proto.js';
 import type { EngineCommand, EngineError } from '../../src/engines/index.js';
 import { type ShardStateMachine, encodeEnvelope } from '../../src/runtime/index.js';
 import { MvccError, type MvccStore, isReadOnlyTxn } from '../../storage/index.js';
@@ -63,10 +64,16 @@ export function encodeRequest(call: EtcdCall): Uint8Array {
   return type.encode(type.fromObject(call.request as unknown as Record<string, unknown>)).finish();
 }
 
-/** The KV engine command a write proposes. */
+/**
+ * The KV engine command a write proposes, as the server's edge builds it: a Put's or Txn's
+ * command also carries the request its bytes decode to (the simulator's engines check that the
+ * proposer's apply, which uses it, agrees with the bytes every other replica decodes).
+ */
 export function writeCommand(call: WriteCall): EngineCommand {
-  const kind = call.method === 'put' ? KvCommandKind.Put : call.method === 'deleteRange' ? KvCommandKind.DeleteRange : KvCommandKind.Txn;
-  return kvCommand(kind, encodeRequest(call));
+  const bytes = encodeRequest(call);
+  if (call.method === 'put') return kvCommand(KvCommandKind.Put, bytes, { kind: KvCommandKind.Put, request: putFromWire(PutRequestType.decode(bytes) as unknown as WirePutRequest) });
+  if (call.method === 'txn') return kvCommand(KvCommandKind.Txn, bytes, { kind: KvCommandKind.Txn, request: txnFromWire(TxnRequestType.decode(bytes) as unknown as WireTxnRequest) });
+  return kvCommand(KvCommandKind.DeleteRange, bytes);
 }
 
 /** Whether the server proposes the call (a read-only txn is served as a Range is, as etcd does). */

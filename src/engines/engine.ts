@@ -18,7 +18,8 @@ export interface EngineCommand {
   /**
    * The payload as the proposing node's edge already decoded it, kept by that node only (never in
    * the log): its own apply may use it instead of decoding the payload again. It must be exactly
-   * what the engine's own decoding of `payload` gives; an engine checks it is for this `kind`.
+   * what the engine's own decoding of `payload` gives, and any memory it shares with the payload
+   * must not change until the command is applied; an engine checks it is for this `kind`.
    */
   readonly decoded?: unknown;
 }

@@ -22,6 +22,8 @@ export interface ComposeOptions {
   readonly trackChain?: boolean;
   /** One election timeout (ms): the grace a new leader gives every lease (default: 10 ticks of 100 ms). */
   readonly electionTimeoutMs?: number;
+  /** Compare each decoded request a proposer's command carries with decoding its bytes (the simulator's check). */
+  readonly checkDecoded?: boolean;
 }
 
 /** The election timeout of the default configuration (10 ticks of 100 ms). */
@@ -38,7 +40,7 @@ export function composeStateMachine(kind: ShardKind, options: ComposeOptions = {
   // The TTL engine's wheel starts at the state machine's (leader-stamped) time: made below.
   let machine: ShardStateMachine | undefined;
   const ttls = new TtlEngine({ kv, electionTimeoutMs, appliedTimeMs: () => machine?.timestampMs ?? 0 });
-  kv.connect({ leaseExists: (id) => leases.has(id), observer: leases, cap: alarms });
+  kv.connect({ leaseExists: (id) => leases.has(id), observer: leases, cap: alarms, checkDecoded: options.checkDecoded });
   kv.connect({ observer: ttls });
   const counters = new CounterEngine({ kv, ttl: ttls });
   // The keys the shard serves: writes outside them are refused where they apply. Stores and auth

@@ -1580,9 +1580,10 @@ export class NodeRuntime {
       }
       if (origin.proposer !== me) continue;
       const waiter = pending.writes.get(origin.requestId);
-      // An id from before a restart (ids are unique per process start; this checks it anyway).
+      // No waiter: an id from before a restart (ids are unique per process start).
       if (waiter === undefined || waiter.data === undefined) continue;
       if (entry.type === 'normal') {
+        // Only the write whose very command this is (`ownCommand` compared them).
         if (waiter === own) pending.settleWrite(waiter, undefined, result);
       } else if (waiter.kind === 'conf') {
         confApplied.push(() => pending.settleWrite(waiter, undefined));

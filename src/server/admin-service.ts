@@ -18,7 +18,7 @@ import { storeRefusal } from '../error-mapping.js';
 import { dkvRoot, etcdType, int64IfSafe } from '../etcd-proto.js';
 import { dkvError } from '../errors.js';
 import type { Int64 } from '../etcd-proto.js';
-import { KvCommandKind } from '../engines/kv/index.js';
+import { KvCommandKind, kvCommand } from '../engines/kv/index.js';
 import { RuntimeError, type ShardHandle, alarmEngineOf, kvEngineOf, metaEngineOf } from '../runtime/index.js';
 import { proposeKv } from './kv-service.js';
 import { serviceDefinition } from './grpc-service.js';
@@ -236,7 +236,7 @@ export function createAdminService(ctx: ServiceContext): { definition: ReturnTyp
       // below its compacted one, with etcd's errors, as it does for etcd's Compact. The caller is
       // carried as etcd's Compact carries it.
       const raw = CompactionRequestType.encode({ revision: message.revision ?? 0, physical: message.physical === true }).finish();
-      const outcome = await proposeKv(shard, KvCommandKind.Compaction, raw, callerOptions(ctx, caller));
+      const outcome = await proposeKv(shard, kvCommand(KvCommandKind.Compaction, raw), callerOptions(ctx, caller));
       if (outcome.kind !== 'compaction') throw new Error(`compaction applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.revision) };
     }),

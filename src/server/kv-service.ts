@@ -7,8 +7,8 @@ import { strict as assert } from 'node:assert';
 import type * as grpc from '@grpc/grpc-js';
 import { isReadOnlyTxn, mvccLimits } from '../../storage/index.js';
 import type { DeleteRangeResult, RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResult } from '../../storage/index.js';
-import { KvCommandKind, type KvDecoded, type KvEngine, NOT_OWNED_DETAIL, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putFromWire, putToWire, rangeFromWire, rangeRequestToWire, rangeResponseFromWire, rangeToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
-import { type Caller, EngineError, EngineId, type KeyAccess, type LeaseEngine, deleteRangeAccess, putAccess, rangeAccess, txnAccess } from '../engines/index.js';
+import { KvCommandKind, type KvEngine, NOT_OWNED_DETAIL, type WriteOutcome, deleteRangeToWire, kvCommand, kvOutcome, putFromWire, putToWire, rangeFromWire, rangeRequestToWire, rangeResponseFromWire, rangeToWire, txnFromWire, txnToWire } from '../engines/kv/index.js';
+import { type Caller, type EngineCommand, EngineError, EngineId, type KeyAccess, type LeaseEngine, deleteRangeAccess, putAccess, rangeAccess, txnAccess } from '../engines/index.js';
 import type { KeyRange, RequestOptions, RoutedPart, Router, ShardHandle } from '../runtime/index.js';
 import { mergeRange } from './range-merge.js';
 import {
@@ -127,12 +127,9 @@ const RangeResponseType = etcdType('etcdserverpb.RangeResponse');
 const rangeMethodPath = '/etcdserverpb.KV/Range';
 const DeleteRangeRequestType = etcdType('etcdserverpb.DeleteRangeRequest');
 
-/**
- * Proposes a KV command (an etcd request's bytes, and what they decode to when the caller has it:
- * `kvCommand`); a deterministic refusal at apply rejects.
- */
-export async function proposeKv(shard: ShardHandle, kind: KvCommandKind, raw: Uint8Array, options: RequestOptions, decoded?: KvDecoded): Promise<WriteOutcome> {
-  const { outcome } = kvOutcome((await shard.propose(kvCommand(kind, raw, decoded), options)).outcome);
+/** Proposes a KV command (`kvCommand`); a deterministic refusal at apply rejects. */
+export async function proposeKv(shard: ShardHandle, command: EngineCommand, options: RequestOptions): Promise<WriteOutcome> {
+  const { outcome } = kvOutcome((await shard.propose(command, options)).outcome);
   if (outcome.kind === 'error') throw outcome.error;
   return outcome;
 }
@@ -143,7 +140,7 @@ export async function proposeKv(shard: ShardHandle, kind: KvCommandKind, raw: Ui
  */
 export async function proposeTxn(shard: ShardHandle, request: WireTxnRequest, options: RequestOptions): Promise<TxnResult> {
   checkTxn(request);
-  const outcome = await proposeKv(shard, KvCommandKind.Txn, TxnRequestType.encode(request).finish(), options);
+  const outcome = await proposeKv(shard, kvCommand(KvCommandKind.Txn, TxnRequestType.encode(request).finish()), options);
   if (outcome.kind !== 'txn') throw new Error(`txn applied as ${outcome.kind}`);
   return outcome.result;
 }
@@ -151,7 +148,7 @@ export async function proposeTxn(shard: ShardHandle, request: WireTxnRequest, op
 /** Deletes one key, as a client's DeleteRange of it would. */
 export async function proposeDelete(shard: ShardHandle, key: Uint8Array, options: RequestOptions): Promise<DeleteRangeResult> {
   checkKey(key);
-  const outcome = await proposeKv(shard, KvCommandKind.DeleteRange, DeleteRangeRequestType.encode({ key }).finish(), options);
+  const outcome = await proposeKv(shard, kvCommand(KvCommandKind.DeleteRange, DeleteRangeRequestType.encode({ key }).finish()), options);
   if (outcome.kind !== 'delete-range') throw new Error(`delete applied as ${outcome.kind}`);
   return outcome.result;
 }
@@ -202,8 +199,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
     if (raw.length > ctx.maxRequestBytes) throw dkvError('request-too-large');
   };
 
-  const propose = (shard: ShardHandle, kind: KvCommandKind, raw: Buffer, caller: Caller, decoded?: KvDecoded): Promise<WriteOutcome> =>
-    proposeKv(shard, kind, raw, callerOptions(ctx, caller), decoded);
+  const propose = (shard: ShardHandle, command: EngineCommand, caller: Caller): Promise<WriteOutcome> => proposeKv(shard, command, callerOptions(ctx, caller));
   const options = requestOptions(ctx);
 
   const kv = (shard: ShardHandle): KvEngine => shard.machine().engine<KvEngine>(EngineId.Kv);
@@ -282,7 +278,8 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkLeasesOfShard(ctx.router, shard, [int64Exact(message.lease)]);
       const caller = await permittedCaller(ctx, call, () => putAccess({ key: message.key, lease: int64Exact(message.lease), prevKv: message.prev_kv }, leaseKeysOf(shard)));
       ctx.quota?.check(shard, putCost(message));
-      const outcome = await propose(shard, KvCommandKind.Put, raw, caller, { kind: KvCommandKind.Put, request: putFromWire(message) });
+      // The request as decoded here goes along: this member's apply need not decode `raw` again.
+      const outcome = await propose(shard, kvCommand(KvCommandKind.Put, raw, { kind: KvCommandKind.Put, request: putFromWire(message) }), caller);
       if (outcome.kind !== 'put') throw new Error(`put applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.result.revision), ...putToWire(outcome.result) };
     }),
@@ -291,7 +288,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       checkKey(message.key);
       const caller = await permittedCaller(ctx, call, () => deleteRangeAccess({ key: message.key, rangeEnd: message.range_end, prevKv: message.prev_kv }));
       const shard = ctx.router.forRange({ key: message.key, rangeEnd: message.range_end });
-      const outcome = await propose(shard, KvCommandKind.DeleteRange, raw, caller);
+      const outcome = await propose(shard, kvCommand(KvCommandKind.DeleteRange, raw), caller);
       if (outcome.kind !== 'delete-range') throw new Error(`delete applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.result.revision), ...deleteRangeToWire(outcome.result) };
     }),
@@ -317,8 +314,8 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       ctx.quota?.check(shard, txnCost(message));
       const outcome =
         ctx.unsafeIgnoreTxnCompare === true
-          ? await propose(shard, KvCommandKind.Txn, Buffer.from(TxnRequestType.encode({ ...message, compare: [] }).finish()), caller)
-          : await propose(shard, KvCommandKind.Txn, raw, caller, { kind: KvCommandKind.Txn, request });
+          ? await propose(shard, kvCommand(KvCommandKind.Txn, Buffer.from(TxnRequestType.encode({ ...message, compare: [] }).finish())), caller)
+          : await propose(shard, kvCommand(KvCommandKind.Txn, raw, { kind: KvCommandKind.Txn, request }), caller);
       if (outcome.kind !== 'txn') throw new Error(`txn applied as ${outcome.kind}`);
       const h = responseHeader(ctx, shard, outcome.result.revision);
       return { header: h, ...txnToWire(outcome.result, h) };
@@ -328,7 +325,7 @@ export function createKvService(ctx: KvServiceContext): { definition: ReturnType
       // etcd checks no permission for a compaction; the caller is carried all the same.
       const caller = await ctx.gate.permitted(call);
       const shard = ctx.router.defaultStore();
-      const outcome = await propose(shard, KvCommandKind.Compaction, raw, caller);
+      const outcome = await propose(shard, kvCommand(KvCommandKind.Compaction, raw), caller);
       if (outcome.kind !== 'compaction') throw new Error(`compaction applied as ${outcome.kind}`);
       return { header: responseHeader(ctx, shard, outcome.revision) };
     }),

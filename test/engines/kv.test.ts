@@ -6,8 +6,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type ApplyContext, type EngineCommand, KvEngine, sectionChunks } from '../../src/engines/index.js';
-import { KvCommandKind, kvCommand, kvOutcome, putFromWire, txnFromWire } from '../../src/engines/kv/index.js';
+import { KvCommandKind, type KvDecoded, kvCommand, kvOutcome, putFromWire, txnFromWire } from '../../src/engines/kv/index.js';
 import { etcdType, type WirePutRequest, type WireTxnRequest } from '../../src/etcd-proto.js';
+import { decodeEnvelope, encodeEnvelope } from '../../src/runtime/index.js';
+import { type Incoming, serviceDefinition } from '../../src/server/grpc-service.js';
 import { MvccStore } from '../../storage/index.js';
 
 const PutRequest = etcdType('etcdserverpb.PutRequest');
@@ -89,10 +91,20 @@ describe('KvEngine.retainRange', () => {
 });
 
 describe('a KV command carrying its decoded request', () => {
-  const decodedPut = (bytes: Uint8Array): EngineCommand =>
-    kvCommand(KvCommandKind.Put, bytes, { kind: KvCommandKind.Put, request: putFromWire(PutRequest.decode(bytes) as unknown as WirePutRequest) });
-  const decodedTxn = (bytes: Uint8Array): EngineCommand =>
-    kvCommand(KvCommandKind.Txn, bytes, { kind: KvCommandKind.Txn, request: txnFromWire(TxnRequest.decode(bytes) as unknown as WireTxnRequest) });
+  const kvService = serviceDefinition('etcdserverpb.KV');
+  /** What the KV service's edge has for a call's bytes: grpc-js's deserializer, then the conversion the handler makes. */
+  const atTheEdge = (method: 'Put' | 'Txn', bytes: Uint8Array): EngineCommand => {
+    const raw = Buffer.from(bytes);
+    const { message } = kvService[method]!.requestDeserialize(raw) as Incoming<unknown>;
+    return method === 'Put'
+      ? kvCommand(KvCommandKind.Put, raw, { kind: KvCommandKind.Put, request: putFromWire(message as WirePutRequest) })
+      : kvCommand(KvCommandKind.Txn, raw, { kind: KvCommandKind.Txn, request: txnFromWire(message as WireTxnRequest) });
+  };
+  /** What every other replica applies: the payload out of the log entry's envelope. */
+  const fromTheLog = (kind: KvCommandKind, bytes: Uint8Array): EngineCommand => {
+    const envelope = decodeEnvelope(encodeEnvelope({ ...kvCommand(kind, bytes), timestampMs: 1, proposer: 2, requestId: 3, caller: { user: '', authRevision: 0 } }));
+    return kvCommand(kind, Buffer.from(envelope.payload).subarray(0));
+  };
 
   it('is applied from what it carries, not from its bytes', () => {
     const engine = new KvEngine(new MvccStore());
@@ -102,15 +114,28 @@ describe('a KV command carrying its decoded request', () => {
     expect(contents(engine.mvcc)).toEqual(['k=as decoded@2']);
   });
 
-  it('refuses a decoded request of another kind', () => {
+  it('refuses a decoded request of another kind; an engine that checks refuses one its bytes do not decode to', () => {
     const request = putFromWire({ key: b('k'), value: b('v') } as unknown as WirePutRequest);
     expect(() => kvCommand(KvCommandKind.Txn, new Uint8Array(0), { kind: KvCommandKind.Put, request })).toThrow(/another kind/);
+    const checking = new KvEngine(new MvccStore());
+    checking.connect({ checkDecoded: true });
+    const bytes = PutRequest.encode({ key: b('k'), value: b('from the bytes') }).finish();
+    const differs = kvCommand(KvCommandKind.Put, bytes, { kind: KvCommandKind.Put, request: { ...request, value: b('not the bytes') } });
+    expect(() => applier(checking)(differs)).toThrow(/not what its bytes decode to/);
+    expect(contents(checking.mvcc)).toEqual([]);
+    applier(checking)(atTheEdge('Put', bytes));
+    expect(contents(checking.mvcc)).toEqual(['k=from the bytes@2']);
+    // The log's copy of the bytes is a plain Uint8Array where the edge decoded a Buffer: the same request.
+    const again = PutRequest.encode({ key: b('k'), value: b('again') }).finish();
+    applier(checking)(kvCommand(KvCommandKind.Put, Uint8Array.from(again), atTheEdge('Put', again).decoded as KvDecoded));
+    expect(contents(checking.mvcc)).toEqual(['k=again@3']);
   });
 
-  it('gives the same outcomes and the same store as decoding the bytes (puts and txns, compares, nested txns, refusals)', () => {
+  it("gives the same outcomes and store as a replica decoding the log's bytes (puts and txns, compares, nested txns, refusals, a cap, an owner)", () => {
     const key = fc.constantFrom('a', 'b', 'c', 'd').map(b);
     const value = fc.constantFrom('', 'x', 'yy').map(b);
-    const put = fc.record({ key, value, prev_kv: fc.boolean(), ignore_value: fc.boolean() });
+    const lease = fc.constantFrom(0, 7);
+    const put = fc.record({ key, value, lease, prev_kv: fc.boolean(), ignore_value: fc.boolean(), ignore_lease: fc.boolean() });
     const compare = fc.record({ key, result: fc.constantFrom(0, 1, 2, 3), target: fc.constantFrom(0, 1, 2), version: fc.integer({ min: 0, max: 3 }), mod_revision: fc.integer({ min: 0, max: 6 }) });
     const op = fc.oneof(
       put.map((request_put) => ({ request_put })),
@@ -120,20 +145,25 @@ describe('a KV command carrying its decoded request', () => {
     );
     const txn = fc.record({ compare: fc.array(compare, { maxLength: 2 }), success: fc.array(op, { maxLength: 3 }), failure: fc.array(op, { maxLength: 3 }) });
     const command = fc.oneof(put.map((p) => ({ put: PutRequest.encode(p).finish() })), txn.map((t) => ({ txn: TxnRequest.encode(t).finish() })));
+    // A store capped by a NOSPACE alarm, or serving only keys below "c", refuses some writes.
+    const setting = fc.record({ capped: fc.boolean(), ownsBelowC: fc.boolean() });
     fc.assert(
-      fc.property(fc.array(command, { minLength: 1, maxLength: 12 }), (commands) => {
-        const plain = new KvEngine(new MvccStore());
-        const carried = new KvEngine(new MvccStore());
-        const [applyPlain, applyCarried] = [applier(plain), applier(carried)];
-        for (const c of commands) {
-          const bytes = 'put' in c ? c.put : c.txn;
-          const kind = 'put' in c ? KvCommandKind.Put : KvCommandKind.Txn;
-          const a = applyPlain(kvCommand(kind, bytes));
-          const d = applyCarried('put' in c ? decodedPut(bytes) : decodedTxn(bytes));
-          expect(d).toEqual(a);
+      fc.property(fc.array(command, { minLength: 1, maxLength: 12 }), setting, (commands, { capped, ownsBelowC }) => {
+        const engines = [new KvEngine(new MvccStore()), new KvEngine(new MvccStore())];
+        for (const engine of engines) {
+          engine.connect({ cap: { capped }, leaseExists: (id) => id === 7n, checkDecoded: true });
+          if (ownsBelowC) engine.connect({ owner: { owns: (k: Uint8Array, end?: Uint8Array) => text(k) < 'c' && (end === undefined || end.length === 0 || text(end) <= 'c') } });
         }
-        expect(carried.hash()).toBe(plain.hash());
-        expect(contents(carried.mvcc)).toEqual(contents(plain.mvcc));
+        const [replica, proposer] = engines.map(applier) as [ReturnType<typeof applier>, ReturnType<typeof applier>];
+        for (const c of commands) {
+          const kind = 'put' in c ? KvCommandKind.Put : KvCommandKind.Txn;
+          const bytes = 'put' in c ? c.put : c.txn;
+          const own = atTheEdge('put' in c ? 'Put' : 'Txn', bytes);
+          expect(own.decoded).toBeDefined();
+          expect(proposer(own)).toEqual(replica(fromTheLog(kind, bytes)));
+        }
+        expect(engines[1]!.hash()).toBe(engines[0]!.hash());
+        expect(contents(engines[1]!.mvcc)).toEqual(contents(engines[0]!.mvcc));
       }),
     );
   });

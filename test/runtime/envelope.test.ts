@@ -2,9 +2,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ENVELOPE_HEADER_BYTES, EnvelopeDecodeError, decodeEnvelope, encodeEnvelope, envelopeOrigin } from '../../src/runtime/index.js';
-import { sameCommand, stampEnvelope } from '../../src/runtime/envelope.js';
+import { ENVELOPE_FORMAT, ENVELOPE_FORMAT_CALLER, sameCommand, stampEnvelope } from '../../src/runtime/envelope.js';
 import { writeU64 } from '../../storage/index.js';
 
+/** Format 1, earlier builds' (envelope.ts keeps its constant private). */
+const LEGACY_FORMAT_BYTE = 1;
 const safeId = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
 const envelope = fc.record({
   engine: fc.integer({ min: 0, max: 255 }),
@@ -102,23 +104,37 @@ describe('command envelope with a caller (format 3)', () => {
   });
 
   it('sameCommand: equal but for the timestamp of a current-format command, one flipped byte anywhere else tells', () => {
+    // The timestamp's bytes: after format, engine, version and kind; a u64.
+    const timestampFrom = 4;
+    const timestampTo = 12;
     const reference = (a: Uint8Array, b: Uint8Array): boolean => {
       if (a.length !== b.length) return false;
-      const current = a.length >= 28 && (a[0] === 2 || a[0] === 3);
-      for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(current && i >= 4 && i < 12)) return false;
+      const current = a.length >= ENVELOPE_HEADER_BYTES && (a[0] === ENVELOPE_FORMAT || a[0] === ENVELOPE_FORMAT_CALLER);
+      for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(current && i >= timestampFrom && i < timestampTo)) return false;
       return true;
     };
+    const edges = [0, 3, timestampFrom, timestampTo - 1, timestampTo, ENVELOPE_HEADER_BYTES - 1, ENVELOPE_HEADER_BYTES];
+    const flipAt = fc.oneof(fc.constantFrom(...edges, -1), fc.nat());
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 300 }), fc.constantFrom(1, 2, 3, 9), fc.nat(), fc.integer({ min: 1, max: 255 }), (bytes, format, at, flip) => {
+      fc.property(fc.uint8Array({ maxLength: 300, size: 'max' }), fc.constantFrom(LEGACY_FORMAT_BYTE, ENVELOPE_FORMAT, ENVELOPE_FORMAT_CALLER, 9), flipAt, fc.integer({ min: 1, max: 255 }), (bytes, format, at, flip) => {
         const a = Uint8Array.from(bytes);
         if (a.length > 0) a[0] = format;
         const b = a.slice();
-        if (b.length > 0) b[at % b.length]! ^= flip;
+        // -1: the last byte.
+        if (b.length > 0) b[at < 0 ? b.length - 1 : at % b.length]! ^= flip;
         expect(sameCommand(a, b)).toBe(reference(a, b));
         expect(sameCommand(a, a.slice())).toBe(true);
         expect(sameCommand(a, a.subarray(0, Math.max(0, a.length - 1)))).toBe(a.length === 0);
       }),
+      { numRuns: 2000 },
     );
+    // Both sides of the timestamp, in a current-format command long enough to have one.
+    const command = encodeEnvelope({ engine: 2, version: 1, kind: 1, timestampMs: 5, proposer: 9, requestId: 11, payload: new Uint8Array(40) });
+    for (let i = 0; i < command.length; i++) {
+      const other = command.slice();
+      other[i]! ^= 0x80;
+      expect(sameCommand(command, other), `byte ${i}`).toBe(i >= timestampFrom && i < timestampTo);
+    }
   });
 
   it('two commands that differ only in their caller are not the same command', () => {

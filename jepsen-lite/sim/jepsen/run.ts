@@ -192,7 +192,7 @@ export function jepsenCluster(options: JepsenClusterOptions): SimCluster {
     shards: [dataShard, metaShard],
     stateMachine: (_node, shard) => {
       if (shard === metaShard) return composeStateMachine('meta', { trackChain: true });
-      const machine = composeStateMachine('data', { trackChain: true, electionTimeoutMs: options.leaseElectionTimeoutMs ?? electionTimeoutMs });
+      const machine = composeStateMachine('data', { trackChain: true, checkDecoded: true, electionTimeoutMs: options.leaseElectionTimeoutMs ?? electionTimeoutMs });
       options.alterDataShard?.(machine);
       return machine;
     },

@@ -65,9 +65,10 @@ export interface KvApplied {
 export type KvDecoded = { readonly kind: typeof KvCommandKind.Put; readonly request: PutRequest } | { readonly kind: typeof KvCommandKind.Txn; readonly request: TxnRequest };
 
 /**
- * A KV command carrying an etcd request's protobuf bytes, and optionally what they decode to
- * (`putFromWire` or `txnFromWire` of the protobuf decoding of exactly these bytes): this node's
- * apply then uses it instead of decoding them again.
+ * A KV command carrying an etcd request's protobuf bytes, and optionally what they decode to:
+ * `putFromWire` or `txnFromWire` of the protobuf decoding of exactly these bytes, never of bytes
+ * rebuilt from them. This node's apply then uses it instead of decoding them again; its key and
+ * value views share the bytes' memory, which must not change until the command is applied.
  */
 export function kvCommand(kind: KvCommandKind, request: Uint8Array, decoded?: KvDecoded): EngineCommand {
   assert(decoded === undefined || decoded.kind === kind, 'a decoded request of another kind');
@@ -75,10 +76,16 @@ export function kvCommand(kind: KvCommandKind, request: Uint8Array, decoded?: Kv
   return decoded === undefined ? command : { ...command, decoded };
 }
 
-/** The request `command` carries already decoded, when it is of kind `kind`. */
-function decodedOf<K extends KvDecoded['kind']>(command: EngineCommand, kind: K): KvDecodedRequest[K] | undefined {
-  const decoded = command.decoded as KvDecoded | undefined;
-  return decoded !== undefined && decoded.kind === kind ? (decoded.request as KvDecodedRequest[K]) : undefined;
+/**
+ * A request as JSON with its bytes in hex and its int64s as text: two equal requests give the same
+ * text. (A Buffer's own toJSON runs before the replacer sees it: the holder still has the bytes.)
+ */
+function canonicalJson(request: unknown): string {
+  return JSON.stringify(request, function (this: Record<string, unknown>, key: string, value: unknown) {
+    const original = this[key];
+    if (original instanceof Uint8Array) return Buffer.from(original).toString('hex');
+    return typeof value === 'bigint' ? `${value}n` : value;
+  });
 }
 
 interface KvDecodedRequest {
@@ -99,6 +106,8 @@ export class KvEngine implements Engine {
   private checks: WriteChecks = { leaseExists: () => false };
   private cap: WriteCap = uncapped;
   private owner: KeyOwner = ownsEveryKey;
+  /** Simulator and tests: each decoded request a command carries is compared with decoding its bytes. */
+  private checkDecoded = false;
 
   constructor(public mvcc: MvccStore = new MvccStore()) {}
 
@@ -106,8 +115,15 @@ export class KvEngine implements Engine {
    * Joins the engines of one state machine: `leaseExists` answers for the lease engine (without
    * one, every lease is unknown, as etcd answers), and observers see every write's events.
    */
-  connect(options: { readonly leaseExists?: (lease: bigint) => boolean; readonly observer?: KvWriteObserver; readonly cap?: WriteCap; readonly owner?: KeyOwner }): void {
+  connect(options: {
+    readonly leaseExists?: (lease: bigint) => boolean;
+    readonly observer?: KvWriteObserver;
+    readonly cap?: WriteCap;
+    readonly owner?: KeyOwner;
+    readonly checkDecoded?: boolean;
+  }): void {
     if (options.leaseExists !== undefined) this.checks = { leaseExists: options.leaseExists };
+    if (options.checkDecoded !== undefined) this.checkDecoded = options.checkDecoded;
     if (options.cap !== undefined) this.cap = options.cap;
     if (options.owner !== undefined) this.owner = options.owner;
     if (options.observer !== undefined) this.observers.push(options.observer);
@@ -173,12 +189,25 @@ export class KvEngine implements Engine {
     return { outcome, events };
   }
 
+  /**
+   * The request a Put or Txn command carries decoded (its proposer's own apply), else `decode()`
+   * of its bytes. With `checkDecoded`, both, which must be the same request.
+   */
+  private requestOf<K extends KvDecoded['kind']>(command: EngineCommand, kind: K, decode: () => KvDecodedRequest[K]): KvDecodedRequest[K] {
+    const decoded = command.decoded as KvDecoded | undefined;
+    if (decoded === undefined) return decode();
+    assert(decoded.kind === kind, 'a command carries a decoded request of another kind');
+    const request = decoded.request as KvDecodedRequest[K];
+    if (this.checkDecoded) assert(canonicalJson(request) === canonicalJson(decode()), "a command's decoded request is not what its bytes decode to");
+    return request;
+  }
+
   private execute(command: EngineCommand): WriteOutcome {
     const { kind, payload } = command;
     try {
       switch (kind) {
         case KvCommandKind.Put: {
-          const put = decodedOf(command, KvCommandKind.Put) ?? putFromWire(PutRequestType.decode(payload) as unknown as WirePutRequest);
+          const put = this.requestOf(command, KvCommandKind.Put, () => putFromWire(PutRequestType.decode(payload) as unknown as WirePutRequest));
           if (!this.owner.owns(put.key)) return notOwned();
           if (this.cap.capped) return { kind: 'error', error: new EngineError('no-space') };
           return { kind: 'put', result: this.mvcc.put(put.key, put.value, put, this.checks) };
@@ -189,7 +218,7 @@ export class KvEngine implements Engine {
           return { kind: 'delete-range', result: this.mvcc.deleteRange(request) };
         }
         case KvCommandKind.Txn: {
-          const request = decodedOf(command, KvCommandKind.Txn) ?? txnFromWire(TxnRequestType.decode(payload) as unknown as WireTxnRequest);
+          const request = this.requestOf(command, KvCommandKind.Txn, () => txnFromWire(TxnRequestType.decode(payload) as unknown as WireTxnRequest));
           if (!this.ownsTxn(request)) return notOwned();
           // As etcd: a txn is refused when either branch could put (its quota cost is not zero).
           if (this.cap.capped && txnPuts(request)) return { kind: 'error', error: new EngineError('no-space') };
