@@ -27,9 +27,9 @@
  * Node emits a session's 'goaway' event synchronously just before its `close()` call; the
  * listener turns that one call into a no-op (and takes the no-op away on the next tick should
  * Node not make it). The idle check runs from `setImmediate`, after the rest of the bytes read
- * with the GOAWAY (queued HEADERS among them) have opened their streams. Every
- * other `close()` — the server's own shutdown (`tryShutdown`, `forceShutdown`), grpc-js's max
- * connection age — is Node's own. A GOAWAY with an error code still destroys the session.
+ * with the GOAWAY (queued HEADERS among them) have opened their streams. Every other `close()` —
+ * the server's own shutdown (`tryShutdown`, `forceShutdown`), grpc-js's max connection age — is
+ * Node's own. A GOAWAY with an error code still destroys the session.
  */
 import { constants as http2Constants, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { assert } from '../../raft/index.js';

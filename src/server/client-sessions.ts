@@ -1,17 +1,18 @@
 /**
  * What the node does to each client connection (HTTP/2 session) its gRPC server accepts, before
- * the session reads a frame: it serves through the client's GOAWAY (client-goaway.ts) and opens
- * wide receive windows (`widenReceiveWindows`).
+ * the session reads a frame (`acceptClientSession`): it serves through the client's GOAWAY
+ * (client-goaway.ts) and opens wide receive windows (`widenReceiveWindows`).
  *
  * How: grpc-js makes every HTTP/2 server it listens with in its (private) `createHttp2Server`; it
  * is wrapped on one `grpc.Server` instance so each HTTP/2 server gets a 'session' listener before
- * it accepts a connection. grpc-js is pinned to one version (package.json); its private method is
- * asserted, so a version that renames it fails at start-up rather than silently dropping what the
- * listener does.
+ * it accepts a connection (`onClientSessions`). grpc-js is pinned to one version (package.json);
+ * its private method is asserted, so a version that renames it fails at start-up rather than
+ * silently dropping what the listener does.
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Http2SecureServer, Http2Server, ServerHttp2Session } from 'node:http2';
 import { assert } from '../../raft/index.js';
+import { serveThroughClientGoaway } from './client-goaway.js';
 import { clientConnectionWindowBytes, clientStreamWindowBytes } from './limits.js';
 
 type Http2ServerOfGrpc = Http2Server | Http2SecureServer;
@@ -36,11 +37,18 @@ export function onClientSessions(server: grpc.Server, listener: (session: Server
  * and `clientConnectionWindowBytes` for the connection (a WINDOW_UPDATE). Node and grpc-js keep
  * HTTP/2's initial 64 KiB for both, so a client sending a few large requests at once (Txns of
  * many puts) stops after 64 KiB and waits for the server to read and acknowledge, in many small
- * reads and WINDOW_UPDATEs. grpc-go, etcd's server, grows its windows to fit the connection's
- * bandwidth-delay product. The server reads every stream as its data arrives, so the windows bound
- * what a client may send ahead, not what the server holds.
+ * reads and WINDOW_UPDATEs; grpc-go, etcd's server, grows its windows to fit the connection's
+ * bandwidth-delay product. What the windows let a client have the server hold is said at the
+ * constants (limits.ts). Both calls are made in the 'session' event, where Node has set the
+ * session up (a TLS one after its handshake) and nothing can have destroyed it yet.
  */
 export function widenReceiveWindows(session: ServerHttp2Session): void {
   session.settings({ initialWindowSize: clientStreamWindowBytes });
   session.setLocalWindowSize(clientConnectionWindowBytes);
+}
+
+/** Everything the node does to a client session it accepts (see the module's comment). */
+export function acceptClientSession(session: ServerHttp2Session): void {
+  serveThroughClientGoaway(session);
+  widenReceiveWindows(session);
 }

@@ -14,8 +14,7 @@ import { clusterIdOf, formatId, memberIdOf } from '../cluster/index.js';
 import { authEngineOf, composeStateMachine, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
 import { type Caller, type EngineCommand, EngineId, OWNERSHIP_FENCED_SPLIT_VERSION, authOutcome, eventsOf, isCompactionOutcome } from '../engines/index.js';
 import { AuthGate } from './auth/gate.js';
-import { serveThroughClientGoaway } from './client-goaway.js';
-import { onClientSessions, widenReceiveWindows } from './client-sessions.js';
+import { acceptClientSession, onClientSessions } from './client-sessions.js';
 import { ConnectionLoad, withConnectionLimits } from './connection-limits.js';
 import { withStreamDeadlines } from './stream-deadline.js';
 import { authenticateBurstPerPeer, authenticateBurstPerUser, authenticateRatePerPeerPerSecond, authenticateRatePerUserPerSecond, simpleTokenSweepMs } from './auth/limits.js';
@@ -965,10 +964,7 @@ export class DkvNode {
     });
     // A client's GOAWAY must not refuse the calls it still sends (etcd's server ignores it); its
     // requests are not held to HTTP/2's initial 64 KiB windows.
-    onClientSessions(server, (session) => {
-      serveThroughClientGoaway(session);
-      widenReceiveWindows(session);
-    });
+    onClientSessions(server, acceptClientSession);
     const gate = new AuthGate({
       auth: () => authEngineOf(this.router.defaultStore().machine()),
       simpleTokens: this.simpleTokens,

@@ -1,7 +1,7 @@
 /**
  * Each client connection a node accepts opens wide receive windows (client-sessions.ts): a client
  * learns the stream window from the node's SETTINGS and the connection window from its
- * WINDOW_UPDATE, and a Txn of 128 puts larger than HTTP/2's initial 64 KiB goes through.
+ * WINDOW_UPDATE; Txns larger than HTTP/2's initial 64 KiB still go through, several at once.
  */
 import { connect, type ClientHttp2Session } from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,6 +26,8 @@ describe('a client connection of a node', () => {
     expect(clientStreamWindowBytes).toBeGreaterThan(http2InitialWindowBytes);
     expect(clientConnectionWindowBytes).toBeGreaterThanOrEqual(clientStreamWindowBytes);
     const session: ClientHttp2Session = connect(`http://${cluster.endpoint(0)}`);
+    // A reset fails the wait below with its message, not as an unhandled 'error'.
+    session.on('error', () => undefined);
     try {
       await waitUntil(() => session.remoteSettings?.initialWindowSize === clientStreamWindowBytes, 5_000, () => `the stream window the node announced: ${session.remoteSettings?.initialWindowSize}`);
       await waitUntil(() => session.state.remoteWindowSize === clientConnectionWindowBytes, 5_000, () => `the connection window: ${session.state.remoteWindowSize}`);
@@ -34,7 +36,7 @@ describe('a client connection of a node', () => {
     }
   });
 
-  it('takes Txns larger than the initial window, several at once on one connection', async () => {
+  it("still takes Txns larger than HTTP/2's initial window, 8 at once on one connection (the first test proves the windows)", async () => {
     const channel = etcdChannel(cluster.endpoint(0));
     try {
       const value = Buffer.alloc(1024, 0x61);
