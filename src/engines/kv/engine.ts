@@ -4,7 +4,7 @@
  * bytes), so a write is never re-encoded on its way into the log. Apply is deterministic: its
  * outcome, refusals included (a duplicate key in a txn), depends only on the entries before it.
  */
-import type { ConfChange } from '../../../raft/index.js';
+import { type ConfChange, assert } from '../../../raft/index.js';
 import {
   type DeleteRangeResult,
   MvccError,
@@ -28,7 +28,6 @@ import {
 } from '../../etcd-proto.js';
 import { type ApplyContext, type Engine, type EngineCommand, EngineError, EngineId, type KeyOwner, UnknownCommandError, ownsEveryKey, uncapped, type WriteCap } from '../engine.js';
 import { WireValueError, deleteRangeFromWire, putFromWire, txnFromWire } from './convert.js';
-import { assert } from '../../../raft/index.js';
 
 /** The KV engine's operation codes (in every KV log entry: never renumber). */
 export const KvCommandKind = {
