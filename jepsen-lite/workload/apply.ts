@@ -12,10 +12,11 @@ import {
   KvCommandKind,
   WireValueError,
   type WriteOutcome,
+  decodePutCommand,
+  decodeTxnCommand,
   deleteRangeToWire,
   kvCommand,
   kvOutcome,
-  putFromWire,
   putToWire,
   rangeFromWire,
   rangeToWire,
@@ -24,7 +25,7 @@ import {
 } from '../../src/engines/kv/index.js';
 import { clientError } from '../../src/error-mapping.js';
 import { DkvError } from '../../src/errors.js';
-import { etcdType, type WirePutRequest, type WireResponseHeader, type WireTxnRequest } from '../../src/etcd-proto.js';
+import { etcdType, type WireResponseHeader } from '../../src/etcd-proto.js';
 import type { EngineCommand, EngineError } from '../../src/engines/index.js';
 import { type ShardStateMachine, encodeEnvelope } from '../../src/runtime/index.js';
 import { MvccError, type MvccStore, isReadOnlyTxn } from '../../storage/index.js';
@@ -71,8 +72,8 @@ export function encodeRequest(call: EtcdCall): Uint8Array {
  */
 export function writeCommand(call: WriteCall): EngineCommand {
   const bytes = encodeRequest(call);
-  if (call.method === 'put') return kvCommand(KvCommandKind.Put, bytes, { kind: KvCommandKind.Put, request: putFromWire(PutRequestType.decode(bytes) as unknown as WirePutRequest) });
-  if (call.method === 'txn') return kvCommand(KvCommandKind.Txn, bytes, { kind: KvCommandKind.Txn, request: txnFromWire(TxnRequestType.decode(bytes) as unknown as WireTxnRequest) });
+  if (call.method === 'put') return kvCommand(KvCommandKind.Put, bytes, { kind: KvCommandKind.Put, request: decodePutCommand(bytes) });
+  if (call.method === 'txn') return kvCommand(KvCommandKind.Txn, bytes, { kind: KvCommandKind.Txn, request: decodeTxnCommand(bytes) });
   return kvCommand(KvCommandKind.DeleteRange, bytes);
 }
 

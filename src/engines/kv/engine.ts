@@ -87,6 +87,21 @@ function canonicalJson(request: unknown): string {
   });
 }
 
+/** What a Put command's bytes decode to: what its apply executes. */
+export function decodePutCommand(payload: Uint8Array): PutRequest {
+  return putFromWire(PutRequestType.decode(payload) as unknown as WirePutRequest);
+}
+
+/** What a Txn command's bytes decode to: what its apply executes. */
+export function decodeTxnCommand(payload: Uint8Array): TxnRequest {
+  return txnFromWire(TxnRequestType.decode(payload) as unknown as WireTxnRequest);
+}
+
+const commandDecoders: { readonly [K in KvDecoded['kind']]: (payload: Uint8Array) => KvDecodedRequest[K] } = {
+  [KvCommandKind.Put]: decodePutCommand,
+  [KvCommandKind.Txn]: decodeTxnCommand,
+};
+
 interface KvDecodedRequest {
   [KvCommandKind.Put]: PutRequest;
   [KvCommandKind.Txn]: TxnRequest;
@@ -189,15 +204,16 @@ export class KvEngine implements Engine {
   }
 
   /**
-   * The request a Put or Txn command carries decoded (its proposer's own apply), else `decode()`
-   * of its bytes. With `checkDecoded`, both, which must be the same request.
+   * The request a Put or Txn command carries decoded (its proposer's own apply), else what its
+   * bytes decode to. With `checkDecoded`, both, which must be the same request.
    */
-  private requestOf<K extends KvDecoded['kind']>(command: EngineCommand, kind: K, decode: () => KvDecodedRequest[K]): KvDecodedRequest[K] {
+  private requestOf<K extends KvDecoded['kind']>(command: EngineCommand, kind: K): KvDecodedRequest[K] {
+    const decode = commandDecoders[kind] as (payload: Uint8Array) => KvDecodedRequest[K];
     const decoded = command.decoded as KvDecoded | undefined;
-    if (decoded === undefined) return decode();
+    if (decoded === undefined) return decode(command.payload);
     assert(decoded.kind === kind, 'a command carries a decoded request of another kind');
     const request = decoded.request as KvDecodedRequest[K];
-    if (this.checkDecoded) assert(canonicalJson(request) === canonicalJson(decode()), "a command's decoded request is not what its bytes decode to");
+    if (this.checkDecoded) assert(canonicalJson(request) === canonicalJson(decode(command.payload)), "a command's decoded request is not what its bytes decode to");
     return request;
   }
 
@@ -206,7 +222,7 @@ export class KvEngine implements Engine {
     try {
       switch (kind) {
         case KvCommandKind.Put: {
-          const put = this.requestOf(command, KvCommandKind.Put, () => putFromWire(PutRequestType.decode(payload) as unknown as WirePutRequest));
+          const put = this.requestOf(command, KvCommandKind.Put);
           if (!this.owner.owns(put.key)) return notOwned();
           if (this.cap.capped) return { kind: 'error', error: new EngineError('no-space') };
           return { kind: 'put', result: this.mvcc.put(put.key, put.value, put, this.checks) };
@@ -217,7 +233,7 @@ export class KvEngine implements Engine {
           return { kind: 'delete-range', result: this.mvcc.deleteRange(request) };
         }
         case KvCommandKind.Txn: {
-          const request = this.requestOf(command, KvCommandKind.Txn, () => txnFromWire(TxnRequestType.decode(payload) as unknown as WireTxnRequest));
+          const request = this.requestOf(command, KvCommandKind.Txn);
           if (!this.ownsTxn(request)) return notOwned();
           // As etcd: a txn is refused when either branch could put (its quota cost is not zero).
           if (this.cap.capped && txnPuts(request)) return { kind: 'error', error: new EngineError('no-space') };
