@@ -2,16 +2,19 @@
  * TLS end to end: a 3-node cluster of `dkv server` processes with https client URLs and https peer
  * URLs, certificates made with the openssl CLI, driven by the real etcdctl. Without client
  * certificate auth a client needs only the CA; with it (and with peer client certificate auth),
- * a client needs a certificate the CA signed, and every other client is refused.
+ * a client needs a certificate the CA signed, and every other client is refused. A TLS client
+ * connection gets the same wide HTTP/2 receive windows as a plaintext one.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as http2Connect } from 'node:http2';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { etcdChannel, TestCluster, etcdctl } from './cluster-harness.js';
+import { clientConnectionWindowBytes, clientStreamWindowBytes } from '../../src/server/limits.js';
+import { etcdChannel, TestCluster, etcdctl, waitUntil } from './cluster-harness.js';
 import { WatchClient } from './watch-client.js';
 
 let dir = '';
@@ -180,6 +183,19 @@ describe('https client and peer URLs, server authentication only', () => {
     } finally {
       for (const w of watchers) w.close();
       writer.close();
+    }
+  });
+
+  it('opens the wide receive windows on a TLS client connection too (client-sessions.ts)', async () => {
+    const session = http2Connect(`https://127.0.0.1:${cluster.nodes[0]!.clientPort}`, { ca: readFileSync(file('ca.crt')) });
+    // A reset fails the wait below with its message, not as an unhandled 'error'.
+    session.on('error', () => undefined);
+    try {
+      await waitUntil(() => session.remoteSettings?.initialWindowSize === clientStreamWindowBytes, 5_000, () => `the stream window the node announced: ${session.remoteSettings?.initialWindowSize}`);
+      await waitUntil(() => session.state.remoteWindowSize === clientConnectionWindowBytes, 5_000, () => `the connection window: ${session.state.remoteWindowSize}`);
+      expect((session.socket as TLSSocket).authorized).toBe(true);
+    } finally {
+      session.destroy();
     }
   });
 
