@@ -163,8 +163,25 @@ wait_healthy() { # name endpoints
 }
 wait_healthy etcd "$etcd_endpoints"
 wait_healthy dkv "$dkv_endpoints"
-echo "etcd:  $etcd_version  at $etcd_endpoints"
-echo "DKV:   dkv dev (3 nodes)  at $dkv_endpoints"
+# Each system's endpoints with its leader first (DKV: the default store's shard leader, which
+# `endpoint status` reports): a row over one connection then talks to the leader on both, not to
+# whichever member the election happened to pick, and the rows "..., to a follower" to a follower.
+# A write sent to a follower costs one more round trip on both systems, so an endpoint picked at
+# random made the single-client rows' ratio swing with the two elections.
+leader_first() { # endpoints
+  local status leader
+  status="$(ETCDCTL_API=3 etcdctl --endpoints="$1" --command-timeout=5s endpoint status 2>/dev/null)" || fail "endpoint status of $1 failed"
+  leader="$(awk -F', ' '$5 == "true" { print $1 }' <<<"$status")"
+  [[ $(wc -w <<<"$leader") == 1 ]] || fail "no single leader among $1: $status"
+  tr ',' '\n' <<<"$1" | awk -v l="$leader" '$0 == l { print; next } { rest = rest "," $0 } END { printf "%s", rest }' | tr -d '\n'
+}
+follower_first() { # leader-first endpoints: the second (a follower) first, then the leader, then the rest
+  awk -F, '{ printf "%s,%s", $2, $1; for (i = 3; i <= NF; i++) printf ",%s", $i }' <<<"$1"
+}
+etcd_endpoints="$(leader_first "$etcd_endpoints")"
+dkv_endpoints="$(leader_first "$dkv_endpoints")"
+echo "etcd:  $etcd_version  at $etcd_endpoints (leader first)"
+echo "DKV:   dkv dev (3 nodes)  at $dkv_endpoints (leader first)"
 echo "host:  $(nproc) CPUs, $(uname -sr), data in $work"
 echo
 
@@ -172,6 +189,7 @@ echo
 n() { awk -v t="$1" -v s="$scale" 'BEGIN { v = int(t * s); print (v < 1 ? 1 : v) }'; }
 workloads=(
   "put 1 client|put|--conns 1 --clients 1 --total $(n 2000) --key-size 8 --val-size 256 --key-space-size 100000"
+  "put 1 client, to a follower|put|--conns 1 --clients 1 --total $(n 2000) --key-size 8 --val-size 256 --key-space-size 100000"
   "put 100 clients, 10 conns|put|--conns 10 --clients 100 --total $(n 20000) --key-size 8 --val-size 256 --key-space-size 100000"
   "range l 1 client|range|--conns 1 --clients 1 --total $(n 2000) --consistency l"
   "range s 1 client|range|--conns 1 --clients 1 --total $(n 2000) --consistency s"
@@ -235,10 +253,13 @@ bench() { # target endpoints flags...: as run_bench; a run with errors still cou
   fi
 }
 
-# Warm-up (not reported): JIT-compile DKV's request and watch paths, fill etcd's and DKV's key 0
-# for range. Both systems get the same warm-up.
+# Warm-up (not reported): fill etcd's and DKV's key 0 for range, then bring DKV's request path to
+# its steady state. A fresh DKV node's first ~20,000-30,000 puts cost 20-40% more CPU than later
+# ones (V8 optimizes its functions as they run; bench/README.md, "Warm-up"), so the rows measure
+# each system after 35,000 puts. Both systems get the same warm-up.
 for endpoints in "$etcd_endpoints" "$dkv_endpoints"; do
   bench put "$endpoints" --conns 10 --clients 50 --total "$(n 5000)" --val-size 256 || fail "warm-up against $endpoints failed"
+  bench put "$endpoints" --conns 10 --clients 100 --total "$(n 30000)" --val-size 256 --key-space-size 100000 || fail "warm-up against $endpoints failed"
   for prefix in "" --prefix; do
     # shellcheck disable=SC2086 # an empty $prefix is no argument
     bench watch "$endpoints" --conns 10 --streams 10 --watch-per-stream 100 --key-space-size 10 --put-total "$(n 2000)" --put-rate 0 --val-size 256 $prefix ||
@@ -283,6 +304,7 @@ run_workload() { # "name|target|flags": runs it against etcd, then DKV; a line e
   for system in etcd dkv; do
     endpoints="$etcd_endpoints"
     [[ $system == dkv ]] && endpoints="$dkv_endpoints"
+    [[ $name == *", to a follower" ]] && endpoints="$(follower_first "$endpoints")"
     # shellcheck disable=SC2086 # flags are words on purpose
     bench "$target" "$endpoints" $flags || fail "dkv bench $target against $system failed"
     line="$(cat "$work/bench.json")"
