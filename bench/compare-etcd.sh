@@ -131,7 +131,8 @@ dkv_endpoints="127.0.0.1:$base,127.0.0.1:$((base + 10)),127.0.0.1:$((base + 20))
 e=$((base + 100))
 etcd_endpoints="127.0.0.1:$e,127.0.0.1:$((e + 10)),127.0.0.1:$((e + 20))"
 
-# ---- Start etcd (3 members, no TLS, default snapshot count).
+# ---- Start etcd (3 members, no TLS, default snapshot count; --metrics extensive for its per-call
+# ---- handling-time histogram, grpc_server_handling_seconds, which DKV always serves).
 initial_cluster="e1=http://127.0.0.1:$((e + 1)),e2=http://127.0.0.1:$((e + 11)),e3=http://127.0.0.1:$((e + 21))"
 for i in 1 2 3; do
   c=$((e + 10 * (i - 1)))
@@ -141,7 +142,7 @@ for i in 1 2 3; do
     --listen-client-urls "http://127.0.0.1:$c" --advertise-client-urls "http://127.0.0.1:$c" \
     --listen-peer-urls "http://127.0.0.1:$((c + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((c + 1))" \
     --initial-cluster "$initial_cluster" --initial-cluster-state new --initial-cluster-token "dkv-compare-$$" \
-    >"$work/etcd$i.log" 2>&1 &
+    --metrics extensive >"$work/etcd$i.log" 2>&1 &
   etcd_pids+=($!)
 done
 
@@ -298,6 +299,18 @@ fi
 
 results="$work/results.jsonl"
 : >"$results"
+handling="$work/handling.txt"
+: >"$handling"
+metrics_url_of() { # system endpoint: the member's /metrics (etcd: on its client port; DKV: its metrics port)
+  if [[ $1 == etcd ]]; then echo "http://$2/metrics"; else echo "http://${2%:*}:$((${2##*:} + 2))/metrics"; fi
+}
+handling_sum_count() { # url method: "sum count" of grpc_server_handling_seconds of that unary method
+  curl -fsS --max-time 5 "$1" 2>/dev/null | awk -v m="grpc_method=\"$2\"" '
+    index($1, "grpc_server_handling_seconds_") == 1 && index($1, m) && index($1, "grpc_type=\"unary\"") {
+      if (index($1, "_sum{")) s += $2; else if (index($1, "_count{")) c += $2
+    }
+    END { printf "%.9f %d", s, c }'
+}
 run_workload() { # "name|target|flags": runs it against etcd, then DKV; a line each, and into $results
   local name target flags system endpoints line
   IFS='|' read -r name target flags <<<"$1"
@@ -305,8 +318,21 @@ run_workload() { # "name|target|flags": runs it against etcd, then DKV; a line e
     endpoints="$etcd_endpoints"
     [[ $system == dkv ]] && endpoints="$dkv_endpoints"
     [[ $name == *", to a follower" ]] && endpoints="$(follower_first "$endpoints")"
+    # A single client's puts: the member it talks to also reports how long its handler took (the
+    # rest of a put's latency is the client's, the network's and both gRPC stacks').
+    local url="" before="" s0 c0 s1 c1
+    if [[ $target == put && $flags == *"--conns 1 --clients 1 "* ]]; then
+      url="$(metrics_url_of "$system" "${endpoints%%,*}")"
+      before="$(handling_sum_count "$url" Put)"
+    fi
     # shellcheck disable=SC2086 # flags are words on purpose
     bench "$target" "$endpoints" $flags || fail "dkv bench $target against $system failed"
+    if [[ -n $url ]]; then
+      read -r s0 c0 <<<"$before"
+      read -r s1 c1 <<<"$(handling_sum_count "$url" Put)"
+      awk -v n="$name" -v sys="$system" -v s0="$s0" -v s1="$s1" -v dc="$((c1 - c0))" \
+        'BEGIN { if (dc > 0) printf "%s\t%s\t%.3f\t%d\n", n, sys, 1000 * (s1 - s0) / dc, dc }' >>"$handling"
+    fi
     line="$(cat "$work/bench.json")"
     printf '{"name":"%s","system":"%s","result":%s}\n' "$name" "$system" "$line" >>"$results"
     node -e 'const [name, system, line] = process.argv.slice(1); const r = JSON.parse(line);
@@ -413,6 +439,11 @@ const print = (which) => {
 };
 console.log(['kv', 'watch', 'lease', 'counter', 'lock'].map(print).filter((t) => t !== undefined).join('\n\n'));
 EOF
+if [[ -s "$handling" ]]; then
+  echo
+  echo "single-client puts, the handler's time on the member the client talked to (grpc_server_handling_seconds, mean):"
+  awk -F'\t' '{ printf "  %-30s %-5s %7.3f ms over %d puts\n", $1, $2, $3, $4 }' "$handling"
+fi
 
 # ---- Disk: each member's log sync latency over everything above, from its own /metrics. etcd:
 # ---- etcd_disk_wal_fsync_duration_seconds (the fsync call). DKV: dkv_log_synced_write_duration_seconds

@@ -322,6 +322,11 @@ export const diskLatencyBuckets: readonly number[] = exponentialBuckets(0.001, 2
 export const peerRoundTripBuckets: readonly number[] = exponentialBuckets(0.0001, 2, 14);
 /** A synced LevelDB batch: 100 µs to about 0.8 s, doubling (etcd's fsync buckets start at 1 ms, above a fast disk's). */
 export const syncedWriteBuckets: readonly number[] = peerRoundTripBuckets;
+/**
+ * A client call's handling time: 100 µs to about 13 s, doubling. (etcd's go-grpc-prometheus uses
+ * Prometheus's default buckets, 5 ms to 10 s, too coarse for a put that takes a millisecond or two.)
+ */
+export const grpcHandlingBuckets: readonly number[] = exponentialBuckets(0.0001, 2, 18);
 
 export interface ServerMetrics {
   readonly registry: Registry;
@@ -383,6 +388,10 @@ export interface ServerMetrics {
   readonly connectionRefused: Counter;
   /** Client calls forwarded to a shard's replica, by outcome; and those served for other members. */
   readonly forwardedCalls: Counter;
+  /** Unary (and client-streaming) client calls started, answered and their handling time (`UnaryCallMetrics`). */
+  readonly grpcStarted: Counter;
+  readonly grpcHandled: Counter;
+  readonly grpcHandlingSeconds: Histogram;
 }
 
 /** Registers the node's metrics (and the process basics) on a fresh registry. */
@@ -543,6 +552,24 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
         'Unary client calls for shards this member hosts no replica of, forwarded to one that does, by outcome: ok (a response), status (an error the replica answered), ' +
         'failed (no replica reached, or no answer); redirected: a replica whose newer map placed the shard elsewhere, whose route was followed; served: calls other members forwarded here.',
       labelNames: ['outcome'],
+    }),
+    // go-grpc-prometheus's names and labels, as etcd serves them (its handling-time histogram only
+    // with --metrics=extensive), so etcd's dashboards and alerts read them unchanged.
+    grpcStarted: registry.counter({
+      name: 'grpc_server_started_total',
+      help: 'Total number of RPCs started on the server (unary and client-streaming calls).',
+      labelNames: ['grpc_type', 'grpc_service', 'grpc_method'],
+    }),
+    grpcHandled: registry.counter({
+      name: 'grpc_server_handled_total',
+      help: 'Total number of RPCs completed on the server, regardless of success or failure (unary and client-streaming calls).',
+      labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'],
+    }),
+    grpcHandlingSeconds: registry.histogram({
+      name: 'grpc_server_handling_seconds',
+      help: "Histogram of response latency (seconds) of gRPC calls that had been application-level handled by the server: from the handler's start to its answer (unary and client-streaming calls).",
+      labelNames: ['grpc_type', 'grpc_service', 'grpc_method'],
+      buckets: grpcHandlingBuckets,
     }),
   };
   registerProcessMetrics(registry);

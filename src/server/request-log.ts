@@ -11,10 +11,13 @@
  *   (`requestIdOfCall`).
  *
  * With the log level above debug, a fast successful call costs a clock read and a comparison.
+ * A `CallObserver` (the node's: `UnaryCallMetrics`) also hears of each unary and client-streaming
+ * call's start and answer.
  */
 import { performance } from 'node:perf_hooks';
 import type * as grpc from '@grpc/grpc-js';
 import { formatId } from '../cluster/index.js';
+import type { Counter, Histogram } from './metrics.js';
 
 /** A unary call slower than this is logged at warn (etcd 3.4's fixed 100 ms). */
 export const slowRequestWarnMs = 100;
@@ -40,6 +43,61 @@ export interface RequestLogger {
 
 const printable = /^[\x21-\x7e]+$/;
 
+/** A call with a single answer: 'unary', or 'client_stream' (go-grpc-prometheus's grpc_type). */
+export type AnsweredCallType = 'unary' | 'client_stream';
+
+/** Hears of each call that ends with one answer. */
+export interface CallObserver {
+  started(method: string, type: AnsweredCallType): void;
+  /** `code` is the gRPC status code (0: OK); `seconds` from the handler's start to its answer. */
+  answered(method: string, type: AnsweredCallType, code: number, seconds: number): void;
+}
+
+/** gRPC status codes by number, named as Go's codes.Code.String() names them (go-grpc-prometheus's grpc_code). */
+const grpcCodeNames: readonly string[] = [
+  'OK', 'Canceled', 'Unknown', 'InvalidArgument', 'DeadlineExceeded', 'NotFound', 'AlreadyExists', 'PermissionDenied', 'ResourceExhausted',
+  'FailedPrecondition', 'Aborted', 'OutOfRange', 'Unimplemented', 'Internal', 'Unavailable', 'DataLoss', 'Unauthenticated',
+];
+
+/** The grpc_code label of a status code (`Code(n)` for one gRPC does not define, as Go prints it). */
+export function grpcCodeName(code: number): string {
+  return grpcCodeNames[code] ?? `Code(${code})`;
+}
+
+/**
+ * etcd's per-call server metrics (go-grpc-prometheus's): grpc_server_started_total,
+ * grpc_server_handled_total by status, and grpc_server_handling_seconds, for every call that ends
+ * with one answer. Streams (Watch, LeaseKeepAlive, Snapshot…) are not counted here.
+ */
+export class UnaryCallMetrics implements CallObserver {
+  /** The labels of each method seen, made once (`/etcdserverpb.KV/Put` → service and method). */
+  private readonly labels = new Map<string, { readonly grpc_type: string; readonly grpc_service: string; readonly grpc_method: string }>();
+
+  constructor(private readonly metrics: { readonly grpcStarted: Counter; readonly grpcHandled: Counter; readonly grpcHandlingSeconds: Histogram }) {}
+
+  started(method: string, type: AnsweredCallType): void {
+    this.metrics.grpcStarted.inc(1, this.labelsOf(method, type));
+  }
+
+  answered(method: string, type: AnsweredCallType, code: number, seconds: number): void {
+    const labels = this.labelsOf(method, type);
+    this.metrics.grpcHandled.inc(1, { ...labels, grpc_code: grpcCodeName(code) });
+    this.metrics.grpcHandlingSeconds.observe(seconds, labels);
+  }
+
+  private labelsOf(method: string, type: AnsweredCallType): { readonly grpc_type: string; readonly grpc_service: string; readonly grpc_method: string } {
+    const key = type === 'unary' ? method : `${method} ${type}`;
+    let labels = this.labels.get(key);
+    if (labels === undefined) {
+      // A method path is /package.Service/Method (grpc-js routes nothing else to a handler).
+      const slash = method.lastIndexOf('/');
+      labels = { grpc_type: type, grpc_service: method.slice(1, slash), grpc_method: method.slice(slash + 1) };
+      this.labels.set(key, labels);
+    }
+    return labels;
+  }
+}
+
 /** Makes request ids for one node and rate-limits its slow-request lines. */
 export class RequestLog {
   private sequence = 0;
@@ -52,6 +110,7 @@ export class RequestLog {
     memberId: number,
     private readonly logger: RequestLogger,
     private readonly now: () => number = () => performance.now(),
+    private readonly observer?: CallObserver,
   ) {
     this.prefix = formatId(memberId);
   }
@@ -76,10 +135,16 @@ export class RequestLog {
     return typeof id === 'string' ? id : `${this.prefix}-${id.toString(16)}`;
   }
 
+  /** Called when a unary or client-streaming call reaches its handler. */
+  started(method: string, type: AnsweredCallType): void {
+    this.observer?.started(method, type);
+  }
+
   /** Called when a unary call is answered. */
-  answered(method: string, id: string | number, startedAt: number, error: (Partial<grpc.StatusObject> & { code?: number }) | null | undefined): void {
+  answered(method: string, id: string | number, startedAt: number, error: (Partial<grpc.StatusObject> & { code?: number }) | null | undefined, type: AnsweredCallType = 'unary'): void {
     const tookMs = this.now() - startedAt;
     const code = error === null || error === undefined ? 0 : (error.code ?? 2);
+    this.observer?.answered(method, type, code, tookMs / 1000);
     if (this.logger.debugEnabled === true) this.logger.debug('request', { request_id: this.name(id), method, took_ms: round(tookMs), code });
     if (tookMs >= slowRequestWarnMs && !waitingMethods.has(method)) this.slow(method, this.name(id), tookMs, code);
   }
@@ -151,12 +216,14 @@ export function withRequestLog(
     const path = method.path;
     if (!method.responseStream) {
       // Unary and client-streaming calls end with the callback.
+      const type: AnsweredCallType = method.requestStream ? 'client_stream' : 'unary';
       wrapped[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         const startedAt = now();
         const id = log.claim(call.metadata);
         (call as TaggedCall)[requestIdKey] = { log, id };
+        log.started(path, type);
         original(call, ((error, value, trailer, flags) => {
-          log.answered(path, id, startedAt, error as Partial<grpc.StatusObject> | null);
+          log.answered(path, id, startedAt, error as Partial<grpc.StatusObject> | null, type);
           callback(error, value, trailer, flags);
         }) as grpc.sendUnaryData<unknown>);
       }) as grpc.UntypedHandleCall;

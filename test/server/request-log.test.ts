@@ -2,12 +2,22 @@
  * Structured logs (--log-format json|text), request ids on the lines about a request, slow-request
  * warnings, and the Node runtime's metrics on /metrics.
  */
+import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdType } from '../../src/etcd-proto.js';
 import { formatLogLine } from '../../src/server/logger.js';
-import { Registry } from '../../src/server/metrics.js';
-import { type LogFields, RequestLog, requestIdLengthMax, slowRequestLinesPerSecondMax, slowRequestWarnMs } from '../../src/server/request-log.js';
+import { createServerMetrics, grpcHandlingBuckets, Registry } from '../../src/server/metrics.js';
+import {
+  grpcCodeName,
+  type LogFields,
+  RequestLog,
+  requestIdLengthMax,
+  slowRequestLinesPerSecondMax,
+  slowRequestWarnMs,
+  UnaryCallMetrics,
+  withRequestLog,
+} from '../../src/server/request-log.js';
 import { registerRuntimeMetrics } from '../../src/server/runtime-metrics.js';
 import { TestCluster, waitUntil } from './cluster-harness.js';
 
@@ -96,6 +106,55 @@ describe('RequestLog', () => {
   });
 });
 
+describe("etcd's per-call metrics (grpc_server_*)", () => {
+  it('counts started and answered calls by type, service, method and code, and their handling time', () => {
+    const metrics = createServerMetrics();
+    let now = 1_000;
+    const log = new RequestLog(1, recorder(false).logger, () => now, new UnaryCallMetrics(metrics));
+    const definition = {
+      Put: { path: '/etcdserverpb.KV/Put', requestStream: false, responseStream: false },
+      Upload: { path: '/test.Files/Upload', requestStream: true, responseStream: false },
+      Watch: { path: '/etcdserverpb.Watch/Watch', requestStream: true, responseStream: true },
+    } as unknown as grpc.ServiceDefinition;
+    const answers: Array<(error: Partial<grpc.StatusObject> | null) => void> = [];
+    const handler = (_call: unknown, callback: (error: Partial<grpc.StatusObject> | null) => void): void => void answers.push(callback);
+    const wrapped = withRequestLog(definition, { Put: handler, Upload: handler, Watch: () => undefined } as unknown as grpc.UntypedServiceImplementation, log, () => now);
+    const call = (name: string): void => (wrapped[name] as unknown as (call: object, callback: () => void) => void)({ metadata: new grpc.Metadata() }, () => undefined);
+    call('Put');
+    call('Put');
+    call('Upload');
+    const watchCall = Object.assign(new EventEmitter(), { metadata: new grpc.Metadata() });
+    (wrapped.Watch as unknown as (call: object) => void)(watchCall);
+    now += 2.5;
+    answers[0]!(null);
+    now += 1;
+    answers[1]!({ code: grpc.status.FAILED_PRECONDITION, details: 'no' });
+    answers[2]!({ code: 99 as grpc.status });
+    const text = metrics.registry.render();
+    expect(text).toContain('grpc_server_started_total{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put"} 2\n');
+    expect(text).toContain('grpc_server_started_total{grpc_type="client_stream",grpc_service="test.Files",grpc_method="Upload"} 1\n');
+    expect(text).toContain('grpc_server_handled_total{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_code="OK"} 1\n');
+    expect(text).toContain('grpc_server_handled_total{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_code="FailedPrecondition"} 1\n');
+    expect(text).toContain('grpc_server_handled_total{grpc_type="client_stream",grpc_service="test.Files",grpc_method="Upload",grpc_code="Code(99)"} 1\n');
+    // 2.5 ms and 3.5 ms: both above the 0.0016 s bound and within 0.0032 s... and 0.0064 s.
+    expect(text).toContain('grpc_server_handling_seconds_bucket{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",le="0.0016"} 0\n');
+    expect(text).toContain('grpc_server_handling_seconds_bucket{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",le="0.0032"} 1\n');
+    expect(text).toContain('grpc_server_handling_seconds_bucket{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",le="0.0064"} 2\n');
+    expect(text).toContain('grpc_server_handling_seconds_count{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put"} 2\n');
+    expect(metrics.grpcHandlingSeconds.get({ grpc_type: 'unary', grpc_service: 'etcdserverpb.KV', grpc_method: 'Put' }).sum).toBeCloseTo(0.006, 9);
+    // A stream is not counted here.
+    expect(text).not.toContain('etcdserverpb.Watch');
+  });
+
+  it("names codes as Go's codes.Code.String() and buckets from 100 µs, doubling", () => {
+    expect([0, 1, 4, 8, 14, 16].map(grpcCodeName)).toEqual(['OK', 'Canceled', 'DeadlineExceeded', 'ResourceExhausted', 'Unavailable', 'Unauthenticated']);
+    expect(grpcCodeName(17)).toBe('Code(17)');
+    expect(grpcHandlingBuckets[0]).toBe(0.0001);
+    expect(grpcHandlingBuckets[1]).toBe(0.0002);
+    expect(grpcHandlingBuckets.at(-1)).toBeGreaterThan(10);
+  });
+});
+
 describe('runtime metrics', () => {
   it('exposes event-loop delay, heap spaces, GC pauses and the Node version under prom-client\'s names', async () => {
     const registry = new Registry();
@@ -175,6 +234,27 @@ describe('a node with --log-format json --log-level debug', () => {
     const all = cluster.log(0).split('\n').filter((l) => l.trim() !== '' && l.includes('"level"'));
     expect(all.length).toBeGreaterThan(5);
     expect(lines().some((l) => typeof l.msg === 'string' && (l.msg as string).includes('bootstrapped a new cluster'))).toBe(true);
+  });
+
+  it("counts the node's calls in etcd's grpc_server_* metrics, a refused one under its code", async () => {
+    const rangeType = etcdType('etcdserverpb.RangeRequest');
+    const client = new grpc.Client(cluster.nodes[0]!.clientUrl.replace('http://', ''), grpc.credentials.createInsecure());
+    // An empty key is refused at the edge (etcd's "key is not provided": InvalidArgument).
+    const error = await new Promise<grpc.ServiceError | null>((resolve) => {
+      client.makeUnaryRequest('/etcdserverpb.KV/Range', (value: Buffer) => value, (bytes: Buffer) => bytes, Buffer.from(rangeType.encode({}).finish()), new grpc.Metadata(), (e) => resolve(e));
+    });
+    client.close();
+    expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const labels = 'grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method';
+    expect(await cluster.metric(0, `grpc_server_handled_total{${labels}="Put",grpc_code="OK"}`)).toBeGreaterThanOrEqual(1);
+    expect(await cluster.metric(0, `grpc_server_handled_total{${labels}="Range",grpc_code="InvalidArgument"}`)).toBe(1);
+    expect(await cluster.metric(0, `grpc_server_started_total{${labels}="Range"}`)).toBeGreaterThanOrEqual(1);
+    // Every answered Range (the harness's health checks read a key too) is timed once.
+    const text = await (await fetch(`${cluster.nodes[0]!.metricsUrl}/metrics`)).text();
+    const handledRanges = [...text.matchAll(new RegExp(`^grpc_server_handled_total\\{${labels}="Range",grpc_code="\\w+"\\} (\\d+)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
+    expect(handledRanges).toBeGreaterThanOrEqual(1);
+    expect(await cluster.metric(0, `grpc_server_handling_seconds_count{${labels}="Range"}`)).toBe(handledRanges);
+    expect(await cluster.metric(0, `grpc_server_handling_seconds_sum{${labels}="Range"}`)).toBeGreaterThan(0);
   });
 
   it('serves the runtime metrics on /metrics', async () => {
