@@ -169,20 +169,23 @@ wait_healthy dkv "$dkv_endpoints"
 # whichever member the election happened to pick, and the rows "..., to a follower" to a follower.
 # A write sent to a follower costs one more round trip on both systems, so an endpoint picked at
 # random made the single-client rows' ratio swing with the two elections.
+leader_of() { # endpoints: the one whose member is the leader (etcdctl's field output, ids compared as text); nothing when unknown
+  local status
+  status="$(ETCDCTL_API=3 etcdctl --endpoints="$1" --command-timeout=5s endpoint status -w fields 2>/dev/null)" || return 0
+  awk -F' : ' '$1 == "\"MemberID\"" { m = $2 "" } $1 == "\"Leader\"" { l = $2 "" }
+    $1 == "\"Endpoint\"" { gsub(/"/, "", $2); if (m == l) print $2; m = ""; l = "" }' <<<"$status"
+}
 leader_first() { # endpoints
-  local status leader
-  status="$(ETCDCTL_API=3 etcdctl --endpoints="$1" --command-timeout=5s endpoint status 2>/dev/null)" || fail "endpoint status of $1 failed"
-  leader="$(awk -F', ' '$5 == "true" { print $1 }' <<<"$status")"
-  [[ $(wc -w <<<"$leader") == 1 ]] || fail "no single leader among $1: $status"
+  local leader
+  leader="$(leader_of "$1")"
+  [[ $(wc -w <<<"$leader") == 1 ]] || fail "no single leader among $1"
   tr ',' '\n' <<<"$1" | awk -v l="$leader" '$0 == l { print; next } { rest = rest "," $0 } END { printf "%s", rest }' | tr -d '\n'
 }
 follower_first() { # leader-first endpoints: the second (a follower) first, then the leader, then the rest
   awk -F, '{ printf "%s,%s", $2, $1; for (i = 3; i <= NF; i++) printf ",%s", $i }' <<<"$1"
 }
-etcd_endpoints="$(leader_first "$etcd_endpoints")"
-dkv_endpoints="$(leader_first "$dkv_endpoints")"
-echo "etcd:  $etcd_version  at $etcd_endpoints (leader first)"
-echo "DKV:   dkv dev (3 nodes)  at $dkv_endpoints (leader first)"
+echo "etcd:  $etcd_version  at $etcd_endpoints"
+echo "DKV:   dkv dev (3 nodes)  at $dkv_endpoints"
 echo "host:  $(nproc) CPUs, $(uname -sr), data in $work"
 echo
 
@@ -257,7 +260,7 @@ bench() { # target endpoints flags...: as run_bench; a run with errors still cou
 # Warm-up (not reported): fill etcd's and DKV's key 0 for range, then bring DKV's request path to
 # its steady state. A fresh DKV node's first ~20,000-30,000 puts cost 20-40% more CPU than later
 # ones (V8 optimizes its functions as they run; bench/README.md, "Warm-up"), so the rows measure
-# each system after 35,000 puts. Both systems get the same warm-up.
+# each system after the warm-up's puts (35,000 at COMPARE_SCALE=1). Both get the same warm-up.
 for endpoints in "$etcd_endpoints" "$dkv_endpoints"; do
   bench put "$endpoints" --conns 10 --clients 50 --total "$(n 5000)" --val-size 256 || fail "warm-up against $endpoints failed"
   bench put "$endpoints" --conns 10 --clients 100 --total "$(n 30000)" --val-size 256 --key-space-size 100000 || fail "warm-up against $endpoints failed"
@@ -297,6 +300,17 @@ if [[ $lease_selected == 1 ]]; then
   done
 fi
 
+# The leaders, once the warm-ups are over (an election during them would move it).
+etcd_endpoints="$(leader_first "$etcd_endpoints")"
+dkv_endpoints="$(leader_first "$dkv_endpoints")"
+echo "leaders first:  etcd $etcd_endpoints  DKV $dkv_endpoints"
+echo
+# One client's puts to the leader run paths the 100-client warm-up does not (a batch of one): a
+# warm-up of their own (DKV's first ~2,000 were ~20% slower than the next).
+for endpoints in "$etcd_endpoints" "$dkv_endpoints"; do
+  bench put "$endpoints" --conns 1 --clients 1 --total "$(n 1000)" --val-size 256 --key-space-size 100000 || fail "warm-up against $endpoints failed"
+done
+
 results="$work/results.jsonl"
 : >"$results"
 handling="$work/handling.txt"
@@ -304,12 +318,12 @@ handling="$work/handling.txt"
 metrics_url_of() { # system endpoint: the member's /metrics (etcd: on its client port; DKV: its metrics port)
   if [[ $1 == etcd ]]; then echo "http://$2/metrics"; else echo "http://${2%:*}:$((${2##*:} + 2))/metrics"; fi
 }
-handling_sum_count() { # url method: "sum count" of grpc_server_handling_seconds of that unary method
-  curl -fsS --max-time 5 "$1" 2>/dev/null | awk -v m="grpc_method=\"$2\"" '
-    index($1, "grpc_server_handling_seconds_") == 1 && index($1, m) && index($1, "grpc_type=\"unary\"") {
+handling_sum_count() { # url method: "sum count" of grpc_server_handling_seconds of etcdserverpb.KV's unary method; nothing when unread
+  { curl -fsS --max-time 5 "$1" 2>/dev/null || true; } | awk -v m="grpc_method=\"$2\"" '
+    index($1, "grpc_server_handling_seconds_") == 1 && index($1, m) && index($1, "grpc_service=\"etcdserverpb.KV\"") && index($1, "grpc_type=\"unary\"") {
       if (index($1, "_sum{")) s += $2; else if (index($1, "_count{")) c += $2
     }
-    END { printf "%.9f %d", s, c }'
+    END { if (c > 0) printf "%.9f %d", s, c }'
 }
 run_workload() { # "name|target|flags": runs it against etcd, then DKV; a line each, and into $results
   local name target flags system endpoints line
@@ -320,7 +334,7 @@ run_workload() { # "name|target|flags": runs it against etcd, then DKV; a line e
     [[ $name == *", to a follower" ]] && endpoints="$(follower_first "$endpoints")"
     # A single client's puts: the member it talks to also reports how long its handler took (the
     # rest of a put's latency is the client's, the network's and both gRPC stacks').
-    local url="" before="" s0 c0 s1 c1
+    local url="" before="" after="" s0 c0 s1 c1
     if [[ $target == put && $flags == *"--conns 1 --clients 1 "* ]]; then
       url="$(metrics_url_of "$system" "${endpoints%%,*}")"
       before="$(handling_sum_count "$url" Put)"
@@ -328,10 +342,23 @@ run_workload() { # "name|target|flags": runs it against etcd, then DKV; a line e
     # shellcheck disable=SC2086 # flags are words on purpose
     bench "$target" "$endpoints" $flags || fail "dkv bench $target against $system failed"
     if [[ -n $url ]]; then
-      read -r s0 c0 <<<"$before"
-      read -r s1 c1 <<<"$(handling_sum_count "$url" Put)"
-      awk -v n="$name" -v sys="$system" -v s0="$s0" -v s1="$s1" -v dc="$((c1 - c0))" \
-        'BEGIN { if (dc > 0) printf "%s\t%s\t%.3f\t%d\n", n, sys, 1000 * (s1 - s0) / dc, dc }' >>"$handling"
+      after="$(handling_sum_count "$url" Put)"
+      if [[ -n $before && -n $after ]]; then
+        read -r s0 c0 <<<"$before"
+        read -r s1 c1 <<<"$after"
+        awk -v n="$name" -v sys="$system" -v s0="$s0" -v s1="$s1" -v dc="$((c1 - c0))" \
+          'BEGIN { if (dc > 0) printf "%s\t%s\t%.3f\t%d\n", n, sys, 1000 * (s1 - s0) / dc, dc }' >>"$handling"
+      else
+        echo "compare-etcd.sh: could not read grpc_server_handling_seconds at $url" >&2
+      fi
+      # The row was meant for the leader (or a follower): say so if an election moved it meanwhile.
+      local leader_now
+      leader_now="$(leader_of "$endpoints")"
+      if [[ -z $leader_now ]]; then
+        echo "compare-etcd.sh: could not ask $system for its leader after the row \"$name\"" >&2
+      elif [[ ($name == *", to a follower" && $leader_now == "${endpoints%%,*}") || ($name != *", to a follower" && $leader_now != "${endpoints%%,*}") ]]; then
+        echo "compare-etcd.sh: $system's leader is now $leader_now: the row \"$name\" did not run as named" >&2
+      fi
     fi
     line="$(cat "$work/bench.json")"
     printf '{"name":"%s","system":"%s","result":%s}\n' "$name" "$system" "$line" >>"$results"
@@ -450,7 +477,7 @@ fi
 # ---- (a synced LevelDB batch: write, fsync and the thread-pool round trip) and
 # ---- etcd_disk_wal_fsync_duration_seconds (from the save being handed to the log store).
 metric_mean_ms() { # url name: the histogram's mean in ms over the member's life ("-" when absent)
-  curl -fsS --max-time 5 "$1" 2>/dev/null | awk -v n="$2" '
+  { curl -fsS --max-time 5 "$1" 2>/dev/null || true; } | awk -v n="$2" '
     $1 == n "_sum" { s = $2 } $1 == n "_count" { c = $2 }
     END { if (c > 0) printf "%.3f", 1000 * s / c; else printf "-" }'
 }

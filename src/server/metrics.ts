@@ -554,7 +554,8 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
       labelNames: ['outcome'],
     }),
     // go-grpc-prometheus's names and labels, as etcd serves them (its handling-time histogram only
-    // with --metrics=extensive), so etcd's dashboards and alerts read them unchanged.
+    // with --metrics=extensive), so etcd's alerts on failed and slow requests read them unchanged.
+    // Only calls with one answer are counted, not streams.
     grpcStarted: registry.counter({
       name: 'grpc_server_started_total',
       help: 'Total number of RPCs started on the server (unary and client-streaming calls).',

@@ -1001,7 +1001,7 @@ export class DkvNode {
     };
     // A learner serves what etcd's learner serves (Status, serializable Range); anything else gets
     // etcd's `rpc not supported for learner`, so clients move on to a voting member.
-    const requestLog = new RequestLog(this.identity.memberId, this.logger, undefined, new UnaryCallMetrics(this.metrics));
+    const requestLog = new RequestLog(this.identity.memberId, this.logger, { observer: new UnaryCallMetrics(this.metrics) });
     const load = new ConnectionLoad(
       { requestsPendingPerConnectionMax: this.config.requestsPendingPerConnectionMax, streamsPerConnectionMax: this.config.streamsPerConnectionMax },
       (kind) => this.metrics.connectionRefused.inc(1, { kind }),

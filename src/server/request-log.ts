@@ -10,9 +10,9 @@
  * - the services' own lines about a call (an internal error's stack) carry its id too
  *   (`requestIdOfCall`).
  *
- * With the log level above debug, a fast successful call costs a clock read and a comparison.
- * A `CallObserver` (the node's: `UnaryCallMetrics`) also hears of each unary and client-streaming
- * call's start and answer.
+ * With the log level above debug, a fast successful call costs a clock read and a comparison for
+ * its lines. A `CallObserver` (the node's: `UnaryCallMetrics`, two counter updates and a histogram
+ * observation a call) also hears of each unary and client-streaming call's start and answer.
  */
 import { performance } from 'node:perf_hooks';
 import type * as grpc from '@grpc/grpc-js';
@@ -46,11 +46,16 @@ const printable = /^[\x21-\x7e]+$/;
 /** A call with a single answer: 'unary', or 'client_stream' (go-grpc-prometheus's grpc_type). */
 export type AnsweredCallType = 'unary' | 'client_stream';
 
-/** Hears of each call that ends with one answer. */
-export interface CallObserver {
-  started(method: string, type: AnsweredCallType): void;
+/** Hears of the calls of one method that end with one answer. */
+export interface MethodObserver {
+  started(): void;
   /** `code` is the gRPC status code (0: OK); `seconds` from the handler's start to its answer. */
-  answered(method: string, type: AnsweredCallType, code: number, seconds: number): void;
+  answered(code: number, seconds: number): void;
+}
+
+/** Gives the observer of each method (asked once per method, when its handler is wrapped). */
+export interface CallObserver {
+  method(path: string, type: AnsweredCallType): MethodObserver;
 }
 
 /** gRPC status codes by number, named as Go's codes.Code.String() names them (go-grpc-prometheus's grpc_code). */
@@ -65,37 +70,60 @@ export function grpcCodeName(code: number): string {
 }
 
 /**
+ * The status code a client gets for an answer's error: grpc-js sends an integer `code` as it is
+ * and anything else as UNKNOWN.
+ */
+export function statusCodeOf(error: { code?: unknown } | null | undefined): number {
+  if (error === null || error === undefined) return 0;
+  return typeof error.code === 'number' && Number.isInteger(error.code) ? error.code : 2;
+}
+
+type MethodLabels = Readonly<Record<'grpc_type' | 'grpc_service' | 'grpc_method', string>>;
+
+/**
  * etcd's per-call server metrics (go-grpc-prometheus's): grpc_server_started_total,
  * grpc_server_handled_total by status, and grpc_server_handling_seconds, for every call that ends
- * with one answer. Streams (Watch, LeaseKeepAlive, Snapshot…) are not counted here.
+ * with one answer. No stream is counted (Watch, LeaseKeepAlive, Snapshot, Observe…). A method's
+ * series appear with its first call (go-grpc-prometheus makes them at zero when it starts).
  */
 export class UnaryCallMetrics implements CallObserver {
-  /** The labels of each method seen, made once (`/etcdserverpb.KV/Put` → service and method). */
-  private readonly labels = new Map<string, { readonly grpc_type: string; readonly grpc_service: string; readonly grpc_method: string }>();
-
   constructor(private readonly metrics: { readonly grpcStarted: Counter; readonly grpcHandled: Counter; readonly grpcHandlingSeconds: Histogram }) {}
 
-  started(method: string, type: AnsweredCallType): void {
-    this.metrics.grpcStarted.inc(1, this.labelsOf(method, type));
+  method(path: string, type: AnsweredCallType): MethodObserver {
+    // A method path is /package.Service/Method (grpc-js routes nothing else to a handler).
+    const slash = path.lastIndexOf('/');
+    const labels: MethodLabels = { grpc_type: type, grpc_service: path.slice(1, slash), grpc_method: path.slice(slash + 1) };
+    // The handled series' labels, one object per code seen, made once.
+    const byCode = new Map<number, Readonly<Record<'grpc_type' | 'grpc_service' | 'grpc_method' | 'grpc_code', string>>>();
+    const { grpcStarted, grpcHandled, grpcHandlingSeconds } = this.metrics;
+    return {
+      started: () => grpcStarted.inc(1, labels),
+      answered: (code, seconds) => {
+        let handled = byCode.get(code);
+        if (handled === undefined) {
+          handled = { ...labels, grpc_code: grpcCodeName(code) };
+          byCode.set(code, handled);
+        }
+        grpcHandled.inc(1, handled);
+        grpcHandlingSeconds.observe(seconds, labels);
+      },
+    };
   }
+}
 
-  answered(method: string, type: AnsweredCallType, code: number, seconds: number): void {
-    const labels = this.labelsOf(method, type);
-    this.metrics.grpcHandled.inc(1, { ...labels, grpc_code: grpcCodeName(code) });
-    this.metrics.grpcHandlingSeconds.observe(seconds, labels);
-  }
+/** A unary call being answered, as `RequestLog.answered` takes it. */
+export interface AnsweredCall {
+  readonly method: string;
+  readonly id: string | number;
+  /** When its handler started, on the log's clock. */
+  readonly startedAt: number;
+  readonly observer?: MethodObserver;
+}
 
-  private labelsOf(method: string, type: AnsweredCallType): { readonly grpc_type: string; readonly grpc_service: string; readonly grpc_method: string } {
-    const key = type === 'unary' ? method : `${method} ${type}`;
-    let labels = this.labels.get(key);
-    if (labels === undefined) {
-      // A method path is /package.Service/Method (grpc-js routes nothing else to a handler).
-      const slash = method.lastIndexOf('/');
-      labels = { grpc_type: type, grpc_service: method.slice(1, slash), grpc_method: method.slice(slash + 1) };
-      this.labels.set(key, labels);
-    }
-    return labels;
-  }
+export interface RequestLogOptions {
+  /** The clock in milliseconds (default performance.now). */
+  readonly now?: () => number;
+  readonly observer?: CallObserver;
 }
 
 /** Makes request ids for one node and rate-limits its slow-request lines. */
@@ -106,13 +134,17 @@ export class RequestLog {
   private linesInWindow = 0;
   private suppressed = 0;
 
+  private readonly now: () => number;
+  private readonly observer: CallObserver | undefined;
+
   constructor(
     memberId: number,
     private readonly logger: RequestLogger,
-    private readonly now: () => number = () => performance.now(),
-    private readonly observer?: CallObserver,
+    options: RequestLogOptions = {},
   ) {
     this.prefix = formatId(memberId);
+    this.now = options.now ?? (() => performance.now());
+    this.observer = options.observer;
   }
 
   /** The id of a call: the client's `x-request-id` if valid, else a fresh one. */
@@ -135,16 +167,17 @@ export class RequestLog {
     return typeof id === 'string' ? id : `${this.prefix}-${id.toString(16)}`;
   }
 
-  /** Called when a unary or client-streaming call reaches its handler. */
-  started(method: string, type: AnsweredCallType): void {
-    this.observer?.started(method, type);
+  /** The observer of one method's calls (none without a `CallObserver`). */
+  observe(path: string, type: AnsweredCallType): MethodObserver | undefined {
+    return this.observer?.method(path, type);
   }
 
   /** Called when a unary call is answered. */
-  answered(method: string, id: string | number, startedAt: number, error: (Partial<grpc.StatusObject> & { code?: number }) | null | undefined, type: AnsweredCallType = 'unary'): void {
-    const tookMs = this.now() - startedAt;
-    const code = error === null || error === undefined ? 0 : (error.code ?? 2);
-    this.observer?.answered(method, type, code, tookMs / 1000);
+  answered(call: AnsweredCall, error: { readonly code?: unknown; readonly details?: unknown } | null | undefined): void {
+    const { method, id } = call;
+    const tookMs = this.now() - call.startedAt;
+    const code = statusCodeOf(error);
+    call.observer?.answered(code, tookMs / 1000);
     if (this.logger.debugEnabled === true) this.logger.debug('request', { request_id: this.name(id), method, took_ms: round(tookMs), code });
     if (tookMs >= slowRequestWarnMs && !waitingMethods.has(method)) this.slow(method, this.name(id), tookMs, code);
   }
@@ -216,16 +249,36 @@ export function withRequestLog(
     const path = method.path;
     if (!method.responseStream) {
       // Unary and client-streaming calls end with the callback.
-      const type: AnsweredCallType = method.requestStream ? 'client_stream' : 'unary';
+      const observer = log.observe(path, method.requestStream ? 'client_stream' : 'unary');
       wrapped[name] = ((call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         const startedAt = now();
         const id = log.claim(call.metadata);
         (call as TaggedCall)[requestIdKey] = { log, id };
-        log.started(path, type);
-        original(call, ((error, value, trailer, flags) => {
-          log.answered(path, id, startedAt, error as Partial<grpc.StatusObject> | null, type);
-          callback(error, value, trailer, flags);
-        }) as grpc.sendUnaryData<unknown>);
+        observer?.started();
+        // Counted once, whatever the handler does: grpc-js sends only the first answer, and a
+        // handler that throws is answered UNKNOWN by grpc-js.
+        let answered = false;
+        const answer = ((error, value, trailer, flags) => {
+          if (answered) {
+            callback(error, value, trailer, flags);
+            return;
+          }
+          answered = true;
+          try {
+            log.answered({ method: path, id, startedAt, observer }, error);
+          } finally {
+            callback(error, value, trailer, flags);
+          }
+        }) as grpc.sendUnaryData<unknown>;
+        try {
+          original(call, answer);
+        } catch (error) {
+          if (!answered) {
+            answered = true;
+            log.answered({ method: path, id, startedAt, observer }, { code: 2 });
+          }
+          throw error;
+        }
       }) as grpc.UntypedHandleCall;
     } else {
       wrapped[name] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {

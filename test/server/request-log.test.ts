@@ -15,11 +15,12 @@ import {
   requestIdLengthMax,
   slowRequestLinesPerSecondMax,
   slowRequestWarnMs,
+  statusCodeOf,
   UnaryCallMetrics,
   withRequestLog,
 } from '../../src/server/request-log.js';
 import { registerRuntimeMetrics } from '../../src/server/runtime-metrics.js';
-import { TestCluster, waitUntil } from './cluster-harness.js';
+import { etcdChannel, TestCluster, waitUntil } from './cluster-harness.js';
 
 interface Line {
   readonly level: 'debug' | 'warn';
@@ -75,20 +76,20 @@ describe('RequestLog', () => {
   it('writes a debug line per answered call only when debug is on', () => {
     let now = 0;
     const quiet = recorder(false);
-    new RequestLog(1, quiet.logger, () => now).answered('/etcdserverpb.KV/Put', 'id1', 0, null);
+    new RequestLog(1, quiet.logger, { now: () => now }).answered({ method: '/etcdserverpb.KV/Put', id: 'id1', startedAt: 0 }, null);
     expect(quiet.lines).toEqual([]);
     const loud = recorder(true);
     now = 3;
-    new RequestLog(1, loud.logger, () => now).answered('/etcdserverpb.KV/Put', 'id1', 0, { code: 5, details: 'nope' });
+    new RequestLog(1, loud.logger, { now: () => now }).answered({ method: '/etcdserverpb.KV/Put', id: 'id1', startedAt: 0 }, { code: 5, details: 'nope' });
     expect(loud.lines).toEqual([{ level: 'debug', message: 'request', fields: { request_id: 'id1', method: '/etcdserverpb.KV/Put', took_ms: 3, code: 5 } }]);
   });
 
   it('warns about slow calls with their id, at most a bounded number a second, counting the rest', () => {
     let now = 10_000;
     const { lines, logger } = recorder(false);
-    const log = new RequestLog(1, logger, () => now);
+    const log = new RequestLog(1, logger, { now: () => now });
     const started = now - slowRequestWarnMs;
-    for (let i = 0; i < slowRequestLinesPerSecondMax + 5; i++) log.answered('/etcdserverpb.KV/Range', `r${i}`, started, null);
+    for (let i = 0; i < slowRequestLinesPerSecondMax + 5; i++) log.answered({ method: '/etcdserverpb.KV/Range', id: `r${i}`, startedAt: started }, null);
     expect(lines).toHaveLength(slowRequestLinesPerSecondMax);
     expect(lines[0]).toEqual({
       level: 'warn',
@@ -96,12 +97,12 @@ describe('RequestLog', () => {
       fields: { request_id: 'r0', method: '/etcdserverpb.KV/Range', took_ms: slowRequestWarnMs, expected_ms: slowRequestWarnMs, code: 0, slow_requests_not_logged: undefined },
     });
     now += 1000;
-    log.answered('/etcdserverpb.KV/Range', 'later', now - 2 * slowRequestWarnMs, null);
+    log.answered({ method: '/etcdserverpb.KV/Range', id: 'later', startedAt: now - 2 * slowRequestWarnMs }, null);
     expect(lines.at(-1)?.fields?.slow_requests_not_logged).toBe(5);
     // A lock or campaign waits as long as it must: never "slow". A fast call is not either.
     const before = lines.length;
-    log.answered('/v3lockpb.Lock/Lock', 'lock', now - 60_000, null);
-    log.answered('/etcdserverpb.KV/Put', 'fast', now - 1, null);
+    log.answered({ method: '/v3lockpb.Lock/Lock', id: 'lock', startedAt: now - 60_000 }, null);
+    log.answered({ method: '/etcdserverpb.KV/Put', id: 'fast', startedAt: now - 1 }, null);
     expect(lines).toHaveLength(before);
   });
 });
@@ -110,7 +111,7 @@ describe("etcd's per-call metrics (grpc_server_*)", () => {
   it('counts started and answered calls by type, service, method and code, and their handling time', () => {
     const metrics = createServerMetrics();
     let now = 1_000;
-    const log = new RequestLog(1, recorder(false).logger, () => now, new UnaryCallMetrics(metrics));
+    const log = new RequestLog(1, recorder(false).logger, { now: () => now, observer: new UnaryCallMetrics(metrics) });
     const definition = {
       Put: { path: '/etcdserverpb.KV/Put', requestStream: false, responseStream: false },
       Upload: { path: '/test.Files/Upload', requestStream: true, responseStream: false },
@@ -125,8 +126,14 @@ describe("etcd's per-call metrics (grpc_server_*)", () => {
     call('Upload');
     const watchCall = Object.assign(new EventEmitter(), { metadata: new grpc.Metadata() });
     (wrapped.Watch as unknown as (call: object) => void)(watchCall);
+    // Started as the handler starts: calls in flight are started minus handled.
+    const inFlight = metrics.registry.render();
+    expect(inFlight).toContain('grpc_server_started_total{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put"} 2\n');
+    expect(inFlight).not.toContain('grpc_server_handled_total');
     now += 2.5;
     answers[0]!(null);
+    // A second answer to one call (grpc-js sends only the first) is not counted again.
+    answers[0]!({ code: grpc.status.INTERNAL });
     now += 1;
     answers[1]!({ code: grpc.status.FAILED_PRECONDITION, details: 'no' });
     answers[2]!({ code: 99 as grpc.status });
@@ -136,7 +143,8 @@ describe("etcd's per-call metrics (grpc_server_*)", () => {
     expect(text).toContain('grpc_server_handled_total{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_code="OK"} 1\n');
     expect(text).toContain('grpc_server_handled_total{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_code="FailedPrecondition"} 1\n');
     expect(text).toContain('grpc_server_handled_total{grpc_type="client_stream",grpc_service="test.Files",grpc_method="Upload",grpc_code="Code(99)"} 1\n');
-    // 2.5 ms and 3.5 ms: both above the 0.0016 s bound and within 0.0032 s... and 0.0064 s.
+    // 2.5 ms and 3.5 ms: both above 0.0016 s; the first within 0.0032 s, both within 0.0064 s.
+    expect(text).not.toContain('grpc_code="Internal"');
     expect(text).toContain('grpc_server_handling_seconds_bucket{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",le="0.0016"} 0\n');
     expect(text).toContain('grpc_server_handling_seconds_bucket{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",le="0.0032"} 1\n');
     expect(text).toContain('grpc_server_handling_seconds_bucket{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",le="0.0064"} 2\n');
@@ -144,6 +152,27 @@ describe("etcd's per-call metrics (grpc_server_*)", () => {
     expect(metrics.grpcHandlingSeconds.get({ grpc_type: 'unary', grpc_service: 'etcdserverpb.KV', grpc_method: 'Put' }).sum).toBeCloseTo(0.006, 9);
     // A stream is not counted here.
     expect(text).not.toContain('etcdserverpb.Watch');
+  });
+
+  it('counts a handler that throws as Unknown, and an answer whose code is no integer as grpc-js sends it (Unknown)', () => {
+    const metrics = createServerMetrics();
+    const log = new RequestLog(1, recorder(false).logger, { observer: new UnaryCallMetrics(metrics) });
+    const definition = { Get: { path: '/test.S/Get', requestStream: false, responseStream: false } } as unknown as grpc.ServiceDefinition;
+    let throws = true;
+    const handler = (_call: unknown, callback: (error: { code?: unknown } | null) => void): void => {
+      if (throws) throw new Error('boom');
+      callback({ code: 'ENOENT' });
+    };
+    const wrapped = withRequestLog(definition, { Get: handler } as unknown as grpc.UntypedServiceImplementation, log);
+    const call = (): void => (wrapped.Get as unknown as (call: object, callback: () => void) => void)({ metadata: new grpc.Metadata() }, () => undefined);
+    expect(call).toThrow('boom');
+    throws = false;
+    call();
+    expect(metrics.grpcHandled.get({ grpc_type: 'unary', grpc_service: 'test.S', grpc_method: 'Get', grpc_code: 'Unknown' })).toBe(2);
+    expect(metrics.grpcHandlingSeconds.get({ grpc_type: 'unary', grpc_service: 'test.S', grpc_method: 'Get' }).count).toBe(2);
+    expect(statusCodeOf({ code: 5 })).toBe(5);
+    expect(statusCodeOf({ code: 1.5 })).toBe(2);
+    expect(statusCodeOf(null)).toBe(0);
   });
 
   it("names codes as Go's codes.Code.String() and buckets from 100 µs, doubling", () => {
@@ -246,10 +275,17 @@ describe('a node with --log-format json --log-level debug', () => {
     client.close();
     expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
     const labels = 'grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method';
-    expect(await cluster.metric(0, `grpc_server_handled_total{${labels}="Put",grpc_code="OK"}`)).toBeGreaterThanOrEqual(1);
+    const putsBefore = await cluster.metric(0, `grpc_server_handled_total{${labels}="Put",grpc_code="OK"}`);
+    const channel = etcdChannel(cluster.endpoint(0));
+    try {
+      await channel.kv('Put', { key: Buffer.from('metrics-k'), value: Buffer.from('v') });
+    } finally {
+      channel.close();
+    }
+    expect(await cluster.metric(0, `grpc_server_handled_total{${labels}="Put",grpc_code="OK"}`)).toBe(putsBefore + 1);
     expect(await cluster.metric(0, `grpc_server_handled_total{${labels}="Range",grpc_code="InvalidArgument"}`)).toBe(1);
     expect(await cluster.metric(0, `grpc_server_started_total{${labels}="Range"}`)).toBeGreaterThanOrEqual(1);
-    // Every answered Range (the harness's health checks read a key too) is timed once.
+    // Every answered Range is timed once.
     const text = await (await fetch(`${cluster.nodes[0]!.metricsUrl}/metrics`)).text();
     const handledRanges = [...text.matchAll(new RegExp(`^grpc_server_handled_total\\{${labels}="Range",grpc_code="\\w+"\\} (\\d+)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
     expect(handledRanges).toBeGreaterThanOrEqual(1);
