@@ -232,7 +232,7 @@ export const clientConnectionWindowBytes = 4 * 1024 * 1024;
 export const clientStreamWindowBytes = 256 * 1024;
 
 /** HTTP/2's initial window of a stream and of a connection (RFC 9113, 6.9.2). */
-const http2InitialWindowBytes = 65_535;
+export const http2InitialWindowBytes = 65_535;
 /** HTTP/2's largest window (RFC 9113, 6.9.1): Node throws on more, and would on a client's first connection. */
 const http2WindowBytesMax = 2 ** 31 - 1;
 assert(

@@ -5,11 +5,8 @@
  */
 import { connect, type ClientHttp2Session } from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientConnectionWindowBytes, clientStreamWindowBytes } from '../../src/server/limits.js';
+import { clientConnectionWindowBytes, clientStreamWindowBytes, http2InitialWindowBytes } from '../../src/server/limits.js';
 import { TestCluster, etcdChannel, waitUntil } from './cluster-harness.js';
-
-/** HTTP/2's initial window, for a stream and for the connection (RFC 9113, 6.9.2). */
-const http2InitialWindowBytes = 65_535;
 
 let cluster: TestCluster;
 
