@@ -4,8 +4,9 @@
  * (client-goaway.ts) and opens wide receive windows (`widenReceiveWindows`).
  *
  * How: grpc-js makes every HTTP/2 server it listens with in its (private) `createHttp2Server`; it
- * is wrapped on one `grpc.Server` instance so each HTTP/2 server gets a 'session' listener before
- * it accepts a connection (`onClientSessions`). grpc-js is pinned to one version (package.json);
+ * is wrapped on one `grpc.Server` instance so each HTTP/2 server is handed to the node before it
+ * accepts a connection (`onClientHttp2Servers`): the node gives it a 'session' listener, and the
+ * unary calls it serves itself (direct-unary.ts). grpc-js is pinned to one version (package.json);
  * its private method is asserted, so a version that renames it fails at start-up rather than
  * silently dropping what the listener does.
  */
@@ -15,18 +16,18 @@ import { assert } from '../../raft/index.js';
 import { serveThroughClientGoaway } from './client-goaway.js';
 import { clientConnectionWindowBytes, clientStreamWindowBytes } from './limits.js';
 
-type Http2ServerOfGrpc = Http2Server | Http2SecureServer;
+export type Http2ServerOfGrpc = Http2Server | Http2SecureServer;
 type CreateHttp2Server = (credentials: grpc.ServerCredentials) => Http2ServerOfGrpc;
 
-/** Runs `listener` on every session `server` accepts. Call once, before the first `bindAsync`. */
-export function onClientSessions(server: grpc.Server, listener: (session: ServerHttp2Session) => void): void {
+/** Runs `setup` on every HTTP/2 server `server` creates, before it listens. Call once, before the first `bindAsync`. */
+export function onClientHttp2Servers(server: grpc.Server, setup: (http2Server: Http2ServerOfGrpc) => void): void {
   const internals = server as unknown as { createHttp2Server?: unknown };
   const create = internals.createHttp2Server;
   assert(typeof create === 'function', "grpc-js's Server has no createHttp2Server: client-sessions.ts needs another hook");
-  assert(!Object.hasOwn(server, 'createHttp2Server'), 'onClientSessions is applied once per server');
+  assert(!Object.hasOwn(server, 'createHttp2Server'), 'onClientHttp2Servers is applied once per server');
   const createHttp2Server: CreateHttp2Server = (credentials) => {
     const http2Server = (create as CreateHttp2Server).call(server, credentials);
-    http2Server.on('session', listener);
+    setup(http2Server);
     return http2Server;
   };
   internals.createHttp2Server = createHttp2Server;

@@ -14,7 +14,8 @@ import { clusterIdOf, formatId, memberIdOf } from '../cluster/index.js';
 import { authEngineOf, composeStateMachine, kvEngineOf, metaEngineOf, ownershipEngineOf } from '../runtime/index.js';
 import { type Caller, type EngineCommand, EngineId, OWNERSHIP_FENCED_SPLIT_VERSION, authOutcome, eventsOf, isCompactionOutcome } from '../engines/index.js';
 import { AuthGate } from './auth/gate.js';
-import { acceptClientSession, onClientSessions } from './client-sessions.js';
+import { acceptClientSession, onClientHttp2Servers } from './client-sessions.js';
+import { DirectUnary } from './direct-unary.js';
 import { ConnectionLoad, withConnectionLimits } from './connection-limits.js';
 import { withStreamDeadlines } from './stream-deadline.js';
 import { authenticateBurstPerPeer, authenticateBurstPerUser, authenticateRatePerPeerPerSecond, authenticateRatePerUserPerSecond, simpleTokenSweepMs } from './auth/limits.js';
@@ -963,8 +964,13 @@ export class DkvNode {
       // its clients' connections (test/server/client-goaway.test.ts, the shutdown case).
     });
     // A client's GOAWAY must not refuse the calls it still sends (etcd's server ignores it); its
-    // requests are not held to HTTP/2's initial 64 KiB windows.
-    onClientSessions(server, acceptClientSession);
+    // requests are not held to HTTP/2's initial 64 KiB windows. Unary calls are served without
+    // grpc-js's per-call machinery (direct-unary.ts); streams go to grpc-js.
+    const direct = new DirectUnary({ maxReceiveMessageBytes: this.config.maxRequestBytes + grpcOverheadBytes });
+    onClientHttp2Servers(server, (http2Server) => {
+      http2Server.on('session', acceptClientSession);
+      direct.attach(http2Server);
+    });
     const gate = new AuthGate({
       auth: () => authEngineOf(this.router.defaultStore().machine()),
       simpleTokens: this.simpleTokens,
@@ -1006,15 +1012,15 @@ export class DkvNode {
       { requestsPendingPerConnectionMax: this.config.requestsPendingPerConnectionMax, streamsPerConnectionMax: this.config.streamsPerConnectionMax },
       (kind) => this.metrics.connectionRefused.inc(1, { kind }),
     );
-    const addService = (service: { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }): void =>
-      server.addService(
+    const addService = (service: { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }): void => {
+      const implementation = withRequestLog(
         service.definition,
-        withRequestLog(
-          service.definition,
-          guardLearner(service.definition, withConnectionLimits(service.definition, withStreamDeadlines(service.definition, forwarder.wrap(service.definition, service.implementation)), load), () => this.learner),
-          requestLog,
-        ),
+        guardLearner(service.definition, withConnectionLimits(service.definition, withStreamDeadlines(service.definition, forwarder.wrap(service.definition, service.implementation)), load), () => this.learner),
+        requestLog,
       );
+      server.addService(service.definition, implementation);
+      direct.add(service.definition, implementation);
+    };
     const kv = createKvService({ ...common, maxRequestBytes: this.config.maxRequestBytes, unsafeStaleReads: this.config.unsafeStaleReads, unsafeIgnoreTxnCompare: this.config.unsafeIgnoreTxnCompare });
     addService(kv);
     const cluster = createClusterService({ ...common, membership: this.membership() });
