@@ -15,12 +15,23 @@
  * is a registered unary method, its content-type is gRPC's, it names no compression and its
  * `grpc-timeout` (if any) is valid; every other stream goes to grpc-js untouched — streaming
  * methods, unknown paths (UNIMPLEMENTED), compressed requests, a bad content-type (415) or
- * timeout (INTERNAL). What the client sees is what grpc-js answered: the same response headers,
- * the same status for each failure (`directUnaryStatus`), the same message size limit.
+ * timeout (INTERNAL). What a client sees is what grpc-js answered: the same response headers and
+ * trailers, the same message size limit, the same status code for each failure
+ * (`directUnaryStatus`), with three differences in what only a hand-made client can send: a
+ * missing or second message is named a unary method's (grpc-js calls it a "server streaming
+ * method"); a message followed by part of a second one is refused (grpc-js runs the handler with
+ * the first); a message flagged compressed on a call that names no compression is refused with
+ * INTERNAL, as etcd's grpc-go refuses it (grpc-js reads it as uncompressed).
  *
  * The call object has what the services and wrappers use of grpc-js's `ServerUnaryCall`: the
- * request, metadata, peer, deadline, auth context, `cancelled` and its 'cancelled' event (on the
- * client's cancel, the stream's close, or the deadline), so handlers run unchanged under both.
+ * request, metadata, peer, deadline, auth context, `cancelled` and its 'cancelled' event when the
+ * call ends unanswered (the client's cancel, the stream's close, or the deadline; grpc-js also
+ * emits it after an answer, which no handler here relies on), and an 'error' event that answers
+ * with the error's status, as grpc-js's does. Handlers run unchanged under both.
+ *
+ * What grpc-js does per stream and this module does not: its interceptors (none are used), its
+ * channelz call counts (none are read), and its idle-connection timer
+ * (`grpc.max_connection_idle_ms`, not set: a connection busy with unary calls would look idle).
  */
 import { EventEmitter } from 'node:events';
 import type { Http2SecureServer, Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
@@ -160,8 +171,9 @@ class DirectUnaryCall extends EventEmitter {
   private answered = false;
   private readonly chunks: Buffer[] = [];
   private receivedBytes = 0;
-  /** The request message's length, once its prefix has arrived. */
+  /** The request message's length and compressed flag, once its prefix has arrived. */
   private messageBytes: number | undefined = undefined;
+  private flag = 0;
   private readonly deadline: number;
   private deadlineTimer: NodeJS.Timeout | undefined = undefined;
   private builtMetadata: grpc.Metadata | undefined = undefined;
@@ -184,6 +196,8 @@ class DirectUnaryCall extends EventEmitter {
     stream.on('data', (chunk: Buffer) => this.received(chunk));
     stream.once('end', () => this.halfClosed());
     stream.once('close', () => this.closed());
+    // grpc-js answers a call's 'error' event with the error's status; a wrapper may emit one.
+    this.on('error', (error: Partial<grpc.ServiceError>) => this.finish(statusOfError(error, undefined)));
   }
 
   /** The request's metadata, as grpc-js gives it (built on first use). */
@@ -230,7 +244,9 @@ class DirectUnaryCall extends EventEmitter {
     this.chunks.push(chunk);
     this.receivedBytes += chunk.byteLength;
     if (this.messageBytes === undefined && this.receivedBytes >= messagePrefixBytes) {
-      this.messageBytes = this.gathered().readUInt32BE(1);
+      const prefix = this.gathered();
+      this.flag = prefix[0]!;
+      this.messageBytes = prefix.readUInt32BE(1);
       if (this.messageBytes > this.maxReceiveMessageBytes) return this.finish(directUnaryStatus.tooLarge(this.messageBytes, this.maxReceiveMessageBytes));
     }
     if (this.messageBytes !== undefined && this.receivedBytes > messagePrefixBytes + this.messageBytes) this.finish(directUnaryStatus.secondMessage(this.method.path));
@@ -245,12 +261,19 @@ class DirectUnaryCall extends EventEmitter {
   private halfClosed(): void {
     if (this.answered) return;
     if (this.messageBytes === undefined || this.receivedBytes < messagePrefixBytes + this.messageBytes) return this.finish(directUnaryStatus.noMessage(this.method.path));
-    const whole = this.gathered();
-    if (whole[0] !== 0) return this.finish(directUnaryStatus.compressedFlag());
-    // A copy of just the message: the request's bytes may be kept (a write's go into the Raft log),
-    // and must not hold on to the frame they arrived in.
+    if (this.flag !== 0) return this.finish(directUnaryStatus.compressedFlag());
+    // A copy of just the message, made once from the chunks it came in: the request's bytes may be
+    // kept (a write's go into the Raft log) and must not hold on to the frames they arrived in.
+    // Below 4 KiB Node's allocator places it in its shared pool, as grpc-js's copy is placed.
     const raw = Buffer.allocUnsafe(this.messageBytes);
-    whole.copy(raw, 0, messagePrefixBytes, messagePrefixBytes + this.messageBytes);
+    let skip = messagePrefixBytes;
+    let filled = 0;
+    for (const chunk of this.chunks) {
+      const from = Math.min(skip, chunk.byteLength);
+      skip -= from;
+      filled += chunk.copy(raw, filled, from);
+    }
+    assert(filled === this.messageBytes, 'the request message is copied whole');
     this.chunks.length = 0;
     try {
       this.request = this.method.deserialize(raw);

@@ -2,8 +2,8 @@
  * Unary calls served straight from Node's HTTP/2 streams (direct-unary.ts), on a real grpc-js
  * server over loopback. grpc-js is given one implementation of etcd's KV service and DirectUnary
  * another, each answering with its own revision, so each test sees which of the two answered:
- * what DirectUnary takes it must answer as grpc-js would (headers, trailers, every failure's
- * status), and what it leaves (streams, unknown paths, compressed requests, bad headers) must
+ * what DirectUnary takes it must answer as grpc-js would (headers, trailers, each failure's
+ * status code; the module's comment lists where the words differ), and what it leaves (streams, unknown paths, compressed requests, bad headers) must
  * reach grpc-js untouched. Requests go over a raw HTTP/2 client, so each frame is the test's own.
  */
 import { EventEmitter } from 'node:events';
@@ -201,6 +201,28 @@ describe('DirectUnary: the unary calls it takes', () => {
     expect(await call([framed(rangeBytes('a'))])).toMatchObject({ status: grpc.status.UNKNOWN, message: directUnaryStatus.threw().details });
   });
 
+  it("answers a success's trailing metadata in the trailers, and an 'error' event with its status", async () => {
+    behaviour = (_call, callback) => {
+      const trailer = new grpc.Metadata();
+      trailer.set('served-by', 'direct');
+      callback(null, { header: { revision: directRevision } }, trailer);
+    };
+    const answer = await call([framed(rangeBytes('a'))]);
+    expect(answer).toMatchObject({ status: grpc.status.OK, revision: directRevision });
+    expect(answer.trailers['served-by']).toBe('direct');
+    behaviour = (call) => (call as unknown as EventEmitter).emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'etcdserver: too many requests' });
+    expect(await call([framed(rangeBytes('a'))])).toMatchObject({ status: grpc.status.RESOURCE_EXHAUSTED, message: 'etcdserver: too many requests' });
+  });
+
+  it('reads a message whose prefix itself is split over DATA frames', async () => {
+    behaviour = answerWith(directRevision);
+    const whole = framed(rangeBytes('split'));
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < whole.length; at += 2) chunks.push(whole.subarray(at, at + 2));
+    expect(await call(chunks)).toMatchObject({ status: grpc.status.OK, revision: directRevision });
+    expect(Buffer.from(directCalls[0]!.request.raw)).toEqual(Buffer.from(rangeBytes('split')));
+  });
+
   it('answers once: a second callback, or one after an error, is ignored', async () => {
     behaviour = (call, callback) => {
       callback(null, { header: { revision: directRevision } });
@@ -212,7 +234,7 @@ describe('DirectUnary: the unary calls it takes', () => {
   });
 });
 
-describe("DirectUnary: a request it refuses, as grpc-js refuses it", () => {
+describe("DirectUnary: a request it refuses, with grpc-js's status code", () => {
   it('a message over the limit, as soon as its length arrives (the handler never runs)', async () => {
     behaviour = answerWith(directRevision);
     const prefix = Buffer.from([0, 0, 0, 0, 0]);
@@ -274,6 +296,21 @@ describe('DirectUnary: deadlines and cancellation', () => {
     stream.close(http2Constants.NGHTTP2_CANCEL);
     await cancelled;
     expect(seen.cancelled).toBe(true);
+  });
+
+  it('runs no handler for a stream the client resets before its half-close', async () => {
+    behaviour = answerWith(directRevision);
+    const stream = open().request({ ':method': 'POST', ':path': rangePath, 'content-type': 'application/grpc' });
+    stream.on('error', () => undefined);
+    stream.write(framed(rangeBytes('a')));
+    await new Promise((resolve) => setImmediate(resolve));
+    // destroy() sends RST_STREAM alone (close() would end the stream first: a half-close).
+    const closed = new Promise<void>((resolve) => stream.on('close', resolve));
+    stream.destroy();
+    await closed;
+    // The connection still serves, and the reset call never reached the handler.
+    expect(await call([framed(rangeBytes('b'))])).toMatchObject({ status: grpc.status.OK, revision: directRevision });
+    expect(directCalls.map((c) => Buffer.from(c.request.raw).toString('latin1'))).toEqual([Buffer.from(rangeBytes('b')).toString('latin1')]);
   });
 });
 
