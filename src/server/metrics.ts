@@ -388,7 +388,7 @@ export interface ServerMetrics {
   readonly connectionRefused: Counter;
   /** Client calls forwarded to a shard's replica, by outcome; and those served for other members. */
   readonly forwardedCalls: Counter;
-  /** Unary (and client-streaming) client calls started, answered and their handling time (`UnaryCallMetrics`). */
+  /** Client calls started, answered (a stream: ended) and their handling time (`CallMetrics`). */
   readonly grpcStarted: Counter;
   readonly grpcHandled: Counter;
   readonly grpcHandlingSeconds: Histogram;
@@ -554,21 +554,21 @@ export function createServerMetrics(registry: Registry = new Registry()): Server
       labelNames: ['outcome'],
     }),
     // go-grpc-prometheus's names and labels, as etcd serves them (its handling-time histogram only
-    // with --metrics=extensive), so etcd's alerts on failed and slow requests read them unchanged.
-    // Only calls with one answer are counted, not streams.
+    // with --metrics=extensive), so etcd's alerts on failed and slow requests and its dashboards'
+    // open streams (started minus handled) read them unchanged.
     grpcStarted: registry.counter({
       name: 'grpc_server_started_total',
-      help: 'Total number of RPCs started on the server (unary and client-streaming calls).',
+      help: 'Total number of RPCs started on the server.',
       labelNames: ['grpc_type', 'grpc_service', 'grpc_method'],
     }),
     grpcHandled: registry.counter({
       name: 'grpc_server_handled_total',
-      help: 'Total number of RPCs completed on the server, regardless of success or failure (unary and client-streaming calls).',
+      help: 'Total number of RPCs completed on the server, regardless of success or failure (a stream: when it ends).',
       labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'],
     }),
     grpcHandlingSeconds: registry.histogram({
       name: 'grpc_server_handling_seconds',
-      help: "Histogram of response latency (seconds) of gRPC calls that had been application-level handled by the server: from the handler's start to its answer (unary and client-streaming calls).",
+      help: "Histogram of response latency (seconds) of gRPC calls that had been application-level handled by the server: from the handler's start to its answer (a stream: to its end).",
       labelNames: ['grpc_type', 'grpc_service', 'grpc_method'],
       buckets: grpcHandlingBuckets,
     }),

@@ -45,7 +45,7 @@ import { mallocTrim } from './malloc-trim.js';
 import { MemorySettler, lateCompactHeapBytesFor } from './memory-settle.js';
 import { BackendQuota } from './quota.js';
 import { type ServerMetrics, createServerMetrics, startMetricsServer } from './metrics.js';
-import { type LogFields, RequestLog, UnaryCallMetrics, withRequestLog } from './request-log.js';
+import { type LogFields, RequestLog, CallMetrics, withRequestLog } from './request-log.js';
 import { PeerRequestRefusal, PeerTransport, peerRefusalReasons, type PeerTlsOptions } from './peer/index.js';
 import { FORWARDED_CALL_TAG, FORWARDED_PROPOSAL_TAG, Forwarder, RETIRED_QUERY_TAG, type RoutedBy } from './forwarding.js';
 import { type KnownPeer, type StartIdentity, StartupError, checkRecoveredState, currentPeers, encodeClusterInfo, identityFile, resolveNewIdentity, writeIdentity } from './startup.js';
@@ -1007,7 +1007,7 @@ export class DkvNode {
     };
     // A learner serves what etcd's learner serves (Status, serializable Range); anything else gets
     // etcd's `rpc not supported for learner`, so clients move on to a voting member.
-    const requestLog = new RequestLog(this.identity.memberId, this.logger, { observer: new UnaryCallMetrics(this.metrics) });
+    const requestLog = new RequestLog(this.identity.memberId, this.logger, { observer: new CallMetrics(this.metrics) });
     const load = new ConnectionLoad(
       { requestsPendingPerConnectionMax: this.config.requestsPendingPerConnectionMax, streamsPerConnectionMax: this.config.streamsPerConnectionMax },
       (kind) => this.metrics.connectionRefused.inc(1, { kind }),

@@ -11,8 +11,9 @@
  *   (`requestIdOfCall`).
  *
  * With the log level above debug, a fast successful call costs a clock read and a comparison for
- * its lines. A `CallObserver` (the node's: `UnaryCallMetrics`, two counter updates and a histogram
- * observation a call) also hears of each unary and client-streaming call's start and answer.
+ * its lines. A `CallObserver` (the node's: `CallMetrics`, two counter updates and a histogram
+ * observation a call) also hears of each call's start and end: a unary or client-streaming call's
+ * answer, a stream's end (`observeStreamEnd`).
  */
 import { performance } from 'node:perf_hooks';
 import type * as grpc from '@grpc/grpc-js';
@@ -43,19 +44,22 @@ export interface RequestLogger {
 
 const printable = /^[\x21-\x7e]+$/;
 
-/** A call with a single answer: 'unary', or 'client_stream' (go-grpc-prometheus's grpc_type). */
-export type AnsweredCallType = 'unary' | 'client_stream';
+/** A call's kind, as go-grpc-prometheus's grpc_type names it. */
+export type CallType = 'unary' | 'client_stream' | 'server_stream' | 'bidi_stream';
 
-/** Hears of the calls of one method that end with one answer. */
+/** Hears of the calls of one method. */
 export interface MethodObserver {
   started(): void;
-  /** `code` is the gRPC status code (0: OK); `seconds` from the handler's start to its answer. */
+  /**
+   * `code` is the gRPC status code (0: OK); `seconds` from the handler's start to its answer (a
+   * stream: to its end).
+   */
   answered(code: number, seconds: number): void;
 }
 
 /** Gives the observer of each method (asked once per method, when its handler is wrapped). */
 export interface CallObserver {
-  method(path: string, type: AnsweredCallType): MethodObserver;
+  method(path: string, type: CallType): MethodObserver;
 }
 
 /** gRPC status codes by number, named as Go's codes.Code.String() names them (go-grpc-prometheus's grpc_code). */
@@ -82,14 +86,15 @@ type MethodLabels = Readonly<Record<'grpc_type' | 'grpc_service' | 'grpc_method'
 
 /**
  * etcd's per-call server metrics (go-grpc-prometheus's): grpc_server_started_total,
- * grpc_server_handled_total by status, and grpc_server_handling_seconds, for every call that ends
- * with one answer. No stream is counted (Watch, LeaseKeepAlive, Snapshot, Observe…). A method's
- * series appear with its first call (go-grpc-prometheus makes them at zero when it starts).
+ * grpc_server_handled_total by status, and grpc_server_handling_seconds, for every call: a stream
+ * (Watch, LeaseKeepAlive, Snapshot, Observe…) is handled when it ends, so started minus handled is
+ * the streams open (etcd's dashboards count watch streams so). A method's series appear with its
+ * first call (go-grpc-prometheus makes them at zero when it starts).
  */
-export class UnaryCallMetrics implements CallObserver {
+export class CallMetrics implements CallObserver {
   constructor(private readonly metrics: { readonly grpcStarted: Counter; readonly grpcHandled: Counter; readonly grpcHandlingSeconds: Histogram }) {}
 
-  method(path: string, type: AnsweredCallType): MethodObserver {
+  method(path: string, type: CallType): MethodObserver {
     // A method path is /package.Service/Method (grpc-js routes nothing else to a handler).
     const slash = path.lastIndexOf('/');
     const labels: MethodLabels = { grpc_type: type, grpc_service: path.slice(1, slash), grpc_method: path.slice(slash + 1) };
@@ -168,7 +173,7 @@ export class RequestLog {
   }
 
   /** The observer of one method's calls (none without a `CallObserver`). */
-  observe(path: string, type: AnsweredCallType): MethodObserver | undefined {
+  observe(path: string, type: CallType): MethodObserver | undefined {
     return this.observer?.method(path, type);
   }
 
@@ -281,15 +286,68 @@ export function withRequestLog(
         }
       }) as grpc.UntypedHandleCall;
     } else {
+      const observer = log.observe(path, method.requestStream ? 'bidi_stream' : 'server_stream');
       wrapped[name] = ((call: grpc.ServerWritableStream<unknown, unknown>) => {
         const startedAt = now();
         const id = log.claim(call.metadata);
         (call as TaggedCall)[requestIdKey] = { log, id };
         log.stream('opened', path, id);
         call.once('close', () => log.stream('ended', path, id, startedAt));
+        if (observer !== undefined) observeStreamEnd(call, observer, () => (now() - startedAt) / 1000);
         original(call);
       }) as grpc.UntypedHandleCall;
     }
   }
   return wrapped;
+}
+
+/** gRPC's codes for a stream the client cancelled, and one whose deadline passed. */
+const grpcStatusCancelled = 1;
+const grpcStatusDeadlineExceeded = 4;
+
+/** The parts of a grpc-js stream call `observeStreamEnd` uses. */
+interface ObservedStream {
+  end(...args: never[]): unknown;
+  on(event: 'error', listener: (error: { code?: unknown } | null | undefined) => void): unknown;
+  once(event: 'cancelled' | 'close', listener: () => void): unknown;
+  getDeadline(): grpc.Deadline;
+  /** grpc-js's call under the stream, and its HTTP/2 stream (private to grpc-js; see `observeStreamEnd`). */
+  readonly call?: { readonly stream?: { readonly rstCode?: number } };
+}
+
+/**
+ * Tells `observer` once that the stream `call` ended, with the code go-grpc-prometheus would count:
+ * the status of the error the handler ended it with (`emit('error', status)`); else Canceled when
+ * the client reset the stream or its connection went (a handler that sees its client's side end
+ * ends its own, so its `end()` says nothing of why); else OK when the handler ended it (`end()`);
+ * else DeadlineExceeded once its deadline has passed, or Canceled. grpc-js emits 'cancelled' at the
+ * end of every stream, after the handler's end or error, and 'close' after; whichever comes first
+ * settles it. Whether the client reset the stream is read from its HTTP/2 stream's `rstCode`, which
+ * grpc-js 1.14's call holds as `call.stream` (pinned; without it, a reset stream the handler ended
+ * counts as OK).
+ */
+export function observeStreamEnd(call: ObservedStream, observer: MethodObserver, seconds: () => number, nowMs: () => number = Date.now): void {
+  observer.started();
+  let errorCode: number | undefined;
+  let ended = false;
+  let settled = false;
+  const end = call.end;
+  call.end = function endObserved(this: ObservedStream, ...args: never[]): unknown {
+    ended = true;
+    return end.apply(this, args);
+  };
+  call.on('error', (error) => {
+    errorCode ??= statusCodeOf(error);
+  });
+  const settle = (): void => {
+    if (settled) return;
+    settled = true;
+    const deadline = call.getDeadline();
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+    const reset = (call.call?.stream?.rstCode ?? 0) !== 0;
+    const code = errorCode ?? (reset ? grpcStatusCancelled : ended ? 0 : nowMs() >= deadlineMs ? grpcStatusDeadlineExceeded : grpcStatusCancelled);
+    observer.answered(code, seconds());
+  };
+  call.once('cancelled', settle);
+  call.once('close', settle);
 }

@@ -16,7 +16,8 @@ import {
   slowRequestLinesPerSecondMax,
   slowRequestWarnMs,
   statusCodeOf,
-  UnaryCallMetrics,
+  CallMetrics,
+  observeStreamEnd,
   withRequestLog,
 } from '../../src/server/request-log.js';
 import { registerRuntimeMetrics } from '../../src/server/runtime-metrics.js';
@@ -111,7 +112,7 @@ describe("etcd's per-call metrics (grpc_server_*)", () => {
   it('counts started and answered calls by type, service, method and code, and their handling time', () => {
     const metrics = createServerMetrics();
     let now = 1_000;
-    const log = new RequestLog(1, recorder(false).logger, { now: () => now, observer: new UnaryCallMetrics(metrics) });
+    const log = new RequestLog(1, recorder(false).logger, { now: () => now, observer: new CallMetrics(metrics) });
     const definition = {
       Put: { path: '/etcdserverpb.KV/Put', requestStream: false, responseStream: false },
       Upload: { path: '/test.Files/Upload', requestStream: true, responseStream: false },
@@ -150,13 +151,54 @@ describe("etcd's per-call metrics (grpc_server_*)", () => {
     expect(text).toContain('grpc_server_handling_seconds_bucket{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",le="0.0064"} 2\n');
     expect(text).toContain('grpc_server_handling_seconds_count{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put"} 2\n');
     expect(metrics.grpcHandlingSeconds.get({ grpc_type: 'unary', grpc_service: 'etcdserverpb.KV', grpc_method: 'Put' }).sum).toBeCloseTo(0.006, 9);
-    // A stream is not counted here.
-    expect(text).not.toContain('etcdserverpb.Watch');
+    // A stream open and not ended is started, not handled.
+    expect(text).toContain('grpc_server_started_total{grpc_type="bidi_stream",grpc_service="etcdserverpb.Watch",grpc_method="Watch"} 1\n');
+    expect(text).not.toContain('grpc_server_handled_total{grpc_type="bidi_stream"');
+  });
+
+  it('counts a stream handled when it ends: the error it ended with, OK when the handler ended it, else Canceled or DeadlineExceeded', () => {
+    const metrics = createServerMetrics();
+    let nowMs = 10_000;
+    const observer = new CallMetrics(metrics).method('/etcdserverpb.Watch/Watch', 'bidi_stream');
+    const stream = (deadline: number = Infinity) => {
+      const call = Object.assign(new EventEmitter(), { ended: 0, end: () => void call.ended++, getDeadline: () => deadline });
+      // grpc-js's own 'error' listener, registered when it makes the call, ends the stream.
+      call.on('error', () => call.end());
+      observeStreamEnd(call, observer, () => 0.25, () => nowMs);
+      return call;
+    };
+    const handled = (code: string): number => metrics.grpcHandled.get({ grpc_type: 'bidi_stream', grpc_service: 'etcdserverpb.Watch', grpc_method: 'Watch', grpc_code: code });
+    const ok = stream();
+    ok.end();
+    ok.emit('cancelled');
+    ok.emit('close');
+    expect(ok.ended).toBe(1);
+    const failed = stream();
+    failed.emit('error', { code: grpc.status.FAILED_PRECONDITION });
+    failed.emit('cancelled');
+    const cancelled = stream();
+    cancelled.emit('cancelled');
+    // The handler ends its side after the client went: still the client's cancel.
+    cancelled.end();
+    cancelled.emit('close');
+    // The client reset the stream (grpc-js's call holds its HTTP/2 stream); the handler then ended its side.
+    const reset = stream();
+    Object.assign(reset, { call: { stream: { rstCode: 8 } } });
+    reset.end();
+    reset.emit('cancelled');
+    const overdue = stream(nowMs + 50);
+    nowMs += 50;
+    overdue.emit('close');
+    const open = stream();
+    open.emit('data');
+    expect([handled('OK'), handled('FailedPrecondition'), handled('Canceled'), handled('DeadlineExceeded')]).toEqual([1, 1, 2, 1]);
+    expect(metrics.grpcStarted.get({ grpc_type: 'bidi_stream', grpc_service: 'etcdserverpb.Watch', grpc_method: 'Watch' })).toBe(6);
+    expect(metrics.grpcHandlingSeconds.get({ grpc_type: 'bidi_stream', grpc_service: 'etcdserverpb.Watch', grpc_method: 'Watch' }).count).toBe(5);
   });
 
   it('counts a handler that throws as Unknown, and an answer whose code is no integer as grpc-js sends it (Unknown)', () => {
     const metrics = createServerMetrics();
-    const log = new RequestLog(1, recorder(false).logger, { observer: new UnaryCallMetrics(metrics) });
+    const log = new RequestLog(1, recorder(false).logger, { observer: new CallMetrics(metrics) });
     const definition = { Get: { path: '/test.S/Get', requestStream: false, responseStream: false } } as unknown as grpc.ServiceDefinition;
     let throws = true;
     const handler = (_call: unknown, callback: (error: { code?: unknown } | null) => void): void => {
@@ -291,6 +333,33 @@ describe('a node with --log-format json --log-level debug', () => {
     expect(handledRanges).toBeGreaterThanOrEqual(1);
     expect(await cluster.metric(0, `grpc_server_handling_seconds_count{${labels}="Range"}`)).toBe(handledRanges);
     expect(await cluster.metric(0, `grpc_server_handling_seconds_sum{${labels}="Range"}`)).toBeGreaterThan(0);
+  });
+
+  it("counts a node's Watch stream started when it opens and handled when its client ends it: started minus handled is the streams open", async () => {
+    const labels = 'grpc_type="bidi_stream",grpc_service="etcdserverpb.Watch",grpc_method="Watch"';
+    const handledWatches = async (): Promise<number> => {
+      const text = await (await fetch(`${cluster.nodes[0]!.metricsUrl}/metrics`)).text();
+      return [...text.matchAll(new RegExp(`^grpc_server_handled_total\\{${labels},grpc_code="\\w+"\\} (\\d+)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
+    };
+    const openWatches = async (): Promise<number> => (await cluster.metric(0, `grpc_server_started_total{${labels}}`)) - (await handledWatches());
+    const startedBefore = await cluster.metric(0, `grpc_server_started_total{${labels}}`);
+    const openBefore = await openWatches();
+    const client = new grpc.Client(cluster.nodes[0]!.clientUrl.replace('http://', ''), grpc.credentials.createInsecure());
+    try {
+      const watch = client.makeBidiStreamRequest('/etcdserverpb.Watch/Watch', (value: Buffer) => value, (bytes: Buffer) => bytes);
+      watch.on('error', () => undefined);
+      const created = new Promise<void>((resolve) => watch.once('data', () => resolve()));
+      watch.write(Buffer.from(etcdType('etcdserverpb.WatchRequest').encode({ create_request: { key: Buffer.from('metrics-w') } }).finish()));
+      await created;
+      expect(await cluster.metric(0, `grpc_server_started_total{${labels}}`)).toBe(startedBefore + 1);
+      expect(await openWatches()).toBe(openBefore + 1);
+      // grpc-js's cancel half-closes the stream, then resets it: the watch ends on the half-close
+      // (OK); a client whose reset comes alone (etcdctl's) is counted Canceled (the unit test above).
+      watch.cancel();
+      await waitUntil(async () => (await openWatches()) === openBefore, 5_000, () => 'the ended watch counted handled');
+    } finally {
+      client.close();
+    }
   });
 
   it('serves the runtime metrics on /metrics', async () => {
