@@ -293,23 +293,30 @@ export function withRequestLog(
         (call as TaggedCall)[requestIdKey] = { log, id };
         log.stream('opened', path, id);
         call.once('close', () => log.stream('ended', path, id, startedAt));
-        if (observer !== undefined) observeStreamEnd(call, observer, () => (now() - startedAt) / 1000);
-        original(call);
+        const observed = observer === undefined ? undefined : observeStreamEnd(call, observer, () => (now() - startedAt) / 1000);
+        try {
+          original(call);
+        } catch (error) {
+          // grpc-js answers a stream handler that throws UNKNOWN.
+          observed?.threw();
+          throw error;
+        }
       }) as grpc.UntypedHandleCall;
     }
   }
   return wrapped;
 }
 
-/** gRPC's codes for a stream the client cancelled, and one whose deadline passed. */
+/** gRPC's codes for a stream the client cancelled, a handler that threw, and a stream whose deadline passed. */
 const grpcStatusCancelled = 1;
+const grpcStatusUnknown = 2;
 const grpcStatusDeadlineExceeded = 4;
 
 /** The parts of a grpc-js stream call `observeStreamEnd` uses. */
 interface ObservedStream {
   end(...args: never[]): unknown;
   on(event: 'error', listener: (error: { code?: unknown } | null | undefined) => void): unknown;
-  once(event: 'cancelled' | 'close', listener: () => void): unknown;
+  once(event: 'cancelled' | 'close', listener: (reason?: unknown) => void): unknown;
   getDeadline(): grpc.Deadline;
   /** grpc-js's call under the stream, and its HTTP/2 stream (private to grpc-js; see `observeStreamEnd`). */
   readonly call?: { readonly stream?: { readonly rstCode?: number } };
@@ -317,16 +324,18 @@ interface ObservedStream {
 
 /**
  * Tells `observer` once that the stream `call` ended, with the code go-grpc-prometheus would count:
- * the status of the error the handler ended it with (`emit('error', status)`); else Canceled when
- * the client reset the stream or its connection went (a handler that sees its client's side end
- * ends its own, so its `end()` says nothing of why); else OK when the handler ended it (`end()`);
- * else DeadlineExceeded once its deadline has passed, or Canceled. grpc-js emits 'cancelled' at the
- * end of every stream, after the handler's end or error, and 'close' after; whichever comes first
- * settles it. Whether the client reset the stream is read from its HTTP/2 stream's `rstCode`, which
- * grpc-js 1.14's call holds as `call.stream` (pinned; without it, a reset stream the handler ended
- * counts as OK).
+ * the status of the error the handler ended it with (`emit('error', status)`) or Unknown when it
+ * threw (`threw()`); else DeadlineExceeded when its deadline ended it (stream-deadline.ts emits
+ * 'cancelled' with reason 'deadline', a few milliseconds before the deadline) or had passed unended; else
+ * Canceled when the client reset the stream or its connection went (a handler that sees its
+ * client's side end ends its own, so its `end()` says nothing of why); else OK when the handler
+ * ended it (`end()`); else Canceled. grpc-js emits 'cancelled' at the end of every stream, and
+ * 'close' once both sides are done; whichever comes first settles it. Whether the client reset the
+ * stream is read from its HTTP/2 stream's `rstCode`, which grpc-js 1.14's call holds as
+ * `call.stream` (pinned; without it, a reset stream the handler ended counts as OK). A status
+ * grpc-js sends by itself (a message over the size limit) is counted Canceled.
  */
-export function observeStreamEnd(call: ObservedStream, observer: MethodObserver, seconds: () => number, nowMs: () => number = Date.now): void {
+export function observeStreamEnd(call: ObservedStream, observer: MethodObserver, seconds: () => number, nowMs: () => number = Date.now): { threw(): void } {
   observer.started();
   let errorCode: number | undefined;
   let ended = false;
@@ -339,15 +348,21 @@ export function observeStreamEnd(call: ObservedStream, observer: MethodObserver,
   call.on('error', (error) => {
     errorCode ??= statusCodeOf(error);
   });
-  const settle = (): void => {
+  const settle = (reason?: unknown): void => {
     if (settled) return;
     settled = true;
     const deadline = call.getDeadline();
     const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+    const overdue = reason === 'deadline' || (!ended && nowMs() >= deadlineMs);
     const reset = (call.call?.stream?.rstCode ?? 0) !== 0;
-    const code = errorCode ?? (reset ? grpcStatusCancelled : ended ? 0 : nowMs() >= deadlineMs ? grpcStatusDeadlineExceeded : grpcStatusCancelled);
+    const code = errorCode ?? (overdue ? grpcStatusDeadlineExceeded : reset ? grpcStatusCancelled : ended ? 0 : grpcStatusCancelled);
     observer.answered(code, seconds());
   };
   call.once('cancelled', settle);
-  call.once('close', settle);
+  call.once('close', () => settle());
+  return {
+    threw: () => {
+      errorCode ??= grpcStatusUnknown;
+    },
+  };
 }

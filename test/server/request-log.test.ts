@@ -156,7 +156,7 @@ describe("etcd's per-call metrics (grpc_server_*)", () => {
     expect(text).not.toContain('grpc_server_handled_total{grpc_type="bidi_stream"');
   });
 
-  it('counts a stream handled when it ends: the error it ended with, OK when the handler ended it, else Canceled or DeadlineExceeded', () => {
+  it('counts a stream handled when it ends: its error (Unknown when the handler threw), DeadlineExceeded, Canceled when reset, OK when the handler ended it', () => {
     const metrics = createServerMetrics();
     let nowMs = 10_000;
     const observer = new CallMetrics(metrics).method('/etcdserverpb.Watch/Watch', 'bidi_stream');
@@ -189,11 +189,20 @@ describe("etcd's per-call metrics (grpc_server_*)", () => {
     const overdue = stream(nowMs + 50);
     nowMs += 50;
     overdue.emit('close');
+    // stream-deadline.ts ends a stream a few milliseconds before its deadline, with reason 'deadline':
+    // DeadlineExceeded (what the client gets), though the deadline has not quite passed.
+    const endedByDeadline = stream(nowMs + 5);
+    endedByDeadline.end();
+    endedByDeadline.emit('cancelled', 'deadline');
+    // A handler that throws: grpc-js answers UNKNOWN.
+    const thrower = Object.assign(new EventEmitter(), { end: () => undefined, getDeadline: () => Infinity });
+    observeStreamEnd(thrower, observer, () => 0.25, () => nowMs).threw();
+    thrower.emit('cancelled');
     const open = stream();
     open.emit('data');
-    expect([handled('OK'), handled('FailedPrecondition'), handled('Canceled'), handled('DeadlineExceeded')]).toEqual([1, 1, 2, 1]);
-    expect(metrics.grpcStarted.get({ grpc_type: 'bidi_stream', grpc_service: 'etcdserverpb.Watch', grpc_method: 'Watch' })).toBe(6);
-    expect(metrics.grpcHandlingSeconds.get({ grpc_type: 'bidi_stream', grpc_service: 'etcdserverpb.Watch', grpc_method: 'Watch' }).count).toBe(5);
+    expect([handled('OK'), handled('FailedPrecondition'), handled('Canceled'), handled('DeadlineExceeded'), handled('Unknown')]).toEqual([1, 1, 2, 2, 1]);
+    expect(metrics.grpcStarted.get({ grpc_type: 'bidi_stream', grpc_service: 'etcdserverpb.Watch', grpc_method: 'Watch' })).toBe(8);
+    expect(metrics.grpcHandlingSeconds.get({ grpc_type: 'bidi_stream', grpc_service: 'etcdserverpb.Watch', grpc_method: 'Watch' }).count).toBe(7);
   });
 
   it('counts a handler that throws as Unknown, and an answer whose code is no integer as grpc-js sends it (Unknown)', () => {
@@ -353,8 +362,8 @@ describe('a node with --log-format json --log-level debug', () => {
       await created;
       expect(await cluster.metric(0, `grpc_server_started_total{${labels}}`)).toBe(startedBefore + 1);
       expect(await openWatches()).toBe(openBefore + 1);
-      // grpc-js's cancel half-closes the stream, then resets it: the watch ends on the half-close
-      // (OK); a client whose reset comes alone (etcdctl's) is counted Canceled (the unit test above).
+      // grpc-js's cancel half-closes the stream, then resets it: Canceled when the node reads the
+      // reset before the watch has ended on the half-close, else OK; either way no longer open.
       watch.cancel();
       await waitUntil(async () => (await openWatches()) === openBefore, 5_000, () => 'the ended watch counted handled');
     } finally {
