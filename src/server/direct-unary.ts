@@ -38,6 +38,7 @@ import type { Http2SecureServer, Http2Server, IncomingHttpHeaders, ServerHttp2St
 import { TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { assert } from '../../raft/index.js';
+import { statusCodeOf } from './request-log.js';
 
 type AuthContext = ReturnType<grpc.ServerUnaryCall<unknown, unknown>['getAuthContext']>;
 
@@ -99,12 +100,12 @@ export function grpcTimeoutMs(header: string): number | undefined {
   return (Number(match[1]) * grpcTimeoutUnitMs[match[2]!]!) | 0;
 }
 
-/** What grpc-js makes of a handler's error (its `serverErrorToStatus`). */
+/** What grpc-js makes of a handler's error (its `serverErrorToStatus`; the code as request-log.ts counts it). */
 function statusOfError(error: Partial<grpc.ServiceError>, trailer: grpc.Metadata | undefined): Status {
-  const integral = typeof error.code === 'number' && Number.isInteger(error.code);
+  const code = statusCodeOf(error);
   return {
-    code: integral ? error.code! : grpc.status.UNKNOWN,
-    details: integral && typeof error.details === 'string' ? error.details : typeof error.message === 'string' ? error.message : 'Unknown Error',
+    code,
+    details: code === error.code && typeof error.details === 'string' ? error.details : typeof error.message === 'string' ? error.message : 'Unknown Error',
     metadata: trailer ?? error.metadata ?? null,
   };
 }

@@ -73,13 +73,18 @@ export function grpcCodeName(code: number): string {
   return grpcCodeNames[code] ?? `Code(${code})`;
 }
 
+/** gRPC's codes for a stream the client cancelled, a handler that threw (or an error without an integer code), and a stream whose deadline passed. */
+const grpcStatusCancelled = 1;
+const grpcStatusUnknown = 2;
+const grpcStatusDeadlineExceeded = 4;
+
 /**
  * The status code a client gets for an answer's error: grpc-js sends an integer `code` as it is
  * and anything else as UNKNOWN.
  */
 export function statusCodeOf(error: { code?: unknown } | null | undefined): number {
   if (error === null || error === undefined) return 0;
-  return typeof error.code === 'number' && Number.isInteger(error.code) ? error.code : 2;
+  return typeof error.code === 'number' && Number.isInteger(error.code) ? error.code : grpcStatusUnknown;
 }
 
 type MethodLabels = Readonly<Record<'grpc_type' | 'grpc_service' | 'grpc_method', string>>;
@@ -280,7 +285,7 @@ export function withRequestLog(
         } catch (error) {
           if (!answered) {
             answered = true;
-            log.answered({ method: path, id, startedAt, observer }, { code: 2 });
+            log.answered({ method: path, id, startedAt, observer }, { code: grpcStatusUnknown });
           }
           throw error;
         }
@@ -306,11 +311,6 @@ export function withRequestLog(
   }
   return wrapped;
 }
-
-/** gRPC's codes for a stream the client cancelled, a handler that threw, and a stream whose deadline passed. */
-const grpcStatusCancelled = 1;
-const grpcStatusUnknown = 2;
-const grpcStatusDeadlineExceeded = 4;
 
 /** The parts of a grpc-js stream call `observeStreamEnd` uses. */
 interface ObservedStream {
